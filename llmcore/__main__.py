@@ -1,0 +1,5 @@
+import sys
+
+from llmcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""``LLM``: the public Python API, in the spirit of llama-cpp-python's ``Llama``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmcore.api.types import Completion, CompletionChoice, FinishReason, Timings, Usage
+from llmcore.backends.registry import choose_backend
+from llmcore.batch import Batch
+from llmcore.context import Context, LayerPlacement
+from llmcore.errors import LLMCoreError
+from llmcore.graph.ir import F16, F32
+from llmcore.hub import resolve_model
+from llmcore.model import Model
+from llmcore.sampling import Sampler, SamplingParams
+from llmcore.stops import StopMatcher
+
+_SAMPLING_FIELDS = {f.name for f in dataclasses.fields(SamplingParams)}
+
+
+@dataclass
+class GenerationStats:
+    """What the last generation did: token counts, times and why it ended."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: FinishReason | None = None
+    timings: Timings = field(default_factory=Timings)
+
+
+class LLM:
+    """A model loaded onto a backend, ready to tokenize, score and generate.
+
+    ``model`` is a GGUF path, a cached model name, a URL or Hugging Face-style reference, or None
+    for the default model (SmolLM2-135M-Instruct). ``backend`` is a backend name or ``"auto"``
+    (the best usable one). ``seed`` is the default sampling seed (None: random).
+    """
+
+    def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
+                 n_batch: int = 512, n_threads: int | None = None, seed: int | None = None,
+                 cache_type: str = "f16") -> None:
+        if n_ctx < 1 or n_batch < 1:
+            raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
+        if cache_type not in (F16, F32):
+            raise LLMCoreError(f"cache_type must be 'f16' or 'f32', got {cache_type!r}")
+        started = time.perf_counter()
+        self.model_path = resolve_model(None if model is None else str(model))
+        self.model = Model(self.model_path)
+        self.tokenizer = self.model.tokenizer
+        self.backend = choose_backend(backend)(n_threads=n_threads)
+        placement = LayerPlacement.single(self.backend, self.model.hparams.n_layer)
+        self.context = Context(self.model, placement, n_ctx, n_batch, cache_type)
+        self.seed = seed
+        self.load_ms = 1e3 * (time.perf_counter() - started)
+        self.last = GenerationStats()
+        self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.model.metadata
+
+    @property
+    def n_vocab(self) -> int:
+        return self.model.hparams.n_vocab
+
+    @property
+    def n_ctx(self) -> int:
+        return self.context.n_ctx
+
+    @property
+    def placement(self) -> list[tuple[str, str]]:
+        """Which backend runs which layers, e.g. ``[("input, 0-29, output", "cpu_simd")]``."""
+        return self.context.placement.describe()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return self.tokenizer.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.detokenize(ids)
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """float32 logits [len(ids), n_vocab] for every position, from a fresh context."""
+        self.reset()
+        logits = self.context.decode(Batch.for_sequence(list(ids), 0, all_logits=True))
+        self._cached_tokens = list(ids)
+        return logits
+
+    def reset(self) -> None:
+        """Forget the KV cache."""
+        self.context.cells.clear()
+        self._cached_tokens = []
+
+    def eval_prompt(self, tokens: list[int]) -> np.ndarray:
+        """Bring sequence 0 to exactly ``tokens`` and return the logits of the last one.
+
+        Keys and values of a common prefix with what the cache already holds are reused, so a
+        conversation or a shared system prompt is evaluated once.
+        """
+        if not tokens:
+            raise LLMCoreError("the prompt is empty")
+        if len(tokens) > self.n_ctx:
+            raise LLMCoreError(f"the prompt has {len(tokens)} tokens, more than the context size {self.n_ctx}")
+        keep = _common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
+        self.context.cells.remove(0, keep)
+        self._cached_tokens = self._cached_tokens[:keep]
+        logits = self.context.decode(Batch.for_sequence(tokens[keep:], keep))[-1]
+        self._cached_tokens = list(tokens)
+        self.last.timings.prompt_n = len(tokens) - keep
+        return logits
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
+                        ignore_eos: bool = False) -> Iterator[int]:
+        """Sample tokens one by one after ``prompt_tokens``; ``self.last`` records the outcome.
+
+        Ends at an end-of-generation token (not yielded), after ``max_tokens`` (-1: until the
+        context is full), or when the consumer stops iterating.
+        """
+        self.last = GenerationStats(prompt_tokens=len(prompt_tokens))
+        t0 = time.perf_counter()
+        logits = self.eval_prompt(prompt_tokens)
+        t1 = time.perf_counter()
+        self.last.timings.prompt_ms = 1e3 * (t1 - t0)
+        limit = self.n_ctx - len(prompt_tokens) if max_tokens < 0 else min(max_tokens, self.n_ctx - len(prompt_tokens))
+        self.last.finish_reason = "length"
+        try:
+            for _ in range(limit):
+                token = sampler.sample(logits)
+                sampler.accept(token)
+                if self.tokenizer.is_eog(token) and not ignore_eos:
+                    self.last.finish_reason = "stop"
+                    return
+                self.last.completion_tokens += 1
+                yield token
+                pos = len(self._cached_tokens)
+                logits = self.context.decode(Batch.for_sequence([token], pos))[-1]
+                self._cached_tokens.append(token)
+                self.last.timings.predicted_n += 1
+        finally:
+            self.last.timings.predicted_ms = 1e3 * (time.perf_counter() - t1)
+
+    def sampler(self, **sampling: Any) -> Sampler:
+        """A sampler with llama.cpp's defaults overridden by ``sampling`` (SamplingParams fields)."""
+        unknown = set(sampling) - _SAMPLING_FIELDS
+        if unknown:
+            raise LLMCoreError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
+        if sampling.get("seed") is None:
+            sampling["seed"] = self.seed
+        return Sampler(SamplingParams(**sampling), self.n_vocab)
+
+    def generate(self, prompt: str | list[int], *, max_tokens: int = -1, stop: list[str] | str | None = None,
+                 ignore_eos: bool = False, **sampling: Any) -> Iterator[str]:
+        """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character)."""
+        tokens = self._prompt_tokens(prompt)
+        stops = StopMatcher([stop] if isinstance(stop, str) else stop)
+        decoder = self.tokenizer.stream_decoder()
+        for token in self.generate_tokens(tokens, self.sampler(**sampling), max_tokens, ignore_eos):
+            piece = stops.feed(decoder.feed(token))
+            if piece:
+                yield piece
+            if stops.stopped:
+                self.last.finish_reason = "stop"
+                return
+        tail = stops.feed(decoder.flush())
+        tail += stops.flush()
+        if stops.stopped:
+            self.last.finish_reason = "stop"
+        if tail:
+            yield tail
+
+    def create_completion(self, prompt: str | list[int], *, max_tokens: int | None = 16,
+                          stop: list[str] | str | None = None, stream: bool = False,
+                          **sampling: Any) -> Completion | Iterator[Completion]:
+        """An OpenAI-shaped text completion (or, with ``stream=True``, an iterator of chunks)."""
+        limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
+        pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
+        meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_path.name}
+        if stream:
+            return self._stream_chunks(pieces, meta)
+        text = "".join(pieces)
+        return Completion(**meta, choices=[CompletionChoice(text=text, finish_reason=self.last.finish_reason)],
+                          usage=self._usage())
+
+    def _stream_chunks(self, pieces: Iterator[str], meta: dict[str, Any]) -> Iterator[Completion]:
+        for piece in pieces:
+            yield Completion(**meta, choices=[CompletionChoice(text=piece)])
+        yield Completion(**meta, choices=[CompletionChoice(text="", finish_reason=self.last.finish_reason)],
+                         usage=self._usage())
+
+    def _usage(self) -> Usage:
+        p, c = self.last.prompt_tokens, self.last.completion_tokens
+        return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+    def _prompt_tokens(self, prompt: str | list[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, add_special=True, parse_special=True)
+        return list(prompt)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y or n >= limit:
+            break
+        n += 1
+    return n

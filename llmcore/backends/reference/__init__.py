@@ -1,0 +1,135 @@
+"""The reference backend: pure numpy, registered through the same hooks as any plugin.
+
+It is the oracle every other backend is tested against, so each op is a short numpy function
+(see ``kernels``). Weights are dequantized to float32 once, when first used, so that matrix
+products run as BLAS calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from llmcore.backends.base import Availability, Backend, Device, Executable, Subgraph, WeightData
+from llmcore.backends.hookspecs import hookimpl
+from llmcore.backends.reference import kernels
+from llmcore.gguf import dequantize
+from llmcore.graph.ir import F16, Node, Op
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    priority = 0
+
+    @classmethod
+    def probe(cls) -> Availability:
+        return Availability(True, devices=(Device("numpy", "cpu"),))
+
+    def __init__(self, n_threads: int | None = None) -> None:
+        super().__init__(n_threads)
+        self._weights: dict[str, WeightData] = {}
+        self._dequantized: dict[str, np.ndarray] = {}
+        self._mins: dict[str, np.ndarray | None] = {}
+        self._caches: dict[str, np.ndarray] = {}
+
+    def supports_op(self, node: Node) -> bool:
+        return True
+
+    def load_weights(self, weights: Sequence[WeightData]) -> None:
+        for w in weights:
+            self._weights[w.name] = w
+
+    def dense(self, name: str) -> np.ndarray:
+        """Weight ``name`` as float32, dequantized on first use."""
+        if name not in self._dequantized:
+            w = self._weights[name]
+            self._dequantized[name] = dequantize(w.raw, w.type, w.shape)
+            self._mins[name] = kernels.block_mins(w.raw, w.type)
+        return self._dequantized[name]
+
+    def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of weight ``name`` as float32, without dequantizing the whole table."""
+        w = self._weights[name]
+        return dequantize(np.ascontiguousarray(w.raw[ids]), w.type, (len(ids), *w.shape[1:]))
+
+    def compile(self, subgraph: Subgraph) -> Executable:
+        for node in subgraph.caches:
+            if node.name not in self._caches:
+                dtype = np.float16 if node.dtype == F16 else np.float32
+                self._caches[node.name] = np.zeros(node.shape, dtype)
+        return _Interpreter(self, subgraph)
+
+    def cache_view(self, name: str) -> np.ndarray:
+        return self._caches[name]
+
+    def memory_used(self) -> dict[str, int]:
+        return {
+            "weights": sum(w.raw.nbytes for w in self._weights.values())
+            + sum(a.nbytes for a in self._dequantized.values()),
+            "kv": sum(c.nbytes for c in self._caches.values()),
+        }
+
+
+class _Interpreter(Executable):
+    """Runs a subgraph op by op, in order, keeping every intermediate value by node id."""
+
+    def __init__(self, backend: ReferenceBackend, subgraph: Subgraph) -> None:
+        self.backend = backend
+        self.subgraph = subgraph
+
+    def run(self, inputs: Mapping[int, np.ndarray], n_kv: int) -> list[np.ndarray]:
+        values: dict[int, np.ndarray] = dict(inputs)
+        values.update((w.id, self.backend._weights[w.name].raw) for w in self.subgraph.weights)
+        values.update((c.id, self.backend._caches[c.name]) for c in self.subgraph.caches)
+        for node in self.subgraph.nodes:
+            values[node.id] = self._eval(node, values, n_kv)
+        return [values[node.id] for node in self.subgraph.outputs]
+
+    def _eval(self, node: Node, values: dict[int, np.ndarray], n_kv: int) -> np.ndarray:
+        b = self.backend
+        src = [values[s.id] for s in node.srcs]
+        p = node.params
+        match node.op:
+            case Op.GET_ROWS:
+                table = node.srcs[0]
+                return b.rows(table.name, src[1]) if table.op is Op.WEIGHT else src[0][src[1]]
+            case Op.MUL_MAT:
+                w = node.srcs[0]
+                return kernels.mul_mat(b.dense(w.name), w.dtype, src[1], b._mins[w.name])
+            case Op.KV_STORE:
+                cache, x, cells = src
+                cache[cells] = x
+                return cache
+            case Op.ATTENTION:
+                return kernels.attention(*src, p["scale"], p["n_head_kv"], n_kv)
+            case Op.ROPE:
+                return kernels.rope(src[0], src[1], p["rope"])
+            case Op.RESHAPE:
+                return src[0].reshape(node.shape)
+            case Op.RMS_NORM | Op.NORM:
+                return _UNARY_WITH_EPS[node.op](src[0], p["eps"])
+            case Op.SCALE:
+                return src[0] * np.float32(p["factor"])
+            case _:
+                return _ELEMENTWISE[node.op](*src)
+
+
+_UNARY_WITH_EPS: dict[Op, Callable[[np.ndarray, float], np.ndarray]] = {
+    Op.RMS_NORM: kernels.rms_norm,
+    Op.NORM: kernels.norm,
+}
+
+_ELEMENTWISE: dict[Op, Callable[..., np.ndarray]] = {
+    Op.ADD: np.add,
+    Op.MUL: np.multiply,
+    Op.SILU: kernels.silu,
+    Op.GELU: kernels.gelu,
+    Op.SWIGLU: lambda gate, up: kernels.silu(gate) * up,
+    Op.GEGLU: lambda gate, up: kernels.gelu(gate) * up,
+}
+
+
+@hookimpl
+def llmcore_backends() -> list[type[Backend]]:
+    return [ReferenceBackend]

@@ -1,0 +1,169 @@
+"""The reference kernels: plain numpy, one function per op, written to be read and trusted.
+
+They reproduce llama.cpp's CPU numerics where those matter for parity: activations are rounded
+the way ggml rounds them before a dot product with a weight of each type (8-bit blocks for
+quantized weights, f16 for f16 weights), queries and attention probabilities are rounded to f16
+before meeting the f16 KV cache, and norms accumulate in double.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmcore.gguf import GGMLType
+from llmcore.graph.builder import RopeParams
+
+QK8 = 32  # block size of ggml's q8_0 / q8_1 activations
+QK_K = 256  # super-block size of the K-quants and of q8_K
+
+_Q8_1_WEIGHTS = {GGMLType.Q4_1, GGMLType.Q5_1}
+_Q8_0_WEIGHTS = {GGMLType.Q4_0, GGMLType.Q5_0, GGMLType.Q8_0}
+_Q8_K_WEIGHTS = {GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K}
+
+
+def mul_mat(w: np.ndarray, w_type: GGMLType, x: np.ndarray, w_mins: np.ndarray | None = None) -> np.ndarray:
+    """``x @ w.T`` as ggml computes it, with ``w`` dequantized to float32.
+
+    ggml rounds ``x`` to the weight type's vec_dot_type first: q8_0 / q8_1 blocks of 32 for the
+    legacy quants, q8_K blocks of 256 for the K-quants, f16 or bf16 for those weights. For the
+    q8_1 types (Q4_1, Q5_1) the block minimum ``m`` meets a separately rounded f16 sum
+    ``s = f16(d * sum(q))`` instead of ``d * sum(q)``; ``w_mins`` ([rows, blocks], from
+    :func:`block_mins`) lets us add that difference back so the results agree to float rounding.
+    """
+    if w_type in _Q8_1_WEIGHTS:
+        xq, correction = _quantize_q8_1(x)
+        return xq @ w.T + correction @ w_mins.T
+    if w_type in _Q8_0_WEIGHTS:
+        return _quantize_q8_1(x)[0] @ w.T
+    if w_type in _Q8_K_WEIGHTS:
+        return _round_q8_k(x) @ w.T
+    if w_type == GGMLType.F16:
+        return x.astype(np.float16).astype(np.float32) @ w.T
+    if w_type == GGMLType.BF16:
+        return _round_bf16(x) @ w.T
+    return x @ w.T
+
+
+def block_mins(raw: np.ndarray, w_type: GGMLType) -> np.ndarray | None:
+    """Per-block minimums m ([rows, blocks] float32) of Q4_1 / Q5_1 weights, else None."""
+    if w_type not in _Q8_1_WEIGHTS:
+        return None
+    block_bytes = 20 if w_type == GGMLType.Q4_1 else 24  # d, m (f16 each), then the quants
+    blocks = raw.reshape(-1, raw.shape[-1] // block_bytes, block_bytes)
+    return np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[..., 0].astype(np.float32)
+
+
+def _quantize_q8_1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's SIMD q8_0/q8_1 quantization: per 32 values q = rint(x * 127 / max|x|), d = max|x| / 127
+    stored as f16. Returns the rounded values q * d and, per block, f16(d * sum(q)) - f16(d) * sum(q)."""
+    blocks = x.reshape(*x.shape[:-1], -1, QK8)
+    amax = np.abs(blocks).max(axis=-1)
+    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax != 0)
+    q = np.rint(blocks * inv[..., None])
+    d = amax / np.float32(127)
+    d16 = d.astype(np.float16).astype(np.float32)
+    q_sum = q.sum(axis=-1)
+    s16 = (d * q_sum).astype(np.float16).astype(np.float32)
+    return (q * d16[..., None]).reshape(x.shape), s16 - d16 * q_sum
+
+
+def _round_q8_k(x: np.ndarray) -> np.ndarray:
+    """q8_K: per 256 values, scale by -127 / (the value of largest magnitude), d kept in f32."""
+    blocks = x.reshape(-1, QK_K)
+    peak = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=1)[:, None], axis=1)
+    iscale = np.divide(np.float32(-127), peak, out=np.zeros_like(peak), where=peak != 0)
+    q = np.minimum(np.rint(blocks * iscale), 127)
+    d = np.divide(np.float32(1), iscale, out=np.zeros_like(iscale), where=iscale != 0)
+    return (q * d).reshape(x.shape)
+
+
+def _round_bf16(x: np.ndarray) -> np.ndarray:
+    bits = x.astype(np.float32).view(np.uint32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    mean = np.mean(np.square(x).astype(np.float64), axis=-1, keepdims=True)
+    return x * (np.float32(1) / np.sqrt(mean.astype(np.float32) + np.float32(eps)))
+
+
+def norm(x: np.ndarray, eps: float) -> np.ndarray:
+    centered = x - np.mean(x.astype(np.float64), axis=-1, keepdims=True).astype(np.float32)
+    var = np.mean(np.square(centered).astype(np.float64), axis=-1, keepdims=True).astype(np.float32)
+    return centered * (np.float32(1) / np.sqrt(var + np.float32(eps)))
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (np.float32(1) + np.exp(-x))
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """ggml's tanh approximation of GELU."""
+    c = np.float32(0.7978845608028654)  # sqrt(2 / pi)
+    return np.float32(0.5) * x * (np.float32(1) + np.tanh(c * x * (np.float32(1) + np.float32(0.044715) * x * x)))
+
+
+def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams) -> np.ndarray:
+    """Rotate the first ``n_rot`` dims of each head of x[n, heads, dim] by position-dependent angles.
+
+    Normal mode rotates adjacent pairs (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
+    Angles follow ggml's YaRN formulation, including its running product for the frequencies.
+    """
+    half = p.n_rot // 2
+    theta_scale = np.float32(p.freq_base) ** np.float32(-2.0 / p.n_rot)
+    freqs = np.cumprod(np.concatenate([[np.float32(1)], np.full(half - 1, theta_scale, np.float32)])).astype(np.float32)
+    theta_extrap = positions.astype(np.float32)[:, None] * freqs[None, :]
+    theta_interp = np.float32(p.freq_scale) * theta_extrap
+    mscale = np.float32(p.attn_factor)
+    if p.ext_factor != 0.0:
+        low, high = yarn_corr_dims(p)
+        ramp = 1.0 - np.clip((np.arange(half, dtype=np.float32) - low) / max(0.001, high - low), 0.0, 1.0)
+        mix = (ramp * p.ext_factor).astype(np.float32)
+        theta = theta_interp * (1 - mix) + theta_extrap * mix
+        mscale *= np.float32(1.0 + 0.1 * np.log(1.0 / p.freq_scale))
+    else:
+        theta = theta_interp
+    cos = (np.cos(theta) * mscale)[:, None, :]
+    sin = (np.sin(theta) * mscale)[:, None, :]
+    out = x.copy()
+    if p.neox:
+        a, b = x[..., :half], x[..., half:p.n_rot]
+        out[..., :half] = a * cos - b * sin
+        out[..., half:p.n_rot] = a * sin + b * cos
+    else:
+        a, b = x[..., 0:p.n_rot:2], x[..., 1:p.n_rot:2]
+        out[..., 0:p.n_rot:2] = a * cos - b * sin
+        out[..., 1:p.n_rot:2] = a * sin + b * cos
+    return out
+
+
+def yarn_corr_dims(p: RopeParams) -> tuple[float, float]:
+    """ggml_rope_yarn_corr_dims: the dims where YaRN's ramp from extrapolation to interpolation lies."""
+
+    def corr_dim(n_rot: float) -> float:
+        return p.n_rot * np.log(p.n_ctx_orig / (n_rot * 2 * np.pi)) / (2 * np.log(p.freq_base))
+
+    low = np.floor(corr_dim(p.beta_fast))
+    high = np.ceil(corr_dim(p.beta_slow))
+    return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray,
+              scale: float, n_head_kv: int, n_kv: int) -> np.ndarray:
+    """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells; query head h reads KV head
+    h // (n_head / n_head_kv). Returns [n, n_head * head_dim]."""
+    n, n_head, head_dim = q.shape
+    group = n_head // n_head_kv
+    q16 = q.astype(np.float16).astype(np.float32)
+    q16 = q16.reshape(n, n_head_kv, group, head_dim).transpose(1, 2, 0, 3).reshape(n_head_kv, group * n, head_dim)
+    k = k_cache[:n_kv].astype(np.float32).reshape(n_kv, n_head_kv, head_dim).transpose(1, 0, 2)
+    v = v_cache[:n_kv].astype(np.float32).reshape(n_kv, n_head_kv, head_dim).transpose(1, 0, 2)
+    scores = (q16 @ k.transpose(0, 2, 1)).reshape(n_head_kv, group, n, n_kv)
+    scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
+    scores -= scores.max(axis=-1, keepdims=True)
+    probs = np.exp(scores)
+    probs /= probs.sum(axis=-1, dtype=np.float64, keepdims=True).astype(np.float32)
+    probs16 = probs.astype(np.float16).astype(np.float32).reshape(n_head_kv, group * n, n_kv)
+    out = (probs16 @ v).reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(out.reshape(n, n_head * head_dim))

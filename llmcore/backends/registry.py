@@ -1,0 +1,59 @@
+"""Discovery of backend plugins through pluggy and the ``llmcore.backends`` entry points."""
+
+from __future__ import annotations
+
+import functools
+
+import pluggy
+
+from llmcore.backends import hookspecs
+from llmcore.backends.base import Availability, Backend
+from llmcore.errors import BackendError
+
+ENTRY_POINT_GROUP = "llmcore.backends"
+
+#: backends llmcore knows of, and the extra that installs each
+KNOWN_BACKENDS = {
+    "reference": None,
+    "cpu_simd": "cpu",
+    "vulkan": "vulkan",
+    "cuda": "cuda",
+    "hip": "hip",
+    "metal": "metal",
+    "sycl": "sycl",
+}
+
+
+@functools.cache
+def backend_classes() -> dict[str, type[Backend]]:
+    """Every backend class the installed plugins provide, by name."""
+    manager = pluggy.PluginManager("llmcore")
+    manager.add_hookspecs(hookspecs)
+    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    classes: dict[str, type[Backend]] = {}
+    for provided in manager.hook.llmcore_backends():
+        for cls in provided:
+            classes[cls.name] = cls
+    return classes
+
+
+@functools.cache
+def availability(name: str) -> Availability:
+    return backend_classes()[name].probe()
+
+
+def choose_backend(name: str = "auto") -> type[Backend]:
+    """The class for ``--backend NAME``; ``auto`` picks the usable backend of highest priority."""
+    classes = backend_classes()
+    if name == "auto":
+        usable = [cls for cls in classes.values() if availability(cls.name).usable]
+        return max(usable, key=lambda cls: cls.priority)
+    if name not in classes:
+        extra = KNOWN_BACKENDS.get(name)
+        hint = f" (install it with: pip install 'llmcore[{extra}]')" if extra else ""
+        installed = ", ".join(sorted(classes))
+        raise BackendError(f"backend {name!r} is not installed{hint}; installed: {installed}")
+    status = availability(name)
+    if not status.usable:
+        raise BackendError(f"backend {name!r} cannot run here: {status.reason}")
+    return classes[name]

@@ -1,0 +1,127 @@
+"""A context: a model placed on backends with a KV cache of ``n_ctx`` cells, decoding batches.
+
+It plans one execution graph per batch shape (tokens, outputs) and reuses it for every step of
+that shape; per step it only claims cache cells, builds the attention mask and runs the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmcore.backends.base import Backend, WeightData
+from llmcore.batch import Batch
+from llmcore.graph.ir import F16, DType, Node, Op
+from llmcore.graph.scheduler import ExecutionPlan
+from llmcore.kv_cache import KVCells
+from llmcore.model import Model
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """Which backend runs each layer: -1 is the input embedding, ``n_layer`` the output head."""
+
+    backends: dict[int, Backend]
+    fallback: Backend
+
+    @classmethod
+    def single(cls, backend: Backend, n_layer: int) -> LayerPlacement:
+        return cls({il: backend for il in range(-1, n_layer + 1)}, backend)
+
+    def __call__(self, node: Node) -> Backend:
+        return self.backends.get(node.layer, self.fallback)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(layers, backend name) runs, e.g. [("input, 0-29, output", "cpu_simd")]."""
+        runs: list[tuple[list[int], str]] = []
+        for layer in sorted(self.backends):
+            name = self.backends[layer].name
+            if runs and runs[-1][1] == name:
+                runs[-1][0].append(layer)
+            else:
+                runs.append(([layer], name))
+        return [(_layer_range(layers), name) for layers, name in runs]
+
+
+def _layer_range(layers: list[int]) -> str:
+    n_layer = max(layers)
+    parts = []
+    if layers[0] == -1:
+        parts.append("input")
+        layers = layers[1:]
+    tail = []
+    if layers and layers[-1] == n_layer and len(layers) > 0:
+        tail = ["output"]
+        layers = layers[:-1]
+    if layers:
+        parts.append(f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0]))
+    return ", ".join(parts + tail)
+
+
+class Context:
+    def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
+                 cache_type: DType = F16) -> None:
+        self.model = model
+        self.placement = placement
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache_type)
+        self.cells = KVCells(n_ctx)
+        self._plans: dict[tuple[int, int], ExecutionPlan] = {}
+        self._load_weights()
+
+    def _load_weights(self) -> None:
+        """Hand each weight to the backend of the layer that uses it (learned from a 1-token graph)."""
+        graph = self.arch.build_graph(1, 1)
+        by_backend: dict[int, tuple[Backend, list[WeightData]]] = {}
+        for node in graph.nodes:
+            if node.op is Op.WEIGHT:
+                backend = self.placement(node)
+                info = self.model.reader.tensors[node.name]
+                data = WeightData(node.name, info.type, info.shape, self.model.reader.raw(node.name))
+                by_backend.setdefault(id(backend), (backend, []))[1].append(data)
+        for backend, weights in by_backend.values():
+            backend.load_weights(weights)
+
+    @property
+    def backends(self) -> list[Backend]:
+        unique = {id(b): b for b in self.placement.backends.values()}
+        return list(unique.values())
+
+    def plan(self, n_tokens: int, n_outputs: int) -> ExecutionPlan:
+        key = (n_tokens, n_outputs)
+        if key not in self._plans:
+            graph = self.arch.build_graph(n_tokens, n_outputs)
+            self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.fallback)
+        return self._plans[key]
+
+    def decode(self, batch: Batch, on_ubatch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Run ``batch`` in micro-batches of at most ``n_batch`` tokens; return float32 logits
+        [rows with batch.logits set, n_vocab] in batch order."""
+        outputs = []
+        for start in range(0, len(batch), self.n_batch):
+            ubatch = batch.slice(start, start + self.n_batch)
+            outputs.append(self._decode_ubatch(ubatch))
+            if on_ubatch:
+                on_ubatch(len(ubatch))
+        if not outputs:
+            return np.zeros((0, self.model.hparams.n_vocab), np.float32)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
+        cells = self.cells.place(ubatch)
+        n_kv = self.cells.n_kv
+        out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
+        feeds = {
+            "tokens": ubatch.tokens,
+            "positions": ubatch.positions,
+            "kv_cells": cells,
+            "kq_mask": self.cells.mask(ubatch, n_kv),
+            "out_ids": out_ids,
+        }
+        return self.plan(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
+
+    def memory_used(self) -> dict[str, dict[str, int]]:
+        return {b.name: b.memory_used() for b in self.backends}

@@ -1,0 +1,148 @@
+"""Constructors for graph nodes. Every shape and type is checked here, when the graph is built,
+so that backends can trust what they are given and kernels carry no checks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llmcore.errors import ModelError
+from llmcore.gguf import GGMLType
+from llmcore.graph.ir import F16, F32, I32, DType, Graph, Node, Op, topological_order
+
+
+@dataclass(frozen=True)
+class RopeParams:
+    """Rotary embedding settings as llama.cpp reads them from GGUF metadata."""
+
+    n_rot: int
+    neox: bool = False
+    freq_base: float = 10000.0
+    freq_scale: float = 1.0
+    ext_factor: float = 0.0  # YaRN extrapolation mix; 0 disables YaRN
+    attn_factor: float = 1.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    n_ctx_orig: int = 0
+
+
+class GraphBuilder:
+    """Builds one forward pass. ``layer`` is stamped on every node created while it is set."""
+
+    def __init__(self, n_tokens: int, n_outputs: int) -> None:
+        self.n_tokens = n_tokens
+        self.n_outputs = n_outputs
+        self.layer: int | None = None
+        self._inputs: dict[str, Node] = {}
+        self._leaves: dict[tuple[Op, str], Node] = {}
+
+    # -- leaves ---------------------------------------------------------------------------------
+
+    def input(self, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
+        node = self._inputs.get(name)
+        if node is None:
+            node = self._inputs[name] = Node(Op.INPUT, (), shape, dtype, {"name": name}, name)
+        return node
+
+    def weight(self, name: str, shape: tuple[int, ...], dtype: GGMLType) -> Node:
+        return self._leaf(Op.WEIGHT, name, shape, dtype)
+
+    def cache(self, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
+        return self._leaf(Op.CACHE, name, shape, dtype)
+
+    def _leaf(self, op: Op, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
+        key = (op, name)
+        if key not in self._leaves:
+            self._leaves[key] = Node(op, (), tuple(shape), dtype, {"name": name}, name, self.layer)
+        return self._leaves[key]
+
+    def _node(self, op: Op, srcs: tuple[Node, ...], shape: tuple[int, ...], name: str = "", **params) -> Node:
+        return Node(op, srcs, tuple(shape), F32, params, name, self.layer)
+
+    # -- ops ------------------------------------------------------------------------------------
+
+    def get_rows(self, table: Node, ids: Node, name: str = "") -> Node:
+        _expect(ids.dtype == I32 and len(ids.shape) == 1, f"get_rows ids must be i32[n], got {ids}")
+        _expect(len(table.shape) == 2, f"get_rows table must be 2-D, got {table}")
+        return self._node(Op.GET_ROWS, (table, ids), (ids.shape[0], table.shape[1]), name)
+
+    def mul_mat(self, w: Node, x: Node, name: str = "") -> Node:
+        _expect(len(w.shape) == 2, f"mul_mat weight must be 2-D, got {w}")
+        _expect(x.dtype == F32 and x.shape[-1] == w.shape[1],
+                f"mul_mat {name}: activations {x.shape} do not match weight {w.name} {w.shape}")
+        return self._node(Op.MUL_MAT, (w, x), (*x.shape[:-1], w.shape[0]), name)
+
+    def add(self, a: Node, b: Node, name: str = "") -> Node:
+        return self._binary(Op.ADD, a, b, name)
+
+    def mul(self, a: Node, b: Node, name: str = "") -> Node:
+        return self._binary(Op.MUL, a, b, name)
+
+    def _binary(self, op: Op, a: Node, b: Node, name: str) -> Node:
+        # b broadcasts over a's leading axes (a bias or norm weight over every row), as in ggml
+        _expect(a.shape[len(a.shape) - len(b.shape):] == b.shape,
+                f"{op.value} {name}: cannot broadcast {b.shape} over {a.shape}")
+        return self._node(op, (a, b), a.shape, name)
+
+    def scale(self, a: Node, factor: float, name: str = "") -> Node:
+        return self._node(Op.SCALE, (a,), a.shape, name, factor=float(factor))
+
+    def rms_norm(self, a: Node, eps: float, name: str = "") -> Node:
+        return self._node(Op.RMS_NORM, (a,), a.shape, name, eps=float(eps))
+
+    def norm(self, a: Node, eps: float, name: str = "") -> Node:
+        return self._node(Op.NORM, (a,), a.shape, name, eps=float(eps))
+
+    def rope(self, x: Node, positions: Node, rope: RopeParams, name: str = "") -> Node:
+        _expect(len(x.shape) == 3 and positions.shape == (x.shape[0],),
+                f"rope {name}: expects x[n, heads, dim] and positions[n], got {x.shape}, {positions.shape}")
+        _expect(rope.n_rot % 2 == 0 and rope.n_rot <= x.shape[2], f"rope {name}: bad n_rot {rope.n_rot}")
+        return self._node(Op.ROPE, (x, positions), x.shape, name, rope=rope)
+
+    def silu(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.SILU, (a,), a.shape, name)
+
+    def gelu(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.GELU, (a,), a.shape, name)
+
+    def swiglu(self, gate: Node, up: Node, name: str = "") -> Node:
+        _expect(gate.shape == up.shape, f"swiglu {name}: {gate.shape} != {up.shape}")
+        return self._node(Op.SWIGLU, (gate, up), gate.shape, name)
+
+    def geglu(self, gate: Node, up: Node, name: str = "") -> Node:
+        _expect(gate.shape == up.shape, f"geglu {name}: {gate.shape} != {up.shape}")
+        return self._node(Op.GEGLU, (gate, up), gate.shape, name)
+
+    def reshape(self, a: Node, shape: tuple[int, ...], name: str = "") -> Node:
+        _expect(math.prod(shape) == math.prod(a.shape), f"reshape {name}: {a.shape} -> {shape}")
+        return self._node(Op.RESHAPE, (a,), shape, name)
+
+    def kv_store(self, cache: Node, x: Node, cells: Node, name: str = "") -> Node:
+        _expect(cache.op is Op.CACHE and x.shape == (cells.shape[0], cache.shape[1]),
+                f"kv_store {name}: {x.shape} into cache {cache.shape} at cells {cells.shape}")
+        node = Node(Op.KV_STORE, (cache, x, cells), cache.shape, cache.dtype, {}, name, self.layer)
+        return node
+
+    def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "") -> Node:
+        """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d]."""
+        n, n_head, head_dim = q.shape
+        n_head_kv = k.shape[1] // head_dim
+        _expect(k.shape == v.shape and k.shape[1] == n_head_kv * head_dim and n_head % n_head_kv == 0,
+                f"attention {name}: q {q.shape} does not fit caches {k.shape}, {v.shape}")
+        _expect(kq_mask.shape == (n, k.shape[0]), f"attention {name}: mask {kq_mask.shape}")
+        return self._node(Op.ATTENTION, (q, k, v, kq_mask), (n, n_head * head_dim), name,
+                          scale=float(scale), n_head_kv=n_head_kv)
+
+    # -- result ---------------------------------------------------------------------------------
+
+    def build(self, outputs: dict[str, Node]) -> Graph:
+        nodes = topological_order(list(outputs.values()))
+        return Graph(nodes, outputs, dict(self._inputs), self.n_tokens, self.n_outputs)
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ModelError(message)
+
+
+__all__ = ["F16", "F32", "I32", "GraphBuilder", "RopeParams"]

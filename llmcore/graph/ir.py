@@ -1,0 +1,104 @@
+"""The backend-agnostic compute graph: nodes with shapes and types fixed when the graph is built.
+
+Shapes use numpy order (outermost first, the last axis contiguous), so a batch of ``n`` token
+activations of width ``d`` is ``(n, d)`` and a weight matrix mapping ``d_in`` to ``d_out`` is
+``(d_out, d_in)`` as it is stored in GGUF. A graph is built once per batch shape; the values that
+change every step (token ids, positions, KV cells, the attention mask, the number of KV cells in
+use) are graph inputs or run-time arguments, never baked into nodes.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmcore.gguf import GGMLType
+
+
+class Op(str, enum.Enum):
+    """Every operation a backend may be asked to run. ``supports_op`` questions name these."""
+
+    INPUT = "input"  # a per-step value the caller feeds (params: name)
+    WEIGHT = "weight"  # a model tensor from the GGUF file (params: name)
+    CACHE = "cache"  # a persistent KV cache buffer owned by the executing backend (params: name)
+    GET_ROWS = "get_rows"  # table[ids]: embedding lookup, or picking output rows
+    MUL_MAT = "mul_mat"  # x @ w.T; w may be quantized, x is f32 and rounded as llama.cpp does
+    ADD = "add"
+    MUL = "mul"
+    SCALE = "scale"
+    RMS_NORM = "rms_norm"
+    NORM = "norm"
+    ROPE = "rope"
+    SILU = "silu"
+    GELU = "gelu"
+    SWIGLU = "swiglu"  # silu(gate) * up
+    GEGLU = "geglu"  # gelu(gate) * up
+    RESHAPE = "reshape"
+    KV_STORE = "kv_store"  # cache[cells] = x; the node stands for the updated cache
+    ATTENTION = "attention"  # softmax(q k^T * scale + mask) v over the first n_kv cache cells, GQA
+
+
+#: element types of activations, inputs and caches; weights carry a GGMLType instead
+F32, F16, I32 = "f32", "f16", "i32"
+DType = str | GGMLType
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Node:
+    """One value in the graph: the op that makes it, its sources, shape, type and parameters.
+
+    ``layer`` tells the scheduler which model layer the node belongs to (-1 for the input
+    embedding, ``n_layer`` for the output head, None for graph inputs).
+    """
+
+    op: Op
+    srcs: tuple[Node, ...]
+    shape: tuple[int, ...]
+    dtype: DType
+    params: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    layer: int | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in (Op.INPUT, Op.WEIGHT, Op.CACHE)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name or self.op.value}#{self.id} {self.op.value} {self.shape} {self.dtype})"
+
+
+@dataclass
+class Graph:
+    """A built forward pass: its nodes in execution (topological) order and its outputs."""
+
+    nodes: list[Node]
+    outputs: dict[str, Node]
+    inputs: dict[str, Node]
+    n_tokens: int
+    n_outputs: int
+
+    @property
+    def weights(self) -> list[Node]:
+        return [n for n in self.nodes if n.op is Op.WEIGHT]
+
+    @property
+    def caches(self) -> list[Node]:
+        return [n for n in self.nodes if n.op is Op.CACHE]
+
+
+def topological_order(outputs: list[Node]) -> list[Node]:
+    """Nodes reachable from ``outputs``, each after its sources, in a stable (creation) order."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if node.id not in seen:
+            seen[node.id] = node
+            stack.extend(node.srcs)
+    # creation order is already topological: a node is created after its sources
+    return sorted(seen.values(), key=lambda n: n.id)

@@ -1,0 +1,83 @@
+"""The scheduler: places each node of a graph on a backend, layer by layer, cuts the graph into
+splits of consecutive nodes on one backend, and runs the splits in order, copying the values that
+cross a split boundary. Dispatch is decided here, once per graph, never per op call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmcore.backends.base import Backend, Executable, Subgraph
+from llmcore.errors import BackendError
+from llmcore.graph.ir import Graph, Node, Op
+
+
+@dataclass
+class Split:
+    backend: Backend
+    subgraph: Subgraph
+    executable: Executable | None = None
+
+
+class ExecutionPlan:
+    """A graph placed on backends and compiled: run it once per step with that step's inputs."""
+
+    def __init__(self, graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> None:
+        self.graph = graph
+        self.splits = _split(graph, place, fallback)
+        for split in self.splits:
+            split.executable = split.backend.compile(split.subgraph)
+
+    def run(self, feeds: Mapping[str, np.ndarray], n_kv: int) -> dict[str, np.ndarray]:
+        """Run every split. ``feeds`` maps graph input names to arrays."""
+        values: dict[int, np.ndarray] = {self.graph.inputs[name].id: value for name, value in feeds.items()}
+        for split in self.splits:
+            results = split.executable.run({n.id: values[n.id] for n in split.subgraph.inputs}, n_kv)
+            values.update((n.id, r) for n, r in zip(split.subgraph.outputs, results))
+        return {name: values[node.id] for name, node in self.graph.outputs.items()}
+
+
+def _split(graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> list[Split]:
+    owner: dict[int, Backend] = {}
+    for node in graph.nodes:
+        if node.op in (Op.INPUT, Op.WEIGHT, Op.CACHE):
+            continue
+        backend = place(node)
+        if not backend.supports_op(node):
+            if not fallback.supports_op(node):
+                raise BackendError(f"no backend supports {node}")
+            backend = fallback
+        owner[node.id] = backend
+
+    consumers: dict[int, set[int]] = {}
+    for node in graph.nodes:
+        for src in node.srcs:
+            consumers.setdefault(src.id, set()).add(node.id)
+    needed_outside = {n.id for n in graph.outputs.values()}
+
+    splits: list[Split] = []
+    computed = [n for n in graph.nodes if n.id in owner]
+    start = 0
+    while start < len(computed):
+        backend = owner[computed[start].id]
+        end = start
+        while end < len(computed) and owner[computed[end].id] is backend:
+            end += 1
+        nodes = computed[start:end]
+        inside = {n.id for n in nodes}
+        leaves = {s.id: s for n in nodes for s in n.srcs if s.op in (Op.WEIGHT, Op.CACHE)}
+        inputs = {s.id: s for n in nodes for s in n.srcs if s.id not in inside and s.id not in leaves}
+        outputs = [n for n in nodes
+                   if n.id in needed_outside or any(c not in inside for c in consumers.get(n.id, ()))]
+        subgraph = Subgraph(
+            nodes=nodes,
+            inputs=list(inputs.values()),
+            outputs=outputs,
+            weights=[s for s in leaves.values() if s.op is Op.WEIGHT],
+            caches=[s for s in leaves.values() if s.op is Op.CACHE],
+        )
+        splits.append(Split(backend, subgraph))
+        start = end
+    return splits

@@ -1,0 +1,30 @@
+"""Shared fixtures: the default model (fetched once into the user cache, as `llmcore run` does)
+and the llama.cpp goldens copied from ../shared/fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN_DIR = FIXTURES / "golden" / "smollm2-135m-instruct-q4_1"
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    from llmcore.hub import default_model_path as fetch
+
+    return fetch(progress=False)
+
+
+def golden_names() -> list[str]:
+    return sorted(p.stem for p in GOLDEN_DIR.glob("*.json"))
+
+
+def load_golden(name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    record = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    topk = np.load(GOLDEN_DIR / f"{name}.topk.npz")
+    return record, {k: topk[k] for k in ("idx", "val", "lse")}
