@@ -59,7 +59,9 @@ class SamplingParams:
     ``repeat_last_n`` / ``dry_penalty_last_n`` of -1 mean the whole context (``Sampler``'s ``n_ctx``,
     unbounded when that is not given), 0 disables the history. ``seed`` None (or -1 / 0xFFFFFFFF)
     picks a random seed. ``logit_bias`` maps token id to an additive bias (``-inf`` bans the token);
-    ids outside the vocabulary are ignored, as in llama.cpp.
+    ids outside the vocabulary are ignored, as in llama.cpp. ``dry_sequence_breakers`` are strings;
+    whoever holds the vocabulary turns them into tokens with :func:`dry_breaker_tokens` and passes
+    those to :class:`Sampler`.
     """
 
     temperature: float = 0.8
@@ -87,6 +89,7 @@ class SamplingParams:
     dry_base: float = 1.75
     dry_allowed_length: int = 2
     dry_penalty_last_n: int = 64
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
     samplers: tuple[str, ...] = SAMPLER_NAMES
 
     def __post_init__(self) -> None:
@@ -494,7 +497,10 @@ def apply_min_p(candidates: TokenCandidates, p: float, min_keep: int) -> None:
 def apply_xtc(
     candidates: TokenCandidates, probability: float, threshold: float, min_keep: int, rng: np.random.Generator
 ) -> None:
-    """Exclude top choices: with chance ``probability``, drop all tokens at or above ``threshold`` but the least likely."""
+    """Exclude top choices (XTC).
+
+    With chance ``probability``, drop every token at or above ``threshold`` except the least likely of them.
+    """
     if probability <= 0.0 or threshold > 0.5 or candidates.size < 2:
         return
     if rng.random() > probability:
@@ -585,7 +591,10 @@ def sample_mirostat(
 def sample_mirostat_v2(
     candidates: TokenCandidates, tau: float, eta: float, mu: float, rng: np.random.Generator
 ) -> tuple[int, float]:
-    """Mirostat v2: keep tokens whose surprise (-log2 p) is at most ``mu`` (at least the best one), draw, update ``mu``."""
+    """Mirostat v2: keep tokens whose surprise (-log2 p) is at most ``mu`` (at least the best one).
+
+    Returns the drawn position and the updated ``mu``.
+    """
     softmax(candidates, sort=False)
     with np.errstate(divide="ignore"):
         kept = np.flatnonzero(-np.log2(candidates.probs) <= mu)
@@ -610,7 +619,7 @@ def pre_sampling_probs(logits: np.ndarray, token: int, n_top: int) -> CandidateP
     return CandidateProbs(ids=top.astype(np.int32), probs=exps[top] * scale, selected_prob=float(exps[token] * scale))
 
 
-def dry_sequence_breakers(
+def dry_breaker_tokens(
     pieces: Sequence[bytes], tokenize: Callable[[str], Sequence[int]], breakers: Sequence[str]
 ) -> dict[int, list[tuple[int, ...]]]:
     """Token-level DRY breakers from strings (llama.cpp's ``get_overlapping_token_sequences``).
@@ -657,7 +666,7 @@ class Sampler:
     Call :meth:`sample` for each row of logits and :meth:`accept` with the token actually emitted.
     ``grammar`` is checked lazily, as llama.cpp does: sample freely, and only if the grammar rejects
     the token, mask every disallowed token and sample again. ``dry_breakers`` are token-level DRY
-    sequence breakers (see :func:`dry_sequence_breakers`); ``n_ctx`` resolves ``*_last_n == -1``.
+    sequence breakers (see :func:`dry_breaker_tokens`); ``n_ctx`` resolves ``*_last_n == -1``.
     """
 
     def __init__(
@@ -734,12 +743,13 @@ class Sampler:
         self.mirostat_mu = 2.0 * p.mirostat_tau
         self._last: tuple[TokenCandidates, int] | None = None
 
-    def accept(self, token: int) -> None:
-        """Record an emitted token: penalty and DRY history, and the grammar.
+    def accept(self, token: int, *, is_generated: bool = True) -> None:
+        """Record a token in the penalty and DRY history; a generated one also advances the grammar.
 
-        Mirostat's ``mu`` is updated when sampling (as in llama.cpp), not here.
+        llama.cpp's server feeds the prompt tokens with ``is_generated=False`` so that penalties see
+        them. Mirostat's ``mu`` is updated when sampling (as in llama.cpp), not here.
         """
-        if self.grammar is not None:
+        if self.grammar is not None and is_generated:
             self.grammar.accept(token)
         if self._penalty_window != 0:
             if self._penalty_window is not None and len(self._penalty_history) >= self._penalty_window:

@@ -12,9 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from llmcore.api.types import Completion, CompletionChoice, FinishReason, Timings, Usage
+from llmcore.api.types import (
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatMessage,
+    Completion,
+    CompletionChoice,
+    FinishReason,
+    Timings,
+    Usage,
+)
 from llmcore.backends.registry import choose_backend
 from llmcore.batch import Batch
+from llmcore.chat import ChatTemplate
 from llmcore.context import Context, LayerPlacement
 from llmcore.errors import LLMCoreError
 from llmcore.graph.ir import F16, F32
@@ -46,7 +59,7 @@ class LLM:
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
                  n_batch: int = 512, n_threads: int | None = None, seed: int | None = None,
-                 cache_type: str = "f16") -> None:
+                 cache_type: str = "f16", chat_template: str | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         if cache_type not in (F16, F32):
@@ -55,10 +68,12 @@ class LLM:
         self.model_path = resolve_model(None if model is None else str(model))
         self.model = Model(self.model_path)
         self.tokenizer = self.model.tokenizer
-        self.backend = choose_backend(backend)(n_threads=n_threads)
+        backend_cls, self.backend_reason = choose_backend(backend)
+        self.backend = backend_cls(n_threads=n_threads)
         placement = LayerPlacement.single(self.backend, self.model.hparams.n_layer)
         self.context = Context(self.model, placement, n_ctx, n_batch, cache_type)
         self.seed = seed
+        self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)
         self.last = GenerationStats()
         self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
@@ -195,6 +210,29 @@ class LLM:
         text = "".join(pieces)
         return Completion(**meta, choices=[CompletionChoice(text=text, finish_reason=self.last.finish_reason)],
                           usage=self._usage())
+
+    def create_chat_completion(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
+                               stop: list[str] | str | None = None, stream: bool = False,
+                               tools: list[dict[str, Any]] | None = None,
+                               **sampling: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """An OpenAI-shaped chat completion: ``messages`` rendered with the model's chat template
+        (or ``chat_template`` given to the constructor), then completed."""
+        prompt = self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
+        limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
+        pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
+        meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_path.name}
+        if stream:
+            return self._stream_chat_chunks(pieces, meta)
+        text = "".join(pieces)
+        choice = ChatCompletionChoice(message=ChatMessage(content=text), finish_reason=self.last.finish_reason)
+        return ChatCompletion(**meta, choices=[choice], usage=self._usage())
+
+    def _stream_chat_chunks(self, pieces: Iterator[str], meta: dict[str, Any]) -> Iterator[ChatCompletionChunk]:
+        yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))])
+        for piece in pieces:
+            yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(content=piece))])
+        yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(), finish_reason=self.last.finish_reason)],
+                                  usage=self._usage())
 
     def _stream_chunks(self, pieces: Iterator[str], meta: dict[str, Any]) -> Iterator[Completion]:
         for piece in pieces:

@@ -42,12 +42,22 @@ def availability(name: str) -> Availability:
     return backend_classes()[name].probe()
 
 
-def choose_backend(name: str = "auto") -> type[Backend]:
-    """The class for ``--backend NAME``; ``auto`` picks the usable backend of highest priority."""
+def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:
+    """The class for ``--backend NAME`` and why it was chosen; ``auto`` picks the usable backend
+    of highest priority and names the better ones it had to pass over."""
     classes = backend_classes()
     if name == "auto":
-        usable = [cls for cls in classes.values() if availability(cls.name).usable]
-        return max(usable, key=lambda cls: cls.priority)
+        ranked = sorted(classes.values(), key=lambda cls: -cls.priority)
+        skipped = []
+        for cls in ranked:
+            status = availability(cls.name)
+            if status.usable:
+                why = "chosen by --backend auto: the best usable backend"
+                if skipped:
+                    why += "; skipped " + "; ".join(skipped)
+                return cls, why
+            skipped.append(f"{cls.name}: {status.reason}")
+        raise BackendError("no usable backend: " + "; ".join(skipped))
     if name not in classes:
         extra = KNOWN_BACKENDS.get(name)
         hint = f" (install it with: pip install 'llmcore[{extra}]')" if extra else ""
@@ -56,4 +66,4 @@ def choose_backend(name: str = "auto") -> type[Backend]:
     status = availability(name)
     if not status.usable:
         raise BackendError(f"backend {name!r} cannot run here: {status.reason}")
-    return classes[name]
+    return classes[name], f"chosen by --backend {name}"

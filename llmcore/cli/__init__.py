@@ -15,8 +15,15 @@ import sys
 from llmcore.errors import LLMCoreError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line on stderr and exit code 2, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llmcore",
         description="Run, serve, inspect and quantize GGUF language models.",
     )

@@ -67,6 +67,7 @@ def _preview(value: Any) -> str:
 
 
 def _print_text(reader: GGUFReader, args: argparse.Namespace) -> None:
+    print(f"* {reader.path}: GGUF version {reader.version}, alignment {reader.alignment}")
     if len(reader.part_paths) > 1:
         print(f"* Split model of {len(reader.part_paths)} files: {', '.join(reader.part_paths)}")
     first_part_tensors = sum(1 for info in reader.tensors.values() if info.part == 0)

@@ -182,8 +182,9 @@ def _dequantize_blocks(data: np.ndarray, ggml_type: GGMLType) -> np.ndarray:
     blocks = data.view(_BLOCK_DTYPES[ggml_type])
     kernel = _BLOCK_KERNELS[ggml_type]
     out = np.empty((len(blocks), GGML_QUANT_SIZES[ggml_type][0]), dtype=np.float32)
-    for start in range(0, len(blocks), _CHUNK_BLOCKS):
-        out[start : start + _CHUNK_BLOCKS] = kernel(blocks[start : start + _CHUNK_BLOCKS])
+    with np.errstate(all="ignore"):  # garbage scales give inf/nan, as in ggml; not worth a warning
+        for start in range(0, len(blocks), _CHUNK_BLOCKS):
+            out[start : start + _CHUNK_BLOCKS] = kernel(blocks[start : start + _CHUNK_BLOCKS])
     return out
 
 

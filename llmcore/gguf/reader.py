@@ -44,8 +44,9 @@ _MAX_ELEMENT_SPAN = 1 << 60  # product of a tensor's dims must stay representabl
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_STRUCT_CODES = {"u1": "B", "i1": "b", "u2": "H", "i2": "h", "u4": "I", "i4": "i", "u8": "Q", "i8": "q", "f4": "f", "f8": "d"}
 _SCALARS: dict[GGUFValueType, struct.Struct] = {
-    vtype: struct.Struct("<" + dtype.char) for vtype, dtype in SCALAR_DTYPES.items()
+    vtype: struct.Struct("<" + _STRUCT_CODES[f"{dtype.kind}{dtype.itemsize}"]) for vtype, dtype in SCALAR_DTYPES.items()
 }
 # The fewest bytes an array element of each type can occupy (string: its length; array: type + count).
 _MIN_ELEMENT_BYTES = {vtype: dtype.itemsize for vtype, dtype in SCALAR_DTYPES.items()}

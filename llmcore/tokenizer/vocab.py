@@ -190,7 +190,9 @@ class Vocab:
                 setattr(self, flag, bool(value))
         if self.pre is not None and self.pre.pre_type == "GEMMA4":
             self.add_bos = True  # llama.cpp forces BOS for Gemma 4
-        self.lowercase = bool(metadata.get(KEY + "normalizer.lowercase", False))
+        # BertNormalizer options default to on, except for the "whitespace" pre-tokenizer
+        lowercase_default = self.pre is None or self.pre.pre_type != "WHITESPACE"
+        self.lowercase = bool(metadata.get(KEY + "normalizer.lowercase", lowercase_default))
         self.strip_accents = bool(metadata.get(KEY + "normalizer.strip_accents", self.lowercase))
 
         self._detect_special_tokens(ids)

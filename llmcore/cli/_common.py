@@ -1,0 +1,45 @@
+"""Flags shared by the commands that load a model (run, serve, perplexity, bench), named as in
+llama.cpp's tools, and the code that turns them into an ``LLM``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> None:
+    g = parser.add_argument_group("model and backend")
+    g.add_argument("-m", "--model", metavar="FNAME",
+                   help="GGUF file, cached model name, URL or owner/repo[:QUANT] (default: SmolLM2-135M-Instruct)")
+    g.add_argument("-c", "--ctx-size", type=_positive_int, default=n_ctx, metavar="N",
+                   help=f"size of the context (KV cache cells) (default: {n_ctx})")
+    g.add_argument("-b", "--batch-size", type=_positive_int, default=512, metavar="N",
+                   help="tokens evaluated per step while reading the prompt (default: 512)")
+    g.add_argument("-t", "--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads (default: the number of physical cores)")
+    g.add_argument("--backend", default="auto", metavar="NAME",
+                   help="backend to run on: auto, reference, cpu_simd, vulkan, cuda, ... (default: auto)")
+    g.add_argument("-ctk", "--cache-type", choices=("f16", "f32"), default="f16",
+                   help="KV cache element type (default: f16)")
+    g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
+                   help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
+
+
+def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
+    """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
+    from llmcore.api import LLM
+
+    llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
+              n_threads=args.threads, seed=seed, cache_type=args.cache_type, chat_template=args.chat_template)
+    for layers, backend in llm.placement:
+        print(f"llmcore: layers {layers} run on {backend} ({llm.backend_reason})", file=sys.stderr)
+    print(f"llmcore: model {llm.model.describe()}", file=sys.stderr)
+    return llm
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
