@@ -6,7 +6,6 @@ that shape; per step it only claims cache cells, builds the attention mask and r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,15 +96,13 @@ class Context:
             self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.fallback)
         return self._plans[key]
 
-    def decode(self, batch: Batch, on_ubatch: Callable[[int], None] | None = None) -> np.ndarray:
-        """Run ``batch`` in micro-batches of at most ``n_batch`` tokens; return float32 logits
-        [rows with batch.logits set, n_vocab] in batch order."""
+    def decode(self, batch: Batch, n_batch: int | None = None) -> np.ndarray:
+        """Run ``batch`` in micro-batches of at most ``n_batch`` tokens (default: the context's);
+        return float32 logits [rows with batch.logits set, n_vocab] in batch order."""
+        step = n_batch or self.n_batch
         outputs = []
-        for start in range(0, len(batch), self.n_batch):
-            ubatch = batch.slice(start, start + self.n_batch)
-            outputs.append(self._decode_ubatch(ubatch))
-            if on_ubatch:
-                on_ubatch(len(ubatch))
+        for start in range(0, len(batch), step):
+            outputs.append(self._decode_ubatch(batch.slice(start, start + step)))
         if not outputs:
             return np.zeros((0, self.model.hparams.n_vocab), np.float32)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)

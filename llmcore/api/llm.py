@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from llmcore import state
 from llmcore.api.types import (
     ChatChunkChoice,
     ChatCompletion,
@@ -118,6 +119,20 @@ class LLM:
         """Forget the KV cache."""
         self.context.cells.clear()
         self._cached_tokens = []
+
+    def save_state(self, path: str | Path, n_tokens: int | None = None) -> None:
+        """Save the tokens the KV cache holds (only the first ``n_tokens`` with it) and their keys
+        and values to ``path``, for :meth:`load_state` in this or a later process."""
+        tokens = self._cached_tokens if n_tokens is None else self._cached_tokens[:n_tokens]
+        state.save_state(path, self.context, self.model, tokens)
+
+    def load_state(self, path: str | Path) -> list[int]:
+        """Replace the KV cache with the state saved in ``path`` and return its tokens; the next
+        prompt starting with them evaluates only what follows. Raises ``LLMCoreError`` if the file
+        is corrupt or was saved with another model, cache type or a context too small."""
+        tokens = state.load_state(path, self.context, self.model)
+        self._cached_tokens = tokens
+        return list(tokens)
 
     def eval_prompt(self, tokens: list[int]) -> np.ndarray:
         """Bring sequence 0 to exactly ``tokens`` and return the logits of the last one.

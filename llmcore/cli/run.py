@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--mirostat", type=int, default=0, choices=(0, 1, 2), help="Mirostat sampling v1 or v2 (default: 0)")
     s.add_argument("--mirostat-lr", type=float, default=0.1, help="Mirostat learning rate eta (default: 0.1)")
     s.add_argument("--mirostat-ent", type=float, default=5.0, help="Mirostat target entropy tau (default: 5.0)")
+    from llmcore.cli import conversation
+
+    conversation.add_args(p)
     p.set_defaults(func=run)
 
 
@@ -66,24 +69,36 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llmcore.cli import conversation
+
     prompt = read_prompt(args)
     llm = load_llm(args)
+    if conversation.wanted(args, llm):
+        return conversation.run_session(llm, args, prompt)
+    cache = conversation.prompt_cache(args)
+    if cache:
+        cache.load(llm)
     tokens = llm.tokenize(prompt, add_special=True, parse_special=True)
     if args.verbose_prompt:
         for token in tokens:
             print(f"{token:6d} -> {llm.tokenizer.token_to_piece(token)!r}", file=sys.stderr)
     if not args.no_display_prompt:
         sys.stdout.write(prompt)
-    for piece in llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, **sampling_from_args(args)):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    try:
+        for piece in llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, **sampling_from_args(args)):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:  # the prompt's cells stay valid whatever stopped the generation
+        if cache:
+            cache.save(llm, tokens)
     sys.stdout.write("\n")
     print_timings(llm)
     return 0
 
 
-def print_timings(llm) -> None:
-    t = llm.last.timings
+def print_timings(llm, timings=None) -> None:
+    """llama.cpp's perf lines on stderr, for the last generation or the given ``timings``."""
+    t = llm.last.timings if timings is None else timings
     lines = [
         f"load time = {llm.load_ms:10.2f} ms",
         f"prompt eval time = {t.prompt_ms:10.2f} ms / {t.prompt_n:5d} tokens ({_per(t.prompt_ms, t.prompt_n)})",

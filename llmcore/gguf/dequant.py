@@ -9,7 +9,7 @@ test oracle). Large tensors are processed in chunks of blocks to keep the tempor
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,9 +31,7 @@ _BLOCK_DTYPES: dict[GGMLType, np.dtype] = {
     GGMLType.Q2_K: np.dtype([("scales", "u1", 16), ("qs", "u1", 64), ("d", "<f2"), ("dmin", "<f2")]),
     GGMLType.Q3_K: np.dtype([("hmask", "u1", 32), ("qs", "u1", 64), ("scales", "u1", 12), ("d", "<f2")]),
     GGMLType.Q4_K: np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qs", "u1", 128)]),
-    GGMLType.Q5_K: np.dtype(
-        [("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qh", "u1", 32), ("qs", "u1", 128)]
-    ),
+    GGMLType.Q5_K: np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qh", "u1", 32), ("qs", "u1", 128)]),
     GGMLType.Q6_K: np.dtype([("ql", "u1", 128), ("qh", "u1", 64), ("scales", "i1", 16), ("d", "<f2")]),
 }
 
@@ -198,7 +196,9 @@ def dequantize(raw: np.ndarray, type: GGMLType, shape: tuple[int, ...]) -> np.nd
     ggml_type = GGMLType(type)
     if ggml_type not in SUPPORTED_TYPES:
         supported = ", ".join(sorted(t.name for t in SUPPORTED_TYPES))
-        raise GGUFError("<array>", None, f"{ggml_type.name} data", f"cannot dequantize {ggml_type.name} (supported: {supported})")
+        raise GGUFError(
+            "<array>", None, f"{ggml_type.name} data", f"cannot dequantize {ggml_type.name} (supported: {supported})"
+        )
     shape = tuple(int(dim) for dim in shape)
     data = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
     expected = tensor_bytes(ggml_type, shape)

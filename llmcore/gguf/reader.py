@@ -44,7 +44,18 @@ _MAX_ELEMENT_SPAN = 1 << 60  # product of a tensor's dims must stay representabl
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_STRUCT_CODES = {"u1": "B", "i1": "b", "u2": "H", "i2": "h", "u4": "I", "i4": "i", "u8": "Q", "i8": "q", "f4": "f", "f8": "d"}
+_STRUCT_CODES = {
+    "u1": "B",
+    "i1": "b",
+    "u2": "H",
+    "i2": "h",
+    "u4": "I",
+    "i4": "i",
+    "u8": "Q",
+    "i8": "q",
+    "f4": "f",
+    "f8": "d",
+}
 _SCALARS: dict[GGUFValueType, struct.Struct] = {
     vtype: struct.Struct("<" + _STRUCT_CODES[f"{dtype.kind}{dtype.itemsize}"]) for vtype, dtype in SCALAR_DTYPES.items()
 }
@@ -70,11 +81,11 @@ class _Parser:
     def error(self, offset: int, field: str, problem: str) -> GGUFError:
         return GGUFError(self.path, offset, field, problem)
 
-    def need(self, n_bytes: int, field: str, at: int | None = None) -> None:
+    def need(self, n_bytes: int, field: str) -> None:
         """Fail unless ``n_bytes`` remain after the cursor (the cheap check done before any allocation)."""
         left = self.size - self.pos
         if n_bytes > left:
-            raise self.error(self.pos if at is None else at, field, f"needs {n_bytes} bytes but only {left} remain in the file")
+            raise self.error(self.pos, field, f"needs {n_bytes} bytes but only {left} remain in the file")
 
     def scalar(self, fmt: struct.Struct, field: str) -> Any:
         self.need(fmt.size, field)
@@ -141,7 +152,11 @@ class _Parser:
         count = self.u64(f"{field} element count")
         min_bytes = count * _MIN_ELEMENT_BYTES[element_type]
         if min_bytes > self.size - self.pos:
-            raise self.error(count_at, f"{field} element count", f"{count} elements need at least {min_bytes} bytes but only {self.size - self.pos} remain in the file")
+            raise self.error(
+                count_at,
+                f"{field} element count",
+                f"{count} elements need at least {min_bytes} bytes but only {self.size - self.pos} remain in the file",
+            )
         if element_type == GGUFValueType.STRING:
             return self.strings(count, field), element_type
         if element_type == GGUFValueType.ARRAY:
@@ -209,48 +224,62 @@ class _GGUFFile:
 
     def _parse_tensor_infos(self, p: _Parser, n_tensors: int, part: int) -> None:
         self.tensors: dict[str, TensorInfo] = {}
-        offset_fields: list[int] = []
-        for i in range(n_tensors):
-            name_at = p.pos
-            name = p.string(f"tensor #{i} name")
-            field = f"tensor #{i} {name!r}"
-            if len(name.encode()) > MAX_TENSOR_NAME_BYTES:
-                raise p.error(name_at, field, f"name longer than {MAX_TENSOR_NAME_BYTES} bytes")
-            if name in self.tensors:
-                raise p.error(name_at, field, "duplicate tensor name")
-            dims_at = p.pos
-            n_dims = p.u32(f"{field} n_dims")
-            if n_dims > MAX_DIMS:
-                raise p.error(dims_at, f"{field} n_dims", f"{n_dims} dimensions, at most {MAX_DIMS} allowed")
-            ne = tuple(p.u64(f"{field} ne[{j}]") for j in range(n_dims))
-            span = 1
-            for dim in ne:
-                span *= max(dim, 1)
-            if span > _MAX_ELEMENT_SPAN:
-                raise p.error(dims_at, f"{field} dimensions", f"{list(ne)} overflow a tensor's size")
-            type_at = p.pos
-            code = p.u32(f"{field} type")
-            if code not in _TENSOR_TYPES:
-                raise p.error(type_at, f"{field} type", f"unknown tensor type {code}")
-            ggml_type = _TENSOR_TYPES[code]
-            shape = tuple(reversed(ne))
-            try:
-                n_bytes = row_bytes(ggml_type, ne[0] if ne else 1) * math.prod(ne[1:])
-            except ValueError as error:
-                raise p.error(dims_at, f"{field} ne[0]", str(error)) from None
-            offset_fields.append(p.pos)
-            relative = p.u64(f"{field} offset")
-            if relative % self.alignment:
-                raise p.error(p.pos - 8, f"{field} offset", f"{relative} is not a multiple of the alignment {self.alignment}")
-            self.tensors[name] = TensorInfo(name, ggml_type, shape, math.prod(shape), n_bytes, relative, part)
+        names: set[str] = set()
+        infos = [self._read_tensor_info(p, i, part, names) for i in range(n_tensors)]
         self.data_offset = -(-p.pos // self.alignment) * self.alignment
         if n_tensors and self.data_offset > p.size:
-            raise p.error(p.pos, "tensor data", f"data section would start at {self.data_offset}, past the end of the {p.size}-byte file")
-        for (name, info), field_at in zip(self.tensors.items(), offset_fields):
+            raise p.error(
+                p.pos,
+                "tensor data",
+                f"data section would start at {self.data_offset}, past the end of the {p.size}-byte file",
+            )
+        for info, offset_field_at in infos:
             start = self.data_offset + info.offset
             if info.n_bytes > p.size - start:
-                raise p.error(field_at, f"tensor {name!r} offset", f"data [{start}, {start + info.n_bytes}) lies outside the {p.size}-byte file")
-            self.tensors[name] = dataclasses.replace(info, offset=start)
+                raise p.error(
+                    offset_field_at,
+                    f"tensor {info.name!r} offset",
+                    f"data [{start}, {start + info.n_bytes}) lies outside the {p.size}-byte file",
+                )
+            self.tensors[info.name] = dataclasses.replace(info, offset=start)
+
+    def _read_tensor_info(self, p: _Parser, index: int, part: int, names: set[str]) -> tuple[TensorInfo, int]:
+        """One tensor info (offset still relative to the data section) and where its offset was read.
+
+        ``names`` holds the names read so far; this one is added to it.
+        """
+        name_at = p.pos
+        name = p.string(f"tensor #{index} name")
+        field = f"tensor #{index} {name!r}"
+        if len(name.encode()) > MAX_TENSOR_NAME_BYTES:
+            raise p.error(name_at, field, f"name longer than {MAX_TENSOR_NAME_BYTES} bytes")
+        if name in names:
+            raise p.error(name_at, field, "duplicate tensor name")
+        names.add(name)
+        dims_at = p.pos
+        n_dims = p.u32(f"{field} n_dims")
+        if n_dims > MAX_DIMS:
+            raise p.error(dims_at, f"{field} n_dims", f"{n_dims} dimensions, at most {MAX_DIMS} allowed")
+        ne = tuple(p.u64(f"{field} ne[{j}]") for j in range(n_dims))
+        if math.prod(max(dim, 1) for dim in ne) > _MAX_ELEMENT_SPAN:
+            raise p.error(dims_at, f"{field} dimensions", f"{list(ne)} overflow a tensor's size")
+        type_at = p.pos
+        code = p.u32(f"{field} type")
+        if code not in _TENSOR_TYPES:
+            raise p.error(type_at, f"{field} type", f"unknown tensor type {code}")
+        ggml_type = _TENSOR_TYPES[code]
+        try:
+            n_bytes = row_bytes(ggml_type, ne[0] if ne else 1) * math.prod(ne[1:])
+        except ValueError as error:
+            raise p.error(dims_at, f"{field} ne[0]", str(error)) from None
+        offset_at = p.pos
+        relative = p.u64(f"{field} offset")
+        if relative % self.alignment:
+            raise p.error(
+                offset_at, f"{field} offset", f"{relative} is not a multiple of the alignment {self.alignment}"
+            )
+        shape = tuple(reversed(ne))
+        return TensorInfo(name, ggml_type, shape, math.prod(shape), n_bytes, relative, part), offset_at
 
 
 def _map(path: str) -> mmap.mmap | None:
@@ -311,15 +340,24 @@ class GGUFReader:
         if count == 1:
             return
         if first.metadata.get(KEY_SPLIT_NO) != 0:
-            raise GGUFError(self.path, None, f"metadata {KEY_SPLIT_NO!r}", f"this is split {first.metadata.get(KEY_SPLIT_NO)!r} of {count}; open the first split")
+            raise GGUFError(
+                self.path,
+                None,
+                f"metadata {KEY_SPLIT_NO!r}",
+                f"this is split {first.metadata.get(KEY_SPLIT_NO)!r} of {count}; open the first split",
+            )
         prefix = split_prefix(self.path, 0, count)
         if prefix is None:
-            raise GGUFError(self.path, None, "file name", f"a split model's first file must end in -00001-of-{count:05d}.gguf")
+            raise GGUFError(
+                self.path, None, "file name", f"a split model's first file must end in -00001-of-{count:05d}.gguf"
+            )
         for index in range(1, count):
             part = _GGUFFile(split_path(prefix, index, count), part=index)
             self._files.append(part)
             if part.metadata.get(KEY_SPLIT_NO) != index or part.metadata.get(KEY_SPLIT_COUNT) != count:
-                raise GGUFError(part.path, None, "metadata 'split.no'/'split.count'", f"expected split {index} of {count}")
+                raise GGUFError(
+                    part.path, None, "metadata 'split.no'/'split.count'", f"expected split {index} of {count}"
+                )
 
     def _merge_tensors(self) -> dict[str, TensorInfo]:
         tensors: dict[str, TensorInfo] = {}
@@ -331,7 +369,12 @@ class GGUFReader:
                 tensors[name] = info
         expected = self._files[0].metadata.get(KEY_SPLIT_TENSORS_COUNT)
         if expected is not None and expected != len(tensors):
-            raise GGUFError(self.path, None, f"metadata {KEY_SPLIT_TENSORS_COUNT!r}", f"says {expected} tensors, the splits hold {len(tensors)}")
+            raise GGUFError(
+                self.path,
+                None,
+                f"metadata {KEY_SPLIT_TENSORS_COUNT!r}",
+                f"says {expected} tensors, the splits hold {len(tensors)}",
+            )
         return tensors
 
     def raw(self, name: str) -> np.ndarray:
@@ -377,4 +420,6 @@ class GGUFReader:
         self.close()
 
     def __repr__(self) -> str:
-        return f"GGUFReader({self.path!r}, version={self.version}, {len(self.metadata)} keys, {len(self.tensors)} tensors)"
+        return (
+            f"GGUFReader({self.path!r}, version={self.version}, {len(self.metadata)} keys, {len(self.tensors)} tensors)"
+        )

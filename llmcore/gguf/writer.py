@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from .split import KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT, split_path
+from .split import KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT, SPLIT_KEYS, split_path
 from .types import (
     DEFAULT_ALIGNMENT,
     GGML_QUANT_SIZES,
@@ -35,13 +36,11 @@ __all__ = ["GGUFWriter"]
 KEY_ARCHITECTURE = "general.architecture"
 KEY_ALIGNMENT = "general.alignment"
 
-_INT_TYPES = {
-    vtype for vtype, dtype in SCALAR_DTYPES.items() if dtype.kind in "iu" and vtype != GGUFValueType.BOOL
-}
-_FLOAT_TYPES = {GGUFValueType.FLOAT32, GGUFValueType.FLOAT64}
+_INT_TYPES = {vtype for vtype, dtype in SCALAR_DTYPES.items() if dtype.kind in "iu" and vtype != GGUFValueType.BOOL}
 _DTYPE_TO_VALUE_TYPE = {dtype: vtype for vtype, dtype in SCALAR_DTYPES.items() if vtype != GGUFValueType.BOOL}
 _DTYPE_TO_TENSOR_TYPE = {
-    numpy_dtype(t): t for t in (GGMLType.F32, GGMLType.F16, GGMLType.F64, GGMLType.I8, GGMLType.I16, GGMLType.I32, GGMLType.I64)
+    numpy_dtype(t): t
+    for t in (GGMLType.F32, GGMLType.F16, GGMLType.F64, GGMLType.I8, GGMLType.I16, GGMLType.I32, GGMLType.I64)
 }
 
 
@@ -54,18 +53,20 @@ def _u64(value: int) -> bytes:
 
 
 def _string(value: str | bytes) -> bytes:
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if not isinstance(value, (str, bytes)):
+        raise TypeError(f"a STRING value must be str, not {type(value).__name__}")
+    data = value.encode("utf-8") if isinstance(value, str) else value
     return _u64(len(data)) + data
 
 
-def _int_type_for(values: Iterable[int]) -> GGUFValueType:
+def _int_type_for(values: Sequence[int]) -> GGUFValueType:
     """The narrowest of INT32, INT64, UINT64 that holds every value (INT32 is gguf-py's default)."""
     low, high = min(values, default=0), max(values, default=0)
     for vtype in (GGUFValueType.INT32, GGUFValueType.INT64, GGUFValueType.UINT64):
         info = np.iinfo(SCALAR_DTYPES[vtype])
         if info.min <= low and high <= info.max:
             return vtype
-    raise ValueError(f"integer {high if high > info.max else low} does not fit any GGUF integer type")
+    raise ValueError(f"integers in [{low}, {high}] do not fit any GGUF integer type")
 
 
 def _is_array(value: Any) -> bool:
@@ -101,8 +102,10 @@ def _infer_element_type(values: Any) -> GGUFValueType:
     if all(_is_array(v) for v in values):
         return GGUFValueType.ARRAY
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
-        return _int_type_for(int(v) for v in values)
-    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return _int_type_for([int(v) for v in values])
+    if all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in values
+    ):
         return GGUFValueType.FLOAT32
     raise TypeError("cannot store an array of mixed or unsupported element types in GGUF metadata")
 
@@ -151,8 +154,6 @@ def _encode_value(value: Any, vtype: GGUFValueType | None) -> bytes:
     if vtype == GGUFValueType.ARRAY:
         raise TypeError(f"an ARRAY value must be a list, tuple or numpy array, not {type(value).__name__}")
     if vtype == GGUFValueType.STRING:
-        if not isinstance(value, (str, bytes)):
-            raise TypeError(f"a STRING value must be str, not {type(value).__name__}")
         return _u32(vtype) + _string(value)
     return _u32(vtype) + _numeric_payload([value], vtype)
 
@@ -170,7 +171,9 @@ class _Tensor:
 
     def info(self, relative_offset: int) -> bytes:
         ne = tuple(reversed(self.shape))
-        return _string(self.name) + _u32(len(ne)) + b"".join(_u64(d) for d in ne) + _u32(self.type) + _u64(relative_offset)
+        return (
+            _string(self.name) + _u32(len(ne)) + b"".join(_u64(d) for d in ne) + _u32(self.type) + _u64(relative_offset)
+        )
 
 
 def _padding(size: int, alignment: int) -> int:
@@ -178,12 +181,13 @@ def _padding(size: int, alignment: int) -> int:
 
 
 class GGUFWriter:
-    """Collects metadata and tensors, then writes them as one GGUF file or as splits.
+    """Collects metadata and tensors, then writes them as one GGUF file or as splits::
 
-    >>> w = GGUFWriter("out.gguf", arch="llama")
-    >>> w.add_metadata("llama.block_count", 30, GGUFValueType.UINT32)
-    >>> w.add_tensor("output_norm.weight", np.ones(576, np.float32))
-    >>> w.write()
+        writer = GGUFWriter("out.gguf", arch="llama")
+        writer.add_metadata("llama.block_count", 30, GGUFValueType.UINT32)
+        writer.add_tensor("output_norm.weight", np.ones(576, np.float32))
+        writer.add_tensor("token_embd.weight", reader.raw("token_embd.weight"), GGMLType.Q8_0)
+        writer.write()
     """
 
     def __init__(
@@ -209,9 +213,16 @@ class GGUFWriter:
         FLOAT32, str -> STRING, numpy arrays by dtype, nested lists -> arrays of arrays.
         """
         vtype = None if type is None else GGUFValueType(type)
+        if key == KEY_ALIGNMENT and vtype is None:
+            vtype = GGUFValueType.UINT32
         encoded = _encode_value(value, vtype)
         if key == KEY_ALIGNMENT:
-            if vtype != GGUFValueType.UINT32 or not isinstance(value, (int, np.integer)) or value <= 0 or value & (value - 1):
+            if (
+                vtype != GGUFValueType.UINT32
+                or not isinstance(value, (int, np.integer))
+                or value <= 0
+                or value & (value - 1)
+            ):
                 raise ValueError(f"{KEY_ALIGNMENT} must be a UINT32 power of two, got {value!r} ({vtype})")
             self.alignment = int(value)
         self._metadata[key] = encoded
@@ -242,18 +253,22 @@ class GGUFWriter:
             raise ValueError(f"tensor {name!r} has {len(shape)} dimensions, GGUF allows {MAX_DIMS}")
         expected = tensor_bytes(ggml_type, shape)
         if data.nbytes != expected:
-            raise ValueError(f"tensor {name!r}: {ggml_type.name} of shape {shape} takes {expected} bytes, got {data.nbytes}")
+            raise ValueError(
+                f"tensor {name!r}: {ggml_type.name} of shape {shape} takes {expected} bytes, got {data.nbytes}"
+            )
         self._tensors[name] = _Tensor(name, ggml_type, shape, data)
 
     def write(self, *, split_max_tensors: int | None = None, split_max_bytes: int | None = None) -> list[str]:
         """Write the file(s) and return their paths.
 
-        Without limits: one file at ``path``. With a limit, splits named like llama.cpp's gguf-split
-        (``path`` minus ``.gguf`` + ``-00001-of-0000N.gguf``): the first holds all metadata, every one
-        the ``split.no``/``split.count``/``split.tensors.count`` keys.
+        Without limits: one file at ``path``, without any ``split.*`` keys copied from a split
+        source (a single file that claimed to be split would not open). With a limit, splits named
+        like llama.cpp's gguf-split (``path`` minus ``.gguf`` + ``-00001-of-0000N.gguf``): the first
+        holds all metadata, every one the ``split.no``/``split.count``/``split.tensors.count`` keys.
         """
         if split_max_tensors is None and split_max_bytes is None:
-            self._write_file(self.path, list(self._metadata.items()), list(self._tensors.values()))
+            metadata = [(key, encoded) for key, encoded in self._metadata.items() if key not in SPLIT_KEYS]
+            self._write_file(self.path, metadata, list(self._tensors.values()))
             return [self.path]
         groups = self._split_groups(split_max_tensors, split_max_bytes)
         prefix = self.path[: -len(".gguf")] if self.path.endswith(".gguf") else self.path
@@ -298,15 +313,20 @@ class GGUFWriter:
             header.append(tensor.info(offset))
             offset += tensor.n_bytes + _padding(tensor.n_bytes, self.alignment)
         head = b"".join(header)
-        temporary = f"{path}.tmp"
-        with open(temporary, "wb") as out:
-            out.write(head)
-            if tensors:  # like llama.cpp's reader, only a data section needs aligning
-                out.write(bytes(_padding(len(head), self.alignment)))
-            for tensor in tensors:
-                out.write(tensor.data)
-                out.write(bytes(_padding(tensor.n_bytes, self.alignment)))
-        os.replace(temporary, path)
+        temporary = f"{path}.tmp"  # the final name appears only once the file is complete
+        try:
+            with open(temporary, "wb") as out:
+                out.write(head)
+                if tensors:  # like llama.cpp's reader, only a data section needs aligning
+                    out.write(bytes(_padding(len(head), self.alignment)))
+                for tensor in tensors:
+                    out.write(tensor.data)
+                    out.write(bytes(_padding(tensor.n_bytes, self.alignment)))
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
 
 
 def _tensor_type_for(dtype: np.dtype) -> GGMLType:
@@ -326,11 +346,18 @@ def _tensor_data(name: str, array: np.ndarray, ggml_type: GGMLType) -> tuple[tup
     if element is not None:
         if array.dtype != element and array.dtype.kind != element.kind:
             raise ValueError(f"tensor {name!r}: cannot store {array.dtype} data as {ggml_type.name}")
-        return array.shape, np.ascontiguousarray(array, dtype=element)
+        data = np.ascontiguousarray(array, dtype=element)
+        if element.kind == "i" and data is not array and not np.array_equal(data, array):
+            raise ValueError(f"tensor {name!r}: values out of range for {ggml_type.name}")
+        return array.shape, data
     if array.dtype != np.uint8 or array.ndim == 0:
-        raise ValueError(f"tensor {name!r}: {ggml_type.name} data must be a uint8 array of shape (*shape[:-1], bytes_per_row)")
+        raise ValueError(
+            f"tensor {name!r}: {ggml_type.name} data must be a uint8 array of shape (*shape[:-1], bytes_per_row)"
+        )
     block_size, type_size = GGML_QUANT_SIZES[ggml_type]
     if array.shape[-1] % type_size:
-        raise ValueError(f"tensor {name!r}: {array.shape[-1]} bytes per row is not a whole number of {ggml_type.name} blocks")
+        raise ValueError(
+            f"tensor {name!r}: {array.shape[-1]} bytes per row is not a whole number of {ggml_type.name} blocks"
+        )
     shape = (*array.shape[:-1], array.shape[-1] // type_size * block_size)
     return shape, np.ascontiguousarray(array)

@@ -11,6 +11,7 @@ from llmcore.tokenizer.detokenizer import StreamDecoder, clean_up_spaces
 from llmcore.tokenizer.vocab import ESCAPED_SPACE, SPECIAL_ATTRS, Attr, TokenType, Vocab, VocabType
 
 _ASCII_SPACE = " \t\n\v\f\r"  # what C's isspace() strips around LSTRIP/RSTRIP special tokens
+_LSTRIP, _RSTRIP = Attr.LSTRIP.value, Attr.RSTRIP.value
 
 
 class Tokenizer:
@@ -153,7 +154,7 @@ class Tokenizer:
         vocab = self.vocab
         fragments: list[int | tuple[int, int]] = [(0, len(text))]
         for token_id in vocab.special_tokens:
-            attr = int(vocab.attrs[token_id])
+            attr = vocab.attr_list[token_id]
             if not parse_special and attr & SPECIAL_ATTRS:
                 continue  # control and unknown tokens only when parsing specials; user-defined always
             token = vocab.texts[token_id]
@@ -170,14 +171,14 @@ class Tokenizer:
                     if found < 0:
                         break
                     left_end = found
-                    if attr & Attr.LSTRIP:
+                    if attr & _LSTRIP:
                         while left_end > start and text[left_end - 1] in _ASCII_SPACE:
                             left_end -= 1
                     if left_end > start:
                         split.append((start, left_end))
                     split.append(token_id)
                     start = found + len(token)
-                    if attr & Attr.RSTRIP:
+                    if attr & _RSTRIP:
                         while start < end and text[start] in _ASCII_SPACE:
                             start += 1
                 if start < end:
@@ -190,7 +191,7 @@ class Tokenizer:
     def token_to_piece(self, token_id: int, special: bool = True) -> bytes:
         """The bytes of one token (llama_token_to_piece); control/unknown tokens give b"" unless ``special``."""
         self._check(token_id)
-        if not special and self.vocab.attrs[token_id] & SPECIAL_ATTRS:
+        if not special and self.vocab.attr_list[token_id] & SPECIAL_ATTRS:
             return b""
         return self.vocab.piece(token_id)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -321,7 +321,7 @@ _COLLAPSED = {uc.NUMBER: 0xD1, uc.LETTER: 0xD2, uc.PUNCTUATION: 0xD3, uc.ACCENT_
 _COLLAPSED_OTHER, _COLLAPSED_SPACE = 0xD0, 0x0B
 
 
-@lru_cache(maxsize=None)
+@cache
 def _class_lookup(collapsed: bool) -> np.ndarray:
     """Code point -> class character for non-ASCII code points (a uint32 array over all code points)."""
     cats = uc.category_table()
@@ -421,95 +421,100 @@ def _kimi_k2_step(text: str, pieces: Pieces, views: dict[str, str]) -> Pieces:
     cats = uc.category_table()[uc.codepoints(text)].tolist()
     out: Pieces = []
     for start, end in pieces:
+        _kimi_k2_piece(cpts, cats, start, end, out)
+    return out
 
-        def cat(pos: int) -> int:
-            return cats[pos] if start <= pos < end else 0
 
-        def cpt(pos: int) -> int:
-            return cpts[pos] if start <= pos < end else -1
+def _kimi_k2_piece(cpts: list[int], cats: list[int], start: int, end: int, out: Pieces) -> None:
+    """Split cpts[start:end] (one piece) the Kimi-K2 way, appending the new pieces to ``out``."""
 
-        def space(pos: int) -> bool:
-            return start <= pos < end and cpts[pos] in uc.WHITESPACE_CODEPOINTS
+    def cat(pos: int) -> int:
+        return cats[pos] if start <= pos < end else 0
 
-        def letter(pos: int) -> bool:
-            return bool(cat(pos) & uc.LETTER) and not _is_han(cpt(pos))
+    def cpt(pos: int) -> int:
+        return cpts[pos] if start <= pos < end else -1
 
-        prev = start
+    def space(pos: int) -> bool:
+        return start <= pos < end and cpts[pos] in uc.WHITESPACE_CODEPOINTS
 
-        def emit(stop: int) -> int:
-            nonlocal prev
-            length = stop - prev
-            if length > 0:
-                out.append((prev, stop))
-            prev = stop
-            return length
+    def letter(pos: int) -> bool:
+        return bool(cat(pos) & uc.LETTER) and not _is_han(cpt(pos))
 
-        pos = start
-        while pos < end:
-            c, flags = cpts[pos], cats[pos]
-            if _is_han(c):
-                while _is_han(cpt(pos)):
-                    pos += 1
-                emit(pos)
-                continue
-            can_lead = not (c in (0x0D, 0x0A) or flags & (uc.LETTER | uc.NUMBER))
-            if (flags & uc.LETTER and not _is_han(c)) or (can_lead and letter(pos + 1)):
-                leading = False
-                if can_lead:
-                    leading = True
-                    pos += 1
-                has_letters = False
-                while letter(pos):
-                    has_letters = True
-                    pos += 1
-                if has_letters or (not leading and letter(pos)):
-                    if not has_letters:
-                        pos += 1
-                    while letter(pos):
-                        pos += 1
-                    if cpt(pos) == 0x27 and pos + 1 < end:
-                        nxt = uc.to_lower(cpt(pos + 1))
-                        if chr(nxt) in "stmd":
-                            pos += 2
-                        elif pos + 2 < end and chr(nxt) + chr(uc.to_lower(cpt(pos + 2))) in ("re", "ve", "ll"):
-                            pos += 3
-                    emit(pos)
-                    continue
-                if leading:
-                    pos -= 1
-            if flags & uc.NUMBER:
-                first = pos
-                while cat(pos) & uc.NUMBER:
-                    pos += 1
-                    if pos - first >= 3:
-                        emit(pos)
-                        first = pos
-                emit(pos)
-                continue
-            nxt_pos = pos + 1 if c == 0x20 else pos
-            if not space(nxt_pos) and cat(nxt_pos) and not cat(nxt_pos) & (uc.LETTER | uc.NUMBER):
-                pos = nxt_pos
-                while not space(pos) and cat(pos) and not cat(pos) & (uc.LETTER | uc.NUMBER):
-                    pos += 1
-                while cpt(pos) in (0x0D, 0x0A):
-                    pos += 1
-                emit(pos)
-                continue
-            n_spaces, last_newline = 0, 0
-            while space(pos + n_spaces):
-                if cpts[pos + n_spaces] in (0x0D, 0x0A):
-                    last_newline = pos + n_spaces + 1
-                n_spaces += 1
-            if last_newline:
-                pos = last_newline
-            elif n_spaces > 1 and pos + n_spaces < end:
-                pos += n_spaces - 1
-            elif n_spaces:
-                pos += n_spaces
-            else:
+    prev = start
+
+    def emit(stop: int) -> int:
+        nonlocal prev
+        length = stop - prev
+        if length > 0:
+            out.append((prev, stop))
+        prev = stop
+        return length
+
+    pos = start
+    while pos < end:
+        c, flags = cpts[pos], cats[pos]
+        if _is_han(c):
+            while _is_han(cpt(pos)):
                 pos += 1
             emit(pos)
-    return out
+            continue
+        can_lead = not (c in (0x0D, 0x0A) or flags & (uc.LETTER | uc.NUMBER))
+        if (flags & uc.LETTER and not _is_han(c)) or (can_lead and letter(pos + 1)):
+            leading = False
+            if can_lead:
+                leading = True
+                pos += 1
+            has_letters = False
+            while letter(pos):
+                has_letters = True
+                pos += 1
+            if has_letters or (not leading and letter(pos)):
+                if not has_letters:
+                    pos += 1
+                while letter(pos):
+                    pos += 1
+                if cpt(pos) == 0x27 and pos + 1 < end:
+                    nxt = uc.to_lower(cpt(pos + 1))
+                    if chr(nxt) in "stmd":
+                        pos += 2
+                    elif pos + 2 < end and chr(nxt) + chr(uc.to_lower(cpt(pos + 2))) in ("re", "ve", "ll"):
+                        pos += 3
+                emit(pos)
+                continue
+            if leading:
+                pos -= 1
+        if flags & uc.NUMBER:
+            first = pos
+            while cat(pos) & uc.NUMBER:
+                pos += 1
+                if pos - first >= 3:
+                    emit(pos)
+                    first = pos
+            emit(pos)
+            continue
+        nxt_pos = pos + 1 if c == 0x20 else pos
+        if not space(nxt_pos) and cat(nxt_pos) and not cat(nxt_pos) & (uc.LETTER | uc.NUMBER):
+            pos = nxt_pos
+            while not space(pos) and cat(pos) and not cat(pos) & (uc.LETTER | uc.NUMBER):
+                pos += 1
+            while cpt(pos) in (0x0D, 0x0A):
+                pos += 1
+            emit(pos)
+            continue
+        n_spaces, last_newline = 0, 0
+        while space(pos + n_spaces):
+            if cpts[pos + n_spaces] in (0x0D, 0x0A):
+                last_newline = pos + n_spaces + 1
+            n_spaces += 1
+        if last_newline:
+            pos = last_newline
+        elif n_spaces > 1 and pos + n_spaces < end:
+            pos += n_spaces - 1
+        elif n_spaces:
+            pos += n_spaces
+        else:
+            pos += 1
+        emit(pos)
 
 
 def _is_han(cpt: int) -> bool:

@@ -19,30 +19,6 @@ def _utf8_len(byte: int) -> int:
     return (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4)[byte >> 4]
 
 
-class _ByteTrie:
-    """naive_trie: nested dicts keyed by byte, with the token id under key -1."""
-
-    def __init__(self) -> None:
-        self.root: dict[int, dict] = {}
-
-    def insert(self, key: bytes, value: int) -> None:
-        node = self.root
-        for byte in key:
-            node = node.setdefault(byte, {})
-        node[-1] = value
-
-    def longest_prefix(self, data: bytes, start: int) -> int:
-        """Length of the longest path from the root matching data[start:] (values are not required)."""
-        node = self.root
-        length = 0
-        for byte in data[start:]:
-            node = node.get(byte)
-            if node is None:
-                break
-            length += 1
-        return length
-
-
 class UgmEncoder:
     """Tokenizes one text fragment of a unigram vocabulary."""
 
@@ -63,13 +39,15 @@ class UgmEncoder:
         normal = (attrs & Attr.NORMAL) != 0
         self.user_defined = (attrs & Attr.USER_DEFINED) != 0
         self.min_score = float(scores[normal].min()) if normal.any() else np.finfo(np.float32).max
-        self.unknown_score = self.min_score - _UNKNOWN_PENALTY
-        self.tokens = _ByteTrie()
-        self.user_tokens = _ByteTrie()
-        for i in np.flatnonzero(normal | self.user_defined | ((attrs & Attr.UNUSED) != 0)).tolist():
-            self.tokens.insert(vocab.texts[i].encode("utf-8", "surrogatepass"), i)
-        for i in np.flatnonzero(self.user_defined).tolist():
-            self.user_tokens.insert(vocab.texts[i].encode("utf-8", "surrogatepass"), i)
+        # float arithmetic, as in llama.cpp
+        self.unknown_score = float(np.float32(self.min_score) - np.float32(_UNKNOWN_PENALTY))
+        # byte string -> id; llama.cpp walks a byte trie, trying every prefix is the same set of matches
+        texts = vocab.texts
+        self.tokens = {texts[i].encode("utf-8", "surrogatepass"): i
+                       for i in np.flatnonzero(normal | self.user_defined | ((attrs & Attr.UNUSED) != 0)).tolist()}
+        self.max_len = max(map(len, self.tokens), default=0)
+        self.user_tokens = {texts[i].encode("utf-8", "surrogatepass") for i in np.flatnonzero(self.user_defined).tolist()}
+        self.user_prefixes = {key[:k] for key in self.user_tokens for k in range(1, len(key) + 1)}
         self.user_defined = self.user_defined.tolist()
 
     def encode(self, text: str) -> list[int]:
@@ -82,19 +60,14 @@ class UgmEncoder:
         best_token = [unk] * (n + 1)
         best_start = [0] * (n + 1)
         best_score[0] = 0.0
+        tokens = self.tokens
         pos = 0
         while pos < n:
             char_len = min(_utf8_len(normalized[pos]), n - pos)
             here = best_score[pos]
             single_found = False
-            node = self.tokens.root
-            end = pos
-            while end < n:
-                node = node.get(normalized[end])
-                if node is None:
-                    break
-                end += 1
-                token_id = node.get(-1)
+            for end in range(pos + 1, min(n, pos + self.max_len) + 1):
+                token_id = tokens.get(normalized[pos:end])
                 if token_id is not None:
                     if end - pos == char_len:
                         single_found = True
@@ -153,7 +126,7 @@ class UgmEncoder:
         return bytes(out)
 
     def _normalize_prefix(self, data: bytes, pos: int) -> tuple[bytes, int]:
-        matched = self.user_tokens.longest_prefix(data, pos)
+        matched = self._user_token_prefix(data, pos)
         if matched:
             return data[pos:pos + matched], matched
         longest, replacement_at = 0, 0
@@ -183,6 +156,13 @@ class UgmEncoder:
         if length:
             return data[pos:pos + length], length
         return "\ufffd".encode(), 1
+
+    def _user_token_prefix(self, data: bytes, pos: int) -> int:
+        """naive_trie::get_longest_prefix over the user-defined tokens: the longest path walked in the trie."""
+        length = 0
+        while pos + length < len(data) and data[pos:pos + length + 1] in self.user_prefixes:
+            length += 1
+        return length
 
     def _node(self, index: int) -> int:
         if index >= len(self.xcda):

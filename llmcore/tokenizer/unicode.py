@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _unpack(blob: str, dtype: str) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(blob)), dtype=dtype)
 
 
-@lru_cache(maxsize=None)
+@cache
 def category_table() -> np.ndarray:
     """uint8 category bits (NUMBER, LETTER, ...) for every code point 0..0x10FFFF."""
     starts = _unpack(_tables.FLAG_RANGE_STARTS, "<u4").astype(np.int64)
@@ -58,7 +58,7 @@ def category(cpt: int) -> int:
     return int(category_table()[cpt]) if cpt < MAX_CODEPOINTS else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lowercase_map() -> dict[int, int]:
     pairs = _unpack(_tables.LOWERCASE_PAIRS, "<u4").reshape(-1, 2)
     return dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
@@ -69,7 +69,7 @@ def to_lower(cpt: int) -> int:
     return _lowercase_map().get(cpt, cpt)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nfd_ranges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ranges = _unpack(_tables.NFD_RANGES, "<u4").reshape(-1, 3)
     return ranges[:, 0], ranges[:, 1], ranges[:, 2]

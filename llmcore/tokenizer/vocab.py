@@ -58,7 +58,7 @@ class Attr(enum.IntFlag):
 
 _TYPE_TO_ATTR = np.array([Attr.UNDEFINED, Attr.NORMAL, Attr.UNKNOWN, Attr.CONTROL, Attr.USER_DEFINED,
                           Attr.UNUSED, Attr.BYTE], dtype=np.int32)
-SPECIAL_ATTRS = Attr.CONTROL | Attr.UNKNOWN
+SPECIAL_ATTRS = int(Attr.CONTROL | Attr.UNKNOWN)
 ESCAPED_SPACE = "\u2581"
 KEY = "tokenizer.ggml."
 
@@ -101,10 +101,12 @@ class Vocab:
         model = metadata.get(KEY + "model")
         if model is None:
             raise TokenizerError(f"{source}: {KEY}model: missing (no tokenizer in this file)")
-        if model in ("hybriddna", "whitespace"):
+        if model == "whitespace":
             model_kind = _MODELS["gpt2"]
         elif model in _MODELS:
             model_kind = _MODELS[model]
+        elif model in ("hybriddna", "plamo2", "no_vocab", "none", "test"):
+            raise TokenizerError(f"{source}: {KEY}model: tokenizer model {model!r} is not supported by llmcore")
         else:
             raise TokenizerError(f"{source}: {KEY}model: unknown tokenizer model {model!r}")
         self.model: str = model
@@ -167,16 +169,14 @@ class Vocab:
 
         ids = {"bos": bos, "eos": eos, "eot": None, "eom": None, "unk": unk, "sep": sep, "pad": pad, "mask": mask,
                **{name: None for name in _FIM_TEXTS}}
-        for name in ids:
-            if ids[name] is not None and ids[name] >= n:
-                ids[name] = None
+        ids = {name: None if value is not None and value >= n else value for name, value in ids.items()}
         keys = {"bos": "bos_token_id", "eos": "eos_token_id", "eot": "eot_token_id", "eom": "eom_token_id",
                 "unk": "unknown_token_id", "sep": "seperator_token_id", "pad": "padding_token_id",
                 "mask": "mask_token_id", "fim_pre": "fim_pre_token_id", "fim_suf": "fim_suf_token_id",
                 "fim_mid": "fim_mid_token_id", "fim_pad": "fim_pad_token_id", "fim_rep": "fim_rep_token_id",
                 "fim_sep": "fim_sep_token_id"}
         deprecated = {"fim_pre": "prefix_token_id", "fim_suf": "suffix_token_id", "fim_mid": "middle_token_id"}
-        for name, key in [*keys.items(), *((n_, k) for n_, k in deprecated.items())]:
+        for name, key in [*keys.items(), *deprecated.items()]:
             value = metadata.get(KEY + key)
             if value is None:
                 continue
@@ -213,6 +213,7 @@ class Vocab:
         self._set_model_specific_attrs(str(metadata.get("general.name", "")).lower(),
                                        str(metadata.get(KEY + "pre", "")),
                                        str(metadata.get("general.architecture", "")))
+        self.attr_list: list[int] = self.attrs.tolist()  # plain ints for per-token lookups
         self._pieces: dict[int, bytes] = {}
 
     def _array(self, metadata: Mapping[str, Any], name: str, n: int, dtype: type) -> np.ndarray | None:
@@ -234,11 +235,11 @@ class Vocab:
         lookup = self.token_to_id.get
         for name, texts in (("eot", _EOT_TEXTS), ("eom", _EOM_TEXTS), *_FIM_TEXTS.items()):
             if ids[name] is None:
-                found = [lookup(t) for t in texts if lookup(t) is not None]
-                if found:
-                    # llama.cpp takes the first match in hash-map order; the lowest id is our stable choice
-                    ids[name] = min(found)
-                    self._mark_control(ids[name])
+                # llama.cpp takes the first match in its hash map's order; we take the first text listed
+                found = next((lookup(t) for t in texts if lookup(t) is not None), None)
+                if found is not None:
+                    ids[name] = found
+                    self._mark_control(found)
         for i in np.flatnonzero(self.attrs & Attr.CONTROL):
             if "unused" in self.texts[i]:
                 self.attrs[i] |= Attr.UNUSED
@@ -307,12 +308,12 @@ class Vocab:
 
     def _make_piece(self, token_id: int) -> bytes:
         text = self.texts[token_id]
-        attr = int(self.attrs[token_id])
+        attr = self.attr_list[token_id]
         if self.type is VocabType.RWKV:
             from llmcore.tokenizer.rwkv import unescape_rwkv_token
 
             return unescape_rwkv_token(text)
-        if attr & (SPECIAL_ATTRS | Attr.USER_DEFINED):
+        if attr & (SPECIAL_ATTRS | Attr.USER_DEFINED.value):
             return text.encode("utf-8", "surrogatepass")
         if attr & Attr.NORMAL:
             if self.type is VocabType.BPE and not self.escape_whitespaces:
@@ -323,16 +324,25 @@ class Vocab:
         return b""
 
 
+# GPT-2 byte characters -> the latin-1 character of their byte; other characters below 256 are deleted
+_BYTE_DECODE_TABLE: dict[int, int | None] = {**{cpt: None for cpt in range(256)},
+                                             **{ord(c): b for c, b in uc.CHAR_TO_BYTE.items()}}
+
+
 def _decode_byte_text(text: str) -> bytes:
     """llama_decode_text: GPT-2 byte characters -> bytes; other characters become [UNK_BYTE_0x..] markers."""
-    try:
-        return bytes(uc.CHAR_TO_BYTE[c] for c in text)
-    except KeyError:
-        out = bytearray()
-        for c in text:
-            byte = uc.CHAR_TO_BYTE.get(c)
-            if byte is not None:
-                out.append(byte)
-            else:
-                out += b"[UNK_BYTE_0x" + c.encode("utf-8").hex().encode() + text.encode("utf-8") + b"]"
-        return bytes(out)
+    decoded = text.translate(_BYTE_DECODE_TABLE)
+    if len(decoded) == len(text):
+        try:
+            return decoded.encode("latin-1")
+        except UnicodeEncodeError:
+            pass
+    out = bytearray()
+    for c in text:
+        byte = uc.CHAR_TO_BYTE.get(c)
+        if byte is not None:
+            out.append(byte)
+        else:
+            out += b"[UNK_BYTE_0x" + c.encode("utf-8", "surrogatepass").hex().encode() \
+                + text.encode("utf-8", "surrogatepass") + b"]"
+    return bytes(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from llmcore.tokenizer import unicode as uc
 from llmcore.tokenizer.vocab import ESCAPED_SPACE, Vocab
 

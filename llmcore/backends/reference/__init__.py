@@ -29,8 +29,7 @@ class ReferenceBackend(Backend):
     def __init__(self, n_threads: int | None = None) -> None:
         super().__init__(n_threads)
         self._weights: dict[str, WeightData] = {}
-        self._dequantized: dict[str, np.ndarray] = {}
-        self._mins: dict[str, np.ndarray | None] = {}
+        self._prepared: dict[str, np.ndarray | kernels.BlockQuants] = {}
         self._caches: dict[str, np.ndarray] = {}
 
     def supports_op(self, node: Node) -> bool:
@@ -40,13 +39,16 @@ class ReferenceBackend(Backend):
         for w in weights:
             self._weights[w.name] = w
 
-    def dense(self, name: str) -> np.ndarray:
-        """Weight ``name`` as float32, dequantized on first use."""
-        if name not in self._dequantized:
+    def matrix(self, name: str) -> np.ndarray | kernels.BlockQuants:
+        """Weight ``name`` prepared for ``kernels.mul_mat`` on first use: legacy quants split into
+        integer quants and scales, other types dequantized to float32."""
+        if name not in self._prepared:
             w = self._weights[name]
-            self._dequantized[name] = dequantize(w.raw, w.type, w.shape)
-            self._mins[name] = kernels.block_mins(w.raw, w.type)
-        return self._dequantized[name]
+            if w.type in kernels.LEGACY_QUANTS:
+                self._prepared[name] = kernels.BlockQuants.from_raw(w.raw, w.type, w.shape)
+            else:
+                self._prepared[name] = dequantize(w.raw, w.type, w.shape)
+        return self._prepared[name]
 
     def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
         """Rows ``ids`` of weight ``name`` as float32, without dequantizing the whole table."""
@@ -66,7 +68,7 @@ class ReferenceBackend(Backend):
     def memory_used(self) -> dict[str, int]:
         return {
             "weights": sum(w.raw.nbytes for w in self._weights.values())
-            + sum(a.nbytes for a in self._dequantized.values()),
+            + sum(a.q.nbytes if isinstance(a, kernels.BlockQuants) else a.nbytes for a in self._prepared.values()),
             "kv": sum(c.nbytes for c in self._caches.values()),
         }
 
@@ -96,7 +98,7 @@ class _Interpreter(Executable):
                 return b.rows(table.name, src[1]) if table.op is Op.WEIGHT else src[0][src[1]]
             case Op.MUL_MAT:
                 w = node.srcs[0]
-                return kernels.mul_mat(b.dense(w.name), w.dtype, src[1], b._mins[w.name])
+                return kernels.mul_mat(b.matrix(w.name), w.dtype, src[1])
             case Op.KV_STORE:
                 cache, x, cells = src
                 cache[cells] = x

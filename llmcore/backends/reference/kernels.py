@@ -8,33 +8,58 @@ before meeting the f16 KV cache, and norms accumulate in double.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from llmcore.gguf import GGMLType
+from llmcore.gguf import GGMLType, dequantize
 from llmcore.graph.builder import RopeParams
 
 QK8 = 32  # block size of ggml's q8_0 / q8_1 activations
 QK_K = 256  # super-block size of the K-quants and of q8_K
 
 _Q8_1_WEIGHTS = {GGMLType.Q4_1, GGMLType.Q5_1}
-_Q8_0_WEIGHTS = {GGMLType.Q4_0, GGMLType.Q5_0, GGMLType.Q8_0}
+LEGACY_QUANTS = {GGMLType.Q4_0, GGMLType.Q5_0, GGMLType.Q8_0} | _Q8_1_WEIGHTS
 _Q8_K_WEIGHTS = {GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K}
 
 
-def mul_mat(w: np.ndarray, w_type: GGMLType, x: np.ndarray, w_mins: np.ndarray | None = None) -> np.ndarray:
-    """``x @ w.T`` as ggml computes it, with ``w`` dequantized to float32.
+@dataclass(frozen=True)
+class BlockQuants:
+    """A legacy-quant weight (32 values per block, one scale) split the way ggml's dot product
+    sees it: integer quants ``q`` as float32 [blocks, 32, rows], scales ``d`` and, for Q4_1/Q5_1,
+    minimums ``m`` as float32 [rows, blocks]."""
+
+    q: np.ndarray
+    d: np.ndarray
+    m: np.ndarray | None
+
+    @classmethod
+    def from_raw(cls, raw: np.ndarray, w_type: GGMLType, shape: tuple[int, ...]) -> BlockQuants:
+        rows, cols = shape
+        block_bytes = raw.shape[-1] * QK8 // cols
+        blocks = np.ascontiguousarray(raw).reshape(rows, -1, block_bytes)
+        d = blocks[:, :, 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = blocks[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float32) if w_type in _Q8_1_WEIGHTS else None
+        # decoding with unit scale and zero minimum yields the integer quants (offsets included)
+        unit = blocks.copy()
+        unit[:, :, 0:2] = np.array([1.0], np.float16).view(np.uint8)
+        if m is not None:
+            unit[:, :, 2:4] = 0
+        q = dequantize(unit.reshape(rows, -1), w_type, shape).reshape(rows, -1, QK8)
+        return cls(np.ascontiguousarray(q.transpose(1, 2, 0)), d, m)
+
+
+def mul_mat(w: np.ndarray | BlockQuants, w_type: GGMLType, x: np.ndarray) -> np.ndarray:
+    """``x @ w.T`` as ggml computes it.
 
     ggml rounds ``x`` to the weight type's vec_dot_type first: q8_0 / q8_1 blocks of 32 for the
-    legacy quants, q8_K blocks of 256 for the K-quants, f16 or bf16 for those weights. For the
-    q8_1 types (Q4_1, Q5_1) the block minimum ``m`` meets a separately rounded f16 sum
-    ``s = f16(d * sum(q))`` instead of ``d * sum(q)``; ``w_mins`` ([rows, blocks], from
-    :func:`block_mins`) lets us add that difference back so the results agree to float rounding.
+    legacy quants, q8_K blocks of 256 for the K-quants, f16 or bf16 for those weights. Legacy
+    quants then take, per block, the exact integer dot product of the quants scaled by both block
+    scales (plus, for Q4_1/Q5_1, the weight minimum times the activation block's f16 sum ``s``), so
+    ``w`` is given as :class:`BlockQuants`; other types are given dequantized to float32.
     """
-    if w_type in _Q8_1_WEIGHTS:
-        xq, correction = _quantize_q8_1(x)
-        return xq @ w.T + correction @ w_mins.T
-    if w_type in _Q8_0_WEIGHTS:
-        return _quantize_q8_1(x)[0] @ w.T
+    if isinstance(w, BlockQuants):
+        return _mul_mat_blocks(w, x)
     if w_type in _Q8_K_WEIGHTS:
         return _round_q8_k(x) @ w.T
     if w_type == GGMLType.F16:
@@ -44,27 +69,33 @@ def mul_mat(w: np.ndarray, w_type: GGMLType, x: np.ndarray, w_mins: np.ndarray |
     return x @ w.T
 
 
-def block_mins(raw: np.ndarray, w_type: GGMLType) -> np.ndarray | None:
-    """Per-block minimums m ([rows, blocks] float32) of Q4_1 / Q5_1 weights, else None."""
-    if w_type not in _Q8_1_WEIGHTS:
-        return None
-    block_bytes = 20 if w_type == GGMLType.Q4_1 else 24  # d, m (f16 each), then the quants
-    blocks = raw.reshape(-1, raw.shape[-1] // block_bytes, block_bytes)
-    return np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[..., 0].astype(np.float32)
+def _mul_mat_blocks(w: BlockQuants, x: np.ndarray) -> np.ndarray:
+    xq, xd, xs = _quantize_q8(x)  # [n, blocks, 32], [n, blocks], [n, blocks]
+    n_blocks, _, rows = w.q.shape
+    out = np.empty((x.shape[0], rows), np.float32)
+    step = max(1, (1 << 22) // (n_blocks * max(1, x.shape[0])))  # bounds the temporaries
+    xq_by_block = np.ascontiguousarray(xq.transpose(1, 0, 2))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        sumi = np.matmul(xq_by_block, w.q[:, :, r0:r1])  # exact: small integers in float32
+        scale = w.d[r0:r1].T[:, None, :] * xd.T[:, :, None]
+        y = (scale * sumi).sum(axis=0, dtype=np.float32)
+        if w.m is not None:
+            y += xs @ w.m[r0:r1].T
+        out[:, r0:r1] = y
+    return out
 
 
-def _quantize_q8_1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ggml's SIMD q8_0/q8_1 quantization: per 32 values q = rint(x * 127 / max|x|), d = max|x| / 127
-    stored as f16. Returns the rounded values q * d and, per block, f16(d * sum(q)) - f16(d) * sum(q)."""
-    blocks = x.reshape(*x.shape[:-1], -1, QK8)
+def _quantize_q8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ggml's SIMD q8_0/q8_1 quantization of rows of ``x``: per 32 values q = rint(x * 127 / max|x|),
+    d = f16(max|x| / 127), and q8_1's s = f16(d * sum(q)). Returns (q, d, s) as float32."""
+    blocks = x.reshape(x.shape[0], -1, QK8)
     amax = np.abs(blocks).max(axis=-1)
     inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax != 0)
     q = np.rint(blocks * inv[..., None])
     d = amax / np.float32(127)
-    d16 = d.astype(np.float16).astype(np.float32)
-    q_sum = q.sum(axis=-1)
-    s16 = (d * q_sum).astype(np.float16).astype(np.float32)
-    return (q * d16[..., None]).reshape(x.shape), s16 - d16 * q_sum
+    s = (d * q.sum(axis=-1)).astype(np.float16).astype(np.float32)
+    return q, d.astype(np.float16).astype(np.float32), s
 
 
 def _round_q8_k(x: np.ndarray) -> np.ndarray:

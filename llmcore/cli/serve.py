@@ -1,0 +1,68 @@
+"""``llmcore serve``: the OpenAI-compatible HTTP server (llama-server), with a web chat page at ``/``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from llmcore.cli._common import _positive_int, add_model_args, load_llm
+from llmcore.errors import LLMCoreError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API (llama-server)",
+                              description="Serve a model over an OpenAI-compatible HTTP API, with continuous "
+                                          "batching of parallel requests and a web chat page at /.")
+    add_model_args(p)
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    g.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
+    g.add_argument("-np", "--parallel", type=_positive_int, default=1, metavar="N",
+                   help="slots: requests decoded together; each gets ctx-size / N tokens (default: 1)")
+    g.add_argument("--api-key", default=os.environ.get("LLMCORE_API_KEY"), metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $LLMCORE_API_KEY, else none)")
+    g.add_argument("--timeout", type=float, default=600.0, metavar="N",
+                   help="end a request that gets no new token for N seconds (default: 600)")
+    g.add_argument("-a", "--alias", default=None, metavar="NAME", help="model name reported by the API")
+    g.add_argument("-s", "--seed", type=int, default=-1, help="default RNG seed of requests (default: -1, random)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from llmcore.server import create_app
+    except ImportError as error:
+        raise LLMCoreError(f"llmcore serve needs {error.name}: install llmcore[server] "
+                           "(pip install 'llmcore[server]')") from None
+    listener = _listen(args.host, args.port)
+    llm = load_llm(args, seed=None if args.seed < 0 else args.seed)
+    app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias)
+    host, port = listener.getsockname()[:2]
+    n_ctx_slot = app.state.engine.n_ctx_slot
+    print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
+          f"http://{_url_host(host)}:{port}/", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before the model loads so that a busy port fails at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise LLMCoreError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,516 @@
+"""llama.cpp's GBNF grammar format: parse it (errors carry line and column) and translate it to the
+Lark dialect that llguidance compiles.
+
+The syntax is ``src/llama-grammar.cpp``'s: rules ``name ::= alternatives`` ending at a newline
+(newlines are allowed inside parentheses and after ``|``), ``#`` comments, ``"literals"`` and
+``[character classes]`` with ``\\x``/``\\u``/``\\U``/``\\t``/``\\r``/``\\n`` escapes, ``.`` for any
+character, groups, ``* + ? {m} {m,} {m,n}`` repetition, and tokens ``<[id]>`` / ``<text>``, negated
+with ``!``.
+
+Translation: a rule built only of characters (no rule cycle, no token) becomes one Lark terminal,
+i.e. a single regular expression, and so does each compound character item (``[0-9]+``,
+``("a" | "b")``) inside a rule with rule references; the rest stays context-free. llguidance lexes
+greedily (longest match) between terminals, which differs from GBNF only where one terminal would
+have to stop early for the next to begin (see docs/grammar.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llmcore.grammar.errors import GrammarError
+
+# llama.cpp's MAX_REPETITION_THRESHOLD: a larger minimum is an error, a larger maximum means unbounded.
+_MAX_REPETITIONS = 2000
+_ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "\\": "\\", '"': '"', "[": "[", "]": "]", "-": "-"}
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+
+
+@dataclass(frozen=True)
+class Literal:
+    text: str
+
+
+@dataclass(frozen=True)
+class CharClass:
+    ranges: tuple[tuple[int, int], ...]  # inclusive code point ranges; empty + negated is ``.``
+    negated: bool
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    name: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    token: int | str  # an id from ``<[id]>`` or the text of ``<text>``
+    negated: bool
+    offset: int
+
+
+@dataclass(frozen=True)
+class Sequence:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    alternatives: tuple[Sequence, ...]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    node: Node
+    min: int
+    max: int | None
+
+
+Node = Literal | CharClass | RuleRef | TokenRef | Sequence | Choice | Repeat
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "-")
+
+
+class _Parser:
+    """Recursive descent over the GBNF text, mirroring llama_grammar_parser's structure."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.rules: dict[str, Choice] = {}
+        self.rule_offsets: dict[str, int] = {}
+
+    # -- errors and whitespace -------------------------------------------------------------------
+
+    def location(self, offset: int) -> str:
+        line = self.text.count("\n", 0, offset) + 1
+        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return f"line {line}, column {column}"
+
+    def error(self, message: str, offset: int | None = None) -> GrammarError:
+        return GrammarError(f"grammar: {self.location(self.pos if offset is None else offset)}: {message}")
+
+    def peek(self, ahead: int = 0) -> str:
+        index = self.pos + ahead
+        return self.text[index] if index < len(self.text) else ""
+
+    def skip_space(self, newline_ok: bool) -> None:
+        text = self.text
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == "#":
+                while self.pos < len(text) and text[self.pos] not in "\r\n":
+                    self.pos += 1
+            elif ch in " \t" or (newline_ok and ch in "\r\n"):
+                self.pos += 1
+            else:
+                break
+
+    # -- lexical items ---------------------------------------------------------------------------
+
+    def name(self) -> str:
+        start = self.pos
+        while _is_word_char(self.peek()):
+            self.pos += 1
+        if self.pos == start:
+            raise self.error("expecting a rule name")
+        return self.text[start:self.pos]
+
+    def integer(self) -> int:
+        start = self.pos
+        while self.peek().isascii() and self.peek().isdigit():
+            self.pos += 1
+        if self.pos == start:
+            raise self.error("expecting an integer")
+        return int(self.text[start:self.pos])
+
+    def char(self) -> int:
+        start = self.pos
+        ch = self.peek()
+        if not ch:
+            raise self.error("unexpected end of input")
+        if ch != "\\":
+            self.pos += 1
+            return ord(ch)
+        kind = self.peek(1)
+        if kind in _ESCAPES:
+            self.pos += 2
+            return ord(_ESCAPES[kind])
+        if kind in _HEX_DIGITS:
+            size = _HEX_DIGITS[kind]
+            digits = self.text[self.pos + 2:self.pos + 2 + size]
+            if len(digits) != size or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise self.error(f"expecting {size} hex digits after \\{kind}", start)
+            value = int(digits, 16)
+            if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+                raise self.error(f"\\{kind}{digits} is not a Unicode scalar value", start)
+            self.pos += 2 + size
+            return value
+        raise self.error(f"unknown escape \\{kind}", start)
+
+    def token(self) -> TokenRef:
+        start = self.pos
+        negated = self.peek() == "!"
+        if negated:
+            self.pos += 1
+        if self.peek() != "<":
+            raise self.error("expecting '<' after '!'")
+        self.pos += 1
+        if self.peek() == "[":
+            self.pos += 1
+            token_id = self.integer()
+            if self.peek() != "]" or self.peek(1) != ">":
+                raise self.error("expecting ']>' after the token id")
+            self.pos += 2
+            return TokenRef(token_id, negated, start)
+        end = self.text.find(">", self.pos)
+        if end < 0 or "\n" in self.text[self.pos:end]:
+            raise self.error("expecting '>' to close the token", start)
+        text = "<" + self.text[self.pos:end + 1]
+        self.pos = end + 1
+        return TokenRef(text, negated, start)
+
+    # -- structure -------------------------------------------------------------------------------
+
+    def alternatives(self, nested: bool) -> Choice:
+        alternatives = [self.sequence(nested)]
+        while self.peek() == "|":
+            self.pos += 1
+            self.skip_space(True)
+            alternatives.append(self.sequence(nested))
+        return Choice(tuple(alternatives))
+
+    def sequence(self, nested: bool) -> Sequence:
+        items: list[Node] = []
+        while self.pos < len(self.text):
+            ch = self.peek()
+            start = self.pos
+            if ch == '"':
+                self.pos += 1
+                chars = []
+                while self.peek() != '"':
+                    if not self.peek():
+                        raise self.error("unterminated string literal", start)
+                    chars.append(chr(self.char()))
+                self.pos += 1
+                items.append(Literal("".join(chars)))
+            elif ch == "[":
+                items.append(self.char_class())
+            elif ch in "<!":
+                items.append(self.token())
+            elif _is_word_char(ch):
+                items.append(RuleRef(self.name(), start))
+            elif ch == "(":
+                self.pos += 1
+                self.skip_space(True)
+                group = self.alternatives(True)
+                if self.peek() != ")":
+                    raise self.error("expecting ')'", self.pos)
+                self.pos += 1
+                items.append(group)
+            elif ch == ".":
+                self.pos += 1
+                items.append(CharClass((), True))
+            elif ch in "*+?{":
+                if not items:
+                    raise self.error(f"'{ch}' has no preceding item to repeat")
+                items[-1] = self.repetition(items[-1], nested)
+                continue  # repetition() already skipped the space after it
+            else:
+                break
+            self.skip_space(nested)
+        return Sequence(tuple(items))
+
+    def char_class(self) -> CharClass:
+        start = self.pos
+        self.pos += 1
+        negated = self.peek() == "^"
+        if negated:
+            self.pos += 1
+        ranges = []
+        while self.peek() != "]":
+            if not self.peek():
+                raise self.error("unterminated character class", start)
+            low = self.char()
+            high = low
+            if self.peek() == "-" and self.peek(1) not in ("]", ""):
+                self.pos += 1
+                high = self.char()
+            if high < low:
+                raise self.error(f"character range {chr(low)!r}-{chr(high)!r} is reversed", start)
+            ranges.append((low, high))
+        self.pos += 1
+        return CharClass(tuple(ranges), negated)
+
+    def repetition(self, node: Node, nested: bool) -> Node:
+        ch = self.peek()
+        self.pos += 1
+        if ch == "*":
+            repeat = Repeat(node, 0, None)
+        elif ch == "+":
+            repeat = Repeat(node, 1, None)
+        elif ch == "?":
+            repeat = Repeat(node, 0, 1)
+        else:
+            start = self.pos - 1
+            self.skip_space(False)
+            low = self.integer()
+            self.skip_space(False)
+            high: int | None = low
+            if self.peek() == ",":
+                self.pos += 1
+                self.skip_space(False)
+                high = self.integer() if self.peek().isdigit() else None
+                self.skip_space(False)
+            if self.peek() != "}":
+                raise self.error("expecting '}' to close the repetition")
+            self.pos += 1
+            if low > _MAX_REPETITIONS:
+                raise self.error(f"repetition minimum {low} exceeds {_MAX_REPETITIONS}", start)
+            if high is not None and high < low:
+                raise self.error(f"repetition maximum {high} is below the minimum {low}", start)
+            if high is not None and high > _MAX_REPETITIONS:
+                high = None
+            repeat = Repeat(node, low, high)
+        self.skip_space(nested)
+        return repeat
+
+    def grammar(self) -> dict[str, Choice]:
+        self.skip_space(True)
+        while self.pos < len(self.text):
+            start = self.pos
+            name = self.name()
+            self.skip_space(False)
+            if self.text[self.pos:self.pos + 3] != "::=":
+                raise self.error("expecting '::='")
+            self.pos += 3
+            self.skip_space(True)
+            body = self.alternatives(False)
+            if self.peek() and self.peek() not in "\r\n":
+                raise self.error(f"unexpected {self.peek()!r}: expecting newline or end of rule")
+            if name in self.rules:
+                raise self.error(f"rule '{name}' is defined twice (first at "
+                                 f"{self.location(self.rule_offsets[name])})", start)
+            self.rules[name] = body
+            self.rule_offsets[name] = start
+            self.skip_space(True)
+        return self.rules
+
+
+def _references(node: Node) -> list[RuleRef]:
+    if isinstance(node, RuleRef):
+        return [node]
+    if isinstance(node, Sequence):
+        return [ref for item in node.items for ref in _references(item)]
+    if isinstance(node, Choice):
+        return [ref for alt in node.alternatives for ref in _references(alt)]
+    if isinstance(node, Repeat):
+        return _references(node.node)
+    return []
+
+
+def _token_names(node: Node) -> set[str]:
+    if isinstance(node, TokenRef):
+        return {node.token} if isinstance(node.token, str) else set()
+    if isinstance(node, Sequence):
+        return set().union(*(_token_names(item) for item in node.items))
+    if isinstance(node, Choice):
+        return set().union(*(_token_names(alt) for alt in node.alternatives))
+    if isinstance(node, Repeat):
+        return _token_names(node.node)
+    return set()
+
+
+class GbnfGrammar:
+    """A parsed, checked GBNF grammar; :meth:`to_lark` gives llguidance's Lark text."""
+
+    def __init__(self, text: str, root: str = "root") -> None:
+        parser = _Parser(text)
+        self.rules = parser.grammar()
+        self.root = root
+        for body in self.rules.values():
+            for ref in _references(body):
+                if ref.name not in self.rules:
+                    raise parser.error(f"undefined rule '{ref.name}'", ref.offset)
+        if root not in self.rules:
+            raise GrammarError(f"grammar: no rule named '{root}' (the start rule)")
+        self._check_productive(parser)
+        self.token_names = frozenset(set().union(*(_token_names(b) for b in self.rules.values())))
+
+    def _check_productive(self, parser: _Parser) -> None:
+        """Refuse a grammar whose start rule can never finish (e.g. ``root ::= "a" root``)."""
+        productive: set[str] = set()
+
+        def finishes(node: Node) -> bool:
+            if isinstance(node, RuleRef):
+                return node.name in productive
+            if isinstance(node, CharClass):
+                return not _char_class_is_empty(node)
+            if isinstance(node, Sequence):
+                return all(finishes(item) for item in node.items)
+            if isinstance(node, Choice):
+                return any(finishes(alt) for alt in node.alternatives)
+            if isinstance(node, Repeat):
+                return node.min == 0 or finishes(node.node)
+            return True  # literals and tokens
+
+        changed = True
+        while changed:
+            changed = False
+            for name, body in self.rules.items():
+                if name not in productive and finishes(body):
+                    productive.add(name)
+                    changed = True
+        if self.root not in productive:
+            stuck = sorted(set(self.rules) - productive)
+            raise parser.error(f"the grammar matches no string: rule(s) {', '.join(stuck)} can never finish",
+                               parser.rule_offsets[self.root])
+
+    def to_lark(self, token_id_of: Callable[[str], int] | None = None) -> str:
+        """The grammar in llguidance's Lark dialect; ``token_id_of`` resolves ``<text>`` tokens to ids."""
+        return _LarkWriter(self, token_id_of).write()
+
+
+class _LarkWriter:
+    def __init__(self, grammar: GbnfGrammar, token_id_of: Callable[[str], int] | None) -> None:
+        self.grammar = grammar
+        self.token_id_of = token_id_of
+        self.terminal_rules = self._terminal_rules()
+        self.names = {}
+        for index, name in enumerate(grammar.rules):
+            clean = "".join(c if c.isalnum() else "_" for c in name)
+            is_terminal = name in self.terminal_rules
+            self.names[name] = f"T{index}_{clean.upper()}" if is_terminal else f"r{index}_{clean.lower()}"
+        self.anonymous: dict[str, str] = {}  # terminal body -> its generated name
+
+    def _terminal_rules(self) -> set[str]:
+        """Rules made only of characters and other such rules, with no cycle: each becomes one regex."""
+        verdict: dict[str, bool] = {}
+        visiting: set[str] = set()
+
+        def rule_is_terminal(name: str) -> bool:
+            if name in verdict:
+                return verdict[name]
+            if name in visiting:
+                return False
+            visiting.add(name)
+            result = node_is_terminal(self.grammar.rules[name])
+            visiting.discard(name)
+            verdict[name] = result
+            return result
+
+        def node_is_terminal(node: Node) -> bool:
+            if isinstance(node, (Literal, CharClass)):
+                return True
+            if isinstance(node, RuleRef):
+                return rule_is_terminal(node.name)
+            if isinstance(node, Sequence):
+                return all(node_is_terminal(item) for item in node.items)
+            if isinstance(node, Choice):
+                return all(node_is_terminal(alt) for alt in node.alternatives)
+            if isinstance(node, Repeat):
+                return node_is_terminal(node.node)
+            return False  # tokens
+
+        self._node_is_terminal = node_is_terminal
+        return {name for name in self.grammar.rules if rule_is_terminal(name)}
+
+    def write(self) -> str:
+        lines = [f"start: {self.names[self.grammar.root]}"]
+        for name, body in self.grammar.rules.items():
+            if name in self.terminal_rules:
+                lines.append(f"{self.names[name]}: {self.terminal(body)}")
+            else:
+                lines.append(f"{self.names[name]}: {self.rule_choice(body)}")
+        lines += [f"{generated}: {body}" for body, generated in self.anonymous.items()]
+        return "\n".join(lines) + "\n"
+
+    # -- terminal context: the whole node is one regular expression ------------------------------
+
+    def terminal(self, node: Node) -> str:
+        if isinstance(node, Literal):
+            return json.dumps(node.text, ensure_ascii=False)
+        if isinstance(node, CharClass):
+            return _char_class_regex(node)
+        if isinstance(node, RuleRef):
+            return self.names[node.name]
+        if isinstance(node, Sequence):
+            return " ".join(_group(self.terminal(item), item) for item in node.items) if node.items else '""'
+        if isinstance(node, Choice):
+            return " | ".join(self.terminal(alt) for alt in node.alternatives)
+        if isinstance(node, Repeat):
+            return _repeat(self.terminal(node.node), node)
+        raise AssertionError(f"not a terminal node: {node!r}")
+
+    # -- rule context: terminal runs become lexemes, the rest stays context-free -----------------
+
+    def rule_choice(self, node: Choice) -> str:
+        return " | ".join(self.rule_sequence(alt) for alt in node.alternatives)
+
+    def rule_sequence(self, node: Sequence) -> str:
+        parts = [self.lexeme(item) if self._node_is_terminal(item) else self.rule_item(item) for item in node.items]
+        return " ".join(parts) if parts else '""'
+
+    def lexeme(self, node: Node) -> str:
+        """A terminal item inside a rule: a named terminal, or an anonymous one for a compound item."""
+        if isinstance(node, (Literal, CharClass, RuleRef)):
+            return self.terminal(node)
+        body = self.terminal(node)
+        if body not in self.anonymous:
+            self.anonymous[body] = f"L{len(self.anonymous)}_"
+        return self.anonymous[body]
+
+    def rule_item(self, node: Node) -> str:
+        if isinstance(node, RuleRef):
+            return self.names[node.name]
+        if isinstance(node, TokenRef):
+            token_id = node.token
+            if isinstance(token_id, str):
+                if self.token_id_of is None:
+                    raise GrammarError(f"grammar: token {token_id} needs a vocabulary to resolve")
+                token_id = self.token_id_of(token_id)
+            return f"<[^{token_id}]>" if node.negated else f"<[{token_id}]>"
+        if isinstance(node, Choice):
+            return f"({self.rule_choice(node)})"
+        if isinstance(node, Repeat):
+            return _repeat(self.rule_sequence(Sequence((node.node,))), node)
+        if isinstance(node, Sequence):
+            return f"({self.rule_sequence(node)})"
+        raise AssertionError(f"unexpected node {node!r}")
+
+
+def _char_class_is_empty(node: CharClass) -> bool:
+    """``[]`` or a negated class that covers every code point."""
+    if not node.negated:
+        return not node.ranges
+    covered_up_to = -1
+    for low, high in sorted(node.ranges):
+        if low > covered_up_to + 1:
+            return False
+        covered_up_to = max(covered_up_to, high)
+    return covered_up_to >= 0x10FFFF
+
+
+def _char_class_regex(node: CharClass) -> str:
+    if not node.ranges:
+        return "/(?s:.)/" if node.negated else "/[^\\x{0}-\\x{10FFFF}]/"
+    body = "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in node.ranges)
+    return f"/[{'^' if node.negated else ''}{body}]/"
+
+
+def _group(text: str, node: Node) -> str:
+    return f"({text})" if isinstance(node, (Choice, Sequence)) else text
+
+
+def _repeat(inner: str, node: Repeat) -> str:
+    inner = f"({inner})"
+    if node.max is None:
+        return f"{inner}*" if node.min == 0 else f"{inner}+" if node.min == 1 else f"{inner}{{{node.min},}}"
+    if (node.min, node.max) == (0, 1):
+        return f"{inner}?"
+    return f"{inner}{{{node.min},{node.max}}}"

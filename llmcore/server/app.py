@@ -1,0 +1,261 @@
+"""The HTTP routes of ``llmcore serve``: OpenAI's API, llama-server's own endpoints and the chat page.
+
+Every generating route turns its body into a :class:`~llmcore.server.engine.Job`, hands it to the
+engine, and answers with the whole result or a server-sent-event stream. A client that goes away
+(closed stream or connection) cancels its job at once, freeing the slot for the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+import llmcore
+from llmcore.api.llm import LLM
+from llmcore.sampling import SamplingParams
+from llmcore.server.engine import DoneEvent, Engine, ErrorEvent, Event, Job, JobStream
+from llmcore.server.errors import APIError, error_body, install_error_handlers
+from llmcore.server.jobs import JobFactory
+from llmcore.server.middleware import ApiKeyGuard, BodySizeGuard
+from llmcore.server.responses import ChatResponder, CompletionResponder, NativeResponder, Responder
+from llmcore.server.schemas import (
+    ApplyTemplateRequest,
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    NativeCompletionRequest,
+    TokenizeRequest,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
+_CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the client
+#: paths that need no API key, as in llama-server (and the chat page, which asks for the key)
+OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.ico")
+
+
+def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
+               model_name: str | None = None) -> FastAPI:
+    """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the engine thread runs while the
+    app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long."""
+    engine = Engine(llm, n_parallel)
+    jobs = JobFactory(llm, engine.n_ctx_slot, n_parallel)
+    model = model_name or llm.model_path.name
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        try:
+            yield
+        finally:
+            engine.stop()
+
+    app = FastAPI(title="llmcore", version=llmcore.__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    app.state.engine = engine
+
+    async def run_job(request: Request, job: Job, responder: Responder, stream: bool) -> Response:
+        handle = JobStream(engine, job)
+        handle.start()
+        events = _events(handle, request, timeout)
+        if not stream:
+            try:
+                async for event in events:
+                    if isinstance(event, ErrorEvent):
+                        raise event.error
+                    responder.add(event)
+            finally:
+                handle.close()
+            if responder.done is None:
+                return Response(status_code=_CLIENT_GONE)
+            return JSONResponse(responder.result())
+        try:
+            first = await anext(events, None)
+        except BaseException:
+            handle.close()
+            raise
+        if first is None or isinstance(first, ErrorEvent):  # failed before any output: a plain HTTP error
+            handle.close()
+            if first is None:
+                return Response(status_code=_CLIENT_GONE)
+            raise first.error
+        return StreamingResponse(_sse(handle, events, first, responder), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- generation ---------------------------------------------------------------------------
+
+    @app.post("/v1/completions")
+    @app.post("/completions")
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        n_top = body.logprobs or 0
+        job = await asyncio.to_thread(lambda: jobs.job(body, jobs.text_prompt(body.prompt), max_tokens=body.max_tokens,
+                                                       n_probs=n_top, want_probs=body.logprobs is not None))
+        responder = CompletionResponder(llm.tokenizer, model, n_top, logprobs=body.logprobs is not None)
+        return await run_job(request, job, responder, body.stream)
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        n_top = (body.top_logprobs or 0) if body.logprobs else 0
+        limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        job = await asyncio.to_thread(lambda: jobs.job(body, jobs.chat_prompt(body), max_tokens=limit,
+                                                       n_probs=n_top, want_probs=body.logprobs))
+        responder = ChatResponder(llm.tokenizer, model, n_top, logprobs=body.logprobs)
+        return await run_job(request, job, responder, body.stream)
+
+    @app.post("/completion")
+    async def native_completion(body: NativeCompletionRequest, request: Request) -> Response:
+        job = await asyncio.to_thread(lambda: jobs.job(body, jobs.text_prompt(body.prompt), max_tokens=body.n_predict,
+                                                       n_probs=body.n_probs, want_probs=body.n_probs > 0,
+                                                       post_sampling_probs=body.post_sampling_probs))
+        responder = NativeResponder(llm.tokenizer, model, body.n_probs, post_sampling=body.post_sampling_probs)
+        return await run_job(request, job, responder, body.stream)
+
+    @app.post("/v1/embeddings")
+    @app.post("/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> Response:
+        raise APIError(501, f"{model} is a text-generation model: this server does not compute embeddings")
+
+    # -- tokens and templates -----------------------------------------------------------------
+
+    @app.post("/tokenize")
+    async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
+        ids = await asyncio.to_thread(llm.tokenize, body.content, body.add_special, body.parse_special)
+        if not body.with_pieces:
+            return {"tokens": ids}
+        return {"tokens": [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]}
+
+    @app.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
+        return {"content": llm.detokenize(jobs.check_ids(body.tokens, "tokens"))}
+
+    @app.post("/apply-template")
+    async def apply_template(body: ApplyTemplateRequest) -> dict[str, Any]:
+        prompt = await asyncio.to_thread(llm.chat_template.render, body.message_dicts(),
+                                         add_generation_prompt=True, tools=body.tools)
+        return {"prompt": prompt}
+
+    # -- state --------------------------------------------------------------------------------
+
+    @app.get("/health")
+    @app.get("/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def models() -> dict[str, Any]:
+        meta = {"n_vocab": llm.n_vocab, "n_ctx_train": llm.model.hparams.n_ctx_train,
+                "n_params": llm.model.n_params, "size": llm.model_path.stat().st_size}
+        return {"object": "list",
+                "data": [{"id": model, "object": "model", "created": created, "owned_by": "llmcore", "meta": meta}]}
+
+    @app.get("/props")
+    async def props() -> dict[str, Any]:
+        params = dataclasses.asdict(SamplingParams(seed=llm.seed))
+        return {
+            "default_generation_settings": {"n_ctx": engine.n_ctx_slot, "params": {**params, "n_predict": -1}},
+            "total_slots": n_parallel,
+            "backends": [{"layers": layers, "backend": name} for layers, name in llm.placement],
+            "model_alias": model,
+            "model_path": str(llm.model_path),
+            "chat_template": llm.chat_template.source or llm.chat_template.name,
+            "bos_token": _token_text(llm, llm.tokenizer.bos_id),
+            "eos_token": _token_text(llm, llm.tokenizer.eos_id),
+            "modalities": {"vision": False, "audio": False},
+            "build_info": f"llmcore {llmcore.__version__}",
+        }
+
+    @app.get("/slots")
+    async def slots() -> list[dict[str, Any]]:
+        return engine.slot_states()
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        text = engine.metrics.render(requests_processing=engine.n_processing, requests_deferred=engine.n_deferred,
+                                     kv_cache_tokens=engine.context.cells.n_used, kv_cache_size=llm.n_ctx)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    # -- the chat page ------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    app.add_middleware(BodySizeGuard, max_bytes=MAX_BODY_BYTES)
+    if api_key:
+        app.add_middleware(ApiKeyGuard, api_key=api_key, open_paths=OPEN_PATHS, open_prefixes=("/static/",))
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+    return app
+
+
+async def _events(handle: JobStream, request: Request, timeout: float) -> AsyncIterator[Event]:
+    """The job's events up to its end; stops early if the client disconnects, and ends with a
+    504 error if ``timeout`` seconds pass without one."""
+    idle = 0.0
+    while not handle.ended:
+        event = await handle.next(_POLL_S)
+        if event is not None:
+            idle = 0.0
+            yield event
+        elif await request.is_disconnected():
+            return
+        else:
+            idle += _POLL_S
+            if idle >= timeout:
+                yield ErrorEvent(APIError(504, f"no new token for {timeout:g} s (--timeout)"))
+                return
+
+
+async def _sse(handle: JobStream, events: AsyncIterator[Event], first: Event, responder: Responder) -> AsyncIterator[str]:
+    """Server-sent events: one ``data:`` line per chunk, then the stream's end marker."""
+    try:
+        for chunk in responder.stream_start():
+            yield _data(chunk)
+        event: Event | None = first
+        while event is not None:
+            if isinstance(event, ErrorEvent):
+                yield _data(error_body(event.error.status, event.error.message, type=event.error.type))
+                return
+            for chunk in responder.stream(event):
+                yield _data(chunk)
+            if isinstance(event, DoneEvent):
+                if responder.done_marker:
+                    yield f"data: {responder.done_marker}\n\n"
+                return
+            event = await anext(events, None)
+    finally:
+        handle.close()
+
+
+def _data(chunk: dict[str, Any]) -> str:
+    return f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _piece_json(piece: bytes) -> str | list[int]:
+    """A token's text, or its bytes when they are not valid UTF-8 on their own (as llama-server)."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(piece)
+
+
+def _token_text(llm: LLM, token: int | None) -> str:
+    return "" if token is None else llm.tokenizer.token_to_piece(token).decode("utf-8", "replace")

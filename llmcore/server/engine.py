@@ -1,0 +1,375 @@
+"""The continuous-batching engine. One thread owns the model's Context (which is not thread-safe);
+each step it decodes ONE batch holding the next token of every generating slot and prompt chunks
+of the slots still reading their prompts, then samples every slot whose logits came back.
+
+HTTP handlers talk to it through :class:`JobStream`: a job goes in through a thread-safe queue and
+its tokens come back on the handler's asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from llmcore.api.llm import LLM
+from llmcore.api.types import FinishReason, Timings
+from llmcore.batch import Batch
+from llmcore.errors import LLMCoreError
+from llmcore.sampling import CandidateProbs, Sampler, pre_sampling_probs
+from llmcore.server.errors import APIError, api_error_from
+from llmcore.server.metrics import Metrics
+from llmcore.server.slots import Slot, choose_slot
+from llmcore.stops import StopMatcher
+from llmcore.tokenizer.detokenizer import StreamDecoder
+
+log = logging.getLogger("llmcore.server")
+
+StopType = Literal["eos", "word", "limit"]
+
+
+@dataclass
+class TokenEvent:
+    """One generated token and the text it makes safe to show (possibly empty: a held-back
+    half character or a possible start of a stop string)."""
+
+    token: int
+    text: str
+    probs: CandidateProbs | None = None
+
+
+@dataclass
+class DoneEvent:
+    """The end of a job: the last held-back text, why it ended, and what it cost."""
+
+    text: str
+    finish_reason: FinishReason
+    stop_type: StopType
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_cached: int  # prompt tokens whose keys and values were reused from the slot's cache
+    timings: Timings
+    id_slot: int
+
+
+@dataclass
+class ErrorEvent:
+    error: APIError
+
+
+Event = TokenEvent | DoneEvent | ErrorEvent
+
+
+@dataclass(eq=False)
+class Job:
+    """A generation request as the engine sees it."""
+
+    prompt_tokens: list[int]
+    sampler: Sampler
+    emit: Callable[[Event], None] = lambda event: None  # called on the engine thread; must not block
+    max_tokens: int = -1  # -1: until the slot's context is full
+    stops: list[str] = field(default_factory=list)
+    ignore_eos: bool = False
+    n_probs: int = 0
+    want_probs: bool = False  # report each token's probability (and the n_probs most likely)
+    post_sampling_probs: bool = False  # probabilities after the sampler chain instead of the raw softmax
+    cache_prompt: bool = True
+    id_slot: int = -1
+    cancelled: bool = False  # set by the handler's thread when the client is gone
+
+
+@dataclass(eq=False)
+class Run:
+    """A job in progress on a slot."""
+
+    job: Job
+    decoder: StreamDecoder
+    stops: StopMatcher
+    n_reused: int
+    t_start: float
+    t_first: float | None = None
+    n_generated: int = 0
+    pending: int | None = None  # the last sampled token, to decode next step
+
+
+_STOP = object()
+_WAKE = object()
+
+
+class Engine:
+    """Runs jobs on ``n_parallel`` slots sharing the context of ``llm`` (each gets n_ctx / n_parallel cells)."""
+
+    def __init__(self, llm: LLM, n_parallel: int) -> None:
+        if n_parallel < 1:
+            raise LLMCoreError(f"--parallel must be at least 1, got {n_parallel}")
+        n_ctx_slot = llm.n_ctx // n_parallel
+        if n_ctx_slot < 8:
+            raise LLMCoreError(f"-c {llm.n_ctx} leaves {n_ctx_slot} tokens per slot with -np {n_parallel}; raise -c")
+        self.llm = llm
+        self.context = llm.context
+        self.slots = [Slot(i, n_ctx_slot) for i in range(n_parallel)]
+        self.metrics = Metrics()
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._waiting: deque[Job] = deque()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def n_ctx_slot(self) -> int:
+        return self.slots[0].n_ctx
+
+    @property
+    def n_processing(self) -> int:
+        return sum(s.busy for s in self.slots)
+
+    @property
+    def n_deferred(self) -> int:
+        return len(self._waiting) + self._inbox.qsize()
+
+    # -- the handlers' side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.llm.reset()  # the engine now owns every sequence of the cache
+        self.llm.tokenize("warm up")  # builds the tokenizer's encoder before handlers use it from threads
+        self._thread = threading.Thread(target=self._loop, name="llmcore-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._inbox.put(_STOP)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def submit(self, job: Job) -> None:
+        self._inbox.put(job)
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job`` and free its slot at the start of the next step (its events are dropped)."""
+        job.cancelled = True
+        self._inbox.put(_WAKE)
+
+    def slot_states(self) -> list[dict[str, Any]]:
+        """What ``/slots`` reports: each slot's size, whether it is busy and what its cache holds."""
+        states = []
+        for slot in self.slots:
+            run = slot.run
+            states.append({
+                "id": slot.id, "n_ctx": slot.n_ctx, "is_processing": run is not None,
+                "n_cached": len(slot.cached), "n_decoded": run.n_generated if run else 0,
+                "n_prompt_tokens": len(run.job.prompt_tokens) if run else 0,
+            })
+        return states
+
+    # -- the engine thread --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._collect(block=not any(s.busy for s in self.slots)):
+                    return
+                self._drop_cancelled()
+                self._assign()
+                if any(s.busy for s in self.slots):
+                    self._step()
+            except Exception as error:  # a bug: fail what is running, but keep serving
+                log.exception("engine step failed")
+                for slot in self.slots:
+                    if slot.busy:
+                        self._fail(slot, error, drop_cache=True)
+
+    def _collect(self, block: bool) -> bool:
+        """Move new jobs from the inbox to the waiting line; False once the server stops."""
+        try:
+            item = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if item is _STOP:
+                return False
+            if isinstance(item, Job):
+                self._waiting.append(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _drop_cancelled(self) -> None:
+        if any(job.cancelled for job in self._waiting):
+            self._waiting = deque(job for job in self._waiting if not job.cancelled)
+        for slot in self.slots:
+            if slot.run is not None and slot.run.job.cancelled:
+                slot.release()
+
+    def _assign(self) -> None:
+        still_waiting: deque[Job] = deque()
+        for job in self._waiting:
+            slot = choose_slot(self.slots, job)
+            if slot is None:
+                still_waiting.append(job)
+            else:
+                self._start(slot, job)
+        self._waiting = still_waiting
+
+    def _start(self, slot: Slot, job: Job) -> None:
+        n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
+        slot.keep_prefix(self.context.cells, n_keep)
+        for token in job.prompt_tokens:  # penalties see the prompt, as in llama-server
+            job.sampler.accept(token, is_generated=False)
+        slot.run = Run(job, self.llm.tokenizer.stream_decoder(), StopMatcher(job.stops), n_keep, time.perf_counter())
+
+    def _step(self) -> None:
+        """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch."""
+        busy = [s for s in self.slots if s.busy]
+        tokens: list[int] = []
+        positions: list[int] = []
+        seq_ids: list[int] = []
+        wants: list[bool] = []
+        fed: list[tuple[Slot, list[int]]] = []
+        sampled: list[Slot] = []  # in batch order, which is the order of the logits rows
+        generating = [s for s in busy if s.run.pending is not None]
+        for slot in generating:
+            tokens.append(slot.run.pending)
+            positions.append(len(slot.cached))
+            seq_ids.append(slot.id)
+            wants.append(True)
+            fed.append((slot, [slot.run.pending]))
+            sampled.append(slot)
+        budget = self.context.n_batch - len(generating)
+        for slot in sorted((s for s in busy if s.run.pending is None), key=lambda s: s.run.t_start):
+            todo = slot.run.job.prompt_tokens[len(slot.cached):]
+            chunk = todo[:max(budget, 0)]
+            if not chunk:
+                continue
+            budget -= len(chunk)
+            last = len(chunk) == len(todo)
+            tokens += chunk
+            positions += range(len(slot.cached), len(slot.cached) + len(chunk))
+            seq_ids += [slot.id] * len(chunk)
+            wants += [False] * (len(chunk) - 1) + [last]
+            fed.append((slot, chunk))
+            if last:
+                sampled.append(slot)
+        batch = Batch(np.array(tokens), np.array(positions), np.array(seq_ids), np.array(wants))
+        try:
+            logits = self.context.decode(batch)
+        except Exception as error:  # the cache of every slot in this batch is now in doubt
+            for slot, _ in fed:
+                self._fail(slot, error, drop_cache=True)
+            return
+        self.metrics.add_step(len(busy))
+        for slot, chunk in fed:
+            slot.cached += chunk
+            slot.run.pending = None
+        for row, slot in zip(logits, sampled):
+            if slot.run.job.cancelled:
+                slot.release()
+            else:
+                self._sample(slot, row)
+
+    def _sample(self, slot: Slot, logits: np.ndarray) -> None:
+        run = slot.run
+        job = run.job
+        try:
+            token = job.sampler.sample(logits)
+            job.sampler.accept(token)
+            probs = self._probs(job, logits, token) if job.want_probs else None
+        except Exception as error:  # this request's parameters: fail it alone
+            self._fail(slot, error)
+            return
+        if run.t_first is None:
+            run.t_first = time.perf_counter()
+        if self.llm.tokenizer.is_eog(token) and not job.ignore_eos:
+            self._finish(slot, "eos")
+            return
+        run.n_generated += 1
+        _emit(job, TokenEvent(token, run.stops.feed(run.decoder.feed(token)), probs))
+        if run.stops.stopped:
+            self._finish(slot, "word")
+        elif run.n_generated == job.max_tokens or len(slot.cached) + 1 >= slot.n_ctx:
+            self._finish(slot, "limit")
+        else:
+            run.pending = token
+
+    @staticmethod
+    def _probs(job: Job, logits: np.ndarray, token: int) -> CandidateProbs:
+        if job.post_sampling_probs:
+            return job.sampler.last_candidates
+        return pre_sampling_probs(logits, token, job.n_probs)
+
+    def _finish(self, slot: Slot, stop_type: StopType) -> None:
+        run = slot.run
+        tail = run.stops.feed(run.decoder.flush()) + run.stops.flush()
+        if run.stops.stopped:
+            stop_type = "word"
+        now = time.perf_counter()
+        t_first = run.t_first or now
+        prompt_n = len(run.job.prompt_tokens) - run.n_reused
+        timings = Timings(prompt_n=prompt_n, prompt_ms=1e3 * (t_first - run.t_start),
+                          predicted_n=run.n_generated, predicted_ms=1e3 * (now - t_first))
+        self.metrics.add_run(prompt_n, timings.prompt_ms, run.n_generated, timings.predicted_ms)
+        _emit(run.job, DoneEvent(
+            text=tail, finish_reason="length" if stop_type == "limit" else "stop", stop_type=stop_type,
+            prompt_tokens=len(run.job.prompt_tokens), completion_tokens=run.n_generated,
+            tokens_cached=run.n_reused, timings=timings, id_slot=slot.id))
+        slot.release()
+
+    def _fail(self, slot: Slot, error: Exception, drop_cache: bool = False) -> None:
+        self.metrics.requests_failed_total += 1
+        _emit(slot.run.job, ErrorEvent(api_error_from(error)))
+        if drop_cache:
+            slot.keep_prefix(self.context.cells, 0)
+        slot.release()
+
+
+def _emit(job: Job, event: Event) -> None:
+    try:
+        job.emit(event)
+    except RuntimeError:  # the handler's event loop is closed: nobody is listening any more
+        job.cancelled = True
+
+
+class JobStream:
+    """The HTTP handler's end of a job: the engine's events, delivered on the handler's event loop.
+
+    Create it inside the handler's loop, :meth:`start` it, read events with :meth:`next`, and
+    always :meth:`close` it (a job closed before its end is cancelled, freeing its slot).
+    """
+
+    def __init__(self, engine: Engine, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        job.emit = lambda event: loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        self.job = job
+        self._engine = engine
+        self._getter: asyncio.Future[Event] | None = None
+        self.ended = False
+
+    def start(self) -> None:
+        self._engine.submit(self.job)
+
+    async def next(self, timeout: float) -> Event | None:
+        """The next event, or None if none came within ``timeout`` seconds (call again to keep waiting)."""
+        if self._getter is None:
+            self._getter = asyncio.ensure_future(self._queue.get())
+        done, _ = await asyncio.wait({self._getter}, timeout=timeout)
+        if not done:
+            return None
+        event = self._getter.result()
+        self._getter = None
+        self.ended = not isinstance(event, TokenEvent)
+        return event
+
+    def close(self) -> None:
+        if self._getter is not None:
+            self._getter.cancel()
+            self._getter = None
+        if not self.ended:
+            self._engine.cancel(self.job)
+            self.ended = True

@@ -1,0 +1,106 @@
+"""Turning request bodies into engine jobs: the prompt's tokens, a sampler with the request's
+settings, and the limits, all checked before anything reaches the engine."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+from llmcore.api.llm import LLM
+from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
+from llmcore.server.engine import Job
+from llmcore.server.errors import APIError
+from llmcore.server.schemas import SAMPLING_FIELDS, ChatCompletionRequest, GenerationFields
+
+
+class JobFactory:
+    """Builds jobs for one model and ``n_slots`` slots of ``n_ctx_slot`` tokens (a request's limit)."""
+
+    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int) -> None:
+        self.llm = llm
+        self.n_ctx_slot = n_ctx_slot
+        self.n_slots = n_slots
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def text_prompt(self, prompt: str | list[int] | list[str]) -> list[int]:
+        """Tokens of a completion prompt: text (special tokens parsed, BOS as the model wants) or ids."""
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return self.llm.tokenize(prompt, add_special=True, parse_special=True)
+        return self.check_ids(prompt, "prompt")
+
+    def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
+        text = self.llm.chat_template.render(request.message_dicts(), add_generation_prompt=True, tools=request.tools)
+        return self.llm.tokenize(text, add_special=True, parse_special=True)
+
+    def check_ids(self, ids: Sequence[int], param: str) -> list[int]:
+        n_vocab = self.llm.n_vocab
+        for index, token in enumerate(ids):
+            if not 0 <= token < n_vocab:
+                raise APIError(400, f"token id {token} is outside the vocabulary (0..{n_vocab - 1})",
+                               param=f"{param}.{index}")
+        return list(ids)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def job(self, request: GenerationFields, prompt_tokens: list[int], *, max_tokens: int | None,
+            n_probs: int = 0, want_probs: bool = False, post_sampling_probs: bool = False) -> Job:
+        """A job for ``prompt_tokens``; ``max_tokens`` None or <= 0 means until the slot's context is full."""
+        request.check_supported()
+        if not prompt_tokens:
+            raise APIError(400, "the prompt is empty", param="prompt")
+        if len(prompt_tokens) > self.n_ctx_slot:
+            raise APIError(400, f"the request exceeds the available context size: the prompt has "
+                                f"{len(prompt_tokens)} tokens, a slot holds {self.n_ctx_slot} (raise -c or lower -np)",
+                           type="exceed_context_size_error")
+        if request.id_slot >= self.n_slots:
+            raise APIError(400, f"id_slot {request.id_slot} does not exist (the server has {self.n_slots} slots)",
+                           param="id_slot")
+        return Job(prompt_tokens=prompt_tokens, sampler=self.sampler(request, n_probs),
+                   max_tokens=-1 if max_tokens is None or max_tokens <= 0 else max_tokens,
+                   stops=request.stop_strings(), ignore_eos=request.ignore_eos, n_probs=n_probs,
+                   want_probs=want_probs, post_sampling_probs=post_sampling_probs,
+                   cache_prompt=request.cache_prompt, id_slot=request.id_slot)
+
+    def sampler(self, request: GenerationFields, n_probs: int) -> Sampler:
+        fields = {name: getattr(request, name) for name in SAMPLING_FIELDS if getattr(request, name) is not None}
+        if request.samplers is not None:
+            fields["samplers"] = tuple(request.samplers)
+        if request.dry_sequence_breakers is not None:
+            fields["dry_sequence_breakers"] = tuple(request.dry_sequence_breakers)
+        fields["logit_bias"] = self.logit_bias(request)
+        fields["n_probs"] = n_probs
+        if fields.get("seed") is None:
+            fields["seed"] = self.llm.seed
+        params = SamplingParams(**fields)
+        breakers = self._dry_breakers(params.dry_sequence_breakers) if params.dry_multiplier != 0.0 else None
+        return Sampler(params, self.llm.n_vocab, dry_breakers=breakers, n_ctx=self.n_ctx_slot)
+
+    def logit_bias(self, request: GenerationFields) -> dict[int, float]:
+        """OpenAI's ``{"token id": bias}`` or llama-server's ``[[token id or text, bias], ...]``;
+        a bias of ``false`` bans the token; text stands for each of its tokens."""
+        if not request.logit_bias:
+            return {}
+        pairs = request.logit_bias.items() if isinstance(request.logit_bias, dict) else request.logit_bias
+        bias: dict[int, float] = {}
+        for key, value in pairs:
+            amount = -math.inf if value is False else float(value)
+            for token in self._bias_tokens(key):
+                bias[token] = amount
+        return bias
+
+    def _bias_tokens(self, key: int | str) -> list[int]:
+        if isinstance(key, int) or key.lstrip("-").isdigit():
+            return self.check_ids([int(key)], "logit_bias")
+        return self.llm.tokenize(key, add_special=False, parse_special=False)
+
+    @functools.lru_cache(maxsize=8)
+    def _dry_breakers(self, breakers: tuple[str, ...]) -> dict[int, list[tuple[int, ...]]]:
+        return dry_breaker_tokens(self._pieces, lambda text: self.llm.tokenize(text, add_special=False), breakers)
+
+    @functools.cached_property
+    def _pieces(self) -> list[bytes]:
+        return [self.llm.tokenizer.token_to_piece(t) for t in range(self.llm.n_vocab)]

@@ -1,0 +1,151 @@
+"""Request bodies of the server's endpoints: OpenAI's fields plus the sampling fields llama-server
+accepts. Unknown fields are ignored (as OpenAI clients send fields a local server cannot use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmcore.server.errors import APIError
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+class GenerationFields(_Body):
+    """Sampling and stopping fields shared by every generating endpoint (None: the server's default)."""
+
+    model: str | None = None
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    dynatemp_range: float | None = None
+    dynatemp_exponent: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    xtc_probability: float | None = None
+    xtc_threshold: float | None = None
+    top_n_sigma: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    dry_multiplier: float | None = None
+    dry_base: float | None = None
+    dry_allowed_length: int | None = None
+    dry_penalty_last_n: int | None = None
+    dry_sequence_breakers: list[str] | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    min_keep: int | None = None
+    samplers: list[str] | None = None
+    logit_bias: dict[str, float | bool] | list[tuple[int | str, float | bool]] | None = None
+    ignore_eos: bool = False
+    cache_prompt: bool = True
+    id_slot: int = -1
+    n: int = Field(1, description="choices per request; only 1 is supported")
+    response_format: dict[str, Any] | None = None
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def check_supported(self) -> None:
+        """Answer 400 for what llmcore cannot do yet, rather than silently ignoring it."""
+        if self.n != 1:
+            raise APIError(400, "only n=1 is supported", param="n")
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise APIError(400, "response_format is not supported yet (it needs grammars)", param="response_format")
+        if self.grammar or self.json_schema:
+            param = "grammar" if self.grammar else "json_schema"
+            raise APIError(400, f"{param} is not supported yet", param=param)
+
+    def stop_strings(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+class CompletionRequest(GenerationFields):
+    """``POST /v1/completions`` (OpenAI's legacy text completion)."""
+
+    prompt: str | list[int] | list[str]
+    max_tokens: int | None = 16
+    logprobs: int | None = Field(None, ge=0, le=100)
+    echo: bool = False
+    suffix: str | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.echo:
+            raise APIError(400, "echo is not supported", param="echo")
+        if self.suffix:
+            raise APIError(400, "suffix (fill-in-the-middle) is not supported", param="suffix")
+        if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str) and len(self.prompt) > 1:
+            raise APIError(400, "only one prompt per request is supported", param="prompt")
+
+class ChatMessageIn(_Body):
+    """One message of a conversation; fields other than role and content go to the template as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def check_text_only(self, index: int) -> None:
+        for part in self.content if isinstance(self.content, list) else ():
+            if part.get("type") != "text":
+                raise APIError(400, f"content part of type {part.get('type')!r} is not supported (text only)",
+                               param=f"messages.{index}.content")
+
+class ChatCompletionRequest(GenerationFields):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        for index, message in enumerate(self.messages):
+            message.check_text_only(index)
+
+    def message_dicts(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+class NativeCompletionRequest(GenerationFields):
+    """llama-server's own ``POST /completion``."""
+
+    prompt: str | list[int]
+    n_predict: int = -1
+    n_probs: int = Field(0, ge=0, le=100)
+    post_sampling_probs: bool = False
+
+class EmbeddingRequest(_Body):
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = None
+
+class TokenizeRequest(_Body):
+    content: str
+    add_special: bool = False
+    parse_special: bool = True
+    with_pieces: bool = False
+
+class DetokenizeRequest(_Body):
+    tokens: list[int]
+
+class ApplyTemplateRequest(_Body):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+
+    def message_dicts(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+#: SamplingParams fields a request may set directly
+SAMPLING_FIELDS = (
+    "temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p", "min_p", "typical_p",
+    "xtc_probability", "xtc_threshold", "top_n_sigma", "repeat_penalty", "repeat_last_n",
+    "frequency_penalty", "presence_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
+    "dry_penalty_last_n", "mirostat", "mirostat_tau", "mirostat_eta", "min_keep", "seed",
+)

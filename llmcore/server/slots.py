@@ -1,0 +1,54 @@
+"""Slots: the server's parallel sequences. Slot i decodes into KV-cache sequence i and remembers
+which tokens its cells hold, so that a request sharing a prefix with them skips re-reading it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from llmcore.api.llm import _common_prefix
+from llmcore.kv_cache import KVCells
+
+if TYPE_CHECKING:
+    from llmcore.server.engine import Job, Run
+
+
+@dataclass
+class Slot:
+    id: int
+    n_ctx: int  # this slot's share of the context (-c divided by -np, as llama-server does)
+    cached: list[int] = field(default_factory=list)  # tokens whose keys and values sit in sequence ``id``
+    run: Run | None = None
+    last_used: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.run is not None
+
+    def reusable_prefix(self, prompt: Sequence[int]) -> int:
+        """How many cached tokens ``prompt`` can keep; at least its last token is evaluated anew,
+        since its logits are needed."""
+        return _common_prefix(self.cached, list(prompt), limit=len(prompt) - 1)
+
+    def keep_prefix(self, cells: KVCells, n_keep: int) -> None:
+        """Forget every cached token after the first ``n_keep``."""
+        cells.remove(self.id, n_keep)
+        del self.cached[n_keep:]
+
+    def release(self) -> None:
+        self.run = None
+        self.last_used = time.monotonic()
+
+
+def choose_slot(slots: Sequence[Slot], job: Job) -> Slot | None:
+    """The idle slot for ``job``: the one it asked for, else the one sharing the longest prefix with
+    its prompt (least recently used among equals), as llama-server picks; None when all are busy."""
+    if job.id_slot >= 0:
+        wanted = slots[job.id_slot]
+        return None if wanted.busy else wanted
+    idle = [s for s in slots if not s.busy]
+    if not idle:
+        return None
+    return max(idle, key=lambda s: (s.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0, -s.last_used))

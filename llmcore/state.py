@@ -1,0 +1,274 @@
+"""Saving and restoring the KV state of sequence 0, and the ``--prompt-cache`` file built on it.
+
+A state file holds the tokens of sequence 0 and, for every layer's key and value cache, the rows of
+the cells those tokens occupy, in position order, so a long prompt (a system prompt, a document) is
+evaluated once and reloaded by later runs. Layout (little-endian)::
+
+    b"LLMCSTAT"  u32 version  u32 header_len  header (JSON, utf-8)
+    i32 tokens[n_tokens]
+    per cache in header["caches"] order: rows[n_tokens, width] of the cache type
+    u32 crc32 of everything before it
+
+The header names the model (file size and the SHA-256 of its GGUF header and metadata), n_ctx,
+the cache type and the caches' names and widths; loading checks each against the running context.
+Logits are not saved: the next evaluation always recomputes at least the last token (as llama.cpp
+replays the last token of a session file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llmcore.errors import LLMCoreError
+from llmcore.kv_cache import EMPTY
+
+if TYPE_CHECKING:
+    from llmcore.api.llm import LLM
+    from llmcore.context import Context
+    from llmcore.model import Model
+
+MAGIC = b"LLMCSTAT"
+VERSION = 1
+_PREAMBLE = struct.Struct("<8sII")  # magic, version, header length
+_CRC = struct.Struct("<I")
+_CACHE_DTYPES = {"f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
+
+
+class StateError(LLMCoreError):
+    """A state file is unreadable, corrupt, or was saved with another model or context setup."""
+
+
+@dataclass
+class StateHeader:
+    """What a state file says about the setup it was saved from."""
+
+    model_file: str
+    model_size: int
+    model_sha256: str
+    n_ctx: int
+    cache_type: str
+    caches: list[tuple[str, int]]  # (cache name, row width), in file order
+    n_tokens: int
+
+    def to_json(self) -> bytes:
+        fields = {
+            "model": {"file": self.model_file, "size": self.model_size, "sha256": self.model_sha256},
+            "n_ctx": self.n_ctx, "cache_type": self.cache_type,
+            "caches": [[name, width] for name, width in self.caches], "n_tokens": self.n_tokens,
+        }
+        return json.dumps(fields, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, path: Path, raw: bytes) -> StateHeader:
+        try:
+            fields = json.loads(raw.decode("utf-8"))
+            model = fields["model"]
+            header = cls(
+                model_file=_typed(model["file"], str, "model.file"),
+                model_size=_typed(model["size"], int, "model.size"),
+                model_sha256=_typed(model["sha256"], str, "model.sha256"),
+                n_ctx=_typed(fields["n_ctx"], int, "n_ctx"),
+                cache_type=_typed(fields["cache_type"], str, "cache_type"),
+                caches=[(_typed(name, str, "caches"), _typed(width, int, "caches")) for name, width in fields["caches"]],
+                n_tokens=_typed(fields["n_tokens"], int, "n_tokens"),
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StateError(f"{path}: header: not valid JSON ({error})") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateError(f"{path}: header: missing or malformed field {error}") from None
+        if header.cache_type not in _CACHE_DTYPES:
+            raise StateError(f"{path}: header: cache_type: unknown type {header.cache_type!r}")
+        if header.n_tokens < 0 or any(width < 1 for _, width in header.caches):
+            raise StateError(f"{path}: header: negative n_tokens or cache width")
+        return header
+
+
+def save_state(path: str | os.PathLike[str], context: Context, model: Model, tokens: Sequence[int]) -> None:
+    """Write ``tokens`` (sequence 0's, from position 0) and their cells' keys and values to ``path``.
+
+    The file is written beside ``path`` and renamed over it, so an interrupted save never leaves
+    a half-written state behind.
+    """
+    path = Path(path)
+    views = cache_views(context)
+    cache_type = _cache_type(views)
+    rows = _sequence_cells(context, len(tokens))
+    model_size, model_sha256 = model_identity(model)
+    header = StateHeader(model.path.name, model_size, model_sha256, context.n_ctx, cache_type,
+                         [(name, view.shape[1]) for name, view in views.items()], len(tokens))
+    header_json = header.to_json()
+    dtype = _CACHE_DTYPES[cache_type]
+    scratch = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(scratch, "wb") as out:
+            crc = 0
+            for chunk in _chunks(header_json, np.asarray(tokens, "<i4"), views, rows, dtype):
+                out.write(chunk)
+                crc = zlib.crc32(chunk, crc)
+            out.write(_CRC.pack(crc))
+        os.replace(scratch, path)
+    except OSError as error:
+        scratch.unlink(missing_ok=True)
+        raise StateError(f"{path}: cannot write the state: {error.strerror}") from None
+
+
+def load_state(path: str | os.PathLike[str], context: Context, model: Model) -> list[int]:
+    """Restore the state saved in ``path`` into sequence 0 of ``context`` (every other cell is
+    freed) and return its tokens. The file is checked completely before anything changes."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise StateError(f"{path}: cannot read the state: {error.strerror}") from None
+    return _restore(path, data, context, model)
+
+
+def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int]:
+    if len(buf) < _PREAMBLE.size + _CRC.size:
+        raise StateError(f"{path}: truncated: {len(buf)} bytes is shorter than a state file's preamble")
+    magic, version, header_len = _PREAMBLE.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise StateError(f"{path}: offset 0: magic: not an llmcore state file (got {bytes(magic)!r})")
+    if version != VERSION:
+        raise StateError(f"{path}: offset 8: version: unsupported state version {version} (this llmcore reads {VERSION})")
+    body_end = len(buf) - _CRC.size
+    if _PREAMBLE.size + header_len > body_end:
+        raise StateError(f"{path}: offset 12: header length {header_len} runs past the end of the file")
+    (stored_crc,) = _CRC.unpack_from(buf, body_end)
+    if zlib.crc32(memoryview(buf)[:body_end]) != stored_crc:
+        raise StateError(f"{path}: checksum mismatch: the file is corrupt or truncated")
+    header = StateHeader.from_json(path, bytes(buf[_PREAMBLE.size:_PREAMBLE.size + header_len]))
+    views = cache_views(context)
+    _check_compatible(path, header, context, model, views)
+
+    dtype = _CACHE_DTYPES[header.cache_type]
+    n = header.n_tokens
+    offset = _PREAMBLE.size + header_len
+    sizes = [4 * n] + [n * width * dtype.itemsize for _, width in header.caches]
+    expected_end = offset + sum(sizes)
+    if expected_end != body_end:
+        raise StateError(f"{path}: size: {n} tokens need {expected_end + _CRC.size} bytes, the file has {len(buf)}")
+    tokens = np.frombuffer(buf, "<i4", n, offset)
+    if n and (tokens.min() < 0 or tokens.max() >= model.hparams.n_vocab):
+        raise StateError(f"{path}: tokens: id out of range for a vocabulary of {model.hparams.n_vocab}")
+    offset += 4 * n
+
+    context.cells.clear()
+    for name, width in header.caches:
+        rows = np.frombuffer(buf, dtype, n * width, offset).reshape(n, width)
+        views[name][:n] = rows
+        offset += n * width * dtype.itemsize
+    context.cells.pos[:n] = np.arange(n, dtype=np.int32)
+    context.cells.seq[:n] = 0
+    return tokens.tolist()
+
+
+def _check_compatible(path: Path, header: StateHeader, context: Context, model: Model,
+                      views: dict[str, np.ndarray]) -> None:
+    model_size, model_sha256 = model_identity(model)
+    if (header.model_size, header.model_sha256) != (model_size, model_sha256):
+        raise StateError(f"{path}: model: saved with {header.model_file} ({header.model_size} bytes, "
+                         f"sha256 {header.model_sha256[:12]}), not {model.path.name} ({model_size} bytes, "
+                         f"sha256 {model_sha256[:12]})")
+    cache_type = _cache_type(views)
+    if header.cache_type != cache_type:
+        raise StateError(f"{path}: cache_type: saved with {header.cache_type}, the context uses {cache_type} (-ctk)")
+    if header.n_tokens > context.n_ctx:
+        raise StateError(f"{path}: n_tokens: {header.n_tokens} tokens do not fit in n_ctx={context.n_ctx} "
+                         f"(saved with n_ctx={header.n_ctx}); raise -c/--ctx-size")
+    ours = [(name, view.shape[1]) for name, view in views.items()]
+    if header.caches != ours:
+        raise StateError(f"{path}: caches: the file's caches (names and widths) differ from the model's")
+
+
+def cache_views(context: Context) -> dict[str, np.ndarray]:
+    """Every KV cache of ``context`` by name, as its backend's host-visible [n_ctx, width] array.
+
+    The one-token plan is the one every generation step runs, so building it here costs nothing
+    later; compiling it allocates the caches of a context that has not decoded anything yet.
+    """
+    views = {}
+    for split in context.plan(1, 1).splits:
+        for node in split.subgraph.caches:
+            views[node.name] = split.backend.cache_view(node.name)
+    return views
+
+
+def model_identity(model: Model) -> tuple[int, str]:
+    """(file size, SHA-256 of the GGUF header and metadata) of ``model``'s first file."""
+    offsets = [t.offset for t in model.reader.tensors.values() if t.part == 0]
+    size = model.path.stat().st_size
+    with open(model.path, "rb") as f:
+        head = f.read(min(offsets, default=size))
+    return size, hashlib.sha256(head).hexdigest()
+
+
+def _cache_type(views: dict[str, np.ndarray]) -> str:
+    names = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32"}
+    return names[next(iter(views.values())).dtype]
+
+
+def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
+    """The cells holding positions 0..n_tokens-1 of sequence 0, in position order."""
+    cells = context.cells
+    hit = np.flatnonzero((cells.seq == 0) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
+    rows = hit[np.argsort(cells.pos[hit], kind="stable")]
+    if not np.array_equal(cells.pos[rows], np.arange(n_tokens)):
+        raise StateError(f"sequence 0 does not hold positions 0..{n_tokens - 1}; nothing to save")
+    return rows
+
+
+def _chunks(header_json: bytes, tokens: np.ndarray, views: dict[str, np.ndarray], rows: np.ndarray,
+            dtype: np.dtype) -> Any:
+    yield _PREAMBLE.pack(MAGIC, VERSION, len(header_json))
+    yield header_json
+    yield tokens.tobytes()
+    for view in views.values():
+        yield np.ascontiguousarray(view[rows], dtype).tobytes()
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(name)
+    return value
+
+
+class PromptCache:
+    """``--prompt-cache FILE``: the state of a run's prompt, reloaded by the next run so that only
+    the tokens after the common prefix are evaluated (llama.cpp's session file).
+
+    ``save_all`` (``--prompt-cache-all``) also keeps the generated tokens; ``read_only``
+    (``--prompt-cache-ro``) uses the file without updating it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, save_all: bool = False, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.save_all = save_all
+        self.read_only = read_only
+        self.loaded: list[int] = []
+
+    def load(self, llm: LLM) -> None:
+        """Restore the file into ``llm`` if it exists and is not empty (a new cache otherwise)."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            print(f"llmcore: prompt cache {self.path} does not exist yet; it will be created", file=sys.stderr)
+            return
+        self.loaded = llm.load_state(self.path)
+        print(f"llmcore: prompt cache {self.path}: loaded {len(self.loaded)} tokens", file=sys.stderr)
+
+    def save(self, llm: LLM, prompt_tokens: Sequence[int]) -> None:
+        """Save ``prompt_tokens``' state (with ``save_all``, everything sequence 0 holds), unless the
+        file is read-only or already holds exactly that prompt."""
+        if self.read_only or (not self.save_all and self.loaded == list(prompt_tokens)):
+            return
+        llm.save_state(self.path, None if self.save_all else len(prompt_tokens))

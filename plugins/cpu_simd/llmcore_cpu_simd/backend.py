@@ -1,0 +1,151 @@
+"""The cpu_simd backend: the whole subgraph runs in one C call per step, on a pthread pool, with
+SIMD kernels built for the best ISA level of this CPU."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import platform
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from llmcore.backends import F16, F32, I32, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData
+from llmcore.errors import BackendError
+
+from llmcore_cpu_simd import isa
+from llmcore_cpu_simd.library import ffi, load
+from llmcore_cpu_simd.lowering import Program
+
+PROFILE_ENV = "LLMCORE_PROFILE"
+
+_ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
+                Op.SWIGLU, Op.GEGLU, Op.RESHAPE}
+
+
+def selected_level(requested: str | None = None) -> str:
+    """The ISA level to run: ``requested``, else ``$LLMCORE_CPU_ISA``, else the best this CPU has."""
+    level = requested or os.environ.get(isa.ISA_ENV) or isa.supported_levels()[-1]
+    if level not in isa.ISA_LEVELS:
+        raise BackendError(f"unknown cpu_simd ISA level {level!r} (choose from {', '.join(isa.ISA_LEVELS)})")
+    if level not in isa.supported_levels():
+        raise BackendError(f"this CPU cannot run the {level} kernels (it supports {', '.join(isa.supported_levels())})")
+    return level
+
+
+class CpuSimdBackend(Backend):
+    """Runs every op in C. ``n_threads`` defaults to the physical core count; ``isa`` forces an
+    ISA level (``scalar``, ``avx2``, ``avx512``) as ``$LLMCORE_CPU_ISA`` does."""
+
+    name = "cpu_simd"
+    priority = 10
+
+    @classmethod
+    def probe(cls) -> Availability:
+        """Usable when the kernels for this CPU are cached or a C compiler can build them (the
+        first probe on a machine compiles them, once)."""
+        try:
+            level = selected_level()
+            lib = load(level)
+        except (BackendError, OSError) as exc:
+            return Availability(False, str(exc).splitlines()[0])
+        cpu = platform.processor() or platform.machine()
+        return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=(ffi.string(lib.lc_isa()).decode(),)),))
+
+    def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:
+        super().__init__(n_threads or isa.physical_cores())
+        self.isa = selected_level(isa_level)
+        self.lib = load(self.isa)
+        self._pool = ffi.gc(self.lib.lc_pool_new(self.n_threads), self.lib.lc_pool_free)
+        self._weights: dict[str, np.ndarray] = {}
+        self._weight_types: dict[str, int] = {}
+        self._caches: dict[str, np.ndarray] = {}
+        self._compute_bytes = 0
+        if os.environ.get(PROFILE_ENV, "0") not in ("", "0"):
+            atexit.register(self.print_profile)
+
+    # -- capabilities ---------------------------------------------------------------------------
+
+    def supports_op(self, node: Node) -> bool:
+        op = node.op
+        if op is Op.MUL_MAT:
+            w, x = node.srcs
+            traits = self.lib.lc_traits[int(w.dtype)] if w.op is Op.WEIGHT and int(w.dtype) < 40 else None
+            vec_traits = self.lib.lc_traits[traits.vec_dot_type] if traits is not None else None
+            return (traits is not None and traits.vec_dot != ffi.NULL and x.dtype == F32
+                    and w.shape[1] % traits.block_size == 0 and w.shape[1] % vec_traits.block_size == 0)
+        if op is Op.GET_ROWS:
+            table = node.srcs[0]
+            if table.op is Op.WEIGHT:
+                traits = self.lib.lc_traits[int(table.dtype)] if int(table.dtype) < 40 else None
+                return traits is not None and traits.dequant_row != ffi.NULL and table.shape[1] % traits.block_size == 0
+            return table.dtype == F32
+        if op in (Op.KV_STORE, Op.ATTENTION):
+            return all(s.dtype in (F16, F32, I32) for s in node.srcs)
+        if op in _ELEMENTWISE:
+            # float32 operands only: a weight here must be stored as F32 (norm weights, biases)
+            return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
+        return False
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def load_weights(self, weights: Sequence[WeightData]) -> None:
+        """Keeps the zero-copy views of the mapped file: the kernels read GGUF blocks as they are."""
+        for w in weights:
+            self._weights[w.name] = np.ascontiguousarray(w.raw)
+
+    def compile(self, subgraph: Subgraph) -> Executable:
+        for node in subgraph.caches:
+            if node.name not in self._caches:
+                self._caches[node.name] = np.zeros(node.shape, np.float16 if node.dtype == F16 else np.float32)
+        missing = [w.name for w in subgraph.weights if w.name not in self._weights]
+        if missing:
+            raise BackendError(f"cpu_simd: weights {', '.join(missing[:3])} were not loaded onto this backend")
+        program = Program(self.lib, self._pool, self.n_threads, subgraph, self._weights, self._caches)
+        self._compute_bytes += program.arena_bytes
+        return CompiledSubgraph(self, program)
+
+    def cache_view(self, name: str) -> np.ndarray:
+        return self._caches[name]
+
+    def memory_used(self) -> dict[str, int]:
+        return {
+            "weights": sum(a.nbytes for a in self._weights.values()),
+            "kv": sum(c.nbytes for c in self._caches.values()),
+            "compute": self._compute_bytes,
+        }
+
+    # -- profiling ------------------------------------------------------------------------------
+
+    def profile(self) -> dict[str, tuple[float, int]]:
+        """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1)."""
+        n_ops = self.lib.LC_OP_COUNT
+        seconds, counts = ffi.new("double[]", n_ops), ffi.new("int64_t[]", n_ops)
+        self.lib.lc_profile_get(seconds, counts)
+        names = {getattr(self.lib, n): n[6:].lower() for n in dir(self.lib) if n.startswith("LC_OP_") and n != "LC_OP_COUNT"}
+        return {names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}
+
+    def print_profile(self) -> None:
+        stats = self.profile()
+        total = sum(s for s, _ in stats.values()) or 1.0
+        print(f"cpu_simd profile ({self.isa}, {self.n_threads} threads):")
+        for name, (seconds, count) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
+            print(f"  {name:<10} {seconds * 1e3:10.2f} ms {100 * seconds / total:5.1f}% {count:8d} calls")
+
+
+class CompiledSubgraph(Executable):
+    """A lowered program. ``run`` copies the inputs in, makes one C call and returns copies of the
+    outputs, so they stay valid after the next run."""
+
+    def __init__(self, backend: CpuSimdBackend, program: Program) -> None:
+        self._backend = backend  # keeps the pool, weights and caches alive
+        self._program = program
+        self._n_ctx = max((c.shape[0] for c in backend._caches.values()), default=0)
+
+    def run(self, inputs: Mapping[int, np.ndarray], n_kv: int) -> list[np.ndarray]:
+        if self._n_ctx and not 0 <= n_kv <= self._n_ctx:
+            raise BackendError(f"cpu_simd: n_kv {n_kv} is outside the cache of {self._n_ctx} cells")
+        for node_id, buffer in self._program.inputs:
+            buffer[...] = inputs[node_id]
+        self._backend.lib.lc_graph_run(self._program.program, n_kv)
+        return [out.copy() for out in self._program.outputs]

@@ -1,0 +1,83 @@
+"""Compiling the C sources on first use: one shared library per ISA level, cached on disk under a
+name that hashes the sources, the compiler and its flags, so an edit or another CPU rebuilds it.
+A file lock keeps two processes from compiling the same library at once."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from llmcore.errors import BackendError
+
+from llmcore_cpu_simd.isa import compiler_flags
+
+SOURCE_DIR = Path(__file__).parent / "csrc"
+_COMMON_FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fno-math-errno",
+                 # no silent a*b+c -> fma: the kernels pick their fused ops explicitly, so every
+                 # ISA level rounds the scalar code the same way the reference does
+                 "-ffp-contract=off")
+
+
+def compiler() -> str | None:
+    """The C compiler to use (``$CC`` or ``cc``), or None when there is none."""
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LLMCORE_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "llmcore") / "kernels"
+
+
+def _command(cc: str, level: str, output: Path) -> list[str]:
+    sources = sorted(str(p) for p in SOURCE_DIR.glob("*.c"))
+    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"',
+            "-o", str(output), *sources, "-lm"]
+
+
+def library_path(level: str) -> Path:
+    """Where the library for ``level`` is (or will be) cached."""
+    cc = compiler() or "cc"
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.glob("*.[ch]")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(" ".join(_command(cc, level, Path("out"))).encode())
+    digest.update(_compiler_version(cc).encode())
+    return cache_dir() / f"llmcore_cpu_simd-{level}-{digest.hexdigest()[:16]}.so"
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build(level: str) -> Path:
+    """The path of the library for ``level``, compiling it first if it is not cached."""
+    target = library_path(level)
+    if target.exists():
+        return target
+    cc = compiler()
+    if cc is None:
+        raise BackendError(f"cpu_simd needs a C compiler to build its kernels: {os.environ.get('CC', 'cc')} not found")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():  # another process built it while we waited
+            return target
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        command = _command(cc, level, Path(tmp))
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            os.unlink(tmp)
+            raise BackendError(f"cpu_simd: compiling the {level} kernels failed: {shlex.join(command)}\n"
+                               f"{result.stderr.strip()}")
+        os.replace(tmp, target)  # atomic: readers never see a half-written library
+    return target

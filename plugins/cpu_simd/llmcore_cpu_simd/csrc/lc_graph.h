@@ -1,0 +1,67 @@
+/* The graph executor's program format and entry points (the plugin's Python side declares the
+ * same structs to cffi: keep llmcore_cpu_simd/library.py in step with this file).
+ *
+ * A program is a flat array of nodes run in order; every buffer is allocated before the first
+ * run, so a run does no allocation. Sizes per op (all activations f32, row-major, contiguous):
+ *   GET_ROWS   src0 table (type, row_bytes), src1 i32 ids[ne1]; dst [ne1, ne0]
+ *   QUANTIZE   src0 f32 [ne1, ne0]; dst ne1 rows of row_bytes in activation format `type`
+ *   MUL_MAT    src0 weight [ne2, ne0] (type, row_bytes), src1 activations [ne1] rows of ne3 bytes
+ *              (already in the weight's vec_dot format); dst [ne1, ne2]
+ *   ADD, MUL   src0 [ne0], src1 [ne1] repeated over src0 (ne0 % ne1 == 0); dst [ne0]
+ *   SCALE      src0 [ne0] * f[0]
+ *   RMS_NORM, NORM  src0 [ne1, ne0], eps f[0]
+ *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2];
+ *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
+ *   SILU, GELU src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
+ *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type F16 or F32) [*, ne0]
+ *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache, src2 v cache (type),
+ *              src3 mask [ne2, ne3]; i[0] n_head_kv; f[0] scale; reads the first n_kv cells
+ */
+#ifndef LC_GRAPH_H
+#define LC_GRAPH_H
+
+#include <stdint.h>
+
+enum lc_op {
+    LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
+    LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
+    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_COUNT
+};
+
+typedef struct {
+    int32_t op;
+    int32_t type;
+    const void *src[4];
+    void *dst;
+    int64_t ne[4];
+    int64_t row_bytes;
+    float f[8];
+    int32_t i[4];
+} lc_node;
+
+typedef struct lc_pool lc_pool;
+
+typedef struct {
+    lc_node *nodes;
+    int32_t n_nodes;
+    lc_pool *pool;
+    float *scratch;               /* n_threads * scratch_floats: per-thread work space */
+    int64_t scratch_floats;
+} lc_program;
+
+lc_pool *lc_pool_new(int n_threads);
+void lc_pool_free(lc_pool *pool);
+int lc_pool_threads(const lc_pool *pool);
+/* run every node of the program on the pool's threads; returns 0 */
+int lc_graph_run(const lc_program *program, int32_t n_kv);
+
+/* one op's share of work for thread ith of nth */
+typedef void (*lc_op_fn)(const lc_node *node, int ith, int nth, int32_t n_kv, float *scratch);
+extern const lc_op_fn lc_ops[LC_OP_COUNT];
+
+/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run */
+void lc_profile_get(double *seconds, int64_t *counts);
+void lc_profile_reset(void);
+const char *lc_isa(void);
+
+#endif

@@ -1,0 +1,20 @@
+/* Legacy 32-element block kernels owned here: Q4_0 and Q5_0 (x Q8_0), Q5_1 (x Q8_1), and BF16
+ * (x BF16 activations), with their row dequantizers. Q4_1, Q8_0, F16, F32 and the Q8_0/Q8_1
+ * quantizers live with the executor's kernels. */
+#ifndef LC_QUANTS_LEGACY_H
+#define LC_QUANTS_LEGACY_H
+
+#include "lc_types.h"
+
+/* one weight row (n elements; n % 32 == 0 for the block types, any n for BF16) . one activation row */
+void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row);
+
+void lc_dequant_row_q4_0(const void *w_row, float *y, int64_t n);
+void lc_dequant_row_q5_0(const void *w_row, float *y, int64_t n);
+void lc_dequant_row_q5_1(const void *w_row, float *y, int64_t n);
+void lc_dequant_row_bf16(const void *w_row, float *y, int64_t n);
+
+#endif /* LC_QUANTS_LEGACY_H */

@@ -1,0 +1,593 @@
+/* K-quant kernels: Q2_K..Q6_K weights dotted with Q8_K activations, their row dequantizers, and
+ * the Q8_K activation quantizer. The math is ggml's (ggml-quants.c, ggml-cpu/quants.c):
+ *   dot = sum over super-blocks of  d_w*d_x * sum_sub(scale_sub * sum(q_w*q_x))  -  dmin_w*d_x * sum_sub(min_sub * bsum_sub)
+ * Integer parts are exact in every ISA path, so paths differ only in float summation order.
+ * Signed weight quants (Q3_K, Q6_K) are handled as unsigned (q + offset) with the offset taken back
+ * through the activation block sums (bsums), which lets x86 use the unsigned x signed byte madds. */
+#include "lc_quants_kq.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- scale unpacking (shared by all ISA paths) ---- */
+
+/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml get_scale_min_k4).
+ * Bytes 0-3: scales 0-3 (+ high bits of scales 4-7), 4-7: mins 0-3 (+ high bits of mins 4-7),
+ * 8-11: low nibbles of scales 4-7 / high nibbles of mins 4-7; done four bytes at a time. */
+static inline void unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    const uint32_t words[4] = {
+        w[0] & 0x3f3f3f3fu,
+        (w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4),
+        w[1] & 0x3f3f3f3fu,
+        ((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4),
+    };
+    memcpy(sc, words, 8);
+    memcpy(mn, words + 2, 8);
+}
+
+/* Q3_K: 12 bytes -> 16 six-bit scales (0..63, 32 = zero), as four little-endian words. Low nibbles:
+ * bytes 0-7 (scales 0-7), their high nibbles (scales 8-15); top 2 bits: bytes 8-11, bit pair k for
+ * scales 4k..4k+3. */
+static inline void q3_scale_words(const uint8_t *q, uint32_t words[4]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    words[0] = (w[0] & 0x0f0f0f0fu) | ((w[2] & 0x03030303u) << 4);
+    words[1] = (w[1] & 0x0f0f0f0fu) | (((w[2] >> 2) & 0x03030303u) << 4);
+    words[2] = ((w[0] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 4) & 0x03030303u) << 4);
+    words[3] = ((w[1] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 6) & 0x03030303u) << 4);
+}
+
+static inline void unpack_q3_scales(const uint8_t *q, int8_t sc[16]) {
+    uint32_t words[4];
+    uint8_t u[16];
+    q3_scale_words(q, words);
+    memcpy(u, words, 16);
+    for (int j = 0; j < 16; ++j) sc[j] = (int8_t)(u[j] - 32);
+}
+
+/* ---- Q8_K activation quantizer and dequantizers ----
+ * These must round exactly like ggml's reference C (no FMA contraction), so fp contraction is
+ * switched off for this section whatever the ISA flags are. */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+/* ggml nearest_int: round half to even through the float mantissa */
+static inline int nearest_int(float fval) {
+    const float val = fval + 12582912.f;
+    int i;
+    memcpy(&i, &val, sizeof(int));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = (block_q8_K *)vy;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        /* the signed value with the largest magnitude (first one on ties) sets the scale */
+        float amax = 0.f, max = 0.f;
+        for (int j = 0; j < QK_K; ++j) {
+            const float ax = fabsf(x[j]);
+            if (ax > amax) { amax = ax; max = x[j]; }
+        }
+        if (amax == 0.f) {
+            y[i].d = 0.f;
+            memset(y[i].qs, 0, sizeof(y[i].qs));
+            memset(y[i].bsums, 0, sizeof(y[i].bsums)); /* ggml leaves these unset; zero is their true value */
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; ++j) {
+            const int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += y[i].qs[16 * j + l];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1.f / iscale;
+    }
+}
+
+void lc_dequant_row_q2_K(const void *w_row, float *y, int64_t n) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = LC_H2F(x[i].d), dmin = LC_H2F(x[i].dmin);
+        for (int sb = 0; sb < 16; ++sb) {            /* sub-blocks of 16 */
+            const uint8_t *q = x[i].qs + 32 * (sb / 8) + 16 * (sb & 1);
+            const int shift = 2 * ((sb % 8) / 2);
+            const float dl = d * (float)(x[i].scales[sb] & 0xF), ml = dmin * (float)(x[i].scales[sb] >> 4);
+            for (int l = 0; l < 16; ++l) *y++ = dl * (float)((q[l] >> shift) & 3) - ml;
+        }
+    }
+}
+
+void lc_dequant_row_q3_K(const void *w_row, float *y, int64_t n) {
+    const block_q3_K *x = (const block_q3_K *)w_row;
+    int8_t sc[16];
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = LC_H2F(x[i].d);
+        unpack_q3_scales(x[i].scales, sc);
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2;                 /* 32-element chunk: high-bit index */
+            const uint8_t *q = x[i].qs + 32 * (chunk / 4) + 16 * (sb & 1);
+            const uint8_t *hm = x[i].hmask + 16 * (sb & 1);
+            const int shift = 2 * (chunk % 4);
+            const float dl = d * (float)sc[sb];
+            for (int l = 0; l < 16; ++l) {
+                const int v = ((q[l] >> shift) & 3) - ((hm[l] >> chunk) & 1 ? 0 : 4);
+                *y++ = dl * (float)v;
+            }
+        }
+    }
+}
+
+void lc_dequant_row_q4_K(const void *w_row, float *y, int64_t n) {
+    const block_q4_K *x = (const block_q4_K *)w_row;
+    uint8_t sc[8], mn[8];
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = LC_H2F(x[i].d), dmin = LC_H2F(x[i].dmin);
+        unpack_k4_scales(x[i].scales, sc, mn);
+        for (int sb = 0; sb < 8; ++sb) {              /* sub-blocks of 32: low then high nibbles */
+            const uint8_t *q = x[i].qs + 32 * (sb / 2);
+            const int shift = 4 * (sb & 1);
+            const float dl = d * (float)sc[sb], ml = dmin * (float)mn[sb];
+            for (int l = 0; l < 32; ++l) *y++ = dl * (float)((q[l] >> shift) & 0xF) - ml;
+        }
+    }
+}
+
+void lc_dequant_row_q5_K(const void *w_row, float *y, int64_t n) {
+    const block_q5_K *x = (const block_q5_K *)w_row;
+    uint8_t sc[8], mn[8];
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = LC_H2F(x[i].d), dmin = LC_H2F(x[i].dmin);
+        unpack_k4_scales(x[i].scales, sc, mn);
+        for (int sb = 0; sb < 8; ++sb) {
+            const uint8_t *q = x[i].qs + 32 * (sb / 2);
+            const int shift = 4 * (sb & 1);
+            const float dl = d * (float)sc[sb], ml = dmin * (float)mn[sb];
+            for (int l = 0; l < 32; ++l) {
+                const int v = ((q[l] >> shift) & 0xF) | (((x[i].qh[l] >> sb) & 1) << 4);
+                *y++ = dl * (float)v - ml;
+            }
+        }
+    }
+}
+
+void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = LC_H2F(x[i].d);
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2;                 /* 32-element chunk within the super-block */
+            const int half = chunk / 4, part = chunk % 4, off = 16 * (sb & 1);
+            const uint8_t *ql = x[i].ql + 64 * half + 32 * (part & 1) + off;
+            const uint8_t *qh = x[i].qh + 32 * half + off;
+            const int lshift = 4 * (part >> 1), hshift = 2 * part;
+            const float dl = d * (float)x[i].scales[sb];
+            for (int l = 0; l < 16; ++l) {
+                const int v = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+                *y++ = dl * (float)v;
+            }
+        }
+    }
+}
+
+#if defined(__clang__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+/* ---- dot products ---- */
+
+#if defined(LC_AVX2)
+
+/* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
+static inline __m256i madd_acc_epi16(__m256i acc, __m256i a, __m256i b) {
+#if defined(LC_VNNI)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+/* 16-scale types (Q2_K, Q3_K, Q6_K): a madd operand whose int16 lanes 0-7 hold scale[2m] and lanes
+ * 8-15 scale[2m+1], i.e. the scales of the two 16-element halves of the m-th 32-byte activation
+ * chunk. sc_b holds the 16 (signed) scale bytes in both 128-bit lanes; each byte is duplicated
+ * into an int16 and arithmetic-shifted down, which sign-extends it. */
+#define LC_PAIR_PATTERN0 _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101)
+static inline __m256i next_scale_pair(__m256i sc_b, __m256i *pattern) {
+    const __m256i s = _mm256_srai_epi16(_mm256_shuffle_epi8(sc_b, *pattern), 8);
+    *pattern = _mm256_add_epi16(*pattern, _mm256_set1_epi16(0x0202));
+    return s;
+}
+
+void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; ++i) {
+        const float dall = y[i].d * LC_H2F(x[i].d);
+        const float dmin = y[i].d * LC_H2F(x[i].dmin);
+        const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc_min);
+
+        const __m256i sc_b = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
+        __m256i pattern = LC_PAIR_PATTERN0;
+        __m256i isum = _mm256_setzero_si256();
+        const int8_t *q8 = y[i].qs;
+        for (int h = 0; h < 2; ++h) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; ++j, q8 += 32) {
+                const __m256i q = _mm256_and_si256(bits, m3);
+                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+                bits = _mm256_srli_epi16(bits, 2);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = lc_hsum256(acc) - lc_hsum256(acc_min);
+}
+
+void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q3_K *x = (const block_q3_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    uint32_t words[4];
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; ++i) {
+        const float d = y[i].d * LC_H2F(x[i].d);
+        q3_scale_words(x[i].scales, words); /* kept in registers: no store-to-load round trip */
+        const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]), _mm_set1_epi8(32));
+        /* q = u - 4 with u = low2 | high<<2 in 0..7: take 4 * sum(scale * bsum) back at the end */
+        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
+        __m256i pattern = LC_PAIR_PATTERN0;
+        __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        const int8_t *q8 = y[i].qs;
+        for (int h = 0; h < 2; ++h) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; ++j, q8 += 32) {
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(bits, m3), _mm256_and_si256(_mm256_slli_epi16(hbits, 2), m4));
+                const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)q8));
+                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+                bits = _mm256_srli_epi16(bits, 2);
+                hbits = _mm256_srli_epi16(hbits, 1);
+            }
+        }
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = lc_hsum256(acc);
+}
+
+/* Q4_K / Q5_K share everything but the fifth bit */
+static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m16 = _mm256_set1_epi8(16);
+    uint8_t sc[8], mn[8];
+    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; ++i) {
+        const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
+        /* both layouts start with d, dmin, scales[12]; Q5_K then has qh[32] before qs */
+        const block_q4_K *head = (const block_q4_K *)blk;
+        const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
+        const float d = y[i].d * LC_H2F(head->d);
+        const float dmin = y[i].d * LC_H2F(head->dmin);
+        unpack_k4_scales(head->scales, sc, mn);
+
+        const __m128i mn8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)); /* one min per 2 bsums */
+        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc_min);
+
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m256i pattern = _mm256_set1_epi16(0x0100); /* selects int16 lane k of sc16 everywhere */
+        const __m256i step = _mm256_set1_epi16(0x0202);
+        __m256i hbits = with_high_bit ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+        __m256i isum = _mm256_setzero_si256();
+        const int8_t *q8 = y[i].qs;
+        for (int j = 0; j < 4; ++j, q8 += 64) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(bits, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            if (with_high_bit) {
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hbits, 4), m16));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hbits, 3), m16));
+                hbits = _mm256_srli_epi16(hbits, 2);
+            }
+            const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+            const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            isum = madd_acc_epi16(isum, p_lo, _mm256_shuffle_epi8(sc16, pattern));
+            pattern = _mm256_add_epi16(pattern, step);
+            isum = madd_acc_epi16(isum, p_hi, _mm256_shuffle_epi8(sc16, pattern));
+            pattern = _mm256_add_epi16(pattern, step);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = lc_hsum256(acc) - lc_hsum256(acc_min);
+}
+
+void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
+void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
+
+void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; ++i) {
+        const float d = y[i].d * LC_H2F(x[i].d);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        /* q = u - 32 with u in 0..63: take 32 * sum(scale * bsum) back at the end */
+        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
+        __m256i pattern = LC_PAIR_PATTERN0;
+        __m256i isum = _mm256_setzero_si256();
+        const int8_t *q8 = y[i].qs;
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            const __m256i u[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
+            };
+            for (int k = 0; k < 4; ++k, q8 += 32) {
+                const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
+                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+            }
+        }
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = lc_hsum256(acc);
+}
+
+#elif defined(LC_NEON)
+
+/* NEON: signed weight quants times q8 per 16-element group, exact int32 sums, then the same float
+ * combination per super-block as the scalar path */
+
+void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int summs = 0, isum = 0;
+        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * (x[i].scales[sb] >> 4);
+        const int8_t *q8 = y[i].qs;
+        for (int h = 0; h < 2; ++h) {
+            uint8x16_t b0 = vld1q_u8(x[i].qs + 32 * h), b1 = vld1q_u8(x[i].qs + 32 * h + 16);
+            for (int j = 0; j < 4; ++j, q8 += 32) {
+                const int sb = 8 * h + 2 * j;
+                isum += (x[i].scales[sb] & 0xF) * lc_neon_dot16(vreinterpretq_s8_u8(vandq_u8(b0, m3)), vld1q_s8(q8));
+                isum += (x[i].scales[sb + 1] & 0xF) * lc_neon_dot16(vreinterpretq_s8_u8(vandq_u8(b1, m3)), vld1q_s8(q8 + 16));
+                b0 = vshrq_n_u8(b0, 2);
+                b1 = vshrq_n_u8(b1, 2);
+            }
+        }
+        const float dall = y[i].d * LC_H2F(x[i].d);
+        const float dmin = y[i].d * LC_H2F(x[i].dmin);
+        sumf += dall * (float)isum - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q3_K *x = (const block_q3_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const uint8x16_t m3 = vdupq_n_u8(3), four = vdupq_n_u8(4);
+    int8_t sc[16];
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        unpack_q3_scales(x[i].scales, sc);
+        const uint8x16_t hm0 = vld1q_u8(x[i].hmask), hm1 = vld1q_u8(x[i].hmask + 16);
+        const int8_t *q8 = y[i].qs;
+        int isum = 0;
+        for (int h = 0; h < 2; ++h) {
+            uint8x16_t b0 = vld1q_u8(x[i].qs + 32 * h), b1 = vld1q_u8(x[i].qs + 32 * h + 16);
+            for (int j = 0; j < 4; ++j, q8 += 32) {
+                const int chunk = 4 * h + j, sb = 2 * chunk;
+                const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << chunk));
+                /* low 2 bits minus 4 where the high bit is clear */
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b0, m3)), vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm0, bit))));
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b1, m3)), vreinterpretq_s8_u8(vbicq_u8(four, vtstq_u8(hm1, bit))));
+                isum += sc[sb] * lc_neon_dot16(q0, vld1q_s8(q8));
+                isum += sc[sb + 1] * lc_neon_dot16(q1, vld1q_s8(q8 + 16));
+                b0 = vshrq_n_u8(b0, 2);
+                b1 = vshrq_n_u8(b1, 2);
+            }
+        }
+        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+    }
+    *s = sumf;
+}
+
+static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m16 = vdupq_n_u8(16);
+    uint8_t sc[8], mn[8];
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
+        const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
+        const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
+        const uint8_t *qh = with_high_bit ? ((const block_q5_K *)blk)->qh : NULL;
+        unpack_k4_scales(head->scales, sc, mn);
+        int summs = 0, isum = 0;
+        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * mn[sb / 2];
+        const uint8x16_t qh0 = qh ? vld1q_u8(qh) : vdupq_n_u8(0), qh1 = qh ? vld1q_u8(qh + 16) : vdupq_n_u8(0);
+        for (int sb = 0; sb < 8; ++sb) {
+            const uint8x16_t b0 = vld1q_u8(qs + 32 * (sb / 2)), b1 = vld1q_u8(qs + 32 * (sb / 2) + 16);
+            uint8x16_t u0 = (sb & 1) ? vshrq_n_u8(b0, 4) : vandq_u8(b0, m4);
+            uint8x16_t u1 = (sb & 1) ? vshrq_n_u8(b1, 4) : vandq_u8(b1, m4);
+            const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << sb));
+            u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(qh0, bit), m16));
+            u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(qh1, bit), m16));
+            const int8_t *q8 = y[i].qs + 32 * sb;
+            isum += sc[sb] * (lc_neon_dot16(vreinterpretq_s8_u8(u0), vld1q_s8(q8)) + lc_neon_dot16(vreinterpretq_s8_u8(u1), vld1q_s8(q8 + 16)));
+        }
+        const float d = y[i].d * LC_H2F(head->d);
+        const float dmin = y[i].d * LC_H2F(head->dmin);
+        sumf += d * (float)isum - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
+void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
+
+void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m48 = vdupq_n_u8(0x30);
+    const int8x16_t m32 = vdupq_n_s8(32);
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int isum = 0;
+        for (int h = 0; h < 2; ++h) {
+            for (int half16 = 0; half16 < 2; ++half16) {  /* 16-byte halves of the 32-wide chunks */
+                const int o = 16 * half16;
+                const uint8x16_t ql0 = vld1q_u8(x[i].ql + 64 * h + o), ql1 = vld1q_u8(x[i].ql + 64 * h + 32 + o);
+                const uint8x16_t qh = vld1q_u8(x[i].qh + 32 * h + o);
+                const uint8x16_t u[4] = {
+                    vorrq_u8(vandq_u8(ql0, m4), vandq_u8(vshlq_n_u8(qh, 4), m48)),
+                    vorrq_u8(vandq_u8(ql1, m4), vandq_u8(vshlq_n_u8(qh, 2), m48)),
+                    vorrq_u8(vshrq_n_u8(ql0, 4), vandq_u8(qh, m48)),
+                    vorrq_u8(vshrq_n_u8(ql1, 4), vandq_u8(vshrq_n_u8(qh, 2), m48)),
+                };
+                for (int part = 0; part < 4; ++part) {
+                    const int sb = 8 * h + 2 * part + half16;
+                    const int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(u[part]), m32);
+                    isum += x[i].scales[sb] * lc_neon_dot16(q, vld1q_s8(y[i].qs + 16 * sb));
+                }
+            }
+        }
+        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+    }
+    *s = sumf;
+}
+
+#else /* scalar */
+
+void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int summs = 0, isum = 0;
+        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * (x[i].scales[sb] >> 4);
+        for (int sb = 0; sb < 16; ++sb) {
+            const uint8_t *q = x[i].qs + 32 * (sb / 8) + 16 * (sb & 1);
+            const int8_t *q8 = y[i].qs + 16 * sb;
+            const int shift = 2 * ((sb % 8) / 2);
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += q8[l] * ((q[l] >> shift) & 3);
+            isum += (x[i].scales[sb] & 0xF) * sum;
+        }
+        const float dall = y[i].d * LC_H2F(x[i].d);
+        const float dmin = y[i].d * LC_H2F(x[i].dmin);
+        sumf += dall * (float)isum - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q3_K *x = (const block_q3_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    int8_t sc[16];
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        unpack_q3_scales(x[i].scales, sc);
+        int isum = 0;
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2;
+            const uint8_t *q = x[i].qs + 32 * (chunk / 4) + 16 * (sb & 1);
+            const uint8_t *hm = x[i].hmask + 16 * (sb & 1);
+            const int8_t *q8 = y[i].qs + 16 * sb;
+            const int shift = 2 * (chunk % 4);
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += q8[l] * (((q[l] >> shift) & 3) - ((hm[l] >> chunk) & 1 ? 0 : 4));
+            isum += sc[sb] * sum;
+        }
+        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+    }
+    *s = sumf;
+}
+
+static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    uint8_t sc[8], mn[8];
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
+        const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
+        const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
+        const uint8_t *qh = with_high_bit ? ((const block_q5_K *)blk)->qh : NULL;
+        unpack_k4_scales(head->scales, sc, mn);
+        int summs = 0, isum = 0;
+        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * mn[sb / 2];
+        for (int sb = 0; sb < 8; ++sb) {
+            const uint8_t *q = qs + 32 * (sb / 2);
+            const int8_t *q8 = y[i].qs + 32 * sb;
+            const int shift = 4 * (sb & 1);
+            int sum = 0;
+            for (int l = 0; l < 32; ++l) {
+                const int v = ((q[l] >> shift) & 0xF) | (qh ? ((qh[l] >> sb) & 1) << 4 : 0);
+                sum += q8[l] * v;
+            }
+            isum += sc[sb] * sum;
+        }
+        const float d = y[i].d * LC_H2F(head->d);
+        const float dmin = y[i].d * LC_H2F(head->dmin);
+        sumf += d * (float)isum - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
+void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
+
+void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int isum = 0;
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2, half = chunk / 4, part = chunk % 4, off = 16 * (sb & 1);
+            const uint8_t *ql = x[i].ql + 64 * half + 32 * (part & 1) + off;
+            const uint8_t *qh = x[i].qh + 32 * half + off;
+            const int8_t *q8 = y[i].qs + 16 * sb;
+            const int lshift = 4 * (part >> 1), hshift = 2 * part;
+            int sum = 0;
+            for (int l = 0; l < 16; ++l) sum += q8[l] * ((((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32);
+            isum += x[i].scales[sb] * sum;
+        }
+        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+    }
+    *s = sumf;
+}
+
+#endif

@@ -1,0 +1,294 @@
+/* Legacy block kernels: Q4_0 / Q5_0 (x Q8_0), Q5_1 (x Q8_1), BF16 (x BF16) and their row
+ * dequantizers, with ggml's numerics (ggml-cpu/quants.c, ggml-cpu/vec.cpp, ggml-quants.c):
+ *   q4_0/q5_0: sum_b d_w*d_x * sum(q_w*q_x)          q5_1: sum_b d_w*d_x * sum(q_w*q_x) + m_w*s_x
+ *   bf16: products accumulated in fp32 lanes, lane sums and tail in double.
+ * The SIMD paths rely on ggml's quantizers never producing -128 in Q8_0/Q8_1 activations. */
+#include "lc_quants_legacy.h"
+#include "lc_quants_kq.h" /* lc_neon_dot16 */
+
+#include <string.h>
+
+/* ---- dequantizers: must round exactly like ggml's reference C, so no fp contraction ---- */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+void lc_dequant_row_q4_0(const void *w_row, float *y, int64_t n) {
+    const block_q4_0 *x = (const block_q4_0 *)w_row;
+    for (int64_t i = 0; i < n / QK4_0; ++i, y += QK4_0) {
+        const float d = LC_H2F(x[i].d);
+        for (int j = 0; j < QK4_0 / 2; ++j) {
+            y[j] = (float)((x[i].qs[j] & 0xF) - 8) * d;
+            y[j + QK4_0 / 2] = (float)((x[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void lc_dequant_row_q5_0(const void *w_row, float *y, int64_t n) {
+    const block_q5_0 *x = (const block_q5_0 *)w_row;
+    for (int64_t i = 0; i < n / QK5_0; ++i, y += QK5_0) {
+        const float d = LC_H2F(x[i].d);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        for (int j = 0; j < QK5_0 / 2; ++j) {
+            const int v0 = ((x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) - 16;
+            const int v1 = ((x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) - 16;
+            y[j] = (float)v0 * d;
+            y[j + QK5_0 / 2] = (float)v1 * d;
+        }
+    }
+}
+
+void lc_dequant_row_q5_1(const void *w_row, float *y, int64_t n) {
+    const block_q5_1 *x = (const block_q5_1 *)w_row;
+    for (int64_t i = 0; i < n / QK5_1; ++i, y += QK5_1) {
+        const float d = LC_H2F(x[i].d), m = LC_H2F(x[i].m);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        for (int j = 0; j < QK5_1 / 2; ++j) {
+            const int v0 = (x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4);
+            const int v1 = (x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+            y[j] = (float)v0 * d + m;
+            y[j + QK5_1 / 2] = (float)v1 * d + m;
+        }
+    }
+}
+
+#if defined(__clang__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+void lc_dequant_row_bf16(const void *w_row, float *y, int64_t n) {
+    const lc_bf16_t *x = (const lc_bf16_t *)w_row;
+    for (int64_t i = 0; i < n; ++i) y[i] = lc_bf16_to_fp32(x[i]);
+}
+
+/* ---- dot products ---- */
+
+#if defined(LC_AVX2)
+
+/* byte i = 0xFF where bit i of the Q5 high-bit word is set */
+static inline __m256i bytes_from_bits_32(const uint8_t *qh) {
+    uint32_t bits;
+    memcpy(&bits, qh, sizeof(bits));
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+/* int32 lanes of sum(a_signed * b_signed) over groups of 4 bytes (|a| <= 127, b != -128) */
+static inline __m256i dot_i8_i8(__m256i a, __m256i b) {
+    return lc_dot_us8_256(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q4_0 *x = (const block_q4_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; ++i) {
+        const __m256i q = _mm256_sub_epi8(lc_unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+        const __m256i sumi = dot_i8_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const float d = LC_H2F(x[i].d) * LC_H2F(y[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = lc_hsum256(acc);
+}
+
+void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_0 *x = (const block_q5_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; ++i) {
+        /* (nibble | hi << 4) - 16 as a byte: the nibble, with 0xF0 or-ed in where hi is clear */
+        const __m256i hi = bytes_from_bits_32(x[i].qh);
+        const __m256i q = _mm256_or_si256(lc_unpack_nibbles(x[i].qs), _mm256_andnot_si256(hi, _mm256_set1_epi8((char)0xF0)));
+        const __m256i sumi = dot_i8_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const float d = LC_H2F(x[i].d) * LC_H2F(y[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = lc_hsum256(acc);
+}
+
+void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_1 *x = (const block_q5_1 *)w_row;
+    const block_q8_1 *y = (const block_q8_1 *)x_row;
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.f;
+    for (int i = 0; i < n / QK8_1; ++i) {
+        const __m256i hi = _mm256_and_si256(bytes_from_bits_32(x[i].qh), _mm256_set1_epi8(0x10));
+        const __m256i u = _mm256_or_si256(lc_unpack_nibbles(x[i].qs), hi);
+        const __m256i sumi = lc_dot_us8_256(u, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const float d = LC_H2F(x[i].d) * LC_H2F(y[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        summ += LC_H2F(x[i].m) * LC_H2F(y[i].s);
+    }
+    *s = lc_hsum256(acc) + summ;
+}
+
+#elif defined(LC_NEON)
+
+/* 16 bytes = 0xFF where bit i of the two Q5 high-bit bytes (elements 8*k .. 8*k+15) is set */
+static inline uint8x16_t bytes_from_bits_16(uint8_t lo, uint8_t hi) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return vtstq_u8(vcombine_u8(vdup_n_u8(lo), vdup_n_u8(hi)), vld1q_u8(bit));
+}
+
+/* NEON paths keep the scalar float combination per block; only the integer sums are vectorized */
+void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q4_0 *x = (const block_q4_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    const int8x16_t m8 = vdupq_n_s8(8);
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_0; ++i) {
+        const uint8x16_t b = vld1q_u8(x[i].qs);
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, m4)), m8);
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), m8);
+        const int sumi = lc_neon_dot16(lo, vld1q_s8(y[i].qs)) + lc_neon_dot16(hi, vld1q_s8(y[i].qs + 16));
+        sumf += (float)sumi * LC_H2F(x[i].d) * LC_H2F(y[i].d);
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_0 *x = (const block_q5_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m16 = vdupq_n_u8(16);
+    const int8x16_t s16 = vdupq_n_s8(16);
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_0; ++i) {
+        const uint8x16_t b = vld1q_u8(x[i].qs);
+        const uint8x16_t h0 = vandq_u8(bytes_from_bits_16(x[i].qh[0], x[i].qh[1]), m16);
+        const uint8x16_t h1 = vandq_u8(bytes_from_bits_16(x[i].qh[2], x[i].qh[3]), m16);
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b, m4), h0)), s16);
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b, 4), h1)), s16);
+        const int sumi = lc_neon_dot16(lo, vld1q_s8(y[i].qs)) + lc_neon_dot16(hi, vld1q_s8(y[i].qs + 16));
+        sumf += (LC_H2F(x[i].d) * LC_H2F(y[i].d)) * (float)sumi;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_1 *x = (const block_q5_1 *)w_row;
+    const block_q8_1 *y = (const block_q8_1 *)x_row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m16 = vdupq_n_u8(16);
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_1; ++i) {
+        const uint8x16_t b = vld1q_u8(x[i].qs);
+        const uint8x16_t h0 = vandq_u8(bytes_from_bits_16(x[i].qh[0], x[i].qh[1]), m16);
+        const uint8x16_t h1 = vandq_u8(bytes_from_bits_16(x[i].qh[2], x[i].qh[3]), m16);
+        const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(b, m4), h0));
+        const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(b, 4), h1));
+        const int sumi = lc_neon_dot16(lo, vld1q_s8(y[i].qs)) + lc_neon_dot16(hi, vld1q_s8(y[i].qs + 16));
+        sumf += (LC_H2F(x[i].d) * LC_H2F(y[i].d)) * (float)sumi
+              + LC_H2F(x[i].m) * LC_H2F(y[i].s);
+    }
+    *s = sumf;
+}
+
+#else /* scalar */
+
+void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q4_0 *x = (const block_q4_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_0; ++i) {
+        int sumi = 0;
+        for (int j = 0; j < QK8_0 / 2; ++j) {
+            sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
+            sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK8_0 / 2];
+        }
+        sumf += (float)sumi * LC_H2F(x[i].d) * LC_H2F(y[i].d);
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_0 *x = (const block_q5_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_0; ++i) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        int sumi = 0;
+        for (int j = 0; j < QK8_0 / 2; ++j) {
+            const int v0 = ((x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) - 16;
+            const int v1 = ((x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) - 16;
+            sumi += v0 * y[i].qs[j] + v1 * y[i].qs[j + QK8_0 / 2];
+        }
+        sumf += (LC_H2F(x[i].d) * LC_H2F(y[i].d)) * (float)sumi;
+    }
+    *s = sumf;
+}
+
+void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q5_1 *x = (const block_q5_1 *)w_row;
+    const block_q8_1 *y = (const block_q8_1 *)x_row;
+    float sumf = 0.f;
+    for (int i = 0; i < n / QK8_1; ++i) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof(qh));
+        int sumi = 0;
+        for (int j = 0; j < QK8_1 / 2; ++j) {
+            const int v0 = (x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4);
+            const int v1 = (x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+            sumi += v0 * y[i].qs[j] + v1 * y[i].qs[j + QK8_1 / 2];
+        }
+        sumf += (LC_H2F(x[i].d) * LC_H2F(y[i].d)) * (float)sumi
+              + LC_H2F(x[i].m) * LC_H2F(y[i].s);
+    }
+    *s = sumf;
+}
+
+#endif
+
+void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row) {
+    const lc_bf16_t *x = (const lc_bf16_t *)w_row;
+    const lc_bf16_t *y = (const lc_bf16_t *)x_row;
+    int i = 0;
+    double sumf = 0.0;
+#if defined(LC_AVX512) && defined(__AVX512BF16__)
+    __m512 c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps();
+    for (; i + 64 <= n; i += 64) {
+        c1 = _mm512_dpbf16_ps(c1, (__m512bh)_mm512_loadu_si512(x + i), (__m512bh)_mm512_loadu_si512(y + i));
+        c2 = _mm512_dpbf16_ps(c2, (__m512bh)_mm512_loadu_si512(x + i + 32), (__m512bh)_mm512_loadu_si512(y + i + 32));
+    }
+    sumf += (double)_mm512_reduce_add_ps(c1) + (double)_mm512_reduce_add_ps(c2);
+#elif defined(LC_AVX512)
+#define LOAD_BF16_16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+    __m512 c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        c1 = _mm512_fmadd_ps(LOAD_BF16_16(x + i), LOAD_BF16_16(y + i), c1);
+        c2 = _mm512_fmadd_ps(LOAD_BF16_16(x + i + 16), LOAD_BF16_16(y + i + 16), c2);
+    }
+#undef LOAD_BF16_16
+    sumf += (double)_mm512_reduce_add_ps(c1) + (double)_mm512_reduce_add_ps(c2);
+#elif defined(LC_AVX2)
+#define LOAD_BF16_8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+    __m256 c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps(), c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps();
+    for (; i + 32 <= n; i += 32) { /* four chains hide the FMA latency */
+        c1 = _mm256_fmadd_ps(LOAD_BF16_8(x + i), LOAD_BF16_8(y + i), c1);
+        c2 = _mm256_fmadd_ps(LOAD_BF16_8(x + i + 8), LOAD_BF16_8(y + i + 8), c2);
+        c3 = _mm256_fmadd_ps(LOAD_BF16_8(x + i + 16), LOAD_BF16_8(y + i + 16), c3);
+        c4 = _mm256_fmadd_ps(LOAD_BF16_8(x + i + 24), LOAD_BF16_8(y + i + 24), c4);
+    }
+#undef LOAD_BF16_8
+    sumf += (double)lc_hsum256(_mm256_add_ps(_mm256_add_ps(c1, c3), _mm256_add_ps(c2, c4)));
+#elif defined(LC_NEON)
+    float32x4_t c1 = vdupq_n_f32(0.f), c2 = vdupq_n_f32(0.f);
+    for (; i + 8 <= n; i += 8) {
+        const uint16x8_t a = vld1q_u16(x + i), b = vld1q_u16(y + i);
+        c1 = vfmaq_f32(c1, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(a), 16)), vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(b), 16)));
+        c2 = vfmaq_f32(c2, vreinterpretq_f32_u32(vshll_high_n_u16(a, 16)), vreinterpretq_f32_u32(vshll_high_n_u16(b, 16)));
+    }
+    sumf += (double)vaddvq_f32(vaddq_f32(c1, c2));
+#endif
+    for (; i < n; ++i) sumf += (double)(lc_bf16_to_fp32(x[i]) * lc_bf16_to_fp32(y[i]));
+    *s = (float)sumf;
+}

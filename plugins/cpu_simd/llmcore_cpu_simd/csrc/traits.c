@@ -1,0 +1,62 @@
+/* The type-traits table: for each GGML weight type, its block geometry, the activation format
+ * its dot product takes, and its kernels. The K-quant and legacy-quant kernels live in files of
+ * their own; their entries are filled only when those files are part of the build. */
+#include "lc_kernels.h"
+
+#if __has_include("lc_quants_kq.h")
+#include "lc_quants_kq.h"
+#define LC_HAVE_KQ 1
+#endif
+#if __has_include("lc_quants_legacy.h")
+#include "lc_quants_legacy.h"
+#define LC_HAVE_LEGACY 1
+#endif
+
+#define TRAITS(bs, ts, vdt, name) {bs, ts, vdt, lc_vec_dot_##name, lc_dequant_row_##name}
+
+const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
+    [LC_TYPE_F32] = TRAITS(1, sizeof(float), LC_TYPE_F32, f32),
+    [LC_TYPE_F16] = TRAITS(1, sizeof(lc_fp16_t), LC_TYPE_F16, f16),
+    [LC_TYPE_Q8_0] = TRAITS(QK8_0, sizeof(block_q8_0), LC_TYPE_Q8_0, q8_0),
+    [LC_TYPE_Q4_1] = TRAITS(QK4_1, sizeof(block_q4_1), LC_TYPE_Q8_1, q4_1),
+    /* activation formats: geometry only */
+    [LC_TYPE_Q8_1] = {QK8_1, sizeof(block_q8_1), LC_TYPE_Q8_1, 0, 0},
+    [LC_TYPE_Q8_K] = {QK_K, sizeof(block_q8_K), LC_TYPE_Q8_K, 0, 0},
+#if defined(LC_HAVE_LEGACY)
+    [LC_TYPE_Q4_0] = TRAITS(QK4_0, sizeof(block_q4_0), LC_TYPE_Q8_0, q4_0),
+    [LC_TYPE_Q5_0] = TRAITS(QK5_0, sizeof(block_q5_0), LC_TYPE_Q8_0, q5_0),
+    [LC_TYPE_Q5_1] = TRAITS(QK5_1, sizeof(block_q5_1), LC_TYPE_Q8_1, q5_1),
+    [LC_TYPE_BF16] = TRAITS(1, sizeof(lc_bf16_t), LC_TYPE_BF16, bf16),
+#else
+    [LC_TYPE_BF16] = {1, sizeof(lc_bf16_t), LC_TYPE_BF16, 0, 0},
+#endif
+#if defined(LC_HAVE_KQ)
+    [LC_TYPE_Q2_K] = TRAITS(QK_K, sizeof(block_q2_K), LC_TYPE_Q8_K, q2_K),
+    [LC_TYPE_Q3_K] = TRAITS(QK_K, sizeof(block_q3_K), LC_TYPE_Q8_K, q3_K),
+    [LC_TYPE_Q4_K] = TRAITS(QK_K, sizeof(block_q4_K), LC_TYPE_Q8_K, q4_K),
+    [LC_TYPE_Q5_K] = TRAITS(QK_K, sizeof(block_q5_K), LC_TYPE_Q8_K, q5_K),
+    [LC_TYPE_Q6_K] = TRAITS(QK_K, sizeof(block_q6_K), LC_TYPE_Q8_K, q6_K),
+#endif
+};
+
+void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n) {
+    switch (vec_dot_type) {
+    case LC_TYPE_Q8_0: lc_quantize_row_q8_0(x, y, n); break;
+    case LC_TYPE_Q8_1: lc_quantize_row_q8_1(x, y, n); break;
+    case LC_TYPE_F16: lc_quantize_row_f16(x, y, n); break;
+    case LC_TYPE_BF16: lc_quantize_row_bf16(x, y, n); break;
+#if defined(LC_HAVE_KQ)
+    case LC_TYPE_Q8_K: lc_quantize_row_q8_K(x, y, n); break;
+#endif
+    default: break; /* F32: the activations are used as they are */
+    }
+}
+
+/* the multi-activation dot of `type` (the matmul's fast path), or NULL */
+lc_vec_dot_multi_fn lc_vec_dot_multi_for(int type) {
+    switch (type) {
+    case LC_TYPE_Q8_0: return lc_vec_dot_q8_0_multi;
+    case LC_TYPE_Q4_1: return lc_vec_dot_q4_1_multi;
+    default: return 0;
+    }
+}

@@ -1,0 +1,79 @@
+"""What this CPU can run: the SIMD levels the plugin builds for, and the number of physical cores.
+
+Each level is one build of the same C sources with different compiler flags; the best level the
+CPU supports is used unless ``LLMCORE_CPU_ISA`` (or the backend's ``isa`` argument) names one.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+ISA_ENV = "LLMCORE_CPU_ISA"
+
+#: the levels, lowest first, with the /proc/cpuinfo flags each needs
+_REQUIRED_FLAGS: dict[str, tuple[str, ...]] = {
+    "scalar": (),
+    "avx2": ("avx2", "fma", "f16c"),
+    "avx512": ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq"),
+}
+ISA_LEVELS = tuple(_REQUIRED_FLAGS)
+
+_BASE_FLAGS: dict[str, tuple[str, ...]] = {
+    "scalar": (),
+    "avx2": ("-mavx2", "-mfma", "-mf16c"),
+    "avx512": ("-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
+}
+#: optional extensions of the avx512 level, added when the CPU has them
+_AVX512_EXTRAS = {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16"}
+
+
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+def supported_levels() -> list[str]:
+    """The ISA levels this CPU can run, lowest first (non-x86 CPUs have only ``scalar``, which
+    on aarch64 still compiles the NEON paths: NEON is part of the base architecture there)."""
+    if not _is_x86():
+        return ["scalar"]
+    flags = cpu_flags()
+    return [level for level, needed in _REQUIRED_FLAGS.items() if all(f in flags for f in needed)]
+
+
+def compiler_flags(level: str) -> tuple[str, ...]:
+    """The -m flags that build ``level`` for this CPU."""
+    flags = _BASE_FLAGS[level]
+    if level == "avx512":
+        present = cpu_flags()
+        flags += tuple(opt for flag, opt in _AVX512_EXTRAS.items() if flag in present)
+    return flags
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's SIMD units, so
+    llama.cpp defaults to one thread per core)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
+                       topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            return max(1, len(allowed))
+    return max(1, len(cores))

@@ -1,0 +1,283 @@
+"""Lowering a subgraph to the C executor's flat program: one lc_node per op, every buffer placed
+once in an arena before the first run.
+
+Values are SSA: each op writes a fresh buffer, and a buffer returns to the arena's free list after
+the last op that reads it (a first-fit allocator over the op order), so the arena holds only the
+values alive at once. Reshapes alias their source; a kv_store stands for its cache. Activations
+that several matmuls read in the same format (q/k/v, gate/up) are quantized once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmcore.backends import F16, F32, I32, Node, Op, Subgraph
+
+from llmcore_cpu_simd.library import ffi
+
+ALIGN = 64  # bytes: a cache line, and the widest vector load
+TYPE_F32, TYPE_F16 = 0, 1  # GGML type ids of the float formats
+
+Key = tuple  # a storage: ("v", id) arena value, ("q", key, type) quantized copy, ("in", id), ("w", name), ("c", name)
+
+_NUMPY_DTYPES = {F32: np.float32, F16: np.float16, I32: np.int32}
+
+_PLAIN_OPS = {
+    Op.ADD: "LC_OP_ADD", Op.MUL: "LC_OP_MUL", Op.SCALE: "LC_OP_SCALE", Op.SILU: "LC_OP_SILU",
+    Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU",
+}
+
+
+@dataclass
+class _Step:
+    """One lc_node before addresses are known."""
+
+    op: str
+    dst: Key
+    srcs: list[Key]
+    type: int = 0
+    ne: tuple[int, ...] = ()
+    row_bytes: int = 0
+    f: tuple[float, ...] = ()
+    i: tuple[int, ...] = ()
+
+
+@dataclass
+class _Arena:
+    """First-fit placement of byte ranges; ``top`` is the arena size needed."""
+
+    top: int = 0
+    free: list[list[int]] = field(default_factory=list)  # [offset, size], sorted by offset
+
+    def alloc(self, size: int) -> int:
+        size = -(-size // ALIGN) * ALIGN
+        for k, (offset, room) in enumerate(self.free):
+            if room >= size:
+                if room == size:
+                    del self.free[k]
+                else:
+                    self.free[k] = [offset + size, room - size]
+                return offset
+        offset, self.top = self.top, self.top + size
+        return offset
+
+    def release(self, offset: int, size: int) -> None:
+        size = -(-size // ALIGN) * ALIGN
+        self.free.append([offset, size])
+        self.free.sort()
+        merged: list[list[int]] = []
+        for block in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == block[0]:
+                merged[-1][1] += block[1]
+            else:
+                merged.append(block)
+        self.free = merged
+
+
+class Program:
+    """A subgraph lowered for ``lc_graph_run``: the C node array, its arena, and numpy views of
+    the input and output buffers."""
+
+    def __init__(self, lib: Any, pool: Any, n_threads: int, subgraph: Subgraph,
+                 weights: Mapping[str, np.ndarray], caches: Mapping[str, np.ndarray]) -> None:
+        self._lib = lib
+        self._weights = weights
+        self._caches = caches
+        self._input_ids = {n.id for n in subgraph.inputs}
+        self._input_arrays = {n.id: _aligned_array(n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
+                              for n in subgraph.inputs}
+        self._sizes: dict[Key, int] = {}
+        self._scratch_floats = 0
+        steps: list[_Step] = []
+        for node in subgraph.nodes:
+            steps.extend(self._lower(node))
+        self._place(steps, [self._key(n) for n in subgraph.outputs])
+        self.inputs = [(n.id, self._input_arrays[n.id]) for n in subgraph.inputs]
+        self.outputs = [self._view(self._key(n), n.shape) for n in subgraph.outputs]
+        self._build_c_program(steps, pool, n_threads)
+
+    # -- storage --------------------------------------------------------------------------------
+
+    def _key(self, node: Node) -> Key:
+        if node.id in self._input_ids:
+            return ("in", node.id)
+        if node.op is Op.WEIGHT:
+            return ("w", node.name)
+        if node.op is Op.CACHE:
+            return ("c", node.name)
+        if node.op in (Op.RESHAPE, Op.KV_STORE):
+            return self._key(node.srcs[0])
+        return ("v", node.id)
+
+    def _value(self, node: Node) -> Key:
+        """The key of ``node``'s result, sized in the arena when it is an intermediate."""
+        key = self._key(node)
+        if key[0] == "v":
+            self._sizes[key] = math.prod(node.shape) * 4
+        return key
+
+    # -- lowering -------------------------------------------------------------------------------
+
+    def _lower(self, node: Node) -> list[_Step]:
+        op, srcs = node.op, node.srcs
+        size = math.prod(node.shape)
+        key = self._key
+        if op is Op.RESHAPE:
+            return []
+        if op is Op.GET_ROWS:
+            table, ids = srcs
+            cols = table.shape[1]
+            table_type = int(table.dtype) if table.op is Op.WEIGHT else TYPE_F32
+            return [_Step("LC_OP_GET_ROWS", self._value(node), [key(table), key(ids)], table_type,
+                          (cols, ids.shape[0]), self._row_bytes(table_type, cols))]
+        if op is Op.MUL_MAT:
+            return self._lower_mul_mat(node)
+        if op in (Op.RMS_NORM, Op.NORM):
+            cols = node.shape[-1]
+            return [_Step("LC_OP_RMS_NORM" if op is Op.RMS_NORM else "LC_OP_NORM", self._value(node),
+                          [key(srcs[0])], ne=(cols, size // cols), f=(node.params["eps"],))]
+        if op is Op.ROPE:
+            return [self._lower_rope(node)]
+        if op is Op.KV_STORE:
+            cache, x, cells = srcs
+            return [_Step("LC_OP_KV_STORE", key(cache), [key(x), key(cells)], self._float_type(cache.dtype),
+                          (cache.shape[1], x.shape[0]))]
+        if op is Op.ATTENTION:
+            q, k, v, mask = srcs
+            n, n_head, head_dim = q.shape
+            self._scratch_floats = max(self._scratch_floats, head_dim + mask.shape[1])
+            return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
+                          self._float_type(k.dtype), (head_dim, n_head, n, mask.shape[1]),
+                          f=(node.params["scale"],), i=(node.params["n_head_kv"],))]
+        ne = (size, math.prod(srcs[1].shape)) if op in (Op.ADD, Op.MUL) else (size,)
+        f = (node.params["factor"],) if op is Op.SCALE else ()
+        return [_Step(_PLAIN_OPS[op], self._value(node), [key(s) for s in srcs], ne=ne, f=f)]
+
+    def _lower_mul_mat(self, node: Node) -> list[_Step]:
+        w, x = node.srcs
+        n_out, k = w.shape
+        m = math.prod(x.shape[:-1])
+        w_type = int(w.dtype)
+        vec_type = self._lib.lc_traits[w_type].vec_dot_type
+        steps = []
+        if vec_type == TYPE_F32:
+            x_key, x_bytes = self._key(x), k * 4
+        else:
+            x_key, x_bytes = ("q", self._key(x), vec_type), self._row_bytes(vec_type, k)
+            if x_key not in self._sizes:  # the first matmul to read x in this format quantizes it
+                self._sizes[x_key] = m * x_bytes
+                steps.append(_Step("LC_OP_QUANTIZE", x_key, [self._key(x)], vec_type, (k, m), x_bytes))
+        steps.append(_Step("LC_OP_MUL_MAT", self._value(node), [self._key(w), x_key], w_type,
+                           (k, m, n_out, x_bytes), self._row_bytes(w_type, k)))
+        return steps
+
+    def _lower_rope(self, node: Node) -> _Step:
+        x, positions = node.srcs
+        p = node.params["rope"]
+        low, high = _yarn_corr_dims(p) if p.ext_factor != 0.0 else (0.0, 0.0)
+        self._scratch_floats = max(self._scratch_floats, p.n_rot)
+        n, n_head, head_dim = x.shape
+        return _Step("LC_OP_ROPE", self._value(node), [self._key(x), self._key(positions)],
+                     ne=(head_dim, n_head, n), i=(p.n_rot, int(p.neox)),
+                     f=(p.freq_base, p.freq_scale, p.ext_factor, p.attn_factor, low, high))
+
+    def _row_bytes(self, type_id: int, cols: int) -> int:
+        traits = self._lib.lc_traits[type_id]
+        return cols // traits.block_size * traits.type_size
+
+    @staticmethod
+    def _float_type(dtype: Any) -> int:
+        return TYPE_F16 if dtype == F16 else TYPE_F32
+
+    # -- placement ------------------------------------------------------------------------------
+
+    def _place(self, steps: list[_Step], output_keys: list[Key]) -> None:
+        last_read: dict[Key, int] = {}
+        for index, step in enumerate(steps):
+            for src in step.srcs:
+                last_read[src] = index
+        for key in output_keys:
+            last_read[key] = len(steps)
+        arena = _Arena()
+        self._offsets: dict[Key, int] = {}
+        ending: dict[int, list[Key]] = {}
+        for index, step in enumerate(steps):
+            if step.dst in self._sizes and step.dst not in self._offsets:
+                self._offsets[step.dst] = arena.alloc(self._sizes[step.dst])
+                ending.setdefault(max(index, last_read.get(step.dst, index)), []).append(step.dst)
+            for key in ending.pop(index, []):  # after the op's own output is placed: no aliasing
+                arena.release(self._offsets[key], self._sizes[key])
+        self._arena = _aligned_bytes(arena.top)
+
+    def _view(self, key: Key, shape: tuple[int, ...]) -> np.ndarray:
+        if key[0] == "v":
+            offset = self._offsets[key]
+            return self._arena[offset:offset + math.prod(shape) * 4].view(np.float32).reshape(shape)
+        if key[0] == "c":
+            return self._caches[key[1]]
+        return self._input_arrays[key[1]].reshape(shape)
+
+    def _address(self, key: Key) -> int:
+        kind = key[0]
+        if kind in ("v", "q"):
+            return self._arena.ctypes.data + self._offsets[key]
+        if kind == "in":
+            return self._input_arrays[key[1]].ctypes.data
+        if kind == "w":
+            return self._weights[key[1]].ctypes.data
+        return self._caches[key[1]].ctypes.data
+
+    def _build_c_program(self, steps: list[_Step], pool: Any, n_threads: int) -> None:
+        lib = self._lib
+        self._nodes = ffi.new("lc_node[]", max(1, len(steps)))
+        for c, step in zip(self._nodes, steps):
+            c.op = getattr(lib, step.op)
+            c.type = step.type
+            c.dst = ffi.cast("void *", self._address(step.dst))
+            for k, src in enumerate(step.srcs):
+                c.src[k] = ffi.cast("void *", self._address(src))
+            for k, value in enumerate(step.ne):
+                c.ne[k] = value
+            c.row_bytes = step.row_bytes
+            for k, value in enumerate(step.f):
+                c.f[k] = value
+            for k, value in enumerate(step.i):
+                c.i[k] = value
+        floats = -(-(self._scratch_floats + ALIGN) // 16) * 16
+        self._scratch = _aligned_array((n_threads * floats,), np.float32)
+        self.program = ffi.new("lc_program *", {
+            "nodes": self._nodes, "n_nodes": len(steps), "pool": pool,
+            "scratch": ffi.cast("float *", self._scratch.ctypes.data), "scratch_floats": floats,
+        })
+
+    @property
+    def arena_bytes(self) -> int:
+        return self._arena.nbytes + self._scratch.nbytes
+
+
+def _aligned_bytes(size: int) -> np.ndarray:
+    """A zeroed byte array of ``size`` whose data starts on an ALIGN boundary."""
+    raw = np.zeros(size + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + size]
+
+
+def _aligned_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    itemsize = np.dtype(dtype).itemsize
+    return _aligned_bytes(math.prod(shape) * itemsize).view(dtype).reshape(shape)
+
+
+def _yarn_corr_dims(p: Any) -> tuple[float, float]:
+    """ggml_rope_yarn_corr_dims: the dims between which YaRN ramps from extrapolation to interpolation."""
+
+    def corr_dim(n_rot: float) -> float:
+        return p.n_rot * math.log(p.n_ctx_orig / (n_rot * 2 * math.pi)) / (2 * math.log(p.freq_base))
+
+    low = math.floor(corr_dim(p.beta_fast))
+    high = math.ceil(corr_dim(p.beta_slow))
+    return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))

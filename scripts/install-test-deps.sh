@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages the test suite uses: tmux (conversation mode as a person types), chromium (the
+# web chat page), Mesa's lavapipe + Vulkan loader (the Vulkan backend on the CPU), the aarch64
+# cross compiler and qemu-user (NEON kernels). Idempotent; skips what is already installed.
+set -euo pipefail
+packages=(tmux chromium mesa-vulkan-drivers libvulkan1 vulkan-tools glslc gcc-aarch64-linux-gnu qemu-user-static)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,337 @@
+"""cpu_simd plugin: K-quant (Q2_K..Q6_K x Q8_K) and legacy (Q4_0, Q5_0, Q5_1, BF16) kernels.
+
+The two kernel sources are compiled standalone here, once per ISA level (scalar, avx2, avx512),
+into small cffi ABI-mode libraries, so these tests do not depend on the plugin's own build.
+Oracles:
+  * gguf.quants.dequantize (bit-exact dequant_row), gguf.quants.quantize for the legacy types;
+  * ggml itself: tests/fixtures/cpu_simd_quants/ggml_goldens.npz (made by make_goldens.py with
+    llama-cpp-python's libggml): ggml-quantized weights, ggml dequant, ggml q8_K/q8_0/q8_1/bf16
+    activation quantization and ggml vec_dot results;
+  * a numpy evaluation of ggml's dot formula, with the block integers read through gguf's
+    dequantizer (scale fields patched to 1/0) so no bit unpacking is shared with the C code.
+Dot products are compared with |ours - ref| <= 1e-5 * sum(|terms|): ISA paths legitimately
+differ in float summation order (as ggml's own paths do), and the sum of magnitudes keeps the
+bound meaningful when the dot cancels to nearly zero.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+cffi = pytest.importorskip("cffi")
+
+REPO = Path(__file__).resolve().parents[1]
+CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
+SOURCES = ["quants_kq.c", "quants_legacy.c"]
+GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
+NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
+REL_TOL = 1e-5
+
+# the plugin's ISA levels (as llmcore_cpu_simd.isa builds them): compiler flags and the
+# /proc/cpuinfo flags needed to run them
+ISA_LEVELS = {
+    "scalar": ([], []),
+    "avx2": (["-mavx2", "-mfma", "-mf16c"], ["avx2", "fma", "f16c"]),
+    "avx512": (["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16"],
+               ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"]),
+}
+
+CDEF = """
+void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
+void lc_vec_dot_q2_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q3_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q5_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_bf16(int n, float *s, const void *w, const void *x);
+void lc_dequant_row_q2_K(const void *w, float *y, int64_t n);
+void lc_dequant_row_q3_K(const void *w, float *y, int64_t n);
+void lc_dequant_row_q4_K(const void *w, float *y, int64_t n);
+void lc_dequant_row_q5_K(const void *w, float *y, int64_t n);
+void lc_dequant_row_q6_K(const void *w, float *y, int64_t n);
+void lc_dequant_row_q4_0(const void *w, float *y, int64_t n);
+void lc_dequant_row_q5_0(const void *w, float *y, int64_t n);
+void lc_dequant_row_q5_1(const void *w, float *y, int64_t n);
+void lc_dequant_row_bf16(const void *w, float *y, int64_t n);
+"""
+
+# weight type -> (gguf type, activation format, byte offsets of the fp16 fields (d first, then
+# dmin / m when present) inside one block)
+WEIGHT_TYPES = {
+    "q2_K": (T.Q2_K, "q8_K", (80, 82)),
+    "q3_K": (T.Q3_K, "q8_K", (108,)),
+    "q4_K": (T.Q4_K, "q8_K", (0, 2)),
+    "q5_K": (T.Q5_K, "q8_K", (0, 2)),
+    "q6_K": (T.Q6_K, "q8_K", (208,)),
+    "q4_0": (T.Q4_0, "q8_0", (0,)),
+    "q5_0": (T.Q5_0, "q8_0", (0,)),
+    "q5_1": (T.Q5_1, "q8_1", (0, 2)),
+    "bf16": (T.BF16, "bf16", ()),
+}
+K_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+LEGACY_TYPES = ["q4_0", "q5_0", "q5_1"]
+ROW_LENGTHS = {"q8_K": [256, 512, 2816], "q8_0": [32, 96, 2816], "q8_1": [32, 96, 2816], "bf16": [1, 31, 33, 2829]}
+
+ACT_DTYPES = {
+    "q8_K": np.dtype([("d", "<f4"), ("qs", "i1", 256), ("bsums", "<i2", 16)]),
+    "q8_0": np.dtype([("d", "<f2"), ("qs", "i1", 32)]),
+    "q8_1": np.dtype([("d", "<f2"), ("s", "<f2"), ("qs", "i1", 32)]),
+}
+F16_ONE = np.frombuffer(np.float16(1.0).tobytes(), np.uint8)
+F16_ZERO = np.zeros(2, np.uint8)
+
+_FFI = cffi.FFI()
+_FFI.cdef(CDEF)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+def _compile(level: str, out_dir: Path) -> Path:
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        pytest.skip("no C compiler (cc) on PATH")
+    so = out_dir / f"lc_quants_{level}.so"
+    cmd = [cc, "-O3", "-fPIC", "-shared", "-Wall", "-Werror", *ISA_LEVELS[level][0], f"-I{CSRC}",
+           *(str(CSRC / s) for s in SOURCES), "-o", str(so), "-lm"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return so
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, tuple[Path, bool]]:
+    """level -> (compiled library, runnable on this CPU); x86 levels are only built on x86."""
+    out = tmp_path_factory.mktemp("lc_quants")
+    flags = _cpu_flags()
+    levels = ISA_LEVELS if _is_x86() else {"scalar": ISA_LEVELS["scalar"]}
+    return {lvl: (_compile(lvl, out), set(req) <= flags) for lvl, (_, req) in levels.items()}
+
+
+@pytest.fixture(scope="module")
+def libs(built) -> dict:
+    """level -> loaded library, for the levels this CPU can run"""
+    return {lvl: _FFI.dlopen(str(so)) for lvl, (so, runnable) in built.items() if runnable}
+
+
+# ---------------------------------------------------------------------------------------------
+# data generation and the numpy reference
+
+
+def random_weight_row(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One row of valid weight blocks as bytes. The legacy types are quantized from random floats
+    by gguf; gguf cannot quantize K-quants, so their blocks are random bytes (any bit pattern is a
+    valid K-quant block) with finite, realistically sized fp16 super-block scales."""
+    qtype, _, f16_offsets = WEIGHT_TYPES[name]
+    if qtype in (T.Q4_0, T.Q5_0, T.Q5_1, T.BF16):
+        return quants.quantize((rng.standard_normal(n) * 0.05).astype(np.float32), qtype)
+    block_size, type_size = quants.GGML_QUANT_SIZES[qtype]
+    blocks = rng.integers(0, 256, size=(n // block_size, type_size), dtype=np.uint8)
+    for off in f16_offsets:
+        scale = (rng.uniform(1e-4, 2e-3, size=len(blocks)) * rng.choice([-1, 1], size=len(blocks)))
+        blocks[:, off:off + 2] = scale.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return blocks.reshape(-1)
+
+
+def random_activations(n: int, rng: np.random.Generator) -> np.ndarray:
+    x = (rng.standard_normal(n) * rng.uniform(0.1, 10.0)).astype(np.float32)
+    if n >= 512:
+        x[256:512] = 0.0  # one all-zero super-block
+    return x
+
+
+def ref_quantize_q8_K(x: np.ndarray) -> np.ndarray:
+    """ggml quantize_row_q8_K_ref in float32 numpy (rint == ggml's nearest_int for |v| <= 2**22)."""
+    blocks = x.reshape(-1, 256)
+    out = np.zeros(len(blocks), ACT_DTYPES["q8_K"])
+    for i, b in enumerate(blocks):
+        amax_i = int(np.argmax(np.abs(b)))
+        if b[amax_i] == 0:
+            continue
+        iscale = np.float32(-127.0) / b[amax_i]
+        q = np.minimum(np.rint(iscale * b), 127).astype(np.int8)
+        out[i]["qs"] = q
+        out[i]["bsums"] = q.reshape(16, 16).astype(np.int32).sum(axis=1)
+        out[i]["d"] = np.float32(1.0) / iscale
+    return out.view(np.uint8)
+
+
+def quantize_activations(fmt: str, x: np.ndarray, lib) -> np.ndarray:
+    """Activation row in the kernel's format: q8_K by the kernel under test (itself checked against
+    ggml below), q8_0 / bf16 by gguf, q8_1 from gguf's q8_0 plus s = fp16(d * sum(qs))."""
+    if fmt == "q8_K":
+        y = np.zeros(len(x) // 256 * ACT_DTYPES["q8_K"].itemsize, np.uint8)
+        lib.lc_quantize_row_q8_K(_ptr(x), _ptr(y), len(x))
+        return y
+    if fmt == "bf16":
+        return quants.quantize(x, T.BF16)
+    q8_0 = quants.quantize(x, T.Q8_0).view(ACT_DTYPES["q8_0"])
+    if fmt == "q8_0":
+        return q8_0.view(np.uint8)
+    q8_1 = np.zeros(len(q8_0), ACT_DTYPES["q8_1"])
+    q8_1["d"], q8_1["qs"] = q8_0["d"], q8_0["qs"]
+    q8_1["s"] = (q8_0["d"].astype(np.float32) * q8_0["qs"].astype(np.int32).sum(axis=1)).astype(np.float16)
+    return q8_1.view(np.uint8)
+
+
+def _patched_dequant(name: str, w: np.ndarray, fields: tuple[np.ndarray, ...]) -> np.ndarray:
+    """gguf dequantization of w with its fp16 scale fields replaced (d, then dmin / m)."""
+    qtype, _, offsets = WEIGHT_TYPES[name]
+    blocks = w.reshape(-1, quants.GGML_QUANT_SIZES[qtype][1]).copy()
+    for off, val in zip(offsets, fields):
+        blocks[:, off:off + 2] = val
+    return quants.dequantize(blocks.reshape(-1), qtype).astype(np.float64)
+
+
+def ref_dot(name: str, w: np.ndarray, xq: np.ndarray) -> tuple[float, float]:
+    """ggml's vec_dot formula in float64 -> (value, sum of |terms|)."""
+    qtype, fmt, offsets = WEIGHT_TYPES[name]
+    if fmt == "bf16":
+        t = quants.dequantize(w, T.BF16).astype(np.float64) * quants.dequantize(xq, T.BF16).astype(np.float64)
+        return float(t.sum()), float(np.abs(t).sum())
+    act = xq.view(ACT_DTYPES[fmt])
+    bs = act["qs"].shape[1]
+    q8 = act["qs"].astype(np.float64).reshape(-1, bs)
+    blocks = w.reshape(len(act), -1)
+    d_w = blocks[:, offsets[0]:offsets[0] + 2].copy().view(np.float16).astype(np.float32).ravel()
+    d_x = act["d"].astype(np.float32)
+    # integer part scale*q (the scale fields set to d=1, dmin/m=0) and, for types with a min, the
+    # per-element min (d=0, dmin=1, negated); both are exact small integers
+    scaled_q = _patched_dequant(name, w, (F16_ONE, F16_ZERO)).reshape(-1, bs) * q8
+    terms = [(d_w * d_x).astype(np.float32).astype(np.float64)[:, None] * scaled_q]
+    if len(offsets) == 2:
+        second = blocks[:, offsets[1]:offsets[1] + 2].copy().view(np.float16).astype(np.float32).ravel()
+        if fmt == "q8_K":  # - dmin * sum(min * bsum)
+            mins = -_patched_dequant(name, w, (F16_ZERO, F16_ONE)).reshape(-1, bs) * q8
+            terms.append(-(second * d_x).astype(np.float32).astype(np.float64)[:, None] * mins)
+        else:              # q5_1: + m * s
+            terms.append((second.astype(np.float64) * act["s"].astype(np.float64))[:, None])
+    value = sum(t.sum() for t in terms)
+    return float(value), float(sum(np.abs(t).sum() for t in terms))
+
+
+def _ptr(a: np.ndarray):
+    return _FFI.cast("void *", a.ctypes.data)
+
+
+def run_dot(lib, name: str, n: int, w: np.ndarray, xq: np.ndarray) -> float:
+    s = np.zeros(1, np.float32)
+    getattr(lib, f"lc_vec_dot_{name}")(n, _FFI.cast("float *", s.ctypes.data), _ptr(w), _ptr(xq))
+    return float(s[0])
+
+
+def run_dequant(lib, name: str, n: int, w: np.ndarray) -> np.ndarray:
+    y = np.full(n, np.nan, np.float32)
+    getattr(lib, f"lc_dequant_row_{name}")(_ptr(w), _FFI.cast("float *", y.ctypes.data), n)
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+
+
+def test_isa_levels_build(built, record_property, capsys):
+    """Every ISA level compiles warning-free; reports which ones also run here."""
+    status = {lvl: ("compiled and run" if runnable else "compiled only: CPU lacks it")
+              for lvl, (_, runnable) in built.items()}
+    if not _is_x86():
+        status.update({lvl: "not built: not an x86 CPU" for lvl in ISA_LEVELS if lvl != "scalar"})
+    for lvl, msg in status.items():
+        record_property(f"isa_{lvl}", msg)
+    with capsys.disabled():
+        print("\ncpu_simd quant kernels ISA levels: " + ", ".join(f"{k}: {v}" for k, v in status.items()))
+    assert built["scalar"][1]
+
+
+@pytest.mark.parametrize("name", list(WEIGHT_TYPES))
+def test_dequant_row_matches_gguf_bit_exactly(libs, name):
+    rng = np.random.default_rng(1)
+    qtype, fmt, _ = WEIGHT_TYPES[name]
+    for n in ROW_LENGTHS[fmt]:
+        w = random_weight_row(name, n, rng)
+        expected = quants.dequantize(w, qtype).astype(np.float32).ravel()
+        for lvl, lib in libs.items():
+            got = run_dequant(lib, name, n, w)
+            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32), err_msg=f"{name} n={n} {lvl}")
+
+
+@pytest.mark.parametrize("name", list(WEIGHT_TYPES))
+def test_vec_dot_matches_ggml_formula_on_every_isa_level(libs, name):
+    rng = np.random.default_rng(2)
+    _, fmt, _ = WEIGHT_TYPES[name]
+    for n in ROW_LENGTHS[fmt]:
+        for _ in range(3):
+            w = random_weight_row(name, n, rng)
+            xq = quantize_activations(fmt, random_activations(n, rng), libs["scalar"])
+            ref, scale = ref_dot(name, w, xq)
+            results = {lvl: run_dot(lib, name, n, w, xq) for lvl, lib in libs.items()}
+            for lvl, got in results.items():
+                assert abs(got - ref) <= REL_TOL * scale, f"{name} n={n} {lvl}: {got} vs ggml formula {ref}"
+                assert abs(got - results["scalar"]) <= REL_TOL * scale, f"{name} n={n} {lvl} vs scalar"
+
+
+def test_quantize_q8_K_matches_ggml_reference(libs):
+    rng = np.random.default_rng(3)
+    x = random_activations(2816, rng)
+    x[600] = -np.abs(x).max() * 1.5          # negative extreme sets the scale sign
+    x[2600:2602] = [30.0, -30.0]            # a tie in magnitude: the first one wins
+    for lvl, lib in libs.items():
+        got = quantize_activations("q8_K", x, lib)
+        np.testing.assert_array_equal(got, ref_quantize_q8_K(x), err_msg=lvl)
+
+
+@pytest.fixture(scope="module")
+def goldens() -> dict[str, np.ndarray]:
+    with np.load(GOLDENS) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("name", list(WEIGHT_TYPES))
+def test_against_ggml_goldens(libs, goldens, name):
+    """ggml-quantized weights and ggml-quantized activations: our dequant is bit-identical to ggml's,
+    our q8_K quantizer reproduces ggml's bytes, and our dot agrees with ggml's vec_dot."""
+    _, fmt, _ = WEIGHT_TYPES[name]
+    w_rows, deq, x, xq, dots = (goldens[f"{name}/{k}"] for k in ("w", "deq", "x", "xq", "dot"))
+    n = x.shape[1]
+    for lvl, lib in libs.items():
+        for r, w in enumerate(w_rows):
+            np.testing.assert_array_equal(run_dequant(lib, name, n, w).view(np.uint32), deq[r].view(np.uint32))
+        for c in range(len(x)):
+            if fmt == "q8_K":
+                np.testing.assert_array_equal(quantize_activations(fmt, x[c], lib), xq[c], err_msg=lvl)
+            for r, w in enumerate(w_rows):
+                _, scale = ref_dot(name, w, xq[c])
+                got = run_dot(lib, name, n, w, xq[c])
+                assert abs(got - dots[r, c]) <= REL_TOL * scale, f"{name} {lvl} row {r} act {c}: {got} vs ggml {dots[r, c]}"
+
+
+def test_neon_matches_scalar_under_qemu():
+    """aarch64 NEON paths vs the scalar paths, cross-compiled and run under qemu-aarch64-static."""
+    missing = [tool for tool in ("aarch64-linux-gnu-gcc", "qemu-aarch64-static") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"NEON cross-check needs {' and '.join(missing)} "
+                    "(Debian: apt-get install gcc-aarch64-linux-gnu qemu-user-static)")
+    proc = subprocess.run(["bash", str(NEON_SCRIPT)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all NEON results match scalar" in proc.stdout
