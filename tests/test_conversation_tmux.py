@@ -6,6 +6,7 @@ Needs the ``tmux`` program (Debian package ``tmux``); skipped with that reason w
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
+EXIT_LINE = re.compile(r"^EXIT=(\d+)$", re.MULTILINE)
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 
 
@@ -36,7 +38,8 @@ class Terminal:
     def screen(self) -> str:
         result = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", self.name, "-S", "-5000"],
                                 capture_output=True, text=True, check=True)
-        return result.stdout.rstrip("\n")
+        # -J joins wrapped lines but keeps trailing spaces: drop them, and the empty rows below
+        return "\n".join(line.rstrip() for line in result.stdout.splitlines()).rstrip("\n")
 
     def wait_for(self, condition: Callable[[str], bool], what: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -87,6 +90,12 @@ def _start(terminal: Terminal, model, *flags: str) -> None:
     terminal.press("Enter")
 
 
+def _exit_status(terminal: Terminal) -> int:
+    """The status the shell's ``echo EXIT=$?`` reports once the command has ended."""
+    screen = terminal.wait_for(lambda s: EXIT_LINE.search(s) is not None, "the session to end", timeout=15)
+    return int(EXIT_LINE.search(screen).group(1))
+
+
 def test_a_person_chats_interrupts_a_reply_and_leaves(terminal, default_model_path):
     _start(terminal, default_model_path, "-cnv", "-n", "64")
     terminal.wait_for(_at_prompt(1), "the first prompt")
@@ -121,13 +130,11 @@ def test_a_person_chats_interrupts_a_reply_and_leaves(terminal, default_model_pa
     assert _reply_after(screen, "What is 2+2?")
 
     terminal.press("C-d")
-    terminal.wait_for(lambda s: "EXIT=" in s, "the session to end", timeout=15)
-    assert "EXIT=0" in terminal.screen()
+    assert _exit_status(terminal) == 0
 
 
 def test_ctrl_c_at_the_prompt_quits_with_130(terminal, default_model_path):
     _start(terminal, default_model_path, "-cnv", "-n", "8")
     terminal.wait_for(_at_prompt(1), "the first prompt")
     terminal.press("C-c")
-    terminal.wait_for(lambda s: "EXIT=" in s, "the session to end", timeout=15)
-    assert "EXIT=130" in terminal.screen()
+    assert _exit_status(terminal) == 130

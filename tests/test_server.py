@@ -342,20 +342,24 @@ def test_parallel_throughput_beats_a_single_stream(default_model_path):
                                           extra_body={"ignore_eos": True})
             return r.usage.completion_tokens
 
+        def rate(prompts: list[str]) -> float:
+            counts: list[int] = []
+            threads = [threading.Thread(target=lambda p=p: counts.append(complete(p))) for p in prompts]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert counts == [64] * len(prompts)
+            return sum(counts) / (time.perf_counter() - t0)
+
         complete("Warm-up:")
-        t0 = time.perf_counter()
-        single = complete("Once upon a time") / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        counts: list[int] = []
-        threads = [threading.Thread(target=lambda p=p: counts.append(complete(p)))
-                   for p in ("Once upon a time", "In a galaxy far away", "The recipe calls for", "Dear diary,")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        parallel = sum(counts) / (time.perf_counter() - t0)
+        # best of three interleaved rounds: the machine may be shared, and the best round is the least disturbed
+        single = parallel = 0.0
+        for _ in range(3):
+            single = max(single, rate(["Once upon a time"]))
+            parallel = max(parallel, rate(["Once upon a time", "In a galaxy far away", "The recipe calls for", "Dear diary,"]))
         print(f"single stream {single:.1f} tok/s, 4 parallel {parallel:.1f} tok/s ({parallel / single:.2f}x)")
-        assert sum(counts) == 4 * 64
         assert parallel >= 1.5 * single
     finally:
         proc.stop()

@@ -1,75 +1,25 @@
-"""llama.cpp's GBNF grammar format: parse it (errors carry line and column) and translate it to the
-Lark dialect that llguidance compiles.
+"""llama.cpp's GBNF grammar format: parse and check it (errors carry line and column).
 
 The syntax is ``src/llama-grammar.cpp``'s: rules ``name ::= alternatives`` ending at a newline
 (newlines are allowed inside parentheses and after ``|``), ``#`` comments, ``"literals"`` and
 ``[character classes]`` with ``\\x``/``\\u``/``\\U``/``\\t``/``\\r``/``\\n`` escapes, ``.`` for any
 character, groups, ``* + ? {m} {m,} {m,n}`` repetition, and tokens ``<[id]>`` / ``<text>``, negated
-with ``!``.
-
-Translation: a rule built only of characters (no rule cycle, no token) becomes one Lark terminal,
-i.e. a single regular expression, and so does each compound character item (``[0-9]+``,
-``("a" | "b")``) inside a rule with rule references; the rest stays context-free. llguidance lexes
-greedily (longest match) between terminals, which differs from GBNF only where one terminal would
-have to stop early for the next to begin (see docs/grammar.md).
+with ``!``. Translation to llguidance's Lark is ``llmcore.grammar.gbnf_to_lark``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from llmcore.grammar.errors import GrammarError
+from llmcore.grammar.gbnf_ast import CharClass, Choice, Literal, Node, Repeat, RuleRef, Sequence, TokenRef
+from llmcore.grammar.gbnf_to_lark import LarkWriter
+from llmcore.grammar.lexemes import char_class_ranges
 
 # llama.cpp's MAX_REPETITION_THRESHOLD: a larger minimum is an error, a larger maximum means unbounded.
 _MAX_REPETITIONS = 2000
 _ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "\\": "\\", '"': '"', "[": "[", "]": "]", "-": "-"}
 _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
-
-
-@dataclass(frozen=True)
-class Literal:
-    text: str
-
-
-@dataclass(frozen=True)
-class CharClass:
-    ranges: tuple[tuple[int, int], ...]  # inclusive code point ranges; empty + negated is ``.``
-    negated: bool
-
-
-@dataclass(frozen=True)
-class RuleRef:
-    name: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class TokenRef:
-    token: int | str  # an id from ``<[id]>`` or the text of ``<text>``
-    negated: bool
-    offset: int
-
-
-@dataclass(frozen=True)
-class Sequence:
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Choice:
-    alternatives: tuple[Sequence, ...]
-
-
-@dataclass(frozen=True)
-class Repeat:
-    node: Node
-    min: int
-    max: int | None
-
-
-Node = Literal | CharClass | RuleRef | TokenRef | Sequence | Choice | Repeat
 
 
 def _is_word_char(ch: str) -> bool:
@@ -350,7 +300,7 @@ class GbnfGrammar:
             if isinstance(node, RuleRef):
                 return node.name in productive
             if isinstance(node, CharClass):
-                return not _char_class_is_empty(node)
+                return bool(char_class_ranges(node))
             if isinstance(node, Sequence):
                 return all(finishes(item) for item in node.items)
             if isinstance(node, Choice):
@@ -373,144 +323,6 @@ class GbnfGrammar:
 
     def to_lark(self, token_id_of: Callable[[str], int] | None = None) -> str:
         """The grammar in llguidance's Lark dialect; ``token_id_of`` resolves ``<text>`` tokens to ids."""
-        return _LarkWriter(self, token_id_of).write()
+        return LarkWriter(self.rules, self.root, token_id_of).write()
 
 
-class _LarkWriter:
-    def __init__(self, grammar: GbnfGrammar, token_id_of: Callable[[str], int] | None) -> None:
-        self.grammar = grammar
-        self.token_id_of = token_id_of
-        self.terminal_rules = self._terminal_rules()
-        self.names = {}
-        for index, name in enumerate(grammar.rules):
-            clean = "".join(c if c.isalnum() else "_" for c in name)
-            is_terminal = name in self.terminal_rules
-            self.names[name] = f"T{index}_{clean.upper()}" if is_terminal else f"r{index}_{clean.lower()}"
-        self.anonymous: dict[str, str] = {}  # terminal body -> its generated name
-
-    def _terminal_rules(self) -> set[str]:
-        """Rules made only of characters and other such rules, with no cycle: each becomes one regex."""
-        verdict: dict[str, bool] = {}
-        visiting: set[str] = set()
-
-        def rule_is_terminal(name: str) -> bool:
-            if name in verdict:
-                return verdict[name]
-            if name in visiting:
-                return False
-            visiting.add(name)
-            result = node_is_terminal(self.grammar.rules[name])
-            visiting.discard(name)
-            verdict[name] = result
-            return result
-
-        def node_is_terminal(node: Node) -> bool:
-            if isinstance(node, (Literal, CharClass)):
-                return True
-            if isinstance(node, RuleRef):
-                return rule_is_terminal(node.name)
-            if isinstance(node, Sequence):
-                return all(node_is_terminal(item) for item in node.items)
-            if isinstance(node, Choice):
-                return all(node_is_terminal(alt) for alt in node.alternatives)
-            if isinstance(node, Repeat):
-                return node_is_terminal(node.node)
-            return False  # tokens
-
-        self._node_is_terminal = node_is_terminal
-        return {name for name in self.grammar.rules if rule_is_terminal(name)}
-
-    def write(self) -> str:
-        lines = [f"start: {self.names[self.grammar.root]}"]
-        for name, body in self.grammar.rules.items():
-            if name in self.terminal_rules:
-                lines.append(f"{self.names[name]}: {self.terminal(body)}")
-            else:
-                lines.append(f"{self.names[name]}: {self.rule_choice(body)}")
-        lines += [f"{generated}: {body}" for body, generated in self.anonymous.items()]
-        return "\n".join(lines) + "\n"
-
-    # -- terminal context: the whole node is one regular expression ------------------------------
-
-    def terminal(self, node: Node) -> str:
-        if isinstance(node, Literal):
-            return json.dumps(node.text, ensure_ascii=False)
-        if isinstance(node, CharClass):
-            return _char_class_regex(node)
-        if isinstance(node, RuleRef):
-            return self.names[node.name]
-        if isinstance(node, Sequence):
-            return " ".join(_group(self.terminal(item), item) for item in node.items) if node.items else '""'
-        if isinstance(node, Choice):
-            return " | ".join(self.terminal(alt) for alt in node.alternatives)
-        if isinstance(node, Repeat):
-            return _repeat(self.terminal(node.node), node)
-        raise AssertionError(f"not a terminal node: {node!r}")
-
-    # -- rule context: terminal runs become lexemes, the rest stays context-free -----------------
-
-    def rule_choice(self, node: Choice) -> str:
-        return " | ".join(self.rule_sequence(alt) for alt in node.alternatives)
-
-    def rule_sequence(self, node: Sequence) -> str:
-        parts = [self.lexeme(item) if self._node_is_terminal(item) else self.rule_item(item) for item in node.items]
-        return " ".join(parts) if parts else '""'
-
-    def lexeme(self, node: Node) -> str:
-        """A terminal item inside a rule: a named terminal, or an anonymous one for a compound item."""
-        if isinstance(node, (Literal, CharClass, RuleRef)):
-            return self.terminal(node)
-        body = self.terminal(node)
-        if body not in self.anonymous:
-            self.anonymous[body] = f"L{len(self.anonymous)}_"
-        return self.anonymous[body]
-
-    def rule_item(self, node: Node) -> str:
-        if isinstance(node, RuleRef):
-            return self.names[node.name]
-        if isinstance(node, TokenRef):
-            token_id = node.token
-            if isinstance(token_id, str):
-                if self.token_id_of is None:
-                    raise GrammarError(f"grammar: token {token_id} needs a vocabulary to resolve")
-                token_id = self.token_id_of(token_id)
-            return f"<[^{token_id}]>" if node.negated else f"<[{token_id}]>"
-        if isinstance(node, Choice):
-            return f"({self.rule_choice(node)})"
-        if isinstance(node, Repeat):
-            return _repeat(self.rule_sequence(Sequence((node.node,))), node)
-        if isinstance(node, Sequence):
-            return f"({self.rule_sequence(node)})"
-        raise AssertionError(f"unexpected node {node!r}")
-
-
-def _char_class_is_empty(node: CharClass) -> bool:
-    """``[]`` or a negated class that covers every code point."""
-    if not node.negated:
-        return not node.ranges
-    covered_up_to = -1
-    for low, high in sorted(node.ranges):
-        if low > covered_up_to + 1:
-            return False
-        covered_up_to = max(covered_up_to, high)
-    return covered_up_to >= 0x10FFFF
-
-
-def _char_class_regex(node: CharClass) -> str:
-    if not node.ranges:
-        return "/(?s:.)/" if node.negated else "/[^\\x{0}-\\x{10FFFF}]/"
-    body = "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in node.ranges)
-    return f"/[{'^' if node.negated else ''}{body}]/"
-
-
-def _group(text: str, node: Node) -> str:
-    return f"({text})" if isinstance(node, (Choice, Sequence)) else text
-
-
-def _repeat(inner: str, node: Repeat) -> str:
-    inner = f"({inner})"
-    if node.max is None:
-        return f"{inner}*" if node.min == 0 else f"{inner}+" if node.min == 1 else f"{inner}{{{node.min},}}"
-    if (node.min, node.max) == (0, 1):
-        return f"{inner}?"
-    return f"{inner}{{{node.min},{node.max}}}"

@@ -1,0 +1,54 @@
+"""``llmcore bench``: prompt and generation throughput, like llama-bench, optionally side by side
+with llama.cpp's own llama-bench in interleaved repetitions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmcore.cli._common import add_model_args, load_llm
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="measure prompt and generation speed (llama-bench)",
+                              description="Prompt (pp) and generation (tg) tokens per second, median of -r "
+                                          "repetitions. With --llama-bench, llama.cpp's llama-bench runs in "
+                                          "interleaved repetitions on the same model and the ratio is printed.")
+    add_model_args(p)
+    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test, 0 to skip (default: 512)")
+    p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens for the tg test, 0 to skip (default: 128)")
+    p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions of each test (default: 5)")
+    p.add_argument("--llama-bench", metavar="PATH", help="llama.cpp's llama-bench binary to compare against")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmcore.bench import run_bench
+
+    threads = args.threads or max(1, (os.cpu_count() or 2))
+    args.threads = threads
+    llm = load_llm(args)
+    tests = [(kind, n) for kind, n in (("pp", args.n_prompt), ("tg", args.n_gen)) if n > 0]
+    results = run_bench(llm, tests, args.repetitions, threads, args.llama_bench,
+                        on_rep=lambda msg: print(f"bench: {msg}", file=sys.stderr))
+    model = llm.model
+    name = f"{model.hparams.arch} {model.metadata.get('general.size_label', '')} {_file_type(model)}".strip()
+    print(f"| {'model':30} | {'size':>10} | {'params':>10} | {'backend':10} | {'threads':>7} | {'test':>8} | {'t/s':>20} |")
+    print(f"| {'-' * 30} | {'-' * 9}: | {'-' * 9}: | {'-' * 10} | {'-' * 6}: | {'-' * 7}: | {'-' * 19}: |")
+    for r in results:
+        backend = llm.backend.name if r.engine == "llmcore" else "llama.cpp"
+        print(f"| {name:30} | {model.size_bytes / 2**20:6.2f} MiB | {model.n_params / 1e6:8.2f} M | {backend:10} | "
+              f"{threads:7d} | {r.test:>8} | {r.median:11.2f} ± {r.stdev:6.2f} |")
+    if args.llama_bench:
+        for ours, theirs in zip(results[::2], results[1::2]):
+            print(f"{ours.test}: llmcore/llama.cpp = {ours.median / theirs.median:.2f}x "
+                  f"(medians of {len(ours.samples)} interleaved repetitions)")
+    return 0
+
+
+def _file_type(model) -> str:
+    types = {}
+    for t in model.reader.tensors.values():
+        types[t.type.name] = types.get(t.type.name, 0) + t.n_elements
+    return max(types, key=types.get)
