@@ -6,57 +6,15 @@ that shape; per step it only claims cache cells, builds the attention mask and r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from llmcore.backends.base import Backend, WeightData
 from llmcore.batch import Batch
-from llmcore.graph.ir import F16, DType, Node, Op
+from llmcore.graph.ir import F16, DType, Op
+from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.scheduler import ExecutionPlan
 from llmcore.kv_cache import KVCells
 from llmcore.model import Model
-
-
-@dataclass(frozen=True)
-class LayerPlacement:
-    """Which backend runs each layer: -1 is the input embedding, ``n_layer`` the output head."""
-
-    backends: dict[int, Backend]
-    fallback: Backend
-
-    @classmethod
-    def single(cls, backend: Backend, n_layer: int) -> LayerPlacement:
-        return cls({il: backend for il in range(-1, n_layer + 1)}, backend)
-
-    def __call__(self, node: Node) -> Backend:
-        return self.backends.get(node.layer, self.fallback)
-
-    def describe(self) -> list[tuple[str, str]]:
-        """(layers, backend name) runs, e.g. [("input, 0-29, output", "cpu_simd")]."""
-        runs: list[tuple[list[int], str]] = []
-        for layer in sorted(self.backends):
-            name = self.backends[layer].name
-            if runs and runs[-1][1] == name:
-                runs[-1][0].append(layer)
-            else:
-                runs.append(([layer], name))
-        return [(_layer_range(layers), name) for layers, name in runs]
-
-
-def _layer_range(layers: list[int]) -> str:
-    n_layer = max(layers)
-    parts = []
-    if layers[0] == -1:
-        parts.append("input")
-        layers = layers[1:]
-    tail = []
-    if layers and layers[-1] == n_layer and len(layers) > 0:
-        tail = ["output"]
-        layers = layers[:-1]
-    if layers:
-        parts.append(f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0]))
-    return ", ".join(parts + tail)
 
 
 class Context:
@@ -86,14 +44,14 @@ class Context:
 
     @property
     def backends(self) -> list[Backend]:
-        unique = {id(b): b for b in self.placement.backends.values()}
-        return list(unique.values())
+        placed = [*self.placement.backends.values(), self.placement.cpu, *(o.backend for o in self.placement.overrides)]
+        return list({id(b): b for b in placed}.values())
 
     def plan(self, n_tokens: int, n_outputs: int) -> ExecutionPlan:
         key = (n_tokens, n_outputs)
         if key not in self._plans:
             graph = self.arch.build_graph(n_tokens, n_outputs)
-            self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.fallback)
+            self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.cpu)
         return self._plans[key]
 
     def decode(self, batch: Batch, n_batch: int | None = None) -> np.ndarray:

@@ -240,7 +240,7 @@ def _chunks(header_json: bytes, tokens: np.ndarray, views: dict[str, np.ndarray]
 
 def _typed(value: Any, kind: type, name: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(name)
+        raise TypeError(name)
     return value
 
 

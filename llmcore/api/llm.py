@@ -26,12 +26,13 @@ from llmcore.api.types import (
     Timings,
     Usage,
 )
-from llmcore.backends.registry import choose_backend
+from llmcore.backends.registry import best_host_backend, choose_backend
 from llmcore.batch import Batch
 from llmcore.chat import ChatTemplate
-from llmcore.context import Context, LayerPlacement
+from llmcore.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.graph.ir import F16, F32
+from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.hub import resolve_model
 from llmcore.model import Model
 from llmcore.sampling import Sampler, SamplingParams
@@ -56,11 +57,17 @@ class LLM:
     ``model`` is a GGUF path, a cached model name, a URL or Hugging Face-style reference, or None
     for the default model (SmolLM2-135M-Instruct). ``backend`` is a backend name or ``"auto"``
     (the best usable one). ``seed`` is the default sampling seed (None: random).
+
+    Placement follows llama.cpp (and llama-cpp-python's names): on an accelerator backend,
+    ``n_gpu_layers`` of the model's ``n_layer + 1`` offloadable layers (counted from the output
+    head down) run there and the rest on the best CPU backend; None or -1 means all.
+    ``override_tensor`` is a list of ``REGEX=BACKEND`` pins for weights, as ``--override-tensor``.
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
                  n_batch: int = 512, n_threads: int | None = None, seed: int | None = None,
-                 cache_type: str = "f16", chat_template: str | None = None) -> None:
+                 cache_type: str = "f16", chat_template: str | None = None,
+                 n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         if cache_type not in (F16, F32):
@@ -71,13 +78,24 @@ class LLM:
         self.tokenizer = self.model.tokenizer
         backend_cls, self.backend_reason = choose_backend(backend)
         self.backend = backend_cls(n_threads=n_threads)
-        placement = LayerPlacement.single(self.backend, self.model.hparams.n_layer)
+        placement = self._place(n_threads, n_gpu_layers, override_tensor or [])
         self.context = Context(self.model, placement, n_ctx, n_batch, cache_type)
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)
         self.last = GenerationStats()
         self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
+
+    def _place(self, n_threads: int | None, n_gpu_layers: int | str | None, overrides: list[str]) -> LayerPlacement:
+        n_layer = self.model.hparams.n_layer
+        if self.backend.runs_on_host:
+            placement = LayerPlacement.single(self.backend, n_layer)
+        else:
+            cpu = best_host_backend()(n_threads=n_threads)
+            placement = LayerPlacement.offload(cpu, self.backend, n_layer, parse_n_gpu_layers(n_gpu_layers, n_layer))
+        in_use = {b.name: b for b in placement.backends.values()}
+        placement.overrides = [parse_override(spec, in_use) for spec in overrides]
+        return placement
 
     # -- properties ---------------------------------------------------------------------------
 

@@ -51,12 +51,16 @@ def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:
         skipped = []
         for cls in ranked:
             status = availability(cls.name)
-            if status.usable:
+            if status.usable and _only_cpu_devices(cls, status):
+                # llama.cpp's Vulkan backend skips CPU-type devices such as lavapipe too
+                skipped.append(f"{cls.name}: only CPU-type devices ({_device_names(status)}), used only when named")
+            elif status.usable:
                 why = "chosen by --backend auto: the best usable backend"
                 if skipped:
                     why += "; skipped " + "; ".join(skipped)
                 return cls, why
-            skipped.append(f"{cls.name}: {status.reason}")
+            else:
+                skipped.append(f"{cls.name}: {status.reason}")
         raise BackendError("no usable backend: " + "; ".join(skipped))
     if name not in classes:
         extra = KNOWN_BACKENDS.get(name)
@@ -67,3 +71,17 @@ def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:
     if not status.usable:
         raise BackendError(f"backend {name!r} cannot run here: {status.reason}")
     return classes[name], f"chosen by --backend {name}"
+
+
+def best_host_backend() -> type[Backend]:
+    """The best usable backend that computes on the CPU: it runs what is not offloaded."""
+    host = [cls for cls in backend_classes().values() if cls.runs_on_host and availability(cls.name).usable]
+    return max(host, key=lambda cls: cls.priority)
+
+
+def _only_cpu_devices(cls: type[Backend], status: Availability) -> bool:
+    return not cls.runs_on_host and bool(status.devices) and all(d.kind == "cpu" for d in status.devices)
+
+
+def _device_names(status: Availability) -> str:
+    return ", ".join(d.name for d in status.devices)

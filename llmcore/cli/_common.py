@@ -20,6 +20,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="CPU threads (default: the number of physical cores)")
     g.add_argument("--backend", default="auto", metavar="NAME",
                    help="backend to run on: auto, reference, cpu_simd, vulkan, cuda, ... (default: auto)")
+    g.add_argument("-ngl", "--n-gpu-layers", default=None, metavar="N",
+                   help="layers to offload to an accelerator backend: N, 'auto' or 'all' (default: all)")
+    g.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="REGEX=BACKEND",
+                   help="run weights matching REGEX (and the ops reading them) on BACKEND; repeatable")
     g.add_argument("-ctk", "--cache-type", choices=("f16", "f32"), default="f16",
                    help="KV cache element type (default: f16)")
     g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
@@ -31,9 +35,11 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     from llmcore.api import LLM
 
     llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
-              n_threads=args.threads, seed=seed, cache_type=args.cache_type, chat_template=args.chat_template)
+              n_threads=args.threads, seed=seed, cache_type=args.cache_type, chat_template=args.chat_template,
+              n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor)
+    print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
-        print(f"llmcore: layers {layers} run on {backend} ({llm.backend_reason})", file=sys.stderr)
+        print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
     print(f"llmcore: model {llm.model.describe()}", file=sys.stderr)
     return llm
 

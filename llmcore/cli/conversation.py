@@ -210,12 +210,15 @@ class Session:
         if self.args.system_prompt:
             messages.append({"role": "system", "content": self.args.system_prompt})
             self._preload(messages)
-        pending = first_prompt or None
+        pending = first_prompt or None  # -p: the first user message, shown as if typed
         if pending:
             console.write(f"\n> {pending}\n")
         while True:
-            text = pending if pending is not None else console.read("\n> ")
-            pending = None
+            if pending is None:
+                console.write("\n")
+                text = console.read("> ")
+            else:
+                text, pending = pending, None
             if text is None:
                 return 0
             if not text.strip():
@@ -287,7 +290,7 @@ class Session:
         decoder = llm.tokenizer.stream_decoder()
         text, generated, reason = "", [], None
         slack = 0 if interactive else 2  # llama.cpp's search window for a reverse prompt
-        with _StopOnInterrupt() as interrupt, closing(
+        with _StopOnInterrupt(interactive) as interrupt, closing(
                 llm.generate_tokens(tokens, sampler, args.n_predict, args.ignore_eos)) as stream:
             for token in stream:
                 if interrupt.requested:  # the reply ends where it was when Ctrl+C was pressed
@@ -318,12 +321,17 @@ class Session:
 
 
 class _StopOnInterrupt:
-    """While a reply is generated, a first Ctrl+C only asks it to stop (``requested``); a second
-    one, before the reply stops, raises KeyboardInterrupt as usual."""
+    """While a reply is generated interactively, a first Ctrl+C only asks it to stop
+    (``requested``); a second one, before the reply stops, raises KeyboardInterrupt as usual.
+    Not ``enabled`` (a one-shot completion), Ctrl+C keeps its usual meaning."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.requested = False
 
     def __enter__(self) -> _StopOnInterrupt:
-        self.requested = False
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -332,4 +340,5 @@ class _StopOnInterrupt:
         self.requested = True
 
     def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)

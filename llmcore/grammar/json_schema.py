@@ -23,6 +23,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import llguidance
+
 from llmcore.grammar.errors import GrammarError
 
 # Validation keywords whose meaning a grammar cannot (or llguidance does not) express.
@@ -40,7 +42,7 @@ _PLAIN = {
     "exclusiveMaximum": (int, float), "multipleOf": (int, float), "pattern": str, "$ref": str,
 }
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 _FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid", "uri"})
 _UUID_VERSIONS = frozenset({"uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
@@ -88,6 +90,8 @@ def _prepare(schema: Any, path: str) -> Any:
                 raise _fail(where, f"'{key}' has the wrong type ({type(value).__name__})")
             if key == "$ref" and not value.startswith("#"):
                 raise _fail(where, f"only references inside the schema (#/...) are supported, got {value!r}")
+            if key == "pattern":
+                _check_pattern(value, where)
             out[key] = value
         elif key in _SCHEMA_MAPS:
             if not isinstance(value, Mapping):
@@ -98,10 +102,10 @@ def _prepare(schema: Any, path: str) -> Any:
                 raise _fail(where, f"'{key}' must be a non-empty array of schemas")
             out["anyOf" if key == "oneOf" else key] = [_prepare(sub, _pointer(where, i))
                                                       for i, sub in enumerate(value)]
-        elif key == "items":
-            if isinstance(value, list):  # draft 4-2019 tuple form
+        elif key in ("items", "prefixItems"):
+            if isinstance(value, list):  # a tuple (draft 4-2019 "items": [...], or 2020-12 prefixItems)
                 out["prefixItems"] = [_prepare(sub, _pointer(where, i)) for i, sub in enumerate(value)]
-            else:
+            elif key == "items" or "items" not in schema:  # llama.cpp: a lone schema is the item schema
                 out["items"] = _prepare(value, where)
         elif key in ("additionalProperties", "additionalItems"):
             out[key] = _prepare(value, where)
@@ -114,6 +118,13 @@ def _prepare(schema: Any, path: str) -> Any:
         # annotations, uniqueItems and unknown keywords are dropped
     _check_types(out, path)
     return _apply_llama_semantics(out, schema)
+
+
+def _check_pattern(pattern: str, path: str) -> None:
+    problem = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_regex(pattern))
+    if problem:
+        detail = " ".join(line.strip() for line in problem.strip().splitlines() if line.strip())
+        raise _fail(path, f"unsupported regular expression {pattern!r}: {detail}")
 
 
 def _check_types(schema: dict[str, Any], path: str) -> None:

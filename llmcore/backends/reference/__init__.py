@@ -21,6 +21,7 @@ from llmcore.graph.ir import F16, Node, Op
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
+    runs_on_host = True
 
     @classmethod
     def probe(cls) -> Availability:
