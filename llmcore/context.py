@@ -30,17 +30,21 @@ class Context:
         self._load_weights()
 
     def _load_weights(self) -> None:
-        """Hand each weight to the backend of the layer that uses it (learned from a 1-token graph)."""
+        """Hand each weight to every backend that runs an op reading it (learned from a 1-token
+        graph): a tied embedding used by the input on the CPU and by an offloaded output head goes
+        to both, as llama.cpp duplicates it."""
         graph = self.arch.build_graph(1, 1)
-        by_backend: dict[int, tuple[Backend, list[WeightData]]] = {}
+        by_backend: dict[int, tuple[Backend, dict[str, WeightData]]] = {}
         for node in graph.nodes:
-            if node.op is Op.WEIGHT:
-                backend = self.placement(node)
-                info = self.model.reader.tensors[node.name]
-                data = WeightData(node.name, info.type, info.shape, self.model.reader.raw(node.name))
-                by_backend.setdefault(id(backend), (backend, []))[1].append(data)
+            for src in node.srcs:
+                if src.op is Op.WEIGHT:
+                    backend = self.placement(node)
+                    weights = by_backend.setdefault(id(backend), (backend, {}))[1]
+                    if src.name not in weights:
+                        info = self.model.reader.tensors[src.name]
+                        weights[src.name] = WeightData(src.name, info.type, info.shape, self.model.reader.raw(src.name))
         for backend, weights in by_backend.values():
-            backend.load_weights(weights)
+            backend.load_weights(list(weights.values()))
 
     @property
     def backends(self) -> list[Backend]:
