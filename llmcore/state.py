@@ -155,8 +155,7 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     dtype = _CACHE_DTYPES[header.cache_type]
     n = header.n_tokens
     offset = _PREAMBLE.size + header_len
-    sizes = [4 * n] + [n * width * dtype.itemsize for _, width in header.caches]
-    expected_end = offset + sum(sizes)
+    expected_end = offset + 4 * n + n * dtype.itemsize * sum(width for _, width in header.caches)
     if expected_end != body_end:
         raise StateError(f"{path}: size: {n} tokens need {expected_end + _CRC.size} bytes, the file has {len(buf)}")
     tokens = np.frombuffer(buf, "<i4", n, offset)

@@ -94,6 +94,18 @@ def test_left_recursion_is_accepted(text: str, good: list[str], bad: list[str]) 
     assert not any(matches(grammar, VOCAB, s) for s in bad)
 
 
+@pytest.mark.parametrize(("text", "good", "bad"), [
+    # where greedy lexing would cut differently from GBNF's character-level matching
+    ('root ::= ("a" | "ab") "bx"', ["abx", "abbx"], ["ab", "abx x"]),
+    ('root ::= word "\n"\nword ::= [a-z]+ ws\nws ::= [ \n]*', ["ab\n", "ab \n", "ab\n\n"], ["ab", "\n"]),
+    ('root ::= [a-z]+ "abc"', ["xyzabc", "aabc"], ["abc"]),
+])
+def test_greedy_lexing_does_not_change_the_language(text: str, good: list[str], bad: list[str]) -> None:
+    grammar = Grammar.from_gbnf(text)
+    assert all(matches(grammar, VOCAB, s) for s in good)
+    assert not any(matches(grammar, VOCAB, s) for s in bad)
+
+
 def test_deeply_nested_repetition_is_fast() -> None:
     # llama.cpp refuses this one (rule count explodes); as a regular expression it is cheap
     start = time.perf_counter()

@@ -180,6 +180,8 @@ class LLM:
         context is full), or when the consumer stops iterating.
         """
         self.last = GenerationStats(prompt_tokens=len(prompt_tokens))
+        for token in prompt_tokens[-sampler.params.repeat_last_n:] if sampler.params.repeat_last_n > 0 else ():
+            sampler.accept(token, is_generated=False)  # penalties see the prompt, as in llama.cpp
         t0 = time.perf_counter()
         logits = self.eval_prompt(prompt_tokens)
         t1 = time.perf_counter()

@@ -126,6 +126,9 @@ class LarkWriter:
         raise AssertionError(f"not a character-only node: {node!r}")
 
     def lexeme(self, node: Node) -> str:
+        if isinstance(node, Literal) and len(node.text) > 1:
+            # one lexeme per character: "ab" must not beat "a" followed by "b..." (greedy lexing)
+            return " ".join(self.terminal(Literal(ch)) for ch in node.text)
         if isinstance(node, (Literal, CharClass, RuleRef)):
             return self.terminal(node)
         body = self.terminal(node)

@@ -40,6 +40,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
+    runs_on_host = True
 
     @classmethod
     def probe(cls) -> Availability:

@@ -1,0 +1,316 @@
+"""The op cases of the conformance kit: single-op graphs over many shapes and types.
+
+Each case is a graph of one op under test (its sources are graph inputs, weights or caches), built
+with the same :class:`~llmcore.graph.builder.GraphBuilder` the models use, so the node a backend is
+asked about in ``supports_op`` is exactly the kind it meets in a model. Shapes are chosen to be
+awkward: one row, batches of 1, 7 and 33, widths that are not a multiple of a SIMD vector, weight
+rows that are not a multiple of anything, grouped-query ratios of 1 to 8, partial caches.
+Values are generated per case from a seed derived from its id, so a failure is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import quants
+
+from llmcore.backends.base import WeightData
+from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
+from llmcore.graph.builder import GraphBuilder, RopeParams
+from llmcore.graph.ir import F16, F32, I32, Graph, Node, Op
+
+#: weight types a model's matrices may have, in the order cases are listed
+WEIGHT_TYPES = (
+    GGMLType.F32, GGMLType.F16, GGMLType.BF16,
+    GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
+    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+)
+
+#: byte offsets of the f16 super-block scales (d, dmin) in each K-quant block (ggml-common.h); the
+#: gguf package cannot quantize K-quants, so their blocks are random bytes with sane scales there
+_K_QUANT_SCALE_OFFSETS = {
+    GGMLType.Q2_K: (80, 82),
+    GGMLType.Q3_K: (108,),
+    GGMLType.Q4_K: (0, 2),
+    GGMLType.Q5_K: (0, 2),
+    GGMLType.Q6_K: (208,),
+}
+
+Feeds = Callable[[np.random.Generator, int], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class CaseData:
+    """The values one run of a case uses: weights, initial cache contents and per-step inputs."""
+
+    weights: list[WeightData]
+    caches: dict[str, np.ndarray]
+    steps: list[dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One single-op graph. ``node`` is the op under test; the graph's output is ``out``."""
+
+    id: str  # stable and unique, e.g. "mul_mat-Q8_0-33x576-n7"
+    description: str  # shapes, types and parameters, for failure messages
+    graph: Graph
+    node: Node
+    feeds: Feeds
+    n_steps: int = 1
+    n_kv: int = 0
+
+    @property
+    def op(self) -> Op:
+        return self.node.op
+
+    @property
+    def weight_type(self) -> str:
+        """The type that matters for the op: its weight's type, else its first source's dtype."""
+        weights = [s for s in self.node.srcs if s.op is Op.WEIGHT]
+        source = weights[0] if weights else self.node.srcs[0]
+        return source.dtype.name if isinstance(source.dtype, GGMLType) else str(source.dtype)
+
+    def data(self) -> CaseData:
+        rng = np.random.default_rng(zlib.crc32(self.id.encode()))
+        weights = [random_weight(w.name, w.dtype, w.shape, rng) for w in self.graph.weights]
+        caches = {c.name: rng.standard_normal(c.shape).astype(np.float16 if c.dtype == F16 else np.float32)
+                  for c in self.graph.caches}
+        return CaseData(weights, caches, [self.feeds(rng, step) for step in range(self.n_steps)])
+
+
+def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.random.Generator) -> WeightData:
+    """A weight of ``w_type`` with random values, laid out as ``WeightData.raw`` documents."""
+    values = rng.standard_normal(shape).astype(np.float32)
+    if w_type == GGMLType.F32:
+        raw = values
+    elif w_type == GGMLType.F16:
+        raw = values.astype(np.float16)
+    elif w_type == GGMLType.BF16:
+        raw = quants.quantize(values, w_type).view(np.uint16)
+    elif w_type in _K_QUANT_SCALE_OFFSETS:
+        block, block_bytes = GGML_QUANT_SIZES[w_type]
+        blocks = rng.integers(0, 256, (*shape[:-1], shape[-1] // block, block_bytes), dtype=np.uint8)
+        for offset in _K_QUANT_SCALE_OFFSETS[w_type]:
+            scale = rng.uniform(0.002, 0.02, blocks.shape[:-1]).astype(np.float16)
+            blocks[..., offset:offset + 2] = scale[..., None].view(np.uint8)
+        raw = blocks.reshape(*shape[:-1], -1)
+    else:
+        raw = quants.quantize(values, w_type)
+    return WeightData(name, w_type, tuple(shape), raw)
+
+
+def op_cases() -> list[OpCase]:
+    """Every case the kit runs, in a stable order with unique ids."""
+    cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_norms(), *_unary(), *_gated(),
+             *_reshape(), *_rope(), *_kv_store(), *_attention()]
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids)), "conformance case ids must be unique"
+    return cases
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _case(case_id: str, description: str, g: GraphBuilder, node: Node, feeds: Feeds, **kw) -> OpCase:
+    return OpCase(case_id, description, g.build({"out": node}), node, feeds, **kw)
+
+
+def _normal(shapes: dict[str, tuple[int, ...]], scale: float = 1.0) -> Feeds:
+    return lambda rng, step: {name: (scale * rng.standard_normal(shape)).astype(np.float32)
+                              for name, shape in shapes.items()}
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _row_width(w_type: GGMLType, blocks: int) -> int:
+    """A row width legal for ``w_type``: whole blocks (any width for the float types)."""
+    block = GGML_QUANT_SIZES[w_type][0]
+    return block * blocks if block > 1 else 18 * blocks + 2 * (blocks > 1)
+
+
+# -- cases per op -------------------------------------------------------------------------------
+
+
+def _get_rows() -> Iterator[OpCase]:
+    for w_type in WEIGHT_TYPES:  # embedding lookups in every weight type
+        width = _row_width(w_type, 2)
+        for n_ids in (1, 7):
+            g = GraphBuilder(n_ids, n_ids)
+            cid = f"get_rows-{w_type.name}-50x{width}-n{n_ids}"
+            table = g.weight(f"{cid}.table", (50, width), w_type)
+            node = g.get_rows(table, g.input("ids", (n_ids,), I32))
+            # ids repeat and include the first and last rows
+            feeds = lambda rng, step, n=n_ids: {"ids": np.resize(np.array([49, 0, 3, 3, 17, 49, 1], np.int32), n)}
+            yield _case(cid, f"get_rows table={w_type.name}[50, {width}] ids=i32[{n_ids}]", g, node, feeds)
+    for n_rows, n_out in ((33, 1), (33, 5)):  # picking the rows whose logits are wanted
+        g = GraphBuilder(n_rows, n_out)
+        node = g.get_rows(g.input("x", (n_rows, 64), F32), g.input("ids", (n_out,), I32))
+        feeds = lambda rng, step, n=n_rows, k=n_out: {
+            "x": rng.standard_normal((n, 64)).astype(np.float32),
+            "ids": np.sort(rng.choice(n, k, replace=False)).astype(np.int32)}
+        yield _case(f"get_rows-f32-{n_rows}x64-n{n_out}", f"get_rows table=f32[{n_rows}, 64] ids=i32[{n_out}]",
+                    g, node, feeds)
+
+
+def _mul_mat() -> Iterator[OpCase]:
+    for w_type in WEIGHT_TYPES:
+        small, large = _row_width(w_type, 1), _row_width(w_type, 3)
+        for rows, k, n in ((1, small, 1), (33, small, 7), (67, large, 1), (16, large, 33)):
+            g = GraphBuilder(n, n)
+            cid = f"mul_mat-{w_type.name}-{rows}x{k}-n{n}"
+            w = g.weight(f"{cid}.w", (rows, k), w_type)
+            node = g.mul_mat(w, g.input("x", (n, k), F32))
+            yield _case(cid, f"mul_mat w={w_type.name}[{rows}, {k}] x=f32[{n}, {k}]", g, node, _normal({"x": (n, k)}))
+
+
+def _binary() -> Iterator[OpCase]:
+    for op in (Op.ADD, Op.MUL):
+        for n, d in ((1, 64), (33, 577)):
+            for operand in ("same", "row", "weight"):
+                g = GraphBuilder(n, n)
+                cid = f"{op.value}-{n}x{d}-{operand}"
+                a = g.input("a", (n, d), F32)
+                if operand == "weight":  # a norm weight or bias, stored as F32 in the model file
+                    b = g.weight(f"{cid}.b", (d,), GGMLType.F32)
+                    shapes = {"a": (n, d)}
+                else:
+                    b_shape = (n, d) if operand == "same" else (d,)
+                    b = g.input("b", b_shape, F32)
+                    shapes = {"a": (n, d), "b": b_shape}
+                node = g.add(a, b) if op is Op.ADD else g.mul(a, b)
+                b_desc = f"{b.dtype.name if isinstance(b.dtype, GGMLType) else b.dtype}{list(b.shape)}"
+                yield _case(cid, f"{op.value} a=f32[{n}, {d}] b={b_desc}", g, node, _normal(shapes))
+
+
+def _scale() -> Iterator[OpCase]:
+    for n, d, factor in ((1, 64, 0.125), (33, 577, -3.0)):
+        g = GraphBuilder(n, n)
+        node = g.scale(g.input("x", (n, d), F32), factor)
+        yield _case(f"scale-{n}x{d}-{factor:g}", f"scale x=f32[{n}, {d}] factor={factor}", g, node,
+                    _normal({"x": (n, d)}))
+
+
+def _norms() -> Iterator[OpCase]:
+    # magnitude 1e-3 makes mean(x^2) comparable to eps, so the eps term is checked too
+    for op in (Op.RMS_NORM, Op.NORM):
+        for n, d, eps, magnitude in ((1, 64, 1e-5, 1.0), (7, 576, 1e-6, 1.0), (33, 577, 1e-5, 1e-3), (2, 4096, 1e-5, 30.0)):
+            g = GraphBuilder(n, n)
+            x = g.input("x", (n, d), F32)
+            node = g.rms_norm(x, eps) if op is Op.RMS_NORM else g.norm(x, eps)
+            feeds = lambda rng, step, n=n, d=d, m=magnitude: {
+                "x": (m * (rng.standard_normal((n, d)) + 0.5)).astype(np.float32)}
+            yield _case(f"{op.value}-{n}x{d}-eps{eps:g}-mag{magnitude:g}",
+                        f"{op.value} x=f32[{n}, {d}] eps={eps} |x|~{magnitude}", g, node, feeds)
+
+
+def _unary() -> Iterator[OpCase]:
+    for op in (Op.SILU, Op.GELU):
+        for n, d in ((1, 64), (33, 577)):
+            g = GraphBuilder(n, n)
+            x = g.input("x", (n, d), F32)
+            node = g.silu(x) if op is Op.SILU else g.gelu(x)
+            # spread over [-12, 12]: saturated tails included
+            yield _case(f"{op.value}-{n}x{d}", f"{op.value} x=f32[{n}, {d}] in [-12, 12]", g, node,
+                        lambda rng, step, n=n, d=d: {"x": rng.uniform(-12, 12, (n, d)).astype(np.float32)})
+
+
+def _gated() -> Iterator[OpCase]:
+    for op in (Op.SWIGLU, Op.GEGLU):
+        for n, d in ((1, 64), (7, 1536), (33, 577)):
+            g = GraphBuilder(n, n)
+            gate, up = g.input("gate", (n, d), F32), g.input("up", (n, d), F32)
+            node = g.swiglu(gate, up) if op is Op.SWIGLU else g.geglu(gate, up)
+            yield _case(f"{op.value}-{n}x{d}", f"{op.value} gate=up=f32[{n}, {d}]", g, node,
+                        _normal({"gate": (n, d), "up": (n, d)}, 3.0))
+
+
+def _reshape() -> Iterator[OpCase]:
+    for src, dst in (((7, 576), (7, 9, 64)), ((1, 3, 64), (1, 192))):
+        g = GraphBuilder(src[0], src[0])
+        node = g.reshape(g.input("x", src, F32), dst)
+        yield _case(f"reshape-{_fmt(src)}-to-{_fmt(dst)}", f"reshape f32{list(src)} -> {list(dst)}", g, node,
+                    _normal({"x": src}))
+
+
+def _rope() -> Iterator[OpCase]:
+    variants = {
+        "normal": RopeParams(n_rot=64),
+        "neox": RopeParams(n_rot=64, neox=True),
+        "partial": RopeParams(n_rot=32),
+        "partial-neox": RopeParams(n_rot=32, neox=True),
+        "base1e6": RopeParams(n_rot=128, freq_base=1e6),
+        "linear": RopeParams(n_rot=64, freq_scale=0.25),
+        "yarn": RopeParams(n_rot=64, freq_scale=0.25, ext_factor=1.0, n_ctx_orig=2048),
+        "yarn-neox": RopeParams(n_rot=128, neox=True, freq_base=5e5, freq_scale=0.125, ext_factor=1.0,
+                                attn_factor=0.9, n_ctx_orig=4096),
+    }
+    for label, params in variants.items():
+        head_dim = max(64, params.n_rot)
+        for n, heads in ((1, 3), (7, 9)):
+            g = GraphBuilder(n, n)
+            node = g.rope(g.input("x", (n, heads, head_dim), F32), g.input("positions", (n,), I32), params)
+            feeds = lambda rng, step, n=n, heads=heads, d=head_dim: {
+                "x": rng.standard_normal((n, heads, d)).astype(np.float32),
+                "positions": np.sort(rng.integers(0, 8192, n)).astype(np.int32)}
+            yield _case(f"rope-{label}-{n}x{heads}x{head_dim}", f"rope x=f32[{n}, {heads}, {head_dim}] {params}",
+                        g, node, feeds)
+
+
+def _kv_store() -> Iterator[OpCase]:
+    for dtype in (F16, F32):
+        for n, width in ((1, 192), (7, 576)):
+            g = GraphBuilder(n, n)
+            cid = f"kv_store-{dtype}-64x{width}-n{n}"
+            cache = g.cache(f"{cid}.cache", (64, width), dtype)
+            node = g.kv_store(cache, g.input("x", (n, width), F32), g.input("cells", (n,), I32))
+            # two steps into distinct cells: the second must not undo the first
+            feeds = lambda rng, step, n=n, w=width: {
+                "x": rng.standard_normal((n, w)).astype(np.float32),
+                "cells": (np.arange(n, dtype=np.int32) * 5 + 3 + 40 * step) % 64}
+            yield _case(cid, f"kv_store x=f32[{n}, {width}] into cache={dtype}[64, {width}] (2 steps)", g, node,
+                        feeds, n_steps=2)
+
+
+def _attention() -> Iterator[OpCase]:
+    n_cells = 64
+    for dtype in (F16, F32):
+        for n_head, n_head_kv, head_dim in ((9, 3, 64), (4, 4, 32), (8, 1, 128), (12, 4, 48)):
+            for n, n_kv in ((1, 1), (1, 37), (7, 7), (7, 64), (33, 40)):
+                if dtype == F32 and (n_head, n_kv) not in ((9, 37), (4, 7)):
+                    continue  # f32 caches: a sample is enough
+                g = GraphBuilder(n, n)
+                cid = f"attention-{dtype}-h{n_head}kv{n_head_kv}d{head_dim}-n{n}-kv{n_kv}"
+                width = n_head_kv * head_dim
+                k = g.cache(f"{cid}.k", (n_cells, width), dtype)
+                v = g.cache(f"{cid}.v", (n_cells, width), dtype)
+                q = g.input("q", (n, n_head, head_dim), F32)
+                scale = 1.0 / math.sqrt(head_dim)
+                node = g.attention(q, k, v, g.input("kq_mask", (n, n_cells), F32), scale)
+                yield _case(cid, f"attention q=f32[{n}, {n_head}, {head_dim}] kv={dtype}[{n_cells}, {width}] "
+                                 f"(GQA {n_head}/{n_head_kv}) n_kv={n_kv} scale={scale:.4g}",
+                            g, node, _attention_feeds(n, n_head, head_dim, n_cells, n_kv), n_kv=n_kv)
+
+
+def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int) -> Feeds:
+    """Causal mask over the first ``n_kv`` cells (the batch is the last ``n`` tokens) with holes
+    where another sequence's cells lie. Beyond ``n_kv`` the mask is 0 over random cells: attention
+    must not look there, so a backend that ignores ``n_kv`` fails."""
+
+    def feeds(rng: np.random.Generator, step: int) -> dict[str, np.ndarray]:
+        cell = np.arange(n_cells)[None, :]
+        pos = (n_kv - n + np.arange(n))[:, None]
+        visible = (cell <= pos) & ((cell % 5 != 2) | (cell == pos))  # holes: other sequences' cells
+        mask = np.where(visible | (cell >= n_kv), 0.0, -np.inf).astype(np.float32)
+        return {"q": rng.standard_normal((n, n_head, head_dim)).astype(np.float32), "kq_mask": mask}
+
+    return feeds
+
+
+__all__ = ["WEIGHT_TYPES", "CaseData", "OpCase", "op_cases", "random_weight"]

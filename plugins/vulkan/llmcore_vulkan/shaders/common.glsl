@@ -1,0 +1,49 @@
+// Helpers every shader shares: linear workgroup ids over 2-D dispatches, byte access to raw
+// GGUF blocks held in uint arrays, and f32 <-> f16 conversion that rounds to nearest even on
+// every device (packHalf2x16 leaves the rounding mode to the implementation).
+
+uint linear_group() {
+    return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+}
+
+// Quantized blocks are 2-byte aligned (block sizes 18, 20, 34, 144, 210...), never 4.
+#define READ_U8(buf, off) ((buf[(off) >> 2] >> (((off) & 3u) * 8u)) & 0xFFu)
+#define READ_U16(buf, off) ((buf[(off) >> 2] >> (((off) & 2u) * 8u)) & 0xFFFFu)
+#define READ_U32(buf, off) ((((off) & 2u) == 0u) ? buf[(off) >> 2] \
+    : ((buf[(off) >> 2] >> 16) | (buf[((off) >> 2) + 1u] << 16)))
+#define READ_F16(buf, off) unpackHalf2x16(READ_U16(buf, off)).x
+
+// f32 -> f16 bits, round to nearest even, overflow to inf, subnormals kept.
+uint f16_bits(float value) {
+    uint x = floatBitsToUint(value);
+    uint sign = (x >> 16) & 0x8000u;
+    uint mag = x & 0x7FFFFFFFu;
+    if (mag >= 0x7F800000u) {  // inf or nan
+        return sign | 0x7C00u | (mag > 0x7F800000u ? 0x200u : 0u);
+    }
+    if (mag >= 0x477FF000u) {  // rounds to >= 65520: inf
+        return sign | 0x7C00u;
+    }
+    if (mag < 0x38800000u) {  // below the smallest normal f16: a subnormal or zero
+        if (mag < 0x33000000u) {
+            return sign;
+        }
+        uint e = mag >> 23;
+        uint m = (mag & 0x7FFFFFu) | 0x800000u;
+        uint shift = 126u - e;  // the value in units of 2^-24, the f16 subnormal step
+        uint q = m >> shift;
+        uint rem = m & ((1u << shift) - 1u);
+        uint half_ = 1u << (shift - 1u);
+        q += uint(rem > half_ || (rem == half_ && (q & 1u) == 1u));
+        return sign | q;
+    }
+    uint r = mag - 0x38000000u;  // rebias exponent 127 -> 15
+    uint q = r >> 13;
+    uint rem = r & 0x1FFFu;
+    q += uint(rem > 0x1000u || (rem == 0x1000u && (q & 1u) == 1u));
+    return sign | q;
+}
+
+float round_f16(float value) {
+    return unpackHalf2x16(f16_bits(value)).x;
+}

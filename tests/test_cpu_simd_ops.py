@@ -1,0 +1,218 @@
+"""The cpu_simd backend op by op against the reference backend (the numerical oracle), on random
+tensors of awkward shapes, at every ISA level this CPU supports and at odd thread counts.
+
+Error bounds, relative to the largest magnitude of the reference result:
+- mul_mat: 1e-5 (both round the activations identically; only the float summation order differs)
+- get_rows, kv_store, add, mul, scale, rms_norm, norm: 1e-6 (the same float operations)
+- silu, gelu, swiglu, geglu: 1e-5 (libm expf/tanhf against numpy's)
+- rope: 1e-4 at positions up to 3000 (ggml's running product for the angles against the
+  reference's cumulative product)
+- attention: 2e-3 (a probability may round to the neighbouring f16 value)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmcore.backends.base import Subgraph, WeightData
+from llmcore.backends.reference import ReferenceBackend
+from llmcore.gguf import GGMLType
+from llmcore.graph.builder import GraphBuilder, RopeParams
+from llmcore.graph.ir import F16, F32, I32, Node, Op
+
+cpu_simd = pytest.importorskip("llmcore_cpu_simd", reason="the cpu_simd plugin is not installed")
+gguf = pytest.importorskip("gguf")
+
+from llmcore_cpu_simd import CpuSimdBackend  # noqa: E402
+from llmcore_cpu_simd.isa import supported_levels  # noqa: E402
+
+_status = CpuSimdBackend.probe()
+if not _status.usable:
+    pytest.skip(f"cpu_simd cannot run here: {_status.reason}", allow_module_level=True)
+
+LEVELS = supported_levels()
+RNG = np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module", params=[(level, threads) for level in LEVELS for threads in (1, 3)],
+                ids=lambda p: f"{p[0]}-t{p[1]}")
+def backend_factory(request):
+    level, threads = request.param
+    return lambda: CpuSimdBackend(n_threads=threads, isa_level=level)
+
+
+def run_graph(backend, build, feeds: dict[str, np.ndarray], weights: dict[str, np.ndarray] | None = None,
+              n_kv: int = 0) -> np.ndarray:
+    """Build a small graph with ``build(g) -> node``, compile it on ``backend`` and run it once."""
+    g = GraphBuilder(1, 1)
+    out = build(g)
+    graph = g.build({"out": out})
+    inputs = [n for n in graph.nodes if n.op is Op.INPUT]
+    subgraph = Subgraph([n for n in graph.nodes if not n.is_leaf], inputs, [out], graph.weights, graph.caches)
+    backend.load_weights([WeightData(n.name, n.dtype, n.shape, (weights or {})[n.name]) for n in graph.weights])
+    by_name = {n.name: n for n in inputs}
+    return backend.compile(subgraph).run({by_name[k].id: v for k, v in feeds.items()}, n_kv)[0]
+
+
+def check(factory, build, feeds, weights=None, bound=1e-6, n_kv=0):
+    ours = run_graph(factory(), build, feeds, weights, n_kv).astype(np.float32)
+    ref = run_graph(ReferenceBackend(), build, feeds, weights, n_kv).astype(np.float32)
+    assert ours.shape == ref.shape
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    err = float(np.abs(ours - ref).max())
+    assert err <= bound * scale, f"max error {err:.3g} > {bound:g} x {scale:.3g}"
+
+
+def randn(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+WEIGHT_TYPES = [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.F16, GGMLType.F32]
+
+
+@pytest.mark.parametrize("w_type", WEIGHT_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("m, k, n", [(1, 64, 1), (1, 96, 7), (5, 160, 33), (33, 576, 45)])
+def test_mul_mat(backend_factory, w_type, m, k, n):
+    raw = gguf.quantize(randn(n, k), w_type)
+    x = randn(m, k) * 3
+    check(backend_factory, lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32)),
+          {"x": x}, {"w": raw}, bound=1e-5)
+
+
+def test_shared_activation_quantization(backend_factory):
+    """Two matmuls read the same activations (quantized once) and feed one add."""
+    wa, wb = gguf.quantize(randn(40, 64), GGMLType.Q4_1), gguf.quantize(randn(40, 64), GGMLType.Q4_1)
+
+    def build(g):
+        x = g.input("x", (3, 64), F32)
+        return g.add(g.mul_mat(g.weight("a", (40, 64), GGMLType.Q4_1), x),
+                     g.mul_mat(g.weight("b", (40, 64), GGMLType.Q4_1), x))
+
+    check(backend_factory, build, {"x": randn(3, 64)}, {"a": wa, "b": wb}, bound=1e-5)
+
+
+@pytest.mark.parametrize("table_type", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_get_rows_from_weights(backend_factory, table_type):
+    raw = gguf.quantize(randn(70, 96), table_type)
+    ids = np.array([69, 0, 5, 5, 33], np.int32)
+    check(backend_factory, lambda g: g.get_rows(g.weight("t", (70, 96), table_type), g.input("i", (5,), I32)),
+          {"i": ids}, {"t": raw})
+
+
+def test_get_rows_from_activations(backend_factory):
+    check(backend_factory, lambda g: g.get_rows(g.input("x", (33, 50), F32), g.input("i", (2,), I32)),
+          {"x": randn(33, 50), "i": np.array([32, 4], np.int32)})
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((33, 77), (77,)), ((1, 5), (1, 5)), ((3, 4, 6), (4, 6))])
+@pytest.mark.parametrize("op", ["add", "mul"])
+def test_broadcast_binary(backend_factory, op, shape_a, shape_b):
+    check(backend_factory, lambda g: getattr(g, op)(g.input("a", shape_a, F32), g.input("b", shape_b, F32)),
+          {"a": randn(*shape_a), "b": randn(*shape_b)})
+
+
+def test_mul_by_f32_weight(backend_factory):
+    check(backend_factory, lambda g: g.mul(g.input("a", (3, 40), F32), g.weight("w", (40,), GGMLType.F32)),
+          {"a": randn(3, 40)}, {"w": randn(40)})
+
+
+@pytest.mark.parametrize("shape", [(1, 576), (33, 61)])
+@pytest.mark.parametrize("op, bound", [("rms_norm", 1e-6), ("norm", 1e-6), ("scale", 1e-6), ("silu", 1e-5), ("gelu", 1e-5)])
+def test_unary(backend_factory, op, bound, shape):
+    def build(g):
+        x = g.input("x", shape, F32)
+        if op in ("rms_norm", "norm"):
+            return getattr(g, op)(x, 1e-5)
+        return g.scale(x, 0.37) if op == "scale" else getattr(g, op)(x)
+
+    check(backend_factory, build, {"x": randn(*shape) * 4}, bound=bound)
+
+
+@pytest.mark.parametrize("op", ["swiglu", "geglu"])
+def test_gated(backend_factory, op):
+    check(backend_factory, lambda g: getattr(g, op)(g.input("a", (33, 97), F32), g.input("b", (33, 97), F32)),
+          {"a": randn(33, 97) * 4, "b": randn(33, 97)}, bound=1e-5)
+
+
+ROPES = {
+    "normal": RopeParams(n_rot=64, freq_base=100000.0),
+    "neox-partial": RopeParams(n_rot=32, neox=True),
+    "yarn": RopeParams(n_rot=64, freq_scale=0.25, ext_factor=1.0, attn_factor=1.0, n_ctx_orig=4096),
+}
+
+
+@pytest.mark.parametrize("name", ROPES)
+def test_rope(backend_factory, name):
+    positions = np.array([0, 1, 17, 999, 3000], np.int32)
+    check(backend_factory,
+          lambda g: g.rope(g.input("x", (5, 3, 64), F32), g.input("p", (5,), I32), ROPES[name]),
+          {"x": randn(5, 3, 64), "p": positions}, bound=1e-4)
+
+
+def _attention_graph(n: int, n_head: int, n_head_kv: int, head_dim: int, n_ctx: int, cache_type: str):
+    def build(g: GraphBuilder) -> Node:
+        width = n_head_kv * head_dim
+        cells = g.input("cells", (n,), I32)
+        k = g.kv_store(g.cache("k", (n_ctx, width), cache_type), g.input("kx", (n, width), F32), cells)
+        v = g.kv_store(g.cache("v", (n_ctx, width), cache_type), g.input("vx", (n, width), F32), cells)
+        return g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
+                           1 / np.sqrt(head_dim))
+    return build
+
+
+@pytest.mark.parametrize("cache_type", [F16, F32])
+@pytest.mark.parametrize("n, n_head, n_head_kv, head_dim", [(1, 9, 3, 64), (33, 4, 4, 40), (5, 6, 2, 24)])
+def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
+    n_ctx = 48
+    cells = RNG.permutation(n_ctx)[:n].astype(np.int32)
+    n_kv = int(cells.max()) + 1
+    mask = np.where(RNG.random((n, n_ctx)) < 0.7, 0.0, -np.inf).astype(np.float32)
+    mask[np.arange(n), cells] = 0.0  # every token sees at least itself
+    mask[:, n_kv:] = -np.inf
+    feeds = {"cells": cells, "kx": randn(n, n_head_kv * head_dim), "vx": randn(n, n_head_kv * head_dim),
+             "q": randn(n, n_head, head_dim) * 2, "mask": mask}
+    check(backend_factory, _attention_graph(n, n_head, n_head_kv, head_dim, n_ctx, cache_type), feeds,
+          bound=2e-3, n_kv=n_kv)
+
+
+@pytest.mark.parametrize("cache_type", [F16, F32])
+def test_kv_store_writes_the_cache(backend_factory, cache_type):
+    backend = backend_factory()
+    x = randn(3, 20)
+    cells = np.array([7, 0, 4], np.int32)
+    run_graph(backend, lambda g: g.kv_store(g.cache("c", (8, 20), cache_type), g.input("x", (3, 20), F32),
+                                            g.input("cells", (3,), I32)), {"x": x, "cells": cells})
+    cache = backend.cache_view("c")
+    assert cache.dtype == (np.float16 if cache_type == F16 else np.float32)
+    np.testing.assert_array_equal(cache[cells], x.astype(cache.dtype))
+    np.testing.assert_array_equal(cache[[1, 2, 3, 5, 6]], 0)
+
+
+def test_runs_reuse_buffers_without_leaking_state():
+    """A compiled graph gives the same answer on every run and outputs survive the next run."""
+    backend = CpuSimdBackend(n_threads=2)
+    raw = gguf.quantize(randn(16, 64), GGMLType.Q4_1)
+    g = GraphBuilder(1, 1)
+    x = g.input("x", (2, 64), F32)
+    out = g.silu(g.add(g.mul_mat(g.weight("w", (16, 64), GGMLType.Q4_1), g.rms_norm(x, 1e-5)), g.input("b", (16,), F32)))
+    graph = g.build({"out": out})
+    backend.load_weights([WeightData("w", GGMLType.Q4_1, (16, 64), raw)])
+    inputs = list(graph.inputs.values())
+    program = backend.compile(Subgraph([n for n in graph.nodes if not n.is_leaf], inputs, [out], graph.weights, []))
+    feeds_a = {graph.inputs["x"].id: randn(2, 64), graph.inputs["b"].id: randn(16)}
+    feeds_b = {graph.inputs["x"].id: randn(2, 64), graph.inputs["b"].id: randn(16)}
+    first = program.run(feeds_a, 0)[0]
+    first_copy = first.copy()
+    program.run(feeds_b, 0)
+    np.testing.assert_array_equal(first, first_copy)
+    np.testing.assert_array_equal(program.run(feeds_a, 0)[0], first_copy)
+
+
+def test_supports_op_rejects_what_it_cannot_run():
+    backend = CpuSimdBackend(n_threads=1)
+    g = GraphBuilder(1, 1)
+    odd = g.mul_mat(g.weight("w", (4, 48), GGMLType.Q4_1), g.input("x", (1, 48), F32))  # 48 % 32 != 0
+    assert not backend.supports_op(odd)
+    ok = g.mul_mat(g.weight("v", (4, 64), GGMLType.Q4_1), g.input("y", (1, 64), F32))
+    assert backend.supports_op(ok)
