@@ -31,6 +31,7 @@ from llmcore.batch import Batch
 from llmcore.chat import ChatTemplate
 from llmcore.context import Context
 from llmcore.errors import LLMCoreError
+from llmcore.grammar import Grammar
 from llmcore.graph.ir import F16, F32
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.hub import resolve_model
@@ -204,22 +205,28 @@ class LLM:
         finally:
             self.last.timings.predicted_ms = 1e3 * (time.perf_counter() - t1)
 
-    def sampler(self, **sampling: Any) -> Sampler:
-        """A sampler with llama.cpp's defaults overridden by ``sampling`` (SamplingParams fields)."""
+    def sampler(self, *, grammar: Grammar | str | None = None, json_schema: dict | str | bool | None = None,
+                **sampling: Any) -> Sampler:
+        """A sampler with llama.cpp's defaults overridden by ``sampling`` (SamplingParams fields),
+        constrained by ``grammar`` (a :class:`Grammar` or GBNF text) or ``json_schema``."""
         unknown = set(sampling) - _SAMPLING_FIELDS
         if unknown:
             raise LLMCoreError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
         if sampling.get("seed") is None:
             sampling["seed"] = self.seed
-        return Sampler(SamplingParams(**sampling), self.n_vocab)
+        constraint = _grammar(grammar, json_schema)
+        matcher = constraint.matcher(self.tokenizer) if constraint else None
+        return Sampler(SamplingParams(**sampling), self.n_vocab, grammar=matcher)
 
     def generate(self, prompt: str | list[int], *, max_tokens: int = -1, stop: list[str] | str | None = None,
-                 ignore_eos: bool = False, **sampling: Any) -> Iterator[str]:
-        """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character)."""
+                 ignore_eos: bool = False, sampler: Sampler | None = None, **sampling: Any) -> Iterator[str]:
+        """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character).
+
+        Sampling follows ``sampling`` (see :meth:`sampler`), or the ready ``sampler`` given."""
         tokens = self._prompt_tokens(prompt)
         stops = StopMatcher([stop] if isinstance(stop, str) else stop)
         decoder = self.tokenizer.stream_decoder()
-        for token in self.generate_tokens(tokens, self.sampler(**sampling), max_tokens, ignore_eos):
+        for token in self.generate_tokens(tokens, sampler or self.sampler(**sampling), max_tokens, ignore_eos):
             piece = stops.feed(decoder.feed(token))
             if piece:
                 yield piece
@@ -249,9 +256,14 @@ class LLM:
     def create_chat_completion(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
                                stop: list[str] | str | None = None, stream: bool = False,
                                tools: list[dict[str, Any]] | None = None,
+                               response_format: dict[str, Any] | None = None,
                                **sampling: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """An OpenAI-shaped chat completion: ``messages`` rendered with the model's chat template
-        (or ``chat_template`` given to the constructor), then completed."""
+        (or ``chat_template`` given to the constructor), then completed. ``response_format`` is
+        OpenAI's: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema": ...}}``
+        constrain the reply to JSON (of that schema)."""
+        if response_format:
+            sampling["json_schema"] = _response_format_schema(response_format)
         prompt = self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
         limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
         pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
@@ -283,6 +295,31 @@ class LLM:
         if isinstance(prompt, str):
             return self.tokenize(prompt, add_special=True, parse_special=True)
         return list(prompt)
+
+
+def _grammar(grammar: Grammar | str | None, json_schema: dict | str | bool | None) -> Grammar | None:
+    if grammar is not None and json_schema is not None:
+        raise LLMCoreError("give either a grammar or a JSON schema, not both")
+    if isinstance(grammar, str):
+        return Grammar.from_gbnf(grammar)
+    if json_schema is not None:
+        return Grammar.from_json_schema(json_schema)
+    return grammar
+
+
+def _response_format_schema(response_format: dict[str, Any]) -> dict | bool | None:
+    """The JSON schema an OpenAI ``response_format`` asks for (None for plain text)."""
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return response_format.get("schema", {"type": "object"})
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        if "schema" not in spec:
+            raise LLMCoreError("response_format: field 'json_schema.schema' is required")
+        return spec["schema"]
+    raise LLMCoreError(f"response_format: field 'type' must be text, json_object or json_schema, got {kind!r}")
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

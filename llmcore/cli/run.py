@@ -39,6 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--mirostat", type=int, default=0, choices=(0, 1, 2), help="Mirostat sampling v1 or v2 (default: 0)")
     s.add_argument("--mirostat-lr", type=float, default=0.1, help="Mirostat learning rate eta (default: 0.1)")
     s.add_argument("--mirostat-ent", type=float, default=5.0, help="Mirostat target entropy tau (default: 5.0)")
+    c = p.add_argument_group("constrained output")
+    c.add_argument("--grammar", metavar="GBNF", help="GBNF grammar the output must follow")
+    c.add_argument("--grammar-file", metavar="FNAME", help="file with a GBNF grammar")
+    c.add_argument("-j", "--json-schema", metavar="SCHEMA", help="JSON schema the output must follow")
+    c.add_argument("-jf", "--json-schema-file", metavar="FNAME", help="file with a JSON schema")
     from llmcore.cli import conversation
 
     conversation.add_args(p)
@@ -46,13 +51,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def sampling_from_args(args: argparse.Namespace) -> dict:
-    return {
+    grammar = _read_optional(args.grammar_file) if args.grammar_file else args.grammar
+    schema = _read_optional(args.json_schema_file) if args.json_schema_file else args.json_schema
+    constraint = {"grammar": grammar} if grammar else {"json_schema": schema} if schema else {}
+    return constraint | {
         "temperature": args.temp, "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
         "typical_p": args.typical, "repeat_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n,
         "presence_penalty": args.presence_penalty, "frequency_penalty": args.frequency_penalty,
         "mirostat": args.mirostat, "mirostat_eta": args.mirostat_lr, "mirostat_tau": args.mirostat_ent,
         "seed": None if args.seed < 0 else args.seed,
     }
+
+
+def _read_optional(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise LLMCoreError(f"cannot read {path}: {error.strerror}") from None
 
 
 def read_prompt(args: argparse.Namespace) -> str:
@@ -79,13 +94,14 @@ def run(args: argparse.Namespace) -> int:
     if cache:
         cache.load(llm)
     tokens = llm.tokenize(prompt, add_special=True, parse_special=True)
+    sampler = llm.sampler(**sampling_from_args(args))  # a bad grammar fails before any output
     if args.verbose_prompt:
         for token in tokens:
             print(f"{token:6d} -> {llm.tokenizer.token_to_piece(token)!r}", file=sys.stderr)
     if not args.no_display_prompt:
         sys.stdout.write(prompt)
     try:
-        for piece in llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, **sampling_from_args(args)):
+        for piece in llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, sampler=sampler):
             sys.stdout.write(piece)
             sys.stdout.flush()
     finally:  # the prompt's cells stay valid whatever stopped the generation

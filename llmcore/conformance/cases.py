@@ -69,10 +69,10 @@ class OpCase:
         return self.node.op
 
     @property
-    def weight_type(self) -> str:
-        """The type that matters for the op: its weight's type, else its first source's dtype."""
-        weights = [s for s in self.node.srcs if s.op is Op.WEIGHT]
-        source = weights[0] if weights else self.node.srcs[0]
+    def type_name(self) -> str:
+        """The type that matters for the op: its weight's or cache's type, else its first source's."""
+        leaves = [s for s in self.node.srcs if s.op in (Op.WEIGHT, Op.CACHE)]
+        source = leaves[0] if leaves else self.node.srcs[0]
         return source.dtype.name if isinstance(source.dtype, GGMLType) else str(source.dtype)
 
     def data(self) -> CaseData:

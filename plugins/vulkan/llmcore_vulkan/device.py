@@ -96,7 +96,8 @@ def physical_devices() -> tuple[PhysicalDevice, ...]:
 
 def _read_device(vk: ModuleType, index: int, handle: Any) -> PhysicalDevice:
     props = vk.vkGetPhysicalDeviceProperties(handle)
-    subgroup = vk.VkPhysicalDeviceSubgroupProperties()
+    driver = vk.VkPhysicalDeviceDriverProperties()
+    subgroup = vk.VkPhysicalDeviceSubgroupProperties(pNext=driver)
     vk.vkGetPhysicalDeviceProperties2(handle, vk.VkPhysicalDeviceProperties2(pNext=subgroup))
     f16_int8 = vk.VkPhysicalDeviceShaderFloat16Int8Features()
     vk.vkGetPhysicalDeviceFeatures2(handle, vk.VkPhysicalDeviceFeatures2(pNext=f16_int8))
@@ -106,14 +107,13 @@ def _read_device(vk: ModuleType, index: int, handle: Any) -> PhysicalDevice:
     families = vk.vkGetPhysicalDeviceQueueFamilyProperties(handle)
     compute = next((i for i, f in enumerate(families) if f.queueFlags & vk.VK_QUEUE_COMPUTE_BIT), None)
     version = props.apiVersion
-    name = vk.ffi.string(props.deviceName)
     return PhysicalDevice(
         index=index,
         handle=handle,
-        name=name.decode() if isinstance(name, bytes) else name,
+        name=props.deviceName,
         type=int(props.deviceType),
         api_version=f"{version >> 22}.{(version >> 12) & 0x3FF}.{version & 0xFFF}",
-        driver=f"driver 0x{props.driverVersion:x}",
+        driver=f"{vk.ffi.string(driver.driverName).decode()} {vk.ffi.string(driver.driverInfo).decode()}".strip(),
         heaps=heaps,
         fp16=bool(f16_int8.shaderFloat16),
         int8=bool(f16_int8.shaderInt8),

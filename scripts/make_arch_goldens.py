@@ -1,0 +1,297 @@
+"""Make the architecture goldens of tests/test_architectures.py: for each architecture, a tiny GGUF
+with random float32 weights and the logits llama.cpp computes for it on a fixed token list.
+
+    /work/venv-oracle/bin/python scripts/make_arch_goldens.py [ARCH ...]
+
+Needs llama-cpp-python (the oracle) and the ``gguf`` package. Writes, per architecture,
+``tests/fixtures/arch/<arch>.gguf`` and ``<arch>.logits.npz`` (``tokens`` int32 [n],
+``logits`` float32 [n, n_vocab]: llama.cpp's logits after each token).
+
+Every model has the same shape: a few layers of width 64, 4 query heads sharing 2 KV heads, and the
+first 512 tokens of llama.cpp's SentencePiece test vocabulary (the tokenizer plays no part: the
+tests feed token ids). Only what an architecture needs is added on top, so each file names exactly
+the metadata and tensors llama.cpp requires for it (see src/models/<arch>.cpp there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "arch"
+VOCAB = Path("/work/shared/fixtures/vocab/ggml-vocab-llama-spm.gguf")
+N_VOCAB = 512
+TOKENS = [1, 300, 45, 200, 511, 17, 99, 260, 400, 3, 128, 256, 301, 302, 77, 5]
+
+
+class TinyModel:
+    """A random model being written: metadata under the architecture's prefix and tensors by their
+    GGUF names, with weights scaled so that activations stay of order one."""
+
+    def __init__(self, arch: str, seed: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+                 n_head_kv: int = 2, head_dim: int = 16, n_ff: int = 128) -> None:
+        self.arch = arch
+        self.rng = np.random.default_rng(seed)
+        self.n_layer, self.n_embd, self.n_head, self.n_head_kv = n_layer, n_embd, n_head, n_head_kv
+        self.head_dim, self.n_ff = head_dim, n_ff
+        self.metadata: dict[str, object] = {
+            "context_length": 2048,
+            "embedding_length": n_embd,
+            "block_count": n_layer,
+            "feed_forward_length": n_ff,
+            "attention.head_count": n_head,
+            "attention.head_count_kv": n_head_kv,
+            "rope.freq_base": 10000.0,
+            "rope.dimension_count": head_dim,
+        }
+        self.tensors: dict[str, np.ndarray] = {}
+
+    @property
+    def q_width(self) -> int:
+        return self.n_head * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+    # -- tensors --------------------------------------------------------------------------------
+
+    def matrix(self, name: str, n_out: int, n_in: int, gain: float = 1.0) -> None:
+        self.tensors[name] = self.rng.normal(0, gain / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
+
+    def norm(self, name: str, *shape: int) -> None:
+        self.tensors[name] = (1 + 0.1 * self.rng.normal(size=shape)).astype(np.float32)
+
+    def bias(self, name: str, *shape: int) -> None:
+        self.tensors[name] = (0.1 * self.rng.normal(size=shape)).astype(np.float32)
+
+    # -- the usual blocks -----------------------------------------------------------------------
+
+    def embedding(self, tied: bool = False) -> None:
+        self.tensors["token_embd.weight"] = self.rng.normal(0, 1, (N_VOCAB, self.n_embd)).astype(np.float32)
+        if not tied:
+            # logits of a few units: top-1 margins well above rounding noise
+            self.matrix("output.weight", N_VOCAB, self.n_embd, gain=4.0)
+
+    def attention(self, il: int, qkv_bias: bool = False, out_bias: bool = False) -> None:
+        p = f"blk.{il}"
+        self.matrix(f"{p}.attn_q.weight", self.q_width, self.n_embd)
+        self.matrix(f"{p}.attn_k.weight", self.kv_width, self.n_embd)
+        self.matrix(f"{p}.attn_v.weight", self.kv_width, self.n_embd)
+        self.matrix(f"{p}.attn_output.weight", self.n_embd, self.q_width)
+        if qkv_bias:
+            self.bias(f"{p}.attn_q.bias", self.q_width)
+            self.bias(f"{p}.attn_k.bias", self.kv_width)
+            self.bias(f"{p}.attn_v.bias", self.kv_width)
+        if out_bias:
+            self.bias(f"{p}.attn_output.bias", self.n_embd)
+
+    def ffn(self, il: int, gated: bool = True, biases: bool = False) -> None:
+        p = f"blk.{il}"
+        names = ("ffn_gate", "ffn_up") if gated else ("ffn_up",)
+        for name in names:
+            self.matrix(f"{p}.{name}.weight", self.n_ff, self.n_embd)
+            if biases:
+                self.bias(f"{p}.{name}.bias", self.n_ff)
+        self.matrix(f"{p}.ffn_down.weight", self.n_embd, self.n_ff)
+        if biases:
+            self.bias(f"{p}.ffn_down.bias", self.n_embd)
+
+    def norms(self, names: list[str], biases: bool = False) -> None:
+        """``names`` of per-layer norms ("attn_norm", ...) plus the output norm."""
+        for il in range(self.n_layer):
+            for name in names:
+                self.norm(f"blk.{il}.{name}.weight", self.n_embd)
+                if biases:
+                    self.bias(f"blk.{il}.{name}.bias", self.n_embd)
+        self.norm("output_norm.weight", self.n_embd)
+        if biases:
+            self.bias("output_norm.bias", self.n_embd)
+
+    # -- file -----------------------------------------------------------------------------------
+
+    def write(self, path: Path) -> None:
+        writer = gguf.GGUFWriter(str(path), self.arch)
+        writer.add_name(f"tiny-random-{self.arch}")
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        for key, value in self.metadata.items():
+            _add_value(writer, f"{self.arch}.{key}", value)
+        _add_vocab(writer)
+        for name, data in self.tensors.items():
+            writer.add_tensor(name, data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+
+def _add_value(writer: gguf.GGUFWriter, key: str, value: object) -> None:
+    if isinstance(value, bool):
+        writer.add_bool(key, value)
+    elif isinstance(value, int):
+        writer.add_uint32(key, value)
+    elif isinstance(value, float):
+        writer.add_float32(key, value)
+    else:
+        writer.add_string(key, str(value))
+
+
+def _add_vocab(writer: gguf.GGUFWriter) -> None:
+    """The first ``N_VOCAB`` tokens of the SentencePiece test vocabulary: control tokens, the 256
+    byte tokens and the first merges."""
+    reader = gguf.GGUFReader(str(VOCAB))
+
+    def array(key: str) -> list:
+        return reader.fields[key].contents()[:N_VOCAB]
+
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(array("tokenizer.ggml.tokens"))
+    writer.add_token_scores(array("tokenizer.ggml.scores"))
+    writer.add_token_types(array("tokenizer.ggml.token_type"))
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+
+
+# -- the architectures --------------------------------------------------------------------------
+
+def rms_decoder(m: TinyModel, qkv_bias: bool = False, tied: bool = False) -> None:
+    """Llama's layout: RMS pre-norms, separate q/k/v, gated FFN."""
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding(tied=tied)
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=qkv_bias)
+        m.ffn(il)
+
+
+def llama(m: TinyModel) -> None:
+    rms_decoder(m)
+
+
+def qwen2(m: TinyModel) -> None:
+    rms_decoder(m, qkv_bias=True)
+
+
+def qwen3(m: TinyModel) -> None:
+    rms_decoder(m, tied=True)
+    for il in range(m.n_layer):
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.head_dim)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.head_dim)
+
+
+def internlm2(m: TinyModel) -> None:
+    rms_decoder(m)
+
+
+def exaone(m: TinyModel) -> None:
+    rms_decoder(m)
+
+
+def smollm3(m: TinyModel) -> None:
+    rms_decoder(m, tied=True)  # four layers: the fourth has no rotary embedding
+
+
+def gemma(m: TinyModel) -> None:
+    # gemma's head width is its own (key_length), not n_embd / n_head
+    m.metadata["attention.key_length"] = m.metadata["attention.value_length"] = m.head_dim
+    rms_decoder(m, tied=True)
+
+
+def starcoder2(m: TinyModel) -> None:
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"], biases=True)
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, out_bias=True)
+        m.ffn(il, gated=False, biases=True)
+
+
+def layer_norm_decoder(m: TinyModel) -> None:
+    """LayerNorm (weight and bias) pre-norms around llama's attention and gated FFN."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"], biases=True)
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+
+
+def orion(m: TinyModel) -> None:
+    layer_norm_decoder(m)
+
+
+def stablelm(m: TinyModel) -> None:
+    m.metadata["rope.dimension_count"] = m.head_dim // 4  # StableLM rotates a quarter of each head
+    layer_norm_decoder(m)
+    for il in range(m.n_layer):  # StableLM 2 12B's per-head LayerNorm of queries and keys
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.n_head, m.head_dim)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.n_head_kv, m.head_dim)
+
+
+def olmo2(m: TinyModel) -> None:
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding()
+    m.norms(["post_attention_norm", "post_ffw_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.q_width)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.kv_width)
+
+
+#: name -> (writer, extra TinyModel arguments)
+ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
+    "llama": (llama, {}),
+    "qwen2": (qwen2, {}),
+    "qwen3": (qwen3, {}),
+    "internlm2": (internlm2, {}),
+    "exaone": (exaone, {}),
+    "smollm3": (smollm3, {"n_layer": 4}),
+    "gemma": (gemma, {"head_dim": 32}),
+    "starcoder2": (starcoder2, {}),
+    "orion": (orion, {}),
+    "stablelm": (stablelm, {}),
+    "olmo2": (olmo2, {}),
+}
+
+
+def llama_cpp_logits(path: Path, tokens: list[int]) -> np.ndarray:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=128, verbose=False)
+    llm.eval(tokens)
+    logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)
+    llm.close()
+    return logits
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archs", nargs="*", default=list(ARCHS), help="architectures (default: all)")
+    args = parser.parse_args()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for seed, arch in enumerate(args.archs):
+        build, shape = ARCHS[arch]
+        model = TinyModel(arch, seed=1000 + list(ARCHS).index(arch), **shape)
+        build(model)
+        path = OUT_DIR / f"{arch}.gguf"
+        model.write(path)
+        logits = llama_cpp_logits(path, TOKENS)
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        np.savez_compressed(OUT_DIR / f"{arch}.logits.npz", tokens=np.array(TOKENS, np.int32), logits=logits)
+        print(f"{arch}: {path.stat().st_size / 1024:.0f} KiB, logits std {logits.std():.2f}, "
+              f"smallest top-1 margin {np.min(top2[:, 1] - top2[:, 0]):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
