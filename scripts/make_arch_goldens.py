@@ -192,6 +192,23 @@ def internlm2(m: TinyModel) -> None:
     rms_decoder(m)
 
 
+def xverse(m: TinyModel) -> None:
+    rms_decoder(m)
+
+
+def ernie4_5(m: TinyModel) -> None:
+    rms_decoder(m, tied=True)
+
+
+def seed_oss(m: TinyModel) -> None:
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding()
+    m.norms(["attn_norm", "post_attention_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True)
+        m.ffn(il)
+
+
 def exaone(m: TinyModel) -> None:
     rms_decoder(m)
 
@@ -237,6 +254,17 @@ def stablelm(m: TinyModel) -> None:
         m.norm(f"blk.{il}.attn_k_norm.weight", m.n_head_kv, m.head_dim)
 
 
+def phi2(m: TinyModel) -> None:
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.metadata["rope.dimension_count"] = m.head_dim // 2  # Phi-2 rotates 32 of its 80 head dims
+    m.embedding()
+    m.bias("output.bias", N_VOCAB)
+    m.norms(["attn_norm"], biases=True)
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, out_bias=True)
+        m.ffn(il, gated=False, biases=True)
+
+
 def olmo2(m: TinyModel) -> None:
     m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
     m.embedding()
@@ -254,6 +282,9 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "qwen2": (qwen2, {}),
     "qwen3": (qwen3, {}),
     "internlm2": (internlm2, {}),
+    "xverse": (xverse, {}),
+    "ernie4_5": (ernie4_5, {}),
+    "seed_oss": (seed_oss, {}),
     "exaone": (exaone, {}),
     "smollm3": (smollm3, {"n_layer": 4}),
     "gemma": (gemma, {"head_dim": 32}),
@@ -261,6 +292,7 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "orion": (orion, {}),
     "stablelm": (stablelm, {}),
     "olmo2": (olmo2, {}),
+    "phi2": (phi2, {}),
 }
 
 
@@ -279,7 +311,7 @@ def main() -> int:
     parser.add_argument("archs", nargs="*", default=list(ARCHS), help="architectures (default: all)")
     args = parser.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for seed, arch in enumerate(args.archs):
+    for arch in args.archs:
         build, shape = ARCHS[arch]
         model = TinyModel(arch, seed=1000 + list(ARCHS).index(arch), **shape)
         build(model)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from llmcore.backends.base import Subgraph, WeightData
 from llmcore.backends.reference import ReferenceBackend
 from llmcore.gguf import GGMLType
@@ -118,7 +117,8 @@ def test_mul_by_f32_weight(backend_factory):
 
 
 @pytest.mark.parametrize("shape", [(1, 576), (33, 61)])
-@pytest.mark.parametrize("op, bound", [("rms_norm", 1e-6), ("norm", 1e-6), ("scale", 1e-6), ("silu", 1e-5), ("gelu", 1e-5)])
+@pytest.mark.parametrize("op, bound", [("rms_norm", 1e-6), ("norm", 1e-6), ("scale", 1e-6), ("silu", 1e-5),
+                                       ("gelu", 1e-5)])
 def test_unary(backend_factory, op, bound, shape):
     def build(g):
         x = g.input("x", shape, F32)
@@ -195,7 +195,8 @@ def test_runs_reuse_buffers_without_leaking_state():
     raw = gguf.quantize(randn(16, 64), GGMLType.Q4_1)
     g = GraphBuilder(1, 1)
     x = g.input("x", (2, 64), F32)
-    out = g.silu(g.add(g.mul_mat(g.weight("w", (16, 64), GGMLType.Q4_1), g.rms_norm(x, 1e-5)), g.input("b", (16,), F32)))
+    projected = g.mul_mat(g.weight("w", (16, 64), GGMLType.Q4_1), g.rms_norm(x, 1e-5))
+    out = g.silu(g.add(projected, g.input("b", (16,), F32)))
     graph = g.build({"out": out})
     backend.load_weights([WeightData("w", GGMLType.Q4_1, (16, 64), raw)])
     inputs = list(graph.inputs.values())

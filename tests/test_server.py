@@ -184,6 +184,26 @@ def test_completion_logprobs_match_the_model_softmax(client, llm):
     assert list(top.values()) == pytest.approx(logp[best].tolist(), abs=1e-4)
 
 
+def test_response_format_constrains_the_reply_as_llm_does(client, llm):
+    messages = [{"role": "user", "content": "Give me a JSON object with a name and an age."}]
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+    expected = llm.create_chat_completion(messages, max_tokens=40, temperature=0, response_format=response_format)
+    got = client.chat.completions.create(model="any", messages=messages, max_tokens=40, temperature=0,
+                                         response_format=response_format)
+    assert got.choices[0].message.content == expected.choices[0].message.content
+    assert got.choices[0].message.content.lstrip().startswith("{")
+
+
+def test_gbnf_grammar_limits_the_completion(http):
+    body = {"prompt": "Is the sky blue? Answer:", "n_predict": 8, "temperature": 1.0, "seed": 3,
+            "grammar": 'root ::= " yes" | " no"'}
+    for seed in range(3):
+        answer = http.post("/completion", json=body | {"seed": seed}).json()
+        assert answer["content"] in (" yes", " no") and answer["stop_type"] == "eos"
+
+
 # -- llama-server's own endpoints ---------------------------------------------------------------
 
 
@@ -248,9 +268,10 @@ def test_bad_requests_get_openai_shaped_errors(http, server):
     assert_openai_error(http.post("/v1/chat/completions", json={"messages": [{"role": 3}]}), 400, "messages.0.role")
     assert_openai_error(http.post("/v1/chat/completions", json={"messages": []}), 400, "messages")
     assert_openai_error(http.post("/v1/completions", json={"prompt": "x", "max_tokens": "many"}), 400, "max_tokens")
-    error = assert_openai_error(http.post("/v1/chat/completions", json={
-        "messages": MESSAGES, "response_format": {"type": "json_object"}}), 400, "response_format")
-    assert "not supported yet" in error["message"]
+    assert_openai_error(http.post("/v1/chat/completions", json={"messages": MESSAGES, "response_format": {"type": "xml"}}), 400)
+    assert_openai_error(http.post("/completion", json={"prompt": "x", "grammar": "root ::= ("}), 400)
+    assert_openai_error(http.post("/completion", json={"prompt": "x", "grammar": 'root ::= "a"',
+                                                       "json_schema": {"type": "object"}}), 400, "json_schema")
     assert_openai_error(http.post("/v1/completions", json={"prompt": "x", "n": 2}), 400, "n")
     assert_openai_error(http.post("/v1/completions", json={"prompt": "x", "mirostat": 7}), 400)
     assert_openai_error(http.post("/v1/completions", json={"prompt": [1, 10**9]}), 400, "prompt.1")

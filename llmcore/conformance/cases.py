@@ -129,10 +129,11 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
-def _row_width(w_type: GGMLType, blocks: int) -> int:
-    """A row width legal for ``w_type``: whole blocks (any width for the float types)."""
+def _widths(w_type: GGMLType) -> tuple[int, int]:
+    """A narrow and a wide row width legal for ``w_type``: one and three blocks of it, or for the
+    float types (no blocks) widths that are no multiple of a SIMD vector."""
     block = GGML_QUANT_SIZES[w_type][0]
-    return block * blocks if block > 1 else 18 * blocks + 2 * (blocks > 1)
+    return (block, 3 * block) if block > 1 else (18, 56)
 
 
 # -- cases per op -------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _row_width(w_type: GGMLType, blocks: int) -> int:
 
 def _get_rows() -> Iterator[OpCase]:
     for w_type in WEIGHT_TYPES:  # embedding lookups in every weight type
-        width = _row_width(w_type, 2)
+        width = _widths(w_type)[1]
         for n_ids in (1, 7):
             g = GraphBuilder(n_ids, n_ids)
             cid = f"get_rows-{w_type.name}-50x{width}-n{n_ids}"
@@ -161,7 +162,7 @@ def _get_rows() -> Iterator[OpCase]:
 
 def _mul_mat() -> Iterator[OpCase]:
     for w_type in WEIGHT_TYPES:
-        small, large = _row_width(w_type, 1), _row_width(w_type, 3)
+        small, large = _widths(w_type)
         for rows, k, n in ((1, small, 1), (33, small, 7), (67, large, 1), (16, large, 33)):
             g = GraphBuilder(n, n)
             cid = f"mul_mat-{w_type.name}-{rows}x{k}-n{n}"

@@ -54,7 +54,7 @@ GOLDEN_NEAR_TIE = 0.1  # a greedy step may differ only where llama.cpp's top two
 class Mismatch:
     """Why a backend's value differs from the reference: printable as one paragraph."""
 
-    what: str  # e.g. "output" or "cache kv.k after step 2"
+    what: str  # e.g. "output of step 2" or "cache <name> afterwards"
     problem: str
 
     def __str__(self) -> str:
@@ -77,8 +77,8 @@ def compare(what: str, got: np.ndarray, ref: np.ndarray, bound: float) -> Mismat
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         return Mismatch(what, f"{int(bad.sum())} non-finite mismatches; first at {list(at)}: "
                               f"got {got[at]:.6g}, reference {ref[at]:.6g}")
-    diff = np.where(finite, got - ref, 0.0)
-    ref_energy = float(np.square(np.where(finite, ref, 0.0)).sum())
+    diff = np.subtract(got, ref, out=np.zeros_like(ref), where=finite)
+    ref_energy = float(np.square(ref, out=np.zeros_like(ref), where=finite).sum())
     error = float(np.square(diff).sum()) / max(ref_energy, np.finfo(np.float64).tiny)
     if error <= bound:
         return None
@@ -87,5 +87,12 @@ def compare(what: str, got: np.ndarray, ref: np.ndarray, bound: float) -> Mismat
                           f"got {got[at]:.6g}, reference {ref[at]:.6g} (|error| {abs(diff[at]):.3g})")
 
 
-__all__ = ["GOLDEN_NEAR_TIE", "GOLDEN_P99_TOP10_ERROR", "GOLDEN_P99_TOP1_ERROR", "GOLDEN_TOP1_RATE",
-           "Mismatch", "NMSE_BOUNDS", "compare"]
+__all__ = [
+    "GOLDEN_NEAR_TIE",
+    "GOLDEN_P99_TOP1_ERROR",
+    "GOLDEN_P99_TOP10_ERROR",
+    "GOLDEN_TOP1_RATE",
+    "NMSE_BOUNDS",
+    "Mismatch",
+    "compare",
+]

@@ -1,6 +1,5 @@
-"""End-to-end checks of a backend on llama.cpp's goldens: the default model run on the backend (ops
-it does not claim fall back to the reference backend, as the scheduler places them), its logits
-and greedy continuations compared with what llama.cpp produced.
+"""llama.cpp's goldens for the kit's end-to-end checks: loading them and measuring how far a
+backend's logits are from them.
 
 A golden set is a directory of ``<name>.json`` (prompt tokens, greedy tokens, the model's file
 name) and ``<name>.topk.npz`` (llama.cpp's 256 largest logits per row and each row's log-sum-exp),
@@ -16,11 +15,6 @@ from pathlib import Path
 import numpy as np
 
 import llmcore
-from llmcore.backends.base import Backend, WeightData
-from llmcore.backends.registry import backend_classes
-from llmcore.batch import Batch
-from llmcore.context import Context, LayerPlacement
-from llmcore.model import Model
 
 #: where the goldens of the default model lie in a source checkout
 _CHECKOUT_GOLDENS = Path("tests") / "fixtures" / "golden" / "smollm2-135m-instruct-q4_1"
@@ -94,44 +88,5 @@ class LogitErrors:
                    float(np.percentile(np.concatenate(top10), 99)))
 
 
-class ModelOnBackend:
-    """A model loaded onto ``backend`` for every layer, with the reference backend running the
-    ops the backend does not claim (``supports_op``), as the scheduler places them."""
-
-    def __init__(self, model_path: Path, backend: Backend, n_ctx: int = 512) -> None:
-        self.model = Model(model_path)
-        n_layer = self.model.hparams.n_layer
-        fallback = backend if backend.name == "reference" else backend_classes()["reference"]()
-        placement = LayerPlacement({layer: backend for layer in range(-1, n_layer + 1)}, fallback)
-        self.context = Context(self.model, placement, n_ctx)
-        if fallback is not backend:
-            # the context hands each weight to its layer's backend; ops that fall back read them too
-            reader = self.model.reader
-            fallback.load_weights([WeightData(name, info.type, info.shape, reader.raw(name))
-                                   for name, info in reader.tensors.items()])
-
-    def logits(self, tokens: list[int]) -> np.ndarray:
-        """Logits [len(tokens), n_vocab] for every position, from an empty cache."""
-        self.context.cells.clear()
-        return self.context.decode(Batch.for_sequence(tokens, 0, all_logits=True))
-
-    def greedy(self, prompt: list[int], n_tokens: int) -> list[int]:
-        """Up to ``n_tokens`` argmax tokens after ``prompt``, ending before an end-of-generation token."""
-        self.context.cells.clear()
-        logits = self.context.decode(Batch.for_sequence(prompt, 0))[-1]
-        tokens: list[int] = []
-        while len(tokens) < n_tokens:
-            token = int(logits.argmax())
-            if self.model.tokenizer.is_eog(token):
-                break
-            tokens.append(token)
-            if len(tokens) < n_tokens:
-                logits = self.context.decode(Batch.for_sequence([token], len(prompt) + len(tokens) - 1))[-1]
-        return tokens
-
-    def close(self) -> None:
-        self.model.close()
-
-
-__all__ = ["Golden", "LogitErrors", "ModelOnBackend", "default_goldens_dir", "golden_names", "load_golden",
+__all__ = ["Golden", "LogitErrors", "default_goldens_dir", "golden_names", "load_golden",
            "log_softmax"]

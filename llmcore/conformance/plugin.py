@@ -43,12 +43,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from llmcore.backends.registry import choose_backend
     from llmcore.errors import LLMCoreError
 
+    kit = Kit(names, config.getoption("llmcore_threads"))
     for name in names:
         try:
             choose_backend(name)  # raises, naming the extra to install or why it cannot run here
+            kit.backend(name)
         except LLMCoreError as error:
             raise pytest.UsageError(f"--llmcore-backend {name}: {error}") from None
-    config.stash[KIT_KEY] = Kit(names, config.getoption("llmcore_threads"))
+    config.stash[KIT_KEY] = kit
     kit_paths = [str(p) for p in KIT_MODULES]
     if config.args_source is pytest.Config.ArgsSource.ARGS:
         if not any(Path(arg.split("::")[0]).resolve().parent == KIT_MODULES[0].parent for arg in config.args):
@@ -107,11 +109,23 @@ class Kit:
         for name in self.names:
             devices = ", ".join(f"{d.name} ({d.kind})" for d in availability(name).devices) or "no device listed"
             claimed = {c.id for c in self.claimed_cases(name)}
-            unclaimed = sorted({f"{c.op.value} {c.type_name}" for c in all_cases if c.id not in claimed})
             lines.append(f"llmcore conformance: {name} on {devices}: claims {len(claimed)} of {len(all_cases)} op cases")
+            unclaimed = _unclaimed_types(all_cases, claimed)
             if unclaimed:
-                lines.append(f"  left to the scheduler's fallback: {', '.join(unclaimed)}")
+                lines.append(f"  left to the scheduler's fallback: {unclaimed}")
         return lines
+
+
+def _unclaimed_types(cases: list[OpCase], claimed: set[str]) -> str:
+    """'mul_mat Q4_0 Q4_K, rope (all)': per op, the types of the cases not claimed."""
+    by_op: dict[str, tuple[set[str], set[str]]] = {}
+    for case in cases:
+        every, left = by_op.setdefault(case.op.value, (set(), set()))
+        every.add(case.type_name)
+        if case.id not in claimed:
+            left.add(case.type_name)
+    return ", ".join(f"{op} {'(all)' if left == every else ' '.join(sorted(left))}"
+                     for op, (every, left) in by_op.items() if left)
 
 
 KIT_KEY = pytest.StashKey[Kit]()

@@ -3,6 +3,7 @@ networks and the output head. Architectures compose these; backends never see th
 
 from __future__ import annotations
 
+from llmcore.errors import ModelError
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import Node
 from llmcore.models.base import Architecture, BatchInputs
@@ -12,26 +13,56 @@ def rms_norm(g: GraphBuilder, m: Architecture, x: Node, weight: str) -> Node:
     return g.mul(g.rms_norm(x, m.hp.norm_eps), m.w(g, weight))
 
 
+def layer_norm(g: GraphBuilder, m: Architecture, x: Node, name: str) -> Node:
+    """LayerNorm over the last axis, scaled by ``name.weight`` and shifted by ``name.bias`` where
+    the model has one (per-head weights of shape [heads, head_dim] broadcast over tokens)."""
+    y = g.mul(g.norm(x, m.hp.norm_eps), m.w(g, f"{name}.weight"))
+    if m.has(f"{name}.bias"):
+        y = g.add(y, m.w(g, f"{name}.bias"))
+    return y
+
+
 def self_attention(g: GraphBuilder, m: Architecture, x: Node, inp: BatchInputs, il: int) -> Node:
     """Multi-head (grouped-query) self-attention of layer ``il`` with rotary positions.
 
     Keys and values of this batch are written into the layer's cache cells first; the queries
     then attend over every cell the mask allows, which covers earlier steps and other sequences.
     """
-    hp = m.hp
-    n = x.shape[0]
+    q, k, v = qkv_projections(g, m, x, il)
+    return attend(g, m, split_heads(g, q, m.hp.n_head), split_heads(g, k, m.hp.n_head_kv), v, inp, il)
+
+
+def qkv_projections(g: GraphBuilder, m: Architecture, x: Node, il: int) -> tuple[Node, Node, Node]:
+    """Queries [n, n_head * head_dim], keys and values [n, n_head_kv * head_dim] of layer ``il``,
+    with their biases where the model has them."""
     prefix = f"blk.{il}"
-    q = _project(g, m, x, f"{prefix}.attn_q")
-    k = _project(g, m, x, f"{prefix}.attn_k")
-    v = _project(g, m, x, f"{prefix}.attn_v")
-    q = g.rope(g.reshape(q, (n, hp.n_head, hp.head_dim)), inp.positions, m.rope, name=f"q_rope.{il}")
-    k = g.rope(g.reshape(k, (n, hp.n_head_kv, hp.head_dim)), inp.positions, m.rope, name=f"k_rope.{il}")
+    if m.has(f"{prefix}.attn_qkv.weight"):  # splitting the fused product needs a view op
+        raise ModelError(f"{m.hp.arch}: fused {prefix}.attn_qkv.weight is not supported yet")
+    q, k, v = (_project(g, m, x, f"{prefix}.attn_{name}") for name in "qkv")
+    return q, k, v
+
+
+def split_heads(g: GraphBuilder, x: Node, n_heads: int) -> Node:
+    """[n, n_heads * head_dim] -> [n, n_heads, head_dim]."""
+    n, width = x.shape
+    return g.reshape(x, (n, n_heads, width // n_heads))
+
+
+def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: BatchInputs, il: int,
+           rope: bool = True) -> Node:
+    """The rest of self-attention once q [n, n_head, d], k [n, n_head_kv, d] and v [n, kv_width]
+    are made: rotary positions (unless ``rope`` is False, for layers without them), the KV cache,
+    softmax(q k^T * m.attn_scale + mask) v and the output projection."""
+    n = q.shape[0]
+    if rope:
+        q = g.rope(q, inp.positions, m.rope, name=f"q_rope.{il}")
+        k = g.rope(k, inp.positions, m.rope, name=f"k_rope.{il}")
     k_cache = g.cache(f"cache_k.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     k_all = g.kv_store(k_cache, g.reshape(k, (n, m.kv_width)), inp.kv_cells, name=f"k_store.{il}")
     v_all = g.kv_store(v_cache, v, inp.kv_cells, name=f"v_store.{il}")
     out = g.attention(q, k_all, v_all, inp.kq_mask, m.attn_scale, name=f"attn.{il}")
-    return _project(g, m, out, f"{prefix}.attn_output")
+    return _project(g, m, out, f"blk.{il}.attn_output")
 
 
 def _project(g: GraphBuilder, m: Architecture, x: Node, name: str) -> Node:
@@ -49,6 +80,20 @@ def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
     return _project(g, m, g.swiglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
 
 
+def ffn_geglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
+    """down(gelu(gate(x)) * up(x)): Gemma's feed-forward network."""
+    prefix = f"blk.{il}"
+    gate = _project(g, m, x, f"{prefix}.ffn_gate")
+    up = _project(g, m, x, f"{prefix}.ffn_up")
+    return _project(g, m, g.geglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
+
+
+def ffn_gelu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
+    """down(gelu(up(x))): the ungated feed-forward network of GPT-2 and its descendants."""
+    prefix = f"blk.{il}"
+    return _project(g, m, g.gelu(_project(g, m, x, f"{prefix}.ffn_up"), name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
+
+
 def select_outputs(g: GraphBuilder, inp: BatchInputs, x: Node) -> Node:
     """Keep the rows whose logits were asked for (llama.cpp does this inside the last layer)."""
     return g.get_rows(x, inp.out_ids)
@@ -58,9 +103,21 @@ def output_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
     """Final norm and the vocabulary projection. Models without ``output.weight`` tie it to the
     token embedding, as llama.cpp does."""
     g.layer = m.hp.n_layer
-    x = rms_norm(g, m, x, "output_norm.weight")
+    return lm_head(g, m, rms_norm(g, m, x, "output_norm.weight"))
+
+
+def output_head_layer_norm(g: GraphBuilder, m: Architecture, x: Node) -> Node:
+    """:func:`output_head` for models whose final norm is a LayerNorm (with its bias, if any)."""
+    g.layer = m.hp.n_layer
+    return lm_head(g, m, layer_norm(g, m, x, "output_norm"))
+
+
+def lm_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
+    """The vocabulary projection of final hidden states, tied to the token embedding when the
+    model has no ``output.weight``; ``output.bias`` is added where the model has one."""
     head = "output.weight" if m.has("output.weight") else "token_embd.weight"
-    return g.mul_mat(m.w(g, head), x, name="logits")
+    logits = g.mul_mat(m.w(g, head), x, name="logits")
+    return g.add(logits, m.w(g, "output.bias")) if m.has("output.bias") else logits
 
 
 def token_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:

@@ -7,7 +7,8 @@ import functools
 import math
 from collections.abc import Sequence
 
-from llmcore.api.llm import LLM
+from llmcore.api.llm import LLM, _grammar, _response_format_schema
+from llmcore.grammar import GrammarMatcher
 from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
 from llmcore.server.engine import Job
 from llmcore.server.errors import APIError
@@ -77,7 +78,16 @@ class JobFactory:
             fields["seed"] = self.llm.seed
         params = SamplingParams(**fields)
         breakers = self._dry_breakers(params.dry_sequence_breakers) if params.dry_multiplier != 0.0 else None
-        return Sampler(params, self.llm.n_vocab, dry_breakers=breakers, n_ctx=self.n_ctx_slot)
+        return Sampler(params, self.llm.n_vocab, grammar=self.constraint(request), dry_breakers=breakers,
+                       n_ctx=self.n_ctx_slot)
+
+    def constraint(self, request: GenerationFields) -> GrammarMatcher | None:
+        """The grammar a request's ``grammar`` (GBNF), ``json_schema`` or ``response_format`` imposes."""
+        json_schema = request.json_schema
+        if request.response_format:
+            json_schema = _response_format_schema(request.response_format)
+        grammar = _grammar(request.grammar, json_schema)
+        return grammar.matcher(self.llm.tokenizer) if grammar else None
 
     def logit_bias(self, request: GenerationFields) -> dict[int, float]:
         """OpenAI's ``{"token id": bias}`` or llama-server's ``[[token id or text, bias], ...]``;

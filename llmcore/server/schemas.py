@@ -48,19 +48,17 @@ class GenerationFields(_Body):
     cache_prompt: bool = True
     id_slot: int = -1
     n: int = Field(1, description="choices per request; only 1 is supported")
-    response_format: dict[str, Any] | None = None
-    grammar: str | None = None
-    json_schema: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None  # OpenAI's: text, json_object or json_schema
+    grammar: str | None = None  # GBNF, as llama-server takes it
+    json_schema: dict[str, Any] | bool | None = None
 
     def check_supported(self) -> None:
-        """Answer 400 for what llmcore cannot do yet, rather than silently ignoring it."""
+        """Answer 400 for what llmcore cannot do, rather than silently ignoring it."""
         if self.n != 1:
             raise APIError(400, "only n=1 is supported", param="n")
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            raise APIError(400, "response_format is not supported yet (it needs grammars)", param="response_format")
-        if self.grammar or self.json_schema:
-            param = "grammar" if self.grammar else "json_schema"
-            raise APIError(400, f"{param} is not supported yet", param=param)
+        constraints = [name for name in ("grammar", "json_schema", "response_format") if getattr(self, name)]
+        if len(constraints) > 1:
+            raise APIError(400, f"give only one of {' and '.join(constraints)}", param=constraints[1])
 
     def stop_strings(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -9,7 +9,6 @@ import platform
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from llmcore.backends import F16, F32, I32, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData
 from llmcore.errors import BackendError
 
@@ -52,7 +51,8 @@ class CpuSimdBackend(Backend):
         except (BackendError, OSError) as exc:
             return Availability(False, str(exc).splitlines()[0])
         cpu = platform.processor() or platform.machine()
-        return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=(ffi.string(lib.lc_isa()).decode(),)),))
+        features = (ffi.string(lib.lc_isa()).decode(),)
+        return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=features),))
 
     def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:
         super().__init__(n_threads or isa.physical_cores())
@@ -124,7 +124,8 @@ class CpuSimdBackend(Backend):
         n_ops = self.lib.LC_OP_COUNT
         seconds, counts = ffi.new("double[]", n_ops), ffi.new("int64_t[]", n_ops)
         self.lib.lc_profile_get(seconds, counts)
-        names = {getattr(self.lib, n): n[6:].lower() for n in dir(self.lib) if n.startswith("LC_OP_") and n != "LC_OP_COUNT"}
+        names = {getattr(self.lib, n): n[len("LC_OP_"):].lower()
+                 for n in dir(self.lib) if n.startswith("LC_OP_") and n != "LC_OP_COUNT"}
         return {names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}
 
     def print_profile(self) -> None:

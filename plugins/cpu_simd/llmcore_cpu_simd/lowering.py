@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from llmcore.backends import F16, F32, I32, Node, Op, Subgraph
 
 from llmcore_cpu_simd.library import ffi
@@ -150,7 +149,8 @@ class Program:
         if op is Op.ATTENTION:
             q, k, v, mask = srcs
             n, n_head, head_dim = q.shape
-            self._scratch_floats = max(self._scratch_floats, head_dim + mask.shape[1])
+            # the query, ggml's 64 partial sums per dimension, the scores
+            self._scratch_floats = max(self._scratch_floats, head_dim * 65 + mask.shape[1])
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
                           self._float_type(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"],), i=(node.params["n_head_kv"],))]

@@ -14,7 +14,7 @@ PUSH_CONSTANT_BYTES = 32  # every shader's parameter block fits; Vulkan guarante
 
 #: storage buffers each shader binds, by the shader name's prefix
 BINDINGS = {
-    "get_rows": 3, "mul_mat": 3, "quantize": 2, "binary": 3, "unary": 2, "glu": 3, "norm": 2,
+    "get_rows": 3, "mul_mat": 4, "quantize": 2, "binary": 3, "unary": 2, "glu": 3, "norm": 2,
     "rope": 4, "kv_store": 3, "attention": 6,
 }
 
@@ -52,18 +52,17 @@ class Kernels:
                 pPushConstantRanges=[push]), None)
         return self._pipeline_layouts[n_bindings]
 
-    def pipeline(self, shader: str, spec: int = 0) -> Any:
-        """The pipeline of ``shader``; ``spec`` sets specialization constant 0 (the token tile of
-        mul_mat) when nonzero."""
+    def pipeline(self, shader: str, spec: tuple[int, ...] = ()) -> Any:
+        """The pipeline of ``shader`` with specialization constants 0, 1... set to ``spec``."""
         key = (shader, spec)
         if key not in self._pipelines:
             vk = self.gpu.vk
             info = None
             if spec:
-                data = struct.pack("<I", spec)
-                info = vk.VkSpecializationInfo(
-                    mapEntryCount=1, pMapEntries=[vk.VkSpecializationMapEntry(constantID=0, offset=0, size=4)],
-                    dataSize=len(data), pData=vk.ffi.from_buffer(data))
+                data = struct.pack(f"<{len(spec)}I", *spec)
+                entries = [vk.VkSpecializationMapEntry(constantID=i, offset=4 * i, size=4) for i in range(len(spec))]
+                info = vk.VkSpecializationInfo(mapEntryCount=len(spec), pMapEntries=entries,
+                                               dataSize=len(data), pData=vk.ffi.from_buffer(data))
             stage = vk.VkPipelineShaderStageCreateInfo(stage=vk.VK_SHADER_STAGE_COMPUTE_BIT, module=self._module(shader),
                                                        pName="main", pSpecializationInfo=info)
             create = vk.VkComputePipelineCreateInfo(stage=stage, layout=self.pipeline_layout(binding_count(shader)))

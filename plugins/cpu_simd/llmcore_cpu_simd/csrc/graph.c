@@ -23,6 +23,7 @@ struct lc_pool {
     atomic_int barrier_count;
     atomic_int barrier_phase;
     atomic_int generation;  /* bumped once per run */
+    atomic_int next_chunk;  /* dynamic work sharing within a node, reset at each barrier */
     atomic_int stop;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -52,10 +53,14 @@ static double now_seconds(void) {
 
 static void barrier(lc_pool *pool) {
     const int n = pool->n_threads;
-    if (n == 1) return;
+    if (n == 1) {
+        atomic_store_explicit(&pool->next_chunk, 1, memory_order_relaxed);
+        return;
+    }
     const int phase = atomic_load_explicit(&pool->barrier_phase, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) == n - 1) {
         atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
+        atomic_store_explicit(&pool->next_chunk, n, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
         return;
     }
@@ -66,12 +71,12 @@ static void barrier(lc_pool *pool) {
 }
 
 static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
-    const int nth = pool->n_threads;
-    float *scratch = p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL;
+    const lc_task task = {ith, pool->n_threads, pool->n_kv,
+                          p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, &pool->next_chunk};
     for (int32_t k = 0; k < p->n_nodes; k++) {
         const lc_node *node = &p->nodes[k];
         const double t0 = (pool->profile && ith == 0) ? now_seconds() : 0.0;
-        lc_ops[node->op](node, ith, nth, pool->n_kv, scratch);
+        lc_ops[node->op](node, &task);
         barrier(pool);
         if (pool->profile && ith == 0) {
             profile_seconds[node->op] += now_seconds() - t0;
@@ -108,6 +113,7 @@ lc_pool *lc_pool_new(int n_threads) {
     lc_pool *pool = calloc(1, sizeof(lc_pool));
     if (!pool) return NULL;
     pool->n_threads = n_threads < 1 ? 1 : n_threads;
+    atomic_store(&pool->next_chunk, pool->n_threads);
     const char *profile = getenv("LLMCORE_PROFILE");
     pool->profile = profile && profile[0] && profile[0] != '0';
     pthread_mutex_init(&pool->mutex, NULL);

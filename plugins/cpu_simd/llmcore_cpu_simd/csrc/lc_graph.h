@@ -20,6 +20,7 @@
 #ifndef LC_GRAPH_H
 #define LC_GRAPH_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum lc_op {
@@ -55,8 +56,16 @@ int lc_pool_threads(const lc_pool *pool);
 /* run every node of the program on the pool's threads; returns 0 */
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 
-/* one op's share of work for thread ith of nth */
-typedef void (*lc_op_fn)(const lc_node *node, int ith, int nth, int32_t n_kv, float *scratch);
+/* what a thread knows while it runs its share of one node */
+typedef struct {
+    int ith, nth;
+    int32_t n_kv;
+    float *scratch;          /* this thread's work space */
+    atomic_int *next_chunk;  /* shared: the next chunk to claim; starts at nth for every node */
+} lc_task;
+
+/* thread task->ith's share of a node */
+typedef void (*lc_op_fn)(const lc_node *node, const lc_task *task);
 extern const lc_op_fn lc_ops[LC_OP_COUNT];
 
 /* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run */

@@ -16,10 +16,17 @@ static inline void share(int64_t n, int ith, int nth, int64_t *begin, int64_t *e
     *end = *begin + per < n ? *begin + per : n;
 }
 
+/* thread ith's share of n elements in whole vectors of 16; the last thread also takes the tail */
+static inline void share_vectors(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
+    share(n / 16, ith, nth, begin, end);
+    *begin *= 16;
+    *end = ith == nth - 1 ? n : *end * 16;
+}
+
 /* ---- rows in, rows out --------------------------------------------------------------------- */
 
-static void op_get_rows(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void op_get_rows(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
     const int64_t cols = nd->ne[0];
     const int32_t *ids = nd->src[1];
     const char *table = nd->src[0];
@@ -30,8 +37,8 @@ static void op_get_rows(const lc_node *nd, int ith, int nth, int32_t n_kv, float
     for (int64_t r = a; r < b; r++) dequant(table + (int64_t)ids[r] * nd->row_bytes, dst + r * cols, cols);
 }
 
-static void op_quantize(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void op_quantize(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
     const int64_t cols = nd->ne[0];
     const float *src = nd->src[0];
     char *dst = nd->dst;
@@ -40,39 +47,53 @@ static void op_quantize(const lc_node *nd, int ith, int nth, int32_t n_kv, float
     for (int64_t r = a; r < b; r++) lc_quantize_row(nd->type, src + r * cols, dst + r * nd->row_bytes, cols);
 }
 
-/* Tokens are processed in tiles so a thread's weight rows are re-read from cache, not memory;
- * each output element is one (multi-)vec_dot call whatever the batch, hence batch-independent. */
-enum { MM_TOKEN_TILE = 16 };
+/* The matmul is cut into chunks of weight rows that threads claim as they go, so a thread that
+ * the OS delays does not hold the others up. Within a chunk, tokens go in tiles so the chunk's
+ * weight rows are re-read from cache; each output is one tile dot, whatever the batch. */
+enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4, MM_MIN_CHUNK_ROWS = 16 };
 
-static void op_mul_mat(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
-    const lc_vec_dot_multi_fn multi = lc_vec_dot_multi_for(nd->type);
+    const lc_tile_fn tile = lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = lc_traits[nd->type].vec_dot;
-    int64_t r0, r1;
-    share(n, ith, nth, &r0, &r1);
     for (int64_t t0 = 0; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;
-        for (int64_t r = r0; r < r1; r++) {
+        for (int64_t r = r0; r < r1; r += 2) {
+            const int nw = r + 1 < r1 ? 2 : 1;
             const char *w_row = w + r * nd->row_bytes;
-            for (int64_t t = t0; t < t1; t += LC_MULTI_MAX) {
-                const int nx = (int)(t1 - t < LC_MULTI_MAX ? t1 - t : LC_MULTI_MAX);
-                float s[LC_MULTI_MAX];
-                if (multi) multi((int)k, s, w_row, x + t * x_bytes, (size_t)x_bytes, nx);
-                else for (int j = 0; j < nx; j++) dot((int)k, &s[j], w_row, x + (t + j) * x_bytes);
-                for (int j = 0; j < nx; j++) y[(t + j) * n + r] = s[j];
+            for (int64_t t = t0; t < t1; t += LC_TILE_X) {
+                const int nx = (int)(t1 - t < LC_TILE_X ? t1 - t : LC_TILE_X);
+                float *out = y + t * n + r;
+                if (tile) {
+                    tile((int)k, out, (size_t)n, w_row, (size_t)nd->row_bytes, nw, x + t * x_bytes, (size_t)x_bytes, nx);
+                    continue;
+                }
+                for (int j = 0; j < nx; j++)
+                    for (int i = 0; i < nw; i++) dot((int)k, out + j * n + i, w_row + i * nd->row_bytes, x + (t + j) * x_bytes);
             }
         }
+    }
+}
+
+static void op_mul_mat(const lc_node *nd, const lc_task *task) {
+    const int64_t n = nd->ne[2];
+    int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
+    if (rows < MM_MIN_CHUNK_ROWS) rows = MM_MIN_CHUNK_ROWS;
+    rows += rows & 1;  /* whole row pairs */
+    const int64_t n_chunks = (n + rows - 1) / rows;
+    for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
+        const int64_t r0 = chunk * rows;
+        mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n);
     }
 }
 
 /* ---- elementwise --------------------------------------------------------------------------- */
 
 #define BROADCAST_OP(name, expr)                                                             \
-    static void name(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {    \
-        (void)n_kv; (void)scratch;                                                           \
+    static void name(const lc_node *nd, const lc_task *task) {    \
+        const int ith = task->ith, nth = task->nth;                                          \
         const float *a = nd->src[0], *b = nd->src[1];                                        \
         float *y = nd->dst;                                                                  \
         const int64_t nb = nd->ne[1];                                                        \
@@ -90,7 +111,8 @@ static void op_mul_mat(const lc_node *nd, int ith, int nth, int32_t n_kv, float 
 BROADCAST_OP(op_add, a[i + e] + bj[e])
 BROADCAST_OP(op_mul, a[i + e] * bj[e])
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+/* ggml's silu: x / (1 + exp(-x)) with ggml's own expf, as its vectorised loops compute it */
+static inline float silu(float x) { return x / (1.0f + lc_expf_ggml(-x)); }
 
 static inline float gelu(float x) {
     const float c = 0.7978845608028654f; /* sqrt(2 / pi), ggml's tanh approximation */
@@ -98,8 +120,8 @@ static inline float gelu(float x) {
 }
 
 #define UNARY_OP(name, expr)                                                                 \
-    static void name(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {    \
-        (void)n_kv; (void)scratch;                                                           \
+    static void name(const lc_node *nd, const lc_task *task) {    \
+        const int ith = task->ith, nth = task->nth;                                          \
         const float *a = nd->src[0], *b = nd->src[1];                                        \
         (void)b;                                                                             \
         float *y = nd->dst;                                                                  \
@@ -109,15 +131,39 @@ static inline float gelu(float x) {
     }
 
 UNARY_OP(op_scale, a[i] * nd->f[0])
-UNARY_OP(op_silu, silu(a[i]))
 UNARY_OP(op_gelu, gelu(a[i]))
-UNARY_OP(op_swiglu, silu(a[i]) * b[i])
 UNARY_OP(op_geglu, gelu(a[i]) * b[i])
+
+/* y = silu(a) (* b): 16 lanes at a time with the AVX-512 expf, else one value at a time */
+static void silu_rows(const float *a, const float *b, float *y, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+#if defined(LC_AVX512)
+    for (; i + 16 <= i1; i += 16) {
+        const __m512 x = _mm512_loadu_ps(a + i);
+        __m512 v = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), lc_expf_ggml_512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        if (b) v = _mm512_mul_ps(v, _mm512_loadu_ps(b + i));
+        _mm512_storeu_ps(y + i, v);
+    }
+#endif
+    for (; i < i1; i++) y[i] = b ? silu(a[i]) * b[i] : silu(a[i]);
+}
+
+static void op_silu(const lc_node *nd, const lc_task *task) {
+    int64_t i0, i1;
+    share_vectors(nd->ne[0], task->ith, task->nth, &i0, &i1);
+    silu_rows(nd->src[0], NULL, nd->dst, i0, i1);
+}
+
+static void op_swiglu(const lc_node *nd, const lc_task *task) {
+    int64_t i0, i1;
+    share_vectors(nd->ne[0], task->ith, task->nth, &i0, &i1);
+    silu_rows(nd->src[0], nd->src[1], nd->dst, i0, i1);
+}
 
 /* ---- norms --------------------------------------------------------------------------------- */
 
-static void op_rms_norm(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void op_rms_norm(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
     const int64_t cols = nd->ne[0];
     int64_t a, b;
     share(nd->ne[1], ith, nth, &a, &b);
@@ -131,8 +177,8 @@ static void op_rms_norm(const lc_node *nd, int ith, int nth, int32_t n_kv, float
     }
 }
 
-static void op_norm(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void op_norm(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
     const int64_t cols = nd->ne[0];
     int64_t a, b;
     share(nd->ne[1], ith, nth, &a, &b);
@@ -154,8 +200,9 @@ static void op_norm(const lc_node *nd, int ith, int nth, int32_t n_kv, float *sc
 
 /* ---- rope ---------------------------------------------------------------------------------- */
 
-static void op_rope(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv;
+static void op_rope(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
+    float *scratch = task->scratch;
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1];
     const int n_rot = nd->i[0], neox = nd->i[1], half = n_rot / 2;
     const float freq_base = nd->f[0], freq_scale = nd->f[1], ext_factor = nd->f[2];
@@ -197,8 +244,8 @@ static void op_rope(const lc_node *nd, int ith, int nth, int32_t n_kv, float *sc
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 
-static void op_kv_store(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
-    (void)n_kv; (void)scratch;
+static void op_kv_store(const lc_node *nd, const lc_task *task) {
+    const int ith = task->ith, nth = task->nth;
     const int64_t width = nd->ne[0];
     const int32_t *cells = nd->src[1];
     int64_t a, b;
@@ -210,62 +257,70 @@ static void op_kv_store(const lc_node *nd, int ith, int nth, int32_t n_kv, float
     }
 }
 
-/* ---- attention ----------------------------------------------------------------------------- */
+/* ---- attention ----------------------------------------------------------------------------
+ * llama.cpp (without flash attention) computes softmax(K q * scale + mask) V with q and the
+ * probabilities rounded to f16 and each product a ggml_vec_dot_f16: 64 lanes (four vectors of
+ * 16) accumulated by fma, reduced pairwise, leftovers past a multiple of 64 added in double.
+ * Its cache view is padded to 256 cells, so the sums over cells never have leftovers. */
 
-static inline float dot_q_k(const float *q, const void *k, int type, int64_t n) {
-    float s;
-    if (type == LC_TYPE_F32) {
-        lc_vec_dot_f32((int)n, &s, k, q);
-        return s;
-    }
+enum { F16_DOT_LANES = 64 };
+
+/* ggml_vec_dot_f16 of a K row (f16 or f32 cache) with the f16-rounded query q */
+static float dot_k_q(const void *k, int type, const float *q, int64_t n) {
+    const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
     const lc_fp16_t *kh = k;
-    int64_t i = 0;
-    float sum = 0.0f;
+    const float *kf = k;
+    float sum;
 #if defined(LC_AVX512)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= n; i += 16)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i))), acc);
-    sum = _mm512_reduce_add_ps(acc);
-#elif defined(LC_AVX2)
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kh + i))), acc);
-    sum = lc_hsum256(acc);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
+        for (int a = 0; a < 4; a++) {
+            const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i + 16 * a)))
+                                                  : _mm512_loadu_ps(kf + i + 16 * a);
+            acc[a] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i + 16 * a), acc[a]);
+        }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+#else
+    float lanes[F16_DOT_LANES] = {0};
+    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
+        for (int l = 0; l < F16_DOT_LANES; l++)
+            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
+    float s16[16];
+    for (int l = 0; l < 16; l++) s16[l] = (lanes[l] + lanes[32 + l]) + (lanes[16 + l] + lanes[48 + l]);
+    sum = lc_reduce16_ordered(s16);
 #endif
-    for (; i < n; i++) sum += q[i] * LC_H2F(kh[i]);
-    return sum;
+    double total = sum;
+    for (int64_t i = np; i < n; i++) total += (double)((type == LC_TYPE_F16 ? LC_H2F(kh[i]) : kf[i]) * q[i]);
+    return (float)total;
 }
 
-/* y += p * v */
-static inline void axpy_v(float *y, float p, const void *v, int type, int64_t n) {
-    int64_t i = 0;
-    if (type == LC_TYPE_F32) {
-        const float *vf = v;
-        for (; i < n; i++) y[i] += p * vf[i];
-        return;
-    }
+/* lanes[j % 64][:] += p * v: the per-lane partial sums of ggml's dot over cells, for every dim */
+static inline void accumulate_v(float *lane, float p, const void *v, int type, int64_t n) {
+    int64_t d = 0;
     const lc_fp16_t *vh = v;
+    const float *vf = v;
 #if defined(LC_AVX512)
     const __m512 pv = _mm512_set1_ps(p);
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(pv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vh + i))), _mm512_loadu_ps(y + i)));
-#elif defined(LC_AVX2)
-    const __m256 pv = _mm256_set1_ps(p);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + i))), _mm256_loadu_ps(y + i)));
+    for (; d + 16 <= n; d += 16) {
+        const __m512 vv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vh + d)))
+                                              : _mm512_loadu_ps(vf + d);
+        _mm512_storeu_ps(lane + d, _mm512_fmadd_ps(vv, pv, _mm512_loadu_ps(lane + d)));
+    }
 #endif
-    for (; i < n; i++) y[i] += p * LC_H2F(vh[i]);
+    for (; d < n; d++) lane[d] = fmaf(type == LC_TYPE_F16 ? LC_H2F(vh[d]) : vf[d], p, lane[d]);
 }
 
-static void op_attention(const lc_node *nd, int ith, int nth, int32_t n_kv, float *scratch) {
+static void op_attention(const lc_node *nd, const lc_task *task) {
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n_ctx = nd->ne[3];
     const int64_t n_head_kv = nd->i[0], group = n_head / n_head_kv, kv_width = n_head_kv * head_dim;
-    const size_t elt = nd->type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
+    const int32_t n_kv = task->n_kv;
+    const int type = nd->type;
+    const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
     const char *k_cache = nd->src[1], *v_cache = nd->src[2];
     const float scale = nd->f[0];
-    float *q16 = scratch, *scores = scratch + head_dim;
+    float *q16 = task->scratch, *lanes = q16 + head_dim, *scores = lanes + F16_DOT_LANES * head_dim;
     int64_t a, b;
-    share(nd->ne[2] * n_head, ith, nth, &a, &b);
+    share(nd->ne[2] * n_head, task->ith, task->nth, &a, &b);
     for (int64_t item = a; item < b; item++) {
         const int64_t t = item / n_head, h = item % n_head, kvh = h / group;
         const float *q = (const float *)nd->src[0] + (t * n_head + h) * head_dim;
@@ -278,21 +333,37 @@ static void op_attention(const lc_node *nd, int ith, int nth, int32_t n_kv, floa
                 scores[j] = -INFINITY;
                 continue;
             }
-            const void *k = k_cache + (j * kv_width + kvh * head_dim) * elt;
-            scores[j] = dot_q_k(q16, k, nd->type, head_dim) * scale + mask[j];
+            scores[j] = dot_k_q(k_cache + (j * kv_width + kvh * head_dim) * elt, type, q16, head_dim) * scale + mask[j];
             if (scores[j] > max) max = scores[j];
         }
-        memset(y, 0, (size_t)head_dim * sizeof(float));
-        if (max == -INFINITY) continue;  /* nothing visible: a padding row */
-        double sum = 0.0;
-        for (int64_t j = 0; j < n_kv; j++) {
-            scores[j] = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - max);
-            sum += (double)scores[j];
+        if (max == -INFINITY) {  /* nothing visible: a padding row */
+            memset(y, 0, (size_t)head_dim * sizeof(float));
+            continue;
         }
-        const float total = (float)sum;
+        /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
+        double sum = 0.0;
+        for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
+            float group_exps[16] = {0};
+            for (int64_t j = j0; j < j0 + 16 && j < n_kv; j++) {
+                scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
+                group_exps[j - j0] = scores[j];
+            }
+            sum += (double)lc_reduce16_ordered(group_exps);
+        }
+        const float inv = (float)(1.0 / sum);
+        memset(lanes, 0, (size_t)(F16_DOT_LANES * head_dim) * sizeof(float));
         for (int64_t j = 0; j < n_kv; j++) {
-            const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] / total));
-            if (p != 0.0f) axpy_v(y, p, v_cache + (j * kv_width + kvh * head_dim) * elt, nd->type, head_dim);
+            const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
+            if (p != 0.0f)  /* a zero probability adds exactly nothing */
+                accumulate_v(lanes + (j % F16_DOT_LANES) * head_dim, p, v_cache + (j * kv_width + kvh * head_dim) * elt,
+                             type, head_dim);
+        }
+        for (int64_t d = 0; d < head_dim; d++) {
+            float s16[16];
+            for (int l = 0; l < 16; l++)
+                s16[l] = (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
+                         (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
+            y[d] = lc_reduce16_ordered(s16);
         }
     }
 }

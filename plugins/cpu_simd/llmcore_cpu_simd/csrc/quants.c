@@ -141,146 +141,191 @@ void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
     *s = sum;
 }
 
-/* ---- Q8_0 x q8_0 --------------------------------------------------------------------------- */
+/* ---- quantized tiles ------------------------------------------------------------------------
+ * A tile is nw (<= 2) weight rows times nx (<= LC_TILE_X) activation rows. Each of its dots adds
+ * up exactly as ggml's AVX2 vec_dot does (8 float lanes, one fma per 32-block, hsum_float_8, then
+ * the q8_1 min term), whichever ISA runs it: the AVX-512 path puts two weight rows in the two
+ * halves of a register, the scalar path spells the 8 lanes out. */
 
-/* NX is a compile-time constant at every call site, so the accumulators stay in registers */
-static inline void dot_q8_0_nx(int n, float *s, const block_q8_0 *w, const char *x, size_t xs, const int NX) {
+#define LC_TILE_BODY(NAME, NW, NX) NAME(n, y, ldy, w, w_stride, x, x_stride, NW, NX)
+#define LC_TILE_DISPATCH(NAME)                                                                     \
+    if (nw == 2) {                                                                                 \
+        switch (nx) {                                                                              \
+        case 1: LC_TILE_BODY(NAME, 2, 1); break;                                                   \
+        case 2: LC_TILE_BODY(NAME, 2, 2); break;                                                   \
+        case 3: LC_TILE_BODY(NAME, 2, 3); break;                                                   \
+        default: LC_TILE_BODY(NAME, 2, 4); break;                                                  \
+        }                                                                                          \
+    } else {                                                                                       \
+        switch (nx) {                                                                              \
+        case 1: LC_TILE_BODY(NAME, 1, 1); break;                                                   \
+        case 2: LC_TILE_BODY(NAME, 1, 2); break;                                                   \
+        case 3: LC_TILE_BODY(NAME, 1, 3); break;                                                   \
+        default: LC_TILE_BODY(NAME, 1, 4); break;                                                  \
+        }                                                                                          \
+    }
+
+#if !defined(LC_AVX512) && !defined(LC_AVX2)
+/* lane l of ggml's 8-lane integer dot of a 32-block: elements 4l .. 4l+3 */
+static inline void lanes_fma(float *acc, float d, const int *sumi) {
+    for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
+}
+#endif
+
+static inline void tile_q8_0(int n, float *y, size_t ldy, const char *w, size_t w_stride,
+                             const char *x, size_t x_stride, const int NW, const int NX) {
     const int nb = n / QK8_0;
+    const block_q8_0 *w0 = (const block_q8_0 *)w, *w1 = (const block_q8_0 *)(w + (NW > 1 ? w_stride : 0));
 #if defined(LC_AVX512)
-    __m512 acc[LC_MULTI_MAX];
+    __m512 acc[LC_TILE_X];
     for (int j = 0; j < NX; j++) acc[j] = _mm512_setzero_ps();
-    for (int i = 0; i < nb; i += 2) {
-        const int pair = i + 1 < nb;
-        const __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i w1 = pair ? _mm256_loadu_si256((const __m256i *)w[i + 1].qs) : _mm256_setzero_si256();
-        const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+    for (int i = 0; i < nb; i++) {
+        const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w0[i].qs)),
+                                              _mm256_loadu_si256((const __m256i *)w1[i].qs), 1);
         const __m512i aw = _mm512_abs_epi8(qw);
         const __mmask64 neg = _mm512_movepi8_mask(qw);
-        const float d0 = LC_H2F(w[i].d), d1 = pair ? LC_H2F(w[i + 1].d) : 0.0f;
+        const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(LC_H2F(w0[i].d)), _mm256_set1_ps(LC_H2F(w1[i].d)), 1);
         for (int j = 0; j < NX; j++) {
-            const block_q8_0 *y = (const block_q8_0 *)(x + j * xs);
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-            const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)y[i + 1].qs) : _mm256_setzero_si256();
-            __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+            const block_q8_0 *xb = (const block_q8_0 *)(x + j * x_stride) + i;
+            __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));
             qx = _mm512_mask_sub_epi8(qx, neg, _mm512_setzero_si512(), qx);
-            const __m512 sumi = _mm512_cvtepi32_ps(lc_dot_us8_512(aw, qx));
-            const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(d0 * LC_H2F(y[i].d)),
-                                                 _mm256_set1_ps(pair ? d1 * LC_H2F(y[i + 1].d) : 0.0f), 1);
-            acc[j] = _mm512_fmadd_ps(dd, sumi, acc[j]);
+            const __m512 xy = _mm512_cvtepi32_ps(lc_dot_us8_512(aw, qx));
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(LC_H2F(xb->d))), xy, acc[j]);
         }
     }
-    for (int j = 0; j < NX; j++) s[j] = _mm512_reduce_add_ps(acc[j]);
-#elif defined(LC_AVX2)
-    __m256 acc[LC_MULTI_MAX];
-    for (int j = 0; j < NX; j++) acc[j] = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i aw = _mm256_sign_epi8(qw, qw);
-        const float dw = LC_H2F(w[i].d);
-        for (int j = 0; j < NX; j++) {
-            const block_q8_0 *y = (const block_q8_0 *)(x + j * xs);
-            const __m256i qx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[i].qs), qw);
-            const __m256 sumi = _mm256_cvtepi32_ps(lc_dot_us8_256(aw, qx));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(y[i].d)), sumi, acc[j]);
-        }
-    }
-    for (int j = 0; j < NX; j++) s[j] = lc_hsum256(acc[j]);
-#else
     for (int j = 0; j < NX; j++) {
-        const block_q8_0 *y = (const block_q8_0 *)(x + j * xs);
-        float sum = 0.0f;
+        y[j * ldy] = lc_hsum256(_mm512_castps512_ps256(acc[j]));
+        if (NW > 1) y[j * ldy + 1] = lc_hsum256(_mm512_extractf32x8_ps(acc[j], 1));
+    }
+#elif defined(LC_AVX2)
+    for (int r = 0; r < NW; r++) {
+        const block_q8_0 *wr = r ? w1 : w0;
+        __m256 acc[LC_TILE_X];
+        for (int j = 0; j < NX; j++) acc[j] = _mm256_setzero_ps();
         for (int i = 0; i < nb; i++) {
-            int sumi = 0;
-            for (int k = 0; k < QK8_0; k++) sumi += w[i].qs[k] * y[i].qs[k];
-            sum += (LC_H2F(w[i].d) * LC_H2F(y[i].d)) * (float)sumi;
+            const __m256i qw = _mm256_loadu_si256((const __m256i *)wr[i].qs);
+            const __m256i aw = _mm256_sign_epi8(qw, qw);
+            const float dw = LC_H2F(wr[i].d);
+            for (int j = 0; j < NX; j++) {
+                const block_q8_0 *xb = (const block_q8_0 *)(x + j * x_stride) + i;
+                const __m256i qx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
+                const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(aw, qx));
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), xy, acc[j]);
+            }
         }
-        s[j] = sum;
+        for (int j = 0; j < NX; j++) y[j * ldy + r] = lc_hsum256(acc[j]);
+    }
+#else
+    for (int r = 0; r < NW; r++) {
+        const block_q8_0 *wr = r ? w1 : w0;
+        for (int j = 0; j < NX; j++) {
+            const block_q8_0 *xr = (const block_q8_0 *)(x + j * x_stride);
+            float acc[8] = {0};
+            for (int i = 0; i < nb; i++) {
+                int sumi[8];
+                for (int l = 0; l < 8; l++) {
+                    sumi[l] = 0;
+                    for (int k = 4 * l; k < 4 * l + 4; k++) sumi[l] += wr[i].qs[k] * xr[i].qs[k];
+                }
+                lanes_fma(acc, LC_H2F(wr[i].d) * LC_H2F(xr[i].d), sumi);
+            }
+            y[j * ldy + r] = lc_hsum8_ordered(acc);
+        }
     }
 #endif
 }
 
-void lc_vec_dot_q8_0_multi(int n, float *s, const void *w_row, const void *x_row, size_t x_stride, int nx) {
-    switch (nx) {
-    case 1: dot_q8_0_nx(n, s, w_row, x_row, x_stride, 1); break;
-    case 2: dot_q8_0_nx(n, s, w_row, x_row, x_stride, 2); break;
-    case 3: dot_q8_0_nx(n, s, w_row, x_row, x_stride, 3); break;
-    default: dot_q8_0_nx(n, s, w_row, x_row, x_stride, 4); break;
+static inline void tile_q4_1(int n, float *y, size_t ldy, const char *w, size_t w_stride,
+                             const char *x, size_t x_stride, const int NW, const int NX) {
+    const int nb = n / QK4_1;
+    const block_q4_1 *w0 = (const block_q4_1 *)w, *w1 = (const block_q4_1 *)(w + (NW > 1 ? w_stride : 0));
+#if defined(LC_AVX512)
+    __m512 acc[LC_TILE_X];
+    float summ0[LC_TILE_X], summ1[LC_TILE_X];
+    for (int j = 0; j < NX; j++) {
+        acc[j] = _mm512_setzero_ps();
+        summ0[j] = summ1[j] = 0.0f;
     }
+    for (int i = 0; i < nb; i++) {
+        const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(lc_unpack_nibbles(w0[i].qs)),
+                                              lc_unpack_nibbles(w1[i].qs), 1);
+        const __m512 dw = _mm512_insertf32x8(_mm512_set1_ps(LC_H2F(w0[i].d)), _mm256_set1_ps(LC_H2F(w1[i].d)), 1);
+        const float m0 = LC_H2F(w0[i].m), m1 = LC_H2F(w1[i].m);
+        for (int j = 0; j < NX; j++) {
+            const block_q8_1 *xb = (const block_q8_1 *)(x + j * x_stride) + i;
+            const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));
+            const __m512 xy = _mm512_cvtepi32_ps(lc_dot_us8_512(qw, qx));
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(LC_H2F(xb->d))), xy, acc[j]);
+            const float s = LC_H2F(xb->s);
+            summ0[j] += m0 * s;
+            if (NW > 1) summ1[j] += m1 * s;
+        }
+    }
+    for (int j = 0; j < NX; j++) {
+        y[j * ldy] = lc_hsum256(_mm512_castps512_ps256(acc[j])) + summ0[j];
+        if (NW > 1) y[j * ldy + 1] = lc_hsum256(_mm512_extractf32x8_ps(acc[j], 1)) + summ1[j];
+    }
+#elif defined(LC_AVX2)
+    for (int r = 0; r < NW; r++) {
+        const block_q4_1 *wr = r ? w1 : w0;
+        __m256 acc[LC_TILE_X];
+        float summ[LC_TILE_X];
+        for (int j = 0; j < NX; j++) {
+            acc[j] = _mm256_setzero_ps();
+            summ[j] = 0.0f;
+        }
+        for (int i = 0; i < nb; i++) {
+            const __m256i qw = lc_unpack_nibbles(wr[i].qs);
+            const float dw = LC_H2F(wr[i].d), mw = LC_H2F(wr[i].m);
+            for (int j = 0; j < NX; j++) {
+                const block_q8_1 *xb = (const block_q8_1 *)(x + j * x_stride) + i;
+                const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, _mm256_loadu_si256((const __m256i *)xb->qs)));
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), xy, acc[j]);
+                summ[j] += mw * LC_H2F(xb->s);
+            }
+        }
+        for (int j = 0; j < NX; j++) y[j * ldy + r] = lc_hsum256(acc[j]) + summ[j];
+    }
+#else
+    for (int r = 0; r < NW; r++) {
+        const block_q4_1 *wr = r ? w1 : w0;
+        for (int j = 0; j < NX; j++) {
+            const block_q8_1 *xr = (const block_q8_1 *)(x + j * x_stride);
+            float acc[8] = {0}, summ = 0.0f;
+            for (int i = 0; i < nb; i++) {
+                int sumi[8];
+                for (int l = 0; l < 8; l++) {
+                    sumi[l] = 0;
+                    for (int k = 4 * l; k < 4 * l + 4; k++) {
+                        const int q = k < 16 ? (wr[i].qs[k] & 0x0F) : (wr[i].qs[k - 16] >> 4);
+                        sumi[l] += q * xr[i].qs[k];
+                    }
+                }
+                lanes_fma(acc, LC_H2F(wr[i].d) * LC_H2F(xr[i].d), sumi);
+                summ += LC_H2F(wr[i].m) * LC_H2F(xr[i].s);
+            }
+            y[j * ldy + r] = lc_hsum8_ordered(acc) + summ;
+        }
+    }
+#endif
+}
+
+void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw,
+                  const void *x, size_t x_stride, int nx) {
+    LC_TILE_DISPATCH(tile_q8_0)
+}
+
+void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw,
+                  const void *x, size_t x_stride, int nx) {
+    LC_TILE_DISPATCH(tile_q4_1)
 }
 
 void lc_vec_dot_q8_0(int n, float *s, const void *w_row, const void *x_row) {
-    lc_vec_dot_q8_0_multi(n, s, w_row, x_row, 0, 1);
-}
-
-/* ---- Q4_1 x q8_1 --------------------------------------------------------------------------- */
-
-static inline void dot_q4_1_nx(int n, float *s, const block_q4_1 *w, const char *x, size_t xs, const int NX) {
-    const int nb = n / QK4_1;
-    float summ[LC_MULTI_MAX];
-    for (int j = 0; j < NX; j++) summ[j] = 0.0f;
-#if defined(LC_AVX512)
-    __m512 acc[LC_MULTI_MAX];
-    for (int j = 0; j < NX; j++) acc[j] = _mm512_setzero_ps();
-    for (int i = 0; i < nb; i += 2) {
-        const int pair = i + 1 < nb;
-        const __m256i w1 = pair ? lc_unpack_nibbles(w[i + 1].qs) : _mm256_setzero_si256();
-        const __m512i qw = _mm512_inserti64x4(_mm512_castsi256_si512(lc_unpack_nibbles(w[i].qs)), w1, 1);
-        const float d0 = LC_H2F(w[i].d), m0 = LC_H2F(w[i].m);
-        const float d1 = pair ? LC_H2F(w[i + 1].d) : 0.0f, m1 = pair ? LC_H2F(w[i + 1].m) : 0.0f;
-        for (int j = 0; j < NX; j++) {
-            const block_q8_1 *y = (const block_q8_1 *)(x + j * xs);
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)y[i].qs);
-            const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)y[i + 1].qs) : _mm256_setzero_si256();
-            const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-            const __m512 sumi = _mm512_cvtepi32_ps(lc_dot_us8_512(qw, qx));
-            const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(d0 * LC_H2F(y[i].d)),
-                                                 _mm256_set1_ps(pair ? d1 * LC_H2F(y[i + 1].d) : 0.0f), 1);
-            acc[j] = _mm512_fmadd_ps(dd, sumi, acc[j]);
-            summ[j] += m0 * LC_H2F(y[i].s);
-            if (pair) summ[j] += m1 * LC_H2F(y[i + 1].s);
-        }
-    }
-    for (int j = 0; j < NX; j++) s[j] = _mm512_reduce_add_ps(acc[j]) + summ[j];
-#elif defined(LC_AVX2)
-    __m256 acc[LC_MULTI_MAX];
-    for (int j = 0; j < NX; j++) acc[j] = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        const __m256i qw = lc_unpack_nibbles(w[i].qs);
-        const float dw = LC_H2F(w[i].d), mw = LC_H2F(w[i].m);
-        for (int j = 0; j < NX; j++) {
-            const block_q8_1 *y = (const block_q8_1 *)(x + j * xs);
-            const __m256 sumi = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, _mm256_loadu_si256((const __m256i *)y[i].qs)));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(y[i].d)), sumi, acc[j]);
-            summ[j] += mw * LC_H2F(y[i].s);
-        }
-    }
-    for (int j = 0; j < NX; j++) s[j] = lc_hsum256(acc[j]) + summ[j];
-#else
-    for (int j = 0; j < NX; j++) {
-        const block_q8_1 *y = (const block_q8_1 *)(x + j * xs);
-        float sum = 0.0f;
-        for (int i = 0; i < nb; i++) {
-            int sumi = 0;
-            for (int k = 0; k < QK4_1 / 2; k++)
-                sumi += (w[i].qs[k] & 0x0F) * y[i].qs[k] + (w[i].qs[k] >> 4) * y[i].qs[k + QK4_1 / 2];
-            sum += (LC_H2F(w[i].d) * LC_H2F(y[i].d)) * (float)sumi + LC_H2F(w[i].m) * LC_H2F(y[i].s);
-        }
-        s[j] = sum + summ[j];
-    }
-#endif
-}
-
-void lc_vec_dot_q4_1_multi(int n, float *s, const void *w_row, const void *x_row, size_t x_stride, int nx) {
-    switch (nx) {
-    case 1: dot_q4_1_nx(n, s, w_row, x_row, x_stride, 1); break;
-    case 2: dot_q4_1_nx(n, s, w_row, x_row, x_stride, 2); break;
-    case 3: dot_q4_1_nx(n, s, w_row, x_row, x_stride, 3); break;
-    default: dot_q4_1_nx(n, s, w_row, x_row, x_stride, 4); break;
-    }
+    lc_tile_q8_0(n, s, 1, w_row, 0, 1, x_row, 0, 1);
 }
 
 void lc_vec_dot_q4_1(int n, float *s, const void *w_row, const void *x_row) {
-    lc_vec_dot_q4_1_multi(n, s, w_row, x_row, 0, 1);
+    lc_tile_q4_1(n, s, 1, w_row, 0, 1, x_row, 0, 1);
 }
 
 /* ---- dequantization (get_rows) ------------------------------------------------------------- */

@@ -52,11 +52,10 @@ void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n) {
     }
 }
 
-/* the multi-activation dot of `type` (the matmul's fast path), or NULL */
-lc_vec_dot_multi_fn lc_vec_dot_multi_for(int type) {
+lc_tile_fn lc_tile_for(int type) {
     switch (type) {
-    case LC_TYPE_Q8_0: return lc_vec_dot_q8_0_multi;
-    case LC_TYPE_Q4_1: return lc_vec_dot_q4_1_multi;
+    case LC_TYPE_Q8_0: return lc_tile_q8_0;
+    case LC_TYPE_Q4_1: return lc_tile_q4_1;
     default: return 0;
     }
 }

@@ -1,31 +1,32 @@
 #version 450
 // y[t, r] = dot(w[r, :], x[t, :]) for `rows` weight rows and `n` tokens.
-// A workgroup takes 4 rows x TOKENS tokens: 16 lanes per row stride over the row's 32-value
-// units, each unit decoded once and used for every token of the tile (TOKENS = 1 is the
-// matrix-vector path of single-token steps, larger tiles serve prompts).
-// x is what the quantize shader prepared for the weight type (see quantize.comp): for legacy
-// quants the block sum of integer quants is exact in float and scaled by both block scales,
-// plus the weight minimum times the activation block's s, as in ggml's vec_dot_q4_1_q8_1.
+// A workgroup of 64 takes 64 / LANES rows x TOKENS tokens: LANES invocations per row stride over
+// the row's 32-value units, each unit decoded once and used for every token of the tile
+// (TOKENS = 1 is the matrix-vector path of single-token steps, larger tiles serve prompts).
+// x is what the quantize shader prepared for the weight type (see quantize.comp), bound twice:
+// as vec4 for the values and as float for the block scales. For the legacy quants the block sum
+// of integer quants is exact in float and is scaled by both block scales, plus the weight
+// minimum times the activation block's s, as in ggml's vec_dot_q4_1_q8_1.
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TOKENS = 1u;
+layout(constant_id = 1) const uint LANES = 16u;
 layout(binding = 0) readonly buffer Weights { uint w[]; };
-layout(binding = 1) readonly buffer X { float x[]; };
+layout(binding = 1) readonly buffer X { vec4 x4[]; };
 layout(binding = 2) writeonly buffer Y { float y[]; };
+layout(binding = 3) readonly buffer XScales { float xf[]; };
 layout(push_constant) uniform Params { uint rows; uint cols; uint n; uint row_bytes; uint d_off; uint s_off; } p;
 #include "common.glsl"
 #include "quants.glsl"
 
-const uint LANES = 16u;
-const uint ROWS = 4u;
 shared float partial[64u * TOKENS];
 
 void main() {
     uint local = gl_LocalInvocationID.x;
     uint lane = local % LANES;
-    uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * ROWS + local / LANES;
+    uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * (64u / LANES) + local / LANES;
     uint t0 = gl_WorkGroupID.y * TOKENS;
-    uint units = (p.cols + 31u) / 32u;
+    uint units = p.cols / 32u;
     float acc[TOKENS];
     for (uint c = 0u; c < TOKENS; c++) {
         acc[c] = 0.0;
@@ -33,25 +34,21 @@ void main() {
     if (row < p.rows) {
         uint row_off = row * p.row_bytes;
         for (uint u = lane; u < units; u += LANES) {
-            float q[32];
+            vec4 q[8];
             float d, m;
-            load_unit(row_off, u, p.cols, q, d, m);
-            uint end = min(32u, p.cols - u * 32u);
+            load_unit(row_off, u, q, d, m);
             for (uint c = 0u; c < TOKENS; c++) {
-                uint t = t0 + c;
-                if (t >= p.n) {
-                    break;
-                }
-                uint xb = t * p.cols + u * 32u;
+                uint t = min(t0 + c, p.n - 1u);  // a partial tile repeats its last token, never stored
+                uint xb = (t * p.cols + u * 32u) / 4u;
                 float dot_ = 0.0;
-                for (uint j = 0u; j < end; j++) {
-                    dot_ += q[j] * x[xb + j];
+                for (uint k = 0u; k < 8u; k++) {
+                    dot_ += dot(q[k], x4[xb + k]);
                 }
 #if defined(LEGACY_QUANT)
                 uint blk = t * units + u;
-                acc[c] += dot_ * (d * x[p.d_off + blk]) + m * x[p.s_off + blk];
+                acc[c] += dot_ * (d * xf[p.d_off + blk]) + m * xf[p.s_off + blk];
 #elif defined(K_QUANT)
-                acc[c] += dot_ * x[p.d_off + t * (p.cols / 256u) + u / 8u];
+                acc[c] += dot_ * xf[p.d_off + t * (p.cols / 256u) + u / 8u];
 #else
                 acc[c] += dot_;
 #endif
@@ -71,8 +68,10 @@ void main() {
         barrier();
     }
     if (lane == 0u && row < p.rows) {
-        for (uint c = 0u; c < TOKENS && t0 + c < p.n; c++) {
-            y[(t0 + c) * p.rows + row] = partial[local * TOKENS + c];
+        for (uint c = 0u; c < TOKENS; c++) {
+            if (t0 + c < p.n) {
+                y[(t0 + c) * p.rows + row] = partial[local * TOKENS + c];
+            }
         }
     }
 }
