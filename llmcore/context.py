@@ -12,7 +12,7 @@ from llmcore.backends.base import Backend, WeightData
 from llmcore.batch import Batch
 from llmcore.graph.ir import F16, DType, Op
 from llmcore.graph.placement import LayerPlacement
-from llmcore.graph.scheduler import ExecutionPlan
+from llmcore.graph.scheduler import ExecutionPlan, assign
 from llmcore.kv_cache import KVCells
 from llmcore.model import Model
 
@@ -38,7 +38,7 @@ class Context:
         for node in graph.nodes:
             for src in node.srcs:
                 if src.op is Op.WEIGHT:
-                    backend = self.placement(node)
+                    backend = assign(node, self.placement, self.placement.cpu)
                     weights = by_backend.setdefault(id(backend), (backend, {}))[1]
                     if src.name not in weights:
                         info = self.model.reader.tensors[src.name]

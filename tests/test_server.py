@@ -312,6 +312,22 @@ def test_client_disconnect_frees_the_slot_at_once(http):
     assert "llamacpp:requests_processing 0" in metrics
 
 
+def test_a_non_streaming_client_that_gives_up_frees_the_slot(server, http):
+    body = {"messages": MESSAGES, "max_tokens": 400, "temperature": 0, "ignore_eos": True}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1.0) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            impatient.post("/v1/chat/completions", json=body)
+    assert wait_idle(http, within=2.0), "the slot kept generating for a client that left"
+
+
+def test_serve_without_the_server_extra_says_what_to_install(monkeypatch, capsys):
+    from llmcore.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve", "--port", "0"]) == 2
+    assert "llmcore[server]" in capsys.readouterr().err
+
+
 # -- continuous batching ------------------------------------------------------------------------
 
 

@@ -1,10 +1,15 @@
 """The public backend plugin API: everything a third-party backend imports comes from here."""
 
+#: version of the plugin API: the hooks, the Backend contract, the IR's ops and their numerics. A backend
+#: declares the version it targets as ``Backend.api_version``; the registry refuses another major
+#: version, or a newer minor one. Minor versions only add (ops, optional methods); majors break.
+PLUGIN_API_VERSION = "1.0"
+
 from llmcore.backends.base import Availability, Backend, Device, Executable, Subgraph, WeightData
 from llmcore.backends.hookspecs import hookimpl
 from llmcore.graph.ir import F16, F32, I32, Node, Op
 
 __all__ = [
-    "F16", "F32", "I32", "Availability", "Backend", "Device", "Executable", "Node", "Op",
+    "PLUGIN_API_VERSION", "F16", "F32", "I32", "Availability", "Backend", "Device", "Executable", "Node", "Op",
     "Subgraph", "WeightData", "hookimpl",
 ]

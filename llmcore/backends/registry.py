@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+from importlib.metadata import entry_points
+from typing import ClassVar
 
 import pluggy
 
-from llmcore.backends import hookspecs
+from llmcore.backends import PLUGIN_API_VERSION, hookspecs
 from llmcore.backends.base import Availability, Backend
 from llmcore.errors import BackendError
 
@@ -26,11 +28,20 @@ KNOWN_BACKENDS = {
 
 @functools.cache
 def backend_classes() -> dict[str, type[Backend]]:
-    """Every backend class the installed plugins provide, by name."""
+    """Every backend class the installed plugins provide, by name. A plugin that fails to import
+    (a missing dependency, a failed build) is listed as an unusable backend named after its entry
+    point, with the error as its reason, rather than hiding the others."""
     manager = pluggy.PluginManager("llmcore")
     manager.add_hookspecs(hookspecs)
-    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     classes: dict[str, type[Backend]] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if manager.get_plugin(entry.name) is not None:
+            continue  # the same distribution found twice on sys.path
+        try:
+            manager.register(entry.load(), name=entry.name)
+        except Exception as error:  # any failure of third-party code at import
+            reason = f"plugin module {entry.value} failed to import: {type(error).__name__}: {error}"
+            classes[entry.name] = type(f"Unloadable[{entry.name}]", (_Unloadable,), {"name": entry.name, "reason": reason})
     for provided in manager.hook.llmcore_backends():
         for cls in provided:
             classes[cls.name] = cls
@@ -39,7 +50,44 @@ def backend_classes() -> dict[str, type[Backend]]:
 
 @functools.cache
 def availability(name: str) -> Availability:
-    return backend_classes()[name].probe()
+    """Whether backend ``name`` can run here: refused when it targets an incompatible plugin API,
+    else what its ``probe`` says (a probe that raises is reported as the reason)."""
+    cls = backend_classes()[name]
+    problem = api_mismatch(cls)
+    if problem:
+        return Availability(False, problem)
+    try:
+        return cls.probe()
+    except Exception as error:  # a bug in third-party code must not break listing or choosing
+        return Availability(False, f"probe raised {type(error).__name__}: {error}")
+
+
+def api_mismatch(cls: type[Backend]) -> str | None:
+    """Why ``cls`` cannot work with this llmcore's plugin API, or None. It must target the same
+    major version, and a minor version no newer than llmcore's."""
+    try:
+        wanted = tuple(int(part) for part in cls.api_version.split("."))[:2]
+    except ValueError:
+        return f"declares api_version {cls.api_version!r}, not MAJOR.MINOR"
+    have = tuple(int(part) for part in PLUGIN_API_VERSION.split("."))
+    if wanted[0] != have[0]:
+        return (f"written for plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
+                f"install a release of the plugin built for API {have[0]}.x")
+    if wanted > have:
+        return (f"needs plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
+                f"upgrade llmcore")
+    return None
+
+
+class _Unloadable(Backend):
+    """Stands for a plugin that failed to import: never usable, its probe says why."""
+
+    priority = -(10**9)
+    reason: ClassVar[str] = ""
+
+    @classmethod
+    def probe(cls) -> Availability:
+        return Availability(False, cls.reason)
 
 
 def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:

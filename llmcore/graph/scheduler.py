@@ -39,17 +39,18 @@ class ExecutionPlan:
         return {name: values[node.id] for name, node in self.graph.outputs.items()}
 
 
+def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend) -> Backend:
+    """The backend that runs ``node``: the one ``place`` picks if it supports the node, else ``fallback``."""
+    backend = place(node)
+    if backend.supports_op(node):
+        return backend
+    if not fallback.supports_op(node):
+        raise BackendError(f"no backend supports {node}")
+    return fallback
+
+
 def _split(graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> list[Split]:
-    owner: dict[int, Backend] = {}
-    for node in graph.nodes:
-        if node.op in (Op.INPUT, Op.WEIGHT, Op.CACHE):
-            continue
-        backend = place(node)
-        if not backend.supports_op(node):
-            if not fallback.supports_op(node):
-                raise BackendError(f"no backend supports {node}")
-            backend = fallback
-        owner[node.id] = backend
+    owner = {node.id: assign(node, place, fallback) for node in graph.nodes if not node.is_leaf}
 
     consumers: dict[int, set[int]] = {}
     for node in graph.nodes:

@@ -207,16 +207,20 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
 
 async def _events(handle: JobStream, request: Request, timeout: float) -> AsyncIterator[Event]:
-    """The job's events up to its end; stops early if the client disconnects, and ends with a
-    504 error if ``timeout`` seconds pass without one."""
+    """The job's events up to its end; stops early if the client disconnects (checked every
+    ``_POLL_S`` seconds, also while tokens flow), and ends with a 504 error if ``timeout``
+    seconds pass without an event."""
     idle = 0.0
+    checked = time.monotonic()
     while not handle.ended:
         event = await handle.next(_POLL_S)
+        if time.monotonic() - checked >= _POLL_S:
+            checked = time.monotonic()
+            if await request.is_disconnected():
+                return
         if event is not None:
             idle = 0.0
             yield event
-        elif await request.is_disconnected():
-            return
         else:
             idle += _POLL_S
             if idle >= timeout:
