@@ -177,6 +177,12 @@ def llama(m: TinyModel) -> None:
     rms_decoder(m)
 
 
+def llama3_1(m: TinyModel) -> None:
+    """Llama with Llama 3.1's per-pair rope frequency factors (``rope_freqs.weight``)."""
+    rms_decoder(m)
+    m.tensors["rope_freqs.weight"] = np.geomspace(1.0, 8.0, m.head_dim // 2).astype(np.float32)
+
+
 def qwen2(m: TinyModel) -> None:
     rms_decoder(m, qkv_bias=True)
 
@@ -279,6 +285,7 @@ def olmo2(m: TinyModel) -> None:
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
+    "llama3_1": (llama3_1, {"arch": "llama"}),
     "qwen2": (qwen2, {}),
     "qwen3": (qwen3, {}),
     "internlm2": (internlm2, {}),
@@ -313,13 +320,15 @@ def main() -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for arch in args.archs:
         build, shape = ARCHS[arch]
-        model = TinyModel(arch, seed=1000 + list(ARCHS).index(arch), **shape)
+        shape = dict(shape)
+        model = TinyModel(shape.pop("arch", arch), seed=1000 + list(ARCHS).index(arch), **shape)
         build(model)
         path = OUT_DIR / f"{arch}.gguf"
         model.write(path)
         logits = llama_cpp_logits(path, TOKENS)
         top2 = np.sort(logits, axis=1)[:, -2:]
-        np.savez_compressed(OUT_DIR / f"{arch}.logits.npz", tokens=np.array(TOKENS, np.int32), logits=logits)
+        np.savez_compressed(OUT_DIR / f"{arch}.logits.npz", tokens=np.array(TOKENS, np.int32), logits=logits,
+                            arch=model.arch)
         print(f"{arch}: {path.stat().st_size / 1024:.0f} KiB, logits std {logits.std():.2f}, "
               f"smallest top-1 margin {np.min(top2[:, 1] - top2[:, 0]):.4f}")
     return 0

@@ -54,9 +54,10 @@ def make_weight(name: str, w_type: GGMLType, rows: int, cols: int) -> WeightData
     return WeightData(name, w_type, (rows, cols), raw)
 
 
-def run_both(backend, build, feeds: dict[str, np.ndarray], weights=(), n_kv: int = 0, steps=None):
-    """Build a graph with ``build(g) -> output node`` and run it on the reference backend and on
-    ``backend``; returns [(reference, vulkan)] per step (``steps``: a list of (feeds, n_kv))."""
+def run_both(backend, build, feeds: dict[str, np.ndarray], weights=(), n_kv: int = 0, steps=None, reference=None):
+    """Build a graph with ``build(g) -> output node`` and run it on the reference backend (a new
+    one unless given) and on ``backend``; returns [(reference, vulkan)] per step (``steps``: a
+    list of (feeds, n_kv)), or the pair itself without ``steps``."""
     n = next(iter(feeds.values())).shape[0]
     g = GraphBuilder(n, n)
     out = build(g)
@@ -65,7 +66,7 @@ def run_both(backend, build, feeds: dict[str, np.ndarray], weights=(), n_kv: int
                    [out], graph.weights, graph.caches)
     results = []
     executables = []
-    for b in (ReferenceBackend(), backend):
+    for b in (reference or ReferenceBackend(), backend):
         b.load_weights(list(weights))
         executables.append(b.compile(sub))
     for step_feeds, step_n_kv in steps or [(feeds, n_kv)]:
@@ -154,7 +155,10 @@ def test_elementwise_ops(vulkan, n):
         def build(g, op=op):
             return op(g, g.input("a", (n, cols), F32), g.input("b", (n, cols), F32), g.input("row", (cols,), F32))
         ref, ours = run_both(vulkan, build, feeds)
-        assert_close(ours, ref, 2e-6), name
+        if name in ("gelu", "geglu"):  # ggml's f16 table: a different tanh may round to the next f16
+            assert np.all(np.abs(ours - ref) <= np.abs(ref) * 2.0**-10 + 2.0**-24 * np.abs(feeds["b"]).max()), name
+        else:
+            assert_close(ours, ref, 2e-6)
 
 
 def test_broadcast_over_three_axes(vulkan):
@@ -224,10 +228,11 @@ def attention_step(start: int, n: int) -> tuple[dict[str, np.ndarray], int]:
 
 def run_attention_steps(backend, cache_type, n):
     """A prompt of n tokens, then two single-token steps through the same plan shape."""
+    reference = ReferenceBackend()
     prompt = [attention_step(0, n)]
-    (ref, ours), = run_both(backend, attention_graph(cache_type), prompt[0][0], steps=prompt)
+    results = run_both(backend, attention_graph(cache_type), prompt[0][0], steps=prompt, reference=reference)
     single = [attention_step(n, 1), attention_step(n + 1, 1)]
-    return [(ref, ours)] + run_both(backend, attention_graph(cache_type), single[0][0], steps=single)
+    return results + run_both(backend, attention_graph(cache_type), single[0][0], steps=single, reference=reference)
 
 
 @pytest.mark.parametrize("cache_type", [F16, F32])
@@ -242,6 +247,7 @@ def test_kv_store_and_attention(vulkan, cache_type):
     assert np.all(view[35:] == 0) and np.all(np.isfinite(view[:35])) and np.any(view[34] != 0)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_kv_store_rounds_to_f16_like_numpy(vulkan):
     x = np.concatenate([rng.standard_normal((3, WIDTH)) * 10.0 ** rng.integers(-9, 5, (3, WIDTH)),
                         np.full((1, WIDTH), 70000.0)]).astype(np.float32)

@@ -93,11 +93,18 @@ class GraphBuilder:
     def norm(self, a: Node, eps: float, name: str = "") -> Node:
         return self._node(Op.NORM, (a,), a.shape, name, eps=float(eps))
 
-    def rope(self, x: Node, positions: Node, rope: RopeParams, name: str = "") -> Node:
+    def rope(self, x: Node, positions: Node, rope: RopeParams, freq_factors: Node | None = None,
+             name: str = "") -> Node:
+        """Rotary embedding; ``freq_factors`` (f32 [n_rot / 2], Llama 3.1's ``rope_freqs.weight``)
+        divides each pair's angle, as ggml_rope_ext's third source does."""
         _expect(len(x.shape) == 3 and positions.shape == (x.shape[0],),
                 f"rope {name}: expects x[n, heads, dim] and positions[n], got {x.shape}, {positions.shape}")
         _expect(rope.n_rot % 2 == 0 and rope.n_rot <= x.shape[2], f"rope {name}: bad n_rot {rope.n_rot}")
-        return self._node(Op.ROPE, (x, positions), x.shape, name, rope=rope)
+        srcs = (x, positions)
+        if freq_factors is not None:
+            _expect(freq_factors.shape == (rope.n_rot // 2,), f"rope {name}: freq factors {freq_factors.shape}")
+            srcs += (freq_factors,)
+        return self._node(Op.ROPE, srcs, x.shape, name, rope=rope)
 
     def silu(self, a: Node, name: str = "") -> Node:
         return self._node(Op.SILU, (a,), a.shape, name)

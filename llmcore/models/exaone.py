@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from llmcore.errors import ModelError
 from llmcore.models.base import register
 from llmcore.models.llama import Llama
 
@@ -11,8 +10,3 @@ from llmcore.models.llama import Llama
 class Exaone(Llama):
     names = ("exaone",)
     rope_neox = True
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if self.has("rope_freqs.weight"):  # llama3-style long-context rope scaling of EXAONE 3.5
-            raise ModelError("exaone: per-dimension rope frequency factors (rope_freqs.weight) are not supported yet")

@@ -55,8 +55,9 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
     softmax(q k^T * m.attn_scale + mask) v and the output projection."""
     n = q.shape[0]
     if rope:
-        q = g.rope(q, inp.positions, m.rope, name=f"q_rope.{il}")
-        k = g.rope(k, inp.positions, m.rope, name=f"k_rope.{il}")
+        factors = m.w(g, "rope_freqs.weight") if m.has("rope_freqs.weight") else None
+        q = g.rope(q, inp.positions, m.rope, factors, name=f"q_rope.{il}")
+        k = g.rope(k, inp.positions, m.rope, factors, name=f"k_rope.{il}")
     k_cache = g.cache(f"cache_k.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     k_all = g.kv_store(k_cache, g.reshape(k, (n, m.kv_width)), inp.kv_cells, name=f"k_store.{il}")

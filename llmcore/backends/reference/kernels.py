@@ -130,12 +130,16 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """ggml's tanh approximation of GELU."""
+    """ggml's GELU: the tanh approximation, read (as ggml's CPU backend does) from a table indexed
+    by the f16 value of x and holding f16 results; x >= 10 passes through, x <= -10 gives 0."""
+    x16 = x.astype(np.float16).astype(np.float32)
     c = np.float32(0.7978845608028654)  # sqrt(2 / pi)
-    return np.float32(0.5) * x * (np.float32(1) + np.tanh(c * x * (np.float32(1) + np.float32(0.044715) * x * x)))
+    table = np.float32(0.5) * x16 * (np.float32(1) + np.tanh(c * x16 * (np.float32(1) + np.float32(0.044715) * x16 * x16)))
+    y = table.astype(np.float16).astype(np.float32)
+    return np.where(x >= 10, x, np.where(x <= -10, np.float32(0), y)).astype(np.float32)
 
 
-def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams) -> np.ndarray:
+def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.ndarray | None = None) -> np.ndarray:
     """Rotate the first ``n_rot`` dims of each head of x[n, heads, dim] by position-dependent angles.
 
     Normal mode rotates adjacent pairs (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
@@ -145,6 +149,8 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams) -> np.ndarray:
     theta_scale = np.float32(p.freq_base) ** np.float32(-2.0 / p.n_rot)
     freqs = np.cumprod(np.concatenate([[np.float32(1)], np.full(half - 1, theta_scale, np.float32)])).astype(np.float32)
     theta_extrap = positions.astype(np.float32)[:, None] * freqs[None, :]
+    if freq_factors is not None:
+        theta_extrap = theta_extrap / freq_factors[None, :]
     theta_interp = np.float32(p.freq_scale) * theta_extrap
     mscale = np.float32(p.attn_factor)
     if p.ext_factor != 0.0:

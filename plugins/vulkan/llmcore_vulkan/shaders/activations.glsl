@@ -1,12 +1,19 @@
-// The activation functions, with the reference backend's float32 formulas.
+// The activation functions, with the reference backend's float32 formulas. Needs common.glsl.
 
 float silu(float v) {
     return v / (1.0 + exp(-v));
 }
 
+// ggml's GELU as its CPU backend computes it: the tanh approximation read from a table indexed
+// by the f16 value of x and holding f16 results; x >= 10 passes through, x <= -10 gives 0.
 float gelu(float v) {
+    if (v >= 10.0) {
+        return v;
+    }
+    if (v <= -10.0) {
+        return 0.0;
+    }
     const float c = 0.7978845608028654;  // sqrt(2 / pi)
-    // tanh saturates long before |u| = 10; clamping keeps exp-based tanh implementations finite
-    float u = clamp(c * v * (1.0 + 0.044715 * v * v), -10.0, 10.0);
-    return 0.5 * v * (1.0 + tanh(u));
+    float h = round_f16(v);
+    return round_f16(0.5 * h * (1.0 + tanh(c * h * (1.0 + 0.044715 * h * h))));
 }
