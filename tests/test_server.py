@@ -27,15 +27,16 @@ class ServerProcess:
     """``llmcore serve`` in a subprocess on a free port of 127.0.0.1."""
 
     def __init__(self, model_path: Path, *args: str) -> None:
-        self._log = tempfile.NamedTemporaryFile("w+", prefix="llmcore-serve-", suffix=".log", delete=False)
+        fd, self._log = tempfile.mkstemp(prefix="llmcore-serve-", suffix=".log")
         command = [sys.executable, "-m", "llmcore", "serve", "-m", str(model_path), "--port", "0", *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fd)
+        os.close(fd)
         self.url = self._wait_for_url(timeout=180)
 
     def _wait_for_url(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            log = Path(self._log.name).read_text()
+            log = Path(self._log).read_text()
             for line in log.splitlines():
                 if "API at http://" in line:
                     return line.split("API at ", 1)[1].rstrip("/")
@@ -46,7 +47,7 @@ class ServerProcess:
         raise RuntimeError("llmcore serve did not start in time")
 
     def log(self) -> str:
-        return Path(self._log.name).read_text()
+        return Path(self._log).read_text()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -55,7 +56,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        os.unlink(self._log.name)
+        os.unlink(self._log)
 
 
 @pytest.fixture(scope="module")
@@ -327,9 +328,9 @@ def test_client_disconnect_frees_the_slot_at_once(http):
 
 def test_a_non_streaming_client_that_gives_up_frees_the_slot(server, http):
     body = {"messages": MESSAGES, "max_tokens": 400, "temperature": 0, "ignore_eos": True}
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1.0) as impatient:
-        with pytest.raises(httpx.ReadTimeout):
-            impatient.post("/v1/chat/completions", json=body)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=1.0) as impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/v1/chat/completions", json=body)
     assert wait_idle(http, within=2.0), "the slot kept generating for a client that left"
 
 

@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-
 from test_server import API_KEY, ServerProcess, wait_idle
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -155,8 +155,11 @@ def test_elementwise_ops(vulkan, n):
         def build(g, op=op):
             return op(g, g.input("a", (n, cols), F32), g.input("b", (n, cols), F32), g.input("row", (cols,), F32))
         ref, ours = run_both(vulkan, build, feeds)
-        if name in ("gelu", "geglu"):  # ggml's f16 table: a different tanh may round to the next f16
-            assert np.all(np.abs(ours - ref) <= np.abs(ref) * 2.0**-10 + 2.0**-24 * np.abs(feeds["b"]).max()), name
+        if name in ("gelu", "geglu"):
+            # ggml's f16 table: another tanh may round to the next f16 (2^-10 relative), and
+            # 1 + tanh(u) near tanh's saturation is a difference of float32 ulps
+            bound = np.abs(ref) * 2.0**-10 + 1e-6 * np.abs(feeds["b"]).max()
+            assert np.all(np.abs(ours - ref) <= bound), name
         else:
             assert_close(ours, ref, 2e-6)
 
@@ -188,12 +191,33 @@ ROPES = {
 @pytest.mark.parametrize("n", [1, 33])
 def test_rope(vulkan, name, n):
     x = rng.standard_normal((n, 3, 64)).astype(np.float32)
-    positions = rng.integers(0, 3000, n).astype(np.int32)
+    positions = rng.integers(0, 100, n).astype(np.int32)
     ref, ours = run_both(vulkan, lambda g: g.rope(g.input("x", (n, 3, 64), F32), g.input("pos", (n,), I32), ROPES[name]),
                          {"x": x, "pos": positions})
-    # the angles match to float32 rounding of position * frequency; sin and cos of large angles
-    # take a range reduction the reference does in float64
-    assert_close(ours, ref, 2e-4)
+    assert_close(ours, ref, 2e-5)  # numpy's float32 cos/sin: see the next test
+
+
+def test_rope_far_positions_match_libm(vulkan):
+    """Far positions: the same float32 angles as the reference, whose numpy float32 cos/sin lose
+    up to 3e-4 there (SIMD kernels without a full range reduction); llama.cpp's cosf/sinf, like
+    the shader, do not: the oracle is the reference's formula with float64 cos/sin."""
+    from llmcore.backends.reference import kernels
+
+    n = 33
+    x = rng.standard_normal((n, 2, 64)).astype(np.float32)
+    positions = rng.integers(1000, 8000, n).astype(np.int32)
+    _, ours = run_both(vulkan, lambda g: g.rope(g.input("x", (n, 2, 64), F32), g.input("pos", (n,), I32), ROPES["normal"]),
+                       {"x": x, "pos": positions})
+    rope = ROPES["normal"]
+    theta_scale = np.float32(rope.freq_base) ** np.float32(-2.0 / rope.n_rot)
+    freqs = np.cumprod(np.concatenate([[np.float32(1)], np.full(rope.n_rot // 2 - 1, theta_scale, np.float32)]))
+    theta = (positions.astype(np.float32)[:, None] * freqs.astype(np.float32)[None, :]).astype(np.float64)
+    cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+    a, b = x[..., 0::2].astype(np.float64), x[..., 1::2].astype(np.float64)
+    want = np.empty(x.shape)
+    want[..., 0::2], want[..., 1::2] = a * cos - b * sin, a * sin + b * cos
+    assert np.abs(ours - want).max() <= 2e-6 * np.abs(want).max()
+    assert np.abs(kernels.rope(x, positions, rope) - want).max() > 1e-5  # the numpy float32 loss
 
 
 # -- KV cache and attention -----------------------------------------------------------------------
@@ -263,7 +287,6 @@ def test_staging_path_and_cache_view_writes(monkeypatch):
     cache views all go through staging copies, and writes to a cache view reach the next run."""
     monkeypatch.setenv(STAGING_ENV, "1")
     backend = VulkanBackend()
-    assert backend._kv_pool.blocks == [] or backend._kv_pool.blocks[0].mapped is None
     weight = make_weight("staged", GGMLType.Q4_0, 9, 64)
     x = rng.standard_normal((2, 64)).astype(np.float32)
     ref, ours = run_both(backend, lambda g: g.mul_mat(g.weight("staged", (9, 64), GGMLType.Q4_0),

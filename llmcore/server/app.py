@@ -18,7 +18,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 
 import llmcore
@@ -28,7 +34,12 @@ from llmcore.server.engine import DoneEvent, Engine, ErrorEvent, Event, Job, Job
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
 from llmcore.server.middleware import ApiKeyGuard, BodySizeGuard
-from llmcore.server.responses import ChatResponder, CompletionResponder, NativeResponder, Responder
+from llmcore.server.responses import (
+    ChatResponder,
+    CompletionResponder,
+    NativeResponder,
+    Responder,
+)
 from llmcore.server.schemas import (
     ApplyTemplateRequest,
     ChatCompletionRequest,

@@ -259,7 +259,7 @@ class Engine:
         batch = Batch(np.array(tokens), np.array(positions), np.array(seq_ids), np.array(wants))
         try:
             logits = self.context.decode(batch)
-        except Exception as error:  # the cache of every slot in this batch is now in doubt
+        except Exception as error:  # noqa: BLE001 - logged by _fail; the cache of every slot in this batch is now in doubt
             for slot, _ in fed:
                 self._fail(slot, error, drop_cache=True)
             return
@@ -280,7 +280,7 @@ class Engine:
             token = job.sampler.sample(logits)
             job.sampler.accept(token)
             probs = self._probs(job, logits, token) if job.want_probs else None
-        except Exception as error:  # this request's parameters: fail it alone
+        except Exception as error:  # noqa: BLE001 - logged by _fail; this request's parameters: fail it alone
             self._fail(slot, error)
             return
         if run.t_first is None:

@@ -12,7 +12,11 @@ from llmcore.grammar import GrammarMatcher
 from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
 from llmcore.server.engine import Job
 from llmcore.server.errors import APIError
-from llmcore.server.schemas import SAMPLING_FIELDS, ChatCompletionRequest, GenerationFields
+from llmcore.server.schemas import (
+    SAMPLING_FIELDS,
+    ChatCompletionRequest,
+    GenerationFields,
+)
 
 
 class JobFactory:
@@ -22,6 +26,7 @@ class JobFactory:
         self.llm = llm
         self.n_ctx_slot = n_ctx_slot
         self.n_slots = n_slots
+        self._breakers: dict[tuple[str, ...], dict[int, list[tuple[int, ...]]]] = {}
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -107,9 +112,14 @@ class JobFactory:
             return self.check_ids([int(key)], "logit_bias")
         return self.llm.tokenize(key, add_special=False, parse_special=False)
 
-    @functools.lru_cache(maxsize=8)
     def _dry_breakers(self, breakers: tuple[str, ...]) -> dict[int, list[tuple[int, ...]]]:
-        return dry_breaker_tokens(self._pieces, lambda text: self.llm.tokenize(text, add_special=False), breakers)
+        """DRY's breakers as token sequences (a scan of the whole vocabulary, so kept per breaker set)."""
+        if breakers not in self._breakers:
+            if len(self._breakers) >= 8:
+                self._breakers.clear()
+            tokenize = lambda text: self.llm.tokenize(text, add_special=False)
+            self._breakers[breakers] = dry_breaker_tokens(self._pieces, tokenize, breakers)
+        return self._breakers[breakers]
 
     @functools.cached_property
     def _pieces(self) -> list[bytes]:

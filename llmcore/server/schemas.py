@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmcore.server.errors import APIError
 
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

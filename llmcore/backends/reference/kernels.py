@@ -23,11 +23,14 @@ LEGACY_QUANTS = {GGMLType.Q4_0, GGMLType.Q5_0, GGMLType.Q8_0} | _Q8_1_WEIGHTS
 _Q8_K_WEIGHTS = {GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K}
 
 
+LANES = 8  # ggml's AVX2 dot products keep 8 float accumulators, each over 4 adjacent values
+
+
 @dataclass(frozen=True)
 class BlockQuants:
     """A legacy-quant weight (32 values per block, one scale) split the way ggml's dot product
-    sees it: integer quants ``q`` as float32 [blocks, 32, rows], scales ``d`` and, for Q4_1/Q5_1,
-    minimums ``m`` as float32 [rows, blocks]."""
+    sees it: integer quants ``q`` as float32 [blocks * 8 lanes, 4, rows], scales ``d`` and, for
+    Q4_1/Q5_1, minimums ``m`` as float32 [rows, blocks]."""
 
     q: np.ndarray
     d: np.ndarray
@@ -45,7 +48,7 @@ class BlockQuants:
         unit[:, :, 0:2] = np.array([1.0], np.float16).view(np.uint8)
         if m is not None:
             unit[:, :, 2:4] = 0
-        q = dequantize(unit.reshape(rows, -1), w_type, shape).reshape(rows, -1, QK8)
+        q = dequantize(unit.reshape(rows, -1), w_type, shape).reshape(rows, -1, 4)
         return cls(np.ascontiguousarray(q.transpose(1, 2, 0)), d, m)
 
 
@@ -70,20 +73,33 @@ def mul_mat(w: np.ndarray | BlockQuants, w_type: GGMLType, x: np.ndarray) -> np.
 
 
 def _mul_mat_blocks(w: BlockQuants, x: np.ndarray) -> np.ndarray:
+    """ggml's AVX2 legacy-quant dot product, operation for operation: per block, 8 lanes of exact
+    integer sums over 4 adjacent values, scaled by f32(d_w * d_x) and fused-multiply-added into 8
+    float accumulators; the lanes are then summed in ggml's order, plus the minimum terms."""
     xq, xd, xs = _quantize_q8(x)  # [n, blocks, 32], [n, blocks], [n, blocks]
-    n_blocks, _, rows = w.q.shape
-    out = np.empty((x.shape[0], rows), np.float32)
-    step = max(1, (1 << 22) // (n_blocks * max(1, x.shape[0])))  # bounds the temporaries
-    xq_by_block = np.ascontiguousarray(xq.transpose(1, 0, 2))
+    n, n_blocks = xd.shape
+    rows = w.q.shape[2]
+    xq_lanes = np.ascontiguousarray(xq.reshape(n, n_blocks * LANES, 4).transpose(1, 0, 2))
+    out = np.empty((n, rows), np.float32)
+    step = max(1, (1 << 22) // (n_blocks * LANES * n))  # bounds the temporaries
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        sumi = np.matmul(xq_by_block, w.q[:, :, r0:r1])  # exact: small integers in float32
-        scale = w.d[r0:r1].T[:, None, :] * xd.T[:, :, None]
-        y = (scale * sumi).sum(axis=0, dtype=np.float32)
-        if w.m is not None:
-            y += xs @ w.m[r0:r1].T
-        out[:, r0:r1] = y
+        sumi = np.matmul(xq_lanes, w.q[:, :, r0:r1]).reshape(n_blocks, LANES, n, r1 - r0)  # exact integers
+        acc = np.zeros((LANES, n, r1 - r0), np.float32)
+        summs = np.zeros((n, r1 - r0), np.float32)
+        for b in range(n_blocks):
+            scale = w.d[r0:r1, b][None, :] * xd[:, b][:, None]
+            acc = _fma(scale[None], sumi[b], acc)
+            if w.m is not None:
+                summs = _fma(w.m[r0:r1, b][None, :], xs[:, b][:, None], summs)
+        halves = acc[:4] + acc[4:]
+        out[:, r0:r1] = ((halves[0] + halves[2]) + (halves[1] + halves[3])) + summs
     return out
+
+
+def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a * b + c rounded once to float32 (the products of float32 values are exact in float64)."""
+    return (a.astype(np.float64) * b + c).astype(np.float32)
 
 
 def _quantize_q8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,8 +163,12 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
     """
     half = p.n_rot // 2
     theta_scale = np.float32(p.freq_base) ** np.float32(-2.0 / p.n_rot)
-    freqs = np.cumprod(np.concatenate([[np.float32(1)], np.full(half - 1, theta_scale, np.float32)])).astype(np.float32)
-    theta_extrap = positions.astype(np.float32)[:, None] * freqs[None, :]
+    # ggml starts from the position and multiplies by theta_scale pair after pair, rounding each time
+    theta_extrap = np.empty((len(positions), half), np.float32)
+    theta = positions.astype(np.float32)
+    for i in range(half):
+        theta_extrap[:, i] = theta
+        theta = theta * theta_scale
     if freq_factors is not None:
         theta_extrap = theta_extrap / freq_factors[None, :]
     theta_interp = np.float32(p.freq_scale) * theta_extrap
@@ -161,8 +181,9 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
         mscale *= np.float32(1.0 + 0.1 * np.log(1.0 / p.freq_scale))
     else:
         theta = theta_interp
-    cos = (np.cos(theta) * mscale)[:, None, :]
-    sin = (np.sin(theta) * mscale)[:, None, :]
+    # correctly rounded float32 cos/sin, as the C library's cosf/sinf give them
+    cos = (np.cos(theta.astype(np.float64)).astype(np.float32) * mscale)[:, None, :]
+    sin = (np.sin(theta.astype(np.float64)).astype(np.float32) * mscale)[:, None, :]
     out = x.copy()
     if p.neox:
         a, b = x[..., :half], x[..., half:p.n_rot]

@@ -177,12 +177,12 @@ class Program:
         return steps
 
     def _lower_rope(self, node: Node) -> _Step:
-        x, positions = node.srcs
+        x, positions = node.srcs[:2]
         p = node.params["rope"]
         low, high = _yarn_corr_dims(p) if p.ext_factor != 0.0 else (0.0, 0.0)
         self._scratch_floats = max(self._scratch_floats, p.n_rot)
         n, n_head, head_dim = x.shape
-        return _Step("LC_OP_ROPE", self._value(node), [self._key(x), self._key(positions)],
+        return _Step("LC_OP_ROPE", self._value(node), [self._key(s) for s in node.srcs],
                      ne=(head_dim, n_head, n), i=(p.n_rot, int(p.neox)),
                      f=(p.freq_base, p.freq_scale, p.ext_factor, p.attn_factor, low, high))
 

@@ -24,9 +24,8 @@ from llmcore_vulkan.lowering import (
     WEIGHT_SHADERS,
     Program,
     Ref,
+    Target,
     lower,
-    mul_mat_shape_cpu,
-    mul_mat_shape_gpu,
 )
 from llmcore_vulkan.memory import MemoryBlock, Pool, Slice, Transfers
 
@@ -58,6 +57,7 @@ class VulkanBackend(Backend):
         self.physical = selected_device()
         self.gpu = Gpu(self.physical)
         self.kernels = Kernels(self.gpu)
+        self.target = Target(self.gpu.alignment, cpu=self.physical.kind == "cpu", fp64=self.physical.fp64)
         self.transfers = Transfers(self.gpu)
         self._weight_pool = Pool(self.gpu, _WEIGHT_BLOCK, host_visible=False)
         self._kv_pool = Pool(self.gpu, _KV_BLOCK, host_visible=False)
@@ -153,8 +153,7 @@ class VulkanBackend(Backend):
     def compile(self, subgraph: Subgraph) -> Executable:
         for node in subgraph.caches:
             self._cache(node)
-        shape = mul_mat_shape_cpu if self.physical.kind == "cpu" else mul_mat_shape_gpu
-        program = lower(subgraph, self.gpu.alignment, shape)
+        program = lower(subgraph, self.target)
         self.ensure_arena(program.arena_size)
         return VulkanExecutable(self, program)
 

@@ -54,6 +54,7 @@ class PhysicalDevice:
     heaps: tuple[tuple[int, bool], ...]  # (bytes, device-local) per memory heap
     fp16: bool
     int8: bool
+    fp64: bool
     subgroup_size: int
     compute_queue_family: int | None
     max_storage_buffer_range: int
@@ -68,7 +69,8 @@ class PhysicalDevice:
         heaps = " + ".join(f"{size / 2**30:.1f} GiB{' local' if dl else ''}" for size, dl in self.heaps)
         features = [f"vulkan {self.api_version}", self.driver, f"heaps {heaps}",
                     f"subgroup {self.subgroup_size}"]
-        features += [name for name, present in (("fp16", self.fp16), ("int8", self.int8)) if present]
+        features += [name for name, present in (("fp16", self.fp16), ("int8", self.int8), ("fp64", self.fp64))
+                     if present]
         return Device(f"{self.name} (vulkan{self.index})", self.kind, memory_total=local, features=tuple(features))
 
 
@@ -116,6 +118,7 @@ def _read_device(vk: ModuleType, index: int, handle: Any) -> PhysicalDevice:
         driver=f"{vk.ffi.string(driver.driverName).decode()} {vk.ffi.string(driver.driverInfo).decode()}".strip(),
         heaps=heaps,
         fp16=bool(f16_int8.shaderFloat16),
+        fp64=bool(vk.vkGetPhysicalDeviceFeatures(handle).shaderFloat64),
         int8=bool(f16_int8.shaderInt8),
         subgroup_size=int(subgroup.subgroupSize),
         compute_queue_family=compute,

@@ -22,8 +22,10 @@ class Gpu:
         self.physical = physical
         queue_info = vk.VkDeviceQueueCreateInfo(queueFamilyIndex=physical.compute_queue_family, queueCount=1,
                                                 pQueuePriorities=[1.0])
+        # double sums in the norms, as ggml's CPU code and the reference backend take them
+        features = vk.VkPhysicalDeviceFeatures(shaderFloat64=vk.VK_TRUE if physical.fp64 else vk.VK_FALSE)
         self.device = vk.vkCreateDevice(physical.handle, vk.VkDeviceCreateInfo(
-            queueCreateInfoCount=1, pQueueCreateInfos=[queue_info]), None)
+            queueCreateInfoCount=1, pQueueCreateInfos=[queue_info], pEnabledFeatures=features), None)
         self.queue = vk.vkGetDeviceQueue(self.device, physical.compute_queue_family, 0)
         self.command_pool = vk.vkCreateCommandPool(self.device, vk.VkCommandPoolCreateInfo(
             flags=vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,

@@ -71,28 +71,31 @@ def row_bytes(w_type: GGMLType, cols: int) -> int:
     return cols // block * size
 
 
-def mul_mat_shape_gpu(n: int, units: int) -> tuple[int, int]:
-    """(tokens, lanes) of a mul_mat workgroup on a GPU: several invocations share a row so that
-    neighbours read neighbouring blocks, and prompts take 8 tokens per weight read."""
-    lanes = 4 if units < 64 else 8 if units < 256 else 16
-    return (1 if n == 1 else 8), lanes
+@dataclass(frozen=True)
+class Target:
+    """What of the device the lowering depends on."""
+
+    alignment: int  # of every binding's offset
+    cpu: bool  # a CPU-type device (lavapipe): an invocation per SIMD lane, costly barriers
+    fp64: bool  # shaderFloat64: the norms sum in double
+
+    def mul_mat_shape(self, n: int, units: int) -> tuple[int, int]:
+        """(tokens, lanes) of a mul_mat workgroup. On GPUs several invocations share a row so
+        that neighbours read neighbouring blocks, and prompts take 8 tokens per weight read; on
+        CPU devices a row per invocation for single tokens, small tiles for prompts."""
+        if self.cpu:
+            return (1, 1) if n == 1 else (4, 4)
+        return (1 if n == 1 else 8), (4 if units < 64 else 8 if units < 256 else 16)
 
 
-def mul_mat_shape_cpu(n: int, units: int) -> tuple[int, int]:
-    """(tokens, lanes) on CPU-type devices (lavapipe runs an invocation per SIMD lane, and its
-    workgroup barriers are costly): a row per invocation for single tokens, small tiles else."""
-    return (1, 1) if n == 1 else (4, 4)
-
-
-def lower(subgraph: Subgraph, alignment: int, mul_mat_shape=mul_mat_shape_gpu) -> Program:
-    return _Lowering(subgraph, alignment, mul_mat_shape).program
+def lower(subgraph: Subgraph, target: Target) -> Program:
+    return _Lowering(subgraph, target).program
 
 
 class _Lowering:
-    def __init__(self, subgraph: Subgraph, alignment: int, mul_mat_shape) -> None:
+    def __init__(self, subgraph: Subgraph, target: Target) -> None:
         self.program = Program()
-        self.alignment = alignment
-        self.mul_mat_shape = mul_mat_shape
+        self.target = target
         self.sizes: list[int] = []  # bytes of each arena value
         self.defined: list[int] = []  # the dispatch writing each arena value
         self.last_read: list[int] = []
@@ -179,7 +182,7 @@ class _Lowering:
                 self._emit("glu", [srcs[0], srcs[1], out], (total, 0 if op is Op.SWIGLU else 1), _groups(total, 256))
             case Op.RMS_NORM | Op.NORM:
                 cols = node.shape[-1]
-                self._emit("norm", [srcs[0], out], (total // cols, cols, 0 if op is Op.RMS_NORM else 1, float(p["eps"])),
+                self._emit("norm_f64" if self.target.fp64 else "norm", [srcs[0], out], (total // cols, cols, 0 if op is Op.RMS_NORM else 1, float(p["eps"])),
                            _groups(total // cols, 1))
             case Op.ROPE:
                 self._rope(node, srcs, out)
@@ -202,7 +205,7 @@ class _Lowering:
             x_ref, d_off, s_off = self.prepared[key]
         w_ref, x_ref = self._src(node, 0), self._read(x_ref)
         out = self.where[node.id] = self._new(4 * n * rows)
-        tile, lanes = self.mul_mat_shape(n, cols // 32)
+        tile, lanes = self.target.mul_mat_shape(n, cols // 32)
         row_groups = -(-rows // (64 // lanes))
         gx = min(row_groups, MAX_GROUPS)
         self._emit(f"mul_mat_{WEIGHT_SHADERS[w.dtype]}", [w_ref, x_ref, out, x_ref],
@@ -250,7 +253,7 @@ class _Lowering:
     def _place(self) -> None:
         """First-fit placement of the arena values in dispatch order, freeing each value after
         its last reader (the barrier between dispatches orders the reuse)."""
-        align = self.alignment
+        align = self.target.alignment
         free: list[tuple[int, int]] = []  # (offset, size), sorted, coalesced
         top = 0
         offsets = [0] * len(self.sizes)

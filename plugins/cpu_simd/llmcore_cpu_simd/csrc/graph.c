@@ -71,16 +71,21 @@ static void barrier(lc_pool *pool) {
 }
 
 static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
+    /* Everything read from the program is read before the last barrier: once every thread has
+     * passed it, the caller may free the program while a worker is still leaving this loop. */
+    const lc_node *nodes = p->nodes;
+    const int32_t n_nodes = p->n_nodes;
     const lc_task task = {ith, pool->n_threads, pool->n_kv,
                           p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, &pool->next_chunk};
-    for (int32_t k = 0; k < p->n_nodes; k++) {
-        const lc_node *node = &p->nodes[k];
-        const double t0 = (pool->profile && ith == 0) ? now_seconds() : 0.0;
-        lc_ops[node->op](node, &task);
+    const int timed = pool->profile && ith == 0;
+    for (int32_t k = 0; k < n_nodes; k++) {
+        const int op = nodes[k].op;
+        const double t0 = timed ? now_seconds() : 0.0;
+        lc_ops[op](&nodes[k], &task);
         barrier(pool);
-        if (pool->profile && ith == 0) {
-            profile_seconds[node->op] += now_seconds() - t0;
-            profile_counts[node->op] += 1;
+        if (timed) {
+            profile_seconds[op] += now_seconds() - t0;
+            profile_counts[op] += 1;
         }
     }
 }

@@ -10,7 +10,8 @@
  *   ADD, MUL   src0 [ne0], src1 [ne1] repeated over src0 (ne0 % ne1 == 0); dst [ne0]
  *   SCALE      src0 [ne0] * f[0]
  *   RMS_NORM, NORM  src0 [ne1, ne0], eps f[0]
- *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2];
+ *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2],
+ *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
  *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
  *   SILU, GELU src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
  *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type F16 or F32) [*, ne0]

@@ -114,9 +114,14 @@ BROADCAST_OP(op_mul, a[i + e] * bj[e])
 /* ggml's silu: x / (1 + exp(-x)) with ggml's own expf, as its vectorised loops compute it */
 static inline float silu(float x) { return x / (1.0f + lc_expf_ggml(-x)); }
 
+/* ggml's CPU GELU: the tanh approximation read from a table indexed by the f16 value of x and
+ * holding f16 results; x >= 10 passes through, x <= -10 gives 0 */
 static inline float gelu(float x) {
-    const float c = 0.7978845608028654f; /* sqrt(2 / pi), ggml's tanh approximation */
-    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+    if (x >= 10.0f) return x;
+    if (x <= -10.0f) return 0.0f;
+    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+    const float h = lc_fp16_to_fp32(lc_fp32_to_fp16(x));
+    return lc_fp16_to_fp32(lc_fp32_to_fp16(0.5f * h * (1.0f + tanhf(c * h * (1.0f + 0.044715f * h * h)))));
 }
 
 #define UNARY_OP(name, expr)                                                                 \
@@ -212,17 +217,19 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
     if (ext_factor != 0.0f) mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
     float *cos_t = scratch, *sin_t = scratch + half;
     const int32_t *pos = nd->src[1];
+    const float *freq_factors = nd->src[2];  /* NULL, or one divisor per pair (Llama 3.1) */
     int64_t a, b;
     share(nd->ne[2], ith, nth, &a, &b);
     for (int64_t t = a; t < b; t++) {
         float theta_extrap = (float)pos[t];
         for (int i = 0; i < half; i++) {
-            const float theta_interp = freq_scale * theta_extrap;
+            const float theta_pair = freq_factors ? theta_extrap / freq_factors[i] : theta_extrap;
+            const float theta_interp = freq_scale * theta_pair;
             float theta = theta_interp;
             if (ext_factor != 0.0f) {
                 const float y = ((float)i - corr_low) / fmaxf(0.001f, corr_high - corr_low);
                 const float ramp_mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * ext_factor;
-                theta = theta_interp * (1.0f - ramp_mix) + theta_extrap * ramp_mix;
+                theta = theta_interp * (1.0f - ramp_mix) + theta_pair * ramp_mix;
             }
             cos_t[i] = cosf(theta) * mscale;
             sin_t[i] = sinf(theta) * mscale;

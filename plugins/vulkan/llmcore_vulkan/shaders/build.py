@@ -26,6 +26,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unary": ("unary.comp", ()),
     "glu": ("glu.comp", ()),
     "norm": ("norm.comp", ()),
+    "norm_f64": ("norm.comp", ("ACC_F64",)),
     "rope": ("rope.comp", ()),
     "kv_store_f16": ("kv_store.comp", ("CACHE_F16",)),
     "kv_store_f32": ("kv_store.comp", ()),

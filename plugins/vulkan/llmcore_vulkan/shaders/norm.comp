@@ -1,7 +1,13 @@
 #version 450
 // Row normalisation, one workgroup per row: rms_norm y = x / sqrt(mean(x^2) + eps), or norm
-// y = (x - mean) / sqrt(var + eps). Sums are tree reductions (the reference sums in double).
+// y = (x - mean) / sqrt(var + eps). Sums are tree reductions, in double with ACC_F64 (as ggml and
+// the reference sum; devices without shaderFloat64 sum in float).
 #extension GL_GOOGLE_include_directive : require
+#if defined(ACC_F64)
+#define ACC double
+#else
+#define ACC float
+#endif
 layout(local_size_x = 128) in;
 layout(binding = 0) readonly buffer A { float a[]; };
 layout(binding = 1) writeonly buffer Out { float y[]; };
@@ -9,9 +15,9 @@ layout(push_constant) uniform Params { uint n; uint cols; uint op; float eps; } 
 #include "common.glsl"
 
 const uint OP_NORM = 1u;
-shared float red[128];
+shared ACC red[128];
 
-float row_sum(float v) {
+ACC row_sum(ACC v) {
     uint t = gl_LocalInvocationID.x;
     red[t] = v;
     barrier();
@@ -21,7 +27,7 @@ float row_sum(float v) {
         }
         barrier();
     }
-    float total = red[0];
+    ACC total = red[0];
     barrier();
     return total;
 }
@@ -35,18 +41,18 @@ void main() {
     uint t = gl_LocalInvocationID.x;
     float mean = 0.0;
     if (p.op == OP_NORM) {
-        float s = 0.0;
+        ACC s = 0.0;
         for (uint j = t; j < p.cols; j += 128u) {
-            s += a[base + j];
+            s += ACC(a[base + j]);
         }
-        mean = row_sum(s) / float(p.cols);
+        mean = float(row_sum(s) / ACC(p.cols));
     }
-    float s2 = 0.0;
+    ACC s2 = 0.0;
     for (uint j = t; j < p.cols; j += 128u) {
         float c = a[base + j] - mean;
-        s2 += c * c;
+        s2 += ACC(c * c);
     }
-    float scale = 1.0 / sqrt(row_sum(s2) / float(p.cols) + p.eps);
+    float scale = 1.0 / sqrt(float(row_sum(s2) / ACC(p.cols)) + p.eps);
     for (uint j = t; j < p.cols; j += 128u) {
         y[base + j] = (a[base + j] - mean) * scale;
     }

@@ -14,12 +14,14 @@ layout(push_constant) uniform Params {
 } p;
 #include "common.glsl"
 
-// sin/cos are only accurate near zero on many devices: reduce by 2*pi in two steps (Cody-Waite).
+// sin/cos are only accurate near zero on many devices: reduce by 2*pi in two steps (Cody-Waite);
+// `precise` keeps the compiler from folding the steps back into one.
 vec2 cos_sin(float theta) {
     const float TWO_PI_HI = 6.28125;  // few mantissa bits: k * TWO_PI_HI is exact
     const float TWO_PI_LO = 0.0019353071795864769;
     float k = roundEven(theta * 0.15915494309189535);
-    float r = (theta - k * TWO_PI_HI) - k * TWO_PI_LO;
+    precise float high = theta - k * TWO_PI_HI;
+    precise float r = high - k * TWO_PI_LO;
     return vec2(cos(r), sin(r));
 }
 
@@ -37,10 +39,12 @@ void main() {
         y[base + 2u * i + 1u] = x[base + 2u * i + 1u];
         return;
     }
-    float extrap = float(pos[token]) * table[i];
-    float interp = p.freq_scale * extrap;
+    // precise: each product rounded on its own, as the reference's numpy computes the angle
+    precise float extrap = float(pos[token]) * table[i];
+    precise float interp = p.freq_scale * extrap;
     float ramp = table[p.half_rot + i];
-    vec2 cs = cos_sin(interp * (1.0 - ramp) + extrap * ramp) * p.mscale;
+    precise float theta = interp * (1.0 - ramp) + extrap * ramp;
+    vec2 cs = cos_sin(theta) * p.mscale;
     uint i0 = p.neox != 0u ? i : 2u * i;
     uint i1 = p.neox != 0u ? i + p.half_rot : 2u * i + 1u;
     float a = x[base + i0];
