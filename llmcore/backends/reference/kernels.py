@@ -141,8 +141,28 @@ def norm(x: np.ndarray, eps: float) -> np.ndarray:
     return centered * (np.float32(1) / np.sqrt(var + np.float32(eps)))
 
 
+_EXPF_CONSTANTS = [np.float32(float.fromhex(h)) for h in (
+    "0x1.8p23", "0x1.715476p+0", "0x1.7f7d1cp-20", "0x1.62e4p-1",  # rounding shift, log2(e), ln(2) split
+    "0x1.0e4020p-7", "0x1.573e2ep-5", "0x1.555e66p-3", "0x1.fffdb6p-2", "0x1.ffffecp-1",  # polynomial
+)]
+
+
+def expf(x: np.ndarray) -> np.ndarray:
+    """ggml's vectorised expf (ggml_v_expf): a range reduction and a degree-5 polynomial, whose
+    last-bit rounding the softmax and SiLU of llama.cpp carry; each step rounds as the FMAs do."""
+    shift, log2e, ln2_lo, ln2_hi, c5, c4, c3, c2, c1 = _EXPF_CONSTANTS
+    x = x.astype(np.float32)
+    n = _fma(x, log2e, shift) - shift
+    b = _fma(-n, ln2_lo, _fma(-n, ln2_hi, x))
+    u = b * b
+    j = _fma(_fma(_fma(c5, b, c4), u, _fma(c3, b, c2)), u, _fma(c1, b, np.float32(1)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ldexp(j, n.astype(np.int32)).astype(np.float32)
+    return np.where(np.abs(n) > 192, np.where(n <= 0, np.float32(0), np.float32(np.inf)), out)
+
+
 def silu(x: np.ndarray) -> np.ndarray:
-    return x / (np.float32(1) + np.exp(-x))
+    return x / (np.float32(1) + expf(-x))
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
@@ -220,8 +240,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     scores = (q16 @ k.transpose(0, 2, 1)).reshape(n_head_kv, group, n, n_kv)
     scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
     scores -= scores.max(axis=-1, keepdims=True)
-    probs = np.exp(scores)
-    probs /= probs.sum(axis=-1, dtype=np.float64, keepdims=True).astype(np.float32)
+    probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
+    probs *= (1.0 / probs.sum(axis=-1, dtype=np.float64, keepdims=True)).astype(np.float32)
     probs16 = probs.astype(np.float16).astype(np.float32).reshape(n_head_kv, group * n, n_kv)
     out = (probs16 @ v).reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
     return np.ascontiguousarray(out.reshape(n, n_head * head_dim))
