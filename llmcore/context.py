@@ -6,6 +6,8 @@ that shape; per step it only claims cache cells, builds the attention mask and r
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from llmcore.backends.base import Backend, WeightData
@@ -17,6 +19,9 @@ from llmcore.kv_cache import KVCells
 from llmcore.model import Model
 
 
+MAX_PLANS = 16
+
+
 class Context:
     def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
                  cache_type: DType = F16) -> None:
@@ -26,7 +31,7 @@ class Context:
         self.n_batch = n_batch
         self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache_type)
         self.cells = KVCells(n_ctx)
-        self._plans: dict[tuple[int, int], ExecutionPlan] = {}
+        self._plans: OrderedDict[tuple[int, int], ExecutionPlan] = OrderedDict()
         self._load_weights()
 
     def _load_weights(self) -> None:
@@ -52,10 +57,16 @@ class Context:
         return list({id(b): b for b in placed}.values())
 
     def plan(self, n_tokens: int, n_outputs: int) -> ExecutionPlan:
+        """The compiled plan for a batch shape; the most recently used shapes stay compiled (a
+        server sees many shapes, and each plan holds backend buffers)."""
         key = (n_tokens, n_outputs)
-        if key not in self._plans:
+        if key in self._plans:
+            self._plans.move_to_end(key)
+        else:
             graph = self.arch.build_graph(n_tokens, n_outputs)
             self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.cpu)
+            if len(self._plans) > MAX_PLANS:
+                self._plans.popitem(last=False)
         return self._plans[key]
 
     def decode(self, batch: Batch, n_batch: int | None = None) -> np.ndarray:

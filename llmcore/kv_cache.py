@@ -73,3 +73,13 @@ class KVCells:
     def clear(self) -> None:
         self.pos[:] = EMPTY
         self.seq[:] = EMPTY
+
+
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading tokens ``a`` and ``b`` share (at most ``limit``): the cells a new prompt can reuse."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y or n >= limit:
+            break
+        n += 1
+    return n

@@ -31,10 +31,11 @@ from llmcore.batch import Batch
 from llmcore.chat import ChatTemplate
 from llmcore.context import Context
 from llmcore.errors import LLMCoreError
-from llmcore.grammar import Grammar
+from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
 from llmcore.graph.ir import F16, F32
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.hub import resolve_model
+from llmcore.kv_cache import common_prefix
 from llmcore.model import Model
 from llmcore.sampling import Sampler, SamplingParams
 from llmcore.stops import StopMatcher
@@ -163,7 +164,7 @@ class LLM:
             raise LLMCoreError("the prompt is empty")
         if len(tokens) > self.n_ctx:
             raise LLMCoreError(f"the prompt has {len(tokens)} tokens, more than the context size {self.n_ctx}")
-        keep = _common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
+        keep = common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
         self.context.cells.remove(0, keep)
         self._cached_tokens = self._cached_tokens[:keep]
         logits = self.context.decode(Batch.for_sequence(tokens[keep:], keep))[-1]
@@ -214,7 +215,7 @@ class LLM:
             raise LLMCoreError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
         if sampling.get("seed") is None:
             sampling["seed"] = self.seed
-        constraint = _grammar(grammar, json_schema)
+        constraint = grammar_for(grammar, json_schema)
         matcher = constraint.matcher(self.tokenizer) if constraint else None
         return Sampler(SamplingParams(**sampling), self.n_vocab, grammar=matcher)
 
@@ -263,7 +264,7 @@ class LLM:
         OpenAI's: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema": ...}}``
         constrain the reply to JSON (of that schema)."""
         if response_format:
-            sampling["json_schema"] = _response_format_schema(response_format)
+            sampling["json_schema"] = schema_for_response_format(response_format)
         prompt = self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
         limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
         pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
@@ -295,37 +296,3 @@ class LLM:
         if isinstance(prompt, str):
             return self.tokenize(prompt, add_special=True, parse_special=True)
         return list(prompt)
-
-
-def _grammar(grammar: Grammar | str | None, json_schema: dict | str | bool | None) -> Grammar | None:
-    if grammar is not None and json_schema is not None:
-        raise LLMCoreError("give either a grammar or a JSON schema, not both")
-    if isinstance(grammar, str):
-        return Grammar.from_gbnf(grammar)
-    if json_schema is not None:
-        return Grammar.from_json_schema(json_schema)
-    return grammar
-
-
-def _response_format_schema(response_format: dict[str, Any]) -> dict | bool | None:
-    """The JSON schema an OpenAI ``response_format`` asks for (None for plain text)."""
-    kind = response_format.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return response_format.get("schema", {"type": "object"})
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        if "schema" not in spec:
-            raise LLMCoreError("response_format: field 'json_schema.schema' is required")
-        return spec["schema"]
-    raise LLMCoreError(f"response_format: field 'type' must be text, json_object or json_schema, got {kind!r}")
-
-
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y or n >= limit:
-            break
-        n += 1
-    return n

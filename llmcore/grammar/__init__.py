@@ -7,5 +7,6 @@ grammar=)`` drives. See docs/grammar.md for the engine choice and deliberate dif
 
 from llmcore.grammar.engine import Grammar, GrammarMatcher
 from llmcore.grammar.errors import GrammarError
+from llmcore.grammar.requests import grammar_for, schema_for_response_format
 
-__all__ = ["Grammar", "GrammarError", "GrammarMatcher"]
+__all__ = ["Grammar", "GrammarError", "GrammarMatcher", "grammar_for", "schema_for_response_format"]

@@ -7,7 +7,8 @@ import functools
 import math
 from collections.abc import Sequence
 
-from llmcore.api.llm import LLM, _grammar, _response_format_schema
+from llmcore.api.llm import LLM
+from llmcore.grammar import grammar_for, schema_for_response_format
 from llmcore.grammar import GrammarMatcher
 from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
 from llmcore.server.engine import Job
@@ -90,8 +91,8 @@ class JobFactory:
         """The grammar a request's ``grammar`` (GBNF), ``json_schema`` or ``response_format`` imposes."""
         json_schema = request.json_schema
         if request.response_format:
-            json_schema = _response_format_schema(request.response_format)
-        grammar = _grammar(request.grammar, json_schema)
+            json_schema = schema_for_response_format(request.response_format)
+        grammar = grammar_for(request.grammar, json_schema)
         return grammar.matcher(self.llm.tokenizer) if grammar else None
 
     def logit_bias(self, request: GenerationFields) -> dict[int, float]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.api.llm import _common_prefix
+from llmcore.kv_cache import common_prefix
 from llmcore.kv_cache import KVCells
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Slot:
     def reusable_prefix(self, prompt: Sequence[int]) -> int:
         """How many cached tokens ``prompt`` can keep; at least its last token is evaluated anew,
         since its logits are needed."""
-        return _common_prefix(self.cached, list(prompt), limit=len(prompt) - 1)
+        return common_prefix(self.cached, list(prompt), limit=len(prompt) - 1)
 
     def keep_prefix(self, cells: KVCells, n_keep: int) -> None:
         """Forget every cached token after the first ``n_keep``."""

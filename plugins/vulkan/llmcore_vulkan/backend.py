@@ -220,7 +220,7 @@ class VulkanExecutable(Executable):
         self._readback = []
         if backend.arena.mapped is None:
             self._readback = [(self._slice(ref), backend.host_pool.alloc(ref.size))
-                              for ref, _ in self.program.outputs if ref.space == "arena"]
+                              for ref, _, _ in self.program.outputs if ref.space == "arena"]
         self._record()
         self._generation = backend.arena_generation
 
@@ -268,16 +268,17 @@ class VulkanExecutable(Executable):
     def _outputs(self) -> list[np.ndarray]:
         results = []
         readback = iter(self._readback)
-        for ref, shape in self.program.outputs:
+        for ref, shape, dtype in self.program.outputs:
             if ref.space == "arena" and self._readback:
                 piece = next(readback)[1]
             else:
                 piece = self._slice(ref)
-            view = piece.view(np.float32, shape)
-            results.append(np.array(view) if view is not None else self._download(piece, shape))
+            view = piece.view(np.dtype(dtype), shape)
+            host = np.array(view) if view is not None else self._download(piece, shape, dtype)
+            results.append(host.astype(np.float32, copy=False))  # f16 caches come back as float32
         return results
 
-    def _download(self, piece: Slice, shape: tuple[int, ...]) -> np.ndarray:
-        out = np.empty(shape, np.float32)
+    def _download(self, piece: Slice, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        out = np.empty(shape, np.dtype(dtype))
         self.backend.transfers.download(piece, out)
         return out

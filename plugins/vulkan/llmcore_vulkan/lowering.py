@@ -59,8 +59,8 @@ class Program:
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     #: (node id, io key, numpy dtype, shape) per Subgraph.inputs entry
     inputs: list[tuple[int, str, str, tuple[int, ...]]] = field(default_factory=list)
-    #: (where, shape) per Subgraph.outputs entry, in order
-    outputs: list[tuple[Ref, tuple[int, ...]]] = field(default_factory=list)
+    #: (where, shape, element type) per Subgraph.outputs entry, in order
+    outputs: list[tuple[Ref, tuple[int, ...], str]] = field(default_factory=list)
     #: byte offset in the arena of each arena value, and the arena's size
     arena_offsets: list[int] = field(default_factory=list)
     arena_size: int = 0
@@ -118,7 +118,7 @@ class _Lowering:
             ref = self.where[node.id]
             if ref.space == "arena":
                 self.last_read[ref.key] = end
-            self.program.outputs.append((ref, node.shape))
+            self.program.outputs.append((ref, node.shape, "float16" if node.dtype == F16 else "float32"))
         self._place()
 
     # -- values -----------------------------------------------------------------------------------
