@@ -105,7 +105,8 @@ _WAKE = object()
 
 
 class Engine:
-    """Runs jobs on ``n_parallel`` slots sharing the context of ``llm`` (each gets n_ctx / n_parallel cells)."""
+    """Runs jobs on ``n_parallel`` slots sharing the context of ``llm``: slot i is sequence i and
+    owns its own range of about n_ctx / n_parallel cells (llama.cpp's per-sequence KV cache)."""
 
     def __init__(self, llm: LLM, n_parallel: int) -> None:
         if n_parallel < 1:
@@ -115,6 +116,7 @@ class Engine:
             raise LLMCoreError(f"-c {llm.n_ctx} leaves {n_ctx_slot} tokens per slot with -np {n_parallel}; raise -c")
         self.llm = llm
         self.context = llm.context
+        n_ctx_slot = self.context.cells.partition(n_parallel)
         self.slots = [Slot(i, n_ctx_slot) for i in range(n_parallel)]
         self.metrics = Metrics()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
