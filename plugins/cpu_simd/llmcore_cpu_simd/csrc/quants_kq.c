@@ -275,26 +275,35 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum256(acc);
 }
 
-/* Q4_K / Q5_K share everything but the fifth bit */
+/* Q4_K / Q5_K share everything but the fifth bit and, as in ggml, how the min term adds up:
+ * Q4_K keeps it in 4 float lanes (one per pair of 32-element sub-blocks), Q5_K in one float */
 static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q8_K *y = (const block_q8_K *)x_row;
     const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m256i m4 = _mm256_set1_epi8(0xF), m16 = _mm256_set1_epi8(16);
     uint8_t sc[8], mn[8];
-    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    float summs = 0.f;
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
         /* both layouts start with d, dmin, scales[12]; Q5_K then has qh[32] before qs */
         const block_q4_K *head = (const block_q4_K *)blk;
         const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
         const float d = y[i].d * LC_H2F(head->d);
-        const float dmin = y[i].d * LC_H2F(head->dmin);
+        const float dmin = -y[i].d * LC_H2F(head->dmin);
         unpack_k4_scales(head->scales, sc, mn);
 
-        const __m128i mn8 = _mm_loadl_epi64((const __m128i *)mn);
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)); /* one min per 2 bsums */
-        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc_min);
+        /* int32 lane k: min[2k] * bsum32[2k] + min[2k+1] * bsum32[2k+1] (bsum32: per 32 elements) */
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+        const __m128i prod = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)), bsum32);
+        if (with_high_bit) {
+            const __m128i t = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+            summs = fmaf(dmin, (float)_mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1))), summs);
+        } else {
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        }
 
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
         __m256i pattern = _mm256_set1_epi16(0x0100); /* selects int16 lane k of sc16 everywhere */
@@ -320,7 +329,11 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
     }
-    *s = lc_hsum256(acc) - lc_hsum256(acc_min);
+    if (!with_high_bit) {
+        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        summs = _mm_cvtss_f32(_mm_add_ss(acc_m, _mm_movehdup_ps(acc_m)));
+    }
+    *s = lc_hsum256(acc) + summs;
 }
 
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
@@ -535,59 +548,78 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     *s = sumf;
 }
 
+/* The scalar paths spell out the lanes of the AVX2 path (ggml's): int32 lane l of a 32-element
+ * chunk holds elements 4l .. 4l+3; one fma per super-block and lane, then hsum_float_8. */
+
+/* Q4_K / Q5_K: see the AVX2 path for the two ways the min term adds up */
 static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q8_K *y = (const block_q8_K *)x_row;
     const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
     uint8_t sc[8], mn[8];
-    float sumf = 0.f;
+    float acc[8] = {0}, acc_m[4] = {0}, summs = 0.f;
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
         const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
         const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
         const uint8_t *qh = with_high_bit ? ((const block_q5_K *)blk)->qh : NULL;
         unpack_k4_scales(head->scales, sc, mn);
-        int summs = 0, isum = 0;
-        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * mn[sb / 2];
+        const float d = y[i].d * LC_H2F(head->d);
+        const float dmin = -y[i].d * LC_H2F(head->dmin);
+        const int16_t *b = y[i].bsums;
+        int mins_total = 0;
+        for (int k = 0; k < 4; ++k) {
+            const int m = mn[2 * k] * (b[4 * k] + b[4 * k + 1]) + mn[2 * k + 1] * (b[4 * k + 2] + b[4 * k + 3]);
+            acc_m[k] = fmaf(dmin, (float)m, acc_m[k]);
+            mins_total += m;
+        }
+        if (with_high_bit) summs = fmaf(dmin, (float)mins_total, summs);
+        int sumi[8] = {0};
         for (int sb = 0; sb < 8; ++sb) {
             const uint8_t *q = qs + 32 * (sb / 2);
             const int8_t *q8 = y[i].qs + 32 * sb;
             const int shift = 4 * (sb & 1);
-            int sum = 0;
-            for (int l = 0; l < 32; ++l) {
-                const int v = ((q[l] >> shift) & 0xF) | (qh ? ((qh[l] >> sb) & 1) << 4 : 0);
-                sum += q8[l] * v;
+            for (int l = 0; l < 8; ++l) {
+                int sum = 0;
+                for (int k = 4 * l; k < 4 * l + 4; ++k)
+                    sum += q8[k] * (((q[k] >> shift) & 0xF) | (qh ? ((qh[k] >> sb) & 1) << 4 : 0));
+                sumi[l] += sc[sb] * sum;
             }
-            isum += sc[sb] * sum;
         }
-        const float d = y[i].d * LC_H2F(head->d);
-        const float dmin = y[i].d * LC_H2F(head->dmin);
-        sumf += d * (float)isum - dmin * (float)summs;
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
     }
-    *s = sumf;
+    if (!with_high_bit) summs = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
+    *s = lc_hsum8_ordered(acc) + summs;
 }
 
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
 void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
 
+/* Q6_K as unsigned u = q + 32 per 32-element chunk c (scale sc[2c] for lanes 0-3, sc[2c+1] for
+ * lanes 4-7), minus 32 * (bsum[2l] sc[2l] + bsum[2l+1] sc[2l+1]) in lane l, as ggml does */
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q6_K *x = (const block_q6_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    float sumf = 0.f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; ++i) {
-        int isum = 0;
-        for (int sb = 0; sb < 16; ++sb) {
-            const int chunk = sb / 2, half = chunk / 4, part = chunk % 4, off = 16 * (sb & 1);
-            const uint8_t *ql = x[i].ql + 64 * half + 32 * (part & 1) + off;
-            const uint8_t *qh = x[i].qh + 32 * half + off;
-            const int8_t *q8 = y[i].qs + 16 * sb;
+        const int8_t *sc = x[i].scales;
+        int sumi[8];
+        for (int l = 0; l < 8; ++l) sumi[l] = -32 * (y[i].bsums[2 * l] * sc[2 * l] + y[i].bsums[2 * l + 1] * sc[2 * l + 1]);
+        for (int c = 0; c < 8; ++c) {
+            const int half = c / 4, part = c % 4;
+            const uint8_t *ql = x[i].ql + 64 * half + 32 * (part & 1);
+            const uint8_t *qh = x[i].qh + 32 * half;
+            const int8_t *q8 = y[i].qs + 32 * c;
             const int lshift = 4 * (part >> 1), hshift = 2 * part;
-            int sum = 0;
-            for (int l = 0; l < 16; ++l) sum += q8[l] * ((((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32);
-            isum += x[i].scales[sb] * sum;
+            for (int l = 0; l < 8; ++l) {
+                int sum = 0;
+                for (int k = 4 * l; k < 4 * l + 4; ++k) sum += q8[k] * (((ql[k] >> lshift) & 0xF) | (((qh[k] >> hshift) & 3) << 4));
+                sumi[l] += sc[2 * c + l / 4] * sum;
+            }
         }
-        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+        const float d = y[i].d * LC_H2F(x[i].d);
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
     }
-    *s = sumf;
+    *s = lc_hsum8_ordered(acc);
 }
 
 #endif

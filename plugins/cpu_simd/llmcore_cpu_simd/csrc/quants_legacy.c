@@ -6,6 +6,7 @@
 #include "lc_quants_legacy.h"
 #include "lc_quants_kq.h" /* lc_neon_dot16 */
 
+#include <math.h>
 #include <string.h>
 
 /* ---- dequantizers: must round exactly like ggml's reference C, so no fp contraction ---- */
@@ -194,37 +195,46 @@ void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
 
 #else /* scalar */
 
+/* Q4_0 / Q5_0 spell out the lanes of the AVX2 path (ggml's): int32 lane l holds elements
+ * 4l .. 4l+3 of a block; one fma per block and lane, then hsum_float_8 */
+static inline void lanes_fma(float acc[8], float d, const int8_t q[32], const int8_t *q8) {
+    for (int l = 0; l < 8; ++l) {
+        int sum = 0;
+        for (int k = 4 * l; k < 4 * l + 4; ++k) sum += q[k] * q8[k];
+        acc[l] = fmaf(d, (float)sum, acc[l]);
+    }
+}
+
 void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
     const block_q4_0 *x = (const block_q4_0 *)w_row;
     const block_q8_0 *y = (const block_q8_0 *)x_row;
-    float sumf = 0.f;
+    float acc[8] = {0};
+    int8_t q[QK4_0];
     for (int i = 0; i < n / QK8_0; ++i) {
-        int sumi = 0;
-        for (int j = 0; j < QK8_0 / 2; ++j) {
-            sumi += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
-            sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK8_0 / 2];
+        for (int j = 0; j < QK4_0 / 2; ++j) {
+            q[j] = (int8_t)((x[i].qs[j] & 0xF) - 8);
+            q[j + QK4_0 / 2] = (int8_t)((x[i].qs[j] >> 4) - 8);
         }
-        sumf += (float)sumi * LC_H2F(x[i].d) * LC_H2F(y[i].d);
+        lanes_fma(acc, LC_H2F(x[i].d) * LC_H2F(y[i].d), q, y[i].qs);
     }
-    *s = sumf;
+    *s = lc_hsum8_ordered(acc);
 }
 
 void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
     const block_q5_0 *x = (const block_q5_0 *)w_row;
     const block_q8_0 *y = (const block_q8_0 *)x_row;
-    float sumf = 0.f;
+    float acc[8] = {0};
+    int8_t q[QK5_0];
     for (int i = 0; i < n / QK8_0; ++i) {
         uint32_t qh;
         memcpy(&qh, x[i].qh, sizeof(qh));
-        int sumi = 0;
-        for (int j = 0; j < QK8_0 / 2; ++j) {
-            const int v0 = ((x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) - 16;
-            const int v1 = ((x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) - 16;
-            sumi += v0 * y[i].qs[j] + v1 * y[i].qs[j + QK8_0 / 2];
+        for (int j = 0; j < QK5_0 / 2; ++j) {
+            q[j] = (int8_t)(((x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) - 16);
+            q[j + QK5_0 / 2] = (int8_t)(((x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) - 16);
         }
-        sumf += (LC_H2F(x[i].d) * LC_H2F(y[i].d)) * (float)sumi;
+        lanes_fma(acc, LC_H2F(x[i].d) * LC_H2F(y[i].d), q, y[i].qs);
     }
-    *s = sumf;
+    *s = lc_hsum8_ordered(acc);
 }
 
 void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
