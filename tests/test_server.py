@@ -209,6 +209,34 @@ def test_response_format_constrains_the_reply_as_llm_does(client, llm):
     assert got.choices[0].message.content.lstrip().startswith("{")
 
 
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tools_come_back_as_openai_tool_calls(client, llm, stream):
+    """The default model's template has no tool format: llama-server's generic JSON format is used
+    and the official client receives a parsed tool call, the same one the Python API returns."""
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    expected = llm.create_chat_completion(messages, tools=[WEATHER_TOOL], tool_choice="required",
+                                          max_tokens=60, temperature=0)
+    call = expected.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    response = client.chat.completions.create(model="any", messages=messages, tools=[WEATHER_TOOL],
+                                              tool_choice="required", max_tokens=60, temperature=0,
+                                              stream=stream, **FRESH)
+    if stream:
+        chunks = list(response)
+        calls = [c for chunk in chunks for c in (chunk.choices[0].delta.tool_calls or [])]
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        calls, finish = response.choices[0].message.tool_calls, response.choices[0].finish_reason
+    assert finish == "tool_calls"
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == \
+        [(call.function.name, json.loads(call.function.arguments))]
+
+
 def test_gbnf_grammar_limits_the_completion(http):
     body = {"prompt": "Is the sky blue? Answer:", "n_predict": 8, "temperature": 1.0, "seed": 3,
             "grammar": 'root ::= " yes" | " no"'}

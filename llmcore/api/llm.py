@@ -24,11 +24,13 @@ from llmcore.api.types import (
     CompletionChoice,
     FinishReason,
     Timings,
+    ToolCall,
     Usage,
 )
 from llmcore.backends.registry import best_host_backend, choose_backend
 from llmcore.batch import Batch
 from llmcore.chat import ChatTemplate
+from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
 from llmcore.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
@@ -257,29 +259,49 @@ class LLM:
     def create_chat_completion(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
                                stop: list[str] | str | None = None, stream: bool = False,
                                tools: list[dict[str, Any]] | None = None,
+                               tool_choice: str | dict[str, Any] | None = "auto",
                                response_format: dict[str, Any] | None = None,
                                **sampling: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """An OpenAI-shaped chat completion: ``messages`` rendered with the model's chat template
         (or ``chat_template`` given to the constructor), then completed. ``response_format`` is
         OpenAI's: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema": ...}}``
-        constrain the reply to JSON (of that schema)."""
-        if response_format:
+        constrain the reply to JSON (of that schema). With ``tools`` (and ``tool_choice`` other than
+        "none") the reply is a tool call or a plain answer in llama-server's generic format, returned
+        as OpenAI ``tool_calls``."""
+        use_tools = bool(tools) and tool_choice != "none"
+        if use_tools:
+            schema = tool_schema(tools, tool_choice)
+            messages = with_instructions(messages, tools, schema)
+            sampling["json_schema"] = schema
+        elif response_format:
             sampling["json_schema"] = schema_for_response_format(response_format)
-        prompt = self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
+        prompt = self.chat_template.render(messages, add_generation_prompt=True)
         limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
         pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_path.name}
-        if stream:
+        if stream and not use_tools:
             return self._stream_chat_chunks(pieces, meta)
-        text = "".join(pieces)
-        choice = ChatCompletionChoice(message=ChatMessage(content=text), finish_reason=self.last.finish_reason)
-        return ChatCompletion(**meta, choices=[choice], usage=self._usage())
+        message, finish = self._chat_message("".join(pieces), use_tools)
+        if stream:  # a tool call is known only once its JSON is complete: one content/tool_calls delta
+            return self._stream_chat_chunks(iter(()), meta, ChatDelta(content=message.content, tool_calls=message.tool_calls), finish)
+        return ChatCompletion(**meta, choices=[ChatCompletionChoice(message=message, finish_reason=finish)], usage=self._usage())
 
-    def _stream_chat_chunks(self, pieces: Iterator[str], meta: dict[str, Any]) -> Iterator[ChatCompletionChunk]:
+    def _chat_message(self, text: str, use_tools: bool) -> tuple[ChatMessage, FinishReason | None]:
+        if not use_tools:
+            return ChatMessage(content=text), self.last.finish_reason
+        content, calls = parse_reply(text)
+        if calls:
+            return ChatMessage(content=None, tool_calls=[ToolCall(**call) for call in calls]), "tool_calls"
+        return ChatMessage(content=content), self.last.finish_reason
+
+    def _stream_chat_chunks(self, pieces: Iterator[str], meta: dict[str, Any], last: ChatDelta | None = None,
+                            finish: FinishReason | None = None) -> Iterator[ChatCompletionChunk]:
         yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))])
         for piece in pieces:
             yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(content=piece))])
-        yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(), finish_reason=self.last.finish_reason)],
+        if last is not None:
+            yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=last)])
+        yield ChatCompletionChunk(**meta, choices=[ChatChunkChoice(delta=ChatDelta(), finish_reason=finish or self.last.finish_reason)],
                                   usage=self._usage())
 
     def _stream_chunks(self, pieces: Iterator[str], meta: dict[str, Any]) -> Iterator[Completion]:

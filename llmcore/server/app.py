@@ -126,7 +126,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
         limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = await asyncio.to_thread(lambda: jobs.job(body, jobs.chat_prompt(body), max_tokens=limit,
                                                        n_probs=n_top, want_probs=body.logprobs))
-        responder = ChatResponder(llm.tokenizer, model, n_top, logprobs=body.logprobs)
+        responder = ChatResponder(llm.tokenizer, model, n_top, logprobs=body.logprobs, tools=body.uses_tools)
         return await run_job(request, job, responder, body.stream)
 
     @app.post("/completion")

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 
 from llmcore.api.llm import LLM
+from llmcore.chat.tools import tool_schema, with_instructions
 from llmcore.grammar import grammar_for, schema_for_response_format
 from llmcore.grammar import GrammarMatcher
 from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
@@ -40,7 +41,10 @@ class JobFactory:
         return self.check_ids(prompt, "prompt")
 
     def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
-        text = self.llm.chat_template.render(request.message_dicts(), add_generation_prompt=True, tools=request.tools)
+        messages = request.message_dicts()
+        if request.uses_tools:
+            messages = with_instructions(messages, request.tools, tool_schema(request.tools, request.tool_choice))
+        text = self.llm.chat_template.render(messages, add_generation_prompt=True)
         return self.llm.tokenize(text, add_special=True, parse_special=True)
 
     def check_ids(self, ids: Sequence[int], param: str) -> list[int]:
@@ -90,7 +94,9 @@ class JobFactory:
     def constraint(self, request: GenerationFields) -> GrammarMatcher | None:
         """The grammar a request's ``grammar`` (GBNF), ``json_schema`` or ``response_format`` imposes."""
         json_schema = request.json_schema
-        if request.response_format:
+        if isinstance(request, ChatCompletionRequest) and request.uses_tools:
+            json_schema = tool_schema(request.tools, request.tool_choice)
+        elif request.response_format:
             json_schema = schema_for_response_format(request.response_format)
         grammar = grammar_for(request.grammar, json_schema)
         return grammar.matcher(self.llm.tokenizer) if grammar else None

@@ -19,8 +19,10 @@ from llmcore.api.types import (
     CompletionChoice,
     Logprobs,
     Timings,
+    ToolCall,
     Usage,
 )
+from llmcore.chat.tools import parse_reply
 from llmcore.sampling import CandidateProbs
 from llmcore.server.engine import DoneEvent, Event, TokenEvent
 from llmcore.tokenizer import Tokenizer
@@ -90,9 +92,11 @@ class ChatResponder(Responder):
 
     kind = "chatcmpl"
 
-    def __init__(self, tokenizer: Tokenizer, model: str, n_top: int = 0, logprobs: bool = False) -> None:
+    def __init__(self, tokenizer: Tokenizer, model: str, n_top: int = 0, logprobs: bool = False,
+                 tools: bool = False) -> None:
         super().__init__(tokenizer, model, n_top)
         self.logprobs = logprobs
+        self.tools = tools  # the reply is generic tool-call JSON, parsed once complete
 
     def stream_start(self) -> list[dict[str, Any]]:
         return [self._chunk(ChatDelta(role="assistant", content=""))]
@@ -100,17 +104,30 @@ class ChatResponder(Responder):
     def stream(self, event: Event) -> list[dict[str, Any]]:
         self.add(event)
         chunks = []
-        if event.text or (isinstance(event, TokenEvent) and event.probs is not None):
+        if not self.tools and (event.text or (isinstance(event, TokenEvent) and event.probs is not None)):
             probs = [(event.token, event.probs)] if isinstance(event, TokenEvent) and event.probs else []
             chunks.append(self._chunk(ChatDelta(content=event.text), probs=probs))
         if isinstance(event, DoneEvent):
-            final = self._chunk(ChatDelta(), finish_reason=event.finish_reason, usage=self._usage())
+            finish_reason = event.finish_reason
+            if self.tools:
+                message, finish_reason = self._message()
+                chunks.append(self._chunk(ChatDelta(content=message.content, tool_calls=message.tool_calls)))
+            final = self._chunk(ChatDelta(), finish_reason=finish_reason, usage=self._usage())
             final["timings"] = timings_dict(event.timings)
             chunks.append(final)
         return chunks
 
+    def _message(self) -> tuple[ChatMessage, str | None]:
+        if not self.tools:
+            return ChatMessage(content=self.text), self.done.finish_reason
+        content, calls = parse_reply(self.text)
+        if calls:
+            return ChatMessage(content=None, tool_calls=[ToolCall(**call) for call in calls]), "tool_calls"
+        return ChatMessage(content=content), self.done.finish_reason
+
     def result(self) -> dict[str, Any]:
-        choice = ChatCompletionChoice(message=ChatMessage(content=self.text), finish_reason=self.done.finish_reason)
+        message, finish_reason = self._message()
+        choice = ChatCompletionChoice(message=message, finish_reason=finish_reason)
         body = ChatCompletion(**self.meta, choices=[choice], usage=self._usage()).model_dump()
         if self.logprobs:
             body["choices"][0]["logprobs"] = {"content": self._content_logprobs(self.probs)}

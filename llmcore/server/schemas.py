@@ -104,11 +104,17 @@ class ChatCompletionRequest(GenerationFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = "auto"
 
     def check_supported(self) -> None:
         super().check_supported()
         for index, message in enumerate(self.messages):
             message.check_text_only(index)
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether the reply is a tool call or an answer in llama-server's generic tool format."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     def message_dicts(self) -> list[dict[str, Any]]:
         return [m.model_dump(exclude_none=True) for m in self.messages]
