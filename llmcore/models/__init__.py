@@ -14,6 +14,12 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     stablelm,
     starcoder2,
 )
-from llmcore.models.base import ARCHITECTURES, Architecture, HParams, WeightSpec, architecture_for
+from llmcore.models.base import (
+    ARCHITECTURES,
+    Architecture,
+    HParams,
+    WeightSpec,
+    architecture_for,
+)
 
 __all__ = ["ARCHITECTURES", "Architecture", "HParams", "WeightSpec", "architecture_for"]

@@ -9,35 +9,28 @@ import math
 
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import Node
-from llmcore.models.base import Architecture, BatchInputs, register
+from llmcore.models.base import BatchInputs, register
 from llmcore.models.layers import (
     attend,
     ffn_geglu,
-    output_head,
     qkv_projections,
-    rms_norm,
-    select_outputs,
     split_heads,
     token_embedding,
 )
+from llmcore.models.llama import Llama
 
 
 @register
-class Gemma(Architecture):
+class Gemma(Llama):
     names = ("gemma",)
     rope_neox = True
     attn_scale = 1.0  # the queries are scaled instead, as llama.cpp does
 
-    def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
-        x = g.scale(token_embedding(g, self, inp), math.sqrt(self.hp.n_embd))
-        for il in range(self.hp.n_layer):
-            g.layer = il
-            h = self.attention(g, rms_norm(g, self, x, f"blk.{il}.attn_norm.weight"), inp, il)
-            if il == self.hp.n_layer - 1:
-                x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
-            x = g.add(x, h)
-            x = g.add(x, ffn_geglu(g, self, rms_norm(g, self, x, f"blk.{il}.ffn_norm.weight"), il))
-        return output_head(g, self, x)
+    def embed(self, g: GraphBuilder, inp: BatchInputs) -> Node:
+        return g.scale(token_embedding(g, self, inp), math.sqrt(self.hp.n_embd))
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        return ffn_geglu(g, self, x, il)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
         q, k, v = qkv_projections(g, self, x, il)

@@ -1,5 +1,8 @@
 """Llama (1, 2, 3), Mistral, SmolLM2 and relatives: pre-norm decoder blocks of RMSNorm, rotary
-grouped-query attention and a SwiGLU feed-forward network, with residual connections."""
+grouped-query attention and a SwiGLU feed-forward network, with residual connections.
+
+The block is written once here; relatives that differ in a part (their norm, attention, FFN,
+embedding or head) subclass it and override that part alone."""
 
 from __future__ import annotations
 
@@ -21,13 +24,27 @@ class Llama(Architecture):
     names = ("llama", "mistral")
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
-        x = token_embedding(g, self, inp)
+        x = self.embed(g, inp)
         for il in range(self.hp.n_layer):
             g.layer = il
-            h = self_attention(g, self, rms_norm(g, self, x, f"blk.{il}.attn_norm.weight"), inp, il)
+            h = self.attention(g, self.norm(g, x, f"blk.{il}.attn_norm"), inp, il)
             if il == self.hp.n_layer - 1:  # only the rows that produce logits go further
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
             x = g.add(x, h)
-            h = ffn_swiglu(g, self, rms_norm(g, self, x, f"blk.{il}.ffn_norm.weight"), il)
-            x = g.add(x, h)
+            x = g.add(x, self.ffn(g, self.norm(g, x, f"blk.{il}.ffn_norm"), il))
+        return self.head(g, x)
+
+    def embed(self, g: GraphBuilder, inp: BatchInputs) -> Node:
+        return token_embedding(g, self, inp)
+
+    def norm(self, g: GraphBuilder, x: Node, name: str) -> Node:
+        return rms_norm(g, self, x, f"{name}.weight")
+
+    def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
+        return self_attention(g, self, x, inp, il)
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        return ffn_swiglu(g, self, x, il)
+
+    def head(self, g: GraphBuilder, x: Node) -> Node:
         return output_head(g, self, x)
