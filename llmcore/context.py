@@ -19,7 +19,11 @@ from llmcore.kv_cache import KVCells
 from llmcore.model import Model
 
 
+#: compiled plans kept per context: decode shapes are few and small; prompt shapes are many (one per
+#: prompt length) and each holds buffers for all its tokens, so only the latest few of them stay
 MAX_PLANS = 16
+MAX_PROMPT_PLANS = 2
+PROMPT_PLAN_TOKENS = 32
 
 
 class Context:
@@ -65,7 +69,10 @@ class Context:
         else:
             graph = self.arch.build_graph(n_tokens, n_outputs)
             self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.cpu)
-            if len(self._plans) > MAX_PLANS:
+            prompt_plans = [k for k in self._plans if k[0] > PROMPT_PLAN_TOKENS]
+            for old in prompt_plans[:-MAX_PROMPT_PLANS]:
+                del self._plans[old]
+            while len(self._plans) > MAX_PLANS:
                 self._plans.popitem(last=False)
         return self._plans[key]
 

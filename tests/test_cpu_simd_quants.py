@@ -13,7 +13,9 @@ Against the numpy formula, dot products are compared with |ours - ref| <= 1e-5 *
 (the sum of magnitudes keeps the bound meaningful when the dot cancels to nearly zero). Against
 ggml's own vec_dot, the types in EXACT_TYPES must match bit for bit on every ISA level: their
 kernels add up in the exact float order of ggml's x86 AVX2 kernels (which the scalar paths spell
-out lane by lane); the others only within that tolerance.
+out lane by lane); the others only within that tolerance. Q4_K instead adds up as ggml's x86
+repacked kernel (repack.cpp gemv_q4_K_8x8_q8_K), which llama.cpp runs for every Q4_K matrix on
+AVX2 CPUs: it must match that kernel's float order (ref_dot_q4_K_repacked) bit for bit.
 """
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ WEIGHT_TYPES = {
     "bf16": (T.BF16, "bf16", ()),
 }
 K_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
-EXACT_TYPES = {"q4_0", "q5_0", "q4_K", "q5_K", "q6_K"}
+EXACT_TYPES = {"q4_0", "q5_0", "q5_K", "q6_K"}
 LEGACY_TYPES = ["q4_0", "q5_0", "q5_1"]
 ROW_LENGTHS = {"q8_K": [256, 512, 2816], "q8_0": [32, 96, 2816], "q8_1": [32, 96, 2816], "bf16": [1, 31, 33, 2829]}
 
@@ -234,6 +236,29 @@ def ref_dot(name: str, w: np.ndarray, xq: np.ndarray) -> tuple[float, float]:
     return float(value), float(sum(np.abs(t).sum() for t in terms))
 
 
+def _fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
+    """float32 fma: a*b is exact in float64; one rounding of the sum (fixed test data, so the rare
+    float64 -> float32 double rounding cannot make the test flaky)."""
+    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+
+def ref_dot_q4_K_repacked(w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """ggml's x86 repacked Q4_K kernel for one row: per super-block the whole integer scale sum
+    and the whole integer min sum, each fma'd into its own float32 accumulator with d_w*d_x
+    (dmin_w*d_x), the min accumulator subtracted at the end."""
+    act = xq.view(ACT_DTYPES["q8_K"])
+    q8 = act["qs"].astype(np.float64)
+    blocks = w.reshape(len(act), -1)
+    d_w, dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in (0, 2))
+    isum = (_patched_dequant("q4_K", w, (F16_ONE, F16_ZERO)).reshape(-1, 256) * q8).sum(axis=1)
+    imin = -(_patched_dequant("q4_K", w, (F16_ZERO, F16_ONE)).reshape(-1, 256) * q8).sum(axis=1)
+    acc = acc_min = np.float32(0)
+    for b in range(len(act)):
+        acc = _fma32(np.float32(isum[b]), d_w[b] * act["d"][b], acc)
+        acc_min = _fma32(np.float32(imin[b]), dmin_w[b] * act["d"][b], acc_min)
+    return np.float32(acc - acc_min)
+
+
 def _ptr(a: np.ndarray):
     return _FFI.cast("void *", a.ctypes.data)
 
@@ -328,7 +353,11 @@ def test_against_ggml_goldens(libs, goldens, name):
                 _, scale = ref_dot(name, w, xq[c])
                 got = run_dot(lib, name, n, w, xq[c])
                 msg = f"{name} {lvl} row {r} act {c}: {got!r} vs ggml {float(dots[r, c])!r}"
-                if name in EXACT_TYPES:
+                if name == "q4_K":
+                    repacked = ref_dot_q4_K_repacked(w, xq[c])
+                    assert np.float32(got).view(np.uint32) == repacked.view(np.uint32), f"{msg} (repacked kernel {repacked!r})"
+                    assert abs(got - dots[r, c]) <= REL_TOL * scale, msg
+                elif name in EXACT_TYPES:
                     assert np.float32(got).view(np.uint32) == dots[r, c].view(np.uint32), msg
                 else:
                     assert abs(got - dots[r, c]) <= REL_TOL * scale, msg

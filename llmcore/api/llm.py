@@ -27,7 +27,6 @@ from llmcore.api.types import (
     ToolCall,
     Usage,
 )
-from llmcore.backends.registry import best_host_backend, choose_backend
 from llmcore.batch import Batch
 from llmcore.chat import ChatTemplate
 from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
@@ -35,10 +34,10 @@ from llmcore.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
 from llmcore.graph.ir import F16, F32
-from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.hub import resolve_model
 from llmcore.kv_cache import common_prefix
 from llmcore.model import Model
+from llmcore.plan import Plan
 from llmcore.sampling import Sampler, SamplingParams
 from llmcore.stops import StopMatcher
 
@@ -80,26 +79,15 @@ class LLM:
         self.model_path = resolve_model(None if model is None else str(model))
         self.model = Model(self.model_path)
         self.tokenizer = self.model.tokenizer
-        backend_cls, self.backend_reason = choose_backend(backend)
-        self.backend = backend_cls(n_threads=n_threads)
-        placement = self._place(n_threads, n_gpu_layers, override_tensor or [])
-        self.context = Context(self.model, placement, n_ctx, n_batch, cache_type)
+        self.plan = Plan.build(self.model, backend, n_gpu_layers=n_gpu_layers, override_tensor=override_tensor,
+                               n_ctx=n_ctx, n_batch=n_batch, cache_type=cache_type, n_threads=n_threads)
+        self.backend, self.backend_reason = self.plan.backend, self.plan.backend_reason
+        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, cache_type)
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)
         self.last = GenerationStats()
         self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
-
-    def _place(self, n_threads: int | None, n_gpu_layers: int | str | None, overrides: list[str]) -> LayerPlacement:
-        n_layer = self.model.hparams.n_layer
-        if self.backend.runs_on_host:
-            placement = LayerPlacement.single(self.backend, n_layer)
-        else:
-            cpu = best_host_backend()(n_threads=n_threads)
-            placement = LayerPlacement.offload(cpu, self.backend, n_layer, parse_n_gpu_layers(n_gpu_layers, n_layer))
-        in_use = {b.name: b for b in placement.backends.values()}
-        placement.overrides = [parse_override(spec, in_use) for spec in overrides]
-        return placement
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -114,6 +102,10 @@ class LLM:
     @property
     def n_ctx(self) -> int:
         return self.context.n_ctx
+
+    def memory_used(self) -> dict[str, dict[str, int]]:
+        """Bytes each backend allocated, by kind (``weights``, ``kv``, ``compute``), by backend name."""
+        return self.context.memory_used()
 
     @property
     def placement(self) -> list[tuple[str, str]]:

@@ -28,6 +28,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="KV cache element type (default: f16)")
     g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
                    help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
+    g.add_argument("--verbose", action="store_true",
+                   help="print the bytes each backend allocated (weights, KV cache, compute buffers)")
 
 
 def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
@@ -41,7 +43,17 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
     print(f"llmcore: model {llm.model.describe()}", file=sys.stderr)
+    if args.verbose:
+        print_memory(llm)
     return llm
+
+
+def print_memory(llm: Any) -> None:
+    """Each backend's allocated bytes on stderr (the KV cache and compute buffers appear once the
+    first step has compiled its plan)."""
+    for name, used in llm.memory_used().items():
+        parts = ", ".join(f"{kind} {size / 2**20:.2f} MiB" for kind, size in used.items())
+        print(f"llmcore: {name} allocated {parts}", file=sys.stderr)
 
 
 def _positive_int(text: str) -> int:

@@ -275,16 +275,25 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum256(acc);
 }
 
-/* Q4_K / Q5_K share everything but the fifth bit and, as in ggml, how the min term adds up:
- * Q4_K keeps it in 4 float lanes (one per pair of 32-element sub-blocks), Q5_K in one float */
+/* exact sum of the 8 int32 lanes */
+static inline int hsum_epi32_256(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
+}
+
+/* Q4_K / Q5_K share everything but the fifth bit and how the floats add up. Q5_K follows ggml's
+ * vec_dot (scale term in 8 float lanes, min term in one float). Q4_K follows ggml's x86 repacked
+ * kernel (repack.cpp gemv_q4_K_8x8_q8_K), which llama.cpp uses for every Q4_K matrix on AVX2
+ * CPUs: per super-block one fma of the whole integer scale sum and one of the whole min sum,
+ * subtracted at the end: its one-row (decode) path; its 4-row gemm rounds the activations otherwise. */
 static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q8_K *y = (const block_q8_K *)x_row;
     const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m256i m4 = _mm256_set1_epi8(0xF), m16 = _mm256_set1_epi8(16);
     uint8_t sc[8], mn[8];
     __m256 acc = _mm256_setzero_ps();
-    __m128 acc_m = _mm_setzero_ps();
-    float summs = 0.f;
+    float sum_q4 = 0.f, summs = 0.f; /* summs: the (negated) min term */
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
         /* both layouts start with d, dmin, scales[12]; Q5_K then has qh[32] before qs */
@@ -298,12 +307,8 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
         const __m128i prod = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)), bsum32);
-        if (with_high_bit) {
-            const __m128i t = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
-            summs = fmaf(dmin, (float)_mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1))), summs);
-        } else {
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-        }
+        const __m128i t = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+        summs = fmaf(dmin, (float)_mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1))), summs);
 
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
         __m256i pattern = _mm256_set1_epi16(0x0100); /* selects int16 lane k of sc16 everywhere */
@@ -327,13 +332,10 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
             isum = madd_acc_epi16(isum, p_hi, _mm256_shuffle_epi8(sc16, pattern));
             pattern = _mm256_add_epi16(pattern, step);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        if (with_high_bit) acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        else sum_q4 = fmaf((float)hsum_epi32_256(isum), d, sum_q4);
     }
-    if (!with_high_bit) {
-        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-        summs = _mm_cvtss_f32(_mm_add_ss(acc_m, _mm_movehdup_ps(acc_m)));
-    }
-    *s = lc_hsum256(acc) + summs;
+    *s = (with_high_bit ? lc_hsum256(acc) : sum_q4) + summs;
 }
 
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
@@ -440,7 +442,7 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
     const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const uint8x16_t m4 = vdupq_n_u8(0xF), m16 = vdupq_n_u8(16);
     uint8_t sc[8], mn[8];
-    float sumf = 0.f;
+    float sumf = 0.f, sum_min = 0.f;
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
         const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
@@ -462,9 +464,14 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         }
         const float d = y[i].d * LC_H2F(head->d);
         const float dmin = y[i].d * LC_H2F(head->dmin);
-        sumf += d * (float)isum - dmin * (float)summs;
+        if (with_high_bit) {
+            sumf += d * (float)isum - dmin * (float)summs;
+        } else { /* as x86 ggml's repacked Q4_K kernel (see the AVX2 path) */
+            sumf = fmaf((float)isum, d, sumf);
+            sum_min = fmaf((float)summs, dmin, sum_min);
+        }
     }
-    *s = sumf;
+    *s = sumf - sum_min;
 }
 
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
@@ -551,12 +558,12 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
 /* The scalar paths spell out the lanes of the AVX2 path (ggml's): int32 lane l of a 32-element
  * chunk holds elements 4l .. 4l+3; one fma per super-block and lane, then hsum_float_8. */
 
-/* Q4_K / Q5_K: see the AVX2 path for the two ways the min term adds up */
+/* Q4_K / Q5_K: see the AVX2 path for the two ways the floats add up */
 static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q8_K *y = (const block_q8_K *)x_row;
     const size_t stride = with_high_bit ? sizeof(block_q5_K) : sizeof(block_q4_K);
     uint8_t sc[8], mn[8];
-    float acc[8] = {0}, acc_m[4] = {0}, summs = 0.f;
+    float acc[8] = {0}, sum_q4 = 0.f, summs = 0.f; /* summs: the (negated) min term */
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *blk = (const uint8_t *)w_row + (size_t)i * stride;
         const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
@@ -567,12 +574,8 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         const float dmin = -y[i].d * LC_H2F(head->dmin);
         const int16_t *b = y[i].bsums;
         int mins_total = 0;
-        for (int k = 0; k < 4; ++k) {
-            const int m = mn[2 * k] * (b[4 * k] + b[4 * k + 1]) + mn[2 * k + 1] * (b[4 * k + 2] + b[4 * k + 3]);
-            acc_m[k] = fmaf(dmin, (float)m, acc_m[k]);
-            mins_total += m;
-        }
-        if (with_high_bit) summs = fmaf(dmin, (float)mins_total, summs);
+        for (int k = 0; k < 4; ++k) mins_total += mn[2 * k] * (b[4 * k] + b[4 * k + 1]) + mn[2 * k + 1] * (b[4 * k + 2] + b[4 * k + 3]);
+        summs = fmaf(dmin, (float)mins_total, summs);
         int sumi[8] = {0};
         for (int sb = 0; sb < 8; ++sb) {
             const uint8_t *q = qs + 32 * (sb / 2);
@@ -585,10 +588,15 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
                 sumi[l] += sc[sb] * sum;
             }
         }
-        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
+        if (with_high_bit) {
+            for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
+        } else {
+            int isum = 0;
+            for (int l = 0; l < 8; ++l) isum += sumi[l];
+            sum_q4 = fmaf((float)isum, d, sum_q4);
+        }
     }
-    if (!with_high_bit) summs = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
-    *s = lc_hsum8_ordered(acc) + summs;
+    *s = (with_high_bit ? lc_hsum8_ordered(acc) : sum_q4) + summs;
 }
 
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }

@@ -1,0 +1,62 @@
+"""``llmcore plan``: where each layer would run, the memory each backend would allocate and the
+expected speeds, before any weight is loaded (the same plan ``run`` executes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from llmcore.cli._common import add_model_args
+
+_MIB = 2**20
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plan", help="show placement, memory and expected speed before loading",
+                              description="Layers to backends, bytes per backend (weights, KV cache, compute "
+                                          "buffers) and expected prompt and decode tokens/s from each backend's "
+                                          "calibrated speed, without loading the weights.")
+    add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmcore.hub import resolve_model
+    from llmcore.model import Model
+    from llmcore.plan import Plan
+
+    model = Model(resolve_model(args.model))
+    plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,
+                      n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type=args.cache_type, n_threads=args.threads)
+    memory = plan.memory()
+    speed = plan.speed()
+    if args.json:
+        print(json.dumps({
+            "model": str(model.path),
+            "backend": plan.backend.name,
+            "backend_reason": plan.backend_reason,
+            "n_ctx": plan.n_ctx, "n_batch": plan.n_batch, "cache_type": plan.cache_type,
+            "layers": [{"layers": layers, "backend": name} for layers, name in plan.placement.describe()],
+            "reasons": plan.layer_reasons,
+            "memory": {name: m.as_dict() for name, m in memory.items()},
+            "expected": {"prompt_tokens_per_s": speed.prompt_tokens_per_s, "n_prompt": speed.n_prompt,
+                         "decode_tokens_per_s": speed.decode_tokens_per_s,
+                         "decode_s_by_backend": speed.decode_s_by_backend},
+        }, indent=2))
+        return 0
+    print(f"model: {model.describe()}")
+    print(f"context {plan.n_ctx} cells ({plan.cache_type}), batch {plan.n_batch}")
+    print("\nlayers:")
+    for layers, name in plan.placement.describe():
+        print(f"  {layers:24} -> {name}")
+    print("\nwhy:")
+    for name, why in plan.layer_reasons.items():
+        print(f"  {name}: {why}")
+    print(f"\n{'backend':10} {'weights':>12} {'kv':>12} {'compute':>12} {'total':>12} {'decode s/token':>15}")
+    for name, m in memory.items():
+        print(f"{name:10} {m.weights / _MIB:8.2f} MiB {m.kv / _MIB:8.2f} MiB {m.compute / _MIB:8.2f} MiB "
+              f"{m.total / _MIB:8.2f} MiB {1e3 * speed.decode_s_by_backend[name]:12.2f} ms")
+    print(f"\nexpected: prompt {speed.prompt_tokens_per_s:.1f} tokens/s (pp{speed.n_prompt}), "
+          f"decode {speed.decode_tokens_per_s:.1f} tokens/s (tg)")
+    return 0

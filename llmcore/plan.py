@@ -1,0 +1,228 @@
+"""The plan of a model's placement, made before any weight is read: which backend runs which
+layers and why, the memory each backend will allocate, and the expected prompt and decode speed.
+
+``LLM`` builds its placement from the same ``Plan`` that ``llmcore plan`` prints, so what the table
+says is what ``run`` does. The estimates follow what the context and the backends do:
+
+- weights: the GGUF bytes of every weight read by an op a backend runs, in a 1-token graph (a tied
+  embedding read by the CPU input and an offloaded output head counts on both), as
+  ``Context._load_weights`` hands them out;
+- kv: the cache tensors read or written by a backend's ops (``n_ctx`` cells x K and V width x
+  element size x its layers);
+- compute: the float32 activations of the two graph shapes a generation compiles (an
+  ``n_batch``-token prompt step and a 1-token decode step), each value alive from the op writing
+  it to its last reader within its split. A host backend (cpu_simd, reference) keeps one arena per
+  split, so its arenas add up; a device backend shares one arena among its splits (the largest
+  counts) and holds every split's inputs in host-visible staging buffers;
+- speed: per step, the sum over the graph's ops of the calibrated cost on the backend running it
+  (``llmcore.calibration``): a weight product costs the slower of streaming its bytes and doing
+  its operations, attention its operations on the cache type, every op a fixed cost on top, and each
+  split a fixed cost per run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from llmcore.backends.base import Backend
+from llmcore.backends.registry import best_host_backend, choose_backend
+from llmcore.gguf import GGMLType
+from llmcore.graph.ir import F16, F32, Graph, Node, Op
+from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
+from llmcore.graph.scheduler import Split, _split, assign
+from llmcore.model import Model
+
+_ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
+
+
+@dataclass
+class BackendMemory:
+    """Bytes one backend is expected to allocate, by kind (as ``Backend.memory_used`` reports)."""
+
+    weights: int = 0
+    kv: int = 0
+    compute: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv + self.compute
+
+    def as_dict(self) -> dict[str, int]:
+        return {"weights": self.weights, "kv": self.kv, "compute": self.compute}
+
+
+@dataclass
+class Speed:
+    """Expected tokens per second of an ``n_prompt``-token prompt step and of a 1-token decode."""
+
+    prompt_tokens_per_s: float
+    decode_tokens_per_s: float
+    n_prompt: int
+    decode_s_by_backend: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A model placed on backends, not loaded. Build it with :meth:`build`."""
+
+    model: Model
+    backend: Backend  # the backend asked for (or chosen by auto)
+    backend_reason: str
+    placement: LayerPlacement
+    n_ctx: int
+    n_batch: int
+    cache_type: str
+    layer_reasons: dict[str, str] = field(default_factory=dict)  # backend name -> why it runs its layers
+
+    @classmethod
+    def build(cls, model: Model, backend: str = "auto", *, n_gpu_layers: int | str | None = None,
+              override_tensor: list[str] | None = None, n_ctx: int = 4096, n_batch: int = 512,
+              cache_type: str = F16, n_threads: int | None = None) -> Plan:
+        """Choose the backends as ``LLM`` does: the named (or best) backend, and for an
+        accelerator, llama.cpp's ``-ngl`` rule with the best CPU backend for the rest."""
+        backend_cls, reason = choose_backend(backend)
+        main = backend_cls(n_threads=n_threads)
+        n_layer = model.hparams.n_layer
+        reasons = {}
+        if main.runs_on_host:
+            placement = LayerPlacement.single(main, n_layer)
+            reasons[main.name] = f"{reason}; a CPU backend runs every layer"
+        else:
+            n_gpu = parse_n_gpu_layers(n_gpu_layers, n_layer)
+            cpu = best_host_backend()(n_threads=n_threads)
+            placement = LayerPlacement.offload(cpu, main, n_layer, n_gpu)
+            reasons[main.name] = (f"{reason}; -ngl {n_gpu}: the last {n_gpu} of {n_layer + 1} offloadable layers "
+                                  f"(the output head counts as one)")
+            reasons[cpu.name] = "the best usable CPU backend: the input embedding, the layers not offloaded, ops the accelerator lacks"
+        in_use = {b.name: b for b in placement.backends.values()}
+        placement.overrides = [parse_override(spec, in_use) for spec in override_tensor or []]
+        return cls(model, main, reason, placement, n_ctx, n_batch, cache_type, reasons)
+
+    # -- what runs where --------------------------------------------------------------------
+
+    @property
+    def backends(self) -> list[Backend]:
+        placed = [*self.placement.backends.values(), self.placement.cpu, *(o.backend for o in self.placement.overrides)]
+        return list({id(b): b for b in placed}.values())
+
+    def graph(self, n_tokens: int, n_outputs: int = 1) -> Graph:
+        arch = self.model.architecture(self.model.hparams, self.model.weight_specs, self.n_ctx, self.cache_type)
+        return arch.build_graph(n_tokens, n_outputs)
+
+    def splits(self, n_tokens: int) -> list[Split]:
+        """The splits the scheduler will cut an ``n_tokens`` step into (one output row)."""
+        return _split(self.graph(n_tokens), self.placement, self.placement.cpu)
+
+    def weights_by_backend(self) -> dict[str, set[str]]:
+        """The weights each backend will be handed at load (as ``Context._load_weights`` does)."""
+        owned: dict[str, set[str]] = {b.name: set() for b in self.backends}
+        for node in self.graph(1).nodes:
+            for src in node.srcs:
+                if src.op is Op.WEIGHT:
+                    owned[assign(node, self.placement, self.placement.cpu).name].add(src.name)
+        return owned
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def memory(self) -> dict[str, BackendMemory]:
+        """Bytes each backend is expected to allocate once a prompt step of ``n_batch`` tokens and
+        a decode step have run."""
+        tensors = self.model.reader.tensors
+        memory = {b.name: BackendMemory() for b in self.backends}
+        for name, weights in self.weights_by_backend().items():
+            memory[name].weights = sum(tensors[w].n_bytes for w in weights)
+        by_name = {b.name: b for b in self.backends}
+        shapes = [self.splits(n) for n in sorted({self.n_batch, 1})]
+        for name, backend in by_name.items():
+            caches: dict[str, int] = {}
+            arenas, staging = [], 0
+            for splits in shapes:
+                for split in (s for s in splits if s.backend is backend):
+                    caches.update((c.name, _nbytes(c)) for c in split.subgraph.caches)
+                    arenas.append(_peak_live_bytes(split))
+                    staging += sum(_nbytes(n) for n in split.subgraph.inputs)
+            memory[name].kv = sum(caches.values())
+            memory[name].compute = sum(arenas) if backend.runs_on_host else max(arenas, default=0) + staging
+        return memory
+
+    # -- speed ------------------------------------------------------------------------------
+
+    def calibration_needs(self) -> dict[str, tuple[set[GGMLType], set[str]]]:
+        """Per backend, the weight types it multiplies by and the cache types it attends over."""
+        needs: dict[str, tuple[set[GGMLType], set[str]]] = {b.name: (set(), set()) for b in self.backends}
+        for split in self.splits(1):
+            weight_types, cache_types = needs[split.backend.name]
+            for node in split.subgraph.nodes:
+                if node.op is Op.MUL_MAT and node.srcs[0].op is Op.WEIGHT:
+                    weight_types.add(node.srcs[0].dtype)
+                elif node.op is Op.ATTENTION:
+                    cache_types.add(node.srcs[1].dtype)
+        return needs
+
+    def speed(self, n_prompt: int | None = None) -> Speed:
+        """Expected speeds from each backend's calibration (measured now if not cached)."""
+        from llmcore.calibration import calibrate
+
+        needs = self.calibration_needs()
+        speeds = {b.name: calibrate(b, *needs[b.name]) for b in self.backends}
+        n_prompt = n_prompt or self.n_batch
+        step = min(n_prompt, self.n_batch)
+        prompt_s = sum(self._step_seconds(step, speeds).values()) * math.ceil(n_prompt / step)
+        decode = self._step_seconds(1, speeds)
+        return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode)
+
+    def _step_seconds(self, n_tokens: int, speeds: dict) -> dict[str, float]:
+        """Seconds each backend spends on one step of ``n_tokens`` from an empty cache."""
+        tensors = self.model.reader.tensors
+        seconds = {b.name: 0.0 for b in self.backends}
+        for split in self.splits(n_tokens):
+            speed = speeds[split.backend.name]
+            total = speed.run_s
+            for node in split.subgraph.nodes:
+                if node.op is Op.RESHAPE:
+                    continue  # a view: no work
+                total += speed.op_s
+                w = node.srcs[0] if node.srcs else None
+                if node.op is Op.MUL_MAT and w is not None and w.op is Op.WEIGHT:
+                    total += speed.mul_mat_s(w.dtype, tensors[w.name].n_bytes, math.prod(w.shape), node.shape[0])
+                elif node.op is Op.ATTENTION:
+                    n, n_head, head_dim = node.srcs[0].shape
+                    # a prompt from an empty cache: its n tokens attend over n cells
+                    total += speed.attention_s(node.srcs[1].dtype, n, n, n_head, head_dim)
+            seconds[split.backend.name] += total
+        return seconds
+
+
+def _nbytes(node: Node) -> int:
+    return math.prod(node.shape) * _ELEMENT_BYTES.get(node.dtype, 4)
+
+
+def _peak_live_bytes(split: Split) -> int:
+    """The most float32 activation bytes alive at once within ``split``: a value lives from the
+    op writing it to its last reader (to the end when another split reads it). Reshapes alias
+    their source and cache stores write the cache, so neither takes arena space."""
+    nodes = split.subgraph.nodes
+    storage = {n.id: n.srcs[0].id for n in nodes if n.op in (Op.RESHAPE, Op.KV_STORE)}
+
+    def root(node_id: int) -> int:
+        while node_id in storage:
+            node_id = storage[node_id]
+        return node_id
+
+    last_read: dict[int, int] = {}
+    for step, node in enumerate(nodes):
+        for src in node.srcs:
+            last_read[root(src.id)] = step
+    for node in split.subgraph.outputs:
+        last_read[root(node.id)] = len(nodes)
+    live, peak = 0, 0
+    frees: dict[int, int] = {}
+    for step, node in enumerate(nodes):
+        if node.op not in (Op.RESHAPE, Op.KV_STORE):
+            size = 4 * math.prod(node.shape)
+            live += size
+            frees[last_read.get(node.id, step)] = frees.get(last_read.get(node.id, step), 0) + size
+        peak = max(peak, live)
+        live -= frees.pop(step, 0)
+    return peak
