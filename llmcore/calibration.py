@@ -33,7 +33,7 @@ DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode stream
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
 PROMPT_TOKENS = 64
 WIDTH = 1024  # columns of the calibration matrices (a multiple of every block size)
-CHAIN_OPS = 64
+CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
 HEADS, HEAD_DIM = 8, 64  # attention of a small model
 REPEATS = 7
 
