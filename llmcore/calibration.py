@@ -2,17 +2,18 @@
 costs per run, per op and per byte or operation of a matrix product.
 
 Each quantity comes from a small timed graph on a fresh instance of the backend (so nothing stays
-allocated on the one the model uses): a decode-shaped (1 token) ``mul_mat`` over a weight larger
-than the CPU caches gives the bytes/s at which weights of that type stream; a prompt-shaped (64
-token) one gives the operations/s; a chain of elementwise ops gives the fixed cost of one op and of
-one executable run. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the backend's
-name, device, threads and llmcore version, so the cost is paid once (a few hundred ms).
+allocated on the one the model uses): a chain of elementwise ops gives the fixed cost of one op and
+of one executable run; a decode-shaped (1 token) ``mul_mat`` over a weight larger than the CPU
+caches gives the bytes/s at which weights of that type stream, a prompt-shaped (64 token) one the
+operations/s; causal attention at two prompt sizes gives its cost per query and per (query, cell)
+pair. Only the weight and cache types a plan needs are measured. Results are cached in
+``$LLMCORE_CACHE/calibration.json`` under the backend's name, device, threads and llmcore version,
+so the cost (about a second per backend) is paid once.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,9 @@ PROMPT_TOKENS = 64
 WIDTH = 1024  # columns of the calibration matrices (a multiple of every block size)
 CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
 HEADS, HEAD_DIM = 8, 64  # attention of a small model
-REPEATS = 7
+ATTENTION_TOKENS = (32, 96, 256)  # the small size, then the larger ones to choose from
+ATTENTION_BUDGET_S = 0.02  # longest run of the larger size
+MIN_RUNS, MIN_WALL_S = 3, 0.05
 
 
 @dataclass
@@ -43,7 +46,16 @@ class MatMulSpeed:
     """A backend's speed on ``mul_mat`` with weights of one type."""
 
     bytes_per_s: float  # weight bytes streamed per second by a 1-token product
-    ops_per_s: float  # multiply-adds x 2 per second of a 64-token product
+    ops_per_s: float  # multiply-adds x 2 per second of a PROMPT_TOKENS-token product
+
+
+@dataclass
+class AttentionSpeed:
+    """A backend's attention cost per query row and per (query, cell) pair of the attention window
+    (masked or not), for HEADS heads of HEAD_DIM."""
+
+    query_s: float
+    cell_s: float
 
 
 @dataclass
@@ -54,7 +66,7 @@ class BackendSpeed:
     run_s: float  # fixed cost of running one split (dispatch, transfers, synchronisation)
     op_s: float  # fixed cost of one op inside a run
     mul_mat: dict[str, MatMulSpeed] = field(default_factory=dict)  # by GGMLType name
-    attention_ops_per_s: dict[str, float] = field(default_factory=dict)  # by cache type ("f16", "f32")
+    attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by cache type ("f16", "f32")
 
     def mul_mat_s(self, weight_type: GGMLType, weight_bytes: int, n_elements: int, n_tokens: int) -> float:
         """Seconds of one product of a weight with ``n_tokens`` rows: the slower of streaming its
@@ -62,9 +74,12 @@ class BackendSpeed:
         speed = self.mul_mat[weight_type.name]
         return max(weight_bytes / speed.bytes_per_s, 2 * n_elements * n_tokens / speed.ops_per_s)
 
-    def attention_s(self, cache_type: str, n_tokens: int, n_kv: int, n_head: int, head_dim: int) -> float:
-        """Seconds of the scores and the weighted sum of ``n_tokens`` queries over ``n_kv`` cells."""
-        return 4 * n_tokens * n_kv * n_head * head_dim / self.attention_ops_per_s[cache_type]
+    def attention_s(self, cache_type: str, n_queries: int, n_query_cells: float, n_head: int, head_dim: int) -> float:
+        """Seconds of attention for ``n_queries`` query rows reading ``n_query_cells`` (query, cell)
+        pairs in all, per head of width ``head_dim``."""
+        speed = self.attention[cache_type]
+        per_head = n_head * head_dim / (HEADS * HEAD_DIM)
+        return per_head * (n_queries * speed.query_s + n_query_cells * speed.cell_s)
 
 
 def calibrate(backend: Backend, weight_types: set[GGMLType], cache_types: set[str]) -> BackendSpeed:
@@ -77,18 +92,18 @@ def calibrate(backend: Backend, weight_types: set[GGMLType], cache_types: set[st
     speed = None
     if entry:
         speed = BackendSpeed(entry["run_s"], entry["op_s"], {k: MatMulSpeed(**v) for k, v in entry["mul_mat"].items()},
-                             entry.get("attention_ops_per_s", {}))
+                             {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
     missing = {t for t in weight_types if speed is None or t.name not in speed.mul_mat}
-    missing_attention = {t for t in cache_types if speed is None or t not in speed.attention_ops_per_s}
+    missing_attention = {t for t in cache_types if speed is None or t not in speed.attention}
     if speed is not None and not missing and not missing_attention:
         return speed
     probe = type(backend)(n_threads=backend.n_threads)
     if speed is None:
         speed = BackendSpeed(*_overheads(probe))
     for weight_type in sorted(missing, key=lambda t: t.name):
-        speed.mul_mat[weight_type.name] = _mul_mat_speed(probe, weight_type)
+        speed.mul_mat[weight_type.name] = _mul_mat_speed(probe, weight_type, speed.run_s + speed.op_s)
     for cache_type in sorted(missing_attention):
-        speed.attention_ops_per_s[cache_type] = _attention_speed(probe, cache_type)
+        speed.attention[cache_type] = _attention_speed(probe, cache_type, speed.run_s + speed.op_s)
     store[key] = asdict(speed)
     _write_cache(store)
     return speed
@@ -132,18 +147,19 @@ def _timed(backend: Backend, build, weights: dict[str, np.ndarray], feeds: dict[
     by_name = {n.name: n.id for n in inputs}
     fed = {by_name[name]: value for name, value in feeds.items()}
     with np.errstate(all="ignore"):  # random weights may overflow in float backends; only time matters
-        return _median_run(executable, fed, n_kv)
+        return _mean_run(executable, fed, n_kv)
 
 
-def _median_run(executable, fed, n_kv: int) -> float:
-    """The median of REPEATS runs: typical, as ``llmcore bench`` reports, on a machine that may be shared."""
+def _mean_run(executable, fed, n_kv: int) -> float:
+    """Mean seconds per run over at least MIN_RUNS runs and MIN_WALL_S: on a shared machine the
+    cost of waiting for descheduled threads is an average over time, which a model step (tens of
+    ms) pays and a lone short run may dodge."""
     executable.run(fed, n_kv)  # warm-up: first-touch of buffers, pipeline creation
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
+    runs, start = 0, time.perf_counter()
+    while runs < MIN_RUNS or time.perf_counter() - start < MIN_WALL_S:
         executable.run(fed, n_kv)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        runs += 1
+    return (time.perf_counter() - start) / runs
 
 
 def _overheads(backend: Backend) -> tuple[float, float]:
@@ -164,7 +180,9 @@ def _overheads(backend: Backend) -> tuple[float, float]:
     return max(one - op_s, 0.0), op_s
 
 
-def _mul_mat_speed(backend: Backend, weight_type: GGMLType) -> MatMulSpeed:
+def _mul_mat_speed(backend: Backend, weight_type: GGMLType, fixed_s: float) -> MatMulSpeed:
+    """Bytes/s of a decode-shaped product and operations/s of a prompt-shaped one, net of the
+    ``fixed_s`` every one-op run costs (the cost model adds that separately)."""
     rng = np.random.default_rng(0)
     row_bytes = tensor_bytes(weight_type, (1, WIDTH))
     decode_rows = max(DECODE_WEIGHT_BYTES // row_bytes, 1)
@@ -175,27 +193,41 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType) -> MatMulSpeed:
         seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (rows, WIDTH), weight_type),
                                                       g.input("x", (n_tokens, WIDTH), F32)),
                          {name: raw}, {"x": rng.standard_normal((n_tokens, WIDTH)).astype(np.float32)})
-        return seconds, raw.nbytes
+        return max(seconds - fixed_s, 1e-9), raw.nbytes
 
     decode_s, decode_bytes = product(decode_rows, 1, f"calibration.decode.{weight_type.name}")
     prompt_s, _ = product(prompt_rows, PROMPT_TOKENS, f"calibration.prompt.{weight_type.name}")
     return MatMulSpeed(decode_bytes / decode_s, 2 * prompt_rows * WIDTH * PROMPT_TOKENS / prompt_s)
 
 
-def _attention_speed(backend: Backend, cache_type: str) -> float:
-    """Operations/s of prompt-shaped attention: PROMPT_TOKENS queries over as many cells."""
+def _attention_speed(backend: Backend, cache_type: str, fixed_s: float) -> AttentionSpeed:
+    """Prompt-shaped attention (n queries over n cells, causal mask, as a prompt from an empty
+    cache) at two sizes: t = n x query_s + n^2 x cell_s. Counting all n^2 pairs, masked or not,
+    keeps the fit right both for backends that skip masked cells and for those that do not.
+    Times are net of the ``fixed_s`` of a one-op run."""
     rng = np.random.default_rng(0)
-    n, width = PROMPT_TOKENS, HEADS * HEAD_DIM
+    width = HEADS * HEAD_DIM
 
-    def build(g: GraphBuilder):
-        k = g.cache("calibration.k", (n, width), cache_type)
-        v = g.cache("calibration.v", (n, width), cache_type)
-        q = g.reshape(g.input("q", (n, width), F32), (n, HEADS, HEAD_DIM))
-        return g.attention(q, k, v, g.input("mask", (n, n), F32), 1 / HEAD_DIM ** 0.5)
+    def seconds(n: int) -> float:
+        def build(g: GraphBuilder):
+            k = g.cache("calibration.k", (n, width), cache_type)
+            v = g.cache("calibration.v", (n, width), cache_type)
+            q = g.reshape(g.input("q", (n, width), F32), (n, HEADS, HEAD_DIM))
+            return g.attention(q, k, v, g.input("mask", (n, n), F32), 1 / HEAD_DIM ** 0.5)
 
-    mask = np.triu(np.full((n, n), -np.inf, np.float32), 1)
-    seconds = _timed(backend, build, {}, {"q": rng.standard_normal((n, width)).astype(np.float32), "mask": mask}, n)
-    return 4 * n * n * HEADS * HEAD_DIM / seconds
+        feeds = {"q": rng.standard_normal((n, width)).astype(np.float32),
+                 "mask": np.triu(np.full((n, n), -np.inf, np.float32), 1)}
+        return max(_timed(type(backend)(n_threads=backend.n_threads), build, {}, feeds, n) - fixed_s, 1e-9)
+
+    small = ATTENTION_TOKENS[0]
+    t_small = seconds(small)
+    # the largest size whose run stays within budget (slow devices get a smaller one)
+    fits = [n for n in ATTENTION_TOKENS[1:] if t_small * (n / small) ** 2 < ATTENTION_BUDGET_S]
+    large = max(fits, default=ATTENTION_TOKENS[1])
+    t_large = seconds(large)
+    # solve t = n q + n^2 c at both sizes
+    cell_s = max((t_large / large - t_small / small) / (large - small), 0.0)
+    return AttentionSpeed(max(t_small / small - small * cell_s, 0.0), cell_s)
 
 
 def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int) -> np.ndarray:
@@ -203,7 +235,8 @@ def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int) -
     normals for float types and random bytes (with small block scales) for quantized ones."""
     if weight_type in (GGMLType.F32, GGMLType.F16):
         return (0.01 * rng.standard_normal((rows, WIDTH))).astype(np.float32 if weight_type == GGMLType.F32 else np.float16)
-    raw = rng.integers(0, 256, (rows, tensor_bytes(weight_type, (1, WIDTH))), dtype=np.uint8)
+    row_bytes = tensor_bytes(weight_type, (1, WIDTH))
+    raw = np.frombuffer(bytearray(rng.bytes(rows * row_bytes)), np.uint8).reshape(rows, row_bytes)
     # 32-value block types start each block with a float16 scale: cap its high byte so that the
     # scales stay finite (timing does not depend on the values, but overflow warnings would be noise)
     raw[:, 1::raw.shape[1] // (WIDTH // 32)] &= 0x3B

@@ -16,22 +16,26 @@ says is what ``run`` does. The estimates follow what the context and the backend
   counts) and holds every split's inputs in host-visible staging buffers;
 - speed: per step, the sum over the graph's ops of the calibrated cost on the backend running it
   (``llmcore.calibration``): a weight product costs the slower of streaming its bytes and doing
-  its operations, attention its operations on the cache type, every op a fixed cost on top, and each
-  split a fixed cost per run.
+  its operations, attention a cost per query and per (query, cell) pair on the cache type, every
+  op a fixed cost on top, and each split a fixed cost per run.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from llmcore.backends.base import Backend
 from llmcore.backends.registry import best_host_backend, choose_backend
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
-from llmcore.graph.scheduler import Split, _split, assign
+from llmcore.graph.scheduler import Split, _split
 from llmcore.model import Model
+
+if TYPE_CHECKING:
+    from llmcore.calibration import BackendSpeed
 
 _ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
 
@@ -74,6 +78,7 @@ class Plan:
     n_batch: int
     cache_type: str
     layer_reasons: dict[str, str] = field(default_factory=dict)  # backend name -> why it runs its layers
+    _splits: dict[int, list[Split]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, model: Model, backend: str = "auto", *, n_gpu_layers: int | str | None = None,
@@ -112,16 +117,28 @@ class Plan:
 
     def splits(self, n_tokens: int) -> list[Split]:
         """The splits the scheduler will cut an ``n_tokens`` step into (one output row)."""
-        return _split(self.graph(n_tokens), self.placement, self.placement.cpu)
+        if n_tokens not in self._splits:
+            self._splits[n_tokens] = _split(self.graph(n_tokens), self.placement, self.placement.cpu)
+        return self._splits[n_tokens]
 
     def weights_by_backend(self) -> dict[str, set[str]]:
         """The weights each backend will be handed at load (as ``Context._load_weights`` does)."""
         owned: dict[str, set[str]] = {b.name: set() for b in self.backends}
-        for node in self.graph(1).nodes:
-            for src in node.srcs:
-                if src.op is Op.WEIGHT:
-                    owned[assign(node, self.placement, self.placement.cpu).name].add(src.name)
+        for split in self.splits(1):
+            owned[split.backend.name].update(w.name for w in split.subgraph.weights)
         return owned
+
+    def fallbacks(self) -> dict[str, dict[str, int]]:
+        """Ops placed on a backend that does not support them, so the CPU backend runs them:
+        ``{"backend -> cpu_backend": {op: count}}`` over a 1-token step."""
+        moved: dict[str, dict[str, int]] = {}
+        for split in self.splits(1):
+            for node in split.subgraph.nodes:
+                wanted = self.placement(node)
+                if split.backend is not wanted:
+                    counts = moved.setdefault(f"{wanted.name} -> {split.backend.name}", {})
+                    counts[node.op.value] = counts.get(node.op.value, 0) + 1
+        return moved
 
     # -- memory -----------------------------------------------------------------------------
 
@@ -132,9 +149,8 @@ class Plan:
         memory = {b.name: BackendMemory() for b in self.backends}
         for name, weights in self.weights_by_backend().items():
             memory[name].weights = sum(tensors[w].n_bytes for w in weights)
-        by_name = {b.name: b for b in self.backends}
         shapes = [self.splits(n) for n in sorted({self.n_batch, 1})]
-        for name, backend in by_name.items():
+        for backend in self.backends:
             caches: dict[str, int] = {}
             arenas, staging = [], 0
             for splits in shapes:
@@ -142,8 +158,8 @@ class Plan:
                     caches.update((c.name, _nbytes(c)) for c in split.subgraph.caches)
                     arenas.append(_peak_live_bytes(split))
                     staging += sum(_nbytes(n) for n in split.subgraph.inputs)
-            memory[name].kv = sum(caches.values())
-            memory[name].compute = sum(arenas) if backend.runs_on_host else max(arenas, default=0) + staging
+            memory[backend.name].kv = sum(caches.values())
+            memory[backend.name].compute = sum(arenas) if backend.runs_on_host else max(arenas, default=0) + staging
         return memory
 
     # -- speed ------------------------------------------------------------------------------
@@ -172,7 +188,7 @@ class Plan:
         decode = self._step_seconds(1, speeds)
         return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode)
 
-    def _step_seconds(self, n_tokens: int, speeds: dict) -> dict[str, float]:
+    def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed]) -> dict[str, float]:
         """Seconds each backend spends on one step of ``n_tokens`` from an empty cache."""
         tensors = self.model.reader.tensors
         seconds = {b.name: 0.0 for b in self.backends}
@@ -188,8 +204,8 @@ class Plan:
                     total += speed.mul_mat_s(w.dtype, tensors[w.name].n_bytes, math.prod(w.shape), node.shape[0])
                 elif node.op is Op.ATTENTION:
                     n, n_head, head_dim = node.srcs[0].shape
-                    # a prompt from an empty cache: its n tokens attend over n cells
-                    total += speed.attention_s(node.srcs[1].dtype, n, n, n_head, head_dim)
+                    # a step from an empty cache: n queries over a window of n cells, causally masked
+                    total += speed.attention_s(node.srcs[1].dtype, n, n * n, n_head, head_dim)
             seconds[split.backend.name] += total
         return seconds
 

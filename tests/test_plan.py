@@ -76,13 +76,11 @@ def speed_ratio(path, backend, ngl) -> float:
 
 @pytest.mark.parametrize("backend, ngl", CASES)
 def test_expected_decode_speed_is_the_right_order(default_model_path, backend, ngl):
-    # the machine is shared and the cost model still misses per-step host costs (see the slow test):
-    # this only catches a broken estimator
-    assert 1 / 5 < speed_ratio(default_model_path, backend, ngl) < 5
+    # the machine is shared (a busy neighbour can halve a measured speed): the 30% check is slow-marked
+    assert 1 / 2 < speed_ratio(default_model_path, backend, ngl) < 2
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="calibration under-counts per-op and per-step host costs: estimates run 2-3x fast")
 @pytest.mark.parametrize("backend, ngl", CASES)
 def test_expected_decode_speed_within_30_percent(default_model_path, backend, ngl):
     assert speed_ratio(default_model_path, backend, ngl) == pytest.approx(1, rel=0.30)

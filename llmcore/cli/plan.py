@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,
                       n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type=args.cache_type, n_threads=args.threads)
     memory = plan.memory()
+    fallbacks = plan.fallbacks()
     speed = plan.speed()
     if args.json:
         print(json.dumps({
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             "n_ctx": plan.n_ctx, "n_batch": plan.n_batch, "cache_type": plan.cache_type,
             "layers": [{"layers": layers, "backend": name} for layers, name in plan.placement.describe()],
             "reasons": plan.layer_reasons,
+            "fallbacks": fallbacks,
             "memory": {name: m.as_dict() for name, m in memory.items()},
             "expected": {"prompt_tokens_per_s": speed.prompt_tokens_per_s, "n_prompt": speed.n_prompt,
                          "decode_tokens_per_s": speed.decode_tokens_per_s,
@@ -53,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     print("\nwhy:")
     for name, why in plan.layer_reasons.items():
         print(f"  {name}: {why}")
-    print(f"\n{'backend':10} {'weights':>12} {'kv':>12} {'compute':>12} {'total':>12} {'decode s/token':>15}")
+    for move, ops in fallbacks.items():
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1]))
+        print(f"  {move}: ops it does not support run on the CPU backend ({listed})")
+    print(f"\n{'backend':10} {'weights':>12} {'kv':>12} {'compute':>12} {'total':>12} {'decode ms/token':>15}")
     for name, m in memory.items():
         print(f"{name:10} {m.weights / _MIB:8.2f} MiB {m.kv / _MIB:8.2f} MiB {m.compute / _MIB:8.2f} MiB "
               f"{m.total / _MIB:8.2f} MiB {1e3 * speed.decode_s_by_backend[name]:12.2f} ms")
