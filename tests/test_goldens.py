@@ -46,11 +46,7 @@ def test_tokenization_matches(llm, name):
     assert llm.tokenize(record["prompt"], add_special=True, parse_special=True) == record["prompt_tokens"]
 
 
-def test_logits_match_llama_cpp(llm, request):
-    if request.node.callspec.params["llm"] == "vulkan -ngl 15":
-        # known gap: 97.84% top-1 (9 of 416 rows; the mark allows 8), p99 errors 0.18 / 0.51 pass.
-        # Vulkan's shaders round like ggml but do not reproduce its summation order (see above).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="hybrid split: top-1 97.84% < 98%"))
+def test_logits_match_llama_cpp(llm):
     top1_hits = rows = 0
     top1_errors, top10_errors = [], []
     for name in golden_names():

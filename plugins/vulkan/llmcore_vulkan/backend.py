@@ -12,7 +12,7 @@ import numpy as np
 
 from llmcore.backends import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData
 from llmcore.errors import BackendError
-from llmcore.gguf import GGMLType
+from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 
 from llmcore_vulkan.device import physical_devices, selected_device
 from llmcore_vulkan.gpu import Gpu
@@ -74,9 +74,10 @@ class VulkanBackend(Backend):
         limit = self.physical.max_storage_buffer_range
         if node.op in (Op.MUL_MAT, Op.GET_ROWS) and node.srcs[0].op is Op.WEIGHT:
             w = node.srcs[0]
+            # asked before the weights are loaded (placement decides what to load): judge by type and size.
             # mul_mat reads whole 32-value units (every quantized type's rows are made of them)
-            return (w.dtype in WEIGHT_SHADERS and w.name in self.weights
-                    and self.weights[w.name][0].size <= limit and (node.op is Op.GET_ROWS or w.shape[1] % 32 == 0))
+            return (w.dtype in WEIGHT_SHADERS and _weight_bytes(w) <= limit
+                    and (node.op is Op.GET_ROWS or w.shape[1] % 32 == 0))
         if node.op is Op.MUL_MAT:
             return False  # activation x activation products are not in the op set's llama use
         if node.op is Op.GET_ROWS:
@@ -282,3 +283,8 @@ class VulkanExecutable(Executable):
         out = np.empty(shape, np.dtype(dtype))
         self.backend.transfers.download(piece, out)
         return out
+
+
+def _weight_bytes(w: Node) -> int:
+    block, type_size = GGML_QUANT_SIZES[w.dtype]
+    return math.prod(w.shape) // block * type_size
