@@ -31,7 +31,7 @@ from llmcore.backends.registry import best_host_backend, choose_backend
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
-from llmcore.graph.scheduler import Split, _split
+from llmcore.graph.scheduler import Split, split_graph
 from llmcore.model import Model
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class Plan:
     def splits(self, n_tokens: int) -> list[Split]:
         """The splits the scheduler will cut an ``n_tokens`` step into (one output row)."""
         if n_tokens not in self._splits:
-            self._splits[n_tokens] = _split(self.graph(n_tokens), self.placement, self.placement.cpu)
+            self._splits[n_tokens] = split_graph(self.graph(n_tokens), self.placement, self.placement.cpu)
         return self._splits[n_tokens]
 
     def weights_by_backend(self) -> dict[str, set[str]]:

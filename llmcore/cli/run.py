@@ -7,7 +7,7 @@ import codecs
 import sys
 from pathlib import Path
 
-from llmcore.cli._common import add_model_args, load_llm
+from llmcore.cli._common import add_model_args, load_llm, print_memory
 from llmcore.errors import LLMCoreError
 
 
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             cache.save(llm, tokens)
     sys.stdout.write("\n")
     print_timings(llm)
+    if args.verbose:  # the KV cache and compute buffers exist once the first step has run
+        print_memory(llm)
     return 0
 
 

@@ -26,7 +26,7 @@ class ExecutionPlan:
 
     def __init__(self, graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> None:
         self.graph = graph
-        self.splits = _split(graph, place, fallback)
+        self.splits = split_graph(graph, place, fallback)
         for split in self.splits:
             split.executable = split.backend.compile(split.subgraph)
 
@@ -49,7 +49,7 @@ def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend) -> B
     return fallback
 
 
-def _split(graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> list[Split]:
+def split_graph(graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> list[Split]:
     owner = {node.id: assign(node, place, fallback) for node in graph.nodes if not node.is_leaf}
 
     consumers: dict[int, set[int]] = {}
