@@ -10,7 +10,6 @@ import textwrap
 from importlib.metadata import entry_points, metadata
 from pathlib import Path
 
-import pytest
 from test_conformance import install_plugin, run_python
 
 from llmcore.backends import registry
@@ -146,8 +145,6 @@ def test_json_of_plugins_installed_in_a_temporary_site(tmp_path):
     assert report["backends"][0]["name"] == "fakegpu"  # best first
 
 
-@pytest.mark.skipif(not hasattr(registry, "api_mismatch"),
-                    reason="needs the registry's plugin API versioning and failure capture (proposed with the conformance kit)")
 def test_api_mismatch_raising_probe_and_import_error_are_reasons_not_crashes(tmp_path):
     site = _site_with(tmp_path, {**FAKE_PLUGINS, **FAILING_PLUGINS})
     result = run_python(["-m", "llmcore", "backends", "--json"], tmp_path, [site])
