@@ -18,8 +18,9 @@ from llmcore.model import Model
 from llmcore.plan import Plan
 
 N_BATCH = 64
-CASES = [("cpu_simd", None), pytest.param("vulkan", 15, marks=pytest.mark.skipif(
-    "vulkan" not in backend_classes() or not availability("vulkan").usable, reason="vulkan not usable here"))]
+VULKAN_USABLE = "vulkan" in backend_classes() and availability("vulkan").usable
+CASES = [("cpu_simd", None),
+         pytest.param("vulkan", 15, marks=pytest.mark.skipif(not VULKAN_USABLE, reason="vulkan not usable here"))]
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ def decode_seconds(llm: LLM, n: int = 24) -> float:
 
 
 def test_vulkan_ngl_15_layers_match_layer_placement(default_model_path):
-    if "vulkan" not in backend_classes() or not availability("vulkan").usable:
+    if not VULKAN_USABLE:
         pytest.skip("vulkan not usable here")
     plan = Plan.build(Model(default_model_path), "vulkan", n_gpu_layers=15, n_threads=2)
     cpu = plan.placement.cpu
