@@ -4,9 +4,12 @@ Every run that ends (finish_reason "stop") must give text that ``json.loads`` pa
 validates; runs cut by max_tokens are counted separately. Outside the default test suite (it
 generates up to 256k tokens).
 
-    python scripts/grammar_json_sweep.py [--schemas 100] [--seeds 5] [--model PATH]
+    python scripts/grammar_json_sweep.py [--schemas 100] [--seeds 5] [--model PATH] [--engine llama.cpp]
 
-Uses ``LLM.create_completion(prompt, json_schema=schema, ...)``.
+Uses ``LLM.create_completion(prompt, json_schema=schema, ...)``. With ``--engine llama.cpp`` the same
+prompts and seeds run through llama-cpp-python (the oracle venv, a child process): its
+``json_schema_to_gbnf`` (a port of llama.cpp's json_schema_to_grammar.py) and llama.cpp's GBNF sampler;
+both engines sample with the same chain (top_k 40, top_p 0.95, min_p 0.05, temperature 0.8).
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import time
 from typing import Any
 
-import jsonschema
-
 WORDS = ["name", "city", "title", "color", "id", "count", "price", "tags", "active", "owner", "email", "date",
          "score", "level", "notes", "items", "status", "rating", "size", "code", "country", "year", "unit"]
 FORMATS = ["date", "time", "date-time", "uuid", "email"]
+ORACLE_PYTHON = "/work/venv-oracle/bin/python"
+SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
 
 
 def _leaf(rng: random.Random) -> dict[str, Any]:
@@ -93,43 +97,86 @@ def make_schemas(count: int, seed: int = 1234) -> list[dict[str, Any]]:
     return schemas
 
 
+def run_llama_cpp(model: str, jobs: list[dict[str, Any]], max_tokens: int) -> None:
+    """Child mode (oracle venv): one JSON line per (schema, seed) job: finish_reason and text."""
+    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    llm = Llama(model, n_ctx=4096, n_threads=2, verbose=False)
+    for job in jobs:
+        try:
+            grammar = LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(job["schema"])), verbose=False)
+        except Exception as exc:  # noqa: BLE001 - a schema llama.cpp cannot convert is reported, not fatal
+            print(json.dumps({"finish_reason": "error", "text": f"{type(exc).__name__}: {exc}"}), flush=True)
+            continue
+        for seed in job["seeds"]:
+            result = llm.create_completion(job["prompt"], grammar=grammar, max_tokens=max_tokens, seed=seed,
+                                           **SAMPLING)
+            choice = result["choices"][0]
+            print(json.dumps({"finish_reason": choice["finish_reason"], "text": choice["text"]}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemas", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--model", default=None, help="GGUF path (default: the default model)")
     parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--engine", choices=["llmcore", "llama.cpp"], default="llmcore")
+    parser.add_argument("--oracle-python", default=ORACLE_PYTHON)
+    parser.add_argument("--llama-cpp-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.llama_cpp_child:
+        run_llama_cpp(args.model, json.loads(sys.stdin.read()), args.max_tokens)
+        return
+
+    import jsonschema  # not in the oracle venv, so imported here, not by the child
 
     from llmcore.api.llm import LLM
 
     llm = LLM(args.model, seed=0)
+    schemas = make_schemas(args.schemas)
+    prompts = [llm.chat_template.render([{"role": "system", "content": "You reply with JSON only."},
+                                         {"role": "user", "content": "Give an example JSON value for this JSON Schema:\n"
+                                                                     + json.dumps(schema)}],
+                                        add_generation_prompt=True) for schema in schemas]
+    seeds = list(range(args.seeds))
+    if args.engine == "llmcore":
+        results = ((choice.finish_reason, choice.text) for schema, prompt in zip(schemas, prompts) for seed in seeds
+                   for choice in llm.create_completion(prompt, json_schema=schema, max_tokens=args.max_tokens,
+                                                       seed=seed, **SAMPLING).choices)
+    else:
+        jobs = [{"schema": schema, "prompt": prompt, "seeds": seeds} for schema, prompt in zip(schemas, prompts)]
+        child = subprocess.Popen([args.oracle_python, __file__, "--llama-cpp-child", "--model", str(llm.model_path),
+                                  "--max-tokens", str(args.max_tokens)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        child.stdin.write(json.dumps(jobs))
+        child.stdin.close()
+        results = ((line["finish_reason"], line["text"]) for line in map(json.loads, child.stdout))
+
     ended = cut = 0
     failures: list[str] = []
     start = time.perf_counter()
-    for index, schema in enumerate(make_schemas(args.schemas)):
-        messages = [{"role": "system", "content": "You reply with JSON only."},
-                    {"role": "user", "content": "Give an example JSON value for this JSON Schema:\n"
-                                                + json.dumps(schema)}]
-        prompt = llm.chat_template.render(messages, add_generation_prompt=True)
-        for seed in range(args.seeds):
-            result = llm.create_completion(prompt, json_schema=schema, temperature=0.8, max_tokens=args.max_tokens,
-                                           seed=seed)
-            choice = result.choices[0]
-            if choice.finish_reason != "stop":
-                cut += 1
-                continue
+    for run, (finish_reason, text) in enumerate(results):
+        index, seed = divmod(run, len(seeds))
+        if finish_reason != "stop":
+            cut += 1
+        else:
             ended += 1
             try:
-                jsonschema.validate(json.loads(choice.text), schema)
+                jsonschema.validate(json.loads(text), schemas[index])
             except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
                 failures.append(f"schema {index} seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0]}\n"
-                                f"  text: {choice.text[:200]!r}")
-        print(f"schema {index + 1}/{args.schemas}: {ended} ended, {cut} cut by max_tokens, "
-              f"{len(failures)} invalid ({time.perf_counter() - start:.0f} s)", flush=True)
+                                f"  text: {text[:200]!r}")
+        if seed == len(seeds) - 1:
+            print(f"schema {index + 1}/{args.schemas}: {ended} ended, {cut} cut by max_tokens, "
+                  f"{len(failures)} invalid ({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.engine == "llama.cpp" and child.wait() != 0:
+        sys.exit(f"the llama.cpp child process failed (exit {child.returncode})")
     for failure in failures:
         print(failure)
-    print(f"runs that ended: {ended}; invalid: {len(failures)}; cut by max_tokens: {cut}")
+    print(f"{args.engine}: runs that ended: {ended}; invalid: {len(failures)}; cut by max_tokens: {cut}")
     print(f"{ended - len(failures)} passed, {len(failures)} failed, {cut} skipped")
     sys.exit(1 if failures else 0)
 
