@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 from llmcore.api.llm import LLM
 from llmcore.chat.tools import tool_schema, with_instructions
-from llmcore.grammar import grammar_for, schema_for_response_format
-from llmcore.grammar import GrammarMatcher
+from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
 from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
 from llmcore.server.engine import Job
 from llmcore.server.errors import APIError

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.kv_cache import common_prefix
-from llmcore.kv_cache import KVCells
+from llmcore.kv_cache import KVCells, common_prefix
 
 if TYPE_CHECKING:
     from llmcore.server.engine import Job, Run

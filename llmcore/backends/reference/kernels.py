@@ -8,6 +8,9 @@ before meeting the f16 KV cache, and norms accumulate in double.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,7 +183,37 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
 
     Normal mode rotates adjacent pairs (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
     Angles follow ggml's YaRN formulation, including its running product for the frequencies.
+    ggml is compiled with the compiler's default contraction, so its ``a*b - c*d`` is
+    ``fma(a, b, -(c*d))``: computed here as a*b exactly (in double) minus the rounded c*d.
     """
+    half = p.n_rot // 2
+    cos, sin = _rope_cos_sin(p, freq_factors, positions)
+    cos, sin = cos[:, None, :].astype(np.float64), sin[:, None, :].astype(np.float64)
+    out = x.copy()
+    pairs = (slice(0, half), slice(half, p.n_rot)) if p.neox else (slice(0, p.n_rot, 2), slice(1, p.n_rot, 2))
+    a, b = x[..., pairs[0]], x[..., pairs[1]]
+    out[..., pairs[0]] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
+    out[..., pairs[1]] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
+    return out
+
+
+# cos/sin rows by rope settings, then by position: each position's angles are computed once
+_ROPE_ROWS: dict[tuple[RopeParams, bytes | None], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+
+
+def _rope_cos_sin(p: RopeParams, freq_factors: np.ndarray | None,
+                  positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml_rope_cache_init's cos and sin rows ([n, n_rot/2] each) for ``positions``."""
+    rows = _ROPE_ROWS.setdefault((p, None if freq_factors is None else freq_factors.tobytes()), {})
+    missing = sorted({int(pos) for pos in positions} - rows.keys())
+    if missing:
+        cos, sin = _rope_angles(p, freq_factors, np.array(missing, np.int32))
+        rows.update((pos, (cos[i], sin[i])) for i, pos in enumerate(missing))
+    return (np.stack([rows[int(pos)][0] for pos in positions]), np.stack([rows[int(pos)][1] for pos in positions]))
+
+
+def _rope_angles(p: RopeParams, freq_factors: np.ndarray | None,
+                 positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half = p.n_rot // 2
     theta_scale = np.float32(p.freq_base) ** np.float32(-2.0 / p.n_rot)
     # ggml starts from the position and multiplies by theta_scale pair after pair, rounding each time
@@ -197,23 +230,36 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
         low, high = yarn_corr_dims(p)
         ramp = 1.0 - np.clip((np.arange(half, dtype=np.float32) - low) / max(0.001, high - low), 0.0, 1.0)
         mix = (ramp * p.ext_factor).astype(np.float32)
-        theta = theta_interp * (1 - mix) + theta_extrap * mix
-        mscale *= np.float32(1.0 + 0.1 * np.log(1.0 / p.freq_scale))
+        theta = (theta_interp.astype(np.float64) * (1 - mix) + theta_extrap * mix).astype(np.float32)
+        mscale *= np.float32(np.float64(np.float32(0.1)) * np.float32(np.log(np.float32(1.0 / p.freq_scale))) + 1.0)
     else:
         theta = theta_interp
-    # correctly rounded float32 cos/sin, as the C library's cosf/sinf give them
-    cos = (np.cos(theta.astype(np.float64)).astype(np.float32) * mscale)[:, None, :]
-    sin = (np.sin(theta.astype(np.float64)).astype(np.float32) * mscale)[:, None, :]
-    out = x.copy()
-    if p.neox:
-        a, b = x[..., :half], x[..., half:p.n_rot]
-        out[..., :half] = a * cos - b * sin
-        out[..., half:p.n_rot] = a * sin + b * cos
-    else:
-        a, b = x[..., 0:p.n_rot:2], x[..., 1:p.n_rot:2]
-        out[..., 0:p.n_rot:2] = a * cos - b * sin
-        out[..., 1:p.n_rot:2] = a * sin + b * cos
-    return out
+    return _c_cosf(theta) * mscale, _c_sinf(theta) * mscale
+
+
+def _libm_function(name: str) -> Callable[[float], float] | None:
+    path = ctypes.util.find_library("m")
+    try:
+        function = getattr(ctypes.CDLL(path), name) if path else None
+    except (OSError, AttributeError):
+        return None
+    if function is not None:
+        function.restype, function.argtypes = ctypes.c_float, [ctypes.c_float]
+    return function
+
+
+def _c_float_function(name: str, fallback: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The C library's float function ``name`` over an array (ggml's rope calls cosf and sinf, which
+    differ from numpy's float32 cos and sin in the last bit at some angles); ``fallback`` in double,
+    rounded, where there is no C math library to load."""
+    function = _libm_function(name)
+    if function is None:
+        return lambda x: fallback(x.astype(np.float64)).astype(np.float32)
+    return lambda x: np.array([function(v) for v in x.ravel().tolist()], np.float32).reshape(x.shape)
+
+
+_c_cosf = _c_float_function("cosf", np.cos)
+_c_sinf = _c_float_function("sinf", np.sin)
 
 
 def yarn_corr_dims(p: RopeParams) -> tuple[float, float]:
@@ -227,21 +273,101 @@ def yarn_corr_dims(p: RopeParams) -> tuple[float, float]:
     return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))
 
 
+F16_DOT_LANES = 64  # ggml_vec_dot_f16 (AVX-512): four vectors of 16 lanes
+
+
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray,
               scale: float, n_head_kv: int, n_kv: int) -> np.ndarray:
     """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells; query head h reads KV head
-    h // (n_head / n_head_kv). Returns [n, n_head * head_dim]."""
+    h // (n_head / n_head_kv). Returns [n, n_head * head_dim].
+
+    In llama.cpp's order of operations (without flash attention): each score is a
+    ggml_vec_dot_f16 of the f16-rounded query with a K row (64 lanes, reduced pairwise); the
+    softmax sums its exps 16 at a time, each group's float sum added in double; the f16-rounded
+    probabilities meet V in a ggml_vec_dot_f16 over cells, 64 lanes over the cells. Products of
+    two f16 values are exact in float32, so each lane's fused multiply-add is a float32 add here.
+    """
     n, n_head, head_dim = q.shape
     group = n_head // n_head_kv
     q16 = q.astype(np.float16).astype(np.float32)
     q16 = q16.reshape(n, n_head_kv, group, head_dim).transpose(1, 2, 0, 3).reshape(n_head_kv, group * n, head_dim)
     k = k_cache[:n_kv].astype(np.float32).reshape(n_kv, n_head_kv, head_dim).transpose(1, 0, 2)
     v = v_cache[:n_kv].astype(np.float32).reshape(n_kv, n_head_kv, head_dim).transpose(1, 0, 2)
-    scores = (q16 @ k.transpose(0, 2, 1)).reshape(n_head_kv, group, n, n_kv)
+    # per query: tinyBLAS's order beside another token of its sequence, else ggml_vec_dot_f16's
+    batched = _has_sequence_neighbour(mask[:, :n_kv])
+    rows = np.tile(batched, group)[None, :, None]  # the (group, n) rows of each KV head, flattened
+    scores = np.where(rows, _tinyblas_f16_dot(q16[:, :, None, :], k[:, None, :, :]),
+                      _f16_dot(q16[:, :, None, :], k[:, None, :, :])).reshape(n_head_kv, group, n, n_kv)
     scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
     scores -= scores.max(axis=-1, keepdims=True)
     probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
-    probs *= (1.0 / probs.sum(axis=-1, dtype=np.float64, keepdims=True)).astype(np.float32)
+    probs *= (1.0 / _grouped_sum(probs)).astype(np.float32)[..., None]
     probs16 = probs.astype(np.float16).astype(np.float32).reshape(n_head_kv, group * n, n_kv)
-    out = (probs16 @ v).reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
+    out = np.where(rows, _tinyblas_f16_dot(probs16[:, :, None, :], v.transpose(0, 2, 1)[:, None, :, :]),
+                   _f16_dot(probs16[:, :, None, :], v.transpose(0, 2, 1)[:, None, :, :]))
+    out = out.reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
     return np.ascontiguousarray(out.reshape(n, n_head * head_dim))
+
+
+def _f16_dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ggml_vec_dot_f16 over the last axis of broadcast x and y (f16 values held as float32): lane l
+    sums the products at l, l + 64, ... in order; lanes reduce as (0+2) + (1+3) of the four vectors,
+    then in _mm512_reduce_add_ps's order; values past a multiple of 64 are added in double."""
+    length = x.shape[-1]
+    whole = length - length % F16_DOT_LANES
+    shape = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    lanes = np.zeros((*shape, F16_DOT_LANES), np.float32)
+    for start in range(0, whole, F16_DOT_LANES):
+        lanes += x[..., start:start + F16_DOT_LANES] * y[..., start:start + F16_DOT_LANES]
+    quarters = lanes.reshape(*shape, 4, 16)
+    total = _reduce16((quarters[..., 0, :] + quarters[..., 2, :]) + (quarters[..., 1, :] + quarters[..., 3, :]))
+    if whole < length:
+        rest = (x[..., whole:] * y[..., whole:]).astype(np.float64)
+        total = (total + rest.sum(axis=-1)).astype(np.float32)
+    return total
+
+
+def _has_sequence_neighbour(mask: np.ndarray) -> np.ndarray:
+    """llama.cpp (without flash attention) multiplies by tinyBLAS when its batch holds two or more
+    queries, by ggml_vec_dot_f16 for one. Here a query counts as batched when a token next to it in
+    the batch belongs to its sequence (same first visible cell; batches keep a sequence's tokens
+    together), so that a row's result does not depend on other sequences sharing the batch."""
+    visible = mask != -np.inf
+    first = np.where(visible.any(axis=1), visible.argmax(axis=1), -1)
+    same_as_previous = np.zeros(len(first), bool)
+    same_as_previous[1:] = first[1:] == first[:-1]
+    return same_as_previous | np.append(same_as_previous[1:], False)
+
+
+def _tinyblas_f16_dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """llamafile's tinyBLAS f16 GEMM (AVX-512), which ggml uses for f16 products of two or more
+    columns: one 16-lane accumulator per output over the last axis, then _mm512_reduce_add_ps.
+    (llama.cpp's cache view is padded to 256 cells; the padding adds zeros, so a last partial
+    group of 16 just sums fewer products.)"""
+    length = x.shape[-1]
+    shape = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    lanes = np.zeros((*shape, 16), np.float32)
+    for start in range(0, length, 16):
+        stop = min(start + 16, length)
+        lanes[..., :stop - start] += x[..., start:stop] * y[..., start:stop]
+    return _reduce16(lanes)
+
+
+def _reduce16(a: np.ndarray) -> np.ndarray:
+    """_mm512_reduce_add_ps over the last axis (16 lanes), in GCC's order."""
+    t8 = a[..., 8:] + a[..., :8]
+    t4 = t8[..., 4:] + t8[..., :4]
+    return (t4[..., 0] + t4[..., 2]) + (t4[..., 1] + t4[..., 3])
+
+
+def _grouped_sum(values: np.ndarray) -> np.ndarray:
+    """ggml_vec_soft_max_f32's sum over the last axis: 16 values at a time reduced as floats, each
+    group's sum added in double."""
+    length = values.shape[-1]
+    padded = np.zeros((*values.shape[:-1], -(-length // 16) * 16), np.float32)
+    padded[..., :length] = values
+    groups = _reduce16(padded.reshape(*values.shape[:-1], -1, 16)).astype(np.float64)
+    total = np.zeros(values.shape[:-1], np.float64)
+    for index in range(groups.shape[-1]):  # in order, as ggml's loop adds them
+        total += groups[..., index]
+    return total

@@ -214,7 +214,9 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
     const float corr_low = nd->f[4], corr_high = nd->f[5];
     const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
     float mscale = nd->f[3];
-    if (ext_factor != 0.0f) mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
+    /* ggml is built with the compiler's default contraction, so its a*b + c*d are fused:
+     * fma(a, b, c*d). The same fused forms here (this file disables implicit contraction). */
+    if (ext_factor != 0.0f) mscale *= fmaf(0.1f, logf(1.0f / freq_scale), 1.0f);
     float *cos_t = scratch, *sin_t = scratch + half;
     const int32_t *pos = nd->src[1];
     const float *freq_factors = nd->src[2];  /* NULL, or one divisor per pair (Llama 3.1) */
@@ -229,7 +231,7 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
             if (ext_factor != 0.0f) {
                 const float y = ((float)i - corr_low) / fmaxf(0.001f, corr_high - corr_low);
                 const float ramp_mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * ext_factor;
-                theta = theta_interp * (1.0f - ramp_mix) + theta_pair * ramp_mix;
+                theta = fmaf(theta_interp, 1.0f - ramp_mix, theta_pair * ramp_mix);
             }
             cos_t[i] = cosf(theta) * mscale;
             sin_t[i] = sinf(theta) * mscale;
@@ -241,8 +243,8 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
             for (int i = 0; i < half; i++) {
                 const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
                 const float x0 = x[i0], x1 = x[i1];
-                y[i0] = x0 * cos_t[i] - x1 * sin_t[i];
-                y[i1] = x0 * sin_t[i] + x1 * cos_t[i];
+                y[i0] = fmaf(x0, cos_t[i], -(x1 * sin_t[i]));
+                y[i1] = fmaf(x0, sin_t[i], x1 * cos_t[i]);
             }
             for (int64_t i = n_rot; i < head_dim; i++) y[i] = x[i];
         }
@@ -301,7 +303,20 @@ static float dot_k_q(const void *k, int type, const float *q, int64_t n) {
     return (float)total;
 }
 
-/* lanes[j % 64][:] += p * v: the per-lane partial sums of ggml's dot over cells, for every dim */
+/* The same dot as llamafile's tinyBLAS f16 GEMM, which ggml uses instead when the product has two
+ * or more columns (a batch of queries): one 16-lane accumulator over the row, then
+ * _mm512_reduce_add_ps. */
+static float dot_k_q_tinyblas(const void *k, int type, const float *q, int64_t n) {
+    const lc_fp16_t *kh = k;
+    const float *kf = k;
+    float lanes[16] = {0};
+    for (int64_t i = 0; i < n; i += 16)
+        for (int l = 0; l < 16 && i + l < n; l++)
+            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
+    return lc_reduce16_ordered(lanes);
+}
+
+/* lanes[j % n_lanes][:] += p * v: the per-lane partial sums of ggml's dot over cells, for every dim */
 static inline void accumulate_v(float *lane, float p, const void *v, int type, int64_t n) {
     int64_t d = 0;
     const lc_fp16_t *vh = v;
@@ -317,6 +332,23 @@ static inline void accumulate_v(float *lane, float p, const void *v, int type, i
     for (; d < n; d++) lane[d] = fmaf(type == LC_TYPE_F16 ? LC_H2F(vh[d]) : vf[d], p, lane[d]);
 }
 
+/* The first cell a mask row lets its query see: the same for every token of one sequence. */
+static int32_t first_visible(const float *mask_row, int32_t n_kv) {
+    for (int32_t j = 0; j < n_kv; j++)
+        if (mask_row[j] != -INFINITY) return j;
+    return -1;
+}
+
+/* llama.cpp (without flash attention) takes tinyBLAS's order when its batch holds two or more
+ * queries, ggml_vec_dot_f16's for one. A query here takes tinyBLAS's order when another token of
+ * its own sequence is in the batch (beside it: batches keep a sequence's tokens together), so a
+ * row's result does not depend on other sequences sharing the batch. */
+static int has_sequence_neighbour(const float *mask, int64_t t, int64_t n_tokens, int64_t n_ctx, int32_t n_kv) {
+    const int32_t own = first_visible(mask + t * n_ctx, n_kv);
+    return (t > 0 && first_visible(mask + (t - 1) * n_ctx, n_kv) == own) ||
+           (t + 1 < n_tokens && first_visible(mask + (t + 1) * n_ctx, n_kv) == own);
+}
+
 static void op_attention(const lc_node *nd, const lc_task *task) {
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n_ctx = nd->ne[3];
     const int64_t n_head_kv = nd->i[0], group = n_head / n_head_kv, kv_width = n_head_kv * head_dim;
@@ -326,6 +358,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     const char *k_cache = nd->src[1], *v_cache = nd->src[2];
     const float scale = nd->f[0];
     float *q16 = task->scratch, *lanes = q16 + head_dim, *scores = lanes + F16_DOT_LANES * head_dim;
+
     int64_t a, b;
     share(nd->ne[2] * n_head, task->ith, task->nth, &a, &b);
     for (int64_t item = a; item < b; item++) {
@@ -333,6 +366,8 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
         const float *q = (const float *)nd->src[0] + (t * n_head + h) * head_dim;
         const float *mask = (const float *)nd->src[3] + t * n_ctx;
         float *y = (float *)nd->dst + (t * n_head + h) * head_dim;
+        const int batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
+        const int n_lanes = batched ? 16 : F16_DOT_LANES;
         for (int64_t i = 0; i < head_dim; i++) q16[i] = lc_fp16_to_fp32(lc_fp32_to_fp16(q[i]));
         float max = -INFINITY;
         for (int64_t j = 0; j < n_kv; j++) {
@@ -340,7 +375,9 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                 scores[j] = -INFINITY;
                 continue;
             }
-            scores[j] = dot_k_q(k_cache + (j * kv_width + kvh * head_dim) * elt, type, q16, head_dim) * scale + mask[j];
+            const void *k_row = k_cache + (j * kv_width + kvh * head_dim) * elt;
+            scores[j] = (batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim)) * scale
+                        + mask[j];
             if (scores[j] > max) max = scores[j];
         }
         if (max == -INFINITY) {  /* nothing visible: a padding row */
@@ -358,18 +395,19 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             sum += (double)lc_reduce16_ordered(group_exps);
         }
         const float inv = (float)(1.0 / sum);
-        memset(lanes, 0, (size_t)(F16_DOT_LANES * head_dim) * sizeof(float));
+        memset(lanes, 0, (size_t)(n_lanes * head_dim) * sizeof(float));
         for (int64_t j = 0; j < n_kv; j++) {
             const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
             if (p != 0.0f)  /* a zero probability adds exactly nothing */
-                accumulate_v(lanes + (j % F16_DOT_LANES) * head_dim, p, v_cache + (j * kv_width + kvh * head_dim) * elt,
+                accumulate_v(lanes + (j % n_lanes) * head_dim, p, v_cache + (j * kv_width + kvh * head_dim) * elt,
                              type, head_dim);
         }
         for (int64_t d = 0; d < head_dim; d++) {
             float s16[16];
             for (int l = 0; l < 16; l++)
-                s16[l] = (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
-                         (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
+                s16[l] = batched ? lanes[l * head_dim + d]
+                                 : (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
+                                   (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
             y[d] = lc_reduce16_ordered(s16);
         }
     }
