@@ -60,7 +60,7 @@ class ReferenceBackend(Backend):
         for node in subgraph.caches:
             if node.name not in self._caches:
                 dtype = np.float16 if node.dtype == F16 else np.float32
-                self._caches[node.name] = np.zeros(node.shape, dtype)
+                self._caches[node.name] = np.full(node.shape, 0, dtype)  # resident now, as llama.cpp clears its cache
         return _Interpreter(self, subgraph)
 
     def cache_view(self, name: str) -> np.ndarray:

@@ -99,7 +99,9 @@ class CpuSimdBackend(Backend):
     def compile(self, subgraph: Subgraph) -> Executable:
         for node in subgraph.caches:
             if node.name not in self._caches:
-                self._caches[node.name] = np.zeros(node.shape, np.float16 if node.dtype == F16 else np.float32)
+                # written through now, as llama.cpp clears its cache buffer: the pages are resident
+                # from the start instead of RSS creeping up as sequences reach new cells
+                self._caches[node.name] = np.full(node.shape, 0, np.float16 if node.dtype == F16 else np.float32)
         missing = [w.name for w in subgraph.weights if w.name not in self._weights]
         if missing:
             raise BackendError(f"cpu_simd: weights {', '.join(missing[:3])} were not loaded onto this backend")
