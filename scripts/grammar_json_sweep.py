@@ -132,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemas", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first", type=int, default=1, help="start at this schema (1-based), to resume a sweep")
     parser.add_argument("--model", default=None, help="GGUF path (default: the default model)")
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--engine", choices=["llmcore", "llama.cpp"], default="llmcore")
@@ -148,7 +149,8 @@ def main() -> None:
     from llmcore.api.llm import LLM
 
     llm = LLM(args.model, seed=0)
-    schemas = make_schemas(args.schemas)
+    first = args.first - 1
+    schemas = make_schemas(args.schemas)[first:]
     prompts = [llm.chat_template.render([{"role": "system", "content": "You reply with JSON only."},
                                          {"role": "user", "content": "Give an example JSON value for this JSON Schema:\n"
                                                                      + json.dumps(schema)}],
@@ -167,6 +169,7 @@ def main() -> None:
     start = time.perf_counter()
     for run, (finish_reason, text) in enumerate(results):
         index, seed = divmod(run, len(seeds))
+        index += first
         if finish_reason == "crash":
             crashed += 1
         elif finish_reason != "stop":
@@ -174,7 +177,7 @@ def main() -> None:
         else:
             ended += 1
             try:
-                jsonschema.validate(json.loads(text), schemas[index])
+                jsonschema.validate(json.loads(text), schemas[index - first])
             except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
                 failures.append(f"schema {index} seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0]}\n"
                                 f"  text: {text[:200]!r}")

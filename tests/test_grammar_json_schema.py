@@ -196,6 +196,22 @@ def test_whitespace_is_bounded_like_llama_cpp() -> None:
     assert not matches(grammar, VOCAB, '{\n\n\n"a": 1}')
 
 
+def test_date_and_time_formats_follow_llama_cpp() -> None:
+    # llama.cpp's rules: at most three fraction digits and a required zone (RFC 3339 allows more
+    # digits, and an unbounded fraction lets a small model run on until max_tokens)
+    time = Grammar.from_json_schema({"type": "string", "format": "time"})
+    for text in ('"18:25:43Z"', '"18:25:43.511Z"', '"23:59:59+01:00"'):
+        assert matches(time, VOCAB, text), text
+    for text in ('"18:25:43"', '"18:25:43.5111Z"', '"24:00:00Z"', '"18:25:43.51Z"'):
+        assert not matches(time, VOCAB, text), text
+    stamp = Grammar.from_json_schema({"type": "string", "format": "date-time"})
+    assert matches(stamp, VOCAB, '"2012-04-23T18:25:43.511Z"')
+    assert not matches(stamp, VOCAB, '"2012-13-23T18:25:43Z"')
+    assert not matches(Grammar.from_json_schema({"type": "string", "format": "date"}), VOCAB, '"2012-04-32"')
+    pattern_wins = Grammar.from_json_schema({"type": "string", "format": "date", "pattern": "^x$"})
+    assert matches(pattern_wins, VOCAB, '"x"')
+
+
 def test_false_schema_and_unknown_keywords() -> None:
     with pytest.raises(GrammarError, match="matches nothing"):
         Grammar.from_json_schema(False)

@@ -8,8 +8,9 @@ What changes before llguidance sees the schema (llama.cpp's ``common/json-schema
   ``minLength`` / ``maxLength`` / ``format`` a string;
 * an object with ``properties`` and no ``additionalProperties`` allows no other property;
 * a tuple (``"items": [...]`` or ``prefixItems`` without ``items``) has exactly its listed items;
-* ``oneOf`` is treated as ``anyOf``; ``uuid1``..``uuid5`` formats are ``uuid``; formats the engine
-  does not know and ``uniqueItems`` are not enforced (llama.cpp ignores them too);
+* ``oneOf`` is treated as ``anyOf``; ``uuid1``..``uuid5`` formats are ``uuid``; ``date``, ``time``
+  and ``date-time`` follow llama.cpp's rules (at most three fraction digits, a required zone);
+  formats the engine does not know and ``uniqueItems`` are not enforced (llama.cpp ignores them too);
 * annotations (``title``, ``description``, ``$schema``, ...) and unknown keywords are dropped.
 
 Beyond llama.cpp: ``maximum``/``minimum`` bind numbers as well as integers, and ``"items": false``
@@ -46,6 +47,12 @@ _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 _FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid", "uri"})
 _UUID_VERSIONS = frozenset({"uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
+# llama.cpp's date and time rules (common/json-schema-to-grammar.cpp), stricter than RFC 3339 and
+# llguidance's: at most three fraction digits and a required zone, so a model cannot run on in a
+# fraction forever.
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[1-2][0-9]|3[0-1])"
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{3})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_FORMAT_PATTERNS = {"date": f"^{_DATE}$", "time": f"^{_TIME}$", "date-time": f"^{_DATE}T{_TIME}$"}
 
 # llama.cpp's ``space`` rule: nothing, one space, or one or two newlines and up to 20 spaces/tabs of
 # indentation. Bounded whitespace keeps a small model from padding forever.
@@ -113,7 +120,10 @@ def _prepare(schema: Any, path: str) -> Any:
             if not isinstance(value, str):
                 raise _fail(where, "'format' must be a string")
             value = "uuid" if value in _UUID_VERSIONS else value
-            if value in _FORMATS:
+            if value in _FORMAT_PATTERNS:
+                if "pattern" not in schema:  # a pattern wins, as in llama.cpp
+                    out["pattern"] = _FORMAT_PATTERNS[value]
+            elif value in _FORMATS:
                 out[key] = value
         # annotations, uniqueItems and unknown keywords are dropped
     _check_types(out, path)

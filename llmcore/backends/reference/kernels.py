@@ -303,8 +303,11 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
     probs *= (1.0 / _grouped_sum(probs)).astype(np.float32)[..., None]
     probs16 = probs.astype(np.float16).astype(np.float32).reshape(n_head_kv, group * n, n_kv)
-    out = np.where(rows, _tinyblas_f16_dot(probs16[:, :, None, :], v.transpose(0, 2, 1)[:, None, :, :]),
-                   _f16_dot(probs16[:, :, None, :], v.transpose(0, 2, 1)[:, None, :, :]))
+    # llama.cpp's cache view is padded to 256 cells, so its sums over cells have no leftovers
+    padding = -n_kv % F16_DOT_LANES
+    probs16 = np.pad(probs16, ((0, 0), (0, 0), (0, padding)))[:, :, None, :]
+    v_rows = np.pad(v.transpose(0, 2, 1), ((0, 0), (0, 0), (0, padding)))[:, None, :, :]
+    out = np.where(rows, _tinyblas_f16_dot(probs16, v_rows), _f16_dot(probs16, v_rows))
     out = out.reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
     return np.ascontiguousarray(out.reshape(n, n_head * head_dim))
 
