@@ -55,6 +55,8 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
@@ -317,6 +319,51 @@ def test_vec_dot_matches_ggml_formula_on_every_isa_level(libs, name):
             for lvl, got in results.items():
                 assert abs(got - ref) <= REL_TOL * scale, f"{name} n={n} {lvl}: {got} vs ggml formula {ref}"
                 assert abs(got - results["scalar"]) <= REL_TOL * scale, f"{name} n={n} {lvl} vs scalar"
+
+
+def ref_dot_q6_K_tiled(w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """llama.cpp's tiled K-quant kernel (batches of 8+ tokens) for one Q6_K row: per super-block the
+    exact integer sum times d_w, then fma'd with d_x into the running sum."""
+    act = xq.view(ACT_DTYPES["q8_K"])
+    d_w = w.reshape(len(act), -1)[:, 208:210].copy().view(np.float16).astype(np.float32).ravel()
+    isum = (_patched_dequant("q6_K", w, (F16_ONE,)).reshape(-1, 256) * act["qs"].astype(np.float64)).sum(axis=1)
+    acc = np.float32(0)
+    for b in range(len(act)):
+        acc = _fma32(np.float32(isum[b]) * d_w[b], act["d"][b], acc)
+    return acc
+
+
+def ref_dot_q4_K_gemm(w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """llama.cpp's repacked Q4_K GEMM (groups of four tokens) for one row: per pair of sub-blocks
+    (64 values) the integer scale sum and min sum, each fma'd with d_w*d_x (dmin_w*d_x) into its
+    own accumulator; their difference at the end."""
+    act = xq.view(ACT_DTYPES["q8_K"])
+    q8 = act["qs"].astype(np.float64).reshape(-1, 4, 64)
+    blocks = w.reshape(len(act), -1)
+    d_w, dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in (0, 2))
+    isum = (_patched_dequant("q4_K", w, (F16_ONE, F16_ZERO)).reshape(-1, 4, 64) * q8).sum(axis=2)
+    imin = -(_patched_dequant("q4_K", w, (F16_ZERO, F16_ONE)).reshape(-1, 4, 64) * q8).sum(axis=2)
+    acc = acc_min = np.float32(0)
+    for b in range(len(act)):
+        for pair in range(4):
+            acc = _fma32(np.float32(isum[b, pair]), d_w[b] * act["d"][b], acc)
+            acc_min = _fma32(np.float32(imin[b, pair]), dmin_w[b] * act["d"][b], acc_min)
+    return np.float32(acc - acc_min)
+
+
+@pytest.mark.parametrize(("name", "kernel", "formula"), [("q6_K", "q6_K_tiled", ref_dot_q6_K_tiled),
+                                                        ("q4_K", "q4_K_gemm", ref_dot_q4_K_gemm)])
+def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, formula):
+    """The orders llama.cpp uses for a batch of tokens (its tiled kernel, its repacked GEMM) hold
+    bit for bit on every ISA level; the model-level check against llama.cpp itself is in
+    BENCHMARKS.md (a Q4_K_M model's prompt and decode rows, identical logits)."""
+    rng = np.random.default_rng(5)
+    for n in (256, 1536):
+        w = random_weight_row(name, n, rng)
+        xq = quantize_activations("q8_K", random_activations(n, rng), libs["scalar"])
+        expected = formula(w, xq)
+        for lvl, lib in libs.items():
+            assert np.float32(run_dot(lib, kernel, n, w, xq)) == expected, f"{kernel} n={n} {lvl}"
 
 
 def test_quantize_q8_K_matches_ggml_reference(libs):

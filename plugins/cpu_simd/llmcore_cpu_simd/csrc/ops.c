@@ -7,6 +7,7 @@
 
 #include "lc_graph.h"
 #include "lc_kernels.h"
+#include "lc_quants_kq.h"
 #include "lc_simd.h"
 
 /* thread ith's half-open share [*begin, *end) of n items */
@@ -52,12 +53,36 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
  * weight rows are re-read from cache; each output is one tile dot, whatever the batch. */
 enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4, MM_MIN_CHUNK_ROWS = 16 };
 
+/* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
+ * Q6_K; Q4_K only when its rows are not a multiple of 8) with its tiled kernel, whose roundings
+ * differ from vec_dot's: the same choice here, so prompts give llama.cpp's numbers bit for bit. */
+enum { TILED_MIN_TOKENS = 8 };
+
+static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
+    if (nd->ne[1] < TILED_MIN_TOKENS) return NULL;
+    switch (nd->type) {
+    case LC_TYPE_Q5_K: return lc_vec_dot_q5_K_tiled;
+    case LC_TYPE_Q6_K: return lc_vec_dot_q6_K_tiled;
+    case LC_TYPE_Q4_K: return nd->ne[2] % 8 ? lc_vec_dot_q4_K_tiled : NULL;
+    default: return NULL;
+    }
+}
+
+/* A Q4_K weight llama.cpp repacks (rows a multiple of 8) meets a batch in groups of four tokens
+ * through its GEMM, the tokens left over through its GEMV (vec_dot's order here): the tokens before
+ * this index take the GEMM's order. */
+static int64_t q4_K_gemm_tokens(const lc_node *nd) {
+    return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
+}
+
 static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
-    const lc_tile_fn tile = lc_tile_for(nd->type);
-    const lc_vec_dot_fn dot = lc_traits[nd->type].vec_dot;
+    const lc_vec_dot_fn tiled = tiled_dot(nd);
+    const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
+    const lc_tile_fn tile = tiled || gemm_tokens ? NULL : lc_tile_for(nd->type);
+    const lc_vec_dot_fn dot = tiled ? tiled : lc_traits[nd->type].vec_dot;
     for (int64_t t0 = 0; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;
         for (int64_t r = r0; r < r1; r += 2) {
@@ -70,8 +95,10 @@ static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1) {
                     tile((int)k, out, (size_t)n, w_row, (size_t)nd->row_bytes, nw, x + t * x_bytes, (size_t)x_bytes, nx);
                     continue;
                 }
-                for (int j = 0; j < nx; j++)
-                    for (int i = 0; i < nw; i++) dot((int)k, out + j * n + i, w_row + i * nd->row_bytes, x + (t + j) * x_bytes);
+                for (int j = 0; j < nx; j++) {
+                    const lc_vec_dot_fn dot_j = t + j < gemm_tokens ? lc_vec_dot_q4_K_gemm : dot;
+                    for (int i = 0; i < nw; i++) dot_j((int)k, out + j * n + i, w_row + i * nd->row_bytes, x + (t + j) * x_bytes);
+                }
             }
         }
     }

@@ -631,3 +631,96 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
 }
 
 #endif
+
+/* ---- llama.cpp's tiled K-quant matmul (ggml-cpu/tiled) -----------------------------------------
+ * llama.cpp multiplies a K-quant weight that it has not repacked by a batch of 8 or more tokens with
+ * its tiled kernel instead of vec_dot. Per 256-block it takes the block's exact integer sum times the
+ * weight's d (minus dmin times the mins' sum, fused), times the activation's d fused into the running
+ * sum: other roundings than vec_dot's 8 float lanes. These give the same numbers, one output at a time. */
+
+static inline float tiled_add(float acc, int32_t s1, float d, int32_t s2, float dmin, int has_min, float d_x) {
+    float result = (float)s1 * d;
+    if (has_min) result = fmaf(-dmin, (float)s2, result);
+    return fmaf(result, d_x, acc);  /* ggml's build fuses the kernel's multiply and add */
+}
+
+static void dot_k4_k5_tiled(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
+    const block_q5_K *x5 = (const block_q5_K *)w_row;
+    const block_q4_K *x4 = (const block_q4_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f;
+    uint8_t sc[8], mn[8];
+    for (int i = 0; i < n / QK_K; ++i) {
+        const uint8_t *qs = with_high_bit ? x5[i].qs : x4[i].qs;
+        unpack_k4_scales(with_high_bit ? x5[i].scales : x4[i].scales, sc, mn);
+        int32_t s1 = 0, s2 = 0;
+        for (int sb = 0; sb < 8; ++sb) {
+            const uint8_t *q = qs + 32 * (sb / 2);
+            const int shift = 4 * (sb & 1);
+            int32_t sum = 0;
+            for (int l = 0; l < 32; ++l) {
+                int v = (q[l] >> shift) & 0xF;
+                if (with_high_bit) v |= ((x5[i].qh[l] >> sb) & 1) << 4;
+                sum += v * y[i].qs[32 * sb + l];
+            }
+            s1 += (int32_t)sc[sb] * sum;
+            s2 += (int32_t)mn[sb] * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+        }
+        const lc_fp16_t d = with_high_bit ? x5[i].d : x4[i].d, dmin = with_high_bit ? x5[i].dmin : x4[i].dmin;
+        acc = tiled_add(acc, s1, LC_H2F(d), s2, LC_H2F(dmin), 1, y[i].d);
+    }
+    *s = acc;
+}
+
+void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5_tiled(n, s, w_row, x_row, 0); }
+void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5_tiled(n, s, w_row, x_row, 1); }
+
+void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int32_t s1 = 0;
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2, half = chunk / 4, part = chunk % 4, off = 16 * (sb & 1);
+            const uint8_t *ql = x[i].ql + 64 * half + 32 * (part & 1) + off;
+            const uint8_t *qh = x[i].qh + 32 * half + off;
+            const int lshift = 4 * (part >> 1), hshift = 2 * part;
+            int32_t sum = 0;
+            for (int l = 0; l < 16; ++l)
+                sum += ((((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32) * y[i].qs[16 * sb + l];
+            s1 += (int32_t)x[i].scales[sb] * sum;
+        }
+        acc = tiled_add(acc, s1, LC_H2F(x[i].d), 0, 0.0f, 0, y[i].d);
+    }
+    *s = acc;
+}
+
+/* llama.cpp's repacked Q4_K GEMM (q4_K_8x8, x86), which it uses for each group of four tokens of a
+ * batch when it has repacked the weight (rows a multiple of 8): per pair of sub-blocks, the pair's
+ * integer sum times (d * d_x), and the mins' sum times (dmin * d_x), each fused into its own running
+ * sum; the result is their difference. */
+void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q4_K *x = (const block_q4_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f, acc_min = 0.0f;
+    uint8_t sc[8], mn[8];
+    for (int i = 0; i < n / QK_K; ++i) {
+        unpack_k4_scales(x[i].scales, sc, mn);
+        const float scale = LC_H2F(x[i].d) * y[i].d, scale_min = LC_H2F(x[i].dmin) * y[i].d;
+        for (int pair = 0; pair < 4; ++pair) {
+            int32_t isum = 0, imin = 0;
+            for (int sb = 2 * pair; sb < 2 * pair + 2; ++sb) {
+                const uint8_t *q = x[i].qs + 32 * (sb / 2);
+                const int shift = 4 * (sb & 1);
+                int32_t sum = 0;
+                for (int l = 0; l < 32; ++l) sum += ((q[l] >> shift) & 0xF) * y[i].qs[32 * sb + l];
+                isum += (int32_t)sc[sb] * sum;
+                imin += (int32_t)mn[sb] * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+            }
+            acc = fmaf((float)isum, scale, acc);
+            acc_min = fmaf((float)imin, scale_min, acc_min);
+        }
+    }
+    *s = acc - acc_min;
+}
