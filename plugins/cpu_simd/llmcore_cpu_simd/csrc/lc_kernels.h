@@ -28,6 +28,7 @@ typedef void (*lc_tile_fn)(int n, float *y, size_t ldy, const void *w, size_t w_
                            const void *x, size_t x_stride, int nx);
 void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* AVX2 builds */
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
 
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */

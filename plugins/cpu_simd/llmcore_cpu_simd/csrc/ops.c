@@ -337,7 +337,17 @@ static float dot_k_q_tinyblas(const void *k, int type, const float *q, int64_t n
     const lc_fp16_t *kh = k;
     const float *kf = k;
     float lanes[16] = {0};
-    for (int64_t i = 0; i < n; i += 16)
+    int64_t i = 0;
+#if defined(LC_AVX512)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i)))
+                                              : _mm512_loadu_ps(kf + i);
+        acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i), acc);
+    }
+    _mm512_storeu_ps(lanes, acc);
+#endif
+    for (; i < n; i += 16)
         for (int l = 0; l < 16 && i + l < n; l++)
             lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
     return lc_reduce16_ordered(lanes);

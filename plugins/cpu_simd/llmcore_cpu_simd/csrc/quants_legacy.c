@@ -4,6 +4,7 @@
  *   bf16: products accumulated in fp32 lanes, lane sums and tail in double.
  * The SIMD paths rely on ggml's quantizers never producing -128 in Q8_0/Q8_1 activations. */
 #include "lc_quants_legacy.h"
+#include "lc_kernels.h"    /* LC_TILE_X */
 #include "lc_quants_kq.h" /* lc_neon_dot16 */
 
 #include <math.h>
@@ -114,6 +115,29 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = lc_hsum256(acc);
+}
+
+/* lc_vec_dot_q5_0's operations for a tile of nw (<= 2) weight rows by nx (<= LC_TILE_X) tokens:
+ * each weight block is unpacked once for all the tile's tokens */
+void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride,
+                  int nx) {
+    for (int r = 0; r < nw; r++) {
+        const block_q5_0 *wr = (const block_q5_0 *)((const char *)w + r * w_stride);
+        __m256 acc[LC_TILE_X];
+        for (int j = 0; j < nx; j++) acc[j] = _mm256_setzero_ps();
+        for (int i = 0; i < n / QK8_0; ++i) {
+            const __m256i hi = bytes_from_bits_32(wr[i].qh);
+            const __m256i q = _mm256_or_si256(lc_unpack_nibbles(wr[i].qs), _mm256_andnot_si256(hi, _mm256_set1_epi8((char)0xF0)));
+            const __m256i aq = _mm256_sign_epi8(q, q);
+            const float dw = LC_H2F(wr[i].d);
+            for (int j = 0; j < nx; j++) {
+                const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + j * x_stride) + i;
+                const __m256i sumi = lc_dot_us8_256(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), q));
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), _mm256_cvtepi32_ps(sumi), acc[j]);
+            }
+        }
+        for (int j = 0; j < nx; j++) y[j * ldy + r] = lc_hsum256(acc[j]);
+    }
 }
 
 void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {

@@ -56,6 +56,9 @@ lc_tile_fn lc_tile_for(int type) {
     switch (type) {
     case LC_TYPE_Q8_0: return lc_tile_q8_0;
     case LC_TYPE_Q4_1: return lc_tile_q4_1;
+#if defined(LC_AVX2)
+    case LC_TYPE_Q5_0: return lc_tile_q5_0;
+#endif
     default: return 0;
     }
 }
