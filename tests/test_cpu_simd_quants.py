@@ -57,6 +57,7 @@ void lc_vec_dot_q5_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w, const void *x);
+void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
@@ -364,6 +365,28 @@ def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, for
         expected = formula(w, xq)
         for lvl, lib in libs.items():
             assert np.float32(run_dot(lib, kernel, n, w, xq)) == expected, f"{kernel} n={n} {lvl}"
+
+
+def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):
+    """The matmul's Q5_0 tile (two weight rows by up to four tokens, AVX2 and AVX-512 builds) gives
+    each output exactly as lc_vec_dot_q5_0 does."""
+    rng = np.random.default_rng(7)
+    n, row = 2816, 2816 // 32 * 22
+    w = np.concatenate([random_weight_row("q5_0", n, rng) for _ in range(2)])
+    xs = np.concatenate([quantize_activations("q8_0", random_activations(n, rng), libs["scalar"]) for _ in range(4)])
+    x_row = len(xs) // 4
+    simd = {lvl: lib for lvl, lib in libs.items() if lvl != "scalar"}
+    if not simd:
+        pytest.skip("no AVX2 build runs on this CPU")
+    for lvl, lib in simd.items():
+        expected = np.array([[run_dot(lib, "q5_0", n, w[i * row:(i + 1) * row], xs[j * x_row:(j + 1) * x_row])
+                              for i in range(2)] for j in range(4)], np.float32)
+        for nw in (1, 2):
+            for nx in (1, 2, 3, 4):
+                y = np.zeros((4, 2), np.float32)
+                lib.lc_tile_q5_0(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), row, nw, _ptr(xs), x_row, nx)
+                np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
+                                              err_msg=f"{lvl} nw={nw} nx={nx}")
 
 
 def test_quantize_q8_K_matches_ggml_reference(libs):
