@@ -86,3 +86,28 @@ def test_greedy_continuation_follows_llama_cpp(llm, name):
     if len(ours) < len(expected):
         assert llm.tokenizer.is_eog(expected[len(ours)]), "generation ended early"
     assert ours == expected[: len(ours)]
+
+
+# Backends that reproduce ggml's CPU order of operations (tinyBLAS for batched attention,
+# ggml_vec_dot_f16 for a single query, fused rope, the C library's cosf/sinf): they give the goldens'
+# logits bit for bit when the tokens are evaluated as the goldens were made, the prompt in one batch
+# and the continuation one token at a time.
+BIT_EXACT = [name for name in ("reference", "cpu_simd") if name in backend_classes()]
+
+
+@pytest.mark.parametrize("backend", BIT_EXACT)
+def test_logits_equal_llama_cpp_bit_for_bit(backend, default_model_path):
+    from llmcore import LLM
+    from llmcore.batch import Batch
+
+    llm = LLM(default_model_path, backend=backend, n_ctx=512)
+    for name in golden_names():
+        record, topk = load_golden(name)
+        prompt = record["prompt_tokens"]
+        rows = [llm.logits(prompt)]
+        for step, token in enumerate(record["greedy_tokens"][: record["logits_rows"] - len(prompt)]):
+            rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
+        ours = np.concatenate(rows)
+        at_golden_ids = np.take_along_axis(ours, topk["idx"].astype(np.int64), axis=1)
+        mismatched = np.flatnonzero((at_golden_ids != topk["val"]).any(axis=1))
+        assert mismatched.size == 0, f"{name}: rows {mismatched.tolist()[:5]} differ from llama.cpp's logits"
