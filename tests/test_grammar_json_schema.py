@@ -210,6 +210,10 @@ def test_date_and_time_formats_follow_llama_cpp() -> None:
     assert not matches(Grammar.from_json_schema({"type": "string", "format": "date"}), VOCAB, '"2012-04-32"')
     pattern_wins = Grammar.from_json_schema({"type": "string", "format": "date", "pattern": "^x$"})
     assert matches(pattern_wins, VOCAB, '"x"')
+    # formats llama.cpp does not enforce stay plain strings
+    assert matches(Grammar.from_json_schema({"type": "string", "format": "email"}), VOCAB, '"not an address"')
+    uuid = Grammar.from_json_schema({"type": "string", "format": "uuid"})
+    assert matches(uuid, VOCAB, '"12345678-1234-1234-1234-1234567890ab"') and not matches(uuid, VOCAB, '"x"')
 
 
 def test_false_schema_and_unknown_keywords() -> None:

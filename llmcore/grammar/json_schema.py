@@ -10,7 +10,8 @@ What changes before llguidance sees the schema (llama.cpp's ``common/json-schema
 * a tuple (``"items": [...]`` or ``prefixItems`` without ``items``) has exactly its listed items;
 * ``oneOf`` is treated as ``anyOf``; ``uuid1``..``uuid5`` formats are ``uuid``; ``date``, ``time``
   and ``date-time`` follow llama.cpp's rules (at most three fraction digits, a required zone);
-  formats the engine does not know and ``uniqueItems`` are not enforced (llama.cpp ignores them too);
+  other formats (``email``, ``uri``, ...) and ``uniqueItems`` are not enforced (llama.cpp ignores
+  them too);
 * annotations (``title``, ``description``, ``$schema``, ...) and unknown keywords are dropped.
 
 Beyond llama.cpp: ``maximum``/``minimum`` bind numbers as well as integers, and ``"items": false``
@@ -45,7 +46,9 @@ _PLAIN = {
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
-_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid", "uri"})
+# the formats llama.cpp's converter enforces; others (email, uri, ...) are plain strings there and here:
+# a small model that cannot write a valid e-mail address would otherwise never close the string
+_FORMATS = frozenset({"uuid"})
 _UUID_VERSIONS = frozenset({"uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
 # llama.cpp's date and time rules (common/json-schema-to-grammar.cpp), stricter than RFC 3339 and
 # llguidance's: at most three fraction digits and a required zone, so a model cannot run on in a
