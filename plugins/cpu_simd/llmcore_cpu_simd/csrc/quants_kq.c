@@ -341,39 +341,55 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
 void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
 
+/* one Q6_K block's integer products in ggml's 8 int32 lanes (q = u - 32 with u in 0..63: 32 * the
+ * scaled bsums taken back at the end) */
+static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y->bsums));
+    const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
+    __m256i pattern = LC_PAIR_PATTERN0;
+    __m256i isum = _mm256_setzero_si256();
+    const int8_t *q8 = y->qs;
+    for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+        const __m256i u[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
+        };
+        for (int k = 0; k < 4; ++k, q8 += 32) {
+            const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
+            isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+        }
+    }
+    return _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 5));
+}
+
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q6_K *x = (const block_q6_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; ++i) {
         const float d = y[i].d * LC_H2F(x[i].d);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        /* q = u - 32 with u in 0..63: take 32 * sum(scale * bsum) back at the end */
-        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
-        __m256i pattern = LC_PAIR_PATTERN0;
-        __m256i isum = _mm256_setzero_si256();
-        const int8_t *q8 = y[i].qs;
-        for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            const __m256i u[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
-            };
-            for (int k = 0; k < 4; ++k, q8 += 32) {
-                const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
-                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
-            }
-        }
-        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q6_K_block_isum(x + i, y + i)), acc);
     }
     *s = lc_hsum256(acc);
+}
+
+/* llama.cpp's tiled order (below) on the same integer sums: their total is the block's exact sum */
+void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q6_K *x = (const block_q6_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        const float result = (float)hsum_epi32_256(q6_K_block_isum(x + i, y + i)) * LC_H2F(x[i].d);
+        acc = fmaf(result, y[i].d, acc);
+    }
+    *s = acc;
 }
 
 #elif defined(LC_NEON)
@@ -675,6 +691,7 @@ static void dot_k4_k5_tiled(int n, float *s, const void *w_row, const void *x_ro
 void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5_tiled(n, s, w_row, x_row, 0); }
 void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5_tiled(n, s, w_row, x_row, 1); }
 
+#if !defined(LC_AVX2)
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
     const block_q6_K *x = (const block_q6_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
@@ -695,6 +712,7 @@ void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row
     }
     *s = acc;
 }
+#endif
 
 /* llama.cpp's repacked Q4_K GEMM (q4_K_8x8, x86), which it uses for each group of four tokens of a
  * batch when it has repacked the weight (rows a multiple of 8): per pair of sub-blocks, the pair's
