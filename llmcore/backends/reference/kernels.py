@@ -296,8 +296,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     # per query: tinyBLAS's order beside another token of its sequence, else ggml_vec_dot_f16's
     batched = _has_sequence_neighbour(mask[:, :n_kv])
     rows = np.tile(batched, group)[None, :, None]  # the (group, n) rows of each KV head, flattened
-    scores = np.where(rows, _tinyblas_f16_dot(q16[:, :, None, :], k[:, None, :, :]),
-                      _f16_dot(q16[:, :, None, :], k[:, None, :, :])).reshape(n_head_kv, group, n, n_kv)
+    scores = _dot_by_row(rows, q16[:, :, None, :], k[:, None, :, :]).reshape(n_head_kv, group, n, n_kv)
     scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
     scores -= scores.max(axis=-1, keepdims=True)
     probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
@@ -307,7 +306,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     padding = -n_kv % F16_DOT_LANES
     probs16 = np.pad(probs16, ((0, 0), (0, 0), (0, padding)))[:, :, None, :]
     v_rows = np.pad(v.transpose(0, 2, 1), ((0, 0), (0, 0), (0, padding)))[:, None, :, :]
-    out = np.where(rows, _tinyblas_f16_dot(probs16, v_rows), _f16_dot(probs16, v_rows))
+    out = _dot_by_row(rows, probs16, v_rows)
     out = out.reshape(n_head_kv, group, n, head_dim).transpose(2, 0, 1, 3)
     return np.ascontiguousarray(out.reshape(n, n_head * head_dim))
 
@@ -328,6 +327,16 @@ def _f16_dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         rest = (x[..., whole:] * y[..., whole:]).astype(np.float64)
         total = (total + rest.sum(axis=-1)).astype(np.float32)
     return total
+
+
+def _dot_by_row(batched: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """tinyBLAS's order where ``batched`` (broadcast over the output) is set, ggml_vec_dot_f16's
+    elsewhere; each order is computed only when some row takes it."""
+    if batched.all():
+        return _tinyblas_f16_dot(x, y)
+    if not batched.any():
+        return _f16_dot(x, y)
+    return np.where(batched, _tinyblas_f16_dot(x, y), _f16_dot(x, y))
 
 
 def _has_sequence_neighbour(mask: np.ndarray) -> np.ndarray:
