@@ -27,6 +27,18 @@ static inline void unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[
     memcpy(mn, words + 2, 8);
 }
 
+/* ---- llama.cpp's tiled K-quant matmul (ggml-cpu/tiled) -----------------------------------------
+ * llama.cpp multiplies a K-quant weight that it has not repacked by a batch of 8 or more tokens with
+ * its tiled kernel instead of vec_dot. Per 256-block it takes the block's exact integer sum times the
+ * weight's d (minus dmin times the mins' sum, fused), times the activation's d fused into the running
+ * sum: other roundings than vec_dot's 8 float lanes. These give the same numbers, one output at a time. */
+
+static inline float tiled_add(float acc, int32_t s1, float d, int32_t s2, float dmin, int has_min, float d_x) {
+    float result = (float)s1 * d;
+    if (has_min) result = fmaf(-dmin, (float)s2, result);
+    return fmaf(result, d_x, acc);  /* ggml's build fuses the kernel's multiply and add */
+}
+
 /* Q3_K: 12 bytes -> 16 six-bit scales (0..63, 32 = zero), as four little-endian words. Low nibbles:
  * bytes 0-7 (scales 0-7), their high nibbles (scales 8-15); top 2 bits: bytes 8-11, bit pair k for
  * scales 4k..4k+3. */
@@ -380,15 +392,13 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum256(acc);
 }
 
-/* llama.cpp's tiled order (below) on the same integer sums: their total is the block's exact sum */
+/* llama.cpp's tiled order (tiled_add) on the same integer sums: their total is the block's exact sum */
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
     const block_q6_K *x = (const block_q6_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
     float acc = 0.0f;
-    for (int i = 0; i < n / QK_K; ++i) {
-        const float result = (float)hsum_epi32_256(q6_K_block_isum(x + i, y + i)) * LC_H2F(x[i].d);
-        acc = fmaf(result, y[i].d, acc);
-    }
+    for (int i = 0; i < n / QK_K; ++i)
+        acc = tiled_add(acc, hsum_epi32_256(q6_K_block_isum(x + i, y + i)), LC_H2F(x[i].d), 0, 0.0f, 0, y[i].d);
     *s = acc;
 }
 
@@ -648,17 +658,6 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
 
 #endif
 
-/* ---- llama.cpp's tiled K-quant matmul (ggml-cpu/tiled) -----------------------------------------
- * llama.cpp multiplies a K-quant weight that it has not repacked by a batch of 8 or more tokens with
- * its tiled kernel instead of vec_dot. Per 256-block it takes the block's exact integer sum times the
- * weight's d (minus dmin times the mins' sum, fused), times the activation's d fused into the running
- * sum: other roundings than vec_dot's 8 float lanes. These give the same numbers, one output at a time. */
-
-static inline float tiled_add(float acc, int32_t s1, float d, int32_t s2, float dmin, int has_min, float d_x) {
-    float result = (float)s1 * d;
-    if (has_min) result = fmaf(-dmin, (float)s2, result);
-    return fmaf(result, d_x, acc);  /* ggml's build fuses the kernel's multiply and add */
-}
 
 static void dot_k4_k5_tiled(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q5_K *x5 = (const block_q5_K *)w_row;
