@@ -179,7 +179,7 @@ def main() -> None:
             try:
                 jsonschema.validate(json.loads(text), schemas[index - first])
             except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
-                failures.append(f"schema {index} seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0]}\n"
+                failures.append(f"schema {index + 1} seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0]}\n"
                                 f"  text: {text[:200]!r}")
         if seed == len(seeds) - 1:
             print(f"schema {index + 1}/{args.schemas}: {ended} ended, {cut} cut by max_tokens, "
