@@ -34,7 +34,7 @@ cffi = pytest.importorskip("cffi")
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
-SOURCES = ["quants_kq.c", "quants_legacy.c"]
+SOURCES = ["quants_kq.c", "quants_legacy.c", "mm_kq.c"]
 GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
 NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5
@@ -57,6 +57,12 @@ void lc_vec_dot_q5_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w, const void *x);
+size_t lc_kq_packed_bytes(int64_t k);
+void lc_kq_pack(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
+void lc_kq_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
+               int64_t n_tokens, float *y, size_t ldy);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
@@ -365,6 +371,46 @@ def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, for
         expected = formula(w, xq)
         for lvl, lib in libs.items():
             assert np.float32(run_dot(lib, kernel, n, w, xq)) == expected, f"{kernel} n={n} {lvl}"
+
+
+KQ_TILED, KQ_GEMM = 1, 2  # lc_quants_kq.h
+
+
+@pytest.mark.parametrize(("name", "order", "kernel"), [("q4_K", KQ_TILED, "q4_K_tiled"), ("q5_K", KQ_TILED, "q5_K_tiled"),
+                                                       ("q6_K", KQ_TILED, "q6_K_tiled"), ("q4_K", KQ_GEMM, "q4_K_gemm")])
+def test_packed_k_quant_gemm_equals_one_row_kernels(libs, name, order, kernel):
+    """The prompt path's packed GEMM (a block of rows unpacked once, then every token) gives each
+    output exactly as the one-row function of the same order, for partial row blocks, token
+    counts around its groups of four, and rows of one and of six super-blocks."""
+    simd = {lvl: lib for lvl, lib in libs.items() if lvl != "scalar"}
+    if not simd:
+        pytest.skip("no AVX2 build runs on this CPU")
+    rng = np.random.default_rng(11)
+    qtype = int(WEIGHT_TYPES[name][0])
+    for lvl, lib in simd.items():
+        for k in (256, 1536):
+            block_rows = lib.lc_kq_packed_bytes(256) // 344  # the packed super-block holds 344 bytes per row
+            assert block_rows in (8, 16), f"{lvl}: unexpected packed layout"
+            packed = np.zeros(lib.lc_kq_packed_bytes(k) + 64, np.uint8)
+            packed_ptr = _FFI.cast("void *", packed.ctypes.data + (-packed.ctypes.data % 64))
+            for nrows in sorted({1, 5, block_rows - 1, block_rows}):
+                w = np.concatenate([random_weight_row(name, k, rng) for _ in range(nrows)])
+                row_bytes = len(w) // nrows
+                for n_tokens in (1, 3, 4, 9):
+                    xs = np.concatenate([quantize_activations("q8_K", random_activations(k, rng), libs["scalar"])
+                                         for _ in range(n_tokens)])
+                    x_bytes = len(xs) // n_tokens
+                    expected = np.array([[run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes],
+                                                  xs[t * x_bytes:(t + 1) * x_bytes]) for r in range(nrows)]
+                                         for t in range(n_tokens)], np.float32)
+                    ldy = nrows + 3
+                    y = np.full((n_tokens, ldy), np.nan, np.float32)
+                    lib.lc_kq_pack(qtype, _ptr(w), row_bytes, nrows, k, packed_ptr)
+                    lib.lc_kq_mul(qtype, order, packed_ptr, nrows, k, _ptr(xs), x_bytes, n_tokens,
+                                  _FFI.cast("float *", y.ctypes.data), ldy)
+                    np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
+                                                  err_msg=f"{lvl} k={k} rows={nrows} tokens={n_tokens}")
+                    assert np.isnan(y[:, nrows:]).all(), f"{lvl}: wrote past the block's rows"
 
 
 def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):

@@ -7,6 +7,8 @@
 #include "lc_types.h"
 #include "lc_simd.h"
 
+#include <string.h>
+
 /* activations -> block_q8_K (ggml quantize_row_q8_K_ref, bsums included); n % 256 == 0 */
 void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
 
@@ -28,6 +30,39 @@ void lc_dequant_row_q3_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q4_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q5_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n);
+
+/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml get_scale_min_k4).
+ * Bytes 0-3: scales 0-3 (+ high bits of scales 4-7), 4-7: mins 0-3 (+ high bits of mins 4-7),
+ * 8-11: low nibbles of scales 4-7 / high nibbles of mins 4-7; done four bytes at a time. */
+static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    const uint32_t words[4] = {
+        w[0] & 0x3f3f3f3fu,
+        (w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4),
+        w[1] & 0x3f3f3f3fu,
+        ((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4),
+    };
+    memcpy(sc, words, 8);
+    memcpy(mn, words + 2, 8);
+}
+
+/* Prompt batches as a packed GEMM (mm_kq.c, SIMD builds): a block of LC_KQ_ROWS weight rows is
+ * unpacked once into lc_kq_packed_bytes(k) bytes (64-byte aligned), then multiplied with any number
+ * of Q8_K activation rows. order: LC_KQ_TILED (Q4_K, Q5_K, Q6_K: the lc_vec_dot_q*_K_tiled numbers)
+ * or LC_KQ_GEMM (Q4_K: lc_vec_dot_q4_K_gemm's); y[t * ldy + r] for the block's rows r < nrows. */
+enum { LC_KQ_TILED = 1, LC_KQ_GEMM = 2 };
+#if defined(LC_AVX512)
+#define LC_KQ_ROWS 16
+#elif defined(LC_AVX2)
+#define LC_KQ_ROWS 8
+#endif
+size_t lc_kq_packed_bytes(int64_t k); /* 0 in builds without the packed kernels */
+#if defined(LC_KQ_ROWS)
+void lc_kq_pack(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
+void lc_kq_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
+               int64_t n_tokens, float *y, size_t ldy);
+#endif
 
 /* ---- internal: NEON helper shared by quants_kq.c and quants_legacy.c (candidate for lc_simd.h) ---- */
 #if defined(LC_NEON)

@@ -75,15 +75,41 @@ static int64_t q4_K_gemm_tokens(const lc_node *nd) {
     return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
 }
 
-static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1) {
+/* The tokens [0, *n_packed) of a batch that go through the packed K-quant GEMM, in which order
+ * (LC_KQ_TILED or LC_KQ_GEMM); 0 when the node takes the one-row kernels only. */
+static int kq_packed_order(const lc_node *nd, int64_t *n_packed) {
+#if defined(LC_KQ_ROWS)
+    if (tiled_dot(nd)) {
+        *n_packed = nd->ne[1];
+        return LC_KQ_TILED;
+    }
+    if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_KQ_GEMM;
+#endif
+    (void)nd;
+    *n_packed = 0;
+    return 0;
+}
+
+static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
+    int64_t packed_tokens;
+    const int order = kq_packed_order(nd, &packed_tokens);
+#if defined(LC_KQ_ROWS)
+    for (int64_t r = r0; order && r < r1; r += LC_KQ_ROWS) {
+        const int nrows = (int)(r1 - r < LC_KQ_ROWS ? r1 - r : LC_KQ_ROWS);
+        lc_kq_pack(nd->type, w + r * nd->row_bytes, (size_t)nd->row_bytes, nrows, k, scratch);
+        lc_kq_mul(nd->type, order, scratch, nrows, k, x, (size_t)x_bytes, packed_tokens, y + r, (size_t)n);
+    }
+#else
+    (void)scratch;
+#endif
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled ? tiled : lc_traits[nd->type].vec_dot;
-    for (int64_t t0 = 0; t0 < m; t0 += MM_TOKEN_TILE) {
+    for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;
         for (int64_t r = r0; r < r1; r += 2) {
             const int nw = r + 1 < r1 ? 2 : 1;
@@ -106,13 +132,20 @@ static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1) {
 
 static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n = nd->ne[2];
+    int64_t packed_tokens;
+    /* packed blocks of rows must not straddle chunks */
+#if defined(LC_KQ_ROWS)
+    const int64_t row_unit = kq_packed_order(nd, &packed_tokens) ? LC_KQ_ROWS : 2;
+#else
+    const int64_t row_unit = 2;
+#endif
     int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
     if (rows < MM_MIN_CHUNK_ROWS) rows = MM_MIN_CHUNK_ROWS;
-    rows += rows & 1;  /* whole row pairs */
+    rows = (rows + row_unit - 1) / row_unit * row_unit;
     const int64_t n_chunks = (n + rows - 1) / rows;
     for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
         const int64_t r0 = chunk * rows;
-        mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n);
+        mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n, task->scratch);
     }
 }
 
@@ -386,6 +419,85 @@ static int has_sequence_neighbour(const float *mask, int64_t t, int64_t n_tokens
            (t + 1 < n_tokens && first_visible(mask + (t + 1) * n_ctx, n_kv) == own);
 }
 
+#if defined(LC_AVX512)
+/* One query's attention in tinyBLAS's order, sixteen cells at a time. Each cell's 16-lane partial
+ * sums are reduced exactly as _mm512_reduce_add_ps (GCC's tree) reduces one vector, but for 16 cells
+ * at once: every add pairs the same two values as the one-cell reduction does. */
+static inline __m512 reduce_add_16_cells(const __m512 a[16]) {
+    __m512 x[8], y[4], z[2];
+    for (int c = 0; c < 8; c++)  /* v[i + 8] + v[i], cells 2c and 2c+1 in the low and high halves */
+        x[c] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0xEE), _mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0x44));
+    for (int c = 0; c < 4; c++)  /* t[i + 4] + t[i]: one cell per 128-bit quarter */
+        y[c] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0xDD), _mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0x88));
+    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
+        z[c] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0x44), _mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0xEE));
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
+    /* lane 4q + m of r holds cell 4m + q */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+static inline __m512 load_f16_or_f32(const void *base, int type, int64_t at) {
+    return type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)base + at)))
+                               : _mm512_loadu_ps((const float *)base + at);
+}
+
+/* y = softmax(K q16 * scale + mask) V over the cells [j0, j1) (multiples of 16 that hold every
+ * visible cell); k, v point at this head's first cell, rows `stride` elements apart. */
+static void attend_tinyblas_512(const float *q16, const void *k, const void *v, int64_t stride, int type,
+                                int64_t head_dim, const float *mask, int32_t j0, int32_t j1, float scale,
+                                float *scores, float *y) {
+    const int64_t elt = type == LC_TYPE_F16 ? 2 : 4;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int32_t jb = j0; jb < j1; jb += 16) {
+        __m512 part[16];
+        for (int c = 0; c < 16; c++) {
+            const char *k_row = (const char *)k + (int64_t)(jb + c) * stride * elt;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t i = 0; i < head_dim; i += 16) acc = _mm512_fmadd_ps(load_f16_or_f32(k_row, type, i), _mm512_loadu_ps(q16 + i), acc);
+            part[c] = acc;
+        }
+        const __m512 m = _mm512_loadu_ps(mask + jb);
+        __m512 sc = _mm512_add_ps(_mm512_mul_ps(reduce_add_16_cells(part), _mm512_set1_ps(scale)), m);
+        sc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), sc, m);
+        _mm512_storeu_ps(scores + jb, sc);
+        vmax = _mm512_max_ps(vmax, sc);
+    }
+    const float max = _mm512_reduce_max_ps(vmax);
+    /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
+    double sum = 0.0;
+    for (int32_t jb = j0; jb < j1; jb += 16) {
+        const __m512 sc = _mm512_loadu_ps(scores + jb);
+        const __mmask16 visible = _mm512_cmp_ps_mask(sc, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        const __m512 e = _mm512_maskz_mov_ps(visible, lc_expf_ggml_512(_mm512_sub_ps(sc, _mm512_set1_ps(max))));
+        _mm512_storeu_ps(scores + jb, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int32_t jb = j0; jb < j1; jb += 16) {  /* probabilities rounded to f16 */
+        const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(scores + jb), inv);
+        _mm512_storeu_ps(scores + jb, _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+    }
+    /* the V sums: cell j in lane j % 16, sixteen dims at a time, then the lanes reduced in GCC's order */
+    for (int64_t d = 0; d < head_dim; d += 16) {
+        __m512 lane[16];
+        for (int l = 0; l < 16; l++) lane[l] = _mm512_setzero_ps();
+        for (int32_t jb = j0; jb < j1; jb += 16)
+            for (int l = 0; l < 16; l++)
+                lane[l] = _mm512_fmadd_ps(load_f16_or_f32(v, type, (int64_t)(jb + l) * stride + d), _mm512_set1_ps(scores[jb + l]), lane[l]);
+        for (int l = 0; l < 8; l++) lane[l] = _mm512_add_ps(lane[l + 8], lane[l]);
+        for (int l = 0; l < 4; l++) lane[l] = _mm512_add_ps(lane[l + 4], lane[l]);
+        _mm512_storeu_ps(y + d, _mm512_add_ps(_mm512_add_ps(lane[0], lane[2]), _mm512_add_ps(lane[1], lane[3])));
+    }
+}
+#endif
+
+/* The last cell a mask row lets its query see, or -1. */
+static int32_t last_visible(const float *mask_row, int32_t n_kv) {
+    for (int32_t j = n_kv - 1; j >= 0; j--)
+        if (mask_row[j] != -INFINITY) return j;
+    return -1;
+}
+
 static void op_attention(const lc_node *nd, const lc_task *task) {
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n_ctx = nd->ne[3];
     const int64_t n_head_kv = nd->i[0], group = n_head / n_head_kv, kv_width = n_head_kv * head_dim;
@@ -396,16 +508,31 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     const float scale = nd->f[0];
     float *q16 = task->scratch, *lanes = q16 + head_dim, *scores = lanes + F16_DOT_LANES * head_dim;
 
-    int64_t a, b;
+    int64_t a, b, token = -1;
+    int batched = 0;
+    int32_t first = -1, last = -1;  /* the token's visible cells */
     share(nd->ne[2] * n_head, task->ith, task->nth, &a, &b);
     for (int64_t item = a; item < b; item++) {
         const int64_t t = item / n_head, h = item % n_head, kvh = h / group;
         const float *q = (const float *)nd->src[0] + (t * n_head + h) * head_dim;
         const float *mask = (const float *)nd->src[3] + t * n_ctx;
         float *y = (float *)nd->dst + (t * n_head + h) * head_dim;
-        const int batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
+        if (t != token) {
+            token = t;
+            batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
+            first = first_visible(mask, n_kv);
+            last = last_visible(mask, n_kv);
+        }
         const int n_lanes = batched ? 16 : F16_DOT_LANES;
-        for (int64_t i = 0; i < head_dim; i++) q16[i] = lc_fp16_to_fp32(lc_fp32_to_fp16(q[i]));
+        lc_fp32_to_fp16_row(q, (lc_fp16_t *)scores, head_dim);  /* q rounded to f16 */
+        lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);
+#if defined(LC_AVX512)
+        if (batched && head_dim % 16 == 0 && first >= 0 && ((last | 15) + 1) <= n_kv) {
+            attend_tinyblas_512(q16, k_cache + kvh * head_dim * elt, v_cache + kvh * head_dim * elt, kv_width, type,
+                                head_dim, mask, first & ~15, (last | 15) + 1, scale, scores, y);
+            continue;
+        }
+#endif
         float max = -INFINITY;
         for (int64_t j = 0; j < n_kv; j++) {
             if (mask[j] == -INFINITY) {

@@ -11,22 +11,6 @@
 
 /* ---- scale unpacking (shared by all ISA paths) ---- */
 
-/* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml get_scale_min_k4).
- * Bytes 0-3: scales 0-3 (+ high bits of scales 4-7), 4-7: mins 0-3 (+ high bits of mins 4-7),
- * 8-11: low nibbles of scales 4-7 / high nibbles of mins 4-7; done four bytes at a time. */
-static inline void unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t w[3];
-    memcpy(w, q, 12);
-    const uint32_t words[4] = {
-        w[0] & 0x3f3f3f3fu,
-        (w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4),
-        w[1] & 0x3f3f3f3fu,
-        ((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4),
-    };
-    memcpy(sc, words, 8);
-    memcpy(mn, words + 2, 8);
-}
-
 /* ---- llama.cpp's tiled K-quant matmul (ggml-cpu/tiled) -----------------------------------------
  * llama.cpp multiplies a K-quant weight that it has not repacked by a batch of 8 or more tokens with
  * its tiled kernel instead of vec_dot. Per 256-block it takes the block's exact integer sum times the
@@ -77,16 +61,35 @@ static inline int nearest_int(float fval) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+#if defined(LC_AVX512)
+/* the index of the first element of the largest magnitude in 256 values */
+static inline int first_argmax_abs(const float *x, float *amax_out) {
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < QK_K; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    const float amax = _mm512_reduce_max_ps(m);
+    *amax_out = amax;
+    for (int j = 0; j < QK_K; j += 16) {
+        const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+        if (hit) return j + __builtin_ctz(hit);
+    }
+    return 0;
+}
+#endif
+
 void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
     block_q8_K *y = (block_q8_K *)vy;
     const int64_t nb = n / QK_K;
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         /* the signed value with the largest magnitude (first one on ties) sets the scale */
         float amax = 0.f, max = 0.f;
+#if defined(LC_AVX512)
+        max = x[first_argmax_abs(x, &amax)];
+#else
         for (int j = 0; j < QK_K; ++j) {
             const float ax = fabsf(x[j]);
             if (ax > amax) { amax = ax; max = x[j]; }
         }
+#endif
         if (amax == 0.f) {
             y[i].d = 0.f;
             memset(y[i].qs, 0, sizeof(y[i].qs));
@@ -94,6 +97,16 @@ void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
             continue;
         }
         const float iscale = -127.f / max;
+#if defined(LC_AVX512)
+        /* nearest_int, sixteen at a time: the same multiply and magic-number add */
+        for (int j = 0; j < QK_K; j += 16) {
+            const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + j)), _mm512_set1_ps(12582912.f));
+            __m512i q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x00400000));
+            q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(y[i].qs + j), _mm512_cvtepi32_epi8(q));
+            y[i].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+#else
         for (int j = 0; j < QK_K; ++j) {
             const int v = nearest_int(iscale * x[j]);
             y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
@@ -103,6 +116,7 @@ void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
             for (int l = 0; l < 16; ++l) sum += y[i].qs[16 * j + l];
             y[i].bsums[j] = (int16_t)sum;
         }
+#endif
         y[i].d = 1.f / iscale;
     }
 }
@@ -145,7 +159,7 @@ void lc_dequant_row_q4_K(const void *w_row, float *y, int64_t n) {
     uint8_t sc[8], mn[8];
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const float d = LC_H2F(x[i].d), dmin = LC_H2F(x[i].dmin);
-        unpack_k4_scales(x[i].scales, sc, mn);
+        lc_unpack_k4_scales(x[i].scales, sc, mn);
         for (int sb = 0; sb < 8; ++sb) {              /* sub-blocks of 32: low then high nibbles */
             const uint8_t *q = x[i].qs + 32 * (sb / 2);
             const int shift = 4 * (sb & 1);
@@ -160,7 +174,7 @@ void lc_dequant_row_q5_K(const void *w_row, float *y, int64_t n) {
     uint8_t sc[8], mn[8];
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const float d = LC_H2F(x[i].d), dmin = LC_H2F(x[i].dmin);
-        unpack_k4_scales(x[i].scales, sc, mn);
+        lc_unpack_k4_scales(x[i].scales, sc, mn);
         for (int sb = 0; sb < 8; ++sb) {
             const uint8_t *q = x[i].qs + 32 * (sb / 2);
             const int shift = 4 * (sb & 1);
@@ -313,7 +327,7 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
         const float d = y[i].d * LC_H2F(head->d);
         const float dmin = -y[i].d * LC_H2F(head->dmin);
-        unpack_k4_scales(head->scales, sc, mn);
+        lc_unpack_k4_scales(head->scales, sc, mn);
 
         /* int32 lane k: min[2k] * bsum32[2k] + min[2k+1] * bsum32[2k+1] (bsum32: per 32 elements) */
         const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
@@ -474,7 +488,7 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
         const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
         const uint8_t *qh = with_high_bit ? ((const block_q5_K *)blk)->qh : NULL;
-        unpack_k4_scales(head->scales, sc, mn);
+        lc_unpack_k4_scales(head->scales, sc, mn);
         int summs = 0, isum = 0;
         for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * mn[sb / 2];
         const uint8x16_t qh0 = qh ? vld1q_u8(qh) : vdupq_n_u8(0), qh1 = qh ? vld1q_u8(qh + 16) : vdupq_n_u8(0);
@@ -595,7 +609,7 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
         const block_q4_K *head = (const block_q4_K *)blk; /* d, dmin, scales are laid out alike */
         const uint8_t *qs = with_high_bit ? ((const block_q5_K *)blk)->qs : head->qs;
         const uint8_t *qh = with_high_bit ? ((const block_q5_K *)blk)->qh : NULL;
-        unpack_k4_scales(head->scales, sc, mn);
+        lc_unpack_k4_scales(head->scales, sc, mn);
         const float d = y[i].d * LC_H2F(head->d);
         const float dmin = -y[i].d * LC_H2F(head->dmin);
         const int16_t *b = y[i].bsums;
@@ -667,7 +681,7 @@ static void dot_k4_k5_tiled(int n, float *s, const void *w_row, const void *x_ro
     uint8_t sc[8], mn[8];
     for (int i = 0; i < n / QK_K; ++i) {
         const uint8_t *qs = with_high_bit ? x5[i].qs : x4[i].qs;
-        unpack_k4_scales(with_high_bit ? x5[i].scales : x4[i].scales, sc, mn);
+        lc_unpack_k4_scales(with_high_bit ? x5[i].scales : x4[i].scales, sc, mn);
         int32_t s1 = 0, s2 = 0;
         for (int sb = 0; sb < 8; ++sb) {
             const uint8_t *q = qs + 32 * (sb / 2);
@@ -723,7 +737,7 @@ void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w_row, const void *x_row)
     float acc = 0.0f, acc_min = 0.0f;
     uint8_t sc[8], mn[8];
     for (int i = 0; i < n / QK_K; ++i) {
-        unpack_k4_scales(x[i].scales, sc, mn);
+        lc_unpack_k4_scales(x[i].scales, sc, mn);
         const float scale = LC_H2F(x[i].d) * y[i].d, scale_min = LC_H2F(x[i].dmin) * y[i].d;
         for (int pair = 0; pair < 4; ++pair) {
             int32_t isum = 0, imin = 0;
