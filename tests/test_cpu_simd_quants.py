@@ -34,7 +34,7 @@ cffi = pytest.importorskip("cffi")
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
-SOURCES = ["quants_kq.c", "quants_legacy.c", "mm_kq.c"]
+SOURCES = ["quants_kq.c", "quants_legacy.c", "quants.c", "traits.c", "mm_packed.c"]
 GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
 NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5
@@ -59,10 +59,12 @@ void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w, const void *x);
-size_t lc_kq_packed_bytes(int64_t k);
-void lc_kq_pack(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
-void lc_kq_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
-               int64_t n_tokens, float *y, size_t ldy);
+void lc_vec_dot_q8_0(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_1(int n, float *s, const void *w, const void *x);
+size_t lc_packed_bytes(int type, int64_t k);
+void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
+void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
+                   int64_t n_tokens, float *y, size_t ldy);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
@@ -92,6 +94,10 @@ WEIGHT_TYPES = {
     "q5_1": (T.Q5_1, "q8_1", (0, 2)),
     "bf16": (T.BF16, "bf16", ()),
 }
+# the default model's types (quants.c), tested against the reference backend in test_cpu_simd_ops;
+# here only as inputs of the packed GEMM
+PACKED_ONLY_TYPES = {"q4_1": (T.Q4_1, "q8_1", (0, 2)), "q8_0": (T.Q8_0, "q8_0", (0,))}
+ALL_TYPES = WEIGHT_TYPES | PACKED_ONLY_TYPES
 K_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
 EXACT_TYPES = {"q4_0", "q5_0", "q5_K", "q6_K"}
 LEGACY_TYPES = ["q4_0", "q5_0", "q5_1"]
@@ -157,8 +163,8 @@ def random_weight_row(name: str, n: int, rng: np.random.Generator) -> np.ndarray
     """One row of valid weight blocks as bytes. The legacy types are quantized from random floats
     by gguf; gguf cannot quantize K-quants, so their blocks are random bytes (any bit pattern is a
     valid K-quant block) with finite, realistically sized fp16 super-block scales."""
-    qtype, _, f16_offsets = WEIGHT_TYPES[name]
-    if qtype in (T.Q4_0, T.Q5_0, T.Q5_1, T.BF16):
+    qtype, _, f16_offsets = ALL_TYPES[name]
+    if qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.BF16):
         return quants.quantize((rng.standard_normal(n) * 0.05).astype(np.float32), qtype)
     block_size, type_size = quants.GGML_QUANT_SIZES[qtype]
     blocks = rng.integers(0, 256, size=(n // block_size, type_size), dtype=np.uint8)
@@ -373,31 +379,42 @@ def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, for
             assert np.float32(run_dot(lib, kernel, n, w, xq)) == expected, f"{kernel} n={n} {lvl}"
 
 
-KQ_TILED, KQ_GEMM = 1, 2  # lc_quants_kq.h
+ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM = 1, 2, 3  # lc_mm_packed.h
 
 
-@pytest.mark.parametrize(("name", "order", "kernel"), [("q4_K", KQ_TILED, "q4_K_tiled"), ("q5_K", KQ_TILED, "q5_K_tiled"),
-                                                       ("q6_K", KQ_TILED, "q6_K_tiled"), ("q4_K", KQ_GEMM, "q4_K_gemm")])
-def test_packed_k_quant_gemm_equals_one_row_kernels(libs, name, order, kernel):
+@pytest.mark.parametrize(("name", "order", "kernel"), [
+    ("q4_0", ORDER_VEC_DOT, "q4_0"), ("q4_1", ORDER_VEC_DOT, "q4_1"), ("q5_0", ORDER_VEC_DOT, "q5_0"),
+    ("q5_1", ORDER_VEC_DOT, "q5_1"), ("q8_0", ORDER_VEC_DOT, "q8_0"),
+    ("q4_K", ORDER_KQ_TILED, "q4_K_tiled"), ("q5_K", ORDER_KQ_TILED, "q5_K_tiled"),
+    ("q6_K", ORDER_KQ_TILED, "q6_K_tiled"), ("q4_K", ORDER_KQ_GEMM, "q4_K_gemm")])
+def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
     """The prompt path's packed GEMM (a block of rows unpacked once, then every token) gives each
-    output exactly as the one-row function of the same order, for partial row blocks, token
-    counts around its groups of four, and rows of one and of six super-blocks."""
+    output exactly as the one-row function of the same order, for partial row blocks, token counts
+    around its token groups, and short and long rows."""
     simd = {lvl: lib for lvl, lib in libs.items() if lvl != "scalar"}
     if not simd:
         pytest.skip("no AVX2 build runs on this CPU")
     rng = np.random.default_rng(11)
-    qtype = int(WEIGHT_TYPES[name][0])
+    qtype, act, _ = ALL_TYPES[name]
+    lengths = (256, 1536) if act == "q8_K" else (32, 576)
+    # Q8_0 is packed only where dpbusd multiplies its unsigned quants exactly (AVX-512 VNNI)
+    simd = {lvl: lib for lvl, lib in simd.items() if lib.lc_packed_bytes(int(qtype), lengths[0])}
+    if not simd:
+        pytest.skip(f"no build that runs here packs {name}")
     for lvl, lib in simd.items():
-        for k in (256, 1536):
-            block_rows = lib.lc_kq_packed_bytes(256) // 344  # the packed super-block holds 344 bytes per row
-            assert block_rows in (8, 16), f"{lvl}: unexpected packed layout"
-            packed = np.zeros(lib.lc_kq_packed_bytes(k) + 64, np.uint8)
+        # a packed block holds 344 bytes per row and super-block (K-quants), 40 per row and 32-block
+        per_row_and_block = 344 if act == "q8_K" else 40
+        blocks = lengths[0] // (256 if act == "q8_K" else 32)
+        block_rows = lib.lc_packed_bytes(int(qtype), lengths[0]) // (blocks * per_row_and_block)
+        assert block_rows in (8, 16), f"{lvl}: unexpected packed layout"
+        for k in lengths:
+            packed = np.zeros(lib.lc_packed_bytes(int(qtype), k) + 64, np.uint8)
             packed_ptr = _FFI.cast("void *", packed.ctypes.data + (-packed.ctypes.data % 64))
             for nrows in sorted({1, 5, block_rows - 1, block_rows}):
                 w = np.concatenate([random_weight_row(name, k, rng) for _ in range(nrows)])
                 row_bytes = len(w) // nrows
-                for n_tokens in (1, 3, 4, 9):
-                    xs = np.concatenate([quantize_activations("q8_K", random_activations(k, rng), libs["scalar"])
+                for n_tokens in (1, 2, 3, 4, 9):
+                    xs = np.concatenate([quantize_activations(act, random_activations(k, rng), libs["scalar"])
                                          for _ in range(n_tokens)])
                     x_bytes = len(xs) // n_tokens
                     expected = np.array([[run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes],
@@ -405,9 +422,9 @@ def test_packed_k_quant_gemm_equals_one_row_kernels(libs, name, order, kernel):
                                          for t in range(n_tokens)], np.float32)
                     ldy = nrows + 3
                     y = np.full((n_tokens, ldy), np.nan, np.float32)
-                    lib.lc_kq_pack(qtype, _ptr(w), row_bytes, nrows, k, packed_ptr)
-                    lib.lc_kq_mul(qtype, order, packed_ptr, nrows, k, _ptr(xs), x_bytes, n_tokens,
-                                  _FFI.cast("float *", y.ctypes.data), ldy)
+                    lib.lc_pack_rows(int(qtype), _ptr(w), row_bytes, nrows, k, packed_ptr)
+                    lib.lc_packed_mul(int(qtype), order, packed_ptr, nrows, k, _ptr(xs), x_bytes, n_tokens,
+                                      _FFI.cast("float *", y.ctypes.data), ldy)
                     np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
                                                   err_msg=f"{lvl} k={k} rows={nrows} tokens={n_tokens}")
                     assert np.isnan(y[:, nrows:]).all(), f"{lvl}: wrote past the block's rows"

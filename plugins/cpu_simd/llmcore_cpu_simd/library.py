@@ -47,7 +47,7 @@ void lc_pool_free(lc_pool *pool);
 int lc_pool_threads(const lc_pool *pool);
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
-size_t lc_kq_packed_bytes(int64_t k);
+size_t lc_packed_bytes(int type, int64_t k);
 void lc_profile_get(double *seconds, int64_t *counts);
 void lc_profile_reset(void);
 const char *lc_isa(void);

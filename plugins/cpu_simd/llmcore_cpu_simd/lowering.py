@@ -172,8 +172,8 @@ class Program:
             if x_key not in self._sizes:  # the first matmul to read x in this format quantizes it
                 self._sizes[x_key] = m * x_bytes
                 steps.append(_Step("LC_OP_QUANTIZE", x_key, [self._key(x)], vec_type, (k, m), x_bytes))
-        # the packed K-quant GEMM unpacks a block of weight rows into the thread's scratch
-        self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_kq_packed_bytes(k) // 4))
+        # the packed GEMM of prompt batches unpacks a block of weight rows into the thread's scratch
+        self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_packed_bytes(w_type, k) // 4))
         steps.append(_Step("LC_OP_MUL_MAT", self._value(node), [self._key(w), x_key], w_type,
                            (k, m, n_out, x_bytes), self._row_bytes(w_type, k)))
         return steps

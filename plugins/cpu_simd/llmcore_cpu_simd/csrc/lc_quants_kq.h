@@ -47,23 +47,6 @@ static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t 
     memcpy(mn, words + 2, 8);
 }
 
-/* Prompt batches as a packed GEMM (mm_kq.c, SIMD builds): a block of LC_KQ_ROWS weight rows is
- * unpacked once into lc_kq_packed_bytes(k) bytes (64-byte aligned), then multiplied with any number
- * of Q8_K activation rows. order: LC_KQ_TILED (Q4_K, Q5_K, Q6_K: the lc_vec_dot_q*_K_tiled numbers)
- * or LC_KQ_GEMM (Q4_K: lc_vec_dot_q4_K_gemm's); y[t * ldy + r] for the block's rows r < nrows. */
-enum { LC_KQ_TILED = 1, LC_KQ_GEMM = 2 };
-#if defined(LC_AVX512)
-#define LC_KQ_ROWS 16
-#elif defined(LC_AVX2)
-#define LC_KQ_ROWS 8
-#endif
-size_t lc_kq_packed_bytes(int64_t k); /* 0 in builds without the packed kernels */
-#if defined(LC_KQ_ROWS)
-void lc_kq_pack(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
-void lc_kq_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
-               int64_t n_tokens, float *y, size_t ldy);
-#endif
-
 /* ---- internal: NEON helper shared by quants_kq.c and quants_legacy.c (candidate for lc_simd.h) ---- */
 #if defined(LC_NEON)
 /* exact sum of the 16 products a[i] * b[i] (|a[i] * b[i]| < 2^15) */

@@ -7,6 +7,7 @@
 
 #include "lc_graph.h"
 #include "lc_kernels.h"
+#include "lc_mm_packed.h"
 #include "lc_quants_kq.h"
 #include "lc_simd.h"
 
@@ -75,19 +76,27 @@ static int64_t q4_K_gemm_tokens(const lc_node *nd) {
     return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
 }
 
-/* The tokens [0, *n_packed) of a batch that go through the packed K-quant GEMM, in which order
- * (LC_KQ_TILED or LC_KQ_GEMM); 0 when the node takes the one-row kernels only. */
-static int kq_packed_order(const lc_node *nd, int64_t *n_packed) {
-#if defined(LC_KQ_ROWS)
+/* A prompt batch this long or longer goes through the packed GEMM (lc_mm_packed.h) when the weight
+ * type has one: it unpacks each block of rows once for all tokens, which a few tokens do not repay.
+ * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
+enum { PACKED_MIN_TOKENS = 16 };
+
+/* The order of the packed GEMM for the tokens [0, *n_packed) of the batch, or LC_ORDER_NONE. */
+static int packed_order(const lc_node *nd, int64_t *n_packed) {
+    *n_packed = 0;
+#if defined(LC_PACKED_ROWS)
     if (tiled_dot(nd)) {
         *n_packed = nd->ne[1];
-        return LC_KQ_TILED;
+        return LC_ORDER_KQ_TILED;
     }
-    if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_KQ_GEMM;
+    if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_ORDER_KQ_GEMM;
+    if (nd->ne[1] >= PACKED_MIN_TOKENS && lc_packed_bytes(nd->type, nd->ne[0])) {
+        *n_packed = nd->ne[1];
+        return LC_ORDER_VEC_DOT;
+    }
 #endif
     (void)nd;
-    *n_packed = 0;
-    return 0;
+    return LC_ORDER_NONE;
 }
 
 static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
@@ -95,15 +104,16 @@ static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratc
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
     int64_t packed_tokens;
-    const int order = kq_packed_order(nd, &packed_tokens);
-#if defined(LC_KQ_ROWS)
-    for (int64_t r = r0; order && r < r1; r += LC_KQ_ROWS) {
-        const int nrows = (int)(r1 - r < LC_KQ_ROWS ? r1 - r : LC_KQ_ROWS);
-        lc_kq_pack(nd->type, w + r * nd->row_bytes, (size_t)nd->row_bytes, nrows, k, scratch);
-        lc_kq_mul(nd->type, order, scratch, nrows, k, x, (size_t)x_bytes, packed_tokens, y + r, (size_t)n);
+    const int order = packed_order(nd, &packed_tokens);
+#if defined(LC_PACKED_ROWS)
+    for (int64_t r = r0; order != LC_ORDER_NONE && r < r1; r += LC_PACKED_ROWS) {
+        const int nrows = (int)(r1 - r < LC_PACKED_ROWS ? r1 - r : LC_PACKED_ROWS);
+        lc_pack_rows(nd->type, w + r * nd->row_bytes, (size_t)nd->row_bytes, nrows, k, scratch);
+        lc_packed_mul(nd->type, order, scratch, nrows, k, x, (size_t)x_bytes, packed_tokens, y + r, (size_t)n);
     }
 #else
     (void)scratch;
+    (void)order;
 #endif
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
@@ -133,11 +143,12 @@ static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratc
 static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n = nd->ne[2];
     int64_t packed_tokens;
-    /* packed blocks of rows must not straddle chunks */
-#if defined(LC_KQ_ROWS)
-    const int64_t row_unit = kq_packed_order(nd, &packed_tokens) ? LC_KQ_ROWS : 2;
+    /* chunks of whole packed blocks of rows */
+#if defined(LC_PACKED_ROWS)
+    const int64_t row_unit = packed_order(nd, &packed_tokens) != LC_ORDER_NONE ? LC_PACKED_ROWS : 2;
 #else
     const int64_t row_unit = 2;
+    (void)packed_tokens;
 #endif
     int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
     if (rows < MM_MIN_CHUNK_ROWS) rows = MM_MIN_CHUNK_ROWS;
@@ -523,6 +534,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             first = first_visible(mask, n_kv);
             last = last_visible(mask, n_kv);
         }
+        (void)first, (void)last;  /* only the AVX-512 path reads them */
         const int n_lanes = batched ? 16 : F16_DOT_LANES;
         lc_fp32_to_fp16_row(q, (lc_fp16_t *)scores, head_dim);  /* q rounded to f16 */
         lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);

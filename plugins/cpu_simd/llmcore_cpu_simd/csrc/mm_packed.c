@@ -1,0 +1,433 @@
+/* Prompt batches as a packed GEMM (see lc_mm_packed.h).
+ *
+ * A block of LC_PACKED_ROWS weight rows is unpacked once into a layout where one 32-bit vector lane
+ * holds four consecutive quants of one row, as unsigned bytes; the block then meets every token of
+ * the batch: one vector instruction (dpbusd, or maddubs + madd) advances LC_PACKED_ROWS dot products
+ * by four elements, with the token's four activations broadcast, and no horizontal sum is needed.
+ *
+ * Integer sums are exact, and the float steps are those of the one-row kernels, lane by lane: for
+ * the legacy types ggml's 8 float lanes per output (lane l: elements 4l..4l+3 of each block), for the
+ * K-quants the per-block steps of llama.cpp's tiled kernel or repacked Q4_K GEMM. So every output
+ * has the bits of the one-row functions; tests compare them on every ISA level. */
+#include <string.h>
+
+#include "lc_mm_packed.h"
+#include "lc_quants_kq.h"
+
+#if defined(LC_AVX512) || defined(LC_AVX2)
+
+/* ---- vectors of LC_PACKED_ROWS lanes ---- */
+
+#if defined(LC_AVX512)
+typedef __m512i vi;
+typedef __m512 vf;
+#define vi_zero() _mm512_setzero_si512()
+#define vi_load(p) _mm512_load_si512((const void *)(p))
+#define vi_set1(x) _mm512_set1_epi32(x)
+#define vi_add(a, b) _mm512_add_epi32(a, b)
+#define vi_sub(a, b) _mm512_sub_epi32(a, b)
+#define vi_mullo(a, b) _mm512_mullo_epi32(a, b)
+#define vi_madd16(a, b) _mm512_madd_epi16(a, b)
+#define vf_zero() _mm512_setzero_ps()
+#define vf_load(p) _mm512_load_ps(p)
+#define vf_set1(x) _mm512_set1_ps(x)
+#define vf_cvt(a) _mm512_cvtepi32_ps(a)
+#define vf_mul(a, b) _mm512_mul_ps(a, b)
+#define vf_add(a, b) _mm512_add_ps(a, b)
+#define vf_sub(a, b) _mm512_sub_ps(a, b)
+#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vf_fnma(a, b, c) _mm512_fnmadd_ps(a, b, c)
+/* acc + per lane the dot of its four unsigned quants with the four signed activations x4 */
+static inline vi dot4(vi acc, vi w, int32_t x4) {
+#if defined(__AVX512VNNI__)
+    return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(x4));
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, _mm512_set1_epi32(x4)), _mm512_set1_epi16(1)));
+#endif
+}
+static inline void vf_store_rows(float *y, vf v, int nrows) {
+    if (nrows == LC_PACKED_ROWS) _mm512_storeu_ps(y, v);
+    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), v);
+}
+#else
+typedef __m256i vi;
+typedef __m256 vf;
+#define vi_zero() _mm256_setzero_si256()
+#define vi_load(p) _mm256_load_si256((const __m256i *)(p))
+#define vi_set1(x) _mm256_set1_epi32(x)
+#define vi_add(a, b) _mm256_add_epi32(a, b)
+#define vi_sub(a, b) _mm256_sub_epi32(a, b)
+#define vi_mullo(a, b) _mm256_mullo_epi32(a, b)
+#define vi_madd16(a, b) _mm256_madd_epi16(a, b)
+#define vf_zero() _mm256_setzero_ps()
+#define vf_load(p) _mm256_load_ps(p)
+#define vf_set1(x) _mm256_set1_ps(x)
+#define vf_cvt(a) _mm256_cvtepi32_ps(a)
+#define vf_mul(a, b) _mm256_mul_ps(a, b)
+#define vf_add(a, b) _mm256_add_ps(a, b)
+#define vf_sub(a, b) _mm256_sub_ps(a, b)
+#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vf_fnma(a, b, c) _mm256_fnmadd_ps(a, b, c)
+static inline vi dot4(vi acc, vi w, int32_t x4) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_set1_epi32(x4)), _mm256_set1_epi16(1)));
+}
+static inline void vf_store_rows(float *y, vf v, int nrows) {
+    if (nrows == LC_PACKED_ROWS) { _mm256_storeu_ps(y, v); return; }
+    float tmp[LC_PACKED_ROWS];
+    _mm256_storeu_ps(tmp, v);
+    memcpy(y, tmp, (size_t)nrows * sizeof(float));
+}
+#endif
+
+static inline int32_t x4_of(const int8_t *q) { int32_t v; memcpy(&v, q, 4); return v; }
+
+/* ---- K-quants (256-blocks): Q4_K, Q5_K, Q6_K -------------------------------------------------- */
+
+/* one super-block of LC_PACKED_ROWS rows, unpacked */
+typedef struct {
+    int32_t q[QK_K / 4][LC_PACKED_ROWS];    /* q[g][r]: quants 4g..4g+3 of row r, as unsigned bytes */
+    int32_t scale[16][LC_PACKED_ROWS];      /* sub-block scales: 8 (Q4_K, Q5_K) or 16 (Q6_K) */
+    int32_t min_pair[4][LC_PACKED_ROWS];    /* Q4_K, Q5_K: mins of sub-blocks 2p and 2p+1, two int16 */
+    float d[LC_PACKED_ROWS], dmin[LC_PACKED_ROWS];
+} kq_packed;
+
+/* the 256 quants of one super-block as unsigned values (Q6_K: q + 32), and its scales */
+static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[8],
+                         float *d, float *dmin) {
+    if (type == LC_TYPE_Q6_K) {
+        const block_q6_K *b = (const block_q6_K *)blk;
+        for (int sb = 0; sb < 16; ++sb) {
+            const int chunk = sb / 2, half = chunk / 4, part = chunk % 4, off = 16 * (sb & 1);
+            const uint8_t *ql = b->ql + 64 * half + 32 * (part & 1) + off, *qh = b->qh + 32 * half + off;
+            const int lshift = 4 * (part >> 1), hshift = 2 * part;
+            for (int l = 0; l < 16; ++l) vals[16 * sb + l] = (uint8_t)(((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4));
+            scale[sb] = b->scales[sb];
+        }
+        *d = LC_H2F(b->d);
+        *dmin = 0.0f;
+        return;
+    }
+    /* Q4_K and Q5_K share d, dmin, scales[12]; Q5_K then has qh[32] before qs */
+    const block_q4_K *head = (const block_q4_K *)blk;
+    const uint8_t *qs = type == LC_TYPE_Q5_K ? ((const block_q5_K *)blk)->qs : head->qs;
+    const uint8_t *qh = type == LC_TYPE_Q5_K ? ((const block_q5_K *)blk)->qh : NULL;
+    uint8_t sc[8], mn[8];
+    lc_unpack_k4_scales(head->scales, sc, mn);
+    for (int sb = 0; sb < 8; ++sb) {
+        const uint8_t *q = qs + 32 * (sb / 2);
+        const int shift = 4 * (sb & 1);
+        for (int l = 0; l < 32; ++l) vals[32 * sb + l] = (uint8_t)((q[l] >> shift) & 0xF);
+        if (qh)
+            for (int l = 0; l < 32; ++l) vals[32 * sb + l] |= (uint8_t)(((qh[l] >> sb) & 1) << 4);
+        scale[sb] = sc[sb];
+        mins[sb] = mn[sb];
+    }
+    *d = LC_H2F(head->d);
+    *dmin = LC_H2F(head->dmin);
+}
+
+static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
+    const int64_t nb = k / QK_K;
+    const size_t block_bytes = type == LC_TYPE_Q6_K ? sizeof(block_q6_K)
+                             : type == LC_TYPE_Q5_K ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    kq_packed *pk = packed;
+    if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(kq_packed));  /* absent rows: zeros */
+    uint8_t vals[QK_K];
+    int32_t scale[16], mins[8];
+    for (int r = 0; r < nrows; ++r) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        for (int64_t i = 0; i < nb; ++i) {
+            kq_packed *p = pk + i;
+            unpack_block(type, row + i * block_bytes, vals, scale, mins, &p->d[r], &p->dmin[r]);
+            for (int g = 0; g < QK_K / 4; ++g) memcpy(&p->q[g][r], vals + 4 * g, 4);
+            for (int sb = 0; sb < 16; ++sb) p->scale[sb][r] = scale[sb];
+            if (type != LC_TYPE_Q6_K)
+                for (int pr = 0; pr < 4; ++pr) p->min_pair[pr][r] = (int32_t)((uint32_t)mins[2 * pr] | ((uint32_t)mins[2 * pr + 1] << 16));
+        }
+    }
+}
+
+#define KQ_TOKENS 4  /* each loaded weight vector serves four tokens */
+
+
+/* bsum of sub-blocks 2p and 2p+1 (32 activations each), as two int16 for vi_madd16 with min_pair */
+static inline int32_t bsum_pair(const block_q8_K *x, int p) {
+    const int16_t *b = x->bsums + 4 * p;
+    return (int32_t)((uint32_t)(uint16_t)(b[0] + b[1]) | ((uint32_t)(uint16_t)(b[2] + b[3]) << 16));
+}
+
+/* lane sums of one 32-element sub-block of Q4_K/Q5_K for nt tokens */
+#define SUBBLOCK_DOTS(dots, p, xs, sb, nt)                                                      \
+    for (int u = 0; u < (nt); ++u) dots[u] = vi_zero();                                          \
+    for (int g = 0; g < 8; ++g) {                                                                \
+        const vi w_ = vi_load((p)->q[8 * (sb) + g]);                                             \
+        for (int u = 0; u < (nt); ++u) dots[u] = dot4(dots[u], w_, x4_of(xs[u]->qs + 32 * (sb) + 4 * g)); \
+    }
+
+static inline __attribute__((always_inline)) void k4_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vi s1[KQ_TOKENS], s2[KQ_TOKENS], dots[KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); s2[u] = vi_zero(); }
+        for (int sb = 0; sb < 8; ++sb) {
+            SUBBLOCK_DOTS(dots, p, xs, sb, nt)
+            const vi sc = vi_load(p->scale[sb]);
+            for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
+        }
+        for (int pr = 0; pr < 4; ++pr) {
+            const vi mn = vi_load(p->min_pair[pr]);
+            for (int u = 0; u < nt; ++u) s2[u] = vi_add(s2[u], vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr))));
+        }
+        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
+        for (int u = 0; u < nt; ++u) {
+            const vf r = vf_fnma(dmin, vf_cvt(s2[u]), vf_mul(vf_cvt(s1[u]), d));
+            acc[u] = vf_fma(r, vf_set1(xs[u]->d), acc[u]);
+        }
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
+}
+
+static inline __attribute__((always_inline)) void q4_K_gemm(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS], acc_min[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) { acc[u] = vf_zero(); acc_min[u] = vf_zero(); }
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vf scale[KQ_TOKENS], scale_min[KQ_TOKENS];
+        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
+        for (int u = 0; u < nt; ++u) {
+            xs[u] = (const block_q8_K *)x[u] + i;
+            scale[u] = vf_mul(d, vf_set1(xs[u]->d));
+            scale_min[u] = vf_mul(dmin, vf_set1(xs[u]->d));
+        }
+        for (int pr = 0; pr < 4; ++pr) {
+            vi isum[KQ_TOKENS], dots[KQ_TOKENS];
+            SUBBLOCK_DOTS(dots, p, xs, 2 * pr, nt)
+            const vi sc0 = vi_load(p->scale[2 * pr]);
+            for (int u = 0; u < nt; ++u) isum[u] = vi_mullo(dots[u], sc0);
+            SUBBLOCK_DOTS(dots, p, xs, 2 * pr + 1, nt)
+            const vi sc1 = vi_load(p->scale[2 * pr + 1]), mn = vi_load(p->min_pair[pr]);
+            for (int u = 0; u < nt; ++u) {
+                isum[u] = vi_add(isum[u], vi_mullo(dots[u], sc1));
+                acc[u] = vf_fma(vf_cvt(isum[u]), scale[u], acc[u]);
+                acc_min[u] = vf_fma(vf_cvt(vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr)))), scale_min[u], acc_min[u]);
+            }
+        }
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_sub(acc[u], acc_min[u]), nrows);
+}
+
+static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vi s1[KQ_TOKENS], dots[KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); }
+        for (int sb = 0; sb < 16; ++sb) {
+            for (int u = 0; u < nt; ++u) dots[u] = vi_set1(-32 * xs[u]->bsums[sb]);  /* the quants' offset of 32 */
+            for (int g = 0; g < 4; ++g) {
+                const vi w = vi_load(p->q[4 * sb + g]);
+                for (int u = 0; u < nt; ++u) dots[u] = dot4(dots[u], w, x4_of(xs[u]->qs + 16 * sb + 4 * g));
+            }
+            const vi sc = vi_load(p->scale[sb]);
+            for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
+        }
+        const vf d = vf_load(p->d);
+        for (int u = 0; u < nt; ++u) acc[u] = vf_fma(vf_mul(vf_cvt(s1[u]), d), vf_set1(xs[u]->d), acc[u]);
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
+}
+
+
+/* ---- legacy types (32-blocks): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 ------------------------------------ */
+
+/* one 32-block of LC_PACKED_ROWS rows, unpacked */
+typedef struct {
+    int32_t q[8][LC_PACKED_ROWS];  /* q[l][r]: quants 4l..4l+3 of row r, as unsigned bytes (value + offset) */
+    float d[LC_PACKED_ROWS], m[LC_PACKED_ROWS];
+} legacy_packed;
+
+/* Q8_0's unsigned quants (q + 128) times activations overflow maddubs's 16-bit pair sums: only
+ * dpbusd (VNNI) multiplies them exactly */
+#if defined(LC_AVX512) && defined(__AVX512VNNI__)
+#define PACKED_Q8_0 1
+#else
+#define PACKED_Q8_0 0
+#endif
+
+static int is_legacy(int type) {
+    return type == LC_TYPE_Q4_0 || type == LC_TYPE_Q4_1 || type == LC_TYPE_Q5_0 || type == LC_TYPE_Q5_1 ||
+           (type == LC_TYPE_Q8_0 && PACKED_Q8_0);
+}
+
+/* the 32 unsigned quants of one block (ggml element order), its d and (Q4_1, Q5_1) m */
+static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], float *d, float *m) {
+    switch (type) {
+    case LC_TYPE_Q8_0: {
+        const block_q8_0 *b = (const block_q8_0 *)blk;
+        for (int j = 0; j < 32; j++) vals[j] = (uint8_t)(b->qs[j] + 128);
+        *d = LC_H2F(b->d);
+        *m = 0.0f;
+        return;
+    }
+    case LC_TYPE_Q4_0: case LC_TYPE_Q4_1: {
+        const uint8_t *qs = type == LC_TYPE_Q4_0 ? ((const block_q4_0 *)blk)->qs : ((const block_q4_1 *)blk)->qs;
+        for (int j = 0; j < 16; j++) {
+            vals[j] = qs[j] & 0x0F;
+            vals[j + 16] = qs[j] >> 4;
+        }
+        break;
+    }
+    default: {  /* Q5_0, Q5_1: the fifth bit of element j is bit j of qh */
+        const uint8_t *qs = type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qs : ((const block_q5_1 *)blk)->qs;
+        const uint8_t *qh_bytes = type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qh : ((const block_q5_1 *)blk)->qh;
+        uint32_t qh;
+        memcpy(&qh, qh_bytes, 4);
+        for (int j = 0; j < 16; j++) {
+            vals[j] = (uint8_t)((qs[j] & 0x0F) | (((qh >> j) & 1) << 4));
+            vals[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+        }
+    }
+    }
+    /* every 32-block type starts with d; Q4_1 and Q5_1 follow it with m */
+    const lc_fp16_t *dm = (const lc_fp16_t *)blk;
+    *d = LC_H2F(dm[0]);
+    *m = type == LC_TYPE_Q4_1 || type == LC_TYPE_Q5_1 ? LC_H2F(dm[1]) : 0.0f;
+}
+
+static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
+    const int64_t nb = k / 32;
+    const size_t block_bytes = row_bytes / (size_t)nb;
+    legacy_packed *pk = packed;
+    if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(legacy_packed));
+    uint8_t vals[32];
+    for (int r = 0; r < nrows; ++r) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+        for (int64_t i = 0; i < nb; ++i) {
+            unpack_legacy_block(type, row + i * block_bytes, vals, &pk[i].d[r], &pk[i].m[r]);
+            for (int l = 0; l < 8; ++l) memcpy(&pk[i].q[l][r], vals + 4 * l, 4);
+        }
+    }
+}
+
+#define LEGACY_TOKENS 2  /* eight float accumulators per token */
+
+/* x: activation rows in q8_0 (d, 32 quants) or, for the types with a min, q8_1 (d, s, 32 quants) */
+static inline __attribute__((always_inline)) void legacy_mul(const void *packed, int64_t nb, const char *const *x,
+                                                             size_t x_block, float *y, size_t ldy, int nrows,
+                                                             const int nt, const int has_min, const int offset) {
+    const legacy_packed *pk = packed;
+    vf acc[LEGACY_TOKENS][8], summ[LEGACY_TOKENS];
+    for (int u = 0; u < nt; ++u) {
+        for (int l = 0; l < 8; ++l) acc[u][l] = vf_zero();
+        summ[u] = vf_zero();
+    }
+    const size_t qs_at = has_min ? 4 : 2;
+    for (int64_t i = 0; i < nb; ++i) {
+        const legacy_packed *p = pk + i;
+        const vf dw = vf_load(p->d);
+        vf scale[LEGACY_TOKENS];
+        const int8_t *qs[LEGACY_TOKENS];
+        int32_t offs[LEGACY_TOKENS][8];
+        for (int u = 0; u < nt; ++u) {
+            const char *blk = x[u] + (size_t)i * x_block;
+            qs[u] = (const int8_t *)(blk + qs_at);
+            scale[u] = vf_mul(dw, vf_set1(LC_H2F(*(const lc_fp16_t *)blk)));
+            if (has_min) summ[u] = vf_add(summ[u], vf_mul(vf_load(p->m), vf_set1(LC_H2F(((const lc_fp16_t *)blk)[1]))));
+            if (offset) {  /* -offset * (sum of each four activations): the unsigned quants' excess */
+                const __m256i sums = lc_dot_us8_256(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs[u]));
+                _mm256_storeu_si256((__m256i *)offs[u], _mm256_mullo_epi32(sums, _mm256_set1_epi32(-offset)));
+            }
+        }
+        for (int l = 0; l < 8; ++l) {
+            const vi w = vi_load(p->q[l]);
+            for (int u = 0; u < nt; ++u) {
+                const vi isum = dot4(offset ? vi_set1(offs[u][l]) : vi_zero(), w, x4_of(qs[u] + 4 * l));
+                acc[u][l] = vf_fma(scale[u], vf_cvt(isum), acc[u][l]);
+            }
+        }
+    }
+    for (int u = 0; u < nt; ++u) {  /* ggml's hsum of the 8 lanes, for every row at once */
+        const vf *a = acc[u];
+        vf out = vf_add(vf_add(vf_add(a[0], a[4]), vf_add(a[2], a[6])), vf_add(vf_add(a[1], a[5]), vf_add(a[3], a[7])));
+        if (has_min) out = vf_add(out, summ[u]);
+        vf_store_rows(y + u * ldy, out, nrows);
+    }
+}
+
+#define LEGACY_KERNEL(name, has_min, offset)                                                                  \
+    static void name(const void *packed, int64_t nb, const char *const *x, size_t x_block, float *y, size_t ldy, \
+                     int nrows, const int nt) {                                                                   \
+        if (nt == LEGACY_TOKENS) legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset); \
+        else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset);                             \
+    }
+/* the offset: what the unsigned quants exceed the signed values by (types with a min have none) */
+LEGACY_KERNEL(legacy_q4_0, 0, 8)
+LEGACY_KERNEL(legacy_q4_1, 1, 0)
+LEGACY_KERNEL(legacy_q5_0, 0, 16)
+LEGACY_KERNEL(legacy_q5_1, 1, 0)
+LEGACY_KERNEL(legacy_q8_0, 0, 128)
+
+/* ---- entry points ---------------------------------------------------------------------------- */
+
+size_t lc_packed_bytes(int type, int64_t k) {
+    if (is_legacy(type)) return (size_t)(k / 32) * sizeof(legacy_packed);
+    if (type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K) return (size_t)(k / QK_K) * sizeof(kq_packed);
+    return 0;
+}
+
+void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
+    if (is_legacy(type)) pack_legacy(type, w, row_bytes, nrows, k, packed);
+    else pack_k_quant(type, w, row_bytes, nrows, k, packed);
+}
+
+/* the kernel over groups of `group` tokens, then the tokens left one at a time */
+#define OVER_TOKENS(group, kernel)                                                               \
+    for (; t + (group) <= n_tokens; t += (group)) {                                              \
+        for (int u = 0; u < (group); ++u) xs[u] = xb + (t + u) * x_bytes;                        \
+        kernel(packed, nb, xs, x_block, y + t * ldy, ldy, nrows, (group));                       \
+    }                                                                                            \
+    for (; t < n_tokens; ++t) {                                                                  \
+        xs[0] = xb + t * x_bytes;                                                                \
+        kernel(packed, nb, xs, x_block, y + t * ldy, ldy, nrows, 1);                             \
+    }                                                                                            \
+    return;
+
+void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
+                   int64_t n_tokens, float *y, size_t ldy) {
+    const char *xb = x, *xs[KQ_TOKENS > LEGACY_TOKENS ? KQ_TOKENS : LEGACY_TOKENS];
+    const int64_t nb = is_legacy(type) ? k / 32 : k / QK_K;
+    const size_t x_block = x_bytes / (size_t)nb;
+    int64_t t = 0;
+    switch (type) {
+    case LC_TYPE_Q4_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q4_0)
+    case LC_TYPE_Q4_1: OVER_TOKENS(LEGACY_TOKENS, legacy_q4_1)
+    case LC_TYPE_Q5_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q5_0)
+    case LC_TYPE_Q5_1: OVER_TOKENS(LEGACY_TOKENS, legacy_q5_1)
+    case LC_TYPE_Q8_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
+    case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
+    default:
+        if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
+        OVER_TOKENS(KQ_TOKENS, k4_tiled)
+    }
+}
+
+#else
+
+size_t lc_packed_bytes(int type, int64_t k) { (void)type; (void)k; return 0; }
+
+#endif
