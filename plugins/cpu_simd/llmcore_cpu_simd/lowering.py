@@ -149,8 +149,10 @@ class Program:
         if op is Op.ATTENTION:
             q, k, v, mask = srcs
             n, n_head, head_dim = q.shape
-            # the query, ggml's 64 partial sums per dimension, the scores
-            self._scratch_floats = max(self._scratch_floats, head_dim * 65 + mask.shape[1])
+            # the f16-rounded queries and the scores of the heads sharing a KV head, one head's 64
+            # partial sums per dimension
+            group = n_head // node.params["n_head_kv"]
+            self._scratch_floats = max(self._scratch_floats, group * (head_dim + mask.shape[1]) + 64 * head_dim)
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
                           self._float_type(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"],), i=(node.params["n_head_kv"],))]

@@ -452,53 +452,96 @@ static inline __m512 load_f16_or_f32(const void *base, int type, int64_t at) {
                                : _mm512_loadu_ps((const float *)base + at);
 }
 
-/* y = softmax(K q16 * scale + mask) V over the cells [j0, j1) (multiples of 16 that hold every
- * visible cell); k, v point at this head's first cell, rows `stride` elements apart. */
-static void attend_tinyblas_512(const float *q16, const void *k, const void *v, int64_t stride, int type,
-                                int64_t head_dim, const float *mask, int32_t j0, int32_t j1, float scale,
-                                float *scores, float *y) {
+enum { MAX_SHARED_HEADS = 8 };
+
+/* For the G query heads that share one KV head (grouped-query attention), each head's
+ * y = softmax(K q16 * scale + mask) V over the cells [j0, j1) (multiples of 16 that hold every
+ * visible cell). k and v point at the KV head's first cell, rows `stride` elements apart; q16, y and
+ * scores hold the G heads one after another (head_dim, head_dim and n_ctx apart). Every K and V
+ * vector is loaded once for the G heads. */
+static inline __attribute__((always_inline)) void attend_tinyblas_512(
+    const float *q16, const void *k, const void *v, int64_t stride, int type, int64_t head_dim, int64_t n_ctx,
+    const float *mask, int32_t j0, int32_t j1, float scale, float *scores, float *y, const int G) {
     const int64_t elt = type == LC_TYPE_F16 ? 2 : 4;
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    __m512 vmax[MAX_SHARED_HEADS];
+    for (int g = 0; g < G; g++) vmax[g] = _mm512_set1_ps(-INFINITY);
     for (int32_t jb = j0; jb < j1; jb += 16) {
-        __m512 part[16];
+        __m512 part[MAX_SHARED_HEADS][16];
         for (int c = 0; c < 16; c++) {
             const char *k_row = (const char *)k + (int64_t)(jb + c) * stride * elt;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t i = 0; i < head_dim; i += 16) acc = _mm512_fmadd_ps(load_f16_or_f32(k_row, type, i), _mm512_loadu_ps(q16 + i), acc);
-            part[c] = acc;
+            __m512 acc[MAX_SHARED_HEADS];
+            for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+            for (int64_t i = 0; i < head_dim; i += 16) {
+                const __m512 kv = load_f16_or_f32(k_row, type, i);
+                for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q16 + g * head_dim + i), acc[g]);
+            }
+            for (int g = 0; g < G; g++) part[g][c] = acc[g];
         }
         const __m512 m = _mm512_loadu_ps(mask + jb);
-        __m512 sc = _mm512_add_ps(_mm512_mul_ps(reduce_add_16_cells(part), _mm512_set1_ps(scale)), m);
-        sc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), sc, m);
-        _mm512_storeu_ps(scores + jb, sc);
-        vmax = _mm512_max_ps(vmax, sc);
+        const __mmask16 hidden = _mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        for (int g = 0; g < G; g++) {
+            __m512 sc = _mm512_add_ps(_mm512_mul_ps(reduce_add_16_cells(part[g]), _mm512_set1_ps(scale)), m);
+            sc = _mm512_mask_blend_ps(hidden, sc, m);
+            _mm512_storeu_ps(scores + g * n_ctx + jb, sc);
+            vmax[g] = _mm512_max_ps(vmax[g], sc);
+        }
     }
-    const float max = _mm512_reduce_max_ps(vmax);
-    /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
-    double sum = 0.0;
-    for (int32_t jb = j0; jb < j1; jb += 16) {
-        const __m512 sc = _mm512_loadu_ps(scores + jb);
-        const __mmask16 visible = _mm512_cmp_ps_mask(sc, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        const __m512 e = _mm512_maskz_mov_ps(visible, lc_expf_ggml_512(_mm512_sub_ps(sc, _mm512_set1_ps(max))));
-        _mm512_storeu_ps(scores + jb, e);
-        sum += (double)_mm512_reduce_add_ps(e);
+    for (int g = 0; g < G; g++) {
+        float *sg = scores + g * n_ctx;
+        const float max = _mm512_reduce_max_ps(vmax[g]);
+        /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
+        double sum = 0.0;
+        for (int32_t jb = j0; jb < j1; jb += 16) {
+            const __m512 sc = _mm512_loadu_ps(sg + jb);
+            const __mmask16 visible = _mm512_cmp_ps_mask(sc, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+            const __m512 e = _mm512_maskz_mov_ps(visible, lc_expf_ggml_512(_mm512_sub_ps(sc, _mm512_set1_ps(max))));
+            _mm512_storeu_ps(sg + jb, e);
+            sum += (double)_mm512_reduce_add_ps(e);
+        }
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+        for (int32_t jb = j0; jb < j1; jb += 16) {  /* probabilities rounded to f16 */
+            const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(sg + jb), inv);
+            _mm512_storeu_ps(sg + jb, _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+        }
     }
-    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-    for (int32_t jb = j0; jb < j1; jb += 16) {  /* probabilities rounded to f16 */
-        const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(scores + jb), inv);
-        _mm512_storeu_ps(scores + jb, _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
-    }
-    /* the V sums: cell j in lane j % 16, sixteen dims at a time, then the lanes reduced in GCC's order */
+    /* the V sums: cell j in lane j % 16 (each lane adds its cells in order), sixteen dims at a time,
+     * then the lanes reduced in GCC's order */
     for (int64_t d = 0; d < head_dim; d += 16) {
-        __m512 lane[16];
-        for (int l = 0; l < 16; l++) lane[l] = _mm512_setzero_ps();
-        for (int32_t jb = j0; jb < j1; jb += 16)
-            for (int l = 0; l < 16; l++)
-                lane[l] = _mm512_fmadd_ps(load_f16_or_f32(v, type, (int64_t)(jb + l) * stride + d), _mm512_set1_ps(scores[jb + l]), lane[l]);
-        for (int l = 0; l < 8; l++) lane[l] = _mm512_add_ps(lane[l + 8], lane[l]);
-        for (int l = 0; l < 4; l++) lane[l] = _mm512_add_ps(lane[l + 4], lane[l]);
-        _mm512_storeu_ps(y + d, _mm512_add_ps(_mm512_add_ps(lane[0], lane[2]), _mm512_add_ps(lane[1], lane[3])));
+        __m512 lane[MAX_SHARED_HEADS][16];
+        for (int l = 0; l < 16; l++) {
+            __m512 acc[MAX_SHARED_HEADS];
+            for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+            for (int32_t jb = j0; jb < j1; jb += 16) {
+                const __m512 vv = load_f16_or_f32(v, type, (int64_t)(jb + l) * stride + d);
+                for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(vv, _mm512_set1_ps(scores[g * n_ctx + jb + l]), acc[g]);
+            }
+            for (int g = 0; g < G; g++) lane[g][l] = acc[g];
+        }
+        for (int g = 0; g < G; g++) {
+            __m512 *a = lane[g];
+            for (int l = 0; l < 8; l++) a[l] = _mm512_add_ps(a[l + 8], a[l]);
+            for (int l = 0; l < 4; l++) a[l] = _mm512_add_ps(a[l + 4], a[l]);
+            _mm512_storeu_ps(y + g * head_dim + d, _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3])));
+        }
     }
+}
+
+/* attend_tinyblas_512 with the group size known to the compiler */
+static void attend_group_512(const float *q16, const void *k, const void *v, int64_t stride, int type, int64_t head_dim,
+                             int64_t n_ctx, const float *mask, int32_t j0, int32_t j1, float scale, float *scores,
+                             float *y, int G) {
+#define ATTEND(n) attend_tinyblas_512(q16, k, v, stride, type, head_dim, n_ctx, mask, j0, j1, scale, scores, y, n)
+    switch (G) {
+    case 1: ATTEND(1); break;
+    case 2: ATTEND(2); break;
+    case 3: ATTEND(3); break;
+    case 4: ATTEND(4); break;
+    case 5: ATTEND(5); break;
+    case 6: ATTEND(6); break;
+    case 7: ATTEND(7); break;
+    default: ATTEND(8); break;
+    }
+#undef ATTEND
 }
 #endif
 
@@ -509,82 +552,88 @@ static int32_t last_visible(const float *mask_row, int32_t n_kv) {
     return -1;
 }
 
+/* One query head in ggml's order, tinyBLAS's (batched) or ggml_vec_dot_f16's, over the n_kv cells
+ * (some visible). lanes: F16_DOT_LANES * head_dim floats; scores: n_kv floats. */
+static void attend_one_head(const float *q16, const char *k, const char *v, int64_t stride, int type, int64_t head_dim,
+                            const float *mask, int32_t n_kv, float scale, int batched, float *lanes, float *scores,
+                            float *y) {
+    const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
+    const int n_lanes = batched ? 16 : F16_DOT_LANES;
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n_kv; j++) {
+        if (mask[j] == -INFINITY) {
+            scores[j] = -INFINITY;
+            continue;
+        }
+        const void *k_row = k + j * stride * elt;
+        scores[j] = (batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim)) * scale
+                    + mask[j];
+        if (scores[j] > max) max = scores[j];
+    }
+    /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
+    double sum = 0.0;
+    for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
+        float group_exps[16] = {0};
+        for (int64_t j = j0; j < j0 + 16 && j < n_kv; j++) {
+            scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
+            group_exps[j - j0] = scores[j];
+        }
+        sum += (double)lc_reduce16_ordered(group_exps);
+    }
+    const float inv = (float)(1.0 / sum);
+    memset(lanes, 0, (size_t)(n_lanes * head_dim) * sizeof(float));
+    for (int64_t j = 0; j < n_kv; j++) {
+        const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
+        if (p != 0.0f)  /* a zero probability adds exactly nothing */
+            accumulate_v(lanes + (j % n_lanes) * head_dim, p, v + j * stride * elt, type, head_dim);
+    }
+    for (int64_t d = 0; d < head_dim; d++) {
+        float s16[16];
+        for (int l = 0; l < 16; l++)
+            s16[l] = batched ? lanes[l * head_dim + d]
+                             : (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
+                               (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
+        y[d] = lc_reduce16_ordered(s16);
+    }
+}
+
 static void op_attention(const lc_node *nd, const lc_task *task) {
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n_ctx = nd->ne[3];
     const int64_t n_head_kv = nd->i[0], group = n_head / n_head_kv, kv_width = n_head_kv * head_dim;
     const int32_t n_kv = task->n_kv;
     const int type = nd->type;
     const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
-    const char *k_cache = nd->src[1], *v_cache = nd->src[2];
     const float scale = nd->f[0];
-    float *q16 = task->scratch, *lanes = q16 + head_dim, *scores = lanes + F16_DOT_LANES * head_dim;
+    /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
+    float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
 
-    int64_t a, b, token = -1;
-    int batched = 0;
-    int32_t first = -1, last = -1;  /* the token's visible cells */
-    share(nd->ne[2] * n_head, task->ith, task->nth, &a, &b);
-    for (int64_t item = a; item < b; item++) {
-        const int64_t t = item / n_head, h = item % n_head, kvh = h / group;
-        const float *q = (const float *)nd->src[0] + (t * n_head + h) * head_dim;
+    /* Threads claim one token at a time: under a causal mask later tokens see more cells, so equal
+     * shares of the tokens would not be equal shares of the work. */
+    for (int64_t t = task->ith; t < nd->ne[2]; t = atomic_fetch_add(task->next_chunk, 1)) {
         const float *mask = (const float *)nd->src[3] + t * n_ctx;
-        float *y = (float *)nd->dst + (t * n_head + h) * head_dim;
-        if (t != token) {
-            token = t;
-            batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
-            first = first_visible(mask, n_kv);
-            last = last_visible(mask, n_kv);
-        }
-        (void)first, (void)last;  /* only the AVX-512 path reads them */
-        const int n_lanes = batched ? 16 : F16_DOT_LANES;
-        lc_fp32_to_fp16_row(q, (lc_fp16_t *)scores, head_dim);  /* q rounded to f16 */
-        lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);
-#if defined(LC_AVX512)
-        if (batched && head_dim % 16 == 0 && first >= 0 && ((last | 15) + 1) <= n_kv) {
-            attend_tinyblas_512(q16, k_cache + kvh * head_dim * elt, v_cache + kvh * head_dim * elt, kv_width, type,
-                                head_dim, mask, first & ~15, (last | 15) + 1, scale, scores, y);
-            continue;
-        }
-#endif
-        float max = -INFINITY;
-        for (int64_t j = 0; j < n_kv; j++) {
-            if (mask[j] == -INFINITY) {
-                scores[j] = -INFINITY;
+        const int batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
+        const int32_t first = first_visible(mask, n_kv), last = last_visible(mask, n_kv);
+        (void)last;  /* only the AVX-512 path reads it */
+        for (int64_t kvh = 0; kvh < n_head_kv; kvh++) {
+            const char *k = (const char *)nd->src[1] + kvh * head_dim * elt, *v = (const char *)nd->src[2] + kvh * head_dim * elt;
+            const float *q = (const float *)nd->src[0] + (t * n_head + kvh * group) * head_dim;
+            float *y = (float *)nd->dst + (t * n_head + kvh * group) * head_dim;
+            lc_fp32_to_fp16_row(q, (lc_fp16_t *)scores, group * head_dim);  /* queries rounded to f16 */
+            lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, group * head_dim);
+            if (first < 0) {  /* nothing visible: a padding row */
+                memset(y, 0, (size_t)(group * head_dim) * sizeof(float));
                 continue;
             }
-            const void *k_row = k_cache + (j * kv_width + kvh * head_dim) * elt;
-            scores[j] = (batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim)) * scale
-                        + mask[j];
-            if (scores[j] > max) max = scores[j];
-        }
-        if (max == -INFINITY) {  /* nothing visible: a padding row */
-            memset(y, 0, (size_t)head_dim * sizeof(float));
-            continue;
-        }
-        /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
-        double sum = 0.0;
-        for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
-            float group_exps[16] = {0};
-            for (int64_t j = j0; j < j0 + 16 && j < n_kv; j++) {
-                scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
-                group_exps[j - j0] = scores[j];
+#if defined(LC_AVX512)
+            if (batched && head_dim % 16 == 0 && group <= MAX_SHARED_HEADS && ((last | 15) + 1) <= n_kv) {
+                attend_group_512(q16, k, v, kv_width, type, head_dim, n_ctx, mask, first & ~15, (last | 15) + 1,
+                                 scale, scores, y, (int)group);
+                continue;
             }
-            sum += (double)lc_reduce16_ordered(group_exps);
-        }
-        const float inv = (float)(1.0 / sum);
-        memset(lanes, 0, (size_t)(n_lanes * head_dim) * sizeof(float));
-        for (int64_t j = 0; j < n_kv; j++) {
-            const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
-            if (p != 0.0f)  /* a zero probability adds exactly nothing */
-                accumulate_v(lanes + (j % n_lanes) * head_dim, p, v_cache + (j * kv_width + kvh * head_dim) * elt,
-                             type, head_dim);
-        }
-        for (int64_t d = 0; d < head_dim; d++) {
-            float s16[16];
-            for (int l = 0; l < 16; l++)
-                s16[l] = batched ? lanes[l * head_dim + d]
-                                 : (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
-                                   (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
-            y[d] = lc_reduce16_ordered(s16);
+#endif
+            for (int64_t g = 0; g < group; g++)
+                attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, batched, lanes,
+                                scores, y + g * head_dim);
         }
     }
 }
