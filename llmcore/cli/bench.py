@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+import gguf
+
 from llmcore.cli._common import add_model_args, load_llm
 
 
@@ -48,7 +50,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _file_type(model) -> str:
-    types = {}
+    """The quantization as llama-bench names it ("Q4_K - Medium"): the file's general.file_type, or
+    else the type holding most of the weights."""
+    ftype = model.metadata.get("general.file_type")
+    try:
+        name = gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except ValueError:
+        name = None
+    if name and name != "GUESSED":
+        size = {"S": "Small", "M": "Medium", "L": "Large"}.get(name.rsplit("_", 1)[-1]) if "_K_" in name else None
+        return f"{name.rsplit('_', 1)[0]} - {size}" if size else name
+    types: dict[str, int] = {}
     for t in model.reader.tensors.values():
         types[t.type.name] = types.get(t.type.name, 0) + t.n_elements
     return max(types, key=types.get)
