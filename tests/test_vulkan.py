@@ -342,3 +342,40 @@ def test_memory_used_by_kind(vulkan):
     assert used["weights"] == sum(w.raw.nbytes for _, w in vulkan.weights.values())
     assert used["kv"] == sum(math.prod(shape) * dtype.itemsize for _, dtype, shape in vulkan.caches.values())
     assert used["compute"] >= vulkan.arena.size
+
+
+# ---- the probe's findings kept on disk ------------------------------------------------------------
+
+def test_probe_is_answered_from_disk_until_the_drivers_change(tmp_path, monkeypatch):
+    from llmcore_vulkan.probe_cache import cached_probe
+
+    monkeypatch.setenv("LLMCORE_CACHE", str(tmp_path))
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return STATUS
+
+    assert cached_probe(probe) == STATUS and len(calls) == 1
+    assert cached_probe(probe) == STATUS and len(calls) == 1  # answered from the file
+    monkeypatch.setenv("LLMCORE_VULKAN_DEVICE", "7")  # the loader's or the selection's settings changed
+    assert cached_probe(probe) == STATUS and len(calls) == 2
+    for stored in (tmp_path / "vulkan").glob("*.json"):
+        stored.write_text("{not json")
+    assert cached_probe(probe) == STATUS and len(calls) == 3  # a damaged file is probed again
+
+
+def test_a_warm_probe_loads_no_driver(tmp_path):
+    """With the findings on disk, choosing a backend does not load the Vulkan drivers: lavapipe maps
+    libLLVM, about 60 MB resident for the life of the process."""
+    import subprocess
+    import sys
+
+    script = ("from llmcore.backends.registry import choose_backend\n"
+              "print(choose_backend('auto')[0].name)\n"
+              "print(any('libvulkan_' in line for line in open('/proc/self/maps')))\n")
+    env = {**__import__("os").environ, "LLMCORE_CACHE": str(tmp_path)}
+    cold = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    warm = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert cold.stdout.split()[1] == "True"  # the first process asked the driver
+    assert warm.stdout.split() == [cold.stdout.split()[0], "False"]

@@ -39,7 +39,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "1.0"
+    api_version = "1.1"
 
     @classmethod
     def probe(cls) -> Availability:

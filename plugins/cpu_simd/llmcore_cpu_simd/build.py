@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from llmcore.backends import cache_dir
 from llmcore.errors import BackendError
 
 from llmcore_cpu_simd.isa import compiler_flags
@@ -29,11 +30,6 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc"))
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("LLMCORE_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "llmcore") / "kernels"
-
-
 def _command(cc: str, level: str, output: Path) -> list[str]:
     sources = sorted(str(p) for p in SOURCE_DIR.glob("*.c"))
     return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"',
@@ -48,7 +44,7 @@ def library_path(level: str) -> Path:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(" ".join(_command(cc, level, Path("out"))).encode())
     digest.update(_compiler_version(cc).encode())
-    return cache_dir() / f"llmcore_cpu_simd-{level}-{digest.hexdigest()[:16]}.so"
+    return cache_dir() / "kernels" / f"llmcore_cpu_simd-{level}-{digest.hexdigest()[:16]}.so"
 
 
 def _compiler_version(cc: str) -> str:

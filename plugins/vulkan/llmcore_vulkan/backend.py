@@ -27,6 +27,7 @@ from llmcore_vulkan.lowering import (
     lower,
 )
 from llmcore_vulkan.memory import MemoryBlock, Pool, Slice, Transfers
+from llmcore_vulkan.probe_cache import cached_probe
 
 _WEIGHT_BLOCK = 256 << 20
 _KV_BLOCK = 64 << 20
@@ -38,12 +39,17 @@ class VulkanBackend(Backend):
     picks it by index; by default the most capable: discrete, integrated, virtual, CPU)."""
 
     name = "vulkan"
+    api_version = "1.1"
     #: above the CPU backends; ``--backend auto`` passes over a Vulkan backend whose devices are
     #: all CPU-type (lavapipe), as llama.cpp does, while ``--backend vulkan`` still uses them
     priority = 20
 
     @classmethod
     def probe(cls) -> Availability:
+        return cached_probe(cls._probe_devices)
+
+    @staticmethod
+    def _probe_devices() -> Availability:
         try:
             chosen = selected_device()
         except BackendError as error:
