@@ -56,7 +56,7 @@ def _fingerprint() -> str:
     for manifest in sorted(manifests):
         digest.update(_stat_line(manifest))
         try:
-            library = json.loads(open(manifest).read())["ICD"]["library_path"]
+            library = json.loads(Path(manifest).read_text())["ICD"]["library_path"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
         digest.update(_stat_line(library if os.path.isabs(library) else os.path.join(os.path.dirname(manifest), library)))
