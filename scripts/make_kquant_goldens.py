@@ -1,0 +1,62 @@
+"""Make the K-quant goldens of tests/test_kquant_goldens.py: a tiny random llama whose widths are
+multiples of 256 (so every matrix takes a K-quant), quantized by llama.cpp's llama-quantize, and the
+logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
+tiled and repacked K-quant orders, batched attention), then 8 tokens one at a time (the decode path).
+
+    /work/venv-oracle/bin/python scripts/make_kquant_goldens.py /path/to/llama-quantize
+
+Needs llama-cpp-python (the oracle) and the ``gguf`` package. Writes, per quantization,
+``tests/fixtures/kquant/<ftype>.gguf`` and ``<ftype>.logits.npz`` (``prompt``, ``decoded`` int32
+token ids, ``logits`` float32 [len(prompt) + len(decoded), n_vocab]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from make_arch_goldens import TinyModel, rms_decoder
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "kquant"
+FTYPES = ("Q4_K_M", "Q5_K_M")
+PROMPT = [1, *range(40, 79)]  # 40 tokens
+DECODED = [300, 45, 200, 511, 17, 99, 260, 400]
+
+
+def llama_cpp_logits(path: Path) -> np.ndarray:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=128, n_threads=2, logits_all=True, verbose=False)
+    llm.eval(PROMPT)
+    for token in DECODED:
+        llm.eval([token])
+    return np.array(llm.scores[: llm.n_tokens], np.float32)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("llama_quantize", help="llama.cpp's llama-quantize binary")
+    args = parser.parse_args()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    model = TinyModel("llama", seed=4242, n_layer=2, n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=512)
+    rms_decoder(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = Path(tmp) / "f32.gguf"
+        model.write(f32)
+        for ftype in FTYPES:
+            path = OUT_DIR / f"{ftype.lower()}.gguf"
+            subprocess.run([args.llama_quantize, str(f32), str(path), ftype], check=True, capture_output=True)
+            logits = llama_cpp_logits(path)
+            np.savez_compressed(OUT_DIR / f"{ftype.lower()}.logits.npz", prompt=np.array(PROMPT, np.int32),
+                                decoded=np.array(DECODED, np.int32), logits=logits)
+            print(f"{ftype}: {path.stat().st_size / 1024:.0f} KiB, {len(logits)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""K-quant models against llama.cpp, bit for bit: a tiny random llama whose every matrix is a K-quant
+(Q4_K, Q5_K, Q6_K), quantized by llama-quantize, with the logits llama.cpp computed for a 40-token
+prompt in one batch and 8 tokens decoded one at a time (scripts/make_kquant_goldens.py). The prompt
+takes cpu_simd's packed GEMM in llama.cpp's tiled and repacked-GEMM orders and its batched attention;
+the decoded tokens take the one-row kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmcore.backends.registry import availability, backend_classes
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "kquant").glob("*.gguf"))
+pytestmark = pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
+                                reason="the cpu_simd plugin is not installed or cannot build its kernels here")
+
+
+@pytest.mark.parametrize("model", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_k_quant_logits_equal_llama_cpp_bit_for_bit(model):
+    from llmcore import LLM
+    from llmcore.batch import Batch
+
+    golden = np.load(model.with_suffix(".logits.npz"))
+    prompt, decoded = golden["prompt"].tolist(), golden["decoded"].tolist()
+    llm = LLM(str(model), backend="cpu_simd", n_ctx=128)
+    rows = [llm.logits(prompt)]
+    for step, token in enumerate(decoded):
+        rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
+    ours = np.concatenate(rows)
+    assert ours.shape == golden["logits"].shape
+    differing = np.flatnonzero((ours != golden["logits"]).any(axis=1))
+    assert differing.size == 0, (f"rows {differing.tolist()[:8]} differ from llama.cpp's "
+                                 f"(max {np.abs(ours - golden['logits']).max():.3g})")
