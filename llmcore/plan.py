@@ -23,11 +23,13 @@ says is what ``run`` does. The estimates follow what the context and the backend
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.backends.base import Backend
-from llmcore.backends.registry import best_host_backend, choose_backend
+from llmcore.backends.base import Backend, Device
+from llmcore.backends.registry import availability, best_host_backend, choose_backend
+from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
@@ -38,6 +40,43 @@ if TYPE_CHECKING:
     from llmcore.calibration import BackendSpeed
 
 _ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
+
+
+SPLIT_MODES = ("none", "layer", "row")
+
+
+def choose_devices(backend_cls: type[Backend], split_mode: str, tensor_split: Sequence[float] | None,
+                   main_gpu: int) -> tuple[list[int], list[float]]:
+    """The devices of an accelerator backend that run the offloaded layers, and their shares, as
+    llama.cpp's ``--split-mode``, ``--tensor-split`` and ``--main-gpu`` choose them. Devices are
+    numbered as ``llmcore backends`` lists them; 0 is the backend's preferred one. Without
+    ``tensor_split`` the layers are shared in proportion to the devices' free memory (their total
+    memory where the free amount is unknown)."""
+    devices = availability(backend_cls.name).devices or (Device(backend_cls.name, "gpu"),)
+    listed = ", ".join(f"{i}: {d.name}" for i, d in enumerate(devices))
+    if split_mode not in SPLIT_MODES:
+        raise LLMCoreError(f"--split-mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}")
+    if split_mode == "row":
+        raise LLMCoreError("--split-mode row splits each weight's rows across devices, which llama.cpp does with "
+                           f"CUDA only; backend {backend_cls.name} splits by layer: use --split-mode layer or none")
+    if not 0 <= main_gpu < len(devices):
+        raise LLMCoreError(f"--main-gpu {main_gpu}: backend {backend_cls.name} has {len(devices)} device(s) ({listed})")
+    if split_mode == "none":
+        shares = [1.0 if i == main_gpu else 0.0 for i in range(len(devices))]
+    elif tensor_split is None:
+        shares = [float(d.memory_free or d.memory_total or 1) for d in devices]
+    else:
+        shares = [float(x) for x in tensor_split]
+        if len(shares) > len(devices):
+            raise LLMCoreError(f"--tensor-split gives {len(shares)} proportions, but backend {backend_cls.name} "
+                               f"has {len(devices)} device(s) ({listed})")
+        if any(not math.isfinite(x) or x < 0 for x in shares) or sum(shares) <= 0:
+            raise LLMCoreError(f"--tensor-split proportions must be non-negative with a positive sum, got {list(tensor_split)}")
+    used = [i for i, share in enumerate(shares) if share > 0]
+    if used != [0] and tuple(int(part) for part in backend_cls.api_version.split(".")[:2]) < (1, 1):
+        raise LLMCoreError(f"backend {backend_cls.name} targets plugin API {backend_cls.api_version}, which cannot "
+                           f"choose among devices (1.1 can): use --split-mode none --main-gpu 0")
+    return used, [shares[i] for i in used]
 
 
 @dataclass
@@ -83,22 +122,31 @@ class Plan:
     @classmethod
     def build(cls, model: Model, backend: str = "auto", *, n_gpu_layers: int | str | None = None,
               override_tensor: list[str] | None = None, n_ctx: int = 4096, n_batch: int = 512,
-              cache_type: str = F16, n_threads: int | None = None) -> Plan:
+              cache_type: str = F16, n_threads: int | None = None, split_mode: str = "layer",
+              tensor_split: Sequence[float] | None = None, main_gpu: int = 0) -> Plan:
         """Choose the backends as ``LLM`` does: the named (or best) backend, and for an
-        accelerator, llama.cpp's ``-ngl`` rule with the best CPU backend for the rest."""
+        accelerator, llama.cpp's ``-ngl`` rule with the best CPU backend for the rest, the offloaded
+        layers on the devices that ``split_mode``, ``tensor_split`` and ``main_gpu`` name."""
         backend_cls, reason = choose_backend(backend)
-        main = backend_cls(n_threads=n_threads)
         n_layer = model.hparams.n_layer
         reasons = {}
-        if main.runs_on_host:
+        if backend_cls.runs_on_host:
+            main = backend_cls(n_threads=n_threads)
             placement = LayerPlacement.single(main, n_layer)
             reasons[main.name] = f"{reason}; a CPU backend runs every layer"
         else:
             n_gpu = parse_n_gpu_layers(n_gpu_layers, n_layer)
+            devices, shares = choose_devices(backend_cls, split_mode, tensor_split, main_gpu)
+            accelerators = [backend_cls(n_threads=n_threads, device=d) if len(devices) > 1 or d != 0
+                            else backend_cls(n_threads=n_threads) for d in devices]
+            main = accelerators[0]
             cpu = best_host_backend()(n_threads=n_threads)
-            placement = LayerPlacement.offload(cpu, main, n_layer, n_gpu)
-            reasons[main.name] = (f"{reason}; -ngl {n_gpu}: the last {n_gpu} of {n_layer + 1} offloadable layers "
-                                  f"(the output head counts as one)")
+            placement = LayerPlacement.offload(cpu, accelerators, n_layer, n_gpu, shares)
+            for accelerator, share in zip(accelerators, shares):
+                reasons[accelerator.name] = (
+                    f"{reason}; -ngl {n_gpu}: the last {n_gpu} of {n_layer + 1} offloadable layers "
+                    f"(the output head counts as one)"
+                    + (f"; --split-mode layer: {share / sum(shares):.0%} of them on this device" if len(devices) > 1 else ""))
             reasons[cpu.name] = "the best usable CPU backend: the input embedding, the layers not offloaded, ops the accelerator lacks"
         in_use = {b.name: b for b in placement.backends.values()}
         placement.overrides = [parse_override(spec, in_use) for spec in override_tensor or []]

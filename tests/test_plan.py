@@ -50,7 +50,7 @@ def test_vulkan_ngl_15_layers_match_layer_placement(default_model_path):
         pytest.skip("vulkan not usable here")
     plan = Plan.build(Model(default_model_path), "vulkan", n_gpu_layers=15, n_threads=2)
     cpu = plan.placement.cpu
-    expected = LayerPlacement.offload(cpu, plan.backend, 30, 15).describe()
+    expected = LayerPlacement.offload(cpu, [plan.backend], 30, 15).describe()
     assert plan.placement.describe() == expected == [("input, 0-15", "cpu_simd"), ("16-29, output", "vulkan")]
 
 
@@ -94,3 +94,19 @@ def test_cli_json(default_model_path, capsys):
     model = Model(default_model_path)
     assert out["memory"]["cpu_simd"]["weights"] == model.size_bytes
     assert out["expected"]["decode_tokens_per_s"] > 0
+
+
+def test_cli_device_choices_on_a_one_device_backend(default_model_path, capsys):
+    """--split-mode none / --main-gpu 0 is the one device; anything naming a device it does not
+    have is a one-line error with the devices listed, exit status 2."""
+    if not VULKAN_USABLE:
+        pytest.skip("vulkan not usable here")
+    model = ["plan", "-m", str(default_model_path), "--backend", "vulkan", "--json"]
+    assert main([*model, "-sm", "none", "-mg", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][-1]["backend"] == "vulkan"
+    for flags, message in ((["-mg", "1"], "--main-gpu 1: backend vulkan has 1 device(s) (0: "),
+                           (["-ts", "1,1"], "--tensor-split gives 2 proportions"),
+                           (["-sm", "row"], "CUDA only")):
+        assert main([*model, *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err

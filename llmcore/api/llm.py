@@ -65,12 +65,17 @@ class LLM:
     ``n_gpu_layers`` of the model's ``n_layer + 1`` offloadable layers (counted from the output
     head down) run there and the rest on the best CPU backend; None or -1 means all.
     ``override_tensor`` is a list of ``REGEX=BACKEND`` pins for weights, as ``--override-tensor``.
+    With several devices of the accelerator backend, ``split_mode`` ``"layer"`` (the default)
+    shares the offloaded layers among them in ``tensor_split`` proportions (default: by free
+    memory), ``"none"`` puts them all on device ``main_gpu``; devices are numbered as
+    ``llmcore backends`` lists them.
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
                  n_batch: int = 512, n_threads: int | None = None, seed: int | None = None,
                  cache_type: str = "f16", chat_template: str | None = None,
-                 n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None) -> None:
+                 n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None,
+                 split_mode: str = "layer", tensor_split: list[float] | None = None, main_gpu: int = 0) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         if cache_type not in (F16, F32):
@@ -80,7 +85,8 @@ class LLM:
         self.model = Model(self.model_path)
         self.tokenizer = self.model.tokenizer
         self.plan = Plan.build(self.model, backend, n_gpu_layers=n_gpu_layers, override_tensor=override_tensor,
-                               n_ctx=n_ctx, n_batch=n_batch, cache_type=cache_type, n_threads=n_threads)
+                               n_ctx=n_ctx, n_batch=n_batch, cache_type=cache_type, n_threads=n_threads,
+                               split_mode=split_mode, tensor_split=tensor_split, main_gpu=main_gpu)
         self.backend, self.backend_reason = self.plan.backend, self.plan.backend_reason
         self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, cache_type)
         self.seed = seed

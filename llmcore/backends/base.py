@@ -90,8 +90,11 @@ class Backend(abc.ABC):
     def probe(cls) -> Availability:
         """Cheap check, without allocating, of whether this backend can run on this machine."""
 
-    def __init__(self, n_threads: int | None = None) -> None:
+    def __init__(self, n_threads: int | None = None, device: int | None = None) -> None:
         self.n_threads = n_threads
+        self.device = device
+        if device is not None:  # one of several instances: named as llama.cpp names devices (vulkan1)
+            self.name = f"{type(self).name}{device}"
 
     @abc.abstractmethod
     def supports_op(self, node: Node) -> bool:

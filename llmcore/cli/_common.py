@@ -22,6 +22,13 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="backend to run on: auto, reference, cpu_simd, vulkan, cuda, ... (default: auto)")
     g.add_argument("-ngl", "--n-gpu-layers", default=None, metavar="N",
                    help="layers to offload to an accelerator backend: N, 'auto' or 'all' (default: all)")
+    g.add_argument("-sm", "--split-mode", choices=("none", "layer", "row"), default="layer",
+                   help="with several devices of the accelerator backend: 'layer' shares the offloaded layers "
+                        "among them, 'none' uses only --main-gpu ('row' is CUDA-only in llama.cpp) (default: layer)")
+    g.add_argument("-ts", "--tensor-split", type=_proportions, default=None, metavar="N0,N1,...",
+                   help="the share of the offloaded layers each device takes, e.g. 3,1 (default: by free memory)")
+    g.add_argument("-mg", "--main-gpu", type=_non_negative_int, default=0, metavar="INDEX",
+                   help="the device for --split-mode none, numbered as `llmcore backends` lists them (default: 0)")
     g.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="REGEX=BACKEND",
                    help="run weights matching REGEX (and the ops reading them) on BACKEND; repeatable")
     g.add_argument("-ctk", "--cache-type", choices=("f16", "f32"), default="f16",
@@ -38,7 +45,8 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
 
     llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
               n_threads=args.threads, seed=seed, cache_type=args.cache_type, chat_template=args.chat_template,
-              n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor)
+              n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
+              tensor_split=args.tensor_split, main_gpu=args.main_gpu)
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
@@ -61,3 +69,21 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _proportions(text: str) -> list[float]:
+    """llama.cpp's --tensor-split: proportions separated by commas (or slashes)."""
+    try:
+        values = [float(part) for part in text.replace("/", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes numbers separated by commas, e.g. 3,1; got {text!r}") from None
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"proportions must be non-negative with a positive sum, got {text!r}")
+    return values

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = Model(resolve_model(args.model))
     plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,
+                      split_mode=args.split_mode, tensor_split=args.tensor_split, main_gpu=args.main_gpu,
                       n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type=args.cache_type, n_threads=args.threads)
     memory = plan.memory()
     fallbacks = plan.fallbacks()

@@ -3,12 +3,16 @@
 ``-ngl N`` offloads the last N of the model's ``n_layer + 1`` offloadable layers (the repeating
 blocks, then the output head) to the accelerator backend; the input embedding always stays on the
 CPU backend, as in llama.cpp. ``--override-tensor REGEX=BACKEND`` pins matching weights, and the
-ops that read them, to a named backend.
+ops that read them, to a named backend. With several devices of one accelerator backend,
+``--split-mode layer`` cuts the offloaded layers between them in ``--tensor-split`` proportions.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llmcore.backends.base import Backend
@@ -38,11 +42,14 @@ class LayerPlacement:
         return cls(n_layer, {il: backend for il in range(INPUT_LAYER, n_layer + 1)}, backend)
 
     @classmethod
-    def offload(cls, cpu: Backend, accelerator: Backend, n_layer: int, n_gpu_layers: int) -> LayerPlacement:
+    def offload(cls, cpu: Backend, accelerators: Sequence[Backend], n_layer: int, n_gpu_layers: int,
+                shares: Sequence[float] = (1.0,)) -> LayerPlacement:
         """llama.cpp's rule: layers ``il >= n_layer + 1 - n_gpu_layers`` (the output head counting
-        as layer ``n_layer``) run on ``accelerator``; the rest, and the input, on ``cpu``."""
-        first = max(n_layer + 1 - n_gpu_layers, 0)
-        backends = {il: accelerator if il >= first and il >= 0 else cpu for il in range(INPUT_LAYER, n_layer + 1)}
+        as layer ``n_layer``) run on the accelerators; the rest, and the input, on ``cpu``. With
+        several accelerators (``--split-mode layer``) the offloaded layers are cut in the proportions
+        ``shares`` (``--tensor-split``), in order: see :func:`split_layers`."""
+        device_of = split_layers(n_layer, n_gpu_layers, shares)
+        backends = {il: accelerators[device_of[il]] if il in device_of else cpu for il in range(INPUT_LAYER, n_layer + 1)}
         return cls(n_layer, backends, cpu)
 
     def __call__(self, node: Node) -> Backend:
@@ -76,6 +83,18 @@ class LayerPlacement:
         if self.n_layer in layers:
             parts.append("output")
         return ", ".join(parts)
+
+
+def split_layers(n_layer: int, n_gpu_layers: int, shares: Sequence[float]) -> dict[int, int]:
+    """Which accelerator (index into ``shares``) runs each offloaded layer, as llama.cpp's
+    ``llama_model::load_tensors`` assigns them: layer ``il`` goes to the first device whose
+    cumulative share exceeds ``(il - first) / n_offloaded``."""
+    first = max(n_layer + 1 - n_gpu_layers, 0)
+    n_offloaded = n_layer + 1 - first
+    total = float(sum(shares))
+    cuts = list(itertools.accumulate(share / total for share in shares))
+    return {il: min(bisect.bisect_right(cuts, (il - first) / n_offloaded), len(shares) - 1)
+            for il in range(first, n_layer + 1)}
 
 
 def parse_n_gpu_layers(value: str | int | None, n_layer: int) -> int:

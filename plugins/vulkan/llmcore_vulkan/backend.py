@@ -13,7 +13,7 @@ from llmcore.backends import F16, F32, Availability, Backend, Executable, Node, 
 from llmcore.errors import BackendError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 
-from llmcore_vulkan.device import physical_devices, selected_device
+from llmcore_vulkan.device import listed_devices
 from llmcore_vulkan.gpu import Gpu
 from llmcore_vulkan.kernels import Kernels, binding_count
 from llmcore_vulkan.lowering import (
@@ -35,8 +35,9 @@ _HOST_BLOCK = 16 << 20
 
 
 class VulkanBackend(Backend):
-    """Runs the graph with compute shaders on one Vulkan device (``$LLMCORE_VULKAN_DEVICE``
-    picks it by index; by default the most capable: discrete, integrated, virtual, CPU)."""
+    """Runs the graph with compute shaders on one Vulkan device: ``device`` numbers them as the
+    probe lists them, the default first (``$LLMCORE_VULKAN_DEVICE`` picks it by Vulkan index; else
+    the most capable: discrete, integrated, virtual, CPU). Several instances split a model."""
 
     name = "vulkan"
     api_version = "1.1"
@@ -51,15 +52,16 @@ class VulkanBackend(Backend):
     @staticmethod
     def _probe_devices() -> Availability:
         try:
-            chosen = selected_device()
+            return Availability(True, devices=tuple(d.describe() for d in listed_devices()))
         except BackendError as error:
             return Availability(False, str(error))
-        others = [d.describe() for d in physical_devices() if d is not chosen and d.compute_queue_family is not None]
-        return Availability(True, devices=(chosen.describe(), *others))
 
-    def __init__(self, n_threads: int | None = None) -> None:
-        super().__init__(n_threads)
-        self.physical = selected_device()
+    def __init__(self, n_threads: int | None = None, device: int | None = None) -> None:
+        super().__init__(n_threads, device)
+        devices = listed_devices()
+        if device is not None and not 0 <= device < len(devices):
+            raise BackendError(f"vulkan: no device {device} (devices: {', '.join(d.name for d in devices)})")
+        self.physical = devices[device or 0]
         self.gpu = Gpu(self.physical)
         self.kernels = Kernels(self.gpu)
         self.target = Target(self.gpu.alignment, cpu=self.physical.kind == "cpu", fp64=self.physical.fp64)

@@ -127,6 +127,13 @@ def _read_device(vk: ModuleType, index: int, handle: Any) -> PhysicalDevice:
     )
 
 
+def listed_devices() -> list[PhysicalDevice]:
+    """The devices with a compute queue in the order the probe lists them (``llmcore backends``,
+    ``--main-gpu``, ``--tensor-split``): the selected one first, then the others by index."""
+    chosen = selected_device()
+    return [chosen, *(d for d in physical_devices() if d is not chosen and d.compute_queue_family is not None)]
+
+
 def selected_device() -> PhysicalDevice:
     """The device to run on: ``$LLMCORE_VULKAN_DEVICE`` if set, else the most capable kind
     (discrete, integrated, virtual, then CPU devices such as lavapipe)."""
