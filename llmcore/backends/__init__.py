@@ -7,10 +7,11 @@ PLUGIN_API_VERSION = "1.1"
 
 from llmcore.backends.base import Availability, Backend, Device, Executable, Subgraph, WeightData
 from llmcore.backends.hookspecs import hookimpl
+from llmcore.backends.reference.kernels import rope_cos_sin
 from llmcore.graph.ir import F16, F32, I32, Node, Op
 from llmcore.hub.cache import cache_dir
 
 __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "I32", "Availability", "Backend", "Device", "Executable", "Node", "Op",
-    "Subgraph", "WeightData", "cache_dir", "hookimpl",
+    "Subgraph", "WeightData", "cache_dir", "hookimpl", "rope_cos_sin",
 ]

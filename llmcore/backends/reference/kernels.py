@@ -187,7 +187,7 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
     ``fma(a, b, -(c*d))``: computed here as a*b exactly (in double) minus the rounded c*d.
     """
     half = p.n_rot // 2
-    cos, sin = _rope_cos_sin(p, freq_factors, positions)
+    cos, sin = rope_cos_sin(p, positions, freq_factors)
     cos, sin = cos[:, None, :].astype(np.float64), sin[:, None, :].astype(np.float64)
     out = x.copy()
     pairs = (slice(0, half), slice(half, p.n_rot)) if p.neox else (slice(0, p.n_rot, 2), slice(1, p.n_rot, 2))
@@ -201,9 +201,11 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
 _ROPE_ROWS: dict[tuple[RopeParams, bytes | None], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
 
 
-def _rope_cos_sin(p: RopeParams, freq_factors: np.ndarray | None,
-                  positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ggml_rope_cache_init's cos and sin rows ([n, n_rot/2] each) for ``positions``."""
+def rope_cos_sin(p: RopeParams, positions: np.ndarray,
+                 freq_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ggml_rope_cache_init's cos and sin rows (float32 [n, n_rot/2] each, ``attn_factor`` and
+    YaRN's magnitude scale applied) for ``positions``, bit for bit: ggml's running product of
+    theta_scale, its YaRN mix, and the C library's cosf/sinf. Each position is computed once."""
     rows = _ROPE_ROWS.setdefault((p, None if freq_factors is None else freq_factors.tobytes()), {})
     missing = sorted({int(pos) for pos in positions} - rows.keys())
     if missing:

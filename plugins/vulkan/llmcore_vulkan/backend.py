@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData
+from llmcore.backends import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData, rope_cos_sin
 from llmcore.errors import BackendError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 
@@ -98,8 +98,8 @@ class VulkanBackend(Backend):
             k = node.srcs[1]
             return (k.dtype in CACHE_SHADERS and head_dim <= MAX_HEAD_DIM and head_dim % 2 == 0
                     and math.prod(k.shape) * (2 if k.dtype == F16 else 4) <= limit)
-        if node.op is Op.ROPE:
-            return node.shape[2] % 2 == 0
+        if node.op is Op.ROPE:  # angles from the host for input positions; no frequency factors yet
+            return node.shape[2] % 2 == 0 and len(node.srcs) == 2 and node.srcs[1].op is Op.INPUT
         return True
 
     # -- memory ---------------------------------------------------------------------------------
@@ -191,6 +191,7 @@ class VulkanExecutable(Executable):
         self._step = self.io[STEP_KEY].view(np.uint32, (4,))
         self._inputs = [(node_id, self.io[key].view(np.dtype(dtype), shape))
                         for node_id, key, dtype, shape in program.inputs]
+        self._rope_tables = [(self.io[key], node_id, rope) for key, node_id, rope in program.rope_tables]
         dispatches = program.dispatches
         n_sets = max(1, len(dispatches))
         n_buffers = max(1, sum(len(d.refs) for d in dispatches))
@@ -269,6 +270,9 @@ class VulkanExecutable(Executable):
             self._bind_and_record()
         for node_id, view in self._inputs:
             view[...] = inputs[node_id].reshape(view.shape)
+        for piece, positions_id, rope in self._rope_tables:
+            cos, sin = rope_cos_sin(rope, np.asarray(inputs[positions_id]).ravel())
+            piece.view(np.float32, (2,) + cos.shape)[...] = (cos, sin)
         self._step[0] = n_kv
         backend.gpu.submit_and_wait(self.command_buffer)
         return self._outputs()

@@ -15,7 +15,7 @@ PUSH_CONSTANT_BYTES = 32  # every shader's parameter block fits; Vulkan guarante
 #: storage buffers each shader binds, by the shader name's prefix
 BINDINGS = {
     "get_rows": 3, "mul_mat": 4, "quantize": 2, "binary": 3, "unary": 2, "glu": 3, "norm": 2,
-    "rope": 4, "kv_store": 3, "attention": 6,
+    "rope": 3, "kv_store": 3, "attention": 6,
 }
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from llmcore.backends import F16, F32, I32, Node, Op, Subgraph
+from llmcore.errors import BackendError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 
 #: weight types mul_mat and get_rows decode in the shaders
@@ -59,6 +61,8 @@ class Program:
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     #: (node id, io key, numpy dtype, shape) per Subgraph.inputs entry
     inputs: list[tuple[int, str, str, tuple[int, ...]]] = field(default_factory=list)
+    #: (io key, positions input node id, rope params): cos/sin tables the host writes each step
+    rope_tables: list[tuple[str, int, Any]] = field(default_factory=list)
     #: (where, shape, element type) per Subgraph.outputs entry, in order
     outputs: list[tuple[Ref, tuple[int, ...], str]] = field(default_factory=list)
     #: byte offset in the arena of each arena value, and the arena's size
@@ -77,7 +81,7 @@ class Target:
 
     alignment: int  # of every binding's offset
     cpu: bool  # a CPU-type device (lavapipe): an invocation per SIMD lane, costly barriers
-    fp64: bool  # shaderFloat64: the norms sum in double
+    fp64: bool  # shaderFloat64: llama.cpp's roundings exactly (sums in double, fused multiply-adds)
 
     def mul_mat_shape(self, n: int, units: int) -> tuple[int, int]:
         """(tokens, lanes) of a mul_mat workgroup. On GPUs several invocations share a row so
@@ -137,6 +141,11 @@ class _Lowering:
     def _src(self, node: Node, i: int) -> Ref:
         return self._read(self.where[node.srcs[i].id])
 
+    def _exact(self, shader: str) -> str:
+        """The variant with llama.cpp's roundings where they need double precision (sums in
+        double, fused multiply-adds emulated): every device with shaderFloat64."""
+        return f"{shader}_f64" if self.target.fp64 else shader
+
     def _emit(self, shader: str, refs: list[Ref], push: tuple, groups: tuple[int, int, int],
               spec: tuple[int, ...] = ()) -> None:
         packed = b"".join(struct.pack("<f" if isinstance(v, float) else "<I", v) for v in push)
@@ -177,12 +186,12 @@ class _Lowering:
                            _groups(total, 256))
             case Op.SCALE | Op.SILU | Op.GELU:
                 code = {Op.SCALE: 0, Op.SILU: 1, Op.GELU: 2}[op]
-                self._emit("unary", [srcs[0], out], (total, code, float(p.get("factor", 1.0))), _groups(total, 256))
+                self._emit(self._exact("unary"), [srcs[0], out], (total, code, float(p.get("factor", 1.0))), _groups(total, 256))
             case Op.SWIGLU | Op.GEGLU:
-                self._emit("glu", [srcs[0], srcs[1], out], (total, 0 if op is Op.SWIGLU else 1), _groups(total, 256))
+                self._emit(self._exact("glu"), [srcs[0], srcs[1], out], (total, 0 if op is Op.SWIGLU else 1), _groups(total, 256))
             case Op.RMS_NORM | Op.NORM:
                 cols = node.shape[-1]
-                self._emit("norm_f64" if self.target.fp64 else "norm", [srcs[0], out], (total // cols, cols, 0 if op is Op.RMS_NORM else 1, float(p["eps"])),
+                self._emit(self._exact("norm"), [srcs[0], out], (total // cols, cols, 0 if op is Op.RMS_NORM else 1, float(p["eps"])),
                            _groups(total // cols, 1))
             case Op.ROPE:
                 self._rope(node, srcs, out)
@@ -230,13 +239,16 @@ class _Lowering:
     def _rope(self, node: Node, srcs: list[Ref], out: Ref) -> None:
         n, heads, dim = node.shape
         rope = node.params["rope"]
-        freq, ramp, mscale = rope_tables(rope)
-        key = f"rope{hash(rope) & 0xFFFFFFFF:08x}"
-        self.program.constants[key] = np.concatenate([freq, ramp]).astype(np.float32)
-        self.program.io[key] = 4 * 2 * len(freq)
-        table = Ref("io", key, 4 * 2 * len(freq))
-        self._emit("rope", [srcs[0], srcs[1], table, out],
-                   (n, heads, dim, rope.n_rot // 2, int(rope.neox), float(rope.freq_scale), float(mscale)),
+        positions = node.srcs[1]
+        if srcs[1].space != "io":
+            raise BackendError("vulkan: rope positions must be a graph input (the host computes their angles)")
+        # the angles come from the host (rope_cos_sin: ggml's, with the C library's cosf/sinf),
+        # written before each submit for the step's positions
+        key = f"rope{len(self.program.rope_tables)}"
+        size = 4 * 2 * n * (rope.n_rot // 2)
+        self.program.io[key] = size
+        self.program.rope_tables.append((key, positions.id, rope))
+        self._emit(self._exact("rope"), [srcs[0], Ref("io", key, size), out], (n, heads, dim, rope.n_rot // 2, int(rope.neox)),
                    _groups(n * heads * dim // 2, 256))
 
     def _attention(self, node: Node, srcs: list[Ref], out: Ref) -> None:
@@ -244,7 +256,7 @@ class _Lowering:
         n, n_head, head_dim = q.shape
         group = n_head // node.params["n_head_kv"]
         step = Ref("io", STEP_KEY, 16)
-        self._emit(f"attention_{CACHE_SHADERS[k.dtype]}", [*srcs, step, out],
+        self._emit(self._exact(f"attention_{CACHE_SHADERS[k.dtype]}"), [*srcs, step, out],
                    (n, n_head, head_dim, group, k.shape[1], mask.shape[1], float(node.params["scale"])),
                    _groups(n * n_head, 1))
 
@@ -310,26 +322,3 @@ def _groups(count: int, per_group: int) -> tuple[int, int, int]:
     return x, -(-groups // x), 1
 
 
-def rope_tables(rope) -> tuple[np.ndarray, np.ndarray, np.float32]:
-    """(freq, ramp, mscale) of rotary embedding as the reference computes them: ggml's running
-    product of theta_scale for the frequencies and YaRN's extrapolation mix per dimension."""
-    half = rope.n_rot // 2
-    theta_scale = np.float32(rope.freq_base) ** np.float32(-2.0 / rope.n_rot)
-    freq = np.cumprod(np.concatenate([[np.float32(1)], np.full(half - 1, theta_scale, np.float32)])).astype(np.float32)
-    mscale = np.float32(rope.attn_factor)
-    ramp = np.zeros(half, np.float32)
-    if rope.ext_factor != 0.0:
-        low, high = _yarn_corr_dims(rope)
-        ramp = (1.0 - np.clip((np.arange(half, dtype=np.float32) - low) / max(0.001, high - low), 0.0, 1.0))
-        ramp = (ramp * rope.ext_factor).astype(np.float32)
-        mscale *= np.float32(1.0 + 0.1 * np.log(1.0 / rope.freq_scale))
-    return freq, ramp, mscale
-
-
-def _yarn_corr_dims(rope) -> tuple[float, float]:
-    def corr_dim(n_rot: float) -> float:
-        return rope.n_rot * np.log(rope.n_ctx_orig / (n_rot * 2 * np.pi)) / (2 * np.log(rope.freq_base))
-
-    low = np.floor(corr_dim(rope.beta_fast))
-    high = np.ceil(corr_dim(rope.beta_slow))
-    return max(0.0, float(low)), min(rope.n_rot - 1.0, float(high))

@@ -25,13 +25,18 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "binary": ("binary.comp", ()),
     "unary": ("unary.comp", ()),
     "glu": ("glu.comp", ()),
+    "glu_f64": ("glu.comp", ("EXACT_FMA",)),
+    "unary_f64": ("unary.comp", ("EXACT_FMA",)),
     "norm": ("norm.comp", ()),
     "norm_f64": ("norm.comp", ("ACC_F64",)),
     "rope": ("rope.comp", ()),
+    "rope_f64": ("rope.comp", ("EXACT_FMA",)),
     "kv_store_f16": ("kv_store.comp", ("CACHE_F16",)),
     "kv_store_f32": ("kv_store.comp", ()),
     "attention_f16": ("attention.comp", ("CACHE_F16",)),
     "attention_f32": ("attention.comp", ()),
+    "attention_f16_f64": ("attention.comp", ("CACHE_F16", "ACC_F64", "EXACT_FMA")),
+    "attention_f32_f64": ("attention.comp", ("ACC_F64", "EXACT_FMA")),
 }
 
 

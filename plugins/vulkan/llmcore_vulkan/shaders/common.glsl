@@ -47,3 +47,35 @@ uint f16_bits(float value) {
 float round_f16(float value) {
     return unpackHalf2x16(f16_bits(value)).x;
 }
+
+// fma with one rounding. Vulkan lets fma() round twice (lavapipe does: a multiply, then an add),
+// and llama.cpp's CPU build fuses its multiply-adds, so where the rounding shows (rope, expf, the
+// matmul's block sums) shaders built with EXACT_FMA (devices with shaderFloat64) compute it in
+// double: the product is exact there, the sum's error is recovered exactly (TwoSum), and the sum
+// is rounded to odd before the final rounding to float, which makes that rounding the one a fused
+// operation would do (53 >= 2 * 24 + 2 bits).
+#if defined(EXACT_FMA)
+float fma_exact(float a, float b, float c) {
+    precise double p = double(a) * double(b);
+    precise double s = p + double(c);
+    precise double bv = s - p;
+    precise double e = (p - (s - bv)) + (double(c) - bv);
+    if (e != 0.0) {
+        uvec2 bits = unpackDouble2x32(s);
+        if ((bits.x & 1u) == 0u) {  // s is even: step to the odd neighbour on e's side
+            if ((e > 0.0) == (s > 0.0)) {
+                bits.x += 1u;
+                bits.y += bits.x == 0u ? 1u : 0u;
+            } else {
+                bits.y -= bits.x == 0u ? 1u : 0u;
+                bits.x -= 1u;
+            }
+            s = packDouble2x32(bits);
+        }
+    }
+    return float(s);
+}
+#define FMA(a, b, c) fma_exact(a, b, c)
+#else
+#define FMA(a, b, c) fma(a, b, c)
+#endif

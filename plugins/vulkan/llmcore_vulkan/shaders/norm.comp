@@ -1,7 +1,7 @@
 #version 450
 // Row normalisation, one workgroup per row: rms_norm y = x / sqrt(mean(x^2) + eps), or norm
-// y = (x - mean) / sqrt(var + eps). Sums are tree reductions, in double with ACC_F64 (as ggml and
-// the reference sum; devices without shaderFloat64 sum in float).
+// y = (x - mean) / sqrt(var + eps). The sums run in column order, in double with ACC_F64, as
+// ggml's CPU loops add (devices without shaderFloat64 sum in float): the same bits as llama.cpp.
 #extension GL_GOOGLE_include_directive : require
 #if defined(ACC_F64)
 #define ACC double
@@ -15,18 +15,22 @@ layout(push_constant) uniform Params { uint n; uint cols; uint op; float eps; } 
 #include "common.glsl"
 
 const uint OP_NORM = 1u;
-shared ACC red[128];
+shared ACC red[1];
 
-ACC row_sum(ACC v) {
+// the sum of one value per column, added in column order as ggml's CPU loop adds them (in double
+// with ACC_F64): the first invocation adds, the others wait
+ACC row_sum(uint base, float mean, bool squares) {
     uint t = gl_LocalInvocationID.x;
-    red[t] = v;
-    barrier();
-    for (uint stride = 64u; stride > 0u; stride >>= 1) {
-        if (t < stride) {
-            red[t] += red[t + stride];
+    if (t == 0u) {
+        ACC s = 0.0;
+        for (uint j = 0u; j < p.cols; j++) {
+            precise float c = a[base + j] - mean;
+            precise float sq = c * c;
+            s += ACC(squares ? sq : c);
         }
-        barrier();
+        red[0] = s;
     }
+    barrier();
     ACC total = red[0];
     barrier();
     return total;
@@ -41,18 +45,9 @@ void main() {
     uint t = gl_LocalInvocationID.x;
     float mean = 0.0;
     if (p.op == OP_NORM) {
-        ACC s = 0.0;
-        for (uint j = t; j < p.cols; j += 128u) {
-            s += ACC(a[base + j]);
-        }
-        mean = float(row_sum(s) / ACC(p.cols));
+        mean = float(row_sum(base, 0.0, false) / ACC(p.cols));
     }
-    ACC s2 = 0.0;
-    for (uint j = t; j < p.cols; j += 128u) {
-        float c = a[base + j] - mean;
-        s2 += ACC(c * c);
-    }
-    float scale = 1.0 / sqrt(float(row_sum(s2) / ACC(p.cols)) + p.eps);
+    float scale = 1.0 / sqrt(float(row_sum(base, mean, true) / ACC(p.cols)) + p.eps);
     for (uint j = t; j < p.cols; j += 128u) {
         y[base + j] = (a[base + j] - mean) * scale;
     }
