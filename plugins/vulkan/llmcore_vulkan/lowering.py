@@ -26,6 +26,8 @@ WEIGHT_SHADERS = {GGMLType.F32: "f32", GGMLType.F16: "f16", GGMLType.Q4_0: "q4_0
 #: how activations are rounded before meeting each weight type (ggml's vec_dot_type)
 _PREPARE = {GGMLType.F16: "f16", GGMLType.Q4_0: "q8_1", GGMLType.Q4_1: "q8_1", GGMLType.Q8_0: "q8_1",
             GGMLType.Q4_K: "q8_k", GGMLType.Q6_K: "q8_k"}
+#: weight types whose mul_mat has a variant in llama.cpp's exact order (devices with shaderFloat64)
+EXACT_MUL_MAT = {GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q8_0}
 CACHE_SHADERS = {F16: "f16", F32: "f32"}
 MAX_HEAD_DIM = 256  # attention.comp keeps a query head in shared memory
 MAX_GROUPS = 65535  # the dispatch size every Vulkan device supports per dimension
@@ -215,9 +217,12 @@ class _Lowering:
         w_ref, x_ref = self._src(node, 0), self._read(x_ref)
         out = self.where[node.id] = self._new(4 * n * rows)
         tile, lanes = self.target.mul_mat_shape(n, cols // 32)
+        shader = f"mul_mat_{WEIGHT_SHADERS[w.dtype]}"
+        if self.target.fp64 and w.dtype in EXACT_MUL_MAT:
+            shader, lanes = f"{shader}_f64", 8  # llama.cpp's order: an invocation per float lane of its 8
         row_groups = -(-rows // (64 // lanes))
         gx = min(row_groups, MAX_GROUPS)
-        self._emit(f"mul_mat_{WEIGHT_SHADERS[w.dtype]}", [w_ref, x_ref, out, x_ref],
+        self._emit(shader, [w_ref, x_ref, out, x_ref],
                    (rows, cols, n, row_bytes(w.dtype, cols), d_off, s_off),
                    (gx, -(-n // tile), -(-row_groups // gx)), spec=(tile, lanes))
 

@@ -14,11 +14,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WEIGHT_TYPES = ("f32", "f16", "q4_0", "q4_1", "q8_0", "q4_k", "q6_k")
+LEGACY_TYPES = ("q4_0", "q4_1", "q8_0")  # mul_mat has an exact-order variant for these
 
 #: output name -> (source, defines)
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"get_rows_{t}": ("get_rows.comp", (f"TYPE_{t.upper()}",)) for t in WEIGHT_TYPES},
     **{f"mul_mat_{t}": ("mul_mat.comp", (f"TYPE_{t.upper()}",)) for t in WEIGHT_TYPES},
+    **{f"mul_mat_{t}_f64": ("mul_mat.comp", (f"TYPE_{t.upper()}", "EXACT_FMA")) for t in LEGACY_TYPES},
     "quantize_q8_1": ("quantize.comp", ("MODE_Q8_1",)),
     "quantize_q8_k": ("quantize.comp", ("MODE_Q8_K",)),
     "quantize_f16": ("quantize.comp", ("MODE_F16",)),

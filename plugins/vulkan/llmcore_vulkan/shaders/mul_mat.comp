@@ -21,6 +21,60 @@ layout(push_constant) uniform Params { uint rows; uint cols; uint n; uint row_by
 
 shared float partial[64u * TOKENS];
 
+#if defined(LEGACY_QUANT) && defined(EXACT_FMA)
+// llama.cpp's order (ggml's vec_dot and tinyBLAS on x86): per output 8 float lanes, lane l taking
+// values 4l..4l+3 of every block, fused into its running sum as (d_w * d_x) * exact integer sum;
+// the lanes' hsum ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); then the weight minimum times the
+// activation block's s, summed block after block. Here LANES is 8 and invocation `lane` is that lane.
+void main() {
+    uint local = gl_LocalInvocationID.x;
+    uint lane = local % 8u;
+    uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 8u + local / 8u;
+    uint t0 = gl_WorkGroupID.y * TOKENS;
+    uint units = p.cols / 32u;
+    float acc[TOKENS];
+    float summ[TOKENS];
+    for (uint c = 0u; c < TOKENS; c++) {
+        acc[c] = 0.0;
+        summ[c] = 0.0;
+    }
+    if (row < p.rows) {
+        uint row_off = row * p.row_bytes;
+        for (uint u = 0u; u < units; u++) {
+            vec4 q[8];
+            float d, m;
+            load_unit(row_off, u, q, d, m);
+            for (uint c = 0u; c < TOKENS; c++) {
+                uint t = min(t0 + c, p.n - 1u);  // a partial tile repeats its last token, never stored
+                uint blk = t * units + u;
+                float isum = dot(q[lane], x4[(t * p.cols + u * 32u) / 4u + lane]);  // integers: exact
+                precise float scale = d * xf[p.d_off + blk];
+                acc[c] = FMA(scale, isum, acc[c]);
+                precise float ms = m * xf[p.s_off + blk];
+                precise float next = summ[c] + ms;
+                summ[c] = next;
+            }
+        }
+    }
+    for (uint c = 0u; c < TOKENS; c++) {
+        partial[local * TOKENS + c] = acc[c];
+    }
+    barrier();
+    if (lane == 0u && row < p.rows) {
+        for (uint c = 0u; c < TOKENS; c++) {
+            if (t0 + c < p.n) {
+                float a[8];
+                for (uint l = 0u; l < 8u; l++) {
+                    a[l] = partial[(local + l) * TOKENS + c];
+                }
+                precise float h = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+                precise float out_ = h + summ[c];
+                y[(t0 + c) * p.rows + row] = out_;
+            }
+        }
+    }
+}
+#else
 void main() {
     uint local = gl_LocalInvocationID.x;
     uint lane = local % LANES;
@@ -75,3 +129,4 @@ void main() {
         }
     }
 }
+#endif
