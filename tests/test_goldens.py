@@ -84,7 +84,7 @@ def test_greedy_continuation_follows_llama_cpp(llm, name):
 # ggml_vec_dot_f16 for a single query, fused rope, the C library's cosf/sinf): they give the goldens'
 # logits bit for bit when the tokens are evaluated as the goldens were made, the prompt in one batch
 # and the continuation one token at a time.
-BIT_EXACT = [name for name in ("reference", "cpu_simd") if name in backend_classes()]
+BIT_EXACT = [name for name in ("reference", "cpu_simd", "vulkan") if name in backend_classes()]
 
 
 @pytest.mark.parametrize("backend", BIT_EXACT)

@@ -238,7 +238,8 @@ class _Lowering:
             blocks = values // 256
             d_off, s_off, size = values, 0, values + blocks
         out = self._new(4 * size)
-        self._emit(f"quantize_{mode}", [x, out], (blocks, d_off, s_off), _groups(blocks, 64))
+        shader = f"quantize_{mode}" if mode == "f16" else self._exact(f"quantize_{mode}")
+        self._emit(shader, [x, out], (blocks, d_off, s_off), _groups(blocks, 64))
         return out, d_off, s_off
 
     def _rope(self, node: Node, srcs: list[Ref], out: Ref) -> None:

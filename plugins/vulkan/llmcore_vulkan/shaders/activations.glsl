@@ -21,7 +21,7 @@ float expf_ggml(float x) {
 // ggml's silu: x / (1 + exp(-x)) with its expf
 float silu(float v) {
     precise float d = 1.0 + expf_ggml(-v);
-    return v / d;
+    return DIV(v, d);
 }
 
 // ggml's GELU as its CPU backend computes it: the tanh approximation read from a table indexed

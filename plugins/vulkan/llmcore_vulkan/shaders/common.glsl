@@ -76,6 +76,36 @@ float fma_exact(float a, float b, float c) {
     return float(s);
 }
 #define FMA(a, b, c) fma_exact(a, b, c)
+
+// a / b rounded once, as IEEE division: Vulkan allows 2.5 ULP and Mesa may divide through a
+// reciprocal. The double quotient is within an ulp; its float neighbours are compared by their
+// exact remainders (a - q * b is exact in double for q near a / b), ties to the even one.
+float div_exact(float a, float b) {
+    float q = float(double(a) / double(b));
+    if (isinf(q) || isnan(q) || q == 0.0) {
+        return q;
+    }
+    float best = q;
+    precise double best_r = abs(double(a) - double(q) * double(b));
+    for (int k = -1; k <= 1; k += 2) {
+        float c = uintBitsToFloat(uint(int(floatBitsToUint(q)) + k));
+        precise double r = abs(double(a) - double(c) * double(b));
+        if (r < best_r || (r == best_r && (floatBitsToUint(c) & 1u) == 0u)) {
+            best = c;
+            best_r = r;
+        }
+    }
+    return best;
+}
+
+// sqrt rounded once: the double square root rounded to float is the correctly rounded one
+float sqrt_exact(float x) {
+    return float(sqrt(double(x)));
+}
+#define DIV(a, b) div_exact(a, b)
+#define SQRT(x) sqrt_exact(x)
 #else
 #define FMA(a, b, c) fma(a, b, c)
+#define DIV(a, b) ((a) / (b))
+#define SQRT(x) sqrt(x)
 #endif

@@ -41,13 +41,13 @@ void main() {
     if (row < p.rows) {
         uint row_off = row * p.row_bytes;
         for (uint u = 0u; u < units; u++) {
-            vec4 q[8];
+            vec4 q;
             float d, m;
-            load_unit(row_off, u, q, d, m);
+            load_lane(row_off, u, lane, q, d, m);
             for (uint c = 0u; c < TOKENS; c++) {
                 uint t = min(t0 + c, p.n - 1u);  // a partial tile repeats its last token, never stored
                 uint blk = t * units + u;
-                float isum = dot(q[lane], x4[(t * p.cols + u * 32u) / 4u + lane]);  // integers: exact
+                float isum = dot(q, x4[(t * p.cols + u * 32u) / 4u + lane]);  // integers: exact
                 precise float scale = d * xf[p.d_off + blk];
                 acc[c] = FMA(scale, isum, acc[c]);
                 precise float ms = m * xf[p.s_off + blk];

@@ -45,9 +45,10 @@ void main() {
     uint t = gl_LocalInvocationID.x;
     float mean = 0.0;
     if (p.op == OP_NORM) {
-        mean = float(row_sum(base, 0.0, false) / ACC(p.cols));
+        mean = float(row_sum(base, 0.0, false) / ACC(p.cols));  // double division: within an ulp of double
     }
-    float scale = 1.0 / sqrt(float(row_sum(base, mean, true) / ACC(p.cols)) + p.eps);
+    precise float var = float(row_sum(base, mean, true) / ACC(p.cols)) + p.eps;
+    float scale = DIV(1.0, SQRT(var));
     for (uint j = t; j < p.cols; j += 128u) {
         y[base + j] = (a[base + j] - mean) * scale;
     }

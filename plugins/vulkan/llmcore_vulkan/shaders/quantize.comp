@@ -24,14 +24,14 @@ void main() {
     for (uint j = 0u; j < 32u; j++) {
         amax = max(amax, abs(x[base + j]));
     }
-    float inv = amax != 0.0 ? 127.0 / amax : 0.0;
+    float inv = amax != 0.0 ? DIV(127.0, amax) : 0.0;
     float sum = 0.0;
     for (uint j = 0u; j < 32u; j++) {
         float q = roundEven(x[base + j] * inv);
         xq[base + j] = q;
         sum += q;
     }
-    float d = amax / 127.0;
+    float d = DIV(amax, 127.0);
     xq[p.d_off + b] = round_f16(d);
     xq[p.s_off + b] = round_f16(d * sum);
 #elif defined(MODE_Q8_K)
@@ -45,11 +45,11 @@ void main() {
             peak = v;
         }
     }
-    float iscale = peak != 0.0 ? -127.0 / peak : 0.0;
+    float iscale = peak != 0.0 ? DIV(-127.0, peak) : 0.0;
     for (uint j = 0u; j < 256u; j++) {
         xq[base + j] = min(roundEven(x[base + j] * iscale), 127.0);
     }
-    xq[p.d_off + b] = iscale != 0.0 ? 1.0 / iscale : 0.0;
+    xq[p.d_off + b] = iscale != 0.0 ? DIV(1.0, iscale) : 0.0;
 #elif defined(MODE_F16)
     xq[b] = round_f16(x[b]);
 #endif

@@ -103,3 +103,27 @@ void load_unit(uint row_off, uint u, out vec4 q[8], out float d, out float m) {
     }
 #endif
 }
+
+#if defined(LEGACY_QUANT)
+// Values 4l..4l+3 of a legacy block (ggml's float lane l of the block), as load_unit gives them.
+void load_lane(uint row_off, uint u, uint l, out vec4 q, out float d, out float m) {
+    uint off = row_off + u * BLOCK_BYTES;
+    d = READ_F16(w, off);
+    m = 0.0;
+#if defined(TYPE_Q8_0)
+    ivec4 word = ivec4(int(READ_U32(w, off + 2u + 4u * l)));
+    q = vec4((word << ivec4(24, 16, 8, 0)) >> 24);
+#else
+#if defined(TYPE_Q4_1)
+    m = READ_F16(w, off + 2u);
+    const float offset = 0.0;
+    uint qs = off + 4u;
+#else
+    const float offset = 8.0;
+    uint qs = off + 2u;
+#endif
+    uvec4 bytes_ = (uvec4(READ_U32(w, qs + 4u * (l & 3u))) >> BYTE_SHIFTS) & 0xFFu;
+    q = vec4(l < 4u ? bytes_ & 0xFu : bytes_ >> 4) - offset;
+#endif
+}
+#endif
