@@ -112,7 +112,7 @@ def test_mul_mat(vulkan, w_type, rows, n):
     x = rng.standard_normal((n, cols)).astype(np.float32)
     ref, ours = run_both(vulkan, lambda g: g.mul_mat(g.weight(weight.name, (rows, cols), w_type),
                                                      g.input("x", (n, cols), F32)), {"x": x}, [weight])
-    if w_type in EXACT_MUL_MAT and vulkan.physical.fp64:
+    if w_type in EXACT_MUL_MAT and vulkan.target.exact:
         np.testing.assert_array_equal(ours, ref)  # llama.cpp's order: 8 float lanes, fused
     else:
         # activations are rounded to q8 / f16 exactly as the reference does: only the order of the
@@ -159,7 +159,7 @@ def test_elementwise_ops(vulkan, n):
         def build(g, op=op):
             return op(g, g.input("a", (n, cols), F32), g.input("b", (n, cols), F32), g.input("row", (cols,), F32))
         ref, ours = run_both(vulkan, build, feeds)
-        if name in ("silu", "swiglu") and vulkan.physical.fp64:
+        if name in ("silu", "swiglu") and vulkan.target.exact:
             np.testing.assert_array_equal(ours, ref, err_msg=name)  # ggml's expf, fused as its build fuses
         elif name in ("gelu", "geglu"):
             # ggml's f16 table: another tanh may round to the next f16 (2^-10 relative), and
@@ -183,7 +183,7 @@ def test_broadcast_over_three_axes(vulkan):
 def test_norms(vulkan, op, n, cols):
     x = (rng.standard_normal((n, cols)) * 3 + 1).astype(np.float32)
     ref, ours = run_both(vulkan, lambda g: getattr(g, op)(g.input("x", (n, cols), F32), 1e-5), {"x": x})
-    if vulkan.physical.fp64:
+    if vulkan.target.exact:
         np.testing.assert_array_equal(ours, ref)  # summed in column order, in double, as ggml
     else:
         assert_close(ours, ref, 1e-5)
@@ -205,7 +205,7 @@ def test_rope(vulkan, name, n):
     positions = rng.integers(0, 8000, n).astype(np.int32)
     ref, ours = run_both(vulkan, lambda g: g.rope(g.input("x", (n, 3, 64), F32), g.input("pos", (n,), I32), ROPES[name]),
                          {"x": x, "pos": positions})
-    if vulkan.physical.fp64:
+    if vulkan.target.exact:
         np.testing.assert_array_equal(ours, ref)
     else:
         assert_close(ours, ref, 2e-6)
@@ -254,7 +254,7 @@ def run_attention_steps(backend, cache_type, n):
 def test_kv_store_and_attention(vulkan, cache_type):
     ref_backend_results = run_attention_steps(vulkan, cache_type, 33)
     for ref, ours in ref_backend_results:
-        if vulkan.physical.fp64:  # tinyBLAS's order for the prompt, vec_dot_f16's for single tokens
+        if vulkan.target.exact:  # tinyBLAS's order for the prompt, vec_dot_f16's for single tokens
             np.testing.assert_array_equal(ours, ref)
         else:  # float sums: a probability may round to the next f16 step (2^-11 relative)
             assert_close(ours, ref, 2e-3)
@@ -371,3 +371,13 @@ def test_a_warm_probe_loads_no_driver(tmp_path):
     warm = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert cold.stdout.split()[1] == "True"  # the first process asked the driver
     assert warm.stdout.split() == [cold.stdout.split()[0], "False"]
+
+
+def test_exact_roundings_by_default_on_cpu_devices_and_on_request(monkeypatch):
+    """lavapipe (a CPU device) takes llama.cpp's roundings unless told not to; the fast variants
+    remain for GPUs, whose double precision is slow."""
+    from llmcore_vulkan.backend import EXACT_ENV
+
+    assert VulkanBackend().target.exact == (STATUS.devices[0].kind == "cpu" and "fp64" in STATUS.devices[0].features)
+    monkeypatch.setenv(EXACT_ENV, "0")
+    assert not VulkanBackend().target.exact

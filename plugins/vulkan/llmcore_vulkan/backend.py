@@ -5,6 +5,7 @@ fence wait."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,6 +30,9 @@ from llmcore_vulkan.lowering import (
 from llmcore_vulkan.memory import MemoryBlock, Pool, Slice, Transfers
 from llmcore_vulkan.probe_cache import cached_probe
 
+#: "1": llama.cpp's CPU roundings on any device with shaderFloat64 (its double-precision emulation
+#: is slow on GPUs with weak fp64), "0": never; by default on CPU-type devices such as lavapipe
+EXACT_ENV = "LLMCORE_VULKAN_EXACT"
 _WEIGHT_BLOCK = 256 << 20
 _KV_BLOCK = 64 << 20
 _HOST_BLOCK = 16 << 20
@@ -64,7 +68,9 @@ class VulkanBackend(Backend):
         self.physical = devices[device or 0]
         self.gpu = Gpu(self.physical)
         self.kernels = Kernels(self.gpu)
-        self.target = Target(self.gpu.alignment, cpu=self.physical.kind == "cpu", fp64=self.physical.fp64)
+        wanted = os.environ.get(EXACT_ENV, "auto")
+        exact = self.physical.kind == "cpu" if wanted == "auto" else wanted not in ("", "0")
+        self.target = Target(self.gpu.alignment, cpu=self.physical.kind == "cpu", exact=exact and self.physical.fp64)
         self.transfers = Transfers(self.gpu)
         self._weight_pool = Pool(self.gpu, _WEIGHT_BLOCK, host_visible=False)
         self._kv_pool = Pool(self.gpu, _KV_BLOCK, host_visible=False)

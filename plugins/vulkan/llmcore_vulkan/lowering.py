@@ -83,7 +83,9 @@ class Target:
 
     alignment: int  # of every binding's offset
     cpu: bool  # a CPU-type device (lavapipe): an invocation per SIMD lane, costly barriers
-    fp64: bool  # shaderFloat64: llama.cpp's roundings exactly (sums in double, fused multiply-adds)
+    #: llama.cpp's CPU roundings exactly (sums in double, fused multiply-adds and divisions emulated
+    #: in double): needs shaderFloat64; see VulkanBackend for when it is on
+    exact: bool
 
     def mul_mat_shape(self, n: int, units: int) -> tuple[int, int]:
         """(tokens, lanes) of a mul_mat workgroup. On GPUs several invocations share a row so
@@ -145,8 +147,8 @@ class _Lowering:
 
     def _exact(self, shader: str) -> str:
         """The variant with llama.cpp's roundings where they need double precision (sums in
-        double, fused multiply-adds emulated): every device with shaderFloat64."""
-        return f"{shader}_f64" if self.target.fp64 else shader
+        double, fused multiply-adds and divisions emulated)."""
+        return f"{shader}_f64" if self.target.exact else shader
 
     def _emit(self, shader: str, refs: list[Ref], push: tuple, groups: tuple[int, int, int],
               spec: tuple[int, ...] = ()) -> None:
@@ -218,7 +220,7 @@ class _Lowering:
         out = self.where[node.id] = self._new(4 * n * rows)
         tile, lanes = self.target.mul_mat_shape(n, cols // 32)
         shader = f"mul_mat_{WEIGHT_SHADERS[w.dtype]}"
-        if self.target.fp64 and w.dtype in EXACT_MUL_MAT:
+        if self.target.exact and w.dtype in EXACT_MUL_MAT:
             shader, lanes = f"{shader}_f64", 8  # llama.cpp's order: an invocation per float lane of its 8
         row_groups = -(-rows // (64 // lanes))
         gx = min(row_groups, MAX_GROUPS)
