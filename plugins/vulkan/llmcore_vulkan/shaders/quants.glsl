@@ -27,6 +27,30 @@ const uint BLOCK_BYTES = 210u;
 
 const uvec4 BYTE_SHIFTS = uvec4(0u, 8u, 16u, 24u);
 
+#if defined(LEGACY_QUANT)
+// Values 4l..4l+3 of a legacy block (ggml's float lane l of the block), as load_unit gives them.
+void load_lane(uint row_off, uint u, uint l, out vec4 q, out float d, out float m) {
+    uint off = row_off + u * BLOCK_BYTES;
+    d = READ_F16(w, off);
+    m = 0.0;
+#if defined(TYPE_Q8_0)
+    ivec4 word = ivec4(int(READ_U32(w, off + 2u + 4u * l)));
+    q = vec4((word << ivec4(24, 16, 8, 0)) >> 24);
+#else
+#if defined(TYPE_Q4_1)
+    m = READ_F16(w, off + 2u);
+    const float offset = 0.0;
+    uint qs = off + 4u;
+#else
+    const float offset = 8.0;
+    uint qs = off + 2u;
+#endif
+    uvec4 bytes_ = (uvec4(READ_U32(w, qs + 4u * (l & 3u))) >> BYTE_SHIFTS) & 0xFFu;
+    q = vec4(l < 4u ? bytes_ & 0xFu : bytes_ >> 4) - offset;
+#endif
+}
+#endif
+
 void load_unit(uint row_off, uint u, out vec4 q[8], out float d, out float m) {
     d = 1.0;
     m = 0.0;
@@ -40,28 +64,9 @@ void load_unit(uint row_off, uint u, out vec4 q[8], out float d, out float m) {
     for (uint k = 0u; k < 8u; k++) {
         q[k] = vec4(unpackHalf2x16(READ_U32(w, off + 8u * k)), unpackHalf2x16(READ_U32(w, off + 8u * k + 4u)));
     }
-#elif defined(TYPE_Q4_0) || defined(TYPE_Q4_1)
-    uint off = row_off + u * BLOCK_BYTES;
-    d = READ_F16(w, off);
-#if defined(TYPE_Q4_1)
-    m = READ_F16(w, off + 2u);
-    const float offset = 0.0;
-    uint qs = off + 4u;
-#else
-    const float offset = 8.0;
-    uint qs = off + 2u;
-#endif
-    for (uint k = 0u; k < 4u; k++) {
-        uvec4 bytes_ = (uvec4(READ_U32(w, qs + 4u * k)) >> BYTE_SHIFTS) & 0xFFu;
-        q[k] = vec4(bytes_ & 0xFu) - offset;
-        q[k + 4u] = vec4(bytes_ >> 4) - offset;
-    }
-#elif defined(TYPE_Q8_0)
-    uint off = row_off + u * BLOCK_BYTES;
-    d = READ_F16(w, off);
-    for (uint k = 0u; k < 8u; k++) {
-        ivec4 word = ivec4(int(READ_U32(w, off + 2u + 4u * k)));
-        q[k] = vec4((word << ivec4(24, 16, 8, 0)) >> 24);  // sign-extended bytes
+#elif defined(LEGACY_QUANT)
+    for (uint l = 0u; l < 8u; l++) {
+        load_lane(row_off, u, l, q[l], d, m);
     }
 #elif defined(TYPE_Q4_K)
     uint off = row_off + (u >> 3) * BLOCK_BYTES;
@@ -103,27 +108,3 @@ void load_unit(uint row_off, uint u, out vec4 q[8], out float d, out float m) {
     }
 #endif
 }
-
-#if defined(LEGACY_QUANT)
-// Values 4l..4l+3 of a legacy block (ggml's float lane l of the block), as load_unit gives them.
-void load_lane(uint row_off, uint u, uint l, out vec4 q, out float d, out float m) {
-    uint off = row_off + u * BLOCK_BYTES;
-    d = READ_F16(w, off);
-    m = 0.0;
-#if defined(TYPE_Q8_0)
-    ivec4 word = ivec4(int(READ_U32(w, off + 2u + 4u * l)));
-    q = vec4((word << ivec4(24, 16, 8, 0)) >> 24);
-#else
-#if defined(TYPE_Q4_1)
-    m = READ_F16(w, off + 2u);
-    const float offset = 0.0;
-    uint qs = off + 4u;
-#else
-    const float offset = 8.0;
-    uint qs = off + 2u;
-#endif
-    uvec4 bytes_ = (uvec4(READ_U32(w, qs + 4u * (l & 3u))) >> BYTE_SHIFTS) & 0xFFu;
-    q = vec4(l < 4u ? bytes_ & 0xFu : bytes_ >> 4) - offset;
-#endif
-}
-#endif
