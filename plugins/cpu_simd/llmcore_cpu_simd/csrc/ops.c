@@ -545,6 +545,111 @@ static void attend_group_512(const float *q16, const void *k, const void *v, int
 }
 #endif
 
+#if defined(LC_AVX2) && !defined(LC_AVX512)
+/* The same computation with 256-bit vectors: a cell's 16 tinyBLAS lanes are two registers, and 8
+ * cells are reduced together pair by pair as _mm512_reduce_add_ps reduces one cell. */
+static inline __m256 reduce_add_8_cells(const __m256 t3[8]) {  /* t3[c]: cell c's lanes i + 8 and i added */
+    __m256 x[4], z[2];
+    for (int c = 0; c < 4; c++)  /* t3[i + 4] + t3[i]: cells 2c and 2c+1 in the low and high halves */
+        x[c] = _mm256_add_ps(_mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x31),
+                             _mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x20));
+    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
+        z[c] = _mm256_add_ps(_mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0x44), _mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0xEE));
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x88), _mm256_shuffle_ps(z[0], z[1], 0xDD));
+    /* r holds cells 0, 2, 4, 6 | 1, 3, 5, 7 */
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256 load8_f16_or_f32(const void *base, int type, int64_t at) {
+    return type == LC_TYPE_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)base + at)))
+                               : _mm256_loadu_ps((const float *)base + at);
+}
+
+/* lc_expf_ggml_512's value for 8 lanes: 2^n applied through the exponent where the result is a
+ * normal float, the scalar form for the lanes where it is not */
+static inline __m256 expf_ggml_256(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+    __m256 res = _mm256_mul_ps(j, pow2n);
+    const __m256 outside = _mm256_or_ps(_mm256_cmp_ps(n, _mm256_set1_ps(-125.0f), _CMP_LT_OQ),
+                                        _mm256_cmp_ps(n, _mm256_set1_ps(127.0f), _CMP_GT_OQ));
+    if (_mm256_movemask_ps(outside)) {
+        float xs[8], rs[8];
+        _mm256_storeu_ps(xs, x);
+        _mm256_storeu_ps(rs, res);
+        const int m = _mm256_movemask_ps(outside);
+        for (int l = 0; l < 8; l++)
+            if (m & (1 << l)) rs[l] = lc_expf_ggml(xs[l]);
+        res = _mm256_loadu_ps(rs);
+    }
+    return res;
+}
+
+static void attend_tinyblas_256(const float *q16, const void *k, const void *v, int64_t stride, int type,
+                                int64_t head_dim, const float *mask, int32_t j0, int32_t j1, float scale,
+                                float *scores, float *y) {
+    const int64_t elt = type == LC_TYPE_F16 ? 2 : 4;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int32_t jb = j0; jb < j1; jb += 8) {
+        __m256 t3[8];
+        for (int c = 0; c < 8; c++) {
+            const char *k_row = (const char *)k + (int64_t)(jb + c) * stride * elt;
+            __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+            for (int64_t i = 0; i < head_dim; i += 16) {
+                lo = _mm256_fmadd_ps(load8_f16_or_f32(k_row, type, i), _mm256_loadu_ps(q16 + i), lo);
+                hi = _mm256_fmadd_ps(load8_f16_or_f32(k_row, type, i + 8), _mm256_loadu_ps(q16 + i + 8), hi);
+            }
+            t3[c] = _mm256_add_ps(hi, lo);
+        }
+        const __m256 m = _mm256_loadu_ps(mask + jb);
+        const __m256 hidden = _mm256_cmp_ps(m, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        const __m256 sc = _mm256_blendv_ps(_mm256_add_ps(_mm256_mul_ps(reduce_add_8_cells(t3), _mm256_set1_ps(scale)), m), m, hidden);
+        _mm256_storeu_ps(scores + jb, sc);
+        vmax = _mm256_max_ps(vmax, sc);
+    }
+    float lanes_max[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes_max, vmax);
+    for (int l = 0; l < 8; l++) max = lanes_max[l] > max ? lanes_max[l] : max;
+    /* ggml_vec_soft_max_f32: exps summed 16 at a time in _mm512_reduce_add_ps's order, in double */
+    double sum = 0.0;
+    for (int32_t jb = j0; jb < j1; jb += 16) {
+        __m256 e[2];
+        for (int h = 0; h < 2; h++) {
+            const __m256 sc = _mm256_loadu_ps(scores + jb + 8 * h);
+            const __m256 visible = _mm256_cmp_ps(sc, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+            e[h] = _mm256_and_ps(visible, expf_ggml_256(_mm256_blendv_ps(_mm256_setzero_ps(), _mm256_sub_ps(sc, _mm256_set1_ps(max)), visible)));
+            _mm256_storeu_ps(scores + jb + 8 * h, e[h]);
+        }
+        sum += (double)lc_hsum256(_mm256_add_ps(e[1], e[0]));
+    }
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (int32_t jb = j0; jb < j1; jb += 8) {  /* probabilities rounded to f16 */
+        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(scores + jb), inv);
+        _mm256_storeu_ps(scores + jb, _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+    }
+    /* the V sums: cell j in lane j % 16, eight dims at a time */
+    for (int64_t d = 0; d < head_dim; d += 8) {
+        __m256 lane[16];
+        for (int l = 0; l < 16; l++) lane[l] = _mm256_setzero_ps();
+        for (int32_t jb = j0; jb < j1; jb += 16)
+            for (int l = 0; l < 16; l++)
+                lane[l] = _mm256_fmadd_ps(load8_f16_or_f32(v, type, (int64_t)(jb + l) * stride + d), _mm256_set1_ps(scores[jb + l]), lane[l]);
+        for (int l = 0; l < 8; l++) lane[l] = _mm256_add_ps(lane[l + 8], lane[l]);
+        for (int l = 0; l < 4; l++) lane[l] = _mm256_add_ps(lane[l + 4], lane[l]);
+        _mm256_storeu_ps(y + d, _mm256_add_ps(_mm256_add_ps(lane[0], lane[2]), _mm256_add_ps(lane[1], lane[3])));
+    }
+}
+#endif
+
 /* The last cell a mask row lets its query see, or -1. */
 static int32_t last_visible(const float *mask_row, int32_t n_kv) {
     for (int32_t j = n_kv - 1; j >= 0; j--)
@@ -628,6 +733,13 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             if (batched && head_dim % 16 == 0 && group <= MAX_SHARED_HEADS && ((last | 15) + 1) <= n_kv) {
                 attend_group_512(q16, k, v, kv_width, type, head_dim, n_ctx, mask, first & ~15, (last | 15) + 1,
                                  scale, scores, y, (int)group);
+                continue;
+            }
+#elif defined(LC_AVX2)
+            if (batched && head_dim % 16 == 0 && ((last | 15) + 1) <= n_kv) {
+                for (int64_t g = 0; g < group; g++)
+                    attend_tinyblas_256(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, first & ~15,
+                                        (last | 15) + 1, scale, scores, y + g * head_dim);
                 continue;
             }
 #endif
