@@ -25,8 +25,9 @@ _BASE_FLAGS: dict[str, tuple[str, ...]] = {
     "avx2": ("-mavx2", "-mfma", "-mf16c"),
     "avx512": ("-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
 }
-#: optional extensions of the avx512 level, added when the CPU has them
-_AVX512_EXTRAS = {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16"}
+#: optional extensions of a level, added when the CPU has them (AVX-VNNI: the 256-bit byte dot
+#: products of AVX2-only CPUs such as Intel's Alder Lake)
+_EXTRAS = {"avx2": {"avx_vnni": "-mavxvnni"}, "avx512": {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16"}}
 
 
 def cpu_flags() -> frozenset[str]:
@@ -57,11 +58,8 @@ def supported_levels() -> list[str]:
 
 def compiler_flags(level: str) -> tuple[str, ...]:
     """The -m flags that build ``level`` for this CPU."""
-    flags = _BASE_FLAGS[level]
-    if level == "avx512":
-        present = cpu_flags()
-        flags += tuple(opt for flag, opt in _AVX512_EXTRAS.items() if flag in present)
-    return flags
+    present = cpu_flags()
+    return _BASE_FLAGS[level] + tuple(opt for flag, opt in _EXTRAS.get(level, {}).items() if flag in present)
 
 
 def physical_cores() -> int:

@@ -54,6 +54,8 @@ static inline __m256i lc_unpack_nibbles(const uint8_t *qs) {
 static inline __m256i lc_dot_us8_256(__m256i u, __m256i s) {
 #if defined(LC_VNNI)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif

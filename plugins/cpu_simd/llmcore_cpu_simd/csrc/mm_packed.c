@@ -69,7 +69,11 @@ typedef __m256 vf;
 #define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define vf_fnma(a, b, c) _mm256_fnmadd_ps(a, b, c)
 static inline vi dot4(vi acc, vi w, int32_t x4) {
+#if defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, w, _mm256_set1_epi32(x4));
+#else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_set1_epi32(x4)), _mm256_set1_epi16(1)));
+#endif
 }
 static inline void vf_store_rows(float *y, vf v, int nrows) {
     if (nrows == LC_PACKED_ROWS) { _mm256_storeu_ps(y, v); return; }
@@ -262,8 +266,8 @@ typedef struct {
 } legacy_packed;
 
 /* Q8_0's unsigned quants (q + 128) times activations overflow maddubs's 16-bit pair sums: only
- * dpbusd (VNNI) multiplies them exactly */
-#if defined(LC_AVX512) && defined(__AVX512VNNI__)
+ * dpbusd (AVX-512 VNNI, or AVX-VNNI on AVX2 builds) multiplies them exactly */
+#if (defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__))
 #define PACKED_Q8_0 1
 #else
 #define PACKED_Q8_0 0
