@@ -251,11 +251,14 @@ class _Lowering:
         if srcs[1].space != "io":
             raise BackendError("vulkan: rope positions must be a graph input (the host computes their angles)")
         # the angles come from the host (rope_cos_sin: ggml's, with the C library's cosf/sinf),
-        # written before each submit for the step's positions
-        key = f"rope{len(self.program.rope_tables)}"
+        # written before each submit for the step's positions: one table for every rope node with
+        # the same positions and settings (each layer's q and k)
+        key = next((k for k, pos_id, r in self.program.rope_tables if pos_id == positions.id and r == rope), None)
         size = 4 * 2 * n * (rope.n_rot // 2)
-        self.program.io[key] = size
-        self.program.rope_tables.append((key, positions.id, rope))
+        if key is None:
+            key = f"rope{len(self.program.rope_tables)}"
+            self.program.io[key] = size
+            self.program.rope_tables.append((key, positions.id, rope))
         self._emit(self._exact("rope"), [srcs[0], Ref("io", key, size), out], (n, heads, dim, rope.n_rot // 2, int(rope.neox)),
                    _groups(n * heads * dim // 2, 256))
 
