@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmcore.backends.base import Backend, Device
-from llmcore.backends.registry import availability, best_host_backend, choose_backend
+from llmcore.backends.registry import availability, best_host_backend, choose_backend, targeted_api
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
@@ -73,7 +73,7 @@ def choose_devices(backend_cls: type[Backend], split_mode: str, tensor_split: Se
         if any(not math.isfinite(x) or x < 0 for x in shares) or sum(shares) <= 0:
             raise LLMCoreError(f"--tensor-split proportions must be non-negative with a positive sum, got {list(tensor_split)}")
     used = [i for i, share in enumerate(shares) if share > 0]
-    if used != [0] and tuple(int(part) for part in backend_cls.api_version.split(".")[:2]) < (1, 1):
+    if used != [0] and (targeted_api(backend_cls) or (1, 0)) < (1, 1):
         raise LLMCoreError(f"backend {backend_cls.name} targets plugin API {backend_cls.api_version}, which cannot "
                            f"choose among devices (1.1 can): use --split-mode none --main-gpu 0")
     return used, [shares[i] for i in used]

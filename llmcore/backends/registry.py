@@ -62,12 +62,19 @@ def availability(name: str) -> Availability:
         return Availability(False, f"probe raised {type(error).__name__}: {error}")
 
 
+def targeted_api(cls: type[Backend]) -> tuple[int, ...] | None:
+    """(major, minor) of the plugin API ``cls`` declares, or None when it is not MAJOR.MINOR."""
+    try:
+        return tuple(int(part) for part in cls.api_version.split("."))[:2]
+    except ValueError:
+        return None
+
+
 def api_mismatch(cls: type[Backend]) -> str | None:
     """Why ``cls`` cannot work with this llmcore's plugin API, or None. It must target the same
     major version, and a minor version no newer than llmcore's."""
-    try:
-        wanted = tuple(int(part) for part in cls.api_version.split("."))[:2]
-    except ValueError:
+    wanted = targeted_api(cls)
+    if wanted is None:
         return f"declares api_version {cls.api_version!r}, not MAJOR.MINOR"
     have = tuple(int(part) for part in PLUGIN_API_VERSION.split("."))
     if wanted[0] != have[0]:
