@@ -12,15 +12,16 @@ from pathlib import Path
 
 from test_conformance import install_plugin, run_python
 
-from llmcore.backends import registry
+from llmcore.engine import registry
 from llmcore.cli import main
 
 FAKE_PLUGINS = {
     "fakegpu": """
-        from llmcore.backends import Availability, Backend, Device, hookimpl
+        from llmcore.plugin_api import Availability, Backend, Device, hookimpl
 
         class FakeGpu(Backend):
             name = "fakegpu"
+            api_version = "2.0"
             priority = 100
 
             @classmethod
@@ -35,10 +36,11 @@ FAKE_PLUGINS = {
             return [FakeGpu]
     """,
     "nodriver": """
-        from llmcore.backends import Availability, Backend, hookimpl
+        from llmcore.plugin_api import Availability, Backend, hookimpl
 
         class NoDriver(Backend):
             name = "nodriver"
+            api_version = "2.0"
 
             @classmethod
             def probe(cls):
@@ -53,11 +55,11 @@ FAKE_PLUGINS = {
 # failures the registry turns into reasons (API version, a raising probe, an import error)
 FAILING_PLUGINS = {
     "futureapi": """
-        from llmcore.backends import Availability, Backend, hookimpl
+        from llmcore.plugin_api import Availability, Backend, hookimpl
 
         class FutureApi(Backend):
             name = "futureapi"
-            api_version = "2.0"
+            api_version = "3.0"
 
             @classmethod
             def probe(cls):
@@ -68,10 +70,11 @@ FAILING_PLUGINS = {
             return [FutureApi]
     """,
     "crashprobe": """
-        from llmcore.backends import Backend, hookimpl
+        from llmcore.plugin_api import Backend, hookimpl
 
         class CrashProbe(Backend):
             name = "crashprobe"
+            api_version = "2.0"
 
             @classmethod
             def probe(cls):
@@ -151,7 +154,7 @@ def test_api_mismatch_raising_probe_and_import_error_are_reasons_not_crashes(tmp
     assert result.returncode == 0, result.stderr
     listed = {b["name"]: b for b in json.loads(result.stdout)["backends"]}
     assert not any(listed[name]["usable"] for name in FAILING_PLUGINS)
-    assert "written for plugin API 2.0, but this llmcore provides 1." in listed["futureapi"]["reason"]
+    assert "written for plugin API 3.0, but this llmcore provides 2." in listed["futureapi"]["reason"]
     assert listed["crashprobe"]["reason"] == "probe raised RuntimeError: vkEnumeratePhysicalDevices returned -3"
     assert listed["badimport"]["reason"] == ("plugin module llmcore_badimport failed to import: ImportError: "
                                              "libggml-fake.so: cannot open shared object file")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcore.backends.registry import availability, backend_classes
+from llmcore.engine.registry import availability, backend_classes
 from llmcore.conformance.cases import op_cases
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import golden_names, load_golden
-from llmcore.batch import Batch
-from llmcore.context import Context, LayerPlacement
-from llmcore.model import Model
+from llmcore.engine.batch import Batch
+from llmcore.engine.context import Context, LayerPlacement
+from llmcore.engine.model import Model
 
 pytest.importorskip("llmcore_cpu_simd", reason="the cpu_simd plugin is not installed")
 

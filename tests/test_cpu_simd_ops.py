@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from llmcore.backends.base import Subgraph, WeightData
+from llmcore.graph.backend import Subgraph, WeightData
 from llmcore.backends.reference import ReferenceBackend
 from llmcore.gguf import GGMLType
 from llmcore.graph.builder import GraphBuilder, RopeParams

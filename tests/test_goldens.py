@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import golden_names, load_golden
-from llmcore.backends.registry import availability, backend_classes
+from llmcore.engine.registry import availability, backend_classes
 
 # every installed backend (one that cannot run here fails), plus the hybrid split of the issue:
 # Vulkan with -ngl 15 runs layers 16-29 and the output there, the rest on the best CPU backend
@@ -90,7 +90,7 @@ BIT_EXACT = [name for name in ("reference", "cpu_simd", "vulkan") if name in bac
 @pytest.mark.parametrize("backend", BIT_EXACT)
 def test_logits_equal_llama_cpp_bit_for_bit(backend, default_model_path):
     from llmcore import LLM
-    from llmcore.batch import Batch
+    from llmcore.engine.batch import Batch
 
     llm = LLM(default_model_path, backend=backend, n_ctx=512)
     for name in golden_names():

@@ -1,5 +1,5 @@
 """Grammars on real vocabularies: the Qwen2 test vocabulary (150k tokens, multi-byte tokens) and the
-default model's, driven through ``llmcore.sampling.Sampler`` the way generation uses them."""
+default model's, driven through ``llmcore.engine.sampling.Sampler`` the way generation uses them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llmcore.grammar import Grammar
-from llmcore.sampling import Sampler, SamplingParams
+from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.tokenizer import Tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmcore.backends.registry import availability, backend_classes
+from llmcore.engine.registry import availability, backend_classes
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "kquant").glob("*.gguf"))
 pytestmark = pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif("cpu_simd" not in backend_classes() or not avail
 @pytest.mark.parametrize("model", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_k_quant_logits_equal_llama_cpp_bit_for_bit(model):
     from llmcore import LLM
-    from llmcore.batch import Batch
+    from llmcore.engine.batch import Batch
 
     golden = np.load(model.with_suffix(".logits.npz"))
     prompt, decoded = golden["prompt"].tolist(), golden["decoded"].tolist()

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from llmcore.backends import Backend
+from llmcore.plugin_api import Backend
 from llmcore.backends.reference import ReferenceBackend
 from llmcore.errors import LLMCoreError
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override, split_layers
@@ -20,7 +20,7 @@ class Accelerator(ReferenceBackend):
 
     name = "accel"
     runs_on_host = False
-    api_version = "1.1"
+    api_version = "2.0"
 
     def __init__(self, n_threads: int | None = None, device: int | None = None) -> None:
         super().__init__(n_threads)
@@ -55,9 +55,9 @@ def test_override_tensor_validation():
 
 
 def test_split_across_backends_equals_single_backend(default_model_path):
-    from llmcore.batch import Batch
-    from llmcore.context import Context
-    from llmcore.model import Model
+    from llmcore.engine.batch import Batch
+    from llmcore.engine.context import Context
+    from llmcore.engine.model import Model
 
     model = Model(default_model_path)
     ids = model.tokenizer.tokenize("The quick brown fox jumps over the lazy dog", add_special=True)
@@ -68,7 +68,7 @@ def test_split_across_backends_equals_single_backend(default_model_path):
     split = Context(model, LayerPlacement.offload(cpu, [acc], n_layer, 15), n_ctx=64)
     expected = single.decode(Batch.for_sequence(ids, 0, all_logits=True))
     got = split.decode(Batch.for_sequence(ids, 0, all_logits=True))
-    plan = split.plan(len(ids), len(ids))
+    plan = split.compiled(len(ids), len(ids))
     assert [s.backend for s in plan.splits] == [cpu, acc]
     assert acc.memory_used()["kv"] > 0 and cpu.memory_used()["kv"] > 0  # each holds its layers' caches
     np.testing.assert_array_equal(got, expected)
@@ -94,9 +94,9 @@ def test_split_layers_as_llama_cpp(n_gpu_layers, shares, expected):
 
 
 def test_layers_split_over_two_devices_compute_what_one_backend_computes(default_model_path):
-    from llmcore.batch import Batch
-    from llmcore.context import Context
-    from llmcore.model import Model
+    from llmcore.engine.batch import Batch
+    from llmcore.engine.context import Context
+    from llmcore.engine.model import Model
 
     model = Model(default_model_path)
     ids = model.tokenizer.tokenize("The quick brown fox jumps over the lazy dog", add_special=True)
@@ -108,18 +108,18 @@ def test_layers_split_over_two_devices_compute_what_one_backend_computes(default
     split = Context(model, placement, n_ctx=64)
     np.testing.assert_array_equal(split.decode(Batch.for_sequence(ids, 0, all_logits=True)),
                                   single.decode(Batch.for_sequence(ids, 0, all_logits=True)))
-    assert [s.backend for s in split.plan(len(ids), len(ids)).splits] == [cpu, first, second]
+    assert [s.backend for s in split.compiled(len(ids), len(ids)).splits] == [cpu, first, second]
 
 
 @pytest.fixture
 def two_device_accelerator(monkeypatch):
     """The Plan sees an accelerator backend with two devices (3 GiB and 1 GiB free)."""
-    import llmcore.plan
-    from llmcore.backends import Availability, Device
+    import llmcore.engine.plan
+    from llmcore.plugin_api import Availability, Device
 
     devices = (Device("big", "gpu", memory_free=3 << 30), Device("small", "gpu", memory_free=1 << 30))
-    monkeypatch.setattr(llmcore.plan, "choose_backend", lambda name: (Accelerator, "chosen by the test"))
-    monkeypatch.setattr(llmcore.plan, "availability", lambda name: Availability(True, devices=devices))
+    monkeypatch.setattr(llmcore.engine.plan, "choose_backend", lambda name: (Accelerator, "chosen by the test"))
+    monkeypatch.setattr(llmcore.engine.plan, "availability", lambda name: Availability(True, devices=devices))
 
 
 @pytest.mark.parametrize(("options", "expected"), [
@@ -130,8 +130,8 @@ def two_device_accelerator(monkeypatch):
     ({"split_mode": "none", "main_gpu": 1}, [("input", "cpu"), ("0-29, output", "accel1")]),
 ])
 def test_plan_places_layers_on_the_devices_asked_for(default_model_path, two_device_accelerator, options, expected):
-    from llmcore.model import Model
-    from llmcore.plan import Plan
+    from llmcore.engine.model import Model
+    from llmcore.engine.plan import Plan
 
     plan = Plan.build(Model(default_model_path), "accel", **options)
     described = plan.placement.describe()
@@ -145,13 +145,10 @@ def test_plan_places_layers_on_the_devices_asked_for(default_model_path, two_dev
     ({"main_gpu": 2}, "has 2 device(s) (0: big, 1: small)"),
     ({"tensor_split": [1, 1, 1]}, "gives 3 proportions"),
     ({"tensor_split": [0, 0]}, "positive sum"),
-    ({"api_version": "1.0", "main_gpu": 1}, "targets plugin API 1.0, which cannot choose among devices"),
 ])
-def test_plan_rejects_impossible_device_choices(default_model_path, two_device_accelerator, monkeypatch, options,
-                                                message):
-    from llmcore.model import Model
-    from llmcore.plan import Plan
+def test_plan_rejects_impossible_device_choices(default_model_path, two_device_accelerator, options, message):
+    from llmcore.engine.model import Model
+    from llmcore.engine.plan import Plan
 
-    monkeypatch.setattr(Accelerator, "api_version", options.pop("api_version", Accelerator.api_version))
     with pytest.raises(LLMCoreError, match=re.escape(message)):
         Plan.build(Model(default_model_path), "accel", **options)

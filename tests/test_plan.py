@@ -10,12 +10,12 @@ import time
 import pytest
 
 from llmcore.api import LLM
-from llmcore.backends.registry import availability, backend_classes
-from llmcore.batch import Batch
+from llmcore.engine.registry import availability, backend_classes
+from llmcore.engine.batch import Batch
 from llmcore.cli import main
 from llmcore.graph.placement import LayerPlacement
-from llmcore.model import Model
-from llmcore.plan import Plan
+from llmcore.engine.model import Model
+from llmcore.engine.plan import Plan
 
 N_BATCH = 64
 VULKAN_USABLE = "vulkan" in backend_classes() and availability("vulkan").usable

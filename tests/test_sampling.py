@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmcore.sampling import (
+from llmcore.engine.sampling import (
     Sampler,
     SamplingError,
     SamplingParams,

@@ -76,7 +76,7 @@ def test_save_a_prefix_only(llm, saved, tmp_path):
 
 def _forge(source: Path, dest: Path, edit_header=None, body=None) -> Path:
     """A copy of a state file with its JSON header edited and a valid checksum (the layout is the
-    one documented in llmcore/state.py)."""
+    one documented in llmcore/engine/state.py)."""
     data = source.read_bytes()
     magic, version, header_len = PREAMBLE.unpack_from(data)
     header = json.loads(data[PREAMBLE.size:PREAMBLE.size + header_len])

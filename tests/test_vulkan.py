@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gguf.quants as gguf_quants
-from llmcore.backends.base import Subgraph, WeightData
+from llmcore.graph.backend import Subgraph, WeightData
 from llmcore.backends.reference import ReferenceBackend
 from llmcore.gguf import GGMLType
 from llmcore.graph.builder import GraphBuilder, RopeParams
@@ -363,7 +363,7 @@ def test_a_warm_probe_loads_no_driver(tmp_path):
     import subprocess
     import sys
 
-    script = ("from llmcore.backends.registry import choose_backend\n"
+    script = ("from llmcore.engine.registry import choose_backend\n"
               "print(choose_backend('auto')[0].name)\n"
               "print(any('libvulkan_' in line for line in open('/proc/self/maps')))\n")
     env = {**__import__("os").environ, "LLMCORE_CACHE": str(tmp_path)}

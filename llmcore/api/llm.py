@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcore import state
+from llmcore.engine import state
 from llmcore.api.types import (
     ChatChunkChoice,
     ChatCompletion,
@@ -27,19 +27,19 @@ from llmcore.api.types import (
     ToolCall,
     Usage,
 )
-from llmcore.batch import Batch
+from llmcore.engine.batch import Batch
 from llmcore.chat import ChatTemplate
 from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
-from llmcore.context import Context
+from llmcore.engine.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
 from llmcore.graph.ir import F16, F32
 from llmcore.hub import resolve_model
-from llmcore.kv_cache import common_prefix
-from llmcore.model import Model
-from llmcore.plan import Plan
-from llmcore.sampling import Sampler, SamplingParams
-from llmcore.stops import StopMatcher
+from llmcore.engine.kv_cache import common_prefix
+from llmcore.engine.model import Model
+from llmcore.engine.plan import Plan
+from llmcore.engine.sampling import Sampler, SamplingParams
+from llmcore.engine.stops import StopMatcher
 
 _SAMPLING_FIELDS = {f.name for f in dataclasses.fields(SamplingParams)}
 

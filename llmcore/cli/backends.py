@@ -38,7 +38,7 @@ def backends_report() -> dict[str, Any]:
     ``not_installed``."""
     from importlib.metadata import entry_points
 
-    from llmcore.backends import registry
+    from llmcore.engine import registry
     from llmcore.errors import LLMCoreError
 
     classes = registry.backend_classes()

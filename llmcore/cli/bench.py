@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmcore.bench import run_bench
+    from llmcore.tools.bench import run_bench
 
     threads = args.threads or max(1, (os.cpu_count() or 2))
     args.threads = threads

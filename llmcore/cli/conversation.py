@@ -26,7 +26,7 @@ from llmcore.cli.run import print_timings, sampling_from_args
 
 if TYPE_CHECKING:
     from llmcore.api.types import Timings
-    from llmcore.state import PromptCache
+    from llmcore.cli.prompt_cache import PromptCache
 
 # llama.cpp's console colours: the prompt in yellow, what the user types in bold green
 PROMPT_COLOR = "\x1b[33m"
@@ -71,7 +71,7 @@ def prompt_cache(args: argparse.Namespace) -> PromptCache | None:
     """The ``--prompt-cache`` the flags ask for, or None."""
     if not args.prompt_cache:
         return None
-    from llmcore.state import PromptCache
+    from llmcore.cli.prompt_cache import PromptCache
 
     return PromptCache(args.prompt_cache, save_all=args.prompt_cache_all, read_only=args.prompt_cache_ro)
 

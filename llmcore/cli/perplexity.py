@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmcore.perplexity import perplexity
+    from llmcore.tools.perplexity import perplexity
 
     try:
         text = Path(args.file).read_text(encoding="utf-8", errors="replace")

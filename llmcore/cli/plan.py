@@ -23,8 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmcore.hub import resolve_model
-    from llmcore.model import Model
-    from llmcore.plan import Plan
+    from llmcore.engine.model import Model
+    from llmcore.engine.plan import Plan
 
     model = Model(resolve_model(args.model))
     plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,

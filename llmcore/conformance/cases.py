@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from gguf import quants
 
-from llmcore.backends.base import WeightData
+from llmcore.graph.backend import WeightData
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 from llmcore.graph.builder import GraphBuilder, RopeParams
 from llmcore.graph.ir import F16, F32, I32, Graph, Node, Op

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from llmcore.backends.base import Backend
+    from llmcore.graph.backend import Backend
     from llmcore.conformance.cases import OpCase
 
 KIT_MODULES = [Path(__file__).with_name("check_ops.py"), Path(__file__).with_name("check_goldens.py")]
@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     names = config.getoption("llmcore_backend")
     if not names:
         return
-    from llmcore.backends.registry import choose_backend
+    from llmcore.engine.registry import choose_backend
     from llmcore.errors import LLMCoreError
 
     kit = Kit(names, config.getoption("llmcore_threads"))
@@ -78,7 +78,7 @@ class Kit:
     def backend(self, name: str) -> Backend:
         """The session's instance of backend ``name`` (the one op cases load their weights into)."""
         if name not in self._backends:
-            from llmcore.backends.registry import backend_classes
+            from llmcore.engine.registry import backend_classes
 
             self._backends[name] = backend_classes()[name](n_threads=self.n_threads)
         return self._backends[name]
@@ -86,7 +86,7 @@ class Kit:
     def reference(self) -> Backend:
         """A reference backend of its own, even when the reference itself is under test."""
         if self._reference is None:
-            from llmcore.backends.registry import backend_classes
+            from llmcore.engine.registry import backend_classes
 
             self._reference = backend_classes()["reference"]()
         return self._reference
@@ -101,7 +101,7 @@ class Kit:
         return self._claimed[name]
 
     def describe(self) -> list[str]:
-        from llmcore.backends.registry import availability
+        from llmcore.engine.registry import availability
         from llmcore.conformance.cases import op_cases
 
         lines = []

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmcore.backends.base import Backend
+from llmcore.graph.backend import Backend
 from llmcore.conformance.cases import CaseData, OpCase
 from llmcore.conformance.compare import NMSE_BOUNDS, Mismatch, compare
-from llmcore.graph.scheduler import ExecutionPlan
+from llmcore.graph.scheduler import CompiledGraph
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def run_case(backend: Backend, case: OpCase, data: CaseData) -> CaseResult:
     """Load the case's weights onto ``backend``, compile the graph there (the scheduler places
     every node on it), fill the caches through ``cache_view`` and run every step."""
     backend.load_weights(data.weights)
-    plan = ExecutionPlan(case.graph, place=lambda node: backend, fallback=backend)
+    plan = CompiledGraph(case.graph, place=lambda node: backend, fallback=backend)
     for name, contents in data.caches.items():
         backend.cache_view(name)[...] = contents
     outputs = [np.array(plan.run(feeds, case.n_kv)["out"], np.float32) for feeds in data.steps]

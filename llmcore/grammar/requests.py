@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore.errors import LLMCoreError
-from llmcore.grammar.engine import Grammar
+from llmcore.grammar.matcher import Grammar
 
 
 def grammar_for(grammar: Grammar | str | None, json_schema: dict | str | bool | None) -> Grammar | None:

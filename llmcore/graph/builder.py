@@ -4,26 +4,11 @@ so that backends can trust what they are given and kernels carry no checks."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, I32, DType, Graph, Node, Op, topological_order
-
-
-@dataclass(frozen=True)
-class RopeParams:
-    """Rotary embedding settings as llama.cpp reads them from GGUF metadata."""
-
-    n_rot: int
-    neox: bool = False
-    freq_base: float = 10000.0
-    freq_scale: float = 1.0
-    ext_factor: float = 0.0  # YaRN extrapolation mix; 0 disables YaRN
-    attn_factor: float = 1.0
-    beta_fast: float = 32.0
-    beta_slow: float = 1.0
-    n_ctx_orig: int = 0
+from llmcore.graph.rope import RopeParams
 
 
 class GraphBuilder:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llmcore.backends.base import Backend
+from llmcore.graph.backend import Backend
 from llmcore.errors import LLMCoreError
 from llmcore.graph.ir import Node, Op
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmcore.backends.base import Backend, Executable, Subgraph
+from llmcore.graph.backend import Backend, Executable, Subgraph
 from llmcore.errors import BackendError
 from llmcore.graph.ir import Graph, Node, Op
 
@@ -21,7 +21,7 @@ class Split:
     executable: Executable | None = None
 
 
-class ExecutionPlan:
+class CompiledGraph:
     """A graph placed on backends and compiled: run it once per step with that step's inputs."""
 
     def __init__(self, graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> None:

@@ -17,19 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmcore.hub.errors import HubError
+from llmcore.paths import cache_dir
 
 MANIFEST_NAME = "manifest.json"
 PART_SUFFIX = ".part"
 _HASH_CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """The model cache: ``$LLMCORE_CACHE``, else ``$XDG_CACHE_HOME/llmcore``, else ``~/.cache/llmcore``."""
-    if explicit := os.environ.get("LLMCORE_CACHE"):
-        return Path(explicit).expanduser()
-    if xdg := os.environ.get("XDG_CACHE_HOME"):
-        return Path(xdg).expanduser() / "llmcore"
-    return Path.home() / ".cache" / "llmcore"
 
 
 @dataclass(frozen=True)

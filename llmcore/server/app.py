@@ -1,6 +1,6 @@
 """The HTTP routes of ``llmcore serve``: OpenAI's API, llama-server's own endpoints and the chat page.
 
-Every generating route turns its body into a :class:`~llmcore.server.engine.Job`, hands it to the
+Every generating route turns its body into a :class:`~llmcore.server.batcher.Job`, hands it to the
 engine, and answers with the whole result or a server-sent-event stream. A client that goes away
 (closed stream or connection) cancels its job at once, freeing the slot for the next request.
 """
@@ -29,8 +29,8 @@ from fastapi.staticfiles import StaticFiles
 
 import llmcore
 from llmcore.api.llm import LLM
-from llmcore.sampling import SamplingParams
-from llmcore.server.engine import DoneEvent, Engine, ErrorEvent, Event, Job, JobStream
+from llmcore.engine.sampling import SamplingParams
+from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
 from llmcore.server.middleware import ApiKeyGuard, BodySizeGuard
@@ -62,7 +62,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
                model_name: str | None = None) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the engine thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long."""
-    engine = Engine(llm, n_parallel)
+    engine = Batcher(llm, n_parallel)
     jobs = JobFactory(llm, engine.n_ctx_slot, n_parallel)
     model = model_name or llm.model_path.name
     created = int(time.time())

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from llmcore.api.llm import LLM
 from llmcore.chat.tools import tool_schema, with_instructions
 from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
-from llmcore.sampling import Sampler, SamplingParams, dry_breaker_tokens
-from llmcore.server.engine import Job
+from llmcore.engine.sampling import Sampler, SamplingParams, dry_breaker_tokens
+from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
 from llmcore.server.schemas import (
     SAMPLING_FIELDS,

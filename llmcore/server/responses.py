@@ -23,8 +23,8 @@ from llmcore.api.types import (
     Usage,
 )
 from llmcore.chat.tools import parse_reply
-from llmcore.sampling import CandidateProbs
-from llmcore.server.engine import DoneEvent, Event, TokenEvent
+from llmcore.engine.sampling import CandidateProbs
+from llmcore.server.batcher import DoneEvent, Event, TokenEvent
 from llmcore.tokenizer import Tokenizer
 
 _MIN_LOGPROB = -9999.0  # what a zero probability is reported as (JSON has no -inf)

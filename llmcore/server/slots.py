@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.kv_cache import KVCells, common_prefix
+from llmcore.engine.kv_cache import KVCells, common_prefix
 
 if TYPE_CHECKING:
-    from llmcore.server.engine import Job, Run
+    from llmcore.server.batcher import Job, Run
 
 
 @dataclass

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends.base import Availability, Backend, Device, Executable, Subgraph, WeightData
-from llmcore.backends.hookspecs import hookimpl
+from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
+from llmcore.plugin_api import hookimpl
 from llmcore.backends.reference import kernels
 from llmcore.gguf import dequantize
 from llmcore.graph.ir import F16, Node, Op
@@ -21,6 +21,7 @@ from llmcore.graph.ir import F16, Node, Op
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
+    api_version = "2.0"
     runs_on_host = True
 
     @classmethod

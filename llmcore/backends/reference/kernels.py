@@ -8,15 +8,12 @@ before meeting the f16 KV cache, and norms accumulate in double.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from llmcore.gguf import GGMLType, dequantize
-from llmcore.graph.builder import RopeParams
+from llmcore.graph.rope import RopeParams, rope_cos_sin
 
 QK8 = 32  # block size of ggml's q8_0 / q8_1 activations
 QK_K = 256  # super-block size of the K-quants and of q8_K
@@ -195,84 +192,6 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
     out[..., pairs[0]] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
     out[..., pairs[1]] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
     return out
-
-
-# cos/sin rows by rope settings, then by position: each position's angles are computed once
-_ROPE_ROWS: dict[tuple[RopeParams, bytes | None], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-
-
-def rope_cos_sin(p: RopeParams, positions: np.ndarray,
-                 freq_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """ggml_rope_cache_init's cos and sin rows (float32 [n, n_rot/2] each, ``attn_factor`` and
-    YaRN's magnitude scale applied) for ``positions``, bit for bit: ggml's running product of
-    theta_scale, its YaRN mix, and the C library's cosf/sinf. Each position is computed once."""
-    rows = _ROPE_ROWS.setdefault((p, None if freq_factors is None else freq_factors.tobytes()), {})
-    missing = sorted({int(pos) for pos in positions} - rows.keys())
-    if missing:
-        cos, sin = _rope_angles(p, freq_factors, np.array(missing, np.int32))
-        rows.update((pos, (cos[i], sin[i])) for i, pos in enumerate(missing))
-    return (np.stack([rows[int(pos)][0] for pos in positions]), np.stack([rows[int(pos)][1] for pos in positions]))
-
-
-def _rope_angles(p: RopeParams, freq_factors: np.ndarray | None,
-                 positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    half = p.n_rot // 2
-    theta_scale = np.float32(p.freq_base) ** np.float32(-2.0 / p.n_rot)
-    # ggml starts from the position and multiplies by theta_scale pair after pair, rounding each time
-    theta_extrap = np.empty((len(positions), half), np.float32)
-    theta = positions.astype(np.float32)
-    for i in range(half):
-        theta_extrap[:, i] = theta
-        theta = theta * theta_scale
-    if freq_factors is not None:
-        theta_extrap = theta_extrap / freq_factors[None, :]
-    theta_interp = np.float32(p.freq_scale) * theta_extrap
-    mscale = np.float32(p.attn_factor)
-    if p.ext_factor != 0.0:
-        low, high = yarn_corr_dims(p)
-        ramp = 1.0 - np.clip((np.arange(half, dtype=np.float32) - low) / max(0.001, high - low), 0.0, 1.0)
-        mix = (ramp * p.ext_factor).astype(np.float32)
-        theta = (theta_interp.astype(np.float64) * (1 - mix) + theta_extrap * mix).astype(np.float32)
-        mscale *= np.float32(np.float64(np.float32(0.1)) * np.float32(np.log(np.float32(1.0 / p.freq_scale))) + 1.0)
-    else:
-        theta = theta_interp
-    return _c_cosf(theta) * mscale, _c_sinf(theta) * mscale
-
-
-def _libm_function(name: str) -> Callable[[float], float] | None:
-    path = ctypes.util.find_library("m")
-    try:
-        function = getattr(ctypes.CDLL(path), name) if path else None
-    except (OSError, AttributeError):
-        return None
-    if function is not None:
-        function.restype, function.argtypes = ctypes.c_float, [ctypes.c_float]
-    return function
-
-
-def _c_float_function(name: str, fallback: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """The C library's float function ``name`` over an array (ggml's rope calls cosf and sinf, which
-    differ from numpy's float32 cos and sin in the last bit at some angles); ``fallback`` in double,
-    rounded, where there is no C math library to load."""
-    function = _libm_function(name)
-    if function is None:
-        return lambda x: fallback(x.astype(np.float64)).astype(np.float32)
-    return lambda x: np.array([function(v) for v in x.ravel().tolist()], np.float32).reshape(x.shape)
-
-
-_c_cosf = _c_float_function("cosf", np.cos)
-_c_sinf = _c_float_function("sinf", np.sin)
-
-
-def yarn_corr_dims(p: RopeParams) -> tuple[float, float]:
-    """ggml_rope_yarn_corr_dims: the dims where YaRN's ramp from extrapolation to interpolation lies."""
-
-    def corr_dim(n_rot: float) -> float:
-        return p.n_rot * np.log(p.n_ctx_orig / (n_rot * 2 * np.pi)) / (2 * np.log(p.freq_base))
-
-    low = np.floor(corr_dim(p.beta_fast))
-    high = np.ceil(corr_dim(p.beta_slow))
-    return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))
 
 
 F16_DOT_LANES = 64  # ggml_vec_dot_f16 (AVX-512): four vectors of 16 lanes

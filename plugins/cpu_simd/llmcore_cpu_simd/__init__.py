@@ -3,7 +3,7 @@ pthread pool, with AVX-512 / AVX2 / NEON / scalar kernels compiled on first use.
 
 from __future__ import annotations
 
-from llmcore.backends import Backend, hookimpl
+from llmcore.plugin_api import Backend, hookimpl
 
 from llmcore_cpu_simd.backend import CpuSimdBackend
 

@@ -9,7 +9,7 @@ import platform
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from llmcore.backends import F16, F32, I32, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData
+from llmcore.plugin_api import F16, F32, I32, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData
 from llmcore.errors import BackendError
 
 from llmcore_cpu_simd import isa
@@ -39,7 +39,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "1.1"
+    api_version = "2.0"
 
     @classmethod
     def probe(cls) -> Availability:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llmcore.backends import F16, F32, I32, Node, Op, Subgraph
+from llmcore.plugin_api import F16, F32, I32, Node, Op, Subgraph
 
 from llmcore_cpu_simd.library import ffi
 

@@ -8,7 +8,7 @@ is loaded onto the backend).
 
 from __future__ import annotations
 
-from llmcore.backends import Backend, hookimpl
+from llmcore.plugin_api import Backend, hookimpl
 from llmcore_template.backend import TemplateBackend
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends import (
+from llmcore.plugin_api import (
     F32,
     Availability,
     Backend,
@@ -35,7 +35,7 @@ FLOAT_OPS = frozenset({Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.SILU, Op.GELU, 
 
 class TemplateBackend(Backend):
     name = "template"  # the entry point's name, and what --backend selects
-    api_version = "1.0"  # the plugin API this backend was written against (llmcore.backends.PLUGIN_API_VERSION)
+    api_version = "2.0"  # the plugin API this backend was written against (llmcore.plugin_api.PLUGIN_API_VERSION)
     priority = -10  # below the reference backend: --backend auto never picks a demo
     runs_on_host = False  # only backends that run every op may be the CPU fallback
 

@@ -3,7 +3,7 @@ package) on any Vulkan 1.1 device, from discrete GPUs to Mesa's lavapipe on the 
 
 from __future__ import annotations
 
-from llmcore.backends import Backend, hookimpl
+from llmcore.plugin_api import Backend, hookimpl
 
 from llmcore_vulkan.backend import VulkanBackend
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData, rope_cos_sin
+from llmcore.plugin_api import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData, rope_cos_sin
 from llmcore.errors import BackendError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 
@@ -44,7 +44,7 @@ class VulkanBackend(Backend):
     the most capable: discrete, integrated, virtual, CPU). Several instances split a model."""
 
     name = "vulkan"
-    api_version = "1.1"
+    api_version = "2.0"
     #: above the CPU backends; ``--backend auto`` passes over a Vulkan backend whose devices are
     #: all CPU-type (lavapipe), as llama.cpp does, while ``--backend vulkan`` still uses them
     priority = 20

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from llmcore.backends import Device
+from llmcore.plugin_api import Device
 from llmcore.errors import BackendError
 
 #: environment variable choosing the physical device by its index in ``llmcore backends``

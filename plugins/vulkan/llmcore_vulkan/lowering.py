@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcore.backends import F16, F32, I32, Node, Op, Subgraph
+from llmcore.plugin_api import F16, F32, I32, Node, Op, Subgraph
 from llmcore.errors import BackendError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from llmcore.backends import Availability, Device, cache_dir
+from llmcore.plugin_api import Availability, Device, cache_dir
 
 _MANIFEST_DIRS = ("/etc/vulkan/icd.d", "/usr/share/vulkan/icd.d", "/usr/local/share/vulkan/icd.d",
                   "~/.local/share/vulkan/icd.d")

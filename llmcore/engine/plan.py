@@ -15,7 +15,7 @@ says is what ``run`` does. The estimates follow what the context and the backend
   split, so its arenas add up; a device backend shares one arena among its splits (the largest
   counts) and holds every split's inputs in host-visible staging buffers;
 - speed: per step, the sum over the graph's ops of the calibrated cost on the backend running it
-  (``llmcore.calibration``): a weight product costs the slower of streaming its bytes and doing
+  (``llmcore.engine.calibration``): a weight product costs the slower of streaming its bytes and doing
   its operations, attention a cost per query and per (query, cell) pair on the cache type, every
   op a fixed cost on top, and each split a fixed cost per run.
 """
@@ -27,17 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.backends.base import Backend, Device
-from llmcore.backends.registry import availability, best_host_backend, choose_backend, targeted_api
+from llmcore.graph.backend import Backend, Device
+from llmcore.engine.registry import availability, best_host_backend, choose_backend
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.graph.scheduler import Split, split_graph
-from llmcore.model import Model
+from llmcore.engine.model import Model
 
 if TYPE_CHECKING:
-    from llmcore.calibration import BackendSpeed
+    from llmcore.engine.calibration import BackendSpeed
 
 _ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
 
@@ -73,9 +73,6 @@ def choose_devices(backend_cls: type[Backend], split_mode: str, tensor_split: Se
         if any(not math.isfinite(x) or x < 0 for x in shares) or sum(shares) <= 0:
             raise LLMCoreError(f"--tensor-split proportions must be non-negative with a positive sum, got {list(tensor_split)}")
     used = [i for i, share in enumerate(shares) if share > 0]
-    if used != [0] and (targeted_api(backend_cls) or (1, 0)) < (1, 1):
-        raise LLMCoreError(f"backend {backend_cls.name} targets plugin API {backend_cls.api_version}, which cannot "
-                           f"choose among devices (1.1 can): use --split-mode none --main-gpu 0")
     return used, [shares[i] for i in used]
 
 
@@ -226,7 +223,7 @@ class Plan:
 
     def speed(self, n_prompt: int | None = None) -> Speed:
         """Expected speeds from each backend's calibration (measured now if not cached)."""
-        from llmcore.calibration import calibrate
+        from llmcore.engine.calibration import calibrate
 
         needs = self.calibration_needs()
         speeds = {b.name: calibrate(b, *needs[b.name]) for b in self.backends}

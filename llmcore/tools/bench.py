@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmcore.batch import Batch
+from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 
 

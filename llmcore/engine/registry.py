@@ -8,8 +8,9 @@ from typing import ClassVar
 
 import pluggy
 
-from llmcore.backends import PLUGIN_API_VERSION, hookspecs
-from llmcore.backends.base import Availability, Backend
+from llmcore import plugin_api
+from llmcore.plugin_api import PLUGIN_API_VERSION
+from llmcore.graph.backend import Availability, Backend
 from llmcore.errors import BackendError
 
 ENTRY_POINT_GROUP = "llmcore.backends"
@@ -32,7 +33,7 @@ def backend_classes() -> dict[str, type[Backend]]:
     (a missing dependency, a failed build) is listed as an unusable backend named after its entry
     point, with the error as its reason, rather than hiding the others."""
     manager = pluggy.PluginManager("llmcore")
-    manager.add_hookspecs(hookspecs)
+    manager.add_hookspecs(plugin_api)
     classes: dict[str, type[Backend]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if manager.get_plugin(entry.name) is not None:
@@ -90,6 +91,7 @@ class _Unloadable(Backend):
     """Stands for a plugin that failed to import: never usable, its probe says why."""
 
     priority = -(10**9)
+    api_version = PLUGIN_API_VERSION  # its import failed, not its API: the probe gives the reason
     reason: ClassVar[str] = ""
 
     @classmethod

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from llmcore import __version__
-from llmcore.backends.base import Backend, Subgraph, WeightData
-from llmcore.backends.registry import availability
+from llmcore.graph.backend import Backend, Subgraph, WeightData
+from llmcore.engine.registry import availability
 from llmcore.gguf import GGMLType
 from llmcore.gguf.types import tensor_bytes
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import F32, Op
-from llmcore.hub.cache import cache_dir
+from llmcore.paths import cache_dir
 
 CACHE_NAME = "calibration.json"
 DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode streams weights from RAM

@@ -2,7 +2,7 @@
 
 ``Grammar.from_gbnf(text)`` / ``Grammar.from_json_schema(schema)`` check and compile the grammar
 text once; ``grammar.matcher(tokenizer)`` gives a fresh :class:`GrammarMatcher` per sequence (a cheap
-copy of a matcher compiled once per tokenizer), which implements ``llmcore.sampling.Grammar``:
+copy of a matcher compiled once per tokenizer), which implements ``llmcore.engine.sampling.Grammar``:
 ``allows`` (the lazy check on the sampled token), ``fill_mask`` (the full mask, only when the
 sampled token was rejected) and ``accept``.
 """
@@ -108,7 +108,7 @@ def _single_token(tokenizer: VocabularyLike, text: str) -> int:
 
 
 class GrammarMatcher:
-    """One sequence's position in a grammar (``llmcore.sampling.Grammar``)."""
+    """One sequence's position in a grammar (``llmcore.engine.sampling.Grammar``)."""
 
     def __init__(self, matcher: llguidance.LLMatcher, n_vocab: int, engine_vocab_size: int,
                  eog_ids: frozenset[int]) -> None:

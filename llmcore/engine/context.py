@@ -10,13 +10,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from llmcore.backends.base import Backend, WeightData
-from llmcore.batch import Batch
+from llmcore.graph.backend import Backend, WeightData
+from llmcore.engine.batch import Batch
 from llmcore.graph.ir import F16, DType, Op
 from llmcore.graph.placement import LayerPlacement
-from llmcore.graph.scheduler import ExecutionPlan, assign
-from llmcore.kv_cache import KVCells
-from llmcore.model import Model
+from llmcore.graph.scheduler import CompiledGraph, assign
+from llmcore.engine.kv_cache import KVCells
+from llmcore.engine.model import Model
 
 
 #: compiled plans kept per context: decode shapes are few and small; prompt shapes are many (one per
@@ -35,7 +35,7 @@ class Context:
         self.n_batch = n_batch
         self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache_type)
         self.cells = KVCells(n_ctx)
-        self._plans: OrderedDict[tuple[int, int], ExecutionPlan] = OrderedDict()
+        self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
         self._load_weights()
 
     def _load_weights(self) -> None:
@@ -60,7 +60,7 @@ class Context:
         placed = [*self.placement.backends.values(), self.placement.cpu, *(o.backend for o in self.placement.overrides)]
         return list({id(b): b for b in placed}.values())
 
-    def plan(self, n_tokens: int, n_outputs: int) -> ExecutionPlan:
+    def compiled(self, n_tokens: int, n_outputs: int) -> CompiledGraph:
         """The compiled plan for a batch shape; the most recently used shapes stay compiled (a
         server sees many shapes, and each plan holds backend buffers)."""
         key = (n_tokens, n_outputs)
@@ -68,7 +68,7 @@ class Context:
             self._plans.move_to_end(key)
         else:
             graph = self.arch.build_graph(n_tokens, n_outputs)
-            self._plans[key] = ExecutionPlan(graph, self.placement, self.placement.cpu)
+            self._plans[key] = CompiledGraph(graph, self.placement, self.placement.cpu)
             prompt_plans = [k for k in self._plans if k[0] > PROMPT_PLAN_TOKENS]
             for old in prompt_plans[:-MAX_PROMPT_PLANS]:
                 del self._plans[old]
@@ -98,7 +98,7 @@ class Context:
             "kq_mask": self.cells.mask(ubatch, n_kv),
             "out_ids": out_ids,
         }
-        return self.plan(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
+        return self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
 
     def memory_used(self) -> dict[str, dict[str, int]]:
         return {b.name: b.memory_used() for b in self.backends}

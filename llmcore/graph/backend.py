@@ -78,7 +78,7 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: preference of ``--backend auto`` among usable backends: higher wins
     priority: ClassVar[int] = 0
-    #: the plugin API version this backend targets (``llmcore.backends.PLUGIN_API_VERSION`` when it
+    #: the plugin API version this backend targets (``llmcore.plugin_api.PLUGIN_API_VERSION`` when it
     #: was written); backends that declare none target 1.0, the first
     api_version: ClassVar[str] = "1.0"
     #: True for backends that compute in host memory on the CPU (reference, cpu_simd): they run

@@ -22,13 +22,13 @@ import numpy as np
 
 from llmcore.api.llm import LLM
 from llmcore.api.types import FinishReason, Timings
-from llmcore.batch import Batch
+from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
-from llmcore.sampling import CandidateProbs, Sampler, pre_sampling_probs
+from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
 from llmcore.server.errors import APIError, api_error_from
 from llmcore.server.metrics import Metrics
 from llmcore.server.slots import Slot, choose_slot
-from llmcore.stops import StopMatcher
+from llmcore.engine.stops import StopMatcher
 from llmcore.tokenizer.detokenizer import StreamDecoder
 
 log = logging.getLogger("llmcore.server")
@@ -104,7 +104,7 @@ _STOP = object()
 _WAKE = object()
 
 
-class Engine:
+class Batcher:
     """Runs jobs on ``n_parallel`` slots sharing the context of ``llm``: slot i is sequence i and
     owns its own range of about n_ctx / n_parallel cells (llama.cpp's per-sequence KV cache)."""
 
@@ -344,7 +344,7 @@ class JobStream:
     always :meth:`close` it (a job closed before its end is cancelled, freeing its slot).
     """
 
-    def __init__(self, engine: Engine, job: Job) -> None:
+    def __init__(self, engine: Batcher, job: Job) -> None:
         loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         job.emit = lambda event: loop.call_soon_threadsafe(self._queue.put_nowait, event)

@@ -1,4 +1,4 @@
-"""Saving and restoring the KV state of sequence 0, and the ``--prompt-cache`` file built on it.
+"""Saving and restoring the KV state of sequence 0 (the ``--prompt-cache`` file is built on it).
 
 A state file holds the tokens of sequence 0 and, for every layer's key and value cache, the rows of
 the cells those tokens occupy, in position order, so a long prompt (a system prompt, a document) is
@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import struct
-import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmcore.errors import LLMCoreError
-from llmcore.kv_cache import EMPTY
+from llmcore.engine.kv_cache import EMPTY
 
 if TYPE_CHECKING:
-    from llmcore.api.llm import LLM
-    from llmcore.context import Context
-    from llmcore.model import Model
+    from llmcore.engine.context import Context
+    from llmcore.engine.model import Model
 
 MAGIC = b"LLMCSTAT"
 VERSION = 1
@@ -198,7 +196,7 @@ def cache_views(context: Context) -> dict[str, np.ndarray]:
     later; compiling it allocates the caches of a context that has not decoded anything yet.
     """
     views = {}
-    for split in context.plan(1, 1).splits:
+    for split in context.compiled(1, 1).splits:
         for node in split.subgraph.caches:
             views[node.name] = split.backend.cache_view(node.name)
     return views
@@ -241,33 +239,3 @@ def _typed(value: Any, kind: type, name: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(name)
     return value
-
-
-class PromptCache:
-    """``--prompt-cache FILE``: the state of a run's prompt, reloaded by the next run so that only
-    the tokens after the common prefix are evaluated (llama.cpp's session file).
-
-    ``save_all`` (``--prompt-cache-all``) also keeps the generated tokens; ``read_only``
-    (``--prompt-cache-ro``) uses the file without updating it.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, save_all: bool = False, read_only: bool = False) -> None:
-        self.path = Path(path)
-        self.save_all = save_all
-        self.read_only = read_only
-        self.loaded: list[int] = []
-
-    def load(self, llm: LLM) -> None:
-        """Restore the file into ``llm`` if it exists and is not empty (a new cache otherwise)."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            print(f"llmcore: prompt cache {self.path} does not exist yet; it will be created", file=sys.stderr)
-            return
-        self.loaded = llm.load_state(self.path)
-        print(f"llmcore: prompt cache {self.path}: loaded {len(self.loaded)} tokens", file=sys.stderr)
-
-    def save(self, llm: LLM, prompt_tokens: Sequence[int]) -> None:
-        """Save ``prompt_tokens``' state (with ``save_all``, everything sequence 0 holds), unless the
-        file is read-only or already holds exactly that prompt."""
-        if self.read_only or (not self.save_all and self.loaded == list(prompt_tokens)):
-            return
-        llm.save_state(self.path, None if self.save_all else len(prompt_tokens))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmcore.batch import Batch
+from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 
 EMPTY = -1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmcore.batch import Batch
+from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 
 
