@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from llmcore.tokenizer.vocab import Vocab
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # vocab.py imports unescape_rwkv_token from here when it makes an RWKV piece
+    from llmcore.tokenizer.vocab import Vocab
 
 _ESCAPES = {ord("t"): 0x09, ord("n"): 0x0A, ord("r"): 0x0D}
 
