@@ -11,11 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
-from llmcore.plugin_api import hookimpl
 from llmcore.backends.reference import kernels
-from llmcore.gguf import dequantize
-from llmcore.graph.ir import F16, Node, Op
+from llmcore.plugin_api import (
+    F16, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl,
+)
 
 
 class ReferenceBackend(Backend):

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmcore.gguf import GGMLType, dequantize
-from llmcore.graph.rope import RopeParams, rope_cos_sin
+from llmcore.plugin_api import GGMLType, RopeParams, dequantize, rope_cos_sin
 
 QK8 = 32  # block size of ggml's q8_0 / q8_1 activations
 QK_K = 256  # super-block size of the K-quants and of q8_K

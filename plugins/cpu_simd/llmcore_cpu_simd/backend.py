@@ -9,8 +9,9 @@ import platform
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from llmcore.plugin_api import F16, F32, I32, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData
-from llmcore.errors import BackendError
+from llmcore.plugin_api import (
+    F16, F32, I32, Availability, Backend, BackendError, Device, Executable, Node, Op, Subgraph, WeightData,
+)
 
 from llmcore_cpu_simd import isa
 from llmcore_cpu_simd.library import ffi, load
@@ -72,14 +73,14 @@ class CpuSimdBackend(Backend):
         op = node.op
         if op is Op.MUL_MAT:
             w, x = node.srcs
-            traits = self.lib.lc_traits[int(w.dtype)] if w.op is Op.WEIGHT and int(w.dtype) < 40 else None
+            traits = self._weight_traits(w)
             vec_traits = self.lib.lc_traits[traits.vec_dot_type] if traits is not None else None
             return (traits is not None and traits.vec_dot != ffi.NULL and x.dtype == F32
                     and w.shape[1] % traits.block_size == 0 and w.shape[1] % vec_traits.block_size == 0)
         if op is Op.GET_ROWS:
             table = node.srcs[0]
             if table.op is Op.WEIGHT:
-                traits = self.lib.lc_traits[int(table.dtype)] if int(table.dtype) < 40 else None
+                traits = self._weight_traits(table)
                 return traits is not None and traits.dequant_row != ffi.NULL and table.shape[1] % traits.block_size == 0
             return table.dtype == F32
         if op in (Op.KV_STORE, Op.ATTENTION):
@@ -88,6 +89,12 @@ class CpuSimdBackend(Backend):
             # float32 operands only: a weight here must be stored as F32 (norm weights, biases)
             return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
         return False
+
+    def _weight_traits(self, weight: Node):
+        """The C library's traits of ``weight``'s GGML type; None when the node is not a weight or
+        its type id lies past the library's table."""
+        type_id = int(weight.dtype)
+        return self.lib.lc_traits[type_id] if weight.op is Op.WEIGHT and type_id < self.lib.LC_TYPE_COUNT else None
 
     # -- memory ---------------------------------------------------------------------------------
 

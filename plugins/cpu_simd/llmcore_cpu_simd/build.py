@@ -13,8 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from llmcore.plugin_api import cache_dir
-from llmcore.errors import BackendError
+from llmcore.plugin_api import BackendError, cache_dir
 
 from llmcore_cpu_simd.isa import compiler_flags
 

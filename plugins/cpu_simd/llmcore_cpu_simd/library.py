@@ -1,60 +1,35 @@
-"""The compiled library, opened through cffi in ABI mode. The declarations below mirror
-csrc/lc_graph.h and csrc/lc_types.h: keep them in step."""
+"""The compiled library, opened through cffi in ABI mode. Its declarations are not copied here:
+cffi reads them from the C headers, the blocks between ``/* cffi-cdef: begin */`` and
+``/* cffi-cdef: end */``, so the Python side and the C build see one text."""
 
 from __future__ import annotations
 
 import functools
+import re
 
 from cffi import FFI
 
-from llmcore_cpu_simd.build import build
+from llmcore_cpu_simd.build import SOURCE_DIR, build
 
-CDEF = """
-enum lc_op {
-    LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
-    LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
-    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_COUNT
-};
-typedef struct {
-    int32_t op;
-    int32_t type;
-    const void *src[4];
-    void *dst;
-    int64_t ne[4];
-    int64_t row_bytes;
-    float f[8];
-    int32_t i[4];
-} lc_node;
-typedef struct lc_pool lc_pool;
-typedef struct {
-    lc_node *nodes;
-    int32_t n_nodes;
-    lc_pool *pool;
-    float *scratch;
-    int64_t scratch_floats;
-} lc_program;
-typedef void (*lc_vec_dot_fn)(int n, float *s, const void *w_row, const void *x_row);
-typedef void (*lc_dequant_row_fn)(const void *w_row, float *y, int64_t n);
-typedef struct {
-    int block_size; size_t type_size;
-    int vec_dot_type;
-    lc_vec_dot_fn vec_dot; lc_dequant_row_fn dequant_row;
-} lc_type_traits;
-extern const lc_type_traits lc_traits[40];
+#: the headers that declare the library's interface, in the order cffi must read them
+#: (lc_graph.h and lc_mm_packed.h use lc_types.h's types)
+INTERFACE_HEADERS = ("lc_types.h", "lc_graph.h", "lc_mm_packed.h")
+_CDEF_BLOCK = re.compile(r"/\* cffi-cdef: begin \*/(.*?)/\* cffi-cdef: end \*/", re.DOTALL)
 
-lc_pool *lc_pool_new(int n_threads);
-void lc_pool_free(lc_pool *pool);
-int lc_pool_threads(const lc_pool *pool);
-int lc_graph_run(const lc_program *program, int32_t n_kv);
-void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
-size_t lc_packed_bytes(int type, int64_t k);
-void lc_profile_get(double *seconds, int64_t *counts);
-void lc_profile_reset(void);
-const char *lc_isa(void);
-"""
+
+def header_declarations() -> str:
+    """The cdef: the marked blocks of :data:`INTERFACE_HEADERS`, in order."""
+    blocks = []
+    for name in INTERFACE_HEADERS:
+        found = _CDEF_BLOCK.findall((SOURCE_DIR / name).read_text())
+        if not found:
+            raise RuntimeError(f"cpu_simd: csrc/{name} has no cffi-cdef block")
+        blocks.extend(found)
+    return "\n".join(blocks)
+
 
 ffi = FFI()
-ffi.cdef(CDEF)
+ffi.cdef(header_declarations())
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llmcore.plugin_api import F16, F32, I32, Node, Op, Subgraph
+from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, yarn_corr_dims
 
 from llmcore_cpu_simd.library import ffi
 
@@ -182,8 +182,8 @@ class Program:
 
     def _lower_rope(self, node: Node) -> _Step:
         x, positions = node.srcs[:2]
-        p = node.params["rope"]
-        low, high = _yarn_corr_dims(p) if p.ext_factor != 0.0 else (0.0, 0.0)
+        p: RopeParams = node.params["rope"]
+        low, high = yarn_corr_dims(p) if p.ext_factor != 0.0 else (0.0, 0.0)
         self._scratch_floats = max(self._scratch_floats, p.n_rot)
         n, n_head, head_dim = x.shape
         return _Step("LC_OP_ROPE", self._value(node), [self._key(s) for s in node.srcs],
@@ -275,13 +275,3 @@ def _aligned_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     itemsize = np.dtype(dtype).itemsize
     return _aligned_bytes(math.prod(shape) * itemsize).view(dtype).reshape(shape)
 
-
-def _yarn_corr_dims(p: Any) -> tuple[float, float]:
-    """ggml_rope_yarn_corr_dims: the dims between which YaRN ramps from extrapolation to interpolation."""
-
-    def corr_dim(n_rot: float) -> float:
-        return p.n_rot * math.log(p.n_ctx_orig / (n_rot * 2 * math.pi)) / (2 * math.log(p.freq_base))
-
-    low = math.floor(corr_dim(p.beta_fast))
-    high = math.ceil(corr_dim(p.beta_slow))
-    return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))

@@ -3,7 +3,8 @@
 It shows the whole contract of a backend (see docs/plugins.md): ``probe`` says whether and where it
 can run, ``supports_op`` claims exactly what it runs (the scheduler gives every other op to the CPU
 backend), ``load_weights`` takes the model's tensors, ``compile`` turns the subgraph it is given
-into an executable, and ``run`` executes it once per step.
+into an executable, and ``run`` executes it once per step. Of llmcore it imports only
+``llmcore.plugin_api``, as every plugin must.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from llmcore.plugin_api import (
     F32,
     Availability,
     Backend,
+    BackendError,
     Device,
     Executable,
+    GGMLType,
     Node,
     Op,
     Subgraph,
     WeightData,
+    dequantize,
 )
-from llmcore.errors import BackendError
-from llmcore.gguf import GGMLType, dequantize
+
 from llmcore_template import kernels
 
 #: weight types of MUL_MAT this backend runs; matrices of other types run on the CPU backend

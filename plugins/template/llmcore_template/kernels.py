@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from llmcore.plugin_api import Node, Op
-from llmcore.gguf import GGMLType
+from llmcore.plugin_api import GGMLType, Node, Op
 
 QK8_0 = 32  # values per q8_0 block
 

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmcore.plugin_api import F16, F32, Availability, Backend, Executable, Node, Op, Subgraph, WeightData, rope_cos_sin
-from llmcore.errors import BackendError
-from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
+from llmcore.plugin_api import (
+    F16, F32, GGML_QUANT_SIZES, Availability, Backend, BackendError, Executable, GGMLType, Node, Op, Subgraph,
+    WeightData, rope_cos_sin,
+)
 
 from llmcore_vulkan.device import listed_devices
 from llmcore_vulkan.gpu import Gpu

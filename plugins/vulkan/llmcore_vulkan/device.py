@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from llmcore.plugin_api import Device
-from llmcore.errors import BackendError
+from llmcore.plugin_api import BackendError, Device
 
 #: environment variable choosing the physical device by its index in ``llmcore backends``
 DEVICE_ENV = "LLMCORE_VULKAN_DEVICE"

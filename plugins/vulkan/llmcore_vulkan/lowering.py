@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcore.plugin_api import F16, F32, I32, Node, Op, Subgraph
-from llmcore.errors import BackendError
-from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
+from llmcore.plugin_api import F16, F32, GGML_QUANT_SIZES, I32, BackendError, GGMLType, Node, Op, Subgraph
 
 #: weight types mul_mat and get_rows decode in the shaders
 WEIGHT_SHADERS = {GGMLType.F32: "f32", GGMLType.F16: "f16", GGMLType.Q4_0: "q4_0", GGMLType.Q4_1: "q4_1",

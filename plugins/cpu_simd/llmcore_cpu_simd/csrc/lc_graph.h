@@ -1,5 +1,5 @@
-/* The graph executor's program format and entry points (the plugin's Python side declares the
- * same structs to cffi: keep llmcore_cpu_simd/library.py in step with this file).
+/* The graph executor's program format and entry points (llmcore_cpu_simd/library.py declares the
+ * block between the cffi-cdef markers to cffi as it is: no preprocessor lines inside it).
  *
  * A program is a flat array of nodes run in order; every buffer is allocated before the first
  * run, so a run does no allocation. Sizes per op (all activations f32, row-major, contiguous):
@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* cffi-cdef: begin */
 enum lc_op {
     LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
     LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
@@ -57,6 +58,12 @@ int lc_pool_threads(const lc_pool *pool);
 /* run every node of the program on the pool's threads; returns 0 */
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 
+/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run */
+void lc_profile_get(double *seconds, int64_t *counts);
+void lc_profile_reset(void);
+const char *lc_isa(void);
+/* cffi-cdef: end */
+
 /* what a thread knows while it runs its share of one node */
 typedef struct {
     int ith, nth;
@@ -68,10 +75,5 @@ typedef struct {
 /* thread task->ith's share of a node */
 typedef void (*lc_op_fn)(const lc_node *node, const lc_task *task);
 extern const lc_op_fn lc_ops[LC_OP_COUNT];
-
-/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run */
-void lc_profile_get(double *seconds, int64_t *counts);
-void lc_profile_reset(void);
-const char *lc_isa(void);
 
 #endif

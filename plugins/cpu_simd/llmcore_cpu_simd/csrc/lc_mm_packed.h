@@ -20,8 +20,10 @@ enum { LC_ORDER_NONE = 0, LC_ORDER_VEC_DOT = 1, LC_ORDER_KQ_TILED = 2, LC_ORDER_
 #define LC_PACKED_ROWS 8
 #endif
 
+/* cffi-cdef: begin */
 /* 0 when this build has no packed kernel for the type */
 size_t lc_packed_bytes(int type, int64_t k);
+/* cffi-cdef: end */
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);

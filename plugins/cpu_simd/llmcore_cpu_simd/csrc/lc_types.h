@@ -1,12 +1,14 @@
 /* Shared C interface of the cpu_simd plugin: ggml-style type traits and block layouts.
  * The kernels of every weight type (vec_dot, dequant_row) and the activation quantizers plug in
- * here; the graph executor only ever calls through lc_traits[] and lc_quantize_row. */
+ * here; the graph executor only ever calls through lc_traits[] and lc_quantize_row. The block
+ * between the cffi-cdef markers is declared to cffi as it is (llmcore_cpu_simd/library.py). */
 #ifndef LC_TYPES_H
 #define LC_TYPES_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi-cdef: begin */
 /* GGML type ids (gguf.GGMLQuantizationType values) */
 enum {
     LC_TYPE_F32 = 0, LC_TYPE_F16 = 1, LC_TYPE_Q4_0 = 2, LC_TYPE_Q4_1 = 3,
@@ -15,6 +17,20 @@ enum {
     LC_TYPE_Q6_K = 14, LC_TYPE_Q8_K = 15, LC_TYPE_BF16 = 30,
     LC_TYPE_COUNT = 40
 };
+
+/* one entry per GGML type id (gguf.GGMLQuantizationType values), ggml-style type traits */
+typedef void (*lc_quantize_row_fn)(const float *x, void *y, int64_t n);              /* activations -> vec_dot_type blocks */
+typedef void (*lc_vec_dot_fn)(int n, float *s, const void *w_row, const void *x_row); /* dot of one weight row with one quantized activation row (n elements) */
+typedef void (*lc_dequant_row_fn)(const void *w_row, float *y, int64_t n);            /* for get_rows */
+typedef struct {
+    int block_size; size_t type_size;  /* elements per block, bytes per block (of the WEIGHT type) */
+    int vec_dot_type;                  /* GGML type id of the activation format (Q8_0=8, Q8_1=9, Q8_K=15, F16=1, F32=0, BF16=30) */
+    lc_vec_dot_fn vec_dot; lc_dequant_row_fn dequant_row;
+} lc_type_traits;
+
+extern const lc_type_traits lc_traits[LC_TYPE_COUNT]; /* indexed by GGML type id; NULL vec_dot = unsupported */
+void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
+/* cffi-cdef: end */
 
 typedef uint16_t lc_fp16_t;
 typedef uint16_t lc_bf16_t;
@@ -41,19 +57,6 @@ typedef struct { lc_fp16_t d; lc_fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint
 typedef struct { lc_fp16_t d; lc_fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; lc_fp16_t d; } block_q6_K;
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
-
-/* one entry per GGML type id (gguf.GGMLQuantizationType values), ggml-style type traits */
-typedef void (*lc_quantize_row_fn)(const float *x, void *y, int64_t n);              /* activations -> vec_dot_type blocks */
-typedef void (*lc_vec_dot_fn)(int n, float *s, const void *w_row, const void *x_row); /* dot of one weight row with one quantized activation row (n elements) */
-typedef void (*lc_dequant_row_fn)(const void *w_row, float *y, int64_t n);            /* for get_rows */
-typedef struct {
-    int block_size; size_t type_size;  /* elements per block, bytes per block (of the WEIGHT type) */
-    int vec_dot_type;                  /* GGML type id of the activation format (Q8_0=8, Q8_1=9, Q8_K=15, F16=1, F32=0, BF16=30) */
-    lc_vec_dot_fn vec_dot; lc_dequant_row_fn dequant_row;
-} lc_type_traits;
-
-extern const lc_type_traits lc_traits[LC_TYPE_COUNT]; /* indexed by GGML type id; NULL vec_dot = unsupported */
-void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
 
 /* fp16 <-> fp32 conversions shared by all kernels (IEEE round-to-nearest-even, as ggml/F16C) */
 static inline float lc_fp16_to_fp32(lc_fp16_t h) {
