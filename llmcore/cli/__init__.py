@@ -16,18 +16,47 @@ from llmcore.errors import LLMCoreError
 
 
 class _Parser(argparse.ArgumentParser):
-    """Argument errors are one line on stderr and exit code 2, like every other user error."""
+    """Argument errors are one line on stderr and exit code 2, like every other user error. Flags
+    are matched whole, as llama.cpp matches them: no abbreviations (``--temp`` is not
+    ``--temperature``'s prefix) and no values glued to short flags (``-fa`` is not ``-f a``,
+    ``-ctv`` not ``-c tv``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.add_argument("--usage", action="help", help=argparse.SUPPRESS)  # llama.cpp's third name of -h
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _get_option_tuples(self, option_string: str) -> list:
+        # argparse's only source of prefix matches and glued short values; allow_abbrev=False
+        # leaves the glued values on
+        return []
+
+
+class _CommandParser(_Parser):
+    """A subcommand's parser: a llama.cpp flag it does not have is named as not supported yet,
+    before argparse reports whatever else that flag's absence causes (a missing value, a
+    required flag)."""
+
+    def parse_known_args(self, args, namespace=None):  # type: ignore[override]
+        from llmcore.cli.llama_flags import LLAMA_CPP_FLAGS
+
+        for arg in args:
+            if arg == "--":
+                break
+            flag = arg.split("=", 1)[0]
+            if flag in LLAMA_CPP_FLAGS and flag not in self._option_string_actions:
+                self.error(f"flag {flag} (llama.cpp's {LLAMA_CPP_FLAGS[flag]}) is not supported yet")
+        return super().parse_known_args(args, namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="llmcore",
-        description="Run, serve, inspect and quantize GGUF language models.",
+        description="Download, run, serve, benchmark and inspect GGUF language models.",
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue

@@ -20,22 +20,23 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="CPU threads (default: the number of physical cores)")
     g.add_argument("--backend", default="auto", metavar="NAME",
                    help="backend to run on: auto, reference, cpu_simd, vulkan, cuda, ... (default: auto)")
-    g.add_argument("-ngl", "--n-gpu-layers", default=None, metavar="N",
+    g.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", default=None, metavar="N",
                    help="layers to offload to an accelerator backend: N, 'auto' or 'all' (default: all)")
-    g.add_argument("-sm", "--split-mode", choices=("none", "layer", "row"), default="layer",
+    g.add_argument("-sm", "--split-mode", default="layer", metavar="MODE",
                    help="with several devices of the accelerator backend: 'layer' shares the offloaded layers "
-                        "among them, 'none' uses only --main-gpu ('row' is CUDA-only in llama.cpp) (default: layer)")
+                        "among them, 'none' uses only --main-gpu; llama.cpp's 'row' and 'tensor' are not "
+                        "supported yet (default: layer)")
     g.add_argument("-ts", "--tensor-split", type=_proportions, default=None, metavar="N0,N1,...",
                    help="the share of the offloaded layers each device takes, e.g. 3,1 (default: by free memory)")
     g.add_argument("-mg", "--main-gpu", type=_non_negative_int, default=0, metavar="INDEX",
                    help="the device for --split-mode none, numbered as `llmcore backends` lists them (default: 0)")
     g.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="REGEX=BACKEND",
                    help="run weights matching REGEX (and the ops reading them) on BACKEND; repeatable")
-    g.add_argument("-ctk", "--cache-type", choices=("f16", "f32"), default="f16",
+    g.add_argument("-ctk", "--cache-type-k", "--cache-type", dest="cache_type", choices=("f16", "f32"), default="f16",
                    help="KV cache element type (default: f16)")
     g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
                    help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
-    g.add_argument("--verbose", action="store_true",
+    g.add_argument("-v", "--verbose", "--log-verbose", action="store_true",
                    help="print the bytes each backend allocated (weights, KV cache, compute buffers)")
 
 

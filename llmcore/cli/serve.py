@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="slots: requests decoded together; each gets ctx-size / N tokens (default: 1)")
     g.add_argument("--api-key", default=os.environ.get("LLMCORE_API_KEY"), metavar="KEY",
                    help="require 'Authorization: Bearer KEY' (default: $LLMCORE_API_KEY, else none)")
-    g.add_argument("--timeout", type=float, default=600.0, metavar="N",
+    g.add_argument("-to", "--timeout", type=float, default=600.0, metavar="N",
                    help="end a request that gets no new token for N seconds (default: 600)")
     g.add_argument("-a", "--alias", default=None, metavar="NAME", help="model name reported by the API")
     g.add_argument("-s", "--seed", type=int, default=-1, help="default RNG seed of requests (default: -1, random)")
