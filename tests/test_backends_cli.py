@@ -6,6 +6,8 @@ Plugins with known devices and known failures are installed into a temporary dir
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import textwrap
 from importlib.metadata import entry_points, metadata
 from pathlib import Path
@@ -118,7 +120,18 @@ def test_json_lists_installed_plugins_their_probes_and_missing_extras(capsys):
     assert not set(missing) & set(listed)
     for name, entry in missing.items():
         assert entry["extra"] in extras
-        assert entry["install"][0] == f"pip install 'llmcore[{entry['extra']}]'"
+        assert entry["install"] == []  # no plugins/<name> in this checkout yet
+
+
+def test_install_command_works_from_the_clone():
+    """The extra with the plugin's folder beside it, run from the clone by this interpreter's pip:
+    the ``llmcore`` on PyPI is another project."""
+    from llmcore.cli.backends import _install_commands
+
+    root = Path(__file__).resolve().parents[1]
+    assert _install_commands("vulkan", "vulkan") == [
+        f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pip install -e '.[vulkan]' -e plugins/vulkan"]
+    assert _install_commands("cuda", "cuda") == []
 
 
 def test_text_shows_devices_memory_features_and_the_reason_a_backend_cannot_run(tmp_path):
@@ -134,7 +147,7 @@ def test_text_shows_devices_memory_features_and_the_reason_a_backend_cannot_run(
     assert lines[row].split()[1] == "unusable"
     assert lines[row + 1] == "    reason: no Vulkan driver: libvulkan.so.1 not found"
     assert any(line.startswith("--backend auto: fakegpu (") for line in lines)
-    assert "  cuda   pip install 'llmcore[cuda]'" in lines
+    assert "  cuda   no plugin in this checkout yet (plugins/cuda)" in lines
 
 
 def test_json_of_plugins_installed_in_a_temporary_site(tmp_path):

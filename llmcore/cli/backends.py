@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def format_report(report: dict[str, Any]) -> str:
         out.append("Known backends not installed:")
         width = max(len(m["name"]) for m in report["not_installed"])
         for missing in report["not_installed"]:
-            out.append(f"  {missing['name'].ljust(width)}  {'   or   '.join(missing['install'])}")
+            how = missing["install"][0] if missing["install"] else f"no plugin in this checkout yet (plugins/{missing['name']})"
+            out.append(f"  {missing['name'].ljust(width)}  {how}")
     return "\n".join(out)
 
 
@@ -121,12 +123,15 @@ def _distribution(module: str, plugins: list) -> str | None:
 
 
 def _install_commands(name: str, extra: str) -> list[str]:
-    """The extra that installs a known backend, and the plugin's folder when llmcore runs from a
-    source checkout that has it."""
+    """The command that installs a known backend: the extra together with the plugin's folder that
+    satisfies it, from a clone of llmcore (the ``llmcore`` on PyPI is another project); none where
+    this source checkout has no such plugin yet."""
     import llmcore
 
-    commands = [f"pip install 'llmcore[{extra}]'"]
-    folder = Path(llmcore.__file__).resolve().parents[1] / "plugins" / name
-    if (folder / "pyproject.toml").is_file():
-        commands.append(f"pip install -e {folder}")
-    return commands
+    root = Path(llmcore.__file__).resolve().parents[1]
+    command = f"pip install -e '.[{extra}]' -e plugins/{name}"
+    if not (root / "pyproject.toml").is_file():  # installed from a built wheel: the clone is elsewhere
+        return [f"in a clone of llmcore: {command}"]
+    if not (root / "plugins" / name / "pyproject.toml").is_file():
+        return []
+    return [f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m {command}"]
