@@ -141,7 +141,8 @@ def test_plan_places_layers_on_the_devices_asked_for(default_model_path, two_dev
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"split_mode": "row"}, "CUDA only"),
-    ({"split_mode": "sideways"}, "must be one of none, layer, row"),
+    ({"split_mode": "tensor"}, "--split-mode tensor (weights and the KV cache split across devices"),
+    ({"split_mode": "sideways"}, "must be one of none, layer, row, tensor"),
     ({"main_gpu": 2}, "has 2 device(s) (0: big, 1: small)"),
     ({"tensor_split": [1, 1, 1]}, "gives 3 proportions"),
     ({"tensor_split": [0, 0]}, "positive sum"),
@@ -152,3 +153,22 @@ def test_plan_rejects_impossible_device_choices(default_model_path, two_device_a
 
     with pytest.raises(LLMCoreError, match=re.escape(message)):
         Plan.build(Model(default_model_path), "accel", **options)
+
+
+
+@pytest.mark.parametrize("split_mode", ["row", "tensor"])
+def test_split_modes_not_supported_are_refused_on_cpu_only_runs_too(default_model_path, capsys, split_mode):
+    """llama.cpp's row and tensor splits are refused on a CPU-only run, which has no devices to
+    split across, as on an accelerator (above): a command line does not start failing on the
+    machine that has a GPU."""
+    from llmcore.cli import main
+    from llmcore.engine.model import Model
+    from llmcore.engine.plan import Plan
+
+    model = Model(default_model_path)
+    for backend in ("reference", "cpu_simd"):
+        with pytest.raises(LLMCoreError, match=re.escape(f"--split-mode {split_mode} (")) as refused:
+            Plan.build(model, backend, split_mode=split_mode)
+        assert str(refused.value).endswith("is not supported yet: llmcore splits by layer; use --split-mode layer or none")
+    assert main(["plan", "-m", str(default_model_path), "--backend", "reference", "-sm", split_mode]) == 2
+    assert capsys.readouterr().err == f"llmcore plan: error: {refused.value}\n"

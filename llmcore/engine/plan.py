@@ -42,7 +42,21 @@ if TYPE_CHECKING:
 _ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
 
 
-SPLIT_MODES = ("none", "layer", "row")
+SPLIT_MODES = ("none", "layer", "row", "tensor")  # llama.cpp's
+_SPLIT_MODES_NOT_SUPPORTED = {
+    "row": "each weight's rows split across devices, which llama.cpp does with CUDA only",
+    "tensor": "weights and the KV cache split across devices, experimental in llama.cpp",
+}
+
+
+def check_split_mode(split_mode: str) -> None:
+    """Refuse a split mode llmcore lacks whatever the backend: a CPU-only run would ignore it, and
+    the same command would then fail only on a machine with an accelerator."""
+    if split_mode not in SPLIT_MODES:
+        raise LLMCoreError(f"--split-mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}")
+    if split_mode in _SPLIT_MODES_NOT_SUPPORTED:
+        raise LLMCoreError(f"--split-mode {split_mode} ({_SPLIT_MODES_NOT_SUPPORTED[split_mode]}) is not supported "
+                           "yet: llmcore splits by layer; use --split-mode layer or none")
 
 
 def choose_devices(backend_cls: type[Backend], split_mode: str, tensor_split: Sequence[float] | None,
@@ -51,14 +65,9 @@ def choose_devices(backend_cls: type[Backend], split_mode: str, tensor_split: Se
     llama.cpp's ``--split-mode``, ``--tensor-split`` and ``--main-gpu`` choose them. Devices are
     numbered as ``llmcore backends`` lists them; 0 is the backend's preferred one. Without
     ``tensor_split`` the layers are shared in proportion to the devices' free memory (their total
-    memory where the free amount is unknown)."""
+    memory where the free amount is unknown). ``split_mode`` is one :func:`check_split_mode` passed."""
     devices = availability(backend_cls.name).devices or (Device(backend_cls.name, "gpu"),)
     listed = ", ".join(f"{i}: {d.name}" for i, d in enumerate(devices))
-    if split_mode not in SPLIT_MODES:
-        raise LLMCoreError(f"--split-mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}")
-    if split_mode == "row":
-        raise LLMCoreError("--split-mode row splits each weight's rows across devices, which llama.cpp does with "
-                           f"CUDA only; backend {backend_cls.name} splits by layer: use --split-mode layer or none")
     if not 0 <= main_gpu < len(devices):
         raise LLMCoreError(f"--main-gpu {main_gpu}: backend {backend_cls.name} has {len(devices)} device(s) ({listed})")
     if split_mode == "none":
@@ -124,6 +133,7 @@ class Plan:
         """Choose the backends as ``LLM`` does: the named (or best) backend, and for an
         accelerator, llama.cpp's ``-ngl`` rule with the best CPU backend for the rest, the offloaded
         layers on the devices that ``split_mode``, ``tensor_split`` and ``main_gpu`` name."""
+        check_split_mode(split_mode)
         backend_cls, reason = choose_backend(backend)
         n_layer = model.hparams.n_layer
         reasons = {}
