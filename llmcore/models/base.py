@@ -30,6 +30,7 @@ class HParams:
     n_ctx_train: int
     norm_eps: float
     rope: RopeParams
+    n_expert: int = 0  # experts per feed-forward layer of a mixture-of-experts model; 0 for a dense one
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -58,6 +59,7 @@ class HParams:
             n_ctx_train=int(get("context_length")),
             norm_eps=float(eps if eps is not None else 1e-5),
             rope=rope,
+            n_expert=int(meta.get(f"{arch}.expert_count", 0)),
         )
 
 
@@ -109,6 +111,11 @@ class Architecture:
     rope_neox: ClassVar[bool] = False
 
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int, cache_type: DType = F16):
+        # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
+        experts = [name for name in weights if "_exps." in name]
+        if hparams.n_expert or experts:
+            evidence = f"{hparams.arch}.expert_count = {hparams.n_expert}" if hparams.n_expert else f"tensor {experts[0]}"
+            raise ModelError(f"mixture-of-experts layers are not supported yet ({evidence})")
         self.hp = hparams
         self.weights = weights
         self.n_ctx = n_ctx

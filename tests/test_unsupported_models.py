@@ -1,0 +1,60 @@
+"""A model that needs an architecture feature llmcore lacks is refused with that feature's name,
+not with whatever a dense builder then misses (``tensor blk.0.ffn_gate.weight is missing``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmcore import LLM
+from llmcore.cli import main
+from llmcore.errors import ModelError
+from llmcore.gguf import GGUFReader, GGUFWriter
+
+DENSE = Path(__file__).parent / "fixtures" / "arch" / "llama.gguf"
+N_EXPERT = 4
+
+
+def write_mixtral_style(path: Path, *, expert_count: bool = True) -> Path:
+    """The tiny llama with Mixtral's feed-forward layers: a router and the experts' gate, up and
+    down matrices stacked in one tensor each (llama.cpp's ``ffn_*_exps``)."""
+    rng = np.random.default_rng(0)
+    with GGUFReader(DENSE) as dense:
+        writer = GGUFWriter(path)
+        for key, value in dense.metadata.items():
+            writer.add_metadata(key, value, dense.metadata_types[key])
+        if expert_count:
+            writer.add_metadata("llama.expert_count", N_EXPERT)
+            writer.add_metadata("llama.expert_used_count", 2)
+        for name, info in dense.tensors.items():
+            layer, _, kind = name.rpartition(".ffn_")
+            if kind in ("gate.weight", "up.weight", "down.weight"):
+                stacked = np.stack([dense.raw(name)] * N_EXPERT)
+                writer.add_tensor(f"{layer}.ffn_{kind.replace('.weight', '_exps.weight')}", stacked, info.type)
+                if kind == "gate.weight":
+                    n_embd = stacked.shape[-1]
+                    writer.add_tensor(f"{layer}.ffn_gate_inp.weight", rng.normal(size=(N_EXPERT, n_embd)).astype(np.float32))
+            else:
+                writer.add_tensor(name, dense.raw(name), info.type)
+        writer.write()
+    return path
+
+
+@pytest.mark.parametrize(("expert_count", "evidence"), [
+    (True, f"llama.expert_count = {N_EXPERT}"),
+    (False, "tensor blk.0.ffn_gate_exps.weight"),  # the tensors alone say so too
+])
+def test_mixture_of_experts_is_named_as_not_supported(tmp_path, expert_count, evidence):
+    path = write_mixtral_style(tmp_path / "moe.gguf", expert_count=expert_count)
+    with pytest.raises(ModelError) as refused:
+        LLM(path, backend="reference", n_ctx=64)
+    assert str(refused.value) == f"mixture-of-experts layers are not supported yet ({evidence})"
+
+
+def test_the_cli_names_it_in_one_line(tmp_path, capsys):
+    path = write_mixtral_style(tmp_path / "moe.gguf")
+    assert main(["plan", "-m", str(path), "--backend", "reference"]) == 2
+    assert capsys.readouterr().err == ("llmcore plan: error: mixture-of-experts layers are not supported yet "
+                                       f"(llama.expert_count = {N_EXPERT})\n")
