@@ -119,10 +119,10 @@ def test_a_person_chats_interrupts_a_reply_and_leaves(terminal, default_model_pa
     terminal.press("Enter")
     terminal.wait_for(lambda s: len(_reply_after(s, story)) >= 20, "the story to start")
     assert not _at_prompt(4)(terminal.screen()), "the story ended before Ctrl+C could stop it"
-    pressed = time.monotonic()
     terminal.press("C-c")
-    terminal.wait_for(_at_prompt(4), "the prompt after Ctrl+C", timeout=10)
-    assert time.monotonic() - pressed < 10
+    screen = terminal.wait_for(_at_prompt(4), "the prompt after Ctrl+C")
+    # stopped where it was, not run on to its -n 200 tokens (some 150 words); no timing: load varies
+    assert len(_reply_after(screen, story).split()) < 100, _reply_after(screen, story)
 
     terminal.type("What is 2+2?")
     terminal.press("Enter")

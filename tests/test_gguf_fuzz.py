@@ -1,9 +1,10 @@
 """Seeded fuzzing of the GGUF reader: 1,000 mutated or truncated real files.
 
 Every case must either load (header, metadata, tensor infos, and every tensor dequantized or
-touched) or raise GGUFError: nothing else, no crash, no case over 5 s, and no case allocating more
-than 1 GiB (RLIMIT_AS = the interpreter's address space, about 0.1 GB, plus 1 GiB). The loop runs in
-a subprocess (this file run as a script) so that the limit and a crash cannot affect pytest.
+touched) or raise GGUFError: nothing else, no crash, no hang, and no case allocating more than 1 GiB
+(RLIMIT_AS = the interpreter's address space, about 0.1 GB, plus 1 GiB). The loop runs in a
+subprocess (this file run as a script) so that the limit and a crash cannot affect pytest. That no
+case takes over 5 s, and all of them under 60 s, is a slow-marked check: timings fail under load.
 """
 
 from __future__ import annotations
@@ -18,29 +19,42 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 FIXTURES = Path(__file__).parent / "fixtures" / "gguf"
 SOURCES = [FIXTURES / "tiny-llama.gguf", FIXTURES / "ggml-vocab-bert-bge.gguf"]
 N_CASES = 1000
 SEED = 20240611
 CASE_SECONDS = 5
 TOTAL_SECONDS = 60
+HANG_SECONDS = 120  # a case still running after this is stuck, however loaded the machine
 ALLOCATION_LIMIT_BYTES = 1 << 30
 EXTREMES = [0, 1, 7, 31, 33, 255, 2**31, 2**32 - 1, 2**32, 2**40, 2**62, 2**63 - 1, 2**63, 2**64 - 1]
 
 
-def test_fuzzed_files_load_or_raise_gguf_error(tmp_path: Path) -> None:
+def fuzz(workdir: Path) -> tuple[dict, float]:
+    """The worker's report on the N_CASES cases, and the seconds it took."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     worker = subprocess.run(
-        [sys.executable, __file__, str(tmp_path), str(N_CASES), str(SEED)],
-        capture_output=True, text=True, env=env, timeout=2 * TOTAL_SECONDS,
+        [sys.executable, __file__, str(workdir), str(N_CASES), str(SEED)],
+        capture_output=True, text=True, env=env, timeout=10 * HANG_SECONDS,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     assert worker.returncode == 0, worker.stderr[-3000:]
-    report = json.loads(worker.stdout.splitlines()[-1])
+    return json.loads(worker.stdout.splitlines()[-1]), elapsed
+
+
+def test_fuzzed_files_load_or_raise_gguf_error(tmp_path: Path) -> None:
+    report, _ = fuzz(tmp_path)
     assert report["unexpected"] == []
     assert report["loaded"] + report["rejected"] == N_CASES
     assert report["loaded"] >= 100 and report["rejected"] >= 300, report  # the mix exercises both paths
+
+
+@pytest.mark.slow
+def test_fuzzed_files_are_read_fast(tmp_path: Path) -> None:
+    report, elapsed = fuzz(tmp_path)
     assert report["slowest_case_s"] < CASE_SECONDS
     assert elapsed < TOTAL_SECONDS, f"fuzzing took {elapsed:.1f} s"
 
@@ -124,14 +138,14 @@ def run_worker(workdir: Path, n_cases: int, seed: int) -> None:
         original, fields = originals[case % len(originals)]
         path.write_bytes(mutate(rng, original, fields))
         start = time.perf_counter()
-        signal.alarm(CASE_SECONDS)
+        signal.alarm(HANG_SECONDS)
         try:
             load_everything(path)
             report["loaded"] += 1
         except GGUFError:
             report["rejected"] += 1
         except _Timeout:
-            report["unexpected"].append([case, f"over {CASE_SECONDS} s"])
+            report["unexpected"].append([case, f"over {HANG_SECONDS} s"])
         except BaseException as error:  # noqa: BLE001 - anything else is the failure being hunted
             report["unexpected"].append([case, repr(error)[:300]])
         finally:

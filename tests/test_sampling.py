@@ -518,6 +518,7 @@ def test_bad_logits_shape_raises():
         Sampler(SamplingParams(), 10).sample(np.zeros(11, np.float32))
 
 
+@pytest.mark.slow  # a timing: a loaded machine misses it
 @pytest.mark.parametrize("n_vocab", [49152, 151936])
 def test_default_sampling_is_fast(n_vocab):
     logits = (rng(0).standard_normal(n_vocab) * 3).astype(np.float32)

@@ -73,6 +73,14 @@ def test_token_ids_outside_the_vocabulary_are_an_error(smollm: Tokenizer):
         smollm.token_to_piece(-1)
 
 
+MIXED_TEXT = ("The quick brown fox, naïve café 日本語 🦙 1234567 def f(x):\n    return x\n" * 200)[:10_000]
+
+
+def test_a_long_mixed_text_round_trips(smollm: Tokenizer):
+    assert smollm.detokenize(smollm.tokenize(MIXED_TEXT)) == MIXED_TEXT
+
+
+@pytest.mark.slow  # a timing: a loaded machine misses it
 def test_opening_the_model_and_tokenizing_is_fast(default_model_path):
     from llmcore.gguf import GGUFReader
 
@@ -80,11 +88,10 @@ def test_opening_the_model_and_tokenizing_is_fast(default_model_path):
     tokenizer = Tokenizer.from_metadata(GGUFReader(default_model_path).metadata)
     tokenizer.tokenize("warm up")  # the BPE merge table is built on first use
     opened = time.perf_counter() - start
-    text = ("The quick brown fox, naïve café 日本語 🦙 1234567 def f(x):\n    return x\n" * 200)[:10_000]
     start = time.perf_counter()
-    ids = tokenizer.tokenize(text)
+    ids = tokenizer.tokenize(MIXED_TEXT)
     tokenized = time.perf_counter() - start
-    assert tokenizer.detokenize(ids) == text
+    assert tokenizer.detokenize(ids) == MIXED_TEXT
     assert opened < 1.0, f"opening took {opened:.3f}s (target well under 0.3s on an idle machine)"
     assert tokenized < 0.5, f"tokenizing 10k characters took {tokenized:.3f}s"
 

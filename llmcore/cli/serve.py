@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
         from llmcore.server import create_app
     except ImportError as error:
-        raise LLMCoreError(f"llmcore serve needs {error.name}: install llmcore[server] "
-                           "(pip install 'llmcore[server]')") from None
+        raise LLMCoreError(f"llmcore serve needs {error.name}: install the server extra from llmcore's clone "
+                           "(pip install -e '.[server]'; the llmcore on PyPI is another project)") from None
     listener = _listen(args.host, args.port)
     llm = load_llm(args, seed=None if args.seed < 0 else args.seed)
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias)
