@@ -4,9 +4,9 @@
 """
 
 from llmcore.errors import BackendError, GGUFError, LLMCoreError, ModelError, TokenizerError
+from llmcore.version import __version__
 
 __all__ = ["LLM", "BackendError", "GGUFError", "LLMCoreError", "ModelError", "Tokenizer", "TokenizerError"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

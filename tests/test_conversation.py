@@ -98,7 +98,8 @@ def test_each_turn_evaluates_only_the_new_tokens(llm):
     (t1, r1, n1), (t2, r2, n2) = session.turns
     assert n1 == len(t1)
     assert t2[:len(t1)] == t1  # the template re-renders the first turn identically
-    assert n2 == _evaluated_after(t1 + r1.tokens, t2)
+    assert r1.reason == "length"  # cut at -n 16: its last token was sampled, never evaluated
+    assert n2 == _evaluated_after(t1 + r1.tokens[:-1], t2)
     assert n2 <= len(t2) - len(t1)  # the whole first prompt was reused
     assert r1.text and r2.text
     assert console.out.getvalue().count("\n> ") == 3  # two turns, then the prompt Ctrl+D answered

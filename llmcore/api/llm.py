@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,10 +38,7 @@ from llmcore.engine.kv_cache import common_prefix
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
-from llmcore.engine.stops import StopMatcher
-
-_SAMPLING_FIELDS = {f.name for f in dataclasses.fields(SamplingParams)}
-
+from llmcore.engine.sequence import Generation, Step, sampler_for
 
 @dataclass
 class GenerationStats:
@@ -52,6 +48,7 @@ class GenerationStats:
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
     timings: Timings = field(default_factory=Timings)
+    tail: str = ""  # text held back until the end (half a character, a possible stop string)
 
 
 class LLM:
@@ -174,72 +171,71 @@ class LLM:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
-                        ignore_eos: bool = False) -> Iterator[int]:
-        """Sample tokens one by one after ``prompt_tokens``; ``self.last`` records the outcome.
+    def generation(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1, *,
+                   stop: list[str] | str | None = None, ignore_eos: bool = False) -> Iterator[Step]:
+        """The steps of a generation of sequence 0 after ``prompt_tokens`` (the engine's
+        :class:`~llmcore.engine.sequence.Generation`, the one loop the server runs per slot).
 
-        Ends at an end-of-generation token (not yielded), after ``max_tokens`` (-1: until the
-        context is full), or when the consumer stops iterating.
+        Yields each step whose token is output (an end-of-generation token ends it unyielded);
+        ends after the step that hits a stop string or ``max_tokens`` (-1: until the context is
+        full), or when the consumer stops. ``self.last`` records the outcome; the text still held
+        back at the end is its ``tail``.
         """
+        run = Generation(self.tokenizer, sampler, prompt_tokens, n_ctx=self.n_ctx, max_tokens=max_tokens,
+                         stops=[stop] if isinstance(stop, str) else list(stop or ()), ignore_eos=ignore_eos)
         self.last = GenerationStats(prompt_tokens=len(prompt_tokens))
-        for token in prompt_tokens[-sampler.params.repeat_last_n:] if sampler.params.repeat_last_n > 0 else ():
-            sampler.accept(token, is_generated=False)  # penalties see the prompt, as in llama.cpp
-        t0 = time.perf_counter()
-        logits = self.eval_prompt(prompt_tokens)
-        t1 = time.perf_counter()
-        self.last.timings.prompt_ms = 1e3 * (t1 - t0)
-        limit = self.n_ctx - len(prompt_tokens) if max_tokens < 0 else min(max_tokens, self.n_ctx - len(prompt_tokens))
-        self.last.finish_reason = "length"
+        n_decoded = 0
         try:
-            for _ in range(limit):
-                token = sampler.sample(logits)
-                sampler.accept(token)
-                if self.tokenizer.is_eog(token) and not ignore_eos:
-                    self.last.finish_reason = "stop"
+            logits = self.eval_prompt(prompt_tokens)
+            while True:
+                step = run.step(logits)
+                if step.stop == "eos":
                     return
                 self.last.completion_tokens += 1
-                yield token
-                pos = len(self._cached_tokens)
-                logits = self.context.decode(Batch.for_sequence([token], pos))[-1]
-                self._cached_tokens.append(token)
-                self.last.timings.predicted_n += 1
+                yield step
+                if step.stop:
+                    return
+                logits = self.context.decode(Batch.for_sequence([step.token], len(self._cached_tokens)))[-1]
+                self._cached_tokens.append(step.token)
+                n_decoded += 1
         finally:
-            self.last.timings.predicted_ms = 1e3 * (time.perf_counter() - t1)
+            self.last.tail = run.finish()
+            self.last.finish_reason = run.finish_reason
+            timings = self.last.timings
+            timings.prompt_ms = run.prompt_ms
+            timings.predicted_n, timings.predicted_ms = n_decoded, run.predicted_ms
+
+    def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
+                        ignore_eos: bool = False) -> Iterator[int]:
+        """Sample tokens one by one after ``prompt_tokens`` (see :meth:`generation`)."""
+        for step in self.generation(prompt_tokens, sampler, max_tokens, ignore_eos=ignore_eos):
+            yield step.token
 
     def sampler(self, *, grammar: Grammar | str | None = None, json_schema: dict | str | bool | None = None,
                 **sampling: Any) -> Sampler:
-        """A sampler with llama.cpp's defaults overridden by ``sampling`` (SamplingParams fields),
-        constrained by ``grammar`` (a :class:`Grammar` or GBNF text) or ``json_schema``."""
-        unknown = set(sampling) - _SAMPLING_FIELDS
-        if unknown:
-            raise LLMCoreError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
+        """A sampler with llama.cpp's defaults overridden by ``sampling`` (the fields of
+        :class:`~llmcore.engine.sampling.SamplingParams`: ``temperature``, ``top_k``, ``top_p``,
+        ``min_p``, ``repeat_penalty``, ``dry_multiplier``, ``seed``...), constrained by ``grammar``
+        (a :class:`Grammar` or GBNF text) or ``json_schema``."""
         if sampling.get("seed") is None:
             sampling["seed"] = self.seed
+        params = SamplingParams.from_settings(sampling)
         constraint = grammar_for(grammar, json_schema)
         matcher = constraint.matcher(self.tokenizer) if constraint else None
-        return Sampler(SamplingParams(**sampling), self.n_vocab, grammar=matcher)
+        return sampler_for(self.model, params, self.n_ctx, matcher)
 
     def generate(self, prompt: str | list[int], *, max_tokens: int = -1, stop: list[str] | str | None = None,
                  ignore_eos: bool = False, sampler: Sampler | None = None, **sampling: Any) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character).
 
         Sampling follows ``sampling`` (see :meth:`sampler`), or the ready ``sampler`` given."""
-        tokens = self._prompt_tokens(prompt)
-        stops = StopMatcher([stop] if isinstance(stop, str) else stop)
-        decoder = self.tokenizer.stream_decoder()
-        for token in self.generate_tokens(tokens, sampler or self.sampler(**sampling), max_tokens, ignore_eos):
-            piece = stops.feed(decoder.feed(token))
-            if piece:
-                yield piece
-            if stops.stopped:
-                self.last.finish_reason = "stop"
-                return
-        tail = stops.feed(decoder.flush())
-        tail += stops.flush()
-        if stops.stopped:
-            self.last.finish_reason = "stop"
-        if tail:
-            yield tail
+        steps = self.generation(self._prompt_tokens(prompt), sampler or self.sampler(**sampling), max_tokens,
+                                stop=stop, ignore_eos=ignore_eos)
+        for step in steps:
+            if step.text:
+                yield step.text
+        if self.last.tail:
+            yield self.last.tail
 
     def create_completion(self, prompt: str | list[int], *, max_tokens: int | None = 16,
                           stop: list[str] | str | None = None, stream: bool = False,

@@ -88,3 +88,22 @@ def _proportions(text: str) -> list[float]:
     if any(v < 0 for v in values) or sum(values) <= 0:
         raise argparse.ArgumentTypeError(f"proportions must be non-negative with a positive sum, got {text!r}")
     return values
+
+
+def print_timings(llm, timings=None) -> None:
+    """llama.cpp's perf lines on stderr, for the last generation or the given ``timings``."""
+    t = llm.last.timings if timings is None else timings
+    lines = [
+        f"load time = {llm.load_ms:10.2f} ms",
+        f"prompt eval time = {t.prompt_ms:10.2f} ms / {t.prompt_n:5d} tokens ({_per(t.prompt_ms, t.prompt_n)})",
+        f"eval time = {t.predicted_ms:10.2f} ms / {t.predicted_n:5d} runs   ({_per(t.predicted_ms, t.predicted_n)})",
+        f"total time = {llm.load_ms + t.prompt_ms + t.predicted_ms:10.2f} ms / {t.prompt_n + t.predicted_n:5d} tokens",
+    ]
+    for line in lines:
+        print(f"llmcore_perf: {line:>}", file=sys.stderr)
+
+
+def _per(ms: float, n: int) -> str:
+    if not n or not ms:
+        return "      n/a ms per token,       n/a tokens per second"
+    return f"{ms / n:8.2f} ms per token, {1e3 * n / ms:8.2f} tokens per second"

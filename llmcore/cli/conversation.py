@@ -22,7 +22,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from llmcore.cli.run import print_timings, sampling_from_args
+from llmcore.cli._common import print_timings
+from llmcore.cli.sampling_args import sampling_from_args
 
 if TYPE_CHECKING:
     from llmcore.api.types import Timings

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     llm = load_llm(args, seed=None if args.seed < 0 else args.seed)
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias)
     host, port = listener.getsockname()[:2]
-    n_ctx_slot = app.state.engine.n_ctx_slot
+    n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
           f"http://{_url_host(host)}:{port}/", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)

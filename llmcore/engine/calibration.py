@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcore import __version__
+from llmcore.version import __version__
 from llmcore.graph.backend import Backend, Subgraph, WeightData
 from llmcore.engine.registry import availability
 from llmcore.gguf import GGMLType

@@ -1,19 +1,24 @@
 """A context: a model placed on backends with a KV cache of ``n_ctx`` cells, decoding batches.
+The counterpart of llama.h's ``llama_context``: :meth:`Context.decode` and the KV cache's sequence
+operations (``seq_remove``, ``seq_copy``, ``seq_keep``, ``seq_shift``, ``seq_pos_max``).
 
-It plans one execution graph per batch shape (tokens, outputs) and reuses it for every step of
-that shape; per step it only claims cache cells, builds the attention mask and runs the plan.
+It compiles one graph per batch shape (tokens, outputs) and reuses it for every step of that
+shape; per step it only claims cache cells, builds the attention mask and runs the graph.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from llmcore.graph.backend import Backend, WeightData
 from llmcore.engine.batch import Batch
-from llmcore.graph.ir import F16, DType, Op
+from llmcore.gguf import dequantize
+from llmcore.graph.ir import F16, DType, Node, Op
 from llmcore.graph.placement import LayerPlacement
+from llmcore.graph.rope import RopeParams, rope
 from llmcore.graph.scheduler import CompiledGraph, assign
 from llmcore.engine.kv_cache import KVCells
 from llmcore.engine.model import Model
@@ -102,3 +107,78 @@ class Context:
 
     def memory_used(self) -> dict[str, dict[str, int]]:
         return {b.name: b.memory_used() for b in self.backends}
+
+    # -- the KV cache's sequences (llama.h's llama_memory_seq_*) ---------------------------------
+
+    def seq_remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
+        """Forget positions [p0, p1) of ``seq_id`` (p1 None: to the end; seq_id None: every sequence)."""
+        self.cells.remove(seq_id, p0, p1)
+
+    def seq_copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> None:
+        """Give ``dst`` the keys and values of ``src``'s positions [p0, p1): shared cells in a
+        unified cache, copied rows when each sequence has its own range (a server's slots)."""
+        if self.cells.range_size is None:
+            self.cells.copy(src, dst, p0, p1)
+            return
+        source, target = self.cells.copy_across(src, dst, p0, p1)
+        for view in self.cache_views().values():
+            view[target] = view[source]
+
+    def seq_keep(self, seq_id: int) -> None:
+        """Forget every sequence but ``seq_id``."""
+        self.cells.keep(seq_id)
+
+    def seq_shift(self, seq_id: int, p0: int, p1: int | None, delta: int) -> None:
+        """Move positions [p0, p1) of ``seq_id`` by ``delta`` (llama.cpp's context shift): their
+        keys are rotated by ``delta`` as llama.cpp's K-shift does (in float32, stored back in the
+        cache type); positions that would fall below 0 are forgotten."""
+        cells = self.cells.shift(seq_id, p0, p1, delta)
+        if not len(cells) or not delta:
+            return
+        views = self.cache_views()
+        shift = np.full(len(cells), delta, np.int32)
+        for name, rotation in self._key_rotations().items():
+            view = views[name]
+            keys = view[cells].astype(np.float32).reshape(len(cells), *rotation.head_shape)
+            rotated = rope(keys, shift, rotation.params, rotation.freq_factors)
+            view[cells] = rotated.reshape(len(cells), -1).astype(view.dtype)
+
+    def seq_pos_max(self, seq_id: int) -> int:
+        """The last position ``seq_id`` holds, -1 when it holds none."""
+        return self.cells.seq_pos_max(seq_id)
+
+    def cache_views(self) -> dict[str, np.ndarray]:
+        """Every KV cache by name, as its backend's host-visible [n_ctx, width] array (writes reach
+        the backend by the next step). Compiling the one-token graph allocates the caches of a
+        context that has not decoded yet; every generation step runs it anyway."""
+        views = {}
+        for split in self.compiled(1, 1).splits:
+            for node in split.subgraph.caches:
+                views[node.name] = split.backend.cache_view(node.name)
+        return views
+
+    def _key_rotations(self) -> dict[str, _KeyRotation]:
+        """For each cache that stores rotated keys, how they were rotated (from the rope node
+        whose result the one-token graph stores there)."""
+        rotations = {}
+        for node in self.arch.build_graph(1, 1).nodes:
+            if node.op is not Op.KV_STORE:
+                continue
+            stored = node.srcs[1]
+            while stored.op is Op.RESHAPE:
+                stored = stored.srcs[0]
+            if stored.op is Op.ROPE:
+                factors = self._weight(stored.srcs[2]) if len(stored.srcs) > 2 else None
+                rotations[node.srcs[0].name] = _KeyRotation(stored.params["rope"], factors, stored.shape[1:])
+        return rotations
+
+    def _weight(self, node: Node) -> np.ndarray:
+        info = self.model.reader.tensors[node.name]
+        return dequantize(self.model.reader.raw(node.name), info.type, info.shape)
+
+
+@dataclass(frozen=True)
+class _KeyRotation:
+    params: RopeParams
+    freq_factors: np.ndarray | None
+    head_shape: tuple[int, ...]  # (KV heads, head size) of one cell's keys

@@ -25,17 +25,25 @@ class ContextFullError(LLMCoreError):
 RANGE_ALIGNMENT = 64
 
 
+#: sequence ids are bits of a cell's 64-bit mask (llama.cpp allows 256; its server rarely uses more than a few)
+MAX_SEQUENCES = 64
+
+
 class KVCells:
+    """Which position each cache cell holds, and for which sequences (a bit each: after
+    :meth:`copy` one cell serves several sequences, as in llama.cpp's unified cache)."""
+
     def __init__(self, n_ctx: int) -> None:
         self.n_ctx = n_ctx
         self.pos = np.full(n_ctx, EMPTY, np.int32)
-        self.seq = np.full(n_ctx, EMPTY, np.int32)
+        self.seqs = np.zeros(n_ctx, np.uint64)  # bit s: the cell belongs to sequence s
         self.range_size: int | None = None  # cells per sequence once partitioned
 
     def partition(self, n_seq: int) -> int:
         """Give sequence s its own cells [s * size, (s + 1) * size), as llama.cpp's per-sequence
         (non-unified) KV cache does for server slots: a sequence then computes exactly the same
         numbers whichever other sequences share its batches. Returns the cells per sequence."""
+        _check_seq(n_seq - 1)
         size = self.n_ctx // n_seq
         if n_seq > 1:
             size -= size % RANGE_ALIGNMENT
@@ -55,13 +63,19 @@ class KVCells:
         used = np.flatnonzero(self.pos != EMPTY)
         return int(used[-1]) + 1 if len(used) else 0
 
+    def holds(self, seq_id: int) -> np.ndarray:
+        """bool[n_ctx]: the cells of sequence ``seq_id``."""
+        return (self.seqs & _bit(seq_id)) != 0
+
     def seq_pos_max(self, seq_id: int) -> int:
-        mask = self.seq == seq_id
+        mask = self.holds(seq_id)
         return int(self.pos[mask].max()) if mask.any() else -1
 
     def place(self, batch: Batch) -> np.ndarray:
         """Claim a cell for every token of ``batch``: the lowest free cells (of its sequence's
         range, once partitioned), as llama.cpp does."""
+        for seq_id in np.unique(batch.seq_ids):
+            _check_seq(int(seq_id))
         if self.range_size is None:
             cells = self._claim(np.flatnonzero(self.pos == EMPTY), len(batch), "the context")
         else:
@@ -74,7 +88,7 @@ class KVCells:
                 free = start + np.flatnonzero(self.pos[start:start + self.range_size] == EMPTY)
                 cells[rows] = self._claim(free, len(rows), f"sequence {seq_id}'s {self.range_size} cells")
         self.pos[cells] = batch.positions
-        self.seq[cells] = batch.seq_ids
+        self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
         return cells
 
     def _claim(self, free: np.ndarray, n: int, where: str) -> np.ndarray:
@@ -86,24 +100,84 @@ class KVCells:
     def mask(self, batch: Batch, n_kv: int) -> np.ndarray:
         """f32[n, n_ctx]: 0 where token i may attend to cell j, -inf elsewhere (and past n_kv)."""
         out = np.full((len(batch), self.n_ctx), -np.inf, np.float32)
-        pos, seq = self.pos[:n_kv], self.seq[:n_kv]
-        allowed = (seq[None, :] == batch.seq_ids[:, None]) & (pos[None, :] <= batch.positions[:, None]) & (pos[None, :] != EMPTY)
+        pos, seqs = self.pos[:n_kv], self.seqs[:n_kv]
+        member = (seqs[None, :] >> batch.seq_ids.astype(np.uint64)[:, None]) & np.uint64(1)
+        allowed = (member != 0) & (pos[None, :] <= batch.positions[:, None]) & (pos[None, :] != EMPTY)
         out[:, :n_kv][allowed] = 0.0
         return out
 
-    def remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
-        """Free the cells of ``seq_id`` (every sequence when None) with positions in [p0, p1)."""
-        hit = self.pos >= p0
-        if p1 is not None:
+    def _span(self, seq_id: int | None, p0: int, p1: int | None) -> np.ndarray:
+        """bool[n_ctx]: occupied cells of ``seq_id`` (any sequence when None) at positions [p0, p1)."""
+        hit = (self.pos != EMPTY) & (self.pos >= p0)
+        if p1 is not None and p1 >= 0:
             hit &= self.pos < p1
-        if seq_id is not None:
-            hit &= self.seq == seq_id
-        self.pos[hit] = EMPTY
-        self.seq[hit] = EMPTY
+        if seq_id is not None and seq_id >= 0:
+            hit &= self.holds(seq_id)
+        return hit
+
+    def remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
+        """Free the cells of ``seq_id`` (every sequence when None or < 0) with positions in
+        [p0, p1) (p1 None or < 0: to the end); a cell other sequences share stays theirs."""
+        hit = self._span(seq_id, p0, p1)
+        if seq_id is None or seq_id < 0:
+            self.seqs[hit] = 0
+        else:
+            self.seqs[hit] &= ~_bit(seq_id)
+        self.pos[hit & (self.seqs == 0)] = EMPTY
+
+    def copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> np.ndarray:
+        """Make ``dst`` share ``src``'s cells at positions [p0, p1) (llama_memory_seq_cp). Returns the
+        cells; in a partitioned cache the caller copies their keys and values into ``dst``'s range,
+        at the cells this returns as the second half (see :meth:`copy_across`)."""
+        _check_seq(dst)
+        hit = self._span(src, p0, p1)
+        self.seqs[hit] |= _bit(dst)
+        return np.flatnonzero(hit)
+
+    def copy_across(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """In a partitioned cache: claim cells in ``dst``'s range for ``src``'s positions [p0, p1)
+        (after dropping what ``dst`` held there). Returns (source cells, destination cells), whose
+        keys and values the caller copies."""
+        _check_seq(dst)
+        self.remove(dst, p0, p1)
+        source = np.flatnonzero(self._span(src, p0, p1))
+        start = dst * self.range_size
+        free = start + np.flatnonzero(self.pos[start:start + self.range_size] == EMPTY)
+        target = self._claim(free, len(source), f"sequence {dst}'s {self.range_size} cells")
+        self.pos[target] = self.pos[source]
+        self.seqs[target] = _bit(dst)
+        return source, target
+
+    def keep(self, seq_id: int) -> None:
+        """Drop every sequence but ``seq_id`` (llama_memory_seq_keep)."""
+        self.seqs &= _bit(seq_id)
+        self.pos[self.seqs == 0] = EMPTY
+
+    def shift(self, seq_id: int, p0: int, p1: int | None, delta: int) -> np.ndarray:
+        """Add ``delta`` to the positions [p0, p1) of ``seq_id`` (llama_memory_seq_add); cells whose
+        position would fall below 0 are freed. Returns the shifted cells, whose keys the caller
+        rotates by ``delta``. Cells shared with other sequences cannot move for one of them."""
+        hit = self._span(seq_id, p0, p1)
+        if (self.seqs[hit] != _bit(seq_id)).any():
+            raise LLMCoreError(f"cannot shift sequence {seq_id}: some of its cells are shared with other sequences")
+        self.pos[hit] += delta
+        gone = hit & (self.pos < 0)
+        self.pos[gone] = EMPTY
+        self.seqs[gone] = 0
+        return np.flatnonzero(hit & ~gone)
 
     def clear(self) -> None:
         self.pos[:] = EMPTY
-        self.seq[:] = EMPTY
+        self.seqs[:] = 0
+
+
+def _bit(seq_id: int) -> np.uint64:
+    return np.uint64(1) << np.uint64(seq_id)
+
+
+def _check_seq(seq_id: int) -> None:
+    if not 0 <= seq_id < MAX_SEQUENCES:
+        raise LLMCoreError(f"sequence id {seq_id} is outside 0..{MAX_SEQUENCES - 1}")
 
 
 def common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmcore.errors import LLMCoreError
 
@@ -52,47 +53,64 @@ class SamplingError(LLMCoreError):
     """Sampling parameters or logits that cannot be sampled from (bad field value, wrong shape, no allowed token)."""
 
 
-@dataclass
-class SamplingParams:
+def knob(default: Any, *flags: str, help: str, metavar: str | None = None, request: bool = True) -> Any:
+    """A sampling setting: its llama.cpp default, its llama.cpp command-line ``flags`` (none: not
+    a flag) and whether a server request may set it. The CLI flags, the ``LLM`` keyword arguments
+    and the server's request fields are all derived from these declarations."""
+    return Field(default, description=help,
+                 json_schema_extra={"flags": list(flags), "metavar": metavar, "request": request})
+
+
+class SamplingParams(BaseModel):
     """Sampling settings; defaults are llama.cpp's ``common_params_sampling`` defaults.
 
     ``repeat_last_n`` / ``dry_penalty_last_n`` of -1 mean the whole context (``Sampler``'s ``n_ctx``,
     unbounded when that is not given), 0 disables the history. ``seed`` None (or -1 / 0xFFFFFFFF)
     picks a random seed. ``logit_bias`` maps token id to an additive bias (``-inf`` bans the token);
     ids outside the vocabulary are ignored, as in llama.cpp. ``dry_sequence_breakers`` are strings;
-    whoever holds the vocabulary turns them into tokens with :func:`dry_breaker_tokens` and passes
-    those to :class:`Sampler`.
+    :func:`llmcore.engine.sequence.sampler_for` turns them into tokens of the model's vocabulary.
+
+    This model is the one declaration of the sampling settings: the CLI's flags
+    (``llmcore.cli.sampling_args``), ``LLM``'s keyword arguments and the server's request fields
+    (``llmcore.server.schemas``) are derived from its fields.
     """
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    typical_p: float = 1.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    mirostat: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    seed: int | None = None
-    logit_bias: dict[int, float] = field(default_factory=dict)
-    min_keep: int = 0
-    n_probs: int = 0
-    dynatemp_range: float = 0.0
-    dynatemp_exponent: float = 1.0
-    xtc_probability: float = 0.0
-    xtc_threshold: float = 0.1
-    top_n_sigma: float = -1.0
-    dry_multiplier: float = 0.0
-    dry_base: float = 1.75
-    dry_allowed_length: int = 2
-    dry_penalty_last_n: int = 64
-    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
-    samplers: tuple[str, ...] = SAMPLER_NAMES
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    def __post_init__(self) -> None:
+    temperature: float = knob(0.8, "--temp", "--temperature", help="temperature; <= 0 is greedy")
+    top_k: int = knob(40, "--top-k", help="top-k sampling, 0 = disabled")
+    top_p: float = knob(0.95, "--top-p", help="top-p sampling, 1.0 = disabled")
+    min_p: float = knob(0.05, "--min-p", help="min-p sampling, 0.0 = disabled")
+    typical_p: float = knob(1.0, "--typical", "--typical-p", help="locally typical sampling p, 1.0 = disabled")
+    repeat_penalty: float = knob(1.0, "--repeat-penalty", help="penalty for repeated tokens, 1.0 = disabled")
+    repeat_last_n: int = knob(64, "--repeat-last-n", help="tokens considered for penalties, 0 = disabled, -1 = ctx size")
+    frequency_penalty: float = knob(0.0, "--frequency-penalty", help="repeat alpha frequency penalty, 0.0 = disabled")
+    presence_penalty: float = knob(0.0, "--presence-penalty", help="repeat alpha presence penalty, 0.0 = disabled")
+    mirostat: int = knob(0, "--mirostat", help="Mirostat sampling: 0 = disabled, 1 = Mirostat, 2 = Mirostat 2.0")
+    mirostat_tau: float = knob(5.0, "--mirostat-ent", help="Mirostat target entropy, parameter tau")
+    mirostat_eta: float = knob(0.1, "--mirostat-lr", help="Mirostat learning rate, parameter eta")
+    seed: int | None = knob(None, "-s", "--seed", metavar="SEED", help="RNG seed, -1 or none = random")
+    logit_bias: dict[int, float] = knob({}, "-l", "--logit-bias", metavar="TOKEN_ID(+/-)BIAS",
+                                        help="add BIAS to token TOKEN_ID's logit, e.g. 15043+1 or 15043-inf; repeatable")
+    min_keep: int = knob(0, "--min-keep", help="tokens each sampler keeps at least, 0 = its own minimum")
+    n_probs: int = knob(0, help="report the probabilities of the n most likely tokens after sampling",
+                        request=False)
+    dynatemp_range: float = knob(0.0, "--dynatemp-range", help="dynamic temperature range, 0.0 = disabled")
+    dynatemp_exponent: float = knob(1.0, "--dynatemp-exp", help="dynamic temperature exponent")
+    xtc_probability: float = knob(0.0, "--xtc-probability", help="XTC probability, 0.0 = disabled")
+    xtc_threshold: float = knob(0.1, "--xtc-threshold", help="XTC threshold, > 0.5 = disabled")
+    top_n_sigma: float = knob(-1.0, "--top-nsigma", "--top-n-sigma", help="top-n-sigma sampling, -1.0 = disabled")
+    dry_multiplier: float = knob(0.0, "--dry-multiplier", help="DRY sampling multiplier, 0.0 = disabled")
+    dry_base: float = knob(1.75, "--dry-base", help="DRY sampling base")
+    dry_allowed_length: int = knob(2, "--dry-allowed-length", help="DRY: repeats this long go unpenalised")
+    dry_penalty_last_n: int = knob(64, "--dry-penalty-last-n", help="DRY: tokens scanned, 0 = disabled, -1 = ctx size")
+    dry_sequence_breakers: tuple[str, ...] = knob(("\n", ":", '"', "*"), "--dry-sequence-breaker", metavar="STRING",
+                                                  help="DRY sequence breaker, repeatable; 'none' for none")
+    samplers: tuple[str, ...] = knob(SAMPLER_NAMES, "--samplers", metavar="SAMPLERS",
+                                     help="samplers in order, separated by ';'")
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplingParams:
         if self.mirostat not in (0, 1, 2):
             raise SamplingError(f"sampling: field 'mirostat': must be 0, 1 or 2, got {self.mirostat!r}")
         for name in ("min_keep", "n_probs"):
@@ -101,13 +119,24 @@ class SamplingParams:
         for name in ("repeat_last_n", "dry_penalty_last_n"):
             if getattr(self, name) < -1:
                 raise SamplingError(f"sampling: field '{name}': must be >= -1, got {getattr(self, name)!r}")
-        self.samplers = tuple(self.samplers)
         for position, name in enumerate(self.samplers):
             if name not in SAMPLER_NAMES:
                 raise SamplingError(
                     f"sampling: field 'samplers'[{position}]: unknown sampler {name!r} "
                     f"(known: {', '.join(SAMPLER_NAMES)})"
                 )
+        return self
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> SamplingParams:
+        """Validated params from keyword settings; a wrong name or value is a one-line SamplingError."""
+        try:
+            return cls(**settings)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "sampling"
+            known = "" if problem["type"] != "extra_forbidden" else f" (known: {', '.join(cls.model_fields)})"
+            raise SamplingError(f"sampling: field {where!r}: {problem['msg']}{known}") from None
 
 
 class Grammar(Protocol):
@@ -761,6 +790,14 @@ class Sampler:
             self._penalty_counts[token] += 1
         if self._dry_window != 0:
             self._dry_history.append(token)
+
+    def accept_prompt(self, tokens: Sequence[int]) -> None:
+        """Feed a prompt to the penalty and DRY history (not the grammar), as llama.cpp feeds every
+        prompt token; only the tail the bounded histories can hold is walked."""
+        windows = (self._penalty_window, self._dry_window)
+        tail = len(tokens) if None in windows else max(windows)
+        for token in tokens[len(tokens) - tail:]:
+            self.accept(token, is_generated=False)
 
     def sample(self, logits: np.ndarray) -> int:
         """Pick the next token from one row of logits (float32 ``[n_vocab]``; the array is not modified)."""

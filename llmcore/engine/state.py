@@ -99,7 +99,7 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
     a half-written state behind.
     """
     path = Path(path)
-    views = cache_views(context)
+    views = context.cache_views()
     cache_type = _cache_type(views)
     rows = _sequence_cells(context, len(tokens))
     model_size, model_sha256 = model_identity(model)
@@ -147,7 +147,7 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     if zlib.crc32(memoryview(buf)[:body_end]) != stored_crc:
         raise StateError(f"{path}: checksum mismatch: the file is corrupt or truncated")
     header = StateHeader.from_json(path, bytes(buf[_PREAMBLE.size:_PREAMBLE.size + header_len]))
-    views = cache_views(context)
+    views = context.cache_views()
     _check_compatible(path, header, context, model, views)
 
     dtype = _CACHE_DTYPES[header.cache_type]
@@ -167,7 +167,7 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
         views[name][:n] = rows
         offset += n * width * dtype.itemsize
     context.cells.pos[:n] = np.arange(n, dtype=np.int32)
-    context.cells.seq[:n] = 0
+    context.cells.seqs[:n] = 1  # sequence 0's bit
     return tokens.tolist()
 
 
@@ -189,19 +189,6 @@ def _check_compatible(path: Path, header: StateHeader, context: Context, model: 
         raise StateError(f"{path}: caches: the file's caches (names and widths) differ from the model's")
 
 
-def cache_views(context: Context) -> dict[str, np.ndarray]:
-    """Every KV cache of ``context`` by name, as its backend's host-visible [n_ctx, width] array.
-
-    The one-token plan is the one every generation step runs, so building it here costs nothing
-    later; compiling it allocates the caches of a context that has not decoded anything yet.
-    """
-    views = {}
-    for split in context.compiled(1, 1).splits:
-        for node in split.subgraph.caches:
-            views[node.name] = split.backend.cache_view(node.name)
-    return views
-
-
 def model_identity(model: Model) -> tuple[int, str]:
     """(file size, SHA-256 of the GGUF header and metadata) of ``model``'s first file."""
     offsets = [t.offset for t in model.reader.tensors.values() if t.part == 0]
@@ -219,7 +206,7 @@ def _cache_type(views: dict[str, np.ndarray]) -> str:
 def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
     """The cells holding positions 0..n_tokens-1 of sequence 0, in position order."""
     cells = context.cells
-    hit = np.flatnonzero((cells.seq == 0) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
+    hit = np.flatnonzero(cells.holds(0) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
     rows = hit[np.argsort(cells.pos[hit], kind="stable")]
     if not np.array_equal(cells.pos[rows], np.arange(n_tokens)):
         raise StateError(f"sequence 0 does not hold positions 0..{n_tokens - 1}; nothing to save")

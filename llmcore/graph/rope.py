@@ -104,3 +104,22 @@ def yarn_corr_dims(p: RopeParams) -> tuple[float, float]:
     low = np.floor(corr_dim(p.beta_fast))
     high = np.ceil(corr_dim(p.beta_slow))
     return max(0.0, float(low)), min(p.n_rot - 1.0, float(high))
+
+
+def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.ndarray | None = None) -> np.ndarray:
+    """Rotate the first ``n_rot`` dims of each head of x[n, heads, dim] by position-dependent angles.
+
+    Normal mode rotates adjacent pairs (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
+    Angles follow ggml's YaRN formulation, including its running product for the frequencies.
+    ggml is compiled with the compiler's default contraction, so its ``a*b - c*d`` is
+    ``fma(a, b, -(c*d))``: computed here as a*b exactly (in double) minus the rounded c*d.
+    """
+    half = p.n_rot // 2
+    cos, sin = rope_cos_sin(p, positions, freq_factors)
+    cos, sin = cos[:, None, :].astype(np.float64), sin[:, None, :].astype(np.float64)
+    out = x.copy()
+    pairs = (slice(0, half), slice(half, p.n_rot)) if p.neox else (slice(0, p.n_rot, 2), slice(1, p.n_rot, 2))
+    a, b = x[..., pairs[0]], x[..., pairs[1]]
+    out[..., pairs[0]] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
+    out[..., pairs[1]] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
+    return out

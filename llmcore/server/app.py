@@ -1,14 +1,13 @@
 """The HTTP routes of ``llmcore serve``: OpenAI's API, llama-server's own endpoints and the chat page.
 
 Every generating route turns its body into a :class:`~llmcore.server.batcher.Job`, hands it to the
-engine, and answers with the whole result or a server-sent-event stream. A client that goes away
+batcher, and answers with the whole result or a server-sent-event stream. A client that goes away
 (closed stream or connection) cancels its job at once, freeing the slot for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -60,28 +59,28 @@ OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.i
 
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
                model_name: str | None = None) -> FastAPI:
-    """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the engine thread runs while the
+    """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long."""
-    engine = Batcher(llm, n_parallel)
-    jobs = JobFactory(llm, engine.n_ctx_slot, n_parallel)
+    batcher = Batcher(llm, n_parallel)
+    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel)
     model = model_name or llm.model_path.name
     created = int(time.time())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine.start()
+        batcher.start()
         try:
             yield
         finally:
-            engine.stop()
+            batcher.stop()
 
     app = FastAPI(title="llmcore", version=llmcore.__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
-    app.state.engine = engine
+    app.state.batcher = batcher
 
     async def run_job(request: Request, job: Job, responder: Responder, stream: bool) -> Response:
-        handle = JobStream(engine, job)
+        handle = JobStream(batcher, job)
         handle.start()
         events = _events(handle, request, timeout)
         if not stream:
@@ -178,9 +177,9 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.get("/props")
     async def props() -> dict[str, Any]:
-        params = dataclasses.asdict(SamplingParams(seed=llm.seed))
+        params = SamplingParams(seed=llm.seed).model_dump()
         return {
-            "default_generation_settings": {"n_ctx": engine.n_ctx_slot, "params": {**params, "n_predict": -1}},
+            "default_generation_settings": {"n_ctx": batcher.n_ctx_slot, "params": {**params, "n_predict": -1}},
             "total_slots": n_parallel,
             "backends": [{"layers": layers, "backend": name} for layers, name in llm.placement],
             "model_alias": model,
@@ -194,12 +193,12 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.get("/slots")
     async def slots() -> list[dict[str, Any]]:
-        return engine.slot_states()
+        return batcher.slot_states()
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        text = engine.metrics.render(requests_processing=engine.n_processing, requests_deferred=engine.n_deferred,
-                                     kv_cache_tokens=engine.context.cells.n_used, kv_cache_size=llm.n_ctx)
+        text = batcher.metrics.render(requests_processing=batcher.n_processing, requests_deferred=batcher.n_deferred,
+                                     kv_cache_tokens=batcher.context.cells.n_used, kv_cache_size=llm.n_ctx)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- the chat page ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -25,16 +25,12 @@ from llmcore.api.types import FinishReason, Timings
 from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
+from llmcore.engine.sequence import Generation, StopType
 from llmcore.server.errors import APIError, api_error_from
 from llmcore.server.metrics import Metrics
 from llmcore.server.slots import Slot, choose_slot
-from llmcore.engine.stops import StopMatcher
-from llmcore.tokenizer.detokenizer import StreamDecoder
 
 log = logging.getLogger("llmcore.server")
-
-StopType = Literal["eos", "word", "limit"]
-
 
 @dataclass
 class TokenEvent:
@@ -88,15 +84,11 @@ class Job:
 
 @dataclass(eq=False)
 class Run:
-    """A job in progress on a slot."""
+    """A job in progress on a slot: its generation (the engine's one per-sequence loop)."""
 
     job: Job
-    decoder: StreamDecoder
-    stops: StopMatcher
+    generation: Generation
     n_reused: int
-    t_start: float
-    t_first: float | None = None
-    n_generated: int = 0
     pending: int | None = None  # the last sampled token, to decode next step
 
 
@@ -164,7 +156,7 @@ class Batcher:
             run = slot.run
             states.append({
                 "id": slot.id, "n_ctx": slot.n_ctx, "is_processing": run is not None,
-                "n_cached": len(slot.cached), "n_decoded": run.n_generated if run else 0,
+                "n_cached": len(slot.cached), "n_decoded": run.generation.n_generated if run else 0,
                 "n_prompt_tokens": len(run.job.prompt_tokens) if run else 0,
             })
         return states
@@ -221,10 +213,10 @@ class Batcher:
 
     def _start(self, slot: Slot, job: Job) -> None:
         n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
-        slot.keep_prefix(self.context.cells, n_keep)
-        for token in job.prompt_tokens:  # penalties see the prompt, as in llama-server
-            job.sampler.accept(token, is_generated=False)
-        slot.run = Run(job, self.llm.tokenizer.stream_decoder(), StopMatcher(job.stops), n_keep, time.perf_counter())
+        slot.keep_prefix(self.context, n_keep)
+        generation = Generation(self.llm.tokenizer, job.sampler, job.prompt_tokens, n_ctx=slot.n_ctx,
+                                max_tokens=job.max_tokens, stops=job.stops, ignore_eos=job.ignore_eos)
+        slot.run = Run(job, generation, n_keep)
 
     def _step(self) -> None:
         """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch."""
@@ -244,7 +236,7 @@ class Batcher:
             fed.append((slot, [slot.run.pending]))
             sampled.append(slot)
         budget = self.context.n_batch - len(generating)
-        for slot in sorted((s for s in busy if s.run.pending is None), key=lambda s: s.run.t_start):
+        for slot in sorted((s for s in busy if s.run.pending is None), key=lambda s: s.run.generation.t_start):
             todo = slot.run.job.prompt_tokens[len(slot.cached):]
             chunk = todo[:max(budget, 0)]
             if not chunk:
@@ -279,25 +271,19 @@ class Batcher:
         run = slot.run
         job = run.job
         try:
-            token = job.sampler.sample(logits)
-            job.sampler.accept(token)
-            probs = self._probs(job, logits, token) if job.want_probs else None
+            step = run.generation.step(logits)
+            probs = self._probs(job, logits, step.token) if job.want_probs else None
         except Exception as error:  # noqa: BLE001 - logged by _fail; this request's parameters: fail it alone
             self._fail(slot, error)
             return
-        if run.t_first is None:
-            run.t_first = time.perf_counter()
-        if self.llm.tokenizer.is_eog(token) and not job.ignore_eos:
-            self._finish(slot, "eos")
+        if step.stop == "eos":
+            self._finish(slot)
             return
-        run.n_generated += 1
-        _emit(job, TokenEvent(token, run.stops.feed(run.decoder.feed(token)), probs))
-        if run.stops.stopped:
-            self._finish(slot, "word")
-        elif run.n_generated == job.max_tokens or len(slot.cached) + 1 >= slot.n_ctx:
-            self._finish(slot, "limit")
+        _emit(job, TokenEvent(step.token, step.text, probs))
+        if step.stop:
+            self._finish(slot)
         else:
-            run.pending = token
+            run.pending = step.token
 
     @staticmethod
     def _probs(job: Job, logits: np.ndarray, token: int) -> CandidateProbs:
@@ -305,20 +291,17 @@ class Batcher:
             return job.sampler.last_candidates
         return pre_sampling_probs(logits, token, job.n_probs)
 
-    def _finish(self, slot: Slot, stop_type: StopType) -> None:
+    def _finish(self, slot: Slot) -> None:
         run = slot.run
-        tail = run.stops.feed(run.decoder.flush()) + run.stops.flush()
-        if run.stops.stopped:
-            stop_type = "word"
-        now = time.perf_counter()
-        t_first = run.t_first or now
+        generation = run.generation
+        tail = generation.finish()
         prompt_n = len(run.job.prompt_tokens) - run.n_reused
-        timings = Timings(prompt_n=prompt_n, prompt_ms=1e3 * (t_first - run.t_start),
-                          predicted_n=run.n_generated, predicted_ms=1e3 * (now - t_first))
-        self.metrics.add_run(prompt_n, timings.prompt_ms, run.n_generated, timings.predicted_ms)
+        timings = Timings(prompt_n=prompt_n, prompt_ms=generation.prompt_ms,
+                          predicted_n=generation.n_generated, predicted_ms=generation.predicted_ms)
+        self.metrics.add_run(prompt_n, timings.prompt_ms, generation.n_generated, timings.predicted_ms)
         _emit(run.job, DoneEvent(
-            text=tail, finish_reason="length" if stop_type == "limit" else "stop", stop_type=stop_type,
-            prompt_tokens=len(run.job.prompt_tokens), completion_tokens=run.n_generated,
+            text=tail, finish_reason=generation.finish_reason, stop_type=generation.stop or "limit",
+            prompt_tokens=len(run.job.prompt_tokens), completion_tokens=generation.n_generated,
             tokens_cached=run.n_reused, timings=timings, id_slot=slot.id))
         slot.release()
 
@@ -326,7 +309,7 @@ class Batcher:
         self.metrics.requests_failed_total += 1
         _emit(slot.run.job, ErrorEvent(api_error_from(error)))
         if drop_cache:
-            slot.keep_prefix(self.context.cells, 0)
+            slot.keep_prefix(self.context, 0)
         slot.release()
 
 

@@ -3,21 +3,17 @@ settings, and the limits, all checked before anything reaches the engine."""
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
 from llmcore.api.llm import LLM
 from llmcore.chat.tools import tool_schema, with_instructions
 from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
-from llmcore.engine.sampling import Sampler, SamplingParams, dry_breaker_tokens
+from llmcore.engine.sampling import Sampler, SamplingParams
+from llmcore.engine.sequence import sampler_for
 from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
-from llmcore.server.schemas import (
-    SAMPLING_FIELDS,
-    ChatCompletionRequest,
-    GenerationFields,
-)
+from llmcore.server.schemas import ChatCompletionRequest, GenerationFields
 
 
 class JobFactory:
@@ -27,7 +23,6 @@ class JobFactory:
         self.llm = llm
         self.n_ctx_slot = n_ctx_slot
         self.n_slots = n_slots
-        self._breakers: dict[tuple[str, ...], dict[int, list[tuple[int, ...]]]] = {}
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -76,19 +71,11 @@ class JobFactory:
                    cache_prompt=request.cache_prompt, id_slot=request.id_slot)
 
     def sampler(self, request: GenerationFields, n_probs: int) -> Sampler:
-        fields = {name: getattr(request, name) for name in SAMPLING_FIELDS if getattr(request, name) is not None}
-        if request.samplers is not None:
-            fields["samplers"] = tuple(request.samplers)
-        if request.dry_sequence_breakers is not None:
-            fields["dry_sequence_breakers"] = tuple(request.dry_sequence_breakers)
-        fields["logit_bias"] = self.logit_bias(request)
-        fields["n_probs"] = n_probs
-        if fields.get("seed") is None:
-            fields["seed"] = self.llm.seed
-        params = SamplingParams(**fields)
-        breakers = self._dry_breakers(params.dry_sequence_breakers) if params.dry_multiplier != 0.0 else None
-        return Sampler(params, self.llm.n_vocab, grammar=self.constraint(request), dry_breakers=breakers,
-                       n_ctx=self.n_ctx_slot)
+        settings = request.sampling_settings() | {"logit_bias": self.logit_bias(request), "n_probs": n_probs}
+        if settings.get("seed") is None:
+            settings["seed"] = self.llm.seed
+        return sampler_for(self.llm.model, SamplingParams.from_settings(settings), self.n_ctx_slot,
+                           self.constraint(request))
 
     def constraint(self, request: GenerationFields) -> GrammarMatcher | None:
         """The grammar a request's ``grammar`` (GBNF), ``json_schema`` or ``response_format`` imposes."""
@@ -117,16 +104,3 @@ class JobFactory:
         if isinstance(key, int) or key.lstrip("-").isdigit():
             return self.check_ids([int(key)], "logit_bias")
         return self.llm.tokenize(key, add_special=False, parse_special=False)
-
-    def _dry_breakers(self, breakers: tuple[str, ...]) -> dict[int, list[tuple[int, ...]]]:
-        """DRY's breakers as token sequences (a scan of the whole vocabulary, so kept per breaker set)."""
-        if breakers not in self._breakers:
-            if len(self._breakers) >= 8:
-                self._breakers.clear()
-            tokenize = lambda text: self.llm.tokenize(text, add_special=False)
-            self._breakers[breakers] = dry_breaker_tokens(self._pieces, tokenize, breakers)
-        return self._breakers[breakers]
-
-    @functools.cached_property
-    def _pieces(self) -> list[bytes]:
-        return [self.llm.tokenizer.token_to_piece(t) for t in range(self.llm.n_vocab)]

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmcore.engine.kv_cache import KVCells, common_prefix
+from llmcore.engine.kv_cache import common_prefix
 
 if TYPE_CHECKING:
+    from llmcore.engine.context import Context
     from llmcore.server.batcher import Job, Run
 
 
@@ -31,9 +32,9 @@ class Slot:
         since its logits are needed."""
         return common_prefix(self.cached, list(prompt), limit=len(prompt) - 1)
 
-    def keep_prefix(self, cells: KVCells, n_keep: int) -> None:
+    def keep_prefix(self, context: Context, n_keep: int) -> None:
         """Forget every cached token after the first ``n_keep``."""
-        cells.remove(self.id, n_keep)
+        context.seq_remove(self.id, n_keep)
         del self.cached[n_keep:]
 
     def release(self) -> None:
