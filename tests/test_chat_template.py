@@ -4,6 +4,10 @@ Jinja: every template in llama.cpp's models/templates, over a standard conversat
 transformers' ``apply_chat_template`` renders (or refuse what it refuses). Built-ins: llama.cpp's named
 templates and its template detection must render what ``llama_chat_apply_template`` renders.
 Goldens come from scripts/make_chat_goldens.py.
+
+Content given as a list of text parts is the exception: it is read as llama-server reads it
+(tests/test_chat_content_parts.py), so transformers' render of it is the reference only where llama-server
+too hands the template the parts as they are.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "chat"
 JINJA = json.loads((FIXTURES / "jinja_goldens.json").read_text(encoding="utf-8"))
 BUILTIN = json.loads((FIXTURES / "builtin_goldens.json").read_text(encoding="utf-8"))
 NOW = datetime.fromisoformat(JINJA["now"])
+CONTENT_PARTS = json.loads((FIXTURES / "content_parts_goldens.json").read_text(encoding="utf-8"))
+
+
+def _transformers_goldens(goldens: dict, content_parts: dict) -> dict:
+    """``goldens`` without the content_parts cases where llama-server joins the parts (``content_parts`` is
+    its decision per conversation, from content_parts_goldens.json); transformers passes them on as a list."""
+    if content_parts["user_parts"] == "parts":
+        return goldens
+    return {key: golden for key, golden in goldens.items() if not key.startswith("content_parts|")}
 
 
 def _case(key: str) -> tuple[dict, bool]:
@@ -63,7 +76,8 @@ def test_jinja_template_renders_like_transformers(template_file: str) -> None:
     source = (FIXTURES / "templates" / template_file).read_text(encoding="utf-8")
     template = ChatTemplate.from_string(source, bos_token=JINJA["bos_token"], eos_token=JINJA["eos_token"])
     assert template.name == "jinja"
-    assert _check_against(template, JINJA["renders"][template_file]) == []
+    goldens = _transformers_goldens(JINJA["renders"][template_file], CONTENT_PARTS["jinja"][template_file])
+    assert _check_against(template, goldens) == []
 
 
 def test_model_template_resolved_from_gguf_metadata(default_model_path) -> None:
@@ -74,7 +88,7 @@ def test_model_template_resolved_from_gguf_metadata(default_model_path) -> None:
     metadata = {key: fields[key].contents() for key in keys}
     template = ChatTemplate.resolve(None, metadata)
     assert template.name == "jinja"
-    assert _check_against(template, JINJA["model"]["renders"]) == []
+    assert _check_against(template, _transformers_goldens(JINJA["model"]["renders"], CONTENT_PARTS["model_template"])) == []
 
 
 def test_builtin_names_match_llama_cpp() -> None:
@@ -127,14 +141,16 @@ def test_resolve_name_gives_builtin() -> None:
 def test_resolve_file_renders_like_transformers() -> None:
     path = FIXTURES / "templates" / _GOLDEN_FILE
     template = ChatTemplate.resolve(str(path), _tokens_metadata(JINJA["bos_token"], JINJA["eos_token"]))
-    assert _check_against(template, JINJA["renders"][_GOLDEN_FILE]) == []
+    goldens = _transformers_goldens(JINJA["renders"][_GOLDEN_FILE], CONTENT_PARTS["jinja"][_GOLDEN_FILE])
+    assert _check_against(template, goldens) == []
 
 
 def test_resolve_model_template_takes_bos_eos_from_vocab() -> None:
     # Llama 3.1 starts with {{ bos_token }}: the rendered prompt must start with the vocab's BOS text
     source = (FIXTURES / "templates" / "meta-llama-Llama-3.1-8B-Instruct.jinja").read_text(encoding="utf-8")
     metadata = {"tokenizer.chat_template": source, **_tokens_metadata(JINJA["bos_token"], JINJA["eos_token"])}
-    goldens = JINJA["renders"]["meta-llama-Llama-3.1-8B-Instruct.jinja"]
+    name = "meta-llama-Llama-3.1-8B-Instruct.jinja"
+    goldens = _transformers_goldens(JINJA["renders"][name], CONTENT_PARTS["jinja"][name])
     assert _check_against(ChatTemplate.resolve(None, metadata), goldens) == []
 
 

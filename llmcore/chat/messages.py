@@ -2,13 +2,17 @@
 
 Jinja templates see the messages the way transformers' ``apply_chat_template`` hands them over;
 llama.cpp's built-in templates see one ``(role, text)`` pair per message, as llama-server builds them.
+A ``content`` given as a list of parts (``[{"type": "text", "text": "Hi"}]``) is read as llama-server
+reads it: text parts only (this model takes text only), handed to each template in the form it reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from llmcore.chat.errors import ChatContentError
 
 # Names a message's reasoning arrives under; templates read the first, gpt-oss's reads "thinking".
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
@@ -57,6 +61,67 @@ def template_messages(messages: list[Any]) -> list[dict[str, Any]]:
         reasoning = next((message[key] for key in _REASONING_FIELDS if message.get(key) is not None), None)
         if reasoning is not None:
             message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
+        result.append(message)
+    return result
+
+
+def text_parts(content: Any) -> Any:
+    """``content`` as llama-server reads it: a list of parts becomes its text parts, each rebuilt as
+    ``{"type": "text", "text": ...}`` (other keys dropped); anything else comes back unchanged.
+
+    Raises :class:`ChatContentError` (with no message index) for an image, audio or any other non-text
+    part, as llama-server does for a model without a multimodal projector: this model takes text only.
+    Also for a part that is not an object with a string ``type``, or a text part without a string ``text``.
+    """
+    if not isinstance(content, list):
+        return content
+    parts = []
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if not isinstance(kind, str):
+            raise ChatContentError(f"content part {number} must be an object with a string 'type'")
+        if kind != "text":
+            raise ChatContentError(f"this model takes text only; content part {number} has type {kind!r}")
+        if not isinstance(part.get("text"), str):
+            raise ChatContentError(f"content part {number} (type 'text') needs a string 'text'")
+        parts.append({"type": "text", "text": part["text"]})
+    return parts
+
+
+def text_only_messages(messages: Sequence[Any]) -> list[Any]:
+    """``messages`` as plain data (see :func:`plain_data`) with each list ``content`` reduced to its text
+    parts by :func:`text_parts`, whose :class:`ChatContentError` then names the message's index."""
+    result = []
+    for index, message in enumerate(plain_data(list(messages))):
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            try:
+                message = {**message, "content": text_parts(message["content"])}
+            except ChatContentError as error:
+                raise ChatContentError(error.problem, index) from None
+        result.append(message)
+    return result
+
+
+def content_as_template_reads(messages: list[Any], *, string_content: bool, typed_content: bool) -> list[Any]:
+    """Each message's content in the form a jinja template reads, as llama.cpp's chat.cpp hands it over.
+
+    ``string_content`` / ``typed_content`` say whether the template reads a content string / a list of
+    text parts (found by :func:`llmcore.chat.caps.content_support`). A template that reads only strings gets a list's text parts joined by newlines
+    (:func:`flatten_content`), one that reads only parts gets a string as one text part, one that reads
+    both gets the content as it came; an empty list is an empty string, as llama.cpp makes it.
+    A template that read neither in the probe gets strings (llama.cpp passes such content unchanged).
+    """
+    result = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if content == []:
+            content = ""
+        if isinstance(content, str) and typed_content and not string_content:
+            content = [{"type": "text", "text": content}]
+        elif isinstance(content, list) and not typed_content:
+            content = flatten_content(content)
+        if content is not None:
+            message = {**message, "content": content}
         result.append(message)
     return result
 

@@ -2,7 +2,9 @@
 
 Jinja templates are untrusted code from a model file, so they run in jinja2's immutable sandbox, set up
 the way transformers' ``apply_chat_template`` sets it up (same filters, globals, whitespace control and
-message preparation), so a template renders here exactly as it does there.
+message preparation), so a template renders here exactly as it does there. The one departure is content
+given as a list of parts, which every template gets in the form it can read, as llama-server hands it over
+(transformers passes the list on, and most templates then fail or print it).
 """
 
 from __future__ import annotations
@@ -21,8 +23,15 @@ import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmcore.chat.builtin import builtin_template_names, format_builtin, is_builtin_template
+from llmcore.chat.caps import content_support
 from llmcore.chat.errors import ChatTemplateError
-from llmcore.chat.messages import flatten_content, plain_data, template_messages
+from llmcore.chat.messages import (
+    content_as_template_reads,
+    flatten_content,
+    plain_data,
+    template_messages,
+    text_only_messages,
+)
 
 # The clock that strftime_now() reads during one render; None means the real time.
 _FROZEN_NOW: ContextVar[datetime | None] = ContextVar("chat_template_now", default=None)
@@ -115,9 +124,9 @@ def _token_text(metadata: Mapping[str, Any], id_key: str) -> str | None:
     return str(tokens[int(token_id)])
 
 
-def _role_text_pairs(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+def _role_text_pairs(messages: Sequence[Any]) -> list[tuple[str, str]]:
     pairs = []
-    for index, message in enumerate(plain_data(list(messages))):
+    for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ChatTemplateError(f"messages[{index}]: a chat message needs a string 'role'")
         pairs.append((message["role"], flatten_content(message.get("content"))))
@@ -147,6 +156,8 @@ class ChatTemplate:
         self._compiled_tool_use = (
             _compile(tool_use_source, "tool_use chat template") if tool_use_source is not None else None
         )
+        self._tool_use_source = tool_use_source
+        self._content_support: dict[str, tuple[bool, bool]] = {}  # source -> (string, typed)
 
     @classmethod
     def from_string(
@@ -225,13 +236,22 @@ class ChatTemplate:
         ``tools`` are OpenAI function schemas, ``documents`` RAG documents (``title``/``text``), ``now`` the
         time ``strftime_now`` reports (default: the clock), and ``extra`` more template variables
         (``enable_thinking=False``...). Built-in templates see only each message's role and text.
-        Raises :class:`ChatTemplateError` when the template refuses the conversation.
+
+        A message's ``content`` may be a string or a list of text parts (``{"type": "text", "text": ...}``),
+        which each template gets as llama-server gives it: joined by newlines for one that reads strings
+        only (every built-in), as parts for one that reads parts.
+        Raises :class:`ChatContentError` (a :class:`ChatTemplateError`) naming the message for an image,
+        audio or other non-text part, and :class:`ChatTemplateError` when the template refuses the conversation.
         """
+        messages = text_only_messages(messages)
         if self._compiled is None:
             return format_builtin(self.name, _role_text_pairs(messages), add_generation_prompt)
 
         use_tool_template = tools is not None and self._compiled_tool_use is not None
         compiled = self._compiled_tool_use if use_tool_template else self._compiled
+        source = self._tool_use_source if use_tool_template else self.source
+        string_content, typed_content = self._reads_content_as(source)
+        messages = content_as_template_reads(messages, string_content=string_content, typed_content=typed_content)
         context = plain_data({**self._special_tokens, **extra})
         clock = _FROZEN_NOW.set(now)
         try:
@@ -248,6 +268,13 @@ class ChatTemplate:
             raise ChatTemplateError(f"chat template: {detail}") from error
         finally:
             _FROZEN_NOW.reset(clock)
+
+    def _reads_content_as(self, source: str) -> tuple[bool, bool]:
+        """(string, typed) for the template ``source``, found once by :func:`content_support`."""
+        known = self._content_support.get(source)
+        if known is None:
+            known = self._content_support[source] = content_support(source, _environment())
+        return known
 
     def __repr__(self) -> str:
         return f"ChatTemplate({self.name!r})"

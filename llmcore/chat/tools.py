@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from llmcore.chat.messages import flatten_content, text_only_messages
 from llmcore.errors import LLMCoreError
 
 INSTRUCTION = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
@@ -42,20 +43,24 @@ def tool_schema(tools: Sequence[dict[str, Any]], tool_choice: str | dict[str, An
 def with_instructions(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]],
                       schema: dict[str, Any]) -> list[dict[str, Any]]:
     """``messages`` with the tools, the instruction and the schema added to the system message, and
-    earlier assistant tool calls and tool results written as the JSON the model is asked for."""
+    earlier assistant tool calls and tool results written as the JSON the model is asked for.
+    Content given as text parts is read as :meth:`ChatTemplate.render` reads it; a non-text part raises
+    :class:`ChatContentError` naming the caller's message."""
     described = (f"{INSTRUCTION}\n\nAvailable tools:\n{json.dumps(list(tools), indent=2)}\n\n"
                  f"The JSON must follow this schema:\n{json.dumps(schema)}")
-    out = [dict(m) for m in messages]
+    out = [dict(m) for m in text_only_messages(messages)]
     for m in out:
         if m.get("role") == "assistant" and m.get("tool_calls"):
             call = m.pop("tool_calls")[0]["function"]
             m["content"] = json.dumps({"tool_call": {"name": call["name"], "arguments": _arguments(call)}})
         elif m.get("role") == "tool":
             m["role"] = "user"
-            m["content"] = json.dumps({"tool_response": {"tool": m.pop("name", None), "content": m.get("content")}})
+            content = m.get("content")
+            content = flatten_content(content) if isinstance(content, list) else content
+            m["content"] = json.dumps({"tool_response": {"tool": m.pop("name", None), "content": content}})
             m.pop("tool_call_id", None)
     if out and out[0].get("role") == "system":
-        out[0]["content"] = f"{out[0].get('content') or ''}\n\n{described}".strip()
+        out[0]["content"] = f"{flatten_content(out[0].get('content'))}\n\n{described}".strip()
     else:
         out.insert(0, {"role": "system", "content": described})
     return out

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from llmcore.chat import ChatContentError, text_parts
 from llmcore.server.errors import APIError
 
 
@@ -83,17 +85,21 @@ class CompletionRequest(GenerationFields):
             raise APIError(400, "only one prompt per request is supported", param="prompt")
 
 class ChatMessageIn(_Body):
-    """One message of a conversation; fields other than role and content go to the template as they are."""
+    """One message of a conversation; fields other than role and content go to the template as they are.
+    ``content`` is a string or a list of text parts; an image or other part is a 400 on ``messages.N.content``
+    (this model takes text only), checked by the chat templates' own :func:`text_parts`."""
 
     model_config = ConfigDict(extra="allow")
     role: str
     content: str | list[dict[str, Any]] | None = None
 
-    def check_text_only(self, index: int) -> None:
-        for part in self.content if isinstance(self.content, list) else ():
-            if part.get("type") != "text":
-                raise APIError(400, f"content part of type {part.get('type')!r} is not supported (text only)",
-                               param=f"messages.{index}.content")
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        try:
+            return text_parts(content)
+        except ChatContentError as error:
+            raise PydanticCustomError("text_only", "{problem}", {"problem": error.problem}) from None
 
 class ChatCompletionRequest(GenerationFields):
     """``POST /v1/chat/completions``."""
@@ -105,11 +111,6 @@ class ChatCompletionRequest(GenerationFields):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = "auto"
-
-    def check_supported(self) -> None:
-        super().check_supported()
-        for index, message in enumerate(self.messages):
-            message.check_text_only(index)
 
     @property
     def uses_tools(self) -> bool:
