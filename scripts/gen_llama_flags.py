@@ -105,7 +105,9 @@ def render(options: list[tuple[tuple[str, ...], str]], origin: str) -> str:
         *(f"    (({_tuple_items(names)}), {json.dumps(description)})," for names, description in options),
         ")",
         "",
-        "LLAMA_CPP_FLAGS: dict[str, str] = {name: description for names, description in LLAMA_CPP_OPTIONS for name in names}",
+        "LLAMA_CPP_FLAGS: dict[str, str] = {",
+        "    name: description for names, description in LLAMA_CPP_OPTIONS for name in names",
+        "}",
         "",
     ]
     return "\n".join(lines)

@@ -58,7 +58,7 @@ def test_own_flags_keep_working():
                  "--temp", "0", "-r", "User:", "-cnv", "-co", "-v"])
     assert (run.model, run.ctx_size, run.batch_size, run.threads, run.n_gpu_layers, run.split_mode) == \
         ("x.gguf", 128, 32, 2, "0", "none")
-    assert (run.tensor_split, run.cache_type, run.file, run.n_predict, run.escape, run.seed, run.temp) == \
+    assert (run.tensor_split, run.cache_type, run.file, run.n_predict, run.escape, run.seed, run.temperature) == \
         ([3.0, 1.0], "f32", "prompt.txt", 5, True, 1, 0.0)
     assert (run.reverse_prompt, run.conversation, run.color, run.verbose) == (["User:"], True, "auto", True)
     assert parse(["run", "--cache-type-k", "f32", "--gpu-layers", "all"]).cache_type == "f32"
@@ -85,8 +85,8 @@ def test_flags_are_matched_whole(args, unrecognized, capsys):
 
 
 @pytest.mark.parametrize("command", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="run.py lacks --predict, --temperature and "
-                                                                "--typical-p (its sampling flags are being rewritten)"))
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="run.py's -n/--n-predict lacks llama.cpp's "
+                                                                "--predict"))
     if c == "run" else c
     for c in COMMANDS if c != "bench"  # llama-bench has flags of its own: -p, -n and -r mean other things there
 ])

@@ -169,6 +169,7 @@ def test_split_modes_not_supported_are_refused_on_cpu_only_runs_too(default_mode
     for backend in ("reference", "cpu_simd"):
         with pytest.raises(LLMCoreError, match=re.escape(f"--split-mode {split_mode} (")) as refused:
             Plan.build(model, backend, split_mode=split_mode)
-        assert str(refused.value).endswith("is not supported yet: llmcore splits by layer; use --split-mode layer or none")
+        assert str(refused.value).endswith("is not supported yet: llmcore splits by layer; "
+                                           "use --split-mode layer or none")
     assert main(["plan", "-m", str(default_model_path), "--backend", "reference", "-sm", split_mode]) == 2
     assert capsys.readouterr().err == f"llmcore plan: error: {refused.value}\n"

@@ -34,8 +34,8 @@ def write_mixtral_style(path: Path, *, expert_count: bool = True) -> Path:
                 stacked = np.stack([dense.raw(name)] * N_EXPERT)
                 writer.add_tensor(f"{layer}.ffn_{kind.replace('.weight', '_exps.weight')}", stacked, info.type)
                 if kind == "gate.weight":
-                    n_embd = stacked.shape[-1]
-                    writer.add_tensor(f"{layer}.ffn_gate_inp.weight", rng.normal(size=(N_EXPERT, n_embd)).astype(np.float32))
+                    router = rng.normal(size=(N_EXPERT, stacked.shape[-1])).astype(np.float32)
+                    writer.add_tensor(f"{layer}.ffn_gate_inp.weight", router)
             else:
                 writer.add_tensor(name, dense.raw(name), info.type)
         writer.write()

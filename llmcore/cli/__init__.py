@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, allow_abbrev=False, **kwargs)
-        self.add_argument("--usage", action="help", help=argparse.SUPPRESS)  # llama.cpp's third name of -h
+        if self.add_help:
+            self.add_argument("--usage", action="help", help=argparse.SUPPRESS)  # llama.cpp's third name of -h
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")

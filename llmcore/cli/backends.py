@@ -93,7 +93,8 @@ def format_report(report: dict[str, Any]) -> str:
         out.append("Known backends not installed:")
         width = max(len(m["name"]) for m in report["not_installed"])
         for missing in report["not_installed"]:
-            how = missing["install"][0] if missing["install"] else f"no plugin in this checkout yet (plugins/{missing['name']})"
+            how = (missing["install"][0] if missing["install"]
+                   else f"no plugin in this checkout yet (plugins/{missing['name']})")
             out.append(f"  {missing['name'].ljust(width)}  {how}")
     return "\n".join(out)
 

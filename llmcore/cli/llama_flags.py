@@ -391,4 +391,6 @@ LLAMA_CPP_OPTIONS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("--spec-default",), "enable default speculative decoding config"),
 )
 
-LLAMA_CPP_FLAGS: dict[str, str] = {name: description for names, description in LLAMA_CPP_OPTIONS for name in names}
+LLAMA_CPP_FLAGS: dict[str, str] = {
+    name: description for names, description in LLAMA_CPP_OPTIONS for name in names
+}

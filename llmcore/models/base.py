@@ -114,7 +114,8 @@ class Architecture:
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
         if hparams.n_expert or experts:
-            evidence = f"{hparams.arch}.expert_count = {hparams.n_expert}" if hparams.n_expert else f"tensor {experts[0]}"
+            evidence = (f"{hparams.arch}.expert_count = {hparams.n_expert}" if hparams.n_expert
+                        else f"tensor {experts[0]}")
             raise ModelError(f"mixture-of-experts layers are not supported yet ({evidence})")
         self.hp = hparams
         self.weights = weights
