@@ -19,7 +19,7 @@ from llmcore.errors import BackendError, LLMCoreError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType, dequantize
 from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
 from llmcore.graph.ir import F16, F32, I32, DType, Node, Op
-from llmcore.graph.rope import RopeParams, rope_cos_sin, yarn_corr_dims
+from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
 from llmcore.paths import cache_dir
 
 #: version of the plugin API: this module's names, the hooks, the Backend contract, the IR's ops and
@@ -45,5 +45,5 @@ def llmcore_backends() -> list[type]:
 __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "GGML_QUANT_SIZES", "I32", "Availability", "Backend", "BackendError",
     "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node", "Op", "RopeParams", "Subgraph",
-    "WeightData", "cache_dir", "dequantize", "hookimpl", "llmcore_backends", "rope_cos_sin", "yarn_corr_dims",
+    "WeightData", "cache_dir", "dequantize", "hookimpl", "llmcore_backends", "rope", "rope_cos_sin", "yarn_corr_dims",
 ]

@@ -5,48 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from llmcore.chat import ChatContentError, text_parts
+from llmcore.engine.sampling import SamplingParams
 from llmcore.server.errors import APIError
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-class GenerationFields(_Body):
+#: how a request spells a sampling field where JSON differs from the Python value: OpenAI's
+#: ``{"token id": bias}`` or llama-server's ``[[token id or text, bias], ...]`` (false bans the token)
+_REQUEST_SPELLINGS: dict[str, Any] = {
+    "logit_bias": dict[str, float | bool] | list[tuple[int | str, float | bool]],
+}
+
+
+def sampling_request_fields(params: type[BaseModel]) -> type[BaseModel]:
+    """The request fields of the sampling settings: every field of ``params`` (SamplingParams) a
+    request may set, optional (None: the server's default), as llama-server names them."""
+    fields = {name: (_REQUEST_SPELLINGS.get(name, field.annotation) | None, None)
+              for name, field in params.model_fields.items() if (field.json_schema_extra or {}).get("request", True)}
+    return create_model("SamplingFields", __base__=_Body, **fields)
+
+
+class GenerationFields(sampling_request_fields(SamplingParams)):
     """Sampling and stopping fields shared by every generating endpoint (None: the server's default)."""
 
     model: str | None = None
     stream: bool = False
     stop: str | list[str] | None = None
-    seed: int | None = None
-    temperature: float | None = None
-    dynatemp_range: float | None = None
-    dynatemp_exponent: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    xtc_probability: float | None = None
-    xtc_threshold: float | None = None
-    top_n_sigma: float | None = None
-    repeat_penalty: float | None = None
-    repeat_last_n: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    dry_multiplier: float | None = None
-    dry_base: float | None = None
-    dry_allowed_length: int | None = None
-    dry_penalty_last_n: int | None = None
-    dry_sequence_breakers: list[str] | None = None
-    mirostat: int | None = None
-    mirostat_tau: float | None = None
-    mirostat_eta: float | None = None
-    min_keep: int | None = None
-    samplers: list[str] | None = None
-    logit_bias: dict[str, float | bool] | list[tuple[int | str, float | bool]] | None = None
     ignore_eos: bool = False
     cache_prompt: bool = True
     id_slot: int = -1
@@ -62,6 +52,11 @@ class GenerationFields(_Body):
         constraints = [name for name in ("grammar", "json_schema", "response_format") if getattr(self, name)]
         if len(constraints) > 1:
             raise APIError(400, f"give only one of {' and '.join(constraints)}", param=constraints[1])
+
+    def sampling_settings(self) -> dict[str, Any]:
+        """The sampling fields this request sets (the rest keep the server's defaults)."""
+        return {name: getattr(self, name) for name in SamplingParams.model_fields
+                if getattr(self, name, None) is not None}
 
     def stop_strings(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -147,11 +142,3 @@ class ApplyTemplateRequest(_Body):
 
     def message_dicts(self) -> list[dict[str, Any]]:
         return [m.model_dump(exclude_none=True) for m in self.messages]
-
-#: SamplingParams fields a request may set directly
-SAMPLING_FIELDS = (
-    "temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p", "min_p", "typical_p",
-    "xtc_probability", "xtc_threshold", "top_n_sigma", "repeat_penalty", "repeat_last_n",
-    "frequency_penalty", "presence_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
-    "dry_penalty_last_n", "mirostat", "mirostat_tau", "mirostat_eta", "min_keep", "seed",
-)

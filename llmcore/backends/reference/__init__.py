@@ -13,7 +13,7 @@ import numpy as np
 
 from llmcore.backends.reference import kernels
 from llmcore.plugin_api import (
-    F16, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl,
+    F16, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl, rope,
 )
 
 
@@ -107,7 +107,7 @@ class _Interpreter(Executable):
             case Op.ATTENTION:
                 return kernels.attention(*src, p["scale"], p["n_head_kv"], n_kv)
             case Op.ROPE:
-                return kernels.rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
+                return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:
                 return src[0].reshape(node.shape)
             case Op.RMS_NORM | Op.NORM:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmcore.plugin_api import GGMLType, RopeParams, dequantize, rope_cos_sin
+from llmcore.plugin_api import GGMLType, dequantize
 
 QK8 = 32  # block size of ggml's q8_0 / q8_1 activations
 QK_K = 256  # super-block size of the K-quants and of q8_K
@@ -172,25 +172,6 @@ def gelu(x: np.ndarray) -> np.ndarray:
     table = np.float32(0.5) * x16 * (np.float32(1) + np.tanh(c * x16 * (np.float32(1) + np.float32(0.044715) * x16 * x16)))
     y = table.astype(np.float16).astype(np.float32)
     return np.where(x >= 10, x, np.where(x <= -10, np.float32(0), y)).astype(np.float32)
-
-
-def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.ndarray | None = None) -> np.ndarray:
-    """Rotate the first ``n_rot`` dims of each head of x[n, heads, dim] by position-dependent angles.
-
-    Normal mode rotates adjacent pairs (x[2i], x[2i+1]); neox mode rotates (x[i], x[i + n_rot/2]).
-    Angles follow ggml's YaRN formulation, including its running product for the frequencies.
-    ggml is compiled with the compiler's default contraction, so its ``a*b - c*d`` is
-    ``fma(a, b, -(c*d))``: computed here as a*b exactly (in double) minus the rounded c*d.
-    """
-    half = p.n_rot // 2
-    cos, sin = rope_cos_sin(p, positions, freq_factors)
-    cos, sin = cos[:, None, :].astype(np.float64), sin[:, None, :].astype(np.float64)
-    out = x.copy()
-    pairs = (slice(0, half), slice(half, p.n_rot)) if p.neox else (slice(0, p.n_rot, 2), slice(1, p.n_rot, 2))
-    a, b = x[..., pairs[0]], x[..., pairs[1]]
-    out[..., pairs[0]] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
-    out[..., pairs[1]] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
-    return out
 
 
 F16_DOT_LANES = 64  # ggml_vec_dot_f16 (AVX-512): four vectors of 16 lanes
