@@ -85,10 +85,7 @@ def test_flags_are_matched_whole(args, unrecognized, capsys):
 
 
 @pytest.mark.parametrize("command", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="run.py's -n/--n-predict lacks llama.cpp's "
-                                                                "--predict"))
-    if c == "run" else c
-    for c in COMMANDS if c != "bench"  # llama-bench has flags of its own: -p, -n and -r mean other things there
+    c for c in COMMANDS if c != "bench"  # llama-bench has flags of its own: -p, -n and -r mean other things there
 ])
 def test_a_llama_cpp_option_is_known_by_all_its_names(command):
     """A llama.cpp option a subcommand implements is accepted under each of llama.cpp's names for

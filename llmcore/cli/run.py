@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("prompt and generation")
     g.add_argument("-p", "--prompt", help="prompt to start generation with")
     g.add_argument("-f", "--file", help="a file containing the prompt")
-    g.add_argument("-n", "--n-predict", type=int, default=-1, metavar="N",
+    g.add_argument("-n", "--predict", "--n-predict", dest="n_predict", type=int, default=-1, metavar="N",
                    help="number of tokens to predict (default: -1, until end of text or a full context)")
     g.add_argument("-e", "--escape", action="store_true", help="process escapes (\\n, \\t, \\', \\\", \\\\) in the prompt")
     g.add_argument("--ignore-eos", action="store_true", help="keep generating after the end-of-text token")
