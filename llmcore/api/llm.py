@@ -40,6 +40,7 @@ from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.engine.sequence import Generation, Step, sampler_for
 
+
 @dataclass
 class GenerationStats:
     """What the last generation did: token counts, times and why it ended."""

@@ -125,14 +125,11 @@ class KVCells:
             self.seqs[hit] &= ~_bit(seq_id)
         self.pos[hit & (self.seqs == 0)] = EMPTY
 
-    def copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> np.ndarray:
-        """Make ``dst`` share ``src``'s cells at positions [p0, p1) (llama_memory_seq_cp). Returns the
-        cells; in a partitioned cache the caller copies their keys and values into ``dst``'s range,
-        at the cells this returns as the second half (see :meth:`copy_across`)."""
+    def copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> None:
+        """Make ``dst`` share ``src``'s cells at positions [p0, p1) (llama_memory_seq_cp, unified
+        cache; a partitioned one copies rows instead, see :meth:`copy_across`)."""
         _check_seq(dst)
-        hit = self._span(src, p0, p1)
-        self.seqs[hit] |= _bit(dst)
-        return np.flatnonzero(hit)
+        self.seqs[self._span(src, p0, p1)] |= _bit(dst)
 
     def copy_across(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """In a partitioned cache: claim cells in ``dst``'s range for ``src``'s positions [p0, p1)
