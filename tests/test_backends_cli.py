@@ -126,12 +126,12 @@ def test_json_lists_installed_plugins_their_probes_and_missing_extras(capsys):
 def test_install_command_works_from_the_clone():
     """The extra with the plugin's folder beside it, run from the clone by this interpreter's pip:
     the ``llmcore`` on PyPI is another project."""
-    from llmcore.cli.backends import _install_commands
+    from llmcore.engine.registry import install_commands
 
     root = Path(__file__).resolve().parents[1]
-    assert _install_commands("vulkan", "vulkan") == [
+    assert install_commands("vulkan") == [
         f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pip install -e '.[vulkan]' -e plugins/vulkan"]
-    assert _install_commands("cuda", "cuda") == []
+    assert install_commands("cuda") == []
 
 
 def test_text_shows_devices_memory_features_and_the_reason_a_backend_cannot_run(tmp_path):

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -65,7 +63,7 @@ def backends_report() -> dict[str, Any]:
         auto = {"backend": chosen.name, "reason": why}
     except LLMCoreError as error:
         auto = {"backend": None, "reason": str(error)}
-    not_installed = [{"name": name, "extra": extra, "install": _install_commands(name, extra)}
+    not_installed = [{"name": name, "extra": extra, "install": registry.install_commands(name)}
                      for name, extra in registry.KNOWN_BACKENDS.items() if extra and name not in classes]
     return {"backends": installed, "auto": auto, "not_installed": not_installed}
 
@@ -121,18 +119,3 @@ def _distribution(module: str, plugins: list) -> str | None:
         if (module == entry.module or module.startswith(entry.module + ".")) and entry.dist is not None:
             return f"{entry.dist.metadata['Name']} {entry.dist.version}"
     return None
-
-
-def _install_commands(name: str, extra: str) -> list[str]:
-    """The command that installs a known backend: the extra together with the plugin's folder that
-    satisfies it, from a clone of llmcore (the ``llmcore`` on PyPI is another project); none where
-    this source checkout has no such plugin yet."""
-    import llmcore
-
-    root = Path(llmcore.__file__).resolve().parents[1]
-    command = f"pip install -e '.[{extra}]' -e plugins/{name}"
-    if not (root / "pyproject.toml").is_file():  # installed from a built wheel: the clone is elsewhere
-        return [f"in a clone of llmcore: {command}"]
-    if not (root / "plugins" / name / "pyproject.toml").is_file():
-        return []
-    return [f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m {command}"]

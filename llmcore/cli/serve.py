@@ -8,13 +8,16 @@ import socket
 import sys
 
 from llmcore.cli._common import _positive_int, add_model_args, load_llm
+from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API (llama-server)",
                               description="Serve a model over an OpenAI-compatible HTTP API, with continuous "
-                                          "batching of parallel requests and a web chat page at /.")
+                                          "batching of parallel requests and a web chat page at /. "
+                                          "The sampling flags set the defaults of requests, which may "
+                                          "override each one.")
     add_model_args(p)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -26,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-to", "--timeout", type=float, default=600.0, metavar="N",
                    help="end a request that gets no new token for N seconds (default: 600)")
     g.add_argument("-a", "--alias", default=None, metavar="NAME", help="model name reported by the API")
-    g.add_argument("-s", "--seed", type=int, default=-1, help="default RNG seed of requests (default: -1, random)")
+    add_sampling_args(p)
     p.set_defaults(func=run)
 
 
@@ -39,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
         raise LLMCoreError(f"llmcore serve needs {error.name}: install the server extra from llmcore's clone "
                            "(pip install -e '.[server]'; the llmcore on PyPI is another project)") from None
     listener = _listen(args.host, args.port)
-    llm = load_llm(args, seed=None if args.seed < 0 else args.seed)
-    app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias)
+    defaults = sampling_from_args(args)
+    seed = defaults.pop("seed", None)
+    llm = load_llm(args, seed=None if seed is None or seed < 0 else seed)
+    app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
+                     defaults=defaults)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "

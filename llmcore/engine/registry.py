@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import shlex
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import ClassVar
 
 import pluggy
@@ -25,6 +28,22 @@ KNOWN_BACKENDS = {
     "metal": "metal",
     "sycl": "sycl",
 }
+
+
+def install_commands(name: str) -> list[str]:
+    """The command that installs a known backend: its extra together with the plugin's folder that
+    satisfies it, from a clone of llmcore (the ``llmcore`` on PyPI is another project); none for an
+    unknown backend or where this source checkout has no such plugin yet."""
+    extra = KNOWN_BACKENDS.get(name)
+    if not extra:
+        return []
+    root = Path(__file__).resolve().parents[2]
+    command = f"pip install -e '.[{extra}]' -e plugins/{name}"
+    if not (root / "pyproject.toml").is_file():  # installed from a built wheel: the clone is elsewhere
+        return [f"in a clone of llmcore: {command}"]
+    if not (root / "plugins" / name / "pyproject.toml").is_file():
+        return []
+    return [f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m {command}"]
 
 
 @functools.cache
@@ -120,8 +139,13 @@ def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:
                 skipped.append(f"{cls.name}: {status.reason}")
         raise BackendError("no usable backend: " + "; ".join(skipped))
     if name not in classes:
-        extra = KNOWN_BACKENDS.get(name)
-        hint = f" (install it with: pip install 'llmcore[{extra}]')" if extra else ""
+        commands = install_commands(name)
+        if commands:
+            hint = f" (install it with: {commands[0]})"
+        elif name in KNOWN_BACKENDS:
+            hint = f" (this checkout of llmcore has no plugins/{name} yet)"
+        else:
+            hint = ""
         installed = ", ".join(sorted(classes))
         raise BackendError(f"backend {name!r} is not installed{hint}; installed: {installed}")
     status = availability(name)

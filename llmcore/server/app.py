@@ -28,7 +28,6 @@ from fastapi.staticfiles import StaticFiles
 
 import llmcore
 from llmcore.api.llm import LLM
-from llmcore.engine.sampling import SamplingParams
 from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
@@ -58,11 +57,13 @@ OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.i
 
 
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
-               model_name: str | None = None) -> FastAPI:
+               model_name: str | None = None, defaults: dict[str, Any] | None = None) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
-    app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long."""
+    app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
+    ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
+    or ``json_schema``); a request's own fields override them."""
     batcher = Batcher(llm, n_parallel)
-    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel)
+    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {})
     model = model_name or llm.model_path.name
     created = int(time.time())
 
@@ -177,7 +178,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.get("/props")
     async def props() -> dict[str, Any]:
-        params = SamplingParams(seed=llm.seed).model_dump()
+        params = jobs.default_params.model_dump()
         return {
             "default_generation_settings": {"n_ctx": batcher.n_ctx_slot, "params": {**params, "n_predict": -1}},
             "total_slots": n_parallel,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from llmcore.api.llm import LLM
 from llmcore.chat.tools import tool_schema, with_instructions
@@ -17,12 +18,20 @@ from llmcore.server.schemas import ChatCompletionRequest, GenerationFields
 
 
 class JobFactory:
-    """Builds jobs for one model and ``n_slots`` slots of ``n_ctx_slot`` tokens (a request's limit)."""
+    """Builds jobs for one model and ``n_slots`` slots of ``n_ctx_slot`` tokens (a request's limit),
+    each request's settings over the server's ``defaults`` (see :func:`~llmcore.server.create_app`)."""
 
-    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int) -> None:
+    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int, defaults: dict[str, Any]) -> None:
         self.llm = llm
         self.n_ctx_slot = n_ctx_slot
         self.n_slots = n_slots
+        settings = dict(defaults)
+        # checked now: a bad default fails at startup, not in every request
+        self.default_grammar = grammar_for(settings.pop("grammar", None), settings.pop("json_schema", None))
+        if self.default_grammar:
+            self.default_grammar.matcher(llm.tokenizer)
+        self.default_settings = settings
+        self.default_params = SamplingParams.from_settings({"seed": llm.seed} | settings)
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -71,7 +80,9 @@ class JobFactory:
                    cache_prompt=request.cache_prompt, id_slot=request.id_slot)
 
     def sampler(self, request: GenerationFields, n_probs: int) -> Sampler:
-        settings = request.sampling_settings() | {"logit_bias": self.logit_bias(request), "n_probs": n_probs}
+        settings = self.default_settings | request.sampling_settings() | {"n_probs": n_probs}
+        if request.logit_bias is not None:
+            settings["logit_bias"] = self.logit_bias(request)
         if settings.get("seed") is None:
             settings["seed"] = self.llm.seed
         return sampler_for(self.llm.model, SamplingParams.from_settings(settings), self.n_ctx_slot,
@@ -84,7 +95,7 @@ class JobFactory:
             json_schema = tool_schema(request.tools, request.tool_choice)
         elif request.response_format:
             json_schema = schema_for_response_format(request.response_format)
-        grammar = grammar_for(request.grammar, json_schema)
+        grammar = grammar_for(request.grammar, json_schema) or self.default_grammar
         return grammar.matcher(self.llm.tokenizer) if grammar else None
 
     def logit_bias(self, request: GenerationFields) -> dict[int, float]:
