@@ -304,8 +304,6 @@ class Session:
                 if any(rp and rp in text[-(len(rp) + slack):] for rp in args.reverse_prompt):
                     reason = "reverse_prompt"
                     break
-        tail = decoder.flush()
-        self.console.write(tail)
         timings = llm.last.timings
         self.totals.prompt_n += timings.prompt_n
         self.totals.prompt_ms += timings.prompt_ms

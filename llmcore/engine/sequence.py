@@ -98,7 +98,8 @@ class Generation:
     def finish(self) -> str:
         """End the generation (wherever it is): the text still held back, minus a stop string."""
         self.t_end = time.perf_counter()
-        tail = self._stops.feed(self._decoder.flush()) + self._stops.flush()
+        self._decoder.reset()
+        tail = self._stops.flush()
         if self._stops.stopped:
             self.stop = "word"
         return tail

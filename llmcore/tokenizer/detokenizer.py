@@ -43,6 +43,8 @@ class StreamDecoder:
     """Decodes tokens one at a time into text, holding back an incomplete UTF-8 character.
 
     Invalid byte sequences become U+FFFD, as in a ``errors="replace"`` decode of the whole stream.
+    An unfinished character where the stream ends (a reply cut by its token limit inside a
+    multi-byte character) is dropped, as llama-cpp-python drops it, not shown as U+FFFD.
     """
 
     def __init__(self, piece: Callable[[int], bytes]) -> None:
@@ -53,8 +55,7 @@ class StreamDecoder:
         """The new complete characters after adding ``token_id`` (possibly empty)."""
         return self._decoder.decode(self._piece(token_id))
 
-    def flush(self) -> str:
-        """Whatever is held back (an unfinished character becomes U+FFFD); the decoder is then reset."""
-        text = self._decoder.decode(b"", final=True)
+    def reset(self) -> None:
+        """End the stream: an unfinished character held back is dropped (bytes that cannot start
+        or continue a character were already given as U+FFFD, so nothing else is held)."""
         self._decoder.reset()
-        return text
