@@ -310,7 +310,7 @@ class Session:
         self.totals.predicted_n += timings.predicted_n
         self.totals.predicted_ms += timings.predicted_ms
         self._save_cache(tokens)
-        return Reply(text + tail, generated, reason or llm.last.finish_reason or "length")
+        return Reply(text, generated, reason or llm.last.finish_reason or "length")
 
     def _save_cache(self, prompt_tokens: list[int]) -> None:
         """The first prompt goes to ``--prompt-cache``; with ``--prompt-cache-all``, every turn."""
