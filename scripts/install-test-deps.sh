@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# System packages the test suite uses: tmux (conversation mode as a person types), chromium (the
+# System packages the test suite uses: tmux (conversation mode as a person types), chromium and an emoji font (the
 # web chat page), Mesa's lavapipe + Vulkan loader (the Vulkan backend on the CPU), the aarch64
 # cross compiler and qemu-user (NEON kernels). Idempotent; skips what is already installed.
 set -euo pipefail
-packages=(tmux chromium mesa-vulkan-drivers libvulkan1 vulkan-tools glslc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+packages=(tmux chromium fonts-noto-color-emoji mesa-vulkan-drivers libvulkan1 vulkan-tools glslc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ and a screenshot of the page is taken."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,8 @@ import struct
 import subprocess
 import tempfile
 import time
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -101,13 +104,14 @@ def server(default_model_path):
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def page(server):
+@contextlib.contextmanager
+def open_page(url: str) -> Iterator[DevTools]:
+    """Headless Chromium showing the chat page at ``url``, with the test's API key typed in."""
     profile = tempfile.mkdtemp(prefix="llmcore-chromium-")
     browser = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1000,700", f"{server.url}/"],
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1000,700", f"{url}/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = _devtools_port(browser, profile)
@@ -115,18 +119,25 @@ def page(server):
         targets = []
         while time.monotonic() < deadline and not targets:
             listed = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-            targets = [t for t in listed if t["type"] == "page" and t["url"].startswith(server.url)]
+            targets = [t for t in listed if t["type"] == "page" and t["url"].startswith(url)]
             time.sleep(0.2)
         tools = DevTools(targets[0]["webSocketDebuggerUrl"])
         _wait_for(lambda: tools.evaluate("document.readyState") == "complete", 30)
         tools.evaluate(f"document.getElementById('api-key').value = {json.dumps(API_KEY)}")
-        tools.evaluate("document.getElementById('temperature').value = '0'")
         yield tools
         tools.close()
     finally:
         browser.terminate()
         browser.wait(timeout=15)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """The page on the module's server, greedy (temperature 0) so that replies can be compared."""
+    with open_page(server.url) as tools:
+        tools.evaluate("document.getElementById('temperature').value = '0'")
+        yield tools
 
 
 def _devtools_port(browser: subprocess.Popen, profile: str) -> int:
@@ -209,3 +220,45 @@ def test_stop_button_ends_the_reply_and_frees_the_slot(page, server):
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as http:
         left_at = n_decoded(http)
         assert decoded_until_idle(http) < left_at + 100, "the slot kept generating after Stop"
+
+
+def _unreadable(text: str) -> list[str]:
+    """Characters a reader cannot read: U+FFFD, control characters other than line breaks and tabs,
+    surrogates, private-use and unassigned code points."""
+    return [c for c in text if c == "\ufffd" or (unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") and c not in "\n\t")]
+
+
+def _reply_at_the_pages_defaults(page: DevTools, text: str) -> str:
+    """Clear the conversation, send ``text`` with the page's own settings (temperature 0.8, 512
+    tokens) and wait for the whole reply; its text as the page shows it."""
+    page.evaluate("document.getElementById('clear').click()")
+    for field in ("temperature", "max-tokens"):
+        page.evaluate(f"(e => e.value = e.defaultValue)(document.getElementById('{field}'))")
+    page.evaluate(f"document.getElementById('input').value = {json.dumps(text)}")
+    page.evaluate("document.getElementById('send').click()")
+    _wait_for(lambda: bool(page.evaluate(f"{LAST_REPLY}?.textContent")) and page.evaluate(
+        f"!{LAST_REPLY}.classList.contains('streaming')"), 300)
+    return page.evaluate(f"{LAST_REPLY}.textContent")
+
+
+def test_a_reply_cut_inside_a_character_shows_no_replacement_character(default_model_path):
+    """Issue 15's garbage reply: at the page's defaults, seed 297 makes the default model loop on
+    emoji until the 512-token limit cuts one in half; the half character used to be shown as U+FFFD."""
+    server = ServerProcess(default_model_path, "--api-key", API_KEY, "--seed", "297")
+    try:
+        with open_page(server.url) as page:
+            reply = _reply_at_the_pages_defaults(page, "Say hi.")
+            assert page.evaluate("document.getElementById('status').textContent").startswith("512 tokens")
+    finally:
+        server.stop()
+    assert reply.startswith("👏🏨") and not _unreadable(reply), reply[-20:]
+
+
+def test_twenty_replies_at_the_pages_defaults_are_readable(page):
+    try:
+        for run in range(20):
+            reply = _reply_at_the_pages_defaults(page, "Say hi.")
+            assert reply.strip() and not _unreadable(reply), (run, reply)
+    finally:
+        page.evaluate("document.getElementById('clear').click()")
+        page.evaluate("document.getElementById('temperature').value = '0'")
