@@ -50,11 +50,11 @@ def test_mixture_of_experts_is_named_as_not_supported(tmp_path, expert_count, ev
     path = write_mixtral_style(tmp_path / "moe.gguf", expert_count=expert_count)
     with pytest.raises(ModelError) as refused:
         LLM(path, backend="reference", n_ctx=64)
-    assert str(refused.value) == f"mixture-of-experts layers are not supported yet ({evidence})"
+    assert str(refused.value) == f"{path}: mixture-of-experts layers are not supported yet ({evidence})"
 
 
 def test_the_cli_names_it_in_one_line(tmp_path, capsys):
     path = write_mixtral_style(tmp_path / "moe.gguf")
     assert main(["plan", "-m", str(path), "--backend", "reference"]) == 2
-    assert capsys.readouterr().err == ("llmcore plan: error: mixture-of-experts layers are not supported yet "
+    assert capsys.readouterr().err == (f"llmcore plan: error: {path}: mixture-of-experts layers are not supported yet "
                                        f"(llama.expert_count = {N_EXPERT})\n")

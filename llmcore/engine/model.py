@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmcore.errors import ModelError
 from llmcore.gguf import GGUFReader
 from llmcore.models import Architecture, HParams, WeightSpec, architecture_for
 from llmcore.tokenizer import Tokenizer
@@ -17,10 +18,16 @@ class Model:
         self.path = Path(path)
         self.reader = GGUFReader(self.path)
         self.metadata = self.reader.metadata
-        self.tokenizer = Tokenizer.from_metadata(self.metadata)
-        self.hparams = HParams.from_metadata(self.metadata, self.tokenizer.n_vocab)
-        self.architecture: type[Architecture] = architecture_for(self.hparams.arch)
-        self.weight_specs = {name: WeightSpec(t.shape, t.type) for name, t in self.reader.tensors.items()}
+        try:
+            self.tokenizer = Tokenizer.from_metadata(self.metadata, str(self.path))
+            self.hparams = HParams.from_metadata(self.metadata, self.tokenizer.n_vocab)
+            self.architecture: type[Architecture] = architecture_for(self.hparams.arch)
+            self.weight_specs = {name: WeightSpec(t.shape, t.type) for name, t in self.reader.tensors.items()}
+            # a one-cell context: the weights are checked before any cache or buffer is sized
+            self.architecture(self.hparams, self.weight_specs, n_ctx=1).check_weights()
+        except ModelError as error:
+            self.reader.close()
+            raise ModelError(f"{self.path}: {error}") from None
 
     @property
     def size_bytes(self) -> int:

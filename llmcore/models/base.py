@@ -9,10 +9,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
 from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
-from llmcore.graph.ir import DType, Graph, Node
+from llmcore.graph.ir import DType, Graph, Node, Op
+
+
+#: llama.cpp's LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS
+MAX_LAYERS = 512
+MAX_EXPERTS = 512
+#: sizes far beyond any released model, so that a corrupt header fails here instead of sizing an allocation
+MAX_EMBEDDING_LENGTH = 1 << 20
+MAX_HEADS = 1 << 14
+MAX_HEAD_DIM = 1 << 16
+MAX_FEED_FORWARD_LENGTH = 1 << 24
+MAX_VOCAB = 1 << 24
+MAX_CONTEXT_LENGTH = 1 << 27
 
 
 @dataclass(frozen=True)
@@ -34,64 +48,126 @@ class HParams:
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
-        arch = meta["general.architecture"]
-
-        def get(key: str, default: Any = None) -> Any:
-            value = meta.get(f"{arch}.{key}", default)
-            if value is None:
-                raise ModelError(f"metadata key {arch}.{key} is missing")
-            return value
-
-        n_embd = int(get("embedding_length"))
-        n_head = _scalar(get("attention.head_count"))
-        head_dim = int(get("attention.key_length", n_embd // n_head))
-        rope = _rope_params(meta, arch, head_dim)
-        eps = meta.get(f"{arch}.attention.layer_norm_rms_epsilon", meta.get(f"{arch}.attention.layer_norm_epsilon"))
+        """Read and validate the hyper-parameters: every size within the limits above and every
+        float finite, so that nothing is sized from an impossible value; a ModelError names the key."""
+        arch = meta.get("general.architecture")
+        if not isinstance(arch, str):
+            raise ModelError(f"metadata 'general.architecture': {arch!r} is not an architecture name")
+        keys = _ArchKeys(meta, arch)
+        n_layer = keys.integer("block_count", 1, MAX_LAYERS, note=" (llama.cpp's LLAMA_MAX_LAYERS)")
+        n_embd = keys.integer("embedding_length", 1, MAX_EMBEDDING_LENGTH)
+        n_head = keys.per_layer("attention.head_count", n_layer, 1, MAX_HEADS)
+        n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, 1, n_head, default=n_head)
+        if n_head % n_head_kv:
+            raise ModelError(f"metadata '{arch}.attention.head_count_kv': {n_head} query heads cannot be "
+                             f"shared among {n_head_kv} key/value heads")
+        head_dim = keys.integer("attention.key_length", 1, MAX_HEAD_DIM, default=max(n_embd // n_head, 1))
+        n_ctx_train = keys.integer("context_length", 1, MAX_CONTEXT_LENGTH)
         return cls(
             arch=arch,
-            n_layer=int(get("block_count")),
+            n_layer=n_layer,
             n_embd=n_embd,
             n_head=n_head,
-            n_head_kv=_scalar(get("attention.head_count_kv", n_head)),
+            n_head_kv=n_head_kv,
             head_dim=head_dim,
-            n_ff=_scalar(get("feed_forward_length")),
-            n_vocab=int(meta.get(f"{arch}.vocab_size", n_vocab)),
-            n_ctx_train=int(get("context_length")),
-            norm_eps=float(eps if eps is not None else 1e-5),
-            rope=rope,
-            n_expert=int(meta.get(f"{arch}.expert_count", 0)),
+            n_ff=keys.per_layer("feed_forward_length", n_layer, 0, MAX_FEED_FORWARD_LENGTH),
+            n_vocab=keys.integer("vocab_size", 1, MAX_VOCAB, default=n_vocab),
+            n_ctx_train=n_ctx_train,
+            norm_eps=keys.number("attention.layer_norm_rms_epsilon", low=0.0, high=1.0,
+                                default=keys.number("attention.layer_norm_epsilon", low=0.0, high=1.0, default=1e-5)),
+            rope=_rope_params(keys, head_dim, n_ctx_train),
+            n_expert=keys.integer("expert_count", 0, MAX_EXPERTS, default=0),
         )
 
 
-def _scalar(value: Any) -> int:
-    """Per-layer arrays (e.g. head counts in some models) collapse to one value when uniform."""
-    if isinstance(value, (int, float)):
-        return int(value)
-    values = {int(v) for v in value}
-    if len(values) != 1:
-        raise ModelError(f"per-layer hyper-parameters {sorted(values)} are not supported yet")
-    return values.pop()
+class _ArchKeys:
+    """Typed, range-checked access to the ``{arch}.*`` metadata keys."""
+
+    def __init__(self, meta: Mapping[str, Any], arch: str) -> None:
+        self.meta = meta
+        self.arch = arch
+
+    def _value(self, key: str, default: Any) -> tuple[str, Any]:
+        name = f"{self.arch}.{key}"
+        value = self.meta.get(name, default)
+        if value is None:
+            raise ModelError(f"metadata key {name} is missing")
+        return name, value
+
+    def integer(self, key: str, low: int, high: int, *, default: Any = None, note: str = "") -> int:
+        name, value = self._value(key, default)
+        return _checked_int(name, value, low, high, note)
+
+    def per_layer(self, key: str, n_layer: int, low: int, high: int, *, default: Any = None) -> int:
+        """A value that may be given per layer (an array of ``n_layer``); uniform arrays collapse to one value."""
+        name, value = self._value(key, default)
+        if not isinstance(value, (list, np.ndarray)):
+            return _checked_int(name, value, low, high, "")
+        if len(value) != n_layer:
+            raise ModelError(f"metadata '{name}': {len(value)} per-layer values for {n_layer} layers")
+        values = {_checked_int(name, v, low, high, "") for v in value}
+        if len(values) != 1:
+            raise ModelError(f"metadata '{name}': per-layer hyper-parameters {sorted(values)} are not supported yet")
+        return values.pop()
+
+    def number(self, key: str, *, low: float, high: float = math.inf, default: Any = None,
+              low_inclusive: bool = False) -> float:
+        """A finite float in (low, high) (``low_inclusive``: [low, high))."""
+        name, value = self._value(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ModelError(f"metadata '{name}': {_shown(value)} is not a number")
+        number = float(value)
+        above_low = number >= low if low_inclusive else number > low
+        if not (math.isfinite(number) and above_low and number < high):
+            bounds = f"{'[' if low_inclusive else '('}{low:g}, {high:g})"
+            raise ModelError(f"metadata '{name}': {number!r} is not a finite value in {bounds}")
+        return number
+
+    def text(self, key: str, default: str) -> str:
+        name, value = self._value(key, default)
+        if not isinstance(value, str):
+            raise ModelError(f"metadata '{name}': {_shown(value)} is not a string")
+        return value
 
 
-def _rope_params(meta: Mapping[str, Any], arch: str, head_dim: int) -> RopeParams:
-    n_rot = int(meta.get(f"{arch}.rope.dimension_count", head_dim))
-    scaling = meta.get(f"{arch}.rope.scaling.type", "none")
-    factor = float(meta.get(f"{arch}.rope.scaling.factor", 0.0) or 0.0)
+def _checked_int(name: str, value: Any, low: int, high: int, note: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ModelError(f"metadata '{name}': {_shown(value)} is not an integer")
+    if not low <= value <= high:
+        raise ModelError(f"metadata '{name}': {value} is outside {low}..{high}{note}")
+    return int(value)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short (an array may hold millions of elements)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _rope_params(keys: _ArchKeys, head_dim: int, n_ctx_train: int) -> RopeParams:
+    n_rot = keys.integer("rope.dimension_count", 2, head_dim, default=head_dim)
+    if n_rot % 2:
+        raise ModelError(f"metadata '{keys.arch}.rope.dimension_count': {n_rot} is odd; rotary pairs need an even count")
+    scaling = keys.text("rope.scaling.type", "none")
+    factor = keys.number("rope.scaling.factor", low=0.0, default=0.0, low_inclusive=True)
     freq_scale = 1.0 / factor if scaling in ("linear", "yarn") and factor > 0 else 1.0
-    n_ctx_orig = int(meta.get(f"{arch}.rope.scaling.original_context_length", meta.get(f"{arch}.context_length", 0)))
+    n_ctx_orig = keys.integer("rope.scaling.original_context_length", 1, MAX_CONTEXT_LENGTH, default=n_ctx_train)
     ext_factor = 1.0 if scaling == "yarn" else 0.0
-    attn_factor = float(meta.get(f"{arch}.rope.scaling.attn_factor", 1.0))
     return RopeParams(
         n_rot=n_rot,
         neox=False,
-        freq_base=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        freq_base=keys.number("rope.freq_base", low=0.0, default=10000.0),
         freq_scale=freq_scale,
         ext_factor=ext_factor,
-        attn_factor=attn_factor,
-        beta_fast=float(meta.get(f"{arch}.rope.scaling.yarn_beta_fast", 32.0)),
-        beta_slow=float(meta.get(f"{arch}.rope.scaling.yarn_beta_slow", 1.0)),
+        attn_factor=keys.number("rope.scaling.attn_factor", low=0.0, default=1.0),
+        beta_fast=keys.number("rope.scaling.yarn_beta_fast", low=-math.inf, default=32.0),
+        beta_slow=keys.number("rope.scaling.yarn_beta_slow", low=-math.inf, default=1.0),
         n_ctx_orig=n_ctx_orig,
     )
+
+
+#: integer and F64 tensors hold indices or metadata in ggml, never weights that it multiplies by
+_NOT_WEIGHT_TYPES = frozenset({GGMLType.I8, GGMLType.I16, GGMLType.I32, GGMLType.I64, GGMLType.F64})
 
 
 @dataclass(frozen=True)
@@ -155,6 +231,26 @@ class Architecture:
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         raise NotImplementedError
+
+    def check_weights(self) -> None:
+        """Fail with a ModelError unless the weights fit this architecture: every tensor the
+        forward pass reads is present with the shape it needs (the graph builder checks shapes),
+        of a type its ops compute with, and the embedding and logits span the vocabulary. Run
+        once at load, on the one-token graph."""
+        graph = self.build_graph(1, 1)
+        for node in graph.nodes:
+            for position, src in enumerate(node.srcs):
+                if src.op is not Op.WEIGHT:
+                    continue
+                is_matrix = position == 0 and node.op in (Op.MUL_MAT, Op.GET_ROWS)
+                if src.dtype in _NOT_WEIGHT_TYPES or (not is_matrix and src.dtype != GGMLType.F32):
+                    need = "a float or quantized type" if is_matrix else "F32 (it scales or shifts activations)"
+                    raise ModelError(f"tensor {src.name} is {src.dtype.name}; the {node.op.value} reading it needs {need}")
+                if node.op is Op.GET_ROWS and src.shape[0] != self.hp.n_vocab:
+                    raise ModelError(f"tensor {src.name} has {src.shape[0]} rows for a vocabulary of {self.hp.n_vocab}")
+        n_logits = graph.outputs["logits"].shape[-1]
+        if n_logits != self.hp.n_vocab:
+            raise ModelError(f"the output head gives {n_logits} logits for a vocabulary of {self.hp.n_vocab}")
 
     @property
     def attn_scale(self) -> float:
