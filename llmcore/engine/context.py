@@ -8,6 +8,8 @@ shape; per step it only claims cache cells, builds the attention mask and runs t
 
 from __future__ import annotations
 
+import math
+import resource
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -16,7 +18,8 @@ import numpy as np
 from llmcore.graph.backend import Backend, WeightData
 from llmcore.engine.batch import Batch
 from llmcore.gguf import dequantize
-from llmcore.graph.ir import F16, DType, Node, Op
+from llmcore.errors import LLMCoreError
+from llmcore.graph.ir import F16, DType, Graph, Node, Op
 from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.rope import RopeParams, rope
 from llmcore.graph.scheduler import CompiledGraph, assign
@@ -29,6 +32,8 @@ from llmcore.engine.model import Model
 MAX_PLANS = 16
 MAX_PROMPT_PLANS = 2
 PROMPT_PLAN_TOKENS = 32
+#: cells a context may hold: positions and cell indices are int32, as in llama.cpp
+MAX_CONTEXT = 2**31 - 1
 
 
 class Context:
@@ -39,15 +44,16 @@ class Context:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache_type)
+        one_token = self.arch.build_graph(1, 1)
+        _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
         self.cells = KVCells(n_ctx)
         self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
-        self._load_weights()
+        self._load_weights(one_token)
 
-    def _load_weights(self) -> None:
-        """Hand each weight to every backend that runs an op reading it (learned from a 1-token
-        graph): a tied embedding used by the input on the CPU and by an offloaded output head goes
-        to both, as llama.cpp duplicates it."""
-        graph = self.arch.build_graph(1, 1)
+    def _load_weights(self, graph: Graph) -> None:
+        """Hand each weight to every backend that runs an op reading it (learned from the 1-token
+        ``graph``): a tied embedding used by the input on the CPU and by an offloaded output head
+        goes to both, as llama.cpp duplicates it."""
         by_backend: dict[int, tuple[Backend, dict[str, WeightData]]] = {}
         for node in graph.nodes:
             for src in node.srcs:
@@ -175,6 +181,44 @@ class Context:
     def _weight(self, node: Node) -> np.ndarray:
         info = self.model.reader.tensors[node.name]
         return dequantize(self.model.reader.raw(node.name), info.type, info.shape)
+
+
+def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:
+    """Refuse a context whose KV cache, cell table and attention mask alone exceed the memory
+    available, before any of them is allocated (numpy would fail midway, or the OOM killer)."""
+    if n_ctx > MAX_CONTEXT:
+        raise LLMCoreError(f"-c {n_ctx}: a context holds at most {MAX_CONTEXT} cells (positions are int32)")
+    caches = [node for node in graph.nodes if node.op is Op.CACHE]
+    kv_bytes = sum(math.prod(node.shape) * (2 if node.dtype == F16 else 4) for node in caches)
+    cells_bytes = n_ctx * KVCells.BYTES_PER_CELL
+    mask_bytes = n_ubatch * n_ctx * 4  # f32 [tokens of a step, n_ctx], built for every step
+    needed = kv_bytes + cells_bytes + mask_bytes
+    available = host_memory_available()
+    if available is not None and needed > available:
+        raise LLMCoreError(
+            f"-c {n_ctx}: the KV cache needs {_gib(kv_bytes)} ({len(caches)} caches), its cell table and "
+            f"attention mask {_gib(cells_bytes + mask_bytes)}, {needed} bytes in all; only {_gib(available)} "
+            f"of memory is available; lower -c/--ctx-size")
+
+
+def host_memory_available() -> int | None:
+    """Bytes this process can still allocate: the kernel's MemAvailable plus free swap, capped by
+    RLIMIT_AS when one is set; None where unknown."""
+    available = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in meminfo if line.count(":") == 1}
+        available = fields["MemAvailable"] + fields.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    soft_limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft_limit != resource.RLIM_INFINITY:
+        available = soft_limit if available is None else min(available, soft_limit)
+    return available
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class KVCells:
     """Which position each cache cell holds, and for which sequences (a bit each: after
     :meth:`copy` one cell serves several sequences, as in llama.cpp's unified cache)."""
 
+    BYTES_PER_CELL = 4 + 8  # pos (int32) and seqs (uint64)
+
     def __init__(self, n_ctx: int) -> None:
         self.n_ctx = n_ctx
         self.pos = np.full(n_ctx, EMPTY, np.int32)
