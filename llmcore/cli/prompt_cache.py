@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmcore.engine.state import check_state_path
+
 if TYPE_CHECKING:
     from llmcore.api import LLM
 
@@ -22,6 +24,7 @@ class PromptCache:
 
     def __init__(self, path: str | os.PathLike[str], *, save_all: bool = False, read_only: bool = False) -> None:
         self.path = Path(path)
+        check_state_path(self.path)  # refused before anything is read from it or written to it
         self.save_all = save_all
         self.read_only = read_only
         self.loaded: list[int] = []

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
+import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,10 +97,12 @@ class StateHeader:
 def save_state(path: str | os.PathLike[str], context: Context, model: Model, tokens: Sequence[int]) -> None:
     """Write ``tokens`` (sequence 0's, from position 0) and their cells' keys and values to ``path``.
 
-    The file is written beside ``path`` and renamed over it, so an interrupted save never leaves
-    a half-written state behind.
+    The file is written to a new temporary file beside ``path`` and renamed over it, so an
+    interrupted save never leaves a half-written state behind; ``path`` must be a regular file or
+    absent (see :func:`check_state_path`).
     """
     path = Path(path)
+    check_state_path(path)
     views = context.cache_views()
     cache_type = _cache_type(views)
     rows = _sequence_cells(context, len(tokens))
@@ -107,9 +111,12 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
                          [(name, view.shape[1]) for name, view in views.items()], len(tokens))
     header_json = header.to_json()
     dtype = _CACHE_DTYPES[cache_type]
-    scratch = path.with_name(f".{path.name}.tmp")
+    scratch = None
     try:
-        with open(scratch, "wb") as out:
+        # a fresh name (O_EXCL): never a file, FIFO or link someone left at a predictable one
+        handle, scratch_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        scratch = Path(scratch_name)
+        with open(handle, "wb") as out:
             crc = 0
             for chunk in _chunks(header_json, np.asarray(tokens, "<i4"), views, rows, dtype):
                 out.write(chunk)
@@ -117,14 +124,37 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
             out.write(_CRC.pack(crc))
         os.replace(scratch, path)
     except OSError as error:
-        scratch.unlink(missing_ok=True)
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
         raise StateError(f"{path}: cannot write the state: {error.strerror}") from None
+
+
+def check_state_path(path: str | os.PathLike[str]) -> None:
+    """Refuse a state path that holds something other than a regular file: a symlink, a FIFO, a
+    device or a directory would be replaced by the save (as root, ``/dev/null`` itself) or block
+    the load. A path that does not exist yet is fine."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StateError(f"{path}: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise StateError(f"{path}: is a {_file_kind(mode)}, not a regular file; a state is only read from "
+                         f"and written to a regular file or a new path")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISLNK, "symbolic link"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory"), (stat.S_ISSOCK, "socket")]
+    return next((name for is_kind, name in kinds if is_kind(mode)), "special file")
 
 
 def load_state(path: str | os.PathLike[str], context: Context, model: Model) -> list[int]:
     """Restore the state saved in ``path`` into sequence 0 of ``context`` (every other cell is
     freed) and return its tokens. The file is checked completely before anything changes."""
     path = Path(path)
+    check_state_path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
