@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 from llmcore.cli._common import _positive_int, add_model_args, load_llm
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
@@ -29,6 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-to", "--timeout", type=float, default=600.0, metavar="N",
                    help="end a request that gets no new token for N seconds (default: 600)")
     g.add_argument("-a", "--alias", default=None, metavar="NAME", help="model name reported by the API")
+    g.add_argument("--max-body", type=_positive_int, default=32 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body, whatever its transfer encoding; a larger one gets 413 "
+                        "(default: 33554432, 32 MiB)")
+    g.add_argument("--body-timeout", type=_positive_seconds, default=30.0, metavar="N",
+                   help="a request body must arrive within N seconds of its headers, else 408 (default: 30)")
+    g.add_argument("--metrics", action="store_true",
+                   help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
     add_sampling_args(p)
     p.set_defaults(func=run)
 
@@ -46,14 +56,48 @@ def run(args: argparse.Namespace) -> int:
     seed = defaults.pop("seed", None)
     llm = load_llm(args, seed=None if seed is None or seed < 0 else seed)
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
-                     defaults=defaults)
+                     defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
+                     metrics=args.metrics)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
           f"http://{_url_host(host)}:{port}/", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[listener])
+    # idle keep-alive connections close after 5 s; requests in flight get 5 s to end after a signal
+    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    server = _graceful_server(uvicorn.Server)(config, on_exit=app.state.batcher.shut_down)
+    # uvicorn re-raises the signal that stopped it once it has shut down; a requested stop is a clean exit
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_cleanly)
+    server.run(sockets=[listener])
     return 0
+
+
+def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _graceful_server(base: type) -> type:
+    """uvicorn's Server, which on SIGTERM/SIGINT first has every request end cleanly (``on_exit``:
+    streams get their final chunk and ``[DONE]``, waiting clients a 503), so that the graceful
+    shutdown finishes at once instead of cancelling handlers at its deadline."""
+
+    class GracefulServer(base):
+        def __init__(self, config: object, on_exit: Callable[[], None]) -> None:
+            super().__init__(config)
+            self._on_exit = on_exit
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self._on_exit()
+            super().handle_exit(sig, frame)
+
+    return GracefulServer
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -31,7 +31,7 @@ from llmcore.api.llm import LLM
 from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
-from llmcore.server.middleware import ApiKeyGuard, BodySizeGuard
+from llmcore.server.middleware import ApiKeyGuard, BodyGuard
 from llmcore.server.responses import (
     ChatResponder,
     CompletionResponder,
@@ -50,6 +50,10 @@ from llmcore.server.schemas import (
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 32 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0
+# /tokenize and /detokenize answer in a worker thread; these bound the work (and the reply) of one call
+MAX_TOKENIZE_CHARS = 4 * 1024 * 1024
+MAX_DETOKENIZE_IDS = 1024 * 1024
 _POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
 _CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the client
 #: paths that need no API key, as in llama-server (and the chat page, which asks for the key)
@@ -57,11 +61,16 @@ OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.i
 
 
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
-               model_name: str | None = None, defaults: dict[str, Any] | None = None) -> FastAPI:
+               model_name: str | None = None, defaults: dict[str, Any] | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
+               metrics: bool = False) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
-    or ``json_schema``); a request's own fields override them."""
+    or ``json_schema``); a request's own fields override them. A request body may have at most
+    ``max_body_bytes`` and must arrive within ``body_timeout`` seconds; ``/metrics`` answers only
+    with ``metrics`` (as llama-server's ``--metrics``). ``app.state.batcher.shut_down()`` ends every
+    request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``)."""
     batcher = Batcher(llm, n_parallel)
     jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {})
     model = model_name or llm.model_path.name
@@ -94,6 +103,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
                 handle.close()
             if responder.done is None:
                 return Response(status_code=_CLIENT_GONE)
+            if responder.done.interrupted:  # a partial reply would pass for a whole one: let the client retry
+                raise APIError(503, "the server is shutting down")
             return JSONResponse(responder.result())
         try:
             first = await anext(events, None)
@@ -146,14 +157,21 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
-        ids = await asyncio.to_thread(llm.tokenize, body.content, body.add_special, body.parse_special)
-        if not body.with_pieces:
-            return {"tokens": ids}
-        return {"tokens": [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]}
+        _check_size(len(body.content), MAX_TOKENIZE_CHARS, "content", "characters")
+
+        def work() -> dict[str, Any]:
+            ids = llm.tokenize(body.content, body.add_special, body.parse_special)
+            if not body.with_pieces:
+                return {"tokens": ids}
+            return {"tokens": [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]}
+
+        return await asyncio.to_thread(work)
 
     @app.post("/detokenize")
     async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
-        return {"content": llm.detokenize(jobs.check_ids(body.tokens, "tokens"))}
+        _check_size(len(body.tokens), MAX_DETOKENIZE_IDS, "tokens", "token ids")
+        content = await asyncio.to_thread(lambda: llm.detokenize(jobs.check_ids(body.tokens, "tokens")))
+        return {"content": content}
 
     @app.post("/apply-template")
     async def apply_template(body: ApplyTemplateRequest) -> dict[str, Any]:
@@ -197,7 +215,9 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
         return batcher.slot_states()
 
     @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
+    async def prometheus_metrics() -> PlainTextResponse:
+        if not metrics:
+            raise APIError(501, "This server does not support metrics endpoint. Start it with `--metrics`")
         text = batcher.metrics.render(requests_processing=batcher.n_processing, requests_deferred=batcher.n_deferred,
                                      kv_cache_tokens=batcher.context.cells.n_used, kv_cache_size=llm.n_ctx)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
@@ -210,7 +230,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.add_middleware(BodySizeGuard, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout=body_timeout)
     if api_key:
         app.add_middleware(ApiKeyGuard, api_key=api_key, open_paths=OPEN_PATHS, open_prefixes=("/static/",))
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
@@ -262,6 +282,12 @@ async def _sse(handle: JobStream, events: AsyncIterator[Event], first: Event, re
 
 def _data(chunk: dict[str, Any]) -> str:
     return f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _check_size(size: int, limit: int, param: str, unit: str) -> None:
+    if size > limit:
+        raise APIError(413, f"field '{param}' has {size} {unit}; at most {limit} are allowed in one request",
+                       param=param)
 
 
 def _piece_json(piece: bytes) -> str | list[int]:

@@ -54,6 +54,7 @@ class DoneEvent:
     tokens_cached: int  # prompt tokens whose keys and values were reused from the slot's cache
     timings: Timings
     id_slot: int
+    interrupted: bool = False  # ended early because the server is shutting down
 
 
 @dataclass
@@ -94,6 +95,8 @@ class Run:
 
 _STOP = object()
 _WAKE = object()
+_SHUT_DOWN = object()
+_SHUTTING_DOWN = "the server is shutting down"
 
 
 class Batcher:
@@ -114,6 +117,7 @@ class Batcher:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
         self._thread: threading.Thread | None = None
+        self._shutting_down = False
 
     @property
     def n_ctx_slot(self) -> int:
@@ -140,6 +144,12 @@ class Batcher:
             self._inbox.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+
+    def shut_down(self) -> None:
+        """End every job at the next step, and each later one at once: a running job with the text it
+        has (``DoneEvent.interrupted``), a waiting one with a 503. Safe to call from a signal handler."""
+        self._shutting_down = True
+        self._inbox.put(_SHUT_DOWN)  # SimpleQueue.put is reentrant
 
     def submit(self, job: Job) -> None:
         self._inbox.put(job)
@@ -189,10 +199,20 @@ class Batcher:
                 return False
             if isinstance(item, Job):
                 self._waiting.append(item)
+            if self._shutting_down:
+                self._end_all()
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return True
+
+    def _end_all(self) -> None:
+        for job in self._waiting:
+            _emit(job, ErrorEvent(APIError(503, _SHUTTING_DOWN)))
+        self._waiting.clear()
+        for slot in self.slots:
+            if slot.busy:
+                self._finish(slot, interrupted=True)
 
     def _drop_cancelled(self) -> None:
         if any(job.cancelled for job in self._waiting):
@@ -291,7 +311,7 @@ class Batcher:
             return job.sampler.last_candidates
         return pre_sampling_probs(logits, token, job.n_probs)
 
-    def _finish(self, slot: Slot) -> None:
+    def _finish(self, slot: Slot, interrupted: bool = False) -> None:
         run = slot.run
         generation = run.generation
         tail = generation.finish()
@@ -302,7 +322,7 @@ class Batcher:
         _emit(run.job, DoneEvent(
             text=tail, finish_reason=generation.finish_reason, stop_type=generation.stop or "limit",
             prompt_tokens=len(run.job.prompt_tokens), completion_tokens=generation.n_generated,
-            tokens_cached=run.n_reused, timings=timings, id_slot=slot.id))
+            tokens_cached=run.n_reused, timings=timings, id_slot=slot.id, interrupted=interrupted))
         slot.release()
 
     def _fail(self, slot: Slot, error: Exception, drop_cache: bool = False) -> None:

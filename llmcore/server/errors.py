@@ -16,7 +16,7 @@ log = logging.getLogger("llmcore.server")
 
 #: OpenAI's error type for each status the server answers with
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 501: "not_supported_error",
+          405: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error", 501: "not_supported_error",
           503: "unavailable_error", 504: "timeout_error"}
 
 
