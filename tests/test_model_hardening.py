@@ -170,7 +170,9 @@ def test_the_memory_check_respects_an_address_space_limit(tmp_path):
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
-    assert "only 2.00 GiB of memory is available" in done.stderr.splitlines()[-1]
+    last = done.stderr.splitlines()[-1]
+    available_gib = float(last.split("only ")[1].split(" GiB")[0])
+    assert 0 < available_gib < 2, last  # what the limit leaves beyond the interpreter's own mappings
 
 
 # -- the 111-mutation attack, widened: every case ends in a result or one error line -------------

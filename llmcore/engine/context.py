@@ -193,7 +193,7 @@ def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:
     cells_bytes = n_ctx * KVCells.BYTES_PER_CELL
     mask_bytes = n_ubatch * n_ctx * 4  # f32 [tokens of a step, n_ctx], built for every step
     needed = kv_bytes + cells_bytes + mask_bytes
-    available = host_memory_available()
+    available = _host_memory_available()
     if available is not None and needed > available:
         raise LLMCoreError(
             f"-c {n_ctx}: the KV cache needs {_gib(kv_bytes)} ({len(caches)} caches), its cell table and "
@@ -201,9 +201,9 @@ def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:
             f"of memory is available; lower -c/--ctx-size")
 
 
-def host_memory_available() -> int | None:
+def _host_memory_available() -> int | None:
     """Bytes this process can still allocate: the kernel's MemAvailable plus free swap, capped by
-    RLIMIT_AS when one is set; None where unknown."""
+    what RLIMIT_AS leaves beyond the address space already mapped; None where unknown."""
     available = None
     try:
         with open("/proc/meminfo") as meminfo:
@@ -213,7 +213,13 @@ def host_memory_available() -> int | None:
         pass
     soft_limit, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft_limit != resource.RLIM_INFINITY:
-        available = soft_limit if available is None else min(available, soft_limit)
+        try:
+            with open("/proc/self/status") as status:
+                mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            mapped = 0
+        left = max(soft_limit - mapped, 0)
+        available = left if available is None else min(available, left)
     return available
 
 
