@@ -30,7 +30,7 @@ PROMPTS = ["Tell me about the moon.", "What is 17 * 3?", "Write a limerick about
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
     log = Path(tempfile.mkstemp(prefix="llmcore-soak-", suffix=".log")[1])
     command = [sys.executable, "-m", "llmcore", "serve", "--port", "0", "-np", str(args.parallel),
-               "-c", str(args.ctx_size), "--backend", args.backend]
+               "-c", str(args.ctx_size), "--backend", args.backend, "--metrics"]
     if args.model:
         command += ["-m", args.model]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))

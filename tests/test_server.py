@@ -61,7 +61,7 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(default_model_path):
-    proc = ServerProcess(default_model_path, "-np", str(N_PARALLEL), "-c", "4096", "--api-key", API_KEY)
+    proc = ServerProcess(default_model_path, "-np", str(N_PARALLEL), "-c", "4096", "--api-key", API_KEY, "--metrics")
     yield proc
     proc.stop()
 
