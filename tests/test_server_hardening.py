@@ -103,6 +103,19 @@ def test_a_body_that_never_finishes_gets_408_and_is_closed(server):
     sock.close()
 
 
+@pytest.mark.parametrize("first_request", [False, True], ids=["new connection", "after a response"])
+def test_headers_that_never_finish_are_closed(server, first_request):
+    sock = _connect(server.url)
+    if first_request:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _status_and_body(sock) == (200, {"status": "ok"})
+    sock.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    assert sock.recv(1) == b""  # before the fix: held open for good
+    assert time.monotonic() - start < 10  # --body-timeout 2
+    sock.close()
+
+
 def test_max_body_is_settable_and_a_body_within_it_is_served(default_model_path):
     proc = ServerProcess(default_model_path, "--max-body", "1000")
     try:

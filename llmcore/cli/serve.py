@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-np", "--parallel", type=_positive_int, default=1, metavar="N",
                    help="slots: requests decoded together; each gets ctx-size / N tokens (default: 1)")
     g.add_argument("--api-key", default=os.environ.get("LLMCORE_API_KEY"), metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' (default: $LLMCORE_API_KEY, else none)")
+                   help="require 'Authorization: Bearer KEY' on every route but /health, /models and the chat page "
+                        "(default: $LLMCORE_API_KEY, else none)")
     g.add_argument("-to", "--timeout", type=float, default=600.0, metavar="N",
                    help="end a request that gets no new token for N seconds (default: 600)")
     g.add_argument("-a", "--alias", default=None, metavar="NAME", help="model name reported by the API")
@@ -36,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="largest request body, whatever its transfer encoding; a larger one gets 413 "
                         "(default: 33554432, 32 MiB)")
     g.add_argument("--body-timeout", type=_positive_seconds, default=30.0, metavar="N",
-                   help="a request body must arrive within N seconds of its headers, else 408 (default: 30)")
+                   help="a request's body must arrive within N seconds of its headers, else 408; a connection "
+                        "whose next request's headers take longer is closed (default: 30)")
     g.add_argument("--metrics", action="store_true",
                    help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
     add_sampling_args(p)
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
           f"http://{_url_host(host)}:{port}/", file=sys.stderr, flush=True)
     # idle keep-alive connections close after 5 s; requests in flight get 5 s to end after a signal
-    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5,
+                            http=_headers_deadline_protocol(args.body_timeout))
     server = _graceful_server(uvicorn.Server)(config, on_exit=app.state.batcher.shut_down)
     # uvicorn re-raises the signal that stopped it once it has shut down; a requested stop is a clean exit
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +94,28 @@ def _graceful_server(base: type) -> type:
             super().handle_exit(sig, frame)
 
     return GracefulServer
+
+
+def _headers_deadline_protocol(seconds: float) -> type:
+    """uvicorn's HTTP/1.1 protocol, which also closes a connection whose request headers have not all
+    arrived ``seconds`` after it opened or after its last response (uvicorn waits for them forever;
+    the body's own deadline is ``BodyGuard``'s)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadersDeadlineProtocol(H11Protocol):
+        def connection_made(self, transport: object) -> None:
+            super().connection_made(transport)
+            self._arm_headers_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_headers_deadline()
+
+        def _arm_headers_deadline(self) -> None:
+            cycle = self.cycle  # a request whose headers are complete starts a new cycle
+            self.loop.call_later(seconds, lambda: self.cycle is cycle and self.transport.close())
+
+    return HeadersDeadlineProtocol
 
 
 def _positive_seconds(text: str) -> float:
