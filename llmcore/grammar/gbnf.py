@@ -12,12 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmcore.grammar.errors import GrammarError
-from llmcore.grammar.gbnf_ast import CharClass, Choice, Literal, Node, Repeat, RuleRef, Sequence, TokenRef
+from llmcore.grammar.gbnf_ast import (CharClass, Choice, Literal, Need, Node, Repeat, RuleRef, Sequence, TokenRef,
+                                      children, nesting_depth, rules_that_hold)
 from llmcore.grammar.gbnf_to_lark import LarkWriter
 from llmcore.grammar.lexemes import char_class_ranges
 
 # llama.cpp's MAX_REPETITION_THRESHOLD: a larger minimum is an error, a larger maximum means unbounded.
 _MAX_REPETITIONS = 2000
+# Our limits on a grammar (llama.cpp has none): far above any grammar of llama.cpp's or a tool
+# schema's, low enough that checking and compiling one at the limits takes well under a second.
+MAX_GRAMMAR_CHARS = 128 * 1024
+MAX_RULES = 4096
+MAX_NESTING = 20  # groups and repetitions inside one another (llguidance refuses about 28)
+# The rules' nesting depths added up: a bound on how deep the engine's compiler may recurse
+# through rules that refer to one another (it overflows its stack on a long chain of them).
+MAX_TOTAL_NESTING = 20_000
 _ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "\\": "\\", '"': '"', "[": "[", "]": "]", "-": "-"}
 _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
 
@@ -34,6 +43,8 @@ class _Parser:
         self.pos = 0
         self.rules: dict[str, Choice] = {}
         self.rule_offsets: dict[str, int] = {}
+        self.depth = 0  # groups open at self.pos
+        self.total_nesting = 0  # of the rules so far
 
     # -- errors and whitespace -------------------------------------------------------------------
 
@@ -85,6 +96,8 @@ class _Parser:
         if not ch:
             raise self.error("unexpected end of input")
         if ch != "\\":
+            if 0xD800 <= ord(ch) <= 0xDFFF:  # a lone surrogate (JSON's "\ud800") is no character
+                raise self.error(f"U+{ord(ch):04X} is not a Unicode scalar value")
             self.pos += 1
             return ord(ch)
         kind = self.peek(1)
@@ -156,12 +169,16 @@ class _Parser:
             elif _is_word_char(ch):
                 items.append(RuleRef(self.name(), start))
             elif ch == "(":
+                self.depth += 1
+                if self.depth >= MAX_NESTING:  # checked before recursing: no RecursionError
+                    raise self.error(f"groups nest deeper than {MAX_NESTING} levels")
                 self.pos += 1
                 self.skip_space(True)
                 group = self.alternatives(True)
                 if self.peek() != ")":
                     raise self.error("expecting ')'", self.pos)
                 self.pos += 1
+                self.depth -= 1
                 items.append(group)
             elif ch == ".":
                 self.pos += 1
@@ -231,6 +248,8 @@ class _Parser:
         return repeat
 
     def grammar(self) -> dict[str, Choice]:
+        if len(self.text) > MAX_GRAMMAR_CHARS:
+            raise GrammarError(f"grammar: {len(self.text)} characters, more than the limit of {MAX_GRAMMAR_CHARS}")
         self.skip_space(True)
         while self.pos < len(self.text):
             start = self.pos
@@ -246,6 +265,14 @@ class _Parser:
             if name in self.rules:
                 raise self.error(f"rule '{name}' is defined twice (first at "
                                  f"{self.location(self.rule_offsets[name])})", start)
+            if len(self.rules) == MAX_RULES:
+                raise self.error(f"more than {MAX_RULES} rules", start)
+            depth = nesting_depth(body)
+            if depth > MAX_NESTING:
+                raise self.error(f"groups and repetitions nest deeper than {MAX_NESTING} levels", start)
+            self.total_nesting += depth
+            if self.total_nesting > MAX_TOTAL_NESTING:
+                raise self.error(f"the rules' nesting depths add up to more than {MAX_TOTAL_NESTING}", start)
             self.rules[name] = body
             self.rule_offsets[name] = start
             self.skip_space(True)
@@ -255,25 +282,26 @@ class _Parser:
 def _references(node: Node) -> list[RuleRef]:
     if isinstance(node, RuleRef):
         return [node]
-    if isinstance(node, Sequence):
-        return [ref for item in node.items for ref in _references(item)]
-    if isinstance(node, Choice):
-        return [ref for alt in node.alternatives for ref in _references(alt)]
-    if isinstance(node, Repeat):
-        return _references(node.node)
-    return []
+    return [ref for child in children(node) for ref in _references(child)]
 
 
 def _token_names(node: Node) -> set[str]:
     if isinstance(node, TokenRef):
         return {node.token} if isinstance(node.token, str) else set()
+    return set().union(*(_token_names(child) for child in children(node)))
+
+
+def _productive_need(node: Node) -> Need:
+    """What a node needs to match some string (a reference: that its rule does)."""
+    if isinstance(node, CharClass):
+        return bool(char_class_ranges(node))
     if isinstance(node, Sequence):
-        return set().union(*(_token_names(item) for item in node.items))
+        return "all"
     if isinstance(node, Choice):
-        return set().union(*(_token_names(alt) for alt in node.alternatives))
+        return "any"
     if isinstance(node, Repeat):
-        return _token_names(node.node)
-    return set()
+        return node.min == 0 or "all"
+    return True  # literals and tokens
 
 
 class GbnfGrammar:
@@ -294,31 +322,11 @@ class GbnfGrammar:
 
     def _check_productive(self, parser: _Parser) -> None:
         """Refuse a grammar whose start rule can never finish (e.g. ``root ::= "a" root``)."""
-        productive: set[str] = set()
-
-        def finishes(node: Node) -> bool:
-            if isinstance(node, RuleRef):
-                return node.name in productive
-            if isinstance(node, CharClass):
-                return bool(char_class_ranges(node))
-            if isinstance(node, Sequence):
-                return all(finishes(item) for item in node.items)
-            if isinstance(node, Choice):
-                return any(finishes(alt) for alt in node.alternatives)
-            if isinstance(node, Repeat):
-                return node.min == 0 or finishes(node.node)
-            return True  # literals and tokens
-
-        changed = True
-        while changed:
-            changed = False
-            for name, body in self.rules.items():
-                if name not in productive and finishes(body):
-                    productive.add(name)
-                    changed = True
+        productive = set(rules_that_hold(self.rules, _productive_need))
         if self.root not in productive:
-            stuck = sorted(set(self.rules) - productive)
-            raise parser.error(f"the grammar matches no string: rule(s) {', '.join(stuck)} can never finish",
+            stuck = [name for name in self.rules if name not in productive]
+            named = ", ".join(stuck[:10]) + (f" and {len(stuck) - 10} more" if len(stuck) > 10 else "")
+            raise parser.error(f"the grammar matches no string: rule(s) {named} can never finish",
                                parser.rule_offsets[self.root])
 
     def to_lark(self, token_id_of: Callable[[str], int] | None = None) -> str:

@@ -43,6 +43,10 @@ _PLAIN = {
     "minimum": (int, float), "maximum": (int, float), "exclusiveMinimum": (int, float),
     "exclusiveMaximum": (int, float), "multipleOf": (int, float), "pattern": str, "$ref": str,
 }
+# The deepest a schema may nest, in JSON levels (a property's schema is two below its object's:
+# "properties", then its name): checked before recursing, far above any real schema and below
+# the 128 levels at which llguidance's JSON reader gives up.
+MAX_SCHEMA_DEPTH = 100
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
@@ -87,6 +91,8 @@ def _infer_type(schema: Mapping[str, Any]) -> str | None:
 def _prepare(schema: Any, path: str) -> Any:
     if isinstance(schema, bool):
         return schema
+    if path.count("/") > MAX_SCHEMA_DEPTH:  # one "/" per level: names have theirs escaped as ~1
+        raise _fail(path[:60] + "...", f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
     if not isinstance(schema, Mapping):
         raise _fail(path, f"a schema must be an object or a boolean, got {type(schema).__name__}")
     out: dict[str, Any] = {}
@@ -137,7 +143,8 @@ def _check_pattern(pattern: str, path: str) -> None:
     problem = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_regex(pattern))
     if problem:
         detail = " ".join(line.strip() for line in problem.strip().splitlines() if line.strip())
-        raise _fail(path, f"unsupported regular expression {pattern!r}: {detail}")
+        shown = repr(pattern) if len(pattern) <= 80 else repr(pattern[:80]) + "..."
+        raise _fail(path, f"unsupported regular expression {shown}: {detail[:200]}")
 
 
 def _check_types(schema: dict[str, Any], path: str) -> None:

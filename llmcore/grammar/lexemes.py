@@ -22,14 +22,21 @@ EMPTY: Ranges = ()
 ALL: Ranges = ((0, MAX_CODE_POINT),)
 
 
-def union(a: Ranges, b: Ranges) -> Ranges:
+def normalized(ranges: Ranges) -> Ranges:
+    """``ranges`` (in any order, possibly overlapping) as sorted, disjoint ranges."""
     merged: list[list[int]] = []
-    for low, high in sorted(a + b):
+    for low, high in sorted(ranges):
         if merged and low <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], high)
         else:
             merged.append([low, high])
     return tuple((low, high) for low, high in merged)
+
+
+def union(a: Ranges, b: Ranges) -> Ranges:
+    if not a or not b:
+        return a or b
+    return normalized(a + b)
 
 
 def intersects(a: Ranges, b: Ranges) -> bool:
@@ -46,7 +53,7 @@ def intersects(a: Ranges, b: Ranges) -> bool:
 
 def char_class_ranges(node: CharClass) -> Ranges:
     """The code points a character class (``.`` included) matches."""
-    ranges = union(node.ranges, EMPTY)
+    ranges = normalized(node.ranges)
     if not node.negated:
         return ranges
     complement, start = [], 0
@@ -68,28 +75,33 @@ class Shape:
     extensions: Ranges  # characters that can extend a complete match (over-approximated)
 
 
-def shape(node: Node, rule_body: Callable[[str], Node]) -> Shape:
-    """The :class:`Shape` of a character-only node; ``rule_body`` gives a referenced rule's body."""
+NOTHING = Shape(True, EMPTY, EMPTY)  # the empty sequence
+
+
+def shape(node: Node, rule_shape: Callable[[str], Shape]) -> Shape:
+    """The :class:`Shape` of a character-only node; ``rule_shape`` gives a referenced rule's shape
+    (computed once per rule, so a reference costs nothing and a chain of rules recurses no deeper)."""
     if isinstance(node, Literal):
         first = ((ord(node.text[0]), ord(node.text[0])),) if node.text else EMPTY
         return Shape(not node.text, first, EMPTY)
     if isinstance(node, CharClass):
         return Shape(False, char_class_ranges(node), EMPTY)
     if isinstance(node, RuleRef):
-        return shape(rule_body(node.name), rule_body)
+        return rule_shape(node.name)
     if isinstance(node, Sequence):
-        result = Shape(True, EMPTY, EMPTY)
+        result = NOTHING
         for item in node.items:
-            result = _concat(result, shape(item, rule_body))
+            result = concat(result, shape(item, rule_shape))
         return result
     if isinstance(node, Choice):
-        return _alternatives([shape(alt, rule_body) for alt in node.alternatives], node)
+        return _alternatives([shape(alt, rule_shape) for alt in node.alternatives], node)
     if isinstance(node, Repeat):
-        return _repeat(shape(node.node, rule_body), node)
+        return _repeat(shape(node.node, rule_shape), node)
     raise AssertionError(f"not a character-only node: {node!r}")
 
 
-def _concat(a: Shape, b: Shape) -> Shape:
+def concat(a: Shape, b: Shape) -> Shape:
+    """The shape of ``a`` followed by ``b``."""
     first = union(a.first, b.first) if a.nullable else a.first
     if intersects(a.extensions, b.first):
         return Shape(a.nullable and b.nullable, first, ALL)  # where a ends is ambiguous
@@ -100,24 +112,37 @@ def _concat(a: Shape, b: Shape) -> Shape:
 
 
 def _alternatives(shapes: list[Shape], node: Choice) -> Shape:
-    first, extensions, nullable = EMPTY, EMPTY, False
-    literals = all(len(seq.items) == 1 and isinstance(seq.items[0], Literal)
-                   for seq in node.alternatives)
-    for item in shapes:
-        if intersects(first, item.first) and not literals:
-            extensions = ALL  # two alternatives start alike: one may be a prefix of another
-        first = union(first, item.first)
-        extensions = union(extensions, item.extensions)
-        nullable = nullable or item.nullable
+    # Each alternative's first set is disjoint ranges, so two alternatives start alike exactly when
+    # ranges overlap once all are sorted together: one sort, not a comparison per pair.
+    starts = sorted(r for item in shapes for r in item.first)
+    overlap, reach = False, -1
+    for low, high in starts:
+        overlap = overlap or low <= reach
+        reach = max(reach, high)
+    first = normalized(tuple(starts))
+    nullable = any(item.nullable for item in shapes)
+    extension_ranges = [r for item in shapes for r in item.extensions]
+    literals = all(len(seq.items) == 1 and isinstance(seq.items[0], Literal) for seq in node.alternatives)
     if literals:  # exact for a choice of plain strings: "ab" | "abc" extends by "c"
-        texts = [seq.items[0].text for seq in node.alternatives]
-        for short in texts:
-            for long in texts:
-                if len(long) > len(short) and long.startswith(short):
-                    extensions = union(extensions, ((ord(long[len(short)]),) * 2,))
-    if nullable:
-        extensions = union(extensions, first)
+        extension_ranges += ((ord(c), ord(c)) for c in _literal_extensions([seq.items[0].text
+                                                                            for seq in node.alternatives]))
+    elif overlap:
+        return Shape(nullable, first, ALL)  # two alternatives start alike: one may be a prefix of another
+    extensions = normalized(tuple(extension_ranges) + (first if nullable else EMPTY))
     return Shape(nullable, first, extensions)
+
+
+def _literal_extensions(texts: list[str]) -> set[str]:
+    """The characters that extend one of ``texts`` into a longer one. In sorted order the strings
+    that start with ``short`` follow it directly, so each scan stops at the first that does not."""
+    texts = sorted(set(texts))
+    found: set[str] = set()
+    for i, short in enumerate(texts):
+        following = i + 1
+        while following < len(texts) and texts[following].startswith(short):
+            found.add(texts[following][len(short)])
+            following += 1
+    return found
 
 
 def _repeat(item: Shape, node: Repeat) -> Shape:

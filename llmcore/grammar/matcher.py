@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import llguidance
 import numpy as np
@@ -26,6 +26,38 @@ from llmcore.grammar.tokenizer_bridge import VocabularyLike, lltokenizer
 # llguidance's resource limits (its defaults, named here): every step is bounded by "fuel", so a
 # pathological grammar ends in an error instead of a hang.
 _LIMITS = llguidance.LLParserLimits()
+# llguidance's compiler recurses through rules that refer to one another, about 2.7 KB of stack
+# a level: a grammar at gbnf.MAX_TOTAL_NESTING needs far more than a thread's usual 8 MB (beyond
+# it the process dies of a segfault). Compiling runs on a thread with this much stack, reserved
+# address space of which only what the recursion reaches is ever touched.
+_COMPILER_STACK_BYTES = 256 << 20
+_stack_size_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def _on_compiler_stack(compile_step: Callable[[], T]) -> T:
+    """``compile_step()`` run on a thread with llguidance's compiler stack; its result or its exception."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, compile_step()))
+        except BaseException as error:  # handed to the caller's thread as it is
+            outcome.append((False, error))
+
+    with _stack_size_lock:  # threading.stack_size is process-wide: set it only for this thread's start
+        previous = threading.stack_size(_COMPILER_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=run, name="llmcore-grammar-compile", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    thread.join()
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
 
 
 def _engine_error(prefix: str, message: str) -> GrammarError:
@@ -56,7 +88,7 @@ class Grammar:
         engine_grammar = None
         if not gbnf.token_names:
             engine_grammar = llguidance.LLMatcher.grammar_from_lark(gbnf.to_lark())
-            _validate(engine_grammar, "grammar")
+            _on_compiler_stack(lambda: _validate(engine_grammar, "grammar"))
         return cls("gbnf", text, gbnf, engine_grammar)
 
     @classmethod
@@ -67,7 +99,7 @@ class Grammar:
             engine_grammar = llguidance.LLMatcher.grammar_from_json_schema(prepared, defaults=COMPILE_OPTIONS)
         except ValueError as exc:
             raise _engine_error("json schema", str(exc)) from None
-        _validate(engine_grammar, "json schema")
+        _on_compiler_stack(lambda: _validate(engine_grammar, "json schema"))
         source = schema if isinstance(schema, str) else json.dumps(schema)
         return cls("json_schema", source, None, engine_grammar)
 
@@ -87,7 +119,8 @@ class Grammar:
         if engine_grammar is None:
             lark = self._gbnf.to_lark(lambda text: _single_token(tokenizer, text))
             engine_grammar = llguidance.LLMatcher.grammar_from_lark(lark)
-        matcher = llguidance.LLMatcher(ll_tokenizer, engine_grammar, log_level=0, limits=_LIMITS)
+        matcher = _on_compiler_stack(
+            lambda: llguidance.LLMatcher(ll_tokenizer, engine_grammar, log_level=0, limits=_LIMITS))
         if matcher.is_error():
             raise _engine_error("grammar" if self.kind == "gbnf" else "json schema", matcher.get_error())
         return matcher
