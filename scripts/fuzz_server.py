@@ -70,13 +70,15 @@ def shorten(case: Any) -> None:
                 case.body[name] = MAX_TOKENS
 
 
-def fuzz(schema: Any, url: str, examples: int, seed_value: int) -> tuple[collections.Counter, list[dict]]:
-    statuses: collections.Counter = collections.Counter()
+def fuzz(schema: Any, url: str, examples: int, seed_value: int) -> tuple[dict[str, collections.Counter], list[dict]]:
+    """The statuses answered, per operation and generation mode, and the requests that failed."""
+    by_operation: dict[str, collections.Counter] = {}
     problems: list[dict] = []
     session = requests.Session()
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            statuses = by_operation.setdefault(f"{operation.label} ({mode.value})", collections.Counter())
             @seed(seed_value)
             @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
                       phases=[Phase.generate], suppress_health_check=list(HealthCheck))
@@ -101,7 +103,7 @@ def fuzz(schema: Any, url: str, examples: int, seed_value: int) -> tuple[collect
                 send()
             except Unsatisfiable:  # a negative case for an operation that takes nothing: none exists
                 pass
-    return statuses, problems
+    return by_operation, problems
 
 
 def _server_error(status: int) -> bool:
@@ -132,7 +134,8 @@ def main() -> int:
     process, url = start_server(args.model, log)
     try:
         start = time.monotonic()
-        statuses, problems = fuzz(schema, url, args.examples, args.seed)
+        by_operation, problems = fuzz(schema, url, args.examples, args.seed)
+        statuses = sum(by_operation.values(), collections.Counter())
         fuzz_s = time.monotonic() - start
         alive = process.poll() is None
         after_s = completion_seconds(url) if alive else None
@@ -145,7 +148,8 @@ def main() -> int:
     report = {"requests": sum(statuses.values()), "seconds": round(fuzz_s, 1),
               "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)}, "5xx or transport errors": n_5xx,
               "server alive after": alive, "completion after (s)": after_s and round(after_s, 2),
-              "exit code": code, "traceback in log": "Traceback" in server_log, "problems": problems[:30]}
+              "exit code": code, "traceback in log": "Traceback" in server_log, "problems": problems[:30],
+              "per operation": {name: dict(counts) for name, counts in by_operation.items() if counts}}
     print(json.dumps(report, indent=1))
     ok = (n_5xx == 0 and not problems and alive and after_s is not None and after_s < 2.0
           and code == 0 and "Traceback" not in server_log)

@@ -156,22 +156,22 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     # -- tokens and templates -----------------------------------------------------------------
 
     @app.post("/tokenize")
-    async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
+    async def tokenize(body: TokenizeRequest) -> Response:
         _check_size(len(body.content), MAX_TOKENIZE_CHARS, "content", "characters")
 
-        def work() -> dict[str, Any]:
+        def work() -> Response:
             ids = llm.tokenize(body.content, body.add_special, body.parse_special)
-            if not body.with_pieces:
-                return {"tokens": ids}
-            return {"tokens": [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]}
+            if body.with_pieces:
+                ids = [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]
+            return Response(_json_object_of_list("tokens", ids), media_type="application/json")
 
         return await asyncio.to_thread(work)
 
     @app.post("/detokenize")
-    async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
+    async def detokenize(body: DetokenizeRequest) -> JSONResponse:
         _check_size(len(body.tokens), MAX_DETOKENIZE_IDS, "tokens", "token ids")
-        content = await asyncio.to_thread(lambda: llm.detokenize(jobs.check_ids(body.tokens, "tokens")))
-        return {"content": content}
+        return await asyncio.to_thread(
+            lambda: JSONResponse({"content": llm.detokenize(jobs.check_ids(body.tokens, "tokens"))}))
 
     @app.post("/apply-template")
     async def apply_template(body: ApplyTemplateRequest) -> dict[str, Any]:
@@ -282,6 +282,15 @@ async def _sse(handle: JobStream, events: AsyncIterator[Event], first: Event, re
 
 def _data(chunk: dict[str, Any]) -> str:
     return f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _json_object_of_list(key: str, items: list[Any]) -> bytes:
+    """``{key: items}`` as JSON, rendered in slices: one json.dumps of a million items would hold the
+    GIL, and so stall the event loop, for the whole of it."""
+    step = 4096
+    slices = (json.dumps(items[i:i + step], ensure_ascii=False, separators=(",", ":"))[1:-1]
+              for i in range(0, len(items), step))
+    return f'{{"{key}":[{",".join(slices)}]}}'.encode()
 
 
 def _check_size(size: int, limit: int, param: str, unit: str) -> None:
