@@ -161,9 +161,9 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
         def work() -> Response:
             ids = llm.tokenize(body.content, body.add_special, body.parse_special)
-            if body.with_pieces:
-                ids = [{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]
-            return Response(_json_object_of_list("tokens", ids), media_type="application/json")
+            tokens = ([{"id": t, "piece": _piece_json(llm.tokenizer.token_to_piece(t))} for t in ids]
+                      if body.with_pieces else ids)
+            return Response(_json_object_of_list("tokens", tokens), media_type="application/json")
 
         return await asyncio.to_thread(work)
 
