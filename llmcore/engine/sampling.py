@@ -49,8 +49,28 @@ _SUBSAMPLE_MIN = 8192
 _FLOAT_MAX_LOG = 88.7228391
 
 
+# llama.cpp keeps these settings as C floats and int32_t: a value beyond them is refused
+# rather than silently becoming inf (``dynatemp_range: 1e308``) or overflowing a buffer size.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT32_RANGE = (-(2**31), 2**31 - 1)
+#: At most this many DRY sequence breakers (llama.cpp has no limit, but its scan of the
+#: vocabulary per breaker is C; its default is 4); each is cut to 40 bytes, as in llama.cpp.
+MAX_DRY_BREAKERS = 64
+_DRY_BREAKER_BYTES = 40
+_DRY_TAIL_TOKENS = 20
+
+
 class SamplingError(LLMCoreError):
-    """Sampling parameters or logits that cannot be sampled from (bad field value, wrong shape, no allowed token)."""
+    """Sampling parameters or logits that cannot be sampled from (bad field value, wrong shape, no allowed token).
+    ``field`` names the setting at fault (None when it is not a setting)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NaNLogitsError(SamplingError):
+    """The model's logits hold NaN (a broken model file or backend): nothing can be sampled."""
 
 
 def knob(default: Any, *flags: str, help: str, metavar: str | None = None, request: bool = True) -> Any:
@@ -111,19 +131,35 @@ class SamplingParams(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SamplingParams:
+        def refuse(name: str, problem: str) -> SamplingError:
+            return SamplingError(f"sampling: field '{name}': {problem}", name)
+
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if field.annotation is float and not abs(value) <= _FLOAT32_MAX:  # NaN fails too
+                raise refuse(name, f"must be a finite number of at most {_FLOAT32_MAX:.4g} in size, got {value!r}")
+            if field.annotation is int and not _INT32_RANGE[0] <= value <= _INT32_RANGE[1]:
+                raise refuse(name, f"must fit in 32 bits ({_INT32_RANGE[0]}..{_INT32_RANGE[1]}), got {value!r}")
         if self.mirostat not in (0, 1, 2):
-            raise SamplingError(f"sampling: field 'mirostat': must be 0, 1 or 2, got {self.mirostat!r}")
+            raise refuse("mirostat", f"must be 0, 1 or 2, got {self.mirostat!r}")
+        if self.repeat_penalty <= 0:  # logits are divided by it
+            raise refuse("repeat_penalty", f"must be > 0 (1.0 = disabled), got {self.repeat_penalty!r}")
         for name in ("min_keep", "n_probs"):
             if getattr(self, name) < 0:
-                raise SamplingError(f"sampling: field '{name}': must be >= 0, got {getattr(self, name)!r}")
+                raise refuse(name, f"must be >= 0, got {getattr(self, name)!r}")
         for name in ("repeat_last_n", "dry_penalty_last_n"):
             if getattr(self, name) < -1:
-                raise SamplingError(f"sampling: field '{name}': must be >= -1, got {getattr(self, name)!r}")
+                raise refuse(name, f"must be >= -1, got {getattr(self, name)!r}")
+        if any(math.isnan(bias) for bias in self.logit_bias.values()):
+            raise refuse("logit_bias", "a bias must be a number or ±inf, not NaN")
+        if len(self.dry_sequence_breakers) > MAX_DRY_BREAKERS:
+            raise refuse("dry_sequence_breakers",
+                         f"at most {MAX_DRY_BREAKERS} breakers, got {len(self.dry_sequence_breakers)}")
         for position, name in enumerate(self.samplers):
             if name not in SAMPLER_NAMES:
                 raise SamplingError(
                     f"sampling: field 'samplers'[{position}]: unknown sampler {name!r} "
-                    f"(known: {', '.join(SAMPLER_NAMES)})"
+                    f"(known: {', '.join(SAMPLER_NAMES)})", "samplers"
                 )
         return self
 
@@ -136,7 +172,8 @@ class SamplingParams(BaseModel):
             problem = error.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]) or "sampling"
             known = "" if problem["type"] != "extra_forbidden" else f" (known: {', '.join(cls.model_fields)})"
-            raise SamplingError(f"sampling: field {where!r}: {problem['msg']}{known}") from None
+            field = str(problem["loc"][0]) if problem["loc"] else None
+            raise SamplingError(f"sampling: field {where!r}: {problem['msg']}{known}", field) from None
 
 
 class Grammar(Protocol):
@@ -314,10 +351,22 @@ def softmax(candidates: TokenCandidates, *, sort: bool) -> None:
 
 
 def apply_logit_bias(candidates: TokenCandidates, tokens: np.ndarray, biases: np.ndarray) -> None:
-    """Add ``biases[i]`` to the logit of ``tokens[i]`` (unique ids) wherever it is a candidate."""
+    """Add ``biases[i]`` to the logit of ``tokens[i]`` (unique ids) wherever it is a candidate.
+
+    A token masked out (-inf) stays masked whatever its bias; a ``+inf`` bias forces its token:
+    it alone stays (several: one of them, uniformly), as in llama.cpp where it outranks every other."""
     positions, which = _locate(candidates, tokens)
-    if positions.size:
-        candidates.mutable_logits()[positions] += biases[which]
+    if not positions.size:
+        return
+    logits = candidates.mutable_logits()
+    with np.errstate(invalid="ignore"):
+        biased = logits[positions] + biases[which]
+    biased[np.isnan(biased)] = -np.inf  # -inf + inf
+    logits[positions] = biased
+    forced = positions[biased == np.inf]
+    if forced.size:
+        logits.fill(-np.inf)
+        logits[forced] = 0.0
 
 
 def apply_penalties(
@@ -555,10 +604,13 @@ def apply_temperature(
         low, high = max(0.0, temperature - dynatemp_range), temperature + dynatemp_range
         max_entropy = -math.log(1.0 / candidates.size)
         softmax(candidates, sort=True)
-        temperature = low + (high - low) * (_entropy(candidates.probs) / max_entropy) ** dynatemp_exponent
+        with np.errstate(all="ignore"):  # C's powf: 0 ** -1 is inf, not an exception
+            scale = np.float64(_entropy(candidates.probs) / max_entropy) ** np.float64(dynatemp_exponent)
+        # as large as a float may be (llama.cpp's overflows to inf, and -inf logits / inf are NaN)
+        temperature = min(low + (high - low) * float(scale), _FLOAT32_MAX)
     if candidates.size == 0:
         return
-    if temperature <= 0.0:
+    if not _is_positive_float32(temperature):  # llama.cpp's float: 1e-300 is 0, greedy
         best = int(np.argmax(candidates.logits))
         was_sorted = candidates.sorted
         logits = candidates.mutable_logits()
@@ -568,10 +620,20 @@ def apply_temperature(
         candidates.sorted = was_sorted
         return
     was_sorted = candidates.sorted
-    candidates.mutable_logits()[:] /= np.float32(temperature)
+    logits = candidates.mutable_logits()
+    with np.errstate(over="ignore"):
+        scaled = logits / np.float32(temperature)
+    if np.isinf(scaled.max()):
+        # so small a temperature overflows the best logits: the limit is all mass on the best
+        scaled = np.where(logits == logits.max(), np.float32(0), np.float32(-np.inf))
+    logits[:] = scaled
     candidates.sorted = was_sorted  # dividing by a positive number keeps the order
     if dynatemp_range > 0.0:
         softmax(candidates, sort=False)
+
+
+def _is_positive_float32(value: float) -> bool:
+    return bool(np.float32(value) > 0)
 
 
 def sample_dist(candidates: TokenCandidates, rng: np.random.Generator) -> int:
@@ -656,28 +718,42 @@ def dry_breaker_tokens(
     ``pieces[t]`` is token t's text; ``tokenize`` turns text into ids (no BOS, no special tokens).
     A token containing a breaker breaks alone; a token ending with a breaker's start needs the
     tokenised rest of it (at most 20 tokens) to follow. Breakers are cut to 40 bytes.
+
+    llama.cpp compares each breaker with each piece in C; here every piece is in one byte array
+    and a breaker is compared at once with every place its first byte occurs, a byte at a time
+    (at most 40 vectorised steps a breaker, whatever the vocabulary's size).
     """
+    ends = np.cumsum([len(piece) for piece in pieces], dtype=np.int64)
+    total = int(ends[-1]) if ends.size else 0
+    # padded so that reading up to 40 bytes past any start stays inside the array
+    text = np.frombuffer(b"".join(pieces) + bytes(_DRY_BREAKER_BYTES), dtype=np.uint8)
     result: dict[int, list[tuple[int, ...]]] = {}
     for breaker in breakers:
-        needle = breaker.encode("utf-8")[:40]
+        needle = breaker.encode("utf-8")[:_DRY_BREAKER_BYTES]
         if not needle:
             continue
-        for token, word in enumerate(pieces):
+        starts = np.flatnonzero(text[:total] == needle[0])
+        tokens = np.searchsorted(ends, starts, side="right")
+        room = ends[tokens] - starts  # bytes from the start to the end of its piece
+        match = np.ones(starts.size, dtype=bool)
+        for k in range(1, len(needle)):  # byte k must match wherever the piece reaches it
+            match &= (room <= k) | (text[starts + k] == needle[k])
+        tokens, room = tokens[match], room[match]
+        inside = room >= len(needle)
+        breaking_alone = np.unique(tokens[inside])
+        for token in breaking_alone.tolist():
             tails = result.setdefault(token, [])
-            if needle in word:
-                if () not in tails:
-                    tails.append(())
-                continue
-            pos = word.find(needle[:1])
-            while pos != -1:
-                matched = len(word) - pos
-                if word[pos:] == needle[:matched]:
-                    tail = tuple(tokenize(needle[matched:].decode("utf-8", errors="replace")))[:20]
-                    if tail not in tails:
-                        tails.append(tail)
-                pos = word.find(needle[:1], pos + 1)
-            if not tails:
-                del result[token]
+            if () not in tails:
+                tails.append(())
+        partial = ~inside & ~np.isin(tokens, breaking_alone)  # a token holding the breaker needs no tail
+        tail_of: dict[int, tuple[int, ...]] = {}  # matched length -> the tokens of the rest
+        for token, matched in zip(tokens[partial].tolist(), room[partial].tolist()):
+            if matched not in tail_of:
+                rest = needle[matched:].decode("utf-8", errors="replace")
+                tail_of[matched] = tuple(tokenize(rest))[:_DRY_TAIL_TOKENS]
+            tails = result.setdefault(token, [])
+            if tail_of[matched] not in tails:
+                tails.append(tail_of[matched])
     return result
 
 
@@ -745,7 +821,7 @@ class Sampler:
 
     def _greedy_is_argmax(self) -> bool:
         """Whether temperature <= 0 reduces to an argmax of the (biased, penalised) logits."""
-        if self.params.temperature > 0.0:
+        if _is_positive_float32(self.params.temperature):
             return False
         if self.params.mirostat != 0:
             return True
@@ -762,7 +838,8 @@ class Sampler:
     def reset(self) -> None:
         """Forget the token history, restart mirostat and reseed (a random seed is drawn anew, as in llama.cpp)."""
         p = self.params
-        self.seed = int(np.random.SeedSequence().entropy % 2**32) if p.seed in _RANDOM_SEEDS else int(p.seed)
+        # llama.cpp's seed is a uint32_t: other values wrap around (-5 is 4294967291)
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if p.seed in _RANDOM_SEEDS else int(p.seed) % 2**32
         dist_seed, xtc_seed = np.random.SeedSequence(self.seed).spawn(2)
         self._rng = np.random.Generator(np.random.PCG64(dist_seed))
         self._xtc_rng = np.random.Generator(np.random.PCG64(xtc_seed))
@@ -804,6 +881,8 @@ class Sampler:
         logits = np.asarray(logits, dtype=np.float32)
         if logits.shape != (self.n_vocab,):
             raise SamplingError(f"sampling: logits shape {logits.shape} does not match n_vocab {self.n_vocab}")
+        if np.isnan(logits.max()):  # max is NaN when any logit is
+            raise NaNLogitsError("the model produced NaN logits (a broken model file or backend)")
         token = self._run_chain(logits)
         if self.grammar is not None and not self.grammar.allows(token):
             allowed = np.zeros(self.n_vocab, dtype=bool)

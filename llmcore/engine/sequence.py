@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from llmcore.engine.model import Model
-from llmcore.engine.sampling import Grammar, Sampler, SamplingParams, dry_breaker_tokens
+from llmcore.engine.sampling import Grammar, NaNLogitsError, Sampler, SamplingParams, dry_breaker_tokens
 from llmcore.engine.stops import StopMatcher
 from llmcore.tokenizer import Tokenizer
 
@@ -82,7 +82,11 @@ class Generation:
         """Sample the next token from the last position's ``logits`` and account for it."""
         if self.t_first is None:
             self.t_first = time.perf_counter()
-        token = self.sampler.sample(logits)
+        try:
+            token = self.sampler.sample(logits)
+        except NaNLogitsError as error:
+            position = self.n_prompt + self.n_generated
+            raise NaNLogitsError(f"{error} at position {position} (token {self.n_generated + 1} of the reply)") from None
         self.sampler.accept(token)
         if self.tokenizer.is_eog(token) and not self.ignore_eos:
             self.stop = "eos"

@@ -4,17 +4,22 @@ settings, and the limits, all checked before anything reaches the engine."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from llmcore.api.llm import LLM
 from llmcore.chat.tools import tool_schema, with_instructions
+from llmcore.errors import LLMCoreError
 from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
-from llmcore.engine.sampling import Sampler, SamplingParams
+from llmcore.engine.sampling import Sampler, SamplingError, SamplingParams
 from llmcore.engine.sequence import sampler_for
 from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
 from llmcore.server.schemas import ChatCompletionRequest, GenerationFields
+
+
+_TOKEN_ID = re.compile(r"\s*[+-]?[0-9]+")
 
 
 class JobFactory:
@@ -85,18 +90,27 @@ class JobFactory:
             settings["logit_bias"] = self.logit_bias(request)
         if settings.get("seed") is None:
             settings["seed"] = self.llm.seed
-        return sampler_for(self.llm.model, SamplingParams.from_settings(settings), self.n_ctx_slot,
-                           self.constraint(request))
+        try:
+            params = SamplingParams.from_settings(settings)
+        except SamplingError as error:
+            raise APIError(400, str(error), param=error.field) from None
+        return sampler_for(self.llm.model, params, self.n_ctx_slot, self.constraint(request))
 
     def constraint(self, request: GenerationFields) -> GrammarMatcher | None:
         """The grammar a request's ``grammar`` (GBNF), ``json_schema`` or ``response_format`` imposes."""
-        json_schema = request.json_schema
-        if isinstance(request, ChatCompletionRequest) and request.uses_tools:
-            json_schema = tool_schema(request.tools, request.tool_choice)
-        elif request.response_format:
-            json_schema = schema_for_response_format(request.response_format)
-        grammar = grammar_for(request.grammar, json_schema) or self.default_grammar
-        return grammar.matcher(self.llm.tokenizer) if grammar else None
+        uses_tools = isinstance(request, ChatCompletionRequest) and request.uses_tools
+        field = ("grammar" if request.grammar is not None else "tools" if uses_tools
+                 else "response_format" if request.response_format else "json_schema")
+        try:  # a bad grammar or schema is a 400 naming the field it came in
+            json_schema = request.json_schema
+            if uses_tools:
+                json_schema = tool_schema(request.tools, request.tool_choice)
+            elif request.response_format:
+                json_schema = schema_for_response_format(request.response_format)
+            grammar = grammar_for(request.grammar, json_schema) or self.default_grammar
+            return grammar.matcher(self.llm.tokenizer) if grammar else None
+        except LLMCoreError as error:
+            raise APIError(400, str(error), param=field) from None
 
     def logit_bias(self, request: GenerationFields) -> dict[int, float]:
         """OpenAI's ``{"token id": bias}`` or llama-server's ``[[token id or text, bias], ...]``;
@@ -112,6 +126,6 @@ class JobFactory:
         return bias
 
     def _bias_tokens(self, key: int | str) -> list[int]:
-        if isinstance(key, int) or key.lstrip("-").isdigit():
+        if isinstance(key, int) or _TOKEN_ID.fullmatch(key):  # llama.cpp's strtol: ASCII digits only ("²" is text)
             return self.check_ids([int(key)], "logit_bias")
         return self.llm.tokenize(key, add_special=False, parse_special=False)
