@@ -36,6 +36,7 @@ class TinyModel:
     def __init__(self, arch: str, seed: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
                  n_head_kv: int = 2, head_dim: int = 16, n_ff: int = 128) -> None:
         self.arch = arch
+        self.name = f"tiny-random-{arch}"
         self.rng = np.random.default_rng(seed)
         self.n_layer, self.n_embd, self.n_head, self.n_head_kv = n_layer, n_embd, n_head, n_head_kv
         self.head_dim, self.n_ff = head_dim, n_ff
@@ -78,21 +79,33 @@ class TinyModel:
             # logits of a few units: top-1 margins well above rounding noise
             self.matrix("output.weight", N_VOCAB, self.n_embd, gain=4.0)
 
-    def attention(self, il: int, qkv_bias: bool = False, out_bias: bool = False) -> None:
+    def attention(self, il: int, qkv_bias: bool = False, out_bias: bool = False, fused: bool = False) -> None:
+        """q, k, v and output projections; ``fused``: q, k and v as one ``attn_qkv`` matrix."""
         p = f"blk.{il}"
+        self.matrix(f"{p}.attn_output.weight", self.n_embd, self.q_width)
+        if out_bias:
+            self.bias(f"{p}.attn_output.bias", self.n_embd)
+        if fused:
+            self.matrix(f"{p}.attn_qkv.weight", self.q_width + 2 * self.kv_width, self.n_embd)
+            if qkv_bias:
+                self.bias(f"{p}.attn_qkv.bias", self.q_width + 2 * self.kv_width)
+            return
         self.matrix(f"{p}.attn_q.weight", self.q_width, self.n_embd)
         self.matrix(f"{p}.attn_k.weight", self.kv_width, self.n_embd)
         self.matrix(f"{p}.attn_v.weight", self.kv_width, self.n_embd)
-        self.matrix(f"{p}.attn_output.weight", self.n_embd, self.q_width)
         if qkv_bias:
             self.bias(f"{p}.attn_q.bias", self.q_width)
             self.bias(f"{p}.attn_k.bias", self.kv_width)
             self.bias(f"{p}.attn_v.bias", self.kv_width)
-        if out_bias:
-            self.bias(f"{p}.attn_output.bias", self.n_embd)
 
-    def ffn(self, il: int, gated: bool = True, biases: bool = False) -> None:
+    def ffn(self, il: int, gated: bool = True, biases: bool = False, fused: bool = False) -> None:
+        """up, gate (when ``gated``) and down projections; ``fused``: gate and up as one ``ffn_up``
+        of twice the rows, gate first."""
         p = f"blk.{il}"
+        if fused:
+            self.matrix(f"{p}.ffn_up.weight", 2 * self.n_ff, self.n_embd)
+            self.matrix(f"{p}.ffn_down.weight", self.n_embd, self.n_ff)
+            return
         names = ("ffn_gate", "ffn_up") if gated else ("ffn_up",)
         for name in names:
             self.matrix(f"{p}.{name}.weight", self.n_ff, self.n_embd)
@@ -117,7 +130,7 @@ class TinyModel:
 
     def write(self, path: Path) -> None:
         writer = gguf.GGUFWriter(str(path), self.arch)
-        writer.add_name(f"tiny-random-{self.arch}")
+        writer.add_name(self.name)
         writer.add_file_type(gguf.LlamaFileType.ALL_F32)
         for key, value in self.metadata.items():
             _add_value(writer, f"{self.arch}.{key}", value)
@@ -229,6 +242,37 @@ def gemma(m: TinyModel) -> None:
     rms_decoder(m, tied=True)
 
 
+#: shorter than TOKENS, so that the sliding-window mask hides keys
+GEMMA_WINDOW = 5
+
+
+def sandwich_decoder(m: TinyModel, **metadata: object) -> None:
+    """Gemma 2/3: RMSNorm before and after attention and FFN, tied output, its own head width,
+    sliding windows of ``GEMMA_WINDOW`` tokens."""
+    m.metadata["attention.key_length"] = m.metadata["attention.value_length"] = m.head_dim
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.metadata["attention.sliding_window"] = GEMMA_WINDOW
+    m.metadata.update(metadata)
+    m.embedding(tied=True)
+    m.norms(["attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+
+
+def gemma2(m: TinyModel) -> None:
+    # caps low enough that tanh bends the scores (about 1) and logits (std 4 to 8)
+    sandwich_decoder(m, attn_logit_softcapping=1.5, final_logit_softcapping=10.0)
+
+
+def gemma3(m: TinyModel) -> None:
+    # six layers: five windowed ones (rope base 10000), then a global one (base and linear scaling)
+    sandwich_decoder(m, **{"rope.freq_base": 1e6, "rope.scaling.type": "linear", "rope.scaling.factor": 8.0})
+    for il in range(m.n_layer):
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.head_dim)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.head_dim)
+
+
 def starcoder2(m: TinyModel) -> None:
     m.metadata["attention.layer_norm_epsilon"] = 1e-5
     m.embedding()
@@ -282,6 +326,100 @@ def olmo2(m: TinyModel) -> None:
         m.norm(f"blk.{il}.attn_k_norm.weight", m.kv_width)
 
 
+def phi2_fused(m: TinyModel) -> None:
+    """Phi-2 as most converted files hold it: q, k and v in one ``attn_qkv``."""
+    phi2(m)
+    for il in range(m.n_layer):
+        for name in ("attn_q", "attn_k", "attn_v"):
+            del m.tensors[f"blk.{il}.{name}.weight"], m.tensors[f"blk.{il}.{name}.bias"]
+        m.matrix(f"blk.{il}.attn_qkv.weight", m.q_width + 2 * m.kv_width, m.n_embd)
+        m.bias(f"blk.{il}.attn_qkv.bias", m.q_width + 2 * m.kv_width)
+
+
+def qwen(m: TinyModel) -> None:
+    m.metadata["feed_forward_length"] = 2 * m.n_ff  # Qwen's ffn tensors are half its n_ff
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, fused=True)
+        m.ffn(il)
+
+
+def phi3(m: TinyModel) -> None:
+    """Fused QKV and gate-up, and LongRoPE factors: the context (128) exceeds the original one
+    (64), so llama.cpp picks the long factors."""
+    m.name = "tiny-random-p3"  # llama.cpp's vocabulary looks up Phi-3's special tokens when the name says phi3
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-5
+    m.metadata["rope.scaling.original_context_length"] = 64
+    m.metadata["rope.scaling.attn_factor"] = 1.19
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, fused=True)
+        m.ffn(il, fused=True)
+    m.tensors["rope_factors_long.weight"] = np.geomspace(1.0, 16.0, m.head_dim // 2).astype(np.float32)
+    m.tensors["rope_factors_short.weight"] = np.geomspace(1.0, 1.5, m.head_dim // 2).astype(np.float32)
+
+
+def gpt_block(m: TinyModel, fused: bool = True) -> None:
+    """GPT-2's layout: LayerNorms with biases, biased (fused) QKV and output, ungated biased FFN."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"], biases=True)
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, out_bias=True, fused=fused)
+        m.ffn(il, gated=False, biases=True)
+
+
+def gptneox(m: TinyModel) -> None:
+    m.metadata["rope.dimension_count"] = m.head_dim // 4  # Pythia rotates a quarter of each head
+    m.metadata["use_parallel_residual"] = True
+    gpt_block(m)
+
+
+def gptneox_sequential(m: TinyModel) -> None:
+    m.metadata["rope.dimension_count"] = m.head_dim // 4
+    m.metadata["use_parallel_residual"] = False
+    gpt_block(m)
+
+
+def codeshell(m: TinyModel) -> None:
+    gpt_block(m)
+
+
+def gpt2(m: TinyModel) -> None:
+    """Learned absolute positions: one row per training position."""
+    m.metadata["context_length"] = 256
+    gpt_block(m)
+    m.tensors["position_embd.weight"] = m.rng.normal(0, 1, (256, m.n_embd)).astype(np.float32)
+
+
+def starcoder(m: TinyModel) -> None:
+    gpt2(m)  # with one key/value head (multi-query attention), from its TinyModel arguments
+
+
+def olmo(m: TinyModel) -> None:
+    """Non-parametric LayerNorms (no norm tensors) and queries, keys, values clipped to [-1, 1]."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.metadata["attention.clamp_kqv"] = 1.0
+    m.embedding()
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+
+
+def command_r(m: TinyModel) -> None:
+    """Parallel blocks on one LayerNorm (weight only), tied output, logits scaled."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.metadata["logit_scale"] = 0.5
+    m.embedding(tied=True)
+    m.norms(["attn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -300,6 +438,18 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "stablelm": (stablelm, {}),
     "olmo2": (olmo2, {}),
     "phi2": (phi2, {}),
+    "gemma2": (gemma2, {"head_dim": 32}),
+    "gemma3": (gemma3, {"head_dim": 32, "n_layer": 6}),
+    "phi2_fused": (phi2_fused, {"arch": "phi2"}),
+    "qwen": (qwen, {"n_head_kv": 4}),
+    "phi3": (phi3, {}),
+    "gptneox": (gptneox, {}),
+    "gptneox_sequential": (gptneox_sequential, {"arch": "gptneox"}),
+    "codeshell": (codeshell, {}),
+    "gpt2": (gpt2, {"n_head_kv": 4}),
+    "starcoder": (starcoder, {"n_head_kv": 1}),
+    "olmo": (olmo, {}),
+    "command-r": (command_r, {}),
 }
 
 

@@ -61,8 +61,7 @@ class Context:
                     backend = assign(node, self.placement, self.placement.cpu)
                     weights = by_backend.setdefault(id(backend), (backend, {}))[1]
                     if src.name not in weights:
-                        info = self.model.reader.tensors[src.name]
-                        weights[src.name] = WeightData(src.name, info.type, info.shape, self.model.reader.raw(src.name))
+                        weights[src.name] = self.model.weight_data(src)
         for backend, weights in by_backend.values():
             backend.load_weights(list(weights.values()))
 
@@ -106,9 +105,11 @@ class Context:
             "tokens": ubatch.tokens,
             "positions": ubatch.positions,
             "kv_cells": cells,
-            "kq_mask": self.cells.mask(ubatch, n_kv),
+            "kq_mask": self.cells.mask(ubatch, n_kv, alibi=self.arch.max_alibi_bias > 0),
             "out_ids": out_ids,
         }
+        if self.arch.sliding_window:
+            feeds["kq_mask_swa"] = self.cells.mask(ubatch, n_kv, window=self.arch.sliding_window)
         return self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
 
     def memory_used(self) -> dict[str, dict[str, int]]:
@@ -179,8 +180,8 @@ class Context:
         return rotations
 
     def _weight(self, node: Node) -> np.ndarray:
-        info = self.model.reader.tensors[node.name]
-        return dequantize(self.model.reader.raw(node.name), info.type, info.shape)
+        data = self.model.weight_data(node)
+        return dequantize(data.raw, data.type, data.shape)
 
 
 def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from llmcore.errors import ModelError
 from llmcore.gguf import GGUFReader
+from llmcore.graph.backend import WeightData
+from llmcore.graph.ir import Node
 from llmcore.models import Architecture, HParams, WeightSpec, architecture_for
 from llmcore.tokenizer import Tokenizer
 
@@ -28,6 +30,20 @@ class Model:
         except ModelError as error:
             self.reader.close()
             raise ModelError(f"{self.path}: {error}") from None
+
+    def weight_data(self, node: Node) -> WeightData:
+        """The bytes of weight ``node`` as a zero-copy view of the file: the whole tensor, or the
+        row range a fused tensor's split names (``GraphBuilder.weight_rows``)."""
+        tensor = node.params.get("tensor", node.name)
+        info = self.reader.tensors[tensor]
+        raw = self.reader.raw(tensor)
+        if "rows" in node.params:
+            start, stop = node.params["rows"]
+            raw = raw[start:stop]
+        return WeightData(node.name, info.type, node.shape, raw)
+
+    def weight_bytes(self, node: Node) -> int:
+        return self.weight_data(node).raw.nbytes
 
     @property
     def size_bytes(self) -> int:

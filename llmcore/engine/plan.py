@@ -176,11 +176,11 @@ class Plan:
             self._splits[n_tokens] = split_graph(self.graph(n_tokens), self.placement, self.placement.cpu)
         return self._splits[n_tokens]
 
-    def weights_by_backend(self) -> dict[str, set[str]]:
-        """The weights each backend will be handed at load (as ``Context._load_weights`` does)."""
-        owned: dict[str, set[str]] = {b.name: set() for b in self.backends}
+    def weights_by_backend(self) -> dict[str, dict[str, Node]]:
+        """The weights each backend will be handed at load (as ``Context._load_weights`` does), by name."""
+        owned: dict[str, dict[str, Node]] = {b.name: {} for b in self.backends}
         for split in self.splits(1):
-            owned[split.backend.name].update(w.name for w in split.subgraph.weights)
+            owned[split.backend.name].update((w.name, w) for w in split.subgraph.weights)
         return owned
 
     def fallbacks(self) -> dict[str, dict[str, int]]:
@@ -200,10 +200,9 @@ class Plan:
     def memory(self) -> dict[str, BackendMemory]:
         """Bytes each backend is expected to allocate once a prompt step of ``n_batch`` tokens and
         a decode step have run."""
-        tensors = self.model.reader.tensors
         memory = {b.name: BackendMemory() for b in self.backends}
         for name, weights in self.weights_by_backend().items():
-            memory[name].weights = sum(tensors[w].n_bytes for w in weights)
+            memory[name].weights = sum(self.model.weight_bytes(w) for w in weights.values())
         shapes = [self.splits(n) for n in sorted({self.n_batch, 1})]
         for backend in self.backends:
             caches: dict[str, int] = {}
@@ -245,7 +244,6 @@ class Plan:
 
     def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed]) -> dict[str, float]:
         """Seconds each backend spends on one step of ``n_tokens`` from an empty cache."""
-        tensors = self.model.reader.tensors
         seconds = {b.name: 0.0 for b in self.backends}
         for split in self.splits(n_tokens):
             speed = speeds[split.backend.name]
@@ -256,7 +254,7 @@ class Plan:
                 total += speed.op_s
                 w = node.srcs[0] if node.srcs else None
                 if node.op is Op.MUL_MAT and w is not None and w.op is Op.WEIGHT:
-                    total += speed.mul_mat_s(w.dtype, tensors[w.name].n_bytes, math.prod(w.shape), node.shape[0])
+                    total += speed.mul_mat_s(w.dtype, self.model.weight_bytes(w), math.prod(w.shape), node.shape[0])
                 elif node.op is Op.ATTENTION:
                     n, n_head, head_dim = node.srcs[0].shape
                     # a step from an empty cache: n queries over a window of n cells, causally masked

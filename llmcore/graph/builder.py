@@ -32,6 +32,16 @@ class GraphBuilder:
     def weight(self, name: str, shape: tuple[int, ...], dtype: GGMLType) -> Node:
         return self._leaf(Op.WEIGHT, name, shape, dtype)
 
+    def weight_rows(self, tensor: str, shape: tuple[int, ...], dtype: GGMLType, start: int, stop: int) -> Node:
+        """Rows [start, stop) of weight ``tensor`` (of ``shape``) as a weight of its own: a fused
+        QKV or gate-up matrix split without a copy, since a row range of a GGUF tensor is
+        contiguous. Backends see an ordinary weight named ``tensor[start:stop]``."""
+        _expect(0 <= start < stop <= shape[0], f"weight rows {tensor}[{start}:{stop}] outside {shape}")
+        name = f"{tensor}[{start}:{stop}]"
+        node = self._leaf(Op.WEIGHT, name, (stop - start, *shape[1:]), dtype)
+        node.params.update(tensor=tensor, rows=(start, stop))
+        return node
+
     def cache(self, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
         return self._leaf(Op.CACHE, name, shape, dtype)
 
@@ -72,6 +82,9 @@ class GraphBuilder:
     def scale(self, a: Node, factor: float, name: str = "") -> Node:
         return self._node(Op.SCALE, (a,), a.shape, name, factor=float(factor))
 
+    def clamp(self, a: Node, low: float, high: float, name: str = "") -> Node:
+        return self._node(Op.CLAMP, (a,), a.shape, name, low=float(low), high=float(high))
+
     def rms_norm(self, a: Node, eps: float, name: str = "") -> Node:
         return self._node(Op.RMS_NORM, (a,), a.shape, name, eps=float(eps))
 
@@ -90,6 +103,9 @@ class GraphBuilder:
             _expect(freq_factors.shape == (rope.n_rot // 2,), f"rope {name}: freq factors {freq_factors.shape}")
             srcs += (freq_factors,)
         return self._node(Op.ROPE, srcs, x.shape, name, rope=rope)
+
+    def tanh(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.TANH, (a,), a.shape, name)
 
     def silu(self, a: Node, name: str = "") -> Node:
         return self._node(Op.SILU, (a,), a.shape, name)
@@ -115,15 +131,20 @@ class GraphBuilder:
         node = Node(Op.KV_STORE, (cache, x, cells), cache.shape, cache.dtype, {}, name, self.layer)
         return node
 
-    def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "") -> Node:
-        """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d]."""
+    def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "",
+                  softcap: float = 0.0, max_bias: float = 0.0) -> Node:
+        """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d];
+        ``softcap`` > 0 caps each score q.k to softcap * tanh(q.k / softcap) (Gemma 2). ``max_bias``
+        > 0 is ALiBi: the mask then holds -|query position - key position| where visible, which
+        head h adds times its slope (ggml_soft_max_ext's ``max_bias``)."""
         n, n_head, head_dim = q.shape
         n_head_kv = k.shape[1] // head_dim
         _expect(k.shape == v.shape and k.shape[1] == n_head_kv * head_dim and n_head % n_head_kv == 0,
                 f"attention {name}: q {q.shape} does not fit caches {k.shape}, {v.shape}")
         _expect(kq_mask.shape == (n, k.shape[0]), f"attention {name}: mask {kq_mask.shape}")
         return self._node(Op.ATTENTION, (q, k, v, kq_mask), (n, n_head * head_dim), name,
-                          scale=float(scale), n_head_kv=n_head_kv)
+                          scale=float(scale), n_head_kv=n_head_kv, softcap=float(softcap),
+                          max_bias=float(max_bias))
 
     # -- result ---------------------------------------------------------------------------------
 

@@ -28,16 +28,20 @@ class Op(str, enum.Enum):
     ADD = "add"
     MUL = "mul"
     SCALE = "scale"
+    CLAMP = "clamp"  # min(max(x, low), high): MPT's and OLMo's clipped queries, keys and values
     RMS_NORM = "rms_norm"
     NORM = "norm"
     ROPE = "rope"
     SILU = "silu"
     GELU = "gelu"
+    TANH = "tanh"  # logit soft-capping: cap * tanh(x / cap), as scale, tanh, scale
     SWIGLU = "swiglu"  # silu(gate) * up
     GEGLU = "geglu"  # gelu(gate) * up
     RESHAPE = "reshape"
     KV_STORE = "kv_store"  # cache[cells] = x; the node stands for the updated cache
-    ATTENTION = "attention"  # softmax(q k^T * scale + mask) v over the first n_kv cache cells, GQA
+    ATTENTION = "attention"  # softmax(q k^T * scale + slope_h * mask) v over the first n_kv cache cells, GQA
+    # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
+    # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0)
 
 
 #: element types of activations, inputs and caches; weights carry a GGMLType instead

@@ -1,13 +1,19 @@
 """Model architectures: one short module each, registered by their GGUF architecture names."""
 
 from llmcore.models import (  # noqa: F401  (each module registers its architectures)
+    codeshell,
+    command_r,
     exaone,
     gemma,
+    gpt2,
+    gptneox,
     llama,
     llama_alike,
+    olmo,
     olmo2,
     orion,
     phi2,
+    phi3,
     qwen,
     seed_oss,
     smollm3,

@@ -45,6 +45,13 @@ class HParams:
     norm_eps: float
     rope: RopeParams
     n_expert: int = 0  # experts per feed-forward layer of a mixture-of-experts model; 0 for a dense one
+    clamp_kqv: float = 0.0  # MPT and OLMo clip queries, keys and values to [-clamp_kqv, clamp_kqv]; 0: no clip
+    max_alibi_bias: float = 0.0  # ALiBi's bias of the first head (MPT); 0: no ALiBi
+    logit_scale: float = 1.0  # Command-R multiplies its logits by this
+    parallel_residual: bool = True  # GPT-NeoX's use_parallel_residual: attention and FFN read one input
+    sliding: SlidingWindow | None = None  # as the file gives it; a family applies its defaults
+    attn_softcap: float | None = None  # {arch}.attn_logit_softcapping (Gemma 2)
+    final_softcap: float | None = None  # {arch}.final_logit_softcapping (Gemma 2)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -77,7 +84,45 @@ class HParams:
                                 default=keys.number("attention.layer_norm_epsilon", low=0.0, high=1.0, default=1e-5)),
             rope=_rope_params(keys, head_dim, n_ctx_train),
             n_expert=keys.integer("expert_count", 0, MAX_EXPERTS, default=0),
+            clamp_kqv=keys.number("attention.clamp_kqv", low=0.0, default=0.0, low_inclusive=True),
+            max_alibi_bias=keys.number("attention.max_alibi_bias", low=0.0, default=0.0, low_inclusive=True),
+            logit_scale=keys.number("logit_scale", low=0.0, default=1.0),
+            parallel_residual=bool(meta.get(f"{arch}.use_parallel_residual", True)),
+            sliding=SlidingWindow.from_keys(keys, n_layer),
+            attn_softcap=keys.optional_number("attn_logit_softcapping"),
+            final_softcap=keys.optional_number("final_logit_softcapping"),
         )
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """Sliding-window attention metadata: the window (llama.cpp's n_swa: a token sees the keys of
+    the last ``size`` positions, its own included), the layers' pattern and the rope base of the
+    windowed layers; None where the file leaves a value to the family's default."""
+
+    size: int | None
+    pattern: int | tuple[bool, ...] | None  # each n-th layer global, or a flag per layer
+    rope_freq_base: float | None
+
+    @classmethod
+    def from_keys(cls, keys: _ArchKeys, n_layer: int) -> SlidingWindow | None:
+        size_key, pattern_key = "attention.sliding_window", "attention.sliding_window_pattern"
+        pattern = keys.meta.get(f"{keys.arch}.{pattern_key}")
+        window = cls(
+            size=keys.integer(size_key, 0, MAX_CONTEXT_LENGTH) if f"{keys.arch}.{size_key}" in keys.meta else None,
+            pattern=(keys.flags(pattern_key, n_layer) if isinstance(pattern, (list, np.ndarray))
+                     else None if pattern is None else keys.integer(pattern_key, 0, MAX_LAYERS)),
+            rope_freq_base=keys.optional_number("rope.freq_base_swa"),
+        )
+        return None if window == cls(None, None, None) else window
+
+    def windowed_layers(self, n_layer: int, default_pattern: int) -> tuple[bool, ...]:
+        """Which layers slide (llama.cpp's set_swa_pattern): with pattern n all but each n-th
+        layer (n - 1, 2n - 1, ...); 0 makes every layer slide."""
+        if isinstance(self.pattern, tuple):
+            return self.pattern
+        n = default_pattern if self.pattern is None else self.pattern
+        return tuple(n == 0 or il % n < n - 1 for il in range(n_layer))
 
 
 class _ArchKeys:
@@ -122,6 +167,17 @@ class _ArchKeys:
             bounds = f"{'[' if low_inclusive else '('}{low:g}, {high:g})"
             raise ModelError(f"metadata '{name}': {number!r} is not a finite value in {bounds}")
         return number
+
+    def optional_number(self, key: str) -> float | None:
+        """A positive finite float, or None where the file does not give one."""
+        return self.number(key, low=0.0) if f"{self.arch}.{key}" in self.meta else None
+
+    def flags(self, key: str, n_layer: int) -> tuple[bool, ...]:
+        """A per-layer array of booleans (or 0/1 integers)."""
+        name, value = self._value(key, None)
+        if len(value) != n_layer:
+            raise ModelError(f"metadata '{name}': {len(value)} per-layer values for {n_layer} layers")
+        return tuple(bool(v) for v in value)
 
     def text(self, key: str, default: str) -> str:
         name, value = self._value(key, default)
@@ -207,6 +263,13 @@ class Architecture:
             raise ModelError(f"tensor {name} is missing from the model file")
         return g.weight(name, spec.shape, spec.type)
 
+    def w_rows(self, g: GraphBuilder, name: str, start: int, stop: int) -> Node:
+        """Rows [start, stop) of weight ``name``, a view of a fused tensor (QKV, gate-up)."""
+        spec = self.weights.get(name)
+        if spec is None:
+            raise ModelError(f"tensor {name} is missing from the model file")
+        return g.weight_rows(name, spec.shape, spec.type, start, stop)
+
     def has(self, name: str) -> bool:
         return name in self.weights
 
@@ -225,6 +288,7 @@ class Architecture:
             kv_cells=g.input("kv_cells", (n_tokens,), I32),
             kq_mask=g.input("kq_mask", (n_tokens, self.n_ctx), F32),
             out_ids=g.input("out_ids", (n_outputs,), I32),
+            kq_mask_swa=g.input("kq_mask_swa", (n_tokens, self.n_ctx), F32) if self.sliding_window else None,
         )
         logits = self.forward(g, inputs)
         return g.build({"logits": logits})
@@ -246,15 +310,38 @@ class Architecture:
                 if src.dtype in _NOT_WEIGHT_TYPES or (not is_matrix and src.dtype != GGMLType.F32):
                     need = "a float or quantized type" if is_matrix else "F32 (it scales or shifts activations)"
                     raise ModelError(f"tensor {src.name} is {src.dtype.name}; the {node.op.value} reading it needs {need}")
-                if node.op is Op.GET_ROWS and src.shape[0] != self.hp.n_vocab:
+                looks_up_tokens = node.srcs[1] is graph.inputs["tokens"]  # not learned positions
+                if node.op is Op.GET_ROWS and looks_up_tokens and src.shape[0] != self.hp.n_vocab:
                     raise ModelError(f"tensor {src.name} has {src.shape[0]} rows for a vocabulary of {self.hp.n_vocab}")
         n_logits = graph.outputs["logits"].shape[-1]
         if n_logits != self.hp.n_vocab:
             raise ModelError(f"the output head gives {n_logits} logits for a vocabulary of {self.hp.n_vocab}")
 
+    def rope_factors(self, g: GraphBuilder) -> Node | None:
+        """Per-pair divisors of the rotary angles (Llama 3.1's ``rope_freqs.weight``), if any."""
+        return self.w(g, "rope_freqs.weight") if self.has("rope_freqs.weight") else None
+
+    @property
+    def max_alibi_bias(self) -> float:
+        """ALiBi's maximum bias (0: the model has none); Bloom and Refact fix it instead of reading it."""
+        return self.hp.max_alibi_bias
+
     @property
     def attn_scale(self) -> float:
         return 1.0 / math.sqrt(self.hp.head_dim)
+
+    #: scores are capped to attn_softcap * tanh(score / attn_softcap) before the softmax; 0: not capped
+    attn_softcap: float = 0.0
+    #: the window of sliding-window layers (llama.cpp's n_swa); 0 where no layer slides
+    sliding_window: int = 0
+
+    def layer_rope(self, il: int) -> RopeParams:
+        """The rotary settings of layer ``il`` (a family with a per-layer rope base overrides this)."""
+        return self.rope
+
+    def layer_kq_mask(self, inp: BatchInputs, il: int) -> Node:
+        """The attention mask of layer ``il``: the sliding-window mask where the layer slides."""
+        return inp.kq_mask
 
 
 @dataclass(frozen=True)
@@ -266,6 +353,7 @@ class BatchInputs:
     kv_cells: Node  # i32[n] KV cache cell each token's keys and values are written to
     kq_mask: Node  # f32[n, n_ctx] 0 where a token may attend to a cell, -inf elsewhere
     out_ids: Node  # i32[n_outputs] rows whose logits are returned
+    kq_mask_swa: Node | None = None  # f32[n, n_ctx] kq_mask without the cells outside the sliding window
 
 
 ARCHITECTURES: dict[str, type[Architecture]] = {}

@@ -36,9 +36,15 @@ def qkv_projections(g: GraphBuilder, m: Architecture, x: Node, il: int) -> tuple
     """Queries [n, n_head * head_dim], keys and values [n, n_head_kv * head_dim] of layer ``il``,
     with their biases where the model has them."""
     prefix = f"blk.{il}"
-    if m.has(f"{prefix}.attn_qkv.weight"):  # splitting the fused product needs a view op
-        raise ModelError(f"{m.hp.arch}: fused {prefix}.attn_qkv.weight is not supported yet")
-    q, k, v = (_project(g, m, x, f"{prefix}.attn_{name}") for name in "qkv")
+    if m.has(f"{prefix}.attn_qkv.weight"):  # one fused matrix: q, k and v are row ranges of it
+        q_width = m.hp.n_head * m.hp.head_dim
+        bounds = (0, q_width, q_width + m.kv_width, q_width + 2 * m.kv_width)
+        q, k, v = (_project_rows(g, m, x, f"{prefix}.attn_qkv", start, stop)
+                   for start, stop in zip(bounds, bounds[1:]))
+    else:
+        q, k, v = (_project(g, m, x, f"{prefix}.attn_{name}") for name in "qkv")
+    if m.hp.clamp_kqv > 0:  # MPT, OLMo
+        q, k, v = (g.clamp(t, -m.hp.clamp_kqv, m.hp.clamp_kqv) for t in (q, k, v))
     return q, k, v
 
 
@@ -55,14 +61,15 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
     softmax(q k^T * m.attn_scale + mask) v and the output projection."""
     n = q.shape[0]
     if rope:
-        factors = m.w(g, "rope_freqs.weight") if m.has("rope_freqs.weight") else None
-        q = g.rope(q, inp.positions, m.rope, factors, name=f"q_rope.{il}")
-        k = g.rope(k, inp.positions, m.rope, factors, name=f"k_rope.{il}")
+        factors = m.rope_factors(g)
+        q = g.rope(q, inp.positions, m.layer_rope(il), factors, name=f"q_rope.{il}")
+        k = g.rope(k, inp.positions, m.layer_rope(il), factors, name=f"k_rope.{il}")
     k_cache = g.cache(f"cache_k.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache_type)
     k_all = g.kv_store(k_cache, g.reshape(k, (n, m.kv_width)), inp.kv_cells, name=f"k_store.{il}")
     v_all = g.kv_store(v_cache, v, inp.kv_cells, name=f"v_store.{il}")
-    out = g.attention(q, k_all, v_all, inp.kq_mask, m.attn_scale, name=f"attn.{il}")
+    out = g.attention(q, k_all, v_all, m.layer_kq_mask(inp, il), m.attn_scale, name=f"attn.{il}",
+                      softcap=m.attn_softcap, max_bias=m.max_alibi_bias)
     return _project(g, m, out, f"blk.{il}.attn_output")
 
 
@@ -74,10 +81,27 @@ def _project(g: GraphBuilder, m: Architecture, x: Node, name: str) -> Node:
     return y
 
 
+def _project_rows(g: GraphBuilder, m: Architecture, x: Node, name: str, start: int, stop: int) -> Node:
+    """Outputs [start, stop) of the fused linear layer ``name``: its weight's rows and bias's
+    elements in that range (views; ggml computes the whole product and views the result, which
+    gives the same numbers)."""
+    y = g.mul_mat(m.w_rows(g, f"{name}.weight", start, stop), x, name=f"{name}[{start}:{stop}]")
+    if m.has(f"{name}.bias"):
+        y = g.add(y, m.w_rows(g, f"{name}.bias", start, stop))
+    return y
+
+
 def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
+    """down(silu(gate(x)) * up(x)); without ``ffn_gate``, ``ffn_up`` holds both, gate rows first
+    (Phi-3, ChatGLM, GLM-4: ggml_swiglu splits the fused product in halves)."""
     prefix = f"blk.{il}"
-    gate = _project(g, m, x, f"{prefix}.ffn_gate")
-    up = _project(g, m, x, f"{prefix}.ffn_up")
+    if m.has(f"{prefix}.ffn_gate.weight"):
+        gate = _project(g, m, x, f"{prefix}.ffn_gate")
+        up = _project(g, m, x, f"{prefix}.ffn_up")
+    else:
+        n_ff = m.weights[f"{prefix}.ffn_up.weight"].shape[0] // 2
+        gate = _project_rows(g, m, x, f"{prefix}.ffn_up", 0, n_ff)
+        up = _project_rows(g, m, x, f"{prefix}.ffn_up", n_ff, 2 * n_ff)
     return _project(g, m, g.swiglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
 
 
@@ -124,3 +148,13 @@ def lm_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
 def token_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:
     g.layer = -1
     return g.get_rows(m.w(g, "token_embd.weight"), inp.tokens, name="embd")
+
+
+def position_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:
+    """Learned absolute positions (GPT-2, StarCoder): row ``position`` of ``position_embd.weight``,
+    which has a row for each position the model was trained on and none beyond."""
+    g.layer = -1
+    table = m.w(g, "position_embd.weight")
+    if m.n_ctx > table.shape[0]:
+        raise ModelError(f"a context of {m.n_ctx} exceeds the {table.shape[0]} learned positions of {table.name}")
+    return g.get_rows(table, inp.positions, name="pos_embd")

@@ -1,4 +1,4 @@
-"""Qwen2 / Qwen2.5 and Qwen3: Llama's pre-norm block with neox-style rotary embeddings. Qwen2 adds
+"""Qwen (1), Qwen2 / Qwen2.5 and Qwen3: Llama's pre-norm block with neox-style rotary embeddings. Qwen2 adds
 biases to the q, k, v projections (the shared projections pick them up); Qwen3 drops them and
 RMS-normalises every query and key head before the rotation."""
 
@@ -14,6 +14,15 @@ from llmcore.models.layers import (
     split_heads,
 )
 from llmcore.models.llama import Llama
+
+
+@register
+class Qwen(Llama):
+    """Qwen (1): Llama's block with neox-style rotary embeddings and a fused QKV projection with
+    biases, which the shared projections split."""
+
+    names = ("qwen",)
+    rope_neox = True
 
 
 @register

@@ -105,7 +105,8 @@ class _Interpreter(Executable):
                 cache[cells] = x
                 return cache
             case Op.ATTENTION:
-                return kernels.attention(*src, p["scale"], p["n_head_kv"], n_kv)
+                return kernels.attention(*src, p["scale"], p["n_head_kv"], n_kv, max_bias=p["max_bias"],
+                                         softcap=p["softcap"])
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:
@@ -114,6 +115,8 @@ class _Interpreter(Executable):
                 return _UNARY_WITH_EPS[node.op](src[0], p["eps"])
             case Op.SCALE:
                 return src[0] * np.float32(p["factor"])
+            case Op.CLAMP:
+                return np.clip(src[0], np.float32(p["low"]), np.float32(p["high"]))
             case _:
                 return _ELEMENTWISE[node.op](*src)
 
@@ -128,6 +131,7 @@ _ELEMENTWISE: dict[Op, Callable[..., np.ndarray]] = {
     Op.MUL: np.multiply,
     Op.SILU: kernels.silu,
     Op.GELU: kernels.gelu,
+    Op.TANH: np.tanh,
     Op.SWIGLU: lambda gate, up: kernels.silu(gate) * up,
     Op.GEGLU: lambda gate, up: kernels.gelu(gate) * up,
 }

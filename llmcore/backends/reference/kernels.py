@@ -177,8 +177,19 @@ def gelu(x: np.ndarray) -> np.ndarray:
 F16_DOT_LANES = 64  # ggml_vec_dot_f16 (AVX-512): four vectors of 16 lanes
 
 
+def alibi_slopes(n_head: int, max_bias: float) -> np.ndarray:
+    """ALiBi's per-head slopes as ggml_soft_max_ext computes them: powers of 2^(-max_bias / n)
+    for the first n (a power of two) heads, interleaved odd powers of its square root after."""
+    n_head_log2 = 1 << int(np.floor(np.log2(n_head)))
+    m0 = np.float32(2.0) ** np.float32(-max_bias / n_head_log2)
+    m1 = np.float32(2.0) ** np.float32(-(max_bias / 2.0) / n_head_log2)
+    heads = np.arange(n_head)
+    return np.where(heads < n_head_log2, m0 ** (heads + 1).astype(np.float32),
+                    m1 ** (2 * (heads - n_head_log2) + 1).astype(np.float32)).astype(np.float32)
+
+
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray,
-              scale: float, n_head_kv: int, n_kv: int) -> np.ndarray:
+              scale: float, n_head_kv: int, n_kv: int, max_bias: float = 0.0, softcap: float = 0.0) -> np.ndarray:
     """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells; query head h reads KV head
     h // (n_head / n_head_kv). Returns [n, n_head * head_dim].
 
@@ -198,7 +209,13 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.
     batched = _has_sequence_neighbour(mask[:, :n_kv])
     rows = np.tile(batched, group)[None, :, None]  # the (group, n) rows of each KV head, flattened
     scores = _dot_by_row(rows, q16[:, :, None, :], k[:, None, :, :]).reshape(n_head_kv, group, n, n_kv)
-    scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
+    if softcap > 0:  # Gemma 2: scale, tanh, scale, as three ggml ops
+        scores = np.tanh(scores * np.float32(1.0 / softcap)) * np.float32(softcap)
+    if max_bias > 0:  # ALiBi: slope_h * mask fused-multiply-added to the scaled scores, as ggml's loop compiles
+        slopes = alibi_slopes(n_head, max_bias).reshape(n_head_kv, group, 1, 1)
+        scores = _fma(slopes, mask[None, None, :, :n_kv], scores * np.float32(scale))
+    else:
+        scores = scores * np.float32(scale) + mask[None, None, :, :n_kv]
     scores -= scores.max(axis=-1, keepdims=True)
     probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
     probs *= (1.0 / _grouped_sum(probs)).astype(np.float32)[..., None]
@@ -243,12 +260,12 @@ def _dot_by_row(batched: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray
 def _has_sequence_neighbour(mask: np.ndarray) -> np.ndarray:
     """llama.cpp (without flash attention) multiplies by tinyBLAS when its batch holds two or more
     queries, by ggml_vec_dot_f16 for one. Here a query counts as batched when a token next to it in
-    the batch belongs to its sequence (same first visible cell; batches keep a sequence's tokens
-    together), so that a row's result does not depend on other sequences sharing the batch."""
+    the batch belongs to its sequence (the two see a cell in common; batches keep a sequence's
+    tokens together, and a sliding window still shows a token its predecessor), so that a row's
+    result does not depend on other sequences sharing the batch."""
     visible = mask != -np.inf
-    first = np.where(visible.any(axis=1), visible.argmax(axis=1), -1)
-    same_as_previous = np.zeros(len(first), bool)
-    same_as_previous[1:] = first[1:] == first[:-1]
+    same_as_previous = np.zeros(len(mask), bool)
+    same_as_previous[1:] = (visible[1:] & visible[:-1]).any(axis=1)
     return same_as_previous | np.append(same_as_previous[1:], False)
 
 
