@@ -70,7 +70,11 @@ class SamplingError(LLMCoreError):
 
 
 class NaNLogitsError(SamplingError):
-    """The model's logits hold NaN (a broken model file or backend): nothing can be sampled."""
+    """The model's logits hold NaN (a broken model file or backend): nothing can be sampled.
+    ``where`` says at which token, where the caller knows."""
+
+    def __init__(self, where: str = "") -> None:
+        super().__init__(f"sampling: the model produced NaN logits{where} (a broken model file or backend)")
 
 
 def knob(default: Any, *flags: str, help: str, metavar: str | None = None, request: bool = True) -> Any:
@@ -882,7 +886,7 @@ class Sampler:
         if logits.shape != (self.n_vocab,):
             raise SamplingError(f"sampling: logits shape {logits.shape} does not match n_vocab {self.n_vocab}")
         if np.isnan(logits.max()):  # max is NaN when any logit is
-            raise NaNLogitsError("the model produced NaN logits (a broken model file or backend)")
+            raise NaNLogitsError()
         token = self._run_chain(logits)
         if self.grammar is not None and not self.grammar.allows(token):
             allowed = np.zeros(self.n_vocab, dtype=bool)

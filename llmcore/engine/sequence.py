@@ -84,9 +84,9 @@ class Generation:
             self.t_first = time.perf_counter()
         try:
             token = self.sampler.sample(logits)
-        except NaNLogitsError as error:
+        except NaNLogitsError:
             position = self.n_prompt + self.n_generated
-            raise NaNLogitsError(f"{error} at position {position} (token {self.n_generated + 1} of the reply)") from None
+            raise NaNLogitsError(f" at position {position} (token {self.n_generated + 1} of the reply)") from None
         self.sampler.accept(token)
         if self.tokenizer.is_eog(token) and not self.ignore_eos:
             self.stop = "eos"
