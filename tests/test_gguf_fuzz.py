@@ -1,4 +1,5 @@
-"""Seeded fuzzing of the GGUF reader: 1,000 mutated or truncated real files.
+"""Seeded fuzzing of the GGUF reader: 1,000 mutated or truncated real files (and, slow-marked,
+100,000 coverage-guided inputs from scripts/fuzz_gguf.py).
 
 Every case must either load (header, metadata, tensor infos, and every tensor dequantized or
 touched) or raise GGUFError: nothing else, no crash, no hang, and no case allocating more than 1 GiB
@@ -57,6 +58,24 @@ def test_fuzzed_files_are_read_fast(tmp_path: Path) -> None:
     report, elapsed = fuzz(tmp_path)
     assert report["slowest_case_s"] < CASE_SECONDS
     assert elapsed < TOTAL_SECONDS, f"fuzzing took {elapsed:.1f} s"
+
+
+ATHERIS_RUNS = 100_000
+
+
+@pytest.mark.slow
+def test_coverage_guided_fuzzing_finds_no_crash(tmp_path: Path) -> None:
+    """scripts/fuzz_gguf.py: atheris (libFuzzer) over the reader and the model checks, 100,000
+    inputs, none raising anything but GGUFError/ModelError, running over 2 s or allocating past 1 GiB."""
+    pytest.importorskip("atheris")
+    script = Path(__file__).parent.parent / "scripts" / "fuzz_gguf.py"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "LLMCORE_FUZZ_FILE": str(tmp_path / "input.gguf")}
+    done = subprocess.run([sys.executable, str(script), "--runs", str(ATHERIS_RUNS), "--corpus", str(tmp_path / "corpus")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Done {ATHERIS_RUNS} runs" in done.stderr
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))
 
 
 def structural_offsets(path: Path) -> list[int]:
