@@ -71,8 +71,8 @@ def test_coverage_guided_fuzzing_finds_no_crash(tmp_path: Path) -> None:
     script = Path(__file__).parent.parent / "scripts" / "fuzz_gguf.py"
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
            "LLMCORE_FUZZ_FILE": str(tmp_path / "input.gguf")}
-    done = subprocess.run([sys.executable, str(script), "--runs", str(ATHERIS_RUNS), "--corpus", str(tmp_path / "corpus")],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=3600)
+    command = [sys.executable, str(script), "--runs", str(ATHERIS_RUNS), "--corpus", str(tmp_path / "corpus")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"Done {ATHERIS_RUNS} runs" in done.stderr
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))

@@ -128,7 +128,8 @@ def test_impossible_hyperparameters_are_named(tmp_path, capsys, key, value, vtyp
 
 
 @pytest.mark.parametrize(("tensor", "ggml_type", "problem"), [
-    ("blk.0.attn_norm.weight", GGMLType.Q8_0, "is Q8_0; the mul reading it needs F32 (it scales or shifts activations)"),
+    ("blk.0.attn_norm.weight", GGMLType.Q8_0,
+     "is Q8_0; the mul reading it needs F32 (it scales or shifts activations)"),
     ("output_norm.weight", GGMLType.F16, "is F16; the mul reading it needs F32 (it scales or shifts activations)"),
     ("blk.0.attn_q.weight", GGMLType.I32, "is I32; the mul_mat reading it needs a float or quantized type"),
     ("token_embd.weight", GGMLType.F64, "is F64; the get_rows reading it needs a float or quantized type"),
@@ -150,7 +151,8 @@ def test_a_tensor_of_the_wrong_shape_is_named(tmp_path, capsys):
 def test_embeddings_must_span_the_vocabulary(tmp_path, capsys):
     path = mutated(tmp_path / "m.gguf", tensors={"token_embd.weight": (GGMLType.F32, (256, 64))})
     assert run(path) == 2
-    assert error_line(capsys) == f"llmcore run: error: {path}: tensor token_embd.weight has 256 rows for a vocabulary of 512"
+    assert error_line(capsys) == (f"llmcore run: error: {path}: tensor token_embd.weight has 256 rows for a "
+                                  "vocabulary of 512")
 
 
 def test_a_context_that_cannot_fit_is_refused_with_the_bytes_needed(capsys):

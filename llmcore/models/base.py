@@ -203,7 +203,8 @@ def _shown(value: Any) -> str:
 def _rope_params(keys: _ArchKeys, head_dim: int, n_ctx_train: int) -> RopeParams:
     n_rot = keys.integer("rope.dimension_count", 2, head_dim, default=head_dim)
     if n_rot % 2:
-        raise ModelError(f"metadata '{keys.arch}.rope.dimension_count': {n_rot} is odd; rotary pairs need an even count")
+        raise ModelError(f"metadata '{keys.arch}.rope.dimension_count': {n_rot} is odd; "
+                         "rotary pairs need an even count")
     scaling = keys.text("rope.scaling.type", "none")
     factor = keys.number("rope.scaling.factor", low=0.0, default=0.0, low_inclusive=True)
     freq_scale = 1.0 / factor if scaling in ("linear", "yarn") and factor > 0 else 1.0
@@ -309,7 +310,8 @@ class Architecture:
                 is_matrix = position == 0 and node.op in (Op.MUL_MAT, Op.GET_ROWS)
                 if src.dtype in _NOT_WEIGHT_TYPES or (not is_matrix and src.dtype != GGMLType.F32):
                     need = "a float or quantized type" if is_matrix else "F32 (it scales or shifts activations)"
-                    raise ModelError(f"tensor {src.name} is {src.dtype.name}; the {node.op.value} reading it needs {need}")
+                    raise ModelError(f"tensor {src.name} is {src.dtype.name}; "
+                                     f"the {node.op.value} reading it needs {need}")
                 looks_up_tokens = node.srcs[1] is graph.inputs["tokens"]  # not learned positions
                 if node.op is Op.GET_ROWS and looks_up_tokens and src.shape[0] != self.hp.n_vocab:
                     raise ModelError(f"tensor {src.name} has {src.shape[0]} rows for a vocabulary of {self.hp.n_vocab}")
