@@ -70,6 +70,8 @@ def test_one_input(data: bytes) -> None:
         open_as_model(_INPUT_PATH)
     except (GGUFError, ModelError):
         pass
+    finally:  # libFuzzer ends the process with exit(), past any Python cleanup
+        _INPUT_PATH.unlink(missing_ok=True)
 
 
 def derived_seeds(out_dir: Path) -> None:
@@ -103,7 +105,6 @@ def replay(corpus: Path) -> None:
     inputs = sorted(p for p in corpus.iterdir() if p.is_file())
     for path in inputs:
         test_one_input(path.read_bytes())
-    _INPUT_PATH.unlink(missing_ok=True)
     print(f"fuzz_gguf: replayed {len(inputs)} inputs of {corpus}", file=sys.stderr)
 
 
