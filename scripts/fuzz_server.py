@@ -75,7 +75,8 @@ def steer(case: Any, mode: GenerationMode) -> None:
             case.body["messages"] = [{"role": "user", "content": "Hi"}]
         for name in MAX_TOKEN_FIELDS:
             value = case.body.get(name)
-            if value is None or (isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= MAX_TOKENS):
+            is_count = isinstance(value, int) and not isinstance(value, bool)
+            if value is None or (is_count and not 0 < value <= MAX_TOKENS):
                 case.body[name] = MAX_TOKENS
 
 

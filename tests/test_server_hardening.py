@@ -65,7 +65,8 @@ def _status_and_body(sock: socket.socket) -> tuple[int, dict]:
             raise AssertionError(f"connection closed after {data!r}")
         data += more
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
     while len(rest) < length:
         rest += sock.recv(65536)
     return int(head.split()[1]), json.loads(rest[:length])
@@ -169,8 +170,8 @@ def test_tokenizer_calls_are_bounded_and_name_the_field(http, path, body, field)
 def test_metrics_are_off_unless_asked_for_as_in_llama_server(http):
     answer = http.get("/metrics")
     assert answer.status_code == 501
-    assert answer.json()["error"] == {"message": "This server does not support metrics endpoint. Start it with `--metrics`",
-                                      "type": "not_supported_error", "param": None, "code": 501}
+    message = "This server does not support metrics endpoint. Start it with `--metrics`"  # llama-server's words
+    assert answer.json()["error"] == {"message": message, "type": "not_supported_error", "param": None, "code": 501}
 
 
 def test_props_and_its_model_path_need_the_key_when_one_is_set(server, http):
