@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     # idle keep-alive connections close after 5 s; requests in flight get 5 s to end after a signal
     config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5,
                             http=_headers_deadline_protocol(args.body_timeout))
-    server = _graceful_server(uvicorn.Server)(config, on_exit=app.state.batcher.shut_down)
+    server = _graceful_server()(config, on_exit=app.state.batcher.shut_down)
     # uvicorn re-raises the signal that stopped it once it has shut down; a requested stop is a clean exit
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_cleanly)
@@ -79,12 +79,13 @@ def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _graceful_server(base: type) -> type:
+def _graceful_server() -> type:
     """uvicorn's Server, which on SIGTERM/SIGINT first has every request end cleanly (``on_exit``:
     streams get their final chunk and ``[DONE]``, waiting clients a 503), so that the graceful
     shutdown finishes at once instead of cancelling handlers at its deadline."""
+    import uvicorn
 
-    class GracefulServer(base):
+    class GracefulServer(uvicorn.Server):
         def __init__(self, config: object, on_exit: Callable[[], None]) -> None:
             super().__init__(config)
             self._on_exit = on_exit
