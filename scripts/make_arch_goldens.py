@@ -420,6 +420,78 @@ def command_r(m: TinyModel) -> None:
         m.ffn(il)
 
 
+def mpt(m: TinyModel) -> None:
+    """ALiBi from the file and clipped QKV."""
+    m.metadata["attention.max_alibi_bias"] = 8.0
+    m.metadata["attention.clamp_kqv"] = 1.5
+    gpt_block(m)
+
+
+def bloom(m: TinyModel) -> None:
+    """ALiBi (bias 8, fixed) over 6 heads: slopes past the largest power of two, and the LayerNorm
+    of the token embeddings."""
+    gpt_block(m)
+    m.norm("token_embd_norm.weight", m.n_embd)
+    m.bias("token_embd_norm.bias", m.n_embd)
+
+
+def refact(m: TinyModel) -> None:
+    rms_decoder(m)  # multi-query (one KV head) from its TinyModel arguments; ALiBi fixed by llama.cpp
+
+
+def baichuan(m: TinyModel) -> None:
+    rms_decoder(m)  # 40 thin layers: llama.cpp's 13B, the ALiBi variant
+
+
+def falcon(m: TinyModel) -> None:
+    """Falcon-7B: one LayerNorm per block read by attention and FFN, fused QKV, multi-query."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.embedding()
+    m.norms(["attn_norm"], biases=True)
+    for il in range(m.n_layer):
+        m.attention(il, fused=True)
+        m.ffn(il, gated=False)
+
+
+def falcon_40b(m: TinyModel) -> None:
+    """Falcon-40B: attention reads its own LayerNorm (attn_norm_2)."""
+    falcon(m)
+    for il in range(m.n_layer):
+        m.norm(f"blk.{il}.attn_norm_2.weight", m.n_embd)
+        m.bias(f"blk.{il}.attn_norm_2.bias", m.n_embd)
+
+
+def plamo(m: TinyModel) -> None:
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding()
+    m.norms(["attn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.ffn(il)
+
+
+def chatglm(m: TinyModel) -> None:
+    """Fused QKV (biased) and gate-up; rotary on half of each head."""
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-5
+    m.metadata["rope.dimension_count"] = m.head_dim // 2
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, fused=True)
+        m.ffn(il, fused=True)
+
+
+def glm4(m: TinyModel) -> None:
+    """ChatGLM's block with post-attention and post-FFN norms; separate q, k, v here."""
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-5
+    m.metadata["rope.dimension_count"] = m.head_dim // 2
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True)
+        m.ffn(il, fused=True)
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -450,6 +522,15 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "starcoder": (starcoder, {"n_head_kv": 1}),
     "olmo": (olmo, {}),
     "command-r": (command_r, {}),
+    "mpt": (mpt, {"n_head_kv": 4}),
+    "bloom": (bloom, {"n_embd": 48, "n_head": 6, "n_head_kv": 6, "head_dim": 8}),
+    "refact": (refact, {"n_head_kv": 1}),
+    "falcon": (falcon, {"n_head_kv": 1}),
+    "falcon_40b": (falcon_40b, {"arch": "falcon"}),
+    "plamo": (plamo, {}),
+    "chatglm": (chatglm, {}),
+    "glm4": (glm4, {}),
+    "baichuan": (baichuan, {"n_layer": 40, "n_embd": 32, "n_head": 4, "n_head_kv": 4, "head_dim": 8, "n_ff": 32}),
 }
 
 

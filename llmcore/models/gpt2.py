@@ -8,7 +8,7 @@ from __future__ import annotations
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import Node
 from llmcore.models.base import BatchInputs, register
-from llmcore.models.layers import attend, position_embedding, qkv_projections, split_heads, token_embedding
+from llmcore.models.layers import position_embedding, self_attention, token_embedding
 from llmcore.models.starcoder2 import StarCoder2
 
 
@@ -20,6 +20,4 @@ class GPT2(StarCoder2):
         return g.add(token_embedding(g, self, inp), position_embedding(g, self, inp))
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
-        q, k, v = qkv_projections(g, self, x, il)
-        return attend(g, self, split_heads(g, q, self.hp.n_head), split_heads(g, k, self.hp.n_head_kv), v, inp, il,
-                      rope=False)
+        return self_attention(g, self, x, inp, il, rope=False)

@@ -22,14 +22,15 @@ def layer_norm(g: GraphBuilder, m: Architecture, x: Node, name: str) -> Node:
     return y
 
 
-def self_attention(g: GraphBuilder, m: Architecture, x: Node, inp: BatchInputs, il: int) -> Node:
-    """Multi-head (grouped-query) self-attention of layer ``il`` with rotary positions.
+def self_attention(g: GraphBuilder, m: Architecture, x: Node, inp: BatchInputs, il: int, rope: bool = True) -> Node:
+    """Multi-head (grouped-query) self-attention of layer ``il``, with rotary positions unless
+    ``rope`` is False (models with learned positions or ALiBi).
 
     Keys and values of this batch are written into the layer's cache cells first; the queries
     then attend over every cell the mask allows, which covers earlier steps and other sequences.
     """
     q, k, v = qkv_projections(g, m, x, il)
-    return attend(g, m, split_heads(g, q, m.hp.n_head), split_heads(g, k, m.hp.n_head_kv), v, inp, il)
+    return attend(g, m, split_heads(g, q, m.hp.n_head), split_heads(g, k, m.hp.n_head_kv), v, inp, il, rope=rope)
 
 
 def qkv_projections(g: GraphBuilder, m: Architecture, x: Node, il: int) -> tuple[Node, Node, Node]:
