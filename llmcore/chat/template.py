@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llmcore.chat.builtin import builtin_template_names, format_builtin, is_builtin_template
 from llmcore.chat.caps import content_support
 from llmcore.chat.errors import ChatTemplateError
+from llmcore.chat.sandbox import DEFAULT_BUDGET, RenderBudget, run_bounded
 from llmcore.chat.messages import (
     content_as_template_reads,
     flatten_content,
@@ -116,6 +117,32 @@ def _compile(source: str, what: str) -> jinja2.Template:
         raise ChatTemplateError(f"{what}: line {error.lineno}: {error.message}") from error
 
 
+@lru_cache(maxsize=8)
+def _compiled_with_content_support(source: str) -> tuple[jinja2.Template, bool, bool]:
+    """(template, string, typed): ``source`` compiled, and how it reads a message's content (see
+    :func:`content_support`), found once per source in the sandbox worker."""
+    return (_compile(source, "chat template"), *content_support(source, _environment()))
+
+
+def _render_jinja(source: str, messages: list[Any], tools: list[Any] | None, documents: list[Any] | None,
+                  add_generation_prompt: bool, context: dict[str, Any], now: datetime | None) -> str:
+    """One render of the jinja ``source``: runs in the sandbox worker (see :mod:`llmcore.chat.sandbox`)."""
+    compiled, string_content, typed_content = _compiled_with_content_support(source)
+    messages = content_as_template_reads(messages, string_content=string_content, typed_content=typed_content)
+    clock = _FROZEN_NOW.set(now)
+    try:
+        return compiled.render(messages=template_messages(messages), tools=tools, documents=documents,
+                               add_generation_prompt=add_generation_prompt, **context)
+    except MemoryError:
+        raise
+    except Exception as error:  # a template can fail in any Python way on an input it does not expect
+        own_message = type(error) is jinja2.TemplateError  # raised by the template's raise_exception()
+        detail = str(error) if own_message else f"{type(error).__name__}: {error}"
+        raise ChatTemplateError(f"chat template: {detail}") from None
+    finally:
+        _FROZEN_NOW.reset(clock)
+
+
 def _token_text(metadata: Mapping[str, Any], id_key: str) -> str | None:
     tokens = metadata.get("tokenizer.ggml.tokens")
     token_id = metadata.get(id_key)
@@ -131,6 +158,16 @@ def _role_text_pairs(messages: Sequence[Any]) -> list[tuple[str, str]]:
             raise ChatTemplateError(f"messages[{index}]: a chat message needs a string 'role'")
         pairs.append((message["role"], flatten_content(message.get("content"))))
     return pairs
+
+
+#: architectures whose turns are not chatml's and whose files may carry no template (Gemma 3 270M's
+#: GGUF has none): where llama.cpp would fall back to chatml, their family's built-in stands in
+_FAMILY_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
+
+
+def family_template(gguf_metadata: Mapping[str, Any]) -> str | None:
+    """The built-in template of a model's family, for a file that carries none; None if there is none."""
+    return _FAMILY_TEMPLATES.get(gguf_metadata.get("general.architecture"))
 
 
 class ChatTemplate:
@@ -152,12 +189,12 @@ class ChatTemplate:
         self.name = name
         self.source = source
         self._special_tokens = dict(special_tokens or {})
-        self._compiled = _compile(source, "chat template") if source is not None else None
-        self._compiled_tool_use = (
-            _compile(tool_use_source, "tool_use chat template") if tool_use_source is not None else None
-        )
         self._tool_use_source = tool_use_source
-        self._content_support: dict[str, tuple[bool, bool]] = {}  # source -> (string, typed)
+        #: what one render may spend (jinja templates render in a bounded worker process)
+        self.budget: RenderBudget = DEFAULT_BUDGET
+        for text, what in ((source, "chat template"), (tool_use_source, "tool_use chat template")):
+            if text is not None:
+                _compile(text, what)  # a syntax error is found now, in one line
 
     @classmethod
     def from_string(
@@ -189,7 +226,8 @@ class ChatTemplate:
 
     @classmethod
     def resolve(cls, name_or_file: str | None, gguf_metadata: Mapping[str, Any] | None = None) -> ChatTemplate:
-        """The template for ``--chat-template NAME|FILE``, else the model's own, else chatml (llama.cpp's fallback).
+        """The template for ``--chat-template NAME|FILE``, else the model's own, else its family's
+        built-in (:func:`family_template`), else chatml (llama.cpp's fallback).
 
         ``name_or_file`` is a built-in name, a path to a jinja file, or inline jinja source.
         ``gguf_metadata`` maps GGUF keys to plain values; it supplies ``tokenizer.chat_template``
@@ -219,7 +257,7 @@ class ChatTemplate:
         tool_use_source = metadata.get("tokenizer.chat_template.tool_use")
         if source or tool_use_source:
             return cls.from_string(source or tool_use_source, tool_use_source=tool_use_source, **tokens)
-        return cls.builtin("chatml")
+        return cls.builtin(family_template(metadata) or "chatml")
 
     def render(
         self,
@@ -244,37 +282,15 @@ class ChatTemplate:
         audio or other non-text part, and :class:`ChatTemplateError` when the template refuses the conversation.
         """
         messages = text_only_messages(messages)
-        if self._compiled is None:
+        if self.source is None:
             return format_builtin(self.name, _role_text_pairs(messages), add_generation_prompt)
 
-        use_tool_template = tools is not None and self._compiled_tool_use is not None
-        compiled = self._compiled_tool_use if use_tool_template else self._compiled
+        use_tool_template = tools is not None and self._tool_use_source is not None
         source = self._tool_use_source if use_tool_template else self.source
-        string_content, typed_content = self._reads_content_as(source)
-        messages = content_as_template_reads(messages, string_content=string_content, typed_content=typed_content)
-        context = plain_data({**self._special_tokens, **extra})
-        clock = _FROZEN_NOW.set(now)
-        try:
-            return compiled.render(
-                messages=template_messages(messages),
-                tools=plain_data(list(tools)) if tools is not None else None,
-                documents=plain_data(list(documents)) if documents is not None else None,
-                add_generation_prompt=add_generation_prompt,
-                **context,
-            )
-        except Exception as error:  # a template can fail in any Python way on an input it does not expect
-            own_message = type(error) is jinja2.TemplateError  # raised by the template's raise_exception()
-            detail = str(error) if own_message else f"{type(error).__name__}: {error}"
-            raise ChatTemplateError(f"chat template: {detail}") from error
-        finally:
-            _FROZEN_NOW.reset(clock)
-
-    def _reads_content_as(self, source: str) -> tuple[bool, bool]:
-        """(string, typed) for the template ``source``, found once by :func:`content_support`."""
-        known = self._content_support.get(source)
-        if known is None:
-            known = self._content_support[source] = content_support(source, _environment())
-        return known
+        job = (source, plain_data(messages), plain_data(list(tools)) if tools is not None else None,
+               plain_data(list(documents)) if documents is not None else None, add_generation_prompt,
+               plain_data({**self._special_tokens, **extra}), now)
+        return run_bounded(_render_jinja, job, self.budget)
 
     def __repr__(self) -> str:
         return f"ChatTemplate({self.name!r})"
