@@ -158,14 +158,15 @@ def test_rope(backend_factory, name):
           {"x": randn(5, 3, 64), "p": positions}, bound=2e-4)
 
 
-def _attention_graph(n: int, n_head: int, n_head_kv: int, head_dim: int, n_ctx: int, cache_type: str):
+def _attention_graph(n: int, n_head: int, n_head_kv: int, head_dim: int, n_ctx: int, cache_type: str,
+                     max_bias: float = 0.0):
     def build(g: GraphBuilder) -> Node:
         width = n_head_kv * head_dim
         cells = g.input("cells", (n,), I32)
         k = g.kv_store(g.cache("k", (n_ctx, width), cache_type), g.input("kx", (n, width), F32), cells)
         v = g.kv_store(g.cache("v", (n_ctx, width), cache_type), g.input("vx", (n, width), F32), cells)
         return g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
-                           1 / np.sqrt(head_dim))
+                           1 / np.sqrt(head_dim), max_bias=max_bias)
     return build
 
 
@@ -182,6 +183,24 @@ def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
              "q": randn(n, n_head, head_dim) * 2, "mask": mask}
     check(backend_factory, _attention_graph(n, n_head, n_head_kv, head_dim, n_ctx, cache_type), feeds,
           bound=2e-3, n_kv=n_kv)
+
+
+@pytest.mark.parametrize("n, n_head", [(1, 4), (9, 6)])  # 6 heads: slopes past the largest power of two
+def test_attention_with_alibi(backend_factory, n, n_head):
+    """ALiBi: the mask holds -|distance| where visible, which each head scales by its slope."""
+    n_ctx, head_dim = 32, 16
+    cells = np.arange(n, dtype=np.int32) + 3
+    n_kv = int(cells.max()) + 1
+    distance = np.abs(cells[:, None] - np.arange(n_ctx)[None, :]).astype(np.float32)
+    mask = np.where(np.arange(n_ctx)[None, :] <= cells[:, None], -distance, -np.inf).astype(np.float32)
+    feeds = {"cells": cells, "kx": randn(n, n_head * head_dim), "vx": randn(n, n_head * head_dim),
+             "q": randn(n, n_head, head_dim) * 2, "mask": mask}
+    check(backend_factory, _attention_graph(n, n_head, n_head, head_dim, n_ctx, F16, max_bias=8.0), feeds,
+          bound=2e-3, n_kv=n_kv)
+
+
+def test_clamp(backend_factory):
+    check(backend_factory, lambda g: g.clamp(g.input("x", (33, 61), F32), -1.5, 2.0), {"x": randn(33, 61) * 4})
 
 
 @pytest.mark.parametrize("cache_type", [F16, F32])

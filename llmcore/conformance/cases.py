@@ -106,7 +106,7 @@ def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.r
 
 def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
-    cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_norms(), *_unary(), *_gated(),
+    cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
              *_reshape(), *_rope(), *_kv_store(), *_attention()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
@@ -188,6 +188,13 @@ def _binary() -> Iterator[OpCase]:
                 node = g.add(a, b) if op is Op.ADD else g.mul(a, b)
                 b_desc = f"{b.dtype.name if isinstance(b.dtype, GGMLType) else b.dtype}{list(b.shape)}"
                 yield _case(cid, f"{op.value} a=f32[{n}, {d}] b={b_desc}", g, node, _normal(shapes))
+
+
+def _clamp() -> Iterator[OpCase]:
+    n, d = 33, 577
+    g = GraphBuilder(n, n)
+    node = g.clamp(g.input("x", (n, d), F32), -1.5, 2.0)
+    yield _case(f"clamp-{n}x{d}", f"clamp x=f32[{n}, {d}] to [-1.5, 2]", g, node, _normal({"x": (n, d)}, 2.0))
 
 
 def _scale() -> Iterator[OpCase]:
@@ -297,18 +304,29 @@ def _attention() -> Iterator[OpCase]:
                 yield _case(cid, f"attention q=f32[{n}, {n_head}, {head_dim}] kv={dtype}[{n_cells}, {width}] "
                                  f"(GQA {n_head}/{n_head_kv}) n_kv={n_kv} scale={scale:.4g}",
                             g, node, _attention_feeds(n, n_head, head_dim, n_cells, n_kv), n_kv=n_kv)
+    for n_head, n in ((8, 1), (6, 7)):  # ALiBi (MPT, BLOOM): 6 heads take slopes past the largest power of two
+        g = GraphBuilder(n, n)
+        cid = f"attention-alibi-h{n_head}-n{n}"
+        width = n_head * 32
+        k, v = (g.cache(f"{cid}.{name}", (n_cells, width), F16) for name in "kv")
+        node = g.attention(g.input("q", (n, n_head, 32), F32), k, v, g.input("kq_mask", (n, n_cells), F32),
+                           1.0 / math.sqrt(32), max_bias=8.0)
+        yield _case(cid, f"attention q=f32[{n}, {n_head}, 32] kv=f16[{n_cells}, {width}] ALiBi max_bias=8 n_kv=40",
+                    g, node, _attention_feeds(n, n_head, 32, n_cells, 40, alibi=True), n_kv=40)
 
 
-def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int) -> Feeds:
+def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int, alibi: bool = False) -> Feeds:
     """Causal mask over the first ``n_kv`` cells (the batch is the last ``n`` tokens) with holes
-    where another sequence's cells lie. Beyond ``n_kv`` the mask is 0 over random cells: attention
-    must not look there, so a backend that ignores ``n_kv`` fails."""
+    where another sequence's cells lie; for ``alibi``, -distance instead of 0 where visible. Beyond
+    ``n_kv`` the mask is 0 over random cells: attention must not look there, so a backend that
+    ignores ``n_kv`` fails."""
 
     def feeds(rng: np.random.Generator, step: int) -> dict[str, np.ndarray]:
         cell = np.arange(n_cells)[None, :]
         pos = (n_kv - n + np.arange(n))[:, None]
         visible = (cell <= pos) & ((cell % 5 != 2) | (cell == pos))  # holes: other sequences' cells
-        mask = np.where(visible | (cell >= n_kv), 0.0, -np.inf).astype(np.float32)
+        kept = -np.abs(pos - cell) if alibi else 0.0
+        mask = np.where(visible, kept, np.where(cell >= n_kv, 0.0, -np.inf)).astype(np.float32)
         return {"q": rng.standard_normal((n, n_head, head_dim)).astype(np.float32), "kq_mask": mask}
 
     return feeds

@@ -30,6 +30,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.ADD: 1e-7,
     Op.MUL: 1e-7,
     Op.SCALE: 1e-7,
+    Op.CLAMP: 1e-7,
     Op.RMS_NORM: 1e-6,
     Op.NORM: 1e-6,
     Op.ROPE: 1e-6,

@@ -20,7 +20,7 @@ from llmcore_cpu_simd.lowering import Program
 PROFILE_ENV = "LLMCORE_PROFILE"
 
 _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
-                Op.SWIGLU, Op.GEGLU, Op.RESHAPE}
+                Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP}
 
 
 def selected_level(requested: str | None = None) -> str:

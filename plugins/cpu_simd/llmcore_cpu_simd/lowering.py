@@ -28,7 +28,8 @@ _NUMPY_DTYPES = {F32: np.float32, F16: np.float16, I32: np.int32}
 
 _PLAIN_OPS = {
     Op.ADD: "LC_OP_ADD", Op.MUL: "LC_OP_MUL", Op.SCALE: "LC_OP_SCALE", Op.SILU: "LC_OP_SILU",
-    Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU",
+    Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU", Op.TANH: "LC_OP_TANH",
+    Op.CLAMP: "LC_OP_CLAMP",
 }
 
 
@@ -155,9 +156,11 @@ class Program:
             self._scratch_floats = max(self._scratch_floats, group * (head_dim + mask.shape[1]) + 64 * head_dim)
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
                           self._float_type(k.dtype), (head_dim, n_head, n, mask.shape[1]),
-                          f=(node.params["scale"],), i=(node.params["n_head_kv"],))]
+                          f=(node.params["scale"], node.params["softcap"], node.params["max_bias"]),
+                          i=(node.params["n_head_kv"],))]
         ne = (size, math.prod(srcs[1].shape)) if op in (Op.ADD, Op.MUL) else (size,)
-        f = (node.params["factor"],) if op is Op.SCALE else ()
+        f = ((node.params["factor"],) if op is Op.SCALE
+             else (node.params["low"], node.params["high"]) if op is Op.CLAMP else ())
         return [_Step(_PLAIN_OPS[op], self._value(node), [key(s) for s in srcs], ne=ne, f=f)]
 
     def _lower_mul_mat(self, node: Node) -> list[_Step]:

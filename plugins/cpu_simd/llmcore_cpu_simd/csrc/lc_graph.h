@@ -9,6 +9,7 @@
  *              (already in the weight's vec_dot format); dst [ne1, ne2]
  *   ADD, MUL   src0 [ne0], src1 [ne1] repeated over src0 (ne0 % ne1 == 0); dst [ne0]
  *   SCALE      src0 [ne0] * f[0]
+ *   CLAMP      src0 [ne0] clipped to [f[0], f[1]]
  *   RMS_NORM, NORM  src0 [ne1, ne0], eps f[0]
  *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2],
  *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
@@ -16,7 +17,8 @@
  *   SILU, GELU src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
  *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type F16 or F32) [*, ne0]
  *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache, src2 v cache (type),
- *              src3 mask [ne2, ne3]; i[0] n_head_kv; f[0] scale; reads the first n_kv cells
+ *              src3 mask [ne2, ne3]; i[0] n_head_kv; f[0] scale; f[2] ALiBi's max bias (0: none; the
+ *              mask, times each head's slope, then holds -distance); reads the first n_kv cells
  */
 #ifndef LC_GRAPH_H
 #define LC_GRAPH_H
@@ -28,7 +30,7 @@
 enum lc_op {
     LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
     LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
-    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_COUNT
+    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_COUNT
 };
 
 typedef struct {

@@ -207,6 +207,7 @@ static inline float gelu(float x) {
     }
 
 UNARY_OP(op_scale, a[i] * nd->f[0])
+UNARY_OP(op_clamp, fmaxf(fminf(a[i], nd->f[1]), nd->f[0]))  /* ggml_clamp: MAX(MIN(x, max), min) */
 UNARY_OP(op_gelu, gelu(a[i]))
 UNARY_OP(op_geglu, gelu(a[i]) * b[i])
 
@@ -228,6 +229,15 @@ static void op_silu(const lc_node *nd, const lc_task *task) {
     int64_t i0, i1;
     share_vectors(nd->ne[0], task->ith, task->nth, &i0, &i1);
     silu_rows(nd->src[0], NULL, nd->dst, i0, i1);
+}
+
+/* ggml_vec_tanh_f32: the C library's tanhf, value by value */
+static void op_tanh(const lc_node *nd, const lc_task *task) {
+    int64_t i0, i1;
+    share_vectors(nd->ne[0], task->ith, task->nth, &i0, &i1);
+    const float *x = nd->src[0];
+    float *y = nd->dst;
+    for (int64_t i = i0; i < i1; i++) y[i] = tanhf(x[i]);
 }
 
 static void op_swiglu(const lc_node *nd, const lc_task *task) {
@@ -420,14 +430,22 @@ static int32_t first_visible(const float *mask_row, int32_t n_kv) {
     return -1;
 }
 
+/* Whether two mask rows let their queries see a cell in common. */
+static int see_a_common_cell(const float *a, const float *b, int32_t n_kv) {
+    for (int32_t j = 0; j < n_kv; j++)
+        if (a[j] != -INFINITY && b[j] != -INFINITY) return 1;
+    return 0;
+}
+
 /* llama.cpp (without flash attention) takes tinyBLAS's order when its batch holds two or more
  * queries, ggml_vec_dot_f16's for one. A query here takes tinyBLAS's order when another token of
- * its own sequence is in the batch (beside it: batches keep a sequence's tokens together), so a
- * row's result does not depend on other sequences sharing the batch. */
+ * its own sequence is in the batch (beside it, batches keep a sequence's tokens together; the two
+ * see a cell in common, which a sliding window keeps), so a row's result does not depend on other
+ * sequences sharing the batch. */
 static int has_sequence_neighbour(const float *mask, int64_t t, int64_t n_tokens, int64_t n_ctx, int32_t n_kv) {
-    const int32_t own = first_visible(mask + t * n_ctx, n_kv);
-    return (t > 0 && first_visible(mask + (t - 1) * n_ctx, n_kv) == own) ||
-           (t + 1 < n_tokens && first_visible(mask + (t + 1) * n_ctx, n_kv) == own);
+    const float *own = mask + t * n_ctx;
+    return (t > 0 && see_a_common_cell(own - n_ctx, own, n_kv)) ||
+           (t + 1 < n_tokens && see_a_common_cell(own + n_ctx, own, n_kv));
 }
 
 #if defined(LC_AVX512)
@@ -658,10 +676,12 @@ static int32_t last_visible(const float *mask_row, int32_t n_kv) {
 }
 
 /* One query head in ggml's order, tinyBLAS's (batched) or ggml_vec_dot_f16's, over the n_kv cells
- * (some visible). lanes: F16_DOT_LANES * head_dim floats; scores: n_kv floats. */
+ * (some visible); softcap > 0 caps each score to softcap * tanhf(score / softcap) first, as ggml's
+ * scale, tanh, scale (Gemma 2); slope != 1 is ALiBi's, multiplying the mask (ggml's soft_max loop,
+ * contracted to a fused multiply-add). lanes: F16_DOT_LANES * head_dim floats; scores: n_kv floats. */
 static void attend_one_head(const float *q16, const char *k, const char *v, int64_t stride, int type, int64_t head_dim,
-                            const float *mask, int32_t n_kv, float scale, int batched, float *lanes, float *scores,
-                            float *y) {
+                            const float *mask, int32_t n_kv, float scale, float softcap, float slope, int batched,
+                            float *lanes, float *scores, float *y) {
     const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
     const int n_lanes = batched ? 16 : F16_DOT_LANES;
     float max = -INFINITY;
@@ -671,8 +691,9 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
             continue;
         }
         const void *k_row = k + j * stride * elt;
-        scores[j] = (batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim)) * scale
-                    + mask[j];
+        float score = batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim);
+        if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
+        scores[j] = slope == 1.0f ? score * scale + mask[j] : fmaf(slope, mask[j], score * scale);
         if (scores[j] > max) max = scores[j];
     }
     /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
@@ -708,7 +729,11 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     const int32_t n_kv = task->n_kv;
     const int type = nd->type;
     const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
-    const float scale = nd->f[0];
+    const float scale = nd->f[0], softcap = nd->f[1], max_bias = nd->f[2];
+    /* ALiBi's slopes as ggml_soft_max_ext computes them */
+    const uint32_t n_head_log2 = 1u << (uint32_t)floor(log2((double)n_head));
+    const float m0 = powf(2.0f, -max_bias / n_head_log2), m1 = powf(2.0f, -(max_bias / 2.0f) / n_head_log2);
+    const int plain_scores = softcap == 0.0f && max_bias == 0.0f;  /* what the SIMD group kernels compute */
     /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
 
@@ -730,22 +755,26 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                 continue;
             }
 #if defined(LC_AVX512)
-            if (batched && head_dim % 16 == 0 && group <= MAX_SHARED_HEADS && ((last | 15) + 1) <= n_kv) {
+            if (batched && plain_scores && head_dim % 16 == 0 && group <= MAX_SHARED_HEADS && ((last | 15) + 1) <= n_kv) {
                 attend_group_512(q16, k, v, kv_width, type, head_dim, n_ctx, mask, first & ~15, (last | 15) + 1,
                                  scale, scores, y, (int)group);
                 continue;
             }
 #elif defined(LC_AVX2)
-            if (batched && head_dim % 16 == 0 && ((last | 15) + 1) <= n_kv) {
+            if (batched && plain_scores && head_dim % 16 == 0 && ((last | 15) + 1) <= n_kv) {
                 for (int64_t g = 0; g < group; g++)
                     attend_tinyblas_256(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, first & ~15,
                                         (last | 15) + 1, scale, scores, y + g * head_dim);
                 continue;
             }
 #endif
-            for (int64_t g = 0; g < group; g++)
-                attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, batched, lanes,
-                                scores, y + g * head_dim);
+            for (int64_t g = 0; g < group; g++) {
+                const uint32_t h = (uint32_t)(kvh * group + g);
+                const float slope = max_bias > 0.0f ? (h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1))
+                                                    : 1.0f;
+                attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slope,
+                                batched, lanes, scores, y + g * head_dim);
+            }
         }
     }
 }
@@ -756,4 +785,5 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_RMS_NORM] = op_rms_norm, [LC_OP_NORM] = op_norm, [LC_OP_ROPE] = op_rope,
     [LC_OP_SILU] = op_silu, [LC_OP_GELU] = op_gelu, [LC_OP_SWIGLU] = op_swiglu,
     [LC_OP_GEGLU] = op_geglu, [LC_OP_KV_STORE] = op_kv_store, [LC_OP_ATTENTION] = op_attention,
+    [LC_OP_TANH] = op_tanh, [LC_OP_CLAMP] = op_clamp,
 };
