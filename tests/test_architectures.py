@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from llmcore import LLM
+from llmcore.engine.model import Model
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
 ARCHS = sorted(p.name.removesuffix(".gguf") for p in ARCH_DIR.glob("*.gguf"))
@@ -59,3 +60,17 @@ def test_incremental_decoding_matches_batch(arch, backend):
     last = [llm.eval_prompt(tokens[: i + 1]) for i in range(half, len(tokens))]
     assert np.abs(np.array(last) - expected[half:]).max() < MAX_REL_ERROR * expected.std()
 
+
+def test_fused_weights_are_split_by_views():
+    """A fused QKV (phi2_fused) or gate-up (phi3) matrix reaches the backends as row ranges that
+    share the mapped file's memory: no copy."""
+    for arch in ("phi2_fused", "phi3"):
+        model = Model(ARCH_DIR / f"{arch}.gguf")
+        graph = model.architecture(model.hparams, model.weight_specs, n_ctx=128).build_graph(1, 1)
+        parts = [w for w in graph.weights if "rows" in w.params]
+        assert parts, arch
+        for part in parts:
+            data = model.weight_data(part)
+            assert data.shape[0] == part.params["rows"][1] - part.params["rows"][0]
+            assert np.shares_memory(data.raw, model.reader.raw(part.params["tensor"]))
+        model.close()
