@@ -3,7 +3,7 @@
 from llmcore.chat.builtin import builtin_template_names, detect_builtin_template
 from llmcore.chat.errors import ChatContentError, ChatTemplateError
 from llmcore.chat.messages import text_parts
-from llmcore.chat.template import ChatTemplate
+from llmcore.chat.template import ChatTemplate, family_template
 
 __all__ = [
     "ChatContentError",
@@ -11,5 +11,6 @@ __all__ = [
     "ChatTemplateError",
     "builtin_template_names",
     "detect_builtin_template",
+    "family_template",
     "text_parts",
 ]

@@ -22,6 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from llmcore.chat import family_template
 from llmcore.cli._common import print_timings
 from llmcore.cli.sampling_args import sampling_from_args
 
@@ -84,7 +85,8 @@ def conversation_mode(args: argparse.Namespace, llm: Any) -> bool:
         return False
     if args.conversation:
         return True
-    has_template = bool(args.chat_template or llm.metadata.get("tokenizer.chat_template"))
+    has_template = bool(args.chat_template or llm.metadata.get("tokenizer.chat_template")
+                        or family_template(llm.metadata))
     return has_template and not (args.prompt or args.file)
 
 

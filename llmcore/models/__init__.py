@@ -9,6 +9,8 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     exaone,
     falcon,
     gemma,
+    gemma2,
+    gemma3,
     glm4,
     gpt2,
     gptneox,
