@@ -4,7 +4,7 @@ tensors of awkward shapes, at every ISA level this CPU supports and at odd threa
 Error bounds, relative to the largest magnitude of the reference result:
 - mul_mat: 1e-5 (both round the activations identically; only the float summation order differs)
 - get_rows, kv_store, add, mul, scale, rms_norm, norm: 1e-6 (the same float operations)
-- silu, gelu, swiglu, geglu: 1e-5 (libm expf/tanhf against numpy's)
+- silu, gelu, swiglu, geglu, tanh: 1e-5 (libm expf/tanhf against numpy's)
 - rope: 2e-4 at positions up to 3000 (ggml's running product for the angles against the
   reference's cumulative product)
 - attention: 2e-3 (a probability may round to the neighbouring f16 value)
@@ -159,14 +159,14 @@ def test_rope(backend_factory, name):
 
 
 def _attention_graph(n: int, n_head: int, n_head_kv: int, head_dim: int, n_ctx: int, cache_type: str,
-                     max_bias: float = 0.0):
+                     max_bias: float = 0.0, softcap: float = 0.0):
     def build(g: GraphBuilder) -> Node:
         width = n_head_kv * head_dim
         cells = g.input("cells", (n,), I32)
         k = g.kv_store(g.cache("k", (n_ctx, width), cache_type), g.input("kx", (n, width), F32), cells)
         v = g.kv_store(g.cache("v", (n_ctx, width), cache_type), g.input("vx", (n, width), F32), cells)
         return g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
-                           1 / np.sqrt(head_dim), max_bias=max_bias)
+                           1 / np.sqrt(head_dim), max_bias=max_bias, softcap=softcap)
     return build
 
 
@@ -197,6 +197,24 @@ def test_attention_with_alibi(backend_factory, n, n_head):
              "q": randn(n, n_head, head_dim) * 2, "mask": mask}
     check(backend_factory, _attention_graph(n, n_head, n_head, head_dim, n_ctx, F16, max_bias=8.0), feeds,
           bound=2e-3, n_kv=n_kv)
+
+
+@pytest.mark.parametrize("n", [1, 12])
+def test_attention_soft_capped_in_a_sliding_window(backend_factory, n):
+    """Gemma 2: scores capped to 1.5 * tanh(score / 1.5); each token sees the last 4 positions only
+    (so neighbouring tokens of one sequence see different first cells, and still count as batched)."""
+    n_ctx, head_dim, n_head = 32, 32, 4
+    cells = np.arange(n, dtype=np.int32) + 2
+    cell = np.arange(n_ctx)[None, :]
+    mask = np.where((cell <= cells[:, None]) & (cells[:, None] - cell < 4), 0.0, -np.inf).astype(np.float32)
+    feeds = {"cells": cells, "kx": randn(n, 2 * head_dim), "vx": randn(n, 2 * head_dim),
+             "q": randn(n, n_head, head_dim) * 4, "mask": mask}
+    check(backend_factory, _attention_graph(n, n_head, 2, head_dim, n_ctx, F16, softcap=1.5), feeds,
+          bound=2e-3, n_kv=int(cells.max()) + 1)
+
+
+def test_tanh(backend_factory):
+    check(backend_factory, lambda g: g.tanh(g.input("x", (33, 61), F32)), {"x": randn(33, 61) * 3}, bound=1e-5)
 
 
 def test_clamp(backend_factory):

@@ -219,11 +219,11 @@ def _norms() -> Iterator[OpCase]:
 
 
 def _unary() -> Iterator[OpCase]:
-    for op in (Op.SILU, Op.GELU):
+    for op in (Op.SILU, Op.GELU, Op.TANH):
         for n, d in ((1, 64), (33, 577)):
             g = GraphBuilder(n, n)
             x = g.input("x", (n, d), F32)
-            node = g.silu(x) if op is Op.SILU else g.gelu(x)
+            node = {Op.SILU: g.silu, Op.GELU: g.gelu, Op.TANH: g.tanh}[op](x)
             # spread over [-12, 12]: saturated tails included
             yield _case(f"{op.value}-{n}x{d}", f"{op.value} x=f32[{n}, {d}] in [-12, 12]", g, node,
                         lambda rng, step, n=n, d=d: {"x": rng.uniform(-12, 12, (n, d)).astype(np.float32)})
@@ -313,6 +313,14 @@ def _attention() -> Iterator[OpCase]:
                            1.0 / math.sqrt(32), max_bias=8.0)
         yield _case(cid, f"attention q=f32[{n}, {n_head}, 32] kv=f16[{n_cells}, {width}] ALiBi max_bias=8 n_kv=40",
                     g, node, _attention_feeds(n, n_head, 32, n_cells, 40, alibi=True), n_kv=40)
+    for n in (1, 7):  # Gemma 2's soft-capped scores
+        g = GraphBuilder(n, n)
+        cid = f"attention-softcap-n{n}"
+        k, v = (g.cache(f"{cid}.{name}", (n_cells, 64), F16) for name in "kv")
+        node = g.attention(g.input("q", (n, 4, 32), F32), k, v, g.input("kq_mask", (n, n_cells), F32),
+                           1.0 / math.sqrt(32), softcap=1.5)
+        yield _case(cid, f"attention q=f32[{n}, 4, 32] kv=f16[{n_cells}, 64] softcap=1.5 n_kv=40",
+                    g, node, _attention_feeds(n, 4, 32, n_cells, 40), n_kv=40)
 
 
 def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int, alibi: bool = False) -> Feeds:

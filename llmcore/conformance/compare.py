@@ -36,6 +36,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.ROPE: 1e-6,
     Op.SILU: 1e-6,
     Op.GELU: 1e-6,
+    Op.TANH: 1e-6,
     Op.SWIGLU: 1e-6,
     Op.GEGLU: 1e-6,
     Op.RESHAPE: 1e-7,
