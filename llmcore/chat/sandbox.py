@@ -10,7 +10,9 @@ the server renders from threads.
 from __future__ import annotations
 
 import multiprocessing
+import importlib
 import resource
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +38,10 @@ DEFAULT_BUDGET = RenderBudget()
 class _Worker:
     """One spawned process, fed calls over a pipe one at a time."""
 
-    def __init__(self, memory_mib: int) -> None:
+    def __init__(self, memory_mib: int, preload: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, memory_mib), daemon=True,
+        self._process = context.Process(target=_serve, args=(child_end, memory_mib, preload), daemon=True,
                                         name="llmcore-template-sandbox")
         self._process.start()
         child_end.close()
@@ -58,8 +60,10 @@ class _Worker:
         self._conn.close()
 
 
-def _serve(conn: Connection, memory_mib: int) -> None:
-    import llmcore.chat.template  # noqa: F401  (imported before the cap, so the cap is for renders)
+def _serve(conn: Connection, memory_mib: int, preload: str) -> None:
+    # Ctrl-C reaches the whole foreground process group; it interrupts the reply, not the sandbox.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    importlib.import_module(preload)  # before the cap, so that the cap is for renders alone
 
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * resource.getpagesize()
@@ -93,7 +97,7 @@ def run_bounded(function: Callable[..., str], args: tuple, budget: RenderBudget)
     with _lock:
         worker = _workers.get(budget.memory_mib)
         if worker is None:
-            worker = _workers[budget.memory_mib] = _Worker(budget.memory_mib)
+            worker = _workers[budget.memory_mib] = _Worker(budget.memory_mib, function.__module__)
         try:
             ok, value = worker.call(function, args, budget)
         except TimeoutError:
