@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Bounded load on ``llmcore serve`` over loopback: a fixed number of clients send a mix of requests
-(chat and completions, streamed and not, logprobs, early disconnects, malformed bodies) for a
-fixed time. Passes when no response has a 5xx status and the server's RSS stays within 10% of its
-value after warm-up.
+(chat and completions, streamed and not, logprobs, early disconnects, malformed bodies, and issue 15's
+attacks: oversized chunked bodies, rule-chain grammars, deep nesting, a thousand DRY breakers, extreme
+sampling values, huge detokenize requests) for a fixed time. Passes when no response has a 5xx status
+and no request a transport error, and the server's RSS stays within 10% of its value after warm-up.
 
     python scripts/soak_server.py                      # 10 minutes, -np 4, 6 clients, default model
     python scripts/soak_server.py --duration 60 --clients 3
@@ -14,6 +15,8 @@ import argparse
 import collections
 import json
 import random
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,13 +70,13 @@ class Client(threading.Thread):
 
     def run(self) -> None:
         actions = [self.chat, self.chat_stream, self.completion, self.native_stream, self.disconnect,
-                   self.malformed, self.invalid, self.tokenize, self.metrics]
-        weights = [4, 4, 3, 2, 2, 1, 1, 1, 1]
+                   self.malformed, self.invalid, self.tokenize, self.metrics, self.attack]
+        weights = [4, 4, 3, 2, 2, 1, 1, 1, 1, 2]
         while time.monotonic() < self.stop_at:
             action = self.rng.choices(actions, weights)[0]
             try:
                 status = action()
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, OSError) as error:
                 status = f"transport error: {type(error).__name__}"
                 self.failures.append(f"{action.__name__}: {error!r}")
             with self.lock:
@@ -136,6 +139,50 @@ class Client(threading.Thread):
                                 {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}},
                                 {"messages": [{"role": "user", "content": "x " * 5000}]}])
         return self.http.post("/v1/chat/completions", json=body).status_code
+
+    def attack(self) -> int:
+        """One of the attacks issue 15 found to stall or break the server; each must get a 4xx (or run)."""
+        prompt = {"prompt": "Hi", "n_predict": 4}
+        kind = self.rng.randrange(6)
+        if kind == 0:
+            return self.oversized_chunked_body()
+        if kind == 1:
+            n = self.rng.choice([300, 5000, 20000])
+            chain = "root ::= r0\n" + "".join(f"r{i} ::= r{i + 1}\n" for i in range(n)) + f'r{n} ::= "x"\n'
+            return self.http.post("/completion", json=prompt | {"grammar": chain}).status_code
+        if kind == 2:
+            return self.http.post("/completion", json=prompt | {"grammar": "root ::= " + "(" * 1000 + '"x"' + ")" * 1000}).status_code
+        if kind == 3:
+            breakers = [f"b{i}" for i in range(1000)]
+            return self.http.post("/completion", json=prompt | {"dry_multiplier": 0.8, "dry_sequence_breakers": breakers}).status_code
+        if kind == 4:
+            extreme = self.rng.choice([{"seed": -5}, {"dynatemp_range": 1e308}, {"logit_bias": [["²", 1]]},
+                                       {"temperature": 1e-300}, {"repeat_penalty": 0}, {"logit_bias": {"1": "Infinity"}}])
+            return self.http.post("/completion", json=prompt | extreme).status_code
+        return self.http.post("/detokenize", json={"tokens": [1] * self.rng.choice([1000, 2_000_000])}).status_code
+
+    def oversized_chunked_body(self) -> int:
+        """40 MiB in 1 MiB chunks, never announced by Content-Length, over a raw socket: the server
+        answers 413 before the body ends and closes, which an HTTP client that reads only after
+        sending would report as a dropped connection; this one reads between chunks."""
+        url = httpx.URL(str(self.http.base_url))
+        with socket.create_connection((url.host, url.port), timeout=60) as sock:
+            sock.sendall(b"POST /completion HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"100000\r\n" + b"x" * 2**20 + b"\r\n"
+            for _ in range(40):
+                if select.select([sock], [], [], 0)[0]:
+                    break
+                try:
+                    sock.sendall(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            else:
+                sock.sendall(b"0\r\n\r\n")
+            status_line = sock.makefile("rb").readline()
+        if not status_line.startswith(b"HTTP/1.1 "):
+            raise httpx.RemoteProtocolError(f"no status line after an oversized chunked body: {status_line!r}")
+        return int(status_line.split()[1])
 
     def tokenize(self) -> int:
         return self.http.post("/tokenize", json={"content": self.rng.choice(PROMPTS), "with_pieces": True}).status_code
