@@ -335,9 +335,9 @@ class GGUFReader:
     def _open_other_splits(self) -> None:
         first = self._files[0]
         count = first.metadata.get(KEY_SPLIT_COUNT, 1)
-        if not isinstance(count, int) or count < 1 or count > 99999:
+        if not isinstance(count, int) or count < 0 or count > 99999:
             raise GGUFError(self.path, None, f"metadata {KEY_SPLIT_COUNT!r}", f"{count!r} is not a split count")
-        if count == 1:
+        if count <= 1:  # 0: a merged model (llama-gguf-split --merge writes split.count = 0), one file
             return
         if first.metadata.get(KEY_SPLIT_NO) != 0:
             raise GGUFError(

@@ -31,7 +31,7 @@ from .types import (
     tensor_bytes,
 )
 
-__all__ = ["GGUFWriter"]
+__all__ = ["GGUFWriter", "encode_metadata", "encode_tensor_info"]
 
 KEY_ARCHITECTURE = "general.architecture"
 KEY_ALIGNMENT = "general.alignment"
@@ -158,6 +158,19 @@ def _encode_value(value: Any, vtype: GGUFValueType | None) -> bytes:
     return _u32(vtype) + _numeric_payload([value], vtype)
 
 
+def encode_metadata(key: str, value: Any, type: GGUFValueType | None = None) -> bytes:
+    """One key-value pair as a GGUF file stores it: key, type code, value. ``type`` is as in
+    ``GGUFWriter.add_metadata`` (for arrays the element type), so a ``GGUFReader``'s
+    ``metadata[key]`` and ``metadata_types[key]`` encode back to the bytes they were read from."""
+    return _string(key) + _encode_value(value, None if type is None else GGUFValueType(type))
+
+
+def encode_tensor_info(name: str, type: GGMLType, ne: Sequence[int], relative_offset: int) -> bytes:
+    """One tensor info as a GGUF file stores it; ``ne`` is in GGUF order (innermost dimension first)
+    and ``relative_offset`` counts from the start of the data section."""
+    return _string(name) + _u32(len(ne)) + b"".join(_u64(d) for d in ne) + _u32(type) + _u64(relative_offset)
+
+
 @dataclass(frozen=True)
 class _Tensor:
     name: str
@@ -170,10 +183,7 @@ class _Tensor:
         return self.data.nbytes
 
     def info(self, relative_offset: int) -> bytes:
-        ne = tuple(reversed(self.shape))
-        return (
-            _string(self.name) + _u32(len(ne)) + b"".join(_u64(d) for d in ne) + _u32(self.type) + _u64(relative_offset)
-        )
+        return encode_tensor_info(self.name, self.type, tuple(reversed(self.shape)), relative_offset)
 
 
 def _padding(size: int, alignment: int) -> int:
