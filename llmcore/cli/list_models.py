@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from llmcore.cli.pull import CATALOG_HELP
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "list", help="list cached models", description="List the models in the model cache."
+        "list", help="list cached models", description="List the models in the model cache.",
+        epilog=CATALOG_HELP + "; `llmcore pull NAME` or `-m NAME` fetches one",
     )
     parser.set_defaults(func=run)
 
