@@ -94,21 +94,21 @@ def test_every_default_model_tensor_matches_reference(default_model_path: Path) 
 
 
 def test_unsupported_type_names_tensor_and_type(tmp_path: Path) -> None:
-    path = tmp_path / "iq.gguf"
+    path = tmp_path / "q8k.gguf"
     writer = gguf.GGUFWriter(path, "llama")
-    block_size, type_size = GGML_QUANT_SIZES[GGMLType.IQ2_XXS]
-    writer.add_tensor("blk.0.ffn_up.weight", np.zeros((2, type_size), np.uint8), raw_dtype=GGMLType.IQ2_XXS)
+    block_size, type_size = GGML_QUANT_SIZES[GGMLType.Q8_K]
+    writer.add_tensor("blk.0.ffn_up.weight", np.zeros((2, type_size), np.uint8), raw_dtype=GGMLType.Q8_K)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    assert GGMLType.IQ2_XXS not in SUPPORTED_TYPES
+    assert GGMLType.Q8_K not in SUPPORTED_TYPES
     with GGUFReader(path) as reader:
         assert reader.raw("blk.0.ffn_up.weight").shape == (2, type_size)
-        with pytest.raises(GGUFError, match=r"iq\.gguf: offset \d+: tensor 'blk\.0\.ffn_up\.weight': .*IQ2_XXS"):
+        with pytest.raises(GGUFError, match=r"q8k\.gguf: offset \d+: tensor 'blk\.0\.ffn_up\.weight': .*Q8_K"):
             reader.dequantize("blk.0.ffn_up.weight")
-    with pytest.raises(GGUFError, match="IQ2_XXS"):
-        dequantize(np.zeros(type_size, np.uint8), GGMLType.IQ2_XXS, (block_size,))
+    with pytest.raises(GGUFError, match="Q8_K"):
+        dequantize(np.zeros(type_size, np.uint8), GGMLType.Q8_K, (block_size,))
 
 
 def test_wrong_byte_count_is_rejected() -> None:

@@ -1,16 +1,19 @@
 """GGUF format vocabulary: value and tensor types, their sizes, and the tensor descriptor.
 
 The enums and block sizes come from the ``gguf`` package (llama.cpp's own Python bindings) so that
-llmcore never drifts from the format's definition.
+llmcore never drifts from the format's definition; tensor types that ggml.h of llama.cpp 0.3.36
+defines and an older ``gguf`` package lacks are added from ``_GGML_TYPES_SINCE_GGUF``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
-from gguf.constants import GGML_QUANT_SIZES, GGUFValueType
-from gguf.constants import GGMLQuantizationType as GGMLType
+from gguf.constants import GGML_QUANT_SIZES as _GGUF_QUANT_SIZES
+from gguf.constants import GGMLQuantizationType as _GGUFType
+from gguf.constants import GGUFValueType
 
 __all__ = [
     "DEFAULT_ALIGNMENT",
@@ -26,6 +29,27 @@ __all__ = [
     "row_bytes",
     "tensor_bytes",
 ]
+
+# ggml.h's tensor types newer than some gguf releases: name -> (type id, (values per block, bytes per block)).
+_GGML_TYPES_SINCE_GGUF = {
+    "TQ1_0": (34, (256, 2 + 4 * 13)),
+    "TQ2_0": (35, (256, 2 + 64)),
+    "MXFP4": (39, (32, 1 + 16)),
+    "NVFP4": (40, (64, 4 + 32)),
+    "Q1_0": (41, (128, 2 + 16)),
+    "Q2_0": (42, (64, 2 + 16)),
+}
+
+GGMLType = IntEnum("GGMLType", {
+    **{t.name: t.value for t in _GGUFType},
+    **{name: value for name, (value, _) in _GGML_TYPES_SINCE_GGUF.items() if name not in _GGUFType.__members__},
+}, module=__name__)
+GGMLType.__doc__ = "ggml's tensor types (ggml.h's enum ggml_type), equal as integers to gguf's GGMLQuantizationType."
+
+GGML_QUANT_SIZES: dict[GGMLType, tuple[int, int]] = {
+    **{GGMLType(int(t)): sizes for t, sizes in _GGUF_QUANT_SIZES.items()},
+    **{GGMLType(value): sizes for value, sizes in _GGML_TYPES_SINCE_GGUF.values()},
+}
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)  # version 1 used 32-bit counts and is long gone
