@@ -14,7 +14,6 @@ arguments, the oracle's ``--dry-run`` plan (its stdout), the sha256 of every spl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from llmcore.hub.cache import sha256_file as sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "tests" / "fixtures" / "gguf_split"
@@ -40,14 +41,6 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "llama_max_tensors_5": ("arch/llama.gguf", ["--split-max-tensors", "5"]),
     "smollm2_max_size_50M": ("default-model", ["--split-max-size", "50M"]),
 }
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def input_path(name: str) -> Path:

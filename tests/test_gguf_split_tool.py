@@ -9,7 +9,6 @@ fixtures (a file with every metadata value type and many tensor types, one with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,19 +17,12 @@ import numpy as np
 import pytest
 
 from llmcore.cli import main
+from llmcore.hub.cache import sha256_file as sha256
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPLIT_DIR = FIXTURES / "gguf_split"
 GOLDENS = json.loads((SPLIT_DIR / "goldens.json").read_text())
 SMALL_CASES = [name for name, case in GOLDENS.items() if case["input"] != "default-model"]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source(case: dict) -> Path:
