@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {why}")
     for move, ops in fallbacks.items():
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1]))
-        print(f"  {move}: ops it does not support run on the CPU backend ({listed})")
+        print(f"  {move}: ops it does not support run on the CPU backend ({listed})"
+              if move.endswith(f" -> {plan.placement.cpu.name}") else
+              f"  {move}: ops it does not support run on the reference backend, the last resort ({listed})")
     print(f"\n{'backend':10} {'weights':>12} {'kv':>12} {'compute':>12} {'total':>12} {'decode ms/token':>15}")
     for name, m in memory.items():
         print(f"{name:10} {m.weights / _MIB:8.2f} MiB {m.kv / _MIB:8.2f} MiB {m.compute / _MIB:8.2f} MiB "

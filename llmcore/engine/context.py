@@ -58,16 +58,19 @@ class Context:
         for node in graph.nodes:
             for src in node.srcs:
                 if src.op is Op.WEIGHT:
-                    backend = assign(node, self.placement, self.placement.cpu)
+                    backend = assign(node, self.placement, self.placement.fallbacks)
                     weights = by_backend.setdefault(id(backend), (backend, {}))[1]
                     if src.name not in weights:
                         weights[src.name] = self.model.weight_data(src)
         for backend, weights in by_backend.values():
             backend.load_weights(list(weights.values()))
+        self._weight_holders = [backend for backend, _ in by_backend.values()]
 
     @property
     def backends(self) -> list[Backend]:
         placed = [*self.placement.backends.values(), self.placement.cpu, *(o.backend for o in self.placement.overrides)]
+        # the last-resort backend counts once it holds weights or runs a split
+        placed += [*self._weight_holders, *(s.backend for plan in self._plans.values() for s in plan.splits)]
         return list({id(b): b for b in placed}.values())
 
     def compiled(self, n_tokens: int, n_outputs: int) -> CompiledGraph:
@@ -78,7 +81,7 @@ class Context:
             self._plans.move_to_end(key)
         else:
             graph = self.arch.build_graph(n_tokens, n_outputs)
-            self._plans[key] = CompiledGraph(graph, self.placement, self.placement.cpu)
+            self._plans[key] = CompiledGraph(graph, self.placement, self.placement.fallbacks)
             prompt_plans = [k for k in self._plans if k[0] > PROMPT_PLAN_TOKENS]
             for old in prompt_plans[:-MAX_PROMPT_PLANS]:
                 del self._plans[old]

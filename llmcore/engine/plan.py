@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmcore.graph.backend import Backend, Device
-from llmcore.engine.registry import availability, best_host_backend, choose_backend
+from llmcore.engine.registry import availability, backend_classes, best_host_backend, choose_backend
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
@@ -157,13 +157,23 @@ class Plan:
             reasons[cpu.name] = "the best usable CPU backend: the input embedding, the layers not offloaded, ops the accelerator lacks"
         in_use = {b.name: b for b in placement.backends.values()}
         placement.overrides = [parse_override(spec, in_use) for spec in override_tensor or []]
-        return cls(model, main, reason, placement, n_ctx, n_batch, cache_type, reasons)
+        reference = backend_classes().get("reference")
+        if reference is not None and placement.cpu.name != reference.name:
+            placement.last_resort = reference(n_threads=n_threads)
+        plan = cls(model, main, reason, placement, n_ctx, n_batch, cache_type, reasons)
+        if placement.last_resort is not None and placement.last_resort in plan.backends:
+            reasons[placement.last_resort.name] = (f"the last resort: ops no other backend here supports "
+                                                   f"(its numpy kernels run every op and weight type)")
+        return plan
 
     # -- what runs where --------------------------------------------------------------------
 
     @property
     def backends(self) -> list[Backend]:
         placed = [*self.placement.backends.values(), self.placement.cpu, *(o.backend for o in self.placement.overrides)]
+        last = self.placement.last_resort
+        if last is not None and any(split.backend is last for split in self.splits(1)):
+            placed.append(last)
         return list({id(b): b for b in placed}.values())
 
     def graph(self, n_tokens: int, n_outputs: int = 1) -> Graph:
@@ -173,7 +183,7 @@ class Plan:
     def splits(self, n_tokens: int) -> list[Split]:
         """The splits the scheduler will cut an ``n_tokens`` step into (one output row)."""
         if n_tokens not in self._splits:
-            self._splits[n_tokens] = split_graph(self.graph(n_tokens), self.placement, self.placement.cpu)
+            self._splits[n_tokens] = split_graph(self.graph(n_tokens), self.placement, self.placement.fallbacks)
         return self._splits[n_tokens]
 
     def weights_by_backend(self) -> dict[str, dict[str, Node]]:

@@ -36,6 +36,14 @@ class LayerPlacement:
     backends: dict[int, Backend]
     cpu: Backend  # runs what the others cannot
     overrides: list[TensorOverride] = field(default_factory=list)
+    # runs what even ``cpu`` cannot (the reference backend, which supports every op and type), as
+    # llama.cpp's CPU backend is the scheduler's last resort
+    last_resort: Backend | None = None
+
+    @property
+    def fallbacks(self) -> tuple[Backend, ...]:
+        """The backends asked, in order, for a node its placed backend declines."""
+        return (self.cpu,) if self.last_resort is None or self.last_resort is self.cpu else (self.cpu, self.last_resort)
 
     @classmethod
     def single(cls, backend: Backend, n_layer: int) -> LayerPlacement:

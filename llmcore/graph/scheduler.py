@@ -4,7 +4,7 @@ cross a split boundary. Dispatch is decided here, once per graph, never per op c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ class Split:
 class CompiledGraph:
     """A graph placed on backends and compiled: run it once per step with that step's inputs."""
 
-    def __init__(self, graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> None:
+    def __init__(self, graph: Graph, place: Callable[[Node], Backend], fallback: Backend | Sequence[Backend]) -> None:
         self.graph = graph
         self.splits = split_graph(graph, place, fallback)
         for split in self.splits:
@@ -39,17 +39,19 @@ class CompiledGraph:
         return {name: values[node.id] for name, node in self.graph.outputs.items()}
 
 
-def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend) -> Backend:
-    """The backend that runs ``node``: the one ``place`` picks if it supports the node, else ``fallback``."""
+def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend | Sequence[Backend]) -> Backend:
+    """The backend that runs ``node``: the one ``place`` picks if it supports the node, else the
+    first of ``fallback`` (one backend, or several asked in order) that does."""
     backend = place(node)
     if backend.supports_op(node):
         return backend
-    if not fallback.supports_op(node):
-        raise BackendError(f"no backend supports {node}")
-    return fallback
+    for candidate in (fallback,) if isinstance(fallback, Backend) else fallback:
+        if candidate.supports_op(node):
+            return candidate
+    raise BackendError(f"no backend supports {node}")
 
 
-def split_graph(graph: Graph, place: Callable[[Node], Backend], fallback: Backend) -> list[Split]:
+def split_graph(graph: Graph, place: Callable[[Node], Backend], fallback: Backend | Sequence[Backend]) -> list[Split]:
     owner = {node.id: assign(node, place, fallback) for node in graph.nodes if not node.is_leaf}
 
     consumers: dict[int, set[int]] = {}

@@ -19,7 +19,13 @@ QK_K = 256  # super-block size of the K-quants and of q8_K
 
 _Q8_1_WEIGHTS = {GGMLType.Q4_1, GGMLType.Q5_1}
 LEGACY_QUANTS = {GGMLType.Q4_0, GGMLType.Q5_0, GGMLType.Q8_0} | _Q8_1_WEIGHTS
-_Q8_K_WEIGHTS = {GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K}
+_Q8_K_WEIGHTS = {
+    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+    GGMLType.IQ1_S, GGMLType.IQ1_M, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S,
+    GGMLType.IQ3_XXS, GGMLType.IQ3_S, GGMLType.IQ4_XS, GGMLType.TQ1_0, GGMLType.TQ2_0,
+}
+# weights whose vec_dot_type is q8_0 but which the reference takes dequantized (not as BlockQuants)
+_Q8_0_WEIGHTS = {GGMLType.IQ4_NL, GGMLType.MXFP4, GGMLType.NVFP4, GGMLType.Q1_0, GGMLType.Q2_0}
 
 
 LANES = 8  # ggml's AVX2 dot products keep 8 float accumulators, each over 4 adjacent values
@@ -54,16 +60,21 @@ class BlockQuants:
 def mul_mat(w: np.ndarray | BlockQuants, w_type: GGMLType, x: np.ndarray) -> np.ndarray:
     """``x @ w.T`` as ggml computes it.
 
-    ggml rounds ``x`` to the weight type's vec_dot_type first: q8_0 / q8_1 blocks of 32 for the
-    legacy quants, q8_K blocks of 256 for the K-quants, f16 or bf16 for those weights. Legacy
-    quants then take, per block, the exact integer dot product of the quants scaled by both block
-    scales (plus, for Q4_1/Q5_1, the weight minimum times the activation block's f16 sum ``s``), so
-    ``w`` is given as :class:`BlockQuants`; other types are given dequantized to float32.
+    ggml rounds ``x`` to the weight type's vec_dot_type first (type_traits_cpu in ggml-cpu.c):
+    q8_0 / q8_1 blocks of 32 for the legacy quants, IQ4_NL, MXFP4, NVFP4, Q1_0 and Q2_0, q8_K
+    blocks of 256 for the K-quants, the other i-quants and the ternary types, f16 or bf16 for those
+    weights. Legacy quants then take, per block, the exact integer dot product of the quants scaled
+    by both block scales (plus, for Q4_1/Q5_1, the weight minimum times the activation block's f16
+    sum ``s``), so ``w`` is given as :class:`BlockQuants`; other types are given dequantized to
+    float32 and summed by BLAS (the rounding of ``x`` is ggml's, the order of the sum is not).
     """
     if isinstance(w, BlockQuants):
         return _mul_mat_blocks(w, x)
     if w_type in _Q8_K_WEIGHTS:
         return _round_q8_k(x) @ w.T
+    if w_type in _Q8_0_WEIGHTS:
+        q, d, _ = _quantize_q8(x)
+        return (q * d[..., None]).reshape(x.shape) @ w.T
     if w_type == GGMLType.F16:
         return x.astype(np.float16).astype(np.float32) @ w.T
     if w_type == GGMLType.BF16:
