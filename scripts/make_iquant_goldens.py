@@ -22,10 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from make_arch_goldens import TinyModel, rms_decoder
-from make_kquant_goldens import DECODED, PROMPT, llama_cpp_logits
+from make_kquant_goldens import write_logits
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "iquant"
 
@@ -83,10 +81,7 @@ def main() -> int:
             options, ftype = FIXTURES[name]
             path = OUT_DIR / f"{name}.gguf"
             run(args.tools, "llama-quantize", "--imatrix", str(imatrix), *options, str(f32), str(path), ftype, "2")
-            logits = llama_cpp_logits(path)
-            np.savez_compressed(OUT_DIR / f"{name}.logits.npz", prompt=np.array(PROMPT, np.int32),
-                                decoded=np.array(DECODED, np.int32), logits=logits)
-            print(f"{name}: {path.stat().st_size / 1024:.0f} KiB, {len(logits)} rows")
+            write_logits(path)
     return 0
 
 

@@ -38,6 +38,14 @@ def llama_cpp_logits(path: Path) -> np.ndarray:
     return np.array(llm.scores[: llm.n_tokens], np.float32)
 
 
+def write_logits(path: Path) -> None:
+    """llama.cpp's logits for the quantized model at ``path``, saved beside it as ``.logits.npz``."""
+    logits = llama_cpp_logits(path)
+    np.savez_compressed(path.with_suffix(".logits.npz"), prompt=np.array(PROMPT, np.int32),
+                        decoded=np.array(DECODED, np.int32), logits=logits)
+    print(f"{path.stem}: {path.stat().st_size / 1024:.0f} KiB, {len(logits)} rows")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("llama_quantize", help="llama.cpp's llama-quantize binary")
@@ -51,10 +59,7 @@ def main() -> int:
         for ftype in FTYPES:
             path = OUT_DIR / f"{ftype.lower()}.gguf"
             subprocess.run([args.llama_quantize, str(f32), str(path), ftype], check=True, capture_output=True)
-            logits = llama_cpp_logits(path)
-            np.savez_compressed(OUT_DIR / f"{ftype.lower()}.logits.npz", prompt=np.array(PROMPT, np.int32),
-                                decoded=np.array(DECODED, np.int32), logits=logits)
-            print(f"{ftype}: {path.stat().st_size / 1024:.0f} KiB, {len(logits)} rows")
+            write_logits(path)
     return 0
 
 
