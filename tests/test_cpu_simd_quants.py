@@ -34,7 +34,7 @@ cffi = pytest.importorskip("cffi")
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
-SOURCES = ["quants_kq.c", "quants_legacy.c", "quants.c", "traits.c", "mm_packed.c"]
+SOURCES = ["quants_kq.c", "quants_legacy.c", "quants_iq.c", "quants.c", "traits.c", "mm_packed.c"]
 GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
 NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5

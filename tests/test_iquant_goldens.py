@@ -11,8 +11,9 @@ up to ~0.2. The pass marks for those are the ones tests/test_goldens.py holds ev
 llama.cpp's quantized goldens: the top-1 token wherever llama.cpp's top two are not a near tie, and
 the 99th percentile of the log-probability error of the top-1 and the top-10 tokens.
 
-``auto`` is the default path: with cpu_simd installed, it declines these weight types (no vec_dot
-for them) and the scheduler runs their products and embedding lookups on the reference backend.
+``auto`` is the default path: with cpu_simd installed, it runs the types it has kernels for (IQ4_XS
+so far: those files must then give llama.cpp's logits bit for bit, prompt and decode rows) and
+declines the others, whose products and embedding lookups the scheduler runs on the reference backend.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ NEAR_TIE = 0.1  # llama.cpp's top-2 logit gap under which either token may win (
 P99_TOP1_LOGPROB = 0.25
 P99_TOP10_LOGPROB = 0.6
 CLOSE_ROWS = 0.75  # rows that must match within 1e-3: those no 8-bit rounding flip has reached
+
+
+def _prompt_and_decode_logits(llm, golden) -> np.ndarray:
+    from llmcore.engine.batch import Batch
+
+    prompt, decoded = golden["prompt"].tolist(), golden["decoded"].tolist()
+    rows = [llm.logits(prompt)]
+    for step, token in enumerate(decoded):
+        rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
+    return np.concatenate(rows)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,18 +63,11 @@ def test_fixtures_cover_every_new_type():
 @pytest.mark.parametrize("model", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_logits_within_llama_cpp_bounds(model, backend):
     from llmcore import LLM
-    from llmcore.engine.batch import Batch
 
     golden = np.load(model.with_suffix(".logits.npz"))
-    prompt, decoded, expected = golden["prompt"].tolist(), golden["decoded"].tolist(), golden["logits"]
+    expected = golden["logits"]
     llm = LLM(str(model), backend=backend, n_ctx=128)
-    if backend == "auto" and llm.plan.placement.cpu.name == "cpu_simd":
-        moved = llm.plan.fallbacks().get("cpu_simd -> reference", {})
-        assert moved.get("mul_mat", 0) > 0, f"cpu_simd ran this model's products: {llm.plan.fallbacks()}"
-    rows = [llm.logits(prompt)]
-    for step, token in enumerate(decoded):
-        rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
-    ours = np.concatenate(rows)
+    ours = _prompt_and_decode_logits(llm, golden)
     assert ours.shape == expected.shape
 
     row_error = np.abs(ours - expected).max(axis=1)
@@ -80,14 +84,34 @@ def test_logits_within_llama_cpp_bounds(model, backend):
     assert (row_error < 1e-3).mean() >= CLOSE_ROWS
 
 
-@pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
-                    reason="the cpu_simd plugin is not installed or cannot build its kernels here")
-def test_cpu_simd_named_alone_hands_these_types_to_reference():
+needs_cpu_simd = pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
+                                    reason="the cpu_simd plugin is not installed or cannot build its kernels here")
+CPU_SIMD_TYPES = ["iq4_xs"]  # fixtures whose every product cpu_simd computes
+
+
+@needs_cpu_simd
+@pytest.mark.parametrize("name", CPU_SIMD_TYPES)
+def test_cpu_simd_kernels_equal_llama_cpp_bit_for_bit(name):
+    """The 40-token prompt takes llama.cpp's tiled order (8 tokens or more), the decoded tokens its vec_dot's."""
+    from llmcore import LLM
+
+    model = FIXTURES[[p.stem for p in FIXTURES].index(name)]
+    golden = np.load(model.with_suffix(".logits.npz"))
+    llm = LLM(str(model), backend="cpu_simd", n_ctx=128)
+    assert llm.plan.fallbacks() == {}
+    ours = _prompt_and_decode_logits(llm, golden)
+    differing = np.flatnonzero((ours != golden["logits"]).any(axis=1))
+    assert differing.size == 0, (f"rows {differing.tolist()[:8]} differ from llama.cpp's "
+                                 f"(max {np.abs(ours - golden['logits']).max():.3g})")
+
+
+@needs_cpu_simd
+def test_cpu_simd_named_alone_hands_other_types_to_reference():
     """``--backend cpu_simd`` too: the weights it has no kernels for run on the reference backend,
     and ``llmcore plan`` says so, instead of failing with 'no backend supports'."""
     from llmcore import LLM
 
-    llm = LLM(str(FIXTURES[0]), backend="cpu_simd", n_ctx=64)
+    llm = LLM(str(FIXTURES[[p.stem for p in FIXTURES].index("iq1_m")]), backend="cpu_simd", n_ctx=64)
     moved = llm.plan.fallbacks()["cpu_simd -> reference"]
     assert moved["mul_mat"] > 0
     assert "reference" in llm.plan.layer_reasons

@@ -9,6 +9,7 @@
 #include "lc_graph.h"
 #include "lc_kernels.h"
 #include "lc_mm_packed.h"
+#include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
 #include "lc_simd.h"
 
@@ -56,8 +57,8 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
 enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4, MM_MIN_CHUNK_ROWS = 16 };
 
 /* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
- * Q6_K; Q4_K only when its rows are not a multiple of 8) with its tiled kernel, whose roundings
- * differ from vec_dot's: the same choice here, so prompts give llama.cpp's numbers bit for bit. */
+ * Q6_K; Q4_K only when its rows are not a multiple of 8) and IQ4_XS with its tiled kernel, whose
+ * roundings differ from vec_dot's: the same choice here, so prompts give llama.cpp's numbers bit for bit. */
 enum { TILED_MIN_TOKENS = 8 };
 
 static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
@@ -66,6 +67,7 @@ static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
     case LC_TYPE_Q5_K: return lc_vec_dot_q5_K_tiled;
     case LC_TYPE_Q6_K: return lc_vec_dot_q6_K_tiled;
     case LC_TYPE_Q4_K: return nd->ne[2] % 8 ? lc_vec_dot_q4_K_tiled : NULL;
+    case LC_TYPE_IQ4_XS: return lc_vec_dot_iq4_xs_tiled;
     default: return NULL;
     }
 }
@@ -86,7 +88,7 @@ enum { PACKED_MIN_TOKENS = 16 };
 static int packed_order(const lc_node *nd, int64_t *n_packed) {
     *n_packed = 0;
 #if defined(LC_PACKED_ROWS)
-    if (tiled_dot(nd)) {
+    if (tiled_dot(nd) && lc_packed_bytes(nd->type, nd->ne[0])) {
         *n_packed = nd->ne[1];
         return LC_ORDER_KQ_TILED;
     }

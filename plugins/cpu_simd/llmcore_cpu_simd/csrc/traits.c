@@ -7,6 +7,10 @@
 #include "lc_quants_kq.h"
 #define LC_HAVE_KQ 1
 #endif
+#if __has_include("lc_quants_iq.h")
+#include "lc_quants_iq.h"
+#define LC_HAVE_IQ 1
+#endif
 #if __has_include("lc_quants_legacy.h")
 #include "lc_quants_legacy.h"
 #define LC_HAVE_LEGACY 1
@@ -36,6 +40,9 @@ const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
     [LC_TYPE_Q4_K] = TRAITS(QK_K, sizeof(block_q4_K), LC_TYPE_Q8_K, q4_K),
     [LC_TYPE_Q5_K] = TRAITS(QK_K, sizeof(block_q5_K), LC_TYPE_Q8_K, q5_K),
     [LC_TYPE_Q6_K] = TRAITS(QK_K, sizeof(block_q6_K), LC_TYPE_Q8_K, q6_K),
+#endif
+#if defined(LC_HAVE_KQ) && defined(LC_HAVE_IQ) /* IQ4_XS takes the Q8_K activations of the K-quant file */
+    [LC_TYPE_IQ4_XS] = TRAITS(QK_K, sizeof(block_iq4_xs), LC_TYPE_Q8_K, iq4_xs),
 #endif
 };
 

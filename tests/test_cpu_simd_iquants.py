@@ -1,0 +1,111 @@
+"""cpu_simd plugin: the IQ4_XS kernels (x Q8_K activations), compiled standalone at every ISA level
+as tests/test_cpu_simd_quants.py does, bit for bit:
+
+  * dequant_row against llmcore's dequantizer (itself bit-exact with ggml's, test_gguf_dequant_iq);
+  * vec_dot against ggml's AVX2 order written out in numpy: per 256-block 8 integer lanes (lane l:
+    values 4l..4l+3 of each 32-value sub-block, times its scale), one fused multiply-add of
+    d_w * d_x per lane, hsum_float_8;
+  * the tiled variant against llama.cpp's tiled kernel's order: the block's integer sum times d_w,
+    fused-multiply-added with d_x into one running sum.
+
+The block integers come from llmcore's dequantizer with the block scale patched to 1 (exact small
+integers), so no bit unpacking is shared with the C code. The whole-model check against llama.cpp's
+own logits is tests/test_iquant_goldens.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_cpu_simd_quants import ACT_DTYPES, ISA_LEVELS, _compile, _cpu_flags, _is_x86
+
+from llmcore.gguf import GGMLType, dequantize
+
+cffi = pytest.importorskip("cffi")
+
+GOLDENS = Path(__file__).parent / "fixtures" / "gguf" / "iq_dequant.npz"
+BLOCK_BYTES = 136
+_FFI = cffi.FFI()
+_FFI.cdef("""
+void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
+void lc_vec_dot_iq4_xs(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_iq4_xs_tiled(int n, float *s, const void *w, const void *x);
+void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
+""")
+
+
+@pytest.fixture(scope="module")
+def libs(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("lc_iquants")
+    flags = _cpu_flags()
+    levels = ISA_LEVELS if _is_x86() else {"scalar": ISA_LEVELS["scalar"]}
+    return {level: _FFI.dlopen(str(_compile(level, out))) for level, (_, needs) in levels.items()
+            if set(needs) <= flags}
+
+
+def weight_rows() -> np.ndarray:
+    """ggml-quantized rows (normal data) and random blocks with finite scales, 512 values a row."""
+    goldens = np.load(GOLDENS)
+    return np.concatenate([goldens["IQ4_XS.quantized"], goldens["IQ4_XS.random"]])
+
+
+def ptr(a: np.ndarray, kind: str = "void *"):
+    return _FFI.cast(kind, a.ctypes.data)
+
+
+def quantize_q8_K(lib, x: np.ndarray) -> np.ndarray:
+    y = np.zeros(len(x) // 256 * ACT_DTYPES["q8_K"].itemsize, np.uint8)
+    lib.lc_quantize_row_q8_K(ptr(x, "float *"), ptr(y), len(x))
+    return y
+
+
+def ref_block_lanes(w_row: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """[blocks, 8] exact integer lanes of ggml's AVX2 iq4_xs dot."""
+    unit = w_row.reshape(-1, BLOCK_BYTES).copy()
+    unit[:, 0:2] = np.frombuffer(np.float16(1.0).tobytes(), np.uint8)
+    w_int = dequantize(unit, GGMLType.IQ4_XS, (len(unit), 256)).astype(np.int64)  # (ls - 32) * kvalue
+    q8 = xq.view(ACT_DTYPES["q8_K"])["qs"].astype(np.int64)
+    return (w_int * q8).reshape(len(unit), 8, 8, 4).sum(axis=(1, 3))  # [block, sub-block, lane, 4 values]
+
+
+def ref_dots(w_row: np.ndarray, xq: np.ndarray) -> tuple[np.float32, np.float32]:
+    lanes = ref_block_lanes(w_row, xq)
+    d_w = w_row.reshape(-1, BLOCK_BYTES)[:, 0:2].copy().view(np.float16)[:, 0].astype(np.float32)
+    d_x = xq.view(ACT_DTYPES["q8_K"])["d"].astype(np.float32)
+    fma = lambda a, b, c: np.float32(np.float64(a) * np.float64(b) + np.float64(c))  # exact product, one rounding
+    acc = np.zeros(8, np.float32)
+    tiled = np.float32(0)
+    for i in range(len(lanes)):
+        d = np.float32(d_w[i] * d_x[i])
+        acc = np.array([fma(d, np.float32(v), a) for v, a in zip(lanes[i], acc)], np.float32)
+        tiled = fma(np.float32(np.float32(lanes[i].sum()) * d_w[i]), d_x[i], tiled)
+    r = [np.float32(acc[k] + acc[k + 4]) for k in range(4)]
+    return np.float32(np.float32(r[0] + r[2]) + np.float32(r[1] + r[3])), tiled
+
+
+def test_dequant_row_matches_llmcore(libs):
+    rows = weight_rows()
+    for level, lib in libs.items():
+        for row in rows:
+            ours = np.zeros(512, np.float32)
+            lib.lc_dequant_row_iq4_xs(ptr(row), ptr(ours, "float *"), 512)
+            expected = dequantize(row, GGMLType.IQ4_XS, (512,))
+            assert np.array_equal(ours.view(np.uint32), expected.view(np.uint32)), level
+
+
+def test_vec_dot_and_tiled_follow_ggml_order(libs):
+    rng = np.random.default_rng(23)
+    rows = weight_rows()
+    for level, lib in libs.items():
+        for trial in range(4):
+            x = (rng.standard_normal(512) * rng.uniform(0.1, 10)).astype(np.float32)
+            xq = quantize_q8_K(lib, x)
+            for row in rows:
+                want_dot, want_tiled = ref_dots(row, xq)
+                got = np.zeros(2, np.float32)
+                lib.lc_vec_dot_iq4_xs(512, ptr(got[0:1], "float *"), ptr(row), ptr(xq))
+                lib.lc_vec_dot_iq4_xs_tiled(512, ptr(got[1:2], "float *"), ptr(row), ptr(xq))
+                assert got[0].view(np.uint32) == want_dot.view(np.uint32), (level, trial, got[0], want_dot)
+                assert got[1].view(np.uint32) == want_tiled.view(np.uint32), (level, trial, got[1], want_tiled)
