@@ -1,0 +1,117 @@
+"""ggml's block quantizers, in C: rows of float32 to F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
+Q3_K, Q4_K, Q5_K and Q6_K, byte for byte as llama.cpp's ``ggml_quantize_chunk`` writes them, with an
+importance matrix (``quantize_q4_K``'s weighted search) or without (``quantize_row_q4_K_ref``).
+
+The C (``csrc/ggml_quants.c``, ported statement for statement from ggml-quants.c) is compiled on
+first use (``build.py``) and called through cffi, which releases the GIL: rows split over threads
+quantize in parallel, and every row's bytes are the same however the rows are split.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from llmcore.gguf import GGMLType
+from llmcore.gguf.dequant import SUPPORTED_TYPES as _NUMPY_DEQUANT_TYPES
+from llmcore.gguf.dequant import dequantize as _numpy_dequantize
+from llmcore.gguf.types import GGML_QUANT_SIZES, row_bytes
+
+__all__ = ["QUANTIZED_TYPES", "TARGET_TYPES", "can_convert", "quantize_rows", "to_float", "validate"]
+
+#: the block types this module writes
+QUANTIZED_TYPES = frozenset({
+    GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
+    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+})
+#: every type ``quantize_rows`` can write
+TARGET_TYPES = QUANTIZED_TYPES | {GGMLType.F32, GGMLType.F16, GGMLType.BF16}
+
+_CDEF = re.compile(r"/\* cffi-cdef: begin \*/(.*?)/\* cffi-cdef: end \*/", re.DOTALL)
+_ROWS_PER_TASK = 32  # rows a thread takes at a time (a task is at least 16K values, as llama.cpp's chunks)
+
+
+@functools.cache
+def _library():
+    from cffi import FFI
+
+    from .build import SOURCE_DIR, build
+
+    ffi = FFI()
+    ffi.cdef(_CDEF.search((SOURCE_DIR / "lq_quants.h").read_text()).group(1))
+    return ffi, ffi.dlopen(str(build()))
+
+
+def _pointer(ffi, array: np.ndarray | None, ctype: str):
+    return ffi.NULL if array is None else ffi.cast(ctype, ffi.from_buffer(array))
+
+
+def quantize_rows(
+    ggml_type: GGMLType, rows: np.ndarray, imatrix: np.ndarray | None = None, *, n_threads: int = 1
+) -> np.ndarray:
+    """``rows`` (float32, ``[n_rows, n_per_row]``) quantized to ``ggml_type``: a uint8 array of
+    ``[n_rows, row_bytes]``. ``imatrix`` holds ``n_per_row`` importance weights (or None), used by
+    the types whose ggml quantizer uses them."""
+    ggml_type = GGMLType(ggml_type)
+    if ggml_type not in TARGET_TYPES:
+        raise ValueError(f"cannot quantize to {ggml_type.name}")
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    n_rows, n_per_row = rows.shape
+    if n_per_row % GGML_QUANT_SIZES[ggml_type][0]:
+        raise ValueError(f"{ggml_type.name} needs rows of a multiple of {GGML_QUANT_SIZES[ggml_type][0]} values")
+    if imatrix is not None:
+        imatrix = np.ascontiguousarray(imatrix, dtype=np.float32)
+        if imatrix.shape != (n_per_row,):
+            raise ValueError(f"the importance matrix has {imatrix.size} values, rows have {n_per_row}")
+    out = np.empty((n_rows, row_bytes(ggml_type, n_per_row)), np.uint8)
+    ffi, lib = _library()
+    weights = _pointer(ffi, imatrix, "float *")
+    step = max(1, _ROWS_PER_TASK if n_per_row >= 512 else (16384 + n_per_row - 1) // n_per_row)
+
+    def run(first: int) -> None:
+        count = min(step, n_rows - first)
+        src, dst = rows[first:first + count], out[first:first + count]
+        written = lib.lq_quantize_rows(int(ggml_type), _pointer(ffi, src, "float *"), ffi.from_buffer(dst),
+                                       count, n_per_row, weights)
+        assert written == dst.nbytes, (ggml_type, written, dst.nbytes)
+
+    starts = range(0, n_rows, step)
+    if n_threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
+            list(pool.map(run, starts))
+    else:
+        for first in starts:
+            run(first)
+    return out
+
+
+def can_convert(ggml_type: GGMLType) -> bool:
+    """Whether ``to_float`` reads tensors of ``ggml_type``."""
+    return ggml_type in TARGET_TYPES or ggml_type in _NUMPY_DEQUANT_TYPES
+
+
+def to_float(ggml_type: GGMLType, raw: np.ndarray, n_per_row: int) -> np.ndarray:
+    """The float32 values of ``raw`` (the stored bytes of whole rows of ``n_per_row`` values), as
+    ggml's ``to_float`` makes them: a ``[n_rows, n_per_row]`` array."""
+    ggml_type = GGMLType(ggml_type)
+    data = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
+    n_rows = data.nbytes // row_bytes(ggml_type, n_per_row)
+    if ggml_type == GGMLType.F32:
+        return data.view(np.float32).reshape(n_rows, n_per_row)
+    if ggml_type not in TARGET_TYPES:
+        return _numpy_dequantize(data, ggml_type, (n_rows, n_per_row))
+    out = np.empty((n_rows, n_per_row), np.float32)
+    ffi, lib = _library()
+    if not lib.lq_to_float(int(ggml_type), ffi.from_buffer(data), _pointer(ffi, out, "float *"), out.size):
+        raise ValueError(f"cannot convert {ggml_type.name} to float32")
+    return out
+
+
+def validate(ggml_type: GGMLType, data: np.ndarray) -> bool:
+    """ggml_validate_row_data: False when a value (F32, F16, BF16) or a block's fp16 scale is inf or NaN."""
+    ffi, lib = _library()
+    buffer = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    return bool(lib.lq_validate(int(ggml_type), ffi.from_buffer(buffer), buffer.nbytes))

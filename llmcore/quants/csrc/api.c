@@ -1,0 +1,125 @@
+/* The entry points of lq_quants.h: ggml_quantize_chunk's dispatch, the to_float conversions
+ * llama-quantize uses on its input, and ggml_validate_row_data's checks, for the types of
+ * ggml_quants.c plus F16 and BF16. */
+
+#include "lq_quants.h"
+
+#include <string.h>
+
+typedef struct {
+    int block_size;   /* values per block */
+    size_t type_size; /* bytes per block */
+    size_t (*quantize)(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
+    void (*to_float)(const void *x, float *y, int64_t k);
+    int n_halves;     /* leading or trailing fp16 scales per block that must be finite */
+    size_t half_at;   /* byte offset of the first of them in the block */
+} lq_traits;
+
+#define TO_FLOAT(fn) ((void (*)(const void *, float *, int64_t))(fn))
+
+static const lq_traits *traits(int type) {
+    static const lq_traits q4_0 = {QK4_0, sizeof(block_q4_0), quantize_q4_0, TO_FLOAT(dequantize_row_q4_0), 1, 0};
+    static const lq_traits q4_1 = {QK4_1, sizeof(block_q4_1), quantize_q4_1, TO_FLOAT(dequantize_row_q4_1), 2, 0};
+    static const lq_traits q5_0 = {QK5_0, sizeof(block_q5_0), quantize_q5_0, TO_FLOAT(dequantize_row_q5_0), 1, 0};
+    static const lq_traits q5_1 = {QK5_1, sizeof(block_q5_1), quantize_q5_1, TO_FLOAT(dequantize_row_q5_1), 2, 0};
+    static const lq_traits q8_0 = {QK8_0, sizeof(block_q8_0), quantize_q8_0, TO_FLOAT(dequantize_row_q8_0), 1, 0};
+    static const lq_traits q2_k = {QK_K, sizeof(block_q2_K), quantize_q2_K, TO_FLOAT(dequantize_row_q2_K), 2,
+                                   offsetof(block_q2_K, d)};
+    static const lq_traits q3_k = {QK_K, sizeof(block_q3_K), quantize_q3_K, TO_FLOAT(dequantize_row_q3_K), 1,
+                                   offsetof(block_q3_K, d)};
+    static const lq_traits q4_k = {QK_K, sizeof(block_q4_K), quantize_q4_K, TO_FLOAT(dequantize_row_q4_K), 2, 0};
+    static const lq_traits q5_k = {QK_K, sizeof(block_q5_K), quantize_q5_K, TO_FLOAT(dequantize_row_q5_K), 2, 0};
+    static const lq_traits q6_k = {QK_K, sizeof(block_q6_K), quantize_q6_K, TO_FLOAT(dequantize_row_q6_K), 1,
+                                   offsetof(block_q6_K, d)};
+    switch (type) {
+        case GGML_TYPE_Q4_0: return &q4_0;
+        case GGML_TYPE_Q4_1: return &q4_1;
+        case GGML_TYPE_Q5_0: return &q5_0;
+        case GGML_TYPE_Q5_1: return &q5_1;
+        case GGML_TYPE_Q8_0: return &q8_0;
+        case GGML_TYPE_Q2_K: return &q2_k;
+        case GGML_TYPE_Q3_K: return &q3_k;
+        case GGML_TYPE_Q4_K: return &q4_k;
+        case GGML_TYPE_Q5_K: return &q5_k;
+        case GGML_TYPE_Q6_K: return &q6_k;
+        default: return NULL;
+    }
+}
+
+size_t ggml_row_size(enum ggml_type type, int64_t n_per_row) {
+    const lq_traits *t = traits(type);
+    return t ? t->type_size * (size_t)(n_per_row / t->block_size) : 0;
+}
+
+size_t lq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix) {
+    const int64_t n = nrows * n_per_row;
+    if (type == GGML_TYPE_F16) {
+        ggml_half *y = dst;
+        for (int64_t i = 0; i < n; ++i) y[i] = GGML_FP32_TO_FP16(src[i]);
+        return (size_t)n * sizeof(ggml_half);
+    }
+    if (type == GGML_TYPE_BF16) {
+        ggml_bf16_t *y = dst;
+        for (int64_t i = 0; i < n; ++i) y[i] = ggml_compute_fp32_to_bf16(src[i]);
+        return (size_t)n * sizeof(ggml_bf16_t);
+    }
+    if (type == GGML_TYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return (size_t)n * sizeof(float);
+    }
+    const lq_traits *t = traits(type);
+    if (!t || n_per_row % t->block_size) return 0;
+    return t->quantize(src, dst, nrows, n_per_row, imatrix);
+}
+
+int lq_to_float(int type, const void *src, float *dst, int64_t n) {
+    if (type == GGML_TYPE_F16) {
+        const ggml_half *x = src;
+        for (int64_t i = 0; i < n; ++i) dst[i] = GGML_FP16_TO_FP32(x[i]);
+        return 1;
+    }
+    if (type == GGML_TYPE_BF16) {
+        const ggml_bf16_t *x = src;
+        for (int64_t i = 0; i < n; ++i) dst[i] = ggml_compute_bf16_to_fp32(x[i]);
+        return 1;
+    }
+    const lq_traits *t = traits(type);
+    if (!t || n % t->block_size) return 0;
+    t->to_float(src, dst, n);
+    return 1;
+}
+
+static int finite_half(ggml_half h) { return (h & 0x7c00) != 0x7c00; }
+
+int lq_validate(int type, const void *data, size_t n_bytes) {
+    const uint8_t *p = data;
+    if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) {
+        const uint16_t mask = type == GGML_TYPE_F16 ? 0x7c00 : 0x7f80;
+        for (size_t i = 0; i + 1 < n_bytes; i += 2) {
+            uint16_t h;
+            memcpy(&h, p + i, 2);
+            if ((h & mask) == mask) return 0;
+        }
+        return 1;
+    }
+    if (type == GGML_TYPE_F32) {
+        for (size_t i = 0; i + 3 < n_bytes; i += 4) {
+            uint32_t w;
+            memcpy(&w, p + i, 4);
+            if ((w & 0x7f800000) == 0x7f800000) return 0;
+        }
+        return 1;
+    }
+    const lq_traits *t = traits(type);
+    if (!t) return 0;
+    if (n_bytes % t->type_size) return 0;
+    for (size_t b = 0; b < n_bytes; b += t->type_size) {
+        for (int j = 0; j < t->n_halves; ++j) {
+            ggml_half h;
+            memcpy(&h, p + b + t->half_at + 2 * (size_t)j, 2);
+            if (!finite_half(h)) return 0;
+        }
+    }
+    return 1;
+}

@@ -1,0 +1,160 @@
+/* llmcore's block quantizers: ggml's reference quantizers (ggml-quants.c of llama.cpp 0.3.36, ported
+ * in ggml_quants.c), their block layouts and fp16/bf16 conversions, and the entry points Python
+ * calls (api.c). The block between the cffi-cdef markers is declared to cffi as it is
+ * (llmcore/quants/library.py). */
+#ifndef LQ_QUANTS_H
+#define LQ_QUANTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* cffi-cdef: begin */
+/* Quantize nrows rows of n_per_row floats into dst as ggml_quantize_chunk does (type: a ggml type
+ * id; imatrix: n_per_row importance weights, or NULL). Returns the bytes written, 0 for a type
+ * this library does not quantize or a row length that is not a multiple of its block. */
+size_t lq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+/* Convert n values of a tensor of ggml type `type` to float32 as ggml's to_float does (F16, BF16
+ * and the types lq_quantize_rows writes). Returns 0 for a type it cannot convert, else 1. */
+int lq_to_float(int type, const void *src, float *dst, int64_t n);
+/* 1 when every fp16 scale of the n bytes of quantized data is finite (ggml_validate_row_data for
+ * the types above), else 0. */
+int lq_validate(int type, const void *data, size_t n_bytes);
+/* cffi-cdef: end */
+
+#define GGML_RESTRICT restrict
+#define GGML_UNUSED(x) (void)(x)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define GGML_ASSERT(x) do { if (!(x)) __builtin_trap(); } while (0)
+
+/* ggml.h's type ids for the types quantized here */
+enum ggml_type {
+    GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
+    GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8,
+    GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
+    GGML_TYPE_Q6_K = 14, GGML_TYPE_BF16 = 30,
+};
+
+/* ggml-common.h's block layouts */
+typedef uint16_t ggml_half;
+typedef struct { uint16_t bits; } ggml_bf16_t;
+
+#define QK_K 256
+#define K_SCALE_SIZE 12
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+
+typedef struct { ggml_half d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
+typedef struct { ggml_half d; ggml_half m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
+typedef struct { ggml_half d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
+typedef struct { ggml_half d; ggml_half m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
+typedef struct { ggml_half d; int8_t qs[QK8_0]; } block_q8_0;
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; ggml_half d; ggml_half dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; ggml_half d; } block_q3_K;
+typedef struct { ggml_half d; ggml_half dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct {
+    ggml_half d; ggml_half dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2];
+} block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; ggml_half d; } block_q6_K;
+
+_Static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q5_1) == 24 && sizeof(block_q2_K) == 84, "block padding");
+_Static_assert(sizeof(block_q3_K) == 110 && sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176, "block padding");
+_Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q5_0) == 22 && sizeof(block_q8_0) == 34, "block padding");
+
+/* bytes of n_per_row values of `type` (ggml_row_size); 0 for a type not listed above */
+size_t ggml_row_size(enum ggml_type type, int64_t n_per_row);
+
+/* ggml-impl.h's software fp16 and bf16 conversions (ggml-base is built without F16C) */
+static inline float fp32_from_bits(uint32_t w) {
+    union { uint32_t as_bits; float as_value; } fp32;
+    fp32.as_bits = w;
+    return fp32.as_value;
+}
+
+static inline uint32_t fp32_to_bits(float f) {
+    union { float as_value; uint32_t as_bits; } fp32;
+    fp32.as_value = f;
+    return fp32.as_bits;
+}
+
+static inline float ggml_compute_fp16_to_fp32(ggml_half h) {
+    const uint32_t w = (uint32_t) h << 16;
+    const uint32_t sign = w & UINT32_C(0x80000000);
+    const uint32_t two_w = w + w;
+    const uint32_t exp_offset = UINT32_C(0xE0) << 23;
+    const float exp_scale = 0x1.0p-112f;
+    const float normalized_value = fp32_from_bits((two_w >> 4) + exp_offset) * exp_scale;
+    const uint32_t magic_mask = UINT32_C(126) << 23;
+    const float magic_bias = 0.5f;
+    const float denormalized_value = fp32_from_bits((two_w >> 17) | magic_mask) - magic_bias;
+    const uint32_t denormalized_cutoff = UINT32_C(1) << 27;
+    const uint32_t result = sign |
+        (two_w < denormalized_cutoff ? fp32_to_bits(denormalized_value) : fp32_to_bits(normalized_value));
+    return fp32_from_bits(result);
+}
+
+static inline ggml_half ggml_compute_fp32_to_fp16(float f) {
+    const float scale_to_inf = 0x1.0p+112f;
+    const float scale_to_zero = 0x1.0p-110f;
+    float base = (__builtin_fabsf(f) * scale_to_inf) * scale_to_zero;
+    const uint32_t w = fp32_to_bits(f);
+    const uint32_t shl1_w = w + w;
+    const uint32_t sign = w & UINT32_C(0x80000000);
+    uint32_t bias = shl1_w & UINT32_C(0xFF000000);
+    if (bias < UINT32_C(0x71000000)) {
+        bias = UINT32_C(0x71000000);
+    }
+    base = fp32_from_bits((bias >> 1) + UINT32_C(0x07800000)) + base;
+    const uint32_t bits = fp32_to_bits(base);
+    const uint32_t exp_bits = (bits >> 13) & UINT32_C(0x00007C00);
+    const uint32_t mantissa_bits = bits & UINT32_C(0x00000FFF);
+    const uint32_t nonsign = exp_bits + mantissa_bits;
+    return (sign >> 16) | (shl1_w > UINT32_C(0xFF000000) ? UINT16_C(0x7E00) : nonsign);
+}
+
+static inline float ggml_compute_bf16_to_fp32(ggml_bf16_t h) {
+    return fp32_from_bits((uint32_t) h.bits << 16);
+}
+
+static inline ggml_bf16_t ggml_compute_fp32_to_bf16(float s) {
+    ggml_bf16_t h;
+    const uint32_t i = fp32_to_bits(s);
+    if ((i & 0x7fffffff) > 0x7f800000) { /* nan */
+        h.bits = (i >> 16) | 64;         /* force to quiet */
+        return h;
+    }
+    h.bits = (i + (0x7fff + ((i >> 16) & 1))) >> 16;
+    return h;
+}
+
+#define GGML_FP16_TO_FP32(x) ggml_compute_fp16_to_fp32(x)
+#define GGML_FP32_TO_FP16(x) ggml_compute_fp32_to_fp16(x)
+
+/* ggml_quants.c: the quantize_<type> functions of ggml_quantize_chunk and the to_float rows */
+size_t quantize_q4_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q4_1(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q5_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q5_1(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q8_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q2_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q3_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q4_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q5_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q6_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+
+void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k);
+void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
+void dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k);
+void dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k);
+void dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k);
+void dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k);
+void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k);
+void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k);
+void dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k);
+void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k);
+
+#endif
