@@ -187,6 +187,7 @@ def _cases() -> dict[str, tuple[str, list[str], str]]:
     cases["main_Q2_K_S_missing_entry"] = ("main", ["--imatrix", "{imatrix_gguf}"], "Q2_K_S")
     cases["main_Q2_K_S_no_imatrix"] = ("main", [], "Q2_K_S")
     cases["main_requantize_refused"] = ("q4_0", [], "Q4_K_M")
+    cases["main_requantize_Q4_0_to_Q5_K_M"] = ("q4_0", ["--allow-requantize"], "Q5_K_M")
     cases["main_Q4_K_M_imatrix_dat"] = ("main", ["--imatrix", "{imatrix_dat}"], "Q4_K_M")
     cases["main_Q4_K_S_include_attn"] = ("main", ["--imatrix", "{imatrix_gguf}", "--include-weights", "attn_",
                                                   "--include-weights", "output"], "Q4_K_S")

@@ -24,7 +24,8 @@ GOLDENS = json.loads((ROOT / "tests" / "fixtures" / "quantize" / "goldens.json")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_quantize_goldens", ROOT / "scripts" / "make_quantize_goldens.py")
+    path = ROOT / "scripts" / "make_quantize_goldens.py"
+    spec = importlib.util.spec_from_file_location("make_quantize_goldens", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="set a metadata key in the quantized model (TYPE: int, float, bool, str; repeatable)")
     p.add_argument("--dry-run", action="store_true",
                    help="show the type and size of every tensor and the final size, without quantizing")
-    p.add_argument("--max-buffer-size", metavar="MiB", type=_positive_int,
+    p.add_argument("--max-buffer-size", metavar="MiB", type=_mebibytes,
                    help="accepted for llama-quantize's command lines; llmcore converts at most 64 MiB of rows "
                    "at a time")
     p.add_argument("--prune-layers", metavar="L0,L1,...", help="not supported yet")
@@ -97,14 +97,13 @@ def _kv_override(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
+def _mebibytes(text: str) -> int:
+    """``atoi(text)``, which must be positive."""
+    from llmcore.tools.quantize import parse_leading_int
+
+    if (parse_leading_int(text) or 0) <= 0:
         raise argparse.ArgumentTypeError(f"invalid --max-buffer-size {text!r}")
-    return value
+    return parse_leading_int(text)
 
 
 def _paths_and_type(args: argparse.Namespace):

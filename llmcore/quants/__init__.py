@@ -20,7 +20,7 @@ from llmcore.gguf.dequant import SUPPORTED_TYPES as _NUMPY_DEQUANT_TYPES
 from llmcore.gguf.dequant import dequantize as _numpy_dequantize
 from llmcore.gguf.types import GGML_QUANT_SIZES, row_bytes
 
-__all__ = ["QUANTIZED_TYPES", "TARGET_TYPES", "can_convert", "quantize_rows", "to_float", "validate"]
+__all__ = ["QUANTIZED_TYPES", "TARGET_TYPES", "can_convert", "convert_rows", "quantize_rows", "to_float", "validate"]
 
 #: the block types this module writes
 QUANTIZED_TYPES = frozenset({
@@ -49,19 +49,34 @@ def _pointer(ffi, array: np.ndarray | None, ctype: str):
     return ffi.NULL if array is None else ffi.cast(ctype, ffi.from_buffer(array))
 
 
-def quantize_rows(
-    ggml_type: GGMLType, rows: np.ndarray, imatrix: np.ndarray | None = None, *, n_threads: int = 1
+@functools.cache
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(n_threads, thread_name_prefix="llmcore-quants")
+
+
+def convert_rows(
+    source_type: GGMLType,
+    raw: np.ndarray,
+    n_per_row: int,
+    ggml_type: GGMLType,
+    imatrix: np.ndarray | None = None,
+    *,
+    n_threads: int = 1,
 ) -> np.ndarray:
-    """``rows`` (float32, ``[n_rows, n_per_row]``) quantized to ``ggml_type``: a uint8 array of
-    ``[n_rows, row_bytes]``. ``imatrix`` holds ``n_per_row`` importance weights (or None), used by
-    the types whose ggml quantizer uses them."""
-    ggml_type = GGMLType(ggml_type)
+    """Whole rows of ``n_per_row`` values stored as ``source_type`` (``raw``: their bytes, any dtype),
+    converted to float32 as ggml's ``to_float`` does and quantized to ``ggml_type``: a uint8 array of
+    ``[n_rows, row_bytes]``. ``imatrix`` holds ``n_per_row`` importance weights (or None), used by the
+    types whose ggml quantizer uses them. Each thread converts and quantizes rows of its own."""
+    source_type, ggml_type = GGMLType(source_type), GGMLType(ggml_type)
     if ggml_type not in TARGET_TYPES:
         raise ValueError(f"cannot quantize to {ggml_type.name}")
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
-    n_rows, n_per_row = rows.shape
     if n_per_row % GGML_QUANT_SIZES[ggml_type][0]:
         raise ValueError(f"{ggml_type.name} needs rows of a multiple of {GGML_QUANT_SIZES[ggml_type][0]} values")
+    data = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
+    if source_type not in TARGET_TYPES:  # read by numpy (llmcore.gguf.dequant), quantized here
+        data, source_type = to_float(source_type, data, n_per_row).reshape(-1).view(np.uint8), GGMLType.F32
+    n_rows = data.nbytes // row_bytes(source_type, n_per_row)
+    data = data.reshape(n_rows, -1)
     if imatrix is not None:
         imatrix = np.ascontiguousarray(imatrix, dtype=np.float32)
         if imatrix.shape != (n_per_row,):
@@ -73,19 +88,27 @@ def quantize_rows(
 
     def run(first: int) -> None:
         count = min(step, n_rows - first)
-        src, dst = rows[first:first + count], out[first:first + count]
-        written = lib.lq_quantize_rows(int(ggml_type), _pointer(ffi, src, "float *"), ffi.from_buffer(dst),
-                                       count, n_per_row, weights)
-        assert written == dst.nbytes, (ggml_type, written, dst.nbytes)
+        src, dst = data[first:first + count], out[first:first + count]
+        written = lib.lq_convert_rows(int(source_type), ffi.from_buffer(src), int(ggml_type), ffi.from_buffer(dst),
+                                      count, n_per_row, weights)
+        if written != dst.nbytes:
+            raise ValueError(f"converting {source_type.name} rows to {ggml_type.name} failed")
 
     starts = range(0, n_rows, step)
     if n_threads > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
-            list(pool.map(run, starts))
+        list(_pool(n_threads).map(run, starts))
     else:
         for first in starts:
             run(first)
     return out
+
+
+def quantize_rows(
+    ggml_type: GGMLType, rows: np.ndarray, imatrix: np.ndarray | None = None, *, n_threads: int = 1
+) -> np.ndarray:
+    """``rows`` (float32, ``[n_rows, n_per_row]``) quantized to ``ggml_type``, as ``convert_rows``."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    return convert_rows(GGMLType.F32, rows, rows.shape[-1], ggml_type, imatrix, n_threads=n_threads)
 
 
 def can_convert(ggml_type: GGMLType) -> bool:

@@ -39,7 +39,8 @@ from llmcore.tools.gguf_split import GGUFOutput
 
 __all__ = [
     "FILE_TYPES", "FileType", "Imatrix", "KVOverride", "LlamaFType", "QuantizeOptions", "QuantizePlan", "TensorPlan",
-    "load_imatrix", "parse_file_type", "parse_ggml_type", "parse_kv_override", "plan_quantization", "size_summary", "write_quantized",
+    "load_imatrix", "parse_file_type", "parse_ggml_type", "parse_kv_override", "parse_leading_int",
+    "plan_quantization", "size_summary", "write_quantized",
 ]
 
 QUANTIZATION_VERSION = 2  # GGML_QNT_VERSION
@@ -183,15 +184,15 @@ def parse_file_type(text: str) -> FileType | None:
     for file_type in FILE_TYPES:
         if file_type.name.lower() == text.lower():
             return file_type
-    number = _leading_int(text)
+    number = parse_leading_int(text)
     for file_type in FILE_TYPES:
         if number is not None and file_type.ftype == number:
             return file_type
     return None
 
 
-def _leading_int(text: str) -> int | None:
-    """std::stoi's reading: optional blanks and sign, then at least one digit."""
+def parse_leading_int(text: str) -> int | None:
+    """The integer at the start of ``text`` as std::stoi and atoi read it (blanks, a sign, digits), or None."""
     match = re.match(r"\s*([+-]?\d+)", text)
     return int(match.group(1)) if match else None
 
@@ -232,7 +233,7 @@ def parse_kv_override(text: str) -> KVOverride:
     if not sep or len(key.encode()) >= 128:
         raise ValueError(f"malformed KV override {text!r}: KEY=TYPE:VALUE")
     if rest.startswith("int:"):
-        value = _leading_int(rest[4:]) or 0
+        value = parse_leading_int(rest[4:]) or 0
         return KVOverride(key, abs(value) & 0xFFFFFFFF, GGUFValueType.UINT32)
     if rest.startswith("float:"):
         match = re.match(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf(inity)?|nan)", rest[6:], re.I)
@@ -631,7 +632,8 @@ class _TypeChooser:
                 new_type = T.Q5_K
             elif ftype in (F.MOSTLY_IQ4_NL, F.MOSTLY_IQ4_XS) and hp.n_gqa >= 4:
                 new_type = T.Q5_K
-            elif ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and use_more_bits(self.i_attention_wv, self.n_attention_wv):
+            elif ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) \
+                    and use_more_bits(self.i_attention_wv, self.n_attention_wv):
                 new_type = T.Q6_K
             elif ftype == F.MOSTLY_Q4_K_S and self.i_attention_wv < 4:
                 new_type = T.Q5_K
@@ -883,7 +885,7 @@ def _model_ftype(reader: GGUFReader) -> int:
 def _quantized_chunks(plan: TensorPlan, reader: GGUFReader, n_threads: int) -> Iterator[np.ndarray]:
     """The tensor's new bytes, slab by slab (whole rows, one expert's rows at most, at most 64 MiB of
     float32 at a time)."""
-    from llmcore.quants import quantize_rows, to_float, validate
+    from llmcore.quants import convert_rows, validate
 
     info = plan.source
     n_per_row = info.shape[-1]
@@ -896,8 +898,7 @@ def _quantized_chunks(plan: TensorPlan, reader: GGUFReader, n_threads: int) -> I
         weights = None if plan.imatrix is None else plan.imatrix[expert * n_per_row:(expert + 1) * n_per_row]
         for start in range(expert_start, min(expert_start + rows_per_expert, n_rows), slab):
             stop = min(start + slab, expert_start + rows_per_expert, n_rows)
-            values = to_float(info.type, raw[start:stop], n_per_row)
-            out = quantize_rows(plan.type, values, weights, n_threads=n_threads)
+            out = convert_rows(info.type, raw[start:stop], n_per_row, plan.type, weights, n_threads=n_threads)
             if not validate(plan.type, out):
                 raise LLMCoreError(f"quantized data validation failed ({info.name}: an inf or NaN scale)")
             yield out

@@ -4,6 +4,7 @@
 
 #include "lq_quants.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -88,6 +89,19 @@ int lq_to_float(int type, const void *src, float *dst, int64_t n) {
     if (!t || n % t->block_size) return 0;
     t->to_float(src, dst, n);
     return 1;
+}
+
+size_t lq_convert_rows(int src_type, const void *src, int dst_type, void *dst, int64_t nrows, int64_t n_per_row,
+                       const float *imatrix) {
+    if (src_type == GGML_TYPE_F32) return lq_quantize_rows(dst_type, src, dst, nrows, n_per_row, imatrix);
+    float *values = malloc((size_t)(nrows * n_per_row) * sizeof(float));
+    if (!values) return 0;
+    size_t written = 0;
+    if (lq_to_float(src_type, src, values, nrows * n_per_row)) {
+        written = lq_quantize_rows(dst_type, values, dst, nrows, n_per_row, imatrix);
+    }
+    free(values);
+    return written;
 }
 
 static int finite_half(ggml_half h) { return (h & 0x7c00) != 0x7c00; }

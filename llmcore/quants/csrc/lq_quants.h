@@ -14,6 +14,10 @@
  * this library does not quantize or a row length that is not a multiple of its block. */
 size_t lq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix);
+/* lq_to_float's conversion of nrows rows of src_type, then lq_quantize_rows' to dst_type, through a
+ * float32 buffer of its own. Returns the bytes written, 0 when either type is not handled. */
+size_t lq_convert_rows(int src_type, const void *src, int dst_type, void *dst, int64_t nrows, int64_t n_per_row,
+                       const float *imatrix);
 /* Convert n values of a tensor of ggml type `type` to float32 as ggml's to_float does (F16, BF16
  * and the types lq_quantize_rows writes). Returns 0 for a type it cannot convert, else 1. */
 int lq_to_float(int type, const void *src, float *dst, int64_t n);
