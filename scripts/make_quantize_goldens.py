@@ -4,11 +4,12 @@ writes, per case.
     .venv/bin/python scripts/make_quantize_goldens.py /path/to/llama-quantize
 
 The inputs are made here, deterministically, and not kept (the test makes them again and checks
-their digests, recorded too): two random-weight F16 llamas (``write_random_llama``: ``main``, 16
-layers whose rows are all multiples of 256, and ``odd``, whose rows of 96 and 80 values make
-llama-quantize fall back to other types), an importance matrix for ``main`` in both of
-llama-imatrix's formats (``write_imatrix_gguf``, ``write_imatrix_dat``), and the default model
-(SmolLM2-135M Q4_1, requantized). Each case runs ``llama-quantize ARGS IN OUT TYPE 2`` and records
+their digests, recorded too): three random-weight F16 llamas (``write_random_llama``: ``main``, 16
+layers whose rows are all multiples of 256; ``odd``, whose rows of 96 and 80 values make
+llama-quantize fall back to other types; ``moe``, 4 experts per layer in 3-D tensors), importance
+matrices for ``main`` in both of llama-imatrix's formats (``write_imatrix_gguf``,
+``write_imatrix_dat``) and for ``moe`` (per expert), and the default model (SmolLM2-135M Q4_1,
+requantized). Each case runs ``llama-quantize ARGS IN OUT TYPE 2`` and records
 the arguments and the output's sha256 in ``tests/fixtures/quantize/goldens.json``, or, where
 llama-quantize refuses (an importance matrix missing, requantizing without --allow-requantize),
 the last line of its error.
@@ -50,11 +51,13 @@ class LlamaSpec:
     n_vocab: int
     seed: int
     tied: bool = False
+    n_expert: int = 0  # > 0: the FFN is a mixture of experts (3-D ffn_*_exps tensors)
 
 
 MODELS = {
     "main": LlamaSpec(n_layer=16, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_vocab=256, seed=17),
     "odd": LlamaSpec(n_layer=2, n_embd=96, n_ff=80, n_head=2, n_head_kv=1, n_vocab=128, seed=18, tied=True),
+    "moe": LlamaSpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=1, n_vocab=256, seed=19, n_expert=4),
 }
 
 
@@ -97,15 +100,20 @@ def write_random_llama(path: Path, spec: LlamaSpec) -> None:
         ("llama.attention.layer_norm_rms_epsilon", 1e-5, GGUFValueType.FLOAT32),
         ("general.file_type", 1, u32), ("llama.vocab_size", spec.n_vocab, u32),
         ("llama.rope.dimension_count", spec.n_embd // spec.n_head, u32),
+        *((("llama.expert_count", spec.n_expert, u32), ("llama.expert_used_count", 2, u32)) if spec.n_expert else ()),
     ):
         writer.add_metadata(key, value, vtype)
     seed = spec.seed * 1000
     head_dim = spec.n_embd // spec.n_head
 
-    def matrix(name: str, rows: int, cols: int) -> None:
+    def matrix(name: str, rows: int, cols: int, experts: int = 0) -> None:
         nonlocal seed
         seed += 1
-        writer.add_tensor(name, random_matrix(seed, rows, cols).astype(np.float16), GGMLType.F16)
+        if experts:
+            values = np.stack([random_matrix(seed * 16 + e, rows, cols) for e in range(experts)])
+        else:
+            values = random_matrix(seed, rows, cols)
+        writer.add_tensor(name, values.astype(np.float16), GGMLType.F16)
 
     def norm(name: str) -> None:
         nonlocal seed
@@ -124,27 +132,36 @@ def write_random_llama(path: Path, spec: LlamaSpec) -> None:
         matrix(f"{blk}.attn_v.weight", spec.n_head_kv * head_dim, spec.n_embd)
         matrix(f"{blk}.attn_output.weight", spec.n_embd, spec.n_embd)
         norm(f"{blk}.ffn_norm.weight")
-        matrix(f"{blk}.ffn_gate.weight", spec.n_ff, spec.n_embd)
-        matrix(f"{blk}.ffn_up.weight", spec.n_ff, spec.n_embd)
-        matrix(f"{blk}.ffn_down.weight", spec.n_embd, spec.n_ff)
+        if spec.n_expert:
+            seed += 1
+            writer.add_tensor(f"{blk}.ffn_gate_inp.weight", random_matrix(seed, spec.n_expert, spec.n_embd)
+                              .astype(np.float32))
+        suffix = "_exps" if spec.n_expert else ""
+        matrix(f"{blk}.ffn_gate{suffix}.weight", spec.n_ff, spec.n_embd, spec.n_expert)
+        matrix(f"{blk}.ffn_up{suffix}.weight", spec.n_ff, spec.n_embd, spec.n_expert)
+        matrix(f"{blk}.ffn_down{suffix}.weight", spec.n_embd, spec.n_ff, spec.n_expert)
     writer.write()
 
 
-def _imatrix_entries(spec: LlamaSpec) -> dict[str, tuple[np.ndarray, int]]:
-    """Per linear weight (llama-imatrix records no token_embd): squared-activation sums and a count;
-    blk.1's ffn_up has count 0 (llama-quantize then weighs it 1), blk.2's attn_q is missing."""
+def _imatrix_entries(spec: LlamaSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per linear weight (llama-imatrix records no token_embd): squared-activation sums and counts
+    (one per expert); blk.1's ffn_up (or its first expert) has count 0 (llama-quantize then weighs it
+    1), blk.2's attn_q is missing."""
     entries = {}
     names = [] if spec.tied else ["output.weight"]
+    ffn = ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps") if spec.n_expert else ("ffn_gate", "ffn_up", "ffn_down")
     for layer in range(spec.n_layer):
-        names += [f"blk.{layer}.{part}.weight" for part in ("attn_q", "attn_k", "attn_v", "attn_output",
-                                                                  "ffn_gate", "ffn_up", "ffn_down")]
+        names += [f"blk.{layer}.{part}.weight" for part in ("attn_q", "attn_k", "attn_v", "attn_output", *ffn)]
     for index, name in enumerate(names):
         if name == "blk.2.attn_q.weight":
             continue
         cols = spec.n_ff if "ffn_down" in name else spec.n_embd
-        count = 0 if name == "blk.1.ffn_up.weight" else 40
-        sums = (0.05 + 3.0 * _uniform(900_000 + index, cols) ** 2) * max(count, 1)
-        entries[name] = (sums.astype(np.float32), count)
+        experts = spec.n_expert if "_exps" in name else 1
+        counts = np.full(experts, 40, np.float32)
+        if name.startswith("blk.1.ffn_up"):
+            counts[0] = 0
+        sums = (0.05 + 3.0 * _uniform(900_000 + index, cols * experts) ** 2).reshape(experts, cols)
+        entries[name] = ((sums * np.maximum(counts, 1)[:, None]).astype(np.float32).reshape(-1), counts)
     return entries
 
 
@@ -157,9 +174,9 @@ def write_imatrix_gguf(path: Path, spec: LlamaSpec) -> None:
     writer.add_metadata("imatrix.datasets", ["random-text.txt", "more.txt"], GGUFValueType.STRING)
     writer.add_metadata("imatrix.chunk_count", 10, GGUFValueType.UINT32)
     writer.add_metadata("imatrix.chunk_size", 512, GGUFValueType.UINT32)
-    for name, (sums, count) in _imatrix_entries(spec).items():
-        writer.add_tensor(f"{name}.in_sum2", sums.reshape(1, -1))
-        writer.add_tensor(f"{name}.counts", np.array([[count]], np.float32))
+    for name, (sums, counts) in _imatrix_entries(spec).items():
+        writer.add_tensor(f"{name}.in_sum2", sums.reshape(counts.size, -1))
+        writer.add_tensor(f"{name}.counts", counts.reshape(-1, 1))
     writer.write()
 
 
@@ -167,8 +184,9 @@ def write_imatrix_dat(path: Path, spec: LlamaSpec) -> None:
     """llama-imatrix's legacy format: per entry the name, ncall and the mean squares times ncall."""
     entries = _imatrix_entries(spec)
     parts = [struct.pack("<i", len(entries))]
-    for name, (sums, count) in entries.items():
-        parts += [struct.pack("<i", len(name)), name.encode(), struct.pack("<ii", count, sums.size), sums.tobytes()]
+    for name, (sums, counts) in entries.items():
+        parts += [struct.pack("<i", len(name)), name.encode(), struct.pack("<ii", int(counts[0]), sums.size),
+                  sums.tobytes()]
     parts += [struct.pack("<i", 10), struct.pack("<i", 11), b"legacy.text"]
     path.write_bytes(b"".join(parts))
 
@@ -207,6 +225,12 @@ def _cases() -> dict[str, tuple[str, list[str], str]]:
     cases["main_F32"] = ("main", [], "F32")
     for ftype in ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_S", "Q6_K", "Q4_0"):
         cases[f"odd_{ftype}"] = ("odd", [], ftype)
+    for ftype in ("Q1_0", "Q2_0", "TQ1_0", "TQ2_0", "MXFP4_MOE"):
+        cases[f"main_{ftype}"] = ("main", [], ftype)
+    for ftype in ("Q4_K_M", "Q3_K_S", "Q5_0", "MXFP4_MOE", "TQ2_0"):
+        cases[f"moe_{ftype}"] = ("moe", [], ftype)
+    for ftype in ("Q4_K_M", "Q2_K", "Q4_0"):
+        cases[f"moe_{ftype}_imatrix"] = ("moe", ["--imatrix", "{imatrix_moe}"], ftype)
     cases["smollm2_Q4_K_M"] = ("default-model", ["--allow-requantize"], "Q4_K_M")
     cases["smollm2_Q8_0"] = ("default-model", ["--allow-requantize"], "Q8_0")
     return cases
@@ -229,6 +253,8 @@ def make_inputs(directory: Path) -> dict[str, Path]:
     write_imatrix_gguf(directory / paths["imatrix_gguf"], MODELS["main"])
     paths["imatrix_dat"] = Path("imatrix.dat")
     write_imatrix_dat(directory / paths["imatrix_dat"], MODELS["main"])
+    paths["imatrix_moe"] = Path("imatrix-moe.gguf")
+    write_imatrix_gguf(directory / paths["imatrix_moe"], MODELS["moe"])
     paths["q4_0"] = Path("main-q4_0.gguf")  # made by the case main_Q4_0 (llmcore's or llama.cpp's: the same)
     return paths
 

@@ -2,8 +2,9 @@
 scripts/make_quantize_goldens.py (its sha256 goldens in tests/fixtures/quantize/goldens.json; where
 llama-quantize refused, a one-line error here too), and one-line errors for bad input.
 
-The inputs are made again here by the script's own functions (two random F16 llamas, an importance
-matrix in both formats) and checked against the digests the goldens recorded; the default model
+The inputs are made again here by the script's own functions (three random F16 llamas, one of them
+a mixture of experts, importance matrices in both formats) and checked against the digests the
+goldens recorded; the default model
 (SmolLM2-135M Q4_1) is requantized to Q4_K_M and Q8_0.
 """
 

@@ -12,39 +12,40 @@ typedef struct {
     size_t type_size; /* bytes per block */
     size_t (*quantize)(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *imatrix);
     void (*to_float)(const void *x, float *y, int64_t k);
-    int n_halves;     /* leading or trailing fp16 scales per block that must be finite */
+    int n_halves;     /* fp16 scales per block that must be finite (ggml_validate_row_data) */
     size_t half_at;   /* byte offset of the first of them in the block */
+    int e8m0;         /* the block starts with an E8M0 scale, which must not be 0xff */
 } lq_traits;
 
 #define TO_FLOAT(fn) ((void (*)(const void *, float *, int64_t))(fn))
 
+/* indexed by ggml type id; an entry without a quantizer is a type not handled here */
+static const lq_traits TYPES[] = {
+    [GGML_TYPE_Q4_0] = {QK4_0, sizeof(block_q4_0), quantize_q4_0, TO_FLOAT(dequantize_row_q4_0), .n_halves = 1},
+    [GGML_TYPE_Q4_1] = {QK4_1, sizeof(block_q4_1), quantize_q4_1, TO_FLOAT(dequantize_row_q4_1), .n_halves = 2},
+    [GGML_TYPE_Q5_0] = {QK5_0, sizeof(block_q5_0), quantize_q5_0, TO_FLOAT(dequantize_row_q5_0), .n_halves = 1},
+    [GGML_TYPE_Q5_1] = {QK5_1, sizeof(block_q5_1), quantize_q5_1, TO_FLOAT(dequantize_row_q5_1), .n_halves = 2},
+    [GGML_TYPE_Q8_0] = {QK8_0, sizeof(block_q8_0), quantize_q8_0, TO_FLOAT(dequantize_row_q8_0), .n_halves = 1},
+    [GGML_TYPE_Q2_K] = {QK_K, sizeof(block_q2_K), quantize_q2_K, TO_FLOAT(dequantize_row_q2_K), .n_halves = 2,
+                        .half_at = offsetof(block_q2_K, d)},
+    [GGML_TYPE_Q3_K] = {QK_K, sizeof(block_q3_K), quantize_q3_K, TO_FLOAT(dequantize_row_q3_K), .n_halves = 1,
+                        .half_at = offsetof(block_q3_K, d)},
+    [GGML_TYPE_Q4_K] = {QK_K, sizeof(block_q4_K), quantize_q4_K, TO_FLOAT(dequantize_row_q4_K), .n_halves = 2},
+    [GGML_TYPE_Q5_K] = {QK_K, sizeof(block_q5_K), quantize_q5_K, TO_FLOAT(dequantize_row_q5_K), .n_halves = 2},
+    [GGML_TYPE_Q6_K] = {QK_K, sizeof(block_q6_K), quantize_q6_K, TO_FLOAT(dequantize_row_q6_K), .n_halves = 1,
+                        .half_at = offsetof(block_q6_K, d)},
+    [GGML_TYPE_TQ1_0] = {QK_K, sizeof(block_tq1_0), quantize_tq1_0, TO_FLOAT(dequantize_row_tq1_0), .n_halves = 1,
+                         .half_at = offsetof(block_tq1_0, d)},
+    [GGML_TYPE_TQ2_0] = {QK_K, sizeof(block_tq2_0), quantize_tq2_0, TO_FLOAT(dequantize_row_tq2_0), .n_halves = 1,
+                         .half_at = offsetof(block_tq2_0, d)},
+    [GGML_TYPE_MXFP4] = {QK_MXFP4, sizeof(block_mxfp4), quantize_mxfp4, TO_FLOAT(dequantize_row_mxfp4), .e8m0 = 1},
+    [GGML_TYPE_Q1_0] = {QK1_0, sizeof(block_q1_0), quantize_q1_0, TO_FLOAT(dequantize_row_q1_0), .n_halves = 1},
+    [GGML_TYPE_Q2_0] = {QK2_0, sizeof(block_q2_0), quantize_q2_0, TO_FLOAT(dequantize_row_q2_0), .n_halves = 1},
+};
+
 static const lq_traits *traits(int type) {
-    static const lq_traits q4_0 = {QK4_0, sizeof(block_q4_0), quantize_q4_0, TO_FLOAT(dequantize_row_q4_0), 1, 0};
-    static const lq_traits q4_1 = {QK4_1, sizeof(block_q4_1), quantize_q4_1, TO_FLOAT(dequantize_row_q4_1), 2, 0};
-    static const lq_traits q5_0 = {QK5_0, sizeof(block_q5_0), quantize_q5_0, TO_FLOAT(dequantize_row_q5_0), 1, 0};
-    static const lq_traits q5_1 = {QK5_1, sizeof(block_q5_1), quantize_q5_1, TO_FLOAT(dequantize_row_q5_1), 2, 0};
-    static const lq_traits q8_0 = {QK8_0, sizeof(block_q8_0), quantize_q8_0, TO_FLOAT(dequantize_row_q8_0), 1, 0};
-    static const lq_traits q2_k = {QK_K, sizeof(block_q2_K), quantize_q2_K, TO_FLOAT(dequantize_row_q2_K), 2,
-                                   offsetof(block_q2_K, d)};
-    static const lq_traits q3_k = {QK_K, sizeof(block_q3_K), quantize_q3_K, TO_FLOAT(dequantize_row_q3_K), 1,
-                                   offsetof(block_q3_K, d)};
-    static const lq_traits q4_k = {QK_K, sizeof(block_q4_K), quantize_q4_K, TO_FLOAT(dequantize_row_q4_K), 2, 0};
-    static const lq_traits q5_k = {QK_K, sizeof(block_q5_K), quantize_q5_K, TO_FLOAT(dequantize_row_q5_K), 2, 0};
-    static const lq_traits q6_k = {QK_K, sizeof(block_q6_K), quantize_q6_K, TO_FLOAT(dequantize_row_q6_K), 1,
-                                   offsetof(block_q6_K, d)};
-    switch (type) {
-        case GGML_TYPE_Q4_0: return &q4_0;
-        case GGML_TYPE_Q4_1: return &q4_1;
-        case GGML_TYPE_Q5_0: return &q5_0;
-        case GGML_TYPE_Q5_1: return &q5_1;
-        case GGML_TYPE_Q8_0: return &q8_0;
-        case GGML_TYPE_Q2_K: return &q2_k;
-        case GGML_TYPE_Q3_K: return &q3_k;
-        case GGML_TYPE_Q4_K: return &q4_k;
-        case GGML_TYPE_Q5_K: return &q5_k;
-        case GGML_TYPE_Q6_K: return &q6_k;
-        default: return NULL;
-    }
+    if (type < 0 || type >= (int)(sizeof(TYPES) / sizeof(TYPES[0])) || !TYPES[type].quantize) return NULL;
+    return &TYPES[type];
 }
 
 size_t ggml_row_size(enum ggml_type type, int64_t n_per_row) {
@@ -129,6 +130,7 @@ int lq_validate(int type, const void *data, size_t n_bytes) {
     if (!t) return 0;
     if (n_bytes % t->type_size) return 0;
     for (size_t b = 0; b < n_bytes; b += t->type_size) {
+        if (t->e8m0 && p[b] == 0xff) return 0;
         for (int j = 0; j < t->n_halves; ++j) {
             ggml_half h;
             memcpy(&h, p + b + t->half_at + 2 * (size_t)j, 2);

@@ -37,7 +37,8 @@ enum ggml_type {
     GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
     GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8,
     GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
-    GGML_TYPE_Q6_K = 14, GGML_TYPE_BF16 = 30,
+    GGML_TYPE_Q6_K = 14, GGML_TYPE_BF16 = 30, GGML_TYPE_TQ1_0 = 34, GGML_TYPE_TQ2_0 = 35,
+    GGML_TYPE_MXFP4 = 39, GGML_TYPE_Q1_0 = 41, GGML_TYPE_Q2_0 = 42,
 };
 
 /* ggml-common.h's block layouts */
@@ -51,12 +52,20 @@ typedef struct { uint16_t bits; } ggml_bf16_t;
 #define QK5_0 32
 #define QK5_1 32
 #define QK8_0 32
+#define QK1_0 128
+#define QK2_0 64
+#define QK_MXFP4 32
 
 typedef struct { ggml_half d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { ggml_half d; ggml_half m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
 typedef struct { ggml_half d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
 typedef struct { ggml_half d; ggml_half m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
 typedef struct { ggml_half d; int8_t qs[QK8_0]; } block_q8_0;
+typedef struct { ggml_half d; uint8_t qs[QK1_0 / 8]; } block_q1_0;
+typedef struct { ggml_half d; uint8_t qs[QK2_0 / 4]; } block_q2_0;
+typedef struct { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; } block_mxfp4;
+typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; ggml_half d; } block_tq1_0;
+typedef struct { uint8_t qs[QK_K / 4]; ggml_half d; } block_tq2_0;
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; ggml_half d; ggml_half dmin; } block_q2_K;
 typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; ggml_half d; } block_q3_K;
 typedef struct { ggml_half d; ggml_half dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
@@ -68,6 +77,11 @@ typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K 
 _Static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q5_1) == 24 && sizeof(block_q2_K) == 84, "block padding");
 _Static_assert(sizeof(block_q3_K) == 110 && sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176, "block padding");
 _Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q5_0) == 22 && sizeof(block_q8_0) == 34, "block padding");
+_Static_assert(sizeof(block_q1_0) == 18 && sizeof(block_q2_0) == 18 && sizeof(block_mxfp4) == 17, "block padding");
+_Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66, "block padding");
+
+/* ggml-common.h's kvalues_fp4: twice the E2M1 values */
+static const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /* bytes of n_per_row values of `type` (ggml_row_size); 0 for a type not listed above */
 size_t ggml_row_size(enum ggml_type type, int64_t n_per_row);
@@ -135,6 +149,13 @@ static inline ggml_bf16_t ggml_compute_fp32_to_bf16(float s) {
     return h;
 }
 
+/* ggml-impl.h's ggml_e8m0_to_fp32_half: half of the E8M0 scale 2^(x-127) */
+static inline float ggml_e8m0_to_fp32_half(uint8_t x) {
+    const uint32_t bits = x < 2 ? UINT32_C(0x00200000) << x : (uint32_t)(x - 1) << 23;
+    return fp32_from_bits(bits);
+}
+
+#define GGML_E8M0_TO_FP32_HALF(x) ggml_e8m0_to_fp32_half(x)
 #define GGML_FP16_TO_FP32(x) ggml_compute_fp16_to_fp32(x)
 #define GGML_FP32_TO_FP16(x) ggml_compute_fp32_to_fp16(x)
 
@@ -149,6 +170,11 @@ size_t quantize_q3_K(const float *src, void *dst, int64_t nrow, int64_t n_per_ro
 size_t quantize_q4_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_q5_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_q6_K(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q1_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_q2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_mxfp4(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_tq1_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_tq2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k);
 void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
@@ -160,5 +186,10 @@ void dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k);
 void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k);
 void dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k);
 void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k);
+void dequantize_row_q1_0(const block_q1_0 *x, float *y, int64_t k);
+void dequantize_row_q2_0(const block_q2_0 *x, float *y, int64_t k);
+void dequantize_row_mxfp4(const block_mxfp4 *x, float *y, int64_t k);
+void dequantize_row_tq1_0(const block_tq1_0 *x, float *y, int64_t k);
+void dequantize_row_tq2_0(const block_tq2_0 *x, float *y, int64_t k);
 
 #endif
