@@ -225,9 +225,11 @@ def _cases() -> dict[str, tuple[str, list[str], str]]:
     cases["main_F32"] = ("main", [], "F32")
     for ftype in ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_S", "Q6_K", "Q4_0"):
         cases[f"odd_{ftype}"] = ("odd", [], ftype)
-    for ftype in ("Q1_0", "Q2_0", "TQ1_0", "TQ2_0", "MXFP4_MOE"):
+    for ftype in ("Q1_0", "Q2_0", "TQ1_0", "TQ2_0", "MXFP4_MOE", "IQ4_NL", "IQ4_XS"):
         cases[f"main_{ftype}"] = ("main", [], ftype)
-    for ftype in ("Q4_K_M", "Q3_K_S", "Q5_0", "MXFP4_MOE", "TQ2_0"):
+    for ftype in ("IQ4_NL", "IQ4_XS"):
+        cases[f"main_{ftype}_imatrix"] = ("main", ["--imatrix", "{imatrix_gguf}"], ftype)
+    for ftype in ("Q4_K_M", "Q3_K_S", "Q5_0", "MXFP4_MOE", "TQ2_0", "IQ4_XS"):
         cases[f"moe_{ftype}"] = ("moe", [], ftype)
     for ftype in ("Q4_K_M", "Q2_K", "Q4_0"):
         cases[f"moe_{ftype}_imatrix"] = ("moe", ["--imatrix", "{imatrix_moe}"], ftype)

@@ -1,7 +1,8 @@
 """ggml's block quantizers, in C: rows of float32 to F16, BF16, Q1_0, Q2_0, Q4_0, Q4_1, Q5_0, Q5_1,
-Q8_0, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0 and TQ2_0, byte for byte as llama.cpp's
-``ggml_quantize_chunk`` writes them, with an importance matrix (``quantize_q4_K``'s weighted search)
-or without (``quantize_row_q4_K_ref``). The i-quants (IQ*) are not here yet.
+Q8_0, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, IQ4_NL and IQ4_XS, byte for byte as
+llama.cpp's ``ggml_quantize_chunk`` writes them, with an importance matrix (``quantize_q4_K``'s
+weighted search) or without (``quantize_row_q4_K_ref``). The grid i-quants (IQ1_*, IQ2_*, IQ3_*)
+are not here yet.
 
 The C (``csrc/ggml_quants.c``, ported statement for statement from ggml-quants.c) is compiled on
 first use (``build.py``) and called through cffi, which releases the GIL: rows split over threads
@@ -27,7 +28,7 @@ __all__ = ["QUANTIZED_TYPES", "TARGET_TYPES", "can_convert", "convert_rows", "qu
 QUANTIZED_TYPES = frozenset({
     GGMLType.Q1_0, GGMLType.Q2_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
     GGMLType.MXFP4, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
-    GGMLType.TQ1_0, GGMLType.TQ2_0,
+    GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.IQ4_NL, GGMLType.IQ4_XS,
 })
 #: every type ``quantize_rows`` can write
 TARGET_TYPES = QUANTIZED_TYPES | {GGMLType.F32, GGMLType.F16, GGMLType.BF16}

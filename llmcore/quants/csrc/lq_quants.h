@@ -38,11 +38,12 @@ enum ggml_type {
     GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8,
     GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
     GGML_TYPE_Q6_K = 14, GGML_TYPE_BF16 = 30, GGML_TYPE_TQ1_0 = 34, GGML_TYPE_TQ2_0 = 35,
-    GGML_TYPE_MXFP4 = 39, GGML_TYPE_Q1_0 = 41, GGML_TYPE_Q2_0 = 42,
+    GGML_TYPE_IQ4_NL = 20, GGML_TYPE_IQ4_XS = 23, GGML_TYPE_MXFP4 = 39, GGML_TYPE_Q1_0 = 41, GGML_TYPE_Q2_0 = 42,
 };
 
 /* ggml-common.h's block layouts */
 typedef uint16_t ggml_half;
+typedef uint16_t ggml_fp16_t;
 typedef struct { uint16_t bits; } ggml_bf16_t;
 
 #define QK_K 256
@@ -55,6 +56,7 @@ typedef struct { uint16_t bits; } ggml_bf16_t;
 #define QK1_0 128
 #define QK2_0 64
 #define QK_MXFP4 32
+#define QK4_NL 32
 
 typedef struct { ggml_half d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { ggml_half d; ggml_half m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
@@ -66,6 +68,8 @@ typedef struct { ggml_half d; uint8_t qs[QK2_0 / 4]; } block_q2_0;
 typedef struct { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; } block_mxfp4;
 typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; ggml_half d; } block_tq1_0;
 typedef struct { uint8_t qs[QK_K / 4]; ggml_half d; } block_tq2_0;
+typedef struct { ggml_half d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
+typedef struct { ggml_half d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; ggml_half d; ggml_half dmin; } block_q2_K;
 typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; ggml_half d; } block_q3_K;
 typedef struct { ggml_half d; ggml_half dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
@@ -79,9 +83,12 @@ _Static_assert(sizeof(block_q3_K) == 110 && sizeof(block_q4_K) == 144 && sizeof(
 _Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q5_0) == 22 && sizeof(block_q8_0) == 34, "block padding");
 _Static_assert(sizeof(block_q1_0) == 18 && sizeof(block_q2_0) == 18 && sizeof(block_mxfp4) == 17, "block padding");
 _Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66, "block padding");
+_Static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136, "block padding");
 
 /* ggml-common.h's kvalues_fp4: twice the E2M1 values */
 static const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+/* ggml-common.h's kvalues_iq4nl: IQ4_NL's and IQ4_XS's 16 levels */
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* bytes of n_per_row values of `type` (ggml_row_size); 0 for a type not listed above */
 size_t ggml_row_size(enum ggml_type type, int64_t n_per_row);
@@ -175,6 +182,8 @@ size_t quantize_q2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_ro
 size_t quantize_mxfp4(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_tq1_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_tq2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq4_nl(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq4_xs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k);
 void dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
@@ -191,5 +200,7 @@ void dequantize_row_q2_0(const block_q2_0 *x, float *y, int64_t k);
 void dequantize_row_mxfp4(const block_mxfp4 *x, float *y, int64_t k);
 void dequantize_row_tq1_0(const block_tq1_0 *x, float *y, int64_t k);
 void dequantize_row_tq2_0(const block_tq2_0 *x, float *y, int64_t k);
+void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k);
+void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k);
 
 #endif
