@@ -4,6 +4,7 @@ A plugin (``plugins/<name>/``, or a third party's distribution) imports this mod
 else of llmcore; the import-linter contracts in ``pyproject.toml`` check that. It holds the hooks a
 plugin implements, the Backend contract, the graph IR a backend executes (ops, value types, rope
 settings and ggml's rope angles), the facts of the tensor types (block sizes, dequantization), the
+KV cache types (``kv_types``: names, storage, the rounding of a stored row), the
 errors a backend raises and the directory where it may keep files between runs. It imports no
 backend and no model-fetching code.
 
@@ -17,6 +18,7 @@ import pluggy
 
 from llmcore.errors import BackendError, LLMCoreError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType, dequantize
+from llmcore.graph import kv_types
 from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
 from llmcore.graph.ir import F16, F32, I32, DType, Node, Op
 from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
@@ -25,8 +27,9 @@ from llmcore.paths import cache_dir
 #: version of the plugin API: this module's names, the hooks, the Backend contract, the IR's ops and
 #: their numerics. A backend declares the version it targets as ``Backend.api_version``; the registry
 #: refuses another major version, or a newer minor one. Minor versions only add (ops, optional
-#: methods); majors break. 2.0 moved the API from ``llmcore.backends`` to this one module.
-PLUGIN_API_VERSION = "2.0"
+#: methods); majors break. 2.0 moved the API from ``llmcore.backends`` to this one module; 2.1 added
+#: the KV cache types (``kv_types``), attention's ``flash`` param and the HADAMARD op.
+PLUGIN_API_VERSION = "2.1"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
@@ -45,5 +48,6 @@ def llmcore_backends() -> list[type]:
 __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "GGML_QUANT_SIZES", "I32", "Availability", "Backend", "BackendError",
     "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node", "Op", "RopeParams", "Subgraph",
-    "WeightData", "cache_dir", "dequantize", "hookimpl", "llmcore_backends", "rope", "rope_cos_sin", "yarn_corr_dims",
+    "WeightData", "cache_dir", "dequantize", "hookimpl", "kv_types", "llmcore_backends", "rope", "rope_cos_sin",
+    "yarn_corr_dims",
 ]

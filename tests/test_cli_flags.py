@@ -23,16 +23,16 @@ COMMANDS = sorted(_subcommand_parsers())
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(("flags", "named"), [
-    (["-fa"], "-fa"),
-    (["-fa", "on"], "-fa"),
-    (["--flash-attn", "auto"], "--flash-attn"),
-    (["-fa=on"], "-fa"),
-    (["-ctv", "q8_0"], "-ctv"),
-    (["-ctv", "q8_0", "-m", "model.gguf", "-p", "hi"], "-ctv"),  # the first flag not supported
+    (["-fit"], "-fit"),
+    (["-fit", "on"], "-fit"),
+    (["--fit", "off"], "--fit"),
+    (["-fit=on"], "-fit"),
+    (["-cram", "8"], "-cram"),
+    (["-cram", "8", "-m", "model.gguf", "-p", "hi"], "-cram"),  # the first flag not supported
 ])
 def test_llama_cpp_flag_not_implemented_is_named(command, flags, named, capsys):
     """One line naming the flag and what it does in llama.cpp, exit status 2: never an error about
-    another flag (``-f a``, ``-c tv``) or about a required flag the command line lacks."""
+    another flag (``-f it``, ``-c ram``) or about a required flag the command line lacks."""
     with pytest.raises(SystemExit) as exit_:
         main([command, *flags])
     assert exit_.value.code == 2
@@ -58,10 +58,12 @@ def test_own_flags_keep_working():
                  "--temp", "0", "-r", "User:", "-cnv", "-co", "-v"])
     assert (run.model, run.ctx_size, run.batch_size, run.threads, run.n_gpu_layers, run.split_mode) == \
         ("x.gguf", 128, 32, 2, "0", "none")
-    assert (run.tensor_split, run.cache_type, run.file, run.n_predict, run.escape, run.seed, run.temperature) == \
+    assert (run.tensor_split, run.cache_type_k, run.file, run.n_predict, run.escape, run.seed, run.temperature) == \
         ([3.0, 1.0], "f32", "prompt.txt", 5, True, 1, 0.0)
     assert (run.reverse_prompt, run.conversation, run.color, run.verbose) == (["User:"], True, "auto", True)
-    assert parse(["run", "--cache-type-k", "f32", "--gpu-layers", "all"]).cache_type == "f32"
+    assert parse(["run", "--cache-type-k", "f32", "--gpu-layers", "all"]).cache_type_k == "f32"
+    both = parse(["run", "-ctk", "q8_0", "-ctv", "q4_0", "-fa", "on"])
+    assert (both.cache_type_k, both.cache_type_v, both.flash_attn) == ("q8_0", "q4_0", "on")
     serve = parse(["serve", "-np", "2", "-to", "5", "-a", "name", "--port", "0"])
     assert (serve.parallel, serve.timeout, serve.alias, serve.port) == (2, 5.0, "name", 0)
     assert parse(["perplexity", "-f", "wiki.txt", "--chunks", "3"]).chunks == 3

@@ -32,7 +32,7 @@ from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
 from llmcore.engine.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
-from llmcore.graph.ir import F16, F32
+from llmcore.graph.kv_types import DEFAULT_FLASH_ATTN
 from llmcore.hub import resolve_model
 from llmcore.engine.kv_cache import common_prefix
 from llmcore.engine.model import Model
@@ -67,26 +67,32 @@ class LLM:
     shares the offloaded layers among them in ``tensor_split`` proportions (default: by free
     memory), ``"none"`` puts them all on device ``main_gpu``; devices are numbered as
     ``llmcore backends`` lists them.
+
+    The KV cache holds keys in ``cache_type_k`` and values in ``cache_type_v``, any of llama.cpp's
+    cache types (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1); ``flash_attn`` is ``-fa``:
+    "on", "off" or "auto" (or True/False, as llama-cpp-python takes it). A quantized V cache needs
+    flash attention, which "auto" then turns on; otherwise "auto" turns it on where every layer's
+    backend runs it, as llama.cpp does.
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
                  n_batch: int = 512, n_threads: int | None = None, seed: int | None = None,
-                 cache_type: str = "f16", chat_template: str | None = None,
+                 cache_type_k: str = "f16", cache_type_v: str = "f16", flash_attn: str | bool = DEFAULT_FLASH_ATTN,
+                 chat_template: str | None = None,
                  n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None,
                  split_mode: str = "layer", tensor_split: list[float] | None = None, main_gpu: int = 0) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
-        if cache_type not in (F16, F32):
-            raise LLMCoreError(f"cache_type must be 'f16' or 'f32', got {cache_type!r}")
         started = time.perf_counter()
         self.model_path = resolve_model(None if model is None else str(model))
         self.model = Model(self.model_path)
         self.tokenizer = self.model.tokenizer
         self.plan = Plan.build(self.model, backend, n_gpu_layers=n_gpu_layers, override_tensor=override_tensor,
-                               n_ctx=n_ctx, n_batch=n_batch, cache_type=cache_type, n_threads=n_threads,
+                               n_ctx=n_ctx, n_batch=n_batch, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+                               flash_attn=flash_attn, n_threads=n_threads,
                                split_mode=split_mode, tensor_split=tensor_split, main_gpu=main_gpu)
         self.backend, self.backend_reason = self.plan.backend, self.plan.backend_reason
-        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, cache_type)
+        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache)
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)

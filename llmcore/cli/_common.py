@@ -7,6 +7,9 @@ import argparse
 import sys
 from typing import Any
 
+from llmcore.errors import LLMCoreError
+from llmcore.graph.kv_types import DEFAULT_FLASH_ATTN, KV_CACHE_TYPES, check_cache_type, parse_flash_attn
+
 
 def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> None:
     g = parser.add_argument_group("model and backend")
@@ -33,8 +36,17 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="the device for --split-mode none, numbered as `llmcore backends` lists them (default: 0)")
     g.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="REGEX=BACKEND",
                    help="run weights matching REGEX (and the ops reading them) on BACKEND; repeatable")
-    g.add_argument("-ctk", "--cache-type-k", "--cache-type", dest="cache_type", choices=("f16", "f32"), default="f16",
-                   help="KV cache element type (default: f16)")
+    g.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", type=_cache_type("-ctk/--cache-type-k"),
+                   default="f16", metavar="TYPE",
+                   help=f"KV cache data type for K; allowed values: {', '.join(KV_CACHE_TYPES)} (default: f16)")
+    g.add_argument("-ctv", "--cache-type-v", dest="cache_type_v", type=_cache_type("-ctv/--cache-type-v"),
+                   default="f16", metavar="TYPE",
+                   help=f"KV cache data type for V; allowed values: {', '.join(KV_CACHE_TYPES)}; a quantized type "
+                        "needs flash attention (default: f16)")
+    g.add_argument("-fa", "--flash-attn", dest="flash_attn", type=_flash_attn, default=DEFAULT_FLASH_ATTN,
+                   metavar="on|off|auto",
+                   help=f"set Flash Attention use ('on', 'off', or 'auto', default: '{DEFAULT_FLASH_ATTN}'); 'auto' "
+                        "turns it on where every layer's backend runs it, as llama.cpp does")
     g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
                    help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
     g.add_argument("-v", "--verbose", "--log-verbose", action="store_true",
@@ -46,13 +58,15 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     from llmcore.api import LLM
 
     llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
-              n_threads=args.threads, seed=seed, cache_type=args.cache_type, chat_template=args.chat_template,
+              n_threads=args.threads, seed=seed, cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
+              flash_attn=args.flash_attn, chat_template=args.chat_template,
               n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
               tensor_split=args.tensor_split, main_gpu=args.main_gpu)
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
     print(f"llmcore: model {llm.model.describe()}", file=sys.stderr)
+    print(f"llmcore: kv cache: {llm.context.kv_cache_line()}; {llm.plan.flash_attn_reason}", file=sys.stderr)
     if args.verbose:
         print_memory(llm)
     return llm
@@ -64,6 +78,22 @@ def print_memory(llm: Any) -> None:
     for name, used in llm.memory_used().items():
         parts = ", ".join(f"{kind} {size / 2**20:.2f} MiB" for kind, size in used.items())
         print(f"llmcore: {name} allocated {parts}", file=sys.stderr)
+
+
+def _cache_type(flag: str):
+    def parse(text: str) -> str:
+        try:
+            return check_cache_type(text, flag)
+        except LLMCoreError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{flag}: ")) from None
+    return parse
+
+
+def _flash_attn(text: str) -> str:
+    try:
+        return parse_flash_attn(text)
+    except LLMCoreError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("-fa/--flash-attn: ")) from None
 
 
 def _positive_int(text: str) -> int:

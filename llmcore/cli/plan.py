@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     model = Model(resolve_model(args.model))
     plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,
                       split_mode=args.split_mode, tensor_split=args.tensor_split, main_gpu=args.main_gpu,
-                      n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type=args.cache_type, n_threads=args.threads)
+                      n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type_k=args.cache_type_k,
+                      cache_type_v=args.cache_type_v, flash_attn=args.flash_attn, n_threads=args.threads)
     memory = plan.memory()
     fallbacks = plan.fallbacks()
     speed = plan.speed()
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
             "model": str(model.path),
             "backend": plan.backend.name,
             "backend_reason": plan.backend_reason,
-            "n_ctx": plan.n_ctx, "n_batch": plan.n_batch, "cache_type": plan.cache_type,
+            "n_ctx": plan.n_ctx, "n_batch": plan.n_batch, "cache_type_k": plan.cache.type_k,
+            "cache_type_v": plan.cache.type_v, "flash_attn": plan.cache.flash_attn,
             "layers": [{"layers": layers, "backend": name} for layers, name in plan.placement.describe()],
             "reasons": plan.layer_reasons,
             "fallbacks": fallbacks,
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         }, indent=2))
         return 0
     print(f"model: {model.describe()}")
-    print(f"context {plan.n_ctx} cells ({plan.cache_type}), batch {plan.n_batch}")
+    print(f"context {plan.n_ctx} cells ({plan.cache.describe()}; {plan.flash_attn_reason}), batch {plan.n_batch}")
     print("\nlayers:")
     for layers, name in plan.placement.describe():
         print(f"  {layers:24} -> {name}")

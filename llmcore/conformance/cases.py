@@ -21,6 +21,7 @@ from gguf import quants
 from llmcore.graph.backend import WeightData
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType
 from llmcore.graph.builder import GraphBuilder, RopeParams
+from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, F32, I32, Graph, Node, Op
 
 #: weight types a model's matrices may have, in the order cases are listed
@@ -78,7 +79,8 @@ class OpCase:
     def data(self) -> CaseData:
         rng = np.random.default_rng(zlib.crc32(self.id.encode()))
         weights = [random_weight(w.name, w.dtype, w.shape, rng) for w in self.graph.weights]
-        caches = {c.name: rng.standard_normal(c.shape).astype(np.float16 if c.dtype == F16 else np.float32)
+        # initial cache contents in each cache's storage layout (kv_types.storage)
+        caches = {c.name: kv_types.store_rows(c.dtype, rng.standard_normal(c.shape).astype(np.float32))
                   for c in self.graph.caches}
         return CaseData(weights, caches, [self.feeds(rng, step) for step in range(self.n_steps)])
 
@@ -107,7 +109,7 @@ def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.r
 def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
     cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
-             *_reshape(), *_rope(), *_kv_store(), *_attention()]
+             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
     return cases
@@ -271,9 +273,19 @@ def _rope() -> Iterator[OpCase]:
                         g, node, feeds)
 
 
+def _hadamard() -> Iterator[OpCase]:
+    for n, shape in ((64, (1, 3, 64)), (64, (7, 576)), (128, (5, 2, 128))):
+        g = GraphBuilder(shape[0], shape[0])
+        node = g.hadamard(g.input("x", shape, F32), n)
+        yield _case(f"hadamard-{n}-{_fmt(shape)}", f"hadamard n={n} x=f32[{', '.join(map(str, shape))}]", g, node,
+                    _normal({"x": shape}))
+
+
 def _kv_store() -> Iterator[OpCase]:
-    for dtype in (F16, F32):
+    for dtype in kv_types.KV_CACHE_TYPES:
         for n, width in ((1, 192), (7, 576)):
+            if dtype not in (F16, F32) and n == 1:
+                continue  # the other types: one shape is enough
             g = GraphBuilder(n, n)
             cid = f"kv_store-{dtype}-64x{width}-n{n}"
             cache = g.cache(f"{cid}.cache", (64, width), dtype)
@@ -288,6 +300,7 @@ def _kv_store() -> Iterator[OpCase]:
 
 def _attention() -> Iterator[OpCase]:
     n_cells = 64
+    yield from _attention_cache_types(n_cells)
     for dtype in (F16, F32):
         for n_head, n_head_kv, head_dim in ((9, 3, 64), (4, 4, 32), (8, 1, 128), (12, 4, 48)):
             for n, n_kv in ((1, 1), (1, 37), (7, 7), (7, 64), (33, 40)):
@@ -321,6 +334,35 @@ def _attention() -> Iterator[OpCase]:
                            1.0 / math.sqrt(32), softcap=1.5)
         yield _case(cid, f"attention q=f32[{n}, 4, 32] kv=f16[{n_cells}, 64] softcap=1.5 n_kv=40",
                     g, node, _attention_feeds(n, 4, 32, n_cells, 40), n_kv=40)
+
+
+def _attention_cache_types(n_cells: int) -> Iterator[OpCase]:
+    """Attention over caches of llama.cpp's other types, with flash attention (ggml's online softmax)
+    and without; a quantized V cache only with it."""
+    combos = [(t, t, True) for t in kv_types.KV_CACHE_TYPES] + [
+        (F16, F16, False), (F32, F32, False), ("bf16", "bf16", False), ("q8_0", F16, False), ("q4_1", F32, False),
+        (F16, "q8_0", True), ("q5_1", F16, True)]
+    for type_k, type_v, flash in combos:
+        for n, n_kv in ((1, 37), (7, 64)):
+            if (type_k, type_v, flash) in ((F16, F16, False), (F32, F32, False)):
+                continue  # the cases below
+            g = GraphBuilder(n, n)
+            cid = f"attention-{type_k}-{type_v}-{'fa' if flash else 'nofa'}-n{n}-kv{n_kv}"
+            k = g.cache(f"{cid}.k", (n_cells, 3 * 64), type_k)
+            v = g.cache(f"{cid}.v", (n_cells, 3 * 64), type_v)
+            node = g.attention(g.input("q", (n, 9, 64), F32), k, v, g.input("kq_mask", (n, n_cells), F32), 0.125,
+                               flash=flash)
+            yield _case(cid, f"attention q=f32[{n}, 9, 64] k={type_k} v={type_v}[{n_cells}, 192] "
+                             f"flash={'on' if flash else 'off'} n_kv={n_kv}",
+                        g, node, _attention_feeds(n, 9, 64, n_cells, n_kv), n_kv=n_kv)
+    for n in (1, 64):  # flash attention's one-query path and its tiled path (64 queries or more, f16)
+        g = GraphBuilder(n, n)
+        cid = f"attention-f16-f16-fa-n{n}-kv{n}-softcap"
+        k, v = (g.cache(f"{cid}.{name}", (n_cells, 128), F16) for name in "kv")
+        node = g.attention(g.input("q", (n, 4, 64), F32), k, v, g.input("kq_mask", (n, n_cells), F32), 0.125,
+                           softcap=1.5, flash=True)
+        yield _case(cid, f"attention q=f32[{n}, 4, 64] kv=f16[{n_cells}, 128] flash softcap=1.5 n_kv={n}",
+                    g, node, _attention_feeds(n, 4, 64, n_cells, n), n_kv=n)
 
 
 def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int, alibi: bool = False) -> Feeds:

@@ -41,6 +41,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.GEGLU: 1e-6,
     Op.RESHAPE: 1e-7,
     Op.KV_STORE: 1e-7,
+    Op.HADAMARD: 1e-7,
     Op.ATTENTION: 5e-4,
 }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmcore.graph import kv_types
 from llmcore.graph.backend import Backend
 from llmcore.conformance.cases import CaseData, OpCase
 from llmcore.conformance.compare import NMSE_BOUNDS, Mismatch, compare
@@ -29,7 +30,9 @@ def run_case(backend: Backend, case: OpCase, data: CaseData) -> CaseResult:
     for name, contents in data.caches.items():
         backend.cache_view(name)[...] = contents
     outputs = [np.array(plan.run(feeds, case.n_kv)["out"], np.float32) for feeds in data.steps]
-    caches = {name: np.array(backend.cache_view(name), np.float32) for name in data.caches}
+    # the caches' values, decoded from their storage layout (block types as bytes, bf16 as bit patterns)
+    caches = {c.name: kv_types.load_rows(c.dtype, np.array(backend.cache_view(c.name)), c.shape[1])
+              for c in case.graph.caches}
     return CaseResult(outputs, caches)
 
 

@@ -66,7 +66,7 @@ class BackendSpeed:
     run_s: float  # fixed cost of running one split (dispatch, transfers, synchronisation)
     op_s: float  # fixed cost of one op inside a run
     mul_mat: dict[str, MatMulSpeed] = field(default_factory=dict)  # by GGMLType name
-    attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by cache type ("f16", "f32")
+    attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by plan.attention_key ("f16", "q8_0/q8_0/fa")
 
     def mul_mat_s(self, weight_type: GGMLType, weight_bytes: int, n_elements: int, n_tokens: int) -> float:
         """Seconds of one product of a weight with ``n_tokens`` rows: the slower of streaming its
@@ -200,20 +200,23 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType, fixed_s: float) -> M
     return MatMulSpeed(decode_bytes / decode_s, 2 * prompt_rows * WIDTH * PROMPT_TOKENS / prompt_s)
 
 
-def _attention_speed(backend: Backend, cache_type: str, fixed_s: float) -> AttentionSpeed:
+def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpeed:
     """Prompt-shaped attention (n queries over n cells, causal mask, as a prompt from an empty
     cache) at two sizes: t = n x query_s + n^2 x cell_s. Counting all n^2 pairs, masked or not,
     keeps the fit right both for backends that skip masked cells and for those that do not.
-    Times are net of the ``fixed_s`` of a one-op run."""
+    Times are net of the ``fixed_s`` of a one-op run. ``key`` names the cache types and flash
+    attention as ``plan.attention_key`` does ("f16", "q8_0/q8_0/fa")."""
     rng = np.random.default_rng(0)
     width = HEADS * HEAD_DIM
+    parts = key.split("/")
+    type_k, type_v, flash = parts[0], parts[1] if len(parts) > 1 else parts[0], parts[-1] == "fa"
 
     def seconds(n: int) -> float:
         def build(g: GraphBuilder):
-            k = g.cache("calibration.k", (n, width), cache_type)
-            v = g.cache("calibration.v", (n, width), cache_type)
+            k = g.cache("calibration.k", (n, width), type_k)
+            v = g.cache("calibration.v", (n, width), type_v)
             q = g.reshape(g.input("q", (n, width), F32), (n, HEADS, HEAD_DIM))
-            return g.attention(q, k, v, g.input("mask", (n, n), F32), 1 / HEAD_DIM ** 0.5)
+            return g.attention(q, k, v, g.input("mask", (n, n), F32), 1 / HEAD_DIM ** 0.5, flash=flash)
 
         feeds = {"q": rng.standard_normal((n, width)).astype(np.float32),
                  "mask": np.triu(np.full((n, n), -np.inf, np.float32), 1)}

@@ -19,7 +19,9 @@ from llmcore.graph.backend import Backend, WeightData
 from llmcore.engine.batch import Batch
 from llmcore.gguf import dequantize
 from llmcore.errors import LLMCoreError
+from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, DType, Graph, Node, Op
+from llmcore.graph.kv_types import CacheConfig
 from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.rope import RopeParams, rope
 from llmcore.graph.scheduler import CompiledGraph, assign
@@ -38,12 +40,13 @@ MAX_CONTEXT = 2**31 - 1
 
 class Context:
     def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
-                 cache_type: DType = F16) -> None:
+                 cache: CacheConfig | DType = F16) -> None:
         self.model = model
         self.placement = placement
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache_type)
+        self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache)
+        self.cache = self.arch.cache
         one_token = self.arch.build_graph(1, 1)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
         self.cells = KVCells(n_ctx)
@@ -118,6 +121,17 @@ class Context:
     def memory_used(self) -> dict[str, dict[str, int]]:
         return {b.name: b.memory_used() for b in self.backends}
 
+    def kv_bytes(self) -> tuple[int, int]:
+        """Bytes of the K caches and of the V caches, all layers (what llama.cpp's
+        ``llama_kv_cache: size = ...`` line reports)."""
+        keys, values = {}, {}
+        for node in self.arch.build_graph(1, 1).nodes:
+            if node.op is Op.ATTENTION:
+                for caches, stored in ((keys, node.srcs[1]), (values, node.srcs[2])):
+                    cache = stored.srcs[0] if stored.op is Op.KV_STORE else stored
+                    caches[cache.name] = kv_types.nbytes(cache.dtype, cache.shape)
+        return sum(keys.values()), sum(values.values())
+
     # -- the KV cache's sequences (llama.h's llama_memory_seq_*) ---------------------------------
 
     def seq_remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
@@ -140,18 +154,25 @@ class Context:
 
     def seq_shift(self, seq_id: int, p0: int, p1: int | None, delta: int) -> None:
         """Move positions [p0, p1) of ``seq_id`` by ``delta`` (llama.cpp's context shift): their
-        keys are rotated by ``delta`` as llama.cpp's K-shift does (in float32, stored back in the
-        cache type); positions that would fall below 0 are forgotten."""
+        keys are rotated by ``delta`` as llama.cpp's K-shift does (read as float32, rotated, stored
+        back in the cache type: a block type is quantized again); positions that would fall below 0
+        are forgotten."""
         cells = self.cells.shift(seq_id, p0, p1, delta)
         if not len(cells) or not delta:
             return
         views = self.cache_views()
         shift = np.full(len(cells), delta, np.int32)
+        type_k = self.cache.type_k
         for name, rotation in self._key_rotations().items():
             view = views[name]
-            keys = view[cells].astype(np.float32).reshape(len(cells), *rotation.head_shape)
+            width = math.prod(rotation.head_shape)
+            keys = kv_types.load_rows(type_k, view[cells], width).reshape(len(cells), *rotation.head_shape)
+            if rotation.hadamard:  # a quantized cache's keys: rotated back first, and forward after
+                keys = kv_types.hadamard(keys, rotation.hadamard)
             rotated = rope(keys, shift, rotation.params, rotation.freq_factors)
-            view[cells] = rotated.reshape(len(cells), -1).astype(view.dtype)
+            if rotation.hadamard:
+                rotated = kv_types.hadamard(rotated, rotation.hadamard)
+            view[cells] = kv_types.store_rows(type_k, rotated.reshape(len(cells), width))
 
     def seq_pos_max(self, seq_id: int) -> int:
         """The last position ``seq_id`` holds, -1 when it holds none."""
@@ -167,6 +188,20 @@ class Context:
                 views[node.name] = split.backend.cache_view(node.name)
         return views
 
+    def kv_cache_line(self) -> str:
+        """What the KV cache costs, in llama.cpp's words (``llama_kv_cache: size = ...``)."""
+        k, v = self.kv_bytes()
+        n_layers = sum(1 for node in self.arch.build_graph(1, 1).nodes if node.op is Op.ATTENTION)
+        n_seq = self.n_ctx // self.cells.range_size if self.cells.range_size else 1
+        mib = np.float32(1024.0 * 1024.0)
+        return (f"size = {np.float32(k + v) / mib:7.2f} MiB ({self.n_ctx:6d} cells, {n_layers:3d} layers, "
+                f"{n_seq:2d}/{n_seq} seqs), K ({self.cache.type_k}): {np.float32(k) / mib:7.2f} MiB, "
+                f"V ({self.cache.type_v}): {np.float32(v) / mib:7.2f} MiB")
+
+    def cache_widths(self) -> dict[str, int]:
+        """Every KV cache's width (values per cell) by name; its view may hold bytes instead."""
+        return {node.name: node.shape[1] for node in self.arch.build_graph(1, 1).nodes if node.op is Op.CACHE}
+
     def _key_rotations(self) -> dict[str, _KeyRotation]:
         """For each cache that stores rotated keys, how they were rotated (from the rope node
         whose result the one-token graph stores there)."""
@@ -174,12 +209,13 @@ class Context:
         for node in self.arch.build_graph(1, 1).nodes:
             if node.op is not Op.KV_STORE:
                 continue
-            stored = node.srcs[1]
-            while stored.op is Op.RESHAPE:
+            stored, order = node.srcs[1], 0
+            while stored.op in (Op.RESHAPE, Op.HADAMARD):
+                order = stored.params["n"] if stored.op is Op.HADAMARD else order
                 stored = stored.srcs[0]
             if stored.op is Op.ROPE:
                 factors = self._weight(stored.srcs[2]) if len(stored.srcs) > 2 else None
-                rotations[node.srcs[0].name] = _KeyRotation(stored.params["rope"], factors, stored.shape[1:])
+                rotations[node.srcs[0].name] = _KeyRotation(stored.params["rope"], factors, stored.shape[1:], order)
         return rotations
 
     def _weight(self, node: Node) -> np.ndarray:
@@ -193,7 +229,7 @@ def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:
     if n_ctx > MAX_CONTEXT:
         raise LLMCoreError(f"-c {n_ctx}: a context holds at most {MAX_CONTEXT} cells (positions are int32)")
     caches = [node for node in graph.nodes if node.op is Op.CACHE]
-    kv_bytes = sum(math.prod(node.shape) * (2 if node.dtype == F16 else 4) for node in caches)
+    kv_bytes = sum(kv_types.nbytes(node.dtype, node.shape) for node in caches)
     cells_bytes = n_ctx * KVCells.BYTES_PER_CELL
     mask_bytes = n_ubatch * n_ctx * 4  # f32 [tokens of a step, n_ctx], built for every step
     needed = kv_bytes + cells_bytes + mask_bytes
@@ -236,3 +272,4 @@ class _KeyRotation:
     params: RopeParams
     freq_factors: np.ndarray | None
     head_shape: tuple[int, ...]  # (KV heads, head size) of one cell's keys
+    hadamard: int = 0  # the order of the Walsh-Hadamard rotation the keys were stored with (0: none)

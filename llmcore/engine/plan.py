@@ -22,6 +22,7 @@ says is what ``run`` does. The estimates follow what the context and the backend
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from llmcore.graph.backend import Backend, Device
 from llmcore.engine.registry import availability, backend_classes, best_host_backend, choose_backend
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType
+from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, F32, Graph, Node, Op
+from llmcore.graph.kv_types import CacheConfig
 from llmcore.graph.placement import LayerPlacement, parse_n_gpu_layers, parse_override
 from llmcore.graph.scheduler import Split, split_graph
 from llmcore.engine.model import Model
@@ -121,19 +124,24 @@ class Plan:
     placement: LayerPlacement
     n_ctx: int
     n_batch: int
-    cache_type: str
+    cache: CacheConfig  # the K and V cache types and whether attention is flash attention
     layer_reasons: dict[str, str] = field(default_factory=dict)  # backend name -> why it runs its layers
+    flash_attn_reason: str = ""  # how -fa was resolved
     _splits: dict[int, list[Split]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, model: Model, backend: str = "auto", *, n_gpu_layers: int | str | None = None,
               override_tensor: list[str] | None = None, n_ctx: int = 4096, n_batch: int = 512,
-              cache_type: str = F16, n_threads: int | None = None, split_mode: str = "layer",
+              cache_type_k: str = F16, cache_type_v: str = F16, flash_attn: str | bool | None = "off",
+              n_threads: int | None = None, split_mode: str = "layer",
               tensor_split: Sequence[float] | None = None, main_gpu: int = 0) -> Plan:
         """Choose the backends as ``LLM`` does: the named (or best) backend, and for an
         accelerator, llama.cpp's ``-ngl`` rule with the best CPU backend for the rest, the offloaded
-        layers on the devices that ``split_mode``, ``tensor_split`` and ``main_gpu`` name."""
+        layers on the devices that ``split_mode``, ``tensor_split`` and ``main_gpu`` name. The KV
+        cache types and ``flash_attn`` ("on", "off" or "auto") are checked and resolved as
+        llama.cpp's context does (see :func:`resolve_cache`)."""
         check_split_mode(split_mode)
+        requested = check_cache_request(model, cache_type_k, cache_type_v, flash_attn)
         backend_cls, reason = choose_backend(backend)
         n_layer = model.hparams.n_layer
         reasons = {}
@@ -160,7 +168,9 @@ class Plan:
         reference = backend_classes().get("reference")
         if reference is not None and placement.cpu.name != reference.name:
             placement.last_resort = reference(n_threads=n_threads)
-        plan = cls(model, main, reason, placement, n_ctx, n_batch, cache_type, reasons)
+        plan = cls(model, main, reason, placement, n_ctx, n_batch, CacheConfig(cache_type_k, cache_type_v), reasons)
+        plan.cache, plan.flash_attn_reason = resolve_cache(plan, requested)
+        plan._splits.clear()
         if placement.last_resort is not None and placement.last_resort in plan.backends:
             reasons[placement.last_resort.name] = (f"the last resort: ops no other backend here supports "
                                                    f"(its numpy kernels run every op and weight type)")
@@ -177,7 +187,7 @@ class Plan:
         return list({id(b): b for b in placed}.values())
 
     def graph(self, n_tokens: int, n_outputs: int = 1) -> Graph:
-        arch = self.model.architecture(self.model.hparams, self.model.weight_specs, self.n_ctx, self.cache_type)
+        arch = self.model.architecture(self.model.hparams, self.model.weight_specs, self.n_ctx, self.cache)
         return arch.build_graph(n_tokens, n_outputs)
 
     def splits(self, n_tokens: int) -> list[Split]:
@@ -219,7 +229,7 @@ class Plan:
             arenas, staging = [], 0
             for splits in shapes:
                 for split in (s for s in splits if s.backend is backend):
-                    caches.update((c.name, _nbytes(c)) for c in split.subgraph.caches)
+                    caches.update((c.name, kv_types.nbytes(c.dtype, c.shape)) for c in split.subgraph.caches)
                     arenas.append(_peak_live_bytes(split))
                     staging += sum(_nbytes(n) for n in split.subgraph.inputs)
             memory[backend.name].kv = sum(caches.values())
@@ -237,7 +247,7 @@ class Plan:
                 if node.op is Op.MUL_MAT and node.srcs[0].op is Op.WEIGHT:
                     weight_types.add(node.srcs[0].dtype)
                 elif node.op is Op.ATTENTION:
-                    cache_types.add(node.srcs[1].dtype)
+                    cache_types.add(attention_key(node))
         return needs
 
     def speed(self, n_prompt: int | None = None) -> Speed:
@@ -268,13 +278,62 @@ class Plan:
                 elif node.op is Op.ATTENTION:
                     n, n_head, head_dim = node.srcs[0].shape
                     # a step from an empty cache: n queries over a window of n cells, causally masked
-                    total += speed.attention_s(node.srcs[1].dtype, n, n * n, n_head, head_dim)
+                    total += speed.attention_s(attention_key(node), n, n * n, n_head, head_dim)
             seconds[split.backend.name] += total
         return seconds
 
 
 def _nbytes(node: Node) -> int:
+    if node.dtype not in _ELEMENT_BYTES and node.dtype in kv_types.KV_CACHE_TYPES:
+        return kv_types.nbytes(node.dtype, node.shape)  # a cache crossing a split boundary
     return math.prod(node.shape) * _ELEMENT_BYTES.get(node.dtype, 4)
+
+
+def attention_key(node: Node) -> str:
+    """What the cost of an attention node depends on besides its shape: the cache types and flash
+    attention ("f16" for the plain f16 attention; "q8_0/q8_0/fa" ...), the key of its calibration."""
+    k, v = node.srcs[1].dtype, node.srcs[2].dtype
+    if k == v and not node.params.get("flash"):
+        return str(k)
+    return f"{k}/{v}" + ("/fa" if node.params.get("flash") else "")
+
+
+def check_cache_request(model: Model, type_k: str, type_v: str, flash_attn: str | bool | None) -> str:
+    """Refuse what llama.cpp's ``llama_init_from_model`` refuses: an unknown cache type, a quantized
+    V cache with flash attention off, a block type whose block does not divide the head size.
+    Returns ``flash_attn`` as "on", "off" or "auto"."""
+    kv_types.check_cache_type(type_k, "-ctk/--cache-type-k")
+    kv_types.check_cache_type(type_v, "-ctv/--cache-type-v")
+    fa = kv_types.parse_flash_attn(flash_attn)
+    if kv_types.is_quantized(type_v) and fa == "off":
+        raise LLMCoreError(f"quantized V cache requires flash_attn to be enabled (-ctv {type_v} needs -fa on or auto)")
+    head_dim = model.hparams.head_dim
+    for flag, name in (("K", type_k), ("V", type_v)):
+        if kv_types.is_quantized(name) and head_dim % kv_types.QK:
+            raise LLMCoreError(f"{flag} cache type {name} with block size {kv_types.QK} does not divide "
+                               f"n_embd_head_{flag.lower()}={head_dim}")
+    return fa
+
+
+def resolve_cache(plan: Plan, flash_attn: str) -> tuple[CacheConfig, str]:
+    """The cache setup the context gets, and why: ``-fa on``/``off`` as asked; ``auto`` as llama.cpp's
+    context resolves it, flash attention on when the backend placed on every layer runs it (on
+    llama.cpp's CPU backend it always does), off when one declines it; a quantized V cache turns
+    ``auto`` on in any case (llama.cpp: "enabling flash_attn since it is required for quantized V
+    cache")."""
+    cache = plan.cache
+    if flash_attn != "auto":
+        return dataclasses.replace(cache, flash_attn=flash_attn == "on"), f"-fa {flash_attn}"
+    if kv_types.is_quantized(cache.type_v):
+        return dataclasses.replace(cache, flash_attn=True), "-fa auto: a quantized V cache requires flash attention"
+    plan.cache = dataclasses.replace(cache, flash_attn=True)
+    plan._splits.clear()
+    declined = sorted({plan.placement(node).name for node in plan.graph(1).nodes
+                       if node.op is Op.ATTENTION and not plan.placement(node).supports_op(node)})
+    plan.cache = cache
+    if declined:
+        return cache, f"-fa auto: off, as {', '.join(declined)} does not run flash attention with these caches"
+    return dataclasses.replace(cache, flash_attn=True), "-fa auto: on, every layer's backend runs flash attention"
 
 
 def _peak_live_bytes(split: Split) -> int:

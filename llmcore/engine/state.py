@@ -6,11 +6,14 @@ evaluated once and reloaded by later runs. Layout (little-endian)::
 
     b"LLMCSTAT"  u32 version  u32 header_len  header (JSON, utf-8)
     i32 tokens[n_tokens]
-    per cache in header["caches"] order: rows[n_tokens, width] of the cache type
+    per cache in header["caches"] order: rows[n_tokens] of the cache's type, as the cache stores
+        them (f32, f16, bf16 values of the row's width; the block types' bytes)
     u32 crc32 of everything before it
 
 The header names the model (file size and the SHA-256 of its GGUF header and metadata), n_ctx,
-the cache type and the caches' names and widths; loading checks each against the running context.
+the K and V cache types (``cache_type``, ``cache_type_v``: files from before V had its own type
+have only the first) and the caches' names and widths; loading checks each against the running
+context, and refuses a state saved with other cache types.
 Logits are not saved: the next evaluation always recomputes at least the last token (as llama.cpp
 replays the last token of a session file).
 """
@@ -33,6 +36,7 @@ import numpy as np
 
 from llmcore.errors import LLMCoreError
 from llmcore.engine.kv_cache import EMPTY
+from llmcore.graph import kv_types
 
 if TYPE_CHECKING:
     from llmcore.engine.context import Context
@@ -42,7 +46,6 @@ MAGIC = b"LLMCSTAT"
 VERSION = 1
 _PREAMBLE = struct.Struct("<8sII")  # magic, version, header length
 _CRC = struct.Struct("<I")
-_CACHE_DTYPES = {"f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
 
 
 class StateError(LLMCoreError):
@@ -57,14 +60,15 @@ class StateHeader:
     model_size: int
     model_sha256: str
     n_ctx: int
-    cache_type: str
+    cache_type: str  # of the K caches
+    cache_type_v: str
     caches: list[tuple[str, int]]  # (cache name, row width), in file order
     n_tokens: int
 
     def to_json(self) -> bytes:
         fields = {
             "model": {"file": self.model_file, "size": self.model_size, "sha256": self.model_sha256},
-            "n_ctx": self.n_ctx, "cache_type": self.cache_type,
+            "n_ctx": self.n_ctx, "cache_type": self.cache_type, "cache_type_v": self.cache_type_v,
             "caches": [[name, width] for name, width in self.caches], "n_tokens": self.n_tokens,
         }
         return json.dumps(fields, separators=(",", ":")).encode("utf-8")
@@ -80,6 +84,7 @@ class StateHeader:
                 model_sha256=_typed(model["sha256"], str, "model.sha256"),
                 n_ctx=_typed(fields["n_ctx"], int, "n_ctx"),
                 cache_type=_typed(fields["cache_type"], str, "cache_type"),
+                cache_type_v=_typed(fields.get("cache_type_v", fields["cache_type"]), str, "cache_type_v"),
                 caches=[(_typed(name, str, "caches"), _typed(width, int, "caches")) for name, width in fields["caches"]],
                 n_tokens=_typed(fields["n_tokens"], int, "n_tokens"),
             )
@@ -87,8 +92,9 @@ class StateHeader:
             raise StateError(f"{path}: header: not valid JSON ({error})") from None
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"{path}: header: missing or malformed field {error}") from None
-        if header.cache_type not in _CACHE_DTYPES:
-            raise StateError(f"{path}: header: cache_type: unknown type {header.cache_type!r}")
+        for field_name, value in (("cache_type", header.cache_type), ("cache_type_v", header.cache_type_v)):
+            if value not in kv_types.KV_CACHE_TYPES:
+                raise StateError(f"{path}: header: {field_name}: unknown type {value!r}")
         if header.n_tokens < 0 or any(width < 1 for _, width in header.caches):
             raise StateError(f"{path}: header: negative n_tokens or cache width")
         return header
@@ -104,13 +110,12 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
     path = Path(path)
     check_state_path(path)
     views = context.cache_views()
-    cache_type = _cache_type(views)
+    widths = context.cache_widths()
     rows = _sequence_cells(context, len(tokens))
     model_size, model_sha256 = model_identity(model)
-    header = StateHeader(model.path.name, model_size, model_sha256, context.n_ctx, cache_type,
-                         [(name, view.shape[1]) for name, view in views.items()], len(tokens))
+    header = StateHeader(model.path.name, model_size, model_sha256, context.n_ctx, context.cache.type_k,
+                         context.cache.type_v, [(name, widths[name]) for name in views], len(tokens))
     header_json = header.to_json()
-    dtype = _CACHE_DTYPES[cache_type]
     scratch = None
     try:
         # a fresh name (O_EXCL): never a file, FIFO or link someone left at a predictable one
@@ -118,7 +123,7 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
         scratch = Path(scratch_name)
         with open(handle, "wb") as out:
             crc = 0
-            for chunk in _chunks(header_json, np.asarray(tokens, "<i4"), views, rows, dtype):
+            for chunk in _chunks(header_json, np.asarray(tokens, "<i4"), views, rows):
                 out.write(chunk)
                 crc = zlib.crc32(chunk, crc)
             out.write(_CRC.pack(crc))
@@ -180,10 +185,10 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     views = context.cache_views()
     _check_compatible(path, header, context, model, views)
 
-    dtype = _CACHE_DTYPES[header.cache_type]
     n = header.n_tokens
     offset = _PREAMBLE.size + header_len
-    expected_end = offset + 4 * n + n * dtype.itemsize * sum(width for _, width in header.caches)
+    row_bytes = [views[name][:1].nbytes for name, _ in header.caches]  # one cell of each cache
+    expected_end = offset + 4 * n + n * sum(row_bytes)
     if expected_end != body_end:
         raise StateError(f"{path}: size: {n} tokens need {expected_end + _CRC.size} bytes, the file has {len(buf)}")
     tokens = np.frombuffer(buf, "<i4", n, offset)
@@ -192,10 +197,10 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     offset += 4 * n
 
     context.cells.clear()
-    for name, width in header.caches:
-        rows = np.frombuffer(buf, dtype, n * width, offset).reshape(n, width)
-        views[name][:n] = rows
-        offset += n * width * dtype.itemsize
+    for (name, _), size in zip(header.caches, row_bytes):
+        view = views[name]
+        views[name][:n] = np.frombuffer(buf, view.dtype, n * view.shape[1], offset).reshape(n, view.shape[1])
+        offset += n * size
     context.cells.pos[:n] = np.arange(n, dtype=np.int32)
     context.cells.seqs[:n] = 1  # sequence 0's bit
     return tokens.tolist()
@@ -208,14 +213,16 @@ def _check_compatible(path: Path, header: StateHeader, context: Context, model: 
         raise StateError(f"{path}: model: saved with {header.model_file} ({header.model_size} bytes, "
                          f"sha256 {header.model_sha256[:12]}), not {model.path.name} ({model_size} bytes, "
                          f"sha256 {model_sha256[:12]})")
-    cache_type = _cache_type(views)
-    if header.cache_type != cache_type:
-        raise StateError(f"{path}: cache_type: saved with {header.cache_type}, the context uses {cache_type} (-ctk)")
+    saved = (header.cache_type, header.cache_type_v)
+    ours = (context.cache.type_k, context.cache.type_v)
+    if saved != ours:
+        raise StateError(f"{path}: cache_type: saved with K {saved[0]}, V {saved[1]}; the context uses K {ours[0]}, "
+                          f"V {ours[1]} (-ctk/-ctv)")
     if header.n_tokens > context.n_ctx:
         raise StateError(f"{path}: n_tokens: {header.n_tokens} tokens do not fit in n_ctx={context.n_ctx} "
                          f"(saved with n_ctx={header.n_ctx}); raise -c/--ctx-size")
-    ours = [(name, view.shape[1]) for name, view in views.items()]
-    if header.caches != ours:
+    widths = context.cache_widths()
+    if header.caches != [(name, widths[name]) for name in views]:
         raise StateError(f"{path}: caches: the file's caches (names and widths) differ from the model's")
 
 
@@ -228,11 +235,6 @@ def model_identity(model: Model) -> tuple[int, str]:
     return size, hashlib.sha256(head).hexdigest()
 
 
-def _cache_type(views: dict[str, np.ndarray]) -> str:
-    names = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32"}
-    return names[next(iter(views.values())).dtype]
-
-
 def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
     """The cells holding positions 0..n_tokens-1 of sequence 0, in position order."""
     cells = context.cells
@@ -243,13 +245,12 @@ def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
     return rows
 
 
-def _chunks(header_json: bytes, tokens: np.ndarray, views: dict[str, np.ndarray], rows: np.ndarray,
-            dtype: np.dtype) -> Any:
+def _chunks(header_json: bytes, tokens: np.ndarray, views: dict[str, np.ndarray], rows: np.ndarray) -> Any:
     yield _PREAMBLE.pack(MAGIC, VERSION, len(header_json))
     yield header_json
     yield tokens.tobytes()
     for view in views.values():
-        yield np.ascontiguousarray(view[rows], dtype).tobytes()
+        yield np.ascontiguousarray(view[rows]).tobytes()
 
 
 def _typed(value: Any, kind: type, name: str) -> Any:

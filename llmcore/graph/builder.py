@@ -7,6 +7,7 @@ import math
 
 from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
+from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, F32, I32, DType, Graph, Node, Op, topological_order
 from llmcore.graph.rope import RopeParams
 
@@ -43,6 +44,8 @@ class GraphBuilder:
         return node
 
     def cache(self, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
+        """A KV cache of ``shape`` (cells, width) whose cells hold ``dtype``, one of llama.cpp's cache types."""
+        kv_types.check_cache_type(str(dtype), f"cache {name}")
         return self._leaf(Op.CACHE, name, shape, dtype)
 
     def _leaf(self, op: Op, name: str, shape: tuple[int, ...], dtype: DType) -> Node:
@@ -121,6 +124,13 @@ class GraphBuilder:
         _expect(gate.shape == up.shape, f"geglu {name}: {gate.shape} != {up.shape}")
         return self._node(Op.GEGLU, (gate, up), gate.shape, name)
 
+    def hadamard(self, a: Node, n: int, name: str = "") -> Node:
+        """``a`` rotated by the Walsh-Hadamard matrix of order ``n`` (a power of two) in chunks of
+        ``n`` along its last axis (see ``kv_types.hadamard``)."""
+        _expect(n > 0 and n & (n - 1) == 0 and a.shape[-1] % n == 0,
+                f"hadamard {name}: order {n} does not divide the rows of {a.shape}")
+        return self._node(Op.HADAMARD, (a,), a.shape, name, n=int(n))
+
     def reshape(self, a: Node, shape: tuple[int, ...], name: str = "") -> Node:
         _expect(math.prod(shape) == math.prod(a.shape), f"reshape {name}: {a.shape} -> {shape}")
         return self._node(Op.RESHAPE, (a,), shape, name)
@@ -132,19 +142,27 @@ class GraphBuilder:
         return node
 
     def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "",
-                  softcap: float = 0.0, max_bias: float = 0.0) -> Node:
+                  softcap: float = 0.0, max_bias: float = 0.0, flash: bool = False) -> Node:
         """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d];
         ``softcap`` > 0 caps each score q.k to softcap * tanh(q.k / softcap) (Gemma 2). ``max_bias``
         > 0 is ALiBi: the mask then holds -|query position - key position| where visible, which
-        head h adds times its slope (ggml_soft_max_ext's ``max_bias``)."""
+        head h adds times its slope (ggml_soft_max_ext's ``max_bias``). ``flash`` computes it as
+        ggml's flash attention does; a quantized V cache needs it, and the block types need head
+        sizes that are a multiple of their block."""
         n, n_head, head_dim = q.shape
         n_head_kv = k.shape[1] // head_dim
         _expect(k.shape == v.shape and k.shape[1] == n_head_kv * head_dim and n_head % n_head_kv == 0,
                 f"attention {name}: q {q.shape} does not fit caches {k.shape}, {v.shape}")
         _expect(kq_mask.shape == (n, k.shape[0]), f"attention {name}: mask {kq_mask.shape}")
+        _expect(flash or not kv_types.is_quantized(v.dtype),
+                f"attention {name}: a quantized V cache ({v.dtype}) needs flash attention")
+        for cache in (k, v):
+            _expect(not kv_types.is_quantized(cache.dtype) or head_dim % kv_types.QK == 0,
+                    f"attention {name}: cache type {cache.dtype} with block size {kv_types.QK} does not divide "
+                    f"the head size {head_dim}")
         return self._node(Op.ATTENTION, (q, k, v, kq_mask), (n, n_head * head_dim), name,
                           scale=float(scale), n_head_kv=n_head_kv, softcap=float(softcap),
-                          max_bias=float(max_bias))
+                          max_bias=float(max_bias), flash=bool(flash))
 
     # -- result ---------------------------------------------------------------------------------
 

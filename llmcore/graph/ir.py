@@ -39,12 +39,17 @@ class Op(str, enum.Enum):
     GEGLU = "geglu"  # gelu(gate) * up
     RESHAPE = "reshape"
     KV_STORE = "kv_store"  # cache[cells] = x; the node stands for the updated cache
+    HADAMARD = "hadamard"  # x rotated by the orthonormal Walsh-Hadamard matrix of order n (params: n) in
+    # consecutive chunks of n values, as ggml's fast transform (x / sqrtf(n), then butterflies): the
+    # rotation llama.cpp applies around a quantized KV cache
     ATTENTION = "attention"  # softmax(q k^T * scale + slope_h * mask) v over the first n_kv cache cells, GQA
     # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
-    # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0)
+    # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's
+    # flash_attn_ext, an online softmax over the cells, instead of two products around a softmax)
 
 
-#: element types of activations, inputs and caches; weights carry a GGMLType instead
+#: element types of activations, inputs and caches; weights carry a GGMLType instead. A cache may
+#: also hold any of llama.cpp's KV cache types by name ("bf16", "q8_0", ...: see ``graph.kv_types``)
 F32, F16, I32 = "f32", "f16", "i32"
 DType = str | GGMLType
 

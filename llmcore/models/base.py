@@ -15,6 +15,7 @@ from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
 from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
 from llmcore.graph.ir import DType, Graph, Node, Op
+from llmcore.graph.kv_types import CacheConfig
 
 
 #: llama.cpp's LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS
@@ -243,7 +244,8 @@ class Architecture:
     #: rope style of the family: llama permutes q/k at conversion and uses the "normal" style
     rope_neox: ClassVar[bool] = False
 
-    def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int, cache_type: DType = F16):
+    def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
+                 cache: CacheConfig | DType = F16):
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
         if hparams.n_expert or experts:
@@ -253,7 +255,8 @@ class Architecture:
         self.hp = hparams
         self.weights = weights
         self.n_ctx = n_ctx
-        self.cache_type = cache_type
+        # the K and V cache types and flash attention (a type name alone: both caches, no flash attention)
+        self.cache = cache if isinstance(cache, CacheConfig) else CacheConfig(str(cache), str(cache))
         self.rope = dataclasses.replace(hparams.rope, neox=self.rope_neox)
 
     # -- used by forward() ----------------------------------------------------------------------

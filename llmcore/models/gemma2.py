@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from llmcore.graph.builder import F16, GraphBuilder, RopeParams
 from llmcore.graph.ir import DType, Node
+from llmcore.graph.kv_types import CacheConfig
 from llmcore.models.base import BatchInputs, HParams, SlidingWindow, WeightSpec, register
 from llmcore.models.gemma import Gemma
 from llmcore.models.layers import attend, output_head, qkv_projections, select_outputs, split_heads
@@ -25,8 +26,9 @@ class Gemma2(Gemma):
     default_final_softcap = 30.0
     n_layer_27b = 46  # the 27B model scales queries by its n_embd / n_head instead of its head width
 
-    def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int, cache_type: DType = F16):
-        super().__init__(hparams, weights, n_ctx, cache_type)
+    def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
+                 cache: CacheConfig | DType = F16):
+        super().__init__(hparams, weights, n_ctx, cache)
         sliding = hparams.sliding or SlidingWindow(None, None, None)
         self.sliding_window = sliding.size if sliding.size is not None else self.default_window
         self.windowed = sliding.windowed_layers(hparams.n_layer, self.default_pattern) if self.sliding_window else ()

@@ -65,12 +65,20 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
         factors = m.rope_factors(g)
         q = g.rope(q, inp.positions, m.layer_rope(il), factors, name=f"q_rope.{il}")
         k = g.rope(k, inp.positions, m.layer_rope(il), factors, name=f"k_rope.{il}")
-    k_cache = g.cache(f"cache_k.{il}", (m.n_ctx, m.kv_width), m.cache_type)
-    v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache_type)
+    # a quantized cache holds keys and values rotated, as llama.cpp's (see graph.kv_types)
+    rot_k, rot_v = m.cache.rotation_k(q.shape[2]), m.cache.rotation_v(q.shape[2])
+    if rot_k:
+        q, k = g.hadamard(q, rot_k, name=f"q_rot.{il}"), g.hadamard(k, rot_k, name=f"k_rot.{il}")
+    if rot_v:
+        v = g.hadamard(v, rot_v, name=f"v_rot.{il}")
+    k_cache = g.cache(f"cache_k.{il}", (m.n_ctx, m.kv_width), m.cache.type_k)
+    v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache.type_v)
     k_all = g.kv_store(k_cache, g.reshape(k, (n, m.kv_width)), inp.kv_cells, name=f"k_store.{il}")
     v_all = g.kv_store(v_cache, v, inp.kv_cells, name=f"v_store.{il}")
     out = g.attention(q, k_all, v_all, m.layer_kq_mask(inp, il), m.attn_scale, name=f"attn.{il}",
-                      softcap=m.attn_softcap, max_bias=m.max_alibi_bias)
+                      softcap=m.attn_softcap, max_bias=m.max_alibi_bias, flash=m.cache.flash_attn)
+    if rot_v:
+        out = g.hadamard(out, rot_v, name=f"attn_rot.{il}")
     return _project(g, m, out, f"blk.{il}.attn_output")
 
 

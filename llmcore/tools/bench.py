@@ -51,10 +51,11 @@ def generation_speed(llm, n_gen: int, rng: np.random.Generator) -> float:
     return n_gen / (time.perf_counter() - start)
 
 
-def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int) -> float:
-    """One repetition of llama.cpp's own llama-bench for ``test`` ("pp" or "tg")."""
+def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, cache_args: list[str] = ()) -> float:
+    """One repetition of llama.cpp's own llama-bench for ``test`` ("pp" or "tg"); ``cache_args``
+    gives it the KV cache types and flash attention llmcore runs with."""
     size_args = ["-p", str(n), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(n)]
-    cmd = [binary, "-m", model, *size_args, "-r", "1", "-t", str(threads), "-o", "json"]
+    cmd = [binary, "-m", model, *size_args, "-r", "1", "-t", str(threads), *cache_args, "-o", "json"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -75,10 +76,16 @@ def run_bench(llm, tests: list[tuple[str, int]], reps: int, threads: int, llama_
         for rep in range(reps):
             ours.samples.append(measure(llm, n, rng))
             if theirs:
-                theirs.samples.append(llama_bench_speed(llama_bench, str(llm.model_path), kind, n, threads))
+                theirs.samples.append(llama_bench_speed(llama_bench, str(llm.model_path), kind, n, threads,
+                                                        _cache_args(llm.context.cache)))
             if on_rep:
                 on_rep(f"{ours.test} rep {rep + 1}/{reps}")
         results.append(ours)
         if theirs:
             results.append(theirs)
     return results
+
+
+def _cache_args(cache) -> list[str]:
+    """llama-bench's flags for the KV cache setup ``cache`` (a ``kv_types.CacheConfig``)."""
+    return ["-ctk", cache.type_k, "-ctv", cache.type_v, "-fa", "on" if cache.flash_attn else "off"]

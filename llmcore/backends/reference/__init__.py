@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends.reference import kernels
+from llmcore.backends.reference import attention, kernels
 from llmcore.plugin_api import (
-    F16, Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl, rope,
+    Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
 )
 
 
@@ -59,8 +59,8 @@ class ReferenceBackend(Backend):
     def compile(self, subgraph: Subgraph) -> Executable:
         for node in subgraph.caches:
             if node.name not in self._caches:
-                dtype = np.float16 if node.dtype == F16 else np.float32
-                self._caches[node.name] = np.full(node.shape, 0, dtype)  # resident now, as llama.cpp clears its cache
+                dtype, shape = kv_types.storage(node.dtype, node.shape)
+                self._caches[node.name] = np.full(shape, 0, dtype)  # resident now, as llama.cpp clears its cache
         return _Interpreter(self, subgraph)
 
     def cache_view(self, name: str) -> np.ndarray:
@@ -102,15 +102,17 @@ class _Interpreter(Executable):
                 return kernels.mul_mat(b.matrix(w.name), w.dtype, src[1])
             case Op.KV_STORE:
                 cache, x, cells = src
-                cache[cells] = x
+                cache[cells] = kv_types.store_rows(node.dtype, x)
                 return cache
             case Op.ATTENTION:
-                return kernels.attention(*src, p["scale"], p["n_head_kv"], n_kv, max_bias=p["max_bias"],
-                                         softcap=p["softcap"])
+                return attention.attention(*src, p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
+                                           node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"])
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:
                 return src[0].reshape(node.shape)
+            case Op.HADAMARD:
+                return kv_types.hadamard(src[0], p["n"])
             case Op.RMS_NORM | Op.NORM:
                 return _UNARY_WITH_EPS[node.op](src[0], p["eps"])
             case Op.SCALE:

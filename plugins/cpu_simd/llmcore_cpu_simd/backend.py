@@ -84,7 +84,7 @@ class CpuSimdBackend(Backend):
                 return traits is not None and traits.dequant_row != ffi.NULL and table.shape[1] % traits.block_size == 0
             return table.dtype == F32
         if op in (Op.KV_STORE, Op.ATTENTION):
-            return all(s.dtype in (F16, F32, I32) for s in node.srcs)
+            return all(s.dtype in (F16, F32, I32) for s in node.srcs) and not node.params.get("flash")
         if op in _ELEMENTWISE:
             # float32 operands only: a weight here must be stored as F32 (norm weights, biases)
             return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)

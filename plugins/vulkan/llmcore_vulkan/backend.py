@@ -100,13 +100,15 @@ class VulkanBackend(Backend):
             return False
         if node.op is Op.KV_STORE:
             return node.dtype in CACHE_SHADERS and (node.dtype == F32 or node.shape[1] % 2 == 0)
-        if node.op in (Op.TANH, Op.CLAMP):
+        if node.op in (Op.TANH, Op.CLAMP, Op.HADAMARD):
             return False  # no shader yet
         if node.op is Op.ATTENTION:
             head_dim = node.srcs[0].shape[2]
             k = node.srcs[1]
-            no_shader_yet = node.params.get("softcap") or node.params.get("max_bias")  # soft-capping, ALiBi
-            return (not no_shader_yet and k.dtype in CACHE_SHADERS and head_dim <= MAX_HEAD_DIM and head_dim % 2 == 0
+            # soft-capping, ALiBi, flash attention's order and caches of different types: no shader yet
+            no_shader_yet = node.params.get("softcap") or node.params.get("max_bias") or node.params.get("flash")
+            return (not no_shader_yet and k.dtype in CACHE_SHADERS and node.srcs[2].dtype == k.dtype
+                    and head_dim <= MAX_HEAD_DIM and head_dim % 2 == 0
                     and math.prod(k.shape) * (2 if k.dtype == F16 else 4) <= limit)
         if node.op is Op.ROPE:  # angles from the host for input positions; no frequency factors yet
             return node.shape[2] % 2 == 0 and len(node.srcs) == 2 and node.srcs[1].op is Op.INPUT
