@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from llmcore.plugin_api import (
-    F16, F32, I32, Availability, Backend, BackendError, Device, Executable, Node, Op, Subgraph, WeightData,
+    F16, F32, I32, Availability, Backend, BackendError, Device, Executable, Node, Op, Subgraph, WeightData, kv_types,
 )
 
 from llmcore_cpu_simd import isa
@@ -18,6 +18,10 @@ from llmcore_cpu_simd.library import ffi, load
 from llmcore_cpu_simd.lowering import Program
 
 PROFILE_ENV = "LLMCORE_PROFILE"
+
+#: the KV cache types this backend stores and attends over (bf16 and iq4_nl: not yet, the
+#: reference backend takes them)
+CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 
 _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
                 Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP}
@@ -83,8 +87,17 @@ class CpuSimdBackend(Backend):
                 traits = self._weight_traits(table)
                 return traits is not None and traits.dequant_row != ffi.NULL and table.shape[1] % traits.block_size == 0
             return table.dtype == F32
-        if op in (Op.KV_STORE, Op.ATTENTION):
-            return all(s.dtype in (F16, F32, I32) for s in node.srcs) and not node.params.get("flash")
+        if op is Op.KV_STORE:
+            return node.dtype in CACHE_TYPES and node.srcs[1].dtype == F32
+        if op is Op.ATTENTION:
+            q, k, v, mask = node.srcs
+            head_dim = q.shape[2]
+            return (k.dtype in CACHE_TYPES and v.dtype in CACHE_TYPES and q.dtype == F32 and mask.dtype == F32
+                    and head_dim <= 512 and (node.params.get("flash") or v.dtype in (F16, F32))
+                    and all(head_dim % self.lib.lc_traits[kv_types.ggml_type(t)].block_size == 0
+                            for t in (k.dtype, v.dtype)))
+        if op is Op.HADAMARD:
+            return node.srcs[0].dtype == F32
         if op in _ELEMENTWISE:
             # float32 operands only: a weight here must be stored as F32 (norm weights, biases)
             return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
@@ -108,7 +121,8 @@ class CpuSimdBackend(Backend):
             if node.name not in self._caches:
                 # written through now, as llama.cpp clears its cache buffer: the pages are resident
                 # from the start instead of RSS creeping up as sequences reach new cells
-                self._caches[node.name] = np.full(node.shape, 0, np.float16 if node.dtype == F16 else np.float32)
+                dtype, shape = kv_types.storage(node.dtype, node.shape)
+                self._caches[node.name] = np.full(shape, 0, dtype)
         missing = [w.name for w in subgraph.weights if w.name not in self._weights]
         if missing:
             raise BackendError(f"cpu_simd: weights {', '.join(missing[:3])} were not loaded onto this backend")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, yarn_corr_dims
+from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, kv_types, yarn_corr_dims
 
 from llmcore_cpu_simd.library import ffi
 
@@ -145,19 +145,25 @@ class Program:
             return [self._lower_rope(node)]
         if op is Op.KV_STORE:
             cache, x, cells = srcs
-            return [_Step("LC_OP_KV_STORE", key(cache), [key(x), key(cells)], self._float_type(cache.dtype),
-                          (cache.shape[1], x.shape[0]))]
+            return [_Step("LC_OP_KV_STORE", key(cache), [key(x), key(cells)], _type_id(cache.dtype),
+                          (cache.shape[1], x.shape[0]), kv_types.row_bytes(cache.dtype, cache.shape[1]))]
+        if op is Op.HADAMARD:
+            return [_Step("LC_OP_HADAMARD", self._value(node), [key(srcs[0])], ne=(size,), i=(node.params["n"],))]
         if op is Op.ATTENTION:
             q, k, v, mask = srcs
             n, n_head, head_dim = q.shape
             # the f16-rounded queries and the scores of the heads sharing a KV head, one head's 64
-            # partial sums per dimension
+            # partial sums per dimension; flash attention's tiles: keys and values of 64 cells and
+            # the running state of 64 tokens' query heads
             group = n_head // node.params["n_head_kv"]
             self._scratch_floats = max(self._scratch_floats, group * (head_dim + mask.shape[1]) + 64 * head_dim)
+            if node.params.get("flash"):
+                self._scratch_floats = max(self._scratch_floats,
+                                           2 * 64 * head_dim + 64 + 64 * group * (head_dim + 2), 4 * head_dim)
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
-                          self._float_type(k.dtype), (head_dim, n_head, n, mask.shape[1]),
+                          _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"], node.params["softcap"], node.params["max_bias"]),
-                          i=(node.params["n_head_kv"],))]
+                          i=(node.params["n_head_kv"], _type_id(v.dtype), int(bool(node.params.get("flash")))))]
         ne = (size, math.prod(srcs[1].shape)) if op in (Op.ADD, Op.MUL) else (size,)
         f = ((node.params["factor"],) if op is Op.SCALE
              else (node.params["low"], node.params["high"]) if op is Op.CLAMP else ())
@@ -197,9 +203,6 @@ class Program:
         traits = self._lib.lc_traits[type_id]
         return cols // traits.block_size * traits.type_size
 
-    @staticmethod
-    def _float_type(dtype: Any) -> int:
-        return TYPE_F16 if dtype == F16 else TYPE_F32
 
     # -- placement ------------------------------------------------------------------------------
 
@@ -265,6 +268,11 @@ class Program:
     @property
     def arena_bytes(self) -> int:
         return self._arena.nbytes + self._scratch.nbytes
+
+
+def _type_id(cache_type: Any) -> int:
+    """The GGML type id of a KV cache type (its name)."""
+    return int(kv_types.ggml_type(str(cache_type)))
 
 
 def _aligned_bytes(size: int) -> np.ndarray:

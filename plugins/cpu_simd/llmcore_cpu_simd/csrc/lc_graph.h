@@ -15,10 +15,13 @@
  *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
  *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
  *   SILU, GELU src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
- *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type F16 or F32) [*, ne0]
- *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache, src2 v cache (type),
- *              src3 mask [ne2, ne3]; i[0] n_head_kv; f[0] scale; f[2] ALiBi's max bias (0: none; the
- *              mask, times each head's slope, then holds -distance); reads the first n_kv cells
+ *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type: F32, F16, BF16 or a block
+ *              type) of rows of row_bytes, [*, ne0] values each
+ *   HADAMARD   src0 f32 [ne0] rotated in chunks of i[0] (a power of two) by the Walsh-Hadamard matrix
+ *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache (type), src2 v cache
+ *              (type i[1]), src3 mask [ne2, ne3]; i[0] n_head_kv; i[2] flash attention; f[0] scale;
+ *              f[1] soft-cap; f[2] ALiBi's max bias (0: none; the mask, times each head's slope, then
+ *              holds -distance); reads the first n_kv cells
  */
 #ifndef LC_GRAPH_H
 #define LC_GRAPH_H
@@ -30,7 +33,7 @@
 enum lc_op {
     LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
     LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
-    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_COUNT
+    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_HADAMARD, LC_OP_COUNT
 };
 
 typedef struct {

@@ -8,6 +8,7 @@
 
 #include "lc_graph.h"
 #include "lc_kernels.h"
+#include "lc_kv.h"
 #include "lc_mm_packed.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
@@ -384,7 +385,8 @@ static void op_kv_store(const lc_node *nd, const lc_task *task) {
     for (int64_t r = a; r < b; r++) {
         const float *x = (const float *)nd->src[0] + r * width;
         if (nd->type == LC_TYPE_F16) lc_fp32_to_fp16_row(x, (lc_fp16_t *)nd->dst + (int64_t)cells[r] * width, width);
-        else memcpy((float *)nd->dst + (int64_t)cells[r] * width, x, (size_t)width * sizeof(float));
+        else if (nd->type == LC_TYPE_F32) memcpy((float *)nd->dst + (int64_t)cells[r] * width, x, (size_t)width * sizeof(float));
+        else lc_kv_store_row(nd->type, x, (char *)nd->dst + (int64_t)cells[r] * nd->row_bytes, width);
     }
 }
 
@@ -397,7 +399,7 @@ static void op_kv_store(const lc_node *nd, const lc_task *task) {
 enum { F16_DOT_LANES = 64 };
 
 /* ggml_vec_dot_f16 of a K row (f16 or f32 cache) with the f16-rounded query q */
-static float dot_k_q(const void *k, int type, const float *q, int64_t n) {
+float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
     const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
     const lc_fp16_t *kh = k;
     const float *kf = k;
@@ -428,7 +430,7 @@ static float dot_k_q(const void *k, int type, const float *q, int64_t n) {
 /* The same dot as llamafile's tinyBLAS f16 GEMM, which ggml uses instead when the product has two
  * or more columns (a batch of queries): one 16-lane accumulator over the row, then
  * _mm512_reduce_add_ps. */
-static float dot_k_q_tinyblas(const void *k, int type, const float *q, int64_t n) {
+float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n) {
     const lc_fp16_t *kh = k;
     const float *kf = k;
     float lanes[16] = {0};
@@ -449,7 +451,7 @@ static float dot_k_q_tinyblas(const void *k, int type, const float *q, int64_t n
 }
 
 /* lanes[j % n_lanes][:] += p * v: the per-lane partial sums of ggml's dot over cells, for every dim */
-static inline void accumulate_v(float *lane, float p, const void *v, int type, int64_t n) {
+void lc_attn_accumulate_v(float *lane, float p, const void *v, int type, int64_t n) {
     int64_t d = 0;
     const lc_fp16_t *vh = v;
     const float *vf = v;
@@ -732,7 +734,7 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
             continue;
         }
         const void *k_row = k + j * stride * elt;
-        float score = batched ? dot_k_q_tinyblas(k_row, type, q16, head_dim) : dot_k_q(k_row, type, q16, head_dim);
+        float score = batched ? lc_attn_dot_kq_tinyblas(k_row, type, q16, head_dim) : lc_attn_dot_kq(k_row, type, q16, head_dim);
         if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
         scores[j] = slope == 1.0f ? score * scale + mask[j] : fmaf(slope, mask[j], score * scale);
         if (scores[j] > max) max = scores[j];
@@ -752,7 +754,7 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
     for (int64_t j = 0; j < n_kv; j++) {
         const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
         if (p != 0.0f)  /* a zero probability adds exactly nothing */
-            accumulate_v(lanes + (j % n_lanes) * head_dim, p, v + j * stride * elt, type, head_dim);
+            lc_attn_accumulate_v(lanes + (j % n_lanes) * head_dim, p, v + j * stride * elt, type, head_dim);
     }
     for (int64_t d = 0; d < head_dim; d++) {
         float s16[16];
@@ -765,6 +767,10 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
 }
 
 static void op_attention(const lc_node *nd, const lc_task *task) {
+    if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16) {  /* other types, flash attention */
+        lc_op_attention_ext(nd, task);
+        return;
+    }
     const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n_ctx = nd->ne[3];
     const int64_t n_head_kv = nd->i[0], group = n_head / n_head_kv, kv_width = n_head_kv * head_dim;
     const int32_t n_kv = task->n_kv;
@@ -826,5 +832,5 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_RMS_NORM] = op_rms_norm, [LC_OP_NORM] = op_norm, [LC_OP_ROPE] = op_rope,
     [LC_OP_SILU] = op_silu, [LC_OP_GELU] = op_gelu, [LC_OP_SWIGLU] = op_swiglu,
     [LC_OP_GEGLU] = op_geglu, [LC_OP_KV_STORE] = op_kv_store, [LC_OP_ATTENTION] = op_attention,
-    [LC_OP_TANH] = op_tanh, [LC_OP_CLAMP] = op_clamp,
+    [LC_OP_TANH] = op_tanh, [LC_OP_CLAMP] = op_clamp, [LC_OP_HADAMARD] = lc_op_hadamard,
 };

@@ -1,0 +1,483 @@
+/* The KV cache's other types (bf16 and the block types) and flash attention, in ggml's CPU order.
+ *
+ * Cache rows are written as ggml's set_rows writes them: f16/bf16 rounded to nearest even, Q8_0 by
+ * the x86 quantize_row_q8_0 (this plugin's activation quantizer), Q4_0, Q4_1, Q5_0 and Q5_1 by
+ * ggml-quants.c's quantize_row_*_ref, float operation for float operation (the build has no FMA
+ * contraction, as ggml-base).
+ *
+ * Attention without flash attention scores each cell with the K type's dot product (q rounded to
+ * its vec_dot type; tinyBLAS's order for an f16 K cache in a batch, ggml_vec_dot_f32's for f32
+ * whatever the batch, the block types' vec_dot), then the softmax and the V sums of ops.c.
+ * Flash attention is ggml_compute_forward_flash_attn_ext_f16: per query row an online softmax over
+ * the cells in order with the C library's expf, V accumulated in f16 for an f16 V cache (f32
+ * otherwise), or, for 64 queries or more over f16 caches, its tiled path: q in f32, scores and V
+ * sums as sequential fused multiply-adds 64 cells at a time. An f32 cache is read as f16 there, as
+ * llama.cpp's graph casts it. */
+#include <math.h>
+#include <string.h>
+
+#include "lc_kernels.h"
+#include "lc_kv.h"
+#include "lc_simd.h"
+
+enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
+
+/* ---- cache rows ---------------------------------------------------------------------------- */
+
+static void store_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -8, id = d ? 1.0f / d : 0.0f;
+        y[i].d = lc_fp32_to_fp16(d);
+        for (int j = 0; j < 16; j++) {
+            const float x0 = x[j] * id, x1 = x[16 + j] * id;
+            const int8_t a = (int8_t)(x0 + 8.5f), b = (int8_t)(x1 + 8.5f);
+            y[i].qs[j] = (uint8_t)((a < 15 ? a : 15) | ((b < 15 ? b : 15) << 4));
+        }
+    }
+}
+
+static void store_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -16, id = d ? 1.0f / d : 0.0f;
+        y[i].d = lc_fp32_to_fp16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const float x0 = x[j] * id, x1 = x[16 + j] * id;
+            int8_t a = (int8_t)(x0 + 16.5f), b = (int8_t)(x1 + 16.5f);
+            const uint8_t xa = (uint8_t)(a < 31 ? a : 31), xb = (uint8_t)(b < 31 ? b : 31);
+            y[i].qs[j] = (uint8_t)((xa & 0x0F) | ((xb & 0x0F) << 4));
+            qh |= ((uint32_t)(xa & 0x10u) >> 4) << j;
+            qh |= ((uint32_t)(xb & 0x10u) >> 4) << (j + 16);
+        }
+        memcpy(y[i].qh, &qh, sizeof(qh));
+    }
+}
+
+/* Q4_1 and Q5_1: the block's minimum and (max - min) / levels */
+static void min_scale(const float *x, float levels, float *min, float *d) {
+    float lo = 3.402823466e+38f, hi = -3.402823466e+38f;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *min = lo;
+    *d = (hi - lo) / levels;
+}
+
+static void store_q4_1(const float *x, block_q4_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float min, d;
+        min_scale(x, 15.0f, &min, &d);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = lc_fp32_to_fp16(d);
+        y[i].m = lc_fp32_to_fp16(min);
+        for (int j = 0; j < 16; j++) {
+            const int8_t a = (int8_t)((x[j] - min) * id + 0.5f), b = (int8_t)((x[16 + j] - min) * id + 0.5f);
+            y[i].qs[j] = (uint8_t)((a < 15 ? a : 15) | ((b < 15 ? b : 15) << 4));
+        }
+    }
+}
+
+static void store_q5_1(const float *x, block_q5_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float min, d;
+        min_scale(x, 31.0f, &min, &d);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = lc_fp32_to_fp16(d);
+        y[i].m = lc_fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const uint8_t a = (uint8_t)((x[j] - min) * id + 0.5f), b = (uint8_t)((x[16 + j] - min) * id + 0.5f);
+            y[i].qs[j] = (uint8_t)((a & 0x0F) | ((b & 0x0F) << 4));
+            qh |= ((uint32_t)(a & 0x10u) >> 4) << j;
+            qh |= ((uint32_t)(b & 0x10u) >> 4) << (j + 16);
+        }
+        memcpy(y[i].qh, &qh, sizeof(qh));
+    }
+}
+
+void lc_kv_store_row(int type, const float *x, void *dst, int64_t n) {
+    switch (type) {
+    case LC_TYPE_F32: memcpy(dst, x, (size_t)n * sizeof(float)); break;
+    case LC_TYPE_F16: lc_fp32_to_fp16_row(x, dst, n); break;
+    case LC_TYPE_BF16: lc_quantize_row_bf16(x, dst, n); break;
+    case LC_TYPE_Q8_0: lc_quantize_row_q8_0(x, dst, n); break;
+    case LC_TYPE_Q4_0: store_q4_0(x, dst, n / 32); break;
+    case LC_TYPE_Q4_1: store_q4_1(x, dst, n / 32); break;
+    case LC_TYPE_Q5_0: store_q5_0(x, dst, n / 32); break;
+    case LC_TYPE_Q5_1: store_q5_1(x, dst, n / 32); break;
+    default: break;
+    }
+}
+
+int64_t lc_kv_row_bytes(int type, int64_t n) {
+    return n / lc_traits[type].block_size * (int64_t)lc_traits[type].type_size;
+}
+
+/* ---- the Walsh-Hadamard rotation ------------------------------------------------------------ */
+
+/* rows of ne[0] values in chunks of i[0]: each value times 1/sqrtf(n), then the butterflies */
+void lc_op_hadamard(const lc_node *nd, const lc_task *task) {
+    const int64_t n = nd->i[0], chunks = nd->ne[0] / n;
+    const float scale = 1.0f / sqrtf((float)n);
+    const int64_t per = (chunks + task->nth - 1) / task->nth;
+    const int64_t a = per * task->ith < chunks ? per * task->ith : chunks, b = a + per < chunks ? a + per : chunks;
+    for (int64_t c = a; c < b; c++) {
+        const float *x = (const float *)nd->src[0] + c * n;
+        float *y = (float *)nd->dst + c * n;
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] * scale;
+        for (int64_t len = 1; len < n; len <<= 1)
+            for (int64_t i = 0; i < n; i += 2 * len)
+                for (int64_t j = 0; j < len; j++) {
+                    const float u = y[i + j], v = y[i + len + j];
+                    y[i + j] = u + v;
+                    y[i + len + j] = u - v;
+                }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t head_dim, n_head, n_tokens, n_ctx, n_head_kv, group;
+    int type_k, type_v, flash;
+    int64_t k_row, v_row;          /* bytes per cell of the whole K / V cache */
+    int64_t k_head, v_head;        /* bytes of one head within a cell */
+    float scale, softcap, max_bias, m0, m1;
+    uint32_t n_head_log2;
+    int32_t n_kv;
+} attn_shape;
+
+static int64_t row_bytes(int type, int64_t n) { return lc_kv_row_bytes(type, n); }
+
+static float head_slope(const attn_shape *a, uint32_t h) {
+    if (a->max_bias <= 0.0f) return 1.0f;
+    return h < a->n_head_log2 ? powf(a->m0, h + 1) : powf(a->m1, 2 * (h - a->n_head_log2) + 1);
+}
+
+/* the K row of cell j for KV head kvh, as f16 values where flash attention reads an f32 cache as
+ * f16 (the cast llama.cpp's graph makes): converted into buf */
+static const void *k_cell(const attn_shape *a, const char *k, int64_t j, int64_t kvh, lc_fp16_t *buf) {
+    const char *row = k + j * a->k_row + kvh * a->k_head;
+    if (a->flash && a->type_k == LC_TYPE_F32) {
+        lc_fp32_to_fp16_row((const float *)row, buf, a->head_dim);
+        return buf;
+    }
+    return row;
+}
+
+/* V row of cell j as float32 (f16 values for an f32 cache under flash attention) */
+static void v_cell_f32(const attn_shape *a, const char *v, int64_t j, int64_t kvh, float *out) {
+    const char *row = v + j * a->v_row + kvh * a->v_head;
+    if (a->type_v == LC_TYPE_F32) {
+        if (a->flash) {  /* rounded through f16 */
+            for (int64_t d = 0; d < a->head_dim; d++) out[d] = LC_H2F(lc_fp32_to_fp16(((const float *)row)[d]));
+        } else {
+            memcpy(out, row, (size_t)a->head_dim * sizeof(float));
+        }
+    } else {
+        lc_traits[a->type_v].dequant_row(row, out, a->head_dim);
+    }
+}
+
+/* the query row in K's vec_dot format: f16-rounded floats (f16 K), floats (f32 K without flash
+ * attention), or 8-bit blocks */
+static void convert_query(const attn_shape *a, const float *q, float *qf, void *qb) {
+    const int k_as_f16 = a->type_k == LC_TYPE_F16 || (a->flash && a->type_k == LC_TYPE_F32);
+    if (k_as_f16) {
+        lc_fp32_to_fp16_row(q, qb, a->head_dim);
+        lc_fp16_to_fp32_row(qb, qf, a->head_dim);
+    } else if (a->type_k == LC_TYPE_F32) {
+        memcpy(qf, q, (size_t)a->head_dim * sizeof(float));
+    } else {
+        lc_quantize_row(lc_traits[a->type_k].vec_dot_type, q, qb, a->head_dim);
+    }
+}
+
+/* q . k[j] in the order ggml takes for this K type and batch */
+static float score(const attn_shape *a, const void *k_row, const float *qf, const void *qb, int batched) {
+    if (a->type_k == LC_TYPE_F16 || (a->flash && a->type_k == LC_TYPE_F32))
+        return batched && !a->flash ? lc_attn_dot_kq_tinyblas(k_row, LC_TYPE_F16, qf, a->head_dim)
+                                    : lc_attn_dot_kq(k_row, LC_TYPE_F16, qf, a->head_dim);
+    if (a->type_k == LC_TYPE_F32) return lc_attn_dot_kq(k_row, LC_TYPE_F32, qf, a->head_dim);  /* vec_dot_f32 */
+    float s;
+    lc_traits[a->type_k].vec_dot((int)a->head_dim, &s, k_row, qb);
+    return s;
+}
+
+static inline float round_f16(float x) { return LC_H2F(lc_fp32_to_fp16(x)); }
+
+/* One query head without flash attention (ops.c's attend_one_head with the K and V types apart). */
+static void attend_products(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
+                            const float *mask, float slope, int batched, float *work, float *y) {
+    const int64_t hd = a->head_dim;
+    float *qf = work, *scores = qf + hd, *lanes = scores + a->n_ctx;
+    lc_fp16_t kbuf[512];
+    char qb[2048];
+    convert_query(a, q, qf, qb);
+    float max = -INFINITY;
+    for (int64_t j = 0; j < a->n_kv; j++) {
+        if (mask[j] == -INFINITY) {
+            scores[j] = -INFINITY;
+            continue;
+        }
+        float s = score(a, k_cell(a, k, j, kvh, kbuf), qf, qb, batched);
+        if (a->softcap > 0.0f) s = tanhf(s * (1.0f / a->softcap)) * a->softcap;
+        scores[j] = slope == 1.0f ? s * a->scale + mask[j] : fmaf(slope, mask[j], s * a->scale);
+        if (scores[j] > max) max = scores[j];
+    }
+    double sum = 0.0;  /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's sum in double */
+    for (int64_t j0 = 0; j0 < a->n_kv; j0 += 16) {
+        float group_exps[16] = {0};
+        for (int64_t j = j0; j < j0 + 16 && j < a->n_kv; j++) {
+            scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
+            group_exps[j - j0] = scores[j];
+        }
+        sum += (double)lc_reduce16_ordered(group_exps);
+    }
+    const float inv = (float)(1.0 / sum);
+    const int n_lanes = batched ? 16 : 64;
+    const int v_type = a->type_v;  /* f16 or f32 here */
+    memset(lanes, 0, (size_t)(n_lanes * hd) * sizeof(float));
+    for (int64_t j = 0; j < a->n_kv; j++) {
+        float p = scores[j] * inv;
+        if (v_type == LC_TYPE_F16) p = round_f16(p);  /* the probabilities meet an f16 V as f16 */
+        if (p != 0.0f)
+            lc_attn_accumulate_v(lanes + (j % n_lanes) * hd, p, v + j * a->v_row + kvh * a->v_head, v_type, hd);
+    }
+    for (int64_t d = 0; d < hd; d++) {
+        float s16[16];
+        for (int l = 0; l < 16; l++)
+            s16[l] = batched ? lanes[l * hd + d]
+                             : (lanes[l * hd + d] + lanes[(32 + l) * hd + d]) + (lanes[(16 + l) * hd + d] + lanes[(48 + l) * hd + d]);
+        y[d] = lc_reduce16_ordered(s16);
+    }
+}
+
+/* One query head with flash attention, ggml's one-row path: online softmax cell by cell. */
+static void attend_flash_row(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
+                             const float *mask, float slope, float *work, float *y) {
+    const int64_t hd = a->head_dim;
+    float *qf = work, *acc = qf + hd, *v32 = acc + hd;
+    lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[512];
+    char qb[2048];
+    const int v_f16 = a->type_v == LC_TYPE_F16 || a->type_v == LC_TYPE_F32;  /* an f32 cache is read as f16 */
+    convert_query(a, q, qf, qb);
+    float S = 0.0f, M = -INFINITY;
+    memset(acc, 0, (size_t)hd * sizeof(float));
+    memset(acc16, 0, (size_t)hd * sizeof(lc_fp16_t));
+    for (int64_t j = 0; j < a->n_kv; j++) {
+        const float mv = slope * round_f16(mask[j]);  /* flash attention's mask is f16 */
+        if (mv == -INFINITY) continue;
+        float s = score(a, k_cell(a, k, j, kvh, kbuf), qf, qb, 0) * a->scale;
+        if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
+        s += mv;
+        const float Mold = M;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            M = s;
+            ms = expf(Mold - M);
+        } else {
+            vs = expf(s - M);
+        }
+        if (v_f16) {
+            const char *row = v + j * a->v_row + kvh * a->v_head;
+            for (int64_t d = 0; d < hd; d++) {
+                float cur = LC_H2F(acc16[d]);
+                if (ms != 1.0f) cur = round_f16(cur * ms);  /* ggml_vec_scale_f16 */
+                const float vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)row)[d])
+                                                          : round_f16(((const float *)row)[d]);
+                acc16[d] = lc_fp32_to_fp16(fmaf(vd, vs, cur));  /* ggml_vec_mad_f16 */
+            }
+        } else {
+            if (ms != 1.0f)
+                for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
+            v_cell_f32(a, v, j, kvh, v32);
+            for (int64_t d = 0; d < hd; d++) acc[d] = fmaf(v32[d], vs, acc[d]);
+        }
+        S = fmaf(S, ms, vs);
+    }
+    if (v_f16)
+        for (int64_t d = 0; d < hd; d++) acc[d] = LC_H2F(acc16[d]);
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
+}
+
+/* ggml's tiled flash attention for the tokens [t0, t1) and KV head kvh (f16 or f32 caches, both
+ * read as f16): per query row and 64-cell tile, the scores of the tile as sequential fused
+ * multiply-adds of the f32 query with the keys, an online-softmax step with ggml's vectorised exp,
+ * and the V sums as sequential fused multiply-adds over the tile's cells. */
+static void attend_flash_tiled(const attn_shape *a, const float *q_all, const char *k, const char *v, int64_t kvh,
+                               const float *mask_all, int64_t t0, int64_t t1, float *work, float *y_all) {
+    const int64_t hd = a->head_dim, G = a->group, rows = (t1 - t0) * G;
+    float *kt = work;                    /* [hd][64]: the tile's keys, transposed */
+    float *vt = kt + hd * FA_TILE;       /* [64][hd]: the tile's values */
+    float *kq = vt + hd * FA_TILE;       /* [64] */
+    float *state = kq + FA_TILE;         /* per row: M, S, acc[hd] */
+    for (int64_t r = 0; r < rows; r++) {
+        state[r * (hd + 2)] = -INFINITY;
+        state[r * (hd + 2) + 1] = 0.0f;
+        memset(state + r * (hd + 2) + 2, 0, (size_t)hd * sizeof(float));
+    }
+    for (int64_t c0 = 0; c0 < a->n_kv; c0 += FA_TILE) {
+        const int64_t nc = a->n_kv - c0 < FA_TILE ? a->n_kv - c0 : FA_TILE;
+        int any = 0;
+        for (int64_t t = t0; t < t1 && !any; t++)
+            for (int64_t c = 0; c < nc; c++)
+                if (mask_all[t * a->n_ctx + c0 + c] != -INFINITY) { any = 1; break; }
+        if (!any) continue;
+        for (int64_t c = 0; c < FA_TILE; c++) {
+            const char *krow = k + (c0 + c) * a->k_row + kvh * a->k_head;
+            const char *vrow = v + (c0 + c) * a->v_row + kvh * a->v_head;
+            for (int64_t d = 0; d < hd; d++) {
+                float kd = 0.0f, vd = 0.0f;
+                if (c < nc) {
+                    kd = a->type_k == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)krow)[d]) : round_f16(((const float *)krow)[d]);
+                    vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)vrow)[d]) : round_f16(((const float *)vrow)[d]);
+                }
+                kt[d * FA_TILE + c] = kd;
+                vt[c * hd + d] = vd;
+            }
+        }
+        for (int64_t t = t0; t < t1; t++) {
+            const float *mask = mask_all + t * a->n_ctx + c0;
+            for (int64_t g = 0; g < G; g++) {
+                const int64_t h = kvh * G + g;
+                const float slope = head_slope(a, (uint32_t)h);
+                float *st = state + ((t - t0) * G + g) * (hd + 2), *acc = st + 2;
+                int seen = 0;
+                for (int64_t c = 0; c < nc; c++) seen |= slope * round_f16(mask[c]) != -INFINITY;
+                if (!seen) continue;
+                const float *q = q_all + (t * a->n_head + h) * hd;
+#if defined(LC_AVX512)
+                __m512 s4[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+                for (int64_t d = 0; d < hd; d++) {
+                    const __m512 qd = _mm512_set1_ps(q[d]);
+                    for (int i = 0; i < 4; i++) s4[i] = _mm512_fmadd_ps(_mm512_loadu_ps(kt + d * FA_TILE + 16 * i), qd, s4[i]);
+                }
+                for (int i = 0; i < 4; i++) _mm512_storeu_ps(kq + 16 * i, s4[i]);
+#else
+                for (int64_t c = 0; c < FA_TILE; c++) {
+                    float s = 0.0f;
+                    for (int64_t d = 0; d < hd; d++) s = fmaf(kt[d * FA_TILE + c], q[d], s);
+                    kq[c] = s;
+                }
+#endif
+                float tile_max = -INFINITY;
+                for (int64_t c = 0; c < FA_TILE; c++) {
+                    float s = kq[c] * a->scale;
+                    if (a->softcap != 0.0f) s = tanhf(s) * a->softcap;
+                    if (c >= nc) s = -INFINITY;
+                    s += c < nc ? slope * round_f16(mask[c]) : -INFINITY;
+                    kq[c] = s;
+                    tile_max = s > tile_max ? s : tile_max;
+                }
+                const float Mold = st[0], Mnew = fmaxf(Mold, tile_max);
+                if (Mnew > Mold) {
+                    const float ms = expf(Mold - Mnew);
+                    for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
+                    st[1] *= ms;
+                }
+                st[0] = Mnew;
+                double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
+                for (int64_t c = 0; c < FA_TILE; c += 16) {
+                    float e[16];
+                    for (int l = 0; l < 16; l++) e[l] = kq[c + l] = lc_expf_ggml(kq[c + l] - Mnew);
+                    sum += (double)lc_reduce16_ordered(e);
+                }
+                st[1] = (float)((double)st[1] + sum);
+                for (int64_t c = 0; c < nc; c++) {  /* simd_gemm: the tile's cells in order */
+                    const float p = kq[c];
+                    const float *vr = vt + c * hd;
+                    int64_t d = 0;
+#if defined(LC_AVX512)
+                    const __m512 pv = _mm512_set1_ps(p);
+                    for (; d + 16 <= hd; d += 16)
+                        _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(vr + d), pv, _mm512_loadu_ps(acc + d)));
+#endif
+                    for (; d < hd; d++) acc[d] = fmaf(vr[d], p, acc[d]);
+                }
+            }
+        }
+    }
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t g = 0; g < G; g++) {
+            const float *st = state + ((t - t0) * G + g) * (hd + 2);
+            const float inv = st[1] == 0.0f ? 0.0f : 1.0f / st[1];
+            float *y = y_all + (t * a->n_head + kvh * G + g) * hd;
+            for (int64_t d = 0; d < hd; d++) y[d] = st[2 + d] * inv;
+        }
+}
+
+/* Whether two mask rows let their queries see a cell in common (ops.c's has_sequence_neighbour). */
+static int common_cell(const float *x, const float *z, int32_t n_kv) {
+    for (int32_t j = 0; j < n_kv; j++)
+        if (x[j] != -INFINITY && z[j] != -INFINITY) return 1;
+    return 0;
+}
+
+void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
+    attn_shape a;
+    a.head_dim = nd->ne[0];
+    a.n_head = nd->ne[1];
+    a.n_tokens = nd->ne[2];
+    a.n_ctx = nd->ne[3];
+    a.n_head_kv = nd->i[0];
+    a.group = a.n_head / a.n_head_kv;
+    a.type_k = nd->type;
+    a.type_v = nd->i[1];
+    a.flash = nd->i[2];
+    a.k_row = row_bytes(a.type_k, a.n_head_kv * a.head_dim);
+    a.v_row = row_bytes(a.type_v, a.n_head_kv * a.head_dim);
+    a.k_head = row_bytes(a.type_k, a.head_dim);
+    a.v_head = row_bytes(a.type_v, a.head_dim);
+    a.scale = nd->f[0];
+    a.softcap = nd->f[1];
+    a.max_bias = nd->f[2];
+    a.n_head_log2 = 1u << (uint32_t)floor(log2((double)a.n_head));
+    a.m0 = powf(2.0f, -a.max_bias / a.n_head_log2);
+    a.m1 = powf(2.0f, -(a.max_bias / 2.0f) / a.n_head_log2);
+    a.n_kv = task->n_kv;
+    if (a.flash && a.softcap != 0.0f) a.scale /= a.softcap;
+    const float *q_all = nd->src[0];
+    const char *k = nd->src[1], *v = nd->src[2];
+    const float *mask_all = nd->src[3];
+    float *y_all = nd->dst;
+    const int f16_or_f32_k = a.type_k == LC_TYPE_F16 || a.type_k == LC_TYPE_F32;
+    const int f16_or_f32_v = a.type_v == LC_TYPE_F16 || a.type_v == LC_TYPE_F32;
+    if (a.flash && a.n_tokens >= FA_TILE && f16_or_f32_k && f16_or_f32_v) {
+        /* ggml's tiled path: chunks of 64 tokens (every row's result is the same however they are cut) */
+        const int64_t n_chunks = (a.n_tokens + FA_TILE - 1) / FA_TILE;
+        for (int64_t c = task->ith; c < n_chunks * a.n_head_kv; c = atomic_fetch_add(task->next_chunk, 1)) {
+            const int64_t t0 = (c / a.n_head_kv) * FA_TILE, kvh = c % a.n_head_kv;
+            const int64_t t1 = t0 + FA_TILE < a.n_tokens ? t0 + FA_TILE : a.n_tokens;
+            attend_flash_tiled(&a, q_all, k, v, kvh, mask_all, t0, t1, task->scratch, y_all);
+        }
+        return;
+    }
+    for (int64_t t = task->ith; t < a.n_tokens; t = atomic_fetch_add(task->next_chunk, 1)) {
+        const float *mask = mask_all + t * a.n_ctx;
+        const int batched = (t > 0 && common_cell(mask - a.n_ctx, mask, a.n_kv)) ||
+                            (t + 1 < a.n_tokens && common_cell(mask + a.n_ctx, mask, a.n_kv));
+        int visible = 0;
+        for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask[j] != -INFINITY;
+        for (int64_t h = 0; h < a.n_head; h++) {
+            const int64_t kvh = h / a.group;
+            const float *q = q_all + (t * a.n_head + h) * a.head_dim;
+            float *y = y_all + (t * a.n_head + h) * a.head_dim;
+            if (!visible) {  /* a padding row */
+                memset(y, 0, (size_t)a.head_dim * sizeof(float));
+                continue;
+            }
+            const float slope = head_slope(&a, (uint32_t)h);
+            if (a.flash) attend_flash_row(&a, q, k, v, kvh, mask, slope, task->scratch, y);
+            else attend_products(&a, q, k, v, kvh, mask, slope, batched, task->scratch, y);
+        }
+    }
+}

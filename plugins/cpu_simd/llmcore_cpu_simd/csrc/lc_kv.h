@@ -1,0 +1,29 @@
+/* The KV cache's other types and flash attention (kv.c): cache rows written as ggml's CPU backend
+ * writes them, llama.cpp's Walsh-Hadamard rotation, and attention over caches other than f16/f16 or
+ * with flash attention, in ggml's CPU order. ops.c dispatches here. */
+#ifndef LC_KV_H
+#define LC_KV_H
+
+#include "lc_graph.h"
+#include "lc_types.h"
+
+/* ggml block types a cache may hold beyond the lc_types.h ids */
+#define LC_TYPE_IQ4_NL 20
+
+/* one cache row of n values (n % 32 == 0 for the block types) as ggml's from_float writes it */
+void lc_kv_store_row(int type, const float *x, void *dst, int64_t n);
+/* bytes of one cache row of n values */
+int64_t lc_kv_row_bytes(int type, int64_t n);
+
+/* the ops */
+void lc_op_hadamard(const lc_node *nd, const lc_task *task);
+/* ATTENTION with i[1] the V cache's type and i[2] flash attention, whatever the types */
+void lc_op_attention_ext(const lc_node *nd, const lc_task *task);
+
+/* from ops.c: ggml_vec_dot_f16's order (64 lanes) and tinyBLAS's (16 lanes) of a K row (f16 or f32)
+ * with a query row; the per-lane V sums of the attention without flash attention */
+float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n);
+float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n);
+void lc_attn_accumulate_v(float *lane, float p, const void *v, int type, int64_t n);
+
+#endif
