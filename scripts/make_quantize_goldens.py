@@ -227,14 +227,20 @@ def _cases() -> dict[str, tuple[str, list[str], str]]:
         cases[f"odd_{ftype}"] = ("odd", [], ftype)
     for ftype in ("Q1_0", "Q2_0", "TQ1_0", "TQ2_0", "MXFP4_MOE", "IQ4_NL", "IQ4_XS"):
         cases[f"main_{ftype}"] = ("main", [], ftype)
-    for ftype in ("IQ4_NL", "IQ4_XS"):
+    for ftype in ("IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M"):
         cases[f"main_{ftype}_imatrix"] = ("main", ["--imatrix", "{imatrix_gguf}"], ftype)
+    for ftype in ("IQ3_S", "IQ3_M"):
+        cases[f"main_{ftype}"] = ("main", [], ftype)
+    for ftype in ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"):
+        cases[f"main_{ftype}_imatrix"] = ("main", ["--imatrix", "{imatrix_gguf}", *attn_q], ftype)
+    cases["main_IQ2_XXS_no_imatrix"] = ("main", [], "IQ2_XXS")
     for ftype in ("Q4_K_M", "Q3_K_S", "Q5_0", "MXFP4_MOE", "TQ2_0", "IQ4_XS"):
         cases[f"moe_{ftype}"] = ("moe", [], ftype)
-    for ftype in ("Q4_K_M", "Q2_K", "Q4_0"):
+    for ftype in ("Q4_K_M", "Q2_K", "Q4_0", "IQ2_XS", "IQ1_M", "IQ3_XXS"):
         cases[f"moe_{ftype}_imatrix"] = ("moe", ["--imatrix", "{imatrix_moe}"], ftype)
     cases["smollm2_Q4_K_M"] = ("default-model", ["--allow-requantize"], "Q4_K_M")
     cases["smollm2_Q8_0"] = ("default-model", ["--allow-requantize"], "Q8_0")
+    cases["smollm2_IQ4_XS"] = ("default-model", ["--allow-requantize"], "IQ4_XS")
     return cases
 
 

@@ -1,8 +1,9 @@
 """ggml's block quantizers, in C: rows of float32 to F16, BF16, Q1_0, Q2_0, Q4_0, Q4_1, Q5_0, Q5_1,
-Q8_0, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, IQ4_NL and IQ4_XS, byte for byte as
-llama.cpp's ``ggml_quantize_chunk`` writes them, with an importance matrix (``quantize_q4_K``'s
-weighted search) or without (``quantize_row_q4_K_ref``). The grid i-quants (IQ1_*, IQ2_*, IQ3_*)
-are not here yet.
+Q8_0, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0 and the i-quants (IQ1_S, IQ1_M, IQ2_XXS,
+IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS), byte for byte as llama.cpp's ``ggml_quantize_chunk``
+writes them, with an importance matrix (``quantize_q4_K``'s weighted search) or without
+(``quantize_row_q4_K_ref``). IQ1_S, IQ2_XXS and IQ2_XS need one (ggml asserts it; so does
+``convert_rows``).
 
 The C (``csrc/ggml_quants.c``, ported statement for statement from ggml-quants.c) is compiled on
 first use (``build.py``) and called through cffi, which releases the GIL: rows split over threads
@@ -22,14 +23,17 @@ from llmcore.gguf.dequant import SUPPORTED_TYPES as _NUMPY_DEQUANT_TYPES
 from llmcore.gguf.dequant import dequantize as _numpy_dequantize
 from llmcore.gguf.types import GGML_QUANT_SIZES, row_bytes
 
-__all__ = ["QUANTIZED_TYPES", "TARGET_TYPES", "can_convert", "convert_rows", "quantize_rows", "to_float", "validate"]
+__all__ = ["QUANTIZED_TYPES", "REQUIRES_IMATRIX", "TARGET_TYPES", "can_convert", "convert_rows", "quantize_rows", "to_float", "validate"]
 
 #: the block types this module writes
 QUANTIZED_TYPES = frozenset({
     GGMLType.Q1_0, GGMLType.Q2_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
     GGMLType.MXFP4, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
-    GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.IQ4_NL, GGMLType.IQ4_XS,
+    GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.IQ1_S, GGMLType.IQ1_M, GGMLType.IQ2_XXS, GGMLType.IQ2_XS,
+    GGMLType.IQ2_S, GGMLType.IQ3_XXS, GGMLType.IQ3_S, GGMLType.IQ4_NL, GGMLType.IQ4_XS,
 })
+#: the types ggml quantizes only with an importance matrix (ggml_quantize_requires_imatrix)
+REQUIRES_IMATRIX = frozenset({GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ1_S})
 #: every type ``quantize_rows`` can write
 TARGET_TYPES = QUANTIZED_TYPES | {GGMLType.F32, GGMLType.F16, GGMLType.BF16}
 
@@ -75,6 +79,8 @@ def convert_rows(
         raise ValueError(f"cannot quantize to {ggml_type.name}")
     if n_per_row % GGML_QUANT_SIZES[ggml_type][0]:
         raise ValueError(f"{ggml_type.name} needs rows of a multiple of {GGML_QUANT_SIZES[ggml_type][0]} values")
+    if imatrix is None and ggml_type in REQUIRES_IMATRIX:
+        raise ValueError(f"quantizing to {ggml_type.name} needs an importance matrix")
     data = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
     if source_type not in TARGET_TYPES:  # read by numpy (llmcore.gguf.dequant), quantized here
         data, source_type = to_float(source_type, data, n_per_row).reshape(-1).view(np.uint8), GGMLType.F32

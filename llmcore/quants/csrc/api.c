@@ -4,6 +4,7 @@
 
 #include "lq_quants.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ typedef struct {
     int n_halves;     /* fp16 scales per block that must be finite (ggml_validate_row_data) */
     size_t half_at;   /* byte offset of the first of them in the block */
     int e8m0;         /* the block starts with an E8M0 scale, which must not be 0xff */
+    int iq1m;         /* IQ1_M: its fp16 scale is spread over the top nibbles of its scales */
 } lq_traits;
 
 #define TO_FLOAT(fn) ((void (*)(const void *, float *, int64_t))(fn))
@@ -38,6 +40,15 @@ static const lq_traits TYPES[] = {
                          .half_at = offsetof(block_tq1_0, d)},
     [GGML_TYPE_TQ2_0] = {QK_K, sizeof(block_tq2_0), quantize_tq2_0, TO_FLOAT(dequantize_row_tq2_0), .n_halves = 1,
                          .half_at = offsetof(block_tq2_0, d)},
+    [GGML_TYPE_IQ2_XXS] = {QK_K, sizeof(block_iq2_xxs), quantize_iq2_xxs, TO_FLOAT(dequantize_row_iq2_xxs),
+                           .n_halves = 1},
+    [GGML_TYPE_IQ2_XS] = {QK_K, sizeof(block_iq2_xs), quantize_iq2_xs, TO_FLOAT(dequantize_row_iq2_xs), .n_halves = 1},
+    [GGML_TYPE_IQ2_S] = {QK_K, sizeof(block_iq2_s), quantize_iq2_s, TO_FLOAT(dequantize_row_iq2_s), .n_halves = 1},
+    [GGML_TYPE_IQ3_XXS] = {QK_K, sizeof(block_iq3_xxs), quantize_iq3_xxs, TO_FLOAT(dequantize_row_iq3_xxs),
+                           .n_halves = 1},
+    [GGML_TYPE_IQ3_S] = {QK_K, sizeof(block_iq3_s), quantize_iq3_s, TO_FLOAT(dequantize_row_iq3_s), .n_halves = 1},
+    [GGML_TYPE_IQ1_S] = {QK_K, sizeof(block_iq1_s), quantize_iq1_s, TO_FLOAT(dequantize_row_iq1_s), .n_halves = 1},
+    [GGML_TYPE_IQ1_M] = {QK_K, sizeof(block_iq1_m), quantize_iq1_m, TO_FLOAT(dequantize_row_iq1_m), .iq1m = 1},
     [GGML_TYPE_IQ4_NL] = {QK4_NL, sizeof(block_iq4_nl), quantize_iq4_nl, TO_FLOAT(dequantize_row_iq4_nl),
                           .n_halves = 1},
     [GGML_TYPE_IQ4_XS] = {QK_K, sizeof(block_iq4_xs), quantize_iq4_xs, TO_FLOAT(dequantize_row_iq4_xs), .n_halves = 1},
@@ -54,6 +65,20 @@ static const lq_traits *traits(int type) {
 size_t ggml_row_size(enum ggml_type type, int64_t n_per_row) {
     const lq_traits *t = traits(type);
     return t ? t->type_size * (size_t)(n_per_row / t->block_size) : 0;
+}
+
+/* ggml_quantize_init: the grid searches of the i-quants, built once, under a lock */
+static void quantize_init(int type) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    switch (type) {
+        case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ2_S: case GGML_TYPE_IQ1_S:
+        case GGML_TYPE_IQ1_M: iq2xs_init_impl((enum ggml_type)type); break;
+        case GGML_TYPE_IQ3_XXS: iq3xs_init_impl(256); break;
+        case GGML_TYPE_IQ3_S: iq3xs_init_impl(512); break;
+        default: break;
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 size_t lq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
@@ -75,6 +100,7 @@ size_t lq_quantize_rows(int type, const float *src, void *dst, int64_t nrows, in
     }
     const lq_traits *t = traits(type);
     if (!t || n_per_row % t->block_size) return 0;
+    quantize_init(type);
     return t->quantize(src, dst, nrows, n_per_row, imatrix);
 }
 
@@ -134,6 +160,12 @@ int lq_validate(int type, const void *data, size_t n_bytes) {
     if (n_bytes % t->type_size) return 0;
     for (size_t b = 0; b < n_bytes; b += t->type_size) {
         if (t->e8m0 && p[b] == 0xff) return 0;
+        if (t->iq1m) {
+            uint16_t sc[4];
+            memcpy(sc, p + b + offsetof(block_iq1_m, scales), sizeof(sc));
+            const uint16_t h = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+            if (!finite_half(h)) return 0;
+        }
         for (int j = 0; j < t->n_halves; ++j) {
             ggml_half h;
             memcpy(&h, p + b + t->half_at + 2 * (size_t)j, 2);

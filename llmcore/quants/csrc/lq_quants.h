@@ -31,6 +31,7 @@ int lq_validate(int type, const void *data, size_t n_bytes);
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define GGML_ASSERT(x) do { if (!(x)) __builtin_trap(); } while (0)
+#define GGML_ABORT(...) __builtin_trap()
 
 /* ggml.h's type ids for the types quantized here */
 enum ggml_type {
@@ -38,7 +39,8 @@ enum ggml_type {
     GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8,
     GGML_TYPE_Q2_K = 10, GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13,
     GGML_TYPE_Q6_K = 14, GGML_TYPE_BF16 = 30, GGML_TYPE_TQ1_0 = 34, GGML_TYPE_TQ2_0 = 35,
-    GGML_TYPE_IQ4_NL = 20, GGML_TYPE_IQ4_XS = 23, GGML_TYPE_MXFP4 = 39, GGML_TYPE_Q1_0 = 41, GGML_TYPE_Q2_0 = 42,
+    GGML_TYPE_IQ2_XXS = 16, GGML_TYPE_IQ2_XS = 17, GGML_TYPE_IQ3_XXS = 18, GGML_TYPE_IQ1_S = 19,
+    GGML_TYPE_IQ4_NL = 20, GGML_TYPE_IQ3_S = 21, GGML_TYPE_IQ2_S = 22, GGML_TYPE_IQ4_XS = 23, GGML_TYPE_IQ1_M = 29, GGML_TYPE_MXFP4 = 39, GGML_TYPE_Q1_0 = 41, GGML_TYPE_Q2_0 = 42,
 };
 
 /* ggml-common.h's block layouts */
@@ -68,6 +70,17 @@ typedef struct { ggml_half d; uint8_t qs[QK2_0 / 4]; } block_q2_0;
 typedef struct { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; } block_mxfp4;
 typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; ggml_half d; } block_tq1_0;
 typedef struct { uint8_t qs[QK_K / 4]; ggml_half d; } block_tq2_0;
+typedef struct { ggml_half d; uint16_t qs[QK_K / 8]; } block_iq2_xxs;
+typedef struct { ggml_half d; uint16_t qs[QK_K / 8]; uint8_t scales[QK_K / 32]; } block_iq2_xs;
+typedef struct { ggml_half d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t scales[QK_K / 32]; } block_iq2_s;
+typedef struct { ggml_half d; uint8_t qs[3 * QK_K / 8]; } block_iq3_xxs;
+#define IQ3S_N_SCALE QK_K / 64
+typedef struct {
+    ggml_half d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t signs[QK_K / 8]; uint8_t scales[IQ3S_N_SCALE];
+} block_iq3_s;
+typedef struct { ggml_half d; uint8_t qs[QK_K / 8]; uint16_t qh[QK_K / 32]; } block_iq1_s;
+typedef struct { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[QK_K / 32]; } block_iq1_m;
+typedef union { ggml_half f16; uint16_t u16; } iq1m_scale_t;
 typedef struct { ggml_half d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
 typedef struct { ggml_half d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
 typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; ggml_half d; ggml_half dmin; } block_q2_K;
@@ -84,6 +97,9 @@ _Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q5_0) == 22 && sizeof(b
 _Static_assert(sizeof(block_q1_0) == 18 && sizeof(block_q2_0) == 18 && sizeof(block_mxfp4) == 17, "block padding");
 _Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66, "block padding");
 _Static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136, "block padding");
+_Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && sizeof(block_iq2_s) == 82, "block padding");
+_Static_assert(sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110, "block padding");
+_Static_assert(sizeof(block_iq1_s) == 50 && sizeof(block_iq1_m) == 56, "block padding");
 
 /* ggml-common.h's kvalues_fp4: twice the E2M1 values */
 static const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -182,6 +198,13 @@ size_t quantize_q2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_ro
 size_t quantize_mxfp4(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_tq1_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_tq2_0(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq2_xxs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq2_xs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq2_s(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq3_xxs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq3_s(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq1_s(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
+size_t quantize_iq1_m(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_iq4_nl(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 size_t quantize_iq4_xs(const float *src, void *dst, int64_t nrow, int64_t n_per_row, const float *quant_weights);
 
@@ -200,7 +223,20 @@ void dequantize_row_q2_0(const block_q2_0 *x, float *y, int64_t k);
 void dequantize_row_mxfp4(const block_mxfp4 *x, float *y, int64_t k);
 void dequantize_row_tq1_0(const block_tq1_0 *x, float *y, int64_t k);
 void dequantize_row_tq2_0(const block_tq2_0 *x, float *y, int64_t k);
+void dequantize_row_iq2_xxs(const block_iq2_xxs *x, float *y, int64_t k);
+void dequantize_row_iq2_xs(const block_iq2_xs *x, float *y, int64_t k);
+void dequantize_row_iq2_s(const block_iq2_s *x, float *y, int64_t k);
+void dequantize_row_iq3_xxs(const block_iq3_xxs *x, float *y, int64_t k);
+void dequantize_row_iq3_s(const block_iq3_s *x, float *y, int64_t k);
+void dequantize_row_iq1_s(const block_iq1_s *x, float *y, int64_t k);
+void dequantize_row_iq1_m(const block_iq1_m *x, float *y, int64_t k);
 void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k);
 void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k);
+
+/* the i-quants' grid searches, set up once per type before quantizing (ggml_quantize_init) */
+void iq2xs_init_impl(enum ggml_type type);
+void iq2xs_free_impl(enum ggml_type type);
+void iq3xs_init_impl(int grid_size);
+void iq3xs_free_impl(int grid_size);
 
 #endif
