@@ -1,16 +1,17 @@
 /* ggml's reference quantizers and dequantizers, ported from ggml/src/ggml-quants.c of llama.cpp 0.3.36
  * (commit 0c1e570, MIT license, Copyright (c) 2023-2024 The ggml authors): the functions of the
  * types llmcore quantizes (Q1_0, Q2_0, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4, Q2_K to Q6_K, TQ1_0,
- * TQ2_0 and the i-quants IQ1_S to IQ4_XS), kept as they are there, in its order, statement for statement, so that every float
- * operation rounds as ggml's does. Build them as ggml-base is built: -O3, C11, no -ffast-math, no
- * FMA contraction (ggml-base gets no -march flags on x86-64, so its compiler never fuses a*b+c;
- * -ffp-contract=off keeps that on targets whose baseline has FMA). What differs from the original:
- * the _ref functions are static, the i-quants' grids are set up without OpenMP (the same tables, one
- * thread), and the block layouts, fp16 and e8m0 conversions, the FP4 and IQ4 levels and ggml_row_size
- * come from lq_quants.h (the grids from ggml_iq_tables.h) instead of ggml-common.h and ggml-impl.h. */
+ * TQ2_0 and the i-quants IQ1_S to IQ4_XS), kept as they are there, in its order, statement for
+ * statement, so that every float operation rounds as ggml's does. Build them as ggml-base is built:
+ * -O3, C11, no -ffast-math, no FMA contraction (ggml-base gets no -march flags on x86-64, so its
+ * compiler never fuses a*b+c; -ffp-contract=off keeps that on targets whose baseline has FMA), with
+ * OpenMP for the i-quants' grid set-up where the compiler has it (the same tables either way).
+ * What differs from the original: the _ref functions are static; the block layouts, fp16 and e8m0
+ * conversions and ggml_row_size come from lq_quants.h, and ggml-common.h's tables from
+ * ggml_tables.h (build.py writes it from llmcore/gguf/iq_grids.py). */
 
 #include "lq_quants.h"
-#include "ggml_iq_tables.h"
+#include "ggml_tables.h" /* written by build.py */
 
 #include <assert.h>
 #include <float.h>

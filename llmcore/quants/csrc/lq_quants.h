@@ -101,10 +101,6 @@ _Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && size
 _Static_assert(sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110, "block padding");
 _Static_assert(sizeof(block_iq1_s) == 50 && sizeof(block_iq1_m) == 56, "block padding");
 
-/* ggml-common.h's kvalues_fp4: twice the E2M1 values */
-static const int8_t kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-/* ggml-common.h's kvalues_iq4nl: IQ4_NL's and IQ4_XS's 16 levels */
-static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* bytes of n_per_row values of `type` (ggml_row_size); 0 for a type not listed above */
 size_t ggml_row_size(enum ggml_type type, int64_t n_per_row);
