@@ -24,12 +24,17 @@ enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 
 /* ---- cache rows ---------------------------------------------------------------------------- */
 
+/* the block's value of largest magnitude, the first one on a tie (Q4_0 and Q5_0 scale by it) */
+static float signed_max(const float *x) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+    return max;
+}
+
 static void store_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
-        const float d = max / -8, id = d ? 1.0f / d : 0.0f;
+        const float d = signed_max(x) / -8, id = d ? 1.0f / d : 0.0f;
         y[i].d = lc_fp32_to_fp16(d);
         for (int j = 0; j < 16; j++) {
             const float x0 = x[j] * id, x1 = x[16 + j] * id;
@@ -41,10 +46,7 @@ static void store_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
 
 static void store_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
-        const float d = max / -16, id = d ? 1.0f / d : 0.0f;
+        const float d = signed_max(x) / -16, id = d ? 1.0f / d : 0.0f;
         y[i].d = lc_fp32_to_fp16(d);
         uint32_t qh = 0;
         for (int j = 0; j < 16; j++) {
@@ -59,24 +61,25 @@ static void store_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
     }
 }
 
-/* Q4_1 and Q5_1: the block's minimum and (max - min) / levels */
-static void min_scale(const float *x, float levels, float *min, float *d) {
+/* Q4_1 and Q5_1: the block's minimum and scale (max - min) / levels, stored as the block's f16 d and
+ * m; returns the minimum and, in *id, the inverse scale */
+static float min_scale(const float *x, float levels, lc_fp16_t *d16, lc_fp16_t *m16, float *id) {
     float lo = 3.402823466e+38f, hi = -3.402823466e+38f;
     for (int j = 0; j < 32; j++) {
         if (x[j] < lo) lo = x[j];
         if (x[j] > hi) hi = x[j];
     }
-    *min = lo;
-    *d = (hi - lo) / levels;
+    const float d = (hi - lo) / levels;
+    *id = d ? 1.0f / d : 0.0f;
+    *d16 = lc_fp32_to_fp16(d);
+    *m16 = lc_fp32_to_fp16(lo);
+    return lo;
 }
 
 static void store_q4_1(const float *x, block_q4_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min, d;
-        min_scale(x, 15.0f, &min, &d);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = lc_fp32_to_fp16(d);
-        y[i].m = lc_fp32_to_fp16(min);
+        float id;
+        const float min = min_scale(x, 15.0f, &y[i].d, &y[i].m, &id);
         for (int j = 0; j < 16; j++) {
             const int8_t a = (int8_t)((x[j] - min) * id + 0.5f), b = (int8_t)((x[16 + j] - min) * id + 0.5f);
             y[i].qs[j] = (uint8_t)((a < 15 ? a : 15) | ((b < 15 ? b : 15) << 4));
@@ -86,11 +89,8 @@ static void store_q4_1(const float *x, block_q4_1 *y, int64_t nb) {
 
 static void store_q5_1(const float *x, block_q5_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min, d;
-        min_scale(x, 31.0f, &min, &d);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = lc_fp32_to_fp16(d);
-        y[i].m = lc_fp32_to_fp16(min);
+        float id;
+        const float min = min_scale(x, 31.0f, &y[i].d, &y[i].m, &id);
         uint32_t qh = 0;
         for (int j = 0; j < 16; j++) {
             const uint8_t a = (uint8_t)((x[j] - min) * id + 0.5f), b = (uint8_t)((x[16 + j] - min) * id + 0.5f);
@@ -288,7 +288,20 @@ static void attend_flash_row(const attn_shape *a, const float *q, const char *k,
         }
         if (v_f16) {
             const char *row = v + j * a->v_row + kvh * a->v_head;
-            for (int64_t d = 0; d < hd; d++) {
+            int64_t d = 0;
+#if defined(LC_AVX512)
+            if (a->type_v == LC_TYPE_F16) {
+                const __m512 msv = _mm512_set1_ps(ms), vsv = _mm512_set1_ps(vs);
+                for (; d + 16 <= hd; d += 16) {
+                    __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(acc16 + d)));
+                    if (ms != 1.0f) cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
+                    const __m512 vd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d)));
+                    _mm256_storeu_si256((__m256i *)(acc16 + d),
+                                        _mm512_cvtps_ph(_mm512_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                }
+            }
+#endif
+            for (; d < hd; d++) {
                 float cur = LC_H2F(acc16[d]);
                 if (ms != 1.0f) cur = round_f16(cur * ms);  /* ggml_vec_scale_f16 */
                 const float vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)row)[d])
@@ -296,10 +309,20 @@ static void attend_flash_row(const attn_shape *a, const float *q, const char *k,
                 acc16[d] = lc_fp32_to_fp16(fmaf(vd, vs, cur));  /* ggml_vec_mad_f16 */
             }
         } else {
-            if (ms != 1.0f)
-                for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
             v_cell_f32(a, v, j, kvh, v32);
-            for (int64_t d = 0; d < hd; d++) acc[d] = fmaf(v32[d], vs, acc[d]);
+            int64_t d = 0;
+#if defined(LC_AVX512)
+            const __m512 msv = _mm512_set1_ps(ms), vsv = _mm512_set1_ps(vs);
+            for (; d + 16 <= hd; d += 16) {
+                __m512 cur = _mm512_loadu_ps(acc + d);
+                if (ms != 1.0f) cur = _mm512_mul_ps(cur, msv);
+                _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(v32 + d), vsv, cur));
+            }
+#endif
+            for (; d < hd; d++) {
+                const float cur = ms != 1.0f ? acc[d] * ms : acc[d];  /* ggml_vec_scale_f32 */
+                acc[d] = fmaf(v32[d], vs, cur);  /* ggml_vec_mad_f32 */
+            }
         }
         S = fmaf(S, ms, vs);
     }
