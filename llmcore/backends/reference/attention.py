@@ -102,13 +102,21 @@ def _lane_dot(x: np.ndarray, y: np.ndarray, n_lanes: int) -> np.ndarray:
     return lanes
 
 
-def _float_dot(x: np.ndarray, y: np.ndarray, batched: bool) -> np.ndarray:
+def _float_dot(x: np.ndarray, y: np.ndarray, batched: bool, f16: bool = False) -> np.ndarray:
     """ggml's f32/f16 dot: tinyBLAS (one 16-lane accumulator, then _mm512_reduce_add_ps) for a
-    batch, ggml_vec_dot_f32/_f16 (64 lanes reduced as (0+2)+(1+3), then 16) for one row."""
+    batch, ggml_vec_dot_f32/_f16 (64 lanes reduced as (0+2)+(1+3), then 16) for one row; values past
+    a multiple of 64 then join one by one, in double for f16 values (``f16``), fused in float for f32."""
     if batched:
         return _reduce16(_lane_dot(x, y, 16))
-    quarters = _lane_dot(x, y, DOT_LANES).reshape(*np.broadcast_shapes(x.shape[:-1], y.shape[:-1]), 4, 16)
-    return _reduce16((quarters[..., 0, :] + quarters[..., 2, :]) + (quarters[..., 1, :] + quarters[..., 3, :]))
+    if f16:
+        return kernels._f16_dot(x, y)
+    whole = x.shape[-1] - x.shape[-1] % DOT_LANES
+    shape = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    quarters = _lane_dot(x[..., :whole], y[..., :whole], DOT_LANES).reshape(*shape, 4, 16)
+    total = _reduce16((quarters[..., 0, :] + quarters[..., 2, :]) + (quarters[..., 1, :] + quarters[..., 3, :]))
+    for i in range(whole, x.shape[-1]):
+        total = _fma(x[..., i], y[..., i], total)
+    return total
 
 
 def _bf16_lanes(x: np.ndarray, y: np.ndarray, lanes: np.ndarray) -> np.ndarray:
@@ -200,7 +208,7 @@ def _scores(q: np.ndarray, k_cache: np.ndarray, type_k: str, n_kv: int, n_head_k
     qr = _round(q, vec_type)[:, :, None, :]
     if vec_type == BF16:
         return _bf16_dot(qr, k[:, None, :, :], batched)
-    return _float_dot(qr, k[:, None, :, :], batched)
+    return _float_dot(qr, k[:, None, :, :], batched, f16=vec_type == F16)
 
 
 def _softmax(scores: np.ndarray, mask: np.ndarray, scale: float, slopes: np.ndarray, max_bias: float,
@@ -244,8 +252,9 @@ def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v,
     probs = np.pad(_round(probs, type_v), ((0, 0), (0, 0), (0, padding)))[:, :, None, :]
     v = np.pad(_cells(v_cache, type_v, n_kv, n_head_kv, d * n_head_kv).transpose(0, 2, 1),
                ((0, 0), (0, 0), (0, padding)))[:, None, :, :]
-    dot = _bf16_dot if type_v == BF16 else _float_dot
-    return _from_kv_head(by_row(lambda b: dot(probs, v, b)), n)
+    if type_v == BF16:
+        return _from_kv_head(by_row(lambda b: _bf16_dot(probs, v, b)), n)
+    return _from_kv_head(by_row(lambda b: _float_dot(probs, v, b, f16=type_v == F16)), n)
 
 
 # -- flash attention --------------------------------------------------------------------------------

@@ -398,7 +398,7 @@ static void op_kv_store(const lc_node *nd, const lc_task *task) {
 
 enum { F16_DOT_LANES = 64 };
 
-/* ggml_vec_dot_f16 of a K row (f16 or f32 cache) with the f16-rounded query q */
+/* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
 float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
     const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
     const lc_fp16_t *kh = k;
@@ -422,8 +422,12 @@ float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
     for (int l = 0; l < 16; l++) s16[l] = (lanes[l] + lanes[32 + l]) + (lanes[16 + l] + lanes[48 + l]);
     sum = lc_reduce16_ordered(s16);
 #endif
-    double total = sum;
-    for (int64_t i = np; i < n; i++) total += (double)((type == LC_TYPE_F16 ? LC_H2F(kh[i]) : kf[i]) * q[i]);
+    if (type != LC_TYPE_F16) {  /* ggml_vec_dot_f32: the values past a multiple of 64 fused in float */
+        for (int64_t i = np; i < n; i++) sum = fmaf(kf[i], q[i], sum);
+        return sum;
+    }
+    double total = sum;  /* ggml_vec_dot_f16: in ggml_float */
+    for (int64_t i = np; i < n; i++) total += (double)(LC_H2F(kh[i]) * q[i]);
     return (float)total;
 }
 

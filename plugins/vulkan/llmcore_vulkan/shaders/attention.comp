@@ -5,9 +5,11 @@
 // - q is rounded to f16; a query beside another token of its own sequence in the batch takes
 //   tinyBLAS's order (16 lanes over the head's dims, fused, then _mm512_reduce_add_ps's tree), a
 //   query alone ggml_vec_dot_f16's (64 lanes, then (l + l+32) + (l+16 + l+48), then the tree);
+//   with f32 caches q is not rounded and every query takes ggml_vec_dot_f32's order (the same 64
+//   lanes: ggml skips tinyBLAS for a q that already has K's type), dims past 64 fused in float;
 // - the softmax exponentials are ggml's expf, summed 16 cells at a time by the same tree, each
 //   group's sum added in order in double (ACC_F64; float on devices without shaderFloat64); the
-//   probabilities are scaled by float(1 / sum) and rounded to f16;
+//   probabilities are scaled by float(1 / sum) and rounded to f16 (f32 caches: not rounded);
 // - the V sums keep cell j in lane j % 16 (tinyBLAS) or j % 64 (vec_dot_f16), then reduce as above.
 // The scores are recomputed in each pass (max, sums, V) instead of being stored.
 #extension GL_GOOGLE_include_directive : require
@@ -33,6 +35,11 @@ layout(push_constant) uniform Params {
 } p;
 #include "common.glsl"
 #include "activations.glsl"
+#if defined(CACHE_F16)
+#define CACHE_FMA fma  // products of two f16 values are exact: any fma rounds once
+#else
+#define CACHE_FMA FMA  // f32 products are not: the fused rounding llama.cpp's CPU build has
+#endif
 
 const uint MAX_HEAD_DIM = 256u;
 const float NEG_INF = -1.0 / 0.0;
@@ -82,7 +89,7 @@ float dot_kq(uint cell, uint kv_off, bool batched) {
         }
         for (uint i = 0u; i < p.head_dim; i += 16u) {
             for (uint l = 0u; l < 16u && i + l < p.head_dim; l++) {
-                lane[l] = fma(cache_at(cell, kv_off, i + l, false), qs[i + l], lane[l]);
+                lane[l] = CACHE_FMA(cache_at(cell, kv_off, i + l, false), qs[i + l], lane[l]);
             }
         }
         return reduce16(lane);
@@ -94,13 +101,19 @@ float dot_kq(uint cell, uint kv_off, bool batched) {
     uint np = p.head_dim & ~63u;
     for (uint i = 0u; i < np; i += 64u) {
         for (uint l = 0u; l < 64u; l++) {
-            lane[l] = fma(cache_at(cell, kv_off, i + l, false), qs[i + l], lane[l]);
+            lane[l] = CACHE_FMA(cache_at(cell, kv_off, i + l, false), qs[i + l], lane[l]);
         }
     }
     float sum = reduce64(lane);
     if (np == p.head_dim) {
         return sum;
     }
+#if !defined(CACHE_F16)
+    for (uint i = np; i < p.head_dim; i++) {  // ggml_vec_dot_f32's leftovers, fused in float
+        sum = CACHE_FMA(cache_at(cell, kv_off, i, false), qs[i], sum);
+    }
+    return sum;
+#endif
     ACC total = ACC(sum);  // dims past a multiple of 64, added in ggml_float
     for (uint i = np; i < p.head_dim; i++) {
         precise float prod = cache_at(cell, kv_off, i, false) * qs[i];
@@ -114,7 +127,11 @@ float score(uint token, uint cell, uint kv_off, bool batched) {
     if (m == NEG_INF) {
         return NEG_INF;
     }
+#if defined(CACHE_F16)
     precise float s = dot_kq(cell, kv_off, batched) * p.scale;
+#else
+    precise float s = dot_kq(cell, kv_off, false) * p.scale;
+#endif
     precise float r = s + m;
     return r;
 }
@@ -140,7 +157,11 @@ void main() {
     uint kv_off = (head / p.group) * p.head_dim;
     uint q_base = (token * p.n_head + head) * p.head_dim;
     for (uint d = t; d < p.head_dim; d += 64u) {
+#if defined(CACHE_F16)
         qs[d] = round_f16(q[q_base + d]);
+#else
+        qs[d] = q[q_base + d];
+#endif
     }
     if (t < 3u) {
         uint row = token + t;  // token - 1 + t, kept unsigned
@@ -211,7 +232,11 @@ void main() {
         float s = j < n_kv ? score(token, j, kv_off, batched) : NEG_INF;
         precise float e = s == NEG_INF ? 0.0 : expf_ggml(s - row_max);
         precise float pr = e * inv;
+#if defined(CACHE_F16)
         chunk[t] = round_f16(pr);
+#else
+        chunk[t] = pr;
+#endif
         barrier();
         uint count = min(64u, n_kv - c0);
         for (uint k_ = 0u; k_ < MAX_DIMS; k_++) {
@@ -223,9 +248,9 @@ void main() {
                 uint cell = c0 + jj;
                 float vv = cache_at(cell, kv_off, d, true);
                 if (batched) {
-                    lane16[k_][cell % 16u] = fma(vv, chunk[jj], lane16[k_][cell % 16u]);
+                    lane16[k_][cell % 16u] = CACHE_FMA(vv, chunk[jj], lane16[k_][cell % 16u]);
                 } else {
-                    lane64[k_][cell % 64u] = fma(vv, chunk[jj], lane64[k_][cell % 64u]);
+                    lane64[k_][cell % 64u] = CACHE_FMA(vv, chunk[jj], lane64[k_][cell % 64u]);
                 }
             }
         }
