@@ -3,14 +3,17 @@ caches in each type and flash attention on or off, for the combinations llama.cp
 V cache needs flash attention), on the default model (SmolLM2-135M-Instruct Q4_1) and on the tiny
 K-quant llama of tests/fixtures/kquant.
 
-    /work/venv-oracle/bin/python scripts/make_kv_type_goldens.py
+    /work/venv-oracle/bin/python scripts/make_kv_type_goldens.py [MODEL ...]
 
 Needs llama-cpp-python 0.3.36 (the oracle; ``Llama(type_k=, type_v=, flash_attn=)``, where
 ``flash_attn`` True/False is llama.cpp's ``-fa on``/``-fa off``). Per model and combination, a prompt
 of more than 64 tokens in one batch (so that flash attention takes ggml's tiled path for f16 and its
 one-query path for the other types), then ``DECODED`` tokens one at a time (the default model's
 greedy continuation with f16 caches and flash attention off, fed to every combination alike).
-Written to ``tests/fixtures/kv_types/<model>.npz``: ``tokens`` and ``n_prompt``, and per combination
+``smollm2_long`` does the same for a prompt of more than 256 tokens with a few combinations, so that a
+decoded token's flash attention over f16 caches takes ggml's path that splits the cells among its
+``N_THREADS`` threads. Written to ``tests/fixtures/kv_types/<model>.npz``: ``tokens``, ``n_prompt``,
+``n_threads`` and per combination
 ``<k>_<v>_<fa>_idx`` / ``_val`` (the ``TOP_K`` largest logits of each row, ids and values, largest
 first) and ``_lse`` (each row's log-sum-exp), plus ``kv_lines`` (llama.cpp's ``llama_kv_cache:
 size = ...`` line per combination, at ``N_CTX`` cells). Also ``rows.npz``: random float32 rows (and
@@ -61,11 +64,19 @@ def default_model() -> Path:
     return default_model_path(progress=False)
 
 
+#: a prompt of more than 256 tokens: llama.cpp's view of the cache is then 512 cells, and a decoded
+#: token's flash attention over f16 caches splits the cells among its threads (N_THREADS)
+LONG_PROMPT = " ".join(f"Item {i}: the {['red', 'green', 'blue', 'small', 'large'][i % 5]} box holds {i * 7 % 23} marbles."
+                       for i in range(24)) + " Summing up, the boxes"
+LONG_COMBOS = [("f16", "f16", True), ("f16", "f16", False), ("q8_0", "q8_0", True), ("f32", "f32", True)]
+N_THREADS = 2
+
 #: model name -> (where its GGUF is, its prompt: text, or token ids for the tiny model, whose vocabulary
-#: is random)
+#: is random; the combinations)
 MODELS = {
-    "smollm2": (default_model, PROMPT),
-    "kquant_q4_k_m": (lambda: ROOT / "tests" / "fixtures" / "kquant" / "q4_k_m.gguf", [1, *range(40, 119)]),
+    "smollm2": (default_model, PROMPT, COMBOS),
+    "kquant_q4_k_m": (lambda: ROOT / "tests" / "fixtures" / "kquant" / "q4_k_m.gguf", [1, *range(40, 119)], COMBOS),
+    "smollm2_long": (default_model, LONG_PROMPT, LONG_COMBOS),
 }
 
 _log_lines: list[str] = []
@@ -90,7 +101,7 @@ def run(path: Path, prompt: str | list[int], k: str, v: str, flash: bool, tokens
              "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0, "q4_1": llama_cpp.GGML_TYPE_Q4_1,
              "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL, "q5_0": llama_cpp.GGML_TYPE_Q5_0, "q5_1": llama_cpp.GGML_TYPE_Q5_1}
     _log_lines.clear()
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, n_threads=2,
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, n_threads=N_THREADS,
                           logits_all=True, type_k=types[k], type_v=types[v], flash_attn=flash, verbose=True)
     kv_line = next(line.strip() for line in "".join(_log_lines).splitlines() if "llama_kv_cache: size =" in line)
     if tokens is None:  # the first combination: tokenize, and decode greedily
@@ -154,12 +165,14 @@ def main() -> int:
     hook = _install_log_hook()  # noqa: F841
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     write_row_goldens()
-    for model, (locate, prompt) in MODELS.items():
+    for model, (locate, prompt, combos) in MODELS.items():
+        if sys.argv[1:] and model not in sys.argv[1:]:
+            continue
         path = locate()
         tokens = n_prompt = None
         arrays: dict[str, np.ndarray] = {}
         kv_lines = []
-        for k, v, flash in COMBOS:
+        for k, v, flash in combos:
             tokens, n_prompt, logits, kv_line = run(path, prompt, k, v, flash, tokens, n_prompt)
             name = combo_name(k, v, flash)
             top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP_K]
@@ -171,7 +184,8 @@ def main() -> int:
             print(f"{model} {name}: {kv_line}", flush=True)
         out = OUT_DIR / f"{model}.npz"
         np.savez_compressed(out, tokens=np.array(tokens, np.int32), n_prompt=np.int32(n_prompt),
-                            combos=np.array([combo_name(*c) for c in COMBOS]), kv_lines=np.array(kv_lines), **arrays)
+                            combos=np.array([combo_name(*c) for c in combos]), kv_lines=np.array(kv_lines),
+                            n_threads=np.int32(N_THREADS), **arrays)
         print(f"{out}: {out.stat().st_size / 1024:.0f} KiB, {len(tokens)} rows ({n_prompt} prompt tokens)")
     return 0
 

@@ -51,8 +51,9 @@ def logits(path: Path, backend: str, combo: str, g: dict[str, np.ndarray]) -> np
     from llmcore.engine.batch import Batch
 
     type_k, type_v, flash = parse_combo(combo)
-    llm = LLM(path, backend=backend, n_ctx=N_CTX, cache_type_k=type_k, cache_type_v=type_v,
-              flash_attn="on" if flash else "off")
+    # llama.cpp's thread count: its flash attention for one query over a long cache splits the cells among them
+    llm = LLM(path, backend=backend, n_ctx=N_CTX, n_threads=int(g["n_threads"]), cache_type_k=type_k,
+              cache_type_v=type_v, flash_attn="on" if flash else "off")
     tokens, n_prompt = g["tokens"].tolist(), int(g["n_prompt"])
     rows = [llm.logits(tokens[:n_prompt])]
     for step, token in enumerate(tokens[n_prompt:]):
@@ -127,6 +128,47 @@ def test_cpu_simd_gives_llama_cpps_logits_on_the_tiny_k_quant_llama(combo):
 def test_reference_gives_llama_cpps_logits(smollm2, combo):
     path, g = smollm2
     check(logits(path, "reference", combo, g), g, combo, bit_exact=True)
+
+
+@pytest.mark.skipif(not HAS_CPU_SIMD, reason="the cpu_simd plugin is not installed or cannot build its kernels here")
+@pytest.mark.parametrize("combo", [str(c) for c in golden("smollm2_long")["combos"]])
+def test_a_long_prompt_and_its_decoded_tokens_give_llama_cpps_logits(default_model_path, combo):
+    """321 prompt tokens: flash attention's tiled path over several tiles, then decoded tokens over a
+    512-cell view, whose flash attention over f16 caches llama.cpp splits among its 2 threads."""
+    g = golden("smollm2_long")
+    check(logits(default_model_path, "cpu_simd", combo, g), g, combo, bit_exact=True)
+
+
+@pytest.mark.skipif(not HAS_CPU_SIMD, reason="the cpu_simd plugin is not installed or cannot build its kernels here")
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_the_backends_split_a_long_view_among_threads_alike(n_threads):
+    """One query's flash attention over 300 used cells (a 512-cell view) on the reference backend
+    and on cpu_simd, each split as llama.cpp with ``n_threads`` threads: the same bits."""
+    from llmcore.backends.reference import ReferenceBackend
+    from llmcore.graph.backend import Subgraph
+    from llmcore.graph.builder import GraphBuilder
+    from llmcore.graph.ir import F32, Op
+    from llmcore_cpu_simd.backend import CpuSimdBackend
+
+    rng = np.random.default_rng(n_threads)
+    g = GraphBuilder(1, 1)
+    k, v = (g.cache(name, (N_CTX, 128), "f16") for name in "kv")
+    out = g.attention(g.input("q", (1, 6, 64), F32), k, v, g.input("mask", (1, N_CTX), F32), 0.125, flash=True)
+    graph = g.build({"out": out})
+    sub = Subgraph([n for n in graph.nodes if not n.is_leaf], list(graph.inputs.values()), [out], [], graph.caches)
+    mask = np.full((1, N_CTX), -np.inf, np.float32)
+    mask[0, :300] = 0.0
+    feeds = {graph.inputs["q"].id: rng.standard_normal((1, 6, 64)).astype(np.float32),
+             graph.inputs["mask"].id: mask}
+    results = []
+    for backend in (ReferenceBackend(n_threads), CpuSimdBackend(n_threads)):
+        executable = backend.compile(sub)
+        for name in "kv":  # the same 300 cells on both
+            view = backend.cache_view(name)
+            view[...] = 0
+            view[:300] = np.random.default_rng(ord(name)).standard_normal((300, 128))
+        results.append(executable.run(feeds, 300)[0])
+    np.testing.assert_array_equal(*results)
 
 
 # -- what the cache costs --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ products run as BLAS calls.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -106,7 +107,8 @@ class _Interpreter(Executable):
                 return cache
             case Op.ATTENTION:
                 return attention.attention(*src, p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
-                                           node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"])
+                                           node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"],
+                                           b.n_threads or os.cpu_count() or 1)
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:

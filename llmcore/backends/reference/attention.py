@@ -31,6 +31,7 @@ from llmcore.plugin_api import dequantize, kv_types
 
 F32, F16, BF16 = kv_types.F32, kv_types.F16, kv_types.BF16
 Q_TILE = KV_TILE = 64  # ggml's GGML_FA_TILE_Q and GGML_FA_TILE_KV
+SPLIT_KV_CELLS = 512  # a single query over a view this long splits the cells among ggml's threads
 DOT_LANES = 64  # ggml_vec_dot_f16/_f32 on AVX-512: four vectors of 16
 _Q8_1_TYPES = ("q4_1", "q5_1")
 _CHUNK = 1 << 21  # values per temporary of the block dot products
@@ -38,14 +39,16 @@ _CHUNK = 1 << 21  # values per temporary of the block dot products
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray, scale: float,
               n_head_kv: int, n_kv: int, type_k: str, type_v: str, flash: bool = False,
-              max_bias: float = 0.0, softcap: float = 0.0) -> np.ndarray:
+              max_bias: float = 0.0, softcap: float = 0.0, n_threads: int = 1) -> np.ndarray:
     """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells of caches stored as
-    ``kv_types.storage`` lays them out (q [n, n_head, d]; returns [n, n_head * d])."""
+    ``kv_types.storage`` lays them out (q [n, n_head, d]; returns [n, n_head * d]). ``n_threads``
+    is the thread count of the llama.cpp whose sums to follow: its flash attention for one query
+    over a long f16 cache splits the cells among them."""
     if not flash:
         if type_k == type_v == F16:
             return kernels.attention(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, max_bias, softcap)
         return _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap)
-    return _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap)
+    return _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads)
 
 
 # -- shared pieces ------------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def _libm_expf(x: np.ndarray) -> np.ndarray:
     return np.where(x > np.float32(float.fromhex("0x1.62e42ep6")), np.float32(np.inf), np.where(np.isnan(x), x, y))
 
 
-def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap):
+def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads):
     n, n_head, d = q.shape
     # llama.cpp's graph casts an f32 cache to f16 for flash attention
     type_k, type_v = (F16 if t == F32 else t for t in (type_k, type_v))
@@ -306,15 +309,49 @@ def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, ma
     if softcap:
         scale = np.float32(scale) / np.float32(softcap)
     qh = _by_kv_head(q, n_head_kv)
+    view = _cache_view_cells(n_kv, k_cache.shape[0])
     if n >= Q_TILE and type_k == type_v == F16:
         out = _flash_tiled(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap)
+    elif n == 1 and type_k == type_v == F16 and view >= SPLIT_KV_CELLS:
+        out = _flash_split(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap, view, n_threads)
     else:
         out = _flash_one_row(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, type_k, type_v, softcap)
     return _from_kv_head(out, n)
 
 
-def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, type_v, softcap):
-    """ggml_compute_forward_flash_attn_ext_f16_one_chunk over every query row at once, cell by cell."""
+def _cache_view_cells(n_kv: int, n_cells: int) -> int:
+    """The cells of llama.cpp's view of the cache for ``n_kv`` used ones: padded to 256, at least 256."""
+    return min(n_cells, max(256, -(-n_kv // 256) * 256))
+
+
+def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, view, n_threads):
+    """One query over a cache view of 512 cells or more (f16 caches): ggml cuts the view's cells into
+    one chunk per thread, runs the one-row path on each without normalising, then merges the chunks
+    in order (ggml_flash_attn_ext_reduce_partials), each merge's multiply-adds fused as its C
+    contracts them."""
+    heads, rows, d = qh.shape
+    chunk = -(-view // n_threads)
+    acc = np.zeros((heads, rows, d), np.float32)
+    m = np.full((heads, rows), -np.inf, np.float32)
+    total = np.zeros((heads, rows), np.float32)
+    for start in range(0, view, chunk):
+        part, m_part, s_part = _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, F16, F16, softcap,
+                                              cells=(start, min(start + chunk, n_kv)), normalize=False)
+        use = s_part != 0
+        m_new = np.maximum(m, m_part)
+        scale_old, scale_new = _libm_expf(m - m_new), _libm_expf(m_part - m_new)
+        acc = np.where(use[..., None], _fma(acc, scale_old[..., None], part * scale_new[..., None]), acc)
+        total = np.where(use, _fma(total, scale_old, s_part * scale_new), total)
+        m = np.where(use, m_new, m)
+    inv = np.where(total == 0, np.float32(1), np.float32(1) / np.where(total == 0, np.float32(1), total))
+    return acc * inv[..., None].astype(np.float32)
+
+
+def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, type_v, softcap,
+                   cells: tuple[int, int] | None = None, normalize: bool = True):
+    """ggml_compute_forward_flash_attn_ext_f16_one_chunk over every query row at once, cell by cell
+    (the cells [start, stop) of ``cells`` only; unnormalised, with each row's max and sum, unless
+    ``normalize``)."""
     vec_type = F16 if type_k == F16 else BF16 if type_k == BF16 else None
     heads, rows, d = qh.shape
     s_all = _scores(qh, k_cache, type_k, n_kv, n_head_kv, False, heads * d, vec_type) * scale
@@ -326,7 +363,8 @@ def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, 
     acc = np.zeros((heads, rows, d), np.float32)
     m = np.full((heads, rows), -np.inf, np.float32)
     total = np.zeros((heads, rows), np.float32)
-    visible_cells = np.flatnonzero((masks != -np.inf).any(axis=(0, 1)))
+    start, stop = cells or (0, n_kv)
+    visible_cells = start + np.flatnonzero((masks[:, :, start:stop] != -np.inf).any(axis=(0, 1)))
     for j in visible_cells:
         s = s_all[:, :, j]
         seen = masks[:, :, j] != -np.inf
@@ -343,6 +381,8 @@ def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, 
             added = added.astype(np.float16).astype(np.float32)
         acc = np.where(seen[..., None], added, acc)
         total = np.where(seen, _fma(total, ms, vs), total)
+    if not normalize:
+        return acc, m, total
     inv = np.where(total == 0, np.float32(0), np.float32(1) / np.where(total == 0, np.float32(1), total))
     return acc * inv[..., None].astype(np.float32)
 

@@ -261,8 +261,11 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
 }
 
 /* One query head with flash attention, ggml's one-row path: online softmax cell by cell. */
-static void attend_flash_row(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                             const float *mask, float slope, float *work, float *y) {
+/* The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y and the row's
+ * max and sum go to partial[0], partial[1] (one chunk of ggml's split over threads). */
+static void attend_flash_cells(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
+                               const float *mask, float slope, int64_t c0, int64_t c1, float *work, float *y,
+                               float *partial) {
     const int64_t hd = a->head_dim;
     float *qf = work, *acc = qf + hd, *v32 = acc + hd;
     lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[512];
@@ -272,7 +275,7 @@ static void attend_flash_row(const attn_shape *a, const float *q, const char *k,
     float S = 0.0f, M = -INFINITY;
     memset(acc, 0, (size_t)hd * sizeof(float));
     memset(acc16, 0, (size_t)hd * sizeof(lc_fp16_t));
-    for (int64_t j = 0; j < a->n_kv; j++) {
+    for (int64_t j = c0; j < c1; j++) {
         const float mv = slope * round_f16(mask[j]);  /* flash attention's mask is f16 */
         if (mv == -INFINITY) continue;
         float s = score(a, k_cell(a, k, j, kvh, kbuf), qf, qb, 0) * a->scale;
@@ -328,7 +331,44 @@ static void attend_flash_row(const attn_shape *a, const float *q, const char *k,
     }
     if (v_f16)
         for (int64_t d = 0; d < hd; d++) acc[d] = LC_H2F(acc16[d]);
+    if (partial) {
+        partial[0] = M;
+        partial[1] = S;
+        memcpy(y, acc, (size_t)hd * sizeof(float));
+        return;
+    }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
+}
+
+/* The cells of llama.cpp's view of the cache for n_kv used ones: padded to 256, at least 256. */
+static int64_t view_cells(const attn_shape *a) {
+    const int64_t padded = (a->n_kv + 255) / 256 * 256;
+    const int64_t view = padded > 256 ? padded : 256;
+    return view < a->n_ctx ? view : a->n_ctx;
+}
+
+/* One query over a view of 512 cells or more (f16 caches, or f32 read as f16): ggml cuts the view
+ * into one chunk per thread (nth), runs the one-row path on each without normalising, and merges
+ * the chunks in order (ggml_flash_attn_ext_reduce_partials; its C fuses each merge's first product). */
+static void attend_flash_split(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
+                               const float *mask, float slope, int nth, float *work, float *y) {
+    const int64_t hd = a->head_dim, view = view_cells(a), chunk = (view + nth - 1) / nth;
+    float *part = work + 4 * hd, *acc = part + hd;
+    float M = -INFINITY, S = 0.0f, ms_part[2];
+    memset(acc, 0, (size_t)hd * sizeof(float));
+    for (int64_t c0 = 0; c0 < view; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
+        if (c0 >= c1) continue;  /* padding cells only: nothing visible */
+        attend_flash_cells(a, q, k, v, kvh, mask, slope, c0, c1, work, part, ms_part);
+        if (ms_part[1] == 0.0f) continue;
+        const float m_new = fmaxf(M, ms_part[0]);
+        const float scale_old = expf(M - m_new), scale_new = expf(ms_part[0] - m_new);
+        for (int64_t d = 0; d < hd; d++) acc[d] = fmaf(acc[d], scale_old, part[d] * scale_new);
+        S = fmaf(S, scale_old, ms_part[1] * scale_new);
+        M = m_new;
+    }
+    const float inv = S != 0.0f ? 1.0f / S : 1.0f;
     for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
 }
 
@@ -484,6 +524,9 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
         }
         return;
     }
+    /* one query over a long view of f16 caches: llama.cpp splits the cells among its threads
+     * (ggml's split-KV path), the same count as this pool's */
+    const int split = a.flash && a.n_tokens == 1 && f16_or_f32_k && f16_or_f32_v && view_cells(&a) >= 512;
     for (int64_t t = task->ith; t < a.n_tokens; t = atomic_fetch_add(task->next_chunk, 1)) {
         const float *mask = mask_all + t * a.n_ctx;
         const int batched = (t > 0 && common_cell(mask - a.n_ctx, mask, a.n_kv)) ||
@@ -499,7 +542,8 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
                 continue;
             }
             const float slope = head_slope(&a, (uint32_t)h);
-            if (a.flash) attend_flash_row(&a, q, k, v, kvh, mask, slope, task->scratch, y);
+            if (a.flash && split) attend_flash_split(&a, q, k, v, kvh, mask, slope, task->nth, task->scratch, y);
+            else if (a.flash) attend_flash_cells(&a, q, k, v, kvh, mask, slope, 0, a.n_kv, task->scratch, y, NULL);
             else attend_products(&a, q, k, v, kvh, mask, slope, batched, task->scratch, y);
         }
     }
