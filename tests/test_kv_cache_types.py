@@ -244,11 +244,23 @@ def test_a_quantized_v_cache_needs_flash_attention(default_model_path):
 
 
 @pytest.mark.parametrize("backend", ["reference"] + (["cpu_simd"] if HAS_CPU_SIMD else []))
-def test_auto_turns_flash_attention_on_where_the_backend_runs_it(backend):
+@pytest.mark.parametrize("cache_type", ["f16", "bf16"])  # bf16: cpu_simd leaves it to the reference backend
+def test_auto_turns_flash_attention_on_for_the_cpu_backends(backend, cache_type):
     from llmcore import LLM
 
-    llm = LLM(KQUANT_MODEL, backend=backend, flash_attn="auto")
+    llm = LLM(KQUANT_MODEL, backend=backend, flash_attn="auto", cache_type_k=cache_type, cache_type_v=cache_type)
     assert llm.context.cache.flash_attn, llm.plan.flash_attn_reason
+
+
+@pytest.mark.skipif("vulkan" not in backend_classes() or not availability("vulkan").usable,
+                    reason="the vulkan plugin is not installed or has no device here")
+def test_auto_leaves_flash_attention_off_where_an_accelerator_declines_it():
+    """As llama.cpp's auto: the flash attention op would leave the layer's device, so it stays off."""
+    from llmcore import LLM
+
+    llm = LLM(KQUANT_MODEL, backend="vulkan", flash_attn="auto")
+    assert not llm.context.cache.flash_attn
+    assert "vulkan does not run flash attention" in llm.plan.flash_attn_reason
 
 
 @pytest.mark.skipif(not HAS_CPU_SIMD, reason="the cpu_simd plugin is not installed or cannot build its kernels here")

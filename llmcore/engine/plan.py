@@ -283,6 +283,17 @@ class Plan:
         return seconds
 
 
+def _declines_flash(backend: Backend, node: Node) -> bool:
+    """Whether flash attention would leave the layer's device: ``backend`` declines the flash
+    attention ``node`` but runs it without flash attention, or is an accelerator that declines it
+    (a host backend that runs neither leaves both to another host backend, as llama.cpp's CPU
+    backend runs every flash attention)."""
+    if backend.supports_op(node):
+        return False
+    plain = dataclasses.replace(node, params={**node.params, "flash": False})
+    return not backend.runs_on_host or backend.supports_op(plain)
+
+
 def _nbytes(node: Node) -> int:
     if node.dtype not in _ELEMENT_BYTES and node.dtype in kv_types.KV_CACHE_TYPES:
         return kv_types.nbytes(node.dtype, node.shape)  # a cache crossing a split boundary
@@ -329,7 +340,7 @@ def resolve_cache(plan: Plan, flash_attn: str) -> tuple[CacheConfig, str]:
     plan.cache = dataclasses.replace(cache, flash_attn=True)
     plan._splits.clear()
     declined = sorted({plan.placement(node).name for node in plan.graph(1).nodes
-                       if node.op is Op.ATTENTION and not plan.placement(node).supports_op(node)})
+                       if node.op is Op.ATTENTION and _declines_flash(plan.placement(node), node)})
     plan.cache = cache
     if declined:
         return cache, f"-fa auto: off, as {', '.join(declined)} does not run flash attention with these caches"
