@@ -101,9 +101,22 @@ def test_help_says_what_llmcore_does(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert "quantize" not in out  # not implemented yet
-    assert "run" in out and "serve" in out
+    for command in ("run", "serve", "quantize", "gguf-split", "bench", "perplexity"):
+        assert command in out
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--usage"])  # llama.cpp's third name of --help
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith("usage: llmcore run")
+
+
+def test_a_command_is_parsed_without_importing_the_others():
+    """``llmcore quantize ...`` builds only quantize's parser; the full parser when the name is
+    not a module's (``list``) or absent."""
+    from llmcore.cli import build_parser
+
+    def choices(parser):
+        return next(action for action in parser._actions if action.dest == "command").choices
+
+    assert set(choices(build_parser("gguf-split"))) == {"gguf-split"}
+    assert {"list", "run", "gguf-split"} <= set(choices(build_parser("list")))
+    assert {"list", "run", "gguf-split"} <= set(choices(build_parser(None)))

@@ -2,7 +2,8 @@
 
 Each subcommand is a module in this package that defines ``add_parser(subparsers)`` (registering its
 flags and ``set_defaults(func=run)``) and ``run(args) -> int``. Modules import heavy dependencies
-inside ``run`` so that ``llmcore --help`` and argument errors stay instant.
+inside ``run`` so that ``llmcore --help`` and argument errors stay instant; a command whose module is
+named after it (``gguf-split``: ``gguf_split.py``) is parsed after importing that module alone.
 """
 
 from __future__ import annotations
@@ -52,23 +53,33 @@ class _CommandParser(_Parser):
         return super().parse_known_args(args, namespace)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s parser when its module bears its name (each
+    subcommand module imports what its flags need: the others' cost nothing then)."""
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    module_name = command.replace("-", "_") if command else None
+    parser, commands = _new_parser([module_name] if module_name in names else names)
+    if module_name in names and command not in commands:
+        parser, _ = _new_parser(names)
+    return parser
+
+
+def _new_parser(module_names: list[str]) -> tuple[argparse.ArgumentParser, set[str]]:
     parser = _Parser(
         prog="llmcore",
         description="Download, run, serve, benchmark and inspect GGUF language models.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for name in module_names:
+        module = importlib.import_module(f"{__name__}.{name}")
         if hasattr(module, "add_parser"):
             module.add_parser(subparsers)
-    return parser
+    return parser, set(subparsers.choices)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
