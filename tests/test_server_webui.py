@@ -122,7 +122,7 @@ def open_page(url: str) -> Iterator[DevTools]:
             targets = [t for t in listed if t["type"] == "page" and t["url"].startswith(url)]
             time.sleep(0.2)
         tools = DevTools(targets[0]["webSocketDebuggerUrl"])
-        _wait_for(lambda: tools.evaluate("document.readyState") == "complete", 30)
+        _wait_for(lambda: _shows_the_chat_page(tools, url), 60)
         tools.evaluate(f"document.getElementById('api-key').value = {json.dumps(API_KEY)}")
         yield tools
         tools.close()
@@ -151,6 +151,13 @@ def _devtools_port(browser: subprocess.Popen, profile: str) -> int:
             raise RuntimeError(f"chromium exited: {browser.stderr.read()}")
         time.sleep(0.1)
     raise RuntimeError("chromium did not open its DevTools port")
+
+
+def _shows_the_chat_page(tools: DevTools, url: str) -> bool:
+    """True once the chat page has loaded. The target is listed under the page's URL while
+    about:blank, already complete, is still its document."""
+    return tools.evaluate(f"location.href.startsWith({json.dumps(url)}) && document.readyState === 'complete'"
+                          " && document.getElementById('api-key') !== null")
 
 
 def _wait_for(condition, timeout: float) -> None:
