@@ -20,7 +20,7 @@ from llmcore.errors import BackendError, LLMCoreError
 from llmcore.gguf import GGML_QUANT_SIZES, GGMLType, dequantize
 from llmcore.graph import kv_types
 from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
-from llmcore.graph.ir import F16, F32, I32, DType, Node, Op
+from llmcore.graph.ir import F16, F32, I32, DType, Node, Op, is_per_row
 from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
 from llmcore.paths import cache_dir
 
@@ -28,8 +28,10 @@ from llmcore.paths import cache_dir
 #: their numerics. A backend declares the version it targets as ``Backend.api_version``; the registry
 #: refuses another major version, or a newer minor one. Minor versions only add (ops, optional
 #: methods); majors break. 2.0 moved the API from ``llmcore.backends`` to this one module; 2.1 added
-#: the KV cache types (``kv_types``), attention's ``flash`` param and the HADAMARD op.
-PLUGIN_API_VERSION = "2.1"
+#: the KV cache types (``kv_types``), attention's ``flash`` param and the HADAMARD op; 2.2 the
+#: mixture-of-experts ops (SIGMOID, DIV, SOFTMAX, SUM_ROWS, TOP_K, GATHER, MUL_MAT_ID, WEIGHTED_SUM)
+#: and binary ops whose second operand holds one value per row (``is_per_row``).
+PLUGIN_API_VERSION = "2.2"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
@@ -48,6 +50,7 @@ def llmcore_backends() -> list[type]:
 __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "GGML_QUANT_SIZES", "I32", "Availability", "Backend", "BackendError",
     "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node", "Op", "RopeParams", "Subgraph",
-    "WeightData", "cache_dir", "dequantize", "hookimpl", "kv_types", "llmcore_backends", "rope", "rope_cos_sin",
+    "WeightData", "cache_dir", "dequantize", "hookimpl", "is_per_row", "kv_types", "llmcore_backends", "rope",
+    "rope_cos_sin",
     "yarn_corr_dims",
 ]

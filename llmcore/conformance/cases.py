@@ -109,7 +109,7 @@ def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.r
 def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
     cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
-             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention()]
+             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
     return cases
@@ -174,9 +174,9 @@ def _mul_mat() -> Iterator[OpCase]:
 
 
 def _binary() -> Iterator[OpCase]:
-    for op in (Op.ADD, Op.MUL):
+    for op in (Op.ADD, Op.MUL, Op.DIV):
         for n, d in ((1, 64), (33, 577)):
-            for operand in ("same", "row", "weight"):
+            for operand in ("same", "row", "weight", "per_row"):
                 g = GraphBuilder(n, n)
                 cid = f"{op.value}-{n}x{d}-{operand}"
                 a = g.input("a", (n, d), F32)
@@ -184,10 +184,10 @@ def _binary() -> Iterator[OpCase]:
                     b = g.weight(f"{cid}.b", (d,), GGMLType.F32)
                     shapes = {"a": (n, d)}
                 else:
-                    b_shape = (n, d) if operand == "same" else (d,)
+                    b_shape = {"same": (n, d), "row": (d,), "per_row": (n, 1)}[operand]
                     b = g.input("b", b_shape, F32)
                     shapes = {"a": (n, d), "b": b_shape}
-                node = g.add(a, b) if op is Op.ADD else g.mul(a, b)
+                node = {Op.ADD: g.add, Op.MUL: g.mul, Op.DIV: g.div}[op](a, b)
                 b_desc = f"{b.dtype.name if isinstance(b.dtype, GGMLType) else b.dtype}{list(b.shape)}"
                 yield _case(cid, f"{op.value} a=f32[{n}, {d}] b={b_desc}", g, node, _normal(shapes))
 
@@ -221,11 +221,11 @@ def _norms() -> Iterator[OpCase]:
 
 
 def _unary() -> Iterator[OpCase]:
-    for op in (Op.SILU, Op.GELU, Op.TANH):
+    for op in (Op.SILU, Op.GELU, Op.TANH, Op.SIGMOID):
         for n, d in ((1, 64), (33, 577)):
             g = GraphBuilder(n, n)
             x = g.input("x", (n, d), F32)
-            node = {Op.SILU: g.silu, Op.GELU: g.gelu, Op.TANH: g.tanh}[op](x)
+            node = {Op.SILU: g.silu, Op.GELU: g.gelu, Op.TANH: g.tanh, Op.SIGMOID: g.sigmoid}[op](x)
             # spread over [-12, 12]: saturated tails included
             yield _case(f"{op.value}-{n}x{d}", f"{op.value} x=f32[{n}, {d}] in [-12, 12]", g, node,
                         lambda rng, step, n=n, d=d: {"x": rng.uniform(-12, 12, (n, d)).astype(np.float32)})
@@ -363,6 +363,60 @@ def _attention_cache_types(n_cells: int) -> Iterator[OpCase]:
                            softcap=1.5, flash=True)
         yield _case(cid, f"attention q=f32[{n}, 4, 64] kv=f16[{n_cells}, 128] flash softcap=1.5 n_kv={n}",
                     g, node, _attention_feeds(n, 4, 64, n_cells, n), n_kv=n)
+
+
+def _routing() -> Iterator[OpCase]:
+    """The gating and the choice of experts: softmax and sums over rows of a token's experts (widths
+    off a multiple of 16, which ggml's softmax takes 16 at a time), top-k with ties (values on a
+    coarse grid: std::sort's order decides), the selected weights and their weighted sum."""
+    for n, width in ((1, 8), (7, 60), (33, 128)):
+        for op in (Op.SOFTMAX, Op.SUM_ROWS):
+            g = GraphBuilder(n, n)
+            x = g.input("x", (n, width), F32)
+            node = g.softmax(x) if op is Op.SOFTMAX else g.sum_rows(x)
+            yield _case(f"{op.value}-{n}x{width}", f"{op.value} x=f32[{n}, {width}]", g, node,
+                        _normal({"x": (n, width)}, 3.0))
+        k = min(8, width // 4)
+        for ties in (False, True):
+            g = GraphBuilder(n, n)
+            node = g.top_k(g.input("x", (n, width), F32), k)
+            feeds = lambda rng, step, n=n, w=width, t=ties: {
+                "x": (np.round(rng.standard_normal((n, w)) * 2) / 2 if t else rng.standard_normal((n, w))).astype(np.float32)}
+            yield _case(f"top_k-{n}x{width}-k{k}{'-ties' if ties else ''}",
+                        f"top_k x=f32[{n}, {width}] k={k}{' (values on a grid of 1/2: ties)' if ties else ''}",
+                        g, node, feeds)
+        g = GraphBuilder(n, n)
+        node = g.gather(g.input("x", (n, width), F32), g.input("ids", (n, k), I32))
+        yield _case(f"gather-{n}x{width}-k{k}", f"gather x=f32[{n}, {width}] ids=i32[{n}, {k}]", g, node,
+                    lambda rng, step, n=n, w=width, k=k: {"x": rng.standard_normal((n, w)).astype(np.float32),
+                                                          "ids": _expert_ids(rng, n, w, k)})
+    for n, k, d in ((1, 2, 64), (7, 8, 577)):
+        g = GraphBuilder(n, n)
+        node = g.weighted_sum(g.input("x", (n, k, d), F32), g.input("w", (n, k), F32))
+        yield _case(f"weighted_sum-{n}x{k}x{d}", f"weighted_sum x=f32[{n}, {k}, {d}] w=f32[{n}, {k}]", g, node,
+                    _normal({"x": (n, k, d), "w": (n, k)}))
+
+
+def _mul_mat_id() -> Iterator[OpCase]:
+    """Expert-routed products: one token (decode: only the selected experts), a few, and 33 tokens
+    over 4 experts (experts with 16 and more rows: the batched kernels); the FFN's input (one slot
+    read by every selected expert) and the down projection's (a row per slot)."""
+    for w_type in (GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K):
+        cols = _widths(w_type)[1]
+        for n_expert, rows, n, k, x_slots in ((8, 33, 1, 2, 1), (8, 16, 7, 2, 2), (4, 40, 33, 2, 1), (6, 16, 33, 3, 3)):
+            g = GraphBuilder(n, n)
+            cid = f"mul_mat_id-{w_type.name}-{n_expert}x{rows}x{cols}-n{n}-k{k}-x{x_slots}"
+            w = g.weight(f"{cid}.w", (n_expert, rows, cols), w_type)
+            node = g.mul_mat_id(w, g.input("x", (n, x_slots, cols), F32), g.input("ids", (n, k), I32))
+            feeds = lambda rng, step, n=n, e=n_expert, k=k, shape=(n, x_slots, cols): {
+                "x": rng.standard_normal(shape).astype(np.float32), "ids": _expert_ids(rng, n, e, k)}
+            yield _case(cid, f"mul_mat_id w={w_type.name}[{n_expert}, {rows}, {cols}] x=f32[{n}, {x_slots}, {cols}] "
+                             f"ids=i32[{n}, {k}]", g, node, feeds)
+
+
+def _expert_ids(rng: np.random.Generator, n: int, n_expert: int, k: int) -> np.ndarray:
+    """k distinct experts for each of n tokens, as top-k picks them."""
+    return np.argsort(rng.random((n, n_expert)), axis=1)[:, :k].astype(np.int32)
 
 
 def _attention_feeds(n: int, n_head: int, head_dim: int, n_cells: int, n_kv: int, alibi: bool = False) -> Feeds:

@@ -43,6 +43,14 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.KV_STORE: 1e-7,
     Op.HADAMARD: 1e-7,
     Op.ATTENTION: 5e-4,
+    Op.SIGMOID: 1e-6,
+    Op.DIV: 1e-7,
+    Op.SOFTMAX: 1e-6,
+    Op.SUM_ROWS: 1e-7,
+    Op.TOP_K: 0.0,  # indices: the same experts in the same order, ties included
+    Op.GATHER: 1e-7,
+    Op.MUL_MAT_ID: 5e-4,
+    Op.WEIGHTED_SUM: 1e-7,
 }
 
 #: end-to-end marks on llama.cpp's goldens: what llama.cpp itself meets against them on a CPU with

@@ -8,7 +8,7 @@ import math
 from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
 from llmcore.graph import kv_types
-from llmcore.graph.ir import F16, F32, I32, DType, Graph, Node, Op, topological_order
+from llmcore.graph.ir import F16, F32, I32, DType, Graph, Node, Op, is_per_row, topological_order
 from llmcore.graph.rope import RopeParams
 
 
@@ -76,9 +76,13 @@ class GraphBuilder:
     def mul(self, a: Node, b: Node, name: str = "") -> Node:
         return self._binary(Op.MUL, a, b, name)
 
+    def div(self, a: Node, b: Node, name: str = "") -> Node:
+        return self._binary(Op.DIV, a, b, name)
+
     def _binary(self, op: Op, a: Node, b: Node, name: str) -> Node:
-        # b broadcasts over a's leading axes (a bias or norm weight over every row), as in ggml
-        _expect(a.shape[len(a.shape) - len(b.shape):] == b.shape,
+        # b broadcasts over a's leading axes (a bias or norm weight over every row), as in ggml, or
+        # is one value per row of a (shape a.shape[:-1] + (1,): a routing weight or gate per token)
+        _expect(a.shape[len(a.shape) - len(b.shape):] == b.shape or is_per_row(a.shape, b.shape),
                 f"{op.value} {name}: cannot broadcast {b.shape} over {a.shape}")
         return self._node(op, (a, b), a.shape, name)
 
@@ -123,6 +127,49 @@ class GraphBuilder:
     def geglu(self, gate: Node, up: Node, name: str = "") -> Node:
         _expect(gate.shape == up.shape, f"geglu {name}: {gate.shape} != {up.shape}")
         return self._node(Op.GEGLU, (gate, up), gate.shape, name)
+
+    def sigmoid(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.SIGMOID, (a,), a.shape, name)
+
+    def softmax(self, a: Node, name: str = "") -> Node:
+        """softmax over the last axis (the gating probabilities of a token's experts)."""
+        return self._node(Op.SOFTMAX, (a,), a.shape, name)
+
+    def sum_rows(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.SUM_ROWS, (a,), (*a.shape[:-1], 1), name)
+
+    # -- mixture of experts ---------------------------------------------------------------------
+
+    def top_k(self, a: Node, k: int, name: str = "") -> Node:
+        """i32 indices of the ``k`` largest values of each row of ``a``, largest first
+        (ggml_argsort_top_k: a descending argsort cut to its first ``k``)."""
+        _expect(a.dtype == F32 and len(a.shape) == 2 and 0 < k <= a.shape[1], f"top_k {name}: k={k} of {a}")
+        return Node(Op.TOP_K, (a,), (a.shape[0], k), I32, {"k": int(k)}, name, self.layer)
+
+    def gather(self, values: Node, ids: Node, name: str = "") -> Node:
+        """values[t, ids[t, j]] for each row t: the routing weights of each token's selected experts."""
+        _expect(ids.dtype == I32 and len(values.shape) == 2 and len(ids.shape) == 2 and ids.shape[0] == values.shape[0],
+                f"gather {name}: ids {ids} do not index the rows of {values}")
+        return self._node(Op.GATHER, (values, ids), ids.shape, name)
+
+    def mul_mat_id(self, w: Node, x: Node, ids: Node, name: str = "") -> Node:
+        """For each token t and slot j, ``w[ids[t, j]] @ x[t, j]`` (``x[t, 0]`` for every slot when x
+        has one: the expert FFN's input): w [n_expert, rows, cols] stacks the experts' matrices;
+        the result is [n_tokens, n_slots, rows]."""
+        _expect(len(w.shape) == 3, f"mul_mat_id weight must be 3-D [experts, rows, cols], got {w}")
+        _expect(ids.dtype == I32 and len(ids.shape) == 2, f"mul_mat_id {name}: ids must be i32[n, k], got {ids}")
+        n, k = ids.shape
+        _expect(x.dtype == F32 and len(x.shape) == 3 and x.shape[0] == n and x.shape[1] in (1, k)
+                and x.shape[2] == w.shape[2],
+                f"mul_mat_id {name}: activations {x.shape} do not match weight {w.name} {w.shape} and ids {ids.shape}")
+        return self._node(Op.MUL_MAT_ID, (w, x, ids), (n, k, w.shape[1]), name)
+
+    def weighted_sum(self, x: Node, weights: Node, name: str = "") -> Node:
+        """sum over j of x[t, j] * weights[t, j] (x [n, k, d], weights [n, k]), each product rounded
+        and the products added in order of j, as llama.cpp's ggml_mul and chain of ggml_adds."""
+        _expect(len(x.shape) == 3 and weights.shape == x.shape[:2],
+                f"weighted_sum {name}: weights {weights.shape} do not match {x.shape}")
+        return self._node(Op.WEIGHTED_SUM, (x, weights), (x.shape[0], x.shape[2]), name)
 
     def hadamard(self, a: Node, n: int, name: str = "") -> Node:
         """``a`` rotated by the Walsh-Hadamard matrix of order ``n`` (a power of two) in chunks of

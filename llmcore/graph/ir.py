@@ -25,7 +25,7 @@ class Op(str, enum.Enum):
     CACHE = "cache"  # a persistent KV cache buffer owned by the executing backend (params: name)
     GET_ROWS = "get_rows"  # table[ids]: embedding lookup, or picking output rows
     MUL_MAT = "mul_mat"  # x @ w.T; w may be quantized, x is f32 and rounded as llama.cpp does
-    ADD = "add"
+    ADD = "add"  # b broadcasts over a's leading axes, or holds one value per row of a (see is_per_row)
     MUL = "mul"
     SCALE = "scale"
     CLAMP = "clamp"  # min(max(x, low), high): MPT's and OLMo's clipped queries, keys and values
@@ -42,6 +42,17 @@ class Op(str, enum.Enum):
     HADAMARD = "hadamard"  # x rotated by the orthonormal Walsh-Hadamard matrix of order n (params: n) in
     # consecutive chunks of n values, as ggml's fast transform (x / sqrtf(n), then butterflies): the
     # rotation llama.cpp applies around a quantized KV cache
+    SIGMOID = "sigmoid"  # 1 / (1 + exp(-x)), with the C library's expf as ggml's CPU backend
+    DIV = "div"  # broadcasts as ADD
+    SOFTMAX = "softmax"  # over the last axis, as ggml_soft_max without a mask: expert gating
+    SUM_ROWS = "sum_rows"  # the sum over the last axis, kept as an axis of 1 (ggml_sum_rows: in double)
+    TOP_K = "top_k"  # i32 indices of the k largest values along the last axis, largest first, ties in
+    # the order of ggml_argsort's std::sort (params: k): the experts a token is routed to
+    GATHER = "gather"  # values[..., ids[..., j]]: each token's weights of its selected experts
+    MUL_MAT_ID = "mul_mat_id"  # out[t, j] = w[ids[t, j]] @ x[t, j] (x[t, 0] when x has one slot): the
+    # expert-routed product (ggml_mul_mat_id) over a stacked weight [n_expert, rows, cols]
+    WEIGHTED_SUM = "weighted_sum"  # sum over j of x[t, j] * w[t, j], products rounded, then added in
+    # order of j: the experts' outputs mixed by their routing weights
     ATTENTION = "attention"  # softmax(q k^T * scale + slope_h * mask) v over the first n_kv cache cells, GQA
     # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
     # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's
@@ -111,3 +122,9 @@ def topological_order(outputs: list[Node]) -> list[Node]:
             stack.extend(node.srcs)
     # creation order is already topological: a node is created after its sources
     return sorted(seen.values(), key=lambda n: n.id)
+
+
+def is_per_row(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
+    """Whether a binary op's ``b`` holds one value per row of ``a`` (shape a.shape[:-1] + (1,): a
+    gate or routing weight per token) rather than broadcasting over a's leading axes."""
+    return len(b_shape) == len(a_shape) and b_shape[-1] == 1 and b_shape[:-1] == a_shape[:-1] and a_shape[-1] != 1

@@ -12,16 +12,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends.reference import attention, kernels
+from llmcore.backends.reference import attention, kernels, moe
 from llmcore.plugin_api import (
-    Availability, Backend, Device, Executable, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
+    Availability, Backend, Device, Executable, GGMLType, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
 )
 
 
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
-    api_version = "2.0"
+    api_version = "2.2"
     runs_on_host = True
 
     @classmethod
@@ -46,11 +46,17 @@ class ReferenceBackend(Backend):
         integer quants and scales, other types dequantized to float32."""
         if name not in self._prepared:
             w = self._weights[name]
-            if w.type in kernels.LEGACY_QUANTS:
-                self._prepared[name] = kernels.BlockQuants.from_raw(w.raw, w.type, w.shape)
-            else:
-                self._prepared[name] = dequantize(w.raw, w.type, w.shape)
+            self._prepared[name] = _prepared_matrix(w.raw, w.type, w.shape)
         return self._prepared[name]
+
+    def expert_matrix(self, name: str, expert: int) -> np.ndarray | kernels.BlockQuants:
+        """Expert ``expert``'s matrix of the stacked weight ``name`` [n_expert, rows, cols],
+        prepared as :meth:`matrix` prepares a matrix, on first use: only routed experts are read."""
+        key = f"{name}[{expert}]"
+        if key not in self._prepared:
+            w = self._weights[name]
+            self._prepared[key] = _prepared_matrix(w.raw[expert], w.type, w.shape[1:])
+        return self._prepared[key]
 
     def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
         """Rows ``ids`` of weight ``name`` as float32, without dequantizing the whole table."""
@@ -101,6 +107,15 @@ class _Interpreter(Executable):
             case Op.MUL_MAT:
                 w = node.srcs[0]
                 return kernels.mul_mat(b.matrix(w.name), w.dtype, src[1])
+            case Op.MUL_MAT_ID:
+                w = node.srcs[0]
+                return moe.mul_mat_id(
+                    lambda e: lambda rows: kernels.mul_mat(b.expert_matrix(w.name, e), w.dtype, rows),
+                    src[1], src[2], w.shape[1])
+            case Op.TOP_K:
+                return moe.top_k(src[0], p["k"])
+            case Op.GATHER:
+                return np.take_along_axis(src[0], src[1], axis=-1)
             case Op.KV_STORE:
                 cache, x, cells = src
                 cache[cells] = kv_types.store_rows(node.dtype, x)
@@ -136,9 +151,22 @@ _ELEMENTWISE: dict[Op, Callable[..., np.ndarray]] = {
     Op.SILU: kernels.silu,
     Op.GELU: kernels.gelu,
     Op.TANH: np.tanh,
+    Op.DIV: np.divide,
+    Op.SIGMOID: moe.sigmoid,
+    Op.SOFTMAX: moe.softmax,
+    Op.SUM_ROWS: moe.sum_rows,
+    Op.WEIGHTED_SUM: moe.weighted_sum,
     Op.SWIGLU: lambda gate, up: kernels.silu(gate) * up,
     Op.GEGLU: lambda gate, up: kernels.gelu(gate) * up,
 }
+
+
+def _prepared_matrix(raw: np.ndarray, w_type: GGMLType, shape: tuple[int, ...]) -> np.ndarray | kernels.BlockQuants:
+    """A matrix as ``kernels.mul_mat`` takes it: legacy quants split into integer quants and scales,
+    other types dequantized to float32."""
+    if w_type in kernels.LEGACY_QUANTS:
+        return kernels.BlockQuants.from_raw(raw, w_type, shape)
+    return dequantize(raw, w_type, shape)
 
 
 @hookimpl

@@ -277,7 +277,7 @@ _EXPF_POLY = (float.fromhex("0x1.c6af84b912394p-5") / 32**3, float.fromhex("0x1.
               float.fromhex("0x1.62e42ff0c52d6p-1") / 32)
 
 
-def _libm_expf(x: np.ndarray) -> np.ndarray:
+def libm_expf(x: np.ndarray) -> np.ndarray:
     """The C library's expf, which ggml's flash attention calls per score: glibc's algorithm (a
     32-entry table of 2^(i/32) and a cubic in double precision, within 0.502 ulp, not always the
     correctly rounded value), step for step."""
@@ -339,7 +339,7 @@ def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, v
                                               cells=(start, min(start + chunk, n_kv)), normalize=False)
         use = s_part != 0
         m_new = np.maximum(m, m_part)
-        scale_old, scale_new = _libm_expf(m - m_new), _libm_expf(m_part - m_new)
+        scale_old, scale_new = libm_expf(m - m_new), libm_expf(m_part - m_new)
         acc = np.where(use[..., None], _fma(acc, scale_old[..., None], part * scale_new[..., None]), acc)
         total = np.where(use, _fma(total, scale_old, s_part * scale_new), total)
         m = np.where(use, m_new, m)
@@ -369,8 +369,8 @@ def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, 
         s = s_all[:, :, j]
         seen = masks[:, :, j] != -np.inf
         higher = seen & (s > m)
-        ms = np.where(higher, _libm_expf(m - s), np.float32(1))
-        vs = np.where(higher | ~seen, np.float32(1), _libm_expf(s - m))
+        ms = np.where(higher, libm_expf(m - s), np.float32(1))
+        vs = np.where(higher | ~seen, np.float32(1), libm_expf(s - m))
         m = np.where(higher, s, m)
         scaled = acc * ms[..., None]
         if f16_acc:
@@ -413,7 +413,7 @@ def _flash_tiled(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap):
         tile_max = kq.max(axis=-1)
         new_m = np.maximum(m, tile_max)
         higher = seen & (new_m > m)
-        ms = np.where(higher, _libm_expf(m - new_m), np.float32(1))
+        ms = np.where(higher, libm_expf(m - new_m), np.float32(1))
         acc = np.where(higher[..., None], acc * ms[..., None], acc)
         total = np.where(higher, total * ms, total)
         m = np.where(seen, new_m, m)

@@ -24,7 +24,10 @@ PROFILE_ENV = "LLMCORE_PROFILE"
 CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 
 _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
-                Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP}
+                Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP, Op.DIV, Op.SIGMOID, Op.SOFTMAX,
+                Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM}
+#: llama.cpp's LLAMA_MAX_EXPERTS: the widest row TOP_K sorts (on the stack)
+MAX_SORTED = 512
 
 
 def selected_level(requested: str | None = None) -> str:
@@ -44,7 +47,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.0"
+    api_version = "2.2"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -75,12 +78,14 @@ class CpuSimdBackend(Backend):
 
     def supports_op(self, node: Node) -> bool:
         op = node.op
-        if op is Op.MUL_MAT:
-            w, x = node.srcs
+        if op in (Op.MUL_MAT, Op.MUL_MAT_ID):
+            w, x = node.srcs[:2]
             traits = self._weight_traits(w)
             vec_traits = self.lib.lc_traits[traits.vec_dot_type] if traits is not None else None
             return (traits is not None and traits.vec_dot != ffi.NULL and x.dtype == F32
-                    and w.shape[1] % traits.block_size == 0 and w.shape[1] % vec_traits.block_size == 0)
+                    and w.shape[-1] % traits.block_size == 0 and w.shape[-1] % vec_traits.block_size == 0)
+        if op is Op.TOP_K:
+            return node.srcs[0].dtype == F32 and node.srcs[0].shape[-1] <= MAX_SORTED
         if op is Op.GET_ROWS:
             table = node.srcs[0]
             if table.op is Op.WEIGHT:

@@ -15,22 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, kv_types, yarn_corr_dims
+from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, is_per_row, kv_types, yarn_corr_dims
 
 from llmcore_cpu_simd.library import ffi
 
 ALIGN = 64  # bytes: a cache line, and the widest vector load
 TYPE_F32, TYPE_F16 = 0, 1  # GGML type ids of the float formats
 
-Key = tuple  # a storage: ("v", id) arena value, ("q", key, type) quantized copy, ("in", id), ("w", name), ("c", name)
+Key = tuple  # a storage: ("v", id) arena value, ("q", key, type) quantized copy, ("moe", what, ...) routing
+# buffers of mul_mat_id, ("in", id), ("w", name), ("c", name)
 
 _NUMPY_DTYPES = {F32: np.float32, F16: np.float16, I32: np.int32}
 
 _PLAIN_OPS = {
     Op.ADD: "LC_OP_ADD", Op.MUL: "LC_OP_MUL", Op.SCALE: "LC_OP_SCALE", Op.SILU: "LC_OP_SILU",
     Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU", Op.TANH: "LC_OP_TANH",
-    Op.CLAMP: "LC_OP_CLAMP",
+    Op.CLAMP: "LC_OP_CLAMP", Op.DIV: "LC_OP_DIV", Op.SIGMOID: "LC_OP_SIGMOID",
 }
+
+#: ops over rows of the last axis: ne = (row length, rows[, k])
+_ROW_OPS = {Op.SOFTMAX: "LC_OP_SOFTMAX", Op.SUM_ROWS: "LC_OP_SUM_ROWS", Op.TOP_K: "LC_OP_TOP_K",
+            Op.GATHER: "LC_OP_GATHER"}
 
 
 @dataclass
@@ -98,7 +103,8 @@ class Program:
             steps.extend(self._lower(node))
         self._place(steps, [self._key(n) for n in subgraph.outputs])
         self.inputs = [(n.id, self._input_arrays[n.id]) for n in subgraph.inputs]
-        self.outputs = [self._view(self._key(n), n.shape) for n in subgraph.outputs]
+        self.outputs = [self._view(self._key(n), n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
+                        for n in subgraph.outputs]
         self._build_c_program(steps, pool, n_threads)
 
     # -- storage --------------------------------------------------------------------------------
@@ -137,6 +143,15 @@ class Program:
                           (cols, ids.shape[0]), self._row_bytes(table_type, cols))]
         if op is Op.MUL_MAT:
             return self._lower_mul_mat(node)
+        if op is Op.MUL_MAT_ID:
+            return self._lower_mul_mat_id(node)
+        if op in _ROW_OPS:
+            cols = srcs[0].shape[-1]
+            return [_Step(_ROW_OPS[op], self._value(node), [key(s) for s in srcs],
+                          ne=(cols, math.prod(srcs[0].shape[:-1]), node.shape[-1]))]
+        if op is Op.WEIGHTED_SUM:
+            n, k, d = srcs[0].shape
+            return [_Step("LC_OP_WEIGHTED_SUM", self._value(node), [key(s) for s in srcs], ne=(d, k, n))]
         if op in (Op.RMS_NORM, Op.NORM):
             cols = node.shape[-1]
             return [_Step("LC_OP_RMS_NORM" if op is Op.RMS_NORM else "LC_OP_NORM", self._value(node),
@@ -164,30 +179,61 @@ class Program:
                           _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"], node.params["softcap"], node.params["max_bias"]),
                           i=(node.params["n_head_kv"], _type_id(v.dtype), int(bool(node.params.get("flash")))))]
-        ne = (size, math.prod(srcs[1].shape)) if op in (Op.ADD, Op.MUL) else (size,)
+        binary = op in (Op.ADD, Op.MUL, Op.DIV)
+        ne = (size, math.prod(srcs[1].shape)) if binary else (size,)
+        per_row = (srcs[0].shape[-1],) if binary and is_per_row(srcs[0].shape, srcs[1].shape) else ()
         f = ((node.params["factor"],) if op is Op.SCALE
              else (node.params["low"], node.params["high"]) if op is Op.CLAMP else ())
-        return [_Step(_PLAIN_OPS[op], self._value(node), [key(s) for s in srcs], ne=ne, f=f)]
+        return [_Step(_PLAIN_OPS[op], self._value(node), [key(s) for s in srcs], ne=ne, f=f, i=per_row)]
 
     def _lower_mul_mat(self, node: Node) -> list[_Step]:
         w, x = node.srcs
         n_out, k = w.shape
         m = math.prod(x.shape[:-1])
         w_type = int(w.dtype)
-        vec_type = self._lib.lc_traits[w_type].vec_dot_type
-        steps = []
-        if vec_type == TYPE_F32:
-            x_key, x_bytes = self._key(x), k * 4
-        else:
-            x_key, x_bytes = ("q", self._key(x), vec_type), self._row_bytes(vec_type, k)
-            if x_key not in self._sizes:  # the first matmul to read x in this format quantizes it
-                self._sizes[x_key] = m * x_bytes
-                steps.append(_Step("LC_OP_QUANTIZE", x_key, [self._key(x)], vec_type, (k, m), x_bytes))
+        steps: list[_Step] = []
+        x_key, x_bytes = self._activations(x, self._lib.lc_traits[w_type].vec_dot_type, k, m, steps)
         # the packed GEMM of prompt batches unpacks a block of weight rows into the thread's scratch
         self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_packed_bytes(w_type, k) // 4))
         steps.append(_Step("LC_OP_MUL_MAT", self._value(node), [self._key(w), x_key], w_type,
                            (k, m, n_out, x_bytes), self._row_bytes(w_type, k)))
         return steps
+
+    def _activations(self, x: Node, vec_type: int, k: int, rows: int, steps: list[_Step]) -> tuple[Key, int]:
+        """The key and row bytes of ``x`` in the weight's vec_dot format ``vec_type``: x itself
+        for f32, else its quantized copy, made by the first matmul that reads it in this format."""
+        if vec_type == TYPE_F32:
+            return self._key(x), k * 4
+        x_key, x_bytes = ("q", self._key(x), vec_type), self._row_bytes(vec_type, k)
+        if x_key not in self._sizes:
+            self._sizes[x_key] = rows * x_bytes
+            steps.append(_Step("LC_OP_QUANTIZE", x_key, [self._key(x)], vec_type, (k, rows), x_bytes))
+        return x_key, x_bytes
+
+    def _lower_mul_mat_id(self, node: Node) -> list[_Step]:
+        """The routing map of the ids (once per ids), each expert's activation rows gathered
+        together, every expert's product by the matmul kernels, and the rows put back in place."""
+        w, x, ids = node.srcs
+        n_expert, n_out, k = w.shape
+        n, n_slots = ids.shape
+        n_routed = n * n_slots
+        w_type = int(w.dtype)
+        steps: list[_Step] = []
+        x_key, x_bytes = self._activations(x, self._lib.lc_traits[w_type].vec_dot_type, k,
+                                           math.prod(x.shape[:-1]), steps)
+        map_key = ("moe", "map", self._key(ids), n_expert)
+        if map_key not in self._sizes:
+            self._sizes[map_key] = 4 * (2 * n_expert + 1 + 2 * n_routed)
+            steps.append(_Step("LC_OP_MOE_MAP", map_key, [self._key(ids)], ne=(n, n_slots, n_expert)))
+        gathered, products = ("moe", "x", node.id), ("moe", "y", node.id)
+        self._sizes[gathered] = n_routed * x_bytes
+        self._sizes[products] = n_routed * n_out * 4
+        self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_packed_bytes(w_type, k) // 4))
+        return [*steps,
+                _Step("LC_OP_MOE_GATHER", gathered, [x_key, map_key], ne=(x_bytes, x.shape[1], n_routed, n_expert)),
+                _Step("LC_OP_MUL_MAT_ID", products, [self._key(w), gathered, map_key], w_type,
+                      (k, n_expert, n_out, x_bytes), self._row_bytes(w_type, k)),
+                _Step("LC_OP_MOE_SCATTER", self._value(node), [products, map_key], ne=(n_out, n_slots, n_routed, n_expert))]
 
     def _lower_rope(self, node: Node) -> _Step:
         x, positions = node.srcs[:2]
@@ -224,17 +270,17 @@ class Program:
                 arena.release(self._offsets[key], self._sizes[key])
         self._arena = _aligned_bytes(arena.top)
 
-    def _view(self, key: Key, shape: tuple[int, ...]) -> np.ndarray:
+    def _view(self, key: Key, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         if key[0] == "v":
             offset = self._offsets[key]
-            return self._arena[offset:offset + math.prod(shape) * 4].view(np.float32).reshape(shape)
+            return self._arena[offset:offset + math.prod(shape) * 4].view(dtype).reshape(shape)
         if key[0] == "c":
             return self._caches[key[1]]
         return self._input_arrays[key[1]].reshape(shape)
 
     def _address(self, key: Key) -> int:
         kind = key[0]
-        if kind in ("v", "q"):
+        if kind in ("v", "q", "moe"):
             return self._arena.ctypes.data + self._offsets[key]
         if kind == "in":
             return self._input_arrays[key[1]].ctypes.data

@@ -12,7 +12,7 @@ import numpy as np
 
 from llmcore.plugin_api import (
     F16, F32, GGML_QUANT_SIZES, Availability, Backend, BackendError, Executable, GGMLType, Node, Op, Subgraph,
-    WeightData, rope_cos_sin,
+    WeightData, is_per_row, rope_cos_sin,
 )
 
 from llmcore_vulkan.device import listed_devices
@@ -34,6 +34,12 @@ from llmcore_vulkan.probe_cache import cached_probe
 #: "1": llama.cpp's CPU roundings on any device with shaderFloat64 (its double-precision emulation
 #: is slow on GPUs with weak fp64), "0": never; by default on CPU-type devices such as lavapipe
 EXACT_ENV = "LLMCORE_VULKAN_EXACT"
+#: ops declined to the CPU backends: soft-capping and clamping, the cache rotation, and the
+#: mixture-of-experts routing (its expert-routed product included)
+_NO_SHADER_YET = frozenset({
+    Op.TANH, Op.CLAMP, Op.HADAMARD, Op.SIGMOID, Op.DIV, Op.SOFTMAX, Op.SUM_ROWS, Op.TOP_K, Op.GATHER,
+    Op.MUL_MAT_ID, Op.WEIGHTED_SUM,
+})
 _WEIGHT_BLOCK = 256 << 20
 _KV_BLOCK = 64 << 20
 _HOST_BLOCK = 16 << 20
@@ -45,7 +51,7 @@ class VulkanBackend(Backend):
     the most capable: discrete, integrated, virtual, CPU). Several instances split a model."""
 
     name = "vulkan"
-    api_version = "2.0"
+    api_version = "2.2"
     #: above the CPU backends; ``--backend auto`` passes over a Vulkan backend whose devices are
     #: all CPU-type (lavapipe), as llama.cpp does, while ``--backend vulkan`` still uses them
     priority = 20
@@ -100,8 +106,10 @@ class VulkanBackend(Backend):
             return False
         if node.op is Op.KV_STORE:
             return node.dtype in CACHE_SHADERS and (node.dtype == F32 or node.shape[1] % 2 == 0)
-        if node.op in (Op.TANH, Op.CLAMP, Op.HADAMARD):
-            return False  # no shader yet
+        if node.op in _NO_SHADER_YET:
+            return False
+        if node.op in (Op.ADD, Op.MUL) and is_per_row(node.srcs[0].shape, node.srcs[1].shape):
+            return False  # the shaders broadcast b over a's rows, not one value per row
         if node.op is Op.ATTENTION:
             head_dim = node.srcs[0].shape[2]
             k = node.srcs[1]

@@ -7,14 +7,15 @@
  *   QUANTIZE   src0 f32 [ne1, ne0]; dst ne1 rows of row_bytes in activation format `type`
  *   MUL_MAT    src0 weight [ne2, ne0] (type, row_bytes), src1 activations [ne1] rows of ne3 bytes
  *              (already in the weight's vec_dot format); dst [ne1, ne2]
- *   ADD, MUL   src0 [ne0], src1 [ne1] repeated over src0 (ne0 % ne1 == 0); dst [ne0]
+ *   ADD, MUL, DIV  src0 [ne0], src1 [ne1] repeated over src0 (ne0 % ne1 == 0), or when i[0] > 0 one
+ *              src1 value per row of i[0] values of src0; dst [ne0]
  *   SCALE      src0 [ne0] * f[0]
  *   CLAMP      src0 [ne0] clipped to [f[0], f[1]]
  *   RMS_NORM, NORM  src0 [ne1, ne0], eps f[0]
  *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2],
  *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
  *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
- *   SILU, GELU src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
+ *   SILU, GELU, SIGMOID  src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
  *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type: F32, F16, BF16 or a block
  *              type) of rows of row_bytes, [*, ne0] values each
  *   HADAMARD   src0 f32 [ne0] rotated in chunks of i[0] (a power of two) by the Walsh-Hadamard matrix
@@ -22,6 +23,18 @@
  *              (type i[1]), src3 mask [ne2, ne3]; i[0] n_head_kv; i[2] flash attention; f[0] scale;
  *              f[1] soft-cap; f[2] ALiBi's max bias (0: none; the mask, times each head's slope, then
  *              holds -distance); reads the first n_kv cells
+ * Mixture of experts (moe.c):
+ *   SOFTMAX, SUM_ROWS  src0 [ne1, ne0]; dst [ne1, ne0] / [ne1]
+ *   TOP_K      src0 f32 [ne1, ne0]; dst i32 [ne1, ne2]: the ne2 largest, largest first, ties in std::sort's order
+ *   GATHER     src0 f32 [ne1, ne0], src1 i32 ids [ne1, ne2]; dst [ne1, ne2]
+ *   WEIGHTED_SUM  src0 [ne2, ne1, ne0], src1 weights [ne2, ne1]; dst [ne2, ne0]
+ *   MOE_MAP    src0 i32 ids [ne0 tokens, ne1 slots], ne2 experts; dst the routing map (lc_moe.h)
+ *   MOE_GATHER src0 activation rows of ne0 bytes [tokens, ne1 slots (1 or k)], src1 map; dst the rows
+ *              each (token, slot) reads, grouped by expert (ne3 of them)
+ *   MUL_MAT_ID src0 weight [ne1 experts][ne2 rows][ne0 cols] (type, row_bytes), src1 MOE_GATHER's rows
+ *              of ne3 bytes, src2 map; dst [ne3 bytes apart: one f32 row of ne2 per routed (token, slot)]
+ *              grouped by expert
+ *   MOE_SCATTER src0 MUL_MAT_ID's rows of ne0, src1 map; dst [tokens, slots, ne0]
  */
 #ifndef LC_GRAPH_H
 #define LC_GRAPH_H
@@ -33,7 +46,9 @@
 enum lc_op {
     LC_OP_GET_ROWS, LC_OP_QUANTIZE, LC_OP_MUL_MAT, LC_OP_ADD, LC_OP_MUL, LC_OP_SCALE,
     LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
-    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_HADAMARD, LC_OP_COUNT
+    LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_HADAMARD,
+    LC_OP_DIV, LC_OP_SIGMOID, LC_OP_SOFTMAX, LC_OP_SUM_ROWS, LC_OP_TOP_K, LC_OP_GATHER, LC_OP_WEIGHTED_SUM,
+    LC_OP_MOE_MAP, LC_OP_MOE_GATHER, LC_OP_MUL_MAT_ID, LC_OP_MOE_SCATTER, LC_OP_COUNT
 };
 
 typedef struct {
@@ -76,6 +91,13 @@ typedef struct {
     float *scratch;          /* this thread's work space */
     atomic_int *next_chunk;  /* shared: the next chunk to claim; starts at nth for every node */
 } lc_task;
+
+/* thread ith's half-open share [*begin, *end) of n items */
+static inline void share(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
+    const int64_t per = (n + nth - 1) / nth;
+    *begin = per * ith < n ? per * ith : n;
+    *end = *begin + per < n ? *begin + per : n;
+}
 
 /* thread task->ith's share of a node */
 typedef void (*lc_op_fn)(const lc_node *node, const lc_task *task);

@@ -10,16 +10,10 @@
 #include "lc_kernels.h"
 #include "lc_kv.h"
 #include "lc_mm_packed.h"
+#include "lc_moe.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
 #include "lc_simd.h"
-
-/* thread ith's half-open share [*begin, *end) of n items */
-static inline void share(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
-    const int64_t per = (n + nth - 1) / nth;
-    *begin = per * ith < n ? per * ith : n;
-    *end = *begin + per < n ? *begin + per : n;
-}
 
 /* thread ith's share of n elements in whole vectors of 16; the last thread also takes the tail */
 static inline void share_vectors(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
@@ -77,6 +71,7 @@ static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
  * through its GEMM, the tokens left over through its GEMV (vec_dot's order here): the tokens before
  * this index take the GEMM's order. */
 static int64_t q4_K_gemm_tokens(const lc_node *nd) {
+    if (nd->i[0] == LC_MM_ROUTED) return 0;  /* its repacked mul_mat_id takes every routed row by the GEMV */
     return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
 }
 
@@ -103,7 +98,7 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
     return LC_ORDER_NONE;
 }
 
-static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
+void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
@@ -144,47 +139,56 @@ static void mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratc
     }
 }
 
+static int64_t mul_mat_row_unit(const lc_node *nd) {
+    int64_t packed_tokens;
+#if defined(LC_PACKED_ROWS)
+    return packed_order(nd, &packed_tokens) != LC_ORDER_NONE ? LC_PACKED_ROWS : 2;
+#else
+    (void)packed_tokens;
+    (void)nd;
+    return 2;
+#endif
+}
+
 static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n = nd->ne[2];
-    int64_t packed_tokens;
-    /* chunks of whole packed blocks of rows */
-#if defined(LC_PACKED_ROWS)
-    const int64_t row_unit = packed_order(nd, &packed_tokens) != LC_ORDER_NONE ? LC_PACKED_ROWS : 2;
-#else
-    const int64_t row_unit = 2;
-    (void)packed_tokens;
-#endif
+    const int64_t row_unit = mul_mat_row_unit(nd);  /* chunks of whole packed blocks of rows */
     int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
     if (rows < MM_MIN_CHUNK_ROWS) rows = MM_MIN_CHUNK_ROWS;
     rows = (rows + row_unit - 1) / row_unit * row_unit;
     const int64_t n_chunks = (n + rows - 1) / rows;
     for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
         const int64_t r0 = chunk * rows;
-        mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n, task->scratch);
+        lc_mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n, task->scratch);
     }
 }
 
 /* ---- elementwise --------------------------------------------------------------------------- */
 
-#define BROADCAST_OP(name, expr)                                                             \
-    static void name(const lc_node *nd, const lc_task *task) {    \
+#define BROADCAST_OP(name, OPERATOR)                                                         \
+    static void name(const lc_node *nd, const lc_task *task) {                               \
         const int ith = task->ith, nth = task->nth;                                          \
         const float *a = nd->src[0], *b = nd->src[1];                                        \
         float *y = nd->dst;                                                                  \
         const int64_t nb = nd->ne[1];                                                        \
         int64_t i, end;                                                                      \
         share(nd->ne[0], ith, nth, &i, &end);                                                \
+        if (nd->i[0] > 0) { /* one b value per row of i[0] values */                         \
+            for (; i < end; i++) y[i] = a[i] OPERATOR b[i / nd->i[0]];                       \
+            return;                                                                          \
+        }                                                                                    \
         while (i < end) {                                                                    \
             const int64_t j = i % nb;                                                        \
             const int64_t len = nb - j < end - i ? nb - j : end - i;                         \
             const float *bj = b + j;                                                         \
-            for (int64_t e = 0; e < len; e++) y[i + e] = (expr);                             \
+            for (int64_t e = 0; e < len; e++) y[i + e] = a[i + e] OPERATOR bj[e];            \
             i += len;                                                                        \
         }                                                                                    \
     }
 
-BROADCAST_OP(op_add, a[i + e] + bj[e])
-BROADCAST_OP(op_mul, a[i + e] * bj[e])
+BROADCAST_OP(op_add, +)
+BROADCAST_OP(op_mul, *)
+BROADCAST_OP(op_div, /)
 
 /* ggml's silu: x / (1 + exp(-x)) with ggml's own expf, as its vectorised loops compute it */
 static inline float silu(float x) { return x / (1.0f + lc_expf_ggml(-x)); }
@@ -240,6 +244,7 @@ static void gelu_rows(const float *a, const float *b, float *y, int64_t i0, int6
 
 UNARY_OP(op_scale, a[i] * nd->f[0])
 UNARY_OP(op_clamp, fmaxf(fminf(a[i], nd->f[1]), nd->f[0]))  /* ggml_clamp: MAX(MIN(x, max), min) */
+UNARY_OP(op_sigmoid, 1.0f / (1.0f + expf(-a[i])))  /* ggml's op_sigmoid, with the C library's expf */
 
 static void op_gelu(const lc_node *nd, const lc_task *task) {
     int64_t i0, i1;
@@ -837,4 +842,9 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_SILU] = op_silu, [LC_OP_GELU] = op_gelu, [LC_OP_SWIGLU] = op_swiglu,
     [LC_OP_GEGLU] = op_geglu, [LC_OP_KV_STORE] = op_kv_store, [LC_OP_ATTENTION] = op_attention,
     [LC_OP_TANH] = op_tanh, [LC_OP_CLAMP] = op_clamp, [LC_OP_HADAMARD] = lc_op_hadamard,
+    [LC_OP_DIV] = op_div, [LC_OP_SIGMOID] = op_sigmoid, [LC_OP_SOFTMAX] = lc_op_softmax,
+    [LC_OP_SUM_ROWS] = lc_op_sum_rows, [LC_OP_TOP_K] = lc_op_top_k, [LC_OP_GATHER] = lc_op_gather,
+    [LC_OP_WEIGHTED_SUM] = lc_op_weighted_sum, [LC_OP_MOE_MAP] = lc_op_moe_map,
+    [LC_OP_MOE_GATHER] = lc_op_moe_gather, [LC_OP_MUL_MAT_ID] = lc_op_mul_mat_id,
+    [LC_OP_MOE_SCATTER] = lc_op_moe_scatter,
 };
