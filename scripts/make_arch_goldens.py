@@ -50,6 +50,7 @@ class TinyModel:
             "rope.freq_base": 10000.0,
             "rope.dimension_count": head_dim,
         }
+        self.global_metadata: dict[str, object] = {}  # keys written as they are, without the prefix
         self.tensors: dict[str, np.ndarray] = {}
 
     @property
@@ -134,6 +135,8 @@ class TinyModel:
         writer.add_file_type(gguf.LlamaFileType.ALL_F32)
         for key, value in self.metadata.items():
             _add_value(writer, f"{self.arch}.{key}", value)
+        for key, value in self.global_metadata.items():
+            _add_value(writer, key, value)
         _add_vocab(writer)
         for name, data in self.tensors.items():
             writer.add_tensor(name, data)

@@ -25,8 +25,10 @@ from llmcore.graph.kv_types import CacheConfig
 from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.rope import RopeParams, rope
 from llmcore.graph.scheduler import CompiledGraph, assign
+from llmcore.engine import embeddings
 from llmcore.engine.kv_cache import KVCells
 from llmcore.engine.model import Model
+from llmcore.models.pooling import Pooling
 
 
 #: compiled plans kept per context: decode shapes are few and small; prompt shapes are many (one per
@@ -40,12 +42,15 @@ MAX_CONTEXT = 2**31 - 1
 
 class Context:
     def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
-                 cache: CacheConfig | DType = F16) -> None:
+                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None) -> None:
+        """``pooling`` set makes an embedding context (llama.cpp's ``embeddings = true``): its
+        steps give :meth:`embeddings` pooled so, not logits. An encoder's context always is one."""
         self.model = model
         self.placement = placement
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache)
+        self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache, pooling)
+        self.pooling = self.arch.pooling
         self.cache = self.arch.cache
         one_token = self.arch.build_graph(1, 1)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
@@ -95,6 +100,9 @@ class Context:
     def decode(self, batch: Batch, n_batch: int | None = None) -> np.ndarray:
         """Run ``batch`` in micro-batches of at most ``n_batch`` tokens (default: the context's);
         return float32 logits [rows with batch.logits set, n_vocab] in batch order."""
+        if self.pooling is not None:
+            encoder = f" ({self.model.hparams.arch} is an encoder)" if self.arch.encoder_only else ""
+            raise LLMCoreError(f"this context computes embeddings, not logits{encoder}")
         step = n_batch or self.n_batch
         outputs = []
         for start in range(0, len(batch), step):
@@ -103,19 +111,52 @@ class Context:
             return np.zeros((0, self.model.hparams.n_vocab), np.float32)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
+    def embeddings(self, batch: Batch) -> np.ndarray:
+        """Run ``batch`` in an embedding context and return its embeddings (llama.cpp's
+        ``llama_get_embeddings`` / ``_seq``): with pooling ``none`` float32 [tokens, n_embd], one
+        row per token (every token is output); otherwise one row per sequence, in the order the
+        sequences first appear, [n_seqs, n_embd] (``rank``: [n_seqs, n_cls_out] scores). The
+        micro-batches hold whole sequences (:func:`embeddings.micro_batches`)."""
+        pooling = self.pooling
+        if pooling is None:
+            raise LLMCoreError("this context computes logits: create it with a pooling type for embeddings")
+        outputs = []
+        for ubatch in embeddings.micro_batches(batch, self.n_batch):
+            every_row = np.arange(len(ubatch), dtype=np.int32)
+            rows = embeddings.pool_rows(ubatch, pooling, self.arch.hp.causal) if pooling.picks_rows else None
+            n_kv, feeds = self._feeds(ubatch, every_row, rows)
+            out = self.compiled(len(ubatch), len(every_row if rows is None else rows)).run(feeds, n_kv)["embd"]
+            outputs.append(embeddings.mean(out, ubatch) if pooling is Pooling.MEAN else out)
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.model.hparams.n_embd), np.float32)
+
+    def _feeds(self, ubatch: Batch, out_ids: np.ndarray,
+               pool_rows: np.ndarray | None = None) -> tuple[int, dict[str, np.ndarray]]:
+        """Claim cells for ``ubatch`` and make its graph inputs: rows ``out_ids`` leave the last
+        layer, and an embedding graph pooling by rows returns rows ``pool_rows`` of them. Returns
+        the cells attention reads and the inputs."""
+        if self.arch.encoder_only:  # keys and values serve this micro-batch alone
+            self.cells.clear()
         cells = self.cells.place(ubatch)
         n_kv = self.cells.n_kv
-        out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
+        causal = self.arch.hp.causal
         feeds = {
             "tokens": ubatch.tokens,
             "positions": ubatch.positions,
             "kv_cells": cells,
-            "kq_mask": self.cells.mask(ubatch, n_kv, alibi=self.arch.max_alibi_bias > 0),
+            "kq_mask": self.cells.mask(ubatch, n_kv, alibi=self.arch.max_alibi_bias > 0, causal=causal),
             "out_ids": out_ids,
         }
         if self.arch.sliding_window:
-            feeds["kq_mask_swa"] = self.cells.mask(ubatch, n_kv, window=self.arch.sliding_window)
+            feeds["kq_mask_swa"] = self.cells.mask(ubatch, n_kv, window=self.arch.sliding_window, causal=causal)
+        if pool_rows is not None:
+            feeds["pool_rows"] = pool_rows
+        if self.arch.encoder_only:
+            feeds["token_types"] = np.zeros(len(ubatch), np.int32)  # all "sentence A", as llama.cpp
+        return n_kv, feeds
+
+    def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
+        out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
+        n_kv, feeds = self._feeds(ubatch, out_ids)
         return self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
 
     def memory_used(self) -> dict[str, dict[str, int]]:

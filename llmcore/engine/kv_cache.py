@@ -99,15 +99,18 @@ class KVCells:
                                    f"(n_ctx={self.n_ctx}, {self.n_used} cells in use); raise -c/--ctx-size")
         return free[:n].astype(np.int32)
 
-    def mask(self, batch: Batch, n_kv: int, window: int = 0, alibi: bool = False) -> np.ndarray:
+    def mask(self, batch: Batch, n_kv: int, window: int = 0, alibi: bool = False, causal: bool = True) -> np.ndarray:
         """f32[n, n_ctx]: 0 where token i may attend to cell j, -inf elsewhere (and past n_kv); with
         a ``window``, only cells of the last ``window`` positions (llama.cpp's standard SWA). For
         ALiBi models (``alibi``) a visible cell holds -|distance| instead of 0, which attention
-        multiplies by each head's slope, as llama.cpp's mask does."""
+        multiplies by each head's slope, as llama.cpp's mask does. Without ``causal`` (an encoder)
+        a token also sees the later positions of its sequence."""
         out = np.full((len(batch), self.n_ctx), -np.inf, np.float32)
         pos, seqs = self.pos[:n_kv], self.seqs[:n_kv]
         member = (seqs[None, :] >> batch.seq_ids.astype(np.uint64)[:, None]) & np.uint64(1)
-        allowed = (member != 0) & (pos[None, :] <= batch.positions[:, None]) & (pos[None, :] != EMPTY)
+        allowed = (member != 0) & (pos[None, :] != EMPTY)
+        if causal:
+            allowed &= pos[None, :] <= batch.positions[:, None]
         if window:
             allowed &= batch.positions[:, None].astype(np.int64) - pos[None, :] < window
         if alibi:

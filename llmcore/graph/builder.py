@@ -19,6 +19,9 @@ class GraphBuilder:
         self.n_tokens = n_tokens
         self.n_outputs = n_outputs
         self.layer: int | None = None
+        #: the final hidden states (llama.cpp's ``t_embd``): set by the output head or an encoder's
+        #: forward pass; what an embedding graph returns
+        self.embeddings: Node | None = None
         self._inputs: dict[str, Node] = {}
         self._leaves: dict[tuple[Op, str], Node] = {}
 

@@ -2,6 +2,7 @@
 
 from llmcore.models import (  # noqa: F401  (each module registers its architectures)
     baichuan,
+    bert,
     bloom,
     chatglm,
     codeshell,

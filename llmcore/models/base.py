@@ -16,6 +16,7 @@ from llmcore.gguf import GGMLType
 from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
 from llmcore.graph.ir import DType, Graph, Node, Op
 from llmcore.graph.kv_types import CacheConfig
+from llmcore.models.pooling import Pooling, pooled_output
 
 
 #: llama.cpp's LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS
@@ -53,6 +54,8 @@ class HParams:
     sliding: SlidingWindow | None = None  # as the file gives it; a family applies its defaults
     attn_softcap: float | None = None  # {arch}.attn_logit_softcapping (Gemma 2)
     final_softcap: float | None = None  # {arch}.final_logit_softcapping (Gemma 2)
+    causal: bool = True  # {arch}.attention.causal: False for encoders, whose tokens see their whole sequence
+    pooling: Pooling | None = None  # {arch}.pooling_type: an embedding model's pooling (None: unspecified)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -92,6 +95,8 @@ class HParams:
             sliding=SlidingWindow.from_keys(keys, n_layer),
             attn_softcap=keys.optional_number("attn_logit_softcapping"),
             final_softcap=keys.optional_number("final_logit_softcapping"),
+            causal=bool(meta.get(f"{arch}.attention.causal", True)),
+            pooling=_pooling(keys),
         )
 
 
@@ -195,6 +200,14 @@ def _checked_int(name: str, value: Any, low: int, high: int, note: str) -> int:
     return int(value)
 
 
+def _pooling(keys: _ArchKeys) -> Pooling | None:
+    name = f"{keys.arch}.pooling_type"
+    if name not in keys.meta:
+        return None
+    value = keys.integer("pooling_type", -1, max(Pooling))
+    return None if value < 0 else Pooling(value)
+
+
 def _shown(value: Any) -> str:
     """A value for an error message, cut short (an array may hold millions of elements)."""
     text = repr(value)
@@ -243,9 +256,14 @@ class Architecture:
     names: ClassVar[tuple[str, ...]] = ()
     #: rope style of the family: llama permutes q/k at conversion and uses the "normal" style
     rope_neox: ClassVar[bool] = False
+    #: an encoder (BERT and its kin) has no output head, so its graphs always give embeddings, and
+    #: keeps no KV cache: the keys and values of a micro-batch pass through cache cells that the
+    #: next one reuses, in f32 (f16 with flash attention), as ggml casts them (llama.cpp's
+    #: attention without cache)
+    encoder_only: ClassVar[bool] = False
 
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
-                 cache: CacheConfig | DType = F16):
+                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
         if hparams.n_expert or experts:
@@ -257,6 +275,12 @@ class Architecture:
         self.n_ctx = n_ctx
         # the K and V cache types and flash attention (a type name alone: both caches, no flash attention)
         self.cache = cache if isinstance(cache, CacheConfig) else CacheConfig(str(cache), str(cache))
+        if self.encoder_only:
+            scratch = F16 if self.cache.flash_attn else F32
+            self.cache = CacheConfig(scratch, scratch, self.cache.flash_attn)
+            pooling = Pooling.NONE if pooling is None else pooling
+        #: None: the graphs give logits; else they give embeddings pooled so
+        self.pooling = pooling
         self.rope = dataclasses.replace(hparams.rope, neox=self.rope_neox)
 
     # -- used by forward() ----------------------------------------------------------------------
@@ -284,18 +308,25 @@ class Architecture:
     # -- the graph ------------------------------------------------------------------------------
 
     def build_graph(self, n_tokens: int, n_outputs: int) -> Graph:
-        """The forward pass for a batch of ``n_tokens`` of which ``n_outputs`` produce logits."""
+        """The forward pass for a batch of ``n_tokens`` giving ``n_outputs`` rows: logits, or in
+        an embedding graph (``pooling`` set) the output ``embd``, whose rows are tokens, or one per
+        sequence where the pooling picks rows (``pool_rows``: cls, last, rank), while every token
+        goes through the last layer, as llama.cpp's embedding contexts output all tokens."""
         g = GraphBuilder(n_tokens, n_outputs)
+        picks_rows = self.pooling is not None and self.pooling.picks_rows
         inputs = BatchInputs(
             tokens=g.input("tokens", (n_tokens,), I32),
             positions=g.input("positions", (n_tokens,), I32),
             kv_cells=g.input("kv_cells", (n_tokens,), I32),
             kq_mask=g.input("kq_mask", (n_tokens, self.n_ctx), F32),
-            out_ids=g.input("out_ids", (n_outputs,), I32),
+            out_ids=g.input("out_ids", (n_tokens if picks_rows else n_outputs,), I32),
             kq_mask_swa=g.input("kq_mask_swa", (n_tokens, self.n_ctx), F32) if self.sliding_window else None,
+            pool_rows=g.input("pool_rows", (n_outputs,), I32) if picks_rows else None,
         )
         logits = self.forward(g, inputs)
-        return g.build({"logits": logits})
+        if self.pooling is None:
+            return g.build({"logits": logits})
+        return g.build({"embd": pooled_output(g, self, g.embeddings, inputs.pool_rows, self.pooling)})
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         raise NotImplementedError
@@ -318,7 +349,7 @@ class Architecture:
                 looks_up_tokens = node.srcs[1] is graph.inputs["tokens"]  # not learned positions
                 if node.op is Op.GET_ROWS and looks_up_tokens and src.shape[0] != self.hp.n_vocab:
                     raise ModelError(f"tensor {src.name} has {src.shape[0]} rows for a vocabulary of {self.hp.n_vocab}")
-        n_logits = graph.outputs["logits"].shape[-1]
+        n_logits = graph.outputs["logits"].shape[-1] if "logits" in graph.outputs else self.hp.n_vocab
         if n_logits != self.hp.n_vocab:
             raise ModelError(f"the output head gives {n_logits} logits for a vocabulary of {self.hp.n_vocab}")
 
@@ -359,6 +390,7 @@ class BatchInputs:
     kq_mask: Node  # f32[n, n_ctx] 0 where a token may attend to a cell, -inf elsewhere
     out_ids: Node  # i32[n_outputs] rows whose logits are returned
     kq_mask_swa: Node | None = None  # f32[n, n_ctx] kq_mask without the cells outside the sliding window
+    pool_rows: Node | None = None  # i32[n_seqs] the row each sequence's pooled embedding is taken from
 
 
 ARCHITECTURES: dict[str, type[Architecture]] = {}

@@ -14,6 +14,7 @@ from llmcore.graph.kv_types import CacheConfig
 from llmcore.models.base import BatchInputs, HParams, SlidingWindow, WeightSpec, register
 from llmcore.models.gemma import Gemma
 from llmcore.models.layers import attend, output_head, qkv_projections, select_outputs, split_heads
+from llmcore.models.pooling import Pooling
 
 
 @register
@@ -27,8 +28,8 @@ class Gemma2(Gemma):
     n_layer_27b = 46  # the 27B model scales queries by its n_embd / n_head instead of its head width
 
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
-                 cache: CacheConfig | DType = F16):
-        super().__init__(hparams, weights, n_ctx, cache)
+                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
+        super().__init__(hparams, weights, n_ctx, cache, pooling)
         sliding = hparams.sliding or SlidingWindow(None, None, None)
         self.sliding_window = sliding.size if sliding.size is not None else self.default_window
         self.windowed = sliding.windowed_layers(hparams.n_layer, self.default_pattern) if self.sliding_window else ()

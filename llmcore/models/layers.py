@@ -148,7 +148,9 @@ def output_head_layer_norm(g: GraphBuilder, m: Architecture, x: Node) -> Node:
 
 def lm_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
     """The vocabulary projection of final hidden states, tied to the token embedding when the
-    model has no ``output.weight``; ``output.bias`` is added where the model has one."""
+    model has no ``output.weight``; ``output.bias`` is added where the model has one. ``x`` is
+    what an embedding graph returns instead (llama.cpp's ``t_embd``)."""
+    g.embeddings = x
     head = "output.weight" if m.has("output.weight") else "token_embd.weight"
     logits = g.mul_mat(m.w(g, head), x, name="logits")
     return g.add(logits, m.w(g, "output.bias")) if m.has("output.bias") else logits

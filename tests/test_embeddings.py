@@ -1,0 +1,112 @@
+"""Embeddings against llama.cpp 0.3.36: tiny random-weight models (tests/fixtures/embeddings, made by
+scripts/make_embedding_goldens.py) whose embeddings llama.cpp computed for a batch of three
+sequences, with every pooling type and flash attention off and on; and the host-side pieces
+(micro-batches of whole sequences, pooled rows, normalizations) against llama.cpp's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmcore.engine import embeddings
+from llmcore.engine.batch import Batch
+from llmcore.engine.context import Context
+from llmcore.engine.model import Model
+from llmcore.engine.plan import Plan
+from llmcore.errors import LLMCoreError
+from llmcore.models.pooling import Pooling
+
+FIXTURES = Path(__file__).parent / "fixtures" / "embeddings"
+# Relative to the embeddings' standard deviation (about 1). Both engines compute in float32; the
+# reference backend's float products sum in BLAS order, not ggml's, which leaves ~2e-6. Flash
+# attention rounds keys, values and queries to f16, where those differences flip an f16 value
+# now and then: up to ~1e-3.
+MAX_ERROR = {False: 2e-5, True: 2e-3}
+
+
+def _golden_batch(gold) -> Batch:
+    lengths = gold["lengths"]
+    return Batch(gold["tokens"], np.concatenate([np.arange(n) for n in lengths]),
+                 np.repeat(np.arange(len(lengths)), lengths), np.ones(int(lengths.sum()), bool))
+
+
+def _cases(name: str) -> list[str]:
+    return [case for case in np.load(FIXTURES / f"{name}.npz").files if case not in ("tokens", "lengths")]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu_simd"])
+@pytest.mark.parametrize("name", ["bert", "llama"])
+def test_embeddings_match_llama_cpp(name, backend):
+    gold = np.load(FIXTURES / f"{name}.npz")
+    model = Model(FIXTURES / f"{name}.gguf")
+    batch = _golden_batch(gold)
+    for case in _cases(name):
+        pooling, flash = Pooling.parse(case.removesuffix("_fa")), case.endswith("_fa")
+        plan = Plan.build(model, backend, n_ctx=64, n_batch=64, flash_attn="on" if flash else "off")
+        out = Context(model, plan.placement, 64, 64, plan.cache, pooling).embeddings(batch)
+        expected = gold[case]
+        assert out.shape == expected.shape, case
+        error = float(np.abs(out - expected).max())
+        print(f"{name} {case} on {backend}: max abs error {error:.1e}")
+        assert error < MAX_ERROR[flash] * max(float(expected.std()), 1.0), case
+    model.close()
+
+
+def test_encoder_sequences_are_independent():
+    """Non-causal attention sees the whole sequence and nothing of the others: each sequence alone
+    gives what it gives in the batch (flash attention off: no f16 roundings to flip)."""
+    gold = np.load(FIXTURES / "bert.npz")
+    model = Model(FIXTURES / "bert.gguf")
+    plan = Plan.build(model, "cpu_simd", n_ctx=64, n_batch=64, flash_attn="off")
+    context = Context(model, plan.placement, 64, 64, plan.cache, Pooling.CLS)
+    starts = np.concatenate([[0], np.cumsum(gold["lengths"])])
+    for i, (start, stop) in enumerate(zip(starts, starts[1:])):
+        alone = context.embeddings(Batch.for_sequence(gold["tokens"][start:stop].tolist(), 0, all_logits=True))
+        assert np.abs(alone[0] - gold["cls"][i]).max() < MAX_ERROR[False]
+    with pytest.raises(LLMCoreError, match="computes embeddings, not logits"):
+        context.decode(Batch.for_sequence([1, 2], 0))
+    model.close()
+
+
+def test_micro_batches_hold_whole_sequences():
+    batch = Batch(np.arange(10), np.array([0, 1, 2, 0, 1, 0, 1, 2, 3, 4]), np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2]),
+                  np.ones(10, bool))
+    assert [b.seq_ids.tolist() for b in embeddings.micro_batches(batch, 5)] == [[0, 0, 0, 1, 1], [2] * 5]
+    assert [len(b) for b in embeddings.micro_batches(batch, 10)] == [10]
+    with pytest.raises(LLMCoreError, match="an input of 5 tokens exceeds the batch size 4"):
+        embeddings.micro_batches(batch, 4)
+    split = Batch(np.arange(3), np.arange(3), np.array([0, 1, 0]), np.ones(3, bool))
+    with pytest.raises(LLMCoreError, match="not consecutive"):
+        embeddings.micro_batches(split, 8)
+
+
+def test_pool_rows_follow_llama_cpp():
+    """cls takes each sequence's lowest position, last (and rank in a causal model) its highest."""
+    batch = Batch(np.arange(5), np.array([3, 1, 2, 0, 5]), np.array([4, 4, 4, 2, 2]), np.ones(5, bool))
+    assert embeddings.sequences(batch).tolist() == [4, 2]
+    assert embeddings.pool_rows(batch, Pooling.CLS, causal=False).tolist() == [1, 3]
+    assert embeddings.pool_rows(batch, Pooling.LAST, causal=False).tolist() == [0, 4]
+    assert embeddings.pool_rows(batch, Pooling.RANK, causal=False).tolist() == [1, 3]
+    assert embeddings.pool_rows(batch, Pooling.RANK, causal=True).tolist() == [0, 4]
+
+
+def test_normalize_as_common_embd_normalize():
+    x = np.array([[3.0, -4.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(embeddings.normalize(x, -1), x)
+    np.testing.assert_allclose(embeddings.normalize(x, 0)[0], [3 * 32760 / 4, -32760, 0])
+    np.testing.assert_allclose(embeddings.normalize(x, 1)[0], [3 / 7, -4 / 7, 0], rtol=1e-6)
+    np.testing.assert_allclose(embeddings.normalize(x, 2)[0], [0.6, -0.8, 0], rtol=1e-6)
+    p3 = (27 + 64) ** (1 / 3)
+    np.testing.assert_allclose(embeddings.normalize(x, 3)[0], [3 / p3, -4 / p3, 0], rtol=1e-6)
+    assert not embeddings.normalize(x, 2)[1].any()
+    with pytest.raises(LLMCoreError, match="--embd-normalize -2"):
+        embeddings.normalize(x, -2)
+    assert embeddings.cosine([1, 0], [1, 0]) == 1.0 and embeddings.cosine([0, 0], [1, 0]) == 0.0
+
+
+def test_pooling_names():
+    assert Pooling.parse("mean") is Pooling.MEAN and Pooling.parse("4") is Pooling.RANK and Pooling.parse(2) is Pooling.CLS
+    with pytest.raises(Exception, match="unknown pooling type 'avg'"):
+        Pooling.parse("avg")
