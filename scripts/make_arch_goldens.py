@@ -116,6 +116,20 @@ class TinyModel:
         if biases:
             self.bias(f"{p}.ffn_down.bias", self.n_embd)
 
+    def experts(self, il: int, n_expert: int, n_used: int, n_ff: int, zero_router_rows: int = 0) -> None:
+        """A mixture of ``n_expert`` SwiGLU experts of width ``n_ff``, ``n_used`` per token: the
+        router ``ffn_gate_inp`` and the stacked ``ffn_{gate,up,down}_exps``. The router's last
+        ``zero_router_rows`` rows are zeros: those experts score exactly 0 for every token in any
+        engine, so their ties are decided by llama.cpp's order of equal values (ggml_argsort's
+        std::sort), and the tie order is checked."""
+        p = f"blk.{il}"
+        self.metadata.update({"expert_count": n_expert, "expert_used_count": n_used})
+        self.matrix(f"{p}.ffn_gate_inp.weight", n_expert, self.n_embd)
+        self.tensors[f"{p}.ffn_gate_inp.weight"][n_expert - zero_router_rows:] = 0
+        for name, n_out, n_in in (("ffn_gate_exps", n_ff, self.n_embd), ("ffn_up_exps", n_ff, self.n_embd),
+                                  ("ffn_down_exps", self.n_embd, n_ff)):
+            self.tensors[f"{p}.{name}.weight"] = self.rng.normal(0, 1 / np.sqrt(n_in), (n_expert, n_out, n_in)).astype(np.float32)
+
     def norms(self, names: list[str], biases: bool = False) -> None:
         """``names`` of per-layer norms ("attn_norm", ...) plus the output norm."""
         for il in range(self.n_layer):
@@ -495,6 +509,58 @@ def glm4(m: TinyModel) -> None:
         m.ffn(il, fused=True)
 
 
+def moe_decoder(m: TinyModel, n_expert: int, n_used: int, n_ff: int, zero_router_rows: int = 0) -> None:
+    """Llama's layout with a mixture of experts of width ``n_ff`` as the FFN."""
+    m.metadata["attention.layer_norm_rms_epsilon"] = 1e-6
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.experts(il, n_expert, n_used, n_ff, zero_router_rows)
+
+
+def llama_moe(m: TinyModel) -> None:
+    """Mixtral: 8 experts of the FFN's width, 2 per token; three experts tie at a score of 0
+    (std::sort's insertion sort orders them)."""
+    moe_decoder(m, n_expert=8, n_used=2, n_ff=m.n_ff, zero_router_rows=3)
+
+
+def qwen2moe(m: TinyModel) -> None:
+    """QKV biases, 8 experts with 4 per token, unnormalised weights, and the shared expert behind
+    its sigmoid gate (a vector ``ffn_gate_inp_shexp``)."""
+    m.metadata["expert_feed_forward_length"] = m.n_ff // 4
+    m.metadata["expert_shared_feed_forward_length"] = m.n_ff
+    moe_decoder(m, n_expert=8, n_used=4, n_ff=m.n_ff // 4)
+    for il in range(m.n_layer):
+        m.tensors[f"blk.{il}.ffn_gate_inp_shexp.weight"] = m.rng.normal(0, 1 / np.sqrt(m.n_embd), m.n_embd).astype(np.float32)
+        m.ffn(il)
+        for name in ("ffn_gate", "ffn_up", "ffn_down"):
+            m.tensors[f"blk.{il}.{name}_shexp.weight"] = m.tensors.pop(f"blk.{il}.{name}.weight")
+        m.bias(f"blk.{il}.attn_q.bias", m.q_width)
+        m.bias(f"blk.{il}.attn_k.bias", m.kv_width)
+        m.bias(f"blk.{il}.attn_v.bias", m.kv_width)
+
+
+def qwen3moe(m: TinyModel) -> None:
+    """Per-head QK norms, 20 experts (ggml's softmax takes 16 at a time: a tail of 4), 4 per token,
+    normalised weights."""
+    m.metadata["expert_feed_forward_length"] = m.n_ff // 8
+    moe_decoder(m, n_expert=20, n_used=4, n_ff=m.n_ff // 8)
+    for il in range(m.n_layer):
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.head_dim)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.head_dim)
+
+
+def olmoe(m: TinyModel) -> None:
+    """Full-width QK norms, 32 experts of the FFN's width with 8 per token, unnormalised weights;
+    half the experts tie at 0, so std::sort's introsort (more than 16 values) orders most tokens'
+    last choices."""
+    moe_decoder(m, n_expert=32, n_used=8, n_ff=m.n_ff, zero_router_rows=16)
+    for il in range(m.n_layer):
+        m.norm(f"blk.{il}.attn_q_norm.weight", m.q_width)
+        m.norm(f"blk.{il}.attn_k_norm.weight", m.kv_width)
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -533,6 +599,10 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "plamo": (plamo, {}),
     "chatglm": (chatglm, {}),
     "glm4": (glm4, {}),
+    "llama_moe": (llama_moe, {"arch": "llama", "n_ff": 32}),
+    "qwen2moe": (qwen2moe, {}),
+    "qwen3moe": (qwen3moe, {}),
+    "olmoe": (olmoe, {"n_ff": 16, "n_head_kv": 4}),
     "baichuan": (baichuan, {"n_layer": 40, "n_embd": 32, "n_head": 4, "n_head_kv": 4, "head_dim": 8, "n_ff": 32}),
 }
 

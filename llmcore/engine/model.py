@@ -40,6 +40,8 @@ class Model:
         if "rows" in node.params:
             start, stop = node.params["rows"]
             raw = raw[start:stop]
+        if raw.ndim != len(node.shape):  # a vector taken as a one-row matrix (Architecture.w_vector_as_row)
+            raw = raw.reshape(*node.shape[:-1], -1)
         return WeightData(node.name, info.type, node.shape, raw)
 
     def weight_bytes(self, node: Node) -> int:

@@ -47,6 +47,7 @@ class HParams:
     norm_eps: float
     rope: RopeParams
     n_expert: int = 0  # experts per feed-forward layer of a mixture-of-experts model; 0 for a dense one
+    n_expert_used: int = 0  # experts each token is routed to (llama.cpp's n_expert_used)
     clamp_kqv: float = 0.0  # MPT and OLMo clip queries, keys and values to [-clamp_kqv, clamp_kqv]; 0: no clip
     max_alibi_bias: float = 0.0  # ALiBi's bias of the first head (MPT); 0: no ALiBi
     logit_scale: float = 1.0  # Command-R multiplies its logits by this
@@ -87,7 +88,8 @@ class HParams:
             norm_eps=keys.number("attention.layer_norm_rms_epsilon", low=0.0, high=1.0,
                                 default=keys.number("attention.layer_norm_epsilon", low=0.0, high=1.0, default=1e-5)),
             rope=_rope_params(keys, head_dim, n_ctx_train),
-            n_expert=keys.integer("expert_count", 0, MAX_EXPERTS, default=0),
+            n_expert=(n_expert := keys.integer("expert_count", 0, MAX_EXPERTS, default=0)),
+            n_expert_used=keys.integer("expert_used_count", 0, n_expert, default=0),
             clamp_kqv=keys.number("attention.clamp_kqv", low=0.0, default=0.0, low_inclusive=True),
             max_alibi_bias=keys.number("attention.max_alibi_bias", low=0.0, default=0.0, low_inclusive=True),
             logit_scale=keys.number("logit_scale", low=0.0, default=1.0),
@@ -256,6 +258,8 @@ class Architecture:
     names: ClassVar[tuple[str, ...]] = ()
     #: rope style of the family: llama permutes q/k at conversion and uses the "normal" style
     rope_neox: ClassVar[bool] = False
+    #: the architecture names whose files this builder routes to experts (``layers.moe_ffn``)
+    expert_archs: ClassVar[tuple[str, ...]] = ()
     #: an encoder (BERT and its kin) has no output head, so its graphs always give embeddings, and
     #: keeps no KV cache: the keys and values of a micro-batch pass through cache cells that the
     #: next one reuses, in f32 (f16 with flash attention), as ggml casts them (llama.cpp's
@@ -266,10 +270,13 @@ class Architecture:
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
-        if hparams.n_expert or experts:
+        if hparams.arch not in self.expert_archs and (hparams.n_expert or experts):
             evidence = (f"{hparams.arch}.expert_count = {hparams.n_expert}" if hparams.n_expert
                         else f"tensor {experts[0]}")
-            raise ModelError(f"mixture-of-experts layers are not supported yet ({evidence})")
+            raise ModelError(f"mixture-of-experts layers are not supported for {hparams.arch} yet ({evidence})")
+        if experts and not 0 < hparams.n_expert_used <= hparams.n_expert:
+            raise ModelError(f"metadata '{hparams.arch}.expert_used_count' ({hparams.n_expert_used}) must be "
+                             f"1..{hparams.arch}.expert_count ({hparams.n_expert}) for the experts of {experts[0]}")
         self.hp = hparams
         self.weights = weights
         self.n_ctx = n_ctx
@@ -297,6 +304,16 @@ class Architecture:
         if spec is None:
             raise ModelError(f"tensor {name} is missing from the model file")
         return g.weight_rows(name, spec.shape, spec.type, start, stop)
+
+    def w_vector_as_row(self, g: GraphBuilder, name: str) -> Node:
+        """Vector weight ``name`` [n] as the one-row matrix [1, n] that ggml_mul_mat multiplies a
+        1-D tensor as (Qwen2-MoE's shared-expert gate: one logit per token)."""
+        spec = self.weights.get(name)
+        if spec is None:
+            raise ModelError(f"tensor {name} is missing from the model file")
+        if len(spec.shape) != 1:
+            raise ModelError(f"tensor {name} has shape {spec.shape}; a vector is needed")
+        return g.weight(name, (1, *spec.shape), spec.type)
 
     def has(self, name: str) -> bool:
         return name in self.weights
@@ -341,7 +358,7 @@ class Architecture:
             for position, src in enumerate(node.srcs):
                 if src.op is not Op.WEIGHT:
                     continue
-                is_matrix = position == 0 and node.op in (Op.MUL_MAT, Op.GET_ROWS)
+                is_matrix = position == 0 and node.op in (Op.MUL_MAT, Op.MUL_MAT_ID, Op.GET_ROWS)
                 if src.dtype in _NOT_WEIGHT_TYPES or (not is_matrix and src.dtype != GGMLType.F32):
                     need = "a float or quantized type" if is_matrix else "F32 (it scales or shifts activations)"
                     raise ModelError(f"tensor {src.name} is {src.dtype.name}; "

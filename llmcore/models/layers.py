@@ -3,6 +3,8 @@ networks and the output head. Architectures compose these; backends never see th
 
 from __future__ import annotations
 
+import math
+
 from llmcore.errors import ModelError
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import Node
@@ -100,18 +102,49 @@ def _project_rows(g: GraphBuilder, m: Architecture, x: Node, name: str, start: i
     return y
 
 
-def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
+def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int, suffix: str = "") -> Node:
     """down(silu(gate(x)) * up(x)); without ``ffn_gate``, ``ffn_up`` holds both, gate rows first
-    (Phi-3, ChatGLM, GLM-4: ggml_swiglu splits the fused product in halves)."""
+    (Phi-3, ChatGLM, GLM-4: ggml_swiglu splits the fused product in halves). ``suffix`` names
+    another FFN of the block (``_shexp``: a mixture of experts' shared expert)."""
     prefix = f"blk.{il}"
-    if m.has(f"{prefix}.ffn_gate.weight"):
-        gate = _project(g, m, x, f"{prefix}.ffn_gate")
-        up = _project(g, m, x, f"{prefix}.ffn_up")
+    if m.has(f"{prefix}.ffn_gate{suffix}.weight"):
+        gate = _project(g, m, x, f"{prefix}.ffn_gate{suffix}")
+        up = _project(g, m, x, f"{prefix}.ffn_up{suffix}")
     else:
-        n_ff = m.weights[f"{prefix}.ffn_up.weight"].shape[0] // 2
-        gate = _project_rows(g, m, x, f"{prefix}.ffn_up", 0, n_ff)
-        up = _project_rows(g, m, x, f"{prefix}.ffn_up", n_ff, 2 * n_ff)
-    return _project(g, m, g.swiglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
+        n_ff = m.weights[f"{prefix}.ffn_up{suffix}.weight"].shape[0] // 2
+        gate = _project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", 0, n_ff)
+        up = _project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", n_ff, 2 * n_ff)
+    return _project(g, m, g.swiglu(gate, up, name=f"ffn_act{suffix}.{il}"), f"{prefix}.ffn_down{suffix}")
+
+
+#: llama.cpp clamps the sum of a token's routing weights to f16's smallest normal before dividing by it
+MIN_WEIGHT_SUM = 6.103515625e-5
+
+
+def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool, scale: float = 0.0) -> Node:
+    """A mixture of SwiGLU experts (llama.cpp's build_moe_ffn): the router ``ffn_gate_inp`` scores
+    the experts, each token goes to its ``n_expert_used`` most probable ones, whose outputs are
+    summed weighted by their probabilities (``normalize``: rescaled to sum to one; then times
+    ``scale`` unless it is 0 or 1). The experts' matrices are stacked in ``ffn_{gate,up,down}_exps``;
+    without ``ffn_gate_exps`` an expert is down(silu(up(x)))."""
+    prefix = f"blk.{il}"
+    n, n_embd = x.shape
+    probs = g.softmax(g.mul_mat(m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, name=f"ffn_moe_logits.{il}"))
+    selected = g.top_k(probs, m.hp.n_expert_used, name=f"ffn_moe_topk.{il}")
+    weights = g.gather(probs, selected, name=f"ffn_moe_weights.{il}")
+    if normalize:
+        weights = g.div(weights, g.clamp(g.sum_rows(weights), MIN_WEIGHT_SUM, math.inf))
+    if scale not in (0.0, 1.0):
+        weights = g.scale(weights, scale)
+    x = g.reshape(x, (n, 1, n_embd))  # one input row that every selected expert reads
+    up = g.mul_mat_id(m.w(g, f"{prefix}.ffn_up_exps.weight"), x, selected, name=f"ffn_moe_up.{il}")
+    if m.has(f"{prefix}.ffn_gate_exps.weight"):
+        gate = g.mul_mat_id(m.w(g, f"{prefix}.ffn_gate_exps.weight"), x, selected, name=f"ffn_moe_gate.{il}")
+        act = g.swiglu(gate, up, name=f"ffn_moe_act.{il}")
+    else:
+        act = g.silu(up, name=f"ffn_moe_act.{il}")
+    experts = g.mul_mat_id(m.w(g, f"{prefix}.ffn_down_exps.weight"), act, selected, name=f"ffn_moe_down.{il}")
+    return g.weighted_sum(experts, weights, name=f"ffn_moe_out.{il}")
 
 
 def ffn_geglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:

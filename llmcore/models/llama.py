@@ -11,6 +11,7 @@ from llmcore.graph.ir import Node
 from llmcore.models.base import Architecture, BatchInputs, register
 from llmcore.models.layers import (
     ffn_swiglu,
+    moe_ffn,
     output_head,
     rms_norm,
     select_outputs,
@@ -22,6 +23,7 @@ from llmcore.models.layers import (
 @register
 class Llama(Architecture):
     names = ("llama", "mistral")
+    expert_archs = ("llama",)  # Mixtral, GritLM 8x7B: the block with a mixture of experts as its FFN
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         x = self.embed(g, inp)
@@ -44,6 +46,8 @@ class Llama(Architecture):
         return self_attention(g, self, x, inp, il)
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        if self.has(f"blk.{il}.ffn_gate_inp.weight"):
+            return moe_ffn(g, self, x, il, normalize=True)
         return ffn_swiglu(g, self, x, il)
 
     def head(self, g: GraphBuilder, x: Node) -> Node:
