@@ -110,3 +110,54 @@ def test_pooling_names():
     assert Pooling.parse("mean") is Pooling.MEAN and Pooling.parse("4") is Pooling.RANK and Pooling.parse(2) is Pooling.CLS
     with pytest.raises(Exception, match="unknown pooling type 'avg'"):
         Pooling.parse("avg")
+
+
+def test_llm_embed_batches_inputs_as_sequences():
+    """LLM.embed packs token-id inputs into one batch of sequences: the file's mean pooling, the
+    same rows as llama.cpp's; normalized by default, raw with normalize=-1."""
+    from llmcore import LLM
+
+    gold = np.load(FIXTURES / "bert.npz")
+    llm = LLM(FIXTURES / "bert.gguf", backend="cpu_simd")
+    starts = np.concatenate([[0], np.cumsum(gold["lengths"])])
+    inputs = [gold["tokens"][a:b].tolist() for a, b in zip(starts, starts[1:])]
+    raw = llm.embed(inputs, normalize=-1)
+    assert raw.shape == gold["mean"].shape and np.abs(raw - gold["mean"]).max() < MAX_ERROR[False]
+    np.testing.assert_allclose(np.linalg.norm(llm.embed(inputs), axis=1), 1.0, rtol=1e-6)
+    assert llm.embed(inputs[1], normalize=-1).shape == (1, 64)
+
+    response = llm.create_embedding(inputs, encoding_format="base64")
+    floats = llm.create_embedding(inputs)
+    assert response.usage.prompt_tokens == int(gold["lengths"].sum()) and len(response.data) == 3
+    import base64
+    decoded = np.frombuffer(base64.b64decode(response.data[2].embedding), "<f4")
+    np.testing.assert_array_equal(decoded, np.array(floats.data[2].embedding, np.float32))
+    with pytest.raises(LLMCoreError, match="reranking needs rank pooling"):
+        llm.rerank("query", ["document"])
+    with pytest.raises(LLMCoreError, match="token id 512 is outside the vocabulary"):
+        llm.embed([[1, 512]])
+
+
+def test_llm_rerank_scores_pairs_best_first():
+    from llmcore import LLM
+
+    llm = LLM(FIXTURES / "bert.gguf", backend="cpu_simd", pooling="rank")
+    documents = ["a cat", "the weather today", "cats and dogs", "x"]
+    results = llm.rerank("cat", documents, top_n=3)
+    pairs = [llm.rerank_tokens("cat", d) for d in documents]
+    assert pairs[0][0] == llm.tokenizer.bos_id  # BOS query document: what this vocabulary adds
+    scores = llm.embed(pairs, normalize=-1)[:, 0]
+    assert [r.index for r in results] == list(np.argsort(-scores)[:3])
+    np.testing.assert_allclose([r.relevance_score for r in results], np.sort(scores)[::-1][:3], rtol=1e-6)
+
+
+def test_generation_model_refuses_embeddings_until_asked():
+    from llmcore import LLM
+
+    llm = LLM(FIXTURES / "llama.gguf", backend="cpu_simd", n_ctx=64)
+    with pytest.raises(LLMCoreError, match="loaded for text generation"):
+        llm.embed("hello")
+    gold = np.load(FIXTURES / "llama.npz")
+    embedder = LLM(FIXTURES / "llama.gguf", backend="cpu_simd", n_ctx=64, embedding=True)  # the file's last pooling
+    first = gold["tokens"][: gold["lengths"][0]].tolist()
+    assert np.abs(embedder.embed(first, normalize=-1)[0] - gold["last"][0]).max() < MAX_ERROR[False]

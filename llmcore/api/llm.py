@@ -26,6 +26,7 @@ from llmcore.api.types import (
     ToolCall,
     Usage,
 )
+from llmcore.api.embedding import EmbeddingMethods, context_pooling
 from llmcore.engine.batch import Batch
 from llmcore.chat import ChatTemplate
 from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
@@ -52,8 +53,8 @@ class GenerationStats:
     tail: str = ""  # text held back until the end (half a character, a possible stop string)
 
 
-class LLM:
-    """A model loaded onto a backend, ready to tokenize, score and generate.
+class LLM(EmbeddingMethods):
+    """A model loaded onto a backend, ready to tokenize, score and generate, or to embed and rerank.
 
     ``model`` is a GGUF path, a cached model name, a URL or Hugging Face-style reference, or None
     for the default model (SmolLM2-135M-Instruct). ``backend`` is a backend name or ``"auto"``
@@ -73,6 +74,11 @@ class LLM:
     "on", "off" or "auto" (or True/False, as llama-cpp-python takes it). A quantized V cache needs
     flash attention, which "auto" then turns on; otherwise "auto" turns it on where every layer's
     backend runs it, as llama.cpp does.
+
+    ``embedding=True`` loads the model for :meth:`embed`, :meth:`create_embedding` and
+    :meth:`rerank` instead of generation (an encoder such as BERT always is), pooled as
+    ``pooling`` says (``none``, ``mean``, ``cls``, ``last``, ``rank``; default: the file's
+    ``pooling_type``); an encoder's context is at most its trained length.
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
@@ -80,19 +86,24 @@ class LLM:
                  cache_type_k: str = "f16", cache_type_v: str = "f16", flash_attn: str | bool = DEFAULT_FLASH_ATTN,
                  chat_template: str | None = None,
                  n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None,
-                 split_mode: str = "layer", tensor_split: list[float] | None = None, main_gpu: int = 0) -> None:
+                 split_mode: str = "layer", tensor_split: list[float] | None = None, main_gpu: int = 0,
+                 embedding: bool = False, pooling: str | int | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
         self.model_path = resolve_model(None if model is None else str(model))
         self.model = Model(self.model_path)
+        pooling = context_pooling(self.model.architecture, self.model.hparams, embedding, pooling)
+        if self.model.architecture.encoder_only:  # a micro-batch is the encoder's whole context
+            n_ctx = min(n_ctx, self.model.hparams.n_ctx_train)
+            n_batch = min(n_batch, n_ctx)
         self.tokenizer = self.model.tokenizer
         self.plan = Plan.build(self.model, backend, n_gpu_layers=n_gpu_layers, override_tensor=override_tensor,
                                n_ctx=n_ctx, n_batch=n_batch, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                                flash_attn=flash_attn, n_threads=n_threads,
                                split_mode=split_mode, tensor_split=tensor_split, main_gpu=main_gpu)
         self.backend, self.backend_reason = self.plan.backend, self.plan.backend_reason
-        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache)
+        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling)
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)

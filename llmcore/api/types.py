@@ -111,3 +111,32 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
+
+
+class Embedding(BaseModel):
+    """One input's embedding in OpenAI's list: floats, or their little-endian float32 bytes in base64."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class CreateEmbeddingResponse(BaseModel):
+    """OpenAI's ``embeddings.create`` result (llama-server's ``/v1/embeddings``)."""
+
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class RerankResult(BaseModel):
+    """One document's score from a reranker (llama-server's ``/rerank`` results), by its index in the request."""
+
+    index: int
+    relevance_score: float
