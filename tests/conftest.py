@@ -3,8 +3,11 @@ and the llama.cpp goldens copied from ../shared/fixtures."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,6 +21,17 @@ def default_model_path() -> Path:
     from llmcore.hub import default_model_path as fetch
 
     return fetch(progress=False)
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as a module: a goldens script whose case table and input makers
+    its test reuses."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def golden_names() -> list[str]:

@@ -161,3 +161,28 @@ def test_generation_model_refuses_embeddings_until_asked():
     embedder = LLM(FIXTURES / "llama.gguf", backend="cpu_simd", n_ctx=64, embedding=True)  # the file's last pooling
     first = gold["tokens"][: gold["lengths"][0]].tolist()
     assert np.abs(embedder.embed(first, normalize=-1)[0] - gold["last"][0]).max() < MAX_ERROR[False]
+
+
+def test_embedding_command_output_formats(capsys):
+    """llmcore embedding prints as llama-embedding: json (OpenAI's list), array, and the default
+    lines with a cosine similarity matrix."""
+    import json
+
+    from llmcore import LLM
+    from llmcore.cli import main
+
+    texts = "hello world\nthe cat sat"
+    base = ["embedding", "-m", str(FIXTURES / "bert.gguf"), "--backend", "cpu_simd", "-fa", "off", "-p", texts]
+    assert main([*base, "--embd-output-format", "json+"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = LLM(FIXTURES / "bert.gguf", backend="cpu_simd", flash_attn="off").embed(texts.split("\n"))
+    got = np.array([d["embedding"] for d in printed["data"]])
+    assert np.abs(got - expected).max() < 1e-6 and printed["cosineSimilarity"][0][0] == 1.0
+    assert main([*base, "--embd-output-format", "array", "--embd-normalize", "-1", "--pooling", "cls"]) == 0
+    assert np.array(json.loads(capsys.readouterr().out)).shape == (2, 64)
+    assert main(base) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("embedding 0: ") and "cosine similarity matrix:" in lines
+    with pytest.raises(SystemExit) as refused:
+        main([*base, "--pooling", "avg"])
+    assert refused.value.code == 2

@@ -10,30 +10,18 @@ goldens recorded; the default model
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 from llmcore.cli import main
 from llmcore.hub.cache import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDENS = json.loads((ROOT / "tests" / "fixtures" / "quantize" / "goldens.json").read_text())
-
-
-def _script():
-    path = ROOT / "scripts" / "make_quantize_goldens.py"
-    spec = importlib.util.spec_from_file_location("make_quantize_goldens", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPT = _script()
+SCRIPT = load_script("make_quantize_goldens")
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,16 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="print the bytes each backend allocated (weights, KV cache, compute buffers)")
 
 
+POOLING_TYPES = ("none", "mean", "cls", "last", "rank")
+
+
+def add_pooling_arg(group: argparse._ArgumentGroup) -> None:
+    """llama.cpp's --pooling: how an embedding model pools its tokens (default: the model's own)."""
+    group.add_argument("--pooling", choices=POOLING_TYPES, default=None, metavar="{none,mean,cls,last,rank}",
+                       help="pooling type for embeddings: none, mean, cls, last or rank (a reranker's "
+                            "classification head); default: the model's pooling_type")
+
+
 def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
     from llmcore.api import LLM
@@ -61,7 +71,8 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               n_threads=args.threads, seed=seed, cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
               flash_attn=args.flash_attn, chat_template=args.chat_template,
               n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
-              tensor_split=args.tensor_split, main_gpu=args.main_gpu)
+              tensor_split=args.tensor_split, main_gpu=args.main_gpu,
+              embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None))
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 
-from llmcore.cli._common import _positive_int, add_model_args, load_llm
+from llmcore.cli._common import _positive_int, add_model_args, add_pooling_arg, load_llm
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "whose next request's headers take longer is closed (default: 30)")
     g.add_argument("--metrics", action="store_true",
                    help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
+    g.add_argument("--embedding", "--embeddings", action="store_true",
+                   help="serve embeddings (/v1/embeddings, /embedding) instead of completions")
+    g.add_argument("--reranking", "--rerank", action="store_true",
+                   help="serve a reranker at /rerank and /v1/rerank (--embedding with --pooling rank)")
+    add_pooling_arg(g)
     add_sampling_args(p)
     p.set_defaults(func=run)
 
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise LLMCoreError(f"llmcore serve needs {error.name}: install the server extra from llmcore's clone "
                            "(pip install -e '.[server]'; the llmcore on PyPI is another project)") from None
+    if args.reranking:
+        args.embedding, args.pooling = True, "rank"
     listener = _listen(args.host, args.port)
     defaults = sampling_from_args(args)
     seed = defaults.pop("seed", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +26,15 @@ from llmcore.graph.kv_types import CacheConfig
 from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.rope import RopeParams, rope
 from llmcore.graph.scheduler import CompiledGraph, assign
+from llmcore.graph.taps import mul_mat_inputs, tap_mul_mat_inputs
 from llmcore.engine import embeddings
 from llmcore.engine.kv_cache import KVCells
 from llmcore.engine.model import Model
 from llmcore.models.pooling import Pooling
 
+
+#: what ``Context.observe_mul_mat_inputs`` calls: (GGUF tensor name, float32 activations [rows, columns])
+MulMatObserver = Callable[[str, np.ndarray], None]
 
 #: compiled plans kept per context: decode shapes are few and small; prompt shapes are many (one per
 #: prompt length) and each holds buffers for all its tokens, so only the latest few of them stay
@@ -56,6 +61,7 @@ class Context:
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
         self.cells = KVCells(n_ctx)
         self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
+        self._mul_mat_observer: MulMatObserver | None = None
         self._load_weights(one_token)
 
     def _load_weights(self, graph: Graph) -> None:
@@ -81,6 +87,16 @@ class Context:
         placed += [*self._weight_holders, *(s.backend for plan in self._plans.values() for s in plan.splits)]
         return list({id(b): b for b in placed}.values())
 
+    def observe_mul_mat_inputs(self, observer: MulMatObserver | None) -> None:
+        """Call ``observer(tensor name, activations)`` for every weight matrix multiplication of
+        every step from now on (None: stop), with the float32 [rows, columns] that multiply the
+        weight: what llama-imatrix collects through ggml's ``cb_eval``. Plans compiled while
+        observing return those values besides the logits; a context never observed compiles and
+        runs its plans as before."""
+        if (observer is None) != (self._mul_mat_observer is None):
+            self._plans.clear()
+        self._mul_mat_observer = observer
+
     def compiled(self, n_tokens: int, n_outputs: int) -> CompiledGraph:
         """The compiled plan for a batch shape; the most recently used shapes stay compiled (a
         server sees many shapes, and each plan holds backend buffers)."""
@@ -89,6 +105,8 @@ class Context:
             self._plans.move_to_end(key)
         else:
             graph = self.arch.build_graph(n_tokens, n_outputs)
+            if self._mul_mat_observer is not None:
+                graph = tap_mul_mat_inputs(graph)
             self._plans[key] = CompiledGraph(graph, self.placement, self.placement.fallbacks)
             prompt_plans = [k for k in self._plans if k[0] > PROMPT_PLAN_TOKENS]
             for old in prompt_plans[:-MAX_PROMPT_PLANS]:
@@ -157,7 +175,11 @@ class Context:
     def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
         out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
         n_kv, feeds = self._feeds(ubatch, out_ids)
-        return self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)["logits"]
+        results = self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)
+        if self._mul_mat_observer is not None:
+            for tensor, activations in mul_mat_inputs(results):
+                self._mul_mat_observer(tensor, activations)
+        return results["logits"]
 
     def memory_used(self) -> dict[str, dict[str, int]]:
         return {b.name: b.memory_used() for b in self.backends}

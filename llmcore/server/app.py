@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 import llmcore
 from llmcore.api.llm import LLM
 from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream
+from llmcore.server.embeddings import add_embedding_routes
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
 from llmcore.server.middleware import ApiKeyGuard, BodyGuard
@@ -43,7 +44,6 @@ from llmcore.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     DetokenizeRequest,
-    EmbeddingRequest,
     NativeCompletionRequest,
     TokenizeRequest,
 )
@@ -90,6 +90,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     app.state.batcher = batcher
 
     async def run_job(request: Request, job: Job, responder: Responder, stream: bool) -> Response:
+        if llm.pooling is not None:
+            raise APIError(501, "This server does not support completions. Start it without `--embeddings`")
         handle = JobStream(batcher, job)
         handle.start()
         events = _events(handle, request, timeout)
@@ -148,10 +150,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
         responder = NativeResponder(llm.tokenizer, model, body.n_probs, post_sampling=body.post_sampling_probs)
         return await run_job(request, job, responder, body.stream)
 
-    @app.post("/v1/embeddings")
-    @app.post("/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> Response:
-        raise APIError(501, f"{model} is a text-generation model: this server does not compute embeddings")
+    add_embedding_routes(app, llm, model)
 
     # -- tokens and templates -----------------------------------------------------------------
 

@@ -111,7 +111,8 @@ class Batcher:
             raise LLMCoreError(f"-c {llm.n_ctx} leaves {n_ctx_slot} tokens per slot with -np {n_parallel}; raise -c")
         self.llm = llm
         self.context = llm.context
-        n_ctx_slot = self.context.cells.partition(n_parallel)
+        # an embedding context generates nothing: its sequences are the inputs of one request at a time
+        n_ctx_slot = self.context.cells.partition(n_parallel) if llm.pooling is None else n_ctx_slot
         self.slots = [Slot(i, n_ctx_slot) for i in range(n_parallel)]
         self.metrics = Metrics()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -3,7 +3,7 @@ accepts. Unknown fields are ignored (as OpenAI clients send fields a local serve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
@@ -124,7 +124,22 @@ class NativeCompletionRequest(GenerationFields):
     post_sampling_probs: bool = False
 
 class EmbeddingRequest(_Body):
-    input: str | list[str] | list[int] | list[list[int]]
+    """``/v1/embeddings`` (OpenAI's ``input``) and llama-server's ``/embedding`` (``content`` too)."""
+
+    input: str | list[str] | list[int] | list[list[int]] | None = None
+    content: str | list[str] | list[int] | list[list[int]] | None = None
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    embd_normalize: int | None = None
+
+class RerankRequest(_Body):
+    """llama-server's ``/rerank``: Jina's ``documents`` or TEI's ``texts``."""
+
+    query: str
+    documents: list[str] | None = None
+    texts: list[str] | None = None
+    top_n: int | None = Field(None, ge=0)
+    return_text: bool = False
     model: str | None = None
 
 class TokenizeRequest(_Body):

@@ -41,7 +41,7 @@ def perplexity(llm, text: str, n_ctx: int, n_batch: int = 2048, n_chunks: int = 
     ppls = []
     for i, chunk_logits in enumerate(_chunk_logits(llm, tokens, n_ctx, n_batch, n_chunk, first)):
         targets = np.asarray(tokens[i * n_ctx + first + 1:(i + 1) * n_ctx], np.int64)
-        logprobs = _log_softmax_at(chunk_logits[: len(targets)], targets)
+        logprobs = log_softmax_at(chunk_logits[: len(targets)], targets)
         nll -= float(logprobs.sum())
         nll2 += float(np.square(logprobs).sum())
         count += len(targets)
@@ -67,7 +67,7 @@ def _chunk_logits(llm, tokens: list[int], n_ctx: int, n_batch: int, n_chunk: int
         yield llm.context.decode(batch, n_batch=min(n_batch, n_ctx))
 
 
-def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """log p(target) per row, with llama.cpp's max-subtracted float exponentials summed in double."""
     peak = logits.max(axis=1, keepdims=True)
     shifted = logits - peak

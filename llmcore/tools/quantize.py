@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -33,8 +32,9 @@ import numpy as np
 
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType, GGUFReader, GGUFValueType, TensorInfo
+from llmcore.gguf.imatrix import read_imatrix
 from llmcore.gguf.split import KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT
-from llmcore.gguf.types import DEFAULT_ALIGNMENT, GGML_QUANT_SIZES, GGUF_MAGIC, row_bytes
+from llmcore.gguf.types import DEFAULT_ALIGNMENT, GGML_QUANT_SIZES, row_bytes
 from llmcore.tools.gguf_split import GGUFOutput
 
 __all__ = [
@@ -269,80 +269,21 @@ def load_imatrix(path: str, include: list[str] = (), exclude: list[str] = ()) ->
     """Read a llama-imatrix file (GGUF, or else the legacy format), normalise it (sums divided by
     counts) and keep the entries whose names contain an ``include`` string / drop those that contain
     an ``exclude`` string (``--include-weights`` / ``--exclude-weights``)."""
-    try:
-        with open(path, "rb") as handle:
-            is_gguf = handle.read(4) == GGUF_MAGIC
-    except OSError as error:
-        raise LLMCoreError(f"failed to load imatrix from {path!r}: {error.strerror}") from None
-    imatrix = _load_gguf_imatrix(path) if is_gguf else _load_legacy_imatrix(path)
+    stored = read_imatrix(path)
+    entries = {}
+    for name, (sums, counts) in stored.entries.items():
+        if stored.legacy:  # the mean squares times ncall
+            ncall = np.float32(counts[0])
+            entries[name] = (sums / ncall).astype(np.float32) if ncall > 0 else sums.copy()
+            continue
+        per_expert = sums.reshape(len(counts), -1)
+        scaled = per_expert / np.where(counts > 0, counts, 1).astype(np.float32)[:, None]
+        entries[name] = np.where(counts[:, None] > 0, scaled, np.float32(1)).astype(np.float32).reshape(-1)
+    imatrix = Imatrix(str(path), entries, stored.datasets, stored.chunk_count)
     for name in exclude:
         imatrix.entries = {key: value for key, value in imatrix.entries.items() if name not in key}
     if include:
         imatrix.entries = {key: value for key, value in imatrix.entries.items() if any(n in key for n in include)}
-    return imatrix
-
-
-def _load_gguf_imatrix(path: str) -> Imatrix:
-    with GGUFReader(path) as reader:
-        if not reader.tensors:
-            raise LLMCoreError(f"failed to load imatrix from {path!r}: no data in the file")
-        meta = reader.metadata
-        for key in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
-            if key not in meta:
-                raise LLMCoreError(f"missing imatrix metadata in file {path} ({key})")
-        datasets = meta["imatrix.datasets"] if reader.metadata_types["imatrix.datasets"] == GGUFValueType.STRING else []
-        pairs: dict[str, list[TensorInfo | None]] = {}
-        for name, info in reader.tensors.items():
-            for slot, suffix in enumerate((".in_sum2", ".counts")):
-                if name.endswith(suffix) and len(name) > len(suffix):
-                    pairs.setdefault(name[: -len(suffix)], [None, None])[slot] = info
-        entries = {}
-        for name, (sums_info, counts_info) in sorted(pairs.items()):
-            if sums_info is None or counts_info is None:
-                raise LLMCoreError(f"failed to load imatrix from {path!r}: mismatched sums and counts for {name}")
-            if sums_info.type != GGMLType.F32 or counts_info.type != GGMLType.F32:
-                raise LLMCoreError(f"failed to load imatrix from {path!r}: sums and counts for {name} must be F32")
-            sums = np.array(reader.raw(sums_info.name), np.float32).reshape(-1)
-            counts = np.array(reader.raw(counts_info.name), np.float32).reshape(-1)
-            counts = np.floor(np.abs(counts) + 0.5) * np.sign(counts)  # std::lround
-            per_expert = sums.reshape(len(counts), -1)
-            scaled = per_expert / np.where(counts > 0, counts, 1).astype(np.float32)[:, None]
-            entries[name] = np.where(counts[:, None] > 0, scaled, np.float32(1)).astype(np.float32).reshape(-1)
-        return Imatrix(path, entries, list(datasets), int(meta["imatrix.chunk_count"]))
-
-
-def _load_legacy_imatrix(path: str) -> Imatrix:
-    with open(path, "rb") as handle:
-        data = handle.read()
-    fail = f"failed to load imatrix from {path!r}"
-    pos = 0
-
-    def take(n: int, what: str) -> bytes:
-        nonlocal pos
-        if pos + n > len(data):
-            raise LLMCoreError(f"{fail}: the file ends inside {what}")
-        pos += n
-        return data[pos - n:pos]
-
-    (n_entries,) = struct.unpack("<i", take(4, "the entry count"))
-    if n_entries < 1:
-        raise LLMCoreError(f"{fail}: no data in the file")
-    entries = {}
-    for index in range(n_entries):
-        (length,) = struct.unpack("<i", take(4, f"entry {index + 1}'s name"))
-        name = take(max(length, 0), f"entry {index + 1}'s name").split(b"\0")[0].decode("utf-8", "replace")
-        ncall, nval = struct.unpack("<ii", take(8, f"entry {index + 1}'s counts"))
-        if nval < 1:
-            raise LLMCoreError(f"{fail}: entry {index + 1} has no values")
-        sums = np.frombuffer(take(4 * nval, f"entry {index + 1}'s values"), "<f4")
-        entries[name] = (sums / np.float32(ncall)).astype(np.float32) if ncall > 0 else sums.copy()
-    imatrix = Imatrix(path, entries)
-    if pos + 4 <= len(data):  # the optional trailer: chunk count, then the dataset's name
-        (imatrix.chunk_count,) = struct.unpack("<i", take(4, "the chunk count"))
-        if pos + 4 <= len(data):
-            (length,) = struct.unpack("<i", take(4, "the dataset name"))
-            if 0 < length <= len(data) - pos:
-                imatrix.datasets.append(take(length, "the dataset name").split(b"\0")[0].decode("utf-8", "replace"))
     return imatrix
 
 
