@@ -1,12 +1,14 @@
 """Make the K-quant goldens of tests/test_kquant_goldens.py: a tiny random llama whose widths are
-multiples of 256 (so every matrix takes a K-quant), quantized by llama.cpp's llama-quantize, and the
+multiples of 256 (so every matrix takes a K-quant), and one with 8 experts of which each token takes
+2 (Mixtral's layout: Q4_K experts by the repacked GEMV, Q6_K ones by vec_dot or, for 8 routed rows
+or more, the tiled kernel), quantized by llama.cpp's llama-quantize, and the
 logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
 tiled and repacked K-quant orders, batched attention), then 8 tokens one at a time (the decode path).
 
     /work/venv-oracle/bin/python scripts/make_kquant_goldens.py /path/to/llama-quantize
 
 Needs llama-cpp-python (the oracle) and the ``gguf`` package. Writes, per quantization,
-``tests/fixtures/kquant/<ftype>.gguf`` and ``<ftype>.logits.npz`` (``prompt``, ``decoded`` int32
+``tests/fixtures/kquant/[moe_]<ftype>.gguf`` and ``<ftype>.logits.npz`` (``prompt``, ``decoded`` int32
 token ids, ``logits`` float32 [len(prompt) + len(decoded), n_vocab]).
 """
 
@@ -20,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from make_arch_goldens import TinyModel, rms_decoder
+from make_arch_goldens import TinyModel, moe_decoder, rms_decoder
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "kquant"
 FTYPES = ("Q4_K_M", "Q5_K_M")
+MOE_FTYPES = ("Q4_K_M",)
 PROMPT = [1, *range(40, 79)]  # 40 tokens
 DECODED = [300, 45, 200, 511, 17, 99, 260, 400]
 
@@ -51,15 +54,18 @@ def main() -> int:
     parser.add_argument("llama_quantize", help="llama.cpp's llama-quantize binary")
     args = parser.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    model = TinyModel("llama", seed=4242, n_layer=2, n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=512)
-    rms_decoder(model)
+    dense = TinyModel("llama", seed=4242, n_layer=2, n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=512)
+    rms_decoder(dense)
+    moe = TinyModel("llama", seed=4343, n_layer=2, n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=256)
+    moe_decoder(moe, n_expert=8, n_used=2, n_ff=moe.n_ff)
     with tempfile.TemporaryDirectory() as tmp:
-        f32 = Path(tmp) / "f32.gguf"
-        model.write(f32)
-        for ftype in FTYPES:
-            path = OUT_DIR / f"{ftype.lower()}.gguf"
-            subprocess.run([args.llama_quantize, str(f32), str(path), ftype], check=True, capture_output=True)
-            write_logits(path)
+        for model, prefix, ftypes in ((dense, "", FTYPES), (moe, "moe_", MOE_FTYPES)):
+            f32 = Path(tmp) / f"{prefix}f32.gguf"
+            model.write(f32)
+            for ftype in ftypes:
+                path = OUT_DIR / f"{prefix}{ftype.lower()}.gguf"
+                subprocess.run([args.llama_quantize, str(f32), str(path), ftype], check=True, capture_output=True)
+                write_logits(path)
     return 0
 
 

@@ -11,6 +11,7 @@ void lc_quantize_row_f16(const float *x, void *y, int64_t n);
 void lc_quantize_row_bf16(const float *x, void *y, int64_t n);
 
 void lc_vec_dot_f32(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_f32_tinyblas(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q8_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q4_1(int n, float *s, const void *w_row, const void *x_row);

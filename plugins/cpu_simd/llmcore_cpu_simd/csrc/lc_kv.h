@@ -22,6 +22,7 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task);
 
 /* from ops.c: ggml_vec_dot_f16's order (64 lanes) and tinyBLAS's (16 lanes) of a K row (f16 or f32)
  * with a query row; the per-lane V sums of the attention without flash attention */
+/* quants.c: the dots of a K row (f16 or f32) with a float query: ggml_vec_dot_f16/f32, tinyBLAS */
 float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n);
 float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n);
 void lc_attn_accumulate_v(float *lane, float p, const void *v, int type, int64_t n);

@@ -67,6 +67,12 @@ static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
     }
 }
 
+/* An f32 weight meets a batch of two or more tokens through llamafile's tinyBLAS when its rows are
+ * whole vectors of 16 (ggml_vec_dot_f32 otherwise, and always in mul_mat_id) */
+static int f32_gemm(const lc_node *nd) {
+    return nd->type == LC_TYPE_F32 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0;
+}
+
 /* A Q4_K weight llama.cpp repacks (rows a multiple of 8) meets a batch in groups of four tokens
  * through its GEMM, the tokens left over through its GEMV (vec_dot's order here): the tokens before
  * this index take the GEMM's order. */
@@ -89,7 +95,9 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
         return LC_ORDER_KQ_TILED;
     }
     if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_ORDER_KQ_GEMM;
-    if (nd->ne[1] >= PACKED_MIN_TOKENS && lc_packed_bytes(nd->type, nd->ne[0])) {
+    /* the K-quants' packed kernels have the tiled and GEMM orders only (a routed repacked Q4_K takes vec_dot's) */
+    const int k_quant = nd->type == LC_TYPE_Q4_K || nd->type == LC_TYPE_Q5_K || nd->type == LC_TYPE_Q6_K;
+    if (!k_quant && nd->ne[1] >= PACKED_MIN_TOKENS && lc_packed_bytes(nd->type, nd->ne[0])) {
         *n_packed = nd->ne[1];
         return LC_ORDER_VEC_DOT;
     }
@@ -117,7 +125,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : lc_tile_for(nd->type);
-    const lc_vec_dot_fn dot = tiled ? tiled : lc_traits[nd->type].vec_dot;
+    const lc_vec_dot_fn dot = tiled ? tiled : f32_gemm(nd) ? lc_vec_dot_f32_tinyblas : lc_traits[nd->type].vec_dot;
     for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;
         for (int64_t r = r0; r < r1; r += 2) {
@@ -402,62 +410,6 @@ static void op_kv_store(const lc_node *nd, const lc_task *task) {
  * Its cache view is padded to 256 cells, so the sums over cells never have leftovers. */
 
 enum { F16_DOT_LANES = 64 };
-
-/* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
-float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
-    const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
-    const lc_fp16_t *kh = k;
-    const float *kf = k;
-    float sum;
-#if defined(LC_AVX512)
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
-        for (int a = 0; a < 4; a++) {
-            const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i + 16 * a)))
-                                                  : _mm512_loadu_ps(kf + i + 16 * a);
-            acc[a] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i + 16 * a), acc[a]);
-        }
-    sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
-#else
-    float lanes[F16_DOT_LANES] = {0};
-    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
-        for (int l = 0; l < F16_DOT_LANES; l++)
-            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
-    float s16[16];
-    for (int l = 0; l < 16; l++) s16[l] = (lanes[l] + lanes[32 + l]) + (lanes[16 + l] + lanes[48 + l]);
-    sum = lc_reduce16_ordered(s16);
-#endif
-    if (type != LC_TYPE_F16) {  /* ggml_vec_dot_f32: the values past a multiple of 64 fused in float */
-        for (int64_t i = np; i < n; i++) sum = fmaf(kf[i], q[i], sum);
-        return sum;
-    }
-    double total = sum;  /* ggml_vec_dot_f16: in ggml_float */
-    for (int64_t i = np; i < n; i++) total += (double)(LC_H2F(kh[i]) * q[i]);
-    return (float)total;
-}
-
-/* The same dot as llamafile's tinyBLAS f16 GEMM, which ggml uses instead when the product has two
- * or more columns (a batch of queries): one 16-lane accumulator over the row, then
- * _mm512_reduce_add_ps. */
-float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n) {
-    const lc_fp16_t *kh = k;
-    const float *kf = k;
-    float lanes[16] = {0};
-    int64_t i = 0;
-#if defined(LC_AVX512)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i)))
-                                              : _mm512_loadu_ps(kf + i);
-        acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i), acc);
-    }
-    _mm512_storeu_ps(lanes, acc);
-#endif
-    for (; i < n; i += 16)
-        for (int l = 0; l < 16 && i + l < n; l++)
-            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
-    return lc_reduce16_ordered(lanes);
-}
 
 /* lanes[j % n_lanes][:] += p * v: the per-lane partial sums of ggml's dot over cells, for every dim */
 void lc_attn_accumulate_v(float *lane, float p, const void *v, int type, int64_t n) {

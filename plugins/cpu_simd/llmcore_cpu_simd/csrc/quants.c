@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lc_kernels.h"
+#include "lc_kv.h"
 #include "lc_simd.h"
 
 /* ---- f16 rows ------------------------------------------------------------------------------ */
@@ -91,27 +92,72 @@ void lc_quantize_row_bf16(const float *x, void *vy, int64_t n) {
 
 /* ---- float dots ---------------------------------------------------------------------------- */
 
-void lc_vec_dot_f32(int n, float *s, const void *w_row, const void *x_row) {
-    const float *w = w_row, *x = x_row;
-    int i = 0;
-    float sum = 0.0f;
+enum { F16_DOT_LANES = 64 };  /* ggml_vec_dot_f16/f32 (AVX-512): four vectors of 16 */
+
+/* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
+float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
+    const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
+    const lc_fp16_t *kh = k;
+    const float *kf = k;
+    float sum;
 #if defined(LC_AVX512)
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
-    }
-    sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-#elif defined(LC_AVX2)
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    }
-    sum = lc_hsum256(_mm256_add_ps(a0, a1));
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
+        for (int a = 0; a < 4; a++) {
+            const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i + 16 * a)))
+                                                  : _mm512_loadu_ps(kf + i + 16 * a);
+            acc[a] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i + 16 * a), acc[a]);
+        }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+#else
+    float lanes[F16_DOT_LANES] = {0};
+    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
+        for (int l = 0; l < F16_DOT_LANES; l++)
+            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
+    float s16[16];
+    for (int l = 0; l < 16; l++) s16[l] = (lanes[l] + lanes[32 + l]) + (lanes[16 + l] + lanes[48 + l]);
+    sum = lc_reduce16_ordered(s16);
 #endif
-    for (; i < n; i++) sum += w[i] * x[i];
-    *s = sum;
+    if (type != LC_TYPE_F16) {  /* ggml_vec_dot_f32: the values past a multiple of 64 fused in float */
+        for (int64_t i = np; i < n; i++) sum = fmaf(kf[i], q[i], sum);
+        return sum;
+    }
+    double total = sum;  /* ggml_vec_dot_f16: in ggml_float */
+    for (int64_t i = np; i < n; i++) total += (double)(LC_H2F(kh[i]) * q[i]);
+    return (float)total;
+}
+
+/* The same dot as llamafile's tinyBLAS f16 GEMM, which ggml uses instead when the product has two
+ * or more columns (a batch of queries): one 16-lane accumulator over the row, then
+ * _mm512_reduce_add_ps. */
+float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n) {
+    const lc_fp16_t *kh = k;
+    const float *kf = k;
+    float lanes[16] = {0};
+    int64_t i = 0;
+#if defined(LC_AVX512)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i)))
+                                              : _mm512_loadu_ps(kf + i);
+        acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i), acc);
+    }
+    _mm512_storeu_ps(lanes, acc);
+#endif
+    for (; i < n; i += 16)
+        for (int l = 0; l < 16 && i + l < n; l++)
+            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
+    return lc_reduce16_ordered(lanes);
+}
+
+/* ggml_vec_dot_f32 (ggml's one-row f32 product: decode, mul_mat_id) and llamafile's tinyBLAS, which
+ * ggml uses for an f32 weight times two or more activation rows: the orders of attention's f32 scores */
+void lc_vec_dot_f32(int n, float *s, const void *w_row, const void *x_row) {
+    *s = lc_attn_dot_kq(w_row, LC_TYPE_F32, x_row, n);
+}
+
+void lc_vec_dot_f32_tinyblas(int n, float *s, const void *w_row, const void *x_row) {
+    *s = lc_attn_dot_kq_tinyblas(w_row, LC_TYPE_F32, x_row, n);
 }
 
 void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
