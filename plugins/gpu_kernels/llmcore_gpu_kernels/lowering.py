@@ -224,14 +224,28 @@ class _Lowering:
             case Op.ROPE:
                 self._rope(node, srcs, out)
             case Op.ATTENTION:
-                q, k, _, mask = node.srcs
-                n, n_head, head_dim = q.shape
-                self._launch(f"attention_{CACHE_KERNELS[k.dtype]}",
-                             [*srcs, Ref("io", STEP_KEY, 16), out, n_head, head_dim, n_head // p["n_head_kv"],
-                              k.shape[1], mask.shape[1], float(p["scale"]), float(p.get("softcap") or 0.0)],
-                             (n * n_head, 1))
+                self._attention(node, srcs, out)
             case _:
                 raise BackendError(f"gpu kernels: no kernel for {node}")
+
+    def _attention(self, node: Node, srcs: list[Ref], out: Ref) -> None:
+        q, k, _, mask = node.srcs
+        n, n_head, head_dim = q.shape
+        p = node.params
+        step = Ref("io", STEP_KEY, 16)
+        shape = [n_head, head_dim, n_head // p["n_head_kv"], k.shape[1], mask.shape[1], float(p["scale"])]
+        cache = CACHE_KERNELS[k.dtype]
+        if self.target.cpu and not p.get("softcap"):
+            # llama.cpp's CPU order, which costs little on a CPU: q rounded in device memory first
+            q_ref = srcs[0]
+            if k.dtype == F16:
+                values = n * n_head * head_dim
+                q_ref = self._new(4 * values)
+                self._launch("prepare_float", [srcs[0], q_ref, values, 0], _groups(values))
+            self._launch(f"attention_ordered_{cache}", [self._read(q_ref), *srcs[1:], step, out, n, *shape],
+                         (n * n_head, 1))
+            return
+        self._launch(f"attention_{cache}", [*srcs, step, out, *shape, float(p.get("softcap") or 0.0)], (n * n_head, 1))
 
     def _mul_mat(self, node: Node) -> None:
         w, x = node.srcs

@@ -90,7 +90,8 @@ class OpenCLRuntime(Runtime):
 
     def build(self, rendering: Rendering) -> None:
         try:
-            self.program = self.cl.Program(self.context, rendering.source).build()
+            # IEEE division and square root, as the host's C computes them
+            self.program = self.cl.Program(self.context, rendering.source).build("-cl-fp32-correctly-rounded-divide-sqrt")
         except self.cl.Error as error:
             first = next((line for line in str(error).splitlines() if "error" in line), str(error))
             raise BackendError(f"sycl: building the OpenCL kernels failed: {first.strip()}") from None

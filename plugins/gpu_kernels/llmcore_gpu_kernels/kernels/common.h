@@ -57,8 +57,26 @@ DEVICE float round_bf16(float value) {
     return BITS_F32((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
 }
 
+// ggml_v_expf, the form llama.cpp's x86 build uses (softmax, silu), operation for operation:
+// exp(x) = 2^n * p(b) with n = round(x / ln 2) and b = x - n ln 2 in two parts, fmaf fused
+DEVICE float expf_ggml(float x) {
+    const float r = 12582912.0f;  // 0x1.8p23
+    float z = fmaf(x, BITS_F32(0x3fb8aa3bu), r);
+    float n = z - r;
+    float b = fmaf(-n, BITS_F32(0x35bfbe8eu), fmaf(-n, BITS_F32(0x3f317200u), x));
+    float u = b * b;
+    float j = fmaf(fmaf(fmaf(BITS_F32(0x3c072010u), b, BITS_F32(0x3d2b9f17u)), u,
+                        fmaf(BITS_F32(0x3e2aaf33u), b, BITS_F32(0x3efffedbu))),
+                   u, fmaf(BITS_F32(0x3f7ffff6u), b, 1.0f));
+    if (fabsf(n) > 192.0f) {
+        return n <= 0.0f ? 0.0f : BITS_F32(0x7f800000u);
+    }
+    return ldexpf(j, (i32)n);
+}
+
+// ggml's silu: x / (1 + exp(-x)) with its expf
 DEVICE float silu(float x) {
-    return x / (1.0f + expf(-x));
+    return x / (1.0f + expf_ggml(-x));
 }
 
 // ggml's GELU as its CPU backend computes it: the tanh form at the f16 value of x, the result

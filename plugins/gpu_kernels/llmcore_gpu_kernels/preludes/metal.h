@@ -26,6 +26,7 @@ typedef float acc_t;  // Metal has no double
 #define fminf fmin
 #define tanhf precise::tanh
 #define fmaf fma
+#define ldexpf ldexp
 
 DEVICE float f16_to_f32(u16 bits) {
     return float(as_type<half>(bits));

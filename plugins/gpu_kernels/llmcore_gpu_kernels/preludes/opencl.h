@@ -28,14 +28,50 @@ typedef int i32;
 #define fminf fmin
 #define tanhf tanh
 #define fmaf fma
+#define ldexpf ldexp
 
-// half <-> float without cl_khr_fp16: vload_half / vstore_half_rte are core OpenCL 1.2
+// half <-> float on the bits: without cl_khr_fp16 only vload_half/vstore_half convert, through
+// memory, which PoCL miscompiles for a private variable inside a vectorised loop
 DEVICE float f16_to_f32(u16 bits) {
-    return vload_half(0, (const half*)&bits);
+    u32 sign = ((u32)bits & 0x8000u) << 16;
+    u32 exponent = ((u32)bits >> 10) & 31u;
+    u32 mantissa = (u32)bits & 1023u;
+    if (exponent == 0u) {  // zero or subnormal: mantissa * 2^-24, exact in float
+        float magnitude = (float)mantissa * 5.9604644775390625e-8f;
+        return as_float(as_uint(magnitude) | sign);
+    }
+    if (exponent == 31u) {
+        return as_float(sign | 0x7F800000u | (mantissa << 13));
+    }
+    return as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
+// round to nearest even; overflow to inf, subnormals kept, NaN stays NaN
 DEVICE u16 f32_to_f16(float value) {
-    u16 bits;
-    vstore_half_rte(value, 0, (half*)&bits);
-    return bits;
+    u32 x = as_uint(value);
+    u32 sign = (x >> 16) & 0x8000u;
+    u32 mag = x & 0x7FFFFFFFu;
+    if (mag >= 0x7F800000u) {
+        return (u16)(sign | 0x7C00u | (mag > 0x7F800000u ? 0x200u : 0u));
+    }
+    if (mag >= 0x477FF000u) {  // rounds to 65520 or more
+        return (u16)(sign | 0x7C00u);
+    }
+    if (mag < 0x38800000u) {  // below the smallest normal f16
+        if (mag < 0x33000000u) {
+            return (u16)sign;
+        }
+        u32 shift = 126u - (mag >> 23);  // the value in units of 2^-24
+        u32 m = (mag & 0x7FFFFFu) | 0x800000u;
+        u32 q = m >> shift;
+        u32 rest = m & ((1u << shift) - 1u);
+        u32 half_way = 1u << (shift - 1u);
+        q += (rest > half_way || (rest == half_way && (q & 1u) == 1u)) ? 1u : 0u;
+        return (u16)(sign | q);
+    }
+    u32 r = mag - 0x38000000u;  // exponent 127 -> 15
+    u32 q = r >> 13;
+    u32 rest = r & 0x1FFFu;
+    q += (rest > 0x1000u || (rest == 0x1000u && (q & 1u) == 1u)) ? 1u : 0u;
+    return (u16)(sign | q);
 }
