@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,11 +176,20 @@ class _Tensor:
     name: str
     type: GGMLType
     shape: tuple[int, ...]
-    data: np.ndarray  # C-contiguous, exactly n_bytes long (often a zero-copy view of another file)
+    data: np.ndarray | None  # C-contiguous, exactly n_bytes long (often a zero-copy view of another file)
+    produce: Callable[[], np.ndarray] | None = None  # makes ``data`` when it is written (add_lazy_tensor)
 
     @property
     def n_bytes(self) -> int:
-        return self.data.nbytes
+        return self.data.nbytes if self.data is not None else tensor_bytes(self.type, self.shape)
+
+    def contents(self) -> np.ndarray:
+        if self.data is not None:
+            return self.data
+        data = np.ascontiguousarray(self.produce()).reshape(-1).view(np.uint8)
+        if data.nbytes != self.n_bytes:
+            raise ValueError(f"tensor {self.name!r}: produced {data.nbytes} bytes, {self.n_bytes} announced")
+        return data
 
     def info(self, relative_offset: int) -> bytes:
         return encode_tensor_info(self.name, self.type, tuple(reversed(self.shape)), relative_offset)
@@ -268,9 +277,20 @@ class GGUFWriter:
             )
         self._tensors[name] = _Tensor(name, ggml_type, shape, data)
 
-    def write(self, *, split_max_tensors: int | None = None, split_max_bytes: int | None = None) -> list[str]:
+    def add_lazy_tensor(self, name: str, type: GGMLType, shape: Sequence[int], produce: Callable[[], np.ndarray]) -> None:
+        """Add a tensor of ``type`` and ``shape`` (numpy order) whose stored bytes ``produce()``
+        returns only when ``write()`` reaches it, so that a converter holds one tensor at a time."""
+        if name in self._tensors:
+            raise ValueError(f"duplicate tensor name {name!r}")
+        if len(name.encode("utf-8")) > MAX_TENSOR_NAME_BYTES:
+            raise ValueError(f"tensor name {name!r} is longer than {MAX_TENSOR_NAME_BYTES} bytes")
+        self._tensors[name] = _Tensor(name, GGMLType(type), tuple(int(d) for d in shape), None, produce)
+
+    def write(self, *, split_max_tensors: int | None = None, split_max_bytes: int | None = None,
+              on_tensor: Callable[[int], None] | None = None) -> list[str]:
         """Write the file(s) and return their paths.
 
+        ``on_tensor`` is told the bytes of each tensor once written (a progress bar).
         Without limits: one file at ``path``, without any ``split.*`` keys copied from a split
         source (a single file that claimed to be split would not open). With a limit, splits named
         like llama.cpp's gguf-split (``path`` minus ``.gguf`` + ``-00001-of-0000N.gguf``): the first
@@ -278,7 +298,7 @@ class GGUFWriter:
         """
         if split_max_tensors is None and split_max_bytes is None:
             metadata = [(key, encoded) for key, encoded in self._metadata.items() if key not in SPLIT_KEYS]
-            self._write_file(self.path, metadata, list(self._tensors.values()))
+            self._write_file(self.path, metadata, list(self._tensors.values()), on_tensor)
             return [self.path]
         groups = self._split_groups(split_max_tensors, split_max_bytes)
         prefix = self.path[: -len(".gguf")] if self.path.endswith(".gguf") else self.path
@@ -296,7 +316,7 @@ class GGUFWriter:
             else:
                 metadata = split_keys
             paths.append(split_path(prefix, index, len(groups)))
-            self._write_file(paths[-1], list(metadata.items()), tensors)
+            self._write_file(paths[-1], list(metadata.items()), tensors, on_tensor)
         return paths
 
     def _split_groups(self, max_tensors: int | None, max_bytes: int | None) -> list[list[_Tensor]]:
@@ -315,7 +335,8 @@ class GGUFWriter:
             group_bytes += size
         return groups
 
-    def _write_file(self, path: str, metadata: list[tuple[str, bytes]], tensors: list[_Tensor]) -> None:
+    def _write_file(self, path: str, metadata: list[tuple[str, bytes]], tensors: list[_Tensor],
+                    on_tensor: Callable[[int], None] | None = None) -> None:
         header = [GGUF_MAGIC, _u32(self.version), _u64(len(tensors)), _u64(len(metadata))]
         header += [_string(key) + encoded for key, encoded in metadata]
         offset = 0
@@ -330,8 +351,10 @@ class GGUFWriter:
                 if tensors:  # like llama.cpp's reader, only a data section needs aligning
                     out.write(bytes(_padding(len(head), self.alignment)))
                 for tensor in tensors:
-                    out.write(tensor.data)
+                    out.write(tensor.contents())
                     out.write(bytes(_padding(tensor.n_bytes, self.alignment)))
+                    if on_tensor:
+                        on_tensor(tensor.n_bytes)
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):
