@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmcore.api import LLM
@@ -131,3 +133,20 @@ def test_cli_device_choices_on_a_one_device_backend(default_model_path, capsys):
         assert main([*model, *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
+
+
+@pytest.mark.slow  # two vulkan contexts on lavapipe: about a minute
+@pytest.mark.skipif(not VULKAN_USABLE, reason="vulkan not usable here")
+def test_override_tensor_keeps_the_experts_on_the_cpu_backend():
+    """llama.cpp's usual hybrid, ``-ot exps=cpu_simd``: the experts' stacked weights load on the
+    CPU backend (and their routed products run there) while the rest is offloaded; the logits are
+    those of the plain offload, where vulkan declines the routed products to the same backend."""
+    path = Path(__file__).parent / "fixtures" / "arch" / "llama_moe.gguf"
+    tokens = [1, 300, 45, 200, 511, 17]
+    hybrid = LLM(path, backend="vulkan", n_gpu_layers="all", override_tensor=["exps=cpu_simd"], n_ctx=64)
+    owned = hybrid.plan.weights_by_backend()
+    experts = {name for name in Model(path).weight_specs if "_exps." in name}
+    assert experts <= set(owned["cpu_simd"]) and not experts & set(owned["vulkan"])
+    assert "blk.0.attn_q.weight" in owned["vulkan"]
+    offloaded = LLM(path, backend="vulkan", n_gpu_layers="all", n_ctx=64)
+    np.testing.assert_array_equal(hybrid.logits(tokens), offloaded.logits(tokens))

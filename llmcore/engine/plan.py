@@ -244,7 +244,7 @@ class Plan:
         for split in self.splits(1):
             weight_types, cache_types = needs[split.backend.name]
             for node in split.subgraph.nodes:
-                if node.op is Op.MUL_MAT and node.srcs[0].op is Op.WEIGHT:
+                if node.op in (Op.MUL_MAT, Op.MUL_MAT_ID) and node.srcs[0].op is Op.WEIGHT:
                     weight_types.add(node.srcs[0].dtype)
                 elif node.op is Op.ATTENTION:
                     cache_types.add(attention_key(node))
@@ -275,6 +275,12 @@ class Plan:
                 w = node.srcs[0] if node.srcs else None
                 if node.op is Op.MUL_MAT and w is not None and w.op is Op.WEIGHT:
                     total += speed.mul_mat_s(w.dtype, self.model.weight_bytes(w), math.prod(w.shape), node.shape[0])
+                elif node.op is Op.MUL_MAT_ID and w is not None and w.op is Op.WEIGHT:
+                    # each expert a step routes rows to is one product over its rows; the others are not read
+                    n_expert, n_routed = w.shape[0], node.shape[0] * node.shape[1]
+                    touched = min(n_expert, n_routed)
+                    total += touched * speed.mul_mat_s(w.dtype, self.model.weight_bytes(w) // n_expert,
+                                                       math.prod(w.shape[1:]), -(-n_routed // touched))
                 elif node.op is Op.ATTENTION:
                     n, n_head, head_dim = node.srcs[0].shape
                     # a step from an empty cache: n queries over a window of n cells, causally masked

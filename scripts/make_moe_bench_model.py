@@ -1,0 +1,42 @@
+"""Make the mixture-of-experts model of BENCHMARKS.md: random weights of a realistic shape (8 layers
+of width 1024, 16 query heads sharing 4 KV heads, 8 experts of width 2048 with 2 per token: about
+420M parameters, 110M active), written in F16 and quantized to Q4_K_M by llama.cpp's llama-quantize.
+
+    /work/venv-oracle/bin/python scripts/make_moe_bench_model.py /path/to/llama-quantize OUT.gguf
+    llmcore bench -m OUT.gguf --backend cpu_simd --llama-bench /path/to/llama-bench
+
+Needs the ``gguf`` package (the weights are random: the speed, not the text, is measured)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from make_arch_goldens import TinyModel, moe_decoder
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("llama_quantize", help="llama.cpp's llama-quantize binary")
+    parser.add_argument("out", type=Path, help="the Q4_K_M GGUF to write")
+    args = parser.parse_args()
+    model = TinyModel("llama", seed=7, n_layer=8, n_embd=1024, n_head=16, n_head_kv=4, head_dim=64, n_ff=2048)
+    moe_decoder(model, n_expert=8, n_used=2, n_ff=model.n_ff)
+    for name, tensor in model.tensors.items():  # matrices in F16, as converted models hold them
+        if tensor.ndim >= 2:
+            model.tensors[name] = tensor.astype(np.float16)
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
+        f16 = Path(tmp) / "f16.gguf"
+        model.write(f16)
+        subprocess.run([args.llama_quantize, str(f16), str(args.out), "Q4_K_M"], check=True, capture_output=True)
+    print(f"{args.out}: {args.out.stat().st_size / 2**20:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
