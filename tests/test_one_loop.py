@@ -29,7 +29,7 @@ SETTINGS = {
 def llm(default_model_path):
     from llmcore.api import LLM
 
-    return LLM(default_model_path, n_ctx=N_CTX)
+    return LLM(default_model_path, n_ctx=N_CTX, flash_attn="auto")  # the server's default, as llama-server's
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from llmcore.engine.kv_cache import common_prefix
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
-from llmcore.engine.sequence import Generation, Step, sampler_for
+from llmcore.engine.sequence import Generation, Step, context_shift_span, sampler_for
 
 
 @dataclass
@@ -51,6 +51,7 @@ class GenerationStats:
     finish_reason: FinishReason | None = None
     timings: Timings = field(default_factory=Timings)
     tail: str = ""  # text held back until the end (half a character, a possible stop string)
+    context_shifts: int = 0  # times a full context was shifted (``context_shift``)
 
 
 class LLM(EmbeddingMethods):
@@ -111,6 +112,13 @@ class LLM(EmbeddingMethods):
         self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
 
     # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def context_tokens(self) -> list[int]:
+        """The tokens whose keys and values sequence 0 holds, in position order: after a generation,
+        its prompt and every output token but the last (not decoded yet), less what a context
+        shift dropped."""
+        return list(self._cached_tokens)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -190,7 +198,8 @@ class LLM(EmbeddingMethods):
     # -- generation ---------------------------------------------------------------------------
 
     def generation(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1, *,
-                   stop: list[str] | str | None = None, ignore_eos: bool = False) -> Iterator[Step]:
+                   stop: list[str] | str | None = None, ignore_eos: bool = False,
+                   context_shift: bool = False, n_keep: int = 0) -> Iterator[Step]:
         """The steps of a generation of sequence 0 after ``prompt_tokens`` (the engine's
         :class:`~llmcore.engine.sequence.Generation`, the one loop the server runs per slot).
 
@@ -198,9 +207,14 @@ class LLM(EmbeddingMethods):
         ends after the step that hits a stop string or ``max_tokens`` (-1: until the context is
         full), or when the consumer stops. ``self.last`` records the outcome; the text still held
         back at the end is its ``tail``.
+
+        With ``context_shift`` a full context does not end it: as llama.cpp's ``--context-shift``,
+        the first ``n_keep`` prompt tokens after the BOS stay (-1: the whole prompt), half of the
+        rest is dropped and what follows moves back, its keys rotated to the new positions.
         """
         run = Generation(self.tokenizer, sampler, prompt_tokens, n_ctx=self.n_ctx, max_tokens=max_tokens,
-                         stops=[stop] if isinstance(stop, str) else list(stop or ()), ignore_eos=ignore_eos)
+                         stops=[stop] if isinstance(stop, str) else list(stop or ()), ignore_eos=ignore_eos,
+                         context_shift=context_shift)
         self.last = GenerationStats(prompt_tokens=len(prompt_tokens))
         n_decoded = 0
         try:
@@ -213,6 +227,9 @@ class LLM(EmbeddingMethods):
                 yield step
                 if step.stop:
                     return
+                if len(self._cached_tokens) + 1 >= self.n_ctx:  # only with context_shift, else Generation stopped
+                    self._shift_context(len(prompt_tokens), n_keep)
+                    self.last.context_shifts += 1
                 logits = self.context.decode(Batch.for_sequence([step.token], len(self._cached_tokens)))[-1]
                 self._cached_tokens.append(step.token)
                 n_decoded += 1
@@ -223,10 +240,18 @@ class LLM(EmbeddingMethods):
             timings.prompt_ms = run.prompt_ms
             timings.predicted_n, timings.predicted_ms = n_decoded, run.predicted_ms
 
+    def _shift_context(self, n_prompt: int, n_keep: int) -> None:
+        keep, discard = context_shift_span(len(self._cached_tokens), n_prompt, self.n_ctx, n_keep=n_keep,
+                                           add_bos=self.tokenizer.add_bos)
+        self.context.seq_shift_out(0, keep, discard)
+        del self._cached_tokens[keep:keep + discard]
+
     def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
-                        ignore_eos: bool = False) -> Iterator[int]:
+                        ignore_eos: bool = False, context_shift: bool = False, n_keep: int = 0) -> Iterator[int]:
         """Sample tokens one by one after ``prompt_tokens`` (see :meth:`generation`)."""
-        for step in self.generation(prompt_tokens, sampler, max_tokens, ignore_eos=ignore_eos):
+        steps = self.generation(prompt_tokens, sampler, max_tokens, ignore_eos=ignore_eos,
+                                context_shift=context_shift, n_keep=n_keep)
+        for step in steps:
             yield step.token
 
     def sampler(self, *, grammar: Grammar | str | None = None, json_schema: dict | str | bool | None = None,
@@ -243,12 +268,14 @@ class LLM(EmbeddingMethods):
         return sampler_for(self.model, params, self.n_ctx, matcher)
 
     def generate(self, prompt: str | list[int], *, max_tokens: int = -1, stop: list[str] | str | None = None,
-                 ignore_eos: bool = False, sampler: Sampler | None = None, **sampling: Any) -> Iterator[str]:
+                 ignore_eos: bool = False, sampler: Sampler | None = None, context_shift: bool = False,
+                 n_keep: int = 0, **sampling: Any) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character).
 
-        Sampling follows ``sampling`` (see :meth:`sampler`), or the ready ``sampler`` given."""
+        Sampling follows ``sampling`` (see :meth:`sampler`), or the ready ``sampler`` given;
+        ``context_shift`` and ``n_keep`` as :meth:`generation`."""
         steps = self.generation(self._prompt_tokens(prompt), sampler or self.sampler(**sampling), max_tokens,
-                                stop=stop, ignore_eos=ignore_eos)
+                                stop=stop, ignore_eos=ignore_eos, context_shift=context_shift, n_keep=n_keep)
         for step in steps:
             if step.text:
                 yield step.text

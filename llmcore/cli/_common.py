@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from llmcore.errors import LLMCoreError
-from llmcore.graph.kv_types import DEFAULT_FLASH_ATTN, KV_CACHE_TYPES, check_cache_type, parse_flash_attn
+from llmcore.graph.kv_types import DEFAULT_FLASH_ATTN_CLI, KV_CACHE_TYPES, check_cache_type, parse_flash_attn
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> None:
@@ -43,14 +43,24 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    default="f16", metavar="TYPE",
                    help=f"KV cache data type for V; allowed values: {', '.join(KV_CACHE_TYPES)}; a quantized type "
                         "needs flash attention (default: f16)")
-    g.add_argument("-fa", "--flash-attn", dest="flash_attn", type=_flash_attn, default=DEFAULT_FLASH_ATTN,
+    g.add_argument("-fa", "--flash-attn", dest="flash_attn", type=_flash_attn, default=DEFAULT_FLASH_ATTN_CLI,
                    metavar="on|off|auto",
-                   help=f"set Flash Attention use ('on', 'off', or 'auto', default: '{DEFAULT_FLASH_ATTN}'); 'auto' "
-                        "turns it on where every layer's backend runs it, as llama.cpp does")
+                   help=f"set Flash Attention use ('on', 'off', or 'auto', default: '{DEFAULT_FLASH_ATTN_CLI}', as "
+                        "llama.cpp's); 'auto' turns it on where every layer's backend runs it, as llama.cpp does")
     g.add_argument("--chat-template", metavar="NAME|FILE", default=None,
                    help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
     g.add_argument("-v", "--verbose", "--log-verbose", action="store_true",
                    help="print the bytes each backend allocated (weights, KV cache, compute buffers)")
+
+
+def add_context_shift_args(group: argparse._ArgumentGroup) -> None:
+    """llama.cpp's --context-shift / --no-context-shift (off by default) and --keep."""
+    group.add_argument("--context-shift", action=argparse.BooleanOptionalAction, default=False,
+                       help="when the context fills up, drop half of the tokens after --keep and go on "
+                            "(default: off: generation stops at a full context)")
+    group.add_argument("--keep", type=int, default=0, metavar="N",
+                       help="prompt tokens kept (after the BOS) when the context shifts; -1 = the whole prompt "
+                            "(default: 0)")
 
 
 POOLING_TYPES = ("none", "mean", "cls", "last", "rank")

@@ -202,6 +202,7 @@ class Session:
     console: Console
     totals: Timings
     cache: PromptCache | None = None
+    n_keep: int = 0  # tokens after the BOS a context shift keeps: --keep, counted in the first prompt
     _cache_saved: bool = False
 
     # -- conversation mode --------------------------------------------------------------------
@@ -256,13 +257,17 @@ class Session:
         llm, args, console = self.llm, self.args, self.console
         interactive = args.interactive or args.interactive_first
         tokens = llm.tokenize(prompt, add_special=True, parse_special=True)
+        if args.keep < 0 or args.keep > len(tokens):  # later prompts hold more: --keep counts in this one
+            self.n_keep = max(len(tokens) - llm.tokenizer.add_bos, 0)
+        else:
+            self.n_keep = args.keep
         if prompt and not args.no_display_prompt:
             console.write(prompt, PROMPT_COLOR)
         generate_now = bool(tokens) and not args.interactive_first
         while True:
             if generate_now:
                 reply = self.generate(tokens, interactive)
-                tokens += reply.tokens
+                tokens = llm.context_tokens + reply.tokens[-1:]  # as the cache holds them, after any context shift
                 if not interactive:
                     console.write("\n")
                     return 0
@@ -294,7 +299,8 @@ class Session:
         text, generated, reason = "", [], None
         slack = 0 if interactive else 2  # llama.cpp's search window for a reverse prompt
         with _StopOnInterrupt(interactive) as interrupt, closing(
-                llm.generate_tokens(tokens, sampler, args.n_predict, args.ignore_eos)) as stream:
+                llm.generate_tokens(tokens, sampler, args.n_predict, args.ignore_eos, context_shift=args.context_shift,
+                                    n_keep=self.n_keep)) as stream:
             for token in stream:
                 if interrupt.requested:  # the reply ends where it was when Ctrl+C was pressed
                     reason = "interrupted"

@@ -7,7 +7,7 @@ import codecs
 import sys
 from pathlib import Path
 
-from llmcore.cli._common import add_model_args, load_llm, print_memory, print_timings
+from llmcore.cli._common import add_context_shift_args, add_model_args, load_llm, print_memory, print_timings
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--ignore-eos", action="store_true", help="keep generating after the end-of-text token")
     g.add_argument("--no-display-prompt", action="store_true", help="don't print the prompt before the generation")
     g.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
+    add_context_shift_args(g)
     add_sampling_args(p)
     from llmcore.cli import conversation
 
@@ -64,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_display_prompt:
         sys.stdout.write(prompt)
     try:
-        for piece in llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, sampler=sampler):
+        pieces = llm.generate(tokens, max_tokens=args.n_predict, ignore_eos=args.ignore_eos, sampler=sampler,
+                              context_shift=args.context_shift, n_keep=args.keep)
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
     finally:  # the prompt's cells stay valid whatever stopped the generation

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 
-from llmcore.cli._common import _positive_int, add_model_args, add_pooling_arg, load_llm
+from llmcore.cli._common import _positive_int, add_context_shift_args, add_model_args, add_pooling_arg, load_llm
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
@@ -41,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "whose next request's headers take longer is closed (default: 30)")
     g.add_argument("--metrics", action="store_true",
                    help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
+    add_context_shift_args(g)
     g.add_argument("--embedding", "--embeddings", action="store_true",
                    help="serve embeddings (/v1/embeddings, /embedding) instead of completions")
     g.add_argument("--reranking", "--rerank", action="store_true",
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     llm = load_llm(args, seed=None if seed is None or seed < 0 else seed)
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
                      defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
-                     metrics=args.metrics)
+                     metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "

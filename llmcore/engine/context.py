@@ -237,6 +237,12 @@ class Context:
                 rotated = kv_types.hadamard(rotated, rotation.hadamard)
             view[cells] = kv_types.store_rows(type_k, rotated.reshape(len(cells), width))
 
+    def seq_shift_out(self, seq_id: int, keep: int, discard: int) -> None:
+        """llama.cpp's context shift: forget positions [keep, keep + discard) of ``seq_id`` and move
+        the later ones back by ``discard`` (their keys rotated), making room at the end."""
+        self.seq_remove(seq_id, keep, keep + discard)
+        self.seq_shift(seq_id, keep + discard, None, -discard)
+
     def seq_pos_max(self, seq_id: int) -> int:
         """The last position ``seq_id`` holds, -1 when it holds none."""
         return self.cells.seq_pos_max(seq_id)

@@ -47,6 +47,19 @@ def _pieces(tokenizer: Tokenizer) -> list[bytes]:
     return [tokenizer.token_to_piece(t) for t in range(tokenizer.n_vocab)]
 
 
+def context_shift_span(n_past: int, n_prompt: int, n_ctx: int, *, n_keep: int = 0, n_discard: int = 0,
+                       add_bos: bool = False) -> tuple[int, int]:
+    """Where llama.cpp's context shift cuts a sequence of ``n_past`` cached tokens that has no room
+    for the next one: the first ``keep`` stay, the ``discard`` after them are dropped and the rest
+    move back by ``discard`` positions. ``n_keep`` counts prompt tokens after the BOS (-1: the whole
+    prompt, llama-completion's ``--keep``); ``n_discard`` 0 means half of what is not kept."""
+    keep = n_prompt if n_keep < 0 or n_keep > n_prompt else n_keep + add_bos
+    keep = min(keep, n_ctx - 4)
+    n_left = n_past - keep
+    discard = min(n_discard or n_left // 2, max(0, n_left - 1))
+    return keep, max(discard, 0)
+
+
 @dataclass
 class Step:
     """What one step produced: the sampled token, the text it makes safe to show (possibly empty),
@@ -59,14 +72,17 @@ class Step:
 
 class Generation:
     """The generation of one sequence after ``prompt_tokens``. ``max_tokens`` -1 means until the
-    sequence's ``n_ctx`` tokens are used; ``stops`` are stop strings."""
+    sequence's ``n_ctx`` tokens are used (forever with ``context_shift``, whose caller makes room
+    with :func:`context_shift_span`); ``stops`` are stop strings."""
 
     def __init__(self, tokenizer: Tokenizer, sampler: Sampler, prompt_tokens: Sequence[int], *, n_ctx: int,
-                 max_tokens: int = -1, stops: Sequence[str] = (), ignore_eos: bool = False) -> None:
+                 max_tokens: int = -1, stops: Sequence[str] = (), ignore_eos: bool = False,
+                 context_shift: bool = False) -> None:
         self.tokenizer = tokenizer
         self.sampler = sampler
         self.n_prompt = len(prompt_tokens)
         self.n_ctx = n_ctx
+        self.context_shift = context_shift
         self.max_tokens = max_tokens
         self.ignore_eos = ignore_eos
         self.n_generated = 0
@@ -95,7 +111,8 @@ class Generation:
         text = self._stops.feed(self._decoder.feed(token))
         if self._stops.stopped:
             self.stop = "word"
-        elif self.n_generated == self.max_tokens or self.n_prompt + self.n_generated >= self.n_ctx:
+        elif self.n_generated == self.max_tokens or (
+                not self.context_shift and self.n_prompt + self.n_generated >= self.n_ctx):
             self.stop = "limit"
         return Step(token, text, self.stop)
 

@@ -33,8 +33,10 @@ F32, F16, BF16 = "f32", "f16", "bf16"
 _GGML_TYPES = {name: GGMLType[name.upper()] for name in KV_CACHE_TYPES}
 QK = 32  # values per block of every block type here
 
-#: ``-fa`` when none is given, on the command line, in ``LLM`` and in the server alike
+#: ``flash_attn`` when ``LLM`` is given none: llama-cpp-python's default
 DEFAULT_FLASH_ATTN = "off"
+#: ``-fa`` when the command line (run, serve, bench ...) gives none: llama.cpp's tools' default
+DEFAULT_FLASH_ATTN_CLI = "auto"
 
 #: ``-fa``'s values (llama.cpp's is_truthy, is_falsey and is_autoy)
 _FLASH_ATTN_VALUES = {

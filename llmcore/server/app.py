@@ -63,7 +63,7 @@ OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.i
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
                model_name: str | None = None, defaults: dict[str, Any] | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
-               metrics: bool = False) -> FastAPI:
+               metrics: bool = False, context_shift: bool = False, n_keep: int = 0) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
@@ -71,8 +71,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     ``max_body_bytes`` and must arrive within ``body_timeout`` seconds; ``/metrics`` answers only
     with ``metrics`` (as llama-server's ``--metrics``). ``app.state.batcher.shut_down()`` ends every
     request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``)."""
-    batcher = Batcher(llm, n_parallel)
-    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {})
+    batcher = Batcher(llm, n_parallel, context_shift=context_shift)
+    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep)
     model = model_name or llm.model_path.name
     created = int(time.time())
 

@@ -25,7 +25,7 @@ from llmcore.api.types import FinishReason, Timings
 from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
-from llmcore.engine.sequence import Generation, StopType
+from llmcore.engine.sequence import Generation, StopType, context_shift_span
 from llmcore.server.errors import APIError, api_error_from
 from llmcore.server.metrics import Metrics
 from llmcore.server.slots import Slot, choose_slot
@@ -55,6 +55,7 @@ class DoneEvent:
     timings: Timings
     id_slot: int
     interrupted: bool = False  # ended early because the server is shutting down
+    truncated: bool = False  # the context shifted: the reply no longer sees all of its prompt
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Job:
     post_sampling_probs: bool = False  # probabilities after the sampler chain instead of the raw softmax
     cache_prompt: bool = True
     id_slot: int = -1
+    n_keep: int = 0  # prompt tokens after the BOS a context shift keeps (-1: all)
+    n_discard: int = 0  # tokens a context shift drops (0: half of what is not kept)
     cancelled: bool = False  # set by the handler's thread when the client is gone
 
 
@@ -91,6 +94,7 @@ class Run:
     generation: Generation
     n_reused: int
     pending: int | None = None  # the last sampled token, to decode next step
+    truncated: bool = False
 
 
 _STOP = object()
@@ -103,7 +107,7 @@ class Batcher:
     """Runs jobs on ``n_parallel`` slots sharing the context of ``llm``: slot i is sequence i and
     owns its own range of about n_ctx / n_parallel cells (llama.cpp's per-sequence KV cache)."""
 
-    def __init__(self, llm: LLM, n_parallel: int) -> None:
+    def __init__(self, llm: LLM, n_parallel: int, *, context_shift: bool = False) -> None:
         if n_parallel < 1:
             raise LLMCoreError(f"--parallel must be at least 1, got {n_parallel}")
         n_ctx_slot = llm.n_ctx // n_parallel
@@ -111,6 +115,7 @@ class Batcher:
             raise LLMCoreError(f"-c {llm.n_ctx} leaves {n_ctx_slot} tokens per slot with -np {n_parallel}; raise -c")
         self.llm = llm
         self.context = llm.context
+        self.context_shift = context_shift
         # an embedding context generates nothing: its sequences are the inputs of one request at a time
         n_ctx_slot = self.context.cells.partition(n_parallel) if llm.pooling is None else n_ctx_slot
         self.slots = [Slot(i, n_ctx_slot) for i in range(n_parallel)]
@@ -236,7 +241,8 @@ class Batcher:
         n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
         slot.keep_prefix(self.context, n_keep)
         generation = Generation(self.llm.tokenizer, job.sampler, job.prompt_tokens, n_ctx=slot.n_ctx,
-                                max_tokens=job.max_tokens, stops=job.stops, ignore_eos=job.ignore_eos)
+                                max_tokens=job.max_tokens, stops=job.stops, ignore_eos=job.ignore_eos,
+                                context_shift=self.context_shift)
         slot.run = Run(job, generation, n_keep)
 
     def _step(self) -> None:
@@ -250,6 +256,8 @@ class Batcher:
         sampled: list[Slot] = []  # in batch order, which is the order of the logits rows
         generating = [s for s in busy if s.run.pending is not None]
         for slot in generating:
+            if len(slot.cached) + 1 >= slot.n_ctx:  # only with context shift, else the generation stopped
+                self._shift(slot)
             tokens.append(slot.run.pending)
             positions.append(len(slot.cached))
             seq_ids.append(slot.id)
@@ -288,6 +296,14 @@ class Batcher:
             else:
                 self._sample(slot, row)
 
+    def _shift(self, slot: Slot) -> None:
+        job = slot.run.job
+        keep, discard = context_shift_span(len(slot.cached), len(job.prompt_tokens), slot.n_ctx, n_keep=job.n_keep,
+                                           n_discard=job.n_discard, add_bos=self.llm.tokenizer.add_bos)
+        self.context.seq_shift_out(slot.id, keep, discard)
+        del slot.cached[keep:keep + discard]
+        slot.run.truncated = True
+
     def _sample(self, slot: Slot, logits: np.ndarray) -> None:
         run = slot.run
         job = run.job
@@ -323,7 +339,8 @@ class Batcher:
         _emit(run.job, DoneEvent(
             text=tail, finish_reason=generation.finish_reason, stop_type=generation.stop or "limit",
             prompt_tokens=len(run.job.prompt_tokens), completion_tokens=generation.n_generated,
-            tokens_cached=run.n_reused, timings=timings, id_slot=slot.id, interrupted=interrupted))
+            tokens_cached=run.n_reused, timings=timings, id_slot=slot.id, interrupted=interrupted,
+            truncated=run.truncated))
         slot.release()
 
     def _fail(self, slot: Slot, error: Exception, drop_cache: bool = False) -> None:

@@ -26,8 +26,9 @@ class JobFactory:
     """Builds jobs for one model and ``n_slots`` slots of ``n_ctx_slot`` tokens (a request's limit),
     each request's settings over the server's ``defaults`` (see :func:`~llmcore.server.create_app`)."""
 
-    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int, defaults: dict[str, Any]) -> None:
+    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int, defaults: dict[str, Any], *, n_keep: int = 0) -> None:
         self.llm = llm
+        self.n_keep = n_keep
         self.n_ctx_slot = n_ctx_slot
         self.n_slots = n_slots
         settings = dict(defaults)
@@ -82,7 +83,8 @@ class JobFactory:
                    max_tokens=-1 if max_tokens is None or max_tokens <= 0 else max_tokens,
                    stops=request.stop_strings(), ignore_eos=request.ignore_eos, n_probs=n_probs,
                    want_probs=want_probs, post_sampling_probs=post_sampling_probs,
-                   cache_prompt=request.cache_prompt, id_slot=request.id_slot)
+                   cache_prompt=request.cache_prompt, id_slot=request.id_slot,
+                   n_keep=self.n_keep if request.n_keep is None else request.n_keep, n_discard=request.n_discard)
 
     def sampler(self, request: GenerationFields, n_probs: int) -> Sampler:
         settings = self.default_settings | request.sampling_settings() | {"n_probs": n_probs}

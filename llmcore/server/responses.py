@@ -227,7 +227,7 @@ class NativeResponder(Responder):
         d = self.done
         body = {"index": 0, "content": self.text, "tokens": self.tokens, "id_slot": d.id_slot, "stop": True,
                 "model": self.meta["model"], "tokens_predicted": d.completion_tokens,
-                "tokens_evaluated": d.prompt_tokens, "tokens_cached": d.tokens_cached, "truncated": False,
+                "tokens_evaluated": d.prompt_tokens, "tokens_cached": d.tokens_cached, "truncated": d.truncated,
                 "stop_type": d.stop_type, "timings": timings_dict(d.timings)}
         if self.n_top:
             body["completion_probabilities"] = self._probabilities(self.probs)

@@ -40,6 +40,8 @@ class GenerationFields(sampling_request_fields(SamplingParams)):
     ignore_eos: bool = False
     cache_prompt: bool = True
     id_slot: int = -1
+    n_keep: int | None = Field(None, ge=-1, description="prompt tokens a context shift keeps (-1: all)")
+    n_discard: int = Field(0, ge=0, description="tokens a context shift drops (0: half of what is not kept)")
     n: int = Field(1, description="choices per request; only 1 is supported")
     response_format: dict[str, Any] | None = None  # OpenAI's: text, json_object or json_schema
     grammar: str | None = None  # GBNF, as llama-server takes it
