@@ -69,7 +69,7 @@ class GpuBackend(Backend):
     """An accelerator backend on the shared kernels; a subclass sets ``name``, ``probe`` and
     :meth:`open_runtime`."""
 
-    api_version = "2.1"
+    api_version = "2.2"
 
     def __init__(self, n_threads: int | None = None, device: int | None = None) -> None:
         super().__init__(n_threads, device)

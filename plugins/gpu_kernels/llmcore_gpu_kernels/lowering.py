@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcore.plugin_api import F16, F32, GGML_QUANT_SIZES, I32, BackendError, GGMLType, Node, Op, Subgraph
+from llmcore.plugin_api import (
+    F16, F32, GGML_QUANT_SIZES, I32, BackendError, GGMLType, Node, Op, Subgraph, is_per_row,
+)
 
 from llmcore_gpu_kernels.render import WORKGROUP
 
@@ -34,8 +36,9 @@ CACHE_KERNELS = {F16: "f16", F32: "f32"}
 MAX_HEAD_DIM = 256  # attention keeps a query head in workgroup memory
 MAX_TILE = 8  # tokens per mul_mat workgroup (common.h)
 STEP_KEY = "step"
+_BINARY = {Op.ADD: 0, Op.MUL: 1, Op.DIV: 2}
 _UNARY = {Op.SCALE: 0, Op.SILU: 1, Op.GELU: 2, Op.TANH: 3, Op.CLAMP: 4}
-_ELEMENTWISE = frozenset({Op.ADD, Op.MUL, *_UNARY, Op.SWIGLU, Op.GEGLU, Op.RMS_NORM, Op.NORM, Op.RESHAPE})
+_ELEMENTWISE = frozenset({*_BINARY, *_UNARY, Op.SWIGLU, Op.GEGLU, Op.RMS_NORM, Op.NORM, Op.RESHAPE})
 
 
 def supports(node: Node, max_buffer: int) -> bool:
@@ -206,12 +209,10 @@ class _Lowering:
                 per_item = 1 if w_type in (GGMLType.F32, GGMLType.F16, GGMLType.BF16) else 32
                 self._launch(f"get_rows_{WEIGHT_KERNELS[w_type]}", [srcs[0], srcs[1], out, n, cols, row_bytes(w_type, cols)],
                              _groups(n * cols // per_item))
-            case Op.ADD | Op.MUL:
+            case Op.ADD | Op.MUL | Op.DIV:
                 a, b = node.srcs
-                # b of shape a.shape[:-1] + (1,) holds one value per row (a gate per token)
-                per_row = len(b.shape) == len(a.shape) and b.shape[-1] == 1 and a.shape[-1] != 1
-                self._launch("binary", [srcs[0], srcs[1], out, total, math.prod(b.shape), int(op is Op.MUL),
-                                        a.shape[-1] if per_row else 0], _groups(total))
+                self._launch("binary", [srcs[0], srcs[1], out, total, math.prod(b.shape), _BINARY[op],
+                                        a.shape[-1] if is_per_row(a.shape, b.shape) else 0], _groups(total))
             case Op.SCALE | Op.SILU | Op.GELU | Op.TANH | Op.CLAMP:
                 self._launch("unary", [srcs[0], out, total, _UNARY[op], float(p.get("factor", 1.0)),
                                        float(p.get("low", 0.0)), float(p.get("high", 0.0))], _groups(total))
@@ -219,7 +220,7 @@ class _Lowering:
                 self._launch("glu", [srcs[0], srcs[1], out, total, int(op is Op.GEGLU)], _groups(total))
             case Op.RMS_NORM | Op.NORM:
                 cols = node.shape[-1]
-                self._launch("norm", [srcs[0], out, total // cols, cols, int(op is Op.NORM), float(p["eps"])],
+                self._launch("row_norm", [srcs[0], out, total // cols, cols, int(op is Op.NORM), float(p["eps"])],
                              (total // cols, 1))
             case Op.ROPE:
                 self._rope(node, srcs, out)

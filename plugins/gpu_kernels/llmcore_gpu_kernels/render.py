@@ -3,7 +3,8 @@ language by putting that language's prelude (``preludes/``) in front, tinygrad's
 
 The dialect is C99 with a few words a prelude defines: ``KERNEL``, ``GLOBAL`` (device memory),
 ``PRIVATE`` (a work-item's own memory, for pointers to locals), ``DEVICE`` (a helper function),
-``SHARED`` and ``BARRIER()`` (workgroup memory and its barrier), ``GROUP_ID(d)`` (d = 0, 1) and
+``SHARED`` and ``BARRIER()`` (workgroup memory and its barrier; ``SHARED_PTR`` for a pointer
+parameter into it), ``GROUP_ID(d)`` (d = 0, 1) and
 ``LOCAL_ID(0)``, the types ``u8 i8 u16 u32 i32 acc_t``, ``F32_BITS``/``BITS_F32``,
 ``f16_to_f32``/``f32_to_f16`` and C's float math names. Every workgroup has ``WG`` (64)
 work-items along x. A kernel whose source is preceded by ``// for T in a b c`` is instantiated once

@@ -28,7 +28,7 @@ KERNEL void kv_store_{T}(GLOBAL const float* x, GLOBAL const i32* cells, GLOBAL 
 }
 
 // for T in f16 f32
-DEVICE float score_{T}(GLOBAL const u8* k, GLOBAL const float* mask_row, u32 cell, u32 base, SHARED const float* qs,
+DEVICE float score_{T}(GLOBAL const u8* k, GLOBAL const float* mask_row, u32 cell, u32 base, SHARED_PTR const float* qs,
                        u32 head_dim, float scale, float softcap) {
     float m = mask_row[cell];
     if (m == NEG_INF) {

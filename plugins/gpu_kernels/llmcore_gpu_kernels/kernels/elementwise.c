@@ -1,6 +1,6 @@
 // Element-wise ops, one work-item per value.
 
-// y = a + b (op 0) or a * b (op 1): b repeats over a's leading axes (a bias, a norm weight, or a's
+// y = a + b (op 0), a * b (op 1) or a / b (op 2): b repeats over a's leading axes (a bias, a norm weight, or a's
 // own shape), or, with row_len > 0, holds one value per row of a's row_len values
 KERNEL void binary(GLOBAL const float* a, GLOBAL const float* b, GLOBAL float* y, u32 total, u32 nb, u32 op,
                    u32 row_len) {
@@ -9,7 +9,7 @@ KERNEL void binary(GLOBAL const float* a, GLOBAL const float* b, GLOBAL float* y
         return;
     }
     float bv = b[row_len > 0u ? i / row_len : i % nb];
-    y[i] = op == 0u ? a[i] + bv : a[i] * bv;
+    y[i] = op == 0u ? a[i] + bv : op == 1u ? a[i] * bv : a[i] / bv;
 }
 
 // op 0: a * factor, 1: silu, 2: gelu, 3: tanh, 4: clamp to [low, high]

@@ -2,7 +2,7 @@
 // y = (x - mean) / sqrt(var + eps). The sums run in column order in acc_t (double where the device
 // has it), as ggml's CPU loops add: the first work-item adds, the others wait.
 
-DEVICE acc_t column_sum(SHARED acc_t* total, GLOBAL const float* x, u32 cols, float mean, u32 squares, u32 t) {
+DEVICE acc_t column_sum(SHARED_PTR acc_t* total, GLOBAL const float* x, u32 cols, float mean, u32 squares, u32 t) {
     if (t == 0u) {
         acc_t s = 0.0f;
         for (u32 j = 0u; j < cols; j++) {
@@ -17,7 +17,7 @@ DEVICE acc_t column_sum(SHARED acc_t* total, GLOBAL const float* x, u32 cols, fl
     return s;
 }
 
-KERNEL void norm(GLOBAL const float* a, GLOBAL float* y, u32 rows, u32 cols, u32 op, float eps) {
+KERNEL void row_norm(GLOBAL const float* a, GLOBAL float* y, u32 rows, u32 cols, u32 op, float eps) {
     SHARED acc_t total[1];
     u32 row = GROUP_ID(0);
     u32 t = LOCAL_ID(0);

@@ -10,6 +10,7 @@ typedef double acc_t;
 #define PRIVATE
 #define DEVICE static __device__ __forceinline__
 #define SHARED __shared__
+#define SHARED_PTR  // a pointer parameter into workgroup memory (generic in CUDA and HIP)
 #define BARRIER() __syncthreads()
 #define GROUP_ID(d) ((d) == 0 ? blockIdx.x : blockIdx.y)
 #define LOCAL_ID(d) threadIdx.x

@@ -11,6 +11,7 @@ typedef double acc_t;
 #define PRIVATE
 #define DEVICE static __device__ inline
 #define SHARED __shared__
+#define SHARED_PTR  // a pointer parameter into workgroup memory (generic in CUDA and HIP)
 #define BARRIER() __syncthreads()
 #define GROUP_ID(d) ((d) == 0 ? __builtin_amdgcn_workgroup_id_x() : __builtin_amdgcn_workgroup_id_y())
 #define LOCAL_ID(d) __builtin_amdgcn_workitem_id_x()

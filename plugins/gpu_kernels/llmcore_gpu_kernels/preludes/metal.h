@@ -13,6 +13,7 @@ typedef float acc_t;  // Metal has no double
 #define PRIVATE thread
 #define DEVICE static inline
 #define SHARED threadgroup
+#define SHARED_PTR threadgroup  // a pointer parameter into workgroup memory
 #define BARRIER() threadgroup_barrier(mem_flags::mem_threadgroup)
 #define GROUP_ID(d) _group_id[d]
 #define LOCAL_ID(d) _local_id[d]

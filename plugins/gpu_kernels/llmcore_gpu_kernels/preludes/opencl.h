@@ -15,6 +15,7 @@ typedef int i32;
 #define PRIVATE
 #define DEVICE static inline
 #define SHARED __local
+#define SHARED_PTR __local  // a pointer parameter into workgroup memory
 #define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 #define GROUP_ID(d) ((u32)get_group_id(d))
 #define LOCAL_ID(d) ((u32)get_local_id(d))
@@ -30,8 +31,8 @@ typedef int i32;
 #define fmaf fma
 #define ldexpf ldexp
 
-// half <-> float on the bits: without cl_khr_fp16 only vload_half/vstore_half convert, through
-// memory, which PoCL miscompiles for a private variable inside a vectorised loop
+// half <-> float on the bits: without cl_khr_fp16, OpenCL 1.2 converts only through memory
+// (vload_half, vstore_half_rte)
 DEVICE float f16_to_f32(u16 bits) {
     u32 sign = ((u32)bits & 0x8000u) << 16;
     u32 exponent = ((u32)bits >> 10) & 31u;

@@ -1,0 +1,54 @@
+"""The HIP backend: CuPy's ROCm build on an AMD GPU. The probe says which part is missing: the
+ROCm runtime (libamdhip64), CuPy's ROCm build, or a device."""
+
+from __future__ import annotations
+
+import ctypes
+
+from llmcore.plugin_api import Availability, BackendError, Device
+
+from llmcore_gpu_kernels.backend import GpuBackend, Runtime
+from llmcore_gpu_kernels.cupy_runtime import CupyRuntime
+
+
+def hip_devices() -> list[Device]:
+    try:
+        ctypes.CDLL("libamdhip64.so")
+    except OSError:
+        raise BackendError("no ROCm runtime: libamdhip64.so not found (AMD's ROCm is not installed)") from None
+    try:
+        import cupy
+    except ImportError:
+        raise BackendError("cupy not installed: pip install cupy-rocm-7-0 (or pip install -e 'plugins/hip[rocm7]')") from None
+    if not cupy.cuda.runtime.is_hip:
+        raise BackendError("cupy is its CUDA build: install CuPy's ROCm build (cupy-rocm-7-0) for --backend hip")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        raise BackendError(f"no HIP device ({error})") from None
+    if count == 0:
+        raise BackendError("no HIP device (ROCm reports 0 devices)")
+    devices = []
+    for index in range(count):
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        free, total = cupy.cuda.Device(index).mem_info
+        devices.append(Device(props["name"].decode(), "igpu" if props["integrated"] else "gpu", total, free,
+                              (props["gcnArchName"].decode(),)))
+    return devices
+
+
+class HipBackend(GpuBackend):
+    """Runs the graph on one AMD GPU (``device`` numbers them as HIP does)."""
+
+    name = "hip"
+    priority = 30
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            return Availability(True, devices=tuple(hip_devices()))
+        except BackendError as error:
+            return Availability(False, str(error))
+
+    def open_runtime(self, device: int) -> Runtime:
+        return CupyRuntime("hip", device)
