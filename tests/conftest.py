@@ -42,3 +42,18 @@ def load_golden(name: str) -> tuple[dict, dict[str, np.ndarray]]:
     record = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
     topk = np.load(GOLDEN_DIR / f"{name}.topk.npz")
     return record, {k: topk[k] for k in ("idx", "val", "lse")}
+
+
+def rows_unlike_llama_cpp(llm, name: str) -> list[int]:
+    """The rows of golden ``name`` whose logits differ from llama.cpp's in any bit, the tokens
+    evaluated as the goldens were made: the prompt in one batch, the continuation one at a time."""
+    from llmcore.engine.batch import Batch
+
+    record, topk = load_golden(name)
+    prompt = record["prompt_tokens"]
+    rows = [llm.logits(prompt)]
+    for step, token in enumerate(record["greedy_tokens"][: record["logits_rows"] - len(prompt)]):
+        rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
+    ours = np.concatenate(rows)
+    at_golden_ids = np.take_along_axis(ours, topk["idx"].astype(np.int64), axis=1)
+    return np.flatnonzero((at_golden_ids != topk["val"]).any(axis=1)).tolist()

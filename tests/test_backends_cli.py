@@ -116,11 +116,11 @@ def test_json_lists_installed_plugins_their_probes_and_missing_extras(capsys):
 
     extras = set(metadata("llmcore").get_all("Provides-Extra"))
     missing = {m["name"]: m for m in report["not_installed"]}
-    assert {"cuda", "hip", "metal", "sycl"} <= set(missing)
+    assert {"cuda", "hip", "metal"} <= set(missing)
     assert not set(missing) & set(listed)
     for name, entry in missing.items():
         assert entry["extra"] in extras
-        assert entry["install"] == []  # no plugins/<name> in this checkout yet
+        assert entry["install"] == registry.install_commands(name) != []  # plugins/<name> is in this checkout
 
 
 def test_install_command_works_from_the_clone():
@@ -131,7 +131,9 @@ def test_install_command_works_from_the_clone():
     root = Path(__file__).resolve().parents[1]
     assert install_commands("vulkan") == [
         f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pip install -e '.[vulkan]' -e plugins/vulkan"]
-    assert install_commands("cuda") == []
+    # a GPU plugin needs the kernels it shares with the others, from the clone too
+    assert install_commands("cuda") == [f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pip install "
+                                        f"-e '.[cuda]' -e plugins/gpu_kernels -e plugins/cuda"]
 
 
 def test_text_shows_devices_memory_features_and_the_reason_a_backend_cannot_run(tmp_path):
@@ -147,7 +149,7 @@ def test_text_shows_devices_memory_features_and_the_reason_a_backend_cannot_run(
     assert lines[row].split()[1] == "unusable"
     assert lines[row + 1] == "    reason: no Vulkan driver: libvulkan.so.1 not found"
     assert any(line.startswith("--backend auto: fakegpu (") for line in lines)
-    assert "  cuda   no plugin in this checkout yet (plugins/cuda)" in lines
+    assert any(line.startswith("  cuda   ") and line.endswith("-e plugins/gpu_kernels -e plugins/cuda") for line in lines)
 
 
 def test_json_of_plugins_installed_in_a_temporary_site(tmp_path):

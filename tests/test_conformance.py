@@ -81,7 +81,7 @@ def test_template_passes_what_it_claims_and_claims_only_that(tmp_path, template_
     assert "mul_mat BF16 Q2_K" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["cpu_simd", "vulkan"])
+@pytest.mark.parametrize("name", ["cpu_simd", "vulkan", "sycl"])
 def test_installed_plugin_passes_every_op_case_it_claims(tmp_path, name):
     if name not in backend_classes():
         pytest.skip(f"the {name} plugin is not installed")
@@ -126,7 +126,8 @@ def test_kit_fails_a_broken_copy_of_the_template_naming_the_op(tmp_path, correct
 def test_a_backend_not_installed_is_refused_with_the_reason(tmp_path):
     result = run_kit(tmp_path, "--llmcore-backend", "cuda")
     assert result.returncode == 4  # pytest's usage error
-    assert "--llmcore-backend cuda" in result.stderr and "has no plugins/cuda yet" in result.stderr
+    assert "--llmcore-backend cuda" in result.stderr
+    assert "install it with: " in result.stderr and "-e plugins/gpu_kernels -e plugins/cuda" in result.stderr
 
 
 def test_goldens_are_skipped_with_the_reason_when_absent(tmp_path):

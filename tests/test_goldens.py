@@ -9,12 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import golden_names, load_golden
+from conftest import golden_names, load_golden, rows_unlike_llama_cpp
 from llmcore.engine.registry import availability, backend_classes
 
-# every installed backend (one that cannot run here fails), plus the hybrid split of the issue:
-# Vulkan with -ngl 15 runs layers 16-29 and the output there, the rest on the best CPU backend
-BACKENDS = sorted(backend_classes()) + (["vulkan -ngl 15"] if "vulkan" in backend_classes() else [])
+# every installed backend (one that cannot run here fails), plus the hybrid splits of the issue:
+# Vulkan or SYCL with -ngl 15 runs layers 16-29 and the output there, the rest on the best CPU
+# backend. SYCL here is PoCL, OpenCL on the CPU, several times slower than cpu_simd: its full
+# goldens are slow-marked, and tests/test_sycl.py holds one golden to llama.cpp bit for bit.
+SLOW = {"sycl", "sycl -ngl 15"}
+BACKENDS = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+            for name in sorted(backend_classes()) + [f"{accelerator} -ngl 15" for accelerator in ("sycl", "vulkan")
+                                                     if accelerator in backend_classes()]]
 NEAR_TIE = 0.1
 
 
@@ -84,22 +89,15 @@ def test_greedy_continuation_follows_llama_cpp(llm, name):
 # ggml_vec_dot_f16 for a single query, fused rope, the C library's cosf/sinf): they give the goldens'
 # logits bit for bit when the tokens are evaluated as the goldens were made, the prompt in one batch
 # and the continuation one token at a time.
-BIT_EXACT = [name for name in ("reference", "cpu_simd", "vulkan") if name in backend_classes()]
+BIT_EXACT = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+             for name in ("reference", "cpu_simd", "vulkan", "sycl") if name in backend_classes()]
 
 
 @pytest.mark.parametrize("backend", BIT_EXACT)
 def test_logits_equal_llama_cpp_bit_for_bit(backend, default_model_path):
     from llmcore import LLM
-    from llmcore.engine.batch import Batch
 
     llm = LLM(default_model_path, backend=backend, n_ctx=512)
     for name in golden_names():
-        record, topk = load_golden(name)
-        prompt = record["prompt_tokens"]
-        rows = [llm.logits(prompt)]
-        for step, token in enumerate(record["greedy_tokens"][: record["logits_rows"] - len(prompt)]):
-            rows.append(llm.context.decode(Batch.for_sequence([token], len(prompt) + step)))
-        ours = np.concatenate(rows)
-        at_golden_ids = np.take_along_axis(ours, topk["idx"].astype(np.int64), axis=1)
-        mismatched = np.flatnonzero((at_golden_ids != topk["val"]).any(axis=1))
-        assert mismatched.size == 0, f"{name}: rows {mismatched.tolist()[:5]} differ from llama.cpp's logits"
+        mismatched = rows_unlike_llama_cpp(llm, name)
+        assert not mismatched, f"{name}: rows {mismatched[:5]} differ from llama.cpp's logits"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmcore.errors import BackendError
+from llmcore_gpu_kernels import nvrtc as nvrtc_module
 from llmcore_gpu_kernels.render import DIALECTS, kernel_source, render, signatures
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,7 +49,6 @@ def test_every_kernel_is_rendered_to_every_dialect():
             assert f"#define KERNEL {KERNEL_WORD[dialect]}\n" in rendering.source
 
 def test_cuda_rendering_compiles_with_nvrtc_for_four_architectures_without_spills():
-    nvrtc_module = pytest.importorskip("llmcore_cuda.nvrtc", reason="the cuda plugin is not installed (plugins/cuda)")
     try:
         nvrtc = nvrtc_module.load_nvrtc()
     except BackendError as error:

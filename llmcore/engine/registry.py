@@ -28,6 +28,8 @@ KNOWN_BACKENDS = {
     "metal": "metal",
     "sycl": "sycl",
 }
+#: known backends built on the GPU kernels they share (plugins/gpu_kernels, also in the clone only)
+GPU_KERNEL_PLUGINS = {"cuda", "hip", "metal", "sycl"}
 
 
 def install_commands(name: str) -> list[str]:
@@ -38,7 +40,8 @@ def install_commands(name: str) -> list[str]:
     if not extra:
         return []
     root = Path(__file__).resolve().parents[2]
-    command = f"pip install -e '.[{extra}]' -e plugins/{name}"
+    kernels = "-e plugins/gpu_kernels " if name in GPU_KERNEL_PLUGINS else ""
+    command = f"pip install -e '.[{extra}]' {kernels}-e plugins/{name}"
     if not (root / "pyproject.toml").is_file():  # installed from a built wheel: the clone is elsewhere
         return [f"in a clone of llmcore: {command}"]
     if not (root / "plugins" / name / "pyproject.toml").is_file():

@@ -1,7 +1,7 @@
 """Compile-check of the kernels' CUDA rendering with NVRTC alone (PyPI's nvidia-cuda-nvrtc, or the
 CUDA toolkit's libnvrtc), without a GPU or CuPy: what CI runs in place of a device.
 
-``python -m llmcore_cuda.nvrtc [sm_75 sm_80 ...]`` compiles every kernel for each architecture to
+``python -m llmcore_gpu_kernels.nvrtc [sm_75 sm_80 ...]`` compiles every kernel for each architecture to
 machine code and prints, per kernel, the registers, spill bytes and stack ptxas reports.
 """
 
@@ -44,7 +44,7 @@ def load_nvrtc() -> ctypes.CDLL:
             return ctypes.CDLL(name)
         except OSError:
             continue
-    raise BackendError("NVRTC not found: pip install nvidia-cuda-nvrtc (or pip install -e 'plugins/cuda[nvrtc]')")
+    raise BackendError("NVRTC not found: pip install nvidia-cuda-nvrtc (or pip install -e 'plugins/gpu_kernels[nvrtc]')")
 
 
 def compile_kernels(arch: str, nvrtc: ctypes.CDLL | None = None) -> list[KernelReport]:
