@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.engine.sequence import Generation, Step, context_shift_span, sampler_for
+from llmcore.models.adapters import LoraAdapter, load_control_vector
 
 
 @dataclass
@@ -80,6 +81,12 @@ class LLM(EmbeddingMethods):
     :meth:`rerank` instead of generation (an encoder such as BERT always is), pooled as
     ``pooling`` says (``none``, ``mean``, ``cls``, ``last``, ``rank``; default: the file's
     ``pooling_type``); an encoder's context is at most its trained length.
+
+    ``lora`` lists LoRA adapters in llama.cpp's GGUF adapter format, each a path (scale 1) or a
+    (path, scale) pair, applied as llama.cpp applies them (never merged into the weights);
+    :meth:`set_lora_scales` changes the scales later. ``control_vectors`` lists llama.cpp's GGUF
+    control vectors the same way, added to the outputs of layers ``control_vector_layer_range``
+    (first, last; default: all but layer 0).
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
@@ -88,7 +95,10 @@ class LLM(EmbeddingMethods):
                  chat_template: str | None = None,
                  n_gpu_layers: int | str | None = None, override_tensor: list[str] | None = None,
                  split_mode: str = "layer", tensor_split: list[float] | None = None, main_gpu: int = 0,
-                 embedding: bool = False, pooling: str | int | None = None) -> None:
+                 embedding: bool = False, pooling: str | int | None = None,
+                 lora: Sequence[str | Path | tuple[str | Path, float]] = (),
+                 control_vectors: Sequence[str | Path | tuple[str | Path, float]] = (),
+                 control_vector_layer_range: tuple[int, int] | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
@@ -104,12 +114,37 @@ class LLM(EmbeddingMethods):
                                flash_attn=flash_attn, n_threads=n_threads,
                                split_mode=split_mode, tensor_split=tensor_split, main_gpu=main_gpu)
         self.backend, self.backend_reason = self.plan.backend, self.plan.backend_reason
-        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling)
+        hp = self.model.hparams
+        adapters = [LoraAdapter(path, hp.arch, {n: w.shape for n, w in self.model.weight_specs.items()}, index)
+                    for index, (path, _) in enumerate(_scaled(lora))]
+        cvec = (load_control_vector(_scaled(control_vectors), hp.n_embd, hp.n_layer, control_vector_layer_range)
+                if control_vectors else None)
+        self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling,
+                               adapters, cvec)
+        self.context.set_lora_scales([scale for _, scale in _scaled(lora)])
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)
         self.last = GenerationStats()
         self._cached_tokens: list[int] = []  # the tokens whose keys and values sit in sequence 0
+
+    # -- adapters -------------------------------------------------------------------------------
+
+    @property
+    def lora_adapters(self) -> list[LoraAdapter]:
+        return self.context.lora_adapters
+
+    @property
+    def lora_scales(self) -> list[float]:
+        return self.context.lora_scales
+
+    def set_lora_scales(self, scales: Sequence[float]) -> None:
+        """Apply LoRA adapter i at ``scales[i]`` (0: not at all) from the next evaluation on; the
+        cached prompt is forgotten when they change, as llama-server clears a slot's cache."""
+        if [float(s) for s in scales] != self.lora_scales:
+            self.context.set_lora_scales(scales)
+            self.context.seq_remove(0)
+            self._cached_tokens = []
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -357,3 +392,8 @@ class LLM(EmbeddingMethods):
         if isinstance(prompt, str):
             return self.tokenize(prompt, add_special=True, parse_special=True)
         return list(prompt)
+
+
+def _scaled(items: Sequence[str | Path | tuple[str | Path, float]]) -> list[tuple[str | Path, float]]:
+    """Adapter files each with its scale: a bare path means scale 1."""
+    return [(item, 1.0) if isinstance(item, (str, Path)) else (item[0], float(item[1])) for item in items]

@@ -51,6 +51,19 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="chat template: a llama.cpp built-in name, a jinja file, or the model's own (default)")
     g.add_argument("-v", "--verbose", "--log-verbose", action="store_true",
                    help="print the bytes each backend allocated (weights, KV cache, compute buffers)")
+    a = parser.add_argument_group("adapters (llama.cpp's GGUF LoRA adapters and control vectors)")
+    a.add_argument("--lora", dest="lora", action="extend", type=_files(1.0), default=[], metavar="FNAME",
+                   help="path to LoRA adapter (use comma-separated values to load multiple adapters)")
+    a.add_argument("--lora-scaled", dest="lora", action="extend", type=_scaled_files("--lora-scaled"),
+                   metavar="FNAME:SCALE,...", help="path to LoRA adapter with user defined scaling")
+    a.add_argument("--control-vector", dest="control_vectors", action="extend", type=_files(1.0), default=[],
+                   metavar="FNAME", help="add a control vector (comma-separated values: several, summed)")
+    a.add_argument("--control-vector-scaled", dest="control_vectors", action="extend",
+                   type=_scaled_files("--control-vector-scaled"), metavar="FNAME:SCALE,...",
+                   help="add a control vector with user defined scaling SCALE")
+    a.add_argument("--control-vector-layer-range", type=int, nargs=2, default=None, metavar=("START", "END"),
+                   help="layer range to apply the control vector(s) to, start and end inclusive "
+                        "(default: every layer but the first)")
 
 
 def add_context_shift_args(group: argparse._ArgumentGroup) -> None:
@@ -82,7 +95,9 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               flash_attn=args.flash_attn, chat_template=args.chat_template,
               n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
               tensor_split=args.tensor_split, main_gpu=args.main_gpu,
-              embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None))
+              embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
+              lora=args.lora, control_vectors=args.control_vectors,
+              control_vector_layer_range=args.control_vector_layer_range)
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
@@ -99,6 +114,29 @@ def print_memory(llm: Any) -> None:
     for name, used in llm.memory_used().items():
         parts = ", ".join(f"{kind} {size / 2**20:.2f} MiB" for kind, size in used.items())
         print(f"llmcore: {name} allocated {parts}", file=sys.stderr)
+
+
+def _files(scale: float):
+    """--lora / --control-vector: comma-separated files, each at ``scale``."""
+    def parse(text: str) -> list[tuple[str, float]]:
+        return [(item, scale) for item in text.split(",") if item]
+    return parse
+
+
+def _scaled_files(flag: str):
+    """--lora-scaled / --control-vector-scaled: comma-separated FNAME:SCALE items."""
+    def parse(text: str) -> list[tuple[str, float]]:
+        items = []
+        for item in text.split(","):
+            path, _, scale = item.rpartition(":")
+            try:
+                items.append((path, float(scale)))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{item!r}: the format is FNAME:SCALE") from None
+            if not path:
+                raise argparse.ArgumentTypeError(f"{item!r}: the format is FNAME:SCALE")
+        return items
+    return parse
 
 
 def _cache_type(flag: str):

@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--metrics", action="store_true",
                    help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
     add_context_shift_args(g)
+    g.add_argument("--lora-init-without-apply", action="store_true",
+                   help="load LoRA adapters without applying them (apply later via POST /lora-adapters)")
     g.add_argument("--embedding", "--embeddings", action="store_true",
                    help="serve embeddings (/v1/embeddings, /embedding) instead of completions")
     g.add_argument("--reranking", "--rerank", action="store_true",
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     llm = load_llm(args, seed=None if seed is None or seed < 0 else seed)
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
                      defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
-                     metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep)
+                     metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep,
+                     lora_init_without_apply=args.lora_init_without_apply)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "

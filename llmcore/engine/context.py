@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import resource
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from llmcore.graph.backend import Backend, WeightData
 from llmcore.engine.batch import Batch
-from llmcore.gguf import dequantize
+from llmcore.gguf import GGMLType, dequantize
 from llmcore.errors import LLMCoreError
 from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, DType, Graph, Node, Op
@@ -30,6 +30,7 @@ from llmcore.graph.taps import mul_mat_inputs, tap_mul_mat_inputs
 from llmcore.engine import embeddings
 from llmcore.engine.kv_cache import KVCells
 from llmcore.engine.model import Model
+from llmcore.models.adapters import ActiveLora, ControlVector, LoraAdapter
 from llmcore.models.pooling import Pooling
 
 
@@ -47,9 +48,12 @@ MAX_CONTEXT = 2**31 - 1
 
 class Context:
     def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
-                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None) -> None:
+                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None,
+                 lora_adapters: Sequence[LoraAdapter] = (), control_vector: ControlVector | None = None) -> None:
         """``pooling`` set makes an embedding context (llama.cpp's ``embeddings = true``): its
-        steps give :meth:`embeddings` pooled so, not logits. An encoder's context always is one."""
+        steps give :meth:`embeddings` pooled so, not logits. An encoder's context always is one.
+        ``lora_adapters`` are loaded with the weights and applied at scale 1 until
+        :meth:`set_lora_scales` says otherwise; ``control_vector`` is added to the layers' outputs."""
         self.model = model
         self.placement = placement
         self.n_ctx = n_ctx
@@ -57,12 +61,44 @@ class Context:
         self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache, pooling)
         self.pooling = self.arch.pooling
         self.cache = self.arch.cache
+        self.lora_adapters = list(lora_adapters)
+        self.arch.control_vector = control_vector
+        # every adapter in the graph that places the weights, so that any scale may be set later
+        self.arch.loras = [ActiveLora(adapter, 1.0) for adapter in self.lora_adapters]
         one_token = self.arch.build_graph(1, 1)
+        _check_adapters_used(one_token, self.lora_adapters)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
         self.cells = KVCells(n_ctx)
         self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
         self._mul_mat_observer: MulMatObserver | None = None
         self._load_weights(one_token)
+
+    @property
+    def lora_scales(self) -> list[float]:
+        """Each adapter's scale, in the order they were given (0: not applied)."""
+        active = {id(lora.adapter): lora.scale for lora in self.arch.loras}
+        return [active.get(id(adapter), 0.0) for adapter in self.lora_adapters]
+
+    def set_lora_scales(self, scales: Sequence[float]) -> None:
+        """Apply adapter i at ``scales[i]`` from the next step on (llama_set_adapters_lora: an
+        adapter at scale 0 is left out of the graph). Changing them recompiles the plans."""
+        if len(scales) != len(self.lora_adapters):
+            raise LLMCoreError(f"{len(scales)} LoRA scales for {len(self.lora_adapters)} adapters")
+        if [float(s) for s in scales] == self.lora_scales:
+            return
+        self.arch.loras = [ActiveLora(a, float(s)) for a, s in zip(self.lora_adapters, scales) if s != 0]
+        self._plans.clear()
+
+    def _weight_data(self, node: Node) -> WeightData:
+        """Weight ``node``'s bytes: the model's, a LoRA adapter's (``lora<i>:...``) or the control
+        vector's direction of a layer."""
+        for adapter in self.lora_adapters:
+            if node.name.startswith(adapter.prefix):
+                return adapter.weight_data(node)
+        if node.name.startswith("control_vector.") and self.arch.control_vector is not None:
+            direction = self.arch.control_vector.for_layer(int(node.name.rpartition(".")[2]))
+            return WeightData(node.name, GGMLType.F32, node.shape, direction)
+        return self.model.weight_data(node)
 
     def _load_weights(self, graph: Graph) -> None:
         """Hand each weight to every backend that runs an op reading it (learned from the 1-token
@@ -75,7 +111,7 @@ class Context:
                     backend = assign(node, self.placement, self.placement.fallbacks)
                     weights = by_backend.setdefault(id(backend), (backend, {}))[1]
                     if src.name not in weights:
-                        weights[src.name] = self.model.weight_data(src)
+                        weights[src.name] = self._weight_data(src)
         for backend, weights in by_backend.values():
             backend.load_weights(list(weights.values()))
         self._weight_holders = [backend for backend, _ in by_backend.values()]
@@ -290,6 +326,18 @@ class Context:
     def _weight(self, node: Node) -> np.ndarray:
         data = self.model.weight_data(node)
         return dequantize(data.raw, data.type, data.shape)
+
+
+def _check_adapters_used(graph: Graph, adapters: Sequence[LoraAdapter]) -> None:
+    """Refuse an adapter with a pair for a weight that the model's graph does not apply adapters
+    to (the experts' stacked matrices, a pooling head) rather than silently leave it out."""
+    used = {node.name for node in graph.nodes if node.op is Op.WEIGHT}
+    for adapter in adapters:
+        for weight, pair in adapter.pairs.items():
+            if not any(name.startswith(adapter.prefix + pair.b) for name in used):
+                raise LLMCoreError(f"LoRA adapter {adapter.path}: its pair for {weight} is not supported yet "
+                                   "(llmcore applies adapters to the attention, feed-forward, embedding and "
+                                   "output matrices)")
 
 
 def _check_memory(graph: Graph, n_ctx: int, n_ubatch: int) -> None:

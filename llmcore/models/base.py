@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,6 +16,7 @@ from llmcore.gguf import GGMLType
 from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
 from llmcore.graph.ir import DType, Graph, Node, Op
 from llmcore.graph.kv_types import CacheConfig
+from llmcore.models.adapters import ActiveLora, ControlVector
 from llmcore.models.pooling import Pooling, pooled_output
 
 
@@ -370,6 +371,14 @@ class Architecture:
         if n_logits != self.hp.n_vocab:
             raise ModelError(f"the output head gives {n_logits} logits for a vocabulary of {self.hp.n_vocab}")
 
+    def layer_output(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        """The output of layer ``il``, with the control vector's direction for the layer added where
+        one is set (llama.cpp's build_cvec, the layer's last step)."""
+        direction = self.control_vector.for_layer(il) if self.control_vector is not None else None
+        if direction is None:
+            return x
+        return g.add(x, g.weight(f"control_vector.{il}", direction.shape, GGMLType.F32), name=f"l_out.{il}")
+
     def rope_factors(self, g: GraphBuilder) -> Node | None:
         """Per-pair divisors of the rotary angles (Llama 3.1's ``rope_freqs.weight``), if any."""
         return self.w(g, "rope_freqs.weight") if self.has("rope_freqs.weight") else None
@@ -387,6 +396,10 @@ class Architecture:
     attn_softcap: float = 0.0
     #: the window of sliding-window layers (llama.cpp's n_swa); 0 where no layer slides
     sliding_window: int = 0
+    #: the LoRA adapters the weight products apply, in order, and the control vector added to the
+    #: layers' outputs (set by the context; see ``models.adapters``)
+    loras: Sequence[ActiveLora] = ()
+    control_vector: ControlVector | None = None
 
     def layer_rope(self, il: int) -> RopeParams:
         """The rotary settings of layer ``il`` (a family with a per-layer rope base overrides this)."""

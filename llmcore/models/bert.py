@@ -34,6 +34,7 @@ class Bert(Architecture):
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
             x = layer_norm(g, self, g.add(h, x), f"blk.{il}.attn_output_norm")
             x = layer_norm(g, self, g.add(self.ffn(g, x, il), x), f"blk.{il}.layer_output_norm")
+            x = self.layer_output(g, x, il)
         g.embeddings = x
         return x
 

@@ -32,6 +32,7 @@ class CommandR(Architecture):
             if il == self.hp.n_layer - 1:
                 x, h, normed = (select_outputs(g, inp, t) for t in (x, h, normed))
             x = g.add(g.add(ffn_swiglu(g, self, normed, il), x), h)
+            x = self.layer_output(g, x, il)
         g.layer = self.hp.n_layer
         logits = lm_head(g, self, layer_norm(g, self, x, "output_norm"))
         return logits if self.hp.logit_scale == 1.0 else g.scale(logits, self.hp.logit_scale)

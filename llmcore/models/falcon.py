@@ -34,4 +34,5 @@ class Falcon(Architecture):
             if il == self.hp.n_layer - 1:
                 x, h, normed = (select_outputs(g, inp, t) for t in (x, h, normed))
             x = g.add(g.add(ffn_gelu(g, self, normed, il), h), x)
+            x = self.layer_output(g, x, il)
         return output_head_layer_norm(g, self, x)

@@ -63,6 +63,7 @@ class Gemma2(Gemma):
             x = g.add(x, self.norm(g, h, f"blk.{il}.post_attention_norm"))
             h = self.ffn(g, self.norm(g, x, f"blk.{il}.ffn_norm"), il)
             x = g.add(x, self.norm(g, h, f"blk.{il}.post_ffw_norm"))
+            x = self.layer_output(g, x, il)
         return self.head(g, x)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:

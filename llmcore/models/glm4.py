@@ -25,4 +25,5 @@ class GLM4(ChatGLM):
             x = g.add(rms_norm(g, self, h, f"blk.{il}.post_attention_norm.weight"), x)
             h = self.ffn(g, self.norm(g, x, f"blk.{il}.ffn_norm"), il)
             x = g.add(rms_norm(g, self, h, f"blk.{il}.post_ffw_norm.weight"), x)
+            x = self.layer_output(g, x, il)
         return self.head(g, x)

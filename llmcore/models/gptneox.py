@@ -35,6 +35,7 @@ class GPTNeoX(Architecture):
             else:
                 x = g.add(h, x)
                 x = g.add(self.ffn(g, x, il), x)
+            x = self.layer_output(g, x, il)
         return output_head_layer_norm(g, self, x)
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:

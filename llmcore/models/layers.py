@@ -84,9 +84,24 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
     return _project(g, m, out, f"blk.{il}.attn_output")
 
 
+def weight_product(g: GraphBuilder, m: Architecture, w: Node, x: Node, name: str,
+                   rows: tuple[int, int] | None = None) -> Node:
+    """``w @ x`` plus, for each LoRA adapter of the model with a pair for ``w``'s tensor,
+    ``s * B(A x)`` (llama.cpp's build_lora_mm: the adapter is never merged into the weight).
+    ``rows``: ``w`` is that row range of a fused tensor, and so are B's rows."""
+    y = g.mul_mat(w, x, name=name)
+    for lora in m.loras:
+        pair = lora.adapter.pairs.get(w.params.get("tensor", w.name))
+        if pair is not None:
+            a, b = lora.adapter.factors(g, pair, rows)
+            ab = g.mul_mat(b, g.mul_mat(a, x, name=f"{name}.lora_a"), name=f"{name}.lora_b")
+            y = g.add(y, g.scale(ab, lora.adapter.scale_for(pair, lora.scale)))
+    return y
+
+
 def _project(g: GraphBuilder, m: Architecture, x: Node, name: str) -> Node:
     """A linear layer: the weight ``name.weight`` and, where the model has one, its bias."""
-    y = g.mul_mat(m.w(g, f"{name}.weight"), x, name=name)
+    y = weight_product(g, m, m.w(g, f"{name}.weight"), x, name)
     if m.has(f"{name}.bias"):
         y = g.add(y, m.w(g, f"{name}.bias"))
     return y
@@ -96,7 +111,7 @@ def _project_rows(g: GraphBuilder, m: Architecture, x: Node, name: str, start: i
     """Outputs [start, stop) of the fused linear layer ``name``: its weight's rows and bias's
     elements in that range (views; ggml computes the whole product and views the result, which
     gives the same numbers)."""
-    y = g.mul_mat(m.w_rows(g, f"{name}.weight", start, stop), x, name=f"{name}[{start}:{stop}]")
+    y = weight_product(g, m, m.w_rows(g, f"{name}.weight", start, stop), x, f"{name}[{start}:{stop}]", (start, stop))
     if m.has(f"{name}.bias"):
         y = g.add(y, m.w_rows(g, f"{name}.bias", start, stop))
     return y
@@ -129,7 +144,7 @@ def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool,
     without ``ffn_gate_exps`` an expert is down(silu(up(x)))."""
     prefix = f"blk.{il}"
     n, n_embd = x.shape
-    probs = g.softmax(g.mul_mat(m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, name=f"ffn_moe_logits.{il}"))
+    probs = g.softmax(weight_product(g, m, m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, f"ffn_moe_logits.{il}"))
     selected = g.top_k(probs, m.hp.n_expert_used, name=f"ffn_moe_topk.{il}")
     weights = g.gather(probs, selected, name=f"ffn_moe_weights.{il}")
     if normalize:
@@ -185,13 +200,22 @@ def lm_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
     what an embedding graph returns instead (llama.cpp's ``t_embd``)."""
     g.embeddings = x
     head = "output.weight" if m.has("output.weight") else "token_embd.weight"
-    logits = g.mul_mat(m.w(g, head), x, name="logits")
+    logits = weight_product(g, m, m.w(g, head), x, "logits")
     return g.add(logits, m.w(g, "output.bias")) if m.has("output.bias") else logits
 
 
 def token_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:
+    """The rows of the tokens in ``token_embd.weight``, plus each LoRA adapter's ``s * B A[token]``
+    (its pair for the embedding holds A [n_vocab, rank] and B [n_embd, rank], as llama.cpp's)."""
     g.layer = -1
-    return g.get_rows(m.w(g, "token_embd.weight"), inp.tokens, name="embd")
+    x = g.get_rows(m.w(g, "token_embd.weight"), inp.tokens, name="embd")
+    for lora in m.loras:
+        pair = lora.adapter.pairs.get("token_embd.weight")
+        if pair is not None:
+            a, b = lora.adapter.factors(g, pair)
+            delta = g.mul_mat(b, g.get_rows(a, inp.tokens, name="embd.lora_a"), name="embd.lora_b")
+            x = g.add(x, g.scale(delta, lora.adapter.scale_for(pair, lora.scale)))
+    return x
 
 
 def position_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:

@@ -34,6 +34,7 @@ class Llama(Architecture):
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
             x = g.add(x, h)
             x = g.add(x, self.ffn(g, self.norm(g, x, f"blk.{il}.ffn_norm"), il))
+            x = self.layer_output(g, x, il)
         return self.head(g, x)
 
     def embed(self, g: GraphBuilder, inp: BatchInputs) -> Node:

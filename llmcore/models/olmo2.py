@@ -33,6 +33,7 @@ class Olmo2(Architecture):
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
             x = g.add(x, rms_norm(g, self, h, f"blk.{il}.post_attention_norm.weight"))
             x = g.add(x, rms_norm(g, self, ffn_swiglu(g, self, x, il), f"blk.{il}.post_ffw_norm.weight"))
+            x = self.layer_output(g, x, il)
         return output_head(g, self, x)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:

@@ -37,6 +37,7 @@ class Phi2(Architecture):
             if il == self.hp.n_layer - 1:
                 x, h, normed = (select_outputs(g, inp, t) for t in (x, h, normed))
             x = g.add(g.add(h, ffn_gelu(g, self, normed, il)), x)
+            x = self.layer_output(g, x, il)
         return output_head_layer_norm(g, self, x)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:

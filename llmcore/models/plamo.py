@@ -31,4 +31,5 @@ class Plamo(Architecture):
             if il == self.hp.n_layer - 1:
                 x, h, normed = (select_outputs(g, inp, t) for t in (x, h, normed))
             x = g.add(g.add(ffn_swiglu(g, self, normed, il), h), x)
+            x = self.layer_output(g, x, il)
         return output_head(g, self, x)

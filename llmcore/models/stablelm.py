@@ -37,6 +37,7 @@ class StableLM(Architecture):
             parallel = not self.has(f"blk.{il}.ffn_norm.weight")
             ffn_in = normed if parallel else layer_norm(g, self, x, f"blk.{il}.ffn_norm")
             x = g.add(x, ffn_swiglu(g, self, ffn_in, il))
+            x = self.layer_output(g, x, il)
         return output_head_layer_norm(g, self, x)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:

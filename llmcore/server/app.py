@@ -44,6 +44,7 @@ from llmcore.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     DetokenizeRequest,
+    LoraScale,
     NativeCompletionRequest,
     TokenizeRequest,
 )
@@ -63,15 +64,18 @@ OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.i
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
                model_name: str | None = None, defaults: dict[str, Any] | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
-               metrics: bool = False, context_shift: bool = False, n_keep: int = 0) -> FastAPI:
+               metrics: bool = False, context_shift: bool = False, n_keep: int = 0,
+               lora_init_without_apply: bool = False) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
     or ``json_schema``); a request's own fields override them. A request body may have at most
     ``max_body_bytes`` and must arrive within ``body_timeout`` seconds; ``/metrics`` answers only
     with ``metrics`` (as llama-server's ``--metrics``). ``app.state.batcher.shut_down()`` ends every
-    request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``)."""
-    batcher = Batcher(llm, n_parallel, context_shift=context_shift)
+    request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``). The LoRA adapters ``llm`` was
+    loaded with apply at its scales, or at 0 with ``lora_init_without_apply`` until
+    ``POST /lora-adapters`` sets them."""
+    batcher = Batcher(llm, n_parallel, context_shift=context_shift, lora_init_without_apply=lora_init_without_apply)
     jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep)
     model = model_name or llm.model_path.name
     created = int(time.time())
@@ -212,6 +216,18 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     @app.get("/slots")
     async def slots() -> list[dict[str, Any]]:
         return batcher.slot_states()
+
+    @app.get("/lora-adapters")
+    async def lora_adapters() -> list[dict[str, Any]]:
+        return [{"id": i, "path": str(adapter.path), "scale": scale, "task_name": adapter.task_name,
+                 "prompt_prefix": adapter.prompt_prefix}
+                for i, (adapter, scale) in enumerate(zip(llm.lora_adapters, batcher.lora_scales))]
+
+    @app.post("/lora-adapters")
+    async def set_lora_adapters(body: list[LoraScale]) -> dict[str, bool]:
+        """llama-server's: the scales of requests that name none from now on (adapters not listed: 0)."""
+        batcher.lora_scales = jobs.lora_scales(body, "body")
+        return {"success": True}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> PlainTextResponse:

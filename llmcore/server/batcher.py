@@ -83,6 +83,7 @@ class Job:
     id_slot: int = -1
     n_keep: int = 0  # prompt tokens after the BOS a context shift keeps (-1: all)
     n_discard: int = 0  # tokens a context shift drops (0: half of what is not kept)
+    lora: list[float] | None = None  # each LoRA adapter's scale; None: the server's (POST /lora-adapters)
     cancelled: bool = False  # set by the handler's thread when the client is gone
 
 
@@ -107,7 +108,8 @@ class Batcher:
     """Runs jobs on ``n_parallel`` slots sharing the context of ``llm``: slot i is sequence i and
     owns its own range of about n_ctx / n_parallel cells (llama.cpp's per-sequence KV cache)."""
 
-    def __init__(self, llm: LLM, n_parallel: int, *, context_shift: bool = False) -> None:
+    def __init__(self, llm: LLM, n_parallel: int, *, context_shift: bool = False,
+                 lora_init_without_apply: bool = False) -> None:
         if n_parallel < 1:
             raise LLMCoreError(f"--parallel must be at least 1, got {n_parallel}")
         n_ctx_slot = llm.n_ctx // n_parallel
@@ -118,7 +120,10 @@ class Batcher:
         self.context_shift = context_shift
         # an embedding context generates nothing: its sequences are the inputs of one request at a time
         n_ctx_slot = self.context.cells.partition(n_parallel) if llm.pooling is None else n_ctx_slot
-        self.slots = [Slot(i, n_ctx_slot) for i in range(n_parallel)]
+        #: the LoRA scales of a request that names none (``GET/POST /lora-adapters``); with
+        #: ``lora_init_without_apply`` the adapters start at 0 until a POST applies them
+        self.lora_scales = [0.0] * len(llm.lora_adapters) if lora_init_without_apply else list(llm.lora_scales)
+        self.slots = [Slot(i, n_ctx_slot, lora=list(self.lora_scales)) for i in range(n_parallel)]
         self.metrics = Metrics()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
@@ -238,6 +243,11 @@ class Batcher:
         self._waiting = still_waiting
 
     def _start(self, slot: Slot, job: Job) -> None:
+        if job.lora is None:
+            job.lora = list(self.lora_scales)
+        if job.lora != slot.lora:  # keys and values made with other adapters: llama-server clears the slot
+            slot.keep_prefix(self.context, 0)
+            slot.lora = list(job.lora)
         n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
         slot.keep_prefix(self.context, n_keep)
         generation = Generation(self.llm.tokenizer, job.sampler, job.prompt_tokens, n_ctx=slot.n_ctx,
@@ -246,8 +256,13 @@ class Batcher:
         slot.run = Run(job, generation, n_keep)
 
     def _step(self) -> None:
-        """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch."""
+        """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch.
+        One batch runs with one set of LoRA scales: those of the slot that started first; slots
+        with others wait for a later step (as llama-server batches only slots of equal adapters)."""
         busy = [s for s in self.slots if s.busy]
+        lora = min(busy, key=lambda s: s.run.generation.t_start).lora
+        busy = [s for s in busy if s.lora == lora]
+        self.context.set_lora_scales(lora)
         tokens: list[int] = []
         positions: list[int] = []
         seq_ids: list[int] = []

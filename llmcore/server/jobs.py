@@ -16,7 +16,7 @@ from llmcore.engine.sampling import Sampler, SamplingError, SamplingParams
 from llmcore.engine.sequence import sampler_for
 from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
-from llmcore.server.schemas import ChatCompletionRequest, GenerationFields
+from llmcore.server.schemas import ChatCompletionRequest, GenerationFields, LoraScale
 
 
 _TOKEN_ID = re.compile(r"\s*[+-]?[0-9]+")
@@ -84,7 +84,19 @@ class JobFactory:
                    stops=request.stop_strings(), ignore_eos=request.ignore_eos, n_probs=n_probs,
                    want_probs=want_probs, post_sampling_probs=post_sampling_probs,
                    cache_prompt=request.cache_prompt, id_slot=request.id_slot,
-                   n_keep=self.n_keep if request.n_keep is None else request.n_keep, n_discard=request.n_discard)
+                   n_keep=self.n_keep if request.n_keep is None else request.n_keep, n_discard=request.n_discard,
+                   lora=None if request.lora is None else self.lora_scales(request.lora, "lora"))
+
+    def lora_scales(self, entries: Sequence[LoraScale], param: str) -> list[float]:
+        """Every adapter's scale from llama-server's ``[{"id": i, "scale": s}, ...]``: an adapter not
+        listed gets 0 (as its construct_lora_list); an unknown id is a 400."""
+        scales = [0.0] * len(self.llm.lora_adapters)
+        for index, entry in enumerate(entries):
+            if not 0 <= entry.id < len(scales):
+                raise APIError(400, f"LoRA adapter id {entry.id} does not exist (the server has {len(scales)} "
+                                    "adapters: see GET /lora-adapters)", param=f"{param}.{index}.id")
+            scales[entry.id] = entry.scale
+        return scales
 
     def sampler(self, request: GenerationFields, n_probs: int) -> Sampler:
         settings = self.default_settings | request.sampling_settings() | {"n_probs": n_probs}

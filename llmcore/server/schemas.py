@@ -31,6 +31,13 @@ def sampling_request_fields(params: type[BaseModel]) -> type[BaseModel]:
     return create_model("SamplingFields", __base__=_Body, **fields)
 
 
+class LoraScale(_Body):
+    """One LoRA adapter's scale, by its index in ``GET /lora-adapters`` (llama-server's shape)."""
+
+    id: int
+    scale: float = 0.0
+
+
 class GenerationFields(sampling_request_fields(SamplingParams)):
     """Sampling and stopping fields shared by every generating endpoint (None: the server's default)."""
 
@@ -42,6 +49,7 @@ class GenerationFields(sampling_request_fields(SamplingParams)):
     id_slot: int = -1
     n_keep: int | None = Field(None, ge=-1, description="prompt tokens a context shift keeps (-1: all)")
     n_discard: int = Field(0, ge=0, description="tokens a context shift drops (0: half of what is not kept)")
+    lora: list[LoraScale] | None = None  # llama-server's per-request adapter scales; those not listed: 0
     n: int = Field(1, description="choices per request; only 1 is supported")
     response_format: dict[str, Any] | None = None  # OpenAI's: text, json_object or json_schema
     grammar: str | None = None  # GBNF, as llama-server takes it

@@ -22,6 +22,7 @@ class Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose keys and values sit in sequence ``id``
     run: Run | None = None
     last_used: float = 0.0
+    lora: list[float] = field(default_factory=list)  # the LoRA scales its cached keys and values were made with
 
     @property
     def busy(self) -> bool:
