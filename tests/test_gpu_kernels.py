@@ -7,9 +7,11 @@ runs for real: tests/test_sycl.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -82,3 +84,22 @@ def test_metal_rendering_parses_and_type_checks(tmp_path):
                              "-I", str(FIXTURES / "msl_shim"), str(source)],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_gpu_plugins_say_exactly_why_they_cannot_run_here():
+    """cuda, hip and metal install without their hardware (CI has none) and their probes name the
+    missing piece. They are loaded from their folders, as CI does not install them."""
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    script = ("from llmcore_cuda.backend import CudaBackend\nfrom llmcore_hip.backend import HipBackend\n"
+              "from llmcore_metal.backend import MetalBackend\n"
+              "for cls in (CudaBackend, HipBackend, MetalBackend):\n    status = cls.probe()\n"
+              "    print(cls.name, status.usable, status.reason, sep='|')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(plugins / name) for name in ("cuda", "hip", "metal"))}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True)
+    status = {name: (usable, reason) for name, usable, reason in (line.split("|") for line in result.stdout.splitlines())}
+    assert status["metal"] == ("False", "no Metal device: macOS only")
+    assert status["cuda"][0] == "False" and status["cuda"][1].startswith(("no CUDA driver: libcuda.so.1 not found",
+                                                                          "cupy not installed: pip install cupy-cuda1",
+                                                                          "no CUDA device"))
+    assert status["hip"][0] == "False" and status["hip"][1].startswith(("no ROCm runtime: libamdhip64.so not found",
+                                                                        "cupy not installed", "no HIP device"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
-from llmcore.plugin_api import Availability, BackendError, Device
+from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
 from llmcore_gpu_kernels.cupy_runtime import CupyRuntime
@@ -59,11 +59,8 @@ class CudaBackend(GpuBackend):
     priority = 30  # above sycl and vulkan: the vendor's own compute stack
 
     @classmethod
-    def probe(cls) -> Availability:
-        try:
-            return Availability(True, devices=tuple(cuda_devices()))
-        except BackendError as error:
-            return Availability(False, str(error))
+    def list_devices(cls) -> list[Device]:
+        return cuda_devices()
 
     def open_runtime(self, device: int) -> Runtime:
         return CupyRuntime("cuda", device)

@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from llmcore.plugin_api import F16, Backend, BackendError, Executable, Node, Subgraph, WeightData, rope_cos_sin
+from llmcore.plugin_api import (
+    F16, Availability, Backend, BackendError, Device, Executable, Node, Subgraph, WeightData, rope_cos_sin,
+)
 
 from llmcore_gpu_kernels.lowering import STEP_KEY, Program, Ref, Target, lower, supports
 from llmcore_gpu_kernels.render import WORKGROUP, Rendering, render
@@ -66,10 +68,23 @@ class Runtime(abc.ABC):
 
 
 class GpuBackend(Backend):
-    """An accelerator backend on the shared kernels; a subclass sets ``name``, ``probe`` and
-    :meth:`open_runtime`."""
+    """An accelerator backend on the shared kernels; a subclass sets ``name`` and supplies
+    :meth:`list_devices` and :meth:`open_runtime`."""
 
     api_version = "2.2"
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            return Availability(True, devices=tuple(cls.list_devices()))
+        except BackendError as error:
+            return Availability(False, str(error))
+
+    @classmethod
+    @abc.abstractmethod
+    def list_devices(cls) -> list[Device]:
+        """The devices this backend can open, in the order ``device`` numbers them; BackendError
+        saying exactly what is missing (driver, runtime library, device) when there is none."""
 
     def __init__(self, n_threads: int | None = None, device: int | None = None) -> None:
         super().__init__(n_threads, device)

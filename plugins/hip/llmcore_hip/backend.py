@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
-from llmcore.plugin_api import Availability, BackendError, Device
+from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
 from llmcore_gpu_kernels.cupy_runtime import CupyRuntime
@@ -44,11 +44,8 @@ class HipBackend(GpuBackend):
     priority = 30
 
     @classmethod
-    def probe(cls) -> Availability:
-        try:
-            return Availability(True, devices=tuple(hip_devices()))
-        except BackendError as error:
-            return Availability(False, str(error))
+    def list_devices(cls) -> list[Device]:
+        return hip_devices()
 
     def open_runtime(self, device: int) -> Runtime:
         return CupyRuntime("hip", device)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcore.plugin_api import Availability, BackendError, Device
+from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
 from llmcore_gpu_kernels.render import WORKGROUP, Rendering
@@ -112,13 +112,9 @@ class MetalBackend(GpuBackend):
     priority = 30
 
     @classmethod
-    def probe(cls) -> Availability:
-        try:
-            return Availability(True, devices=tuple(
-                Device(str(d.name()), "gpu" if not d.hasUnifiedMemory() else "igpu", d.recommendedMaxWorkingSetSize(),
-                       0, ("metal",)) for d in metal_devices()))
-        except BackendError as error:
-            return Availability(False, str(error))
+    def list_devices(cls) -> list[Device]:
+        return [Device(str(d.name()), "igpu" if d.hasUnifiedMemory() else "gpu", d.recommendedMaxWorkingSetSize(), 0,
+                       ("metal",)) for d in metal_devices()]
 
     def open_runtime(self, device: int) -> Runtime:
         devices = metal_devices()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcore.plugin_api import Availability, BackendError, Device
+from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
 from llmcore_gpu_kernels.render import WORKGROUP, Rendering
@@ -50,7 +50,8 @@ def _kind(device: Any) -> str:
 
 
 def _describe(device: Any) -> Device:
-    features = [device.version.strip()]
+    # "OpenCL 3.0 PoCL HSTR: ..." -> "opencl 3.0"; the driver's own name and version
+    features = [f"opencl {device.version.split()[1]}", f"{device.platform.name.strip()} {device.driver_version.strip()}"]
     if "cl_khr_fp64" in device.extensions:
         features.append("fp64")
     return Device(device.name.strip(), _kind(device), device.global_mem_size, 0, tuple(features))
@@ -117,11 +118,8 @@ class SyclBackend(GpuBackend):
     priority = 25  # above vulkan: a vendor's compute driver before a graphics API
 
     @classmethod
-    def probe(cls) -> Availability:
-        try:
-            return Availability(True, devices=tuple(_describe(d) for d in opencl_devices()))
-        except BackendError as error:
-            return Availability(False, str(error))
+    def list_devices(cls) -> list[Device]:
+        return [_describe(d) for d in opencl_devices()]
 
     def open_runtime(self, device: int) -> Runtime:
         devices = opencl_devices()

@@ -27,6 +27,21 @@ KERNEL void kv_store_{T}(GLOBAL const float* x, GLOBAL const i32* cells, GLOBAL 
     store_{T}(cache, (u32)cells[i] * width + idx % width, x[idx]);
 }
 
+// the largest of the workgroup's values (`red`: WG floats of workgroup memory), on every work-item
+DEVICE float group_max(SHARED_PTR float* red, float mine, u32 t) {
+    red[t] = mine;
+    BARRIER();
+    for (u32 stride = WG / 2u; stride > 0u; stride >>= 1) {
+        if (t < stride) {
+            red[t] = fmaxf(red[t], red[t + stride]);
+        }
+        BARRIER();
+    }
+    float largest = red[0];
+    BARRIER();
+    return largest;
+}
+
 // for T in f16 f32
 DEVICE float score_{T}(GLOBAL const u8* k, GLOBAL const float* mask_row, u32 cell, u32 base, SHARED_PTR const float* qs,
                        u32 head_dim, float scale, float softcap) {
@@ -75,15 +90,7 @@ KERNEL void attention_{T}(GLOBAL const float* q, GLOBAL const u8* k, GLOBAL cons
     for (u32 j = t; j < n_kv; j += WG) {
         row_max = fmaxf(row_max, score_{T}(k, mask_row, j, j * kv_width + kv_off, qs, head_dim, scale, softcap));
     }
-    peak[t] = row_max;
-    BARRIER();
-    for (u32 stride = WG / 2u; stride > 0u; stride >>= 1) {
-        if (t < stride) {
-            peak[t] = fmaxf(peak[t], peak[t + stride]);
-        }
-        BARRIER();
-    }
-    row_max = peak[0];
+    row_max = group_max(peak, row_max, t);
     if (row_max == NEG_INF) {  // nothing visible: a padding row (the same on every work-item)
         for (u32 d = t; d < head_dim; d += WG) {
             y[q_base + d] = 0.0f;
@@ -252,16 +259,7 @@ KERNEL void attention_ordered_{T}(GLOBAL const float* qr, GLOBAL const u8* k, GL
     for (u32 j = t; j < n_kv; j += WG) {
         row_max = fmaxf(row_max, ordered_score_{T}(k, q, mask_row, j, j * kv_width + kv_off, head_dim, batched, scale));
     }
-    red[t] = row_max;
-    BARRIER();
-    for (u32 stride = WG / 2u; stride > 0u; stride >>= 1) {
-        if (t < stride) {
-            red[t] = fmaxf(red[t], red[t + stride]);
-        }
-        BARRIER();
-    }
-    row_max = red[0];
-    BARRIER();
+    row_max = group_max(red, row_max, t);
     if (row_max == NEG_INF) {  // nothing visible: a padding row (the same on every work-item)
         for (u32 d = t; d < head_dim; d += WG) {
             y[q_base + d] = 0.0f;
