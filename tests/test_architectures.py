@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from llmcore import LLM
+from llmcore.engine.batch import Batch
 from llmcore.engine.model import Model
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
@@ -23,6 +24,8 @@ MAX_REL_ERROR = 2e-3
 # The mixtures of experts (llama_moe, qwen2moe, qwen3moe, olmoe) route each token by llama.cpp's
 # top-k; in olmoe half the experts score exactly 0, and only ggml_argsort's std::sort order of those
 # ties (introsort past 16 values) gives its logits: a stable sort misses them by ~0.5.
+# deepseek2 (V3's routing: sigmoid, bias, groups) and deepseek2_lite (V2's) attend through the latent
+# cache (multi-head latent attention) and use YaRN.
 # baichuan has 40 layers (llama.cpp tells its ALiBi variant by depth): the f16 flips add up over
 # twenty times the layers of the others, ~2.5e-3 from the first token on, where ALiBi plays no part.
 DEEP_REL_ERROR = {"baichuan": 4e-3}
@@ -51,7 +54,7 @@ def test_logits_match_llama_cpp(arch, backend):
 
 @pytest.mark.parametrize("backend", ["reference", "cpu_simd"])
 @pytest.mark.parametrize("arch", ["qwen3", "stablelm", "bloom", "mpt", "refact", "gpt2", "starcoder",
-                                  "llama_moe", "qwen2moe", "qwen3moe", "olmoe"])
+                                  "llama_moe", "qwen2moe", "qwen3moe", "olmoe", "deepseek2"])
 def test_incremental_decoding_matches_batch(arch, backend):
     """Per-head norms, partial rotary, ALiBi (its mask of distances; bloom, mpt, refact), learned
     positions (gpt2, starcoder) and experts (one token: only its selected experts' rows) still hold
@@ -97,3 +100,22 @@ def test_fused_weights_are_split_by_views():
             assert np.shares_memory(data.raw, model.reader.raw(part.params["tensor"]))
         model.close()
 
+
+
+def test_latent_attention_caches_only_the_latent_and_the_rotated_key():
+    """DeepSeek's KV cache is llama.cpp's MLA layout: one row per token of the latent (kv_lora_rank
+    32) then the rotated key (8 dims), no V cache; a context shift rotates just those 8 dims, so the
+    first layer's rows (which depend on their own token alone) become the rows of the same tokens
+    evaluated at their new positions."""
+    llm = LLM(ARCH_DIR / "deepseek2.gguf", backend="cpu_simd", n_ctx=128)
+    assert llm.context.cache_widths() == {f"cache_k.{il}": 40 for il in range(3)}
+    assert llm.context.kv_bytes() == (3 * 128 * 40 * 2, 0)
+    tokens = np.load(ARCH_DIR / "deepseek2.logits.npz")["tokens"].tolist()
+    llm.context.decode(Batch.for_sequence(tokens[:10], 0))
+    llm.context.seq_shift_out(0, 1, 4)  # forget positions 1..4, move 5..9 (cells 5..9) to 1..5
+    shifted = llm.context.cache_views()["cache_k.0"][[0, 5, 6, 7, 8, 9]].astype(np.float32)
+    fresh = LLM(ARCH_DIR / "deepseek2.gguf", backend="cpu_simd", n_ctx=128)
+    fresh.context.decode(Batch.for_sequence(tokens[:1] + tokens[5:10], 0))
+    expected = fresh.context.cache_views()["cache_k.0"][:6].astype(np.float32)
+    np.testing.assert_array_equal(shifted[:, :32], expected[:, :32])
+    assert np.abs(shifted[:, 32:] - expected[:, 32:]).max() < 1e-2  # f16 roundings of two paths

@@ -229,7 +229,8 @@ class Context:
                 for caches, stored in ((keys, node.srcs[1]), (values, node.srcs[2])):
                     cache = stored.srcs[0] if stored.op is Op.KV_STORE else stored
                     caches[cache.name] = kv_types.nbytes(cache.dtype, cache.shape)
-        return sum(keys.values()), sum(values.values())
+        # multi-head latent attention reads its values from the key cache: no V cache, as in llama.cpp
+        return sum(keys.values()), sum(size for name, size in values.items() if name not in keys)
 
     # -- the KV cache's sequences (llama.h's llama_memory_seq_*) ---------------------------------
 
@@ -264,14 +265,16 @@ class Context:
         type_k = self.cache.type_k
         for name, rotation in self._key_rotations().items():
             view = views[name]
-            width = math.prod(rotation.head_shape)
-            keys = kv_types.load_rows(type_k, view[cells], width).reshape(len(cells), *rotation.head_shape)
+            width = rotation.start + math.prod(rotation.head_shape)
+            rows = kv_types.load_rows(type_k, view[cells], width)
+            keys = rows[:, rotation.start:].reshape(len(cells), *rotation.head_shape)
             if rotation.hadamard:  # a quantized cache's keys: rotated back first, and forward after
                 keys = kv_types.hadamard(keys, rotation.hadamard)
             rotated = rope(keys, shift, rotation.params, rotation.freq_factors)
             if rotation.hadamard:
                 rotated = kv_types.hadamard(rotated, rotation.hadamard)
-            view[cells] = kv_types.store_rows(type_k, rotated.reshape(len(cells), width))
+            rows[:, rotation.start:] = rotated.reshape(len(cells), -1)
+            view[cells] = kv_types.store_rows(type_k, rows)
 
     def seq_shift_out(self, seq_id: int, keep: int, discard: int) -> None:
         """llama.cpp's context shift: forget positions [keep, keep + discard) of ``seq_id`` and move
@@ -314,13 +317,16 @@ class Context:
         for node in self.arch.build_graph(1, 1).nodes:
             if node.op is not Op.KV_STORE:
                 continue
-            stored, order = node.srcs[1], 0
+            stored, order, start = node.srcs[1], 0, 0
+            if stored.op is Op.CONCAT:  # multi-head latent attention: the rotated keys follow the latent
+                start, stored = stored.srcs[0].shape[-1], stored.srcs[1]
             while stored.op in (Op.RESHAPE, Op.HADAMARD):
                 order = stored.params["n"] if stored.op is Op.HADAMARD else order
                 stored = stored.srcs[0]
             if stored.op is Op.ROPE:
                 factors = self._weight(stored.srcs[2]) if len(stored.srcs) > 2 else None
-                rotations[node.srcs[0].name] = _KeyRotation(stored.params["rope"], factors, stored.shape[1:], order)
+                rotations[node.srcs[0].name] = _KeyRotation(stored.params["rope"], factors, stored.shape[1:], order,
+                                                            start)
         return rotations
 
     def _weight(self, node: Node) -> np.ndarray:
@@ -390,3 +396,4 @@ class _KeyRotation:
     freq_factors: np.ndarray | None
     head_shape: tuple[int, ...]  # (KV heads, head size) of one cell's keys
     hadamard: int = 0  # the order of the Walsh-Hadamard rotation the keys were stored with (0: none)
+    start: int = 0  # the column of a cell's row where its rotated keys begin (after MLA's latent part)

@@ -174,6 +174,31 @@ class GraphBuilder:
                 f"weighted_sum {name}: weights {weights.shape} do not match {x.shape}")
         return self._node(Op.WEIGHTED_SUM, (x, weights), (x.shape[0], x.shape[2]), name)
 
+    def mask_groups(self, x: Node, ids: Node, size: int, name: str = "") -> Node:
+        """x [n, n_group * size] with every group of ``size`` values not listed in ids [n, k] set to
+        -inf: the experts of the groups a token may not use drop out of its top-k."""
+        _expect(len(x.shape) == 2 and size > 0 and x.shape[1] % size == 0 and ids.dtype == I32
+                and len(ids.shape) == 2 and ids.shape[0] == x.shape[0] and ids.shape[1] <= x.shape[1] // size,
+                f"mask_groups {name}: ids {ids.shape} do not pick groups of {size} in {x.shape}")
+        return self._node(Op.MASK_GROUPS, (x, ids), x.shape, name, size=int(size))
+
+    def slice(self, x: Node, start: int, stop: int, name: str = "") -> Node:
+        """x[..., start:stop]: a range of the last axis, as a contiguous value."""
+        _expect(0 <= start < stop <= x.shape[-1], f"slice {name}: [{start}:{stop}] outside {x.shape}")
+        return self._node(Op.SLICE, (x,), (*x.shape[:-1], stop - start), name, start=int(start), stop=int(stop))
+
+    def concat(self, a: Node, b: Node, name: str = "") -> Node:
+        """a and b joined along the last axis; their other axes must be equal."""
+        _expect(a.shape[:-1] == b.shape[:-1], f"concat {name}: {a.shape} and {b.shape}")
+        return self._node(Op.CONCAT, (a, b), (*a.shape[:-1], a.shape[-1] + b.shape[-1]), name)
+
+    def mul_mat_heads(self, w: Node, x: Node, name: str = "") -> Node:
+        """``w[h] @ x[t, h]`` for each token t and head h: w [n_head, rows, cols] holds a matrix per
+        head; x is [n, n_head, cols], the result [n, n_head, rows]."""
+        _expect(len(w.shape) == 3 and x.dtype == F32 and len(x.shape) == 3 and x.shape[1:] == (w.shape[0], w.shape[2]),
+                f"mul_mat_heads {name}: activations {x.shape} do not match weight {w.name} {w.shape}")
+        return self._node(Op.MUL_MAT_HEADS, (w, x), (x.shape[0], w.shape[0], w.shape[1]), name)
+
     def hadamard(self, a: Node, n: int, name: str = "") -> Node:
         """``a`` rotated by the Walsh-Hadamard matrix of order ``n`` (a power of two) in chunks of
         ``n`` along its last axis (see ``kv_types.hadamard``)."""

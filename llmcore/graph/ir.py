@@ -53,6 +53,14 @@ class Op(str, enum.Enum):
     # expert-routed product (ggml_mul_mat_id) over a stacked weight [n_expert, rows, cols]
     WEIGHTED_SUM = "weighted_sum"  # sum over j of x[t, j] * w[t, j], products rounded, then added in
     # order of j: the experts' outputs mixed by their routing weights
+    MASK_GROUPS = "mask_groups"  # x [n, n_group * size] with every group of ``size`` values whose index is
+    # not in ids[n, k] set to -inf (params: size): DeepSeek's group-limited routing (ggml_get_rows of the
+    # chosen groups, ggml_set_rows into a tensor of -inf)
+    SLICE = "slice"  # x[..., start:stop] along the last axis (params: start, stop), contiguous: ggml's views
+    # of part of a row, e.g. a head's unrotated and rotated dims (multi-head latent attention)
+    CONCAT = "concat"  # a and b joined along the last axis (ggml_concat on dim 0): leading axes equal
+    MUL_MAT_HEADS = "mul_mat_heads"  # out[t, h] = w[h] @ x[t, h]: a matrix per head over a 3-D weight
+    # [n_head, rows, cols] (ggml_mul_mat broadcast over heads: DeepSeek's absorbed key and value projections)
     ATTENTION = "attention"  # softmax(q k^T * scale + slope_h * mask) v over the first n_kv cache cells, GQA
     # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
     # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's

@@ -49,6 +49,12 @@ class HParams:
     rope: RopeParams
     n_expert: int = 0  # experts per feed-forward layer of a mixture-of-experts model; 0 for a dense one
     n_expert_used: int = 0  # experts each token is routed to (llama.cpp's n_expert_used)
+    expert_gating: int = 0  # {arch}.expert_gating_func: llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_* (0: unset)
+    expert_weights_norm: bool = False  # {arch}.expert_weights_norm: routing weights rescaled to sum to one
+    expert_weights_scale: float = 0.0  # {arch}.expert_weights_scale: routing weights times this (0: unset)
+    n_expert_groups: int = 0  # {arch}.expert_group_count: experts in groups, a token using n_group_used of them
+    n_group_used: int = 0  # {arch}.expert_group_used_count
+    rope_yarn_log_mul: float = 0.0  # {arch}.rope.scaling.yarn_log_multiplier as the file has it
     clamp_kqv: float = 0.0  # MPT and OLMo clip queries, keys and values to [-clamp_kqv, clamp_kqv]; 0: no clip
     max_alibi_bias: float = 0.0  # ALiBi's bias of the first head (MPT); 0: no ALiBi
     logit_scale: float = 1.0  # Command-R multiplies its logits by this
@@ -91,6 +97,12 @@ class HParams:
             rope=_rope_params(keys, head_dim, n_ctx_train),
             n_expert=(n_expert := keys.integer("expert_count", 0, MAX_EXPERTS, default=0)),
             n_expert_used=keys.integer("expert_used_count", 0, n_expert, default=0),
+            expert_gating=keys.integer("expert_gating_func", 0, 4, default=0),
+            expert_weights_norm=bool(meta.get(f"{arch}.expert_weights_norm", False)),
+            expert_weights_scale=keys.number("expert_weights_scale", low=0.0, default=0.0, low_inclusive=True),
+            n_expert_groups=(n_groups := keys.integer("expert_group_count", 0, max(n_expert - 1, 0), default=0)),
+            n_group_used=keys.integer("expert_group_used_count", 0, max(n_groups - 1, 0), default=0),
+            rope_yarn_log_mul=keys.number("rope.scaling.yarn_log_multiplier", low=0.0, default=0.0, low_inclusive=True),
             clamp_kqv=keys.number("attention.clamp_kqv", low=0.0, default=0.0, low_inclusive=True),
             max_alibi_bias=keys.number("attention.max_alibi_bias", low=0.0, default=0.0, low_inclusive=True),
             logit_scale=keys.number("logit_scale", low=0.0, default=1.0),

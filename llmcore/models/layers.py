@@ -117,6 +117,47 @@ def _project_rows(g: GraphBuilder, m: Architecture, x: Node, name: str, start: i
     return y
 
 
+def latent_attention(g: GraphBuilder, m: Architecture, x: Node, inp: BatchInputs, il: int, kq_scale: float) -> Node:
+    """Multi-head latent attention (DeepSeek V2/V3) as llama.cpp computes it with the projections
+    absorbed. Each token's keys and values are compressed into one latent vector c_kv
+    (``attn_kv_a_mqa``'s first ``kv_lora_rank`` outputs, RMS-normed) and a rotary key k_pe (its last
+    ``n_rot``) that every head shares; the cache keeps just [c_kv | k_pe] per token. A head's query
+    (through the low-rank ``attn_q_a``, its norm and ``attn_q_b``, or one ``attn_q``) is split into
+    dims without rotation, mapped into the latent space by the head's ``attn_k_b`` matrix, and the
+    rotated last ``n_rot`` dims: then every head attends to the cached rows as one shared KV head
+    would (scores scaled by ``kq_scale``), the values being the rows' c_kv part, and the head's
+    ``attn_v_b`` maps its latent output to its values before ``attn_output``."""
+    prefix, hp = f"blk.{il}", m.hp
+    if m.has(f"{prefix}.attn_kv_b.weight") and not m.has(f"{prefix}.attn_k_b.weight"):
+        raise ModelError(f"tensor {prefix}.attn_kv_b.weight: this file predates llama.cpp's split of it into "
+                         "attn_k_b and attn_v_b (multi-head latent attention); convert the model again")
+    n, n_rot = x.shape[0], m.rope.n_rot
+    rank = m.weights[f"{prefix}.attn_kv_a_norm.weight"].shape[0]
+    if m.has(f"{prefix}.attn_q_a.weight"):
+        q = _project(g, m, rms_norm(g, m, _project(g, m, x, f"{prefix}.attn_q_a"), f"{prefix}.attn_q_a_norm.weight"),
+                     f"{prefix}.attn_q_b")
+    else:
+        q = _project(g, m, x, f"{prefix}.attn_q")
+    q = split_heads(g, q, hp.n_head)
+    head_k = q.shape[2]
+    q_nope = g.slice(q, 0, head_k - n_rot, name=f"q_nope.{il}")
+    q_pe = g.rope(g.slice(q, head_k - n_rot, head_k), inp.positions, m.rope, name=f"q_pe.{il}")
+    q_latent = g.mul_mat_heads(m.w(g, f"{prefix}.attn_k_b.weight"), q_nope, name=f"q_nope_absorbed.{il}")
+    kv_latent = rms_norm(g, m, _project_rows(g, m, x, f"{prefix}.attn_kv_a_mqa", 0, rank),
+                         f"{prefix}.attn_kv_a_norm.weight")
+    k_pe = _project_rows(g, m, x, f"{prefix}.attn_kv_a_mqa", rank, rank + n_rot)
+    k_pe = g.rope(g.reshape(k_pe, (n, 1, n_rot)), inp.positions, m.rope, name=f"k_pe.{il}")
+    cache = g.cache(f"cache_k.{il}", (m.n_ctx, rank + n_rot), m.cache.type_k)
+    rows = g.kv_store(cache, g.concat(kv_latent, g.reshape(k_pe, (n, n_rot))), inp.kv_cells, name=f"k_store.{il}")
+    # the values are the rows' first rank dims: attending to the whole rows and keeping those
+    # outputs gives them exactly, each output dim being its own weighted sum over the cells
+    out = g.attention(g.concat(q_latent, q_pe, name=f"q_mla.{il}"), rows, rows, m.layer_kq_mask(inp, il), kq_scale,
+                      name=f"attn.{il}", flash=m.cache.flash_attn)
+    latent = g.slice(g.reshape(out, (n, hp.n_head, rank + n_rot)), 0, rank)
+    values = g.mul_mat_heads(m.w(g, f"{prefix}.attn_v_b.weight"), latent, name=f"kqv_mla.{il}")
+    return _project(g, m, g.reshape(values, (n, hp.n_head * values.shape[2])), f"{prefix}.attn_output")
+
+
 def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int, suffix: str = "") -> Node:
     """down(silu(gate(x)) * up(x)); without ``ffn_gate``, ``ffn_up`` holds both, gate rows first
     (Phi-3, ChatGLM, GLM-4: ggml_swiglu splits the fused product in halves). ``suffix`` names
@@ -136,30 +177,75 @@ def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int, suffix: str =
 MIN_WEIGHT_SUM = 6.103515625e-5
 
 
-def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool, scale: float = 0.0) -> Node:
-    """A mixture of SwiGLU experts (llama.cpp's build_moe_ffn): the router ``ffn_gate_inp`` scores
-    the experts, each token goes to its ``n_expert_used`` most probable ones, whose outputs are
-    summed weighted by their probabilities (``normalize``: rescaled to sum to one; then times
-    ``scale`` unless it is 0 or 1). The experts' matrices are stacked in ``ffn_{gate,up,down}_exps``;
-    without ``ffn_gate_exps`` an expert is down(silu(up(x)))."""
+#: llama.cpp's expert gating functions (LLAMA_EXPERT_GATING_FUNC_TYPE_*): how the router's logits
+#: become the probabilities that choose and weight the experts
+GATING_SOFTMAX, GATING_SIGMOID, GATING_SOFTMAX_WEIGHT = 1, 2, 3
+
+
+def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool, scale: float = 0.0,
+            gating: int = GATING_SOFTMAX, activation: str = "silu") -> Node:
+    """A mixture of gated experts (llama.cpp's build_moe_ffn): the router ``ffn_gate_inp`` (and its
+    bias, if any) scores the experts, each token goes to its ``n_expert_used`` most probable ones
+    (:func:`route_experts`), whose outputs are summed weighted by their probabilities
+    (``normalize``: rescaled to sum to one; then times ``scale`` unless it is 0 or 1). The experts'
+    matrices are stacked in ``ffn_{gate,up,down}_exps``; an expert is down(act(gate(x)) * up(x)),
+    act being SiLU or GELU (``activation``), or without ``ffn_gate_exps`` down(act(up(x)))."""
     prefix = f"blk.{il}"
     n, n_embd = x.shape
-    probs = g.softmax(weight_product(g, m, m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, f"ffn_moe_logits.{il}"))
-    selected = g.top_k(probs, m.hp.n_expert_used, name=f"ffn_moe_topk.{il}")
-    weights = g.gather(probs, selected, name=f"ffn_moe_weights.{il}")
+    logits = weight_product(g, m, m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, f"ffn_moe_logits.{il}")
+    if m.has(f"{prefix}.ffn_gate_inp.bias"):
+        logits = g.add(logits, m.w(g, f"{prefix}.ffn_gate_inp.bias"))
+    selected, weights = route_experts(g, m, logits, il, gating)
     if normalize:
         weights = g.div(weights, g.clamp(g.sum_rows(weights), MIN_WEIGHT_SUM, math.inf))
     if scale not in (0.0, 1.0):
         weights = g.scale(weights, scale)
     x = g.reshape(x, (n, 1, n_embd))  # one input row that every selected expert reads
     up = g.mul_mat_id(m.w(g, f"{prefix}.ffn_up_exps.weight"), x, selected, name=f"ffn_moe_up.{il}")
+    gelu = activation == "gelu"
     if m.has(f"{prefix}.ffn_gate_exps.weight"):
         gate = g.mul_mat_id(m.w(g, f"{prefix}.ffn_gate_exps.weight"), x, selected, name=f"ffn_moe_gate.{il}")
-        act = g.swiglu(gate, up, name=f"ffn_moe_act.{il}")
+        act = (g.geglu if gelu else g.swiglu)(gate, up, name=f"ffn_moe_act.{il}")
     else:
-        act = g.silu(up, name=f"ffn_moe_act.{il}")
+        act = (g.gelu if gelu else g.silu)(up, name=f"ffn_moe_act.{il}")
     experts = g.mul_mat_id(m.w(g, f"{prefix}.ffn_down_exps.weight"), act, selected, name=f"ffn_moe_down.{il}")
     return g.weighted_sum(experts, weights, name=f"ffn_moe_out.{il}")
+
+
+def route_experts(g: GraphBuilder, m: Architecture, logits: Node, il: int, gating: int) -> tuple[Node, Node]:
+    """The ``n_expert_used`` experts of each token, best first, and their weights: the gating's
+    probabilities of the experts chosen (their softmax for ``GATING_SOFTMAX_WEIGHT``). The choice
+    ranks the probabilities plus ``exp_probs_b.bias`` where the layer has one (DeepSeek V3: the
+    weights stay unbiased), and with experts in groups (``n_expert_groups``) only among the
+    ``n_group_used`` groups whose two best experts score highest."""
+    probs = (g.softmax(logits, name=f"ffn_moe_probs.{il}") if gating == GATING_SOFTMAX
+             else g.sigmoid(logits, name=f"ffn_moe_probs.{il}") if gating == GATING_SIGMOID else logits)
+    ranked = probs
+    if m.has(f"blk.{il}.exp_probs_b.bias"):
+        ranked = g.add(probs, m.w(g, f"blk.{il}.exp_probs_b.bias"), name=f"ffn_moe_probs_biased.{il}")
+    if m.hp.n_expert_groups > 1:
+        ranked = _best_groups_only(g, m, ranked, il)
+    selected = g.top_k(ranked, m.hp.n_expert_used, name=f"ffn_moe_topk.{il}")
+    weights = g.gather(probs, selected, name=f"ffn_moe_weights.{il}")
+    if gating == GATING_SOFTMAX_WEIGHT:
+        weights = g.softmax(weights, name=f"ffn_moe_weights_softmax.{il}")
+    return selected, weights
+
+
+def _best_groups_only(g: GraphBuilder, m: Architecture, scores: Node, il: int) -> Node:
+    """``scores`` [n, n_expert] with the experts outside each token's ``n_group_used`` best groups
+    at -inf; a group's score is the sum of its two best experts' (DeepSeek V3's group-limited routing)."""
+    n, n_expert = scores.shape
+    n_groups, n_used = m.hp.n_expert_groups, m.hp.n_group_used
+    if n_expert % n_groups or n_expert // n_groups < 2 or not 0 < n_used < n_groups:
+        raise ModelError(f"metadata '{m.hp.arch}.expert_group_count' ({n_groups}) and "
+                         f"'{m.hp.arch}.expert_group_used_count' ({n_used}) do not group {n_expert} experts")
+    size = n_expert // n_groups
+    grouped = g.reshape(scores, (n * n_groups, size))
+    best_two = g.gather(grouped, g.top_k(grouped, 2, name=f"ffn_moe_group_best.{il}"))
+    group_scores = g.reshape(g.sum_rows(best_two), (n, n_groups))
+    groups = g.top_k(group_scores, n_used, name=f"ffn_moe_group_topk.{il}")
+    return g.mask_groups(scores, groups, size, name=f"ffn_moe_probs_masked.{il}")
 
 
 def ffn_geglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:

@@ -21,7 +21,7 @@ from llmcore.plugin_api import (
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
-    api_version = "2.2"
+    api_version = "2.3"
     runs_on_host = True
 
     @classmethod
@@ -112,8 +112,20 @@ class _Interpreter(Executable):
                 return moe.mul_mat_id(
                     lambda e: lambda rows: kernels.mul_mat(b.expert_matrix(w.name, e), w.dtype, rows),
                     src[1], src[2], w.shape[1])
+            case Op.MUL_MAT_HEADS:  # head h is expert h of every token
+                w = node.srcs[0]
+                heads = np.broadcast_to(np.arange(w.shape[0], dtype=np.int32), node.shape[:2])
+                return moe.mul_mat_id(
+                    lambda h: lambda rows: kernels.mul_mat(b.expert_matrix(w.name, h), w.dtype, rows),
+                    src[1], heads, w.shape[1])
             case Op.TOP_K:
                 return moe.top_k(src[0], p["k"])
+            case Op.MASK_GROUPS:
+                return moe.mask_groups(src[0], src[1], p["size"])
+            case Op.SLICE:
+                return np.ascontiguousarray(src[0][..., p["start"]:p["stop"]])
+            case Op.CONCAT:
+                return np.concatenate(src, axis=-1)
             case Op.GATHER:
                 return np.take_along_axis(src[0], src[1], axis=-1)
             case Op.KV_STORE:

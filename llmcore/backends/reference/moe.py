@@ -184,6 +184,14 @@ def mul_mat_id(expert_matrix: Callable[[int], np.ndarray], x: np.ndarray, ids: n
     return out
 
 
+def mask_groups(x: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    """x with every group of ``size`` values that a row's ``groups`` do not list set to -inf."""
+    grouped = x.reshape(x.shape[0], -1, size)
+    kept = np.zeros(grouped.shape[:2], bool)
+    np.put_along_axis(kept, groups, True, axis=1)
+    return np.where(kept[:, :, None], grouped, np.float32(-np.inf)).reshape(x.shape)
+
+
 def weighted_sum(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """x[:, 0] * w[:, 0] + x[:, 1] * w[:, 1] + ..., each product rounded, added in order."""
     total = x[:, 0] * weights[:, 0, None]

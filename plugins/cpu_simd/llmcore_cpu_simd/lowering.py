@@ -23,7 +23,7 @@ ALIGN = 64  # bytes: a cache line, and the widest vector load
 TYPE_F32, TYPE_F16 = 0, 1  # GGML type ids of the float formats
 
 Key = tuple  # a storage: ("v", id) arena value, ("q", key, type) quantized copy, ("moe", what, ...) routing
-# buffers of mul_mat_id, ("in", id), ("w", name), ("c", name)
+# buffers of mul_mat_id, ("in", id), ("w", name), ("c", name), ("k", ...) a constant of the program
 
 _NUMPY_DTYPES = {F32: np.float32, F16: np.float16, I32: np.int32}
 
@@ -97,6 +97,7 @@ class Program:
         self._input_arrays = {n.id: _aligned_array(n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
                               for n in subgraph.inputs}
         self._sizes: dict[Key, int] = {}
+        self._constants: dict[Key, np.ndarray] = {}
         self._scratch_floats = 0
         steps: list[_Step] = []
         for node in subgraph.nodes:
@@ -144,7 +145,31 @@ class Program:
         if op is Op.MUL_MAT:
             return self._lower_mul_mat(node)
         if op is Op.MUL_MAT_ID:
-            return self._lower_mul_mat_id(node)
+            w, x, ids = srcs
+            return self._lower_routed(node, self._key(ids), ids.shape)
+        if op is Op.MUL_MAT_HEADS:  # head h is expert h of every token: a constant routing
+            n, n_head = node.shape[:2]
+            heads = ("k", "heads", n, n_head)
+            if heads not in self._constants:
+                self._constants[heads] = _aligned_array((n, n_head), np.int32)
+                self._constants[heads][:] = np.arange(n_head, dtype=np.int32)
+            return self._lower_routed(node, heads, (n, n_head))
+        if op is Op.MASK_GROUPS:
+            x, ids = srcs
+            return [_Step("LC_OP_MASK_GROUPS", self._value(node), [key(x), key(ids)],
+                          ne=(x.shape[1], x.shape[0], ids.shape[1], node.params["size"]))]
+        if op is Op.SLICE:
+            x = srcs[0]
+            start, stop = node.params["start"], node.params["stop"]
+            return [_Step("LC_OP_COPY_COLS", self._value(node), [key(x)],
+                          ne=(size // (stop - start), x.shape[-1], stop - start, stop - start), i=(start, 0))]
+        if op is Op.CONCAT:  # each part copied into its columns of the result
+            a, b = srcs
+            rows, width = size // node.shape[-1], node.shape[-1]
+            dst = self._value(node)
+            return [_Step("LC_OP_COPY_COLS", dst, [key(a)], ne=(rows, a.shape[-1], width, a.shape[-1]), i=(0, 0)),
+                    _Step("LC_OP_COPY_COLS", dst, [key(b)], ne=(rows, b.shape[-1], width, b.shape[-1]),
+                          i=(0, a.shape[-1]))]
         if op in _ROW_OPS:
             cols = srcs[0].shape[-1]
             return [_Step(_ROW_OPS[op], self._value(node), [key(s) for s in srcs],
@@ -210,21 +235,22 @@ class Program:
             steps.append(_Step("LC_OP_QUANTIZE", x_key, [self._key(x)], vec_type, (k, rows), x_bytes))
         return x_key, x_bytes
 
-    def _lower_mul_mat_id(self, node: Node) -> list[_Step]:
-        """The routing map of the ids (once per ids), each expert's activation rows gathered
-        together, every expert's product by the matmul kernels, and the rows put back in place."""
-        w, x, ids = node.srcs
+    def _lower_routed(self, node: Node, ids_key: Key, ids_shape: tuple[int, int]) -> list[_Step]:
+        """A routed product (mul_mat_id, or mul_mat_heads with its constant routing): the routing
+        map of the ids (once per ids), each expert's activation rows gathered together, every
+        expert's product by the matmul kernels, and the rows put back in place."""
+        w, x = node.srcs[:2]
         n_expert, n_out, k = w.shape
-        n, n_slots = ids.shape
+        n, n_slots = ids_shape
         n_routed = n * n_slots
         w_type = int(w.dtype)
         steps: list[_Step] = []
         x_key, x_bytes = self._activations(x, self._lib.lc_traits[w_type].vec_dot_type, k,
                                            math.prod(x.shape[:-1]), steps)
-        map_key = ("moe", "map", self._key(ids), n_expert)
+        map_key = ("moe", "map", ids_key, n_expert)
         if map_key not in self._sizes:
             self._sizes[map_key] = 4 * (2 * n_expert + 1 + 2 * n_routed)
-            steps.append(_Step("LC_OP_MOE_MAP", map_key, [self._key(ids)], ne=(n, n_slots, n_expert)))
+            steps.append(_Step("LC_OP_MOE_MAP", map_key, [ids_key], ne=(n, n_slots, n_expert)))
         gathered, products = ("moe", "x", node.id), ("moe", "y", node.id)
         self._sizes[gathered] = n_routed * x_bytes
         self._sizes[products] = n_routed * n_out * 4
@@ -284,6 +310,8 @@ class Program:
             return self._arena.ctypes.data + self._offsets[key]
         if kind == "in":
             return self._input_arrays[key[1]].ctypes.data
+        if kind == "k":
+            return self._constants[key].ctypes.data
         if kind == "w":
             return self._weights[key[1]].ctypes.data
         return self._caches[key[1]].ctypes.data

@@ -26,5 +26,6 @@ void lc_op_moe_map(const lc_node *nd, const lc_task *task);
 void lc_op_moe_gather(const lc_node *nd, const lc_task *task);
 void lc_op_mul_mat_id(const lc_node *nd, const lc_task *task);
 void lc_op_moe_scatter(const lc_node *nd, const lc_task *task);
+void lc_op_mask_groups(const lc_node *nd, const lc_task *task);
 
 #endif

@@ -184,6 +184,23 @@ void lc_op_gather(const lc_node *nd, const lc_task *task) {
         for (int64_t j = 0; j < k; j++) y[r * k + j] = v[r * cols + ids[r * k + j]];
 }
 
+/* DeepSeek's group-limited routing: the groups a row's ids do not list become -inf */
+void lc_op_mask_groups(const lc_node *nd, const lc_task *task) {
+    const int64_t cols = nd->ne[0], k = nd->ne[2], size = nd->ne[3];
+    const float *x = nd->src[0];
+    const int32_t *ids = nd->src[1];
+    float *y = nd->dst;
+    int64_t r0, r1;
+    share(nd->ne[1], task->ith, task->nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        for (int64_t i = 0; i < cols; i++) y[r * cols + i] = -INFINITY;
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t start = (int64_t)ids[r * k + j] * size;
+            memcpy(y + r * cols + start, x + r * cols + start, (size_t)size * sizeof(float));
+        }
+    }
+}
+
 /* ggml_mul by the weights, then ggml_add of the slots in order: every product and sum rounded */
 void lc_op_weighted_sum(const lc_node *nd, const lc_task *task) {
     const int64_t d = nd->ne[0], k = nd->ne[1];
