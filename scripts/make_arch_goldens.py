@@ -626,6 +626,17 @@ def deepseek2_lite(m: TinyModel) -> None:
         "rope.scaling.original_context_length": 32, "rope.scaling.yarn_log_multiplier": 0.0707})
 
 
+def dbrx(m: TinyModel) -> None:
+    """LayerNorms without biases, a fused QKV clipped to [-1, 1], 16 experts with 4 per token."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.metadata["attention.clamp_kqv"] = 1.0
+    m.embedding()
+    m.norms(["attn_norm", "attn_output_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, fused=True)
+        m.experts(il, n_expert=16, n_used=4, n_ff=m.n_ff)
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -670,6 +681,7 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "olmoe": (olmoe, {"n_ff": 16, "n_head_kv": 4}),
     "deepseek2": (deepseek2, {"n_layer": 3, "head_dim": 40}),
     "deepseek2_lite": (deepseek2_lite, {"arch": "deepseek2", "n_layer": 3, "head_dim": 40}),
+    "dbrx": (dbrx, {"n_ff": 32}),
     "baichuan": (baichuan, {"n_layer": 40, "n_embd": 32, "n_head": 4, "n_head_kv": 4, "head_dim": 8, "n_ff": 32}),
 }
 

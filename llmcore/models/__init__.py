@@ -7,6 +7,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     chatglm,
     codeshell,
     command_r,
+    dbrx,
     deepseek2,
     exaone,
     falcon,
