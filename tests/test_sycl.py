@@ -40,3 +40,15 @@ def test_one_golden_bit_for_bit(usable, default_model_path, ngl):
     assert len(on_sycl) == (ngl or 31)  # -ngl 15: blocks 16-29 and the output head; alone all 30 and it
     assert rows_unlike_llama_cpp(llm, GOLDEN) == []
 
+
+
+def test_three_way_split_sycl_vulkan_cpu_simd_bit_for_bit(usable, default_model_path):
+    """-ngl 16 puts blocks 15-29 and the output head on sycl, -ot pins the matrices of block 29
+    to vulkan (lavapipe), cpu_simd runs the rest: all three exact, so llama.cpp's logits still."""
+    from llmcore import LLM
+
+    if not availability("vulkan").usable:
+        pytest.fail(f"vulkan cannot run: {availability('vulkan').reason}")
+    llm = LLM(default_model_path, backend="sycl", n_ctx=512, n_gpu_layers=16, override_tensor=[r"blk\.29\.=vulkan"])
+    assert {split.backend.name for split in llm.plan.splits(1)} == {"cpu_simd", "sycl", "vulkan"}
+    assert rows_unlike_llama_cpp(llm, GOLDEN) == []

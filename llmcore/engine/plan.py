@@ -164,6 +164,11 @@ class Plan:
                     + (f"; --split-mode layer: {share / sum(shares):.0%} of them on this device" if len(devices) > 1 else ""))
             reasons[cpu.name] = "the best usable CPU backend: the input embedding, the layers not offloaded, ops the accelerator lacks"
         in_use = {b.name: b for b in placement.backends.values()}
+        for spec in override_tensor or []:
+            # -ot may name any usable backend, as llama.cpp's may name any device: a third one joins
+            name = spec.rpartition("=")[2]
+            if name not in in_use and name in backend_classes() and availability(name).usable:
+                in_use[name] = backend_classes()[name](n_threads=n_threads)
         placement.overrides = [parse_override(spec, in_use) for spec in override_tensor or []]
         reference = backend_classes().get("reference")
         if reference is not None and placement.cpu.name != reference.name:
