@@ -24,6 +24,7 @@ from llmcore.models.layers import (
 class Llama(Architecture):
     names = ("llama", "mistral")
     expert_archs = ("llama",)  # Mixtral, GritLM 8x7B: the block with a mixture of experts as its FFN
+    ffn_norm = "ffn_norm"  # the name of the norm before the FFN (DBRX's is attn_output_norm)
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         x = self.embed(g, inp)
@@ -33,7 +34,7 @@ class Llama(Architecture):
             if il == self.hp.n_layer - 1:  # only the rows that produce logits go further
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
             x = g.add(x, h)
-            x = g.add(x, self.ffn(g, self.norm(g, x, f"blk.{il}.ffn_norm"), il))
+            x = g.add(x, self.ffn(g, self.norm(g, x, f"blk.{il}.{self.ffn_norm}"), il))
             x = self.layer_output(g, x, il)
         return self.head(g, x)
 
