@@ -77,6 +77,9 @@ class LLM(EmbeddingMethods):
     flash attention, which "auto" then turns on; otherwise "auto" turns it on where every layer's
     backend runs it, as llama.cpp does.
 
+    ``n_seq_max`` is the number of sequences a recurrent model (Mamba) keeps a state for
+    (llama.cpp's ``n_seq_max``; ``llmcore serve`` makes one per slot).
+
     ``embedding=True`` loads the model for :meth:`embed`, :meth:`create_embedding` and
     :meth:`rerank` instead of generation (an encoder such as BERT always is), pooled as
     ``pooling`` says (``none``, ``mean``, ``cls``, ``last``, ``rank``; default: the file's
@@ -98,7 +101,7 @@ class LLM(EmbeddingMethods):
                  embedding: bool = False, pooling: str | int | None = None,
                  lora: Sequence[str | Path | tuple[str | Path, float]] = (),
                  control_vectors: Sequence[str | Path | tuple[str | Path, float]] = (),
-                 control_vector_layer_range: tuple[int, int] | None = None) -> None:
+                 control_vector_layer_range: tuple[int, int] | None = None, n_seq_max: int = 1) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
@@ -120,7 +123,7 @@ class LLM(EmbeddingMethods):
         cvec = (load_control_vector(_scaled(control_vectors), hp.n_embd, hp.n_layer, control_vector_layer_range)
                 if control_vectors else None)
         self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling,
-                               adapters, cvec)
+                               adapters, cvec, n_seq_max)
         self.context.set_lora_scales([scale for _, scale in _scaled(lora)])
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
@@ -223,7 +226,9 @@ class LLM(EmbeddingMethods):
         if len(tokens) > self.n_ctx:
             raise LLMCoreError(f"the prompt has {len(tokens)} tokens, more than the context size {self.n_ctx}")
         keep = common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
-        self.context.cells.remove(0, keep)
+        if not self.context.seq_remove(0, keep):  # a recurrent state cannot forget its last tokens
+            keep = 0
+            self.context.seq_remove(0)
         self._cached_tokens = self._cached_tokens[:keep]
         logits = self.context.decode(Batch.for_sequence(tokens[keep:], keep))[-1]
         self._cached_tokens = list(tokens)

@@ -97,7 +97,7 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               tensor_split=args.tensor_split, main_gpu=args.main_gpu,
               embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
               lora=args.lora, control_vectors=args.control_vectors,
-              control_vector_layer_range=args.control_vector_layer_range)
+              control_vector_layer_range=args.control_vector_layer_range, n_seq_max=getattr(args, "parallel", 1))
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)

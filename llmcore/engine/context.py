@@ -29,6 +29,7 @@ from llmcore.graph.scheduler import CompiledGraph, assign
 from llmcore.graph.taps import mul_mat_inputs, tap_mul_mat_inputs
 from llmcore.engine import embeddings
 from llmcore.engine.kv_cache import KVCells
+from llmcore.engine.recurrent import RecurrentStates
 from llmcore.engine.model import Model
 from llmcore.models.adapters import ActiveLora, ControlVector, LoraAdapter
 from llmcore.models.pooling import Pooling
@@ -42,6 +43,8 @@ MulMatObserver = Callable[[str, np.ndarray], None]
 MAX_PLANS = 16
 MAX_PROMPT_PLANS = 2
 PROMPT_PLAN_TOKENS = 32
+#: a recurrent model's scan states are the caches named so (the rest are its conv states)
+SCAN_STATE_SUFFIX = "ssm_state"
 #: cells a context may hold: positions and cell indices are int32, as in llama.cpp
 MAX_CONTEXT = 2**31 - 1
 
@@ -49,7 +52,8 @@ MAX_CONTEXT = 2**31 - 1
 class Context:
     def __init__(self, model: Model, placement: LayerPlacement, n_ctx: int, n_batch: int = 512,
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None,
-                 lora_adapters: Sequence[LoraAdapter] = (), control_vector: ControlVector | None = None) -> None:
+                 lora_adapters: Sequence[LoraAdapter] = (), control_vector: ControlVector | None = None,
+                 n_seq_max: int = 1) -> None:
         """``pooling`` set makes an embedding context (llama.cpp's ``embeddings = true``): its
         steps give :meth:`embeddings` pooled so, not logits. An encoder's context always is one.
         ``lora_adapters`` are loaded with the weights and applied at scale 1 until
@@ -59,6 +63,7 @@ class Context:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self.arch = model.architecture(model.hparams, model.weight_specs, n_ctx, cache, pooling)
+        self.arch.n_seq_max = n_seq_max  # the states a recurrent model keeps (llama.cpp's n_seq_max)
         self.pooling = self.arch.pooling
         self.cache = self.arch.cache
         self.lora_adapters = list(lora_adapters)
@@ -68,7 +73,7 @@ class Context:
         one_token = self.arch.build_graph(1, 1)
         _check_adapters_used(one_token, self.lora_adapters)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
-        self.cells = KVCells(n_ctx)
+        self.cells = RecurrentStates(n_ctx, n_seq_max) if self.arch.recurrent else KVCells(n_ctx)
         self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
         self._mul_mat_observer: MulMatObserver | None = None
         self._load_weights(one_token)
@@ -188,6 +193,8 @@ class Context:
         """Claim cells for ``ubatch`` and make its graph inputs: rows ``out_ids`` leave the last
         layer, and an embedding graph pooling by rows returns rows ``pool_rows`` of them. Returns
         the cells attention reads and the inputs."""
+        if self.arch.recurrent:
+            return 0, self._recurrent_feeds(ubatch, out_ids, pool_rows)
         if self.arch.encoder_only:  # keys and values serve this micro-batch alone
             self.cells.clear()
         cells = self.cells.place(ubatch)
@@ -207,6 +214,18 @@ class Context:
         if self.arch.encoder_only:
             feeds["token_types"] = np.zeros(len(ubatch), np.int32)  # all "sentence A", as llama.cpp
         return n_kv, feeds
+
+    def _recurrent_feeds(self, ubatch: Batch, out_ids: np.ndarray, pool_rows: np.ndarray | None) -> dict[str, np.ndarray]:
+        """A recurrent model's inputs: the state row of each token's sequence; a sequence without a
+        state yet starts from zeros (llama.cpp clears a state's first use)."""
+        slots, starting = self.cells.place(ubatch)
+        if starting:
+            for view in self.cache_views().values():
+                view[starting] = 0
+        feeds = {"tokens": ubatch.tokens, "state_slots": slots, "out_ids": out_ids}
+        if pool_rows is not None:
+            feeds["pool_rows"] = pool_rows
+        return feeds
 
     def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
         out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
@@ -234,13 +253,21 @@ class Context:
 
     # -- the KV cache's sequences (llama.h's llama_memory_seq_*) ---------------------------------
 
-    def seq_remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
-        """Forget positions [p0, p1) of ``seq_id`` (p1 None: to the end; seq_id None: every sequence)."""
-        self.cells.remove(seq_id, p0, p1)
+    def seq_remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> bool:
+        """Forget positions [p0, p1) of ``seq_id`` (p1 None: to the end; seq_id None: every sequence).
+        Returns False, changing nothing, where the memory cannot (llama_memory_seq_rm): a recurrent
+        model's state cannot forget its last tokens, only the whole sequence."""
+        return self.cells.remove(seq_id, p0, p1)
 
     def seq_copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> None:
         """Give ``dst`` the keys and values of ``src``'s positions [p0, p1): shared cells in a
-        unified cache, copied rows when each sequence has its own range (a server's slots)."""
+        unified cache, copied rows when each sequence has its own range (a server's slots). A
+        recurrent model's ``dst`` takes ``src``'s whole state, whatever the range."""
+        if self.arch.recurrent:
+            if self.cells.copy(src, dst):
+                for view in self.cache_views().values():
+                    view[dst] = view[src]
+            return
         if self.cells.range_size is None:
             self.cells.copy(src, dst, p0, p1)
             return
@@ -279,6 +306,9 @@ class Context:
     def seq_shift_out(self, seq_id: int, keep: int, discard: int) -> None:
         """llama.cpp's context shift: forget positions [keep, keep + discard) of ``seq_id`` and move
         the later ones back by ``discard`` (their keys rotated), making room at the end."""
+        if self.arch.recurrent:  # llama_memory_can_shift is false for recurrent memory
+            raise LLMCoreError(f"context shift is not supported by {self.model.hparams.arch}: its state cannot "
+                               "forget tokens in the middle of a sequence")
         self.seq_remove(seq_id, keep, keep + discard)
         self.seq_shift(seq_id, keep + discard, None, -discard)
 
@@ -298,6 +328,8 @@ class Context:
 
     def kv_cache_line(self) -> str:
         """What the KV cache costs, in llama.cpp's words (``llama_kv_cache: size = ...``)."""
+        if self.arch.recurrent:
+            return self._recurrent_memory_line()
         k, v = self.kv_bytes()
         n_layers = sum(1 for node in self.arch.build_graph(1, 1).nodes if node.op is Op.ATTENTION)
         n_seq = self.n_ctx // self.cells.range_size if self.cells.range_size else 1
@@ -305,6 +337,16 @@ class Context:
         return (f"size = {np.float32(k + v) / mib:7.2f} MiB ({self.n_ctx:6d} cells, {n_layers:3d} layers, "
                 f"{n_seq:2d}/{n_seq} seqs), K ({self.cache.type_k}): {np.float32(k) / mib:7.2f} MiB, "
                 f"V ({self.cache.type_v}): {np.float32(v) / mib:7.2f} MiB")
+
+    def _recurrent_memory_line(self) -> str:
+        """llama.cpp's ``llama_memory_recurrent: size = ...``: R the conv states, S the scan states."""
+        caches = [node for node in self.arch.build_graph(1, 1).nodes if node.op is Op.CACHE]
+        s = sum(kv_types.nbytes(n.dtype, n.shape) for n in caches if n.name.endswith(SCAN_STATE_SUFFIX))
+        r = sum(kv_types.nbytes(n.dtype, n.shape) for n in caches) - s
+        mib = np.float32(1024.0 * 1024.0)
+        n_seq = self.cells.n_seq_max
+        return (f"size = {np.float32(r + s) / mib:7.2f} MiB ({n_seq:6d} cells, {self.arch.hp.n_layer:3d} layers, "
+                f"{n_seq:2d} seqs), R (f32): {np.float32(r) / mib:7.2f} MiB, S (f32): {np.float32(s) / mib:7.2f} MiB")
 
     def cache_widths(self) -> dict[str, int]:
         """Every KV cache's width (values per cell) by name; its view may hold bytes instead."""

@@ -129,7 +129,7 @@ class KVCells:
             hit &= self.holds(seq_id)
         return hit
 
-    def remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> None:
+    def remove(self, seq_id: int | None = None, p0: int = 0, p1: int | None = None) -> bool:
         """Free the cells of ``seq_id`` (every sequence when None or < 0) with positions in
         [p0, p1) (p1 None or < 0: to the end); a cell other sequences share stays theirs."""
         hit = self._span(seq_id, p0, p1)
@@ -138,6 +138,7 @@ class KVCells:
         else:
             self.seqs[hit] &= ~_bit(seq_id)
         self.pos[hit & (self.seqs == 0)] = EMPTY
+        return True
 
     def copy(self, src: int, dst: int, p0: int = 0, p1: int | None = None) -> None:
         """Make ``dst`` share ``src``'s cells at positions [p0, p1) (llama_memory_seq_cp, unified

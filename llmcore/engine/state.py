@@ -7,7 +7,8 @@ evaluated once and reloaded by later runs. Layout (little-endian)::
     b"LLMCSTAT"  u32 version  u32 header_len  header (JSON, utf-8)
     i32 tokens[n_tokens]
     per cache in header["caches"] order: rows[n_tokens] of the cache's type, as the cache stores
-        them (f32, f16, bf16 values of the row's width; the block types' bytes)
+        them (f32, f16, bf16 values of the row's width; the block types' bytes); a recurrent
+        model's (Mamba's) caches hold one row each instead, sequence 0's state after the tokens
     u32 crc32 of everything before it
 
 The header names the model (file size and the SHA-256 of its GGUF header and metadata), n_ctx,
@@ -188,7 +189,8 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     n = header.n_tokens
     offset = _PREAMBLE.size + header_len
     row_bytes = [views[name][:1].nbytes for name, _ in header.caches]  # one cell of each cache
-    expected_end = offset + 4 * n + n * sum(row_bytes)
+    n_rows = min(n, 1) if context.arch.recurrent else n
+    expected_end = offset + 4 * n + n_rows * sum(row_bytes)
     if expected_end != body_end:
         raise StateError(f"{path}: size: {n} tokens need {expected_end + _CRC.size} bytes, the file has {len(buf)}")
     tokens = np.frombuffer(buf, "<i4", n, offset)
@@ -199,8 +201,11 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
     context.cells.clear()
     for (name, _), size in zip(header.caches, row_bytes):
         view = views[name]
-        views[name][:n] = np.frombuffer(buf, view.dtype, n * view.shape[1], offset).reshape(n, view.shape[1])
-        offset += n * size
+        views[name][:n_rows] = np.frombuffer(buf, view.dtype, n_rows * view.shape[1], offset).reshape(n_rows, -1)
+        offset += n_rows * size
+    if context.arch.recurrent:
+        context.cells.pos[0] = n - 1
+        return tokens.tolist()
     context.cells.pos[:n] = np.arange(n, dtype=np.int32)
     context.cells.seqs[:n] = 1  # sequence 0's bit
     return tokens.tolist()
@@ -236,8 +241,14 @@ def model_identity(model: Model) -> tuple[int, str]:
 
 
 def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
-    """The cells holding positions 0..n_tokens-1 of sequence 0, in position order."""
+    """The cells holding positions 0..n_tokens-1 of sequence 0, in position order (a recurrent
+    model's: its state row, once it has read exactly those tokens)."""
     cells = context.cells
+    if context.arch.recurrent:
+        if cells.seq_pos_max(0) != n_tokens - 1:
+            raise StateError(f"sequence 0's state has read {cells.seq_pos_max(0) + 1} tokens, not {n_tokens}; "
+                             "a recurrent model saves the state after all its tokens")
+        return np.arange(min(n_tokens, 1))
     hit = np.flatnonzero(cells.holds(0) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
     rows = hit[np.argsort(cells.pos[hit], kind="stable")]
     if not np.array_equal(cells.pos[rows], np.arange(n_tokens)):

@@ -239,6 +239,34 @@ class GraphBuilder:
                           scale=float(scale), n_head_kv=n_head_kv, softcap=float(softcap),
                           max_bias=float(max_bias), flash=bool(flash))
 
+    # -- recurrent state (Mamba) ----------------------------------------------------------------
+
+    def ssm_conv(self, state: Node, x: Node, weight: Node, slots: Node, name: str = "") -> Node:
+        """Mamba's causal conv1d of x [n, channels] by weight [channels, d_conv], each token's window
+        continuing from its sequence's state row ``slots[t]`` of cache ``state``, which it updates."""
+        n, channels = x.shape
+        d_conv = weight.shape[1]
+        _expect(state.op is Op.CACHE and weight.shape[0] == channels and d_conv >= 2
+                and state.shape[1] == channels * (d_conv - 1) and slots.shape == (n,) and slots.dtype == I32,
+                f"ssm_conv {name}: x {x.shape}, weight {weight.shape}, state {state.shape}, slots {slots.shape}")
+        return self._node(Op.SSM_CONV, (state, x, weight, slots), x.shape, name)
+
+    def ssm_scan(self, state: Node, x: Node, dt: Node, a: Node, b: Node, c: Node, d: Node, slots: Node,
+                 name: str = "") -> Node:
+        """The selective scan of x [n, n_head, head_dim] with step sizes dt [n, n_head], decay A, input
+        and output projections B, C [n, n_group, d_state], plus the skip D * x (see ``Op.SSM_SCAN``)."""
+        n, n_head, head_dim = x.shape
+        n_group, d_state = b.shape[1:]
+        per_head = a.shape == (n_head, 1)  # Mamba-2: one decay per head
+        _expect((per_head or a.shape == (n_head * head_dim, d_state)) and n_head % n_group == 0
+                and dt.shape == (n, n_head) and b.shape == c.shape == (n, n_group, d_state)
+                and d.shape == ((n_head, 1) if per_head else (n_head * head_dim,))
+                and state.op is Op.CACHE and state.shape[1] == n_head * head_dim * d_state
+                and slots.shape == (n,) and slots.dtype == I32,
+                f"ssm_scan {name}: x {x.shape}, dt {dt.shape}, A {a.shape}, B {b.shape}, D {d.shape}, "
+                f"state {state.shape}")
+        return self._node(Op.SSM_SCAN, (state, x, dt, a, b, c, d, slots), (n, n_head * head_dim), name)
+
     # -- result ---------------------------------------------------------------------------------
 
     def build(self, outputs: dict[str, Node]) -> Graph:

@@ -65,6 +65,14 @@ class Op(str, enum.Enum):
     # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
     # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's
     # flash_attn_ext, an online softmax over the cells, instead of two products around a softmax)
+    SSM_CONV = "ssm_conv"  # Mamba's causal depthwise conv1d (ggml_ssm_conv) over x [n, channels] with weight
+    # [channels, d_conv]: token t of a sequence sees the d_conv - 1 inputs before it, which its state row
+    # (srcs: state cache [slots, channels * (d_conv - 1)], x, weight, i32 slots[n]) holds across steps;
+    # the node updates the rows in place as the tokens pass, in batch order
+    SSM_SCAN = "ssm_scan"  # the selective scan (ggml_ssm_scan) plus the skip D * x: srcs state cache
+    # [slots, n_head * head_dim * d_state], x [n, n_head, head_dim], dt [n, n_head], A [n_head * head_dim,
+    # d_state] (Mamba) or [n_head, 1] (Mamba-2), B and C [n, n_group, d_state], D [n_head * head_dim] or
+    # [n_head, 1], i32 slots[n]; gives y [n, n_head * head_dim] and leaves each slot's last state in place
 
 
 #: element types of activations, inputs and caches; weights carry a GGMLType instead. A cache may

@@ -19,6 +19,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     gptneox,
     llama,
     llama_alike,
+    mamba,
     mpt,
     olmo,
     olmo2,

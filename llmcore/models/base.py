@@ -64,6 +64,7 @@ class HParams:
     final_softcap: float | None = None  # {arch}.final_logit_softcapping (Gemma 2)
     causal: bool = True  # {arch}.attention.causal: False for encoders, whose tokens see their whole sequence
     pooling: Pooling | None = None  # {arch}.pooling_type: an embedding model's pooling (None: unspecified)
+    ssm: SSMParams | None = None  # {arch}.ssm.*: a state-space model's sizes (Mamba)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -75,12 +76,13 @@ class HParams:
         keys = _ArchKeys(meta, arch)
         n_layer = keys.integer("block_count", 1, MAX_LAYERS, note=" (llama.cpp's LLAMA_MAX_LAYERS)")
         n_embd = keys.integer("embedding_length", 1, MAX_EMBEDDING_LENGTH)
-        n_head = keys.per_layer("attention.head_count", n_layer, 1, MAX_HEADS)
-        n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, 1, n_head, default=n_head)
-        if n_head % n_head_kv:
+        # 0 heads: a model without attention (Mamba), as llama.cpp's converter writes it
+        n_head = keys.per_layer("attention.head_count", n_layer, 0, MAX_HEADS)
+        n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, min(n_head, 1), n_head, default=n_head)
+        if n_head and n_head % n_head_kv:
             raise ModelError(f"metadata '{arch}.attention.head_count_kv': {n_head} query heads cannot be "
                              f"shared among {n_head_kv} key/value heads")
-        head_dim = keys.integer("attention.key_length", 1, MAX_HEAD_DIM, default=max(n_embd // n_head, 1))
+        head_dim = keys.integer("attention.key_length", 1, MAX_HEAD_DIM, default=max(n_embd // max(n_head, 1), 1))
         n_ctx_train = keys.integer("context_length", 1, MAX_CONTEXT_LENGTH)
         return cls(
             arch=arch,
@@ -112,6 +114,35 @@ class HParams:
             final_softcap=keys.optional_number("final_logit_softcapping"),
             causal=bool(meta.get(f"{arch}.attention.causal", True)),
             pooling=_pooling(keys),
+            ssm=SSMParams.from_keys(keys),
+        )
+
+
+@dataclass(frozen=True)
+class SSMParams:
+    """A selective state-space model's sizes (llama.cpp's ssm_* hyper-parameters): the conv kernel,
+    the inner width, the state per channel, the rank of the step projection (Mamba) or the number
+    of heads (Mamba-2), and the groups of B and C (Mamba-2)."""
+
+    d_conv: int
+    d_inner: int
+    d_state: int
+    dt_rank: int
+    n_group: int = 1
+    dt_b_c_rms: bool = False  # Falcon-Mamba: dt, B and C RMS-normalized without weights
+
+    @classmethod
+    def from_keys(cls, keys: _ArchKeys) -> SSMParams | None:
+        if f"{keys.arch}.ssm.conv_kernel" not in keys.meta:
+            return None
+        d_inner = keys.integer("ssm.inner_size", 1, MAX_FEED_FORWARD_LENGTH)
+        return cls(
+            d_conv=keys.integer("ssm.conv_kernel", 2, 64),
+            d_inner=d_inner,
+            d_state=keys.integer("ssm.state_size", 1, 1 << 12),
+            dt_rank=keys.integer("ssm.time_step_rank", 1, d_inner),
+            n_group=keys.integer("ssm.group_count", 1, d_inner, default=1),
+            dt_b_c_rms=bool(keys.meta.get(f"{keys.arch}.ssm.dt_b_c_rms", False)),
         )
 
 
@@ -278,9 +309,16 @@ class Architecture:
     #: next one reuses, in f32 (f16 with flash attention), as ggml casts them (llama.cpp's
     #: attention without cache)
     encoder_only: ClassVar[bool] = False
+    #: a recurrent model (Mamba) keeps a state per sequence instead of a KV cache (llama.cpp's
+    #: recurrent memory): its graphs read and update state rows ``state_slots`` of its caches
+    recurrent: ClassVar[bool] = False
+    #: sequences the context keeps a state for (set by the context; llama.cpp's n_seq_max)
+    n_seq_max: int = 1
 
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
+        if hparams.n_head == 0 and not self.recurrent:
+            raise ModelError(f"metadata '{hparams.arch}.attention.head_count' is 0: {hparams.arch} needs attention heads")
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
         if hparams.arch not in self.expert_archs and (hparams.n_expert or experts):
@@ -352,6 +390,7 @@ class Architecture:
             out_ids=g.input("out_ids", (n_tokens if picks_rows else n_outputs,), I32),
             kq_mask_swa=g.input("kq_mask_swa", (n_tokens, self.n_ctx), F32) if self.sliding_window else None,
             pool_rows=g.input("pool_rows", (n_outputs,), I32) if picks_rows else None,
+            state_slots=g.input("state_slots", (n_tokens,), I32) if self.recurrent else None,
         )
         logits = self.forward(g, inputs)
         if self.pooling is None:
@@ -433,6 +472,7 @@ class BatchInputs:
     out_ids: Node  # i32[n_outputs] rows whose logits are returned
     kq_mask_swa: Node | None = None  # f32[n, n_ctx] kq_mask without the cells outside the sliding window
     pool_rows: Node | None = None  # i32[n_seqs] the row each sequence's pooled embedding is taken from
+    state_slots: Node | None = None  # i32[n] the state row of each token's sequence (a recurrent model's)
 
 
 ARCHITECTURES: dict[str, type[Architecture]] = {}

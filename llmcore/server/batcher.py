@@ -249,7 +249,7 @@ class Batcher:
             slot.keep_prefix(self.context, 0)
             slot.lora = list(job.lora)
         n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
-        slot.keep_prefix(self.context, n_keep)
+        n_keep = slot.keep_prefix(self.context, n_keep)
         generation = Generation(self.llm.tokenizer, job.sampler, job.prompt_tokens, n_ctx=slot.n_ctx,
                                 max_tokens=job.max_tokens, stops=job.stops, ignore_eos=job.ignore_eos,
                                 context_shift=self.context_shift)

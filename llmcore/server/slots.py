@@ -33,10 +33,15 @@ class Slot:
         since its logits are needed."""
         return common_prefix(self.cached, list(prompt), limit=len(prompt) - 1)
 
-    def keep_prefix(self, context: Context, n_keep: int) -> None:
-        """Forget every cached token after the first ``n_keep``."""
-        context.seq_remove(self.id, n_keep)
+    def keep_prefix(self, context: Context, n_keep: int) -> int:
+        """Forget every cached token after the first ``n_keep``; returns how many stay: none where
+        the memory cannot cut the sequence there (a recurrent model's state, unless it ends at
+        ``n_keep``), as llama-server then clears the slot."""
+        if not context.seq_remove(self.id, n_keep):
+            n_keep = 0
+            context.seq_remove(self.id)
         del self.cached[n_keep:]
+        return n_keep
 
     def release(self) -> None:
         self.run = None

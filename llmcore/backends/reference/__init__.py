@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends.reference import attention, kernels, moe
+from llmcore.backends.reference import attention, kernels, moe, ssm
 from llmcore.plugin_api import (
     Availability, Backend, Device, Executable, GGMLType, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
 )
@@ -132,6 +132,10 @@ class _Interpreter(Executable):
                 cache, x, cells = src
                 cache[cells] = kv_types.store_rows(node.dtype, x)
                 return cache
+            case Op.SSM_CONV:
+                return ssm.ssm_conv(*src)
+            case Op.SSM_SCAN:
+                return ssm.ssm_scan(*src)
             case Op.ATTENTION:
                 return attention.attention(*src, p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
                                            node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"],

@@ -174,6 +174,15 @@ class Program:
             cols = srcs[0].shape[-1]
             return [_Step(_ROW_OPS[op], self._value(node), [key(s) for s in srcs],
                           ne=(cols, math.prod(srcs[0].shape[:-1]), node.shape[-1]))]
+        if op is Op.SSM_CONV:
+            n, channels = srcs[1].shape
+            return [_Step("LC_OP_SSM_CONV", self._value(node), [key(s) for s in srcs], ne=(channels, n, srcs[2].shape[1]))]
+        if op is Op.SSM_SCAN:
+            n, n_head, head_dim = srcs[1].shape
+            n_group, d_state = srcs[4].shape[1:]
+            per_head = srcs[3].shape == (n_head, 1)
+            return [_Step("LC_OP_SSM_SCAN", self._value(node), [key(s) for s in srcs],
+                          ne=(head_dim, n_head, n, d_state), i=(n_group, int(per_head)))]
         if op is Op.WEIGHTED_SUM:
             n, k, d = srcs[0].shape
             return [_Step("LC_OP_WEIGHTED_SUM", self._value(node), [key(s) for s in srcs], ne=(d, k, n))]

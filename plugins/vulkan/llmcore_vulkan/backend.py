@@ -38,7 +38,7 @@ EXACT_ENV = "LLMCORE_VULKAN_EXACT"
 #: mixture-of-experts routing (its expert-routed product included)
 _NO_SHADER_YET = frozenset({
     Op.TANH, Op.CLAMP, Op.HADAMARD, Op.SIGMOID, Op.DIV, Op.SOFTMAX, Op.SUM_ROWS, Op.TOP_K, Op.GATHER,
-    Op.MUL_MAT_ID, Op.WEIGHTED_SUM, Op.MASK_GROUPS, Op.SLICE, Op.CONCAT, Op.MUL_MAT_HEADS,
+    Op.MUL_MAT_ID, Op.WEIGHTED_SUM, Op.SSM_CONV, Op.SSM_SCAN,
 })
 _WEIGHT_BLOCK = 256 << 20
 _KV_BLOCK = 64 << 20

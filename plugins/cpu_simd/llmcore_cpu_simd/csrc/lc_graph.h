@@ -35,6 +35,10 @@
  *              of ne3 bytes, src2 map; dst [ne3 bytes apart: one f32 row of ne2 per routed (token, slot)]
  *              grouped by expert
  *   MOE_SCATTER src0 MUL_MAT_ID's rows of ne0, src1 map; dst [tokens, slots, ne0]
+ * Recurrent state (ssm.c; each op updates its state rows in place):
+ *   SSM_CONV   src0 state [slots][ne0 * (ne2 - 1)], src1 x [ne1][ne0], src2 weight [ne0][ne2], src3 i32 slots[ne1]
+ *   SSM_SCAN   src0 state, src1 x [ne2][ne1][ne0], src2 dt, src3 A, src4 B, src5 C, src6 D, src7 slots; ne3
+ *              d_state, i[0] groups, i[1] one decay per head (Mamba-2); see ssm.c
  *   MASK_GROUPS src0 f32 [ne1, ne0], src1 i32 group ids [ne1, ne2]; dst src0 with every group of ne3
  *              values not listed in its row's ids set to -inf
  *   COPY_COLS  ne0 rows: dst[r * ne2 + i[1] + c] = src0[r * ne1 + i[0] + c] for c < ne3 (a slice of
@@ -52,14 +56,14 @@ enum lc_op {
     LC_OP_RMS_NORM, LC_OP_NORM, LC_OP_ROPE, LC_OP_SILU, LC_OP_GELU, LC_OP_SWIGLU, LC_OP_GEGLU,
     LC_OP_KV_STORE, LC_OP_ATTENTION, LC_OP_TANH, LC_OP_CLAMP, LC_OP_HADAMARD,
     LC_OP_DIV, LC_OP_SIGMOID, LC_OP_SOFTMAX, LC_OP_SUM_ROWS, LC_OP_TOP_K, LC_OP_GATHER, LC_OP_WEIGHTED_SUM,
-    LC_OP_MOE_MAP, LC_OP_MOE_GATHER, LC_OP_MUL_MAT_ID, LC_OP_MOE_SCATTER, LC_OP_MASK_GROUPS,
-    LC_OP_COPY_COLS, LC_OP_COUNT
+    LC_OP_MOE_MAP, LC_OP_MOE_GATHER, LC_OP_MUL_MAT_ID, LC_OP_MOE_SCATTER,
+    LC_OP_SSM_CONV, LC_OP_SSM_SCAN, LC_OP_COUNT
 };
 
 typedef struct {
     int32_t op;
     int32_t type;
-    const void *src[4];
+    const void *src[8];
     void *dst;
     int64_t ne[4];
     int64_t row_bytes;
