@@ -66,6 +66,19 @@ def bert(m: TinyModel) -> None:
     classification_head(m)
 
 
+def nomic_bert(m: TinyModel) -> None:
+    """nomic-bert: rotary positions (neox, base 1000) instead of learned ones, a fused QKV and a
+    SwiGLU FFN without biases."""
+    m.metadata["context_length"] = 64
+    m.metadata["pooling_type"] = 1
+    m.metadata["rope.freq_base"] = 1000.0
+    encoder_embeddings(m)
+    for il in range(m.n_layer):
+        m.attention(il, fused=True)
+        m.ffn(il, gated=True)
+        post_norms(m, il)
+
+
 def llama_decoder(m: TinyModel) -> None:
     """A decoder used for embeddings (GritLM, Qwen3-Embedding style): last and mean pooling."""
     llama(m)
@@ -76,6 +89,7 @@ def llama_decoder(m: TinyModel) -> None:
 MODELS: dict[str, tuple[Callable[[TinyModel], None], dict, tuple[str, ...]]] = {
     "bert": (bert, {"arch": "bert", "n_head_kv": 4}, ("none", "mean", "cls", "last", "rank")),
     "llama": (llama_decoder, {"arch": "llama"}, ("none", "mean", "last")),
+    "nomic-bert": (nomic_bert, {"arch": "nomic-bert", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
 }
 
 

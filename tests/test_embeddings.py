@@ -37,7 +37,7 @@ def _cases(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu_simd"])
-@pytest.mark.parametrize("name", ["bert", "llama"])
+@pytest.mark.parametrize("name", ["bert", "llama", "nomic-bert"])
 def test_embeddings_match_llama_cpp(name, backend):
     gold = np.load(FIXTURES / f"{name}.npz")
     model = Model(FIXTURES / f"{name}.gguf")

@@ -12,6 +12,7 @@ from llmcore.graph.ir import Node
 from llmcore.models.base import Architecture, BatchInputs, register
 from llmcore.models.layers import (
     ffn_gelu,
+    ffn_swiglu,
     layer_norm,
     position_embedding,
     select_outputs,
@@ -24,6 +25,7 @@ from llmcore.models.layers import (
 class Bert(Architecture):
     names = ("bert",)
     encoder_only = True
+    learned_positions = True  # position_embd.weight; rotary encoders have none
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         x = layer_norm(g, self, self.embed(g, inp), "token_embd_norm")
@@ -43,10 +45,26 @@ class Bert(Architecture):
         if self.has("token_types.weight"):  # every token is of type 0 ("sentence A"), as in llama.cpp
             types = g.input("token_types", inp.tokens.shape, I32)
             x = g.add(x, g.get_rows(self.w(g, "token_types.weight"), types, name="type_embd"))
-        return g.add(position_embedding(g, self, inp), x)
+        return g.add(position_embedding(g, self, inp), x) if self.learned_positions else x
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
         return self_attention(g, self, x, inp, il, rope=False)
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
         return ffn_gelu(g, self, x, il)
+
+
+@register
+class NomicBert(Bert):
+    """nomic-embed-text (``nomic-bert``): BERT's post-norm block with rotary positions (neox
+    style) instead of learned ones, a fused QKV and a SwiGLU FFN."""
+
+    names = ("nomic-bert",)
+    rope_neox = True
+    learned_positions = False
+
+    def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
+        return self_attention(g, self, x, inp, il)
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        return ffn_swiglu(g, self, x, il)
