@@ -31,6 +31,8 @@ _PREPARE = {
     GGMLType.Q4_0: "q8_1", GGMLType.Q4_1: "q8_1", GGMLType.Q5_0: "q8_1", GGMLType.Q5_1: "q8_1", GGMLType.Q8_0: "q8_1",
     GGMLType.Q2_K: "q8_k", GGMLType.Q3_K: "q8_k", GGMLType.Q4_K: "q8_k", GGMLType.Q5_K: "q8_k", GGMLType.Q6_K: "q8_k",
 }
+#: weight types with a mul_mat in llama.cpp's CPU order (mul_mat_ordered_<name>), for CPU devices
+ORDERED_MUL_MAT = {GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0}
 #: KV cache types the kernels store and attend over
 CACHE_KERNELS = {F16: "f16", F32: "f32"}
 MAX_HEAD_DIM = 256  # attention keeps a query head in workgroup memory
@@ -262,10 +264,14 @@ class _Lowering:
             x_ref, d_off, s_off = self.prepared[key]
         w_ref, x_ref = self._src(node, 0), self._read(x_ref)
         out = self.where[node.id] = self._new(4 * n * rows)
-        lanes = self.target.lanes(cols // 32)
         tile = 1 if n == 1 else MAX_TILE
-        self._launch(f"mul_mat_{WEIGHT_KERNELS[w.dtype]}",
-                     [w_ref, x_ref, out, rows, cols, n, row_bytes(w.dtype, cols), d_off, s_off, lanes, tile],
+        shape = [w_ref, x_ref, out, rows, cols, n, row_bytes(w.dtype, cols), d_off, s_off]
+        if self.target.cpu and w.dtype in ORDERED_MUL_MAT:  # llama.cpp's CPU order, a row per work-item
+            self._launch(f"mul_mat_ordered_{WEIGHT_KERNELS[w.dtype]}", [*shape, tile],
+                         (-(-rows // WORKGROUP), -(-n // tile)))
+            return
+        lanes = self.target.lanes(cols // 32)
+        self._launch(f"mul_mat_{WEIGHT_KERNELS[w.dtype]}", [*shape, lanes, tile],
                      (-(-rows // (WORKGROUP // lanes)), -(-n // tile)))
 
     def _prepare(self, x: Ref, mode: str, n: int, cols: int) -> tuple[Ref, int, int]:

@@ -57,26 +57,12 @@ KERNEL void prepare_q8_k(GLOBAL const float* x, GLOBAL float* xq, u32 blocks, u3
     xq[d_off + b] = iscale != 0.0f ? 1.0f / iscale : 0.0f;
 }
 
-// llama.cpp's order for a legacy block on x86 (ggml's vec_dot and tinyBLAS): eight float lanes, lane
-// l taking values 4l..4l+3, each fused into its running sum as (d_w * d_x) * exact integer sum
-DEVICE void legacy_lanes(PRIVATE const float* q, GLOBAL const float* xv, float scale, PRIVATE float* lanes8) {
-    for (u32 l = 0u; l < 8u; l++) {
-        float isum = 0.0f;
-        for (u32 i = 4u * l; i < 4u * l + 4u; i++) {
-            isum += q[i] * xv[i];  // integers: exact
-        }
-        lanes8[l] = fmaf(scale, isum, lanes8[l]);
-    }
-}
-
 // for T in f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k
 // A workgroup takes WG / lanes weight rows and `tile` (<= MAX_TILE) tokens: `lanes` work-items per
 // row stride over its 32-value units, each unit decoded once for every token of the tile (tile 1:
-// the matrix-vector product of a decoded token). x is what prepare_* made of the activations for
-// the weight's type; legacy blocks add d_w * d_x * (exact integer sum) + m_w * s_x per block, as
-// ggml's vec_dot_q4_1_q8_1. With several lanes their sums meet in a tree; with one (CPU devices)
-// legacy blocks are summed in llama.cpp's order: its eight lanes' hsum
-// ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), then the minima's sum added block after block.
+// the matrix-vector product of a decoded token), and the lanes' sums meet in a tree. x is what
+// prepare_* made of the activations for the weight's type; legacy blocks add
+// d_w * d_x * (exact integer sum) + m_w * s_x per block, as ggml's vec_dot_q4_1_q8_1.
 KERNEL void mul_mat_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float* y, u32 rows, u32 cols, u32 n,
                         u32 row_bytes, u32 d_off, u32 s_off, u32 lanes, u32 tile) {
     SHARED float partial[WG * MAX_TILE];
@@ -85,14 +71,9 @@ KERNEL void mul_mat_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float*
     u32 row = GROUP_ID(0) * (WG / lanes) + item / lanes;
     u32 t0 = GROUP_ID(1) * tile;
     u32 units = cols / 32u;
-    u32 ordered = KIND_{T} == KIND_LEGACY && lanes == 1u;
     float acc[MAX_TILE];
-    float lanes8[8u * MAX_TILE];
     for (u32 c = 0u; c < MAX_TILE; c++) {
         acc[c] = 0.0f;
-    }
-    for (u32 i = 0u; i < 8u * MAX_TILE; i++) {
-        lanes8[i] = 0.0f;
     }
     if (row < rows) {
         for (u32 u = lane; u < units; u += lanes) {
@@ -102,17 +83,12 @@ KERNEL void mul_mat_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float*
             for (u32 c = 0u; c < tile; c++) {
                 u32 t = min(t0 + c, n - 1u);  // a partial tile repeats its last token, never stored
                 GLOBAL const float* xv = x + t * cols + 32u * u;
-                u32 blk = t * units + u;
-                if (ordered) {
-                    legacy_lanes(q, xv, d * x[d_off + blk], lanes8 + 8u * c);
-                    acc[c] += m * x[s_off + blk];
-                    continue;
-                }
                 float dot = 0.0f;
                 for (u32 k = 0u; k < 32u; k++) {
                     dot += q[k] * xv[k];
                 }
                 if (KIND_{T} == KIND_LEGACY) {
+                    u32 blk = t * units + u;
                     acc[c] += dot * (d * x[d_off + blk]) + m * x[s_off + blk];
                 } else if (KIND_{T} == KIND_K) {
                     acc[c] += dot * x[d_off + t * (cols / 256u) + u / 8u];
@@ -120,12 +96,6 @@ KERNEL void mul_mat_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float*
                     acc[c] += dot;
                 }
             }
-        }
-    }
-    if (ordered) {
-        for (u32 c = 0u; c < MAX_TILE; c++) {
-            PRIVATE float* a = lanes8 + 8u * c;
-            acc[c] += ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
         }
     }
     for (u32 c = 0u; c < MAX_TILE; c++) {
@@ -145,6 +115,56 @@ KERNEL void mul_mat_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float*
             if (t0 + c < n) {
                 y[(t0 + c) * rows + row] = partial[item * MAX_TILE + c];
             }
+        }
+    }
+}
+
+// -- llama.cpp's CPU order, for CPU devices ----------------------------------------------------------
+
+// for T in q4_0 q4_1 q5_0 q5_1 q8_0
+// The same product for a legacy block type in llama.cpp's order on x86 (ggml's vec_dot and
+// tinyBLAS), one work-item per weight row: eight float lanes, lane l taking values 4l..4l+3 of each
+// block, fused into its running sum as (d_w * d_x) * exact integer sum; the lanes' hsum
+// ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), then the minima's sum added block after block.
+KERNEL void mul_mat_ordered_{T}(GLOBAL const u8* w, GLOBAL const float* x, GLOBAL float* y, u32 rows, u32 cols,
+                                u32 n, u32 row_bytes, u32 d_off, u32 s_off, u32 tile) {
+    u32 row = GROUP_ID(0) * WG + LOCAL_ID(0);
+    u32 t0 = GROUP_ID(1) * tile;
+    u32 units = cols / 32u;
+    if (row >= rows) {
+        return;
+    }
+    float lanes8[8u * MAX_TILE];
+    float minima[MAX_TILE];
+    for (u32 i = 0u; i < 8u * MAX_TILE; i++) {
+        lanes8[i] = 0.0f;
+    }
+    for (u32 c = 0u; c < MAX_TILE; c++) {
+        minima[c] = 0.0f;
+    }
+    for (u32 u = 0u; u < units; u++) {
+        float q[32];
+        float d, m;
+        unit_{T}(w, row * row_bytes, u, q, &d, &m);
+        for (u32 c = 0u; c < tile; c++) {
+            u32 t = min(t0 + c, n - 1u);
+            GLOBAL const float* xv = x + t * cols + 32u * u;
+            u32 blk = t * units + u;
+            float scale = d * x[d_off + blk];
+            for (u32 l = 0u; l < 8u; l++) {
+                float isum = 0.0f;
+                for (u32 i = 4u * l; i < 4u * l + 4u; i++) {
+                    isum += q[i] * xv[i];  // integers: exact
+                }
+                lanes8[8u * c + l] = fmaf(scale, isum, lanes8[8u * c + l]);
+            }
+            minima[c] += m * x[s_off + blk];
+        }
+    }
+    for (u32 c = 0u; c < tile; c++) {
+        if (t0 + c < n) {
+            PRIVATE float* a = lanes8 + 8u * c;
+            y[(t0 + c) * rows + row] = (((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))) + minima[c];
         }
     }
 }
