@@ -79,6 +79,30 @@ def nomic_bert(m: TinyModel) -> None:
         post_norms(m, il)
 
 
+def jina_bert_v2(m: TinyModel) -> None:
+    """jina-bert-v2: ALiBi instead of positions, LayerNorms of q and k, a second post-attention
+    norm (layer 0), a GEGLU FFN with gate and up fused in ffn_up (layer 0) or a separate gate."""
+    m.metadata["context_length"] = 64
+    m.metadata["pooling_type"] = 1
+    encoder_embeddings(m)
+    for il in range(m.n_layer):
+        m.attention(il, qkv_bias=True, out_bias=True)
+        for name in ("attn_q_norm", "attn_k_norm"):
+            m.norm(f"blk.{il}.{name}.weight", m.n_embd)
+            m.bias(f"blk.{il}.{name}.bias", m.n_embd)
+        if il == 0:
+            m.norm("blk.0.attn_norm_2.weight", m.n_embd)
+            m.bias("blk.0.attn_norm_2.bias", m.n_embd)
+            m.ffn(il, fused=True)
+            m.bias("blk.0.ffn_up.bias", 2 * m.n_ff)
+            m.bias("blk.0.ffn_down.bias", m.n_embd)
+        else:
+            m.ffn(il, gated=True)
+            m.bias(f"blk.{il}.ffn_up.bias", m.n_ff)
+            m.bias(f"blk.{il}.ffn_down.bias", m.n_embd)
+        post_norms(m, il)
+
+
 def llama_decoder(m: TinyModel) -> None:
     """A decoder used for embeddings (GritLM, Qwen3-Embedding style): last and mean pooling."""
     llama(m)
@@ -90,6 +114,7 @@ MODELS: dict[str, tuple[Callable[[TinyModel], None], dict, tuple[str, ...]]] = {
     "bert": (bert, {"arch": "bert", "n_head_kv": 4}, ("none", "mean", "cls", "last", "rank")),
     "llama": (llama_decoder, {"arch": "llama"}, ("none", "mean", "last")),
     "nomic-bert": (nomic_bert, {"arch": "nomic-bert", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
+    "jina-bert-v2": (jina_bert_v2, {"arch": "jina-bert-v2", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
 }
 
 

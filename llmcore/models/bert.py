@@ -11,12 +11,15 @@ from llmcore.graph.builder import I32, GraphBuilder
 from llmcore.graph.ir import Node
 from llmcore.models.base import Architecture, BatchInputs, register
 from llmcore.models.layers import (
+    attend,
+    ffn_geglu,
     ffn_gelu,
     ffn_swiglu,
     layer_norm,
     position_embedding,
+    qkv_projections,
     select_outputs,
-    self_attention,
+    split_heads,
     token_embedding,
 )
 
@@ -25,7 +28,8 @@ from llmcore.models.layers import (
 class Bert(Architecture):
     names = ("bert",)
     encoder_only = True
-    learned_positions = True  # position_embd.weight; rotary encoders have none
+    learned_positions = True  # position_embd.weight; rotary and ALiBi encoders have none
+    rotary = False  # queries and keys rotated by their positions
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         x = layer_norm(g, self, self.embed(g, inp), "token_embd_norm")
@@ -34,8 +38,10 @@ class Bert(Architecture):
             h = self.attention(g, x, inp, il)
             if il == self.hp.n_layer - 1:  # only the rows that are output go further
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
-            x = layer_norm(g, self, g.add(h, x), f"blk.{il}.attn_output_norm")
-            x = layer_norm(g, self, g.add(self.ffn(g, x, il), x), f"blk.{il}.layer_output_norm")
+            h = layer_norm(g, self, g.add(h, x), f"blk.{il}.attn_output_norm")
+            if self.has(f"blk.{il}.attn_norm_2.weight"):  # jina-bert-v2: the layer's input added once more
+                h = layer_norm(g, self, g.add(h, x), f"blk.{il}.attn_norm_2")
+            x = layer_norm(g, self, g.add(self.ffn(g, h, il), h), f"blk.{il}.layer_output_norm")
             x = self.layer_output(g, x, il)
         g.embeddings = x
         return x
@@ -48,7 +54,15 @@ class Bert(Architecture):
         return g.add(position_embedding(g, self, inp), x) if self.learned_positions else x
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
-        return self_attention(g, self, x, inp, il, rope=False)
+        """Self-attention over the sequence, queries and keys LayerNorm-ed first where the model
+        has those norms (jina-bert-v2), rotated where its positions are rotary."""
+        q, k, v = qkv_projections(g, self, x, il)
+        if self.has(f"blk.{il}.attn_q_norm.weight"):
+            q = layer_norm(g, self, q, f"blk.{il}.attn_q_norm")
+        if self.has(f"blk.{il}.attn_k_norm.weight"):
+            k = layer_norm(g, self, k, f"blk.{il}.attn_k_norm")
+        return attend(g, self, split_heads(g, q, self.hp.n_head), split_heads(g, k, self.hp.n_head_kv), v, inp, il,
+                      rope=self.rotary)
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
         return ffn_gelu(g, self, x, il)
@@ -62,9 +76,23 @@ class NomicBert(Bert):
     names = ("nomic-bert",)
     rope_neox = True
     learned_positions = False
-
-    def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
-        return self_attention(g, self, x, inp, il)
+    rotary = True
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
         return ffn_swiglu(g, self, x, il)
+
+
+@register
+class JinaBertV2(Bert):
+    """jina-embeddings-v2 (``jina-bert-v2``): BERT's block with ALiBi (llama.cpp's fixed bias of 8;
+    the encoder's distances count both ways) instead of learned positions, LayerNorms of q and k
+    and a second post-attention norm where the file has them, and a GEGLU FFN (gate and up fused
+    in ``ffn_up``, or a separate ``ffn_gate``)."""
+
+    names = ("jina-bert-v2",)
+    learned_positions = False
+    max_alibi_bias = 8.0
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        fused = self.weights[f"blk.{il}.ffn_up.weight"].shape[0] != self.hp.n_ff
+        return ffn_geglu(g, self, x, il) if fused or self.has(f"blk.{il}.ffn_gate.weight") else ffn_gelu(g, self, x, il)

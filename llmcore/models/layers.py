@@ -249,10 +249,16 @@ def _best_groups_only(g: GraphBuilder, m: Architecture, scores: Node, il: int) -
 
 
 def ffn_geglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
-    """down(gelu(gate(x)) * up(x)): Gemma's feed-forward network."""
+    """down(gelu(gate(x)) * up(x)): Gemma's feed-forward network. Without ``ffn_gate``, ``ffn_up``
+    holds both, gate rows first (jina-bert-v2: ggml_geglu splits the fused product in halves)."""
     prefix = f"blk.{il}"
-    gate = _project(g, m, x, f"{prefix}.ffn_gate")
-    up = _project(g, m, x, f"{prefix}.ffn_up")
+    if m.has(f"{prefix}.ffn_gate.weight"):
+        gate = _project(g, m, x, f"{prefix}.ffn_gate")
+        up = _project(g, m, x, f"{prefix}.ffn_up")
+    else:
+        n_ff = m.weights[f"{prefix}.ffn_up.weight"].shape[0] // 2
+        gate = _project_rows(g, m, x, f"{prefix}.ffn_up", 0, n_ff)
+        up = _project_rows(g, m, x, f"{prefix}.ffn_up", n_ff, 2 * n_ff)
     return _project(g, m, g.geglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
 
 
