@@ -162,15 +162,19 @@ def ffn_swiglu(g: GraphBuilder, m: Architecture, x: Node, il: int, suffix: str =
     """down(silu(gate(x)) * up(x)); without ``ffn_gate``, ``ffn_up`` holds both, gate rows first
     (Phi-3, ChatGLM, GLM-4: ggml_swiglu splits the fused product in halves). ``suffix`` names
     another FFN of the block (``_shexp``: a mixture of experts' shared expert)."""
+    gate, up = _gate_and_up(g, m, x, il, suffix)
+    return _project(g, m, g.swiglu(gate, up, name=f"ffn_act{suffix}.{il}"), f"blk.{il}.ffn_down{suffix}")
+
+
+def _gate_and_up(g: GraphBuilder, m: Architecture, x: Node, il: int, suffix: str = "") -> tuple[Node, Node]:
+    """gate(x) and up(x) of layer ``il``'s FFN; without ``ffn_gate``, ``ffn_up`` holds both, gate
+    rows first (ggml's swiglu and geglu split the fused product in halves)."""
     prefix = f"blk.{il}"
     if m.has(f"{prefix}.ffn_gate{suffix}.weight"):
-        gate = _project(g, m, x, f"{prefix}.ffn_gate{suffix}")
-        up = _project(g, m, x, f"{prefix}.ffn_up{suffix}")
-    else:
-        n_ff = m.weights[f"{prefix}.ffn_up{suffix}.weight"].shape[0] // 2
-        gate = _project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", 0, n_ff)
-        up = _project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", n_ff, 2 * n_ff)
-    return _project(g, m, g.swiglu(gate, up, name=f"ffn_act{suffix}.{il}"), f"{prefix}.ffn_down{suffix}")
+        return _project(g, m, x, f"{prefix}.ffn_gate{suffix}"), _project(g, m, x, f"{prefix}.ffn_up{suffix}")
+    n_ff = m.weights[f"{prefix}.ffn_up{suffix}.weight"].shape[0] // 2
+    return (_project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", 0, n_ff),
+            _project_rows(g, m, x, f"{prefix}.ffn_up{suffix}", n_ff, 2 * n_ff))
 
 
 #: llama.cpp clamps the sum of a token's routing weights to f16's smallest normal before dividing by it
@@ -250,16 +254,9 @@ def _best_groups_only(g: GraphBuilder, m: Architecture, scores: Node, il: int) -
 
 def ffn_geglu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
     """down(gelu(gate(x)) * up(x)): Gemma's feed-forward network. Without ``ffn_gate``, ``ffn_up``
-    holds both, gate rows first (jina-bert-v2: ggml_geglu splits the fused product in halves)."""
-    prefix = f"blk.{il}"
-    if m.has(f"{prefix}.ffn_gate.weight"):
-        gate = _project(g, m, x, f"{prefix}.ffn_gate")
-        up = _project(g, m, x, f"{prefix}.ffn_up")
-    else:
-        n_ff = m.weights[f"{prefix}.ffn_up.weight"].shape[0] // 2
-        gate = _project_rows(g, m, x, f"{prefix}.ffn_up", 0, n_ff)
-        up = _project_rows(g, m, x, f"{prefix}.ffn_up", n_ff, 2 * n_ff)
-    return _project(g, m, g.geglu(gate, up, name=f"ffn_act.{il}"), f"{prefix}.ffn_down")
+    holds both, gate rows first (jina-bert-v2)."""
+    gate, up = _gate_and_up(g, m, x, il)
+    return _project(g, m, g.geglu(gate, up, name=f"ffn_act.{il}"), f"blk.{il}.ffn_down")
 
 
 def ffn_gelu(g: GraphBuilder, m: Architecture, x: Node, il: int) -> Node:
