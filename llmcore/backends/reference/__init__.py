@@ -21,7 +21,7 @@ from llmcore.plugin_api import (
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
-    api_version = "2.3"
+    api_version = "2.4"
     runs_on_host = True
 
     @classmethod
