@@ -35,6 +35,7 @@ _PREPARE = {
 ORDERED_MUL_MAT = {GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0}
 #: KV cache types the kernels store and attend over
 CACHE_KERNELS = {F16: "f16", F32: "f32"}
+_ATTENTION_PARAMS = {"scale", "n_head_kv", "softcap", "max_bias", "flash"}
 MAX_HEAD_DIM = 256  # attention keeps a query head in workgroup memory
 MAX_TILE = 8  # tokens per mul_mat workgroup (common.h)
 STEP_KEY = "step"
@@ -60,6 +61,9 @@ def supports(node: Node, max_buffer: int) -> bool:
     if node.op is Op.KV_STORE:
         return node.dtype in CACHE_KERNELS and nbytes(node) <= max_buffer
     if node.op is Op.ATTENTION:
+        # q, k, v and the mask with these params; a source or param added later is not known here
+        if len(node.srcs) != 4 or not set(node.params) <= _ATTENTION_PARAMS:
+            return False
         q, k, v, _ = node.srcs
         # ALiBi and ggml's flash-attention order: no kernel yet
         return (not node.params.get("max_bias") and not node.params.get("flash")
