@@ -50,7 +50,7 @@ def supports(node: Node, max_buffer: int) -> bool:
     if node.op in (Op.MUL_MAT, Op.GET_ROWS) and node.srcs[0].op is Op.WEIGHT:
         w = node.srcs[0]
         # mul_mat reads whole 32-value units (every block type's rows are made of them)
-        return (w.dtype in WEIGHT_KERNELS and nbytes(w) <= max_buffer
+        return (w.dtype in WEIGHT_KERNELS and len(w.shape) == 2 and nbytes(w) <= max_buffer
                 and (node.op is Op.GET_ROWS or w.shape[1] % 32 == 0))
     if node.op is Op.MUL_MAT:
         return False  # activation x activation products are not in a decoder's graph
