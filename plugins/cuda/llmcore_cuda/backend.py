@@ -8,7 +8,7 @@ import ctypes
 from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
-from llmcore_gpu_kernels.cupy_runtime import CupyRuntime
+from llmcore_gpu_kernels.cupy_runtime import CupyRuntime, cupy_devices
 
 
 def driver_version() -> int:
@@ -37,19 +37,8 @@ def cuda_devices() -> list[Device]:
                            f"pip install -e 'plugins/cuda[{wheel.removeprefix('cupy-').removesuffix('x')}]')") from None
     if cupy.cuda.runtime.is_hip:
         raise BackendError("cupy is its ROCm build: use --backend hip, or install cupy for CUDA")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as error:
-        raise BackendError(f"no CUDA device ({error})") from None
-    if count == 0:
-        raise BackendError(f"no CUDA device (driver {driver // 1000}.{driver % 1000 // 10} reports 0 devices)")
-    devices = []
-    for index in range(count):
-        props = cupy.cuda.runtime.getDeviceProperties(index)
-        free, total = cupy.cuda.Device(index).mem_info
-        devices.append(Device(props["name"].decode(), "igpu" if props["integrated"] else "gpu", total, free,
-                              (f"sm_{props['major']}{props['minor']}", f"cuda {driver // 1000}.{driver % 1000 // 10}")))
-    return devices
+    version = f"cuda {driver // 1000}.{driver % 1000 // 10}"
+    return cupy_devices(cupy, "CUDA", lambda props: (f"sm_{props['major']}{props['minor']}", version))
 
 
 class CudaBackend(GpuBackend):

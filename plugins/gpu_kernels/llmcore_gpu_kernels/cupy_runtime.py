@@ -4,15 +4,32 @@ CuPy arrays of bytes, views as slices of them, launches on one stream."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from llmcore.plugin_api import BackendError
+from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import Runtime
 from llmcore_gpu_kernels.render import WORKGROUP, Rendering
+
+
+def cupy_devices(cupy: Any, api: str, features: Callable[[dict], tuple[str, ...]]) -> list[Device]:
+    """The devices CuPy's runtime (``api``: "CUDA" or "HIP") lists; BackendError when none."""
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        raise BackendError(f"no {api} device ({error})") from None
+    if count == 0:
+        raise BackendError(f"no {api} device (the {api} runtime reports 0 devices)")
+    devices = []
+    for index in range(count):
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        free, total = cupy.cuda.Device(index).mem_info
+        devices.append(Device(props["name"].decode(), "igpu" if props["integrated"] else "gpu", total, free,
+                              features(props)))
+    return devices
 
 
 class CupyRuntime(Runtime):

@@ -8,7 +8,7 @@ import ctypes
 from llmcore.plugin_api import BackendError, Device
 
 from llmcore_gpu_kernels.backend import GpuBackend, Runtime
-from llmcore_gpu_kernels.cupy_runtime import CupyRuntime
+from llmcore_gpu_kernels.cupy_runtime import CupyRuntime, cupy_devices
 
 
 def hip_devices() -> list[Device]:
@@ -22,19 +22,7 @@ def hip_devices() -> list[Device]:
         raise BackendError("cupy not installed: pip install cupy-rocm-7-0 (or pip install -e 'plugins/hip[rocm7]')") from None
     if not cupy.cuda.runtime.is_hip:
         raise BackendError("cupy is its CUDA build: install CuPy's ROCm build (cupy-rocm-7-0) for --backend hip")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as error:
-        raise BackendError(f"no HIP device ({error})") from None
-    if count == 0:
-        raise BackendError("no HIP device (ROCm reports 0 devices)")
-    devices = []
-    for index in range(count):
-        props = cupy.cuda.runtime.getDeviceProperties(index)
-        free, total = cupy.cuda.Device(index).mem_info
-        devices.append(Device(props["name"].decode(), "igpu" if props["integrated"] else "gpu", total, free,
-                              (props["gcnArchName"].decode(),)))
-    return devices
+    return cupy_devices(cupy, "HIP", lambda props: (props["gcnArchName"].decode(),))
 
 
 class HipBackend(GpuBackend):
