@@ -40,6 +40,7 @@ from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.engine.sequence import Generation, Step, context_shift_span, sampler_for
+from llmcore.engine.speculative import SPEC_TYPES, DraftParams, ModelDrafter, NgramDrafter, Speculation
 from llmcore.models.adapters import LoraAdapter, load_control_vector
 
 
@@ -90,6 +91,12 @@ class LLM(EmbeddingMethods):
     :meth:`set_lora_scales` changes the scales later. ``control_vectors`` lists llama.cpp's GGUF
     control vectors the same way, added to the outputs of layers ``control_vector_layer_range``
     (first, last; default: all but layer 0).
+
+    Speculative decoding (llama.cpp's ``--spec-type``): ``draft_model`` (a smaller model of the
+    same vocabulary, ``draft-simple``) or ``spec_type="ngram-simple"`` (drafts from the text so far)
+    propose tokens that the model checks in one batch, within ``draft``'s limits
+    (:class:`~llmcore.engine.speculative.DraftParams`); the output is what plain decoding samples,
+    and ``last.timings`` counts the drafted and accepted tokens.
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
@@ -101,7 +108,9 @@ class LLM(EmbeddingMethods):
                  embedding: bool = False, pooling: str | int | None = None,
                  lora: Sequence[str | Path | tuple[str | Path, float]] = (),
                  control_vectors: Sequence[str | Path | tuple[str | Path, float]] = (),
-                 control_vector_layer_range: tuple[int, int] | None = None, n_seq_max: int = 1) -> None:
+                 control_vector_layer_range: tuple[int, int] | None = None,
+                 draft_model: str | Path | None = None, spec_type: str | None = None,
+                 draft: DraftParams | None = None, n_seq_max: int = 1) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
@@ -125,6 +134,20 @@ class LLM(EmbeddingMethods):
         self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling,
                                adapters, cvec, n_seq_max)
         self.context.set_lora_scales([scale for _, scale in _scaled(lora)])
+        spec_type = spec_type or ("draft-simple" if draft_model is not None else "none")
+        draft = draft or DraftParams()
+        self.speculation: Speculation | None = None
+        if spec_type == "draft-simple":
+            if draft_model is None:
+                raise LLMCoreError("--spec-type draft-simple needs a draft model (-md)")
+            drafter = LLM(draft_model, backend=backend, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                          cache_type_k=cache_type_k, cache_type_v=cache_type_v, flash_attn=flash_attn)
+            self.speculation = Speculation(spec_type, ModelDrafter(drafter.context, drafter.tokenizer, self.tokenizer,
+                                                                   draft.p_min), draft)
+        elif spec_type == "ngram-simple":
+            self.speculation = Speculation(spec_type, NgramDrafter(draft.ngram_size_n, draft.ngram_size_m), draft)
+        elif spec_type != "none":
+            raise LLMCoreError(f"--spec-type {spec_type!r} is not supported (llmcore has {', '.join(SPEC_TYPES)})")
         self.seed = seed
         self.chat_template = ChatTemplate.resolve(chat_template, self.metadata)
         self.load_ms = 1e3 * (time.perf_counter() - started)
@@ -256,27 +279,41 @@ class LLM(EmbeddingMethods):
                          stops=[stop] if isinstance(stop, str) else list(stop or ()), ignore_eos=ignore_eos,
                          context_shift=context_shift)
         self.last = GenerationStats(prompt_tokens=len(prompt_tokens))
+        timings = self.last.timings
         n_decoded = 0
         try:
-            logits = self.eval_prompt(prompt_tokens)
+            rows, drafted = [self.eval_prompt(prompt_tokens)], []
             while True:
-                step = run.step(logits)
-                if step.stop == "eos":
-                    return
-                self.last.completion_tokens += 1
-                yield step
-                if step.stop:
-                    return
+                # row i holds the logits after the token decoded last and drafted[:i]: the target's
+                # sampler keeps drafted[i] while it samples it, and the first other token is new
+                for i, logits in enumerate(rows):
+                    step = run.step(logits)
+                    if step.stop == "eos":
+                        return
+                    self.last.completion_tokens += 1
+                    yield step
+                    if step.stop:
+                        return
+                    if i == len(drafted) or step.token != drafted[i]:
+                        break
+                    self._cached_tokens.append(step.token)
+                    n_decoded += 1
+                    timings.draft_n_accepted += 1
+                self.context.seq_remove(0, len(self._cached_tokens))  # the drafted tokens not kept
                 if len(self._cached_tokens) + 1 >= self.n_ctx:  # only with context_shift, else Generation stopped
                     self._shift_context(len(prompt_tokens), n_keep)
                     self.last.context_shifts += 1
-                logits = self.context.decode(Batch.for_sequence([step.token], len(self._cached_tokens)))[-1]
+                room = self.n_ctx - len(self._cached_tokens) - 1
+                drafted = self.speculation.draft(self._cached_tokens, step.token, room) if self.speculation else []
+                timings.draft_n += len(drafted)
+                batch = Batch.for_sequence([step.token, *drafted], len(self._cached_tokens), all_logits=bool(drafted))
+                rows = self.context.decode(batch)
                 self._cached_tokens.append(step.token)
                 n_decoded += 1
         finally:
+            self.context.seq_remove(0, len(self._cached_tokens))
             self.last.tail = run.finish()
             self.last.finish_reason = run.finish_reason
-            timings = self.last.timings
             timings.prompt_ms = run.prompt_ms
             timings.predicted_n, timings.predicted_ms = n_decoded, run.predicted_ms
 

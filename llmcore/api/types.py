@@ -48,6 +48,8 @@ class Timings(BaseModel):
     prompt_ms: float = 0.0
     predicted_n: int = 0
     predicted_ms: float = 0.0
+    draft_n: int = 0  # tokens speculative decoding proposed (llama-server's timings field)
+    draft_n_accepted: int = 0  # of those, the tokens the target model kept
 
     @property
     def prompt_per_second(self) -> float:

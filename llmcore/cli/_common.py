@@ -76,6 +76,25 @@ def add_context_shift_args(group: argparse._ArgumentGroup) -> None:
                             "(default: 0)")
 
 
+def add_speculative_args(parser: argparse.ArgumentParser) -> None:
+    """llama.cpp 0.3.36's speculative decoding flags (draft-simple and ngram-simple), its defaults."""
+    g = parser.add_argument_group("speculative decoding")
+    g.add_argument("-md", "--model-draft", "--spec-draft-model", dest="model_draft", metavar="FNAME",
+                   help="draft model for speculative decoding (default: unused)")
+    g.add_argument("--spec-type", default=None, metavar="none|draft-simple|ngram-simple",
+                   help="type of speculative decoding (default: draft-simple with -md, else none)")
+    g.add_argument("--spec-draft-n-max", type=_non_negative_int, default=3, metavar="N",
+                   help="number of tokens to draft for speculative decoding (default: 3)")
+    g.add_argument("--spec-draft-n-min", type=_non_negative_int, default=0, metavar="N",
+                   help="minimum number of draft tokens to use for speculative decoding (default: 0)")
+    g.add_argument("--spec-draft-p-min", "--draft-p-min", type=float, default=0.0, metavar="P",
+                   help="minimum speculative decoding probability (greedy) (default: 0.00)")
+    g.add_argument("--spec-ngram-simple-size-n", type=_positive_int, default=12, metavar="N",
+                   help="ngram size N for ngram-simple speculative decoding, length of lookup n-gram (default: 12)")
+    g.add_argument("--spec-ngram-simple-size-m", type=_positive_int, default=48, metavar="N",
+                   help="ngram size M for ngram-simple speculative decoding, length of draft m-gram (default: 48)")
+
+
 POOLING_TYPES = ("none", "mean", "cls", "last", "rank")
 
 
@@ -89,6 +108,11 @@ def add_pooling_arg(group: argparse._ArgumentGroup) -> None:
 def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
     from llmcore.api import LLM
+    from llmcore.engine.speculative import DraftParams
+
+    draft = DraftParams(n_max=args.spec_draft_n_max, n_min=args.spec_draft_n_min, p_min=args.spec_draft_p_min,
+                        ngram_size_n=args.spec_ngram_simple_size_n, ngram_size_m=args.spec_ngram_simple_size_m
+                        ) if hasattr(args, "spec_type") else None
 
     llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
               n_threads=args.threads, seed=seed, cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
@@ -97,7 +121,8 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               tensor_split=args.tensor_split, main_gpu=args.main_gpu,
               embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
               lora=args.lora, control_vectors=args.control_vectors,
-              control_vector_layer_range=args.control_vector_layer_range, n_seq_max=getattr(args, "parallel", 1))
+              control_vector_layer_range=args.control_vector_layer_range,
+              draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None), draft=draft, n_seq_max=getattr(args, "parallel", 1))
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
@@ -189,6 +214,9 @@ def print_timings(llm, timings=None) -> None:
         f"eval time = {t.predicted_ms:10.2f} ms / {t.predicted_n:5d} runs   ({_per(t.predicted_ms, t.predicted_n)})",
         f"total time = {llm.load_ms + t.prompt_ms + t.predicted_ms:10.2f} ms / {t.prompt_n + t.predicted_n:5d} tokens",
     ]
+    if t.draft_n:  # llama-server's line
+        lines.append(f"draft acceptance rate = {t.draft_n_accepted / t.draft_n:0.5f} ({t.draft_n_accepted:5d} accepted / "
+                     f"{t.draft_n:5d} generated)")
     for line in lines:
         print(f"llmcore_perf: {line:>}", file=sys.stderr)
 

@@ -7,7 +7,14 @@ import codecs
 import sys
 from pathlib import Path
 
-from llmcore.cli._common import add_context_shift_args, add_model_args, load_llm, print_memory, print_timings
+from llmcore.cli._common import (
+    add_context_shift_args,
+    add_model_args,
+    add_speculative_args,
+    load_llm,
+    print_memory,
+    print_timings,
+)
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
@@ -27,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-display-prompt", action="store_true", help="don't print the prompt before the generation")
     g.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
     add_context_shift_args(g)
+    add_speculative_args(p)
     add_sampling_args(p)
     from llmcore.cli import conversation
 
