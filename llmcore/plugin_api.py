@@ -32,8 +32,9 @@ from llmcore.paths import cache_dir
 #: mixture-of-experts ops (SIGMOID, DIV, SOFTMAX, SUM_ROWS, TOP_K, GATHER, MUL_MAT_ID, WEIGHTED_SUM)
 #: and binary ops whose second operand holds one value per row (``is_per_row``); 2.3 MASK_GROUPS,
 #: SLICE, CONCAT and MUL_MAT_HEADS (DeepSeek's group-limited routing and multi-head latent attention);
-#: 2.4 SSM_CONV and SSM_SCAN (Mamba's recurrent state, updated in place in the caches).
-PLUGIN_API_VERSION = "2.4"
+#: 2.4 SSM_CONV and SSM_SCAN (Mamba's recurrent state, updated in place in the caches); 2.5 ATTENTION's
+#: sinks source and softcap_scale param, and SWIGLU_OAI (gpt-oss, Grok).
+PLUGIN_API_VERSION = "2.5"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")

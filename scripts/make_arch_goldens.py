@@ -606,6 +606,23 @@ def mamba2(m: TinyModel) -> None:
         m.matrix(f"{p}.ssm_out.weight", m.n_embd, di)
 
 
+def grok(m: TinyModel) -> None:
+    """Grok: norms after attention and after the FFN, 8 GeGLU experts with 2 per token, a dense GeGLU
+    FFN beside them in layer 0 only, layer 0's post-FFN norm named layer_output_norm and layer 1's
+    post_ffw_norm; the file gives the embedding scale and caps (low enough that tanh bends the
+    scores and logits) and leaves the attention output scale and the logit scale to llama.cpp's
+    defaults."""
+    m.metadata.update({"attention.layer_norm_rms_epsilon": 1e-5, "expert_feed_forward_length": m.n_ff,
+                       "embedding_scale": 4.0, "attn_logit_softcapping": 1.0, "final_logit_softcapping": 8.0})
+    m.embedding()
+    m.norms(["attn_norm", "attn_output_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        m.attention(il)
+        m.experts(il, n_expert=8, n_used=2, n_ff=m.n_ff)
+        m.norm(f"blk.{il}.{'layer_output_norm' if il == 0 else 'post_ffw_norm'}.weight", m.n_embd)
+    m.ffn(0)
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -651,6 +668,7 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "baichuan": (baichuan, {"n_layer": 40, "n_embd": 32, "n_head": 4, "n_head_kv": 4, "head_dim": 8, "n_ff": 32}),
     "mamba": (mamba, {}),
     "mamba2": (mamba2, {}),
+    "grok": (grok, {"n_ff": 32}),
 }
 
 

@@ -239,6 +239,11 @@ def _gated() -> Iterator[OpCase]:
             node = g.swiglu(gate, up) if op is Op.SWIGLU else g.geglu(gate, up)
             yield _case(f"{op.value}-{n}x{d}", f"{op.value} gate=up=f32[{n}, {d}]", g, node,
                         _normal({"gate": (n, d), "up": (n, d)}, 3.0))
+    for n, d in ((1, 64), (33, 577)):  # gpt-oss's: values past the limit of 7 on both sides
+        g = GraphBuilder(n, n)
+        node = g.swiglu_oai(g.input("gate", (n, d), F32), g.input("up", (n, d), F32), 1.702, 7.0)
+        yield _case(f"swiglu_oai-{n}x{d}", f"swiglu_oai gate=up=f32[{n}, {d}] alpha=1.702 limit=7", g, node,
+                    _normal({"gate": (n, d), "up": (n, d)}, 6.0))
 
 
 def _reshape() -> Iterator[OpCase]:
@@ -334,6 +339,23 @@ def _attention() -> Iterator[OpCase]:
                            1.0 / math.sqrt(32), softcap=1.5)
         yield _case(cid, f"attention q=f32[{n}, 4, 32] kv=f16[{n_cells}, 64] softcap=1.5 n_kv=40",
                     g, node, _attention_feeds(n, 4, 32, n_cells, 40), n_kv=40)
+    for n in (1, 7):  # Grok's cap, its multiplier folded into the tanh's factor
+        g = GraphBuilder(n, n)
+        cid = f"attention-softcap-scale-n{n}"
+        k, v = (g.cache(f"{cid}.{name}", (n_cells, 64), F16) for name in "kv")
+        node = g.attention(g.input("q", (n, 4, 32), F32), k, v, g.input("kq_mask", (n, n_cells), F32), 1.0,
+                           softcap=3.0, softcap_scale=0.25 / 3.0)
+        yield _case(cid, f"attention q=f32[{n}, 4, 32] kv=f16[{n_cells}, 64] 3 * tanh(q.k * 0.25 / 3) n_kv=40",
+                    g, node, _attention_feeds(n, 4, 32, n_cells, 40), n_kv=40)
+    for n, n_kv, flash in ((1, 1, False), (7, 40, False), (1, 40, True), (7, 40, True), (64, 64, True)):
+        g = GraphBuilder(n, n)  # gpt-oss's attention sinks, without and with flash attention (one row, tiled)
+        cid = f"attention-sinks-{'fa' if flash else 'nofa'}-n{n}-kv{n_kv}"
+        k, v = (g.cache(f"{cid}.{name}", (n_cells, 128), F16) for name in "kv")
+        node = g.attention(g.input("q", (n, 8, 32), F32), k, v, g.input("kq_mask", (n, n_cells), F32),
+                           1.0 / math.sqrt(32), flash=flash, sinks=g.weight(f"{cid}.sinks", (8,), GGMLType.F32))
+        yield _case(cid, f"attention q=f32[{n}, 8, 32] kv=f16[{n_cells}, 128] sinks=f32[8] "
+                         f"flash={'on' if flash else 'off'} n_kv={n_kv}",
+                    g, node, _attention_feeds(n, 8, 32, n_cells, n_kv), n_kv=n_kv)
 
 
 def _attention_cache_types(n_cells: int) -> Iterator[OpCase]:

@@ -39,6 +39,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.TANH: 1e-6,
     Op.SWIGLU: 1e-6,
     Op.GEGLU: 1e-6,
+    Op.SWIGLU_OAI: 1e-6,
     Op.RESHAPE: 1e-7,
     Op.KV_STORE: 1e-7,
     Op.HADAMARD: 1e-7,

@@ -131,6 +131,12 @@ class GraphBuilder:
         _expect(gate.shape == up.shape, f"geglu {name}: {gate.shape} != {up.shape}")
         return self._node(Op.GEGLU, (gate, up), gate.shape, name)
 
+    def swiglu_oai(self, gate: Node, up: Node, alpha: float, limit: float, name: str = "") -> Node:
+        """gpt-oss's clamped SwiGLU (ggml_swiglu_oai): x = min(gate, limit), y = clamp(up, -limit,
+        limit), x * sigmoid(alpha * x) * (y + 1)."""
+        _expect(gate.shape == up.shape, f"swiglu_oai {name}: {gate.shape} != {up.shape}")
+        return self._node(Op.SWIGLU_OAI, (gate, up), gate.shape, name, alpha=float(alpha), limit=float(limit))
+
     def sigmoid(self, a: Node, name: str = "") -> Node:
         return self._node(Op.SIGMOID, (a,), a.shape, name)
 
@@ -166,6 +172,15 @@ class GraphBuilder:
                 and x.shape[2] == w.shape[2],
                 f"mul_mat_id {name}: activations {x.shape} do not match weight {w.name} {w.shape} and ids {ids.shape}")
         return self._node(Op.MUL_MAT_ID, (w, x, ids), (n, k, w.shape[1]), name)
+
+    def add_id(self, x: Node, table: Node, ids: Node, name: str = "") -> Node:
+        """x[t, j] + table[ids[t, j]] (x [n, k, d], table [n_expert, d], ids i32[n, k]): each routed
+        expert's own bias (ggml_add_id), as a row lookup and an add."""
+        n, k, d = x.shape
+        _expect(ids.shape == (n, k) and len(table.shape) == 2 and table.shape[1] == d,
+                f"add_id {name}: table {table.shape} and ids {ids.shape} do not fit {x.shape}")
+        rows = self.get_rows(table, self.reshape(ids, (n * k,)), name=f"{name}.rows" if name else "")
+        return self.add(x, self.reshape(rows, (n, k, d)), name)
 
     def weighted_sum(self, x: Node, weights: Node, name: str = "") -> Node:
         """sum over j of x[t, j] * weights[t, j] (x [n, k, d], weights [n, k]), each product rounded
@@ -207,8 +222,9 @@ class GraphBuilder:
         return self._node(Op.HADAMARD, (a,), a.shape, name, n=int(n))
 
     def reshape(self, a: Node, shape: tuple[int, ...], name: str = "") -> Node:
+        """``a`` as ``shape`` (same values, same type: i32 ids stay i32)."""
         _expect(math.prod(shape) == math.prod(a.shape), f"reshape {name}: {a.shape} -> {shape}")
-        return self._node(Op.RESHAPE, (a,), shape, name)
+        return Node(Op.RESHAPE, (a,), tuple(shape), a.dtype, {}, name, self.layer)
 
     def kv_store(self, cache: Node, x: Node, cells: Node, name: str = "") -> Node:
         _expect(cache.op is Op.CACHE and x.shape == (cells.shape[0], cache.shape[1]),
@@ -217,13 +233,17 @@ class GraphBuilder:
         return node
 
     def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "",
-                  softcap: float = 0.0, max_bias: float = 0.0, flash: bool = False) -> Node:
+                  softcap: float = 0.0, max_bias: float = 0.0, flash: bool = False,
+                  softcap_scale: float = 0.0, sinks: Node | None = None) -> Node:
         """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d];
-        ``softcap`` > 0 caps each score q.k to softcap * tanh(q.k / softcap) (Gemma 2). ``max_bias``
-        > 0 is ALiBi: the mask then holds -|query position - key position| where visible, which
-        head h adds times its slope (ggml_soft_max_ext's ``max_bias``). ``flash`` computes it as
-        ggml's flash attention does; a quantized V cache needs it, and the block types need head
-        sizes that are a multiple of their block."""
+        ``softcap`` > 0 caps each score q.k to softcap * tanh(q.k / softcap) (Gemma 2), or to
+        softcap * tanh(q.k * softcap_scale) where ``softcap_scale`` is given (Grok's multiplier
+        folded into the cap's divisor, one float as llama.cpp computes it; not with ``flash``).
+        ``max_bias`` > 0 is ALiBi: the mask then holds -|query position - key position| where
+        visible, which head h adds times its slope (ggml_soft_max_ext's ``max_bias``). ``sinks``
+        f32[n_head]: each head's attention sink (gpt-oss), a logit that joins the softmax's max and
+        sum without a value. ``flash`` computes it as ggml's flash attention does; a quantized V
+        cache needs it, and the block types need head sizes that are a multiple of their block."""
         n, n_head, head_dim = q.shape
         n_head_kv = k.shape[1] // head_dim
         _expect(k.shape == v.shape and k.shape[1] == n_head_kv * head_dim and n_head % n_head_kv == 0,
@@ -235,9 +255,15 @@ class GraphBuilder:
             _expect(not kv_types.is_quantized(cache.dtype) or head_dim % kv_types.QK == 0,
                     f"attention {name}: cache type {cache.dtype} with block size {kv_types.QK} does not divide "
                     f"the head size {head_dim}")
-        return self._node(Op.ATTENTION, (q, k, v, kq_mask), (n, n_head * head_dim), name,
+        _expect(not softcap_scale or (softcap > 0 and not flash),
+                f"attention {name}: softcap_scale needs a softcap and no flash attention")
+        _expect(sinks is None or (sinks.shape == (n_head,) and sinks.dtype in (F32, GGMLType.F32)),
+                f"attention {name}: sinks {sinks} are not one f32 value per head")
+        srcs = (q, k, v, kq_mask) if sinks is None else (q, k, v, kq_mask, sinks)
+        params = {"softcap_scale": float(softcap_scale)} if softcap_scale else {}
+        return self._node(Op.ATTENTION, srcs, (n, n_head * head_dim), name,
                           scale=float(scale), n_head_kv=n_head_kv, softcap=float(softcap),
-                          max_bias=float(max_bias), flash=bool(flash))
+                          max_bias=float(max_bias), flash=bool(flash), **params)
 
     # -- recurrent state (Mamba) ----------------------------------------------------------------
 

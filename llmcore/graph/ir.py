@@ -36,6 +36,8 @@ class Op(str, enum.Enum):
     GELU = "gelu"
     TANH = "tanh"  # logit soft-capping: cap * tanh(x / cap), as scale, tanh, scale
     SWIGLU = "swiglu"  # silu(gate) * up
+    SWIGLU_OAI = "swiglu_oai"  # gpt-oss's: x = min(gate, limit), y = clamp(up, -limit, limit),
+    # x / (1 + expf(alpha * -x)) * (y + 1) (params: alpha, limit), as ggml_swiglu_oai
     GEGLU = "geglu"  # gelu(gate) * up
     RESHAPE = "reshape"
     KV_STORE = "kv_store"  # cache[cells] = x; the node stands for the updated cache
@@ -64,7 +66,9 @@ class Op(str, enum.Enum):
     ATTENTION = "attention"  # softmax(q k^T * scale + slope_h * mask) v over the first n_kv cache cells, GQA
     # (params: scale, n_head_kv, softcap: scores become softcap * tanh(scores / softcap) first when > 0;
     # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's
-    # flash_attn_ext, an online softmax over the cells, instead of two products around a softmax)
+    # flash_attn_ext, an online softmax over the cells, instead of two products around a softmax;
+    # softcap_scale, when present: the cap is softcap * tanh(scores * softcap_scale), Grok's; an optional
+    # fifth source sinks f32[n_head]: a logit per head that joins each row's softmax max and sum, gpt-oss's)
     SSM_CONV = "ssm_conv"  # Mamba's causal depthwise conv1d (ggml_ssm_conv) over x [n, channels] with weight
     # [channels, d_conv]: token t of a sequence sees the d_conv - 1 inputs before it, which its state row
     # (srcs: state cache [slots, channels * (d_conv - 1)], x, weight, i32 slots[n]) holds across steps;

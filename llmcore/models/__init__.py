@@ -17,6 +17,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     glm4,
     gpt2,
     gptneox,
+    grok,
     llama,
     llama_alike,
     mamba,

@@ -57,7 +57,9 @@ class HParams:
     rope_yarn_log_mul: float = 0.0  # {arch}.rope.scaling.yarn_log_multiplier as the file has it
     clamp_kqv: float = 0.0  # MPT and OLMo clip queries, keys and values to [-clamp_kqv, clamp_kqv]; 0: no clip
     max_alibi_bias: float = 0.0  # ALiBi's bias of the first head (MPT); 0: no ALiBi
-    logit_scale: float = 1.0  # Command-R multiplies its logits by this
+    logit_scale: float | None = None  # {arch}.logit_scale: the logits times this (Command-R, Grok); None: not given
+    embedding_scale: float | None = None  # {arch}.embedding_scale: the token embeddings times this (Grok)
+    attn_out_scale: float | None = None  # {arch}.attention.output_scale: Grok's scores times this, inside the cap
     parallel_residual: bool = True  # GPT-NeoX's use_parallel_residual: attention and FFN read one input
     sliding: SlidingWindow | None = None  # as the file gives it; a family applies its defaults
     attn_softcap: float | None = None  # {arch}.attn_logit_softcapping (Gemma 2)
@@ -107,7 +109,9 @@ class HParams:
             rope_yarn_log_mul=keys.number("rope.scaling.yarn_log_multiplier", low=0.0, default=0.0, low_inclusive=True),
             clamp_kqv=keys.number("attention.clamp_kqv", low=0.0, default=0.0, low_inclusive=True),
             max_alibi_bias=keys.number("attention.max_alibi_bias", low=0.0, default=0.0, low_inclusive=True),
-            logit_scale=keys.number("logit_scale", low=0.0, default=1.0),
+            logit_scale=keys.optional_number("logit_scale"),
+            embedding_scale=keys.optional_number("embedding_scale"),
+            attn_out_scale=keys.optional_number("attention.output_scale"),
             parallel_residual=bool(meta.get(f"{arch}.use_parallel_residual", True)),
             sliding=SlidingWindow.from_keys(keys, n_layer),
             attn_softcap=keys.optional_number("attn_logit_softcapping"),
@@ -445,6 +449,8 @@ class Architecture:
 
     #: scores are capped to attn_softcap * tanh(score / attn_softcap) before the softmax; 0: not capped
     attn_softcap: float = 0.0
+    #: where not 0, the cap is attn_softcap * tanh(score * attn_softcap_scale) instead (Grok)
+    attn_softcap_scale: float = 0.0
     #: the window of sliding-window layers (llama.cpp's n_swa); 0 where no layer slides
     sliding_window: int = 0
     #: the LoRA adapters the weight products apply, in order, and the control vector added to the

@@ -35,7 +35,8 @@ class CommandR(Architecture):
             x = self.layer_output(g, x, il)
         g.layer = self.hp.n_layer
         logits = lm_head(g, self, layer_norm(g, self, x, "output_norm"))
-        return logits if self.hp.logit_scale == 1.0 else g.scale(logits, self.hp.logit_scale)
+        scale = self.hp.logit_scale
+        return logits if scale is None or scale == 1.0 else g.scale(logits, scale)
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
         q, k, v = qkv_projections(g, self, x, il)

@@ -61,7 +61,9 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
            rope: bool = True) -> Node:
     """The rest of self-attention once q [n, n_head, d], k [n, n_head_kv, d] and v [n, kv_width]
     are made: rotary positions (unless ``rope`` is False, for layers without them), the KV cache,
-    softmax(q k^T * m.attn_scale + mask) v and the output projection."""
+    softmax(q k^T * m.attn_scale + mask) v and the output projection. The layer's ``attn_sinks``
+    (gpt-oss: a logit per head that takes a share of the softmax without a value) join where the
+    model has them."""
     n = q.shape[0]
     if rope:
         factors = m.rope_factors(g)
@@ -77,8 +79,10 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
     v_cache = g.cache(f"cache_v.{il}", (m.n_ctx, m.kv_width), m.cache.type_v)
     k_all = g.kv_store(k_cache, g.reshape(k, (n, m.kv_width)), inp.kv_cells, name=f"k_store.{il}")
     v_all = g.kv_store(v_cache, v, inp.kv_cells, name=f"v_store.{il}")
+    sinks = m.w(g, f"blk.{il}.attn_sinks.weight") if m.has(f"blk.{il}.attn_sinks.weight") else None
     out = g.attention(q, k_all, v_all, m.layer_kq_mask(inp, il), m.attn_scale, name=f"attn.{il}",
-                      softcap=m.attn_softcap, max_bias=m.max_alibi_bias, flash=m.cache.flash_attn)
+                      softcap=m.attn_softcap, max_bias=m.max_alibi_bias, flash=m.cache.flash_attn,
+                      softcap_scale=m.attn_softcap_scale, sinks=sinks)
     if rot_v:
         out = g.hadamard(out, rot_v, name=f"attn_rot.{il}")
     return _project(g, m, out, f"blk.{il}.attn_output")

@@ -33,8 +33,8 @@ class Llama(Architecture):
             h = self.attention(g, self.norm(g, x, f"blk.{il}.attn_norm"), inp, il)
             if il == self.hp.n_layer - 1:  # only the rows that produce logits go further
                 x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
-            x = g.add(x, h)
-            x = g.add(x, self.ffn(g, self.norm(g, x, f"blk.{il}.{self.ffn_norm}"), il))
+            x = g.add(x, self.post_attention(g, h, il))
+            x = g.add(x, self.post_ffn(g, self.ffn(g, self.norm(g, x, f"blk.{il}.{self.ffn_norm}"), il), il))
             x = self.layer_output(g, x, il)
         return self.head(g, x)
 
@@ -46,6 +46,14 @@ class Llama(Architecture):
 
     def attention(self, g: GraphBuilder, x: Node, inp: BatchInputs, il: int) -> Node:
         return self_attention(g, self, x, inp, il)
+
+    def post_attention(self, g: GraphBuilder, h: Node, il: int) -> Node:
+        """The attention's output as the residual adds it (Grok norms it first)."""
+        return h
+
+    def post_ffn(self, g: GraphBuilder, h: Node, il: int) -> Node:
+        """The FFN's output as the residual adds it (Grok norms it first)."""
+        return h
 
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
         if self.has(f"blk.{il}.ffn_gate_inp.weight"):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from llmcore.backends.reference import attention, kernels, moe, ssm
+from llmcore.backends.reference.attention import libm_expf
 from llmcore.plugin_api import (
     Availability, Backend, Device, Executable, GGMLType, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
 )
@@ -21,7 +22,7 @@ from llmcore.plugin_api import (
 class ReferenceBackend(Backend):
     name = "reference"
     priority = 0
-    api_version = "2.4"
+    api_version = "2.5"
     runs_on_host = True
 
     @classmethod
@@ -137,9 +138,10 @@ class _Interpreter(Executable):
             case Op.SSM_SCAN:
                 return ssm.ssm_scan(*src)
             case Op.ATTENTION:
-                return attention.attention(*src, p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
+                return attention.attention(*src[:4], p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
                                            node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"],
-                                           b.n_threads or os.cpu_count() or 1)
+                                           b.n_threads or os.cpu_count() or 1, p.get("softcap_scale", 0.0),
+                                           src[4] if len(src) > 4 else None)
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:
@@ -150,6 +152,8 @@ class _Interpreter(Executable):
                 return _UNARY_WITH_EPS[node.op](src[0], p["eps"])
             case Op.SCALE:
                 return src[0] * np.float32(p["factor"])
+            case Op.SWIGLU_OAI:
+                return _swiglu_oai(*src, p["alpha"], p["limit"])
             case Op.CLAMP:
                 return np.clip(src[0], np.float32(p["low"]), np.float32(p["high"]))
             case _:
@@ -175,6 +179,13 @@ _ELEMENTWISE: dict[Op, Callable[..., np.ndarray]] = {
     Op.SWIGLU: lambda gate, up: kernels.silu(gate) * up,
     Op.GEGLU: lambda gate, up: kernels.gelu(gate) * up,
 }
+
+
+def _swiglu_oai(gate: np.ndarray, up: np.ndarray, alpha: float, limit: float) -> np.ndarray:
+    """ggml_swiglu_oai's loop: the C library's expf, each operation rounded to float32."""
+    x = np.minimum(gate, np.float32(limit))
+    y = np.clip(up, np.float32(-limit), np.float32(limit))
+    return x / (np.float32(1) + libm_expf(np.float32(alpha) * -x)) * (y + np.float32(1))
 
 
 def _prepared_matrix(raw: np.ndarray, w_type: GGMLType, shape: tuple[int, ...]) -> np.ndarray | kernels.BlockQuants:

@@ -39,16 +39,39 @@ _CHUNK = 1 << 21  # values per temporary of the block dot products
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray, scale: float,
               n_head_kv: int, n_kv: int, type_k: str, type_v: str, flash: bool = False,
-              max_bias: float = 0.0, softcap: float = 0.0, n_threads: int = 1) -> np.ndarray:
+              max_bias: float = 0.0, softcap: float = 0.0, n_threads: int = 1, softcap_scale: float = 0.0,
+              sinks: np.ndarray | None = None) -> np.ndarray:
     """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells of caches stored as
     ``kv_types.storage`` lays them out (q [n, n_head, d]; returns [n, n_head * d]). ``n_threads``
     is the thread count of the llama.cpp whose sums to follow: its flash attention for one query
-    over a long f16 cache splits the cells among them."""
+    over a long f16 cache splits the cells among them. ``softcap_scale`` (0: 1 / softcap) multiplies
+    the scores inside the cap's tanh; ``sinks`` [n_head] are the heads' attention sinks (see
+    :func:`_add_sinks`)."""
+    cap = _Cap(softcap, softcap_scale)
     if not flash:
-        if type_k == type_v == F16:
+        if type_k == type_v == F16 and sinks is None and not softcap_scale:
             return kernels.attention(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, max_bias, softcap)
-        return _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap)
-    return _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads)
+        return _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks)
+    return _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads, sinks)
+
+
+class _Cap:
+    """Soft-capping of the scores before the softmax: ``softcap * tanh(score * scale)``, ``scale``
+    being 1 / softcap (ggml's scale, tanh, scale) unless Grok's folded multiplier is given."""
+
+    def __init__(self, softcap: float, scale: float = 0.0) -> None:
+        self.softcap = softcap
+        self.scale = np.float32(scale) if scale else np.float32(1.0 / softcap) if softcap > 0 else None
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        if self.scale is None:
+            return scores
+        return np.tanh(scores * self.scale) * np.float32(self.softcap)
+
+
+def _sinks_by_row(sinks: np.ndarray | None, n_head_kv: int) -> np.ndarray | None:
+    """Sinks [n_head] as [n_head_kv, group, 1] for scores laid out per KV head and group."""
+    return None if sinks is None else sinks.astype(np.float32).reshape(n_head_kv, -1, 1)
 
 
 # -- shared pieces ------------------------------------------------------------------------------
@@ -215,21 +238,28 @@ def _scores(q: np.ndarray, k_cache: np.ndarray, type_k: str, n_kv: int, n_head_k
 
 
 def _softmax(scores: np.ndarray, mask: np.ndarray, scale: float, slopes: np.ndarray, max_bias: float,
-             softcap: float) -> np.ndarray:
+             cap: _Cap, sinks: np.ndarray | None = None) -> np.ndarray:
     """ggml_soft_max_ext of scores [n_head_kv, group, n, n_kv] (with soft-capping first, as ggml's
-    scale, tanh, scale), as :func:`kernels.attention` computes it."""
-    if softcap > 0:
-        scores = np.tanh(scores * np.float32(1.0 / softcap)) * np.float32(softcap)
+    scale, tanh, scale), as :func:`kernels.attention` computes it. With ``sinks`` [n_head_kv,
+    group, 1] (ggml_soft_max_add_sinks) a row's max is at least its head's sink, and the sum gains
+    the sink's exp by the C library's expf, in double."""
+    scores = cap(scores)
     if max_bias > 0:
         scores = _fma(slopes, mask[None, None], scores * np.float32(scale))
     else:
         scores = scores * np.float32(scale) + mask[None, None]
-    scores = scores - scores.max(axis=-1, keepdims=True)
+    row_max = scores.max(axis=-1, keepdims=True)
+    if sinks is not None:
+        row_max = np.maximum(row_max, sinks[..., None])
+    scores = scores - row_max
     probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
-    return probs * (1.0 / kernels._grouped_sum(probs)).astype(np.float32)[..., None]
+    total = kernels._grouped_sum(probs)
+    if sinks is not None:
+        total = total + libm_expf(sinks[..., None] - row_max)[..., 0].astype(np.float64)
+    return probs * (1.0 / total).astype(np.float32)[..., None]
 
 
-def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap):
+def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks):
     """Attention without flash attention over caches other than f16/f16 (see the module docstring).
     llama.cpp multiplies a batch of two or more queries by tinyBLAS and one by vec_dot; a row counts
     as batched when a token of its own sequence sits beside it, as in :func:`kernels.attention`."""
@@ -249,7 +279,7 @@ def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v,
     else:
         scores = by_row(lambda b: _scores(qh, k_cache, type_k, n_kv, n_head_kv, b, d * n_head_kv))
     probs = _softmax(scores.reshape(n_head_kv, group, n, n_kv), mask, scale, _slopes(n_head, n_head_kv, max_bias),
-                     max_bias, softcap).reshape(n_head_kv, group * n, n_kv)
+                     max_bias, cap, _sinks_by_row(sinks, n_head_kv)).reshape(n_head_kv, group * n, n_kv)
     # llama.cpp's cache view is padded to 256 cells: its sums over cells have no leftovers
     padding = -n_kv % 256
     probs = np.pad(_round(probs, type_v), ((0, 0), (0, 0), (0, padding)))[:, :, None, :]
@@ -296,7 +326,7 @@ def libm_expf(x: np.ndarray) -> np.ndarray:
     return np.where(x > np.float32(float.fromhex("0x1.62e42ep6")), np.float32(np.inf), np.where(np.isnan(x), x, y))
 
 
-def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads):
+def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads, sinks):
     n, n_head, d = q.shape
     # llama.cpp's graph casts an f32 cache to f16 for flash attention
     type_k, type_v = (F16 if t == F32 else t for t in (type_k, type_v))
@@ -310,13 +340,27 @@ def _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, ma
         scale = np.float32(scale) / np.float32(softcap)
     qh = _by_kv_head(q, n_head_kv)
     view = _cache_view_cells(n_kv, k_cache.shape[0])
+    # each query row's sink, [heads, group * n] as the rows are laid out
+    row_sinks = None if sinks is None else np.repeat(sinks.astype(np.float32).reshape(n_head_kv, group), n, axis=1)
     if n >= Q_TILE and type_k == type_v == F16:
-        out = _flash_tiled(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap)
+        out = _flash_tiled(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap, row_sinks)
     elif n == 1 and type_k == type_v == F16 and view >= SPLIT_KV_CELLS:
-        out = _flash_split(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap, view, n_threads)
+        out = _flash_split(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, softcap, view, n_threads,
+                           row_sinks)
     else:
-        out = _flash_one_row(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, type_k, type_v, softcap)
+        out = _flash_one_row(qh, k_cache, v_cache, masks, np.float32(scale), n_head_kv, n_kv, type_k, type_v, softcap,
+                             row_sinks=row_sinks)
     return _from_kv_head(out, n)
+
+
+def _add_sinks(acc: np.ndarray, m: np.ndarray, total: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The attention sinks of ggml's flash attention (after the cells, on the first chunk only): a
+    sink above a row's max rescales its sums by expf(max - sink) and adds 1, else it adds
+    expf(sink - max), to the sum alone (a sink has no value). Returns (acc, total)."""
+    higher = sinks > m
+    ms = np.where(higher, libm_expf(np.where(higher, m - sinks, 0)), np.float32(1))
+    vs = np.where(higher, np.float32(1), libm_expf(np.where(higher, 0, sinks - m)))
+    return np.where(higher[..., None], acc * ms[..., None], acc), _fma(total, ms, vs)
 
 
 def _cache_view_cells(n_kv: int, n_cells: int) -> int:
@@ -324,7 +368,7 @@ def _cache_view_cells(n_kv: int, n_cells: int) -> int:
     return min(n_cells, max(256, -(-n_kv // 256) * 256))
 
 
-def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, view, n_threads):
+def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, view, n_threads, row_sinks):
     """One query over a cache view of 512 cells or more (f16 caches): ggml cuts the view's cells into
     one chunk per thread, runs the one-row path on each without normalising, then merges the chunks
     in order (ggml_flash_attn_ext_reduce_partials), each merge's multiply-adds fused as its C
@@ -336,7 +380,8 @@ def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, v
     total = np.zeros((heads, rows), np.float32)
     for start in range(0, view, chunk):
         part, m_part, s_part = _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, F16, F16, softcap,
-                                              cells=(start, min(start + chunk, n_kv)), normalize=False)
+                                              cells=(start, min(start + chunk, n_kv)), normalize=False,
+                                              row_sinks=row_sinks if start == 0 else None)
         use = s_part != 0
         m_new = np.maximum(m, m_part)
         scale_old, scale_new = libm_expf(m - m_new), libm_expf(m_part - m_new)
@@ -348,10 +393,10 @@ def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, v
 
 
 def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, type_v, softcap,
-                   cells: tuple[int, int] | None = None, normalize: bool = True):
+                   cells: tuple[int, int] | None = None, normalize: bool = True, row_sinks: np.ndarray | None = None):
     """ggml_compute_forward_flash_attn_ext_f16_one_chunk over every query row at once, cell by cell
     (the cells [start, stop) of ``cells`` only; unnormalised, with each row's max and sum, unless
-    ``normalize``)."""
+    ``normalize``), then the rows' sinks where given."""
     vec_type = F16 if type_k == F16 else BF16 if type_k == BF16 else None
     heads, rows, d = qh.shape
     s_all = _scores(qh, k_cache, type_k, n_kv, n_head_kv, False, heads * d, vec_type) * scale
@@ -381,13 +426,16 @@ def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, 
             added = added.astype(np.float16).astype(np.float32)
         acc = np.where(seen[..., None], added, acc)
         total = np.where(seen, _fma(total, ms, vs), total)
+    if row_sinks is not None:
+        acc, total = _add_sinks(acc, m, total, row_sinks)
+        m = np.maximum(m, row_sinks)
     if not normalize:
         return acc, m, total
     inv = np.where(total == 0, np.float32(0), np.float32(1) / np.where(total == 0, np.float32(1), total))
     return acc * inv[..., None].astype(np.float32)
 
 
-def _flash_tiled(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap):
+def _flash_tiled(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, row_sinks):
     """ggml_compute_forward_flash_attn_ext_tiled (f16 caches, 64 or more queries), per query row:
     64 cells at a time, scores and V sums as sequential fused multiply-adds (simd_gemm)."""
     heads, rows, d = qh.shape
@@ -422,5 +470,7 @@ def _flash_tiled(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap):
         exps = np.where(seen[..., None], exps, np.float32(0))
         for j in range(c1 - c0):  # simd_gemm: the tile's cells in order
             acc = _fma(exps[:, :, j:j + 1], v[:, None, c0 + j, :], acc)
+    if row_sinks is not None:
+        acc, total = _add_sinks(acc, m, total, row_sinks)
     inv = np.where(total == 0, np.float32(0), np.float32(1) / np.where(total == 0, np.float32(1), total))
     return acc * inv[..., None].astype(np.float32)

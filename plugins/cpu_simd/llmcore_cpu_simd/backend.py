@@ -25,7 +25,7 @@ CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 
 _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
                 Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP, Op.DIV, Op.SIGMOID, Op.SOFTMAX,
-                Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM}
+                Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM, Op.SWIGLU_OAI}
 #: llama.cpp's LLAMA_MAX_EXPERTS: the widest row TOP_K sorts (on the stack)
 MAX_SORTED = 512
 
@@ -95,7 +95,7 @@ class CpuSimdBackend(Backend):
         if op is Op.KV_STORE:
             return node.dtype in CACHE_TYPES and node.srcs[1].dtype == F32
         if op is Op.ATTENTION:
-            q, k, v, mask = node.srcs
+            q, k, v, mask = node.srcs[:4]
             head_dim = q.shape[2]
             return (k.dtype in CACHE_TYPES and v.dtype in CACHE_TYPES and q.dtype == F32 and mask.dtype == F32
                     and head_dim <= 512 and (node.params.get("flash") or v.dtype in (F16, F32))

@@ -199,7 +199,7 @@ class Program:
         if op is Op.HADAMARD:
             return [_Step("LC_OP_HADAMARD", self._value(node), [key(srcs[0])], ne=(size,), i=(node.params["n"],))]
         if op is Op.ATTENTION:
-            q, k, v, mask = srcs
+            q, k, v, mask = srcs[:4]
             n, n_head, head_dim = q.shape
             # the f16-rounded queries and the scores of the heads sharing a KV head, one head's 64
             # partial sums per dimension; flash attention's tiles: keys and values of 64 cells and
@@ -209,10 +209,14 @@ class Program:
             if node.params.get("flash"):
                 self._scratch_floats = max(self._scratch_floats,
                                            2 * 64 * head_dim + 64 + 64 * group * (head_dim + 2), 4 * head_dim)
-            return [_Step("LC_OP_ATTENTION", self._value(node), [key(q), key(k), key(v), key(mask)],
+            return [_Step("LC_OP_ATTENTION", self._value(node), [key(s) for s in srcs],
                           _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
-                          f=(node.params["scale"], node.params["softcap"], node.params["max_bias"]),
+                          f=(node.params["scale"], node.params["softcap"], node.params["max_bias"],
+                             node.params.get("softcap_scale", 0.0)),
                           i=(node.params["n_head_kv"], _type_id(v.dtype), int(bool(node.params.get("flash")))))]
+        if op is Op.SWIGLU_OAI:
+            return [_Step("LC_OP_SWIGLU", self._value(node), [key(s) for s in srcs], ne=(size,),
+                          f=(node.params["alpha"], node.params["limit"]), i=(1,))]
         binary = op in (Op.ADD, Op.MUL, Op.DIV)
         ne = (size, math.prod(srcs[1].shape)) if binary else (size,)
         per_row = (srcs[0].shape[-1],) if binary and is_per_row(srcs[0].shape, srcs[1].shape) else ()

@@ -108,13 +108,16 @@ class VulkanBackend(Backend):
             return node.dtype in CACHE_SHADERS and (node.dtype == F32 or node.shape[1] % 2 == 0)
         if node.op in _NO_SHADER_YET:
             return False
+        if node.op is Op.SWIGLU_OAI:
+            return False  # no shader yet
         if node.op in (Op.ADD, Op.MUL) and is_per_row(node.srcs[0].shape, node.srcs[1].shape):
             return False  # the shaders broadcast b over a's rows, not one value per row
         if node.op is Op.ATTENTION:
             head_dim = node.srcs[0].shape[2]
             k = node.srcs[1]
-            # soft-capping, ALiBi, flash attention's order and caches of different types: no shader yet
-            no_shader_yet = node.params.get("softcap") or node.params.get("max_bias") or node.params.get("flash")
+            # soft-capping, ALiBi, sinks, flash attention's order and caches of different types: no shader yet
+            no_shader_yet = (node.params.get("softcap") or node.params.get("max_bias") or node.params.get("flash")
+                             or len(node.srcs) > 4)
             return (not no_shader_yet and k.dtype in CACHE_SHADERS and node.srcs[2].dtype == k.dtype
                     and head_dim <= MAX_HEAD_DIM and head_dim % 2 == 0
                     and math.prod(k.shape) * (2 if k.dtype == F16 else 4) <= limit)

@@ -150,6 +150,8 @@ typedef struct {
     int64_t k_row, v_row;          /* bytes per cell of the whole K / V cache */
     int64_t k_head, v_head;        /* bytes of one head within a cell */
     float scale, softcap, max_bias, m0, m1;
+    float cap_scale;               /* the scores' factor inside the cap's tanh: 1 / softcap, or Grok's */
+    const float *sinks;            /* NULL, or one sink logit per query head */
     uint32_t n_head_log2;
     int32_t n_kv;
 } attn_shape;
@@ -213,9 +215,11 @@ static float score(const attn_shape *a, const void *k_row, const float *qf, cons
 
 static inline float round_f16(float x) { return LC_H2F(lc_fp32_to_fp16(x)); }
 
-/* One query head without flash attention (ops.c's attend_one_head with the K and V types apart). */
+/* One query head without flash attention (ops.c's attend_one_head with the K and V types apart);
+ * sink: NULL or the head's sink logit, which joins the max and, by expf in double, the sum
+ * (ggml_soft_max_add_sinks). */
 static void attend_products(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                            const float *mask, float slope, int batched, float *work, float *y) {
+                            const float *mask, float slope, const float *sink, int batched, float *work, float *y) {
     const int64_t hd = a->head_dim;
     float *qf = work, *scores = qf + hd, *lanes = scores + a->n_ctx;
     lc_fp16_t kbuf[512];
@@ -228,10 +232,11 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
             continue;
         }
         float s = score(a, k_cell(a, k, j, kvh, kbuf), qf, qb, batched);
-        if (a->softcap > 0.0f) s = tanhf(s * (1.0f / a->softcap)) * a->softcap;
+        if (a->softcap > 0.0f) s = tanhf(s * a->cap_scale) * a->softcap;
         scores[j] = slope == 1.0f ? s * a->scale + mask[j] : fmaf(slope, mask[j], s * a->scale);
         if (scores[j] > max) max = scores[j];
     }
+    if (sink && *sink > max) max = *sink;
     double sum = 0.0;  /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's sum in double */
     for (int64_t j0 = 0; j0 < a->n_kv; j0 += 16) {
         float group_exps[16] = {0};
@@ -241,6 +246,7 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
         }
         sum += (double)lc_reduce16_ordered(group_exps);
     }
+    if (sink) sum += (double)expf(*sink - max);
     const float inv = (float)(1.0 / sum);
     const int n_lanes = batched ? 16 : 64;
     const int v_type = a->type_v;  /* f16 or f32 here */
@@ -260,12 +266,27 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
     }
 }
 
+/* A sink after flash attention's cells (ggml_flash_attn_ext_add_sinks): above the row's max M it
+ * rescales the sums and becomes the max, else it adds its exp to the sum S alone. */
+static void add_sink(float sink, float *M, float *S, float *acc, int64_t hd) {
+    float ms = 1.0f, vs = 1.0f;
+    if (sink > *M) {
+        ms = expf(*M - sink);
+        *M = sink;
+        for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
+    } else {
+        vs = expf(sink - *M);
+    }
+    *S = fmaf(*S, ms, vs);
+}
+
 /* One query head with flash attention, ggml's one-row path: online softmax cell by cell. */
 /* The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y and the row's
- * max and sum go to partial[0], partial[1] (one chunk of ggml's split over threads). */
+ * max and sum go to partial[0], partial[1] (one chunk of ggml's split over threads). The head's
+ * sink (NULL: none) joins the first chunk after its cells. */
 static void attend_flash_cells(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                               const float *mask, float slope, int64_t c0, int64_t c1, float *work, float *y,
-                               float *partial) {
+                               const float *mask, float slope, const float *sink, int64_t c0, int64_t c1, float *work,
+                               float *y, float *partial) {
     const int64_t hd = a->head_dim;
     float *qf = work, *acc = qf + hd, *v32 = acc + hd;
     lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[512];
@@ -331,6 +352,7 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
     }
     if (v_f16)
         for (int64_t d = 0; d < hd; d++) acc[d] = LC_H2F(acc16[d]);
+    if (sink && c0 == 0) add_sink(*sink, &M, &S, acc, hd);
     if (partial) {
         partial[0] = M;
         partial[1] = S;
@@ -352,7 +374,7 @@ static int64_t view_cells(const attn_shape *a) {
  * into one chunk per thread (nth), runs the one-row path on each without normalising, and merges
  * the chunks in order (ggml_flash_attn_ext_reduce_partials; its C fuses each merge's first product). */
 static void attend_flash_split(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                               const float *mask, float slope, int nth, float *work, float *y) {
+                               const float *mask, float slope, const float *sink, int nth, float *work, float *y) {
     const int64_t hd = a->head_dim, view = view_cells(a), chunk = (view + nth - 1) / nth;
     float *part = work + 4 * hd, *acc = part + hd;
     float M = -INFINITY, S = 0.0f, ms_part[2];
@@ -360,7 +382,7 @@ static void attend_flash_split(const attn_shape *a, const float *q, const char *
     for (int64_t c0 = 0; c0 < view; c0 += chunk) {
         const int64_t c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
         if (c0 >= c1) continue;  /* padding cells only: nothing visible */
-        attend_flash_cells(a, q, k, v, kvh, mask, slope, c0, c1, work, part, ms_part);
+        attend_flash_cells(a, q, k, v, kvh, mask, slope, sink, c0, c1, work, part, ms_part);
         if (ms_part[1] == 0.0f) continue;
         const float m_new = fmaxf(M, ms_part[0]);
         const float scale_old = expf(M - m_new), scale_new = expf(ms_part[0] - m_new);
@@ -471,7 +493,8 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
     }
     for (int64_t t = t0; t < t1; t++)
         for (int64_t g = 0; g < G; g++) {
-            const float *st = state + ((t - t0) * G + g) * (hd + 2);
+            float *st = state + ((t - t0) * G + g) * (hd + 2);
+            if (a->sinks) add_sink(a->sinks[kvh * G + g], &st[0], &st[1], st + 2, hd);
             const float inv = st[1] == 0.0f ? 0.0f : 1.0f / st[1];
             float *y = y_all + (t * a->n_head + kvh * G + g) * hd;
             for (int64_t d = 0; d < hd; d++) y[d] = st[2 + d] * inv;
@@ -503,6 +526,8 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
     a.scale = nd->f[0];
     a.softcap = nd->f[1];
     a.max_bias = nd->f[2];
+    a.cap_scale = nd->f[3] != 0.0f ? nd->f[3] : 1.0f / a.softcap;
+    a.sinks = nd->src[4];
     a.n_head_log2 = 1u << (uint32_t)floor(log2((double)a.n_head));
     a.m0 = powf(2.0f, -a.max_bias / a.n_head_log2);
     a.m1 = powf(2.0f, -(a.max_bias / 2.0f) / a.n_head_log2);
@@ -542,9 +567,10 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
                 continue;
             }
             const float slope = head_slope(&a, (uint32_t)h);
-            if (a.flash && split) attend_flash_split(&a, q, k, v, kvh, mask, slope, task->nth, task->scratch, y);
-            else if (a.flash) attend_flash_cells(&a, q, k, v, kvh, mask, slope, 0, a.n_kv, task->scratch, y, NULL);
-            else attend_products(&a, q, k, v, kvh, mask, slope, batched, task->scratch, y);
+            const float *sink = a.sinks ? a.sinks + h : NULL;
+            if (a.flash && split) attend_flash_split(&a, q, k, v, kvh, mask, slope, sink, task->nth, task->scratch, y);
+            else if (a.flash) attend_flash_cells(&a, q, k, v, kvh, mask, slope, sink, 0, a.n_kv, task->scratch, y, NULL);
+            else attend_products(&a, q, k, v, kvh, mask, slope, sink, batched, task->scratch, y);
         }
     }
 }

@@ -15,14 +15,16 @@
  *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2],
  *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
  *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
- *   SILU, GELU, SIGMOID  src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]
+ *   SILU, GELU, SIGMOID  src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]; SWIGLU with i[0] = 1 is
+ *              gpt-oss's clamped form (ggml_swiglu_oai), f[0] alpha, f[1] limit
  *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type: F32, F16, BF16 or a block
  *              type) of rows of row_bytes, [*, ne0] values each
  *   HADAMARD   src0 f32 [ne0] rotated in chunks of i[0] (a power of two) by the Walsh-Hadamard matrix
  *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache (type), src2 v cache
  *              (type i[1]), src3 mask [ne2, ne3]; i[0] n_head_kv; i[2] flash attention; f[0] scale;
  *              f[1] soft-cap; f[2] ALiBi's max bias (0: none; the mask, times each head's slope, then
- *              holds -distance); reads the first n_kv cells
+ *              holds -distance); f[3] the scores' factor inside the cap's tanh (0: 1 / soft-cap); src4
+ *              NULL or f32 sinks[ne1], a logit per head joining the softmax; reads the first n_kv cells
  * Mixture of experts (moe.c):
  *   SOFTMAX, SUM_ROWS  src0 [ne1, ne0]; dst [ne1, ne0] / [ne1]
  *   TOP_K      src0 f32 [ne1, ne0]; dst i32 [ne1, ne2]: the ne2 largest, largest first, ties in std::sort's order

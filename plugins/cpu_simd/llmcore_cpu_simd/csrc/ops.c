@@ -296,10 +296,20 @@ static void op_tanh(const lc_node *nd, const lc_task *task) {
     for (int64_t i = i0; i < i1; i++) y[i] = tanhf(x[i]);
 }
 
+/* gpt-oss's clamped SwiGLU, ggml_swiglu_oai's loop: std::min and std::clamp, the C library's expf */
+static void swiglu_oai_rows(const float *gate, const float *up, float *y, float alpha, float limit, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+        const float x = limit < gate[i] ? limit : gate[i];
+        const float u = up[i] < -limit ? -limit : limit < up[i] ? limit : up[i];
+        y[i] = x / (1.0f + expf(alpha * (-x))) * (u + 1.0f);
+    }
+}
+
 static void op_swiglu(const lc_node *nd, const lc_task *task) {
     int64_t i0, i1;
     share_vectors(nd->ne[0], task->ith, task->nth, &i0, &i1);
-    silu_rows(nd->src[0], nd->src[1], nd->dst, i0, i1);
+    if (nd->i[0]) swiglu_oai_rows(nd->src[0], nd->src[1], nd->dst, nd->f[0], nd->f[1], i0, i1);
+    else silu_rows(nd->src[0], nd->src[1], nd->dst, i0, i1);
 }
 
 /* ---- norms --------------------------------------------------------------------------------- */
@@ -729,7 +739,8 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
 }
 
 static void op_attention(const lc_node *nd, const lc_task *task) {
-    if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16) {  /* other types, flash attention */
+    /* other types, flash attention, sinks and Grok's folded cap: kv.c's general path */
+    if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16 || nd->src[4] || nd->f[3] != 0.0f) {
         lc_op_attention_ext(nd, task);
         return;
     }
