@@ -33,8 +33,8 @@ def test_props_report_the_flags_as_default_settings(server):
 
 def test_a_request_without_settings_follows_the_flags(server, default_model_path):
     reply = httpx.post(f"{server.url}/completion", json={"prompt": PROMPT, "n_predict": 4}, timeout=120).json()
-    expected = LLM(default_model_path).create_completion(PROMPT, max_tokens=4, temperature=0, repeat_penalty=1.5,
-                                                         grammar=YES_NO)
+    llm = LLM(default_model_path, flash_attn="auto")  # the server's -fa default
+    expected = llm.create_completion(PROMPT, max_tokens=4, temperature=0, repeat_penalty=1.5, grammar=YES_NO)
     assert reply["content"] in ("yes", "no")
     assert reply["content"] == expected.choices[0].text
 
