@@ -29,12 +29,15 @@ from llmcore.api.types import (
 from llmcore.api.embedding import EmbeddingMethods, context_pooling
 from llmcore.engine.batch import Batch
 from llmcore.chat import ChatTemplate
+from llmcore.chat.messages import media_parts
 from llmcore.chat.tools import parse_reply, tool_schema, with_instructions
 from llmcore.engine.context import Context
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import Grammar, grammar_for, schema_for_response_format
 from llmcore.graph.kv_types import DEFAULT_FLASH_ATTN
 from llmcore.hub import resolve_model
+from llmcore.media.image import image_from_url
+from llmcore.engine import mtmd
 from llmcore.engine.kv_cache import common_prefix
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
@@ -97,6 +100,11 @@ class LLM(EmbeddingMethods):
     propose tokens that the model checks in one batch, within ``draft``'s limits
     (:class:`~llmcore.engine.speculative.DraftParams`); the output is what plain decoding samples,
     and ``last.timings`` counts the drafted and accepted tokens.
+
+    ``mmproj`` is a multimodal projector file (llama.cpp's ``mmproj``, a CLIP vision encoder) that lets
+    prompts hold images: :meth:`generate`'s ``images`` take the places of the prompt's media markers
+    (``<__media__>``), and :meth:`create_chat_completion` takes OpenAI's ``image_url`` content parts
+    (data URLs and file paths).
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
@@ -110,7 +118,7 @@ class LLM(EmbeddingMethods):
                  control_vectors: Sequence[str | Path | tuple[str | Path, float]] = (),
                  control_vector_layer_range: tuple[int, int] | None = None,
                  draft_model: str | Path | None = None, spec_type: str | None = None,
-                 draft: DraftParams | None = None, n_seq_max: int = 1) -> None:
+                 draft: DraftParams | None = None, n_seq_max: int = 1, mmproj: str | Path | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
@@ -134,6 +142,7 @@ class LLM(EmbeddingMethods):
         self.context = Context(self.model, self.plan.placement, n_ctx, n_batch, self.plan.cache, pooling,
                                adapters, cvec, n_seq_max)
         self.context.set_lora_scales([scale for _, scale in _scaled(lora)])
+        self.projector = mtmd.Projector(mmproj, hp.n_embd, self.plan.placement) if mmproj is not None else None
         spec_type = spec_type or ("draft-simple" if draft_model is not None else "none")
         draft = draft or DraftParams()
         self.speculation: Speculation | None = None
@@ -258,18 +267,39 @@ class LLM(EmbeddingMethods):
         self.last.timings.prompt_n = len(tokens) - keep
         return logits
 
+    def eval_chunks(self, chunks: Sequence[mtmd.Chunk]) -> np.ndarray:
+        """:meth:`eval_prompt` for a prompt cut into text and image chunks (:func:`llmcore.engine.mtmd.tokenize`):
+        a cached prefix is reused up to the start of the first image or token that differs."""
+        ids = mtmd.prompt_ids(chunks)
+        if not ids:
+            raise LLMCoreError("the prompt is empty")
+        if len(ids) > self.n_ctx:
+            raise LLMCoreError(f"the prompt has {len(ids)} positions (its images included), more than the context "
+                               f"size {self.n_ctx}")
+        keep = mtmd.cached_prefix(chunks, common_prefix(self._cached_tokens, ids, limit=len(ids) - 1))
+        if not self.context.seq_remove(0, keep):
+            keep = 0
+            self.context.seq_remove(0)
+        self._cached_tokens = self._cached_tokens[:keep]
+        logits = mtmd.eval_chunks(self.context, self.projector, chunks, keep)
+        self._cached_tokens = ids
+        self.last.timings.prompt_n = len(ids) - keep
+        return logits
+
     # -- generation ---------------------------------------------------------------------------
 
     def generation(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1, *,
                    stop: list[str] | str | None = None, ignore_eos: bool = False,
-                   context_shift: bool = False, n_keep: int = 0) -> Iterator[Step]:
+                   context_shift: bool = False, n_keep: int = 0,
+                   chunks: Sequence[mtmd.Chunk] | None = None) -> Iterator[Step]:
         """The steps of a generation of sequence 0 after ``prompt_tokens`` (the engine's
         :class:`~llmcore.engine.sequence.Generation`, the one loop the server runs per slot).
 
         Yields each step whose token is output (an end-of-generation token ends it unyielded);
         ends after the step that hits a stop string or ``max_tokens`` (-1: until the context is
         full), or when the consumer stops. ``self.last`` records the outcome; the text still held
-        back at the end is its ``tail``.
+        back at the end is its ``tail``. ``chunks``: the prompt holds images, cut into chunks (then
+        ``prompt_tokens`` is :func:`llmcore.engine.mtmd.prompt_ids` of them).
 
         With ``context_shift`` a full context does not end it: as llama.cpp's ``--context-shift``,
         the first ``n_keep`` prompt tokens after the BOS stay (-1: the whole prompt), half of the
@@ -282,7 +312,7 @@ class LLM(EmbeddingMethods):
         timings = self.last.timings
         n_decoded = 0
         try:
-            rows, drafted = [self.eval_prompt(prompt_tokens)], []
+            rows, drafted = [self.eval_chunks(chunks) if chunks else self.eval_prompt(prompt_tokens)], []
             while True:
                 # row i holds the logits after the token decoded last and drafted[:i]: the target's
                 # sampler keeps drafted[i] while it samples it, and the first other token is new
@@ -346,13 +376,21 @@ class LLM(EmbeddingMethods):
 
     def generate(self, prompt: str | list[int], *, max_tokens: int = -1, stop: list[str] | str | None = None,
                  ignore_eos: bool = False, sampler: Sampler | None = None, context_shift: bool = False,
-                 n_keep: int = 0, **sampling: Any) -> Iterator[str]:
+                 n_keep: int = 0, images: Sequence[np.ndarray] = (), **sampling: Any) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces (never half a UTF-8 character).
 
         Sampling follows ``sampling`` (see :meth:`sampler`), or the ready ``sampler`` given;
-        ``context_shift`` and ``n_keep`` as :meth:`generation`."""
-        steps = self.generation(self._prompt_tokens(prompt), sampler or self.sampler(**sampling), max_tokens,
-                                stop=stop, ignore_eos=ignore_eos, context_shift=context_shift, n_keep=n_keep)
+        ``context_shift`` and ``n_keep`` as :meth:`generation`. ``images`` (uint8 [h, w, 3] RGB, see
+        :mod:`llmcore.media.image`) take the places of the text prompt's media markers, in order."""
+        chunks = None
+        if images:
+            if not isinstance(prompt, str):
+                raise LLMCoreError("images go with a text prompt that marks their places (<__media__>)")
+            chunks = mtmd.tokenize(self.tokenizer, self.projector, prompt, images)
+        tokens = mtmd.prompt_ids(chunks) if chunks else self._prompt_tokens(prompt)
+        steps = self.generation(tokens, sampler or self.sampler(**sampling), max_tokens,
+                                stop=stop, ignore_eos=ignore_eos, context_shift=context_shift, n_keep=n_keep,
+                                chunks=chunks)
         for step in steps:
             if step.text:
                 yield step.text
@@ -391,9 +429,13 @@ class LLM(EmbeddingMethods):
             sampling["json_schema"] = schema
         elif response_format:
             sampling["json_schema"] = schema_for_response_format(response_format)
+        urls: list[str] = []
+        if self.projector is not None:  # image parts become media markers (else the template refuses them)
+            messages, urls = media_parts(messages, mtmd.MEDIA_MARKER)
+        images = [image_from_url(url) for url in urls]
         prompt = self.chat_template.render(messages, add_generation_prompt=True)
         limit = -1 if max_tokens is None or max_tokens <= 0 else max_tokens
-        pieces = self.generate(prompt, max_tokens=limit, stop=stop, **sampling)
+        pieces = self.generate(prompt, max_tokens=limit, stop=stop, images=images, **sampling)
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_path.name}
         if stream and not use_tools:
             return self._stream_chat_chunks(pieces, meta)

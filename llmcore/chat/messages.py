@@ -143,3 +143,26 @@ def flatten_content(content: Any) -> str:
             text += "\n"
         text += part.get("text", "")
     return text
+
+
+def media_parts(messages: Sequence[Any], marker: str) -> tuple[list[Any], list[str]]:
+    """``messages`` with each OpenAI ``image_url`` content part replaced by a text part holding the
+    media ``marker`` (as llama-server does before rendering), and the parts' URLs in order. Raises
+    :class:`ChatContentError` naming the message for an image part without a string URL."""
+    result, urls = [], []
+    for index, message in enumerate(plain_data(list(messages))):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            parts = []
+            for number, part in enumerate(content):
+                if isinstance(part, Mapping) and part.get("type") == "image_url":
+                    image = part.get("image_url")
+                    url = image.get("url") if isinstance(image, Mapping) else image
+                    if not isinstance(url, str):
+                        raise ChatContentError(f"content part {number} (type 'image_url') needs a string 'url'", index)
+                    urls.append(url)
+                    part = {"type": "text", "text": marker}
+                parts.append(part)
+            message = {**message, "content": parts}
+        result.append(message)
+    return result, urls

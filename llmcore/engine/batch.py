@@ -14,12 +14,16 @@ class Batch:
     positions: np.ndarray  # int32[n]
     seq_ids: np.ndarray  # int32[n]
     logits: np.ndarray  # bool[n]: return this token's logits
+    #: float32 [n, n_embd]: embeddings that take the tokens' place (an image's, llama_batch's ``embd``)
+    embd: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tokens = np.asarray(self.tokens, np.int32)
         self.positions = np.asarray(self.positions, np.int32)
         self.seq_ids = np.asarray(self.seq_ids, np.int32)
         self.logits = np.asarray(self.logits, bool)
+        if self.embd is not None:
+            self.embd = np.asarray(self.embd, np.float32)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -32,6 +36,14 @@ class Batch:
         return cls(np.array(tokens, np.int32), np.arange(start_pos, start_pos + n, dtype=np.int32),
                    np.full(n, seq_id, np.int32), logits)
 
+    @classmethod
+    def for_embeddings(cls, embd: np.ndarray, start_pos: int, seq_id: int = 0, last_logits: bool = False) -> Batch:
+        """Consecutive positions of one sequence given as embeddings [n, n_embd] instead of tokens."""
+        n = len(embd)
+        logits = (np.arange(n) == n - 1) & last_logits
+        return cls(np.zeros(n, np.int32), np.arange(start_pos, start_pos + n, dtype=np.int32),
+                   np.full(n, seq_id, np.int32), logits, embd)
+
     def slice(self, start: int, stop: int) -> Batch:
         return Batch(self.tokens[start:stop], self.positions[start:stop], self.seq_ids[start:stop],
-                     self.logits[start:stop])
+                     self.logits[start:stop], None if self.embd is None else self.embd[start:stop])

@@ -74,7 +74,7 @@ class Context:
         _check_adapters_used(one_token, self.lora_adapters)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
         self.cells = RecurrentStates(n_ctx, n_seq_max) if self.arch.recurrent else KVCells(n_ctx)
-        self._plans: OrderedDict[tuple[int, int], CompiledGraph] = OrderedDict()
+        self._plans: OrderedDict[tuple[int, int, bool], CompiledGraph] = OrderedDict()
         self._mul_mat_observer: MulMatObserver | None = None
         self._load_weights(one_token)
 
@@ -138,14 +138,14 @@ class Context:
             self._plans.clear()
         self._mul_mat_observer = observer
 
-    def compiled(self, n_tokens: int, n_outputs: int) -> CompiledGraph:
+    def compiled(self, n_tokens: int, n_outputs: int, embd_input: bool = False) -> CompiledGraph:
         """The compiled plan for a batch shape; the most recently used shapes stay compiled (a
         server sees many shapes, and each plan holds backend buffers)."""
-        key = (n_tokens, n_outputs)
+        key = (n_tokens, n_outputs, embd_input)
         if key in self._plans:
             self._plans.move_to_end(key)
         else:
-            graph = self.arch.build_graph(n_tokens, n_outputs)
+            graph = self.arch.build_graph(n_tokens, n_outputs, embd_input)
             if self._mul_mat_observer is not None:
                 graph = tap_mul_mat_inputs(graph)
             self._plans[key] = CompiledGraph(graph, self.placement, self.placement.fallbacks)
@@ -230,7 +230,9 @@ class Context:
     def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
         out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
         n_kv, feeds = self._feeds(ubatch, out_ids)
-        results = self.compiled(len(ubatch), len(out_ids)).run(feeds, n_kv)
+        if ubatch.embd is not None:
+            feeds["embd"] = ubatch.embd
+        results = self.compiled(len(ubatch), len(out_ids), ubatch.embd is not None).run(feeds, n_kv)
         if self._mul_mat_observer is not None:
             for tensor, activations in mul_mat_inputs(results):
                 self._mul_mat_observer(tensor, activations)

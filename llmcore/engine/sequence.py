@@ -92,7 +92,9 @@ class Generation:
         self.t_end: float | None = None
         self._decoder = tokenizer.stream_decoder()
         self._stops = StopMatcher(list(stops))
-        sampler.accept_prompt(prompt_tokens)  # penalties and DRY see the prompt, as in llama.cpp
+        # penalties and DRY see the prompt, as in llama.cpp, whose samplers skip an image's positions
+        # (negative ids here: engine.mtmd.prompt_ids)
+        sampler.accept_prompt([t for t in prompt_tokens if t >= 0])
 
     def step(self, logits: np.ndarray) -> Step:
         """Sample the next token from the last position's ``logits`` and account for it."""

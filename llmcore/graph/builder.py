@@ -123,6 +123,9 @@ class GraphBuilder:
     def gelu(self, a: Node, name: str = "") -> Node:
         return self._node(Op.GELU, (a,), a.shape, name)
 
+    def gelu_quick(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.GELU_QUICK, (a,), a.shape, name)
+
     def swiglu(self, gate: Node, up: Node, name: str = "") -> Node:
         _expect(gate.shape == up.shape, f"swiglu {name}: {gate.shape} != {up.shape}")
         return self._node(Op.SWIGLU, (gate, up), gate.shape, name)

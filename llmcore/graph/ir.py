@@ -39,6 +39,8 @@ class Op(str, enum.Enum):
     SWIGLU_OAI = "swiglu_oai"  # gpt-oss's: x = min(gate, limit), y = clamp(up, -limit, limit),
     # x / (1 + expf(alpha * -x)) * (y + 1) (params: alpha, limit), as ggml_swiglu_oai
     GEGLU = "geglu"  # gelu(gate) * up
+    GELU_QUICK = "gelu_quick"  # x * sigmoid(1.702 x), read as ggml's CPU backend does from a table indexed by
+    # the f16 value of x and holding f16 results: the FFN activation of CLIP vision encoders (LLaVA's mmproj)
     RESHAPE = "reshape"
     KV_STORE = "kv_store"  # cache[cells] = x; the node stands for the updated cache
     HADAMARD = "hadamard"  # x rotated by the orthonormal Walsh-Hadamard matrix of order n (params: n) in

@@ -379,11 +379,12 @@ class Architecture:
 
     # -- the graph ------------------------------------------------------------------------------
 
-    def build_graph(self, n_tokens: int, n_outputs: int) -> Graph:
+    def build_graph(self, n_tokens: int, n_outputs: int, embd_input: bool = False) -> Graph:
         """The forward pass for a batch of ``n_tokens`` giving ``n_outputs`` rows: logits, or in
         an embedding graph (``pooling`` set) the output ``embd``, whose rows are tokens, or one per
         sequence where the pooling picks rows (``pool_rows``: cls, last, rank), while every token
-        goes through the last layer, as llama.cpp's embedding contexts output all tokens."""
+        goes through the last layer, as llama.cpp's embedding contexts output all tokens.
+        ``embd_input``: the batch comes as embeddings (input ``embd``), not token ids."""
         g = GraphBuilder(n_tokens, n_outputs)
         picks_rows = self.pooling is not None and self.pooling.picks_rows
         inputs = BatchInputs(
@@ -395,6 +396,7 @@ class Architecture:
             kq_mask_swa=g.input("kq_mask_swa", (n_tokens, self.n_ctx), F32) if self.sliding_window else None,
             pool_rows=g.input("pool_rows", (n_outputs,), I32) if picks_rows else None,
             state_slots=g.input("state_slots", (n_tokens,), I32) if self.recurrent else None,
+            embd=g.input("embd", (n_tokens, self.hp.n_embd), F32) if embd_input else None,
         )
         logits = self.forward(g, inputs)
         if self.pooling is None:
@@ -479,6 +481,7 @@ class BatchInputs:
     kq_mask_swa: Node | None = None  # f32[n, n_ctx] kq_mask without the cells outside the sliding window
     pool_rows: Node | None = None  # i32[n_seqs] the row each sequence's pooled embedding is taken from
     state_slots: Node | None = None  # i32[n] the state row of each token's sequence (a recurrent model's)
+    embd: Node | None = None  # f32[n, n_embd] embeddings given in the tokens' place (an image's)
 
 
 ARCHITECTURES: dict[str, type[Architecture]] = {}

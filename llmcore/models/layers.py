@@ -299,8 +299,11 @@ def lm_head(g: GraphBuilder, m: Architecture, x: Node) -> Node:
 
 def token_embedding(g: GraphBuilder, m: Architecture, inp: BatchInputs) -> Node:
     """The rows of the tokens in ``token_embd.weight``, plus each LoRA adapter's ``s * B A[token]``
-    (its pair for the embedding holds A [n_vocab, rank] and B [n_embd, rank], as llama.cpp's)."""
+    (its pair for the embedding holds A [n_vocab, rank] and B [n_embd, rank], as llama.cpp's). A batch
+    given as embeddings (an image's) passes them on as they are."""
     g.layer = -1
+    if inp.embd is not None:
+        return inp.embd
     x = g.get_rows(m.w(g, "token_embd.weight"), inp.tokens, name="embd")
     for lora in m.loras:
         pair = lora.adapter.pairs.get("token_embd.weight")

@@ -170,6 +170,7 @@ _ELEMENTWISE: dict[Op, Callable[..., np.ndarray]] = {
     Op.MUL: np.multiply,
     Op.SILU: kernels.silu,
     Op.GELU: kernels.gelu,
+    Op.GELU_QUICK: kernels.gelu_quick,
     Op.TANH: np.tanh,
     Op.DIV: np.divide,
     Op.SIGMOID: moe.sigmoid,

@@ -8,6 +8,7 @@ before meeting the f16 KV cache, and norms accumulate in double.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +184,23 @@ def gelu(x: np.ndarray) -> np.ndarray:
     table = np.float32(0.5) * x16 * (np.float32(1) + np.tanh(c * x16 * (np.float32(1) + np.float32(0.044715) * x16 * x16)))
     y = table.astype(np.float16).astype(np.float32)
     return np.where(x >= 10, x, np.where(x <= -10, np.float32(0), y)).astype(np.float32)
+
+
+@functools.cache
+def _gelu_quick_table() -> np.ndarray:
+    """ggml_table_gelu_quick_f16 as float32: x * (1 / (1 + expf(-1.702 x))) for every f16 value x,
+    each step rounded to float32 (expf correctly rounded, as the C library's), the result to f16."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+        e = np.exp((np.float32(-1.702) * x).astype(np.float64)).astype(np.float32)
+        y = x * (np.float32(1) / (np.float32(1) + e))
+    return y.astype(np.float16).astype(np.float32)
+
+
+def gelu_quick(x: np.ndarray) -> np.ndarray:
+    """ggml's quick GELU, x * sigmoid(1.702 x), read (as ggml's CPU backend does) from a table indexed
+    by the f16 value of x and holding f16 results."""
+    return _gelu_quick_table()[x.astype(np.float16).view(np.uint16)]
 
 
 F16_DOT_LANES = 64  # ggml_vec_dot_f16 (AVX-512): four vectors of 16 lanes

@@ -1,0 +1,254 @@
+"""Images in prompts, as llama.cpp's ``mtmd`` (tools/mtmd) puts them there: a projector file
+(``mmproj``) opened beside the text model, a prompt cut into chunks at its media markers, each
+image preprocessed and encoded into embeddings that take the place of tokens in the text model's
+batches.
+
+``Projector`` opens the file and encodes images on the text context's backends, through the
+scheduler like any graph; ``tokenize`` cuts a prompt into :class:`TextChunk` and :class:`ImageChunk`
+as ``mtmd_tokenize`` does; ``prompt_ids`` gives a chunked prompt one id per position (an image's
+positions a value derived from its pixels) so that a KV cache can tell what it already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmcore.engine.batch import Batch
+from llmcore.engine.context import Context
+from llmcore.errors import LLMCoreError, ModelError
+from llmcore.gguf import GGMLType, GGUFReader, dequantize
+from llmcore.graph.backend import Backend, WeightData
+from llmcore.graph.ir import Node, Op
+from llmcore.graph.placement import LayerPlacement
+from llmcore.graph.scheduler import CompiledGraph, assign
+from llmcore.media import image as images
+from llmcore.models import WeightSpec
+from llmcore.models.clip import ClipParams, ClipVision
+from llmcore.tokenizer import Tokenizer
+
+#: llama.cpp's default media marker (mtmd_default_marker)
+MEDIA_MARKER = "<__media__>"
+#: clip.cpp's padding color of LLaVA's square images
+LLAVA_PAD_COLOR = (122, 116, 104)
+
+
+@dataclass
+class TextChunk:
+    tokens: list[int]
+
+
+@dataclass
+class ImageChunk:
+    """An image's place in a prompt: its pixels prepared for the encoder, the number of positions
+    its embeddings take, and a digest of the pixels that names it in a KV cache."""
+
+    pixels: np.ndarray  # float32 [height, width, 3], normalized
+    n_tokens: int
+    digest: bytes
+    embd: np.ndarray | None = field(default=None, repr=False)  # float32 [n_tokens, n_embd] once encoded
+
+
+Chunk = TextChunk | ImageChunk
+
+
+class Projector:
+    """A vision projector file (``mmproj``) for ``text_n_embd``-wide text embeddings, encoding on
+    ``placement``'s backends (the text model's first layer's backend, and its fallbacks)."""
+
+    def __init__(self, path: str | Path, text_n_embd: int, placement: LayerPlacement) -> None:
+        self.path = Path(path)
+        self.reader = GGUFReader(self.path)
+        try:
+            self.params = ClipParams.from_metadata(self.reader.metadata)
+            self.weight_specs = {name: WeightSpec(t.shape, t.type) for name, t in self.reader.tensors.items()}
+            side = self.params.image_size // self.params.patch_size
+            self._check(ClipVision(self.params, self.weight_specs, side, side), text_n_embd)
+        except ModelError as error:
+            self.reader.close()
+            raise ModelError(f"{self.path}: {error}") from None
+        self.placement = placement
+        self.backend: Backend = placement.backends.get(0, placement.cpu)
+        self._plans: dict[tuple[int, int], CompiledGraph] = {}
+        self._loaded: set[tuple[int, str]] = set()
+
+    def _check(self, encoder: ClipVision, text_n_embd: int) -> None:
+        graph = encoder.build_image_graph()
+        n_out = graph.outputs["embd"].shape[-1]
+        if n_out != text_n_embd:
+            raise ModelError(f"the projector gives embeddings of {n_out} values; the text model's are {text_n_embd} "
+                             "(an mmproj file made for another model)")
+        for node in graph.nodes:
+            if node.op is Op.WEIGHT and node.name not in self.reader.tensors:
+                raise ModelError(f"tensor {node.name} is missing from the projector file")
+
+    # -- images -----------------------------------------------------------------------------------
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [h, w, 3] RGB as the encoder takes it (clip.cpp's fixed-size preprocessing of LLaVA:
+        scaled into image_size x image_size keeping its aspect ratio, padded with LLaVA's gray,
+        bicubic, then normalized)."""
+        p = self.params
+        if p.grid_pinpoints:
+            raise LLMCoreError(f"{self.path}: LLaVA 1.6's any-resolution tiling (clip.vision.image_grid_pinpoints) "
+                               "is not supported yet")
+        square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
+                            LLAVA_PAD_COLOR)
+        return images.normalize(square, p.image_mean, p.image_std)
+
+    def image_chunk(self, pixels: np.ndarray) -> ImageChunk:
+        prepared = self.prepare(pixels)
+        n_x, n_y = (s // self.params.patch_size for s in prepared.shape[1::-1])
+        digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode()).digest()
+        return ImageChunk(prepared, self._encoder(n_x, n_y).n_output_tokens, digest)
+
+    def _encoder(self, n_x: int, n_y: int) -> ClipVision:
+        return ClipVision(self.params, self.weight_specs, n_x, n_y)
+
+    def encode(self, chunk: ImageChunk) -> np.ndarray:
+        """The image's embeddings, float32 [n_tokens, text n_embd] (kept on the chunk)."""
+        if chunk.embd is None:
+            p = self.params
+            n_x, n_y = (s // p.patch_size for s in chunk.pixels.shape[1::-1])
+            encoder = self._encoder(n_x, n_y)
+            plan = self._compiled(encoder)
+            feeds = {
+                "patches": images.patches(chunk.pixels, p.patch_size),
+                "positions": np.arange(encoder.n_pos, dtype=np.int32),
+                "kv_cells": np.arange(encoder.n_pos, dtype=np.int32),
+                "kq_mask": np.zeros((encoder.n_pos, encoder.n_pos), np.float32),
+                # clip.cpp skips row 0 when there is a class embedding (which sits last)
+                "patch_rows": np.arange(encoder.n_patches, dtype=np.int32) + encoder.has_class,
+            }
+            chunk.embd = plan.run(feeds, encoder.n_pos)["embd"]
+        return chunk.embd
+
+    def _compiled(self, encoder: ClipVision) -> CompiledGraph:
+        key = (encoder.n_x, encoder.n_y)
+        if key not in self._plans:
+            graph = encoder.build_image_graph()
+            place = lambda node: self.backend  # noqa: E731  (the whole encoder on one backend)
+            fallbacks = self.placement.fallbacks
+            by_backend: dict[int, tuple[Backend, list[WeightData]]] = {}
+            for node in graph.nodes:
+                for src in node.srcs:
+                    if src.op is Op.WEIGHT:
+                        backend = assign(node, place, fallbacks)
+                        if (id(backend), src.name) not in self._loaded:
+                            self._loaded.add((id(backend), src.name))
+                            by_backend.setdefault(id(backend), (backend, []))[1].append(self._weight_data(src))
+            for backend, weights in by_backend.values():
+                backend.load_weights(weights)
+            self._plans[key] = CompiledGraph(graph, place, fallbacks)
+        return self._plans[key]
+
+    def _weight_data(self, node: Node) -> WeightData:
+        info = self.reader.tensors[node.name]
+        raw = self.reader.raw(node.name)
+        if node.dtype != info.type:  # the patch kernel, which ggml's convolution multiplies in f16
+            raw = dequantize(raw, info.type, info.shape).astype(np.float16)
+            return WeightData(node.name, GGMLType.F16, node.shape, raw.reshape(node.shape))
+        return WeightData(node.name, info.type, node.shape, raw.reshape(node.shape) if raw.ndim != len(node.shape)
+                          and info.type in (GGMLType.F32, GGMLType.F16) else raw)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictures: Sequence[np.ndarray], *,
+             add_special: bool = True, parse_special: bool = True, marker: str = MEDIA_MARKER) -> list[Chunk]:
+    """``text`` cut at each ``marker`` into chunks as mtmd_tokenize cuts it: each piece of text
+    tokenized alone (no BOS, specials parsed), the i-th marker replaced by picture i, and the BOS
+    put at the start of the first text chunk (or in a chunk of its own before an image)."""
+    parts = text.split(marker)
+    if len(parts) - 1 != len(pictures):
+        raise LLMCoreError(f"the prompt has {len(parts) - 1} media markers ({marker}) for {len(pictures)} images")
+    if pictures and projector is None:
+        raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
+    chunks: list[Chunk] = []
+    for i, part in enumerate(parts):
+        tokens = tokenizer.tokenize(part, add_special=False, parse_special=parse_special) if part else []
+        if tokens:
+            if chunks and isinstance(chunks[-1], TextChunk):
+                chunks[-1].tokens.extend(tokens)
+            else:
+                chunks.append(TextChunk(tokens))
+        if i < len(pictures):
+            chunks.append(projector.image_chunk(pictures[i]))
+    if add_special and tokenizer.add_bos and tokenizer.bos_id is not None:
+        if chunks and isinstance(chunks[0], TextChunk):
+            chunks[0].tokens.insert(0, tokenizer.bos_id)
+        else:
+            chunks.insert(0, TextChunk([tokenizer.bos_id]))
+    if add_special and tokenizer.add_eos and tokenizer.eos_id is not None:
+        if chunks and isinstance(chunks[-1], TextChunk):
+            chunks[-1].tokens.append(tokenizer.eos_id)
+        else:
+            chunks.append(TextChunk([tokenizer.eos_id]))
+    return chunks
+
+
+def prompt_ids(chunks: Sequence[Chunk]) -> list[int]:
+    """One id per position: a text chunk's tokens, an image's positions a negative value derived from
+    its pixels (so two prompts share a cached prefix only where they hold the same images)."""
+    ids: list[int] = []
+    for chunk in chunks:
+        if isinstance(chunk, TextChunk):
+            ids.extend(chunk.tokens)
+        else:
+            ids.extend([-1 - int.from_bytes(chunk.digest[:4], "little") % (1 << 30)] * chunk.n_tokens)
+    return ids
+
+
+def image_spans(chunks: Sequence[Chunk]) -> list[tuple[int, ImageChunk]]:
+    """Each image chunk with the position it starts at."""
+    spans, position = [], 0
+    for chunk in chunks:
+        if isinstance(chunk, ImageChunk):
+            spans.append((position, chunk))
+            position += chunk.n_tokens
+        else:
+            position += len(chunk.tokens)
+    return spans
+
+
+def cached_prefix(chunks: Sequence[Chunk], keep: int) -> int:
+    """``keep`` cached positions cut back to the start of an image they end inside: an image's
+    embeddings are decoded whole (llama.cpp never splits an image chunk across a cache boundary)."""
+    for start, chunk in image_spans(chunks):
+        if start < keep < start + chunk.n_tokens:
+            return start
+    return keep
+
+
+def eval_chunks(context: Context, projector: Projector | None, chunks: Sequence[Chunk], keep: int = 0,
+                seq_id: int = 0) -> np.ndarray:
+    """Decode the positions from ``keep`` on of a chunked prompt into ``seq_id`` (as
+    mtmd_helper_eval_chunks: text as tokens, each image's embeddings as one batch of embeddings,
+    split by the context's n_batch) and return the logits of its last position."""
+    position, logits = 0, None
+    for index, chunk in enumerate(chunks):
+        last = index == len(chunks) - 1
+        if isinstance(chunk, TextChunk):
+            end = position + len(chunk.tokens)
+            if end > keep:
+                start = max(keep, position)
+                batch = Batch.for_sequence(chunk.tokens[start - position:], start, seq_id)
+                batch.logits &= last
+                out = context.decode(batch)
+        else:
+            end = position + chunk.n_tokens
+            if end > keep:
+                if projector is None:
+                    raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
+                out = context.decode(Batch.for_embeddings(projector.encode(chunk), position, seq_id, last_logits=last))
+        if last and end > keep:
+            logits = out[-1]
+        position = end
+    if logits is None:
+        raise LLMCoreError("the prompt is empty")
+    return logits

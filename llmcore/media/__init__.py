@@ -1,0 +1,1 @@
+"""Media for multimodal models: images decoded and prepared as llama.cpp's mtmd prepares them."""

@@ -1,0 +1,267 @@
+"""CLIP vision encoders of llama.cpp's multimodal projector files (``mmproj``, ``general.architecture
+= clip``, read by ``tools/mtmd/clip.cpp``): a ViT over an image's patches and the projector that maps
+its features into the text model's embedding space.
+
+The ViT (LLaVA's graph in clip.cpp): the patch embedding (a convolution with stride = kernel, here a
+product of each patch's pixels with the kernel unrolled as a matrix), the class embedding appended
+after the patches, learned positions, a pre-LayerNorm, pre-norm blocks of non-causal attention and an
+ungated FFN (GELU, SiLU or quick GELU as the file says), the last block left out unless
+``clip.vision.feature_layer`` names the layers whose outputs are stacked; then the patch rows go
+through the projector: ``mlp`` (LLaVA 1.5: linear, GELU, linear; Yi-VL's files, which add ``mm.3``, each
+linear followed by a LayerNorm: clip.cpp's ``mlp_norm``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmcore.errors import ModelError
+from llmcore.gguf import GGMLType
+from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
+from llmcore.graph.ir import Graph, Node
+from llmcore.graph.kv_types import CacheConfig
+from llmcore.models.base import Architecture, HParams, WeightSpec
+from llmcore.models.layers import _project, layer_norm
+
+#: every projector type llama.cpp 0.3.36 names (tools/mtmd/clip-impl.h, PROJECTOR_TYPE_NAMES)
+KNOWN_PROJECTORS = (
+    "mlp", "ldp", "ldpv2", "resampler", "adapter", "qwen2vl_merger", "qwen2.5vl_merger",
+    "qwen3vl_merger", "ling3vl", "step3vl", "gemma3", "gemma3nv", "gemma3na", "gemma4v", "gemma4a", "gemma4uv",
+    "gemma4ua", "phi4", "idefics3", "pixtral", "ultravox", "internvl", "llama4", "qwen2a", "qwen3a", "glma",
+    "qwen2.5o", "voxtral", "meralion", "musicflamingo", "lfm2", "kimivl", "paddleocr", "lightonocr", "cogvlm",
+    "janus_pro", "dots_ocr", "dots3note_v", "dots3note_a", "deepseekocr", "deepseekocr2", "deepseek4v", "lfm2a",
+    "glm4v", "glm5v", "youtuvl", "yasa2", "kimik25", "nemotron_v2_vl", "exaone4_5", "hunyuanvl", "minicpmv4_6",
+    "granite_speech", "mimovl", "minimax_m3", "granite4_vision", "mimo_audio", "parakeet", "qwen3tts_spkenc",
+    "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
+)
+#: the projector types llmcore runs
+SUPPORTED_PROJECTORS = ("mlp",)
+
+#: the FFN activation clip.cpp picks from clip.use_gelu / clip.use_silu (neither: quick GELU)
+FFN_GELU, FFN_SILU, FFN_GELU_QUICK = "gelu", "silu", "gelu_quick"
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """A vision projector file's hyper-parameters (clip.cpp's clip_hparams), named as llama.cpp."""
+
+    projector: str
+    n_embd: int
+    n_head: int
+    n_ff: int
+    n_layer: int
+    projection_dim: int
+    eps: float
+    image_size: int
+    patch_size: int
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    ffn_op: str
+    feature_layers: tuple[int, ...]
+    grid_pinpoints: tuple[tuple[int, int], ...]  # LLaVA 1.6's candidate resolutions (width, height)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> ClipParams:
+        """Read and check the vision hyper-parameters; a ModelError names the key at fault, and a
+        projector type llmcore does not run yet is named as such."""
+        if meta.get("general.architecture") != "clip":
+            raise ModelError(f"metadata 'general.architecture': {meta.get('general.architecture')!r} is not 'clip' "
+                             "(not a multimodal projector file)")
+        if not meta.get("clip.has_vision_encoder", False):
+            raise ModelError("metadata 'clip.has_vision_encoder' is not true: this projector has no vision encoder "
+                             "(audio projectors are not supported yet)")
+        projector = meta.get("clip.projector_type") or meta.get("clip.vision.projector_type")
+        if not isinstance(projector, str):
+            raise ModelError("metadata key clip.projector_type is missing")
+        if projector not in KNOWN_PROJECTORS:
+            raise ModelError(f"metadata 'clip.projector_type': unknown projector type {projector!r}")
+        if projector not in SUPPORTED_PROJECTORS:
+            raise ModelError(f"projector type {projector!r} is not supported yet (supported: "
+                             f"{', '.join(SUPPORTED_PROJECTORS)})")
+        use_gelu, use_silu = bool(meta.get("clip.use_gelu", False)), bool(meta.get("clip.use_silu", False))
+        if use_gelu and use_silu:
+            raise ModelError("metadata 'clip.use_gelu' and 'clip.use_silu' are both true")
+        n_embd = _integer(meta, "clip.vision.embedding_length", 1, 1 << 16)
+        n_head = _integer(meta, "clip.vision.attention.head_count", 1, n_embd)
+        if n_embd % n_head:
+            raise ModelError(f"metadata 'clip.vision.attention.head_count': {n_head} heads do not divide "
+                             f"{n_embd} embedding values")
+        n_layer = _integer(meta, "clip.vision.block_count", 1, 512)
+        image_size = _integer(meta, "clip.vision.image_size", 1, 1 << 14)
+        patch_size = _integer(meta, "clip.vision.patch_size", 1, image_size)
+        feature_layers = tuple(int(v) for v in meta.get("clip.vision.feature_layer", ()))
+        if any(not 0 <= v <= n_layer for v in feature_layers):
+            raise ModelError(f"metadata 'clip.vision.feature_layer': {list(feature_layers)} has a layer outside "
+                             f"0..{n_layer}")
+        pinpoints = [int(v) for v in meta.get("clip.vision.image_grid_pinpoints", ())]
+        if len(pinpoints) % 2:
+            raise ModelError("metadata 'clip.vision.image_grid_pinpoints' has an odd number of values")
+        return cls(
+            projector=projector,
+            n_embd=n_embd,
+            n_head=n_head,
+            n_ff=_integer(meta, "clip.vision.feed_forward_length", 1, 1 << 20),
+            n_layer=n_layer,
+            projection_dim=_integer(meta, "clip.vision.projection_dim", 0, 1 << 20, default=0),
+            eps=_number(meta, "clip.vision.attention.layer_norm_epsilon"),
+            image_size=image_size,
+            patch_size=patch_size,
+            image_mean=_triple(meta, "clip.vision.image_mean"),
+            image_std=_triple(meta, "clip.vision.image_std"),
+            ffn_op=FFN_GELU if use_gelu else FFN_SILU if use_silu else FFN_GELU_QUICK,
+            feature_layers=feature_layers,
+            grid_pinpoints=tuple(zip(pinpoints[::2], pinpoints[1::2])),
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def _integer(meta: Mapping[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
+    value = meta.get(key, default)
+    if value is None:
+        raise ModelError(f"metadata key {key} is missing")
+    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+        raise ModelError(f"metadata '{key}': {value!r} is not an integer")
+    if not low <= int(value) <= high:
+        raise ModelError(f"metadata '{key}': {int(value)} is outside {low}..{high}")
+    return int(value)
+
+
+def _number(meta: Mapping[str, Any], key: str) -> float:
+    value = meta.get(key)
+    if value is None:
+        raise ModelError(f"metadata key {key} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise ModelError(f"metadata '{key}': {value!r} is not a number")
+    number = float(value)
+    if not (math.isfinite(number) and 0 < number < 1):
+        raise ModelError(f"metadata '{key}': {number!r} is not a finite value in (0, 1)")
+    return number
+
+
+def _triple(meta: Mapping[str, Any], key: str) -> tuple[float, float, float]:
+    values = meta.get(key)
+    if values is None or len(values) < 3:
+        raise ModelError(f"metadata '{key}': three values (red, green, blue) are needed")
+    triple = tuple(float(v) for v in values[:3])
+    if not all(math.isfinite(v) for v in triple) or (key.endswith("std") and min(triple) <= 0):
+        raise ModelError(f"metadata '{key}': {list(triple)} are not usable values")
+    return triple  # type: ignore[return-value]
+
+
+class ClipVision(Architecture):
+    """The vision encoder and projector of one image size (``n_x`` by ``n_y`` patches). Attention is
+    computed as clip.cpp does on a CPU: flash attention over keys and values cast to f16 (its cache
+    cells here, a scratch cache per layer and image size)."""
+
+    names = ()  # opened through llmcore.engine.mtmd, never as a text model
+    encoder_only = True
+
+    def __init__(self, params: ClipParams, weights: Mapping[str, WeightSpec], n_x: int, n_y: int) -> None:
+        self.params = params
+        self.n_x, self.n_y = n_x, n_y
+        self.n_patches = n_x * n_y
+        self.has_class = "v.class_embd" in weights
+        self.n_pos = self.n_patches + self.has_class
+        hparams = HParams(arch="clip", n_layer=params.n_layer, n_embd=params.n_embd, n_head=params.n_head,
+                          n_head_kv=params.n_head, head_dim=params.head_dim, n_ff=params.n_ff, n_vocab=1,
+                          n_ctx_train=self.n_pos, norm_eps=params.eps, rope=RopeParams(n_rot=2), causal=False)
+        super().__init__(hparams, weights, self.n_pos, CacheConfig(F16, F16, flash_attn=True))
+        self.ffn_names = self._ffn_names()
+
+    def _ffn_names(self) -> dict[int, tuple[str, str]]:
+        """Each block's (up, down) FFN tensors; older converters swapped the names, which clip.cpp
+        recognises by ffn_down's input width being the embedding's."""
+        names = {}
+        for il in range(self.params.n_layer):
+            up, down = f"v.blk.{il}.ffn_up", f"v.blk.{il}.ffn_down"
+            spec = self.weights.get(f"{down}.weight")
+            swapped = spec is not None and spec.shape[-1] == self.params.n_embd and f"{up}.weight" in self.weights
+            names[il] = (down, up) if swapped else (up, down)
+        return names
+
+    @property
+    def n_output_tokens(self) -> int:
+        return self.n_patches
+
+    def build_image_graph(self) -> Graph:
+        """The encoder's graph: inputs ``patches`` (f32 [n_patches, 3 * patch * patch], each row a
+        patch's normalized pixels channel by channel, row by row), ``positions`` and ``patch_rows``
+        (the rows that leave the ViT), ``kv_cells`` and ``kq_mask`` (every cell visible); output
+        ``embd`` [tokens, the text model's n_embd]."""
+        p = self.params
+        g = GraphBuilder(self.n_pos, self.n_patches)
+        g.layer = -1
+        pixels = g.input("patches", (self.n_patches, 3 * p.patch_size * p.patch_size), F32)
+        positions = g.input("positions", (self.n_pos,), I32)
+        cells = g.input("kv_cells", (self.n_pos,), I32)
+        mask = g.input("kq_mask", (self.n_pos, self.n_pos), F32)
+        # the convolution's kernel as a matrix: ggml's im2col rounds the pixels to f16 and the
+        # product rounds the kernel too, which an F16 weight in a product does here
+        kernel = self.weights.get("v.patch_embd.weight")
+        if kernel is None or kernel.shape[-3:] != (3, p.patch_size, p.patch_size):
+            raise ModelError(f"tensor v.patch_embd.weight: a [n_embd, 3, {p.patch_size}, {p.patch_size}] kernel is needed")
+        x = g.mul_mat(g.weight("v.patch_embd.weight", (kernel.shape[0], 3 * p.patch_size ** 2), GGMLType.F16), pixels,
+                      name="patch_embd")
+        if self.has("v.patch_embd.bias"):
+            x = g.add(x, self.w(g, "v.patch_embd.bias"))
+        if self.has_class:  # appended after the patches, as clip.cpp's ggml_concat on the rows
+            flat = g.concat(g.reshape(x, (1, self.n_patches * p.n_embd)),
+                            self.w_vector_as_row(g, "v.class_embd"))
+            x = g.reshape(flat, (self.n_pos, p.n_embd))
+        x = g.add(x, g.get_rows(self.w(g, "v.position_embd.weight"), positions, name="pos_embd"))
+        if self.has("v.pre_ln.weight"):
+            x = layer_norm(g, self, x, "v.pre_ln")
+        features = p.feature_layers
+        n_run = max(features) if features else p.n_layer - 1
+        stack = []
+        for il in range(n_run):
+            g.layer = il
+            if il in features:  # 0 is the encoder's input
+                stack.append(x)
+            x = g.add(self.attention(g, layer_norm(g, self, x, f"v.blk.{il}.ln1"), cells, mask, il), x)
+            x = g.add(x, self.ffn(g, layer_norm(g, self, x, f"v.blk.{il}.ln2"), il))
+        g.layer = p.n_layer
+        if self.has("v.post_ln.weight"):
+            x = layer_norm(g, self, x, "v.post_ln")
+        if n_run in features:
+            stack.append(x)
+        for i, feature in enumerate(stack):
+            x = feature if i == 0 else g.concat(x, feature)
+        x = g.get_rows(x, g.input("patch_rows", (self.n_patches,), I32), name="patch_rows")
+        return g.build({"embd": self.projector(g, x)})
+
+    def attention(self, g: GraphBuilder, x: Node, cells: Node, mask: Node, il: int) -> Node:
+        p, prefix, n = self.params, f"v.blk.{il}", x.shape[0]
+        q, k, v = (self.linear(g, x, f"{prefix}.attn_{name}") for name in "qkv")
+        caches = [g.cache(f"v.cache_{kind}.{il}@{self.n_pos}", (self.n_pos, p.n_embd), F16) for kind in "kv"]
+        k_all = g.kv_store(caches[0], k, cells, name=f"v.k_store.{il}")
+        v_all = g.kv_store(caches[1], v, cells, name=f"v.v_store.{il}")
+        out = g.attention(g.reshape(q, (n, p.n_head, p.head_dim)), k_all, v_all, mask, 1.0 / math.sqrt(p.head_dim),
+                          name=f"v.attn.{il}", flash=True)
+        return self.linear(g, out, f"{prefix}.attn_out")
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        up, down = self.ffn_names[il]
+        h = self.linear(g, x, up)
+        act = self.params.ffn_op
+        h = g.gelu(h) if act == FFN_GELU else g.silu(h) if act == FFN_SILU else g.gelu_quick(h)
+        return self.linear(g, h, down)
+
+    def projector(self, g: GraphBuilder, x: Node) -> Node:
+        """LLaVA's projectors: ``mlp`` mm.0, GELU, mm.2 (absent in some files); ``mlp_norm`` (Yi-VL)
+        mm.0, LayerNorm mm.1, GELU, mm.3, LayerNorm mm.4. The LayerNorms use the encoder's eps."""
+        if self.has("mm.3.weight"):  # clip.cpp's mlp_norm: an mlp file with mm.3 is Yi-VL's
+            x = layer_norm(g, self, self.linear(g, x, "mm.0"), "mm.1")
+            return layer_norm(g, self, self.linear(g, g.gelu(x), "mm.3"), "mm.4")
+        x = g.gelu(self.linear(g, x, "mm.0"))
+        return self.linear(g, x, "mm.2") if self.has("mm.2.weight") else x
+
+    def linear(self, g: GraphBuilder, x: Node, name: str) -> Node:
+        """``name.weight`` times x plus ``name.bias`` where the file has one."""
+        return _project(g, self, x, name)

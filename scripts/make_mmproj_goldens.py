@@ -1,0 +1,189 @@
+"""Make the multimodal goldens of tests/test_mtmd.py: tiny random-weight pairs of a text model and a
+CLIP vision projector (``mmproj``), PNG images of several sizes and aspect ratios, and what llama.cpp's
+mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
+
+    PYTHONPATH=/tmp/lcpp/llama_cpp_python-0.3.36/vendor/llama.cpp/gguf-py \\
+        /work/venv-oracle/bin/python scripts/make_mmproj_goldens.py
+
+Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama),
+``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's; ``mlp_norm``: Yi-VL's, an ``mlp`` file with
+``mm.1``/``mm.3``/``mm.4``), ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
+chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.text0``, ``.n_image_tokens``,
+``.text1``), the image's embeddings (``mtmd_encode_chunk`` / ``mtmd_get_output_embd``:
+``<image>.embd`` float32 [tokens, n_embd]), the logits of the prompt's last token after
+``mtmd_helper_eval_chunks`` (``<image>.logits``) and 6 greedy tokens after it (``<image>.greedy``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_arch_goldens import TinyModel, llama  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mtmd"
+PROMPT = "USER: <__media__>\nwhat is in the picture? ASSISTANT:"
+#: name: (width, height): square, wide, tall, larger than the encoder's input, smaller than a patch row
+IMAGES = {"square": (56, 56), "wide": (90, 40), "tall": (33, 80), "large": (200, 150), "small": (9, 7)}
+N_GREEDY = 6
+IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> None:
+    """A CLIP ViT of 3 blocks, width 32, 4 heads, 56x56 pixels in 14x14 patches (16 patches and the
+    class embedding), pre-LN, quick GELU; the projector maps its features to ``n_text_embd``."""
+    rng = np.random.default_rng(seed)
+    n_embd, n_ff, n_layer, image_size, patch = 32, 64, 3, 56, 14
+    tensors: dict[str, np.ndarray] = {}
+
+    def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
+        tensors[f"{name}.weight"] = rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
+        if bias:
+            tensors[f"{name}.bias"] = (0.1 * rng.normal(size=n_out)).astype(np.float32)
+
+    def norm(name: str, n: int) -> None:
+        tensors[f"{name}.weight"] = (1 + 0.1 * rng.normal(size=n)).astype(np.float32)
+        tensors[f"{name}.bias"] = (0.1 * rng.normal(size=n)).astype(np.float32)
+
+    tensors["v.patch_embd.weight"] = rng.normal(0, 1 / np.sqrt(3 * patch * patch),
+                                                (n_embd, 3, patch, patch)).astype(np.float16)
+    tensors["v.class_embd"] = rng.normal(0, 1, n_embd).astype(np.float32)
+    tensors["v.position_embd.weight"] = rng.normal(0, 0.5, ((image_size // patch) ** 2 + 1, n_embd)).astype(np.float32)
+    norm("v.pre_ln", n_embd)
+    for il in range(n_layer):
+        p = f"v.blk.{il}"
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            matrix(f"{p}.{name}", n_embd, n_embd)
+        norm(f"{p}.ln1", n_embd)
+        norm(f"{p}.ln2", n_embd)
+        matrix(f"{p}.ffn_up", n_ff, n_embd)
+        matrix(f"{p}.ffn_down", n_embd, n_ff)
+    if projector == "mlp":
+        matrix("mm.0", n_text_embd, n_embd)
+        matrix("mm.2", n_text_embd, n_text_embd)
+    elif projector == "mlp_norm":
+        matrix("mm.0", n_text_embd, n_embd)
+        norm("mm.1", n_text_embd)
+        matrix("mm.3", n_text_embd, n_text_embd)
+        norm("mm.4", n_text_embd)
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_name(f"tiny-random-mmproj-{projector}")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_string("clip.projector_type", "mlp")  # Yi-VL's mlp_norm is an "mlp" with mm.3 (clip.cpp)
+    writer.add_bool("clip.use_gelu", False)
+    for key, value in {"embedding_length": n_embd, "feed_forward_length": n_ff, "block_count": n_layer,
+                       "attention.head_count": 4, "image_size": image_size, "patch_size": patch,
+                       "projection_dim": n_text_embd}.items():
+        writer.add_uint32(f"clip.vision.{key}", value)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
+    writer.add_array("clip.vision.image_mean", IMAGE_MEAN)
+    writer.add_array("clip.vision.image_std", IMAGE_STD)
+    for name, data in tensors.items():
+        writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def write_image(path: Path, width: int, height: int, seed: int) -> None:
+    """A smooth random picture (gradients and blobs, so resizing has something to blend) as PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(0.02, 0.3, 2).tolist() + [rng.uniform(0, 6)]
+        channels.append(127.5 + 127.5 * np.sin(fx * x + fy * y + phase))
+    pixels = np.stack(channels, axis=-1) + rng.normal(0, 12, (height, width, 3))
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(path)
+
+
+def oracle(text_path: Path, mmproj_path: Path, image_path: Path) -> dict[str, np.ndarray]:
+    import llama_cpp
+    from llama_cpp import mtmd_cpp as mtmd
+
+    model = llama_cpp.llama_model_load_from_file(str(text_path).encode(), llama_cpp.llama_model_default_params())
+    cparams = llama_cpp.llama_context_default_params()
+    cparams.n_ctx, cparams.n_batch, cparams.n_ubatch, cparams.n_threads = 256, 256, 256, 2
+    ctx = llama_cpp.llama_init_from_model(model, cparams)
+    params = mtmd.mtmd_context_params_default()
+    params.use_gpu, params.n_threads, params.print_timings = False, 2, False
+    mctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), model, params)
+    assert mctx, "mtmd_init_from_file failed"
+    bitmap = mtmd.mtmd_helper_bitmap_init_from_file(mctx, str(image_path).encode(), False)
+    text = mtmd.mtmd_input_text()
+    prompt = PROMPT.encode()
+    text.text, text.text_len, text.add_special, text.parse_special = prompt, len(prompt), True, True
+    chunks = mtmd.mtmd_input_chunks_init()
+    bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+    assert mtmd.mtmd_tokenize(mctx, chunks, ctypes.byref(text), bitmaps, 1) == 0
+    n_embd = llama_cpp.llama_model_n_embd(model)
+    out: dict[str, np.ndarray] = {}
+    texts = []
+    for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+        chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+        if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            n = ctypes.c_size_t()
+            ids = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+            texts.append(np.array(ids[: n.value], np.int32))
+        else:
+            n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+            assert mtmd.mtmd_encode_chunk(mctx, chunk) == 0
+            embd = mtmd.mtmd_get_output_embd(mctx)
+            out["embd"] = np.ctypeslib.as_array(embd, shape=(n_tokens * n_embd,)).reshape(n_tokens, n_embd).copy()
+            out["n_image_tokens"] = np.array(n_tokens, np.int32)
+    out["text0"], out["text1"] = texts
+    n_past = llama_cpp.llama_pos(0)
+    assert mtmd.mtmd_helper_eval_chunks(mctx, ctx, chunks, 0, 0, 256, True, ctypes.byref(n_past)) == 0
+    n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
+    out["logits"] = logits
+    greedy, pos = [], n_past.value
+    for _ in range(N_GREEDY):
+        token = int(np.argmax(logits))
+        greedy.append(token)
+        batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * 1)(token), 1)
+        assert llama_cpp.llama_decode(ctx, batch) == 0
+        pos += 1
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
+    out["greedy"] = np.array(greedy, np.int32)
+    mtmd.mtmd_input_chunks_free(chunks)
+    mtmd.mtmd_bitmap_free(bitmap)
+    mtmd.mtmd_free(mctx)
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
+    return out
+
+
+def main() -> int:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    text = TinyModel("llama", seed=2200)
+    llama(text)
+    text_path = OUT_DIR / "text.gguf"
+    text.write(text_path)
+    for i, (name, (width, height)) in enumerate(IMAGES.items()):
+        write_image(OUT_DIR / f"{name}.png", width, height, seed=2210 + i)
+    for j, projector in enumerate(("mlp", "mlp_norm")):
+        mmproj_path = OUT_DIR / f"mmproj-{projector}.gguf"
+        write_mmproj(mmproj_path, projector, text.n_embd, seed=2220 + j)
+        goldens = {}
+        for name in IMAGES:
+            for key, value in oracle(text_path, mmproj_path, OUT_DIR / f"{name}.png").items():
+                goldens[f"{name}.{key}"] = value
+        np.savez_compressed(OUT_DIR / f"{projector}.npz", prompt=PROMPT, **goldens)
+        print(f"{projector}: " + ", ".join(f"{n} {goldens[f'{n}.embd'].shape} greedy {goldens[f'{n}.greedy'].tolist()}"
+                                           for n in IMAGES))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

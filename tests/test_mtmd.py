@@ -1,0 +1,110 @@
+"""Images through multimodal projector files (mmproj), against llama.cpp 0.3.36's mtmd: the tiny
+random pairs of tests/fixtures/mtmd (scripts/make_mmproj_goldens.py) give llama.cpp's image
+embeddings, then its logits after the image and its greedy tokens, on reference and cpu_simd."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmcore import LLM
+from llmcore.engine import mtmd
+from llmcore.errors import LLMCoreError, ModelError
+from llmcore.gguf import GGUFWriter
+from llmcore.media import image as images
+
+FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
+TEXT = FIXTURES / "text.gguf"
+IMAGES = ("square", "wide", "tall", "large", "small")
+PROJECTORS = ("mlp", "mlp_norm")
+BACKENDS = ("reference", "cpu_simd")
+# llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
+# f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
+EMBD_ATOL = 5e-3
+LOGITS_ATOL = 2e-2  # after our embeddings
+#: after llama.cpp's own embeddings: the text model alone, held to tests/test_architectures.py's bound
+TEXT_REL_ERROR = 2e-3
+
+
+@pytest.fixture(scope="module", params=[(p, b) for p in PROJECTORS for b in BACKENDS], ids=lambda pb: "-".join(pb))
+def llm(request):
+    projector, backend = request.param
+    model = LLM(TEXT, backend=backend, n_ctx=256, n_batch=256, flash_attn="on", mmproj=FIXTURES / f"mmproj-{projector}.gguf")
+    model.goldens = np.load(FIXTURES / f"{projector}.npz")
+    yield model
+
+
+def test_chunks_embeddings_logits_and_greedy_tokens(llm):
+    goldens = llm.goldens
+    prompt = str(goldens["prompt"])
+    for name in IMAGES:
+        pixels = images.load_image(FIXTURES / f"{name}.png")
+        chunks = mtmd.tokenize(llm.tokenizer, llm.projector, prompt, [pixels])
+        assert [type(c).__name__ for c in chunks] == ["TextChunk", "ImageChunk", "TextChunk"]
+        assert chunks[0].tokens == goldens[f"{name}.text0"].tolist()
+        assert chunks[2].tokens == goldens[f"{name}.text1"].tolist()
+        assert chunks[1].n_tokens == int(goldens[f"{name}.n_image_tokens"])
+        ours = llm.projector.encode(chunks[1])
+        np.testing.assert_allclose(ours, goldens[f"{name}.embd"], atol=EMBD_ATOL, rtol=0)
+        chunks[1].embd = goldens[f"{name}.embd"]  # llama.cpp's embeddings: the text model's part alone
+        llm.reset()
+        expected = goldens[f"{name}.logits"]
+        assert np.abs(llm.eval_chunks(chunks) - expected).max() < TEXT_REL_ERROR * expected.std(), name
+        chunks[1].embd = ours
+        llm.reset()
+        np.testing.assert_allclose(llm.eval_chunks(chunks), expected, atol=LOGITS_ATOL, rtol=0)
+        greedy = goldens[f"{name}.greedy"].tolist()
+        steps = llm.generation(mtmd.prompt_ids(chunks), llm.sampler(temperature=0), len(greedy), chunks=chunks)
+        assert [step.token for step in steps] == greedy, name
+
+
+def test_chat_completion_with_image_parts_reuses_the_cache(llm):
+    data = base64.b64encode((FIXTURES / "wide.png").read_bytes()).decode()
+    parts = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]
+    messages = [{"role": "user", "content": parts}]
+    llm.reset()
+    first = llm.create_chat_completion(messages, max_tokens=4, temperature=0)
+    assert llm.last.timings.prompt_n == llm.last.prompt_tokens > 16  # the image's 16 positions and the text
+    again = llm.create_chat_completion(messages, max_tokens=4, temperature=0)
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert llm.last.timings.prompt_n == 1  # everything but the last position came from the cache
+    by_path = [{"role": "user", "content": [parts[0], {"type": "image_url", "image_url": {"url": str(FIXTURES / "wide.png")}}]}]
+    assert llm.create_chat_completion(by_path, max_tokens=4, temperature=0).choices[0].message.content == \
+        first.choices[0].message.content
+
+
+def test_bad_images_and_prompts_fail_in_one_line(tmp_path):
+    llm = LLM(TEXT, backend="reference", n_ctx=24, mmproj=FIXTURES / "mmproj-mlp.gguf")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes((FIXTURES / "square.png").read_bytes()[:200])
+    with pytest.raises(images.ImageError, match="corrupt.png: the image is corrupt or truncated"):
+        images.load_image(corrupt)
+    with pytest.raises(images.ImageError, match="not an image"):
+        images.decode_image(b"plain text", "x.png")
+    pixels = images.load_image(FIXTURES / "square.png")
+    with pytest.raises(LLMCoreError, match="more than the context size 24"):  # 16 image positions + the text
+        list(llm.generate("USER: <__media__> describe this image in detail please ASSISTANT:", images=[pixels],
+                          max_tokens=1))
+    with pytest.raises(LLMCoreError, match="1 media markers .* for 2 images"):
+        list(llm.generate("<__media__>", images=[pixels, pixels], max_tokens=1))
+    text_only = LLM(TEXT, backend="reference", n_ctx=64)
+    with pytest.raises(LLMCoreError, match="this model takes text only"):
+        text_only.create_chat_completion([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": str(FIXTURES / "square.png")}}]}], max_tokens=1)
+    with pytest.raises(LLMCoreError, match="no multimodal projector"):
+        list(text_only.generate("<__media__>", images=[pixels], max_tokens=1))
+
+
+def test_projector_files_are_checked(tmp_path):
+    path = tmp_path / "qwen.gguf"
+    writer = GGUFWriter(str(path), "clip")
+    writer.add_metadata("clip.has_vision_encoder", True)
+    writer.add_metadata("clip.projector_type", "qwen2vl_merger")
+    writer.write()
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp\)"):
+        LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
+    with pytest.raises(ModelError, match="is not 'clip'"):
+        LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)
