@@ -52,6 +52,7 @@ class TinyModel:
         }
         self.global_metadata: dict[str, object] = {}  # keys written as they are, without the prefix
         self.tensors: dict[str, np.ndarray] = {}
+        self.quantized: dict[str, gguf.GGMLQuantizationType] = {}  # tensors written in that type
 
     @property
     def q_width(self) -> int:
@@ -153,7 +154,11 @@ class TinyModel:
             _add_value(writer, key, value)
         _add_vocab(writer)
         for name, data in self.tensors.items():
-            writer.add_tensor(name, data)
+            if name in self.quantized:
+                qtype = self.quantized[name]
+                writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+            else:
+                writer.add_tensor(name, data)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -623,6 +628,30 @@ def grok(m: TinyModel) -> None:
     m.ffn(0)
 
 
+def gpt_oss(m: TinyModel) -> None:
+    """gpt-oss: heads of 32 (wider than n_embd / n_head, as the real model's), biased q, k, v and
+    output, an attention sink per head (around the scores' size, so that some rows' sinks top
+    their max), windows of ``GEMMA_WINDOW`` tokens on layer 0, 8 experts with 2 per token and
+    biases everywhere, stored in MXFP4 as the released files hold them; gate and up weights four
+    times the usual scale so that the SwiGLU's clamps at 7 act."""
+    m.metadata.update({"attention.layer_norm_rms_epsilon": 1e-5, "attention.key_length": m.head_dim,
+                       "attention.value_length": m.head_dim, "attention.sliding_window": GEMMA_WINDOW,
+                       "expert_feed_forward_length": m.n_ff})
+    m.embedding()
+    m.norms(["attn_norm", "post_attention_norm"])
+    for il in range(m.n_layer):
+        p = f"blk.{il}"
+        m.attention(il, qkv_bias=True, out_bias=True)
+        m.tensors[f"{p}.attn_sinks.weight"] = m.rng.normal(1.0, 1.0, m.n_head).astype(np.float32)
+        m.experts(il, n_expert=8, n_used=2, n_ff=m.n_ff)
+        m.bias(f"{p}.ffn_gate_inp.bias", 8)
+        for name, rows in (("ffn_gate_exps", m.n_ff), ("ffn_up_exps", m.n_ff), ("ffn_down_exps", m.n_embd)):
+            if name != "ffn_down_exps":
+                m.tensors[f"{p}.{name}.weight"] *= 4
+            m.bias(f"{p}.{name}.bias", 8, rows)
+            m.quantized[f"{p}.{name}.weight"] = gguf.GGMLQuantizationType.MXFP4
+
+
 #: name -> (writer, extra TinyModel arguments)
 ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "llama": (llama, {}),
@@ -669,6 +698,7 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "mamba": (mamba, {}),
     "mamba2": (mamba2, {}),
     "grok": (grok, {"n_ff": 32}),
+    "gpt-oss": (gpt_oss, {"head_dim": 32, "n_ff": 32}),
 }
 
 

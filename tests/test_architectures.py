@@ -27,6 +27,7 @@ MAX_REL_ERROR = 2e-3
 # deepseek2 (V3's routing: sigmoid, bias, groups) and deepseek2_lite (V2's) attend through the latent
 # cache (multi-head latent attention) and use YaRN. dbrx clips its fused QKV and normalises 4 of 16 experts.
 # grok caps its scores (the output scale folded into the tanh) and its logits, and adds a dense FFN.
+# gpt-oss attends with sinks and windows, and routes to MXFP4 experts with biases and a clamped SwiGLU.
 # baichuan has 40 layers (llama.cpp tells its ALiBi variant by depth): the f16 flips add up over
 # twenty times the layers of the others, ~2.5e-3 from the first token on, where ALiBi plays no part.
 DEEP_REL_ERROR = {"baichuan": 4e-3}
@@ -56,7 +57,7 @@ def test_logits_match_llama_cpp(arch, backend):
 @pytest.mark.parametrize("backend", ["reference", "cpu_simd"])
 @pytest.mark.parametrize("arch", ["qwen3", "stablelm", "bloom", "mpt", "refact", "gpt2", "starcoder",
                                   "llama_moe", "qwen2moe", "qwen3moe", "olmoe", "deepseek2",
-                                  "dbrx", "grok"])
+                                  "dbrx", "grok", "gpt-oss"])
 def test_incremental_decoding_matches_batch(arch, backend):
     """Per-head norms, partial rotary, ALiBi (its mask of distances; bloom, mpt, refact), learned
     positions (gpt2, starcoder) and experts (one token: only its selected experts' rows) still hold
@@ -71,11 +72,11 @@ def test_incremental_decoding_matches_batch(arch, backend):
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu_simd"])
-@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3", "gpt-oss"])
 def test_sliding_window_and_soft_capping(arch, backend):
-    """Gemma 2/3's windows of 5 tokens (shorter than the 16 of the goldens: the masks hide keys),
-    soft-capped scores and logits (Gemma 2) and per-layer rope bases (Gemma 3), in one batch and
-    token by token, on each CPU backend."""
+    """Gemma 2/3's and gpt-oss's windows of 5 tokens (shorter than the 16 of the goldens: the masks
+    hide keys), soft-capped scores and logits (Gemma 2), per-layer rope bases (Gemma 3) and attention
+    sinks (gpt-oss), in one batch and token by token, on each CPU backend."""
     gold = np.load(ARCH_DIR / f"{arch}.logits.npz")
     tokens, expected = gold["tokens"].tolist(), gold["logits"]
     bound = MAX_REL_ERROR * expected.std()

@@ -16,6 +16,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     gemma3,
     glm4,
     gpt2,
+    gpt_oss,
     gptneox,
     grok,
     llama,

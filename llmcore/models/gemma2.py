@@ -4,21 +4,21 @@ sliding-window attention on every other layer (layers 0, 2, ... see the last 409
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 
-from llmcore.graph.builder import F16, GraphBuilder, RopeParams
+from llmcore.graph.builder import F16, GraphBuilder
 from llmcore.graph.ir import DType, Node
 from llmcore.graph.kv_types import CacheConfig
-from llmcore.models.base import BatchInputs, HParams, SlidingWindow, WeightSpec, register
+from llmcore.models.base import BatchInputs, HParams, WeightSpec, register
 from llmcore.models.gemma import Gemma
 from llmcore.models.layers import attend, output_head, qkv_projections, select_outputs, split_heads
 from llmcore.models.pooling import Pooling
+from llmcore.models.sliding import AlternatingWindows
 
 
 @register
-class Gemma2(Gemma):
+class Gemma2(AlternatingWindows, Gemma):
     names = ("gemma2",)
     #: llama.cpp's defaults where the file is silent
     default_window = 4096  # 0: every layer global
@@ -30,28 +30,12 @@ class Gemma2(Gemma):
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
         super().__init__(hparams, weights, n_ctx, cache, pooling)
-        sliding = hparams.sliding or SlidingWindow(None, None, None)
-        self.sliding_window = sliding.size if sliding.size is not None else self.default_window
-        self.windowed = sliding.windowed_layers(hparams.n_layer, self.default_pattern) if self.sliding_window else ()
-        self.window_rope = self.sliding_rope(sliding)
+        self.set_windows(hparams)
         given = (hparams.attn_softcap, hparams.final_softcap)
         self.attn_softcap = self.default_attn_softcap if given[0] is None else given[0]
         self.final_softcap = self.default_final_softcap if given[1] is None else given[1]
         width = hparams.n_embd // hparams.n_head if hparams.n_layer == self.n_layer_27b else hparams.head_dim
         self.query_scale = 1.0 / math.sqrt(width)
-
-    def sliding_rope(self, sliding: SlidingWindow) -> RopeParams:
-        """Windowed layers rotate with ``rope.freq_base_swa`` where given, else as the others."""
-        return dataclasses.replace(self.rope, freq_base=sliding.rope_freq_base or self.rope.freq_base)
-
-    def layer_rope(self, il: int) -> RopeParams:
-        return self.window_rope if self.slides(il) else self.rope
-
-    def layer_kq_mask(self, inp: BatchInputs, il: int) -> Node:
-        return inp.kq_mask_swa if self.slides(il) else inp.kq_mask
-
-    def slides(self, il: int) -> bool:
-        return bool(self.windowed) and self.windowed[il]
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         x = self.embed(g, inp)

@@ -196,8 +196,10 @@ def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool,
     bias, if any) scores the experts, each token goes to its ``n_expert_used`` most probable ones
     (:func:`route_experts`), whose outputs are summed weighted by their probabilities
     (``normalize``: rescaled to sum to one; then times ``scale`` unless it is 0 or 1). The experts'
-    matrices are stacked in ``ffn_{gate,up,down}_exps``; an expert is down(act(gate(x)) * up(x)),
-    act being SiLU or GELU (``activation``), or without ``ffn_gate_exps`` down(act(up(x)))."""
+    matrices are stacked in ``ffn_{gate,up,down}_exps`` (with a bias row per expert where the model
+    has ``ffn_*_exps.bias``: gpt-oss); an expert is down(act(gate(x)) * up(x)), act being SiLU or
+    GELU (``activation``), or without ``ffn_gate_exps`` down(act(up(x))); ``"swiglu_oai"`` is
+    gpt-oss's clamped SwiGLU of gate and up instead."""
     prefix = f"blk.{il}"
     n, n_embd = x.shape
     logits = weight_product(g, m, m.w(g, f"{prefix}.ffn_gate_inp.weight"), x, f"ffn_moe_logits.{il}")
@@ -209,15 +211,31 @@ def moe_ffn(g: GraphBuilder, m: Architecture, x: Node, il: int, normalize: bool,
     if scale not in (0.0, 1.0):
         weights = g.scale(weights, scale)
     x = g.reshape(x, (n, 1, n_embd))  # one input row that every selected expert reads
-    up = g.mul_mat_id(m.w(g, f"{prefix}.ffn_up_exps.weight"), x, selected, name=f"ffn_moe_up.{il}")
+    up = _expert_product(g, m, f"{prefix}.ffn_up_exps", x, selected, f"ffn_moe_up.{il}")
     gelu = activation == "gelu"
-    if m.has(f"{prefix}.ffn_gate_exps.weight"):
-        gate = g.mul_mat_id(m.w(g, f"{prefix}.ffn_gate_exps.weight"), x, selected, name=f"ffn_moe_gate.{il}")
+    if activation == "swiglu_oai":
+        gate = _expert_product(g, m, f"{prefix}.ffn_gate_exps", x, selected, f"ffn_moe_gate.{il}")
+        act = g.swiglu_oai(gate, up, SWIGLU_OAI_ALPHA, SWIGLU_OAI_LIMIT, name=f"ffn_moe_act.{il}")
+    elif m.has(f"{prefix}.ffn_gate_exps.weight"):
+        gate = _expert_product(g, m, f"{prefix}.ffn_gate_exps", x, selected, f"ffn_moe_gate.{il}")
         act = (g.geglu if gelu else g.swiglu)(gate, up, name=f"ffn_moe_act.{il}")
     else:
         act = (g.gelu if gelu else g.silu)(up, name=f"ffn_moe_act.{il}")
-    experts = g.mul_mat_id(m.w(g, f"{prefix}.ffn_down_exps.weight"), act, selected, name=f"ffn_moe_down.{il}")
+    experts = _expert_product(g, m, f"{prefix}.ffn_down_exps", act, selected, f"ffn_moe_down.{il}")
     return g.weighted_sum(experts, weights, name=f"ffn_moe_out.{il}")
+
+
+#: gpt-oss's SwiGLU constants (llama.cpp's LLM_FFN_SWIGLU_OAI_MOE)
+SWIGLU_OAI_ALPHA, SWIGLU_OAI_LIMIT = 1.702, 7.0
+
+
+def _expert_product(g: GraphBuilder, m: Architecture, name: str, x: Node, selected: Node, node_name: str) -> Node:
+    """The routed product of the stacked ``name.weight`` plus, where the model has ``name.bias``
+    [n_expert, rows], each selected expert's bias row (ggml_add_id)."""
+    y = g.mul_mat_id(m.w(g, f"{name}.weight"), x, selected, name=node_name)
+    if m.has(f"{name}.bias"):
+        y = g.add_id(y, m.w(g, f"{name}.bias"), selected, name=f"{node_name}.biased")
+    return y
 
 
 def route_experts(g: GraphBuilder, m: Architecture, logits: Node, il: int, gating: int) -> tuple[Node, Node]:
