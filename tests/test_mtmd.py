@@ -108,3 +108,23 @@ def test_projector_files_are_checked(tmp_path):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)
+
+
+def test_run_with_images_as_llama_mtmd_cli():
+    """``llmcore run --mmproj F --image IMG -p TEXT``: the image goes before the prompt, which becomes a
+    user message of the chat template (llama-mtmd-cli's single turn); bad images are one-line errors."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "llmcore", "run", "-m", str(TEXT), "-c", "256", "--backend", "reference", "-n", "3",
+            "--temp", "0", "-p", "describe"]
+    done = subprocess.run([*base, "--mmproj", str(FIXTURES / "mmproj-mlp.gguf"), "--image", str(FIXTURES / "wide.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "llmcore: mmproj mmproj-mlp.gguf (projector mlp, 56px images)" in done.stderr
+    assert "prompt eval time" in done.stderr and "/    " in done.stderr
+    for extra, message in ((["--image", str(FIXTURES / "wide.png")], "--image needs a multimodal projector file"),
+                           (["--mmproj", str(FIXTURES / "mmproj-mlp.gguf"), "--image", str(FIXTURES / "mlp.npz")],
+                            "mlp.npz: not an image in a known format")):
+        failed = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+        assert failed.returncode == 2 and message in failed.stderr.strip().splitlines()[-1], failed.stderr

@@ -105,6 +105,13 @@ def add_pooling_arg(group: argparse._ArgumentGroup) -> None:
                             "classification head); default: the model's pooling_type")
 
 
+def add_mmproj_arg(parser: argparse.ArgumentParser) -> None:
+    """llama.cpp's -mm/--mmproj: a multimodal projector file that lets prompts hold images."""
+    parser.add_argument_group("multimodal").add_argument(
+        "-mm", "--mmproj", metavar="FNAME",
+        help="multimodal projector file (llama.cpp's mmproj GGUF: a CLIP vision encoder, projector type mlp)")
+
+
 def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
     """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
     from llmcore.api import LLM
@@ -122,11 +129,15 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
               lora=args.lora, control_vectors=args.control_vectors,
               control_vector_layer_range=args.control_vector_layer_range,
-              draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None), draft=draft, n_seq_max=getattr(args, "parallel", 1))
+              draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None), draft=draft,
+              n_seq_max=getattr(args, "parallel", 1), mmproj=getattr(args, "mmproj", None))
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)
     print(f"llmcore: model {llm.model.describe()}", file=sys.stderr)
+    if llm.projector is not None:
+        print(f"llmcore: mmproj {llm.projector.path.name} (projector {llm.projector.params.projector}, "
+              f"{llm.projector.params.image_size}px images)", file=sys.stderr)
     print(f"llmcore: kv cache: {llm.context.kv_cache_line()}; {llm.plan.flash_attn_reason}", file=sys.stderr)
     if args.verbose:
         print_memory(llm)

@@ -6,9 +6,11 @@ import argparse
 import codecs
 import sys
 from pathlib import Path
+from typing import Any
 
 from llmcore.cli._common import (
     add_context_shift_args,
+    add_mmproj_arg,
     add_model_args,
     add_speculative_args,
     load_llm,
@@ -34,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-display-prompt", action="store_true", help="don't print the prompt before the generation")
     g.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
     add_context_shift_args(g)
+    add_mmproj_arg(p)
+    p.add_argument("--image", action="append", default=[], metavar="FNAME",
+                   help="an image for the prompt (with --mmproj; repeat it or give a comma-separated list): "
+                        "each takes the place of a <__media__> marker, or goes before the prompt, which is then "
+                        "formatted as a chat message, as llama-mtmd-cli does")
     add_speculative_args(p)
     add_sampling_args(p)
     from llmcore.cli import conversation
@@ -60,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     prompt = read_prompt(args)
     llm = load_llm(args)
+    if args.image:
+        return run_with_images(llm, args, prompt)
     if conversation.wanted(args, llm):
         return conversation.run_session(llm, args, prompt)
     cache = conversation.prompt_cache(args)
@@ -85,4 +94,27 @@ def run(args: argparse.Namespace) -> int:
     print_timings(llm)
     if args.verbose:  # the KV cache and compute buffers exist once the first step has run
         print_memory(llm)
+    return 0
+
+
+def run_with_images(llm: Any, args: argparse.Namespace, prompt: str) -> int:
+    """llama-mtmd-cli's single turn: the images' markers go before a prompt that has none, the prompt
+    becomes a user message in the chat template, and the reply is generated after the images."""
+    from llmcore.engine.mtmd import MEDIA_MARKER
+    from llmcore.media.image import load_image
+
+    if llm.projector is None:
+        raise LLMCoreError("--image needs a multimodal projector file (--mmproj)")
+    paths = [path for value in args.image for path in value.split(",") if path]
+    pictures = [load_image(path) for path in paths]
+    if MEDIA_MARKER not in prompt:
+        prompt = MEDIA_MARKER * len(pictures) + prompt
+    text = llm.chat_template.render([{"role": "user", "content": prompt}], add_generation_prompt=True)
+    pieces = llm.generate(text, images=pictures, max_tokens=args.n_predict, ignore_eos=args.ignore_eos,
+                          sampler=llm.sampler(**sampling_from_args(args)))
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    print_timings(llm)
     return 0
