@@ -43,6 +43,7 @@ from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
 from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.engine.sequence import Generation, Step, context_shift_span, sampler_for
+from llmcore.engine.infill import ExtraChunk, infill_prompt
 from llmcore.engine.speculative import SPEC_TYPES, DraftParams, ModelDrafter, NgramDrafter, Speculation
 from llmcore.models.adapters import LoraAdapter, load_control_vector
 
@@ -227,6 +228,14 @@ class LLM(EmbeddingMethods):
         logits = self.context.decode(Batch.for_sequence(list(ids), 0, all_logits=True))
         self._cached_tokens = list(ids)
         return logits
+
+    def infill_prompt(self, prefix: str, suffix: str, extra: Sequence[ExtraChunk] = (), prompt: str = "") -> list[int]:
+        """The fill-in-the-middle prompt llama-server's ``/infill`` builds with the model's FIM
+        tokens (the middle starts with ``prompt``), for :meth:`generate`; ``extra`` files
+        (:class:`~llmcore.engine.infill.ExtraChunk`) go first where the context leaves room."""
+        start = self.tokenize(prompt, add_special=False, parse_special=True) if prompt else []
+        return infill_prompt(self.tokenizer, prefix, suffix, extra, start, n_batch=self.context.n_batch,
+                             n_ctx=self.n_ctx)
 
     def reset(self) -> None:
         """Forget the KV cache."""

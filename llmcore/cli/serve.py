@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from llmcore.cli._common import _positive_int, add_context_shift_args, add_model_args, add_pooling_arg, load_llm
@@ -42,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--metrics", action="store_true",
                    help="serve Prometheus metrics at /metrics (default: off, /metrics answers 501)")
     add_context_shift_args(g)
+    g.add_argument("--slot-save-path", default=None, metavar="PATH",
+                   help="folder where POST /slots/{id}?action=save|restore keeps slots' states (default: none, "
+                        "the route answers 501)")
     g.add_argument("--lora-init-without-apply", action="store_true",
                    help="load LoRA adapters without applying them (apply later via POST /lora-adapters)")
     g.add_argument("--embedding", "--embeddings", action="store_true",
@@ -63,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
                            "(pip install -e '.[server]'; the llmcore on PyPI is another project)") from None
     if args.reranking:
         args.embedding, args.pooling = True, "rank"
+    if args.slot_save_path:  # created up front, as llama-server does
+        try:
+            Path(args.slot_save_path).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LLMCoreError(f"--slot-save-path {args.slot_save_path}: {error.strerror}") from None
     listener = _listen(args.host, args.port)
     defaults = sampling_from_args(args)
     seed = defaults.pop("seed", None)
@@ -70,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
                      defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
                      metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep,
-                     lora_init_without_apply=args.lora_init_without_apply)
+                     lora_init_without_apply=args.lora_init_without_apply, slot_save_path=args.slot_save_path)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "

@@ -1,6 +1,7 @@
-"""Saving and restoring the KV state of sequence 0 (the ``--prompt-cache`` file is built on it).
+"""Saving and restoring the KV state of a sequence: sequence 0 for ``--prompt-cache`` and
+``LLM.save_state``, a server slot's for ``POST /slots/{id}?action=save|restore``.
 
-A state file holds the tokens of sequence 0 and, for every layer's key and value cache, the rows of
+A state file holds the tokens of the sequence and, for every layer's key and value cache, the rows of
 the cells those tokens occupy, in position order, so a long prompt (a system prompt, a document) is
 evaluated once and reloaded by later runs. Layout (little-endian)::
 
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmcore.errors import LLMCoreError
+from llmcore.engine.batch import Batch
 from llmcore.engine.kv_cache import EMPTY
 from llmcore.graph import kv_types
 
@@ -101,8 +103,10 @@ class StateHeader:
         return header
 
 
-def save_state(path: str | os.PathLike[str], context: Context, model: Model, tokens: Sequence[int]) -> None:
-    """Write ``tokens`` (sequence 0's, from position 0) and their cells' keys and values to ``path``.
+def save_state(path: str | os.PathLike[str], context: Context, model: Model, tokens: Sequence[int],
+               seq_id: int = 0) -> None:
+    """Write ``tokens`` (sequence ``seq_id``'s, from position 0: a server slot's) and their cells'
+    keys and values to ``path``.
 
     The file is written to a new temporary file beside ``path`` and renamed over it, so an
     interrupted save never leaves a half-written state behind; ``path`` must be a regular file or
@@ -112,7 +116,7 @@ def save_state(path: str | os.PathLike[str], context: Context, model: Model, tok
     check_state_path(path)
     views = context.cache_views()
     widths = context.cache_widths()
-    rows = _sequence_cells(context, len(tokens))
+    rows = _sequence_cells(context, len(tokens), seq_id)
     model_size, model_sha256 = model_identity(model)
     header = StateHeader(model.path.name, model_size, model_sha256, context.n_ctx, context.cache.type_k,
                          context.cache.type_v, [(name, widths[name]) for name in views], len(tokens))
@@ -156,19 +160,21 @@ def _file_kind(mode: int) -> str:
     return next((name for is_kind, name in kinds if is_kind(mode)), "special file")
 
 
-def load_state(path: str | os.PathLike[str], context: Context, model: Model) -> list[int]:
-    """Restore the state saved in ``path`` into sequence 0 of ``context`` (every other cell is
-    freed) and return its tokens. The file is checked completely before anything changes."""
+def load_state(path: str | os.PathLike[str], context: Context, model: Model, seq_id: int = 0) -> list[int]:
+    """Restore the state saved in ``path`` into sequence ``seq_id`` of ``context`` and return its
+    tokens: sequence 0 of a context not partitioned into slots gets the whole cache (every other
+    cell is freed); otherwise only the sequence's own cells are replaced (a server slot's). The
+    file is checked completely before anything changes."""
     path = Path(path)
     check_state_path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise StateError(f"{path}: cannot read the state: {error.strerror}") from None
-    return _restore(path, data, context, model)
+    return _restore(path, data, context, model, seq_id)
 
 
-def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int]:
+def _restore(path: Path, buf: bytes, context: Context, model: Model, seq_id: int) -> list[int]:
     if len(buf) < _PREAMBLE.size + _CRC.size:
         raise StateError(f"{path}: truncated: {len(buf)} bytes is shorter than a state file's preamble")
     magic, version, header_len = _PREAMBLE.unpack_from(buf, 0)
@@ -198,16 +204,23 @@ def _restore(path: Path, buf: bytes, context: Context, model: Model) -> list[int
         raise StateError(f"{path}: tokens: id out of range for a vocabulary of {model.hparams.n_vocab}")
     offset += 4 * n
 
-    context.cells.clear()
+    if context.arch.recurrent:
+        if seq_id:
+            raise StateError(f"{path}: a recurrent model's state is restored into sequence 0 only")
+        context.cells.clear()
+        cells = np.arange(n_rows)
+    else:
+        if seq_id == 0 and context.cells.range_size is None:
+            context.cells.clear()
+        else:
+            context.cells.remove(seq_id)
+        cells = context.cells.place(Batch.for_sequence(tokens.tolist(), 0, seq_id=seq_id))
     for (name, _), size in zip(header.caches, row_bytes):
         view = views[name]
-        views[name][:n_rows] = np.frombuffer(buf, view.dtype, n_rows * view.shape[1], offset).reshape(n_rows, -1)
+        view[cells] = np.frombuffer(buf, view.dtype, n_rows * view.shape[1], offset).reshape(n_rows, -1)
         offset += n_rows * size
     if context.arch.recurrent:
         context.cells.pos[0] = n - 1
-        return tokens.tolist()
-    context.cells.pos[:n] = np.arange(n, dtype=np.int32)
-    context.cells.seqs[:n] = 1  # sequence 0's bit
     return tokens.tolist()
 
 
@@ -240,19 +253,21 @@ def model_identity(model: Model) -> tuple[int, str]:
     return size, hashlib.sha256(head).hexdigest()
 
 
-def _sequence_cells(context: Context, n_tokens: int) -> np.ndarray:
-    """The cells holding positions 0..n_tokens-1 of sequence 0, in position order (a recurrent
-    model's: its state row, once it has read exactly those tokens)."""
+def _sequence_cells(context: Context, n_tokens: int, seq_id: int = 0) -> np.ndarray:
+    """The cells holding positions 0..n_tokens-1 of sequence ``seq_id``, in position order (a
+    recurrent model's: its state row, once it has read exactly those tokens)."""
     cells = context.cells
     if context.arch.recurrent:
+        if seq_id:
+            raise StateError("a recurrent model's state is saved from sequence 0 only")
         if cells.seq_pos_max(0) != n_tokens - 1:
             raise StateError(f"sequence 0's state has read {cells.seq_pos_max(0) + 1} tokens, not {n_tokens}; "
                              "a recurrent model saves the state after all its tokens")
         return np.arange(min(n_tokens, 1))
-    hit = np.flatnonzero(cells.holds(0) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
+    hit = np.flatnonzero(cells.holds(seq_id) & (cells.pos != EMPTY) & (cells.pos < n_tokens))
     rows = hit[np.argsort(cells.pos[hit], kind="stable")]
     if not np.array_equal(cells.pos[rows], np.arange(n_tokens)):
-        raise StateError(f"sequence 0 does not hold positions 0..{n_tokens - 1}; nothing to save")
+        raise StateError(f"sequence {seq_id} does not hold positions 0..{n_tokens - 1}; nothing to save")
     return rows
 
 

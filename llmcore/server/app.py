@@ -28,7 +28,8 @@ from fastapi.staticfiles import StaticFiles
 
 import llmcore
 from llmcore.api.llm import LLM
-from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream
+from llmcore.engine.infill import missing_fim_tokens
+from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream, SlotAction
 from llmcore.server.embeddings import add_embedding_routes
 from llmcore.server.errors import APIError, error_body, install_error_handlers
 from llmcore.server.jobs import JobFactory
@@ -44,6 +45,7 @@ from llmcore.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     DetokenizeRequest,
+    InfillRequest,
     LoraScale,
     NativeCompletionRequest,
     TokenizeRequest,
@@ -65,7 +67,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
                model_name: str | None = None, defaults: dict[str, Any] | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
                metrics: bool = False, context_shift: bool = False, n_keep: int = 0,
-               lora_init_without_apply: bool = False) -> FastAPI:
+               lora_init_without_apply: bool = False, slot_save_path: str | Path | None = None) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
@@ -74,7 +76,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     with ``metrics`` (as llama-server's ``--metrics``). ``app.state.batcher.shut_down()`` ends every
     request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``). The LoRA adapters ``llm`` was
     loaded with apply at its scales, or at 0 with ``lora_init_without_apply`` until
-    ``POST /lora-adapters`` sets them."""
+    ``POST /lora-adapters`` sets them. ``slot_save_path`` is the folder of ``POST /slots/{id}``'s
+    files (llama-server's ``--slot-save-path``; None: that route answers 501)."""
     batcher = Batcher(llm, n_parallel, context_shift=context_shift, lora_init_without_apply=lora_init_without_apply)
     jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep)
     model = model_name or llm.model_path.name
@@ -154,6 +157,17 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
         responder = NativeResponder(llm.tokenizer, model, body.n_probs, post_sampling=body.post_sampling_probs)
         return await run_job(request, job, responder, body.stream)
 
+    @app.post("/infill")
+    async def infill(body: InfillRequest, request: Request) -> Response:
+        missing = missing_fim_tokens(llm.tokenizer)
+        if missing:
+            raise APIError(501, f"Infill is not supported by this model: {missing}")
+        job = await asyncio.to_thread(lambda: jobs.job(body, jobs.infill_prompt(body), max_tokens=body.n_predict,
+                                                       n_probs=body.n_probs, want_probs=body.n_probs > 0,
+                                                       post_sampling_probs=body.post_sampling_probs))
+        responder = NativeResponder(llm.tokenizer, model, body.n_probs, post_sampling=body.post_sampling_probs)
+        return await run_job(request, job, responder, body.stream)
+
     add_embedding_routes(app, llm, model)
 
     # -- tokens and templates -----------------------------------------------------------------
@@ -216,6 +230,30 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     @app.get("/slots")
     async def slots() -> list[dict[str, Any]]:
         return batcher.slot_states()
+
+    @app.post("/slots/{id_slot}")
+    async def slot_action(id_slot: str, request: Request, action: str = "") -> dict[str, Any]:
+        """llama-server's slot save/restore/erase: ``{"filename": NAME}`` in ``--slot-save-path``."""
+        if slot_save_path is None:
+            raise APIError(501, "This server does not support slots action. Start it with `--slot-save-path`")
+        try:
+            slot = int(id_slot)
+        except ValueError:
+            raise APIError(400, "Invalid slot ID", param="id_slot") from None
+        if not 0 <= slot < n_parallel:
+            raise APIError(400, "Invalid slot ID", param="id_slot")
+        if action not in ("save", "restore", "erase"):
+            raise APIError(400, "Invalid action", param="action")
+        path = None
+        if action != "erase":
+            body = await request.json() if await request.body() else {}
+            filename = body.get("filename") if isinstance(body, dict) else None
+            if not _valid_filename(filename):
+                raise APIError(400, "Invalid filename", param="filename")
+            path = Path(slot_save_path) / filename
+        job = SlotAction(action, slot, path)
+        batcher.submit(job)
+        return await asyncio.wrap_future(job.done)
 
     @app.get("/lora-adapters")
     async def lora_adapters() -> list[dict[str, Any]]:
@@ -312,6 +350,13 @@ def _check_size(size: int, limit: int, param: str, unit: str) -> None:
     if size > limit:
         raise APIError(413, f"field '{param}' has {size} {unit}; at most {limit} are allowed in one request",
                        param=param)
+
+
+def _valid_filename(name: object) -> bool:
+    """A plain file name inside the slot folder (llama.cpp's fs_validate_filename, in short): no
+    separators, no '.' or '..', no control characters, at most 255 bytes."""
+    return (isinstance(name, str) and 0 < len(name.encode()) <= 255 and name not in (".", "..")
+            and not any(c in name for c in "/\\:") and all(ord(c) >= 32 for c in name) and not name.startswith(" "))
 
 
 def _piece_json(piece: bytes) -> str | list[int]:

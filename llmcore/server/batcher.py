@@ -9,6 +9,7 @@ its tokens come back on the handler's asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -16,12 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmcore.api.llm import LLM
 from llmcore.api.types import FinishReason, Timings
+from llmcore.engine import state
 from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
@@ -88,6 +91,17 @@ class Job:
 
 
 @dataclass(eq=False)
+class SlotAction:
+    """``POST /slots/{id}?action=save|restore|erase``: run on the engine thread once the slot is
+    idle (llama-server defers it while the slot works); ``done`` gets llama-server's reply."""
+
+    action: str
+    id_slot: int
+    path: Path | None = None
+    done: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(eq=False)
 class Run:
     """A job in progress on a slot: its generation (the engine's one per-sequence loop)."""
 
@@ -127,6 +141,7 @@ class Batcher:
         self.metrics = Metrics()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
+        self._actions: list[SlotAction] = []
         self._thread: threading.Thread | None = None
         self._shutting_down = False
 
@@ -162,7 +177,7 @@ class Batcher:
         self._shutting_down = True
         self._inbox.put(_SHUT_DOWN)  # SimpleQueue.put is reentrant
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job | SlotAction) -> None:
         self._inbox.put(job)
 
     def cancel(self, job: Job) -> None:
@@ -187,9 +202,10 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             try:
-                if not self._collect(block=not any(s.busy for s in self.slots)):
+                if not self._collect(block=not any(s.busy for s in self.slots) and not self._actions):
                     return
                 self._drop_cancelled()
+                self._run_actions()
                 self._assign()
                 if any(s.busy for s in self.slots):
                     self._step()
@@ -210,6 +226,8 @@ class Batcher:
                 return False
             if isinstance(item, Job):
                 self._waiting.append(item)
+            elif isinstance(item, SlotAction):
+                self._actions.append(item)
             if self._shutting_down:
                 self._end_all()
             try:
@@ -221,6 +239,9 @@ class Batcher:
         for job in self._waiting:
             _emit(job, ErrorEvent(APIError(503, _SHUTTING_DOWN)))
         self._waiting.clear()
+        for action in self._actions:
+            action.done.set_exception(APIError(503, _SHUTTING_DOWN))
+        self._actions.clear()
         for slot in self.slots:
             if slot.busy:
                 self._finish(slot, interrupted=True)
@@ -231,6 +252,38 @@ class Batcher:
         for slot in self.slots:
             if slot.run is not None and slot.run.job.cancelled:
                 slot.release()
+
+    def _run_actions(self) -> None:
+        for action in [a for a in self._actions if not self.slots[a.id_slot].busy]:
+            self._actions.remove(action)
+            try:
+                action.done.set_result(self._slot_action(self.slots[action.id_slot], action))
+            except Exception as error:  # noqa: BLE001 - the client gets it (a bad file is a 400)
+                action.done.set_exception(error)
+
+    def _slot_action(self, slot: Slot, action: SlotAction) -> dict[str, Any]:
+        """llama-server's slot save, restore and erase, and their replies: a slot's tokens and its
+        cells' keys and values in a state file (engine.state) naming the model, which another
+        model refuses."""
+        started = time.perf_counter()
+        if action.action == "erase":
+            n_erased = len(slot.cached)
+            slot.keep_prefix(self.context, 0)
+            return {"id_slot": slot.id, "n_erased": n_erased}
+        model = self.llm.model
+        if action.action == "save":
+            state.save_state(action.path, self.context, model, slot.cached, seq_id=slot.id)
+            return {"id_slot": slot.id, "filename": action.path.name, "n_saved": len(slot.cached),
+                    "n_written": action.path.stat().st_size,
+                    "timings": {"save_ms": 1e3 * (time.perf_counter() - started)}}
+        try:
+            slot.cached = state.load_state(action.path, self.context, model, seq_id=slot.id)
+        except LLMCoreError as error:
+            slot.keep_prefix(self.context, 0)  # as llama-server, a failed restore leaves the slot empty
+            raise APIError(400, f"Unable to restore slot: {error}") from None
+        return {"id_slot": slot.id, "filename": action.path.name, "n_restored": len(slot.cached),
+                "n_read": action.path.stat().st_size,
+                "timings": {"restore_ms": 1e3 * (time.perf_counter() - started)}}
 
     def _assign(self) -> None:
         still_waiting: deque[Job] = deque()

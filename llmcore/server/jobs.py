@@ -13,10 +13,11 @@ from llmcore.chat.tools import tool_schema, with_instructions
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
 from llmcore.engine.sampling import Sampler, SamplingError, SamplingParams
+from llmcore.engine.infill import ExtraChunk, infill_prompt
 from llmcore.engine.sequence import sampler_for
 from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
-from llmcore.server.schemas import ChatCompletionRequest, GenerationFields, LoraScale
+from llmcore.server.schemas import ChatCompletionRequest, GenerationFields, InfillRequest, LoraScale
 
 
 _TOKEN_ID = re.compile(r"\s*[+-]?[0-9]+")
@@ -55,6 +56,17 @@ class JobFactory:
             messages = with_instructions(messages, request.tools, tool_schema(request.tools, request.tool_choice))
         text = self.llm.chat_template.render(messages, add_generation_prompt=True)
         return self.llm.tokenize(text, add_special=True, parse_special=True)
+
+    def infill_prompt(self, request: InfillRequest) -> list[int]:
+        """llama-server's FIM prompt of an /infill request, within a batch and the slot's context."""
+        for field in ("input_prefix", "input_suffix"):
+            value = getattr(request, field)
+            if not isinstance(value, str):
+                self.check_ids([t for t in value if isinstance(t, int)], field)
+        prompt = self.llm.tokenize(request.prompt, add_special=False, parse_special=True) if request.prompt else []
+        return infill_prompt(self.llm.tokenizer, request.input_prefix, request.input_suffix,
+                             [ExtraChunk(c.text, c.filename) for c in request.input_extra], prompt,
+                             n_batch=self.llm.context.n_batch, n_ctx=self.n_ctx_slot)
 
     def check_ids(self, ids: Sequence[int], param: str) -> list[int]:
         n_vocab = self.llm.n_vocab

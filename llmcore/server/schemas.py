@@ -133,6 +133,27 @@ class NativeCompletionRequest(GenerationFields):
     n_probs: int = Field(0, ge=0, le=100)
     post_sampling_probs: bool = False
 
+class InfillChunk(_Body):
+    """One ``input_extra`` item of ``/infill``: a file's text and (optionally) its name."""
+
+    text: str
+    filename: str = "tmp"
+
+
+class InfillRequest(GenerationFields):
+    """llama-server's ``POST /infill``: the middle between ``input_prefix`` and ``input_suffix``
+    (strings, or lists of strings and token ids), with ``input_extra`` files as context and
+    ``prompt`` (text) where the middle starts; answered as ``/completion``."""
+
+    input_prefix: str | list[str | int]
+    input_suffix: str | list[str | int]
+    input_extra: list[InfillChunk] = []
+    prompt: str = ""
+    n_predict: int = -1
+    n_probs: int = Field(0, ge=0, le=100)
+    post_sampling_probs: bool = False
+
+
 class EmbeddingRequest(_Body):
     """``/v1/embeddings`` (OpenAI's ``input``) and llama-server's ``/embedding`` (``content`` too)."""
 
