@@ -566,6 +566,71 @@ def olmoe(m: TinyModel) -> None:
         m.norm(f"blk.{il}.attn_k_norm.weight", m.kv_width)
 
 
+def latent_attention(m: TinyModel, il: int, q_lora_rank: int, kv_lora_rank: int, nope: int, v_head: int) -> None:
+    """DeepSeek's multi-head latent attention as llama.cpp's converter writes it: queries through a
+    low rank (``q_lora_rank`` > 0) or one matrix, the latent keys and values with the shared rotary
+    key (``attn_kv_a_mqa``), and ``kv_b`` split into the per-head ``attn_k_b`` (transposed) and
+    ``attn_v_b``."""
+    p, rope = f"blk.{il}", m.head_dim - kv_lora_rank
+    if q_lora_rank:
+        m.matrix(f"{p}.attn_q_a.weight", q_lora_rank, m.n_embd)
+        m.norm(f"{p}.attn_q_a_norm.weight", q_lora_rank)
+        m.matrix(f"{p}.attn_q_b.weight", m.n_head * (nope + rope), q_lora_rank)
+    else:
+        m.matrix(f"{p}.attn_q.weight", m.n_head * (nope + rope), m.n_embd)
+    m.matrix(f"{p}.attn_kv_a_mqa.weight", kv_lora_rank + rope, m.n_embd)
+    m.norm(f"{p}.attn_kv_a_norm.weight", kv_lora_rank)
+    kv_b = m.rng.normal(0, 1 / np.sqrt(kv_lora_rank), (m.n_head, nope + v_head, kv_lora_rank)).astype(np.float32)
+    m.tensors[f"{p}.attn_k_b.weight"] = np.ascontiguousarray(kv_b[:, :nope].transpose(0, 2, 1))
+    m.tensors[f"{p}.attn_v_b.weight"] = np.ascontiguousarray(kv_b[:, nope:])
+    m.matrix(f"{p}.attn_output.weight", m.n_embd, m.n_head * v_head)
+
+
+def deepseek_decoder(m: TinyModel, q_lora_rank: int, n_expert: int, n_used: int, **metadata: object) -> None:
+    """DeepSeek V2/V3: MLA (latent rank 32, 16 unrotated and 8 rotated query/key dims, values of
+    16), one leading dense layer, then experts of width 16 with one shared expert."""
+    kv_lora_rank, nope, v_head, n_ff_exp = 32, 16, 16, 16
+    m.metadata.update({
+        "attention.layer_norm_rms_epsilon": 1e-6, "attention.head_count_kv": 1,
+        "attention.key_length": m.head_dim, "attention.value_length": kv_lora_rank,
+        "attention.key_length_mla": nope + m.head_dim - kv_lora_rank, "attention.value_length_mla": v_head,
+        "attention.q_lora_rank": q_lora_rank, "attention.kv_lora_rank": kv_lora_rank,
+        "rope.dimension_count": m.head_dim - kv_lora_rank, "leading_dense_block_count": 1,
+        "expert_feed_forward_length": n_ff_exp, "expert_shared_count": 1, **metadata})
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        latent_attention(m, il, q_lora_rank, kv_lora_rank, nope, v_head)
+        if il == 0:
+            m.ffn(il)
+            continue
+        m.experts(il, n_expert, n_used, n_ff_exp)
+        for name, n_out, n_in in (("ffn_gate", n_ff_exp, m.n_embd), ("ffn_up", n_ff_exp, m.n_embd),
+                                  ("ffn_down", m.n_embd, n_ff_exp)):
+            m.matrix(f"blk.{il}.{name}_shexp.weight", n_out, n_in)
+
+
+def deepseek2(m: TinyModel) -> None:
+    """DeepSeek V3's routing: sigmoid gates, a bias per expert that only the choice sees, 16 experts
+    in 4 groups of which each token may use the best 2 (by their two best experts), 4 experts per
+    token, weights normalised and scaled by 2.5; YaRN (factor 4, mscale_all_dim 1) on the rotated dims."""
+    deepseek_decoder(m, q_lora_rank=24, n_expert=16, n_used=4, **{
+        "expert_gating_func": 2, "expert_weights_norm": True, "expert_weights_scale": 2.5,
+        "expert_group_count": 4, "expert_group_used_count": 2,
+        "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0, "rope.scaling.original_context_length": 32,
+        "rope.scaling.yarn_log_multiplier": 0.1})
+    for il in range(1, m.n_layer):
+        m.bias(f"blk.{il}.exp_probs_b.bias", 16)
+
+
+def deepseek2_lite(m: TinyModel) -> None:
+    """DeepSeek V2-Lite's layout: queries by one matrix (q_lora_rank 0), softmax gates, 8 experts
+    with 2 per token, unnormalised weights; YaRN with V2's mscale_all_dim 0.707."""
+    deepseek_decoder(m, q_lora_rank=0, n_expert=8, n_used=2, **{
+        "expert_weights_scale": 1.0, "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+        "rope.scaling.original_context_length": 32, "rope.scaling.yarn_log_multiplier": 0.0707})
+
+
 def ssm_model(m: TinyModel, d_state: int, **ssm: int) -> None:
     """A state-space model (no attention: head count 0, as llama.cpp's converter writes it): RMS
     norms, d_inner = 2 n_embd, a conv kernel of 4, decays A = -exp(...) as the converter stores them."""
@@ -609,6 +674,17 @@ def mamba2(m: TinyModel) -> None:
         m.norm(f"{p}.ssm_d", n_head, 1)
         m.norm(f"{p}.ssm_norm.weight", ng, di // ng)
         m.matrix(f"{p}.ssm_out.weight", m.n_embd, di)
+
+
+def dbrx(m: TinyModel) -> None:
+    """LayerNorms without biases, a fused QKV clipped to [-1, 1], 16 experts with 4 per token."""
+    m.metadata["attention.layer_norm_epsilon"] = 1e-5
+    m.metadata["attention.clamp_kqv"] = 1.0
+    m.embedding()
+    m.norms(["attn_norm", "attn_output_norm"])
+    for il in range(m.n_layer):
+        m.attention(il, fused=True)
+        m.experts(il, n_expert=16, n_used=4, n_ff=m.n_ff)
 
 
 def grok(m: TinyModel) -> None:
@@ -694,6 +770,9 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "qwen2moe": (qwen2moe, {}),
     "qwen3moe": (qwen3moe, {}),
     "olmoe": (olmoe, {"n_ff": 16, "n_head_kv": 4}),
+    "deepseek2": (deepseek2, {"n_layer": 3, "head_dim": 40}),
+    "deepseek2_lite": (deepseek2_lite, {"arch": "deepseek2", "n_layer": 3, "head_dim": 40}),
+    "dbrx": (dbrx, {"n_ff": 32}),
     "baichuan": (baichuan, {"n_layer": 40, "n_embd": 32, "n_head": 4, "n_head_kv": 4, "head_dim": 8, "n_ff": 32}),
     "mamba": (mamba, {}),
     "mamba2": (mamba2, {}),

@@ -109,7 +109,8 @@ def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.r
 def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
     cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
-             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id(), *_recurrent()]
+             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id(),
+             *_latent_attention(), *_recurrent()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
     return cases
@@ -434,6 +435,48 @@ def _mul_mat_id() -> Iterator[OpCase]:
                 "x": rng.standard_normal(shape).astype(np.float32), "ids": _expert_ids(rng, n, e, k)}
             yield _case(cid, f"mul_mat_id w={w_type.name}[{n_expert}, {rows}, {cols}] x=f32[{n}, {x_slots}, {cols}] "
                              f"ids=i32[{n}, {k}]", g, node, feeds)
+
+
+def _latent_attention() -> Iterator[OpCase]:
+    """What DeepSeek's multi-head latent attention and routing add: groups of experts masked by
+    the groups chosen, parts of rows sliced and joined, a matrix per head (the absorbed key and
+    value projections, over the float types and a block type), and attention whose values are the
+    key cache itself (the latent part of each cached row)."""
+    for n, n_group, size, k in ((1, 4, 4, 2), (7, 8, 3, 3)):
+        g = GraphBuilder(n, n)
+        node = g.mask_groups(g.input("x", (n, n_group * size), F32), g.input("ids", (n, k), I32), size)
+        yield _case(f"mask_groups-{n}x{n_group}x{size}-k{k}", f"mask_groups x=f32[{n}, {n_group * size}] "
+                    f"groups of {size} ids=i32[{n}, {k}]", g, node,
+                    lambda rng, step, n=n, e=n_group, k=k, s=size: {
+                        "x": rng.standard_normal((n, e * s)).astype(np.float32), "ids": _expert_ids(rng, n, e, k)})
+    for shape, start, stop in (((1, 3, 24), 16, 24), ((7, 4, 40), 0, 32), ((5, 72), 64, 72)):
+        g = GraphBuilder(shape[0], shape[0])
+        node = g.slice(g.input("x", shape, F32), start, stop)
+        yield _case(f"slice-{'x'.join(map(str, shape))}-{start}-{stop}", f"slice x=f32{list(shape)} [{start}:{stop}]",
+                    g, node, _normal({"x": shape}))
+    for a_shape, b_width in (((1, 3, 32), 8), ((7, 72), 8)):
+        b_shape = (*a_shape[:-1], b_width)
+        g = GraphBuilder(a_shape[0], a_shape[0])
+        node = g.concat(g.input("a", a_shape, F32), g.input("b", b_shape, F32))
+        yield _case(f"concat-{'x'.join(map(str, a_shape))}-{b_width}", f"concat a=f32{list(a_shape)} "
+                    f"b=f32{list(b_shape)}", g, node, _normal({"a": a_shape, "b": b_shape}))
+    for w_type in (GGMLType.F32, GGMLType.F16, GGMLType.Q8_0):
+        cols = _widths(w_type)[1]
+        for n, n_head, rows in ((1, 4, 40), (9, 3, 16)):
+            g = GraphBuilder(n, n)
+            cid = f"mul_mat_heads-{w_type.name}-{n_head}x{rows}x{cols}-n{n}"
+            node = g.mul_mat_heads(g.weight(f"{cid}.w", (n_head, rows, cols), w_type),
+                                   g.input("x", (n, n_head, cols), F32))
+            yield _case(cid, f"mul_mat_heads w={w_type.name}[{n_head}, {rows}, {cols}] x=f32[{n}, {n_head}, {cols}]",
+                        g, node, _normal({"x": (n, n_head, cols)}))
+    n_cells, width = 64, 72
+    for n, n_kv in ((1, 37), (7, 64)):
+        g = GraphBuilder(n, n)
+        cid = f"attention-latent-f16-n{n}-kv{n_kv}"
+        kv = g.cache(f"{cid}.kv", (n_cells, width), F16)
+        node = g.attention(g.input("q", (n, 4, width), F32), kv, kv, g.input("kq_mask", (n, n_cells), F32), 0.2)
+        yield _case(cid, f"attention q=f32[{n}, 4, {width}] k=v=f16[{n_cells}, {width}] (one cache) n_kv={n_kv}",
+                    g, node, _attention_feeds(n, 4, width, n_cells, n_kv), n_kv=n_kv)
 
 
 def _recurrent() -> Iterator[OpCase]:

@@ -52,6 +52,10 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.GATHER: 1e-7,
     Op.MUL_MAT_ID: 5e-4,
     Op.WEIGHTED_SUM: 1e-7,
+    Op.MASK_GROUPS: 0.0,  # copies and -inf: exact
+    Op.SLICE: 0.0,
+    Op.CONCAT: 0.0,
+    Op.MUL_MAT_HEADS: 5e-4,
     Op.SSM_CONV: 1e-7,  # ggml's orders, fused multiply-adds included: exact on a CPU backend
     Op.SSM_SCAN: 1e-6,
 }

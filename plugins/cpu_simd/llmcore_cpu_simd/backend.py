@@ -47,7 +47,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.2"
+    api_version = "2.5"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -78,7 +78,7 @@ class CpuSimdBackend(Backend):
 
     def supports_op(self, node: Node) -> bool:
         op = node.op
-        if op in (Op.MUL_MAT, Op.MUL_MAT_ID):
+        if op in (Op.MUL_MAT, Op.MUL_MAT_ID, Op.MUL_MAT_HEADS):
             w, x = node.srcs[:2]
             traits = self._weight_traits(w)
             vec_traits = self.lib.lc_traits[traits.vec_dot_type] if traits is not None else None
@@ -101,8 +101,8 @@ class CpuSimdBackend(Backend):
                     and head_dim <= 512 and (node.params.get("flash") or v.dtype in (F16, F32))
                     and all(head_dim % self.lib.lc_traits[kv_types.ggml_type(t)].block_size == 0
                             for t in (k.dtype, v.dtype)))
-        if op is Op.HADAMARD:
-            return node.srcs[0].dtype == F32
+        if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS):
+            return all(s.dtype in (F32, I32) for s in node.srcs)
         if op in (Op.SSM_CONV, Op.SSM_SCAN):
             # float32 states, activations and weights; ggml sums a conv kernel of 16 or more otherwise
             floats = all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)

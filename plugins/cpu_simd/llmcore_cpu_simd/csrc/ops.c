@@ -799,6 +799,16 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     }
 }
 
+/* a column range of each row copied into another's: SLICE, and each part of a CONCAT */
+static void op_copy_cols(const lc_node *nd, const lc_task *task) {
+    const float *x = nd->src[0];
+    float *y = nd->dst;
+    int64_t r0, r1;
+    share(nd->ne[0], task->ith, task->nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+        memcpy(y + r * nd->ne[2] + nd->i[1], x + r * nd->ne[1] + nd->i[0], (size_t)nd->ne[3] * sizeof(float));
+}
+
 const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_GET_ROWS] = op_get_rows, [LC_OP_QUANTIZE] = op_quantize, [LC_OP_MUL_MAT] = op_mul_mat,
     [LC_OP_ADD] = op_add, [LC_OP_MUL] = op_mul, [LC_OP_SCALE] = op_scale,
@@ -810,6 +820,6 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_SUM_ROWS] = lc_op_sum_rows, [LC_OP_TOP_K] = lc_op_top_k, [LC_OP_GATHER] = lc_op_gather,
     [LC_OP_WEIGHTED_SUM] = lc_op_weighted_sum, [LC_OP_MOE_MAP] = lc_op_moe_map,
     [LC_OP_MOE_GATHER] = lc_op_moe_gather, [LC_OP_MUL_MAT_ID] = lc_op_mul_mat_id,
-    [LC_OP_MOE_SCATTER] = lc_op_moe_scatter,
-    [LC_OP_SSM_CONV] = lc_op_ssm_conv, [LC_OP_SSM_SCAN] = lc_op_ssm_scan,
+    [LC_OP_MOE_SCATTER] = lc_op_moe_scatter, [LC_OP_MASK_GROUPS] = lc_op_mask_groups,
+    [LC_OP_COPY_COLS] = op_copy_cols, [LC_OP_SSM_CONV] = lc_op_ssm_conv, [LC_OP_SSM_SCAN] = lc_op_ssm_scan,
 };
