@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmcore.plugin_api import (
-    F16, Availability, Backend, BackendError, Device, Executable, Node, Subgraph, WeightData, rope_cos_sin,
+    F16, STEP_KEY, ArenaProgram, Availability, Backend, BackendError, Device, Executable, Node, Ref, Subgraph,
+    WeightData, rope_cos_sin,
 )
 
-from llmcore_gpu_kernels.lowering import STEP_KEY, Program, Ref, Target, lower, supports
+from llmcore_gpu_kernels.lowering import Launch, Target, lower, supports
 from llmcore_gpu_kernels.render import WORKGROUP, Rendering, render
 
 _SCALARS = {"u32": np.uint32, "i32": np.int32, "float": np.float32}
@@ -71,7 +72,7 @@ class GpuBackend(Backend):
     """An accelerator backend on the shared kernels; a subclass sets ``name`` and supplies
     :meth:`list_devices` and :meth:`open_runtime`."""
 
-    api_version = "2.2"
+    api_version = "2.6"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -164,7 +165,7 @@ class GpuExecutable(Executable):
     """One plan: its launches prepared once (re-prepared only when the shared arena moved), the
     host-written buffers, and the outputs read back after each step."""
 
-    def __init__(self, backend: GpuBackend, program: Program) -> None:
+    def __init__(self, backend: GpuBackend, program: ArenaProgram[Launch]) -> None:
         self.backend = backend
         self.program = program
         runtime = backend.runtime
@@ -193,7 +194,7 @@ class GpuExecutable(Executable):
         runtime = self.backend.runtime
         signatures = render(runtime.dialect).kernels
         self._launches = []
-        for launch in self.program.launches:
+        for launch in self.program.steps:
             args = []
             for param, arg in zip(signatures[launch.kernel].params, launch.args):
                 if param.kind == "buffer":

@@ -11,23 +11,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from llmcore.plugin_api import (
-    F16, F32, GGML_QUANT_SIZES, Availability, Backend, BackendError, Executable, GGMLType, Node, Op, Subgraph,
-    WeightData, is_per_row, rope_cos_sin,
+    F16, F32, STEP_KEY, ArenaProgram, Availability, Backend, BackendError, Executable, GGMLType, Node, Op, Ref,
+    Subgraph, WeightData, is_per_row, node_bytes, rope_cos_sin,
 )
 
 from llmcore_vulkan.device import listed_devices
 from llmcore_vulkan.gpu import Gpu
 from llmcore_vulkan.kernels import Kernels, binding_count
-from llmcore_vulkan.lowering import (
-    CACHE_SHADERS,
-    MAX_HEAD_DIM,
-    STEP_KEY,
-    WEIGHT_SHADERS,
-    Program,
-    Ref,
-    Target,
-    lower,
-)
+from llmcore_vulkan.lowering import CACHE_SHADERS, MAX_HEAD_DIM, WEIGHT_SHADERS, Dispatch, Target, lower
 from llmcore_vulkan.memory import MemoryBlock, Pool, Slice, Transfers
 from llmcore_vulkan.probe_cache import cached_probe
 
@@ -51,7 +42,7 @@ class VulkanBackend(Backend):
     the most capable: discrete, integrated, virtual, CPU). Several instances split a model."""
 
     name = "vulkan"
-    api_version = "2.2"
+    api_version = "2.6"
     #: above the CPU backends; ``--backend auto`` passes over a Vulkan backend whose devices are
     #: all CPU-type (lavapipe), as llama.cpp does, while ``--backend vulkan`` still uses them
     priority = 20
@@ -96,7 +87,7 @@ class VulkanBackend(Backend):
             w = node.srcs[0]
             # asked before the weights are loaded (placement decides what to load): judge by type and size.
             # mul_mat reads whole 32-value units (every quantized type's rows are made of them)
-            return (w.dtype in WEIGHT_SHADERS and _weight_bytes(w) <= limit
+            return (w.dtype in WEIGHT_SHADERS and node_bytes(w) <= limit
                     and (node.op is Op.GET_ROWS or w.shape[1] % 32 == 0))
         if node.op is Op.MUL_MAT:
             return False  # activation x activation products are not in the op set's llama use
@@ -120,7 +111,7 @@ class VulkanBackend(Backend):
                              or len(node.srcs) > 4)
             return (not no_shader_yet and k.dtype in CACHE_SHADERS and node.srcs[2].dtype == k.dtype
                     and head_dim <= MAX_HEAD_DIM and head_dim % 2 == 0
-                    and math.prod(k.shape) * (2 if k.dtype == F16 else 4) <= limit)
+                    and node_bytes(k) <= limit)
         if node.op is Op.ROPE:  # angles from the host for input positions; no frequency factors yet
             return node.shape[2] % 2 == 0 and len(node.srcs) == 2 and node.srcs[1].op is Op.INPUT
         return True
@@ -203,19 +194,17 @@ class VulkanExecutable(Executable):
     """One plan: its descriptor sets and its command buffer, re-recorded only when the shared
     arena moved (a larger plan was compiled since), never per step."""
 
-    def __init__(self, backend: VulkanBackend, program: Program) -> None:
+    def __init__(self, backend: VulkanBackend, program: ArenaProgram[Dispatch]) -> None:
         self.backend = backend
         self.program = program
         gpu = backend.gpu
         vk = gpu.vk
         self.io = {key: backend.host_pool.alloc(size) for key, size in program.io.items()}
-        for key, table in program.constants.items():
-            backend.transfers.upload(self.io[key], table)
         self._step = self.io[STEP_KEY].view(np.uint32, (4,))
         self._inputs = [(node_id, self.io[key].view(np.dtype(dtype), shape))
                         for node_id, key, dtype, shape in program.inputs]
         self._rope_tables = [(self.io[key], node_id, rope) for key, node_id, rope in program.rope_tables]
-        dispatches = program.dispatches
+        dispatches = program.steps
         n_sets = max(1, len(dispatches))
         n_buffers = max(1, sum(len(d.refs) for d in dispatches))
         self.descriptor_pool = vk.vkCreateDescriptorPool(gpu.device, vk.VkDescriptorPoolCreateInfo(
@@ -240,7 +229,7 @@ class VulkanExecutable(Executable):
         backend = self.backend
         vk = backend.gpu.vk
         writes = []
-        for dispatch, dset in zip(self.program.dispatches, self.sets):
+        for dispatch, dset in zip(self.program.steps, self.sets):
             for binding, ref in enumerate(dispatch.refs):
                 piece = self._slice(ref)
                 writes.append(vk.VkWriteDescriptorSet(
@@ -265,7 +254,7 @@ class VulkanExecutable(Executable):
         compute = vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT
         barrier = [vk.VkMemoryBarrier(srcAccessMask=vk.VK_ACCESS_SHADER_WRITE_BIT,
                                       dstAccessMask=vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT)]
-        for dispatch, dset, pipeline in zip(self.program.dispatches, self.sets, self.pipelines):
+        for dispatch, dset, pipeline in zip(self.program.steps, self.sets, self.pipelines):
             layout = kernels.pipeline_layout(binding_count(dispatch.shader))
             vk.vkCmdBindPipeline(cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, pipeline)
             vk.vkCmdBindDescriptorSets(cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, [dset], 0, None)
@@ -317,8 +306,3 @@ class VulkanExecutable(Executable):
         out = np.empty(shape, np.dtype(dtype))
         self.backend.transfers.download(piece, out)
         return out
-
-
-def _weight_bytes(w: Node) -> int:
-    block, type_size = GGML_QUANT_SIZES[w.dtype]
-    return math.prod(w.shape) // block * type_size
