@@ -6,8 +6,8 @@ plugin implements, the Backend contract, the graph IR a backend executes (ops, v
 settings and ggml's rope angles), the facts of the tensor types (block sizes, dequantization), the
 KV cache types (``kv_types``: names, storage, the rounding of a stored row), the lowering
 machinery device backends share (``ArenaLowering``: values as buffer references, one arena placed
-by liveness), the errors a backend raises and the directory where it may keep files between runs. It imports no
-backend and no model-fetching code.
+by liveness), the errors a backend raises and the directory where it may keep files between runs.
+It imports no backend and no model-fetching code.
 
 A plugin registers a module through the entry-point group ``llmcore.backends``; llmcore calls its
 ``llmcore_backends`` hook once, at discovery, never in a hot loop.
