@@ -1,5 +1,6 @@
 """The GPU kernels, written once in a small C dialect (``kernels/``), rendered for each GPU
-language by putting that language's prelude (``preludes/``) in front, tinygrad's way.
+language by putting that language's prelude (``preludes/``) in front, tinygrad's way (CUDA's and
+HIP's begin with what the two spell alike, ``cuda_hip.h``).
 
 The dialect is C99 with a few words a prelude defines: ``KERNEL``, ``GLOBAL`` (device memory),
 ``PRIVATE`` (a work-item's own memory, for pointers to locals), ``DEVICE`` (a helper function),
@@ -26,8 +27,12 @@ PRELUDE_DIR = Path(__file__).parent / "preludes"
 #: the kernel files, in the order they are concatenated (common.h first: the others use it)
 SOURCES = ("common.h", "elementwise.c", "norm.c", "rope.c", "get_rows.c", "mul_mat.c", "attention.c")
 #: CUDA C++ for NVRTC (CuPy RawModule), HIP C++ for hiprtc (CuPy's ROCm build), OpenCL C 1.2
-#: (pyopencl: SYCL/OpenCL devices, PoCL), Metal Shading Language (pyobjc's Metal)
-DIALECTS = ("cuda", "hip", "opencl", "metal")
+#: (pyopencl: SYCL/OpenCL devices, PoCL), Metal Shading Language (pyobjc's Metal): each one's
+#: prelude files, in order
+PRELUDES = {
+    "cuda": ("cuda_hip.h", "cuda.h"), "hip": ("cuda_hip.h", "hip.h"), "opencl": ("opencl.h",), "metal": ("metal.h",),
+}
+DIALECTS = tuple(PRELUDES)
 #: work-items per workgroup, every kernel (common.h's WG)
 WORKGROUP = 64
 
@@ -94,7 +99,7 @@ def render(dialect: str) -> Rendering:
     body = kernel_source()
     if dialect == "metal":
         body = _KERNEL.sub(_metal_signature, body)
-    prelude = (PRELUDE_DIR / f"{dialect}.h").read_text()
+    prelude = "".join((PRELUDE_DIR / name).read_text() for name in PRELUDES[dialect])
     return Rendering(dialect, f"{prelude}\n{body}", signatures())
 
 

@@ -1,17 +1,5 @@
 // The kernel dialect in CUDA C++ as NVRTC compiles it (CuPy RawModule): no headers needed.
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef int i32;
-typedef double acc_t;
-#define KERNEL extern "C" __global__
-#define GLOBAL
-#define PRIVATE
 #define DEVICE static __device__ __forceinline__
-#define SHARED __shared__
-#define SHARED_PTR  // a pointer parameter into workgroup memory (generic in CUDA and HIP)
-#define BARRIER() __syncthreads()
 #define GROUP_ID(d) ((d) == 0 ? blockIdx.x : blockIdx.y)
 #define LOCAL_ID(d) threadIdx.x
 #define F32_BITS(x) __float_as_uint(x)

@@ -1,18 +1,6 @@
 // The kernel dialect in HIP C++ as hiprtc compiles it (CuPy's ROCm build), llama.cpp's
 // vendors/hip.h idea: CUDA's spelling, clang's AMDGPU builtins where the two differ.
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef int i32;
-typedef double acc_t;
-#define KERNEL extern "C" __global__
-#define GLOBAL
-#define PRIVATE
 #define DEVICE static __device__ inline
-#define SHARED __shared__
-#define SHARED_PTR  // a pointer parameter into workgroup memory (generic in CUDA and HIP)
-#define BARRIER() __syncthreads()
 #define GROUP_ID(d) ((d) == 0 ? __builtin_amdgcn_workgroup_id_x() : __builtin_amdgcn_workgroup_id_y())
 #define LOCAL_ID(d) __builtin_amdgcn_workitem_id_x()
 #define F32_BITS(x) __builtin_bit_cast(u32, (float)(x))
