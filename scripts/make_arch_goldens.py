@@ -16,7 +16,9 @@ the metadata and tensors llama.cpp requires for it (see src/models/<arch>.cpp th
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,6 +165,18 @@ class TinyModel:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+
+    def write_quantized(self, path: Path, quantize: list[str], ftype: str = "Q4_K_M") -> None:
+        """Write the model quantized to ``ftype`` at ``path``: its matrices in F16 (as converted models
+        hold them) to a temporary file that the command ``quantize`` (llama-quantize or ``llmcore
+        quantize``, given the input, the output and the type) quantizes."""
+        for name, tensor in self.tensors.items():
+            if tensor.ndim >= 2:
+                self.tensors[name] = tensor.astype(np.float16)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            f16 = Path(tmp) / "f16.gguf"
+            self.write(f16)
+            subprocess.run([*quantize, str(f16), str(path), ftype], check=True, capture_output=True)
 
 
 def _add_value(writer: gguf.GGUFWriter, key: str, value: object) -> None:

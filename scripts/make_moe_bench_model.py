@@ -10,12 +10,8 @@ Needs the ``gguf`` package (the weights are random: the speed, not the text, is 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import numpy as np
 
 from make_arch_goldens import TinyModel, moe_decoder
 
@@ -27,13 +23,7 @@ def main() -> int:
     args = parser.parse_args()
     model = TinyModel("llama", seed=7, n_layer=8, n_embd=1024, n_head=16, n_head_kv=4, head_dim=64, n_ff=2048)
     moe_decoder(model, n_expert=8, n_used=2, n_ff=model.n_ff)
-    for name, tensor in model.tensors.items():  # matrices in F16, as converted models hold them
-        if tensor.ndim >= 2:
-            model.tensors[name] = tensor.astype(np.float16)
-    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
-        f16 = Path(tmp) / "f16.gguf"
-        model.write(f16)
-        subprocess.run([args.llama_quantize, str(f16), str(args.out), "Q4_K_M"], check=True, capture_output=True)
+    model.write_quantized(args.out, [args.llama_quantize])
     print(f"{args.out}: {args.out.stat().st_size / 2**20:.0f} MiB")
     return 0
 
