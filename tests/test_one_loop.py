@@ -39,7 +39,7 @@ def server(default_model_path):
     proc.stop()
 
 
-@pytest.mark.parametrize("stop", [[], ["thin air"]])
+@pytest.mark.parametrize("stop", [[], ["Captain Grimstone"]])
 def test_server_and_api_sample_the_same_tokens(llm, server, stop):
     reply = httpx.post(f"{server.url}/completion", timeout=120, json={
         "prompt": PROMPT, "n_predict": 40, "stop": stop, "cache_prompt": False, **SETTINGS})

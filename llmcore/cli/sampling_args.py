@@ -14,6 +14,9 @@ from llmcore.engine.sampling import SamplingParams
 from llmcore.errors import LLMCoreError
 
 _LOGIT_BIAS = re.compile(r"^(\d+)([+-].+)$")
+#: --sampling-seq's letters (llama.cpp's common_sampler_type_to_chr)
+_SAMPLER_LETTERS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typ_p", "p": "top_p",
+                    "m": "min_p", "x": "xtc", "t": "temperature"}
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +28,9 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
         help_text = f"{field.description} (default: {_shown(field.default)})"
         s.add_argument(*extra["flags"], dest=name, default=None, metavar=extra.get("metavar") or "N", help=help_text,
                        **_parsing(name, field.annotation))
+    s.add_argument("--sampling-seq", "--sampler-seq", dest="samplers", type=_sampling_seq, default=None,
+                   metavar="SEQUENCE", help="the samplers as letters, llama.cpp's: " + ", ".join(
+                       f"{letter} {name}" for letter, name in _SAMPLER_LETTERS.items()) + " (default: edskypmxt)")
     c = parser.add_argument_group("constrained output")
     c.add_argument("--grammar", metavar="GBNF", help="GBNF grammar the output must follow")
     c.add_argument("--grammar-file", metavar="FNAME", help="file with a GBNF grammar")
@@ -44,6 +50,14 @@ def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if "dry_sequence_breakers" in settings:  # llama.cpp: the flag replaces the defaults; "none" clears
         settings["dry_sequence_breakers"] = tuple(b for b in settings["dry_sequence_breakers"] if b != "none")
     return constraint | settings
+
+
+def _sampling_seq(text: str) -> tuple[str, ...]:
+    unknown = sorted(set(text) - set(_SAMPLER_LETTERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sampler letter(s) {''.join(unknown)!r}; known: "
+                                         f"{''.join(_SAMPLER_LETTERS)} (llama.cpp's i and a are not supported yet)")
+    return tuple(_SAMPLER_LETTERS[letter] for letter in text)
 
 
 def _parsing(name: str, annotation: Any) -> dict[str, Any]:

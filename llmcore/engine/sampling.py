@@ -13,10 +13,10 @@ A :class:`Sampler` turns one row of logits into a token id the way ``common_samp
 Each stage is also a public function over :class:`TokenCandidates` (llama.cpp's
 ``llama_token_data_array``) so it can be tested against llama.cpp's ``tests/test-sampling.cpp``.
 
-Randomness uses numpy's PCG64 ``Generator``, not llama.cpp's ``std::mt19937``: a seed gives a
-reproducible run, but not the same tokens as llama.cpp with that seed. The distributions sampled
-from are the same (distributional parity, not stream parity). XTC draws from its own stream spawned
-from the same seed, where llama.cpp seeds a second mt19937 with the identical seed.
+Randomness is llama.cpp's: ``std::mt19937`` seeded with the seed (numpy's MT19937 with the
+legacy seeding, which is the standard's), drawn through libstdc++'s ``uniform_real_distribution``
+(:class:`StdUniform`); XTC has its own generator seeded with the same seed, as in llama.cpp. So a
+seed gives llama.cpp's tokens wherever the logits and the chain agree.
 """
 
 from __future__ import annotations
@@ -328,6 +328,26 @@ def _locate(candidates: TokenCandidates, tokens: np.ndarray) -> tuple[np.ndarray
     return positions, order[slot[positions]]
 
 
+class StdUniform:
+    """``std::uniform_real_distribution<double>`` (``single``: ``<float>``) over ``std::mt19937(seed)``
+    as libstdc++ computes it (generate_canonical): a double from two 32-bit outputs, x0 + x1 * 2^32
+    over 2^64, a float from one, x0 over 2^32 in float; a result of 1 becomes the largest below 1."""
+
+    def __init__(self, seed: int, single: bool = False) -> None:
+        key, pos = np.random.RandomState(seed % 2**32).get_state()[1:3]  # std::mt19937's seeding
+        self._bits = np.random.MT19937()
+        self._bits.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": pos}}
+        self._single = single
+
+    def random(self) -> float:
+        if self._single:
+            value = np.float32(self._bits.random_raw()) / np.float32(2.0**32)
+            return float(value if value < 1 else np.nextafter(np.float32(1), np.float32(0)))
+        low, high = (float(x) for x in self._bits.random_raw(2))
+        value = (low + high * 2.0**32) / 2.0**64
+        return value if value < 1.0 else math.nextafter(1.0, 0.0)
+
+
 def _inverse_cdf(weights: np.ndarray, rnd: float) -> int:
     """First position whose running sum of ``weights`` reaches ``rnd`` times the total (llama.cpp's dist)."""
     running = np.cumsum(weights, dtype=np.float64)
@@ -577,7 +597,7 @@ def apply_min_p(candidates: TokenCandidates, p: float, min_keep: int) -> None:
 
 
 def apply_xtc(
-    candidates: TokenCandidates, probability: float, threshold: float, min_keep: int, rng: np.random.Generator
+    candidates: TokenCandidates, probability: float, threshold: float, min_keep: int, rng: StdUniform | np.random.Generator
 ) -> None:
     """Exclude top choices (XTC).
 
@@ -640,7 +660,7 @@ def _is_positive_float32(value: float) -> bool:
     return bool(np.float32(value) > 0)
 
 
-def sample_dist(candidates: TokenCandidates, rng: np.random.Generator) -> int:
+def sample_dist(candidates: TokenCandidates, rng: StdUniform | np.random.Generator) -> int:
     """Draw a position from the softmax of the candidates; leaves the normalised probs in ``candidates.probs``."""
     if candidates.size == 0:
         raise SamplingError("sampling: no candidate tokens left after the sampler chain")
@@ -660,7 +680,7 @@ def sample_dist(candidates: TokenCandidates, rng: np.random.Generator) -> int:
 
 
 def sample_mirostat(
-    candidates: TokenCandidates, tau: float, eta: float, m: int, mu: float, n_vocab: int, rng: np.random.Generator
+    candidates: TokenCandidates, tau: float, eta: float, m: int, mu: float, n_vocab: int, rng: StdUniform | np.random.Generator
 ) -> tuple[int, float]:
     """Mirostat v1: estimate Zipf's exponent from the top ``m`` tokens, keep the top k matching surprise ``mu``.
 
@@ -684,7 +704,7 @@ def sample_mirostat(
 
 
 def sample_mirostat_v2(
-    candidates: TokenCandidates, tau: float, eta: float, mu: float, rng: np.random.Generator
+    candidates: TokenCandidates, tau: float, eta: float, mu: float, rng: StdUniform | np.random.Generator
 ) -> tuple[int, float]:
     """Mirostat v2: keep tokens whose surprise (-log2 p) is at most ``mu`` (at least the best one).
 
@@ -844,9 +864,8 @@ class Sampler:
         p = self.params
         # llama.cpp's seed is a uint32_t: other values wrap around (-5 is 4294967291)
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if p.seed in _RANDOM_SEEDS else int(p.seed) % 2**32
-        dist_seed, xtc_seed = np.random.SeedSequence(self.seed).spawn(2)
-        self._rng = np.random.Generator(np.random.PCG64(dist_seed))
-        self._xtc_rng = np.random.Generator(np.random.PCG64(xtc_seed))
+        self._rng = StdUniform(self.seed)
+        self._xtc_rng = StdUniform(self.seed, single=True)  # llama.cpp's XTC draws a float
         self._penalty_history: deque[int] = deque()
         self._penalty_counts: Counter[int] = Counter()
         self._dry_history: deque[int] = deque(maxlen=self._dry_window)
