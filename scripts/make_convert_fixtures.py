@@ -5,11 +5,13 @@ A checkpoint (``make_checkpoint``) is written without torch, so that tests/test_
 the same bytes again: config.json, random weights as safetensors (numpy, a fixed seed; sharded with
 model.safetensors.index.json where the case says), and a tokenizer rebuilt with the ``tokenizers``
 package from a llama.cpp vocabulary (the default model's, SmolLM2's BPE: tokenizer.json and
-tokenizer_config.json with its chat template). ``main`` runs convert_hf_to_gguf.py in
+tokenizer_config.json with its chat template; or a SentencePiece tokenizer.model written from
+llama.cpp's test vocabulary, with added tokens). ``main`` runs convert_hf_to_gguf.py in
 /work/venv-oracle (torch 2.13.0 CPU, transformers 4.57.6, the vendored gguf-py) for every case and
 outtype and records in goldens.json the digest of each checkpoint file and, per output, each
 metadata value (type and encoded bytes) and each tensor (type, shape, bytes): the outputs
-themselves are tens of MiB.
+themselves are tens of MiB. logits.npz holds, per case, llama-cpp-python's logits on its f32
+output after each of LOGIT_TOKENS (the first LOGIT_COLUMNS of each row, and each row's argmax).
 
     python scripts/make_convert_fixtures.py [--oracle /work/venv-oracle/bin/python]
 """
@@ -29,45 +31,122 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "convert"
 LLAMA_CPP = Path("/tmp/lcpp/llama_cpp_python-0.3.36/vendor/llama.cpp")
-OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
+#: a SentencePiece vocabulary in the repository: llama.cpp's test vocabulary's first 512 pieces
+SPM_VOCAB = ROOT / "tests" / "fixtures" / "arch" / "llama.gguf"
+#: the tokens whose logits llama.cpp computes on each converted checkpoint (ids below every vocabulary's size)
+LOGIT_TOKENS = [1, 300, 45, 200, 17, 99, 260, 400]
+#: the logits kept of each row (all of a 512-token vocabulary; the first of SmolLM2's 49152), beside each row's argmax
+LOGIT_COLUMNS = 1024
 
 _LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
           "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 49152,
           "max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "rope_theta": 100000, "hidden_act": "silu",
           "tie_word_embeddings": True, "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2}
 
-#: case -> (config.json, the weights' dtype, shards)
-CASES: dict[str, tuple[dict, str, int]] = {
+_GEMMA = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "hidden_size": 64, "intermediate_size": 96,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+          "vocab_size": 512, "max_position_embeddings": 8192, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+          "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16", "bos_token_id": 1,
+          "eos_token_id": 2, "pad_token_id": 0}
+
+#: case -> (config.json, the weights' dtype, shards, tokenizer: "bpe" (SmolLM2's tokenizer.json) or
+#: "spm" (a SentencePiece tokenizer.model of llama.cpp's test vocabulary's first 512 pieces))
+CASES: dict[str, tuple[dict, str, int, str]] = {
     # SmolLM2-shaped: tied embeddings, bf16 weights, one file
-    "llama": (_LLAMA, "bfloat16", 1),
+    "llama": (_LLAMA, "bfloat16", 1, "bpe"),
     # Mistral-shaped: an output head of its own, f32 weights in two shards, no rope theta in the config
     "mistral": ({**{k: v for k, v in _LLAMA.items() if k != "rope_theta"}, "architectures": ["MistralForCausalLM"],
                  "model_type": "mistral", "tie_word_embeddings": False, "torch_dtype": "float32",
-                 "sliding_window": None}, "float32", 2),
+                 "sliding_window": None}, "float32", 2, "bpe"),
     # Qwen2: QKV biases, f16 weights
     "qwen2": ({**_LLAMA, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "torch_dtype": "float16",
-               "rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": 32768}, "float16", 1),
+               "rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": 32768}, "float16", 1, "bpe"),
+    # Llama 3.1-shaped with a SentencePiece vocabulary: llama3 rope scaling (rope_freqs.weight)
+    "llama_spm": ({**_LLAMA, "vocab_size": 512, "tie_word_embeddings": False, "torch_dtype": "float32",
+                   "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 128}},
+                  "float32", 1, "spm"),
+    # Gemma: norms stored as weight - 1, a head size of its own, tied embeddings
+    "gemma": (_GEMMA, "bfloat16", 1, "spm"),
+    # Gemma 2: four norms a layer, soft-capping, a window
+    "gemma2": ({**_GEMMA, "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "torch_dtype": "float32",
+                "query_pre_attn_scalar": 16, "sliding_window": 4096, "final_logit_softcapping": 30.0,
+                "attn_logit_softcapping": 50.0, "cache_implementation": "hybrid"}, "float32", 1, "spm"),
+    # Gemma 3 (text): per-head q/k norms, a local rope base, f16 weights (the +1 rounds in f16 as torch's does)
+    "gemma3": ({**_GEMMA, "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+                "torch_dtype": "float16", "query_pre_attn_scalar": 16, "sliding_window": 512,
+                "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6,
+                "rope_scaling": None, "final_logit_softcapping": None, "attn_logit_softcapping": None},
+               "float16", 1, "spm"),
+    # Qwen3: per-head q/k norms, a head size of its own
+    "qwen3": ({**_LLAMA, "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": 16,
+               "rope_theta": 1000000.0, "max_window_layers": 2, "use_sliding_window": False,
+               "sliding_window": None}, "bfloat16", 1, "bpe"),
+    # Phi-4-mini-shaped (Phi3ForCausalLM): fused QKV and gate-up, LongRoPE factors, a GPT2Tokenizer vocabulary
+    # (not named phi3: llama.cpp looks Phi-3's own special tokens up in models named so)
+    "phi4": ({**_LLAMA, "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "tie_word_embeddings": False,
+              "max_position_embeddings": 131072, "original_max_position_embeddings": 4096, "rope_theta": 10000.0,
+              "rope_scaling": {"type": "longrope", "long_factor": [1.0 + i / 4 for i in range(8)],
+                               "short_factor": [1.0 + i / 16 for i in range(8)]},
+              "sliding_window": 262144, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # StableLM 2: LayerNorms with biases, QKV biases, a quarter of each head rotated
+    "stablelm": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["StableLmForCausalLM"],
+                  "model_type": "stablelm", "tie_word_embeddings": False, "partial_rotary_factor": 0.25,
+                  "layer_norm_eps": 1e-05, "use_qkv_bias": True, "use_parallel_residual": False,
+                  "qk_layernorm": False, "torch_dtype": "float16"}, "float16", 1, "bpe"),
+    # StarCoder2: biases everywhere, a GELU MLP (c_fc, c_proj), tied embeddings
+    "starcoder2": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["Starcoder2ForCausalLM"],
+                    "model_type": "starcoder2", "norm_epsilon": 1e-05, "use_bias": True, "hidden_act": "gelu_pytorch_tanh",
+                    "sliding_window": 4096, "torch_dtype": "float32"}, "float32", 1, "bpe"),
+    # OLMo 2: q/k norms over all heads, norms after attention and FFN
+    "olmo2": ({**_LLAMA, "architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "tie_word_embeddings": False,
+               "rope_theta": 500000.0, "torch_dtype": "float32"}, "float32", 1, "bpe"),
 }
 
 
 def _weights(config: dict) -> dict[str, tuple[int, ...]]:
     """HF tensor names and shapes of a llama-like checkpoint of ``config``."""
+    kind = config["model_type"]
     d, ff, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
-    head = d // config["num_attention_heads"]
-    kv = head * config["num_key_value_heads"]
+    head = config.get("head_dim") or d // config["num_attention_heads"]
+    q, kv = head * config["num_attention_heads"], head * config["num_key_value_heads"]
     shapes = {"model.embed_tokens.weight": (vocab, d)}
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        shapes |= {p + "input_layernorm.weight": (d,), p + "self_attn.q_proj.weight": (d, d),
+        shapes |= {p + "input_layernorm.weight": (d,), p + "self_attn.q_proj.weight": (q, d),
                    p + "self_attn.k_proj.weight": (kv, d), p + "self_attn.v_proj.weight": (kv, d),
-                   p + "self_attn.o_proj.weight": (d, d), p + "post_attention_layernorm.weight": (d,),
+                   p + "self_attn.o_proj.weight": (d, q), p + "post_attention_layernorm.weight": (d,),
                    p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
                    p + "mlp.down_proj.weight": (d, ff)}
-        if config["model_type"] == "qwen2":
-            shapes |= {p + "self_attn.q_proj.bias": (d,), p + "self_attn.k_proj.bias": (kv,),
+        if kind in ("qwen2", "stablelm", "starcoder2"):
+            shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
                        p + "self_attn.v_proj.bias": (kv,)}
+        if kind in ("stablelm", "starcoder2"):
+            shapes |= {p + "input_layernorm.bias": (d,), p + "post_attention_layernorm.bias": (d,)}
+        if kind == "starcoder2":
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                del shapes[p + f"mlp.{name}.weight"]
+            shapes |= {p + "self_attn.o_proj.bias": (d,), p + "mlp.c_fc.weight": (ff, d), p + "mlp.c_fc.bias": (ff,),
+                       p + "mlp.c_proj.weight": (d, ff), p + "mlp.c_proj.bias": (d,)}
+        if kind == "phi3":  # one matrix for q, k and v, one for gate and up
+            for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"):
+                del shapes[p + f"{name}.weight"]
+            shapes |= {p + "self_attn.qkv_proj.weight": (q + 2 * kv, d), p + "mlp.gate_up_proj.weight": (2 * ff, d)}
+        if kind == "qwen3":
+            shapes |= {p + "self_attn.q_norm.weight": (head,), p + "self_attn.k_norm.weight": (head,)}
+        if kind == "olmo2":  # norms after attention and FFN only
+            del shapes[p + "input_layernorm.weight"]
+            shapes |= {p + "self_attn.q_norm.weight": (q,), p + "self_attn.k_norm.weight": (kv,),
+                       p + "post_feedforward_layernorm.weight": (d,)}
+        if kind in ("gemma2", "gemma3_text"):
+            shapes |= {p + "pre_feedforward_layernorm.weight": (d,), p + "post_feedforward_layernorm.weight": (d,)}
+        if kind == "gemma3_text":
+            shapes |= {p + "self_attn.q_norm.weight": (head,), p + "self_attn.k_norm.weight": (head,)}
     shapes["model.norm.weight"] = (d,)
-    if not config["tie_word_embeddings"]:
+    if kind in ("stablelm", "starcoder2"):
+        shapes["model.norm.bias"] = (d,)
+    if not config.get("tie_word_embeddings", True):
         shapes["lm_head.weight"] = (vocab, d)
     return shapes
 
@@ -120,9 +199,58 @@ def write_tokenizer(directory: Path, vocab_gguf: Path) -> None:
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
-def make_checkpoint(directory: Path, case: str, vocab_gguf: Path) -> None:
-    """Write checkpoint ``case`` into ``directory``."""
-    config, dtype, shards = CASES[case]
+def _protobuf_field(number: int, value: bytes | int | float | str) -> bytes:
+    """One protobuf field: a varint, a fixed32 float or a length-delimited string/message."""
+    def varint(n: int) -> bytes:
+        n &= (1 << 64) - 1
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    if isinstance(value, float):
+        return varint(number << 3 | 5) + struct.pack("<f", value)
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def write_sentencepiece(directory: Path, vocab_gguf: Path) -> None:
+    """tokenizer.model (SentencePiece's ModelProto: pieces with scores and types, a BPE trainer spec
+    with byte fallback, an identity normalizer adding the dummy prefix) from a GGUF's SentencePiece
+    vocabulary, and the files that add tokens to it: added_tokens.json, tokenizer_config.json's
+    added_tokens_decoder (a special token, a plain one, one with SentencePiece's space)."""
+    from llmcore.gguf import GGUFReader
+
+    with GGUFReader(vocab_gguf) as reader:
+        meta = reader.metadata
+        pieces = list(zip(meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"], meta["tokenizer.ggml.token_type"]))
+    model = b"".join(_protobuf_field(1, _protobuf_field(1, text) + _protobuf_field(2, float(score)) +
+                                     _protobuf_field(3, int(kind))) for text, score, kind in pieces)
+    model += _protobuf_field(2, _protobuf_field(3, 2) + _protobuf_field(4, len(pieces)) + _protobuf_field(35, 1))
+    model += _protobuf_field(3, _protobuf_field(1, "identity") + _protobuf_field(3, 1) + _protobuf_field(4, 0) +
+                             _protobuf_field(5, 1))
+    (directory / "tokenizer.model").write_bytes(model)
+    n = len(pieces)
+    (directory / "added_tokens.json").write_text(json.dumps({"<tool>": n - 4}))
+    config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+              "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "LlamaTokenizer",
+              "chat_template": "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}"
+                               "<end_of_turn>\n{% endfor %}",
+              "added_tokens_decoder": {
+                  str(n - 3): {"content": "<start_of_turn>", "special": True, "normalized": False},
+                  str(n - 2): {"content": "<end_of_turn>", "special": False, "normalized": False},
+                  str(n - 1): {"content": "\u2581\u2581hello", "special": False, "normalized": False}}}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+def make_checkpoint(directory: Path, case: str, vocab_gguf: Path, spm_vocab_gguf: Path = SPM_VOCAB) -> None:
+    """Write checkpoint ``case`` into ``directory``: ``vocab_gguf`` gives the BPE tokenizer,
+    ``spm_vocab_gguf`` the SentencePiece one."""
+    config, dtype, shards, tokenizer = CASES[case]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     rng = np.random.default_rng(sum(map(ord, case)))
@@ -140,7 +268,10 @@ def make_checkpoint(directory: Path, case: str, vocab_gguf: Path) -> None:
             weight_map |= dict.fromkeys(chosen, part)
         index = {"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}
         (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    write_tokenizer(directory, vocab_gguf)
+    if tokenizer == "spm":
+        write_sentencepiece(directory, spm_vocab_gguf)
+    else:
+        write_tokenizer(directory, vocab_gguf)
 
 
 def digest(data: bytes) -> str:
@@ -191,19 +322,50 @@ def main() -> None:
     vocab = resolve_model(None)
     goldens: dict = {"llama_cpp": "convert_hf_to_gguf.py from llama-cpp-python 0.3.36's source tree, "
                                   "torch 2.13.0+cpu, transformers 4.57.6", "checkpoints": {}, "outputs": {}}
+    logits: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
         for case in CASES:
             directory = Path(tmp) / case
             make_checkpoint(directory, case, vocab)
             goldens["checkpoints"][case] = {p.name: digest(p.read_bytes()) for p in sorted(directory.iterdir())}
+            jobs += [[str(directory), str(Path(tmp) / f"{case}-{outtype}.gguf"), outtype] for outtype in OUTTYPES]
+        run_oracle(args.oracle, jobs, [str(Path(tmp) / f"{case}-f32.gguf") for case in CASES])
+        for case in CASES:
             for outtype in OUTTYPES:
-                output = Path(tmp) / f"{case}-{outtype}.gguf"
-                subprocess.run([args.oracle, str(LLAMA_CPP / "convert_hf_to_gguf.py"), str(directory),
-                                "--outfile", str(output), "--outtype", outtype], check=True, capture_output=True)
-                goldens["outputs"][f"{case}-{outtype}"] = summarize(output)
-                print(case, outtype, len(goldens["outputs"][f"{case}-{outtype}"]["tensors"]), "tensors")
+                goldens["outputs"][f"{case}-{outtype}"] = summarize(Path(tmp) / f"{case}-{outtype}.gguf")
+            case_logits = np.load(Path(tmp) / f"{case}-f32.logits.npy")
+            logits[case], logits[f"{case}-argmax"] = case_logits[:, :LOGIT_COLUMNS], case_logits.argmax(axis=1)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "goldens.json").write_text(json.dumps(goldens, indent=1) + "\n")
+    np.savez_compressed(OUT / "logits.npz", **logits)
+
+
+#: run in the oracle's Python, in one process (torch and transformers load once): convert_hf_to_gguf.py's
+#: main for each (checkpoint, output, outtype) of argv[1], then llama-cpp-python's logits after each
+#: of argv[3]'s tokens on each GGUF of argv[2], saved next to it as .logits.npy
+_ORACLE = """
+import json, sys
+import numpy as np
+jobs, models, tokens = (json.loads(arg) for arg in sys.argv[1:4])
+sys.path.insert(0, sys.argv[4])
+import convert_hf_to_gguf, llama_cpp
+for directory, output, outtype in jobs:
+    sys.argv[1:] = [directory, "--outfile", output, "--outtype", outtype]
+    convert_hf_to_gguf.main()
+for path in models:
+    llm = llama_cpp.Llama(model_path=path, logits_all=True, n_ctx=64, verbose=False)
+    llm.eval(tokens)
+    np.save(path.removesuffix(".gguf") + ".logits.npy", np.array(llm.scores[:len(tokens)], dtype=np.float32))
+"""
+
+
+def run_oracle(oracle: str, jobs: list[list[str]], logit_models: list[str]) -> None:
+    """convert_hf_to_gguf.py on each of ``jobs`` and llama-cpp-python's logits on ``logit_models``."""
+    done = subprocess.run([oracle, "-c", _ORACLE, json.dumps(jobs), json.dumps(logit_models),
+                           json.dumps(LOGIT_TOKENS), str(LLAMA_CPP)], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the oracle failed:\n{done.stderr[-3000:]}")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,37 @@
 """``llmcore convert`` against llama.cpp's convert_hf_to_gguf.py: tiny checkpoints made again by
 scripts/make_convert_fixtures.py's own functions (checked against the digests its goldens recorded),
 converted to each outtype, must give key for key and tensor for tensor (type, shape, bytes) what
-convert_hf_to_gguf.py gave, in the same order (tests/fixtures/convert/goldens.json)."""
+convert_hf_to_gguf.py gave, in the same order (tests/fixtures/convert/goldens.json); and each
+converted checkpoint must run in llmcore with the logits llama.cpp computed on convert's output
+(logits.npz)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 from conftest import load_script
+from llmcore import LLM
 from llmcore.cli import main
 
 SCRIPT = load_script("make_convert_fixtures")
 GOLDENS = json.loads((SCRIPT.OUT / "goldens.json").read_text())
+LOGITS = np.load(SCRIPT.OUT / "logits.npz")
+#: the outputs the default suite checks: every outtype of the first cases (SmolLM2's vocabulary),
+#: one of each later case; the rest run with -m slow
+_DEFAULT_CASES = {"llama", "mistral", "qwen2"}
+#: as tests/test_architectures.py: f16 rounding in both engines' KV cache, relative to the logits' spread
+MAX_REL_ERROR = 2e-3
+
+
+def _marked(output: str):
+    case, outtype = output.rsplit("-", 1)
+    if case in _DEFAULT_CASES or outtype == "q8_0":
+        return output
+    return pytest.param(output, marks=pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +44,7 @@ def checkpoints(tmp_path_factory, default_model_path):
     return directory
 
 
-@pytest.mark.parametrize("output", list(GOLDENS["outputs"]))
+@pytest.mark.parametrize("output", [_marked(o) for o in GOLDENS["outputs"]])
 def test_same_gguf_as_convert_hf_to_gguf(output, checkpoints, tmp_path, capsys):
     case, outtype = output.rsplit("-", 1)
     path = tmp_path / f"{output}.gguf"
@@ -37,6 +54,18 @@ def test_same_gguf_as_convert_hf_to_gguf(output, checkpoints, tmp_path, capsys):
     for key, value in theirs["metadata"].items():
         assert ours["metadata"][key] == value, key
     assert ours["tensors"] == theirs["tensors"]
+
+
+@pytest.mark.parametrize("case", list(SCRIPT.CASES))
+def test_converted_checkpoint_runs_like_llama_cpp(case, checkpoints, tmp_path):
+    path = tmp_path / f"{case}.gguf"
+    assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", "f32"]) == 0
+    expected = LOGITS[case]
+
+    logits = LLM(path, backend="reference", n_ctx=64).logits(SCRIPT.LOGIT_TOKENS)
+
+    assert np.abs(logits[:, :SCRIPT.LOGIT_COLUMNS] - expected).max() < MAX_REL_ERROR * expected.std()
+    np.testing.assert_array_equal(logits.argmax(axis=1), LOGITS[f"{case}-argmax"])
 
 
 def test_bad_input_is_one_line_error(checkpoints, tmp_path, capsys):
@@ -57,4 +86,10 @@ def test_bad_input_is_one_line_error(checkpoints, tmp_path, capsys):
         (broken / name).write_bytes((checkpoints / "llama" / name).read_bytes())
     (broken / "model.safetensors").write_bytes((checkpoints / "llama" / "model.safetensors").read_bytes()[:5000])
     assert "model.safetensors" in fails([str(broken), str(tmp_path / "o.gguf")])
+    spm = tmp_path / "spm"
+    spm.mkdir()
+    for part in (checkpoints / "gemma").iterdir():
+        (spm / part.name).write_bytes(part.read_bytes())
+    (spm / "tokenizer.model").write_bytes((checkpoints / "gemma" / "tokenizer.model").read_bytes()[:1001])
+    assert "tokenizer.model: offset" in fails([str(spm), str(tmp_path / "o.gguf")])
     assert not list(tmp_path.glob("o.gguf*"))

@@ -10,14 +10,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert", help="convert a Hugging Face checkpoint to GGUF (convert_hf_to_gguf.py)",
         description="Convert the Hugging Face checkpoint in HF_DIR (config.json, safetensors weights in one "
-        "file or shards, tokenizer.json and tokenizer_config.json) to OUT.gguf with the keys and tensors "
+        "file or shards, tokenizer.json or tokenizer.model, tokenizer_config.json) to OUT.gguf with the keys and tensors "
         "llama.cpp's convert_hf_to_gguf.py writes. Architectures: LlamaForCausalLM (SmolLM2, Llama), "
-        "MistralForCausalLM, Qwen2ForCausalLM; BPE tokenizers (SentencePiece's tokenizer.model: not yet).")
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
+        "Gemma3ForCausalLM (text), Phi3ForCausalLM, StableLmForCausalLM, Starcoder2ForCausalLM, Olmo2ForCausalLM; "
+        "BPE tokenizer.json or SentencePiece tokenizer.model vocabularies.")
     p.add_argument("model", metavar="HF_DIR", help="the checkpoint's directory")
     p.add_argument("outfile", metavar="OUT.gguf", help="the GGUF file to write")
-    p.add_argument("--outtype", choices=("f32", "f16", "bf16", "q8_0"), default="f16",
+    p.add_argument("--outtype", choices=("f32", "f16", "bf16", "q8_0", "auto"), default="auto",
                    help="type of the weight matrices (1-D tensors and norms stay f32; q8_0 falls back to f16 "
-                   "where 32 does not divide the rows) (default: f16)")
+                   "where 32 does not divide the rows); auto: bf16 for a bf16 checkpoint, else f16 (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

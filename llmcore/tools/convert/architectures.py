@@ -1,23 +1,156 @@
 """The Hugging Face architectures ``llmcore convert`` reads, as convert_hf_to_gguf.py converts them:
-per ``config.json`` architecture, the GGUF architecture, the hyper-parameters it adds to the common
-ones, and how it rewrites tensors before gguf-py's name map renames them."""
+per ``config.json`` architecture, the GGUF architecture, its hyper-parameters (TextModel's common
+ones or the model class's own), its vocabulary, how it rewrites tensors before gguf-py's name map
+renames them, and the tensors it adds."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 
-#: (HF name, tensor) -> the tensor convert_hf_to_gguf.py writes
-TensorRewrite = Callable[[str, np.ndarray, dict[str, Any]], np.ndarray]
+from llmcore.errors import LLMCoreError
+from llmcore.tools.convert.vocab import add_gpt2_vocab, add_sentencepiece_vocab, sentencepiece_vocab, tokenizer_config
 
 
-def _no_rewrite(name: str, data: np.ndarray, hparams: dict[str, Any]) -> np.ndarray:
+@dataclass(frozen=True)
+class Checkpoint:
+    """What the per-architecture steps read: the checkpoint's directory and its hyper-parameters
+    (config.json over the defaults transformers' config class fills in)."""
+
+    directory: Path
+    hparams: dict[str, Any]
+
+    def find(self, *keys: str) -> Any:
+        """find_hparam(optional=True): the value of the first of ``keys`` the config has (even None)."""
+        return next((self.hparams[k] for k in keys if k in self.hparams), None)
+
+    @property
+    def rope(self) -> dict[str, Any]:
+        """TextModel's rope_parameters: rope_parameters or rope_scaling, with the rope bases, the
+        partial rotary factor and the original context mirrored into it from the config."""
+        rope = dict(self.hparams.get("rope_parameters", self.hparams.get("rope_scaling")) or {})
+        if "full_attention" in rope or "sliding_attention" in rope:
+            return rope
+        theta = self.find("global_rope_theta", "rope_global_theta", "rope_theta_global", "rope_theta", "rotary_emb_base")
+        local = self.find("local_rope_theta", "rope_local_theta", "rope_theta_local", "swa_rope_theta",
+                          "rope_local_base_freq")
+        partial = self.find("partial_rotary_factor", "rope_pct", "rope_percent")
+        original = self.find("original_max_position_embeddings")
+        if local is not None:
+            rope["sliding_attention"] = {"rope_theta": local}
+        if "rope_theta" not in rope and theta is not None:
+            rope["rope_theta"] = theta
+        if "rope_type" not in rope and rope.get("type") is not None:
+            rope["rope_type"] = rope["type"]
+        if "partial_rotary_factor" not in rope and partial is not None:
+            rope["partial_rotary_factor"] = partial
+        if "original_max_position_embeddings" not in rope and original is not None:
+            rope["original_max_position_embeddings"] = original
+        return rope
+
+
+#: (HF name, tensor, checkpoint) -> the tensor convert_hf_to_gguf.py writes
+TensorRewrite = Callable[[str, np.ndarray, Checkpoint], np.ndarray]
+
+
+def text_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """TextModel.set_gguf_parameters, for the keys of the (dense) architectures llmcore converts."""
+    h = ckpt.hparams
+    kv.add_block_count(h["num_hidden_layers"])
+    if (n_ctx := ckpt.find("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
+                           "model_max_length")) is not None:
+        kv.add_context_length(n_ctx)
+    if (n_embd := ckpt.find("hidden_size", "n_embd", "dim")) is not None:
+        kv.add_embedding_length(n_embd)
+    if (n_ff := ckpt.find("prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner",
+                          "hidden_dim")) is not None:
+        kv.add_feed_forward_length(n_ff)
+    if (n_head := ckpt.find("num_attention_heads", "n_head", "n_heads")) is not None:
+        kv.add_head_count(n_head)
+    if (n_head_kv := ckpt.find("num_key_value_heads", "n_kv_heads")) is not None:
+        kv.add_head_count_kv(n_head_kv)
+    if h.get("is_causal") is False:
+        kv.add_causal_attention(False)
+    rope_all = ckpt.rope
+    rope = rope_all.get("full_attention", rope_all)
+    rope_type, factor = rope.get("rope_type"), rope.get("factor")
+    if rope_type == "linear" and factor is not None:
+        kv.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        kv.add_rope_scaling_factor(factor)
+    elif rope_type == "yarn" and factor is not None:
+        kv.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        kv.add_rope_scaling_factor(factor)
+        kv.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        if (ext := rope.get("extrapolation_factor")) is not None:
+            kv.add_rope_scaling_yarn_ext_factor(ext)
+        if (attn := rope.get("attention_factor", rope.get("attn_factor"))) is not None:
+            kv.add_rope_scaling_yarn_attn_factor(attn)
+        if (fast := rope.get("beta_fast")) is not None:
+            kv.add_rope_scaling_yarn_beta_fast(fast)
+        if (slow := rope.get("beta_slow")) is not None:
+            kv.add_rope_scaling_yarn_beta_slow(slow)
+    elif rope_type in ("su", "longrope"):
+        kv.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
+    if (theta := rope.get("rope_theta")) is not None:
+        kv.add_rope_freq_base(theta)
+    if (local_theta := rope_all.get("sliding_attention", {}).get("rope_theta")) is not None:
+        kv.add_rope_freq_base_swa(local_theta)
+    if (rms_eps := ckpt.find("rms_norm_eps", "norm_eps")) is not None:
+        kv.add_layer_norm_rms_eps(rms_eps)
+    if (norm_eps := ckpt.find("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon")) is not None:
+        kv.add_layer_norm_eps(norm_eps)
+    if (head_dim := h.get("head_dim")) is not None:
+        kv.add_key_length(head_dim)
+        kv.add_value_length(head_dim)
+    kv.add_file_type(ftype)
+
+
+def _no_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
     return data
 
+
+def _no_extra_tensors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str, np.ndarray]]:
+    return []
+
+
+def _gpt2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    add_gpt2_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+
+
+def _sentencepiece_or_gpt2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Qwen2Model.set_vocab: tokenizer.model if the checkpoint has one, else tokenizer.json."""
+    if (ckpt.directory / "tokenizer.model").is_file():
+        add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+    else:
+        _gpt2_vocab(kv, ckpt)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    arch: gguf.MODEL_ARCH
+    #: config.json keys transformers' config class fills in when they are missing (convert reads the
+    #: config through AutoConfig): name -> value computed from the config
+    config_defaults: Callable[[dict[str, Any]], dict[str, Any]]
+    parameters: Callable[[gguf.GGUFWriter, Checkpoint, gguf.LlamaFileType], None] = text_parameters
+    vocab: Callable[[gguf.GGUFWriter, Checkpoint], None] = _gpt2_vocab
+    rewrite: TensorRewrite = _no_rewrite
+    #: (HF name, shape, checkpoint) -> the shape ``rewrite`` gives that tensor
+    shape: Callable[[str, tuple[int, ...], Checkpoint], tuple[int, ...]] = lambda name, shape, ckpt: shape
+    #: generate_extra_tensors: (GGUF name, float32 data) written before the checkpoint's tensors; keys
+    #: it adds come right after the architecture's name
+    extra_tensors: Callable[[gguf.GGUFWriter, Checkpoint], list[tuple[str, np.ndarray]]] = _no_extra_tensors
+    #: HF tensor names the model class filters out
+    skipped: tuple[str, ...] = field(default=())
+
+
+# --- Llama, Mistral ---------------------------------------------------------------------------
 
 def _permute(weights: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarray:
     """LlamaModel.permute: HF's rotary halves back to llama.cpp's interleaved pairs."""
@@ -27,9 +160,9 @@ def _permute(weights: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndar
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def _llama_rewrite(name: str, data: np.ndarray, hparams: dict[str, Any]) -> np.ndarray:
-    n_head = hparams.get("n_heads", hparams.get("num_attention_heads"))
-    n_kv_head = hparams.get("n_kv_heads", hparams.get("num_key_value_heads"))
+def _llama_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    n_head = ckpt.find("n_heads", "num_attention_heads")
+    n_kv_head = ckpt.find("n_kv_heads", "num_key_value_heads")
     if name.endswith(("q_proj.weight", "q_proj.bias")):
         return _permute(data, n_head, n_head)
     if name.endswith(("k_proj.weight", "k_proj.bias")):
@@ -37,27 +170,63 @@ def _llama_rewrite(name: str, data: np.ndarray, hparams: dict[str, Any]) -> np.n
     return data
 
 
-def _llama_parameters(kv: gguf.GGUFWriter, hparams: dict[str, Any]) -> None:
-    kv.add_vocab_size(hparams["vocab_size"])
-    rope_dim = hparams.get("head_dim") or hparams["hidden_size"] // hparams["num_attention_heads"]
-    kv.add_rope_dimension_count(rope_dim)
+def _llama_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    text_parameters(kv, ckpt, ftype)
+    h = ckpt.hparams
+    kv.add_vocab_size(h["vocab_size"])
+    kv.add_rope_dimension_count(h.get("head_dim") or h["hidden_size"] // h["num_attention_heads"])
 
 
-def _no_parameters(kv: gguf.GGUFWriter, hparams: dict[str, Any]) -> None:
-    pass
+def _llama_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """LlamaModel.set_vocab: tokenizer_config.json's add_prefix_space, tokenizer.model else
+    tokenizer.json, and no BOS added for 49152-token vocabularies (meant for granite's small
+    models; SmolLM2's has that size too)."""
+    if (prefix := tokenizer_config(ckpt.directory).get("add_prefix_space")) is not None:
+        kv.add_add_space_prefix(prefix)
+    if not (ckpt.directory / "tokenizer.model").is_file() and _is_llama_hf_tokenizer(ckpt.directory):
+        raise LLMCoreError(f"{ckpt.directory / 'tokenizer.json'}: a SentencePiece-style BPE tokenizer without its "
+                           "tokenizer.model (convert_hf_to_gguf.py's LlamaHfVocab) is not supported yet")
+    _sentencepiece_or_gpt2_vocab(kv, ckpt)
+    if ckpt.hparams.get("vocab_size", 32000) == 49152:
+        kv.add_add_bos_token(False)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    arch: gguf.MODEL_ARCH
-    #: config.json keys transformers' config class fills in when they are missing (convert reads the
-    #: config through AutoConfig): name -> value computed from the config
-    config_defaults: Callable[[dict[str, Any]], dict[str, Any]]
-    parameters: Callable[[gguf.GGUFWriter, dict[str, Any]], None] = _no_parameters
-    rewrite: TensorRewrite = _no_rewrite
-    #: LlamaModel.set_vocab's additions: tokenizer_config.json's add_prefix_space, and no BOS added
-    #: for 49152-token vocabularies (meant for granite's small models; SmolLM2's has that size too)
-    llama_vocab: bool = False
+def _is_llama_hf_tokenizer(directory: Path) -> bool:
+    """gguf-py's LlamaHfVocab accepts it: a byte-fallback BPE model with a Sequence decoder."""
+    try:
+        tokenizer = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    model = tokenizer.get("model") or {}
+    return (model.get("type") == "BPE" and model.get("byte_fallback", False)
+            and (tokenizer.get("decoder") or {}).get("type") == "Sequence")
+
+
+def _llama3_rope_factors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str, np.ndarray]]:
+    """LlamaModel.generate_extra_tensors: rope_scaling llama3's per-frequency factors (float32
+    arithmetic, as torch's)."""
+    rope = ckpt.rope.get("full_attention", ckpt.rope)
+    if not rope or rope.get("rope_type", "").lower() != "llama3":
+        return []
+    h = ckpt.hparams
+    dim = h.get("head_dim") or h["hidden_size"] // h["num_attention_heads"]
+    base = rope.get("rope_theta", 10000.0)
+    freqs = (1.0 / (np.float32(base) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))).astype(np.float32)
+    factor = rope.get("factor", 8.0)
+    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    old_context = rope.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    factors = []
+    for freq in freqs:
+        wavelen = np.float32(2 * math.pi) / freq
+        if wavelen < high_wavelen:
+            factors.append(1.0)
+        elif wavelen > low_wavelen:
+            factors.append(factor)
+        else:
+            smooth = (np.float32(old_context) / wavelen - np.float32(low)) / np.float32(high - low)
+            factors.append(np.float32(1) / ((np.float32(1) - smooth) / np.float32(factor) + smooth))
+    return [(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", np.array(factors, dtype=np.float32))]
 
 
 def _llama_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -70,12 +239,264 @@ def _rope_default(config: dict[str, Any]) -> dict[str, Any]:
     return {"rope_theta": 10000.0}
 
 
-_LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters, _llama_rewrite, llama_vocab=True)
+def _qwen3_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen3Config's: a fixed head size of 128 whatever the width."""
+    return {"head_dim": 128, "rope_theta": 10000.0}
+
+
+# --- Gemma ------------------------------------------------------------------------------------
+
+def _plus_one_norms(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """Gemma's RMSNorm multiplies by 1 + weight: convert stores the sum (in the tensor's own type)."""
+    return data + data.dtype.type(1) if name.endswith("norm.weight") else data
+
+
+def _add_model_shape(kv: gguf.GGUFWriter, h: dict[str, Any]) -> None:
+    """The first keys of the model classes that write their own (Gemma's, StableLM's), in their order."""
+    kv.add_context_length(h["max_position_embeddings"])
+    kv.add_embedding_length(h["hidden_size"])
+    kv.add_block_count(h["num_hidden_layers"])
+    kv.add_feed_forward_length(h["intermediate_size"])
+
+
+def _gemma_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """GemmaModel.set_gguf_parameters (Gemma2Model's adds to it)."""
+    h = ckpt.hparams
+    _add_model_shape(kv, h)
+    kv.add_head_count(h["num_attention_heads"])
+    kv.add_head_count_kv(h.get("num_key_value_heads", h["num_attention_heads"]))
+    kv.add_layer_norm_rms_eps(h["rms_norm_eps"])
+    kv.add_key_length(h["head_dim"])
+    kv.add_value_length(h["head_dim"])
+    kv.add_file_type(ftype)
+
+
+def _gemma2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    _gemma_parameters(kv, ckpt, ftype)
+    kv.add_attn_logit_softcapping(ckpt.hparams["attn_logit_softcapping"])
+    kv.add_final_logit_softcapping(ckpt.hparams["final_logit_softcapping"])
+    kv.add_sliding_window(ckpt.hparams["sliding_window"])
+
+
+def _gemma3_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    text_parameters(kv, ckpt, ftype)
+    h = ckpt.hparams
+    kv.add_context_length(h.get("max_position_embeddings", 131072))
+    kv.add_head_count(h.get("num_attention_heads", 8))
+    kv.add_layer_norm_rms_eps(h.get("rms_norm_eps", 1e-6))
+    kv.add_key_length(h.get("head_dim", 256))
+    kv.add_value_length(h.get("head_dim", 256))
+    kv.add_rope_freq_base(ckpt.rope.get("full_attention", ckpt.rope).get("rope_theta", 1_000_000.0))
+    if final_softcap := h.get("final_logit_softcapping"):
+        kv.add_final_logit_softcapping(final_softcap)
+    if h.get("sliding_window_pattern") != 1:
+        kv.add_sliding_window(h["sliding_window"])
+    kv.add_head_count_kv(h.get("num_key_value_heads", 4))
+
+
+def _gemma_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """GemmaModel.set_vocab: SentencePiece, CodeGemma's infill and end-of-turn ids, no space prefix."""
+    add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+    special = gguf.SpecialVocab(ckpt.directory, load_merges=False,
+                                special_token_types=["prefix", "suffix", "middle", "fsep", "eot"])
+    for typ, token in (("prefix", 67), ("suffix", 69), ("middle", 68), ("fsep", 70), ("eot", 107)):
+        special._set_special_token(typ, token)
+    special.chat_template = None  # added once already
+    special.add_to_gguf(kv, quiet=True)
+    kv.add_add_space_prefix(False)
+
+
+def _sentencepiece_without_space_prefix(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Gemma2Model.set_vocab (and Gemma3Model's with a tokenizer.model)."""
+    add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+    kv.add_add_space_prefix(False)
+
+
+def _gemma3_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    if (ckpt.directory / "tokenizer.model").is_file():
+        _sentencepiece_without_space_prefix(kv, ckpt)
+    else:
+        _gpt2_vocab(kv, ckpt)
+
+
+def _gemma3_vocab_rows(ckpt: Checkpoint) -> int:
+    """Gemma3Model.modify_tensors' real vocabulary size, the rows of token_embd it keeps."""
+    if (ckpt.directory / "tokenizer.model").is_file():
+        return len(sentencepiece_vocab(ckpt.directory, ckpt.find("vocab_size_per_layer_input", "vocab_size"))[0])
+    tokenizer = json.loads((ckpt.directory / "tokenizer.json").read_text(encoding="utf-8"))
+    return len(tokenizer["model"]["vocab"]) + len(tokenizer["added_tokens"])
+
+
+def _gemma3_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    if "embed_tokens.weight" in name:
+        return (min(shape[0], _gemma3_vocab_rows(ckpt)), *shape[1:])
+    return shape
+
+
+def _gemma3_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if "embed_tokens.weight" in name:
+        data = data[:_gemma3_vocab_rows(ckpt)]
+    return _plus_one_norms(name, data, ckpt)
+
+
+def _gemma_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """GemmaConfig's (Gemma2Config adds its soft-caps and window)."""
+    return {"head_dim": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 8192,
+            "num_key_value_heads": config.get("num_attention_heads", 16)}
+
+
+def _gemma2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    return {**_gemma_defaults(config), "sliding_window": 4096, "final_logit_softcapping": 30.0,
+            "attn_logit_softcapping": 50.0}
+
+
+def _gemma3_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Gemma3TextConfig's."""
+    return {"head_dim": 256, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0, "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 131072, "sliding_window": 4096, "final_logit_softcapping": None,
+            "attn_logit_softcapping": None, "rope_scaling": None,
+            "num_key_value_heads": config.get("num_attention_heads", 8)}
+
+
+# --- Phi-3, StableLM, StarCoder2, OLMo 2 ---------------------------------------------------------
+
+def _phi3_rope_dims(ckpt: Checkpoint) -> int:
+    n_embd, n_head = ckpt.find("hidden_size", "n_embd"), ckpt.find("num_attention_heads", "n_head")
+    return int(ckpt.rope.get("partial_rotary_factor", 1.0) * n_embd) // n_head
+
+
+def _phi3_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Phi3MiniModel.set_gguf_parameters (the fused QKV and gate-up matrices are written as they are)."""
+    kv.add_context_length(ckpt.find("n_positions", "max_position_embeddings"))
+    kv.add_rope_scaling_orig_ctx_len(ckpt.rope["original_max_position_embeddings"])
+    kv.add_embedding_length(ckpt.find("hidden_size", "n_embd"))
+    kv.add_feed_forward_length(ckpt.hparams["intermediate_size"])
+    kv.add_block_count(ckpt.hparams["num_hidden_layers"])
+    kv.add_head_count(ckpt.find("num_attention_heads", "n_head"))
+    kv.add_head_count_kv(ckpt.find("num_key_value_heads", "n_head_kv"))
+    kv.add_layer_norm_rms_eps(ckpt.hparams["rms_norm_eps"])
+    kv.add_rope_dimension_count(_phi3_rope_dims(ckpt))
+    kv.add_rope_freq_base(ckpt.rope.get("full_attention", ckpt.rope)["rope_theta"])
+    kv.add_file_type(ftype)
+    kv.add_sliding_window(ckpt.hparams.get("sliding_window") or 0)  # 0 tells Phi-4 from the others
+
+
+def _phi3_rope_factors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str, np.ndarray]]:
+    """Phi3MiniModel.generate_extra_tensors: LongRoPE's long and short factors, and the attention
+    factor their context extension implies."""
+    rope = ckpt.rope
+    long_factors, short_factors = rope.get("long_factor"), rope.get("short_factor")
+    if not long_factors:
+        return []
+    original = rope["original_max_position_embeddings"]
+    scale = ckpt.find("n_positions", "max_position_embeddings") / original
+    kind = rope.get("rope_type", "").lower()
+    if kind in ("su", "longrope"):
+        attn_factor = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
+    elif kind == "yarn":
+        attn_factor = 0.1 * math.log(scale) + 1.0 if scale > 1.0 else 1.0
+    else:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: rope_scaling type {kind!r} is not supported")
+    kv.add_rope_scaling_attn_factors(attn_factor)
+    n_pairs = _phi3_rope_dims(ckpt) / 2
+    if short_factors is None or len(long_factors) != len(short_factors) or len(long_factors) != n_pairs:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: rope_scaling long_factor and short_factor must each "
+                           f"have {n_pairs:g} values")
+    return [(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] + ".weight", np.array(long_factors, np.float32)),
+            (gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] + ".weight", np.array(short_factors, np.float32))]
+
+
+def _phi3_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Phi3MiniModel.set_vocab for Phi-4's GPT2Tokenizer (its own SentencePiece reading: not yet)."""
+    if tokenizer_config(ckpt.directory).get("tokenizer_class") != "GPT2Tokenizer":
+        raise LLMCoreError(f"{ckpt.directory}: Phi-3's SentencePiece vocabulary is not supported yet "
+                           "(a GPT2Tokenizer tokenizer.json, as Phi-4's, is)")
+    _gpt2_vocab(kv, ckpt)
+
+
+def _stablelm_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """StableLMModel.set_gguf_parameters."""
+    h = ckpt.hparams
+    _add_model_shape(kv, h)
+    rotary = ckpt.rope["partial_rotary_factor"]
+    kv.add_rope_dimension_count(int(rotary * (h["hidden_size"] // h["num_attention_heads"])))
+    kv.add_head_count(h["num_attention_heads"])
+    kv.add_head_count_kv(h["num_key_value_heads"])
+    kv.add_parallel_residual(h.get("use_parallel_residual", True))
+    kv.add_layer_norm_eps(ckpt.find("layer_norm_eps", "norm_eps"))
+    kv.add_file_type(ftype)
+
+
+def _stablelm_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    if not (ckpt.directory / "tokenizer.json").is_file():
+        raise LLMCoreError(f"{ckpt.directory}: StableLM's Qwen-style vocabulary files are not supported; "
+                           "a tokenizer.json is")
+    _gpt2_vocab(kv, ckpt)
+
+
+def _stablelm_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if "layernorm.norms." in name:
+        raise LLMCoreError(f"{ckpt.directory}: StableLM's per-head q/k LayerNorms ({name}) are not supported yet")
+    return data
+
+
+def _olmo2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Olmo2Model.set_gguf_parameters: OLMo 3's windows, where the config has one."""
+    text_parameters(kv, ckpt, ftype)
+    h = ckpt.hparams
+    if "sliding_window" in h:
+        kv.add_sliding_window(h["sliding_window"])
+        if "layer_types" in h:
+            pattern = [t == "sliding_attention" for t in h["layer_types"]]
+        else:
+            pattern = [(i + 1) % 4 != 0 for i in range(h["num_hidden_layers"])]
+        kv.add_sliding_window_pattern(pattern)
+
+
+def _phi3_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Phi3Config's."""
+    return {"rope_theta": 10000.0, "original_max_position_embeddings": 4096, "partial_rotary_factor": 1.0,
+            "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "sliding_window": None,
+            "num_key_value_heads": config.get("num_attention_heads", 32)}
+
+
+def _stablelm_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """StableLmConfig's."""
+    return {"rope_theta": 10000, "partial_rotary_factor": 0.25, "layer_norm_eps": 1e-5, "use_parallel_residual": False,
+            "max_position_embeddings": 4096, "num_key_value_heads": 32}
+
+
+def _starcoder2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Starcoder2Config's."""
+    return {"rope_theta": 10000.0, "norm_epsilon": 1e-5, "max_position_embeddings": 4096, "num_key_value_heads": 2}
+
+
+def _olmo2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Olmo2Config's."""
+    return {"rope_theta": 10000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 2048,
+            "num_key_value_heads": config.get("num_attention_heads", 32)}
+
+
+_LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters, _llama_vocab, _llama_rewrite,
+                      extra_tensors=_llama3_rope_factors)
 
 #: config.json's ``architectures[0]`` -> how to convert it
 ARCHITECTURES: dict[str, Architecture] = {
     "LlamaForCausalLM": _LLAMA,
-    "MistralForCausalLM": Architecture(gguf.MODEL_ARCH.LLAMA, _rope_default, _llama_parameters, _llama_rewrite,
-                                       llama_vocab=True),
-    "Qwen2ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2, _rope_default),
+    "MistralForCausalLM": Architecture(gguf.MODEL_ARCH.LLAMA, _rope_default, _llama_parameters, _llama_vocab,
+                                       _llama_rewrite, extra_tensors=_llama3_rope_factors),
+    "Qwen2ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2, _rope_default, vocab=_sentencepiece_or_gpt2_vocab),
+    "Qwen3ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3, _qwen3_defaults, vocab=_sentencepiece_or_gpt2_vocab),
+    "GemmaForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA, _gemma_defaults, _gemma_parameters, _gemma_vocab,
+                                     _plus_one_norms, skipped=("lm_head.weight",)),
+    "Gemma2ForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA2, _gemma2_defaults, _gemma2_parameters,
+                                      _sentencepiece_without_space_prefix, _plus_one_norms, skipped=("lm_head.weight",)),
+    "Phi3ForCausalLM": Architecture(gguf.MODEL_ARCH.PHI3, _phi3_defaults, _phi3_parameters, _phi3_vocab,
+                                    extra_tensors=_phi3_rope_factors),
+    "StableLmForCausalLM": Architecture(gguf.MODEL_ARCH.STABLELM, _stablelm_defaults, _stablelm_parameters,
+                                        _stablelm_vocab, _stablelm_rewrite),
+    "Starcoder2ForCausalLM": Architecture(gguf.MODEL_ARCH.STARCODER2, _starcoder2_defaults),
+    "Olmo2ForCausalLM": Architecture(gguf.MODEL_ARCH.OLMO2, _olmo2_defaults, _olmo2_parameters),
+    "Gemma3ForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA3, _gemma3_defaults, _gemma3_parameters, _gemma3_vocab,
+                                      _gemma3_rewrite, _gemma3_shape),
 }

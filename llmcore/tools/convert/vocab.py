@@ -1,11 +1,14 @@
-"""A Hugging Face BPE tokenizer (tokenizer.json) as convert_hf_to_gguf.py writes it: the token
-list with llama.cpp's token types, the pre-tokenizer named by the digest of a check text's ids,
-then gguf-py's ``SpecialVocab`` (merges, special token ids, add_bos/add_eos, chat template)."""
+"""Hugging Face tokenizers as convert_hf_to_gguf.py writes them: a BPE tokenizer.json (the token
+list with llama.cpp's token types, the pre-tokenizer named by the digest of a check text's ids) or
+a SentencePiece tokenizer.model (pieces, scores and types, with the added tokens of
+added_tokens.json and tokenizer_config.json), then gguf-py's ``SpecialVocab`` (merges, special
+token ids, add_bos/add_eos, chat template)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +97,115 @@ def _byte_level_adds_nothing(directory: Path, special: gguf.SpecialVocab) -> Non
     if any(p.get("type") == "ByteLevel" for p in processor.get("processors", [processor])):
         special.add_special_token = {"bos": False, "eos": False, **{
             typ: add for typ, add in special.add_special_token.items() if typ not in ("bos", "eos")}}
+
+
+# SentencePiece's piece types (sentencepiece_model.proto), which are also llama.cpp's token types
+_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
+
+
+def _varint(data: bytes, at: int, path: Path) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise LLMCoreError(f"{path}: offset {at}: the protobuf ends inside a number")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: bytes, path: Path, base: int = 0):
+    """The (field number, wire type, value, offset) of one protobuf message; length-delimited values
+    as bytes, fixed32 ones as their 4 bytes."""
+    at = 0
+    while at < len(data):
+        start = at
+        key, at = _varint(data, at, path)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at, path)
+        elif wire == 1:
+            value, at = data[at:at + 8], at + 8
+        elif wire == 2:
+            size, at = _varint(data, at, path)
+            value, at = data[at:at + size], at + size
+        elif wire == 5:
+            value, at = data[at:at + 4], at + 4
+        else:
+            raise LLMCoreError(f"{path}: offset {base + start}: protobuf wire type {wire} is not SentencePiece's")
+        if at > len(data):
+            raise LLMCoreError(f"{path}: offset {base + start}: field {number} runs past the end of the file")
+        yield number, wire, value, base + start
+
+
+def sentencepiece_pieces(path: Path) -> list[tuple[str, float, int]]:
+    """Each piece of a SentencePiece model file (ModelProto's field 1) as (text, score, type): what
+    SentencePieceProcessor's IdToPiece, GetScore and Is* tell convert_hf_to_gguf.py."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise LLMCoreError(f"{path}: {error.strerror}") from None
+    pieces = []
+    for number, wire, message, offset in _fields(data, path):
+        if number != 1 or wire != 2:
+            continue
+        text, score, kind = "", 0.0, _NORMAL
+        for field, field_wire, value, _ in _fields(message, path, offset):
+            if field == 1 and field_wire == 2:
+                try:
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise LLMCoreError(f"{path}: offset {offset}: piece {len(pieces)} is not UTF-8") from None
+            elif field == 2 and field_wire == 5:
+                (score,) = struct.unpack("<f", value)
+            elif field == 3 and field_wire == 0:
+                kind = value
+        pieces.append((text, score, kind))
+    if not pieces:
+        raise LLMCoreError(f"{path}: no SentencePiece pieces (not a tokenizer.model?)")
+    return pieces
+
+
+def sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[float], list[int]]:
+    """_create_vocab_sentencepiece: tokens, scores and token types of tokenizer.model, padded to
+    ``vocab_size`` with ``[PAD<id>]`` and overridden by added_tokens.json and tokenizer_config.json's
+    added_tokens_decoder."""
+    pieces = sentencepiece_pieces(directory / "tokenizer.model")
+    size = vocab_size or len(pieces)
+    tokens, scores, types = [f"[PAD{i}]" for i in range(size)], [-10000.0] * size, [_UNUSED] * size
+    for i, (text, score, kind) in enumerate(pieces[:size]):
+        tokens[i], scores[i] = text, score
+        types[i] = kind if kind in (_UNKNOWN, _CONTROL, _UNUSED, _BYTE) else _NORMAL
+    added_path = directory / "added_tokens.json"
+    if added_path.is_file():
+        try:
+            added = json.loads(added_path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise LLMCoreError(f"{added_path}: not JSON ({error})") from None
+        for text, i in added.items():
+            if i < size:
+                tokens[i], scores[i], types[i] = text, -1000.0, _USER_DEFINED
+    for key, entry in tokenizer_config(directory).get("added_tokens_decoder", {}).items():
+        i, text = int(key), entry["content"]
+        if i >= size:
+            continue
+        if entry.get("special") or _looks_special(text):
+            types[i] = _CONTROL
+        else:
+            text = text.replace("\u2581", " ")  # user-defined spaces pre-normalized
+            types[i] = _USER_DEFINED
+        tokens[i], scores[i] = text, -1000.0
+    return tokens, scores, types
+
+
+def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None) -> None:
+    """_set_vocab_sentencepiece: the SentencePiece vocabulary's keys, added to ``kv``."""
+    tokens, scores, types = sentencepiece_vocab(directory, vocab_size)
+    kv.add_tokenizer_model("llama")
+    kv.add_tokenizer_pre("default")
+    kv.add_token_list(tokens)
+    kv.add_token_scores(scores)
+    kv.add_token_types(types)
+    gguf.SpecialVocab(directory, n_vocab=len(tokens)).add_to_gguf(kv, quiet=True)
