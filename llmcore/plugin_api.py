@@ -15,6 +15,10 @@ A plugin registers a module through the entry-point group ``llmcore.backends``; 
 
 from __future__ import annotations
 
+import sys
+from importlib.metadata import entry_points
+from typing import ClassVar
+
 import pluggy
 
 from llmcore.errors import BackendError, LLMCoreError
@@ -24,6 +28,7 @@ from llmcore.graph.backend import Availability, Backend, Device, Executable, Sub
 from llmcore.graph.ir import F16, F32, I32, DType, Node, Op, is_per_row
 from llmcore.graph.lowering import STEP_KEY, ArenaLowering, ArenaProgram, Ref, node_bytes, row_bytes
 from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
+from llmcore.graph.scheduler import ScheduledSubgraph
 from llmcore.paths import cache_dir
 
 #: version of the plugin API: this module's names, the hooks, the Backend contract, the IR's ops and
@@ -36,11 +41,16 @@ from llmcore.paths import cache_dir
 #: SLICE, CONCAT and MUL_MAT_HEADS (DeepSeek's group-limited routing and multi-head latent attention);
 #: 2.4 SSM_CONV and SSM_SCAN (Mamba's recurrent state, updated in place in the caches); 2.5 ATTENTION's
 #: sinks source and softcap_scale param, and SWIGLU_OAI (gpt-oss, Grok); 2.6 the lowering machinery
-#: device backends share (ArenaLowering, ArenaProgram, Ref, STEP_KEY, node_bytes, row_bytes).
-PLUGIN_API_VERSION = "2.6"
+#: device backends share (ArenaLowering, ArenaProgram, Ref, STEP_KEY, node_bytes, row_bytes); 2.7
+#: backends whose devices are other machines: ``WeightData.file``/``offset``, ``Backend.configure``,
+#: discovery (``discover_backends``, ``probe_backend``, ``host_backends``) and ``ScheduledSubgraph``.
+PLUGIN_API_VERSION = "2.7"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
+
+#: the entry-point group a plugin registers its hook module in
+ENTRY_POINT_GROUP = "llmcore.backends"
 
 
 @hookspec
@@ -51,6 +61,84 @@ def llmcore_backends() -> list[type]:
     that belongs to ``Backend.probe`` (asked when the user lists or selects backends) and to
     ``Backend.__init__`` (when a model is loaded onto the backend).
     """
+
+
+def discover_backends() -> dict[str, type[Backend]]:
+    """Every backend class the installed plugins provide, by name: each ``llmcore.backends`` entry
+    point's ``llmcore_backends`` hook. A plugin that fails to import (a missing dependency, a failed
+    build) is listed as an unusable backend named after its entry point, with the error as its
+    reason, rather than hiding the others. llmcore's registry calls it once per process; a backend
+    that runs the graph on another machine calls it there to find that machine's backends."""
+    manager = pluggy.PluginManager("llmcore")
+    manager.add_hookspecs(sys.modules[__name__])
+    classes: dict[str, type[Backend]] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if manager.get_plugin(entry.name) is not None:
+            continue  # the same distribution found twice on sys.path
+        try:
+            manager.register(entry.load(), name=entry.name)
+        except Exception as error:  # any failure of third-party code at import
+            reason = f"plugin module {entry.value} failed to import: {type(error).__name__}: {error}"
+            classes[entry.name] = type(f"Unloadable[{entry.name}]", (_Unloadable,), {"name": entry.name, "reason": reason})
+    for provided in manager.hook.llmcore_backends():
+        for cls in provided:
+            classes[cls.name] = cls
+    return classes
+
+
+def probe_backend(cls: type[Backend]) -> Availability:
+    """Whether backend ``cls`` can run here: refused when it targets an incompatible plugin API,
+    else what its ``probe`` says (a probe that raises is reported as the reason)."""
+    problem = api_mismatch(cls)
+    if problem:
+        return Availability(False, problem)
+    try:
+        return cls.probe()
+    except Exception as error:  # a bug in third-party code must not break listing or choosing
+        return Availability(False, f"probe raised {type(error).__name__}: {error}")
+
+
+def host_backends() -> list[type[Backend]]:
+    """The usable backends of this machine that compute in host memory (``runs_on_host``), best
+    first: the last of them, ``reference``, runs every op."""
+    usable = [cls for cls in discover_backends().values() if cls.runs_on_host and probe_backend(cls).usable]
+    return sorted(usable, key=lambda cls: -cls.priority)
+
+
+def _targeted_api(cls: type[Backend]) -> tuple[int, ...] | None:
+    """(major, minor) of the plugin API ``cls`` declares, or None when it is not MAJOR.MINOR."""
+    try:
+        return tuple(int(part) for part in cls.api_version.split("."))[:2]
+    except ValueError:
+        return None
+
+
+def api_mismatch(cls: type[Backend]) -> str | None:
+    """Why ``cls`` cannot work with this llmcore's plugin API, or None. It must target the same
+    major version, and a minor version no newer than llmcore's."""
+    wanted = _targeted_api(cls)
+    if wanted is None:
+        return f"declares api_version {cls.api_version!r}, not MAJOR.MINOR"
+    have = tuple(int(part) for part in PLUGIN_API_VERSION.split("."))
+    if wanted[0] != have[0]:
+        return (f"written for plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
+                f"install a release of the plugin built for API {have[0]}.x")
+    if wanted > have:
+        return (f"needs plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
+                f"upgrade llmcore")
+    return None
+
+
+class _Unloadable(Backend):
+    """Stands for a plugin that failed to import: never usable, its probe says why."""
+
+    priority = -(10**9)
+    api_version = PLUGIN_API_VERSION  # its import failed, not its API: the probe gives the reason
+    reason: ClassVar[str] = ""
+
+    @classmethod
+    def probe(cls) -> Availability:
+        return Availability(False, cls.reason)
 
 
 __all__ = [

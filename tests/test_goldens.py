@@ -17,8 +17,10 @@ from llmcore.engine.registry import availability, backend_classes
 # backend. SYCL here is PoCL, OpenCL on the CPU, several times slower than cpu_simd: its full
 # goldens are slow-marked, and tests/test_sycl.py holds one golden to llama.cpp bit for bit.
 SLOW = {"sycl", "sycl -ngl 15"}
+# ray's devices are a cluster's nodes: tests/test_ray.py starts one (slow) and holds it to cpu_simd
+NEEDS_CLUSTER = {"ray"}
 BACKENDS = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
-            for name in sorted(backend_classes()) + [f"{accelerator} -ngl 15" for accelerator in ("sycl", "vulkan")
+            for name in sorted(set(backend_classes()) - NEEDS_CLUSTER) + [f"{accelerator} -ngl 15" for accelerator in ("sycl", "vulkan")
                                                      if accelerator in backend_classes()]]
 NEAR_TIE = 0.1
 

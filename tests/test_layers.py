@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIRS = [ROOT / "plugins" / name for name in ("cpu_simd", "vulkan", "template", "gpu_kernels", "sycl", "cuda", "hip",
-                                                      "metal")]
+                                                      "metal", "ray")]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 CONTRACTS = {contract["id"]: contract for contract in CONFIG["contracts"]}
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")

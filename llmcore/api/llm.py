@@ -41,6 +41,7 @@ from llmcore.engine import mtmd
 from llmcore.engine.kv_cache import common_prefix
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
+from llmcore.engine.registry import configure_backend
 from llmcore.engine.sampling import Sampler, SamplingParams
 from llmcore.engine.sequence import Generation, Step, context_shift_span, sampler_for
 from llmcore.engine.infill import ExtraChunk, infill_prompt
@@ -106,6 +107,10 @@ class LLM(EmbeddingMethods):
     prompts hold images: :meth:`generate`'s ``images`` take the places of the prompt's media markers
     (``<__media__>``), and :meth:`create_chat_completion` takes OpenAI's ``image_url`` content parts
     (data URLs and file paths).
+
+    ``ray`` (``"auto"`` or a cluster's ``HOST:PORT``) connects the ``ray`` backend plugin to a Ray
+    cluster: its nodes become devices that ``backend``, ``n_gpu_layers``, ``tensor_split`` and
+    ``override_tensor`` place layer ranges on, as on local GPUs (docs/ray.md).
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", n_ctx: int = 4096,
@@ -119,7 +124,8 @@ class LLM(EmbeddingMethods):
                  control_vectors: Sequence[str | Path | tuple[str | Path, float]] = (),
                  control_vector_layer_range: tuple[int, int] | None = None,
                  draft_model: str | Path | None = None, spec_type: str | None = None,
-                 draft: DraftParams | None = None, n_seq_max: int = 1, mmproj: str | Path | None = None) -> None:
+                 draft: DraftParams | None = None, n_seq_max: int = 1, mmproj: str | Path | None = None,
+                 ray: str | None = None) -> None:
         if n_ctx < 1 or n_batch < 1:
             raise LLMCoreError(f"n_ctx and n_batch must be positive (got {n_ctx}, {n_batch})")
         started = time.perf_counter()
@@ -130,6 +136,8 @@ class LLM(EmbeddingMethods):
             n_ctx = min(n_ctx, self.model.hparams.n_ctx_train)
             n_batch = min(n_batch, n_ctx)
         self.tokenizer = self.model.tokenizer
+        if ray is not None:  # the cluster's nodes become the ray backend's devices
+            configure_backend("ray", ray)
         self.plan = Plan.build(self.model, backend, n_gpu_layers=n_gpu_layers, override_tensor=override_tensor,
                                n_ctx=n_ctx, n_batch=n_batch, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                                flash_attn=flash_attn, n_threads=n_threads,
@@ -266,7 +274,7 @@ class LLM(EmbeddingMethods):
             raise LLMCoreError("the prompt is empty")
         if len(tokens) > self.n_ctx:
             raise LLMCoreError(f"the prompt has {len(tokens)} tokens, more than the context size {self.n_ctx}")
-        keep = common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
+        keep = common_prefix(self._tokens_held(), tokens, limit=len(tokens) - 1)
         if not self.context.seq_remove(0, keep):  # a recurrent state cannot forget its last tokens
             keep = 0
             self.context.seq_remove(0)
@@ -275,6 +283,11 @@ class LLM(EmbeddingMethods):
         self._cached_tokens = list(tokens)
         self.last.timings.prompt_n = len(tokens) - keep
         return logits
+
+    def _tokens_held(self) -> list[int]:
+        """The cached tokens the context still holds: none after a failed step, which forgets the
+        whole cache (a backend that failed mid-step may have lost or half-written it)."""
+        return self._cached_tokens[:self.context.seq_pos_max(0) + 1]
 
     def eval_chunks(self, chunks: Sequence[mtmd.Chunk]) -> np.ndarray:
         """:meth:`eval_prompt` for a prompt cut into text and image chunks (:func:`llmcore.engine.mtmd.tokenize`):
@@ -285,7 +298,7 @@ class LLM(EmbeddingMethods):
         if len(ids) > self.n_ctx:
             raise LLMCoreError(f"the prompt has {len(ids)} positions (its images included), more than the context "
                                f"size {self.n_ctx}")
-        keep = mtmd.cached_prefix(chunks, common_prefix(self._cached_tokens, ids, limit=len(ids) - 1))
+        keep = mtmd.cached_prefix(chunks, common_prefix(self._tokens_held(), ids, limit=len(ids) - 1))
         if not self.context.seq_remove(0, keep):
             keep = 0
             self.context.seq_remove(0)

@@ -36,6 +36,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, n_ctx: int = 4096) -> Non
                    help="the device for --split-mode none, numbered as `llmcore backends` lists them (default: 0)")
     g.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="REGEX=BACKEND",
                    help="run weights matching REGEX (and the ops reading them) on BACKEND; repeatable")
+    g.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
+                   help="run layers on the nodes of a Ray cluster (the ray backend plugin): 'auto' is the cluster "
+                        "started on this machine, HOST:PORT its head; no other cluster is used (docs/ray.md)")
     g.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", type=_cache_type("-ctk/--cache-type-k"),
                    default="f16", metavar="TYPE",
                    help=f"KV cache data type for K; allowed values: {', '.join(KV_CACHE_TYPES)} (default: f16)")
@@ -130,7 +133,7 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
               lora=args.lora, control_vectors=args.control_vectors,
               control_vector_layer_range=args.control_vector_layer_range,
               draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None), draft=draft,
-              n_seq_max=getattr(args, "parallel", 1), mmproj=getattr(args, "mmproj", None))
+              n_seq_max=getattr(args, "parallel", 1), mmproj=getattr(args, "mmproj", None), ray=args.ray)
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)

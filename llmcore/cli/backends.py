@@ -19,10 +19,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "known backends that are not installed with the command that installs each.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
+                        help="connect the ray backend to this Ray cluster first, so that its nodes are listed")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from llmcore.engine.registry import configure_backend
+
+        configure_backend("ray", args.ray)
     report = backends_report()
     if args.json:
         json.dump(report, sys.stdout, indent=2)

@@ -26,7 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from llmcore.engine.model import Model
     from llmcore.engine.plan import Plan
 
+    from llmcore.engine.registry import configure_backend
+
     model = Model(resolve_model(args.model))
+    if args.ray is not None:
+        configure_backend("ray", args.ray)
     plan = Plan.build(model, args.backend, n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor,
                       split_mode=args.split_mode, tensor_split=args.tensor_split, main_gpu=args.main_gpu,
                       n_ctx=args.ctx_size, n_batch=args.batch_size, cache_type_k=args.cache_type_k,

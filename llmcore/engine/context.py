@@ -19,7 +19,7 @@ import numpy as np
 from llmcore.graph.backend import Backend, WeightData
 from llmcore.engine.batch import Batch
 from llmcore.gguf import GGMLType, dequantize
-from llmcore.errors import LLMCoreError
+from llmcore.errors import BackendError, LLMCoreError
 from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, DType, Graph, Node, Op
 from llmcore.graph.kv_types import CacheConfig
@@ -232,7 +232,13 @@ class Context:
         n_kv, feeds = self._feeds(ubatch, out_ids)
         if ubatch.embd is not None:
             feeds["embd"] = ubatch.embd
-        results = self.compiled(len(ubatch), len(out_ids), ubatch.embd is not None).run(feeds, n_kv)
+        try:
+            results = self.compiled(len(ubatch), len(out_ids), ubatch.embd is not None).run(feeds, n_kv)
+        except BackendError:
+            # the step may have written some layers' caches and not others (or a device holding a
+            # part of the cache died): every sequence starts over
+            self.cells.clear()
+            raise
         if self._mul_mat_observer is not None:
             for tensor, activations in mul_mat_inputs(results):
                 self._mul_mat_observer(tensor, activations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from llmcore.errors import ModelError
@@ -37,12 +38,14 @@ class Model:
         tensor = node.params.get("tensor", node.name)
         info = self.reader.tensors[tensor]
         raw = self.reader.raw(tensor)
+        offset = info.offset
         if "rows" in node.params:
             start, stop = node.params["rows"]
+            offset += start * (raw.nbytes // max(len(raw), 1))
             raw = raw[start:stop]
         if raw.ndim != len(node.shape):  # a vector taken as a one-row matrix (Architecture.w_vector_as_row)
             raw = raw.reshape(*node.shape[:-1], -1)
-        return WeightData(node.name, info.type, node.shape, raw)
+        return WeightData(node.name, info.type, node.shape, raw, os.path.abspath(self.reader.part_paths[info.part]), offset)
 
     def weight_bytes(self, node: Node) -> int:
         return self.weight_data(node).raw.nbytes

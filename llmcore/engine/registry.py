@@ -5,18 +5,14 @@ from __future__ import annotations
 import functools
 import shlex
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import ClassVar
 
-import pluggy
-
-from llmcore import plugin_api
-from llmcore.plugin_api import PLUGIN_API_VERSION
+from llmcore.plugin_api import ENTRY_POINT_GROUP, discover_backends, probe_backend
 from llmcore.graph.backend import Availability, Backend
 from llmcore.errors import BackendError
 
-ENTRY_POINT_GROUP = "llmcore.backends"
+__all__ = ["ENTRY_POINT_GROUP", "availability", "backend_classes", "best_host_backend", "choose_backend",
+           "configure_backend", "install_commands"]
 
 #: backends llmcore knows of, and the extra that installs each
 KNOWN_BACKENDS = {
@@ -27,6 +23,7 @@ KNOWN_BACKENDS = {
     "hip": "hip",
     "metal": "metal",
     "sycl": "sycl",
+    "ray": "ray",
 }
 #: known backends built on the GPU kernels they share (plugins/gpu_kernels, also in the clone only)
 GPU_KERNEL_PLUGINS = {"cuda", "hip", "metal", "sycl"}
@@ -51,74 +48,26 @@ def install_commands(name: str) -> list[str]:
 
 @functools.cache
 def backend_classes() -> dict[str, type[Backend]]:
-    """Every backend class the installed plugins provide, by name. A plugin that fails to import
-    (a missing dependency, a failed build) is listed as an unusable backend named after its entry
-    point, with the error as its reason, rather than hiding the others."""
-    manager = pluggy.PluginManager("llmcore")
-    manager.add_hookspecs(plugin_api)
-    classes: dict[str, type[Backend]] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if manager.get_plugin(entry.name) is not None:
-            continue  # the same distribution found twice on sys.path
-        try:
-            manager.register(entry.load(), name=entry.name)
-        except Exception as error:  # any failure of third-party code at import
-            reason = f"plugin module {entry.value} failed to import: {type(error).__name__}: {error}"
-            classes[entry.name] = type(f"Unloadable[{entry.name}]", (_Unloadable,), {"name": entry.name, "reason": reason})
-    for provided in manager.hook.llmcore_backends():
-        for cls in provided:
-            classes[cls.name] = cls
-    return classes
+    """Every backend class the installed plugins provide, by name (discovered once per process)."""
+    return discover_backends()
 
 
 @functools.cache
 def availability(name: str) -> Availability:
-    """Whether backend ``name`` can run here: refused when it targets an incompatible plugin API,
-    else what its ``probe`` says (a probe that raises is reported as the reason)."""
-    cls = backend_classes()[name]
-    problem = api_mismatch(cls)
-    if problem:
-        return Availability(False, problem)
-    try:
-        return cls.probe()
-    except Exception as error:  # a bug in third-party code must not break listing or choosing
-        return Availability(False, f"probe raised {type(error).__name__}: {error}")
+    """Whether backend ``name`` can run here (probed once per process)."""
+    return probe_backend(backend_classes()[name])
 
 
-def targeted_api(cls: type[Backend]) -> tuple[int, ...] | None:
-    """(major, minor) of the plugin API ``cls`` declares, or None when it is not MAJOR.MINOR."""
-    try:
-        return tuple(int(part) for part in cls.api_version.split("."))[:2]
-    except ValueError:
-        return None
-
-
-def api_mismatch(cls: type[Backend]) -> str | None:
-    """Why ``cls`` cannot work with this llmcore's plugin API, or None. It must target the same
-    major version, and a minor version no newer than llmcore's."""
-    wanted = targeted_api(cls)
-    if wanted is None:
-        return f"declares api_version {cls.api_version!r}, not MAJOR.MINOR"
-    have = tuple(int(part) for part in PLUGIN_API_VERSION.split("."))
-    if wanted[0] != have[0]:
-        return (f"written for plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
-                f"install a release of the plugin built for API {have[0]}.x")
-    if wanted > have:
-        return (f"needs plugin API {cls.api_version}, but this llmcore provides {PLUGIN_API_VERSION}: "
-                f"upgrade llmcore")
-    return None
-
-
-class _Unloadable(Backend):
-    """Stands for a plugin that failed to import: never usable, its probe says why."""
-
-    priority = -(10**9)
-    api_version = PLUGIN_API_VERSION  # its import failed, not its API: the probe gives the reason
-    reason: ClassVar[str] = ""
-
-    @classmethod
-    def probe(cls) -> Availability:
-        return Availability(False, cls.reason)
+def configure_backend(name: str, setting: str) -> None:
+    """Hand the user's ``--<name> SETTING`` (``LLM(<name>=SETTING)``) to backend ``name`` before it
+    is probed: ``--ray auto`` connects the ray backend to a cluster, whose nodes it then lists."""
+    classes = backend_classes()
+    if name not in classes:
+        commands = install_commands(name)
+        hint = f": install it with {commands[0]}" if commands else ""
+        raise BackendError(f"--{name} needs the {name} backend, which is not installed{hint}")
+    classes[name].configure(setting)
+    availability.cache_clear()
 
 
 def choose_backend(name: str = "auto") -> tuple[type[Backend], str]:

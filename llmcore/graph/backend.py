@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from llmcore.errors import BackendError
 from llmcore.gguf import GGMLType
 from llmcore.graph.ir import Node
 
@@ -41,12 +42,17 @@ class WeightData:
 
     ``raw`` is float32/float16 of ``shape`` for F32/F16, uint16 for BF16 and uint8 rows of blocks
     (``shape[:-1] + (row_bytes,)``) for quantized types. A backend may repack it at load.
+    ``file`` and ``offset`` say where ``raw``'s bytes lie, contiguous, in the model's file (None for
+    a weight made in memory, such as a control vector's direction): a backend on another machine
+    reads them there itself instead of receiving them (plugin API 2.6).
     """
 
     name: str
     type: GGMLType
     shape: tuple[int, ...]
     raw: np.ndarray
+    file: str | None = None
+    offset: int = 0
 
 
 @dataclass
@@ -95,6 +101,14 @@ class Backend(abc.ABC):
         self.device = device
         if device is not None:  # one of several instances: named as llama.cpp names devices (vulkan1)
             self.name = f"{type(self).name}{device}"
+
+    @classmethod
+    def configure(cls, setting: str) -> None:
+        """Take the user's setting for this backend as a whole, given before it is probed: the
+        command line's ``--<name> SETTING`` or ``LLM(<name>=SETTING)`` (``--ray auto`` calls
+        ``configure("auto")`` on the ``ray`` backend). Raise ``BackendError`` for a setting it
+        refuses. The default takes none (plugin API 2.6)."""
+        raise BackendError(f"{cls.name}: takes no setting (got {setting!r})")
 
     @abc.abstractmethod
     def supports_op(self, node: Node) -> bool:

@@ -33,10 +33,40 @@ class CompiledGraph:
     def run(self, feeds: Mapping[str, np.ndarray], n_kv: int) -> dict[str, np.ndarray]:
         """Run every split. ``feeds`` maps graph input names to arrays."""
         values: dict[int, np.ndarray] = {self.graph.inputs[name].id: value for name, value in feeds.items()}
-        for split in self.splits:
-            results = split.executable.run({n.id: values[n.id] for n in split.subgraph.inputs}, n_kv)
-            values.update((n.id, r) for n, r in zip(split.subgraph.outputs, results))
+        _run_splits(self.splits, values, n_kv)
         return {name: values[node.id] for name, node in self.graph.outputs.items()}
+
+
+class ScheduledSubgraph(Executable):
+    """A subgraph run by several backends: each node on the first of ``backends`` that supports it,
+    cut into splits as a whole graph is. A backend that hands its split on to others (a device on
+    another machine, running its layer range on that machine's backends) compiles it so."""
+
+    def __init__(self, subgraph: Subgraph, backends: Sequence[Backend]) -> None:
+        if not backends:
+            raise BackendError("no backend to run the subgraph on")
+        self.subgraph = subgraph
+        outputs = {str(node.id): node for node in subgraph.outputs}
+        graph = Graph(subgraph.nodes, outputs, {}, 0, 0)
+        self.splits = split_graph(graph, lambda node: backends[0], backends[1:])
+        for split in self.splits:
+            split.executable = split.backend.compile(split.subgraph)
+
+    def run(self, inputs: Mapping[int, np.ndarray], n_kv: int) -> list[np.ndarray]:
+        values = dict(inputs)
+        _run_splits(self.splits, values, n_kv)
+        return [values[node.id] for node in self.subgraph.outputs]
+
+    def cache_holders(self) -> dict[str, Backend]:
+        """The backend holding each cache the subgraph names (its ``cache_view`` answers for it)."""
+        return {cache.name: split.backend for split in self.splits for cache in split.subgraph.caches}
+
+
+def _run_splits(splits: Sequence[Split], values: dict[int, np.ndarray], n_kv: int) -> None:
+    """Run ``splits`` in order, reading their inputs from ``values`` and adding their outputs."""
+    for split in splits:
+        results = split.executable.run({n.id: values[n.id] for n in split.subgraph.inputs}, n_kv)
+        values.update((n.id, r) for n, r in zip(split.subgraph.outputs, results))
 
 
 def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend | Sequence[Backend]) -> Backend:

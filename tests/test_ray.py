@@ -1,0 +1,145 @@
+"""The ray backend plugin (plugins/ray): a Ray cluster's nodes as devices.
+
+The fast tests check what needs no cluster: the reasons `llmcore backends` gives and the refusal
+of addresses the user did not name. The slow ones start a local cluster (a head without CPUs and
+two worker nodes of one CPU each, on loopback) and split the default model in three stages: the
+input and layers 0-10 here on cpu_simd, 11-20 on one worker, 21-29 and the output on the other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from llmcore.engine.registry import backend_classes
+from llmcore.errors import BackendError
+
+pytestmark = pytest.mark.skipif("ray" not in backend_classes(),
+                                reason="the ray plugin is not installed: pip install -e '.[ray]' -e plugins/ray")
+PROMPT = "The three primary colors are"
+
+
+@pytest.fixture
+def ray_backend(monkeypatch):
+    cls = backend_classes()["ray"]
+    monkeypatch.setattr(cls, "address", None)
+    return cls
+
+
+def test_unconnected_backend_says_how_to_connect(ray_backend):
+    status = ray_backend.probe()
+    assert not status.usable and "pass --ray auto|HOST:PORT" in status.reason
+
+
+def test_missing_ray_package_is_named_with_the_install_command(ray_backend, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    status = ray_backend.probe()
+    assert not status.usable and "the ray package is not installed: pip install -e '.[ray]' -e plugins/ray" in status.reason
+
+
+@pytest.mark.parametrize("setting", ["10.1.2.3", "http://10.1.2.3:6379", "head:port", ""])
+def test_malformed_address_is_refused(ray_backend, setting):
+    with pytest.raises(BackendError, match="--ray takes 'auto' or the head node's HOST:PORT"):
+        ray_backend.configure(setting)
+
+
+def test_auto_refuses_a_cluster_elsewhere_named_by_the_environment(ray_backend, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "203.0.113.5:6379")  # TEST-NET-3: never this machine
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="auto means the cluster on this machine, but RAY_ADDRESS names 203.0.113.5:6379"):
+        ray_backend.configure("auto")
+    assert time.monotonic() - started < 1  # refused before any connection is tried
+    assert ray_backend.address is None
+
+
+def test_cli_refuses_a_bad_address_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "llmcore", "backends", "--ray", "nowhere"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--ray takes 'auto'" in result.stderr
+
+
+def test_core_never_imports_ray():
+    """Ray is an optional extra: llmcore's own modules, the command line and server included, load
+    without it (only the plugin imports it, on first use)."""
+    script = ("import sys, llmcore, llmcore.cli, llmcore.engine.registry, llmcore.api\n"
+              "llmcore.engine.registry.backend_classes()\n"
+              "assert 'ray' not in sys.modules, 'ray imported'")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# -- a local cluster (slow) ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray writes a loopback head as this machine's outward address unless told not to: keep it all
+    # on loopback
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray.cluster_utils import Cluster
+
+    local = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [local.add_node(num_cpus=1) for _ in range(2)]
+    local.wait_for_nodes()
+    yield local, workers
+    import ray
+
+    ray.shutdown()
+    local.shutdown()
+
+
+@pytest.fixture(scope="module")
+def split_llms(cluster, default_model_path):
+    from llmcore import LLM
+
+    local, _ = cluster
+    ray_llm = LLM(default_model_path, ray=local.address, n_ctx=256, n_gpu_layers=20, tensor_split=[1, 1])
+    solo = LLM(default_model_path, backend="cpu_simd", n_ctx=256)
+    return ray_llm, solo
+
+
+@pytest.mark.slow
+def test_cluster_nodes_are_devices_and_take_layer_ranges(split_llms):
+    from llmcore.engine.registry import availability
+
+    ray_llm, _ = split_llms
+    assert len(availability("ray").devices) == 2
+    assert ray_llm.placement == [("input, 0-10", "cpu_simd"), ("11-20", "ray0"), ("21-29, output", "ray1")]
+
+
+@pytest.mark.slow
+def test_three_stages_give_the_one_machine_logits_batch_and_token_by_token(split_llms):
+    from llmcore.api import Batch
+
+    ray_llm, solo = split_llms
+    ids = ray_llm.tokenize(PROMPT)
+    assert np.array_equal(ray_llm.logits(ids), solo.logits(ids))
+    rows = []
+    for llm in (ray_llm, solo):
+        llm.context.seq_remove(0)
+        rows.append(np.concatenate([llm.context.decode(Batch.for_sequence([token], position))
+                                    for position, token in enumerate(ids)]))
+    assert np.array_equal(*rows)
+    assert "".join(ray_llm.generate(PROMPT, max_tokens=12, temperature=0)) == \
+        "".join(solo.generate(PROMPT, max_tokens=12, temperature=0))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_request_within_5_s_and_the_next_one_succeeds(cluster, split_llms):
+    local, workers = cluster
+    ray_llm, solo = split_llms
+    expected = "".join(solo.generate(PROMPT, max_tokens=12, temperature=0))
+    killed_at = None
+    with pytest.raises(BackendError, match=r"ray: the stage on node \S+ is gone .*the next request starts it again"):
+        for index, _ in enumerate(ray_llm.generate(PROMPT, max_tokens=400, temperature=0, ignore_eos=True)):
+            if index == 4:
+                killed_at = time.monotonic()
+                local.remove_node(workers[1], allow_graceful=False)  # the node of layers 21-29 and the output
+    assert killed_at is not None and time.monotonic() - killed_at < 5
+    assert "".join(ray_llm.generate(PROMPT, max_tokens=12, temperature=0)) == expected
+
