@@ -90,6 +90,13 @@ CASES: dict[str, tuple[dict, str, int, str]] = {
               "rope_scaling": {"type": "longrope", "long_factor": [1.0 + i / 4 for i in range(8)],
                                "short_factor": [1.0 + i / 16 for i in range(8)]},
               "sliding_window": 262144, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # Phi-3-mini-shaped: Phi-3's own reading of a SentencePiece model (not named phi3, as phi4)
+    "phi_mini": ({**_LLAMA, "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 512,
+                  "tie_word_embeddings": False, "max_position_embeddings": 4096, "rope_theta": 10000.0,
+                  "sliding_window": 2047, "torch_dtype": "bfloat16"}, "bfloat16", 1, "spm"),
+    # SmolLM3: Llama's tensors as their own architecture (llama.cpp leaves every 4th layer unrotated)
+    "smollm3": ({**_LLAMA, "architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "rope_theta": 2000000.0,
+                 "no_rope_layer_interval": 4, "use_sliding_window": False}, "bfloat16", 1, "bpe"),
     # StableLM 2: LayerNorms with biases, QKV biases, a quarter of each head rotated
     "stablelm": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["StableLmForCausalLM"],
                   "model_type": "stablelm", "tie_word_embeddings": False, "partial_rotary_factor": 0.25,

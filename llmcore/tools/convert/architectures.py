@@ -16,7 +16,13 @@ import gguf
 import numpy as np
 
 from llmcore.errors import LLMCoreError
-from llmcore.tools.convert.vocab import add_gpt2_vocab, add_sentencepiece_vocab, sentencepiece_vocab, tokenizer_config
+from llmcore.tools.convert.vocab import (
+    add_gpt2_vocab,
+    add_sentencepiece_vocab,
+    phi3_sentencepiece_vocab,
+    sentencepiece_vocab,
+    tokenizer_config,
+)
 
 
 @dataclass(frozen=True)
@@ -239,6 +245,12 @@ def _rope_default(config: dict[str, Any]) -> dict[str, Any]:
     return {"rope_theta": 10000.0}
 
 
+def _smollm3_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """SmolLM3Config's."""
+    return {"rope_theta": 2_000_000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768,
+            "num_key_value_heads": 4}
+
+
 def _qwen3_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """Qwen3Config's: a fixed head size of 128 whatever the width."""
     return {"head_dim": 128, "rope_theta": 10000.0}
@@ -407,11 +419,13 @@ def _phi3_rope_factors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str,
 
 
 def _phi3_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
-    """Phi3MiniModel.set_vocab for Phi-4's GPT2Tokenizer (its own SentencePiece reading: not yet)."""
-    if tokenizer_config(ckpt.directory).get("tokenizer_class") != "GPT2Tokenizer":
-        raise LLMCoreError(f"{ckpt.directory}: Phi-3's SentencePiece vocabulary is not supported yet "
-                           "(a GPT2Tokenizer tokenizer.json, as Phi-4's, is)")
-    _gpt2_vocab(kv, ckpt)
+    """Phi3MiniModel.set_vocab: Phi-4's GPT2Tokenizer, else Phi-3's SentencePiece model."""
+    if tokenizer_config(ckpt.directory).get("tokenizer_class") == "GPT2Tokenizer":
+        _gpt2_vocab(kv, ckpt)
+    elif not (ckpt.directory / "tokenizer.model").is_file():
+        raise LLMCoreError(f"{ckpt.directory}: no tokenizer.model (Phi-3 reads its SentencePiece model)")
+    else:
+        add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"), phi3_sentencepiece_vocab)
 
 
 def _stablelm_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
@@ -484,6 +498,8 @@ _LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters,
 ARCHITECTURES: dict[str, Architecture] = {
     "LlamaForCausalLM": _LLAMA,
     "MistralForCausalLM": Architecture(gguf.MODEL_ARCH.LLAMA, _rope_default, _llama_parameters, _llama_vocab,
+                                       _llama_rewrite, extra_tensors=_llama3_rope_factors),
+    "SmolLM3ForCausalLM": Architecture(gguf.MODEL_ARCH.SMOLLM3, _smollm3_defaults, _llama_parameters, _llama_vocab,
                                        _llama_rewrite, extra_tensors=_llama3_rope_factors),
     "Qwen2ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2, _rope_default, vocab=_sentencepiece_or_gpt2_vocab),
     "Qwen3ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3, _qwen3_defaults, vocab=_sentencepiece_or_gpt2_vocab),

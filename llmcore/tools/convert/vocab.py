@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +169,9 @@ def sentencepiece_pieces(path: Path) -> list[tuple[str, float, int]]:
     return pieces
 
 
-def sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[float], list[int]]:
-    """_create_vocab_sentencepiece: tokens, scores and token types of tokenizer.model, padded to
-    ``vocab_size`` with ``[PAD<id>]`` and overridden by added_tokens.json and tokenizer_config.json's
-    added_tokens_decoder."""
+def _sentencepiece_and_added_tokens(directory: Path, vocab_size: int | None) -> tuple[list[str], list[float], list[int]]:
+    """tokenizer.model's tokens, scores and token types, padded to ``vocab_size`` with ``[PAD<id>]``,
+    then added_tokens.json's tokens (user-defined, score -1000)."""
     pieces = sentencepiece_pieces(directory / "tokenizer.model")
     size = vocab_size or len(pieces)
     tokens, scores, types = [f"[PAD{i}]" for i in range(size)], [-10000.0] * size, [_UNUSED] * size
@@ -187,6 +187,14 @@ def sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[s
         for text, i in added.items():
             if i < size:
                 tokens[i], scores[i], types[i] = text, -1000.0, _USER_DEFINED
+    return tokens, scores, types
+
+
+def sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[float], list[int]]:
+    """_create_vocab_sentencepiece: tokens, scores and token types of tokenizer.model and
+    added_tokens.json, overridden by tokenizer_config.json's added_tokens_decoder."""
+    tokens, scores, types = _sentencepiece_and_added_tokens(directory, vocab_size)
+    size = len(tokens)
     for key, entry in tokenizer_config(directory).get("added_tokens_decoder", {}).items():
         i, text = int(key), entry["content"]
         if i >= size:
@@ -200,9 +208,32 @@ def sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[s
     return tokens, scores, types
 
 
-def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None) -> None:
-    """_set_vocab_sentencepiece: the SentencePiece vocabulary's keys, added to ``kv``."""
-    tokens, scores, types = sentencepiece_vocab(directory, vocab_size)
+def phi3_sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[float], list[int]]:
+    """Phi3MiniModel.set_vocab's own reading: tokenizer.model and added_tokens.json, then the added
+    tokens of tokenizer_config.json and of tokenizer.json as they are (control where special, else
+    user-defined)."""
+    tokens, scores, types = _sentencepiece_and_added_tokens(directory, vocab_size)
+    added = [(int(key), entry) for key, entry in tokenizer_config(directory).get("added_tokens_decoder", {}).items()]
+    if (directory / "tokenizer.json").is_file():
+        try:
+            tokenizer = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise LLMCoreError(f"{directory / 'tokenizer.json'}: not JSON ({error})") from None
+        added += [(int(entry["id"]), entry) for entry in tokenizer.get("added_tokens", [])]
+    for i, entry in added:
+        if i >= len(tokens):
+            raise LLMCoreError(f"{directory}: added token {entry['content']!r} has id {i}, outside the "
+                               f"{len(tokens)}-token vocabulary")
+        tokens[i], scores[i] = entry["content"], -1000.0
+        types[i] = _CONTROL if entry.get("special") else _USER_DEFINED
+    return tokens, scores, types
+
+
+def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None,
+                            read: Callable[[Path, int | None], tuple[list[str], list[float], list[int]]]
+                            = sentencepiece_vocab) -> None:
+    """_set_vocab_sentencepiece: the SentencePiece vocabulary's keys (as ``read`` reads it), added to ``kv``."""
+    tokens, scores, types = read(directory, vocab_size)
     kv.add_tokenizer_model("llama")
     kv.add_tokenizer_pre("default")
     kv.add_token_list(tokens)
