@@ -1,0 +1,58 @@
+"""Decode speed of the default model split over a local Ray cluster (a head without CPUs and two
+one-CPU workers on loopback), against one machine's cpu_simd with one thread: what each stage
+boundary costs (BENCHMARKS.md). One sequence in flight: the stages run one after another.
+
+    nice .venv/bin/python scripts/bench_ray.py
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # everything on loopback
+
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from llmcore import LLM  # noqa: E402
+
+N_TOKENS, REPEATS = 48, 5
+
+
+def decode_tokens_per_s(llm: LLM) -> float:
+    """Median over REPEATS generations of N_TOKENS greedy tokens."""
+    rates = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        n = sum(1 for _ in llm.generate("Once upon a time", max_tokens=N_TOKENS, temperature=0, ignore_eos=True))
+        rates.append(n / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ways = [("one machine, cpu_simd -t 1", dict(backend="cpu_simd", n_threads=1)),
+            ("input here, layers 0-29 + output on one node", dict(ray=cluster.address, split_mode="none")),
+            ("input here, 0-15 and 16-29 + output on two nodes (-ts 1,1)", dict(ray=cluster.address, tensor_split=[1, 1])),
+            ("input + 0-10 here, 11-20 and 21-29 + output on two nodes (-ngl 20 -ts 1,1)",
+             dict(ray=cluster.address, n_gpu_layers=20, tensor_split=[1, 1]))]
+    try:
+        for name, options in ways:
+            llm = LLM(n_ctx=256, **options)
+            print(f"| {name} | {', '.join(f'{layers}: {backend}' for layers, backend in llm.placement)} | "
+                  f"{decode_tokens_per_s(llm):.1f} |", flush=True)
+            del llm
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
