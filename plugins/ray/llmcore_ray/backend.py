@@ -14,6 +14,7 @@ same node if it is back, else on another node with CPUs, and reloads its weights
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -42,9 +43,7 @@ class RayBackend(Backend):
 
     @classmethod
     def probe(cls) -> Availability:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("ray") is None:  # found, not imported: listing backends stays cheap
             return Availability(False, f"the ray package is not installed: {cluster.INSTALL}")
         if cls.address is None:
             return Availability(False, _NOT_CONNECTED)
