@@ -37,10 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
     add_context_shift_args(g)
     add_mmproj_arg(p)
-    p.add_argument("--image", action="append", default=[], metavar="FNAME",
+    p.add_argument("--image", "--audio", "--video", dest="image", action="append", default=[], metavar="FNAME",
                    help="an image for the prompt (with --mmproj; repeat it or give a comma-separated list): "
                         "each takes the place of a <__media__> marker, or goes before the prompt, which is then "
-                        "formatted as a chat message, as llama-mtmd-cli does")
+                        "formatted as a chat message, as llama-mtmd-cli does (audio and video files are refused: "
+                        "not supported yet)")
     add_speculative_args(p)
     add_sampling_args(p)
     from llmcore.cli import conversation

@@ -25,12 +25,11 @@ from llmcore_vulkan.probe_cache import cached_probe
 #: "1": llama.cpp's CPU roundings on any device with shaderFloat64 (its double-precision emulation
 #: is slow on GPUs with weak fp64), "0": never; by default on CPU-type devices such as lavapipe
 EXACT_ENV = "LLMCORE_VULKAN_EXACT"
-#: ops declined to the CPU backends: soft-capping and clamping, the cache rotation, and the
-#: mixture-of-experts routing (its expert-routed product included)
-_NO_SHADER_YET = frozenset({
-    Op.TANH, Op.CLAMP, Op.HADAMARD, Op.SIGMOID, Op.DIV, Op.SOFTMAX, Op.SUM_ROWS, Op.TOP_K, Op.GATHER,
-    Op.MUL_MAT_ID, Op.WEIGHTED_SUM, Op.SSM_CONV, Op.SSM_SCAN,
-})
+#: the elementwise ops the shaders compute; anything else (soft-capping and clamping, the cache
+#: rotation, mixture-of-experts routing, recurrent states, ops added to the IR later) is declined to
+#: the CPU backends
+_ELEMENTWISE_SHADED = frozenset({Op.ADD, Op.MUL, Op.SCALE, Op.SILU, Op.GELU, Op.SWIGLU, Op.GEGLU, Op.RMS_NORM,
+                                 Op.NORM, Op.RESHAPE})
 _WEIGHT_BLOCK = 256 << 20
 _KV_BLOCK = 64 << 20
 _HOST_BLOCK = 16 << 20
@@ -97,10 +96,6 @@ class VulkanBackend(Backend):
             return False
         if node.op is Op.KV_STORE:
             return node.dtype in CACHE_SHADERS and (node.dtype == F32 or node.shape[1] % 2 == 0)
-        if node.op in _NO_SHADER_YET:
-            return False
-        if node.op is Op.SWIGLU_OAI:
-            return False  # no shader yet
         if node.op in (Op.ADD, Op.MUL) and is_per_row(node.srcs[0].shape, node.srcs[1].shape):
             return False  # the shaders broadcast b over a's rows, not one value per row
         if node.op is Op.ATTENTION:
@@ -114,7 +109,7 @@ class VulkanBackend(Backend):
                     and node_bytes(k) <= limit)
         if node.op is Op.ROPE:  # angles from the host for input positions; no frequency factors yet
             return node.shape[2] % 2 == 0 and len(node.srcs) == 2 and node.srcs[1].op is Op.INPUT
-        return True
+        return node.op in _ELEMENTWISE_SHADED
 
     # -- memory ---------------------------------------------------------------------------------
 
