@@ -97,6 +97,20 @@ CASES: dict[str, tuple[dict, str, int, str]] = {
     # SmolLM3: Llama's tensors as their own architecture (llama.cpp leaves every 4th layer unrotated)
     "smollm3": ({**_LLAMA, "architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "rope_theta": 2000000.0,
                  "no_rope_layer_interval": 4, "use_sliding_window": False}, "bfloat16", 1, "bpe"),
+    # Mixtral: Llama's attention, 4 experts (w1, w2, w3) stacked per layer
+    "mixtral": ({**_LLAMA, "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "num_local_experts": 4,
+                 "num_experts_per_tok": 2, "tie_word_embeddings": False, "rope_theta": 1000000.0,
+                 "sliding_window": None, "torch_dtype": "bfloat16"}, "bfloat16", 2, "bpe"),
+    # Qwen2-MoE: 4 experts and a gated shared expert, QKV biases
+    "qwen2moe": ({**_LLAMA, "architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "num_experts": 4,
+                  "num_experts_per_tok": 2, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 64,
+                  "decoder_sparse_step": 1, "norm_topk_prob": False, "tie_word_embeddings": False,
+                  "rope_theta": 1000000.0, "torch_dtype": "float16"}, "float16", 1, "bpe"),
+    # Qwen3-MoE: 4 experts, per-head q/k norms
+    "qwen3moe": ({**_LLAMA, "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": 4,
+                  "num_experts_per_tok": 2, "moe_intermediate_size": 32, "decoder_sparse_step": 1, "head_dim": 16,
+                  "norm_topk_prob": True, "tie_word_embeddings": False, "rope_theta": 1000000.0,
+                  "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
     # StableLM 2: LayerNorms with biases, QKV biases, a quarter of each head rotated
     "stablelm": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["StableLmForCausalLM"],
                   "model_type": "stablelm", "tie_word_embeddings": False, "partial_rotary_factor": 0.25,
@@ -126,7 +140,7 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
                    p + "self_attn.o_proj.weight": (d, q), p + "post_attention_layernorm.weight": (d,),
                    p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
                    p + "mlp.down_proj.weight": (d, ff)}
-        if kind in ("qwen2", "stablelm", "starcoder2"):
+        if kind in ("qwen2", "qwen2_moe", "stablelm", "starcoder2"):
             shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
                        p + "self_attn.v_proj.bias": (kv,)}
         if kind in ("stablelm", "starcoder2"):
@@ -140,7 +154,28 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
             for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"):
                 del shapes[p + f"{name}.weight"]
             shapes |= {p + "self_attn.qkv_proj.weight": (q + 2 * kv, d), p + "mlp.gate_up_proj.weight": (2 * ff, d)}
-        if kind == "qwen3":
+        if kind in ("mixtral", "qwen2_moe", "qwen3_moe"):  # experts instead of one MLP
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                del shapes[p + f"mlp.{name}.weight"]
+        if kind == "mixtral":
+            moe = p + "block_sparse_moe."
+            shapes[moe + "gate.weight"] = (config["num_local_experts"], d)
+            for x in range(config["num_local_experts"]):
+                shapes |= {moe + f"experts.{x}.w1.weight": (ff, d), moe + f"experts.{x}.w2.weight": (d, ff),
+                           moe + f"experts.{x}.w3.weight": (ff, d)}
+        if kind in ("qwen2_moe", "qwen3_moe"):
+            moe_ff = config["moe_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = (config["num_experts"], d)
+            for x in range(config["num_experts"]):
+                shapes |= {p + f"mlp.experts.{x}.gate_proj.weight": (moe_ff, d),
+                           p + f"mlp.experts.{x}.up_proj.weight": (moe_ff, d),
+                           p + f"mlp.experts.{x}.down_proj.weight": (d, moe_ff)}
+        if kind == "qwen2_moe":
+            shared_ff = config["shared_expert_intermediate_size"]
+            shapes |= {p + "mlp.shared_expert.gate_proj.weight": (shared_ff, d),
+                       p + "mlp.shared_expert.up_proj.weight": (shared_ff, d),
+                       p + "mlp.shared_expert.down_proj.weight": (d, shared_ff), p + "mlp.shared_expert_gate.weight": (1, d)}
+        if kind in ("qwen3", "qwen3_moe"):
             shapes |= {p + "self_attn.q_norm.weight": (head,), p + "self_attn.k_norm.weight": (head,)}
         if kind == "olmo2":  # norms after attention and FFN only
             del shapes[p + "input_layernorm.weight"]

@@ -361,14 +361,15 @@ class Architecture:
         return g.weight_rows(name, spec.shape, spec.type, start, stop)
 
     def w_vector_as_row(self, g: GraphBuilder, name: str) -> Node:
-        """Vector weight ``name`` [n] as the one-row matrix [1, n] that ggml_mul_mat multiplies a
+        """Vector weight ``name`` [n] (or the one-row matrix [1, n] convert_hf_to_gguf.py writes,
+        which llama.cpp takes for [n]) as the one-row matrix [1, n] that ggml_mul_mat multiplies a
         1-D tensor as (Qwen2-MoE's shared-expert gate: one logit per token)."""
         spec = self.weights.get(name)
         if spec is None:
             raise ModelError(f"tensor {name} is missing from the model file")
-        if len(spec.shape) != 1:
+        if any(n != 1 for n in spec.shape[:-1]):
             raise ModelError(f"tensor {name} has shape {spec.shape}; a vector is needed")
-        return g.weight(name, (1, *spec.shape), spec.type)
+        return g.weight(name, (1, spec.shape[-1]), spec.type)
 
     def has(self, name: str) -> bool:
         return name in self.weights

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType, GGUFWriter
 from llmcore.gguf.types import tensor_bytes
-from llmcore.tools.convert.architectures import ARCHITECTURES, Architecture, Checkpoint
+from llmcore.tools.convert.architectures import ARCHITECTURES, Architecture, Checkpoint, ExpertMerge
 from llmcore.tools.convert.safetensors import StoredTensor, checkpoint_tensors
 
 __all__ = ["OUTTYPES", "convert", "supported_architectures"]
@@ -41,7 +42,7 @@ OUTTYPES: dict[str, tuple[gguf.LlamaFileType, GGMLType]] = {
 #: tensors convert_hf_to_gguf.py drops
 _SKIPPED_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")
 #: tensors it keeps in float32 whatever the outtype, besides 1-D ones and norms (of the architectures here)
-_F32_SUFFIXES = ("ffn_gate_inp.weight", "position_embd.weight", "token_types.weight")
+_F32_SUFFIXES = ("ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight", "position_embd.weight", "token_types.weight")
 
 
 def supported_architectures() -> list[str]:
@@ -80,7 +81,7 @@ def convert(directory: str | Path, output: str | Path, outtype: str = "auto",
     metadata = gguf.Metadata.load(None, directory, None, total)
     metadata.name = metadata.name or directory.name
     if metadata.size_label is None and total > 0:
-        metadata.size_label = gguf.size_label(total, total, 0, 0)
+        metadata.size_label = gguf.size_label(*_parameter_counts(tensors))
     metadata.set_gguf_meta_model(kv)
     arch.parameters(kv, ckpt, ftype)
     kv.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -114,6 +115,23 @@ def _load_config(directory: Path) -> tuple[dict[str, Any], Architecture]:
     return {**arch.config_defaults(config), **config}, arch
 
 
+def _parameter_counts(tensors: list[_OutputTensor]) -> tuple[int, int, int, int]:
+    """GGUFWriter.get_total_parameter_count: all parameters, those outside the experts, those of one
+    expert, and the experts' count (averaged over the stacked expert tensors)."""
+    total = shared = expert = expert_sum = n_expert_tensors = 0
+    for tensor in tensors:
+        size = math.prod(tensor.shape)
+        if "_exps." in tensor.name and len(tensor.shape) >= 3:
+            count = tensor.shape[-2 if ".bias" in tensor.name else -3]
+            expert += size // count
+            expert_sum += count
+            n_expert_tensors += 1
+        else:
+            shared += size
+        total += size
+    return total, shared, expert, expert_sum // n_expert_tensors if n_expert_tensors else 0
+
+
 def _auto_outtype(directory: Path) -> str:
     """--outtype auto: bf16 or f16 after the checkpoint's first matrix, f16 for any other type."""
     for stored in checkpoint_tensors(directory):
@@ -132,16 +150,64 @@ def _output_tensors(ckpt: Checkpoint, arch: Architecture, names: gguf.TensorName
         qtype = _tensor_type(name, data.shape, target)
         outputs.append(_OutputTensor(name, qtype, data.shape,
                                      lambda d=data, q=qtype: gguf.quants.quantize(d, gguf.GGMLQuantizationType(int(q)))))
+    experts = _Experts(arch.experts, ckpt) if arch.experts else None
     for stored in checkpoint_tensors(ckpt.directory):
         if stored.name.endswith(_SKIPPED_SUFFIXES) or stored.name in arch.skipped:
             continue
-        new_name = names.get_name(stored.name, try_suffixes=(".weight", ".bias"))
-        if new_name is None:
-            raise LLMCoreError(f"{ckpt.directory}: cannot map tensor {stored.name!r} to a GGUF name")
+        if experts and (merged := experts.add(stored)) is not None:
+            for name, parts in merged:
+                new_name = _gguf_name(names, name, ckpt)
+                shape = (len(parts), *parts[0].shape)
+                qtype = _tensor_type(new_name, shape, target)
+                outputs.append(_OutputTensor(new_name, qtype, shape, lambda p=parts, q=qtype: _stacked(p, q)))
+            continue
+        new_name = _gguf_name(names, stored.name, ckpt)
         shape = arch.shape(stored.name, stored.shape, ckpt)
         qtype = _tensor_type(new_name, shape, target)
         outputs.append(_OutputTensor(new_name, qtype, shape, lambda s=stored, q=qtype: _converted(s, q, ckpt, arch)))
+    if experts:
+        experts.check_all_merged()
     return outputs
+
+
+def _gguf_name(names: gguf.TensorNameMap, name: str, ckpt: Checkpoint) -> str:
+    new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+    if new_name is None:
+        raise LLMCoreError(f"{ckpt.directory}: cannot map tensor {name!r} to a GGUF name")
+    return new_name
+
+
+class _Experts:
+    """The per-expert tensors read so far, per layer, until a layer has all of them (the model
+    class's _experts)."""
+
+    def __init__(self, merge: ExpertMerge, ckpt: Checkpoint) -> None:
+        self.merge, self.ckpt = merge, ckpt
+        self.pattern = re.compile(merge.pattern)
+        self.count = ckpt.find(*merge.count_keys)
+        self.pending: dict[int, dict[tuple[str, int], StoredTensor]] = {}
+
+    def add(self, stored: StoredTensor) -> list[tuple[str, list[StoredTensor]]] | None:
+        """None for a tensor that is not an expert's; else the merged tensors (HF name, parts in
+        expert order) the layer is now complete with, or none yet."""
+        match = self.pattern.fullmatch(stored.name)
+        if match is None:
+            return None
+        bid, expert, kind = int(match[1]), int(match[2]), match[3]
+        layer = self.pending.setdefault(bid, {})
+        layer[(kind, expert)] = stored
+        if len(layer) < self.count * len(self.merge.kinds):
+            return []
+        try:
+            merged = [(self.merge.merged_name.format(bid=bid, kind=kind),
+                       [layer.pop((kind, x)) for x in range(self.count)]) for kind in self.merge.kinds]
+        except KeyError as missing:
+            raise LLMCoreError(f"{self.ckpt.directory}: layer {bid} lacks expert tensor {missing}") from None
+        return merged
+
+    def check_all_merged(self) -> None:
+        if left := [t.name for layer in self.pending.values() for t in layer.values()]:
+            raise LLMCoreError(f"{self.ckpt.directory}: expert tensors of incomplete layers: {', '.join(left[:4])}")
 
 
 def _tensor_type(name: str, shape: tuple[int, ...], target: GGMLType) -> GGMLType:
@@ -153,11 +219,22 @@ def _tensor_type(name: str, shape: tuple[int, ...], target: GGMLType) -> GGMLTyp
     return target if shape[-1] % block == 0 else GGMLType.F16
 
 
-def _converted(stored: StoredTensor, qtype: GGMLType, ckpt: Checkpoint, arch: Architecture) -> np.ndarray:
+def _float_data(stored: StoredTensor) -> np.ndarray:
+    """The tensor as prepare_tensors hands it on: f16 and f32 as stored, other types as float32."""
     data = stored.load()
     if stored.dtype == "BF16":  # torch's bfloat16 -> float32: the bits in the upper half
-        data = (data.astype(np.uint32) << 16).view(np.float32)
-    elif stored.dtype not in ("F16", "F32"):
-        data = data.astype(np.float32)
-    data = arch.rewrite(stored.name, np.asarray(data), ckpt)
+        return (data.astype(np.uint32) << 16).view(np.float32)
+    if stored.dtype not in ("F16", "F32"):
+        return data.astype(np.float32)
+    return np.asarray(data)
+
+
+def _converted(stored: StoredTensor, qtype: GGMLType, ckpt: Checkpoint, arch: Architecture) -> np.ndarray:
+    data = arch.rewrite(stored.name, _float_data(stored), ckpt)
     return gguf.quants.quantize(np.ascontiguousarray(data), gguf.GGMLQuantizationType(int(qtype)))
+
+
+def _stacked(parts: list[StoredTensor], qtype: GGMLType) -> np.ndarray:
+    """torch.stack of the experts' matrices (f16 stays f16 when all are)."""
+    data = np.stack([_float_data(part) for part in parts])
+    return gguf.quants.quantize(data, gguf.GGMLQuantizationType(int(qtype)))

@@ -112,6 +112,21 @@ def text_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFile
         kv.add_layer_norm_rms_eps(rms_eps)
     if (norm_eps := ckpt.find("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon")) is not None:
         kv.add_layer_norm_eps(norm_eps)
+    if (n_experts := ckpt.find("num_local_experts", "num_experts", "n_routed_experts")) is not None:
+        kv.add_expert_count(n_experts)
+    if (n_experts_used := ckpt.find("num_experts_per_tok", "num_experts_per_token", "top_k_experts")) is not None:
+        kv.add_expert_used_count(n_experts_used)
+    if (n_groups := h.get("n_group")) is not None:
+        kv.add_expert_group_count(n_groups)
+    if (n_groups_used := h.get("topk_group")) is not None:
+        kv.add_expert_group_used_count(n_groups_used)
+    if (score := ckpt.find("score_function", "scoring_func", "score_func", "moe_router_activation",
+                           "moe_router_activation_func", "expert_selection_fn")) is not None:
+        gating = {"sigmoid": gguf.ExpertGatingFuncType.SIGMOID, "softmax": gguf.ExpertGatingFuncType.SOFTMAX,
+                  "sqrtsoftplus": getattr(gguf.ExpertGatingFuncType, "SQRTSOFTPLUS", None)}.get(score)
+        if gating is None:
+            raise LLMCoreError(f"{ckpt.directory / 'config.json'}: expert gating function {score!r} is not supported")
+        kv.add_expert_gating_func(gating)
     if (head_dim := h.get("head_dim")) is not None:
         kv.add_key_length(head_dim)
         kv.add_value_length(head_dim)
@@ -139,6 +154,21 @@ def _sentencepiece_or_gpt2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
 
 
 @dataclass(frozen=True)
+class ExpertMerge:
+    """How a model class stacks per-expert matrices into one 3-D tensor per layer and kind, written
+    where the layer's last expert tensor is read."""
+
+    #: matches a per-expert tensor's HF name; groups: layer, expert, kind
+    pattern: str
+    #: the kinds in the order the merged tensors are written
+    kinds: tuple[str, ...]
+    #: the merged tensor's HF name, from ``bid`` and ``kind``
+    merged_name: str
+    #: the config keys giving the number of experts
+    count_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Architecture:
     arch: gguf.MODEL_ARCH
     #: config.json keys transformers' config class fills in when they are missing (convert reads the
@@ -154,6 +184,7 @@ class Architecture:
     extra_tensors: Callable[[gguf.GGUFWriter, Checkpoint], list[tuple[str, np.ndarray]]] = _no_extra_tensors
     #: HF tensor names the model class filters out
     skipped: tuple[str, ...] = field(default=())
+    experts: ExpertMerge | None = None
 
 
 # --- Llama, Mistral ---------------------------------------------------------------------------
@@ -370,6 +401,45 @@ def _gemma3_defaults(config: dict[str, Any]) -> dict[str, Any]:
             "num_key_value_heads": config.get("num_attention_heads", 8)}
 
 
+# --- mixtures of experts -----------------------------------------------------------------------
+
+def _qwen2moe_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Qwen2MoeModel.set_gguf_parameters (Qwen3MoeModel's too)."""
+    text_parameters(kv, ckpt, ftype)
+    if (n_ff_exp := ckpt.hparams.get("moe_intermediate_size")) is not None:
+        kv.add_expert_feed_forward_length(n_ff_exp)
+    if (n_ff_shexp := ckpt.hparams.get("shared_expert_intermediate_size")) is not None:
+        kv.add_expert_shared_feed_forward_length(n_ff_shexp)
+
+
+def _qwen2moe_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2MoeConfig's."""
+    return {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768, "num_experts": 60,
+            "num_experts_per_tok": 4, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+            "num_key_value_heads": 16, "intermediate_size": 5632}
+
+
+def _qwen3moe_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen3MoeConfig's."""
+    return {"rope_theta": 10000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768, "num_experts": 128,
+            "num_experts_per_tok": 8, "moe_intermediate_size": 768, "num_key_value_heads": 4,
+            "intermediate_size": 6144}
+
+
+def _mixtral_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """MixtralConfig's."""
+    return {"rope_theta": 1_000_000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072,
+            "num_local_experts": 8, "num_experts_per_tok": 2, "num_key_value_heads": 8, "intermediate_size": 14336}
+
+
+_QWEN_EXPERTS = ExpertMerge(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(\w+)\.weight",
+                            ("down_proj", "gate_proj", "up_proj"), "model.layers.{bid}.mlp.experts.{kind}.weight",
+                            ("num_local_experts", "num_experts"))
+_MIXTRAL_EXPERTS = ExpertMerge(r"model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(\w+)\.weight",
+                               ("w1", "w2", "w3"), "layers.{bid}.feed_forward.experts.{kind}.weight",
+                               ("num_local_experts",))
+
+
 # --- Phi-3, StableLM, StarCoder2, OLMo 2 ---------------------------------------------------------
 
 def _phi3_rope_dims(ckpt: Checkpoint) -> int:
@@ -502,6 +572,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     "SmolLM3ForCausalLM": Architecture(gguf.MODEL_ARCH.SMOLLM3, _smollm3_defaults, _llama_parameters, _llama_vocab,
                                        _llama_rewrite, extra_tensors=_llama3_rope_factors),
     "Qwen2ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2, _rope_default, vocab=_sentencepiece_or_gpt2_vocab),
+    "MixtralForCausalLM": Architecture(gguf.MODEL_ARCH.LLAMA, _mixtral_defaults, _llama_parameters, _llama_vocab,
+                                       _llama_rewrite, extra_tensors=_llama3_rope_factors, experts=_MIXTRAL_EXPERTS),
+    "Qwen2MoeForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2MOE, _qwen2moe_defaults, _qwen2moe_parameters,
+                                        experts=_QWEN_EXPERTS),
+    "Qwen3MoeForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3MOE, _qwen3moe_defaults, _qwen2moe_parameters,
+                                        experts=_QWEN_EXPERTS),
     "Qwen3ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3, _qwen3_defaults, vocab=_sentencepiece_or_gpt2_vocab),
     "GemmaForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA, _gemma_defaults, _gemma_parameters, _gemma_vocab,
                                      _plus_one_norms, skipped=("lm_head.weight",)),
