@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Convert the Hugging Face checkpoint in HF_DIR (config.json, safetensors weights in one "
         "file or shards, tokenizer.json or tokenizer.model, tokenizer_config.json) to OUT.gguf with the keys and tensors "
         "llama.cpp's convert_hf_to_gguf.py writes. Architectures: LlamaForCausalLM (SmolLM2, Llama), "
-        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
+        "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM, SmolLM3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
         "Gemma3ForCausalLM (text), Phi3ForCausalLM, StableLmForCausalLM, Starcoder2ForCausalLM, Olmo2ForCausalLM; "
         "BPE tokenizer.json or SentencePiece tokenizer.model vocabularies.")
     p.add_argument("model", metavar="HF_DIR", help="the checkpoint's directory")
