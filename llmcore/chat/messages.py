@@ -65,9 +65,11 @@ def template_messages(messages: list[Any]) -> list[dict[str, Any]]:
     return result
 
 
-def text_parts(content: Any) -> Any:
+def text_parts(content: Any, *, images: bool = False) -> Any:
     """``content`` as llama-server reads it: a list of parts becomes its text parts, each rebuilt as
-    ``{"type": "text", "text": ...}`` (other keys dropped); anything else comes back unchanged.
+    ``{"type": "text", "text": ...}`` (other keys dropped); anything else comes back unchanged. With
+    ``images`` (a model with a multimodal projector) ``image_url`` parts stay too, as
+    ``{"type": "image_url", "image_url": {"url": ...}}``, for :func:`media_parts` to read.
 
     Raises :class:`ChatContentError` (with no message index) for an image, audio or any other non-text
     part, as llama-server does for a model without a multimodal projector: this model takes text only.
@@ -80,6 +82,9 @@ def text_parts(content: Any) -> Any:
         kind = part.get("type") if isinstance(part, Mapping) else None
         if not isinstance(kind, str):
             raise ChatContentError(f"content part {number} must be an object with a string 'type'")
+        if kind == "image_url" and images:
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(part, number)}})
+            continue
         if kind != "text":
             raise ChatContentError(f"this model takes text only; content part {number} has type {kind!r}")
         if not isinstance(part.get("text"), str):
@@ -156,13 +161,21 @@ def media_parts(messages: Sequence[Any], marker: str) -> tuple[list[Any], list[s
             parts = []
             for number, part in enumerate(content):
                 if isinstance(part, Mapping) and part.get("type") == "image_url":
-                    image = part.get("image_url")
-                    url = image.get("url") if isinstance(image, Mapping) else image
-                    if not isinstance(url, str):
-                        raise ChatContentError(f"content part {number} (type 'image_url') needs a string 'url'", index)
-                    urls.append(url)
+                    try:
+                        urls.append(_image_url(part, number))
+                    except ChatContentError as error:
+                        raise ChatContentError(error.problem, index) from None
                     part = {"type": "text", "text": marker}
                 parts.append(part)
             message = {**message, "content": parts}
         result.append(message)
     return result, urls
+
+
+def _image_url(part: Mapping[str, Any], number: int) -> str:
+    """The URL of content part ``number``, an ``image_url`` part (``{"url": ...}`` or the URL itself)."""
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, Mapping) else image
+    if not isinstance(url, str):
+        raise ChatContentError(f"content part {number} (type 'image_url') needs a string 'url'")
+    return url

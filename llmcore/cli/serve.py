@@ -11,7 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from llmcore.cli._common import _positive_int, add_context_shift_args, add_model_args, add_pooling_arg, load_llm
+from llmcore.cli._common import (
+    _positive_int,
+    add_context_shift_args,
+    add_mmproj_arg,
+    add_model_args,
+    add_pooling_arg,
+    load_llm,
+)
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
 from llmcore.errors import LLMCoreError
 
@@ -23,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "The sampling flags set the defaults of requests, which may "
                                           "override each one.")
     add_model_args(p)
+    add_mmproj_arg(p)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     g.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
@@ -46,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--slot-save-path", default=None, metavar="PATH",
                    help="folder where POST /slots/{id}?action=save|restore keeps slots' states (default: none, "
                         "the route answers 501)")
+    g.add_argument("--media-path", default=None, metavar="PATH",
+                   help="folder whose files chat messages may name as image_url file://NAME (NAME relative to it; "
+                        "default: none, file:// URLs are refused and images come as data URLs)")
     g.add_argument("--lora-init-without-apply", action="store_true",
                    help="load LoRA adapters without applying them (apply later via POST /lora-adapters)")
     g.add_argument("--embedding", "--embeddings", action="store_true",
@@ -72,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             Path(args.slot_save_path).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise LLMCoreError(f"--slot-save-path {args.slot_save_path}: {error.strerror}") from None
+    if args.media_path and not Path(args.media_path).is_dir():
+        raise LLMCoreError(f"--media-path {args.media_path}: not a directory")
     listener = _listen(args.host, args.port)
     defaults = sampling_from_args(args)
     seed = defaults.pop("seed", None)
@@ -79,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
                      defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
                      metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep,
-                     lora_init_without_apply=args.lora_init_without_apply, slot_save_path=args.slot_save_path)
+                     lora_init_without_apply=args.lora_init_without_apply, slot_save_path=args.slot_save_path,
+                     media_path=args.media_path)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
     print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "

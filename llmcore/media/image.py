@@ -184,14 +184,58 @@ def image_from_url(url: str) -> np.ndarray:
     """An OpenAI ``image_url``: a ``data:image/...;base64,`` URL, a ``file://`` URL or a local path,
     decoded. Remote (http/https) images are not fetched."""
     if url.startswith("data:"):
-        header, comma, payload = url.partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise ImageError("image_url: a data URL must be data:<type>;base64,<data>")
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageError("image_url: the data URL's base64 payload is malformed") from None
-        return decode_image(data, "image_url")
+        return _data_url_image(url)
     if url.startswith(("http://", "https://")):
         raise ImageError(f"image_url {url[:60]!r}: remote images are not fetched; send a data URL or a file path")
     return load_image(url.removeprefix("file://"))
+
+
+def image_from_request(url: str, media_path: Path | None) -> np.ndarray:
+    """An ``image_url`` a server's client sent, read as llama-server's handle_media reads it: a data URL
+    or bare base64; a ``file://NAME`` URL only with ``media_path`` (its ``--media-path``), NAME a
+    path inside that folder. Remote images are not fetched and other local paths are refused: the
+    client must not read the server's files."""
+    if url.startswith("data:"):
+        return _data_url_image(url)
+    if url.startswith(("http://", "https://")):
+        raise ImageError(f"image_url {url[:60]!r}: this server does not fetch remote images; send a data URL")
+    if url.startswith("file://"):
+        if media_path is None:
+            raise ImageError("image_url: file:// URLs are not allowed unless the server has --media-path")
+        name = url.removeprefix("file://")
+        try:  # the client is told the name it sent, never the server's folder
+            data = _media_file(media_path, name).read_bytes()
+        except OSError:
+            raise ImageError(f"image_url: file does not exist or cannot be opened: {name[:80]!r}") from None
+        return decode_image(data, url[:80])
+    try:
+        data = base64.b64decode(url, validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
+        raise ImageError("image_url: neither a data URL nor base64 (local files: file://NAME with --media-path)")
+    return decode_image(data, "image_url")
+
+
+def _data_url_image(url: str) -> np.ndarray:
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise ImageError("image_url: a data URL must be data:<type>;base64,<data>")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("image_url: the data URL's base64 payload is malformed") from None
+    return decode_image(data, "image_url")
+
+
+def _media_file(media_path: Path, name: str) -> Path:
+    """``name`` inside ``media_path``, checked as llama.cpp's fs_validate_filename (subfolders allowed:
+    no '..', control or reserved characters, leading or trailing space, trailing dot), and still
+    inside it once links are resolved."""
+    bad = (not name or len(name.encode()) > 255 or ".." in name or name.startswith(" ") or name.endswith((" ", "."))
+           or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c in ':*?"<>|\\' for c in name))
+    root = media_path.resolve()
+    path = (root / name.lstrip("/")).resolve()
+    if bad or not path.is_relative_to(root):
+        raise ImageError(f"image_url: file path is not allowed: {name[:80]!r}")
+    return path

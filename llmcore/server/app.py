@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 import llmcore
 from llmcore.api.llm import LLM
 from llmcore.engine.infill import missing_fim_tokens
+from llmcore.engine.mtmd import MEDIA_MARKER
 from llmcore.server.batcher import DoneEvent, Batcher, ErrorEvent, Event, Job, JobStream, SlotAction
 from llmcore.server.embeddings import add_embedding_routes
 from llmcore.server.errors import APIError, error_body, install_error_handlers
@@ -62,12 +64,15 @@ _CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the
 #: paths that need no API key, as in llama-server (and the chat page, which asks for the key)
 OPEN_PATHS = ("/", "/health", "/v1/health", "/models", "/v1/models", "/favicon.ico")
 
+log = logging.getLogger("llmcore.server")
+
 
 def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, timeout: float = 600.0,
                model_name: str | None = None, defaults: dict[str, Any] | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
                metrics: bool = False, context_shift: bool = False, n_keep: int = 0,
-               lora_init_without_apply: bool = False, slot_save_path: str | Path | None = None) -> FastAPI:
+               lora_init_without_apply: bool = False, slot_save_path: str | Path | None = None,
+               media_path: str | Path | None = None) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
@@ -77,9 +82,17 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     request cleanly (called on SIGTERM/SIGINT by ``llmcore serve``). The LoRA adapters ``llm`` was
     loaded with apply at its scales, or at 0 with ``lora_init_without_apply`` until
     ``POST /lora-adapters`` sets them. ``slot_save_path`` is the folder of ``POST /slots/{id}``'s
-    files (llama-server's ``--slot-save-path``; None: that route answers 501)."""
+    files (llama-server's ``--slot-save-path``; None: that route answers 501).
+
+    With ``llm``'s multimodal projector, chat messages may hold ``image_url`` parts: data URLs or
+    base64, and ``file://NAME`` for a file inside ``media_path`` (llama-server's ``--media-path``;
+    None: refused). Context shift is then off, as in llama-server (an image cannot be cut in half)."""
+    if llm.projector is not None and context_shift:
+        log.warning("context shift is not supported with a multimodal projector; it is disabled")
+        context_shift = False
     batcher = Batcher(llm, n_parallel, context_shift=context_shift, lora_init_without_apply=lora_init_without_apply)
-    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep)
+    jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep,
+                      media_path=None if media_path is None else Path(media_path))
     model = model_name or llm.model_path.name
     created = int(time.time())
 
@@ -144,8 +157,12 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         n_top = (body.top_logprobs or 0) if body.logprobs else 0
         limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        job = await asyncio.to_thread(lambda: jobs.job(body, jobs.chat_prompt(body), max_tokens=limit,
-                                                       n_probs=n_top, want_probs=body.logprobs))
+
+        def make_job() -> Job:  # images are decoded and resized here, off the event loop and the engine thread
+            tokens, chunks = jobs.chat_prompt(body)
+            return jobs.job(body, tokens, max_tokens=limit, n_probs=n_top, want_probs=body.logprobs, chunks=chunks)
+
+        job = await asyncio.to_thread(make_job)
         responder = ChatResponder(llm.tokenizer, model, n_top, logprobs=body.logprobs, tools=body.uses_tools)
         return await run_job(request, job, responder, body.stream)
 
@@ -192,8 +209,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.post("/apply-template")
     async def apply_template(body: ApplyTemplateRequest) -> dict[str, Any]:
-        prompt = await asyncio.to_thread(llm.chat_template.render, body.message_dicts(),
-                                         add_generation_prompt=True, tools=body.tools)
+        messages, _ = jobs.with_media_markers(body.message_dicts())
+        prompt = await asyncio.to_thread(llm.chat_template.render, messages, add_generation_prompt=True, tools=body.tools)
         return {"prompt": prompt}
 
     # -- state --------------------------------------------------------------------------------
@@ -208,7 +225,9 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     async def models() -> dict[str, Any]:
         meta = {"n_vocab": llm.n_vocab, "n_ctx_train": llm.model.hparams.n_ctx_train,
                 "n_params": llm.model.n_params, "size": llm.model_path.stat().st_size}
-        return {"object": "list",
+        capabilities = ["completion", "multimodal"] if llm.projector is not None else ["completion"]
+        return {"models": [{"name": model, "model": model, "type": "model", "capabilities": capabilities}],
+                "object": "list",
                 "data": [{"id": model, "object": "model", "created": created, "owned_by": "llmcore", "meta": meta}]}
 
     @app.get("/props")
@@ -223,7 +242,8 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
             "chat_template": llm.chat_template.source or llm.chat_template.name,
             "bos_token": _token_text(llm, llm.tokenizer.bos_id),
             "eos_token": _token_text(llm, llm.tokenizer.eos_id),
-            "modalities": {"vision": False, "audio": False},
+            "modalities": {"vision": llm.projector is not None, "video": False, "audio": False},
+            "media_marker": MEDIA_MARKER,
             "build_info": f"llmcore {llmcore.__version__}",
         }
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from llmcore.api.llm import LLM
 from llmcore.api.types import FinishReason, Timings
-from llmcore.engine import state
+from llmcore.engine import mtmd, state
 from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
 from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
@@ -87,6 +87,9 @@ class Job:
     n_keep: int = 0  # prompt tokens after the BOS a context shift keeps (-1: all)
     n_discard: int = 0  # tokens a context shift drops (0: half of what is not kept)
     lora: list[float] | None = None  # each LoRA adapter's scale; None: the server's (POST /lora-adapters)
+    #: the prompt cut into text and image chunks when it holds images (prompt_tokens are then
+    #: mtmd.prompt_ids of them: an image's positions hold an id derived from its pixels)
+    chunks: list[mtmd.Chunk] | None = None
     cancelled: bool = False  # set by the handler's thread when the client is gone
 
 
@@ -110,6 +113,11 @@ class Run:
     n_reused: int
     pending: int | None = None  # the last sampled token, to decode next step
     truncated: bool = False
+    images: dict[int, mtmd.ImageChunk] = field(default_factory=dict)  # the prompt's images by their first position
+
+    def text_end(self, position: int) -> int:
+        """Where the prompt's text from ``position`` on ends: at its next image, or its end."""
+        return min((start for start in self.images if start >= position), default=len(self.job.prompt_tokens))
 
 
 _STOP = object()
@@ -272,6 +280,8 @@ class Batcher:
             return {"id_slot": slot.id, "n_erased": n_erased}
         model = self.llm.model
         if action.action == "save":
+            if any(token < 0 for token in slot.cached):  # a state file holds token ids only
+                raise APIError(501, "saving a slot that holds images is not supported")
             state.save_state(action.path, self.context, model, slot.cached, seq_id=slot.id)
             return {"id_slot": slot.id, "filename": action.path.name, "n_saved": len(slot.cached),
                     "n_written": action.path.stat().st_size,
@@ -302,11 +312,13 @@ class Batcher:
             slot.keep_prefix(self.context, 0)
             slot.lora = list(job.lora)
         n_keep = slot.reusable_prefix(job.prompt_tokens) if job.cache_prompt else 0
+        if job.chunks:  # an image is decoded whole: the cache is kept up to the first one that differs
+            n_keep = mtmd.cached_prefix(job.chunks, n_keep)
         n_keep = slot.keep_prefix(self.context, n_keep)
         generation = Generation(self.llm.tokenizer, job.sampler, job.prompt_tokens, n_ctx=slot.n_ctx,
                                 max_tokens=job.max_tokens, stops=job.stops, ignore_eos=job.ignore_eos,
                                 context_shift=self.context_shift)
-        slot.run = Run(job, generation, n_keep)
+        slot.run = Run(job, generation, n_keep, images=dict(mtmd.image_spans(job.chunks or [])))
 
     def _step(self) -> None:
         """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch.
@@ -334,12 +346,16 @@ class Batcher:
             sampled.append(slot)
         budget = self.context.n_batch - len(generating)
         for slot in sorted((s for s in busy if s.run.pending is None), key=lambda s: s.run.generation.t_start):
-            todo = slot.run.job.prompt_tokens[len(slot.cached):]
-            chunk = todo[:max(budget, 0)]
+            if slot.run.images:
+                self._decode_images(slot)
+                if slot.run is None or slot.run.pending is not None:  # failed, or its prompt ended with an image
+                    continue
+            prompt = slot.run.job.prompt_tokens
+            chunk = prompt[len(slot.cached):min(slot.run.text_end(len(slot.cached)), len(slot.cached) + max(budget, 0))]
             if not chunk:
                 continue
             budget -= len(chunk)
-            last = len(chunk) == len(todo)
+            last = len(slot.cached) + len(chunk) == len(prompt)
             tokens += chunk
             positions += range(len(slot.cached), len(slot.cached) + len(chunk))
             seq_ids += [slot.id] * len(chunk)
@@ -347,6 +363,8 @@ class Batcher:
             fed.append((slot, chunk))
             if last:
                 sampled.append(slot)
+        if not tokens:  # the prompts read this step were images
+            return
         batch = Batch(np.array(tokens), np.array(positions), np.array(seq_ids), np.array(wants))
         try:
             logits = self.context.decode(batch)
@@ -363,6 +381,26 @@ class Batcher:
                 slot.release()
             else:
                 self._sample(slot, row)
+
+    def _decode_images(self, slot: Slot) -> None:
+        """Decode the images that come next in the slot's prompt, each encoded and decoded as a batch
+        of its own embeddings for the slot's sequence (as llama-server's process_mtmd_chunk, before
+        the slot's text joins the shared batch); sample at once when an image ends the prompt."""
+        run = slot.run
+        prompt = run.job.prompt_tokens
+        while (image := run.images.get(len(slot.cached))) is not None:
+            start = len(slot.cached)
+            last = start + image.n_tokens == len(prompt)
+            try:
+                embd = self.llm.projector.encode(image)
+                logits = self.context.decode(Batch.for_embeddings(embd, start, slot.id, last_logits=last))
+            except Exception as error:  # noqa: BLE001 - logged by _fail; this slot's cache is now in doubt
+                self._fail(slot, error, drop_cache=True)
+                return
+            slot.cached += prompt[start:start + image.n_tokens]
+            if last:
+                self._sample(slot, logits[-1])
+                return
 
     def _shift(self, slot: Slot) -> None:
         job = slot.run.job

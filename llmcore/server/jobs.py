@@ -6,15 +6,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmcore.api.llm import LLM
+from llmcore.chat import ChatContentError
+from llmcore.chat.messages import media_parts, text_only_messages
 from llmcore.chat.tools import tool_schema, with_instructions
+from llmcore.engine import mtmd
 from llmcore.errors import LLMCoreError
 from llmcore.grammar import GrammarMatcher, grammar_for, schema_for_response_format
 from llmcore.engine.sampling import Sampler, SamplingError, SamplingParams
 from llmcore.engine.infill import ExtraChunk, infill_prompt
 from llmcore.engine.sequence import sampler_for
+from llmcore.media.image import image_from_request
 from llmcore.server.batcher import Job
 from llmcore.server.errors import APIError
 from llmcore.server.schemas import ChatCompletionRequest, GenerationFields, InfillRequest, LoraScale
@@ -25,10 +32,13 @@ _TOKEN_ID = re.compile(r"\s*[+-]?[0-9]+")
 
 class JobFactory:
     """Builds jobs for one model and ``n_slots`` slots of ``n_ctx_slot`` tokens (a request's limit),
-    each request's settings over the server's ``defaults`` (see :func:`~llmcore.server.create_app`)."""
+    each request's settings over the server's ``defaults`` (see :func:`~llmcore.server.create_app`).
+    Images come as data URLs or base64, or as ``file://`` names inside ``media_path`` where one is given."""
 
-    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int, defaults: dict[str, Any], *, n_keep: int = 0) -> None:
+    def __init__(self, llm: LLM, n_ctx_slot: int, n_slots: int, defaults: dict[str, Any], *, n_keep: int = 0,
+                 media_path: Path | None = None) -> None:
         self.llm = llm
+        self.media_path = media_path
         self.n_keep = n_keep
         self.n_ctx_slot = n_ctx_slot
         self.n_slots = n_slots
@@ -50,12 +60,46 @@ class JobFactory:
             return self.llm.tokenize(prompt, add_special=True, parse_special=True)
         return self.check_ids(prompt, "prompt")
 
-    def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
-        messages = request.message_dicts()
+    def chat_prompt(self, request: ChatCompletionRequest) -> tuple[list[int], list[mtmd.Chunk] | None]:
+        """The prompt's tokens, and its chunks when it holds images (the tokens are then one id per
+        position, see :func:`llmcore.engine.mtmd.prompt_ids`)."""
+        messages, urls = self.with_media_markers(request.message_dicts())
         if request.uses_tools:
             messages = with_instructions(messages, request.tools, tool_schema(request.tools, request.tool_choice))
         text = self.llm.chat_template.render(messages, add_generation_prompt=True)
-        return self.llm.tokenize(text, add_special=True, parse_special=True)
+        if not urls:
+            return self.llm.tokenize(text, add_special=True, parse_special=True), None
+        pictures = self.images(urls, request.message_dicts())
+        try:
+            chunks = mtmd.tokenize(self.llm.tokenizer, self.llm.projector, text, pictures)
+        except LLMCoreError as error:  # a media marker typed into a message, say
+            raise APIError(400, str(error), param="messages") from None
+        return mtmd.prompt_ids(chunks), chunks
+
+    def with_media_markers(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """``messages`` with each image part a text part holding the media marker, and the parts' URLs
+        in order, as llama-server reads them. Without a projector (``--mmproj``) an image part is a
+        400 naming its message, as the schema names any other part this model cannot take."""
+        if self.llm.projector is None:
+            try:
+                return text_only_messages(messages), []
+            except ChatContentError as error:
+                raise APIError(400, f"field '{error.param}': {error.problem}", param=error.param) from None
+        return media_parts(messages, mtmd.MEDIA_MARKER)
+
+    def images(self, urls: Sequence[str], messages: list[dict[str, Any]]) -> list[np.ndarray]:
+        """The images of ``urls`` decoded (data URLs, base64, ``file://`` names in ``--media-path``);
+        a 400 names the content part of ``messages`` whose image cannot be read."""
+        places = [f"messages.{i}.content.{j}" for i, message in enumerate(messages)
+                  if isinstance(message.get("content"), list)
+                  for j, part in enumerate(message["content"]) if part.get("type") == "image_url"]
+        pictures = []
+        for url, place in zip(urls, places):
+            try:
+                pictures.append(image_from_request(url, self.media_path))
+            except LLMCoreError as error:
+                raise APIError(400, f"{place}: {error}", param=place) from None
+        return pictures
 
     def infill_prompt(self, request: InfillRequest) -> list[int]:
         """llama-server's FIM prompt of an /infill request, within a batch and the slot's context."""
@@ -79,15 +123,18 @@ class JobFactory:
     # -- jobs ---------------------------------------------------------------------------------
 
     def job(self, request: GenerationFields, prompt_tokens: list[int], *, max_tokens: int | None,
-            n_probs: int = 0, want_probs: bool = False, post_sampling_probs: bool = False) -> Job:
-        """A job for ``prompt_tokens``; ``max_tokens`` None or <= 0 means until the slot's context is full."""
+            n_probs: int = 0, want_probs: bool = False, post_sampling_probs: bool = False,
+            chunks: list[mtmd.Chunk] | None = None) -> Job:
+        """A job for ``prompt_tokens`` (with ``chunks``: a prompt holding images, see :meth:`chat_prompt`);
+        ``max_tokens`` None or <= 0 means until the slot's context is full."""
         request.check_supported()
         if not prompt_tokens:
             raise APIError(400, "the prompt is empty", param="prompt")
         if len(prompt_tokens) > self.n_ctx_slot:
+            images = " (its images included)" if chunks else ""
             raise APIError(400, f"the request exceeds the available context size: the prompt has "
-                                f"{len(prompt_tokens)} tokens, a slot holds {self.n_ctx_slot} (raise -c or lower -np)",
-                           type="exceed_context_size_error")
+                                f"{len(prompt_tokens)} tokens{images}, a slot holds {self.n_ctx_slot} "
+                                "(raise -c or lower -np)", type="exceed_context_size_error")
         if request.id_slot >= self.n_slots:
             raise APIError(400, f"id_slot {request.id_slot} does not exist (the server has {self.n_slots} slots)",
                            param="id_slot")
@@ -97,7 +144,7 @@ class JobFactory:
                    want_probs=want_probs, post_sampling_probs=post_sampling_probs,
                    cache_prompt=request.cache_prompt, id_slot=request.id_slot,
                    n_keep=self.n_keep if request.n_keep is None else request.n_keep, n_discard=request.n_discard,
-                   lora=None if request.lora is None else self.lora_scales(request.lora, "lora"))
+                   lora=None if request.lora is None else self.lora_scales(request.lora, "lora"), chunks=chunks)
 
     def lora_scales(self, entries: Sequence[LoraScale], param: str) -> list[float]:
         """Every adapter's scale from llama-server's ``[{"id": i, "scale": s}, ...]``: an adapter not

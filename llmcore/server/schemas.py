@@ -91,8 +91,9 @@ class CompletionRequest(GenerationFields):
 
 class ChatMessageIn(_Body):
     """One message of a conversation; fields other than role and content go to the template as they are.
-    ``content`` is a string or a list of text parts; an image or other part is a 400 on ``messages.N.content``
-    (this model takes text only), checked by the chat templates' own :func:`text_parts`."""
+    ``content`` is a string or a list of text and ``image_url`` parts; an audio or other part is a 400 on
+    ``messages.N.content``, checked by the chat templates' own :func:`text_parts` (an image part for a
+    server without ``--mmproj`` is refused by the job factory, which knows the model)."""
 
     model_config = ConfigDict(extra="allow")
     role: str
@@ -100,9 +101,9 @@ class ChatMessageIn(_Body):
 
     @field_validator("content")
     @classmethod
-    def _text_only(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+    def _text_and_images(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
         try:
-            return text_parts(content)
+            return text_parts(content, images=True)
         except ChatContentError as error:
             raise PydanticCustomError("text_only", "{problem}", {"problem": error.problem}) from None
 
