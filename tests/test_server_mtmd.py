@@ -162,3 +162,26 @@ def test_props_models_and_apply_template_say_vision(http):
     assert http.get("/v1/models").json()["models"][0]["capabilities"] == ["completion", "multimodal"]
     prompt = http.post("/apply-template", json={"messages": image_message(data_url("small"))}).json()["prompt"]
     assert f"what is this?\n{mtmd.MEDIA_MARKER}" in prompt
+
+
+def test_the_chat_page_sends_a_picture(server, oracle):
+    """The chat page offers a picture when the server has a projector; the page's reply is the API's."""
+    from test_server_webui import CHROMIUM, LAST_REPLY, _send, _wait_for, open_page
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with open_page(server.url) as page:
+        page.evaluate("document.getElementById('temperature').value = '0'")
+        _wait_for(lambda: page.evaluate("!document.getElementById('attach').hidden"), 30)
+        root = page.call("DOM.getDocument")["root"]["nodeId"]
+        node = page.call("DOM.querySelector", nodeId=root, selector="#image")["nodeId"]
+        page.call("DOM.setFileInputFiles", nodeId=node, files=[str(FIXTURES / "wide.png")])
+        _wait_for(lambda: page.evaluate("document.getElementById('attached').textContent") == "image: wide.png", 30)
+        _send(page, "what is this?", max_tokens=12)
+        _wait_for(lambda: page.evaluate(f"!!{LAST_REPLY} && !{LAST_REPLY}.classList.contains('streaming')"), 60)
+        sent = page.evaluate("conversation")
+        assert page.evaluate("document.querySelector('.msg.user img').src").startswith("data:image/png;base64,")
+    assert sent[0]["content"] == image_message(data_url("wide"))[0]["content"]
+    oracle.reset()
+    expected = oracle.create_chat_completion(sent[:1], max_tokens=12, temperature=0).choices[0].message.content
+    assert sent[1] == {"role": "assistant", "content": expected}

@@ -1,10 +1,12 @@
 "use strict";
 // The chat page: sends the conversation to /v1/chat/completions with stream=true, shows the reply
 // as it arrives (rendered as markdown), and stops it on demand (AbortController closes the stream,
-// which frees the server's slot at once).
+// which frees the server's slot at once). A server with a multimodal projector (/v1/models lists the
+// "multimodal" capability) also takes a picture with the next message, sent as a data URL image part.
 const $ = (id) => document.getElementById(id);
 const conversation = []; // { role, content } of the turns so far
 let controller = null; // the running request's AbortController
+let picture = null; // the data URL of the image the next message carries
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -47,9 +49,25 @@ async function* sseData(body) {
   }
 }
 
+function attach(url, name) {
+  picture = url;
+  $("attached").textContent = url ? `image: ${name}` : "";
+  $("attached").hidden = !url;
+  if (!url) $("image").value = "";
+}
+
 async function send(text) {
-  conversation.push({ role: "user", content: text });
-  addMessage("user").textContent = text;
+  const content = picture ? [{ type: "text", text }, { type: "image_url", image_url: { url: picture } }] : text;
+  conversation.push({ role: "user", content });
+  const question = addMessage("user");
+  question.textContent = text;
+  if (picture) {
+    const img = document.createElement("img");
+    img.src = picture;
+    img.alt = $("attached").textContent;
+    question.append(img);
+  }
+  attach(null);
   const bubble = addMessage("assistant");
   bubble.classList.add("streaming");
   const messages = [];
@@ -120,12 +138,23 @@ $("input").addEventListener("keydown", (event) => {
   }
 });
 $("stop").addEventListener("click", () => controller?.abort());
+$("image").addEventListener("change", () => {
+  const file = $("image").files[0];
+  if (!file) return attach(null);
+  const reader = new FileReader();
+  reader.onload = () => attach(reader.result, file.name);
+  reader.readAsDataURL(file);
+});
 $("clear").addEventListener("click", () => {
   conversation.length = 0;
+  attach(null);
   $("messages").replaceChildren();
   setStatus("");
 });
 $("api-key").value = localStorage.getItem("llmcore-api-key") || "";
 $("api-key").addEventListener("change", () => localStorage.setItem("llmcore-api-key", $("api-key").value.trim()));
 
-fetch("/v1/models").then((r) => r.json()).then((body) => { $("model").textContent = body.data?.[0]?.id || ""; }).catch(() => {});
+fetch("/v1/models").then((r) => r.json()).then((body) => {
+  $("model").textContent = body.data?.[0]?.id || "";
+  $("attach").hidden = !body.models?.[0]?.capabilities?.includes("multimodal");
+}).catch(() => {});
