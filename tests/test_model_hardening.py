@@ -107,7 +107,7 @@ def test_header_sizes_are_bounded(tmp_path, capsys, key, value, vtype, problem):
 # -- finding 5: impossible hyper-parameters, swapped tensors, a context that cannot fit ---------
 
 @pytest.mark.parametrize(("key", "value", "vtype", "problem"), [
-    ("llama.attention.head_count", 0, U32, "0 is outside 1..16384"),
+    ("llama.attention.head_count", 0, U32, "0 heads, but llama needs attention heads (only recurrent models have none)"),
     ("llama.attention.head_count_kv", 0, U32, "0 is outside 1..4"),
     ("llama.attention.head_count_kv", 3, U32, "4 query heads cannot be shared among 3 key/value heads"),
     ("llama.attention.layer_norm_rms_epsilon", NAN, F32, "nan is not a finite value in (0, 1)"),

@@ -222,11 +222,12 @@ def _norms() -> Iterator[OpCase]:
 
 
 def _unary() -> Iterator[OpCase]:
-    for op in (Op.SILU, Op.GELU, Op.TANH, Op.SIGMOID):
+    for op in (Op.SILU, Op.GELU, Op.GELU_QUICK, Op.TANH, Op.SIGMOID):
         for n, d in ((1, 64), (33, 577)):
             g = GraphBuilder(n, n)
             x = g.input("x", (n, d), F32)
-            node = {Op.SILU: g.silu, Op.GELU: g.gelu, Op.TANH: g.tanh, Op.SIGMOID: g.sigmoid}[op](x)
+            node = {Op.SILU: g.silu, Op.GELU: g.gelu, Op.GELU_QUICK: g.gelu_quick, Op.TANH: g.tanh,
+                    Op.SIGMOID: g.sigmoid}[op](x)
             # spread over [-12, 12]: saturated tails included
             yield _case(f"{op.value}-{n}x{d}", f"{op.value} x=f32[{n}, {d}] in [-12, 12]", g, node,
                         lambda rng, step, n=n, d=d: {"x": rng.uniform(-12, 12, (n, d)).astype(np.float32)})

@@ -36,6 +36,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.ROPE: 1e-6,
     Op.SILU: 1e-6,
     Op.GELU: 1e-6,
+    Op.GELU_QUICK: 1e-6,  # ggml's f16 table, as GELU's
     Op.TANH: 1e-6,
     Op.SWIGLU: 1e-6,
     Op.GEGLU: 1e-6,

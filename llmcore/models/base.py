@@ -80,7 +80,7 @@ class HParams:
         n_embd = keys.integer("embedding_length", 1, MAX_EMBEDDING_LENGTH)
         # 0 heads: a model without attention (Mamba), as llama.cpp's converter writes it
         n_head = keys.per_layer("attention.head_count", n_layer, 0, MAX_HEADS)
-        n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, min(n_head, 1), n_head, default=n_head)
+        n_head_kv = keys.per_layer("attention.head_count_kv", n_layer, 1, n_head, default=n_head) if n_head else 0
         if n_head and n_head % n_head_kv:
             raise ModelError(f"metadata '{arch}.attention.head_count_kv': {n_head} query heads cannot be "
                              f"shared among {n_head_kv} key/value heads")
@@ -322,7 +322,8 @@ class Architecture:
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
         if hparams.n_head == 0 and not self.recurrent:
-            raise ModelError(f"metadata '{hparams.arch}.attention.head_count' is 0: {hparams.arch} needs attention heads")
+            raise ModelError(f"metadata '{hparams.arch}.attention.head_count': 0 heads, but {hparams.arch} "
+                             "needs attention heads (only recurrent models have none)")
         # a family's dense builder would otherwise fail on a missing blk.0.ffn_gate.weight
         experts = [name for name in weights if "_exps." in name]
         if hparams.arch not in self.expert_archs and (hparams.n_expert or experts):
