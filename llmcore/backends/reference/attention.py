@@ -414,8 +414,9 @@ def _flash_one_row(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, type_k, 
         s = s_all[:, :, j]
         seen = masks[:, :, j] != -np.inf
         higher = seen & (s > m)
-        ms = np.where(higher, libm_expf(m - s), np.float32(1))
-        vs = np.where(higher | ~seen, np.float32(1), libm_expf(s - m))
+        with np.errstate(invalid="ignore"):  # -inf - -inf in rows this cell is hidden from: not selected
+            ms = np.where(higher, libm_expf(m - s), np.float32(1))
+            vs = np.where(higher | ~seen, np.float32(1), libm_expf(s - m))
         m = np.where(higher, s, m)
         scaled = acc * ms[..., None]
         if f16_acc:
