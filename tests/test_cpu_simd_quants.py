@@ -387,7 +387,8 @@ ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM = 1, 2, 3  # lc_mm_packed.h
     ("q4_0", ORDER_VEC_DOT, "q4_0"), ("q4_1", ORDER_VEC_DOT, "q4_1"), ("q5_0", ORDER_VEC_DOT, "q5_0"),
     ("q5_1", ORDER_VEC_DOT, "q5_1"), ("q8_0", ORDER_VEC_DOT, "q8_0"),
     ("q4_K", ORDER_KQ_TILED, "q4_K_tiled"), ("q5_K", ORDER_KQ_TILED, "q5_K_tiled"),
-    ("q6_K", ORDER_KQ_TILED, "q6_K_tiled"), ("q4_K", ORDER_KQ_GEMM, "q4_K_gemm")])
+    ("q6_K", ORDER_KQ_TILED, "q6_K_tiled"), ("q4_K", ORDER_KQ_GEMM, "q4_K_gemm"),
+    ("q4_K", ORDER_VEC_DOT, "q4_K")])
 def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
     """The prompt path's packed GEMM (a block of rows unpacked once, then every token) gives each
     output exactly as the one-row function of the same order, for partial row blocks, token counts

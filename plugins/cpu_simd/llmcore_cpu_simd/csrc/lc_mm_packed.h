@@ -3,7 +3,8 @@
  * scratch), then multiplied with any number of activation rows (the weight type's vec_dot format):
  * y[t * ldy + r] for the block's rows r < nrows. Each output has the bits of the one-row kernel of
  * the order asked for:
- *   LC_ORDER_VEC_DOT   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: lc_vec_dot_* (= the matmul tiles, tinyBLAS)
+ *   LC_ORDER_VEC_DOT   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: lc_vec_dot_* (= the matmul tiles, tinyBLAS);
+ *                      Q4_K: lc_vec_dot_q4_K (llama.cpp's repacked GEMV, its mul_mat_id's order)
  *   LC_ORDER_KQ_TILED  Q4_K, Q5_K, Q6_K: lc_vec_dot_q*_K_tiled (llama.cpp's tiled kernel)
  *   LC_ORDER_KQ_GEMM   Q4_K: lc_vec_dot_q4_K_gemm (llama.cpp's repacked GEMM) */
 #ifndef LC_MM_PACKED_H

@@ -230,6 +230,39 @@ static inline __attribute__((always_inline)) void q4_K_gemm(const void *packed, 
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_sub(acc[u], acc_min[u]), nrows);
 }
 
+/* lc_vec_dot_q4_K's order (llama.cpp's repacked Q4_K GEMV, which its mul_mat_id takes for every
+ * routed row): per super-block the whole integer scale sum fused into one running sum with
+ * d * d_x, the whole min sum into another with -(dmin * d_x), the two added at the end */
+static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS], acc_min[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) { acc[u] = vf_zero(); acc_min[u] = vf_zero(); }
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vi s1[KQ_TOKENS], s2[KQ_TOKENS], dots[KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); s2[u] = vi_zero(); }
+        for (int sb = 0; sb < 8; ++sb) {
+            SUBBLOCK_DOTS(dots, p, xs, sb, nt)
+            const vi sc = vi_load(p->scale[sb]);
+            for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
+        }
+        for (int pr = 0; pr < 4; ++pr) {
+            const vi mn = vi_load(p->min_pair[pr]);
+            for (int u = 0; u < nt; ++u) s2[u] = vi_add(s2[u], vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr))));
+        }
+        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
+        for (int u = 0; u < nt; ++u) {
+            const vf xd = vf_set1(xs[u]->d);
+            acc[u] = vf_fma(vf_cvt(s1[u]), vf_mul(xd, d), acc[u]);
+            acc_min[u] = vf_fnma(vf_mul(xd, dmin), vf_cvt(s2[u]), acc_min[u]);  /* fmaf(-(d_x * dmin), ...) */
+        }
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_add(acc[u], acc_min[u]), nrows);
+}
+
 static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
         float *y, size_t ldy, int nrows, const int nt) {
     const kq_packed *pk = packed;
@@ -426,6 +459,7 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
     default:
         if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
+        if (order == LC_ORDER_VEC_DOT) { OVER_TOKENS(KQ_TOKENS, q4_K_vec_dot) }
         OVER_TOKENS(KQ_TOKENS, k4_tiled)
     }
 }
