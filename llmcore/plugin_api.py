@@ -30,6 +30,7 @@ from llmcore.graph.lowering import STEP_KEY, ArenaLowering, ArenaProgram, Ref, n
 from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
 from llmcore.graph.scheduler import ScheduledSubgraph
 from llmcore.paths import cache_dir
+from llmcore.quants.build import tables_header as ggml_tables_header
 
 #: version of the plugin API: this module's names, the hooks, the Backend contract, the IR's ops and
 #: their numerics. A backend declares the version it targets as ``Backend.api_version``; the registry
@@ -43,8 +44,9 @@ from llmcore.paths import cache_dir
 #: sinks source and softcap_scale param, and SWIGLU_OAI (gpt-oss, Grok); 2.6 the lowering machinery
 #: device backends share (ArenaLowering, ArenaProgram, Ref, STEP_KEY, node_bytes, row_bytes); 2.7
 #: backends whose devices are other machines: ``WeightData.file``/``offset``, ``Backend.configure``,
-#: discovery (``discover_backends``, ``probe_backend``, ``host_backends``) and ``ScheduledSubgraph``.
-PLUGIN_API_VERSION = "2.7"
+#: discovery (``discover_backends``, ``probe_backend``, ``host_backends``) and ``ScheduledSubgraph``; 2.8
+#: ``ggml_tables_header`` (ggml-common.h's i-quant grids, sign tables and FP4/IQ4 levels as C arrays).
+PLUGIN_API_VERSION = "2.8"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
@@ -144,6 +146,7 @@ class _Unloadable(Backend):
 __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "GGML_QUANT_SIZES", "I32", "STEP_KEY", "ArenaLowering", "ArenaProgram",
     "Availability", "Backend", "BackendError", "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node",
-    "Op", "Ref", "RopeParams", "Subgraph", "WeightData", "cache_dir", "dequantize", "hookimpl", "is_per_row",
+    "Op", "Ref", "RopeParams", "Subgraph", "WeightData", "cache_dir", "dequantize", "ggml_tables_header", "hookimpl",
+    "is_per_row",
     "kv_types", "llmcore_backends", "node_bytes", "rope", "rope_cos_sin", "row_bytes", "yarn_corr_dims",
 ]

@@ -11,9 +11,9 @@ up to ~0.2. The pass marks for those are the ones tests/test_goldens.py holds ev
 llama.cpp's quantized goldens: the top-1 token wherever llama.cpp's top two are not a near tie, and
 the 99th percentile of the log-probability error of the top-1 and the top-10 tokens.
 
-``auto`` is the default path: with cpu_simd installed, it runs the types it has kernels for (IQ4_XS
-so far: those files must then give llama.cpp's logits bit for bit, prompt and decode rows) and
-declines the others, whose products and embedding lookups the scheduler runs on the reference backend.
+``auto`` is the default path: with cpu_simd installed, it runs the types it has kernels for (those
+fixtures must then give llama.cpp's logits bit for bit, prompt and decode rows) and declines the
+others, whose products and embedding lookups the scheduler runs on the reference backend.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def test_logits_within_llama_cpp_bounds(model, backend):
 
 needs_cpu_simd = pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
                                     reason="the cpu_simd plugin is not installed or cannot build its kernels here")
-CPU_SIMD_TYPES = ["iq4_xs"]  # fixtures whose every product cpu_simd computes
+# fixtures whose every product cpu_simd computes in llama.cpp's order (iq1_s, iq2_xs and iq2_xxs hold
+# a Q2_K attn_v, which llama.cpp repacks on AVX-512 CPUs and cpu_simd does not follow yet)
+CPU_SIMD_TYPES = ["iq4_xs", "iq4_nl", "iq3_s", "iq3_xxs", "iq2_s", "iq1_m", "tq1_0", "tq2_0", "mxfp4"]
 
 
 @needs_cpu_simd
@@ -111,7 +113,7 @@ def test_cpu_simd_named_alone_hands_other_types_to_reference():
     and ``llmcore plan`` says so, instead of failing with 'no backend supports'."""
     from llmcore import LLM
 
-    llm = LLM(str(FIXTURES[[p.stem for p in FIXTURES].index("iq1_m")]), backend="cpu_simd", n_ctx=64)
+    llm = LLM(str(FIXTURES[[p.stem for p in FIXTURES].index("nvfp4")]), backend="cpu_simd", n_ctx=64)
     moved = llm.plan.fallbacks()["cpu_simd -> reference"]
     assert moved["mul_mat"] > 0
     assert "reference" in llm.plan.layer_reasons

@@ -47,7 +47,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.5"
+    api_version = "2.8"
 
     @classmethod
     def probe(cls) -> Availability:

@@ -1,6 +1,8 @@
 """Compiling the C sources on first use: one shared library per ISA level, cached on disk under a
 name that hashes the sources, the compiler and its flags, so an edit or another CPU rebuilds it.
-A file lock keeps two processes from compiling the same library at once."""
+A file lock keeps two processes from compiling the same library at once. ggml's i-quant grids and
+level tables come from the plugin API (``ggml_tables_header``, llmcore's one copy of them) as
+``ggml_tables.h`` in a directory of its own on the include path."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from llmcore.plugin_api import BackendError, cache_dir
+from llmcore.plugin_api import BackendError, cache_dir, ggml_tables_header
 
 from llmcore_cpu_simd.isa import compiler_flags
 
@@ -29,9 +31,23 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc"))
 
 
+def tables_dir() -> Path:
+    """The directory holding ``ggml_tables.h`` (written on first use, named by its digest)."""
+    text = ggml_tables_header()
+    directory = cache_dir() / "kernels" / f"tables-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    header = directory / "ggml_tables.h"
+    if not header.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".h", dir=directory)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, header)  # atomic: a concurrent compile never reads half a header
+    return directory
+
+
 def _command(cc: str, level: str, output: Path) -> list[str]:
     sources = sorted(str(p) for p in SOURCE_DIR.glob("*.c"))
-    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"',
+    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"', f"-I{tables_dir()}",
             "-o", str(output), *sources, "-lm"]
 
 

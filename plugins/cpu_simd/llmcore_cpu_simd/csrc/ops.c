@@ -53,8 +53,9 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
 enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4, MM_MIN_CHUNK_ROWS = 16 };
 
 /* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
- * Q6_K; Q4_K only when its rows are not a multiple of 8) and IQ4_XS with its tiled kernel, whose
- * roundings differ from vec_dot's: the same choice here, so prompts give llama.cpp's numbers bit for bit. */
+ * Q6_K; Q4_K only when its rows are not a multiple of 8) and the i-quants but IQ4_NL with its tiled
+ * kernel, whose roundings differ from vec_dot's: the same choice here, so prompts give llama.cpp's
+ * numbers bit for bit. */
 enum { TILED_MIN_TOKENS = 8 };
 
 static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
@@ -64,6 +65,15 @@ static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
     case LC_TYPE_Q6_K: return lc_vec_dot_q6_K_tiled;
     case LC_TYPE_Q4_K: return nd->ne[2] % 8 ? lc_vec_dot_q4_K_tiled : NULL;
     case LC_TYPE_IQ4_XS: return lc_vec_dot_iq4_xs_tiled;
+#if __has_include("ggml_tables.h") /* quants_iq_grid.c is built */
+    case LC_TYPE_IQ2_XXS: return lc_vec_dot_iq2_xxs_tiled;
+    case LC_TYPE_IQ2_XS: return lc_vec_dot_iq2_xs_tiled;
+    case LC_TYPE_IQ2_S: return lc_vec_dot_iq2_s_tiled;
+    case LC_TYPE_IQ3_XXS: return lc_vec_dot_iq3_xxs_tiled;
+    case LC_TYPE_IQ3_S: return lc_vec_dot_iq3_s_tiled;
+    case LC_TYPE_IQ1_S: return lc_vec_dot_iq1_s_tiled;
+    case LC_TYPE_IQ1_M: return lc_vec_dot_iq1_m_tiled;
+#endif
     default: return NULL;
     }
 }

@@ -1,0 +1,391 @@
+/* The grid i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), the ternary TQ1_0 and
+ * TQ2_0 (all dotted with Q8_K activations) and MXFP4 (with Q8_0), in llama.cpp's x86 orders.
+ *
+ * Each 256-block is first unpacked into small integers: its signed grid values and the odd integer
+ * scale (2 * ls + 1) of each 16 values. ggml's AVX2 vec_dot sums these products exactly into 8 int32
+ * lanes (lane l: values 4l..4l+3 of every 32, times their scale), then fuses d_w * d_x times each
+ * lane into 8 float sums and adds those up with hsum_float_8; its tiled kernel (8 tokens or more)
+ * takes the block's whole integer sum times d_w, fused-multiply-added with d_x into one sum. Both are
+ * reproduced here from the integers, so every ISA level gives llama.cpp's bits. The tables are
+ * ggml-common.h's, from ggml_tables.h (llmcore's one copy, written by build.py). */
+#if __has_include("ggml_tables.h")
+#include "ggml_tables.h"
+#include "lc_quants_iq.h"
+#include "lc_simd.h"
+
+#include <math.h>
+#include <string.h>
+
+_Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && sizeof(block_iq2_s) == 82, "iq2 blocks");
+_Static_assert(sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110, "iq3 blocks");
+_Static_assert(sizeof(block_iq1_s) == 50 && sizeof(block_iq1_m) == 56, "iq1 blocks");
+_Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66 && sizeof(block_mxfp4) == 17, "tq/mxfp4 blocks");
+
+/* one 256-block as integers: the values (signed grid entries; IQ1: -1, 0, 1), the odd scale of each
+ * 16 values, and (IQ1) the +-1 offset of each 8 values ggml adds as +-IQ1S_DELTA */
+typedef struct {
+    int8_t q[QK_K];
+    int8_t scale[QK_K / 16];
+    int8_t delta[QK_K / 8];
+    float d;  /* the block's f16 scale */
+} unpacked_block;
+
+static inline void put_signed8(int8_t *q, const uint8_t *grid, uint8_t signs) {
+    for (int j = 0; j < 8; ++j) q[j] = (signs & kmask_iq2xs[j]) ? -(int8_t)grid[j] : (int8_t)grid[j];
+}
+
+static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
+    u->scale[2 * ib32] = (int8_t)(2 * lo + 1);
+    u->scale[2 * ib32 + 1] = (int8_t)(2 * hi + 1);
+}
+
+static void unpack_iq2_xxs(const block_iq2_xxs *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        uint32_t aux32[2];
+        memcpy(aux32, x->qs + 4 * ib32, sizeof(aux32));
+        const uint8_t *aux8 = (const uint8_t *)aux32;
+        scales_of_32(u, ib32, aux32[1] >> 28, aux32[1] >> 28);
+        for (int l = 0; l < 4; ++l)
+            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2xxs_grid + aux8[l]),
+                        ksigns_iq2xs[(aux32[1] >> 7 * l) & 127]);
+    }
+}
+
+static void unpack_iq2_xs(const block_iq2_xs *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
+        for (int l = 0; l < 4; ++l) {
+            const uint16_t q = x->qs[4 * ib32 + l];
+            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2xs_grid + (q & 511)), ksigns_iq2xs[q >> 9]);
+        }
+    }
+}
+
+static void unpack_iq2_s(const block_iq2_s *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    const uint8_t *qs = x->qs, *signs = x->qs + QK_K / 8;
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 4, signs += 4) {
+        scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
+        for (int l = 0; l < 4; ++l)
+            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2s_grid + (qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300))),
+                        signs[l]);
+    }
+}
+
+/* 8 values of two 4-value grid entries, signed by one sign byte */
+static inline void put_signed4x2(int8_t *q, uint32_t e1, uint32_t e2, uint8_t signs) {
+    uint8_t grid[8];
+    memcpy(grid, &e1, 4);
+    memcpy(grid + 4, &e2, 4);
+    put_signed8(q, grid, signs);
+}
+
+static void unpack_iq3_xxs(const block_iq3_xxs *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    const uint8_t *qs = x->qs, *scales_and_signs = x->qs + QK_K / 4;
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 8) {
+        uint32_t aux32;
+        memcpy(&aux32, scales_and_signs + 4 * ib32, sizeof(aux32));
+        scales_of_32(u, ib32, aux32 >> 28, aux32 >> 28);
+        for (int l = 0; l < 4; ++l)
+            put_signed4x2(u->q + 32 * ib32 + 8 * l, iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]],
+                          ksigns_iq2xs[(aux32 >> 7 * l) & 127]);
+    }
+}
+
+static void unpack_iq3_s(const block_iq3_s *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    const uint8_t *qs = x->qs, *signs = x->signs;
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 8, signs += 4) {
+        const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF;
+        const int qh = x->qh[ib32];
+        scales_of_32(u, ib32, ls, ls);
+        for (int l = 0; l < 4; ++l)
+            put_signed4x2(u->q + 32 * ib32 + 8 * l, iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)],
+                          iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)], signs[l]);
+    }
+}
+
+static inline void put_ternary8(int8_t *q, uint64_t entry) {
+    memcpy(q, &entry, 8);  /* iq1s_grid's bytes are int8 -1, 0, 1 */
+}
+
+static void unpack_iq1_s(const block_iq1_s *x, unpacked_block *u) {
+    u->d = LC_H2F(x->d);
+    const uint8_t *qs = x->qs;
+    for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4) {
+        const int qh = x->qh[ib], ls = (qh >> 12) & 7;
+        scales_of_32(u, ib, ls, ls);
+        for (int l = 0; l < 4; ++l) {
+            put_ternary8(u->q + 32 * ib + 8 * l, iq1s_grid[qs[l] | (((qh >> 3 * l) & 7) << 8)]);
+            u->delta[4 * ib + l] = (int8_t)(qh & 0x8000 ? -1 : 1);
+        }
+    }
+}
+
+static void unpack_iq1_m(const block_iq1_m *x, unpacked_block *u) {
+    uint16_t sc[4];
+    memcpy(sc, x->scales, sizeof(sc));
+    u->d = LC_H2F((lc_fp16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000)));
+    const uint8_t *qs = x->qs, *qh = x->qh;
+    for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4, qh += 2) {
+        const int shift = 6 * (ib % 2);
+        scales_of_32(u, ib, (sc[ib / 2] >> shift) & 7, (sc[ib / 2] >> (shift + 3)) & 7);
+        const uint16_t idx[4] = {(uint16_t)(qs[0] | ((qh[0] << 8) & 0x700)), (uint16_t)(qs[1] | ((qh[0] << 4) & 0x700)),
+                                 (uint16_t)(qs[2] | ((qh[1] << 8) & 0x700)), (uint16_t)(qs[3] | ((qh[1] << 4) & 0x700))};
+        const int signs[4] = {qh[0] & 0x08, qh[0] & 0x80, qh[1] & 0x08, qh[1] & 0x80};
+        for (int l = 0; l < 4; ++l) {
+            put_ternary8(u->q + 32 * ib + 8 * l, iq1s_grid[idx[l]]);
+            u->delta[4 * ib + l] = (int8_t)(signs[l] ? -1 : 1);
+        }
+    }
+}
+
+/* ggml's AVX2 lanes: lane l sums values 4l..4l+3 of every 32, each times its 16 values' scale */
+static inline void scaled_lanes(const unpacked_block *u, const int8_t *q8, int32_t lanes[8]) {
+    for (int l = 0; l < 8; ++l) lanes[l] = 0;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const int8_t *q = u->q + 32 * ib, *y = q8 + 32 * ib;
+        for (int l = 0; l < 8; ++l) {
+            const int sum = q[4 * l] * y[4 * l] + q[4 * l + 1] * y[4 * l + 1] + q[4 * l + 2] * y[4 * l + 2] + q[4 * l + 3] * y[4 * l + 3];
+            lanes[l] += u->scale[2 * ib + l / 4] * sum;
+        }
+    }
+}
+
+/* the IQ1 offsets' lanes: lane l sums +-q8 over values 4l..4l+3 of every 32, times their scale */
+static inline void delta_lanes(const unpacked_block *u, const int8_t *q8, int32_t lanes[8]) {
+    for (int l = 0; l < 8; ++l) lanes[l] = 0;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const int8_t *y = q8 + 32 * ib;
+        for (int l = 0; l < 8; ++l)
+            lanes[l] += u->scale[2 * ib + l / 4] * u->delta[4 * ib + l / 2] * (y[4 * l] + y[4 * l + 1] + y[4 * l + 2] + y[4 * l + 3]);
+    }
+}
+
+static inline int32_t lanes_sum(const int32_t lanes[8]) {
+    int32_t s = 0;
+    for (int l = 0; l < 8; ++l) s += lanes[l];
+    return s;
+}
+
+/* vec_dot of the IQ2/IQ3 types: 8 fused float sums of d_w * d_x times the lanes, times the type's
+ * factor (ggml's 0.125 or 0.25 for the grids' halved scales) after hsum_float_8 */
+#define GRID_VEC_DOT(name, factor)                                                       \
+    void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        const block_q8_K *y = (const block_q8_K *)x_row;                                 \
+        float acc[8] = {0};                                                              \
+        unpacked_block u;                                                                \
+        for (int i = 0; i < n / QK_K; ++i) {                                             \
+            int32_t lanes[8];                                                            \
+            unpack_##name(x + i, &u);                                                    \
+            scaled_lanes(&u, y[i].qs, lanes);                                            \
+            const float d = u.d * y[i].d;                                                \
+            for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)lanes[l], acc[l]);       \
+        }                                                                                \
+        *s = (factor) * lc_hsum8_ordered(acc);                                           \
+    }                                                                                    \
+    void lc_vec_dot_##name##_tiled(int n, float *s, const void *w_row, const void *x_row) { \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        const block_q8_K *y = (const block_q8_K *)x_row;                                 \
+        float acc = 0.0f;                                                                \
+        unpacked_block u;                                                                \
+        for (int i = 0; i < n / QK_K; ++i) {                                             \
+            int32_t lanes[8];                                                            \
+            unpack_##name(x + i, &u);                                                    \
+            scaled_lanes(&u, y[i].qs, lanes);                                            \
+            acc = fmaf((float)lanes_sum(lanes) * (u.d * (factor)), y[i].d, acc);         \
+        }                                                                                \
+        *s = acc;                                                                        \
+    }
+
+GRID_VEC_DOT(iq2_xxs, 0.125f)
+GRID_VEC_DOT(iq2_xs, 0.125f)
+GRID_VEC_DOT(iq2_s, 0.125f)
+GRID_VEC_DOT(iq3_xxs, 0.25f)
+GRID_VEC_DOT(iq3_s, 1.0f)
+
+/* IQ1_S: the grid lanes as above; the offsets through Q8_K's per-16 sums into one scalar sum
+ * (ggml's accum1, a contracted d * sumi1 + accum1), added as IQ1S_DELTA times it */
+void lc_vec_dot_iq1_s(int n, float *s, const void *w_row, const void *x_row) {
+    const block_iq1_s *x = (const block_iq1_s *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc[8] = {0}, acc_delta = 0.0f;
+    unpacked_block u;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int32_t lanes[8], sum_delta = 0;
+        unpack_iq1_s(x + i, &u);
+        scaled_lanes(&u, y[i].qs, lanes);
+        for (int ib = 0; ib < QK_K / 32; ++ib)
+            sum_delta += (y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1]) * u.delta[4 * ib] * u.scale[2 * ib];
+        const float d = y[i].d * u.d;
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)lanes[l], acc[l]);
+        acc_delta = fmaf(d, (float)sum_delta, acc_delta);
+    }
+    *s = lc_hsum8_ordered(acc) + IQ1S_DELTA * acc_delta;
+}
+
+/* IQ1_M: grid lanes and offset lanes, each into 8 fused float sums */
+void lc_vec_dot_iq1_m(int n, float *s, const void *w_row, const void *x_row) {
+    const block_iq1_m *x = (const block_iq1_m *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc[8] = {0}, acc_delta[8] = {0};
+    unpacked_block u;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int32_t lanes[8], lanes_delta[8];
+        unpack_iq1_m(x + i, &u);
+        scaled_lanes(&u, y[i].qs, lanes);
+        delta_lanes(&u, y[i].qs, lanes_delta);
+        const float d = y[i].d * u.d;
+        for (int l = 0; l < 8; ++l) {
+            acc[l] = fmaf(d, (float)lanes[l], acc[l]);
+            acc_delta[l] = fmaf(d, (float)lanes_delta[l], acc_delta[l]);
+        }
+    }
+    *s = lc_hsum8_ordered(acc) + IQ1M_DELTA * lc_hsum8_ordered(acc_delta);
+}
+
+/* the tiled kernel stores an IQ1 value as 8 * grid + offset, its d_w as d / 8 */
+#define IQ1_TILED(name)                                                                  \
+    void lc_vec_dot_##name##_tiled(int n, float *s, const void *w_row, const void *x_row) { \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        const block_q8_K *y = (const block_q8_K *)x_row;                                 \
+        float acc = 0.0f;                                                                \
+        unpacked_block u;                                                                \
+        for (int i = 0; i < n / QK_K; ++i) {                                             \
+            int32_t lanes[8], lanes_delta[8];                                            \
+            unpack_##name(x + i, &u);                                                    \
+            scaled_lanes(&u, y[i].qs, lanes);                                            \
+            delta_lanes(&u, y[i].qs, lanes_delta);                                       \
+            const int32_t sum = 8 * lanes_sum(lanes) + lanes_sum(lanes_delta);           \
+            acc = fmaf((float)sum * (u.d * 0.125f), y[i].d, acc);                        \
+        }                                                                                \
+        *s = acc;                                                                        \
+    }
+
+IQ1_TILED(iq1_s)
+IQ1_TILED(iq1_m)
+
+/* ---- dequantization, in ggml's float operations (dequantize_row_*) ------------------------------ */
+
+/* per 16 values ggml's multiplier (IQ2: d * (0.5 + ls) * 0.25 with ls = scale >> 1; IQ3_XXS the same
+ * times 0.5; IQ3_S and IQ1: d * scale), times the value (IQ1: plus its offset of +-IQ1S_DELTA) */
+#define GRID_DEQUANT(name, body)                                      \
+    void lc_dequant_row_##name(const void *w_row, float *y, int64_t n) {                  \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        unpacked_block u;                                                                \
+        for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {                              \
+            unpack_##name(x + i, &u);                                                    \
+            for (int g = 0; g < QK_K / 16; ++g) {                                        \
+                body                                                                     \
+            }                                                                            \
+        }                                                                                \
+    }
+#define HALF_SCALE_BODY(factor)                                                          \
+    const float db = u.d * (0.5f + (float)(u.scale[g] >> 1)) * (factor);                \
+    for (int j = 16 * g; j < 16 * g + 16; ++j) y[j] = db * (float)u.q[j];
+#define ODD_SCALE_BODY                                                                   \
+    const float db = u.d * (float)u.scale[g];                                            \
+    for (int j = 16 * g; j < 16 * g + 16; ++j) y[j] = db * (float)u.q[j];
+#define IQ1_BODY                                                                         \
+    const float dl = u.d * (float)u.scale[g];                                            \
+    for (int j = 16 * g; j < 16 * g + 16; ++j)                                           \
+        y[j] = dl * ((float)u.q[j] + (u.delta[j / 8] < 0 ? -IQ1S_DELTA : IQ1S_DELTA));
+
+GRID_DEQUANT(iq2_xxs, HALF_SCALE_BODY(0.25f))
+GRID_DEQUANT(iq2_xs, HALF_SCALE_BODY(0.25f))
+GRID_DEQUANT(iq2_s, HALF_SCALE_BODY(0.25f))
+GRID_DEQUANT(iq3_xxs, HALF_SCALE_BODY(0.5f))
+GRID_DEQUANT(iq3_s, ODD_SCALE_BODY)
+GRID_DEQUANT(iq1_s, IQ1_BODY)
+GRID_DEQUANT(iq1_m, IQ1_BODY)
+
+/* ---- ternary types: digits 0, 1, 2 standing for -1, 0, 1 ------------------------------------ */
+
+static void digits_tq1_0(const block_tq1_0 *x, uint8_t q[QK_K]) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    for (int n = 0; n < 5; ++n)
+        for (int m = 0; m < 32; ++m) q[32 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[m] * pow3[n]) * 3) >> 8);
+    for (int n = 0; n < 5; ++n)
+        for (int m = 0; m < 16; ++m) q[160 + 16 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[32 + m] * pow3[n]) * 3) >> 8);
+    for (int n = 0; n < 4; ++n)
+        for (int j = 0; j < 4; ++j) q[240 + 4 * n + j] = (uint8_t)(((uint16_t)(uint8_t)(x->qh[j] * pow3[n]) * 3) >> 8);
+}
+
+static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
+    for (int j = 0; j < QK_K / 4; j += 32)
+        for (int l = 0; l < 4; ++l)
+            for (int m = 0; m < 32; ++m) q[4 * j + 32 * l + m] = (x->qs[j + m] >> (2 * l)) & 3;
+}
+
+/* ggml's AVX2 ternary dot: lane l sums digit * q8 over values 4l..4l+3 of every 32, less Q8_K's
+ * per-16 sums 2l and 2l+1 (the -1 of every digit); then a contracted d * lane + sum per lane */
+#define TERNARY(name)                                                                    \
+    void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        const block_q8_K *y = (const block_q8_K *)x_row;                                 \
+        float acc[8] = {0};                                                              \
+        uint8_t q[QK_K];                                                                 \
+        for (int i = 0; i < n / QK_K; ++i) {                                             \
+            digits_##name(x + i, q);                                                     \
+            const float d = y[i].d * LC_H2F(x[i].d);                                     \
+            for (int l = 0; l < 8; ++l) {                                                \
+                int32_t lane = -(y[i].bsums[2 * l] + y[i].bsums[2 * l + 1]);             \
+                for (int k = 4 * l; k < QK_K; k += (k % 4 == 3) ? 29 : 1) lane += q[k] * y[i].qs[k]; \
+                acc[l] = fmaf((float)lane, d, acc[l]);                                   \
+            }                                                                            \
+        }                                                                                \
+        *s = lc_hsum8_ordered(acc);                                                      \
+    }                                                                                    \
+    void lc_dequant_row_##name(const void *w_row, float *y, int64_t n) {                  \
+        const block_##name *x = (const block_##name *)w_row;                             \
+        uint8_t q[QK_K];                                                                 \
+        for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {                              \
+            digits_##name(x + i, q);                                                     \
+            const float d = LC_H2F(x[i].d);                                              \
+            for (int k = 0; k < QK_K; ++k) y[k] = (float)(q[k] - 1) * d;                 \
+        }                                                                                \
+    }
+
+TERNARY(tq1_0)
+TERNARY(tq2_0)
+
+/* ---- MXFP4: E2M1 levels (doubled, kvalues_mxfp4) and an E8M0 exponent per 32 ------------------ */
+
+/* ggml_e8m0_to_fp32_half: 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
+static inline float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+/* llama.cpp's repacked x86 GEMV/GEMM order, as for IQ4_NL (quants_iq.c) */
+void lc_vec_dot_mxfp4(int n, float *s, const void *w_row, const void *x_row) {
+    const block_mxfp4 *x = (const block_mxfp4 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_MXFP4; ++i) {
+        int32_t sum = 0;
+        for (int j = 0; j < QK_MXFP4 / 2; ++j)
+            sum += kvalues_mxfp4[x[i].qs[j] & 0xF] * y[i].qs[j] + kvalues_mxfp4[x[i].qs[j] >> 4] * y[i].qs[j + QK_MXFP4 / 2];
+        acc = fmaf((float)sum, e8m0_half(x[i].e) * LC_H2F(y[i].d), acc);
+    }
+    *s = acc;
+}
+
+void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n) {
+    const block_mxfp4 *x = (const block_mxfp4 *)w_row;
+    for (int64_t i = 0; i < n / QK_MXFP4; ++i, y += QK_MXFP4) {
+        const float d = e8m0_half(x[i].e);
+        for (int j = 0; j < QK_MXFP4 / 2; ++j) {
+            y[j] = (float)kvalues_mxfp4[x[i].qs[j] & 0xF] * d;
+            y[j + QK_MXFP4 / 2] = (float)kvalues_mxfp4[x[i].qs[j] >> 4] * d;
+        }
+    }
+}
+
+#endif
