@@ -48,15 +48,31 @@ def _u32(value: int) -> bytes:
     return struct.pack("<I", value)
 
 
+_U64 = struct.Struct("<Q")
+
+
 def _u64(value: int) -> bytes:
-    return struct.pack("<Q", value)
+    return _U64.pack(value)
+
+
+def _utf8(value: str | bytes) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    raise TypeError(f"a STRING value must be str, not {type(value).__name__}")
 
 
 def _string(value: str | bytes) -> bytes:
-    if not isinstance(value, (str, bytes)):
-        raise TypeError(f"a STRING value must be str, not {type(value).__name__}")
-    data = value.encode("utf-8") if isinstance(value, str) else value
+    data = _utf8(value)
     return _u64(len(data)) + data
+
+
+def _strings(values: Sequence[str | bytes]) -> bytes:
+    """Length-prefixed strings back to back (a vocabulary: one list comprehension, not a generator
+    of concatenations)."""
+    pack = _U64.pack
+    return b"".join([pack(len(data)) + data for data in map(_utf8, values)])
 
 
 def _int_type_for(values: Sequence[int]) -> GGUFValueType:
@@ -136,7 +152,7 @@ def _encode_array(values: Any, element_type: GGUFValueType | None) -> bytes:
     if element_type is None:
         element_type = _infer_element_type(values)
     if element_type == GGUFValueType.STRING:
-        payload = b"".join(_string(v) for v in values)
+        payload = _strings(values)
     elif element_type == GGUFValueType.ARRAY:
         payload = b"".join(_encode_array(v, None) for v in values)
     else:
