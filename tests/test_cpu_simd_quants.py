@@ -34,7 +34,7 @@ cffi = pytest.importorskip("cffi")
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
-SOURCES = ["quants_kq.c", "quants_legacy.c", "quants_iq.c", "quants.c", "traits.c", "mm_packed.c"]
+SOURCES = ["quants_kq.c", "quants_legacy.c", "quants_iq.c", "quants.c", "traits.c", "mm_packed.c", "gemv_kq.c"]
 GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
 NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5
@@ -63,6 +63,7 @@ void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q8_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_1(int n, float *s, const void *w, const void *x);
 size_t lc_packed_bytes(int type, int64_t k);
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
@@ -430,6 +431,23 @@ def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
                     np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
                                                   err_msg=f"{lvl} k={k} rows={nrows} tokens={n_tokens}")
                     assert np.isnan(y[:, nrows:]).all(), f"{lvl}: wrote past the block's rows"
+
+
+def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
+    """The routed experts' one-token product (four rows at a time on AVX-512, the rest one by one)
+    gives each row exactly lc_vec_dot_q4_K's output, on every ISA level."""
+    rng = np.random.default_rng(13)
+    for k in (256, 1536):
+        nrows = 11
+        w = np.concatenate([random_weight_row("q4_K", k, rng) for _ in range(nrows)])
+        row_bytes = len(w) // nrows
+        xq = quantize_activations("q8_K", random_activations(k, rng), libs["scalar"])
+        for lvl, lib in libs.items():
+            expected = np.array([run_dot(lib, "q4_K", k, w[r * row_bytes:(r + 1) * row_bytes], xq)
+                                 for r in range(nrows)], np.float32)
+            y = np.full(nrows, np.nan, np.float32)
+            lib.lc_gemv_q4_K(k, _ptr(w), row_bytes, nrows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
+            np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
 
 
 def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):

@@ -12,6 +12,11 @@
 /* a MUL_MAT node's i[0]: the routed product of one expert, in ggml's mul_mat_id orders */
 enum { LC_MM_ROUTED = 1 };
 
+/* An expert's Q4_K rows meet fewer routed tokens than this by lc_gemv_q4_K, each token on its own,
+ * and this many or more by the packed GEMM (measured with 2048 rows of 1024: packing them costs
+ * about four tokens' GEMV, each further packed token a third of one). */
+enum { LC_ROUTED_Q4_K_PACKED_MIN_TOKENS = 6 };
+
 static inline int64_t lc_moe_map_ints(int64_t n_expert, int64_t n_routed) { return 2 * n_expert + 1 + 2 * n_routed; }
 
 /* ops.c: output rows [r0, r1) of a MUL_MAT node for all its tokens (r0 a multiple of 16) */

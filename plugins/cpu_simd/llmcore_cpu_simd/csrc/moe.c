@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "lc_gemv_kq.h"
 #include "lc_moe.h"
 #include "lc_simd.h"
 
@@ -281,7 +282,15 @@ void lc_op_mul_mat_id(const lc_node *nd, const lc_task *task) {
         expert.src[1] = (const char *)nd->src[1] + (int64_t)offsets[e] * x_bytes;
         expert.dst = (float *)nd->dst + (int64_t)offsets[e] * n_out;
         expert.ne[1] = counts[e];
-        lc_mul_mat_rows(&expert, r0, r0 + rows < n_out ? r0 + rows : n_out, task->scratch);
+        const int64_t r1 = r0 + rows < n_out ? r0 + rows : n_out;
+        if (nd->type == LC_TYPE_Q4_K && counts[e] < LC_ROUTED_Q4_K_PACKED_MIN_TOKENS) {
+            /* a few tokens: vec_dot's bits, as lc_mul_mat_rows gives them below 8 tokens */
+            for (int64_t t = 0; t < counts[e]; t++)
+                lc_gemv_q4_K(nd->ne[0], (const char *)expert.src[0] + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0,
+                             (const char *)expert.src[1] + t * x_bytes, (float *)expert.dst + t * n_out + r0);
+        } else {
+            lc_mul_mat_rows(&expert, r0, r1, task->scratch);
+        }
     }
 }
 

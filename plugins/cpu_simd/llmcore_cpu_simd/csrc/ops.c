@@ -96,9 +96,6 @@ static int64_t q4_K_gemm_tokens(const lc_node *nd) {
  * type has one: it unpacks each block of rows once for all tokens, which a few tokens do not repay.
  * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
 enum { PACKED_MIN_TOKENS = 16 };
-/* An expert's Q4_K rows repay their packing from this many routed tokens on (measured with 2048 rows
- * of 1024: packing them costs about three tokens' vec_dot, each further token a sixth of one). */
-enum { ROUTED_Q4_K_PACKED_MIN_TOKENS = 4 };
 
 /* The order of the packed GEMM for the tokens [0, *n_packed) of the batch, or LC_ORDER_NONE. */
 static int packed_order(const lc_node *nd, int64_t *n_packed) {
@@ -113,7 +110,7 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
      * repacked Q4_K takes (llama.cpp's mul_mat_id runs its GEMV on every routed row) */
     const int k_quant = nd->type == LC_TYPE_Q4_K || nd->type == LC_TYPE_Q5_K || nd->type == LC_TYPE_Q6_K;
     const int vec_dot_packed = !k_quant || (nd->type == LC_TYPE_Q4_K && nd->i[0] == LC_MM_ROUTED);
-    const int64_t min_tokens = k_quant ? ROUTED_Q4_K_PACKED_MIN_TOKENS : PACKED_MIN_TOKENS;
+    const int64_t min_tokens = k_quant ? LC_ROUTED_Q4_K_PACKED_MIN_TOKENS : PACKED_MIN_TOKENS;
     if (vec_dot_packed && nd->ne[1] >= min_tokens && lc_packed_bytes(nd->type, nd->ne[0])) {
         *n_packed = nd->ne[1];
         return LC_ORDER_VEC_DOT;

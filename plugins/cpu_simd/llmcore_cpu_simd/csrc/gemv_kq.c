@@ -1,0 +1,101 @@
+/* One token times many Q4_K rows (the routed experts' decode product), lc_vec_dot_q4_K's bits.
+ *
+ * vec_dot's float steps per super-block are two fmas of exact integer sums, so any way of adding the
+ * integers gives its bits. The AVX-512 kernel takes four rows at a time: each row's 256 quants in two
+ * vectors whose low and high nibbles meet the activations rearranged once per block, the sub-block
+ * scales applied to the 16-bit pair sums (vpdpwssd), the four rows' integer sums reduced together,
+ * and the float steps done for the four rows in one vector, lane by lane as vec_dot does them. */
+#include <string.h>
+
+#include "lc_gemv_kq.h"
+#include "lc_quants_kq.h"
+
+#if defined(LC_AVX512)
+
+enum { GEMV_ROWS = 4 };
+
+/* acc + the int16 pair products of a and b (vpdpwssd) */
+static inline __m512i dot_pairs(__m512i acc, __m512i a, __m512i b) {
+#if defined(__AVX512VNNI__)
+    return _mm512_dpwssd_epi32(acc, a, b);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+
+/* 32 activations at a in the low half, 32 at b in the high half */
+static inline __m512i two_halves(const int8_t *q8, int a, int b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q8 + a))),
+                              _mm256_loadu_si256((const __m256i *)(q8 + b)), 1);
+}
+
+/* the int16 lanes 0-15 set to scale lo, 16-31 to scale hi, of the 8 scales in s16's low lanes */
+static inline __m512i spread(__m512i s16, short lo, short hi) {
+    const __m512i idx = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));
+    return _mm512_permutexvar_epi16(idx, s16);
+}
+
+/* the exact sums of the 16 int32 lanes of a[0..3], as the four lanes of one vector */
+static inline __m128i reduce4(const __m512i a[GEMV_ROWS]) {
+    const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
+    const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
+    const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+    const __m256i c = _mm256_add_epi32(_mm512_castsi512_si256(b), _mm512_extracti64x4_epi64(b, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+}
+
+static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    /* the d and dmin halves of four blocks' first words: d to the low four int16, dmin to the high */
+    const __m128i split_d = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        const int8_t *q8 = x[i].qs;
+        /* low nibbles of qs[0..63] are elements 0-31 and 64-95, high ones 32-63 and 96-127; likewise +128 */
+        const __m512i xa_lo = two_halves(q8, 0, 64), xa_hi = two_halves(q8, 32, 96);
+        const __m512i xb_lo = two_halves(q8, 128, 192), xb_hi = two_halves(q8, 160, 224);
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+        __m512i isum[GEMV_ROWS];
+        __m128i mins[GEMV_ROWS];
+        uint32_t dd[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; ++r) {
+            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+            uint8_t sc[8], mn[8];
+            lc_unpack_k4_scales(b->scales, sc, mn);
+            memcpy(&dd[r], &b->d, 4);  /* d, dmin */
+            mins[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)), bsum32);
+            const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            const __m512i qa = _mm512_loadu_si512(b->qs), qb = _mm512_loadu_si512(b->qs + 64);
+            __m512i acc = _mm512_setzero_si512();
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(s16, 0, 2));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), xa_hi), spread(s16, 1, 3));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qb, m4), xb_lo), spread(s16, 4, 6));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qb, 4), m4), xb_hi), spread(s16, 5, 7));
+            isum[r] = acc;
+        }
+        const __m128i min_total = _mm_hadd_epi32(_mm_hadd_epi32(mins[0], mins[1]), _mm_hadd_epi32(mins[2], mins[3]));
+        const __m128i halves = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)dd), split_d);
+        const __m128 xd = _mm_set1_ps(x[i].d);
+        const __m128 d = _mm_mul_ps(xd, _mm_cvtph_ps(halves));
+        const __m128 dmin = _mm_mul_ps(xd, _mm_cvtph_ps(_mm_unpackhi_epi64(halves, halves)));
+        sum_q4 = _mm_fmadd_ps(_mm_cvtepi32_ps(reduce4(isum)), d, sum_q4);
+        summs = _mm_fnmadd_ps(dmin, _mm_cvtepi32_ps(min_total), summs);  /* fmaf(-(d_x * dmin), ...) */
+    }
+    _mm_storeu_ps(y, _mm_add_ps(sum_q4, summs));
+}
+
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
+    int64_t r = 0;
+    for (; r + GEMV_ROWS <= nrows; r += GEMV_ROWS)
+        gemv4_q4_K(k / QK_K, (const uint8_t *)w + (size_t)r * row_bytes, row_bytes, x, y + r);
+    for (; r < nrows; ++r) lc_vec_dot_q4_K((int)k, y + r, (const uint8_t *)w + (size_t)r * row_bytes, x);
+}
+
+#else
+
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
+    for (int64_t r = 0; r < nrows; ++r) lc_vec_dot_q4_K((int)k, y + r, (const uint8_t *)w + (size_t)r * row_bytes, x);
+}
+
+#endif
