@@ -86,9 +86,8 @@ def test_logits_within_llama_cpp_bounds(model, backend):
 
 needs_cpu_simd = pytest.mark.skipif("cpu_simd" not in backend_classes() or not availability("cpu_simd").usable,
                                     reason="the cpu_simd plugin is not installed or cannot build its kernels here")
-# fixtures whose every product cpu_simd computes in llama.cpp's order (iq1_s, iq2_xs and iq2_xxs hold
-# a Q2_K attn_v, which llama.cpp repacks on AVX-512 CPUs and cpu_simd does not follow yet)
-CPU_SIMD_TYPES = ["iq4_xs", "iq4_nl", "iq3_s", "iq3_xxs", "iq2_s", "iq1_m", "tq1_0", "tq2_0", "mxfp4"]
+CPU_SIMD_TYPES = ["iq4_xs", "iq4_nl", "iq3_s", "iq3_xxs", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m", "tq1_0", "tq2_0",
+                  "mxfp4"]  # fixtures whose every product cpu_simd computes in llama.cpp's order
 
 
 @needs_cpu_simd
