@@ -5,9 +5,10 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
     PYTHONPATH=/tmp/lcpp/llama_cpp_python-0.3.36/vendor/llama.cpp/gguf-py \\
         /work/venv-oracle/bin/python scripts/make_mmproj_goldens.py
 
-Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama),
-``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's; ``mlp_norm``: Yi-VL's, an ``mlp`` file with
-``mm.1``/``mm.3``/``mm.4``), ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
+Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
+``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
+``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``gemma3``: a SigLIP ViT and
+Gemma 3's pooling projector, for text-gemma3.gguf), ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
 chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.text0``, ``.n_image_tokens``,
 ``.text1``), the image's embeddings (``mtmd_encode_chunk`` / ``mtmd_get_output_embd``:
 ``<image>.embd`` float32 [tokens, n_embd]), the logits of the prompt's last token after
@@ -24,7 +25,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_arch_goldens import TinyModel, llama  # noqa: E402
+from make_arch_goldens import TinyModel, gemma3, llama  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mtmd"
 PROMPT = "USER: <__media__>\nwhat is in the picture? ASSISTANT:"
@@ -37,9 +38,13 @@ IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
 
 def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> None:
     """A CLIP ViT of 3 blocks, width 32, 4 heads, 56x56 pixels in 14x14 patches (16 patches and the
-    class embedding), pre-LN, quick GELU; the projector maps its features to ``n_text_embd``."""
+    class embedding), pre-LN, quick GELU; the projector maps its features to ``n_text_embd``. For
+    ``gemma3`` a SigLIP ViT instead: 96x96 pixels in 8x8 patches (144, no class embedding, 4x4
+    average-pooled into 9 tokens: the default scale factor, not written), post-LN, GELU."""
     rng = np.random.default_rng(seed)
-    n_embd, n_ff, n_layer, image_size, patch = 32, 64, 3, 56, 14
+    siglip = projector == "gemma3"
+    n_embd, n_ff, n_layer = 32, 64, 3
+    image_size, patch = (96, 8) if siglip else (56, 14)
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -53,9 +58,11 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
 
     tensors["v.patch_embd.weight"] = rng.normal(0, 1 / np.sqrt(3 * patch * patch),
                                                 (n_embd, 3, patch, patch)).astype(np.float16)
-    tensors["v.class_embd"] = rng.normal(0, 1, n_embd).astype(np.float32)
-    tensors["v.position_embd.weight"] = rng.normal(0, 0.5, ((image_size // patch) ** 2 + 1, n_embd)).astype(np.float32)
-    norm("v.pre_ln", n_embd)
+    if not siglip:
+        tensors["v.class_embd"] = rng.normal(0, 1, n_embd).astype(np.float32)
+    n_pos = (image_size // patch) ** 2 + (not siglip)
+    tensors["v.position_embd.weight"] = rng.normal(0, 0.5, (n_pos, n_embd)).astype(np.float32)
+    norm("v.post_ln" if siglip else "v.pre_ln", n_embd)
     for il in range(n_layer):
         p = f"v.blk.{il}"
         for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
@@ -72,12 +79,16 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         norm("mm.1", n_text_embd)
         matrix("mm.3", n_text_embd, n_text_embd)
         norm("mm.4", n_text_embd)
+    elif projector == "gemma3":  # stored [n_embd, text n_embd]: clip.cpp multiplies it transposed
+        tensors["mm.input_projection.weight"] = rng.normal(0, 1 / np.sqrt(n_embd), (n_embd, n_text_embd)).astype(np.float32)
+        tensors["mm.soft_emb_norm.weight"] = (1 + 0.1 * rng.normal(size=n_embd)).astype(np.float32)
 
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_name(f"tiny-random-mmproj-{projector}")
     writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_string("clip.projector_type", "mlp")  # Yi-VL's mlp_norm is an "mlp" with mm.3 (clip.cpp)
-    writer.add_bool("clip.use_gelu", False)
+    # Yi-VL's mlp_norm is an "mlp" with mm.3 (clip.cpp)
+    writer.add_string("clip.projector_type", "mlp" if projector == "mlp_norm" else projector)
+    writer.add_bool("clip.use_gelu", siglip)
     for key, value in {"embedding_length": n_embd, "feed_forward_length": n_ff, "block_count": n_layer,
                        "attention.head_count": 4, "image_size": image_size, "patch_size": patch,
                        "projection_dim": n_text_embd}.items():
@@ -164,17 +175,32 @@ def oracle(text_path: Path, mmproj_path: Path, image_path: Path) -> dict[str, np
     return out
 
 
+def gemma3_text(m: TinyModel) -> None:
+    """make_arch_goldens' tiny Gemma 3 with a window of 40 positions: both of its layers slide, and
+    the image (positions 22 to 30) reaches the prompt's last token (70) through them."""
+    gemma3(m)
+    m.metadata["attention.sliding_window"] = 40
+
+
+#: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
+PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
+         "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text)}
+
+
 def main() -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    text = TinyModel("llama", seed=2200)
-    llama(text)
-    text_path = OUT_DIR / "text.gguf"
-    text.write(text_path)
+    n_text_embd = {}
+    for file, arch, build in {pair[0]: pair for pair in PAIRS.values()}.values():
+        text = TinyModel(arch, seed=2200)
+        build(text)
+        text.write(OUT_DIR / file)
+        n_text_embd[file] = text.n_embd
     for i, (name, (width, height)) in enumerate(IMAGES.items()):
         write_image(OUT_DIR / f"{name}.png", width, height, seed=2210 + i)
-    for j, projector in enumerate(("mlp", "mlp_norm")):
+    for j, (projector, (file, _, _)) in enumerate(PAIRS.items()):
+        text_path = OUT_DIR / file
         mmproj_path = OUT_DIR / f"mmproj-{projector}.gguf"
-        write_mmproj(mmproj_path, projector, text.n_embd, seed=2220 + j)
+        write_mmproj(mmproj_path, projector, n_text_embd[file], seed=2220 + j)
         goldens = {}
         for name in IMAGES:
             for key, value in oracle(text_path, mmproj_path, OUT_DIR / f"{name}.png").items():

@@ -1,6 +1,8 @@
 """Images through multimodal projector files (mmproj), against llama.cpp 0.3.36's mtmd: the tiny
 random pairs of tests/fixtures/mtmd (scripts/make_mmproj_goldens.py) give llama.cpp's image
-embeddings, then its logits after the image and its greedy tokens, on reference and cpu_simd."""
+embeddings, then its logits after the image and its greedy tokens, on reference and cpu_simd: LLaVA's
+``mlp``, Yi-VL's ``mlp_norm`` and Gemma 3's SigLIP with the ``gemma3`` projector (whose images the text
+model reads with non-causal attention)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from llmcore.media import image as images
 FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
 TEXT = FIXTURES / "text.gguf"
 IMAGES = ("square", "wide", "tall", "large", "small")
-PROJECTORS = ("mlp", "mlp_norm")
+PROJECTORS = ("mlp", "mlp_norm", "gemma3")
+#: the text model each projector's goldens pair it with
+TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf"}
 BACKENDS = ("reference", "cpu_simd")
 # llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
 # f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
@@ -32,7 +36,7 @@ TEXT_REL_ERROR = 2e-3
 @pytest.fixture(scope="module", params=[(p, b) for p in PROJECTORS for b in BACKENDS], ids=lambda pb: "-".join(pb))
 def llm(request):
     projector, backend = request.param
-    model = LLM(TEXT, backend=backend, n_ctx=256, n_batch=256, flash_attn="on", mmproj=FIXTURES / f"mmproj-{projector}.gguf")
+    model = LLM(TEXT_OF[projector], backend=backend, n_ctx=256, n_batch=256, flash_attn="on", mmproj=FIXTURES / f"mmproj-{projector}.gguf")
     model.goldens = np.load(FIXTURES / f"{projector}.npz")
     yield model
 
@@ -104,7 +108,7 @@ def test_projector_files_are_checked(tmp_path):
     writer.add_metadata("clip.has_vision_encoder", True)
     writer.add_metadata("clip.projector_type", "qwen2vl_merger")
     writer.write()
-    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp\)"):
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, gemma3\)"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)

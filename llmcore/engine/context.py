@@ -156,16 +156,18 @@ class Context:
                 self._plans.popitem(last=False)
         return self._plans[key]
 
-    def decode(self, batch: Batch, n_batch: int | None = None) -> np.ndarray:
+    def decode(self, batch: Batch, n_batch: int | None = None, causal_attn: bool = True) -> np.ndarray:
         """Run ``batch`` in micro-batches of at most ``n_batch`` tokens (default: the context's);
-        return float32 logits [rows with batch.logits set, n_vocab] in batch order."""
+        return float32 logits [rows with batch.logits set, n_vocab] in batch order. Without
+        ``causal_attn`` (llama_set_causal_attn off: Gemma 3's images) a token also sees the later
+        positions of its sequence in the micro-batch."""
         if self.pooling is not None:
             encoder = f" ({self.model.hparams.arch} is an encoder)" if self.arch.encoder_only else ""
             raise LLMCoreError(f"this context computes embeddings, not logits{encoder}")
         step = n_batch or self.n_batch
         outputs = []
         for start in range(0, len(batch), step):
-            outputs.append(self._decode_ubatch(batch.slice(start, start + step)))
+            outputs.append(self._decode_ubatch(batch.slice(start, start + step), causal_attn))
         if not outputs:
             return np.zeros((0, self.model.hparams.n_vocab), np.float32)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
@@ -188,8 +190,8 @@ class Context:
             outputs.append(embeddings.mean(out, ubatch) if pooling is Pooling.MEAN else out)
         return np.concatenate(outputs) if outputs else np.zeros((0, self.model.hparams.n_embd), np.float32)
 
-    def _feeds(self, ubatch: Batch, out_ids: np.ndarray,
-               pool_rows: np.ndarray | None = None) -> tuple[int, dict[str, np.ndarray]]:
+    def _feeds(self, ubatch: Batch, out_ids: np.ndarray, pool_rows: np.ndarray | None = None,
+               causal_attn: bool = True) -> tuple[int, dict[str, np.ndarray]]:
         """Claim cells for ``ubatch`` and make its graph inputs: rows ``out_ids`` leave the last
         layer, and an embedding graph pooling by rows returns rows ``pool_rows`` of them. Returns
         the cells attention reads and the inputs."""
@@ -199,7 +201,7 @@ class Context:
             self.cells.clear()
         cells = self.cells.place(ubatch)
         n_kv = self.cells.n_kv
-        causal = self.arch.hp.causal
+        causal = self.arch.hp.causal and causal_attn
         feeds = {
             "tokens": ubatch.tokens,
             "positions": ubatch.positions,
@@ -227,9 +229,9 @@ class Context:
             feeds["pool_rows"] = pool_rows
         return feeds
 
-    def _decode_ubatch(self, ubatch: Batch) -> np.ndarray:
+    def _decode_ubatch(self, ubatch: Batch, causal_attn: bool = True) -> np.ndarray:
         out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
-        n_kv, feeds = self._feeds(ubatch, out_ids)
+        n_kv, feeds = self._feeds(ubatch, out_ids, causal_attn=causal_attn)
         if ubatch.embd is not None:
             feeds["embd"] = ubatch.embd
         try:

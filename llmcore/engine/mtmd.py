@@ -28,13 +28,17 @@ from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.scheduler import CompiledGraph, assign
 from llmcore.media import image as images
 from llmcore.models import WeightSpec
-from llmcore.models.clip import ClipParams, ClipVision
+from llmcore.models.clip import TRANSPOSED_WEIGHTS, ClipParams, ClipVision
 from llmcore.tokenizer import Tokenizer
 
 #: llama.cpp's default media marker (mtmd_default_marker)
 MEDIA_MARKER = "<__media__>"
 #: clip.cpp's padding color of LLaVA's square images
 LLAVA_PAD_COLOR = (122, 116, 104)
+#: the text around each image's embeddings (mtmd's img_beg, img_end), by projector type
+IMAGE_MARKERS = {"gemma3": ("<start_of_image>", "<end_of_image>")}
+#: projectors whose images the text model reads with non-causal attention (mtmd_decode_use_non_causal)
+NON_CAUSAL_PROJECTORS = ("gemma3",)
 
 
 @dataclass
@@ -88,16 +92,30 @@ class Projector:
 
     # -- images -----------------------------------------------------------------------------------
 
+    @property
+    def image_markers(self) -> tuple[str, str]:
+        """The text mtmd puts before and after each image's embeddings (its img_beg and img_end)."""
+        return IMAGE_MARKERS.get(self.params.projector, ("", ""))
+
+    @property
+    def non_causal(self) -> bool:
+        """Whether the text model reads an image's positions with attention in both directions
+        (mtmd_decode_use_non_causal: Gemma 3)."""
+        return self.params.projector in NON_CAUSAL_PROJECTORS
+
     def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 [h, w, 3] RGB as the encoder takes it (clip.cpp's fixed-size preprocessing of LLaVA:
-        scaled into image_size x image_size keeping its aspect ratio, padded with LLaVA's gray,
-        bicubic, then normalized)."""
+        """uint8 [h, w, 3] RGB as the encoder takes it (clip.cpp's fixed-size preprocessing: scaled
+        into image_size x image_size keeping its aspect ratio and padded, LLaVA's bicubic on its gray,
+        Gemma 3's bilinear on black, then normalized)."""
         p = self.params
         if p.grid_pinpoints:
             raise LLMCoreError(f"{self.path}: LLaVA 1.6's any-resolution tiling (clip.vision.image_grid_pinpoints) "
                                "is not supported yet")
-        square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
-                            LLAVA_PAD_COLOR)
+        if p.projector == "gemma3":
+            square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BILINEAR, images.Pad.CEIL)
+        else:
+            square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
+                                LLAVA_PAD_COLOR)
         return images.normalize(square, p.image_mean, p.image_std)
 
     def image_chunk(self, pixels: np.ndarray) -> ImageChunk:
@@ -116,14 +134,7 @@ class Projector:
             n_x, n_y = (s // p.patch_size for s in chunk.pixels.shape[1::-1])
             encoder = self._encoder(n_x, n_y)
             plan = self._compiled(encoder)
-            feeds = {
-                "patches": images.patches(chunk.pixels, p.patch_size),
-                "positions": np.arange(encoder.n_pos, dtype=np.int32),
-                "kv_cells": np.arange(encoder.n_pos, dtype=np.int32),
-                "kq_mask": np.zeros((encoder.n_pos, encoder.n_pos), np.float32),
-                # clip.cpp skips row 0 when there is a class embedding (which sits last)
-                "patch_rows": np.arange(encoder.n_patches, dtype=np.int32) + encoder.has_class,
-            }
+            feeds = encoder.image_inputs(images.patches(chunk.pixels, p.patch_size))
             chunk.embd = plan.run(feeds, encoder.n_pos)["embd"]
         return chunk.embd
 
@@ -149,6 +160,11 @@ class Projector:
     def _weight_data(self, node: Node) -> WeightData:
         info = self.reader.tensors[node.name]
         raw = self.reader.raw(node.name)
+        if node.name in TRANSPOSED_WEIGHTS:
+            if info.type not in (GGMLType.F32, GGMLType.F16):
+                raise ModelError(f"{self.path}: tensor {node.name} is {info.type.name}; F32 or F16 is needed")
+            data = np.ascontiguousarray(raw.reshape(info.shape).T)
+            return WeightData(node.name, info.type, node.shape, data)
         if node.dtype != info.type:  # the patch kernel, which ggml's convolution multiplies in f16
             raw = dequantize(raw, info.type, info.shape).astype(np.float16)
             return WeightData(node.name, GGMLType.F16, node.shape, raw.reshape(node.shape))
@@ -162,7 +178,8 @@ class Projector:
 def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictures: Sequence[np.ndarray], *,
              add_special: bool = True, parse_special: bool = True, marker: str = MEDIA_MARKER) -> list[Chunk]:
     """``text`` cut at each ``marker`` into chunks as mtmd_tokenize cuts it: each piece of text
-    tokenized alone (no BOS, specials parsed), the i-th marker replaced by picture i, and the BOS
+    tokenized alone (no BOS, specials parsed), the i-th marker replaced by picture i between the
+    projector's image markers (each tokenized alone, specials parsed), and the BOS
     put at the start of the first text chunk (or in a chunk of its own before an image)."""
     parts = text.split(marker)
     if len(parts) - 1 != len(pictures):
@@ -170,15 +187,22 @@ def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictu
     if pictures and projector is None:
         raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
     chunks: list[Chunk] = []
-    for i, part in enumerate(parts):
-        tokens = tokenizer.tokenize(part, add_special=False, parse_special=parse_special) if part else []
+
+    def add_text(text: str, parse: bool) -> None:
+        tokens = tokenizer.tokenize(text, add_special=False, parse_special=parse) if text else []
         if tokens:
             if chunks and isinstance(chunks[-1], TextChunk):
                 chunks[-1].tokens.extend(tokens)
             else:
                 chunks.append(TextChunk(tokens))
+
+    begin, end = projector.image_markers if projector is not None else ("", "")
+    for i, part in enumerate(parts):
+        add_text(part, parse_special)
         if i < len(pictures):
+            add_text(begin, True)
             chunks.append(projector.image_chunk(pictures[i]))
+            add_text(end, True)
     if add_special and tokenizer.add_bos and tokenizer.bos_id is not None:
         if chunks and isinstance(chunks[0], TextChunk):
             chunks[0].tokens.insert(0, tokenizer.bos_id)
@@ -243,12 +267,21 @@ def eval_chunks(context: Context, projector: Projector | None, chunks: Sequence[
         else:
             end = position + chunk.n_tokens
             if end > keep:
-                if projector is None:
-                    raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
-                out = context.decode(Batch.for_embeddings(projector.encode(chunk), position, seq_id, last_logits=last))
+                out = decode_image(context, projector, chunk, position, seq_id, last)
         if last and end > keep:
             logits = out[-1]
         position = end
     if logits is None:
         raise LLMCoreError("the prompt is empty")
     return logits
+
+
+def decode_image(context: Context, projector: Projector | None, chunk: ImageChunk, start: int, seq_id: int,
+                 last_logits: bool) -> np.ndarray:
+    """Encode ``chunk`` and decode its embeddings at positions from ``start`` of ``seq_id``
+    (mtmd_helper_decode_image_chunk: split by the context's n_batch, attention non-causal where the
+    projector's model wants it); the logits of its last position where ``last_logits``."""
+    if projector is None:
+        raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
+    batch = Batch.for_embeddings(projector.encode(chunk), start, seq_id, last_logits=last_logits)
+    return context.decode(batch, causal_attn=not projector.non_causal)

@@ -9,6 +9,10 @@ ungated FFN (GELU, SiLU or quick GELU as the file says), the last block left out
 ``clip.vision.feature_layer`` names the layers whose outputs are stacked; then the patch rows go
 through the projector: ``mlp`` (LLaVA 1.5: linear, GELU, linear; Yi-VL's files, which add ``mm.3``, each
 linear followed by a LayerNorm: clip.cpp's ``mlp_norm``).
+
+SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the post-LayerNorm) feeds
+``gemma3`` (Gemma 3: the patch grid average-pooled by ``n_merge`` on each side, RMSNorm with the
+soft-embedding weight, then the input projection).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from llmcore.errors import ModelError
 from llmcore.gguf import GGMLType
@@ -38,7 +44,15 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp",)
+SUPPORTED_PROJECTORS = ("mlp", "gemma3")
+#: projectors behind clip.cpp's SigLIP graph
+SIGLIP_PROJECTORS = ("gemma3",)
+#: weights clip.cpp multiplies transposed (ggml_cont(ggml_transpose(w))): the graph declares them
+#: [n_out, n_in] and the projector loads them transposed
+TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
+
+#: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor
+DEFAULT_MERGE = {"gemma3": 4}
 
 #: the FFN activation clip.cpp picks from clip.use_gelu / clip.use_silu (neither: quick GELU)
 FFN_GELU, FFN_SILU, FFN_GELU_QUICK = "gelu", "silu", "gelu_quick"
@@ -62,6 +76,7 @@ class ClipParams:
     ffn_op: str
     feature_layers: tuple[int, ...]
     grid_pinpoints: tuple[tuple[int, int], ...]  # LLaVA 1.6's candidate resolutions (width, height)
+    n_merge: int = 1  # patches pooled or merged per side into one output token (gemma3: 4 unless the file says)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> ClipParams:
@@ -114,6 +129,8 @@ class ClipParams:
             ffn_op=FFN_GELU if use_gelu else FFN_SILU if use_silu else FFN_GELU_QUICK,
             feature_layers=feature_layers,
             grid_pinpoints=tuple(zip(pinpoints[::2], pinpoints[1::2])),
+            n_merge=_integer(meta, "clip.vision.projector.scale_factor", 1, 64,
+                             default=DEFAULT_MERGE.get(projector, 1)),
         )
 
     @property
@@ -168,6 +185,10 @@ class ClipVision(Architecture):
         self.n_patches = n_x * n_y
         self.has_class = "v.class_embd" in weights
         self.n_pos = self.n_patches + self.has_class
+        self.siglip = params.projector in SIGLIP_PROJECTORS
+        if params.projector == "gemma3" and (n_x != n_y or n_x % params.n_merge):
+            raise ModelError(f"gemma3's pooling needs a square grid of patches divisible by {params.n_merge} "
+                             f"per side, not {n_x}x{n_y}")
         hparams = HParams(arch="clip", n_layer=params.n_layer, n_embd=params.n_embd, n_head=params.n_head,
                           n_head_kv=params.n_head, head_dim=params.head_dim, n_ff=params.n_ff, n_vocab=1,
                           n_ctx_train=self.n_pos, norm_eps=params.eps, rope=RopeParams(n_rot=2), causal=False)
@@ -187,7 +208,29 @@ class ClipVision(Architecture):
 
     @property
     def n_output_tokens(self) -> int:
-        return self.n_patches
+        return self.n_patches // self.params.n_merge ** 2
+
+    def image_inputs(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's inputs for an image's ``patches`` (:func:`llmcore.media.image.patches`)."""
+        feeds = {
+            "patches": patches,
+            "positions": np.arange(self.n_pos, dtype=np.int32),
+            "kv_cells": np.arange(self.n_pos, dtype=np.int32),
+            "kq_mask": np.zeros((self.n_pos, self.n_pos), np.float32),
+            # clip.cpp skips row 0 when there is a class embedding (which sits last)
+            "patch_rows": np.arange(self.n_patches, dtype=np.int32) + self.has_class,
+        }
+        if self.params.projector == "gemma3":
+            feeds.update(self._pool_inputs())
+        return feeds
+
+    def _pool_inputs(self) -> dict[str, np.ndarray]:
+        """``pool.{ky}.{kx}``: for each output token (row-major over the pooled grid) the patch at
+        offset (ky, kx) of its n_merge x n_merge window."""
+        k = self.params.n_merge
+        oy, ox = np.mgrid[0:self.n_y // k, 0:self.n_x // k]
+        return {f"pool.{ky}.{kx}": ((oy * k + ky) * self.n_x + ox * k + kx).reshape(-1).astype(np.int32)
+                for ky in range(k) for kx in range(k)}
 
     def build_image_graph(self) -> Graph:
         """The encoder's graph: inputs ``patches`` (f32 [n_patches, 3 * patch * patch], each row a
@@ -218,7 +261,8 @@ class ClipVision(Architecture):
         if self.has("v.pre_ln.weight"):
             x = layer_norm(g, self, x, "v.pre_ln")
         features = p.feature_layers
-        n_run = max(features) if features else p.n_layer - 1
+        # LLaVA's graph leaves the last block out unless feature layers are named; SigLIP's runs them all
+        n_run = p.n_layer if self.siglip else max(features) if features else p.n_layer - 1
         stack = []
         for il in range(n_run):
             g.layer = il
@@ -254,6 +298,30 @@ class ClipVision(Architecture):
         return self.linear(g, h, down)
 
     def projector(self, g: GraphBuilder, x: Node) -> Node:
+        if self.params.projector == "gemma3":
+            return self.gemma3_projector(g, x)
+        return self.llava_projector(g, x)
+
+    def gemma3_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """Gemma 3's: each n_merge x n_merge window of patches averaged as ggml_pool_2d does (the
+        window's rows added row by row from 0, then divided by their count: a scale, exact for
+        gemma3's 4 x 4 and any power-of-two window), RMSNorm times ``mm.soft_emb_norm``, then the
+        input projection (stored [n_embd, text n_embd], multiplied transposed)."""
+        k, p = self.params.n_merge, self.params
+        total = None
+        for ky in range(k):
+            for kx in range(k):
+                ids = g.input(f"pool.{ky}.{kx}", (self.n_output_tokens,), I32)
+                rows = g.get_rows(x, ids, name=f"pool.{ky}.{kx}")
+                total = rows if total is None else g.add(total, rows)
+        x = g.scale(total, 1.0 / (k * k), name="pool")
+        x = g.mul(g.rms_norm(x, p.eps), self.w(g, "mm.soft_emb_norm.weight"))
+        spec = self.weights.get("mm.input_projection.weight")
+        if spec is None or len(spec.shape) != 2 or spec.shape[0] != p.n_embd:
+            raise ModelError(f"tensor mm.input_projection.weight: a [{p.n_embd}, text n_embd] matrix is needed")
+        return g.mul_mat(g.weight("mm.input_projection.weight", spec.shape[::-1], spec.type), x, name="mm.input_projection")
+
+    def llava_projector(self, g: GraphBuilder, x: Node) -> Node:
         """LLaVA's projectors: ``mlp`` mm.0, GELU, mm.2 (absent in some files); ``mlp_norm`` (Yi-VL)
         mm.0, LayerNorm mm.1, GELU, mm.3, LayerNorm mm.4. The LayerNorms use the encoder's eps."""
         if self.has("mm.3.weight"):  # clip.cpp's mlp_norm: an mlp file with mm.3 is Yi-VL's

@@ -392,8 +392,7 @@ class Batcher:
             start = len(slot.cached)
             last = start + image.n_tokens == len(prompt)
             try:
-                embd = self.llm.projector.encode(image)
-                logits = self.context.decode(Batch.for_embeddings(embd, start, slot.id, last_logits=last))
+                logits = mtmd.decode_image(self.context, self.llm.projector, image, start, slot.id, last)
             except Exception as error:  # noqa: BLE001 - logged by _fail; this slot's cache is now in doubt
                 self._fail(slot, error, drop_cache=True)
                 return
