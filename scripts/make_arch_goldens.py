@@ -690,6 +690,76 @@ def mamba2(m: TinyModel) -> None:
         m.matrix(f"{p}.ssm_out.weight", m.n_embd, di)
 
 
+def rwkv_model(m: TinyModel, head_size: int, **metadata: object) -> None:
+    """What RWKV-6 and RWKV-7 share: no attention heads, LayerNorms with biases (the embedding's
+    too), the token shift of two rows per layer, and lerps in [0, 1]."""
+    m.metadata.update({"attention.head_count": 0, "attention.head_count_kv": 0, "wkv.head_size": head_size,
+                       "attention.layer_norm_epsilon": 1e-5, "token_shift_count": 2, **metadata})
+    m.embedding()
+    m.norm("token_embd_norm.weight", m.n_embd)
+    m.bias("token_embd_norm.bias", m.n_embd)
+    m.norms(["attn_norm", "attn_norm_2"], biases=True)
+
+
+def lerp(m: TinyModel, name: str, *shape: int) -> None:
+    m.tensors[name] = m.rng.uniform(0, 1, shape).astype(np.float32)
+
+
+def rwkv6(m: TinyModel) -> None:
+    """RWKV-6: 2 heads of 64, the data-dependent lerps of rank 24 and decays of rank 16, fused
+    lerps, the residual halved after every layer."""
+    hs, mix_rank, decay_rank = 64, 24, 16
+    rwkv_model(m, hs, time_mix_extra_dim=mix_rank, time_decay_extra_dim=decay_rank, rescale_every_n_layers=1)
+    d, n_head = m.n_embd, m.n_embd // hs
+    for il in range(m.n_layer):
+        p = f"blk.{il}"
+        m.matrix(f"{p}.time_mix_w1.weight", 5 * mix_rank, d, gain=0.5)
+        m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, mix_rank)).astype(np.float32)
+        lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
+        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+        m.tensors[f"{p}.time_mix_first.weight"] = m.rng.normal(0, 0.5, (n_head, hs)).astype(np.float32)
+        m.tensors[f"{p}.time_mix_decay.weight"] = m.rng.uniform(-3, 1, d).astype(np.float32)
+        m.matrix(f"{p}.time_mix_decay_w1.weight", decay_rank, d, gain=0.5)
+        m.matrix(f"{p}.time_mix_decay_w2.weight", d, decay_rank, gain=0.5)
+        for name in ("key", "value", "receptance", "gate", "output"):
+            m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+        m.norm(f"{p}.time_mix_ln.weight", d)
+        m.bias(f"{p}.time_mix_ln.bias", d)
+        lerp(m, f"{p}.channel_mix_lerp_k.weight", 1, 1, d)
+        lerp(m, f"{p}.channel_mix_lerp_r.weight", 1, 1, d)
+        m.matrix(f"{p}.channel_mix_key.weight", m.n_ff, d)
+        m.matrix(f"{p}.channel_mix_value.weight", d, m.n_ff)
+        m.matrix(f"{p}.channel_mix_receptance.weight", d, d)
+
+
+def rwkv7(m: TinyModel) -> None:
+    """RWKV-7: 2 heads of 64 (ggml's SIMD loop needs 64), LoRAs of rank 8 for the decay, the
+    in-context learning rate, the value residual and the output gate."""
+    hs, rank = 64, 8
+    rwkv_model(m, hs, **{"attention.decay_lora_rank": rank, "attention.iclr_lora_rank": rank,
+                         "attention.value_residual_mix_lora_rank": rank, "attention.gate_lora_rank": rank})
+    d = m.n_embd
+    for il in range(m.n_layer):
+        p = f"blk.{il}"
+        for name in ("w", "a", "v"):
+            m.bias(f"{p}.time_mix_{name}0.weight", d)
+            m.matrix(f"{p}.time_mix_{name}1.weight", rank, d, gain=0.5)
+            m.matrix(f"{p}.time_mix_{name}2.weight", d, rank, gain=0.5)
+        m.matrix(f"{p}.time_mix_g1.weight", rank, d, gain=0.5)
+        m.matrix(f"{p}.time_mix_g2.weight", d, rank)
+        lerp(m, f"{p}.time_mix_lerp_fused.weight", 6, 1, 1, d)
+        m.norm(f"{p}.time_mix_k_k.weight", d)
+        lerp(m, f"{p}.time_mix_k_a.weight", d)
+        m.tensors[f"{p}.time_mix_r_k.weight"] = m.rng.normal(0, 0.5, d).astype(np.float32)
+        for name in ("key", "value", "receptance", "output"):
+            m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+        m.norm(f"{p}.time_mix_ln.weight", d)
+        m.bias(f"{p}.time_mix_ln.bias", d)
+        lerp(m, f"{p}.channel_mix_lerp_k.weight", 1, 1, d)
+        m.matrix(f"{p}.channel_mix_key.weight", m.n_ff, d)
+        m.matrix(f"{p}.channel_mix_value.weight", d, m.n_ff)
+
+
 def dbrx(m: TinyModel) -> None:
     """LayerNorms without biases, a fused QKV clipped to [-1, 1], 16 experts with 4 per token."""
     m.metadata["attention.layer_norm_epsilon"] = 1e-5
@@ -792,6 +862,8 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "mamba2": (mamba2, {}),
     "grok": (grok, {"n_ff": 32}),
     "gpt-oss": (gpt_oss, {"head_dim": 32, "n_ff": 32}),
+    "rwkv6": (rwkv6, {"n_embd": 128, "n_ff": 256}),
+    "rwkv7": (rwkv7, {"n_embd": 128, "n_ff": 256}),
 }
 
 
@@ -806,7 +878,7 @@ def llama_cpp_logits(path: Path, tokens: list[int]) -> np.ndarray:
 
 
 #: recurrent models also get llama.cpp's logits of the tokens decoded one at a time (``incremental``)
-RECURRENT = ("mamba", "mamba2")
+RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7")
 
 
 def llama_cpp_incremental_logits(path: Path, tokens: list[int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Recurrent models (Mamba, Mamba-2) against llama.cpp: the tiny fixtures of
+"""Recurrent models (Mamba, Mamba-2, RWKV-6, RWKV-7) against llama.cpp: the tiny fixtures of
 scripts/make_arch_goldens.py, whose goldens also hold llama.cpp's logits of the tokens decoded one
 at a time (``incremental``), and the recurrent memory's sequence operations and state files.
 
@@ -18,7 +18,7 @@ from llmcore.api import Batch
 from llmcore.errors import LLMCoreError
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
-RECURRENT = ["mamba", "mamba2"]
+RECURRENT = ["mamba", "mamba2", "rwkv6", "rwkv7"]
 REFERENCE_ERROR = 1e-4  # absolute, on logits of std ~4
 
 
@@ -46,11 +46,12 @@ def test_batch_and_token_by_token_match_llama_cpp(arch, backend):
     _check(np.array([llm.eval_prompt(tokens[: i + 1]) for i in range(len(tokens))]), incremental, backend)
 
 
-def test_sequences_share_a_batch_and_copy_states():
+@pytest.mark.parametrize("arch", ["mamba", "rwkv7"])
+def test_sequences_share_a_batch_and_copy_states(arch):
     """Two sequences interleaved in one batch each compute what they compute alone; a copied
     state goes on as the original would; a tail cannot be removed, a whole sequence can."""
-    tokens, batch, _ = _gold("mamba")
-    llm = LLM(ARCH_DIR / "mamba.gguf", backend="cpu_simd", n_ctx=64, n_seq_max=3)
+    tokens, batch, _ = _gold(arch)
+    llm = LLM(ARCH_DIR / f"{arch}.gguf", backend="cpu_simd", n_ctx=64, n_seq_max=3)
     ctx = llm.context
     other = tokens[5:]
     solo_other = ctx.decode(Batch.for_sequence(other, 0, seq_id=2, all_logits=True))
@@ -74,7 +75,7 @@ def test_sequences_share_a_batch_and_copy_states():
         ctx.decode(Batch.for_sequence(tokens[:2], 5, seq_id=0))
     with pytest.raises(LLMCoreError, match="n_seq_max=3"):
         ctx.decode(Batch.for_sequence(tokens[:2], 0, seq_id=3))
-    with pytest.raises(LLMCoreError, match="context shift is not supported by mamba"):
+    with pytest.raises(LLMCoreError, match=f"context shift is not supported by {arch}"):
         ctx.seq_shift_out(0, 1, 2)
 
 

@@ -110,7 +110,7 @@ def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
     cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
              *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id(),
-             *_latent_attention(), *_recurrent()]
+             *_latent_attention(), *_recurrent(), *_rwkv()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
     return cases
@@ -507,6 +507,37 @@ def _recurrent() -> Iterator[OpCase]:
                          "(2 steps)", g, node,
                     _state_feeds(n, {"x": (n, n_head, head_dim), "dt": (n, n_head), "b": (n, n_group, d_state),
                                      "c": (n, n_group, d_state)}), n_steps=2)
+
+
+def _rwkv() -> Iterator[OpCase]:
+    """RWKV's ops: expf and the L2 norm over rows; the token shift and both wkv recurrences on three
+    state rows, tokens of the sequences interleaved, in two steps (heads of 64, ggml's SIMD width)."""
+    for op in ("exp", "l2_norm"):
+        g = GraphBuilder(5, 5)
+        x = g.input("x", (5, 2, 64), F32)
+        node = g.exp(x) if op == "exp" else g.l2_norm(x, 1e-12)
+        yield _case(f"{op}-5x2x64", f"{op} x=f32[5, 2, 64]", g, node, _normal({"x": (5, 2, 64)}))
+    for n in (1, 7):
+        g = GraphBuilder(n, n)
+        cid = f"token_shift-96-n{n}"
+        node = g.token_shift(g.cache(f"{cid}.state", (3, 96), F32), g.input("x", (n, 96), F32), g.input("slots", (n,), I32))
+        yield _case(cid, f"token_shift x=f32[{n}, 96], 3 states (2 steps)", g, node,
+                    _state_feeds(n, {"x": (n, 96)}), n_steps=2)
+        heads = (n, 2, 64)
+        g = GraphBuilder(n, n)
+        cid = f"rwkv_wkv6-2x64-n{n}"
+        k, v, r, w = (g.input(name, heads, F32) for name in ("k", "v", "r", "w"))
+        node = g.rwkv_wkv6(g.cache(f"{cid}.state", (3, 2 * 64 * 64), F32), k, v, r,
+                           g.weight(f"{cid}.u", (2, 64), GGMLType.F32), w, g.input("slots", (n,), I32))
+        yield _case(cid, f"rwkv_wkv6 k=v=r=w=f32[{n}, 2, 64], 3 states (2 steps)", g, node,
+                    _state_feeds(n, {name: heads for name in ("k", "v", "r", "w")}), n_steps=2)
+        g = GraphBuilder(n, n)
+        cid = f"rwkv_wkv7-2x64-n{n}"
+        names = ("r", "w", "k", "v", "a", "b")
+        node = g.rwkv_wkv7(g.cache(f"{cid}.state", (3, 2 * 64 * 64), F32), *(g.input(name, heads, F32) for name in names),
+                           g.input("slots", (n,), I32))
+        yield _case(cid, f"rwkv_wkv7 r=w=k=v=a=b=f32[{n}, 2, 64], 3 states (2 steps)", g, node,
+                    _state_feeds(n, {name: heads for name in names}), n_steps=2)
 
 
 def _state_feeds(n: int, shapes: dict[str, tuple[int, ...]]) -> Feeds:

@@ -59,6 +59,11 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.MUL_MAT_HEADS: 5e-4,
     Op.SSM_CONV: 1e-7,  # ggml's orders, fused multiply-adds included: exact on a CPU backend
     Op.SSM_SCAN: 1e-6,
+    Op.EXP: 1e-7,  # the C library's expf on both sides
+    Op.L2_NORM: 1e-7,
+    Op.TOKEN_SHIFT: 0.0,  # copies
+    Op.RWKV_WKV6: 1e-6,  # ggml's orders, fused multiply-adds included
+    Op.RWKV_WKV7: 1e-6,
 }
 
 #: end-to-end marks on llama.cpp's goldens: what llama.cpp itself meets against them on a CPU with

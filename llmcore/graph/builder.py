@@ -296,6 +296,45 @@ class GraphBuilder:
                 f"state {state.shape}")
         return self._node(Op.SSM_SCAN, (state, x, dt, a, b, c, d, slots), (n, n_head * head_dim), name)
 
+    # -- recurrent state (RWKV) -----------------------------------------------------------------
+
+    def exp(self, a: Node, name: str = "") -> Node:
+        return self._node(Op.EXP, (a,), a.shape, name)
+
+    def l2_norm(self, a: Node, eps: float, name: str = "") -> Node:
+        return self._node(Op.L2_NORM, (a,), a.shape, name, eps=float(eps))
+
+    def token_shift(self, state: Node, x: Node, slots: Node, name: str = "") -> Node:
+        """Each row of x [n, width] replaced by the row before it in its sequence, the first one by
+        the sequence's state row ``slots[t]`` of cache ``state``, which then keeps the last row."""
+        _expect(state.op is Op.CACHE and len(x.shape) == 2 and state.shape[1] == x.shape[1]
+                and slots.shape == (x.shape[0],) and slots.dtype == I32,
+                f"token_shift {name}: x {x.shape}, state {state.shape}, slots {slots.shape}")
+        return self._node(Op.TOKEN_SHIFT, (state, x, slots), x.shape, name)
+
+    def rwkv_wkv6(self, state: Node, k: Node, v: Node, r: Node, u: Node, w: Node, slots: Node,
+                  name: str = "") -> Node:
+        """RWKV-6's linear attention over k, v, r, w [n, n_head, head] with the bonus u [n_head, head]
+        (see ``Op.RWKV_WKV6``)."""
+        n, n_head, head = k.shape
+        _expect(v.shape == r.shape == w.shape == k.shape and u.shape == (n_head, head)
+                and state.op is Op.CACHE and state.shape[1] == n_head * head * head
+                and slots.shape == (n,) and slots.dtype == I32,
+                f"rwkv_wkv6 {name}: k {k.shape}, v {v.shape}, r {r.shape}, u {u.shape}, w {w.shape}, "
+                f"state {state.shape}")
+        return self._node(Op.RWKV_WKV6, (state, k, v, r, u, w, slots), (n, n_head * head), name)
+
+    def rwkv_wkv7(self, state: Node, r: Node, w: Node, k: Node, v: Node, a: Node, b: Node, slots: Node,
+                  name: str = "") -> Node:
+        """RWKV-7's generalized delta rule over r, w, k, v, a, b [n, n_head, head] (see ``Op.RWKV_WKV7``)."""
+        n, n_head, head = r.shape
+        _expect(all(t.shape == r.shape for t in (w, k, v, a, b))
+                and state.op is Op.CACHE and state.shape[1] == n_head * head * head
+                and slots.shape == (n,) and slots.dtype == I32,
+                f"rwkv_wkv7 {name}: r {r.shape}, w {w.shape}, k {k.shape}, v {v.shape}, a {a.shape}, "
+                f"b {b.shape}, state {state.shape}")
+        return self._node(Op.RWKV_WKV7, (state, r, w, k, v, a, b, slots), (n, n_head * head), name)
+
     # -- result ---------------------------------------------------------------------------------
 
     def build(self, outputs: dict[str, Node]) -> Graph:

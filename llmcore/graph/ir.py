@@ -79,6 +79,16 @@ class Op(str, enum.Enum):
     # [slots, n_head * head_dim * d_state], x [n, n_head, head_dim], dt [n, n_head], A [n_head * head_dim,
     # d_state] (Mamba) or [n_head, 1] (Mamba-2), B and C [n, n_group, d_state], D [n_head * head_dim] or
     # [n_head, 1], i32 slots[n]; gives y [n, n_head * head_dim] and leaves each slot's last state in place
+    EXP = "exp"  # expf(x), the C library's (RWKV's decays)
+    L2_NORM = "l2_norm"  # x / max(sqrt(sum of x*x in double), eps) over the last axis (params: eps), ggml_l2_norm
+    TOKEN_SHIFT = "token_shift"  # RWKV's x_prev: row t becomes the row before it in t's sequence, the first
+    # from the sequence's state row (srcs: state cache [slots, width], x [n, width], i32 slots[n]), which
+    # ends holding the sequence's last row: llama.cpp's token-shift concat and store
+    RWKV_WKV6 = "rwkv_wkv6"  # ggml_rwkv_wkv6: srcs state cache [slots, n_head * head * head], k, v, r
+    # [n, n_head, head], time_first u [n_head, head], decay w [n, n_head, head], i32 slots[n]; gives y [n,
+    # n_head * head] and leaves each slot's last state in place
+    RWKV_WKV7 = "rwkv_wkv7"  # ggml_rwkv_wkv7: srcs state cache, r, w, k, v, a, b [n, n_head, head], i32
+    # slots[n]; gives y [n, n_head * head] and leaves each slot's last state in place
 
 
 #: element types of activations, inputs and caches; weights carry a GGMLType instead. A cache may

@@ -34,6 +34,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     qwen2moe,
     qwen3moe,
     refact,
+    rwkv,
     seed_oss,
     smollm3,
     stablelm,

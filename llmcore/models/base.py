@@ -67,6 +67,8 @@ class HParams:
     causal: bool = True  # {arch}.attention.causal: False for encoders, whose tokens see their whole sequence
     pooling: Pooling | None = None  # {arch}.pooling_type: an embedding model's pooling (None: unspecified)
     ssm: SSMParams | None = None  # {arch}.ssm.*: a state-space model's sizes (Mamba)
+    wkv_head_size: int = 0  # {arch}.wkv.head_size: RWKV's head width (0: not an RWKV file)
+    rescale_every: int = 0  # {arch}.rescale_every_n_layers: RWKV-6 halves the residual after each n layers
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -119,6 +121,8 @@ class HParams:
             causal=bool(meta.get(f"{arch}.attention.causal", True)),
             pooling=_pooling(keys),
             ssm=SSMParams.from_keys(keys),
+            wkv_head_size=keys.integer("wkv.head_size", 0, MAX_HEAD_DIM, default=0),
+            rescale_every=keys.integer("rescale_every_n_layers", 0, MAX_LAYERS, default=0),
         )
 
 

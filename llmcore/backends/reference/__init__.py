@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from llmcore.backends.reference import attention, kernels, moe, ssm
+from llmcore.backends.reference import attention, kernels, moe, rwkv, ssm
 from llmcore.backends.reference.attention import libm_expf
 from llmcore.plugin_api import (
     Availability, Backend, Device, Executable, GGMLType, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
@@ -137,6 +137,16 @@ class _Interpreter(Executable):
                 return ssm.ssm_conv(*src)
             case Op.SSM_SCAN:
                 return ssm.ssm_scan(*src)
+            case Op.TOKEN_SHIFT:
+                return rwkv.token_shift(*src)
+            case Op.RWKV_WKV6:
+                return rwkv.rwkv_wkv6(*src)
+            case Op.RWKV_WKV7:
+                return rwkv.rwkv_wkv7(*src)
+            case Op.L2_NORM:
+                return rwkv.l2_norm(src[0], p["eps"])
+            case Op.EXP:
+                return libm_expf(src[0])
             case Op.ATTENTION:
                 return attention.attention(*src[:4], p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
                                            node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"],

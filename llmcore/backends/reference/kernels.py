@@ -147,9 +147,18 @@ def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
 
 
 def norm(x: np.ndarray, eps: float) -> np.ndarray:
-    centered = x - np.mean(x.astype(np.float64), axis=-1, keepdims=True).astype(np.float32)
-    var = np.mean(np.square(centered).astype(np.float64), axis=-1, keepdims=True).astype(np.float32)
-    return centered * (np.float32(1) / np.sqrt(var + np.float32(eps)))
+    """ggml_norm's AVX-512 build: the mean of the sum rounded to float; the squares added in double
+    16 at a time, each 16 summed in float as _mm512_reduce_add_ps (ggml_vec_cvar_f32), the rest one by one."""
+    n = x.shape[-1]
+    total = np.cumsum(x.astype(np.float64), axis=-1)[..., -1:]
+    centered = x - total.astype(np.float32) / np.float32(n)
+    squares = np.square(centered)
+    whole = n - n % 16
+    var = _grouped_sum(squares[..., :whole]) if whole else np.zeros(x.shape[:-1], np.float64)
+    for i in range(whole, n):
+        var = var + squares[..., i]
+    var = var[..., None]
+    return centered * (np.float32(1) / np.sqrt((var / n).astype(np.float32) + np.float32(eps)))
 
 
 _EXPF_CONSTANTS = [np.float32(float.fromhex(h)) for h in (

@@ -30,7 +30,7 @@ _NUMPY_DTYPES = {F32: np.float32, F16: np.float16, I32: np.int32}
 _PLAIN_OPS = {
     Op.ADD: "LC_OP_ADD", Op.MUL: "LC_OP_MUL", Op.SCALE: "LC_OP_SCALE", Op.SILU: "LC_OP_SILU",
     Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU", Op.TANH: "LC_OP_TANH",
-    Op.CLAMP: "LC_OP_CLAMP", Op.DIV: "LC_OP_DIV", Op.SIGMOID: "LC_OP_SIGMOID",
+    Op.CLAMP: "LC_OP_CLAMP", Op.DIV: "LC_OP_DIV", Op.SIGMOID: "LC_OP_SIGMOID", Op.EXP: "LC_OP_EXP",
 }
 
 #: ops over rows of the last axis: ne = (row length, rows[, k])
@@ -183,6 +183,16 @@ class Program:
             per_head = srcs[3].shape == (n_head, 1)
             return [_Step("LC_OP_SSM_SCAN", self._value(node), [key(s) for s in srcs],
                           ne=(head_dim, n_head, n, d_state), i=(n_group, int(per_head)))]
+        if op is Op.L2_NORM:
+            cols = node.shape[-1]
+            return [_Step("LC_OP_L2_NORM", self._value(node), [key(srcs[0])], ne=(cols, size // cols),
+                          f=(node.params["eps"],))]
+        if op is Op.TOKEN_SHIFT:
+            n, width = srcs[1].shape
+            return [_Step("LC_OP_TOKEN_SHIFT", self._value(node), [key(s) for s in srcs], ne=(width, n))]
+        if op in (Op.RWKV_WKV6, Op.RWKV_WKV7):
+            n, n_head, head = srcs[1].shape
+            return [_Step(f"LC_OP_{op.name}", self._value(node), [key(s) for s in srcs], ne=(head, n_head, n))]
         if op is Op.WEIGHTED_SUM:
             n, k, d = srcs[0].shape
             return [_Step("LC_OP_WEIGHTED_SUM", self._value(node), [key(s) for s in srcs], ne=(d, k, n))]

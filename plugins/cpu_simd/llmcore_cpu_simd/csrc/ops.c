@@ -14,6 +14,7 @@
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
 #include "lc_simd.h"
+#include "lc_rwkv.h"
 #include "lc_ssm.h"
 
 /* thread ith's share of n elements in whole vectors of 16; the last thread also takes the tail */
@@ -350,13 +351,25 @@ static void op_norm(const lc_node *nd, const lc_task *task) {
     for (int64_t r = a; r < b; r++) {
         const float *x = (const float *)nd->src[0] + r * cols;
         float *y = (float *)nd->dst + r * cols;
+        /* ggml_norm's AVX-512 build: the mean of the sum rounded to float; the squares added in
+         * double 16 at a time, each 16 summed in float as _mm512_reduce_add_ps (ggml_vec_cvar_f32) */
         double sum = 0.0;
         for (int64_t i = 0; i < cols; i++) sum += (double)x[i];
-        const float mean = (float)(sum / (double)cols);
+        const float mean = (float)sum / (float)cols;
         double var = 0.0;
-        for (int64_t i = 0; i < cols; i++) {
+        int64_t i = 0;
+        for (; i + 15 < cols; i += 16) {
+            float squares[16];
+            for (int k = 0; k < 16; k++) {
+                y[i + k] = x[i + k] - mean;
+                squares[k] = y[i + k] * y[i + k];
+            }
+            var += (double)lc_reduce16_ordered(squares);
+        }
+        for (; i < cols; i++) {
             y[i] = x[i] - mean;
-            var += (double)(y[i] * y[i]);
+            const float square = y[i] * y[i];
+            var += (double)square;
         }
         const float scale = 1.0f / sqrtf((float)(var / (double)cols) + nd->f[0]);
         for (int64_t i = 0; i < cols; i++) y[i] *= scale;
@@ -835,4 +848,6 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_MOE_GATHER] = lc_op_moe_gather, [LC_OP_MUL_MAT_ID] = lc_op_mul_mat_id,
     [LC_OP_MOE_SCATTER] = lc_op_moe_scatter, [LC_OP_MASK_GROUPS] = lc_op_mask_groups,
     [LC_OP_COPY_COLS] = op_copy_cols, [LC_OP_SSM_CONV] = lc_op_ssm_conv, [LC_OP_SSM_SCAN] = lc_op_ssm_scan,
+    [LC_OP_EXP] = lc_op_exp, [LC_OP_L2_NORM] = lc_op_l2_norm, [LC_OP_TOKEN_SHIFT] = lc_op_token_shift,
+    [LC_OP_RWKV_WKV6] = lc_op_rwkv_wkv6, [LC_OP_RWKV_WKV7] = lc_op_rwkv_wkv7,
 };

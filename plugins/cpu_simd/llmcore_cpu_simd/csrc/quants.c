@@ -153,7 +153,25 @@ float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n
 /* ggml_vec_dot_f32 (ggml's one-row f32 product: decode, mul_mat_id) and llamafile's tinyBLAS, which
  * ggml uses for an f32 weight times two or more activation rows: the orders of attention's f32 scores */
 void lc_vec_dot_f32(int n, float *s, const void *w_row, const void *x_row) {
-    *s = lc_attn_dot_kq(w_row, LC_TYPE_F32, x_row, n);
+    /* past the whole 64s, the oracle's compiler vectorized ggml's tail loop: 16 and then 8 products
+     * at a time, each rounded and added in order; the last few are fused in order */
+    const float *w = w_row, *x = x_row;
+    int64_t i = n & ~(int64_t)(F16_DOT_LANES - 1);
+    float sum = i ? lc_attn_dot_kq(w, LC_TYPE_F32, x, i) : 0.0f;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) {
+            const float product = w[i + k] * x[i + k];
+            sum += product;
+        }
+    if (i + 8 <= n) {
+        for (int k = 0; k < 8; k++) {
+            const float product = w[i + k] * x[i + k];
+            sum += product;
+        }
+        i += 8;
+    }
+    for (; i < n; i++) sum = fmaf(w[i], x[i], sum);
+    *s = sum;
 }
 
 void lc_vec_dot_f32_tinyblas(int n, float *s, const void *w_row, const void *x_row) {
