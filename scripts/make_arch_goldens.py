@@ -760,6 +760,59 @@ def rwkv7(m: TinyModel) -> None:
         m.matrix(f"{p}.channel_mix_value.weight", d, m.n_ff)
 
 
+def rwkv6qwen2(m: TinyModel) -> None:
+    """RWKV-6-Qwen2: RWKV-6's time mix without the bonus (gated linear attention), 2 heads of 64
+    sharing one key/value head, biased r, k, v; RMS norms and a SwiGLU FFN."""
+    hs, mix_rank, decay_rank = 64, 24, 16
+    d, kv = m.n_embd, 64
+    m.metadata.update({"attention.head_count": 2, "attention.head_count_kv": 1, "wkv.head_size": hs,
+                       "attention.layer_norm_rms_epsilon": 1e-6, "token_shift_count": 1,
+                       "time_mix_extra_dim": mix_rank, "time_decay_extra_dim": decay_rank})
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    for il in range(m.n_layer):
+        p = f"blk.{il}"
+        m.matrix(f"{p}.time_mix_w1.weight", 5 * mix_rank, d, gain=0.5)
+        m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, mix_rank)).astype(np.float32)
+        lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
+        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+        m.tensors[f"{p}.time_mix_decay.weight"] = m.rng.uniform(-3, 1, d).astype(np.float32)
+        m.matrix(f"{p}.time_mix_decay_w1.weight", decay_rank, d, gain=0.5)
+        m.matrix(f"{p}.time_mix_decay_w2.weight", d, decay_rank, gain=0.5)
+        for name, rows in (("key", kv), ("value", kv), ("receptance", d)):
+            m.matrix(f"{p}.time_mix_{name}.weight", rows, d)
+            m.bias(f"{p}.time_mix_{name}.bias", rows)
+        m.matrix(f"{p}.time_mix_gate.weight", d, d)
+        m.matrix(f"{p}.time_mix_output.weight", d, d)
+        m.ffn(il)
+
+
+def arwkv7(m: TinyModel) -> None:
+    """ARWKV-7: RWKV-7's time mix without its output gate (5 lerps) or group norm, between RMS
+    norms, and a SwiGLU FFN; one token-shift row per layer."""
+    hs, rank = 64, 8
+    m.metadata.update({"attention.head_count": 0, "attention.head_count_kv": 0, "wkv.head_size": hs,
+                       "attention.layer_norm_rms_epsilon": 1e-6, "token_shift_count": 1,
+                       "attention.decay_lora_rank": rank, "attention.iclr_lora_rank": rank,
+                       "attention.value_residual_mix_lora_rank": rank})
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+    d = m.n_embd
+    for il in range(m.n_layer):
+        p = f"blk.{il}"
+        for name in ("w", "a", "v"):
+            m.bias(f"{p}.time_mix_{name}0.weight", d)
+            m.matrix(f"{p}.time_mix_{name}1.weight", rank, d, gain=0.5)
+            m.matrix(f"{p}.time_mix_{name}2.weight", d, rank, gain=0.5)
+        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+        m.norm(f"{p}.time_mix_k_k.weight", d)
+        lerp(m, f"{p}.time_mix_k_a.weight", d)
+        m.tensors[f"{p}.time_mix_r_k.weight"] = m.rng.normal(0, 0.5, d).astype(np.float32)
+        for name in ("key", "value", "receptance", "output"):
+            m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+        m.ffn(il)
+
+
 def dbrx(m: TinyModel) -> None:
     """LayerNorms without biases, a fused QKV clipped to [-1, 1], 16 experts with 4 per token."""
     m.metadata["attention.layer_norm_epsilon"] = 1e-5
@@ -864,6 +917,8 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "gpt-oss": (gpt_oss, {"head_dim": 32, "n_ff": 32}),
     "rwkv6": (rwkv6, {"n_embd": 128, "n_ff": 256}),
     "rwkv7": (rwkv7, {"n_embd": 128, "n_ff": 256}),
+    "arwkv7": (arwkv7, {"n_embd": 128, "n_ff": 256}),
+    "rwkv6qwen2": (rwkv6qwen2, {"n_embd": 128, "n_ff": 256}),
 }
 
 
@@ -878,7 +933,7 @@ def llama_cpp_logits(path: Path, tokens: list[int]) -> np.ndarray:
 
 
 #: recurrent models also get llama.cpp's logits of the tokens decoded one at a time (``incremental``)
-RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7")
+RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7", "rwkv6qwen2")
 
 
 def llama_cpp_incremental_logits(path: Path, tokens: list[int]) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Recurrent models (Mamba, Mamba-2, RWKV-6, RWKV-7) against llama.cpp: the tiny fixtures of
-scripts/make_arch_goldens.py, whose goldens also hold llama.cpp's logits of the tokens decoded one
+"""Recurrent models (Mamba, Mamba-2, RWKV-6, RWKV-7, ARWKV-7, RWKV-6-Qwen2) against llama.cpp: the
+tiny fixtures of scripts/make_arch_goldens.py, whose goldens also hold llama.cpp's logits of the tokens decoded one
 at a time (``incremental``), and the recurrent memory's sequence operations and state files.
 
 On cpu_simd (ggml's orders in C) every logit equals llama.cpp's, in one batch and token by token;
@@ -18,7 +18,7 @@ from llmcore.api import Batch
 from llmcore.errors import LLMCoreError
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
-RECURRENT = ["mamba", "mamba2", "rwkv6", "rwkv7"]
+RECURRENT = ["mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7", "rwkv6qwen2"]
 REFERENCE_ERROR = 1e-4  # absolute, on logits of std ~4
 
 

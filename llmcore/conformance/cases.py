@@ -510,7 +510,8 @@ def _recurrent() -> Iterator[OpCase]:
 
 
 def _rwkv() -> Iterator[OpCase]:
-    """RWKV's ops: expf and the L2 norm over rows; the token shift and both wkv recurrences on three
+    """RWKV's ops: expf and the L2 norm over rows; the token shift, both wkv recurrences and gated linear
+    attention on three
     state rows, tokens of the sequences interleaved, in two steps (heads of 64, ggml's SIMD width)."""
     for op in ("exp", "l2_norm"):
         g = GraphBuilder(5, 5)
@@ -531,6 +532,13 @@ def _rwkv() -> Iterator[OpCase]:
                            g.weight(f"{cid}.u", (2, 64), GGMLType.F32), w, g.input("slots", (n,), I32))
         yield _case(cid, f"rwkv_wkv6 k=v=r=w=f32[{n}, 2, 64], 3 states (2 steps)", g, node,
                     _state_feeds(n, {name: heads for name in ("k", "v", "r", "w")}), n_steps=2)
+        g = GraphBuilder(n, n)
+        cid = f"gated_linear_attn-2x64-n{n}"
+        node = g.gated_linear_attn(g.cache(f"{cid}.state", (3, 2 * 64 * 64), F32),
+                                   *(g.input(name, heads, F32) for name in ("k", "v", "q", "g")),
+                                   g.input("slots", (n,), I32), 0.125)
+        yield _case(cid, f"gated_linear_attn k=v=q=g=f32[{n}, 2, 64] scale 0.125, 3 states (2 steps)", g, node,
+                    _state_feeds(n, {name: heads for name in ("k", "v", "q", "g")}), n_steps=2)
         g = GraphBuilder(n, n)
         cid = f"rwkv_wkv7-2x64-n{n}"
         names = ("r", "w", "k", "v", "a", "b")

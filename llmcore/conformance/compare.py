@@ -64,6 +64,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.TOKEN_SHIFT: 0.0,  # copies
     Op.RWKV_WKV6: 1e-6,  # ggml's orders, fused multiply-adds included
     Op.RWKV_WKV7: 1e-6,
+    Op.GATED_LINEAR_ATTN: 1e-6,
 }
 
 #: end-to-end marks on llama.cpp's goldens: what llama.cpp itself meets against them on a CPU with

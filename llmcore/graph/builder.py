@@ -324,6 +324,17 @@ class GraphBuilder:
                 f"state {state.shape}")
         return self._node(Op.RWKV_WKV6, (state, k, v, r, u, w, slots), (n, n_head * head), name)
 
+    def gated_linear_attn(self, state: Node, k: Node, v: Node, q: Node, gate: Node, slots: Node, scale: float,
+                          name: str = "") -> Node:
+        """Gated linear attention over k, v, q and the per-key decays ``gate`` [n, n_head, head] (see
+        ``Op.GATED_LINEAR_ATTN``)."""
+        n, n_head, head = k.shape
+        _expect(v.shape == q.shape == gate.shape == k.shape and state.op is Op.CACHE
+                and state.shape[1] == n_head * head * head and slots.shape == (n,) and slots.dtype == I32,
+                f"gated_linear_attn {name}: k {k.shape}, v {v.shape}, q {q.shape}, g {gate.shape}, state {state.shape}")
+        return self._node(Op.GATED_LINEAR_ATTN, (state, k, v, q, gate, slots), (n, n_head * head), name,
+                          scale=float(scale))
+
     def rwkv_wkv7(self, state: Node, r: Node, w: Node, k: Node, v: Node, a: Node, b: Node, slots: Node,
                   name: str = "") -> Node:
         """RWKV-7's generalized delta rule over r, w, k, v, a, b [n, n_head, head] (see ``Op.RWKV_WKV7``)."""

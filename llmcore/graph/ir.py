@@ -87,6 +87,9 @@ class Op(str, enum.Enum):
     RWKV_WKV6 = "rwkv_wkv6"  # ggml_rwkv_wkv6: srcs state cache [slots, n_head * head * head], k, v, r
     # [n, n_head, head], time_first u [n_head, head], decay w [n, n_head, head], i32 slots[n]; gives y [n,
     # n_head * head] and leaves each slot's last state in place
+    GATED_LINEAR_ATTN = "gated_linear_attn"  # ggml_gated_linear_attn (RWKV-6-Qwen2): as RWKV_WKV6 without the
+    # bonus, srcs state cache, k, v, q, g [n, n_head, head], i32 slots[n] (params: scale of q):
+    # S_ij = S_ij g_i + k_i v_j, y_j = sum over i of S_ij q_i scale
     RWKV_WKV7 = "rwkv_wkv7"  # ggml_rwkv_wkv7: srcs state cache, r, w, k, v, a, b [n, n_head, head], i32
     # slots[n]; gives y [n, n_head * head] and leaves each slot's last state in place
 

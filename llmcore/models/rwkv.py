@@ -1,4 +1,6 @@
-"""RWKV-6 (``rwkv6``, "Finch") and RWKV-7 (``rwkv7``, "Goose"): attention-free models whose
+"""RWKV-6 (``rwkv6``, "Finch"), RWKV-7 (``rwkv7``, "Goose"), and ARWKV-7 (``arwkv7``) and RWKV-6-Qwen2
+(``rwkv6qwen2``), their time mixes in a Qwen-style block of RMS norms and a SwiGLU FFN: attention-free
+models whose
 time mix is a linear recurrence over a matrix state per head, and whose channel mix is a
 squared-ReLU FFN. Both mixes read the token before (the token shift), kept with the wkv state per
 sequence in llama.cpp's recurrent memory, so one token at a time computes what one batch does.
@@ -15,7 +17,17 @@ from llmcore.errors import ModelError
 from llmcore.graph.builder import F32, GraphBuilder
 from llmcore.graph.ir import Node
 from llmcore.models.base import Architecture, BatchInputs, register
-from llmcore.models.layers import _project, layer_norm, lm_head, select_outputs, token_embedding, weight_product
+from llmcore.models.layers import (
+    _project,
+    ffn_swiglu,
+    layer_norm,
+    lm_head,
+    output_head,
+    rms_norm,
+    select_outputs,
+    token_embedding,
+    weight_product,
+)
 
 GROUP_NORM_EPS = 64e-5  # llama.cpp's, for the wkv output's norm per head
 L2_NORM_EPS = 1e-12  # RWKV-7's normalized removal key
@@ -115,7 +127,20 @@ class Rwkv6(Architecture):
         return g.mul(k, k)
 
     def heads(self, g: GraphBuilder, x: Node) -> Node:
-        return g.reshape(x, (x.shape[0], self.hp.n_embd // self.head_size, self.head_size))
+        return g.reshape(x, (x.shape[0], x.shape[1] // self.head_size, self.head_size))
+
+    def shared_heads(self, g: GraphBuilder, x: Node) -> Node:
+        """Key or value heads [n, n_head_kv, head] each repeated for the query heads that share it
+        (RWKV-6-Qwen2's grouped keys and values, ggml_repeat)."""
+        n, n_kv, head = x.shape
+        n_head = self.hp.n_embd // head
+        if n_kv == n_head:
+            return x
+        if n_head % n_kv:
+            raise ModelError(f"metadata '{self.hp.arch}.attention.head_count_kv': {n_kv} key/value heads "
+                             f"cannot be shared among {n_head} heads")
+        rows = g.reshape(x, (n * n_kv, head))
+        return g.reshape(self.repeat(g, rows, n_head // n_kv), (n, n_head, head))
 
     # -- RWKV-6 -----------------------------------------------------------------------------------
 
@@ -129,17 +154,24 @@ class Rwkv6(Architecture):
         xxx = g.tanh(g.mul_mat(w1, xxx))
         mix = g.mul_mat_heads(w2, g.reshape(xxx, (n, self.n_mix, w2.shape[2])))  # [n, 5, n_embd]
         xw, xk, xv, xr, xg = self.lerp_inputs(g, x, shifted, mix, il)
+        qrwkv = not self.has(f"{p}.time_mix_first.weight")  # RWKV-6-Qwen2: gated linear attention
         r, k, v = (self.heads(g, self.linear(g, f"{p}.time_mix_{name}", t))
                    for name, t in (("receptance", xr), ("key", xk), ("value", xv)))
-        gate = g.silu(self.linear(g, f"{p}.time_mix_gate", xg))
+        k, v = self.shared_heads(g, k), self.shared_heads(g, v)
+        gate = self.linear(g, f"{p}.time_mix_gate", xg)
+        gate = g.sigmoid(gate) if qrwkv else g.silu(gate)
         decay = g.mul_mat(self.w(g, f"{p}.time_mix_decay_w2.weight"),
                           g.tanh(g.mul_mat(self.w(g, f"{p}.time_mix_decay_w1.weight"), xw)))
         decay = g.add(decay, self.vector(g, f"{p}.time_mix_decay.weight", (x.shape[1],)))
         decay = self.heads(g, g.exp(g.scale(g.exp(decay), -1.0)))
-        n_head = self.hp.n_embd // self.head_size
-        u = self.vector(g, f"{p}.time_mix_first.weight", (n_head, self.head_size))
-        y = g.rwkv_wkv6(self.wkv_state(g, il), k, v, r, u, decay, inp.state_slots)
-        y = g.mul(self.group_norm(g, y, il), gate)
+        if qrwkv:  # k (1 - w): the decay's complement is the key's weight
+            k = self.sub(g, k, g.mul(k, decay))
+            y = g.gated_linear_attn(self.wkv_state(g, il), k, v, r, decay, inp.state_slots, self.head_size ** -0.5)
+        else:
+            n_head = self.hp.n_embd // self.head_size
+            u = self.vector(g, f"{p}.time_mix_first.weight", (n_head, self.head_size))
+            y = self.group_norm(g, g.rwkv_wkv6(self.wkv_state(g, il), k, v, r, u, decay, inp.state_slots), il)
+        y = g.mul(y, gate)
         return weight_product(g, self, self.w(g, f"{p}.time_mix_output.weight"), y, f"{p}.time_mix_output")
 
     def channel_mix(self, g: GraphBuilder, x: Node, shifted: Node, il: int) -> Node:
@@ -201,3 +233,39 @@ class Rwkv7(Rwkv6):
         xk = g.add(g.mul(self.sub(g, shifted, x), self.vector(g, f"blk.{il}.channel_mix_lerp_k.weight", (x.shape[1],))), x)
         return self.linear(g, f"blk.{il}.channel_mix_value", self.squared_relu_key(g, xk, il))
 
+
+
+def qwen_block_forward(m: Rwkv6, g: GraphBuilder, inp: BatchInputs) -> Node:
+    """The blocks of ARWKV-7 and RWKV-6-Qwen2: an RWKV time mix between RMS norms, a SwiGLU FFN
+    without a token shift, the final RMS norm (with its bias where the file has one)."""
+    x = token_embedding(g, m, inp)
+    v_first: list[Node] = []
+    for il in range(m.hp.n_layer):
+        g.layer = il
+        att_norm = rms_norm(g, m, x, f"blk.{il}.attn_norm.weight")
+        shifted = m.token_shift(g, att_norm, inp, f"blk.{il}.shift_att")
+        ffn_inp = g.add(m.time_mix(g, att_norm, shifted, inp, il, v_first), x)
+        if il == m.hp.n_layer - 1:
+            ffn_inp = select_outputs(g, inp, ffn_inp)
+        x = g.add(ffn_swiglu(g, m, rms_norm(g, m, ffn_inp, f"blk.{il}.ffn_norm.weight"), il), ffn_inp)
+    if not m.has("output_norm.bias"):
+        return output_head(g, m, x)
+    g.layer = m.hp.n_layer
+    return lm_head(g, m, g.add(rms_norm(g, m, x, "output_norm.weight"), m.w(g, "output_norm.bias")))
+
+
+@register
+class Arwkv7(Rwkv7):
+    """RWKV-7's time mix in a Qwen-style block."""
+
+    names = ("arwkv7",)
+    forward = qwen_block_forward
+
+
+@register
+class Rwkv6Qwen2(Rwkv6):
+    """RWKV-6's time mix without the bonus, as gated linear attention over grouped keys and values,
+    in a Qwen-style block (Qwen2 distilled into RWKV-6)."""
+
+    names = ("rwkv6qwen2",)
+    forward = qwen_block_forward

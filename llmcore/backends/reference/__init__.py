@@ -141,6 +141,8 @@ class _Interpreter(Executable):
                 return rwkv.token_shift(*src)
             case Op.RWKV_WKV6:
                 return rwkv.rwkv_wkv6(*src)
+            case Op.GATED_LINEAR_ATTN:
+                return rwkv.gated_linear_attn(*src, p["scale"])
             case Op.RWKV_WKV7:
                 return rwkv.rwkv_wkv7(*src)
             case Op.L2_NORM:

@@ -42,6 +42,23 @@ def rwkv_wkv6(state: np.ndarray, k: np.ndarray, v: np.ndarray, r: np.ndarray, u:
     return y.reshape(n, n_head * head)
 
 
+def gated_linear_attn(state: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.ndarray, gate: np.ndarray,
+                      slots: np.ndarray, scale: float) -> np.ndarray:
+    """S_ij = S_ij g_i + k_i v_j, then y_j = sum over keys i of S_ij (q_i scale), per head."""
+    n, n_head, head = k.shape
+    states = state.reshape(len(state), n_head, head, head)
+    y = np.empty((n, n_head, head), np.float32)
+    for t in range(n):
+        s = _fma(states[slots[t]], gate[t][:, :, None], k[t][:, :, None] * v[t][:, None, :])
+        q_scaled = q[t] * np.float32(scale)
+        out = np.zeros((n_head, head), np.float32)
+        for i in range(head):
+            out = _fma(s[:, i], q_scaled[:, i, None], out)
+        y[t] = out
+        states[slots[t]] = s
+    return y.reshape(n, n_head * head)
+
+
 def rwkv_wkv7(state: np.ndarray, r: np.ndarray, w: np.ndarray, k: np.ndarray, v: np.ndarray, a: np.ndarray,
               b: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """S_ij = S_ij w_j + v_i k_j + (a . S_i) b_j, then y_i = S_i . r, per head."""

@@ -103,7 +103,7 @@ class CpuSimdBackend(Backend):
                             for t in (k.dtype, v.dtype)))
         if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS):
             return all(s.dtype in (F32, I32) for s in node.srcs)
-        if op in (Op.TOKEN_SHIFT, Op.RWKV_WKV6, Op.RWKV_WKV7, Op.L2_NORM, Op.EXP):
+        if op in (Op.TOKEN_SHIFT, Op.RWKV_WKV6, Op.RWKV_WKV7, Op.GATED_LINEAR_ATTN, Op.L2_NORM, Op.EXP):
             return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
         if op in (Op.SSM_CONV, Op.SSM_SCAN):
             # float32 states, activations and weights; ggml sums a conv kernel of 16 or more otherwise

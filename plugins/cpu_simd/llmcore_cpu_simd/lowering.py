@@ -190,9 +190,10 @@ class Program:
         if op is Op.TOKEN_SHIFT:
             n, width = srcs[1].shape
             return [_Step("LC_OP_TOKEN_SHIFT", self._value(node), [key(s) for s in srcs], ne=(width, n))]
-        if op in (Op.RWKV_WKV6, Op.RWKV_WKV7):
+        if op in (Op.RWKV_WKV6, Op.RWKV_WKV7, Op.GATED_LINEAR_ATTN):
             n, n_head, head = srcs[1].shape
-            return [_Step(f"LC_OP_{op.name}", self._value(node), [key(s) for s in srcs], ne=(head, n_head, n))]
+            return [_Step(f"LC_OP_{op.name}", self._value(node), [key(s) for s in srcs], ne=(head, n_head, n),
+                          f=(node.params["scale"],) if op is Op.GATED_LINEAR_ATTN else ())]
         if op is Op.WEIGHTED_SUM:
             n, k, d = srcs[0].shape
             return [_Step("LC_OP_WEIGHTED_SUM", self._value(node), [key(s) for s in srcs], ne=(d, k, n))]

@@ -46,6 +46,7 @@
  *   TOKEN_SHIFT src0 state [slots][ne0], src1 x [ne1][ne0], src2 i32 slots[ne1]
  *   RWKV_WKV6  src0 state, src1 k, src2 v, src3 r [ne2][ne1][ne0], src4 u [ne1][ne0], src5 w, src6 slots
  *   RWKV_WKV7  src0 state, src1 r, src2 w, src3 k, src4 v, src5 a, src6 b [ne2][ne1][ne0], src7 slots
+ *   GATED_LINEAR_ATTN  src0 state, src1 k, src2 v, src3 q, src4 g [ne2][ne1][ne0], src5 slots; f[0] scale
  *   MASK_GROUPS src0 f32 [ne1, ne0], src1 i32 group ids [ne1, ne2]; dst src0 with every group of ne3
  *              values not listed in its row's ids set to -inf
  *   COPY_COLS  ne0 rows: dst[r * ne2 + i[1] + c] = src0[r * ne1 + i[0] + c] for c < ne3 (a slice of
@@ -65,7 +66,8 @@ enum lc_op {
     LC_OP_DIV, LC_OP_SIGMOID, LC_OP_SOFTMAX, LC_OP_SUM_ROWS, LC_OP_TOP_K, LC_OP_GATHER, LC_OP_WEIGHTED_SUM,
     LC_OP_MOE_MAP, LC_OP_MOE_GATHER, LC_OP_MUL_MAT_ID, LC_OP_MOE_SCATTER, LC_OP_MASK_GROUPS,
     LC_OP_COPY_COLS, LC_OP_SSM_CONV, LC_OP_SSM_SCAN,
-    LC_OP_EXP, LC_OP_L2_NORM, LC_OP_TOKEN_SHIFT, LC_OP_RWKV_WKV6, LC_OP_RWKV_WKV7, LC_OP_COUNT
+    LC_OP_EXP, LC_OP_L2_NORM, LC_OP_TOKEN_SHIFT, LC_OP_RWKV_WKV6, LC_OP_RWKV_WKV7,
+    LC_OP_GATED_LINEAR_ATTN, LC_OP_COUNT
 };
 
 typedef struct {

@@ -1,5 +1,5 @@
-/* RWKV's ops (rwkv.c): expf, the L2 norm of rows, the token shift and the wkv recurrences of RWKV-6
- * and RWKV-7 over each token's sequence state, in ggml's CPU orders. */
+/* RWKV's ops (rwkv.c): expf, the L2 norm of rows, the token shift, the wkv recurrences of RWKV-6
+ * and RWKV-7 and gated linear attention over each token's sequence state, in ggml's CPU orders. */
 #ifndef LC_RWKV_H
 #define LC_RWKV_H
 
@@ -10,5 +10,6 @@ void lc_op_l2_norm(const lc_node *nd, const lc_task *task);
 void lc_op_token_shift(const lc_node *nd, const lc_task *task);
 void lc_op_rwkv_wkv6(const lc_node *nd, const lc_task *task);
 void lc_op_rwkv_wkv7(const lc_node *nd, const lc_task *task);
+void lc_op_gated_linear_attn(const lc_node *nd, const lc_task *task);
 
 #endif

@@ -121,3 +121,34 @@ void lc_op_rwkv_wkv7(const lc_node *nd, const lc_task *task) {
         }
     }
 }
+
+/* GATED_LINEAR_ATTN src0 state [slots][ne1 heads][ne0 key][ne0 value], src1 k, src2 v, src3 q, src4 g
+ * [ne2][ne1][ne0], src5 i32 slots[ne2], f[0] scale; dst y [ne2][ne1 * ne0] (ggml_gated_linear_attn):
+ * S_ij = S_ij g_i + k_i v_j, then y_j = sum over i of S_ij (q_i scale) */
+void lc_op_gated_linear_attn(const lc_node *nd, const lc_task *task) {
+    const int64_t head = nd->ne[0], n_head = nd->ne[1], n = nd->ne[2];
+    float *state = (float *)nd->src[0];
+    const float *k = nd->src[1], *v = nd->src[2], *q = nd->src[3], *g = nd->src[4];
+    const int32_t *slots = nd->src[5];
+    float *y = nd->dst;
+    const int64_t width = n_head * head;
+    int64_t h0, h1;
+    share(n_head, task->ith, task->nth, &h0, &h1);
+    for (int64_t t = 0; t < n; t++) {
+        float *s_row = state + (int64_t)slots[t] * width * head;
+        for (int64_t h = h0; h < h1; h++) {
+            const int64_t th = t * width + h * head;
+            float *out = y + th;
+            const float *vt = v + th;
+            for (int64_t j = 0; j < head; j++) out[j] = 0.0f;
+            for (int64_t i = 0; i < head; i++) {
+                const float k_i = k[th + i], q_i = q[th + i] * nd->f[0], g_i = g[th + i];
+                float *s = s_row + (h * head + i) * head;
+                for (int64_t j = 0; j < head; j++) {
+                    s[j] = fmaf(s[j], g_i, vt[j] * k_i);
+                    out[j] = fmaf(s[j], q_i, out[j]);
+                }
+            }
+        }
+    }
+}
