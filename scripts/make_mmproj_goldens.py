@@ -8,10 +8,12 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
 ``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``gemma3``: a SigLIP ViT and
-Gemma 3's pooling projector, for text-gemma3.gguf), ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
-chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.text0``, ``.n_image_tokens``,
-``.text1``), the image's embeddings (``mtmd_encode_chunk`` / ``mtmd_get_output_embd``:
-``<image>.embd`` float32 [tokens, n_embd]), the logits of the prompt's last token after
+Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
+shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
+``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
+chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.n_chunks``; chunk i a text chunk's tokens
+``<image>.chunk<i>.tokens`` or an image chunk's embeddings, ``mtmd_encode_chunk`` /
+``mtmd_get_output_embd``: ``<image>.chunk<i>.embd`` float32 [tokens, n_embd]), the logits of the prompt's last token after
 ``mtmd_helper_eval_chunks`` (``<image>.logits``) and 6 greedy tokens after it (``<image>.greedy``).
 """
 
@@ -25,6 +27,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_arch_goldens  # noqa: E402
 from make_arch_goldens import TinyModel, gemma3, llama  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mtmd"
@@ -42,9 +45,9 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     ``gemma3`` a SigLIP ViT instead: 96x96 pixels in 8x8 patches (144, no class embedding, 4x4
     average-pooled into 9 tokens: the default scale factor, not written), post-LN, GELU."""
     rng = np.random.default_rng(seed)
-    siglip = projector == "gemma3"
+    siglip = projector in ("gemma3", "idefics3")
     n_embd, n_ff, n_layer = 32, 64, 3
-    image_size, patch = (96, 8) if siglip else (56, 14)
+    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8)}.get(projector, (56, 14))
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -82,6 +85,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     elif projector == "gemma3":  # stored [n_embd, text n_embd]: clip.cpp multiplies it transposed
         tensors["mm.input_projection.weight"] = rng.normal(0, 1 / np.sqrt(n_embd), (n_embd, n_text_embd)).astype(np.float32)
         tensors["mm.soft_emb_norm.weight"] = (1 + 0.1 * rng.normal(size=n_embd)).astype(np.float32)
+    elif projector == "idefics3":  # 2x2 windows of patches shuffled into rows of 4 n_embd
+        matrix("mm.model.fc", n_text_embd, 4 * n_embd, bias=False)
 
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_name(f"tiny-random-mmproj-{projector}")
@@ -95,6 +100,9 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         writer.add_uint32(f"clip.vision.{key}", value)
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
     writer.add_array("clip.vision.image_mean", IMAGE_MEAN)
+    if projector == "idefics3":  # tiles of 48 pixels (6x6 patches, 9 tokens) from images resized to 96
+        writer.add_uint32("clip.vision.projector.scale_factor", 2)
+        writer.add_uint32("clip.vision.preproc_image_size", 96)
     writer.add_array("clip.vision.image_std", IMAGE_STD)
     for name, data in tensors.items():
         writer.add_tensor(name, data)
@@ -138,21 +146,18 @@ def oracle(text_path: Path, mmproj_path: Path, image_path: Path) -> dict[str, np
     bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
     assert mtmd.mtmd_tokenize(mctx, chunks, ctypes.byref(text), bitmaps, 1) == 0
     n_embd = llama_cpp.llama_model_n_embd(model)
-    out: dict[str, np.ndarray] = {}
-    texts = []
+    out: dict[str, np.ndarray] = {"n_chunks": np.array(mtmd.mtmd_input_chunks_size(chunks), np.int32)}
     for i in range(mtmd.mtmd_input_chunks_size(chunks)):
         chunk = mtmd.mtmd_input_chunks_get(chunks, i)
         if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
             n = ctypes.c_size_t()
             ids = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-            texts.append(np.array(ids[: n.value], np.int32))
+            out[f"chunk{i}.tokens"] = np.array(ids[: n.value], np.int32)
         else:
             n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
             assert mtmd.mtmd_encode_chunk(mctx, chunk) == 0
             embd = mtmd.mtmd_get_output_embd(mctx)
-            out["embd"] = np.ctypeslib.as_array(embd, shape=(n_tokens * n_embd,)).reshape(n_tokens, n_embd).copy()
-            out["n_image_tokens"] = np.array(n_tokens, np.int32)
-    out["text0"], out["text1"] = texts
+            out[f"chunk{i}.embd"] = np.ctypeslib.as_array(embd, shape=(n_tokens * n_embd,)).reshape(n_tokens, n_embd).copy()
     n_past = llama_cpp.llama_pos(0)
     assert mtmd.mtmd_helper_eval_chunks(mctx, ctx, chunks, 0, 0, 256, True, ctypes.byref(n_past)) == 0
     n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
@@ -182,9 +187,53 @@ def gemma3_text(m: TinyModel) -> None:
     m.metadata["attention.sliding_window"] = 40
 
 
+#: SmolVLM's tokens that mtmd looks up by their text, in place of the tiny vocabulary's last ones (type 1:
+#: normal, 3: control)
+SMOLVLM_TOKENS = {509: ("\n\n", 1), 510: ("<fake_token_around_image>", 3), 511: ("<global-img>", 3)}
+
+
+class _SmolVLMVocab:
+    """A GGUF writer whose token list and types get SMOLVLM_TOKENS on their way through."""
+
+    def __init__(self, writer: gguf.GGUFWriter) -> None:
+        self._writer = writer
+
+    def add_token_list(self, tokens: list) -> None:
+        tokens = list(tokens)
+        for i, (text, _) in SMOLVLM_TOKENS.items():
+            tokens[i] = text
+        self._writer.add_token_list(tokens)
+
+    def add_token_types(self, types: list) -> None:
+        types = list(types)
+        for i, (_, kind) in SMOLVLM_TOKENS.items():
+            types[i] = kind
+        self._writer.add_token_types(types)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+def smolvlm_text(m: TinyModel) -> None:
+    """make_arch_goldens' tiny llama, written with SMOLVLM_TOKENS in its vocabulary."""
+    llama(m)
+    write = m.write
+
+    def write_with_tokens(path: Path) -> None:
+        add_vocab = make_arch_goldens._add_vocab
+        make_arch_goldens._add_vocab = lambda writer: add_vocab(_SmolVLMVocab(writer))
+        try:
+            write(path)
+        finally:
+            make_arch_goldens._add_vocab = add_vocab
+
+    m.write = write_with_tokens
+
+
 #: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
-         "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text)}
+         "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
+         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text)}
 
 
 def main() -> int:
@@ -206,7 +255,7 @@ def main() -> int:
             for key, value in oracle(text_path, mmproj_path, OUT_DIR / f"{name}.png").items():
                 goldens[f"{name}.{key}"] = value
         np.savez_compressed(OUT_DIR / f"{projector}.npz", prompt=PROMPT, **goldens)
-        print(f"{projector}: " + ", ".join(f"{n} {goldens[f'{n}.embd'].shape} greedy {goldens[f'{n}.greedy'].tolist()}"
+        print(f"{projector}: " + ", ".join(f"{n} {goldens[f'{n}.n_chunks']} chunks, greedy {goldens[f'{n}.greedy'].tolist()}"
                                            for n in IMAGES))
     return 0
 

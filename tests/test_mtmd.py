@@ -2,7 +2,8 @@
 random pairs of tests/fixtures/mtmd (scripts/make_mmproj_goldens.py) give llama.cpp's image
 embeddings, then its logits after the image and its greedy tokens, on reference and cpu_simd: LLaVA's
 ``mlp``, Yi-VL's ``mlp_norm`` and Gemma 3's SigLIP with the ``gemma3`` projector (whose images the text
-model reads with non-causal attention)."""
+model reads with non-causal attention) and SmolVLM's SigLIP with the ``idefics3`` pixel shuffle (each
+image cut into tiles and an overview, each its own image chunk between SmolVLM's tokens)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from llmcore.media import image as images
 FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
 TEXT = FIXTURES / "text.gguf"
 IMAGES = ("square", "wide", "tall", "large", "small")
-PROJECTORS = ("mlp", "mlp_norm", "gemma3")
+PROJECTORS = ("mlp", "mlp_norm", "gemma3", "idefics3")
 #: the text model each projector's goldens pair it with
-TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf"}
+TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf",
+           "idefics3": FIXTURES / "text-smolvlm.gguf"}
 BACKENDS = ("reference", "cpu_simd")
 # llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
 # f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
@@ -47,17 +49,22 @@ def test_chunks_embeddings_logits_and_greedy_tokens(llm):
     for name in IMAGES:
         pixels = images.load_image(FIXTURES / f"{name}.png")
         chunks = mtmd.tokenize(llm.tokenizer, llm.projector, prompt, [pixels])
-        assert [type(c).__name__ for c in chunks] == ["TextChunk", "ImageChunk", "TextChunk"]
-        assert chunks[0].tokens == goldens[f"{name}.text0"].tolist()
-        assert chunks[2].tokens == goldens[f"{name}.text1"].tolist()
-        assert chunks[1].n_tokens == int(goldens[f"{name}.n_image_tokens"])
-        ours = llm.projector.encode(chunks[1])
-        np.testing.assert_allclose(ours, goldens[f"{name}.embd"], atol=EMBD_ATOL, rtol=0)
-        chunks[1].embd = goldens[f"{name}.embd"]  # llama.cpp's embeddings: the text model's part alone
+        assert len(chunks) == int(goldens[f"{name}.n_chunks"]), name
+        ours = {}
+        for i, chunk in enumerate(chunks):
+            if isinstance(chunk, mtmd.TextChunk):
+                assert chunk.tokens == goldens[f"{name}.chunk{i}.tokens"].tolist(), (name, i)
+            else:
+                expected = goldens[f"{name}.chunk{i}.embd"]
+                assert chunk.n_tokens == len(expected), (name, i)
+                ours[i] = llm.projector.encode(chunk)
+                np.testing.assert_allclose(ours[i], expected, atol=EMBD_ATOL, rtol=0)
+                chunk.embd = expected  # llama.cpp's embeddings: the text model's part alone
         llm.reset()
         expected = goldens[f"{name}.logits"]
         assert np.abs(llm.eval_chunks(chunks) - expected).max() < TEXT_REL_ERROR * expected.std(), name
-        chunks[1].embd = ours
+        for i, embd in ours.items():
+            chunks[i].embd = embd
         llm.reset()
         np.testing.assert_allclose(llm.eval_chunks(chunks), expected, atol=LOGITS_ATOL, rtol=0)
         greedy = goldens[f"{name}.greedy"].tolist()
@@ -108,7 +115,7 @@ def test_projector_files_are_checked(tmp_path):
     writer.add_metadata("clip.has_vision_encoder", True)
     writer.add_metadata("clip.projector_type", "qwen2vl_merger")
     writer.write()
-    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, gemma3\)"):
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, gemma3, idefics3\)"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)

@@ -12,6 +12,7 @@ positions a value derived from its pixels) so that a KV cache can tell what it a
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,18 @@ class ImageChunk:
 Chunk = TextChunk | ImageChunk
 
 
+@dataclass(frozen=True)
+class TokenPieces:
+    """Tokens named by their exact text (mtmd's lookup_token: the first token whose piece, specials
+    rendered, is that text), not tokenized."""
+
+    texts: tuple[str, ...]
+
+
+#: an image's share of a prompt: its chunks, text tokenized with specials parsed, and tokens by piece
+ImagePart = ImageChunk | str | TokenPieces
+
+
 class Projector:
     """A vision projector file (``mmproj``) for ``text_n_embd``-wide text embeddings, encoding on
     ``placement``'s backends (the text model's first layer's backend, and its fallbacks)."""
@@ -93,36 +106,70 @@ class Projector:
     # -- images -----------------------------------------------------------------------------------
 
     @property
-    def image_markers(self) -> tuple[str, str]:
-        """The text mtmd puts before and after each image's embeddings (its img_beg and img_end)."""
-        return IMAGE_MARKERS.get(self.params.projector, ("", ""))
-
-    @property
     def non_causal(self) -> bool:
         """Whether the text model reads an image's positions with attention in both directions
         (mtmd_decode_use_non_causal: Gemma 3)."""
         return self.params.projector in NON_CAUSAL_PROJECTORS
 
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 [h, w, 3] RGB as the encoder takes it (clip.cpp's fixed-size preprocessing: scaled
-        into image_size x image_size keeping its aspect ratio and padded, LLaVA's bicubic on its gray,
-        Gemma 3's bilinear on black, then normalized)."""
+    def image_parts(self, pixels: np.ndarray) -> list[ImagePart]:
+        """What takes an image's place in a prompt, as mtmd_tokenize's add_media lays it out: the
+        encoder's inputs as image chunks, with the text around them (img_beg and img_end; SmolVLM's
+        tile and overview tokens)."""
         p = self.params
         if p.grid_pinpoints:
             raise LLMCoreError(f"{self.path}: LLaVA 1.6's any-resolution tiling (clip.vision.image_grid_pinpoints) "
                                "is not supported yet")
+        digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode()).digest()
+        if p.projector == "idefics3":
+            return self._idefics3_parts(pixels, digest)
         if p.projector == "gemma3":
             square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BILINEAR, images.Pad.CEIL)
-        else:
+        else:  # LLaVA's square on its gray
             square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
                                 LLAVA_PAD_COLOR)
-        return images.normalize(square, p.image_mean, p.image_std)
+        begin, end = IMAGE_MARKERS.get(p.projector, ("", ""))
+        return [part for part in (begin, self._chunk(square, digest), end) if part != ""]
 
-    def image_chunk(self, pixels: np.ndarray) -> ImageChunk:
-        prepared = self.prepare(pixels)
-        n_x, n_y = (s // self.params.patch_size for s in prepared.shape[1::-1])
-        digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode()).digest()
-        return ImageChunk(prepared, self._encoder(n_x, n_y).n_output_tokens, digest)
+    def _idefics3_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
+        """SmolVLM's tiling (mtmd's idefics3 preprocessor, Lanczos throughout): the image resized so
+        its longer side is preproc_image_size (the other side rounded down, then up to even), then
+        stretched to whole tiles of image_size; each tile preceded by its row and column, rows ended
+        by a newline, then the whole resized down to one tile as the overview."""
+        p, lanczos, tile = self.params, images.Resize.LANCZOS, self.params.image_size
+        if p.preproc_image_size <= 0:
+            raise LLMCoreError(f"{self.path}: an idefics3 file without clip.vision.preproc_image_size (an older "
+                               "conversion) is not supported yet")
+        height, width = pixels.shape[:2]
+        longest, aspect = p.preproc_image_size, width / height
+        if width >= height:
+            size_w, size_h = longest, int(longest / aspect)
+            size_h += size_h % 2
+        else:
+            size_w, size_h = int(longest * aspect), longest
+            size_w += size_w % 2
+        grid_x, grid_y = -(-size_w // tile), -(-size_h // tile)
+        resized = images.fit(pixels, size_w, size_h, lanczos, images.Pad.NONE)
+        refined = images.fit(resized, grid_x * tile, grid_y * tile, lanczos, images.Pad.NONE)
+        parts: list[ImagePart] = []
+        for y in range(grid_y):
+            for x in range(grid_x):
+                parts.append(f"<fake_token_around_image><row_{y + 1}_col_{x + 1}>")
+                parts.append(self._chunk(refined[y * tile:(y + 1) * tile, x * tile:(x + 1) * tile], digest,
+                                         y * grid_x + x))
+            if y != grid_y - 1:
+                parts.append(TokenPieces(("\n",)))
+        overview = images.fit(refined, tile, tile, lanczos, images.Pad.NONE)
+        return [*parts, TokenPieces(("\n\n", "<fake_token_around_image>", "<global-img>")),
+                self._chunk(overview, digest, grid_x * grid_y), TokenPieces(("<fake_token_around_image>",))]
+
+    def _chunk(self, pixels: np.ndarray, digest: bytes, index: int = 0) -> ImageChunk:
+        """uint8 ``pixels`` of the encoder's input size, normalized, as image chunk ``index`` of the
+        image named by ``digest``."""
+        p = self.params
+        prepared = images.normalize(pixels, p.image_mean, p.image_std)
+        n_x, n_y = (s // p.patch_size for s in prepared.shape[1::-1])
+        name = digest if index == 0 else hashlib.sha256(digest + index.to_bytes(4, "little")).digest()
+        return ImageChunk(prepared, self._encoder(n_x, n_y).n_output_tokens, name)
 
     def _encoder(self, n_x: int, n_y: int) -> ClipVision:
         return ClipVision(self.params, self.weight_specs, n_x, n_y)
@@ -178,8 +225,8 @@ class Projector:
 def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictures: Sequence[np.ndarray], *,
              add_special: bool = True, parse_special: bool = True, marker: str = MEDIA_MARKER) -> list[Chunk]:
     """``text`` cut at each ``marker`` into chunks as mtmd_tokenize cuts it: each piece of text
-    tokenized alone (no BOS, specials parsed), the i-th marker replaced by picture i between the
-    projector's image markers (each tokenized alone, specials parsed), and the BOS
+    tokenized alone (no BOS, specials parsed), the i-th marker replaced by picture i's parts
+    (:meth:`Projector.image_parts`, their text tokenized alone, specials parsed), and the BOS
     put at the start of the first text chunk (or in a chunk of its own before an image)."""
     parts = text.split(marker)
     if len(parts) - 1 != len(pictures):
@@ -196,13 +243,20 @@ def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictu
             else:
                 chunks.append(TextChunk(tokens))
 
-    begin, end = projector.image_markers if projector is not None else ("", "")
     for i, part in enumerate(parts):
         add_text(part, parse_special)
         if i < len(pictures):
-            add_text(begin, True)
-            chunks.append(projector.image_chunk(pictures[i]))
-            add_text(end, True)
+            for piece in projector.image_parts(pictures[i]):
+                if isinstance(piece, str):
+                    add_text(piece, True)
+                elif isinstance(piece, TokenPieces):
+                    tokens = [lookup_token(tokenizer, text) for text in piece.texts]
+                    if chunks and isinstance(chunks[-1], TextChunk):
+                        chunks[-1].tokens.extend(tokens)
+                    else:
+                        chunks.append(TextChunk(tokens))
+                else:
+                    chunks.append(piece)
     if add_special and tokenizer.add_bos and tokenizer.bos_id is not None:
         if chunks and isinstance(chunks[0], TextChunk):
             chunks[0].tokens.insert(0, tokenizer.bos_id)
@@ -214,6 +268,23 @@ def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictu
         else:
             chunks.append(TextChunk([tokenizer.eos_id]))
     return chunks
+
+
+def lookup_token(tokenizer: Tokenizer, text: str) -> int:
+    """The first token whose piece (specials rendered) is ``text``, as mtmd's lookup_token; a
+    vocabulary without one is refused by name (llama.cpp would pass an invalid token on)."""
+    known = _LOOKED_UP.setdefault(tokenizer, {})
+    if text not in known:
+        wanted = text.encode()
+        found = next((i for i in range(tokenizer.n_vocab) if tokenizer.token_to_piece(i, special=True) == wanted), None)
+        if found is None:
+            raise LLMCoreError(f"the vocabulary has no token {text!r}, which this projector puts around images")
+        known[text] = found
+    return known[text]
+
+
+#: lookup_token's answers per tokenizer: a vocabulary is scanned once per text
+_LOOKED_UP: weakref.WeakKeyDictionary[Tokenizer, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 def prompt_ids(chunks: Sequence[Chunk]) -> list[int]:

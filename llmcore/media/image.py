@@ -1,7 +1,7 @@
 """Images as llama.cpp's mtmd prepares them for a vision encoder: decoded to 8-bit RGB, resized with
-clip.cpp's Pillow-compatible resampler (fixed-point separable filters, reimplemented here so the
-pixels are llama.cpp's whatever Pillow version is installed), padded, scaled to [0, 1], normalized by
-the projector's mean and deviation, and cut into patches.
+clip.cpp's Pillow-compatible resampler (bilinear, bicubic or Lanczos fixed-point separable filters,
+reimplemented here so the pixels are llama.cpp's whatever Pillow version is installed), padded, scaled
+to [0, 1], normalized by the projector's mean and deviation, and cut into patches.
 
 Decoding is Pillow's (PNG, JPEG, GIF, BMP, WebP...); everything after it is numpy.
 """
@@ -34,6 +34,7 @@ class Resize(enum.Enum):
 
     BILINEAR = 1.0
     BICUBIC = 2.0
+    LANCZOS = 3.0
 
 
 class Pad(enum.Enum):
@@ -103,6 +104,8 @@ def _filter_weights(in_size: int, out_size: int, algo: Resize) -> tuple[np.ndarr
 
 
 def _filter(x: float, algo: Resize) -> float:
+    if algo is Resize.LANCZOS:  # sinc(x) sinc(x / 3) on [-3, 3), before the absolute value as Pillow's
+        return _sinc(x) * _sinc(x / 3.0) if -3.0 <= x < 3.0 else 0.0
     x = abs(x)
     if algo is Resize.BILINEAR:
         return 1.0 - x if x < 1.0 else 0.0
@@ -112,6 +115,13 @@ def _filter(x: float, algo: Resize) -> float:
     if x < 2.0:
         return (((x - 5) * x + 8) * x - 4) * a
     return 0.0
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x *= math.pi
+    return math.sin(x) / x
 
 
 def _resample(pixels: np.ndarray, out_size: int, axis: int, algo: Resize) -> np.ndarray:

@@ -12,7 +12,8 @@ linear followed by a LayerNorm: clip.cpp's ``mlp_norm``).
 
 SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the post-LayerNorm) feeds
 ``gemma3`` (Gemma 3: the patch grid average-pooled by ``n_merge`` on each side, RMSNorm with the
-soft-embedding weight, then the input projection).
+soft-embedding weight, then the input projection) or ``idefics3`` (SmolVLM: each n_merge x n_merge
+window of patches concatenated into one row, the pixel shuffle, then a linear map).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "gemma3")
+SUPPORTED_PROJECTORS = ("mlp", "gemma3", "idefics3")
 #: projectors behind clip.cpp's SigLIP graph
-SIGLIP_PROJECTORS = ("gemma3",)
+SIGLIP_PROJECTORS = ("gemma3", "idefics3")
 #: weights clip.cpp multiplies transposed (ggml_cont(ggml_transpose(w))): the graph declares them
 #: [n_out, n_in] and the projector loads them transposed
 TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
@@ -77,6 +78,7 @@ class ClipParams:
     feature_layers: tuple[int, ...]
     grid_pinpoints: tuple[tuple[int, int], ...]  # LLaVA 1.6's candidate resolutions (width, height)
     n_merge: int = 1  # patches pooled or merged per side into one output token (gemma3: 4 unless the file says)
+    preproc_image_size: int = 0  # idefics3: the longest side images are resized to before tiling (0: none given)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> ClipParams:
@@ -129,8 +131,9 @@ class ClipParams:
             ffn_op=FFN_GELU if use_gelu else FFN_SILU if use_silu else FFN_GELU_QUICK,
             feature_layers=feature_layers,
             grid_pinpoints=tuple(zip(pinpoints[::2], pinpoints[1::2])),
-            n_merge=_integer(meta, "clip.vision.projector.scale_factor", 1, 64,
-                             default=DEFAULT_MERGE.get(projector, 1)),
+            n_merge=_integer(meta, "clip.vision.projector.scale_factor", 2 if projector == "idefics3" else 1, 64,
+                             default=DEFAULT_MERGE.get(projector, None if projector == "idefics3" else 1)),
+            preproc_image_size=_integer(meta, "clip.vision.preproc_image_size", 0, 1 << 16, default=0),
         )
 
     @property
@@ -189,6 +192,9 @@ class ClipVision(Architecture):
         if params.projector == "gemma3" and (n_x != n_y or n_x % params.n_merge):
             raise ModelError(f"gemma3's pooling needs a square grid of patches divisible by {params.n_merge} "
                              f"per side, not {n_x}x{n_y}")
+        if params.projector == "idefics3" and (n_x % params.n_merge or n_y % params.n_merge):
+            raise ModelError(f"idefics3's pixel shuffle needs a grid of patches divisible by {params.n_merge} "
+                             f"per side, not {n_x}x{n_y}")
         hparams = HParams(arch="clip", n_layer=params.n_layer, n_embd=params.n_embd, n_head=params.n_head,
                           n_head_kv=params.n_head, head_dim=params.head_dim, n_ff=params.n_ff, n_vocab=1,
                           n_ctx_train=self.n_pos, norm_eps=params.eps, rope=RopeParams(n_rot=2), causal=False)
@@ -220,17 +226,24 @@ class ClipVision(Architecture):
             # clip.cpp skips row 0 when there is a class embedding (which sits last)
             "patch_rows": np.arange(self.n_patches, dtype=np.int32) + self.has_class,
         }
-        if self.params.projector == "gemma3":
-            feeds.update(self._pool_inputs())
+        if self.params.n_merge > 1:
+            feeds.update(self._window_inputs())
         return feeds
 
-    def _pool_inputs(self) -> dict[str, np.ndarray]:
-        """``pool.{ky}.{kx}``: for each output token (row-major over the pooled grid) the patch at
-        offset (ky, kx) of its n_merge x n_merge window."""
+    def _window_inputs(self) -> dict[str, np.ndarray]:
+        """``window.{dy}.{dx}``: for each output token (row-major over the merged grid) the patch at
+        offset (dy, dx) of its n_merge x n_merge window."""
         k = self.params.n_merge
         oy, ox = np.mgrid[0:self.n_y // k, 0:self.n_x // k]
-        return {f"pool.{ky}.{kx}": ((oy * k + ky) * self.n_x + ox * k + kx).reshape(-1).astype(np.int32)
-                for ky in range(k) for kx in range(k)}
+        return {f"window.{dy}.{dx}": ((oy * k + dy) * self.n_x + ox * k + dx).reshape(-1).astype(np.int32)
+                for dy in range(k) for dx in range(k)}
+
+    def _windows(self, g: GraphBuilder, x: Node) -> list[Node]:
+        """The patches at each offset of the n_merge x n_merge windows, [output tokens, n_embd] each,
+        offsets row by row."""
+        k = self.params.n_merge
+        return [g.get_rows(x, g.input(f"window.{dy}.{dx}", (self.n_output_tokens,), I32), name=f"window.{dy}.{dx}")
+                for dy in range(k) for dx in range(k)]
 
     def build_image_graph(self) -> Graph:
         """The encoder's graph: inputs ``patches`` (f32 [n_patches, 3 * patch * patch], each row a
@@ -300,7 +313,18 @@ class ClipVision(Architecture):
     def projector(self, g: GraphBuilder, x: Node) -> Node:
         if self.params.projector == "gemma3":
             return self.gemma3_projector(g, x)
+        if self.params.projector == "idefics3":
+            return self.idefics3_projector(g, x)
         return self.llava_projector(g, x)
+
+    def idefics3_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """SmolVLM's: clip.cpp's build_patch_merge_permute (each output row the window's patches
+        joined, row by row within the window), then ``mm.model.fc`` without a bias."""
+        windows = self._windows(g, x)
+        merged = windows[0]
+        for window in windows[1:]:
+            merged = g.concat(merged, window)
+        return g.mul_mat(self.w(g, "mm.model.fc.weight"), merged, name="mm.model.fc")
 
     def gemma3_projector(self, g: GraphBuilder, x: Node) -> Node:
         """Gemma 3's: each n_merge x n_merge window of patches averaged as ggml_pool_2d does (the
@@ -308,12 +332,10 @@ class ClipVision(Architecture):
         gemma3's 4 x 4 and any power-of-two window), RMSNorm times ``mm.soft_emb_norm``, then the
         input projection (stored [n_embd, text n_embd], multiplied transposed)."""
         k, p = self.params.n_merge, self.params
-        total = None
-        for ky in range(k):
-            for kx in range(k):
-                ids = g.input(f"pool.{ky}.{kx}", (self.n_output_tokens,), I32)
-                rows = g.get_rows(x, ids, name=f"pool.{ky}.{kx}")
-                total = rows if total is None else g.add(total, rows)
+        windows = self._windows(g, x)
+        total = windows[0]
+        for window in windows[1:]:
+            total = g.add(total, window)
         x = g.scale(total, 1.0 / (k * k), name="pool")
         x = g.mul(g.rms_norm(x, p.eps), self.w(g, "mm.soft_emb_norm.weight"))
         spec = self.weights.get("mm.input_projection.weight")
