@@ -17,7 +17,8 @@ enum {
     LC_TYPE_Q6_K = 14, LC_TYPE_Q8_K = 15, LC_TYPE_IQ2_XXS = 16, LC_TYPE_IQ2_XS = 17, LC_TYPE_IQ3_XXS = 18,
     LC_TYPE_IQ1_S = 19, LC_TYPE_IQ4_NL = 20, LC_TYPE_IQ3_S = 21, LC_TYPE_IQ2_S = 22, LC_TYPE_IQ4_XS = 23,
     LC_TYPE_IQ1_M = 29, LC_TYPE_BF16 = 30, LC_TYPE_TQ1_0 = 34, LC_TYPE_TQ2_0 = 35, LC_TYPE_MXFP4 = 39,
-    LC_TYPE_COUNT = 40
+    LC_TYPE_NVFP4 = 40, LC_TYPE_Q1_0 = 41, LC_TYPE_Q2_0 = 42,
+    LC_TYPE_COUNT = 43
 };
 
 /* one entry per GGML type id (gguf.GGMLQuantizationType values), ggml-style type traits */

@@ -1,5 +1,5 @@
 /* The grid i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), the ternary TQ1_0 and
- * TQ2_0 (all dotted with Q8_K activations) and MXFP4 (with Q8_0), in llama.cpp's x86 orders.
+ * TQ2_0 (all dotted with Q8_K activations) and MXFP4 and NVFP4 (with Q8_0), in llama.cpp's x86 orders.
  *
  * Each 256-block is first unpacked into small integers: its signed grid values and the odd integer
  * scale (2 * ls + 1) of each 16 values. ggml's AVX2 vec_dot sums these products exactly into 8 int32
@@ -19,7 +19,8 @@
 _Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && sizeof(block_iq2_s) == 82, "iq2 blocks");
 _Static_assert(sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110, "iq3 blocks");
 _Static_assert(sizeof(block_iq1_s) == 50 && sizeof(block_iq1_m) == 56, "iq1 blocks");
-_Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66 && sizeof(block_mxfp4) == 17, "tq/mxfp4 blocks");
+_Static_assert(sizeof(block_tq1_0) == 54 && sizeof(block_tq2_0) == 66, "tq blocks");
+_Static_assert(sizeof(block_mxfp4) == 17 && sizeof(block_nvfp4) == 36, "fp4 blocks");
 
 /* one 256-block as integers: the values (signed grid entries; IQ1: -1, 0, 1), the odd scale of each
  * 16 values, and (IQ1) the +-1 offset of each 8 values ggml adds as +-IQ1S_DELTA */
@@ -384,6 +385,55 @@ void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n) {
         for (int j = 0; j < QK_MXFP4 / 2; ++j) {
             y[j] = (float)kvalues_mxfp4[x[i].qs[j] & 0xF] * d;
             y[j + QK_MXFP4 / 2] = (float)kvalues_mxfp4[x[i].qs[j] >> 4] * d;
+        }
+    }
+}
+
+/* ---- NVFP4: E2M1 levels (doubled) and a UE4M3 scale per 16 values, 64 values a block ------------ */
+
+/* ggml_ue4m3_to_fp32: the scale, halved to undo kvalues_mxfp4's doubling */
+static inline float ue4m3_half(uint8_t x) {
+    if (x == 0 || x == 0x7F) return 0.0f;
+    const int exp = (x >> 3) & 0xF, man = x & 0x7;
+    const float raw = exp == 0 ? ldexpf((float)man, -9) : ldexpf(1.0f + (float)man / 8.0f, exp - 7);
+    return raw * 0.5f;
+}
+
+/* ggml's AVX2 order: per block, two vectors of 8 integer lanes (values 4l..4l+3 of each Q8_0 block),
+ * each lane fused into its float sum times its 16 values' scale * d_x, then hsum_float_8 */
+void lc_vec_dot_nvfp4(int n, float *s, const void *w_row, const void *x_row) {
+    const block_nvfp4 *x = (const block_nvfp4 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float acc[8] = {0};
+    for (int ib = 0; ib < n / QK_NVFP4; ++ib) {
+        for (int h = 0; h < 2; ++h) {  /* the block's halves: its Q8_0 blocks 2ib and 2ib + 1 */
+            const block_q8_0 *yb = y + 2 * ib + h;
+            const float dy = LC_H2F(yb->d);
+            for (int l = 0; l < 8; ++l) {
+                const int sub = 2 * h + l / 4;  /* 16-value sub-block of lane l */
+                const uint8_t *qs = x[ib].qs + 8 * sub;
+                int32_t lane = 0;
+                for (int k = 4 * (l % 4); k < 4 * (l % 4) + 4; ++k) {
+                    const int v = k < 8 ? kvalues_mxfp4[qs[k] & 0xF] : kvalues_mxfp4[qs[k - 8] >> 4];
+                    lane += v * yb->qs[16 * (l / 4) + k];
+                }
+                acc[l] = fmaf(ue4m3_half(x[ib].d[sub]) * dy, (float)lane, acc[l]);
+            }
+        }
+    }
+    *s = lc_hsum8_ordered(acc);
+}
+
+void lc_dequant_row_nvfp4(const void *w_row, float *y, int64_t n) {
+    const block_nvfp4 *x = (const block_nvfp4 *)w_row;
+    for (int64_t i = 0; i < n / QK_NVFP4; ++i) {
+        for (int sub = 0; sub < QK_NVFP4 / QK_NVFP4_SUB; ++sub, y += QK_NVFP4_SUB) {
+            const float d = ue4m3_half(x[i].d[sub]);
+            const uint8_t *qs = x[i].qs + (QK_NVFP4_SUB / 2) * sub;
+            for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
+                y[j] = (float)kvalues_mxfp4[qs[j] & 0xF] * d;
+                y[j + QK_NVFP4_SUB / 2] = (float)kvalues_mxfp4[qs[j] >> 4] * d;
+            }
         }
     }
 }

@@ -11,6 +11,12 @@
 #include "lc_quants_iq.h"
 #define LC_HAVE_IQ 1
 #endif
+/* the files of the newest types: built with the generated ggml_tables.h on the include path (build.py),
+ * absent from the tests' standalone builds of the older kernels */
+#if __has_include("ggml_tables.h")
+#include "lc_quants_bits.h"
+#define LC_HAVE_NEW_TYPES 1
+#endif
 #if __has_include("lc_quants_legacy.h")
 #include "lc_quants_legacy.h"
 #define LC_HAVE_LEGACY 1
@@ -47,7 +53,7 @@ const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
 #if defined(LC_HAVE_IQ)
     [LC_TYPE_IQ4_NL] = TRAITS(QK4_NL, sizeof(block_iq4_nl), LC_TYPE_Q8_0, iq4_nl),
 #endif
-#if defined(LC_HAVE_KQ) && defined(LC_HAVE_IQ) && __has_include("ggml_tables.h") /* quants_iq_grid.c is built */
+#if defined(LC_HAVE_KQ) && defined(LC_HAVE_IQ) && defined(LC_HAVE_NEW_TYPES)
     [LC_TYPE_IQ2_XXS] = TRAITS(QK_K, sizeof(block_iq2_xxs), LC_TYPE_Q8_K, iq2_xxs),
     [LC_TYPE_IQ2_XS] = TRAITS(QK_K, sizeof(block_iq2_xs), LC_TYPE_Q8_K, iq2_xs),
     [LC_TYPE_IQ2_S] = TRAITS(QK_K, sizeof(block_iq2_s), LC_TYPE_Q8_K, iq2_s),
@@ -58,6 +64,11 @@ const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
     [LC_TYPE_TQ1_0] = TRAITS(QK_K, sizeof(block_tq1_0), LC_TYPE_Q8_K, tq1_0),
     [LC_TYPE_TQ2_0] = TRAITS(QK_K, sizeof(block_tq2_0), LC_TYPE_Q8_K, tq2_0),
     [LC_TYPE_MXFP4] = TRAITS(QK_MXFP4, sizeof(block_mxfp4), LC_TYPE_Q8_0, mxfp4),
+    [LC_TYPE_NVFP4] = TRAITS(QK_NVFP4, sizeof(block_nvfp4), LC_TYPE_Q8_0, nvfp4),
+#endif
+#if defined(LC_HAVE_NEW_TYPES)
+    [LC_TYPE_Q1_0] = TRAITS(QK1_0, sizeof(block_q1_0), LC_TYPE_Q8_0, q1_0),
+    [LC_TYPE_Q2_0] = TRAITS(QK2_0, sizeof(block_q2_0), LC_TYPE_Q8_0, q2_0),
 #endif
 };
 
