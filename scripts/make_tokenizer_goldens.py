@@ -7,7 +7,8 @@ ids, and the special token ids. tests/test_tokenizer_oracle.py compares llmcore 
 
 Run it with an interpreter that has llama-cpp-python (never a dependency of llmcore itself):
 ``/work/venv-oracle/bin/python scripts/make_tokenizer_goldens.py OUT_DIR VOCAB.gguf...``
-(``--write-rwkv-vocab PATH`` writes the small RWKV vocabulary used as a fixture.)
+(``--write-rwkv-vocab PATH`` writes the small RWKV vocabulary used as a fixture; ``--write-rwkv-world-vocab
+TXT PATH`` the real RWKV "world" one from rwkv_vocab_v20230424.txt, in PyPI's ``rwkv`` package.)
 """
 
 from __future__ import annotations
@@ -165,9 +166,49 @@ def write_rwkv_vocab(path: str) -> None:
     writer.close()
 
 
+def write_rwkv_world_vocab(vocab_txt: str, path: str) -> None:
+    """The RWKV "world" vocabulary (rwkv_vocab_v20230424.txt, as PyPI's ``rwkv`` package ships it)
+    written as convert_hf_to_gguf.py's _set_vocab_rwkv_world does: each token's bytes as Python
+    escapes after a control ``<s>``, padded to 65536 with unused tokens, "\\n\\n" (261) as the end of
+    turn, bos and eos 0."""
+    import ast
+
+    import gguf
+
+    tokens, types = ["<s>"], [gguf.TokenType.CONTROL]
+    for line in Path(vocab_txt).read_text(encoding="utf-8").splitlines():
+        parts = line.split(" ")
+        token = ast.literal_eval(" ".join(parts[1:-1]))
+        token = token.encode("utf-8") if isinstance(token, str) else token
+        assert len(token) == int(parts[-1])
+        tokens.append(repr(token)[2:-1])
+        types.append(gguf.TokenType.NORMAL)
+    tokens += [f"[PAD{i}]" for i in range(len(tokens), 65536)]
+    types += [gguf.TokenType.UNUSED] * (65536 - len(types))
+    writer = gguf.GGUFWriter(path, "rwkv6")
+    writer.add_tokenizer_model("rwkv")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_eot_token_id(261)
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(0)
+    # convert's template: the llama.cpp tree's own file (this gguf package's tree), else the name
+    template = Path(gguf.__file__).parents[2] / "models" / "templates" / "llama-cpp-rwkv-world.jinja"
+    writer.add_chat_template(template.read_text(encoding="utf-8") if template.is_file() else "rwkv-world")
+    for key, value in (("context_length", 4096), ("embedding_length", 64), ("block_count", 1)):
+        writer.add_uint32(f"rwkv6.{key}", value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "--write-rwkv-vocab":
         write_rwkv_vocab(argv[1])
+        return
+    if argv[0] == "--write-rwkv-world-vocab":
+        write_rwkv_world_vocab(argv[1], argv[2])
         return
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)

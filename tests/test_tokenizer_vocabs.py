@@ -55,7 +55,7 @@ def tokenizers(vocab_file):
 
 def test_fixture_lists_are_complete():
     assert len(VECTOR_VOCABS) == 15  # the nine of ../shared plus llama.cpp's other vocabs with vectors
-    assert len(ORACLE_VOCABS) == 20  # + aquila, baichuan, gpt-neox, nomic-bert-moe (UGM) and a small RWKV one
+    assert len(ORACLE_VOCABS) == 21  # + aquila, baichuan, gpt-neox, nomic-bert-moe (UGM), a small RWKV one and RWKV "world"
 
 
 @pytest.mark.parametrize("name", VECTOR_VOCABS)
