@@ -7,7 +7,8 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
-``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``gemma3``: a SigLIP ViT and
+``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``mlp-anyres``: LLaVA 1.6's, an
+``mlp`` file with ``image_grid_pinpoints``; ``gemma3``: a SigLIP ViT and
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
 shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
 ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
@@ -74,7 +75,7 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         norm(f"{p}.ln2", n_embd)
         matrix(f"{p}.ffn_up", n_ff, n_embd)
         matrix(f"{p}.ffn_down", n_embd, n_ff)
-    if projector == "mlp":
+    if projector in ("mlp", "mlp-anyres"):
         matrix("mm.0", n_text_embd, n_embd)
         matrix("mm.2", n_text_embd, n_text_embd)
     elif projector == "mlp_norm":
@@ -92,7 +93,7 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     writer.add_name(f"tiny-random-mmproj-{projector}")
     writer.add_bool("clip.has_vision_encoder", True)
     # Yi-VL's mlp_norm is an "mlp" with mm.3 (clip.cpp)
-    writer.add_string("clip.projector_type", "mlp" if projector == "mlp_norm" else projector)
+    writer.add_string("clip.projector_type", "mlp" if projector in ("mlp_norm", "mlp-anyres") else projector)
     writer.add_bool("clip.use_gelu", siglip)
     for key, value in {"embedding_length": n_embd, "feed_forward_length": n_ff, "block_count": n_layer,
                        "attention.head_count": 4, "image_size": image_size, "patch_size": patch,
@@ -100,6 +101,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         writer.add_uint32(f"clip.vision.{key}", value)
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
     writer.add_array("clip.vision.image_mean", IMAGE_MEAN)
+    if projector == "mlp-anyres":  # LLaVA 1.6's candidate resolutions (width, height), tiles of 56
+        writer.add_array("clip.vision.image_grid_pinpoints", [112, 56, 56, 112, 112, 112])
     if projector == "idefics3":  # tiles of 48 pixels (6x6 patches, 9 tokens) from images resized to 96
         writer.add_uint32("clip.vision.projector.scale_factor", 2)
         writer.add_uint32("clip.vision.preproc_image_size", 96)
@@ -233,7 +236,7 @@ def smolvlm_text(m: TinyModel) -> None:
 #: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
          "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
-         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text)}
+         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text), "mlp-anyres": ("text.gguf", "llama", llama)}
 
 
 def main() -> int:

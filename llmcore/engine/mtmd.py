@@ -116,12 +116,11 @@ class Projector:
         encoder's inputs as image chunks, with the text around them (img_beg and img_end; SmolVLM's
         tile and overview tokens)."""
         p = self.params
-        if p.grid_pinpoints:
-            raise LLMCoreError(f"{self.path}: LLaVA 1.6's any-resolution tiling (clip.vision.image_grid_pinpoints) "
-                               "is not supported yet")
         digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode()).digest()
         if p.projector == "idefics3":
             return self._idefics3_parts(pixels, digest)
+        if p.grid_pinpoints:
+            return self._any_resolution_parts(pixels, digest)
         if p.projector == "gemma3":
             square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BILINEAR, images.Pad.CEIL)
         else:  # LLaVA's square on its gray
@@ -129,6 +128,22 @@ class Projector:
                                 LLAVA_PAD_COLOR)
         begin, end = IMAGE_MARKERS.get(p.projector, ("", ""))
         return [part for part in (begin, self._chunk(square, digest), end) if part != ""]
+
+    def _any_resolution_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
+        """LLaVA 1.6's tiling as mtmd 0.3.36 does it (its llava_uhd preprocessor with pinpoints): an
+        image within image_size on both sides is one chunk, stretched to the square; a larger one is
+        fitted into the best candidate resolution (bicubic, centered on black), cut into
+        image_size tiles, row by row, then followed by the whole stretched to the square (the
+        overview); no text or newline embeddings between them."""
+        p, bicubic, size = self.params, images.Resize.BICUBIC, self.params.image_size
+        height, width = pixels.shape[:2]
+        overview = images.fit(pixels, size, size, bicubic, images.Pad.NONE)
+        if width <= size and height <= size:
+            return [self._chunk(overview, digest)]
+        best_w, best_h = best_resolution(width, height, p.grid_pinpoints)
+        refined = images.fit(pixels, best_w, best_h, bicubic, images.Pad.CEIL)
+        tiles = [refined[y:y + size, x:x + size] for y in range(0, best_h, size) for x in range(0, best_w, size)]
+        return [*(self._chunk(tile, digest, i) for i, tile in enumerate(tiles)), self._chunk(overview, digest, len(tiles))]
 
     def _idefics3_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
         """SmolVLM's tiling (mtmd's idefics3 preprocessor, Lanczos throughout): the image resized so
@@ -268,6 +283,20 @@ def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictu
         else:
             chunks.append(TextChunk([tokenizer.eos_id]))
     return chunks
+
+
+def best_resolution(width: int, height: int, candidates: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """mtmd's select_best_resolution: the candidate (width, height) the image, scaled to fit it,
+    keeps the most of its pixels in, the least wasted area breaking ties, the first kept on a tie."""
+    best, best_effective, best_wasted = candidates[0], 0, 1 << 62
+    for cand_w, cand_h in candidates:
+        scale = min(np.float32(cand_w) / np.float32(width), np.float32(cand_h) / np.float32(height))
+        fitted = int(np.float32(width) * scale) * int(np.float32(height) * scale)
+        effective = min(fitted, width * height)
+        wasted = cand_w * cand_h - effective
+        if effective > best_effective or (effective == best_effective and wasted < best_wasted):
+            best, best_effective, best_wasted = (cand_w, cand_h), effective, wasted
+    return best
 
 
 def lookup_token(tokenizer: Tokenizer, text: str) -> int:

@@ -116,6 +116,9 @@ class ClipParams:
         pinpoints = [int(v) for v in meta.get("clip.vision.image_grid_pinpoints", ())]
         if len(pinpoints) % 2:
             raise ModelError("metadata 'clip.vision.image_grid_pinpoints' has an odd number of values")
+        if any(v <= 0 or v % image_size for v in pinpoints):  # clip.cpp's LLaVA graph takes square tiles only
+            raise ModelError(f"metadata 'clip.vision.image_grid_pinpoints': {pinpoints} are not all multiples of "
+                             f"the image size {image_size}")
         return cls(
             projector=projector,
             n_embd=n_embd,
