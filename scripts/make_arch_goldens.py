@@ -705,6 +705,31 @@ def lerp(m: TinyModel, name: str, *shape: int) -> None:
     m.tensors[name] = m.rng.uniform(0, 1, shape).astype(np.float32)
 
 
+def qwen_rwkv_model(m: TinyModel, head_size: int, **metadata: object) -> None:
+    """What ARWKV-7 and RWKV-6-Qwen2 share: RMS norms, a SwiGLU FFN, one token-shift row per layer."""
+    m.metadata.update({"attention.head_count": 0, "attention.head_count_kv": 0, "wkv.head_size": head_size,
+                       "attention.layer_norm_rms_epsilon": 1e-6, "token_shift_count": 1, **metadata})
+    m.embedding()
+    m.norms(["attn_norm", "ffn_norm"])
+
+
+def rwkv6_lerps(m: TinyModel, p: str, rank: int) -> None:
+    """RWKV-6's lerps: mu_x and the five fused ones, moved per token by a LoRA of ``rank``."""
+    d = m.n_embd
+    m.matrix(f"{p}.time_mix_w1.weight", 5 * rank, d, gain=0.5)
+    m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, rank)).astype(np.float32)
+    lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
+    lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+
+
+def rwkv6_decay(m: TinyModel, p: str, rank: int) -> None:
+    """RWKV-6's decays: a base and a LoRA of ``rank``."""
+    d = m.n_embd
+    m.tensors[f"{p}.time_mix_decay.weight"] = m.rng.uniform(-3, 1, d).astype(np.float32)
+    m.matrix(f"{p}.time_mix_decay_w1.weight", rank, d, gain=0.5)
+    m.matrix(f"{p}.time_mix_decay_w2.weight", d, rank, gain=0.5)
+
+
 def rwkv6(m: TinyModel) -> None:
     """RWKV-6: 2 heads of 64, the data-dependent lerps of rank 24 and decays of rank 16, fused
     lerps, the residual halved after every layer."""
@@ -713,14 +738,9 @@ def rwkv6(m: TinyModel) -> None:
     d, n_head = m.n_embd, m.n_embd // hs
     for il in range(m.n_layer):
         p = f"blk.{il}"
-        m.matrix(f"{p}.time_mix_w1.weight", 5 * mix_rank, d, gain=0.5)
-        m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, mix_rank)).astype(np.float32)
-        lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
-        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+        rwkv6_lerps(m, p, mix_rank)
         m.tensors[f"{p}.time_mix_first.weight"] = m.rng.normal(0, 0.5, (n_head, hs)).astype(np.float32)
-        m.tensors[f"{p}.time_mix_decay.weight"] = m.rng.uniform(-3, 1, d).astype(np.float32)
-        m.matrix(f"{p}.time_mix_decay_w1.weight", decay_rank, d, gain=0.5)
-        m.matrix(f"{p}.time_mix_decay_w2.weight", d, decay_rank, gain=0.5)
+        rwkv6_decay(m, p, decay_rank)
         for name in ("key", "value", "receptance", "gate", "output"):
             m.matrix(f"{p}.time_mix_{name}.weight", d, d)
         m.norm(f"{p}.time_mix_ln.weight", d)
@@ -732,6 +752,25 @@ def rwkv6(m: TinyModel) -> None:
         m.matrix(f"{p}.channel_mix_receptance.weight", d, d)
 
 
+def rwkv7_time_mix(m: TinyModel, p: str, rank: int, gated: bool) -> None:
+    """RWKV-7's time mix: LoRAs of ``rank`` for the decay, the in-context learning rate, the value
+    residual and (``gated``) the output gate, 6 or 5 fused lerps, the key's normalization and bonus."""
+    d = m.n_embd
+    for name in ("w", "a", "v"):
+        m.bias(f"{p}.time_mix_{name}0.weight", d)
+        m.matrix(f"{p}.time_mix_{name}1.weight", rank, d, gain=0.5)
+        m.matrix(f"{p}.time_mix_{name}2.weight", d, rank, gain=0.5)
+    if gated:
+        m.matrix(f"{p}.time_mix_g1.weight", rank, d, gain=0.5)
+        m.matrix(f"{p}.time_mix_g2.weight", d, rank)
+    lerp(m, f"{p}.time_mix_lerp_fused.weight", 6 if gated else 5, 1, 1, d)
+    m.norm(f"{p}.time_mix_k_k.weight", d)
+    lerp(m, f"{p}.time_mix_k_a.weight", d)
+    m.tensors[f"{p}.time_mix_r_k.weight"] = m.rng.normal(0, 0.5, d).astype(np.float32)
+    for name in ("key", "value", "receptance", "output"):
+        m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+
+
 def rwkv7(m: TinyModel) -> None:
     """RWKV-7: 2 heads of 64 (ggml's SIMD loop needs 64), LoRAs of rank 8 for the decay, the
     in-context learning rate, the value residual and the output gate."""
@@ -741,18 +780,7 @@ def rwkv7(m: TinyModel) -> None:
     d = m.n_embd
     for il in range(m.n_layer):
         p = f"blk.{il}"
-        for name in ("w", "a", "v"):
-            m.bias(f"{p}.time_mix_{name}0.weight", d)
-            m.matrix(f"{p}.time_mix_{name}1.weight", rank, d, gain=0.5)
-            m.matrix(f"{p}.time_mix_{name}2.weight", d, rank, gain=0.5)
-        m.matrix(f"{p}.time_mix_g1.weight", rank, d, gain=0.5)
-        m.matrix(f"{p}.time_mix_g2.weight", d, rank)
-        lerp(m, f"{p}.time_mix_lerp_fused.weight", 6, 1, 1, d)
-        m.norm(f"{p}.time_mix_k_k.weight", d)
-        lerp(m, f"{p}.time_mix_k_a.weight", d)
-        m.tensors[f"{p}.time_mix_r_k.weight"] = m.rng.normal(0, 0.5, d).astype(np.float32)
-        for name in ("key", "value", "receptance", "output"):
-            m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+        rwkv7_time_mix(m, p, rank, gated=True)
         m.norm(f"{p}.time_mix_ln.weight", d)
         m.bias(f"{p}.time_mix_ln.bias", d)
         lerp(m, f"{p}.channel_mix_lerp_k.weight", 1, 1, d)
@@ -765,20 +793,12 @@ def rwkv6qwen2(m: TinyModel) -> None:
     sharing one key/value head, biased r, k, v; RMS norms and a SwiGLU FFN."""
     hs, mix_rank, decay_rank = 64, 24, 16
     d, kv = m.n_embd, 64
-    m.metadata.update({"attention.head_count": 2, "attention.head_count_kv": 1, "wkv.head_size": hs,
-                       "attention.layer_norm_rms_epsilon": 1e-6, "token_shift_count": 1,
-                       "time_mix_extra_dim": mix_rank, "time_decay_extra_dim": decay_rank})
-    m.embedding()
-    m.norms(["attn_norm", "ffn_norm"])
+    qwen_rwkv_model(m, hs, **{"attention.head_count": 2, "attention.head_count_kv": 1,
+                              "time_mix_extra_dim": mix_rank, "time_decay_extra_dim": decay_rank})
     for il in range(m.n_layer):
         p = f"blk.{il}"
-        m.matrix(f"{p}.time_mix_w1.weight", 5 * mix_rank, d, gain=0.5)
-        m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, mix_rank)).astype(np.float32)
-        lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
-        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
-        m.tensors[f"{p}.time_mix_decay.weight"] = m.rng.uniform(-3, 1, d).astype(np.float32)
-        m.matrix(f"{p}.time_mix_decay_w1.weight", decay_rank, d, gain=0.5)
-        m.matrix(f"{p}.time_mix_decay_w2.weight", d, decay_rank, gain=0.5)
+        rwkv6_lerps(m, p, mix_rank)
+        rwkv6_decay(m, p, decay_rank)
         for name, rows in (("key", kv), ("value", kv), ("receptance", d)):
             m.matrix(f"{p}.time_mix_{name}.weight", rows, d)
             m.bias(f"{p}.time_mix_{name}.bias", rows)
@@ -789,27 +809,12 @@ def rwkv6qwen2(m: TinyModel) -> None:
 
 def arwkv7(m: TinyModel) -> None:
     """ARWKV-7: RWKV-7's time mix without its output gate (5 lerps) or group norm, between RMS
-    norms, and a SwiGLU FFN; one token-shift row per layer."""
-    hs, rank = 64, 8
-    m.metadata.update({"attention.head_count": 0, "attention.head_count_kv": 0, "wkv.head_size": hs,
-                       "attention.layer_norm_rms_epsilon": 1e-6, "token_shift_count": 1,
-                       "attention.decay_lora_rank": rank, "attention.iclr_lora_rank": rank,
-                       "attention.value_residual_mix_lora_rank": rank})
-    m.embedding()
-    m.norms(["attn_norm", "ffn_norm"])
-    d = m.n_embd
+    norms, and a SwiGLU FFN."""
+    rank = 8
+    qwen_rwkv_model(m, 64, **{"attention.decay_lora_rank": rank, "attention.iclr_lora_rank": rank,
+                              "attention.value_residual_mix_lora_rank": rank})
     for il in range(m.n_layer):
-        p = f"blk.{il}"
-        for name in ("w", "a", "v"):
-            m.bias(f"{p}.time_mix_{name}0.weight", d)
-            m.matrix(f"{p}.time_mix_{name}1.weight", rank, d, gain=0.5)
-            m.matrix(f"{p}.time_mix_{name}2.weight", d, rank, gain=0.5)
-        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
-        m.norm(f"{p}.time_mix_k_k.weight", d)
-        lerp(m, f"{p}.time_mix_k_a.weight", d)
-        m.tensors[f"{p}.time_mix_r_k.weight"] = m.rng.normal(0, 0.5, d).astype(np.float32)
-        for name in ("key", "value", "receptance", "output"):
-            m.matrix(f"{p}.time_mix_{name}.weight", d, d)
+        rwkv7_time_mix(m, f"blk.{il}", rank, gated=False)
         m.ffn(il)
 
 

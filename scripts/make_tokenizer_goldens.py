@@ -154,10 +154,19 @@ def write_rwkv_vocab(path: str) -> None:
 
     tokens = ["<s>"] + [f"\\x{b:02x}" if b < 32 or b > 126 or b == 92 else chr(b) for b in range(256)]
     tokens += ["he", "hel", "hello", " w", " wor", "ld", "\\n\\n", "caf\\xc3\\xa9", "日本", " the", "th", "\\t"]
+    _write_rwkv_vocab(path, tokens, [gguf.TokenType.CONTROL] + [gguf.TokenType.NORMAL] * (len(tokens) - 1))
+
+
+def _write_rwkv_vocab(path: str, tokens: list[str], types: list[int], add_more=None) -> None:
+    """A vocabulary-only rwkv6 GGUF of ``tokens``; ``add_more(writer)`` adds further keys."""
+    import gguf
+
     writer = gguf.GGUFWriter(path, "rwkv6")
     writer.add_tokenizer_model("rwkv")
     writer.add_token_list(tokens)
-    writer.add_token_types([gguf.TokenType.CONTROL] + [gguf.TokenType.NORMAL] * (len(tokens) - 1))
+    writer.add_token_types(types)
+    if add_more is not None:
+        add_more(writer)
     for key, value in (("context_length", 4096), ("embedding_length", 64), ("block_count", 1)):
         writer.add_uint32(f"rwkv6.{key}", value)
     writer.write_header_to_file()
@@ -185,22 +194,16 @@ def write_rwkv_world_vocab(vocab_txt: str, path: str) -> None:
         types.append(gguf.TokenType.NORMAL)
     tokens += [f"[PAD{i}]" for i in range(len(tokens), 65536)]
     types += [gguf.TokenType.UNUSED] * (65536 - len(types))
-    writer = gguf.GGUFWriter(path, "rwkv6")
-    writer.add_tokenizer_model("rwkv")
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_eot_token_id(261)
-    writer.add_bos_token_id(0)
-    writer.add_eos_token_id(0)
     # convert's template: the llama.cpp tree's own file (this gguf package's tree), else the name
     template = Path(gguf.__file__).parents[2] / "models" / "templates" / "llama-cpp-rwkv-world.jinja"
-    writer.add_chat_template(template.read_text(encoding="utf-8") if template.is_file() else "rwkv-world")
-    for key, value in (("context_length", 4096), ("embedding_length", 64), ("block_count", 1)):
-        writer.add_uint32(f"rwkv6.{key}", value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+
+    def specials(writer: gguf.GGUFWriter) -> None:
+        writer.add_eot_token_id(261)
+        writer.add_bos_token_id(0)
+        writer.add_eos_token_id(0)
+        writer.add_chat_template(template.read_text(encoding="utf-8") if template.is_file() else "rwkv-world")
+
+    _write_rwkv_vocab(path, tokens, types, specials)
 
 
 def main(argv: list[str]) -> None:

@@ -2,8 +2,8 @@
 l2_norm and exp in ops.cpp, AVX-512 build): each token reads its sequence's state row and leaves it
 updated, token by token in batch order.
 
-WKV-6's state of a head is [key][value]: per key i the value row is updated with fused
-multiply-adds, and the output adds key by key. WKV-7's is [value][key]: the dots over keys are
+WKV-6's state of a head (and gated linear attention's) is [key][value]: per key i the value row is
+updated with fused multiply-adds, and the output adds key by key. WKV-7's is [value][key]: the dots over keys are
 ggml's SIMD loop (ggml_vec_dot_f32's order, four 16-lane accumulators per 64 values)."""
 
 from __future__ import annotations
@@ -27,35 +27,32 @@ def token_shift(state: np.ndarray, x: np.ndarray, slots: np.ndarray) -> np.ndarr
 def rwkv_wkv6(state: np.ndarray, k: np.ndarray, v: np.ndarray, r: np.ndarray, u: np.ndarray, w: np.ndarray,
               slots: np.ndarray) -> np.ndarray:
     """y[h, j] = sum over keys i of r_i (k_i v_j u_i + S_ij); then S_ij = S_ij w_i + k_i v_j."""
+    return _linear_attention(state, k, v, r, w, slots, u)
+
+
+def gated_linear_attn(state: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.ndarray, gate: np.ndarray,
+                      slots: np.ndarray, scale: float) -> np.ndarray:
+    """S_ij = S_ij g_i + k_i v_j, then y_j = sum over keys i of S_ij (q_i scale), per head."""
+    return _linear_attention(state, k, v, q * np.float32(scale), gate, slots, None)
+
+
+def _linear_attention(state: np.ndarray, k: np.ndarray, v: np.ndarray, r: np.ndarray, w: np.ndarray,
+                      slots: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+    """Per key i: S_ij' = S_ij w_i + k_i v_j; the output adds r_i (k_i v_j u_i + S_ij) with a bonus u,
+    r_i S_ij' without, key by key."""
     n, n_head, head = k.shape
     states = state.reshape(len(state), n_head, head, head)
     y = np.empty((n, n_head, head), np.float32)
     for t in range(n):
         s = states[slots[t]]
         kv = k[t][:, :, None] * v[t][:, None, :]  # [head, key, value]
-        bonus = _fma(kv, u[:, :, None], s)
+        updated = _fma(s, w[t][:, :, None], kv)
+        read = updated if u is None else _fma(kv, u[:, :, None], s)
         out = np.zeros((n_head, head), np.float32)
         for i in range(head):
-            out = _fma(bonus[:, i], r[t][:, i, None], out)
+            out = _fma(read[:, i], r[t][:, i, None], out)
         y[t] = out
-        states[slots[t]] = _fma(s, w[t][:, :, None], kv)
-    return y.reshape(n, n_head * head)
-
-
-def gated_linear_attn(state: np.ndarray, k: np.ndarray, v: np.ndarray, q: np.ndarray, gate: np.ndarray,
-                      slots: np.ndarray, scale: float) -> np.ndarray:
-    """S_ij = S_ij g_i + k_i v_j, then y_j = sum over keys i of S_ij (q_i scale), per head."""
-    n, n_head, head = k.shape
-    states = state.reshape(len(state), n_head, head, head)
-    y = np.empty((n, n_head, head), np.float32)
-    for t in range(n):
-        s = _fma(states[slots[t]], gate[t][:, :, None], k[t][:, :, None] * v[t][:, None, :])
-        q_scaled = q[t] * np.float32(scale)
-        out = np.zeros((n_head, head), np.float32)
-        for i in range(head):
-            out = _fma(s[:, i], q_scaled[:, i, None], out)
-        y[t] = out
-        states[slots[t]] = s
+        states[slots[t]] = updated
     return y.reshape(n, n_head * head)
 
 

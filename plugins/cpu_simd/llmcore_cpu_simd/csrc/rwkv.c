@@ -58,14 +58,12 @@ void lc_op_token_shift(const lc_node *nd, const lc_task *task) {
     }
 }
 
-/* RWKV_WKV6 src0 state [slots][ne1 heads][ne0 key][ne0 value], src1 k, src2 v, src3 r, src5 w
- * [ne2][ne1][ne0], src4 u [ne1][ne0], src6 i32 slots[ne2]; dst y [ne2][ne1 * ne0]:
- * y_j = sum over i of r_i (k_i v_j u_i + S_ij), then S_ij = S_ij w_i + k_i v_j */
-void lc_op_rwkv_wkv6(const lc_node *nd, const lc_task *task) {
+/* RWKV-6's wkv and gated linear attention: per key i of a head, S_ij' = S_ij w_i + k_i v_j, and the
+ * output adds, key by key, r_i (k_i v_j u_i + S_ij) (RWKV-6, bonus u) or r_i S_ij' (u NULL: gated
+ * linear attention, r = q scale); ggml's fused multiply-adds in both */
+static void linear_attention(const lc_node *nd, const lc_task *task, float *state, const float *k, const float *v,
+                             const float *r, float r_scale, const float *u, const float *w, const int32_t *slots) {
     const int64_t head = nd->ne[0], n_head = nd->ne[1], n = nd->ne[2];
-    float *state = (float *)nd->src[0];
-    const float *k = nd->src[1], *v = nd->src[2], *r = nd->src[3], *u = nd->src[4], *w = nd->src[5];
-    const int32_t *slots = nd->src[6];
     float *y = nd->dst;
     const int64_t width = n_head * head;
     int64_t h0, h1;
@@ -78,17 +76,27 @@ void lc_op_rwkv_wkv6(const lc_node *nd, const lc_task *task) {
             const float *vt = v + th;
             for (int64_t j = 0; j < head; j++) out[j] = 0.0f;
             for (int64_t i = 0; i < head; i++) {
-                const float k_i = k[th + i], r_i = r[th + i], u_i = u[h * head + i], w_i = w[th + i];
+                const float k_i = k[th + i], r_i = u ? r[th + i] : r[th + i] * r_scale, w_i = w[th + i];
+                const float u_i = u ? u[h * head + i] : 0.0f;
                 float *s = s_row + (h * head + i) * head;
                 for (int64_t j = 0; j < head; j++) {
                     const float kv = vt[j] * k_i;
                     const float prev = s[j];
-                    out[j] = fmaf(fmaf(kv, u_i, prev), r_i, out[j]);
-                    s[j] = fmaf(prev, w_i, kv);
+                    const float next = fmaf(prev, w_i, kv);
+                    out[j] = fmaf(u ? fmaf(kv, u_i, prev) : next, r_i, out[j]);
+                    s[j] = next;
                 }
             }
         }
     }
+}
+
+/* RWKV_WKV6 src0 state [slots][ne1 heads][ne0 key][ne0 value], src1 k, src2 v, src3 r, src5 w
+ * [ne2][ne1][ne0], src4 u [ne1][ne0], src6 i32 slots[ne2]; dst y [ne2][ne1 * ne0]:
+ * y_j = sum over i of r_i (k_i v_j u_i + S_ij), then S_ij = S_ij w_i + k_i v_j */
+void lc_op_rwkv_wkv6(const lc_node *nd, const lc_task *task) {
+    linear_attention(nd, task, (float *)nd->src[0], nd->src[1], nd->src[2], nd->src[3], 1.0f, nd->src[4], nd->src[5],
+                     nd->src[6]);
 }
 
 /* RWKV_WKV7 src0 state [slots][ne1 heads][ne0 value][ne0 key], src1 r, src2 w, src3 k, src4 v, src5 a,
@@ -126,29 +134,6 @@ void lc_op_rwkv_wkv7(const lc_node *nd, const lc_task *task) {
  * [ne2][ne1][ne0], src5 i32 slots[ne2], f[0] scale; dst y [ne2][ne1 * ne0] (ggml_gated_linear_attn):
  * S_ij = S_ij g_i + k_i v_j, then y_j = sum over i of S_ij (q_i scale) */
 void lc_op_gated_linear_attn(const lc_node *nd, const lc_task *task) {
-    const int64_t head = nd->ne[0], n_head = nd->ne[1], n = nd->ne[2];
-    float *state = (float *)nd->src[0];
-    const float *k = nd->src[1], *v = nd->src[2], *q = nd->src[3], *g = nd->src[4];
-    const int32_t *slots = nd->src[5];
-    float *y = nd->dst;
-    const int64_t width = n_head * head;
-    int64_t h0, h1;
-    share(n_head, task->ith, task->nth, &h0, &h1);
-    for (int64_t t = 0; t < n; t++) {
-        float *s_row = state + (int64_t)slots[t] * width * head;
-        for (int64_t h = h0; h < h1; h++) {
-            const int64_t th = t * width + h * head;
-            float *out = y + th;
-            const float *vt = v + th;
-            for (int64_t j = 0; j < head; j++) out[j] = 0.0f;
-            for (int64_t i = 0; i < head; i++) {
-                const float k_i = k[th + i], q_i = q[th + i] * nd->f[0], g_i = g[th + i];
-                float *s = s_row + (h * head + i) * head;
-                for (int64_t j = 0; j < head; j++) {
-                    s[j] = fmaf(s[j], g_i, vt[j] * k_i);
-                    out[j] = fmaf(s[j], q_i, out[j]);
-                }
-            }
-        }
-    }
+    linear_attention(nd, task, (float *)nd->src[0], nd->src[1], nd->src[2], nd->src[3], nd->f[0], NULL, nd->src[4],
+                     nd->src[5]);
 }
