@@ -68,6 +68,7 @@ void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t 
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
@@ -470,6 +471,36 @@ def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):
                 lib.lc_tile_q5_0(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), row, nw, _ptr(xs), x_row, nx)
                 np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                               err_msg=f"{lvl} nw={nw} nx={nx}")
+
+
+def ref_dot_f16_tinyblas(w: np.ndarray, x: np.ndarray) -> np.float32:
+    """llamafile's tinyBLAS f16 GEMM (ggml's f16 weight times two or more f16 rows, AVX-512) for one
+    output: 16 float32 lanes, one fma per value, then _mm512_reduce_add_ps's order."""
+    lanes = np.zeros(16, np.float32)
+    for w16, x16 in zip(w.astype(np.float32).reshape(-1, 16), x.astype(np.float32).reshape(-1, 16)):
+        lanes = _fma32(w16, x16, lanes)
+    t3 = lanes[8:] + lanes[:8]
+    t6 = t3[4:] + t3[:4]
+    return np.float32((t6[0] + t6[2]) + (t6[1] + t6[3]))
+
+
+def test_f16_tile_matches_tinyblas_formula(libs):
+    """The f16 matmul's tile for two or more tokens (a verified speculative draft, a few server
+    slots) adds up as tinyBLAS, which ggml runs then, bit for bit on every ISA level, for each
+    number of weight and activation rows it takes."""
+    rng = np.random.default_rng(13)
+    for n in (576, 1536):
+        w = rng.standard_normal((2, n)).astype(np.float16)
+        x = rng.standard_normal((4, n)).astype(np.float16)
+        expected = np.array([[ref_dot_f16_tinyblas(w[i], x[j]) for i in range(2)] for j in range(4)], np.float32)
+        for lvl, lib in libs.items():
+            for nw in (1, 2):
+                for nx in (1, 2, 3, 4):
+                    y = np.zeros((4, 2), np.float32)
+                    lib.lc_tile_f16_tinyblas(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), 2 * n, nw, _ptr(x),
+                                             2 * n, nx)
+                    np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
+                                                  err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
 
 
 def test_quantize_q8_K_matches_ggml_reference(libs):

@@ -23,13 +23,15 @@ void lc_dequant_row_q4_1(const void *w_row, float *y, int64_t n);
 
 /* Tiles for the matmul: y[j * ldy + r] = dot(weight row r, activation row j) for r < nw (<= 2) and
  * j < nx (<= LC_TILE_X). Every dot is computed by exactly the operations vec_dot uses, so results
- * never depend on how many rows share a call (decode batches stay bit-identical to single tokens). */
+ * never depend on how many rows share a call (decode batches stay bit-identical to single tokens);
+ * except the f16 tile, tinyBLAS's order, which ggml takes for two or more tokens only. */
 #define LC_TILE_X 4
 typedef void (*lc_tile_fn)(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw,
                            const void *x, size_t x_stride, int nx);
 void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* AVX2 builds */
+void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* rows of 16s */
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
 
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */

@@ -85,6 +85,13 @@ static int f32_gemm(const lc_node *nd) {
     return nd->type == LC_TYPE_F32 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0;
 }
 
+/* An f16 weight likewise meets two or more (f16-rounded) tokens through tinyBLAS's f16 GEMM, whose
+ * tile reads each weight row once for up to LC_TILE_X tokens (a verified speculative draft, a few
+ * server slots); one token, and rows not of whole 16s, go through ggml_vec_dot_f16 */
+static int f16_gemm(const lc_node *nd) {
+    return nd->type == LC_TYPE_F16 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0;
+}
+
 /* A Q4_K weight llama.cpp repacks (rows a multiple of 8) meets a batch in groups of four tokens
  * through its GEMM, the tokens left over through its GEMV (vec_dot's order here): the tokens before
  * this index take the GEMM's order. */
@@ -139,7 +146,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
 #endif
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
-    const lc_tile_fn tile = tiled || gemm_tokens ? NULL : lc_tile_for(nd->type);
+    const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled ? tiled : f32_gemm(nd) ? lc_vec_dot_f32_tinyblas : lc_traits[nd->type].vec_dot;
     for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;

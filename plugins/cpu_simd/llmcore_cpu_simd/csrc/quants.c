@@ -205,6 +205,39 @@ void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
     *s = sum;
 }
 
+/* An f16 weight times two or more f16 activation rows, as llamafile's tinyBLAS f16 GEMM (which ggml
+ * uses then, when the rows are whole vectors of 16): per output one 16-lane accumulator over the row,
+ * reduced as _mm512_reduce_add_ps. Each weight row is read once for the nx (<= LC_TILE_X) activation
+ * rows; the nw rows go one after the other (two rows at once ran slower on Zen 4). */
+static inline __attribute__((always_inline)) void tile_f16_tinyblas(int n, float *y, size_t ldy, const char *w, size_t w_stride,
+                                     const char *x, size_t x_stride, const int NW, const int NX) {
+    for (int r = 0; r < NW; r++) {
+        const lc_fp16_t *wr = (const lc_fp16_t *)(w + r * w_stride);
+#if defined(LC_AVX512)
+        __m512 acc[LC_TILE_X];
+        for (int j = 0; j < NX; j++) acc[j] = _mm512_setzero_ps();
+        for (int i = 0; i < n; i += 16) {
+            const __m512 wv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wr + i)));
+            for (int j = 0; j < NX; j++) {
+                const lc_fp16_t *xr = (const lc_fp16_t *)(x + j * x_stride);
+                acc[j] = _mm512_fmadd_ps(wv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xr + i))), acc[j]);
+            }
+        }
+        /* lc_reduce16_ordered's sums in registers: the halves added, then lc_hsum256's steps */
+        for (int j = 0; j < NX; j++)
+            y[j * ldy + r] = lc_hsum256(_mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1)));
+#else
+        for (int j = 0; j < NX; j++) {
+            const lc_fp16_t *xr = (const lc_fp16_t *)(x + j * x_stride);
+            float lanes[16] = {0};
+            for (int i = 0; i < n; i += 16)
+                for (int l = 0; l < 16; l++) lanes[l] = fmaf(LC_H2F(wr[i + l]), LC_H2F(xr[i + l]), lanes[l]);
+            y[j * ldy + r] = lc_reduce16_ordered(lanes);
+        }
+#endif
+    }
+}
+
 /* ---- quantized tiles ------------------------------------------------------------------------
  * A tile is nw (<= 2) weight rows times nx (<= LC_TILE_X) activation rows. Each of its dots adds
  * up exactly as ggml's AVX2 vec_dot does (8 float lanes, one fma per 32-block, hsum_float_8, then
@@ -237,7 +270,7 @@ static inline void lanes_fma(float *acc, float d, const int *sumi) {
 }
 #endif
 
-static inline void tile_q8_0(int n, float *y, size_t ldy, const char *w, size_t w_stride,
+static inline __attribute__((always_inline)) void tile_q8_0(int n, float *y, size_t ldy, const char *w, size_t w_stride,
                              const char *x, size_t x_stride, const int NW, const int NX) {
     const int nb = n / QK8_0;
     const block_q8_0 *w0 = (const block_q8_0 *)w, *w1 = (const block_q8_0 *)(w + (NW > 1 ? w_stride : 0));
@@ -279,7 +312,7 @@ static inline void tile_q8_0(int n, float *y, size_t ldy, const char *w, size_t 
 #endif
 }
 
-static inline void tile_q4_1(int n, float *y, size_t ldy, const char *w, size_t w_stride,
+static inline __attribute__((always_inline)) void tile_q4_1(int n, float *y, size_t ldy, const char *w, size_t w_stride,
                              const char *x, size_t x_stride, const int NW, const int NX) {
     const int nb = n / QK4_1;
     const block_q4_1 *w0 = (const block_q4_1 *)w, *w1 = (const block_q4_1 *)(w + (NW > 1 ? w_stride : 0));
@@ -366,6 +399,11 @@ void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, i
 void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw,
                   const void *x, size_t x_stride, int nx) {
     LC_TILE_DISPATCH(tile_q4_1)
+}
+
+void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw,
+                          const void *x, size_t x_stride, int nx) {
+    LC_TILE_DISPATCH(tile_f16_tinyblas)
 }
 
 void lc_vec_dot_q8_0(int n, float *s, const void *w_row, const void *x_row) {
