@@ -9,31 +9,58 @@ as tests/test_cpu_simd_quants.py does, bit for bit:
     fused-multiply-added with d_x into one running sum.
 
 The block integers come from llmcore's dequantizer with the block scale patched to 1 (exact small
-integers), so no bit unpacking is shared with the C code. The whole-model check against llama.cpp's
-own logits is tests/test_iquant_goldens.py.
+integers), so no bit unpacking is shared with the C code.
+
+The other i-quant, ternary, FP4 and 1/2-bit types' vec_dot are held to ggml's own results on its own
+quantized activations, at every ISA level (its vec_dot, or for IQ4_NL and MXFP4 its repacked GEMV:
+tests/fixtures/iquant/vec_dot.npz, computed by libggml-cpu with scripts/make_iquant_dot_goldens.py),
+and their dequant_row to llmcore's dequantizer. The
+whole-model check against llama.cpp's own logits (which also covers the tiled orders of batches) is
+tests/test_iquant_goldens.py.
 """
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_cpu_simd_quants import ACT_DTYPES, ISA_LEVELS, _compile, _cpu_flags, _is_x86
+from test_cpu_simd_quants import ACT_DTYPES, CSRC, ISA_LEVELS, SOURCES, _cpu_flags, _is_x86
 
 from llmcore.gguf import GGMLType, dequantize
 
 cffi = pytest.importorskip("cffi")
 
 GOLDENS = Path(__file__).parent / "fixtures" / "gguf" / "iq_dequant.npz"
+DOT_GOLDENS = Path(__file__).parent / "fixtures" / "iquant" / "vec_dot.npz"
 BLOCK_BYTES = 136
+#: the types whose kernels quants_iq_grid.c and quants_bits.c add (IQ4_NL's is in quants_iq.c)
+NEW_TYPES = ["IQ4_NL", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "TQ1_0", "TQ2_0",
+             "MXFP4", "NVFP4", "Q1_0", "Q2_0"]
 _FFI = cffi.FFI()
 _FFI.cdef("""
 void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void lc_vec_dot_iq4_xs(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_iq4_xs_tiled(int n, float *s, const void *w, const void *x);
 void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
-""")
+""" + "".join(f"void lc_vec_dot_{t.lower()}(int n, float *s, const void *w, const void *x);\n"
+               f"void lc_dequant_row_{t.lower()}(const void *w, float *y, int64_t n);\n" for t in NEW_TYPES))
+
+
+def _compile(level: str, out_dir: Path) -> Path:
+    """The quant kernels with the files of the newest types, which need ggml's tables (ggml_tables.h)."""
+    build = pytest.importorskip("llmcore_cpu_simd.build", reason="the cpu_simd plugin is not installed")
+    cc = build.compiler()
+    if cc is None:
+        pytest.skip("no C compiler (cc) on PATH")
+    so = out_dir / f"lc_iquants_{level}.so"
+    sources = [*SOURCES, "quants_iq_grid.c", "quants_bits.c"]
+    # -ffp-contract=off as the plugin builds it: ggml's plain multiply-then-add steps stay unfused
+    cmd = [cc, "-O3", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Werror", *ISA_LEVELS[level][0], f"-I{CSRC}",
+           f"-I{build.tables_dir()}", *(str(CSRC / s) for s in sources), "-o", str(so), "-lm"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return so
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +136,28 @@ def test_vec_dot_and_tiled_follow_ggml_order(libs):
                 lib.lc_vec_dot_iq4_xs_tiled(512, ptr(got[1:2], "float *"), ptr(row), ptr(xq))
                 assert got[0].view(np.uint32) == want_dot.view(np.uint32), (level, trial, got[0], want_dot)
                 assert got[1].view(np.uint32) == want_tiled.view(np.uint32), (level, trial, got[1], want_tiled)
+
+
+@pytest.mark.parametrize("type_name", NEW_TYPES)
+def test_vec_dot_equals_ggml_at_every_isa_level(libs, type_name):
+    goldens = np.load(DOT_GOLDENS)
+    rows, xq, dots = (goldens[f"{type_name}.{part}"] for part in ("rows", "xq", "dots"))
+    vec_dot = lambda lib: getattr(lib, f"lc_vec_dot_{type_name.lower()}")
+    for level, lib in libs.items():
+        got = np.zeros(dots.shape, np.float32)
+        for t in range(len(xq)):
+            for r in range(len(rows)):
+                vec_dot(lib)(512, ptr(got[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+        differ = np.argwhere(got.view(np.uint32) != dots.view(np.uint32))
+        assert differ.size == 0, (level, differ[:4].tolist(), got[tuple(differ[0])], dots[tuple(differ[0])])
+
+
+@pytest.mark.parametrize("type_name", NEW_TYPES)
+def test_dequant_row_matches_llmcore_at_every_isa_level(libs, type_name):
+    rows = np.load(DOT_GOLDENS)[f"{type_name}.rows"]
+    expected = dequantize(rows, GGMLType[type_name], (len(rows), 512))
+    for level, lib in libs.items():
+        ours = np.zeros((len(rows), 512), np.float32)
+        for r, row in enumerate(rows):
+            getattr(lib, f"lc_dequant_row_{type_name.lower()}")(ptr(row), ptr(ours[r], "float *"), 512)
+        assert np.array_equal(ours.view(np.uint32), expected.view(np.uint32)), level

@@ -101,3 +101,22 @@ def test_cpu_simd_kernels_equal_llama_cpp_bit_for_bit(model):
     differing = np.flatnonzero((ours != golden["logits"]).any(axis=1))
     assert differing.size == 0, (f"rows {differing.tolist()[:8]} differ from llama.cpp's "
                                  f"(max {np.abs(ours - golden['logits']).max():.3g})")
+
+
+def test_vulkan_declines_every_type_it_has_no_shader_for():
+    """The Vulkan backend computes none of these types: it declines their products and lookups, so
+    the scheduler places them on a host backend instead of failing on the device."""
+    if "vulkan" not in backend_classes() or not availability("vulkan").usable:
+        pytest.skip("the vulkan plugin is not installed or finds no Vulkan device here")
+    from llmcore.gguf import GGMLType
+    from llmcore.graph.builder import GraphBuilder
+    from llmcore.graph.ir import F32, I32
+
+    vulkan = backend_classes()["vulkan"]()
+    for name in ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_NL", "IQ4_XS",
+                 "TQ1_0", "TQ2_0", "MXFP4", "NVFP4", "Q1_0", "Q2_0"):
+        g = GraphBuilder(4, 4)
+        weight = g.weight(f"w.{name}", (8, 512), GGMLType[name])
+        product = g.mul_mat(weight, g.input("x", (4, 512), F32))
+        rows = g.get_rows(weight, g.input("ids", (2,), I32))
+        assert not vulkan.supports_op(product) and not vulkan.supports_op(rows), name
