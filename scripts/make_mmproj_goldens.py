@@ -8,7 +8,8 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
 ``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``mlp-anyres``: LLaVA 1.6's, an
-``mlp`` file with ``image_grid_pinpoints``; ``gemma3``: a SigLIP ViT and
+``mlp`` file with ``image_grid_pinpoints``; ``ldpv2``: MobileVLM V2's, 48x48 pixels in 2x2 patches;
+``gemma3``: a SigLIP ViT and
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
 shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
 ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
@@ -48,7 +49,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     rng = np.random.default_rng(seed)
     siglip = projector in ("gemma3", "idefics3")
     n_embd, n_ff, n_layer = 32, 64, 3
-    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8)}.get(projector, (56, 14))
+    # MobileVLM's projectors are written for 24x24 patches
+    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldpv2": (48, 2)}.get(projector, (56, 14))
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -86,6 +88,11 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     elif projector == "gemma3":  # stored [n_embd, text n_embd]: clip.cpp multiplies it transposed
         tensors["mm.input_projection.weight"] = rng.normal(0, 1 / np.sqrt(n_embd), (n_embd, n_text_embd)).astype(np.float32)
         tensors["mm.soft_emb_norm.weight"] = (1 + 0.1 * rng.normal(size=n_embd)).astype(np.float32)
+    elif projector == "ldpv2":  # the depthwise kernel in F16, as converted files hold it
+        matrix("mm.model.mlp.0", n_text_embd, n_embd)
+        matrix("mm.model.mlp.2", n_text_embd, n_text_embd)
+        tensors["mm.model.peg.0.weight"] = rng.normal(0, 1 / 3, (1, n_text_embd, 3, 3)).astype(np.float16)
+        tensors["mm.model.peg.0.bias"] = (0.1 * rng.normal(size=n_text_embd)).astype(np.float32)
     elif projector == "idefics3":  # 2x2 windows of patches shuffled into rows of 4 n_embd
         matrix("mm.model.fc", n_text_embd, 4 * n_embd, bias=False)
 
@@ -236,7 +243,8 @@ def smolvlm_text(m: TinyModel) -> None:
 #: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
          "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
-         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text), "mlp-anyres": ("text.gguf", "llama", llama)}
+         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text), "mlp-anyres": ("text.gguf", "llama", llama),
+         "ldpv2": ("text.gguf", "llama", llama)}
 
 
 def main() -> int:

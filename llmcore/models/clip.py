@@ -8,7 +8,8 @@ after the patches, learned positions, a pre-LayerNorm, pre-norm blocks of non-ca
 ungated FFN (GELU, SiLU or quick GELU as the file says), the last block left out unless
 ``clip.vision.feature_layer`` names the layers whose outputs are stacked; then the patch rows go
 through the projector: ``mlp`` (LLaVA 1.5: linear, GELU, linear; Yi-VL's files, which add ``mm.3``, each
-linear followed by a LayerNorm: clip.cpp's ``mlp_norm``).
+linear followed by a LayerNorm: clip.cpp's ``mlp_norm``) or ``ldpv2`` (MobileVLM V2: linear, GELU,
+linear, the 24x24 grid 2x2 average-pooled, then a 3x3 depthwise convolution added to it, its PEG).
 
 SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the post-LayerNorm) feeds
 ``gemma3`` (Gemma 3: the patch grid average-pooled by ``n_merge`` on each side, RMSNorm with the
@@ -45,7 +46,7 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "gemma3", "idefics3")
+SUPPORTED_PROJECTORS = ("mlp", "ldpv2", "gemma3", "idefics3")
 #: projectors behind clip.cpp's SigLIP graph
 SIGLIP_PROJECTORS = ("gemma3", "idefics3")
 #: weights clip.cpp multiplies transposed (ggml_cont(ggml_transpose(w))): the graph declares them
@@ -53,7 +54,9 @@ SIGLIP_PROJECTORS = ("gemma3", "idefics3")
 TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
 
 #: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor
-DEFAULT_MERGE = {"gemma3": 4}
+DEFAULT_MERGE = {"gemma3": 4, "ldpv2": 2}
+#: the patch grid clip.cpp's MobileVLM projectors are written for (n_patch = 24: 336 pixels in 14s)
+MOBILEVLM_GRID = 24
 
 #: the FFN activation clip.cpp picks from clip.use_gelu / clip.use_silu (neither: quick GELU)
 FFN_GELU, FFN_SILU, FFN_GELU_QUICK = "gelu", "silu", "gelu_quick"
@@ -144,6 +147,19 @@ class ClipParams:
         return self.n_embd // self.n_head
 
 
+def _conv3_inputs(side: int) -> dict[str, np.ndarray]:
+    """``conv.{k}``: for each cell of a side x side grid (row-major) the row of its neighbour at
+    kernel offset k = 3 * ky + kx, (ky - 1, kx - 1) away; side * side (the zero row) outside."""
+    y, x = np.mgrid[0:side, 0:side]
+    feeds = {}
+    for ky in range(3):
+        for kx in range(3):
+            iy, ix = y + ky - 1, x + kx - 1
+            inside = (iy >= 0) & (iy < side) & (ix >= 0) & (ix < side)
+            feeds[f"conv.{3 * ky + kx}"] = np.where(inside, iy * side + ix, side * side).reshape(-1).astype(np.int32)
+    return feeds
+
+
 def _integer(meta: Mapping[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
     value = meta.get(key, default)
     if value is None:
@@ -195,6 +211,9 @@ class ClipVision(Architecture):
         if params.projector == "gemma3" and (n_x != n_y or n_x % params.n_merge):
             raise ModelError(f"gemma3's pooling needs a square grid of patches divisible by {params.n_merge} "
                              f"per side, not {n_x}x{n_y}")
+        if params.projector == "ldpv2" and not n_x == n_y == MOBILEVLM_GRID:
+            raise ModelError(f"ldpv2 is written for {MOBILEVLM_GRID}x{MOBILEVLM_GRID} patches (clip.cpp's n_patch), "
+                             f"not {n_x}x{n_y}")
         if params.projector == "idefics3" and (n_x % params.n_merge or n_y % params.n_merge):
             raise ModelError(f"idefics3's pixel shuffle needs a grid of patches divisible by {params.n_merge} "
                              f"per side, not {n_x}x{n_y}")
@@ -231,6 +250,10 @@ class ClipVision(Architecture):
         }
         if self.params.n_merge > 1:
             feeds.update(self._window_inputs())
+        if self.params.projector == "ldpv2":
+            side = self.n_x // self.params.n_merge
+            feeds.update(_conv3_inputs(side))
+            feeds["zero_row"] = np.zeros((1, self.weights["mm.model.peg.0.bias"].shape[-1]), np.float32)
         return feeds
 
     def _window_inputs(self) -> dict[str, np.ndarray]:
@@ -318,7 +341,41 @@ class ClipVision(Architecture):
             return self.gemma3_projector(g, x)
         if self.params.projector == "idefics3":
             return self.idefics3_projector(g, x)
+        if self.params.projector == "ldpv2":
+            return self.ldpv2_projector(g, x)
         return self.llava_projector(g, x)
+
+    def ldpv2_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """MobileVLM V2's: ``mm.model.mlp.0``, GELU, ``mm.model.mlp.2``; the 24x24 grid 2x2
+        average-pooled (as gemma3's pooling); then the PEG: a 3x3 depthwise convolution of the
+        pooled grid (``mm.model.peg.0``, zero-padded), its bias, and the pooled grid added."""
+        x = self.linear(g, g.gelu(self.linear(g, x, "mm.model.mlp.0")), "mm.model.mlp.2")
+        windows = self._windows(g, x)
+        total = windows[0]
+        for window in windows[1:]:
+            total = g.add(total, window)
+        pooled = g.scale(total, 1.0 / self.params.n_merge ** 2, name="pool")
+        conv = self._depthwise_conv3(g, pooled, "mm.model.peg.0.weight")
+        return g.add(g.add(conv, self.w(g, "mm.model.peg.0.bias")), pooled)
+
+    def _depthwise_conv3(self, g: GraphBuilder, x: Node, weight: str) -> Node:
+        """ggml_conv_2d_dw (3x3, stride 1, padding 1) of x [side * side, channels], rows row-major
+        over the grid: each row's 9 neighbours (the inputs ``conv.{k}``, the row past the grid for
+        the zero padding, input ``zero_row``) laid out as im2col does, [rows, channels, 9], and each
+        channel's 9 kernel values multiplied with them (an F16 kernel rounds them to f16, as
+        im2col's F16 copy does)."""
+        n, channels = x.shape
+        spec = self.weights.get(weight)
+        if spec is None or spec.shape[-3:] != (channels, 3, 3) or any(d != 1 for d in spec.shape[:-3]):
+            raise ModelError(f"tensor {weight}: a [{channels}, 3, 3] depthwise kernel is needed")
+        padded = g.concat(g.reshape(x, (1, n * channels)), g.input("zero_row", (1, channels), F32))
+        padded = g.reshape(padded, (n + 1, channels))
+        cols = None
+        for k in range(9):
+            tap = g.reshape(g.get_rows(padded, g.input(f"conv.{k}", (n,), I32), name=f"conv.{k}"), (n, channels, 1))
+            cols = tap if cols is None else g.concat(cols, tap)
+        out = g.mul_mat_heads(g.weight(weight, (channels, 1, 9), spec.type), cols, name="depthwise_conv")
+        return g.reshape(out, (n, channels))
 
     def idefics3_projector(self, g: GraphBuilder, x: Node) -> Node:
         """SmolVLM's: clip.cpp's build_patch_merge_permute (each output row the window's patches
