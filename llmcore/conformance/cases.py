@@ -470,13 +470,16 @@ def _latent_attention() -> Iterator[OpCase]:
                                    g.input("x", (n, n_head, cols), F32))
             yield _case(cid, f"mul_mat_heads w={w_type.name}[{n_head}, {rows}, {cols}] x=f32[{n}, {n_head}, {cols}]",
                         g, node, _normal({"x": (n, n_head, cols)}))
-    n_cells, width = 64, 72
-    for n, n_kv in ((1, 37), (7, 64)):
+    n_cells = 64
+    # 576: DeepSeek's real rows (its 512 latent values and 64 rotated dimensions)
+    for n, n_kv, width, flash in ((1, 37, 72, False), (7, 64, 72, False), (1, 37, 576, False), (7, 40, 576, True)):
         g = GraphBuilder(n, n)
-        cid = f"attention-latent-f16-n{n}-kv{n_kv}"
+        cid = f"attention-latent-f16-n{n}-kv{n_kv}" + (f"-d{width}" if width != 72 else "") + ("-fa" if flash else "")
         kv = g.cache(f"{cid}.kv", (n_cells, width), F16)
-        node = g.attention(g.input("q", (n, 4, width), F32), kv, kv, g.input("kq_mask", (n, n_cells), F32), 0.2)
-        yield _case(cid, f"attention q=f32[{n}, 4, {width}] k=v=f16[{n_cells}, {width}] (one cache) n_kv={n_kv}",
+        node = g.attention(g.input("q", (n, 4, width), F32), kv, kv, g.input("kq_mask", (n, n_cells), F32), 0.2,
+                           flash=flash)
+        yield _case(cid, f"attention q=f32[{n}, 4, {width}] k=v=f16[{n_cells}, {width}] (one cache) n_kv={n_kv}"
+                         f"{' flash' if flash else ''}",
                     g, node, _attention_feeds(n, 4, width, n_cells, n_kv), n_kv=n_kv)
 
 

@@ -28,6 +28,9 @@ _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU
                 Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM, Op.SWIGLU_OAI}
 #: llama.cpp's LLAMA_MAX_EXPERTS: the widest row TOP_K sorts (on the stack)
 MAX_SORTED = 512
+#: the widest attention head (kv.c's LC_MAX_HEAD_DIM, its per-head buffers on the stack); DeepSeek's
+#: latent rows are 576
+MAX_HEAD_DIM = 1024
 
 
 def selected_level(requested: str | None = None) -> str:
@@ -98,7 +101,7 @@ class CpuSimdBackend(Backend):
             q, k, v, mask = node.srcs[:4]
             head_dim = q.shape[2]
             return (k.dtype in CACHE_TYPES and v.dtype in CACHE_TYPES and q.dtype == F32 and mask.dtype == F32
-                    and head_dim <= 512 and (node.params.get("flash") or v.dtype in (F16, F32))
+                    and head_dim <= MAX_HEAD_DIM and (node.params.get("flash") or v.dtype in (F16, F32))
                     and all(head_dim % self.lib.lc_traits[kv_types.ggml_type(t)].block_size == 0
                             for t in (k.dtype, v.dtype)))
         if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS):

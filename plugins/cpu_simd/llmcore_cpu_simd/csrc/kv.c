@@ -222,8 +222,8 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
                             const float *mask, float slope, const float *sink, int batched, float *work, float *y) {
     const int64_t hd = a->head_dim;
     float *qf = work, *scores = qf + hd, *lanes = scores + a->n_ctx;
-    lc_fp16_t kbuf[512];
-    char qb[2048];
+    lc_fp16_t kbuf[LC_MAX_HEAD_DIM];
+    char qb[LC_MAX_HEAD_DIM * sizeof(lc_fp16_t)];  /* the query as f16, or smaller as q8_0 / q8_1 */
     convert_query(a, q, qf, qb);
     float max = -INFINITY;
     for (int64_t j = 0; j < a->n_kv; j++) {
@@ -289,8 +289,8 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
                                float *y, float *partial) {
     const int64_t hd = a->head_dim;
     float *qf = work, *acc = qf + hd, *v32 = acc + hd;
-    lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[512];
-    char qb[2048];
+    lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[LC_MAX_HEAD_DIM];
+    char qb[LC_MAX_HEAD_DIM * sizeof(lc_fp16_t)];  /* the query as f16, or smaller as q8_0 / q8_1 */
     const int v_f16 = a->type_v == LC_TYPE_F16 || a->type_v == LC_TYPE_F32;  /* an f32 cache is read as f16 */
     convert_query(a, q, qf, qb);
     float S = 0.0f, M = -INFINITY;

@@ -7,6 +7,9 @@
 #include "lc_graph.h"
 #include "lc_types.h"
 
+/* the widest head ATTENTION takes (backend.py's MAX_HEAD_DIM): DeepSeek's latent rows are 576 */
+enum { LC_MAX_HEAD_DIM = 1024 };
+
 /* ggml block types a cache may hold beyond the lc_types.h ids */
 #define LC_TYPE_IQ4_NL 20
 
