@@ -118,30 +118,3 @@ void lc_dequant_row_iq4_xs(const void *w_row, float *y, int64_t n) {
         }
     }
 }
-
-/* IQ4_NL: llama.cpp repacks these weights (rows a multiple of 8) and multiplies them with its x86
- * GEMV/GEMM, whose every output is one running sum over the 32-blocks: the block's exact integer
- * dot, times d_w * d_x, fused-multiply-added */
-void lc_vec_dot_iq4_nl(int n, float *s, const void *w_row, const void *x_row) {
-    const block_iq4_nl *x = (const block_iq4_nl *)w_row;
-    const block_q8_0 *y = (const block_q8_0 *)x_row;
-    float acc = 0.0f;
-    for (int i = 0; i < n / QK4_NL; ++i) {
-        int32_t sum = 0;
-        for (int j = 0; j < QK4_NL / 2; ++j)
-            sum += kvalues_iq4nl[x[i].qs[j] & 0xF] * y[i].qs[j] + kvalues_iq4nl[x[i].qs[j] >> 4] * y[i].qs[j + QK4_NL / 2];
-        acc = fmaf((float)sum, LC_H2F(x[i].d) * LC_H2F(y[i].d), acc);
-    }
-    *s = acc;
-}
-
-void lc_dequant_row_iq4_nl(const void *w_row, float *y, int64_t n) {
-    const block_iq4_nl *x = (const block_iq4_nl *)w_row;
-    for (int64_t i = 0; i < n / QK4_NL; ++i, y += QK4_NL) {
-        const float d = LC_H2F(x[i].d);
-        for (int j = 0; j < QK4_NL / 2; ++j) {
-            y[j] = d * (float)kvalues_iq4nl[x[i].qs[j] & 0xF];
-            y[j + QK4_NL / 2] = d * (float)kvalues_iq4nl[x[i].qs[j] >> 4];
-        }
-    }
-}

@@ -1,5 +1,6 @@
 /* The grid i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), the ternary TQ1_0 and
- * TQ2_0 (all dotted with Q8_K activations) and MXFP4 and NVFP4 (with Q8_0), in llama.cpp's x86 orders.
+ * TQ2_0 (all dotted with Q8_K activations), IQ4_NL, MXFP4 and NVFP4 (with Q8_0), in llama.cpp's x86
+ * orders.
  *
  * Each 256-block is first unpacked into small integers: its signed grid values and the odd integer
  * scale (2 * ls + 1) of each 16 values. ggml's AVX2 vec_dot sums these products exactly into 8 int32
@@ -189,16 +190,33 @@ static inline int32_t lanes_sum(const int32_t lanes[8]) {
         }                                                                                \
         *s = (factor) * lc_hsum8_ordered(acc);                                           \
     }                                                                                    \
+    TILED(name, factor, grid_block_sum)
+
+/* the block's whole integer sum, as the tiled kernel adds it up */
+static inline int32_t grid_block_sum(const unpacked_block *u, const int8_t *q8) {
+    int32_t lanes[8];
+    scaled_lanes(u, q8, lanes);
+    return lanes_sum(lanes);
+}
+
+/* the tiled kernel stores an IQ1 value as 8 * grid + offset (its d_w is d / 8) */
+static inline int32_t iq1_block_sum(const unpacked_block *u, const int8_t *q8) {
+    int32_t lanes_delta[8];
+    delta_lanes(u, q8, lanes_delta);
+    return 8 * grid_block_sum(u, q8) + lanes_sum(lanes_delta);
+}
+
+/* llama.cpp's tiled kernel: the block's integer sum times d_w (the f16 d times the type's factor),
+ * fused-multiply-added with d_x into one running sum */
+#define TILED(name, factor, block_sum)                                                   \
     void lc_vec_dot_##name##_tiled(int n, float *s, const void *w_row, const void *x_row) { \
         const block_##name *x = (const block_##name *)w_row;                             \
         const block_q8_K *y = (const block_q8_K *)x_row;                                 \
         float acc = 0.0f;                                                                \
         unpacked_block u;                                                                \
         for (int i = 0; i < n / QK_K; ++i) {                                             \
-            int32_t lanes[8];                                                            \
             unpack_##name(x + i, &u);                                                    \
-            scaled_lanes(&u, y[i].qs, lanes);                                            \
-            acc = fmaf((float)lanes_sum(lanes) * (u.d * (factor)), y[i].d, acc);         \
+            acc = fmaf((float)block_sum(&u, y[i].qs) * (u.d * (factor)), y[i].d, acc);   \
         }                                                                                \
         *s = acc;                                                                        \
     }
@@ -249,26 +267,8 @@ void lc_vec_dot_iq1_m(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum8_ordered(acc) + IQ1M_DELTA * lc_hsum8_ordered(acc_delta);
 }
 
-/* the tiled kernel stores an IQ1 value as 8 * grid + offset, its d_w as d / 8 */
-#define IQ1_TILED(name)                                                                  \
-    void lc_vec_dot_##name##_tiled(int n, float *s, const void *w_row, const void *x_row) { \
-        const block_##name *x = (const block_##name *)w_row;                             \
-        const block_q8_K *y = (const block_q8_K *)x_row;                                 \
-        float acc = 0.0f;                                                                \
-        unpacked_block u;                                                                \
-        for (int i = 0; i < n / QK_K; ++i) {                                             \
-            int32_t lanes[8], lanes_delta[8];                                            \
-            unpack_##name(x + i, &u);                                                    \
-            scaled_lanes(&u, y[i].qs, lanes);                                            \
-            delta_lanes(&u, y[i].qs, lanes_delta);                                       \
-            const int32_t sum = 8 * lanes_sum(lanes) + lanes_sum(lanes_delta);           \
-            acc = fmaf((float)sum * (u.d * 0.125f), y[i].d, acc);                        \
-        }                                                                                \
-        *s = acc;                                                                        \
-    }
-
-IQ1_TILED(iq1_s)
-IQ1_TILED(iq1_m)
+TILED(iq1_s, 0.125f, iq1_block_sum)
+TILED(iq1_m, 0.125f, iq1_block_sum)
 
 /* ---- dequantization, in ggml's float operations (dequantize_row_*) ------------------------------ */
 
@@ -354,9 +354,23 @@ static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
 TERNARY(tq1_0)
 TERNARY(tq2_0)
 
-/* ---- MXFP4: E2M1 levels (doubled, kvalues_mxfp4) and an E8M0 exponent per 32 ------------------ */
+/* ---- IQ4_NL and MXFP4: 4-bit indices into 16 levels, one scale per 32 values ------------------ */
 
-/* ggml_e8m0_to_fp32_half: 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
+/* a 32-value block's exact integer dot (low nibbles: values 0..15, high: 16..31) */
+static inline int32_t nibble_block_dot(const int8_t levels[16], const uint8_t *qs, const int8_t *q8) {
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) sum += levels[qs[j] & 0xF] * q8[j] + levels[qs[j] >> 4] * q8[j + 16];
+    return sum;
+}
+
+static inline void nibble_block_dequant(const int8_t levels[16], const uint8_t *qs, float d, float *y) {
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * (float)levels[qs[j] & 0xF];
+        y[j + 16] = d * (float)levels[qs[j] >> 4];
+    }
+}
+
+/* ggml_e8m0_to_fp32_half: MXFP4's 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
 static inline float e8m0_half(uint8_t e) {
     const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
     float f;
@@ -364,29 +378,35 @@ static inline float e8m0_half(uint8_t e) {
     return f;
 }
 
-/* llama.cpp's repacked x86 GEMV/GEMM order, as for IQ4_NL (quants_iq.c) */
+/* llama.cpp repacks these weights (rows a multiple of 8) and multiplies them with its x86 GEMV/GEMM,
+ * whose every output is one running sum over the 32-blocks: the block's exact integer dot, times
+ * d_w * d_x, fused-multiply-added */
+void lc_vec_dot_iq4_nl(int n, float *s, const void *w_row, const void *x_row) {
+    const block_iq4_nl *x = (const block_iq4_nl *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK4_NL; ++i)
+        acc = fmaf((float)nibble_block_dot(kvalues_iq4nl, x[i].qs, y[i].qs), LC_H2F(x[i].d) * LC_H2F(y[i].d), acc);
+    *s = acc;
+}
+
 void lc_vec_dot_mxfp4(int n, float *s, const void *w_row, const void *x_row) {
     const block_mxfp4 *x = (const block_mxfp4 *)w_row;
     const block_q8_0 *y = (const block_q8_0 *)x_row;
     float acc = 0.0f;
-    for (int i = 0; i < n / QK_MXFP4; ++i) {
-        int32_t sum = 0;
-        for (int j = 0; j < QK_MXFP4 / 2; ++j)
-            sum += kvalues_mxfp4[x[i].qs[j] & 0xF] * y[i].qs[j] + kvalues_mxfp4[x[i].qs[j] >> 4] * y[i].qs[j + QK_MXFP4 / 2];
-        acc = fmaf((float)sum, e8m0_half(x[i].e) * LC_H2F(y[i].d), acc);
-    }
+    for (int i = 0; i < n / QK_MXFP4; ++i)
+        acc = fmaf((float)nibble_block_dot(kvalues_mxfp4, x[i].qs, y[i].qs), e8m0_half(x[i].e) * LC_H2F(y[i].d), acc);
     *s = acc;
+}
+
+void lc_dequant_row_iq4_nl(const void *w_row, float *y, int64_t n) {
+    const block_iq4_nl *x = (const block_iq4_nl *)w_row;
+    for (int64_t i = 0; i < n / QK4_NL; ++i) nibble_block_dequant(kvalues_iq4nl, x[i].qs, LC_H2F(x[i].d), y + QK4_NL * i);
 }
 
 void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n) {
     const block_mxfp4 *x = (const block_mxfp4 *)w_row;
-    for (int64_t i = 0; i < n / QK_MXFP4; ++i, y += QK_MXFP4) {
-        const float d = e8m0_half(x[i].e);
-        for (int j = 0; j < QK_MXFP4 / 2; ++j) {
-            y[j] = (float)kvalues_mxfp4[x[i].qs[j] & 0xF] * d;
-            y[j + QK_MXFP4 / 2] = (float)kvalues_mxfp4[x[i].qs[j] >> 4] * d;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_MXFP4; ++i) nibble_block_dequant(kvalues_mxfp4, x[i].qs, e8m0_half(x[i].e), y + QK_MXFP4 * i);
 }
 
 /* ---- NVFP4: E2M1 levels (doubled) and a UE4M3 scale per 16 values, 64 values a block ------------ */

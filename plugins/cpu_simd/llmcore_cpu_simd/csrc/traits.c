@@ -50,9 +50,6 @@ const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
 #if defined(LC_HAVE_KQ) && defined(LC_HAVE_IQ) /* IQ4_XS takes the Q8_K activations of the K-quant file */
     [LC_TYPE_IQ4_XS] = TRAITS(QK_K, sizeof(block_iq4_xs), LC_TYPE_Q8_K, iq4_xs),
 #endif
-#if defined(LC_HAVE_IQ)
-    [LC_TYPE_IQ4_NL] = TRAITS(QK4_NL, sizeof(block_iq4_nl), LC_TYPE_Q8_0, iq4_nl),
-#endif
 #if defined(LC_HAVE_KQ) && defined(LC_HAVE_IQ) && defined(LC_HAVE_NEW_TYPES)
     [LC_TYPE_IQ2_XXS] = TRAITS(QK_K, sizeof(block_iq2_xxs), LC_TYPE_Q8_K, iq2_xxs),
     [LC_TYPE_IQ2_XS] = TRAITS(QK_K, sizeof(block_iq2_xs), LC_TYPE_Q8_K, iq2_xs),
@@ -63,6 +60,7 @@ const lc_type_traits lc_traits[LC_TYPE_COUNT] = {
     [LC_TYPE_IQ1_M] = TRAITS(QK_K, sizeof(block_iq1_m), LC_TYPE_Q8_K, iq1_m),
     [LC_TYPE_TQ1_0] = TRAITS(QK_K, sizeof(block_tq1_0), LC_TYPE_Q8_K, tq1_0),
     [LC_TYPE_TQ2_0] = TRAITS(QK_K, sizeof(block_tq2_0), LC_TYPE_Q8_K, tq2_0),
+    [LC_TYPE_IQ4_NL] = TRAITS(QK4_NL, sizeof(block_iq4_nl), LC_TYPE_Q8_0, iq4_nl),
     [LC_TYPE_MXFP4] = TRAITS(QK_MXFP4, sizeof(block_mxfp4), LC_TYPE_Q8_0, mxfp4),
     [LC_TYPE_NVFP4] = TRAITS(QK_NVFP4, sizeof(block_nvfp4), LC_TYPE_Q8_0, nvfp4),
 #endif
