@@ -61,11 +61,11 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
         uint32_t dd[GEMV_ROWS];
         for (int r = 0; r < GEMV_ROWS; ++r) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-            uint8_t sc[8], mn[8];
-            lc_unpack_k4_scales(b->scales, sc, mn);
+            uint64_t sc, mn;  /* in registers: bytes through memory stall the loads that follow */
+            lc_unpack_k4_scale_words(b->scales, &sc, &mn);
             memcpy(&dd[r], &b->d, 4);  /* d, dmin */
-            mins[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)), bsum32);
-            const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            mins[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)), bsum32);
+            const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
             const __m512i qa = _mm512_loadu_si512(b->qs), qb = _mm512_loadu_si512(b->qs + 64);
             __m512i acc = _mm512_setzero_si512();
             acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(s16, 0, 2));

@@ -34,17 +34,18 @@ void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n);
 /* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml get_scale_min_k4).
  * Bytes 0-3: scales 0-3 (+ high bits of scales 4-7), 4-7: mins 0-3 (+ high bits of mins 4-7),
  * 8-11: low nibbles of scales 4-7 / high nibbles of mins 4-7; done four bytes at a time. */
-static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+static inline void lc_unpack_k4_scale_words(const uint8_t *q, uint64_t *sc, uint64_t *mn) {
     uint32_t w[3];
     memcpy(w, q, 12);
-    const uint32_t words[4] = {
-        w[0] & 0x3f3f3f3fu,
-        (w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4),
-        w[1] & 0x3f3f3f3fu,
-        ((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4),
-    };
-    memcpy(sc, words, 8);
-    memcpy(mn, words + 2, 8);
+    *sc = (uint64_t)(w[0] & 0x3f3f3f3fu) | (uint64_t)((w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4)) << 32;
+    *mn = (uint64_t)(w[1] & 0x3f3f3f3fu) | (uint64_t)(((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4)) << 32;
+}
+/* the same as bytes, scale (min) i in byte i of the little-endian words above */
+static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+    uint64_t s, m;
+    lc_unpack_k4_scale_words(q, &s, &m);
+    memcpy(sc, &s, 8);
+    memcpy(mn, &m, 8);
 }
 
 /* ---- internal: NEON helper shared by quants_kq.c and quants_legacy.c (candidate for lc_simd.h) ---- */
