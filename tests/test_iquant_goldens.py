@@ -103,6 +103,21 @@ def test_cpu_simd_kernels_equal_llama_cpp_bit_for_bit(model):
                                  f"(max {np.abs(ours - golden['logits']).max():.3g})")
 
 
+@pytest.mark.slow
+@needs_cpu_simd
+@pytest.mark.parametrize("level", ["avx2", "scalar"])
+def test_cpu_simd_lower_isa_levels_equal_llama_cpp_bit_for_bit(level, monkeypatch):
+    """The kernels' integer lanes and float order do not depend on the ISA level: the lower levels'
+    builds (a compile each, hence slow) give llama.cpp's logits too."""
+    from llmcore_cpu_simd import isa
+
+    if level not in isa.supported_levels():
+        pytest.skip(f"this CPU cannot run the {level} kernels")
+    monkeypatch.setenv(isa.ISA_ENV, level)
+    for model in FIXTURES:
+        test_cpu_simd_kernels_equal_llama_cpp_bit_for_bit(model)
+
+
 def test_vulkan_declines_every_type_it_has_no_shader_for():
     """The Vulkan backend computes none of these types: it declines their products and lookups, so
     the scheduler places them on a host backend instead of failing on the device."""
