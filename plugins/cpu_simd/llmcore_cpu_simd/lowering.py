@@ -275,12 +275,15 @@ class Program:
         if map_key not in self._sizes:
             self._sizes[map_key] = 4 * (2 * n_expert + 1 + 2 * n_routed)
             steps.append(_Step("LC_OP_MOE_MAP", map_key, [ids_key], ne=(n, n_slots, n_expert)))
-        gathered, products = ("moe", "x", node.id), ("moe", "y", node.id)
-        self._sizes[gathered] = n_routed * x_bytes
+        # the gate and up products of a layer read the same rows: gathered once for both
+        gathered, products = ("moe", "x", x_key, map_key), ("moe", "y", node.id)
+        if gathered not in self._sizes:
+            self._sizes[gathered] = n_routed * x_bytes
+            steps.append(_Step("LC_OP_MOE_GATHER", gathered, [x_key, map_key],
+                               ne=(x_bytes, x.shape[1], n_routed, n_expert)))
         self._sizes[products] = n_routed * n_out * 4
         self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_packed_bytes(w_type, k) // 4))
         return [*steps,
-                _Step("LC_OP_MOE_GATHER", gathered, [x_key, map_key], ne=(x_bytes, x.shape[1], n_routed, n_expert)),
                 _Step("LC_OP_MUL_MAT_ID", products, [self._key(w), gathered, map_key], w_type,
                       (k, n_expert, n_out, x_bytes), self._row_bytes(w_type, k)),
                 _Step("LC_OP_MOE_SCATTER", self._value(node), [products, map_key], ne=(n_out, n_slots, n_routed, n_expert))]
