@@ -127,6 +127,35 @@ def test_ctrl_c_cuts_the_reply_and_the_next_turn_is_answered(llm):
     assert r2.reason in ("stop", "length") and r2.text.strip()
 
 
+def test_a_conversation_outgrowing_the_context_goes_on_with_context_shifts(default_model_path):
+    """-c 160 --context-shift: four turns of up to 40 tokens outgrow the context; each turn appends
+    its new text to what the cache holds, a full context drops half of what follows --keep (the
+    first prompt stays), and every question is answered; without --context-shift the turn that
+    does not fit is refused."""
+    from llmcore.api import LLM
+    from llmcore.errors import LLMCoreError
+
+    small = LLM(default_model_path, n_ctx=160, seed=0)
+    questions = ["Name a color.", "Name a fruit.", "Name an animal.", "Name a country."]
+    session = Recording(small, run_args("-cnv", "-n", "40", "--ignore-eos", "--context-shift", "--keep", "-1"),
+                        Script([*questions, EOFError]))
+    assert session.chat("") == 0
+    assert len(session.turns) == 4 and all(reply.tokens for _, reply, _ in session.turns)
+    assert session._shifted
+    first = session.turns[0][0]
+    for tokens, _, n_evaluated in session.turns[1:]:
+        assert tokens[:len(first)] == first  # the kept first prompt is never dropped
+        assert len(tokens) < small.n_ctx
+        assert n_evaluated <= len(tokens) - len(first)  # only the new turn is evaluated
+    last_prompt = b"".join(small.tokenizer.token_to_piece(t, special=True) for t in session.turns[-1][0]).decode()
+    assert last_prompt.endswith("<|im_start|>user\nName a country.<|im_end|>\n<|im_start|>assistant\n")
+
+    small.reset()
+    refused = Recording(small, run_args("-cnv", "-n", "40", "--ignore-eos"), Script([*questions, EOFError]))
+    with pytest.raises(LLMCoreError, match="context size"):
+        refused.chat("")
+
+
 def test_ctrl_c_at_the_prompt_quits_with_130_and_timings(llm, capsys):
     llm.reset()
     assert run_session(llm, run_args("-cnv", "-n", "4"), "", Script([KeyboardInterrupt])) == 130

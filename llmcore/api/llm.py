@@ -353,7 +353,7 @@ class LLM(EmbeddingMethods):
                     timings.draft_n_accepted += 1
                 self.context.seq_remove(0, len(self._cached_tokens))  # the drafted tokens not kept
                 if len(self._cached_tokens) + 1 >= self.n_ctx:  # only with context_shift, else Generation stopped
-                    self._shift_context(len(prompt_tokens), n_keep)
+                    self.shift_context(len(prompt_tokens), n_keep)
                     self.last.context_shifts += 1
                 room = self.n_ctx - len(self._cached_tokens) - 1
                 drafted = self.speculation.draft(self._cached_tokens, step.token, room) if self.speculation else []
@@ -369,11 +369,16 @@ class LLM(EmbeddingMethods):
             timings.prompt_ms = run.prompt_ms
             timings.predicted_n, timings.predicted_ms = n_decoded, run.predicted_ms
 
-    def _shift_context(self, n_prompt: int, n_keep: int) -> None:
+    def shift_context(self, n_prompt: int, n_keep: int) -> int:
+        """llama.cpp's context shift of sequence 0: the BOS and ``n_keep`` tokens after it stay (-1:
+        the first ``n_prompt``), half of the rest is dropped and what follows moves back, its keys
+        rotated. Returns how many tokens were dropped (0: nothing left to drop)."""
         keep, discard = context_shift_span(len(self._cached_tokens), n_prompt, self.n_ctx, n_keep=n_keep,
                                            add_bos=self.tokenizer.add_bos)
-        self.context.seq_shift_out(0, keep, discard)
-        del self._cached_tokens[keep:keep + discard]
+        if discard:
+            self.context.seq_shift_out(0, keep, discard)
+            del self._cached_tokens[keep:keep + discard]
+        return discard
 
     def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
                         ignore_eos: bool = False, context_shift: bool = False, n_keep: int = 0) -> Iterator[int]:

@@ -9,6 +9,9 @@ llama.cpp does). Ctrl+D on an empty input ends the session with status 0.
 
 Every turn, the whole conversation is rendered and tokenized again; ``LLM.eval_prompt`` reuses
 the keys and values of the prefix the cache already holds, so only the new tokens are evaluated.
+With ``--context-shift``, once the conversation outgrows the context (or a reply shifted it), a
+turn appends only its new text to the tokens the cache holds, and a full context drops half of
+what follows the ``--keep`` tokens, as llama-cli does, instead of refusing the turn.
 """
 
 from __future__ import annotations
@@ -204,6 +207,7 @@ class Session:
     cache: PromptCache | None = None
     n_keep: int = 0  # tokens after the BOS a context shift keeps: --keep, counted in the first prompt
     _cache_saved: bool = False
+    _shifted: bool = False  # a context shift cut the conversation the cache holds: turns append to it
 
     # -- conversation mode --------------------------------------------------------------------
 
@@ -211,6 +215,7 @@ class Session:
         """Chat until end of input: each turn renders the whole conversation with the template."""
         llm, console = self.llm, self.console
         messages: list[dict[str, str]] = []
+        held: tuple[str, list[int]] | None = None  # after a turn: what the cache holds (see _append_turn)
         if self.args.system_prompt:
             messages.append({"role": "system", "content": self.args.system_prompt})
             self._preload(messages)
@@ -229,10 +234,38 @@ class Session:
                 continue
             messages.append({"role": "user", "content": text})
             rendered = llm.chat_template.render(messages, add_generation_prompt=True)
-            reply = self.generate(llm.tokenize(rendered, add_special=True, parse_special=True))
+            tokens = llm.tokenize(rendered, add_special=True, parse_special=True)
+            if held is None and self.args.keep < 0:  # --keep -1: the first prompt stays through every shift
+                self.n_keep = max(len(tokens) - llm.tokenizer.add_bos, 0)
+            if held is not None and self.args.context_shift and (self._shifted or len(tokens) >= llm.n_ctx):
+                tokens = self._append_turn(held, rendered)
+            reply = self.generate(tokens)
+            self._shifted |= llm.last.context_shifts > 0
+            # what the cache holds, as text: the prompt and the reply (its tokens, the last perhaps not yet evaluated)
+            held = (rendered + reply.text, reply.tokens[llm.last.timings.predicted_n:])
             # a cut reply is closed by the template like any other, so the next turn starts cleanly
             messages.append({"role": "assistant", "content": reply.text})
             console.write("\n")
+
+    def _append_turn(self, held: tuple[str, list[int]], rendered: str) -> list[int]:
+        """The next prompt as the cache's tokens plus the new turn's: ``held`` is the text the
+        cache holds and the reply's tokens not evaluated yet; ``rendered`` the whole conversation.
+        A prompt the context cannot hold is made room for by context shifts (llama-cli's n_keep,
+        half of the rest dropped)."""
+        from llmcore.errors import LLMCoreError
+
+        llm = self.llm
+        text, unevaluated = held
+        if not rendered.startswith(text):  # the template rewrote an earlier turn: the full rendering
+            raise LLMCoreError("the chat template renders the shifted conversation differently; it cannot go on "
+                               "after a context shift (raise -c/--ctx-size)")
+        new = unevaluated + llm.tokenize(rendered[len(text):], add_special=False, parse_special=True)
+        while len(llm.context_tokens) + len(new) >= llm.n_ctx:
+            if not llm.shift_context(len(llm.context_tokens), self.n_keep):
+                raise LLMCoreError(f"the new turn ({len(new)} tokens) does not fit in the context ({llm.n_ctx}) "
+                                   f"beside the {self.n_keep} kept tokens; raise -c/--ctx-size")
+            self._shifted = True
+        return llm.context_tokens + new
 
     def _preload(self, messages: list[dict[str, str]]) -> None:
         """Evaluate the system message before the first input (saved to the prompt cache), as
