@@ -8,7 +8,7 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
 ``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``mlp-anyres``: LLaVA 1.6's, an
-``mlp`` file with ``image_grid_pinpoints``; ``ldpv2``: MobileVLM V2's, 48x48 pixels in 2x2 patches;
+``mlp`` file with ``image_grid_pinpoints``; ``ldp`` and ``ldpv2``: MobileVLM's and MobileVLM V2's, 48x48 pixels in 2x2 patches;
 ``gemma3``: a SigLIP ViT and
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
 shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
@@ -50,7 +50,7 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     siglip = projector in ("gemma3", "idefics3")
     n_embd, n_ff, n_layer = 32, 64, 3
     # MobileVLM's projectors are written for 24x24 patches
-    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldpv2": (48, 2)}.get(projector, (56, 14))
+    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldp": (48, 2), "ldpv2": (48, 2)}.get(projector, (56, 14))
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -93,6 +93,17 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         matrix("mm.model.mlp.2", n_text_embd, n_text_embd)
         tensors["mm.model.peg.0.weight"] = rng.normal(0, 1 / 3, (1, n_text_embd, 3, 3)).astype(np.float16)
         tensors["mm.model.peg.0.bias"] = (0.1 * rng.normal(size=n_text_embd)).astype(np.float32)
+    elif projector == "ldp":  # two MobileNetV3 blocks, squeeze-and-excitation to a quarter of the channels
+        matrix("mm.model.mlp.1", n_text_embd, n_embd)
+        matrix("mm.model.mlp.3", n_text_embd, n_text_embd)
+        for block in (1, 2):
+            p = f"mm.model.mb_block.{block}.block"
+            tensors[f"{p}.0.0.weight"] = rng.normal(0, 1 / 3, (n_text_embd, 1, 3, 3)).astype(np.float16)
+            norm(f"{p}.0.1", n_text_embd)
+            matrix(f"{p}.1.fc1", n_text_embd // 4, n_text_embd)
+            matrix(f"{p}.1.fc2", n_text_embd, n_text_embd // 4)
+            matrix(f"{p}.2.0", n_text_embd, n_text_embd, bias=False)
+            norm(f"{p}.2.1", n_text_embd)
     elif projector == "idefics3":  # 2x2 windows of patches shuffled into rows of 4 n_embd
         matrix("mm.model.fc", n_text_embd, 4 * n_embd, bias=False)
 
@@ -244,7 +255,7 @@ def smolvlm_text(m: TinyModel) -> None:
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
          "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
          "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text), "mlp-anyres": ("text.gguf", "llama", llama),
-         "ldpv2": ("text.gguf", "llama", llama)}
+         "ldpv2": ("text.gguf", "llama", llama), "ldp": ("text.gguf", "llama", llama)}
 
 
 def main() -> int:

@@ -9,7 +9,8 @@ ungated FFN (GELU, SiLU or quick GELU as the file says), the last block left out
 ``clip.vision.feature_layer`` names the layers whose outputs are stacked; then the patch rows go
 through the projector: ``mlp`` (LLaVA 1.5: linear, GELU, linear; Yi-VL's files, which add ``mm.3``, each
 linear followed by a LayerNorm: clip.cpp's ``mlp_norm``) or ``ldpv2`` (MobileVLM V2: linear, GELU,
-linear, the 24x24 grid 2x2 average-pooled, then a 3x3 depthwise convolution added to it, its PEG).
+linear, the 24x24 grid 2x2 average-pooled, then a 3x3 depthwise convolution added to it, its PEG) or
+``ldp`` (MobileVLM: linear, GELU, linear, then two MobileNetV3 blocks, the second with stride 2).
 
 SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the post-LayerNorm) feeds
 ``gemma3`` (Gemma 3: the patch grid average-pooled by ``n_merge`` on each side, RMSNorm with the
@@ -46,7 +47,9 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "ldpv2", "gemma3", "idefics3")
+SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "gemma3", "idefics3")
+#: projectors that read the patch grid in n_merge x n_merge windows
+WINDOWED_PROJECTORS = ("gemma3", "idefics3", "ldpv2")
 #: projectors behind clip.cpp's SigLIP graph
 SIGLIP_PROJECTORS = ("gemma3", "idefics3")
 #: weights clip.cpp multiplies transposed (ggml_cont(ggml_transpose(w))): the graph declares them
@@ -54,7 +57,7 @@ SIGLIP_PROJECTORS = ("gemma3", "idefics3")
 TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
 
 #: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor
-DEFAULT_MERGE = {"gemma3": 4, "ldpv2": 2}
+DEFAULT_MERGE = {"gemma3": 4, "ldp": 2, "ldpv2": 2}
 #: the patch grid clip.cpp's MobileVLM projectors are written for (n_patch = 24: 336 pixels in 14s)
 MOBILEVLM_GRID = 24
 
@@ -147,17 +150,35 @@ class ClipParams:
         return self.n_embd // self.n_head
 
 
-def _conv3_inputs(side: int) -> dict[str, np.ndarray]:
-    """``conv.{k}``: for each cell of a side x side grid (row-major) the row of its neighbour at
-    kernel offset k = 3 * ky + kx, (ky - 1, kx - 1) away; side * side (the zero row) outside."""
-    y, x = np.mgrid[0:side, 0:side]
+def _conv3_inputs(name: str, side: int, stride: int) -> dict[str, np.ndarray]:
+    """``{name}.{k}``: for each cell of a 3x3 convolution's output grid (padding 1, ``stride``,
+    row-major) the row of its input neighbour at kernel offset k = 3 * ky + kx in a side x side
+    grid; side * side (the zero row) outside it."""
+    n_out = (side - 1) // stride + 1
+    y, x = np.mgrid[0:n_out, 0:n_out] * stride
     feeds = {}
     for ky in range(3):
         for kx in range(3):
             iy, ix = y + ky - 1, x + kx - 1
             inside = (iy >= 0) & (iy < side) & (ix >= 0) & (ix < side)
-            feeds[f"conv.{3 * ky + kx}"] = np.where(inside, iy * side + ix, side * side).reshape(-1).astype(np.int32)
+            feeds[f"{name}.{3 * ky + kx}"] = np.where(inside, iy * side + ix, side * side).reshape(-1).astype(np.int32)
     return feeds
+
+
+def _row_mean(g: GraphBuilder, x: Node) -> Node:
+    """The mean of x's rows, [1, width] (ggml_pool_2d over the whole grid; the rows added pairwise
+    here, a different order from ggml's one by one: a few ulps apart)."""
+    rows, width = x.shape
+    flat, extra = g.reshape(x, (1, rows * width)), None
+    while rows > 1:
+        half = rows // 2
+        if rows % 2:
+            last = g.slice(flat, 2 * half * width, rows * width)
+            extra = last if extra is None else g.add(extra, last)
+        flat = g.add(g.slice(flat, 0, half * width), g.slice(flat, half * width, 2 * half * width))
+        rows = half
+    total = flat if extra is None else g.add(flat, extra)
+    return g.scale(total, 1.0 / x.shape[0], name="mean")
 
 
 def _integer(meta: Mapping[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
@@ -211,8 +232,8 @@ class ClipVision(Architecture):
         if params.projector == "gemma3" and (n_x != n_y or n_x % params.n_merge):
             raise ModelError(f"gemma3's pooling needs a square grid of patches divisible by {params.n_merge} "
                              f"per side, not {n_x}x{n_y}")
-        if params.projector == "ldpv2" and not n_x == n_y == MOBILEVLM_GRID:
-            raise ModelError(f"ldpv2 is written for {MOBILEVLM_GRID}x{MOBILEVLM_GRID} patches (clip.cpp's n_patch), "
+        if params.projector in ("ldp", "ldpv2") and not n_x == n_y == MOBILEVLM_GRID:
+            raise ModelError(f"{params.projector} is written for {MOBILEVLM_GRID}x{MOBILEVLM_GRID} patches (clip.cpp's n_patch), "
                              f"not {n_x}x{n_y}")
         if params.projector == "idefics3" and (n_x % params.n_merge or n_y % params.n_merge):
             raise ModelError(f"idefics3's pixel shuffle needs a grid of patches divisible by {params.n_merge} "
@@ -248,12 +269,19 @@ class ClipVision(Architecture):
             # clip.cpp skips row 0 when there is a class embedding (which sits last)
             "patch_rows": np.arange(self.n_patches, dtype=np.int32) + self.has_class,
         }
-        if self.params.n_merge > 1:
+        projector = self.params.projector
+        if projector in WINDOWED_PROJECTORS:
             feeds.update(self._window_inputs())
-        if self.params.projector == "ldpv2":
-            side = self.n_x // self.params.n_merge
-            feeds.update(_conv3_inputs(side))
+        if projector == "ldpv2":
+            feeds.update(_conv3_inputs("peg", self.n_x // self.params.n_merge, 1))
             feeds["zero_row"] = np.zeros((1, self.weights["mm.model.peg.0.bias"].shape[-1]), np.float32)
+        if projector == "ldp":
+            channels = self.weights["mm.model.mlp.3.bias"].shape[-1]
+            feeds.update(_conv3_inputs("block1", self.n_x, 1))
+            feeds.update(_conv3_inputs("block2", self.n_x, 2))
+            feeds["zero_row"] = np.zeros((1, channels), np.float32)
+            feeds["threes"] = np.full(channels, 3.0, np.float32)
+            feeds["sixes"] = np.full(channels, 6.0, np.float32)
         return feeds
 
     def _window_inputs(self) -> dict[str, np.ndarray]:
@@ -343,7 +371,38 @@ class ClipVision(Architecture):
             return self.idefics3_projector(g, x)
         if self.params.projector == "ldpv2":
             return self.ldpv2_projector(g, x)
+        if self.params.projector == "ldp":
+            return self.ldp_projector(g, x)
         return self.llava_projector(g, x)
+
+    def ldp_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """MobileVLM's: ``mm.model.mlp.1``, GELU, ``mm.model.mlp.3``, then two MobileNetV3 blocks
+        (``mm.model.mb_block.{1,2}``): a 3x3 depthwise convolution (stride 1, then 2: the 24x24 grid
+        becomes 12x12), LayerNorm, hardswish, squeeze-and-excitation (the grid's mean through fc1,
+        ReLU, fc2, hardsigmoid, scaling each channel), a pointwise product and LayerNorm; the first
+        block adds its input."""
+        x = self.linear(g, g.gelu(self.linear(g, x, "mm.model.mlp.1")), "mm.model.mlp.3")
+        x = g.add(x, self._mobilenet_block(g, x, 1))
+        return self._mobilenet_block(g, x, 2)
+
+    def _mobilenet_block(self, g: GraphBuilder, x: Node, index: int) -> Node:
+        """Block ``index`` (its depthwise convolution's stride) of MobileVLM's projector."""
+        prefix = f"mm.model.mb_block.{index}.block"
+        h = self._depthwise_conv3(g, x, f"{prefix}.0.0.weight", f"block{index}", stride=index)
+        h = self._hardswish(g, layer_norm(g, self, h, f"{prefix}.0.1"))
+        squeezed = self._hardsigmoid(g, self.linear(g, g.clamp(self.linear(g, _row_mean(g, h), f"{prefix}.1.fc1"),
+                                                               0.0, math.inf), f"{prefix}.1.fc2"))
+        h = g.mul(h, g.reshape(squeezed, squeezed.shape[-1:]))
+        return layer_norm(g, self, g.mul_mat(self.w(g, f"{prefix}.2.0.weight"), h), f"{prefix}.2.1")
+
+    def _hardsigmoid(self, g: GraphBuilder, x: Node) -> Node:
+        """ggml's min(1, max(0, (x + 3) / 6)), the 3 and 6 from the inputs ``threes`` and ``sixes``."""
+        width = x.shape[-1]
+        shifted = g.add(x, g.input("threes", (width,), F32))
+        return g.clamp(g.div(shifted, g.input("sixes", (width,), F32)), 0.0, 1.0)
+
+    def _hardswish(self, g: GraphBuilder, x: Node) -> Node:
+        return g.mul(x, self._hardsigmoid(g, x))
 
     def ldpv2_projector(self, g: GraphBuilder, x: Node) -> Node:
         """MobileVLM V2's: ``mm.model.mlp.0``, GELU, ``mm.model.mlp.2``; the 24x24 grid 2x2
@@ -355,27 +414,29 @@ class ClipVision(Architecture):
         for window in windows[1:]:
             total = g.add(total, window)
         pooled = g.scale(total, 1.0 / self.params.n_merge ** 2, name="pool")
-        conv = self._depthwise_conv3(g, pooled, "mm.model.peg.0.weight")
+        conv = self._depthwise_conv3(g, pooled, "mm.model.peg.0.weight", "peg")
         return g.add(g.add(conv, self.w(g, "mm.model.peg.0.bias")), pooled)
 
-    def _depthwise_conv3(self, g: GraphBuilder, x: Node, weight: str) -> Node:
-        """ggml_conv_2d_dw (3x3, stride 1, padding 1) of x [side * side, channels], rows row-major
-        over the grid: each row's 9 neighbours (the inputs ``conv.{k}``, the row past the grid for
-        the zero padding, input ``zero_row``) laid out as im2col does, [rows, channels, 9], and each
-        channel's 9 kernel values multiplied with them (an F16 kernel rounds them to f16, as
-        im2col's F16 copy does)."""
+    def _depthwise_conv3(self, g: GraphBuilder, x: Node, weight: str, taps: str, stride: int = 1) -> Node:
+        """ggml_conv_2d_dw (3x3, padding 1, ``stride``) of x [side * side, channels], rows row-major
+        over the grid: each output cell's 9 input neighbours (the inputs ``{taps}.{k}``, see
+        :func:`_conv3_inputs`; the row past the input for the zero padding, input
+        ``zero_row``) laid out as im2col does, [cells, channels, 9], and each channel's 9 kernel
+        values multiplied with them (an F16 kernel rounds them to f16, as im2col's F16 copy does)."""
         n, channels = x.shape
         spec = self.weights.get(weight)
-        if spec is None or spec.shape[-3:] != (channels, 3, 3) or any(d != 1 for d in spec.shape[:-3]):
+        if spec is None or spec.shape[-2:] != (3, 3) or math.prod(spec.shape[:-2]) != channels:
             raise ModelError(f"tensor {weight}: a [{channels}, 3, 3] depthwise kernel is needed")
         padded = g.concat(g.reshape(x, (1, n * channels)), g.input("zero_row", (1, channels), F32))
         padded = g.reshape(padded, (n + 1, channels))
+        n_out = ((math.isqrt(n) - 1) // stride + 1) ** 2
         cols = None
         for k in range(9):
-            tap = g.reshape(g.get_rows(padded, g.input(f"conv.{k}", (n,), I32), name=f"conv.{k}"), (n, channels, 1))
+            ids = g.input(f"{taps}.{k}", (n_out,), I32)
+            tap = g.reshape(g.get_rows(padded, ids, name=f"{taps}.{k}"), (n_out, channels, 1))
             cols = tap if cols is None else g.concat(cols, tap)
-        out = g.mul_mat_heads(g.weight(weight, (channels, 1, 9), spec.type), cols, name="depthwise_conv")
-        return g.reshape(out, (n, channels))
+        out = g.mul_mat_heads(g.weight(weight, (channels, 1, 9), spec.type), cols, name=f"{taps}.conv")
+        return g.reshape(out, (n_out, channels))
 
     def idefics3_projector(self, g: GraphBuilder, x: Node) -> Node:
         """SmolVLM's: clip.cpp's build_patch_merge_permute (each output row the window's patches
