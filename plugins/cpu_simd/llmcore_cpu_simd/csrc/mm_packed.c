@@ -168,6 +168,22 @@ static inline int32_t bsum_pair(const block_q8_K *x, int p) {
         for (int u = 0; u < (nt); ++u) dots[u] = dot4(dots[u], w_, x4_of(xs[u]->qs + 32 * (sb) + 4 * g)); \
     }
 
+/* one super-block of Q4_K/Q5_K for nt tokens: s1 = sum of scale * sub-block dot, s2 = sum of min * bsum */
+static inline __attribute__((always_inline)) void k4_block_sums(const kq_packed *p, const block_q8_K *const *xs, const int nt,
+                                                                vi s1[KQ_TOKENS], vi s2[KQ_TOKENS]) {
+    vi dots[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) { s1[u] = vi_zero(); s2[u] = vi_zero(); }
+    for (int sb = 0; sb < 8; ++sb) {
+        SUBBLOCK_DOTS(dots, p, xs, sb, nt)
+        const vi sc = vi_load(p->scale[sb]);
+        for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
+    }
+    for (int pr = 0; pr < 4; ++pr) {
+        const vi mn = vi_load(p->min_pair[pr]);
+        for (int u = 0; u < nt; ++u) s2[u] = vi_add(s2[u], vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr))));
+    }
+}
+
 static inline __attribute__((always_inline)) void k4_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
         float *y, size_t ldy, int nrows, const int nt) {
     const kq_packed *pk = packed;
@@ -177,17 +193,9 @@ static inline __attribute__((always_inline)) void k4_tiled(const void *packed, i
     for (int64_t i = 0; i < nb; ++i) {
         const kq_packed *p = pk + i;
         const block_q8_K *xs[KQ_TOKENS];
-        vi s1[KQ_TOKENS], s2[KQ_TOKENS], dots[KQ_TOKENS];
-        for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); s2[u] = vi_zero(); }
-        for (int sb = 0; sb < 8; ++sb) {
-            SUBBLOCK_DOTS(dots, p, xs, sb, nt)
-            const vi sc = vi_load(p->scale[sb]);
-            for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
-        }
-        for (int pr = 0; pr < 4; ++pr) {
-            const vi mn = vi_load(p->min_pair[pr]);
-            for (int u = 0; u < nt; ++u) s2[u] = vi_add(s2[u], vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr))));
-        }
+        vi s1[KQ_TOKENS], s2[KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
+        k4_block_sums(p, xs, nt, s1, s2);
         const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
         for (int u = 0; u < nt; ++u) {
             const vf r = vf_fnma(dmin, vf_cvt(s2[u]), vf_mul(vf_cvt(s1[u]), d));
@@ -242,17 +250,9 @@ static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packe
     for (int64_t i = 0; i < nb; ++i) {
         const kq_packed *p = pk + i;
         const block_q8_K *xs[KQ_TOKENS];
-        vi s1[KQ_TOKENS], s2[KQ_TOKENS], dots[KQ_TOKENS];
-        for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); s2[u] = vi_zero(); }
-        for (int sb = 0; sb < 8; ++sb) {
-            SUBBLOCK_DOTS(dots, p, xs, sb, nt)
-            const vi sc = vi_load(p->scale[sb]);
-            for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
-        }
-        for (int pr = 0; pr < 4; ++pr) {
-            const vi mn = vi_load(p->min_pair[pr]);
-            for (int u = 0; u < nt; ++u) s2[u] = vi_add(s2[u], vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr))));
-        }
+        vi s1[KQ_TOKENS], s2[KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
+        k4_block_sums(p, xs, nt, s1, s2);
         const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
         for (int u = 0; u < nt; ++u) {
             const vf xd = vf_set1(xs[u]->d);
