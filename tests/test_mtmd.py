@@ -146,3 +146,37 @@ def test_run_with_images_as_llama_mtmd_cli():
                             "mlp.npz: not an image in a known format")):
         failed = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
         assert failed.returncode == 2 and message in failed.stderr.strip().splitlines()[-1], failed.stderr
+
+
+def test_conversation_mode_loads_images_with_the_image_command(capsys):
+    """``/image PATH`` in ``llmcore run -cnv`` (llama-mtmd-cli's chat): the picture's marker goes
+    before the next message, the reply is the one generating after that rendered conversation with
+    the picture gives, and a bad path is one line on stderr while the chat goes on."""
+    import io
+
+    from llmcore.api.types import Timings
+    from llmcore.cli import build_parser
+    from llmcore.cli.conversation import Console, Session
+
+    llm = LLM(TEXT, backend="cpu_simd", n_ctx=256, mmproj=FIXTURES / "mmproj-mlp.gguf")
+    inputs = iter([f"/image {FIXTURES / 'missing.png'}", f"/image {FIXTURES / 'wide.png'}", "describe", "again"])
+
+    def type_line(prompt: str) -> str:
+        line = next(inputs, None)
+        if line is None:
+            raise EOFError
+        console.out.write(line)  # echoed as a terminal shows it
+        return line
+
+    console = Console(read_line=type_line, out=io.StringIO())
+    args = build_parser().parse_args(["run", "-m", str(TEXT), "-c", "256", "--temp", "0", "-cnv", "-n", "4"])
+    session = Session(llm, args, console, Timings())
+    assert session.chat("") == 0
+    err = capsys.readouterr().err
+    assert "missing.png: cannot read the image" in err and f"{FIXTURES / 'wide.png'} image loaded" in err
+    first = [{"role": "user", "content": "<__media__>describe"}]
+    rendered = llm.chat_template.render(first, add_generation_prompt=True)
+    llm.reset()
+    expected = "".join(llm.generate(rendered, images=[images.load_image(FIXTURES / "wide.png")], max_tokens=4,
+                                    temperature=0))
+    assert expected and f"describe{expected}" in console.out.getvalue().replace("\n", "")

@@ -381,10 +381,11 @@ class LLM(EmbeddingMethods):
         return discard
 
     def generate_tokens(self, prompt_tokens: list[int], sampler: Sampler, max_tokens: int = -1,
-                        ignore_eos: bool = False, context_shift: bool = False, n_keep: int = 0) -> Iterator[int]:
+                        ignore_eos: bool = False, context_shift: bool = False, n_keep: int = 0,
+                        chunks: Sequence[mtmd.Chunk] | None = None) -> Iterator[int]:
         """Sample tokens one by one after ``prompt_tokens`` (see :meth:`generation`)."""
         steps = self.generation(prompt_tokens, sampler, max_tokens, ignore_eos=ignore_eos,
-                                context_shift=context_shift, n_keep=n_keep)
+                                context_shift=context_shift, n_keep=n_keep, chunks=chunks)
         for step in steps:
             yield step.token
 

@@ -1,7 +1,8 @@
 """Interactive ``llmcore run``: a chat through the model's template (conversation mode, ``-cnv``)
 or an interactive text completion (``-i``, ``-r``), read from the terminal as llama-completion does.
 
-Keys: Enter sends the input; a line ending in ``\\`` continues on the next line. Ctrl+C stops the
+Keys: Enter sends the input; a line ending in ``\\`` continues on the next line. With a projector
+(``--mmproj``), ``/image PATH`` loads a picture for the next message, as llama-mtmd-cli's chat. Ctrl+C stops the
 reply being generated and returns to the prompt; the cut reply stays in the conversation as a
 finished assistant turn, so the next question is answered normally. A second Ctrl+C while a reply
 is being stopped, or a Ctrl+C at the prompt, quits with status 130 after printing the timings (as
@@ -28,10 +29,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from llmcore.chat import family_template
 from llmcore.cli._common import print_timings
 from llmcore.cli.sampling_args import sampling_from_args
+from llmcore.errors import LLMCoreError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from llmcore.api.types import Timings
     from llmcore.cli.prompt_cache import PromptCache
+    from llmcore.engine import mtmd
 
 # llama.cpp's console colours: the prompt in yellow, what the user types in bold green
 PROMPT_COLOR = "\x1b[33m"
@@ -122,7 +127,8 @@ def run_session(llm: Any, args: argparse.Namespace, prompt: str, console: Consol
 _HELP = ("== Running in interactive mode. ==\n"
          " - Press Ctrl+C to stop a reply; Ctrl+C at the prompt quits.\n"
          " - Press Return to send your input; end a line with '\\' to continue on the next one.\n"
-         " - Press Ctrl+D on an empty line to end the session.\n\n")
+         " - Press Ctrl+D on an empty line to end the session.\n"
+         " - With --mmproj, /image PATH loads a picture for your next message.\n\n")
 
 
 class Console:
@@ -213,6 +219,8 @@ class Session:
 
     def chat(self, first_prompt: str) -> int:
         """Chat until end of input: each turn renders the whole conversation with the template."""
+        from llmcore.engine import mtmd
+
         llm, console = self.llm, self.console
         messages: list[dict[str, str]] = []
         held: tuple[str, list[int]] | None = None  # after a turn: what the cache holds (see _append_turn)
@@ -220,6 +228,8 @@ class Session:
             messages.append({"role": "system", "content": self.args.system_prompt})
             self._preload(messages)
         pending = first_prompt or None  # -p: the first user message, shown as if typed
+        pictures: list[np.ndarray] = []  # the conversation's images, in the order of their markers
+        markers = ""  # a marker per image loaded for the next message
         if pending:
             console.write(f"\n> {pending}\n")
         while True:
@@ -232,14 +242,23 @@ class Session:
                 return 0
             if not text.strip():
                 continue
-            messages.append({"role": "user", "content": text})
+            if text.strip() == "/image" or text.startswith("/image "):
+                if self._load_image(text.strip()[len("/image"):].strip(), pictures):
+                    markers += mtmd.MEDIA_MARKER
+                continue
+            messages.append({"role": "user", "content": markers + text})
+            markers = ""
             rendered = llm.chat_template.render(messages, add_generation_prompt=True)
-            tokens = llm.tokenize(rendered, add_special=True, parse_special=True)
+            chunks = mtmd.tokenize(llm.tokenizer, llm.projector, rendered, pictures) if pictures else None
+            tokens = mtmd.prompt_ids(chunks) if chunks else llm.tokenize(rendered, add_special=True, parse_special=True)
             if held is None and self.args.keep < 0:  # --keep -1: the first prompt stays through every shift
                 self.n_keep = max(len(tokens) - llm.tokenizer.add_bos, 0)
             if held is not None and self.args.context_shift and (self._shifted or len(tokens) >= llm.n_ctx):
+                if chunks:
+                    raise LLMCoreError("context shift is off in a conversation holding images, as in llama.cpp; "
+                                       "raise -c/--ctx-size")
                 tokens = self._append_turn(held, rendered)
-            reply = self.generate(tokens)
+            reply = self.generate(tokens, chunks=chunks) if chunks else self.generate(tokens)
             self._shifted |= llm.last.context_shifts > 0
             # what the cache holds, as text: the prompt and the reply (its tokens, the last perhaps not yet evaluated)
             held = (rendered + reply.text, reply.tokens[llm.last.timings.predicted_n:])
@@ -247,13 +266,30 @@ class Session:
             messages.append({"role": "assistant", "content": reply.text})
             console.write("\n")
 
+    def _load_image(self, path: str, pictures: list[np.ndarray]) -> bool:
+        """``/image PATH``: decode the picture for the next message; a missing path, a model without a
+        projector or a bad image is one line on stderr and the chat goes on."""
+        from llmcore.media.image import load_image
+
+        if not path:
+            print("error: /image needs a file name", file=sys.stderr)
+            return False
+        if self.llm.projector is None:
+            print("error: this model cannot take images: no multimodal projector is loaded (--mmproj)", file=sys.stderr)
+            return False
+        try:
+            pictures.append(load_image(path))
+        except LLMCoreError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return False
+        print(f"{path} image loaded", file=sys.stderr)
+        return True
+
     def _append_turn(self, held: tuple[str, list[int]], rendered: str) -> list[int]:
         """The next prompt as the cache's tokens plus the new turn's: ``held`` is the text the
         cache holds and the reply's tokens not evaluated yet; ``rendered`` the whole conversation.
         A prompt the context cannot hold is made room for by context shifts (llama-cli's n_keep,
         half of the rest dropped)."""
-        from llmcore.errors import LLMCoreError
-
         llm = self.llm
         text, unevaluated = held
         if not rendered.startswith(text):  # the template rewrote an earlier turn: the full rendering
@@ -323,9 +359,11 @@ class Session:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def generate(self, tokens: list[int], interactive: bool = True) -> Reply:
+    def generate(self, tokens: list[int], interactive: bool = True, chunks: list[mtmd.Chunk] | None = None) -> Reply:
         """Stream the continuation of ``tokens`` until end of text, -n tokens, a reverse prompt or
-        Ctrl+C; the tokens whose keys and values were computed stay in the cache."""
+        Ctrl+C; the tokens whose keys and values were computed stay in the cache. ``chunks``: the
+        prompt holds images (``tokens`` are then its :func:`~llmcore.engine.mtmd.prompt_ids`), and
+        is not saved to the prompt cache."""
         llm, args = self.llm, self.args
         sampler = llm.sampler(**sampling_from_args(args))
         decoder = llm.tokenizer.stream_decoder()
@@ -333,7 +371,7 @@ class Session:
         slack = 0 if interactive else 2  # llama.cpp's search window for a reverse prompt
         with _StopOnInterrupt(interactive) as interrupt, closing(
                 llm.generate_tokens(tokens, sampler, args.n_predict, args.ignore_eos, context_shift=args.context_shift,
-                                    n_keep=self.n_keep)) as stream:
+                                    n_keep=self.n_keep, chunks=chunks)) as stream:
             for token in stream:
                 if interrupt.requested:  # the reply ends where it was when Ctrl+C was pressed
                     reason = "interrupted"
@@ -350,7 +388,8 @@ class Session:
         self.totals.prompt_ms += timings.prompt_ms
         self.totals.predicted_n += timings.predicted_n
         self.totals.predicted_ms += timings.predicted_ms
-        self._save_cache(tokens)
+        if chunks is None:
+            self._save_cache(tokens)
         return Reply(text, generated, reason or llm.last.finish_reason or "length")
 
     def _save_cache(self, prompt_tokens: list[int]) -> None:
