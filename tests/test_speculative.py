@@ -60,3 +60,33 @@ def test_speculative_flags(tmp_path: Path):
     assert (args.model_draft, args.spec_draft_n_max, args.spec_draft_p_min, args.spec_draft_n_min) == ("d.gguf", 8, 0.5, 0)
     with pytest.raises(LLMCoreError, match="needs a draft model"):
         LLM(Path(__file__).parent / "fixtures" / "adapters" / "base.gguf", spec_type="draft-simple", backend="reference")
+
+
+def test_the_server_decodes_speculatively_with_plain_text(default_model_path):
+    """``llmcore serve -md``: /completion and /v1/chat/completions give the text of plain decoding,
+    and /completion's timings count the drafted and accepted tokens, as llama-server's."""
+    import httpx
+
+    from test_server import ServerProcess
+
+    # flash attention (-fa auto) computes a row as in a one-token step; without it a verified batch's
+    # attention sums in tinyBLAS's order, as ggml's, and a near tie may go the other way
+    server = ServerProcess(default_model_path, "-md", str(default_model_path), "--spec-draft-n-max", "4",
+                           "-np", "2", "-c", "1024", "--backend", "cpu_simd", "-fa", "auto")
+    oracle = LLM(default_model_path, **KW)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            done = http.post("/completion", json={"prompt": "The three primary colors are", "n_predict": 32,
+                                                  "temperature": 0, "cache_prompt": False}).json()
+            chat = http.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 24,
+                                                           "temperature": 0, "cache_prompt": False}).json()
+    finally:
+        server.stop()
+    oracle.reset()
+    assert done["content"] == oracle.create_completion("The three primary colors are", max_tokens=32,
+                                                       temperature=0).choices[0].text
+    assert done["timings"]["draft_n"] >= 16 and done["timings"]["draft_n_accepted"] >= 8, done["timings"]
+    oracle.reset()
+    expected = oracle.create_chat_completion(messages, max_tokens=24, temperature=0)
+    assert chat["choices"][0]["message"]["content"] == expected.choices[0].message.content

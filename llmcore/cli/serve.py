@@ -17,6 +17,7 @@ from llmcore.cli._common import (
     add_mmproj_arg,
     add_model_args,
     add_pooling_arg,
+    add_speculative_args,
     load_llm,
 )
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
@@ -31,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "override each one.")
     add_model_args(p)
     add_mmproj_arg(p)
+    add_speculative_args(p)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     g.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
