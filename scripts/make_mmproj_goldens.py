@@ -8,7 +8,8 @@ mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
 ``mlp_norm``: Yi-VL's, an ``mlp`` file with ``mm.1``/``mm.3``/``mm.4``; ``mlp-anyres``: LLaVA 1.6's, an
-``mlp`` file with ``image_grid_pinpoints``; ``ldp`` and ``ldpv2``: MobileVLM's and MobileVLM V2's, 48x48 pixels in 2x2 patches;
+``mlp`` file with ``image_grid_pinpoints``; ``ldp`` and ``ldpv2``: MobileVLM's and MobileVLM V2's, 48x48 pixels in 2x2 patches; ``resampler``:
+MiniCPM-V 2.6's, for text-minicpmv.gguf (a tiny llama 128 wide with MiniCPM-V's slice tokens);
 ``gemma3``: a SigLIP ViT and
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
 shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
@@ -47,7 +48,7 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     ``gemma3`` a SigLIP ViT instead: 96x96 pixels in 8x8 patches (144, no class embedding, 4x4
     average-pooled into 9 tokens: the default scale factor, not written), post-LN, GELU."""
     rng = np.random.default_rng(seed)
-    siglip = projector in ("gemma3", "idefics3")
+    siglip = projector in ("gemma3", "idefics3", "resampler")
     n_embd, n_ff, n_layer = 32, 64, 3
     # MobileVLM's projectors are written for 24x24 patches
     image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldp": (48, 2), "ldpv2": (48, 2)}.get(projector, (56, 14))
@@ -66,7 +67,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
                                                 (n_embd, 3, patch, patch)).astype(np.float16)
     if not siglip:
         tensors["v.class_embd"] = rng.normal(0, 1, n_embd).astype(np.float32)
-    n_pos = (image_size // patch) ** 2 + (not siglip)
+    # MiniCPM-V buckets any grid into a 70 x 70 table of positions
+    n_pos = 70 * 70 if projector == "resampler" else (image_size // patch) ** 2 + (not siglip)
     tensors["v.position_embd.weight"] = rng.normal(0, 0.5, (n_pos, n_embd)).astype(np.float32)
     norm("v.post_ln" if siglip else "v.pre_ln", n_embd)
     for il in range(n_layer):
@@ -104,6 +106,15 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
             matrix(f"{p}.1.fc2", n_text_embd, n_text_embd // 4)
             matrix(f"{p}.2.0", n_text_embd, n_text_embd, bias=False)
             norm(f"{p}.2.1", n_text_embd)
+    elif projector == "resampler":  # 16 queries, one 128-wide head
+        tensors["resampler.query"] = rng.normal(0, 1, (16, n_text_embd)).astype(np.float32)
+        tensors["resampler.pos_embed_k"] = rng.normal(0, 1, (16, n_text_embd)).astype(np.float32)  # unused
+        matrix("resampler.kv", n_text_embd, n_embd, bias=False)
+        for name in ("q", "kv", "post"):
+            norm(f"resampler.ln_{name}", n_text_embd)
+        for name in ("q", "k", "v", "out"):
+            matrix(f"resampler.attn.{name}", n_text_embd, n_text_embd)
+        matrix("resampler.proj", n_text_embd, n_text_embd, bias=False)
     elif projector == "idefics3":  # 2x2 windows of patches shuffled into rows of 4 n_embd
         matrix("mm.model.fc", n_text_embd, 4 * n_embd, bias=False)
 
@@ -121,6 +132,9 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     writer.add_array("clip.vision.image_mean", IMAGE_MEAN)
     if projector == "mlp-anyres":  # LLaVA 1.6's candidate resolutions (width, height), tiles of 56
         writer.add_array("clip.vision.image_grid_pinpoints", [112, 56, 56, 112, 112, 112])
+    if projector == "resampler":  # MiniCPM-V 2.6's slice tokens
+        writer.add_int32("clip.minicpmv_version", 3)
+        writer.add_uint32("clip.minicpmv_query_num", 16)
     if projector == "idefics3":  # tiles of 48 pixels (6x6 patches, 9 tokens) from images resized to 96
         writer.add_uint32("clip.vision.projector.scale_factor", 2)
         writer.add_uint32("clip.vision.preproc_image_size", 96)
@@ -208,26 +222,27 @@ def gemma3_text(m: TinyModel) -> None:
     m.metadata["attention.sliding_window"] = 40
 
 
-#: SmolVLM's tokens that mtmd looks up by their text, in place of the tiny vocabulary's last ones (type 1:
-#: normal, 3: control)
+#: tokens that mtmd looks up by their text (SmolVLM's, MiniCPM-V's), in place of the tiny vocabulary's last
+#: ones (type 1: normal, 3: control)
 SMOLVLM_TOKENS = {509: ("\n\n", 1), 510: ("<fake_token_around_image>", 3), 511: ("<global-img>", 3)}
+MINICPMV_TOKENS = {508: ("<image>", 3), 509: ("</image>", 3), 510: ("<slice>", 3), 511: ("</slice>", 3)}
 
 
-class _SmolVLMVocab:
-    """A GGUF writer whose token list and types get SMOLVLM_TOKENS on their way through."""
+class _VocabWithTokens:
+    """A GGUF writer whose token list and types get ``replacements`` ({id: (text, type)}) on their way."""
 
-    def __init__(self, writer: gguf.GGUFWriter) -> None:
-        self._writer = writer
+    def __init__(self, writer: gguf.GGUFWriter, replacements: dict[int, tuple[str, int]]) -> None:
+        self._writer, self._replacements = writer, replacements
 
     def add_token_list(self, tokens: list) -> None:
         tokens = list(tokens)
-        for i, (text, _) in SMOLVLM_TOKENS.items():
+        for i, (text, _) in self._replacements.items():
             tokens[i] = text
         self._writer.add_token_list(tokens)
 
     def add_token_types(self, types: list) -> None:
         types = list(types)
-        for i, (_, kind) in SMOLVLM_TOKENS.items():
+        for i, (_, kind) in self._replacements.items():
             types[i] = kind
         self._writer.add_token_types(types)
 
@@ -235,34 +250,42 @@ class _SmolVLMVocab:
         return getattr(self._writer, name)
 
 
-def smolvlm_text(m: TinyModel) -> None:
-    """make_arch_goldens' tiny llama, written with SMOLVLM_TOKENS in its vocabulary."""
-    llama(m)
-    write = m.write
+def with_tokens(replacements: dict[int, tuple[str, int]]):
+    """A text-model builder: make_arch_goldens' tiny llama, written with ``replacements`` in its vocabulary."""
 
-    def write_with_tokens(path: Path) -> None:
-        add_vocab = make_arch_goldens._add_vocab
-        make_arch_goldens._add_vocab = lambda writer: add_vocab(_SmolVLMVocab(writer))
-        try:
-            write(path)
-        finally:
-            make_arch_goldens._add_vocab = add_vocab
+    def build(m: TinyModel) -> None:
+        llama(m)
+        write = m.write
 
-    m.write = write_with_tokens
+        def write_with_tokens(path: Path) -> None:
+            add_vocab = make_arch_goldens._add_vocab
+            make_arch_goldens._add_vocab = lambda writer: add_vocab(_VocabWithTokens(writer, replacements))
+            try:
+                write(path)
+            finally:
+                make_arch_goldens._add_vocab = add_vocab
+
+        m.write = write_with_tokens
+
+    return build
 
 
 #: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
          "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
-         "idefics3": ("text-smolvlm.gguf", "llama", smolvlm_text), "mlp-anyres": ("text.gguf", "llama", llama),
-         "ldpv2": ("text.gguf", "llama", llama), "ldp": ("text.gguf", "llama", llama)}
+         "idefics3": ("text-smolvlm.gguf", "llama", with_tokens(SMOLVLM_TOKENS)), "mlp-anyres": ("text.gguf", "llama", llama),
+         "ldpv2": ("text.gguf", "llama", llama), "ldp": ("text.gguf", "llama", llama),
+         "resampler": ("text-minicpmv.gguf", "llama", with_tokens(MINICPMV_TOKENS))}
+#: text models wider than TinyModel's default: MiniCPM-V's resampler has heads of 128
+TEXT_WIDTH = {"text-minicpmv.gguf": 128}
 
 
 def main() -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     n_text_embd = {}
     for file, arch, build in {pair[0]: pair for pair in PAIRS.values()}.values():
-        text = TinyModel(arch, seed=2200)
+        width = TEXT_WIDTH.get(file, 64)
+        text = TinyModel(arch, seed=2200, n_embd=width, head_dim=width // 4, n_ff=2 * width)
         build(text)
         text.write(OUT_DIR / file)
         n_text_embd[file] = text.n_embd

@@ -1,7 +1,8 @@
 """Images through multimodal projector files (mmproj), against llama.cpp 0.3.36's mtmd: the tiny
 random pairs of tests/fixtures/mtmd (scripts/make_mmproj_goldens.py) give llama.cpp's image
 embeddings, then its logits after the image and its greedy tokens, on reference and cpu_simd: LLaVA's
-``mlp`` (1.5, and 1.6's any-resolution tiles: ``mlp-anyres``), Yi-VL's ``mlp_norm``, MobileVLM's ``ldp`` and ``ldpv2`` and Gemma 3's SigLIP with the ``gemma3`` projector (whose images the text
+``mlp`` (1.5, and 1.6's any-resolution tiles: ``mlp-anyres``), Yi-VL's ``mlp_norm``, MobileVLM's ``ldp`` and ``ldpv2``, MiniCPM-V 2.6's ``resampler`` (each
+image an overview and slices between its tokens) and Gemma 3's SigLIP with the ``gemma3`` projector (whose images the text
 model reads with non-causal attention) and SmolVLM's SigLIP with the ``idefics3`` pixel shuffle (each
 image cut into tiles and an overview, each its own image chunk between SmolVLM's tokens)."""
 
@@ -22,10 +23,10 @@ from llmcore.media import image as images
 FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
 TEXT = FIXTURES / "text.gguf"
 IMAGES = ("square", "wide", "tall", "large", "small")
-PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "gemma3", "idefics3")
+PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "resampler", "gemma3", "idefics3")
 #: the text model each projector's goldens pair it with
 TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "mlp-anyres": TEXT, "ldp": TEXT, "ldpv2": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf",
-           "idefics3": FIXTURES / "text-smolvlm.gguf"}
+           "idefics3": FIXTURES / "text-smolvlm.gguf", "resampler": FIXTURES / "text-minicpmv.gguf"}
 BACKENDS = ("reference", "cpu_simd")
 # llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
 # f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
@@ -36,8 +37,8 @@ TEXT_REL_ERROR = 2e-3
 
 
 #: encoders whose tiny fixtures still take ~10 s on the reference backend (MobileVLM's 24x24 patches,
-#: SmolVLM's tiles): there in the slow sweep, on cpu_simd in the default suite
-SLOW_ON_REFERENCE = ("ldp", "ldpv2", "idefics3")
+#: SmolVLM's tiles, MiniCPM-V's slices): there in the slow sweep, on cpu_simd in the default suite
+SLOW_ON_REFERENCE = ("ldp", "ldpv2", "idefics3", "resampler")
 
 
 @pytest.fixture(scope="module", ids=lambda pb: "-".join(pb),
@@ -122,7 +123,7 @@ def test_projector_files_are_checked(tmp_path):
     writer.add_metadata("clip.has_vision_encoder", True)
     writer.add_metadata("clip.projector_type", "qwen2vl_merger")
     writer.write()
-    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, ldp, ldpv2, gemma3, idefics3\)"):
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, ldp, ldpv2, resampler, gemma3, idefics3\)"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)

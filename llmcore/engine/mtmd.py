@@ -12,6 +12,7 @@ positions a value derived from its pixels) so that a KV cache can tell what it a
 from __future__ import annotations
 
 import hashlib
+import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ class Projector:
         digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode()).digest()
         if p.projector == "idefics3":
             return self._idefics3_parts(pixels, digest)
+        if p.projector == "resampler":
+            return self._minicpmv_parts(pixels, digest)
         if p.grid_pinpoints:
             return self._any_resolution_parts(pixels, digest)
         if p.projector == "gemma3":
@@ -144,6 +147,43 @@ class Projector:
         refined = images.fit(pixels, best_w, best_h, bicubic, images.Pad.CEIL)
         tiles = [refined[y:y + size, x:x + size] for y in range(0, best_h, size) for x in range(0, best_w, size)]
         return [*(self._chunk(tile, digest, i) for i, tile in enumerate(tiles)), self._chunk(overview, digest, len(tiles))]
+
+    def _minicpmv_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
+        """MiniCPM-V's slicing (mtmd's llava_uhd preprocessor without pinpoints, bicubic): an image
+        within image_size on both sides is one chunk stretched to the square; a larger one an
+        overview (resized to about image_size^2 pixels keeping its aspect ratio, sides multiples of
+        the patch) and the slices of the best grid (at most 9) of the image fitted, on black, into
+        the grid's refined size. Laid out as ``<image>`` overview ``</image>``, then for version 2
+        (MiniCPM-Llama3-V 2.5) ``<slice>`` and each slice in ``<image>``...``</image>``, rows ended by a
+        newline, ``</slice>``; from version 3 on each slice in ``<slice>``...``</slice>``."""
+        p, bicubic, size = self.params, images.Resize.BICUBIC, self.params.image_size
+        height, width = pixels.shape[:2]
+        layout = uhd_layout(width, height, size, p.patch_size)
+        if layout is None:
+            chunks = [self._chunk(images.fit(pixels, size, size, bicubic, images.Pad.NONE), digest)]
+        else:
+            (ov_w, ov_h), (ref_w, ref_h), (grid_x, grid_y) = layout
+            refined = images.fit(pixels, ref_w, ref_h, bicubic, images.Pad.CEIL)
+            tile_w, tile_h = ref_w // grid_x, ref_h // grid_y
+            chunks = [self._chunk(images.fit(pixels, ov_w, ov_h, bicubic, images.Pad.NONE), digest)]
+            chunks += [self._chunk(refined[y * tile_h:(y + 1) * tile_h, x * tile_w:(x + 1) * tile_w], digest,
+                                   1 + y * grid_x + x) for y in range(grid_y) for x in range(grid_x)]
+        image, end_image = TokenPieces(("<image>",)), TokenPieces(("</image>",))
+        parts: list[ImagePart] = [image, chunks[0], end_image]
+        if layout is None:
+            return parts
+        version_2 = p.minicpmv_version == 2
+        begin, end = (image, end_image) if version_2 else (TokenPieces(("<slice>",)), TokenPieces(("</slice>",)))
+        if version_2:
+            parts.append(TokenPieces(("<slice>",)))
+        for y in range(grid_y):
+            for x in range(grid_x):
+                parts += [begin, chunks[1 + y * grid_x + x], end]
+            if y != grid_y - 1:
+                parts.append(TokenPieces(("\n",)))
+        if version_2:
+            parts.append(TokenPieces(("</slice>",)))
+        return parts
 
     def _idefics3_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
         """SmolVLM's tiling (mtmd's idefics3 preprocessor, Lanczos throughout): the image resized so
@@ -297,6 +337,50 @@ def best_resolution(width: int, height: int, candidates: Sequence[tuple[int, int
         if effective > best_effective or (effective == best_effective and wasted < best_wasted):
             best, best_effective, best_wasted = (cand_w, cand_h), effective, wasted
     return best
+
+
+def uhd_layout(width: int, height: int, size: int, patch: int
+               ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """mtmd's llava_uhd slice instructions without pinpoints (MiniCPM-V), in float32 as its C++:
+    None for an image within ``size`` on both sides; else the overview's size, the refined size and
+    the grid (columns, rows), each (width, height)."""
+    if width <= size and height <= size:
+        return None
+    f32 = np.float32
+    log_ratio = float(np.log(f32(width) / f32(height)))
+    multiple = int(min(np.ceil(f32(width) * f32(height) / f32(size * size)), MAX_SLICES))
+    candidates = [(m, n // m) for n in (multiple - 1, multiple, multiple + 1) if n != 1 and n <= MAX_SLICES
+                  for m in range(1, n + 1) if n % m == 0]
+    grid, best_error = (1, 1), np.inf
+    for cols, rows in candidates:
+        error = float(f32(abs(log_ratio - np.log(cols / rows))))
+        if error < best_error:
+            grid, best_error = (cols, rows), error
+    overview = _best_resize(width, height, size, patch, upscale=False)
+    tile = _best_resize(_ensure_divide(width, grid[0]) // grid[0], _ensure_divide(height, grid[1]) // grid[1],
+                        size, patch, upscale=True)
+    return overview, (tile[0] * grid[0], tile[1] * grid[1]), grid
+
+
+#: the most slices mtmd cuts a MiniCPM-V image into
+MAX_SLICES = 9
+
+
+def _best_resize(width: int, height: int, size: int, patch: int, upscale: bool) -> tuple[int, int]:
+    """llava_uhd's get_best_resize: about size^2 pixels keeping the aspect ratio (where larger, or
+    ``upscale``), each side rounded to a multiple of ``patch``."""
+    if width * height > size * size or upscale:
+        ratio = np.float32(width) / np.float32(height)
+        height = int(np.float32(size) / np.sqrt(ratio))
+        width = int(np.float32(height) * ratio)
+    return _ensure_divide(width, patch), _ensure_divide(height, patch)
+
+
+def _ensure_divide(length: int, patch: int) -> int:
+    """llava_uhd's ensure_divide: ``length`` rounded (halves away from zero, as std::round) to a
+    multiple of ``patch``, at least ``patch``."""
+    quotient = float(np.float32(length) / np.float32(patch))  # positive: floor(q + 0.5) in double is std::round
+    return max(int(math.floor(quotient + 0.5)) * patch, patch)
 
 
 def lookup_token(tokenizer: Tokenizer, text: str) -> int:

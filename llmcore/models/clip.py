@@ -15,7 +15,8 @@ linear, the 24x24 grid 2x2 average-pooled, then a 3x3 depthwise convolution adde
 SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the post-LayerNorm) feeds
 ``gemma3`` (Gemma 3: the patch grid average-pooled by ``n_merge`` on each side, RMSNorm with the
 soft-embedding weight, then the input projection) or ``idefics3`` (SmolVLM: each n_merge x n_merge
-window of patches concatenated into one row, the pixel shuffle, then a linear map).
+window of patches concatenated into one row, the pixel shuffle, then a linear map) or ``resampler``
+(MiniCPM-V: learned queries attending to the patches, whose keys carry 2-D sine-cosine positions).
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "gemma3", "idefics3")
+SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "resampler", "gemma3", "idefics3")
 #: projectors that read the patch grid in n_merge x n_merge windows
 WINDOWED_PROJECTORS = ("gemma3", "idefics3", "ldpv2")
 #: projectors behind clip.cpp's SigLIP graph
-SIGLIP_PROJECTORS = ("gemma3", "idefics3")
+SIGLIP_PROJECTORS = ("gemma3", "idefics3", "resampler")
+#: the width of the resampler's attention heads (clip.cpp's d_head for MiniCPM-V)
+RESAMPLER_HEAD_DIM = 128
+#: the side of MiniCPM-V's table of learned positions, which any patch grid is bucketed into
+RESAMPLER_POSITION_BUCKETS = 70
 #: weights clip.cpp multiplies transposed (ggml_cont(ggml_transpose(w))): the graph declares them
 #: [n_out, n_in] and the projector loads them transposed
 TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
@@ -85,6 +90,8 @@ class ClipParams:
     grid_pinpoints: tuple[tuple[int, int], ...]  # LLaVA 1.6's candidate resolutions (width, height)
     n_merge: int = 1  # patches pooled or merged per side into one output token (gemma3: 4 unless the file says)
     preproc_image_size: int = 0  # idefics3: the longest side images are resized to before tiling (0: none given)
+    minicpmv_version: int = 2  # resampler: MiniCPM-V's version (2: 2.5, 3: 2.6, ...), which sets its slice tokens
+    query_num: int = 0  # resampler: its learned queries, the tokens of each image chunk
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> ClipParams:
@@ -143,6 +150,10 @@ class ClipParams:
             n_merge=_integer(meta, "clip.vision.projector.scale_factor", 2 if projector == "idefics3" else 1, 64,
                              default=DEFAULT_MERGE.get(projector, None if projector == "idefics3" else 1)),
             preproc_image_size=_integer(meta, "clip.vision.preproc_image_size", 0, 1 << 16, default=0),
+            # clip.cpp: a file without a version is 2, its query count then 96 (64 from version 3 on)
+            minicpmv_version=_integer(meta, "clip.minicpmv_version", 0, 1 << 20, default=0) or 2,
+            query_num=_integer(meta, "clip.minicpmv_query_num", 0, 1 << 16, default=0)
+            or (64 if int(meta.get("clip.minicpmv_version", 0)) in (3, 4, 5, 6, 100045) else 96),
         )
 
     @property
@@ -257,6 +268,8 @@ class ClipVision(Architecture):
 
     @property
     def n_output_tokens(self) -> int:
+        if self.params.projector == "resampler":
+            return self.params.query_num
         return self.n_patches // self.params.n_merge ** 2
 
     def image_inputs(self, patches: np.ndarray) -> dict[str, np.ndarray]:
@@ -275,6 +288,10 @@ class ClipVision(Architecture):
         if projector == "ldpv2":
             feeds.update(_conv3_inputs("peg", self.n_x // self.params.n_merge, 1))
             feeds["zero_row"] = np.zeros((1, self.weights["mm.model.peg.0.bias"].shape[-1]), np.float32)
+        if projector == "resampler":
+            feeds["positions"] = self._bucket_positions()
+            feeds["resampler_pos"] = self._resampler_positions()
+            feeds["resampler_mask"] = np.zeros((self.params.query_num, self.n_pos), np.float32)
         if projector == "ldp":
             channels = self.weights["mm.model.mlp.3.bias"].shape[-1]
             feeds.update(_conv3_inputs("block1", self.n_x, 1))
@@ -283,6 +300,27 @@ class ClipVision(Architecture):
             feeds["threes"] = np.full(channels, 3.0, np.float32)
             feeds["sixes"] = np.full(channels, 6.0, np.float32)
         return feeds
+
+    def _bucket_positions(self) -> np.ndarray:
+        """MiniCPM-V's rows of the learned position table: each patch's row and column scaled into
+        the 70 x 70 table (floor(70 i / n))."""
+        buckets = RESAMPLER_POSITION_BUCKETS
+        rows = np.floor(buckets * np.arange(self.n_y) / self.n_y).astype(np.int32)
+        cols = np.floor(buckets * np.arange(self.n_x) / self.n_x).astype(np.int32)
+        return (rows[:, None] * buckets + cols[None, :]).reshape(-1).astype(np.int32)
+
+    def _resampler_positions(self) -> np.ndarray:
+        """The resampler keys' 2-D positions, [patches, width]: sin and cos of each patch's column
+        times omega, then of its row (omega_i = 1 / 10000^(i / (width / 4)), in float32 as clip.cpp)."""
+        width = self.weights["resampler.proj.weight"].shape[-1]
+        quarter = width // 4
+        omega = np.array([1.0 / np.power(np.float32(10000.0), np.float32(i) / np.float32(quarter))
+                          for i in range(quarter)], np.float32)
+        index = np.arange(self.n_pos)
+        theta_w = (index % self.n_x).astype(np.float32)[:, None] * omega
+        theta_h = (index // self.n_x).astype(np.float32)[:, None] * omega
+        return np.concatenate([np.sin(theta_w), np.cos(theta_w), np.sin(theta_h), np.cos(theta_h)], axis=1,
+                              dtype=np.float32)
 
     def _window_inputs(self) -> dict[str, np.ndarray]:
         """``window.{dy}.{dx}``: for each output token (row-major over the merged grid) the patch at
@@ -373,7 +411,36 @@ class ClipVision(Architecture):
             return self.ldpv2_projector(g, x)
         if self.params.projector == "ldp":
             return self.ldp_projector(g, x)
+        if self.params.projector == "resampler":
+            return self.resampler_projector(g, x)
         return self.llava_projector(g, x)
+
+    def resampler_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """MiniCPM-V's: the learned queries (``resampler.query``, LayerNorm ``ln_q``) attend, in heads
+        of 128, to the patches projected by ``resampler.kv`` (LayerNorm ``ln_kv``: the values; plus the
+        2-D positions, input ``resampler_pos``: the keys); then LayerNorm ``ln_post`` and
+        ``resampler.proj``. Keys and values are rounded to f16 as flash attention does."""
+        query = self.weights.get("resampler.query")
+        if query is None or query.shape[0] != self.params.query_num:
+            raise ModelError(f"tensor resampler.query: {self.params.query_num} queries are needed")
+        width = query.shape[-1]
+        if width % RESAMPLER_HEAD_DIM:
+            raise ModelError(f"tensor resampler.query: its width {width} is not a multiple of the resampler's "
+                             f"{RESAMPLER_HEAD_DIM}-wide heads")
+        n_head, n = width // RESAMPLER_HEAD_DIM, x.shape[0]
+        q = layer_norm(g, self, self.w(g, "resampler.query"), "resampler.ln_q")
+        v = layer_norm(g, self, g.mul_mat(self.w(g, "resampler.kv.weight"), x), "resampler.ln_kv")
+        k = g.add(v, g.input("resampler_pos", (n, width), F32))
+        q, k, v = (self.linear(g, t, f"resampler.attn.{name}") for t, name in ((q, "q"), (k, "k"), (v, "v")))
+        cells = g.input("kv_cells", (self.n_pos,), I32)
+        caches = [g.cache(f"resampler.cache_{kind}@{self.n_pos}", (self.n_pos, width), F16) for kind in "kv"]
+        out = g.attention(g.reshape(q, (self.params.query_num, n_head, RESAMPLER_HEAD_DIM)),
+                          g.kv_store(caches[0], k, cells, name="resampler.k_store"),
+                          g.kv_store(caches[1], v, cells, name="resampler.v_store"),
+                          g.input("resampler_mask", (self.params.query_num, self.n_pos), F32),
+                          1.0 / math.sqrt(RESAMPLER_HEAD_DIM), name="resampler.attn", flash=True)
+        out = layer_norm(g, self, self.linear(g, out, "resampler.attn.out"), "resampler.ln_post")
+        return g.mul_mat(self.w(g, "resampler.proj.weight"), out, name="resampler.proj")
 
     def ldp_projector(self, g: GraphBuilder, x: Node) -> Node:
         """MobileVLM's: ``mm.model.mlp.1``, GELU, ``mm.model.mlp.3``, then two MobileNetV3 blocks
