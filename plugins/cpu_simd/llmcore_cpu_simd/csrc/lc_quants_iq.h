@@ -15,6 +15,11 @@ typedef struct {
     uint8_t qs[QK_K / 2];          /* per 32 values: 16 bytes, low nibbles first */
 } block_iq4_xs;
 
+/* the signed scale (ls - 32) of 32-value sub-block ib */
+static inline int iq4_xs_scale(const block_iq4_xs *x, int ib) {
+    return (((x->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x->scales_h >> 2 * ib) & 3) << 4)) - 32;
+}
+
 /* one weight row (n % 256 == 0) . one block_q8_K row, in ggml's AVX2 vec_dot order */
 void lc_vec_dot_iq4_xs(int n, float *s, const void *w_row, const void *x_row);
 /* the same product in the order of llama.cpp's tiled kernel (batches of 8 or more tokens) */

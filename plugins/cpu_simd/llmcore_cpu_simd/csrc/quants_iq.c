@@ -10,10 +10,6 @@
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-static inline int iq4_xs_scale(const block_iq4_xs *x, int ib) {
-    return (((x->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x->scales_h >> 2 * ib) & 3) << 4)) - 32;
-}
-
 #if defined(LC_AVX2)
 
 static inline __m256i iq4_xs_block_lanes(const block_iq4_xs *x, const block_q8_K *y) {
