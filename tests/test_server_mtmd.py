@@ -185,3 +185,25 @@ def test_the_chat_page_sends_a_picture(server, oracle):
     oracle.reset()
     expected = oracle.create_chat_completion(sent[:1], max_tokens=12, temperature=0).choices[0].message.content
     assert sent[1] == {"role": "assistant", "content": expected}
+
+
+@pytest.mark.parametrize("projector, text", [("gemma3", "text-gemma3.gguf"),
+                                             pytest.param("idefics3", "text-smolvlm.gguf", marks=pytest.mark.slow)])
+def test_projectors_with_their_own_layouts_reply_as_the_api(projector, text):
+    """Gemma 3's images (decoded with non-causal attention) and SmolVLM's (tiles, each its own image
+    chunk between text) go through the server's batcher as through ``LLM.create_chat_completion``."""
+    from llmcore import LLM
+
+    model, mmproj = FIXTURES / text, FIXTURES / f"mmproj-{projector}.gguf"
+    messages = image_message(data_url("wide"))
+    oracle = LLM(model, n_ctx=N_CTX, flash_attn="off", mmproj=mmproj)
+    expected = oracle.create_chat_completion(messages, max_tokens=8, temperature=0, ignore_eos=True)
+    proc = ServerProcess(model, "--mmproj", str(mmproj), "-c", str(N_CTX), "-np", "1", "-fa", "off")
+    try:
+        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model="m", messages=messages, max_tokens=8, temperature=0,
+                                               **IGNORE_EOS)
+    finally:
+        proc.stop()
+    assert reply.choices[0].message.content == expected.choices[0].message.content
+    assert reply.usage.prompt_tokens == expected.usage.prompt_tokens
