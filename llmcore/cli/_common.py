@@ -112,7 +112,9 @@ def add_mmproj_arg(parser: argparse.ArgumentParser) -> None:
     """llama.cpp's -mm/--mmproj: a multimodal projector file that lets prompts hold images."""
     parser.add_argument_group("multimodal").add_argument(
         "-mm", "--mmproj", metavar="FNAME",
-        help="multimodal projector file (llama.cpp's mmproj GGUF: a CLIP vision encoder, projector type mlp)")
+        help="multimodal projector file (llama.cpp's mmproj GGUF: a CLIP or SigLIP vision encoder; projector types "
+             "mlp (LLaVA 1.5 and 1.6, Yi-VL, BakLLaVA...), ldp and ldpv2 (MobileVLM), resampler (MiniCPM-V), gemma3, "
+             "idefics3 (SmolVLM))")
 
 
 def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
