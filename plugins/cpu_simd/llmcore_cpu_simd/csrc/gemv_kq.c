@@ -29,9 +29,11 @@ static inline __m512i two_halves(const int8_t *q8, int a, int b) {
                               _mm256_loadu_si256((const __m256i *)(q8 + b)), 1);
 }
 
-/* the int16 lanes 0-15 set to scale lo, 16-31 to scale hi, of the 8 scales in s16's low lanes */
-static inline __m512i spread(__m512i s16, short lo, short hi) {
-    const __m512i idx = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));
+/* the int16 lanes 0-15 set to row r's scale lo, 16-31 to its scale hi, of the four rows' eight
+ * scales each in s16 (row r's at lanes 8r..8r+7) */
+static inline __m512i spread(__m512i s16, int r, short lo, short hi) {
+    const __m512i idx = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(8 * r + lo)),
+                                                _mm512_set1_epi16((short)(8 * r + hi)));
     return _mm512_permutexvar_epi16(idx, s16);
 }
 
@@ -44,38 +46,56 @@ static inline __m128i reduce4(const __m512i a[GEMV_ROWS]) {
     return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
 }
 
+/* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) are transposed so that
+ * one 32-bit lane per row unpacks them as lc_unpack_k4_scale_words does one row's. */
 static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
     const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m128i m6 = _mm_set1_epi32(0x3f3f3f3f), low4 = _mm_set1_epi32(0x0f0f0f0f), top2 = _mm_set1_epi32(0x03030303);
     /* the d and dmin halves of four blocks' first words: d to the low four int16, dmin to the high */
     const __m128i split_d = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m512i firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
+        const block_q4_K *b[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; ++r) b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+        const __m128i h0 = _mm_loadu_si128((const __m128i *)b[0]), h1 = _mm_loadu_si128((const __m128i *)b[1]);
+        const __m128i h2 = _mm_loadu_si128((const __m128i *)b[2]), h3 = _mm_loadu_si128((const __m128i *)b[3]);
+        const __m128i t0 = _mm_unpacklo_epi32(h0, h1), t1 = _mm_unpacklo_epi32(h2, h3);
+        const __m128i t2 = _mm_unpackhi_epi32(h0, h1), t3 = _mm_unpackhi_epi32(h2, h3);
+        const __m128i dd = _mm_unpacklo_epi64(t0, t1), w0 = _mm_unpackhi_epi64(t0, t1);
+        const __m128i w1 = _mm_unpacklo_epi64(t2, t3), w2 = _mm_unpackhi_epi64(t2, t3);
+        const __m128i sc_lo = _mm_and_si128(w0, m6), mn_lo = _mm_and_si128(w1, m6);
+        const __m128i sc_hi = _mm_or_si128(_mm_and_si128(w2, low4), _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(w0, 6), top2), 4));
+        const __m128i mn_hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi32(w2, 4), low4),
+                                           _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(w1, 6), top2), 4));
+        /* row r's eight scales (mins) at int16 lanes 8r..8r+7 */
+        const __m512i s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(sc_lo, sc_hi), _mm_unpacklo_epi32(sc_lo, sc_hi)));
+        const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(mn_lo, mn_hi), _mm_unpacklo_epi32(mn_lo, mn_hi)));
+
         const int8_t *q8 = x[i].qs;
         /* low nibbles of qs[0..63] are elements 0-31 and 64-95, high ones 32-63 and 96-127; likewise +128 */
         const __m512i xa_lo = two_halves(q8, 0, 64), xa_hi = two_halves(q8, 32, 96);
         const __m512i xb_lo = two_halves(q8, 128, 192), xb_hi = two_halves(q8, 160, 224);
         const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
         const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+        /* the mins' products, row r's four pair sums in 128-bit lane r, summed within each lane */
+        __m512i mins = _mm512_madd_epi16(m16, _mm512_broadcast_i32x4(bsum32));
+        mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_BADC));
+        mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_CDAB));
+        const __m128i min_total = _mm512_castsi512_si128(_mm512_permutexvar_epi32(firsts, mins));
+
         __m512i isum[GEMV_ROWS];
-        __m128i mins[GEMV_ROWS];
-        uint32_t dd[GEMV_ROWS];
+#pragma GCC unroll 4
         for (int r = 0; r < GEMV_ROWS; ++r) {
-            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-            uint64_t sc, mn;  /* in registers: bytes through memory stall the loads that follow */
-            lc_unpack_k4_scale_words(b->scales, &sc, &mn);
-            memcpy(&dd[r], &b->d, 4);  /* d, dmin */
-            mins[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)), bsum32);
-            const __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
-            const __m512i qa = _mm512_loadu_si512(b->qs), qb = _mm512_loadu_si512(b->qs + 64);
+            const __m512i qa = _mm512_loadu_si512(b[r]->qs), qb = _mm512_loadu_si512(b[r]->qs + 64);
             __m512i acc = _mm512_setzero_si512();
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(s16, 0, 2));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), xa_hi), spread(s16, 1, 3));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qb, m4), xb_lo), spread(s16, 4, 6));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qb, 4), m4), xb_hi), spread(s16, 5, 7));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(s16, r, 0, 2));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), xa_hi), spread(s16, r, 1, 3));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qb, m4), xb_lo), spread(s16, r, 4, 6));
+            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qb, 4), m4), xb_hi), spread(s16, r, 5, 7));
             isum[r] = acc;
         }
-        const __m128i min_total = _mm_hadd_epi32(_mm_hadd_epi32(mins[0], mins[1]), _mm_hadd_epi32(mins[2], mins[3]));
-        const __m128i halves = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)dd), split_d);
+        const __m128i halves = _mm_shuffle_epi8(dd, split_d);
         const __m128 xd = _mm_set1_ps(x[i].d);
         const __m128 d = _mm_mul_ps(xd, _mm_cvtph_ps(halves));
         const __m128 dmin = _mm_mul_ps(xd, _mm_cvtph_ps(_mm_unpackhi_epi64(halves, halves)));
