@@ -476,11 +476,7 @@ class ClipVision(Architecture):
         average-pooled (as gemma3's pooling); then the PEG: a 3x3 depthwise convolution of the
         pooled grid (``mm.model.peg.0``, zero-padded), its bias, and the pooled grid added."""
         x = self.linear(g, g.gelu(self.linear(g, x, "mm.model.mlp.0")), "mm.model.mlp.2")
-        windows = self._windows(g, x)
-        total = windows[0]
-        for window in windows[1:]:
-            total = g.add(total, window)
-        pooled = g.scale(total, 1.0 / self.params.n_merge ** 2, name="pool")
+        pooled = self._window_mean(g, x)
         conv = self._depthwise_conv3(g, pooled, "mm.model.peg.0.weight", "peg")
         return g.add(g.add(conv, self.w(g, "mm.model.peg.0.bias")), pooled)
 
@@ -505,6 +501,16 @@ class ClipVision(Architecture):
         out = g.mul_mat_heads(g.weight(weight, (channels, 1, 9), spec.type), cols, name=f"{taps}.conv")
         return g.reshape(out, (n_out, channels))
 
+    def _window_mean(self, g: GraphBuilder, x: Node) -> Node:
+        """Each n_merge x n_merge window of patches averaged as ggml_pool_2d does: its rows added in
+        order from 0, then divided by their count (here a scale: exact for a power-of-two window,
+        gemma3's 4 x 4 and MobileVLM's 2 x 2)."""
+        windows = self._windows(g, x)
+        total = windows[0]
+        for window in windows[1:]:
+            total = g.add(total, window)
+        return g.scale(total, 1.0 / len(windows), name="pool")
+
     def idefics3_projector(self, g: GraphBuilder, x: Node) -> Node:
         """SmolVLM's: clip.cpp's build_patch_merge_permute (each output row the window's patches
         joined, row by row within the window), then ``mm.model.fc`` without a bias."""
@@ -515,17 +521,11 @@ class ClipVision(Architecture):
         return g.mul_mat(self.w(g, "mm.model.fc.weight"), merged, name="mm.model.fc")
 
     def gemma3_projector(self, g: GraphBuilder, x: Node) -> Node:
-        """Gemma 3's: each n_merge x n_merge window of patches averaged as ggml_pool_2d does (the
-        window's rows added row by row from 0, then divided by their count: a scale, exact for
-        gemma3's 4 x 4 and any power-of-two window), RMSNorm times ``mm.soft_emb_norm``, then the
-        input projection (stored [n_embd, text n_embd], multiplied transposed)."""
-        k, p = self.params.n_merge, self.params
-        windows = self._windows(g, x)
-        total = windows[0]
-        for window in windows[1:]:
-            total = g.add(total, window)
-        x = g.scale(total, 1.0 / (k * k), name="pool")
-        x = g.mul(g.rms_norm(x, p.eps), self.w(g, "mm.soft_emb_norm.weight"))
+        """Gemma 3's: each n_merge x n_merge window of patches averaged, RMSNorm times
+        ``mm.soft_emb_norm``, then the input projection (stored [n_embd, text n_embd], multiplied
+        transposed)."""
+        p = self.params
+        x = g.mul(g.rms_norm(self._window_mean(g, x), p.eps), self.w(g, "mm.soft_emb_norm.weight"))
         spec = self.weights.get("mm.input_projection.weight")
         if spec is None or len(spec.shape) != 2 or spec.shape[0] != p.n_embd:
             raise ModelError(f"tensor mm.input_projection.weight: a [{p.n_embd}, text n_embd] matrix is needed")
