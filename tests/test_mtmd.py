@@ -181,3 +181,17 @@ def test_conversation_mode_loads_images_with_the_image_command(capsys):
     expected = "".join(llm.generate(rendered, images=[images.load_image(FIXTURES / "wide.png")], max_tokens=4,
                                     temperature=0))
     assert expected and f"describe{expected}" in console.out.getvalue().replace("\n", "")
+
+
+@pytest.mark.parametrize("algo", list(images.Resize), ids=lambda a: a.name.lower())
+def test_resize_is_pillows_fixed_point_filter(algo):
+    """clip.cpp's resampler is Pillow's (its bilinear, bicubic and Lanczos in 22-bit fixed point):
+    ours gives Pillow's pixels exactly, shrinking and enlarging each side."""
+    from PIL import Image
+
+    pixels = images.load_image(FIXTURES / "large.png")
+    pillow = {images.Resize.BILINEAR: Image.BILINEAR, images.Resize.BICUBIC: Image.BICUBIC,
+              images.Resize.LANCZOS: Image.LANCZOS}[algo]
+    for width, height in ((96, 41), (57, 230), (200, 150), (13, 9)):
+        expected = np.asarray(Image.fromarray(pixels).resize((width, height), pillow))
+        np.testing.assert_array_equal(images.resize(pixels, width, height, algo), expected, err_msg=f"{width}x{height}")
