@@ -63,6 +63,8 @@ void lc_dequant_row_nvfp4(const void *w_row, float *y, int64_t n);
     void lc_vec_dot_##name##_tiled(int n, float *s, const void *w_row, const void *x_row); \
     void lc_dequant_row_##name(const void *w_row, float *y, int64_t n);
 LC_IQ_GRID_TYPES(LC_DECLARE_IQ_GRID)
+/* the grid types' blocks for the packed GEMM in the tiled order: 0 for other types */
+int lc_iq_grid_unpack_biased(int type, const void *blk, uint8_t vals[QK_K], int32_t scale[QK_K / 16], float *d);
 void lc_vec_dot_tq1_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_dequant_row_tq1_0(const void *w_row, float *y, int64_t n);
 void lc_vec_dot_tq2_0(int n, float *s, const void *w_row, const void *x_row);

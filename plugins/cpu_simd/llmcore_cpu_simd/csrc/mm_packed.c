@@ -14,13 +14,19 @@
 #include "lc_mm_packed.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
-/* IQ4_XS's levels + 128 reach 241: only dpbusd multiplies them with activations exactly (maddubs's
- * pairs would saturate). Its levels come from ggml_tables.h (the plugin's build; the tests' lack it) */
+/* The i-quants' values + 128 reach 241: only dpbusd multiplies them with activations exactly
+ * (maddubs's pairs would saturate). Their levels and grids come from ggml_tables.h and
+ * quants_iq_grid.c (the plugin's build; the tests' builds of the older kernels lack them) */
 #if __has_include("ggml_tables.h") && \
     ((defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__)))
 #include "ggml_tables.h"
-#define LC_PACK_IQ4_XS 1
+#define LC_PACK_IQ 1
 #endif
+
+static inline int is_iq_grid(int type) {
+    return type == LC_TYPE_IQ2_XXS || type == LC_TYPE_IQ2_XS || type == LC_TYPE_IQ2_S || type == LC_TYPE_IQ3_XXS ||
+           type == LC_TYPE_IQ3_S || type == LC_TYPE_IQ1_S || type == LC_TYPE_IQ1_M;
+}
 
 #if defined(LC_AVX512) || defined(LC_AVX2)
 
@@ -107,7 +113,7 @@ typedef struct {
  * its scales */
 static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[8],
                          float *d, float *dmin) {
-#if defined(LC_PACK_IQ4_XS)
+#if defined(LC_PACK_IQ)
     if (type == LC_TYPE_IQ4_XS) {
         /* the +128 comes off again as a "min" of 128 * scale per sub-block, times its activation sum */
         const block_iq4_xs *b = (const block_iq4_xs *)blk;
@@ -120,6 +126,10 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
             mins[sb] = 128 * scale[sb];
         }
         *d = LC_H2F(b->d);
+        *dmin = 0.0f;
+        return;
+    }
+    if (lc_iq_grid_unpack_biased(type, blk, vals, scale, d)) {
         *dmin = 0.0f;
         return;
     }
@@ -158,8 +168,7 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
 
 static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
     const int64_t nb = k / QK_K;
-    const size_t block_bytes = type == LC_TYPE_Q6_K ? sizeof(block_q6_K) : type == LC_TYPE_Q5_K ? sizeof(block_q5_K)
-                             : type == LC_TYPE_IQ4_XS ? sizeof(block_iq4_xs) : sizeof(block_q4_K);
+    const size_t block_bytes = lc_traits[type].type_size;
     kq_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(kq_packed));  /* absent rows: zeros */
     uint8_t vals[QK_K];
@@ -171,7 +180,7 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
             unpack_block(type, row + i * block_bytes, vals, scale, mins, &p->d[r], &p->dmin[r]);
             for (int g = 0; g < QK_K / 4; ++g) memcpy(&p->q[g][r], vals + 4 * g, 4);
             for (int sb = 0; sb < 16; ++sb) p->scale[sb][r] = scale[sb];
-            if (type != LC_TYPE_Q6_K)
+            if (type != LC_TYPE_Q6_K && !is_iq_grid(type))
                 for (int pr = 0; pr < 4; ++pr)
                     p->min_pair[pr][r] = (int32_t)((uint32_t)(uint16_t)mins[2 * pr] | ((uint32_t)(uint16_t)mins[2 * pr + 1] << 16));
         }
@@ -310,10 +319,11 @@ static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packe
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_add(acc[u], acc_min[u]), nrows);
 }
 
-static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
-        float *y, size_t ldy, int nrows, const int nt) {
+/* the tiled order of 16 sub-blocks of 16 with their own scales, the unsigned quants less `offset`
+ * (Q6_K: 32; the grid i-quants: 128) */
+static inline __attribute__((always_inline)) void sub16_tiled(const void *packed, int64_t nb, const char *const *x,
+        float *y, size_t ldy, int nrows, const int nt, const int offset) {
     const kq_packed *pk = packed;
-    (void)x_block;
     vf acc[KQ_TOKENS];
     for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
     for (int64_t i = 0; i < nb; ++i) {
@@ -322,7 +332,7 @@ static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed,
         vi s1[KQ_TOKENS], dots[KQ_TOKENS];
         for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); }
         for (int sb = 0; sb < 16; ++sb) {
-            for (int u = 0; u < nt; ++u) dots[u] = vi_set1(-32 * xs[u]->bsums[sb]);  /* the quants' offset of 32 */
+            for (int u = 0; u < nt; ++u) dots[u] = vi_set1(-offset * xs[u]->bsums[sb]);
             for (int g = 0; g < 4; ++g) {
                 const vi w = vi_load(p->q[4 * sb + g]);
                 for (int u = 0; u < nt; ++u) dots[u] = dot4(dots[u], w, x4_of(xs[u]->qs + 16 * sb + 4 * g));
@@ -334,6 +344,18 @@ static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed,
         for (int u = 0; u < nt; ++u) acc[u] = vf_fma(vf_mul(vf_cvt(s1[u]), d), vf_set1(xs[u]->d), acc[u]);
     }
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
+}
+
+static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 32);
+}
+
+static inline __attribute__((always_inline)) void iq_grid_tiled(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 128);
 }
 
 
@@ -471,8 +493,8 @@ LEGACY_KERNEL(legacy_q8_0, 0, 128)
 size_t lc_packed_bytes(int type, int64_t k) {
     if (is_legacy(type)) return (size_t)(k / 32) * sizeof(legacy_packed);
     if (type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K) return (size_t)(k / QK_K) * sizeof(kq_packed);
-#if defined(LC_PACK_IQ4_XS)
-    if (type == LC_TYPE_IQ4_XS) return (size_t)(k / QK_K) * sizeof(kq_packed);
+#if defined(LC_PACK_IQ)
+    if (type == LC_TYPE_IQ4_XS || is_iq_grid(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
 #endif
     return 0;
 }
@@ -508,6 +530,8 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     case LC_TYPE_Q8_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
     case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
     case LC_TYPE_IQ4_XS: OVER_TOKENS(KQ_TOKENS, iq4_xs_tiled)
+    case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS: case LC_TYPE_IQ3_S:
+    case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_TOKENS(KQ_TOKENS, iq_grid_tiled)
     default:
         if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
         if (order == LC_ORDER_VEC_DOT) { OVER_TOKENS(KQ_TOKENS, q4_K_vec_dot) }

@@ -270,6 +270,28 @@ void lc_vec_dot_iq1_m(int n, float *s, const void *w_row, const void *x_row) {
 TILED(iq1_s, 0.125f, iq1_block_sum)
 TILED(iq1_m, 0.125f, iq1_block_sum)
 
+/* for the packed GEMM (mm_packed.c): a block's values + 128 as unsigned bytes (IQ1: 8 * grid + offset
+ * + 128, the tiled kernel's codes), the scale of each 16 values, and d_w as the tiled kernel takes it */
+int lc_iq_grid_unpack_biased(int type, const void *blk, uint8_t vals[QK_K], int32_t scale[QK_K / 16], float *d) {
+    unpacked_block u;
+    float factor = 0.125f;
+    switch (type) {
+    case LC_TYPE_IQ2_XXS: unpack_iq2_xxs(blk, &u); break;
+    case LC_TYPE_IQ2_XS: unpack_iq2_xs(blk, &u); break;
+    case LC_TYPE_IQ2_S: unpack_iq2_s(blk, &u); break;
+    case LC_TYPE_IQ3_XXS: unpack_iq3_xxs(blk, &u); factor = 0.25f; break;
+    case LC_TYPE_IQ3_S: unpack_iq3_s(blk, &u); factor = 1.0f; break;
+    case LC_TYPE_IQ1_S: unpack_iq1_s(blk, &u); break;
+    case LC_TYPE_IQ1_M: unpack_iq1_m(blk, &u); break;
+    default: return 0;
+    }
+    const int iq1 = type == LC_TYPE_IQ1_S || type == LC_TYPE_IQ1_M;
+    for (int k = 0; k < QK_K; ++k) vals[k] = (uint8_t)((iq1 ? 8 * u.q[k] + u.delta[k / 8] : u.q[k]) + 128);
+    for (int g = 0; g < QK_K / 16; ++g) scale[g] = u.scale[g];
+    *d = u.d * factor;
+    return 1;
+}
+
 /* ---- dequantization, in ggml's float operations (dequantize_row_*) ------------------------------ */
 
 /* per 16 values ggml's multiplier (IQ2: d * (0.5 + ls) * 0.25 with ls = scale >> 1; IQ3_XXS the same
