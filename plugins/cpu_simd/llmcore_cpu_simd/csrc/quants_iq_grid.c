@@ -147,6 +147,18 @@ static void unpack_iq1_m(const block_iq1_m *x, unpacked_block *u) {
 
 /* ggml's AVX2 lanes: lane l sums values 4l..4l+3 of every 32, each times its 16 values' scale */
 static inline void scaled_lanes(const unpacked_block *u, const int8_t *q8, int32_t lanes[8]) {
+#if defined(LC_AVX2)
+    /* |value| <= 62: the byte pairs of |q| * (q8 signed by q) stay exact in int16, as in ggml */
+    __m256i acc = _mm256_setzero_si256();
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(u->q + 32 * ib));
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib));
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(u->scale[2 * ib + 1]), _mm_set1_epi16(u->scale[2 * ib]));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
+    }
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+#else
     for (int l = 0; l < 8; ++l) lanes[l] = 0;
     for (int ib = 0; ib < QK_K / 32; ++ib) {
         const int8_t *q = u->q + 32 * ib, *y = q8 + 32 * ib;
@@ -155,6 +167,7 @@ static inline void scaled_lanes(const unpacked_block *u, const int8_t *q8, int32
             lanes[l] += u->scale[2 * ib + l / 4] * sum;
         }
     }
+#endif
 }
 
 /* the IQ1 offsets' lanes: lane l sums +-q8 over values 4l..4l+3 of every 32, times their scale */
