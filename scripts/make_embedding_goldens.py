@@ -103,6 +103,24 @@ def jina_bert_v2(m: TinyModel) -> None:
         post_norms(m, il)
 
 
+def modern_bert(m: TinyModel) -> None:
+    """modern-bert: pre-norm LayerNorms without biases (none before layer 0's attention), rotary
+    positions (neox, base 160000; 10000 in local layers), a fused QKV, a GEGLU FFN fused in ffn_up,
+    layer 0 global and layers 1 and 2 local with a symmetric window of 4 (2 positions both ways)."""
+    m.metadata.update({"context_length": 64, "pooling_type": 1, "attention.layer_norm_epsilon": 1e-5,
+                       "attention.causal": False, "rope.freq_base": 160000.0, "rope.freq_base_swa": 10000.0,
+                       "attention.sliding_window": 4, "attention.sliding_window_pattern": 3})
+    m.tensors["token_embd.weight"] = m.rng.normal(0, 1, (512, m.n_embd)).astype(np.float32)
+    m.norm("token_embd_norm.weight", m.n_embd)
+    for il in range(m.n_layer):
+        if il:
+            m.norm(f"blk.{il}.attn_norm.weight", m.n_embd)
+        m.attention(il, fused=True)
+        m.ffn(il, fused=True)
+        m.norm(f"blk.{il}.ffn_norm.weight", m.n_embd)
+    m.norm("output_norm.weight", m.n_embd)
+
+
 def llama_decoder(m: TinyModel) -> None:
     """A decoder used for embeddings (GritLM, Qwen3-Embedding style): last and mean pooling."""
     llama(m)
@@ -115,6 +133,7 @@ MODELS: dict[str, tuple[Callable[[TinyModel], None], dict, tuple[str, ...]]] = {
     "llama": (llama_decoder, {"arch": "llama"}, ("none", "mean", "last")),
     "nomic-bert": (nomic_bert, {"arch": "nomic-bert", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
     "jina-bert-v2": (jina_bert_v2, {"arch": "jina-bert-v2", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
+    "modern-bert": (modern_bert, {"arch": "modern-bert", "n_layer": 3, "n_head_kv": 4}, ("none", "mean", "cls", "last")),
 }
 
 

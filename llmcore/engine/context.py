@@ -210,10 +210,11 @@ class Context:
             "out_ids": out_ids,
         }
         if self.arch.sliding_window:
-            feeds["kq_mask_swa"] = self.cells.mask(ubatch, n_kv, window=self.arch.sliding_window, causal=causal)
+            feeds["kq_mask_swa"] = self.cells.mask(ubatch, n_kv, window=self.arch.sliding_window, causal=causal,
+                                                   symmetric=self.arch.symmetric_window)
         if pool_rows is not None:
             feeds["pool_rows"] = pool_rows
-        if self.arch.encoder_only:
+        if self.arch.encoder_only and self.arch.has("token_types.weight"):
             feeds["token_types"] = np.zeros(len(ubatch), np.int32)  # all "sentence A", as llama.cpp
         return n_kv, feeds
 

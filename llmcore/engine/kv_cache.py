@@ -99,12 +99,14 @@ class KVCells:
                                    f"(n_ctx={self.n_ctx}, {self.n_used} cells in use); raise -c/--ctx-size")
         return free[:n].astype(np.int32)
 
-    def mask(self, batch: Batch, n_kv: int, window: int = 0, alibi: bool = False, causal: bool = True) -> np.ndarray:
+    def mask(self, batch: Batch, n_kv: int, window: int = 0, alibi: bool = False, causal: bool = True,
+             symmetric: bool = False) -> np.ndarray:
         """f32[n, n_ctx]: 0 where token i may attend to cell j, -inf elsewhere (and past n_kv); with
         a ``window``, only cells of the last ``window`` positions (llama.cpp's standard SWA). For
         ALiBi models (``alibi``) a visible cell holds -|distance| instead of 0, which attention
         multiplies by each head's slope, as llama.cpp's mask does. Without ``causal`` (an encoder)
-        a token also sees the later positions of its sequence."""
+        a token also sees the later positions of its sequence; a ``symmetric`` window reaches
+        window // 2 positions both ways (llama.cpp's LLAMA_SWA_TYPE_SYMMETRIC)."""
         out = np.full((len(batch), self.n_ctx), -np.inf, np.float32)
         pos, seqs = self.pos[:n_kv], self.seqs[:n_kv]
         member = (seqs[None, :] >> batch.seq_ids.astype(np.uint64)[:, None]) & np.uint64(1)
@@ -112,7 +114,8 @@ class KVCells:
         if causal:
             allowed &= pos[None, :] <= batch.positions[:, None]
         if window:
-            allowed &= batch.positions[:, None].astype(np.int64) - pos[None, :] < window
+            distance = batch.positions[:, None].astype(np.int64) - pos[None, :]
+            allowed &= np.abs(distance) <= window // 2 if symmetric else distance < window
         if alibi:
             distance = np.abs(batch.positions[:, None].astype(np.float32) - pos[None, :].astype(np.float32))
             out[:, :n_kv] = np.where(allowed, -distance, out[:, :n_kv])

@@ -237,7 +237,7 @@ class GraphBuilder:
 
     def attention(self, q: Node, k: Node, v: Node, kq_mask: Node, scale: float, name: str = "",
                   softcap: float = 0.0, max_bias: float = 0.0, flash: bool = False,
-                  softcap_scale: float = 0.0, sinks: Node | None = None) -> Node:
+                  softcap_scale: float = 0.0, sinks: Node | None = None, no_cache: bool = False) -> Node:
         """GQA attention of q[n, n_head, d] over the cache cells k, v [n_cells, n_head_kv * d];
         ``softcap`` > 0 caps each score q.k to softcap * tanh(q.k / softcap) (Gemma 2), or to
         softcap * tanh(q.k * softcap_scale) where ``softcap_scale`` is given (Grok's multiplier
@@ -246,7 +246,9 @@ class GraphBuilder:
         visible, which head h adds times its slope (ggml_soft_max_ext's ``max_bias``). ``sinks``
         f32[n_head]: each head's attention sink (gpt-oss), a logit that joins the softmax's max and
         sum without a value. ``flash`` computes it as ggml's flash attention does; a quantized V
-        cache needs it, and the block types need head sizes that are a multiple of their block."""
+        cache needs it, and the block types need head sizes that are a multiple of their block.
+        ``no_cache``: k and v are the batch's own keys and values (an encoder's), so ggml's rows hold
+        exactly n_kv cells where a cache view is padded to 256 (their sums end differently)."""
         n, n_head, head_dim = q.shape
         n_head_kv = k.shape[1] // head_dim
         _expect(k.shape == v.shape and k.shape[1] == n_head_kv * head_dim and n_head % n_head_kv == 0,
@@ -264,6 +266,8 @@ class GraphBuilder:
                 f"attention {name}: sinks {sinks} are not one f32 value per head")
         srcs = (q, k, v, kq_mask) if sinks is None else (q, k, v, kq_mask, sinks)
         params = {"softcap_scale": float(softcap_scale)} if softcap_scale else {}
+        if no_cache:
+            params["no_cache"] = True
         return self._node(Op.ATTENTION, srcs, (n, n_head * head_dim), name,
                           scale=float(scale), n_head_kv=n_head_kv, softcap=float(softcap),
                           max_bias=float(max_bias), flash=bool(flash), **params)

@@ -70,7 +70,8 @@ class Op(str, enum.Enum):
     # max_bias: ALiBi's, which sets slope_h, 1 for every head when 0; flash: computed as ggml's
     # flash_attn_ext, an online softmax over the cells, instead of two products around a softmax;
     # softcap_scale, when present: the cap is softcap * tanh(scores * softcap_scale), Grok's; an optional
-    # fifth source sinks f32[n_head]: a logit per head that joins each row's softmax max and sum, gpt-oss's)
+    # fifth source sinks f32[n_head]: a logit per head that joins each row's softmax max and sum, gpt-oss's;
+    # no_cache: the cells are the batch's own keys and values (an encoder), ggml's rows exactly n_kv long)
     SSM_CONV = "ssm_conv"  # Mamba's causal depthwise conv1d (ggml_ssm_conv) over x [n, channels] with weight
     # [channels, d_conv]: token t of a sequence sees the d_conv - 1 inputs before it, which its state row
     # (srcs: state cache [slots, channels * (d_conv - 1)], x, weight, i32 slots[n]) holds across steps;

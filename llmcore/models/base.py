@@ -69,6 +69,7 @@ class HParams:
     ssm: SSMParams | None = None  # {arch}.ssm.*: a state-space model's sizes (Mamba)
     wkv_head_size: int = 0  # {arch}.wkv.head_size: RWKV's head width (0: not an RWKV file)
     rescale_every: int = 0  # {arch}.rescale_every_n_layers: RWKV-6 halves the residual after each n layers
+    hidden_act: str | None = None  # {arch}.hidden_activation: the FFN's activation where a family lets files choose
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -123,6 +124,7 @@ class HParams:
             ssm=SSMParams.from_keys(keys),
             wkv_head_size=keys.integer("wkv.head_size", 0, MAX_HEAD_DIM, default=0),
             rescale_every=keys.integer("rescale_every_n_layers", 0, MAX_LAYERS, default=0),
+            hidden_act=str(meta[f"{arch}.hidden_activation"]) if f"{arch}.hidden_activation" in meta else None,
         )
 
 
@@ -176,13 +178,13 @@ class SlidingWindow:
         )
         return None if window == cls(None, None, None) else window
 
-    def windowed_layers(self, n_layer: int, default_pattern: int) -> tuple[bool, ...]:
+    def windowed_layers(self, n_layer: int, default_pattern: int, dense_first: bool = False) -> tuple[bool, ...]:
         """Which layers slide (llama.cpp's set_swa_pattern): with pattern n all but each n-th
-        layer (n - 1, 2n - 1, ...); 0 makes every layer slide."""
+        layer (n - 1, 2n - 1, ...; ``dense_first``: 0, n, 2n, ...); 0 makes every layer slide."""
         if isinstance(self.pattern, tuple):
             return self.pattern
         n = default_pattern if self.pattern is None else self.pattern
-        return tuple(n == 0 or il % n < n - 1 for il in range(n_layer))
+        return tuple(n == 0 or (il % n != 0 if dense_first else il % n < n - 1) for il in range(n_layer))
 
 
 class _ArchKeys:
@@ -461,6 +463,9 @@ class Architecture:
     attn_softcap_scale: float = 0.0
     #: the window of sliding-window layers (llama.cpp's n_swa); 0 where no layer slides
     sliding_window: int = 0
+    #: the window reaches n_swa / 2 positions both ways (an encoder's, llama.cpp's LLAMA_SWA_TYPE_SYMMETRIC)
+    #: instead of the last n_swa positions
+    symmetric_window: ClassVar[bool] = False
     #: the LoRA adapters the weight products apply, in order, and the control vector added to the
     #: layers' outputs (set by the context; see ``models.adapters``)
     loras: Sequence[ActiveLora] = ()

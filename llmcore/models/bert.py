@@ -7,9 +7,13 @@ the pooling turns into sentence embeddings or, through a classification head, re
 
 from __future__ import annotations
 
-from llmcore.graph.builder import I32, GraphBuilder
-from llmcore.graph.ir import Node
-from llmcore.models.base import Architecture, BatchInputs, register
+from collections.abc import Mapping
+
+from llmcore.errors import ModelError
+from llmcore.graph.builder import F16, I32, GraphBuilder
+from llmcore.graph.ir import DType, Node
+from llmcore.graph.kv_types import CacheConfig
+from llmcore.models.base import Architecture, BatchInputs, HParams, WeightSpec, register
 from llmcore.models.layers import (
     attend,
     ffn_geglu,
@@ -22,6 +26,8 @@ from llmcore.models.layers import (
     split_heads,
     token_embedding,
 )
+from llmcore.models.pooling import Pooling
+from llmcore.models.sliding import AlternatingWindows
 
 
 @register
@@ -96,3 +102,46 @@ class JinaBertV2(Bert):
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
         fused = self.weights[f"blk.{il}.ffn_up.weight"].shape[0] != self.hp.n_ff
         return ffn_geglu(g, self, x, il) if fused or self.has(f"blk.{il}.ffn_gate.weight") else ffn_gelu(g, self, x, il)
+
+
+@register
+class ModernBert(AlternatingWindows, Bert):
+    """ModernBERT (``modern-bert``): a pre-norm encoder of LayerNorms without biases (none before
+    layer 0's attention), rotary positions (neox style), a fused QKV, a GEGLU FFN with gate and up
+    fused in ``ffn_up`` (SwiGLU where ``hidden_activation`` says silu), and local attention on all
+    but every third layer (the first of each three global): a window reaching ``sliding_window / 2``
+    positions both ways, rotated with ``rope.freq_base_swa``."""
+
+    names = ("modern-bert",)
+    rope_neox = True
+    learned_positions = False
+    rotary = True
+    default_pattern = 3
+    dense_first = True
+    symmetric_window = True
+
+    def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
+                 cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
+        super().__init__(hparams, weights, n_ctx, cache, pooling)
+        self.set_windows(hparams)
+        act = hparams.hidden_act
+        if act not in (None, "gelu", "geglu", "silu", "swish", "swiglu"):
+            raise ModelError(f"metadata '{hparams.arch}.hidden_activation': {act!r} is not supported "
+                             "(gelu, geglu, silu, swish or swiglu)")
+        self.swiglu = act in ("silu", "swish", "swiglu")
+
+    def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
+        x = layer_norm(g, self, token_embedding(g, self, inp), "token_embd_norm")
+        for il in range(self.hp.n_layer):
+            g.layer = il
+            h = layer_norm(g, self, x, f"blk.{il}.attn_norm") if self.has(f"blk.{il}.attn_norm.weight") else x
+            h = self.attention(g, h, inp, il)
+            if il == self.hp.n_layer - 1:  # only the rows that are output go further
+                x, h = select_outputs(g, inp, x), select_outputs(g, inp, h)
+            x = g.add(h, x)
+            x = g.add(self.ffn(g, layer_norm(g, self, x, f"blk.{il}.ffn_norm"), il), x)
+        g.embeddings = layer_norm(g, self, x, "output_norm")
+        return g.embeddings
+
+    def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        return ffn_swiglu(g, self, x, il) if self.swiglu else ffn_geglu(g, self, x, il)

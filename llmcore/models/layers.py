@@ -82,7 +82,7 @@ def attend(g: GraphBuilder, m: Architecture, q: Node, k: Node, v: Node, inp: Bat
     sinks = m.w(g, f"blk.{il}.attn_sinks.weight") if m.has(f"blk.{il}.attn_sinks.weight") else None
     out = g.attention(q, k_all, v_all, m.layer_kq_mask(inp, il), m.attn_scale, name=f"attn.{il}",
                       softcap=m.attn_softcap, max_bias=m.max_alibi_bias, flash=m.cache.flash_attn,
-                      softcap_scale=m.attn_softcap_scale, sinks=sinks)
+                      softcap_scale=m.attn_softcap_scale, sinks=sinks, no_cache=m.encoder_only)
     if rot_v:
         out = g.hadamard(out, rot_v, name=f"attn_rot.{il}")
     return _project(g, m, out, f"blk.{il}.attn_output")

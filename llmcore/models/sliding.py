@@ -18,13 +18,14 @@ class AlternatingWindows:
 
     default_window: ClassVar[int] = 0
     default_pattern: ClassVar[int] = 2
+    dense_first: ClassVar[bool] = False  # the pattern's full-attention layer opens each group of layers
     rope: RopeParams
 
     def set_windows(self, hparams: HParams) -> None:
         """Read the windows from ``hparams``; call from ``__init__`` once ``self.rope`` is set."""
         sliding = hparams.sliding or SlidingWindow(None, None, None)
         self.sliding_window = sliding.size if sliding.size is not None else self.default_window
-        self.windowed = sliding.windowed_layers(hparams.n_layer, self.default_pattern) if self.sliding_window else ()
+        self.windowed = sliding.windowed_layers(hparams.n_layer, self.default_pattern, self.dense_first) if self.sliding_window else ()
         self.window_rope = self.sliding_rope(sliding)
 
     def sliding_rope(self, sliding: SlidingWindow) -> RopeParams:

@@ -153,7 +153,7 @@ class _Interpreter(Executable):
                 return attention.attention(*src[:4], p["scale"], p["n_head_kv"], n_kv, node.srcs[1].dtype,
                                            node.srcs[2].dtype, p.get("flash", False), p["max_bias"], p["softcap"],
                                            b.n_threads or os.cpu_count() or 1, p.get("softcap_scale", 0.0),
-                                           src[4] if len(src) > 4 else None)
+                                           src[4] if len(src) > 4 else None, p.get("no_cache", False))
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
             case Op.RESHAPE:

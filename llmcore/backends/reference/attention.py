@@ -40,18 +40,20 @@ _CHUNK = 1 << 21  # values per temporary of the block dot products
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, mask: np.ndarray, scale: float,
               n_head_kv: int, n_kv: int, type_k: str, type_v: str, flash: bool = False,
               max_bias: float = 0.0, softcap: float = 0.0, n_threads: int = 1, softcap_scale: float = 0.0,
-              sinks: np.ndarray | None = None) -> np.ndarray:
+              sinks: np.ndarray | None = None, no_cache: bool = False) -> np.ndarray:
     """softmax(q k^T * scale + mask) v over the first ``n_kv`` cells of caches stored as
     ``kv_types.storage`` lays them out (q [n, n_head, d]; returns [n, n_head * d]). ``n_threads``
     is the thread count of the llama.cpp whose sums to follow: its flash attention for one query
     over a long f16 cache splits the cells among them. ``softcap_scale`` (0: 1 / softcap) multiplies
     the scores inside the cap's tanh; ``sinks`` [n_head] are the heads' attention sinks (see
-    :func:`_add_sinks`)."""
+    :func:`_add_sinks`). ``no_cache``: the cells are the batch's own (an encoder's), so llama.cpp's
+    rows hold exactly ``n_kv`` cells instead of a cache view padded to 256."""
     cap = _Cap(softcap, softcap_scale)
     if not flash:
         if type_k == type_v == F16 and sinks is None and not softcap_scale:
             return kernels.attention(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, max_bias, softcap)
-        return _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks)
+        return _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks,
+                         no_cache)
     return _flash(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, softcap, n_threads, sinks)
 
 
@@ -143,6 +145,22 @@ def _float_dot(x: np.ndarray, y: np.ndarray, batched: bool, f16: bool = False) -
     for i in range(whole, x.shape[-1]):
         total = _fma(x[..., i], y[..., i], total)
     return total
+
+
+def _vec_dot_f32(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ggml_vec_dot_f32 as the oracle's compiler built it: the SIMD loop over whole 64s, then the
+    tail loop vectorized 16 and then 8 products at a time (each rounded, added in order), the last
+    few fused in order."""
+    length = x.shape[-1]
+    whole = length - length % DOT_LANES
+    shape = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    total = _float_dot(x[..., :whole], y[..., :whole], batched=False) if whole else np.zeros(shape, np.float32)
+    tail = length - whole
+    unfused_end = whole + tail // 16 * 16 + (8 if tail % 16 >= 8 else 0)
+    for i in range(whole, length):
+        product = x[..., i] * y[..., i]
+        total = total + product if i < unfused_end else _fma(x[..., i], y[..., i], total)
+    return np.asarray(total, np.float32)
 
 
 def _bf16_lanes(x: np.ndarray, y: np.ndarray, lanes: np.ndarray) -> np.ndarray:
@@ -238,11 +256,12 @@ def _scores(q: np.ndarray, k_cache: np.ndarray, type_k: str, n_kv: int, n_head_k
 
 
 def _softmax(scores: np.ndarray, mask: np.ndarray, scale: float, slopes: np.ndarray, max_bias: float,
-             cap: _Cap, sinks: np.ndarray | None = None) -> np.ndarray:
+             cap: _Cap, sinks: np.ndarray | None = None, exact_rows: bool = False) -> np.ndarray:
     """ggml_soft_max_ext of scores [n_head_kv, group, n, n_kv] (with soft-capping first, as ggml's
     scale, tanh, scale), as :func:`kernels.attention` computes it. With ``sinks`` [n_head_kv,
     group, 1] (ggml_soft_max_add_sinks) a row's max is at least its head's sink, and the sum gains
-    the sink's exp by the C library's expf, in double."""
+    the sink's exp by the C library's expf, in double. A row of ``exact_rows`` ends past its whole
+    16s with the C library's expf, each exp added in double (a cache view's padding has no end)."""
     scores = cap(scores)
     if max_bias > 0:
         scores = _fma(slopes, mask[None, None], scores * np.float32(scale))
@@ -252,17 +271,24 @@ def _softmax(scores: np.ndarray, mask: np.ndarray, scale: float, slopes: np.ndar
     if sinks is not None:
         row_max = np.maximum(row_max, sinks[..., None])
     scores = scores - row_max
-    probs = np.where(np.isneginf(scores), np.float32(0), expf(np.where(np.isneginf(scores), 0, scores)))
-    total = kernels._grouped_sum(probs)
+    hidden = np.isneginf(scores)
+    probs = np.where(hidden, np.float32(0), expf(np.where(hidden, 0, scores)))
+    whole = scores.shape[-1] - scores.shape[-1] % 16 if exact_rows else scores.shape[-1]
+    probs[..., whole:] = np.where(hidden[..., whole:], np.float32(0), libm_expf(np.where(hidden, 0, scores)[..., whole:]))
+    total = kernels._grouped_sum(probs[..., :whole])
+    for j in range(whole, scores.shape[-1]):
+        total = total + probs[..., j].astype(np.float64)
     if sinks is not None:
         total = total + libm_expf(sinks[..., None] - row_max)[..., 0].astype(np.float64)
     return probs * (1.0 / total).astype(np.float32)[..., None]
 
 
-def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks):
+def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v, max_bias, cap, sinks, no_cache):
     """Attention without flash attention over caches other than f16/f16 (see the module docstring).
     llama.cpp multiplies a batch of two or more queries by tinyBLAS and one by vec_dot; a row counts
-    as batched when a token of its own sequence sits beside it, as in :func:`kernels.attention`."""
+    as batched when a token of its own sequence sits beside it, as in :func:`kernels.attention`.
+    Without a cache (``no_cache``) an f32 V's rows are exactly n_kv long: tinyBLAS only over whole
+    16s of cells, else ggml_vec_dot_f32 with its compiled tail (:func:`_vec_dot_f32`)."""
     n, n_head, d = q.shape
     group = n_head // n_head_kv
     mask = mask[:, :n_kv]
@@ -275,11 +301,18 @@ def _products(q, k_cache, v_cache, mask, scale, n_head_kv, n_kv, type_k, type_v,
 
     qh = _by_kv_head(q, n_head_kv)
     if type_k == F32:  # q already has K's vec_dot_type and is not contiguous: ggml skips tinyBLAS, every row vec_dot
-        scores = _scores(qh, k_cache, type_k, n_kv, n_head_kv, False, d * n_head_kv)
+        k = _cells(k_cache, type_k, n_kv, n_head_kv, d * n_head_kv)
+        scores = _vec_dot_f32(qh[:, :, None, :], k[:, None, :, :])
     else:
         scores = by_row(lambda b: _scores(qh, k_cache, type_k, n_kv, n_head_kv, b, d * n_head_kv))
     probs = _softmax(scores.reshape(n_head_kv, group, n, n_kv), mask, scale, _slopes(n_head, n_head_kv, max_bias),
-                     max_bias, cap, _sinks_by_row(sinks, n_head_kv)).reshape(n_head_kv, group * n, n_kv)
+                     max_bias, cap, _sinks_by_row(sinks, n_head_kv), no_cache).reshape(n_head_kv, group * n, n_kv)
+    if no_cache and type_v == F32:
+        v = _cells(v_cache, type_v, n_kv, n_head_kv, d * n_head_kv).transpose(0, 2, 1)[:, None, :, :]
+        probs = probs[:, :, None, :]
+        if n_kv % 16 == 0:
+            return _from_kv_head(by_row(lambda b: _vec_dot_f32(probs, v) if not b else _float_dot(probs, v, True)), n)
+        return _from_kv_head(_vec_dot_f32(probs, v), n)
     # llama.cpp's cache view is padded to 256 cells: its sums over cells have no leftovers
     padding = -n_kv % 256
     probs = np.pad(_round(probs, type_v), ((0, 0), (0, 0), (0, padding)))[:, :, None, :]

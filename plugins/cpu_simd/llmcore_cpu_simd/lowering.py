@@ -224,7 +224,8 @@ class Program:
                           _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"], node.params["softcap"], node.params["max_bias"],
                              node.params.get("softcap_scale", 0.0)),
-                          i=(node.params["n_head_kv"], _type_id(v.dtype), int(bool(node.params.get("flash")))))]
+                          i=(node.params["n_head_kv"], _type_id(v.dtype), int(bool(node.params.get("flash"))),
+                             int(bool(node.params.get("no_cache")))))]
         if op is Op.SWIGLU_OAI:
             return [_Step("LC_OP_SWIGLU", self._value(node), [key(s) for s in srcs], ne=(size,),
                           f=(node.params["alpha"], node.params["limit"]), i=(1,))]

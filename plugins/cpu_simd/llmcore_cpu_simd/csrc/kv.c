@@ -147,6 +147,8 @@ void lc_op_hadamard(const lc_node *nd, const lc_task *task) {
 typedef struct {
     int64_t head_dim, n_head, n_tokens, n_ctx, n_head_kv, group;
     int type_k, type_v, flash;
+    int exact_rows;                /* no KV cache (an encoder): ggml's rows hold exactly n_kv cells, not a
+                                    * cache view padded to 256 */
     int64_t k_row, v_row;          /* bytes per cell of the whole K / V cache */
     int64_t k_head, v_head;        /* bytes of one head within a cell */
     float scale, softcap, max_bias, m0, m1;
@@ -207,8 +209,11 @@ static float score(const attn_shape *a, const void *k_row, const float *qf, cons
     if (a->type_k == LC_TYPE_F16 || (a->flash && a->type_k == LC_TYPE_F32))
         return batched && !a->flash ? lc_attn_dot_kq_tinyblas(k_row, LC_TYPE_F16, qf, a->head_dim)
                                     : lc_attn_dot_kq(k_row, LC_TYPE_F16, qf, a->head_dim);
-    if (a->type_k == LC_TYPE_F32) return lc_attn_dot_kq(k_row, LC_TYPE_F32, qf, a->head_dim);  /* vec_dot_f32 */
     float s;
+    if (a->type_k == LC_TYPE_F32) {  /* ggml_vec_dot_f32, its tail past whole 64s included */
+        lc_vec_dot_f32((int)a->head_dim, &s, k_row, qf);
+        return s;
+    }
     lc_traits[a->type_k].vec_dot((int)a->head_dim, &s, k_row, qb);
     return s;
 }
@@ -237,21 +242,35 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
         if (scores[j] > max) max = scores[j];
     }
     if (sink && *sink > max) max = *sink;
-    double sum = 0.0;  /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's sum in double */
-    for (int64_t j0 = 0; j0 < a->n_kv; j0 += 16) {
+    /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's sum in double (a cache view's
+     * padding adds zeros); past the whole 16s of an exact row the C library's expf, each exp added
+     * in double */
+    double sum = 0.0;
+    const int64_t whole = a->exact_rows ? a->n_kv & ~(int64_t)15 : a->n_kv;
+    for (int64_t j0 = 0; j0 < whole; j0 += 16) {
         float group_exps[16] = {0};
-        for (int64_t j = j0; j < j0 + 16 && j < a->n_kv; j++) {
+        for (int64_t j = j0; j < j0 + 16 && j < whole; j++) {
             scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
             group_exps[j - j0] = scores[j];
         }
         sum += (double)lc_reduce16_ordered(group_exps);
     }
+    for (int64_t j = whole; j < a->n_kv; j++) {
+        scores[j] = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - max);
+        sum += (double)scores[j];
+    }
     if (sink) sum += (double)expf(*sink - max);
     const float inv = (float)(1.0 / sum);
-    const int n_lanes = batched ? 16 : 64;
     const int v_type = a->type_v;  /* f16 or f32 here */
+    /* an exact row of f32 V meets a batch's probabilities through tinyBLAS only over whole 16s of
+     * cells; otherwise ggml_vec_dot_f32: 64 lanes over whole 64s, then its compiled tail (16 and then
+     * 8 products rounded and added in order, the rest fused). A padded cache view has no tail. */
+    const int exact_f32 = a->exact_rows && v_type == LC_TYPE_F32;
+    const int tinyblas = batched && (!exact_f32 || a->n_kv % 16 == 0);
+    const int n_lanes = tinyblas ? 16 : 64;
+    const int64_t lane_cells = tinyblas || !exact_f32 ? a->n_kv : a->n_kv & ~(int64_t)63;
     memset(lanes, 0, (size_t)(n_lanes * hd) * sizeof(float));
-    for (int64_t j = 0; j < a->n_kv; j++) {
+    for (int64_t j = 0; j < lane_cells; j++) {
         float p = scores[j] * inv;
         if (v_type == LC_TYPE_F16) p = round_f16(p);  /* the probabilities meet an f16 V as f16 */
         if (p != 0.0f)
@@ -260,9 +279,24 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
     for (int64_t d = 0; d < hd; d++) {
         float s16[16];
         for (int l = 0; l < 16; l++)
-            s16[l] = batched ? lanes[l * hd + d]
-                             : (lanes[l * hd + d] + lanes[(32 + l) * hd + d]) + (lanes[(16 + l) * hd + d] + lanes[(48 + l) * hd + d]);
+            s16[l] = tinyblas ? lanes[l * hd + d]
+                              : (lanes[l * hd + d] + lanes[(32 + l) * hd + d]) + (lanes[(16 + l) * hd + d] + lanes[(48 + l) * hd + d]);
         y[d] = lc_reduce16_ordered(s16);
+    }
+    const int64_t tail = a->n_kv - lane_cells;
+    const int64_t unfused_end = lane_cells + tail / 16 * 16 + (tail % 16 >= 8 ? 8 : 0);
+    for (int64_t j = lane_cells; j < a->n_kv; j++) {
+        const float p = scores[j] * inv;
+        if (p == 0.0f) continue;  /* a hidden cell adds nothing either way */
+        const float *vj = (const float *)(v + j * a->v_row + kvh * a->v_head);
+        for (int64_t d = 0; d < hd; d++) {
+            if (j < unfused_end) {
+                const float product = vj[d] * p;
+                y[d] += product;
+            } else {
+                y[d] = fmaf(vj[d], p, y[d]);
+            }
+        }
     }
 }
 
@@ -519,6 +553,7 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
     a.type_k = nd->type;
     a.type_v = nd->i[1];
     a.flash = nd->i[2];
+    a.exact_rows = nd->i[3];
     a.k_row = row_bytes(a.type_k, a.n_head_kv * a.head_dim);
     a.v_row = row_bytes(a.type_v, a.n_head_kv * a.head_dim);
     a.k_head = row_bytes(a.type_k, a.head_dim);

@@ -23,7 +23,8 @@
  *   ATTENTION  src0 q [ne2, ne1, ne0] (tokens, heads, head_dim), src1 k cache (type), src2 v cache
  *              (type i[1]), src3 mask [ne2, ne3]; i[0] n_head_kv; i[2] flash attention; f[0] scale;
  *              f[1] soft-cap; f[2] ALiBi's max bias (0: none; the mask, times each head's slope, then
- *              holds -distance); f[3] the scores' factor inside the cap's tanh (0: 1 / soft-cap); src4
+ *              holds -distance); f[3] the scores' factor inside the cap's tanh (0: 1 / soft-cap); i[3] no
+ *              KV cache (an encoder's rows hold exactly n_kv cells, not a view padded to 256); src4
  *              NULL or f32 sinks[ne1], a logit per head joining the softmax; reads the first n_kv cells
  * Mixture of experts (moe.c):
  *   SOFTMAX, SUM_ROWS  src0 [ne1, ne0]; dst [ne1, ne0] / [ne1]
