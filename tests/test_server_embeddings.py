@@ -76,3 +76,57 @@ def test_rerank_routes():
         assert tei[0]["text"] == documents[tei[0]["index"]]
     finally:
         proc.stop()
+
+
+def test_concurrent_requests_share_a_batch():
+    """Requests that arrive while the model is busy are embedded together, in one list of
+    sequences, each answered with its own rows: what each would get alone (within the rounding of
+    sitting elsewhere in the batch), and an invalid request fails alone."""
+    import threading
+    import time
+
+    from starlette.testclient import TestClient
+
+    from llmcore import LLM
+    from llmcore.server import create_app
+
+    llm = LLM(FIXTURES / "bert.gguf", backend="cpu_simd", embedding=True, flash_attn="off")
+    texts = ["the first request", "a second one, a little longer than the first", "third", "and a fourth text"]
+    solo = [llm.create_embedding(text).data[0].embedding for text in texts]
+    calls: list[int] = []
+    gate = threading.Event()
+    embed = llm.embed_token_lists
+
+    def gated(inputs):
+        calls.append(len(inputs))
+        if len(calls) == 1:
+            assert gate.wait(30)  # the first request holds the model while the others arrive
+        return embed(inputs)
+
+    llm.embed_token_lists = gated
+    app = create_app(llm)
+    got: dict[int, object] = {}
+    with TestClient(app) as client:
+        def post(i: int, body: dict) -> None:
+            got[i] = client.post("/v1/embeddings", json=body)
+
+        first = threading.Thread(target=post, args=(0, {"input": texts[0], "encoding_format": "float"}))
+        first.start()
+        while not calls:
+            time.sleep(0.01)
+        others = [threading.Thread(target=post, args=(i, {"input": texts[i], "encoding_format": "float"}))
+                  for i in (1, 2, 3)]
+        others.append(threading.Thread(target=post, args=(4, {"input": [[10**6]]})))  # outside the vocabulary
+        for thread in others:
+            thread.start()
+        inbox = app.state.embedding_batcher._inbox
+        deadline = time.monotonic() + 30
+        while inbox.qsize() < 3 and time.monotonic() < deadline:  # the invalid one is refused before queuing
+            time.sleep(0.01)
+        gate.set()
+        for thread in [first, *others]:
+            thread.join()
+    assert calls == [1, 3]
+    for i in range(4):
+        np.testing.assert_allclose(got[i].json()["data"][0]["embedding"], solo[i], rtol=0, atol=1e-6)
+    assert got[4].status_code == 400

@@ -63,7 +63,11 @@ class EmbeddingMethods:
         ``normalize`` says (llama.cpp's ``--embd-normalize``: 2 euclidean, the default; -1 none;
         0 max-abs int16; 1 taxicab; p > 2 p-norm). Texts are tokenized with the special tokens the
         model adds (BOS/CLS, EOS/SEP)."""
-        rows = [embeddings.normalize(r, normalize) for r in self._embed_tokens(self._inputs_as_tokens(input))]
+        return self.embedding_rows(self.embed_token_lists(self.embedding_tokens(input)), normalize)
+
+    def embedding_rows(self, rows: list[np.ndarray], normalize: int = 2) -> np.ndarray | list[np.ndarray]:
+        """What ``embed`` returns for the arrays ``embed_token_lists`` gave."""
+        rows = [embeddings.normalize(r, normalize) for r in rows]
         return rows if self._pooling_required() is Pooling.NONE else np.concatenate(rows)
 
     def create_embedding(self, input: EmbeddingInput, model: str | None = None,
@@ -73,8 +77,13 @@ class EmbeddingMethods:
         of its little-endian float32 bytes."""
         if self._pooling_required() is Pooling.NONE:
             raise LLMCoreError("pooling type 'none' is not OpenAI compatible: use another pooling type")
-        inputs = self._inputs_as_tokens(input)
-        vectors = embeddings.normalize(np.concatenate(self._embed_tokens(inputs)), 2)
+        inputs = self.embedding_tokens(input)
+        return self.embedding_response(inputs, self.embed_token_lists(inputs), model, encoding_format)
+
+    def embedding_response(self, inputs: list[list[int]], rows: list[np.ndarray], model: str | None = None,
+                           encoding_format: Literal["float", "base64"] = "float") -> CreateEmbeddingResponse:
+        """``create_embedding``'s answer for ``inputs`` and the arrays ``embed_token_lists`` gave."""
+        vectors = embeddings.normalize(np.concatenate(rows), 2)
         data = [Embedding(index=i, embedding=_encoded(v, encoding_format)) for i, v in enumerate(vectors)]
         n_tokens = sum(len(tokens) for tokens in inputs)
         return CreateEmbeddingResponse(data=data, model=model or self.model_path.name,
@@ -89,8 +98,13 @@ class EmbeddingMethods:
             raise LLMCoreError("reranking needs rank pooling: load a reranker with embedding=True, pooling='rank'")
         if not documents:
             raise LLMCoreError("rerank: 'documents' must be a non-empty list of strings")
-        scores = np.concatenate(self._embed_tokens([self.rerank_tokens(query, d) for d in documents]))[:, 0]
-        order = sorted(range(len(documents)), key=lambda i: -scores[i])
+        return self.rerank_results(self.embed_token_lists([self.rerank_tokens(query, d) for d in documents]), top_n)
+
+    @staticmethod
+    def rerank_results(rows: list[np.ndarray], top_n: int | None = None) -> list[RerankResult]:
+        """``rerank``'s answer for the pairs' arrays ``embed_token_lists`` gave: best first."""
+        scores = np.concatenate(rows)[:, 0]
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [RerankResult(index=i, relevance_score=float(scores[i])) for i in order[:top_n]]
 
     def rerank_tokens(self, query: str, document: str) -> list[int]:
@@ -118,7 +132,9 @@ class EmbeddingMethods:
             raise LLMCoreError("this model was loaded for text generation: load it with embedding=True (--embedding)")
         return self.context.pooling
 
-    def _inputs_as_tokens(self, input: EmbeddingInput) -> list[list[int]]:
+    def embedding_tokens(self, input: EmbeddingInput) -> list[list[int]]:
+        """The token ids of each input of ``embed`` (texts tokenized with the model's special tokens),
+        checked: non-empty and inside the vocabulary."""
         if isinstance(input, str):
             input = [input]
         items = list(input)
@@ -135,8 +151,9 @@ class EmbeddingMethods:
                 raise LLMCoreError(f"token id {bad} is outside the vocabulary (0..{n_vocab - 1})")
         return inputs
 
-    def _embed_tokens(self, inputs: list[list[int]]) -> list[np.ndarray]:
-        """One embedding array per input: [1, width] pooled, [tokens, width] with pooling none."""
+    def embed_token_lists(self, inputs: list[list[int]]) -> list[np.ndarray]:
+        """One embedding array per input, not normalized: [1, width] pooled, [tokens, width] with
+        pooling none. The inputs share batches of up to ``n_batch`` tokens, a sequence each."""
         pooling = self._pooling_required()
         out: list[np.ndarray] = []
         for group in _groups(inputs, self.context.n_batch):
