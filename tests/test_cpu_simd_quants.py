@@ -491,14 +491,14 @@ def test_f16_tile_matches_tinyblas_formula(libs):
     rng = np.random.default_rng(13)
     for n in (576, 1536):
         w = rng.standard_normal((2, n)).astype(np.float16)
-        x = rng.standard_normal((4, n)).astype(np.float16)
+        x = rng.standard_normal((4, n)).astype(np.float16).astype(np.float32)  # f16 activations, read as floats
         expected = np.array([[ref_dot_f16_tinyblas(w[i], x[j]) for i in range(2)] for j in range(4)], np.float32)
         for lvl, lib in libs.items():
             for nw in (1, 2):
                 for nx in (1, 2, 3, 4):
                     y = np.zeros((4, 2), np.float32)
                     lib.lc_tile_f16_tinyblas(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), 2 * n, nw, _ptr(x),
-                                             2 * n, nx)
+                                             4 * n, nx)
                     np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                                   err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
 

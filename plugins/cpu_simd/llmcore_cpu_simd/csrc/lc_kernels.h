@@ -31,7 +31,7 @@ typedef void (*lc_tile_fn)(int n, float *y, size_t ldy, const void *w, size_t w_
 void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* AVX2 builds */
-void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* rows of 16s */
+void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* f16 w, f32 x (f16 values), rows of 16s */
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
 
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */

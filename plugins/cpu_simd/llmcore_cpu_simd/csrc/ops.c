@@ -4,6 +4,7 @@
  * ggml's running product for the angles. */
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lc_graph.h"
@@ -148,14 +149,23 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled ? tiled : f32_gemm(nd) ? lc_vec_dot_f32_tinyblas : lc_traits[nd->type].vec_dot;
+    /* the f16 tile reads its tokens as floats: a token tile's rows converted once, not per weight row */
+    float *x_f32 = tile == lc_tile_f16_tinyblas ? malloc((size_t)MM_TOKEN_TILE * (size_t)k * sizeof(float)) : NULL;
     for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {
         const int64_t t1 = t0 + MM_TOKEN_TILE < m ? t0 + MM_TOKEN_TILE : m;
+        for (int64_t t = t0; x_f32 && t < t1; t++)
+            lc_fp16_to_fp32_row((const lc_fp16_t *)(x + t * x_bytes), x_f32 + (t - t0) * k, k);
         for (int64_t r = r0; r < r1; r += 2) {
             const int nw = r + 1 < r1 ? 2 : 1;
             const char *w_row = w + r * nd->row_bytes;
             for (int64_t t = t0; t < t1; t += LC_TILE_X) {
                 const int nx = (int)(t1 - t < LC_TILE_X ? t1 - t : LC_TILE_X);
                 float *out = y + t * n + r;
+                if (x_f32) {
+                    tile((int)k, out, (size_t)n, w_row, (size_t)nd->row_bytes, nw, x_f32 + (t - t0) * k,
+                         (size_t)k * sizeof(float), nx);
+                    continue;
+                }
                 if (tile) {
                     tile((int)k, out, (size_t)n, w_row, (size_t)nd->row_bytes, nw, x + t * x_bytes, (size_t)x_bytes, nx);
                     continue;
@@ -167,6 +177,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
             }
         }
     }
+    free(x_f32);
 }
 
 static int64_t mul_mat_row_unit(const lc_node *nd) {

@@ -205,10 +205,11 @@ void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
     *s = sum;
 }
 
-/* An f16 weight times two or more f16 activation rows, as llamafile's tinyBLAS f16 GEMM (which ggml
- * uses then, when the rows are whole vectors of 16): per output one 16-lane accumulator over the row,
- * reduced as _mm512_reduce_add_ps. Each weight row is read once for the nx (<= LC_TILE_X) activation
- * rows; the nw rows go one after the other (two rows at once ran slower on Zen 4). */
+/* An f16 weight times two or more f16-rounded activation rows, as llamafile's tinyBLAS f16 GEMM
+ * (which ggml uses then, when the rows are whole vectors of 16): per output one 16-lane accumulator
+ * over the row, reduced as _mm512_reduce_add_ps. The activations come as floats (converted once per
+ * batch by the caller, not once per weight row); each weight row is read once for the nx
+ * (<= LC_TILE_X) activation rows; the nw rows go one after the other (two at once ran slower on Zen 4). */
 static inline __attribute__((always_inline)) void tile_f16_tinyblas(int n, float *y, size_t ldy, const char *w, size_t w_stride,
                                      const char *x, size_t x_stride, const int NW, const int NX) {
     for (int r = 0; r < NW; r++) {
@@ -218,20 +219,18 @@ static inline __attribute__((always_inline)) void tile_f16_tinyblas(int n, float
         for (int j = 0; j < NX; j++) acc[j] = _mm512_setzero_ps();
         for (int i = 0; i < n; i += 16) {
             const __m512 wv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wr + i)));
-            for (int j = 0; j < NX; j++) {
-                const lc_fp16_t *xr = (const lc_fp16_t *)(x + j * x_stride);
-                acc[j] = _mm512_fmadd_ps(wv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xr + i))), acc[j]);
-            }
+            for (int j = 0; j < NX; j++)
+                acc[j] = _mm512_fmadd_ps(wv, _mm512_loadu_ps((const float *)(x + j * x_stride) + i), acc[j]);
         }
         /* lc_reduce16_ordered's sums in registers: the halves added, then lc_hsum256's steps */
         for (int j = 0; j < NX; j++)
             y[j * ldy + r] = lc_hsum256(_mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1)));
 #else
         for (int j = 0; j < NX; j++) {
-            const lc_fp16_t *xr = (const lc_fp16_t *)(x + j * x_stride);
+            const float *xr = (const float *)(x + j * x_stride);
             float lanes[16] = {0};
             for (int i = 0; i < n; i += 16)
-                for (int l = 0; l < 16; l++) lanes[l] = fmaf(LC_H2F(wr[i + l]), LC_H2F(xr[i + l]), lanes[l]);
+                for (int l = 0; l < 16; l++) lanes[l] = fmaf(LC_H2F(wr[i + l]), xr[i + l], lanes[l]);
             y[j * ldy + r] = lc_reduce16_ordered(lanes);
         }
 #endif
