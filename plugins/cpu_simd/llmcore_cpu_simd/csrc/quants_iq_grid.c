@@ -36,6 +36,23 @@ static inline void put_signed8(int8_t *q, const uint8_t *grid, uint8_t signs) {
     for (int j = 0; j < 8; ++j) q[j] = (signs & kmask_iq2xs[j]) ? -(int8_t)grid[j] : (int8_t)grid[j];
 }
 
+/* 32 values: four 8-value grid entries, each signed by its sign byte */
+static inline void put_signed32(int8_t *q, const uint64_t grid[4], const uint8_t signs[4]) {
+#if defined(LC_AVX2)
+    /* ggml's way: each sign byte spread over its 8 values, compared with the bit of each value */
+    const uint32_t packed = (uint32_t)signs[0] | (uint32_t)signs[1] << 8 | (uint32_t)signs[2] << 16 | (uint32_t)signs[3] << 24;
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)packed),
+                                               _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+    const __m256i negate = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)grid);
+    _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(_mm256_xor_si256(v, negate), negate));
+#else
+    for (int l = 0; l < 4; ++l) put_signed8(q + 8 * l, (const uint8_t *)&grid[l], signs[l]);
+#endif
+}
+
 static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
     u->scale[2 * ib32] = (int8_t)(2 * lo + 1);
     u->scale[2 * ib32 + 1] = (int8_t)(2 * hi + 1);
@@ -48,9 +65,13 @@ static void unpack_iq2_xxs(const block_iq2_xxs *x, unpacked_block *u) {
         memcpy(aux32, x->qs + 4 * ib32, sizeof(aux32));
         const uint8_t *aux8 = (const uint8_t *)aux32;
         scales_of_32(u, ib32, aux32[1] >> 28, aux32[1] >> 28);
-        for (int l = 0; l < 4; ++l)
-            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2xxs_grid + aux8[l]),
-                        ksigns_iq2xs[(aux32[1] >> 7 * l) & 127]);
+        uint64_t grid[4];
+        uint8_t signs[4];
+        for (int l = 0; l < 4; ++l) {
+            grid[l] = iq2xxs_grid[aux8[l]];
+            signs[l] = ksigns_iq2xs[(aux32[1] >> 7 * l) & 127];
+        }
+        put_signed32(u->q + 32 * ib32, grid, signs);
     }
 }
 
@@ -58,10 +79,14 @@ static void unpack_iq2_xs(const block_iq2_xs *x, unpacked_block *u) {
     u->d = LC_H2F(x->d);
     for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
         scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
+        uint64_t grid[4];
+        uint8_t signs[4];
         for (int l = 0; l < 4; ++l) {
             const uint16_t q = x->qs[4 * ib32 + l];
-            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2xs_grid + (q & 511)), ksigns_iq2xs[q >> 9]);
+            grid[l] = iq2xs_grid[q & 511];
+            signs[l] = ksigns_iq2xs[q >> 9];
         }
+        put_signed32(u->q + 32 * ib32, grid, signs);
     }
 }
 
@@ -70,19 +95,14 @@ static void unpack_iq2_s(const block_iq2_s *x, unpacked_block *u) {
     const uint8_t *qs = x->qs, *signs = x->qs + QK_K / 8;
     for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 4, signs += 4) {
         scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
-        for (int l = 0; l < 4; ++l)
-            put_signed8(u->q + 32 * ib32 + 8 * l, (const uint8_t *)(iq2s_grid + (qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300))),
-                        signs[l]);
+        uint64_t grid[4];
+        for (int l = 0; l < 4; ++l) grid[l] = iq2s_grid[qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300)];
+        put_signed32(u->q + 32 * ib32, grid, signs);
     }
 }
 
-/* 8 values of two 4-value grid entries, signed by one sign byte */
-static inline void put_signed4x2(int8_t *q, uint32_t e1, uint32_t e2, uint8_t signs) {
-    uint8_t grid[8];
-    memcpy(grid, &e1, 4);
-    memcpy(grid + 4, &e2, 4);
-    put_signed8(q, grid, signs);
-}
+/* 8 values of two 4-value grid entries */
+static inline uint64_t grid4x2(uint32_t e1, uint32_t e2) { return (uint64_t)e2 << 32 | e1; }
 
 static void unpack_iq3_xxs(const block_iq3_xxs *x, unpacked_block *u) {
     u->d = LC_H2F(x->d);
@@ -91,9 +111,13 @@ static void unpack_iq3_xxs(const block_iq3_xxs *x, unpacked_block *u) {
         uint32_t aux32;
         memcpy(&aux32, scales_and_signs + 4 * ib32, sizeof(aux32));
         scales_of_32(u, ib32, aux32 >> 28, aux32 >> 28);
-        for (int l = 0; l < 4; ++l)
-            put_signed4x2(u->q + 32 * ib32 + 8 * l, iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]],
-                          ksigns_iq2xs[(aux32 >> 7 * l) & 127]);
+        uint64_t grid[4];
+        uint8_t signs[4];
+        for (int l = 0; l < 4; ++l) {
+            grid[l] = grid4x2(iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]]);
+            signs[l] = ksigns_iq2xs[(aux32 >> 7 * l) & 127];
+        }
+        put_signed32(u->q + 32 * ib32, grid, signs);
     }
 }
 
@@ -104,9 +128,10 @@ static void unpack_iq3_s(const block_iq3_s *x, unpacked_block *u) {
         const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF;
         const int qh = x->qh[ib32];
         scales_of_32(u, ib32, ls, ls);
+        uint64_t grid[4];
         for (int l = 0; l < 4; ++l)
-            put_signed4x2(u->q + 32 * ib32 + 8 * l, iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)],
-                          iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)], signs[l]);
+            grid[l] = grid4x2(iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)], iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)]);
+        put_signed32(u->q + 32 * ib32, grid, signs);
     }
 }
 
