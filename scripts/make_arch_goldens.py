@@ -16,6 +16,7 @@ the metadata and tensors llama.cpp requires for it (see src/models/<arch>.cpp th
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import tempfile
@@ -713,13 +714,18 @@ def qwen_rwkv_model(m: TinyModel, head_size: int, **metadata: object) -> None:
     m.norms(["attn_norm", "ffn_norm"])
 
 
-def rwkv6_lerps(m: TinyModel, p: str, rank: int) -> None:
-    """RWKV-6's lerps: mu_x and the five fused ones, moved per token by a LoRA of ``rank``."""
+def rwkv6_lerps(m: TinyModel, p: str, rank: int, fused: bool = True) -> None:
+    """RWKV-6's lerps: mu_x and five more, fused (or apart, as files converted before they were
+    fused hold them), moved per token by a LoRA of ``rank``."""
     d = m.n_embd
     m.matrix(f"{p}.time_mix_w1.weight", 5 * rank, d, gain=0.5)
     m.tensors[f"{p}.time_mix_w2.weight"] = m.rng.normal(0, 0.1, (5, d, rank)).astype(np.float32)
     lerp(m, f"{p}.time_mix_lerp_x.weight", 1, 1, d)
-    lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+    if fused:
+        lerp(m, f"{p}.time_mix_lerp_fused.weight", 5, 1, 1, d)
+        return
+    for name in "wkvrg":
+        lerp(m, f"{p}.time_mix_lerp_{name}.weight", 1, 1, d)
 
 
 def rwkv6_decay(m: TinyModel, p: str, rank: int) -> None:
@@ -730,15 +736,15 @@ def rwkv6_decay(m: TinyModel, p: str, rank: int) -> None:
     m.matrix(f"{p}.time_mix_decay_w2.weight", d, rank, gain=0.5)
 
 
-def rwkv6(m: TinyModel) -> None:
+def rwkv6(m: TinyModel, fused: bool = True) -> None:
     """RWKV-6: 2 heads of 64, the data-dependent lerps of rank 24 and decays of rank 16, fused
-    lerps, the residual halved after every layer."""
+    lerps (or apart: ``rwkv6_unfused``), the residual halved after every layer."""
     hs, mix_rank, decay_rank = 64, 24, 16
     rwkv_model(m, hs, time_mix_extra_dim=mix_rank, time_decay_extra_dim=decay_rank, rescale_every_n_layers=1)
     d, n_head = m.n_embd, m.n_embd // hs
     for il in range(m.n_layer):
         p = f"blk.{il}"
-        rwkv6_lerps(m, p, mix_rank)
+        rwkv6_lerps(m, p, mix_rank, fused)
         m.tensors[f"{p}.time_mix_first.weight"] = m.rng.normal(0, 0.5, (n_head, hs)).astype(np.float32)
         rwkv6_decay(m, p, decay_rank)
         for name in ("key", "value", "receptance", "gate", "output"):
@@ -924,6 +930,7 @@ ARCHS: dict[str, tuple[Callable[[TinyModel], None], dict]] = {
     "rwkv7": (rwkv7, {"n_embd": 128, "n_ff": 256}),
     "arwkv7": (arwkv7, {"n_embd": 128, "n_ff": 256}),
     "rwkv6qwen2": (rwkv6qwen2, {"n_embd": 128, "n_ff": 256}),
+    "rwkv6_unfused": (functools.partial(rwkv6, fused=False), {"arch": "rwkv6", "n_embd": 128, "n_ff": 256}),
 }
 
 
@@ -938,7 +945,7 @@ def llama_cpp_logits(path: Path, tokens: list[int]) -> np.ndarray:
 
 
 #: recurrent models also get llama.cpp's logits of the tokens decoded one at a time (``incremental``)
-RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7", "rwkv6qwen2")
+RECURRENT = ("mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7", "rwkv6qwen2", "rwkv6_unfused")
 
 
 def llama_cpp_incremental_logits(path: Path, tokens: list[int]) -> np.ndarray:

@@ -18,7 +18,7 @@ from llmcore.api import Batch
 from llmcore.errors import LLMCoreError
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
-RECURRENT = ["mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7", "rwkv6qwen2"]
+RECURRENT = ["mamba", "mamba2", "rwkv6", "rwkv6_unfused", "rwkv7", "arwkv7", "rwkv6qwen2"]
 REFERENCE_ERROR = 1e-4  # absolute, on logits of std ~4
 
 

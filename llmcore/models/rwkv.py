@@ -86,8 +86,14 @@ class Rwkv6(Architecture):
 
     def lerp_inputs(self, g: GraphBuilder, x: Node, shifted: Node, mix: Node | None, il: int) -> list[Node]:
         """The time mix's inputs x + (x_prev - x) * (mu_i [+ mix_i]) for each fused lerp mu_i
-        (ggml repeats x_prev - x and x over the mixes, as here)."""
+        (ggml repeats x_prev - x and x over the mixes, as here); RWKV-6 files converted before the
+        lerps were fused hold them apart (time_mix_lerp_w, _k, _v, _r, _g)."""
         n, d = x.shape
+        if mix is not None and not self.has(f"blk.{il}.time_mix_lerp_fused.weight"):
+            sx, flat = self.sub(g, shifted, x), g.reshape(mix, (n, self.n_mix * d))
+            return [g.add(g.mul(g.add(g.slice(flat, i * d, (i + 1) * d),
+                                      self.vector(g, f"blk.{il}.time_mix_lerp_{name}.weight", (d,))), sx), x)
+                    for i, name in enumerate("wkvrg")]
         times = self.n_mixes(il)
         mu = self.vector(g, f"blk.{il}.time_mix_lerp_fused.weight", (times, d))
         if mix is not None:
