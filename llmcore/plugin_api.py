@@ -45,8 +45,9 @@ from llmcore.quants.build import tables_header as ggml_tables_header
 #: device backends share (ArenaLowering, ArenaProgram, Ref, STEP_KEY, node_bytes, row_bytes); 2.7
 #: backends whose devices are other machines: ``WeightData.file``/``offset``, ``Backend.configure``,
 #: discovery (``discover_backends``, ``probe_backend``, ``host_backends``) and ``ScheduledSubgraph``; 2.8
-#: ``ggml_tables_header`` (ggml-common.h's i-quant grids, sign tables and FP4/IQ4 levels as C arrays).
-PLUGIN_API_VERSION = "2.8"
+#: ``ggml_tables_header`` (ggml-common.h's i-quant grids, sign tables and FP4/IQ4 levels as C arrays);
+#: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache.
+PLUGIN_API_VERSION = "2.9"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
