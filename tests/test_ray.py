@@ -1,9 +1,10 @@
-"""The ray backend plugin (plugins/ray): a Ray cluster's nodes as devices.
+"""The ray backend plugin (plugins/ray): a Ray cluster's nodes as devices, and serve --replicas.
 
 The fast tests check what needs no cluster: the reasons `llmcore backends` gives and the refusal
 of addresses the user did not name. The slow ones start a local cluster (a head without CPUs and
 two worker nodes of one CPU each, on loopback) and split the default model in three stages: the
-input and layers 0-10 here on cpu_simd, 11-20 on one worker, 21-29 and the output on the other."""
+input and layers 0-10 here on cpu_simd, 11-20 on one worker, 21-29 and the output on the other,
+and serve two replicas of the engine behind one endpoint, one on each worker."""
 
 from __future__ import annotations
 
@@ -131,6 +132,109 @@ def test_three_stages_give_the_one_machine_logits_batch_and_token_by_token(split
     assert np.array_equal(*rows)
     assert "".join(ray_llm.generate(PROMPT, max_tokens=12, temperature=0)) == \
         "".join(solo.generate(PROMPT, max_tokens=12, temperature=0))
+
+
+# -- serve --replicas 2 on the cluster (slow): one replica on each worker -----------------------
+
+PROMPTS = ["Tell me about cats.", "What is 2+2?", "Write a haiku about rain.", "Who wrote Hamlet?",
+           "Name three fruits.", "How do planes fly?", "What is Python?", "Describe the sea."]
+
+
+@pytest.fixture(scope="module")
+def replicas_server(cluster, default_model_path):
+    from test_server import ServerProcess
+
+    local, _ = cluster
+    # -fa off: a row's logits do not depend on the batch it shares (test_server.py's reason)
+    proc = ServerProcess(default_model_path, "--replicas", "2", "--ray", local.address, "-np", "2", "-c", "1024",
+                         "-fa", "off")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas_client(replicas_server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{replicas_server.url}/v1", api_key="none", max_retries=0, timeout=300)
+
+
+def stream_text(client, prompt: str, max_tokens: int = 12, **extra) -> str:
+    stream = client.chat.completions.create(model="any", messages=[{"role": "user", "content": prompt}],
+                                            max_tokens=max_tokens, temperature=0, stream=True,
+                                            extra_body={"cache_prompt": False, **extra})
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+@pytest.mark.slow
+def test_two_replicas_serve_8_concurrent_streams_each_equal_to_its_solo_reply(replicas_server, replicas_client,
+                                                                             default_model_path):
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmcore import LLM
+
+    solo = LLM(default_model_path, n_ctx=512, flash_attn="off")
+    expected = [solo.create_chat_completion([{"role": "user", "content": p}], max_tokens=12, temperature=0)
+                .choices[0].message.content for p in PROMPTS]
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        replies = list(pool.map(lambda p: stream_text(replicas_client, p), PROMPTS))  # raises on any error
+    assert replies == expected
+    slots = httpx.get(f"{replicas_server.url}/slots").json()
+    assert {slot["replica"] for slot in slots if slot["n_cached"]} == {0, 1}  # both replicas took requests
+
+
+@pytest.mark.slow
+def test_a_conversation_goes_back_to_the_replica_holding_its_cache(replicas_server, replicas_client):
+    """The second turn goes to the replica that read the first, although the other is idle and this
+    one streams another request: its prompt is read from the cached prefix on."""
+    import httpx
+
+    messages = [{"role": "user", "content": "Name three rivers of Europe and say one thing about each."}]
+    first = replicas_client.chat.completions.create(model="any", messages=messages, max_tokens=12, temperature=0)
+    time.sleep(0.5)  # the relay counts the request out just after its last event
+    messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "And the longest of them?"}]
+    busy = replicas_client.chat.completions.create(model="any", messages=[{"role": "user", "content": "Count."}],
+                                                  max_tokens=200, temperature=0, stream=True,
+                                                  extra_body={"ignore_eos": True})
+    next(iter(busy))  # streaming on the same replica (both idle: the lowest index took it)
+    second = httpx.post(f"{replicas_server.url}/v1/chat/completions", timeout=300,
+                        json={"messages": messages, "max_tokens": 4, "temperature": 0}).json()
+    busy.close()
+    assert second["timings"]["prompt_n"] < second["usage"]["prompt_tokens"] // 2
+
+
+@pytest.mark.slow
+def test_a_killed_replica_ends_its_stream_with_an_error_within_5_s_and_the_pool_serves_on(replicas_server,
+                                                                                        replicas_client):
+    import httpx
+    import openai
+
+    url = replicas_server.url
+    expected = stream_text(replicas_client, PROMPTS[1])
+    stream = replicas_client.chat.completions.create(model="any", messages=[{"role": "user", "content": "Go on."}],
+                                                     max_tokens=400, temperature=0, stream=True,
+                                                     extra_body={"ignore_eos": True})
+    chunks = iter(stream)
+    next(chunks)
+    replica = next(slot["replica"] for slot in httpx.get(f"{url}/slots").json() if slot["is_processing"])
+    pid = httpx.get(f"{url}/health").json()["replicas"][replica]["pid"]
+    os.kill(pid, 9)
+    killed_at = time.monotonic()
+    with pytest.raises(openai.APIError, match=f"replica {replica} died mid-reply"):
+        for _ in chunks:
+            pass
+    assert time.monotonic() - killed_at < 5
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["replicas"][replica]["state"] in ("restarting", "alive")
+    if health["replicas"][replica]["state"] == "restarting":  # /slots lists what is left
+        assert {slot["replica"] for slot in httpx.get(f"{url}/slots").json()} == {1 - replica}
+    assert stream_text(replicas_client, PROMPTS[1]) == expected  # served on
+    deadline = time.monotonic() + 180
+    while httpx.get(f"{url}/health").json()["replicas"][replica]["state"] != "alive":  # Ray restarts it
+        assert time.monotonic() < deadline, "the killed replica did not come back"
+        time.sleep(0.5)
+    assert httpx.get(f"{url}/health").json()["replicas"][replica]["pid"] != pid
 
 
 @pytest.mark.slow

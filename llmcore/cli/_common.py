@@ -117,25 +117,31 @@ def add_mmproj_arg(parser: argparse.ArgumentParser) -> None:
              "idefics3 (SmolVLM))")
 
 
-def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
-    """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
-    from llmcore.api import LLM
+def llm_options(args: argparse.Namespace, *, seed: int | None = None) -> dict[str, Any]:
+    """The ``LLM`` keywords the flags describe (``serve --replicas`` hands them to each replica)."""
     from llmcore.engine.speculative import DraftParams
 
     draft = DraftParams(n_max=args.spec_draft_n_max, n_min=args.spec_draft_n_min, p_min=args.spec_draft_p_min,
                         ngram_size_n=args.spec_ngram_simple_size_n, ngram_size_m=args.spec_ngram_simple_size_m
                         ) if hasattr(args, "spec_type") else None
+    return dict(model=args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
+                n_threads=args.threads, seed=seed, cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
+                flash_attn=args.flash_attn, chat_template=args.chat_template,
+                n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
+                tensor_split=args.tensor_split, main_gpu=args.main_gpu,
+                embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
+                lora=args.lora, control_vectors=args.control_vectors,
+                control_vector_layer_range=args.control_vector_layer_range,
+                draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None),
+                draft=draft, n_seq_max=getattr(args, "parallel", 1), mmproj=getattr(args, "mmproj", None),
+                ray=args.ray)
 
-    llm = LLM(args.model, backend=args.backend, n_ctx=args.ctx_size, n_batch=args.batch_size,
-              n_threads=args.threads, seed=seed, cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
-              flash_attn=args.flash_attn, chat_template=args.chat_template,
-              n_gpu_layers=args.n_gpu_layers, override_tensor=args.override_tensor, split_mode=args.split_mode,
-              tensor_split=args.tensor_split, main_gpu=args.main_gpu,
-              embedding=getattr(args, "embedding", False), pooling=getattr(args, "pooling", None),
-              lora=args.lora, control_vectors=args.control_vectors,
-              control_vector_layer_range=args.control_vector_layer_range,
-              draft_model=getattr(args, "model_draft", None), spec_type=getattr(args, "spec_type", None), draft=draft,
-              n_seq_max=getattr(args, "parallel", 1), mmproj=getattr(args, "mmproj", None), ray=args.ray)
+
+def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
+    """The ``LLM`` the flags describe; says on stderr which backend runs which layers."""
+    from llmcore.api import LLM
+
+    llm = LLM(**llm_options(args, seed=seed))
     print(f"llmcore: backend {llm.backend.name} ({llm.backend_reason})", file=sys.stderr)
     for layers, backend in llm.placement:
         print(f"llmcore: {layers} -> {backend}", file=sys.stderr)

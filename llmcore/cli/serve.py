@@ -18,6 +18,7 @@ from llmcore.cli._common import (
     add_model_args,
     add_pooling_arg,
     add_speculative_args,
+    llm_options,
     load_llm,
 )
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
@@ -38,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
     g.add_argument("-np", "--parallel", type=_positive_int, default=1, metavar="N",
                    help="slots: requests decoded together; each gets ctx-size / N tokens (default: 1)")
+    g.add_argument("--replicas", type=_positive_int, default=None, metavar="N",
+                   help="run N engines, each with -np slots, as Ray actors behind this one endpoint: a request goes "
+                        "to the replica holding its prompt's prefix, else the least loaded; --ray names the cluster "
+                        "(default: a private local one). Needs the ray plugin (docs/ray.md)")
     g.add_argument("--api-key", default=os.environ.get("LLMCORE_API_KEY"), metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every route but /health, /models and the chat page "
                         "(default: $LLMCORE_API_KEY, else none)")
@@ -90,15 +95,23 @@ def run(args: argparse.Namespace) -> int:
     listener = _listen(args.host, args.port)
     defaults = sampling_from_args(args)
     seed = defaults.pop("seed", None)
-    llm = load_llm(args, seed=None if seed is None or seed < 0 else seed)
-    app = create_app(llm, n_parallel=args.parallel, api_key=args.api_key, timeout=args.timeout, model_name=args.alias,
+    seed = None if seed is None or seed < 0 else seed
+    cluster = args.ray
+    if args.replicas:
+        _check_replica_flags(args)
+        args.ray = None  # --ray names where the replicas run; this process only tokenizes
+    llm = load_llm(args, seed=seed)
+    engine = _replica_pool(args, llm, seed, cluster) if args.replicas else None
+    app = create_app(llm, n_parallel=args.parallel * (args.replicas or 1), engine=engine, api_key=args.api_key,
+                     timeout=args.timeout, model_name=args.alias,
                      defaults=defaults, max_body_bytes=args.max_body, body_timeout=args.body_timeout,
                      metrics=args.metrics, context_shift=args.context_shift, n_keep=args.keep,
                      lora_init_without_apply=args.lora_init_without_apply, slot_save_path=args.slot_save_path,
                      media_path=args.media_path)
     host, port = listener.getsockname()[:2]
     n_ctx_slot = app.state.batcher.n_ctx_slot
-    print(f"llmcore: {args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
+    replicas = f"{args.replicas} replica(s) of " if args.replicas else ""
+    print(f"llmcore: {replicas}{args.parallel} slot(s) of {n_ctx_slot} tokens; chat page and API at "
           f"http://{_url_host(host)}:{port}/", file=sys.stderr, flush=True)
     # idle keep-alive connections close after 5 s; requests in flight get 5 s to end after a signal
     config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5,
@@ -109,6 +122,28 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _exit_cleanly)
     server.run(sockets=[listener])
     return 0
+
+
+def _check_replica_flags(args: argparse.Namespace) -> None:
+    for flag, given in (("--embedding", args.embedding), ("--metrics", args.metrics),
+                        ("--slot-save-path", args.slot_save_path)):
+        if given:
+            raise LLMCoreError(f"--replicas does not support {flag} yet")
+
+
+def _replica_pool(args: argparse.Namespace, llm: object, seed: int | None, cluster: str | None) -> object:
+    """``--replicas``: the engines as Ray actors (plugins/ray's llmcore_ray_serve), each loading the
+    model this process loaded, with the same flags."""
+    try:
+        from llmcore_ray_serve.pool import ReplicaPool
+    except ImportError:
+        raise LLMCoreError("--replicas needs the ray plugin: pip install -e '.[ray]' -e plugins/ray "
+                           "(from llmcore's clone)") from None
+    options = {**llm_options(args, seed=seed), "model": str(llm.model_path)}
+    lora_scales = [0.0] * len(llm.lora_adapters) if args.lora_init_without_apply else list(llm.lora_scales)
+    return ReplicaPool(options, args.replicas, args.parallel, address=cluster, lora_scales=lora_scales,
+                       batcher_options={"context_shift": args.context_shift,
+                                        "lora_init_without_apply": args.lora_init_without_apply})
 
 
 def _exit_cleanly(sig: int, frame: FrameType | None) -> None:

@@ -72,7 +72,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
                max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
                metrics: bool = False, context_shift: bool = False, n_keep: int = 0,
                lora_init_without_apply: bool = False, slot_save_path: str | Path | None = None,
-               media_path: str | Path | None = None) -> FastAPI:
+               media_path: str | Path | None = None, engine: Batcher | None = None) -> FastAPI:
     """The server's ASGI app for ``llm`` with ``n_parallel`` slots; the batcher's thread runs while the
     app's lifespan does. ``timeout`` (seconds) ends a request that gets no new token for that long.
     ``defaults`` are the ``LLM.sampler`` keywords a request starts from (sampling fields, ``grammar``
@@ -86,11 +86,16 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     With ``llm``'s multimodal projector, chat messages may hold ``image_url`` parts: data URLs or
     base64, and ``file://NAME`` for a file inside ``media_path`` (llama-server's ``--media-path``;
-    None: refused). Context shift is then off, as in llama-server (an image cannot be cut in half)."""
+    None: refused). Context shift is then off, as in llama-server (an image cannot be cut in half).
+
+    ``engine`` replaces the batcher the app would make over ``llm``: an object with its interface
+    (``llmcore serve --replicas``' pool of engines; ``llm`` then only tokenizes and renders templates,
+    and ``n_parallel`` counts the slots of all its engines)."""
     if llm.projector is not None and context_shift:
         log.warning("context shift is not supported with a multimodal projector; it is disabled")
         context_shift = False
-    batcher = Batcher(llm, n_parallel, context_shift=context_shift, lora_init_without_apply=lora_init_without_apply)
+    batcher = engine or Batcher(llm, n_parallel, context_shift=context_shift,
+                                lora_init_without_apply=lora_init_without_apply)
     jobs = JobFactory(llm, batcher.n_ctx_slot, n_parallel, defaults or {}, n_keep=n_keep,
                       media_path=None if media_path is None else Path(media_path))
     model = model_name or llm.model_path.name
@@ -217,8 +222,9 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.get("/health")
     @app.get("/v1/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        state = batcher.health()
+        return JSONResponse(state, status_code=200 if state["status"] == "ok" else 503)
 
     @app.get("/v1/models")
     @app.get("/models")
@@ -249,7 +255,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
 
     @app.get("/slots")
     async def slots() -> list[dict[str, Any]]:
-        return batcher.slot_states()
+        return await asyncio.to_thread(batcher.slot_states)  # a pool of replicas asks each of them
 
     @app.post("/slots/{id_slot}")
     async def slot_action(id_slot: str, request: Request, action: str = "") -> dict[str, Any]:

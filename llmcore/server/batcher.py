@@ -198,6 +198,10 @@ class Batcher:
         job.cancelled = True
         self._inbox.put(_WAKE)
 
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` reports: one engine in this process serves while the server runs."""
+        return {"status": "ok"}
+
     def slot_states(self) -> list[dict[str, Any]]:
         """What ``/slots`` reports: each slot's size, whether it is busy and what its cache holds."""
         states = []
@@ -215,7 +219,10 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             try:
-                if not self._collect(block=not any(s.busy for s in self.slots) and not self._actions):
+                # wait for the inbox only when there is nothing to do: jobs left waiting when the last
+                # busy slots finished together are assigned now, not when the next request comes
+                idle = not any(s.busy for s in self.slots) and not self._actions and not self._waiting
+                if not self._collect(block=idle):
                     return
                 self._drop_cancelled()
                 self._run_actions()
