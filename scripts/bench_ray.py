@@ -1,6 +1,7 @@
 """Decode speed of the default model split over a local Ray cluster (a head without CPUs and two
 one-CPU workers on loopback), against one machine's cpu_simd with one thread: what each stage
-boundary costs (BENCHMARKS.md). One sequence in flight: the stages run one after another.
+boundary costs (BENCHMARKS.md); then 1, 2 and 4 sequences in flight, batched in each step as the
+server's slots are (the stages still run one after another: no pipelining yet).
 
     nice .venv/bin/python scripts/bench_ray.py
 """
@@ -11,12 +12,15 @@ import os
 import statistics
 import time
 
+import numpy as np
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # everything on loopback
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from llmcore import LLM  # noqa: E402
+from llmcore.api import Batch  # noqa: E402
 
 N_TOKENS, REPEATS = 48, 5
 
@@ -28,6 +32,25 @@ def decode_tokens_per_s(llm: LLM) -> float:
         started = time.perf_counter()
         n = sum(1 for _ in llm.generate("Once upon a time", max_tokens=N_TOKENS, temperature=0, ignore_eos=True))
         rates.append(n / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def batched_tokens_per_s(llm: LLM, n_sequences: int) -> float:
+    """Aggregate decode tokens/s with ``n_sequences`` in flight: each step decodes one batch holding
+    the next token of every sequence (the server's continuous batching), which passes the stages one
+    after another; median of REPEATS runs of N_TOKENS steps after each sequence read its prompt."""
+    prompt = llm.tokenize("Once upon a time")
+    rates = []
+    for _ in range(REPEATS):
+        llm.reset()
+        last = [int(np.argmax(llm.context.decode(Batch.for_sequence(prompt, 0, seq))[-1])) for seq in range(n_sequences)]
+        started = time.perf_counter()
+        for step in range(N_TOKENS):
+            position = len(prompt) + step
+            batch = Batch(np.array(last), np.full(n_sequences, position), np.arange(n_sequences),
+                          np.ones(n_sequences, dtype=bool))
+            last = [int(t) for t in np.argmax(llm.context.decode(batch), axis=-1)]
+        rates.append(n_sequences * N_TOKENS / (time.perf_counter() - started))
     return statistics.median(rates)
 
 
@@ -46,6 +69,11 @@ def main() -> None:
             llm = LLM(n_ctx=256, **options)
             print(f"| {name} | {', '.join(f'{layers}: {backend}' for layers, backend in llm.placement)} | "
                   f"{decode_tokens_per_s(llm):.1f} |", flush=True)
+            del llm
+        for name, options in [ways[0], ways[2]]:
+            llm = LLM(n_ctx=512, n_seq_max=4, **options)
+            rates = [batched_tokens_per_s(llm, n) for n in (1, 2, 4)]
+            print(f"| {name}, sequences in flight 1 / 2 / 4 | {' / '.join(f'{r:.1f}' for r in rates)} |", flush=True)
             del llm
     finally:
         import ray
