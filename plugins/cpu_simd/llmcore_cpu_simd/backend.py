@@ -25,7 +25,7 @@ CACHE_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 
 _ELEMENTWISE = {Op.ADD, Op.MUL, Op.SCALE, Op.RMS_NORM, Op.NORM, Op.ROPE, Op.SILU, Op.GELU,
                 Op.SWIGLU, Op.GEGLU, Op.RESHAPE, Op.TANH, Op.CLAMP, Op.DIV, Op.SIGMOID, Op.SOFTMAX,
-                Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM, Op.SWIGLU_OAI}
+                Op.SUM_ROWS, Op.GATHER, Op.WEIGHTED_SUM, Op.SWIGLU_OAI, Op.GELU_QUICK}
 #: llama.cpp's LLAMA_MAX_EXPERTS: the widest row TOP_K sorts (on the stack)
 MAX_SORTED = 512
 #: the widest attention head (kv.c's LC_MAX_HEAD_DIM, its per-head buffers on the stack); DeepSeek's

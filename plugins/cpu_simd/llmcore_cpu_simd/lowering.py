@@ -31,6 +31,7 @@ _PLAIN_OPS = {
     Op.ADD: "LC_OP_ADD", Op.MUL: "LC_OP_MUL", Op.SCALE: "LC_OP_SCALE", Op.SILU: "LC_OP_SILU",
     Op.GELU: "LC_OP_GELU", Op.SWIGLU: "LC_OP_SWIGLU", Op.GEGLU: "LC_OP_GEGLU", Op.TANH: "LC_OP_TANH",
     Op.CLAMP: "LC_OP_CLAMP", Op.DIV: "LC_OP_DIV", Op.SIGMOID: "LC_OP_SIGMOID", Op.EXP: "LC_OP_EXP",
+    Op.GELU_QUICK: "LC_OP_GELU_QUICK",
 }
 
 #: ops over rows of the last axis: ne = (row length, rows[, k])

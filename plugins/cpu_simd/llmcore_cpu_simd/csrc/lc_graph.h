@@ -15,7 +15,7 @@
  *   ROPE       src0 [ne2, ne1, ne0] (tokens, heads, head_dim), src1 i32 positions[ne2],
  *              src2 NULL or f32 frequency factors [n_rot / 2] dividing each pair's angle;
  *              i[0] n_rot, i[1] neox; f: freq_base, freq_scale, ext_factor, attn_factor, corr_low, corr_high
- *   SILU, GELU, SIGMOID  src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]; SWIGLU with i[0] = 1 is
+ *   SILU, GELU, GELU_QUICK, SIGMOID  src0 [ne0];  SWIGLU, GEGLU src0 gate, src1 up [ne0]; SWIGLU with i[0] = 1 is
  *              gpt-oss's clamped form (ggml_swiglu_oai), f[0] alpha, f[1] limit
  *   KV_STORE   src0 f32 [ne1, ne0], src1 i32 cells[ne1]; dst the cache (type: F32, F16, BF16 or a block
  *              type) of rows of row_bytes, [*, ne0] values each
@@ -68,7 +68,7 @@ enum lc_op {
     LC_OP_MOE_MAP, LC_OP_MOE_GATHER, LC_OP_MUL_MAT_ID, LC_OP_MOE_SCATTER, LC_OP_MASK_GROUPS,
     LC_OP_COPY_COLS, LC_OP_SSM_CONV, LC_OP_SSM_SCAN,
     LC_OP_EXP, LC_OP_L2_NORM, LC_OP_TOKEN_SHIFT, LC_OP_RWKV_WKV6, LC_OP_RWKV_WKV7,
-    LC_OP_GATED_LINEAR_ATTN, LC_OP_COUNT
+    LC_OP_GATED_LINEAR_ATTN, LC_OP_GELU_QUICK, LC_OP_COUNT
 };
 
 typedef struct {

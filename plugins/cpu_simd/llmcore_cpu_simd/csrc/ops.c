@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lc_clip.h"
 #include "lc_graph.h"
 #include "lc_kernels.h"
 #include "lc_kv.h"
@@ -871,5 +872,5 @@ const lc_op_fn lc_ops[LC_OP_COUNT] = {
     [LC_OP_COPY_COLS] = op_copy_cols, [LC_OP_SSM_CONV] = lc_op_ssm_conv, [LC_OP_SSM_SCAN] = lc_op_ssm_scan,
     [LC_OP_EXP] = lc_op_exp, [LC_OP_L2_NORM] = lc_op_l2_norm, [LC_OP_TOKEN_SHIFT] = lc_op_token_shift,
     [LC_OP_RWKV_WKV6] = lc_op_rwkv_wkv6, [LC_OP_RWKV_WKV7] = lc_op_rwkv_wkv7,
-    [LC_OP_GATED_LINEAR_ATTN] = lc_op_gated_linear_attn,
+    [LC_OP_GATED_LINEAR_ATTN] = lc_op_gated_linear_attn, [LC_OP_GELU_QUICK] = lc_op_gelu_quick,
 };
