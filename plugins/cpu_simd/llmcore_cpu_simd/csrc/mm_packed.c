@@ -23,9 +23,10 @@
 #define LC_PACK_IQ 1
 #endif
 
-static inline int is_iq_grid(int type) {
-    return type == LC_TYPE_IQ2_XXS || type == LC_TYPE_IQ2_XS || type == LC_TYPE_IQ2_S || type == LC_TYPE_IQ3_XXS ||
-           type == LC_TYPE_IQ3_S || type == LC_TYPE_IQ1_S || type == LC_TYPE_IQ1_M;
+/* the i-quants packed as 16 sub-blocks of 16 unsigned values (value + 128) with their scales */
+static inline int is_iq(int type) {
+    return type == LC_TYPE_IQ4_XS || type == LC_TYPE_IQ2_XXS || type == LC_TYPE_IQ2_XS || type == LC_TYPE_IQ2_S ||
+           type == LC_TYPE_IQ3_XXS || type == LC_TYPE_IQ3_S || type == LC_TYPE_IQ1_S || type == LC_TYPE_IQ1_M;
 }
 
 #if defined(LC_AVX512) || defined(LC_AVX2)
@@ -109,21 +110,19 @@ typedef struct {
     float d[LC_PACKED_ROWS], dmin[LC_PACKED_ROWS];
 } kq_packed;
 
-/* the 256 quants of one super-block as unsigned values (Q6_K: q + 32; IQ4_XS: its level + 128), and
+/* the 256 quants of one super-block as unsigned values (Q6_K: q + 32; the i-quants: value + 128), and
  * its scales */
 static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[8],
                          float *d, float *dmin) {
 #if defined(LC_PACK_IQ)
     if (type == LC_TYPE_IQ4_XS) {
-        /* the +128 comes off again as a "min" of 128 * scale per sub-block, times its activation sum */
         const block_iq4_xs *b = (const block_iq4_xs *)blk;
         for (int sb = 0; sb < 8; ++sb) {
             for (int l = 0; l < 16; ++l) {
                 vals[32 * sb + l] = (uint8_t)(kvalues_iq4nl[b->qs[16 * sb + l] & 0xF] + 128);
                 vals[32 * sb + l + 16] = (uint8_t)(kvalues_iq4nl[b->qs[16 * sb + l] >> 4] + 128);
             }
-            scale[sb] = iq4_xs_scale(b, sb);
-            mins[sb] = 128 * scale[sb];
+            scale[2 * sb] = scale[2 * sb + 1] = iq4_xs_scale(b, sb);
         }
         *d = LC_H2F(b->d);
         *dmin = 0.0f;
@@ -180,7 +179,7 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
             unpack_block(type, row + i * block_bytes, vals, scale, mins, &p->d[r], &p->dmin[r]);
             for (int g = 0; g < QK_K / 4; ++g) memcpy(&p->q[g][r], vals + 4 * g, 4);
             for (int sb = 0; sb < 16; ++sb) p->scale[sb][r] = scale[sb];
-            if (type != LC_TYPE_Q6_K && !is_iq_grid(type))
+            if (type != LC_TYPE_Q6_K && !is_iq(type))
                 for (int pr = 0; pr < 4; ++pr)
                     p->min_pair[pr][r] = (int32_t)((uint32_t)(uint16_t)mins[2 * pr] | ((uint32_t)(uint16_t)mins[2 * pr + 1] << 16));
         }
@@ -237,26 +236,6 @@ static inline __attribute__((always_inline)) void k4_tiled(const void *packed, i
             const vf r = vf_fnma(dmin, vf_cvt(s2[u]), vf_mul(vf_cvt(s1[u]), d));
             acc[u] = vf_fma(r, vf_set1(xs[u]->d), acc[u]);
         }
-    }
-    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
-}
-
-/* lc_vec_dot_iq4_xs_tiled's order: the block's exact integer sum (the biased levels' sums less their
- * bias) times d_w, fused-multiply-added with d_x */
-static inline __attribute__((always_inline)) void iq4_xs_tiled(const void *packed, int64_t nb, const char *const *x,
-        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
-    const kq_packed *pk = packed;
-    (void)x_block;
-    vf acc[KQ_TOKENS];
-    for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
-    for (int64_t i = 0; i < nb; ++i) {
-        const kq_packed *p = pk + i;
-        const block_q8_K *xs[KQ_TOKENS];
-        vi s1[KQ_TOKENS], s2[KQ_TOKENS];
-        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
-        k4_block_sums(p, xs, nt, s1, s2);
-        const vf d = vf_load(p->d);
-        for (int u = 0; u < nt; ++u) acc[u] = vf_fma(vf_mul(vf_cvt(vi_sub(s1[u], s2[u])), d), vf_set1(xs[u]->d), acc[u]);
     }
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
 }
@@ -320,7 +299,7 @@ static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packe
 }
 
 /* the tiled order of 16 sub-blocks of 16 with their own scales, the unsigned quants less `offset`
- * (Q6_K: 32; the grid i-quants: 128) */
+ * (Q6_K: 32; the i-quants: 128) */
 static inline __attribute__((always_inline)) void sub16_tiled(const void *packed, int64_t nb, const char *const *x,
         float *y, size_t ldy, int nrows, const int nt, const int offset) {
     const kq_packed *pk = packed;
@@ -352,7 +331,7 @@ static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed,
     sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 32);
 }
 
-static inline __attribute__((always_inline)) void iq_grid_tiled(const void *packed, int64_t nb, const char *const *x,
+static inline __attribute__((always_inline)) void iq_tiled(const void *packed, int64_t nb, const char *const *x,
         size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
     (void)x_block;
     sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 128);
@@ -494,7 +473,7 @@ size_t lc_packed_bytes(int type, int64_t k) {
     if (is_legacy(type)) return (size_t)(k / 32) * sizeof(legacy_packed);
     if (type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K) return (size_t)(k / QK_K) * sizeof(kq_packed);
 #if defined(LC_PACK_IQ)
-    if (type == LC_TYPE_IQ4_XS || is_iq_grid(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
+    if (is_iq(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
 #endif
     return 0;
 }
@@ -529,9 +508,8 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     case LC_TYPE_Q5_1: OVER_TOKENS(LEGACY_TOKENS, legacy_q5_1)
     case LC_TYPE_Q8_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
     case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
-    case LC_TYPE_IQ4_XS: OVER_TOKENS(KQ_TOKENS, iq4_xs_tiled)
-    case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS: case LC_TYPE_IQ3_S:
-    case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_TOKENS(KQ_TOKENS, iq_grid_tiled)
+    case LC_TYPE_IQ4_XS: case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS:
+    case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_TOKENS(KQ_TOKENS, iq_tiled)
     default:
         if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
         if (order == LC_ORDER_VEC_DOT) { OVER_TOKENS(KQ_TOKENS, q4_K_vec_dot) }
