@@ -82,16 +82,20 @@ static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
 }
 
 /* An f32 weight meets a batch of two or more tokens through llamafile's tinyBLAS when its rows are
- * whole vectors of 16 (ggml_vec_dot_f32 otherwise, and always in mul_mat_id) */
+ * whole vectors of 16 and it has a multiple of 4 rows (tinyBLAS::matmul declines other counts);
+ * ggml_vec_dot_f32 otherwise, and always in mul_mat_id */
 static int f32_gemm(const lc_node *nd) {
-    return nd->type == LC_TYPE_F32 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0;
+    return nd->type == LC_TYPE_F32 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0 &&
+           nd->ne[2] % 4 == 0;
 }
 
 /* An f16 weight likewise meets two or more (f16-rounded) tokens through tinyBLAS's f16 GEMM, whose
  * tile reads each weight row once for up to LC_TILE_X tokens (a verified speculative draft, a few
- * server slots); one token, and rows not of whole 16s, go through ggml_vec_dot_f16 */
+ * server slots); one token, rows not of whole 16s and weights of a row count not a multiple of 4
+ * (a rank-2 LoRA's A) go through ggml_vec_dot_f16 */
 static int f16_gemm(const lc_node *nd) {
-    return nd->type == LC_TYPE_F16 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0;
+    return nd->type == LC_TYPE_F16 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 && nd->ne[0] % 16 == 0 &&
+           nd->ne[2] % 4 == 0;
 }
 
 /* A Q4_K weight llama.cpp repacks (rows a multiple of 8) meets a batch in groups of four tokens
