@@ -105,6 +105,32 @@ static inline float lc_expf_ggml(float x) {
     return ldexpf(j, (int)n);
 }
 
+#if defined(LC_AVX2)
+/* lc_expf_ggml, eight values: the same steps; 2^n built in the exponent bits, exact where |n| <= 126
+ * (j * 2^n then rounds once, as ldexpf does), the rare vector with a larger |n| value by value */
+static inline __m256 lc_expf_ggml_256(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0f), _CMP_GT_OQ))) {
+        float v[8];
+        _mm256_storeu_ps(v, x);
+        for (int l = 0; l < 8; l++) v[l] = lc_expf_ggml(v[l]);
+        return _mm256_loadu_ps(v);
+    }
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(j, _mm256_castsi256_ps(bits));
+}
+#endif
+
 #if defined(LC_AVX512)
 static inline __m512 lc_expf_ggml_512(__m512 x) {
     const __m512 r = _mm512_set1_ps(0x1.8p23f);

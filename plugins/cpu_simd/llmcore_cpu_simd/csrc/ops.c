@@ -276,6 +276,16 @@ static void gelu_rows(const float *a, const float *b, float *y, int64_t i0, int6
         if (b) v = _mm512_mul_ps(v, _mm512_loadu_ps(b + i));
         _mm512_storeu_ps(y + i, v);
     }
+#elif defined(LC_AVX2)
+    for (; i + 8 <= i1; i += 8) {
+        const __m256 x = _mm256_loadu_ps(a + i);
+        const __m256i index = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256 v = _mm256_i32gather_ps(gelu_table, index, 4);
+        v = _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, _mm256_set1_ps(10.0f), _CMP_GE_OQ));
+        v = _mm256_and_ps(v, _mm256_cmp_ps(x, _mm256_set1_ps(-10.0f), _CMP_NLE_UQ));
+        if (b) v = _mm256_mul_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, v);
+    }
 #endif
     for (; i < i1; i++) y[i] = b ? gelu(a[i]) * b[i] : gelu(a[i]);
 }
@@ -316,6 +326,13 @@ static void silu_rows(const float *a, const float *b, float *y, int64_t i0, int6
         __m512 v = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), lc_expf_ggml_512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
         if (b) v = _mm512_mul_ps(v, _mm512_loadu_ps(b + i));
         _mm512_storeu_ps(y + i, v);
+    }
+#elif defined(LC_AVX2)
+    for (; i + 8 <= i1; i += 8) {
+        const __m256 x = _mm256_loadu_ps(a + i);
+        __m256 v = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), lc_expf_ggml_256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+        if (b) v = _mm256_mul_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, v);
     }
 #endif
     for (; i < i1; i++) y[i] = b ? silu(a[i]) * b[i] : silu(a[i]);
@@ -485,6 +502,13 @@ void lc_attn_accumulate_v(float *lane, float p, const void *v, int type, int64_t
         const __m512 vv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vh + d)))
                                               : _mm512_loadu_ps(vf + d);
         _mm512_storeu_ps(lane + d, _mm512_fmadd_ps(vv, pv, _mm512_loadu_ps(lane + d)));
+    }
+#elif defined(LC_AVX2)
+    const __m256 pv = _mm256_set1_ps(p);
+    for (; d + 8 <= n; d += 8) {
+        const __m256 vv = type == LC_TYPE_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + d)))
+                                              : _mm256_loadu_ps(vf + d);
+        _mm256_storeu_ps(lane + d, _mm256_fmadd_ps(vv, pv, _mm256_loadu_ps(lane + d)));
     }
 #endif
     for (; d < n; d++) lane[d] = fmaf(type == LC_TYPE_F16 ? LC_H2F(vh[d]) : vf[d], p, lane[d]);

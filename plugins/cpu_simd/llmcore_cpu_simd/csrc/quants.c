@@ -94,6 +94,14 @@ void lc_quantize_row_bf16(const float *x, void *vy, int64_t n) {
 
 enum { F16_DOT_LANES = 64 };  /* ggml_vec_dot_f16/f32 (AVX-512): four vectors of 16 */
 
+#if defined(LC_AVX2) && !defined(LC_AVX512)
+/* eight values of an f16 or f32 row, as floats */
+static inline __m256 load8_f32(const void *row, int type, int64_t i) {
+    return type == LC_TYPE_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)row + i)))
+                               : _mm256_loadu_ps((const float *)row + i);
+}
+#endif
+
 /* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
 float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
     const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
@@ -109,6 +117,15 @@ float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
             acc[a] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i + 16 * a), acc[a]);
         }
     sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+#elif defined(LC_AVX2)
+    /* the 64 lanes as eight 256-bit halves: the same fmas, the same reduction */
+    __m256 acc[8];
+    for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < np; i += F16_DOT_LANES)
+        for (int a = 0; a < 8; a++) acc[a] = _mm256_fmadd_ps(load8_f32(k, type, i + 8 * a), _mm256_loadu_ps(q + i + 8 * a), acc[a]);
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    sum = lc_hsum256(_mm256_add_ps(lo, hi));
 #else
     float lanes[F16_DOT_LANES] = {0};
     for (int64_t i = 0; i < np; i += F16_DOT_LANES)
@@ -143,6 +160,14 @@ float lc_attn_dot_kq_tinyblas(const void *k, int type, const float *q, int64_t n
         acc = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i), acc);
     }
     _mm512_storeu_ps(lanes, acc);
+#elif defined(LC_AVX2)
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        lo = _mm256_fmadd_ps(load8_f32(k, type, i), _mm256_loadu_ps(q + i), lo);
+        hi = _mm256_fmadd_ps(load8_f32(k, type, i + 8), _mm256_loadu_ps(q + i + 8), hi);
+    }
+    _mm256_storeu_ps(lanes, lo);
+    _mm256_storeu_ps(lanes + 8, hi);
 #endif
     for (; i < n; i += 16)
         for (int l = 0; l < 16 && i + l < n; l++)
@@ -225,6 +250,20 @@ static inline __attribute__((always_inline)) void tile_f16_tinyblas(int n, float
         /* lc_reduce16_ordered's sums in registers: the halves added, then lc_hsum256's steps */
         for (int j = 0; j < NX; j++)
             y[j * ldy + r] = lc_hsum256(_mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1)));
+#elif defined(LC_AVX2)
+        /* the same 16 lanes as two 256-bit halves: the same fmas, the same final reduction */
+        __m256 lo[LC_TILE_X], hi[LC_TILE_X];
+        for (int j = 0; j < NX; j++) lo[j] = hi[j] = _mm256_setzero_ps();
+        for (int i = 0; i < n; i += 16) {
+            const __m256 w_lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wr + i)));
+            const __m256 w_hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wr + i + 8)));
+            for (int j = 0; j < NX; j++) {
+                const float *xr = (const float *)(x + j * x_stride) + i;
+                lo[j] = _mm256_fmadd_ps(w_lo, _mm256_loadu_ps(xr), lo[j]);
+                hi[j] = _mm256_fmadd_ps(w_hi, _mm256_loadu_ps(xr + 8), hi[j]);
+            }
+        }
+        for (int j = 0; j < NX; j++) y[j * ldy + r] = lc_hsum256(_mm256_add_ps(lo[j], hi[j]));
 #else
         for (int j = 0; j < NX; j++) {
             const float *xr = (const float *)(x + j * x_stride);
