@@ -358,6 +358,17 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
                                         _mm512_cvtps_ph(_mm512_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
                 }
             }
+#elif defined(LC_AVX2)
+            if (a->type_v == LC_TYPE_F16) {
+                const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
+                for (; d + 8 <= hd; d += 8) {
+                    __m256 cur = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc16 + d)));
+                    if (ms != 1.0f) cur = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
+                    const __m256 vd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)row + d)));
+                    _mm_storeu_si128((__m128i *)(acc16 + d),
+                                     _mm256_cvtps_ph(_mm256_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                }
+            }
 #endif
             for (; d < hd; d++) {
                 float cur = LC_H2F(acc16[d]);
@@ -375,6 +386,13 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
                 __m512 cur = _mm512_loadu_ps(acc + d);
                 if (ms != 1.0f) cur = _mm512_mul_ps(cur, msv);
                 _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(v32 + d), vsv, cur));
+            }
+#elif defined(LC_AVX2)
+            const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
+            for (; d + 8 <= hd; d += 8) {
+                __m256 cur = _mm256_loadu_ps(acc + d);
+                if (ms != 1.0f) cur = _mm256_mul_ps(cur, msv);
+                _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(_mm256_loadu_ps(v32 + d), vsv, cur));
             }
 #endif
             for (; d < hd; d++) {
@@ -481,6 +499,14 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                     for (int i = 0; i < 4; i++) s4[i] = _mm512_fmadd_ps(_mm512_loadu_ps(kt + d * FA_TILE + 16 * i), qd, s4[i]);
                 }
                 for (int i = 0; i < 4; i++) _mm512_storeu_ps(kq + 16 * i, s4[i]);
+#elif defined(LC_AVX2)
+                __m256 s8[8];
+                for (int i = 0; i < 8; i++) s8[i] = _mm256_setzero_ps();
+                for (int64_t d = 0; d < hd; d++) {
+                    const __m256 qd = _mm256_set1_ps(q[d]);
+                    for (int i = 0; i < 8; i++) s8[i] = _mm256_fmadd_ps(_mm256_loadu_ps(kt + d * FA_TILE + 8 * i), qd, s8[i]);
+                }
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(kq + 8 * i, s8[i]);
 #else
                 for (int64_t c = 0; c < FA_TILE; c++) {
                     float s = 0.0f;
@@ -507,7 +533,15 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                 double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
                 for (int64_t c = 0; c < FA_TILE; c += 16) {
                     float e[16];
+#if defined(LC_AVX2)
+                    for (int h8 = 0; h8 < 16; h8 += 8) {
+                        const __m256 ev = lc_expf_ggml_256(_mm256_sub_ps(_mm256_loadu_ps(kq + c + h8), _mm256_set1_ps(Mnew)));
+                        _mm256_storeu_ps(e + h8, ev);
+                        _mm256_storeu_ps(kq + c + h8, ev);
+                    }
+#else
                     for (int l = 0; l < 16; l++) e[l] = kq[c + l] = lc_expf_ggml(kq[c + l] - Mnew);
+#endif
                     sum += (double)lc_reduce16_ordered(e);
                 }
                 st[1] = (float)((double)st[1] + sum);
@@ -519,6 +553,10 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                     const __m512 pv = _mm512_set1_ps(p);
                     for (; d + 16 <= hd; d += 16)
                         _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(vr + d), pv, _mm512_loadu_ps(acc + d)));
+#elif defined(LC_AVX2)
+                    const __m256 pv = _mm256_set1_ps(p);
+                    for (; d + 8 <= hd; d += 8)
+                        _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(_mm256_loadu_ps(vr + d), pv, _mm256_loadu_ps(acc + d)));
 #endif
                     for (; d < hd; d++) acc[d] = fmaf(vr[d], p, acc[d]);
                 }
