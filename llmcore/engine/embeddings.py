@@ -67,7 +67,9 @@ def mean(hidden: np.ndarray, ubatch: Batch) -> np.ndarray:
     for i, seq_id in enumerate(order):
         members = ubatch.seq_ids == seq_id
         weights[i, members] = np.float32(1.0) / np.float32(members.sum())
-    return weights @ hidden
+    # einsum's own loops, not BLAS: OpenBLAS's threads spin after a call and take the cores from the
+    # backend's pool for the next batch
+    return np.einsum("st,td->sd", weights, hidden)
 
 
 def normalize(x: np.ndarray, norm: int) -> np.ndarray:
