@@ -14,7 +14,8 @@ integers), so no bit unpacking is shared with the C code.
 The other i-quant, ternary, FP4 and 1/2-bit types' vec_dot are held to ggml's own results on its own
 quantized activations, at every ISA level (its vec_dot, or for IQ4_NL and MXFP4 its repacked GEMV:
 tests/fixtures/iquant/vec_dot.npz, computed by libggml-cpu with scripts/make_iquant_dot_goldens.py),
-and their dequant_row to llmcore's dequantizer. The
+and their dequant_row to llmcore's dequantizer. The packed GEMM of prompt batches gives the tiled
+kernels' bits for every 256-block i-quant. The
 whole-model check against llama.cpp's own logits (which also covers the tiled orders of batches) is
 tests/test_iquant_goldens.py.
 """
@@ -38,14 +39,23 @@ BLOCK_BYTES = 136
 #: the types whose kernels quants_iq_grid.c and quants_bits.c add (IQ4_NL's is in quants_iq.c)
 NEW_TYPES = ["IQ4_NL", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "TQ1_0", "TQ2_0",
              "MXFP4", "NVFP4", "Q1_0", "Q2_0"]
+#: the types prompt batches multiply through the packed GEMM in the order of llama.cpp's tiled kernel
+PACKED_TYPES = ["IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M"]
+ORDER_KQ_TILED = 2  # lc_mm_packed.h
 _FFI = cffi.FFI()
 _FFI.cdef("""
 void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void lc_vec_dot_iq4_xs(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_iq4_xs_tiled(int n, float *s, const void *w, const void *x);
 void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
-""" + "".join(f"void lc_vec_dot_{t.lower()}(int n, float *s, const void *w, const void *x);\n"
-               f"void lc_dequant_row_{t.lower()}(const void *w, float *y, int64_t n);\n" for t in NEW_TYPES))
+size_t lc_packed_bytes(int type, int64_t k);
+void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
+void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
+                   int64_t n_tokens, float *y, size_t ldy);
+""" + "".join(f"void lc_vec_dot_{t.lower()}_tiled(int n, float *s, const void *w, const void *x);\n"
+               for t in PACKED_TYPES if t != "IQ4_XS")
+  + "".join(f"void lc_vec_dot_{t.lower()}(int n, float *s, const void *w, const void *x);\n"
+            f"void lc_dequant_row_{t.lower()}(const void *w, float *y, int64_t n);\n" for t in NEW_TYPES))
 
 
 def _compile(level: str, out_dir: Path) -> Path:
@@ -161,3 +171,43 @@ def test_dequant_row_matches_llmcore_at_every_isa_level(libs, type_name):
         for r, row in enumerate(rows):
             getattr(lib, f"lc_dequant_row_{type_name.lower()}")(ptr(row), ptr(ours[r], "float *"), 512)
         assert np.array_equal(ours.view(np.uint32), expected.view(np.uint32)), level
+
+
+@pytest.mark.parametrize("type_name", PACKED_TYPES)
+def test_packed_gemm_equals_tiled_kernel(libs, type_name):
+    """A prompt batch's packed GEMM gives each output exactly as the one-row tiled kernel, on every
+    SIMD level: dpbusd builds pack the values + 128, the others (AVX2) signed bytes multiplied by
+    ggml's sign trick. ggml's rows and activations, plus a token of +-127 only, whose products with
+    the largest values would saturate maddubs's pairs on unsigned values; partial row blocks and
+    token counts around the groups of four."""
+    simd = {level: lib for level, lib in libs.items() if level != "scalar"}
+    if not simd:
+        pytest.skip("no AVX2 build runs on this CPU")
+    goldens = np.load(DOT_GOLDENS)
+    rows = goldens[f"{type_name}.rows"]
+    signs = np.random.default_rng(29).choice(np.float32([-1, 1]), 512)
+    qtype, n = int(GGMLType[type_name]), 512
+    for level, lib in simd.items():
+        xq = np.concatenate([goldens[f"{type_name}.xq"], quantize_q8_K(lib, signs)[None]])
+        assert np.abs(xq[-1].view(ACT_DTYPES["q8_K"])["qs"]).min() == 127
+        tiled = getattr(lib, f"lc_vec_dot_{type_name.lower()}_tiled")
+        size = lib.lc_packed_bytes(qtype, n)
+        assert size, f"{level} has no packed kernel for {type_name}"
+        scratch = np.zeros(size + 64, np.uint8)
+        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
+        for nrows in (1, 5, len(rows)):
+            w = np.ascontiguousarray(rows[:nrows])
+            for n_tokens in (1, 4, 6, len(xq)):
+                x = np.ascontiguousarray(xq[-n_tokens:])
+                expected = np.zeros((n_tokens, nrows), np.float32)
+                for t in range(n_tokens):
+                    for r in range(nrows):
+                        tiled(n, ptr(expected[t, r:r + 1], "float *"), ptr(w[r]), ptr(x[t]))
+                ldy = nrows + 3
+                y = np.full((n_tokens, ldy), np.nan, np.float32)
+                lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
+                lib.lc_packed_mul(qtype, ORDER_KQ_TILED, packed, nrows, n, ptr(x), x.shape[1], n_tokens,
+                                  ptr(y, "float *"), ldy)
+                np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
+                                              err_msg=f"{level} rows={nrows} tokens={n_tokens}")
+                assert np.isnan(y[:, nrows:]).all(), f"{level}: wrote past the block's rows"

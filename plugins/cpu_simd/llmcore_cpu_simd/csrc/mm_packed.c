@@ -4,6 +4,9 @@
  * holds four consecutive quants of one row, as unsigned bytes; the block then meets every token of
  * the batch: one vector instruction (dpbusd, or maddubs + madd) advances LC_PACKED_ROWS dot products
  * by four elements, with the token's four activations broadcast, and no horizontal sum is needed.
+ * Values that reach past what maddubs multiplies exactly as unsigned bytes (Q8_0's and the i-quants'
+ * value + 128 times an activation: pairs past int16) are packed signed where the build has no dpbusd,
+ * and meet the activations by ggml's sign trick (see dot4s).
  *
  * Integer sums are exact, and the float steps are those of the one-row kernels, lane by lane: for
  * the legacy types ggml's 8 float lanes per output (lane l: elements 4l..4l+3 of each block), for the
@@ -14,16 +17,22 @@
 #include "lc_mm_packed.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
-/* The i-quants' values + 128 reach 241: only dpbusd multiplies them with activations exactly
- * (maddubs's pairs would saturate). Their levels and grids come from ggml_tables.h and
- * quants_iq_grid.c (the plugin's build; the tests' builds of the older kernels lack them) */
-#if __has_include("ggml_tables.h") && \
-    ((defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__)))
+/* The i-quants' levels and grids come from ggml_tables.h and quants_iq_grid.c (the plugin's build;
+ * the tests' builds of the older kernels lack them) */
+#if __has_include("ggml_tables.h")
 #include "ggml_tables.h"
 #define LC_PACK_IQ 1
 #endif
 
-/* the i-quants packed as 16 sub-blocks of 16 unsigned values (value + 128) with their scales */
+/* dpbusd multiplies unsigned bytes up to 255 with signed ones exactly; without it (AVX2, AVX-512
+ * without VNNI) Q8_0 and the i-quants are packed as signed bytes */
+#if (defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__))
+#define SIGNED_PACK 0
+#else
+#define SIGNED_PACK 1
+#endif
+
+/* the i-quants packed as 16 sub-blocks of 16 values (value + 128, or signed) with their scales */
 static inline int is_iq(int type) {
     return type == LC_TYPE_IQ4_XS || type == LC_TYPE_IQ2_XXS || type == LC_TYPE_IQ2_XS || type == LC_TYPE_IQ2_S ||
            type == LC_TYPE_IQ3_XXS || type == LC_TYPE_IQ3_S || type == LC_TYPE_IQ1_S || type == LC_TYPE_IQ1_M;
@@ -60,6 +69,15 @@ static inline vi dot4(vi acc, vi w, int32_t x4) {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, _mm512_set1_epi32(x4)), _mm512_set1_epi16(1)));
 #endif
 }
+/* acc + per lane the dot of its four signed quants w (w_abs: their magnitudes, as unsigned bytes)
+ * with the four activations x4, ggml's sign trick: |w| times x with w's sign, each pair of products
+ * at most 2 * 128 * 127 in magnitude, so maddubs's int16 sums are exact (x4 is never -128) */
+static inline vi dot4s(vi acc, vi w_abs, vi w, int32_t x4) {
+    const __m512i x = _mm512_set1_epi32(x4);
+    const __m512i xs = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w_abs, xs), _mm512_set1_epi16(1)));
+}
+#define vi_abs8(w) _mm512_abs_epi8(w)
 static inline void vf_store_rows(float *y, vf v, int nrows) {
     if (nrows == LC_PACKED_ROWS) _mm512_storeu_ps(y, v);
     else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), v);
@@ -90,6 +108,11 @@ static inline vi dot4(vi acc, vi w, int32_t x4) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_set1_epi32(x4)), _mm256_set1_epi16(1)));
 #endif
 }
+static inline vi dot4s(vi acc, vi w_abs, vi w, int32_t x4) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(_mm256_set1_epi32(x4), w)),
+                                                   _mm256_set1_epi16(1)));
+}
+#define vi_abs8(w) _mm256_abs_epi8(w)
 static inline void vf_store_rows(float *y, vf v, int nrows) {
     if (nrows == LC_PACKED_ROWS) { _mm256_storeu_ps(y, v); return; }
     float tmp[LC_PACKED_ROWS];
@@ -100,11 +123,16 @@ static inline void vf_store_rows(float *y, vf v, int nrows) {
 
 static inline int32_t x4_of(const int8_t *q) { int32_t v; memcpy(&v, q, 4); return v; }
 
+/* dot4 of unsigned packed quants, or with is_signed dot4s of signed ones (w_abs = vi_abs8(w)) */
+static inline __attribute__((always_inline)) vi dot4_any(vi acc, vi w_abs, vi w, int32_t x4, const int is_signed) {
+    return is_signed ? dot4s(acc, w_abs, w, x4) : dot4(acc, w, x4);
+}
+
 /* ---- K-quants (256-blocks): Q4_K, Q5_K, Q6_K -------------------------------------------------- */
 
 /* one super-block of LC_PACKED_ROWS rows, unpacked */
 typedef struct {
-    int32_t q[QK_K / 4][LC_PACKED_ROWS];    /* q[g][r]: quants 4g..4g+3 of row r, as unsigned bytes */
+    int32_t q[QK_K / 4][LC_PACKED_ROWS];    /* q[g][r]: quants 4g..4g+3 of row r, unsigned (or signed) bytes */
     int32_t scale[16][LC_PACKED_ROWS];      /* sub-block scales: 8 (Q4_K, Q5_K) or 16 (Q6_K) */
     int32_t min_pair[4][LC_PACKED_ROWS];    /* Q4_K, Q5_K: mins of sub-blocks 2p and 2p+1, two int16 */
     float d[LC_PACKED_ROWS], dmin[LC_PACKED_ROWS];
@@ -165,9 +193,16 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
     *dmin = LC_H2F(head->dmin);
 }
 
+/* what turns a lane of four unsigned quants (value + 128) into four signed bytes: the i-quants and
+ * Q8_0 where SIGNED_PACK */
+static inline uint32_t sign_flip(int type) {
+    return SIGNED_PACK && (is_iq(type) || type == LC_TYPE_Q8_0) ? 0x80808080u : 0;
+}
+
 static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
     const int64_t nb = k / QK_K;
     const size_t block_bytes = lc_traits[type].type_size;
+    const uint32_t flip = sign_flip(type);
     kq_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(kq_packed));  /* absent rows: zeros */
     uint8_t vals[QK_K];
@@ -177,7 +212,11 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
         for (int64_t i = 0; i < nb; ++i) {
             kq_packed *p = pk + i;
             unpack_block(type, row + i * block_bytes, vals, scale, mins, &p->d[r], &p->dmin[r]);
-            for (int g = 0; g < QK_K / 4; ++g) memcpy(&p->q[g][r], vals + 4 * g, 4);
+            for (int g = 0; g < QK_K / 4; ++g) {
+                uint32_t v;
+                memcpy(&v, vals + 4 * g, 4);
+                p->q[g][r] = (int32_t)(v ^ flip);
+            }
             for (int sb = 0; sb < 16; ++sb) p->scale[sb][r] = scale[sb];
             if (type != LC_TYPE_Q6_K && !is_iq(type))
                 for (int pr = 0; pr < 4; ++pr)
@@ -299,9 +338,9 @@ static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packe
 }
 
 /* the tiled order of 16 sub-blocks of 16 with their own scales, the unsigned quants less `offset`
- * (Q6_K: 32; the i-quants: 128) */
+ * (Q6_K: 32; the i-quants: 128), or signed quants (is_signed, offset 0) */
 static inline __attribute__((always_inline)) void sub16_tiled(const void *packed, int64_t nb, const char *const *x,
-        float *y, size_t ldy, int nrows, const int nt, const int offset) {
+        float *y, size_t ldy, int nrows, const int nt, const int offset, const int is_signed) {
     const kq_packed *pk = packed;
     vf acc[KQ_TOKENS];
     for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
@@ -311,10 +350,10 @@ static inline __attribute__((always_inline)) void sub16_tiled(const void *packed
         vi s1[KQ_TOKENS], dots[KQ_TOKENS];
         for (int u = 0; u < nt; ++u) { xs[u] = (const block_q8_K *)x[u] + i; s1[u] = vi_zero(); }
         for (int sb = 0; sb < 16; ++sb) {
-            for (int u = 0; u < nt; ++u) dots[u] = vi_set1(-offset * xs[u]->bsums[sb]);
+            for (int u = 0; u < nt; ++u) dots[u] = offset ? vi_set1(-offset * xs[u]->bsums[sb]) : vi_zero();
             for (int g = 0; g < 4; ++g) {
-                const vi w = vi_load(p->q[4 * sb + g]);
-                for (int u = 0; u < nt; ++u) dots[u] = dot4(dots[u], w, x4_of(xs[u]->qs + 16 * sb + 4 * g));
+                const vi w = vi_load(p->q[4 * sb + g]), w_abs = is_signed ? vi_abs8(w) : w;
+                for (int u = 0; u < nt; ++u) dots[u] = dot4_any(dots[u], w_abs, w, x4_of(xs[u]->qs + 16 * sb + 4 * g), is_signed);
             }
             const vi sc = vi_load(p->scale[sb]);
             for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
@@ -328,13 +367,13 @@ static inline __attribute__((always_inline)) void sub16_tiled(const void *packed
 static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
         float *y, size_t ldy, int nrows, const int nt) {
     (void)x_block;
-    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 32);
+    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 32, 0);
 }
 
 static inline __attribute__((always_inline)) void iq_tiled(const void *packed, int64_t nb, const char *const *x,
         size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
     (void)x_block;
-    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 128);
+    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, SIGNED_PACK ? 0 : 128, SIGNED_PACK);
 }
 
 
@@ -342,21 +381,13 @@ static inline __attribute__((always_inline)) void iq_tiled(const void *packed, i
 
 /* one 32-block of LC_PACKED_ROWS rows, unpacked */
 typedef struct {
-    int32_t q[8][LC_PACKED_ROWS];  /* q[l][r]: quants 4l..4l+3 of row r, as unsigned bytes (value + offset) */
+    int32_t q[8][LC_PACKED_ROWS];  /* q[l][r]: quants 4l..4l+3 of row r, unsigned (value + offset) or signed */
     float d[LC_PACKED_ROWS], m[LC_PACKED_ROWS];
 } legacy_packed;
 
-/* Q8_0's unsigned quants (q + 128) times activations overflow maddubs's 16-bit pair sums: only
- * dpbusd (AVX-512 VNNI, or AVX-VNNI on AVX2 builds) multiplies them exactly */
-#if (defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__))
-#define PACKED_Q8_0 1
-#else
-#define PACKED_Q8_0 0
-#endif
-
 static int is_legacy(int type) {
     return type == LC_TYPE_Q4_0 || type == LC_TYPE_Q4_1 || type == LC_TYPE_Q5_0 || type == LC_TYPE_Q5_1 ||
-           (type == LC_TYPE_Q8_0 && PACKED_Q8_0);
+           type == LC_TYPE_Q8_0;
 }
 
 /* the 32 unsigned quants of one block (ggml element order), its d and (Q4_1, Q5_1) m */
@@ -397,6 +428,7 @@ static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], 
 static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
     const int64_t nb = k / 32;
     const size_t block_bytes = row_bytes / (size_t)nb;
+    const uint32_t flip = sign_flip(type);
     legacy_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(legacy_packed));
     uint8_t vals[32];
@@ -404,7 +436,11 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         for (int64_t i = 0; i < nb; ++i) {
             unpack_legacy_block(type, row + i * block_bytes, vals, &pk[i].d[r], &pk[i].m[r]);
-            for (int l = 0; l < 8; ++l) memcpy(&pk[i].q[l][r], vals + 4 * l, 4);
+            for (int l = 0; l < 8; ++l) {
+                uint32_t v;
+                memcpy(&v, vals + 4 * l, 4);
+                pk[i].q[l][r] = (int32_t)(v ^ flip);
+            }
         }
     }
 }
@@ -414,7 +450,8 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
 /* x: activation rows in q8_0 (d, 32 quants) or, for the types with a min, q8_1 (d, s, 32 quants) */
 static inline __attribute__((always_inline)) void legacy_mul(const void *packed, int64_t nb, const char *const *x,
                                                              size_t x_block, float *y, size_t ldy, int nrows,
-                                                             const int nt, const int has_min, const int offset) {
+                                                             const int nt, const int has_min, const int offset,
+                                                             const int is_signed) {
     const legacy_packed *pk = packed;
     vf acc[LEGACY_TOKENS][8], summ[LEGACY_TOKENS];
     for (int u = 0; u < nt; ++u) {
@@ -439,9 +476,9 @@ static inline __attribute__((always_inline)) void legacy_mul(const void *packed,
             }
         }
         for (int l = 0; l < 8; ++l) {
-            const vi w = vi_load(p->q[l]);
+            const vi w = vi_load(p->q[l]), w_abs = is_signed ? vi_abs8(w) : w;
             for (int u = 0; u < nt; ++u) {
-                const vi isum = dot4(offset ? vi_set1(offs[u][l]) : vi_zero(), w, x4_of(qs[u] + 4 * l));
+                const vi isum = dot4_any(offset ? vi_set1(offs[u][l]) : vi_zero(), w_abs, w, x4_of(qs[u] + 4 * l), is_signed);
                 acc[u][l] = vf_fma(scale[u], vf_cvt(isum), acc[u][l]);
             }
         }
@@ -454,18 +491,18 @@ static inline __attribute__((always_inline)) void legacy_mul(const void *packed,
     }
 }
 
-#define LEGACY_KERNEL(name, has_min, offset)                                                                  \
+#define LEGACY_KERNEL(name, has_min, offset, is_signed)                                                       \
     static void name(const void *packed, int64_t nb, const char *const *x, size_t x_block, float *y, size_t ldy, \
                      int nrows, const int nt) {                                                                   \
-        if (nt == LEGACY_TOKENS) legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset); \
-        else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset);                             \
+        if (nt == LEGACY_TOKENS) legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset, is_signed); \
+        else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset, is_signed);                   \
     }
 /* the offset: what the unsigned quants exceed the signed values by (types with a min have none) */
-LEGACY_KERNEL(legacy_q4_0, 0, 8)
-LEGACY_KERNEL(legacy_q4_1, 1, 0)
-LEGACY_KERNEL(legacy_q5_0, 0, 16)
-LEGACY_KERNEL(legacy_q5_1, 1, 0)
-LEGACY_KERNEL(legacy_q8_0, 0, 128)
+LEGACY_KERNEL(legacy_q4_0, 0, 8, 0)
+LEGACY_KERNEL(legacy_q4_1, 1, 0, 0)
+LEGACY_KERNEL(legacy_q5_0, 0, 16, 0)
+LEGACY_KERNEL(legacy_q5_1, 1, 0, 0)
+LEGACY_KERNEL(legacy_q8_0, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK)
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 

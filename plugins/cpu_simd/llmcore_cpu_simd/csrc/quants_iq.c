@@ -12,21 +12,27 @@ static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -1
 
 #if defined(LC_AVX2)
 
+/* sub-block ib's 8 lanes: |q4| x sign-adjusted q8 (pairs stay below 2^15, so the byte madds are
+ * exact), the int16 pairs madd-ed with the scale as ggml does */
+static inline __m256i iq4_xs_sub_block(const block_iq4_xs *x, const block_q8_K *y, int ib, __m128i values) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i bits = _mm_loadu_si128((const __m128i *)(x->qs + 16 * ib));
+    const __m128i lo = _mm_shuffle_epi8(values, _mm_and_si128(bits, m4));
+    const __m128i hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bits, 4), m4));
+    const __m256i q4 = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+    const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q4, q4), _mm256_sign_epi8(q8, q4));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16((int16_t)iq4_xs_scale(x, ib)));
+}
+
 static inline __m256i iq4_xs_block_lanes(const block_iq4_xs *x, const block_q8_K *y) {
     const __m128i values = _mm_loadu_si128((const __m128i *)kvalues_iq4nl);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m256i sum = _mm256_setzero_si256();
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-        const __m128i bits = _mm_loadu_si128((const __m128i *)(x->qs + 16 * ib));
-        const __m128i lo = _mm_shuffle_epi8(values, _mm_and_si128(bits, m4));
-        const __m128i hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bits, 4), m4));
-        const __m256i q4 = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib));
-        /* |q4| x sign-adjusted q8: pairs stay below 2^15, so the byte madds are exact */
-        const __m256i dot = lc_dot_us8_256(_mm256_sign_epi8(q4, q4), _mm256_sign_epi8(q8, q4));
-        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(dot, _mm256_set1_epi32(iq4_xs_scale(x, ib))));
+    __m256i sum1 = _mm256_setzero_si256(), sum2 = _mm256_setzero_si256();  /* two chains, one exact sum */
+    for (int ib = 0; ib < QK_K / 32; ib += 2) {
+        sum1 = _mm256_add_epi32(sum1, iq4_xs_sub_block(x, y, ib, values));
+        sum2 = _mm256_add_epi32(sum2, iq4_xs_sub_block(x, y, ib + 1, values));
     }
-    return sum;
+    return _mm256_add_epi32(sum1, sum2);
 }
 
 void lc_vec_dot_iq4_xs(int n, float *s, const void *w_row, const void *x_row) {
