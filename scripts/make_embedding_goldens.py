@@ -6,15 +6,16 @@ sequences, with each pooling type, flash attention off and on.
 
 Writes ``tests/fixtures/embeddings/<name>.gguf`` and ``<name>.npz``: ``tokens`` (int32, the three
 sequences concatenated), ``lengths`` (int32 [3]), and per case ``<pooling>`` / ``<pooling>_fa``
-(float32: [tokens, n_embd] for none, else [3, n_embd], [3, n_cls_out] for rank). The models are
-made with scripts/make_arch_goldens.py's TinyModel (the SentencePiece test vocabulary: the tests
-feed token ids).
+(float32: [tokens, n_embd] for none, else [3, n_embd], [3, n_cls_out] for rank), and the cases of
+``VARIANTS``, computed from a copy of the file with a key changed. The models are made with
+scripts/make_arch_goldens.py's TinyModel (the SentencePiece test vocabulary: the tests feed token ids).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def modern_bert(m: TinyModel) -> None:
         m.ffn(il, fused=True)
         m.norm(f"blk.{il}.ffn_norm.weight", m.n_embd)
     m.norm("output_norm.weight", m.n_embd)
+    # ModernBertForSequenceClassification's head as converted: head.dense (no bias), head.norm (no
+    # bias) and the classifier; with no classifier.pooling_type key it reads each sequence's mean
+    m.matrix("cls.weight", m.n_embd, m.n_embd)
+    m.norm("cls.norm.weight", m.n_embd)
+    m.matrix("cls.output.weight", 1, m.n_embd, gain=2.0)
+    m.bias("cls.output.bias", 1)
 
 
 def llama_decoder(m: TinyModel) -> None:
@@ -133,7 +140,12 @@ MODELS: dict[str, tuple[Callable[[TinyModel], None], dict, tuple[str, ...]]] = {
     "llama": (llama_decoder, {"arch": "llama"}, ("none", "mean", "last")),
     "nomic-bert": (nomic_bert, {"arch": "nomic-bert", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
     "jina-bert-v2": (jina_bert_v2, {"arch": "jina-bert-v2", "n_head_kv": 4}, ("none", "mean", "cls", "last")),
-    "modern-bert": (modern_bert, {"arch": "modern-bert", "n_layer": 3, "n_head_kv": 4}, ("none", "mean", "cls", "last")),
+    "modern-bert": (modern_bert, {"arch": "modern-bert", "n_layer": 3, "n_head_kv": 4},
+                    ("none", "mean", "cls", "last", "rank")),
+}
+#: name -> {case: (metadata keys set in a copy of the model, pooling type)}
+VARIANTS: dict[str, dict[str, tuple[dict, str]]] = {
+    "modern-bert": {"rank_cls": ({"classifier.pooling_type": POOLINGS["cls"]}, "rank")},  # the head reads row 0
 }
 
 
@@ -175,6 +187,15 @@ def main() -> int:
         for pooling in poolings:
             for flash in (False, True):
                 cases[pooling + ("_fa" if flash else "")] = llama_cpp_embeddings(path, POOLINGS[pooling], flash)
+        for case, (metadata, pooling) in VARIANTS.get(name, {}).items():
+            original = dict(model.metadata)
+            model.metadata.update(metadata)
+            with tempfile.TemporaryDirectory() as tmp:
+                variant = Path(tmp) / path.name
+                model.write(variant)
+                model.metadata = original
+                for flash in (False, True):
+                    cases[case + ("_fa" if flash else "")] = llama_cpp_embeddings(variant, POOLINGS[pooling], flash)
         np.savez_compressed(OUT_DIR / f"{name}.npz", tokens=np.concatenate(SEQUENCES).astype(np.int32),
                             lengths=np.array([len(s) for s in SEQUENCES], np.int32), **cases)
         print(f"{name}: {path.stat().st_size / 1024:.0f} KiB; " +

@@ -5,6 +5,7 @@ sequences, with every pooling type and flash attention off and on; and the host-
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from llmcore.engine.batch import Batch
 from llmcore.engine.context import Context
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
-from llmcore.errors import LLMCoreError
+from llmcore.errors import LLMCoreError, ModelError
+from llmcore.models.base import HParams
 from llmcore.models.pooling import Pooling
 
 FIXTURES = Path(__file__).parent / "fixtures" / "embeddings"
@@ -29,6 +31,9 @@ REFERENCE_GELU_FLIP_ERROR = {"jina-bert-v2": 3e-4, "modern-bert": 5e-5}
 # cpu_simd computes the hidden states in ggml's orders: equal bit for bit (the mean and the rank head
 # are taken apart from ggml's graph and differ by rounding)
 EXACT_ON_CPU_SIMD = ("none", "cls", "last")
+# cases llama.cpp computed from a copy of the fixture with a key changed (make_embedding_goldens.py's
+# VARIANTS): case -> the hyper-parameter that key sets, and the pooling
+VARIANTS = {"rank_cls": ({"classifier_pooling": Pooling.CLS}, Pooling.RANK)}
 
 
 def _golden_batch(gold) -> Batch:
@@ -47,21 +52,41 @@ def test_embeddings_match_llama_cpp(name, backend):
     gold = np.load(FIXTURES / f"{name}.npz")
     model = Model(FIXTURES / f"{name}.gguf")
     batch = _golden_batch(gold)
+    hparams = model.hparams
     for case in _cases(name):
-        pooling, flash = Pooling.parse(case.removesuffix("_fa")), case.endswith("_fa")
+        base, flash = case.removesuffix("_fa"), case.endswith("_fa")
+        changed, pooling = VARIANTS[base] if base in VARIANTS else ({}, Pooling.parse(base))
+        model.hparams = dataclasses.replace(hparams, **changed)
         plan = Plan.build(model, backend, n_ctx=64, n_batch=64, flash_attn="on" if flash else "off")
         out = Context(model, plan.placement, 64, 64, plan.cache, pooling).embeddings(batch)
         expected = gold[case]
         assert out.shape == expected.shape, case
         error = float(np.abs(out - expected).max())
         print(f"{name} {case} on {backend}: max abs error {error:.1e}")
-        if backend == "cpu_simd" and case.removesuffix("_fa") in EXACT_ON_CPU_SIMD:
+        if backend == "cpu_simd" and base in EXACT_ON_CPU_SIMD:
             np.testing.assert_array_equal(out, expected, err_msg=case)
             continue
         bound = MAX_ERROR[flash]
         if backend == "reference" and not flash:
             bound = REFERENCE_GELU_FLIP_ERROR.get(name, bound)
         assert error < bound * max(float(expected.std()), 1.0), case
+    model.close()
+
+
+def test_classification_head_reading_is_the_files():
+    """ModernBERT's head reads means unless {arch}.classifier.pooling_type says otherwise; a model
+    without a head cannot rank."""
+    model = Model(FIXTURES / "modern-bert.gguf")
+    assert model.hparams.classifier_pooling is None
+    meta = {**model.metadata, "modern-bert.classifier.pooling_type": 2}
+    assert HParams.from_metadata(meta, model.hparams.n_vocab).classifier_pooling is Pooling.CLS
+    with pytest.raises(ModelError, match="classifier.pooling_type"):
+        HParams.from_metadata({**meta, "modern-bert.classifier.pooling_type": 9}, model.hparams.n_vocab)
+    model.close()
+    model = Model(FIXTURES / "nomic-bert.gguf")
+    plan = Plan.build(model, "reference", n_ctx=64, n_batch=64)
+    with pytest.raises(ModelError, match="rank pooling needs a classification head"):
+        Context(model, plan.placement, 64, 64, plan.cache, Pooling.RANK)
     model.close()
 
 

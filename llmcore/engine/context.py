@@ -185,7 +185,10 @@ class Context:
         for ubatch in embeddings.micro_batches(batch, self.n_batch):
             every_row = np.arange(len(ubatch), dtype=np.int32)
             rows = embeddings.pool_rows(ubatch, pooling, self.arch.hp.causal) if pooling.picks_rows else None
-            n_kv, feeds = self._feeds(ubatch, every_row, rows)
+            mean_rows = self.arch.head_reads_mean
+            n_kv, feeds = self._feeds(ubatch, every_row, None if mean_rows else rows)
+            if mean_rows:
+                feeds.update(embeddings.mean_feeds(ubatch))
             out = self.compiled(len(ubatch), len(every_row if rows is None else rows)).run(feeds, n_kv)["embd"]
             outputs.append(embeddings.mean(out, ubatch) if pooling is Pooling.MEAN else out)
         return np.concatenate(outputs) if outputs else np.zeros((0, self.model.hparams.n_embd), np.float32)

@@ -59,17 +59,30 @@ def pool_rows(ubatch: Batch, pooling: Pooling, causal: bool) -> np.ndarray:
     return np.array(rows, np.int32)
 
 
-def mean(hidden: np.ndarray, ubatch: Batch) -> np.ndarray:
-    """float32 [n_seqs, width]: each sequence's mean row, as llama.cpp's product of the hidden
-    states with a matrix holding 1/n (in float) at each of a sequence's n rows."""
+def mean_weights(ubatch: Batch) -> np.ndarray:
+    """float32 [n_seqs, tokens]: 1/n (in float) at each of a sequence's n rows, 0 elsewhere, one row
+    per sequence in the order of :func:`sequences` (llama.cpp's ``llm_graph_input_mean``)."""
     order = sequences(ubatch)
     weights = np.zeros((len(order), len(ubatch)), np.float32)
     for i, seq_id in enumerate(order):
         members = ubatch.seq_ids == seq_id
         weights[i, members] = np.float32(1.0) / np.float32(members.sum())
+    return weights
+
+
+def mean(hidden: np.ndarray, ubatch: Batch) -> np.ndarray:
+    """float32 [n_seqs, width]: each sequence's mean row, as llama.cpp's product of the hidden
+    states with :func:`mean_weights`."""
     # einsum's own loops, not BLAS: OpenBLAS's threads spin after a call and take the cores from the
     # backend's pool for the next batch
-    return np.einsum("st,td->sd", weights, hidden)
+    return np.einsum("st,td->sd", mean_weights(ubatch), hidden)
+
+
+def mean_feeds(ubatch: Batch) -> dict[str, np.ndarray]:
+    """The inputs of a graph whose classification head reads each sequence's mean row
+    (``pool_mean``, ``pool_mean_rows``: see ``BatchInputs``)."""
+    weights = mean_weights(ubatch)
+    return {"pool_mean": weights, "pool_mean_rows": np.tile(np.arange(len(ubatch), dtype=np.int32), len(weights))}
 
 
 def normalize(x: np.ndarray, norm: int) -> np.ndarray:

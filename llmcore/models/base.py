@@ -66,6 +66,9 @@ class HParams:
     final_softcap: float | None = None  # {arch}.final_logit_softcapping (Gemma 2)
     causal: bool = True  # {arch}.attention.causal: False for encoders, whose tokens see their whole sequence
     pooling: Pooling | None = None  # {arch}.pooling_type: an embedding model's pooling (None: unspecified)
+    # {arch}.classifier.pooling_type: what a reranker's head reads under rank pooling, each sequence's
+    # mean (MEAN) or one row (anything else); None: unspecified, the family's default_classifier_pooling
+    classifier_pooling: Pooling | None = None
     ssm: SSMParams | None = None  # {arch}.ssm.*: a state-space model's sizes (Mamba)
     wkv_head_size: int = 0  # {arch}.wkv.head_size: RWKV's head width (0: not an RWKV file)
     rescale_every: int = 0  # {arch}.rescale_every_n_layers: RWKV-6 halves the residual after each n layers
@@ -120,7 +123,8 @@ class HParams:
             attn_softcap=keys.optional_number("attn_logit_softcapping"),
             final_softcap=keys.optional_number("final_logit_softcapping"),
             causal=bool(meta.get(f"{arch}.attention.causal", True)),
-            pooling=_pooling(keys),
+            pooling=_pooling(keys, "pooling_type"),
+            classifier_pooling=_pooling(keys, "classifier.pooling_type"),
             ssm=SSMParams.from_keys(keys),
             wkv_head_size=keys.integer("wkv.head_size", 0, MAX_HEAD_DIM, default=0),
             rescale_every=keys.integer("rescale_every_n_layers", 0, MAX_LAYERS, default=0),
@@ -256,11 +260,10 @@ def _checked_int(name: str, value: Any, low: int, high: int, note: str) -> int:
     return int(value)
 
 
-def _pooling(keys: _ArchKeys) -> Pooling | None:
-    name = f"{keys.arch}.pooling_type"
-    if name not in keys.meta:
+def _pooling(keys: _ArchKeys, key: str) -> Pooling | None:
+    if f"{keys.arch}.{key}" not in keys.meta:
         return None
-    value = keys.integer("pooling_type", -1, max(Pooling))
+    value = keys.integer(key, -1, max(Pooling))
     return None if value < 0 else Pooling(value)
 
 
@@ -324,6 +327,11 @@ class Architecture:
     recurrent: ClassVar[bool] = False
     #: sequences the context keeps a state for (set by the context; llama.cpp's n_seq_max)
     n_seq_max: int = 1
+    #: what a reranker's head reads where the file does not say (``classifier_pooling``): one row
+    #: of each sequence (its first, or its last in a causal model), or for MEAN its mean row
+    default_classifier_pooling: ClassVar[Pooling] = Pooling.CLS
+    #: the activation after the head's dense layer ``cls``: tanh (llama.cpp's), or GELU (ModernBERT's)
+    classifier_gelu: ClassVar[bool] = False
 
     def __init__(self, hparams: HParams, weights: Mapping[str, WeightSpec], n_ctx: int,
                  cache: CacheConfig | DType = F16, pooling: Pooling | None = None):
@@ -382,6 +390,14 @@ class Architecture:
         return name in self.weights
 
     @property
+    def head_reads_mean(self) -> bool:
+        """Whether this graph's pooling is rank with a classification head that reads each
+        sequence's mean row (llama.cpp's ``pooling_type_cls`` mean) rather than one of its rows."""
+        chosen = self.hp.classifier_pooling
+        chosen = self.default_classifier_pooling if chosen is None else chosen
+        return self.pooling is Pooling.RANK and chosen is Pooling.MEAN
+
+    @property
     def kv_width(self) -> int:
         return self.hp.n_head_kv * self.hp.head_dim
 
@@ -395,6 +411,7 @@ class Architecture:
         ``embd_input``: the batch comes as embeddings (input ``embd``), not token ids."""
         g = GraphBuilder(n_tokens, n_outputs)
         picks_rows = self.pooling is not None and self.pooling.picks_rows
+        mean_rows = self.head_reads_mean
         inputs = BatchInputs(
             tokens=g.input("tokens", (n_tokens,), I32),
             positions=g.input("positions", (n_tokens,), I32),
@@ -402,14 +419,16 @@ class Architecture:
             kq_mask=g.input("kq_mask", (n_tokens, self.n_ctx), F32),
             out_ids=g.input("out_ids", (n_tokens if picks_rows else n_outputs,), I32),
             kq_mask_swa=g.input("kq_mask_swa", (n_tokens, self.n_ctx), F32) if self.sliding_window else None,
-            pool_rows=g.input("pool_rows", (n_outputs,), I32) if picks_rows else None,
+            pool_rows=g.input("pool_rows", (n_outputs,), I32) if picks_rows and not mean_rows else None,
+            pool_mean=g.input("pool_mean", (n_outputs, n_tokens), F32) if mean_rows else None,
+            pool_mean_rows=g.input("pool_mean_rows", (n_outputs * n_tokens,), I32) if mean_rows else None,
             state_slots=g.input("state_slots", (n_tokens,), I32) if self.recurrent else None,
             embd=g.input("embd", (n_tokens, self.hp.n_embd), F32) if embd_input else None,
         )
         logits = self.forward(g, inputs)
         if self.pooling is None:
             return g.build({"logits": logits})
-        return g.build({"embd": pooled_output(g, self, g.embeddings, inputs.pool_rows, self.pooling)})
+        return g.build({"embd": pooled_output(g, self, g.embeddings, inputs, self.pooling)})
 
     def forward(self, g: GraphBuilder, inp: BatchInputs) -> Node:
         raise NotImplementedError
@@ -491,6 +510,10 @@ class BatchInputs:
     out_ids: Node  # i32[n_outputs] rows whose logits are returned
     kq_mask_swa: Node | None = None  # f32[n, n_ctx] kq_mask without the cells outside the sliding window
     pool_rows: Node | None = None  # i32[n_seqs] the row each sequence's pooled embedding is taken from
+    # f32[n_seqs, n]: 1/n at each of a sequence's n rows, 0 elsewhere (llama.cpp's inp_mean), and
+    # i32[n_seqs * n]: every row once per sequence (0, 1, ..., n-1 repeated): a head reading means
+    pool_mean: Node | None = None
+    pool_mean_rows: Node | None = None
     state_slots: Node | None = None  # i32[n] the state row of each token's sequence (a recurrent model's)
     embd: Node | None = None  # f32[n, n_embd] embeddings given in the tokens' place (an image's)
 

@@ -110,9 +110,13 @@ class ModernBert(AlternatingWindows, Bert):
     layer 0's attention), rotary positions (neox style), a fused QKV, a GEGLU FFN with gate and up
     fused in ``ffn_up`` (SwiGLU where ``hidden_activation`` says silu), and local attention on all
     but every third layer (the first of each three global): a window reaching ``sliding_window / 2``
-    positions both ways, rotated with ``rope.freq_base_swa``."""
+    positions both ways, rotated with ``rope.freq_base_swa``. A reranker's head (rank pooling) reads
+    each sequence's mean unless ``classifier.pooling_type`` says otherwise, and its dense layer is
+    followed by GELU and the LayerNorm ``cls.norm`` (ModernBertPredictionHead)."""
 
     names = ("modern-bert",)
+    default_classifier_pooling = Pooling.MEAN
+    classifier_gelu = True
     rope_neox = True
     learned_positions = False
     rotary = True
