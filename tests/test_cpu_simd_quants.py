@@ -432,8 +432,8 @@ def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
 
 
 def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
-    """The routed experts' one-token product (four rows at a time on AVX-512, the rest one by one)
-    gives each row exactly lc_vec_dot_q4_K's output, on every ISA level."""
+    """The routed experts' one-token product (four rows at a time on AVX2 and AVX-512, the rest one
+    by one) gives each row exactly lc_vec_dot_q4_K's output, on every ISA level."""
     rng = np.random.default_rng(13)
     for k in (256, 1536):
         nrows = 11

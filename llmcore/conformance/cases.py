@@ -422,12 +422,14 @@ def _routing() -> Iterator[OpCase]:
 
 
 def _mul_mat_id() -> Iterator[OpCase]:
-    """Expert-routed products: one token (decode: only the selected experts), a few, and 33 tokens
-    over 4 experts (experts with 16 and more rows: the batched kernels); the FFN's input (one slot
-    read by every selected expert) and the down projection's (a row per slot)."""
+    """Expert-routed products: one token (decode: only the selected experts), three and seven (an
+    expert meeting a few tokens), and 33 tokens over 4 experts (experts with 16 and more rows: the
+    batched kernels); the FFN's input (one slot read by every selected expert) and the down
+    projection's (a row per slot)."""
     for w_type in (GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q6_K):
         cols = _widths(w_type)[1]
-        for n_expert, rows, n, k, x_slots in ((8, 33, 1, 2, 1), (8, 16, 7, 2, 2), (4, 40, 33, 2, 1), (6, 16, 33, 3, 3)):
+        for n_expert, rows, n, k, x_slots in ((8, 33, 1, 2, 1), (4, 16, 3, 2, 2), (8, 16, 7, 2, 2), (4, 40, 33, 2, 1),
+                                              (6, 16, 33, 3, 3)):
             g = GraphBuilder(n, n)
             cid = f"mul_mat_id-{w_type.name}-{n_expert}x{rows}x{cols}-n{n}-k{k}-x{x_slots}"
             w = g.weight(f"{cid}.w", (n_expert, rows, cols), w_type)

@@ -34,6 +34,11 @@ _PLAIN_OPS = {
     Op.GELU_QUICK: "LC_OP_GELU_QUICK",
 }
 
+#: a routed product of a batch this long or longer gathers each expert's activation rows for the
+#: batched kernels and scatters the products back; a shorter batch's is made in place, token by token
+#: (each expert then meets fewer tokens than any batched kernel takes): two passes over the pool fewer
+_ROUTED_GATHER_MIN_TOKENS = 4
+
 #: ops over rows of the last axis: ne = (row length, rows[, k])
 _ROW_OPS = {Op.SOFTMAX: "LC_OP_SOFTMAX", Op.SUM_ROWS: "LC_OP_SUM_ROWS", Op.TOP_K: "LC_OP_TOP_K",
             Op.GATHER: "LC_OP_GATHER"}
@@ -202,7 +207,7 @@ class Program:
             cols = node.shape[-1]
             return [_Step("LC_OP_RMS_NORM" if op is Op.RMS_NORM else "LC_OP_NORM", self._value(node),
                           [key(srcs[0])], ne=(cols, size // cols), f=(node.params["eps"],))]
-        if op is Op.ROPE:
+        if op in (Op.ROPE, Op.ROPE_MULTI):
             return [self._lower_rope(node)]
         if op is Op.KV_STORE:
             cache, x, cells = srcs
@@ -264,7 +269,8 @@ class Program:
     def _lower_routed(self, node: Node, ids_key: Key, ids_shape: tuple[int, int]) -> list[_Step]:
         """A routed product (mul_mat_id, or mul_mat_heads with its constant routing): the routing
         map of the ids (once per ids), each expert's activation rows gathered together, every
-        expert's product by the matmul kernels, and the rows put back in place."""
+        expert's product by the matmul kernels, and the rows put back in place; a short batch's
+        products read and write the rows in place."""
         w, x = node.srcs[:2]
         n_expert, n_out, k = w.shape
         n, n_slots = ids_shape
@@ -277,6 +283,10 @@ class Program:
         if map_key not in self._sizes:
             self._sizes[map_key] = 4 * (2 * n_expert + 1 + 2 * n_routed)
             steps.append(_Step("LC_OP_MOE_MAP", map_key, [ids_key], ne=(n, n_slots, n_expert)))
+        row_bytes = self._row_bytes(w_type, k)
+        if n < _ROUTED_GATHER_MIN_TOKENS:
+            return [*steps, _Step("LC_OP_MUL_MAT_ID", self._value(node), [self._key(w), x_key, map_key], w_type,
+                                  (k, n_expert, n_out, x_bytes), row_bytes, i=(0, n_slots, x.shape[1]))]
         # the gate and up products of a layer read the same rows: gathered once for both
         gathered, products = ("moe", "x", x_key, map_key), ("moe", "y", node.id)
         if gathered not in self._sizes:
@@ -287,17 +297,21 @@ class Program:
         self._scratch_floats = max(self._scratch_floats, -(-self._lib.lc_packed_bytes(w_type, k) // 4))
         return [*steps,
                 _Step("LC_OP_MUL_MAT_ID", products, [self._key(w), gathered, map_key], w_type,
-                      (k, n_expert, n_out, x_bytes), self._row_bytes(w_type, k)),
+                      (k, n_expert, n_out, x_bytes), row_bytes),
                 _Step("LC_OP_MOE_SCATTER", self._value(node), [products, map_key], ne=(n_out, n_slots, n_routed, n_expert))]
 
     def _lower_rope(self, node: Node) -> _Step:
+        """ROPE, or ROPE_MULTI as ops.c's modes 1 (M-RoPE) and 2 (vision), its sections a byte each."""
         x, positions = node.srcs[:2]
         p: RopeParams = node.params["rope"]
         low, high = yarn_corr_dims(p) if p.ext_factor != 0.0 else (0.0, 0.0)
-        self._scratch_floats = max(self._scratch_floats, p.n_rot)
+        vision = node.op is Op.ROPE_MULTI and node.params["vision"]
+        mode = 0 if node.op is Op.ROPE else 2 if vision else 1
+        sections = sum(width << (8 * k) for k, width in enumerate(node.params.get("sections", ())))
+        self._scratch_floats = max(self._scratch_floats, 2 * p.n_rot if vision else p.n_rot)
         n, n_head, head_dim = x.shape
         return _Step("LC_OP_ROPE", self._value(node), [self._key(s) for s in node.srcs],
-                     ne=(head_dim, n_head, n), i=(p.n_rot, int(p.neox)),
+                     ne=(head_dim, n_head, n), i=(p.n_rot, int(p.neox or node.op is Op.ROPE_MULTI), mode, sections),
                      f=(p.freq_base, p.freq_scale, p.ext_factor, p.attn_factor, low, high))
 
     def _row_bytes(self, type_id: int, cols: int) -> int:

@@ -36,7 +36,9 @@
  *              each (token, slot) reads, grouped by expert (ne3 of them)
  *   MUL_MAT_ID src0 weight [ne1 experts][ne2 rows][ne0 cols] (type, row_bytes), src1 MOE_GATHER's rows
  *              of ne3 bytes, src2 map; dst [ne3 bytes apart: one f32 row of ne2 per routed (token, slot)]
- *              grouped by expert
+ *              grouped by expert; in place when i[1] > 0 (a batch too short for the batched kernels):
+ *              src1 the activations [tokens, i[2] slots] MOE_GATHER would read, dst [tokens, i[1] slots, ne2]
+ *              as MOE_SCATTER would write it
  *   MOE_SCATTER src0 MUL_MAT_ID's rows of ne0, src1 map; dst [tokens, slots, ne0]
  * Recurrent state (ssm.c; each op updates its state rows in place):
  *   SSM_CONV   src0 state [slots][ne0 * (ne2 - 1)], src1 x [ne1][ne0], src2 weight [ne0][ne2], src3 i32 slots[ne1]

@@ -259,12 +259,31 @@ void lc_op_moe_gather(const lc_node *nd, const lc_task *task) {
     }
 }
 
-/* Chunks of weight rows of every routed expert, claimed by the threads as they go; a chunk is the
- * dense matmul of that expert's rows with the activations routed to it. */
+/* One routed token's product with rows [r0, r1) of an expert: vec_dot's bits, as lc_mul_mat_rows
+ * gives them to fewer than 8 tokens (Q4_K by the four-row GEMV) */
+static void token_product(lc_node *expert, const char *x_row, float *y_row, int64_t r0, int64_t r1, void *scratch) {
+    if (expert->type == LC_TYPE_Q4_K) {
+        lc_gemv_q4_K(expert->ne[0], (const char *)expert->src[0] + r0 * expert->row_bytes, (size_t)expert->row_bytes,
+                     r1 - r0, x_row, y_row + r0);
+        return;
+    }
+    expert->src[1] = x_row;
+    expert->dst = y_row;
+    expert->ne[1] = 1;
+    lc_mul_mat_rows(expert, r0, r1, scratch);
+}
+
+/* Chunks of weight rows of every routed expert, claimed by the threads as they go. A chunk is the
+ * dense matmul of that expert's rows with the activations MOE_GATHER grouped for it, into rows
+ * grouped likewise; or, in place (i[1] > 0), each of its tokens' products on its own, read from the
+ * activations and written to the token's slot as MOE_SCATTER would put it. */
 void lc_op_mul_mat_id(const lc_node *nd, const lc_task *task) {
     const int64_t n_expert = nd->ne[1], n_out = nd->ne[2], x_bytes = nd->ne[3];
-    const int32_t *counts = nd->src[2], *offsets = counts + n_expert;
+    const int64_t n_slots = nd->i[1], x_slots = nd->i[2];
+    const int32_t *counts = nd->src[2], *offsets = counts + n_expert, *pairs = routed_pairs(counts, n_expert);
     const int64_t expert_bytes = n_out * nd->row_bytes;
+    const char *x = nd->src[1];
+    float *y = nd->dst;
     /* every routed expert in as many chunks, of whole blocks of 16 rows (the packed GEMM's unit) */
     int64_t rows = (n_out + (int64_t)task->nth * MOE_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MOE_CHUNKS_PER_THREAD);
     rows = (rows + MOE_CHUNK_ROWS - 1) / MOE_CHUNK_ROWS * MOE_CHUNK_ROWS;
@@ -278,17 +297,24 @@ void lc_op_mul_mat_id(const lc_node *nd, const lc_task *task) {
         int64_t skip = chunk / chunks_per_expert, e = 0;
         while (counts[e] == 0 || skip-- > 0) e++;
         const int64_t r0 = (chunk % chunks_per_expert) * rows;
-        expert.src[0] = (const char *)nd->src[0] + e * expert_bytes;
-        expert.src[1] = (const char *)nd->src[1] + (int64_t)offsets[e] * x_bytes;
-        expert.dst = (float *)nd->dst + (int64_t)offsets[e] * n_out;
-        expert.ne[1] = counts[e];
         const int64_t r1 = r0 + rows < n_out ? r0 + rows : n_out;
+        expert.src[0] = (const char *)nd->src[0] + e * expert_bytes;
+        if (n_slots > 0) {
+            for (int64_t i = offsets[e]; i < offsets[e + 1]; i++) {
+                const int64_t t = pairs[2 * i], slot = pairs[2 * i + 1];
+                token_product(&expert, x + (t * x_slots + (x_slots > 1 ? slot : 0)) * x_bytes,
+                              y + (t * n_slots + slot) * n_out, r0, r1, task->scratch);
+            }
+            continue;
+        }
+        const char *x_e = x + (int64_t)offsets[e] * x_bytes;
+        float *y_e = y + (int64_t)offsets[e] * n_out;
         if (nd->type == LC_TYPE_Q4_K && counts[e] < LC_ROUTED_Q4_K_PACKED_MIN_TOKENS) {
-            /* a few tokens: vec_dot's bits, as lc_mul_mat_rows gives them below 8 tokens */
-            for (int64_t t = 0; t < counts[e]; t++)
-                lc_gemv_q4_K(nd->ne[0], (const char *)expert.src[0] + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0,
-                             (const char *)expert.src[1] + t * x_bytes, (float *)expert.dst + t * n_out + r0);
+            for (int64_t t = 0; t < counts[e]; t++) token_product(&expert, x_e + t * x_bytes, y_e + t * n_out, r0, r1, task->scratch);
         } else {
+            expert.src[1] = x_e;
+            expert.dst = y_e;
+            expert.ne[1] = counts[e];
             lc_mul_mat_rows(&expert, r0, r1, task->scratch);
         }
     }
