@@ -73,8 +73,8 @@ def write_image(path: Path) -> None:
     Image.fromarray(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8), "RGB").save(path)
 
 
-def llama_cpp_seconds(mmproj: Path, image: Path, threads: int) -> float:
-    """Run in the oracle's Python: load, encode once, time a second encode."""
+def llama_cpp_seconds(mmproj: Path, image: Path, threads: int) -> tuple[float, float]:
+    """Run in the oracle's Python: load, encode once, time a second encode (wall and CPU seconds)."""
     import ctypes
 
     import llama_cpp
@@ -93,9 +93,9 @@ def llama_cpp_seconds(mmproj: Path, image: Path, threads: int) -> float:
     every = [mtmd.mtmd_input_chunks_get(chunks, i) for i in range(mtmd.mtmd_input_chunks_size(chunks))]
     chunk = next(c for c in every if mtmd.mtmd_input_chunk_get_type(c) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT)
     assert mtmd.mtmd_encode_chunk(ctx, chunk) == 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     assert mtmd.mtmd_encode_chunk(ctx, chunk) == 0
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> int:
@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--llama-side", nargs=2, metavar=("MMPROJ", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.llama_side:
-        print(llama_cpp_seconds(Path(args.llama_side[0]), Path(args.llama_side[1]), args.threads))
+        print(*llama_cpp_seconds(Path(args.llama_side[0]), Path(args.llama_side[1]), args.threads))
         return 0
     from llmcore import LLM
     from llmcore.engine import mtmd
@@ -123,18 +123,22 @@ def main() -> int:
     chunk = next(c for c in mtmd.tokenize(llm.tokenizer, llm.projector, "<__media__>", [images.load_image(image)],
                                           add_special=False) if isinstance(c, mtmd.ImageChunk))
     llm.projector.encode(chunk)  # compiles the plan
-    ours, theirs = [], []
+    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
     for _ in range(args.repetitions):
         chunk.embd = None
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         llm.projector.encode(chunk)
         ours.append(time.perf_counter() - started)
+        ours_cpu.append(time.process_time() - cpu)
         run = subprocess.run([args.oracle_python, __file__, "-t", str(args.threads), "--llama-side", str(mmproj),
                               str(image)], capture_output=True, text=True, check=True)
-        theirs.append(float(run.stdout.strip().splitlines()[-1]))
+        wall, cpu_s = (float(v) for v in run.stdout.strip().splitlines()[-1].split())
+        theirs.append(wall)
+        theirs_cpu.append(cpu_s)
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"encode 336x336, {args.layers} blocks, {args.threads} threads: llmcore cpu_simd {a * 1e3:.0f} ms, "
-          f"llama.cpp {b * 1e3:.0f} ms, ratio (llama.cpp time / ours) {b / a:.2f}")
+          f"llama.cpp {b * 1e3:.0f} ms, ratio (llama.cpp time / ours) {b / a:.2f}; CPU time (all threads) "
+          f"{statistics.median(ours_cpu) * 1e3:.0f} ms vs {statistics.median(theirs_cpu) * 1e3:.0f} ms")
     return 0
 
 

@@ -34,7 +34,8 @@ cffi = pytest.importorskip("cffi")
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "plugins" / "cpu_simd" / "llmcore_cpu_simd" / "csrc"
-SOURCES = ["quants_kq.c", "quants_legacy.c", "quants_iq.c", "quants.c", "traits.c", "mm_packed.c", "gemv_kq.c"]
+SOURCES = ["quants_kq.c", "quants_legacy.c", "quants_iq.c", "quants.c", "traits.c", "mm_packed.c", "gemv_kq.c",
+           "gemm_f16.c"]
 GOLDENS = Path(__file__).parent / "fixtures" / "cpu_simd_quants" / "ggml_goldens.npz"
 NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5
@@ -69,6 +70,8 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
                    int64_t n_tokens, float *y, size_t ldy);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
+                 float *y, size_t ldy);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
@@ -470,15 +473,17 @@ def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):
                                               err_msg=f"{lvl} nw={nw} nx={nx}")
 
 
-def ref_dot_f16_tinyblas(w: np.ndarray, x: np.ndarray) -> np.float32:
-    """llamafile's tinyBLAS f16 GEMM (ggml's f16 weight times two or more f16 rows, AVX-512) for one
-    output: 16 float32 lanes, one fma per value, then _mm512_reduce_add_ps's order."""
-    lanes = np.zeros(16, np.float32)
-    for w16, x16 in zip(w.astype(np.float32).reshape(-1, 16), x.astype(np.float32).reshape(-1, 16)):
-        lanes = _fma32(w16, x16, lanes)
-    t3 = lanes[8:] + lanes[:8]
-    t6 = t3[4:] + t3[:4]
-    return np.float32((t6[0] + t6[2]) + (t6[1] + t6[3]))
+def ref_dot_f16_tinyblas(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """llamafile's tinyBLAS f16 GEMM (ggml's f16 weight times two or more f16 rows, AVX-512) for each
+    output of rows w and x broadcast together (the last axis the row): 16 float32 lanes, one fma per
+    value, then _mm512_reduce_add_ps's order."""
+    w, x = np.broadcast_arrays(w.astype(np.float32), x.astype(np.float32))
+    lanes = np.zeros(w.shape[:-1] + (16,), np.float32)
+    for c in range(0, w.shape[-1], 16):
+        lanes = _fma32(w[..., c:c + 16], x[..., c:c + 16], lanes)
+    t3 = lanes[..., 8:] + lanes[..., :8]
+    t6 = t3[..., 4:] + t3[..., :4]
+    return np.float32((t6[..., 0] + t6[..., 2]) + (t6[..., 1] + t6[..., 3]))
 
 
 def test_f16_tile_matches_tinyblas_formula(libs):
@@ -498,6 +503,23 @@ def test_f16_tile_matches_tinyblas_formula(libs):
                                              4 * n, nx)
                     np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                                   err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
+
+
+def test_f16_gemm_matches_tinyblas_formula(libs):
+    """The f16 matmul of many tokens (a prompt, an image's patches) is register-tiled and cache-blocked
+    but adds up each output as tinyBLAS does, bit for bit on every ISA level: weight panels of 4
+    rows and a short last one, token tiles of 3 with 1 or 2 left, token blocks (4096: 12 tokens) with
+    a short last one, and an output stride wider than the rows."""
+    rng = np.random.default_rng(17)
+    for k, nr, m in ((64, 6, 5), (1536, 10, 40), (4096, 7, 25)):
+        w = rng.standard_normal((nr, k)).astype(np.float16)
+        x = (rng.standard_normal((m, k)) * 3).astype(np.float16)
+        expected = ref_dot_f16_tinyblas(w[None, :, :], x[:, None, :])
+        for lvl, lib in libs.items():
+            y = np.full((m, nr + 3), np.nan, np.float32)
+            lib.lc_gemm_f16(k, _ptr(w), 2 * k, nr, _ptr(x), 2 * k, m, _FFI.cast("float *", y.ctypes.data), nr + 3)
+            np.testing.assert_array_equal(y[:, :nr].view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
+            assert np.isnan(y[:, nr:]).all(), f"{lvl} k={k}: wrote past its rows"
 
 
 def test_quantize_q8_K_matches_ggml_reference(libs):

@@ -484,12 +484,19 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
         }
         for (int64_t t = t0; t < t1; t++) {
             const float *mask = mask_all + t * a->n_ctx + c0;
+            float mask16[FA_TILE];  /* the tile's mask, rounded to f16 once for the group's heads */
+            int64_t m = 0;
+#if defined(LC_AVX2)
+            for (; m + 8 <= nc; m += 8)
+                _mm256_storeu_ps(mask16 + m, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(mask + m), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+            for (; m < nc; m++) mask16[m] = round_f16(mask[m]);
             for (int64_t g = 0; g < G; g++) {
                 const int64_t h = kvh * G + g;
                 const float slope = head_slope(a, (uint32_t)h);
                 float *st = state + ((t - t0) * G + g) * (hd + 2), *acc = st + 2;
                 int seen = 0;
-                for (int64_t c = 0; c < nc; c++) seen |= slope * round_f16(mask[c]) != -INFINITY;
+                for (int64_t c = 0; c < nc; c++) seen |= slope * mask16[c] != -INFINITY;
                 if (!seen) continue;
                 const float *q = q_all + (t * a->n_head + h) * hd;
 #if defined(LC_AVX512)
@@ -519,7 +526,7 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                     float s = kq[c] * a->scale;
                     if (a->softcap != 0.0f) s = tanhf(s) * a->softcap;
                     if (c >= nc) s = -INFINITY;
-                    s += c < nc ? slope * round_f16(mask[c]) : -INFINITY;
+                    s += c < nc ? slope * mask16[c] : -INFINITY;
                     kq[c] = s;
                     tile_max = s > tile_max ? s : tile_max;
                 }
@@ -545,6 +552,29 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                     sum += (double)lc_reduce16_ordered(e);
                 }
                 st[1] = (float)((double)st[1] + sum);
+#if defined(LC_AVX2) && !defined(LC_AVX512)
+                /* simd_gemm: each value's sum over the tile's cells in order, 64 values at a time held
+                 * in registers (not stored and reloaded after every cell) */
+                int64_t d = 0;
+                for (; d + 64 <= hd; d += 64) {
+                    __m256 sums[8];
+                    for (int i = 0; i < 8; i++) sums[i] = _mm256_loadu_ps(acc + d + 8 * i);
+                    for (int64_t c = 0; c < nc; c++) {
+                        const __m256 pv = _mm256_set1_ps(kq[c]);
+                        const float *vr = vt + c * hd + d;
+                        for (int i = 0; i < 8; i++) sums[i] = _mm256_fmadd_ps(_mm256_loadu_ps(vr + 8 * i), pv, sums[i]);
+                    }
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(acc + d + 8 * i, sums[i]);
+                }
+                for (; d + 8 <= hd; d += 8) {
+                    __m256 sum = _mm256_loadu_ps(acc + d);
+                    for (int64_t c = 0; c < nc; c++)
+                        sum = _mm256_fmadd_ps(_mm256_loadu_ps(vt + c * hd + d), _mm256_set1_ps(kq[c]), sum);
+                    _mm256_storeu_ps(acc + d, sum);
+                }
+                for (; d < hd; d++)
+                    for (int64_t c = 0; c < nc; c++) acc[d] = fmaf(vt[c * hd + d], kq[c], acc[d]);
+#else
                 for (int64_t c = 0; c < nc; c++) {  /* simd_gemm: the tile's cells in order */
                     const float p = kq[c];
                     const float *vr = vt + c * hd;
@@ -553,13 +583,10 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                     const __m512 pv = _mm512_set1_ps(p);
                     for (; d + 16 <= hd; d += 16)
                         _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(vr + d), pv, _mm512_loadu_ps(acc + d)));
-#elif defined(LC_AVX2)
-                    const __m256 pv = _mm256_set1_ps(p);
-                    for (; d + 8 <= hd; d += 8)
-                        _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(_mm256_loadu_ps(vr + d), pv, _mm256_loadu_ps(acc + d)));
 #endif
                     for (; d < hd; d++) acc[d] = fmaf(vr[d], p, acc[d]);
                 }
+#endif
             }
         }
     }

@@ -1,4 +1,4 @@
-/* The kernels this plugin's own files provide (quants.c): activation quantizers, the vec_dot and
+/* The kernels this plugin's own files provide (quants.c, gemm_f16.c): activation quantizers, the vec_dot and
  * dequant_row of F32, F16, Q8_0 and Q4_1, and the tile kernels the matmul uses. */
 #ifndef LC_KERNELS_H
 #define LC_KERNELS_H
@@ -33,6 +33,12 @@ void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, i
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* AVX2 builds */
 void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* f16 w, f32 x (f16 values), rows of 16s */
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
+
+/* gemm_f16.c: y[j * ldy + r] for nr f16 weight rows (w_stride bytes apart) times m f16 activation
+ * rows (x_stride bytes apart), k a multiple of 16: the f16 tile's order (tinyBLAS's), register-tiled
+ * and cache-blocked for many tokens */
+void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
+                 float *y, size_t ldy);
 
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */
 void lc_fp16_to_fp32_row(const lc_fp16_t *x, float *y, int64_t n);

@@ -111,6 +111,10 @@ static int64_t q4_K_gemm_tokens(const lc_node *nd) {
  * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
 enum { PACKED_MIN_TOKENS = 16 };
 
+/* An f16 weight meets a batch this long or longer through the register-tiled f16 GEMM (lc_gemm_f16),
+ * which converts the chunk's weight rows to floats once: the f16 tile's bits, faster for many tokens. */
+enum { F16_GEMM_MIN_TOKENS = 16 };
+
 /* The order of the packed GEMM for the tokens [0, *n_packed) of the batch, or LC_ORDER_NONE. */
 static int packed_order(const lc_node *nd, int64_t *n_packed) {
     *n_packed = 0;
@@ -150,6 +154,10 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     (void)scratch;
     (void)order;
 #endif
+    if (f16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {
+        lc_gemm_f16(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, (size_t)x_bytes, m, y + r0, (size_t)n);
+        return;
+    }
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
