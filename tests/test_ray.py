@@ -134,6 +134,31 @@ def test_three_stages_give_the_one_machine_logits_batch_and_token_by_token(split
         "".join(solo.generate(PROMPT, max_tokens=12, temperature=0))
 
 
+@pytest.mark.slow
+def test_steps_in_flight_through_the_stages_give_the_one_machine_logits(split_llms):
+    """Three sequences, each step of all three submitted before any logits are read
+    (Context.decode_async): the stages work on different sequences at once, and every row is the
+    one cpu_simd gives running the same steps one by one."""
+    from llmcore.api import Batch
+
+    ray_llm, solo = split_llms
+    prompts = [ray_llm.tokenize(p) for p in (PROMPT, "Once upon a time", "def fibonacci(n):")]
+    for llm in split_llms:
+        llm.reset()
+    steps = [[Batch.for_sequence(ids, 0, seq) for seq, ids in enumerate(prompts)]]
+    expected = [[solo.context.decode(batch) for batch in steps[0]]]
+    for _ in range(3):
+        steps.append([Batch.for_sequence([int(np.argmax(rows[-1]))], int(batch.positions[-1]) + 1, seq)
+                      for seq, (batch, rows) in enumerate(zip(steps[-1], expected[-1]))])
+        expected.append([solo.context.decode(batch) for batch in steps[-1]])
+    pending = [[ray_llm.context.decode_async(batch) for batch in step] for step in steps]
+    for got, want in zip(pending, expected):
+        for logits, rows in zip(got, want):
+            assert np.array_equal(logits.result(), rows)
+    for llm in split_llms:
+        llm.reset()
+
+
 # -- serve --replicas 2 on the cluster (slow): one replica on each worker -----------------------
 
 PROMPTS = ["Tell me about cats.", "What is 2+2?", "Write a haiku about rain.", "Who wrote Hamlet?",
@@ -147,7 +172,7 @@ def replicas_server(cluster, default_model_path):
     local, _ = cluster
     # -fa off: a row's logits do not depend on the batch it shares (test_server.py's reason)
     proc = ServerProcess(default_model_path, "--replicas", "2", "--ray", local.address, "-np", "2", "-c", "1024",
-                         "-fa", "off")
+                         "-fa", "off", "--metrics")
     yield proc
     proc.stop()
 
@@ -204,6 +229,29 @@ def test_a_conversation_goes_back_to_the_replica_holding_its_cache(replicas_serv
     assert second["timings"]["prompt_n"] < second["usage"]["prompt_tokens"] // 2
 
 
+def prometheus(url: str) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics").text
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if not line.startswith("#")}
+
+
+@pytest.mark.slow
+def test_metrics_sum_the_replicas(replicas_server, replicas_client):
+    """Four requests of 6 tokens at once spread over both replicas (2 slots each): /metrics counts
+    all of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = prometheus(replicas_server.url)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda p: stream_text(replicas_client, p, max_tokens=6, ignore_eos=True), PROMPTS[:4]))
+    time.sleep(0.5)  # a replica counts a request once its last event is out
+    after = prometheus(replicas_server.url)
+    assert after["llamacpp:requests_finished_total"] - before["llamacpp:requests_finished_total"] == 4
+    assert after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"] == 24
+    assert after["llamacpp:requests_processing"] == 0
+
+
 @pytest.mark.slow
 def test_a_killed_replica_ends_its_stream_with_an_error_within_5_s_and_the_pool_serves_on(replicas_server,
                                                                                         replicas_client):
@@ -235,6 +283,35 @@ def test_a_killed_replica_ends_its_stream_with_an_error_within_5_s_and_the_pool_
         assert time.monotonic() < deadline, "the killed replica did not come back"
         time.sleep(0.5)
     assert httpx.get(f"{url}/health").json()["replicas"][replica]["pid"] != pid
+
+
+@pytest.mark.slow
+def test_a_request_waiting_on_a_killed_replica_is_served_by_another(replicas_server, replicas_client):
+    """A request queued behind a long stream on replica 0's slot 0 (``id_slot``) has sent nothing
+    when the replica dies: it is retried on replica 1 and gets its whole reply, the one it gets alone."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = replicas_server.url
+    deadline = time.monotonic() + 180
+    while any(r["state"] != "alive" for r in httpx.get(f"{url}/health").json()["replicas"]):  # after the kill above
+        assert time.monotonic() < deadline, "a replica did not come back"
+        time.sleep(0.5)
+    expected = stream_text(replicas_client, PROMPTS[2])
+    stream = replicas_client.chat.completions.create(model="any", messages=[{"role": "user", "content": "Go on."}],
+                                                     max_tokens=400, temperature=0, stream=True,
+                                                     extra_body={"ignore_eos": True, "id_slot": 0})
+    chunks = iter(stream)
+    next(chunks)
+    with ThreadPoolExecutor(1) as pool:
+        queued = pool.submit(stream_text, replicas_client, PROMPTS[2], id_slot=0)
+        time.sleep(1.0)  # it reaches replica 0 and waits there for slot 0
+        assert not queued.done()
+        os.kill(httpx.get(f"{url}/health").json()["replicas"][0]["pid"], 9)
+        killed_at = time.monotonic()
+        assert queued.result(timeout=60) == expected  # raises on any error event
+    assert time.monotonic() - killed_at < 10
+    stream.close()
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def test_a_replica_remembers_four_prompts_per_slot():
 
 
 def test_serve_refuses_replicas_with_a_flag_they_do_not_support_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "llmcore", "serve", "--replicas", "2", "--metrics", "--port", "0"],
+    result = subprocess.run([sys.executable, "-m", "llmcore", "serve", "--replicas", "2", "--embedding", "--port", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].endswith("--replicas does not support --metrics yet")
+    assert result.stderr.strip().splitlines()[-1].endswith("--replicas does not support --embedding yet")

@@ -125,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_replica_flags(args: argparse.Namespace) -> None:
-    for flag, given in (("--embedding", args.embedding), ("--metrics", args.metrics),
-                        ("--slot-save-path", args.slot_save_path)):
+    for flag, given in (("--embedding", args.embedding), ("--slot-save-path", args.slot_save_path)):
         if given:
             raise LLMCoreError(f"--replicas does not support {flag} yet")
 

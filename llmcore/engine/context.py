@@ -3,15 +3,20 @@ The counterpart of llama.h's ``llama_context``: :meth:`Context.decode` and the K
 operations (``seq_remove``, ``seq_copy``, ``seq_keep``, ``seq_shift``, ``seq_pos_max``).
 
 It compiles one graph per batch shape (tokens, outputs) and reuses it for every step of that
-shape; per step it only claims cache cells, builds the attention mask and runs the graph.
+shape; per step it only claims cache cells, builds the attention mask and runs the graph. Where
+layers run on other machines (a backend that ``pipelines``), steps are queued on a
+:class:`~llmcore.graph.scheduler.Pipeline` and several are in flight at once
+(:meth:`Context.decode_async`).
 """
 
 from __future__ import annotations
 
 import math
 import resource
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +28,9 @@ from llmcore.errors import BackendError, LLMCoreError
 from llmcore.graph import kv_types
 from llmcore.graph.ir import F16, DType, Graph, Node, Op
 from llmcore.graph.kv_types import CacheConfig
-from llmcore.graph.placement import LayerPlacement
+from llmcore.graph.placement import INPUT_LAYER, LayerPlacement
 from llmcore.graph.rope import RopeParams, rope
-from llmcore.graph.scheduler import CompiledGraph, assign
+from llmcore.graph.scheduler import CompiledGraph, Pipeline, assign
 from llmcore.graph.taps import mul_mat_inputs, tap_mul_mat_inputs
 from llmcore.engine import embeddings
 from llmcore.engine.kv_cache import KVCells
@@ -76,6 +81,10 @@ class Context:
         self.cells = RecurrentStates(n_ctx, n_seq_max) if self.arch.recurrent else KVCells(n_ctx)
         self._plans: OrderedDict[tuple[int, int, bool], CompiledGraph] = OrderedDict()
         self._mul_mat_observer: MulMatObserver | None = None
+        placed = [*placement.backends.values(), *(o.backend for o in placement.overrides)]
+        self._pipeline = Pipeline() if Pipeline.wanted(placed) else None
+        if self._pipeline is not None:
+            weakref.finalize(self, self._pipeline.close)
         self._load_weights(one_token)
 
     @property
@@ -145,6 +154,7 @@ class Context:
         if key in self._plans:
             self._plans.move_to_end(key)
         else:
+            self.synchronize()  # a backend compiles while none of its steps runs
             graph = self.arch.build_graph(n_tokens, n_outputs, embd_input)
             if self._mul_mat_observer is not None:
                 graph = tap_mul_mat_inputs(graph)
@@ -161,16 +171,34 @@ class Context:
         return float32 logits [rows with batch.logits set, n_vocab] in batch order. Without
         ``causal_attn`` (llama_set_causal_attn off: Gemma 3's images) a token also sees the later
         positions of its sequence in the micro-batch."""
+        return self.decode_async(batch, n_batch, causal_attn).result()
+
+    def decode_async(self, batch: Batch, n_batch: int | None = None, causal_attn: bool = True) -> PendingLogits:
+        """:meth:`decode` without waiting for the logits, as llama_decode's work goes on until its
+        logits are read. Where layers run on other machines (a backend that ``pipelines``), the
+        micro-batches of this call and of the calls made before their logits are read are in flight
+        together: stage k computes one while stage k+1 computes the one before (llama.cpp's pipeline
+        parallelism), with the results of decoding them one by one. Elsewhere it computes the logits
+        before it returns."""
         if self.pooling is not None:
             encoder = f" ({self.model.hparams.arch} is an encoder)" if self.arch.encoder_only else ""
             raise LLMCoreError(f"this context computes embeddings, not logits{encoder}")
         step = n_batch or self.n_batch
-        outputs = []
-        for start in range(0, len(batch), step):
-            outputs.append(self._decode_ubatch(batch.slice(start, start + step), causal_attn))
-        if not outputs:
-            return np.zeros((0, self.model.hparams.n_vocab), np.float32)
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        parts = [self._submit_ubatch(batch.slice(start, start + step), causal_attn) for start in range(0, len(batch), step)]
+        return PendingLogits(self, parts)
+
+    @property
+    def pipeline_depth(self) -> int:
+        """How many steps are worth having in flight: one per backend holding layers where steps
+        pipeline (a stage each), else 1."""
+        if self._pipeline is None:
+            return 1
+        return len({id(backend) for layer, backend in self.placement.backends.items() if layer != INPUT_LAYER})
+
+    def synchronize(self) -> None:
+        """Wait for the steps in flight (llama_synchronize): the caches hold their writes after it."""
+        if self._pipeline is not None:
+            self._pipeline.wait()
 
     def embeddings(self, batch: Batch) -> np.ndarray:
         """Run ``batch`` in an embedding context and return its embeddings (llama.cpp's
@@ -181,6 +209,7 @@ class Context:
         pooling = self.pooling
         if pooling is None:
             raise LLMCoreError("this context computes logits: create it with a pooling type for embeddings")
+        self.synchronize()
         outputs = []
         for ubatch in embeddings.micro_batches(batch, self.n_batch):
             every_row = np.arange(len(ubatch), dtype=np.int32)
@@ -233,24 +262,35 @@ class Context:
             feeds["pool_rows"] = pool_rows
         return feeds
 
-    def _decode_ubatch(self, ubatch: Batch, causal_attn: bool = True) -> np.ndarray:
+    def _submit_ubatch(self, ubatch: Batch, causal_attn: bool = True) -> Future[dict[str, np.ndarray]]:
+        """Claim cells for ``ubatch`` and run its step, or queue it on the pipeline."""
+        if self._pipeline is not None and self._pipeline.failure is not None:
+            self.forget_failed_steps()
         out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
         n_kv, feeds = self._feeds(ubatch, out_ids, causal_attn=causal_attn)
         if ubatch.embd is not None:
             feeds["embd"] = ubatch.embd
+        plan = self.compiled(len(ubatch), len(out_ids), ubatch.embd is not None)
+        if self._pipeline is not None:
+            return self._pipeline.submit(plan, feeds, n_kv)
         try:
-            results = self.compiled(len(ubatch), len(out_ids), ubatch.embd is not None).run(feeds, n_kv)
+            results = plan.run(feeds, n_kv)
         except BackendError:
-            # the step may have written some layers' caches and not others (or a device holding a
-            # part of the cache died): every sequence starts over
-            self.cells.clear()
+            self.forget_failed_steps()
             raise
-        if self._mul_mat_observer is not None:
-            for tensor, activations in mul_mat_inputs(results):
-                self._mul_mat_observer(tensor, activations)
-        return results["logits"]
+        done: Future[dict[str, np.ndarray]] = Future()
+        done.set_result(results)
+        return done
+
+    def forget_failed_steps(self) -> None:
+        """After a step failed: the step may have written some layers' caches and not others (or a
+        device holding a part of the cache died), and so may the steps in flight behind it: every
+        sequence starts over."""
+        if self._pipeline is None or self._pipeline.recover():
+            self.cells.clear()
 
     def memory_used(self) -> dict[str, dict[str, int]]:
+        self.synchronize()
         return {b.name: b.memory_used() for b in self.backends}
 
     def kv_bytes(self) -> tuple[int, int]:
@@ -333,7 +373,9 @@ class Context:
     def cache_views(self) -> dict[str, np.ndarray]:
         """Every KV cache by name, as its backend's host-visible [n_ctx, width] array (writes reach
         the backend by the next step). Compiling the one-token graph allocates the caches of a
-        context that has not decoded yet; every generation step runs it anyway."""
+        context that has not decoded yet; every generation step runs it anyway. Waits for the steps
+        in flight first."""
+        self.synchronize()
         views = {}
         for split in self.compiled(1, 1).splits:
             for node in split.subgraph.caches:
@@ -388,6 +430,33 @@ class Context:
     def _weight(self, node: Node) -> np.ndarray:
         data = self.model.weight_data(node)
         return dequantize(data.raw, data.type, data.shape)
+
+
+class PendingLogits:
+    """The logits of a :meth:`Context.decode_async` call, maybe still being computed."""
+
+    def __init__(self, context: Context, parts: Sequence[Future[dict[str, np.ndarray]]]) -> None:
+        self._context = context
+        self._parts = parts
+
+    def done(self) -> bool:
+        return all(part.done() for part in self._parts)
+
+    def result(self) -> np.ndarray:
+        """Wait for the logits: float32 [rows with batch.logits set, n_vocab] in batch order. A
+        failed step raises its ``BackendError`` (every sequence starts over)."""
+        try:
+            results = [part.result() for part in self._parts]
+        except BackendError:
+            self._context.forget_failed_steps()
+            raise
+        observer = self._context._mul_mat_observer
+        for outputs in results if observer is not None else ():
+            for tensor, activations in mul_mat_inputs(outputs):
+                observer(tensor, activations)
+        if not results:
+            return np.zeros((0, self._context.model.hparams.n_vocab), np.float32)
+        return results[0]["logits"] if len(results) == 1 else np.concatenate([r["logits"] for r in results])
 
 
 def _check_adapters_used(graph: Graph, adapters: Sequence[LoraAdapter]) -> None:

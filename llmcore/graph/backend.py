@@ -90,6 +90,10 @@ class Backend(abc.ABC):
     #: True for backends that compute in host memory on the CPU (reference, cpu_simd): they run
     #: the layers that are not offloaded and the ops an accelerator lacks
     runs_on_host: ClassVar[bool] = False
+    #: True for backends whose devices are other machines, whose ``run`` mostly waits for them: the
+    #: scheduler then runs their splits on threads of their own, several steps in flight through the
+    #: stages (``scheduler.Pipeline``)
+    pipelines: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

@@ -1,10 +1,14 @@
 """The scheduler: places each node of a graph on a backend, layer by layer, cuts the graph into
 splits of consecutive nodes on one backend, and runs the splits in order, copying the values that
-cross a split boundary. Dispatch is decided here, once per graph, never per op call."""
+cross a split boundary. Dispatch is decided here, once per graph, never per op call. Where backends
+on other machines hold stages of the model, a :class:`Pipeline` keeps several steps in flight."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +71,119 @@ def _run_splits(splits: Sequence[Split], values: dict[int, np.ndarray], n_kv: in
     for split in splits:
         results = split.executable.run({n.id: values[n.id] for n in split.subgraph.inputs}, n_kv)
         values.update((n.id, r) for n, r in zip(split.subgraph.outputs, results))
+
+
+class Pipeline:
+    """Steps of compiled graphs in flight together, as llama.cpp's scheduler pipelines micro-batches
+    over devices. Each backend that ``pipelines`` (a device on another machine) runs its splits on a
+    thread of its own, the other backends theirs on one shared thread; every thread takes its splits
+    in the order the steps were submitted, and a step's split starts once the step's previous split
+    has ended. So stage k computes one step while stage k+1 computes the step before, and each
+    backend meets the steps, and its caches their writes, in the order of running them one by one:
+    the results are the same.
+
+    A failed split fails its step and every step in flight behind it (their caches may miss its
+    writes): :meth:`recover` waits for them and clears the failure."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[int | None, queue.SimpleQueue[_Task | None]] = {}
+        self._in_flight: list[Future[dict[str, np.ndarray]]] = []
+        self.failure: BaseException | None = None
+
+    @staticmethod
+    def wanted(backends: Sequence[Backend]) -> bool:
+        """Whether steps over ``backends`` gain from a pipeline: one of them pipelines."""
+        return any(backend.pipelines for backend in backends)
+
+    def submit(self, graph: CompiledGraph, feeds: Mapping[str, np.ndarray], n_kv: int) -> Future[dict[str, np.ndarray]]:
+        """Queue one step of ``graph`` (what :meth:`CompiledGraph.run` computes) and return at once."""
+        values: dict[int, np.ndarray] = {graph.graph.inputs[name].id: value for name, value in feeds.items()}
+        step: Future[dict[str, np.ndarray]] = Future()
+        previous: Future[None] | None = None
+        for split in graph.splits:
+            done: Future[None] = Future()
+            self._lane(split.backend).put(_Task(self, split, values, n_kv, previous, done))
+            previous = done
+
+        def finish(last: Future[None]) -> None:
+            error = last.exception()
+            if error is not None:
+                step.set_exception(error)
+            else:
+                step.set_result({name: values[node.id] for name, node in graph.graph.outputs.items()})
+
+        if previous is None:
+            finish(_done())
+        else:
+            previous.add_done_callback(finish)
+        self._in_flight = [f for f in self._in_flight if not f.done()] + [step]
+        return step
+
+    def wait(self) -> None:
+        """Wait until every step submitted has ended (failed or not)."""
+        for step in self._in_flight:
+            step.exception()
+        self._in_flight.clear()
+
+    def recover(self) -> bool:
+        """After a failure: wait for the steps in flight, which fail too, and run steps again from
+        now on. Whether there was a failure to recover from."""
+        if self.failure is None:
+            return False
+        self.wait()
+        self.failure = None
+        return True
+
+    def close(self) -> None:
+        """End the threads once the steps in flight have ended."""
+        for lane in self._lanes.values():
+            lane.put(None)
+        self._lanes.clear()
+
+    def _lane(self, backend: Backend) -> queue.SimpleQueue[_Task | None]:
+        key = id(backend) if backend.pipelines else None
+        if key not in self._lanes:
+            lane: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+            name = backend.name if backend.pipelines else "host"
+            threading.Thread(target=_work, args=(lane,), name=f"llmcore-pipeline-{name}", daemon=True).start()
+            self._lanes[key] = lane
+        return self._lanes[key]
+
+
+@dataclass
+class _Task:
+    """One split of one step: run it once the step's previous split has ended."""
+
+    pipeline: Pipeline
+    split: Split
+    values: dict[int, np.ndarray]
+    n_kv: int
+    previous: Future[None] | None
+    done: Future[None]
+
+    def run(self) -> None:
+        error = self.previous.exception() if self.previous is not None else None
+        error = error or self.pipeline.failure
+        if error is None:
+            try:
+                _run_splits([self.split], self.values, self.n_kv)
+            except BaseException as failed:  # noqa: BLE001 - handed to whoever waits for the step
+                error = self.pipeline.failure = self.pipeline.failure or failed
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
+
+
+def _work(lane: queue.SimpleQueue[_Task | None]) -> None:
+    while (task := lane.get()) is not None:
+        task.run()
+
+
+def _done() -> Future[None]:
+    future: Future[None] = Future()
+    future.set_result(None)
+    return future
 
 
 def assign(node: Node, place: Callable[[Node], Backend], fallback: Backend | Sequence[Backend]) -> Backend:

@@ -297,8 +297,7 @@ def create_app(llm: LLM, *, n_parallel: int = 1, api_key: str | None = None, tim
     async def prometheus_metrics() -> PlainTextResponse:
         if not metrics:
             raise APIError(501, "This server does not support metrics endpoint. Start it with `--metrics`")
-        text = batcher.metrics.render(requests_processing=batcher.n_processing, requests_deferred=batcher.n_deferred,
-                                     kv_cache_tokens=batcher.context.cells.n_used, kv_cache_size=llm.n_ctx)
+        text = await asyncio.to_thread(batcher.render_metrics)  # a pool of replicas asks each of them
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- the chat page ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from llmcore.api.llm import LLM
 from llmcore.api.types import FinishReason, Timings
 from llmcore.engine import mtmd, state
 from llmcore.engine.batch import Batch
+from llmcore.engine.context import PendingLogits
 from llmcore.errors import LLMCoreError
 from llmcore.engine.sampling import CandidateProbs, Sampler, pre_sampling_probs
 from llmcore.engine.sequence import Generation, StopType, context_shift_span
@@ -125,6 +126,16 @@ class Run:
         return min((start for start in self.images if start >= position), default=len(self.job.prompt_tokens))
 
 
+@dataclass(eq=False)
+class Step:
+    """A batch decoded for some slots, its logits maybe still being computed (a pipelined context)."""
+
+    logits: PendingLogits
+    fed: list[tuple[Slot, list[int]]]  # each slot's tokens in the batch, in batch order
+    sampled: list[tuple[Slot, list[int]]]  # the slots sampled from its rows, with their drafted tokens
+    n_busy: int  # busy slots that took part
+
+
 _STOP = object()
 _WAKE = object()
 _SHUT_DOWN = object()
@@ -155,6 +166,9 @@ class Batcher:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
         self._actions: list[SlotAction] = []
+        # steps in flight, oldest first: with a context whose stages pipeline, a step takes a share of
+        # the slots and the next one others while it passes the stages
+        self._in_flight: deque[Step] = deque()
         self._thread: threading.Thread | None = None
         self._shutting_down = False
 
@@ -202,6 +216,16 @@ class Batcher:
         """What ``/health`` reports: one engine in this process serves while the server runs."""
         return {"status": "ok"}
 
+    def metrics_state(self) -> tuple[Metrics, dict[str, int]]:
+        """The counters and the gauges ``/metrics`` shows (``Metrics.render``'s arguments)."""
+        return self.metrics, {"requests_processing": self.n_processing, "requests_deferred": self.n_deferred,
+                              "kv_cache_tokens": self.context.cells.n_used, "kv_cache_size": self.llm.n_ctx}
+
+    def render_metrics(self) -> str:
+        """``/metrics``: the Prometheus text."""
+        metrics, gauges = self.metrics_state()
+        return metrics.render(**gauges)
+
     def slot_states(self) -> list[dict[str, Any]]:
         """What ``/slots`` reports: each slot's size, whether it is busy and what its cache holds."""
         states = []
@@ -227,10 +251,14 @@ class Batcher:
                 self._drop_cancelled()
                 self._run_actions()
                 self._assign()
-                if any(s.busy for s in self.slots):
+                if self._ready() and len(self._in_flight) < self.context.pipeline_depth:
                     self._step()
+                elif self._in_flight:
+                    self._land(self._in_flight.popleft())
             except Exception as error:  # a bug: fail what is running, but keep serving
                 log.exception("engine step failed")
+                self.context.synchronize()
+                self._in_flight.clear()
                 for slot in self.slots:
                     if slot.busy:
                         self._fail(slot, error, drop_cache=True)
@@ -256,6 +284,8 @@ class Batcher:
                 return True
 
     def _end_all(self) -> None:
+        while self._in_flight:
+            self._land(self._in_flight.popleft())
         for job in self._waiting:
             _emit(job, ErrorEvent(APIError(503, _SHUTTING_DOWN)))
         self._waiting.clear()
@@ -269,8 +299,8 @@ class Batcher:
     def _drop_cancelled(self) -> None:
         if any(job.cancelled for job in self._waiting):
             self._waiting = deque(job for job in self._waiting if not job.cancelled)
-        for slot in self.slots:
-            if slot.run is not None and slot.run.job.cancelled:
+        for slot in self._ready():  # a slot in flight is released when its step lands
+            if slot.run.job.cancelled:
                 slot.release()
 
     def _run_actions(self) -> None:
@@ -332,13 +362,23 @@ class Batcher:
                                 context_shift=self.context_shift)
         slot.run = Run(job, generation, n_keep, images=dict(mtmd.image_spans(job.chunks or [])))
 
+    def _ready(self) -> list[Slot]:
+        """The busy slots whose last step has landed."""
+        flying = {id(slot) for step in self._in_flight for slot, _ in step.fed}
+        return [s for s in self.slots if s.busy and id(s) not in flying]
+
     def _step(self) -> None:
         """Decode one batch: every generating slot's pending token, then prompt chunks within n_batch.
         One batch runs with one set of LoRA scales: those of the slot that started first; slots
-        with others wait for a later step (as llama-server batches only slots of equal adapters)."""
-        busy = [s for s in self.slots if s.busy]
+        with others wait for a later step (as llama-server batches only slots of equal adapters).
+        Where the context's stages pipeline (layers on other machines), the batch takes 1 / depth
+        of the busy slots and stays in flight while the next steps take the others."""
+        busy = self._ready()
         lora = min(busy, key=lambda s: s.run.generation.t_start).lora
         busy = [s for s in busy if s.lora == lora]
+        depth = self.context.pipeline_depth
+        if depth > 1:
+            busy = busy[:-(-sum(s.busy for s in self.slots) // depth)]
         self.context.set_lora_scales(lora)
         tokens: list[int] = []
         positions: list[int] = []
@@ -383,17 +423,30 @@ class Batcher:
             return
         batch = Batch(np.array(tokens), np.array(positions), np.array(seq_ids), np.array(wants))
         try:
-            logits = self.context.decode(batch)
+            step = Step(self.context.decode_async(batch), fed, sampled, len(busy))
         except Exception as error:  # noqa: BLE001 - logged by _fail; the cache of every slot in this batch is now in doubt
             for slot, _ in fed:
                 self._fail(slot, error, drop_cache=True)
             return
-        self.metrics.add_step(len(busy))
-        for slot, chunk in fed:
+        if depth > 1:
+            self._in_flight.append(step)
+        else:
+            self._land(step)
+
+    def _land(self, step: Step) -> None:
+        """Take a step's logits: its slots' tokens join their caches, and the slots sample."""
+        try:
+            logits = step.logits.result()
+        except Exception as error:  # noqa: BLE001 - logged by _fail; the cache of every slot in this batch is now in doubt
+            for slot, _ in step.fed:
+                self._fail(slot, error, drop_cache=True)
+            return
+        self.metrics.add_step(step.n_busy)
+        for slot, chunk in step.fed:
             slot.cached += chunk
             slot.run.pending = None
         row = 0
-        for slot, drafted in sampled:
+        for slot, drafted in step.sampled:
             rows = logits[row:row + 1 + len(drafted)]
             row += len(rows)
             if slot.run.job.cancelled:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass
@@ -26,6 +26,11 @@ class Metrics:
     def add_step(self, n_busy_slots: int) -> None:
         self.n_decode_total += 1
         self.n_busy_slots_total += n_busy_slots
+
+    def add(self, other: Metrics) -> None:
+        """Count ``other``'s work too (``serve --replicas`` sums its replicas')."""
+        for counter in fields(self):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
     def render(self, *, requests_processing: int, requests_deferred: int, kv_cache_tokens: int,
                kv_cache_size: int) -> str:

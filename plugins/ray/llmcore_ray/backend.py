@@ -35,6 +35,8 @@ class RayBackend(Backend):
     # above the local accelerators: a cluster is used only when the user names one with --ray
     priority = 40
     api_version = PLUGIN_API_VERSION
+    # a run waits for the node: several steps in flight keep every stage busy (docs/ray.md)
+    pipelines = True
     address: ClassVar[str | None] = None
 
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from llmcore.errors import LLMCoreError
 from llmcore.server.batcher import ErrorEvent, Event, Job, SlotAction, TokenEvent
 from llmcore.server.errors import APIError
+from llmcore.server.metrics import Metrics
 from llmcore_ray import cluster
 from llmcore_ray_serve.replica import RemoteError, Replica
 from llmcore_ray_serve.routing import ReplicaLoad, choose_replica
@@ -45,6 +46,8 @@ class _ReplicaHandle:
     actor: Any
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     state: str = "starting"  # starting, alive, restarting, dead
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)  # its counters, as last read
+    retired: Metrics = dataclasses.field(default_factory=Metrics)  # the counters of its processes that died
 
 
 class ReplicaPool:
@@ -148,6 +151,26 @@ class ReplicaPool:
                                "replica": replica.load.index})
         return states
 
+    def render_metrics(self) -> str:
+        """``/metrics``: the replicas' counters summed, a replica's that died as last read (so that
+        they never go down), and the gauges of the replicas alive summed."""
+        import ray
+
+        alive = [r for r in self._replicas if r.state == "alive"]
+        gauges = {"requests_processing": 0, "requests_deferred": 0, "kv_cache_tokens": 0, "kv_cache_size": 0}
+        for replica, ref in zip(alive, [r.actor.metrics_state.remote() for r in alive]):
+            try:
+                replica.metrics, state = ray.get(ref, timeout=5)
+            except Exception:  # noqa: BLE001 - died since: its relays report it; count what was read
+                continue
+            for name, value in state.items():
+                gauges[name] += value
+        total = Metrics()
+        for replica in self._replicas:
+            total.add(replica.metrics)
+            total.add(replica.retired)
+        return total.render(**gauges)
+
     # -- relaying a job -------------------------------------------------------------------------
 
     def _relay(self, job: Job) -> None:
@@ -234,6 +257,8 @@ class ReplicaPool:
                 return
         with self._lock:
             replica.info, replica.state, replica.load.alive = info, "alive", True
+            replica.retired.add(replica.metrics)  # the new process counts from 0
+            replica.metrics = Metrics()
         log.warning("replica %d is back (%s pid %s)", replica.load.index, info.get("host"), info.get("pid"))
 
     def _shutdown_ray(self) -> None:

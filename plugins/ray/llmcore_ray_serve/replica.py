@@ -13,6 +13,7 @@ from typing import Any
 
 from llmcore.api.llm import LLM
 from llmcore.server.batcher import Batcher, ErrorEvent, Event, Job, TokenEvent
+from llmcore.server.metrics import Metrics
 
 _CANCELLED = object()
 
@@ -77,6 +78,9 @@ class Replica:
 
     def slot_states(self) -> list[dict[str, Any]]:
         return self.batcher.slot_states()
+
+    def metrics_state(self) -> tuple[Metrics, dict[str, int]]:
+        return self.batcher.metrics_state()
 
     def shut_down(self) -> None:
         self.batcher.shut_down()
