@@ -27,7 +27,7 @@ from llmcore.graph import kv_types
 from llmcore.graph.backend import Availability, Backend, Device, Executable, Subgraph, WeightData
 from llmcore.graph.ir import F16, F32, I32, DType, Node, Op, is_per_row
 from llmcore.graph.lowering import STEP_KEY, ArenaLowering, ArenaProgram, Ref, node_bytes, row_bytes
-from llmcore.graph.rope import RopeParams, rope, rope_cos_sin, yarn_corr_dims
+from llmcore.graph.rope import RopeParams, mrope_cos_sin, rope, rope_cos_sin, rope_multi, yarn_corr_dims
 from llmcore.graph.scheduler import ScheduledSubgraph
 from llmcore.paths import cache_dir
 from llmcore.quants.build import tables_header as ggml_tables_header
@@ -46,8 +46,10 @@ from llmcore.quants.build import tables_header as ggml_tables_header
 #: backends whose devices are other machines: ``WeightData.file``/``offset``, ``Backend.configure``,
 #: discovery (``discover_backends``, ``probe_backend``, ``host_backends``) and ``ScheduledSubgraph``; 2.8
 #: ``ggml_tables_header`` (ggml-common.h's i-quant grids, sign tables and FP4/IQ4 levels as C arrays);
-#: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache.
-PLUGIN_API_VERSION = "2.9"
+#: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache;
+#: 2.10 ROPE_MULTI (Qwen2-VL's M-RoPE and its vision encoder's 2-D rotation) with ``rope_multi`` and
+#: ``mrope_cos_sin``.
+PLUGIN_API_VERSION = "2.10"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
@@ -149,5 +151,6 @@ __all__ = [
     "Availability", "Backend", "BackendError", "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node",
     "Op", "Ref", "RopeParams", "Subgraph", "WeightData", "cache_dir", "dequantize", "ggml_tables_header", "hookimpl",
     "is_per_row",
-    "kv_types", "llmcore_backends", "node_bytes", "rope", "rope_cos_sin", "row_bytes", "yarn_corr_dims",
+    "kv_types", "llmcore_backends", "mrope_cos_sin", "node_bytes", "rope", "rope_cos_sin", "rope_multi", "row_bytes",
+    "yarn_corr_dims",
 ]

@@ -187,6 +187,8 @@ def _add_value(writer: gguf.GGUFWriter, key: str, value: object) -> None:
         writer.add_uint32(key, value)
     elif isinstance(value, float):
         writer.add_float32(key, value)
+    elif isinstance(value, (list, tuple)):
+        writer.add_array(key, list(value))
     else:
         writer.add_string(key, str(value))
 

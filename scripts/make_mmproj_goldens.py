@@ -3,7 +3,7 @@ CLIP vision projector (``mmproj``), PNG images of several sizes and aspect ratio
 mtmd (llama-cpp-python 0.3.36's ``llama_cpp.mtmd_cpp``) computes for them.
 
     PYTHONPATH=/tmp/lcpp/llama_cpp_python-0.3.36/vendor/llama.cpp/gguf-py \\
-        /work/venv-oracle/bin/python scripts/make_mmproj_goldens.py
+        /work/venv-oracle/bin/python scripts/make_mmproj_goldens.py [PROJECTOR...]
 
 Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.py's tiny llama) and
 ``text-gemma3.gguf`` (its tiny Gemma 3), ``mmproj-<projector>.gguf`` (``mlp``: LLaVA 1.5's;
@@ -12,12 +12,15 @@ Writes into ``tests/fixtures/mtmd/``: ``text.gguf`` (scripts/make_arch_goldens.p
 MiniCPM-V 2.6's, for text-minicpmv.gguf (a tiny llama 128 wide with MiniCPM-V's slice tokens);
 ``gemma3``: a SigLIP ViT and
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
-shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary),
+shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary;
+``qwen2vl_merger``: Qwen2-VL's ViT (2-D rotary positions, two patch kernels, 8-pixel patches merged
+2x2) for text-qwen2vl.gguf, a tiny qwen2vl with M-RoPE sections 2, 3, 3 and its vision tokens),
 ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
 chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.n_chunks``; chunk i a text chunk's tokens
 ``<image>.chunk<i>.tokens`` or an image chunk's embeddings, ``mtmd_encode_chunk`` /
 ``mtmd_get_output_embd``: ``<image>.chunk<i>.embd`` float32 [tokens, n_embd]), the logits of the prompt's last token after
-``mtmd_helper_eval_chunks`` (``<image>.logits``) and 6 greedy tokens after it (``<image>.greedy``).
+``mtmd_helper_eval_chunks`` (``<image>.logits``), the position it returns (``<image>.n_past``) and 6
+greedy tokens after it (``<image>.greedy``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_arch_goldens  # noqa: E402
-from make_arch_goldens import TinyModel, gemma3, llama  # noqa: E402
+from make_arch_goldens import TinyModel, gemma3, llama, qwen2  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mtmd"
 PROMPT = "USER: <__media__>\nwhat is in the picture? ASSISTANT:"
@@ -49,9 +52,11 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     average-pooled into 9 tokens: the default scale factor, not written), post-LN, GELU."""
     rng = np.random.default_rng(seed)
     siglip = projector in ("gemma3", "idefics3", "resampler")
+    qwen = projector == "qwen2vl_merger"
     n_embd, n_ff, n_layer = 32, 64, 3
-    # MobileVLM's projectors are written for 24x24 patches
-    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldp": (48, 2), "ldpv2": (48, 2)}.get(projector, (56, 14))
+    # MobileVLM's projectors are written for 24x24 patches; Qwen2-VL's images take any size
+    image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldp": (48, 2), "ldpv2": (48, 2),
+                         "qwen2vl_merger": (64, 8)}.get(projector, (56, 14))
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -63,14 +68,16 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         tensors[f"{name}.weight"] = (1 + 0.1 * rng.normal(size=n)).astype(np.float32)
         tensors[f"{name}.bias"] = (0.1 * rng.normal(size=n)).astype(np.float32)
 
-    tensors["v.patch_embd.weight"] = rng.normal(0, 1 / np.sqrt(3 * patch * patch),
-                                                (n_embd, 3, patch, patch)).astype(np.float16)
-    if not siglip:
+    # Qwen2-VL's 3-D convolution is stored as two kernels, one per frame
+    for name in ("v.patch_embd.weight", "v.patch_embd.weight.1") if qwen else ("v.patch_embd.weight",):
+        tensors[name] = rng.normal(0, 1 / np.sqrt(3 * patch * patch), (n_embd, 3, patch, patch)).astype(np.float16)
+    if not siglip and not qwen:
         tensors["v.class_embd"] = rng.normal(0, 1, n_embd).astype(np.float32)
-    # MiniCPM-V buckets any grid into a 70 x 70 table of positions
+    # MiniCPM-V buckets any grid into a 70 x 70 table of positions; Qwen2-VL's are rotary
     n_pos = 70 * 70 if projector == "resampler" else (image_size // patch) ** 2 + (not siglip)
-    tensors["v.position_embd.weight"] = rng.normal(0, 0.5, (n_pos, n_embd)).astype(np.float32)
-    norm("v.post_ln" if siglip else "v.pre_ln", n_embd)
+    if not qwen:
+        tensors["v.position_embd.weight"] = rng.normal(0, 0.5, (n_pos, n_embd)).astype(np.float32)
+    norm("v.post_ln" if siglip or qwen else "v.pre_ln", n_embd)
     for il in range(n_layer):
         p = f"v.blk.{il}"
         for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
@@ -117,6 +124,9 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         matrix("resampler.proj", n_text_embd, n_text_embd, bias=False)
     elif projector == "idefics3":  # 2x2 windows of patches shuffled into rows of 4 n_embd
         matrix("mm.model.fc", n_text_embd, 4 * n_embd, bias=False)
+    elif qwen:  # the merger: each 2x2 block's patches joined, Linear(4 n_embd, 4 n_embd), GELU, Linear
+        matrix("mm.0", 4 * n_embd, 4 * n_embd)
+        matrix("mm.2", n_text_embd, 4 * n_embd)
 
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_name(f"tiny-random-mmproj-{projector}")
@@ -128,7 +138,7 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
                        "attention.head_count": 4, "image_size": image_size, "patch_size": patch,
                        "projection_dim": n_text_embd}.items():
         writer.add_uint32(f"clip.vision.{key}", value)
-    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6 if qwen else 1e-5)
     writer.add_array("clip.vision.image_mean", IMAGE_MEAN)
     if projector == "mlp-anyres":  # LLaVA 1.6's candidate resolutions (width, height), tiles of 56
         writer.add_array("clip.vision.image_grid_pinpoints", [112, 56, 56, 112, 112, 112])
@@ -207,6 +217,7 @@ def oracle(text_path: Path, mmproj_path: Path, image_path: Path) -> dict[str, np
         pos += 1
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
     out["greedy"] = np.array(greedy, np.int32)
+    out["n_past"] = np.array(n_past.value, np.int32)  # the text's next position (M-RoPE: images take fewer)
     mtmd.mtmd_input_chunks_free(chunks)
     mtmd.mtmd_bitmap_free(bitmap)
     mtmd.mtmd_free(mctx)
@@ -224,6 +235,7 @@ def gemma3_text(m: TinyModel) -> None:
 
 #: tokens that mtmd looks up by their text (SmolVLM's, MiniCPM-V's), in place of the tiny vocabulary's last
 #: ones (type 1: normal, 3: control)
+QWEN2VL_TOKENS = {510: ("<|vision_start|>", 3), 511: ("<|vision_end|>", 3)}
 SMOLVLM_TOKENS = {509: ("\n\n", 1), 510: ("<fake_token_around_image>", 3), 511: ("<global-img>", 3)}
 MINICPMV_TOKENS = {508: ("<image>", 3), 509: ("</image>", 3), 510: ("<slice>", 3), 511: ("</slice>", 3)}
 
@@ -250,11 +262,12 @@ class _VocabWithTokens:
         return getattr(self._writer, name)
 
 
-def with_tokens(replacements: dict[int, tuple[str, int]]):
-    """A text-model builder: make_arch_goldens' tiny llama, written with ``replacements`` in its vocabulary."""
+def with_tokens(replacements: dict[int, tuple[str, int]], base=llama):
+    """A text-model builder: make_arch_goldens' tiny ``base`` (llama), written with ``replacements``
+    in its vocabulary."""
 
     def build(m: TinyModel) -> None:
-        llama(m)
+        base(m)
         write = m.write
 
         def write_with_tokens(path: Path) -> None:
@@ -270,28 +283,44 @@ def with_tokens(replacements: dict[int, tuple[str, int]]):
     return build
 
 
+def qwen2vl_text(m: TinyModel) -> None:
+    """make_arch_goldens' tiny Qwen2 as a qwen2vl: M-RoPE over its 8 angles in sections of 2 (time),
+    3 (height) and 3 (width), as Qwen2-VL's 16, 24, 24 of 64."""
+    qwen2(m)
+    m.metadata["rope.dimension_sections"] = [2, 3, 3, 0]
+
+
 #: each projector with the text model it pairs with (its file in OUT_DIR and its builder)
 PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama", llama),
          "gemma3": ("text-gemma3.gguf", "gemma3", gemma3_text),
          "idefics3": ("text-smolvlm.gguf", "llama", with_tokens(SMOLVLM_TOKENS)), "mlp-anyres": ("text.gguf", "llama", llama),
          "ldpv2": ("text.gguf", "llama", llama), "ldp": ("text.gguf", "llama", llama),
-         "resampler": ("text-minicpmv.gguf", "llama", with_tokens(MINICPMV_TOKENS))}
+         "resampler": ("text-minicpmv.gguf", "llama", with_tokens(MINICPMV_TOKENS)),
+         "qwen2vl_merger": ("text-qwen2vl.gguf", "qwen2vl", with_tokens(QWEN2VL_TOKENS, qwen2vl_text))}
 #: text models wider than TinyModel's default: MiniCPM-V's resampler has heads of 128
 TEXT_WIDTH = {"text-minicpmv.gguf": 128}
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Every pair's files, or with projector names as arguments those pairs' alone."""
+    unknown = [name for name in argv if name not in PAIRS]
+    if unknown:
+        raise SystemExit(f"unknown projectors {unknown} (known: {', '.join(PAIRS)})")
+    pairs = {name: PAIRS[name] for name in argv} if argv else PAIRS
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     n_text_embd = {}
-    for file, arch, build in {pair[0]: pair for pair in PAIRS.values()}.values():
+    for file, arch, build in {pair[0]: pair for pair in pairs.values()}.values():
         width = TEXT_WIDTH.get(file, 64)
         text = TinyModel(arch, seed=2200, n_embd=width, head_dim=width // 4, n_ff=2 * width)
         build(text)
         text.write(OUT_DIR / file)
         n_text_embd[file] = text.n_embd
     for i, (name, (width, height)) in enumerate(IMAGES.items()):
-        write_image(OUT_DIR / f"{name}.png", width, height, seed=2210 + i)
+        if not argv or not (OUT_DIR / f"{name}.png").exists():  # the images every pair's goldens share
+            write_image(OUT_DIR / f"{name}.png", width, height, seed=2210 + i)
     for j, (projector, (file, _, _)) in enumerate(PAIRS.items()):
+        if projector not in pairs:
+            continue
         text_path = OUT_DIR / file
         mmproj_path = OUT_DIR / f"mmproj-{projector}.gguf"
         write_mmproj(mmproj_path, projector, n_text_embd[file], seed=2220 + j)
@@ -306,4 +335,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,9 @@ embeddings, then its logits after the image and its greedy tokens, on reference 
 ``mlp`` (1.5, and 1.6's any-resolution tiles: ``mlp-anyres``), Yi-VL's ``mlp_norm``, MobileVLM's ``ldp`` and ``ldpv2``, MiniCPM-V 2.6's ``resampler`` (each
 image an overview and slices between its tokens) and Gemma 3's SigLIP with the ``gemma3`` projector (whose images the text
 model reads with non-causal attention) and SmolVLM's SigLIP with the ``idefics3`` pixel shuffle (each
-image cut into tiles and an overview, each its own image chunk between SmolVLM's tokens)."""
+image cut into tiles and an overview, each its own image chunk between SmolVLM's tokens) and Qwen2-VL's
+``qwen2vl_merger`` (a ViT with 2-D rotary positions, any image size, 2x2 patches merged) for a ``qwen2vl``
+text model, whose M-RoPE places an image's tokens at one time and their rows and columns."""
 
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from llmcore.media import image as images
 FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
 TEXT = FIXTURES / "text.gguf"
 IMAGES = ("square", "wide", "tall", "large", "small")
-PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "resampler", "gemma3", "idefics3")
+PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger")
 #: the text model each projector's goldens pair it with
 TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "mlp-anyres": TEXT, "ldp": TEXT, "ldpv2": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf",
-           "idefics3": FIXTURES / "text-smolvlm.gguf", "resampler": FIXTURES / "text-minicpmv.gguf"}
+           "idefics3": FIXTURES / "text-smolvlm.gguf", "resampler": FIXTURES / "text-minicpmv.gguf",
+           "qwen2vl_merger": FIXTURES / "text-qwen2vl.gguf"}
 BACKENDS = ("reference", "cpu_simd")
 # llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
 # f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
@@ -75,8 +78,11 @@ def test_chunks_embeddings_logits_and_greedy_tokens(llm):
             chunks[i].embd = embd
         llm.reset()
         np.testing.assert_allclose(llm.eval_chunks(chunks), expected, atol=LOGITS_ATOL, rtol=0)
+        ids = mtmd.prompt_ids(chunks)
+        if llm.projector.mrope:  # the text goes on at llama.cpp's n_past: an image takes max(rows, columns) times
+            assert llm.context.cells.rope_start(0, len(ids)) == int(goldens[f"{name}.n_past"]), name
         greedy = goldens[f"{name}.greedy"].tolist()
-        steps = llm.generation(mtmd.prompt_ids(chunks), llm.sampler(temperature=0), len(greedy), chunks=chunks)
+        steps = llm.generation(ids, llm.sampler(temperature=0), len(greedy), chunks=chunks)
         assert [step.token for step in steps] == greedy, name
 
 
@@ -121,9 +127,10 @@ def test_projector_files_are_checked(tmp_path):
     path = tmp_path / "qwen.gguf"
     writer = GGUFWriter(str(path), "clip")
     writer.add_metadata("clip.has_vision_encoder", True)
-    writer.add_metadata("clip.projector_type", "qwen2vl_merger")
+    writer.add_metadata("clip.projector_type", "qwen2.5vl_merger")
     writer.write()
-    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2vl_merger' is not supported yet \(supported: mlp, ldp, ldpv2, resampler, gemma3, idefics3\)"):
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2.5vl_merger' is not supported yet \(supported: "
+                                         r"mlp, ldp, ldpv2, resampler, gemma3, idefics3, qwen2vl_merger\)"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)
@@ -195,3 +202,16 @@ def test_resize_is_pillows_fixed_point_filter(algo):
     for width, height in ((96, 41), (57, 230), (200, 150), (13, 9)):
         expected = np.asarray(Image.fromarray(pixels).resize((width, height), pillow))
         np.testing.assert_array_equal(images.resize(pixels, width, height, algo), expected, err_msg=f"{width}x{height}")
+
+
+def test_mrope_images_need_an_mrope_text_model_and_refuse_context_shift():
+    """Qwen2-VL's images go at M-RoPE positions: a text model without them (llama) is refused in one
+    line, and a qwen2vl context cannot shift its positions (llama.cpp's seq_add asserts as much)."""
+    pixels = images.load_image(FIXTURES / "tall.png")
+    llama = LLM(TEXT, backend="reference", n_ctx=64, mmproj=FIXTURES / "mmproj-qwen2vl_merger.gguf")
+    with pytest.raises(LLMCoreError, match="places images at M-RoPE positions: it goes with a qwen2vl text model, not llama"):
+        list(llama.generate("<__media__>", images=[pixels], max_tokens=1))
+    qwen = LLM(FIXTURES / "text-qwen2vl.gguf", backend="reference", n_ctx=64)
+    qwen.eval_prompt(qwen.tokenize("one two three four"))
+    with pytest.raises(LLMCoreError, match="context shift is not supported by qwen2vl"):
+        qwen.context.seq_shift_out(0, 1, 2)

@@ -109,7 +109,7 @@ def random_weight(name: str, w_type: GGMLType, shape: tuple[int, ...], rng: np.r
 def op_cases() -> list[OpCase]:
     """Every case the kit runs, in a stable order with unique ids."""
     cases = [*_get_rows(), *_mul_mat(), *_binary(), *_scale(), *_clamp(), *_norms(), *_unary(), *_gated(),
-             *_reshape(), *_rope(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id(),
+             *_reshape(), *_rope(), *_rope_multi(), *_hadamard(), *_kv_store(), *_attention(), *_routing(), *_mul_mat_id(),
              *_latent_attention(), *_recurrent(), *_rwkv()]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "conformance case ids must be unique"
@@ -278,6 +278,26 @@ def _rope() -> Iterator[OpCase]:
                 "positions": np.sort(rng.integers(0, 8192, n)).astype(np.int32)}
             yield _case(f"rope-{label}-{n}x{heads}x{head_dim}", f"rope x=f32[{n}, {heads}, {head_dim}] {params}",
                         g, node, feeds)
+
+
+def _rope_multi() -> Iterator[OpCase]:
+    """Qwen2-VL's M-RoPE (sections 16, 24, 24 of 64 angles; a partial rotation) with text and image
+    positions, and its encoder's 2-D rotation (four sections of a quarter head)."""
+    variants = {
+        "text": (RopeParams(n_rot=128, neox=True, freq_base=1e6), (16, 24, 24, 0), False, 128),
+        "text-partial": (RopeParams(n_rot=32, neox=True), (4, 6, 6, 0), False, 64),
+        "vision": (RopeParams(n_rot=40, neox=True), (20, 20, 20, 20), True, 80),
+    }
+    for label, (params, sections, vision, head_dim) in variants.items():
+        for n, heads in ((1, 3), (9, 4)):
+            g = GraphBuilder(n, n)
+            node = g.rope_multi(g.input("x", (n, heads, head_dim), F32), g.input("positions", (4, n), I32), params,
+                                sections, vision)
+            feeds = lambda rng, step, n=n, heads=heads, d=head_dim: {
+                "x": rng.standard_normal((n, heads, d)).astype(np.float32),
+                "positions": rng.integers(0, 2048, (4, n)).astype(np.int32)}
+            yield _case(f"rope_multi-{label}-{n}x{heads}x{head_dim}",
+                        f"rope_multi x=f32[{n}, {heads}, {head_dim}] sections {sections} {params}", g, node, feeds)
 
 
 def _hadamard() -> Iterator[OpCase]:

@@ -34,6 +34,7 @@ NMSE_BOUNDS: dict[Op, float] = {
     Op.RMS_NORM: 1e-6,
     Op.NORM: 1e-6,
     Op.ROPE: 1e-6,
+    Op.ROPE_MULTI: 1e-6,
     Op.SILU: 1e-6,
     Op.GELU: 1e-6,
     Op.GELU_QUICK: 1e-6,  # ggml's f16 table, as GELU's

@@ -16,6 +16,9 @@ class Batch:
     logits: np.ndarray  # bool[n]: return this token's logits
     #: float32 [n, n_embd]: embeddings that take the tokens' place (an image's, llama_batch's ``embd``)
     embd: np.ndarray | None = None
+    #: int32 [4, n]: an image's M-RoPE positions (time, row, column, 0) for a model with several
+    #: positions per token; None: each token's one position (see KVCells.rope_positions)
+    rope_positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tokens = np.asarray(self.tokens, np.int32)
@@ -24,6 +27,8 @@ class Batch:
         self.logits = np.asarray(self.logits, bool)
         if self.embd is not None:
             self.embd = np.asarray(self.embd, np.float32)
+        if self.rope_positions is not None:
+            self.rope_positions = np.asarray(self.rope_positions, np.int32)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -37,13 +42,16 @@ class Batch:
                    np.full(n, seq_id, np.int32), logits)
 
     @classmethod
-    def for_embeddings(cls, embd: np.ndarray, start_pos: int, seq_id: int = 0, last_logits: bool = False) -> Batch:
-        """Consecutive positions of one sequence given as embeddings [n, n_embd] instead of tokens."""
+    def for_embeddings(cls, embd: np.ndarray, start_pos: int, seq_id: int = 0, last_logits: bool = False,
+                       rope_positions: np.ndarray | None = None) -> Batch:
+        """Consecutive positions of one sequence given as embeddings [n, n_embd] instead of tokens
+        (``rope_positions``: their M-RoPE positions, int32 [4, n])."""
         n = len(embd)
         logits = (np.arange(n) == n - 1) & last_logits
         return cls(np.zeros(n, np.int32), np.arange(start_pos, start_pos + n, dtype=np.int32),
-                   np.full(n, seq_id, np.int32), logits, embd)
+                   np.full(n, seq_id, np.int32), logits, embd, rope_positions)
 
     def slice(self, start: int, stop: int) -> Batch:
         return Batch(self.tokens[start:stop], self.positions[start:stop], self.seq_ids[start:stop],
-                     self.logits[start:stop], None if self.embd is None else self.embd[start:stop])
+                     self.logits[start:stop], None if self.embd is None else self.embd[start:stop],
+                     None if self.rope_positions is None else self.rope_positions[:, start:stop])

@@ -78,7 +78,8 @@ class Context:
         one_token = self.arch.build_graph(1, 1)
         _check_adapters_used(one_token, self.lora_adapters)
         _check_memory(one_token, n_ctx, min(n_batch, n_ctx))
-        self.cells = RecurrentStates(n_ctx, n_seq_max) if self.arch.recurrent else KVCells(n_ctx)
+        self.cells = (RecurrentStates(n_ctx, n_seq_max) if self.arch.recurrent
+                      else KVCells(n_ctx, mrope=self.arch.n_pos_per_embd > 1))
         self._plans: OrderedDict[tuple[int, int, bool], CompiledGraph] = OrderedDict()
         self._mul_mat_observer: MulMatObserver | None = None
         placed = [*placement.backends.values(), *(o.backend for o in placement.overrides)]
@@ -236,7 +237,7 @@ class Context:
         causal = self.arch.hp.causal and causal_attn
         feeds = {
             "tokens": ubatch.tokens,
-            "positions": ubatch.positions,
+            "positions": self.cells.rope_positions(ubatch, cells) if self.arch.n_pos_per_embd > 1 else ubatch.positions,
             "kv_cells": cells,
             "kq_mask": self.cells.mask(ubatch, n_kv, alibi=self.arch.max_alibi_bias > 0, causal=causal),
             "out_ids": out_ids,
@@ -338,6 +339,9 @@ class Context:
         keys are rotated by ``delta`` as llama.cpp's K-shift does (read as float32, rotated, stored
         back in the cache type: a block type is quantized again); positions that would fall below 0
         are forgotten."""
+        if self.arch.n_pos_per_embd > 1:  # llama.cpp's seq_add asserts n_pos_per_embd() == 1
+            raise LLMCoreError(f"context shift is not supported by {self.model.hparams.arch}: its M-RoPE positions "
+                               "cannot be moved")
         cells = self.cells.shift(seq_id, p0, p1, delta)
         if not len(cells) or not delta:
             return

@@ -35,11 +35,17 @@ class KVCells:
 
     BYTES_PER_CELL = 4 + 8  # pos (int32) and seqs (uint64)
 
-    def __init__(self, n_ctx: int) -> None:
+    def __init__(self, n_ctx: int, mrope: bool = False) -> None:
         self.n_ctx = n_ctx
         self.pos = np.full(n_ctx, EMPTY, np.int32)
         self.seqs = np.zeros(n_ctx, np.uint64)  # bit s: the cell belongs to sequence s
         self.range_size: int | None = None  # cells per sequence once partitioned
+        # M-RoPE (``mrope``): the rotary time position that follows each cell's. A cell's position
+        # (its index in the sequence, which the mask and the cache's bookkeeping use) and its
+        # rotary time differ after an image, whose tokens share one time and whose positions
+        # take max(rows, columns) times (mtmd_image_tokens_get_n_pos): ordering cells by index is
+        # the order llama.cpp's M-RoPE mask gives them (by time, then row and column).
+        self.rope_next = np.zeros(n_ctx, np.int32) if mrope else None
 
     def partition(self, n_seq: int) -> int:
         """Give sequence s its own cells [s * size, (s + 1) * size), as llama.cpp's per-sequence
@@ -91,7 +97,31 @@ class KVCells:
                 cells[rows] = self._claim(free, len(rows), f"sequence {seq_id}'s {self.range_size} cells")
         self.pos[cells] = batch.positions
         self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
+        if self.rope_next is not None:  # text's times until rope_positions says otherwise (a restored state)
+            self.rope_next[cells] = batch.positions + 1
         return cells
+
+    def rope_start(self, seq_id: int, position: int) -> int:
+        """The rotary time of ``seq_id``'s ``position`` in an M-RoPE cache: what follows the cell at
+        the position before it, or the position itself where there is none."""
+        before = np.flatnonzero(self.holds(seq_id) & (self.pos == position - 1))
+        return int(self.rope_next[before[0]]) if len(before) else position
+
+    def rope_positions(self, batch: Batch, cells: np.ndarray) -> np.ndarray:
+        """int32 [4, n]: the M-RoPE positions of ``batch``, placed in ``cells``: an image's as the
+        batch gives them, a text token's rotary time three times and 0 (llama.cpp's
+        llm_graph_input_pos); each cell then records the time that follows it."""
+        if batch.rope_positions is not None:
+            out = batch.rope_positions
+        else:
+            times = batch.positions.copy()
+            for seq_id in np.unique(batch.seq_ids):
+                rows = batch.seq_ids == seq_id
+                first = int(batch.positions[rows].min())
+                times[rows] += self.rope_start(int(seq_id), first) - first
+            out = np.stack([times, times, times, np.zeros_like(times)])
+        self.rope_next[cells] = out[:3].max(axis=0) + 1
+        return out
 
     def _claim(self, free: np.ndarray, n: int, where: str) -> np.ndarray:
         if len(free) < n:
@@ -161,6 +191,8 @@ class KVCells:
         target = self._claim(free, len(source), f"sequence {dst}'s {self.range_size} cells")
         self.pos[target] = self.pos[source]
         self.seqs[target] = _bit(dst)
+        if self.rope_next is not None:
+            self.rope_next[target] = self.rope_next[source]
         return source, target
 
     def keep(self, seq_id: int) -> None:

@@ -30,7 +30,7 @@ from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.scheduler import CompiledGraph, assign
 from llmcore.media import image as images
 from llmcore.models import WeightSpec
-from llmcore.models.clip import TRANSPOSED_WEIGHTS, ClipParams, ClipVision
+from llmcore.models.clip import QWEN2VL, TRANSPOSED_WEIGHTS, ClipParams, ClipVision
 from llmcore.tokenizer import Tokenizer
 
 #: llama.cpp's default media marker (mtmd_default_marker)
@@ -38,9 +38,13 @@ MEDIA_MARKER = "<__media__>"
 #: clip.cpp's padding color of LLaVA's square images
 LLAVA_PAD_COLOR = (122, 116, 104)
 #: the text around each image's embeddings (mtmd's img_beg, img_end), by projector type
-IMAGE_MARKERS = {"gemma3": ("<start_of_image>", "<end_of_image>")}
+IMAGE_MARKERS = {"gemma3": ("<start_of_image>", "<end_of_image>"), QWEN2VL: ("<|vision_start|>", "<|vision_end|>")}
 #: projectors whose images the text model reads with non-causal attention (mtmd_decode_use_non_causal)
 NON_CAUSAL_PROJECTORS = ("gemma3",)
+#: projectors whose images the text model places with M-RoPE positions (mtmd_decode_use_mrope)
+MROPE_PROJECTORS = (QWEN2VL,)
+#: Qwen2-VL's bounds on an image's tokens (clip.cpp's set_limit_image_tokens(8, 4096))
+QWEN2VL_MIN_TOKENS, QWEN2VL_MAX_TOKENS = 8, 4096
 
 
 @dataclass
@@ -112,6 +116,27 @@ class Projector:
         (mtmd_decode_use_non_causal: Gemma 3)."""
         return self.params.projector in NON_CAUSAL_PROJECTORS
 
+    @property
+    def mrope(self) -> bool:
+        """Whether the text model places an image's tokens at 2-D M-RoPE positions
+        (mtmd_decode_use_mrope: Qwen2-VL)."""
+        return self.params.projector in MROPE_PROJECTORS
+
+    def mrope_positions(self, chunk: ImageChunk, start: int) -> np.ndarray:
+        """int32 [4, n]: an image chunk's M-RoPE positions from rotary time ``start``
+        (mtmd_image_tokens_get_decoder_pos, as set_position_mrope_2d lays them out): every token at
+        time ``start``, then its row and column in the merged grid, each from ``start``, and 0."""
+        n_x, n_y = self.token_grid(chunk)
+        index = np.arange(n_x * n_y)
+        return np.stack([np.full_like(index, start), start + index // n_x, start + index % n_x,
+                         np.zeros_like(index)]).astype(np.int32)
+
+    def token_grid(self, chunk: ImageChunk) -> tuple[int, int]:
+        """The columns and rows of an image chunk's tokens (clip_n_output_tokens_x / _y)."""
+        p = self.params
+        width, height = chunk.pixels.shape[1::-1]
+        return width // (p.patch_size * p.n_merge), height // (p.patch_size * p.n_merge)
+
     def image_parts(self, pixels: np.ndarray) -> list[ImagePart]:
         """What takes an image's place in a prompt, as mtmd_tokenize's add_media lays it out: the
         encoder's inputs as image chunks, with the text around them (img_beg and img_end; SmolVLM's
@@ -124,13 +149,18 @@ class Projector:
             return self._minicpmv_parts(pixels, digest)
         if p.grid_pinpoints:
             return self._any_resolution_parts(pixels, digest)
-        if p.projector == "gemma3":
-            square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BILINEAR, images.Pad.CEIL)
+        if p.projector == QWEN2VL:  # any size, aligned to the merged patches (mtmd's dyn_size preprocessor)
+            align = p.patch_size * p.n_merge
+            width, height = preserved_ratio_size(pixels.shape[1], pixels.shape[0], align, QWEN2VL_MIN_TOKENS * align ** 2,
+                                                 QWEN2VL_MAX_TOKENS * align ** 2)
+            fitted = images.fit(pixels, width, height, images.Resize.BICUBIC, images.Pad.CEIL)
+        elif p.projector == "gemma3":
+            fitted = images.fit(pixels, p.image_size, p.image_size, images.Resize.BILINEAR, images.Pad.CEIL)
         else:  # LLaVA's square on its gray
-            square = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
+            fitted = images.fit(pixels, p.image_size, p.image_size, images.Resize.BICUBIC, images.Pad.CEIL,
                                 LLAVA_PAD_COLOR)
         begin, end = IMAGE_MARKERS.get(p.projector, ("", ""))
-        return [part for part in (begin, self._chunk(square, digest), end) if part != ""]
+        return [part for part in (begin, self._chunk(fitted, digest), end) if part != ""]
 
     def _any_resolution_parts(self, pixels: np.ndarray, digest: bytes) -> list[ImagePart]:
         """LLaVA 1.6's tiling as mtmd 0.3.36 does it (its llava_uhd preprocessor with pinpoints): an
@@ -325,6 +355,30 @@ def tokenize(tokenizer: Tokenizer, projector: Projector | None, text: str, pictu
     return chunks
 
 
+def preserved_ratio_size(width: int, height: int, align: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """mtmd's calc_size_preserved_ratio (without a longest edge), in float32 as its C++: each side
+    rounded to a multiple of ``align``; scaled down (rounding down) where the area exceeds
+    ``max_pixels``, else up (rounding up) where it is under ``min_pixels``. (width, height)."""
+    f32 = np.float32
+
+    def by_factor(x: np.float32, rounding) -> int:
+        return int(rounding(f32(x) / f32(align))) * align
+
+    def nearest(x: np.float32) -> float:  # std::round: halves away from zero (x is positive)
+        return math.floor(float(x) + 0.5)
+
+    w_bar, h_bar = max(align, by_factor(f32(width), nearest)), max(align, by_factor(f32(height), nearest))
+    if h_bar * w_bar > max_pixels:
+        beta = np.sqrt(f32(height) * f32(width) / f32(max_pixels), dtype=np.float32)
+        h_bar = max(align, by_factor(f32(height) / beta, math.floor))
+        w_bar = max(align, by_factor(f32(width) / beta, math.floor))
+    elif h_bar * w_bar < min_pixels:
+        beta = np.sqrt(f32(min_pixels) / (f32(height) * f32(width)), dtype=np.float32)
+        h_bar = by_factor(f32(height) * beta, math.ceil)
+        w_bar = by_factor(f32(width) * beta, math.ceil)
+    return w_bar, h_bar
+
+
 def best_resolution(width: int, height: int, candidates: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """mtmd's select_best_resolution: the candidate (width, height) the image, scaled to fit it,
     keeps the most of its pixels in, the least wasted area breaking ties, the first kept on a tie."""
@@ -467,5 +521,11 @@ def decode_image(context: Context, projector: Projector | None, chunk: ImageChun
     projector's model wants it); the logits of its last position where ``last_logits``."""
     if projector is None:
         raise LLMCoreError("this model cannot take images: no multimodal projector is loaded (--mmproj)")
-    batch = Batch.for_embeddings(projector.encode(chunk), start, seq_id, last_logits=last_logits)
+    rope = None
+    if projector.mrope:
+        if context.arch.n_pos_per_embd == 1:
+            raise LLMCoreError(f"the {projector.params.projector} projector places images at M-RoPE positions: it goes "
+                               f"with a qwen2vl text model, not {context.model.hparams.arch}")
+        rope = projector.mrope_positions(chunk, context.cells.rope_start(seq_id, start))
+    batch = Batch.for_embeddings(projector.encode(chunk), start, seq_id, last_logits=last_logits, rope_positions=rope)
     return context.decode(batch, causal_attn=not projector.non_causal)

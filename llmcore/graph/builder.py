@@ -114,6 +114,25 @@ class GraphBuilder:
             srcs += (freq_factors,)
         return self._node(Op.ROPE, srcs, x.shape, name, rope=rope)
 
+    def rope_multi(self, x: Node, positions: Node, rope: RopeParams, sections: tuple[int, ...], vision: bool = False,
+                   name: str = "") -> Node:
+        """Multi-section rotary embedding (ggml_rope_multi, Qwen2-VL's M-RoPE) of x[n, heads, dim] at
+        ``positions`` i32[4, n], one row per section; ``rope.n_rot`` is ggml's n_dims. Text mode
+        (GGML_ROPE_TYPE_MROPE) rotates the first n_rot dims in neox pairs, angle i from the position
+        of the section its sector falls in; ``vision`` (GGML_ROPE_TYPE_VISION) rotates the whole
+        head, 2 * n_rot dims, each section's angles restarting their frequencies."""
+        _expect(len(x.shape) == 3 and positions.shape == (4, x.shape[0]),
+                f"rope_multi {name}: expects x[n, heads, dim] and positions[4, n], got {x.shape}, {positions.shape}")
+        _expect(len(sections) == 4 and min(sections) >= 0 and sum(sections) > 0,
+                f"rope_multi {name}: bad sections {sections}")
+        _expect(rope.n_rot % 2 == 0 and (2 * rope.n_rot == x.shape[2] if vision else rope.n_rot <= x.shape[2]),
+                f"rope_multi {name}: bad n_rot {rope.n_rot} for heads of {x.shape[2]}")
+        if vision:  # as clip.cpp calls it: each section narrower than n_rot / 2, no YaRN
+            _expect(min(sections) > 0 and max(sections) <= rope.n_rot // 2 and rope.ext_factor == 0.0,
+                    f"rope_multi {name}: vision sections {sections} do not fit n_rot {rope.n_rot}")
+        return self._node(Op.ROPE_MULTI, (x, positions), x.shape, name, rope=rope,
+                          sections=tuple(int(v) for v in sections), vision=bool(vision))
+
     def tanh(self, a: Node, name: str = "") -> Node:
         return self._node(Op.TANH, (a,), a.shape, name)
 

@@ -32,6 +32,11 @@ class Op(str, enum.Enum):
     RMS_NORM = "rms_norm"
     NORM = "norm"
     ROPE = "rope"
+    ROPE_MULTI = "rope_multi"  # ggml_rope_multi: srcs x [n, heads, dim], positions i32 [4, n] (a row per
+    # section); params rope (its n_rot: ggml's n_dims), sections (4 widths in angles), vision. Angle i takes
+    # the position of the section that i modulo the sections' total falls in; text (Qwen2-VL's M-RoPE):
+    # n_rot / 2 angles, neox pairs over the first n_rot dims; vision: n_rot angles, pairs (i, i + n_rot) over
+    # the whole head, each section's frequencies restarting (see graph.rope.mrope_cos_sin)
     SILU = "silu"
     GELU = "gelu"
     TANH = "tanh"  # logit soft-capping: cap * tanh(x / cap), as scale, tanh, scale

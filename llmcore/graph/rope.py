@@ -123,3 +123,43 @@ def rope(x: np.ndarray, positions: np.ndarray, p: RopeParams, freq_factors: np.n
     out[..., pairs[0]] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
     out[..., pairs[1]] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
     return out
+
+
+#: positions per token of a multi-section rotation (ggml's GGML_MROPE_SECTIONS: t, h, w, e)
+MROPE_SECTIONS = 4
+
+
+def mrope_cos_sin(p: RopeParams, positions: np.ndarray, sections: tuple[int, ...], vision: bool = False,
+                  freq_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ggml_mrope_cache_init's cos and sin rows (float32 [n, angles] each) for ``positions`` int32
+    [4, n] (one row per section, as ggml_rope_multi reads them): angle i takes the position of
+    the section its sector (i modulo the sections' total) falls in. Text M-RoPE (Qwen2-VL's decoder)
+    has n_rot / 2 angles, each section's running product of theta_scale going on from angle 0; the
+    vision variant (its encoder: ``vision``) has n_rot angles and restarts the product where a
+    section begins. ``p.n_rot`` is ggml's n_dims in both."""
+    n_angles = p.n_rot if vision else p.n_rot // 2
+    starts = np.cumsum((0, *sections))
+    sector = np.arange(n_angles) % int(starts[-1])
+    section = np.searchsorted(starts[1:], sector, side="right")
+    exponent = sector - starts[section] if vision else np.arange(n_angles)
+    # each section's angles are a plain rotation's at that position (the vision variant's sections
+    # are narrower than n_rot / 2 and use no YaRN nor frequency factors: see GraphBuilder.rope_multi)
+    rows = [rope_cos_sin(p, positions[s], freq_factors) for s in range(MROPE_SECTIONS)]
+    cos = np.stack([r[0] for r in rows])[section, :, exponent].T
+    sin = np.stack([r[1] for r in rows])[section, :, exponent].T
+    return np.ascontiguousarray(cos), np.ascontiguousarray(sin)
+
+
+def rope_multi(x: np.ndarray, positions: np.ndarray, p: RopeParams, sections: tuple[int, ...], vision: bool = False,
+               freq_factors: np.ndarray | None = None) -> np.ndarray:
+    """ggml_rope_multi of x[n, heads, dim] at ``positions`` int32 [4, n] (see :func:`mrope_cos_sin`):
+    neox-style pairs (i, i + angles) over the first 2 * angles dims, the rest copied, each product
+    fused as :func:`rope`'s."""
+    cos, sin = mrope_cos_sin(p, positions, sections, vision, freq_factors)
+    half = cos.shape[1]
+    cos, sin = cos[:, None, :].astype(np.float64), sin[:, None, :].astype(np.float64)
+    out = x.copy()
+    a, b = x[..., :half], x[..., half:2 * half]
+    out[..., :half] = (a * cos - (b * sin).astype(np.float32)).astype(np.float32)
+    out[..., half:2 * half] = (a * sin + (b * cos).astype(np.float32)).astype(np.float32)
+    return out

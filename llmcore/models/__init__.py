@@ -32,6 +32,7 @@ from llmcore.models import (  # noqa: F401  (each module registers its architect
     plamo,
     qwen,
     qwen2moe,
+    qwen2vl,
     qwen3moe,
     refact,
     rwkv,

@@ -73,6 +73,7 @@ class HParams:
     wkv_head_size: int = 0  # {arch}.wkv.head_size: RWKV's head width (0: not an RWKV file)
     rescale_every: int = 0  # {arch}.rescale_every_n_layers: RWKV-6 halves the residual after each n layers
     hidden_act: str | None = None  # {arch}.hidden_activation: the FFN's activation where a family lets files choose
+    rope_sections: tuple[int, ...] = ()  # {arch}.rope.dimension_sections: M-RoPE's sections (Qwen2-VL), in angles
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], n_vocab: int) -> HParams:
@@ -129,6 +130,7 @@ class HParams:
             wkv_head_size=keys.integer("wkv.head_size", 0, MAX_HEAD_DIM, default=0),
             rescale_every=keys.integer("rescale_every_n_layers", 0, MAX_LAYERS, default=0),
             hidden_act=str(meta[f"{arch}.hidden_activation"]) if f"{arch}.hidden_activation" in meta else None,
+            rope_sections=_rope_sections(keys),
         )
 
 
@@ -267,6 +269,19 @@ def _pooling(keys: _ArchKeys, key: str) -> Pooling | None:
     return None if value < 0 else Pooling(value)
 
 
+def _rope_sections(keys: _ArchKeys) -> tuple[int, ...]:
+    """{arch}.rope.dimension_sections: up to four section widths (llama.cpp's get_key_or_arr of 4),
+    padded with zeros to four; () where the file has none."""
+    name = f"{keys.arch}.rope.dimension_sections"
+    value = keys.meta.get(name)
+    if value is None:
+        return ()
+    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not 1 <= len(values) <= 4:
+        raise ModelError(f"metadata '{name}': {len(values)} sections; 1 to 4 are needed")
+    return tuple(_checked_int(name, v, 0, MAX_HEAD_DIM, "") for v in values) + (0,) * (4 - len(values))
+
+
 def _shown(value: Any) -> str:
     """A value for an error message, cut short (an array may hold millions of elements)."""
     text = repr(value)
@@ -327,6 +342,9 @@ class Architecture:
     recurrent: ClassVar[bool] = False
     #: sequences the context keeps a state for (set by the context; llama.cpp's n_seq_max)
     n_seq_max: int = 1
+    #: positions per token (llama.cpp's n_pos_per_embd): 4 for M-RoPE models, whose ``positions`` input is
+    #: i32[4, n] (time, height, width and an unused fourth row), else 1
+    n_pos_per_embd: ClassVar[int] = 1
     #: what a reranker's head reads where the file does not say (``classifier_pooling``): one row
     #: of each sequence (its first, or its last in a causal model), or for MEAN its mean row
     default_classifier_pooling: ClassVar[Pooling] = Pooling.CLS
@@ -414,7 +432,8 @@ class Architecture:
         mean_rows = self.head_reads_mean
         inputs = BatchInputs(
             tokens=g.input("tokens", (n_tokens,), I32),
-            positions=g.input("positions", (n_tokens,), I32),
+            positions=g.input("positions", (n_tokens,) if self.n_pos_per_embd == 1 else (self.n_pos_per_embd, n_tokens),
+                              I32),
             kv_cells=g.input("kv_cells", (n_tokens,), I32),
             kq_mask=g.input("kq_mask", (n_tokens, self.n_ctx), F32),
             out_ids=g.input("out_ids", (n_tokens if picks_rows else n_outputs,), I32),
@@ -504,7 +523,7 @@ class BatchInputs:
     """The per-step graph inputs of a decoder: what changes every step lives here, not in nodes."""
 
     tokens: Node  # i32[n] token ids
-    positions: Node  # i32[n] position of each token in its sequence
+    positions: Node  # i32[n] position of each token in its sequence (i32[4, n] for M-RoPE: n_pos_per_embd)
     kv_cells: Node  # i32[n] KV cache cell each token's keys and values are written to
     kq_mask: Node  # f32[n, n_ctx] 0 where a token may attend to a cell, -inf elsewhere
     out_ids: Node  # i32[n_outputs] rows whose logits are returned

@@ -17,6 +17,12 @@ SigLIP's ViT (clip.cpp's siglip graph: no class embedding, every block run, the 
 soft-embedding weight, then the input projection) or ``idefics3`` (SmolVLM: each n_merge x n_merge
 window of patches concatenated into one row, the pixel shuffle, then a linear map) or ``resampler``
 (MiniCPM-V: learned queries attending to the patches, whose keys carry 2-D sine-cosine positions).
+
+Qwen2-VL's ViT (clip.cpp's qwen2vl graph, ``qwen2vl_merger``): two patch kernels (its 3-D
+convolution's two frames, both given the one image) added, no learned positions but a 2-D rotation
+of queries and keys (ggml_rope_multi's vision mode: each patch's row and column), every block run,
+the post-LayerNorm; the patches are taken 2x2 block by block, so that each block's four rows, joined,
+go through the merger: ``mm.0``, GELU, ``mm.2``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "resampler", "gemma3", "idefics3")
+SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger")
 #: projectors that read the patch grid in n_merge x n_merge windows
 WINDOWED_PROJECTORS = ("gemma3", "idefics3", "ldpv2")
 #: projectors behind clip.cpp's SigLIP graph
@@ -61,8 +67,13 @@ RESAMPLER_POSITION_BUCKETS = 70
 #: [n_out, n_in] and the projector loads them transposed
 TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
 
-#: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor
-DEFAULT_MERGE = {"gemma3": 4, "ldp": 2, "ldpv2": 2}
+#: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor (Qwen2-VL's:
+#: clip.vision.spatial_merge_size)
+DEFAULT_MERGE = {"gemma3": 4, "ldp": 2, "ldpv2": 2, "qwen2vl_merger": 2}
+#: Qwen2-VL's projector: a ViT with 2-D rotary positions whose patches are merged 2x2 into tokens
+QWEN2VL = "qwen2vl_merger"
+#: the rotary base of Qwen2-VL's vision encoder (clip.cpp's ggml_rope_multi call)
+QWEN2VL_ROPE_BASE = 10000.0
 #: the patch grid clip.cpp's MobileVLM projectors are written for (n_patch = 24: 336 pixels in 14s)
 MOBILEVLM_GRID = 24
 
@@ -147,7 +158,8 @@ class ClipParams:
             ffn_op=FFN_GELU if use_gelu else FFN_SILU if use_silu else FFN_GELU_QUICK,
             feature_layers=feature_layers,
             grid_pinpoints=tuple(zip(pinpoints[::2], pinpoints[1::2])),
-            n_merge=_integer(meta, "clip.vision.projector.scale_factor", 2 if projector == "idefics3" else 1, 64,
+            n_merge=_integer(meta, "clip.vision.spatial_merge_size" if projector == QWEN2VL
+                             else "clip.vision.projector.scale_factor", 2 if projector == "idefics3" else 1, 64,
                              default=DEFAULT_MERGE.get(projector, None if projector == "idefics3" else 1)),
             preproc_image_size=_integer(meta, "clip.vision.preproc_image_size", 0, 1 << 16, default=0),
             # clip.cpp: a file without a version is 2, its query count then 96 (64 from version 3 on)
@@ -246,6 +258,9 @@ class ClipVision(Architecture):
         if params.projector in ("ldp", "ldpv2") and not n_x == n_y == MOBILEVLM_GRID:
             raise ModelError(f"{params.projector} is written for {MOBILEVLM_GRID}x{MOBILEVLM_GRID} patches (clip.cpp's n_patch), "
                              f"not {n_x}x{n_y}")
+        if params.projector == QWEN2VL and (params.n_merge != 2 or n_x % 2 or n_y % 2 or params.head_dim % 4):
+            raise ModelError(f"qwen2vl_merger merges 2x2 patches of heads divisible by 4 (clip.cpp's graph), not "
+                             f"{n_x}x{n_y} patches, spatial merge {params.n_merge}, heads of {params.head_dim}")
         if params.projector == "idefics3" and (n_x % params.n_merge or n_y % params.n_merge):
             raise ModelError(f"idefics3's pixel shuffle needs a grid of patches divisible by {params.n_merge} "
                              f"per side, not {n_x}x{n_y}")
@@ -274,6 +289,8 @@ class ClipVision(Architecture):
 
     def image_inputs(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for an image's ``patches`` (:func:`llmcore.media.image.patches`)."""
+        if self.params.projector == QWEN2VL:
+            return self._qwen2vl_inputs(patches)
         feeds = {
             "patches": patches,
             "positions": np.arange(self.n_pos, dtype=np.int32),
@@ -300,6 +317,21 @@ class ClipVision(Architecture):
             feeds["threes"] = np.full(channels, 3.0, np.float32)
             feeds["sixes"] = np.full(channels, 6.0, np.float32)
         return feeds
+
+    def _qwen2vl_inputs(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+        """Qwen2-VL's inputs: the patches 2x2 block by block (blocks row-major, each block's patches
+        row by row: clip.cpp's permutation after the patch embedding) and their rotary positions
+        [4, n], row, column, row, column (clip.cpp's M-RoPE positions of the vision encoder)."""
+        y, x = np.mgrid[0:self.n_y, 0:self.n_x]
+        order = lambda grid: grid.reshape(self.n_y // 2, 2, self.n_x // 2, 2).transpose(0, 2, 1, 3).reshape(-1)  # noqa: E731
+        rows, cols = order(y), order(x)
+        return {
+            "patches": np.ascontiguousarray(patches[rows * self.n_x + cols]),
+            "positions": np.stack([rows, cols, rows, cols]).astype(np.int32),
+            "kv_cells": np.arange(self.n_pos, dtype=np.int32),
+            "kq_mask": np.zeros((self.n_pos, self.n_pos), np.float32),
+            "patch_rows": np.arange(self.n_patches, dtype=np.int32),
+        }
 
     def _bucket_positions(self) -> np.ndarray:
         """MiniCPM-V's rows of the learned position table: each patch's row and column scaled into
@@ -346,7 +378,7 @@ class ClipVision(Architecture):
         g = GraphBuilder(self.n_pos, self.n_patches)
         g.layer = -1
         pixels = g.input("patches", (self.n_patches, 3 * p.patch_size * p.patch_size), F32)
-        positions = g.input("positions", (self.n_pos,), I32)
+        positions = g.input("positions", (4, self.n_pos) if p.projector == QWEN2VL else (self.n_pos,), I32)
         cells = g.input("kv_cells", (self.n_pos,), I32)
         mask = g.input("kq_mask", (self.n_pos, self.n_pos), F32)
         # the convolution's kernel as a matrix: ggml's im2col rounds the pixels to f16 and the
@@ -356,24 +388,28 @@ class ClipVision(Architecture):
             raise ModelError(f"tensor v.patch_embd.weight: a [n_embd, 3, {p.patch_size}, {p.patch_size}] kernel is needed")
         x = g.mul_mat(g.weight("v.patch_embd.weight", (kernel.shape[0], 3 * p.patch_size ** 2), GGMLType.F16), pixels,
                       name="patch_embd")
+        if p.projector == QWEN2VL:  # the second frame's kernel, given the same image (clip.cpp's still image)
+            x = g.add(x, g.mul_mat(g.weight("v.patch_embd.weight.1", (kernel.shape[0], 3 * p.patch_size ** 2),
+                                            GGMLType.F16), pixels, name="patch_embd.1"))
         if self.has("v.patch_embd.bias"):
             x = g.add(x, self.w(g, "v.patch_embd.bias"))
         if self.has_class:  # appended after the patches, as clip.cpp's ggml_concat on the rows
             flat = g.concat(g.reshape(x, (1, self.n_patches * p.n_embd)),
                             self.w_vector_as_row(g, "v.class_embd"))
             x = g.reshape(flat, (self.n_pos, p.n_embd))
-        x = g.add(x, g.get_rows(self.w(g, "v.position_embd.weight"), positions, name="pos_embd"))
+        if p.projector != QWEN2VL:  # whose positions rotate queries and keys instead
+            x = g.add(x, g.get_rows(self.w(g, "v.position_embd.weight"), positions, name="pos_embd"))
         if self.has("v.pre_ln.weight"):
             x = layer_norm(g, self, x, "v.pre_ln")
         features = p.feature_layers
         # LLaVA's graph leaves the last block out unless feature layers are named; SigLIP's runs them all
-        n_run = p.n_layer if self.siglip else max(features) if features else p.n_layer - 1
+        n_run = p.n_layer if self.siglip or p.projector == QWEN2VL else max(features) if features else p.n_layer - 1
         stack = []
         for il in range(n_run):
             g.layer = il
             if il in features:  # 0 is the encoder's input
                 stack.append(x)
-            x = g.add(self.attention(g, layer_norm(g, self, x, f"v.blk.{il}.ln1"), cells, mask, il), x)
+            x = g.add(self.attention(g, layer_norm(g, self, x, f"v.blk.{il}.ln1"), cells, mask, il, positions), x)
             x = g.add(x, self.ffn(g, layer_norm(g, self, x, f"v.blk.{il}.ln2"), il))
         g.layer = p.n_layer
         if self.has("v.post_ln.weight"):
@@ -385,9 +421,15 @@ class ClipVision(Architecture):
         x = g.get_rows(x, g.input("patch_rows", (self.n_patches,), I32), name="patch_rows")
         return g.build({"embd": self.projector(g, x)})
 
-    def attention(self, g: GraphBuilder, x: Node, cells: Node, mask: Node, il: int) -> Node:
+    def attention(self, g: GraphBuilder, x: Node, cells: Node, mask: Node, il: int, positions: Node) -> Node:
         p, prefix, n = self.params, f"v.blk.{il}", x.shape[0]
         q, k, v = (self.linear(g, x, f"{prefix}.attn_{name}") for name in "qkv")
+        if p.projector == QWEN2VL:  # rows and columns rotate a quarter of the head's angles each
+            rope = RopeParams(n_rot=p.head_dim // 2, neox=True, freq_base=QWEN2VL_ROPE_BASE, n_ctx_orig=32768)
+            sections = (p.head_dim // 4,) * 4
+            q, k = (g.reshape(g.rope_multi(g.reshape(t, (n, p.n_head, p.head_dim)), positions, rope, sections,
+                                           vision=True, name=f"v.{name}_rope.{il}"), (n, p.n_embd))
+                    for t, name in ((q, "q"), (k, "k")))
         caches = [g.cache(f"v.cache_{kind}.{il}@{self.n_pos}", (self.n_pos, p.n_embd), F16) for kind in "kv"]
         k_all = g.kv_store(caches[0], k, cells, name=f"v.k_store.{il}")
         v_all = g.kv_store(caches[1], v, cells, name=f"v.v_store.{il}")
@@ -413,7 +455,16 @@ class ClipVision(Architecture):
             return self.ldp_projector(g, x)
         if self.params.projector == "resampler":
             return self.resampler_projector(g, x)
+        if self.params.projector == QWEN2VL:
+            return self.qwen2vl_projector(g, x)
         return self.llava_projector(g, x)
+
+    def qwen2vl_projector(self, g: GraphBuilder, x: Node) -> Node:
+        """Qwen2-VL's merger: each 2x2 block's four patch rows (consecutive: the patches come block
+        by block) joined into one, then ``mm.0``, GELU, ``mm.2``."""
+        n, width = x.shape
+        x = g.reshape(x, (n // 4, 4 * width))
+        return self.linear(g, g.gelu(self.linear(g, x, "mm.0")), "mm.2")
 
     def resampler_projector(self, g: GraphBuilder, x: Node) -> Node:
         """MiniCPM-V's: the learned queries (``resampler.query``, LayerNorm ``ln_q``) attend, in heads

@@ -16,6 +16,7 @@ from llmcore.backends.reference import attention, kernels, moe, rwkv, ssm
 from llmcore.backends.reference.attention import libm_expf
 from llmcore.plugin_api import (
     Availability, Backend, Device, Executable, GGMLType, Node, Op, Subgraph, WeightData, dequantize, hookimpl, kv_types, rope,
+    rope_multi,
 )
 
 
@@ -156,6 +157,8 @@ class _Interpreter(Executable):
                                            src[4] if len(src) > 4 else None, p.get("no_cache", False))
             case Op.ROPE:
                 return rope(src[0], src[1], p["rope"], src[2] if len(src) > 2 else None)
+            case Op.ROPE_MULTI:
+                return rope_multi(src[0], src[1], p["rope"], p["sections"], p["vision"])
             case Op.RESHAPE:
                 return src[0].reshape(node.shape)
             case Op.HADAMARD:

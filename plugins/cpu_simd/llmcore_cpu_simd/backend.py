@@ -50,7 +50,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.9"
+    api_version = "2.10"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -104,6 +104,8 @@ class CpuSimdBackend(Backend):
                     and head_dim <= MAX_HEAD_DIM and (node.params.get("flash") or v.dtype in (F16, F32))
                     and all(head_dim % self.lib.lc_traits[kv_types.ggml_type(t)].block_size == 0
                             for t in (k.dtype, v.dtype)))
+        if op is Op.ROPE_MULTI:  # ops.c takes the four sections as a byte each
+            return node.srcs[0].dtype == F32 and max(node.params["sections"]) < 256
         if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS):
             return all(s.dtype in (F32, I32) for s in node.srcs)
         if op in (Op.TOKEN_SHIFT, Op.RWKV_WKV6, Op.RWKV_WKV7, Op.GATED_LINEAR_ATTN, Op.L2_NORM, Op.EXP):

@@ -429,11 +429,20 @@ static void op_norm(const lc_node *nd, const lc_task *task) {
 
 /* ---- rope ---------------------------------------------------------------------------------- */
 
+/* i[2]: 0 ggml_rope_ext (positions [n]); 1 ggml_rope_multi's M-RoPE, 2 its vision variant (positions
+ * [4][n], section widths in i[3], a byte each): angle i takes the position of the section its sector
+ * (i modulo the sections' total) falls in; M-RoPE has n_rot / 2 angles whose running products go on
+ * from angle 0, vision n_rot angles over the whole head whose products restart at each section. */
+enum { ROPE_PLAIN = 0, ROPE_MULTI = 1, ROPE_VISION = 2 };
+
 static void op_rope(const lc_node *nd, const lc_task *task) {
     const int ith = task->ith, nth = task->nth;
     float *scratch = task->scratch;
-    const int64_t head_dim = nd->ne[0], n_head = nd->ne[1];
-    const int n_rot = nd->i[0], neox = nd->i[1], half = n_rot / 2;
+    const int64_t head_dim = nd->ne[0], n_head = nd->ne[1], n = nd->ne[2];
+    const int n_rot = nd->i[0], neox = nd->i[1], mode = nd->i[2];
+    const int half = mode == ROPE_VISION ? n_rot : n_rot / 2, rotated = 2 * half;
+    int start[5] = {0};
+    for (int s = 0; s < 4; s++) start[s + 1] = start[s] + ((nd->i[3] >> (8 * s)) & 255);
     const float freq_base = nd->f[0], freq_scale = nd->f[1], ext_factor = nd->f[2];
     const float corr_low = nd->f[4], corr_high = nd->f[5];
     const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
@@ -445,10 +454,19 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
     const int32_t *pos = nd->src[1];
     const float *freq_factors = nd->src[2];  /* NULL, or one divisor per pair (Llama 3.1) */
     int64_t a, b;
-    share(nd->ne[2], ith, nth, &a, &b);
+    share(n, ith, nth, &a, &b);
     for (int64_t t = a; t < b; t++) {
-        float theta_extrap = (float)pos[t];
+        float theta_section[4];
+        for (int s = 0; s < 4; s++) theta_section[s] = (float)pos[mode == ROPE_PLAIN ? t : t + s * n];
         for (int i = 0; i < half; i++) {
+            int section = 0;
+            if (mode != ROPE_PLAIN) {
+                const int sector = i % start[4];
+                while (section < 3 && sector >= start[section + 1]) section++;
+                if (mode == ROPE_VISION && sector == start[section])  /* sections are never empty here */
+                    theta_section[section] = (float)pos[t + section * n];
+            }
+            const float theta_extrap = theta_section[section];
             const float theta_pair = freq_factors ? theta_extrap / freq_factors[i] : theta_extrap;
             const float theta_interp = freq_scale * theta_pair;
             float theta = theta_interp;
@@ -459,7 +477,7 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
             }
             cos_t[i] = cosf(theta) * mscale;
             sin_t[i] = sinf(theta) * mscale;
-            theta_extrap *= theta_scale;
+            for (int s = 0; s < 4; s++) theta_section[s] *= theta_scale;
         }
         for (int64_t h = 0; h < n_head; h++) {
             const float *x = (const float *)nd->src[0] + (t * n_head + h) * head_dim;
@@ -470,7 +488,7 @@ static void op_rope(const lc_node *nd, const lc_task *task) {
                 y[i0] = fmaf(x0, cos_t[i], -(x1 * sin_t[i]));
                 y[i1] = fmaf(x0, sin_t[i], x1 * cos_t[i]);
             }
-            for (int64_t i = n_rot; i < head_dim; i++) y[i] = x[i];
+            for (int64_t i = rotated; i < head_dim; i++) y[i] = x[i];
         }
     }
 }
