@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     what = f"calculating quantization size for {source!r}" if args.dry_run else f"quantizing {source!r} to {output!r}"
     print(f"llmcore quantize: {what} as {file_type.name}" + (f" using {n_threads} threads" if n_threads > 0 else ""),
           file=sys.stderr)
-    with GGUFReader(source) as reader:
+    with GGUFReader(source, decode_strings=False) as reader:  # the vocabulary is copied, never read
         plan = plan_quantization(reader, options)
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)

@@ -29,6 +29,7 @@ from .types import (
     MAX_TENSOR_NAME_BYTES,
     SCALAR_DTYPES,
     SUPPORTED_VERSIONS,
+    EncodedStrings,
     GGMLType,
     GGUFValueType,
     TensorInfo,
@@ -72,11 +73,12 @@ _TENSOR_TYPES = {int(t): t for t in GGMLType if t in GGML_QUANT_SIZES}
 class _Parser:
     """A bounds-checked little-endian cursor over one file's bytes."""
 
-    def __init__(self, path: str, buf: mmap.mmap | bytes) -> None:
+    def __init__(self, path: str, buf: mmap.mmap | bytes, decode_strings: bool = True) -> None:
         self.path = path
         self.buf = buf
         self.size = len(buf)
         self.pos = 0
+        self.decode_strings = decode_strings  # string arrays as list[str], else as EncodedStrings
 
     def error(self, offset: int, field: str, problem: str) -> GGUFError:
         return GGUFError(self.path, offset, field, problem)
@@ -117,11 +119,35 @@ class _Parser:
             pos += 8 + length
         self.pos = pos
         if len(out) < count:
-            where = field if count == 1 else f"{field}[{len(out)}]"
-            self.need(8, where)
-            length = _U64.unpack_from(buf, pos)[0]
-            raise self.error(pos, where, f"string length {length} exceeds the {size - pos - 8} bytes left in the file")
+            raise self._overrun(count, len(out), field)
         return out
+
+    def encoded_strings(self, count: int, field: str) -> EncodedStrings:
+        """Read ``count`` length-prefixed strings as the file stores them (bounds-checked, not decoded)."""
+        self.need(8 * count, field)
+        buf, size, start = self.buf, self.size, self.pos
+        unpack = _U64.unpack_from
+        pos = start
+        for done in range(count):  # each length says where the next string starts
+            if size - pos < 8:
+                break
+            (length,) = unpack(buf, pos)
+            if length > size - pos - 8:
+                break
+            pos += 8 + length
+        else:
+            self.pos = pos
+            return EncodedStrings(count, bytes(buf[start:pos]))
+        self.pos = pos
+        raise self._overrun(count, done, field)
+
+    def _overrun(self, count: int, done: int, field: str) -> GGUFError:
+        """The error for string ``done`` of ``count``, at the cursor, running past the end of the file."""
+        where = field if count == 1 else f"{field}[{done}]"
+        self.need(8, where)
+        length = _U64.unpack_from(self.buf, self.pos)[0]
+        return self.error(self.pos, where, f"string length {length} exceeds the {self.size - self.pos - 8} bytes "
+                          "left in the file")
 
     def string(self, field: str) -> str:
         return self.strings(1, field)[0]
@@ -158,7 +184,8 @@ class _Parser:
                 f"{count} elements need at least {min_bytes} bytes but only {self.size - self.pos} remain in the file",
             )
         if element_type == GGUFValueType.STRING:
-            return self.strings(count, field), element_type
+            strings = self.strings(count, field) if self.decode_strings else self.encoded_strings(count, field)
+            return strings, element_type
         if element_type == GGUFValueType.ARRAY:
             return [self.array(f"{field}[{i}]", depth + 1)[0] for i in range(count)], element_type
         # Metadata arrays are small next to the weights; a copy lets close() unmap the file.
@@ -170,11 +197,11 @@ class _Parser:
 class _GGUFFile:
     """One parsed GGUF file: its header, metadata, tensor infos and the mapping of its bytes."""
 
-    def __init__(self, path: str, part: int) -> None:
+    def __init__(self, path: str, part: int, decode_strings: bool = True) -> None:
         self.path = path
         self.mmap = _map(path)
         try:
-            self._parse(_Parser(path, self.mmap if self.mmap is not None else b""), part)
+            self._parse(_Parser(path, self.mmap if self.mmap is not None else b"", decode_strings), part)
         except BaseException:
             self.close()
             raise
@@ -310,11 +337,14 @@ class GGUFReader:
     arrays, string arrays as ``list[str]``, arrays of arrays as lists). ``metadata_types`` gives each
     key's GGUF value type, or for arrays the element type, so that a writer can reproduce the file.
     ``tensors`` maps names to ``TensorInfo`` in file order. Use as a context manager or ``close()``.
+    Without ``decode_strings``, string arrays stay as the file stores them (``EncodedStrings``), for a
+    tool that copies the metadata without reading the vocabulary.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, decode_strings: bool = True) -> None:
         self.path = os.fspath(path)
-        self._files = [_GGUFFile(self.path, part=0)]
+        self._decode_strings = decode_strings
+        self._files = [_GGUFFile(self.path, part=0, decode_strings=decode_strings)]
         try:
             self._open_other_splits()
             self.tensors: dict[str, TensorInfo] = self._merge_tensors()
@@ -352,7 +382,7 @@ class GGUFReader:
                 self.path, None, "file name", f"a split model's first file must end in -00001-of-{count:05d}.gguf"
             )
         for index in range(1, count):
-            part = _GGUFFile(split_path(prefix, index, count), part=index)
+            part = _GGUFFile(split_path(prefix, index, count), part=index, decode_strings=self._decode_strings)
             self._files.append(part)
             if part.metadata.get(KEY_SPLIT_NO) != index or part.metadata.get(KEY_SPLIT_COUNT) != count:
                 raise GGUFError(

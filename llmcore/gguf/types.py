@@ -7,16 +7,41 @@ defines and an older ``gguf`` package lacks are added from ``_GGML_TYPES_SINCE_G
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
+from types import ModuleType
 
 import numpy as np
-from gguf.constants import GGML_QUANT_SIZES as _GGUF_QUANT_SIZES
-from gguf.constants import GGMLQuantizationType as _GGUFType
-from gguf.constants import GGUFValueType
+
+
+def _gguf_constants() -> ModuleType:
+    """The ``gguf`` package's ``constants`` module. Imported through its package it would bring the
+    whole package (its reader, writer, tensor names and yaml-reading metadata: most of a command's
+    start-up after numpy), so where the package is not imported yet, that one file is loaded alone
+    (it imports nothing of the package)."""
+    if "gguf.constants" in sys.modules:
+        return sys.modules["gguf.constants"]
+    package = importlib.util.find_spec("gguf")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("llmcore needs the gguf package (pip install gguf)")
+    path = os.path.join(package.submodule_search_locations[0], "constants.py")
+    spec = importlib.util.spec_from_file_location(f"{__name__}._gguf_constants", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_constants = _gguf_constants()
+_GGUF_QUANT_SIZES = _constants.GGML_QUANT_SIZES
+_GGUFType = _constants.GGMLQuantizationType
+GGUFValueType = _constants.GGUFValueType
 
 __all__ = [
     "DEFAULT_ALIGNMENT",
+    "EncodedStrings",
     "GGML_QUANT_SIZES",
     "GGUF_MAGIC",
     "GGMLType",
@@ -83,6 +108,16 @@ _ELEMENT_DTYPES: dict[GGMLType, np.dtype] = {
     GGMLType.I32: np.dtype("<i4"),
     GGMLType.I64: np.dtype("<i8"),
 }
+
+
+@dataclass(frozen=True)
+class EncodedStrings:
+    """A metadata array of strings as the file stores it: ``count`` length-prefixed UTF-8 strings
+    back to back in ``data``. ``GGUFReader(path, decode_strings=False)`` gives these, and the writer
+    stores them back byte for byte: a vocabulary copied without a Python string per token."""
+
+    count: int
+    data: bytes
 
 
 def numpy_dtype(ggml_type: GGMLType) -> np.dtype | None:

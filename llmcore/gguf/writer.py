@@ -25,6 +25,7 @@ from .types import (
     MAX_TENSOR_NAME_BYTES,
     SCALAR_DTYPES,
     SUPPORTED_VERSIONS,
+    EncodedStrings,
     GGMLType,
     GGUFValueType,
     numpy_dtype,
@@ -86,7 +87,7 @@ def _int_type_for(values: Sequence[int]) -> GGUFValueType:
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray))
+    return isinstance(value, (list, tuple, np.ndarray, EncodedStrings))
 
 
 def _infer_scalar_type(value: Any) -> GGUFValueType:
@@ -149,6 +150,8 @@ def _numeric_payload(values: Any, vtype: GGUFValueType) -> bytes:
 
 def _encode_array(values: Any, element_type: GGUFValueType | None) -> bytes:
     """Element type, count and elements of an array value (without the leading ARRAY type code)."""
+    if isinstance(values, EncodedStrings):
+        return _u32(GGUFValueType.STRING) + _u64(values.count) + values.data
     if element_type is None:
         element_type = _infer_element_type(values)
     if element_type == GGUFValueType.STRING:

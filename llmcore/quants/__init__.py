@@ -6,14 +6,14 @@ writes them, with an importance matrix (``quantize_q4_K``'s weighted search) or 
 ``convert_rows``).
 
 The C (``csrc/ggml_quants.c``, ported statement for statement from ggml-quants.c) is compiled on
-first use (``build.py``) and called through cffi, which releases the GIL: rows split over threads
+first use (``build.py``) and called through ctypes, which releases the GIL: rows split over threads
 quantize in parallel, and every row's bytes are the same however the rows are split.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,23 +37,32 @@ REQUIRES_IMATRIX = frozenset({GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ1_S}
 #: every type ``quantize_rows`` can write
 TARGET_TYPES = QUANTIZED_TYPES | {GGMLType.F32, GGMLType.F16, GGMLType.BF16}
 
-_CDEF = re.compile(r"/\* cffi-cdef: begin \*/(.*?)/\* cffi-cdef: end \*/", re.DOTALL)
 _ROWS_PER_TASK = 32  # rows a thread takes at a time (a task is at least 16K values, as llama.cpp's chunks)
 
 
+#: the entry points of csrc/lq_quants.h called here: (result, argument types); pointers go as addresses
+_SIGNATURES = {
+    "lq_convert_rows": (ctypes.c_size_t, (ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                          ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)),
+    "lq_to_float": (ctypes.c_int, (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)),
+    "lq_validate": (ctypes.c_int, (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)),
+}
+
+
 @functools.cache
-def _library():
-    from cffi import FFI
+def _library() -> ctypes.CDLL:
+    from .build import build
 
-    from .build import SOURCE_DIR, build
+    lib = ctypes.CDLL(str(build()))
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
 
-    ffi = FFI()
-    ffi.cdef(_CDEF.search((SOURCE_DIR / "lq_quants.h").read_text()).group(1))
-    return ffi, ffi.dlopen(str(build()))
 
-
-def _pointer(ffi, array: np.ndarray | None, ctype: str):
-    return ffi.NULL if array is None else ffi.cast(ctype, ffi.from_buffer(array))
+def _pointer(array: np.ndarray | None) -> int | None:
+    """The address of ``array``'s data (None: NULL); the caller keeps the array alive."""
+    return None if array is None else array.ctypes.data
 
 
 @functools.cache
@@ -91,15 +100,15 @@ def convert_rows(
         if imatrix.shape != (n_per_row,):
             raise ValueError(f"the importance matrix has {imatrix.size} values, rows have {n_per_row}")
     out = np.empty((n_rows, row_bytes(ggml_type, n_per_row)), np.uint8)
-    ffi, lib = _library()
-    weights = _pointer(ffi, imatrix, "float *")
+    lib = _library()
+    weights = _pointer(imatrix)
     step = max(1, _ROWS_PER_TASK if n_per_row >= 512 else (16384 + n_per_row - 1) // n_per_row)
 
     def run(first: int) -> None:
         count = min(step, n_rows - first)
         src, dst = data[first:first + count], out[first:first + count]
-        written = lib.lq_convert_rows(int(source_type), ffi.from_buffer(src), int(ggml_type), ffi.from_buffer(dst),
-                                      count, n_per_row, weights)
+        written = lib.lq_convert_rows(int(source_type), _pointer(src), int(ggml_type), _pointer(dst), count,
+                                      n_per_row, weights)
         if written != dst.nbytes:
             raise ValueError(f"converting {source_type.name} rows to {ggml_type.name} failed")
 
@@ -136,14 +145,12 @@ def to_float(ggml_type: GGMLType, raw: np.ndarray, n_per_row: int) -> np.ndarray
     if ggml_type not in TARGET_TYPES:
         return _numpy_dequantize(data, ggml_type, (n_rows, n_per_row))
     out = np.empty((n_rows, n_per_row), np.float32)
-    ffi, lib = _library()
-    if not lib.lq_to_float(int(ggml_type), ffi.from_buffer(data), _pointer(ffi, out, "float *"), out.size):
+    if not _library().lq_to_float(int(ggml_type), _pointer(data), _pointer(out), out.size):
         raise ValueError(f"cannot convert {ggml_type.name} to float32")
     return out
 
 
 def validate(ggml_type: GGMLType, data: np.ndarray) -> bool:
     """ggml_validate_row_data: False when a value (F32, F16, BF16) or a block's fp16 scale is inf or NaN."""
-    ffi, lib = _library()
     buffer = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    return bool(lib.lq_validate(int(ggml_type), ffi.from_buffer(buffer), buffer.nbytes))
+    return bool(_library().lq_validate(int(ggml_type), _pointer(buffer), buffer.nbytes))

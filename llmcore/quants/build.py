@@ -61,7 +61,47 @@ def _command(cc: str, output: Path, include: Path, openmp: bool = True) -> list[
 
 
 def library_path(cc: str) -> Path:
-    """Where the library built by ``cc`` is (or will be) cached."""
+    """Where the library built by ``cc`` is (or will be) cached. Naming it takes the tables
+    rendered and the compiler run (``--version``), so the name is remembered beside it, under a key
+    of the files it comes from as they stand on disk (this module, ``iq_grids.py``, the sources and
+    the compiler: each one's path, size and modification time, as Python keys its ``.pyc``); a
+    run in which none of them changed reads it back."""
+    kernels = cache_dir() / "kernels"
+    memo = kernels / f"llmcore_quants-{_inputs_key(cc)}.name"
+    try:
+        name = memo.read_text()
+        if name.startswith("llmcore_quants-"):
+            return kernels / name
+    except OSError:
+        pass
+    path = _digest_path(cc)
+    try:
+        kernels.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".name", dir=kernels)
+        with os.fdopen(fd, "w") as out:
+            out.write(path.name)
+        os.replace(tmp, memo)  # atomic: a concurrent run reads the whole name or none
+    except OSError:
+        pass  # a read-only cache: the name is computed again next time
+    return path
+
+
+def _inputs_key(cc: str) -> str:
+    """A digest of where and how large, and when changed, every input of ``_digest_path`` is."""
+    from llmcore.gguf import iq_grids
+
+    digest = hashlib.sha256()
+    for path in (__file__, iq_grids.__file__, cc, os.path.realpath(cc), *sorted(SOURCE_DIR.glob("*.[ch]"))):
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _digest_path(cc: str) -> Path:
+    """The library's path named by a digest of its sources, tables, command and compiler version."""
     digest = hashlib.sha256(tables_header().encode())
     for path in sorted(SOURCE_DIR.glob("*.[ch]")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -854,15 +855,13 @@ def write_quantized(
     progress: bool = True,
     on_tensor: Callable[[TensorPlan], None] | None = None,
 ) -> None:
-    """Write the planned file to ``path`` (through ``path.tmp``, renamed when complete)."""
-    from tqdm import tqdm
-
+    """Write the planned file to ``path`` (through ``path.tmp``, renamed when complete), with a
+    progress bar where ``progress`` and stderr is a terminal."""
     n_threads = n_threads if n_threads > 0 else (os.cpu_count() or 1)
     output = plan.output(path)
     target = f"{path}.tmp"
     try:
-        with open(target, "wb") as out, tqdm(total=plan.source_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                                             leave=False, disable=None if progress else True) as bar:
+        with open(target, "wb") as out, _progress_bar(plan.source_bytes, progress) as bar:
             out.write(output.header())
             for tensor in plan.tensors:
                 bar.set_description(tensor.source.name)
@@ -883,6 +882,30 @@ def write_quantized(
         if os.path.exists(target):
             os.unlink(target)
         raise
+
+
+class _NoBar:
+    """What the writer calls on a progress bar, doing nothing (tqdm is not imported for it)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool) -> Any:
+    if not (progress and sys.stderr.isatty()):  # tqdm's disable=None would hide it too
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
 
 
 def size_summary(plan: QuantizePlan) -> str:

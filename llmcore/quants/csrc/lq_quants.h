@@ -1,14 +1,12 @@
 /* llmcore's block quantizers: ggml's reference quantizers (ggml-quants.c of llama.cpp 0.3.36, ported
  * in ggml_quants.c), their block layouts and fp16/bf16 conversions, and the entry points Python
- * calls (api.c). The block between the cffi-cdef markers is declared to cffi as it is
- * (llmcore/quants/library.py). */
+ * calls (api.c), which llmcore/quants/__init__.py declares to ctypes (_SIGNATURES). */
 #ifndef LQ_QUANTS_H
 #define LQ_QUANTS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* cffi-cdef: begin */
 /* Quantize nrows rows of n_per_row floats into dst as ggml_quantize_chunk does (type: a ggml type
  * id; imatrix: n_per_row importance weights, or NULL). Returns the bytes written, 0 for a type
  * this library does not quantize or a row length that is not a multiple of its block. */
@@ -24,7 +22,6 @@ int lq_to_float(int type, const void *src, float *dst, int64_t n);
 /* 1 when every fp16 scale of the n bytes of quantized data is finite (ggml_validate_row_data for
  * the types above), else 0. */
 int lq_validate(int type, const void *data, size_t n_bytes);
-/* cffi-cdef: end */
 
 #define GGML_RESTRICT restrict
 #define GGML_UNUSED(x) (void)(x)
