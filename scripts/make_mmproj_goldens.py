@@ -14,7 +14,9 @@ MiniCPM-V 2.6's, for text-minicpmv.gguf (a tiny llama 128 wide with MiniCPM-V's 
 Gemma 3's pooling projector, for text-gemma3.gguf; ``idefics3``: a SigLIP ViT and SmolVLM's pixel
 shuffle, for text-smolvlm.gguf, the tiny llama with SmolVLM's image tokens in its vocabulary;
 ``qwen2vl_merger``: Qwen2-VL's ViT (2-D rotary positions, two patch kernels, 8-pixel patches merged
-2x2) for text-qwen2vl.gguf, a tiny qwen2vl with M-RoPE sections 2, 3, 3 and its vision tokens),
+2x2) for text-qwen2vl.gguf, a tiny qwen2vl with M-RoPE sections 2, 3, 3 and its vision tokens;
+``qwen2.5vl_merger``: Qwen2.5-VL's (RMS norms, gated SiLU FFN, 112-pixel attention windows in every
+other block) for the same text model),
 ``<image>.png`` and ``<projector>.npz`` holding, per image, the prompt's
 chunks as llama.cpp's ``mtmd_tokenize`` cuts them (``<image>.n_chunks``; chunk i a text chunk's tokens
 ``<image>.chunk<i>.tokens`` or an image chunk's embeddings, ``mtmd_encode_chunk`` /
@@ -52,11 +54,12 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     average-pooled into 9 tokens: the default scale factor, not written), post-LN, GELU."""
     rng = np.random.default_rng(seed)
     siglip = projector in ("gemma3", "idefics3", "resampler")
-    qwen = projector == "qwen2vl_merger"
+    qwen = projector in ("qwen2vl_merger", "qwen2.5vl_merger")
+    qwen25 = projector == "qwen2.5vl_merger"  # RMS norms without biases, a gated SiLU FFN, windows
     n_embd, n_ff, n_layer = 32, 64, 3
     # MobileVLM's projectors are written for 24x24 patches; Qwen2-VL's images take any size
     image_size, patch = {"gemma3": (96, 8), "idefics3": (48, 8), "ldp": (48, 2), "ldpv2": (48, 2),
-                         "qwen2vl_merger": (64, 8)}.get(projector, (56, 14))
+                         "qwen2vl_merger": (64, 8), "qwen2.5vl_merger": (64, 8)}.get(projector, (56, 14))
     tensors: dict[str, np.ndarray] = {}
 
     def matrix(name: str, n_out: int, n_in: int, bias: bool = True) -> None:
@@ -66,7 +69,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
 
     def norm(name: str, n: int) -> None:
         tensors[f"{name}.weight"] = (1 + 0.1 * rng.normal(size=n)).astype(np.float32)
-        tensors[f"{name}.bias"] = (0.1 * rng.normal(size=n)).astype(np.float32)
+        if not qwen25:
+            tensors[f"{name}.bias"] = (0.1 * rng.normal(size=n)).astype(np.float32)
 
     # Qwen2-VL's 3-D convolution is stored as two kernels, one per frame
     for name in ("v.patch_embd.weight", "v.patch_embd.weight.1") if qwen else ("v.patch_embd.weight",):
@@ -85,6 +89,8 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
         norm(f"{p}.ln1", n_embd)
         norm(f"{p}.ln2", n_embd)
         matrix(f"{p}.ffn_up", n_ff, n_embd)
+        if qwen25:
+            matrix(f"{p}.ffn_gate", n_ff, n_embd)
         matrix(f"{p}.ffn_down", n_embd, n_ff)
     if projector in ("mlp", "mlp-anyres"):
         matrix("mm.0", n_text_embd, n_embd)
@@ -134,6 +140,9 @@ def write_mmproj(path: Path, projector: str, n_text_embd: int, seed: int) -> Non
     # Yi-VL's mlp_norm is an "mlp" with mm.3 (clip.cpp)
     writer.add_string("clip.projector_type", "mlp" if projector in ("mlp_norm", "mlp-anyres") else projector)
     writer.add_bool("clip.use_gelu", siglip)
+    if qwen25:  # SiLU; every second block attends to the whole image, the others in 112-pixel windows
+        writer.add_bool("clip.use_silu", True)
+        writer.add_uint32("clip.vision.n_wa_pattern", 2)
     for key, value in {"embedding_length": n_embd, "feed_forward_length": n_ff, "block_count": n_layer,
                        "attention.head_count": 4, "image_size": image_size, "patch_size": patch,
                        "projection_dim": n_text_embd}.items():
@@ -296,7 +305,8 @@ PAIRS = {"mlp": ("text.gguf", "llama", llama), "mlp_norm": ("text.gguf", "llama"
          "idefics3": ("text-smolvlm.gguf", "llama", with_tokens(SMOLVLM_TOKENS)), "mlp-anyres": ("text.gguf", "llama", llama),
          "ldpv2": ("text.gguf", "llama", llama), "ldp": ("text.gguf", "llama", llama),
          "resampler": ("text-minicpmv.gguf", "llama", with_tokens(MINICPMV_TOKENS)),
-         "qwen2vl_merger": ("text-qwen2vl.gguf", "qwen2vl", with_tokens(QWEN2VL_TOKENS, qwen2vl_text))}
+         "qwen2vl_merger": ("text-qwen2vl.gguf", "qwen2vl", with_tokens(QWEN2VL_TOKENS, qwen2vl_text)),
+         "qwen2.5vl_merger": ("text-qwen2vl.gguf", "qwen2vl", with_tokens(QWEN2VL_TOKENS, qwen2vl_text))}
 #: text models wider than TinyModel's default: MiniCPM-V's resampler has heads of 128
 TEXT_WIDTH = {"text-minicpmv.gguf": 128}
 

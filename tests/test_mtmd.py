@@ -25,11 +25,12 @@ from llmcore.media import image as images
 FIXTURES = Path(__file__).parent / "fixtures" / "mtmd"
 TEXT = FIXTURES / "text.gguf"
 IMAGES = ("square", "wide", "tall", "large", "small")
-PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger")
+PROJECTORS = ("mlp", "mlp_norm", "mlp-anyres", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger",
+              "qwen2.5vl_merger")
 #: the text model each projector's goldens pair it with
 TEXT_OF = {"mlp": TEXT, "mlp_norm": TEXT, "mlp-anyres": TEXT, "ldp": TEXT, "ldpv2": TEXT, "gemma3": FIXTURES / "text-gemma3.gguf",
            "idefics3": FIXTURES / "text-smolvlm.gguf", "resampler": FIXTURES / "text-minicpmv.gguf",
-           "qwen2vl_merger": FIXTURES / "text-qwen2vl.gguf"}
+           "qwen2vl_merger": FIXTURES / "text-qwen2vl.gguf", "qwen2.5vl_merger": FIXTURES / "text-qwen2vl.gguf"}
 BACKENDS = ("reference", "cpu_simd")
 # llama.cpp's encoder rounds keys, values and their weighted sums to f16 (flash attention); where an
 # f32 sum upstream lands on the other side of an f16 rounding, an embedding moves by ~1e-3
@@ -127,10 +128,10 @@ def test_projector_files_are_checked(tmp_path):
     path = tmp_path / "qwen.gguf"
     writer = GGUFWriter(str(path), "clip")
     writer.add_metadata("clip.has_vision_encoder", True)
-    writer.add_metadata("clip.projector_type", "qwen2.5vl_merger")
+    writer.add_metadata("clip.projector_type", "qwen3vl_merger")
     writer.write()
-    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen2.5vl_merger' is not supported yet \(supported: "
-                                         r"mlp, ldp, ldpv2, resampler, gemma3, idefics3, qwen2vl_merger\)"):
+    with pytest.raises(ModelError, match=r"qwen.gguf: projector type 'qwen3vl_merger' is not supported yet \(supported: "
+                                         r"mlp, ldp, ldpv2, resampler, gemma3, idefics3, qwen2vl_merger, qwen2.5vl_merger\)"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=path)
     with pytest.raises(ModelError, match="is not 'clip'"):
         LLM(TEXT, backend="reference", n_ctx=64, mmproj=TEXT)

@@ -114,7 +114,7 @@ def add_mmproj_arg(parser: argparse.ArgumentParser) -> None:
         "-mm", "--mmproj", metavar="FNAME",
         help="multimodal projector file (llama.cpp's mmproj GGUF: a CLIP or SigLIP vision encoder; projector types "
              "mlp (LLaVA 1.5 and 1.6, Yi-VL, BakLLaVA...), ldp and ldpv2 (MobileVLM), resampler (MiniCPM-V), gemma3, "
-             "idefics3 (SmolVLM), qwen2vl_merger (Qwen2-VL))")
+             "idefics3 (SmolVLM), qwen2vl_merger and qwen2.5vl_merger (Qwen2-VL, Qwen2.5-VL))")
 
 
 def llm_options(args: argparse.Namespace, *, seed: int | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from llmcore.graph.placement import LayerPlacement
 from llmcore.graph.scheduler import CompiledGraph, assign
 from llmcore.media import image as images
 from llmcore.models import WeightSpec
-from llmcore.models.clip import QWEN2VL, TRANSPOSED_WEIGHTS, ClipParams, ClipVision
+from llmcore.models.clip import QWEN2VL, QWEN25VL, QWEN_VL, TRANSPOSED_WEIGHTS, ClipParams, ClipVision
 from llmcore.tokenizer import Tokenizer
 
 #: llama.cpp's default media marker (mtmd_default_marker)
@@ -38,11 +38,12 @@ MEDIA_MARKER = "<__media__>"
 #: clip.cpp's padding color of LLaVA's square images
 LLAVA_PAD_COLOR = (122, 116, 104)
 #: the text around each image's embeddings (mtmd's img_beg, img_end), by projector type
-IMAGE_MARKERS = {"gemma3": ("<start_of_image>", "<end_of_image>"), QWEN2VL: ("<|vision_start|>", "<|vision_end|>")}
+IMAGE_MARKERS = {"gemma3": ("<start_of_image>", "<end_of_image>"), QWEN2VL: ("<|vision_start|>", "<|vision_end|>"),
+                 QWEN25VL: ("<|vision_start|>", "<|vision_end|>")}
 #: projectors whose images the text model reads with non-causal attention (mtmd_decode_use_non_causal)
 NON_CAUSAL_PROJECTORS = ("gemma3",)
 #: projectors whose images the text model places with M-RoPE positions (mtmd_decode_use_mrope)
-MROPE_PROJECTORS = (QWEN2VL,)
+MROPE_PROJECTORS = QWEN_VL
 #: Qwen2-VL's bounds on an image's tokens (clip.cpp's set_limit_image_tokens(8, 4096))
 QWEN2VL_MIN_TOKENS, QWEN2VL_MAX_TOKENS = 8, 4096
 
@@ -149,7 +150,7 @@ class Projector:
             return self._minicpmv_parts(pixels, digest)
         if p.grid_pinpoints:
             return self._any_resolution_parts(pixels, digest)
-        if p.projector == QWEN2VL:  # any size, aligned to the merged patches (mtmd's dyn_size preprocessor)
+        if p.projector in QWEN_VL:  # any size, aligned to the merged patches (mtmd's dyn_size preprocessor)
             align = p.patch_size * p.n_merge
             width, height = preserved_ratio_size(pixels.shape[1], pixels.shape[0], align, QWEN2VL_MIN_TOKENS * align ** 2,
                                                  QWEN2VL_MAX_TOKENS * align ** 2)

@@ -22,7 +22,9 @@ Qwen2-VL's ViT (clip.cpp's qwen2vl graph, ``qwen2vl_merger``): two patch kernels
 convolution's two frames, both given the one image) added, no learned positions but a 2-D rotation
 of queries and keys (ggml_rope_multi's vision mode: each patch's row and column), every block run,
 the post-LayerNorm; the patches are taken 2x2 block by block, so that each block's four rows, joined,
-go through the merger: ``mm.0``, GELU, ``mm.2``.
+go through the merger: ``mm.0``, GELU, ``mm.2``. Qwen2.5-VL's (``qwen2.5vl_merger``): the same with RMS
+norms, a gated FFN, and all but every n_wa_pattern-th block attending within windows of blocks (the
+blocks taken window by window, put back in order after the merger).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from llmcore.graph.builder import F16, F32, I32, GraphBuilder, RopeParams
 from llmcore.graph.ir import Graph, Node
 from llmcore.graph.kv_types import CacheConfig
 from llmcore.models.base import Architecture, HParams, WeightSpec
-from llmcore.models.layers import _project, layer_norm
+from llmcore.models.layers import _project, layer_norm, rms_norm
 
 #: every projector type llama.cpp 0.3.36 names (tools/mtmd/clip-impl.h, PROJECTOR_TYPE_NAMES)
 KNOWN_PROJECTORS = (
@@ -54,7 +56,7 @@ KNOWN_PROJECTORS = (
     "qwen3tts_gen", "pockettts_spkenc", "pockettts_gen", "muse-glimmer",
 )
 #: the projector types llmcore runs
-SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger")
+SUPPORTED_PROJECTORS = ("mlp", "ldp", "ldpv2", "resampler", "gemma3", "idefics3", "qwen2vl_merger", "qwen2.5vl_merger")
 #: projectors that read the patch grid in n_merge x n_merge windows
 WINDOWED_PROJECTORS = ("gemma3", "idefics3", "ldpv2")
 #: projectors behind clip.cpp's SigLIP graph
@@ -69,9 +71,16 @@ TRANSPOSED_WEIGHTS = frozenset({"mm.input_projection.weight"})
 
 #: clip.cpp's n_merge where the file has no clip.vision.projector.scale_factor (Qwen2-VL's:
 #: clip.vision.spatial_merge_size)
-DEFAULT_MERGE = {"gemma3": 4, "ldp": 2, "ldpv2": 2, "qwen2vl_merger": 2}
+DEFAULT_MERGE = {"gemma3": 4, "ldp": 2, "ldpv2": 2, "qwen2vl_merger": 2, "qwen2.5vl_merger": 2}
 #: Qwen2-VL's projector: a ViT with 2-D rotary positions whose patches are merged 2x2 into tokens
 QWEN2VL = "qwen2vl_merger"
+#: Qwen2.5-VL's: the same ViT with RMS norms, a gated FFN and windowed attention in all but every
+#: n_wa_pattern-th block
+QWEN25VL = "qwen2.5vl_merger"
+#: both (clip.cpp's qwen2vl graph)
+QWEN_VL = (QWEN2VL, QWEN25VL)
+#: Qwen2.5-VL's attention windows in pixels (clip.cpp's default attn_window_size, which its files omit)
+QWEN25VL_WINDOW = 112
 #: the rotary base of Qwen2-VL's vision encoder (clip.cpp's ggml_rope_multi call)
 QWEN2VL_ROPE_BASE = 10000.0
 #: the patch grid clip.cpp's MobileVLM projectors are written for (n_patch = 24: 336 pixels in 14s)
@@ -103,6 +112,7 @@ class ClipParams:
     preproc_image_size: int = 0  # idefics3: the longest side images are resized to before tiling (0: none given)
     minicpmv_version: int = 2  # resampler: MiniCPM-V's version (2: 2.5, 3: 2.6, ...), which sets its slice tokens
     query_num: int = 0  # resampler: its learned queries, the tokens of each image chunk
+    n_wa_pattern: int = 0  # qwen2.5vl_merger: every n-th block attends to the whole image, the others in windows
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> ClipParams:
@@ -158,7 +168,7 @@ class ClipParams:
             ffn_op=FFN_GELU if use_gelu else FFN_SILU if use_silu else FFN_GELU_QUICK,
             feature_layers=feature_layers,
             grid_pinpoints=tuple(zip(pinpoints[::2], pinpoints[1::2])),
-            n_merge=_integer(meta, "clip.vision.spatial_merge_size" if projector == QWEN2VL
+            n_merge=_integer(meta, "clip.vision.spatial_merge_size" if projector in QWEN_VL
                              else "clip.vision.projector.scale_factor", 2 if projector == "idefics3" else 1, 64,
                              default=DEFAULT_MERGE.get(projector, None if projector == "idefics3" else 1)),
             preproc_image_size=_integer(meta, "clip.vision.preproc_image_size", 0, 1 << 16, default=0),
@@ -166,6 +176,7 @@ class ClipParams:
             minicpmv_version=_integer(meta, "clip.minicpmv_version", 0, 1 << 20, default=0) or 2,
             query_num=_integer(meta, "clip.minicpmv_query_num", 0, 1 << 16, default=0)
             or (64 if int(meta.get("clip.minicpmv_version", 0)) in (3, 4, 5, 6, 100045) else 96),
+            n_wa_pattern=_integer(meta, "clip.vision.n_wa_pattern", 1, 1 << 10) if projector == QWEN25VL else 0,
         )
 
     @property
@@ -258,8 +269,8 @@ class ClipVision(Architecture):
         if params.projector in ("ldp", "ldpv2") and not n_x == n_y == MOBILEVLM_GRID:
             raise ModelError(f"{params.projector} is written for {MOBILEVLM_GRID}x{MOBILEVLM_GRID} patches (clip.cpp's n_patch), "
                              f"not {n_x}x{n_y}")
-        if params.projector == QWEN2VL and (params.n_merge != 2 or n_x % 2 or n_y % 2 or params.head_dim % 4):
-            raise ModelError(f"qwen2vl_merger merges 2x2 patches of heads divisible by 4 (clip.cpp's graph), not "
+        if params.projector in QWEN_VL and (params.n_merge != 2 or n_x % 2 or n_y % 2 or params.head_dim % 4):
+            raise ModelError(f"{params.projector} merges 2x2 patches of heads divisible by 4 (clip.cpp's graph), not "
                              f"{n_x}x{n_y} patches, spatial merge {params.n_merge}, heads of {params.head_dim}")
         if params.projector == "idefics3" and (n_x % params.n_merge or n_y % params.n_merge):
             raise ModelError(f"idefics3's pixel shuffle needs a grid of patches divisible by {params.n_merge} "
@@ -289,7 +300,7 @@ class ClipVision(Architecture):
 
     def image_inputs(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's inputs for an image's ``patches`` (:func:`llmcore.media.image.patches`)."""
-        if self.params.projector == QWEN2VL:
+        if self.params.projector in QWEN_VL:
             return self._qwen2vl_inputs(patches)
         feeds = {
             "patches": patches,
@@ -325,13 +336,37 @@ class ClipVision(Architecture):
         y, x = np.mgrid[0:self.n_y, 0:self.n_x]
         order = lambda grid: grid.reshape(self.n_y // 2, 2, self.n_x // 2, 2).transpose(0, 2, 1, 3).reshape(-1)  # noqa: E731
         rows, cols = order(y), order(x)
-        return {
-            "patches": np.ascontiguousarray(patches[rows * self.n_x + cols]),
-            "positions": np.stack([rows, cols, rows, cols]).astype(np.int32),
-            "kv_cells": np.arange(self.n_pos, dtype=np.int32),
-            "kq_mask": np.zeros((self.n_pos, self.n_pos), np.float32),
-            "patch_rows": np.arange(self.n_patches, dtype=np.int32),
-        }
+        feeds = {"kv_cells": np.arange(self.n_pos, dtype=np.int32),
+                 "kq_mask": np.zeros((self.n_pos, self.n_pos), np.float32),
+                 "patch_rows": np.arange(self.n_patches, dtype=np.int32)}
+        if self.params.n_wa_pattern:  # the blocks window by window, as clip.cpp's inv_window_idx takes them
+            window_idx, inverse, feeds["window_mask"] = self._windows_of_blocks()
+            patch_of = (4 * inverse[:, None] + np.arange(4)).reshape(-1)
+            rows, cols = rows[patch_of], cols[patch_of]
+            feeds["window_idx"] = window_idx
+        feeds["patches"] = np.ascontiguousarray(patches[rows * self.n_x + cols])
+        feeds["positions"] = np.stack([rows, cols, rows, cols]).astype(np.int32)
+        return feeds
+
+    def _windows_of_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Qwen2.5-VL's attention windows (clip.cpp): the 2x2 blocks in windows of 112 pixels' worth
+        of blocks per side, row-major, the last ones cut short. Returns each block's place in window
+        order (window_idx), the block at each place (inv_window_idx) and the mask [patches, patches]
+        that lets a patch see its own window's patches only."""
+        p = self.params
+        pw, ph, side = self.n_x // 2, self.n_y // 2, QWEN25VL_WINDOW // p.patch_size // 2
+        window_idx = np.empty(pw * ph, np.int32)
+        mask = np.full((self.n_pos, self.n_pos), -np.inf, np.float32)
+        place = 0
+        for y in range(0, ph, side):
+            for x in range(0, pw, side):
+                first = place
+                for dy in range(min(side, ph - y)):
+                    for dx in range(min(side, pw - x)):
+                        window_idx[(y + dy) * pw + x + dx] = place
+                        place += 1
+                mask[4 * first:4 * place, 4 * first:4 * place] = 0.0
+        return window_idx, np.argsort(window_idx).astype(np.int32), mask
 
     def _bucket_positions(self) -> np.ndarray:
         """MiniCPM-V's rows of the learned position table: each patch's row and column scaled into
@@ -378,7 +413,7 @@ class ClipVision(Architecture):
         g = GraphBuilder(self.n_pos, self.n_patches)
         g.layer = -1
         pixels = g.input("patches", (self.n_patches, 3 * p.patch_size * p.patch_size), F32)
-        positions = g.input("positions", (4, self.n_pos) if p.projector == QWEN2VL else (self.n_pos,), I32)
+        positions = g.input("positions", (4, self.n_pos) if p.projector in QWEN_VL else (self.n_pos,), I32)
         cells = g.input("kv_cells", (self.n_pos,), I32)
         mask = g.input("kq_mask", (self.n_pos, self.n_pos), F32)
         # the convolution's kernel as a matrix: ggml's im2col rounds the pixels to f16 and the
@@ -388,7 +423,7 @@ class ClipVision(Architecture):
             raise ModelError(f"tensor v.patch_embd.weight: a [n_embd, 3, {p.patch_size}, {p.patch_size}] kernel is needed")
         x = g.mul_mat(g.weight("v.patch_embd.weight", (kernel.shape[0], 3 * p.patch_size ** 2), GGMLType.F16), pixels,
                       name="patch_embd")
-        if p.projector == QWEN2VL:  # the second frame's kernel, given the same image (clip.cpp's still image)
+        if p.projector in QWEN_VL:  # the second frame's kernel, given the same image (clip.cpp's still image)
             x = g.add(x, g.mul_mat(g.weight("v.patch_embd.weight.1", (kernel.shape[0], 3 * p.patch_size ** 2),
                                             GGMLType.F16), pixels, name="patch_embd.1"))
         if self.has("v.patch_embd.bias"):
@@ -397,23 +432,27 @@ class ClipVision(Architecture):
             flat = g.concat(g.reshape(x, (1, self.n_patches * p.n_embd)),
                             self.w_vector_as_row(g, "v.class_embd"))
             x = g.reshape(flat, (self.n_pos, p.n_embd))
-        if p.projector != QWEN2VL:  # whose positions rotate queries and keys instead
+        if p.projector not in QWEN_VL:  # whose positions rotate queries and keys instead
             x = g.add(x, g.get_rows(self.w(g, "v.position_embd.weight"), positions, name="pos_embd"))
         if self.has("v.pre_ln.weight"):
-            x = layer_norm(g, self, x, "v.pre_ln")
+            x = self.norm(g, x, "v.pre_ln")
         features = p.feature_layers
         # LLaVA's graph leaves the last block out unless feature layers are named; SigLIP's runs them all
-        n_run = p.n_layer if self.siglip or p.projector == QWEN2VL else max(features) if features else p.n_layer - 1
+        n_run = p.n_layer if self.siglip or p.projector in QWEN_VL else max(features) if features else p.n_layer - 1
+        # Qwen2.5-VL: all but every n_wa_pattern-th block attend within windows of patches only
+        window_mask = g.input("window_mask", (self.n_pos, self.n_pos), F32) if p.n_wa_pattern else None
         stack = []
         for il in range(n_run):
             g.layer = il
             if il in features:  # 0 is the encoder's input
                 stack.append(x)
-            x = g.add(self.attention(g, layer_norm(g, self, x, f"v.blk.{il}.ln1"), cells, mask, il, positions), x)
-            x = g.add(x, self.ffn(g, layer_norm(g, self, x, f"v.blk.{il}.ln2"), il))
+            windowed = window_mask is not None and (il + 1) % p.n_wa_pattern != 0
+            x = g.add(self.attention(g, self.norm(g, x, f"v.blk.{il}.ln1"), cells, window_mask if windowed else mask,
+                                     il, positions), x)
+            x = g.add(x, self.ffn(g, self.norm(g, x, f"v.blk.{il}.ln2"), il))
         g.layer = p.n_layer
         if self.has("v.post_ln.weight"):
-            x = layer_norm(g, self, x, "v.post_ln")
+            x = self.norm(g, x, "v.post_ln")
         if n_run in features:
             stack.append(x)
         for i, feature in enumerate(stack):
@@ -424,7 +463,7 @@ class ClipVision(Architecture):
     def attention(self, g: GraphBuilder, x: Node, cells: Node, mask: Node, il: int, positions: Node) -> Node:
         p, prefix, n = self.params, f"v.blk.{il}", x.shape[0]
         q, k, v = (self.linear(g, x, f"{prefix}.attn_{name}") for name in "qkv")
-        if p.projector == QWEN2VL:  # rows and columns rotate a quarter of the head's angles each
+        if p.projector in QWEN_VL:  # rows and columns rotate a quarter of the head's angles each
             rope = RopeParams(n_rot=p.head_dim // 2, neox=True, freq_base=QWEN2VL_ROPE_BASE, n_ctx_orig=32768)
             sections = (p.head_dim // 4,) * 4
             q, k = (g.reshape(g.rope_multi(g.reshape(t, (n, p.n_head, p.head_dim)), positions, rope, sections,
@@ -437,10 +476,26 @@ class ClipVision(Architecture):
                           name=f"v.attn.{il}", flash=True)
         return self.linear(g, out, f"{prefix}.attn_out")
 
+    def norm(self, g: GraphBuilder, x: Node, name: str) -> Node:
+        """The encoder's norm ``name``: RMSNorm in Qwen2.5-VL's (clip.cpp's NORM_TYPE_RMS), else
+        LayerNorm; each with its bias where the file has one."""
+        if self.params.projector != QWEN25VL:
+            return layer_norm(g, self, x, name)
+        y = rms_norm(g, self, x, f"{name}.weight")
+        return g.add(y, self.w(g, f"{name}.bias")) if self.has(f"{name}.bias") else y
+
     def ffn(self, g: GraphBuilder, x: Node, il: int) -> Node:
+        """up, the activation, down; with an ``ffn_gate`` (Qwen2.5-VL) the activation of the gate
+        times up (clip.cpp's build_ffn: ggml_swiglu_split, ggml_geglu_split)."""
         up, down = self.ffn_names[il]
         h = self.linear(g, x, up)
         act = self.params.ffn_op
+        gate = f"v.blk.{il}.ffn_gate"
+        if self.has(f"{gate}.weight"):
+            if act == FFN_GELU_QUICK:
+                raise ModelError(f"tensor {gate}.weight: a gated FFN with quick GELU is not supported yet")
+            g_h = self.linear(g, x, gate)
+            return self.linear(g, g.swiglu(g_h, h) if act == FFN_SILU else g.geglu(g_h, h), down)
         h = g.gelu(h) if act == FFN_GELU else g.silu(h) if act == FFN_SILU else g.gelu_quick(h)
         return self.linear(g, h, down)
 
@@ -455,16 +510,20 @@ class ClipVision(Architecture):
             return self.ldp_projector(g, x)
         if self.params.projector == "resampler":
             return self.resampler_projector(g, x)
-        if self.params.projector == QWEN2VL:
+        if self.params.projector in QWEN_VL:
             return self.qwen2vl_projector(g, x)
         return self.llava_projector(g, x)
 
     def qwen2vl_projector(self, g: GraphBuilder, x: Node) -> Node:
         """Qwen2-VL's merger: each 2x2 block's four patch rows (consecutive: the patches come block
-        by block) joined into one, then ``mm.0``, GELU, ``mm.2``."""
+        by block) joined into one, then ``mm.0``, GELU, ``mm.2``; Qwen2.5-VL's blocks, which came
+        window by window, then go back to row-major order (input ``window_idx``)."""
         n, width = x.shape
         x = g.reshape(x, (n // 4, 4 * width))
-        return self.linear(g, g.gelu(self.linear(g, x, "mm.0")), "mm.2")
+        x = self.linear(g, g.gelu(self.linear(g, x, "mm.0")), "mm.2")
+        if self.params.n_wa_pattern:
+            x = g.get_rows(x, g.input("window_idx", (n // 4,), I32), name="window_idx")
+        return x
 
     def resampler_projector(self, g: GraphBuilder, x: Node) -> Node:
         """MiniCPM-V's: the learned queries (``resampler.query``, LayerNorm ``ln_q``) attend, in heads

@@ -495,11 +495,12 @@ def _flash_tiled(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, r
         tile_max = kq.max(axis=-1)
         new_m = np.maximum(m, tile_max)
         higher = seen & (new_m > m)
-        ms = np.where(higher, libm_expf(m - new_m), np.float32(1))
-        acc = np.where(higher[..., None], acc * ms[..., None], acc)
-        total = np.where(higher, total * ms, total)
-        m = np.where(seen, new_m, m)
-        exps = np.where(kq == -np.inf, np.float32(0), expf(np.where(kq == -np.inf, 0, kq - m[..., None])))
+        with np.errstate(invalid="ignore"):  # rows that see no cell of the tile (a window's mask): discarded below
+            ms = np.where(higher, libm_expf(m - new_m), np.float32(1))
+            acc = np.where(higher[..., None], acc * ms[..., None], acc)
+            total = np.where(higher, total * ms, total)
+            m = np.where(seen, new_m, m)
+            exps = np.where(kq == -np.inf, np.float32(0), expf(np.where(kq == -np.inf, 0, kq - m[..., None])))
         total = np.where(seen, (total.astype(np.float64) + kernels._grouped_sum(exps)).astype(np.float32), total)
         exps = np.where(seen[..., None], exps, np.float32(0))
         for j in range(c1 - c0):  # simd_gemm: the tile's cells in order
