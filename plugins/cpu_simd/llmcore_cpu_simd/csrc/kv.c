@@ -472,6 +472,13 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
         for (int64_t c = 0; c < FA_TILE; c++) {
             const char *krow = k + (c0 + c) * a->k_row + kvh * a->k_head;
             const char *vrow = v + (c0 + c) * a->v_row + kvh * a->v_head;
+            if (c < nc && a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16) {  /* whole rows at once */
+                float k32[LC_MAX_HEAD_DIM];
+                lc_fp16_to_fp32_row((const lc_fp16_t *)krow, k32, hd);
+                lc_fp16_to_fp32_row((const lc_fp16_t *)vrow, vt + c * hd, hd);
+                for (int64_t d = 0; d < hd; d++) kt[d * FA_TILE + c] = k32[d];
+                continue;
+            }
             for (int64_t d = 0; d < hd; d++) {
                 float kd = 0.0f, vd = 0.0f;
                 if (c < nc) {
