@@ -159,6 +159,34 @@ def test_steps_in_flight_through_the_stages_give_the_one_machine_logits(split_ll
         llm.reset()
 
 
+@pytest.mark.slow
+def test_a_server_over_two_nodes_keeps_a_step_in_flight_per_stage(cluster, default_model_path):
+    """``serve --ray`` with the layers on the two nodes: two streams at once, each step taking one
+    slot while the other slot's step passes the other stage; each reply is the one-machine reply."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_server import ServerProcess
+
+    from llmcore import LLM
+
+    openai = pytest.importorskip("openai")
+    local, _ = cluster
+    solo = LLM(default_model_path, n_ctx=512, flash_attn="off")
+    expected = [solo.create_chat_completion([{"role": "user", "content": p}], max_tokens=12, temperature=0)
+                .choices[0].message.content for p in PROMPTS[:2]]
+    proc = ServerProcess(default_model_path, "--ray", local.address, "-ngl", "all", "-ts", "1,1", "-np", "2",
+                         "-c", "1024", "-fa", "off", "--metrics")
+    try:
+        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="none", max_retries=0, timeout=300)
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(lambda p: stream_text(client, p), PROMPTS[:2]))
+        busy_per_step = prometheus(proc.url)["llamacpp:n_busy_slots_per_decode"]
+    finally:
+        proc.stop()
+    assert replies == expected
+    assert busy_per_step == 1  # two slots busy, two stages: a slot per step
+
+
 # -- serve --replicas 2 on the cluster (slow): one replica on each worker -----------------------
 
 PROMPTS = ["Tell me about cats.", "What is 2+2?", "Write a haiku about rain.", "Who wrote Hamlet?",
