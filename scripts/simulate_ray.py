@@ -28,7 +28,7 @@ The model, per decoded token, N nodes each holding L/N layers, the driver holdin
                    C++ socket handling of the 3 commands.
   pipelined ray:   with S sequences in flight each stage works on another micro-batch; the bottleneck
                    stage takes compute/N + boundary + rtt + bytes/link, so tokens/s = min(S / latency,
-                   1 / bottleneck). llmcore does not pipeline yet: this row is what it would reach.
+                   1 / bottleneck): what Context.decode_async reaches on nodes with cores of their own.
 Assumed: rtt 0.05 ms (one LAN switch), n_kv 512.
 """
 
