@@ -188,10 +188,12 @@ def test_the_chat_page_sends_a_picture(server, oracle):
 
 
 @pytest.mark.parametrize("projector, text", [("gemma3", "text-gemma3.gguf"),
+                                             ("qwen2vl_merger", "text-qwen2vl.gguf"),
                                              pytest.param("idefics3", "text-smolvlm.gguf", marks=pytest.mark.slow)])
 def test_projectors_with_their_own_layouts_reply_as_the_api(projector, text):
-    """Gemma 3's images (decoded with non-causal attention) and SmolVLM's (tiles, each its own image
-    chunk between text) go through the server's batcher as through ``LLM.create_chat_completion``."""
+    """Gemma 3's images (decoded with non-causal attention), Qwen2-VL's (at M-RoPE positions, the text
+    after them going on at fewer positions than cells) and SmolVLM's (tiles, each its own image chunk
+    between text) go through the server's batcher as through ``LLM.create_chat_completion``."""
     from llmcore import LLM
 
     model, mmproj = FIXTURES / text, FIXTURES / f"mmproj-{projector}.gguf"
