@@ -37,7 +37,8 @@ REQUIRES_IMATRIX = frozenset({GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ1_S}
 #: every type ``quantize_rows`` can write
 TARGET_TYPES = QUANTIZED_TYPES | {GGMLType.F32, GGMLType.F16, GGMLType.BF16}
 
-_ROWS_PER_TASK = 32  # rows a thread takes at a time (a task is at least 16K values, as llama.cpp's chunks)
+_ROWS_PER_TASK = 32  # the fewest rows a thread takes at a time (at least 16K values, as llama.cpp's chunks)
+_TASKS_PER_THREAD = 4  # rows are shared out in about this many tasks per thread: few hand-offs, still balanced
 
 
 #: the entry points of csrc/lq_quants.h called here: (result, argument types); pointers go as addresses
@@ -102,7 +103,8 @@ def convert_rows(
     out = np.empty((n_rows, row_bytes(ggml_type, n_per_row)), np.uint8)
     lib = _library()
     weights = _pointer(imatrix)
-    step = max(1, _ROWS_PER_TASK if n_per_row >= 512 else (16384 + n_per_row - 1) // n_per_row)
+    step = max(1, _ROWS_PER_TASK if n_per_row >= 512 else (16384 + n_per_row - 1) // n_per_row,
+               -(-n_rows // (_TASKS_PER_THREAD * n_threads)))
 
     def run(first: int) -> None:
         count = min(step, n_rows - first)
