@@ -69,6 +69,8 @@ void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t 
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
 void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
                  float *y, size_t ldy);
@@ -451,24 +453,28 @@ def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
             np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
 
 
-def test_q5_0_tile_equals_vec_dot_bit_for_bit(libs):
-    """The matmul's Q5_0 tile (two weight rows by up to four tokens, AVX2 and AVX-512 builds) gives
-    each output exactly as lc_vec_dot_q5_0 does."""
+@pytest.mark.parametrize("name", ["q5_0", "q4_1", "q8_0"])
+def test_legacy_tiles_equal_vec_dot_bit_for_bit(libs, name):
+    """The matmul's tiles (two weight rows by up to four tokens, AVX2 and AVX-512 builds; one token
+    is decode's path) give each output exactly as lc_vec_dot of the type does."""
     rng = np.random.default_rng(7)
-    n, row = 2816, 2816 // 32 * 22
-    w = np.concatenate([random_weight_row("q5_0", n, rng) for _ in range(2)])
-    xs = np.concatenate([quantize_activations("q8_0", random_activations(n, rng), libs["scalar"]) for _ in range(4)])
+    n = 2816
+    w = np.concatenate([random_weight_row(name, n, rng) for _ in range(2)])
+    row = len(w) // 2
+    act = ALL_TYPES[name][1]
+    xs = np.concatenate([quantize_activations(act, random_activations(n, rng), libs["scalar"]) for _ in range(4)])
     x_row = len(xs) // 4
     simd = {lvl: lib for lvl, lib in libs.items() if lvl != "scalar"}
     if not simd:
         pytest.skip("no AVX2 build runs on this CPU")
     for lvl, lib in simd.items():
-        expected = np.array([[run_dot(lib, "q5_0", n, w[i * row:(i + 1) * row], xs[j * x_row:(j + 1) * x_row])
+        expected = np.array([[run_dot(lib, name, n, w[i * row:(i + 1) * row], xs[j * x_row:(j + 1) * x_row])
                               for i in range(2)] for j in range(4)], np.float32)
         for nw in (1, 2):
             for nx in (1, 2, 3, 4):
                 y = np.zeros((4, 2), np.float32)
-                lib.lc_tile_q5_0(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), row, nw, _ptr(xs), x_row, nx)
+                getattr(lib, f"lc_tile_{name}")(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), row, nw, _ptr(xs),
+                                                x_row, nx)
                 np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                               err_msg=f"{lvl} nw={nw} nx={nx}")
 

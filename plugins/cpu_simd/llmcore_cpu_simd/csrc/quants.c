@@ -308,6 +308,21 @@ static inline void lanes_fma(float *acc, float d, const int *sumi) {
 }
 #endif
 
+#if defined(LC_AVX2)
+/* one 32-block of one weight row against NX tokens, fused into their 8-lane sums and min terms */
+static inline __attribute__((always_inline)) void q4_1_step(const block_q4_1 *wb, const char *x, size_t x_stride, int i,
+                                                            __m256 *acc, float *summ, const int NX) {
+    const __m256i qw = lc_unpack_nibbles(wb->qs);
+    const float dw = LC_H2F(wb->d), mw = LC_H2F(wb->m);
+    for (int j = 0; j < NX; j++) {
+        const block_q8_1 *xb = (const block_q8_1 *)(x + j * x_stride) + i;
+        const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, _mm256_loadu_si256((const __m256i *)xb->qs)));
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), xy, acc[j]);
+        summ[j] += mw * LC_H2F(xb->s);
+    }
+}
+#endif
+
 static inline __attribute__((always_inline)) void tile_q8_0(int n, float *y, size_t ldy, const char *w, size_t w_stride,
                              const char *x, size_t x_stride, const int NW, const int NX) {
     const int nb = n / QK8_0;
@@ -385,25 +400,22 @@ static inline __attribute__((always_inline)) void tile_q4_1(int n, float *y, siz
   }
 #endif
 #if defined(LC_AVX2)
-    for (int r = 0; r < NW; r++) {
-        const block_q4_1 *wr = r ? w1 : w0;
-        __m256 acc[LC_TILE_X];
-        float summ[LC_TILE_X];
-        for (int j = 0; j < NX; j++) {
-            acc[j] = _mm256_setzero_ps();
-            summ[j] = 0.0f;
-        }
-        for (int i = 0; i < nb; i++) {
-            const __m256i qw = lc_unpack_nibbles(wr[i].qs);
-            const float dw = LC_H2F(wr[i].d), mw = LC_H2F(wr[i].m);
-            for (int j = 0; j < NX; j++) {
-                const block_q8_1 *xb = (const block_q8_1 *)(x + j * x_stride) + i;
-                const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, _mm256_loadu_si256((const __m256i *)xb->qs)));
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), xy, acc[j]);
-                summ[j] += mw * LC_H2F(xb->s);
-            }
-        }
-        for (int j = 0; j < NX; j++) y[j * ldy + r] = lc_hsum256(acc[j]) + summ[j];
+    /* the two weight rows side by side: each output's chain of fmas as ggml's, two run at once (the
+     * weights of one token stream ~10% faster from memory on Zen 3; Q8_0's blocks, twice as long, ran
+     * slower so) */
+    __m256 acc0[LC_TILE_X], acc1[LC_TILE_X];
+    float summ0[LC_TILE_X], summ1[LC_TILE_X];
+    for (int j = 0; j < NX; j++) {
+        acc0[j] = acc1[j] = _mm256_setzero_ps();
+        summ0[j] = summ1[j] = 0.0f;
+    }
+    for (int i = 0; i < nb; i++) {
+        q4_1_step(w0 + i, x, x_stride, i, acc0, summ0, NX);
+        if (NW > 1) q4_1_step(w1 + i, x, x_stride, i, acc1, summ1, NX);
+    }
+    for (int j = 0; j < NX; j++) {
+        y[j * ldy] = lc_hsum256(acc0[j]) + summ0[j];
+        if (NW > 1) y[j * ldy + 1] = lc_hsum256(acc1[j]) + summ1[j];
     }
 #else
     for (int r = 0; r < NW; r++) {
