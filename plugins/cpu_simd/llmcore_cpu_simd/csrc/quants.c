@@ -217,14 +217,21 @@ void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
     }
     sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #elif defined(LC_AVX2)
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))),
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))), a1);
-    }
-    sum = lc_hsum256(_mm256_add_ps(a0, a1));
+    /* the two 16-lane accumulators as four 256-bit quarters: the same fmas, the same reduction */
+    __m256 a[4];
+    for (int q = 0; q < 4; q++) a[q] = _mm256_setzero_ps();
+    for (; i + 32 <= n; i += 32)
+        for (int q = 0; q < 4; q++)
+            a[q] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * q))),
+                                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * q))), a[q]);
+    sum = lc_hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3])));
+#else
+    float lanes[32] = {0};
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++) lanes[l] = fmaf(LC_H2F(w[i + l]), LC_H2F(x[i + l]), lanes[l]);
+    float s16[16];
+    for (int l = 0; l < 16; l++) s16[l] = lanes[l] + lanes[16 + l];
+    sum = lc_reduce16_ordered(s16);
 #endif
     for (; i < n; i++) sum += LC_H2F(w[i]) * LC_H2F(x[i]);
     *s = sum;
