@@ -74,6 +74,39 @@ static inline int first_argmax_abs(const float *x, float *amax_out) {
     }
     return 0;
 }
+#elif defined(LC_AVX2)
+static inline int first_argmax_abs(const float *x, float *amax_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    __m128 t = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+    *amax_out = amax;
+    for (int j = 0; j < QK_K; j += 8) {
+        const __m256 ax = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j));
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+        if (hit) return j + __builtin_ctz((unsigned)hit);
+    }
+    return 0;
+}
+
+/* nearest_int(iscale * x), capped at 127, eight at a time: the same multiply and magic-number add */
+static inline __m256i quantize8(const float *x, __m256 iscale) {
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(iscale, _mm256_loadu_ps(x)), _mm256_set1_ps(12582912.f));
+    const __m256i q = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x007fffff)),
+                                       _mm256_set1_epi32(0x00400000));
+    return _mm256_min_epi32(q, _mm256_set1_epi32(127));
+}
+#endif
+
+#if defined(LC_AVX2)
+/* exact sum of the 8 int32 lanes */
+static inline int hsum_epi32_256(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
+}
 #endif
 
 void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
@@ -82,7 +115,7 @@ void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         /* the signed value with the largest magnitude (first one on ties) sets the scale */
         float amax = 0.f, max = 0.f;
-#if defined(LC_AVX512)
+#if defined(LC_AVX2)
         max = x[first_argmax_abs(x, &amax)];
 #else
         for (int j = 0; j < QK_K; ++j) {
@@ -105,6 +138,16 @@ void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
             q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
             _mm_storeu_si128((__m128i *)(y[i].qs + j), _mm512_cvtepi32_epi8(q));
             y[i].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+#elif defined(LC_AVX2)
+        const __m256 vscale = _mm256_set1_ps(iscale);
+        for (int j = 0; j < QK_K; j += 16) {
+            const __m256i q0 = quantize8(x + j, vscale), q1 = quantize8(x + j + 8, vscale);
+            /* int16 in lane order q0[0..3] q1[0..3] | q0[4..7] q1[4..7], then the 64-bit quarters in order */
+            const __m256i q16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+            _mm_storeu_si128((__m128i *)(y[i].qs + j),
+                             _mm_packs_epi16(_mm256_castsi256_si128(q16), _mm256_extracti128_si256(q16, 1)));
+            y[i].bsums[j / 16] = (int16_t)hsum_epi32_256(_mm256_add_epi32(q0, q1));
         }
 #else
         for (int j = 0; j < QK_K; ++j) {
@@ -299,13 +342,6 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = lc_hsum256(acc);
-}
-
-/* exact sum of the 8 int32 lanes */
-static inline int hsum_epi32_256(__m256i v) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
-    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
 }
 
 /* Q4_K / Q5_K share everything but the fifth bit and how the floats add up. Q5_K follows ggml's
