@@ -185,6 +185,35 @@ def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
           bound=2e-3, n_kv=n_kv)
 
 
+@pytest.mark.parametrize("head_dim", [64, 40, 76])  # the V sums' 64-value register blocks, 8s, and a scalar tail
+def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backend_factory, head_dim):
+    """70 queries take ggml's tiled flash attention (two 64-cell tiles, the second short, f16 caches):
+    cpu_simd's vector paths give the reference backend's bits, for head sizes its V sums run in
+    64-value blocks, in 8s and value by value."""
+    n, n_head, n_ctx = 70, 4, 80
+
+    def build(g: GraphBuilder) -> Node:
+        k, v = (g.cache(name, (n_ctx, 2 * head_dim), F16) for name in "kv")
+        return g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
+                           1 / np.sqrt(head_dim), flash=True)
+
+    mask = np.where(RNG.random((n, n_ctx)) < 0.9, 0.0, -np.inf).astype(np.float32)
+    mask[:, :1] = 0.0
+    feeds = {"q": randn(n, n_head, head_dim) * 2, "mask": mask}
+    cells = randn(n_ctx, 2 * head_dim), randn(n_ctx, 2 * head_dim)
+    results = []
+    for backend in (backend_factory(), ReferenceBackend()):
+        g = GraphBuilder(1, 1)
+        out = build(g)
+        graph = g.build({"out": out})
+        sub = Subgraph([x for x in graph.nodes if not x.is_leaf], list(graph.inputs.values()), [out], [], graph.caches)
+        executable = backend.compile(sub)
+        for name, values in zip("kv", cells):
+            backend.cache_view(name)[...] = values
+        results.append(executable.run({graph.inputs[k].id: v for k, v in feeds.items()}, n_ctx)[0])
+    np.testing.assert_array_equal(*results)
+
+
 @pytest.mark.parametrize("n, n_head", [(1, 4), (9, 6)])  # 6 heads: slopes past the largest power of two
 def test_attention_with_alibi(backend_factory, n, n_head):
     """ALiBi: the mask holds -|distance| where visible, which each head scales by its slope."""
