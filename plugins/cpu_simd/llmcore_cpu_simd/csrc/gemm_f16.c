@@ -46,12 +46,13 @@ static void pack_tokens(const char *x, size_t x_stride, int64_t nt, int64_t nc, 
 }
 
 /* one half of an RM x RN register tile over the steps [c0, c1): acc[j * RM + i] (kept in memory
- * between k blocks, which rounds nothing) += the 8 lanes of weight row i times token j, in order */
+ * between k blocks, which rounds nothing; from zero at step 0) += the 8 lanes of weight row i times
+ * token j, in order */
 static inline __attribute__((always_inline)) void half_tile(int64_t c0, int64_t c1, const float *wp, const float *xp,
                                                              int64_t x_stride, const int RM, const int RN, __m256 *acc) {
     __m256 r[GEMM_RN][GEMM_RM];
     for (int j = 0; j < RN; j++)
-        for (int i = 0; i < RM; i++) r[j][i] = acc[j * RM + i];
+        for (int i = 0; i < RM; i++) r[j][i] = c0 ? acc[j * RM + i] : _mm256_setzero_ps();
     for (int64_t c = c0; c < c1; c++) {
         __m256 b[GEMM_RN];
         for (int j = 0; j < RN; j++) b[j] = _mm256_loadu_ps(xp + j * x_stride + 8 * c);
@@ -69,8 +70,6 @@ static inline __attribute__((always_inline)) void half_tile(int64_t c0, int64_t 
 static inline __attribute__((always_inline)) void tile(int64_t nc, int64_t c0, int64_t c1, const float *wp,
                                                         const float *x_lo, const float *x_hi, int64_t x_stride,
                                                         __m256 *acc, float *y, size_t ldy, const int RM, const int RN) {
-    if (c0 == 0)
-        for (int i = 0; i < 2 * RM * RN; i++) acc[i] = _mm256_setzero_ps();
     half_tile(c0, c1, wp, x_lo, x_stride, RM, RN, acc);
     half_tile(c0, c1, wp + nc * RM * 8, x_hi, x_stride, RM, RN, acc + RM * RN);
     if (c1 == nc)
