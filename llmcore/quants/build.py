@@ -11,13 +11,8 @@ i-quants' grids over the cores."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-import shlex
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from llmcore.errors import LLMCoreError
@@ -62,46 +57,53 @@ def _command(cc: str, output: Path, include: Path, openmp: bool = True) -> list[
 
 def library_path(cc: str) -> Path:
     """Where the library built by ``cc`` is (or will be) cached. Naming it takes the tables
-    rendered and the compiler run (``--version``), so the name is remembered beside it, under a key
-    of the files it comes from as they stand on disk (this module, ``iq_grids.py``, the sources and
-    the compiler: each one's path, size and modification time, as Python keys its ``.pyc``); a
-    run in which none of them changed reads it back."""
+    rendered and the compiler run (``--version``), so the name is remembered beside it with what it
+    was named from as that stood on disk (this module, ``iq_grids.py``, the sources and the
+    compiler: each one's path, size and modification time, as Python checks its ``.pyc``); a run in
+    which none of them changed reads it back."""
     kernels = cache_dir() / "kernels"
-    memo = kernels / f"llmcore_quants-{_inputs_key(cc)}.name"
+    memo = kernels / "llmcore_quants.name"
+    inputs = _inputs(cc)
     try:
-        name = memo.read_text()
-        if name.startswith("llmcore_quants-"):
+        remembered, name = memo.read_text().split("\n", 1)
+        if remembered == inputs and name.startswith("llmcore_quants-"):
             return kernels / name
-    except OSError:
+    except (OSError, ValueError):
         pass
     path = _digest_path(cc)
+    import tempfile  # here and below: what only a changed input or a first build needs, imported then
+
     try:
         kernels.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".name", dir=kernels)
         with os.fdopen(fd, "w") as out:
-            out.write(path.name)
-        os.replace(tmp, memo)  # atomic: a concurrent run reads the whole name or none
+            out.write(f"{inputs}\n{path.name}")
+        os.replace(tmp, memo)  # atomic: a concurrent run reads the whole memo or the one before
     except OSError:
         pass  # a read-only cache: the name is computed again next time
     return path
 
 
-def _inputs_key(cc: str) -> str:
-    """A digest of where and how large, and when changed, every input of ``_digest_path`` is."""
+def _inputs(cc: str) -> str:
+    """One line saying where every input of ``_digest_path`` is, how large, and when it changed."""
     from llmcore.gguf import iq_grids
 
-    digest = hashlib.sha256()
-    for path in (__file__, iq_grids.__file__, cc, os.path.realpath(cc), *sorted(SOURCE_DIR.glob("*.[ch]"))):
+    stats = []
+    for path in (__file__, iq_grids.__file__, cc, os.path.realpath(cc), *sorted(map(str, SOURCE_DIR.glob("*.[ch]")))):
         try:
             stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            stats.append((path, stat.st_size, stat.st_mtime_ns))
         except OSError:
-            digest.update(f"{path}\0missing\0".encode())
-    return digest.hexdigest()[:16]
+            stats.append((path, None, None))
+    return repr(stats)  # repr escapes any newline in a path
 
 
 def _digest_path(cc: str) -> Path:
     """The library's path named by a digest of its sources, tables, command and compiler version."""
+    import hashlib
+    import shlex
+    import subprocess
+
     digest = hashlib.sha256(tables_header().encode())
     for path in sorted(SOURCE_DIR.glob("*.[ch]")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -121,6 +123,11 @@ def build() -> Path:
     target = library_path(cc)
     if target.exists():
         return target
+    import fcntl
+    import shlex
+    import subprocess
+    import tempfile
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
