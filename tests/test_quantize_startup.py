@@ -83,12 +83,13 @@ def test_the_library_name_is_computed_once_per_change(tmp_path: Path, monkeypatc
 
 
 def test_quantize_imports_only_what_it_uses(tmp_path: Path) -> None:
-    """A whole ``llmcore quantize`` run leaves out the progress bar (stderr is not a terminal) and
-    gguf-py's reader, writer and metadata modules (yaml)."""
+    """A whole ``llmcore quantize`` run leaves out the progress bar (stderr is not a terminal),
+    gguf-py's reader, writer and metadata modules (yaml) and cffi's C parser."""
     probe = (
         "import sys; from llmcore.cli import main; "
         f"code = main(['quantize', '--allow-requantize', {str(TINY)!r}, {str(tmp_path / 'out.gguf')!r}, 'Q8_0', '1']); "
-        "print(code, sorted(m for m in ('tqdm', 'yaml', 'gguf', 'gguf.gguf_reader', 'gguf.metadata') if m in sys.modules))"
+        "print(code, sorted(m for m in ('tqdm', 'yaml', 'gguf', 'gguf.gguf_reader', 'gguf.metadata', 'pycparser') "
+        "if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.split("\n")[0] == "0 []", result.stdout + result.stderr
