@@ -286,6 +286,17 @@ def _ptr(a: np.ndarray):
     return _FFI.cast("void *", a.ctypes.data)
 
 
+def extreme_weight_row(name: str, n: int) -> np.ndarray:
+    """One row whose quant bits are all ones (Q4_K 15, Q5_K 31, Q6_K 63 less 32 and scales of 63 or
+    -1: the largest products a packed kernel sums in int16), its fp16 scales 1."""
+    qtype, _, f16_offsets = ALL_TYPES[name]
+    block_size, type_size = quants.GGML_QUANT_SIZES[qtype]
+    blocks = np.full((n // block_size, type_size), 0xFF, np.uint8)
+    for off in f16_offsets:
+        blocks[:, off:off + 2] = F16_ONE
+    return blocks.reshape(-1)
+
+
 def run_dot(lib, name: str, n: int, w: np.ndarray, xq: np.ndarray) -> float:
     s = np.zeros(1, np.float32)
     getattr(lib, f"lc_vec_dot_{name}")(n, _FFI.cast("float *", s.ctypes.data), _ptr(w), _ptr(xq))
@@ -399,7 +410,9 @@ ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM = 1, 2, 3  # lc_mm_packed.h
 def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
     """The prompt path's packed GEMM (a block of rows unpacked once, then every token) gives each
     output exactly as the one-row function of the same order, for partial row blocks, token counts
-    around its token groups, and short and long rows."""
+    around its token groups, and short and long rows; the first row of each block holds the type's
+    largest quants and the first token equal activations (all +-127), the sums an int16 step would
+    overflow first."""
     simd = {lvl: lib for lvl, lib in libs.items() if lvl != "scalar"}
     if not simd:
         pytest.skip("no AVX2 build runs on this CPU")
@@ -417,11 +430,13 @@ def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
             packed = np.zeros(lib.lc_packed_bytes(int(qtype), k) + 64, np.uint8)
             packed_ptr = _FFI.cast("void *", packed.ctypes.data + (-packed.ctypes.data % 64))
             for nrows in sorted({1, 5, block_rows - 1, block_rows}):
-                w = np.concatenate([random_weight_row(name, k, rng) for _ in range(nrows)])
+                w = np.concatenate([extreme_weight_row(name, k)] +
+                                   [random_weight_row(name, k, rng) for _ in range(nrows - 1)])
                 row_bytes = len(w) // nrows
                 for n_tokens in (1, 2, 3, 4, 9):
-                    xs = np.concatenate([quantize_activations(act, random_activations(k, rng), libs["scalar"])
-                                         for _ in range(n_tokens)])
+                    xs = np.concatenate([quantize_activations(act, np.ones(k, np.float32) if t == 0 else
+                                                              random_activations(k, rng), libs["scalar"])
+                                         for t in range(n_tokens)])
                     x_bytes = len(xs) // n_tokens
                     expected = np.array([[run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes],
                                                   xs[t * x_bytes:(t + 1) * x_bytes]) for r in range(nrows)]

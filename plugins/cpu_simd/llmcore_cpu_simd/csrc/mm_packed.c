@@ -27,10 +27,11 @@
 /* dpbusd multiplies unsigned bytes up to 255 with signed ones exactly; without it (AVX2, AVX-512
  * without VNNI) Q8_0 and the i-quants are packed as signed bytes */
 #if (defined(LC_AVX512) && defined(__AVX512VNNI__)) || (!defined(LC_AVX512) && defined(__AVXVNNI__))
-#define SIGNED_PACK 0
+#define DPBUSD 1
 #else
-#define SIGNED_PACK 1
+#define DPBUSD 0
 #endif
+#define SIGNED_PACK (!DPBUSD)
 
 /* the i-quants packed as 16 sub-blocks of 16 values (value + 128, or signed) with their scales */
 static inline int is_iq(int type) {
@@ -52,6 +53,9 @@ typedef __m512 vf;
 #define vi_sub(a, b) _mm512_sub_epi32(a, b)
 #define vi_mullo(a, b) _mm512_mullo_epi32(a, b)
 #define vi_madd16(a, b) _mm512_madd_epi16(a, b)
+#define vi_maddubs(a, b) _mm512_maddubs_epi16(a, b)
+#define vi_add16(a, b) _mm512_add_epi16(a, b)
+#define vi_slli32(a, n) _mm512_slli_epi32(a, n)
 #define vf_zero() _mm512_setzero_ps()
 #define vf_load(p) _mm512_load_ps(p)
 #define vf_set1(x) _mm512_set1_ps(x)
@@ -92,6 +96,9 @@ typedef __m256 vf;
 #define vi_sub(a, b) _mm256_sub_epi32(a, b)
 #define vi_mullo(a, b) _mm256_mullo_epi32(a, b)
 #define vi_madd16(a, b) _mm256_madd_epi16(a, b)
+#define vi_maddubs(a, b) _mm256_maddubs_epi16(a, b)
+#define vi_add16(a, b) _mm256_add_epi16(a, b)
+#define vi_slli32(a, n) _mm256_slli_epi32(a, n)
 #define vf_zero() _mm256_setzero_ps()
 #define vf_load(p) _mm256_load_ps(p)
 #define vf_set1(x) _mm256_set1_ps(x)
@@ -234,23 +241,46 @@ static inline int32_t bsum_pair(const block_q8_K *x, int p) {
     return (int32_t)((uint32_t)(uint16_t)(b[0] + b[1]) | ((uint32_t)(uint16_t)(b[2] + b[3]) << 16));
 }
 
-/* lane sums of one 32-element sub-block of Q4_K/Q5_K for nt tokens */
-#define SUBBLOCK_DOTS(dots, p, xs, sb, nt)                                                      \
-    for (int u = 0; u < (nt); ++u) dots[u] = vi_zero();                                          \
-    for (int g = 0; g < 8; ++g) {                                                                \
-        const vi w_ = vi_load((p)->q[8 * (sb) + g]);                                             \
-        for (int u = 0; u < (nt); ++u) dots[u] = dot4(dots[u], w_, x4_of(xs[u]->qs + 32 * (sb) + 4 * g)); \
+/* lane sums of one 32-element sub-block of Q4_K/Q5_K for nt tokens, times the sub-block's scale.
+ * dpbusd sums each four products into int32; without it maddubs's int16 pairs (at most 2 * 31 * 127
+ * for Q5_K, 2 * 15 * 127 for Q4_K) are added as int16 over `group` steps that cannot overflow them
+ * (Q5_K 4, Q4_K 8), then madd-ed with the scale in both halves of the lane: the same exact sums */
+static inline __attribute__((always_inline)) void subblock_scaled(vi out[KQ_TOKENS], const kq_packed *p,
+        const block_q8_K *const *xs, const int sb, const int nt, const int group) {
+    const vi sc = vi_load(p->scale[sb]);
+#if !DPBUSD
+    const vi sc16 = vi_add(sc, vi_slli32(sc, 16));
+    for (int u = 0; u < nt; ++u) out[u] = vi_zero();
+    for (int g0 = 0; g0 < 8; g0 += group) {
+        vi sum16[KQ_TOKENS];
+        for (int g = g0; g < g0 + group; ++g) {
+            const vi w = vi_load(p->q[8 * sb + g]);
+            for (int u = 0; u < nt; ++u) {
+                const vi pairs = vi_maddubs(w, vi_set1(x4_of(xs[u]->qs + 32 * sb + 4 * g)));
+                sum16[u] = g == g0 ? pairs : vi_add16(sum16[u], pairs);
+            }
+        }
+        for (int u = 0; u < nt; ++u) out[u] = vi_add(out[u], vi_madd16(sum16[u], sc16));
     }
+#else
+    (void)group;
+    for (int u = 0; u < nt; ++u) out[u] = vi_zero();
+    for (int g = 0; g < 8; ++g) {
+        const vi w = vi_load(p->q[8 * sb + g]);
+        for (int u = 0; u < nt; ++u) out[u] = dot4(out[u], w, x4_of(xs[u]->qs + 32 * sb + 4 * g));
+    }
+    for (int u = 0; u < nt; ++u) out[u] = vi_mullo(out[u], sc);
+#endif
+}
 
 /* one super-block of Q4_K/Q5_K for nt tokens: s1 = sum of scale * sub-block dot, s2 = sum of min * bsum */
 static inline __attribute__((always_inline)) void k4_block_sums(const kq_packed *p, const block_q8_K *const *xs, const int nt,
-                                                                vi s1[KQ_TOKENS], vi s2[KQ_TOKENS]) {
+                                                                vi s1[KQ_TOKENS], vi s2[KQ_TOKENS], const int group) {
     vi dots[KQ_TOKENS];
     for (int u = 0; u < nt; ++u) { s1[u] = vi_zero(); s2[u] = vi_zero(); }
     for (int sb = 0; sb < 8; ++sb) {
-        SUBBLOCK_DOTS(dots, p, xs, sb, nt)
-        const vi sc = vi_load(p->scale[sb]);
-        for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], vi_mullo(dots[u], sc));
+        subblock_scaled(dots, p, xs, sb, nt, group);
+        for (int u = 0; u < nt; ++u) s1[u] = vi_add(s1[u], dots[u]);
     }
     for (int pr = 0; pr < 4; ++pr) {
         const vi mn = vi_load(p->min_pair[pr]);
@@ -258,10 +288,9 @@ static inline __attribute__((always_inline)) void k4_block_sums(const kq_packed 
     }
 }
 
-static inline __attribute__((always_inline)) void k4_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
-        float *y, size_t ldy, int nrows, const int nt) {
+static inline __attribute__((always_inline)) void k4_tiled(const void *packed, int64_t nb, const char *const *x,
+        float *y, size_t ldy, int nrows, const int nt, const int group) {
     const kq_packed *pk = packed;
-    (void)x_block;
     vf acc[KQ_TOKENS];
     for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
     for (int64_t i = 0; i < nb; ++i) {
@@ -269,7 +298,7 @@ static inline __attribute__((always_inline)) void k4_tiled(const void *packed, i
         const block_q8_K *xs[KQ_TOKENS];
         vi s1[KQ_TOKENS], s2[KQ_TOKENS];
         for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
-        k4_block_sums(p, xs, nt, s1, s2);
+        k4_block_sums(p, xs, nt, s1, s2, group);
         const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
         for (int u = 0; u < nt; ++u) {
             const vf r = vf_fnma(dmin, vf_cvt(s2[u]), vf_mul(vf_cvt(s1[u]), d));
@@ -277,6 +306,18 @@ static inline __attribute__((always_inline)) void k4_tiled(const void *packed, i
         }
     }
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
+}
+
+static inline __attribute__((always_inline)) void q4_K_tiled(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    k4_tiled(packed, nb, x, y, ldy, nrows, nt, 8);
+}
+
+static inline __attribute__((always_inline)) void q5_K_tiled(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    k4_tiled(packed, nb, x, y, ldy, nrows, nt, 4);
 }
 
 static inline __attribute__((always_inline)) void q4_K_gemm(const void *packed, int64_t nb, const char *const *x, size_t x_block,
@@ -297,13 +338,11 @@ static inline __attribute__((always_inline)) void q4_K_gemm(const void *packed, 
         }
         for (int pr = 0; pr < 4; ++pr) {
             vi isum[KQ_TOKENS], dots[KQ_TOKENS];
-            SUBBLOCK_DOTS(dots, p, xs, 2 * pr, nt)
-            const vi sc0 = vi_load(p->scale[2 * pr]);
-            for (int u = 0; u < nt; ++u) isum[u] = vi_mullo(dots[u], sc0);
-            SUBBLOCK_DOTS(dots, p, xs, 2 * pr + 1, nt)
-            const vi sc1 = vi_load(p->scale[2 * pr + 1]), mn = vi_load(p->min_pair[pr]);
+            subblock_scaled(isum, p, xs, 2 * pr, nt, 8);
+            subblock_scaled(dots, p, xs, 2 * pr + 1, nt, 8);
+            const vi mn = vi_load(p->min_pair[pr]);
             for (int u = 0; u < nt; ++u) {
-                isum[u] = vi_add(isum[u], vi_mullo(dots[u], sc1));
+                isum[u] = vi_add(isum[u], dots[u]);
                 acc[u] = vf_fma(vf_cvt(isum[u]), scale[u], acc[u]);
                 acc_min[u] = vf_fma(vf_cvt(vi_madd16(mn, vi_set1(bsum_pair(xs[u], pr)))), scale_min[u], acc_min[u]);
             }
@@ -326,7 +365,7 @@ static inline __attribute__((always_inline)) void q4_K_vec_dot(const void *packe
         const block_q8_K *xs[KQ_TOKENS];
         vi s1[KQ_TOKENS], s2[KQ_TOKENS];
         for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
-        k4_block_sums(p, xs, nt, s1, s2);
+        k4_block_sums(p, xs, nt, s1, s2, 8);
         const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
         for (int u = 0; u < nt; ++u) {
             const vf xd = vf_set1(xs[u]->d);
@@ -550,7 +589,8 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     default:
         if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
         if (order == LC_ORDER_VEC_DOT) { OVER_TOKENS(KQ_TOKENS, q4_K_vec_dot) }
-        OVER_TOKENS(KQ_TOKENS, k4_tiled)
+        if (type == LC_TYPE_Q5_K) { OVER_TOKENS(KQ_TOKENS, q5_K_tiled) }
+        OVER_TOKENS(KQ_TOKENS, q4_K_tiled)
     }
 }
 
