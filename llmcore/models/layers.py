@@ -4,11 +4,14 @@ networks and the output head. Architectures compose these; backends never see th
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from llmcore.errors import ModelError
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import Node
-from llmcore.models.base import Architecture, BatchInputs
+
+if TYPE_CHECKING:  # annotations only: base builds the pooling head, which reads layer_norm from here
+    from llmcore.models.base import Architecture, BatchInputs
 
 
 def rms_norm(g: GraphBuilder, m: Architecture, x: Node, weight: str) -> Node:
