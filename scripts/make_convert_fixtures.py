@@ -61,7 +61,7 @@ _GEMMA = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "hidden_
 
 #: case -> (config.json, the weights' dtype, shards, tokenizer: "bpe" (SmolLM2's tokenizer.json), "glm"
 #: (SmolLM2's with GLM-4's <|user|> added), "spm" (a SentencePiece tokenizer.model of llama.cpp's test
-#: vocabulary's first 512 pieces) or "wordpiece" (bge-small's BERT tokenizer.json, with
+#: vocabulary's first 512 pieces; "spm_chat" without added_tokens.json, with <|im_end|>) or "wordpiece" (bge-small's BERT tokenizer.json, with
 #: sentence-transformers' mean pooling))
 CASES: dict[str, tuple[dict, str, int, str]] = {
     # SmolLM2-shaped: tied embeddings, bf16 weights, one file
@@ -188,6 +188,13 @@ CASES: dict[str, tuple[dict, str, int, str]] = {
                    "first_k_dense_replace": 1, "topk_method": "greedy", "norm_topk_prob": False,
                    "routed_scaling_factor": 1.0, "tie_word_embeddings": False, "hidden_act": "silu",
                    "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}, "bfloat16", 1, "bpe"),
+    # InternLM2 (remote code: config.json read as it is): per-KV-group fused wqkv split into q, k, v, its own
+    # reading of a SentencePiece model with <|im_end|> as EOS
+    "internlm2": ({"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "hidden_size": 64,
+                   "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
+                   "vocab_size": 512, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 1000000,
+                   "rope_scaling": None, "bias": False, "tie_word_embeddings": False, "bos_token_id": 1,
+                   "eos_token_id": 2, "torch_dtype": "bfloat16"}, "bfloat16", 1, "spm_chat"),
     # GLM-4: half of each head rotated, QKV biases, fused gate-up, norms after attention and FFN
     "glm4": ({**_LLAMA, "architectures": ["Glm4ForCausalLM"], "model_type": "glm4", "head_dim": 16, "vocab_size": 49216,
               "partial_rotary_factor": 0.5, "attention_bias": True, "tie_word_embeddings": False,
@@ -280,6 +287,20 @@ def _mpt_weights(config: dict) -> dict[str, tuple[int, ...]]:
     return shapes | {"transformer.norm_f.weight": (d,)}
 
 
+def _internlm2_weights(config: dict) -> dict[str, tuple[int, ...]]:
+    d, ff, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    head = d // config["num_attention_heads"]
+    qkv = (config["num_attention_heads"] + 2 * config["num_key_value_heads"]) * head
+    shapes = {"model.tok_embeddings.weight": (vocab, d)}
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes |= {p + "attention_norm.weight": (d,), p + "attention.wqkv.weight": (qkv, d),
+                   p + "attention.wo.weight": (d, config["num_attention_heads"] * head), p + "ffn_norm.weight": (d,),
+                   p + "feed_forward.w1.weight": (ff, d), p + "feed_forward.w3.weight": (ff, d),
+                   p + "feed_forward.w2.weight": (d, ff)}
+    return shapes | {"model.norm.weight": (d,), "output.weight": (vocab, d)}
+
+
 def _deepseek2_weights(config: dict) -> dict[str, tuple[int, ...]]:
     d, ff, n_head, vocab = (config[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size"))
     nope, rope, v_dim, kv_lora = (config[k] for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
@@ -314,7 +335,8 @@ def _deepseek2_weights(config: dict) -> dict[str, tuple[int, ...]]:
 #: model_type -> the HF tensor names and shapes of a checkpoint of that config, for the families not
 #: laid out as Llama
 _OWN_LAYOUTS = {"bert": _bert_weights, "gpt2": _gpt2_weights, "gpt_neox": _gptneox_weights, "bloom": _bloom_weights,
-                "falcon": _falcon_weights, "mpt": _mpt_weights, "deepseek_v2": _deepseek2_weights}
+                "falcon": _falcon_weights, "mpt": _mpt_weights, "deepseek_v2": _deepseek2_weights,
+                "internlm2": _internlm2_weights}
 
 
 def _weights(config: dict) -> dict[str, tuple[int, ...]]:
@@ -449,8 +471,8 @@ def write_tokenizer(directory: Path, vocab_gguf: Path, added: tuple[str, ...] = 
 
 
 def write_wordpiece(directory: Path, vocab_gguf: Path) -> None:
-    """A BERT WordPiece tokenizer (lower-casing, [CLS] ... [SEP]) as Hugging Face files, rebuilt from
-    a GGUF's phantom-space vocabulary (\u2581 starts a word, other pieces continue one), and
+    """A BERT WordPiece tokenizer (lower-casing, [CLS] ... [SEP], fixed padding) as Hugging Face files,
+    rebuilt from a GGUF's phantom-space vocabulary (\u2581 starts a word, other pieces continue one), and
     sentence-transformers' modules.json with a mean Pooling module."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
@@ -471,6 +493,9 @@ def write_wordpiece(directory: Path, vocab_gguf: Path) -> None:
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                   for t, kind in zip(pieces, types) if kind == 3])
+    # as sentence-transformers saves it (all-MiniLM-L6-v2's): truncation and padding that transformers ignores
+    tokenizer.enable_truncation(max_length=128)
+    tokenizer.enable_padding(length=128, pad_id=ids["[PAD]"], pad_token="[PAD]")
     tokenizer.save(str(directory / "tokenizer.json"))
     config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "tokenize_chinese_chars": True,
               "strip_accents": None, "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
@@ -506,7 +531,7 @@ def _protobuf_field(number: int, value: bytes | int | float | str) -> bytes:
     return varint(number << 3 | 2) + varint(len(data)) + data
 
 
-def write_sentencepiece(directory: Path, vocab_gguf: Path) -> None:
+def write_sentencepiece(directory: Path, vocab_gguf: Path, chat: bool = False) -> None:
     """tokenizer.model (SentencePiece's ModelProto: pieces with scores and types, a BPE trainer spec
     with byte fallback, an identity normalizer adding the dummy prefix) from a GGUF's SentencePiece
     vocabulary, and the files that add tokens to it: added_tokens.json, tokenizer_config.json's
@@ -523,14 +548,16 @@ def write_sentencepiece(directory: Path, vocab_gguf: Path) -> None:
                              _protobuf_field(5, 1))
     (directory / "tokenizer.model").write_bytes(model)
     n = len(pieces)
-    (directory / "added_tokens.json").write_text(json.dumps({"<tool>": n - 4}))
+    if not chat:  # (a chat model's turn end instead: InternLM2 makes <|im_end|> its EOS)
+        (directory / "added_tokens.json").write_text(json.dumps({"<tool>": n - 4}))
     config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
               "unk_token": "<unk>", "pad_token": "<unk>", "tokenizer_class": "LlamaTokenizer",
               "chat_template": "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}"
                                "<end_of_turn>\n{% endfor %}",
               "added_tokens_decoder": {
                   str(n - 3): {"content": "<start_of_turn>", "special": True, "normalized": False},
-                  str(n - 2): {"content": "<end_of_turn>", "special": False, "normalized": False},
+                  str(n - 2): {"content": "<|im_end|>" if chat else "<end_of_turn>", "special": chat,
+                               "normalized": False},
                   str(n - 1): {"content": "\u2581\u2581hello", "special": False, "normalized": False}}}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
@@ -556,8 +583,8 @@ def make_checkpoint(directory: Path, case: str, vocab_gguf: Path, spm_vocab_gguf
             weight_map |= dict.fromkeys(chosen, part)
         index = {"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}
         (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    if tokenizer == "spm":
-        write_sentencepiece(directory, spm_vocab_gguf)
+    if tokenizer in ("spm", "spm_chat"):
+        write_sentencepiece(directory, spm_vocab_gguf, chat=tokenizer == "spm_chat")
     elif tokenizer == "wordpiece":
         write_wordpiece(directory, WORDPIECE_VOCAB)
     else:

@@ -21,9 +21,11 @@ from llmcore.errors import LLMCoreError
 from llmcore.tools.convert.vocab import (
     SpecialVocab,
     add_gpt2_vocab,
+    add_internlm2_vocab,
     add_sentencepiece_vocab,
     add_wordpiece_vocab,
     phi3_sentencepiece_vocab,
+    read_json,
     sentencepiece_vocab,
     tokenizer_config,
 )
@@ -607,24 +609,15 @@ def _bert_rename(name: str, ckpt: Checkpoint) -> str | None:
 _POOLING = {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS, "lasttoken": gguf.PoolingType.LAST}
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise LLMCoreError(f"{path}: {error.strerror}") from None
-    except ValueError as error:
-        raise LLMCoreError(f"{path}: not JSON ({error})") from None
-
-
 def _add_pooling_type(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     """_try_set_pooling_type: sentence-transformers' Pooling module (modules.json names its
     directory), and a classification head's own pooling."""
     modules_path = ckpt.directory / "modules.json"
-    modules = _read_json(modules_path) if modules_path.is_file() else []
+    modules = read_json(modules_path) if modules_path.is_file() else []
     pooling_dir = next((m["path"] for m in modules if m["type"].endswith("Pooling")), None)
     if pooling_dir is not None:
         pooling_path = ckpt.directory / pooling_dir / "config.json"
-        pooling = _read_json(pooling_path)
+        pooling = read_json(pooling_path)
         if pooling.get("pooling_mode_mean_tokens"):
             kv.add_pooling_type(gguf.PoolingType.MEAN)
         elif pooling.get("pooling_mode_cls_token"):
@@ -882,7 +875,7 @@ def _glm4_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     """Glm4Model.set_vocab: the BPE vocabulary, with <|endoftext|> as EOS, unknown token and BOS and
     <|user|> ending a turn, where the tokenizer files name none."""
     path = ckpt.directory / "tokenizer.json"
-    added = {token["content"]: token["id"] for token in _read_json(path).get("added_tokens", [])}
+    added = {token["content"]: token["id"] for token in read_json(path).get("added_tokens", [])}
     for token in ("<|endoftext|>", "<|user|>"):
         if token not in added:
             raise LLMCoreError(f"{path}: GLM-4's added token {token} is missing")
@@ -978,6 +971,52 @@ def _deepseek2_defaults(config: dict[str, Any]) -> dict[str, Any]:
 _DEEPSEEK2_EXPERTS = dataclasses.replace(_QWEN_EXPERTS, count_keys=("n_routed_experts",))
 
 
+# --- InternLM2 -----------------------------------------------------------------------------------
+
+_INTERNLM2_WQKV = re.compile(r"model\.layers\.(\d+)\.attention\.wqkv\.weight")
+
+
+def _internlm2_heads(ckpt: Checkpoint) -> tuple[int, int, int]:
+    h = ckpt.hparams
+    return h["num_attention_heads"], h["num_key_value_heads"], h["hidden_size"] // h["num_attention_heads"]
+
+
+def _internlm2_split(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> list[tuple[str, tuple[int, ...]]]:
+    """InternLM2Model.modify_tensors: the fused wqkv (per KV group: its query heads, a key, a value)
+    written as attn_q, attn_k and attn_v."""
+    if (match := _INTERNLM2_WQKV.fullmatch(name)) is None:
+        return [(name, shape)]
+    n_head, n_head_kv, head_dim = _internlm2_heads(ckpt)
+    if shape[0] != (rows := (n_head + 2 * n_head_kv) * head_dim):
+        raise LLMCoreError(f"{ckpt.directory}: {name} has {shape[0]} rows, not the {rows} of {n_head} query and "
+                           f"{n_head_kv} key-value heads")
+    return [(f"blk.{match[1]}.{part}.weight", (heads * head_dim, shape[1]))
+            for part, heads in (("attn_q", n_head), ("attn_k", n_head_kv), ("attn_v", n_head_kv))]
+
+
+def _internlm2_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if not name.endswith((".attn_q.weight", ".attn_k.weight", ".attn_v.weight")):
+        return data
+    n_head, n_head_kv, head_dim = _internlm2_heads(ckpt)
+    qkv = data.reshape(n_head_kv, n_head // n_head_kv + 2, head_dim, data.shape[-1])
+    if name.endswith(".attn_q.weight"):
+        return _permute(qkv[:, :-2].reshape(-1, data.shape[-1]), n_head, n_head)
+    if name.endswith(".attn_k.weight"):
+        return _permute(qkv[:, -2].reshape(-1, data.shape[-1]), n_head, n_head_kv)
+    return qkv[:, -1].reshape(-1, data.shape[-1])
+
+
+def _internlm2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    if not (ckpt.directory / "tokenizer.model").is_file():
+        raise LLMCoreError(f"{ckpt.directory}: no tokenizer.model (InternLM2 reads its SentencePiece model)")
+    add_internlm2_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+
+
+def _no_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Remote-code models: convert reads config.json as it is (transformers has no config class)."""
+    return {}
+
+
 _LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters, _llama_vocab, _llama_rewrite,
                       extra_tensors=_llama3_rope_factors)
 
@@ -1025,4 +1064,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     "DeepseekV2ForCausalLM": Architecture(gguf.MODEL_ARCH.DEEPSEEK2, _deepseek2_defaults, _deepseek2_parameters,
                                           rewrite=_deepseek2_rewrite, rename=_deepseek2_rename, split=_deepseek2_split,
                                           experts=_DEEPSEEK2_EXPERTS),
+    "InternLM2ForCausalLM": Architecture(gguf.MODEL_ARCH.INTERNLM2, _no_defaults, vocab=_internlm2_vocab,
+                                         rewrite=_internlm2_rewrite, split=_internlm2_split),
 }

@@ -35,6 +35,8 @@ def bpe_vocab(directory: Path, vocab_size: int | None) -> tuple[list[str], list[
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # the tokenizers package raises its own exception types
         raise LLMCoreError(f"{path}: cannot load the tokenizer: {error}") from None
+    tokenizer.no_truncation()  # as transformers encodes: tokenizer.json's truncation and padding left out
+    tokenizer.no_padding()
     ids = tokenizer.encode(CHECK_TEXT, add_special_tokens=True).ids
     digest = hashlib.sha256(str(ids).encode()).hexdigest()
     if digest not in PRE_TOKENIZERS:
@@ -275,14 +277,81 @@ def phi3_sentencepiece_vocab(directory: Path, vocab_size: int | None) -> tuple[l
     return tokens, scores, types
 
 
-def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None,
-                            read: Callable[[Path, int | None], tuple[list[str], list[float], list[int]]]
-                            = sentencepiece_vocab) -> None:
-    """_set_vocab_sentencepiece: the SentencePiece vocabulary's keys (as ``read`` reads it), added to ``kv``."""
-    tokens, scores, types = read(directory, vocab_size)
+def _add_sentencepiece_tokens(kv: gguf.GGUFWriter, tokens: list[str], scores: list[float], types: list[int]) -> None:
     kv.add_tokenizer_model("llama")
     kv.add_tokenizer_pre("default")
     kv.add_token_list(tokens)
     kv.add_token_scores(scores)
     kv.add_token_types(types)
+
+
+def add_sentencepiece_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None,
+                            read: Callable[[Path, int | None], tuple[list[str], list[float], list[int]]]
+                            = sentencepiece_vocab) -> None:
+    """_set_vocab_sentencepiece: the SentencePiece vocabulary's keys (as ``read`` reads it), added to ``kv``."""
+    tokens, scores, types = read(directory, vocab_size)
+    _add_sentencepiece_tokens(kv, tokens, scores, types)
     SpecialVocab(directory, n_vocab=len(tokens)).add_to_gguf(kv, quiet=True)
+
+
+def _adds_dummy_prefix(path: Path) -> bool:
+    """The SentencePiece model's normalizer_spec.add_dummy_prefix (ModelProto field 3, its field 3)."""
+    data = path.read_bytes()
+    for number, wire, message, offset in _fields(data, path):
+        if number == 3 and wire == 2:
+            for field, field_wire, value, _ in _fields(message, path, offset):
+                if field == 3 and field_wire == 0:
+                    return bool(value)
+    return True
+
+
+def add_internlm2_vocab(kv: gguf.GGUFWriter, directory: Path, vocab_size: int | None) -> None:
+    """InternLM2Model.set_vocab: tokenizer.model's pieces (\\x00 as a dragon emoji, [UNUSED...] pieces
+    unused), added_tokens.json's tokens appended, tokenizer_config.json's and tokenizer.json's added
+    tokens in place, the model's own space prefix, and <|im_end|> as EOS where it is an added token."""
+    pieces = sentencepiece_pieces(directory / "tokenizer.model")
+    size = len(pieces) if vocab_size is None else vocab_size
+    if size > len(pieces):
+        raise LLMCoreError(f"{directory / 'tokenizer.model'}: {len(pieces)} pieces, fewer than config.json's "
+                           f"vocab_size {size}")
+    tokens, scores, types = [], [], []
+    for text, score, kind in pieces[:size]:
+        tokens.append("\U0001f409" if text == "\x00" else text)
+        scores.append(score)
+        types.append(_UNUSED if text.startswith("[UNUSED") else
+                     kind if kind in (_UNKNOWN, _CONTROL, _UNUSED, _BYTE) else _NORMAL)
+    added_path = directory / "added_tokens.json"
+    if added_path.is_file():
+        for text in read_json(added_path):
+            tokens.append(text)
+            scores.append(-1000.0)
+            types.append(_USER_DEFINED)
+    added = list(tokenizer_config(directory).get("added_tokens_decoder", {}).items())
+    if (directory / "tokenizer.json").is_file():
+        added += [(entry["id"], entry) for entry in read_json(directory / "tokenizer.json").get("added_tokens", [])]
+    chat_eos = None
+    for key, entry in added:
+        i = int(key)
+        if i >= len(tokens):
+            raise LLMCoreError(f"{directory}: added token {entry['content']!r} has id {i}, outside the "
+                               f"{len(tokens)}-token vocabulary")
+        if entry["content"] == "<|im_end|>":
+            chat_eos = i
+        tokens[i], scores[i] = entry["content"], -1000.0
+        types[i] = _CONTROL if entry.get("special") else _USER_DEFINED
+    _add_sentencepiece_tokens(kv, tokens, scores, types)
+    kv.add_add_space_prefix(_adds_dummy_prefix(directory / "tokenizer.model"))
+    special = SpecialVocab(directory, n_vocab=len(tokens))
+    if chat_eos is not None:
+        special.special_token_ids["eos"] = chat_eos
+    special.add_to_gguf(kv, quiet=True)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of the checkpoint; a one-line error where it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise LLMCoreError(f"{path}: {error.strerror}") from None
+    except ValueError as error:
+        raise LLMCoreError(f"{path}: not JSON ({error})") from None
