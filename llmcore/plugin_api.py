@@ -48,8 +48,9 @@ from llmcore.quants.build import tables_header as ggml_tables_header
 #: ``ggml_tables_header`` (ggml-common.h's i-quant grids, sign tables and FP4/IQ4 levels as C arrays);
 #: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache;
 #: 2.10 ROPE_MULTI (Qwen2-VL's M-RoPE and its vision encoder's 2-D rotation) with ``rope_multi`` and
-#: ``mrope_cos_sin``.
-PLUGIN_API_VERSION = "2.10"
+#: ``mrope_cos_sin``; 2.11 ``Backend.pipelines`` (steps of a backend whose devices are other machines
+#: kept in flight together).
+PLUGIN_API_VERSION = "2.11"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
