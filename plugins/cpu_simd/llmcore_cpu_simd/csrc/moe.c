@@ -5,7 +5,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "lc_gemv_kq.h"
 #include "lc_moe.h"
 #include "lc_simd.h"
 
@@ -260,13 +259,8 @@ void lc_op_moe_gather(const lc_node *nd, const lc_task *task) {
 }
 
 /* One routed token's product with rows [r0, r1) of an expert: vec_dot's bits, as lc_mul_mat_rows
- * gives them to fewer than 8 tokens (Q4_K by the four-row GEMV) */
+ * gives them to one token (Q4_K by the four-row GEMV) */
 static void token_product(lc_node *expert, const char *x_row, float *y_row, int64_t r0, int64_t r1, void *scratch) {
-    if (expert->type == LC_TYPE_Q4_K) {
-        lc_gemv_q4_K(expert->ne[0], (const char *)expert->src[0] + r0 * expert->row_bytes, (size_t)expert->row_bytes,
-                     r1 - r0, x_row, y_row + r0);
-        return;
-    }
     expert->src[1] = x_row;
     expert->dst = y_row;
     expert->ne[1] = 1;
