@@ -34,6 +34,11 @@ void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, i
 void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx); /* f16 w, f32 x (f16 values), rows of 16s */
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
 
+/* One token times many weight rows: y[r] = vec_dot(k, row r of w, x) for r < nrows, with vec_dot's
+ * bits, several rows streamed at once (x one activation row of the type's vec_dot format) */
+typedef void (*lc_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+lc_gemv_fn lc_gemv_for(int type); /* NULL when the type's one-token product goes row by row */
+
 /* gemm_f16.c: y[j * ldy + r] for nr f16 weight rows (w_stride bytes apart) times m f16 activation
  * rows (x_stride bytes apart), k a multiple of 16: the f16 tile's order (tinyBLAS's), register-tiled
  * and cache-blocked for many tokens */

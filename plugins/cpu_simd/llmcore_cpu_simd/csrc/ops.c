@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "lc_clip.h"
-#include "lc_gemv_kq.h"
 #include "lc_graph.h"
 #include "lc_kernels.h"
 #include "lc_kv.h"
@@ -155,8 +154,9 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     (void)scratch;
     (void)order;
 #endif
-    if (nd->type == LC_TYPE_Q4_K && m == 1) {  /* vec_dot's bits, four weight rows streamed at once */
-        lc_gemv_q4_K(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0);
+    const lc_gemv_fn gemv = m == 1 ? lc_gemv_for(nd->type) : NULL;
+    if (gemv) {
+        gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0);
         return;
     }
     if (f16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {

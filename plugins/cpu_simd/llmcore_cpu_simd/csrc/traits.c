@@ -17,6 +17,10 @@
 #include "lc_quants_bits.h"
 #define LC_HAVE_NEW_TYPES 1
 #endif
+#if __has_include("lc_gemv_kq.h")
+#include "lc_gemv_kq.h"
+#define LC_HAVE_GEMV_KQ 1
+#endif
 #if __has_include("lc_quants_legacy.h")
 #include "lc_quants_legacy.h"
 #define LC_HAVE_LEGACY 1
@@ -89,6 +93,15 @@ lc_tile_fn lc_tile_for(int type) {
     case LC_TYPE_Q4_1: return lc_tile_q4_1;
 #if defined(LC_AVX2)
     case LC_TYPE_Q5_0: return lc_tile_q5_0;
+#endif
+    default: return 0;
+    }
+}
+
+lc_gemv_fn lc_gemv_for(int type) {
+    switch (type) {
+#if defined(LC_HAVE_GEMV_KQ)
+    case LC_TYPE_Q4_K: return lc_gemv_q4_K;
 #endif
     default: return 0;
     }
