@@ -150,3 +150,91 @@ def test_override_tensor_keeps_the_experts_on_the_cpu_backend():
     assert "blk.0.attn_q.weight" in owned["vulkan"]
     offloaded = LLM(path, backend="vulkan", n_gpu_layers="all", n_ctx=64)
     np.testing.assert_array_equal(hybrid.logits(tokens), offloaded.logits(tokens))
+
+
+def fake_calibration(monkeypatch, bandwidth: float):
+    """Calibrations measured as a backend streaming weights at ``bandwidth`` bytes/s and nothing else
+    (counted, so a test sees when one is measured again)."""
+    import llmcore.engine.calibration as calibration
+    from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed
+
+    measured = []
+
+    def measure(probe):
+        measured.append(probe.name)
+        return 0.0, 0.0
+
+    monkeypatch.setattr(calibration, "_overheads", measure)
+    monkeypatch.setattr(calibration, "_mul_mat_speed", lambda probe, weight_type, fixed_s: MatMulSpeed(bandwidth, 1e30))
+    monkeypatch.setattr(calibration, "_attention_speed", lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0))
+    return measured
+
+
+def test_a_decode_speed_missing_the_plan_by_2x_drops_the_calibration(default_model_path, monkeypatch):
+    from llmcore.engine.plan import Speed
+
+    measured = fake_calibration(monkeypatch, 1e9)
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    expected = plan.speed().decode_tokens_per_s
+    assert measured == ["cpu_simd"]
+    assert not plan.speed_missed(Speed(0.0, 1.9 * expected, N_BATCH))
+    assert not plan.speed_missed(Speed(0.0, expected / 1.9, N_BATCH))
+    plan.speed()
+    assert measured == ["cpu_simd"]  # cached
+    assert plan.speed_missed(Speed(0.0, 2.1 * expected, N_BATCH))
+    plan.speed()
+    assert measured == ["cpu_simd", "cpu_simd"]  # measured again
+    assert plan.speed_missed(Speed(0.0, expected / 2.1, N_BATCH))
+
+
+def test_speed_missed_never_measures(default_model_path, monkeypatch):
+    from llmcore.engine.plan import Speed
+
+    measured = fake_calibration(monkeypatch, 1e9)
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    assert not plan.speed_missed(Speed(0.0, 1e-3, N_BATCH))
+    assert measured == []
+
+
+def test_calibration_is_kept_per_cpu_model(default_model_path, monkeypatch):
+    import llmcore.engine.calibration as calibration
+
+    measured = fake_calibration(monkeypatch, 1e9)
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    plan.speed()
+    monkeypatch.setattr(calibration, "host_cpu", lambda: "Another CPU family 6 model 143 stepping 8 flags 0123abcd")
+    plan.speed()
+    assert measured == ["cpu_simd", "cpu_simd"]
+    key = next(iter(json.loads((calibration.cache_dir() / calibration.CACHE_NAME).read_text())))
+    assert "cpu=" in key
+
+
+def test_host_cpu_names_the_model_and_its_flags():
+    from llmcore.engine.calibration import host_cpu
+
+    name = host_cpu()
+    assert name
+    if Path("/proc/cpuinfo").exists() and "model name" in Path("/proc/cpuinfo").read_text():
+        first = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        assert name.startswith(first.split(":", 1)[1].strip())
+        assert " flags " in name
+
+
+def test_calibration_takes_the_best_run(monkeypatch):
+    """A run slowed by other work on the machine does not make the machine look slow."""
+    import llmcore.engine.calibration as calibration
+
+    durations = iter([0.0, 0.2, 0.001, 0.3, 0.002, 0.4] + [0.001] * 1000)
+
+    class Executable:
+        def run(self, fed, n_kv):
+            time.sleep(next(durations))
+
+    assert calibration._best_run(Executable(), {}, 0) < 0.05
+
+
+def test_bench_prints_the_plan_beside_the_measurement(default_model_path, capsys):
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
+                 "-p", "16", "-n", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "pp: llmcore plan expected" in out and "tg: llmcore plan expected" in out

@@ -243,6 +243,23 @@ def print_timings(llm, timings=None) -> None:
         print(f"llmcore_perf: {line:>}", file=sys.stderr)
 
 
+MIN_CHECKED_TOKENS = 32  # fewer decoded tokens time the sampler and start-up more than the model
+
+
+def check_plan_speed(llm) -> None:
+    """After a generation long enough to time, drop the backends' calibrations if the decode speed
+    it reached misses ``llmcore plan``'s by more than 2x either way (and say so): the next plan
+    measures them again."""
+    from llmcore.engine.plan import Speed
+
+    t = llm.last.timings
+    if t.predicted_n < MIN_CHECKED_TOKENS or t.predicted_ms <= 0:
+        return
+    if llm.plan.speed_missed(Speed(0.0, 1e3 * t.predicted_n / t.predicted_ms, llm.plan.n_batch)):
+        print("llmcore: decode speed far from the plan's calibrated estimate: calibration dropped, "
+              "the next plan measures again", file=sys.stderr)
+
+
 def _per(ms: float, n: int) -> str:
     if not n or not ms:
         return "      n/a ms per token,       n/a tokens per second"

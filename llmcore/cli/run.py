@@ -15,6 +15,7 @@ from llmcore.cli._common import (
     add_speculative_args,
     load_llm,
     print_memory,
+    check_plan_speed,
     print_timings,
 )
 from llmcore.cli.sampling_args import add_sampling_args, sampling_from_args
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             cache.save(llm, tokens)
     sys.stdout.write("\n")
     print_timings(llm)
+    check_plan_speed(llm)
     if args.verbose:  # the KV cache and compute buffers exist once the first step has run
         print_memory(llm)
     return 0

@@ -6,14 +6,20 @@ allocated on the one the model uses): a chain of elementwise ops gives the fixed
 of one executable run; a decode-shaped (1 token) ``mul_mat`` over a weight larger than the CPU
 caches gives the bytes/s at which weights of that type stream, a prompt-shaped (64 token) one the
 operations/s; causal attention at two prompt sizes gives its cost per query and per (query, cell)
-pair. Only the weight and cache types a plan needs are measured. Results are cached in
-``$LLMCORE_CACHE/calibration.json`` under the backend's name, device, threads and llmcore version,
-so the cost (about a second per backend) is paid once.
+pair. Only the weight and cache types a plan needs are measured. Each time is the best of
+several runs, so that work elsewhere on the machine while it calibrates does not make the plan
+expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
+backend's name, device, threads, the host CPU's model and llmcore version, so the cost (about a
+second per backend) is paid once; a run whose measured speed misses the plan's by more than
+``MISS_FACTOR`` drops them (:func:`forget`), and the next plan measures again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +44,8 @@ CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a mode
 HEADS, HEAD_DIM = 8, 64  # attention of a small model
 ATTENTION_TOKENS = (32, 96, 256)  # the small size, then the larger ones to choose from
 ATTENTION_BUDGET_S = 0.02  # longest run of the larger size
-MIN_RUNS, MIN_WALL_S = 3, 0.05
+MIN_RUNS, MIN_WALL_S = 5, 0.05
+MISS_FACTOR = 2.0  # a measured speed this far from the plan's, either way, means a stale calibration
 
 
 @dataclass
@@ -109,10 +116,42 @@ def calibrate(backend: Backend, weight_types: set[GGMLType], cache_types: set[st
     return speed
 
 
+def forget(backend: Backend) -> None:
+    """Drop the cached calibration of ``backend``'s class and threads on this machine: the next
+    :func:`calibrate` measures it again."""
+    store = _read_cache()
+    if store.pop(_cache_key(backend), None) is not None:
+        _write_cache(store)
+
+
+def is_cached(backend: Backend) -> bool:
+    """Whether :func:`calibrate` has measured ``backend``'s class and threads on this machine."""
+    return _cache_key(backend) in _read_cache()
+
+
 def _cache_key(backend: Backend) -> str:
     devices = availability(backend.name).devices
     device = devices[0].name if devices else "default"
-    return f"{backend.name}|{device}|threads={backend.n_threads}|llmcore={__version__}"
+    return f"{backend.name}|{device}|threads={backend.n_threads}|cpu={host_cpu()}|llmcore={__version__}"
+
+
+def host_cpu() -> str:
+    """The host CPU's model as /proc/cpuinfo gives it (name, family, model, stepping and a digest of
+    its feature flags: one model name covers CPUs of other generations and ISA levels), or what
+    ``platform`` knows where there is no /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    flags = fields.get("flags") or fields.get("Features", "")
+    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:8]
+    name = fields.get("model name") or fields.get("CPU part") or platform.machine()
+    return f"{name} family {fields.get('cpu family', '-')} model {fields.get('model', '-')} " \
+           f"stepping {fields.get('stepping', '-')} flags {digest}"
 
 
 def _cache_path() -> Path:
@@ -136,7 +175,7 @@ def _write_cache(store: dict) -> None:
 
 def _timed(backend: Backend, build, weights: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
            n_kv: int = 0) -> float:
-    """Median seconds of one run of the graph ``build(g)`` returns, compiled on ``backend``."""
+    """Best seconds of one run of the graph ``build(g)`` returns, compiled on ``backend``."""
     g = GraphBuilder(1, 1)
     out = build(g)
     graph = g.build({"out": out})
@@ -147,19 +186,21 @@ def _timed(backend: Backend, build, weights: dict[str, np.ndarray], feeds: dict[
     by_name = {n.name: n.id for n in inputs}
     fed = {by_name[name]: value for name, value in feeds.items()}
     with np.errstate(all="ignore"):  # random weights may overflow in float backends; only time matters
-        return _mean_run(executable, fed, n_kv)
+        return _best_run(executable, fed, n_kv)
 
 
-def _mean_run(executable, fed, n_kv: int) -> float:
-    """Mean seconds per run over at least MIN_RUNS runs and MIN_WALL_S: on a shared machine the
-    cost of waiting for descheduled threads is an average over time, which a model step (tens of
-    ms) pays and a lone short run may dodge."""
+def _best_run(executable, fed, n_kv: int) -> float:
+    """Fewest seconds of one run over at least MIN_RUNS runs and MIN_WALL_S: a run that other work
+    on the machine slowed down says nothing of the machine (``llmcore bench`` likewise takes
+    medians of repetitions)."""
     executable.run(fed, n_kv)  # warm-up: first-touch of buffers, pipeline creation
-    runs, start = 0, time.perf_counter()
+    best, runs, start = math.inf, 0, time.perf_counter()
     while runs < MIN_RUNS or time.perf_counter() - start < MIN_WALL_S:
+        t0 = time.perf_counter()
         executable.run(fed, n_kv)
+        best = min(best, time.perf_counter() - t0)
         runs += 1
-    return (time.perf_counter() - start) / runs
+    return best
 
 
 def _overheads(backend: Backend) -> tuple[float, float]:

@@ -106,7 +106,8 @@ class BackendMemory:
 
 @dataclass
 class Speed:
-    """Expected tokens per second of an ``n_prompt``-token prompt step and of a 1-token decode."""
+    """Tokens per second of an ``n_prompt``-token prompt step and of a 1-token decode: a plan's
+    expectation, or what a run measured (0 for a speed it did not measure)."""
 
     prompt_tokens_per_s: float
     decode_tokens_per_s: float
@@ -266,6 +267,24 @@ class Plan:
         prompt_s = sum(self._step_seconds(step, speeds).values()) * math.ceil(n_prompt / step)
         decode = self._step_seconds(1, speeds)
         return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode)
+
+    def speed_missed(self, measured: Speed) -> bool:
+        """Whether ``measured`` (speeds a run reached with this plan) misses the calibrated
+        prediction by more than ``calibration.MISS_FACTOR`` either way; if so the backends'
+        calibrations are dropped, and the next :meth:`speed` measures them again. Only cached
+        calibrations are compared: this never measures."""
+        from llmcore.engine import calibration
+
+        if not all(calibration.is_cached(b) for b in self.backends):
+            return False
+        expected = self.speed(measured.n_prompt)
+        pairs = [(expected.decode_tokens_per_s, measured.decode_tokens_per_s),
+                 (expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)]
+        if all(m <= 0 or 1 / calibration.MISS_FACTOR <= m / e <= calibration.MISS_FACTOR for e, m in pairs):
+            return False
+        for backend in self.backends:
+            calibration.forget(backend)
+        return True
 
     def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed]) -> dict[str, float]:
         """Seconds each backend spends on one step of ``n_tokens`` from an empty cache."""
