@@ -158,21 +158,26 @@ class CpuSimdBackend(Backend):
 
     # -- profiling ------------------------------------------------------------------------------
 
-    def profile(self) -> dict[str, tuple[float, int]]:
-        """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1)."""
+    def profile(self) -> tuple[dict[str, tuple[float, int]], int, int]:
+        """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1),
+        the program runs and the barriers they waited at."""
         n_ops = self.lib.LC_OP_COUNT
         seconds, counts = ffi.new("double[]", n_ops), ffi.new("int64_t[]", n_ops)
-        self.lib.lc_profile_get(seconds, counts)
+        runs = ffi.new("int64_t[2]")
+        self.lib.lc_profile_get(seconds, counts, runs)
         names = {getattr(self.lib, n): n[len("LC_OP_"):].lower()
                  for n in dir(self.lib) if n.startswith("LC_OP_") and n != "LC_OP_COUNT"}
-        return {names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}
+        return {names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}, runs[0], runs[1]
 
     def print_profile(self) -> None:
-        stats = self.profile()
+        stats, runs, barriers = self.profile()
         total = sum(s for s, _ in stats.values()) or 1.0
         print(f"cpu_simd profile ({self.isa}, {self.n_threads} threads):")
         for name, (seconds, count) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
             print(f"  {name:<10} {seconds * 1e3:10.2f} ms {100 * seconds / total:5.1f}% {count:8d} calls")
+        if runs:
+            nodes = sum(count for _, count in stats.values())
+            print(f"  {runs} runs: {nodes / runs:.1f} nodes and {barriers / runs:.1f} barriers per run")
 
 
 class CompiledSubgraph(Executable):

@@ -2,9 +2,14 @@
 once in an arena before the first run.
 
 Values are SSA: each op writes a fresh buffer, and a buffer returns to the arena's free list after
-the last op that reads it (a first-fit allocator over the op order), so the arena holds only the
-values alive at once. Reshapes alias their source; a kv_store stands for its cache. Activations
-that several matmuls read in the same format (q/k/v, gate/up) are quantized once.
+the barrier that follows the last op that reads it (a first-fit allocator over the op order), so
+the arena holds only the values alive at once. Reshapes alias their source; a kv_store stands for
+its cache. Activations that several matmuls read in the same format (q/k/v, gate/up) are quantized
+once, right after the op that writes them.
+
+The threads wait for each other only where a node depends on one before it: nodes that touch
+nothing another writes (the q, k and v products) share a phase, and tiny nodes (one token's norm,
+rope, routing) run on thread 0 alone, one after the other, with no barrier between them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,26 @@ _PLAIN_OPS = {
 #: (each expert then meets fewer tokens than any batched kernel takes): two passes over the pool fewer
 _ROUTED_GATHER_MIN_TOKENS = 4
 
+#: ops small enough at one token that thread 0 runs them alone: the values of ne that count their
+#: work (each kernel's split changes no bit: the threads share whole rows, or vectors of 16)
+_ALONE_OPS = {
+    **{op: 1 for op in ("LC_OP_ADD", "LC_OP_MUL", "LC_OP_DIV", "LC_OP_SCALE", "LC_OP_SILU", "LC_OP_GELU",
+                        "LC_OP_SWIGLU", "LC_OP_GEGLU", "LC_OP_TANH", "LC_OP_CLAMP", "LC_OP_SIGMOID", "LC_OP_EXP",
+                        "LC_OP_GELU_QUICK")},
+    **{op: 2 for op in ("LC_OP_GET_ROWS", "LC_OP_QUANTIZE", "LC_OP_RMS_NORM", "LC_OP_NORM", "LC_OP_L2_NORM",
+                        "LC_OP_KV_STORE", "LC_OP_SOFTMAX", "LC_OP_SUM_ROWS", "LC_OP_TOP_K", "LC_OP_GATHER",
+                        "LC_OP_MASK_GROUPS")},
+    "LC_OP_ROPE": 3, "LC_OP_WEIGHTED_SUM": 3,
+    "LC_OP_MOE_MAP": 0,  # thread 0's work at any size
+}
+#: the most values of such an op thread 0 runs alone: a few microseconds, less than a barrier costs
+#: where the threads share one core with other work
+_ALONE_MAX_VALUES = 4096
+
+#: ops that update their state rows (a source) in place
+_IN_PLACE_OPS = {"LC_OP_SSM_CONV", "LC_OP_SSM_SCAN", "LC_OP_TOKEN_SHIFT", "LC_OP_RWKV_WKV6", "LC_OP_RWKV_WKV7",
+                 "LC_OP_GATED_LINEAR_ATTN"}
+
 #: ops over rows of the last axis: ne = (row length, rows[, k])
 _ROW_OPS = {Op.SOFTMAX: "LC_OP_SOFTMAX", Op.SUM_ROWS: "LC_OP_SUM_ROWS", Op.TOP_K: "LC_OP_TOP_K",
             Op.GATHER: "LC_OP_GATHER"}
@@ -56,6 +81,8 @@ class _Step:
     row_bytes: int = 0
     f: tuple[float, ...] = ()
     i: tuple[int, ...] = ()
+    run: str = "LC_RUN_ALL"
+    barrier_after: bool = True
 
 
 @dataclass
@@ -108,6 +135,8 @@ class Program:
         steps: list[_Step] = []
         for node in subgraph.nodes:
             steps.extend(self._lower(node))
+        steps = _quantizations_hoisted(steps)
+        self._schedule(steps)
         self._place(steps, [self._key(n) for n in subgraph.outputs])
         self.inputs = [(n.id, self._input_arrays[n.id]) for n in subgraph.inputs]
         self.outputs = [self._view(self._key(n), n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
@@ -328,16 +357,57 @@ class Program:
                 last_read[src] = index
         for key in output_keys:
             last_read[key] = len(steps)
+        # a buffer is free again once the threads have waited after its last reader: the steps of
+        # one phase run at once, and none may write where another reads
+        phase_end, end = [0] * len(steps) + [len(steps)], len(steps) - 1  # outputs: never free
+        for index in reversed(range(len(steps))):
+            end = index if steps[index].barrier_after else end
+            phase_end[index] = end
         arena = _Arena()
         self._offsets: dict[Key, int] = {}
         ending: dict[int, list[Key]] = {}
         for index, step in enumerate(steps):
             if step.dst in self._sizes and step.dst not in self._offsets:
                 self._offsets[step.dst] = arena.alloc(self._sizes[step.dst])
-                ending.setdefault(max(index, last_read.get(step.dst, index)), []).append(step.dst)
+                ending.setdefault(phase_end[max(index, last_read.get(step.dst, index))], []).append(step.dst)
             for key in ending.pop(index, []):  # after the op's own output is placed: no aliasing
                 arena.release(self._offsets[key], self._sizes[key])
         self._arena = _aligned_bytes(arena.top)
+
+    def _schedule(self, steps: list[_Step]) -> None:
+        """Who runs each step, and where the threads wait: a step joins the phase since the last
+        barrier when, against every step of it, both run on thread 0 alone (in order) or neither
+        writes what the other reads or writes."""
+        phase: list[tuple[_Step, set[Key], set[Key]]] = []
+        shared = 0
+        for index, step in enumerate(steps):
+            step.run = self._runner(step)
+            reads = set(step.srcs)
+            writes = {step.dst} | (reads if step.op in _IN_PLACE_OPS else set())
+            alone = step.run != "LC_RUN_ALL"
+            waits = shared == self._lib.LC_MAX_SHARED_NODES or any(
+                not (alone and other.run != "LC_RUN_ALL")
+                and (writes & (other_reads | other_writes) or other_writes & reads)
+                for other, other_reads, other_writes in phase)
+            if phase and waits:
+                steps[index - 1].barrier_after = True
+                phase, shared = [], 0
+            elif phase:
+                steps[index - 1].barrier_after = False
+            phase.append((step, reads, writes))
+            shared += not alone
+
+    def _runner(self, step: _Step) -> str:
+        """LC_RUN_ALONE for a tiny step; one token's attention (whose kernel splits the cells by
+        the pool's thread count, as llama.cpp's does) and a product of one chunk of rows (an MoE's
+        gating) are thread 0's first claim."""
+        if (step.op == "LC_OP_ATTENTION" and step.ne[2] == 1
+                or step.op == "LC_OP_MUL_MAT" and step.ne[2] <= self._lib.LC_MM_MIN_CHUNK_ROWS):
+            return "LC_RUN_FIRST_CLAIM"
+        dims = _ALONE_OPS.get(step.op)
+        if dims is not None and math.prod(step.ne[:dims]) <= _ALONE_MAX_VALUES:
+            return "LC_RUN_ALONE"
+        return "LC_RUN_ALL"
 
     def _view(self, key: Key, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         if key[0] == "v":
@@ -371,6 +441,8 @@ class Program:
             for k, value in enumerate(step.ne):
                 c.ne[k] = value
             c.row_bytes = step.row_bytes
+            c.run = getattr(lib, step.run)
+            c.barrier_after = step.barrier_after
             for k, value in enumerate(step.f):
                 c.f[k] = value
             for k, value in enumerate(step.i):
@@ -385,6 +457,24 @@ class Program:
     @property
     def arena_bytes(self) -> int:
         return self._arena.nbytes + self._scratch.nbytes
+
+
+def _quantizations_hoisted(steps: list[_Step]) -> list[_Step]:
+    """Each quantization moved up to just after the last step that writes its source: the products
+    that read one input in different formats (q in Q8_K, k and v in Q8_0) then share a phase."""
+    anchors: dict[int, list[_Step]] = {}
+    last_write: dict[Key, int] = {}
+    for index, step in enumerate(steps):
+        if step.op == "LC_OP_QUANTIZE":
+            anchors.setdefault(last_write.get(step.srcs[0], -1), []).append(step)
+        for key in [step.dst, *(step.srcs if step.op in _IN_PLACE_OPS else ())]:
+            last_write[key] = index
+    hoisted = list(anchors.get(-1, []))
+    for index, step in enumerate(steps):
+        if step.op != "LC_OP_QUANTIZE":
+            hoisted.append(step)
+        hoisted.extend(anchors.get(index, []))
+    return hoisted
 
 
 def _type_id(cache_type: Any) -> int:

@@ -1,6 +1,7 @@
 /* The executor: a pthread pool whose workers run a whole program, node by node, with a barrier
- * after each node. Workers spin briefly between runs and then sleep on a condition variable,
- * so an idle context costs no CPU. */
+ * after the nodes the lowering marks (the nodes between two barriers share a phase: independent
+ * products, or tiny nodes thread 0 runs alone one after the other). Workers spin briefly between
+ * runs and then sleep on a condition variable, so an idle context costs no CPU. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -23,7 +24,9 @@ struct lc_pool {
     atomic_int barrier_count;
     atomic_int barrier_phase;
     atomic_int generation;  /* bumped once per run */
-    atomic_int next_chunk;  /* dynamic work sharing within a node, reset at each barrier */
+    /* dynamic work sharing within a node: a counter per node run by all threads since the last
+     * barrier, each on its own cache line, reset at each barrier */
+    struct { atomic_int next; char pad[64 - sizeof(atomic_int)]; } chunk[LC_MAX_SHARED_NODES];
     atomic_int stop;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -36,6 +39,7 @@ typedef struct { lc_pool *pool; int ith; } worker_arg;
 
 static double profile_seconds[LC_OP_COUNT];
 static int64_t profile_counts[LC_OP_COUNT];
+static int64_t profile_runs, profile_barriers;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,16 +55,21 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void barrier(lc_pool *pool) {
+static void reset_chunks(lc_pool *pool, int n_used) {
+    for (int s = 0; s < n_used; s++) atomic_store_explicit(&pool->chunk[s].next, pool->n_threads, memory_order_relaxed);
+}
+
+/* n_used: the chunk counters the phase's nodes used */
+static void barrier(lc_pool *pool, int n_used) {
     const int n = pool->n_threads;
     if (n == 1) {
-        atomic_store_explicit(&pool->next_chunk, 1, memory_order_relaxed);
+        reset_chunks(pool, n_used);
         return;
     }
     const int phase = atomic_load_explicit(&pool->barrier_phase, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) == n - 1) {
         atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
-        atomic_store_explicit(&pool->next_chunk, n, memory_order_relaxed);
+        reset_chunks(pool, n_used);
         atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
         return;
     }
@@ -75,14 +84,30 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
      * passed it, the caller may free the program while a worker is still leaving this loop. */
     const lc_node *nodes = p->nodes;
     const int32_t n_nodes = p->n_nodes;
-    const lc_task task = {ith, pool->n_threads, pool->n_kv,
-                          p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, &pool->next_chunk};
+    lc_task task = {ith, pool->n_threads, pool->n_kv, p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, NULL};
+    atomic_int alone_next;  /* the chunk counter of a node thread 0 runs alone */
     const int timed = pool->profile && ith == 0;
+    profile_runs += timed;
+    int n_shared = 0;  /* nodes run by all threads since the last barrier */
     for (int32_t k = 0; k < n_nodes; k++) {
-        const int op = nodes[k].op;
+        const lc_node *node = &nodes[k];
+        const int op = node->op;
         const double t0 = timed ? now_seconds() : 0.0;
-        lc_ops[op](&nodes[k], &task);
-        barrier(pool);
+        if (node->run == LC_RUN_ALL) {
+            task.next_chunk = &pool->chunk[n_shared++].next;
+            lc_ops[op](node, &task);
+        } else if (ith == 0) {
+            lc_task own = task;
+            if (node->run == LC_RUN_ALONE) own.nth = 1;
+            own.next_chunk = &alone_next;
+            atomic_store_explicit(&alone_next, own.nth, memory_order_relaxed);
+            lc_ops[op](node, &own);
+        }
+        if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES) {
+            barrier(pool, n_shared);
+            n_shared = 0;
+            profile_barriers += timed;
+        }
         if (timed) {
             profile_seconds[op] += now_seconds() - t0;
             profile_counts[op] += 1;
@@ -118,7 +143,7 @@ lc_pool *lc_pool_new(int n_threads) {
     lc_pool *pool = calloc(1, sizeof(lc_pool));
     if (!pool) return NULL;
     pool->n_threads = n_threads < 1 ? 1 : n_threads;
-    atomic_store(&pool->next_chunk, pool->n_threads);
+    reset_chunks(pool, LC_MAX_SHARED_NODES);
     const char *profile = getenv("LLMCORE_PROFILE");
     pool->profile = profile && profile[0] && profile[0] != '0';
     pthread_mutex_init(&pool->mutex, NULL);
@@ -162,11 +187,13 @@ int lc_graph_run(const lc_program *program, int32_t n_kv) {
     return 0;
 }
 
-void lc_profile_get(double *seconds, int64_t *counts) {
+void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs) {
     for (int k = 0; k < LC_OP_COUNT; k++) {
         seconds[k] = profile_seconds[k];
         counts[k] = profile_counts[k];
     }
+    runs[0] = profile_runs;
+    runs[1] = profile_barriers;
 }
 
 void lc_profile_reset(void) {
@@ -174,6 +201,7 @@ void lc_profile_reset(void) {
         profile_seconds[k] = 0.0;
         profile_counts[k] = 0;
     }
+    profile_runs = profile_barriers = 0;
 }
 
 const char *lc_isa(void) { return LC_ISA_NAME; }

@@ -2,7 +2,11 @@
  * block between the cffi-cdef markers to cffi as it is: no preprocessor lines inside it).
  *
  * A program is a flat array of nodes run in order; every buffer is allocated before the first
- * run, so a run does no allocation. Sizes per op (all activations f32, row-major, contiguous):
+ * run, so a run does no allocation. The threads wait for each other only after the nodes marked
+ * barrier_after: the lowering leaves it off where the nodes up to the next barrier neither read nor
+ * overwrite what another of them writes, or run one after the other on thread 0 (the last node
+ * always has it).
+ * Sizes per op (all activations f32, row-major, contiguous):
  *   GET_ROWS   src0 table (type, row_bytes), src1 i32 ids[ne1]; dst [ne1, ne0]
  *   QUANTIZE   src0 f32 [ne1, ne0]; dst ne1 rows of row_bytes in activation format `type`
  *   MUL_MAT    src0 weight [ne2, ne0] (type, row_bytes), src1 activations [ne1] rows of ne3 bytes
@@ -73,6 +77,17 @@ enum lc_op {
     LC_OP_GATED_LINEAR_ATTN, LC_OP_GELU_QUICK, LC_OP_COUNT
 };
 
+/* Who runs a node. A tiny node (one token's norm, rope, routing) runs on thread 0 alone, so a chain
+ * of them needs no barrier between its nodes: LC_RUN_ALONE gives the kernel a one-thread task;
+ * LC_RUN_FIRST_CLAIM the pool's task, for a node whose whole work is thread 0's first claim (one
+ * token's attention, whose split of the cells follows the pool's thread count). */
+enum lc_run { LC_RUN_ALL, LC_RUN_ALONE, LC_RUN_FIRST_CLAIM };
+
+/* the most nodes run by all threads between two barriers (each claims chunks from its own counter);
+ * a MUL_MAT's threads claim chunks of at least LC_MM_MIN_CHUNK_ROWS output rows, so a product of no
+ * more rows is one chunk: thread 0's first claim */
+enum { LC_MAX_SHARED_NODES = 8, LC_MM_MIN_CHUNK_ROWS = 16 };
+
 typedef struct {
     int32_t op;
     int32_t type;
@@ -82,6 +97,8 @@ typedef struct {
     int64_t row_bytes;
     float f[8];
     int32_t i[4];
+    int32_t run;            /* enum lc_run */
+    int32_t barrier_after;  /* the threads wait for each other after this node */
 } lc_node;
 
 typedef struct lc_pool lc_pool;
@@ -100,8 +117,9 @@ int lc_pool_threads(const lc_pool *pool);
 /* run every node of the program on the pool's threads; returns 0 */
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 
-/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run */
-void lc_profile_get(double *seconds, int64_t *counts);
+/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run, and its runs and
+ * barriers (runs[0], runs[1]) */
+void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs);
 void lc_profile_reset(void);
 const char *lc_isa(void);
 /* cffi-cdef: end */
@@ -111,7 +129,7 @@ typedef struct {
     int ith, nth;
     int32_t n_kv;
     float *scratch;          /* this thread's work space */
-    atomic_int *next_chunk;  /* shared: the next chunk to claim; starts at nth for every node */
+    atomic_int *next_chunk;  /* the node's own: the next chunk to claim; starts at nth for every node */
 } lc_task;
 
 /* thread ith's half-open share [*begin, *end) of n items */

@@ -1,7 +1,7 @@
 /* The op kernels of the graph executor. Each runs thread ith's share of one node; the executor
- * puts a barrier between nodes. Numerics follow the reference backend (llama.cpp's CPU math):
- * norms accumulate in double, attention rounds queries and probabilities to f16, rope uses
- * ggml's running product for the angles. */
+ * puts a barrier after it where a later node depends on it. Numerics follow the reference backend
+ * (llama.cpp's CPU math): norms accumulate in double, attention rounds queries and probabilities
+ * to f16, rope uses ggml's running product for the angles. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -53,7 +53,7 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
 /* The matmul is cut into chunks of weight rows that threads claim as they go, so a thread that
  * the OS delays does not hold the others up. Within a chunk, tokens go in tiles so the chunk's
  * weight rows are re-read from cache; each output is one tile dot, whatever the batch. */
-enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4, MM_MIN_CHUNK_ROWS = 16 };
+enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4 };
 
 /* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
  * Q6_K; Q4_K only when its rows are not a multiple of 8) and the i-quants but IQ4_NL with its tiled
@@ -213,7 +213,7 @@ static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n = nd->ne[2];
     const int64_t row_unit = mul_mat_row_unit(nd);  /* chunks of whole packed blocks of rows */
     int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
-    if (rows < MM_MIN_CHUNK_ROWS) rows = MM_MIN_CHUNK_ROWS;
+    if (rows < LC_MM_MIN_CHUNK_ROWS) rows = LC_MM_MIN_CHUNK_ROWS;
     rows = (rows + row_unit - 1) / row_unit * row_unit;
     const int64_t n_chunks = (n + rows - 1) / rows;
     for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
