@@ -65,6 +65,8 @@ void lc_vec_dot_q8_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_1(int n, float *s, const void *w, const void *x);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
@@ -142,7 +144,7 @@ def _compile(level: str, out_dir: Path) -> Path:
     if cc is None:
         pytest.skip("no C compiler (cc) on PATH")
     so = out_dir / f"lc_quants_{level}.so"
-    cmd = [cc, "-O3", "-fPIC", "-shared", "-Wall", "-Werror", *ISA_LEVELS[level][0], f"-I{CSRC}",
+    cmd = [cc, "-O3", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Werror", *ISA_LEVELS[level][0], f"-I{CSRC}",
            *(str(CSRC / s) for s in SOURCES), "-o", str(so), "-lm"]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return so
@@ -466,6 +468,29 @@ def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
             y = np.full(nrows, np.nan, np.float32)
             lib.lc_gemv_q4_K(k, _ptr(w), row_bytes, nrows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
             np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
+
+
+@pytest.mark.parametrize("name", ["q4_1", "q8_0"])
+def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
+    """Decode's one-token product of the default model's types (four rows at a time on AVX2, the
+    last few one by one) gives each row exactly lc_vec_dot's output, on every ISA level, for row
+    counts that are and are not multiples of four."""
+    rng = np.random.default_rng(17)
+    act = ALL_TYPES[name][1]
+    for k in (32, 576, 1536):
+        nrows = 13
+        w = np.concatenate([random_weight_row(name, k, rng) for _ in range(nrows)])
+        row_bytes = len(w) // nrows
+        xq = quantize_activations(act, random_activations(k, rng), libs["scalar"])
+        for lvl, lib in libs.items():
+            expected = np.array([run_dot(lib, name, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
+                                 for r in range(nrows)], np.float32)
+            for rows in (1, 3, 4, 5, 8, 11, 13):
+                y = np.full(nrows, np.nan, np.float32)
+                getattr(lib, f"lc_gemv_{name}")(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
+                np.testing.assert_array_equal(y[:rows].view(np.uint32), expected[:rows].view(np.uint32),
+                                              err_msg=f"{lvl} k={k} rows={rows}")
+                assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"
 
 
 @pytest.mark.parametrize("name", ["q5_0", "q4_1", "q8_0"])

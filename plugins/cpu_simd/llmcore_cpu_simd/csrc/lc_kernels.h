@@ -38,6 +38,8 @@ lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
  * bits, several rows streamed at once (x one activation row of the type's vec_dot format) */
 typedef void (*lc_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 lc_gemv_fn lc_gemv_for(int type); /* NULL when the type's one-token product goes row by row */
+void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 
 /* gemm_f16.c: y[j * ldy + r] for nr f16 weight rows (w_stride bytes apart) times m f16 activation
  * rows (x_stride bytes apart), k a multiple of 16: the f16 tile's order (tinyBLAS's), register-tiled
