@@ -1,6 +1,7 @@
 """The cpu_simd executor's phases: nodes that share a phase (independent products, tiny nodes run by
-thread 0 alone) give the bits of a program that waits after every node on all threads, and one
-token's decode waits at far fewer barriers than it has nodes."""
+one thread alone, by the last to reach the barrier before them where the whole phase is such) give
+the bits of a program that waits after every node on all threads, and one token's decode waits at
+far fewer barriers than it has nodes."""
 
 from __future__ import annotations
 

@@ -59,24 +59,59 @@ static void reset_chunks(lc_pool *pool, int n_used) {
     for (int s = 0; s < n_used; s++) atomic_store_explicit(&pool->chunk[s].next, pool->n_threads, memory_order_relaxed);
 }
 
-/* n_used: the chunk counters the phase's nodes used */
-static void barrier(lc_pool *pool, int n_used) {
+static void record(int op, double seconds) {
+    profile_seconds[op] += seconds;
+    profile_counts[op] += 1;
+}
+
+/* A node one thread runs for all: a one-thread task, or for LC_RUN_FIRST_CLAIM the pool's task as
+ * thread 0 sees it; on the scratch of the thread that runs it. */
+static void run_alone(const lc_node *node, const lc_task *task) {
+    atomic_int next;
+    lc_task own = *task;
+    own.ith = 0;
+    own.nth = node->run == LC_RUN_ALONE ? 1 : task->nth;
+    own.next_chunk = &next;
+    atomic_store_explicit(&next, own.nth, memory_order_relaxed);
+    lc_ops[node->op](node, &own);
+}
+
+/* How many nodes from `first` make a phase that one thread runs alone (none of them run by all),
+ * or 0. */
+static int32_t serial_phase_length(const lc_program *p, int32_t first) {
+    for (int32_t k = first; k < p->n_nodes; k++) {
+        if (p->nodes[k].run == LC_RUN_ALL) return 0;
+        if (p->nodes[k].barrier_after || k == p->n_nodes - 1) return k - first + 1;
+    }
+    return 0;
+}
+
+/* n_used: the chunk counters the phase's nodes used. The last thread to arrive runs the n_serial
+ * nodes of the next phase before it lets the others on, when one thread runs them all: the others
+ * would only wait for it at the barrier after them. Returns the seconds this thread spent in them
+ * when it is thread 0 and profiles (its wait for them counts to the node before the barrier). */
+static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t n_serial, const lc_task *task) {
     const int n = pool->n_threads;
-    if (n == 1) {
-        reset_chunks(pool, n_used);
-        return;
-    }
     const int phase = atomic_load_explicit(&pool->barrier_phase, memory_order_relaxed);
-    if (atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) == n - 1) {
-        atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
-        reset_chunks(pool, n_used);
-        atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
-        return;
+    if (n > 1 && atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) != n - 1) {
+        for (int spins = 0; atomic_load_explicit(&pool->barrier_phase, memory_order_acquire) == phase; spins++) {
+            if (spins < SPIN_BEFORE_YIELD) cpu_relax();
+            else sched_yield();  /* the cores may be shared: let the thread we wait for run */
+        }
+        return 0.0;
     }
-    for (int spins = 0; atomic_load_explicit(&pool->barrier_phase, memory_order_acquire) == phase; spins++) {
-        if (spins < SPIN_BEFORE_YIELD) cpu_relax();
-        else sched_yield();  /* the cores may be shared: let the thread we wait for run */
+    atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
+    reset_chunks(pool, n_used);
+    const int timed = pool->profile && task->ith == 0;
+    const double start = timed ? now_seconds() : 0.0;
+    for (int32_t k = 0; k < n_serial; k++) {
+        const double t0 = timed ? now_seconds() : 0.0;
+        run_alone(&serial[k], task);
+        if (pool->profile) record(serial[k].op, timed ? now_seconds() - t0 : 0.0);
     }
+    const double serial_seconds = timed ? now_seconds() - start : 0.0;
+    atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
+    return serial_seconds;
 }
 
 static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
@@ -85,32 +120,28 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
     const lc_node *nodes = p->nodes;
     const int32_t n_nodes = p->n_nodes;
     lc_task task = {ith, pool->n_threads, pool->n_kv, p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, NULL};
-    atomic_int alone_next;  /* the chunk counter of a node thread 0 runs alone */
     const int timed = pool->profile && ith == 0;
     profile_runs += timed;
     int n_shared = 0;  /* nodes run by all threads since the last barrier */
     for (int32_t k = 0; k < n_nodes; k++) {
         const lc_node *node = &nodes[k];
-        const int op = node->op;
         const double t0 = timed ? now_seconds() : 0.0;
+        double serial_seconds = 0.0;
         if (node->run == LC_RUN_ALL) {
             task.next_chunk = &pool->chunk[n_shared++].next;
-            lc_ops[op](node, &task);
+            lc_ops[node->op](node, &task);
         } else if (ith == 0) {
-            lc_task own = task;
-            if (node->run == LC_RUN_ALONE) own.nth = 1;
-            own.next_chunk = &alone_next;
-            atomic_store_explicit(&alone_next, own.nth, memory_order_relaxed);
-            lc_ops[op](node, &own);
+            run_alone(node, &task);
         }
         if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES) {
-            barrier(pool, n_shared);
+            const int32_t n_serial = serial_phase_length(p, k + 1);
+            serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, &task);
             n_shared = 0;
             profile_barriers += timed;
-        }
-        if (timed) {
-            profile_seconds[op] += now_seconds() - t0;
-            profile_counts[op] += 1;
+            if (timed) record(node->op, now_seconds() - t0 - serial_seconds);
+            k += n_serial;
+        } else if (timed) {
+            record(node->op, now_seconds() - t0);
         }
     }
 }
