@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cpu_simd_quants import ACT_DTYPES, CSRC, ISA_LEVELS, SOURCES, _cpu_flags, _is_x86
+from test_cpu_simd_quants import (ACT_DTYPES, CSRC, ISA_LEVELS, SOURCES, _cpu_flags, _is_x86, extreme_weight_row,
+                                  random_weight_row)
 
 from llmcore.gguf import GGMLType, dequantize
 
@@ -48,6 +49,9 @@ void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void lc_vec_dot_iq4_xs(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_iq4_xs_tiled(int n, float *s, const void *w, const void *x);
 void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
+void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
@@ -146,6 +150,49 @@ def test_vec_dot_and_tiled_follow_ggml_order(libs):
                 lib.lc_vec_dot_iq4_xs_tiled(512, ptr(got[1:2], "float *"), ptr(row), ptr(xq))
                 assert got[0].view(np.uint32) == want_dot.view(np.uint32), (level, trial, got[0], want_dot)
                 assert got[1].view(np.uint32) == want_tiled.view(np.uint32), (level, trial, got[1], want_tiled)
+
+
+def random_iq4_xs_row(k: int, rng: np.random.Generator) -> np.ndarray:
+    """Random IQ4_XS blocks (every level and scale) with finite fp16 scales."""
+    blocks = rng.integers(0, 256, (k // 256, BLOCK_BYTES), dtype=np.uint8)
+    blocks[:, 0:2] = rng.uniform(-2, 2, (k // 256, 1)).astype(np.float16).view(np.uint8)
+    return blocks.reshape(-1)
+
+
+def extreme_iq4_xs_row(k: int) -> np.ndarray:
+    """Every value the level -127 and every sub-block scale -32 (the largest products), d = 1."""
+    blocks = np.zeros((k // 256, BLOCK_BYTES), np.uint8)
+    blocks[:, 0:2] = np.frombuffer(np.float16(1.0).tobytes(), np.uint8)
+    return blocks.reshape(-1)
+
+
+@pytest.mark.parametrize("type_name", ["IQ4_XS", "Q6_K"])
+def test_one_token_gemv_equals_vec_dot_bit_for_bit(libs, type_name):
+    """Decode's product with an IQ4_XS or Q6_K matrix (four rows at a time on AVX2 and AVX-512, each
+    row's eight integer lanes kept as vec_dot makes them; the rows past a multiple of four by vec_dot)
+    gives each row exactly vec_dot's output: rows of random blocks and of the largest products, row
+    counts around the groups of four, a token of +-127 only beside a normal one."""
+    rng = np.random.default_rng(31)
+    name = type_name.lower() if type_name == "IQ4_XS" else "q6_K"
+    random_row = random_iq4_xs_row if type_name == "IQ4_XS" else lambda k, rng: random_weight_row("q6_K", k, rng)
+    extreme_row = extreme_iq4_xs_row if type_name == "IQ4_XS" else lambda k: extreme_weight_row("q6_K", k)
+    for k in (256, 2816):
+        rows = [random_row(k, rng) for _ in range(12)]
+        rows.insert(5, extreme_row(k))
+        w = np.concatenate(rows)
+        row_bytes = len(w) // len(rows)
+        for level, lib in libs.items():
+            signs = rng.choice(np.float32([-1, 1]), k)
+            for xq in (quantize_q8_K(lib, rng.standard_normal(k).astype(np.float32)), quantize_q8_K(lib, signs)):
+                expected = np.zeros(len(rows), np.float32)
+                for r in range(len(rows)):
+                    getattr(lib, f"lc_vec_dot_{name}")(k, ptr(expected[r:r + 1], "float *"), ptr(w[r * row_bytes:]), ptr(xq))
+                for nrows in (1, 3, 4, 6, 9, len(rows)):
+                    y = np.full(nrows + 1, np.nan, np.float32)
+                    getattr(lib, f"lc_gemv_{name}")(k, ptr(w), row_bytes, nrows, ptr(xq), ptr(y, "float *"))
+                    np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[:nrows].view(np.uint32),
+                                                  err_msg=f"{level} k={k} rows={nrows}")
+                    assert np.isnan(y[nrows]), f"{level}: wrote past the rows"
 
 
 @pytest.mark.parametrize("type_name", NEW_TYPES)

@@ -1,19 +1,40 @@
-/* One token times many Q4_K rows (the routed experts' decode product), lc_vec_dot_q4_K's bits.
+/* One token times many Q4_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and the
+ * routed experts'), each row with its vec_dot's bits.
  *
- * vec_dot's float steps per super-block are two fmas of exact integer sums, so any way of adding the
- * integers gives its bits. The kernels take four rows at a time: each row's quants meet the block's
- * activations (loaded once for the four rows), the sub-block scales applied to the 16-bit pair sums,
- * the four rows' integer sums reduced together, and the float steps done for the four rows in one
- * vector, lane by lane as vec_dot does them. AVX-512 reads a row's 256 quants in two vectors whose
- * low and high nibbles meet the activations rearranged once per block; AVX2 in four. */
+ * Q4_K's vec_dot has two float steps per super-block, fmas of exact integer sums, so any way of
+ * adding the integers gives its bits; Q6_K's and IQ4_XS's have eight integer lanes, each converted
+ * and fused into a float lane of its own, so their kernels keep each row's lanes as vec_dot makes
+ * them. The kernels take four rows at a time: each row's quants meet the block's activations (loaded
+ * once for the four rows), the sub-block scales applied to the 16-bit pair sums, and the float steps
+ * done lane by lane as vec_dot does them; Q4_K's four rows' integer sums are reduced together. Q4_K
+ * on AVX-512 reads a row's 256 quants in two vectors whose low and high nibbles meet the activations
+ * rearranged once per block; the other kernels are AVX2's (traits.c picks them on AVX2 builds only:
+ * AVX-512 ones keep vec_dot row by row for those types, not measured against it). */
 #include <string.h>
 
 #include "lc_gemv_kq.h"
 #include "lc_quants_kq.h"
+/* IQ4_XS's levels are ggml's table (kvalues_iq4nl) in ggml_tables.h, on the include path of the
+ * plugin's build (build.py), not of the tests' standalone builds of the older kernels */
+#if __has_include("ggml_tables.h")
+#include "ggml_tables.h"
+#include "lc_quants_iq.h"
+#define LC_GEMV_IQ4_XS 1
+#endif
 
 #if defined(LC_AVX2)
 
 enum { GEMV_ROWS = 4 };
+
+/* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
+ * well than one: each row's block asks for the bytes this far past it, so that the requests spread
+ * evenly over the work (measured on a loaded Zen 3 with weights not in cache, one thread: IQ4_XS
+ * 12.5-16 GB/s with it, 9 with a burst per group of rows, 10.5 for vec_dot row by row) */
+enum { PREFETCH_AHEAD = 8192 };
+
+static inline void prefetch_ahead(const void *block, size_t size) {
+    for (size_t line = 0; line < size; line += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + line, _MM_HINT_T0);
+}
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that
  * one 32-bit lane per row unpacks them as lc_unpack_k4_scale_words does one row's: row r's scales
@@ -92,7 +113,10 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; ++r) b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+        for (int r = 0; r < GEMV_ROWS; ++r) {
+            b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+            prefetch_ahead(b[r], sizeof *b[r]);
+        }
         const heads4 h = unpack_heads4(b);
         /* row r's eight scales (mins) at int16 lanes 8r..8r+7 */
         const __m512i s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.sc_lo, h.sc_hi), _mm_unpacklo_epi32(h.sc_lo, h.sc_hi)));
@@ -145,7 +169,10 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
     _Alignas(32) int32_t pairs[8 * GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; ++r) b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+        for (int r = 0; r < GEMV_ROWS; ++r) {
+            b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+            prefetch_ahead(b[r], sizeof *b[r]);
+        }
         const heads4 h = unpack_heads4(b);
         /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
          * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
@@ -195,26 +222,138 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
 
 #if defined(LC_AVX2)
 
-/* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
- * well than one: each group asks for the bytes this far ahead of it (measured on Zen 4 with weights
- * not in cache: 16 GB/s per core with it, 7.5 without, 12.8 for vec_dot row by row). */
-enum { PREFETCH_AHEAD = 8192 };
+#if defined(LC_GEMV_IQ4_XS)
 
-void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    const char *rows = w, *end = rows + (size_t)nrows * row_bytes;
-    int64_t r = 0;
-    for (; r + GEMV_ROWS <= nrows; r += GEMV_ROWS) {
-        const char *ahead = rows + (size_t)r * row_bytes + PREFETCH_AHEAD;
-        for (const char *p = ahead; p < ahead + GEMV_ROWS * row_bytes && p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-        gemv4_q4_K(k / QK_K, (const uint8_t *)rows + (size_t)r * row_bytes, row_bytes, x, y + r);
-    }
-    for (; r < nrows; ++r) lc_vec_dot_q4_K((int)k, y + r, rows + (size_t)r * row_bytes, x);
+/* IQ4_XS's eight sub-block scales (ls - 32) of one block, scale ib in both int16 halves of int32
+ * lane ib: broadcast, a madd's operand for the sub-block's 16 pair sums */
+static inline __m256i iq4_xs_scale_pairs(const block_iq4_xs *b) {
+    const __m256i low_shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    /* scales_h is the upper half of the block's first 32-bit word (d the lower) */
+    const __m256i high_shift = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
+    uint32_t first_word, scales_l;
+    memcpy(&first_word, b, sizeof first_word);
+    memcpy(&scales_l, b->scales_l, sizeof scales_l);
+    const __m256i low = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l), low_shift), _mm256_set1_epi32(0xF));
+    const __m256i high = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)first_word), high_shift), _mm256_set1_epi32(3));
+    const __m256i ls = _mm256_or_si256(low, _mm256_slli_epi32(high, 4));
+    return _mm256_sub_epi16(_mm256_or_si256(ls, _mm256_slli_epi32(ls, 16)), _mm256_set1_epi16(32));
 }
+
+/* lc_vec_dot_iq4_xs's lanes for four rows: a sub-block's 16 quant bytes broadcast to both halves,
+ * the high half shifted to its high nibbles, so one lookup gives vec_dot's 32 levels (values 0-15
+ * low, 16-31 high). vec_dot's byte products are |w| times x signed by w; here |x| times w signed by
+ * x, the same products (Q8_K's quants are within +-127, so neither sign wraps), so |x| is taken once
+ * for the four rows. */
+static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+    const __m256i m4 = _mm256_set1_epi8(0xF), nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    _Alignas(32) int32_t scale_pairs[GEMV_ROWS][QK_K / 32];
+    for (int64_t i = 0; i < nb; ++i) {
+        const block_iq4_xs *b[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; ++r) {
+            b[r] = (const block_iq4_xs *)(w + (size_t)r * row_bytes) + i;
+            prefetch_ahead(b[r], sizeof *b[r]);
+            _mm256_store_si256((__m256i *)scale_pairs[r], iq4_xs_scale_pairs(b[r]));
+        }
+        __m256i isum[GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 1
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * ib));
+            const __m256i x_abs = _mm256_abs_epi8(xq);
+#pragma GCC unroll 4
+            for (int r = 0; r < GEMV_ROWS; ++r) {
+                const __m256i bits = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b[r]->qs + 16 * ib)));
+                const __m256i wq = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srlv_epi32(bits, nibble_shift), m4));
+                const __m256i pairs = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(wq, xq));
+                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(pairs, _mm256_set1_epi32(scale_pairs[r][ib])));
+            }
+        }
+        for (int r = 0; r < GEMV_ROWS; ++r)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(LC_H2F(b[r]->d) * x[i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+    for (int r = 0; r < GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
+}
+
+#endif
+
+/* Q6_K's scale pairs, the madd operands of a block's eight 32-value steps: step t's low 128 bits
+ * scale 2t, its high ones scale 2t + 1 (vec_dot's next_scale_pair), picked from s16 (the sixteen
+ * scales widened) by pshufb within the step's copy of its half of them */
+static inline __m256i q6_K_scale_step(__m256i s16, int t) {
+    const __m256i half = t < 4 ? _mm256_permute4x64_epi64(s16, 0x44) : _mm256_permute4x64_epi64(s16, 0xEE);
+    const char lo = (char)(4 * (t % 4)), hi = (char)(4 * (t % 4) + 2);
+    return _mm256_shuffle_epi8(half, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1,
+                                                      hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+}
+
+/* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
+ * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
+static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
+    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMV_ROWS; ++r) {
+            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * row_bytes) + i;
+            prefetch_ahead(b, sizeof *b);
+            /* opaque to the compiler, so that it does not hoist the block's 8 activation vectors out of
+             * the rows' loop into registers the row's steps then spill for */
+            const int8_t *q8 = x[i].qs;
+            __asm__("" : "+r"(q8));
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 5));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                const __m256i u[4] = {
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
+                };
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k) {
+                    const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k)));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, q6_K_scale_step(s16, 4 * h + k)));
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * LC_H2F(b->d)), _mm256_cvtepi32_ps(isum), acc[r]);
+        }
+    }
+    for (int r = 0; r < GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
+}
+
+typedef void (*gemv4_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y);
+
+/* the rows four at a time through gemv4, the last (nrows % 4) through vec_dot */
+static inline void gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
+                             gemv4_fn gemv4, lc_vec_dot_fn vec_dot) {
+    const uint8_t *rows = w;
+    int64_t r = 0;
+    for (; r + GEMV_ROWS <= nrows; r += GEMV_ROWS) gemv4(k / QK_K, rows + (size_t)r * row_bytes, row_bytes, x, y + r);
+    for (; r < nrows; ++r) vec_dot((int)k, y + r, rows + (size_t)r * row_bytes, x);
+}
+
+#define GEMV4_ROWS(name) gemv_rows(k, w, row_bytes, nrows, x, y, gemv4_##name, lc_vec_dot_##name)
 
 #else
 
-void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    for (int64_t r = 0; r < nrows; ++r) lc_vec_dot_q4_K((int)k, y + r, (const uint8_t *)w + (size_t)r * row_bytes, x);
+/* row by row, each through vec_dot */
+static inline void gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
+                             lc_vec_dot_fn vec_dot) {
+    for (int64_t r = 0; r < nrows; ++r) vec_dot((int)k, y + r, (const uint8_t *)w + (size_t)r * row_bytes, x);
 }
 
+#define GEMV4_ROWS(name) gemv_rows(k, w, row_bytes, nrows, x, y, lc_vec_dot_##name)
+
+#endif
+
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q4_K); }
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q6_K); }
+#if defined(LC_GEMV_IQ4_XS)
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(iq4_xs); }
 #endif

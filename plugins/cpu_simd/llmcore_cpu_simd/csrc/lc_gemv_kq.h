@@ -1,10 +1,13 @@
-/* One token times many K-quant rows, each output with its one-row kernel's bits (gemv_kq.c). */
+/* One token times many K-quant (and IQ4_XS) rows, each output with its one-row kernel's bits (gemv_kq.c). */
 #ifndef LC_GEMV_KQ_H
 #define LC_GEMV_KQ_H
 
 #include "lc_types.h"
 
-/* y[r] = lc_vec_dot_q4_K(k, row r of w, x) for r < nrows; x one block_q8_K row of k elements */
+/* y[r] = lc_vec_dot_TYPE(k, row r of w, x) for r < nrows; x one block_q8_K row of k elements */
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+/* built where ggml_tables.h is on the include path (gemv_kq.c) */
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
 
 #endif

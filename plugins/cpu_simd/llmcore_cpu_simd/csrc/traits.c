@@ -107,6 +107,12 @@ lc_gemv_fn lc_gemv_for(int type) {
 #if defined(LC_HAVE_GEMV_KQ)
     case LC_TYPE_Q4_K: return lc_gemv_q4_K;
 #endif
+#if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2) && !defined(LC_AVX512) /* AVX2's four-row kernels, measured on Zen 3 */
+    case LC_TYPE_Q6_K: return lc_gemv_q6_K;
+#if defined(LC_HAVE_NEW_TYPES) /* IQ4_XS's reads ggml's levels from ggml_tables.h */
+    case LC_TYPE_IQ4_XS: return lc_gemv_iq4_xs;
+#endif
+#endif
     default: return 0;
     }
 }
