@@ -14,7 +14,7 @@ from llmcore.plugin_api import (
 )
 
 from llmcore_cpu_simd import isa
-from llmcore_cpu_simd.library import ffi, load
+from llmcore_cpu_simd.library import amx_state, ffi, load
 from llmcore_cpu_simd.lowering import Program
 
 PROFILE_ENV = "LLMCORE_PROFILE"
@@ -62,7 +62,7 @@ class CpuSimdBackend(Backend):
         except (BackendError, OSError) as exc:
             return Availability(False, str(exc).splitlines()[0])
         cpu = platform.processor() or platform.machine()
-        features = (ffi.string(lib.lc_isa()).decode(),)
+        features = (ffi.string(lib.lc_isa()).decode(), f"amx: {amx_state(level)}")
         return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=features),))
 
     def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:

@@ -26,8 +26,11 @@ _BASE_FLAGS: dict[str, tuple[str, ...]] = {
     "avx512": ("-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
 }
 #: optional extensions of a level, added when the CPU has them (AVX-VNNI: the 256-bit byte dot
-#: products of AVX2-only CPUs such as Intel's Alder Lake)
-_EXTRAS = {"avx2": {"avx_vnni": "-mavxvnni"}, "avx512": {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16"}}
+#: products of AVX2-only CPUs such as Intel's Alder Lake; AMX: the tiles of csrc/amx.c, compiled in
+#: where the CPU advertises them but run only where the OS grants them, see library.use_amx)
+_EXTRAS = {"avx2": {"avx_vnni": "-mavxvnni"},
+           "avx512": {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16",
+                      "amx_tile": "-mamx-tile", "amx_int8": "-mamx-int8"}}
 
 
 def cpu_flags() -> frozenset[str]:

@@ -11,9 +11,12 @@
  * Integer sums are exact, and the float steps are those of the one-row kernels, lane by lane: for
  * the legacy types ggml's 8 float lanes per output (lane l: elements 4l..4l+3 of each block), for the
  * K-quants the per-block steps of llama.cpp's tiled kernel or repacked Q4_K GEMM. So every output
- * has the bits of the one-row functions; tests compare them on every ISA level. */
+ * has the bits of the one-row functions; tests compare them on every ISA level. Where the OS grants
+ * AMX (lc_amx.h), the legacy types' groups of 16 tokens take those exact integer lane sums from the
+ * tiles instead, then the same float steps. */
 #include <string.h>
 
+#include "lc_amx.h"
 #include "lc_mm_packed.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
@@ -486,6 +489,38 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
 
 #define LEGACY_TOKENS 2  /* eight float accumulators per token */
 
+/* where an activation block's quants start: after d (q8_0), after d and s (q8_1) */
+static inline size_t legacy_qs_at(const int has_min) { return has_min ? 4 : 2; }
+
+/* The float steps of ggml's order, shared by the vector kernel and the AMX tiles' (lc_amx.h), so both
+ * give vec_dot's bits. One token's part of block p (its activation block blk): d_w * d_x for every
+ * row, the min term added (Q4_1, Q5_1), and for unsigned quants with an offset, -offset * (sum of each
+ * four activations) per lane, the unsigned quants' excess; returns the token's quants. */
+static inline __attribute__((always_inline)) const int8_t *legacy_token_block(const legacy_packed *p, const char *blk,
+        const int has_min, const int offset, vf *scale, vf *summ, int32_t offs[8]) {
+    const int8_t *qs = (const int8_t *)(blk + legacy_qs_at(has_min));
+    *scale = vf_mul(vf_load(p->d), vf_set1(LC_H2F(*(const lc_fp16_t *)blk)));
+    if (has_min) *summ = vf_add(*summ, vf_mul(vf_load(p->m), vf_set1(LC_H2F(((const lc_fp16_t *)blk)[1]))));
+    if (offset) {
+        const __m256i sums = lc_dot_us8_256(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs));
+        _mm256_storeu_si256((__m256i *)offs, _mm256_mullo_epi32(sums, _mm256_set1_epi32(-offset)));
+    }
+    return qs;
+}
+
+/* one lane's step: its exact integer sum, converted, times d_w * d_x, added to the lane */
+static inline __attribute__((always_inline)) vf legacy_lane_step(vf acc, vf scale, vi isum) {
+    return vf_fma(scale, vf_cvt(isum), acc);
+}
+
+/* ggml's hsum of the 8 lanes (then the min term), for every row at once */
+static inline __attribute__((always_inline)) void legacy_store(const vf a[8], vf summ, const int has_min, float *y,
+                                                               int nrows) {
+    vf out = vf_add(vf_add(vf_add(a[0], a[4]), vf_add(a[2], a[6])), vf_add(vf_add(a[1], a[5]), vf_add(a[3], a[7])));
+    if (has_min) out = vf_add(out, summ);
+    vf_store_rows(y, out, nrows);
+}
+
 /* x: activation rows in q8_0 (d, 32 quants) or, for the types with a min, q8_1 (d, s, 32 quants) */
 static inline __attribute__((always_inline)) void legacy_mul(const void *packed, int64_t nb, const char *const *x,
                                                              size_t x_block, float *y, size_t ldy, int nrows,
@@ -497,45 +532,71 @@ static inline __attribute__((always_inline)) void legacy_mul(const void *packed,
         for (int l = 0; l < 8; ++l) acc[u][l] = vf_zero();
         summ[u] = vf_zero();
     }
-    const size_t qs_at = has_min ? 4 : 2;
     for (int64_t i = 0; i < nb; ++i) {
         const legacy_packed *p = pk + i;
-        const vf dw = vf_load(p->d);
         vf scale[LEGACY_TOKENS];
         const int8_t *qs[LEGACY_TOKENS];
         int32_t offs[LEGACY_TOKENS][8];
-        for (int u = 0; u < nt; ++u) {
-            const char *blk = x[u] + (size_t)i * x_block;
-            qs[u] = (const int8_t *)(blk + qs_at);
-            scale[u] = vf_mul(dw, vf_set1(LC_H2F(*(const lc_fp16_t *)blk)));
-            if (has_min) summ[u] = vf_add(summ[u], vf_mul(vf_load(p->m), vf_set1(LC_H2F(((const lc_fp16_t *)blk)[1]))));
-            if (offset) {  /* -offset * (sum of each four activations): the unsigned quants' excess */
-                const __m256i sums = lc_dot_us8_256(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs[u]));
-                _mm256_storeu_si256((__m256i *)offs[u], _mm256_mullo_epi32(sums, _mm256_set1_epi32(-offset)));
-            }
-        }
+        for (int u = 0; u < nt; ++u)
+            qs[u] = legacy_token_block(p, x[u] + (size_t)i * x_block, has_min, offset, &scale[u], &summ[u], offs[u]);
         for (int l = 0; l < 8; ++l) {
             const vi w = vi_load(p->q[l]), w_abs = is_signed ? vi_abs8(w) : w;
             for (int u = 0; u < nt; ++u) {
                 const vi isum = dot4_any(offset ? vi_set1(offs[u][l]) : vi_zero(), w_abs, w, x4_of(qs[u] + 4 * l), is_signed);
-                acc[u][l] = vf_fma(scale[u], vf_cvt(isum), acc[u][l]);
+                acc[u][l] = legacy_lane_step(acc[u][l], scale[u], isum);
             }
         }
     }
-    for (int u = 0; u < nt; ++u) {  /* ggml's hsum of the 8 lanes, for every row at once */
-        const vf *a = acc[u];
-        vf out = vf_add(vf_add(vf_add(a[0], a[4]), vf_add(a[2], a[6])), vf_add(vf_add(a[1], a[5]), vf_add(a[3], a[7])));
-        if (has_min) out = vf_add(out, summ[u]);
-        vf_store_rows(y + u * ldy, out, nrows);
-    }
+    for (int u = 0; u < nt; ++u) legacy_store(acc[u], summ[u], has_min, y + u * ldy, nrows);
 }
+
+#if defined(LC_AMX_KERNELS)
+/* LC_AMX_TOKENS tokens (x: the first's activation row, each next x_bytes on) as legacy_mul takes them,
+ * the lanes' integer sums from the tiles: exact int32 sums of the same four products, then the
+ * same float steps lane by lane, so the same bits */
+static inline __attribute__((always_inline)) void legacy_tiles(const void *packed, int64_t nb, const char *x,
+        size_t x_bytes, size_t x_block, float *y, size_t ldy, int nrows, const int has_min, const int offset,
+        const int is_signed) {
+    const legacy_packed *pk = packed;
+    vf acc[LC_AMX_TOKENS][8], summ[LC_AMX_TOKENS];
+    int32_t lane_sums[8][LC_AMX_TOKENS][16] __attribute__((aligned(64)));
+    for (int u = 0; u < LC_AMX_TOKENS; ++u) {
+        for (int l = 0; l < 8; ++l) acc[u][l] = vf_zero();
+        summ[u] = vf_zero();
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const legacy_packed *p = pk + i;
+        const char *blk = x + (size_t)i * x_block;
+        lc_amx_lane_sums(p->q, (const int8_t *)(blk + legacy_qs_at(has_min)), x_bytes, is_signed, lane_sums);
+        for (int u = 0; u < LC_AMX_TOKENS; ++u) {
+            vf scale;
+            int32_t offs[8];
+            legacy_token_block(p, blk + u * x_bytes, has_min, offset, &scale, &summ[u], offs);
+            for (int l = 0; l < 8; ++l) {
+                const vi isum = vi_load(lane_sums[l][u]);
+                acc[u][l] = legacy_lane_step(acc[u][l], scale, offset ? vi_add(isum, vi_set1(offs[l])) : isum);
+            }
+        }
+    }
+    for (int u = 0; u < LC_AMX_TOKENS; ++u) legacy_store(acc[u], summ[u], has_min, y + u * ldy, nrows);
+}
+
+#define LEGACY_TILES(name, has_min, offset, is_signed)                                                          \
+    static void name##_tiles(const void *packed, int64_t nb, const char *x, size_t x_bytes, size_t x_block,      \
+                             float *y, size_t ldy, int nrows) {                                                  \
+        legacy_tiles(packed, nb, x, x_bytes, x_block, y, ldy, nrows, has_min, offset, is_signed);                \
+    }
+#else
+#define LEGACY_TILES(name, has_min, offset, is_signed)
+#endif
 
 #define LEGACY_KERNEL(name, has_min, offset, is_signed)                                                       \
     static void name(const void *packed, int64_t nb, const char *const *x, size_t x_block, float *y, size_t ldy, \
                      int nrows, const int nt) {                                                                   \
         if (nt == LEGACY_TOKENS) legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset, is_signed); \
         else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset, is_signed);                   \
-    }
+    }                                                                                                             \
+    LEGACY_TILES(name, has_min, offset, is_signed)
 /* the offset: what the unsigned quants exceed the signed values by (types with a min have none) */
 LEGACY_KERNEL(legacy_q4_0, 0, 8, 0)
 LEGACY_KERNEL(legacy_q4_1, 1, 0, 0)
@@ -571,6 +632,20 @@ void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t 
     }                                                                                            \
     return;
 
+/* where the OS granted AMX and the library switched it on (lc_amx.h): the legacy types' groups of
+ * LC_AMX_TOKENS tokens through the tiles first, the tokens left by the vector kernels */
+#if defined(LC_AMX_KERNELS)
+#define OVER_TILES(kernel)                                                                          \
+    if (n_tokens >= LC_AMX_TOKENS && lc_amx_active()) {                                             \
+        lc_amx_tiles_begin();                                                                       \
+        for (; t + LC_AMX_TOKENS <= n_tokens; t += LC_AMX_TOKENS)                                   \
+            kernel##_tiles(packed, nb, xb + t * x_bytes, x_bytes, x_block, y + t * ldy, ldy, nrows); \
+        lc_amx_tiles_end();                                                                         \
+    }
+#else
+#define OVER_TILES(kernel)
+#endif
+
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy) {
     const char *xb = x, *xs[KQ_TOKENS > LEGACY_TOKENS ? KQ_TOKENS : LEGACY_TOKENS];
@@ -578,11 +653,11 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     const size_t x_block = x_bytes / (size_t)nb;
     int64_t t = 0;
     switch (type) {
-    case LC_TYPE_Q4_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q4_0)
-    case LC_TYPE_Q4_1: OVER_TOKENS(LEGACY_TOKENS, legacy_q4_1)
-    case LC_TYPE_Q5_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q5_0)
-    case LC_TYPE_Q5_1: OVER_TOKENS(LEGACY_TOKENS, legacy_q5_1)
-    case LC_TYPE_Q8_0: OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
+    case LC_TYPE_Q4_0: OVER_TILES(legacy_q4_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q4_0)
+    case LC_TYPE_Q4_1: OVER_TILES(legacy_q4_1) OVER_TOKENS(LEGACY_TOKENS, legacy_q4_1)
+    case LC_TYPE_Q5_0: OVER_TILES(legacy_q5_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q5_0)
+    case LC_TYPE_Q5_1: OVER_TILES(legacy_q5_1) OVER_TOKENS(LEGACY_TOKENS, legacy_q5_1)
+    case LC_TYPE_Q8_0: OVER_TILES(legacy_q8_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
     case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
     case LC_TYPE_IQ4_XS: case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS:
     case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_TOKENS(KQ_TOKENS, iq_tiled)
