@@ -9,7 +9,7 @@ once, right after the op that writes them.
 
 The threads wait for each other only where a node depends on one before it: nodes that touch
 nothing another writes (the q, k and v products) share a phase, and tiny nodes (one token's norm,
-rope, routing) run on thread 0 alone, one after the other, with no barrier between them.
+rope, routing) run on one thread alone, one after the other, with no barrier between them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _PLAIN_OPS = {
 #: (each expert then meets fewer tokens than any batched kernel takes): two passes over the pool fewer
 _ROUTED_GATHER_MIN_TOKENS = 4
 
-#: ops small enough at one token that thread 0 runs them alone: the values of ne that count their
+#: ops small enough at one token that one thread runs them alone: the values of ne that count their
 #: work (each kernel's split changes no bit: the threads share whole rows, or vectors of 16)
 _ALONE_OPS = {
     **{op: 1 for op in ("LC_OP_ADD", "LC_OP_MUL", "LC_OP_DIV", "LC_OP_SCALE", "LC_OP_SILU", "LC_OP_GELU",
@@ -56,7 +56,7 @@ _ALONE_OPS = {
     "LC_OP_ROPE": 3, "LC_OP_WEIGHTED_SUM": 3,
     "LC_OP_MOE_MAP": 0,  # thread 0's work at any size
 }
-#: the most values of such an op thread 0 runs alone: a few microseconds, less than a barrier costs
+#: the most values of such an op one thread runs alone: a few microseconds, less than a barrier costs
 #: where the threads share one core with other work
 _ALONE_MAX_VALUES = 4096
 
@@ -376,7 +376,7 @@ class Program:
 
     def _schedule(self, steps: list[_Step]) -> None:
         """Who runs each step, and where the threads wait: a step joins the phase since the last
-        barrier when, against every step of it, both run on thread 0 alone (in order) or neither
+        barrier when, against every step of it, both run on one thread alone (in order) or neither
         writes what the other reads or writes."""
         phase: list[tuple[_Step, set[Key], set[Key]]] = []
         shared = 0

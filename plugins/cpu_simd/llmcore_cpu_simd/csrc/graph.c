@@ -1,6 +1,7 @@
 /* The executor: a pthread pool whose workers run a whole program, node by node, with a barrier
  * after the nodes the lowering marks (the nodes between two barriers share a phase: independent
- * products, or tiny nodes thread 0 runs alone one after the other). Workers spin briefly between
+ * products, or tiny nodes one thread runs alone one after the other; a phase of such nodes only
+ * is run inside the barrier before it, by the last thread to arrive). Workers spin briefly between
  * runs and then sleep on a condition variable, so an idle context costs no CPU. */
 #define _GNU_SOURCE
 #include <pthread.h>

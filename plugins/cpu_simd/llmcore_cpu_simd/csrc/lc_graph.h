@@ -77,9 +77,10 @@ enum lc_op {
     LC_OP_GATED_LINEAR_ATTN, LC_OP_GELU_QUICK, LC_OP_COUNT
 };
 
-/* Who runs a node. A tiny node (one token's norm, rope, routing) runs on thread 0 alone, so a chain
- * of them needs no barrier between its nodes: LC_RUN_ALONE gives the kernel a one-thread task;
- * LC_RUN_FIRST_CLAIM the pool's task, for a node whose whole work is thread 0's first claim (one
+/* Who runs a node. A tiny node (one token's norm, rope, routing) runs on one thread alone (thread 0,
+ * or the last to reach the barrier before a phase of such nodes only), so a chain of them needs no
+ * barrier between its nodes: LC_RUN_ALONE gives the kernel a one-thread task; LC_RUN_FIRST_CLAIM
+ * the pool's task as thread 0 sees it, for a node whose whole work is thread 0's first claim (one
  * token's attention, whose split of the cells follows the pool's thread count). */
 enum lc_run { LC_RUN_ALL, LC_RUN_ALONE, LC_RUN_FIRST_CLAIM };
 
