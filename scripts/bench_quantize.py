@@ -3,7 +3,7 @@ interleaved, wall and CPU time (user + system) of each whole command (start-up i
 the outputs are equal.
 
     .venv/bin/python scripts/bench_quantize.py /path/to/llama-quantize [--model M] [--type Q4_K_M]
-        [--threads N] [-r 5]
+        [--threads N] [--imatrix FILE] [-r 5]
 
 The model defaults to the default model (SmolLM2-135M-Instruct Q4_1, requantized with
 --allow-requantize); prints each pair of times, the medians and their ratios, and the load average
@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--model", help="default: the default model")
     parser.add_argument("--type", default="Q4_K_M")
     parser.add_argument("--threads", type=int, default=0, help="both tools' NTHREADS (default: every CPU)")
+    parser.add_argument("--imatrix", help="an importance matrix both tools quantize with")
     parser.add_argument("-r", "--repetitions", type=int, default=5)
     parser.add_argument("--no-bytecode-cache", action="store_true", help="llmcore compiles its modules on every run")
     args = parser.parse_args()
@@ -55,10 +56,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {"llmcore": Path(tmp) / "llmcore.gguf", "llama.cpp": Path(tmp) / "llama.gguf"}
         tail = [str(args.threads)] if args.threads > 0 else []
+        options = ["--allow-requantize", *(["--imatrix", args.imatrix] if args.imatrix else [])]
         commands = {
-            "llmcore": [*llmcore, "--allow-requantize", args.model, str(outputs["llmcore"]), args.type, *tail],
-            "llama.cpp": [args.llama_quantize, "--allow-requantize", args.model, str(outputs["llama.cpp"]),
-                          args.type, *tail],
+            "llmcore": [*llmcore, *options, args.model, str(outputs["llmcore"]), args.type, *tail],
+            "llama.cpp": [args.llama_quantize, *options, args.model, str(outputs["llama.cpp"]), args.type, *tail],
         }
         envs = {"llama.cpp": dict(os.environ), "llmcore": dict(os.environ)}
         if args.no_bytecode_cache:

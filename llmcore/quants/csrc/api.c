@@ -121,14 +121,36 @@ int lq_to_float(int type, const void *src, float *dst, int64_t n) {
     return 1;
 }
 
+/* bytes of a row of n_per_row values of `type` (0: a type not handled here) */
+static size_t row_bytes(int type, int64_t n_per_row) {
+    if (type == GGML_TYPE_F32) return (size_t)n_per_row * sizeof(float);
+    if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) return (size_t)n_per_row * sizeof(ggml_half);
+    return ggml_row_size(type, n_per_row);
+}
+
+/* float32 values converted at a time (256 KiB): they are quantized while still in the cache, and
+ * the buffer stays small however many rows a call takes */
+#define CONVERT_VALUES (64 * 1024)
+
 size_t lq_convert_rows(int src_type, const void *src, int dst_type, void *dst, int64_t nrows, int64_t n_per_row,
                        const float *imatrix) {
     if (src_type == GGML_TYPE_F32) return lq_quantize_rows(dst_type, src, dst, nrows, n_per_row, imatrix);
-    float *values = malloc((size_t)(nrows * n_per_row) * sizeof(float));
+    const size_t src_row = row_bytes(src_type, n_per_row);
+    const int64_t rows_per_group = MAX(1, CONVERT_VALUES / n_per_row);
+    float *values = malloc((size_t)(MIN(nrows, rows_per_group) * n_per_row) * sizeof(float));
     if (!values) return 0;
     size_t written = 0;
-    if (lq_to_float(src_type, src, values, nrows * n_per_row)) {
-        written = lq_quantize_rows(dst_type, values, dst, nrows, n_per_row, imatrix);
+    for (int64_t row = 0; row < nrows; row += rows_per_group) {
+        const int64_t count = MIN(rows_per_group, nrows - row);
+        size_t bytes = 0;
+        if (lq_to_float(src_type, (const char *)src + row * src_row, values, count * n_per_row)) {
+            bytes = lq_quantize_rows(dst_type, values, (char *)dst + written, count, n_per_row, imatrix);
+        }
+        if (!bytes) {
+            written = 0;
+            break;
+        }
+        written += bytes;
     }
     free(values);
     return written;

@@ -4,11 +4,14 @@
  * TQ2_0 and the i-quants IQ1_S to IQ4_XS), kept as they are there, in its order, statement for
  * statement, so that every float operation rounds as ggml's does. Build them as ggml-base is built:
  * -O3, C11, no -ffast-math, no FMA contraction (ggml-base gets no -march flags on x86-64, so its
- * compiler never fuses a*b+c; -ffp-contract=off keeps that on targets whose baseline has FMA), with
- * OpenMP for the i-quants' grid set-up where the compiler has it (the same tables either way).
+ * compiler never fuses a*b+c; -ffp-contract=off keeps that under -march=native, which build.py
+ * adds with -fno-trapping-math: neither changes a value), with OpenMP for the i-quants' grid set-up
+ * where the compiler has it (the same tables either way).
  * What differs from the original: the _ref functions are static; the block layouts, fp16 and e8m0
  * conversions and ggml_row_size come from lq_quants.h, and ggml-common.h's tables from
- * ggml_tables.h (build.py writes it from llmcore/gguf/iq_grids.py). */
+ * ggml_tables.h (build.py writes it from llmcore/gguf/iq_grids.py); make_qx_quants' try loop,
+ * make_qkx2_quants' and make_qkx3_quants' step loops and quantize_row_iq4_nl_impl's try loop are
+ * searches.c's, the same float operations in vector lanes. */
 
 #include "lq_quants.h"
 #include "ggml_tables.h" /* written by build.py */
@@ -578,27 +581,12 @@ static float make_qx_quants(int n, int nmax, const float * GGML_RESTRICT x, int8
     float scale = suml2 ? sumlx/suml2 : 0.0f;
     if (return_early) return suml2 > 0 ? 0.5f*(scale + 1/iscale) : 1/iscale;
     float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) {
-            continue;
-        }
-        iscale = -(nmax + 0.1f*is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale * x[i]);
-            l = MAX(-nmax, MIN(nmax-1, l));
-            float w = qw ? qw[i] : rmse_type == 1 ? x[i] * x[i] : rmse_type == 2 ? 1 : rmse_type == 3 ? fabsf(x[i]) : sqrtf(fabsf(x[i]));
-            sumlx += w*x[i]*l;
-            suml2 += w*l*l;
-        }
-        if (suml2 > 0 && sumlx*sumlx > best*suml2) {
-            for (int i = 0; i < n; ++i) {
-                int l = nearest_int(iscale * x[i]);
-                L[i] = nmax + MAX(-nmax, MIN(nmax-1, l));
-            }
-            scale = sumlx/suml2; best = scale*sumlx;
-        }
+    float weight[32];
+    GGML_ASSERT(n <= 32);
+    for (int i = 0; i < n; ++i) {
+        weight[i] = qw ? qw[i] : rmse_type == 1 ? x[i] * x[i] : rmse_type == 2 ? 1 : rmse_type == 3 ? fabsf(x[i]) : sqrtf(fabsf(x[i]));
     }
+    lq_qx_tries(n, nmax, x, weight, max, L, &scale, &best);
     return scale;
 }
 
@@ -744,43 +732,7 @@ static float make_qkx2_quants(int n, int nmax, const float * GGML_RESTRICT x, co
         *the_min = -min;
         return scale;
     }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta*is + nmax)/(max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale*(x[i] - min));
-            l = MAX(0, MIN(nmax, l));
-            Laux[i] = l;
-            float w = weights[i];
-            sum_l += w*l;
-            sum_l2 += w*l*l;
-            sum_xl += w*l*x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l)/D;
-            float this_min   = (sum_l2 * sum_x - sum_l * sum_xl)/D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                float w = weights[i];
-                cur_error += w * diff;
-            }
-            if (cur_error < best_error) {
-                for (int i = 0; i < n; ++i) {
-                    L[i] = Laux[i];
-                }
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
+    lq_qkx_steps(n, nmax, x, weights, max, rmin, rdelta, nstep, use_mad, sum_w, sum_x, L, &scale, &min, &best_error);
     *the_min = -min;
     return scale;
 }
@@ -940,43 +892,12 @@ static float make_qkx3_quants(int n, int nmax, const float * GGML_RESTRICT x, co
         *the_min = -min;
         return scale;
     }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta*is + nmax)/(max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale*(x[i] - min));
-            l = MAX(0, MIN(nmax, l));
-            Laux[i] = l;
-            float w = weights ? weights[i] : x[i]*x[i];
-            sum_l  += w*l;
-            sum_l2 += w*l*l;
-            sum_xl += w*l*x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l)/D;
-            float this_min   = (sum_l2 * sum_x - sum_l * sum_xl)/D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff*diff;
-                float w = weights ? weights[i] : x[i]*x[i];
-                mad += w * diff;
-            }
-            if (mad < best_mad) {
-                for (int i = 0; i < n; ++i) {
-                    L[i] = Laux[i];
-                }
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
+    float w[32];
+    GGML_ASSERT(n <= 32);
+    for (int i = 0; i < n; ++i) {
+        w[i] = weights ? weights[i] : x[i]*x[i];
     }
+    lq_qkx_steps(n, nmax, x, w, max, rmin, rdelta, nstep, use_mad, sum_w, sum_x, L, &scale, &min, &best_mad);
     *the_min = -min;
     return scale;
 }
@@ -4837,21 +4758,7 @@ static void quantize_row_iq4_nl_impl(const int super_block_size, const int block
         }
         d = sumq2 > 0 ? sumqx/sumq2 : 0.f;
         float best = d*sumqx;
-        for (int itry = -ntry; itry <= ntry; ++itry) {
-            id = (itry + values[0])/max;
-            sumqx = sumq2 = 0;
-            for (int j = 0; j < block_size; ++j) {
-                float al = id*xb[j];
-                int l = best_index_int8(16, values, al);
-                float q = values[l];
-                float w = weight[j];
-                sumqx += w*q*xb[j];
-                sumq2 += w*q*q;
-            }
-            if (sumq2 > 0 && sumqx*sumqx > best*sumq2) {
-                d = sumqx/sumq2; best = d * sumqx;
-            }
-        }
+        lq_iq4_tries(block_size, xb, weight, values, max, ntry, &d, &best);
         scales[ib] = d;
         float abs_d = fabsf(d);
         if (abs_d > amax_scale) {

@@ -226,6 +226,16 @@ void dequantize_row_iq1_m(const block_iq1_m *x, float *y, int64_t k);
 void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t k);
 void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t k);
 
+/* searches.c: make_qx_quants' tries, make_qkx2_quants' and make_qkx3_quants' steps and
+ * quantize_row_iq4_nl_impl's tries, side by side in vector lanes */
+void lq_qx_tries(int n, int nmax, const float *x, const float *weight, float max, int8_t *L, float *scale,
+                 float *best);
+void lq_qkx_steps(int n, int nmax, const float *x, const float *weights, float max, float rmin, float rdelta,
+                  int nstep, int use_mad, float sum_w, float sum_x, uint8_t *L, float *scale, float *min,
+                  float *best_error);
+void lq_iq4_tries(int block_size, const float *xb, const float *weight, const int8_t *values, float max, int ntry,
+                  float *d, float *best);
+
 /* the i-quants' grid searches, set up once per type before quantizing (ggml_quantize_init) */
 void iq2xs_init_impl(enum ggml_type type);
 void iq2xs_free_impl(enum ggml_type type);
