@@ -5,11 +5,13 @@
  * With 256-bit registers the 16 lanes are two independent halves: lanes 0-7 see only the values
  * 16c .. 16c+7 of the row, lanes 8-15 only 16c+8 .. 16c+15. So each half is a GEMM of its own, run as
  * tinyBLAS's AVX2 build runs its 4x3 register tile (4 weight rows times 3 tokens, 12 accumulators),
- * and the two halves are added at the end. Weights and activations are converted to floats once and
- * packed half by half so each pass reads contiguous memory: the weight rows of the caller's chunk
- * once, the tokens a block at a time that stays in the core's L2 cache while every 4-row panel of
- * the chunk meets it, a k block at a time that stays in L1 (the tiles' sums wait in memory between
- * k blocks, exact). */
+ * and the two halves are added at the end. Activations and weights are packed half by half so each
+ * pass reads contiguous memory: the tokens a block at a time, still f16 (converted as the tiles load
+ * them, which F16C does beside the FMAs), that stays in the core's L2 cache while every 4-row panel
+ * of the chunk meets it; each panel a k block at a time, converted to floats into a buffer that
+ * stays in L1 while the block's token tiles pass (the tiles' sums wait in memory between k blocks,
+ * exact). Keeping both f16 until then halves what streams from L2 and L3: floats packed up front
+ * cost FFN-sized matrices a quarter of their time. */
 #include <stdlib.h>
 
 #include "lc_kernels.h"
@@ -19,43 +21,44 @@
 enum {
     GEMM_RM = 4,                    /* weight rows of a register tile */
     GEMM_RN = 3,                    /* tokens of a register tile */
-    GEMM_K_STEPS = 64,              /* steps of 16 values per k block: a panel's half is 8 KB of L1 */
-    GEMM_X_BLOCK_FLOATS = 48 * 1024 /* a token block: 192 KB of floats, under half of a Zen 3/4 L2 */
+    GEMM_K_STEPS = 64,              /* steps of 16 values per k block: a panel's block is 16 KB of L1 */
+    GEMM_X_BLOCK_HALVES = 192 * 1024 /* a token block: 384 KB of f16 values, most of a Zen 3 core's L2 */
 };
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
 
-/* rows [0, nr) of a panel, half h, step c: p[((h * nc + c) * nr + i) * 8 + l] = w[i][16c + 8h + l] */
-static void pack_weights(const lc_fp16_t *w, size_t w_stride, int nr, int64_t nc, float *p) {
+/* steps [c0, c0 + ks) of the weight rows [0, nr), half h, step c0 + c:
+ * p[((h * ks + c) * nr + i) * 8 + l] = w[i][16 (c0 + c) + 8h + l] */
+static void pack_weights(const lc_fp16_t *w, size_t w_stride, int nr, int64_t c0, int64_t ks, float *p) {
     for (int h = 0; h < 2; h++)
-        for (int64_t c = 0; c < nc; c++)
+        for (int64_t c = 0; c < ks; c++)
             for (int i = 0; i < nr; i++)
-                _mm256_storeu_ps(p + ((h * nc + c) * nr + i) * 8,
-                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i * w_stride + 16 * c + 8 * h))));
+                _mm256_storeu_ps(p + ((h * ks + c) * nr + i) * 8,
+                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i * w_stride + 16 * (c0 + c) + 8 * h))));
 }
 
 /* token t of a block of nt, half h, step c: p[(h * nt + t) * 8 nc + 8c + l] = x[t][16c + 8h + l] */
-static void pack_tokens(const char *x, size_t x_stride, int64_t nt, int64_t nc, float *p) {
+static void pack_tokens(const char *x, size_t x_stride, int64_t nt, int64_t nc, lc_fp16_t *p) {
     for (int64_t t = 0; t < nt; t++) {
         const lc_fp16_t *xt = (const lc_fp16_t *)(x + t * x_stride);
         for (int h = 0; h < 2; h++)
             for (int64_t c = 0; c < nc; c++)
-                _mm256_storeu_ps(p + (h * nt + t) * 8 * nc + 8 * c,
-                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xt + 16 * c + 8 * h))));
+                _mm_storeu_si128((__m128i *)(p + (h * nt + t) * 8 * nc + 8 * c),
+                                 _mm_loadu_si128((const __m128i *)(xt + 16 * c + 8 * h)));
     }
 }
 
-/* one half of an RM x RN register tile over the steps [c0, c1): acc[j * RM + i] (kept in memory
- * between k blocks, which rounds nothing; from zero at step 0) += the 8 lanes of weight row i times
- * token j, in order */
-static inline __attribute__((always_inline)) void half_tile(int64_t c0, int64_t c1, const float *wp, const float *xp,
+/* one half of an RM x RN register tile over ks steps, the first if first: acc[j * RM + i] (kept in
+ * memory between k blocks, which rounds nothing; from zero at the first) += the 8 lanes of weight
+ * row i times token j, in order */
+static inline __attribute__((always_inline)) void half_tile(int64_t ks, int first, const float *wp, const lc_fp16_t *xp,
                                                              int64_t x_stride, const int RM, const int RN, __m256 *acc) {
     __m256 r[GEMM_RN][GEMM_RM];
     for (int j = 0; j < RN; j++)
-        for (int i = 0; i < RM; i++) r[j][i] = c0 ? acc[j * RM + i] : _mm256_setzero_ps();
-    for (int64_t c = c0; c < c1; c++) {
+        for (int i = 0; i < RM; i++) r[j][i] = first ? _mm256_setzero_ps() : acc[j * RM + i];
+    for (int64_t c = 0; c < ks; c++) {
         __m256 b[GEMM_RN];
-        for (int j = 0; j < RN; j++) b[j] = _mm256_loadu_ps(xp + j * x_stride + 8 * c);
+        for (int j = 0; j < RN; j++) b[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xp + j * x_stride + 8 * c)));
         for (int i = 0; i < RM; i++) {
             const __m256 a = _mm256_loadu_ps(wp + (c * RM + i) * 8);
             for (int j = 0; j < RN; j++) r[j][i] = _mm256_fmadd_ps(a, b[j], r[j][i]);
@@ -65,20 +68,22 @@ static inline __attribute__((always_inline)) void half_tile(int64_t c0, int64_t 
         for (int i = 0; i < RM; i++) acc[j * RM + i] = r[j][i];
 }
 
-/* an RM x RN tile's k block [c0, c1) of nc steps, both halves; after the last block its outputs
- * y[j * ldy + i] in _mm512_reduce_add_ps's order (low half plus high half, then lc_hsum256's steps) */
-static inline __attribute__((always_inline)) void tile(int64_t nc, int64_t c0, int64_t c1, const float *wp,
-                                                        const float *x_lo, const float *x_hi, int64_t x_stride,
+/* an RM x RN tile's k block of ks steps (wp: the panel's block as pack_weights lays it out; x_lo,
+ * x_hi: the block's first values of the tokens' halves), both halves; after the last block its
+ * outputs y[j * ldy + i] in _mm512_reduce_add_ps's order (low half plus high half, then
+ * lc_hsum256's steps) */
+static inline __attribute__((always_inline)) void tile(int64_t ks, int first, int last, const float *wp,
+                                                        const lc_fp16_t *x_lo, const lc_fp16_t *x_hi, int64_t x_stride,
                                                         __m256 *acc, float *y, size_t ldy, const int RM, const int RN) {
-    half_tile(c0, c1, wp, x_lo, x_stride, RM, RN, acc);
-    half_tile(c0, c1, wp + nc * RM * 8, x_hi, x_stride, RM, RN, acc + RM * RN);
-    if (c1 == nc)
+    half_tile(ks, first, wp, x_lo, x_stride, RM, RN, acc);
+    half_tile(ks, first, wp + ks * RM * 8, x_hi, x_stride, RM, RN, acc + RM * RN);
+    if (last)
         for (int j = 0; j < RN; j++)
             for (int i = 0; i < RM; i++)
                 y[j * ldy + i] = lc_hsum256(_mm256_add_ps(acc[j * RM + i], acc[RM * RN + j * RM + i]));
 }
 
-#define GEMM_TILE(RM, RN) tile(nc, c0, c1, wp, x_lo, x_hi, x_stride, acc, y, ldy, RM, RN)
+#define GEMM_TILE(RM, RN) tile(ks, first, last, wp, x_lo, x_hi, x_stride, acc, y, ldy, RM, RN)
 #define GEMM_TILE_RN(RM)                                                                           \
     switch (rn) {                                                                                  \
     case 1: GEMM_TILE(RM, 1); break;                                                               \
@@ -86,7 +91,7 @@ static inline __attribute__((always_inline)) void tile(int64_t nc, int64_t c0, i
     default: GEMM_TILE(RM, 3); break;                                                              \
     }
 
-static void tile_any(int64_t nc, int64_t c0, int64_t c1, const float *wp, const float *x_lo, const float *x_hi,
+static void tile_any(int64_t ks, int first, int last, const float *wp, const lc_fp16_t *x_lo, const lc_fp16_t *x_hi,
                      int64_t x_stride, __m256 *acc, float *y, size_t ldy, int rm, int rn) {
     switch (rm) {
     case 1: GEMM_TILE_RN(1) break;
@@ -99,24 +104,23 @@ static void tile_any(int64_t nc, int64_t c0, int64_t c1, const float *wp, const 
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
                  float *y, size_t ldy) {
     const int64_t nc = k / 16, half = k / 2;
-    int64_t block = GEMM_X_BLOCK_FLOATS / k / GEMM_RN * GEMM_RN;
+    int64_t block = GEMM_X_BLOCK_HALVES / k / GEMM_RN * GEMM_RN;
     if (block < GEMM_RN) block = GEMM_RN;
     if (block > m) block = m;
     const int64_t n_tiles = (block + GEMM_RN - 1) / GEMM_RN;
-    float *wp = alloc64((size_t)(nr * k) * sizeof(float)), *xp = alloc64((size_t)(block * k) * sizeof(float));
+    float *wp = alloc64((size_t)(GEMM_RM * 16 * GEMM_K_STEPS) * sizeof(float));  /* a panel's k block */
+    lc_fp16_t *xp = alloc64((size_t)(block * k) * sizeof(lc_fp16_t));
     __m256 *acc = alloc64((size_t)(n_tiles * 2 * GEMM_RM * GEMM_RN) * sizeof(__m256));  /* each token tile's sums */
-    for (int64_t r = 0; r < nr; r += GEMM_RM)  /* the panel of rows r.. at wp + r * k */
-        pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t),
-                     (int)(nr - r < GEMM_RM ? nr - r : GEMM_RM), nc, wp + r * k);
     for (int64_t t0 = 0; t0 < m; t0 += block) {
         const int64_t nt = m - t0 < block ? m - t0 : block;
         pack_tokens((const char *)x + t0 * x_stride, x_stride, nt, nc, xp);
         for (int64_t r = 0; r < nr; r += GEMM_RM) {
             const int rm = (int)(nr - r < GEMM_RM ? nr - r : GEMM_RM);
             for (int64_t c0 = 0; c0 < nc; c0 += GEMM_K_STEPS) {
-                const int64_t c1 = c0 + GEMM_K_STEPS < nc ? c0 + GEMM_K_STEPS : nc;
+                const int64_t ks = nc - c0 < GEMM_K_STEPS ? nc - c0 : GEMM_K_STEPS;
+                pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0, ks, wp);
                 for (int64_t t = 0; t < nt; t += GEMM_RN)
-                    tile_any(nc, c0, c1, wp + r * k, xp + t * half, xp + (nt + t) * half, half,
+                    tile_any(ks, c0 == 0, c0 + ks == nc, wp, xp + t * half + 8 * c0, xp + (nt + t) * half + 8 * c0, half,
                              acc + t / GEMM_RN * 2 * GEMM_RM * GEMM_RN, y + (t0 + t) * ldy + r, ldy, rm,
                              (int)(nt - t < GEMM_RN ? nt - t : GEMM_RN));
             }

@@ -446,17 +446,251 @@ static void attend_flash_split(const attn_shape *a, const float *q, const char *
     for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
 }
 
+/* ---- flash attention's tiled path ---------------------------------------------------------- */
+
+enum { FA_ROWS = 3 };  /* query rows sharing each key and value load: their 12 sums fill 12 of AVX2's 16 registers */
+
+#if defined(LC_AVX2)
+/* eight rows of eight floats transposed in place */
+static inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
+/* The tile of 64 cells from c0 (nc of them in the cache) as floats: the keys transposed,
+ * kt[d * 64 + c], and the values, vt[c * hd + d]; zeros past nc, an f32 cache rounded through f16. */
+static void load_tile(const attn_shape *a, const char *k, const char *v, int64_t kvh, int64_t c0, int64_t nc,
+                      float *kt, float *vt) {
+    const int64_t hd = a->head_dim;
+    int64_t c = 0;
+#if defined(LC_AVX2)
+    if (a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16)
+        for (; c + 8 <= nc; c += 8) {  /* eight cells at a time, their keys transposed 8x8 in registers */
+            const lc_fp16_t *krow[8];
+            for (int i = 0; i < 8; i++) krow[i] = (const lc_fp16_t *)(k + (c0 + c + i) * a->k_row + kvh * a->k_head);
+            int64_t d = 0;
+            for (; d + 8 <= hd; d += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++) r[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(krow[i] + d)));
+                transpose8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d + i) * FA_TILE + c, r[i]);
+            }
+            for (; d < hd; d++)
+                for (int i = 0; i < 8; i++) kt[d * FA_TILE + c + i] = LC_H2F(krow[i][d]);
+            for (int i = 0; i < 8; i++)
+                lc_fp16_to_fp32_row((const lc_fp16_t *)(v + (c0 + c + i) * a->v_row + kvh * a->v_head), vt + (c + i) * hd, hd);
+        }
+#endif
+    for (; c < FA_TILE; c++) {
+        const char *krow = k + (c0 + c) * a->k_row + kvh * a->k_head;
+        const char *vrow = v + (c0 + c) * a->v_row + kvh * a->v_head;
+        for (int64_t d = 0; d < hd; d++) {
+            float kd = 0.0f, vd = 0.0f;
+            if (c < nc) {
+                kd = a->type_k == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)krow)[d]) : round_f16(((const float *)krow)[d]);
+                vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)vrow)[d]) : round_f16(((const float *)vrow)[d]);
+            }
+            kt[d * FA_TILE + c] = kd;
+            vt[c * hd + d] = vd;
+        }
+    }
+}
+
+#if defined(LC_AVX2)
+/* 32 columns from j of n <= FA_ROWS rows: out[r][j + i] = the sequential fused multiply-adds over
+ * the steps k in [0, steps) of m[k * m_stride + j + i] times v[r][k], from zero (from_zero) or from
+ * out's values; each row's 32 sums held in registers (ggml's simd_gemm, FA_ROWS rows a load). */
+static inline __attribute__((always_inline)) void fma_rows_32(const float *m, int64_t m_stride, int64_t steps,
+                                                               const float *const *v, float *const *out, int64_t j,
+                                                               int from_zero, const int n) {
+    __m256 s[FA_ROWS][4];
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < 4; i++) s[r][i] = from_zero ? _mm256_setzero_ps() : _mm256_loadu_ps(out[r] + j + 8 * i);
+    for (int64_t k = 0; k < steps; k++) {
+        const float *mk = m + k * m_stride + j;
+        for (int r = 0; r < n; r++) {
+            const __m256 vk = _mm256_set1_ps(v[r][k]);
+            for (int i = 0; i < 4; i++) s[r][i] = _mm256_fmadd_ps(_mm256_loadu_ps(mk + 8 * i), vk, s[r][i]);
+        }
+    }
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(out[r] + j + 8 * i, s[r][i]);
+}
+#endif
+
+/* The scores of n <= FA_ROWS query rows against the tile's 64 keys: kq[r * 64 + c] is the
+ * sequential fused multiply-adds over d of kt[d][c] times q[r][d], from zero (ggml's simd_gemm). */
+static inline __attribute__((always_inline)) void tile_scores(const float *kt, const float *const *q, int64_t hd,
+                                                               const int n, float *kq) {
+#if defined(LC_AVX2)
+    float *const rows[FA_ROWS] = {kq, kq + FA_TILE, kq + 2 * FA_TILE};
+    for (int64_t c = 0; c < FA_TILE; c += 32) fma_rows_32(kt, FA_TILE, hd, q, rows, c, 1, n);
+#else
+    for (int r = 0; r < n; r++)
+        for (int64_t c = 0; c < FA_TILE; c++) {
+            float s = 0.0f;
+            for (int64_t d = 0; d < hd; d++) s = fmaf(kt[d * FA_TILE + c], q[r][d], s);
+            kq[r * FA_TILE + c] = s;
+        }
+#endif
+}
+
+/* The V sums of n <= FA_ROWS rows: acc[r][d] += p[r][c] * vt[c][d] over the cells [0, nc) in
+ * order, one fused multiply-add each (simd_gemm). */
+static inline __attribute__((always_inline)) void tile_values(const float *vt, int64_t hd, int64_t nc,
+                                                               const float *const *p, float *const *acc, const int n) {
+    int64_t d = 0;
+#if defined(LC_AVX2)
+    for (; d + 32 <= hd; d += 32) fma_rows_32(vt, hd, nc, p, acc, d, 0, n);
+    for (; d + 8 <= hd; d += 8) {
+        __m256 s[FA_ROWS];
+        for (int r = 0; r < n; r++) s[r] = _mm256_loadu_ps(acc[r] + d);
+        for (int64_t c = 0; c < nc; c++)
+            for (int r = 0; r < n; r++) s[r] = _mm256_fmadd_ps(_mm256_loadu_ps(vt + c * hd + d), _mm256_set1_ps(p[r][c]), s[r]);
+        for (int r = 0; r < n; r++) _mm256_storeu_ps(acc[r] + d, s[r]);
+    }
+#endif
+    for (; d < hd; d++)
+        for (int r = 0; r < n; r++)
+            for (int64_t c = 0; c < nc; c++) acc[r][d] = fmaf(vt[c * hd + d], p[r][c], acc[r][d]);
+}
+
+/* One row's online-softmax step over a tile: its scores kq (scaled, capped, plus bias: slope times
+ * the f16 mask, -inf past the tile's cells) become the probabilities exp(s - M) with ggml's
+ * vectorised exp, their sum in double 16 at a time; st = {M, S, acc[hd]} rescaled to the new max. */
+static void softmax_step(const attn_shape *a, float *kq, const float *bias, int64_t nc, float *st, int64_t hd) {
+    float tile_max = -INFINITY;
+#if defined(LC_AVX2)
+    __m256 max8 = _mm256_set1_ps(-INFINITY);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t c = 0; c < FA_TILE; c += 8) {
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(kq + c), _mm256_set1_ps(a->scale));
+        if (a->softcap != 0.0f) {
+            float capped[8];
+            _mm256_storeu_ps(capped, s);
+            for (int l = 0; l < 8; l++) capped[l] = tanhf(capped[l]) * a->softcap;
+            s = _mm256_loadu_ps(capped);
+        }
+        const __m256 past = _mm256_castsi256_ps(  /* the lanes c + l >= nc */
+            _mm256_cmpgt_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)c), lane), _mm256_set1_epi32((int)nc - 1)));
+        s = _mm256_add_ps(_mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY), past), _mm256_loadu_ps(bias + c));
+        _mm256_storeu_ps(kq + c, s);
+        max8 = _mm256_max_ps(s, max8);  /* s > max ? s : max, a NaN score skipped as below */
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, max8);
+    for (int l = 0; l < 8; l++) tile_max = lanes[l] > tile_max ? lanes[l] : tile_max;
+#else
+    for (int64_t c = 0; c < FA_TILE; c++) {
+        float s = kq[c] * a->scale;
+        if (a->softcap != 0.0f) s = tanhf(s) * a->softcap;
+        if (c >= nc) s = -INFINITY;
+        kq[c] = s + bias[c];
+        tile_max = kq[c] > tile_max ? kq[c] : tile_max;
+    }
+#endif
+    const float Mold = st[0], Mnew = fmaxf(Mold, tile_max);
+    float *acc = st + 2;
+    if (Mnew > Mold) {
+        const float ms = expf(Mold - Mnew);
+        for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
+        st[1] *= ms;
+    }
+    st[0] = Mnew;
+    double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
+    for (int64_t c = 0; c < FA_TILE; c += 16) {
+#if defined(LC_AVX2)
+        __m256 e[2];
+        for (int h = 0; h < 2; h++) {
+            /* a hidden cell's exp is 0 whatever its neighbours: computed as exp(0), then cleared, so
+             * its -inf does not send the whole vector down lc_expf_ggml_256's scalar path */
+            const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(kq + c + 8 * h), _mm256_set1_ps(Mnew));
+            const __m256 hidden = _mm256_cmp_ps(x, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+            e[h] = _mm256_andnot_ps(hidden, lc_expf_ggml_256(_mm256_andnot_ps(hidden, x)));
+            _mm256_storeu_ps(kq + c + 8 * h, e[h]);
+        }
+        sum += (double)lc_hsum256(_mm256_add_ps(e[0], e[1]));  /* lc_reduce16_ordered's order */
+#else
+        float e[16];
+        for (int l = 0; l < 16; l++) e[l] = kq[c + l] = lc_expf_ggml(kq[c + l] - Mnew);
+        sum += (double)lc_reduce16_ordered(e);
+#endif
+    }
+    st[1] = (float)((double)st[1] + sum);
+}
+
+/* A row's bias over the tile: slope times the f16 mask for its nc cells, -inf past them; whether
+ * the row sees any cell. */
+static int row_bias(const float *mask16, float slope, int64_t nc, float *bias) {
+    int64_t c = 0;
+    int seen = 0;
+#if defined(LC_AVX2)
+    const __m256 minus_inf = _mm256_set1_ps(-INFINITY);
+    for (; c + 8 <= nc; c += 8) {
+        const __m256 b = _mm256_mul_ps(_mm256_set1_ps(slope), _mm256_loadu_ps(mask16 + c));
+        _mm256_storeu_ps(bias + c, b);
+        seen |= _mm256_movemask_ps(_mm256_cmp_ps(b, minus_inf, _CMP_NEQ_UQ));
+    }
+#endif
+    for (; c < FA_TILE; c++) {
+        bias[c] = c < nc ? slope * mask16[c] : -INFINITY;
+        seen |= bias[c] != -INFINITY;
+    }
+    return seen != 0;
+}
+
+/* n <= FA_ROWS query rows through one tile: their scores, softmax steps and V sums */
+static inline __attribute__((always_inline)) void attend_tile_rows(const attn_shape *a, const float *kt, const float *vt,
+                                                                    int64_t nc, const float *const *q,
+                                                                    const float (*bias)[FA_TILE], float *const *st, const int n) {
+    const int64_t hd = a->head_dim;
+    float kq[FA_ROWS][FA_TILE];
+    const float *p[FA_ROWS];
+    float *acc[FA_ROWS];
+    tile_scores(kt, q, hd, n, kq[0]);
+    for (int r = 0; r < n; r++) {
+        softmax_step(a, kq[r], bias[r], nc, st[r], hd);
+        p[r] = kq[r];
+        acc[r] = st[r] + 2;
+    }
+    tile_values(vt, hd, nc, p, acc, n);
+}
+
+static void attend_tile(const attn_shape *a, const float *kt, const float *vt, int64_t nc, const float *const *q,
+                        const float (*bias)[FA_TILE], float *const *st, int n) {
+    switch (n) {
+    case 1: attend_tile_rows(a, kt, vt, nc, q, bias, st, 1); break;
+    case 2: attend_tile_rows(a, kt, vt, nc, q, bias, st, 2); break;
+    default: attend_tile_rows(a, kt, vt, nc, q, bias, st, FA_ROWS); break;
+    }
+}
+
 /* ggml's tiled flash attention for the tokens [t0, t1) and KV head kvh (f16 or f32 caches, both
  * read as f16): per query row and 64-cell tile, the scores of the tile as sequential fused
  * multiply-adds of the f32 query with the keys, an online-softmax step with ggml's vectorised exp,
- * and the V sums as sequential fused multiply-adds over the tile's cells. */
+ * and the V sums as sequential fused multiply-adds over the tile's cells; FA_ROWS rows at a time
+ * share each load of a key or value (each row's numbers are its own either way). */
 static void attend_flash_tiled(const attn_shape *a, const float *q_all, const char *k, const char *v, int64_t kvh,
                                const float *mask_all, int64_t t0, int64_t t1, float *work, float *y_all) {
     const int64_t hd = a->head_dim, G = a->group, rows = (t1 - t0) * G;
     float *kt = work;                    /* [hd][64]: the tile's keys, transposed */
     float *vt = kt + hd * FA_TILE;       /* [64][hd]: the tile's values */
-    float *kq = vt + hd * FA_TILE;       /* [64] */
-    float *state = kq + FA_TILE;         /* per row: M, S, acc[hd] */
+    float *state = vt + hd * FA_TILE;    /* per row: M, S, acc[hd] */
     for (int64_t r = 0; r < rows; r++) {
         state[r * (hd + 2)] = -INFINITY;
         state[r * (hd + 2) + 1] = 0.0f;
@@ -469,26 +703,11 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
             for (int64_t c = 0; c < nc; c++)
                 if (mask_all[t * a->n_ctx + c0 + c] != -INFINITY) { any = 1; break; }
         if (!any) continue;
-        for (int64_t c = 0; c < FA_TILE; c++) {
-            const char *krow = k + (c0 + c) * a->k_row + kvh * a->k_head;
-            const char *vrow = v + (c0 + c) * a->v_row + kvh * a->v_head;
-            if (c < nc && a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16) {  /* whole rows at once */
-                float k32[LC_MAX_HEAD_DIM];
-                lc_fp16_to_fp32_row((const lc_fp16_t *)krow, k32, hd);
-                lc_fp16_to_fp32_row((const lc_fp16_t *)vrow, vt + c * hd, hd);
-                for (int64_t d = 0; d < hd; d++) kt[d * FA_TILE + c] = k32[d];
-                continue;
-            }
-            for (int64_t d = 0; d < hd; d++) {
-                float kd = 0.0f, vd = 0.0f;
-                if (c < nc) {
-                    kd = a->type_k == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)krow)[d]) : round_f16(((const float *)krow)[d]);
-                    vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)vrow)[d]) : round_f16(((const float *)vrow)[d]);
-                }
-                kt[d * FA_TILE + c] = kd;
-                vt[c * hd + d] = vd;
-            }
-        }
+        load_tile(a, k, v, kvh, c0, nc, kt, vt);
+        const float *q[FA_ROWS];
+        float *st[FA_ROWS];
+        float bias[FA_ROWS][FA_TILE];
+        int n = 0;  /* rows gathered for the next attend_tile */
         for (int64_t t = t0; t < t1; t++) {
             const float *mask = mask_all + t * a->n_ctx + c0;
             float mask16[FA_TILE];  /* the tile's mask, rounded to f16 once for the group's heads */
@@ -501,101 +720,16 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
             for (int64_t g = 0; g < G; g++) {
                 const int64_t h = kvh * G + g;
                 const float slope = head_slope(a, (uint32_t)h);
-                float *st = state + ((t - t0) * G + g) * (hd + 2), *acc = st + 2;
-                int seen = 0;
-                for (int64_t c = 0; c < nc; c++) seen |= slope * mask16[c] != -INFINITY;
-                if (!seen) continue;
-                const float *q = q_all + (t * a->n_head + h) * hd;
-#if defined(LC_AVX512)
-                __m512 s4[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-                for (int64_t d = 0; d < hd; d++) {
-                    const __m512 qd = _mm512_set1_ps(q[d]);
-                    for (int i = 0; i < 4; i++) s4[i] = _mm512_fmadd_ps(_mm512_loadu_ps(kt + d * FA_TILE + 16 * i), qd, s4[i]);
+                if (!row_bias(mask16, slope, nc, bias[n])) continue;
+                q[n] = q_all + (t * a->n_head + h) * hd;
+                st[n] = state + ((t - t0) * G + g) * (hd + 2);
+                if (++n == FA_ROWS) {
+                    attend_tile(a, kt, vt, nc, q, (const float (*)[FA_TILE])bias, st, n);
+                    n = 0;
                 }
-                for (int i = 0; i < 4; i++) _mm512_storeu_ps(kq + 16 * i, s4[i]);
-#elif defined(LC_AVX2)
-                __m256 s8[8];
-                for (int i = 0; i < 8; i++) s8[i] = _mm256_setzero_ps();
-                for (int64_t d = 0; d < hd; d++) {
-                    const __m256 qd = _mm256_set1_ps(q[d]);
-                    for (int i = 0; i < 8; i++) s8[i] = _mm256_fmadd_ps(_mm256_loadu_ps(kt + d * FA_TILE + 8 * i), qd, s8[i]);
-                }
-                for (int i = 0; i < 8; i++) _mm256_storeu_ps(kq + 8 * i, s8[i]);
-#else
-                for (int64_t c = 0; c < FA_TILE; c++) {
-                    float s = 0.0f;
-                    for (int64_t d = 0; d < hd; d++) s = fmaf(kt[d * FA_TILE + c], q[d], s);
-                    kq[c] = s;
-                }
-#endif
-                float tile_max = -INFINITY;
-                for (int64_t c = 0; c < FA_TILE; c++) {
-                    float s = kq[c] * a->scale;
-                    if (a->softcap != 0.0f) s = tanhf(s) * a->softcap;
-                    if (c >= nc) s = -INFINITY;
-                    s += c < nc ? slope * mask16[c] : -INFINITY;
-                    kq[c] = s;
-                    tile_max = s > tile_max ? s : tile_max;
-                }
-                const float Mold = st[0], Mnew = fmaxf(Mold, tile_max);
-                if (Mnew > Mold) {
-                    const float ms = expf(Mold - Mnew);
-                    for (int64_t d = 0; d < hd; d++) acc[d] *= ms;
-                    st[1] *= ms;
-                }
-                st[0] = Mnew;
-                double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
-                for (int64_t c = 0; c < FA_TILE; c += 16) {
-                    float e[16];
-#if defined(LC_AVX2)
-                    for (int h8 = 0; h8 < 16; h8 += 8) {
-                        const __m256 ev = lc_expf_ggml_256(_mm256_sub_ps(_mm256_loadu_ps(kq + c + h8), _mm256_set1_ps(Mnew)));
-                        _mm256_storeu_ps(e + h8, ev);
-                        _mm256_storeu_ps(kq + c + h8, ev);
-                    }
-#else
-                    for (int l = 0; l < 16; l++) e[l] = kq[c + l] = lc_expf_ggml(kq[c + l] - Mnew);
-#endif
-                    sum += (double)lc_reduce16_ordered(e);
-                }
-                st[1] = (float)((double)st[1] + sum);
-#if defined(LC_AVX2) && !defined(LC_AVX512)
-                /* simd_gemm: each value's sum over the tile's cells in order, 64 values at a time held
-                 * in registers (not stored and reloaded after every cell) */
-                int64_t d = 0;
-                for (; d + 64 <= hd; d += 64) {
-                    __m256 sums[8];
-                    for (int i = 0; i < 8; i++) sums[i] = _mm256_loadu_ps(acc + d + 8 * i);
-                    for (int64_t c = 0; c < nc; c++) {
-                        const __m256 pv = _mm256_set1_ps(kq[c]);
-                        const float *vr = vt + c * hd + d;
-                        for (int i = 0; i < 8; i++) sums[i] = _mm256_fmadd_ps(_mm256_loadu_ps(vr + 8 * i), pv, sums[i]);
-                    }
-                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(acc + d + 8 * i, sums[i]);
-                }
-                for (; d + 8 <= hd; d += 8) {
-                    __m256 sum = _mm256_loadu_ps(acc + d);
-                    for (int64_t c = 0; c < nc; c++)
-                        sum = _mm256_fmadd_ps(_mm256_loadu_ps(vt + c * hd + d), _mm256_set1_ps(kq[c]), sum);
-                    _mm256_storeu_ps(acc + d, sum);
-                }
-                for (; d < hd; d++)
-                    for (int64_t c = 0; c < nc; c++) acc[d] = fmaf(vt[c * hd + d], kq[c], acc[d]);
-#else
-                for (int64_t c = 0; c < nc; c++) {  /* simd_gemm: the tile's cells in order */
-                    const float p = kq[c];
-                    const float *vr = vt + c * hd;
-                    int64_t d = 0;
-#if defined(LC_AVX512)
-                    const __m512 pv = _mm512_set1_ps(p);
-                    for (; d + 16 <= hd; d += 16)
-                        _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(vr + d), pv, _mm512_loadu_ps(acc + d)));
-#endif
-                    for (; d < hd; d++) acc[d] = fmaf(vr[d], p, acc[d]);
-                }
-#endif
             }
         }
+        if (n) attend_tile(a, kt, vt, nc, q, (const float (*)[FA_TILE])bias, st, n);
     }
     for (int64_t t = t0; t < t1; t++)
         for (int64_t g = 0; g < G; g++) {
