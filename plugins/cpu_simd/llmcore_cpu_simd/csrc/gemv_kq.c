@@ -27,13 +27,16 @@
 enum { GEMV_ROWS = 4 };
 
 /* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
- * well than one: each row's block asks for the bytes this far past it, so that the requests spread
- * evenly over the work (measured on a loaded Zen 3 with weights not in cache, one thread: IQ4_XS
- * 12.5-16 GB/s with it, 9 with a burst per group of rows, 10.5 for vec_dot row by row) */
+ * well than one. The group's rows are one run of bytes: block step i of nb asks for the i-th nb-th of
+ * the run this far past them, so the requests go ahead as one stream, spread evenly over the work
+ * (loaded Zen 3, weights not in cache, one thread, k = 1024-4096: 13-14.5 GB/s for each type; a burst
+ * for the next group at its start, or each block's bytes asked for, fell behind vec_dot row by row
+ * (10-12) for Q6_K, and for Q4_K at k = 1024) */
 enum { PREFETCH_AHEAD = 8192 };
 
-static inline void prefetch_ahead(const void *block, size_t size) {
-    for (size_t line = 0; line < size; line += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + line, _MM_HINT_T0);
+static inline void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i) {
+    const uint8_t *from = rows + PREFETCH_AHEAD + (size_t)i * GEMV_ROWS * block_bytes;
+    for (size_t line = 0; line < GEMV_ROWS * block_bytes; line += 64) _mm_prefetch((const char *)from + line, _MM_HINT_T0);
 }
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that
@@ -115,8 +118,8 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
         const block_q4_K *b[GEMV_ROWS];
         for (int r = 0; r < GEMV_ROWS; ++r) {
             b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-            prefetch_ahead(b[r], sizeof *b[r]);
         }
+        prefetch_ahead(w, sizeof(block_q4_K), i);
         const heads4 h = unpack_heads4(b);
         /* row r's eight scales (mins) at int16 lanes 8r..8r+7 */
         const __m512i s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.sc_lo, h.sc_hi), _mm_unpacklo_epi32(h.sc_lo, h.sc_hi)));
@@ -171,8 +174,8 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
         const block_q4_K *b[GEMV_ROWS];
         for (int r = 0; r < GEMV_ROWS; ++r) {
             b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-            prefetch_ahead(b[r], sizeof *b[r]);
         }
+        prefetch_ahead(w, sizeof(block_q4_K), i);
         const heads4 h = unpack_heads4(b);
         /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
          * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
@@ -251,9 +254,9 @@ static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const b
     _Alignas(32) int32_t scale_pairs[GEMV_ROWS][QK_K / 32];
     for (int64_t i = 0; i < nb; ++i) {
         const block_iq4_xs *b[GEMV_ROWS];
+        prefetch_ahead(w, sizeof(block_iq4_xs), i);
         for (int r = 0; r < GEMV_ROWS; ++r) {
             b[r] = (const block_iq4_xs *)(w + (size_t)r * row_bytes) + i;
-            prefetch_ahead(b[r], sizeof *b[r]);
             _mm256_store_si256((__m256i *)scale_pairs[r], iq4_xs_scale_pairs(b[r]));
         }
         __m256i isum[GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
@@ -294,10 +297,10 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
     __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < nb; ++i) {
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        prefetch_ahead(w, sizeof(block_q6_K), i);
 #pragma GCC unroll 4
         for (int r = 0; r < GEMV_ROWS; ++r) {
             const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * row_bytes) + i;
-            prefetch_ahead(b, sizeof *b);
             /* opaque to the compiler, so that it does not hoist the block's 8 activation vectors out of
              * the rows' loop into registers the row's steps then spill for */
             const int8_t *q8 = x[i].qs;
