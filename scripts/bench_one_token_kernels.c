@@ -11,8 +11,9 @@
  * Built for the AVX2 level (an AVX-512 build takes its own kernels: add its -m flags to compare it):
  *
  *   C=plugins/cpu_simd/llmcore_cpu_simd/csrc L=/tmp/lcpp-build/bin
- *   cc -O3 -std=gnu11 -ffp-contract=off -mavx2 -mfma -mf16c -I$C -o /tmp/bench_one_token_kernels \
- *      scripts/bench_one_token_kernels.c $C/gemv_kq.c $C/quants_kq.c $C/quants.c \
+ *   T=$(.venv/bin/python -c 'from llmcore_cpu_simd.build import tables_dir; print(tables_dir())')  # ggml_tables.h
+ *   cc -O3 -std=gnu11 -ffp-contract=off -mavx2 -mfma -mf16c -I$C -I$T -o /tmp/bench_one_token_kernels \
+ *      scripts/bench_one_token_kernels.c $C/gemv_kq.c $C/quants_kq.c $C/quants_iq.c $C/quants.c \
  *      -L$L -lggml-cpu -lggml-base -Wl,-rpath,$L -lm -pthread
  *   /tmp/bench_one_token_kernels 576 [CHUNK_ROWS [THREADS]]; /tmp/bench_one_token_kernels 1536 ...
  * (K-quant lines only for a row length that is a multiple of 256)
@@ -26,6 +27,7 @@
 
 #include "lc_gemv_kq.h"
 #include "lc_kernels.h"
+#include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
 
 /* ggml-cpu: the repacked Q4_K GEMV llama.cpp runs on every Q4_K matrix of 8k rows on AVX2 CPUs (the
@@ -36,6 +38,8 @@ void ggml_vec_dot_q4_K_q8_K(int n, float *s, size_t bs, const void *vx, size_t b
 void ggml_vec_dot_q6_K_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 void ggml_vec_dot_q4_1_q8_1(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 void ggml_vec_dot_q8_0_q8_0(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
+/* no x86 repacked layout for IQ4_XS and Q6_K either */
+void ggml_vec_dot_iq4_xs_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 
 enum { ROWS = 256, REPEATS = 3000, STREAM_MB = 30, COPIES = 6, STREAM_REPEATS = 60 };
 
@@ -136,6 +140,20 @@ static void tile_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x
 }
 static void gemv_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q4_1(k, w, rb, n, x, y); }
 static void gemv_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q8_0(k, w, rb, n, x, y); }
+static void ggml_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    for (int r = 0; r < n; r++) ggml_vec_dot_iq4_xs_q8_K(k, y + r, 0, w + r * rb, 0, x, 0, 1);
+}
+static void ggml_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    for (int r = 0; r < n; r++) ggml_vec_dot_q6_K_q8_K(k, y + r, 0, w + r * rb, 0, x, 0, 1);
+}
+static void vec_dot_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    for (int r = 0; r < n; r++) lc_vec_dot_iq4_xs(k, y + r, w + r * rb, x);
+}
+static void vec_dot_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    for (int r = 0; r < n; r++) lc_vec_dot_q6_K(k, y + r, w + r * rb, x);
+}
+static void gemv_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_iq4_xs(k, w, rb, n, x, y); }
+static void gemv_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q6_K(k, w, rb, n, x, y); }
 
 /* aligned_alloc's size must be a multiple of the alignment */
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
@@ -193,6 +211,12 @@ int main(int argc, char **argv) {
                BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) ggml_vec_dot_q6_K_q8_K(k, y + r, 0, wk + r * q6, 0, x, 0, 1)));
         printf("Q6_K  lc_vec_dot_q6_K          %6.1f\n",
                BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) lc_vec_dot_q6_K(k, y + r, wk + r * q6, x)));
+        printf("Q6_K  lc_gemv_q6_K             %6.1f\n", BEST_NS_PER_ROW(gemv_q6_K_rows(k, wk, q6, ROWS, x, y)));
+        const size_t iq4 = (size_t)k / 256 * sizeof(block_iq4_xs);
+        fill_blocks(wk, ROWS * iq4, sizeof(block_iq4_xs), 1);
+        printf("IQ4_XS ggml vec_dot            %6.1f\n", BEST_NS_PER_ROW(ggml_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
+        printf("IQ4_XS lc_vec_dot_iq4_xs       %6.1f\n", BEST_NS_PER_ROW(vec_dot_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
+        printf("IQ4_XS lc_gemv_iq4_xs          %6.1f\n", BEST_NS_PER_ROW(gemv_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
         free(wk);
         free(x);
     }
@@ -212,5 +236,22 @@ int main(int argc, char **argv) {
     streamed("Q8_0  ggml vec_dot", ggml_q8_0_rows, k, big, q80, n80, x80, ys);
     streamed("Q8_0  lc_tile_q8_0, 2 rows", tile_q8_0_rows, k, big, q80, n80, x80, ys);
     streamed("Q8_0  lc_gemv_q8_0", gemv_q8_0_rows, k, big, q80, n80, x80, ys);
+    if (k % 256 == 0) {
+        const size_t iq4 = (size_t)k / 256 * sizeof(block_iq4_xs), q6 = (size_t)k / 256 * sizeof(block_q6_K);
+        const int niq4 = (int)((size_t)STREAM_MB << 20) / (int)iq4 / 4 * 4, n6 = (int)((size_t)STREAM_MB << 20) / (int)q6 / 4 * 4;
+        const size_t bytes_iq4 = (size_t)COPIES * (size_t)niq4 * iq4, bytes6 = (size_t)COPIES * (size_t)n6 * q6;
+        char *bigk = alloc64(bytes_iq4 > bytes6 ? bytes_iq4 : bytes6);
+        float *yk = malloc((size_t)(niq4 > n6 ? niq4 : n6) * sizeof(float));
+        void *x = alloc64((size_t)k / 256 * sizeof(block_q8_K));
+        lc_quantize_row_q8_K(x_f32, x, k);
+        fill_blocks(bigk, bytes_iq4, sizeof(block_iq4_xs), 1);
+        streamed("IQ4_XS ggml vec_dot", ggml_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
+        streamed("IQ4_XS lc_vec_dot_iq4_xs", vec_dot_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
+        streamed("IQ4_XS lc_gemv_iq4_xs", gemv_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
+        fill_blocks(bigk, bytes6, sizeof(block_q6_K), 0);
+        streamed("Q6_K  ggml vec_dot", ggml_q6_K_rows, k, bigk, q6, n6, x, yk);
+        streamed("Q6_K  lc_vec_dot_q6_K", vec_dot_q6_K_rows, k, bigk, q6, n6, x, yk);
+        streamed("Q6_K  lc_gemv_q6_K", gemv_q6_K_rows, k, bigk, q6, n6, x, yk);
+    }
     return 0;
 }
