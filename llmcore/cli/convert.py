@@ -13,9 +13,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "file or shards, tokenizer.json or tokenizer.model, tokenizer_config.json) to OUT.gguf with the keys and tensors "
         "llama.cpp's convert_hf_to_gguf.py writes. Architectures: LlamaForCausalLM (SmolLM2, Llama), "
         "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM, Qwen3ForCausalLM, "
-        "Qwen3MoeForCausalLM, SmolLM3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
-        "Gemma3ForCausalLM (text), Phi3ForCausalLM, StableLmForCausalLM, Starcoder2ForCausalLM, Olmo2ForCausalLM; "
-        "BPE tokenizer.json or SentencePiece tokenizer.model vocabularies.")
+        "Qwen3MoeForCausalLM, Qwen2VLForConditionalGeneration and Qwen2_5_VLForConditionalGeneration (text), "
+        "SmolLM3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (text), Phi3ForCausalLM, "
+        "PhiForCausalLM, StableLmForCausalLM, Starcoder2ForCausalLM, GPTBigCodeForCausalLM, Olmo2ForCausalLM, "
+        "OlmoForCausalLM, OlmoeForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM, BloomForCausalLM, "
+        "FalconForCausalLM, MPTForCausalLM, CohereForCausalLM, Glm4ForCausalLM, DeepseekV2ForCausalLM, "
+        "InternLM2ForCausalLM, GptOssForCausalLM (MXFP4 or unquantized), DbrxForCausalLM, SeedOssForCausalLM, "
+        "Ernie4_5ForCausalLM, ExaoneForCausalLM, OrionForCausalLM, MambaForCausalLM, Mamba2ForCausalLM; "
+        "encoders and rerankers: BertModel, BertForSequenceClassification, RobertaModel, "
+        "RobertaForSequenceClassification, NomicBertModel, JinaBertModel, ModernBertModel, "
+        "ModernBertForSequenceClassification; BPE tokenizer.json, SentencePiece tokenizer.model or WordPiece "
+        "vocabularies.")
     p.add_argument("model", metavar="HF_DIR", help="the checkpoint's directory")
     p.add_argument("outfile", metavar="OUT.gguf", help="the GGUF file to write")
     p.add_argument("--outtype", choices=("f32", "f16", "bf16", "q8_0", "auto"), default="auto",

@@ -26,7 +26,7 @@ import numpy as np
 from llmcore.errors import LLMCoreError
 from llmcore.gguf import GGMLType, GGUFWriter
 from llmcore.gguf.types import tensor_bytes
-from llmcore.tools.convert.architectures import ARCHITECTURES, Architecture, Checkpoint, ExpertMerge
+from llmcore.tools.convert.architectures import ARCHITECTURES, Architecture, Checkpoint, TensorStack
 from llmcore.tools.convert.safetensors import StoredTensor, checkpoint_tensors
 
 __all__ = ["OUTTYPES", "convert", "supported_architectures"]
@@ -39,10 +39,12 @@ OUTTYPES: dict[str, tuple[gguf.LlamaFileType, GGMLType]] = {
     "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, GGMLType.Q8_0),
 }
 
+_FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
 #: tensors convert_hf_to_gguf.py drops
 _SKIPPED_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")
 #: tensors it keeps in float32 whatever the outtype, besides 1-D ones and norms (of the architectures here)
-_F32_SUFFIXES = ("ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight", "position_embd.weight", "token_types.weight")
+_F32_SUFFIXES = ("ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight", "position_embd.weight", "token_types.weight",
+                 "ssm_conv1d.weight")
 
 
 def supported_architectures() -> list[str]:
@@ -67,6 +69,8 @@ def convert(directory: str | Path, output: str | Path, outtype: str = "auto",
     hparams, arch = _load_config(directory)
     ckpt = Checkpoint(directory, hparams)
     ftype, target = OUTTYPES[_auto_outtype(directory) if outtype == "auto" else outtype]
+    if (hparams.get("quantization_config") or {}).get("quant_method") == "mxfp4" and target in _FLOAT_TYPES:
+        ftype = gguf.LlamaFileType.MOSTLY_MXFP4_MOE  # prepare_metadata's: the experts stay MXFP4
 
     # collects the keys, writes nothing; LlamaModel's add_bos_token after SpecialVocab's replaces it,
     # GemmaModel's CodeGemma ids have no key in this gguf-py (gguf-py's warnings about that are
@@ -111,7 +115,16 @@ def _load_config(directory: Path) -> tuple[dict[str, Any], Architecture]:
         raise LLMCoreError(f"{path}: architecture {names[0] if names else None!r} is not supported; "
                            f"llmcore convert reads {', '.join(supported_architectures())}")
     arch = ARCHITECTURES[names[0]]
-    return {**arch.config_defaults(config), **config}, arch
+    defaults = arch.config_defaults(config)
+    hparams = {**defaults, **config}
+    if "text_config" in defaults:  # a composite config's text part, built as its config class builds it
+        hparams["text_config"] = defaults["text_config"]
+    if "text_config" in hparams:  # TextModel: the text part's keys at the root
+        hparams |= hparams["text_config"]
+    try:
+        return arch.hparams(hparams), arch
+    except LLMCoreError as error:
+        raise LLMCoreError(f"{path}: {error}") from None
 
 
 def _parameter_counts(tensors: list[_OutputTensor]) -> tuple[int, int, int, int]:
@@ -144,32 +157,50 @@ def _output_tensors(ckpt: Checkpoint, arch: Architecture, names: gguf.TensorName
     """Every tensor of the output, in convert_hf_to_gguf.py's order (the architecture's extra ones
     first), with its type; a checkpoint tensor's data is made (read, rewritten, converted) only
     when written."""
-    outputs = []
+    outputs = [_OutputTensor(raw.name, raw.type, raw.shape, raw.produce) for raw in arch.raw_tensors(ckpt)]
     for name, data in arch.extra_tensors(kv, ckpt):
-        qtype = _tensor_type(name, data.shape, target)
+        qtype = _tensor_type(name, data.shape, target, arch)
         outputs.append(_OutputTensor(name, qtype, data.shape,
                                      lambda d=data, q=qtype: gguf.quants.quantize(d, gguf.GGMLQuantizationType(int(q)))))
-    experts = _Experts(arch.experts, ckpt) if arch.experts else None
+    stacks = [_Stack(stack, ckpt) for stack in arch.stacks]
     for stored in checkpoint_tensors(ckpt.directory):
-        name = arch.rename(stored.name, ckpt)
+        name = _text_model_name(arch.rename(stored.name, ckpt))
         if name is None or name.endswith(_SKIPPED_SUFFIXES) or name in arch.skipped:
             continue
-        if experts and (merged := experts.add(stored)) is not None:
+        if (merged := next((m for stack in stacks if (m := stack.add(stored)) is not None), None)) is not None:
             for merged_name, parts in merged:
                 new_name = _gguf_name(names, merged_name, ckpt)
                 shape = (len(parts), *parts[0].shape)
-                qtype = _tensor_type(new_name, shape, target)
+                qtype = _tensor_type(new_name, shape, target, arch)
                 outputs.append(_OutputTensor(new_name, qtype, shape, lambda p=parts, q=qtype: _stacked(p, q)))
             continue
         for part_name, part_shape in arch.split(name, stored.shape, ckpt):
             new_name = _gguf_name(names, part_name, ckpt)
             shape = arch.shape(part_name, part_shape, ckpt)
-            qtype = _tensor_type(new_name, shape, target)
+            qtype = _tensor_type(new_name, shape, target, arch)
             outputs.append(_OutputTensor(new_name, qtype, shape,
                                          lambda s=stored, n=part_name, q=qtype: _converted(s, n, q, ckpt, arch)))
-    if experts:
-        experts.check_all_merged()
+    for stack in stacks:
+        stack.check_all_merged()
     return outputs
+
+
+_MULTIMODAL_PREFIXES = ("mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.", "sound_encoder.",
+                        "sound_projection.", "speech_embeddings.")
+_MULTIMODAL_PARTS = ("visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.", "code2wav.",
+                     "projector.", "pre_mm_projector_norm", "image_newline", "view_seperator", "patch_embed",
+                     "patch_embedding", "patch_merger.", "patch_merge_mlp.", "model.connector.")
+
+
+def _text_model_name(name: str | None) -> str | None:
+    """TextModel.filter_tensors and ModelBase's, after the model class's own: multimodal tensors
+    dropped (a vision-language checkpoint's text model is converted alone), ``language_model.``
+    dropped from names."""
+    if name is None or name.startswith(_MULTIMODAL_PREFIXES) or any(part in name for part in _MULTIMODAL_PARTS):
+        return None
+    if name.endswith("e_score_correction_bias"):
+        name = name.replace("e_score_correction_bias", "e_score_correction.bias")
+    return name.replace("language_model.", "")
 
 
 def _gguf_name(names: gguf.TensorNameMap, name: str, ckpt: Checkpoint) -> str:
@@ -179,43 +210,46 @@ def _gguf_name(names: gguf.TensorNameMap, name: str, ckpt: Checkpoint) -> str:
     return new_name
 
 
-class _Experts:
-    """The per-expert tensors read so far, per layer, until a layer has all of them (the model
-    class's _experts)."""
+class _Stack:
+    """The tensors of one stack read so far, per layer, until a layer has all of them (the model
+    class's _experts, StableLM's _q_norms)."""
 
-    def __init__(self, merge: ExpertMerge, ckpt: Checkpoint) -> None:
-        self.merge, self.ckpt = merge, ckpt
-        self.pattern = re.compile(merge.pattern)
-        self.count = ckpt.find(*merge.count_keys)
+    def __init__(self, stack: TensorStack, ckpt: Checkpoint) -> None:
+        self.stack, self.ckpt = stack, ckpt
+        self.pattern = re.compile(stack.pattern)
+        self.count = ckpt.find(*stack.count_keys)
         self.pending: dict[int, dict[tuple[str, int], StoredTensor]] = {}
 
     def add(self, stored: StoredTensor) -> list[tuple[str, list[StoredTensor]]] | None:
-        """None for a tensor that is not an expert's; else the merged tensors (HF name, parts in
-        expert order) the layer is now complete with, or none yet."""
+        """None for a tensor that is not this stack's; else the stacked tensors (HF name, parts in
+        index order) the layer is now complete with, or none yet."""
         match = self.pattern.fullmatch(stored.name)
         if match is None:
             return None
-        bid, expert, kind = int(match[1]), int(match[2]), match[3]
+        bid, index, kind = int(match["bid"]), int(match["xid"]), match["kind"]
         layer = self.pending.setdefault(bid, {})
-        layer[(kind, expert)] = stored
-        if len(layer) < self.count * len(self.merge.kinds):
+        layer[(kind, index)] = stored
+        if len(layer) < self.count * len(self.stack.kinds):
             return []
         try:
-            merged = [(self.merge.merged_name.format(bid=bid, kind=kind),
-                       [layer.pop((kind, x)) for x in range(self.count)]) for kind in self.merge.kinds]
+            merged = [(self.stack.merged_name.format(bid=bid, kind=kind),
+                       [layer.pop((kind, x)) for x in range(self.count)]) for kind in self.stack.kinds]
         except KeyError as missing:
-            raise LLMCoreError(f"{self.ckpt.directory}: layer {bid} lacks expert tensor {missing}") from None
+            raise LLMCoreError(f"{self.ckpt.directory}: layer {bid} lacks tensor {missing} to stack") from None
         return merged
 
     def check_all_merged(self) -> None:
         if left := [t.name for layer in self.pending.values() for t in layer.values()]:
-            raise LLMCoreError(f"{self.ckpt.directory}: expert tensors of incomplete layers: {', '.join(left[:4])}")
+            raise LLMCoreError(f"{self.ckpt.directory}: tensors of incomplete stacks: {', '.join(left[:4])}")
 
 
-def _tensor_type(name: str, shape: tuple[int, ...], target: GGMLType) -> GGMLType:
-    """prepare_tensors' choice: 1-D tensors, norms and a few others in F32, the rest in the
-    outtype's type, F16 where a quantized type's blocks do not divide the rows."""
-    if len(shape) <= 1 or name.endswith(("_norm.weight", *_F32_SUFFIXES)) or not name.endswith(".weight"):
+def _tensor_type(name: str, shape: tuple[int, ...], target: GGMLType, arch: Architecture) -> GGMLType:
+    """prepare_tensors' choice: 1-D tensors, norms and a few others in F32 (unless the model class
+    quantizes every matrix), the rest in the outtype's type, F16 where a quantized type's blocks do
+    not divide the rows."""
+    if len(shape) <= 1 or name.endswith("_norm.weight"):
+        return GGMLType.F32
+    if not arch.quantize_every_matrix and (name.endswith(_F32_SUFFIXES) or not name.endswith(".weight")):
         return GGMLType.F32
     block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(int(target))][0]
     return target if shape[-1] % block == 0 else GGMLType.F16
@@ -237,6 +271,6 @@ def _converted(stored: StoredTensor, name: str, qtype: GGMLType, ckpt: Checkpoin
 
 
 def _stacked(parts: list[StoredTensor], qtype: GGMLType) -> np.ndarray:
-    """torch.stack of the experts' matrices (f16 stays f16 when all are)."""
+    """torch.stack of the parts (f16 stays f16 when all are)."""
     data = np.stack([_float_data(part) for part in parts])
     return gguf.quants.quantize(data, gguf.GGMLQuantizationType(int(qtype)))

@@ -18,6 +18,8 @@ import gguf
 import numpy as np
 
 from llmcore.errors import LLMCoreError
+from llmcore.gguf import GGMLType
+from llmcore.tools.convert.safetensors import checkpoint_tensors
 from llmcore.tools.convert.vocab import (
     SpecialVocab,
     add_gpt2_vocab,
@@ -119,6 +121,8 @@ def text_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFile
             kv.add_rope_scaling_yarn_beta_slow(slow)
     elif rope_type in ("su", "longrope"):
         kv.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
+    if "mrope_section" in rope_all:  # [time, height, width, extra]
+        kv.add_rope_dimension_sections([*rope_all["mrope_section"], 0, 0, 0, 0][:4])
     if (theta := rope.get("rope_theta")) is not None:
         kv.add_rope_freq_base(theta)
     if (local_theta := rope_all.get("sliding_attention", {}).get("rope_theta")) is not None:
@@ -164,6 +168,12 @@ def _no_extra_tensors(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> list[tuple[str, 
     return []
 
 
+def _no_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Remote-code models, and the model classes that read config.json themselves (Mamba's): convert
+    reads config.json as it is."""
+    return {}
+
+
 def _gpt2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     add_gpt2_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
 
@@ -177,18 +187,30 @@ def _sentencepiece_or_gpt2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
 
 
 @dataclass(frozen=True)
-class ExpertMerge:
-    """How a model class stacks per-expert matrices into one 3-D tensor per layer and kind, written
-    where the layer's last expert tensor is read."""
+class TensorStack:
+    """How a model class stacks a layer's tensors of one kind (per-expert matrices, StableLM's
+    per-head norms) into one tensor per layer and kind, written where the last of the group is
+    read."""
 
-    #: matches a per-expert tensor's HF name; groups: layer, expert, kind
+    #: matches a tensor to stack; named groups: bid (the layer), xid (its index in the stack), kind
     pattern: str
-    #: the kinds in the order the merged tensors are written
+    #: the kinds in the order the stacked tensors are written
     kinds: tuple[str, ...]
-    #: the merged tensor's HF name, from ``bid`` and ``kind``
+    #: the stacked tensor's HF name, from ``bid`` and ``kind``
     merged_name: str
-    #: the config keys giving the number of experts
+    #: the config keys giving the number of tensors stacked
     count_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """A tensor the model class writes in a quantized type of its own, whatever the outtype
+    (GptOssModel's MXFP4 experts, repacked): GGUF name, type, shape in elements, its bytes."""
+
+    name: str
+    type: GGMLType
+    shape: tuple[int, ...]
+    produce: Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -213,7 +235,15 @@ class Architecture:
     #: (HF name, shape, checkpoint) -> the tensors the model class writes of it, as (HF name, shape):
     #: ``rewrite`` is given the whole tensor under each of these names
     split: Callable[[str, tuple[int, ...], Checkpoint], list[tuple[str, tuple[int, ...]]]] = _whole
-    experts: ExpertMerge | None = None
+    #: tensors written first, as they are (the rest of the checkpoint's tensors they are made of
+    #: ``rename`` drops)
+    raw_tensors: Callable[[Checkpoint], list[RawTensor]] = lambda ckpt: []
+    #: the tensors it stacks, each stack written as soon as its layer has all of that stack's kinds
+    stacks: tuple[TensorStack, ...] = ()
+    #: tensor_force_quant: every matrix in the outtype's type, even those usually kept in F32 (DBRX's router)
+    quantize_every_matrix: bool = False
+    #: the model class's own changes to the hyper-parameters it loaded (config.json over the defaults)
+    hparams: Callable[[dict[str, Any]], dict[str, Any]] = lambda hparams: hparams
 
 
 # --- Llama, Mistral ---------------------------------------------------------------------------
@@ -461,12 +491,12 @@ def _mixtral_defaults(config: dict[str, Any]) -> dict[str, Any]:
             "num_local_experts": 8, "num_experts_per_tok": 2, "num_key_value_heads": 8, "intermediate_size": 14336}
 
 
-_QWEN_EXPERTS = ExpertMerge(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(\w+)\.weight",
+_QWEN_EXPERTS = TensorStack(r"model\.layers\.(?P<bid>\d+)\.mlp\.experts\.(?P<xid>\d+)\.(?P<kind>\w+)\.weight",
                             ("down_proj", "gate_proj", "up_proj"), "model.layers.{bid}.mlp.experts.{kind}.weight",
                             ("num_local_experts", "num_experts"))
-_MIXTRAL_EXPERTS = ExpertMerge(r"model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(\w+)\.weight",
-                               ("w1", "w2", "w3"), "layers.{bid}.feed_forward.experts.{kind}.weight",
-                               ("num_local_experts",))
+_MIXTRAL_EXPERTS = TensorStack(
+    r"model\.layers\.(?P<bid>\d+)\.block_sparse_moe\.experts\.(?P<xid>\d+)\.(?P<kind>\w+)\.weight",
+    ("w1", "w2", "w3"), "layers.{bid}.feed_forward.experts.{kind}.weight", ("num_local_experts",))
 
 
 # --- Phi-3, StableLM, StarCoder2, OLMo 2 ---------------------------------------------------------
@@ -547,10 +577,15 @@ def _stablelm_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     _gpt2_vocab(kv, ckpt)
 
 
-def _stablelm_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
-    if "layernorm.norms." in name:
-        raise LLMCoreError(f"{ckpt.directory}: StableLM's per-head q/k LayerNorms ({name}) are not supported yet")
-    return data
+def _stablelm_head_norms(kind: str, count_key: str) -> TensorStack:
+    """StableLmModel._stack_qk_norm: StableLM 2 12B's per-head LayerNorms of queries (or keys),
+    one [n_head, head_dim] norm per layer."""
+    return TensorStack(rf"model\.layers\.(?P<bid>\d+)\.self_attn\.(?P<kind>{kind})\.norms\.(?P<xid>\d+)\.weight",
+                       (kind,), "model.layers.{bid}.self_attn.{kind}.weight", (count_key,))
+
+
+_STABLELM_HEAD_NORMS = (_stablelm_head_norms("q_layernorm", "num_attention_heads"),
+                        _stablelm_head_norms("k_layernorm", "num_key_value_heads"))
 
 
 def _olmo2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
@@ -592,10 +627,22 @@ def _olmo2_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 # --- BERT ---------------------------------------------------------------------------------------
 
+def _classifier_labels(ckpt: Checkpoint) -> list[str] | None:
+    """BertModel's cls_out_labels: the classification head's labels in id order, None for the two
+    placeholder labels AutoConfig gives a config without any."""
+    labels = {int(k): v for k, v in (ckpt.hparams.get("id2label") or {}).items()}
+    if not labels or (len(labels) == 2 and labels.get(0) == "LABEL_0"):
+        return None
+    return [label for _, label in sorted(labels.items())]
+
+
 def _bert_rename(name: str, ckpt: Checkpoint) -> str | None:
-    """BertModel.filter_tensors: no ``bert.`` prefix, LayerNorm gamma/beta as weight/bias, and
-    neither the pooler nor the pre-training heads."""
+    """BertModel.filter_tensors and modify_tensors: no ``bert.`` prefix, LayerNorm gamma/beta as
+    weight/bias, neither the pooler nor the pre-training heads, and a labelled classifier (a
+    reranker's, BertForSequenceClassification's) as the head's output projection."""
     name = name.removeprefix("bert.")
+    if name in ("classifier.weight", "classifier.bias") and _classifier_labels(ckpt):
+        name = name.replace("classifier.", "classifier.out_proj.")
     if name.endswith(".gamma"):
         name = name[:-len(".gamma")] + ".weight"
     elif name.endswith(".beta"):
@@ -631,28 +678,145 @@ def _add_pooling_type(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     if (classifier := ckpt.hparams.get("classifier_pooling")) is not None:
         if classifier not in ("cls", "mean"):
             raise LLMCoreError(f"{ckpt.directory / 'config.json'}: classifier_pooling {classifier!r} is not supported")
-        kv.add_classifier_pooling_type(_POOLING[classifier])
+        # (GGUFWriter.add_classifier_pooling_type: newer than the gguf-py llmcore requires)
+        kv.add_uint32(f"{kv.arch}.classifier.pooling_type", _POOLING[classifier].value)
 
 
 def _bert_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
     """BertModel.set_gguf_parameters: an encoder (non-causal) with its pooling."""
-    labels = ckpt.hparams.get("id2label")
-    if labels and not (len(labels) == 2 and labels.get(0, labels.get("0")) == "LABEL_0"):
-        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: BERT classification heads (id2label) "
-                           "are not supported yet")
     text_parameters(kv, ckpt, ftype)
     kv.add_causal_attention(False)
     _add_pooling_type(kv, ckpt)
+    if labels := _classifier_labels(ckpt):
+        kv.add_classifier_output_labels(labels)
 
 
 def _bert_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     add_wordpiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"), ckpt.hparams.get("type_vocab_size", 1))
 
 
+def _placeholder_labels(config: dict[str, Any]) -> dict[int, str]:
+    """PretrainedConfig's id2label without one in the config: num_labels (2 unless it says) of them."""
+    return {i: f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
+
+
 def _bert_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """BertConfig's."""
-    return {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    """BertConfig's (PretrainedConfig's labels: num_labels of them, 2 unless the config says)."""
+    return {"id2label": _placeholder_labels(config), "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+            "num_attention_heads": 12,
             "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+
+
+def _roberta_position_offset(ckpt: Checkpoint) -> int:
+    """RobertaModel's _position_offset: positions count from pad_token_id + 1 (0 without a pad token)."""
+    pad = ckpt.hparams.get("pad_token_id")
+    return 0 if pad is None else pad + 1
+
+
+def _roberta_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """BERT's, with the context the position rows left after the offset give."""
+    n_positions = ckpt.hparams["max_position_embeddings"] - _roberta_position_offset(ckpt)
+    h = {**ckpt.hparams, "max_position_embeddings": n_positions}
+    _bert_parameters(kv, Checkpoint(ckpt.directory, h), ftype)
+
+
+def _roberta_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """RobertaModel.set_vocab: tokenizer.json's BPE vocabulary (token types counted), else BERT's."""
+    if not (ckpt.directory / "tokenizer.json").is_file():
+        _bert_vocab(kv, ckpt)
+        return
+    _gpt2_vocab(kv, ckpt)
+    kv.add_token_type_count(ckpt.hparams.get("type_vocab_size", 1))
+
+
+def _roberta_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """RobertaModel.filter_tensors: no ``roberta.`` prefix, then BERT's."""
+    return _bert_rename(name.removeprefix("roberta."), ckpt)
+
+
+def _roberta_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    if name == "embeddings.position_embeddings.weight":
+        return (shape[0] - _roberta_position_offset(ckpt), *shape[1:])
+    return shape
+
+
+def _roberta_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """RobertaModel.modify_tensors: the position rows before the offset dropped."""
+    return data[_roberta_position_offset(ckpt):] if name == "embeddings.position_embeddings.weight" else data
+
+
+def _roberta_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """RobertaConfig's."""
+    return {**_bert_defaults(config), "vocab_size": 50265, "pad_token_id": 1}
+
+
+def _jina_bert_v2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """JinaBertV2Model.set_vocab: BERT's WordPiece, or a RobertaTokenizer's BPE (two token types)."""
+    tokenizer_class = tokenizer_config(ckpt.directory).get("tokenizer_class", "BertTokenizer")
+    if tokenizer_class == "BertTokenizer":
+        _bert_vocab(kv, ckpt)
+        return
+    pre_tokenizer = (read_json(ckpt.directory / "tokenizer.json").get("pre_tokenizer") or {}).get("type") \
+        if (ckpt.directory / "tokenizer.json").is_file() else None
+    if tokenizer_class != "RobertaTokenizer" or pre_tokenizer == "Whitespace":
+        raise LLMCoreError(f"{ckpt.directory}: jina-bert-v2's {tokenizer_class} tokenizer "
+                           f"{'(Whitespace pre-tokenizer) ' if pre_tokenizer == 'Whitespace' else ''}is not supported")
+    _gpt2_vocab(kv, ckpt)
+    kv.add_token_type_count(2)
+
+
+def _nomic_bert_hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """NomicBertModel.__init__ (remote code: config.json as it is): nomic-embed-text v1/v1.5's trained
+    context of 2048 (of the 8192 n_positions says), after checking the config is the layout llama.cpp
+    reads."""
+    if config.get("moe_every_n_layers"):
+        raise LLMCoreError("nomic-embed-text-v2-moe (nomic-bert-moe) is not supported yet")
+    expected = {"activation_function": "swiglu", "causal": False, "qkv_proj_bias": False, "mlp_fc1_bias": False,
+                "mlp_fc2_bias": False, "prenorm": False, "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False,
+                "rotary_emb_scale_base": None}
+    if odd := [key for key, value in expected.items() if config.get(key, "missing") != value]:
+        raise LLMCoreError(f"nomic-bert's {', '.join(odd)} differ from the layout llama.cpp reads")
+    positions = (config["n_positions"], config.get("max_trained_positions", 2048))
+    if positions not in ((8192, 2048), (2048, 2048)):
+        raise LLMCoreError(f"nomic-bert's n_positions {positions[0]} with max_trained_positions "
+                           f"{positions[1]} are not a known model's")
+    return {**config, "n_positions": 2048 if positions[0] == 8192 else 512}
+
+
+def _modern_bert_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """ModernBertModel.set_gguf_parameters: BERT's, the local attention's window and the pattern of
+    global layers, the FFN's activation."""
+    _bert_parameters(kv, ckpt, ftype)
+    h = ckpt.hparams
+    kv.add_sliding_window(h["local_attention"])
+    if (pattern := h.get("global_attn_every_n_layers")) is not None:
+        kv.add_sliding_window_pattern(pattern)
+    kv.add_rope_scaling_type(gguf.RopeScalingType.NONE)
+    kv.add_vocab_size(h["vocab_size"])
+    if hidden_act := h.get("hidden_activation"):
+        kv.add_string(f"{kv.arch}.hidden_activation", hidden_act)  # (add_hidden_act: newer than llmcore's gguf-py)
+
+
+def _modern_bert_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """ModernBertModel.set_vocab: BOS, EOS and SEP added, a BPE vocabulary."""
+    kv.add_add_bos_token(True)
+    kv.add_add_eos_token(True)
+    kv.add_add_sep_token(True)
+    _gpt2_vocab(kv, ckpt)
+
+
+def _modern_bert_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """ModernBertModel.filter_tensors: no ``model.`` prefix, then BERT's."""
+    return _bert_rename(name.removeprefix("model."), ckpt)
+
+
+def _modern_bert_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """ModernBertConfig's (a classifier pooling of its own even without a classifier)."""
+    return {"id2label": _placeholder_labels(config), "vocab_size": 50368,
+            "hidden_size": 768, "intermediate_size": 1152, "num_hidden_layers": 22, "num_attention_heads": 12,
+            "hidden_activation": "gelu", "max_position_embeddings": 8192, "norm_eps": 1e-5,
+            "global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "global_attn_every_n_layers": 3,
+            "local_attention": 128, "classifier_pooling": "cls"}
 
 
 # --- GPT-2, GPT-NeoX, BLOOM, Falcon, MPT -----------------------------------------------------------
@@ -890,6 +1054,410 @@ def _glm4_defaults(config: dict[str, Any]) -> dict[str, Any]:
             "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
 
 
+# --- Phi-2, StarCoder, Seed-OSS, ERNIE 4.5 -------------------------------------------------------
+
+def _phi2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Phi2Model.set_gguf_parameters: a feed-forward width of 4 n_embd, no BOS added."""
+    n_embd, n_head = ckpt.find("hidden_size", "n_embd"), ckpt.find("num_attention_heads", "n_head")
+    kv.add_context_length(ckpt.find("n_positions", "max_position_embeddings"))
+    kv.add_embedding_length(n_embd)
+    kv.add_feed_forward_length(4 * n_embd)
+    kv.add_block_count(ckpt.block_count)
+    kv.add_head_count(n_head)
+    kv.add_head_count_kv(n_head)
+    kv.add_layer_norm_eps(ckpt.find("layer_norm_epsilon", "layer_norm_eps"))
+    kv.add_rope_dimension_count(int(ckpt.rope["partial_rotary_factor"] * n_embd) // n_head)
+    kv.add_file_type(ftype)
+    kv.add_add_bos_token(False)
+
+
+def _phi2_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """PhiConfig's."""
+    return {"hidden_size": 2048, "num_attention_heads": 32, "max_position_embeddings": 2048, "layer_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "rope_scaling": None, "partial_rotary_factor": 0.5,
+            "num_key_value_heads": config.get("num_key_value_heads") or config.get("num_attention_heads", 32)}
+
+
+def _starcoder_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """StarCoderModel.set_gguf_parameters: multi-query attention (one KV head), whatever the config says."""
+    h = ckpt.hparams
+    kv.add_context_length(h["n_positions"])
+    kv.add_embedding_length(h["n_embd"])
+    kv.add_feed_forward_length(4 * h["n_embd"])
+    kv.add_block_count(ckpt.block_count)
+    kv.add_head_count(h["n_head"])
+    kv.add_head_count_kv(1)
+    kv.add_layer_norm_eps(h["layer_norm_epsilon"])
+    kv.add_file_type(ftype)
+
+
+def _starcoder_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """GPTBigCodeConfig's."""
+    return {"n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "layer_norm_epsilon": 1e-5,
+            "multi_query": True}
+
+
+def _seed_oss_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """SeedOssConfig's."""
+    return {"num_key_value_heads": 8, "max_position_embeddings": 524288, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "rope_scaling": None, "head_dim": 128}
+
+
+def _ernie4_5_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """Ernie4_5Model.filter_tensors: ``ernie.`` read as ``model.``; its fused projections (of the
+    checkpoints before transformers' own) are not read here."""
+    if name.endswith(("qkv_proj.weight", "up_gate_proj.weight")):
+        raise LLMCoreError(f"{ckpt.directory}: ERNIE 4.5's fused {name} is not supported yet; "
+                           "transformers' checkpoints (separate q/k/v and gate/up) are")
+    return name.replace("ernie.", "model.")
+
+
+def _ernie4_5_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Ernie4_5Model.set_vocab: SentencePiece, tokenizer_config.json's add_prefix_space."""
+    _sentencepiece_vocab(kv, ckpt)
+    if (prefix := tokenizer_config(ckpt.directory).get("add_prefix_space")) is not None:
+        kv.add_add_space_prefix(prefix)
+
+
+def _ernie4_5_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Ernie4_5Config's."""
+    return {"num_key_value_heads": 2, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+            "rope_scaling": None, "head_dim": config.get("head_dim") or 128}
+
+
+# --- Mamba, Mamba-2 -------------------------------------------------------------------------------
+
+def _padded_vocab(ckpt: Checkpoint, default_multiple: int) -> int:
+    """MambaModel.set_vocab's vocabulary size: rounded up to pad_vocab_size_multiple."""
+    multiple = ckpt.hparams.get("pad_vocab_size_multiple", default_multiple)
+    return -(ckpt.hparams["vocab_size"] // -multiple) * multiple
+
+
+def _mamba_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """MambaModel.set_vocab: tokenizer.json else tokenizer.model, for the size padded to 8."""
+    if (ckpt.directory / "tokenizer.json").is_file():
+        add_gpt2_vocab(kv, ckpt.directory, _padded_vocab(ckpt, 8))
+    else:
+        add_sentencepiece_vocab(kv, ckpt.directory, _padded_vocab(ckpt, 8))
+
+
+def _mamba2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """Mamba2Model.set_vocab: tokenizer.model else tokenizer.json, for the size padded to 16."""
+    if (ckpt.directory / "tokenizer.model").is_file():
+        add_sentencepiece_vocab(kv, ckpt.directory, _padded_vocab(ckpt, 16))
+    else:
+        add_gpt2_vocab(kv, ckpt.directory, _padded_vocab(ckpt, 16))
+
+
+def _add_state_space_shape(kv: gguf.GGUFWriter, ckpt: Checkpoint, d_model: int, d_inner: int, d_state: int,
+                           dt_rank: int) -> None:
+    """The keys Mamba's and Mamba-2's set_gguf_parameters share, in their order (an arbitrary context,
+    no feed-forward or attention heads)."""
+    kv.add_context_length(2**20)
+    kv.add_embedding_length(d_model)
+    kv.add_feed_forward_length(0)
+    kv.add_head_count(0)
+    kv.add_block_count(ckpt.block_count)
+    kv.add_ssm_conv_kernel(ckpt.find("conv_kernel", "d_conv") or 4)
+    kv.add_ssm_inner_size(d_inner)
+    kv.add_ssm_state_size(d_state)
+    kv.add_ssm_time_step_rank(dt_rank)
+
+
+def _mamba_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """MambaModel.set_gguf_parameters: the state space's sizes (RMS norms of dt, B and C for Falcon-Mamba)."""
+    d_model = ckpt.find("hidden_size", "d_model")
+    d_inner = ckpt.find("intermediate_size", "d_inner") or 2 * d_model
+    if d_inner != 2 * d_model:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: Mamba's inner size must be twice its width")
+    _add_state_space_shape(kv, ckpt, d_model, d_inner, ckpt.find("state_size", "d_state") or 16,
+                           ckpt.find("time_step_rank", "dt_rank") or -(d_model // -16))
+    kv.add_layer_norm_rms_eps(ckpt.find("layer_norm_epsilon", "rms_norm_eps") or 1e-5)
+    kv.add_ssm_dt_b_c_rms(ckpt.hparams.get("model_type") == "falcon_mamba")
+    kv.add_file_type(ftype)
+
+
+def _mamba_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    """conv1d's [d_inner, 1, d_conv] squeezed."""
+    return tuple(n for n in shape if n != 1) if name.endswith("mixer.conv1d.weight") else shape
+
+
+def _mamba2_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    """Mamba's, A and D given a trailing 1, the gated norm one row per group."""
+    if name.endswith(("mixer.A_log", "mixer.D")):
+        return (*shape, 1)
+    if name.endswith("mixer.norm.weight"):
+        n_group = ckpt.find("n_groups") or 1
+        return (n_group, shape[0] // n_group)
+    return _mamba_shape(name, shape, ckpt)
+
+
+def _negated_exp_of_a_log(name: str, data: np.ndarray) -> np.ndarray:
+    """A = -exp(A_log), computed in the tensor's own type as torch does."""
+    return -np.exp(data) if name.endswith(".A_log") else data
+
+
+def _mamba_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    return _negated_exp_of_a_log(name, data.reshape(_mamba_shape(name, data.shape, ckpt)))
+
+
+def _mamba2_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    return _negated_exp_of_a_log(name, data.reshape(_mamba2_shape(name, data.shape, ckpt)))
+
+
+def _mamba2_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """Mamba2Model.filter_tensors: Mamba-Codestral's ``model.`` prefix dropped, dt_bias as dt_proj's bias."""
+    if name.startswith(("model.backbone", "model.lm_head")):
+        name = name.removeprefix("model.")
+    if name.endswith(".dt_bias"):
+        name = name.removesuffix(".dt_bias") + ".dt_proj.bias"
+    return name
+
+
+def _mamba2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """Mamba2Model.set_gguf_parameters."""
+    d_model = ckpt.find("hidden_size", "d_model", "dim")
+    expand = ckpt.find("mamba_expand", "expand") or 2
+    d_inner = ckpt.find("mamba_d_ssm", "intermediate_size", "d_inner") or expand * d_model
+    head_dim = ckpt.find("mamba_d_head", "head_dim") or 64
+    if d_inner != expand * d_model or d_inner % head_dim:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: Mamba-2's inner size must be expand times its width "
+                           "and a multiple of head_dim")
+    _add_state_space_shape(kv, ckpt, d_model, d_inner, ckpt.find("state_size", "d_state") or 128, d_inner // head_dim)
+    kv.add_ssm_group_count(ckpt.find("n_groups") or 1)
+    kv.add_layer_norm_rms_eps(ckpt.find("layer_norm_epsilon", "rms_norm_eps") or 1e-5)
+    kv.add_file_type(ftype)
+
+
+_MAMBA = Architecture(gguf.MODEL_ARCH.MAMBA, _no_defaults, _mamba_parameters, _mamba_vocab, _mamba_rewrite,
+                      _mamba_shape)
+_MAMBA2 = Architecture(gguf.MODEL_ARCH.MAMBA2, _no_defaults, _mamba2_parameters, _mamba2_vocab, _mamba2_rewrite,
+                       _mamba2_shape, rename=_mamba2_rename)
+
+
+# --- GPT-OSS --------------------------------------------------------------------------------------
+
+def _gpt_oss_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """GptOssModel.filter_tensors and modify_tensors' names: sinks as weights, the stacked experts'
+    down projection (and its bias) named as a weight; MXFP4 blocks and scales are ``_gpt_oss_mxfp4``'s."""
+    if name.endswith(("_blocks", "_scales")):
+        return None
+    if "sinks" in name:
+        name += ".weight"
+    if name.endswith("down_proj_bias"):
+        return name.replace("down_proj_bias", "down_proj.bias")
+    return name.replace("down_proj", "down_proj.weight") if name.endswith("mlp.experts.down_proj") else name
+
+
+def _gpt_oss_split(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> list[tuple[str, tuple[int, ...]]]:
+    """The experts' fused gate_up (rows alternating gate, up) as gate and up, each [experts, n_ff, n_embd]."""
+    if name.endswith("mlp.experts.gate_up_proj"):
+        n_expert, n_embd, n_ff2 = shape
+        return [(name.replace("gate_up_proj", part), (n_expert, n_ff2 // 2, n_embd))
+                for part in ("gate_proj.weight", "up_proj.weight")]
+    if name.endswith("mlp.experts.gate_up_proj_bias"):
+        return [(name.replace("gate_up_proj_bias", part), (*shape[:-1], shape[-1] // 2))
+                for part in ("gate_proj.bias", "up_proj.bias")]
+    return [(name, shape)]
+
+
+def _gpt_oss_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    return (*shape[:-2], shape[-1], shape[-2]) if name.endswith("mlp.experts.down_proj.weight") else shape
+
+
+def _gpt_oss_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    """Unquantized experts stored input-major: transposed; gate and up taken from alternate rows."""
+    if name.endswith("mlp.experts.down_proj.weight"):
+        return data.swapaxes(-1, -2)
+    first = 0 if ".gate_proj." in name else 1
+    if name.endswith(("mlp.experts.gate_proj.weight", "mlp.experts.up_proj.weight")):
+        return data.swapaxes(-1, -2)[:, first::2, :]
+    if name.endswith(("mlp.experts.gate_proj.bias", "mlp.experts.up_proj.bias")):
+        return data[..., first::2]
+    return data
+
+
+def _mxfp4_nibbles_interleaved(blocks: np.ndarray) -> np.ndarray:
+    """GptOssModel.transform_nibble_layout: each 16-byte block's 32 codes from the low-half, high-half
+    order of the checkpoint to ggml's block_mxfp4 order."""
+    swapped = ((blocks & 0x0F) << 4) | (blocks >> 4)
+    first, second = np.split(swapped, 2, axis=-1)
+    first = np.stack([first & 0xF0, first << 4], axis=-1).reshape(blocks.shape)
+    second = np.stack([second >> 4, second & 0x0F], axis=-1).reshape(blocks.shape)
+    merged = first | second
+    return ((merged & 0xF0) >> 4) | ((merged & 0x0F) << 4)
+
+
+def _mxfp4_repacked(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """GptOssModel.repack_mxfp4: each block's E8M0 scale byte before its 16 code bytes."""
+    data = np.concatenate([scales[..., None], _mxfp4_nibbles_interleaved(blocks)], axis=-1)
+    return data.reshape(*data.shape[:-2], -1)
+
+
+def _gpt_oss_mxfp4(ckpt: Checkpoint) -> list[RawTensor]:
+    """GptOssModel.generate_extra_tensors: the MXFP4 experts (blocks [experts, rows, blocks, 16 bytes]
+    and scales [experts, rows, blocks]), down then gate and up (gate_up's alternate rows) per layer,
+    where each scales tensor is read."""
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT_OSS, ckpt.block_count)
+    stored = {t.name: t for t in checkpoint_tensors(ckpt.directory)}
+    raw = []
+    for name, scales in stored.items():
+        if not name.endswith(("mlp.experts.down_proj_scales", "mlp.experts.gate_up_proj_scales")):
+            continue
+        blocks = stored[name.replace("_scales", "_blocks")]
+        n_expert, rows, n_blocks, _ = blocks.shape
+        parts = [("down_proj", slice(None))] if "down_proj" in name else [("gate_proj", slice(0, None, 2)),
+                                                                          ("up_proj", slice(1, None, 2))]
+        for part, row_slice in parts:
+            new_name = names.get_name(name.rsplit(".", 1)[0] + f".{part}.weight", try_suffixes=(".weight",))
+            shape = (n_expert, len(range(rows)[row_slice]), n_blocks * 32)
+            raw.append(RawTensor(new_name, GGMLType.MXFP4, shape,
+                                 lambda b=blocks, s=scales, r=row_slice: _mxfp4_repacked(b.load()[:, r], s.load()[:, r])))
+    return raw
+
+
+def _gpt_oss_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """GptOssModel.set_gguf_parameters."""
+    text_parameters(kv, ckpt, ftype)
+    kv.add_sliding_window(ckpt.hparams["sliding_window"])
+    kv.add_expert_feed_forward_length(ckpt.hparams["intermediate_size"])
+
+
+def _gpt_oss_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """GptOssConfig's."""
+    return {"num_local_experts": 128, "head_dim": 64, "num_key_value_heads": 8, "sliding_window": 128,
+            "rope_theta": 150000.0, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
+            "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                             "truncate": False, "original_max_position_embeddings": 4096},
+            "num_experts_per_tok": 4}
+
+
+# --- DBRX -----------------------------------------------------------------------------------------
+
+_DBRX_EXPERTS = ("ffn.experts.mlp.w1", "ffn.experts.mlp.v1", "ffn.experts.mlp.w2")
+
+
+def _dbrx_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """DbrxModel.set_gguf_parameters."""
+    h = ckpt.hparams
+    ffn, attn = h["ffn_config"], h["attn_config"]
+    kv.add_block_count(ckpt.block_count)
+    kv.add_context_length(h["max_seq_len"])
+    kv.add_embedding_length(h["d_model"])
+    kv.add_feed_forward_length(ffn["ffn_hidden_size"])
+    kv.add_head_count(h["n_heads"])
+    kv.add_head_count_kv(attn["kv_n_heads"])
+    kv.add_rope_freq_base(attn["rope_theta"])
+    if attn["clip_qkv"] is None:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: DBRX without attn_config's clip_qkv is not supported "
+                           "(convert_hf_to_gguf.py writes none)")
+    kv.add_clamp_kqv(attn["clip_qkv"])
+    kv.add_expert_count(ffn["moe_num_experts"])
+    kv.add_expert_used_count(ffn["moe_top_k"])
+    kv.add_layer_norm_eps(1e-5)
+    kv.add_file_type(ftype)
+
+
+def _dbrx_rename(name: str, ckpt: Checkpoint) -> str | None:
+    """The experts' matrices are stored without ``.weight``."""
+    return name + ".weight" if name.endswith(_DBRX_EXPERTS) else name
+
+
+def _dbrx_expert_sizes(ckpt: Checkpoint) -> tuple[int, int, int]:
+    ffn = ckpt.hparams["ffn_config"]
+    return ffn["moe_num_experts"], ffn["ffn_hidden_size"], ckpt.hparams["d_model"]
+
+
+def _is_dbrx_expert(name: str) -> bool:
+    return name.removesuffix(".weight").endswith(_DBRX_EXPERTS)
+
+
+def _dbrx_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[int, ...]:
+    """DbrxModel.modify_tensors: each experts' matrix [n_expert * n_ff, n_embd] as [n_expert, n_ff, n_embd],
+    the down projection's transposed to [n_expert, n_embd, n_ff]."""
+    if not _is_dbrx_expert(name):
+        return shape
+    n_expert, n_ff, n_embd = _dbrx_expert_sizes(ckpt)
+    return (n_expert, n_embd, n_ff) if name.endswith("mlp.w2.weight") else (n_expert, n_ff, n_embd)
+
+
+def _dbrx_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
+    if not _is_dbrx_expert(name):
+        return data
+    data = data.reshape(_dbrx_expert_sizes(ckpt))
+    return data.transpose(0, 2, 1) if name.endswith("mlp.w2.weight") else data
+
+
+def _dbrx_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The nested configs with their defaults (config.json's own would replace the defaults' whole)."""
+    defaults = _dbrx_defaults(hparams)
+    return {**hparams, "attn_config": defaults["attn_config"], "ffn_config": defaults["ffn_config"]}
+
+
+def _dbrx_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """DbrxConfig's, its attention's and FFN's configs filled in too."""
+    return {"d_model": 2048, "n_heads": 16, "n_layers": 24, "max_seq_len": 2048, "vocab_size": 32000,
+            "attn_config": {"clip_qkv": None, "kv_n_heads": 1, "rope_theta": 10000.0,
+                            **(config.get("attn_config") or {})},
+            "ffn_config": {"ffn_hidden_size": 3584, "moe_num_experts": 4, "moe_top_k": 1,
+                           **(config.get("ffn_config") or {})}}
+
+
+# --- EXAONE, Orion (remote code: config.json read as it is) ----------------------------------------
+
+def _exaone_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """ExaoneModel.set_gguf_parameters: TextModel's, the rotated part of each head."""
+    h = ckpt.hparams
+    if h.get("activation_function") != "silu":
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: EXAONE's activation_function must be silu")
+    text_parameters(kv, ckpt, ftype)
+    rotary = ckpt.rope.get("partial_rotary_factor")
+    head_dim = h["hidden_size"] // h["num_attention_heads"]
+    kv.add_rope_dimension_count(int((1.0 if rotary is None else rotary) * head_dim))
+
+
+def _orion_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
+    """OrionModel.set_gguf_parameters: its rms_norm_eps is a LayerNorm's epsilon."""
+    h = ckpt.hparams
+    n_ctx = ckpt.find("max_sequence_length", "max_position_embeddings", "model_max_length")
+    if n_ctx is None:
+        raise LLMCoreError(f"{ckpt.directory / 'config.json'}: no context length (max_sequence_length, "
+                           "max_position_embeddings or model_max_length)")
+    kv.add_file_type(ftype)
+    kv.add_tensor_data_layout("Meta AI original pth")
+    kv.add_context_length(n_ctx)
+    kv.add_embedding_length(h["hidden_size"])
+    kv.add_block_count(ckpt.block_count)
+    kv.add_feed_forward_length(h["intermediate_size"])
+    kv.add_head_count(h["num_attention_heads"])
+    kv.add_head_count_kv(h.get("num_key_value_heads", h["num_attention_heads"]))
+    kv.add_layer_norm_eps(h["rms_norm_eps"])
+
+
+def _sentencepiece_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
+    """_set_vocab_sentencepiece."""
+    add_sentencepiece_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
+
+
+# --- Qwen2-VL -------------------------------------------------------------------------------------
+
+def _qwen2vl_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2VLConfig's (Qwen2_5_VLConfig's alike): the text config from config.json's text_config, or
+    else from its root keys, over Qwen2VLTextConfig's defaults; its rope scaling type mrope read as
+    default (llama.cpp reads only the sections)."""
+    text = {"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568, "num_hidden_layers": 80,
+            "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-5, "rope_theta": 1_000_000.0, "use_sliding_window": False, "rope_scaling": None,
+            **(config.get("text_config") or config)}
+    text["num_key_value_heads"] = text["num_key_value_heads"] or text["num_attention_heads"]
+    text["sliding_window"] = text.get("sliding_window", 4096) if text["use_sliding_window"] else None
+    if (rope := text["rope_scaling"]) is not None and "type" in rope:
+        rope = {**rope, "type": "default" if rope["type"] == "mrope" else rope["type"]}
+        text["rope_scaling"] = {**rope, "rope_type": rope["type"]}
+    text.pop("architectures", None)
+    return {"text_config": text}
+
+
 # --- DeepSeek V2 -----------------------------------------------------------------------------------
 
 def _deepseek2_parameters(kv: gguf.GGUFWriter, ckpt: Checkpoint, ftype: gguf.LlamaFileType) -> None:
@@ -1012,13 +1580,19 @@ def _internlm2_vocab(kv: gguf.GGUFWriter, ckpt: Checkpoint) -> None:
     add_internlm2_vocab(kv, ckpt.directory, ckpt.hparams.get("vocab_size"))
 
 
-def _no_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Remote-code models: convert reads config.json as it is (transformers has no config class)."""
-    return {}
-
-
 _LLAMA = Architecture(gguf.MODEL_ARCH.LLAMA, _llama_defaults, _llama_parameters, _llama_vocab, _llama_rewrite,
                       extra_tensors=_llama3_rope_factors)
+
+_QWEN2VL = Architecture(gguf.MODEL_ARCH.QWEN2VL, _qwen2vl_defaults, vocab=_sentencepiece_or_gpt2_vocab)
+_ERNIE4_5 = Architecture(gguf.MODEL_ARCH.ERNIE4_5, _ernie4_5_defaults, vocab=_ernie4_5_vocab, rename=_ernie4_5_rename)
+_BERT = Architecture(gguf.MODEL_ARCH.BERT, _bert_defaults, _bert_parameters, _bert_vocab, rename=_bert_rename)
+_JINA_BERT_V2 = dataclasses.replace(_BERT, arch=gguf.MODEL_ARCH.JINA_BERT_V2, vocab=_jina_bert_v2_vocab)
+_NOMIC_BERT = dataclasses.replace(_BERT, arch=gguf.MODEL_ARCH.NOMIC_BERT, config_defaults=_no_defaults,
+                                  hparams=_nomic_bert_hparams)
+_ROBERTA = Architecture(gguf.MODEL_ARCH.BERT, _roberta_defaults, _roberta_parameters, _roberta_vocab,
+                        _roberta_rewrite, _roberta_shape, rename=_roberta_rename)
+_MODERN_BERT = Architecture(gguf.MODEL_ARCH.MODERN_BERT, _modern_bert_defaults, _modern_bert_parameters,
+                            _modern_bert_vocab, rename=_modern_bert_rename)
 
 #: config.json's ``architectures[0]`` -> how to convert it
 ARCHITECTURES: dict[str, Architecture] = {
@@ -1029,11 +1603,11 @@ ARCHITECTURES: dict[str, Architecture] = {
                                        _llama_rewrite, extra_tensors=_llama3_rope_factors),
     "Qwen2ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2, _rope_default, vocab=_sentencepiece_or_gpt2_vocab),
     "MixtralForCausalLM": Architecture(gguf.MODEL_ARCH.LLAMA, _mixtral_defaults, _llama_parameters, _llama_vocab,
-                                       _llama_rewrite, extra_tensors=_llama3_rope_factors, experts=_MIXTRAL_EXPERTS),
+                                       _llama_rewrite, extra_tensors=_llama3_rope_factors, stacks=(_MIXTRAL_EXPERTS,)),
     "Qwen2MoeForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN2MOE, _qwen2moe_defaults, _qwen2moe_parameters,
-                                        experts=_QWEN_EXPERTS),
+                                        stacks=(_QWEN_EXPERTS,)),
     "Qwen3MoeForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3MOE, _qwen3moe_defaults, _qwen2moe_parameters,
-                                        experts=_QWEN_EXPERTS),
+                                        stacks=(_QWEN_EXPERTS,)),
     "Qwen3ForCausalLM": Architecture(gguf.MODEL_ARCH.QWEN3, _qwen3_defaults, vocab=_sentencepiece_or_gpt2_vocab),
     "GemmaForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA, _gemma_defaults, _gemma_parameters, _gemma_vocab,
                                      _plus_one_norms, skipped=("lm_head.weight",)),
@@ -1042,12 +1616,21 @@ ARCHITECTURES: dict[str, Architecture] = {
     "Phi3ForCausalLM": Architecture(gguf.MODEL_ARCH.PHI3, _phi3_defaults, _phi3_parameters, _phi3_vocab,
                                     extra_tensors=_phi3_rope_factors),
     "StableLmForCausalLM": Architecture(gguf.MODEL_ARCH.STABLELM, _stablelm_defaults, _stablelm_parameters,
-                                        _stablelm_vocab, _stablelm_rewrite),
+                                        _stablelm_vocab, stacks=_STABLELM_HEAD_NORMS),
     "Starcoder2ForCausalLM": Architecture(gguf.MODEL_ARCH.STARCODER2, _starcoder2_defaults),
     "Olmo2ForCausalLM": Architecture(gguf.MODEL_ARCH.OLMO2, _olmo2_defaults, _olmo2_parameters),
     "Gemma3ForCausalLM": Architecture(gguf.MODEL_ARCH.GEMMA3, _gemma3_defaults, _gemma3_parameters, _gemma3_vocab,
                                       _gemma3_rewrite, _gemma3_shape),
-    "BertModel": Architecture(gguf.MODEL_ARCH.BERT, _bert_defaults, _bert_parameters, _bert_vocab, rename=_bert_rename),
+    "BertModel": _BERT,
+    "BertForSequenceClassification": _BERT,
+    "BertForMaskedLM": _BERT,
+    "NomicBertModel": _NOMIC_BERT,
+    "JinaBertModel": _JINA_BERT_V2,
+    "JinaBertForMaskedLM": _JINA_BERT_V2,
+    "RobertaModel": _ROBERTA,
+    "RobertaForSequenceClassification": _ROBERTA,
+    "ModernBertModel": _MODERN_BERT,
+    "ModernBertForSequenceClassification": _MODERN_BERT,
     "GPT2LMHeadModel": Architecture(gguf.MODEL_ARCH.GPT2, _gpt2_defaults, _gpt2_parameters, rewrite=_gpt2_rewrite,
                                     shape=_gpt2_shape),
     "GPTNeoXForCausalLM": Architecture(gguf.MODEL_ARCH.GPTNEOX, _neox_defaults, _neox_parameters,
@@ -1059,11 +1642,32 @@ ARCHITECTURES: dict[str, Architecture] = {
     "MPTForCausalLM": Architecture(gguf.MODEL_ARCH.MPT, _mpt_defaults, _mpt_parameters),
     "CohereForCausalLM": Architecture(gguf.MODEL_ARCH.COMMAND_R, _command_r_defaults, _command_r_parameters),
     "OlmoForCausalLM": Architecture(gguf.MODEL_ARCH.OLMO, _olmo_defaults, _olmo_parameters, rewrite=_olmo_rewrite),
-    "OlmoeForCausalLM": Architecture(gguf.MODEL_ARCH.OLMOE, _olmoe_defaults, _olmoe_parameters, experts=_QWEN_EXPERTS),
+    "OlmoeForCausalLM": Architecture(gguf.MODEL_ARCH.OLMOE, _olmoe_defaults, _olmoe_parameters,
+                                     stacks=(_QWEN_EXPERTS,)),
     "Glm4ForCausalLM": Architecture(gguf.MODEL_ARCH.GLM4, _glm4_defaults, _glm4_parameters, _glm4_vocab),
     "DeepseekV2ForCausalLM": Architecture(gguf.MODEL_ARCH.DEEPSEEK2, _deepseek2_defaults, _deepseek2_parameters,
                                           rewrite=_deepseek2_rewrite, rename=_deepseek2_rename, split=_deepseek2_split,
-                                          experts=_DEEPSEEK2_EXPERTS),
+                                          stacks=(_DEEPSEEK2_EXPERTS,)),
+    "PhiForCausalLM": Architecture(gguf.MODEL_ARCH.PHI2, _phi2_defaults, _phi2_parameters),
+    "GPTBigCodeForCausalLM": Architecture(gguf.MODEL_ARCH.STARCODER, _starcoder_defaults, _starcoder_parameters),
+    "SeedOssForCausalLM": Architecture(gguf.MODEL_ARCH.SEED_OSS, _seed_oss_defaults),
+    "Ernie4_5ForCausalLM": _ERNIE4_5,
+    "Ernie4_5_ForCausalLM": _ERNIE4_5,
+    "MambaForCausalLM": _MAMBA,
+    "MambaLMHeadModel": _MAMBA,
+    "FalconMambaForCausalLM": _MAMBA,
+    "Mamba2ForCausalLM": _MAMBA2,
+    "GptOssForCausalLM": Architecture(gguf.MODEL_ARCH.GPT_OSS, _gpt_oss_defaults, _gpt_oss_parameters,
+                                      rewrite=_gpt_oss_rewrite, shape=_gpt_oss_shape, rename=_gpt_oss_rename,
+                                      split=_gpt_oss_split, raw_tensors=_gpt_oss_mxfp4),
+    "Qwen2VLForConditionalGeneration": _QWEN2VL,
+    "Qwen2_5_VLForConditionalGeneration": _QWEN2VL,
+    "DbrxForCausalLM": Architecture(gguf.MODEL_ARCH.DBRX, _dbrx_defaults, _dbrx_parameters, rewrite=_dbrx_rewrite,
+                                    shape=_dbrx_shape, rename=_dbrx_rename, hparams=_dbrx_hparams,
+                                    quantize_every_matrix=True),
+    "ExaoneForCausalLM": Architecture(gguf.MODEL_ARCH.EXAONE, _no_defaults, _exaone_parameters,
+                                      extra_tensors=_llama3_rope_factors),
+    "OrionForCausalLM": Architecture(gguf.MODEL_ARCH.ORION, _no_defaults, _orion_parameters, _sentencepiece_vocab),
     "InternLM2ForCausalLM": Architecture(gguf.MODEL_ARCH.INTERNLM2, _no_defaults, vocab=_internlm2_vocab,
                                          rewrite=_internlm2_rewrite, split=_internlm2_split),
 }
