@@ -15,7 +15,6 @@
 typedef float lq_vf __attribute__((vector_size(LANES * sizeof(float))));
 typedef int32_t lq_vi __attribute__((vector_size(LANES * sizeof(int32_t))));
 
-#define MAX_STEP_VECTORS 5 /* at most 40 steps side by side; the callers take 16, 21 or 37 */
 
 static inline lq_vf splat(float value) { return (lq_vf){value, value, value, value, value, value, value, value}; }
 static inline lq_vi splat_int(int32_t value) { return (lq_vi){value, value, value, value, value, value, value, value}; }
@@ -89,60 +88,53 @@ void lq_qx_tries(int n, int nmax, const float *x, const float *weight, float max
 }
 
 /* make_qkx2_quants' (and make_qkx3_quants') loop over is = 0..nstep, from *min, *scale,
- * *best_error and L as its first pass leaves them (n <= 32, nstep < 40; weights: each value's w
- * there). A step that improves the fit changes min, which the later steps' levels depend on: the
- * steps after it are computed again from the new min. */
+ * *best_error and L as its first pass leaves them (n <= 32; weights: each value's w there), eight
+ * steps at a time. A step that improves the fit changes min, which the later steps' levels depend
+ * on: the next eight are then the steps after it, from the new min. */
 void lq_qkx_steps(int n, int nmax, const float *x, const float *weights, float max, float rmin, float rdelta,
                   int nstep, int use_mad, float sum_w, float sum_x, uint8_t *L, float *scale, float *min,
                   float *best_error) {
-    GGML_ASSERT(n <= 32 && nstep < MAX_STEP_VECTORS * LANES);
-    lq_vi levels[32][MAX_STEP_VECTORS];
-    lq_vf this_scale[MAX_STEP_VECTORS], this_min[MAX_STEP_VECTORS], error[MAX_STEP_VECTORS];
-    lq_vi positive[MAX_STEP_VECTORS];
+    GGML_ASSERT(n <= 32);
+    lq_vi levels[32];
     int first = 0;
     while (first <= nstep) {
-        const int n_vectors = (nstep - first) / LANES + 1;
         const float from = *min;
-        const lq_vf range = splat(max - from);
-        for (int v = 0; v < n_vectors; ++v) {
-            const lq_vf is = lane_numbers() + splat((float)(first + v * LANES));
-            const lq_vf iscale = (splat(rmin) + splat(rdelta) * is + splat((float)nmax)) / range;
-            lq_vf sum_l = splat(0), sum_l2 = splat(0), sum_xl = splat(0);
-            for (int i = 0; i < n; ++i) {
-                const lq_vi l = clamp_ints(nearest_ints(iscale * splat(x[i] - from)), 0, nmax);
-                levels[i][v] = l;
-                const lq_vf fl = __builtin_convertvector(l, lq_vf);
-                const lq_vf wl = splat(weights[i]) * fl;
-                sum_l += wl;
-                sum_l2 += wl * fl;
-                sum_xl += wl * splat(x[i]);
-            }
-            const lq_vf D = splat(sum_w) * sum_l2 - sum_l * sum_l;
-            positive[v] = D > splat(0);
-            lq_vf s = (splat(sum_w) * sum_xl - splat(sum_x) * sum_l) / D;
-            lq_vf m = (sum_l2 * splat(sum_x) - sum_l * sum_xl) / D;
-            const lq_vi min_positive = m > splat(0);
-            s = select_floats(min_positive, sum_xl / sum_l2, s);
-            m = select_floats(min_positive, splat(0), m);
-            lq_vf cur = splat(0);
-            for (int i = 0; i < n; ++i) {
-                lq_vf diff = s * __builtin_convertvector(levels[i][v], lq_vf) + m - splat(x[i]);
-                diff = use_mad ? absolute(diff) : diff * diff;
-                cur += splat(weights[i]) * diff;
-            }
-            this_scale[v] = s, this_min[v] = m, error[v] = cur;
+        const lq_vf is = lane_numbers() + splat((float)first);
+        const lq_vf iscale = (splat(rmin) + splat(rdelta) * is + splat((float)nmax)) / splat(max - from);
+        lq_vf sum_l = splat(0), sum_l2 = splat(0), sum_xl = splat(0);
+        for (int i = 0; i < n; ++i) {
+            const lq_vi l = clamp_ints(nearest_ints(iscale * splat(x[i] - from)), 0, nmax);
+            levels[i] = l;
+            const lq_vf fl = __builtin_convertvector(l, lq_vf);
+            const lq_vf wl = splat(weights[i]) * fl;
+            sum_l += wl;
+            sum_l2 += wl * fl;
+            sum_xl += wl * splat(x[i]);
         }
-        int restart = nstep + 1;
-        for (int is = first; is <= nstep && restart > nstep; ++is) {
-            const int v = (is - first) / LANES, lane = (is - first) % LANES;
-            if (!positive[v][lane] || !(error[v][lane] < *best_error)) continue;
-            for (int i = 0; i < n; ++i) L[i] = (uint8_t)levels[i][v][lane];
-            *best_error = error[v][lane];
-            *scale = this_scale[v][lane];
-            if (!same_bits(this_min[v][lane], *min)) restart = is + 1;
-            *min = this_min[v][lane];
+        const lq_vf D = splat(sum_w) * sum_l2 - sum_l * sum_l;
+        const lq_vi positive = D > splat(0);
+        lq_vf this_scale = (splat(sum_w) * sum_xl - splat(sum_x) * sum_l) / D;
+        lq_vf this_min = (sum_l2 * splat(sum_x) - sum_l * sum_xl) / D;
+        const lq_vi min_positive = this_min > splat(0);
+        this_scale = select_floats(min_positive, sum_xl / sum_l2, this_scale);
+        this_min = select_floats(min_positive, splat(0), this_min);
+        lq_vf error = splat(0);
+        for (int i = 0; i < n; ++i) {
+            lq_vf diff = this_scale * __builtin_convertvector(levels[i], lq_vf) + this_min - splat(x[i]);
+            diff = use_mad ? absolute(diff) : diff * diff;
+            error += splat(weights[i]) * diff;
         }
-        first = restart;
+        int next = MIN(first + LANES, nstep + 1);
+        for (int is = first; is < next; ++is) {
+            const int lane = is - first;
+            if (!positive[lane] || !(error[lane] < *best_error)) continue;
+            for (int i = 0; i < n; ++i) L[i] = (uint8_t)levels[i][lane];
+            *best_error = error[lane];
+            *scale = this_scale[lane];
+            if (!same_bits(this_min[lane], *min)) next = is + 1; /* the steps after it: again, from the new min */
+            *min = this_min[lane];
+        }
+        first = next;
     }
 }
 
