@@ -3,9 +3,10 @@ costs per run, per op and per byte or operation of a matrix product.
 
 Each quantity comes from a small timed graph on a fresh instance of the backend (so nothing stays
 allocated on the one the model uses): a chain of elementwise ops gives the fixed cost of one op and
-of one executable run; a decode-shaped (1 token) ``mul_mat`` over a weight larger than the CPU
-caches gives the bytes/s at which weights of that type stream, a prompt-shaped (64 token) one the
-operations/s; causal attention at two prompt sizes gives its cost per query and per (query, cell)
+of one executable run; a decode-shaped (1 token) chain of square ``mul_mat``s, each reading the
+last one's output, over weights larger than the CPU caches together gives the bytes/s at which a
+model's weights of that type stream, the cost each product adds (its dispatch, the threads waiting
+for each other) included; a prompt-shaped (256 token) one the operations/s; causal attention at two prompt sizes gives its cost per query and per (query, cell)
 pair. Only the weight and cache types a plan needs are measured. Each time is the best of
 several runs, so that work elsewhere on the machine while it calibrates does not make the plan
 expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
@@ -38,7 +39,8 @@ from llmcore.paths import cache_dir
 CACHE_NAME = "calibration.json"
 DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode streams weights from RAM
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
-PROMPT_TOKENS = 64
+PROMPT_TOKENS = 256  # half llama-bench's pp512 step: GEMMs reach their speed by then, not at 64
+METHOD = 2  # bumped when what is measured changes: older cached figures are not comparable
 WIDTH = 1024  # columns of the calibration matrices (a multiple of every block size)
 CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
 HEADS, HEAD_DIM = 8, 64  # attention of a small model
@@ -132,7 +134,7 @@ def is_cached(backend: Backend) -> bool:
 def _cache_key(backend: Backend) -> str:
     devices = availability(backend.name).devices
     device = devices[0].name if devices else "default"
-    return f"{backend.name}|{device}|threads={backend.n_threads}|cpu={host_cpu()}|llmcore={__version__}"
+    return f"{backend.name}|{device}|threads={backend.n_threads}|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
 
 
 def host_cpu() -> str:
@@ -225,20 +227,25 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType, fixed_s: float) -> M
     """Bytes/s of a decode-shaped product and operations/s of a prompt-shaped one, net of the
     ``fixed_s`` every one-op run costs (the cost model adds that separately)."""
     rng = np.random.default_rng(0)
-    row_bytes = tensor_bytes(weight_type, (1, WIDTH))
-    decode_rows = max(DECODE_WEIGHT_BYTES // row_bytes, 1)
+    square_bytes = tensor_bytes(weight_type, (WIDTH, WIDTH))
+    n_decode = max(DECODE_WEIGHT_BYTES // square_bytes, 1)
     prompt_rows = PROMPT_WEIGHT_ELEMENTS // WIDTH
+    x = lambda n_tokens: {"x": rng.standard_normal((n_tokens, WIDTH)).astype(np.float32)}
 
-    def product(rows: int, n_tokens: int, name: str) -> tuple[float, int]:
-        raw = _random_weight(rng, weight_type, rows)
-        seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (rows, WIDTH), weight_type),
-                                                      g.input("x", (n_tokens, WIDTH), F32)),
-                         {name: raw}, {"x": rng.standard_normal((n_tokens, WIDTH)).astype(np.float32)})
-        return max(seconds - fixed_s, 1e-9), raw.nbytes
+    def decode_chain(g: GraphBuilder):
+        node = g.input("x", (1, WIDTH), F32)
+        for i in range(n_decode):
+            node = g.mul_mat(g.weight(f"calibration.decode.{weight_type.name}.{i}", (WIDTH, WIDTH), weight_type), node)
+        return node
 
-    decode_s, decode_bytes = product(decode_rows, 1, f"calibration.decode.{weight_type.name}")
-    prompt_s, _ = product(prompt_rows, PROMPT_TOKENS, f"calibration.prompt.{weight_type.name}")
-    return MatMulSpeed(decode_bytes / decode_s, 2 * prompt_rows * WIDTH * PROMPT_TOKENS / prompt_s)
+    decode_weights = {f"calibration.decode.{weight_type.name}.{i}": _random_weight(rng, weight_type, WIDTH)
+                      for i in range(n_decode)}
+    decode_s = max(_timed(backend, decode_chain, decode_weights, x(1)) - fixed_s, 1e-9)
+    name = f"calibration.prompt.{weight_type.name}"
+    prompt_s = max(_timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, WIDTH), weight_type),
+                                                       g.input("x", (PROMPT_TOKENS, WIDTH), F32)),
+                          {name: _random_weight(rng, weight_type, prompt_rows)}, x(PROMPT_TOKENS)) - fixed_s, 1e-9)
+    return MatMulSpeed(n_decode * square_bytes / decode_s, 2 * prompt_rows * WIDTH * PROMPT_TOKENS / prompt_s)
 
 
 def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpeed:
@@ -275,10 +282,12 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
 
 
 def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int) -> np.ndarray:
-    """A weight of ``rows`` x WIDTH in the raw layout ``WeightData`` uses; values are small
-    normals for float types and random bytes (with small block scales) for quantized ones."""
+    """A weight of ``rows`` x WIDTH in the raw layout ``WeightData`` uses; values are normals that
+    keep a product's outputs as large as its inputs (a chain of them never reaches denormals, which
+    some CPUs compute slowly) for float types and random bytes (with small block scales) for
+    quantized ones."""
     if weight_type in (GGMLType.F32, GGMLType.F16):
-        return (0.01 * rng.standard_normal((rows, WIDTH))).astype(np.float32 if weight_type == GGMLType.F32 else np.float16)
+        return (WIDTH ** -0.5 * rng.standard_normal((rows, WIDTH))).astype(np.float32 if weight_type == GGMLType.F32 else np.float16)
     row_bytes = tensor_bytes(weight_type, (1, WIDTH))
     raw = np.frombuffer(bytearray(rng.bytes(rows * row_bytes)), np.uint8).reshape(rows, row_bytes)
     # 32-value block types start each block with a float16 scale: cap its high byte so that the
