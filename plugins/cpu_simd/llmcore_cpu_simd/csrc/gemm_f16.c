@@ -106,6 +106,9 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
     const int64_t nc = k / 16, half = k / 2;
     int64_t block = GEMM_X_BLOCK_HALVES / k / GEMM_RN * GEMM_RN;
     if (block < GEMM_RN) block = GEMM_RN;
+    /* blocks of equal size: a last block of a few tokens would convert every panel for them alone */
+    const int64_t n_blocks = (m + block - 1) / block;
+    block = ((m + n_blocks - 1) / n_blocks + GEMM_RN - 1) / GEMM_RN * GEMM_RN;
     if (block > m) block = m;
     const int64_t n_tiles = (block + GEMM_RN - 1) / GEMM_RN;
     float *wp = alloc64((size_t)(GEMM_RM * 16 * GEMM_K_STEPS) * sizeof(float));  /* a panel's k block */
