@@ -22,7 +22,8 @@ enum {
     GEMM_RM = 4,                    /* weight rows of a register tile */
     GEMM_RN = 3,                    /* tokens of a register tile */
     GEMM_K_STEPS = 64,              /* steps of 16 values per k block: a panel's block is 16 KB of L1 */
-    GEMM_X_BLOCK_HALVES = 192 * 1024 /* a token block: 384 KB of f16 values, most of a Zen 3 core's L2 */
+    GEMM_X_BLOCK_HALVES = 192 * 1024, /* a token block: 384 KB of f16 values, most of a Zen 3 core's L2 */
+    GEMM_PREPACK_MIN_BLOCKS = 8      /* this many token blocks convert the weights once for all of them */
 };
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
@@ -111,7 +112,17 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
     block = ((m + n_blocks - 1) / n_blocks + GEMM_RN - 1) / GEMM_RN * GEMM_RN;
     if (block > m) block = m;
     const int64_t n_tiles = (block + GEMM_RN - 1) / GEMM_RN;
-    float *wp = alloc64((size_t)(GEMM_RM * 16 * GEMM_K_STEPS) * sizeof(float));  /* a panel's k block */
+    /* a panel's k block, converted as the tiles need it; or, where long rows leave room for few tokens
+     * in a block (FFN down), every panel converted once up front, panel r's block c0 at r k + rm 16 c0:
+     * converting a panel for each of many small blocks costs more than reading the floats from L3 */
+    const int prepacked = n_blocks >= GEMM_PREPACK_MIN_BLOCKS;
+    float *wp = alloc64((size_t)(prepacked ? nr * k : GEMM_RM * 16 * GEMM_K_STEPS) * sizeof(float));
+    for (int64_t r = 0; prepacked && r < nr; r += GEMM_RM) {
+        const int rm = (int)(nr - r < GEMM_RM ? nr - r : GEMM_RM);
+        for (int64_t c0 = 0; c0 < nc; c0 += GEMM_K_STEPS)
+            pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0,
+                         nc - c0 < GEMM_K_STEPS ? nc - c0 : GEMM_K_STEPS, wp + r * k + rm * 16 * c0);
+    }
     lc_fp16_t *xp = alloc64((size_t)(block * k) * sizeof(lc_fp16_t));
     __m256 *acc = alloc64((size_t)(n_tiles * 2 * GEMM_RM * GEMM_RN) * sizeof(__m256));  /* each token tile's sums */
     for (int64_t t0 = 0; t0 < m; t0 += block) {
@@ -121,9 +132,11 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
             const int rm = (int)(nr - r < GEMM_RM ? nr - r : GEMM_RM);
             for (int64_t c0 = 0; c0 < nc; c0 += GEMM_K_STEPS) {
                 const int64_t ks = nc - c0 < GEMM_K_STEPS ? nc - c0 : GEMM_K_STEPS;
-                pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0, ks, wp);
+                const float *panel = prepacked ? wp + r * k + rm * 16 * c0 : wp;
+                if (!prepacked)
+                    pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0, ks, wp);
                 for (int64_t t = 0; t < nt; t += GEMM_RN)
-                    tile_any(ks, c0 == 0, c0 + ks == nc, wp, xp + t * half + 8 * c0, xp + (nt + t) * half + 8 * c0, half,
+                    tile_any(ks, c0 == 0, c0 + ks == nc, panel, xp + t * half + 8 * c0, xp + (nt + t) * half + 8 * c0, half,
                              acc + t / GEMM_RN * 2 * GEMM_RM * GEMM_RN, y + (t0 + t) * ldy + r, ldy, rm,
                              (int)(nt - t < GEMM_RN ? nt - t : GEMM_RN));
             }
