@@ -29,6 +29,7 @@ from llmcore.graph.ir import F16, F32, I32, DType, Node, Op, is_per_row
 from llmcore.graph.lowering import STEP_KEY, ArenaLowering, ArenaProgram, Ref, node_bytes, row_bytes
 from llmcore.graph.rope import RopeParams, mrope_cos_sin, rope, rope_cos_sin, rope_multi, yarn_corr_dims
 from llmcore.graph.scheduler import ScheduledSubgraph
+from llmcore.host import host_cpu
 from llmcore.paths import cache_dir
 from llmcore.quants.build import tables_header as ggml_tables_header
 
@@ -49,8 +50,8 @@ from llmcore.quants.build import tables_header as ggml_tables_header
 #: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache;
 #: 2.10 ROPE_MULTI (Qwen2-VL's M-RoPE and its vision encoder's 2-D rotation) with ``rope_multi`` and
 #: ``mrope_cos_sin``; 2.11 ``Backend.pipelines`` (steps of a backend whose devices are other machines
-#: kept in flight together).
-PLUGIN_API_VERSION = "2.11"
+#: kept in flight together); 2.12 ``host_cpu`` (this CPU in one line, for caches of timed choices).
+PLUGIN_API_VERSION = "2.12"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")
@@ -151,7 +152,7 @@ __all__ = [
     "PLUGIN_API_VERSION", "F16", "F32", "GGML_QUANT_SIZES", "I32", "STEP_KEY", "ArenaLowering", "ArenaProgram",
     "Availability", "Backend", "BackendError", "DType", "Device", "Executable", "GGMLType", "LLMCoreError", "Node",
     "Op", "Ref", "RopeParams", "Subgraph", "WeightData", "cache_dir", "dequantize", "ggml_tables_header", "hookimpl",
-    "is_per_row",
+    "host_cpu", "is_per_row",
     "kv_types", "llmcore_backends", "mrope_cos_sin", "node_bytes", "rope", "rope_cos_sin", "rope_multi", "row_bytes",
     "yarn_corr_dims",
 ]

@@ -159,6 +159,7 @@ def fake_calibration(monkeypatch, bandwidth: float):
     from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed
 
     measured = []
+    calibration._cache_path().unlink(missing_ok=True)  # another test's real calibration
 
     def measure(probe):
         measured.append(probe.name)
@@ -210,7 +211,7 @@ def test_calibration_is_kept_per_cpu_model(default_model_path, monkeypatch):
 
 
 def test_host_cpu_names_the_model_and_its_flags():
-    from llmcore.engine.calibration import host_cpu
+    from llmcore.host import host_cpu
 
     name = host_cpu()
     assert name

@@ -150,7 +150,12 @@ def load_llm(args: argparse.Namespace, *, seed: int | None = None) -> Any:
         print(f"llmcore: mmproj {llm.projector.path.name} (projector {llm.projector.params.projector}, "
               f"{llm.projector.params.image_size}px images)", file=sys.stderr)
     print(f"llmcore: kv cache: {llm.context.kv_cache_line()}; {llm.plan.flash_attn_reason}", file=sys.stderr)
-    if args.verbose:
+    if args.verbose:  # what each backend's devices are and chose (cpu_simd: its paths timed on this CPU)
+        from llmcore.engine.registry import availability
+
+        for backend in llm.plan.backends:
+            for device in availability(backend.name).devices:
+                print(f"llmcore: {backend.name} device {device.name}: {', '.join(device.features)}", file=sys.stderr)
         print_memory(llm)
     return llm
 

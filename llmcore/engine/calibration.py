@@ -17,10 +17,8 @@ second per backend) is paid once; a run whose measured speed misses the plan's b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from llmcore.gguf import GGMLType
 from llmcore.gguf.types import tensor_bytes
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import F32, Op
+from llmcore.host import host_cpu
 from llmcore.paths import cache_dir
 
 CACHE_NAME = "calibration.json"
@@ -135,25 +134,6 @@ def _cache_key(backend: Backend) -> str:
     devices = availability(backend.name).devices
     device = devices[0].name if devices else "default"
     return f"{backend.name}|{device}|threads={backend.n_threads}|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
-
-
-def host_cpu() -> str:
-    """The host CPU's model as /proc/cpuinfo gives it (name, family, model, stepping and a digest of
-    its feature flags: one model name covers CPUs of other generations and ISA levels), or what
-    ``platform`` knows where there is no /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    fields: dict[str, str] = {}
-    for line in text.split("\n\n", 1)[0].splitlines():
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip(), value.strip())
-    flags = fields.get("flags") or fields.get("Features", "")
-    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:8]
-    name = fields.get("model name") or fields.get("CPU part") or platform.machine()
-    return f"{name} family {fields.get('cpu family', '-')} model {fields.get('model', '-')} " \
-           f"stepping {fields.get('stepping', '-')} flags {digest}"
 
 
 def _cache_path() -> Path:

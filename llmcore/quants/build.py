@@ -22,15 +22,13 @@ import shutil
 from pathlib import Path
 
 from llmcore.errors import LLMCoreError
+from llmcore.host import cpuinfo as native_cpu  # what -march=native sees of this CPU
 from llmcore.paths import cache_dir
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
 FLAGS = ("-O3", "-std=gnu11", "-DNDEBUG", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-trapping-math")
 OPENMP = ("-fopenmp", "-DGGML_USE_OPENMP")
 NATIVE = ("-march=native",)
-#: the /proc/cpuinfo fields that decide what ``-march=native`` compiles for (x86, then Arm)
-_CPU_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags",
-               "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "Features")
 
 
 def tables_header() -> str:
@@ -57,21 +55,6 @@ def tables_header() -> str:
         rows = (", ".join(items[i:i + 8]) for i in range(0, len(items), 8))
         lines.append(f"static const {ctype} {name}[{len(items)}] = {{\n    " + ",\n    ".join(rows) + "\n};")
     return "\n".join(lines) + "\n"
-
-
-def native_cpu() -> str:
-    """What ``-march=native`` sees of this CPU: its first processor's model and feature lines in
-    /proc/cpuinfo ('' where there is none: the library is then built without ``-march=native``)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            lines = []
-            for line in cpuinfo:  # the first processor's block only
-                if not line.strip():
-                    break
-                lines.append(line)
-    except OSError:
-        return ""
-    return "".join(line for line in lines if line.partition(":")[0].strip() in _CPU_FIELDS)
 
 
 def _command(cc: str, output: Path, include: Path, openmp: bool = True, native: bool = True) -> list[str]:

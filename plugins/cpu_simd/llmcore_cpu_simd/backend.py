@@ -14,7 +14,7 @@ from llmcore.plugin_api import (
 )
 
 from llmcore_cpu_simd import isa
-from llmcore_cpu_simd.library import amx_state, ffi, load
+from llmcore_cpu_simd.library import amx_state, ffi, load, one_token_paths
 from llmcore_cpu_simd.lowering import Program
 
 PROFILE_ENV = "LLMCORE_PROFILE"
@@ -50,7 +50,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.10"
+    api_version = "2.12"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -62,7 +62,10 @@ class CpuSimdBackend(Backend):
         except (BackendError, OSError) as exc:
             return Availability(False, str(exc).splitlines()[0])
         cpu = platform.processor() or platform.machine()
-        features = (ffi.string(lib.lc_isa()).decode(), f"amx: {amx_state(level)}")
+        paths = one_token_paths(level)
+        timed = ", ".join(f"{name} {choice['path']}" for name, choice in paths.items())
+        features = (ffi.string(lib.lc_isa()).decode(), f"amx: {amx_state(level)}",
+                    f"one-token products (timed here): {timed or 'row by row'}")
         return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=features),))
 
     def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:

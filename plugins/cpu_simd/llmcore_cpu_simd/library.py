@@ -1,7 +1,8 @@
 """The compiled library, opened through cffi in ABI mode. Its declarations are not copied here:
 cffi reads them from the C headers, the blocks between ``/* cffi-cdef: begin */`` and
 ``/* cffi-cdef: end */``, so the Python side and the C build see one text. Opening a library also
-decides whether its AMX kernels run (:func:`use_amx`)."""
+decides whether its AMX kernels run (:func:`use_amx`) and which one-token path each weight type takes
+(timed on this CPU: ``tuning``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 
 from cffi import FFI
 
-from llmcore_cpu_simd import isa
+from llmcore_cpu_simd import isa, tuning
 from llmcore_cpu_simd.build import SOURCE_DIR, build
 
 #: the headers that declare the library's interface, in the order cffi must read them
@@ -59,13 +60,25 @@ def use_amx(lib) -> str:
     return "granted"
 
 
+_one_token_paths: dict[str, dict[str, dict]] = {}
+
+
 @functools.cache
 def load(level: str):
     """The library built for ISA ``level`` (compiled on first use), as a cffi lib object, its AMX
-    kernels on or off (:func:`use_amx`)."""
-    lib = ffi.dlopen(str(build(level)))
+    kernels on or off (:func:`use_amx`) and its one-token paths those timed on this CPU
+    (:func:`tuning.one_token_paths`)."""
+    path = build(level)
+    lib = ffi.dlopen(str(path))
     _amx_states[level] = use_amx(lib)
+    _one_token_paths[level] = tuning.one_token_paths(lib, ffi, path)
     return lib
+
+
+def one_token_paths(level: str) -> dict[str, dict]:
+    """What :func:`tuning.one_token_paths` chose for the library of ``level``."""
+    load(level)
+    return _one_token_paths[level]
 
 
 def amx_state(level: str) -> str:

@@ -33,6 +33,16 @@ typedef struct {
 
 extern const lc_type_traits lc_traits[LC_TYPE_COUNT]; /* indexed by GGML type id; NULL vec_dot = unsupported */
 void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
+
+/* The one-token product's path per weight type (traits.c): a type with a several-row GEMV takes it
+ * unless lc_set_one_token_gemv(type, 0) chose vec_dot row by row (the plugin times both at first use
+ * on each CPU: which one streams faster depends on the CPU); both give the same bits. */
+int lc_has_one_token_gemv(int type);
+void lc_set_one_token_gemv(int type, int on);
+/* the fewest seconds of `reps` one-token products over `nrows` rows of `k` values of `type` at `w`
+ * (row_bytes apart) with the activation row `x` into `y`: through the GEMV, or row by row */
+double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
+                         const void *x, float *y, int reps);
 /* cffi-cdef: end */
 
 typedef uint16_t lc_fp16_t;

@@ -1,0 +1,76 @@
+"""cpu_simd's one-token paths are timed on this CPU (GEMV or vec_dot row by row, per weight type), kept
+per CPU beside the compiled library, said in the features line, and either path gives the same bits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmcore.api import LLM
+from llmcore.cli import main
+from llmcore.engine.batch import Batch
+from llmcore.gguf import GGMLType
+from llmcore.plugin_api import host_cpu
+
+from llmcore_cpu_simd import library, tuning
+from llmcore_cpu_simd.backend import selected_level
+from llmcore_cpu_simd.build import build
+
+
+@pytest.fixture
+def lib():
+    level = selected_level()
+    lib = library.load(level)
+    yield lib
+    tuning.one_token_paths(lib, library.ffi, build(level))  # the timed choices back, whatever a test set
+
+
+def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
+    timed = []
+    real = tuning._time_type
+    monkeypatch.setattr(tuning, "_time_type", lambda lib, ffi, t: timed.append(t) or real(lib, ffi, t))
+    library_path = tmp_path / "llmcore_cpu_simd-test.so"
+    first = tuning.one_token_paths(lib, library.ffi, library_path)
+    with_gemv = [t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))]
+    assert sorted(first) == sorted(t.name for t in with_gemv) and timed == with_gemv
+    for choice in first.values():
+        assert choice["path"] in ("gemv", "row by row")
+        assert choice["gemv ns/row"] > 0 and choice["row by row ns/row"] > 0
+    assert tuning.one_token_paths(lib, library.ffi, library_path) == first and len(timed) == len(with_gemv)  # cached
+    stored = json.loads(library_path.with_suffix(".tuning.json").read_text())
+    assert list(stored) == [host_cpu()]
+    monkeypatch.setattr(tuning, "host_cpu", lambda: "Another CPU family 6 model 143 stepping 8 flags 0123abcd")
+    tuning.one_token_paths(lib, library.ffi, library_path)
+    assert len(timed) == 2 * len(with_gemv)  # another CPU: timed again, both kept
+    assert len(json.loads(library_path.with_suffix(".tuning.json").read_text())) == 2
+
+
+def test_both_paths_give_the_same_logits(lib, default_model_path):
+    """The default model's products are Q4_1 and Q8_0 (its output head): one-token logits through the
+    GEMVs and row by row are the same bits."""
+    llm = LLM(default_model_path, backend="cpu_simd", n_ctx=256, n_threads=2)
+    prompt = llm.tokenize("The three primary colors are")
+
+    def decode_logits() -> np.ndarray:
+        llm.reset()
+        llm.context.decode(Batch.for_sequence(prompt[:-1], 0))
+        return llm.context.decode(Batch.for_sequence(prompt[-1:], len(prompt) - 1)).copy()
+
+    for on in (1, 0):
+        for t in GGMLType:
+            if lib.lc_has_one_token_gemv(int(t)):
+                lib.lc_set_one_token_gemv(int(t), on)
+        if on:
+            gemv = decode_logits()
+        else:
+            row_by_row = decode_logits()
+    assert np.array_equal(gemv.view(np.uint32), row_by_row.view(np.uint32))
+
+
+def test_verbose_bench_says_what_was_picked(default_model_path, capsys):
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
+                 "-p", "0", "-n", "4", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "one-token products (timed here):" in err
