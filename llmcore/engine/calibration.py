@@ -6,10 +6,11 @@ allocated on the one the model uses): a chain of elementwise ops gives the fixed
 of one executable run; a decode-shaped (1 token) chain of square ``mul_mat``s, each reading the
 last one's output, over weights larger than the CPU caches together gives the bytes/s at which a
 model's weights of that type stream, the cost each product adds (its dispatch, the threads waiting
-for each other) included; a prompt-shaped (256 token) one the operations/s; causal attention at two prompt sizes gives its cost per query and per (query, cell)
-pair. Only the weight and cache types a plan needs are measured. Each time is the best of
-several runs, so that work elsewhere on the machine while it calibrates does not make the plan
-expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
+for each other) included; a prompt-shaped one (256 tokens, 64 on a slow device) the operations/s;
+causal attention at two prompt sizes gives its cost per query and per (query, cell) pair. Only the
+weight and cache types a plan needs are measured. Each time is the best of several runs, so that
+work elsewhere on the machine while it calibrates does not make the plan expect a slow machine for
+good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
 backend's name, device, threads, the host CPU's model and llmcore version, so the cost (about a
 second per backend) is paid once; a run whose measured speed misses the plan's by more than
 ``MISS_FACTOR`` drops them (:func:`forget`), and the next plan measures again.
@@ -38,7 +39,8 @@ from llmcore.paths import cache_dir
 CACHE_NAME = "calibration.json"
 DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode streams weights from RAM
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
-PROMPT_TOKENS = 256  # half llama-bench's pp512 step: GEMMs reach their speed by then, not at 64
+PROMPT_TOKENS = (64, 256)  # the small size, then half llama-bench's pp512 step (GEMMs reach their speed
+PROMPT_BUDGET_S = 0.05  # by then, not at 64) where its run stays within this budget (slow devices: 64)
 METHOD = 2  # bumped when what is measured changes: older cached figures are not comparable
 WIDTH = 1024  # columns of the calibration matrices (a multiple of every block size)
 CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
@@ -54,7 +56,7 @@ class MatMulSpeed:
     """A backend's speed on ``mul_mat`` with weights of one type."""
 
     bytes_per_s: float  # weight bytes streamed per second by a 1-token product
-    ops_per_s: float  # multiply-adds x 2 per second of a PROMPT_TOKENS-token product
+    ops_per_s: float  # multiply-adds x 2 per second of a prompt-shaped product (PROMPT_TOKENS)
 
 
 @dataclass
@@ -222,10 +224,18 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType, fixed_s: float) -> M
                       for i in range(n_decode)}
     decode_s = max(_timed(backend, decode_chain, decode_weights, x(1)) - fixed_s, 1e-9)
     name = f"calibration.prompt.{weight_type.name}"
-    prompt_s = max(_timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, WIDTH), weight_type),
-                                                       g.input("x", (PROMPT_TOKENS, WIDTH), F32)),
-                          {name: _random_weight(rng, weight_type, prompt_rows)}, x(PROMPT_TOKENS)) - fixed_s, 1e-9)
-    return MatMulSpeed(n_decode * square_bytes / decode_s, 2 * prompt_rows * WIDTH * PROMPT_TOKENS / prompt_s)
+    prompt_weight = {name: _random_weight(rng, weight_type, prompt_rows)}
+
+    def ops_per_s(n_tokens: int) -> float:
+        seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, WIDTH), weight_type),
+                                                      g.input("x", (n_tokens, WIDTH), F32)), prompt_weight, x(n_tokens))
+        return 2 * prompt_rows * WIDTH * n_tokens / max(seconds - fixed_s, 1e-9)
+
+    small, large = PROMPT_TOKENS
+    prompt_ops = ops_per_s(small)
+    if 2 * prompt_rows * WIDTH * large / prompt_ops < PROMPT_BUDGET_S:
+        prompt_ops = ops_per_s(large)
+    return MatMulSpeed(n_decode * square_bytes / decode_s, prompt_ops)
 
 
 def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpeed:
