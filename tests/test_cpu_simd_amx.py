@@ -26,8 +26,7 @@ from llmcore.engine.model import Model  # noqa: E402
 from llmcore_cpu_simd import CpuSimdBackend, build, isa, library  # noqa: E402
 
 _status = CpuSimdBackend.probe()
-if not _status.usable:
-    pytest.skip(f"cpu_simd cannot run here: {_status.reason}", allow_module_level=True)
+assert _status.usable, f"cpu_simd is installed but cannot run: {_status.reason}"  # a failure, never a skip
 
 CDEF = """
 size_t lc_packed_bytes(int type, int64_t k);

@@ -17,8 +17,7 @@ from llmcore_cpu_simd import CpuSimdBackend  # noqa: E402
 from llmcore_cpu_simd.lowering import Program  # noqa: E402
 
 _status = CpuSimdBackend.probe()
-if not _status.usable:
-    pytest.skip(f"cpu_simd cannot run here: {_status.reason}", allow_module_level=True)
+assert _status.usable, f"cpu_simd is installed but cannot run: {_status.reason}"  # a failure, never a skip
 
 ARCH_DIR = Path(__file__).parent / "fixtures" / "arch"
 
