@@ -8,7 +8,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "lc_graph.h"
 #include "lc_simd.h"
@@ -48,12 +47,6 @@ static inline void cpu_relax(void) {
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void reset_chunks(lc_pool *pool, int n_used) {
@@ -104,13 +97,13 @@ static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t 
     atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
     reset_chunks(pool, n_used);
     const int timed = pool->profile && task->ith == 0;
-    const double start = timed ? now_seconds() : 0.0;
+    const double start = timed ? lc_now_seconds() : 0.0;
     for (int32_t k = 0; k < n_serial; k++) {
-        const double t0 = timed ? now_seconds() : 0.0;
+        const double t0 = timed ? lc_now_seconds() : 0.0;
         run_alone(&serial[k], task);
-        if (pool->profile) record(serial[k].op, timed ? now_seconds() - t0 : 0.0);
+        if (pool->profile) record(serial[k].op, timed ? lc_now_seconds() - t0 : 0.0);
     }
-    const double serial_seconds = timed ? now_seconds() - start : 0.0;
+    const double serial_seconds = timed ? lc_now_seconds() - start : 0.0;
     atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
     return serial_seconds;
 }
@@ -126,7 +119,7 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
     int n_shared = 0;  /* nodes run by all threads since the last barrier */
     for (int32_t k = 0; k < n_nodes; k++) {
         const lc_node *node = &nodes[k];
-        const double t0 = timed ? now_seconds() : 0.0;
+        const double t0 = timed ? lc_now_seconds() : 0.0;
         double serial_seconds = 0.0;
         if (node->run == LC_RUN_ALL) {
             task.next_chunk = &pool->chunk[n_shared++].next;
@@ -139,10 +132,10 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
             serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, &task);
             n_shared = 0;
             profile_barriers += timed;
-            if (timed) record(node->op, now_seconds() - t0 - serial_seconds);
+            if (timed) record(node->op, lc_now_seconds() - t0 - serial_seconds);
             k += n_serial;
         } else if (timed) {
-            record(node->op, now_seconds() - t0);
+            record(node->op, lc_now_seconds() - t0);
         }
     }
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* cffi-cdef: begin */
 /* GGML type ids (gguf.GGMLQuantizationType values) */
@@ -112,6 +113,13 @@ static inline lc_fp16_t lc_fp32_to_fp16(float f) {
 
 static inline float lc_bf16_to_fp32(lc_bf16_t h) {
     union { uint32_t u; float f; } r; r.u = (uint32_t)h << 16; return r.f;
+}
+
+/* seconds on the monotonic clock (LLMCORE_PROFILE, the one-token paths timed at first use) */
+static inline double lc_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 #endif

@@ -1,8 +1,6 @@
 /* The type-traits table: for each GGML weight type, its block geometry, the activation format
  * its dot product takes, and its kernels. The K-quant and legacy-quant kernels live in files of
  * their own; their entries are filled only when those files are part of the build. */
-#include <time.h>
-
 #include "lc_kernels.h"
 
 #if __has_include("lc_quants_kq.h")
@@ -129,22 +127,16 @@ void lc_set_one_token_gemv(int type, int on) {
     if (type >= 0 && type < LC_TYPE_COUNT) row_by_row[type] = !on;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                          const void *x, float *y, int reps) {
     const lc_gemv_fn kernel = gemv_kernel(type);
     const lc_vec_dot_fn dot = lc_traits[type].vec_dot;
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
-        const double t0 = now_seconds();
+        const double t0 = lc_now_seconds();
         if (gemv && kernel) kernel(k, w, row_bytes, nrows, x, y);
         else for (int64_t r = 0; r < nrows; r++) dot((int)k, y + r, (const char *)w + (size_t)r * row_bytes, x);
-        const double t = now_seconds() - t0;
+        const double t = lc_now_seconds() - t0;
         best = t < best ? t : best;
     }
     return best;
