@@ -17,6 +17,7 @@ import pytest
 from llmcore.graph.backend import Subgraph, WeightData
 from llmcore.backends.reference import ReferenceBackend
 from llmcore.gguf import GGMLType
+from llmcore.quants import quantize_rows
 from llmcore.graph.builder import GraphBuilder, RopeParams
 from llmcore.graph.ir import F16, F32, I32, Node, Op
 
@@ -77,6 +78,33 @@ def test_mul_mat(backend_factory, w_type, m, k, n):
     x = randn(m, k) * 3
     check(backend_factory, lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32)),
           {"x": x}, {"w": raw}, bound=1e-5)
+
+
+@pytest.mark.parametrize("w_type", [GGMLType.F16, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.F32], ids=lambda t: t.name)
+@pytest.mark.parametrize("m", [1, 5, 40])
+def test_bias_add_folds_into_the_product_with_the_same_bits(backend_factory, w_type, m):
+    """A product plus a bias row is one kernel call (the ADD step folded into MUL_MAT) whose every
+    output is the product's own float plus the bias, as a separate ADD rounds it: the one-token GEMV,
+    the register tiles, the K-quants' packed GEMM and the f16 GEMM's store."""
+    k, n = 256, 40
+    raw = quantize_rows(w_type, randn(n, k))
+    x, bias = randn(m, k) * 3, randn(n)
+    weights, feeds = {"w": raw, "b": bias}, {"x": x}
+    product = lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32))  # noqa: E731
+    plain = run_graph(backend_factory(), product, feeds, weights)
+    biased = lambda g: g.add(product(g), g.weight("b", (n,), GGMLType.F32))  # noqa: E731
+    np.testing.assert_array_equal(run_graph(backend_factory(), biased, feeds, weights).view(np.uint32),
+                                  (plain + bias).view(np.uint32))
+    g = GraphBuilder(1, 1)
+    out = biased(g)
+    graph = g.build({"out": out})
+    subgraph = Subgraph([n for n in graph.nodes if not n.is_leaf], [n for n in graph.nodes if n.op is Op.INPUT],
+                        [out], graph.weights, graph.caches)
+    backend = backend_factory()
+    backend.load_weights([WeightData(w.name, w.dtype, w.shape, weights[w.name]) for w in graph.weights])
+    program = backend.compile(subgraph)._program.program
+    ops = [program.nodes[i].op for i in range(program.n_nodes)]
+    assert backend.lib.LC_OP_ADD not in ops and backend.lib.LC_OP_MUL_MAT in ops
 
 
 def test_shared_activation_quantization(backend_factory):

@@ -75,7 +75,7 @@ void lc_tile_q4_1(int n, float *y, size_t ldy, const void *w, size_t w_stride, i
 void lc_tile_q8_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
-                 float *y, size_t ldy);
+                 float *y, size_t ldy, const float *bias);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
@@ -555,17 +555,21 @@ def test_f16_gemm_matches_tinyblas_formula(libs):
     """The f16 matmul of many tokens (a prompt, an image's patches) is register-tiled and cache-blocked
     but adds up each output as tinyBLAS does, bit for bit on every ISA level: weight panels of 4
     rows and a short last one, token tiles of 3 with 1 or 2 left, token blocks (4096: 12 tokens) with
-    a short last one, and an output stride wider than the rows."""
+    a short last one, and an output stride wider than the rows; with a bias, each output plus its
+    row's bias as a separate float32 ADD gives it."""
     rng = np.random.default_rng(17)
     for k, nr, m in ((64, 6, 5), (1536, 10, 40), (4096, 7, 25)):
         w = rng.standard_normal((nr, k)).astype(np.float16)
         x = (rng.standard_normal((m, k)) * 3).astype(np.float16)
+        bias = rng.standard_normal(nr).astype(np.float32)
         expected = ref_dot_f16_tinyblas(w[None, :, :], x[:, None, :])
         for lvl, lib in libs.items():
-            y = np.full((m, nr + 3), np.nan, np.float32)
-            lib.lc_gemm_f16(k, _ptr(w), 2 * k, nr, _ptr(x), 2 * k, m, _FFI.cast("float *", y.ctypes.data), nr + 3)
-            np.testing.assert_array_equal(y[:, :nr].view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
-            assert np.isnan(y[:, nr:]).all(), f"{lvl} k={k}: wrote past its rows"
+            for bias_ptr, want in ((_FFI.NULL, expected), (_FFI.cast("float *", bias.ctypes.data), expected + bias)):
+                y = np.full((m, nr + 3), np.nan, np.float32)
+                lib.lc_gemm_f16(k, _ptr(w), 2 * k, nr, _ptr(x), 2 * k, m, _FFI.cast("float *", y.ctypes.data), nr + 3,
+                                bias_ptr)
+                np.testing.assert_array_equal(y[:, :nr].view(np.uint32), want.view(np.uint32), err_msg=f"{lvl} k={k}")
+                assert np.isnan(y[:, nr:]).all(), f"{lvl} k={k}: wrote past its rows"
 
 
 def test_quantize_q8_K_matches_ggml_reference(libs):

@@ -33,6 +33,12 @@ MAX_SORTED = 512
 MAX_HEAD_DIM = 1024
 
 
+def _float_or_index(node: Node) -> bool:
+    """Whether the kernels can read ``node`` as it is: float32 or int32 values, or a weight stored
+    as F32 (norm weights, biases, CLIP's class embedding)."""
+    return node.dtype in (F32, I32) or (node.op is Op.WEIGHT and int(node.dtype) == 0)
+
+
 def selected_level(requested: str | None = None) -> str:
     """The ISA level to run: ``requested``, else ``$LLMCORE_CPU_ISA``, else the best this CPU has."""
     level = requested or os.environ.get(isa.ISA_ENV) or isa.supported_levels()[-1]
@@ -109,17 +115,15 @@ class CpuSimdBackend(Backend):
                             for t in (k.dtype, v.dtype)))
         if op is Op.ROPE_MULTI:  # ops.c takes the four sections as a byte each
             return node.srcs[0].dtype == F32 and max(node.params["sections"]) < 256
-        if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS):
-            return all(s.dtype in (F32, I32) for s in node.srcs)
-        if op in (Op.TOKEN_SHIFT, Op.RWKV_WKV6, Op.RWKV_WKV7, Op.GATED_LINEAR_ATTN, Op.L2_NORM, Op.EXP):
-            return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
+        if op in (Op.HADAMARD, Op.SLICE, Op.CONCAT, Op.MASK_GROUPS, Op.TOKEN_SHIFT, Op.RWKV_WKV6, Op.RWKV_WKV7,
+                  Op.GATED_LINEAR_ATTN, Op.L2_NORM, Op.EXP):
+            return all(_float_or_index(s) for s in node.srcs)
         if op in (Op.SSM_CONV, Op.SSM_SCAN):
             # float32 states, activations and weights; ggml sums a conv kernel of 16 or more otherwise
-            floats = all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
+            floats = all(_float_or_index(s) for s in node.srcs)
             return floats and (op is Op.SSM_SCAN or node.srcs[2].shape[1] < 16)
         if op in _ELEMENTWISE:
-            # float32 operands only: a weight here must be stored as F32 (norm weights, biases)
-            return all(s.dtype in (F32, I32) or (s.op is Op.WEIGHT and int(s.dtype) == 0) for s in node.srcs)
+            return all(_float_or_index(s) for s in node.srcs)
         return False
 
     def _weight_traits(self, weight: Node):

@@ -135,7 +135,7 @@ class Program:
         steps: list[_Step] = []
         for node in subgraph.nodes:
             steps.extend(self._lower(node))
-        steps = _quantizations_hoisted(steps)
+        steps = _quantizations_hoisted(_biases_fused(steps, {self._key(n) for n in subgraph.outputs}))
         self._schedule(steps)
         self._place(steps, [self._key(n) for n in subgraph.outputs])
         self.inputs = [(n.id, self._input_arrays[n.id]) for n in subgraph.inputs]
@@ -457,6 +457,27 @@ class Program:
     @property
     def arena_bytes(self) -> int:
         return self._arena.nbytes + self._scratch.nbytes
+
+
+def _biases_fused(steps: list[_Step], output_keys: set[Key]) -> list[_Step]:
+    """Each ADD of an F32 bias row to a product that nothing else reads folded into the product
+    (its src[2]): the kernels add the bias as they store each output, the same float sums, without
+    a pass of their own over the outputs and a barrier before it."""
+    readers: dict[Key, int] = {}
+    for step in steps:
+        for src in step.srcs:
+            readers[src] = readers.get(src, 0) + 1
+    products = {step.dst: step for step in steps if step.op == "LC_OP_MUL_MAT" and len(step.srcs) == 2 and not step.i}
+    fused: list[_Step] = []
+    for step in steps:
+        product = products.get(step.srcs[0]) if step.op == "LC_OP_ADD" and not step.i else None
+        if (product is not None and step.srcs[1][0] == "w" and step.ne[1] == product.ne[2]
+                and readers[product.dst] == 1 and product.dst not in output_keys):
+            product.srcs.append(step.srcs[1])
+            product.dst = step.dst
+            continue
+        fused.append(step)
+    return fused
 
 
 def _quantizations_hoisted(steps: list[_Step]) -> list[_Step]:

@@ -72,19 +72,22 @@ static inline __attribute__((always_inline)) void half_tile(int64_t ks, int firs
 /* an RM x RN tile's k block of ks steps (wp: the panel's block as pack_weights lays it out; x_lo,
  * x_hi: the block's first values of the tokens' halves), both halves; after the last block its
  * outputs y[j * ldy + i] in _mm512_reduce_add_ps's order (low half plus high half, then
- * lc_hsum256's steps) */
+ * lc_hsum256's steps), plus bias[i] where there is one (a separate ADD's sum, stored once) */
 static inline __attribute__((always_inline)) void tile(int64_t ks, int first, int last, const float *wp,
                                                         const lc_fp16_t *x_lo, const lc_fp16_t *x_hi, int64_t x_stride,
-                                                        __m256 *acc, float *y, size_t ldy, const int RM, const int RN) {
+                                                        __m256 *acc, float *y, size_t ldy, const float *bias,
+                                                        const int RM, const int RN) {
     half_tile(ks, first, wp, x_lo, x_stride, RM, RN, acc);
     half_tile(ks, first, wp + ks * RM * 8, x_hi, x_stride, RM, RN, acc + RM * RN);
     if (last)
         for (int j = 0; j < RN; j++)
-            for (int i = 0; i < RM; i++)
-                y[j * ldy + i] = lc_hsum256(_mm256_add_ps(acc[j * RM + i], acc[RM * RN + j * RM + i]));
+            for (int i = 0; i < RM; i++) {
+                const float sum = lc_hsum256(_mm256_add_ps(acc[j * RM + i], acc[RM * RN + j * RM + i]));
+                y[j * ldy + i] = bias ? sum + bias[i] : sum;
+            }
 }
 
-#define GEMM_TILE(RM, RN) tile(ks, first, last, wp, x_lo, x_hi, x_stride, acc, y, ldy, RM, RN)
+#define GEMM_TILE(RM, RN) tile(ks, first, last, wp, x_lo, x_hi, x_stride, acc, y, ldy, bias, RM, RN)
 #define GEMM_TILE_RN(RM)                                                                           \
     switch (rn) {                                                                                  \
     case 1: GEMM_TILE(RM, 1); break;                                                               \
@@ -93,7 +96,7 @@ static inline __attribute__((always_inline)) void tile(int64_t ks, int first, in
     }
 
 static void tile_any(int64_t ks, int first, int last, const float *wp, const lc_fp16_t *x_lo, const lc_fp16_t *x_hi,
-                     int64_t x_stride, __m256 *acc, float *y, size_t ldy, int rm, int rn) {
+                     int64_t x_stride, __m256 *acc, float *y, size_t ldy, const float *bias, int rm, int rn) {
     switch (rm) {
     case 1: GEMM_TILE_RN(1) break;
     case 2: GEMM_TILE_RN(2) break;
@@ -103,7 +106,7 @@ static void tile_any(int64_t ks, int first, int last, const float *wp, const lc_
 }
 
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
-                 float *y, size_t ldy) {
+                 float *y, size_t ldy, const float *bias) {
     const int64_t nc = k / 16, half = k / 2;
     int64_t block = GEMM_X_BLOCK_HALVES / k / GEMM_RN * GEMM_RN;
     if (block < GEMM_RN) block = GEMM_RN;
@@ -137,7 +140,7 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
                     pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0, ks, wp);
                 for (int64_t t = 0; t < nt; t += GEMM_RN)
                     tile_any(ks, c0 == 0, c0 + ks == nc, panel, xp + t * half + 8 * c0, xp + (nt + t) * half + 8 * c0, half,
-                             acc + t / GEMM_RN * 2 * GEMM_RM * GEMM_RN, y + (t0 + t) * ldy + r, ldy, rm,
+                             acc + t / GEMM_RN * 2 * GEMM_RM * GEMM_RN, y + (t0 + t) * ldy + r, ldy, bias ? bias + r : NULL, rm,
                              (int)(nt - t < GEMM_RN ? nt - t : GEMM_RN));
             }
         }
@@ -149,7 +152,7 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
 #else
 /* without AVX2: the f16 tile's lanes, a few tokens at a time */
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
-                 float *y, size_t ldy) {
+                 float *y, size_t ldy, const float *bias) {
     float *xf = malloc((size_t)(LC_TILE_X * k) * sizeof(float));
     for (int64_t t = 0; t < m; t += LC_TILE_X) {
         const int nx = (int)(m - t < LC_TILE_X ? m - t : LC_TILE_X);
@@ -159,6 +162,8 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
             lc_tile_f16_tinyblas((int)k, y + t * ldy + r, ldy, (const char *)w + r * w_stride, w_stride,
                                  nr - r < 2 ? 1 : 2, xf, (size_t)k * sizeof(float), nx);
     }
+    for (int64_t t = 0; bias && t < m; t++)
+        for (int64_t r = 0; r < nr; r++) y[t * ldy + r] += bias[r];
     free(xf);
 }
 #endif

@@ -43,9 +43,9 @@ void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, con
 
 /* gemm_f16.c: y[j * ldy + r] for nr f16 weight rows (w_stride bytes apart) times m f16 activation
  * rows (x_stride bytes apart), k a multiple of 16: the f16 tile's order (tinyBLAS's), register-tiled
- * and cache-blocked for many tokens */
+ * and cache-blocked for many tokens; plus bias[r] where bias is not NULL */
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
-                 float *y, size_t ldy);
+                 float *y, size_t ldy, const float *bias);
 
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */
 void lc_fp16_to_fp32_row(const lc_fp16_t *x, float *y, int64_t n);

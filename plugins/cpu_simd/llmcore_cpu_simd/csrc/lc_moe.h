@@ -19,8 +19,9 @@ enum { LC_ROUTED_Q4_K_PACKED_MIN_TOKENS = 6 };
 
 static inline int64_t lc_moe_map_ints(int64_t n_expert, int64_t n_routed) { return 2 * n_expert + 1 + 2 * n_routed; }
 
-/* ops.c: output rows [r0, r1) of a MUL_MAT node for all its tokens (r0 a multiple of 16) */
-void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch);
+/* ops.c: output rows [r0, r1) of a MUL_MAT node for all its tokens (r0 a multiple of 16), plus
+ * bias[r] where bias is not NULL (a MUL_MAT node's src[2]: the bias ADD fused into it) */
+void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bias, void *scratch);
 
 void lc_op_softmax(const lc_node *nd, const lc_task *task);
 void lc_op_sum_rows(const lc_node *nd, const lc_task *task);

@@ -264,7 +264,7 @@ static void token_product(lc_node *expert, const char *x_row, float *y_row, int6
     expert->src[1] = x_row;
     expert->dst = y_row;
     expert->ne[1] = 1;
-    lc_mul_mat_rows(expert, r0, r1, scratch);
+    lc_mul_mat_rows(expert, r0, r1, NULL, scratch);
 }
 
 /* Chunks of weight rows of every routed expert, claimed by the threads as they go. A chunk is the
@@ -309,7 +309,7 @@ void lc_op_mul_mat_id(const lc_node *nd, const lc_task *task) {
             expert.src[1] = x_e;
             expert.dst = y_e;
             expert.ne[1] = counts[e];
-            lc_mul_mat_rows(&expert, r0, r1, task->scratch);
+            lc_mul_mat_rows(&expert, r0, r1, NULL, task->scratch);
         }
     }
 }

@@ -138,7 +138,13 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
     return LC_ORDER_NONE;
 }
 
-void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
+/* y[t][r] += bias[r] over the rows [r0, r1) of every token: ggml's separate ADD, the same float sums */
+static void add_bias(float *y, int64_t n, int64_t m, int64_t r0, int64_t r1, const float *bias) {
+    for (int64_t t = 0; bias && t < m; t++)
+        for (int64_t r = r0; r < r1; r++) y[t * n + r] += bias[r];
+}
+
+void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bias, void *scratch) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
     float *y = nd->dst;
@@ -157,10 +163,12 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
     const lc_gemv_fn gemv = m == 1 ? lc_gemv_for(nd->type) : NULL;
     if (gemv) {
         gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0);
+        add_bias(y, n, 1, r0, r1, bias);
         return;
     }
     if (f16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {
-        lc_gemm_f16(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, (size_t)x_bytes, m, y + r0, (size_t)n);
+        lc_gemm_f16(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, (size_t)x_bytes, m, y + r0, (size_t)n,
+                    bias ? bias + r0 : NULL);
         return;
     }
     const lc_vec_dot_fn tiled = tiled_dot(nd);
@@ -196,6 +204,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, void *scratch) {
         }
     }
     free(x_f32);
+    add_bias(y, n, m, r0, r1, bias);
 }
 
 static int64_t mul_mat_row_unit(const lc_node *nd) {
@@ -218,7 +227,7 @@ static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n_chunks = (n + rows - 1) / rows;
     for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
         const int64_t r0 = chunk * rows;
-        lc_mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n, task->scratch);
+        lc_mul_mat_rows(nd, r0, r0 + rows < n ? r0 + rows : n, nd->src[2], task->scratch);
     }
 }
 
