@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lc_gemv_kq.h"
 #include "lc_kernels.h"
@@ -42,24 +41,6 @@ void ggml_vec_dot_q8_0_q8_0(int n, float *s, size_t bs, const void *vx, size_t b
 void ggml_vec_dot_iq4_xs_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 
 enum { ROWS = 256, REPEATS = 3000, STREAM_MB = 30, COPIES = 6, STREAM_REPEATS = 60 };
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define BEST_NS_PER_ROW(expr)                                                   \
-    ({                                                                          \
-        double best = 1e9;                                                      \
-        for (int rep = 0; rep < REPEATS; rep++) {                               \
-            const double t0 = now();                                            \
-            expr;                                                               \
-            const double dt = now() - t0;                                       \
-            best = dt < best ? dt : best;                                       \
-        }                                                                       \
-        best / ROWS * 1e9;                                                      \
-    })
 
 static int by_value(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -111,11 +92,11 @@ static void streamed(const char *label, rows_fn run, int k, const char *w, size_
     for (int rep = 0; rep < STREAM_REPEATS; rep++) {
         job.w = w + (size_t)(rep % COPIES) * (size_t)nrows * row_bytes;
         atomic_store(&job.next_chunk, 0);
-        const double t0 = now();  /* before the start: the helpers may take every chunk before this thread runs on */
+        const double t0 = lc_now_seconds();  /* before the start: the helpers may take every chunk before this thread runs on */
         pthread_barrier_wait(&job.start);
         take_chunks(&job);
         pthread_barrier_wait(&job.done);
-        t[rep] = now() - t0;
+        t[rep] = lc_now_seconds() - t0;
     }
     for (int i = 1; i < n_threads; i++) pthread_join(helpers[i], NULL);
     pthread_barrier_destroy(&job.start);
@@ -125,12 +106,33 @@ static void streamed(const char *label, rows_fn run, int k, const char *w, size_
            (double)nrows * (double)row_bytes / t[0] * 1e-9);
 }
 
-static void ggml_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) ggml_vec_dot_q4_1_q8_1(k, y + r, 0, w + r * rb, 0, x, 0, 1);
-}
-static void ggml_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) ggml_vec_dot_q8_0_q8_0(k, y + r, 0, w + r * rb, 0, x, 0, 1);
-}
+/* kernels over n rows, as rows_fn: row by row through ggml's vec_dot FN or lc_vec_dot_TYPE, or in one
+ * lc_gemv_TYPE call */
+#define GGML_VEC_DOT_ROWS(type, fn)                                                                   \
+    static void ggml_##type##_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { \
+        for (int r = 0; r < n; r++) fn(k, y + r, 0, w + r * rb, 0, x, 0, 1);                         \
+    }
+#define LC_VEC_DOT_ROWS(type)                                                                            \
+    static void vec_dot_##type##_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { \
+        for (int r = 0; r < n; r++) lc_vec_dot_##type(k, y + r, w + r * rb, x);                         \
+    }
+#define LC_GEMV_ROWS(type)                                                                            \
+    static void gemv_##type##_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { \
+        lc_gemv_##type(k, w, rb, n, x, y);                                                            \
+    }
+GGML_VEC_DOT_ROWS(q4_1, ggml_vec_dot_q4_1_q8_1)
+GGML_VEC_DOT_ROWS(q8_0, ggml_vec_dot_q8_0_q8_0)
+GGML_VEC_DOT_ROWS(q4_K, ggml_vec_dot_q4_K_q8_K)
+GGML_VEC_DOT_ROWS(q6_K, ggml_vec_dot_q6_K_q8_K)
+GGML_VEC_DOT_ROWS(iq4_xs, ggml_vec_dot_iq4_xs_q8_K)
+LC_VEC_DOT_ROWS(q4_K)
+LC_VEC_DOT_ROWS(q6_K)
+LC_VEC_DOT_ROWS(iq4_xs)
+LC_GEMV_ROWS(q4_1)
+LC_GEMV_ROWS(q8_0)
+LC_GEMV_ROWS(q4_K)
+LC_GEMV_ROWS(q6_K)
+LC_GEMV_ROWS(iq4_xs)
 /* the path before the GEMV: the tile, two rows side by side */
 static void tile_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
     for (int r = 0; r < n; r += 2) lc_tile_q4_1(k, y + r, 0, w + r * rb, rb, r + 1 < n ? 2 : 1, x, 0, 1);
@@ -138,22 +140,40 @@ static void tile_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x
 static void tile_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
     for (int r = 0; r < n; r += 2) lc_tile_q8_0(k, y + r, 0, w + r * rb, rb, r + 1 < n ? 2 : 1, x, 0, 1);
 }
-static void gemv_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q4_1(k, w, rb, n, x, y); }
-static void gemv_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q8_0(k, w, rb, n, x, y); }
-static void ggml_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) ggml_vec_dot_iq4_xs_q8_K(k, y + r, 0, w + r * rb, 0, x, 0, 1);
+/* ggml's repacked Q4_K GEMV: n rows in one call, its output columns the weight rows */
+static void ggml_gemv_q4_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    (void)rb;
+    ggml_gemv_q4_K_8x8_q8_K(k, y, 0, w, x, 1, n);
 }
-static void ggml_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) ggml_vec_dot_q6_K_q8_K(k, y + r, 0, w + r * rb, 0, x, 0, 1);
-}
-static void vec_dot_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) lc_vec_dot_iq4_xs(k, y + r, w + r * rb, x);
-}
-static void vec_dot_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
-    for (int r = 0; r < n; r++) lc_vec_dot_q6_K(k, y + r, w + r * rb, x);
-}
-static void gemv_iq4_xs_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_iq4_xs(k, w, rb, n, x, y); }
-static void gemv_q6_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) { lc_gemv_q6_K(k, w, rb, n, x, y); }
+
+enum activations { Q8_1_ROW, Q8_0_ROW, Q8_K_ROW, ACTIVATION_FORMATS };
+enum { MAX_KERNELS = 4 };
+
+/* one weight type and the kernels timed on it, in the order printed */
+typedef struct {
+    int block_elems;
+    size_t block_bytes;
+    int scale_words;          /* the f16 scales fill_blocks sets to 1 at each block's start */
+    enum activations x;
+    int streamed;             /* 0: in cache only (ggml's repacked Q4_K GEMV takes groups of 8 rows, a chunk need not be) */
+    struct { const char *label; rows_fn run; } kernels[MAX_KERNELS];
+} weight_type;
+
+static const weight_type TYPES[] = {
+    {QK4_1, sizeof(block_q4_1), 2, Q8_1_ROW, 1,
+     {{"Q4_1  ggml vec_dot", ggml_q4_1_rows}, {"Q4_1  lc_tile_q4_1, 2 rows", tile_q4_1_rows}, {"Q4_1  lc_gemv_q4_1", gemv_q4_1_rows}}},
+    {QK8_0, sizeof(block_q8_0), 1, Q8_0_ROW, 1,
+     {{"Q8_0  ggml vec_dot", ggml_q8_0_rows}, {"Q8_0  lc_tile_q8_0, 2 rows", tile_q8_0_rows}, {"Q8_0  lc_gemv_q8_0", gemv_q8_0_rows}}},
+    {QK_K, sizeof(block_q4_K), 0, Q8_K_ROW, 0,
+     {{"Q4_K  llama.cpp repacked GEMV", ggml_gemv_q4_K_rows}, {"Q4_K  lc_gemv_q4_K", gemv_q4_K_rows},
+      {"Q4_K  ggml vec_dot", ggml_q4_K_rows}, {"Q4_K  lc_vec_dot_q4_K", vec_dot_q4_K_rows}}},
+    {QK_K, sizeof(block_q6_K), 0, Q8_K_ROW, 1,
+     {{"Q6_K  ggml vec_dot", ggml_q6_K_rows}, {"Q6_K  lc_vec_dot_q6_K", vec_dot_q6_K_rows}, {"Q6_K  lc_gemv_q6_K", gemv_q6_K_rows}}},
+    {QK_K, sizeof(block_iq4_xs), 1, Q8_K_ROW, 1,
+     {{"IQ4_XS ggml vec_dot", ggml_iq4_xs_rows}, {"IQ4_XS lc_vec_dot_iq4_xs", vec_dot_iq4_xs_rows},
+      {"IQ4_XS lc_gemv_iq4_xs", gemv_iq4_xs_rows}}},
+};
+enum { N_TYPES = sizeof TYPES / sizeof TYPES[0] };
 
 /* aligned_alloc's size must be a multiple of the alignment */
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
@@ -163,6 +183,18 @@ static void fill_blocks(char *w, size_t bytes, size_t block_bytes, int scale_wor
     for (size_t i = 0; i < bytes; i++) w[i] = (char)rand();
     for (size_t b = 0; b + block_bytes <= bytes; b += block_bytes)
         for (int s = 0; s < scale_words; s++) memcpy(w + b + 2 * s, &(uint16_t){0x3C00}, 2);
+}
+
+/* one kernel over ROWS rows in cache: best ns per row */
+static void in_cache(const char *label, rows_fn run, int k, const char *w, size_t row_bytes, const void *x, float *y) {
+    double best = 1e9;
+    for (int rep = 0; rep < REPEATS; rep++) {
+        const double t0 = lc_now_seconds();
+        run(k, w, row_bytes, ROWS, x, y);
+        const double dt = lc_now_seconds() - t0;
+        best = dt < best ? dt : best;
+    }
+    printf("%-30s %6.1f\n", label, best / ROWS * 1e9);
 }
 
 int main(int argc, char **argv) {
@@ -179,79 +211,40 @@ int main(int argc, char **argv) {
     }
     static float x_f32[8192], y[ROWS];
     for (int i = 0; i < k; i++) x_f32[i] = (float)rand() / (float)RAND_MAX - 0.5f;
-    const size_t q41 = (size_t)k / 32 * sizeof(block_q4_1), q80 = (size_t)k / 32 * sizeof(block_q8_0);
-    void *x81 = alloc64((size_t)k / 32 * sizeof(block_q8_1)), *x80 = alloc64(q80);
-    lc_quantize_row_q8_1(x_f32, x81, k);
-    lc_quantize_row_q8_0(x_f32, x80, k);
-    char *w = alloc64(ROWS * q80);
+    void *x[ACTIVATION_FORMATS] = {alloc64((size_t)k / 32 * sizeof(block_q8_1)), alloc64((size_t)k / 32 * sizeof(block_q8_0)),
+                                   alloc64((size_t)k / QK_K * sizeof(block_q8_K))};
+    lc_quantize_row_q8_1(x_f32, x[Q8_1_ROW], k);
+    lc_quantize_row_q8_0(x_f32, x[Q8_0_ROW], k);
+    if (k % QK_K == 0) lc_quantize_row_q8_K(x_f32, x[Q8_K_ROW], k);
 
     printf("k = %d, ns per row (in cache, best of %d)\n", k, REPEATS);
-    fill_blocks(w, ROWS * q41, sizeof(block_q4_1), 2);
-    printf("Q4_1  ggml vec_dot             %6.1f\n", BEST_NS_PER_ROW(ggml_q4_1_rows(k, w, q41, ROWS, x81, y)));
-    printf("Q4_1  lc_tile_q4_1, 2 rows     %6.1f\n", BEST_NS_PER_ROW(tile_q4_1_rows(k, w, q41, ROWS, x81, y)));
-    printf("Q4_1  lc_gemv_q4_1             %6.1f\n", BEST_NS_PER_ROW(gemv_q4_1_rows(k, w, q41, ROWS, x81, y)));
-    fill_blocks(w, ROWS * q80, sizeof(block_q8_0), 1);
-    printf("Q8_0  ggml vec_dot             %6.1f\n", BEST_NS_PER_ROW(ggml_q8_0_rows(k, w, q80, ROWS, x80, y)));
-    printf("Q8_0  lc_tile_q8_0, 2 rows     %6.1f\n", BEST_NS_PER_ROW(tile_q8_0_rows(k, w, q80, ROWS, x80, y)));
-    printf("Q8_0  lc_gemv_q8_0             %6.1f\n", BEST_NS_PER_ROW(gemv_q8_0_rows(k, w, q80, ROWS, x80, y)));
-
-    if (k % 256 == 0) {
-        const size_t q4 = (size_t)k / 256 * sizeof(block_q4_K), q6 = (size_t)k / 256 * sizeof(block_q6_K);
-        char *wk = alloc64(ROWS * q6);
-        for (size_t i = 0; i < ROWS * q6; i++) wk[i] = (char)rand();
-        void *x = alloc64((size_t)k / 256 * sizeof(block_q8_K));
-        lc_quantize_row_q8_K(x_f32, x, k);
-        printf("Q4_K  llama.cpp repacked GEMV  %6.1f\n", BEST_NS_PER_ROW(ggml_gemv_q4_K_8x8_q8_K(k, y, 0, wk, x, 1, ROWS)));
-        printf("Q4_K  lc_gemv_q4_K             %6.1f\n", BEST_NS_PER_ROW(lc_gemv_q4_K(k, wk, q4, ROWS, x, y)));
-        printf("Q4_K  ggml vec_dot             %6.1f\n",
-               BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) ggml_vec_dot_q4_K_q8_K(k, y + r, 0, wk + r * q4, 0, x, 0, 1)));
-        printf("Q4_K  lc_vec_dot_q4_K          %6.1f\n",
-               BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) lc_vec_dot_q4_K(k, y + r, wk + r * q4, x)));
-        printf("Q6_K  ggml vec_dot             %6.1f\n",
-               BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) ggml_vec_dot_q6_K_q8_K(k, y + r, 0, wk + r * q6, 0, x, 0, 1)));
-        printf("Q6_K  lc_vec_dot_q6_K          %6.1f\n",
-               BEST_NS_PER_ROW(for (int r = 0; r < ROWS; r++) lc_vec_dot_q6_K(k, y + r, wk + r * q6, x)));
-        printf("Q6_K  lc_gemv_q6_K             %6.1f\n", BEST_NS_PER_ROW(gemv_q6_K_rows(k, wk, q6, ROWS, x, y)));
-        const size_t iq4 = (size_t)k / 256 * sizeof(block_iq4_xs);
-        fill_blocks(wk, ROWS * iq4, sizeof(block_iq4_xs), 1);
-        printf("IQ4_XS ggml vec_dot            %6.1f\n", BEST_NS_PER_ROW(ggml_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
-        printf("IQ4_XS lc_vec_dot_iq4_xs       %6.1f\n", BEST_NS_PER_ROW(vec_dot_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
-        printf("IQ4_XS lc_gemv_iq4_xs          %6.1f\n", BEST_NS_PER_ROW(gemv_iq4_xs_rows(k, wk, iq4, ROWS, x, y)));
-        free(wk);
-        free(x);
+    for (int t = 0; t < N_TYPES; t++) {
+        const weight_type *type = &TYPES[t];
+        if (k % type->block_elems) continue;
+        const size_t row_bytes = (size_t)(k / type->block_elems) * type->block_bytes;
+        char *w = alloc64(ROWS * row_bytes);
+        fill_blocks(w, ROWS * row_bytes, type->block_bytes, type->scale_words);
+        for (int i = 0; i < MAX_KERNELS && type->kernels[i].run; i++)
+            in_cache(type->kernels[i].label, type->kernels[i].run, k, w, row_bytes, x[type->x], y);
+        free(w);
     }
 
-    /* streamed: rows of STREAM_MB each, COPIES copies (rows a multiple of 4 for the GEMV) */
-    const int n41 = (int)((size_t)STREAM_MB << 20) / (int)q41 / 4 * 4, n80 = (int)((size_t)STREAM_MB << 20) / (int)q80 / 4 * 4;
-    const size_t bytes41 = (size_t)COPIES * (size_t)n41 * q41, bytes80 = (size_t)COPIES * (size_t)n80 * q80;
-    char *big = alloc64(bytes41 > bytes80 ? bytes41 : bytes80);
-    float *ys = malloc((size_t)(n41 > n80 ? n41 : n80) * sizeof(float));
     printf("streamed, %d MB of rows x %d copies, calls of %d rows (at most), %d threads: ns per row best, median, GB/s of the best\n",
            STREAM_MB, COPIES, chunk_rows, n_threads);
-    fill_blocks(big, bytes41, sizeof(block_q4_1), 2);
-    streamed("Q4_1  ggml vec_dot", ggml_q4_1_rows, k, big, q41, n41, x81, ys);
-    streamed("Q4_1  lc_tile_q4_1, 2 rows", tile_q4_1_rows, k, big, q41, n41, x81, ys);
-    streamed("Q4_1  lc_gemv_q4_1", gemv_q4_1_rows, k, big, q41, n41, x81, ys);
-    fill_blocks(big, bytes80, sizeof(block_q8_0), 1);
-    streamed("Q8_0  ggml vec_dot", ggml_q8_0_rows, k, big, q80, n80, x80, ys);
-    streamed("Q8_0  lc_tile_q8_0, 2 rows", tile_q8_0_rows, k, big, q80, n80, x80, ys);
-    streamed("Q8_0  lc_gemv_q8_0", gemv_q8_0_rows, k, big, q80, n80, x80, ys);
-    if (k % 256 == 0) {
-        const size_t iq4 = (size_t)k / 256 * sizeof(block_iq4_xs), q6 = (size_t)k / 256 * sizeof(block_q6_K);
-        const int niq4 = (int)((size_t)STREAM_MB << 20) / (int)iq4 / 4 * 4, n6 = (int)((size_t)STREAM_MB << 20) / (int)q6 / 4 * 4;
-        const size_t bytes_iq4 = (size_t)COPIES * (size_t)niq4 * iq4, bytes6 = (size_t)COPIES * (size_t)n6 * q6;
-        char *bigk = alloc64(bytes_iq4 > bytes6 ? bytes_iq4 : bytes6);
-        float *yk = malloc((size_t)(niq4 > n6 ? niq4 : n6) * sizeof(float));
-        void *x = alloc64((size_t)k / 256 * sizeof(block_q8_K));
-        lc_quantize_row_q8_K(x_f32, x, k);
-        fill_blocks(bigk, bytes_iq4, sizeof(block_iq4_xs), 1);
-        streamed("IQ4_XS ggml vec_dot", ggml_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
-        streamed("IQ4_XS lc_vec_dot_iq4_xs", vec_dot_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
-        streamed("IQ4_XS lc_gemv_iq4_xs", gemv_iq4_xs_rows, k, bigk, iq4, niq4, x, yk);
-        fill_blocks(bigk, bytes6, sizeof(block_q6_K), 0);
-        streamed("Q6_K  ggml vec_dot", ggml_q6_K_rows, k, bigk, q6, n6, x, yk);
-        streamed("Q6_K  lc_vec_dot_q6_K", vec_dot_q6_K_rows, k, bigk, q6, n6, x, yk);
-        streamed("Q6_K  lc_gemv_q6_K", gemv_q6_K_rows, k, bigk, q6, n6, x, yk);
+    for (int t = 0; t < N_TYPES; t++) {
+        const weight_type *type = &TYPES[t];
+        if (!type->streamed || k % type->block_elems) continue;
+        /* rows of STREAM_MB, COPIES copies (rows a multiple of 4 for the GEMV) */
+        const size_t row_bytes = (size_t)(k / type->block_elems) * type->block_bytes;
+        const int nrows = (int)(((size_t)STREAM_MB << 20) / row_bytes) / 4 * 4;
+        const size_t bytes = (size_t)COPIES * (size_t)nrows * row_bytes;
+        char *w = alloc64(bytes);
+        float *ys = malloc((size_t)nrows * sizeof(float));
+        fill_blocks(w, bytes, type->block_bytes, type->scale_words);
+        for (int i = 0; i < MAX_KERNELS && type->kernels[i].run; i++)
+            streamed(type->kernels[i].label, type->kernels[i].run, k, w, row_bytes, nrows, x[type->x], ys);
+        free(w);
+        free(ys);
     }
     return 0;
 }
