@@ -293,7 +293,6 @@ static inline __m256i q6_K_scale_step(__m256i s16, int t) {
 /* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
  * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
 static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
     __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < nb; ++i) {
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
@@ -309,15 +308,8 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
             __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums), 5));
 #pragma GCC unroll 2
             for (int h = 0; h < 2; ++h) {
-                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-                const __m256i u[4] = {
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
-                };
+                __m256i u[4];
+                lc_q6_K_unpack_half(b, h, u);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; ++k) {
                     const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k)));

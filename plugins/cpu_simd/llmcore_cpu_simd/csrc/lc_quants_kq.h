@@ -48,6 +48,22 @@ static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t 
     memcpy(mn, &m, 8);
 }
 
+#if defined(LC_AVX2)
+/* Q6_K's unsigned quants (q + 32, 0..63) of half h of block b (values 128h..128h+127) as four
+ * vectors of 32, in the activations' order: the low four bits from ql, the high two from qh
+ * (vec_dot's and the GEMV's unpacking) */
+static inline void lc_q6_K_unpack_half(const block_q6_K *b, int h, __m256i u[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48));
+    u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48));
+    u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48));
+    u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48));
+}
+#endif
+
 /* ---- internal: NEON helper shared by quants_kq.c and quants_legacy.c (candidate for lc_simd.h) ---- */
 #if defined(LC_NEON)
 /* exact sum of the 16 products a[i] * b[i] (|a[i] * b[i]| < 2^15) */

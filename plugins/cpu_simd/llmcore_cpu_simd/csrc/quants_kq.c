@@ -406,7 +406,6 @@ void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { do
 /* one Q6_K block's integer products in ggml's 8 int32 lanes (q = u - 32 with u in 0..63: 32 * the
  * scaled bsums taken back at the end) */
 static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m48 = _mm256_set1_epi8(0x30);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y->bsums));
     const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
@@ -414,15 +413,8 @@ static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) 
     __m256i isum = _mm256_setzero_si256();
     const int8_t *q8 = y->qs;
     for (int h = 0; h < 2; ++h) {
-        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
-        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
-        const __m256i u[4] = {
-            _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m48)),
-            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m48)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48)),
-        };
+        __m256i u[4];
+        lc_q6_K_unpack_half(x, h, u);
         for (int k = 0; k < 4; ++k, q8 += 32) {
             const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
             isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
