@@ -12,6 +12,7 @@
  * AVX-512 ones keep vec_dot row by row for those types, not measured against it). */
 #include <string.h>
 
+#include "lc_gemv.h"
 #include "lc_gemv_kq.h"
 #include "lc_quants_kq.h"
 /* IQ4_XS's levels are ggml's table (kvalues_iq4nl) in ggml_tables.h, on the include path of the
@@ -24,8 +25,6 @@
 
 #if defined(LC_AVX2)
 
-enum { GEMV_ROWS = 4 };
-
 /* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
  * well than one. The group's rows are one run of bytes: block step i of nb asks for the i-th nb-th of
  * the run this far past them, so the requests go ahead as one stream, spread evenly over the work
@@ -35,8 +34,8 @@ enum { GEMV_ROWS = 4 };
 enum { PREFETCH_AHEAD = 8192 };
 
 static inline void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i) {
-    const uint8_t *from = rows + PREFETCH_AHEAD + (size_t)i * GEMV_ROWS * block_bytes;
-    for (size_t line = 0; line < GEMV_ROWS * block_bytes; line += 64) _mm_prefetch((const char *)from + line, _MM_HINT_T0);
+    const uint8_t *from = rows + PREFETCH_AHEAD + (size_t)i * LC_GEMV_ROWS * block_bytes;
+    for (size_t line = 0; line < LC_GEMV_ROWS * block_bytes; line += 64) _mm_prefetch((const char *)from + line, _MM_HINT_T0);
 }
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that
@@ -45,7 +44,7 @@ static inline void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64
  * four int16 of dd, dmin in the high four. */
 typedef struct { __m128i dd, sc_lo, sc_hi, mn_lo, mn_hi; } heads4;
 
-static inline heads4 unpack_heads4(const block_q4_K *const b[GEMV_ROWS]) {
+static inline heads4 unpack_heads4(const block_q4_K *const b[LC_GEMV_ROWS]) {
     const __m128i m6 = _mm_set1_epi32(0x3f3f3f3f), low4 = _mm_set1_epi32(0x0f0f0f0f), top2 = _mm_set1_epi32(0x03030303);
     /* the d and dmin halves of four blocks' first words: d to the low four int16, dmin to the high */
     const __m128i split_d = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
@@ -102,7 +101,7 @@ static inline __m512i spread(__m512i s16, int r, short lo, short hi) {
 }
 
 /* the exact sums of the 16 int32 lanes of a[0..3], as the four lanes of one vector */
-static inline __m128i reduce4(const __m512i a[GEMV_ROWS]) {
+static inline __m128i reduce4(const __m512i a[LC_GEMV_ROWS]) {
     const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
     const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
     const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
@@ -110,13 +109,14 @@ static inline __m128i reduce4(const __m512i a[GEMV_ROWS]) {
     return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
 }
 
-static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
     const __m512i m4 = _mm512_set1_epi8(0xF);
     const __m512i firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
-        const block_q4_K *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; ++r) {
+        const block_q4_K *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
         }
         prefetch_ahead(w, sizeof(block_q4_K), i);
@@ -137,9 +137,9 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
         mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_CDAB));
         const __m128i min_total = _mm512_castsi512_si128(_mm512_permutexvar_epi32(firsts, mins));
 
-        __m512i isum[GEMV_ROWS];
+        __m512i isum[LC_GEMV_ROWS];
 #pragma GCC unroll 4
-        for (int r = 0; r < GEMV_ROWS; ++r) {
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             const __m512i qa = _mm512_loadu_si512(b[r]->qs), qb = _mm512_loadu_si512(b[r]->qs + 64);
             __m512i acc = _mm512_setzero_si512();
             acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(s16, r, 0, 2));
@@ -159,20 +159,21 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
 static inline __m256i dot_pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 
 /* the exact sums of the 8 int32 lanes of a[0..3], as the four lanes of one vector */
-static inline __m128i reduce4(const __m256i a[GEMV_ROWS]) {
+static inline __m128i reduce4(const __m256i a[LC_GEMV_ROWS]) {
     const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
     return _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
 }
 
 /* Each row's scales are broadcast from a small table of int16 pairs (a load, not a shuffle) for the
  * pair products of their sub-block: row r's scale k at pairs[8 * r + k]. */
-static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
-    _Alignas(32) int32_t pairs[8 * GEMV_ROWS];
+    _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
-        const block_q4_K *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; ++r) {
+        const block_q4_K *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
         }
         prefetch_ahead(w, sizeof(block_q4_K), i);
@@ -199,7 +200,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
         const __m128i min_total = _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
 
         /* 32 quant bytes hold sub-block 2j in their low nibbles, 2j + 1 in their high ones */
-        __m256i isum[GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         const int8_t *q8 = x[i].qs;
         /* not unrolled: GCC would compute every row's products of the four steps first and spill them */
 #pragma GCC unroll 1
@@ -208,7 +209,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
             const __m256i x_hi = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
             const int32_t *scale = pairs + 2 * j;
 #pragma GCC unroll 4
-            for (int r = 0; r < GEMV_ROWS; ++r) {
+            for (int r = 0; r < LC_GEMV_ROWS; ++r) {
                 const __m256i bits = _mm256_loadu_si256((const __m256i *)(b[r]->qs + 32 * j));
                 const __m256i p_lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), x_lo);
                 const __m256i p_hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x_hi);
@@ -247,35 +248,36 @@ static inline __m256i iq4_xs_scale_pairs(const block_iq4_xs *b) {
  * low, 16-31 high). vec_dot's byte products are |w| times x signed by w; here |x| times w signed by
  * x, the same products (Q8_K's quants are within +-127, so neither sign wraps), so |x| is taken once
  * for the four rows. */
-static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
+static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
     const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
     const __m256i m4 = _mm256_set1_epi8(0xF), nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    _Alignas(32) int32_t scale_pairs[GEMV_ROWS][QK_K / 32];
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    _Alignas(32) int32_t scale_pairs[LC_GEMV_ROWS][QK_K / 32];
     for (int64_t i = 0; i < nb; ++i) {
-        const block_iq4_xs *b[GEMV_ROWS];
+        const block_iq4_xs *b[LC_GEMV_ROWS];
         prefetch_ahead(w, sizeof(block_iq4_xs), i);
-        for (int r = 0; r < GEMV_ROWS; ++r) {
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             b[r] = (const block_iq4_xs *)(w + (size_t)r * row_bytes) + i;
             _mm256_store_si256((__m256i *)scale_pairs[r], iq4_xs_scale_pairs(b[r]));
         }
-        __m256i isum[GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 1
         for (int ib = 0; ib < QK_K / 32; ++ib) {
             const __m256i xq = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * ib));
             const __m256i x_abs = _mm256_abs_epi8(xq);
 #pragma GCC unroll 4
-            for (int r = 0; r < GEMV_ROWS; ++r) {
+            for (int r = 0; r < LC_GEMV_ROWS; ++r) {
                 const __m256i bits = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b[r]->qs + 16 * ib)));
                 const __m256i wq = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srlv_epi32(bits, nibble_shift), m4));
                 const __m256i pairs = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(wq, xq));
                 isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(pairs, _mm256_set1_epi32(scale_pairs[r][ib])));
             }
         }
-        for (int r = 0; r < GEMV_ROWS; ++r)
+        for (int r = 0; r < LC_GEMV_ROWS; ++r)
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(LC_H2F(b[r]->d) * x[i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    for (int r = 0; r < GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
 }
 
 #endif
@@ -292,13 +294,14 @@ static inline __m256i q6_K_scale_step(__m256i s16, int t) {
 
 /* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
  * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
-static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y) {
-    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < nb; ++i) {
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
         prefetch_ahead(w, sizeof(block_q6_K), i);
 #pragma GCC unroll 4
-        for (int r = 0; r < GEMV_ROWS; ++r) {
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * row_bytes) + i;
             /* opaque to the compiler, so that it does not hoist the block's 8 activation vectors out of
              * the rows' loop into registers the row's steps then spill for */
@@ -319,33 +322,18 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const blo
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * LC_H2F(b->d)), _mm256_cvtepi32_ps(isum), acc[r]);
         }
     }
-    for (int r = 0; r < GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
 }
 
-typedef void (*gemv4_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const block_q8_K *x, float *y);
-
-/* the rows four at a time through gemv4, the last (nrows % 4) through vec_dot */
-static inline void gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
-                             gemv4_fn gemv4, lc_vec_dot_fn vec_dot) {
-    const uint8_t *rows = w;
-    int64_t r = 0;
-    for (; r + GEMV_ROWS <= nrows; r += GEMV_ROWS) gemv4(k / QK_K, rows + (size_t)r * row_bytes, row_bytes, x, y + r);
-    for (; r < nrows; ++r) vec_dot((int)k, y + r, rows + (size_t)r * row_bytes, x);
-}
-
-#define GEMV4_ROWS(name) gemv_rows(k, w, row_bytes, nrows, x, y, gemv4_##name, lc_vec_dot_##name)
+#define GEMV4(name) gemv4_##name
 
 #else
 
-/* row by row, each through vec_dot */
-static inline void gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
-                             lc_vec_dot_fn vec_dot) {
-    for (int64_t r = 0; r < nrows; ++r) vec_dot((int)k, y + r, (const uint8_t *)w + (size_t)r * row_bytes, x);
-}
-
-#define GEMV4_ROWS(name) gemv_rows(k, w, row_bytes, nrows, x, y, lc_vec_dot_##name)
+#define GEMV4(name) NULL  /* row by row */
 
 #endif
+
+#define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 0)
 
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q4_K); }
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q6_K); }

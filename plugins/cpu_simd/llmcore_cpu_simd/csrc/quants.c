@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lc_gemv.h"
 #include "lc_kernels.h"
 #include "lc_kv.h"
 #include "lc_simd.h"
@@ -478,9 +479,6 @@ void lc_vec_dot_q4_1(int n, float *s, const void *w_row, const void *x_row) {
  * and the four hsums done together, lane by lane. llama.cpp's AVX2 build runs vec_dot row by row for
  * both types (repack.cpp has no x86 layout for them). AVX-512 builds keep the tiles' path (not
  * measured there: lc_gemv_for does not hand these out). */
-#if defined(LC_AVX2) && !defined(LC_AVX512)
-
-enum { GEMV_ROWS = 4 };
 
 /* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
  * well than one: each group asks for the bytes this far ahead of it, and a call for its first ones
@@ -489,8 +487,10 @@ enum { GEMV_ROWS = 4 };
  * slower than vec_dot row by row. */
 enum { GEMV_PREFETCH_AHEAD = 3072 };
 
+#if defined(LC_AVX2) && !defined(LC_AVX512)
+
 /* hsum_float_8 of the four rows' accumulators, as the four lanes of one vector: the same adds */
-static inline __m128 hsum8_rows4(const __m256 acc[GEMV_ROWS]) {
+static inline __m128 hsum8_rows4(const __m256 acc[LC_GEMV_ROWS]) {
     __m128 s0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
     __m128 s1 = _mm_add_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
     __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(acc[2]), _mm256_extractf128_ps(acc[2], 1));
@@ -500,27 +500,27 @@ static inline __m128 hsum8_rows4(const __m256 acc[GEMV_ROWS]) {
 }
 
 /* the four 16-bit words at p[0..3] (one per row), as the low four of a vector */
-static inline __m128i gather4_u16(const void *const p[GEMV_ROWS]) {
-    uint16_t h[GEMV_ROWS];
-    for (int r = 0; r < GEMV_ROWS; r++) memcpy(h + r, p[r], 2);
+static inline __m128i gather4_u16(const void *const p[LC_GEMV_ROWS]) {
+    uint16_t h[LC_GEMV_ROWS];
+    for (int r = 0; r < LC_GEMV_ROWS; r++) memcpy(h + r, p[r], 2);
     return _mm_loadl_epi64((const __m128i *)h);
 }
 
-static void gemv4_q8_0(int nb, const char *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_0 *x = vx;
-    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    _Alignas(16) float scale[GEMV_ROWS];
-    for (int i = 0; i < nb; i++) {
-        const block_q8_0 *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    _Alignas(16) float scale[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q8_0 *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
+        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
         _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         /* vec_dot's unsigned side is |w| and its signed one x with w's sign; here |x|, taken once for the
          * four rows, and w with x's sign: the same product of each pair of bytes, so the same sums */
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
         const __m256i abs_x = _mm256_sign_epi8(qx, qx);
 #pragma GCC unroll 4
-        for (int r = 0; r < GEMV_ROWS; r++) {
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
             const __m256i qw = _mm256_loadu_si256((const __m256i *)b[r]->qs);
             const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(abs_x, _mm256_sign_epi8(qw, qx)));
             acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
@@ -529,23 +529,23 @@ static void gemv4_q8_0(int nb, const char *w, size_t row_bytes, const void *vx, 
     _mm_storeu_ps(y, hsum8_rows4(acc));
 }
 
-static void gemv4_q4_1(int nb, const char *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_1 *x = vx;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i high_half = _mm256_setr_epi64x(0, 0, 4, 4);  /* the 16 bytes' high nibbles to the upper half */
-    __m256 acc[GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m128 summs = _mm_setzero_ps();
-    _Alignas(16) float scale[GEMV_ROWS];
-    for (int i = 0; i < nb; i++) {
-        const block_q4_1 *b[GEMV_ROWS];
-        for (int r = 0; r < GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
-        const void *m[GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
+    _Alignas(16) float scale[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q4_1 *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
+        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
+        const void *m[LC_GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
         _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
 #pragma GCC unroll 4
-        for (int r = 0; r < GEMV_ROWS; r++) {
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
             const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b[r]->qs));
             const __m256i qw = _mm256_and_si256(_mm256_srlv_epi64(both, high_half), low4);  /* lc_unpack_nibbles */
             const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, qx));
@@ -555,43 +555,21 @@ static void gemv4_q4_1(int nb, const char *w, size_t row_bytes, const void *vx, 
     _mm_storeu_ps(y, _mm_add_ps(hsum8_rows4(acc), summs));
 }
 
-typedef void (*gemv4_fn)(int nb, const char *w, size_t row_bytes, const void *x, float *y);
-
-/* the rows in groups of four, the last few through vec_dot */
-static inline __attribute__((always_inline)) void gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows,
-                                                            const void *x, float *y, int block, gemv4_fn group,
-                                                            lc_vec_dot_fn dot) {
-    const char *rows = w;
-    const size_t bytes = (size_t)nrows * row_bytes;
-    for (size_t at = 0; at < GEMV_PREFETCH_AHEAD && at < bytes; at += 64) _mm_prefetch(rows + at, _MM_HINT_T0);
-    int64_t r = 0;
-    for (; r + GEMV_ROWS <= nrows; r += GEMV_ROWS) {
-        const size_t ahead = (size_t)r * row_bytes + GEMV_PREFETCH_AHEAD, ahead_end = ahead + GEMV_ROWS * row_bytes;
-        for (size_t at = ahead; at < ahead_end && at < bytes; at += 64) _mm_prefetch(rows + at, _MM_HINT_T0);
-        group((int)(k / block), rows + (size_t)r * row_bytes, row_bytes, x, y + r);
-    }
-    for (; r < nrows; r++) dot((int)k, y + r, rows + (size_t)r * row_bytes, x);
-}
-
-void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, gemv4_q8_0, lc_vec_dot_q8_0);
-}
-
-void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, gemv4_q4_1, lc_vec_dot_q4_1);
-}
+#define GEMV4(name) gemv4_##name
 
 #else
 
+#define GEMV4(name) NULL  /* row by row */
+
+#endif
+
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    for (int64_t r = 0; r < nrows; r++) lc_vec_dot_q8_0((int)k, y + r, (const char *)w + (size_t)r * row_bytes, x);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, GEMV_PREFETCH_AHEAD);
 }
 
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    for (int64_t r = 0; r < nrows; r++) lc_vec_dot_q4_1((int)k, y + r, (const char *)w + (size_t)r * row_bytes, x);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, GEMV_PREFETCH_AHEAD);
 }
-
-#endif
 
 /* ---- dequantization (get_rows) ------------------------------------------------------------- */
 
