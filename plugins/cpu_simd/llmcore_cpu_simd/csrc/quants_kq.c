@@ -400,9 +400,6 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
     *s = (with_high_bit ? lc_hsum256(acc) : sum_q4) + summs;
 }
 
-void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
-void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
-
 /* one Q6_K block's integer products in ggml's 8 int32 lanes (q = u - 32 with u in 0..63: 32 * the
  * scaled bsums taken back at the end) */
 static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) {
@@ -542,9 +539,6 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
     *s = sumf - sum_min;
 }
 
-void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
-void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
-
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q6_K *x = (const block_q6_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
@@ -667,9 +661,6 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
     *s = (with_high_bit ? lc_hsum8_ordered(acc) : sum_q4) + summs;
 }
 
-void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
-void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
-
 /* Q6_K as unsigned u = q + 32 per 32-element chunk c (scale sc[2c] for lanes 0-3, sc[2c+1] for
  * lanes 4-7), minus 32 * (bsum[2l] sc[2l] + bsum[2l+1] sc[2l+1]) in lane l, as ggml does */
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
@@ -700,6 +691,9 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
 
 #endif
 
+/* each ISA path's dot_k4_k5 */
+void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
+void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 1); }
 
 static void dot_k4_k5_tiled(int n, float *s, const void *w_row, const void *x_row, int with_high_bit) {
     const block_q5_K *x5 = (const block_q5_K *)w_row;
