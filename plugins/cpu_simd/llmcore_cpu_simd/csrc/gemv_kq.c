@@ -63,6 +63,15 @@ static inline heads4 unpack_heads4(const block_q4_K *const b[LC_GEMV_ROWS]) {
     return h;
 }
 
+/* the four rows' i-th Q4_K blocks (into b), the bytes ahead asked for, and their heads unpacked */
+static inline heads4 q4_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q4_K *b[LC_GEMV_ROWS]) {
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+        b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
+    }
+    prefetch_ahead(w, sizeof(block_q4_K), i);
+    return unpack_heads4(b);
+}
+
 /* the float steps of one block for the four rows: isum and imin the rows' exact integer sums */
 static inline void block_floats(const heads4 *h, float xd, __m128i isum, __m128i imin, __m128 *sum_q4, __m128 *summs) {
     const __m128 vxd = _mm_set1_ps(xd);
@@ -116,11 +125,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-            b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-        }
-        prefetch_ahead(w, sizeof(block_q4_K), i);
-        const heads4 h = unpack_heads4(b);
+        const heads4 h = q4_K_blocks(w, row_bytes, i, b);
         /* row r's eight scales (mins) at int16 lanes 8r..8r+7 */
         const __m512i s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.sc_lo, h.sc_hi), _mm_unpacklo_epi32(h.sc_lo, h.sc_hi)));
         const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.mn_lo, h.mn_hi), _mm_unpacklo_epi32(h.mn_lo, h.mn_hi)));
@@ -173,11 +178,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-            b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
-        }
-        prefetch_ahead(w, sizeof(block_q4_K), i);
-        const heads4 h = unpack_heads4(b);
+        const heads4 h = q4_K_blocks(w, row_bytes, i, b);
         /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
          * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
          * and 2 in the low unpacks' halves, 1 and 3 in the high ones' */
