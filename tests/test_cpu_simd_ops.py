@@ -80,6 +80,19 @@ def test_mul_mat(backend_factory, w_type, m, k, n):
           {"x": x}, {"w": raw}, bound=1e-5)
 
 
+def program_ops(factory, build, weights: dict[str, np.ndarray]) -> list[int]:
+    """The C ops of the program ``build(g)`` compiles to on a backend from ``factory``."""
+    g = GraphBuilder(1, 1)
+    out = build(g)
+    graph = g.build({"out": out})
+    subgraph = Subgraph([n for n in graph.nodes if not n.is_leaf], [n for n in graph.nodes if n.op is Op.INPUT],
+                        [out], graph.weights, graph.caches)
+    backend = factory()
+    backend.load_weights([WeightData(w.name, w.dtype, w.shape, weights[w.name]) for w in graph.weights])
+    program = backend.compile(subgraph)._program.program
+    return [program.nodes[i].op for i in range(program.n_nodes)]
+
+
 @pytest.mark.parametrize("w_type", [GGMLType.F16, GGMLType.Q4_1, GGMLType.Q4_K, GGMLType.F32], ids=lambda t: t.name)
 @pytest.mark.parametrize("m", [1, 5, 40])
 def test_bias_add_folds_into_the_product_with_the_same_bits(backend_factory, w_type, m):
@@ -87,24 +100,37 @@ def test_bias_add_folds_into_the_product_with_the_same_bits(backend_factory, w_t
     output is the product's own float plus the bias, as a separate ADD rounds it: the one-token GEMV,
     the register tiles, the K-quants' packed GEMM and the f16 GEMM's store."""
     k, n = 256, 40
-    raw = quantize_rows(w_type, randn(n, k))
-    x, bias = randn(m, k) * 3, randn(n)
+    rng = np.random.default_rng(m)  # its own draws: the shared RNG's sequence stays the other tests'
+    raw = quantize_rows(w_type, rng.standard_normal((n, k), np.float32))
+    x, bias = rng.standard_normal((m, k), np.float32) * 3, rng.standard_normal(n, np.float32)
     weights, feeds = {"w": raw, "b": bias}, {"x": x}
     product = lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32))  # noqa: E731
     plain = run_graph(backend_factory(), product, feeds, weights)
     biased = lambda g: g.add(product(g), g.weight("b", (n,), GGMLType.F32))  # noqa: E731
     np.testing.assert_array_equal(run_graph(backend_factory(), biased, feeds, weights).view(np.uint32),
                                   (plain + bias).view(np.uint32))
-    g = GraphBuilder(1, 1)
-    out = biased(g)
-    graph = g.build({"out": out})
-    subgraph = Subgraph([n for n in graph.nodes if not n.is_leaf], [n for n in graph.nodes if n.op is Op.INPUT],
-                        [out], graph.weights, graph.caches)
-    backend = backend_factory()
-    backend.load_weights([WeightData(w.name, w.dtype, w.shape, weights[w.name]) for w in graph.weights])
-    program = backend.compile(subgraph)._program.program
-    ops = [program.nodes[i].op for i in range(program.n_nodes)]
-    assert backend.lib.LC_OP_ADD not in ops and backend.lib.LC_OP_MUL_MAT in ops
+    ops = program_ops(backend_factory, biased, weights)
+    lib = backend_factory().lib
+    assert lib.LC_OP_ADD not in ops and lib.LC_OP_MUL_MAT in ops
+
+
+@pytest.mark.parametrize("norm", ["norm", "rms_norm"])
+def test_norm_weight_and_bias_fold_into_the_norm_with_the_same_bits(backend_factory, norm):
+    """A norm times its weight row plus its bias row (LayerNorm; RMSNorm without the bias) is one
+    NORM step whose values are the separate MUL's and ADD's float operations on the norm's."""
+    cols = 96
+    rng = np.random.default_rng(96)
+    x, w, b = (rng.standard_normal(shape, np.float32) for shape in ((7, cols), cols, cols))
+    weights, feeds = {"w": w, "b": b}, {"x": x}
+    normed = lambda g: getattr(g, norm)(g.input("x", (7, cols), F32), 1e-5)  # noqa: E731
+    scaled = lambda g: g.mul(normed(g), g.weight("w", (cols,), GGMLType.F32))  # noqa: E731
+    shifted = lambda g: g.add(scaled(g), g.weight("b", (cols,), GGMLType.F32))  # noqa: E731
+    plain = run_graph(backend_factory(), normed, feeds, weights)
+    for build, want in ((scaled, plain * w), (shifted, plain * w + b)):
+        got = run_graph(backend_factory(), build, feeds, weights)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        lib = backend_factory().lib
+        assert program_ops(backend_factory, build, weights) == [lib.LC_OP_NORM if norm == "norm" else lib.LC_OP_RMS_NORM]
 
 
 def test_shared_activation_quantization(backend_factory):

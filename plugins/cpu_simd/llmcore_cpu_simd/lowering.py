@@ -135,7 +135,7 @@ class Program:
         steps: list[_Step] = []
         for node in subgraph.nodes:
             steps.extend(self._lower(node))
-        steps = _quantizations_hoisted(_biases_fused(steps, {self._key(n) for n in subgraph.outputs}))
+        steps = _quantizations_hoisted(_epilogues_folded(steps, {self._key(n) for n in subgraph.outputs}))
         self._schedule(steps)
         self._place(steps, [self._key(n) for n in subgraph.outputs])
         self.inputs = [(n.id, self._input_arrays[n.id]) for n in subgraph.inputs]
@@ -459,25 +459,38 @@ class Program:
         return self._arena.nbytes + self._scratch.nbytes
 
 
-def _biases_fused(steps: list[_Step], output_keys: set[Key]) -> list[_Step]:
-    """Each ADD of an F32 bias row to a product that nothing else reads folded into the product
-    (its src[2]): the kernels add the bias as they store each output, the same float sums, without
-    a pass of their own over the outputs and a barrier before it."""
+def _epilogues_folded(steps: list[_Step], output_keys: set[Key]) -> list[_Step]:
+    """Elementwise steps folded into the step whose result only they read, where that step's kernel
+    applies them as it stores each value, in the same float operations: a norm's MUL by its weight
+    row (src[1]) and then its ADD of a bias row (src[2]), a product's ADD of a bias row (src[2]).
+    One pass over the values and one barrier fewer for each."""
     readers: dict[Key, int] = {}
     for step in steps:
         for src in step.srcs:
             readers[src] = readers.get(src, 0) + 1
-    products = {step.dst: step for step in steps if step.op == "LC_OP_MUL_MAT" and len(step.srcs) == 2 and not step.i}
-    fused: list[_Step] = []
+    producers: dict[Key, _Step] = {}
+    folded: list[_Step] = []
     for step in steps:
-        product = products.get(step.srcs[0]) if step.op == "LC_OP_ADD" and not step.i else None
-        if (product is not None and step.srcs[1][0] == "w" and step.ne[1] == product.ne[2]
-                and readers[product.dst] == 1 and product.dst not in output_keys):
-            product.srcs.append(step.srcs[1])
-            product.dst = step.dst
+        first = producers.get(step.srcs[0]) if step.op in ("LC_OP_MUL", "LC_OP_ADD") and not step.i else None
+        if (first is not None and step.srcs[1][0] == "w" and readers[first.dst] == 1
+                and first.dst not in output_keys and _takes_epilogue(first, step)):
+            first.srcs.append(step.srcs[1])
+            first.dst = step.dst
+            producers[step.dst] = first
             continue
-        fused.append(step)
-    return fused
+        producers[step.dst] = step
+        folded.append(step)
+    return folded
+
+
+def _takes_epilogue(first: _Step, step: _Step) -> bool:
+    """Whether ``step`` (a MUL or ADD by a weight row) can fold into ``first``, the step writing its
+    first operand."""
+    if first.op in ("LC_OP_NORM", "LC_OP_RMS_NORM"):
+        n_srcs = 1 if step.op == "LC_OP_MUL" else 2  # the weight first, then the bias
+        return len(first.srcs) == n_srcs and step.ne[1] == first.ne[0]
+    return (first.op == "LC_OP_MUL_MAT" and step.op == "LC_OP_ADD" and not first.i and len(first.srcs) == 2
+            and step.ne[1] == first.ne[2])
 
 
 def _quantizations_hoisted(steps: list[_Step]) -> list[_Step]:

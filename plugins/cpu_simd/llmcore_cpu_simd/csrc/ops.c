@@ -393,6 +393,15 @@ static void op_swiglu(const lc_node *nd, const lc_task *task) {
 
 /* ---- norms --------------------------------------------------------------------------------- */
 
+/* a norm's row y = x * scale, then times its weight row (src[1]) and plus its bias row (src[2])
+ * where the lowering folded those steps in: each the separate op's float operation */
+static void scale_row(const lc_node *nd, const float *x, float *y, int64_t cols, float scale) {
+    const float *w = nd->src[1], *b = nd->src[2];
+    for (int64_t i = 0; i < cols; i++) y[i] = x[i] * scale;
+    for (int64_t i = 0; w && i < cols; i++) y[i] *= w[i];
+    for (int64_t i = 0; b && i < cols; i++) y[i] += b[i];
+}
+
 static void op_rms_norm(const lc_node *nd, const lc_task *task) {
     const int ith = task->ith, nth = task->nth;
     const int64_t cols = nd->ne[0];
@@ -403,8 +412,7 @@ static void op_rms_norm(const lc_node *nd, const lc_task *task) {
         float *y = (float *)nd->dst + r * cols;
         double sum = 0.0;
         for (int64_t i = 0; i < cols; i++) sum += (double)(x[i] * x[i]);
-        const float scale = 1.0f / sqrtf((float)(sum / (double)cols) + nd->f[0]);
-        for (int64_t i = 0; i < cols; i++) y[i] = x[i] * scale;
+        scale_row(nd, x, y, cols, 1.0f / sqrtf((float)(sum / (double)cols) + nd->f[0]));
     }
 }
 
@@ -436,8 +444,7 @@ static void op_norm(const lc_node *nd, const lc_task *task) {
             const float square = y[i] * y[i];
             var += (double)square;
         }
-        const float scale = 1.0f / sqrtf((float)(var / (double)cols) + nd->f[0]);
-        for (int64_t i = 0; i < cols; i++) y[i] *= scale;
+        scale_row(nd, y, y, cols, 1.0f / sqrtf((float)(var / (double)cols) + nd->f[0]));
     }
 }
 
