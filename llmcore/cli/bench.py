@@ -16,7 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure prompt and generation speed (llama-bench)",
                               description="Prompt (pp) and generation (tg) tokens per second, median of -r "
                                           "repetitions. With --llama-bench, llama.cpp's llama-bench runs in "
-                                          "interleaved repetitions on the same model and the ratio is printed.")
+                                          "interleaved repetitions on the same model and the ratio is printed. "
+                                          "For tg, the memory-bandwidth fraction: the weight bytes one decode "
+                                          "step reads (every matrix product's weight once; of an MoE's experts, "
+                                          "the routed ones' share) times tokens/s, over the bandwidth a "
+                                          "streaming read of a 256 MiB buffer reaches here with the same "
+                                          "threads (best of 5).")
     add_model_args(p)
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test, 0 to skip (default: 512)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens for the tg test, 0 to skip (default: 128)")
@@ -47,7 +52,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"{ours.test}: llmcore/llama.cpp = {ours.median / theirs.median:.2f}x "
                   f"(medians of {len(ours.samples)} interleaved repetitions)")
     _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt)
+    _print_bandwidth_fraction(llm, [r for r in results if r.test.startswith("tg")], threads)
     return 0
+
+
+def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
+    """How close decode comes to the memory-bandwidth limit: weight bytes per token x tokens/s over
+    the bandwidth of a streaming read on ``threads`` threads."""
+    from llmcore.tools.bench import STREAM_REPEATS, decode_weight_bytes, streaming_read_bandwidth
+
+    if not decode_results:
+        return
+    per_token = decode_weight_bytes(llm.model, llm.plan.graph(1))
+    bandwidth = streaming_read_bandwidth(threads)
+    print(f"decode reads {per_token / 1e6:.3f} MB of weights per token; streaming read {bandwidth / 1e9:.3f} GB/s "
+          f"({threads} threads, best of {STREAM_REPEATS}): limit {bandwidth / per_token:.1f} t/s")
+    for r in decode_results:
+        engine = llm.backend.name if r.engine == "llmcore" else "llama.cpp"
+        print(f"{r.test} {engine}: {r.median:.2f} t/s x {per_token / 1e6:.3f} MB = "
+              f"{r.median * per_token / 1e9:.3f} GB/s, {r.median * per_token / bandwidth:.3f} of the memory bandwidth")
 
 
 def _print_plan_speed(llm, ours: list, n_prompt: int) -> None:

@@ -8,12 +8,17 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from llmcore.engine.batch import Batch
 from llmcore.errors import LLMCoreError
+from llmcore.graph.ir import Graph, Op
+
+STREAM_BYTES = 256 << 20  # the buffer a streaming read times: many times any CPU's last-level cache
+STREAM_REPEATS = 5
 
 
 @dataclass
@@ -89,3 +94,36 @@ def run_bench(llm, tests: list[tuple[str, int]], reps: int, threads: int, llama_
 def _cache_args(cache) -> list[str]:
     """llama-bench's flags for the KV cache setup ``cache`` (a ``kv_types.CacheConfig``)."""
     return ["-ctk", cache.type_k, "-ctv", cache.type_v, "-fa", "on" if cache.flash_attn else "off"]
+
+
+def decode_weight_bytes(model, graph: Graph) -> int:
+    """The weight bytes one decode step streams: every matrix product's weight of the 1-token
+    ``graph``, read once (a tied embedding counts as the output head; the input embedding's one
+    row, the norms and biases are left out); of an expert-routed product, the share of the experts
+    the token is routed to (the experts are equal in size, so the share is exact whichever they are)."""
+    total = 0
+    for node in graph.nodes:
+        w = node.srcs[0] if node.srcs else None
+        if w is None or w.op is not Op.WEIGHT:
+            continue
+        if node.op in (Op.MUL_MAT, Op.MUL_MAT_HEADS):
+            total += model.weight_bytes(w)
+        elif node.op is Op.MUL_MAT_ID:
+            n_expert, n_routed = w.shape[0], node.shape[0] * node.shape[1]
+            total += model.weight_bytes(w) // n_expert * min(n_expert, n_routed)
+    return total
+
+
+def streaming_read_bandwidth(threads: int) -> float:
+    """Bytes per second that ``threads`` threads reach reading a buffer far larger than the caches,
+    each its own contiguous part (numpy's integer reductions run at the speed of memory and release
+    the GIL): the best of a few repeats, as a busy machine only slows a repeat down."""
+    buffer = np.ones(STREAM_BYTES // 8, np.uint64)  # written, so every page is mapped before timing
+    parts = np.array_split(buffer, threads)
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(STREAM_REPEATS):
+            start = time.perf_counter()
+            list(pool.map(np.bitwise_or.reduce, parts))
+            best = min(best, time.perf_counter() - start)
+    return buffer.nbytes / best

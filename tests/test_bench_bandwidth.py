@@ -1,0 +1,68 @@
+"""``llmcore bench`` puts decode against the memory-bandwidth limit: the weight bytes one decode step
+streams, the bandwidth a streaming read reaches here, and the fraction of it decode achieves."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from llmcore.cli import main
+from llmcore.engine.model import Model
+from llmcore.engine.plan import Plan
+from llmcore.tools.bench import decode_weight_bytes, streaming_read_bandwidth
+
+ARCH = Path(__file__).parent / "fixtures" / "arch"
+
+
+def matrix_bytes_from_the_tensor_table(model: Model) -> int:
+    """Every matrix's bytes from the GGUF tensor table (and the shared expert's gate, a vector used
+    as a one-row matrix): the input embedding only where it is also the output head (no
+    output.weight), a stacked expert tensor for its routed share."""
+    tensors = model.reader.tensors
+    hp = model.hparams
+    total = 0
+    for name, t in tensors.items():
+        is_matrix = len(t.shape) >= 2 or name.endswith(".ffn_gate_inp_shexp.weight")
+        if not is_matrix or name == "token_embd.weight" and "output.weight" in tensors:
+            continue
+        total += t.n_bytes * hp.n_expert_used // hp.n_expert if "_exps." in name else t.n_bytes
+    return total
+
+
+@pytest.mark.parametrize("path", ["default", ARCH / "llama.gguf", ARCH / "qwen3moe.gguf", ARCH / "qwen2moe.gguf"],
+                         ids=["default-tied", "llama-untied", "qwen3moe", "qwen2moe-shared-expert"])
+def test_decode_reads_each_matrix_once_and_the_routed_experts_share(path, default_model_path):
+    model = Model(default_model_path if path == "default" else path)
+    try:
+        graph = Plan.build(model, "reference", n_ctx=64).graph(1)
+        assert decode_weight_bytes(model, graph) == matrix_bytes_from_the_tensor_table(model)
+    finally:
+        model.close()
+
+
+def test_streaming_read_bandwidth_is_a_memory_speed():
+    bandwidth = streaming_read_bandwidth(2)
+    assert math.isfinite(bandwidth) and 1e8 < bandwidth < 1e13  # 100 MB/s to 10 TB/s
+
+
+def test_bench_prints_the_fraction_of_the_bandwidth_decode_reaches(default_model_path, capsys):
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
+                 "-p", "0", "-n", "8"]) == 0
+    out = capsys.readouterr().out
+    model = Model(default_model_path)
+    expected_mb = matrix_bytes_from_the_tensor_table(model) / 1e6
+    model.close()
+    mb, gb_s, limit = map(float, re.search(
+        r"decode reads ([\d.]+) MB of weights per token; streaming read ([\d.]+) GB/s \(2 threads, best of 5\): "
+        r"limit ([\d.]+) t/s", out).groups())
+    assert mb == pytest.approx(expected_mb, abs=5e-4)
+    assert limit == pytest.approx(gb_s * 1e3 / mb, rel=1e-3)
+    tokens_s, mb_again, achieved_gb_s, fraction = map(float, re.search(
+        r"tg8 cpu_simd: ([\d.]+) t/s x ([\d.]+) MB = ([\d.]+) GB/s, ([\d.]+) of the memory bandwidth", out).groups())
+    table_tokens_s = float(re.search(r"\| +tg8 \| +([\d.]+) ±", out).group(1))
+    assert tokens_s == table_tokens_s and mb_again == mb
+    assert achieved_gb_s == pytest.approx(tokens_s * mb / 1e3, abs=1e-3)
+    assert 0 < fraction == pytest.approx(achieved_gb_s / gb_s, abs=2e-3)
