@@ -1,9 +1,12 @@
-"""cpu_simd's one-token paths are timed on this CPU (GEMV or vec_dot row by row, per weight type), kept
-per CPU beside the compiled library, said in the features line, and either path gives the same bits."""
+"""cpu_simd's one-token paths (GEMV or vec_dot row by row, per weight type) and its products' chunks per
+thread are timed on this CPU, kept per CPU beside the compiled library, said in the features line, and
+every choice gives the same bits."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ def lib():
     lib = library.load(level)
     yield lib
     tuning.one_token_paths(lib, library.ffi, build(level))  # the timed choices back, whatever a test set
+    tuning.mul_mat_chunks(lib, library.ffi, build(level))
 
 
 def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
@@ -69,8 +73,68 @@ def test_both_paths_give_the_same_logits(lib, default_model_path):
     assert np.array_equal(gemv.view(np.uint32), row_by_row.view(np.uint32))
 
 
+class RecordedChunks:
+    """The library, with the chunk counts it is given recorded."""
+
+    def __init__(self, lib):
+        self._lib, self.set_to = lib, []
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+    def lc_set_mul_mat_chunks(self, one_token, batch):
+        self.set_to.append((one_token, batch))
+        self._lib.lc_set_mul_mat_chunks(one_token, batch)
+
+
+def test_the_chunk_counts_are_timed_once_per_cpu_kept_and_applied(lib, tmp_path, monkeypatch):
+    timed = []
+    real = tuning._time_chunks
+    monkeypatch.setattr(tuning, "_time_chunks", lambda lib, ffi: timed.append(1) or real(lib, ffi))
+    library_path = tmp_path / "llmcore_cpu_simd-test.so"
+    recorded = RecordedChunks(lib)
+    start = time.perf_counter()
+    first = tuning.mul_mat_chunks(recorded, library.ffi, library_path)
+    assert time.perf_counter() - start < 4  # about 1 s; a loaded machine's runs take longer
+    assert sorted(first) == ["batch", "one token"] and len(timed) == 1
+    for choice in first.values():
+        assert choice["chunks"] in tuning.CHUNK_COUNTS
+        assert all(choice[f"{count} ms"] > 0 for count in tuning.CHUNK_COUNTS)
+    assert recorded.set_to[-1] == (first["one token"]["chunks"], first["batch"]["chunks"])
+    cache = library_path.with_suffix(".tuning.json")
+    stored = json.loads(cache.read_text())
+    assert stored[host_cpu()]["mul_mat chunks per thread"] == first
+    stored[host_cpu()]["mul_mat chunks per thread"]["one token"]["chunks"] = 16
+    stored[host_cpu()]["mul_mat chunks per thread"]["batch"]["chunks"] = 1
+    cache.write_text(json.dumps(stored))
+    assert tuning.mul_mat_chunks(recorded, library.ffi, library_path)["one token"]["chunks"] == 16
+    assert len(timed) == 1 and recorded.set_to[-1] == (16, 1)  # read from the cache, not timed, applied
+
+
+def test_every_chunk_count_gives_the_same_logits(lib, default_model_path):
+    """Rows are independent: a prompt's logits (every row) and one token's are the same bits however
+    many chunks the products' rows are cut into."""
+    llm = LLM(default_model_path, backend="cpu_simd", n_ctx=256, n_threads=2)
+    prompt = llm.tokenize("The three primary colors are red, yellow and blue; mixing two of them gives")
+
+    def logits() -> np.ndarray:
+        llm.reset()
+        rows = llm.context.decode(Batch.for_sequence(prompt[:-1], 0, all_logits=True)).copy()
+        last = llm.context.decode(Batch.for_sequence(prompt[-1:], len(prompt) - 1)).copy()
+        return np.concatenate([rows.reshape(-1), last.reshape(-1)])
+
+    runs = {}
+    for count in tuning.CHUNK_COUNTS:
+        lib.lc_set_mul_mat_chunks(count, count)
+        runs[count] = logits()
+    for count, values in runs.items():
+        assert np.array_equal(values.view(np.uint32), runs[tuning.DEFAULT_CHUNKS].view(np.uint32)), count
+
+
 def test_verbose_bench_says_what_was_picked(default_model_path, capsys):
     assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
                  "-p", "0", "-n", "4", "-v"]) == 0
     err = capsys.readouterr().err
     assert "one-token products (timed here):" in err
+    chunks = re.search(r"product chunks per thread \(timed here\): one token (\d+), batch (\d+)", err)
+    assert chunks and {int(c) for c in chunks.groups()} <= set(tuning.CHUNK_COUNTS)

@@ -14,7 +14,7 @@ from llmcore.plugin_api import (
 )
 
 from llmcore_cpu_simd import isa
-from llmcore_cpu_simd.library import amx_state, ffi, load, one_token_paths
+from llmcore_cpu_simd.library import amx_state, ffi, load, tuned
 from llmcore_cpu_simd.lowering import Program
 
 PROFILE_ENV = "LLMCORE_PROFILE"
@@ -68,10 +68,13 @@ class CpuSimdBackend(Backend):
         except (BackendError, OSError) as exc:
             return Availability(False, str(exc).splitlines()[0])
         cpu = platform.processor() or platform.machine()
-        paths = one_token_paths(level)
-        timed = ", ".join(f"{name} {choice['path']}" for name, choice in paths.items())
+        choices = tuned(level)
+        timed = ", ".join(f"{name} {choice['path']}" for name, choice in choices["one-token paths"].items())
+        chunks = choices["mul_mat chunks"]
         features = (ffi.string(lib.lc_isa()).decode(), f"amx: {amx_state(level)}",
-                    f"one-token products (timed here): {timed or 'row by row'}")
+                    f"one-token products (timed here): {timed or 'row by row'}",
+                    f"product chunks per thread (timed here): one token {chunks['one token']['chunks']}, "
+                    f"batch {chunks['batch']['chunks']}")
         return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=features),))
 
     def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:

@@ -1,8 +1,8 @@
 """The compiled library, opened through cffi in ABI mode. Its declarations are not copied here:
 cffi reads them from the C headers, the blocks between ``/* cffi-cdef: begin */`` and
 ``/* cffi-cdef: end */``, so the Python side and the C build see one text. Opening a library also
-decides whether its AMX kernels run (:func:`use_amx`) and which one-token path each weight type takes
-(timed on this CPU: ``tuning``)."""
+decides whether its AMX kernels run (:func:`use_amx`), which one-token path each weight type takes
+and how products cut their rows into chunks (timed on this CPU: ``tuning``)."""
 
 from __future__ import annotations
 
@@ -60,25 +60,26 @@ def use_amx(lib) -> str:
     return "granted"
 
 
-_one_token_paths: dict[str, dict[str, dict]] = {}
+_tuned: dict[str, dict[str, dict]] = {}
 
 
 @functools.cache
 def load(level: str):
     """The library built for ISA ``level`` (compiled on first use), as a cffi lib object, its AMX
-    kernels on or off (:func:`use_amx`) and its one-token paths those timed on this CPU
-    (:func:`tuning.one_token_paths`)."""
+    kernels on or off (:func:`use_amx`), its one-token paths and product chunking those timed on
+    this CPU (:func:`tuning.one_token_paths`, :func:`tuning.mul_mat_chunks`)."""
     path = build(level)
     lib = ffi.dlopen(str(path))
     _amx_states[level] = use_amx(lib)
-    _one_token_paths[level] = tuning.one_token_paths(lib, ffi, path)
+    _tuned[level] = {"one-token paths": tuning.one_token_paths(lib, ffi, path),
+                     "mul_mat chunks": tuning.mul_mat_chunks(lib, ffi, path)}
     return lib
 
 
-def one_token_paths(level: str) -> dict[str, dict]:
-    """What :func:`tuning.one_token_paths` chose for the library of ``level``."""
+def tuned(level: str) -> dict[str, dict]:
+    """What ``tuning`` chose for the library of ``level``: "one-token paths" and "mul_mat chunks"."""
     load(level)
-    return _one_token_paths[level]
+    return _tuned[level]
 
 
 def amx_state(level: str) -> str:

@@ -1,41 +1,79 @@
-"""Choices timed on this CPU rather than fixed: for each weight type with a several-row GEMV, whether a
-one-token product takes it or vec_dot row by row (both give the same bits; which one streams weights
-faster depends on the CPU's prefetchers and caches). Timed once per library and CPU (``host_cpu``) on
-weights larger than the caches, best of a few runs, and kept beside the compiled library."""
+"""Choices timed on this CPU rather than fixed, once per library and CPU (``host_cpu``), best of a
+few runs, and kept beside the compiled library:
+
+- for each weight type with a several-row GEMV, whether a one-token product takes it or vec_dot row
+  by row (both give the same bits; which one streams weights faster depends on the CPU's prefetchers
+  and caches), timed on weights larger than the caches;
+- how many chunks per thread a product's rows are cut into, for one token and for a batch (rows are
+  independent, so any count gives the same bits; more chunks even out a thread the OS delays, fewer
+  keep each thread's run of weight rows long), timed on a chain of products as a model runs them."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from llmcore.plugin_api import GGML_QUANT_SIZES, GGMLType, host_cpu
 
+from llmcore_cpu_simd import isa
+
 WEIGHT_BYTES = 16 << 20  # the weights a decode step streams are rarely in cache: time them from RAM
 WIDTH = 1024  # values per row (a multiple of every block size)
 REPEATS = 5
+
+CHUNK_COUNTS = (1, 2, 4, 8)  # chunks per thread tried
+DEFAULT_CHUNKS = 4  # ops.c's until it is told otherwise
+# another count replaces the default only where its best run beats the default's by 5% in each of
+# three rounds: on a busy machine (a loaded 2-core VM) one round's winner was noise, a different
+# count each time
+CHUNK_MARGIN = 0.95
+CHUNK_ROUNDS = 3
+CHUNK_REPEATS = 3  # per round
+# the products timed: one token through a chain of 0.6 MB matrices (a small model's) that together
+# outgrow the caches, as a decode step streams them; a 128-token batch through two of them
+CHAIN_ROWS = 1024
+CHAINS = {"one token": (1, 64), "batch": (128, 2)}  # tokens, products in the chain
 
 
 def one_token_paths(lib, ffi, library_path: Path) -> dict[str, dict]:
     """Per weight type with a GEMV, the path its one-token products take on this CPU ("gemv" or
     "row by row") and the two timings (ns per row), timed now where the cache beside
     ``library_path`` lacks them; applied to ``lib`` (opened through ``ffi``)."""
+    paths = _cached(library_path, "one-token paths", lambda: {
+        t.name: _time_type(lib, ffi, t) for t in GGMLType if lib.lc_has_one_token_gemv(int(t))})
+    for name, choice in paths.items():
+        lib.lc_set_one_token_gemv(int(GGMLType[name]), int(choice["path"] == "gemv"))
+    return paths
+
+
+def mul_mat_chunks(lib, ffi, library_path: Path) -> dict[str, dict]:
+    """Chunks per thread for one-token and batch products ("one token", "batch": the count and each
+    candidate's best milliseconds), timed now where the cache beside ``library_path`` lacks them;
+    applied to ``lib``."""
+    chunks = _cached(library_path, "mul_mat chunks per thread", lambda: _time_chunks(lib, ffi))
+    lib.lc_set_mul_mat_chunks(chunks["one token"]["chunks"], chunks["batch"]["chunks"])
+    return chunks
+
+
+def _cached(library_path: Path, part: str, measure: Callable[[], dict]) -> dict:
+    """``part`` of this CPU's entry in the tuning cache beside ``library_path``, measured and
+    stored now if it is not there (the other CPUs' entries are kept)."""
     cache = library_path.with_suffix(".tuning.json")
     key = host_cpu()
     try:
         stored = json.loads(cache.read_text())
     except (OSError, ValueError):
         stored = {}
-    paths = stored.get(key)
-    if paths is None:
-        paths = {t.name: _time_type(lib, ffi, t) for t in GGMLType if lib.lc_has_one_token_gemv(int(t))}
-        stored[key] = paths
+    entry = stored.setdefault(key, {})
+    if part not in entry:
+        entry[part] = measure()
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
         tmp.replace(cache)
-    for name, choice in paths.items():
-        lib.lc_set_one_token_gemv(int(GGMLType[name]), int(choice["path"] == "gemv"))
-    return paths
+    return entry[part]
 
 
 def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
@@ -58,3 +96,69 @@ def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
     best = min(seconds, key=seconds.get)
     return {"path": best, **{f"{path} ns/row": round(s * 1e9 / rows, 2) for path, s in seconds.items()}}
 
+
+def _time_chunks(lib, ffi) -> dict[str, dict]:
+    """Each chain of ``CHAINS`` run with every count of ``CHUNK_COUNTS``, in rounds, on as
+    many threads as the backend's default; per chain the fastest count by its best run, the
+    default unless another beats it by more than the noise margin."""
+    from llmcore_cpu_simd.lowering import ALIGN, _aligned_array, _aligned_bytes
+
+    weight_type = GGMLType.Q4_1  # the default model's
+    block, type_size = GGML_QUANT_SIZES[weight_type]
+    row_bytes = WIDTH // block * type_size
+    matrix_bytes = CHAIN_ROWS * row_bytes
+    threads = isa.physical_cores()
+    pool = ffi.gc(lib.lc_pool_new(threads), lib.lc_pool_free)
+    rng = np.random.default_rng(0)
+    longest = max(n for _, n in CHAINS.values())
+    weights = _aligned_bytes(longest * matrix_bytes)
+    weights[:] = np.frombuffer(rng.bytes(weights.nbytes), np.uint8)
+    # every block's scale and minimum a plain 1.0: random bytes would hold NaNs and subnormals
+    weights.reshape(-1, type_size)[:, :4] = np.frombuffer(np.float16([1.0, 1.0]).tobytes(), np.uint8)
+    x_type = lib.lc_traits[int(weight_type)].vec_dot_type
+    x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
+    x_bytes = WIDTH // x_block * x_size
+    max_tokens = max(m for m, _ in CHAINS.values())
+    activations = _aligned_bytes(max_tokens * x_bytes)
+    inputs = rng.standard_normal((max_tokens, WIDTH)).astype(np.float32)
+    for t in range(max_tokens):
+        lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(inputs[t])),
+                            ffi.from_buffer(activations[t * x_bytes:]), WIDTH)
+    out = _aligned_array((max_tokens, CHAIN_ROWS), np.float32)
+    # each thread's scratch as the lowering sizes it: the packed GEMM's unpacked block of rows
+    packed_floats = -(-lib.lc_packed_bytes(int(weight_type), WIDTH) // 4)
+    floats = -(-(packed_floats + ALIGN) // 16) * 16
+    scratch = _aligned_array((threads * floats,), np.float32)
+    chosen = {}
+    for name, (tokens, n_products) in CHAINS.items():
+        nodes = ffi.new("lc_node[]", n_products)
+        for i, node in enumerate(nodes):
+            node.op, node.type = lib.LC_OP_MUL_MAT, int(weight_type)
+            node.src[0] = ffi.from_buffer(weights[i * matrix_bytes:])
+            node.src[1] = ffi.from_buffer(activations)
+            node.dst = ffi.from_buffer(out)
+            node.ne[0], node.ne[1], node.ne[2], node.ne[3] = WIDTH, tokens, CHAIN_ROWS, x_bytes
+            node.row_bytes, node.run, node.barrier_after = row_bytes, lib.LC_RUN_ALL, 1
+        program = ffi.new("lc_program *", {"nodes": nodes, "n_nodes": n_products, "pool": pool,
+                                           "scratch": ffi.cast("float *", ffi.from_buffer(scratch)),
+                                           "scratch_floats": floats})
+        rounds = [_best_runs(lib, program) for _ in range(CHUNK_ROUNDS)]
+        best = {c: min(r[c] for r in rounds) for c in CHUNK_COUNTS}
+        fastest = min(best, key=best.get)
+        beats_default = all(r[fastest] < CHUNK_MARGIN * r[DEFAULT_CHUNKS] for r in rounds)
+        chosen[name] = {"chunks": fastest if beats_default else DEFAULT_CHUNKS,
+                        **{f"{c} ms": round(s * 1e3, 3) for c, s in best.items()}}
+    return chosen
+
+
+def _best_runs(lib, program) -> dict[int, float]:
+    """The best of ``CHUNK_REPEATS`` runs of ``program`` in seconds, per count of chunks, the
+    counts taking turns so that a busy spell slows each alike."""
+    best = dict.fromkeys(CHUNK_COUNTS, float("inf"))
+    for _ in range(CHUNK_REPEATS):
+        for count in CHUNK_COUNTS:
+            lib.lc_set_mul_mat_chunks(count, count)
+            start = time.perf_counter()
+            lib.lc_graph_run(program, 0)
+            best[count] = min(best[count], time.perf_counter() - start)
+    return best

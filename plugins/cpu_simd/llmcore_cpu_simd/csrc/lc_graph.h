@@ -88,6 +88,9 @@ enum lc_run { LC_RUN_ALL, LC_RUN_ALONE, LC_RUN_FIRST_CLAIM };
  * a MUL_MAT's threads claim chunks of at least LC_MM_MIN_CHUNK_ROWS output rows, so a product of no
  * more rows is one chunk: thread 0's first claim */
 enum { LC_MAX_SHARED_NODES = 8, LC_MM_MIN_CHUNK_ROWS = 16 };
+/* how many chunks per thread a MUL_MAT's rows are cut into, for one token and for a batch (4 and 4
+ * until the plugin sets what it timed on this CPU); rows are independent: results never change */
+void lc_set_mul_mat_chunks(int one_token, int batch);
 
 typedef struct {
     int32_t op;

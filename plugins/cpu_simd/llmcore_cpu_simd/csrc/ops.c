@@ -53,7 +53,16 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
 /* The matmul is cut into chunks of weight rows that threads claim as they go, so a thread that
  * the OS delays does not hold the others up. Within a chunk, tokens go in tiles so the chunk's
  * weight rows are re-read from cache; each output is one tile dot, whatever the batch. */
-enum { MM_TOKEN_TILE = 16, MM_CHUNKS_PER_THREAD = 4 };
+enum { MM_TOKEN_TILE = 16 };
+
+/* chunks per thread, [0] for one token, [1] for a batch: more even out a delayed thread, fewer
+ * keep each thread's run of weight rows long; which wins depends on the CPU (tuning.py times them) */
+static int mm_chunks_per_thread[2] = {4, 4};
+
+void lc_set_mul_mat_chunks(int one_token, int batch) {
+    mm_chunks_per_thread[0] = one_token > 0 ? one_token : 1;
+    mm_chunks_per_thread[1] = batch > 0 ? batch : 1;
+}
 
 /* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
  * Q6_K; Q4_K only when its rows are not a multiple of 8) and the i-quants but IQ4_NL with its tiled
@@ -221,7 +230,8 @@ static int64_t mul_mat_row_unit(const lc_node *nd) {
 static void op_mul_mat(const lc_node *nd, const lc_task *task) {
     const int64_t n = nd->ne[2];
     const int64_t row_unit = mul_mat_row_unit(nd);  /* chunks of whole packed blocks of rows */
-    int64_t rows = (n + (int64_t)task->nth * MM_CHUNKS_PER_THREAD - 1) / ((int64_t)task->nth * MM_CHUNKS_PER_THREAD);
+    const int64_t n_chunks_wanted = (int64_t)task->nth * mm_chunks_per_thread[nd->ne[1] > 1];
+    int64_t rows = (n + n_chunks_wanted - 1) / n_chunks_wanted;
     if (rows < LC_MM_MIN_CHUNK_ROWS) rows = LC_MM_MIN_CHUNK_ROWS;
     rows = (rows + row_unit - 1) / row_unit * row_unit;
     const int64_t n_chunks = (n + rows - 1) / rows;
