@@ -240,10 +240,11 @@ def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
 
 
 @pytest.mark.parametrize("head_dim", [64, 40, 76])  # the V sums' 64-value register blocks, 8s, and a scalar tail
-def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backend_factory, head_dim):
+@pytest.mark.parametrize("encoder_mask", [False, True])  # cells hidden at random, or an encoder's mask of zeros
+def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backend_factory, head_dim, encoder_mask):
     """70 queries take ggml's tiled flash attention (two 64-cell tiles, the second short, f16 caches):
     cpu_simd's vector paths give the reference backend's bits, for head sizes its V sums run in
-    64-value blocks, in 8s and value by value."""
+    64-value blocks, in 8s and value by value, with a mask hiding cells and with one of zeros only."""
     n, n_head, n_ctx = 70, 4, 80
 
     def build(g: GraphBuilder) -> Node:
@@ -253,6 +254,8 @@ def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backen
 
     mask = np.where(RNG.random((n, n_ctx)) < 0.9, 0.0, -np.inf).astype(np.float32)
     mask[:, :1] = 0.0
+    if encoder_mask:
+        mask[...] = 0.0
     feeds = {"q": randn(n, n_head, head_dim) * 2, "mask": mask}
     cells = randn(n_ctx, 2 * head_dim), randn(n_ctx, 2 * head_dim)
     results = []

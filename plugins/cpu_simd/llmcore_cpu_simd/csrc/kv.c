@@ -533,16 +533,17 @@ static inline __attribute__((always_inline)) void fma_rows_32(const float *m, in
 }
 #endif
 
-/* The scores of n <= FA_ROWS query rows against the tile's 64 keys: kq[r * 64 + c] is the
- * sequential fused multiply-adds over d of kt[d][c] times q[r][d], from zero (ggml's simd_gemm). */
+/* The scores of n <= FA_ROWS query rows against the tile's first `width` keys (a multiple of 32):
+ * kq[r * 64 + c] is the sequential fused multiply-adds over d of kt[d][c] times q[r][d], from zero
+ * (ggml's simd_gemm); the columns past width are left alone. */
 static inline __attribute__((always_inline)) void tile_scores(const float *kt, const float *const *q, int64_t hd,
-                                                               const int n, float *kq) {
+                                                               int64_t width, const int n, float *kq) {
 #if defined(LC_AVX2)
     float *const rows[FA_ROWS] = {kq, kq + FA_TILE, kq + 2 * FA_TILE};
-    for (int64_t c = 0; c < FA_TILE; c += 32) fma_rows_32(kt, FA_TILE, hd, q, rows, c, 1, n);
+    for (int64_t c = 0; c < width; c += 32) fma_rows_32(kt, FA_TILE, hd, q, rows, c, 1, n);
 #else
     for (int r = 0; r < n; r++)
-        for (int64_t c = 0; c < FA_TILE; c++) {
+        for (int64_t c = 0; c < width; c++) {
             float s = 0.0f;
             for (int64_t d = 0; d < hd; d++) s = fmaf(kt[d * FA_TILE + c], q[r][d], s);
             kq[r * FA_TILE + c] = s;
@@ -572,13 +573,16 @@ static inline __attribute__((always_inline)) void tile_values(const float *vt, i
 
 /* One row's online-softmax step over a tile: its scores kq (scaled, capped, plus bias: slope times
  * the f16 mask, -inf past the tile's cells) become the probabilities exp(s - M) with ggml's
- * vectorised exp, their sum in double 16 at a time; st = {M, S, acc[hd]} rescaled to the new max. */
-static void softmax_step(const attn_shape *a, float *kq, const float *bias, int64_t nc, float *st, int64_t hd) {
+ * vectorised exp, their sum in double 16 at a time; st = {M, S, acc[hd]} rescaled to the new max.
+ * Only the first `width` columns (nc rounded up to 16) are read: the 16-column blocks past the
+ * cells would add exp(-inf) = 0 to the sum and nothing to the max. */
+static void softmax_step(const attn_shape *a, float *kq, const float *bias, int64_t nc, int64_t width, float *st,
+                         int64_t hd) {
     float tile_max = -INFINITY;
 #if defined(LC_AVX2)
     __m256 max8 = _mm256_set1_ps(-INFINITY);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int64_t c = 0; c < FA_TILE; c += 8) {
+    for (int64_t c = 0; c < width; c += 8) {
         __m256 s = _mm256_mul_ps(_mm256_loadu_ps(kq + c), _mm256_set1_ps(a->scale));
         if (a->softcap != 0.0f) {
             float capped[8];
@@ -596,7 +600,7 @@ static void softmax_step(const attn_shape *a, float *kq, const float *bias, int6
     _mm256_storeu_ps(lanes, max8);
     for (int l = 0; l < 8; l++) tile_max = lanes[l] > tile_max ? lanes[l] : tile_max;
 #else
-    for (int64_t c = 0; c < FA_TILE; c++) {
+    for (int64_t c = 0; c < width; c++) {
         float s = kq[c] * a->scale;
         if (a->softcap != 0.0f) s = tanhf(s) * a->softcap;
         if (c >= nc) s = -INFINITY;
@@ -613,7 +617,7 @@ static void softmax_step(const attn_shape *a, float *kq, const float *bias, int6
     }
     st[0] = Mnew;
     double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
-    for (int64_t c = 0; c < FA_TILE; c += 16) {
+    for (int64_t c = 0; c < width; c += 16) {
 #if defined(LC_AVX2)
         __m256 e[2];
         for (int h = 0; h < 2; h++) {
@@ -657,14 +661,14 @@ static int row_bias(const float *mask16, float slope, int64_t nc, float *bias) {
 /* n <= FA_ROWS query rows through one tile: their scores, softmax steps and V sums */
 static inline __attribute__((always_inline)) void attend_tile_rows(const attn_shape *a, const float *kt, const float *vt,
                                                                     int64_t nc, const float *const *q,
-                                                                    const float (*bias)[FA_TILE], float *const *st, const int n) {
-    const int64_t hd = a->head_dim;
+                                                                    const float *const *bias, float *const *st, const int n) {
+    const int64_t hd = a->head_dim, width = (nc + 15) / 16 * 16;
     float kq[FA_ROWS][FA_TILE];
     const float *p[FA_ROWS];
     float *acc[FA_ROWS];
-    tile_scores(kt, q, hd, n, kq[0]);
+    tile_scores(kt, q, hd, (width + 31) / 32 * 32, n, kq[0]);
     for (int r = 0; r < n; r++) {
-        softmax_step(a, kq[r], bias[r], nc, st[r], hd);
+        softmax_step(a, kq[r], bias[r], nc, width, st[r], hd);
         p[r] = kq[r];
         acc[r] = st[r] + 2;
     }
@@ -672,7 +676,7 @@ static inline __attribute__((always_inline)) void attend_tile_rows(const attn_sh
 }
 
 static void attend_tile(const attn_shape *a, const float *kt, const float *vt, int64_t nc, const float *const *q,
-                        const float (*bias)[FA_TILE], float *const *st, int n) {
+                        const float *const *bias, float *const *st, int n) {
     switch (n) {
     case 1: attend_tile_rows(a, kt, vt, nc, q, bias, st, 1); break;
     case 2: attend_tile_rows(a, kt, vt, nc, q, bias, st, 2); break;
@@ -684,9 +688,11 @@ static void attend_tile(const attn_shape *a, const float *kt, const float *vt, i
  * read as f16): per query row and 64-cell tile, the scores of the tile as sequential fused
  * multiply-adds of the f32 query with the keys, an online-softmax step with ggml's vectorised exp,
  * and the V sums as sequential fused multiply-adds over the tile's cells; FA_ROWS rows at a time
- * share each load of a key or value (each row's numbers are its own either way). */
+ * share each load of a key or value (each row's numbers are its own either way). With mask_zero
+ * (every mask value +0 and no ALiBi) every row's bias over a tile is the same: 0, -inf past the cells. */
 static void attend_flash_tiled(const attn_shape *a, const float *q_all, const char *k, const char *v, int64_t kvh,
-                               const float *mask_all, int64_t t0, int64_t t1, float *work, float *y_all) {
+                               const float *mask_all, int mask_zero, int64_t t0, int64_t t1, float *work,
+                               float *y_all) {
     const int64_t hd = a->head_dim, G = a->group, rows = (t1 - t0) * G;
     float *kt = work;                    /* [hd][64]: the tile's keys, transposed */
     float *vt = kt + hd * FA_TILE;       /* [64][hd]: the tile's values */
@@ -698,7 +704,7 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
     }
     for (int64_t c0 = 0; c0 < a->n_kv; c0 += FA_TILE) {
         const int64_t nc = a->n_kv - c0 < FA_TILE ? a->n_kv - c0 : FA_TILE;
-        int any = 0;
+        int any = mask_zero;
         for (int64_t t = t0; t < t1 && !any; t++)
             for (int64_t c = 0; c < nc; c++)
                 if (mask_all[t * a->n_ctx + c0 + c] != -INFINITY) { any = 1; break; }
@@ -707,7 +713,24 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
         const float *q[FA_ROWS];
         float *st[FA_ROWS];
         float bias[FA_ROWS][FA_TILE];
+        const float *bias_of[FA_ROWS];
         int n = 0;  /* rows gathered for the next attend_tile */
+        if (mask_zero) {
+            static const float zeros[FA_TILE];
+            row_bias(zeros, 1.0f, nc, bias[0]);
+            for (int r = 0; r < FA_ROWS; r++) bias_of[r] = bias[0];
+            for (int64_t row = 0; row < rows; row++) {
+                q[n] = q_all + ((t0 + row / G) * a->n_head + kvh * G + row % G) * hd;
+                st[n] = state + row * (hd + 2);
+                if (++n == FA_ROWS) {
+                    attend_tile(a, kt, vt, nc, q, bias_of, st, n);
+                    n = 0;
+                }
+            }
+            if (n) attend_tile(a, kt, vt, nc, q, bias_of, st, n);
+            continue;
+        }
+        for (int r = 0; r < FA_ROWS; r++) bias_of[r] = bias[r];
         for (int64_t t = t0; t < t1; t++) {
             const float *mask = mask_all + t * a->n_ctx + c0;
             float mask16[FA_TILE];  /* the tile's mask, rounded to f16 once for the group's heads */
@@ -724,12 +747,12 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
                 q[n] = q_all + (t * a->n_head + h) * hd;
                 st[n] = state + ((t - t0) * G + g) * (hd + 2);
                 if (++n == FA_ROWS) {
-                    attend_tile(a, kt, vt, nc, q, (const float (*)[FA_TILE])bias, st, n);
+                    attend_tile(a, kt, vt, nc, q, bias_of, st, n);
                     n = 0;
                 }
             }
         }
-        if (n) attend_tile(a, kt, vt, nc, q, (const float (*)[FA_TILE])bias, st, n);
+        if (n) attend_tile(a, kt, vt, nc, q, bias_of, st, n);
     }
     for (int64_t t = t0; t < t1; t++)
         for (int64_t g = 0; g < G; g++) {
@@ -739,6 +762,17 @@ static void attend_flash_tiled(const attn_shape *a, const float *q_all, const ch
             float *y = y_all + (t * a->n_head + kvh * G + g) * hd;
             for (int64_t d = 0; d < hd; d++) y[d] = st[2 + d] * inv;
         }
+}
+
+/* Whether the first n_kv values of each of the n rows (stride apart) are all +0 (an encoder's mask) */
+static int all_positive_zero(const float *mask, int64_t n, int64_t stride, int64_t n_kv) {
+    for (int64_t t = 0; t < n; t++) {
+        const uint32_t *row = (const uint32_t *)(mask + t * stride);
+        uint32_t bits = 0;
+        for (int64_t j = 0; j < n_kv; j++) bits |= row[j];
+        if (bits) return 0;
+    }
+    return 1;
 }
 
 /* Whether two mask rows let their queries see a cell in common (ops.c's has_sequence_neighbour). */
@@ -783,10 +817,11 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
     if (a.flash && a.n_tokens >= FA_TILE && f16_or_f32_k && f16_or_f32_v) {
         /* ggml's tiled path: chunks of 64 tokens (every row's result is the same however they are cut) */
         const int64_t n_chunks = (a.n_tokens + FA_TILE - 1) / FA_TILE;
+        const int mask_zero = a.max_bias <= 0.0f && all_positive_zero(mask_all, a.n_tokens, a.n_ctx, a.n_kv);
         for (int64_t c = task->ith; c < n_chunks * a.n_head_kv; c = atomic_fetch_add(task->next_chunk, 1)) {
             const int64_t t0 = (c / a.n_head_kv) * FA_TILE, kvh = c % a.n_head_kv;
             const int64_t t1 = t0 + FA_TILE < a.n_tokens ? t0 + FA_TILE : a.n_tokens;
-            attend_flash_tiled(&a, q_all, k, v, kvh, mask_all, t0, t1, task->scratch, y_all);
+            attend_flash_tiled(&a, q_all, k, v, kvh, mask_all, mask_zero, t0, t1, task->scratch, y_all);
         }
         return;
     }
