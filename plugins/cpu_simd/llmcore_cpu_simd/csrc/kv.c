@@ -21,6 +21,9 @@
 #include "lc_simd.h"
 
 enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
+/* the query rows (tokens times the heads of a KV head) whose states a thread's scratch holds, at
+ * least 64 tokens' (lowering.py sizes the scratch to match): each tile loaded serves them all */
+enum { FA_CHUNK_ROWS = 256 };
 
 /* ---- cache rows ---------------------------------------------------------------------------- */
 
@@ -815,12 +818,18 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
     const int f16_or_f32_k = a.type_k == LC_TYPE_F16 || a.type_k == LC_TYPE_F32;
     const int f16_or_f32_v = a.type_v == LC_TYPE_F16 || a.type_v == LC_TYPE_F32;
     if (a.flash && a.n_tokens >= FA_TILE && f16_or_f32_k && f16_or_f32_v) {
-        /* ggml's tiled path: chunks of 64 tokens (every row's result is the same however they are cut) */
-        const int64_t n_chunks = (a.n_tokens + FA_TILE - 1) / FA_TILE;
+        /* ggml's tiled path in chunks of tokens (every row's result is the same however they are
+         * cut): of FA_CHUNK_ROWS rows or 64 tokens, whichever is more, cut evenly, or of down to 64
+         * tokens where fewer would leave threads without two chunks each */
+        const int64_t most_tokens = FA_CHUNK_ROWS / a.group > FA_TILE ? FA_CHUNK_ROWS / a.group : FA_TILE;
+        const int64_t fewest = (a.n_tokens + most_tokens - 1) / most_tokens, most = (a.n_tokens + FA_TILE - 1) / FA_TILE;
+        const int64_t for_threads = (2 * task->nth + a.n_head_kv - 1) / a.n_head_kv;
+        const int64_t n_chunks = fewest > for_threads ? fewest : (for_threads < most ? for_threads : most);
+        const int64_t chunk_tokens = (a.n_tokens + n_chunks - 1) / n_chunks;
         const int mask_zero = a.max_bias <= 0.0f && all_positive_zero(mask_all, a.n_tokens, a.n_ctx, a.n_kv);
         for (int64_t c = task->ith; c < n_chunks * a.n_head_kv; c = atomic_fetch_add(task->next_chunk, 1)) {
-            const int64_t t0 = (c / a.n_head_kv) * FA_TILE, kvh = c % a.n_head_kv;
-            const int64_t t1 = t0 + FA_TILE < a.n_tokens ? t0 + FA_TILE : a.n_tokens;
+            const int64_t t0 = (c / a.n_head_kv) * chunk_tokens, kvh = c % a.n_head_kv;
+            const int64_t t1 = t0 + chunk_tokens < a.n_tokens ? t0 + chunk_tokens : a.n_tokens;
             attend_flash_tiled(&a, q_all, k, v, kvh, mask_all, mask_zero, t0, t1, task->scratch, y_all);
         }
         return;
