@@ -574,6 +574,20 @@ static inline __attribute__((always_inline)) void tile_values(const float *vt, i
             for (int64_t c = 0; c < nc; c++) acc[r][d] = fmaf(vt[c * hd + d], p[r][c], acc[r][d]);
 }
 
+#if defined(LC_AVX2)
+/* lc_hsum256 of four vectors at once, each sum in its order: {hsum(a), hsum(b), hsum(c), hsum(d)} */
+static inline __m128 hsum256_of_4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    /* halves added: [a lo + a hi | b lo + b hi], [c ... | d ...] */
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    /* then x[i] + x[i + 2]: [a0+a2, a1+a3, c0+c2, c1+c3 | b.., b.., d.., d..] */
+    const __m256 w = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+    /* then the two: [a, c, a, c | b, d, b, d] */
+    const __m256 f = _mm256_add_ps(_mm256_shuffle_ps(w, w, 0x88), _mm256_shuffle_ps(w, w, 0xDD));
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+}
+#endif
+
 /* One row's online-softmax step over a tile: its scores kq (scaled, capped, plus bias: slope times
  * the f16 mask, -inf past the tile's cells) become the probabilities exp(s - M) with ggml's
  * vectorised exp, their sum in double 16 at a time; st = {M, S, acc[hd]} rescaled to the new max.
@@ -593,9 +607,12 @@ static void softmax_step(const attn_shape *a, float *kq, const float *bias, int6
             for (int l = 0; l < 8; l++) capped[l] = tanhf(capped[l]) * a->softcap;
             s = _mm256_loadu_ps(capped);
         }
-        const __m256 past = _mm256_castsi256_ps(  /* the lanes c + l >= nc */
-            _mm256_cmpgt_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)c), lane), _mm256_set1_epi32((int)nc - 1)));
-        s = _mm256_add_ps(_mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY), past), _mm256_loadu_ps(bias + c));
+        if (c + 8 > nc) {
+            const __m256 past = _mm256_castsi256_ps(  /* the lanes c + l >= nc */
+                _mm256_cmpgt_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)c), lane), _mm256_set1_epi32((int)nc - 1)));
+            s = _mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY), past);
+        }
+        s = _mm256_add_ps(s, _mm256_loadu_ps(bias + c));
         _mm256_storeu_ps(kq + c, s);
         max8 = _mm256_max_ps(s, max8);  /* s > max ? s : max, a NaN score skipped as below */
     }
@@ -620,6 +637,9 @@ static void softmax_step(const attn_shape *a, float *kq, const float *bias, int6
     }
     st[0] = Mnew;
     double sum = 0.0;  /* ggml_vec_soft_max_f32: ggml_v_expf, 16 at a time, summed in double */
+#if defined(LC_AVX2)
+    __m256 pairs[FA_TILE / 16];  /* each 16 values' e[0] + e[1], lc_reduce16_ordered's first step */
+#endif
     for (int64_t c = 0; c < width; c += 16) {
 #if defined(LC_AVX2)
         __m256 e[2];
@@ -631,13 +651,21 @@ static void softmax_step(const attn_shape *a, float *kq, const float *bias, int6
             e[h] = _mm256_andnot_ps(hidden, lc_expf_ggml_256(_mm256_andnot_ps(hidden, x)));
             _mm256_storeu_ps(kq + c + 8 * h, e[h]);
         }
-        sum += (double)lc_hsum256(_mm256_add_ps(e[0], e[1]));  /* lc_reduce16_ordered's order */
+        pairs[c / 16] = _mm256_add_ps(e[0], e[1]);
 #else
         float e[16];
         for (int l = 0; l < 16; l++) e[l] = kq[c + l] = lc_expf_ggml(kq[c + l] - Mnew);
         sum += (double)lc_reduce16_ordered(e);
 #endif
     }
+#if defined(LC_AVX2)
+    if (width == FA_TILE) {
+        double sums[4];
+        _mm256_storeu_pd(sums, _mm256_cvtps_pd(hsum256_of_4(pairs[0], pairs[1], pairs[2], pairs[3])));
+        for (int i = 0; i < 4; i++) sum += sums[i];
+    } else
+        for (int64_t i = 0; i < width / 16; i++) sum += (double)lc_hsum256(pairs[i]);
+#endif
     st[1] = (float)((double)st[1] + sum);
 }
 
