@@ -476,7 +476,8 @@ static inline void transpose8(__m256 r[8]) {
 #endif
 
 /* The tile of 64 cells from c0 (nc of them in the cache) as floats: the keys transposed,
- * kt[d * 64 + c], and the values, vt[c * hd + d]; zeros past nc, an f32 cache rounded through f16. */
+ * kt[d * 64 + c], zeros past nc, and the values, vt[c * hd + d], for the nc cells only (no row past
+ * them is read); an f32 cache rounded through f16. */
 static void load_tile(const attn_shape *a, const char *k, const char *v, int64_t kvh, int64_t c0, int64_t nc,
                       float *kt, float *vt) {
     const int64_t hd = a->head_dim;
@@ -499,19 +500,16 @@ static void load_tile(const attn_shape *a, const char *k, const char *v, int64_t
                 lc_fp16_to_fp32_row((const lc_fp16_t *)(v + (c0 + c + i) * a->v_row + kvh * a->v_head), vt + (c + i) * hd, hd);
         }
 #endif
-    for (; c < FA_TILE; c++) {
+    for (; c < nc; c++) {
         const char *krow = k + (c0 + c) * a->k_row + kvh * a->k_head;
         const char *vrow = v + (c0 + c) * a->v_row + kvh * a->v_head;
         for (int64_t d = 0; d < hd; d++) {
-            float kd = 0.0f, vd = 0.0f;
-            if (c < nc) {
-                kd = a->type_k == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)krow)[d]) : round_f16(((const float *)krow)[d]);
-                vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)vrow)[d]) : round_f16(((const float *)vrow)[d]);
-            }
-            kt[d * FA_TILE + c] = kd;
-            vt[c * hd + d] = vd;
+            kt[d * FA_TILE + c] = a->type_k == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)krow)[d]) : round_f16(((const float *)krow)[d]);
+            vt[c * hd + d] = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)vrow)[d]) : round_f16(((const float *)vrow)[d]);
         }
     }
+    if (nc < FA_TILE)
+        for (int64_t d = 0; d < hd; d++) memset(kt + d * FA_TILE + nc, 0, (size_t)(FA_TILE - nc) * sizeof(float));
 }
 
 #if defined(LC_AVX2)
