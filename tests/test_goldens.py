@@ -28,13 +28,14 @@ def _backends(slow: set[str] = frozenset()) -> list:
 
 
 BACKENDS = _backends()
-# lavapipe makes Vulkan the suite's slowest part (on a CPU with 256-bit vectors most of all): where a
-# stricter or cheaper default test covers a Vulkan case it runs with -m slow.
-# test_logits_equal_llama_cpp_bit_for_bit holds Vulkan's logits to the goldens exactly on the
-# continuations' rows, token by token, which implies its greedy continuations; the hybrid's logits
-# are checked here, its continuations with -m slow.
-LOGITS_BACKENDS = _backends({"vulkan"})
-GREEDY_BACKENDS = _backends({"vulkan", "vulkan -ngl 15"})
+# lavapipe makes Vulkan the suite's slowest part (on a CPU with 256-bit vectors most of all), and
+# numpy's reference backend is next: where a stricter or cheaper default test covers a case it runs
+# with -m slow. test_logits_equal_llama_cpp_bit_for_bit holds the reference's and Vulkan's logits to
+# the goldens exactly on the prompts' and the continuations' rows, token by token, which implies
+# their logits checks here and their greedy continuations; the hybrid's logits are checked here,
+# its continuations with -m slow.
+LOGITS_BACKENDS = _backends({"reference", "vulkan"})
+GREEDY_BACKENDS = _backends({"reference", "vulkan", "vulkan -ngl 15"})
 NEAR_TIE = 0.1
 
 
