@@ -32,9 +32,9 @@ BACKENDS = _backends()
 # numpy's reference backend is next: where a stricter or cheaper default test covers a case it runs
 # with -m slow. test_logits_equal_llama_cpp_bit_for_bit holds the reference's and Vulkan's logits to
 # the goldens exactly on the prompts' and the continuations' rows, token by token, which implies
-# their logits checks here and their greedy continuations; the hybrid's logits are checked here,
-# its continuations with -m slow.
-LOGITS_BACKENDS = _backends({"reference", "vulkan"})
+# their logits checks here and their greedy continuations; for the Vulkan hybrid it does so on the
+# first golden.
+LOGITS_BACKENDS = _backends({"reference", "vulkan", "vulkan -ngl 15"})
 GREEDY_BACKENDS = _backends({"reference", "vulkan", "vulkan -ngl 15"})
 NEAR_TIE = 0.1
 
@@ -107,19 +107,22 @@ def test_greedy_continuation_follows_llama_cpp(llm, name):
 # ggml_vec_dot_f16 for a single query, fused rope, the C library's cosf/sinf): they give the goldens'
 # logits bit for bit when the tokens are evaluated as the goldens were made, the prompt in one batch
 # and the continuation one token at a time.
-# Vulkan on lavapipe emulates ggml's roundings in double: the first golden in the default suite, every
-# golden with -m slow (tests/test_sycl.py does the same for PoCL)
-BIT_EXACT_CASES = (("reference", "all"), ("cpu_simd", "all"), ("vulkan", "first"), ("vulkan", "all"), ("sycl", "all"))
+# Vulkan on lavapipe emulates ggml's roundings in double: the first golden in the default suite, alone
+# and as the -ngl 15 hybrid beside cpu_simd, every golden alone with -m slow (tests/test_sycl.py does
+# the same for PoCL)
+BIT_EXACT_CASES = (("reference", "all"), ("cpu_simd", "all"), ("vulkan", "first"), ("vulkan -ngl 15", "first"),
+                   ("vulkan", "all"), ("sycl", "all"))
 BIT_EXACT = [pytest.param(name, goldens, marks=pytest.mark.slow)
              if name in SLOW or (name, goldens) == ("vulkan", "all") else pytest.param(name, goldens)
-             for name, goldens in BIT_EXACT_CASES if name in backend_classes()]
+             for name, goldens in BIT_EXACT_CASES if name in NAMES]
 
 
 @pytest.mark.parametrize("backend, goldens", BIT_EXACT)
 def test_logits_equal_llama_cpp_bit_for_bit(backend, goldens, default_model_path):
     from llmcore import LLM
 
-    llm = LLM(default_model_path, backend=backend, n_ctx=512)
+    backend_name, _, ngl = backend.partition(" -ngl ")
+    llm = LLM(default_model_path, backend=backend_name, n_ctx=512, n_gpu_layers=int(ngl) if ngl else None)
     for name in golden_names()[:1] if goldens == "first" else golden_names():
         mismatched = rows_unlike_llama_cpp(llm, name)
         assert not mismatched, f"{name}: rows {mismatched[:5]} differ from llama.cpp's logits"
