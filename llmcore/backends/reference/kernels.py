@@ -96,13 +96,21 @@ def _mul_mat_blocks(w: BlockQuants, x: np.ndarray) -> np.ndarray:
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         sumi = np.matmul(xq_lanes, w.q[:, :, r0:r1]).reshape(n_blocks, LANES, n, r1 - r0)  # exact integers
+        # every block's f32(d_w * d_x) at once, in double, where its products with the integer sums
+        # (and the minimums' with s) are exact; the loop then only fuses block after block, each
+        # sum rounded once to float32 as _fma does
+        scales = (w.d[r0:r1].T[:, None, :] * xd.T[:, :, None]).astype(np.float64, order="C")
         acc = np.zeros((LANES, n, r1 - r0), np.float32)
-        summs = np.zeros((n, r1 - r0), np.float32)
+        fused = np.empty(acc.shape, np.float64)
         for b in range(n_blocks):
-            scale = w.d[r0:r1, b][None, :] * xd[:, b][:, None]
-            acc = _fma(scale[None], sumi[b], acc)
-            if w.m is not None:
-                summs = _fma(w.m[r0:r1, b][None, :], xs[:, b][:, None], summs)
+            np.multiply(scales[b], sumi[b], out=fused)
+            fused += acc
+            acc[...] = fused
+        summs = np.zeros((n, r1 - r0), np.float32)
+        if w.m is not None:
+            mins = np.multiply(w.m[r0:r1].T[:, None, :], xs.T[:, :, None], dtype=np.float64, order="C")
+            for b in range(n_blocks):
+                summs[...] = mins[b] + summs
         halves = acc[:4] + acc[4:]
         out[:, r0:r1] = ((halves[0] + halves[2]) + (halves[1] + halves[3])) + summs
     return out
