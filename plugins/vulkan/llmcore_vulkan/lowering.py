@@ -120,7 +120,8 @@ class _Lowering(ArenaLowering[Dispatch]):
         tile, lanes = self.target.mul_mat_shape(n, cols // 32)
         shader = f"mul_mat_{WEIGHT_SHADERS[w.dtype]}"
         if self.target.exact and w.dtype in EXACT_MUL_MAT:
-            shader, lanes = f"{shader}_f64", 8  # llama.cpp's order: an invocation per float lane of its 8
+            # llama.cpp's order: on GPUs an invocation per float lane of its 8, on CPU devices per row
+            shader, lanes = f"{shader}_f64", 1 if self.target.cpu else 8
         row_groups = -(-rows // (64 // lanes))
         gx = min(row_groups, MAX_GROUPS)
         self._dispatch(shader, [w_ref, x_ref, out, x_ref],

@@ -25,8 +25,60 @@ shared float partial[64u * TOKENS];
 // llama.cpp's order (ggml's vec_dot and tinyBLAS on x86): per output 8 float lanes, lane l taking
 // values 4l..4l+3 of every block, fused into its running sum as (d_w * d_x) * exact integer sum;
 // the lanes' hsum ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); then the weight minimum times the
-// activation block's s, summed block after block. Here LANES is 8 and invocation `lane` is that lane.
-void main() {
+// activation block's s, summed block after block. With LANES 8 (GPUs) invocation `lane` is that
+// lane; with LANES 1 (CPU devices, where an invocation is a SIMD lane and the shared-memory
+// hand-over and barrier cost more than the sums) an invocation keeps a row's 8 lanes itself.
+
+void store_exact(float a[8], float summ, uint t, uint row) {
+    precise float h = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+    precise float out_ = h + summ;
+    y[t * p.rows + row] = out_;
+}
+
+void exact_row_per_invocation() {
+    uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 64u + gl_LocalInvocationID.x;
+    if (row >= p.rows) {
+        return;
+    }
+    uint t0 = gl_WorkGroupID.y * TOKENS;
+    uint units = p.cols / 32u;
+    uint row_off = row * p.row_bytes;
+    float acc[8u * TOKENS];
+    float summ[TOKENS];
+    for (uint c = 0u; c < TOKENS; c++) {
+        summ[c] = 0.0;
+        for (uint l = 0u; l < 8u; l++) {
+            acc[c * 8u + l] = 0.0;
+        }
+    }
+    for (uint u = 0u; u < units; u++) {
+        vec4 q[8];
+        float d, m;
+        load_unit(row_off, u, q, d, m);
+        for (uint c = 0u; c < TOKENS; c++) {
+            uint t = min(t0 + c, p.n - 1u);  // a partial tile repeats its last token, never stored
+            uint blk = t * units + u;
+            uint xb = (t * p.cols + u * 32u) / 4u;
+            precise float scale = d * xf[p.d_off + blk];
+            for (uint l = 0u; l < 8u; l++) {
+                float isum = dot(q[l], x4[xb + l]);  // integers: exact
+                acc[c * 8u + l] = FMA(scale, isum, acc[c * 8u + l]);
+            }
+            precise float ms = m * xf[p.s_off + blk];
+            precise float next = summ[c] + ms;
+            summ[c] = next;
+        }
+    }
+    for (uint c = 0u; c < TOKENS && t0 + c < p.n; c++) {
+        float a[8];
+        for (uint l = 0u; l < 8u; l++) {
+            a[l] = acc[c * 8u + l];
+        }
+        store_exact(a, summ[c], t0 + c, row);
+    }
+}
+
+void exact_lane_per_invocation() {
     uint local = gl_LocalInvocationID.x;
     uint lane = local % 8u;
     uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 8u + local / 8u;
@@ -61,17 +113,21 @@ void main() {
     }
     barrier();
     if (lane == 0u && row < p.rows) {
-        for (uint c = 0u; c < TOKENS; c++) {
-            if (t0 + c < p.n) {
-                float a[8];
-                for (uint l = 0u; l < 8u; l++) {
-                    a[l] = partial[(local + l) * TOKENS + c];
-                }
-                precise float h = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-                precise float out_ = h + summ[c];
-                y[(t0 + c) * p.rows + row] = out_;
+        for (uint c = 0u; c < TOKENS && t0 + c < p.n; c++) {
+            float a[8];
+            for (uint l = 0u; l < 8u; l++) {
+                a[l] = partial[(local + l) * TOKENS + c];
             }
+            store_exact(a, summ[c], t0 + c, row);
         }
+    }
+}
+
+void main() {
+    if (LANES == 1u) {  // a specialization constant: the driver keeps one of the two
+        exact_row_per_invocation();
+    } else {
+        exact_lane_per_invocation();
     }
 }
 #else
