@@ -45,9 +45,9 @@ def tables_dir() -> Path:
     return directory
 
 
-def _command(cc: str, level: str, output: Path) -> list[str]:
+def _command(cc: str, level: str, output: Path, tables: Path) -> list[str]:
     sources = sorted(str(p) for p in SOURCE_DIR.glob("*.c"))
-    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"', f"-I{tables_dir()}",
+    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"', f"-I{tables}",
             "-o", str(output), *sources, "-lm"]
 
 
@@ -57,7 +57,9 @@ def library_path(level: str) -> Path:
     digest = hashlib.sha256()
     for path in sorted(SOURCE_DIR.glob("*.[ch]")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update(" ".join(_command(cc, level, Path("out"))).encode())
+    # the tables by their folder's digest name, not by where the cache is: a cache reached through
+    # another path (a link, $LLMCORE_CACHE elsewhere) finds its libraries
+    digest.update(" ".join(_command(cc, level, Path("out"), Path(tables_dir().name))).encode())
     digest.update(_compiler_version(cc).encode())
     return cache_dir() / "kernels" / f"llmcore_cpu_simd-{level}-{digest.hexdigest()[:16]}.so"
 
@@ -84,7 +86,7 @@ def build(level: str) -> Path:
             return target
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        command = _command(cc, level, Path(tmp))
+        command = _command(cc, level, Path(tmp), tables_dir())
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             os.unlink(tmp)
