@@ -21,14 +21,13 @@ tests/test_iquant_goldens.py.
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_cpu_simd_quants import (ACT_DTYPES, CSRC, ISA_LEVELS, SOURCES, _cpu_flags, _is_x86, extreme_weight_row,
-                                  random_weight_row)
+from test_cpu_simd_quants import (ACT_DTYPES, ISA_LEVELS, SOURCES, _compile_levels, _cpu_flags, _is_x86,
+                                  extreme_weight_row, random_weight_row)
 
 from llmcore.gguf import GGMLType, dequantize
 
@@ -62,28 +61,17 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
             f"void lc_dequant_row_{t.lower()}(const void *w, float *y, int64_t n);\n" for t in NEW_TYPES))
 
 
-def _compile(level: str, out_dir: Path) -> Path:
-    """The quant kernels with the files of the newest types, which need ggml's tables (ggml_tables.h)."""
-    build = pytest.importorskip("llmcore_cpu_simd.build", reason="the cpu_simd plugin is not installed")
-    cc = build.compiler()
-    if cc is None:
-        pytest.skip("no C compiler (cc) on PATH")
-    so = out_dir / f"lc_iquants_{level}.so"
-    sources = [*SOURCES, "quants_iq_grid.c", "quants_bits.c"]
-    # -ffp-contract=off as the plugin builds it: ggml's plain multiply-then-add steps stay unfused
-    cmd = [cc, "-O3", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Werror", *ISA_LEVELS[level][0], f"-I{CSRC}",
-           f"-I{build.tables_dir()}", *(str(CSRC / s) for s in sources), "-o", str(so), "-lm"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return so
-
-
 @pytest.fixture(scope="module")
 def libs(tmp_path_factory) -> dict:
+    build = pytest.importorskip("llmcore_cpu_simd.build", reason="the cpu_simd plugin is not installed")
     out = tmp_path_factory.mktemp("lc_iquants")
     flags = _cpu_flags()
     levels = ISA_LEVELS if _is_x86() else {"scalar": ISA_LEVELS["scalar"]}
-    return {level: _FFI.dlopen(str(_compile(level, out))) for level, (_, needs) in levels.items()
-            if set(needs) <= flags}
+    runnable = [level for level, (_, needs) in levels.items() if set(needs) <= flags]
+    # the quant kernels with the files of the newest types, which need ggml's tables (ggml_tables.h)
+    built = _compile_levels(runnable, out, "lc_iquants", [*SOURCES, "quants_iq_grid.c", "quants_bits.c"],
+                            [build.tables_dir()])
+    return {level: _FFI.dlopen(str(so)) for level, so in built.items()}
 
 
 def weight_rows() -> np.ndarray:
