@@ -5,13 +5,14 @@
  * With 256-bit registers the 16 lanes are two independent halves: lanes 0-7 see only the values
  * 16c .. 16c+7 of the row, lanes 8-15 only 16c+8 .. 16c+15. So each half is a GEMM of its own, run as
  * tinyBLAS's AVX2 build runs its 4x3 register tile (4 weight rows times 3 tokens, 12 accumulators),
- * and the two halves are added at the end. Activations and weights are packed half by half so each
- * pass reads contiguous memory: the tokens a block at a time, still f16 (converted as the tiles load
- * them, which F16C does beside the FMAs), that stays in the core's L2 cache while every 4-row panel
- * of the chunk meets it; each panel a k block at a time, converted to floats into a buffer that
+ * and the two halves are added at the end. The tokens are read where they are, f16 rows a block at a
+ * time (converted as the tiles load them, which F16C does beside the FMAs; a tile's two half passes
+ * share its rows' cache lines), the block staying in the core's L2 cache while every 4-row panel of
+ * the chunk meets it: no copy per chunk, which each thread's chunks of one product would repeat.
+ * Each panel is packed half by half a k block at a time, converted to floats into a buffer that
  * stays in L1 while the block's token tiles pass (the tiles' sums wait in memory between k blocks,
- * exact). Keeping both f16 until then halves what streams from L2 and L3: floats packed up front
- * cost FFN-sized matrices a quarter of their time. */
+ * exact). Keeping the tokens f16 halves what streams from L2: floats up front cost FFN-sized
+ * matrices a quarter of their time. */
 #include <stdlib.h>
 
 #include "lc_kernels.h"
@@ -38,20 +39,9 @@ static void pack_weights(const lc_fp16_t *w, size_t w_stride, int nr, int64_t c0
                                  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i * w_stride + 16 * (c0 + c) + 8 * h))));
 }
 
-/* token t of a block of nt, half h, step c: p[(h * nt + t) * 8 nc + 8c + l] = x[t][16c + 8h + l] */
-static void pack_tokens(const char *x, size_t x_stride, int64_t nt, int64_t nc, lc_fp16_t *p) {
-    for (int64_t t = 0; t < nt; t++) {
-        const lc_fp16_t *xt = (const lc_fp16_t *)(x + t * x_stride);
-        for (int h = 0; h < 2; h++)
-            for (int64_t c = 0; c < nc; c++)
-                _mm_storeu_si128((__m128i *)(p + (h * nt + t) * 8 * nc + 8 * c),
-                                 _mm_loadu_si128((const __m128i *)(xt + 16 * c + 8 * h)));
-    }
-}
-
 /* one half of an RM x RN register tile over ks steps, the first if first: acc[j * RM + i] (kept in
  * memory between k blocks, which rounds nothing; from zero at the first) += the 8 lanes of weight
- * row i times token j, in order */
+ * row i times token j (its half's values at xp + j x_stride + 16c), in order */
 static inline __attribute__((always_inline)) void half_tile(int64_t ks, int first, const float *wp, const lc_fp16_t *xp,
                                                              int64_t x_stride, const int RM, const int RN, __m256 *acc) {
     __m256 r[GEMM_RN][GEMM_RM];
@@ -59,7 +49,7 @@ static inline __attribute__((always_inline)) void half_tile(int64_t ks, int firs
         for (int i = 0; i < RM; i++) r[j][i] = first ? _mm256_setzero_ps() : acc[j * RM + i];
     for (int64_t c = 0; c < ks; c++) {
         __m256 b[GEMM_RN];
-        for (int j = 0; j < RN; j++) b[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xp + j * x_stride + 8 * c)));
+        for (int j = 0; j < RN; j++) b[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xp + j * x_stride + 16 * c)));
         for (int i = 0; i < RM; i++) {
             const __m256 a = _mm256_loadu_ps(wp + (c * RM + i) * 8);
             for (int j = 0; j < RN; j++) r[j][i] = _mm256_fmadd_ps(a, b[j], r[j][i]);
@@ -70,7 +60,7 @@ static inline __attribute__((always_inline)) void half_tile(int64_t ks, int firs
 }
 
 /* an RM x RN tile's k block of ks steps (wp: the panel's block as pack_weights lays it out; x_lo,
- * x_hi: the block's first values of the tokens' halves), both halves; after the last block its
+ * x_hi: the first token's first values of the block's two halves, x_hi = x_lo + 8), both halves; after the last block its
  * outputs y[j * ldy + i] in _mm512_reduce_add_ps's order (low half plus high half, then
  * lc_hsum256's steps), plus bias[i] where there is one (a separate ADD's sum, stored once) */
 static inline __attribute__((always_inline)) void tile(int64_t ks, int first, int last, const float *wp,
@@ -107,7 +97,7 @@ static void tile_any(int64_t ks, int first, int last, const float *wp, const lc_
 
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
                  float *y, size_t ldy, const float *bias) {
-    const int64_t nc = k / 16, half = k / 2;
+    const int64_t nc = k / 16, xs = (int64_t)(x_stride / sizeof(lc_fp16_t));
     int64_t block = GEMM_X_BLOCK_HALVES / k / GEMM_RN * GEMM_RN;
     if (block < GEMM_RN) block = GEMM_RN;
     /* blocks of equal size: a last block of a few tokens would convert every panel for them alone */
@@ -126,11 +116,10 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
             pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0,
                          nc - c0 < GEMM_K_STEPS ? nc - c0 : GEMM_K_STEPS, wp + r * k + rm * 16 * c0);
     }
-    lc_fp16_t *xp = alloc64((size_t)(block * k) * sizeof(lc_fp16_t));
     __m256 *acc = alloc64((size_t)(n_tiles * 2 * GEMM_RM * GEMM_RN) * sizeof(__m256));  /* each token tile's sums */
     for (int64_t t0 = 0; t0 < m; t0 += block) {
         const int64_t nt = m - t0 < block ? m - t0 : block;
-        pack_tokens((const char *)x + t0 * x_stride, x_stride, nt, nc, xp);
+        const lc_fp16_t *xt = (const lc_fp16_t *)((const char *)x + t0 * x_stride);
         for (int64_t r = 0; r < nr; r += GEMM_RM) {
             const int rm = (int)(nr - r < GEMM_RM ? nr - r : GEMM_RM);
             for (int64_t c0 = 0; c0 < nc; c0 += GEMM_K_STEPS) {
@@ -139,14 +128,13 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
                 if (!prepacked)
                     pack_weights((const lc_fp16_t *)((const char *)w + r * w_stride), w_stride / sizeof(lc_fp16_t), rm, c0, ks, wp);
                 for (int64_t t = 0; t < nt; t += GEMM_RN)
-                    tile_any(ks, c0 == 0, c0 + ks == nc, panel, xp + t * half + 8 * c0, xp + (nt + t) * half + 8 * c0, half,
+                    tile_any(ks, c0 == 0, c0 + ks == nc, panel, xt + t * xs + 16 * c0, xt + t * xs + 16 * c0 + 8, xs,
                              acc + t / GEMM_RN * 2 * GEMM_RM * GEMM_RN, y + (t0 + t) * ldy + r, ldy, bias ? bias + r : NULL, rm,
                              (int)(nt - t < GEMM_RN ? nt - t : GEMM_RN));
             }
         }
     }
     free(wp);
-    free(xp);
     free(acc);
 }
 #else
