@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from llmcore.plugin_api import F16, F32, I32, Node, Op, RopeParams, Subgraph, is_per_row, kv_types, yarn_corr_dims
 
+from llmcore_cpu_simd.buffers import ALIGN, aligned_array, aligned_bytes
 from llmcore_cpu_simd.library import ffi
 
-ALIGN = 64  # bytes: a cache line, and the widest vector load
 TYPE_F32, TYPE_F16 = 0, 1  # GGML type ids of the float formats
 
 Key = tuple  # a storage: ("v", id) arena value, ("q", key, type) quantized copy, ("moe", what, ...) routing
@@ -127,7 +127,7 @@ class Program:
         self._weights = weights
         self._caches = caches
         self._input_ids = {n.id for n in subgraph.inputs}
-        self._input_arrays = {n.id: _aligned_array(n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
+        self._input_arrays = {n.id: aligned_array(n.shape, _NUMPY_DTYPES.get(n.dtype, np.float32))
                               for n in subgraph.inputs}
         self._sizes: dict[Key, int] = {}
         self._constants: dict[Key, np.ndarray] = {}
@@ -186,7 +186,7 @@ class Program:
             n, n_head = node.shape[:2]
             heads = ("k", "heads", n, n_head)
             if heads not in self._constants:
-                self._constants[heads] = _aligned_array((n, n_head), np.int32)
+                self._constants[heads] = aligned_array((n, n_head), np.int32)
                 self._constants[heads][:] = np.arange(n_head, dtype=np.int32)
             return self._lower_routed(node, heads, (n, n_head))
         if op is Op.MASK_GROUPS:
@@ -372,7 +372,7 @@ class Program:
                 ending.setdefault(phase_end[max(index, last_read.get(step.dst, index))], []).append(step.dst)
             for key in ending.pop(index, []):  # after the op's own output is placed: no aliasing
                 arena.release(self._offsets[key], self._sizes[key])
-        self._arena = _aligned_bytes(arena.top)
+        self._arena = aligned_bytes(arena.top)
 
     def _schedule(self, steps: list[_Step]) -> None:
         """Who runs each step, and where the threads wait: a step joins the phase since the last
@@ -448,7 +448,7 @@ class Program:
             for k, value in enumerate(step.i):
                 c.i[k] = value
         floats = -(-(self._scratch_floats + ALIGN) // 16) * 16
-        self._scratch = _aligned_array((n_threads * floats,), np.float32)
+        self._scratch = aligned_array((n_threads * floats,), np.float32)
         self.program = ffi.new("lc_program *", {
             "nodes": self._nodes, "n_nodes": len(steps), "pool": pool,
             "scratch": ffi.cast("float *", self._scratch.ctypes.data), "scratch_floats": floats,
@@ -514,16 +514,3 @@ def _quantizations_hoisted(steps: list[_Step]) -> list[_Step]:
 def _type_id(cache_type: Any) -> int:
     """The GGML type id of a KV cache type (its name)."""
     return int(kv_types.ggml_type(str(cache_type)))
-
-
-def _aligned_bytes(size: int) -> np.ndarray:
-    """A zeroed byte array of ``size`` whose data starts on an ALIGN boundary."""
-    raw = np.zeros(size + ALIGN, np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + size]
-
-
-def _aligned_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    itemsize = np.dtype(dtype).itemsize
-    return _aligned_bytes(math.prod(shape) * itemsize).view(dtype).reshape(shape)
-

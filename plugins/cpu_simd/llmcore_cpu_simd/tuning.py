@@ -19,6 +19,7 @@ import numpy as np
 from llmcore.plugin_api import GGML_QUANT_SIZES, GGMLType, host_cpu
 
 from llmcore_cpu_simd import isa
+from llmcore_cpu_simd.buffers import ALIGN, aligned_array, aligned_bytes
 
 WEIGHT_BYTES = 16 << 20  # the weights a decode step streams are rarely in cache: time them from RAM
 WIDTH = 1024  # values per row (a multiple of every block size)
@@ -101,8 +102,6 @@ def _time_chunks(lib, ffi) -> dict[str, dict]:
     """Each chain of ``CHAINS`` run with every count of ``CHUNK_COUNTS``, in rounds, on as
     many threads as the backend's default; per chain the fastest count by its best run, the
     default unless another beats it by more than the noise margin."""
-    from llmcore_cpu_simd.lowering import ALIGN, _aligned_array, _aligned_bytes
-
     weight_type = GGMLType.Q4_1  # the default model's
     block, type_size = GGML_QUANT_SIZES[weight_type]
     row_bytes = WIDTH // block * type_size
@@ -111,7 +110,7 @@ def _time_chunks(lib, ffi) -> dict[str, dict]:
     pool = ffi.gc(lib.lc_pool_new(threads), lib.lc_pool_free)
     rng = np.random.default_rng(0)
     longest = max(n for _, n in CHAINS.values())
-    weights = _aligned_bytes(longest * matrix_bytes)
+    weights = aligned_bytes(longest * matrix_bytes)
     weights[:] = np.frombuffer(rng.bytes(weights.nbytes), np.uint8)
     # every block's scale and minimum a plain 1.0: random bytes would hold NaNs and subnormals
     weights.reshape(-1, type_size)[:, :4] = np.frombuffer(np.float16([1.0, 1.0]).tobytes(), np.uint8)
@@ -119,16 +118,16 @@ def _time_chunks(lib, ffi) -> dict[str, dict]:
     x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
     x_bytes = WIDTH // x_block * x_size
     max_tokens = max(m for m, _ in CHAINS.values())
-    activations = _aligned_bytes(max_tokens * x_bytes)
+    activations = aligned_bytes(max_tokens * x_bytes)
     inputs = rng.standard_normal((max_tokens, WIDTH)).astype(np.float32)
     for t in range(max_tokens):
         lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(inputs[t])),
                             ffi.from_buffer(activations[t * x_bytes:]), WIDTH)
-    out = _aligned_array((max_tokens, CHAIN_ROWS), np.float32)
+    out = aligned_array((max_tokens, CHAIN_ROWS), np.float32)
     # each thread's scratch as the lowering sizes it: the packed GEMM's unpacked block of rows
     packed_floats = -(-lib.lc_packed_bytes(int(weight_type), WIDTH) // 4)
     floats = -(-(packed_floats + ALIGN) // 16) * 16
-    scratch = _aligned_array((threads * floats,), np.float32)
+    scratch = aligned_array((threads * floats,), np.float32)
     chosen = {}
     for name, (tokens, n_products) in CHAINS.items():
         nodes = ffi.new("lc_node[]", n_products)
