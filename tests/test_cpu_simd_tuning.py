@@ -138,3 +138,18 @@ def test_verbose_bench_says_what_was_picked(default_model_path, capsys):
     assert "one-token products (timed here):" in err
     chunks = re.search(r"product chunks per thread \(timed here\): one token (\d+), batch (\d+)", err)
     assert chunks and {int(c) for c in chunks.groups()} <= set(tuning.CHUNK_COUNTS)
+
+
+def test_a_timed_choice_leaves_the_default_unless_it_wins_every_round():
+    """One round's winner on a busy machine is noise: another option replaces the default only where
+    it beats it by 5% in every round (the rule of both the one-token paths and the chunk counts)."""
+    from llmcore_cpu_simd.tuning import choice
+
+    steady = [{"gemv": 1.0, "row by row": 0.90}, {"gemv": 1.1, "row by row": 0.99},
+              {"gemv": 0.9, "row by row": 0.80}]
+    assert choice(steady, "gemv") == "row by row"
+    one_slow_minute = [{"gemv": 1.0, "row by row": 0.90}, {"gemv": 1.0, "row by row": 0.97},
+                       {"gemv": 1.0, "row by row": 0.80}]
+    assert choice(one_slow_minute, "gemv") == "gemv"
+    assert choice([{1: 1.0, 4: 1.0, 8: 0.5}, {1: 0.9, 4: 1.0, 8: 0.6}], 4) == 8
+    assert choice([{1: 0.5, 4: 1.0}, {1: 1.2, 4: 1.0}], 4) == 4

@@ -27,11 +27,11 @@ REPEATS = 5
 
 CHUNK_COUNTS = (1, 2, 4, 8)  # chunks per thread tried
 DEFAULT_CHUNKS = 4  # ops.c's until it is told otherwise
-# another count replaces the default only where its best run beats the default's by 5% in each of
-# three rounds: on a busy machine (a loaded 2-core VM) one round's winner was noise, a different
-# count each time
-CHUNK_MARGIN = 0.95
-CHUNK_ROUNDS = 3
+# another choice replaces the default (4 chunks; the GEMV) only where its best run beats the
+# default's by 5% in each of three rounds: on a busy machine (a loaded 2-core VM) one round's winner
+# was noise, a different count each time, and a slow minute once sent Q8_0 row by row
+MARGIN = 0.95
+ROUNDS = 3
 CHUNK_REPEATS = 3  # per round
 # the products timed: one token through a chain of 0.6 MB matrices (a small model's) that together
 # outgrow the caches, as a decode step streams them; a 128-token batch through two of them
@@ -77,6 +77,13 @@ def _cached(library_path: Path, part: str, measure: Callable[[], dict]) -> dict:
     return entry[part]
 
 
+def choice(rounds: list[dict], default):
+    """The option (a key of each round's seconds) with the best run over ``rounds``, where it beats
+    ``default`` by the margin in every round; else ``default``."""
+    fastest = min(rounds[0], key=lambda option: min(r[option] for r in rounds))
+    return fastest if all(r[fastest] < MARGIN * r[default] for r in rounds) else default
+
+
 def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
     block, type_size = GGML_QUANT_SIZES[weight_type]
     row_bytes = WIDTH // block * type_size
@@ -92,10 +99,11 @@ def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
         rng.standard_normal(WIDTH).astype(np.float32))), ffi.from_buffer(activations), WIDTH)
     y = np.zeros(rows, np.float32)
     w, x, out = ffi.from_buffer(weights), ffi.from_buffer(activations), ffi.cast("float *", ffi.from_buffer(y))
-    seconds = {path: lib.lc_time_one_token(int(weight_type), path == "gemv", WIDTH, w, row_bytes, rows, x, out, REPEATS)
-               for path in ("gemv", "row by row")}
-    best = min(seconds, key=seconds.get)
-    return {"path": best, **{f"{path} ns/row": round(s * 1e9 / rows, 2) for path, s in seconds.items()}}
+    paths = ("gemv", "row by row")
+    rounds = [{path: lib.lc_time_one_token(int(weight_type), path == "gemv", WIDTH, w, row_bytes, rows, x, out,
+                                           REPEATS) for path in paths} for _ in range(ROUNDS)]
+    return {"path": choice(rounds, "gemv"),
+            **{f"{path} ns/row": round(min(r[path] for r in rounds) * 1e9 / rows, 2) for path in paths}}
 
 
 def _time_chunks(lib, ffi) -> dict[str, dict]:
@@ -141,11 +149,9 @@ def _time_chunks(lib, ffi) -> dict[str, dict]:
         program = ffi.new("lc_program *", {"nodes": nodes, "n_nodes": n_products, "pool": pool,
                                            "scratch": ffi.cast("float *", ffi.from_buffer(scratch)),
                                            "scratch_floats": floats})
-        rounds = [_best_runs(lib, program) for _ in range(CHUNK_ROUNDS)]
+        rounds = [_best_runs(lib, program) for _ in range(ROUNDS)]
         best = {c: min(r[c] for r in rounds) for c in CHUNK_COUNTS}
-        fastest = min(best, key=best.get)
-        beats_default = all(r[fastest] < CHUNK_MARGIN * r[DEFAULT_CHUNKS] for r in rounds)
-        chosen[name] = {"chunks": fastest if beats_default else DEFAULT_CHUNKS,
+        chosen[name] = {"chunks": choice(rounds, DEFAULT_CHUNKS),
                         **{f"{c} ms": round(s * 1e3, 3) for c, s in best.items()}}
     return chosen
 
