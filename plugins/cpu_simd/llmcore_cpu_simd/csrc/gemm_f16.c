@@ -150,8 +150,7 @@ void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const vo
             lc_tile_f16_tinyblas((int)k, y + t * ldy + r, ldy, (const char *)w + r * w_stride, w_stride,
                                  nr - r < 2 ? 1 : 2, xf, (size_t)k * sizeof(float), nx);
     }
-    for (int64_t t = 0; bias && t < m; t++)
-        for (int64_t r = 0; r < nr; r++) y[t * ldy + r] += bias[r];
+    lc_add_bias(y, ldy, m, 0, nr, bias);
     free(xf);
 }
 #endif

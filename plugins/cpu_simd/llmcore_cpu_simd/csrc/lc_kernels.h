@@ -47,6 +47,13 @@ void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, con
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
                  float *y, size_t ldy, const float *bias);
 
+/* y[t * ldy + r] += bias[r] for the tokens [0, m) and rows [r0, r1), nothing when bias is NULL: a
+ * product's folded bias ADD (the lowering's epilogue), the same float sums as ggml's separate ADD */
+static inline void lc_add_bias(float *y, size_t ldy, int64_t m, int64_t r0, int64_t r1, const float *bias) {
+    for (int64_t t = 0; bias && t < m; t++)
+        for (int64_t r = r0; r < r1; r++) y[t * (int64_t)ldy + r] += bias[r];
+}
+
 /* f16 <-> f32 over arrays, with the ISA's conversion instructions where it has them */
 void lc_fp16_to_fp32_row(const lc_fp16_t *x, float *y, int64_t n);
 void lc_fp32_to_fp16_row(const float *x, lc_fp16_t *y, int64_t n);

@@ -147,12 +147,6 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
     return LC_ORDER_NONE;
 }
 
-/* y[t][r] += bias[r] over the rows [r0, r1) of every token: ggml's separate ADD, the same float sums */
-static void add_bias(float *y, int64_t n, int64_t m, int64_t r0, int64_t r1, const float *bias) {
-    for (int64_t t = 0; bias && t < m; t++)
-        for (int64_t r = r0; r < r1; r++) y[t * n + r] += bias[r];
-}
-
 void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bias, void *scratch) {
     const int64_t k = nd->ne[0], m = nd->ne[1], n = nd->ne[2], x_bytes = nd->ne[3];
     const char *w = nd->src[0], *x = nd->src[1];
@@ -172,7 +166,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     const lc_gemv_fn gemv = m == 1 ? lc_gemv_for(nd->type) : NULL;
     if (gemv) {
         gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0);
-        add_bias(y, n, 1, r0, r1, bias);
+        lc_add_bias(y, (size_t)n, 1, r0, r1, bias);
         return;
     }
     if (f16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {
@@ -213,7 +207,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
         }
     }
     free(x_f32);
-    add_bias(y, n, m, r0, r1, bias);
+    lc_add_bias(y, (size_t)n, m, r0, r1, bias);
 }
 
 static int64_t mul_mat_row_unit(const lc_node *nd) {
