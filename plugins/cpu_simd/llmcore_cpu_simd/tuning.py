@@ -45,8 +45,8 @@ def one_token_paths(lib, ffi, library_path: Path) -> dict[str, dict]:
     ``library_path`` lacks them; applied to ``lib`` (opened through ``ffi``)."""
     paths = _cached(library_path, "one-token paths", lambda: {
         t.name: _time_type(lib, ffi, t) for t in GGMLType if lib.lc_has_one_token_gemv(int(t))})
-    for name, choice in paths.items():
-        lib.lc_set_one_token_gemv(int(GGMLType[name]), int(choice["path"] == "gemv"))
+    for name, picked in paths.items():
+        lib.lc_set_one_token_gemv(int(GGMLType[name]), int(picked["path"] == "gemv"))
     return paths
 
 
