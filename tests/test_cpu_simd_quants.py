@@ -561,12 +561,13 @@ def test_f16_tile_matches_tinyblas_formula(libs):
 
 def test_f16_gemm_matches_tinyblas_formula(libs):
     """The f16 matmul of many tokens (a prompt, an image's patches) is register-tiled and cache-blocked
-    but adds up each output as tinyBLAS does, bit for bit on every ISA level: weight panels of 4
-    rows and a short last one, token tiles of 3 with 1 or 2 left, token blocks (4096: 12 tokens) with
-    a short last one, and an output stride wider than the rows; with a bias, each output plus its
-    row's bias as a separate float32 ADD gives it."""
+    but adds up each output as tinyBLAS does, bit for bit on every ISA level: weight panels (AVX2: 4
+    rows, AVX-512: 8) and a short last one, token tiles of 3 with 1 or 2 left, rows longer than one
+    k block (AVX2: 1024 values, AVX-512: 4096), several token blocks (the last sized as the others)
+    and, with 8 or more (k = 8192), the weights converted once up front, and an output stride wider
+    than the rows; with a bias, each output plus its row's bias as a separate float32 ADD gives it."""
     rng = np.random.default_rng(17)
-    for k, nr, m in ((64, 6, 5), (1536, 10, 40), (4096, 7, 25)):
+    for k, nr, m in ((64, 6, 5), (1536, 10, 40), (4096, 7, 25), (4608, 13, 100), (8192, 5, 400)):
         w = rng.standard_normal((nr, k)).astype(np.float16)
         x = (rng.standard_normal((m, k)) * 3).astype(np.float16)
         bias = rng.standard_normal(nr).astype(np.float32)
