@@ -16,8 +16,8 @@ from llmcore_cpu_simd import isa, tuning
 from llmcore_cpu_simd.build import SOURCE_DIR, build
 
 #: the headers that declare the library's interface, in the order cffi must read them
-#: (lc_graph.h and lc_mm_packed.h use lc_types.h's types)
-INTERFACE_HEADERS = ("lc_types.h", "lc_graph.h", "lc_mm_packed.h", "lc_amx.h")
+#: (lc_graph.h, lc_mm_packed.h and lc_kv.h use lc_types.h's types)
+INTERFACE_HEADERS = ("lc_types.h", "lc_graph.h", "lc_mm_packed.h", "lc_amx.h", "lc_kv.h")
 #: ``0`` keeps the AMX kernels off where the OS would grant them (the fallback, on purpose)
 AMX_ENV = "LLMCORE_AMX"
 #: the /proc/cpuinfo flags of AMX-INT8's tiles

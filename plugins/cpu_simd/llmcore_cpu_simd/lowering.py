@@ -247,14 +247,9 @@ class Program:
         if op is Op.ATTENTION:
             q, k, v, mask = srcs[:4]
             n, n_head, head_dim = q.shape
-            # the f16-rounded queries and the scores of the heads sharing a KV head, one head's 64
-            # partial sums per dimension; flash attention's tiles: keys and values of 64 cells and
-            # the running state of a chunk's query rows (kv.c's FA_CHUNK_ROWS, or 64 tokens' heads)
             group = n_head // node.params["n_head_kv"]
-            self._scratch_floats = max(self._scratch_floats, group * (head_dim + mask.shape[1]) + 64 * head_dim)
-            if node.params.get("flash"):
-                self._scratch_floats = max(self._scratch_floats,
-                                           2 * 64 * head_dim + 64 + max(256, 64 * group) * (head_dim + 2), 4 * head_dim)
+            self._scratch_floats = max(self._scratch_floats, self._lib.lc_attention_scratch_floats(
+                head_dim, group, mask.shape[1], int(bool(node.params.get("flash")))))
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(s) for s in srcs],
                           _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"], node.params["softcap"], node.params["max_bias"],

@@ -22,8 +22,23 @@
 
 enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 /* the query rows (tokens times the heads of a KV head) whose states a thread's scratch holds, at
- * least 64 tokens' (lowering.py sizes the scratch to match): each tile loaded serves them all */
+ * least 64 tokens' (lc_attention_scratch_floats): each tile loaded serves them all */
 enum { FA_CHUNK_ROWS = 256 };
+
+size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ctx, int flash) {
+    /* ops.c's f16 path: the group's f16-rounded queries and scores, one head's 64 lane sums (more
+     * than attend_products' one query, scores and lanes) */
+    const size_t plain = (size_t)(group * (head_dim + n_ctx) + 64 * head_dim);
+    if (!flash) return plain;
+    /* attend_flash_tiled: a tile's keys and values, then each row's M, S and sums for a chunk of
+     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_split: attend_flash_cells' four rows,
+     * then a part and the sums */
+    const int64_t rows = FA_CHUNK_ROWS > FA_TILE * group ? FA_CHUNK_ROWS : FA_TILE * group;
+    const size_t tiled = (size_t)(2 * FA_TILE * head_dim + FA_TILE + rows * (head_dim + 2));
+    const size_t one_row = (size_t)(6 * head_dim);
+    const size_t most = plain > tiled ? plain : tiled;
+    return most > one_row ? most : one_row;
+}
 
 /* ---- cache rows ---------------------------------------------------------------------------- */
 

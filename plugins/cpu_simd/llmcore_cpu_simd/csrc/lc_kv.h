@@ -18,6 +18,12 @@ void lc_kv_store_row(int type, const float *x, void *dst, int64_t n);
 /* bytes of one cache row of n values */
 int64_t lc_kv_row_bytes(int type, int64_t n);
 
+/* cffi-cdef: begin */
+/* floats of a thread's scratch that ATTENTION needs (lowering.py sizes the scratch by it) for heads
+ * of head_dim, group query heads per KV head and n_ctx mask columns, with flash attention or not */
+size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ctx, int flash);
+/* cffi-cdef: end */
+
 /* the ops */
 void lc_op_hadamard(const lc_node *nd, const lc_task *task);
 /* ATTENTION with i[1] the V cache's type and i[2] flash attention, whatever the types */
