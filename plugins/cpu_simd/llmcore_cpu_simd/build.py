@@ -1,6 +1,7 @@
 """Compiling the C sources on first use: one shared library per ISA level, cached on disk under a
 name that hashes the sources, the compiler and its flags, so an edit or another CPU rebuilds it.
-A file lock keeps two processes from compiling the same library at once. ggml's i-quant grids and
+A file lock keeps two processes from compiling the same library at once; the sources compile in
+parallel, one compiler per CPU (a first run waits seconds, not the sum of every file's time). ggml's i-quant grids and
 level tables come from the plugin API (``ggml_tables_header``, llmcore's one copy of them) as
 ``ggml_tables.h`` in a directory of its own on the include path."""
 
@@ -13,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from llmcore.plugin_api import BackendError, cache_dir, ggml_tables_header
@@ -20,7 +22,7 @@ from llmcore.plugin_api import BackendError, cache_dir, ggml_tables_header
 from llmcore_cpu_simd.isa import compiler_flags
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
-_COMMON_FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fno-math-errno",
+_COMMON_FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-pthread", "-fno-math-errno",
                  # no silent a*b+c -> fma: the kernels pick their fused ops explicitly, so every
                  # ISA level rounds the scalar code the same way the reference does
                  "-ffp-contract=off")
@@ -45,10 +47,12 @@ def tables_dir() -> Path:
     return directory
 
 
-def _command(cc: str, level: str, output: Path, tables: Path) -> list[str]:
-    sources = sorted(str(p) for p in SOURCE_DIR.glob("*.c"))
-    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"', f"-I{tables}",
-            "-o", str(output), *sources, "-lm"]
+def _compile_flags(cc: str, level: str, tables: Path) -> list[str]:
+    return [cc, *_COMMON_FLAGS, *compiler_flags(level), f'-DLC_ISA_NAME="{level}"', f"-I{tables}"]
+
+
+def _sources() -> list[Path]:
+    return sorted(SOURCE_DIR.glob("*.c"))
 
 
 def library_path(level: str) -> Path:
@@ -59,7 +63,7 @@ def library_path(level: str) -> Path:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     # the tables by their folder's digest name, not by where the cache is: a cache reached through
     # another path (a link, $LLMCORE_CACHE elsewhere) finds its libraries
-    digest.update(" ".join(_command(cc, level, Path("out"), Path(tables_dir().name))).encode())
+    digest.update(" ".join(_compile_flags(cc, level, Path(tables_dir().name))).encode())
     digest.update(_compiler_version(cc).encode())
     return cache_dir() / "kernels" / f"llmcore_cpu_simd-{level}-{digest.hexdigest()[:16]}.so"
 
@@ -84,13 +88,22 @@ def build(level: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():  # another process built it while we waited
             return target
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        command = _command(cc, level, Path(tmp), tables_dir())
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            os.unlink(tmp)
-            raise BackendError(f"cpu_simd: compiling the {level} kernels failed: {shlex.join(command)}\n"
-                               f"{result.stderr.strip()}")
-        os.replace(tmp, target)  # atomic: readers never see a half-written library
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
+            flags = _compile_flags(cc, level, tables_dir())
+            objects = [Path(work) / f"{source.stem}.o" for source in _sources()]
+            commands = [[*flags, "-c", str(source), "-o", str(obj)] for source, obj in zip(_sources(), objects)]
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                results = list(pool.map(lambda command: subprocess.run(command, capture_output=True, text=True),
+                                        commands))
+            for command, result in zip(commands, results):
+                if result.returncode != 0:
+                    raise BackendError(f"cpu_simd: compiling the {level} kernels failed: {shlex.join(command)}\n"
+                                       f"{result.stderr.strip()}")
+            library = Path(work) / "library.so"
+            command = [*flags, "-shared", "-o", str(library), *map(str, objects), "-lm"]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BackendError(f"cpu_simd: linking the {level} kernels failed: {shlex.join(command)}\n"
+                                   f"{result.stderr.strip()}")
+            os.replace(library, target)  # atomic: readers never see a half-written library
     return target
