@@ -287,16 +287,6 @@ static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const v
 
 #endif
 
-/* Q6_K's scale pairs, the madd operands of a block's eight 32-value steps: step t's low 128 bits
- * scale 2t, its high ones scale 2t + 1 (vec_dot's next_scale_pair), picked from s16 (the sixteen
- * scales widened) by pshufb within the step's copy of its half of them */
-static inline __m256i q6_K_scale_step(__m256i s16, int t) {
-    const __m256i half = t < 4 ? _mm256_permute4x64_epi64(s16, 0x44) : _mm256_permute4x64_epi64(s16, 0xEE);
-    const char lo = (char)(4 * (t % 4)), hi = (char)(4 * (t % 4) + 2);
-    return _mm256_shuffle_epi8(half, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1,
-                                                      hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
-}
-
 /* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
  * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
 static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
@@ -321,7 +311,7 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; ++k) {
                     const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k)));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, q6_K_scale_step(s16, 4 * h + k)));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, lc_q6_K_scale_pair(s16, 4 * h + k)));
                 }
             }
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * LC_H2F(b->d)), _mm256_cvtepi32_ps(isum), acc[r]);

@@ -62,6 +62,16 @@ static inline void lc_q6_K_unpack_half(const block_q6_K *b, int h, __m256i u[4])
     u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m48));
     u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m48));
 }
+
+/* Q6_K's scale pairs, the madd operands of a block's eight 32-value steps: step t's low 128 bits
+ * scale 2t, its high ones scale 2t + 1, picked from s16 (the sixteen scales widened) by pshufb within
+ * the step's copy of its half of them (vec_dot's and the GEMV's) */
+static inline __m256i lc_q6_K_scale_pair(__m256i s16, int t) {
+    const __m256i half = t < 4 ? _mm256_permute4x64_epi64(s16, 0x44) : _mm256_permute4x64_epi64(s16, 0xEE);
+    const char lo = (char)(4 * (t % 4)), hi = (char)(4 * (t % 4) + 2);
+    return _mm256_shuffle_epi8(half, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1,
+                                                      hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+}
 #endif
 
 /* ---- internal: NEON helper shared by quants_kq.c and quants_legacy.c (candidate for lc_simd.h) ---- */

@@ -401,23 +401,23 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
 }
 
 /* one Q6_K block's integer products in ggml's 8 int32 lanes (q = u - 32 with u in 0..63: 32 * the
- * scaled bsums taken back at the end) */
+ * scaled bsums taken back at the end); a half's four steps in accumulators of their own, so that
+ * VNNI's fused adds make four chains of two, not one of eight (exact sums: the same lanes) */
 static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) {
-    const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
-    const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y->bsums));
-    const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
-    __m256i pattern = LC_PAIR_PATTERN0;
-    __m256i isum = _mm256_setzero_si256();
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)y->bsums));
+    __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
     const int8_t *q8 = y->qs;
     for (int h = 0; h < 2; ++h) {
         __m256i u[4];
         lc_q6_K_unpack_half(x, h, u);
         for (int k = 0; k < 4; ++k, q8 += 32) {
             const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
-            isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+            isum[k] = madd_acc_epi16(isum[k], p, lc_q6_K_scale_pair(s16, 4 * h + k));
         }
     }
-    return _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 5));
+    const __m256i total = _mm256_add_epi32(_mm256_add_epi32(isum[0], isum[1]), _mm256_add_epi32(isum[2], isum[3]));
+    return _mm256_sub_epi32(total, _mm256_slli_epi32(offset, 5));
 }
 
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
