@@ -10,8 +10,7 @@
  * on AVX-512 reads a row's 256 quants in two vectors whose low and high nibbles meet the activations
  * rearranged once per block, each sub-block's scale spread by a byte shuffle within 128-bit lanes
  * (a permute across them, vpermw, had made it slower than the AVX2 kernel on Zen 4); the other
- * kernels are AVX2's (traits.c picks them on AVX2 builds only: AVX-512 ones keep vec_dot row by row
- * for those types, not measured against it). */
+ * kernels are AVX2's (traits.c says which builds take them). */
 #include <string.h>
 
 #include "lc_gemv.h"
