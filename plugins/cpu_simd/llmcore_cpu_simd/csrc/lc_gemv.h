@@ -1,9 +1,12 @@
-/* The one-token GEMVs' row loop, for quants.c's legacy types and gemv_kq.c's K-quants: the rows in
- * groups of LC_GEMV_ROWS through the type's group kernel, the last few through its vec_dot. */
+/* The one-token GEMVs' row loop, for the legacy types (quants.c, quants_legacy.c) and gemv_kq.c's
+ * K-quants: the rows in groups of LC_GEMV_ROWS through the type's group kernel, the last few through
+ * its vec_dot; and the legacy group kernels' shared steps. */
 #ifndef LC_GEMV_H
 #define LC_GEMV_H
 
-#include "lc_types.h"
+#include <string.h>
+
+#include "lc_simd.h"
 
 enum { LC_GEMV_ROWS = 4 };
 
@@ -32,5 +35,24 @@ static inline __attribute__((always_inline)) void lc_gemv_rows(int64_t k, const 
     }
     for (; r < nrows; r++) dot((int)k, y + r, rows + (size_t)r * row_bytes, x);
 }
+
+#if defined(LC_AVX2)
+/* hsum_float_8 of four rows' accumulators, as the four lanes of one vector: the same adds */
+static inline __m128 lc_hsum8_rows4(const __m256 acc[LC_GEMV_ROWS]) {
+    __m128 s0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+    __m128 s1 = _mm_add_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
+    __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(acc[2]), _mm256_extractf128_ps(acc[2], 1));
+    __m128 s3 = _mm_add_ps(_mm256_castps256_ps128(acc[3]), _mm256_extractf128_ps(acc[3], 1));
+    _MM_TRANSPOSE4_PS(s0, s1, s2, s3);  /* s_k: lane k of the four rows */
+    return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
+}
+
+/* the four 16-bit words at p[0..3] (one per row), as the low four of a vector */
+static inline __m128i lc_gather4_u16(const void *const p[LC_GEMV_ROWS]) {
+    uint16_t h[LC_GEMV_ROWS];
+    for (int r = 0; r < LC_GEMV_ROWS; r++) memcpy(h + r, p[r], 2);
+    return _mm_loadl_epi64((const __m128i *)h);
+}
+#endif
 
 #endif

@@ -50,16 +50,19 @@ static inline __m256i lc_unpack_nibbles(const uint8_t *qs) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-/* per 4 bytes: sum of u8 * s8 products, as 8 int32 lanes */
-static inline __m256i lc_dot_us8_256(__m256i u, __m256i s) {
+/* acc + per 4 bytes the sum of u8 * s8 products, as 8 int32 lanes (one instruction with VNNI) */
+static inline __m256i lc_dot_us8_acc_256(__m256i acc, __m256i u, __m256i s) {
 #if defined(LC_VNNI)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    return _mm256_dpbusd_epi32(acc, u, s);
 #elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
 #else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
 }
+
+/* per 4 bytes: sum of u8 * s8 products, as 8 int32 lanes */
+static inline __m256i lc_dot_us8_256(__m256i u, __m256i s) { return lc_dot_us8_acc_256(_mm256_setzero_si256(), u, s); }
 #endif
 
 #if defined(LC_AVX512)

@@ -489,23 +489,6 @@ enum { GEMV_PREFETCH_AHEAD = 3072 };
 
 #if defined(LC_AVX2) && !defined(LC_AVX512)
 
-/* hsum_float_8 of the four rows' accumulators, as the four lanes of one vector: the same adds */
-static inline __m128 hsum8_rows4(const __m256 acc[LC_GEMV_ROWS]) {
-    __m128 s0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
-    __m128 s1 = _mm_add_ps(_mm256_castps256_ps128(acc[1]), _mm256_extractf128_ps(acc[1], 1));
-    __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(acc[2]), _mm256_extractf128_ps(acc[2], 1));
-    __m128 s3 = _mm_add_ps(_mm256_castps256_ps128(acc[3]), _mm256_extractf128_ps(acc[3], 1));
-    _MM_TRANSPOSE4_PS(s0, s1, s2, s3);  /* s_k: lane k of the four rows */
-    return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
-}
-
-/* the four 16-bit words at p[0..3] (one per row), as the low four of a vector */
-static inline __m128i gather4_u16(const void *const p[LC_GEMV_ROWS]) {
-    uint16_t h[LC_GEMV_ROWS];
-    for (int r = 0; r < LC_GEMV_ROWS; r++) memcpy(h + r, p[r], 2);
-    return _mm_loadl_epi64((const __m128i *)h);
-}
-
 static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_0 *x = vx;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -514,7 +497,7 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         const block_q8_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         /* vec_dot's unsigned side is |w| and its signed one x with w's sign; here |x|, taken once for the
          * four rows, and w with x's sign: the same product of each pair of bytes, so the same sums */
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
@@ -526,7 +509,7 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
             acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
         }
     }
-    _mm_storeu_ps(y, hsum8_rows4(acc));
+    _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
 static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
@@ -541,8 +524,8 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
         const void *m[LC_GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
-        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
 #pragma GCC unroll 4
         for (int r = 0; r < LC_GEMV_ROWS; r++) {
@@ -552,7 +535,7 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
             acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
         }
     }
-    _mm_storeu_ps(y, _mm_add_ps(hsum8_rows4(acc), summs));
+    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
 }
 
 #define GEMV4(name) gemv4_##name
