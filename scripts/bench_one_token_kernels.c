@@ -1,6 +1,6 @@
 /* One token's product with weight rows: cpu_simd's kernels against the ones llama.cpp runs (ggml-cpu's,
  * exported by its libggml-cpu.so), nanoseconds per weight row. Weights of random bytes (the speed, not
- * the values, is measured; Q4_1 and Q8_0 scales are set to 1 so no product overflows).
+ * the values, is measured; Q4_1, Q5_0 and Q8_0 scales are set to 1 so no product overflows).
  *   in cache:  best of 3000 runs over 256 rows;
  *   streamed:  rows filling STREAM_MB (decode's output matrix, Q8_0 49152 x 576, is 30 MB), read from
  *              one of COPIES copies in turn so that none is still in cache (decode reads ~100 MB of
@@ -13,7 +13,7 @@
  *   C=plugins/cpu_simd/llmcore_cpu_simd/csrc L=/tmp/lcpp-build/bin
  *   T=$(.venv/bin/python -c 'from llmcore_cpu_simd.build import tables_dir; print(tables_dir())')  # ggml_tables.h
  *   cc -O3 -std=gnu11 -ffp-contract=off -mavx2 -mfma -mf16c -I$C -I$T -o /tmp/bench_one_token_kernels \
- *      scripts/bench_one_token_kernels.c $C/gemv_kq.c $C/quants_kq.c $C/quants_iq.c $C/quants.c \
+ *      scripts/bench_one_token_kernels.c $C/gemv_kq.c $C/quants_kq.c $C/quants_iq.c $C/quants.c $C/quants_legacy.c \
  *      -L$L -lggml-cpu -lggml-base -Wl,-rpath,$L -lm -pthread
  *   /tmp/bench_one_token_kernels 576 [CHUNK_ROWS [THREADS]]; /tmp/bench_one_token_kernels 1536 ...
  * (K-quant lines only for a row length that is a multiple of 256)
@@ -28,15 +28,17 @@
 #include "lc_kernels.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
+#include "lc_quants_legacy.h"
 
 /* ggml-cpu: the repacked Q4_K GEMV llama.cpp runs on every Q4_K matrix of 8k rows on AVX2 CPUs (the
  * layout it repacks to is not rebuilt here: the same bytes cost the same), and its vec_dots, which it
- * runs row by row for the others (no x86 repacked layout for Q4_1 and Q8_0) */
+ * runs row by row for the others (no x86 repacked layout for Q4_1, Q5_0 and Q8_0) */
 void ggml_gemv_q4_K_8x8_q8_K(int n, float *s, size_t bs, const void *vx, const void *vy, int nr, int nc);
 void ggml_vec_dot_q4_K_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 void ggml_vec_dot_q6_K_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 void ggml_vec_dot_q4_1_q8_1(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 void ggml_vec_dot_q8_0_q8_0(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
+void ggml_vec_dot_q5_0_q8_0(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 /* no x86 repacked layout for IQ4_XS and Q6_K either */
 void ggml_vec_dot_iq4_xs_q8_K(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by, int nrc);
 
@@ -122,14 +124,17 @@ static void streamed(const char *label, rows_fn run, int k, const char *w, size_
     }
 GGML_VEC_DOT_ROWS(q4_1, ggml_vec_dot_q4_1_q8_1)
 GGML_VEC_DOT_ROWS(q8_0, ggml_vec_dot_q8_0_q8_0)
+GGML_VEC_DOT_ROWS(q5_0, ggml_vec_dot_q5_0_q8_0)
 GGML_VEC_DOT_ROWS(q4_K, ggml_vec_dot_q4_K_q8_K)
 GGML_VEC_DOT_ROWS(q6_K, ggml_vec_dot_q6_K_q8_K)
 GGML_VEC_DOT_ROWS(iq4_xs, ggml_vec_dot_iq4_xs_q8_K)
+LC_VEC_DOT_ROWS(q5_0)
 LC_VEC_DOT_ROWS(q4_K)
 LC_VEC_DOT_ROWS(q6_K)
 LC_VEC_DOT_ROWS(iq4_xs)
 LC_GEMV_ROWS(q4_1)
 LC_GEMV_ROWS(q8_0)
+LC_GEMV_ROWS(q5_0)
 LC_GEMV_ROWS(q4_K)
 LC_GEMV_ROWS(q6_K)
 LC_GEMV_ROWS(iq4_xs)
@@ -139,6 +144,9 @@ static void tile_q4_1_rows(int k, const char *w, size_t rb, int n, const void *x
 }
 static void tile_q8_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
     for (int r = 0; r < n; r += 2) lc_tile_q8_0(k, y + r, 0, w + r * rb, rb, r + 1 < n ? 2 : 1, x, 0, 1);
+}
+static void tile_q5_0_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
+    for (int r = 0; r < n; r += 2) lc_tile_q5_0(k, y + r, 0, w + r * rb, rb, r + 1 < n ? 2 : 1, x, 0, 1);
 }
 /* ggml's repacked Q4_K GEMV: n rows in one call, its output columns the weight rows */
 static void ggml_gemv_q4_K_rows(int k, const char *w, size_t rb, int n, const void *x, float *y) {
@@ -164,6 +172,9 @@ static const weight_type TYPES[] = {
      {{"Q4_1  ggml vec_dot", ggml_q4_1_rows}, {"Q4_1  lc_tile_q4_1, 2 rows", tile_q4_1_rows}, {"Q4_1  lc_gemv_q4_1", gemv_q4_1_rows}}},
     {QK8_0, sizeof(block_q8_0), 1, Q8_0_ROW, 1,
      {{"Q8_0  ggml vec_dot", ggml_q8_0_rows}, {"Q8_0  lc_tile_q8_0, 2 rows", tile_q8_0_rows}, {"Q8_0  lc_gemv_q8_0", gemv_q8_0_rows}}},
+    {QK5_0, sizeof(block_q5_0), 1, Q8_0_ROW, 1,
+     {{"Q5_0  ggml vec_dot", ggml_q5_0_rows}, {"Q5_0  lc_tile_q5_0, 2 rows", tile_q5_0_rows},
+      {"Q5_0  lc_vec_dot_q5_0", vec_dot_q5_0_rows}, {"Q5_0  lc_gemv_q5_0", gemv_q5_0_rows}}},
     {QK_K, sizeof(block_q4_K), 0, Q8_K_ROW, 0,
      {{"Q4_K  llama.cpp repacked GEMV", ggml_gemv_q4_K_rows}, {"Q4_K  lc_gemv_q4_K", gemv_q4_K_rows},
       {"Q4_K  ggml vec_dot", ggml_q4_K_rows}, {"Q4_K  lc_vec_dot_q4_K", vec_dot_q4_K_rows}}},
