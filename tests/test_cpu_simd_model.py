@@ -9,10 +9,11 @@ from conftest import golden_names, load_golden
 from llmcore.engine.batch import Batch
 from llmcore.engine.context import Context, LayerPlacement
 from llmcore.engine.model import Model
+from llmcore.plugin_api import GGMLType, WeightData
 
 pytest.importorskip("llmcore_cpu_simd", reason="the cpu_simd plugin is not installed")
 
-from llmcore_cpu_simd import CpuSimdBackend  # noqa: E402
+from llmcore_cpu_simd import CpuSimdBackend, buffers  # noqa: E402
 from llmcore_cpu_simd.isa import supported_levels  # noqa: E402
 
 _status = CpuSimdBackend.probe()
@@ -114,3 +115,33 @@ def test_decode_rows_do_not_depend_on_the_batch(model, backend):
     single.decode(Batch(np.array([tokens[1], 17], np.int32), np.array([0, 1], np.int32), np.zeros(2, np.int32),
                         np.zeros(2, bool)))
     np.testing.assert_array_equal(single.decode(Batch.for_sequence([43], 2))[0], step[1])
+
+
+def small_weights() -> list[WeightData]:
+    rng = np.random.default_rng(0)
+    norm = rng.standard_normal(100).astype(np.float32)
+    rows = np.frombuffer(rng.bytes(3 * 34), np.uint8).reshape(3, 34)  # three Q8_0 rows of 32 values
+    return [WeightData("norm", GGMLType.F32, (100,), norm), WeightData("rows", GGMLType.Q8_0, (3, 32), rows)]
+
+
+def test_weights_are_copied_into_an_arena_of_huge_pages_where_the_kernel_offers_them():
+    """The copies hold the same bytes, read-only, each on a cache line, the first on a 2 MB page."""
+    if buffers.huge_page_bytes(1) is None:
+        pytest.skip("no transparent huge pages here")
+    weights, backend = small_weights(), CpuSimdBackend(n_threads=1)
+    backend.load_weights(weights)
+    for w in weights:
+        copy = backend._weights[w.name]
+        assert not np.shares_memory(copy, w.raw) and not copy.flags.writeable
+        assert copy.ctypes.data % buffers.ALIGN == 0
+        np.testing.assert_array_equal(copy, w.raw)
+    assert backend._weights["norm"].ctypes.data % buffers.HUGE_PAGE == 0
+
+
+def test_weights_stay_views_of_the_file_where_huge_pages_are_off(tmp_path, monkeypatch):
+    mode = tmp_path / "enabled"
+    mode.write_text("always madvise [never]\n")
+    monkeypatch.setattr(buffers, "THP_MODE", mode)
+    weights, backend = small_weights(), CpuSimdBackend(n_threads=1)
+    backend.load_weights(weights)
+    assert all(np.shares_memory(backend._weights[w.name], w.raw) for w in weights)
