@@ -18,7 +18,6 @@ from llmcore.cli import main
 from llmcore.graph.placement import LayerPlacement
 from llmcore.engine.model import Model
 from llmcore.engine.plan import Plan
-from llmcore.gguf import GGMLType
 
 N_BATCH = 64
 VULKAN_USABLE = "vulkan" in backend_classes() and availability("vulkan").usable
@@ -84,18 +83,55 @@ def test_expected_decode_is_the_time_to_stream_the_weights_once(default_model_pa
     norms, the output head reading the tied token embedding) over the bandwidth. The measured
     speeds are checked against real decodes by the slow tests below: timings fail under load."""
     import llmcore.engine.calibration as calibration
-    from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed
+    from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed, mul_mat_key
 
     bandwidth = 1e9
-    streaming_only = BackendSpeed(0.0, 0.0, {t.name: MatMulSpeed(bandwidth, float("inf")) for t in GGMLType},
-                                  {c: AttentionSpeed(0.0, 0.0) for c in ("f16", "f32")})
-    monkeypatch.setattr(calibration, "calibrate", lambda backend, weight_types, cache_types: streaming_only)
+
+    def streaming_only(backend, products, cache_types):
+        return BackendSpeed(0.0, 0.0, {mul_mat_key(t, n): MatMulSpeed(bandwidth, float("inf")) for t, n in products},
+                            {c: AttentionSpeed(0.0, 0.0) for c in cache_types})
+
+    monkeypatch.setattr(calibration, "calibrate", streaming_only)
     model = Model(default_model_path)
     speed = Plan.build(model, "cpu_simd", n_batch=N_BATCH, n_threads=2).speed()
     assert "output.weight" not in model.reader.tensors  # tied: the head multiplies by token_embd
     multiplied = sum(t.n_bytes for name, t in model.reader.tensors.items() if not name.endswith("norm.weight"))
     assert 1 / speed.decode_tokens_per_s == pytest.approx(multiplied / bandwidth, rel=1e-9)
     assert speed.prompt_tokens_per_s == pytest.approx(N_BATCH * speed.decode_tokens_per_s, rel=1e-9)
+
+
+def test_products_are_calibrated_at_the_models_row_lengths(default_model_path, monkeypatch):
+    """A kernel's bytes/s depends on its rows' length: each weight type is timed at the row lengths
+    the model multiplies by (SmolLM2: 576, and 1536 for ffn_down), the longest at MAX_ROW_LENGTH."""
+    import llmcore.engine.calibration as calibration
+    from llmcore.engine.calibration import MAX_ROW_LENGTH, mul_mat_key
+    from llmcore.gguf import GGMLType
+
+    timed = []
+    fake_calibration(monkeypatch, 1e9)
+    monkeypatch.setattr(calibration, "_mul_mat_speed", lambda probe, weight_type, row_length, fixed_s:
+                        timed.append((weight_type, row_length)) or calibration.MatMulSpeed(1e9, 1e30))
+    Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2).speed()
+    assert sorted(timed) == [(GGMLType.Q4_1, 576), (GGMLType.Q4_1, 1536), (GGMLType.Q8_0, 576)]
+    assert mul_mat_key(GGMLType.Q4_K, 4 * MAX_ROW_LENGTH) == f"Q4_K/{MAX_ROW_LENGTH}"
+
+
+def test_decode_attention_reads_the_mean_window_of_the_generation(default_model_path, monkeypatch):
+    """The k-th token of a generation from an empty cache attends over k cells: n_gen tokens cost
+    (n_gen + 1) / 2 cells each on average, per layer and in proportion to its heads' width."""
+    import llmcore.engine.calibration as calibration
+    from llmcore.engine.calibration import HEADS, HEAD_DIM, AttentionSpeed
+
+    cell_s = 1e-6
+    fake_calibration(monkeypatch, float("inf"))
+    monkeypatch.setattr(calibration, "_attention_speed",
+                        lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0, 0.0, cell_s))
+    model = Model(default_model_path)
+    plan = Plan.build(model, "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    hp = model.hparams
+    per_cell = hp.n_layer * hp.n_head * hp.head_dim / (HEADS * HEAD_DIM) * cell_s
+    for n_gen in (1, 128):
+        assert 1 / plan.speed(n_gen=n_gen).decode_tokens_per_s == pytest.approx((n_gen + 1) / 2 * per_cell, rel=1e-9)
 
 
 @pytest.mark.slow  # a measured speed: a busy neighbour on a shared machine can halve it
@@ -166,7 +202,8 @@ def fake_calibration(monkeypatch, bandwidth: float):
         return 0.0, 0.0
 
     monkeypatch.setattr(calibration, "_overheads", measure)
-    monkeypatch.setattr(calibration, "_mul_mat_speed", lambda probe, weight_type, fixed_s: MatMulSpeed(bandwidth, 1e30))
+    monkeypatch.setattr(calibration, "_mul_mat_speed",
+                        lambda probe, weight_type, row_length, fixed_s: MatMulSpeed(bandwidth, 1e30))
     monkeypatch.setattr(calibration, "_attention_speed", lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0))
     return measured
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         for ours, theirs in zip(results[::2], results[1::2]):
             print(f"{ours.test}: llmcore/llama.cpp = {ours.median / theirs.median:.2f}x "
                   f"(medians of {len(ours.samples)} interleaved repetitions)")
-    _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt)
+    _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt, args.n_gen)
     _print_bandwidth_fraction(llm, [r for r in results if r.test.startswith("tg")], threads)
     return 0
 
@@ -73,16 +73,17 @@ def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
               f"{r.median * per_token / 1e9:.3f} GB/s, {r.median * per_token / bandwidth:.3f} of the memory bandwidth")
 
 
-def _print_plan_speed(llm, ours: list, n_prompt: int) -> None:
+def _print_plan_speed(llm, ours: list, n_prompt: int, n_gen: int) -> None:
     """``llmcore plan``'s expected speeds beside the measured ones; a miss by more than 2x drops
     the calibration and measures it again (a calibration timed on a busy machine)."""
-    from llmcore.engine.plan import Speed
+    from llmcore.engine.plan import DECODE_TOKENS, Speed
 
     measured = {r.test[:2]: r.median for r in ours}
-    speed = Speed(measured.get("pp", 0.0), measured.get("tg", 0.0), n_prompt or llm.plan.n_batch)
+    speed = Speed(measured.get("pp", 0.0), measured.get("tg", 0.0), n_prompt or llm.plan.n_batch,
+                  n_gen=n_gen or DECODE_TOKENS)
     if llm.plan.speed_missed(speed):
         print("plan: measured speed more than 2x from the calibrated estimate: calibrating again", file=sys.stderr)
-    expected = llm.plan.speed(speed.n_prompt)
+    expected = llm.plan.speed(speed.n_prompt, speed.n_gen)
     for test, value, guess in (("pp", speed.prompt_tokens_per_s, expected.prompt_tokens_per_s),
                                ("tg", speed.decode_tokens_per_s, expected.decode_tokens_per_s)):
         if value:

@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:10} {m.weights / _MIB:8.2f} MiB {m.kv / _MIB:8.2f} MiB {m.compute / _MIB:8.2f} MiB "
               f"{m.total / _MIB:8.2f} MiB {1e3 * speed.decode_s_by_backend[name]:12.2f} ms")
     print(f"\nexpected: prompt {speed.prompt_tokens_per_s:.1f} tokens/s (pp{speed.n_prompt}), "
-          f"decode {speed.decode_tokens_per_s:.1f} tokens/s (tg)")
+          f"decode {speed.decode_tokens_per_s:.1f} tokens/s (tg{speed.n_gen})")
     return 0

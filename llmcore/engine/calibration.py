@@ -6,14 +6,19 @@ allocated on the one the model uses): a chain of elementwise ops gives the fixed
 of one executable run; a decode-shaped (1 token) chain of square ``mul_mat``s, each reading the
 last one's output, over weights larger than the CPU caches together gives the bytes/s at which a
 model's weights of that type stream, the cost each product adds (its dispatch, the threads waiting
-for each other) included; a prompt-shaped one (256 tokens, 64 on a slow device) the operations/s;
-causal attention at two prompt sizes gives its cost per query and per (query, cell) pair. Only the
-weight and cache types a plan needs are measured. Each time is the best of several runs, so that
-work elsewhere on the machine while it calibrates does not make the plan expect a slow machine for
-good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
-backend's name, device, threads, the host CPU's model and llmcore version, so the cost (about a
-second per backend) is paid once; a run whose measured speed misses the plan's by more than
-``MISS_FACTOR`` drops them (:func:`forget`), and the next plan measures again.
+for each other) included; a prompt-shaped one (256 tokens, 64 on a slow device) the operations/s.
+Both are measured per weight type and row length, at the model's own row lengths: a kernel's bytes/s
+depends on how long its rows are (on a Zen 4 VM, Q5_0 rows of 576 values streamed at half the bytes/s
+of rows of 1024 on 2 threads, Q4_1's at twice on 1), and the shorter the rows, the smaller a model's
+products and the more what each costs besides its bytes weighs. Causal attention at two prompt sizes
+gives its cost per query and per (query, cell) pair; one query over two windows, a decode step's.
+Only the weight types, row lengths and cache types a plan needs are measured. Each time is the best
+of several runs, so that work elsewhere on the machine while it calibrates does not make the plan
+expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
+backend's name, device, threads, the host CPU's model and llmcore version, so the cost (a second or
+two per backend; a model with other row lengths adds theirs) is paid once; a run whose measured
+speed misses the plan's by more than ``MISS_FACTOR`` drops them (:func:`forget`), and the next plan
+measures again.
 """
 
 from __future__ import annotations
@@ -41,11 +46,16 @@ DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode stream
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
 PROMPT_TOKENS = (64, 256)  # the small size, then half llama-bench's pp512 step (GEMMs reach their speed
 PROMPT_BUDGET_S = 0.05  # by then, not at 64) where its run stays within this budget (slow devices: 64)
-METHOD = 2  # bumped when what is measured changes: older cached figures are not comparable
-WIDTH = 1024  # columns of the calibration matrices (a multiple of every block size)
+METHOD = 3  # bumped when what is measured changes: older cached figures are not comparable
+WIDTH = 1024  # row length of the elementwise chain
+MAX_ROW_LENGTH = 4096  # longer rows are timed at this length (a multiple of every block size), where a
+# row's fixed costs are spread thin; a square product of it is 64 MiB of float32 at most
+MAX_DECODE_PRODUCTS = 512  # short rows: a chain this long stays quick to build (and its weights, if
+# they then fit the caches, are a model's that fit them too)
 CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
 HEADS, HEAD_DIM = 8, 64  # attention of a small model
 ATTENTION_TOKENS = (32, 96, 256)  # the small size, then the larger ones to choose from
+DECODE_WINDOWS = (32, 256)  # cells one query reads: under the 512 where a CPU splits them among threads
 ATTENTION_BUDGET_S = 0.02  # longest run of the larger size
 MIN_RUNS, MIN_WALL_S = 5, 0.05
 MISS_FACTOR = 2.0  # a measured speed this far from the plan's, either way, means a stale calibration
@@ -62,10 +72,13 @@ class MatMulSpeed:
 @dataclass
 class AttentionSpeed:
     """A backend's attention cost per query row and per (query, cell) pair of the attention window
-    (masked or not), for HEADS heads of HEAD_DIM."""
+    (masked or not) of a prompt, and per step and per cell read of one token's, for HEADS heads of
+    HEAD_DIM (the kernels differ: a prompt's tiles of queries, a single query's pass over the cells)."""
 
     query_s: float
     cell_s: float
+    decode_s: float = 0.0
+    decode_cell_s: float = 0.0
 
 
 @dataclass
@@ -75,13 +88,14 @@ class BackendSpeed:
 
     run_s: float  # fixed cost of running one split (dispatch, transfers, synchronisation)
     op_s: float  # fixed cost of one op inside a run
-    mul_mat: dict[str, MatMulSpeed] = field(default_factory=dict)  # by GGMLType name
+    mul_mat: dict[str, MatMulSpeed] = field(default_factory=dict)  # by mul_mat_key ("Q5_0/576")
     attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by plan.attention_key ("f16", "q8_0/q8_0/fa")
 
-    def mul_mat_s(self, weight_type: GGMLType, weight_bytes: int, n_elements: int, n_tokens: int) -> float:
-        """Seconds of one product of a weight with ``n_tokens`` rows: the slower of streaming its
-        bytes and doing its operations (a roofline)."""
-        speed = self.mul_mat[weight_type.name]
+    def mul_mat_s(self, weight_type: GGMLType, row_length: int, weight_bytes: int, n_elements: int,
+                  n_tokens: int) -> float:
+        """Seconds of one product of a weight with rows of ``row_length`` values and ``n_tokens``
+        rows of activations: the slower of streaming its bytes and doing its operations (a roofline)."""
+        speed = self.mul_mat[mul_mat_key(weight_type, row_length)]
         return max(weight_bytes / speed.bytes_per_s, 2 * n_elements * n_tokens / speed.ops_per_s)
 
     def attention_s(self, cache_type: str, n_queries: int, n_query_cells: float, n_head: int, head_dim: int) -> float:
@@ -91,10 +105,25 @@ class BackendSpeed:
         per_head = n_head * head_dim / (HEADS * HEAD_DIM)
         return per_head * (n_queries * speed.query_s + n_query_cells * speed.cell_s)
 
+    def decode_attention_s(self, cache_type: str, n_cells: float, n_head: int, head_dim: int) -> float:
+        """Seconds of one token's attention over a window of ``n_cells`` cells."""
+        speed = self.attention[cache_type]
+        return n_head * head_dim / (HEADS * HEAD_DIM) * (speed.decode_s + n_cells * speed.decode_cell_s)
 
-def calibrate(backend: Backend, weight_types: set[GGMLType], cache_types: set[str]) -> BackendSpeed:
-    """The ``BackendSpeed`` of ``backend``'s class and threads for products with ``weight_types``
-    and attention over ``cache_types``, measured now where the cache lacks it (on a fresh
+
+def mul_mat_key(weight_type: GGMLType, row_length: int) -> str:
+    """The calibration that products with ``weight_type`` weights of rows ``row_length`` long take:
+    "Q5_0/576"."""
+    return f"{weight_type.name}/{_timed_row_length(row_length)}"
+
+
+def _timed_row_length(row_length: int) -> int:
+    return min(row_length, MAX_ROW_LENGTH)
+
+
+def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], cache_types: set[str]) -> BackendSpeed:
+    """The ``BackendSpeed`` of ``backend``'s class and threads for ``products`` (weight type, row
+    length) and attention over ``cache_types``, measured now where the cache lacks it (on a fresh
     instance), else read from the cache."""
     key = _cache_key(backend)
     store = _read_cache()
@@ -103,15 +132,17 @@ def calibrate(backend: Backend, weight_types: set[GGMLType], cache_types: set[st
     if entry:
         speed = BackendSpeed(entry["run_s"], entry["op_s"], {k: MatMulSpeed(**v) for k, v in entry["mul_mat"].items()},
                              {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
-    missing = {t for t in weight_types if speed is None or t.name not in speed.mul_mat}
+    missing = {(t, _timed_row_length(n)) for t, n in products
+               if speed is None or mul_mat_key(t, n) not in speed.mul_mat}
     missing_attention = {t for t in cache_types if speed is None or t not in speed.attention}
     if speed is not None and not missing and not missing_attention:
         return speed
     probe = type(backend)(n_threads=backend.n_threads)
     if speed is None:
         speed = BackendSpeed(*_overheads(probe))
-    for weight_type in sorted(missing, key=lambda t: t.name):
-        speed.mul_mat[weight_type.name] = _mul_mat_speed(probe, weight_type, speed.run_s + speed.op_s)
+    for weight_type, row_length in sorted(missing, key=lambda p: (p[0].name, p[1])):
+        speed.mul_mat[mul_mat_key(weight_type, row_length)] = _mul_mat_speed(probe, weight_type, row_length,
+                                                                            speed.run_s + speed.op_s)
     for cache_type in sorted(missing_attention):
         speed.attention[cache_type] = _attention_speed(probe, cache_type, speed.run_s + speed.op_s)
     store[key] = asdict(speed)
@@ -205,43 +236,47 @@ def _overheads(backend: Backend) -> tuple[float, float]:
     return max(one - op_s, 0.0), op_s
 
 
-def _mul_mat_speed(backend: Backend, weight_type: GGMLType, fixed_s: float) -> MatMulSpeed:
-    """Bytes/s of a decode-shaped product and operations/s of a prompt-shaped one, net of the
-    ``fixed_s`` every one-op run costs (the cost model adds that separately)."""
+def _mul_mat_speed(backend: Backend, weight_type: GGMLType, row_length: int, fixed_s: float) -> MatMulSpeed:
+    """Bytes/s of a decode-shaped product and operations/s of a prompt-shaped one, with rows of
+    ``row_length`` values, net of the ``fixed_s`` every one-op run costs (the cost model adds that
+    separately)."""
     rng = np.random.default_rng(0)
-    square_bytes = tensor_bytes(weight_type, (WIDTH, WIDTH))
-    n_decode = max(DECODE_WEIGHT_BYTES // square_bytes, 1)
-    prompt_rows = PROMPT_WEIGHT_ELEMENTS // WIDTH
-    x = lambda n_tokens: {"x": rng.standard_normal((n_tokens, WIDTH)).astype(np.float32)}
+    square_bytes = tensor_bytes(weight_type, (row_length, row_length))
+    n_decode = min(max(DECODE_WEIGHT_BYTES // square_bytes, 1), MAX_DECODE_PRODUCTS)
+    prompt_rows = max(PROMPT_WEIGHT_ELEMENTS // row_length, 1)
+    x = lambda n_tokens: {"x": rng.standard_normal((n_tokens, row_length)).astype(np.float32)}
+    decode_name = f"calibration.decode.{weight_type.name}.{row_length}"
 
     def decode_chain(g: GraphBuilder):
-        node = g.input("x", (1, WIDTH), F32)
+        node = g.input("x", (1, row_length), F32)
         for i in range(n_decode):
-            node = g.mul_mat(g.weight(f"calibration.decode.{weight_type.name}.{i}", (WIDTH, WIDTH), weight_type), node)
+            node = g.mul_mat(g.weight(f"{decode_name}.{i}", (row_length, row_length), weight_type), node)
         return node
 
-    decode_weights = {f"calibration.decode.{weight_type.name}.{i}": _random_weight(rng, weight_type, WIDTH)
+    decode_weights = {f"{decode_name}.{i}": _random_weight(rng, weight_type, row_length, row_length)
                       for i in range(n_decode)}
     decode_s = max(_timed(backend, decode_chain, decode_weights, x(1)) - fixed_s, 1e-9)
-    name = f"calibration.prompt.{weight_type.name}"
-    prompt_weight = {name: _random_weight(rng, weight_type, prompt_rows)}
+    name = f"calibration.prompt.{weight_type.name}.{row_length}"
+    prompt_weight = {name: _random_weight(rng, weight_type, prompt_rows, row_length)}
 
     def ops_per_s(n_tokens: int) -> float:
-        seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, WIDTH), weight_type),
-                                                      g.input("x", (n_tokens, WIDTH), F32)), prompt_weight, x(n_tokens))
-        return 2 * prompt_rows * WIDTH * n_tokens / max(seconds - fixed_s, 1e-9)
+        seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, row_length), weight_type),
+                                                      g.input("x", (n_tokens, row_length), F32)),
+                         prompt_weight, x(n_tokens))
+        return 2 * prompt_rows * row_length * n_tokens / max(seconds - fixed_s, 1e-9)
 
     small, large = PROMPT_TOKENS
     prompt_ops = ops_per_s(small)
-    if 2 * prompt_rows * WIDTH * large / prompt_ops < PROMPT_BUDGET_S:
+    if 2 * prompt_rows * row_length * large / prompt_ops < PROMPT_BUDGET_S:
         prompt_ops = ops_per_s(large)
     return MatMulSpeed(n_decode * square_bytes / decode_s, prompt_ops)
 
 
 def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpeed:
     """Prompt-shaped attention (n queries over n cells, causal mask, as a prompt from an empty
-    cache) at two sizes: t = n x query_s + n^2 x cell_s. Counting all n^2 pairs, masked or not,
-    keeps the fit right both for backends that skip masked cells and for those that do not.
+    cache) at two sizes: t = n x query_s + n^2 x cell_s; one query over two windows (DECODE_WINDOWS):
+    t = decode_s + window x decode_cell_s. Counting all n^2 pairs, masked or not, keeps the fit
+    right both for backends that skip masked cells and for those that do not.
     Times are net of the ``fixed_s`` of a one-op run. ``key`` names the cache types and flash
     attention as ``plan.attention_key`` does ("f16", "q8_0/q8_0/fa")."""
     rng = np.random.default_rng(0)
@@ -249,17 +284,25 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
     parts = key.split("/")
     type_k, type_v, flash = parts[0], parts[1] if len(parts) > 1 else parts[0], parts[-1] == "fa"
 
-    def seconds(n: int) -> float:
+    def seconds(n: int, n_cells: int | None = None) -> float:
+        """n queries over the last n of ``n_cells`` cells (default n), causally masked."""
+        n_cells = n_cells or n
+
         def build(g: GraphBuilder):
-            k = g.cache("calibration.k", (n, width), type_k)
-            v = g.cache("calibration.v", (n, width), type_v)
+            k = g.cache("calibration.k", (n_cells, width), type_k)
+            v = g.cache("calibration.v", (n_cells, width), type_v)
             q = g.reshape(g.input("q", (n, width), F32), (n, HEADS, HEAD_DIM))
-            return g.attention(q, k, v, g.input("mask", (n, n), F32), 1 / HEAD_DIM ** 0.5, flash=flash)
+            return g.attention(q, k, v, g.input("mask", (n, n_cells), F32), 1 / HEAD_DIM ** 0.5, flash=flash)
 
         feeds = {"q": rng.standard_normal((n, width)).astype(np.float32),
-                 "mask": np.triu(np.full((n, n), -np.inf, np.float32), 1)}
-        return max(_timed(type(backend)(n_threads=backend.n_threads), build, {}, feeds, n) - fixed_s, 1e-9)
+                 "mask": np.triu(np.full((n, n_cells), -np.inf, np.float32), n_cells - n + 1)}
+        return max(_timed(type(backend)(n_threads=backend.n_threads), build, {}, feeds, n_cells) - fixed_s, 1e-9)
 
+    # one token: t = decode_s + window x decode_cell_s
+    few, many = DECODE_WINDOWS
+    t_few, t_many = seconds(1, few), seconds(1, many)
+    decode_cell_s = max((t_many - t_few) / (many - few), 0.0)
+    decode_s = max(t_few - few * decode_cell_s, 0.0)
     small = ATTENTION_TOKENS[0]
     t_small = seconds(small)
     # the largest size whose run stays within budget (slow devices get a smaller one)
@@ -268,19 +311,20 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
     t_large = seconds(large)
     # solve t = n q + n^2 c at both sizes
     cell_s = max((t_large / large - t_small / small) / (large - small), 0.0)
-    return AttentionSpeed(max(t_small / small - small * cell_s, 0.0), cell_s)
+    return AttentionSpeed(max(t_small / small - small * cell_s, 0.0), cell_s, decode_s, decode_cell_s)
 
 
-def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int) -> np.ndarray:
-    """A weight of ``rows`` x WIDTH in the raw layout ``WeightData`` uses; values are normals that
+def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int, row_length: int) -> np.ndarray:
+    """A weight of ``rows`` x ``row_length`` in the raw layout ``WeightData`` uses; values are normals that
     keep a product's outputs as large as its inputs (a chain of them never reaches denormals, which
     some CPUs compute slowly) for float types and random bytes (with small block scales) for
     quantized ones."""
     if weight_type in (GGMLType.F32, GGMLType.F16):
-        return (WIDTH ** -0.5 * rng.standard_normal((rows, WIDTH))).astype(np.float32 if weight_type == GGMLType.F32 else np.float16)
-    row_bytes = tensor_bytes(weight_type, (1, WIDTH))
+        return (row_length ** -0.5 * rng.standard_normal((rows, row_length))).astype(
+            np.float32 if weight_type == GGMLType.F32 else np.float16)
+    row_bytes = tensor_bytes(weight_type, (1, row_length))
     raw = np.frombuffer(bytearray(rng.bytes(rows * row_bytes)), np.uint8).reshape(rows, row_bytes)
     # 32-value block types start each block with a float16 scale: cap its high byte so that the
     # scales stay finite (timing does not depend on the values, but overflow warnings would be noise)
-    raw[:, 1::raw.shape[1] // (WIDTH // 32)] &= 0x3B
+    raw[:, 1::raw.shape[1] // max(row_length // 32, 1)] &= 0x3B
     return raw

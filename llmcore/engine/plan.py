@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from llmcore.engine.calibration import BackendSpeed
 
 _ELEMENT_BYTES = {F32: 4, F16: 2, "i32": 4}
+DECODE_TOKENS = 128  # the decode steps a speed is the mean of, as llama-bench's tg128
 
 
 SPLIT_MODES = ("none", "layer", "row", "tensor")  # llama.cpp's
@@ -106,13 +107,15 @@ class BackendMemory:
 
 @dataclass
 class Speed:
-    """Tokens per second of an ``n_prompt``-token prompt step and of a 1-token decode: a plan's
-    expectation, or what a run measured (0 for a speed it did not measure)."""
+    """Tokens per second of an ``n_prompt``-token prompt step and of ``n_gen`` 1-token decode steps
+    from an empty cache (llama-bench's tg128): a plan's expectation, or what a run measured (0 for
+    a speed it did not measure)."""
 
     prompt_tokens_per_s: float
     decode_tokens_per_s: float
     n_prompt: int
     decode_s_by_backend: dict[str, float] = field(default_factory=dict)
+    n_gen: int = DECODE_TOKENS
 
 
 @dataclass
@@ -244,20 +247,22 @@ class Plan:
 
     # -- speed ------------------------------------------------------------------------------
 
-    def calibration_needs(self) -> dict[str, tuple[set[GGMLType], set[str]]]:
-        """Per backend, the weight types it multiplies by and the cache types it attends over."""
-        needs: dict[str, tuple[set[GGMLType], set[str]]] = {b.name: (set(), set()) for b in self.backends}
+    def calibration_needs(self) -> dict[str, tuple[set[tuple[GGMLType, int]], set[str]]]:
+        """Per backend, the weight types and row lengths it multiplies by and the cache types it
+        attends over."""
+        needs: dict[str, tuple[set[tuple[GGMLType, int]], set[str]]] = {b.name: (set(), set()) for b in self.backends}
         for split in self.splits(1):
-            weight_types, cache_types = needs[split.backend.name]
+            products, cache_types = needs[split.backend.name]
             for node in split.subgraph.nodes:
                 if node.op in (Op.MUL_MAT, Op.MUL_MAT_ID) and node.srcs[0].op is Op.WEIGHT:
-                    weight_types.add(node.srcs[0].dtype)
+                    products.add((node.srcs[0].dtype, node.srcs[0].shape[-1]))
                 elif node.op is Op.ATTENTION:
                     cache_types.add(attention_key(node))
         return needs
 
-    def speed(self, n_prompt: int | None = None) -> Speed:
-        """Expected speeds from each backend's calibration (measured now if not cached)."""
+    def speed(self, n_prompt: int | None = None, n_gen: int = DECODE_TOKENS) -> Speed:
+        """Expected speeds from each backend's calibration (measured now if not cached): of an
+        ``n_prompt``-token prompt and of ``n_gen`` tokens decoded from an empty cache."""
         from llmcore.engine.calibration import calibrate
 
         needs = self.calibration_needs()
@@ -265,8 +270,9 @@ class Plan:
         n_prompt = n_prompt or self.n_batch
         step = min(n_prompt, self.n_batch)
         prompt_s = sum(self._step_seconds(step, speeds).values()) * math.ceil(n_prompt / step)
-        decode = self._step_seconds(1, speeds)
-        return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode)
+        # the k-th token's attention reads k cells: the mean step reads (n_gen + 1) / 2
+        decode = self._step_seconds(1, speeds, (n_gen + 1) / 2)
+        return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode, n_gen)
 
     def speed_missed(self, measured: Speed) -> bool:
         """Whether ``measured`` (speeds a run reached with this plan) misses the calibrated
@@ -277,7 +283,7 @@ class Plan:
 
         if not all(calibration.is_cached(b) for b in self.backends):
             return False
-        expected = self.speed(measured.n_prompt)
+        expected = self.speed(measured.n_prompt, measured.n_gen)
         pairs = [(expected.decode_tokens_per_s, measured.decode_tokens_per_s),
                  (expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)]
         if all(m <= 0 or 1 / calibration.MISS_FACTOR <= m / e <= calibration.MISS_FACTOR for e, m in pairs):
@@ -286,8 +292,10 @@ class Plan:
             calibration.forget(backend)
         return True
 
-    def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed]) -> dict[str, float]:
-        """Seconds each backend spends on one step of ``n_tokens`` from an empty cache."""
+    def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed],
+                      decode_window: float = 1.0) -> dict[str, float]:
+        """Seconds each backend spends on one step of ``n_tokens`` from an empty cache, or of one
+        token whose attention reads ``decode_window`` cells."""
         seconds = {b.name: 0.0 for b in self.backends}
         for split in self.splits(n_tokens):
             speed = speeds[split.backend.name]
@@ -298,13 +306,17 @@ class Plan:
                 total += speed.op_s
                 w = node.srcs[0] if node.srcs else None
                 if node.op is Op.MUL_MAT and w is not None and w.op is Op.WEIGHT:
-                    total += speed.mul_mat_s(w.dtype, self.model.weight_bytes(w), math.prod(w.shape), node.shape[0])
+                    total += speed.mul_mat_s(w.dtype, w.shape[-1], self.model.weight_bytes(w), math.prod(w.shape),
+                                             node.shape[0])
                 elif node.op is Op.MUL_MAT_ID and w is not None and w.op is Op.WEIGHT:
                     # each expert a step routes rows to is one product over its rows; the others are not read
                     n_expert, n_routed = w.shape[0], node.shape[0] * node.shape[1]
                     touched = min(n_expert, n_routed)
-                    total += touched * speed.mul_mat_s(w.dtype, self.model.weight_bytes(w) // n_expert,
+                    total += touched * speed.mul_mat_s(w.dtype, w.shape[-1], self.model.weight_bytes(w) // n_expert,
                                                        math.prod(w.shape[1:]), -(-n_routed // touched))
+                elif node.op is Op.ATTENTION and n_tokens == 1:
+                    _, n_head, head_dim = node.srcs[0].shape
+                    total += speed.decode_attention_s(attention_key(node), decode_window, n_head, head_dim)
                 elif node.op is Op.ATTENTION:
                     n, n_head, head_dim = node.srcs[0].shape
                     # a step from an empty cache: n queries over a window of n cells, causally masked
