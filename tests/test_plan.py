@@ -87,11 +87,12 @@ def test_expected_decode_is_the_time_to_stream_the_weights_once(default_model_pa
 
     bandwidth = 1e9
 
-    def streaming_only(backend, products, cache_types):
+    def streaming_only(backend, products, attentions):
         return BackendSpeed(0.0, 0.0, {mul_mat_key(t, n): MatMulSpeed(bandwidth, float("inf")) for t, n in products},
-                            {c: AttentionSpeed(0.0, 0.0) for c in cache_types})
+                            {key: AttentionSpeed(0.0, 0.0) for key in attentions})
 
     monkeypatch.setattr(calibration, "calibrate", streaming_only)
+    monkeypatch.setattr(calibration, "engine_step_s", lambda: 0.0)
     model = Model(default_model_path)
     speed = Plan.build(model, "cpu_simd", n_batch=N_BATCH, n_threads=2).speed()
     assert "output.weight" not in model.reader.tensors  # tied: the head multiplies by token_embd
@@ -116,11 +117,28 @@ def test_products_are_calibrated_at_the_models_row_lengths(default_model_path, m
     assert mul_mat_key(GGMLType.Q4_K, 4 * MAX_ROW_LENGTH) == f"Q4_K/{MAX_ROW_LENGTH}"
 
 
+def test_each_step_costs_the_engines_work_once(default_model_path, monkeypatch):
+    """Besides its backends' costs a step pays the engine's work around their runs, measured once
+    per host on a one-layer model and cached."""
+    import llmcore.engine.calibration as calibration
+
+    assert 0 < calibration._engine_step_s() < 0.01  # a fraction of a millisecond
+    fake_calibration(monkeypatch, float("inf"))
+    measured = []
+    monkeypatch.setattr(calibration, "_engine_step_s", lambda: measured.append(1) or 1e-3)
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    speed = plan.speed()
+    assert speed.decode_tokens_per_s == pytest.approx(1e3, rel=1e-9)
+    assert speed.prompt_tokens_per_s == pytest.approx(N_BATCH * 1e3, rel=1e-9)
+    plan.speed()
+    assert measured == [1]
+
+
 def test_decode_attention_reads_the_mean_window_of_the_generation(default_model_path, monkeypatch):
     """The k-th token of a generation from an empty cache attends over k cells: n_gen tokens cost
-    (n_gen + 1) / 2 cells each on average, per layer and in proportion to its heads' width."""
+    (n_gen + 1) / 2 cells each on average, per layer (calibrated with the model's heads)."""
     import llmcore.engine.calibration as calibration
-    from llmcore.engine.calibration import HEADS, HEAD_DIM, AttentionSpeed
+    from llmcore.engine.calibration import AttentionSpeed
 
     cell_s = 1e-6
     fake_calibration(monkeypatch, float("inf"))
@@ -128,10 +146,9 @@ def test_decode_attention_reads_the_mean_window_of_the_generation(default_model_
                         lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0, 0.0, cell_s))
     model = Model(default_model_path)
     plan = Plan.build(model, "cpu_simd", n_batch=N_BATCH, n_threads=2)
-    hp = model.hparams
-    per_cell = hp.n_layer * hp.n_head * hp.head_dim / (HEADS * HEAD_DIM) * cell_s
     for n_gen in (1, 128):
-        assert 1 / plan.speed(n_gen=n_gen).decode_tokens_per_s == pytest.approx((n_gen + 1) / 2 * per_cell, rel=1e-9)
+        assert 1 / plan.speed(n_gen=n_gen).decode_tokens_per_s == pytest.approx(
+            (n_gen + 1) / 2 * model.hparams.n_layer * cell_s, rel=1e-9)
 
 
 @pytest.mark.slow  # a measured speed: a busy neighbour on a shared machine can halve it
@@ -202,6 +219,7 @@ def fake_calibration(monkeypatch, bandwidth: float):
         return 0.0, 0.0
 
     monkeypatch.setattr(calibration, "_overheads", measure)
+    monkeypatch.setattr(calibration, "_engine_step_s", lambda: 0.0)
     monkeypatch.setattr(calibration, "_mul_mat_speed",
                         lambda probe, weight_type, row_length, fixed_s: MatMulSpeed(bandwidth, 1e30))
     monkeypatch.setattr(calibration, "_attention_speed", lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0))

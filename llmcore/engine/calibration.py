@@ -10,8 +10,9 @@ for each other) included; a prompt-shaped one (256 tokens, 64 on a slow device) 
 Both are measured per weight type and row length, at the model's own row lengths: a kernel's bytes/s
 depends on how long its rows are (on a Zen 4 VM, Q5_0 rows of 576 values streamed at half the bytes/s
 of rows of 1024 on 2 threads, Q4_1's at twice on 1), and the shorter the rows, the smaller a model's
-products and the more what each costs besides its bytes weighs. Causal attention at two prompt sizes
-gives its cost per query and per (query, cell) pair; one query over two windows, a decode step's.
+products and the more what each costs besides its bytes weighs. Causal attention, with the model's heads
+(how many queries share a key and value head changes what a cell costs), at two prompt sizes gives
+its cost per query and per (query, cell) pair; one query over two windows, a decode step's.
 Only the weight types, row lengths and cache types a plan needs are measured. Each time is the best
 of several runs, so that work elsewhere on the machine while it calibrates does not make the plan
 expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
@@ -25,24 +26,30 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from llmcore.version import __version__
-from llmcore.graph.backend import Backend, Subgraph, WeightData
-from llmcore.engine.registry import availability
+from llmcore.graph.backend import Backend, Executable, Subgraph, WeightData
+from llmcore.engine.registry import availability, best_host_backend
 from llmcore.gguf import GGMLType
 from llmcore.gguf.types import tensor_bytes
+from llmcore.gguf.writer import GGUFWriter
 from llmcore.graph.builder import GraphBuilder
 from llmcore.graph.ir import F32, Op
 from llmcore.host import host_cpu
 from llmcore.paths import cache_dir
 
 CACHE_NAME = "calibration.json"
-DECODE_WEIGHT_BYTES = 64 << 20  # twice a 32 MiB last-level cache: decode streams weights from RAM
+# four times a 32 MiB last-level cache: decode streams a model's weights from RAM, and a chain of
+# twice its size still found part of itself there (Zen 4, 1 thread: Q8_0 23-25 GB/s over 64 MiB,
+# 18-21 GB/s over 128 or 256 MiB)
+DECODE_WEIGHT_BYTES = 128 << 20
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
 PROMPT_TOKENS = (64, 256)  # the small size, then half llama-bench's pp512 step (GEMMs reach their speed
 PROMPT_BUDGET_S = 0.05  # by then, not at 64) where its run stays within this budget (slow devices: 64)
@@ -50,14 +57,16 @@ METHOD = 3  # bumped when what is measured changes: older cached figures are not
 WIDTH = 1024  # row length of the elementwise chain
 MAX_ROW_LENGTH = 4096  # longer rows are timed at this length (a multiple of every block size), where a
 # row's fixed costs are spread thin; a square product of it is 64 MiB of float32 at most
-MAX_DECODE_PRODUCTS = 512  # short rows: a chain this long stays quick to build (and its weights, if
+MAX_DECODE_PRODUCTS = 1024  # short rows: a chain this long stays quick to build (and its weights, if
 # they then fit the caches, are a model's that fit them too)
 CHAIN_OPS = 512  # long enough (tens of ms on a busy machine) to see what a model step sees
-HEADS, HEAD_DIM = 8, 64  # attention of a small model
 ATTENTION_TOKENS = (32, 96, 256)  # the small size, then the larger ones to choose from
 DECODE_WINDOWS = (32, 256)  # cells one query reads: under the 512 where a CPU splits them among threads
 ATTENTION_BUDGET_S = 0.02  # longest run of the larger size
 MIN_RUNS, MIN_WALL_S = 5, 0.05
+ENGINE_STEPS, ENGINE_PASSES = 16, 3  # one-token steps of a pass; passes, the best one counting
+FLUSH_BYTES = 64 << 20  # read after each step's run: twice a 32 MiB last-level cache
+ENGINE_CONTEXT = 4096  # cells of the context that times them (llmcore's default)
 MISS_FACTOR = 2.0  # a measured speed this far from the plan's, either way, means a stale calibration
 
 
@@ -71,9 +80,10 @@ class MatMulSpeed:
 
 @dataclass
 class AttentionSpeed:
-    """A backend's attention cost per query row and per (query, cell) pair of the attention window
-    (masked or not) of a prompt, and per step and per cell read of one token's, for HEADS heads of
-    HEAD_DIM (the kernels differ: a prompt's tiles of queries, a single query's pass over the cells)."""
+    """A backend's attention cost, with one layout of heads and cache types, per query row and per
+    (query, cell) pair of the attention window (masked or not) of a prompt, and per step and per
+    cell read of one token's (the kernels differ: a prompt's tiles of queries, a single query's pass
+    over the cells)."""
 
     query_s: float
     cell_s: float
@@ -89,7 +99,7 @@ class BackendSpeed:
     run_s: float  # fixed cost of running one split (dispatch, transfers, synchronisation)
     op_s: float  # fixed cost of one op inside a run
     mul_mat: dict[str, MatMulSpeed] = field(default_factory=dict)  # by mul_mat_key ("Q5_0/576")
-    attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by plan.attention_key ("f16", "q8_0/q8_0/fa")
+    attention: dict[str, AttentionSpeed] = field(default_factory=dict)  # by plan.attention_key ("f16/f16/fa 9x3x64")
 
     def mul_mat_s(self, weight_type: GGMLType, row_length: int, weight_bytes: int, n_elements: int,
                   n_tokens: int) -> float:
@@ -98,17 +108,16 @@ class BackendSpeed:
         speed = self.mul_mat[mul_mat_key(weight_type, row_length)]
         return max(weight_bytes / speed.bytes_per_s, 2 * n_elements * n_tokens / speed.ops_per_s)
 
-    def attention_s(self, cache_type: str, n_queries: int, n_query_cells: float, n_head: int, head_dim: int) -> float:
-        """Seconds of attention for ``n_queries`` query rows reading ``n_query_cells`` (query, cell)
-        pairs in all, per head of width ``head_dim``."""
-        speed = self.attention[cache_type]
-        per_head = n_head * head_dim / (HEADS * HEAD_DIM)
-        return per_head * (n_queries * speed.query_s + n_query_cells * speed.cell_s)
+    def attention_s(self, key: str, n_queries: int, n_query_cells: float) -> float:
+        """Seconds of attention (``key``: its plan.attention_key) for ``n_queries`` query rows
+        reading ``n_query_cells`` (query, cell) pairs in all."""
+        speed = self.attention[key]
+        return n_queries * speed.query_s + n_query_cells * speed.cell_s
 
-    def decode_attention_s(self, cache_type: str, n_cells: float, n_head: int, head_dim: int) -> float:
+    def decode_attention_s(self, key: str, n_cells: float) -> float:
         """Seconds of one token's attention over a window of ``n_cells`` cells."""
-        speed = self.attention[cache_type]
-        return n_head * head_dim / (HEADS * HEAD_DIM) * (speed.decode_s + n_cells * speed.decode_cell_s)
+        speed = self.attention[key]
+        return speed.decode_s + n_cells * speed.decode_cell_s
 
 
 def mul_mat_key(weight_type: GGMLType, row_length: int) -> str:
@@ -121,10 +130,10 @@ def _timed_row_length(row_length: int) -> int:
     return min(row_length, MAX_ROW_LENGTH)
 
 
-def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], cache_types: set[str]) -> BackendSpeed:
+def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], attentions: set[str]) -> BackendSpeed:
     """The ``BackendSpeed`` of ``backend``'s class and threads for ``products`` (weight type, row
-    length) and attention over ``cache_types``, measured now where the cache lacks it (on a fresh
-    instance), else read from the cache."""
+    length) and ``attentions`` (``plan.attention_key``), measured now where the cache lacks them (on
+    a fresh instance), else read from the cache."""
     key = _cache_key(backend)
     store = _read_cache()
     entry = store.get(key)
@@ -134,7 +143,7 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], cache_types
                              {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
     missing = {(t, _timed_row_length(n)) for t, n in products
                if speed is None or mul_mat_key(t, n) not in speed.mul_mat}
-    missing_attention = {t for t in cache_types if speed is None or t not in speed.attention}
+    missing_attention = {k for k in attentions if speed is None or k not in speed.attention}
     if speed is not None and not missing and not missing_attention:
         return speed
     probe = type(backend)(n_threads=backend.n_threads)
@@ -143,11 +152,23 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], cache_types
     for weight_type, row_length in sorted(missing, key=lambda p: (p[0].name, p[1])):
         speed.mul_mat[mul_mat_key(weight_type, row_length)] = _mul_mat_speed(probe, weight_type, row_length,
                                                                             speed.run_s + speed.op_s)
-    for cache_type in sorted(missing_attention):
-        speed.attention[cache_type] = _attention_speed(probe, cache_type, speed.run_s + speed.op_s)
+    for attention in sorted(missing_attention):
+        speed.attention[attention] = _attention_speed(probe, attention, speed.run_s + speed.op_s)
     store[key] = asdict(speed)
     _write_cache(store)
     return speed
+
+
+def engine_step_s() -> float:
+    """Seconds a context spends on a one-token step besides its backends' runs (claiming the cell,
+    making the mask and inputs, handing the logits out: Python, about 0.2-0.3 ms on a Zen 4 VM, a
+    tenth of a small model's token), measured now if this host's cache lacks it."""
+    key = f"engine|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
+    store = _read_cache()
+    if key not in store:
+        store[key] = {"step_s": _engine_step_s()}
+        _write_cache(store)
+    return store[key]["step_s"]
 
 
 def forget(backend: Backend) -> None:
@@ -218,6 +239,77 @@ def _best_run(executable, fed, n_kv: int) -> float:
     return best
 
 
+class _ModelSizedRuns(Executable):
+    """An executable whose every run then reads ``flush``, as a model's step streams more weights
+    than the caches hold (the engine's work after it finds them cold: on a Zen 4 VM 0.25-0.35 ms a
+    step after SmolLM2's, 0.05 ms with the caches warm), adding the seconds of both to ``seconds``."""
+
+    def __init__(self, executable: Executable, flush: np.ndarray) -> None:
+        self.executable = executable
+        self.flush = flush
+        self.seconds = 0.0
+
+    def run(self, inputs, n_kv: int) -> list[np.ndarray]:
+        start = time.perf_counter()
+        outputs = self.executable.run(inputs, n_kv)
+        np.bitwise_or.reduce(self.flush)
+        self.seconds += time.perf_counter() - start
+        return outputs
+
+
+def _engine_step_s() -> float:
+    """The best pass's seconds per one-token step of a context outside its split's runs, on a
+    one-layer llama written here and run by the host backend on one thread."""
+    from llmcore.engine.batch import Batch
+    from llmcore.engine.context import Context
+    from llmcore.engine.model import Model
+    from llmcore.graph.placement import LayerPlacement
+
+    with tempfile.TemporaryDirectory() as folder:
+        model = Model(_write_engine_model(Path(folder) / "engine.gguf"))
+        try:
+            backend = best_host_backend()(n_threads=1)
+            context = Context(model, LayerPlacement.single(backend, model.hparams.n_layer), ENGINE_CONTEXT)
+            context.decode(Batch.for_sequence([1], 0))  # compiles the one-token graph
+            splits = context.compiled(1, 1).splits
+            flush = np.ones(FLUSH_BYTES // 8, np.uint64)
+            timed = [_ModelSizedRuns(split.executable, flush) for split in splits]
+            for split, executable in zip(splits, timed):
+                split.executable = executable
+            best = math.inf
+            for _ in range(ENGINE_PASSES):
+                context.cells.clear()
+                runs_before = sum(t.seconds for t in timed)
+                start = time.perf_counter()
+                for pos in range(ENGINE_STEPS):
+                    context.decode(Batch.for_sequence([1], pos))
+                runs = sum(t.seconds for t in timed) - runs_before
+                best = min(best, (time.perf_counter() - start - runs) / ENGINE_STEPS)
+        finally:
+            model.reader.close()
+    return max(best, 0.0)
+
+
+def _write_engine_model(path: Path, n_embd: int = 64, n_vocab: int = 32) -> Path:
+    """A one-layer llama of zeros (what it computes does not matter, only what the engine does)."""
+    writer = GGUFWriter(path, arch="llama")
+    for key, value in {"context_length": ENGINE_CONTEXT, "embedding_length": n_embd, "block_count": 1,
+                       "feed_forward_length": n_embd, "attention.head_count": 1,
+                       "attention.layer_norm_rms_epsilon": 1e-5}.items():
+        writer.add_metadata(f"llama.{key}", value)
+    writer.add_metadata("tokenizer.ggml.model", "llama")
+    writer.add_metadata("tokenizer.ggml.tokens", ["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(n_vocab - 3)])
+    shapes: dict[str, Sequence[int]] = {"token_embd.weight": (n_vocab, n_embd), "output_norm.weight": (n_embd,)}
+    for name in ("attn_norm", "ffn_norm"):
+        shapes[f"blk.0.{name}.weight"] = (n_embd,)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+        shapes[f"blk.0.{name}.weight"] = (n_embd, n_embd)
+    for name, shape in shapes.items():
+        writer.add_tensor(name, np.zeros(shape, np.float32))
+    writer.write()
+    return path
+
+
 def _overheads(backend: Backend) -> tuple[float, float]:
     """(seconds per run, seconds per op) from a 1-op and a (1 + CHAIN_OPS)-op elementwise chain."""
     x = np.ones((1, WIDTH), np.float32)
@@ -253,9 +345,12 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType, row_length: int, fix
             node = g.mul_mat(g.weight(f"{decode_name}.{i}", (row_length, row_length), weight_type), node)
         return node
 
-    decode_weights = {f"{decode_name}.{i}": _random_weight(rng, weight_type, row_length, row_length)
-                      for i in range(n_decode)}
-    decode_s = max(_timed(backend, decode_chain, decode_weights, x(1)) - fixed_s, 1e-9)
+    chain = _chain_weights(rng, weight_type, row_length, n_decode)
+    decode_weights = {f"{decode_name}.{i}": weight for i, weight in enumerate(chain)}
+    # on an instance of its own, whose weights go when it does (backends copy them: a model's
+    # worth of chains held at once would be hundreds of MiB)
+    decode_s = max(_timed(type(backend)(n_threads=backend.n_threads), decode_chain, decode_weights, x(1)) - fixed_s,
+                   1e-9)
     name = f"calibration.prompt.{weight_type.name}.{row_length}"
     prompt_weight = {name: _random_weight(rng, weight_type, prompt_rows, row_length)}
 
@@ -277,11 +372,12 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
     cache) at two sizes: t = n x query_s + n^2 x cell_s; one query over two windows (DECODE_WINDOWS):
     t = decode_s + window x decode_cell_s. Counting all n^2 pairs, masked or not, keeps the fit
     right both for backends that skip masked cells and for those that do not.
-    Times are net of the ``fixed_s`` of a one-op run. ``key`` names the cache types and flash
-    attention as ``plan.attention_key`` does ("f16", "q8_0/q8_0/fa")."""
+    Times are net of the ``fixed_s`` of a one-op run. ``key`` names the cache types, flash
+    attention and heads as ``plan.attention_key`` does ("f16 9x3x64", "q8_0/q8_0/fa 32x8x128")."""
     rng = np.random.default_rng(0)
-    width = HEADS * HEAD_DIM
-    parts = key.split("/")
+    caches, heads = key.split(" ")
+    n_head, n_head_kv, head_dim = (int(n) for n in heads.split("x"))
+    parts = caches.split("/")
     type_k, type_v, flash = parts[0], parts[1] if len(parts) > 1 else parts[0], parts[-1] == "fa"
 
     def seconds(n: int, n_cells: int | None = None) -> float:
@@ -289,12 +385,12 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
         n_cells = n_cells or n
 
         def build(g: GraphBuilder):
-            k = g.cache("calibration.k", (n_cells, width), type_k)
-            v = g.cache("calibration.v", (n_cells, width), type_v)
-            q = g.reshape(g.input("q", (n, width), F32), (n, HEADS, HEAD_DIM))
-            return g.attention(q, k, v, g.input("mask", (n, n_cells), F32), 1 / HEAD_DIM ** 0.5, flash=flash)
+            k = g.cache("calibration.k", (n_cells, n_head_kv * head_dim), type_k)
+            v = g.cache("calibration.v", (n_cells, n_head_kv * head_dim), type_v)
+            q = g.reshape(g.input("q", (n, n_head * head_dim), F32), (n, n_head, head_dim))
+            return g.attention(q, k, v, g.input("mask", (n, n_cells), F32), 1 / head_dim ** 0.5, flash=flash)
 
-        feeds = {"q": rng.standard_normal((n, width)).astype(np.float32),
+        feeds = {"q": rng.standard_normal((n, n_head * head_dim)).astype(np.float32),
                  "mask": np.triu(np.full((n, n_cells), -np.inf, np.float32), n_cells - n + 1)}
         return max(_timed(type(backend)(n_threads=backend.n_threads), build, {}, feeds, n_cells) - fixed_s, 1e-9)
 
@@ -312,6 +408,17 @@ def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpe
     # solve t = n q + n^2 c at both sizes
     cell_s = max((t_large / large - t_small / small) / (large - small), 0.0)
     return AttentionSpeed(max(t_small / small - small * cell_s, 0.0), cell_s, decode_s, decode_cell_s)
+
+
+def _chain_weights(rng: np.random.Generator, weight_type: GGMLType, row_length: int, n: int) -> list[np.ndarray]:
+    """``n`` square weights of ``row_length``, each in memory of its own: one random matrix written
+    ``n`` times (the kernels' speed does not depend on the values, and making them all random took
+    longer than timing them), in a bytearray, so that a backend reading weights where they lie meets
+    4 KiB pages as in a mapped model file (numpy asks huge pages for its own large arrays)."""
+    one = _random_weight(rng, weight_type, row_length, row_length)
+    chain = np.frombuffer(bytearray(n * one.nbytes), one.dtype).reshape(n, *one.shape)
+    chain[:] = one
+    return list(chain)
 
 
 def _random_weight(rng: np.random.Generator, weight_type: GGMLType, rows: int, row_length: int) -> np.ndarray:

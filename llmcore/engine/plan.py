@@ -16,8 +16,9 @@ says is what ``run`` does. The estimates follow what the context and the backend
   counts) and holds every split's inputs in host-visible staging buffers;
 - speed: per step, the sum over the graph's ops of the calibrated cost on the backend running it
   (``llmcore.engine.calibration``): a weight product costs the slower of streaming its bytes and doing
-  its operations, attention a cost per query and per (query, cell) pair on the cache type, every
-  op a fixed cost on top, and each split a fixed cost per run.
+  its operations, attention a cost per query and per (query, cell) pair on the cache types, every
+  op a fixed cost on top, each split a fixed cost per run, and each step the engine's own work
+  around the runs (``calibration.engine_step_s``).
 """
 
 from __future__ import annotations
@@ -248,31 +249,32 @@ class Plan:
     # -- speed ------------------------------------------------------------------------------
 
     def calibration_needs(self) -> dict[str, tuple[set[tuple[GGMLType, int]], set[str]]]:
-        """Per backend, the weight types and row lengths it multiplies by and the cache types it
-        attends over."""
+        """Per backend, the weight types and row lengths it multiplies by and the attention it runs
+        (``attention_key``: cache types and heads)."""
         needs: dict[str, tuple[set[tuple[GGMLType, int]], set[str]]] = {b.name: (set(), set()) for b in self.backends}
         for split in self.splits(1):
-            products, cache_types = needs[split.backend.name]
+            products, attentions = needs[split.backend.name]
             for node in split.subgraph.nodes:
                 if node.op in (Op.MUL_MAT, Op.MUL_MAT_ID) and node.srcs[0].op is Op.WEIGHT:
                     products.add((node.srcs[0].dtype, node.srcs[0].shape[-1]))
                 elif node.op is Op.ATTENTION:
-                    cache_types.add(attention_key(node))
+                    attentions.add(attention_key(node))
         return needs
 
     def speed(self, n_prompt: int | None = None, n_gen: int = DECODE_TOKENS) -> Speed:
         """Expected speeds from each backend's calibration (measured now if not cached): of an
         ``n_prompt``-token prompt and of ``n_gen`` tokens decoded from an empty cache."""
-        from llmcore.engine.calibration import calibrate
+        from llmcore.engine.calibration import calibrate, engine_step_s
 
         needs = self.calibration_needs()
         speeds = {b.name: calibrate(b, *needs[b.name]) for b in self.backends}
+        engine_s = engine_step_s()
         n_prompt = n_prompt or self.n_batch
         step = min(n_prompt, self.n_batch)
-        prompt_s = sum(self._step_seconds(step, speeds).values()) * math.ceil(n_prompt / step)
+        prompt_s = (sum(self._step_seconds(step, speeds).values()) + engine_s) * math.ceil(n_prompt / step)
         # the k-th token's attention reads k cells: the mean step reads (n_gen + 1) / 2
         decode = self._step_seconds(1, speeds, (n_gen + 1) / 2)
-        return Speed(n_prompt / prompt_s, 1 / sum(decode.values()), n_prompt, decode, n_gen)
+        return Speed(n_prompt / prompt_s, 1 / (sum(decode.values()) + engine_s), n_prompt, decode, n_gen)
 
     def speed_missed(self, measured: Speed) -> bool:
         """Whether ``measured`` (speeds a run reached with this plan) misses the calibrated
@@ -315,12 +317,11 @@ class Plan:
                     total += touched * speed.mul_mat_s(w.dtype, w.shape[-1], self.model.weight_bytes(w) // n_expert,
                                                        math.prod(w.shape[1:]), -(-n_routed // touched))
                 elif node.op is Op.ATTENTION and n_tokens == 1:
-                    _, n_head, head_dim = node.srcs[0].shape
-                    total += speed.decode_attention_s(attention_key(node), decode_window, n_head, head_dim)
+                    total += speed.decode_attention_s(attention_key(node), decode_window)
                 elif node.op is Op.ATTENTION:
-                    n, n_head, head_dim = node.srcs[0].shape
+                    n = node.srcs[0].shape[0]
                     # a step from an empty cache: n queries over a window of n cells, causally masked
-                    total += speed.attention_s(attention_key(node), n, n * n, n_head, head_dim)
+                    total += speed.attention_s(attention_key(node), n, n * n)
             seconds[split.backend.name] += total
         return seconds
 
@@ -343,12 +344,14 @@ def _nbytes(node: Node) -> int:
 
 
 def attention_key(node: Node) -> str:
-    """What the cost of an attention node depends on besides its shape: the cache types and flash
-    attention ("f16" for the plain f16 attention; "q8_0/q8_0/fa" ...), the key of its calibration."""
+    """What the cost of an attention node depends on besides its tokens and cells, the key of its
+    calibration: the cache types and flash attention ("f16" for the plain f16 attention;
+    "q8_0/q8_0/fa" ...), then its heads as n_head x n_head_kv x head_dim ("f16/f16/fa 9x3x64")."""
     k, v = node.srcs[1].dtype, node.srcs[2].dtype
-    if k == v and not node.params.get("flash"):
-        return str(k)
-    return f"{k}/{v}" + ("/fa" if node.params.get("flash") else "")
+    flash = node.params.get("flash")
+    caches = str(k) if k == v and not flash else f"{k}/{v}" + ("/fa" if flash else "")
+    _, n_head, head_dim = node.srcs[0].shape
+    return f"{caches} {n_head}x{node.params['n_head_kv']}x{head_dim}"
 
 
 def check_cache_request(model: Model, type_k: str, type_v: str, flash_attn: str | bool | None) -> str:
