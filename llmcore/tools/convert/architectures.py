@@ -1193,8 +1193,14 @@ def _mamba2_shape(name: str, shape: tuple[int, ...], ckpt: Checkpoint) -> tuple[
 
 
 def _negated_exp_of_a_log(name: str, data: np.ndarray) -> np.ndarray:
-    """A = -exp(A_log), computed in the tensor's own type as torch does."""
-    return -np.exp(data) if name.endswith(".A_log") else data
+    """A = -exp(A_log), computed in the tensor's own type as torch does. A float16 A_log's exp is taken
+    in float64 and rounded to float32, then to float16 (torch's float32 exp, then its rounding): numpy's
+    float16 exp goes through its own float32 kernel, whose AVX-512 form rounds a few values otherwise."""
+    if not name.endswith(".A_log"):
+        return data
+    if data.dtype == np.float16:
+        return -np.exp(data.astype(np.float64)).astype(np.float32).astype(np.float16)
+    return -np.exp(data)
 
 
 def _mamba_rewrite(name: str, data: np.ndarray, ckpt: Checkpoint) -> np.ndarray:
