@@ -207,11 +207,13 @@ def test_override_tensor_keeps_the_experts_on_the_cpu_backend():
 
 def fake_calibration(monkeypatch, bandwidth: float):
     """Calibrations measured as a backend streaming weights at ``bandwidth`` bytes/s and nothing else
-    (counted, so a test sees when one is measured again)."""
+    (counted, so a test sees when one is measured again; ``bandwidth`` may be a list, one figure per
+    calibration, the last one then kept)."""
     import llmcore.engine.calibration as calibration
     from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed
 
     measured = []
+    bandwidths = bandwidth if isinstance(bandwidth, list) else [bandwidth]
     calibration._cache_path().unlink(missing_ok=True)  # another test's real calibration
 
     def measure(probe):
@@ -220,27 +222,57 @@ def fake_calibration(monkeypatch, bandwidth: float):
 
     monkeypatch.setattr(calibration, "_overheads", measure)
     monkeypatch.setattr(calibration, "_engine_step_s", lambda: 0.0)
-    monkeypatch.setattr(calibration, "_mul_mat_speed",
-                        lambda probe, weight_type, row_length, fixed_s: MatMulSpeed(bandwidth, 1e30))
+    monkeypatch.setattr(calibration, "_mul_mat_speed", lambda probe, weight_type, row_length, fixed_s:
+                        MatMulSpeed(bandwidths[min(len(measured), len(bandwidths)) - 1], 1e30))
     monkeypatch.setattr(calibration, "_attention_speed", lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0))
     return measured
 
 
-def test_a_decode_speed_missing_the_plan_by_2x_drops_the_calibration(default_model_path, monkeypatch):
+def test_a_decode_speed_far_under_the_plan_drops_the_calibration(default_model_path, monkeypatch):
+    """Under half the plan's speed: the calibration describes another machine (same CPU model,
+    fewer cores or slower memory) and is measured afresh, not merged with the old figures."""
+    from llmcore.engine.plan import Speed
+
+    measured = fake_calibration(monkeypatch, [1e9, 2.5e8])
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    expected = plan.speed().decode_tokens_per_s
+    assert measured == ["cpu_simd"]
+    assert not plan.speed_missed(Speed(0.0, expected / 1.9, N_BATCH))
+    plan.speed()
+    assert measured == ["cpu_simd"]  # cached
+    assert plan.speed_missed(Speed(0.0, expected / 2.1, N_BATCH))
+    assert plan.speed().decode_tokens_per_s == pytest.approx(expected / 4, rel=1e-9)  # the new figure alone
+    assert measured == ["cpu_simd", "cpu_simd"]
+
+
+def test_a_decode_speed_over_the_plan_measures_again_keeping_the_best(default_model_path, monkeypatch):
+    """Over 1.3x the plan's speed: a calibration that other work slowed. It is measured again and
+    each figure keeps the best of both, so a second busy moment cannot make it worse."""
+    from llmcore.engine.plan import Speed
+
+    measured = fake_calibration(monkeypatch, [1e9, 5e8, 3e9])
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    expected = plan.speed().decode_tokens_per_s
+    assert not plan.speed_missed(Speed(0.0, 1.25 * expected, N_BATCH))
+    assert plan.speed_missed(Speed(0.0, 1.35 * expected, N_BATCH))
+    assert plan.speed().decode_tokens_per_s == pytest.approx(expected, rel=1e-9)  # 5e8 measured, 1e9 kept
+    assert measured == ["cpu_simd", "cpu_simd"]
+    assert plan.speed_missed(Speed(0.0, 3 * expected, N_BATCH))
+    assert plan.speed().decode_tokens_per_s == pytest.approx(3 * expected, rel=1e-9)
+    assert measured == ["cpu_simd"] * 3
+    plan.speed()
+    assert measured == ["cpu_simd"] * 3  # cached again
+
+
+def test_a_prompt_speed_over_the_plan_measures_again(default_model_path, monkeypatch):
     from llmcore.engine.plan import Speed
 
     measured = fake_calibration(monkeypatch, 1e9)
     plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
-    expected = plan.speed().decode_tokens_per_s
-    assert measured == ["cpu_simd"]
-    assert not plan.speed_missed(Speed(0.0, 1.9 * expected, N_BATCH))
-    assert not plan.speed_missed(Speed(0.0, expected / 1.9, N_BATCH))
+    expected = plan.speed()
+    assert plan.speed_missed(Speed(1.5 * expected.prompt_tokens_per_s, expected.decode_tokens_per_s, N_BATCH))
     plan.speed()
-    assert measured == ["cpu_simd"]  # cached
-    assert plan.speed_missed(Speed(0.0, 2.1 * expected, N_BATCH))
-    plan.speed()
-    assert measured == ["cpu_simd", "cpu_simd"]  # measured again
-    assert plan.speed_missed(Speed(0.0, expected / 2.1, N_BATCH))
+    assert measured == ["cpu_simd", "cpu_simd"]
 
 
 def test_speed_missed_never_measures(default_model_path, monkeypatch):

@@ -252,17 +252,17 @@ MIN_CHECKED_TOKENS = 32  # fewer decoded tokens time the sampler and start-up mo
 
 
 def check_plan_speed(llm) -> None:
-    """After a generation long enough to time, drop the backends' calibrations if the decode speed
-    it reached misses ``llmcore plan``'s by more than 2x either way (and say so): the next plan
-    measures them again."""
+    """After a generation long enough to time, have the next plan measure the backends'
+    calibrations again if the decode speed it reached is over 1.3x ``llmcore plan``'s or under half
+    of it (and say so)."""
     from llmcore.engine.plan import Speed
 
     t = llm.last.timings
     if t.predicted_n < MIN_CHECKED_TOKENS or t.predicted_ms <= 0:
         return
     if llm.plan.speed_missed(Speed(0.0, 1e3 * t.predicted_n / t.predicted_ms, llm.plan.n_batch)):
-        print("llmcore: decode speed far from the plan's calibrated estimate: calibration dropped, "
-              "the next plan measures again", file=sys.stderr)
+        print("llmcore: decode speed far from the plan's calibrated estimate: the next plan measures "
+              "the calibration again", file=sys.stderr)
 
 
 def _per(ms: float, n: int) -> str:

@@ -74,15 +74,17 @@ def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
 
 
 def _print_plan_speed(llm, ours: list, n_prompt: int, n_gen: int) -> None:
-    """``llmcore plan``'s expected speeds beside the measured ones; a miss by more than 2x drops
-    the calibration and measures it again (a calibration timed on a busy machine)."""
+    """``llmcore plan``'s expected speeds beside the measured ones; a measured speed over 1.3x the
+    expected one (a calibration timed on a busy machine) or under half of it measures the
+    calibration again before they are printed."""
     from llmcore.engine.plan import DECODE_TOKENS, Speed
 
     measured = {r.test[:2]: r.median for r in ours}
     speed = Speed(measured.get("pp", 0.0), measured.get("tg", 0.0), n_prompt or llm.plan.n_batch,
                   n_gen=n_gen or DECODE_TOKENS)
     if llm.plan.speed_missed(speed):
-        print("plan: measured speed more than 2x from the calibrated estimate: calibrating again", file=sys.stderr)
+        print("plan: measured speed over 1.3x or under 0.5x the calibrated estimate: calibrating again",
+              file=sys.stderr)
     expected = llm.plan.speed(speed.n_prompt, speed.n_gen)
     for test, value, guess in (("pp", speed.prompt_tokens_per_s, expected.prompt_tokens_per_s),
                                ("tg", speed.decode_tokens_per_s, expected.decode_tokens_per_s)):

@@ -17,9 +17,13 @@ Only the weight types, row lengths and cache types a plan needs are measured. Ea
 of several runs, so that work elsewhere on the machine while it calibrates does not make the plan
 expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
 backend's name, device, threads, the host CPU's model and llmcore version, so the cost (a second or
-two per backend; a model with other row lengths adds theirs) is paid once; a run whose measured
-speed misses the plan's by more than ``MISS_FACTOR`` drops them (:func:`forget`), and the next plan
-measures again.
+two per backend; a model with other row lengths adds theirs) is paid once. A run that measures
+a speed more than ``FAST_MISS_FACTOR`` above the plan's shows a calibration timed while other work
+slowed the machine (best of a few runs cannot see past load that lasts them all): the next plan
+measures again (:func:`remeasure`) and keeps each figure's best of both, so that calibrations
+converge on the machine's quiet speed. A run more than ``MISS_FACTOR`` below it drops them
+(:func:`forget`): the machine is not the one they describe any more (same CPU model, fewer cores
+granted or slower memory), and the next plan measures afresh.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +71,9 @@ MIN_RUNS, MIN_WALL_S = 5, 0.05
 ENGINE_STEPS, ENGINE_PASSES = 16, 3  # one-token steps of a pass; passes, the best one counting
 FLUSH_BYTES = 64 << 20  # read after each step's run: twice a 32 MiB last-level cache
 ENGINE_CONTEXT = 4096  # cells of the context that times them (llmcore's default)
-MISS_FACTOR = 2.0  # a measured speed this far from the plan's, either way, means a stale calibration
+MISS_FACTOR = 2.0  # a measured speed this far below the plan's: a calibration of another machine
+FAST_MISS_FACTOR = 1.3  # this far above it: a calibration slowed by other work (the plan's aim is 30%)
+REMEASURE = "remeasure"  # a cache entry's flag: measure again, keep the best of both
 
 
 @dataclass
@@ -137,10 +143,12 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], attentions:
     key = _cache_key(backend)
     store = _read_cache()
     entry = store.get(key)
-    speed = None
+    cached = None
     if entry:
-        speed = BackendSpeed(entry["run_s"], entry["op_s"], {k: MatMulSpeed(**v) for k, v in entry["mul_mat"].items()},
-                             {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
+        cached = BackendSpeed(entry["run_s"], entry["op_s"], {k: MatMulSpeed(**v) for k, v in entry["mul_mat"].items()},
+                              {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
+    again = bool(entry and entry.get(REMEASURE))
+    speed = None if again else cached
     missing = {(t, _timed_row_length(n)) for t, n in products
                if speed is None or mul_mat_key(t, n) not in speed.mul_mat}
     missing_attention = {k for k in attentions if speed is None or k not in speed.attention}
@@ -154,34 +162,63 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], attentions:
                                                                             speed.run_s + speed.op_s)
     for attention in sorted(missing_attention):
         speed.attention[attention] = _attention_speed(probe, attention, speed.run_s + speed.op_s)
+    if again:
+        speed = _best_of(cached, speed)
     store[key] = asdict(speed)
     _write_cache(store)
     return speed
+
+
+def _best_of(old: BackendSpeed, new: BackendSpeed) -> BackendSpeed:
+    """Each figure of two calibrations of one backend at its best: the faster speed, the smaller cost
+    (load elsewhere on the machine only ever slows a timed run down)."""
+    mul_mat = {**old.mul_mat, **new.mul_mat}
+    for k in old.mul_mat.keys() & new.mul_mat.keys():
+        mul_mat[k] = MatMulSpeed(*map(max, zip(astuple(old.mul_mat[k]), astuple(new.mul_mat[k]))))
+    attention = {**old.attention, **new.attention}
+    for k in old.attention.keys() & new.attention.keys():
+        attention[k] = AttentionSpeed(*map(min, zip(astuple(old.attention[k]), astuple(new.attention[k]))))
+    return BackendSpeed(min(old.run_s, new.run_s), min(old.op_s, new.op_s), mul_mat, attention)
 
 
 def engine_step_s() -> float:
     """Seconds a context spends on a one-token step besides its backends' runs (claiming the cell,
     making the mask and inputs, handing the logits out: Python, about 0.2-0.3 ms on a Zen 4 VM, a
     tenth of a small model's token), measured now if this host's cache lacks it."""
-    key = f"engine|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
     store = _read_cache()
-    if key not in store:
-        store[key] = {"step_s": _engine_step_s()}
+    entry = store.get(_engine_key())
+    if entry is None or entry.get(REMEASURE):
+        step_s = _engine_step_s()
+        store[_engine_key()] = {"step_s": step_s if entry is None else min(step_s, entry["step_s"])}
         _write_cache(store)
-    return store[key]["step_s"]
+    return store[_engine_key()]["step_s"]
 
 
 def forget(backend: Backend) -> None:
     """Drop the cached calibration of ``backend``'s class and threads on this machine: the next
-    :func:`calibrate` measures it again."""
+    :func:`calibrate` measures it afresh."""
     store = _read_cache()
     if store.pop(_cache_key(backend), None) is not None:
         _write_cache(store)
 
 
+def remeasure(backend: Backend) -> None:
+    """Have the next :func:`calibrate` of ``backend`` (and :func:`engine_step_s`) measure again and
+    keep the best of the cached figures and the new ones."""
+    store = _read_cache()
+    for key in (_cache_key(backend), _engine_key()):
+        if key in store:
+            store[key][REMEASURE] = True
+    _write_cache(store)
+
+
 def is_cached(backend: Backend) -> bool:
     """Whether :func:`calibrate` has measured ``backend``'s class and threads on this machine."""
     return _cache_key(backend) in _read_cache()
+
+
+def _engine_key() -> str:
+    return f"engine|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
 
 
 def _cache_key(backend: Backend) -> str:

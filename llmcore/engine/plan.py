@@ -278,21 +278,26 @@ class Plan:
 
     def speed_missed(self, measured: Speed) -> bool:
         """Whether ``measured`` (speeds a run reached with this plan) misses the calibrated
-        prediction by more than ``calibration.MISS_FACTOR`` either way; if so the backends'
-        calibrations are dropped, and the next :meth:`speed` measures them again. Only cached
-        calibrations are compared: this never measures."""
+        prediction: above it by more than ``calibration.FAST_MISS_FACTOR`` (a calibration that other
+        work slowed: the next :meth:`speed` measures again, keeping the best of both) or below it by
+        more than ``calibration.MISS_FACTOR`` (the calibrations are dropped and measured afresh).
+        Only cached calibrations are compared: this never measures."""
         from llmcore.engine import calibration
 
         if not all(calibration.is_cached(b) for b in self.backends):
             return False
         expected = self.speed(measured.n_prompt, measured.n_gen)
-        pairs = [(expected.decode_tokens_per_s, measured.decode_tokens_per_s),
-                 (expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)]
-        if all(m <= 0 or 1 / calibration.MISS_FACTOR <= m / e <= calibration.MISS_FACTOR for e, m in pairs):
-            return False
-        for backend in self.backends:
-            calibration.forget(backend)
-        return True
+        ratios = [m / e for e, m in ((expected.decode_tokens_per_s, measured.decode_tokens_per_s),
+                                     (expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)) if m > 0]
+        if any(r < 1 / calibration.MISS_FACTOR for r in ratios):
+            for backend in self.backends:
+                calibration.forget(backend)
+            return True
+        if any(r > calibration.FAST_MISS_FACTOR for r in ratios):
+            for backend in self.backends:
+                calibration.remeasure(backend)
+            return True
+        return False
 
     def _step_seconds(self, n_tokens: int, speeds: dict[str, BackendSpeed],
                       decode_window: float = 1.0) -> dict[str, float]:
