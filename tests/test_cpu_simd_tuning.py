@@ -1,4 +1,4 @@
-"""cpu_simd's one-token paths (GEMV or vec_dot row by row, per weight type) and its products' chunks per
+"""cpu_simd's one-token paths (GEMV or row by row, per weight type) and its products' chunks per
 thread are timed on this CPU, kept per CPU beside the compiled library, said in the features line, and
 every choice gives the same bits."""
 
@@ -71,6 +71,36 @@ def test_both_paths_give_the_same_logits(lib, default_model_path):
         else:
             row_by_row = decode_logits()
     assert np.array_equal(gemv.view(np.uint32), row_by_row.view(np.uint32))
+
+
+def test_the_timed_paths_compute_the_product(lib):
+    """What the tuning times is what a product runs: both paths, over an odd number of rows (the
+    two-row tile's last one alone), give the same bits, each row vec_dot's."""
+    from llmcore.plugin_api import GGML_QUANT_SIZES
+
+    ffi, rng, k, rows = library.ffi, np.random.default_rng(1), 256, 7
+    for t in (t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))):
+        block, type_size = GGML_QUANT_SIZES[t]
+        row_bytes = k // block * type_size
+        values = rng.standard_normal(rows * k).astype(np.float32)  # named: cffi's views do not keep them alive
+        w = np.zeros(rows * row_bytes, np.uint8)
+        lib.lc_quantize_row(int(t), ffi.cast("float *", ffi.from_buffer(values)), ffi.from_buffer(w), rows * k)
+        x_type = lib.lc_traits[int(t)].vec_dot_type
+        x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
+        x = np.zeros(k // x_block * x_size, np.uint8)
+        lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(values[:k])), ffi.from_buffer(x), k)
+        outputs = []
+        for gemv in (1, 0):
+            y = np.full(rows, np.nan, np.float32)
+            lib.lc_time_one_token(int(t), gemv, k, ffi.from_buffer(w), row_bytes, rows, ffi.from_buffer(x),
+                                  ffi.cast("float *", ffi.from_buffer(y)), 1)
+            outputs.append(y)
+        dots = np.zeros(rows, np.float32)
+        for r in range(rows):
+            lib.lc_traits[int(t)].vec_dot(k, ffi.cast("float *", ffi.from_buffer(dots[r:])),
+                                          ffi.from_buffer(w[r * row_bytes:]), ffi.from_buffer(x))
+        for y in outputs:
+            assert np.array_equal(y.view(np.uint32), dots.view(np.uint32)), t.name
 
 
 class RecordedChunks:

@@ -1,8 +1,9 @@
 """Choices timed on this CPU rather than fixed, once per library and CPU (``host_cpu``), best of a
 few runs, and kept beside the compiled library:
 
-- for each weight type with a several-row GEMV, whether a one-token product takes it or vec_dot row
-  by row (both give the same bits; which one streams weights faster depends on the CPU's prefetchers
+- for each weight type with a several-row GEMV, whether a one-token product takes it or goes row by
+  row (the type's two-row tile where it has one, else vec_dot: what the product runs without the
+  GEMV; all give the same bits; which one streams weights faster depends on the CPU's prefetchers
   and caches), timed on weights larger than the caches;
 - how many chunks per thread a product's rows are cut into, for one token and for a batch (rows are
   independent, so any count gives the same bits; more chunks even out a thread the OS delays, fewer

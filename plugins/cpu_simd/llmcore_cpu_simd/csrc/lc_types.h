@@ -41,7 +41,8 @@ void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
 int lc_has_one_token_gemv(int type);
 void lc_set_one_token_gemv(int type, int on);
 /* the fewest seconds of `reps` one-token products over `nrows` rows of `k` values of `type` at `w`
- * (row_bytes apart) with the activation row `x` into `y`: through the GEMV, or row by row */
+ * (row_bytes apart) with the activation row `x` into `y`: through the GEMV, or as lc_mul_mat_rows does
+ * without it (the type's two-row tile, else vec_dot row by row) */
 double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                          const void *x, float *y, int reps);
 /* cffi-cdef: end */

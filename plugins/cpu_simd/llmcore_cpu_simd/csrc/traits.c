@@ -133,15 +133,27 @@ void lc_set_one_token_gemv(int type, int on) {
     if (type >= 0 && type < LC_TYPE_COUNT) row_by_row[type] = !on;
 }
 
+/* What lc_mul_mat_rows runs for one token without the GEMV: the type's tile two rows at a time where
+ * it has one, else vec_dot row by row (the path the tuning weighs against the GEMV). */
+static void one_token_rows(int type, int64_t k, const char *w, size_t row_bytes, int64_t nrows, const void *x,
+                           float *y) {
+    const lc_tile_fn tile = lc_tile_for(type);
+    if (!tile) {
+        for (int64_t r = 0; r < nrows; r++) lc_traits[type].vec_dot((int)k, y + r, w + (size_t)r * row_bytes, x);
+        return;
+    }
+    for (int64_t r = 0; r < nrows; r += 2)
+        tile((int)k, y + r, (size_t)nrows, w + (size_t)r * row_bytes, row_bytes, r + 1 < nrows ? 2 : 1, x, 0, 1);
+}
+
 double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                          const void *x, float *y, int reps) {
     const lc_gemv_fn kernel = gemv_kernel(type);
-    const lc_vec_dot_fn dot = lc_traits[type].vec_dot;
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         const double t0 = lc_now_seconds();
         if (gemv && kernel) kernel(k, w, row_bytes, nrows, x, y);
-        else for (int64_t r = 0; r < nrows; r++) dot((int)k, y + r, (const char *)w + (size_t)r * row_bytes, x);
+        else one_token_rows(type, k, (const char *)w, row_bytes, nrows, x, y);
         const double t = lc_now_seconds() - t0;
         best = t < best ? t : best;
     }
