@@ -199,6 +199,10 @@ void lc_pool_free(lc_pool *pool) {
 int lc_pool_threads(const lc_pool *pool) { return pool->n_threads; }
 
 int lc_graph_run(const lc_program *program, int32_t n_kv) {
+    /* Nothing to run (a subgraph of reshapes only): the workers stay asleep. Woken, they would read
+     * the program after this returns, as no barrier holds the caller for them: a freed program
+     * (the executable dropped), or the next one under a stale generation, run twice out of step. */
+    if (program->n_nodes == 0) return 0;
     lc_pool *pool = program->pool;
     pool->program = program;
     pool->n_kv = n_kv;

@@ -118,7 +118,8 @@ typedef struct {
 lc_pool *lc_pool_new(int n_threads);
 void lc_pool_free(lc_pool *pool);
 int lc_pool_threads(const lc_pool *pool);
-/* run every node of the program on the pool's threads; returns 0 */
+/* run every node of the program on the pool's threads; returns 0, and from then on no thread reads the
+ * program (a program of no nodes wakes none) */
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 
 /* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run, and its runs and
