@@ -120,8 +120,10 @@ def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
     x_type = lib.lc_traits[int(weight_type)].vec_dot_type
     x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
     activations = np.zeros(WIDTH // x_block * x_size, np.uint8)
-    lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(
-        rng.standard_normal(WIDTH).astype(np.float32))), ffi.from_buffer(activations), WIDTH)
+    # bound to a name: ffi.cast's pointer does not keep from_buffer's array alive, a temporary was freed
+    # before the C call read it
+    row = rng.standard_normal(WIDTH).astype(np.float32)
+    lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(row)), ffi.from_buffer(activations), WIDTH)
     y = np.zeros(rows, np.float32)
     x, out = ffi.from_buffer(activations), ffi.cast("float *", ffi.from_buffer(y))
     paths = ("gemv", "row by row")
