@@ -115,7 +115,7 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
     const int32_t n_nodes = p->n_nodes;
     lc_task task = {ith, pool->n_threads, pool->n_kv, p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, NULL};
     const int timed = pool->profile && ith == 0;
-    profile_runs += timed;
+    if (timed) profile_runs++;  /* thread 0 only: the workers' "+= 0" was a data race (TSan) */
     int n_shared = 0;  /* nodes run by all threads since the last barrier */
     for (int32_t k = 0; k < n_nodes; k++) {
         const lc_node *node = &nodes[k];
@@ -131,7 +131,7 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
             const int32_t n_serial = serial_phase_length(p, k + 1);
             serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, &task);
             n_shared = 0;
-            profile_barriers += timed;
+            if (timed) profile_barriers++;
             if (timed) record(node->op, lc_now_seconds() - t0 - serial_seconds);
             k += n_serial;
         } else if (timed) {
