@@ -124,8 +124,9 @@ def small_weights() -> list[WeightData]:
     return [WeightData("norm", GGMLType.F32, (100,), norm), WeightData("rows", GGMLType.Q8_0, (3, 32), rows)]
 
 
-def test_weights_are_copied_into_an_arena_of_huge_pages_where_the_kernel_offers_them():
+def test_weights_are_copied_into_an_arena_of_huge_pages_where_the_kernel_offers_them(monkeypatch):
     """The copies hold the same bytes, read-only, each on a cache line, the first on a 2 MB page."""
+    monkeypatch.delenv(buffers.HUGE_PAGES_ENV, raising=False)
     # skipped by the kernel's own setting, not by the function under test: where THP is offered the
     # arena must come
     if not buffers.THP_MODE.exists() or "[never]" in buffers.THP_MODE.read_text():
@@ -144,6 +145,14 @@ def test_weights_stay_views_of_the_file_where_huge_pages_are_off(tmp_path, monke
     mode = tmp_path / "enabled"
     mode.write_text("always madvise [never]\n")
     monkeypatch.setattr(buffers, "THP_MODE", mode)
+    weights, backend = small_weights(), CpuSimdBackend(n_threads=1)
+    backend.load_weights(weights)
+    assert all(np.shares_memory(backend._weights[w.name], w.raw) for w in weights)
+
+
+def test_weights_stay_views_of_the_file_where_the_environment_turns_huge_pages_off(monkeypatch):
+    """``LLMCORE_CPU_SIMD_HUGE_PAGES=0``: the 4 KB-page path even where the kernel offers huge pages."""
+    monkeypatch.setenv(buffers.HUGE_PAGES_ENV, "0")
     weights, backend = small_weights(), CpuSimdBackend(n_threads=1)
     backend.load_weights(weights)
     assert all(np.shares_memory(backend._weights[w.name], w.raw) for w in weights)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ ALIGN = 64  # bytes: a cache line, and the widest vector load
 HUGE_PAGE = 2 << 20  # bytes: x86-64's (and 4 KB-granule arm64's) transparent huge page
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 MEMINFO = Path("/proc/meminfo")
+#: ``0`` keeps the weights off huge pages where the kernel would give them (the 4 KB-page path, on purpose)
+HUGE_PAGES_ENV = "LLMCORE_CPU_SIMD_HUGE_PAGES"
 
 
 def aligned_bytes(size: int) -> np.ndarray:
@@ -32,7 +35,10 @@ def aligned_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 def huge_page_bytes(size: int) -> np.ndarray | None:
     """A zeroed byte array of ``size`` in anonymous memory the kernel is asked to back with 2 MB
     pages (transparent huge pages, madvise), starting on a page of them; None where the kernel
-    offers none (no THP, or disabled) or where ``size`` exceeds half the memory available."""
+    offers none (no THP, or disabled), where ``size`` exceeds half the memory available, or where
+    ``$LLMCORE_CPU_SIMD_HUGE_PAGES`` is ``0``."""
+    if os.environ.get(HUGE_PAGES_ENV) == "0":
+        return None
     try:
         modes = THP_MODE.read_text()
         available = next(int(line.split()[1]) * 1024 for line in MEMINFO.read_text().splitlines()
