@@ -10,22 +10,50 @@
 
 enum { LC_GEMV_ROWS = 4 };
 
+/* Weights on 4 KB pages (the mapped file's, where the weights' arena of 2 MB pages is not made:
+ * backend.py), physically scattered as a GGUF's page cache is: a group kernel's own prefetches run
+ * ahead into pages whose translation is not yet in the TLB and seem to be dropped there, and the
+ * hardware prefetchers stop at each page's end. Reading the first line of the page two pages ahead
+ * (one line: asking for more lines of it lost the gain) has the page walk done before the stream gets
+ * there. Zen 4, one thread, 128 MB chains of decode-shaped one-token products on scattered 4 KB pages:
+ * Q4_K's GEMV (its prefetch 8 KB ahead) 1.24-1.43x, IQ4_XS's 1.09x; on 2 MB pages 0.99-1.01x. A page
+ * ahead gained less (Q4_K 1.07-1.27x), 12-24 KB ahead cost 9-12% on 2 MB pages. Q5_0's GEMV (its
+ * prefetch 1 KB past the group) lost 2-3% both ways, so it goes without, as do the tiles and vec_dot
+ * row by row (Q8_0, Q4_1, Q6_K on AVX-512): there it gained nothing on Q8_0 and Q6_K, 1.12x on Q4_1,
+ * and cost up to 20% on 2 MB pages in some runs. prefetcht1/t2 did nothing (dropped on a TLB miss). */
+enum { LC_PAGE_BYTES = 4096, LC_PAGE_TOUCH_AHEAD = 2 * LC_PAGE_BYTES };
+
+/* the first page boundary after at: where a row loop starting at at begins touching pages */
+static inline const uint8_t *lc_next_page(const void *at) {
+    return (const uint8_t *)(((uintptr_t)at & ~(uintptr_t)(LC_PAGE_BYTES - 1)) + LC_PAGE_BYTES);
+}
+
+/* reads the first line of each page from touched up to LC_PAGE_TOUCH_AHEAD past at (prefetcht0);
+ * returns the next page to touch. A prefetch past the mapping's end does not fault. */
+static inline const uint8_t *lc_touch_pages_ahead(const uint8_t *touched, const void *at) {
+    for (; touched < (const uint8_t *)at + LC_PAGE_TOUCH_AHEAD; touched += LC_PAGE_BYTES) __builtin_prefetch(touched, 0, 3);
+    return touched;
+}
+
 /* y[0..LC_GEMV_ROWS-1] = the dots of the rows at w (row_bytes apart, nb blocks each) with x */
 typedef void (*lc_gemv_group_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const void *x, float *y);
 
-/* y[r] = dot(k, row r of w, x) for r < nrows; group NULL: every row through dot. prefetch_ahead > 0
+/* y[r] = dot(k, row r of w, x) for r < nrows; group NULL: every row through dot. touch_pages: the
+ * groups touch the pages ahead of the ones they read (lc_touch_pages_ahead). prefetch_ahead > 0
  * asks for the first prefetch_ahead bytes at the start and, before each group, for a group's bytes
  * that far past its start (0: the group kernel asks for its own). Always inlined, so that group
  * and dot are direct calls and an unused prefetch is no code. */
 static inline __attribute__((always_inline)) void lc_gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                                                                const void *x, float *y, int block, lc_gemv_group_fn group,
-                                                               lc_vec_dot_fn dot, size_t prefetch_ahead) {
+                                                               lc_vec_dot_fn dot, size_t prefetch_ahead, int touch_pages) {
     const uint8_t *rows = w;
     int64_t r = 0;
     if (group) {
         const size_t bytes = (size_t)nrows * row_bytes;
         for (size_t at = 0; at < prefetch_ahead && at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
+        const uint8_t *touched = lc_next_page(rows);
         for (; r + LC_GEMV_ROWS <= nrows; r += LC_GEMV_ROWS) {
+            if (touch_pages) touched = lc_touch_pages_ahead(touched, rows + (size_t)r * row_bytes);
             if (prefetch_ahead) {
                 const size_t ahead = (size_t)r * row_bytes + prefetch_ahead, ahead_end = ahead + LC_GEMV_ROWS * row_bytes;
                 for (size_t at = ahead; at < ahead_end && at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
