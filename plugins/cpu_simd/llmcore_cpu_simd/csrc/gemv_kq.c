@@ -1,16 +1,16 @@
-/* One token times many Q4_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and the
- * routed experts'), each row with its vec_dot's bits.
+/* One token times many Q4_K, Q5_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and
+ * the routed experts'), each row with its vec_dot's bits.
  *
  * Q4_K's vec_dot has two float steps per super-block, fmas of exact integer sums, so any way of
- * adding the integers gives its bits; Q6_K's and IQ4_XS's have eight integer lanes, each converted
- * and fused into a float lane of its own, so their kernels keep each row's lanes as vec_dot makes
- * them. The kernels take four rows at a time: each row's quants meet the block's activations (loaded
- * once for the four rows), the sub-block scales applied to the 16-bit pair sums, and the float steps
- * done lane by lane as vec_dot does them; Q4_K's four rows' integer sums are reduced together. Q4_K
- * on AVX-512 reads a row's 256 quants in two vectors whose low and high nibbles meet the activations
- * rearranged once per block, each sub-block's scale spread by a byte shuffle within 128-bit lanes
- * (a permute across them, vpermw, had made it slower than the AVX2 kernel on Zen 4); the other
- * kernels are AVX2's (traits.c says which builds take them). */
+ * adding the integers gives its bits; Q5_K's, Q6_K's and IQ4_XS's have eight integer lanes, each
+ * converted and fused into a float lane of its own, so their kernels keep each row's lanes as vec_dot
+ * makes them. The kernels take four rows at a time: each row's quants meet the block's activations
+ * (loaded once for the four rows), the sub-block scales applied to the 16-bit pair sums, and the float
+ * steps done lane by lane as vec_dot does them; Q4_K's four rows' integer sums are reduced together.
+ * Q4_K and Q5_K on AVX-512 read a row's 256 quants in two vectors whose low and high nibbles meet the
+ * activations rearranged once per block, each sub-block's scale spread by a byte shuffle within
+ * 128-bit lanes (a permute across them, vpermw, had made it slower than the AVX2 kernel on Zen 4); the
+ * other kernels are AVX2's (traits.c says which builds take them). */
 #include <string.h>
 
 #include "lc_gemv.h"
@@ -82,6 +82,26 @@ static inline void block_floats(const heads4 *h, float xd, __m128i isum, __m128i
     *summs = _mm_fnmadd_ps(dmin, _mm_cvtepi32_ps(imin), *summs);  /* fmaf(-(d_x * dmin), ...) */
 }
 
+/* the four rows' i-th Q5_K blocks (into b), the bytes ahead asked for, and their heads unpacked
+ * (Q5_K's blocks start as Q4_K's: d, dmin, scales[12]) */
+static inline heads4 q5_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q5_K *b[LC_GEMV_ROWS]) {
+    const block_q4_K *heads[LC_GEMV_ROWS];
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+        b[r] = (const block_q5_K *)(w + (size_t)r * row_bytes) + i;
+        heads[r] = (const block_q4_K *)b[r];
+    }
+    prefetch_ahead(w, sizeof(block_q5_K), i);
+    return unpack_heads4(heads);
+}
+
+/* Q5_K vec_dot's per-block floats for the four rows: d = d_x * d into d[r], and the min term's fma
+ * with dmin = -d_x * dmin (min_total: the rows' exact min sums) */
+static inline void q5_K_block_floats(const heads4 *h, float xd, __m128i min_total, float d[LC_GEMV_ROWS], __m128 *summs) {
+    _mm_storeu_ps(d, _mm_mul_ps(_mm_set1_ps(xd), _mm_cvtph_ps(h->dd)));
+    const __m128 dmin = _mm_mul_ps(_mm_set1_ps(-xd), _mm_cvtph_ps(_mm_unpackhi_epi64(h->dd, h->dd)));
+    *summs = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_total), *summs);
+}
+
 #endif
 
 #if defined(LC_AVX512)
@@ -120,45 +140,101 @@ static inline __m128i reduce4(const __m512i a[LC_GEMV_ROWS]) {
     return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
 }
 
+/* What the four rows' products take from one block: the activations as the four steps meet them
+ * (low nibbles of qs[0..63] are elements 0-31 and 64-95, high ones 32-63 and 96-127; likewise +128),
+ * row r's eight scales at int16 lanes 8r..8r+7, and the rows' exact min sums. */
+typedef struct { __m512i xa_lo, xa_hi, xb_lo, xb_hi, s16; __m128i min_total; } block4;
+
+static inline block4 prepare_block4(const heads4 *h, const block_q8_K *x) {
+    const __m512i firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    block4 p;
+    p.s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h->sc_lo, h->sc_hi), _mm_unpacklo_epi32(h->sc_lo, h->sc_hi)));
+    const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h->mn_lo, h->mn_hi), _mm_unpacklo_epi32(h->mn_lo, h->mn_hi)));
+    const int8_t *q8 = x->qs;
+    p.xa_lo = two_halves(q8, 0, 64), p.xa_hi = two_halves(q8, 32, 96);
+    p.xb_lo = two_halves(q8, 128, 192), p.xb_hi = two_halves(q8, 160, 224);
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x->bsums);
+    const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+    /* the mins' products, row r's four pair sums in 128-bit lane r, summed within each lane */
+    __m512i mins = _mm512_madd_epi16(m16, _mm512_broadcast_i32x4(bsum32));
+    mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_BADC));
+    mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_CDAB));
+    p.min_total = _mm512_castsi512_si128(_mm512_permutexvar_epi32(firsts, mins));
+    return p;
+}
+
+/* row r's 16 int32 lanes of scaled products: its four steps' quants (q4 bytes: the low and high
+ * nibbles of qa, then of qb, where the fifth bits are already added) met with the activations, each
+ * sub-block's pair sums times its scale */
+static inline __m512i row_products(const block4 *p, int r, __m512i a_lo, __m512i a_hi, __m512i b_lo, __m512i b_hi) {
+    const __m512i sr = _mm512_shuffle_i32x4(p->s16, p->s16, r * 0x55);  /* row r's scales in every lane */
+    __m512i acc = _mm512_setzero_si512();
+    acc = dot_pairs(acc, _mm512_maddubs_epi16(a_lo, p->xa_lo), spread(sr, 0, 2));
+    acc = dot_pairs(acc, _mm512_maddubs_epi16(a_hi, p->xa_hi), spread(sr, 1, 3));
+    acc = dot_pairs(acc, _mm512_maddubs_epi16(b_lo, p->xb_lo), spread(sr, 4, 6));
+    return dot_pairs(acc, _mm512_maddubs_epi16(b_hi, p->xb_hi), spread(sr, 5, 7));
+}
+
 static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_K *x = vx;
     const __m512i m4 = _mm512_set1_epi8(0xF);
-    const __m512i firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
         const heads4 h = q4_K_blocks(w, row_bytes, i, b);
-        /* row r's eight scales (mins) at int16 lanes 8r..8r+7 */
-        const __m512i s16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.sc_lo, h.sc_hi), _mm_unpacklo_epi32(h.sc_lo, h.sc_hi)));
-        const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(h.mn_lo, h.mn_hi), _mm_unpacklo_epi32(h.mn_lo, h.mn_hi)));
-
-        const int8_t *q8 = x[i].qs;
-        /* low nibbles of qs[0..63] are elements 0-31 and 64-95, high ones 32-63 and 96-127; likewise +128 */
-        const __m512i xa_lo = two_halves(q8, 0, 64), xa_hi = two_halves(q8, 32, 96);
-        const __m512i xb_lo = two_halves(q8, 128, 192), xb_hi = two_halves(q8, 160, 224);
-        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        const __m128i bsum32 = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-        /* the mins' products, row r's four pair sums in 128-bit lane r, summed within each lane */
-        __m512i mins = _mm512_madd_epi16(m16, _mm512_broadcast_i32x4(bsum32));
-        mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_BADC));
-        mins = _mm512_add_epi32(mins, _mm512_shuffle_epi32(mins, _MM_PERM_CDAB));
-        const __m128i min_total = _mm512_castsi512_si128(_mm512_permutexvar_epi32(firsts, mins));
-
+        const block4 p = prepare_block4(&h, x + i);
         __m512i isum[LC_GEMV_ROWS];
 #pragma GCC unroll 4
         for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             const __m512i qa = _mm512_loadu_si512(b[r]->qs), qb = _mm512_loadu_si512(b[r]->qs + 64);
-            const __m512i sr = _mm512_shuffle_i32x4(s16, s16, r * 0x55);  /* row r's scales in every lane */
-            __m512i acc = _mm512_setzero_si512();
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qa, m4), xa_lo), spread(sr, 0, 2));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), xa_hi), spread(sr, 1, 3));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(qb, m4), xb_lo), spread(sr, 4, 6));
-            acc = dot_pairs(acc, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(qb, 4), m4), xb_hi), spread(sr, 5, 7));
-            isum[r] = acc;
+            isum[r] = row_products(&p, r, _mm512_and_si512(qa, m4), _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4),
+                                   _mm512_and_si512(qb, m4), _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4));
         }
-        block_floats(&h, x[i].d, reduce4(isum), min_total, &sum_q4, &summs);
+        block_floats(&h, x[i].d, reduce4(isum), p.min_total, &sum_q4, &summs);
     }
     _mm_storeu_ps(y, _mm_add_ps(sum_q4, summs));
+}
+
+/* the byte b0 in the low 256 bits, b1 in the high */
+static inline __m512i halves_epi8(char b0, char b1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(b0)), _mm256_set1_epi8(b1), 1);
+}
+
+/* lc_vec_dot_q5_K's bits for four rows. Each row's integer products go into 16 int32 lanes whose
+ * two 256-bit halves add up to vec_dot's 8 (lane l: elements 4l..4l+3 of every sub-block, the
+ * halves holding sub-blocks 0, 1, 4, 5 and 2, 3, 6, 7): the quants and scales are met as gemv4_q4_K
+ * meets Q4_K's, a quant's fifth bit (bit sb of qh[l] for element l of sub-block sb) added where it
+ * tests set; then vec_dot's float steps, lane by lane: per block the 8-lane fma of the scale term
+ * and the fma of the min term, summed at the end as its hsum does. */
+static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
+    const __m512i m4 = _mm512_set1_epi8(0xF), fifth = _mm512_set1_epi8(16);
+    const __m512i bits_a_lo = halves_epi8(1 << 0, 1 << 2), bits_a_hi = halves_epi8(1 << 1, 1 << 3);
+    const __m512i bits_b_lo = halves_epi8(1 << 4, 1 << 6), bits_b_hi = halves_epi8((char)(1 << 5), (char)(1 << 7));
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 summs = _mm_setzero_ps();
+    float d[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; ++i) {
+        const block_q5_K *b[LC_GEMV_ROWS];
+        const heads4 h = q5_K_blocks(w, row_bytes, i, b);
+        const block4 p = prepare_block4(&h, x + i);
+        q5_K_block_floats(&h, x[i].d, p.min_total, d, &summs);
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const __m512i qa = _mm512_loadu_si512(b[r]->qs), qb = _mm512_loadu_si512(b[r]->qs + 64);
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[r]->qh));
+            __m512i a_lo = _mm512_and_si512(qa, m4), a_hi = _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4);
+            __m512i b_lo = _mm512_and_si512(qb, m4), b_hi = _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4);
+            a_lo = _mm512_mask_add_epi8(a_lo, _mm512_test_epi8_mask(qh, bits_a_lo), a_lo, fifth);
+            a_hi = _mm512_mask_add_epi8(a_hi, _mm512_test_epi8_mask(qh, bits_a_hi), a_hi, fifth);
+            b_lo = _mm512_mask_add_epi8(b_lo, _mm512_test_epi8_mask(qh, bits_b_lo), b_lo, fifth);
+            b_hi = _mm512_mask_add_epi8(b_hi, _mm512_test_epi8_mask(qh, bits_b_hi), b_hi, fifth);
+            const __m512i isum = row_products(&p, r, a_lo, a_hi, b_lo, b_hi);
+            const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), _mm256_cvtepi32_ps(lanes), acc[r]);
+        }
+    }
+    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
 }
 
 #elif defined(LC_AVX2)
@@ -174,6 +250,32 @@ static inline __m128i reduce4(const __m256i a[LC_GEMV_ROWS]) {
 
 /* Each row's scales are broadcast from a small table of int16 pairs (a load, not a shuffle) for the
  * pair products of their sub-block: row r's scale k at pairs[8 * r + k]. */
+static inline void scale_pairs4(const heads4 *h, int32_t pairs[8 * LC_GEMV_ROWS]) {
+    /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
+     * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
+     * and 2 in the low unpacks' halves, 1 and 3 in the high ones' */
+    const __m256i s_lo = _mm256_cvtepu8_epi16(h->sc_lo), s_hi = _mm256_cvtepu8_epi16(h->sc_hi);
+    const __m256i lo02 = _mm256_unpacklo_epi16(s_lo, s_lo), hi02 = _mm256_unpacklo_epi16(s_hi, s_hi);
+    const __m256i lo13 = _mm256_unpackhi_epi16(s_lo, s_lo), hi13 = _mm256_unpackhi_epi16(s_hi, s_hi);
+    _mm256_store_si256((__m256i *)pairs, _mm256_permute2x128_si256(lo02, hi02, 0x20));
+    _mm256_store_si256((__m256i *)pairs + 1, _mm256_permute2x128_si256(lo13, hi13, 0x20));
+    _mm256_store_si256((__m256i *)pairs + 2, _mm256_permute2x128_si256(lo02, hi02, 0x31));
+    _mm256_store_si256((__m256i *)pairs + 3, _mm256_permute2x128_si256(lo13, hi13, 0x31));
+}
+
+/* the four rows' exact min sums with the block's bsums: rows 0 and 1 (2 and 3) in the two halves,
+ * then summed per row */
+static inline __m128i mins4(const heads4 *h, const block_q8_K *x) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x->bsums);
+    const __m256i bsum32 = _mm256_broadcastsi128_si256(
+        _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+    const __m256i p01 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi32(h->mn_lo, h->mn_hi)), bsum32);
+    const __m256i p23 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi32(h->mn_lo, h->mn_hi)), bsum32);
+    __m256i mins = _mm256_hadd_epi32(p01, p23);     /* rows 0, 0, 2, 2 | 1, 1, 3, 3 */
+    mins = _mm256_hadd_epi32(mins, mins);           /* rows 0, 2, 0, 2 | 1, 3, 1, 3 */
+    return _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
+}
+
 static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0xF);
@@ -182,26 +284,8 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
         const heads4 h = q4_K_blocks(w, row_bytes, i, b);
-        /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
-         * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
-         * and 2 in the low unpacks' halves, 1 and 3 in the high ones' */
-        const __m256i s_lo = _mm256_cvtepu8_epi16(h.sc_lo), s_hi = _mm256_cvtepu8_epi16(h.sc_hi);
-        const __m256i lo02 = _mm256_unpacklo_epi16(s_lo, s_lo), hi02 = _mm256_unpacklo_epi16(s_hi, s_hi);
-        const __m256i lo13 = _mm256_unpackhi_epi16(s_lo, s_lo), hi13 = _mm256_unpackhi_epi16(s_hi, s_hi);
-        _mm256_store_si256((__m256i *)pairs, _mm256_permute2x128_si256(lo02, hi02, 0x20));
-        _mm256_store_si256((__m256i *)pairs + 1, _mm256_permute2x128_si256(lo13, hi13, 0x20));
-        _mm256_store_si256((__m256i *)pairs + 2, _mm256_permute2x128_si256(lo02, hi02, 0x31));
-        _mm256_store_si256((__m256i *)pairs + 3, _mm256_permute2x128_si256(lo13, hi13, 0x31));
-
-        /* the mins' products: rows 0 and 1 (2 and 3) in the two halves, then summed per row */
-        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        const __m256i bsum32 = _mm256_broadcastsi128_si256(
-            _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
-        const __m256i p01 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi32(h.mn_lo, h.mn_hi)), bsum32);
-        const __m256i p23 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi32(h.mn_lo, h.mn_hi)), bsum32);
-        __m256i mins = _mm256_hadd_epi32(p01, p23);     /* rows 0, 0, 2, 2 | 1, 1, 3, 3 */
-        mins = _mm256_hadd_epi32(mins, mins);           /* rows 0, 2, 0, 2 | 1, 3, 1, 3 */
-        const __m128i min_total = _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
+        scale_pairs4(&h, pairs);
+        const __m128i min_total = mins4(&h, x + i);
 
         /* 32 quant bytes hold sub-block 2j in their low nibbles, 2j + 1 in their high ones */
         __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
@@ -224,6 +308,47 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         block_floats(&h, x[i].d, reduce4(isum), min_total, &sum_q4, &summs);
     }
     _mm_storeu_ps(y, _mm_add_ps(sum_q4, summs));
+}
+
+/* lc_vec_dot_q5_K's bits for four rows, gemv4_q4_K's steps with the fifth bits: each row's integer
+ * products in vec_dot's 8 int32 lanes (sub-blocks 2j and 2j + 1 take bits 2j and 2j + 1 of qh[l]
+ * for their element l), then its float steps lane by lane: per block the 8-lane fma of the scale
+ * term and the fma of the min term, summed at the end as its hsum does. */
+static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+    const block_q8_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xF), fifth = _mm256_set1_epi8(16);
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 summs = _mm_setzero_ps();
+    _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
+    float d[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; ++i) {
+        const block_q5_K *b[LC_GEMV_ROWS];
+        const heads4 h = q5_K_blocks(w, row_bytes, i, b);
+        scale_pairs4(&h, pairs);
+        q5_K_block_floats(&h, x[i].d, mins4(&h, x + i), d, &summs);
+
+        __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        const int8_t *q8 = x[i].qs;
+#pragma GCC unroll 1
+        for (int j = 0; j < 4; ++j) {
+            const __m256i x_lo = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
+            const __m256i x_hi = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
+            const __m128i to_bit0 = _mm_cvtsi32_si128(2 * j);  /* qh's bit 2j to bit 0 */
+            const int32_t *scale = pairs + 2 * j;
+#pragma GCC unroll 4
+            for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(b[r]->qs + 32 * j));
+                const __m256i hbits = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)b[r]->qh), to_bit0);
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_and_si256(_mm256_slli_epi16(hbits, 4), fifth));
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                                   _mm256_and_si256(_mm256_slli_epi16(hbits, 3), fifth));
+                isum[r] = dot_pairs(isum[r], _mm256_maddubs_epi16(lo, x_lo), _mm256_set1_epi32(scale[8 * r]));
+                isum[r] = dot_pairs(isum[r], _mm256_maddubs_epi16(hi, x_hi), _mm256_set1_epi32(scale[8 * r + 1]));
+            }
+        }
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
 }
 
 #endif
@@ -330,6 +455,7 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 #define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 0, 1)
 
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q4_K); }
+void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q5_K); }
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q6_K); }
 #if defined(LC_GEMV_IQ4_XS)
 void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(iq4_xs); }
