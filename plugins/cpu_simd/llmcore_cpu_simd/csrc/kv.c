@@ -24,6 +24,8 @@ enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 /* the query rows (tokens times the heads of a KV head) whose states a thread's scratch holds, at
  * least 64 tokens' (lc_attention_scratch_floats): each tile loaded serves them all */
 enum { FA_CHUNK_ROWS = 256 };
+/* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells) */
+enum { FLASH_ROW_HEADS = 8 };
 
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ctx, int flash) {
     /* ops.c's f16 path: the group's f16-rounded queries and scores, one head's 64 lane sums (more
@@ -31,11 +33,11 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ct
     const size_t plain = (size_t)(group * (head_dim + n_ctx) + 64 * head_dim);
     if (!flash) return plain;
     /* attend_flash_tiled: a tile's keys and values, then each row's M, S and sums for a chunk of
-     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_split: attend_flash_cells' four rows,
-     * then a part and the sums */
+     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_split: attend_flash_cells' rows (a query,
+     * float and f16 sums per head, a V row), then a chunk's sums and the merged ones per head */
     const int64_t rows = FA_CHUNK_ROWS > FA_TILE * group ? FA_CHUNK_ROWS : FA_TILE * group;
     const size_t tiled = (size_t)(2 * FA_TILE * head_dim + FA_TILE + rows * (head_dim + 2));
-    const size_t one_row = (size_t)(6 * head_dim);
+    const size_t one_row = (size_t)((5 * FLASH_ROW_HEADS + 1) * head_dim);
     const size_t most = plain > tiled ? plain : tiled;
     return most > one_row ? most : one_row;
 }
@@ -332,105 +334,154 @@ static void add_sink(float sink, float *M, float *S, float *acc, int64_t hd) {
     *S = fmaf(*S, ms, vs);
 }
 
-/* One query head with flash attention, ggml's one-row path: online softmax cell by cell. */
-/* The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y and the row's
- * max and sum go to partial[0], partial[1] (one chunk of ggml's split over threads). The head's
- * sink (NULL: none) joins the first chunk after its cells. */
+#if defined(LC_AVX512)
+/* lc_attn_dot_kq's AVX-512 sum (ggml_vec_dot_f16's four vectors of fmas, then their reduction) of an
+ * f16 K row already converted to floats (exactly) with the query, n a multiple of 64 */
+static inline float dot_k_floats(const float *k32, const float *q, int64_t n) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < n; i += 64)
+        for (int l = 0; l < 4; l++) acc[l] = _mm512_fmadd_ps(_mm512_loadu_ps(k32 + i + 16 * l), _mm512_loadu_ps(q + i + 16 * l), acc[l]);
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+}
+#endif
+
+/* Query heads h0 .. h0 + n_heads - 1 of KV head kvh (rows of q and y head_dim apart; at most
+ * FLASH_ROW_HEADS) with flash attention, ggml's one-row path: each head's online softmax cell by
+ * cell. The heads take each cell together, each with its own steps and numbers: the cell's K and V
+ * rows are read once for them, and the heads' chains of dependent steps (the running max, the f16 V
+ * sums) overlap. The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y
+ * and head g's max and sum go to partial[2g], partial[2g + 1] (one chunk of ggml's split over
+ * threads). A head's sink (a->sinks: NULL, none) joins the first chunk after its cells. */
 static void attend_flash_cells(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                               const float *mask, float slope, const float *sink, int64_t c0, int64_t c1, float *work,
+                               const float *mask, int64_t h0, int n_heads, int64_t c0, int64_t c1, float *work,
                                float *y, float *partial) {
     const int64_t hd = a->head_dim;
-    float *qf = work, *acc = qf + hd, *v32 = acc + hd;
+    float *qf = work, *acc = qf + n_heads * hd, *v32 = acc + n_heads * hd;
     lc_fp16_t *acc16 = (lc_fp16_t *)(v32 + hd), kbuf[LC_MAX_HEAD_DIM];
-    char qb[LC_MAX_HEAD_DIM * sizeof(lc_fp16_t)];  /* the query as f16, or smaller as q8_0 / q8_1 */
+    char qb[FLASH_ROW_HEADS][LC_MAX_HEAD_DIM * sizeof(lc_fp16_t)];  /* the queries as f16, or smaller as q8_0 / q8_1 */
     const int v_f16 = a->type_v == LC_TYPE_F16 || a->type_v == LC_TYPE_F32;  /* an f32 cache is read as f16 */
-    convert_query(a, q, qf, qb);
-    float S = 0.0f, M = -INFINITY;
-    memset(acc, 0, (size_t)hd * sizeof(float));
-    memset(acc16, 0, (size_t)hd * sizeof(lc_fp16_t));
-    for (int64_t j = c0; j < c1; j++) {
-        const float mv = slope * round_f16(mask[j]);  /* flash attention's mask is f16 */
-        if (mv == -INFINITY) continue;
-        float s = score(a, k_cell(a, k, j, kvh, kbuf), qf, qb, 0) * a->scale;
-        if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
-        s += mv;
-        const float Mold = M;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {
-            M = s;
-            ms = expf(Mold - M);
-        } else {
-            vs = expf(s - M);
-        }
-        if (v_f16) {
-            const char *row = v + j * a->v_row + kvh * a->v_head;
-            int64_t d = 0;
+    float S[FLASH_ROW_HEADS], M[FLASH_ROW_HEADS], slope[FLASH_ROW_HEADS];
+    int slopes_positive = 1;  /* then a cell the mask hides is hidden from every head */
+    for (int g = 0; g < n_heads; g++) {
+        convert_query(a, q + g * hd, qf + g * hd, qb[g]);
+        S[g] = 0.0f;
+        M[g] = -INFINITY;
+        slope[g] = head_slope(a, (uint32_t)(h0 + g));
+        slopes_positive &= slope[g] > 0.0f;
+    }
+    memset(acc, 0, (size_t)(n_heads * hd) * sizeof(float));
+    memset(acc16, 0, (size_t)(n_heads * hd) * sizeof(lc_fp16_t));
 #if defined(LC_AVX512)
-            if (a->type_v == LC_TYPE_F16) {
+    /* f16 K and V rows of whole 64s (the usual head sizes) met by several heads: each cell's rows
+     * converted to floats once for them (v32 holds V's), the same values every head's steps read */
+    const int rows_as_floats = n_heads > 1 && a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0;
+    float k32[LC_MAX_HEAD_DIM];
+#endif
+    for (int64_t j = c0; j < c1; j++) {
+        const float m = round_f16(mask[j]);  /* flash attention's mask is f16 */
+        if (m == -INFINITY && slopes_positive) continue;
+        const void *k_row = k_cell(a, k, j, kvh, kbuf);
+        const char *row = v + j * a->v_row + kvh * a->v_head;
+        if (!v_f16) v_cell_f32(a, v, j, kvh, v32);
+#if defined(LC_AVX512)
+        if (rows_as_floats)
+            for (int64_t d = 0; d < hd; d += 16) {
+                _mm512_storeu_ps(k32 + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)k_row + d))));
+                _mm512_storeu_ps(v32 + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d))));
+            }
+#endif
+        for (int g = 0; g < n_heads; g++) {
+            const float mv = slope[g] * m;
+            if (mv == -INFINITY) continue;
+#if defined(LC_AVX512)
+            float s = (rows_as_floats ? dot_k_floats(k32, qf + g * hd, hd) : score(a, k_row, qf + g * hd, qb[g], 0)) * a->scale;
+#else
+            float s = score(a, k_row, qf + g * hd, qb[g], 0) * a->scale;
+#endif
+            if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
+            s += mv;
+            const float Mold = M[g];
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M[g]) {
+                M[g] = s;
+                ms = expf(Mold - M[g]);
+            } else {
+                vs = expf(s - M[g]);
+            }
+            if (v_f16) {
+                lc_fp16_t *sums = acc16 + g * hd;
+                int64_t d = 0;
+#if defined(LC_AVX512)
+                if (a->type_v == LC_TYPE_F16) {
+                    const __m512 msv = _mm512_set1_ps(ms), vsv = _mm512_set1_ps(vs);
+                    for (; d + 16 <= hd; d += 16) {
+                        __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sums + d)));
+                        if (ms != 1.0f) cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
+                        const __m512 vd = rows_as_floats ? _mm512_loadu_ps(v32 + d)
+                                                         : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d)));
+                        _mm256_storeu_si256((__m256i *)(sums + d),
+                                            _mm512_cvtps_ph(_mm512_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                    }
+                }
+#elif defined(LC_AVX2)
+                if (a->type_v == LC_TYPE_F16) {
+                    const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
+                    for (; d + 8 <= hd; d += 8) {
+                        __m256 cur = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sums + d)));
+                        if (ms != 1.0f) cur = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
+                        const __m256 vd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)row + d)));
+                        _mm_storeu_si128((__m128i *)(sums + d),
+                                         _mm256_cvtps_ph(_mm256_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                    }
+                }
+#endif
+                for (; d < hd; d++) {
+                    float cur = LC_H2F(sums[d]);
+                    if (ms != 1.0f) cur = round_f16(cur * ms);  /* ggml_vec_scale_f16 */
+                    const float vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)row)[d])
+                                                              : round_f16(((const float *)row)[d]);
+                    sums[d] = lc_fp32_to_fp16(fmaf(vd, vs, cur));  /* ggml_vec_mad_f16 */
+                }
+            } else {
+                float *sums = acc + g * hd;
+                int64_t d = 0;
+#if defined(LC_AVX512)
                 const __m512 msv = _mm512_set1_ps(ms), vsv = _mm512_set1_ps(vs);
                 for (; d + 16 <= hd; d += 16) {
-                    __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(acc16 + d)));
-                    if (ms != 1.0f) cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
-                    const __m512 vd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d)));
-                    _mm256_storeu_si256((__m256i *)(acc16 + d),
-                                        _mm512_cvtps_ph(_mm512_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                    __m512 cur = _mm512_loadu_ps(sums + d);
+                    if (ms != 1.0f) cur = _mm512_mul_ps(cur, msv);
+                    _mm512_storeu_ps(sums + d, _mm512_fmadd_ps(_mm512_loadu_ps(v32 + d), vsv, cur));
                 }
-            }
 #elif defined(LC_AVX2)
-            if (a->type_v == LC_TYPE_F16) {
                 const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
                 for (; d + 8 <= hd; d += 8) {
-                    __m256 cur = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc16 + d)));
-                    if (ms != 1.0f) cur = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
-                    const __m256 vd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)row + d)));
-                    _mm_storeu_si128((__m128i *)(acc16 + d),
-                                     _mm256_cvtps_ph(_mm256_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
+                    __m256 cur = _mm256_loadu_ps(sums + d);
+                    if (ms != 1.0f) cur = _mm256_mul_ps(cur, msv);
+                    _mm256_storeu_ps(sums + d, _mm256_fmadd_ps(_mm256_loadu_ps(v32 + d), vsv, cur));
+                }
+#endif
+                for (; d < hd; d++) {
+                    const float cur = ms != 1.0f ? sums[d] * ms : sums[d];  /* ggml_vec_scale_f32 */
+                    sums[d] = fmaf(v32[d], vs, cur);  /* ggml_vec_mad_f32 */
                 }
             }
-#endif
-            for (; d < hd; d++) {
-                float cur = LC_H2F(acc16[d]);
-                if (ms != 1.0f) cur = round_f16(cur * ms);  /* ggml_vec_scale_f16 */
-                const float vd = a->type_v == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)row)[d])
-                                                          : round_f16(((const float *)row)[d]);
-                acc16[d] = lc_fp32_to_fp16(fmaf(vd, vs, cur));  /* ggml_vec_mad_f16 */
-            }
-        } else {
-            v_cell_f32(a, v, j, kvh, v32);
-            int64_t d = 0;
-#if defined(LC_AVX512)
-            const __m512 msv = _mm512_set1_ps(ms), vsv = _mm512_set1_ps(vs);
-            for (; d + 16 <= hd; d += 16) {
-                __m512 cur = _mm512_loadu_ps(acc + d);
-                if (ms != 1.0f) cur = _mm512_mul_ps(cur, msv);
-                _mm512_storeu_ps(acc + d, _mm512_fmadd_ps(_mm512_loadu_ps(v32 + d), vsv, cur));
-            }
-#elif defined(LC_AVX2)
-            const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
-            for (; d + 8 <= hd; d += 8) {
-                __m256 cur = _mm256_loadu_ps(acc + d);
-                if (ms != 1.0f) cur = _mm256_mul_ps(cur, msv);
-                _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(_mm256_loadu_ps(v32 + d), vsv, cur));
-            }
-#endif
-            for (; d < hd; d++) {
-                const float cur = ms != 1.0f ? acc[d] * ms : acc[d];  /* ggml_vec_scale_f32 */
-                acc[d] = fmaf(v32[d], vs, cur);  /* ggml_vec_mad_f32 */
-            }
+            S[g] = fmaf(S[g], ms, vs);
         }
-        S = fmaf(S, ms, vs);
     }
-    if (v_f16)
-        for (int64_t d = 0; d < hd; d++) acc[d] = LC_H2F(acc16[d]);
-    if (sink && c0 == 0) add_sink(*sink, &M, &S, acc, hd);
-    if (partial) {
-        partial[0] = M;
-        partial[1] = S;
-        memcpy(y, acc, (size_t)hd * sizeof(float));
-        return;
+    for (int g = 0; g < n_heads; g++) {
+        float *sums = acc + g * hd;
+        if (v_f16)
+            for (int64_t d = 0; d < hd; d++) sums[d] = LC_H2F(acc16[g * hd + d]);
+        if (a->sinks && c0 == 0) add_sink(a->sinks[h0 + g], &M[g], &S[g], sums, hd);
+        if (partial) {
+            partial[2 * g] = M[g];
+            partial[2 * g + 1] = S[g];
+            memcpy(y + g * hd, sums, (size_t)hd * sizeof(float));
+            continue;
+        }
+        const float inv = S[g] == 0.0f ? 0.0f : 1.0f / S[g];
+        for (int64_t d = 0; d < hd; d++) y[g * hd + d] = sums[d] * inv;
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
 }
 
 /* The cells of llama.cpp's view of the cache for n_kv used ones: padded to 256, at least 256. */
@@ -440,28 +491,40 @@ static int64_t view_cells(const attn_shape *a) {
     return view < a->n_ctx ? view : a->n_ctx;
 }
 
-/* One query over a view of 512 cells or more (f16 caches, or f32 read as f16): ggml cuts the view
- * into one chunk per thread (nth), runs the one-row path on each without normalising, and merges
- * the chunks in order (ggml_flash_attn_ext_reduce_partials; its C fuses each merge's first product). */
+/* Query heads h0 .. h0 + n_heads - 1 of KV head kvh over a view of 512 cells or more (f16 caches, or
+ * f32 read as f16): ggml cuts the view into one chunk per thread (nth), runs the one-row path on each
+ * without normalising, and merges the chunks in order (ggml_flash_attn_ext_reduce_partials; its C
+ * fuses each merge's first product); here each chunk for the heads together. */
 static void attend_flash_split(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
-                               const float *mask, float slope, const float *sink, int nth, float *work, float *y) {
+                               const float *mask, int64_t h0, int n_heads, int nth, float *work, float *y) {
     const int64_t hd = a->head_dim, view = view_cells(a), chunk = (view + nth - 1) / nth;
-    float *part = work + 4 * hd, *acc = part + hd;
-    float M = -INFINITY, S = 0.0f, ms_part[2];
-    memset(acc, 0, (size_t)hd * sizeof(float));
+    /* after attend_flash_cells' rows (lc_attention_scratch_floats): the chunk's sums, then the merged ones */
+    float *part = work + (3 * FLASH_ROW_HEADS + 1) * hd, *acc = part + n_heads * hd;
+    float M[FLASH_ROW_HEADS], S[FLASH_ROW_HEADS], ms_part[2 * FLASH_ROW_HEADS];
+    for (int g = 0; g < n_heads; g++) {
+        M[g] = -INFINITY;
+        S[g] = 0.0f;
+    }
+    memset(acc, 0, (size_t)(n_heads * hd) * sizeof(float));
     for (int64_t c0 = 0; c0 < view; c0 += chunk) {
         const int64_t c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
         if (c0 >= c1) continue;  /* padding cells only: nothing visible */
-        attend_flash_cells(a, q, k, v, kvh, mask, slope, sink, c0, c1, work, part, ms_part);
-        if (ms_part[1] == 0.0f) continue;
-        const float m_new = fmaxf(M, ms_part[0]);
-        const float scale_old = expf(M - m_new), scale_new = expf(ms_part[0] - m_new);
-        for (int64_t d = 0; d < hd; d++) acc[d] = fmaf(acc[d], scale_old, part[d] * scale_new);
-        S = fmaf(S, scale_old, ms_part[1] * scale_new);
-        M = m_new;
+        attend_flash_cells(a, q, k, v, kvh, mask, h0, n_heads, c0, c1, work, part, ms_part);
+        for (int g = 0; g < n_heads; g++) {
+            if (ms_part[2 * g + 1] == 0.0f) continue;
+            const float m_new = fmaxf(M[g], ms_part[2 * g]);
+            const float scale_old = expf(M[g] - m_new), scale_new = expf(ms_part[2 * g] - m_new);
+            float *sums = acc + g * hd;
+            const float *chunk_sums = part + g * hd;
+            for (int64_t d = 0; d < hd; d++) sums[d] = fmaf(sums[d], scale_old, chunk_sums[d] * scale_new);
+            S[g] = fmaf(S[g], scale_old, ms_part[2 * g + 1] * scale_new);
+            M[g] = m_new;
+        }
     }
-    const float inv = S != 0.0f ? 1.0f / S : 1.0f;
-    for (int64_t d = 0; d < hd; d++) y[d] = acc[d] * inv;
+    for (int g = 0; g < n_heads; g++) {
+        const float inv = S[g] != 0.0f ? 1.0f / S[g] : 1.0f;
+        for (int64_t d = 0; d < hd; d++) y[g * hd + d] = acc[g * hd + d] * inv;
+    }
 }
 
 /* ---- flash attention's tiled path ---------------------------------------------------------- */
@@ -884,19 +947,23 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
                             (t + 1 < a.n_tokens && common_cell(mask + a.n_ctx, mask, a.n_kv));
         int visible = 0;
         for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask[j] != -INFINITY;
-        for (int64_t h = 0; h < a.n_head; h++) {
-            const int64_t kvh = h / a.group;
+        for (int64_t h = 0; h < a.n_head;) {
+            const int64_t kvh = h / a.group, group_end = (kvh + 1) * a.group;
             const float *q = q_all + (t * a.n_head + h) * a.head_dim;
             float *y = y_all + (t * a.n_head + h) * a.head_dim;
+            /* flash attention's one-row path takes the heads of a KV head together */
+            const int n = a.flash ? (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS) : 1;
             if (!visible) {  /* a padding row */
-                memset(y, 0, (size_t)a.head_dim * sizeof(float));
-                continue;
+                memset(y, 0, (size_t)(n * a.head_dim) * sizeof(float));
+            } else if (a.flash && split) {
+                attend_flash_split(&a, q, k, v, kvh, mask, h, n, task->nth, task->scratch, y);
+            } else if (a.flash) {
+                attend_flash_cells(&a, q, k, v, kvh, mask, h, n, 0, a.n_kv, task->scratch, y, NULL);
+            } else {
+                attend_products(&a, q, k, v, kvh, mask, head_slope(&a, (uint32_t)h), a.sinks ? a.sinks + h : NULL, batched,
+                                task->scratch, y);
             }
-            const float slope = head_slope(&a, (uint32_t)h);
-            const float *sink = a.sinks ? a.sinks + h : NULL;
-            if (a.flash && split) attend_flash_split(&a, q, k, v, kvh, mask, slope, sink, task->nth, task->scratch, y);
-            else if (a.flash) attend_flash_cells(&a, q, k, v, kvh, mask, slope, sink, 0, a.n_kv, task->scratch, y, NULL);
-            else attend_products(&a, q, k, v, kvh, mask, slope, sink, batched, task->scratch, y);
+            h += n;
         }
     }
 }
