@@ -101,29 +101,38 @@ static inline __m256 load8_f32(const void *row, int type, int64_t i) {
     return type == LC_TYPE_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)row + i)))
                                : _mm256_loadu_ps((const float *)row + i);
 }
+#elif defined(LC_AVX512)
+static inline __m512 load16_f32(const void *row, int type, int64_t i) {
+    return type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + i)))
+                               : _mm512_loadu_ps((const float *)row + i);
+}
 #endif
 
-/* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
-float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
+static inline float value_f32(const void *row, int type, int64_t i) {
+    return type == LC_TYPE_F16 ? LC_H2F(((const lc_fp16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+/* ggml_vec_dot_f16 (AVX-512: four vectors of 16 lanes, 64 values a step, then the values past a
+ * multiple of 64 added in double) of a row k of type k_type (F16, or F32 for ggml_vec_dot_f32's
+ * fused tail instead) with q, f32 or f16 (q_type): the AVX2 and scalar builds spell out the same
+ * lanes. */
+static inline __attribute__((always_inline)) float dot_f16_order(const void *k, int k_type, const void *q,
+                                                                 int q_type, int64_t n) {
     const int64_t np = n & ~(int64_t)(F16_DOT_LANES - 1);
-    const lc_fp16_t *kh = k;
-    const float *kf = k;
     float sum;
 #if defined(LC_AVX512)
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t i = 0; i < np; i += F16_DOT_LANES)
-        for (int a = 0; a < 4; a++) {
-            const __m512 kv = type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kh + i + 16 * a)))
-                                                  : _mm512_loadu_ps(kf + i + 16 * a);
-            acc[a] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + i + 16 * a), acc[a]);
-        }
+        for (int a = 0; a < 4; a++)
+            acc[a] = _mm512_fmadd_ps(load16_f32(k, k_type, i + 16 * a), load16_f32(q, q_type, i + 16 * a), acc[a]);
     sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
 #elif defined(LC_AVX2)
     /* the 64 lanes as eight 256-bit halves: the same fmas, the same reduction */
     __m256 acc[8];
     for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
     for (int64_t i = 0; i < np; i += F16_DOT_LANES)
-        for (int a = 0; a < 8; a++) acc[a] = _mm256_fmadd_ps(load8_f32(k, type, i + 8 * a), _mm256_loadu_ps(q + i + 8 * a), acc[a]);
+        for (int a = 0; a < 8; a++)
+            acc[a] = _mm256_fmadd_ps(load8_f32(k, k_type, i + 8 * a), load8_f32(q, q_type, i + 8 * a), acc[a]);
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
     sum = lc_hsum256(_mm256_add_ps(lo, hi));
@@ -131,18 +140,23 @@ float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
     float lanes[F16_DOT_LANES] = {0};
     for (int64_t i = 0; i < np; i += F16_DOT_LANES)
         for (int l = 0; l < F16_DOT_LANES; l++)
-            lanes[l] = fmaf(type == LC_TYPE_F16 ? LC_H2F(kh[i + l]) : kf[i + l], q[i + l], lanes[l]);
+            lanes[l] = fmaf(value_f32(k, k_type, i + l), value_f32(q, q_type, i + l), lanes[l]);
     float s16[16];
     for (int l = 0; l < 16; l++) s16[l] = (lanes[l] + lanes[32 + l]) + (lanes[16 + l] + lanes[48 + l]);
     sum = lc_reduce16_ordered(s16);
 #endif
-    if (type != LC_TYPE_F16) {  /* ggml_vec_dot_f32: the values past a multiple of 64 fused in float */
-        for (int64_t i = np; i < n; i++) sum = fmaf(kf[i], q[i], sum);
+    if (k_type != LC_TYPE_F16) {  /* ggml_vec_dot_f32: the values past a multiple of 64 fused in float */
+        for (int64_t i = np; i < n; i++) sum = fmaf(value_f32(k, k_type, i), value_f32(q, q_type, i), sum);
         return sum;
     }
     double total = sum;  /* ggml_vec_dot_f16: in ggml_float */
-    for (int64_t i = np; i < n; i++) total += (double)(LC_H2F(kh[i]) * q[i]);
+    for (int64_t i = np; i < n; i++) total += (double)(value_f32(k, k_type, i) * value_f32(q, q_type, i));
     return (float)total;
+}
+
+/* ggml_vec_dot_f16 of a K row with the f16-rounded query q, or ggml_vec_dot_f32 of an f32 K row with q */
+float lc_attn_dot_kq(const void *k, int type, const float *q, int64_t n) {
+    return dot_f16_order(k, type, q, LC_TYPE_F32, n);
 }
 
 /* The same dot as llamafile's tinyBLAS f16 GEMM, which ggml uses instead when the product has two
@@ -205,37 +219,7 @@ void lc_vec_dot_f32_tinyblas(int n, float *s, const void *w_row, const void *x_r
 }
 
 void lc_vec_dot_f16(int n, float *s, const void *w_row, const void *x_row) {
-    const lc_fp16_t *w = w_row, *x = x_row;
-    int i = 0;
-    float sum = 0.0f;
-#if defined(LC_AVX512)
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + 16))), a1);
-    }
-    sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-#elif defined(LC_AVX2)
-    /* the two 16-lane accumulators as four 256-bit quarters: the same fmas, the same reduction */
-    __m256 a[4];
-    for (int q = 0; q < 4; q++) a[q] = _mm256_setzero_ps();
-    for (; i + 32 <= n; i += 32)
-        for (int q = 0; q < 4; q++)
-            a[q] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * q))),
-                                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * q))), a[q]);
-    sum = lc_hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3])));
-#else
-    float lanes[32] = {0};
-    for (; i + 32 <= n; i += 32)
-        for (int l = 0; l < 32; l++) lanes[l] = fmaf(LC_H2F(w[i + l]), LC_H2F(x[i + l]), lanes[l]);
-    float s16[16];
-    for (int l = 0; l < 16; l++) s16[l] = lanes[l] + lanes[16 + l];
-    sum = lc_reduce16_ordered(s16);
-#endif
-    for (; i < n; i++) sum += LC_H2F(w[i]) * LC_H2F(x[i]);
-    *s = sum;
+    *s = dot_f16_order(w_row, LC_TYPE_F16, x_row, LC_TYPE_F16, n);
 }
 
 /* An f16 weight times two or more f16-rounded activation rows, as llamafile's tinyBLAS f16 GEMM
