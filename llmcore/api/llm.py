@@ -351,7 +351,8 @@ class LLM(EmbeddingMethods):
                     self._cached_tokens.append(step.token)
                     n_decoded += 1
                     timings.draft_n_accepted += 1
-                self.context.seq_remove(0, len(self._cached_tokens))  # the drafted tokens not kept
+                if drafted:  # forget the drafted tokens not kept (a step without drafts left none)
+                    self.context.seq_remove(0, len(self._cached_tokens))
                 if len(self._cached_tokens) + 1 >= self.n_ctx:  # only with context_shift, else Generation stopped
                     self.shift_context(len(prompt_tokens), n_keep)
                     self.last.context_shifts += 1

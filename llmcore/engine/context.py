@@ -185,8 +185,9 @@ class Context:
             encoder = f" ({self.model.hparams.arch} is an encoder)" if self.arch.encoder_only else ""
             raise LLMCoreError(f"this context computes embeddings, not logits{encoder}")
         step = n_batch or self.n_batch
-        parts = [self._submit_ubatch(batch.slice(start, start + step), causal_attn) for start in range(0, len(batch), step)]
-        return PendingLogits(self, parts)
+        ubatches = [batch] if 0 < len(batch) <= step else [batch.slice(start, start + step)
+                                                            for start in range(0, len(batch), step)]
+        return PendingLogits(self, [self._submit_ubatch(ubatch, causal_attn) for ubatch in ubatches])
 
     @property
     def pipeline_depth(self) -> int:
@@ -263,7 +264,7 @@ class Context:
             feeds["pool_rows"] = pool_rows
         return feeds
 
-    def _submit_ubatch(self, ubatch: Batch, causal_attn: bool = True) -> Future[dict[str, np.ndarray]]:
+    def _submit_ubatch(self, ubatch: Batch, causal_attn: bool = True) -> StepResult:
         """Claim cells for ``ubatch`` and run its step, or queue it on the pipeline."""
         if self._pipeline is not None and self._pipeline.failure is not None:
             self.forget_failed_steps()
@@ -279,9 +280,7 @@ class Context:
         except BackendError:
             self.forget_failed_steps()
             raise
-        done: Future[dict[str, np.ndarray]] = Future()
-        done.set_result(results)
-        return done
+        return Finished(results)
 
     def forget_failed_steps(self) -> None:
         """After a step failed: the step may have written some layers' caches and not others (or a
@@ -436,10 +435,30 @@ class Context:
         return dequantize(data.raw, data.type, data.shape)
 
 
+class Finished:
+    """A step computed before it was handed back: answers as a Future holding its outputs would,
+    without the lock and condition each Future makes (a cost of every decode step)."""
+
+    __slots__ = ("_outputs",)
+
+    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
+        self._outputs = outputs
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> dict[str, np.ndarray]:
+        return self._outputs
+
+
+#: a step's outputs by name: queued on the pipeline, or computed already
+StepResult = Future[dict[str, np.ndarray]] | Finished
+
+
 class PendingLogits:
     """The logits of a :meth:`Context.decode_async` call, maybe still being computed."""
 
-    def __init__(self, context: Context, parts: Sequence[Future[dict[str, np.ndarray]]]) -> None:
+    def __init__(self, context: Context, parts: Sequence[StepResult]) -> None:
         self._context = context
         self._parts = parts
 

@@ -68,8 +68,9 @@ class KVCells:
     @property
     def n_kv(self) -> int:
         """Cells attention must read: up to the last occupied one."""
-        used = np.flatnonzero(self.pos != EMPTY)
-        return int(used[-1]) + 1 if len(used) else 0
+        occupied_from_end = self.pos[::-1] != EMPTY
+        last = int(occupied_from_end.argmax())
+        return self.n_ctx - last if occupied_from_end[last] else 0
 
     def holds(self, seq_id: int) -> np.ndarray:
         """bool[n_ctx]: the cells of sequence ``seq_id``."""
@@ -82,21 +83,26 @@ class KVCells:
     def place(self, batch: Batch) -> np.ndarray:
         """Claim a cell for every token of ``batch``: the lowest free cells (of its sequence's
         range, once partitioned), as llama.cpp does."""
-        for seq_id in np.unique(batch.seq_ids):
-            _check_seq(int(seq_id))
+        one_seq = _one_sequence(batch)
+        seq_ids = [one_seq] if one_seq is not None else [int(s) for s in np.unique(batch.seq_ids)]
+        for seq_id in seq_ids:
+            _check_seq(seq_id)
         if self.range_size is None:
-            cells = self._claim(np.flatnonzero(self.pos == EMPTY), len(batch), "the context")
+            cells = self._claim(0, self.n_ctx, len(batch), "the context")
         else:
             cells = np.empty(len(batch), np.int32)
-            for seq_id in np.unique(batch.seq_ids):
-                rows = np.flatnonzero(batch.seq_ids == seq_id)
-                start = int(seq_id) * self.range_size
+            for seq_id in seq_ids:
+                rows = np.arange(len(batch)) if one_seq is not None else np.flatnonzero(batch.seq_ids == seq_id)
+                start = seq_id * self.range_size
                 if not 0 <= start < self.n_ctx:
                     raise LLMCoreError(f"sequence {seq_id} is outside the {self.n_ctx // self.range_size} partitions")
-                free = start + np.flatnonzero(self.pos[start:start + self.range_size] == EMPTY)
-                cells[rows] = self._claim(free, len(rows), f"sequence {seq_id}'s {self.range_size} cells")
+                cells[rows] = self._claim(start, start + self.range_size, len(rows),
+                                          f"sequence {seq_id}'s {self.range_size} cells")
         self.pos[cells] = batch.positions
-        self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
+        if one_seq is not None:
+            self.seqs[cells] = _bit(one_seq)
+        else:
+            self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
         if self.rope_next is not None:  # text's times until rope_positions says otherwise (a restored state)
             self.rope_next[cells] = batch.positions + 1
         return cells
@@ -123,11 +129,19 @@ class KVCells:
         self.rope_next[cells] = out[:3].max(axis=0) + 1
         return out
 
-    def _claim(self, free: np.ndarray, n: int, where: str) -> np.ndarray:
-        if len(free) < n:
-            raise ContextFullError(f"context is full: {n} more tokens do not fit in {where} "
-                                   f"(n_ctx={self.n_ctx}, {self.n_used} cells in use); raise -c/--ctx-size")
-        return free[:n].astype(np.int32)
+    def _claim(self, start: int, stop: int, n: int, where: str) -> np.ndarray:
+        """The lowest ``n`` free cells of [start, stop)."""
+        free = self.pos[start:stop] == EMPTY
+        if n == 1:  # a decode step: the first free cell, without listing every free one
+            first = int(free.argmax())
+            if free[first]:
+                return np.array([start + first], np.int32)
+        else:
+            found = np.flatnonzero(free)[:n]
+            if len(found) == n:
+                return (start + found).astype(np.int32)
+        raise ContextFullError(f"context is full: {n} more tokens do not fit in {where} "
+                               f"(n_ctx={self.n_ctx}, {self.n_used} cells in use); raise -c/--ctx-size")
 
     def mask(self, batch: Batch, n_kv: int, window: int = 0, alibi: bool = False, causal: bool = True,
              symmetric: bool = False) -> np.ndarray:
@@ -139,18 +153,23 @@ class KVCells:
         window // 2 positions both ways (llama.cpp's LLAMA_SWA_TYPE_SYMMETRIC)."""
         out = np.full((len(batch), self.n_ctx), -np.inf, np.float32)
         pos, seqs = self.pos[:n_kv], self.seqs[:n_kv]
-        member = (seqs[None, :] >> batch.seq_ids.astype(np.uint64)[:, None]) & np.uint64(1)
-        allowed = (member != 0) & (pos[None, :] != EMPTY)
+        one_seq = _one_sequence(batch)
+        if one_seq is not None:  # one row of membership serves every token
+            member = (seqs & _bit(one_seq)) != 0
+        else:
+            member = ((seqs[None, :] >> batch.seq_ids.astype(np.uint64)[:, None]) & np.uint64(1)) != 0
+        allowed = member & (pos != EMPTY)  # [n, n_kv], or [n_kv] for every token of one sequence
+        positions = batch.positions[:, None]
         if causal:
-            allowed &= pos[None, :] <= batch.positions[:, None]
+            allowed = allowed & (pos <= positions)
         if window:
-            distance = batch.positions[:, None].astype(np.int64) - pos[None, :]
-            allowed &= np.abs(distance) <= window // 2 if symmetric else distance < window
+            distance = positions.astype(np.int64) - pos
+            allowed = allowed & (np.abs(distance) <= window // 2 if symmetric else distance < window)
         if alibi:
-            distance = np.abs(batch.positions[:, None].astype(np.float32) - pos[None, :].astype(np.float32))
+            distance = np.abs(positions.astype(np.float32) - pos.astype(np.float32))
             out[:, :n_kv] = np.where(allowed, -distance, out[:, :n_kv])
         else:
-            out[:, :n_kv][allowed] = 0.0
+            np.copyto(out[:, :n_kv], np.float32(0.0), where=allowed)
         return out
 
     def _span(self, seq_id: int | None, p0: int, p1: int | None) -> np.ndarray:
@@ -187,8 +206,7 @@ class KVCells:
         self.remove(dst, p0, p1)
         source = np.flatnonzero(self._span(src, p0, p1))
         start = dst * self.range_size
-        free = start + np.flatnonzero(self.pos[start:start + self.range_size] == EMPTY)
-        target = self._claim(free, len(source), f"sequence {dst}'s {self.range_size} cells")
+        target = self._claim(start, start + self.range_size, len(source), f"sequence {dst}'s {self.range_size} cells")
         self.pos[target] = self.pos[source]
         self.seqs[target] = _bit(dst)
         if self.rope_next is not None:
@@ -220,6 +238,15 @@ class KVCells:
 
 def _bit(seq_id: int) -> np.uint64:
     return np.uint64(1) << np.uint64(seq_id)
+
+
+def _one_sequence(batch: Batch) -> int | None:
+    """The sequence of every token of ``batch`` where they share one (a decode step, a prompt)."""
+    seq_ids = batch.seq_ids
+    if not len(seq_ids):
+        return None
+    first = int(seq_ids[0])
+    return first if len(seq_ids) == 1 or (seq_ids == first).all() else None
 
 
 def _check_seq(seq_id: int) -> None:

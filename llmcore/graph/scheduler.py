@@ -9,7 +9,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,13 @@ class Split:
     backend: Backend
     subgraph: Subgraph
     executable: Executable | None = None
+    #: the ids of the subgraph's inputs and outputs, which every step looks up
+    input_ids: tuple[int, ...] = field(init=False)
+    output_ids: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.input_ids = tuple(node.id for node in self.subgraph.inputs)
+        self.output_ids = tuple(node.id for node in self.subgraph.outputs)
 
 
 class CompiledGraph:
@@ -33,12 +40,23 @@ class CompiledGraph:
         self.splits = split_graph(graph, place, fallback)
         for split in self.splits:
             split.executable = split.backend.compile(split.subgraph)
+        self._input_ids = {name: node.id for name, node in graph.inputs.items()}
+        self._output_ids = [(name, node.id) for name, node in graph.outputs.items()]
 
     def run(self, feeds: Mapping[str, np.ndarray], n_kv: int) -> dict[str, np.ndarray]:
         """Run every split. ``feeds`` maps graph input names to arrays."""
-        values: dict[int, np.ndarray] = {self.graph.inputs[name].id: value for name, value in feeds.items()}
+        values = self.input_values(feeds)
         _run_splits(self.splits, values, n_kv)
-        return {name: values[node.id] for name, node in self.graph.outputs.items()}
+        return self.output_values(values)
+
+    def input_values(self, feeds: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+        """``feeds`` by graph node id, as the splits read them."""
+        input_ids = self._input_ids
+        return {input_ids[name]: value for name, value in feeds.items()}
+
+    def output_values(self, values: Mapping[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs by name, from the values of a step that ran."""
+        return {name: values[node_id] for name, node_id in self._output_ids}
 
 
 class ScheduledSubgraph(Executable):
@@ -69,8 +87,8 @@ class ScheduledSubgraph(Executable):
 def _run_splits(splits: Sequence[Split], values: dict[int, np.ndarray], n_kv: int) -> None:
     """Run ``splits`` in order, reading their inputs from ``values`` and adding their outputs."""
     for split in splits:
-        results = split.executable.run({n.id: values[n.id] for n in split.subgraph.inputs}, n_kv)
-        values.update((n.id, r) for n, r in zip(split.subgraph.outputs, results))
+        results = split.executable.run({node_id: values[node_id] for node_id in split.input_ids}, n_kv)
+        values.update(zip(split.output_ids, results))
 
 
 class Pipeline:
@@ -97,7 +115,7 @@ class Pipeline:
 
     def submit(self, graph: CompiledGraph, feeds: Mapping[str, np.ndarray], n_kv: int) -> Future[dict[str, np.ndarray]]:
         """Queue one step of ``graph`` (what :meth:`CompiledGraph.run` computes) and return at once."""
-        values: dict[int, np.ndarray] = {graph.graph.inputs[name].id: value for name, value in feeds.items()}
+        values = graph.input_values(feeds)
         step: Future[dict[str, np.ndarray]] = Future()
         previous: Future[None] | None = None
         for split in graph.splits:
@@ -110,7 +128,7 @@ class Pipeline:
             if error is not None:
                 step.set_exception(error)
             else:
-                step.set_result({name: values[node.id] for name, node in graph.graph.outputs.items()})
+                step.set_result(graph.output_values(values))
 
         if previous is None:
             finish(_done())
