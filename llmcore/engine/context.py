@@ -268,7 +268,7 @@ class Context:
         """Claim cells for ``ubatch`` and run its step, or queue it on the pipeline."""
         if self._pipeline is not None and self._pipeline.failure is not None:
             self.forget_failed_steps()
-        out_ids = np.flatnonzero(ubatch.logits).astype(np.int32)
+        out_ids = ubatch.logits.nonzero()[0].astype(np.int32)  # logits is one-dimensional
         n_kv, feeds = self._feeds(ubatch, out_ids, causal_attn=causal_attn)
         if ubatch.embd is not None:
             feeds["embd"] = ubatch.embd

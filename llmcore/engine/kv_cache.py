@@ -68,9 +68,9 @@ class KVCells:
     @property
     def n_kv(self) -> int:
         """Cells attention must read: up to the last occupied one."""
-        occupied_from_end = self.pos[::-1] != EMPTY
-        last = int(occupied_from_end.argmax())
-        return self.n_ctx - last if occupied_from_end[last] else 0
+        occupied = self.pos != EMPTY
+        last_from_end = int(occupied[::-1].argmax())
+        return self.n_ctx - last_from_end if occupied[-1 - last_from_end] else 0
 
     def holds(self, seq_id: int) -> np.ndarray:
         """bool[n_ctx]: the cells of sequence ``seq_id``."""
@@ -99,10 +99,7 @@ class KVCells:
                 cells[rows] = self._claim(start, start + self.range_size, len(rows),
                                           f"sequence {seq_id}'s {self.range_size} cells")
         self.pos[cells] = batch.positions
-        if one_seq is not None:
-            self.seqs[cells] = _bit(one_seq)
-        else:
-            self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
+        self.seqs[cells] = np.left_shift(np.uint64(1), batch.seq_ids.astype(np.uint64))
         if self.rope_next is not None:  # text's times until rope_positions says otherwise (a restored state)
             self.rope_next[cells] = batch.positions + 1
         return cells
