@@ -18,9 +18,10 @@ enum { LC_GEMV_ROWS = 4 };
  * there. Zen 4, one thread, 128 MB chains of decode-shaped one-token products on scattered 4 KB pages:
  * Q4_K's GEMV (its prefetch 8 KB ahead) 1.24-1.43x, IQ4_XS's 1.09x; on 2 MB pages 0.99-1.01x. A page
  * ahead gained less (Q4_K 1.07-1.27x), 12-24 KB ahead cost 9-12% on 2 MB pages. Q5_0's GEMV (its
- * prefetch 1 KB past the group) lost 2-3% both ways, so it goes without, as do the tiles and vec_dot
- * row by row (Q8_0, Q4_1, Q6_K on AVX-512): there it gained nothing on Q8_0 and Q6_K, 1.12x on Q4_1,
- * and cost up to 20% on 2 MB pages in some runs. prefetcht1/t2 did nothing (dropped on a TLB miss). */
+ * prefetch 1 KB past the group) lost 2-3% both ways, so it goes without, as do Q8_0's and Q4_1's
+ * GEMVs (the same prefetch; the default model's decode 0.9-1.0x with it on either page size) and the
+ * tiles and vec_dot row by row (Q6_K on AVX-512: nothing gained). prefetcht1/t2 did nothing (dropped
+ * on a TLB miss). */
 enum { LC_PAGE_BYTES = 4096, LC_PAGE_TOUCH_AHEAD = 2 * LC_PAGE_BYTES };
 
 /* the first page boundary after at: where a row loop starting at at begins touching pages */
@@ -33,6 +34,18 @@ static inline const uint8_t *lc_next_page(const void *at) {
 static inline const uint8_t *lc_touch_pages_ahead(const uint8_t *touched, const void *at) {
     for (; touched < (const uint8_t *)at + LC_PAGE_TOUCH_AHEAD; touched += LC_PAGE_BYTES) __builtin_prefetch(touched, 0, 3);
     return touched;
+}
+
+/* The four rows a group reads are four streams, which the hardware prefetchers follow less well than
+ * one: each block step of a group asks for its share (the step's bytes of the four rows) of the run
+ * that starts one group and past_group bytes past the group's start, evenly over the work. Measured
+ * on Zen 4 with weights not in cache, one thread, calls of 24-192 rows of k = 576 or 1536: Q5_0 21-23
+ * GB/s; a burst for the next group before each (lc_gemv_rows' prefetch_ahead) 16-20 GB/s. */
+static inline __attribute__((always_inline)) void lc_prefetch_group_share(const uint8_t *w, size_t row_bytes,
+                                                                          size_t past_group, int64_t i,
+                                                                          size_t step_bytes) {
+    const uint8_t *share = w + LC_GEMV_ROWS * row_bytes + past_group + (size_t)i * step_bytes;
+    for (size_t at = 0; at < step_bytes; at += 64) __builtin_prefetch(share + at, 0, 3);
 }
 
 /* y[0..LC_GEMV_ROWS-1] = the dots of the rows at w (row_bytes apart, nb blocks each) with x */

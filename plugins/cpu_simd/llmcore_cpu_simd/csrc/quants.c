@@ -458,26 +458,25 @@ void lc_vec_dot_q4_1(int n, float *s, const void *w_row, const void *x_row) {
 
 /* ---- one token times many rows (decode's GEMV) ---------------------------------------------
  * Each row's dot is vec_dot's: the same 8-lane fma per 32-block, hsum_float_8, then (Q4_1) the min
- * term. The AVX2 build takes four rows at a time: the token's block loaded once for the four, four
- * independent chains of fmas, the four rows' block scales converted and multiplied in one vector
- * and the four hsums done together, lane by lane. llama.cpp's AVX2 build runs vec_dot row by row for
- * both types (repack.cpp has no x86 layout for them). AVX-512 builds keep the tiles' path (not
- * measured there: lc_gemv_for does not hand these out). */
+ * term. AVX2 and AVX-512 builds take four rows at a time: the token's block loaded once for the four,
+ * four independent chains of fmas, the four rows' block scales converted and multiplied in one vector
+ * and the four hsums done together, lane by lane. llama.cpp runs vec_dot row by row for both types
+ * (repack.cpp has no x86 layout for them). Each block step asks for its share of the next group's
+ * bytes (lc_prefetch_group_share). Zen 4, rows of 1024 from RAM, one thread, ns a row: Q4_1 29 (a
+ * burst for the next group before each, as before: 80-90; the two-row tile: 125), Q8_0 33-35 (burst
+ * 80; row by row 42-50); the AVX2 build alike. */
 
-/* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
- * well than one: each group asks for the bytes this far ahead of it, and a call for its first ones
- * (decode's calls are the executor's chunks, as small as 24 rows). Measured on Zen 3 with weights
- * not in cache, 1-2 threads: 2-4 KB ahead best; without the first bytes asked for, 24-row calls ran
- * slower than vec_dot row by row. */
-enum { GEMV_PREFETCH_AHEAD = 3072 };
+/* where the next group's share starts past it (lc_prefetch_group_share) */
+enum { GEMV_PREFETCH_PAST_GROUP = 1024 };
 
-#if defined(LC_AVX2) && !defined(LC_AVX512)
+#if defined(LC_AVX2)
 
 static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_0 *x = vx;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
+        lc_prefetch_group_share(w, row_bytes, GEMV_PREFETCH_PAST_GROUP, i, LC_GEMV_ROWS * sizeof(block_q8_0));
         const block_q8_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -504,6 +503,7 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     __m128 summs = _mm_setzero_ps();
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
+        lc_prefetch_group_share(w, row_bytes, GEMV_PREFETCH_PAST_GROUP, i, LC_GEMV_ROWS * sizeof(block_q4_1));
         const block_q4_1 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -531,11 +531,11 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 #endif
 
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, GEMV_PREFETCH_AHEAD, 0);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, 0, 0);
 }
 
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, GEMV_PREFETCH_AHEAD, 0);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, 0, 0);
 }
 
 /* ---- dequantization (get_rows) ------------------------------------------------------------- */

@@ -136,24 +136,17 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum256(acc);
 }
 
-/* The four rows a group reads are four streams, which the hardware prefetchers follow less well than
- * one: each block step asks for its share (4 blocks' bytes) of the run one group and this many bytes
- * past the group's, evenly over the work. Measured on Zen 4 with weights not in cache, one thread,
- * calls of 24-192 rows of k = 576 or 1536: 21-23 GB/s; a burst for the next group before each, as
- * quants.c's GEMVs ask, 16-20 GB/s (in cache too the burst's loop cost 7%) */
+/* the next group's bytes asked for this far past its start (lc_prefetch_group_share) */
 enum { Q5_0_PREFETCH_PAST_GROUP = 1024 };
 
 /* Four rows of lc_vec_dot_q5_0, each its fmas and hsum: the token's block, its offset and scale taken
  * once for the four rows, four independent chains */
 static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_0 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + Q5_0_PREFETCH_PAST_GROUP;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        /* 88 bytes a step: two lines from each step's start reach every line of the run */
-        _mm_prefetch((const char *)ahead + i * LC_GEMV_ROWS * sizeof(block_q5_0), _MM_HINT_T0);
-        _mm_prefetch((const char *)ahead + i * LC_GEMV_ROWS * sizeof(block_q5_0) + 64, _MM_HINT_T0);
+        lc_prefetch_group_share(w, row_bytes, Q5_0_PREFETCH_PAST_GROUP, i, LC_GEMV_ROWS * sizeof(block_q5_0));
         const block_q5_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};

@@ -100,7 +100,7 @@ lc_tile_fn lc_tile_for(int type) {
 
 static lc_gemv_fn gemv_kernel(int type) {
     switch (type) {
-#if defined(LC_AVX2) && !defined(LC_AVX512) /* four rows at a time where measured (Zen 3) */
+#if defined(LC_AVX2) /* four rows at a time, measured on Zen 3 (AVX2) and Zen 4 (both builds) */
     case LC_TYPE_Q8_0: return lc_gemv_q8_0;
     case LC_TYPE_Q4_1: return lc_gemv_q4_1;
 #endif
