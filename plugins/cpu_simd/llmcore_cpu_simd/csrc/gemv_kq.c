@@ -26,17 +26,14 @@
 
 #if defined(LC_AVX2)
 
-/* The four rows a group reads are four streams at once, which the hardware prefetcher follows less
- * well than one. The group's rows are one run of bytes: block step i of nb asks for the i-th nb-th of
- * the run this far past them, so the requests go ahead as one stream, spread evenly over the work
- * (loaded Zen 3, weights not in cache, one thread, k = 1024-4096: 13-14.5 GB/s for each type; a burst
- * for the next group at its start, or each block's bytes asked for, fell behind vec_dot row by row
- * (10-12) for Q6_K, and for Q4_K at k = 1024) */
+/* The group's bytes asked for this far past its start (lc_prefetch_step_share): loaded Zen 3, weights
+ * not in cache, one thread, k = 1024-4096: 13-14.5 GB/s for each type; a burst for the next group at
+ * its start, or each block's bytes asked for, fell behind vec_dot row by row (10-12) for Q6_K, and for
+ * Q4_K at k = 1024 */
 enum { PREFETCH_AHEAD = 8192 };
 
 static inline void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i) {
-    const uint8_t *from = rows + PREFETCH_AHEAD + (size_t)i * LC_GEMV_ROWS * block_bytes;
-    for (size_t line = 0; line < LC_GEMV_ROWS * block_bytes; line += 64) _mm_prefetch((const char *)from + line, _MM_HINT_T0);
+    lc_prefetch_step_share(rows + PREFETCH_AHEAD, i, LC_GEMV_ROWS * block_bytes);
 }
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that

@@ -37,14 +37,12 @@ static inline const uint8_t *lc_touch_pages_ahead(const uint8_t *touched, const 
 }
 
 /* The four rows a group reads are four streams, which the hardware prefetchers follow less well than
- * one: each block step of a group asks for its share (the step's bytes of the four rows) of the run
- * that starts one group and past_group bytes past the group's start, evenly over the work. Measured
- * on Zen 4 with weights not in cache, one thread, calls of 24-192 rows of k = 576 or 1536: Q5_0 21-23
- * GB/s; a burst for the next group before each (lc_gemv_rows' prefetch_ahead) 16-20 GB/s. */
-static inline __attribute__((always_inline)) void lc_prefetch_group_share(const uint8_t *w, size_t row_bytes,
-                                                                          size_t past_group, int64_t i,
-                                                                          size_t step_bytes) {
-    const uint8_t *share = w + LC_GEMV_ROWS * row_bytes + past_group + (size_t)i * step_bytes;
+ * one: block step i of a group asks for its share (the step's bytes of the four rows) of the run of
+ * bytes at ahead, so the requests go ahead as one stream, spread evenly over the work (the kernels
+ * say how far ahead: a burst for the next group at each group's start fell behind). */
+static inline __attribute__((always_inline)) void lc_prefetch_step_share(const uint8_t *ahead, int64_t i,
+                                                                         size_t step_bytes) {
+    const uint8_t *share = ahead + (size_t)i * step_bytes;
     for (size_t at = 0; at < step_bytes; at += 64) __builtin_prefetch(share + at, 0, 3);
 }
 

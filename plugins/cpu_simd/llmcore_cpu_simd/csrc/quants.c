@@ -462,21 +462,22 @@ void lc_vec_dot_q4_1(int n, float *s, const void *w_row, const void *x_row) {
  * four independent chains of fmas, the four rows' block scales converted and multiplied in one vector
  * and the four hsums done together, lane by lane. llama.cpp runs vec_dot row by row for both types
  * (repack.cpp has no x86 layout for them). Each block step asks for its share of the next group's
- * bytes (lc_prefetch_group_share). Zen 4, rows of 1024 from RAM, one thread, ns a row: Q4_1 29 (a
+ * bytes (lc_prefetch_step_share). Zen 4, rows of 1024 from RAM, one thread, ns a row: Q4_1 29 (a
  * burst for the next group before each, as before: 80-90; the two-row tile: 125), Q8_0 33-35 (burst
  * 80; row by row 42-50); the AVX2 build alike. */
 
-/* where the next group's share starts past it (lc_prefetch_group_share) */
+/* where the next group's share starts past it (lc_prefetch_step_share) */
 enum { GEMV_PREFETCH_PAST_GROUP = 1024 };
 
 #if defined(LC_AVX2)
 
 static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_0 *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        lc_prefetch_group_share(w, row_bytes, GEMV_PREFETCH_PAST_GROUP, i, LC_GEMV_ROWS * sizeof(block_q8_0));
+        lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q8_0));
         const block_q8_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -497,13 +498,14 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
     const block_q8_1 *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i high_half = _mm256_setr_epi64x(0, 0, 4, 4);  /* the 16 bytes' high nibbles to the upper half */
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m128 summs = _mm_setzero_ps();
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        lc_prefetch_group_share(w, row_bytes, GEMV_PREFETCH_PAST_GROUP, i, LC_GEMV_ROWS * sizeof(block_q4_1));
+        lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_1));
         const block_q4_1 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
