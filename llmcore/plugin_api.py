@@ -50,8 +50,9 @@ from llmcore.quants.build import tables_header as ggml_tables_header
 #: 2.9 RWKV's EXP, L2_NORM, TOKEN_SHIFT, RWKV_WKV6, RWKV_WKV7, GATED_LINEAR_ATTN and ATTENTION's no_cache;
 #: 2.10 ROPE_MULTI (Qwen2-VL's M-RoPE and its vision encoder's 2-D rotation) with ``rope_multi`` and
 #: ``mrope_cos_sin``; 2.11 ``Backend.pipelines`` (steps of a backend whose devices are other machines
-#: kept in flight together); 2.12 ``host_cpu`` (this CPU in one line, for caches of timed choices).
-PLUGIN_API_VERSION = "2.12"
+#: kept in flight together); 2.12 ``host_cpu`` (this CPU in one line, for caches of timed choices);
+#: 2.13 ``Backend.build_id`` (the code a backend runs, so that timings of other code are not reused).
+PLUGIN_API_VERSION = "2.13"
 
 hookspec = pluggy.HookspecMarker("llmcore")
 hookimpl = pluggy.HookimplMarker("llmcore")

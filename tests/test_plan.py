@@ -205,15 +205,16 @@ def test_override_tensor_keeps_the_experts_on_the_cpu_backend():
     np.testing.assert_array_equal(hybrid.logits(tokens), offloaded.logits(tokens))
 
 
-def fake_calibration(monkeypatch, bandwidth: float):
-    """Calibrations measured as a backend streaming weights at ``bandwidth`` bytes/s and nothing else
-    (counted, so a test sees when one is measured again; ``bandwidth`` may be a list, one figure per
-    calibration, the last one then kept)."""
+def fake_calibration(monkeypatch, bandwidth: float | list[float], ops: float | list[float] = 1e30):
+    """Calibrations measured as a backend streaming weights at ``bandwidth`` bytes/s, computing
+    products at ``ops`` operations/s and nothing else (counted, so a test sees when one is measured
+    again; each may be a list, one figure per calibration, the last one then kept)."""
     import llmcore.engine.calibration as calibration
     from llmcore.engine.calibration import AttentionSpeed, BackendSpeed, MatMulSpeed
 
     measured = []
     bandwidths = bandwidth if isinstance(bandwidth, list) else [bandwidth]
+    ops_per_s = ops if isinstance(ops, list) else [ops]
     calibration._cache_path().unlink(missing_ok=True)  # another test's real calibration
 
     def measure(probe):
@@ -223,7 +224,8 @@ def fake_calibration(monkeypatch, bandwidth: float):
     monkeypatch.setattr(calibration, "_overheads", measure)
     monkeypatch.setattr(calibration, "_engine_step_s", lambda: 0.0)
     monkeypatch.setattr(calibration, "_mul_mat_speed", lambda probe, weight_type, row_length, fixed_s:
-                        MatMulSpeed(bandwidths[min(len(measured), len(bandwidths)) - 1], 1e30))
+                        MatMulSpeed(bandwidths[min(len(measured), len(bandwidths)) - 1],
+                                    ops_per_s[min(len(measured), len(ops_per_s)) - 1]))
     monkeypatch.setattr(calibration, "_attention_speed", lambda probe, key, fixed_s: AttentionSpeed(0.0, 0.0))
     return measured
 
@@ -273,6 +275,46 @@ def test_a_prompt_speed_over_the_plan_measures_again(default_model_path, monkeyp
     assert plan.speed_missed(Speed(1.5 * expected.prompt_tokens_per_s, expected.decode_tokens_per_s, N_BATCH))
     plan.speed()
     assert measured == ["cpu_simd", "cpu_simd"]
+
+
+def test_a_miss_measures_again_only_the_figures_of_the_speed_that_missed(default_model_path, monkeypatch):
+    """A decode step faster than planned re-times decode's figures; the prompt's, which the run
+    agreed with, stay as they were (a second calibration's luckier ones would make the plan
+    promise more than runs reach), and the other way round."""
+    from llmcore.engine.plan import Speed
+
+    measured = fake_calibration(monkeypatch, [1e9, 2e9, 4e9], ops=[1e10, 2e10, 4e10])  # decode bytes-bound, prompt ops-bound
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    first = plan.speed()
+    assert plan.speed_missed(Speed(first.prompt_tokens_per_s, 2 * first.decode_tokens_per_s, N_BATCH))
+    second = plan.speed()
+    assert measured == ["cpu_simd", "cpu_simd"]
+    assert second.decode_tokens_per_s == pytest.approx(2 * first.decode_tokens_per_s, rel=1e-9)
+    # ops 2e10 not taken (the prompt's last-token output product streams its bytes: a little faster)
+    assert second.prompt_tokens_per_s == pytest.approx(first.prompt_tokens_per_s, rel=0.02)
+    assert plan.speed_missed(Speed(4 * first.prompt_tokens_per_s, second.decode_tokens_per_s, N_BATCH))
+    third = plan.speed()
+    assert third.prompt_tokens_per_s == pytest.approx(4 * first.prompt_tokens_per_s, rel=0.05)  # 4e10 taken
+    assert third.decode_tokens_per_s == pytest.approx(second.decode_tokens_per_s, rel=1e-9)  # 4e9 not taken
+
+
+def test_other_kernels_are_calibrated_anew(default_model_path, monkeypatch):
+    """A backend's calibration is kept per build (its kernels): figures timed on other code are not
+    reused, and both are kept."""
+    import llmcore.engine.calibration as calibration
+    from llmcore_cpu_simd.backend import CpuSimdBackend
+
+    measured = fake_calibration(monkeypatch, 1e9)
+    plan = Plan.build(Model(default_model_path), "cpu_simd", n_batch=N_BATCH, n_threads=2)
+    plan.speed()
+    built = CpuSimdBackend(n_threads=1).build_id()
+    assert built.startswith("llmcore_cpu_simd-")
+    monkeypatch.setattr(CpuSimdBackend, "build_id", lambda self: "llmcore_cpu_simd-avx2-0123456789abcdef")
+    plan.speed()
+    plan.speed()
+    assert measured == ["cpu_simd", "cpu_simd"]
+    keys = list(json.loads((calibration.cache_dir() / calibration.CACHE_NAME).read_text()))
+    assert any(f"|build={built}|" in key for key in keys) and any("|build=llmcore_cpu_simd-avx2-0123" in key for key in keys)
 
 
 def test_speed_missed_never_measures(default_model_path, monkeypatch):

@@ -16,10 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Layers to backends, bytes per backend (weights, KV cache, compute "
                                           "buffers) and expected prompt and decode tokens/s from each backend's "
                                           "calibrated speed, without loading the weights. The calibration "
-                                          "(a few seconds) is timed at first use and cached per backend, "
-                                          "threads and CPU model; a run or `llmcore bench` that measures "
-                                          "over 1.3x its speed has it timed again (best of both kept), "
-                                          "under half of it afresh.")
+                                          "(a few seconds) is timed at first use and cached per backend, its "
+                                          "kernels, threads and CPU model; a run or `llmcore bench` that "
+                                          "measures a prompt or decode speed over 1.3x the estimate has "
+                                          "that speed's figures timed again (best of both kept), one under "
+                                          "half of it all of them afresh.")
     add_model_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=run)

@@ -16,12 +16,15 @@ its cost per query and per (query, cell) pair; one query over two windows, a dec
 Only the weight types, row lengths and cache types a plan needs are measured. Each time is the best
 of several runs, so that work elsewhere on the machine while it calibrates does not make the plan
 expect a slow machine for good. Results are cached in ``$LLMCORE_CACHE/calibration.json`` under the
-backend's name, device, threads, the host CPU's model and llmcore version, so the cost (a second or
-two per backend; a model with other row lengths adds theirs) is paid once. A run that measures
-a speed more than ``FAST_MISS_FACTOR`` above the plan's shows a calibration timed while other work
-slowed the machine (best of a few runs cannot see past load that lasts them all): the next plan
-measures again (:func:`remeasure`) and keeps each figure's best of both, so that calibrations
-converge on the machine's quiet speed. A run more than ``MISS_FACTOR`` below it drops them
+backend's name, device, threads and build (``Backend.build_id``: new kernels are timed anew), the
+host CPU's model and llmcore version, so the cost (a second or two per backend; a model with other
+row lengths adds theirs) is paid once. A run that measures a prompt or decode speed more than
+``FAST_MISS_FACTOR`` above the plan's shows a calibration timed while other work slowed the machine
+(best of a few runs cannot see past load that lasts them all): the next plan measures again
+(:func:`remeasure`) and keeps the best of both of the figures that predict what missed (a prompt's
+operations/s and attention per query, or decode's bytes/s and attention per cell), so that
+calibrations converge on the machine's quiet speed while the other figures, which the run agreed
+with, stay (a best of two calibrations is a luckier figure than a run's median reaches). A run more than ``MISS_FACTOR`` below it drops them
 (:func:`forget`): the machine is not the one they describe any more (same CPU model, fewer cores
 granted or slower memory), and the next plan measures afresh.
 """
@@ -32,7 +35,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
@@ -57,7 +60,7 @@ DECODE_WEIGHT_BYTES = 128 << 20
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
 PROMPT_TOKENS = (64, 256)  # the small size, then half llama-bench's pp512 step (GEMMs reach their speed
 PROMPT_BUDGET_S = 0.05  # by then, not at 64) where its run stays within this budget (slow devices: 64)
-METHOD = 3  # bumped when what is measured changes: older cached figures are not comparable
+METHOD = 4  # bumped when what is measured changes: older cached figures are not comparable
 WIDTH = 1024  # row length of the elementwise chain
 MAX_ROW_LENGTH = 4096  # longer rows are timed at this length (a multiple of every block size), where a
 # row's fixed costs are spread thin; a square product of it is 64 MiB of float32 at most
@@ -73,7 +76,8 @@ FLUSH_BYTES = 64 << 20  # read after each step's run: twice a 32 MiB last-level 
 ENGINE_CONTEXT = 4096  # cells of the context that times them (llmcore's default)
 MISS_FACTOR = 2.0  # a measured speed this far below the plan's: a calibration of another machine
 FAST_MISS_FACTOR = 1.3  # this far above it: a calibration slowed by other work (the plan's aim is 30%)
-REMEASURE = "remeasure"  # a cache entry's flag: measure again, keep the best of both
+REMEASURE = "remeasure"  # a cache entry's flag: the parts (PROMPT, DECODE) to measure again, keeping the best
+PROMPT, DECODE = "prompt", "decode"
 
 
 @dataclass
@@ -147,7 +151,7 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], attentions:
     if entry:
         cached = BackendSpeed(entry["run_s"], entry["op_s"], {k: MatMulSpeed(**v) for k, v in entry["mul_mat"].items()},
                               {k: AttentionSpeed(**v) for k, v in entry["attention"].items()})
-    again = bool(entry and entry.get(REMEASURE))
+    again = set(entry.get(REMEASURE, ())) if entry else set()
     speed = None if again else cached
     missing = {(t, _timed_row_length(n)) for t, n in products
                if speed is None or mul_mat_key(t, n) not in speed.mul_mat}
@@ -163,21 +167,30 @@ def calibrate(backend: Backend, products: set[tuple[GGMLType, int]], attentions:
     for attention in sorted(missing_attention):
         speed.attention[attention] = _attention_speed(probe, attention, speed.run_s + speed.op_s)
     if again:
-        speed = _best_of(cached, speed)
+        speed = _best_of(cached, speed, again)
     store[key] = asdict(speed)
     _write_cache(store)
     return speed
 
 
-def _best_of(old: BackendSpeed, new: BackendSpeed) -> BackendSpeed:
-    """Each figure of two calibrations of one backend at its best: the faster speed, the smaller cost
-    (load elsewhere on the machine only ever slows a timed run down)."""
-    mul_mat = {**old.mul_mat, **new.mul_mat}
+def _best_of(old: BackendSpeed, new: BackendSpeed, parts: set[str]) -> BackendSpeed:
+    """Two calibrations of one backend merged: the figures that predict ``parts`` (PROMPT,
+    DECODE) at their best, the faster speed, the smaller cost (load elsewhere on the machine only
+    ever slows a timed run down); the others as ``old`` has them (and ``new``'s where ``old`` lacks
+    them)."""
+    prompt, decode = PROMPT in parts, DECODE in parts
+    mul_mat = {**new.mul_mat, **old.mul_mat}
     for k in old.mul_mat.keys() & new.mul_mat.keys():
-        mul_mat[k] = MatMulSpeed(*map(max, zip(astuple(old.mul_mat[k]), astuple(new.mul_mat[k]))))
-    attention = {**old.attention, **new.attention}
+        o, n = old.mul_mat[k], new.mul_mat[k]
+        mul_mat[k] = MatMulSpeed(max(o.bytes_per_s, n.bytes_per_s) if decode else o.bytes_per_s,
+                                 max(o.ops_per_s, n.ops_per_s) if prompt else o.ops_per_s)
+    attention = {**new.attention, **old.attention}
     for k in old.attention.keys() & new.attention.keys():
-        attention[k] = AttentionSpeed(*map(min, zip(astuple(old.attention[k]), astuple(new.attention[k]))))
+        o, n = old.attention[k], new.attention[k]
+        attention[k] = AttentionSpeed(min(o.query_s, n.query_s) if prompt else o.query_s,
+                                      min(o.cell_s, n.cell_s) if prompt else o.cell_s,
+                                      min(o.decode_s, n.decode_s) if decode else o.decode_s,
+                                      min(o.decode_cell_s, n.decode_cell_s) if decode else o.decode_cell_s)
     return BackendSpeed(min(old.run_s, new.run_s), min(old.op_s, new.op_s), mul_mat, attention)
 
 
@@ -202,13 +215,13 @@ def forget(backend: Backend) -> None:
         _write_cache(store)
 
 
-def remeasure(backend: Backend) -> None:
+def remeasure(backend: Backend, parts: Collection[str]) -> None:
     """Have the next :func:`calibrate` of ``backend`` (and :func:`engine_step_s`) measure again and
-    keep the best of the cached figures and the new ones."""
+    keep the best of the cached figures and the new ones that predict ``parts`` (PROMPT, DECODE)."""
     store = _read_cache()
     for key in (_cache_key(backend), _engine_key()):
         if key in store:
-            store[key][REMEASURE] = True
+            store[key][REMEASURE] = sorted(set(store[key].get(REMEASURE, ())) | set(parts))
     _write_cache(store)
 
 
@@ -224,7 +237,9 @@ def _engine_key() -> str:
 def _cache_key(backend: Backend) -> str:
     devices = availability(backend.name).devices
     device = devices[0].name if devices else "default"
-    return f"{backend.name}|{device}|threads={backend.n_threads}|cpu={host_cpu()}|method={METHOD}|llmcore={__version__}"
+    build = f"|build={backend.build_id()}" if backend.build_id() else ""
+    return (f"{backend.name}|{device}|threads={backend.n_threads}{build}|cpu={host_cpu()}|method={METHOD}"
+            f"|llmcore={__version__}")
 
 
 def _cache_path() -> Path:

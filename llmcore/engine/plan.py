@@ -279,7 +279,8 @@ class Plan:
     def speed_missed(self, measured: Speed) -> bool:
         """Whether ``measured`` (speeds a run reached with this plan) misses the calibrated
         prediction: above it by more than ``calibration.FAST_MISS_FACTOR`` (a calibration that other
-        work slowed: the next :meth:`speed` measures again, keeping the best of both) or below it by
+        work slowed: the next :meth:`speed` measures again, keeping the best of both of the figures
+        that predict the speed that missed, prompt or decode) or below it by
         more than ``calibration.MISS_FACTOR`` (the calibrations are dropped and measured afresh).
         Only cached calibrations are compared: this never measures."""
         from llmcore.engine import calibration
@@ -287,15 +288,17 @@ class Plan:
         if not all(calibration.is_cached(b) for b in self.backends):
             return False
         expected = self.speed(measured.n_prompt, measured.n_gen)
-        ratios = [m / e for e, m in ((expected.decode_tokens_per_s, measured.decode_tokens_per_s),
-                                     (expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)) if m > 0]
-        if any(r < 1 / calibration.MISS_FACTOR for r in ratios):
+        ratios = {part: m / e for part, e, m in (
+            (calibration.DECODE, expected.decode_tokens_per_s, measured.decode_tokens_per_s),
+            (calibration.PROMPT, expected.prompt_tokens_per_s, measured.prompt_tokens_per_s)) if m > 0}
+        if any(r < 1 / calibration.MISS_FACTOR for r in ratios.values()):
             for backend in self.backends:
                 calibration.forget(backend)
             return True
-        if any(r > calibration.FAST_MISS_FACTOR for r in ratios):
+        fast = [part for part, r in ratios.items() if r > calibration.FAST_MISS_FACTOR]
+        if fast:
             for backend in self.backends:
-                calibration.remeasure(backend)
+                calibration.remeasure(backend, fast)
             return True
         return False
 

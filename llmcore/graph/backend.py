@@ -136,5 +136,12 @@ class Backend(abc.ABC):
         """Bytes this backend allocated, by kind: ``weights``, ``kv``, ``compute``."""
         return {}
 
+    def build_id(self) -> str:
+        """What identifies the code this backend runs beyond llmcore's version (a compiled kernel
+        library's hash, a plugin's own version): ``llmcore plan``'s calibrations are kept under it,
+        so that timings of other kernels are not reused. The default, empty, says nothing more
+        (plugin API 2.13)."""
+        return ""
+
 
 __all__ = ["Availability", "Backend", "Device", "Executable", "Subgraph", "WeightData"]

@@ -15,7 +15,7 @@ from llmcore.plugin_api import (
 
 from llmcore_cpu_simd import isa
 from llmcore_cpu_simd.buffers import ALIGN, huge_page_bytes
-from llmcore_cpu_simd.library import amx_state, ffi, load, tuned
+from llmcore_cpu_simd.library import amx_state, ffi, library_name, load, tuned
 from llmcore_cpu_simd.lowering import Program
 
 PROFILE_ENV = "LLMCORE_PROFILE"
@@ -57,7 +57,7 @@ class CpuSimdBackend(Backend):
     name = "cpu_simd"
     priority = 10
     runs_on_host = True
-    api_version = "2.12"
+    api_version = "2.13"
 
     @classmethod
     def probe(cls) -> Availability:
@@ -174,6 +174,10 @@ class CpuSimdBackend(Backend):
 
     def cache_view(self, name: str) -> np.ndarray:
         return self._caches[name]
+
+    def build_id(self) -> str:
+        """The kernel library this instance runs (its ISA level and its sources' digest)."""
+        return library_name(self.isa)
 
     def memory_used(self) -> dict[str, int]:
         return {

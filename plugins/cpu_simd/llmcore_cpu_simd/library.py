@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 
 from cffi import FFI
 
@@ -61,6 +62,7 @@ def use_amx(lib) -> str:
 
 
 _tuned: dict[str, dict[str, dict]] = {}
+_paths: dict[str, Path] = {}
 
 
 @functools.cache
@@ -68,7 +70,7 @@ def load(level: str):
     """The library built for ISA ``level`` (compiled on first use), as a cffi lib object, its AMX
     kernels on or off (:func:`use_amx`), its one-token paths and product chunking those timed on
     this CPU (:func:`tuning.one_token_paths`, :func:`tuning.mul_mat_chunks`)."""
-    path = build(level)
+    path = _paths[level] = build(level)
     lib = ffi.dlopen(str(path))
     _amx_states[level] = use_amx(lib)
     _tuned[level] = {"one-token paths": tuning.one_token_paths(lib, ffi, path),
@@ -80,6 +82,13 @@ def tuned(level: str) -> dict[str, dict]:
     """What ``tuning`` chose for the library of ``level``: "one-token paths" and "mul_mat chunks"."""
     load(level)
     return _tuned[level]
+
+
+def library_name(level: str) -> str:
+    """The file name (without suffix) of the library of ``level``: its ISA level and the digest of
+    its sources, flags and compiler."""
+    load(level)
+    return _paths[level].stem
 
 
 def amx_state(level: str) -> str:
