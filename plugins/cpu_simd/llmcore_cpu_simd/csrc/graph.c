@@ -82,12 +82,16 @@ static int32_t serial_phase_length(const lc_program *p, int32_t first) {
 
 /* n_used: the chunk counters the phase's nodes used. The last thread to arrive runs the n_serial
  * nodes of the next phase before it lets the others on, when one thread runs them all: the others
- * would only wait for it at the barrier after them. Returns the seconds this thread spent in them
- * when it is thread 0 and profiles (its wait for them counts to the node before the barrier). */
-static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t n_serial, const lc_task *task) {
+ * would only wait for it at the barrier after them. next_product (or NULL): the next phase's first
+ * product, whose first weight bytes each thread asks for (lc_prefetch_first_chunk) while it waits, or
+ * as it lets the others on. Returns the seconds this thread spent in the serial nodes when it is
+ * thread 0 and profiles (its wait for them counts to the node before the barrier). */
+static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t n_serial, const lc_node *next_product,
+                      const lc_task *task) {
     const int n = pool->n_threads;
     const int phase = atomic_load_explicit(&pool->barrier_phase, memory_order_relaxed);
     if (n > 1 && atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) != n - 1) {
+        if (next_product) lc_prefetch_first_chunk(next_product, task->ith, task->nth);
         for (int spins = 0; atomic_load_explicit(&pool->barrier_phase, memory_order_acquire) == phase; spins++) {
             if (spins < SPIN_BEFORE_YIELD) cpu_relax();
             else sched_yield();  /* the cores may be shared: let the thread we wait for run */
@@ -105,7 +109,17 @@ static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t 
     }
     const double serial_seconds = timed ? lc_now_seconds() - start : 0.0;
     atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
+    if (next_product) lc_prefetch_first_chunk(next_product, task->ith, task->nth);
     return serial_seconds;
+}
+
+/* the first MUL_MAT of the phase that starts at node first, or NULL */
+static const lc_node *next_product(const lc_program *p, int32_t first) {
+    for (int32_t k = first; k < p->n_nodes; k++) {
+        if (p->nodes[k].op == LC_OP_MUL_MAT) return &p->nodes[k];
+        if (p->nodes[k].barrier_after) break;
+    }
+    return NULL;
 }
 
 static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
@@ -129,7 +143,7 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
         }
         if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES) {
             const int32_t n_serial = serial_phase_length(p, k + 1);
-            serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, &task);
+            serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, next_product(p, k + 1 + n_serial), &task);
             n_shared = 0;
             if (timed) profile_barriers++;
             if (timed) record(node->op, lc_now_seconds() - t0 - serial_seconds);

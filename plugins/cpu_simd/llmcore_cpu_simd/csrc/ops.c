@@ -221,13 +221,28 @@ static int64_t mul_mat_row_unit(const lc_node *nd) {
 #endif
 }
 
-static void op_mul_mat(const lc_node *nd, const lc_task *task) {
+/* the output rows of each chunk a MUL_MAT's nth threads claim (the last chunk may hold fewer) */
+static int64_t mul_mat_chunk_rows(const lc_node *nd, int nth) {
     const int64_t n = nd->ne[2];
     const int64_t row_unit = mul_mat_row_unit(nd);  /* chunks of whole packed blocks of rows */
-    const int64_t n_chunks_wanted = (int64_t)task->nth * mm_chunks_per_thread[nd->ne[1] > 1];
+    const int64_t n_chunks_wanted = (int64_t)nth * mm_chunks_per_thread[nd->ne[1] > 1];
     int64_t rows = (n + n_chunks_wanted - 1) / n_chunks_wanted;
     if (rows < LC_MM_MIN_CHUNK_ROWS) rows = LC_MM_MIN_CHUNK_ROWS;
-    rows = (rows + row_unit - 1) / row_unit * row_unit;
+    return (rows + row_unit - 1) / row_unit * row_unit;
+}
+
+void lc_prefetch_first_chunk(const lc_node *nd, int ith, int nth) {
+    if (nd->op != LC_OP_MUL_MAT || nd->ne[1] != 1 || nd->run != LC_RUN_ALL) return;
+    const int64_t rows = mul_mat_chunk_rows(nd, nth), r0 = (int64_t)ith * rows, n = nd->ne[2];
+    if (r0 >= n) return;
+    const int64_t chunk_bytes = ((r0 + rows < n ? r0 + rows : n) - r0) * nd->row_bytes;
+    const char *from = (const char *)nd->src[0] + r0 * nd->row_bytes;
+    for (int64_t at = 0; at < chunk_bytes && at < LC_PREFETCH_FIRST_CHUNK_BYTES; at += 64) __builtin_prefetch(from + at, 0, 3);
+}
+
+static void op_mul_mat(const lc_node *nd, const lc_task *task) {
+    const int64_t n = nd->ne[2];
+    const int64_t rows = mul_mat_chunk_rows(nd, task->nth);
     const int64_t n_chunks = (n + rows - 1) / rows;
     for (int64_t chunk = task->ith; chunk < n_chunks; chunk = atomic_fetch_add(task->next_chunk, 1)) {
         const int64_t r0 = chunk * rows;
