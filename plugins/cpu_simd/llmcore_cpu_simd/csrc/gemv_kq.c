@@ -449,7 +449,7 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 #endif
 
-#define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 0, 1)
+#define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 1)
 
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q4_K); }
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q5_K); }

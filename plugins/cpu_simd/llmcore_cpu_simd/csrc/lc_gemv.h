@@ -50,25 +50,18 @@ static inline __attribute__((always_inline)) void lc_prefetch_step_share(const u
 typedef void (*lc_gemv_group_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const void *x, float *y);
 
 /* y[r] = dot(k, row r of w, x) for r < nrows; group NULL: every row through dot. touch_pages: the
- * groups touch the pages ahead of the ones they read (lc_touch_pages_ahead). prefetch_ahead > 0
- * asks for the first prefetch_ahead bytes at the start and, before each group, for a group's bytes
- * that far past its start (0: the group kernel asks for its own). Always inlined, so that group
- * and dot are direct calls and an unused prefetch is no code. */
+ * groups touch the pages ahead of the ones they read (lc_touch_pages_ahead); the group kernels ask
+ * for their own bytes ahead (lc_prefetch_step_share). Always inlined, so that group and dot are
+ * direct calls and an unused page touch is no code. */
 static inline __attribute__((always_inline)) void lc_gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                                                                const void *x, float *y, int block, lc_gemv_group_fn group,
-                                                               lc_vec_dot_fn dot, size_t prefetch_ahead, int touch_pages) {
+                                                               lc_vec_dot_fn dot, int touch_pages) {
     const uint8_t *rows = w;
     int64_t r = 0;
     if (group) {
-        const size_t bytes = (size_t)nrows * row_bytes;
-        for (size_t at = 0; at < prefetch_ahead && at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
         const uint8_t *touched = lc_next_page(rows);
         for (; r + LC_GEMV_ROWS <= nrows; r += LC_GEMV_ROWS) {
             if (touch_pages) touched = lc_touch_pages_ahead(touched, rows + (size_t)r * row_bytes);
-            if (prefetch_ahead) {
-                const size_t ahead = (size_t)r * row_bytes + prefetch_ahead, ahead_end = ahead + LC_GEMV_ROWS * row_bytes;
-                for (size_t at = ahead; at < ahead_end && at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
-            }
             group(k / block, rows + (size_t)r * row_bytes, row_bytes, x, y + r);
         }
     }

@@ -533,11 +533,11 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 #endif
 
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, 0, 0);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, 0);
 }
 
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, 0, 0);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, 0);
 }
 
 /* ---- dequantization (get_rows) ------------------------------------------------------------- */

@@ -166,7 +166,7 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 }
 
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0, 0);
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0);
 }
 
 /* lc_vec_dot_q5_0's operations for a tile of nw (<= 2) weight rows by nx (<= LC_TILE_X) tokens:
