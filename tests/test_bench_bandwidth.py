@@ -56,7 +56,7 @@ def test_bench_prints_the_fraction_of_the_bandwidth_decode_reaches(default_model
     expected_mb = matrix_bytes_from_the_tensor_table(model) / 1e6
     model.close()
     mb, gb_s, limit = map(float, re.search(
-        r"decode reads ([\d.]+) MB of weights per token; streaming read ([\d.]+) GB/s \(2 threads, best of 5\): "
+        r"decode reads ([\d.]+) MB of weights per token; streaming read ([\d.]+) GB/s \(2 threads, median of 5\): "
         r"limit ([\d.]+) t/s", out).groups())
     assert mb == pytest.approx(expected_mb, abs=5e-4)
     assert limit == pytest.approx(gb_s * 1e3 / mb, rel=1e-3)

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "step reads (every matrix product's weight once; of an MoE's experts, "
                                           "the routed ones' share) times tokens/s, over the bandwidth a "
                                           "streaming read of a 256 MiB buffer reaches here with the same "
-                                          "threads (best of 5).")
+                                          "threads (median of 5).")
     add_model_args(p)
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test, 0 to skip (default: 512)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens for the tg test, 0 to skip (default: 128)")
@@ -66,7 +66,7 @@ def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
     per_token = decode_weight_bytes(llm.model, llm.plan.graph(1))
     bandwidth = streaming_read_bandwidth(threads)
     print(f"decode reads {per_token / 1e6:.3f} MB of weights per token; streaming read {bandwidth / 1e9:.3f} GB/s "
-          f"({threads} threads, best of {STREAM_REPEATS}): limit {bandwidth / per_token:.1f} t/s")
+          f"({threads} threads, median of {STREAM_REPEATS}): limit {bandwidth / per_token:.1f} t/s")
     for r in decode_results:
         engine = llm.backend.name if r.engine == "llmcore" else "llama.cpp"
         print(f"{r.test} {engine}: {r.median:.2f} t/s x {per_token / 1e6:.3f} MB = "
