@@ -24,9 +24,9 @@ row lengths adds theirs) is paid once. A run that measures a prompt or decode sp
 (:func:`remeasure`) and keeps the best of both of the figures that predict what missed (a prompt's
 operations/s and attention per query, or decode's bytes/s and attention per cell), so that
 calibrations converge on the machine's quiet speed while the other figures, which the run agreed
-with, stay (a best of two calibrations is a luckier figure than a run's median reaches). A run more than ``MISS_FACTOR`` below it drops them
-(:func:`forget`): the machine is not the one they describe any more (same CPU model, fewer cores
-granted or slower memory), and the next plan measures afresh.
+with, stay (a best of two calibrations is a luckier figure than a run's median reaches). A run more
+than ``MISS_FACTOR`` below it drops them (:func:`forget`): the machine is not the one they describe
+any more (same CPU model, fewer cores granted or slower memory), and the next plan measures afresh.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import math
 import tempfile
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +237,8 @@ def _engine_key() -> str:
 def _cache_key(backend: Backend) -> str:
     devices = availability(backend.name).devices
     device = devices[0].name if devices else "default"
-    build = f"|build={backend.build_id()}" if backend.build_id() else ""
+    build_id = backend.build_id()
+    build = f"|build={build_id}" if build_id else ""
     return (f"{backend.name}|{device}|threads={backend.n_threads}{build}|cpu={host_cpu()}|method={METHOD}"
             f"|llmcore={__version__}")
 
