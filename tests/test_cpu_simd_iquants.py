@@ -21,6 +21,7 @@ tests/test_iquant_goldens.py.
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,8 @@ void lc_vec_dot_iq4_xs(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_iq4_xs_tiled(int n, float *s, const void *w, const void *x);
 void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
-void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
@@ -175,9 +176,9 @@ def test_one_token_gemv_equals_vec_dot_bit_for_bit(libs, type_name):
                 expected = np.zeros(len(rows), np.float32)
                 for r in range(len(rows)):
                     getattr(lib, f"lc_vec_dot_{name}")(k, ptr(expected[r:r + 1], "float *"), ptr(w[r * row_bytes:]), ptr(xq))
-                for nrows in (1, 3, 4, 6, 9, len(rows)):
+                for nrows, prefetch in itertools.product((1, 3, 4, 6, 9, len(rows)), (1, 0)):
                     y = np.full(nrows + 1, np.nan, np.float32)
-                    getattr(lib, f"lc_gemv_{name}")(k, ptr(w), row_bytes, nrows, ptr(xq), ptr(y, "float *"))
+                    getattr(lib, f"lc_gemv_{name}")(k, ptr(w), row_bytes, nrows, ptr(xq), ptr(y, "float *"), prefetch)
                     np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[:nrows].view(np.uint32),
                                                   err_msg=f"{level} k={k} rows={nrows}")
                     assert np.isnan(y[nrows]), f"{level}: wrote past the rows"

@@ -19,6 +19,7 @@ AVX2 CPUs: it must match that kernel's float order (ref_dot_q4_K_repacked) bit f
 """
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import shutil
@@ -64,11 +65,11 @@ void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q8_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_1(int n, float *s, const void *w, const void *x);
 size_t lc_packed_bytes(int type, int64_t k);
-void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
@@ -475,9 +476,11 @@ def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
         for lvl, lib in libs.items():
             expected = np.array([run_dot(lib, "q4_K", k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)
-            y = np.full(nrows, np.nan, np.float32)
-            lib.lc_gemv_q4_K(k, _ptr(w), row_bytes, nrows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
-            np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32), err_msg=f"{lvl} k={k}")
+            for prefetch in (1, 0):
+                y = np.full(nrows, np.nan, np.float32)
+                lib.lc_gemv_q4_K(k, _ptr(w), row_bytes, nrows, _ptr(xq), _FFI.cast("float *", y.ctypes.data), prefetch)
+                np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32),
+                                              err_msg=f"{lvl} k={k} prefetch={prefetch}")
 
 
 def test_q5_K_gemv_equals_vec_dot_bit_for_bit(libs):
@@ -493,9 +496,9 @@ def test_q5_K_gemv_equals_vec_dot_bit_for_bit(libs):
         for lvl, lib in libs.items():
             expected = np.array([run_dot(lib, "q5_K", k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)
-            for rows in (1, 4, 5, 8, 13):
+            for rows, prefetch in itertools.product((1, 4, 5, 8, 13), (1, 0)):
                 y = np.full(nrows, np.nan, np.float32)
-                lib.lc_gemv_q5_K(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
+                lib.lc_gemv_q5_K(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data), prefetch)
                 np.testing.assert_array_equal(y[:rows].view(np.uint32), expected[:rows].view(np.uint32),
                                               err_msg=f"{lvl} k={k} rows={rows}")
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"
@@ -519,9 +522,10 @@ def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
                 continue
             expected = np.array([run_dot(lib, name, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)
-            for rows in (1, 3, 4, 5, 8, 11, 13):
+            for rows, prefetch in itertools.product((1, 3, 4, 5, 8, 11, 13), (1, 0)):
                 y = np.full(nrows, np.nan, np.float32)
-                getattr(lib, f"lc_gemv_{name}")(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data))
+                getattr(lib, f"lc_gemv_{name}")(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data),
+                                                prefetch)
                 np.testing.assert_array_equal(y[:rows].view(np.uint32), expected[:rows].view(np.uint32),
                                               err_msg=f"{lvl} k={k} rows={rows}")
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"

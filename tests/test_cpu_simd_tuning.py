@@ -1,4 +1,4 @@
-"""cpu_simd's one-token paths (GEMV or row by row, per weight type) and its products' chunks per
+"""cpu_simd's one-token paths (the GEMV with or without its own prefetching, or row by row, per weight type) and its products' chunks per
 thread are timed on this CPU, kept per CPU beside the compiled library, said in the features line, and
 every choice gives the same bits."""
 
@@ -40,8 +40,9 @@ def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
     with_gemv = [t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))]
     assert sorted(first) == sorted(t.name for t in with_gemv) and timed == with_gemv
     for choice in first.values():
-        assert choice["path"] in ("gemv", "row by row")
-        assert choice["gemv ns/row"] > 0 and choice["row by row ns/row"] > 0
+        paths = ("gemv", "gemv, hardware prefetch", "row by row")
+        assert choice["path"] in paths
+        assert all(choice[f"{path} ns/row"] > 0 for path in paths)
     assert tuning.one_token_paths(lib, library.ffi, library_path) == first and len(timed) == len(with_gemv)  # cached
     stored = json.loads(library_path.with_suffix(".tuning.json").read_text())
     assert list(stored) == [host_cpu()]
@@ -51,9 +52,9 @@ def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
     assert len(json.loads(library_path.with_suffix(".tuning.json").read_text())) == 2
 
 
-def test_both_paths_give_the_same_logits(lib, default_model_path):
+def test_every_path_gives_the_same_logits(lib, default_model_path):
     """The default model's products are Q4_1 and Q8_0 (its output head): one-token logits through the
-    GEMVs and row by row are the same bits."""
+    GEMVs, prefetching or not, and row by row are the same bits."""
     llm = LLM(default_model_path, backend="cpu_simd", n_ctx=256, n_threads=2)
     prompt = llm.tokenize("The three primary colors are")
 
@@ -62,19 +63,17 @@ def test_both_paths_give_the_same_logits(lib, default_model_path):
         llm.context.decode(Batch.for_sequence(prompt[:-1], 0))
         return llm.context.decode(Batch.for_sequence(prompt[-1:], len(prompt) - 1)).copy()
 
-    for on in (1, 0):
+    logits = []
+    for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH, lib.LC_ONE_TOKEN_ROW_BY_ROW):
         for t in GGMLType:
             if lib.lc_has_one_token_gemv(int(t)):
-                lib.lc_set_one_token_gemv(int(t), on)
-        if on:
-            gemv = decode_logits()
-        else:
-            row_by_row = decode_logits()
-    assert np.array_equal(gemv.view(np.uint32), row_by_row.view(np.uint32))
+                lib.lc_set_one_token_path(int(t), path)
+        logits.append(decode_logits().view(np.uint32))
+    assert all(np.array_equal(logits[0], other) for other in logits[1:])
 
 
 def test_the_timed_paths_compute_the_product(lib):
-    """What the tuning times is what a product runs: both paths, over an odd number of rows (the
+    """What the tuning times is what a product runs: every path, over an odd number of rows (the
     two-row tile's last one alone), give the same bits, each row vec_dot's."""
     from llmcore.plugin_api import GGML_QUANT_SIZES
 
@@ -90,9 +89,9 @@ def test_the_timed_paths_compute_the_product(lib):
         x = np.zeros(k // x_block * x_size, np.uint8)
         lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(values[:k])), ffi.from_buffer(x), k)
         outputs = []
-        for gemv in (1, 0):
+        for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH, lib.LC_ONE_TOKEN_ROW_BY_ROW):
             y = np.full(rows, np.nan, np.float32)
-            lib.lc_time_one_token(int(t), gemv, k, ffi.from_buffer(w), row_bytes, rows, ffi.from_buffer(x),
+            lib.lc_time_one_token(int(t), path, k, ffi.from_buffer(w), row_bytes, rows, ffi.from_buffer(x),
                                   ffi.cast("float *", ffi.from_buffer(y)), 1)
             outputs.append(y)
         dots = np.zeros(rows, np.float32)

@@ -1,10 +1,12 @@
 """Choices timed on this CPU rather than fixed, once per library and CPU (``host_cpu``), best of a
 few runs, and kept beside the compiled library:
 
-- for each weight type with a several-row GEMV, whether a one-token product takes it or goes row by
-  row (the type's two-row tile where it has one, else vec_dot: what the product runs without the
-  GEMV; all give the same bits; which one streams weights faster depends on the CPU's prefetchers
-  and caches), timed on weights larger than the caches;
+- for each weight type with a several-row GEMV, whether a one-token product takes it asking for its
+  bytes ahead ("gemv"), takes it leaving that to the hardware prefetchers ("gemv, hardware
+  prefetch") or goes row by row (the type's two-row tile where it has one, else vec_dot: what the
+  product runs without the GEMV); all give the same bits; which one streams weights fastest depends
+  on the CPU's prefetchers and caches (the software prefetch won 1.5-3x on Zen 4, whose prefetchers
+  follow the four rows' streams badly), timed on weights larger than the caches;
 - how many chunks per thread a product's rows are cut into, for one token and for a batch (rows are
   independent, so any count gives the same bits; more chunks even out a thread the OS delays, fewer
   keep each thread's run of weight rows long), timed on a chain of products as a model runs them."""
@@ -47,14 +49,21 @@ CHAINS = {"one token": (1, 64), "batch": (128, 2)}  # tokens, products in the ch
 
 
 def one_token_paths(lib, ffi, library_path: Path) -> dict[str, dict]:
-    """Per weight type with a GEMV, the path its one-token products take on this CPU ("gemv" or
-    "row by row") and the two timings (ns per row), timed now where the cache beside
+    """Per weight type with a GEMV, the path its one-token products take on this CPU (a key of
+    ``_path_codes``) and each path's timing (ns per row), timed now where the cache beside
     ``library_path`` lacks them; applied to ``lib`` (opened through ``ffi``)."""
     paths = _cached(library_path, "one-token paths", lambda: {
         t.name: _time_type(lib, ffi, t) for t in GGMLType if lib.lc_has_one_token_gemv(int(t))})
+    codes = _path_codes(lib)
     for name, picked in paths.items():
-        lib.lc_set_one_token_gemv(int(GGMLType[name]), int(picked["path"] == "gemv"))
+        lib.lc_set_one_token_path(int(GGMLType[name]), codes[picked["path"]])
     return paths
+
+
+def _path_codes(lib) -> dict[str, int]:
+    """The one-token paths by name, as the library numbers them"""
+    return {"gemv": lib.LC_ONE_TOKEN_GEMV, "gemv, hardware prefetch": lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH,
+            "row by row": lib.LC_ONE_TOKEN_ROW_BY_ROW}
 
 
 def mul_mat_chunks(lib, ffi, library_path: Path) -> dict[str, dict]:
@@ -126,22 +135,22 @@ def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
     lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(row)), ffi.from_buffer(activations), WIDTH)
     y = np.zeros(rows, np.float32)
     x, out = ffi.from_buffer(activations), ffi.cast("float *", ffi.from_buffer(y))
-    paths = ("gemv", "row by row")
+    codes = _path_codes(lib)
     runs = itertools.count()
 
     def run_on_next_copy(path: str) -> float:
         w = ffi.from_buffer(weights[next(runs) % copies * copy_bytes:])
-        return lib.lc_time_one_token(int(weight_type), path == "gemv", WIDTH, w, row_bytes, rows, x, out, 1)
+        return lib.lc_time_one_token(int(weight_type), codes[path], WIDTH, w, row_bytes, rows, x, out, 1)
 
     rounds = []
     for _ in range(ROUNDS):
-        best = dict.fromkeys(paths, float("inf"))
+        best = dict.fromkeys(codes, float("inf"))
         for _ in range(REPEATS):  # the paths taking turns, so that a busy spell slows each alike
-            for path in paths:
+            for path in codes:
                 best[path] = min(best[path], run_on_next_copy(path))
         rounds.append(best)
     return {"path": choice(rounds, "gemv"),
-            **{f"{path} ns/row": round(min(r[path] for r in rounds) * 1e9 / rows, 2) for path in paths}}
+            **{f"{path} ns/row": round(min(r[path] for r in rounds) * 1e9 / rows, 2) for path in codes}}
 
 
 def _time_chunks(lib, ffi) -> dict[str, dict]:

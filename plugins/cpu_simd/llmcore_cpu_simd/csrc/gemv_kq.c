@@ -32,8 +32,13 @@
  * Q4_K at k = 1024 */
 enum { PREFETCH_AHEAD = 8192 };
 
-static inline void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i) {
-    lc_prefetch_step_share(rows + PREFETCH_AHEAD, i, LC_GEMV_ROWS * block_bytes);
+/* The helpers that ask for the bytes ahead are always inlined: left to gcc once they took the prefetch
+ * flag, one went out of line and the K-quant GEMVs streamed 2.5-4x slower (Zen 4, Q4_K rows of 1024
+ * from RAM: 57-100 ns a row against 22). */
+#define LC_INLINE static inline __attribute__((always_inline))
+
+LC_INLINE void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i, int prefetch) {
+    if (prefetch) lc_prefetch_step_share(rows + PREFETCH_AHEAD, i, LC_GEMV_ROWS * block_bytes);
 }
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that
@@ -62,11 +67,12 @@ static inline heads4 unpack_heads4(const block_q4_K *const b[LC_GEMV_ROWS]) {
 }
 
 /* the four rows' i-th Q4_K blocks (into b), the bytes ahead asked for, and their heads unpacked */
-static inline heads4 q4_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q4_K *b[LC_GEMV_ROWS]) {
+LC_INLINE heads4 q4_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q4_K *b[LC_GEMV_ROWS],
+                             int prefetch) {
     for (int r = 0; r < LC_GEMV_ROWS; ++r) {
         b[r] = (const block_q4_K *)(w + (size_t)r * row_bytes) + i;
     }
-    prefetch_ahead(w, sizeof(block_q4_K), i);
+    prefetch_ahead(w, sizeof(block_q4_K), i, prefetch);
     return unpack_heads4(b);
 }
 
@@ -81,13 +87,14 @@ static inline void block_floats(const heads4 *h, float xd, __m128i isum, __m128i
 
 /* the four rows' i-th Q5_K blocks (into b), the bytes ahead asked for, and their heads unpacked
  * (Q5_K's blocks start as Q4_K's: d, dmin, scales[12]) */
-static inline heads4 q5_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q5_K *b[LC_GEMV_ROWS]) {
+LC_INLINE heads4 q5_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q5_K *b[LC_GEMV_ROWS],
+                             int prefetch) {
     const block_q4_K *heads[LC_GEMV_ROWS];
     for (int r = 0; r < LC_GEMV_ROWS; ++r) {
         b[r] = (const block_q5_K *)(w + (size_t)r * row_bytes) + i;
         heads[r] = (const block_q4_K *)b[r];
     }
-    prefetch_ahead(w, sizeof(block_q5_K), i);
+    prefetch_ahead(w, sizeof(block_q5_K), i, prefetch);
     return unpack_heads4(heads);
 }
 
@@ -172,13 +179,13 @@ static inline __m512i row_products(const block4 *p, int r, __m512i a_lo, __m512i
     return dot_pairs(acc, _mm512_maddubs_epi16(b_hi, p->xb_hi), spread(sr, 5, 7));
 }
 
-static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     const __m512i m4 = _mm512_set1_epi8(0xF);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
-        const heads4 h = q4_K_blocks(w, row_bytes, i, b);
+        const heads4 h = q4_K_blocks(w, row_bytes, i, b, prefetch);
         const block4 p = prepare_block4(&h, x + i);
         __m512i isum[LC_GEMV_ROWS];
 #pragma GCC unroll 4
@@ -203,7 +210,7 @@ static inline __m512i halves_epi8(char b0, char b1) {
  * meets Q4_K's, a quant's fifth bit (bit sb of qh[l] for element l of sub-block sb) added where it
  * tests set; then vec_dot's float steps, lane by lane: per block the 8-lane fma of the scale term
  * and the fma of the min term, summed at the end as its hsum does. */
-static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     const __m512i m4 = _mm512_set1_epi8(0xF), fifth = _mm512_set1_epi8(16);
     const __m512i bits_a_lo = halves_epi8(1 << 0, 1 << 2), bits_a_hi = halves_epi8(1 << 1, 1 << 3);
@@ -213,7 +220,7 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     float d[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
         const block_q5_K *b[LC_GEMV_ROWS];
-        const heads4 h = q5_K_blocks(w, row_bytes, i, b);
+        const heads4 h = q5_K_blocks(w, row_bytes, i, b, prefetch);
         const block4 p = prepare_block4(&h, x + i);
         q5_K_block_floats(&h, x[i].d, p.min_total, d, &summs);
 #pragma GCC unroll 4
@@ -273,14 +280,14 @@ static inline __m128i mins4(const heads4 *h, const block_q8_K *x) {
     return _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
 }
 
-static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
         const block_q4_K *b[LC_GEMV_ROWS];
-        const heads4 h = q4_K_blocks(w, row_bytes, i, b);
+        const heads4 h = q4_K_blocks(w, row_bytes, i, b, prefetch);
         scale_pairs4(&h, pairs);
         const __m128i min_total = mins4(&h, x + i);
 
@@ -311,7 +318,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
  * products in vec_dot's 8 int32 lanes (sub-blocks 2j and 2j + 1 take bits 2j and 2j + 1 of qh[l]
  * for their element l), then its float steps lane by lane: per block the 8-lane fma of the scale
  * term and the fma of the min term, summed at the end as its hsum does. */
-static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0xF), fifth = _mm256_set1_epi8(16);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -320,7 +327,7 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     float d[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
         const block_q5_K *b[LC_GEMV_ROWS];
-        const heads4 h = q5_K_blocks(w, row_bytes, i, b);
+        const heads4 h = q5_K_blocks(w, row_bytes, i, b, prefetch);
         scale_pairs4(&h, pairs);
         q5_K_block_floats(&h, x[i].d, mins4(&h, x + i), d, &summs);
 
@@ -374,7 +381,7 @@ static inline __m256i iq4_xs_scale_pairs(const block_iq4_xs *b) {
  * low, 16-31 high). vec_dot's byte products are |w| times x signed by w; here |x| times w signed by
  * x, the same products (Q8_K's quants are within +-127, so neither sign wraps), so |x| is taken once
  * for the four rows. */
-static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
     const __m256i m4 = _mm256_set1_epi8(0xF), nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
@@ -382,7 +389,7 @@ static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const v
     _Alignas(32) int32_t scale_pairs[LC_GEMV_ROWS][QK_K / 32];
     for (int64_t i = 0; i < nb; ++i) {
         const block_iq4_xs *b[LC_GEMV_ROWS];
-        prefetch_ahead(w, sizeof(block_iq4_xs), i);
+        prefetch_ahead(w, sizeof(block_iq4_xs), i, prefetch);
         for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             b[r] = (const block_iq4_xs *)(w + (size_t)r * row_bytes) + i;
             _mm256_store_si256((__m256i *)scale_pairs[r], iq4_xs_scale_pairs(b[r]));
@@ -410,12 +417,12 @@ static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const v
 
 /* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
  * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
-static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < nb; ++i) {
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        prefetch_ahead(w, sizeof(block_q6_K), i);
+        prefetch_ahead(w, sizeof(block_q6_K), i, prefetch);
 #pragma GCC unroll 4
         for (int r = 0; r < LC_GEMV_ROWS; ++r) {
             const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * row_bytes) + i;
@@ -449,11 +456,11 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 #endif
 
-#define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 1)
+#define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 1, prefetch)
 
-void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q4_K); }
-void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q5_K); }
-void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(q6_K); }
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q4_K); }
+void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q5_K); }
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q6_K); }
 #if defined(LC_GEMV_IQ4_XS)
-void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) { GEMV4_ROWS(iq4_xs); }
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(iq4_xs); }
 #endif

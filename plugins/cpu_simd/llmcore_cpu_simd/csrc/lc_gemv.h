@@ -46,23 +46,25 @@ static inline __attribute__((always_inline)) void lc_prefetch_step_share(const u
     for (size_t at = 0; at < step_bytes; at += 64) __builtin_prefetch(share + at, 0, 3);
 }
 
-/* y[0..LC_GEMV_ROWS-1] = the dots of the rows at w (row_bytes apart, nb blocks each) with x */
-typedef void (*lc_gemv_group_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const void *x, float *y);
+/* y[0..LC_GEMV_ROWS-1] = the dots of the rows at w (row_bytes apart, nb blocks each) with x; prefetch:
+ * the kernel asks for its bytes ahead (lc_prefetch_step_share), 0 leaves them to the hardware
+ * prefetchers (which of the two streams faster is timed per CPU: tuning.py) */
+typedef void (*lc_gemv_group_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const void *x, float *y, int prefetch);
 
 /* y[r] = dot(k, row r of w, x) for r < nrows; group NULL: every row through dot. touch_pages: the
- * groups touch the pages ahead of the ones they read (lc_touch_pages_ahead); the group kernels ask
- * for their own bytes ahead (lc_prefetch_step_share). Always inlined, so that group and dot are
+ * groups touch the pages ahead of the ones they read (lc_touch_pages_ahead); prefetch: the group
+ * kernels ask for their own bytes ahead (lc_prefetch_step_share). Always inlined, so that group and dot are
  * direct calls and an unused page touch is no code. */
 static inline __attribute__((always_inline)) void lc_gemv_rows(int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                                                                const void *x, float *y, int block, lc_gemv_group_fn group,
-                                                               lc_vec_dot_fn dot, int touch_pages) {
+                                                               lc_vec_dot_fn dot, int touch_pages, int prefetch) {
     const uint8_t *rows = w;
     int64_t r = 0;
     if (group) {
         const uint8_t *touched = lc_next_page(rows);
         for (; r + LC_GEMV_ROWS <= nrows; r += LC_GEMV_ROWS) {
             if (touch_pages) touched = lc_touch_pages_ahead(touched, rows + (size_t)r * row_bytes);
-            group(k / block, rows + (size_t)r * row_bytes, row_bytes, x, y + r);
+            group(k / block, rows + (size_t)r * row_bytes, row_bytes, x, y + r, prefetch);
         }
     }
     for (; r < nrows; r++) dot((int)k, y + r, rows + (size_t)r * row_bytes, x);

@@ -5,10 +5,10 @@
 #include "lc_types.h"
 
 /* y[r] = lc_vec_dot_TYPE(k, row r of w, x) for r < nrows; x one block_q8_K row of k elements */
-void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 /* built where ggml_tables.h is on the include path (gemv_kq.c) */
-void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 
 #endif

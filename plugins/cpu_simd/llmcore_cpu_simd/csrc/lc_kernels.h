@@ -35,11 +35,13 @@ void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_s
 lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
 
 /* One token times many weight rows: y[r] = vec_dot(k, row r of w, x) for r < nrows, with vec_dot's
- * bits, several rows streamed at once (x one activation row of the type's vec_dot format) */
-typedef void (*lc_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+ * bits, several rows streamed at once (x one activation row of the type's vec_dot format); prefetch:
+ * the kernel asks for the rows' bytes ahead of its reads, 0 leaves that to the hardware prefetchers */
+typedef void (*lc_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 lc_gemv_fn lc_gemv_for(int type); /* NULL when the type's one-token product goes row by row */
-void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
-void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y);
+int lc_gemv_prefetches(int type); /* the prefetch argument the type's GEMV takes on this CPU */
+void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 
 /* gemm_f16.c: y[j * ldy + r] for nr f16 weight rows (w_stride bytes apart) times m f16 activation
  * rows (x_stride bytes apart), k a multiple of 16: the f16 tile's order (tinyBLAS's), register-tiled

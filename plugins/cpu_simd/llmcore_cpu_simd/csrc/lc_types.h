@@ -35,15 +35,17 @@ typedef struct {
 extern const lc_type_traits lc_traits[LC_TYPE_COUNT]; /* indexed by GGML type id; NULL vec_dot = unsupported */
 void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
 
-/* The one-token product's path per weight type (traits.c): a type with a several-row GEMV takes it
- * unless lc_set_one_token_gemv(type, 0) chose vec_dot row by row (the plugin times both at first use
- * on each CPU: which one streams faster depends on the CPU); both give the same bits. */
+/* The one-token product's path per weight type (traits.c): a type with a several-row GEMV takes it,
+ * asking for its bytes ahead, unless lc_set_one_token_path chose the GEMV leaving the prefetching to
+ * the hardware, or vec_dot row by row (the plugin times the three at first use on each CPU: which one
+ * streams fastest depends on the CPU's prefetchers); all give the same bits. */
+enum { LC_ONE_TOKEN_GEMV = 0, LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH = 1, LC_ONE_TOKEN_ROW_BY_ROW = 2 };
 int lc_has_one_token_gemv(int type);
-void lc_set_one_token_gemv(int type, int on);
+void lc_set_one_token_path(int type, int path);
 /* the fewest seconds of `reps` one-token products over `nrows` rows of `k` values of `type` at `w`
- * (row_bytes apart) with the activation row `x` into `y`: through the GEMV, or as lc_mul_mat_rows does
- * without it (the type's two-row tile, else vec_dot row by row) */
-double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
+ * (row_bytes apart) with the activation row `x` into `y`, by `path` (row by row: as lc_mul_mat_rows
+ * runs without the GEMV, the type's two-row tile, else vec_dot) */
+double lc_time_one_token(int type, int path, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                          const void *x, float *y, int reps);
 /* cffi-cdef: end */
 

@@ -165,7 +165,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
 #endif
     const lc_gemv_fn gemv = m == 1 ? lc_gemv_for(nd->type) : NULL;
     if (gemv) {
-        gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0);
+        gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0, lc_gemv_prefetches(nd->type));
         lc_add_bias(y, (size_t)n, 1, r0, r1, bias);
         return;
     }

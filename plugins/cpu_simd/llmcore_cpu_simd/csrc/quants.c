@@ -471,13 +471,13 @@ enum { GEMV_PREFETCH_PAST_GROUP = 1024 };
 
 #if defined(LC_AVX2)
 
-static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_0 *x = vx;
     const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q8_0));
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q8_0));
         const block_q8_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q8_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -496,7 +496,7 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
-static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_1 *x = vx;
     const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -505,7 +505,7 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     __m128 summs = _mm_setzero_ps();
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_1));
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_1));
         const block_q4_1 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -532,12 +532,12 @@ static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 #endif
 
-void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, 0);
+void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK8_0, GEMV4(q8_0), lc_vec_dot_q8_0, 0, prefetch);
 }
 
-void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, 0);
+void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_1, GEMV4(q4_1), lc_vec_dot_q4_1, 0, prefetch);
 }
 
 /* ---- dequantization (get_rows) ------------------------------------------------------------- */

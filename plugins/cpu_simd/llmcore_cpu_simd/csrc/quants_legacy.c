@@ -143,13 +143,13 @@ enum { Q5_0_PREFETCH_PAST_GROUP = 1024 };
 
 /* Four rows of lc_vec_dot_q5_0, each its fmas and hsum: the token's block, its offset and scale taken
  * once for the four rows, four independent chains */
-static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y) {
+static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_0 *x = vx;
     const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + Q5_0_PREFETCH_PAST_GROUP;
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_0));
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_0));
         const block_q5_0 *b[LC_GEMV_ROWS];
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
@@ -165,8 +165,8 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
-void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0);
+void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0, prefetch);
 }
 
 /* lc_vec_dot_q5_0's operations for a tile of nw (<= 2) weight rows by nx (<= LC_TILE_X) tokens:

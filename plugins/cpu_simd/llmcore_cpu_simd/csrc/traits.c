@@ -127,14 +127,17 @@ static lc_gemv_fn gemv_kernel(int type) {
     }
 }
 
-static uint8_t row_by_row[LC_TYPE_COUNT]; /* types whose GEMV lost to vec_dot on this CPU */
+static uint8_t one_token_path[LC_TYPE_COUNT]; /* LC_ONE_TOKEN_*: what the tuning chose on this CPU */
 
-lc_gemv_fn lc_gemv_for(int type) { return row_by_row[type] ? 0 : gemv_kernel(type); }
+lc_gemv_fn lc_gemv_for(int type) { return one_token_path[type] == LC_ONE_TOKEN_ROW_BY_ROW ? 0 : gemv_kernel(type); }
+
+int lc_gemv_prefetches(int type) { return one_token_path[type] == LC_ONE_TOKEN_GEMV; }
 
 int lc_has_one_token_gemv(int type) { return type >= 0 && type < LC_TYPE_COUNT && gemv_kernel(type) != 0; }
 
-void lc_set_one_token_gemv(int type, int on) {
-    if (type >= 0 && type < LC_TYPE_COUNT) row_by_row[type] = !on;
+void lc_set_one_token_path(int type, int path) {
+    if (type >= 0 && type < LC_TYPE_COUNT && path >= LC_ONE_TOKEN_GEMV && path <= LC_ONE_TOKEN_ROW_BY_ROW)
+        one_token_path[type] = (uint8_t)path;
 }
 
 /* What lc_mul_mat_rows runs for one token without the GEMV: the type's tile two rows at a time where
@@ -150,13 +153,13 @@ static void one_token_rows(int type, int64_t k, const char *w, size_t row_bytes,
         tile((int)k, y + r, (size_t)nrows, w + (size_t)r * row_bytes, row_bytes, r + 1 < nrows ? 2 : 1, x, 0, 1);
 }
 
-double lc_time_one_token(int type, int gemv, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
+double lc_time_one_token(int type, int path, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
                          const void *x, float *y, int reps) {
     const lc_gemv_fn kernel = gemv_kernel(type);
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         const double t0 = lc_now_seconds();
-        if (gemv && kernel) kernel(k, w, row_bytes, nrows, x, y);
+        if (path != LC_ONE_TOKEN_ROW_BY_ROW && kernel) kernel(k, w, row_bytes, nrows, x, y, path == LC_ONE_TOKEN_GEMV);
         else one_token_rows(type, k, (const char *)w, row_bytes, nrows, x, y);
         const double t = lc_now_seconds() - t0;
         best = t < best ? t : best;
