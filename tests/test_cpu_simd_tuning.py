@@ -73,31 +73,25 @@ def test_every_path_gives_the_same_logits(lib, default_model_path):
 
 
 def test_the_timed_paths_compute_the_product(lib):
-    """What the tuning times is what a product runs: every path, over an odd number of rows (the
-    two-row tile's last one alone), give the same bits, each row vec_dot's."""
-    from llmcore.plugin_api import GGML_QUANT_SIZES
-
-    ffi, rng, k, rows = library.ffi, np.random.default_rng(1), 256, 7
+    """What the tuning times is what a product runs: its chain's product through every path gives
+    the same bits, each row vec_dot's."""
+    ffi = library.ffi
+    pool, threads = tuning._timed_pool(lib, ffi)
     for t in (t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))):
-        block, type_size = GGML_QUANT_SIZES[t]
-        row_bytes = k // block * type_size
-        values = rng.standard_normal(rows * k).astype(np.float32)  # named: cffi's views do not keep them alive
-        w = np.zeros(rows * row_bytes, np.uint8)
-        lib.lc_quantize_row(int(t), ffi.cast("float *", ffi.from_buffer(values)), ffi.from_buffer(w), rows * k)
-        x_type = lib.lc_traits[int(t)].vec_dot_type
-        x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
-        x = np.zeros(k // x_block * x_size, np.uint8)
-        lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(values[:k])), ffi.from_buffer(x), k)
+        chain = tuning._Chain(lib, ffi, pool, threads, t, 1, 1)
         outputs = []
         for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH, lib.LC_ONE_TOKEN_ROW_BY_ROW):
-            y = np.full(rows, np.nan, np.float32)
-            lib.lc_time_one_token(int(t), path, k, ffi.from_buffer(w), row_bytes, rows, ffi.from_buffer(x),
-                                  ffi.cast("float *", ffi.from_buffer(y)), 1)
-            outputs.append(y)
-        dots = np.zeros(rows, np.float32)
-        for r in range(rows):
-            lib.lc_traits[int(t)].vec_dot(k, ffi.cast("float *", ffi.from_buffer(dots[r:])),
-                                          ffi.from_buffer(w[r * row_bytes:]), ffi.from_buffer(x))
+            lib.lc_set_one_token_path(int(t), path)
+            chain.out[:] = np.nan
+            assert lib.lc_graph_run(chain.program, 0) == 0
+            outputs.append(chain.out[0].copy())
+        row_bytes = chain.weights.nbytes // tuning.CHAIN_ROWS
+        dots = np.zeros(tuning.CHAIN_ROWS, np.float32)
+        for r in range(tuning.CHAIN_ROWS):
+            lib.lc_traits[int(t)].vec_dot(tuning.WIDTH, ffi.cast("float *", ffi.from_buffer(dots[r:])),
+                                          ffi.from_buffer(chain.weights[r * row_bytes:]),
+                                          ffi.from_buffer(chain.activations))
+        assert np.isfinite(dots).all(), t.name
         for y in outputs:
             assert np.array_equal(y.view(np.uint32), dots.view(np.uint32)), t.name
 

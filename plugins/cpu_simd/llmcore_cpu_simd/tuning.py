@@ -6,14 +6,14 @@ few runs, and kept beside the compiled library:
   prefetch") or goes row by row (the type's two-row tile where it has one, else vec_dot: what the
   product runs without the GEMV); all give the same bits; which one streams weights fastest depends
   on the CPU's prefetchers and caches (the software prefetch won 1.5-3x on Zen 4, whose prefetchers
-  follow the four rows' streams badly), timed on weights larger than the caches;
+  follow the four rows' streams badly), timed on a chain of the type's products larger than the
+  caches, on the decode's threads;
 - how many chunks per thread a product's rows are cut into, for one token and for a batch (rows are
   independent, so any count gives the same bits; more chunks even out a thread the OS delays, fewer
   keep each thread's run of weight rows long), timed on a chain of products as a model runs them."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -25,14 +25,10 @@ from llmcore.plugin_api import GGML_QUANT_SIZES, GGMLType, host_cpu
 from llmcore_cpu_simd import isa
 from llmcore_cpu_simd.buffers import ALIGN, aligned_array, aligned_bytes
 
-# the weights a decode step streams are rarely in cache: time them from RAM, each run on the next of
-# a few copies that together outgrow the largest cache (one copy re-read stayed in Zen 4's 32 MB L3,
-# where the AVX2 build's Q6_K GEMV won, while from RAM it ran at two thirds of vec_dot row by row's speed)
-WEIGHT_BYTES = 16 << 20  # a copy
 DEFAULT_CACHE_BYTES = 32 << 20  # where sysfs does not say
 CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
 WIDTH = 1024  # values per row (a multiple of every block size)
-REPEATS = 5
+CHAIN_ROWS = 1024  # rows per product
 
 CHUNK_COUNTS = (1, 2, 4, 8)  # chunks per thread tried
 DEFAULT_CHUNKS = 4  # ops.c's until it is told otherwise
@@ -41,10 +37,13 @@ DEFAULT_CHUNKS = 4  # ops.c's until it is told otherwise
 # was noise, a different count each time, and a slow minute once sent Q8_0 row by row
 MARGIN = 0.95
 ROUNDS = 3
-CHUNK_REPEATS = 3  # per round
-# the products timed: one token through a chain of 0.6 MB matrices (a small model's) that together
-# outgrow the caches, as a decode step streams them; a 128-token batch through two of them
-CHAIN_ROWS = 1024
+REPEATS = 3  # per round
+# The products timed, as a model runs them: for chunk counts one token through a chain of 0.6 MB
+# matrices (a small model's) that together outgrow the caches, as a decode step streams them, and a
+# 128-token batch through two of them; for one-token paths a chain of each type twice the largest
+# cache's size, on the decode's threads: one thread alone from RAM misjudged the GEMVs (Zen 4's
+# AVX-512 build, Q6_K's four-row GEMV: 15-25% faster than row by row on one thread, a tie on a chain on
+# two, 12% slower in a two-thread decode)
 CHAINS = {"one token": (1, 64), "batch": (128, 2)}  # tokens, products in the chain
 
 
@@ -115,102 +114,92 @@ def _largest_cache_bytes() -> int:
     return max(sizes, default=DEFAULT_CACHE_BYTES)
 
 
+class _Chain:
+    """A program of ``n_products`` MUL_MATs of ``weight_type`` on ``pool``, each ``CHAIN_ROWS`` rows of
+    ``WIDTH`` values times ``tokens`` activation rows, with a barrier after each: a model's products
+    for timing. Each product has its own copy of one matrix quantized from random values (a copy
+    apiece, so the chain streams as many bytes as a model's)."""
+
+    def __init__(self, lib, ffi, pool, threads: int, weight_type: GGMLType, tokens: int, n_products: int) -> None:
+        block, type_size = GGML_QUANT_SIZES[weight_type]
+        row_bytes = WIDTH // block * type_size
+        matrix_bytes = CHAIN_ROWS * row_bytes
+        rng = np.random.default_rng(0)
+        # bound to names: ffi.cast's pointer does not keep from_buffer's array alive
+        values = rng.standard_normal(CHAIN_ROWS * WIDTH).astype(np.float32)
+        self.weights = aligned_bytes(n_products * matrix_bytes)
+        lib.lc_quantize_row(int(weight_type), ffi.cast("float *", ffi.from_buffer(values)),
+                            ffi.from_buffer(self.weights), CHAIN_ROWS * WIDTH)
+        self.weights.reshape(n_products, matrix_bytes)[1:] = self.weights[:matrix_bytes]
+        x_type = lib.lc_traits[int(weight_type)].vec_dot_type
+        x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
+        x_bytes = WIDTH // x_block * x_size
+        self.activations = aligned_bytes(tokens * x_bytes)
+        lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(values)), ffi.from_buffer(self.activations),
+                            tokens * WIDTH)
+        self.out = aligned_array((tokens, CHAIN_ROWS), np.float32)
+        # each thread's scratch as the lowering sizes it: the packed GEMM's unpacked block of rows
+        packed_floats = -(-lib.lc_packed_bytes(int(weight_type), WIDTH) // 4)
+        floats = -(-(packed_floats + ALIGN) // 16) * 16
+        self.scratch = aligned_array((threads * floats,), np.float32)
+        self.nodes = ffi.new("lc_node[]", n_products)
+        for i, node in enumerate(self.nodes):
+            node.op, node.type = lib.LC_OP_MUL_MAT, int(weight_type)
+            node.src[0] = ffi.from_buffer(self.weights[i * matrix_bytes:])
+            node.src[1] = ffi.from_buffer(self.activations)
+            node.dst = ffi.from_buffer(self.out)
+            node.ne[0], node.ne[1], node.ne[2], node.ne[3] = WIDTH, tokens, CHAIN_ROWS, x_bytes
+            node.row_bytes, node.run, node.barrier_after = row_bytes, lib.LC_RUN_ALL, 1
+        self.program = ffi.new("lc_program *", {"nodes": self.nodes, "n_nodes": n_products, "pool": pool,
+                                                "scratch": ffi.cast("float *", ffi.from_buffer(self.scratch)),
+                                                "scratch_floats": floats})
+        self.rows = n_products * CHAIN_ROWS
+
+
+def _timed_pool(lib, ffi):
+    """A pool of as many threads as the backend's default, and that count"""
+    threads = isa.physical_cores()
+    return ffi.gc(lib.lc_pool_new(threads), lib.lc_pool_free), threads
+
+
 def _time_type(lib, ffi, weight_type: GGMLType) -> dict:
+    """Each one-token path of ``weight_type`` timed on a chain of its products twice the largest
+    cache's size, in rounds; the path by ``choice`` and each path's best nanoseconds per row."""
+    pool, threads = _timed_pool(lib, ffi)
     block, type_size = GGML_QUANT_SIZES[weight_type]
-    row_bytes = WIDTH // block * type_size
-    rows = WEIGHT_BYTES // row_bytes // 4 * 4
-    copy_bytes = rows * row_bytes
-    # enough copies that one is read again only after more bytes than the cache holds
-    copies = 2 + -(-_largest_cache_bytes() // copy_bytes)
-    rng = np.random.default_rng(0)
-    # random bytes (the kernels' speed does not depend on the values) and one activation row in the
-    # type's vec_dot format
-    weights = np.tile(np.frombuffer(rng.bytes(copy_bytes), np.uint8), copies)
-    x_type = lib.lc_traits[int(weight_type)].vec_dot_type
-    x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
-    activations = np.zeros(WIDTH // x_block * x_size, np.uint8)
-    # bound to a name: ffi.cast's pointer does not keep from_buffer's array alive, a temporary was freed
-    # before the C call read it
-    row = rng.standard_normal(WIDTH).astype(np.float32)
-    lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(row)), ffi.from_buffer(activations), WIDTH)
-    y = np.zeros(rows, np.float32)
-    x, out = ffi.from_buffer(activations), ffi.cast("float *", ffi.from_buffer(y))
+    matrix_bytes = CHAIN_ROWS * (WIDTH // block * type_size)
+    chain = _Chain(lib, ffi, pool, threads, weight_type, 1, -(-2 * _largest_cache_bytes() // matrix_bytes))
     codes = _path_codes(lib)
-    runs = itertools.count()
-
-    def run_on_next_copy(path: str) -> float:
-        w = ffi.from_buffer(weights[next(runs) % copies * copy_bytes:])
-        return lib.lc_time_one_token(int(weight_type), codes[path], WIDTH, w, row_bytes, rows, x, out, 1)
-
-    rounds = []
-    for _ in range(ROUNDS):
-        best = dict.fromkeys(codes, float("inf"))
-        for _ in range(REPEATS):  # the paths taking turns, so that a busy spell slows each alike
-            for path in codes:
-                best[path] = min(best[path], run_on_next_copy(path))
-        rounds.append(best)
+    settings = {path: lambda code=code: lib.lc_set_one_token_path(int(weight_type), code) for path, code in codes.items()}
+    rounds = [_best_runs(lib, chain.program, settings) for _ in range(ROUNDS)]
     return {"path": choice(rounds, "gemv"),
-            **{f"{path} ns/row": round(min(r[path] for r in rounds) * 1e9 / rows, 2) for path in codes}}
+            **{f"{path} ns/row": round(min(r[path] for r in rounds) * 1e9 / chain.rows, 2) for path in codes}}
 
 
 def _time_chunks(lib, ffi) -> dict[str, dict]:
     """Each chain of ``CHAINS`` run with every count of ``CHUNK_COUNTS``, in rounds, on as
     many threads as the backend's default; per chain the fastest count by its best run, the
     default unless another beats it by more than the noise margin."""
-    weight_type = GGMLType.Q4_1  # the default model's
-    block, type_size = GGML_QUANT_SIZES[weight_type]
-    row_bytes = WIDTH // block * type_size
-    matrix_bytes = CHAIN_ROWS * row_bytes
-    threads = isa.physical_cores()
-    pool = ffi.gc(lib.lc_pool_new(threads), lib.lc_pool_free)
-    rng = np.random.default_rng(0)
-    longest = max(n for _, n in CHAINS.values())
-    weights = aligned_bytes(longest * matrix_bytes)
-    weights[:] = np.frombuffer(rng.bytes(weights.nbytes), np.uint8)
-    # every block's scale and minimum a plain 1.0: random bytes would hold NaNs and subnormals
-    weights.reshape(-1, type_size)[:, :4] = np.frombuffer(np.float16([1.0, 1.0]).tobytes(), np.uint8)
-    x_type = lib.lc_traits[int(weight_type)].vec_dot_type
-    x_block, x_size = GGML_QUANT_SIZES[GGMLType(x_type)]
-    x_bytes = WIDTH // x_block * x_size
-    max_tokens = max(m for m, _ in CHAINS.values())
-    activations = aligned_bytes(max_tokens * x_bytes)
-    inputs = rng.standard_normal((max_tokens, WIDTH)).astype(np.float32)
-    for t in range(max_tokens):
-        lib.lc_quantize_row(x_type, ffi.cast("float *", ffi.from_buffer(inputs[t])),
-                            ffi.from_buffer(activations[t * x_bytes:]), WIDTH)
-    out = aligned_array((max_tokens, CHAIN_ROWS), np.float32)
-    # each thread's scratch as the lowering sizes it: the packed GEMM's unpacked block of rows
-    packed_floats = -(-lib.lc_packed_bytes(int(weight_type), WIDTH) // 4)
-    floats = -(-(packed_floats + ALIGN) // 16) * 16
-    scratch = aligned_array((threads * floats,), np.float32)
+    pool, threads = _timed_pool(lib, ffi)
+    settings = {count: lambda count=count: lib.lc_set_mul_mat_chunks(count, count) for count in CHUNK_COUNTS}
     chosen = {}
     for name, (tokens, n_products) in CHAINS.items():
-        nodes = ffi.new("lc_node[]", n_products)
-        for i, node in enumerate(nodes):
-            node.op, node.type = lib.LC_OP_MUL_MAT, int(weight_type)
-            node.src[0] = ffi.from_buffer(weights[i * matrix_bytes:])
-            node.src[1] = ffi.from_buffer(activations)
-            node.dst = ffi.from_buffer(out)
-            node.ne[0], node.ne[1], node.ne[2], node.ne[3] = WIDTH, tokens, CHAIN_ROWS, x_bytes
-            node.row_bytes, node.run, node.barrier_after = row_bytes, lib.LC_RUN_ALL, 1
-        program = ffi.new("lc_program *", {"nodes": nodes, "n_nodes": n_products, "pool": pool,
-                                           "scratch": ffi.cast("float *", ffi.from_buffer(scratch)),
-                                           "scratch_floats": floats})
-        rounds = [_best_runs(lib, program) for _ in range(ROUNDS)]
+        chain = _Chain(lib, ffi, pool, threads, GGMLType.Q4_1, tokens, n_products)  # the default model's type
+        rounds = [_best_runs(lib, chain.program, settings) for _ in range(ROUNDS)]
         best = {c: min(r[c] for r in rounds) for c in CHUNK_COUNTS}
         chosen[name] = {"chunks": choice(rounds, DEFAULT_CHUNKS),
                         **{f"{c} ms": round(s * 1e3, 3) for c, s in best.items()}}
     return chosen
 
 
-def _best_runs(lib, program) -> dict[int, float]:
-    """The best of ``CHUNK_REPEATS`` runs of ``program`` in seconds, per count of chunks, the
-    counts taking turns so that a busy spell slows each alike."""
-    best = dict.fromkeys(CHUNK_COUNTS, float("inf"))
-    for _ in range(CHUNK_REPEATS):
-        for count in CHUNK_COUNTS:
-            lib.lc_set_mul_mat_chunks(count, count)
+def _best_runs(lib, program, settings: dict[object, Callable[[], None]]) -> dict[object, float]:
+    """The best of ``REPEATS`` runs of ``program`` in seconds under each of ``settings`` (a function
+    that applies it), the settings taking turns so that a busy spell slows each alike."""
+    best = dict.fromkeys(settings, float("inf"))
+    for _ in range(REPEATS):
+        for key, apply in settings.items():
+            apply()
             start = time.perf_counter()
             lib.lc_graph_run(program, 0)
-            best[count] = min(best[count], time.perf_counter() - start)
+            best[key] = min(best[key], time.perf_counter() - start)
     return best

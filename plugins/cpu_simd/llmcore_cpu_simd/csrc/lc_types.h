@@ -42,11 +42,6 @@ void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
 enum { LC_ONE_TOKEN_GEMV = 0, LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH = 1, LC_ONE_TOKEN_ROW_BY_ROW = 2 };
 int lc_has_one_token_gemv(int type);
 void lc_set_one_token_path(int type, int path);
-/* the fewest seconds of `reps` one-token products over `nrows` rows of `k` values of `type` at `w`
- * (row_bytes apart) with the activation row `x` into `y`, by `path` (row by row: as lc_mul_mat_rows
- * runs without the GEMV, the type's two-row tile, else vec_dot) */
-double lc_time_one_token(int type, int path, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
-                         const void *x, float *y, int reps);
 /* cffi-cdef: end */
 
 typedef uint16_t lc_fp16_t;

@@ -116,7 +116,10 @@ static lc_gemv_fn gemv_kernel(int type) {
  * from RAM at half to two thirds of vec_dot row by row's speed, one thread or two (its four rows are
  * four streams, vec_dot's one), though faster in cache (23.5 ns a row of 1024 against 27): asking for the
  * next group's bytes 0-4 KB past it (Q4_1's scheme) or each row's 2-8 blocks ahead, 43-115 ns a row from
- * RAM against vec_dot's 35; IQ4_XS's, faster both ways there, on both. */
+ * RAM against vec_dot's 35; with the other K-quants' prefetch (8 KB past the group), 26-33 ns a row on
+ * one thread against 31-36, but a dense Q4_K_M model's two-thread decode (its ffn_down and output Q6_K)
+ * 12% slower (358.7 against 405.5 t/s, 13 of 15 interleaved rounds). IQ4_XS's, faster both ways there,
+ * on both. */
 #if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2) && !defined(LC_AVX512)
     case LC_TYPE_Q6_K: return lc_gemv_q6_K;
 #endif
@@ -138,31 +141,4 @@ int lc_has_one_token_gemv(int type) { return type >= 0 && type < LC_TYPE_COUNT &
 void lc_set_one_token_path(int type, int path) {
     if (type >= 0 && type < LC_TYPE_COUNT && path >= LC_ONE_TOKEN_GEMV && path <= LC_ONE_TOKEN_ROW_BY_ROW)
         one_token_path[type] = (uint8_t)path;
-}
-
-/* What lc_mul_mat_rows runs for one token without the GEMV: the type's tile two rows at a time where
- * it has one, else vec_dot row by row (the path the tuning weighs against the GEMV). */
-static void one_token_rows(int type, int64_t k, const char *w, size_t row_bytes, int64_t nrows, const void *x,
-                           float *y) {
-    const lc_tile_fn tile = lc_tile_for(type);
-    if (!tile) {
-        for (int64_t r = 0; r < nrows; r++) lc_traits[type].vec_dot((int)k, y + r, w + (size_t)r * row_bytes, x);
-        return;
-    }
-    for (int64_t r = 0; r < nrows; r += 2)
-        tile((int)k, y + r, (size_t)nrows, w + (size_t)r * row_bytes, row_bytes, r + 1 < nrows ? 2 : 1, x, 0, 1);
-}
-
-double lc_time_one_token(int type, int path, int64_t k, const void *w, size_t row_bytes, int64_t nrows,
-                         const void *x, float *y, int reps) {
-    const lc_gemv_fn kernel = gemv_kernel(type);
-    double best = 1e30;
-    for (int rep = 0; rep < reps; rep++) {
-        const double t0 = lc_now_seconds();
-        if (path != LC_ONE_TOKEN_ROW_BY_ROW && kernel) kernel(k, w, row_bytes, nrows, x, y, path == LC_ONE_TOKEN_GEMV);
-        else one_token_rows(type, k, (const char *)w, row_bytes, nrows, x, y);
-        const double t = lc_now_seconds() - t0;
-        best = t < best ? t : best;
-    }
-    return best;
 }
