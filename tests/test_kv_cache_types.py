@@ -143,7 +143,8 @@ def test_a_long_prompt_and_its_decoded_tokens_give_llama_cpps_logits(default_mod
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_the_backends_split_a_long_view_among_threads_alike(n_threads):
     """One query's flash attention over 300 used cells (a 512-cell view) on the reference backend
-    and on cpu_simd, each split as llama.cpp with ``n_threads`` threads: the same bits."""
+    and on cpu_simd, each split as llama.cpp with ``n_threads`` threads (cpu_simd's threads take a
+    chunk each, the last merges them): the same bits; a query that sees no cell gives zeros."""
     from llmcore.backends.reference import ReferenceBackend
     from llmcore.graph.backend import Subgraph
     from llmcore.graph.builder import GraphBuilder
@@ -160,7 +161,7 @@ def test_the_backends_split_a_long_view_among_threads_alike(n_threads):
     mask[0, :300] = 0.0
     feeds = {graph.inputs["q"].id: rng.standard_normal((1, 6, 64)).astype(np.float32),
              graph.inputs["mask"].id: mask}
-    results = []
+    results, hidden = [], []
     for backend in (ReferenceBackend(n_threads), CpuSimdBackend(n_threads)):
         executable = backend.compile(sub)
         for name in "kv":  # the same 300 cells on both
@@ -168,7 +169,11 @@ def test_the_backends_split_a_long_view_among_threads_alike(n_threads):
             view[...] = 0
             view[:300] = np.random.default_rng(ord(name)).standard_normal((300, 128))
         results.append(executable.run(feeds, 300)[0])
+        hidden.append(executable.run({**feeds, graph.inputs["mask"].id: np.full_like(mask, -np.inf)}, 300)[0])
     np.testing.assert_array_equal(*results)
+    assert np.isfinite(results[1]).all() and np.abs(results[1]).max() > 0
+    np.testing.assert_array_equal(hidden[1], np.zeros_like(hidden[1]))
+    np.testing.assert_array_equal(*hidden)
 
 
 # -- what the cache costs --------------------------------------------------------------------------

@@ -417,7 +417,8 @@ def _flash_split(qh, k_cache, v_cache, masks, scale, n_head_kv, n_kv, softcap, v
                                               row_sinks=row_sinks if start == 0 else None)
         use = s_part != 0
         m_new = np.maximum(m, m_part)
-        scale_old, scale_new = libm_expf(m - m_new), libm_expf(m_part - m_new)
+        with np.errstate(invalid="ignore"):  # -inf - -inf where a row saw no cell yet: not used
+            scale_old, scale_new = libm_expf(m - m_new), libm_expf(m_part - m_new)
         acc = np.where(use[..., None], _fma(acc, scale_old[..., None], part * scale_new[..., None]), acc)
         total = np.where(use, _fma(total, scale_old, s_part * scale_new), total)
         m = np.where(use, m_new, m)

@@ -249,7 +249,7 @@ class Program:
             n, n_head, head_dim = q.shape
             group = n_head // node.params["n_head_kv"]
             self._scratch_floats = max(self._scratch_floats, self._lib.lc_attention_scratch_floats(
-                head_dim, group, mask.shape[1], int(bool(node.params.get("flash")))))
+                head_dim, n_head, group, mask.shape[1], int(bool(node.params.get("flash")))))
             return [_Step("LC_OP_ATTENTION", self._value(node), [key(s) for s in srcs],
                           _type_id(k.dtype), (head_dim, n_head, n, mask.shape[1]),
                           f=(node.params["scale"], node.params["softcap"], node.params["max_bias"],

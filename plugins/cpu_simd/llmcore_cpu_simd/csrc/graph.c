@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "lc_graph.h"
+#include "lc_kv.h"
 #include "lc_simd.h"
 
 #ifndef LC_ISA_NAME
@@ -70,11 +71,22 @@ static void run_alone(const lc_node *node, const lc_task *task) {
     lc_ops[node->op](node, &own);
 }
 
+/* One token's attention that the lowering gives to thread 0 (LC_RUN_FIRST_CLAIM) but that in this run
+ * spans a view long enough for ggml to split its cells among the threads: every thread takes its
+ * chunk (lc_attention_shared), after a barrier or the serial phase before it. */
+static int shared_attention(const lc_node *node, const lc_pool *pool) {
+    return node->run == LC_RUN_FIRST_CLAIM && lc_attention_shared(node, pool->n_kv, pool->n_threads);
+}
+
+static int runs_on_all(const lc_node *node, const lc_pool *pool) {
+    return node->run == LC_RUN_ALL || shared_attention(node, pool);
+}
+
 /* How many nodes from `first` make a phase that one thread runs alone (none of them run by all),
- * or 0. */
+ * or 0; a phase ends before a shared attention, which the others then start once it is run. */
 static int32_t serial_phase_length(const lc_program *p, int32_t first) {
     for (int32_t k = first; k < p->n_nodes; k++) {
-        if (p->nodes[k].run == LC_RUN_ALL) return 0;
+        if (runs_on_all(&p->nodes[k], p->pool)) return shared_attention(&p->nodes[k], p->pool) ? k - first : 0;
         if (p->nodes[k].barrier_after || k == p->n_nodes - 1) return k - first + 1;
     }
     return 0;
@@ -127,7 +139,8 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
      * passed it, the caller may free the program while a worker is still leaving this loop. */
     const lc_node *nodes = p->nodes;
     const int32_t n_nodes = p->n_nodes;
-    lc_task task = {ith, pool->n_threads, pool->n_kv, p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL, NULL};
+    lc_task task = {ith, pool->n_threads, pool->n_kv, p->scratch ? p->scratch + (int64_t)ith * p->scratch_floats : NULL,
+                    p->scratch_floats, NULL};
     const int timed = pool->profile && ith == 0;
     if (timed) profile_runs++;  /* thread 0 only: the workers' "+= 0" was a data race (TSan) */
     int n_shared = 0;  /* nodes run by all threads since the last barrier */
@@ -135,13 +148,14 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
         const lc_node *node = &nodes[k];
         const double t0 = timed ? lc_now_seconds() : 0.0;
         double serial_seconds = 0.0;
-        if (node->run == LC_RUN_ALL) {
+        if (runs_on_all(node, pool)) {
             task.next_chunk = &pool->chunk[n_shared++].next;
             lc_ops[node->op](node, &task);
         } else if (ith == 0) {
             run_alone(node, &task);
         }
-        if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES) {
+        const int before_shared = k + 1 < n_nodes && shared_attention(&nodes[k + 1], pool);
+        if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES || before_shared) {
             const int32_t n_serial = serial_phase_length(p, k + 1);
             serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, next_product(p, k + 1 + n_serial), &task);
             n_shared = 0;

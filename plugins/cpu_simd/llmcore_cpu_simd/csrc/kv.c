@@ -24,20 +24,25 @@ enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 /* the query rows (tokens times the heads of a KV head) whose states a thread's scratch holds, at
  * least 64 tokens' (lc_attention_scratch_floats): each tile loaded serves them all */
 enum { FA_CHUNK_ROWS = 256 };
-/* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells) */
+/* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells),
+ * and the floats of a thread's scratch it works in */
 enum { FLASH_ROW_HEADS = 8 };
+#define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1) * (head_dim))
 
-size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ctx, int flash) {
+size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash) {
     /* ops.c's f16 path: the group's f16-rounded queries and scores, one head's 64 lane sums (more
      * than attend_products' one query, scores and lanes) */
     const size_t plain = (size_t)(group * (head_dim + n_ctx) + 64 * head_dim);
     if (!flash) return plain;
     /* attend_flash_tiled: a tile's keys and values, then each row's M, S and sums for a chunk of
-     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_split: attend_flash_cells' rows (a query,
-     * float and f16 sums per head, a V row), then a chunk's sums and the merged ones per head */
+     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_cells' rows (a query, float and f16 sums
+     * per head, a V row), then attend_flash_split's chunk sums and merged ones per head, or
+     * attend_flash_split_shared's chunk sums, maxima and sums of every head */
     const int64_t rows = FA_CHUNK_ROWS > FA_TILE * group ? FA_CHUNK_ROWS : FA_TILE * group;
     const size_t tiled = (size_t)(2 * FA_TILE * head_dim + FA_TILE + rows * (head_dim + 2));
-    const size_t one_row = (size_t)((5 * FLASH_ROW_HEADS + 1) * head_dim);
+    const int64_t split = 2 * FLASH_ROW_HEADS * head_dim > n_head * (head_dim + 2) ? 2 * FLASH_ROW_HEADS * head_dim
+                                                                                   : n_head * (head_dim + 2);
+    const size_t one_row = (size_t)(FLASH_ROW_FLOATS(head_dim) + split);
     const size_t most = plain > tiled ? plain : tiled;
     return most > one_row ? most : one_row;
 }
@@ -484,11 +489,50 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
     }
 }
 
-/* The cells of llama.cpp's view of the cache for n_kv used ones: padded to 256, at least 256. */
-static int64_t view_cells(const attn_shape *a) {
-    const int64_t padded = (a->n_kv + 255) / 256 * 256;
+/* The cells of llama.cpp's view of a cache of n_ctx cells for n_kv used ones: padded to 256, at least
+ * 256. */
+static int64_t view_of(int64_t n_kv, int64_t n_ctx) {
+    const int64_t padded = (n_kv + 255) / 256 * 256;
     const int64_t view = padded > 256 ? padded : 256;
-    return view < a->n_ctx ? view : a->n_ctx;
+    return view < n_ctx ? view : n_ctx;
+}
+
+static int64_t view_cells(const attn_shape *a) { return view_of(a->n_kv, a->n_ctx); }
+
+/* Whether one query's flash attention splits the cells among the threads (ggml's split-KV path, for
+ * a view of 512 cells or more of f16 caches, or f32 read as f16), as llama.cpp's threads do */
+static int splits_cells(int flash, int64_t n_tokens, int type_k, int type_v, int64_t n_kv, int64_t n_ctx) {
+    const int f16_or_f32_k = type_k == LC_TYPE_F16 || type_k == LC_TYPE_F32;
+    const int f16_or_f32_v = type_v == LC_TYPE_F16 || type_v == LC_TYPE_F32;
+    return flash && n_tokens == 1 && f16_or_f32_k && f16_or_f32_v && view_of(n_kv, n_ctx) >= 512;
+}
+
+int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth) {
+    return nd->op == LC_OP_ATTENTION && nth > 1 && splits_cells(nd->i[2], nd->ne[2], nd->type, nd->i[1], n_kv, nd->ne[3]);
+}
+
+/* One chunk's partial results (each head's sums, then its max and sum in ms[2g], ms[2g + 1]) merged
+ * into the running ones (acc, M, S) of n_heads heads, as ggml_flash_attn_ext_reduce_partials merges
+ * (its C fuses each merge's first product) */
+static void merge_partial(int n_heads, int64_t hd, const float *sums, const float *ms, float *acc, float *M, float *S) {
+    for (int g = 0; g < n_heads; g++) {
+        if (ms[2 * g + 1] == 0.0f) continue;
+        const float m_new = fmaxf(M[g], ms[2 * g]);
+        const float scale_old = expf(M[g] - m_new), scale_new = expf(ms[2 * g] - m_new);
+        float *acc_g = acc + g * hd;
+        const float *sums_g = sums + g * hd;
+        for (int64_t d = 0; d < hd; d++) acc_g[d] = fmaf(acc_g[d], scale_old, sums_g[d] * scale_new);
+        S[g] = fmaf(S[g], scale_old, ms[2 * g + 1] * scale_new);
+        M[g] = m_new;
+    }
+}
+
+/* y = the merged sums over their sum, per head */
+static void normalise_merged(int n_heads, int64_t hd, const float *acc, const float *S, float *y) {
+    for (int g = 0; g < n_heads; g++) {
+        const float inv = S[g] != 0.0f ? 1.0f / S[g] : 1.0f;
+        for (int64_t d = 0; d < hd; d++) y[g * hd + d] = acc[g * hd + d] * inv;
+    }
 }
 
 /* Query heads h0 .. h0 + n_heads - 1 of KV head kvh over a view of 512 cells or more (f16 caches, or
@@ -499,7 +543,7 @@ static void attend_flash_split(const attn_shape *a, const float *q, const char *
                                const float *mask, int64_t h0, int n_heads, int nth, float *work, float *y) {
     const int64_t hd = a->head_dim, view = view_cells(a), chunk = (view + nth - 1) / nth;
     /* after attend_flash_cells' rows (lc_attention_scratch_floats): the chunk's sums, then the merged ones */
-    float *part = work + (3 * FLASH_ROW_HEADS + 1) * hd, *acc = part + n_heads * hd;
+    float *part = work + FLASH_ROW_FLOATS(hd), *acc = part + n_heads * hd;
     float M[FLASH_ROW_HEADS], S[FLASH_ROW_HEADS], ms_part[2 * FLASH_ROW_HEADS];
     for (int g = 0; g < n_heads; g++) {
         M[g] = -INFINITY;
@@ -510,20 +554,46 @@ static void attend_flash_split(const attn_shape *a, const float *q, const char *
         const int64_t c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
         if (c0 >= c1) continue;  /* padding cells only: nothing visible */
         attend_flash_cells(a, q, k, v, kvh, mask, h0, n_heads, c0, c1, work, part, ms_part);
-        for (int g = 0; g < n_heads; g++) {
-            if (ms_part[2 * g + 1] == 0.0f) continue;
-            const float m_new = fmaxf(M[g], ms_part[2 * g]);
-            const float scale_old = expf(M[g] - m_new), scale_new = expf(ms_part[2 * g] - m_new);
-            float *sums = acc + g * hd;
-            const float *chunk_sums = part + g * hd;
-            for (int64_t d = 0; d < hd; d++) sums[d] = fmaf(sums[d], scale_old, chunk_sums[d] * scale_new);
-            S[g] = fmaf(S[g], scale_old, ms_part[2 * g + 1] * scale_new);
-            M[g] = m_new;
-        }
+        merge_partial(n_heads, hd, part, ms_part, acc, M, S);
     }
-    for (int g = 0; g < n_heads; g++) {
-        const float inv = S[g] != 0.0f ? 1.0f / S[g] : 1.0f;
-        for (int64_t d = 0; d < hd; d++) y[g * hd + d] = acc[g * hd + d] * inv;
+    normalise_merged(n_heads, hd, acc, S, y);
+}
+
+/* attend_flash_split for every head of the one query with all nth threads of the pool in
+ * (lc_attention_shared): thread ith takes chunk ith of the cells for every head, its sums, maxima and
+ * sums kept in its scratch past attend_flash_cells' rows; the last thread to finish merges the chunks
+ * in order for every head, as attend_flash_split does on one thread: the same bits. */
+static void attend_flash_split_shared(const attn_shape *a, const float *q, const char *k, const char *v,
+                                      const float *mask, const lc_task *task, float *y) {
+    const int64_t hd = a->head_dim, chunk = (view_cells(a) + task->nth - 1) / task->nth;
+    float *const own = task->scratch + FLASH_ROW_FLOATS(hd);  /* every head's sums, then its max and sum */
+    const int64_t c0 = task->ith * chunk, c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
+    for (int64_t h = 0; c0 < c1 && h < a->n_head;) {
+        const int64_t kvh = h / a->group, group_end = (kvh + 1) * a->group;
+        const int n = (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS);
+        attend_flash_cells(a, q + h * hd, k, v, kvh, mask, h, n, c0, c1, task->scratch, own + h * hd,
+                           own + a->n_head * hd + 2 * h);
+        h += n;
+    }
+    /* the chunk counter starts at nth: the last of the nth threads to finish reads 2 nth - 1, and its
+     * acquire sees every other thread's sums (their releases on the same counter) */
+    if (atomic_fetch_add_explicit(task->next_chunk, 1, memory_order_acq_rel) != 2 * task->nth - 1) return;
+    for (int64_t h = 0; h < a->n_head;) {
+        const int64_t kvh = h / a->group, group_end = (kvh + 1) * a->group;
+        const int n = (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS);
+        float M[FLASH_ROW_HEADS], S[FLASH_ROW_HEADS];
+        for (int g = 0; g < n; g++) {
+            M[g] = -INFINITY;
+            S[g] = 0.0f;
+        }
+        float *acc = y + h * hd;  /* merged in place, then normalised */
+        memset(acc, 0, (size_t)(n * hd) * sizeof(float));
+        for (int c = 0; c < task->nth && c * chunk < a->n_kv; c++) {
+            const float *chunk_results = own + (int64_t)(c - task->ith) * task->scratch_stride;
+            merge_partial(n, hd, chunk_results + h * hd, chunk_results + a->n_head * hd + 2 * h, acc, M, S);
+        }
+        normalise_merged(n, hd, acc, S, acc);
+        h += n;
     }
 }
 
@@ -939,8 +1009,16 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
         return;
     }
     /* one query over a long view of f16 caches: llama.cpp splits the cells among its threads
-     * (ggml's split-KV path), the same count as this pool's */
-    const int split = a.flash && a.n_tokens == 1 && f16_or_f32_k && f16_or_f32_v && view_cells(&a) >= 512;
+     * (ggml's split-KV path), the same count as this pool's; the pool's threads take a chunk each
+     * where graph.c runs the node on all of them (lc_attention_shared) */
+    const int split = splits_cells(a.flash, a.n_tokens, a.type_k, a.type_v, a.n_kv, a.n_ctx);
+    if (lc_attention_shared(nd, task->n_kv, task->nth)) {
+        int visible = 0;
+        for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask_all[j] != -INFINITY;
+        if (visible) attend_flash_split_shared(&a, q_all, k, v, mask_all, task, y_all);
+        else if (task->ith == 0) memset(y_all, 0, (size_t)(a.n_head * a.head_dim) * sizeof(float));  /* a padding row */
+        return;
+    }
     for (int64_t t = task->ith; t < a.n_tokens; t = atomic_fetch_add(task->next_chunk, 1)) {
         const float *mask = mask_all + t * a.n_ctx;
         const int batched = (t > 0 && common_cell(mask - a.n_ctx, mask, a.n_kv)) ||

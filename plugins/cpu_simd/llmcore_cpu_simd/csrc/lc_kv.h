@@ -19,10 +19,15 @@ void lc_kv_store_row(int type, const float *x, void *dst, int64_t n);
 int64_t lc_kv_row_bytes(int type, int64_t n);
 
 /* cffi-cdef: begin */
-/* floats of a thread's scratch that ATTENTION needs (lowering.py sizes the scratch by it) for heads
- * of head_dim, group query heads per KV head and n_ctx mask columns, with flash attention or not */
-size_t lc_attention_scratch_floats(int64_t head_dim, int64_t group, int64_t n_ctx, int flash);
+/* floats of a thread's scratch that ATTENTION needs (lowering.py sizes the scratch by it) for n_head
+ * heads of head_dim, group query heads per KV head and n_ctx mask columns, with flash attention or not */
+size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash);
 /* cffi-cdef: end */
+
+/* Whether an ATTENTION node of one token over n_kv cells takes every one of nth threads (graph.c runs
+ * it on all of them): flash attention over a long view of f16 caches, whose cells ggml splits among
+ * its threads, a chunk each */
+int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth);
 
 /* the ops */
 void lc_op_hadamard(const lc_node *nd, const lc_task *task);
