@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmcore.cli import main
@@ -66,3 +67,32 @@ def test_bench_prints_the_fraction_of_the_bandwidth_decode_reaches(default_model
     assert tokens_s == table_tokens_s and mb_again == mb
     assert achieved_gb_s == pytest.approx(tokens_s * mb / 1e3, abs=1e-3)
     assert 0 < fraction == pytest.approx(achieved_gb_s / gb_s, abs=2e-3)
+
+
+def test_bench_depth_fills_the_context_before_each_test(default_model_path, capsys):
+    """``-d`` as llama-bench's: the tests run after that many tokens, named "pp8 @ d40", and the
+    plan and bandwidth lines (an empty cache's) are left out."""
+    from llmcore.api import LLM
+    from llmcore.tools.bench import generation_speed, prompt_speed
+
+    llm = LLM(default_model_path, backend="cpu_simd", n_ctx=128, n_threads=2)
+    rng = np.random.default_rng(0)
+    assert prompt_speed(llm, 8, rng, depth=40) > 0 and llm.context.seq_pos_max(0) == 47
+    assert generation_speed(llm, 4, rng, depth=40) > 0 and llm.context.seq_pos_max(0) == 43
+    assert generation_speed(llm, 4, rng) > 0 and llm.context.seq_pos_max(0) == 3
+
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
+                 "-p", "8", "-n", "4", "-d", "40"]) == 0
+    out = capsys.readouterr().out
+    speeds = dict(re.findall(r"\|\s+((?:pp8|tg4) @ d40) \|\s+([\d.]+) ±", out))
+    assert set(speeds) == {"pp8 @ d40", "tg4 @ d40"} and all(float(v) > 0 for v in speeds.values())
+    assert "plan expected" not in out and "memory bandwidth" not in out
+
+
+def test_bench_depth_past_the_context_is_a_one_line_error(default_model_path, capsys):
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-c", "256", "-r", "1",
+                 "-p", "0", "-n", "8", "-d", "250"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "depth of 250 tokens" in err and "258 cells" in err and "-c is 256" in err
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-d", "-1"]) != 0
+    assert "-d/--n-depth must be 0 or more" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import sys
 import gguf
 
 from llmcore.cli._common import add_model_args, load_llm
+from llmcore.errors import LLMCoreError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test, 0 to skip (default: 512)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens for the tg test, 0 to skip (default: 128)")
+    p.add_argument("-d", "--n-depth", type=int, default=0,
+                   help="tokens already in the context before each test (untimed), as llama-bench's -d; the plan "
+                        "and bandwidth lines are for depth 0 only (default: 0)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions of each test (default: 5)")
     p.add_argument("--llama-bench", metavar="PATH", help="llama.cpp's llama-bench binary to compare against")
     p.set_defaults(func=run)
@@ -37,22 +41,25 @@ def run(args: argparse.Namespace) -> int:
     args.threads = threads
     llm = load_llm(args)
     tests = [(kind, n) for kind, n in (("pp", args.n_prompt), ("tg", args.n_gen)) if n > 0]
+    if args.n_depth < 0:
+        raise LLMCoreError(f"-d/--n-depth must be 0 or more, not {args.n_depth}")
     results = run_bench(llm, tests, args.repetitions, threads, args.llama_bench,
-                        on_rep=lambda msg: print(f"bench: {msg}", file=sys.stderr))
+                        on_rep=lambda msg: print(f"bench: {msg}", file=sys.stderr), depth=args.n_depth)
     model = llm.model
     name = f"{model.hparams.arch} {model.metadata.get('general.size_label', '')} {_file_type(model)}".strip()
-    print(f"| {'model':30} | {'size':>10} | {'params':>10} | {'backend':10} | {'threads':>7} | {'test':>8} | {'t/s':>20} |")
-    print(f"| {'-' * 30} | {'-' * 9}: | {'-' * 9}: | {'-' * 10} | {'-' * 6}: | {'-' * 7}: | {'-' * 19}: |")
+    print(f"| {'model':30} | {'size':>10} | {'params':>10} | {'backend':10} | {'threads':>7} | {'test':>13} | {'t/s':>20} |")
+    print(f"| {'-' * 30} | {'-' * 9}: | {'-' * 9}: | {'-' * 10} | {'-' * 6}: | {'-' * 12}: | {'-' * 19}: |")
     for r in results:
         backend = llm.backend.name if r.engine == "llmcore" else "llama.cpp"
         print(f"| {name:30} | {model.size_bytes / 2**20:6.2f} MiB | {model.n_params / 1e6:8.2f} M | {backend:10} | "
-              f"{threads:7d} | {r.test:>8} | {r.median:11.2f} ± {r.stdev:6.2f} |")
+              f"{threads:7d} | {r.test:>13} | {r.median:11.2f} ± {r.stdev:6.2f} |")
     if args.llama_bench:
         for ours, theirs in zip(results[::2], results[1::2]):
             print(f"{ours.test}: llmcore/llama.cpp = {ours.median / theirs.median:.2f}x "
                   f"(medians of {len(ours.samples)} interleaved repetitions)")
-    _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt, args.n_gen)
-    _print_bandwidth_fraction(llm, [r for r in results if r.test.startswith("tg")], threads)
+    if not args.n_depth:  # the plan's speeds and the weight bytes per token are an empty cache's
+        _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt, args.n_gen)
+        _print_bandwidth_fraction(llm, [r for r in results if r.test.startswith("tg")], threads)
     return 0
 
 

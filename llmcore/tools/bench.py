@@ -36,31 +36,43 @@ class BenchResult:
         return statistics.stdev(self.samples) if len(self.samples) > 1 else 0.0
 
 
-def prompt_speed(llm, n_prompt: int, rng: np.random.Generator) -> float:
-    """pp: tokens/s evaluating a random prompt (BOS first) from an empty cache, in n_batch steps."""
-    tokens = [llm.tokenizer.bos_id] + list(rng.integers(0, llm.n_vocab, n_prompt - 1))
+def fill_context(llm, depth: int, rng: np.random.Generator) -> None:
+    """llama-bench's ``-d``: an empty cache, then ``depth`` random tokens (BOS first) in it, untimed."""
     llm.reset()
-    batch = Batch(tokens, np.arange(n_prompt), np.zeros(n_prompt), np.arange(n_prompt) == n_prompt - 1)
+    if depth:
+        tokens = [llm.tokenizer.bos_id] + list(rng.integers(0, llm.n_vocab, depth - 1))
+        llm.context.decode(Batch(tokens, np.arange(depth), np.zeros(depth), np.arange(depth) == depth - 1))
+
+
+def prompt_speed(llm, n_prompt: int, rng: np.random.Generator, depth: int = 0) -> float:
+    """pp: tokens/s evaluating a random prompt (BOS first from an empty cache) after ``depth``
+    tokens, in n_batch steps."""
+    fill_context(llm, depth, rng)
+    tokens = ([] if depth else [llm.tokenizer.bos_id]) + list(rng.integers(0, llm.n_vocab, n_prompt - (not depth)))
+    positions = depth + np.arange(n_prompt)
+    batch = Batch(tokens, positions, np.zeros(n_prompt), np.arange(n_prompt) == n_prompt - 1)
     start = time.perf_counter()
     llm.context.decode(batch)
     return n_prompt / (time.perf_counter() - start)
 
 
-def generation_speed(llm, n_gen: int, rng: np.random.Generator) -> float:
-    """tg: tokens/s decoding one token at a time from an empty cache (random tokens, as llama-bench)."""
-    llm.reset()
-    tokens = [llm.tokenizer.bos_id] + list(rng.integers(0, llm.n_vocab, n_gen - 1))
+def generation_speed(llm, n_gen: int, rng: np.random.Generator, depth: int = 0) -> float:
+    """tg: tokens/s decoding one token at a time (random tokens, as llama-bench; BOS first from an
+    empty cache) after ``depth`` tokens."""
+    fill_context(llm, depth, rng)
+    tokens = ([] if depth else [llm.tokenizer.bos_id]) + list(rng.integers(0, llm.n_vocab, n_gen - (not depth)))
     start = time.perf_counter()
-    for pos, token in enumerate(tokens):
+    for pos, token in enumerate(tokens, depth):
         llm.context.decode(Batch.for_sequence([int(token)], pos))
     return n_gen / (time.perf_counter() - start)
 
 
-def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, cache_args: list[str] = ()) -> float:
-    """One repetition of llama.cpp's own llama-bench for ``test`` ("pp" or "tg"); ``cache_args``
-    gives it the KV cache types and flash attention llmcore runs with."""
+def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, cache_args: list[str] = (),
+                      depth: int = 0) -> float:
+    """One repetition of llama.cpp's own llama-bench for ``test`` ("pp" or "tg") after ``depth``
+    tokens; ``cache_args`` gives it the KV cache types and flash attention llmcore runs with."""
     size_args = ["-p", str(n), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(n)]
-    cmd = [binary, "-m", model, *size_args, "-r", "1", "-t", str(threads), *cache_args, "-o", "json"]
+    cmd = [binary, "-m", model, *size_args, "-d", str(depth), "-r", "1", "-t", str(threads), *cache_args, "-o", "json"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -69,20 +81,26 @@ def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, 
 
 
 def run_bench(llm, tests: list[tuple[str, int]], reps: int, threads: int, llama_bench: str | None = None,
-              on_rep: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Repetitions of each test, ours and (with ``llama_bench``) llama.cpp's, interleaved."""
+              on_rep: Callable[[str], None] | None = None, depth: int = 0) -> list[BenchResult]:
+    """Repetitions of each test, ours and (with ``llama_bench``) llama.cpp's, interleaved, each after
+    ``depth`` tokens in the cache (tests named as llama-bench names them: "tg128 @ d1024")."""
+    needed = depth + max((n for _, n in tests), default=0)
+    if needed > llm.n_ctx:
+        raise LLMCoreError(f"bench: a depth of {depth} tokens and the longest test need {needed} cells of context; "
+                           f"-c is {llm.n_ctx}")
     rng = np.random.default_rng(0)
     results: list[BenchResult] = []
     for kind, n in tests:
-        ours = BenchResult("llmcore", f"{kind}{n}")
-        theirs = BenchResult("llama.cpp", f"{kind}{n}") if llama_bench else None
+        name = f"{kind}{n}" + (f" @ d{depth}" if depth else "")
+        ours = BenchResult("llmcore", name)
+        theirs = BenchResult("llama.cpp", name) if llama_bench else None
         measure = prompt_speed if kind == "pp" else generation_speed
         measure(llm, min(n, 32), rng)  # warm-up, as llama-bench does
         for rep in range(reps):
-            ours.samples.append(measure(llm, n, rng))
+            ours.samples.append(measure(llm, n, rng, depth))
             if theirs:
                 theirs.samples.append(llama_bench_speed(llama_bench, str(llm.model_path), kind, n, threads,
-                                                        _cache_args(llm.context.cache)))
+                                                        _cache_args(llm.context.cache), depth))
             if on_rep:
                 on_rep(f"{ours.test} rep {rep + 1}/{reps}")
         results.append(ours)
