@@ -508,7 +508,9 @@ static int splits_cells(int flash, int64_t n_tokens, int type_k, int type_v, int
 }
 
 int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth) {
-    return nd->op == LC_OP_ATTENTION && nth > 1 && splits_cells(nd->i[2], nd->ne[2], nd->type, nd->i[1], n_kv, nd->ne[3]);
+    if (nd->op != LC_OP_ATTENTION || nth < 2 || nd->ne[2] != 1) return 0;
+    return splits_cells(nd->i[2], nd->ne[2], nd->type, nd->i[1], n_kv, nd->ne[3]) ||
+           (lc_attention_plain_f16(nd) && view_of(n_kv, nd->ne[3]) >= 512);
 }
 
 /* One chunk's partial results (each head's sums, then its max and sum in ms[2g], ms[2g + 1]) merged

@@ -880,9 +880,14 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
     }
 }
 
+/* head h's ALiBi slope as ggml_soft_max_ext computes it (1 without ALiBi) */
+static float alibi_slope(uint32_t h, float max_bias, uint32_t n_head_log2, float m0, float m1) {
+    return max_bias > 0.0f ? (h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1)) : 1.0f;
+}
+
 static void op_attention(const lc_node *nd, const lc_task *task) {
     /* other types, flash attention, sinks and Grok's folded cap: kv.c's general path */
-    if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16 || nd->src[4] || nd->f[3] != 0.0f) {
+    if (!lc_attention_plain_f16(nd)) {
         lc_op_attention_ext(nd, task);
         return;
     }
@@ -898,6 +903,27 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     const int plain_scores = softcap == 0.0f && max_bias == 0.0f;  /* what the SIMD group kernels compute */
     /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
+
+    /* One token over a long view with every thread in (lc_attention_shared): the threads claim one
+     * query head at a time, each head's numbers its own (the same bits as one thread's loop below). */
+    if (lc_attention_shared(nd, n_kv, task->nth)) {
+        const float *mask = nd->src[3];
+        const int visible = first_visible(mask, n_kv) >= 0;
+        for (int64_t h = task->ith; h < n_head; h = atomic_fetch_add(task->next_chunk, 1)) {
+            const int64_t kvh = h / group;
+            float *y = (float *)nd->dst + h * head_dim;
+            if (!visible) {  /* a padding row */
+                memset(y, 0, (size_t)head_dim * sizeof(float));
+                continue;
+            }
+            lc_fp32_to_fp16_row((const float *)nd->src[0] + h * head_dim, (lc_fp16_t *)scores, head_dim);
+            lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);
+            attend_one_head(q16, (const char *)nd->src[1] + kvh * head_dim * elt, (const char *)nd->src[2] + kvh * head_dim * elt,
+                            kv_width, type, head_dim, mask, n_kv, scale, softcap,
+                            alibi_slope((uint32_t)h, max_bias, n_head_log2, m0, m1), 0, lanes, scores, y);
+        }
+        return;
+    }
 
     /* Threads claim one token at a time: under a causal mask later tokens see more cells, so equal
      * shares of the tokens would not be equal shares of the work. */
@@ -931,9 +957,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             }
 #endif
             for (int64_t g = 0; g < group; g++) {
-                const uint32_t h = (uint32_t)(kvh * group + g);
-                const float slope = max_bias > 0.0f ? (h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1))
-                                                    : 1.0f;
+                const float slope = alibi_slope((uint32_t)(kvh * group + g), max_bias, n_head_log2, m0, m1);
                 attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slope,
                                 batched, lanes, scores, y + g * head_dim);
             }
