@@ -72,7 +72,8 @@ def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, 
     """One repetition of llama.cpp's own llama-bench for ``test`` ("pp" or "tg") after ``depth``
     tokens; ``cache_args`` gives it the KV cache types and flash attention llmcore runs with."""
     size_args = ["-p", str(n), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(n)]
-    cmd = [binary, "-m", model, *size_args, "-d", str(depth), "-r", "1", "-t", str(threads), *cache_args, "-o", "json"]
+    depth_args = ["-d", str(depth)] if depth else []  # older llama-bench builds (and ik_llama.cpp's) have no -d
+    cmd = [binary, "-m", model, *size_args, *depth_args, "-r", "1", "-t", str(threads), *cache_args, "-o", "json"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:

@@ -500,7 +500,8 @@ static int64_t view_of(int64_t n_kv, int64_t n_ctx) {
 static int64_t view_cells(const attn_shape *a) { return view_of(a->n_kv, a->n_ctx); }
 
 /* Whether one query's flash attention splits the cells among the threads (ggml's split-KV path, for
- * a view of 512 cells or more of f16 caches, or f32 read as f16), as llama.cpp's threads do */
+ * a view of 512 cells or more of f16 caches, or f32 read as f16), as llama.cpp's threads do: a view
+ * that long is shared among the threads whatever the path (lc_attention_shared) */
 static int splits_cells(int flash, int64_t n_tokens, int type_k, int type_v, int64_t n_kv, int64_t n_ctx) {
     const int f16_or_f32_k = type_k == LC_TYPE_F16 || type_k == LC_TYPE_F32;
     const int f16_or_f32_v = type_v == LC_TYPE_F16 || type_v == LC_TYPE_F32;
@@ -508,9 +509,7 @@ static int splits_cells(int flash, int64_t n_tokens, int type_k, int type_v, int
 }
 
 int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth) {
-    if (nd->op != LC_OP_ATTENTION || nth < 2 || nd->ne[2] != 1) return 0;
-    return splits_cells(nd->i[2], nd->ne[2], nd->type, nd->i[1], n_kv, nd->ne[3]) ||
-           (lc_attention_plain_f16(nd) && view_of(n_kv, nd->ne[3]) >= 512);
+    return nd->op == LC_OP_ATTENTION && nth > 1 && nd->ne[2] == 1 && view_of(n_kv, nd->ne[3]) >= 512;
 }
 
 /* One chunk's partial results (each head's sums, then its max and sum in ms[2g], ms[2g + 1]) merged
@@ -961,6 +960,27 @@ static int common_cell(const float *x, const float *z, int32_t n_kv) {
     return 0;
 }
 
+/* Query heads h .. h + n - 1 of token t (n > 1 with flash attention only: heads of one KV head) by
+ * the one-row paths: zeros for a row that sees no cell (!visible), flash attention's split of the
+ * cells (split), its one-row path, or the products without flash attention. */
+static void attend_heads(const attn_shape *a, const float *q_all, const char *k, const char *v, const float *mask,
+                         int64_t t, int64_t h, int n, int visible, int split, int batched, const lc_task *task,
+                         float *y_all) {
+    const int64_t kvh = h / a->group;
+    const float *q = q_all + (t * a->n_head + h) * a->head_dim;
+    float *y = y_all + (t * a->n_head + h) * a->head_dim;
+    if (!visible) {
+        memset(y, 0, (size_t)(n * a->head_dim) * sizeof(float));
+    } else if (a->flash && split) {
+        attend_flash_split(a, q, k, v, kvh, mask, h, n, task->nth, task->scratch, y);
+    } else if (a->flash) {
+        attend_flash_cells(a, q, k, v, kvh, mask, h, n, 0, a->n_kv, task->scratch, y, NULL);
+    } else {
+        attend_products(a, q, k, v, kvh, mask, head_slope(a, (uint32_t)h), a->sinks ? a->sinks + h : NULL, batched,
+                        task->scratch, y);
+    }
+}
+
 void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
     attn_shape a;
     a.head_dim = nd->ne[0];
@@ -1010,15 +1030,28 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
         }
         return;
     }
-    /* one query over a long view of f16 caches: llama.cpp splits the cells among its threads
-     * (ggml's split-KV path), the same count as this pool's; the pool's threads take a chunk each
-     * where graph.c runs the node on all of them (lc_attention_shared) */
+    /* One query over a view of 512 cells or more with every thread in (lc_attention_shared): over f16
+     * caches with flash attention llama.cpp splits the cells among its threads (ggml's split-KV path,
+     * the same count as this pool's), a chunk a thread here too; else the threads claim the query
+     * heads, those of a KV head together with flash attention (its one-row path), one without. */
     const int split = splits_cells(a.flash, a.n_tokens, a.type_k, a.type_v, a.n_kv, a.n_ctx);
     if (lc_attention_shared(nd, task->n_kv, task->nth)) {
         int visible = 0;
         for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask_all[j] != -INFINITY;
-        if (visible) attend_flash_split_shared(&a, q_all, k, v, mask_all, task, y_all);
-        else if (task->ith == 0) memset(y_all, 0, (size_t)(a.n_head * a.head_dim) * sizeof(float));  /* a padding row */
+        if (!visible) {  /* a padding row */
+            if (task->ith == 0) memset(y_all, 0, (size_t)(a.n_head * a.head_dim) * sizeof(float));
+            return;
+        }
+        if (split) {
+            attend_flash_split_shared(&a, q_all, k, v, mask_all, task, y_all);
+            return;
+        }
+        const int64_t step = a.flash ? FLASH_ROW_HEADS : 1, parts = (a.group + step - 1) / step;
+        for (int64_t part = task->ith; part < a.n_head_kv * parts; part = atomic_fetch_add(task->next_chunk, 1)) {
+            const int64_t kvh = part / parts, h = kvh * a.group + part % parts * step, group_end = (kvh + 1) * a.group;
+            attend_heads(&a, q_all, k, v, mask_all, 0, h, (int)(group_end - h < step ? group_end - h : step), 1, 0, 0,
+                         task, y_all);
+        }
         return;
     }
     for (int64_t t = task->ith; t < a.n_tokens; t = atomic_fetch_add(task->next_chunk, 1)) {
@@ -1028,21 +1061,10 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
         int visible = 0;
         for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask[j] != -INFINITY;
         for (int64_t h = 0; h < a.n_head;) {
-            const int64_t kvh = h / a.group, group_end = (kvh + 1) * a.group;
-            const float *q = q_all + (t * a.n_head + h) * a.head_dim;
-            float *y = y_all + (t * a.n_head + h) * a.head_dim;
+            const int64_t group_end = (h / a.group + 1) * a.group;
             /* flash attention's one-row path takes the heads of a KV head together */
             const int n = a.flash ? (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS) : 1;
-            if (!visible) {  /* a padding row */
-                memset(y, 0, (size_t)(n * a.head_dim) * sizeof(float));
-            } else if (a.flash && split) {
-                attend_flash_split(&a, q, k, v, kvh, mask, h, n, task->nth, task->scratch, y);
-            } else if (a.flash) {
-                attend_flash_cells(&a, q, k, v, kvh, mask, h, n, 0, a.n_kv, task->scratch, y, NULL);
-            } else {
-                attend_products(&a, q, k, v, kvh, mask, head_slope(&a, (uint32_t)h), a.sinks ? a.sinks + h : NULL, batched,
-                                task->scratch, y);
-            }
+            attend_heads(&a, q_all, k, v, mask, t, h, n, visible, split, batched, task, y_all);
             h += n;
         }
     }

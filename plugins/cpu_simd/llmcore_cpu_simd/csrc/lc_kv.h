@@ -25,15 +25,9 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t gro
 /* cffi-cdef: end */
 
 /* Whether an ATTENTION node of one token over n_kv cells takes every one of nth threads (graph.c runs
- * it on all of them): over a view of 512 cells or more, flash attention of f16 caches, whose cells
- * ggml splits among its threads (a chunk each), or ops.c's own attention (a query head at a time) */
+ * it on all of them): over a view of 512 cells or more, flash attention of f16 caches a chunk of the
+ * cells a thread (ggml splits them among its threads), every other path query heads a thread */
 int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth);
-
-/* whether ops.c's own attention runs an ATTENTION node (f16 caches, no flash attention, sinks or
- * Grok's folded cap), not kv.c's general path */
-static inline int lc_attention_plain_f16(const lc_node *nd) {
-    return !nd->i[2] && nd->i[1] == nd->type && nd->type == LC_TYPE_F16 && !nd->src[4] && nd->f[3] == 0.0f;
-}
 
 /* the ops */
 void lc_op_hadamard(const lc_node *nd, const lc_task *task);

@@ -887,7 +887,7 @@ static float alibi_slope(uint32_t h, float max_bias, uint32_t n_head_log2, float
 
 static void op_attention(const lc_node *nd, const lc_task *task) {
     /* other types, flash attention, sinks and Grok's folded cap: kv.c's general path */
-    if (!lc_attention_plain_f16(nd)) {
+    if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16 || nd->src[4] || nd->f[3] != 0.0f) {
         lc_op_attention_ext(nd, task);
         return;
     }
