@@ -561,26 +561,34 @@ static void attend_flash_split(const attn_shape *a, const float *q, const char *
 }
 
 /* attend_flash_split for every head of the one query with all nth threads of the pool in
- * (lc_attention_shared): thread ith takes chunk ith of the cells for every head, its sums, maxima and
- * sums kept in its scratch past attend_flash_cells' rows; the last thread to finish merges the chunks
- * in order for every head, as attend_flash_split does on one thread: the same bits. */
+ * (lc_attention_shared): the threads claim the pieces, a chunk of the cells for the heads of a KV
+ * head, as they go (a chunk a thread would leave one idle where the used cells end early in the last
+ * chunk), each chunk's sums, maxima and sums kept past attend_flash_cells' rows in the scratch of the
+ * thread of that chunk's number; the last thread to finish merges the chunks in order for every head,
+ * as attend_flash_split does on one thread: the same bits. */
 static void attend_flash_split_shared(const attn_shape *a, const float *q, const char *k, const char *v,
                                       const float *mask, const lc_task *task, float *y) {
     const int64_t hd = a->head_dim, chunk = (view_cells(a) + task->nth - 1) / task->nth;
-    float *const own = task->scratch + FLASH_ROW_FLOATS(hd);  /* every head's sums, then its max and sum */
-    const int64_t c0 = task->ith * chunk, c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
-    for (int64_t h = 0; c0 < c1 && h < a->n_head;) {
-        const int64_t kvh = h / a->group, group_end = (kvh + 1) * a->group;
-        const int n = (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS);
-        attend_flash_cells(a, q + h * hd, k, v, kvh, mask, h, n, c0, c1, task->scratch, own + h * hd,
-                           own + a->n_head * hd + 2 * h);
-        h += n;
+    const int64_t parts = (a->group + FLASH_ROW_HEADS - 1) / FLASH_ROW_HEADS, per_chunk = a->n_head_kv * parts;
+    const int64_t pieces = task->nth * per_chunk;
+    /* chunk c's results: every head's sums, then its max and sum */
+    float *const results = task->scratch + FLASH_ROW_FLOATS(hd) - task->ith * task->scratch_stride;
+    int64_t claim = task->ith;
+    for (; claim < pieces; claim = atomic_fetch_add_explicit(task->next_chunk, 1, memory_order_acq_rel)) {
+        const int64_t c = claim / per_chunk, kvh = claim % per_chunk / parts;
+        const int64_t c0 = c * chunk, c1 = c0 + chunk < a->n_kv ? c0 + chunk : a->n_kv;
+        if (c0 >= c1) continue;  /* padding cells only: nothing visible */
+        const int64_t h = kvh * a->group + claim % parts * FLASH_ROW_HEADS, group_end = (kvh + 1) * a->group;
+        float *chunk_results = results + c * task->scratch_stride;
+        attend_flash_cells(a, q + h * hd, k, v, kvh, mask, h, (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS),
+                           c0, c1, task->scratch, chunk_results + h * hd, chunk_results + a->n_head * hd + 2 * h);
     }
-    /* the chunk counter starts at nth: the last of the nth threads to finish reads 2 nth - 1, and its
-     * acquire sees every other thread's sums (their releases on the same counter) */
-    if (atomic_fetch_add_explicit(task->next_chunk, 1, memory_order_acq_rel) != 2 * task->nth - 1) return;
+    /* the counter starts at nth and a thread takes one past the pieces only once its last piece is
+     * done: the one that takes the last number is the last to finish, and its acquire sees every
+     * other thread's results (their releases on the same counter) */
+    if (claim != task->nth + pieces - 1) return;
     for (int64_t h = 0; h < a->n_head;) {
-        const int64_t kvh = h / a->group, group_end = (kvh + 1) * a->group;
+        const int64_t group_end = (h / a->group + 1) * a->group;
         const int n = (int)(group_end - h < FLASH_ROW_HEADS ? group_end - h : FLASH_ROW_HEADS);
         float M[FLASH_ROW_HEADS], S[FLASH_ROW_HEADS];
         for (int g = 0; g < n; g++) {
@@ -589,8 +597,8 @@ static void attend_flash_split_shared(const attn_shape *a, const float *q, const
         }
         float *acc = y + h * hd;  /* merged in place, then normalised */
         memset(acc, 0, (size_t)(n * hd) * sizeof(float));
-        for (int c = 0; c < task->nth && c * chunk < a->n_kv; c++) {
-            const float *chunk_results = own + (int64_t)(c - task->ith) * task->scratch_stride;
+        for (int64_t c = 0; c < task->nth && c * chunk < a->n_kv; c++) {
+            const float *chunk_results = results + c * task->scratch_stride;
             merge_partial(n, hd, chunk_results + h * hd, chunk_results + a->n_head * hd + 2 * h, acc, M, S);
         }
         normalise_merged(n, hd, acc, S, acc);
