@@ -88,11 +88,21 @@ def test_bench_depth_fills_the_context_before_each_test(default_model_path, caps
     assert set(speeds) == {"pp8 @ d40", "tg4 @ d40"} and all(float(v) > 0 for v in speeds.values())
     assert "plan expected" not in out and "memory bandwidth" not in out
 
+    # lists, as llama-bench takes them: every test at every depth; the plan and bandwidth lines for depth 0
+    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
+                 "-p", "0", "-n", "4,6", "-d", "0,20"]) == 0
+    out = capsys.readouterr().out
+    tests = re.findall(r"\|\s+(tg\d+(?: @ d\d+)?) \|\s+[\d.]+ ±", out)
+    assert tests == ["tg4", "tg4 @ d20", "tg6", "tg6 @ d20"]
+    assert re.search(r"^tg: llmcore plan expected [\d.]+ t/s, measured [\d.]+", out, re.M)
+    assert re.findall(r"^(tg\S*) cpu_simd: [\d.]+ t/s x", out, re.M) == ["tg4"]
+
 
 def test_bench_depth_past_the_context_is_a_one_line_error(default_model_path, capsys):
     assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-c", "256", "-r", "1",
                  "-p", "0", "-n", "8", "-d", "250"]) != 0
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "depth of 250 tokens" in err and "258 cells" in err and "-c is 256" in err
-    assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-d", "-1"]) != 0
-    assert "-d/--n-depth must be 0 or more" in capsys.readouterr().err
+    assert "depth of 250 tokens and a test of 8 need 258 cells" in err and "-c is 256" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-d", "0,-1"])
+    assert exit_info.value.code == 2 and "token counts are 0 or more: '0,-1'" in capsys.readouterr().err

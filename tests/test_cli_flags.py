@@ -68,7 +68,9 @@ def test_own_flags_keep_working():
     assert (serve.parallel, serve.timeout, serve.alias, serve.port) == (2, 5.0, "name", 0)
     assert parse(["perplexity", "-f", "wiki.txt", "--chunks", "3"]).chunks == 3
     bench = parse(["bench", "-p", "16", "-n", "4", "-r", "2"])  # llama-bench's meanings of -p, -n, -r
-    assert (bench.n_prompt, bench.n_gen, bench.repetitions) == (16, 4, 2)
+    assert (bench.n_prompt, bench.n_gen, bench.repetitions, bench.n_depth) == ([16], [4], 2, [0])
+    bench = parse(["bench", "-p", "0", "-n", "8,16", "-d", "0,1024"])  # and its comma-separated lists
+    assert (bench.n_prompt, bench.n_gen, bench.n_depth) == ([0], [8, 16], [0, 1024])
     tokenize = parse(["tokenize", "-m", "x.gguf", "-f", "text.txt", "--ids", "--no-bos"])
     assert (tokenize.file, tokenize.ids, tokenize.no_bos) == ("text.txt", True, True)
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import gguf
 
 from llmcore.cli._common import add_model_args, load_llm
-from llmcore.errors import LLMCoreError
+
+if TYPE_CHECKING:
+    from llmcore.tools.bench import BenchResult
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,11 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "streaming read of a 256 MiB buffer reaches here with the same "
                                           "threads (median of 5).")
     add_model_args(p)
-    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test, 0 to skip (default: 512)")
-    p.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens for the tg test, 0 to skip (default: 128)")
-    p.add_argument("-d", "--n-depth", type=int, default=0,
+    p.add_argument("-p", "--n-prompt", type=_counts, default=[512], metavar="N[,N...]",
+                   help="prompt tokens for the pp tests, 0 to skip (default: 512)")
+    p.add_argument("-n", "--n-gen", type=_counts, default=[128], metavar="N[,N...]",
+                   help="generated tokens for the tg tests, 0 to skip (default: 128)")
+    p.add_argument("-d", "--n-depth", type=_counts, default=[0], metavar="N[,N...]",
                    help="tokens already in the context before each test (untimed), as llama-bench's -d; the plan "
-                        "and bandwidth lines are for depth 0 only (default: 0)")
+                        "and bandwidth lines are for depth 0 only (default: 0). Like llama-bench's, -p, -n and -d "
+                        "take comma-separated lists: every test at every depth")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions of each test (default: 5)")
     p.add_argument("--llama-bench", metavar="PATH", help="llama.cpp's llama-bench binary to compare against")
     p.set_defaults(func=run)
@@ -40,11 +46,10 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 2))
     args.threads = threads
     llm = load_llm(args)
-    tests = [(kind, n) for kind, n in (("pp", args.n_prompt), ("tg", args.n_gen)) if n > 0]
-    if args.n_depth < 0:
-        raise LLMCoreError(f"-d/--n-depth must be 0 or more, not {args.n_depth}")
+    tests = [(kind, n, depth) for kind, counts in (("pp", args.n_prompt), ("tg", args.n_gen))
+             for n in counts if n > 0 for depth in args.n_depth]
     results = run_bench(llm, tests, args.repetitions, threads, args.llama_bench,
-                        on_rep=lambda msg: print(f"bench: {msg}", file=sys.stderr), depth=args.n_depth)
+                        on_rep=lambda msg: print(f"bench: {msg}", file=sys.stderr))
     model = llm.model
     name = f"{model.hparams.arch} {model.metadata.get('general.size_label', '')} {_file_type(model)}".strip()
     print(f"| {'model':30} | {'size':>10} | {'params':>10} | {'backend':10} | {'threads':>7} | {'test':>13} | {'t/s':>20} |")
@@ -57,10 +62,27 @@ def run(args: argparse.Namespace) -> int:
         for ours, theirs in zip(results[::2], results[1::2]):
             print(f"{ours.test}: llmcore/llama.cpp = {ours.median / theirs.median:.2f}x "
                   f"(medians of {len(ours.samples)} interleaved repetitions)")
-    if not args.n_depth:  # the plan's speeds and the weight bytes per token are an empty cache's
-        _print_plan_speed(llm, [r for r in results if r.engine == "llmcore"], args.n_prompt, args.n_gen)
-        _print_bandwidth_fraction(llm, [r for r in results if r.test.startswith("tg")], threads)
+    # the plan's speeds and the weight bytes per token are an empty cache's: the first test of each kind at depth 0
+    first: dict[str, BenchResult] = {}
+    for r in results:
+        if r.engine == "llmcore" and not r.depth:
+            first.setdefault(r.kind, r)
+    _print_plan_speed(llm, first.get("pp"), first.get("tg"))
+    if "tg" in first:
+        tg = first["tg"]
+        _print_bandwidth_fraction(llm, [r for r in results if (r.kind, r.n, r.depth) == ("tg", tg.n, 0)], threads)
     return 0
+
+
+def _counts(text: str) -> list[int]:
+    """llama-bench's list of counts: "512" or "0,1024,4096", each 0 or more"""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of token counts: {text!r}") from None
+    if any(count < 0 for count in counts):
+        raise argparse.ArgumentTypeError(f"token counts are 0 or more: {text!r}")
+    return counts
 
 
 def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
@@ -80,15 +102,16 @@ def _print_bandwidth_fraction(llm, decode_results: list, threads: int) -> None:
               f"{r.median * per_token / 1e9:.3f} GB/s, {r.median * per_token / bandwidth:.3f} of the memory bandwidth")
 
 
-def _print_plan_speed(llm, ours: list, n_prompt: int, n_gen: int) -> None:
-    """``llmcore plan``'s expected speeds beside the measured ones; a measured speed over 1.3x the
-    expected one (a calibration timed on a busy machine) or under half of it measures the
-    calibration again before they are printed."""
+def _print_plan_speed(llm, pp: BenchResult | None, tg: BenchResult | None) -> None:
+    """``llmcore plan``'s expected speeds beside the measured ones (our pp and tg results from an
+    empty cache, either None); a measured speed over 1.3x the expected one (a calibration timed on a
+    busy machine) or under half of it measures the calibration again before they are printed."""
     from llmcore.engine.plan import DECODE_TOKENS, Speed
 
-    measured = {r.test[:2]: r.median for r in ours}
-    speed = Speed(measured.get("pp", 0.0), measured.get("tg", 0.0), n_prompt or llm.plan.n_batch,
-                  n_gen=n_gen or DECODE_TOKENS)
+    if pp is None and tg is None:
+        return
+    speed = Speed(pp.median if pp else 0.0, tg.median if tg else 0.0, pp.n if pp else llm.plan.n_batch,
+                  n_gen=tg.n if tg else DECODE_TOKENS)
     if llm.plan.speed_missed(speed):
         print("plan: measured speed over 1.3x or under 0.5x the calibrated estimate: calibrating again",
               file=sys.stderr)

@@ -24,8 +24,15 @@ STREAM_REPEATS = 5
 @dataclass
 class BenchResult:
     engine: str  # "llmcore" or "llama.cpp"
-    test: str  # "pp512", "tg128"
+    kind: str  # "pp" or "tg"
+    n: int  # the test's tokens
+    depth: int = 0  # the tokens in the cache before it
     samples: list[float] = field(default_factory=list)  # tokens per second, one per repetition
+
+    @property
+    def test(self) -> str:
+        """The test as llama-bench names it: pp512, tg128 @ d1024"""
+        return f"{self.kind}{self.n}" + (f" @ d{self.depth}" if self.depth else "")
 
     @property
     def median(self) -> float:
@@ -81,20 +88,20 @@ def llama_bench_speed(binary: str, model: str, test: str, n: int, threads: int, 
     return float(json.loads(out)[0]["avg_ts"])
 
 
-def run_bench(llm, tests: list[tuple[str, int]], reps: int, threads: int, llama_bench: str | None = None,
-              on_rep: Callable[[str], None] | None = None, depth: int = 0) -> list[BenchResult]:
-    """Repetitions of each test, ours and (with ``llama_bench``) llama.cpp's, interleaved, each after
-    ``depth`` tokens in the cache (tests named as llama-bench names them: "tg128 @ d1024")."""
-    needed = depth + max((n for _, n in tests), default=0)
-    if needed > llm.n_ctx:
-        raise LLMCoreError(f"bench: a depth of {depth} tokens and the longest test need {needed} cells of context; "
-                           f"-c is {llm.n_ctx}")
+def run_bench(llm, tests: list[tuple[str, int, int]], reps: int, threads: int, llama_bench: str | None = None,
+              on_rep: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """Repetitions of each test (kind "pp" or "tg", tokens, depth: the tokens in the cache before
+    it), ours and (with ``llama_bench``) llama.cpp's, interleaved; tests named as llama-bench names
+    them ("pp512", "tg128 @ d1024")."""
+    for _, n, depth in tests:
+        if depth + n > llm.n_ctx:
+            raise LLMCoreError(f"bench: a depth of {depth} tokens and a test of {n} need {depth + n} cells of "
+                               f"context; -c is {llm.n_ctx}")
     rng = np.random.default_rng(0)
     results: list[BenchResult] = []
-    for kind, n in tests:
-        name = f"{kind}{n}" + (f" @ d{depth}" if depth else "")
-        ours = BenchResult("llmcore", name)
-        theirs = BenchResult("llama.cpp", name) if llama_bench else None
+    for kind, n, depth in tests:
+        ours = BenchResult("llmcore", kind, n, depth)
+        theirs = BenchResult("llama.cpp", kind, n, depth) if llama_bench else None
         measure = prompt_speed if kind == "pp" else generation_speed
         measure(llm, min(n, 32), rng)  # warm-up, as llama-bench does
         for rep in range(reps):
