@@ -81,8 +81,8 @@ enum lc_op {
  * or the last to reach the barrier before a phase of such nodes only), so a chain of them needs no
  * barrier between its nodes: LC_RUN_ALONE gives the kernel a one-thread task; LC_RUN_FIRST_CLAIM
  * the pool's task as thread 0 sees it, for a node whose whole work is thread 0's first claim (one
- * token's attention, whose split of the cells follows the pool's thread count; over a view long
- * enough that ggml splits its cells, every thread takes a chunk: lc_attention_shared). */
+ * token's attention, whose split of the cells follows the pool's thread count; over a long view
+ * every thread takes part: lc_attention_shared). */
 enum lc_run { LC_RUN_ALL, LC_RUN_ALONE, LC_RUN_FIRST_CLAIM };
 
 /* the most nodes run by all threads between two barriers (each claims chunks from its own counter);

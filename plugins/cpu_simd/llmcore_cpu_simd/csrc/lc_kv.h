@@ -25,8 +25,9 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t gro
 /* cffi-cdef: end */
 
 /* Whether an ATTENTION node of one token over n_kv cells takes every one of nth threads (graph.c runs
- * it on all of them): over a view of 512 cells or more, flash attention of f16 caches a chunk of the
- * cells a thread (ggml splits them among its threads), every other path query heads a thread */
+ * it on all of them): over a view of 512 cells or more, flash attention over f16 caches in pieces of
+ * ggml's split of the cells among its threads (a chunk for one KV head's heads), every other path in
+ * query heads */
 int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth);
 
 /* the ops */
