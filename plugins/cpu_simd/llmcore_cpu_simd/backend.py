@@ -188,25 +188,31 @@ class CpuSimdBackend(Backend):
 
     # -- profiling ------------------------------------------------------------------------------
 
-    def profile(self) -> tuple[dict[str, tuple[float, int]], int, int]:
-        """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1),
-        the program runs and the barriers they waited at."""
+    def profile(self) -> tuple[dict[str, tuple[float, int]], int, int, tuple[float, float]]:
+        """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1:
+        thread 0's time in the nodes), the program runs, the barriers they waited at, and thread 0's
+        seconds waiting at them: for the others' shares of the work, and while another thread ran a
+        serial phase (norms, rope, one token's attention: the last thread at a barrier runs them)."""
         n_ops = self.lib.LC_OP_COUNT
         seconds, counts = ffi.new("double[]", n_ops), ffi.new("int64_t[]", n_ops)
-        runs = ffi.new("int64_t[2]")
-        self.lib.lc_profile_get(seconds, counts, runs)
+        runs, waits = ffi.new("int64_t[2]"), ffi.new("double[2]")
+        self.lib.lc_profile_get(seconds, counts, runs, waits)
         names = {getattr(self.lib, n): n[len("LC_OP_"):].lower()
                  for n in dir(self.lib) if n.startswith("LC_OP_") and n != "LC_OP_COUNT"}
-        return {names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}, runs[0], runs[1]
+        return ({names[k]: (seconds[k], counts[k]) for k in range(n_ops) if counts[k]}, runs[0], runs[1],
+                (waits[0], waits[1]))
 
     def print_profile(self) -> None:
-        stats, runs, barriers = self.profile()
-        total = sum(s for s, _ in stats.values()) or 1.0
-        print(f"cpu_simd profile ({self.isa}, {self.n_threads} threads):")
+        stats, runs, barriers, (wait, serial_elsewhere) = self.profile()
+        total = (sum(s for s, _ in stats.values()) + wait + serial_elsewhere) or 1.0
+        print(f"cpu_simd profile ({self.isa}, {self.n_threads} threads; thread 0's time):")
         for name, (seconds, count) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
             print(f"  {name:<10} {seconds * 1e3:10.2f} ms {100 * seconds / total:5.1f}% {count:8d} calls")
         if runs:
             nodes = sum(count for _, count in stats.values())
+            print(f"  {'barriers':<10} {wait * 1e3:10.2f} ms {100 * wait / total:5.1f}% waiting for the other threads' "
+                  f"shares, {serial_elsewhere * 1e3:.2f} ms ({100 * serial_elsewhere / total:.1f}%) while another ran "
+                  f"a serial phase")
             print(f"  {runs} runs: {nodes / runs:.1f} nodes and {barriers / runs:.1f} barriers per run")
 
 

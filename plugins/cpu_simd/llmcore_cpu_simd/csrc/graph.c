@@ -34,6 +34,9 @@ struct lc_pool {
     const lc_program *program;
     int32_t n_kv;
     int profile;
+    /* profiling: the seconds the last thread at a barrier spent in the serial phase it ran, written
+     * before it lets the others on (so thread 0 reads it after its wait, ordered by the barrier) */
+    double serial_seconds;
 };
 
 typedef struct { lc_pool *pool; int ith; } worker_arg;
@@ -41,6 +44,8 @@ typedef struct { lc_pool *pool; int ith; } worker_arg;
 static double profile_seconds[LC_OP_COUNT];
 static int64_t profile_counts[LC_OP_COUNT];
 static int64_t profile_runs, profile_barriers;
+static double profile_barrier_wait;  /* thread 0's seconds at barriers waiting for the others' work */
+static double profile_serial_elsewhere;  /* ... waiting while another thread ran a serial phase */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -93,30 +98,38 @@ static int32_t serial_phase_length(const lc_program *p, int32_t first) {
  * nodes of the next phase before it lets the others on, when one thread runs them all: the others
  * would only wait for it at the barrier after them. next_product (or NULL): the next phase's first
  * product, whose first weight bytes each thread asks for (lc_prefetch_first_chunk) while it waits, or
- * as it lets the others on. Returns the seconds this thread spent in the serial nodes when it is
- * thread 0 and profiles (its wait for them counts to the node before the barrier). */
+ * as it lets the others on. Returns the seconds this thread spent in the serial nodes or waiting
+ * when it is thread 0 and profiles (its waits count to the profile's barrier wait, its serial nodes
+ * to their ops). */
 static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t n_serial, const lc_node *next_product,
                       const lc_task *task) {
     const int n = pool->n_threads;
     const int phase = atomic_load_explicit(&pool->barrier_phase, memory_order_relaxed);
+    const int timed = pool->profile && task->ith == 0;
     if (n > 1 && atomic_fetch_add_explicit(&pool->barrier_count, 1, memory_order_acq_rel) != n - 1) {
+        const double waiting = timed ? lc_now_seconds() : 0.0;
         if (next_product) lc_prefetch_first_chunk(next_product, task->ith, task->nth);
         for (int spins = 0; atomic_load_explicit(&pool->barrier_phase, memory_order_acquire) == phase; spins++) {
             if (spins < SPIN_BEFORE_YIELD) cpu_relax();
             else sched_yield();  /* the cores may be shared: let the thread we wait for run */
         }
-        return 0.0;
+        if (!timed) return 0.0;
+        const double waited = lc_now_seconds() - waiting;
+        profile_barrier_wait += waited - pool->serial_seconds;
+        profile_serial_elsewhere += pool->serial_seconds;
+        return waited;
     }
     atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
     reset_chunks(pool, n_used);
-    const int timed = pool->profile && task->ith == 0;
     const double start = timed ? lc_now_seconds() : 0.0;
+    const double serial_start = pool->profile && n_serial ? lc_now_seconds() : 0.0;
     for (int32_t k = 0; k < n_serial; k++) {
         const double t0 = timed ? lc_now_seconds() : 0.0;
         run_alone(&serial[k], task);
         if (pool->profile) record(serial[k].op, timed ? lc_now_seconds() - t0 : 0.0);
     }
     const double serial_seconds = timed ? lc_now_seconds() - start : 0.0;
+    if (pool->profile) pool->serial_seconds = timed || !n_serial ? 0.0 : lc_now_seconds() - serial_start;
     atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
     if (next_product) lc_prefetch_first_chunk(next_product, task->ith, task->nth);
     return serial_seconds;
@@ -144,7 +157,7 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
     for (int32_t k = 0; k < n_nodes; k++) {
         const lc_node *node = &nodes[k];
         const double t0 = timed ? lc_now_seconds() : 0.0;
-        double serial_seconds = 0.0;
+        double barrier_seconds = 0.0;
         const int shared = shared_attention(node, pool);
         if (node->run == LC_RUN_ALL || shared) {
             task.next_chunk = &pool->chunk[n_shared++].next;
@@ -157,10 +170,10 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
         const int next_shared = k + 1 < n_nodes && shared_attention(&nodes[k + 1], pool);
         if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES || shared || next_shared) {
             const int32_t n_serial = serial_phase_length(p, k + 1);
-            serial_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, next_product(p, k + 1 + n_serial), &task);
+            barrier_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, next_product(p, k + 1 + n_serial), &task);
             n_shared = 0;
             if (timed) profile_barriers++;
-            if (timed) record(node->op, lc_now_seconds() - t0 - serial_seconds);
+            if (timed) record(node->op, lc_now_seconds() - t0 - barrier_seconds);
             k += n_serial;
         } else if (timed) {
             record(node->op, lc_now_seconds() - t0);
@@ -244,13 +257,15 @@ int lc_graph_run(const lc_program *program, int32_t n_kv) {
     return 0;
 }
 
-void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs) {
+void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs, double *barrier_wait) {
+    barrier_wait[1] = profile_serial_elsewhere;
     for (int k = 0; k < LC_OP_COUNT; k++) {
         seconds[k] = profile_seconds[k];
         counts[k] = profile_counts[k];
     }
     runs[0] = profile_runs;
     runs[1] = profile_barriers;
+    barrier_wait[0] = profile_barrier_wait;
 }
 
 void lc_profile_reset(void) {
@@ -259,6 +274,7 @@ void lc_profile_reset(void) {
         profile_counts[k] = 0;
     }
     profile_runs = profile_barriers = 0;
+    profile_barrier_wait = profile_serial_elsewhere = 0.0;
 }
 
 const char *lc_isa(void) { return LC_ISA_NAME; }

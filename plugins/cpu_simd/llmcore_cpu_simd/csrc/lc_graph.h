@@ -123,9 +123,11 @@ int lc_pool_threads(const lc_pool *pool);
  * program (a program of no nodes wakes none) */
 int lc_graph_run(const lc_program *program, int32_t n_kv);
 
-/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run, and its runs and
- * barriers (runs[0], runs[1]) */
-void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs);
+/* LLMCORE_PROFILE: per-op-type seconds and counts accumulated by lc_graph_run (thread 0's time in
+ * each node), its runs and barriers (runs[0], runs[1]), and thread 0's seconds waiting at them:
+ * barrier_wait[0] for the others' shares of the work (the threads' imbalance, time the OS gave
+ * another thread), barrier_wait[1] while another thread ran a serial phase */
+void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs, double *barrier_wait);
 void lc_profile_reset(void);
 const char *lc_isa(void);
 /* cffi-cdef: end */
