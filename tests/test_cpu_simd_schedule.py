@@ -45,7 +45,9 @@ def test_phases_give_the_bits_of_a_barrier_after_every_node(arch, n_threads, mon
 
 def test_one_token_waits_at_few_barriers(default_model_path, monkeypatch):
     """SmolLM2's layer: the q/k/v products share a phase, so do gate and up; the norms, ropes, KV
-    stores, attention and quantizations of one token run on thread 0 between them: 8 barriers."""
+    stores and quantizations of one token run on one thread between them, its attention on all: 10
+    barriers a layer (the one closing a phase that one thread runs inside the barrier before it, the
+    ropes and KV stores, is not waited at)."""
     schedules: list[tuple[int, int]] = []
     schedule = Program._schedule
 
@@ -60,7 +62,7 @@ def test_one_token_waits_at_few_barriers(default_model_path, monkeypatch):
     n_layer = llm.model.hparams.n_layer
     nodes, barriers = schedules[-1]
     assert nodes > 20 * n_layer
-    assert barriers <= 8 * n_layer + 4
+    assert barriers <= 10 * n_layer + 4
 
 
 # A program of no nodes (the lowering of a reshape) ran no barrier, yet woke the workers, which read

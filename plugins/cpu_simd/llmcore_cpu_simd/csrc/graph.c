@@ -10,7 +10,6 @@
 #include <stdlib.h>
 
 #include "lc_graph.h"
-#include "lc_kv.h"
 #include "lc_simd.h"
 
 #ifndef LC_ISA_NAME
@@ -76,18 +75,10 @@ static void run_alone(const lc_node *node, const lc_task *task) {
     lc_ops[node->op](node, &own);
 }
 
-/* One token's attention that the lowering gives to thread 0 (LC_RUN_FIRST_CLAIM) but that in this run
- * spans a view long enough to share among the threads (lc_attention_shared): every thread takes its
- * part, after a barrier or the serial phase before it, and a barrier follows. */
-static int shared_attention(const lc_node *node, const lc_pool *pool) {
-    return node->run == LC_RUN_FIRST_CLAIM && lc_attention_shared(node, pool->n_kv, pool->n_threads);
-}
-
 /* How many nodes from `first` make a phase that one thread runs alone (none of them run by all),
- * or 0; a phase ends before a shared attention, which the others then start once it is run. */
+ * or 0. */
 static int32_t serial_phase_length(const lc_program *p, int32_t first) {
     for (int32_t k = first; k < p->n_nodes; k++) {
-        if (shared_attention(&p->nodes[k], p->pool)) return k - first;
         if (p->nodes[k].run == LC_RUN_ALL) return 0;
         if (p->nodes[k].barrier_after || k == p->n_nodes - 1) return k - first + 1;
     }
@@ -158,17 +149,13 @@ static void run_nodes(lc_pool *pool, const lc_program *p, int ith) {
         const lc_node *node = &nodes[k];
         const double t0 = timed ? lc_now_seconds() : 0.0;
         double barrier_seconds = 0.0;
-        const int shared = shared_attention(node, pool);
-        if (node->run == LC_RUN_ALL || shared) {
+        if (node->run == LC_RUN_ALL) {
             task.next_chunk = &pool->chunk[n_shared++].next;
             lc_ops[node->op](node, &task);
         } else if (ith == 0) {
             run_alone(node, &task);
         }
-        /* a shared attention has barriers on both sides: the lowering let it share a phase with the
-         * nodes thread 0 runs alone before and after it, in order */
-        const int next_shared = k + 1 < n_nodes && shared_attention(&nodes[k + 1], pool);
-        if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES || shared || next_shared) {
+        if (node->barrier_after || k == n_nodes - 1 || n_shared == LC_MAX_SHARED_NODES) {
             const int32_t n_serial = serial_phase_length(p, k + 1);
             barrier_seconds = barrier(pool, n_shared, nodes + k + 1, n_serial, next_product(p, k + 1 + n_serial), &task);
             n_shared = 0;

@@ -500,16 +500,11 @@ static int64_t view_of(int64_t n_kv, int64_t n_ctx) {
 static int64_t view_cells(const attn_shape *a) { return view_of(a->n_kv, a->n_ctx); }
 
 /* Whether one query's flash attention splits the cells among the threads (ggml's split-KV path, for
- * a view of 512 cells or more of f16 caches, or f32 read as f16), as llama.cpp's threads do: a view
- * that long is shared among the threads whatever the path (lc_attention_shared) */
+ * a view of 512 cells or more of f16 caches, or f32 read as f16), as llama.cpp's threads do */
 static int splits_cells(int flash, int64_t n_tokens, int type_k, int type_v, int64_t n_kv, int64_t n_ctx) {
     const int f16_or_f32_k = type_k == LC_TYPE_F16 || type_k == LC_TYPE_F32;
     const int f16_or_f32_v = type_v == LC_TYPE_F16 || type_v == LC_TYPE_F32;
     return flash && n_tokens == 1 && f16_or_f32_k && f16_or_f32_v && view_of(n_kv, n_ctx) >= 512;
-}
-
-int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth) {
-    return nd->op == LC_OP_ATTENTION && nth > 1 && nd->ne[2] == 1 && view_of(n_kv, nd->ne[3]) >= 512;
 }
 
 /* One chunk's partial results (each head's sums, then its max and sum in ms[2g], ms[2g + 1]) merged
@@ -1038,12 +1033,13 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
         }
         return;
     }
-    /* One query over a view of 512 cells or more with every thread in (lc_attention_shared): over f16
+    /* One query with every thread in (lc_attention_shared): over a view of 512 cells or more of f16
      * caches with flash attention llama.cpp splits the cells among its threads (ggml's split-KV path,
-     * the same count as this pool's), a chunk a thread here too; else the threads claim the query
-     * heads, those of a KV head together with flash attention (its one-row path), one without. */
+     * the same count as this pool's), and the threads claim pieces of that split; else they claim
+     * parts of the query heads, heads of a KV head together with flash attention (its one-row path),
+     * one without. */
     const int split = splits_cells(a.flash, a.n_tokens, a.type_k, a.type_v, a.n_kv, a.n_ctx);
-    if (lc_attention_shared(nd, task->n_kv, task->nth)) {
+    if (lc_attention_shared(nd, task)) {
         int visible = 0;
         for (int32_t j = 0; j < a.n_kv && !visible; j++) visible = mask_all[j] != -INFINITY;
         if (!visible) {  /* a padding row */
@@ -1054,7 +1050,11 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
             attend_flash_split_shared(&a, q_all, k, v, mask_all, task, y_all);
             return;
         }
-        const int64_t step = a.flash ? FLASH_ROW_HEADS : 1, parts = (a.group + step - 1) / step;
+        /* with flash attention a KV head's heads in as many parts as give every thread two */
+        const int64_t parts_wanted = (2 * task->nth + a.n_head_kv - 1) / a.n_head_kv;
+        const int64_t most = (a.group + parts_wanted - 1) / parts_wanted;
+        const int64_t step = a.flash ? (most < FLASH_ROW_HEADS ? most : FLASH_ROW_HEADS) : 1;
+        const int64_t parts = (a.group + step - 1) / step;
         for (int64_t part = task->ith; part < a.n_head_kv * parts; part = atomic_fetch_add(task->next_chunk, 1)) {
             const int64_t kvh = part / parts, h = kvh * a.group + part % parts * step, group_end = (kvh + 1) * a.group;
             attend_heads(&a, q_all, k, v, mask_all, 0, h, (int)(group_end - h < step ? group_end - h : step), 1, 0, 0,

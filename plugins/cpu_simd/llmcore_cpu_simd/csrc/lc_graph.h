@@ -80,9 +80,8 @@ enum lc_op {
 /* Who runs a node. A tiny node (one token's norm, rope, routing) runs on one thread alone (thread 0,
  * or the last to reach the barrier before a phase of such nodes only), so a chain of them needs no
  * barrier between its nodes: LC_RUN_ALONE gives the kernel a one-thread task; LC_RUN_FIRST_CLAIM
- * the pool's task as thread 0 sees it, for a node whose whole work is thread 0's first claim (one
- * token's attention, whose split of the cells follows the pool's thread count; over a long view
- * every thread takes part: lc_attention_shared). */
+ * the pool's task as thread 0 sees it, for a node whose whole work is thread 0's first claim (a
+ * product of one chunk of rows). */
 enum lc_run { LC_RUN_ALL, LC_RUN_ALONE, LC_RUN_FIRST_CLAIM };
 
 /* the most nodes run by all threads between two barriers (each claims chunks from its own counter);

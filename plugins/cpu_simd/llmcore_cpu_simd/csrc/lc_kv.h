@@ -24,11 +24,11 @@ int64_t lc_kv_row_bytes(int type, int64_t n);
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash);
 /* cffi-cdef: end */
 
-/* Whether an ATTENTION node of one token over n_kv cells takes every one of nth threads (graph.c runs
- * it on all of them): over a view of 512 cells or more, flash attention over f16 caches in pieces of
- * ggml's split of the cells among its threads (a chunk for one KV head's heads), every other path in
- * query heads */
-int lc_attention_shared(const lc_node *nd, int32_t n_kv, int nth);
+/* Whether the threads of an ATTENTION node's task share one token's attention (the lowering runs
+ * every ATTENTION on all of them): over a view of 512 cells or more of f16 caches with flash
+ * attention in pieces of ggml's split of the cells among its threads (a chunk for one KV head's
+ * heads), else in parts of the query heads */
+static inline int lc_attention_shared(const lc_node *nd, const lc_task *task) { return task->nth > 1 && nd->ne[2] == 1; }
 
 /* the ops */
 void lc_op_hadamard(const lc_node *nd, const lc_task *task);

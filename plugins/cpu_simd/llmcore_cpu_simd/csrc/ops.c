@@ -904,9 +904,9 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
 
-    /* One token over a long view with every thread in (lc_attention_shared): the threads claim one
-     * query head at a time, each head's numbers its own (the same bits as one thread's loop below). */
-    if (lc_attention_shared(nd, n_kv, task->nth)) {
+    /* One token with every thread in (lc_attention_shared): the threads claim one query head at a
+     * time, each head's numbers its own (the same bits as one thread's loop below). */
+    if (lc_attention_shared(nd, task)) {
         const float *mask = nd->src[3];
         const int visible = first_visible(mask, n_kv) >= 0;
         for (int64_t h = task->ith; h < n_head; h = atomic_fetch_add(task->next_chunk, 1)) {
