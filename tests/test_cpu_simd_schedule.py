@@ -46,8 +46,8 @@ def test_phases_give_the_bits_of_a_barrier_after_every_node(arch, n_threads, mon
 def test_one_token_waits_at_few_barriers(default_model_path, monkeypatch):
     """SmolLM2's layer: the q/k/v products share a phase, so do gate and up; the norms, ropes, KV
     stores and quantizations of one token run on one thread between them, its attention on all: 10
-    barriers a layer (the one closing a phase that one thread runs inside the barrier before it, the
-    ropes and KV stores, is not waited at)."""
+    barriers a layer, of which the threads wait at about half (a phase that one thread runs does so
+    inside the barrier before it, and the barrier closing it costs no wait of its own)."""
     schedules: list[tuple[int, int]] = []
     schedule = Program._schedule
 
