@@ -192,7 +192,7 @@ class CpuSimdBackend(Backend):
         """Seconds and calls per op type since the last reset (collected when LLMCORE_PROFILE=1:
         thread 0's time in the nodes), the program runs, the barriers they waited at, and thread 0's
         seconds waiting at them: for the others' shares of the work, and while another thread ran a
-        serial phase (norms, rope, one token's attention: the last thread at a barrier runs them)."""
+        serial phase (one token's norms, ropes, KV stores: the last thread at a barrier runs them)."""
         n_ops = self.lib.LC_OP_COUNT
         seconds, counts = ffi.new("double[]", n_ops), ffi.new("int64_t[]", n_ops)
         runs, waits = ffi.new("int64_t[2]"), ffi.new("double[2]")

@@ -112,18 +112,17 @@ static double barrier(lc_pool *pool, int n_used, const lc_node *serial, int32_t 
     }
     atomic_store_explicit(&pool->barrier_count, 0, memory_order_relaxed);
     reset_chunks(pool, n_used);
-    const double start = timed ? lc_now_seconds() : 0.0;
-    const double serial_start = pool->profile && n_serial ? lc_now_seconds() : 0.0;
+    const double start = pool->profile ? lc_now_seconds() : 0.0;
     for (int32_t k = 0; k < n_serial; k++) {
         const double t0 = timed ? lc_now_seconds() : 0.0;
         run_alone(&serial[k], task);
         if (pool->profile) record(serial[k].op, timed ? lc_now_seconds() - t0 : 0.0);
     }
-    const double serial_seconds = timed ? lc_now_seconds() - start : 0.0;
-    if (pool->profile) pool->serial_seconds = timed || !n_serial ? 0.0 : lc_now_seconds() - serial_start;
+    const double serial_seconds = pool->profile ? lc_now_seconds() - start : 0.0;
+    if (pool->profile) pool->serial_seconds = timed ? 0.0 : serial_seconds;  /* thread 0's own count to their ops */
     atomic_fetch_add_explicit(&pool->barrier_phase, 1, memory_order_release);
     if (next_product) lc_prefetch_first_chunk(next_product, task->ith, task->nth);
-    return serial_seconds;
+    return timed ? serial_seconds : 0.0;
 }
 
 /* the first MUL_MAT of the phase that starts at node first, or NULL */
@@ -245,7 +244,6 @@ int lc_graph_run(const lc_program *program, int32_t n_kv) {
 }
 
 void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs, double *barrier_wait) {
-    barrier_wait[1] = profile_serial_elsewhere;
     for (int k = 0; k < LC_OP_COUNT; k++) {
         seconds[k] = profile_seconds[k];
         counts[k] = profile_counts[k];
@@ -253,6 +251,7 @@ void lc_profile_get(double *seconds, int64_t *counts, int64_t *runs, double *bar
     runs[0] = profile_runs;
     runs[1] = profile_barriers;
     barrier_wait[0] = profile_barrier_wait;
+    barrier_wait[1] = profile_serial_elsewhere;
 }
 
 void lc_profile_reset(void) {

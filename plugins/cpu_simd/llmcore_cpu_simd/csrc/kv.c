@@ -186,8 +186,7 @@ typedef struct {
 static int64_t row_bytes(int type, int64_t n) { return lc_kv_row_bytes(type, n); }
 
 static float head_slope(const attn_shape *a, uint32_t h) {
-    if (a->max_bias <= 0.0f) return 1.0f;
-    return h < a->n_head_log2 ? powf(a->m0, h + 1) : powf(a->m1, 2 * (h - a->n_head_log2) + 1);
+    return lc_alibi_slope(h, a->max_bias, a->n_head_log2, a->m0, a->m1);
 }
 
 /* the K row of cell j for KV head kvh, as f16 values where flash attention reads an f32 cache as

@@ -157,7 +157,8 @@ extern const lc_op_fn lc_ops[LC_OP_COUNT];
  * with its weights on the way. Zen 4, 2 threads, decode (medians of 7-9 interleaved runs): SmolLM2
  * Q4_1 234 -> 275 t/s, dense Q4_K_M 552 -> 608; 2 KB gained less, 6 KB the same, 8 KB lost (239 and
  * 510). A chain of products alone (the tuning's) shows nothing: the gain is where one thread waits
- * while the other runs a phase's serial nodes (norms, rope, attention). Nothing for other nodes. */
+ * while the other runs a phase's serial nodes (norms, rope, and then one token's attention). Nothing for
+ * other nodes. */
 enum { LC_PREFETCH_FIRST_CHUNK_BYTES = 4096 };
 void lc_prefetch_first_chunk(const lc_node *node, int ith, int nth);
 

@@ -4,6 +4,8 @@
 #ifndef LC_KV_H
 #define LC_KV_H
 
+#include <math.h>
+
 #include "lc_graph.h"
 #include "lc_types.h"
 
@@ -29,6 +31,13 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t gro
  * attention in pieces of ggml's split of the cells among its threads (a chunk for one KV head's
  * heads), else in parts of the query heads */
 static inline int lc_attention_shared(const lc_node *nd, const lc_task *task) { return task->nth > 1 && nd->ne[2] == 1; }
+
+/* head h's ALiBi slope as ggml_soft_max_ext computes it (1 without ALiBi): n_head_log2, m0 and m1
+ * from the heads' count and max_bias as ggml derives them */
+static inline float lc_alibi_slope(uint32_t h, float max_bias, uint32_t n_head_log2, float m0, float m1) {
+    if (max_bias <= 0.0f) return 1.0f;
+    return h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1);
+}
 
 /* the ops */
 void lc_op_hadamard(const lc_node *nd, const lc_task *task);

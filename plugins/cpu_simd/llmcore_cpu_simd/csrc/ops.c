@@ -880,11 +880,6 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
     }
 }
 
-/* head h's ALiBi slope as ggml_soft_max_ext computes it (1 without ALiBi) */
-static float alibi_slope(uint32_t h, float max_bias, uint32_t n_head_log2, float m0, float m1) {
-    return max_bias > 0.0f ? (h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1)) : 1.0f;
-}
-
 static void op_attention(const lc_node *nd, const lc_task *task) {
     /* other types, flash attention, sinks and Grok's folded cap: kv.c's general path */
     if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16 || nd->src[4] || nd->f[3] != 0.0f) {
@@ -920,7 +915,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);
             attend_one_head(q16, (const char *)nd->src[1] + kvh * head_dim * elt, (const char *)nd->src[2] + kvh * head_dim * elt,
                             kv_width, type, head_dim, mask, n_kv, scale, softcap,
-                            alibi_slope((uint32_t)h, max_bias, n_head_log2, m0, m1), 0, lanes, scores, y);
+                            lc_alibi_slope((uint32_t)h, max_bias, n_head_log2, m0, m1), 0, lanes, scores, y);
         }
         return;
     }
@@ -957,7 +952,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             }
 #endif
             for (int64_t g = 0; g < group; g++) {
-                const float slope = alibi_slope((uint32_t)(kvh * group + g), max_bias, n_head_log2, m0, m1);
+                const float slope = lc_alibi_slope((uint32_t)(kvh * group + g), max_bias, n_head_log2, m0, m1);
                 attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slope,
                                 batched, lanes, scores, y + g * head_dim);
             }
