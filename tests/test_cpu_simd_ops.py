@@ -239,36 +239,55 @@ def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
           bound=2e-3, n_kv=n_kv)
 
 
+def _flash_attention_on_both(backend, n_head: int, n_head_kv: int, head_dim: int, mask: np.ndarray,
+                             max_bias: float = 0.0, softcap: float = 0.0) -> list[np.ndarray]:
+    """Flash attention of len(mask) queries over f16 caches of mask.shape[1] random cells, on
+    ``backend`` and on the reference backend: their results."""
+    n, n_ctx = mask.shape
+    feeds = {"q": randn(n, n_head, head_dim) * 2, "mask": mask}
+    cells = randn(n_ctx, n_head_kv * head_dim), randn(n_ctx, n_head_kv * head_dim)
+    results = []
+    for each in (backend, ReferenceBackend()):
+        g = GraphBuilder(1, 1)
+        k, v = (g.cache(name, (n_ctx, n_head_kv * head_dim), F16) for name in "kv")
+        out = g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
+                          1 / np.sqrt(head_dim), flash=True, max_bias=max_bias, softcap=softcap)
+        graph = g.build({"out": out})
+        sub = Subgraph([x for x in graph.nodes if not x.is_leaf], list(graph.inputs.values()), [out], [], graph.caches)
+        executable = each.compile(sub)
+        for name, values in zip("kv", cells):
+            each.cache_view(name)[...] = values
+        results.append(executable.run({graph.inputs[k].id: v for k, v in feeds.items()}, n_ctx)[0])
+    return results
+
+
 @pytest.mark.parametrize("head_dim", [64, 40, 76])  # the V sums' 64-value register blocks, 8s, and a scalar tail
 @pytest.mark.parametrize("encoder_mask", [False, True])  # cells hidden at random, or an encoder's mask of zeros
 def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backend_factory, head_dim, encoder_mask):
     """70 queries take ggml's tiled flash attention (two 64-cell tiles, the second short, f16 caches):
     cpu_simd's vector paths give the reference backend's bits, for head sizes its V sums run in
     64-value blocks, in 8s and value by value, with a mask hiding cells and with one of zeros only."""
-    n, n_head, n_ctx = 70, 4, 80
-
-    def build(g: GraphBuilder) -> Node:
-        k, v = (g.cache(name, (n_ctx, 2 * head_dim), F16) for name in "kv")
-        return g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
-                           1 / np.sqrt(head_dim), flash=True)
-
-    mask = np.where(RNG.random((n, n_ctx)) < 0.9, 0.0, -np.inf).astype(np.float32)
+    mask = np.where(RNG.random((70, 80)) < 0.9, 0.0, -np.inf).astype(np.float32)
     mask[:, :1] = 0.0
     if encoder_mask:
         mask[...] = 0.0
-    feeds = {"q": randn(n, n_head, head_dim) * 2, "mask": mask}
-    cells = randn(n_ctx, 2 * head_dim), randn(n_ctx, 2 * head_dim)
-    results = []
-    for backend in (backend_factory(), ReferenceBackend()):
-        g = GraphBuilder(1, 1)
-        out = build(g)
-        graph = g.build({"out": out})
-        sub = Subgraph([x for x in graph.nodes if not x.is_leaf], list(graph.inputs.values()), [out], [], graph.caches)
-        executable = backend.compile(sub)
-        for name, values in zip("kv", cells):
-            backend.cache_view(name)[...] = values
-        results.append(executable.run({graph.inputs[k].id: v for k, v in feeds.items()}, n_ctx)[0])
-    np.testing.assert_array_equal(*results)
+    np.testing.assert_array_equal(*_flash_attention_on_both(backend_factory(), 4, 2, head_dim, mask))
+
+
+@pytest.mark.parametrize("n_head, head_dim", [(8, 128), (6, 64), (2, 64)])  # 4 + 4 heads a KV head, 3, 1
+@pytest.mark.parametrize("max_bias", [0.0, 8.0])
+def test_one_querys_flash_attention_equals_the_reference_bit_for_bit(backend_factory, n_head, head_dim, max_bias):
+    """One query's flash attention (ggml's one-row path: each head's online softmax cell by cell, its
+    V sums in f16) over 61 of 80 cells, some hidden: cpu_simd's blocks of cells (a KV head's query
+    heads' V sums held in registers, 64 values at a time) give the reference backend's bits, with
+    ALiBi's slopes too."""
+    mask = np.where(RNG.random((1, 80)) < 0.8, 0.0, -np.inf).astype(np.float32)
+    mask[0, :2] = 0.0
+    mask[0, 61:] = -np.inf
+    if max_bias:
+        mask[0, :61] -= np.arange(61, 0, -1, dtype=np.float32) * (mask[0, :61] == 0)
+    got, want = _flash_attention_on_both(backend_factory(), n_head, 2, head_dim, mask, max_bias)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 @pytest.mark.parametrize("n, n_head", [(1, 4), (9, 6)])  # 6 heads: slopes past the largest power of two

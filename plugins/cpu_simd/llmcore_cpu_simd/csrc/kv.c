@@ -27,7 +27,9 @@ enum { FA_CHUNK_ROWS = 256 };
 /* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells),
  * and the floats of a thread's scratch it works in */
 enum { FLASH_ROW_HEADS = 8 };
-#define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1) * (head_dim))
+/* the cells flash_cells_in_blocks converts at a time (their K and V rows as floats, past the others) */
+enum { FLASH_BLOCK_CELLS = 16 };
+#define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1 + 2 * FLASH_BLOCK_CELLS) * (head_dim))
 
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash) {
     /* ops.c's f16 path: the group's f16-rounded queries and scores, one head's 64 lane sums (more
@@ -347,13 +349,114 @@ static inline float dot_k_floats(const float *k32, const float *q, int64_t n) {
         for (int l = 0; l < 4; l++) acc[l] = _mm512_fmadd_ps(_mm512_loadu_ps(k32 + i + 16 * l), _mm512_loadu_ps(q + i + 16 * l), acc[l]);
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
 }
+
+enum { FLASH_V_HEADS = 4 };  /* heads whose V sums flash_v_sums holds in registers together: 16 of 32 */
+
+/* The f16 V sums (ggml_vec_scale_f16, then ggml_vec_mad_f16, per cell) of nh heads (a constant where
+ * inlined) over a block's n cells, 64 numbers of each head at a time held in registers: the heads'
+ * chains of dependent roundings overlap. Head g's sums are at sums + g * hd; hidden[g][i] skips
+ * cell i for head g. */
+static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t hd, int n, const float *v32,
+                                                               const float (*ms)[FLASH_BLOCK_CELLS],
+                                                               const float (*vs)[FLASH_BLOCK_CELLS],
+                                                               const unsigned char (*hidden)[FLASH_BLOCK_CELLS],
+                                                               lc_fp16_t *sums) {
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
+        __m512 cur[FLASH_V_HEADS][4];
+        for (int g = 0; g < nh; g++)
+            for (int l = 0; l < 4; l++)
+                cur[g][l] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sums + g * hd + d0 + 16 * l)));
+        for (int i = 0; i < n; i++) {
+            const float *v_row = v32 + i * hd + d0;
+            const __m512 vd[4] = {_mm512_loadu_ps(v_row), _mm512_loadu_ps(v_row + 16), _mm512_loadu_ps(v_row + 32),
+                                  _mm512_loadu_ps(v_row + 48)};
+            for (int g = 0; g < nh; g++) {
+                if (hidden[g][i]) continue;
+                if (ms[g][i] != 1.0f) {
+                    const __m512 msv = _mm512_set1_ps(ms[g][i]);
+                    for (int l = 0; l < 4; l++)
+                        cur[g][l] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur[g][l], msv), _MM_FROUND_TO_NEAREST_INT));
+                }
+                const __m512 vsv = _mm512_set1_ps(vs[g][i]);
+                for (int l = 0; l < 4; l++)
+                    cur[g][l] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_fmadd_ps(vd[l], vsv, cur[g][l]), _MM_FROUND_TO_NEAREST_INT));
+            }
+        }
+        for (int g = 0; g < nh; g++)  /* f16 values already: stored exactly */
+            for (int l = 0; l < 4; l++)
+                _mm256_storeu_si256((__m256i *)(sums + g * hd + d0 + 16 * l), _mm512_cvtps_ph(cur[g][l], _MM_FROUND_TO_NEAREST_INT));
+    }
+}
+
+/* attend_flash_cells' cell loop for f16 K and V rows of whole 64s: the same operations on each head's
+ * numbers in the same order, grouped a block of cells at a time so that they overlap. Per block the
+ * visible cells' K and V rows are converted to floats once (into rows); then each head's scores, its
+ * chain of maxima with the C library's expf (no vector state is live across those calls), and last
+ * the heads' f16 V sums, held in registers across the block's cells (flash_v_sums). */
+static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const char *k, const char *v, int64_t kvh,
+                                  const float *mask, int n_heads, const float *slope, int slopes_positive, int64_t c0,
+                                  int64_t c1, float *rows, float *M, float *S, lc_fp16_t *acc16) {
+    const int64_t hd = a->head_dim;
+    float *k32 = rows, *v32 = rows + FLASH_BLOCK_CELLS * hd;
+    for (int64_t j0 = c0; j0 < c1; j0 += FLASH_BLOCK_CELLS) {
+        const int64_t j1 = j0 + FLASH_BLOCK_CELLS < c1 ? j0 + FLASH_BLOCK_CELLS : c1;
+        float cell_mask[FLASH_BLOCK_CELLS];
+        int n = 0;
+        for (int64_t j = j0; j < j1; j++) {
+            const float m = round_f16(mask[j]);  /* flash attention's mask is f16 */
+            if (m == -INFINITY && slopes_positive) continue;
+            const lc_fp16_t *k_row = (const lc_fp16_t *)(k + j * a->k_row + kvh * a->k_head);
+            const lc_fp16_t *v_row = (const lc_fp16_t *)(v + j * a->v_row + kvh * a->v_head);
+            for (int64_t d = 0; d < hd; d += 16) {
+                _mm512_storeu_ps(k32 + n * hd + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k_row + d))));
+                _mm512_storeu_ps(v32 + n * hd + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v_row + d))));
+            }
+            cell_mask[n++] = m;
+        }
+        float ms[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS], vs[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS];
+        unsigned char hidden[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS];
+        for (int g = 0; g < n_heads; g++) {
+            float score_of[FLASH_BLOCK_CELLS];
+            for (int i = 0; i < n; i++) {
+                const float mv = slope[g] * cell_mask[i];
+                hidden[g][i] = mv == -INFINITY;
+                if (hidden[g][i]) continue;
+                float s = dot_k_floats(k32 + i * hd, qf + g * hd, hd) * a->scale;
+                if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
+                score_of[i] = s + mv;
+            }
+            for (int i = 0; i < n; i++) {
+                if (hidden[g][i]) continue;
+                const float s = score_of[i], Mold = M[g];
+                ms[g][i] = vs[g][i] = 1.0f;
+                if (s > M[g]) {
+                    M[g] = s;
+                    ms[g][i] = expf(Mold - M[g]);
+                } else {
+                    vs[g][i] = expf(s - M[g]);
+                }
+                S[g] = fmaf(S[g], ms[g][i], vs[g][i]);
+            }
+        }
+        for (int g = 0; g < n_heads; g += FLASH_V_HEADS) {
+            lc_fp16_t *sums = acc16 + g * hd;
+            switch (n_heads - g < FLASH_V_HEADS ? n_heads - g : FLASH_V_HEADS) {
+            case 1: flash_v_sums(1, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            case 2: flash_v_sums(2, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            case 3: flash_v_sums(3, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            default: flash_v_sums(4, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            }
+        }
+    }
+}
 #endif
 
 /* Query heads h0 .. h0 + n_heads - 1 of KV head kvh (rows of q and y head_dim apart; at most
  * FLASH_ROW_HEADS) with flash attention, ggml's one-row path: each head's online softmax cell by
  * cell. The heads take each cell together, each with its own steps and numbers: the cell's K and V
  * rows are read once for them, and the heads' chains of dependent steps (the running max, the f16 V
- * sums) overlap. The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y
+ * sums) overlap; on AVX-512 f16 rows of whole 64s go a block of cells at a time (flash_cells_in_blocks).
+ * The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y
  * and head g's max and sum go to partial[2g], partial[2g + 1] (one chunk of ggml's split over
  * threads). A head's sink (a->sinks: NULL, none) joins the first chunk after its cells. */
 static void attend_flash_cells(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
@@ -376,10 +479,10 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
     memset(acc, 0, (size_t)(n_heads * hd) * sizeof(float));
     memset(acc16, 0, (size_t)(n_heads * hd) * sizeof(lc_fp16_t));
 #if defined(LC_AVX512)
-    /* f16 K and V rows of whole 64s (the usual head sizes) met by several heads: each cell's rows
-     * converted to floats once for them (v32 holds V's), the same values every head's steps read */
-    const int rows_as_floats = n_heads > 1 && a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0;
-    float k32[LC_MAX_HEAD_DIM];
+    if (a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0)  /* the usual head sizes */
+        flash_cells_in_blocks(a, qf, k, v, kvh, mask, n_heads, slope, slopes_positive, c0, c1,
+                              work + (3 * FLASH_ROW_HEADS + 1) * hd, M, S, acc16);
+    else
 #endif
     for (int64_t j = c0; j < c1; j++) {
         const float m = round_f16(mask[j]);  /* flash attention's mask is f16 */
@@ -387,21 +490,10 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
         const void *k_row = k_cell(a, k, j, kvh, kbuf);
         const char *row = v + j * a->v_row + kvh * a->v_head;
         if (!v_f16) v_cell_f32(a, v, j, kvh, v32);
-#if defined(LC_AVX512)
-        if (rows_as_floats)
-            for (int64_t d = 0; d < hd; d += 16) {
-                _mm512_storeu_ps(k32 + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)k_row + d))));
-                _mm512_storeu_ps(v32 + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d))));
-            }
-#endif
         for (int g = 0; g < n_heads; g++) {
             const float mv = slope[g] * m;
             if (mv == -INFINITY) continue;
-#if defined(LC_AVX512)
-            float s = (rows_as_floats ? dot_k_floats(k32, qf + g * hd, hd) : score(a, k_row, qf + g * hd, qb[g], 0)) * a->scale;
-#else
             float s = score(a, k_row, qf + g * hd, qb[g], 0) * a->scale;
-#endif
             if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
             s += mv;
             const float Mold = M[g];
@@ -421,8 +513,7 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
                     for (; d + 16 <= hd; d += 16) {
                         __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sums + d)));
                         if (ms != 1.0f) cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, msv), _MM_FROUND_TO_NEAREST_INT));
-                        const __m512 vd = rows_as_floats ? _mm512_loadu_ps(v32 + d)
-                                                         : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d)));
+                        const __m512 vd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)row + d)));
                         _mm256_storeu_si256((__m256i *)(sums + d),
                                             _mm512_cvtps_ph(_mm512_fmadd_ps(vd, vsv, cur), _MM_FROUND_TO_NEAREST_INT));
                     }
