@@ -340,59 +340,87 @@ static void add_sink(float sink, float *M, float *S, float *acc, int64_t hd) {
     *S = fmaf(*S, ms, vs);
 }
 
+#if defined(LC_AVX2)
+/* flash_cells_in_blocks' vectors: 16 floats (AVX-512) or 8 (AVX2) */
 #if defined(LC_AVX512)
-/* lc_attn_dot_kq's AVX-512 sum (ggml_vec_dot_f16's four vectors of fmas, then their reduction) of an
- * f16 K row already converted to floats (exactly) with the query, n a multiple of 64 */
+typedef __m512 flash_vec;
+enum { FLASH_LANES = 16 };
+#define FLASH_V_HEADS 4  /* heads whose V sums flash_v_sums holds: 16 of 32 registers */
+#define flash_load(p) _mm512_loadu_ps(p)
+#define flash_store(p, x) _mm512_storeu_ps((p), (x))
+#define flash_set1(x) _mm512_set1_ps(x)
+#define flash_mul(x, y) _mm512_mul_ps((x), (y))
+#define flash_fmadd(x, y, z) _mm512_fmadd_ps((x), (y), (z))
+#define flash_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define flash_store_f16(p, x) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define flash_round_f16(x) _mm512_cvtph_ps(_mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#else
+typedef __m256 flash_vec;
+enum { FLASH_LANES = 8 };
+#define FLASH_V_HEADS 2  /* 8 of 16 registers */
+#define flash_load(p) _mm256_loadu_ps(p)
+#define flash_store(p, x) _mm256_storeu_ps((p), (x))
+#define flash_set1(x) _mm256_set1_ps(x)
+#define flash_mul(x, y) _mm256_mul_ps((x), (y))
+#define flash_fmadd(x, y, z) _mm256_fmadd_ps((x), (y), (z))
+#define flash_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define flash_store_f16(p, x) _mm_storeu_si128((__m128i *)(p), _mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define flash_round_f16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#endif
+enum { FLASH_V_STEP = 4 * FLASH_LANES };  /* the values of a head's V sums flash_v_sums holds: four vectors */
+
+/* lc_attn_dot_kq's sum (ggml_vec_dot_f16's four 16-lane vectors of fmas, then their reduction; AVX2
+ * spells out the same lanes in eight halves) of an f16 K row already converted to floats (exactly)
+ * with the query, n a multiple of 64 */
 static inline float dot_k_floats(const float *k32, const float *q, int64_t n) {
+#if defined(LC_AVX512)
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t i = 0; i < n; i += 64)
         for (int l = 0; l < 4; l++) acc[l] = _mm512_fmadd_ps(_mm512_loadu_ps(k32 + i + 16 * l), _mm512_loadu_ps(q + i + 16 * l), acc[l]);
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+#else
+    __m256 acc[8];
+    for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 64)
+        for (int l = 0; l < 8; l++) acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k32 + i + 8 * l), _mm256_loadu_ps(q + i + 8 * l), acc[l]);
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    return lc_hsum256(_mm256_add_ps(lo, hi));
+#endif
 }
 
-enum { FLASH_V_HEADS = 4 };  /* heads whose V sums flash_v_sums holds in registers together: 16 of 32 */
-
 /* The f16 V sums (ggml_vec_scale_f16, then ggml_vec_mad_f16, per cell) of nh heads (a constant where
- * inlined) over a block's n cells, 64 numbers of each head at a time held in registers: the heads'
- * chains of dependent roundings overlap. Head g's sums are at sums + g * hd; hidden[g][i] skips
- * cell i for head g. */
+ * inlined) over a block's n cells, FLASH_V_STEP values of each head at a time held in registers: the
+ * heads' chains of dependent roundings overlap. Head g's sums are at sums + g * hd; hidden[g][i]
+ * skips cell i for head g. */
 static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t hd, int n, const float *v32,
                                                                const float (*ms)[FLASH_BLOCK_CELLS],
                                                                const float (*vs)[FLASH_BLOCK_CELLS],
                                                                const unsigned char (*hidden)[FLASH_BLOCK_CELLS],
                                                                lc_fp16_t *sums) {
-    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
-        __m512 cur[FLASH_V_HEADS][4];
+    for (int64_t d0 = 0; d0 < hd; d0 += FLASH_V_STEP) {
+        flash_vec cur[FLASH_V_HEADS][4];
         for (int g = 0; g < nh; g++)
-            for (int l = 0; l < 4; l++)
-                cur[g][l] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sums + g * hd + d0 + 16 * l)));
+            for (int l = 0; l < 4; l++) cur[g][l] = flash_load_f16(sums + g * hd + d0 + FLASH_LANES * l);
         for (int i = 0; i < n; i++) {
             const float *v_row = v32 + i * hd + d0;
-            const __m512 vd[4] = {_mm512_loadu_ps(v_row), _mm512_loadu_ps(v_row + 16), _mm512_loadu_ps(v_row + 32),
-                                  _mm512_loadu_ps(v_row + 48)};
+            flash_vec vd[4];
+            for (int l = 0; l < 4; l++) vd[l] = flash_load(v_row + FLASH_LANES * l);
             for (int g = 0; g < nh; g++) {
                 if (hidden[g][i]) continue;
                 if (ms[g][i] != 1.0f) {
-                    const __m512 msv = _mm512_set1_ps(ms[g][i]);
-                    for (int l = 0; l < 4; l++)
-                        cur[g][l] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur[g][l], msv), _MM_FROUND_TO_NEAREST_INT));
+                    const flash_vec msv = flash_set1(ms[g][i]);
+                    for (int l = 0; l < 4; l++) cur[g][l] = flash_round_f16(flash_mul(cur[g][l], msv));
                 }
-                const __m512 vsv = _mm512_set1_ps(vs[g][i]);
-                for (int l = 0; l < 4; l++)
-                    cur[g][l] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_fmadd_ps(vd[l], vsv, cur[g][l]), _MM_FROUND_TO_NEAREST_INT));
+                const flash_vec vsv = flash_set1(vs[g][i]);
+                for (int l = 0; l < 4; l++) cur[g][l] = flash_round_f16(flash_fmadd(vd[l], vsv, cur[g][l]));
             }
         }
         for (int g = 0; g < nh; g++)  /* f16 values already: stored exactly */
-            for (int l = 0; l < 4; l++)
-                _mm256_storeu_si256((__m256i *)(sums + g * hd + d0 + 16 * l), _mm512_cvtps_ph(cur[g][l], _MM_FROUND_TO_NEAREST_INT));
+            for (int l = 0; l < 4; l++) flash_store_f16(sums + g * hd + d0 + FLASH_LANES * l, cur[g][l]);
     }
 }
 
-/* attend_flash_cells' cell loop for f16 K and V rows of whole 64s: the same operations on each head's
- * numbers in the same order, grouped a block of cells at a time so that they overlap. Per block the
- * visible cells' K and V rows are converted to floats once (into rows); then each head's scores, its
- * chain of maxima with the C library's expf (no vector state is live across those calls), and last
- * the heads' f16 V sums, held in registers across the block's cells (flash_v_sums). */
 static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const char *k, const char *v, int64_t kvh,
                                   const float *mask, int n_heads, const float *slope, int slopes_positive, int64_t c0,
                                   int64_t c1, float *rows, float *M, float *S, lc_fp16_t *acc16) {
@@ -407,9 +435,9 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
             if (m == -INFINITY && slopes_positive) continue;
             const lc_fp16_t *k_row = (const lc_fp16_t *)(k + j * a->k_row + kvh * a->k_head);
             const lc_fp16_t *v_row = (const lc_fp16_t *)(v + j * a->v_row + kvh * a->v_head);
-            for (int64_t d = 0; d < hd; d += 16) {
-                _mm512_storeu_ps(k32 + n * hd + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k_row + d))));
-                _mm512_storeu_ps(v32 + n * hd + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v_row + d))));
+            for (int64_t d = 0; d < hd; d += FLASH_LANES) {
+                flash_store(k32 + n * hd + d, flash_load_f16(k_row + d));
+                flash_store(v32 + n * hd + d, flash_load_f16(v_row + d));
             }
             cell_mask[n++] = m;
         }
@@ -442,9 +470,11 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
             lc_fp16_t *sums = acc16 + g * hd;
             switch (n_heads - g < FLASH_V_HEADS ? n_heads - g : FLASH_V_HEADS) {
             case 1: flash_v_sums(1, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+#if FLASH_V_HEADS == 4
             case 2: flash_v_sums(2, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
             case 3: flash_v_sums(3, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
-            default: flash_v_sums(4, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+#endif
+            default: flash_v_sums(FLASH_V_HEADS, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
             }
         }
     }
@@ -455,7 +485,8 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
  * FLASH_ROW_HEADS) with flash attention, ggml's one-row path: each head's online softmax cell by
  * cell. The heads take each cell together, each with its own steps and numbers: the cell's K and V
  * rows are read once for them, and the heads' chains of dependent steps (the running max, the f16 V
- * sums) overlap; on AVX-512 f16 rows of whole 64s go a block of cells at a time (flash_cells_in_blocks).
+ * sums) overlap; with AVX2 or AVX-512, f16 rows of whole 64s go a block of cells at a time
+ * (flash_cells_in_blocks).
  * The cells [c0, c1) only; with partial != NULL the sums are left unnormalised in y
  * and head g's max and sum go to partial[2g], partial[2g + 1] (one chunk of ggml's split over
  * threads). A head's sink (a->sinks: NULL, none) joins the first chunk after its cells. */
@@ -478,7 +509,7 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
     }
     memset(acc, 0, (size_t)(n_heads * hd) * sizeof(float));
     memset(acc16, 0, (size_t)(n_heads * hd) * sizeof(lc_fp16_t));
-#if defined(LC_AVX512)
+#if defined(LC_AVX2)
     if (a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0)  /* the usual head sizes */
         flash_cells_in_blocks(a, qf, k, v, kvh, mask, n_heads, slope, slopes_positive, c0, c1,
                               work + (3 * FLASH_ROW_HEADS + 1) * hd, M, S, acc16);
