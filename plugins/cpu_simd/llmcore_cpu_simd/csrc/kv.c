@@ -428,10 +428,15 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
     float *k32 = rows, *v32 = rows + FLASH_BLOCK_CELLS * hd;
     for (int64_t j0 = c0; j0 < c1; j0 += FLASH_BLOCK_CELLS) {
         const int64_t j1 = j0 + FLASH_BLOCK_CELLS < c1 ? j0 + FLASH_BLOCK_CELLS : c1;
-        float cell_mask[FLASH_BLOCK_CELLS];
+        float block_mask[FLASH_BLOCK_CELLS], cell_mask[FLASH_BLOCK_CELLS];
+        /* flash attention's mask is f16 */
+        if (j1 - j0 == FLASH_BLOCK_CELLS)
+            for (int i = 0; i < FLASH_BLOCK_CELLS; i += FLASH_LANES) flash_store(block_mask + i, flash_round_f16(flash_load(mask + j0 + i)));
+        else
+            for (int64_t j = j0; j < j1; j++) block_mask[j - j0] = round_f16(mask[j]);
         int n = 0;
         for (int64_t j = j0; j < j1; j++) {
-            const float m = round_f16(mask[j]);  /* flash attention's mask is f16 */
+            const float m = block_mask[j - j0];
             if (m == -INFINITY && slopes_positive) continue;
             const lc_fp16_t *k_row = (const lc_fp16_t *)(k + j * a->k_row + kvh * a->k_head);
             const lc_fp16_t *v_row = (const lc_fp16_t *)(v + j * a->v_row + kvh * a->v_head);
