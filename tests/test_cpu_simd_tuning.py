@@ -1,12 +1,14 @@
-"""cpu_simd's one-token paths (the GEMV with or without its own prefetching, or row by row, per weight type) and its products' chunks per
-thread are timed on this CPU, kept per CPU beside the compiled library, said in the features line, and
-every choice gives the same bits."""
+"""cpu_simd's one-token paths (the GEMV with or without its own prefetching, or row by row, per weight
+type), its products' chunks per thread and its prompt GEMM's tile tokens are timed on this CPU, kept
+per CPU beside the compiled library, said in the features line, and every choice gives the same
+bits."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +31,10 @@ def lib():
     yield lib
     tuning.one_token_paths(lib, library.ffi, build(level))  # the timed choices back, whatever a test set
     tuning.mul_mat_chunks(lib, library.ffi, build(level))
+    tuning.tile_tokens(lib, library.ffi, build(level))
+
+
+KQUANT_MODEL = Path(__file__).parent / "fixtures" / "kquant" / "q4_k_m.gguf"
 
 
 def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
@@ -154,6 +160,60 @@ def test_every_chunk_count_gives_the_same_logits(lib, default_model_path):
         assert np.array_equal(values.view(np.uint32), runs[tuning.DEFAULT_CHUNKS].view(np.uint32)), count
 
 
+class RecordedTiles:
+    """The library, with the tile token counts it is given recorded."""
+
+    def __init__(self, lib):
+        self._lib, self.set_to = lib, []
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+    def lc_set_tile_tokens(self, legacy, k_quants):
+        self.set_to.append((legacy, k_quants))
+        self._lib.lc_set_tile_tokens(legacy, k_quants)
+
+
+def test_the_tile_tokens_are_timed_once_per_cpu_kept_and_applied(lib, tmp_path):
+    library_path = tmp_path / "llmcore_cpu_simd-test.so"
+    recorded = RecordedTiles(lib)
+    first = tuning.tile_tokens(recorded, library.ffi, library_path)
+    assert list(first) == list(tuning.TILE_TOKENS)
+    for family, (_, options) in tuning.TILE_TOKENS.items():
+        assert first[family]["tokens"] in options
+        assert all(first[family][f"{n} ms"] > 0 for n in options)  # an AVX2 or AVX-512 build: timed
+    assert recorded.set_to[-1] == tuple(first[family]["tokens"] for family in tuning.TILE_TOKENS)
+    cache = library_path.with_suffix(".tuning.json")
+    stored = json.loads(cache.read_text())
+    stored[host_cpu()]["tile tokens"]["32-block types"]["tokens"] = 1
+    stored[host_cpu()]["tile tokens"]["K-quants"]["tokens"] = 2
+    cache.write_text(json.dumps(stored))
+    calls = len(recorded.set_to)
+    assert tuning.tile_tokens(recorded, library.ffi, library_path)["K-quants"]["tokens"] == 2
+    assert recorded.set_to[calls:] == [(1, 2)]  # read from the cache, not timed, applied
+
+
+@pytest.mark.parametrize("model", ["default", "k-quants"])
+def test_every_tile_gives_the_same_logits(lib, default_model_path, model):
+    """A tile's tokens only group the columns: a prompt's logits (every row: Q4_1 and Q8_0 products in
+    the default model, Q4_K, Q5_0 and Q6_K in the K-quant one) are the same bits with every count."""
+    llm = LLM(default_model_path if model == "default" else KQUANT_MODEL, backend="cpu_simd", n_ctx=256, n_threads=2)
+    prompt = llm.tokenize("The three primary colors are red, yellow and blue; mixing two of them gives green, "
+                          "orange or purple, and all three give brown")
+    assert len(prompt) >= 16 and len(prompt) % 4  # the packed GEMM's batches, with tokens past whole tiles
+
+    def logits() -> np.ndarray:
+        llm.reset()
+        return llm.context.decode(Batch.for_sequence(prompt, 0, all_logits=True)).copy()
+
+    runs = []
+    for legacy, k_quants in ((2, 4), (1, 2)):
+        lib.lc_set_tile_tokens(legacy, k_quants)
+        runs.append(logits())
+    assert np.isfinite(runs[0]).all()
+    assert np.array_equal(runs[0].view(np.uint32), runs[1].view(np.uint32))
+
+
 def test_verbose_bench_says_what_was_picked(default_model_path, capsys):
     assert main(["bench", "-m", str(default_model_path), "--backend", "cpu_simd", "-t", "2", "-r", "1",
                  "-p", "0", "-n", "4", "-v"]) == 0
@@ -161,6 +221,8 @@ def test_verbose_bench_says_what_was_picked(default_model_path, capsys):
     assert "one-token products (timed here):" in err
     chunks = re.search(r"product chunks per thread \(timed here\): one token (\d+), batch (\d+)", err)
     assert chunks and {int(c) for c in chunks.groups()} <= set(tuning.CHUNK_COUNTS)
+    tiles = re.search(r"prompt GEMM tile tokens \(timed here\): 32-block types (\d), K-quants (\d)", err)
+    assert tiles and int(tiles[1]) in (1, 2) and int(tiles[2]) in (2, 4)
 
 
 def test_a_timed_choice_leaves_the_default_unless_it_wins_every_round():

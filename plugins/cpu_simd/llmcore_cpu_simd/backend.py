@@ -75,7 +75,9 @@ class CpuSimdBackend(Backend):
         features = (ffi.string(lib.lc_isa()).decode(), f"amx: {amx_state(level)}",
                     f"one-token products (timed here): {timed or 'row by row'}",
                     f"product chunks per thread (timed here): one token {chunks['one token']['chunks']}, "
-                    f"batch {chunks['batch']['chunks']}")
+                    f"batch {chunks['batch']['chunks']}",
+                    "prompt GEMM tile tokens (timed here): "
+                    + ", ".join(f"{family} {tile['tokens']}" for family, tile in choices["tile tokens"].items()))
         return Availability(True, devices=(Device(f"CPU ({cpu})", "cpu", features=features),))
 
     def __init__(self, n_threads: int | None = None, isa_level: str | None = None) -> None:

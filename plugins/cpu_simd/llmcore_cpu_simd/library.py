@@ -68,18 +68,21 @@ _paths: dict[str, Path] = {}
 @functools.cache
 def load(level: str):
     """The library built for ISA ``level`` (compiled on first use), as a cffi lib object, its AMX
-    kernels on or off (:func:`use_amx`), its one-token paths and product chunking those timed on
-    this CPU (:func:`tuning.one_token_paths`, :func:`tuning.mul_mat_chunks`)."""
+    kernels on or off (:func:`use_amx`), its one-token paths, product chunking and GEMM tiles those
+    timed on this CPU (:func:`tuning.one_token_paths`, :func:`tuning.mul_mat_chunks`,
+    :func:`tuning.tile_tokens`)."""
     path = _paths[level] = build(level)
     lib = ffi.dlopen(str(path))
     _amx_states[level] = use_amx(lib)
     _tuned[level] = {"one-token paths": tuning.one_token_paths(lib, ffi, path),
-                     "mul_mat chunks": tuning.mul_mat_chunks(lib, ffi, path)}
+                     "mul_mat chunks": tuning.mul_mat_chunks(lib, ffi, path),
+                     "tile tokens": tuning.tile_tokens(lib, ffi, path)}
     return lib
 
 
 def tuned(level: str) -> dict[str, dict]:
-    """What ``tuning`` chose for the library of ``level``: "one-token paths" and "mul_mat chunks"."""
+    """What ``tuning`` chose for the library of ``level``: "one-token paths", "mul_mat chunks" and
+    "tile tokens"."""
     load(level)
     return _tuned[level]
 

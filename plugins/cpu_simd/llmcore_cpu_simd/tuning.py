@@ -10,7 +10,10 @@ few runs, and kept beside the compiled library:
   caches, on the decode's threads;
 - how many chunks per thread a product's rows are cut into, for one token and for a batch (rows are
   independent, so any count gives the same bits; more chunks even out a thread the OS delays, fewer
-  keep each thread's run of weight rows long), timed on a chain of products as a model runs them."""
+  keep each thread's run of weight rows long), timed on a chain of products as a model runs them;
+- how many tokens a prompt's packed GEMM takes at once with each block of weight rows (a tile's
+  columns: more reuse each loaded weight vector, fewer need fewer registers), for the 32-block types
+  and for the K-quants and i-quants, timed on a batch's chain of the family's products."""
 
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ REPEATS = 3  # per round
 # AVX-512 build, Q6_K's four-row GEMV: 15-25% faster than row by row on one thread, a tie on a chain on
 # two, 12% slower in a two-thread decode)
 CHAINS = {"one token": (1, 64), "batch": (128, 2)}  # tokens, products in the chain
+# the tile's tokens tried per family of the packed GEMM (lc_set_tile_tokens), the default first, and
+# the type timed for it (the default model's, and Q4_K_M's)
+TILE_TOKENS = {"32-block types": (GGMLType.Q4_1, (2, 1)), "K-quants": (GGMLType.Q4_K, (4, 2))}
 
 
 def one_token_paths(lib, ffi, library_path: Path) -> dict[str, dict]:
@@ -72,6 +78,15 @@ def mul_mat_chunks(lib, ffi, library_path: Path) -> dict[str, dict]:
     chunks = _cached(library_path, "mul_mat chunks per thread", lambda: _time_chunks(lib, ffi))
     lib.lc_set_mul_mat_chunks(chunks["one token"]["chunks"], chunks["batch"]["chunks"])
     return chunks
+
+
+def tile_tokens(lib, ffi, library_path: Path) -> dict[str, dict]:
+    """Per family of ``TILE_TOKENS`` the tokens a packed GEMM tile takes ("tokens") and each
+    candidate's best milliseconds, timed now where the cache beside ``library_path`` lacks them;
+    applied to ``lib``."""
+    tiles = _cached(library_path, "tile tokens", lambda: _time_tiles(lib, ffi))
+    lib.lc_set_tile_tokens(*(tiles[family]["tokens"] for family in TILE_TOKENS))
+    return tiles
 
 
 def _cached(library_path: Path, part: str, measure: Callable[[], dict]) -> dict:
@@ -189,6 +204,27 @@ def _time_chunks(lib, ffi) -> dict[str, dict]:
         best = {c: min(r[c] for r in rounds) for c in CHUNK_COUNTS}
         chosen[name] = {"chunks": choice(rounds, DEFAULT_CHUNKS),
                         **{f"{c} ms": round(s * 1e3, 3) for c, s in best.items()}}
+    return chosen
+
+
+def _time_tiles(lib, ffi) -> dict[str, dict]:
+    """Each family's batch chain (``CHAINS``) run with each of its tile's token counts, in rounds;
+    its default unless another beats it by more than the noise margin (a build without the packed
+    GEMM keeps the defaults, untimed)."""
+    defaults = {family: options[0] for family, (_, options) in TILE_TOKENS.items()}
+    if not lib.lc_packed_bytes(int(GGMLType.Q4_1), WIDTH):
+        return {family: {"tokens": tokens} for family, tokens in defaults.items()}
+    pool, threads = _timed_pool(lib, ffi)
+    tokens, n_products = CHAINS["batch"]
+    chosen = {}
+    for family, (weight_type, options) in TILE_TOKENS.items():
+        def apply(count: int, family: str = family) -> None:
+            lib.lc_set_tile_tokens(*(count if other == family else defaults[other] for other in TILE_TOKENS))
+        chain = _Chain(lib, ffi, pool, threads, weight_type, tokens, n_products)
+        rounds = [_best_runs(lib, chain.program, {n: lambda n=n: apply(n) for n in options}) for _ in range(ROUNDS)]
+        chosen[family] = {"tokens": choice(rounds, options[0]),
+                          **{f"{n} ms": round(min(r[n] for r in rounds) * 1e3, 3) for n in options}}
+    lib.lc_set_tile_tokens(*defaults.values())
     return chosen
 
 

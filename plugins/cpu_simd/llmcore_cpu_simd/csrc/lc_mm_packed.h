@@ -25,6 +25,10 @@ enum { LC_ORDER_NONE = 0, LC_ORDER_VEC_DOT = 1, LC_ORDER_KQ_TILED = 2, LC_ORDER_
 /* cffi-cdef: begin */
 /* 0 when this build has no packed kernel for the type */
 size_t lc_packed_bytes(int type, int64_t k);
+/* the tokens a block of unpacked weight rows meets at once (a tile's columns; any count gives the same
+ * bits): for the 32-block types 1 or 2 (the default), for the K-quants and i-quants 2 or 4 (the
+ * default); timed per CPU (tuning.py) */
+void lc_set_tile_tokens(int legacy, int k_quants);
 /* cffi-cdef: end */
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,

@@ -235,7 +235,7 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
     }
 }
 
-#define KQ_TOKENS 4  /* each loaded weight vector serves four tokens */
+#define KQ_TOKENS 4  /* the most tokens each loaded weight vector serves (lc_set_tile_tokens: 2 or 4) */
 
 
 /* bsum of sub-blocks 2p and 2p+1 (32 activations each), as two int16 for vi_madd16 with min_pair */
@@ -487,7 +487,7 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
     }
 }
 
-#define LEGACY_TOKENS 2  /* eight float accumulators per token */
+#define LEGACY_TOKENS 2  /* the most (lc_set_tile_tokens: 1 or 2): eight float accumulators per token */
 
 /* where an activation block's quants start: after d (q8_0), after d and s (q8_1) */
 static inline size_t legacy_qs_at(const int has_min) { return has_min ? 4 : 2; }
@@ -620,6 +620,14 @@ void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t 
     else pack_k_quant(type, w, row_bytes, nrows, k, packed);
 }
 
+/* the tile's tokens, lc_set_tile_tokens's */
+static int legacy_tile_tokens = LEGACY_TOKENS, kq_tile_tokens = KQ_TOKENS;
+
+void lc_set_tile_tokens(int legacy, int k_quants) {
+    legacy_tile_tokens = legacy == 1 ? 1 : LEGACY_TOKENS;
+    kq_tile_tokens = k_quants == 2 ? 2 : KQ_TOKENS;
+}
+
 /* the kernel over groups of `group` tokens, then the tokens left one at a time */
 #define OVER_TOKENS(group, kernel)                                                               \
     for (; t + (group) <= n_tokens; t += (group)) {                                              \
@@ -646,6 +654,16 @@ void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t 
 #define OVER_TILES(kernel)
 #endif
 
+/* the 32-block kernels over the tile's tokens (legacy_mul's variants: 2 or 1) */
+#define OVER_LEGACY_TOKENS(kernel)                                      \
+    if (legacy_tile_tokens == 1) { OVER_TOKENS(1, kernel) }             \
+    OVER_TOKENS(LEGACY_TOKENS, kernel)
+
+/* the K-quant and i-quant kernels over the tile's tokens (4 or 2) */
+#define OVER_KQ_TOKENS(kernel)                                          \
+    if (kq_tile_tokens == 2) { OVER_TOKENS(2, kernel) }                 \
+    OVER_TOKENS(KQ_TOKENS, kernel)
+
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy) {
     const char *xb = x, *xs[KQ_TOKENS > LEGACY_TOKENS ? KQ_TOKENS : LEGACY_TOKENS];
@@ -653,24 +671,26 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     const size_t x_block = x_bytes / (size_t)nb;
     int64_t t = 0;
     switch (type) {
-    case LC_TYPE_Q4_0: OVER_TILES(legacy_q4_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q4_0)
-    case LC_TYPE_Q4_1: OVER_TILES(legacy_q4_1) OVER_TOKENS(LEGACY_TOKENS, legacy_q4_1)
-    case LC_TYPE_Q5_0: OVER_TILES(legacy_q5_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q5_0)
-    case LC_TYPE_Q5_1: OVER_TILES(legacy_q5_1) OVER_TOKENS(LEGACY_TOKENS, legacy_q5_1)
-    case LC_TYPE_Q8_0: OVER_TILES(legacy_q8_0) OVER_TOKENS(LEGACY_TOKENS, legacy_q8_0)
-    case LC_TYPE_Q6_K: OVER_TOKENS(KQ_TOKENS, q6_K_tiled)
+    case LC_TYPE_Q4_0: OVER_TILES(legacy_q4_0) OVER_LEGACY_TOKENS(legacy_q4_0)
+    case LC_TYPE_Q4_1: OVER_TILES(legacy_q4_1) OVER_LEGACY_TOKENS(legacy_q4_1)
+    case LC_TYPE_Q5_0: OVER_TILES(legacy_q5_0) OVER_LEGACY_TOKENS(legacy_q5_0)
+    case LC_TYPE_Q5_1: OVER_TILES(legacy_q5_1) OVER_LEGACY_TOKENS(legacy_q5_1)
+    case LC_TYPE_Q8_0: OVER_TILES(legacy_q8_0) OVER_LEGACY_TOKENS(legacy_q8_0)
+    case LC_TYPE_Q6_K: OVER_KQ_TOKENS(q6_K_tiled)
     case LC_TYPE_IQ4_XS: case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS:
-    case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_TOKENS(KQ_TOKENS, iq_tiled)
+    case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_KQ_TOKENS(iq_tiled)
     default:
-        if (order == LC_ORDER_KQ_GEMM) { OVER_TOKENS(KQ_TOKENS, q4_K_gemm) }
-        if (order == LC_ORDER_VEC_DOT) { OVER_TOKENS(KQ_TOKENS, q4_K_vec_dot) }
-        if (type == LC_TYPE_Q5_K) { OVER_TOKENS(KQ_TOKENS, q5_K_tiled) }
-        OVER_TOKENS(KQ_TOKENS, q4_K_tiled)
+        if (order == LC_ORDER_KQ_GEMM) { OVER_KQ_TOKENS(q4_K_gemm) }
+        if (order == LC_ORDER_VEC_DOT) { OVER_KQ_TOKENS(q4_K_vec_dot) }
+        if (type == LC_TYPE_Q5_K) { OVER_KQ_TOKENS(q5_K_tiled) }
+        OVER_KQ_TOKENS(q4_K_tiled)
     }
 }
 
 #else
 
 size_t lc_packed_bytes(int type, int64_t k) { (void)type; (void)k; return 0; }
+
+void lc_set_tile_tokens(int legacy, int k_quants) { (void)legacy; (void)k_quants; }
 
 #endif
