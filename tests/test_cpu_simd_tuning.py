@@ -1,5 +1,5 @@
-"""cpu_simd's one-token paths (the GEMV with or without its own prefetching, or row by row, per weight
-type), its products' chunks per thread and its prompt GEMM's tile tokens are timed on this CPU, kept
+"""cpu_simd's one-token paths (the GEMV with its own prefetching near or farther ahead or without it,
+or row by row, per weight type), its products' chunks per thread and its prompt GEMM's tile tokens are timed on this CPU, kept
 per CPU beside the compiled library, said in the features line, and every choice gives the same
 bits."""
 
@@ -46,7 +46,7 @@ def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
     with_gemv = [t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))]
     assert sorted(first) == sorted(t.name for t in with_gemv) and timed == with_gemv
     for choice in first.values():
-        paths = ("gemv", "gemv, hardware prefetch", "row by row")
+        paths = ("gemv", "gemv, prefetch farther", "gemv, hardware prefetch", "row by row")
         assert choice["path"] in paths
         assert all(choice[f"{path} ns/row"] > 0 for path in paths)
     assert tuning.one_token_paths(lib, library.ffi, library_path) == first and len(timed) == len(with_gemv)  # cached
@@ -60,7 +60,7 @@ def test_the_paths_are_timed_once_per_cpu_and_kept(lib, tmp_path, monkeypatch):
 
 def test_every_path_gives_the_same_logits(lib, default_model_path):
     """The default model's products are Q4_1 and Q8_0 (its output head): one-token logits through the
-    GEMVs, prefetching or not, and row by row are the same bits."""
+    GEMVs, prefetching near, far or not, and row by row are the same bits."""
     llm = LLM(default_model_path, backend="cpu_simd", n_ctx=256, n_threads=2)
     prompt = llm.tokenize("The three primary colors are")
 
@@ -70,7 +70,8 @@ def test_every_path_gives_the_same_logits(lib, default_model_path):
         return llm.context.decode(Batch.for_sequence(prompt[-1:], len(prompt) - 1)).copy()
 
     logits = []
-    for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH, lib.LC_ONE_TOKEN_ROW_BY_ROW):
+    for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_FAR_PREFETCH, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH,
+                 lib.LC_ONE_TOKEN_ROW_BY_ROW):
         for t in GGMLType:
             if lib.lc_has_one_token_gemv(int(t)):
                 lib.lc_set_one_token_path(int(t), path)
@@ -86,7 +87,8 @@ def test_the_timed_paths_compute_the_product(lib):
     for t in (t for t in GGMLType if lib.lc_has_one_token_gemv(int(t))):
         chain = tuning._Chain(lib, ffi, pool, threads, t, 1, 1)
         outputs = []
-        for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH, lib.LC_ONE_TOKEN_ROW_BY_ROW):
+        for path in (lib.LC_ONE_TOKEN_GEMV, lib.LC_ONE_TOKEN_GEMV_FAR_PREFETCH, lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH,
+                 lib.LC_ONE_TOKEN_ROW_BY_ROW):
             lib.lc_set_one_token_path(int(t), path)
             chain.out[:] = np.nan
             assert lib.lc_graph_run(chain.program, 0) == 0

@@ -2,8 +2,9 @@
 few runs, and kept beside the compiled library:
 
 - for each weight type with a several-row GEMV, whether a one-token product takes it asking for its
-  bytes ahead ("gemv"), takes it leaving that to the hardware prefetchers ("gemv, hardware
-  prefetch") or goes row by row (the type's two-row tile where it has one, else vec_dot: what the
+  bytes ahead ("gemv"), asking for them 4 KB farther ahead ("gemv, prefetch farther": for memory that
+  answers later), takes it leaving that to the hardware prefetchers ("gemv, hardware prefetch") or
+  goes row by row (the type's two-row tile where it has one, else vec_dot: what the
   product runs without the GEMV); all give the same bits; which one streams weights fastest depends
   on the CPU's prefetchers and caches (the software prefetch won 1.5-3x on Zen 4, whose prefetchers
   follow the four rows' streams badly), timed on a chain of the type's products larger than the
@@ -67,7 +68,8 @@ def one_token_paths(lib, ffi, library_path: Path) -> dict[str, dict]:
 
 def _path_codes(lib) -> dict[str, int]:
     """The one-token paths by name, as the library numbers them"""
-    return {"gemv": lib.LC_ONE_TOKEN_GEMV, "gemv, hardware prefetch": lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH,
+    return {"gemv": lib.LC_ONE_TOKEN_GEMV, "gemv, prefetch farther": lib.LC_ONE_TOKEN_GEMV_FAR_PREFETCH,
+            "gemv, hardware prefetch": lib.LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH,
             "row by row": lib.LC_ONE_TOKEN_ROW_BY_ROW}
 
 

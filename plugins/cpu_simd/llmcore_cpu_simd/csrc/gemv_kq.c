@@ -38,7 +38,7 @@ enum { PREFETCH_AHEAD = 8192 };
 #define LC_INLINE static inline __attribute__((always_inline))
 
 LC_INLINE void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i, int prefetch) {
-    if (prefetch) lc_prefetch_step_share(rows + PREFETCH_AHEAD, i, LC_GEMV_ROWS * block_bytes);
+    if (prefetch) lc_prefetch_step_share(rows + lc_prefetch_ahead_bytes(PREFETCH_AHEAD, prefetch), i, LC_GEMV_ROWS * block_bytes);
 }
 
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that

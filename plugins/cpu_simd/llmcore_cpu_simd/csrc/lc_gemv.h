@@ -46,9 +46,18 @@ static inline __attribute__((always_inline)) void lc_prefetch_step_share(const u
     for (size_t at = 0; at < step_bytes; at += 64) __builtin_prefetch(share + at, 0, 3);
 }
 
+/* How far past a kernel's own distance the "farther" prefetch (prefetch 2) asks for its bytes: a CPU
+ * whose memory answers later than Zen 4's wants its requests out earlier (timed per CPU: tuning.py) */
+enum { LC_PREFETCH_FARTHER = 4096 };
+
+static inline size_t lc_prefetch_ahead_bytes(size_t own, int prefetch) {
+    return prefetch > 1 ? own + LC_PREFETCH_FARTHER : own;
+}
+
 /* y[0..LC_GEMV_ROWS-1] = the dots of the rows at w (row_bytes apart, nb blocks each) with x; prefetch:
- * the kernel asks for its bytes ahead (lc_prefetch_step_share), 0 leaves them to the hardware
- * prefetchers (which of the two streams faster is timed per CPU: tuning.py) */
+ * 1 the kernel asks for its bytes ahead (lc_prefetch_step_share) at its own distance, 2 farther
+ * (lc_prefetch_ahead_bytes), 0 leaves them to the hardware prefetchers (which streams fastest is timed
+ * per CPU: tuning.py) */
 typedef void (*lc_gemv_group_fn)(int64_t nb, const uint8_t *w, size_t row_bytes, const void *x, float *y, int prefetch);
 
 /* y[r] = dot(k, row r of w, x) for r < nrows; group NULL: every row through dot. touch_pages: the

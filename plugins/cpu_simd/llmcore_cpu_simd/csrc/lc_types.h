@@ -36,10 +36,12 @@ extern const lc_type_traits lc_traits[LC_TYPE_COUNT]; /* indexed by GGML type id
 void lc_quantize_row(int vec_dot_type, const float *x, void *y, int64_t n);
 
 /* The one-token product's path per weight type (traits.c): a type with a several-row GEMV takes it,
- * asking for its bytes ahead, unless lc_set_one_token_path chose the GEMV leaving the prefetching to
- * the hardware, or vec_dot row by row (the plugin times the three at first use on each CPU: which one
- * streams fastest depends on the CPU's prefetchers); all give the same bits. */
-enum { LC_ONE_TOKEN_GEMV = 0, LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH = 1, LC_ONE_TOKEN_ROW_BY_ROW = 2 };
+ * asking for its bytes ahead, unless lc_set_one_token_path chose the GEMV asking for them farther
+ * ahead (lc_prefetch_ahead_bytes), the GEMV leaving the prefetching to the hardware, or vec_dot row by
+ * row (the plugin times them at first use on each CPU: which one streams fastest depends on the CPU's
+ * prefetchers and memory latency); all give the same bits. */
+enum { LC_ONE_TOKEN_GEMV = 0, LC_ONE_TOKEN_GEMV_HARDWARE_PREFETCH = 1, LC_ONE_TOKEN_ROW_BY_ROW = 2,
+       LC_ONE_TOKEN_GEMV_FAR_PREFETCH = 3 };
 int lc_has_one_token_gemv(int type);
 void lc_set_one_token_path(int type, int path);
 /* cffi-cdef: end */

@@ -473,7 +473,7 @@ enum { GEMV_PREFETCH_PAST_GROUP = 1024 };
 
 static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_0 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(GEMV_PREFETCH_PAST_GROUP, prefetch);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
@@ -498,7 +498,7 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_1 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + GEMV_PREFETCH_PAST_GROUP;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(GEMV_PREFETCH_PAST_GROUP, prefetch);
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i high_half = _mm256_setr_epi64x(0, 0, 4, 4);  /* the 16 bytes' high nibbles to the upper half */
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};

@@ -145,7 +145,7 @@ enum { Q5_0_PREFETCH_PAST_GROUP = 1024 };
  * once for the four rows, four independent chains */
 static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_0 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + Q5_0_PREFETCH_PAST_GROUP;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(Q5_0_PREFETCH_PAST_GROUP, prefetch);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {

@@ -134,11 +134,13 @@ static uint8_t one_token_path[LC_TYPE_COUNT]; /* LC_ONE_TOKEN_*: what the tuning
 
 lc_gemv_fn lc_gemv_for(int type) { return one_token_path[type] == LC_ONE_TOKEN_ROW_BY_ROW ? 0 : gemv_kernel(type); }
 
-int lc_gemv_prefetches(int type) { return one_token_path[type] == LC_ONE_TOKEN_GEMV; }
+int lc_gemv_prefetches(int type) {
+    return one_token_path[type] == LC_ONE_TOKEN_GEMV ? 1 : one_token_path[type] == LC_ONE_TOKEN_GEMV_FAR_PREFETCH ? 2 : 0;
+}
 
 int lc_has_one_token_gemv(int type) { return type >= 0 && type < LC_TYPE_COUNT && gemv_kernel(type) != 0; }
 
 void lc_set_one_token_path(int type, int path) {
-    if (type >= 0 && type < LC_TYPE_COUNT && path >= LC_ONE_TOKEN_GEMV && path <= LC_ONE_TOKEN_ROW_BY_ROW)
+    if (type >= 0 && type < LC_TYPE_COUNT && path >= LC_ONE_TOKEN_GEMV && path <= LC_ONE_TOKEN_GEMV_FAR_PREFETCH)
         one_token_path[type] = (uint8_t)path;
 }
