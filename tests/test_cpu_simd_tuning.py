@@ -104,18 +104,20 @@ def test_the_timed_paths_compute_the_product(lib):
             assert np.array_equal(y.view(np.uint32), dots.view(np.uint32)), t.name
 
 
-class RecordedChunks:
-    """The library, with the chunk counts it is given recorded."""
+class Recorded:
+    """The library, with the arguments its setter ``setter`` is given recorded."""
 
-    def __init__(self, lib):
-        self._lib, self.set_to = lib, []
+    def __init__(self, lib, setter: str):
+        self._lib, self._setter, self.set_to = lib, setter, []
 
     def __getattr__(self, name):
-        return getattr(self._lib, name)
+        if name != self._setter:
+            return getattr(self._lib, name)
 
-    def lc_set_mul_mat_chunks(self, one_token, batch):
-        self.set_to.append((one_token, batch))
-        self._lib.lc_set_mul_mat_chunks(one_token, batch)
+        def record(*args):
+            self.set_to.append(args)
+            getattr(self._lib, name)(*args)
+        return record
 
 
 def test_the_chunk_counts_are_timed_once_per_cpu_kept_and_applied(lib, tmp_path, monkeypatch):
@@ -123,7 +125,7 @@ def test_the_chunk_counts_are_timed_once_per_cpu_kept_and_applied(lib, tmp_path,
     real = tuning._time_chunks
     monkeypatch.setattr(tuning, "_time_chunks", lambda lib, ffi: timed.append(1) or real(lib, ffi))
     library_path = tmp_path / "llmcore_cpu_simd-test.so"
-    recorded = RecordedChunks(lib)
+    recorded = Recorded(lib, "lc_set_mul_mat_chunks")
     start = time.perf_counter()
     first = tuning.mul_mat_chunks(recorded, library.ffi, library_path)
     assert time.perf_counter() - start < 4  # about 1 s; a loaded machine's runs take longer
@@ -162,23 +164,9 @@ def test_every_chunk_count_gives_the_same_logits(lib, default_model_path):
         assert np.array_equal(values.view(np.uint32), runs[tuning.DEFAULT_CHUNKS].view(np.uint32)), count
 
 
-class RecordedTiles:
-    """The library, with the tile token counts it is given recorded."""
-
-    def __init__(self, lib):
-        self._lib, self.set_to = lib, []
-
-    def __getattr__(self, name):
-        return getattr(self._lib, name)
-
-    def lc_set_tile_tokens(self, legacy, k_quants):
-        self.set_to.append((legacy, k_quants))
-        self._lib.lc_set_tile_tokens(legacy, k_quants)
-
-
 def test_the_tile_tokens_are_timed_once_per_cpu_kept_and_applied(lib, tmp_path):
     library_path = tmp_path / "llmcore_cpu_simd-test.so"
-    recorded = RecordedTiles(lib)
+    recorded = Recorded(lib, "lc_set_tile_tokens")
     first = tuning.tile_tokens(recorded, library.ffi, library_path)
     assert list(first) == list(tuning.TILE_TOKENS)
     for family, (_, options) in tuning.TILE_TOKENS.items():
