@@ -271,16 +271,8 @@ static void attend_products(const attn_shape *a, const float *q, const char *k, 
     /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's sum in double (a cache view's
      * padding adds zeros); past the whole 16s of an exact row the C library's expf, each exp added
      * in double */
-    double sum = 0.0;
     const int64_t whole = a->exact_rows ? a->n_kv & ~(int64_t)15 : a->n_kv;
-    for (int64_t j0 = 0; j0 < whole; j0 += 16) {
-        float group_exps[16] = {0};
-        for (int64_t j = j0; j < j0 + 16 && j < whole; j++) {
-            scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
-            group_exps[j - j0] = scores[j];
-        }
-        sum += (double)lc_reduce16_ordered(group_exps);
-    }
+    double sum = lc_softmax_exps(scores, whole, max);
     for (int64_t j = whole; j < a->n_kv; j++) {
         scores[j] = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - max);
         sum += (double)scores[j];

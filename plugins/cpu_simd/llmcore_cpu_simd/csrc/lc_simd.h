@@ -155,4 +155,43 @@ static inline __m512 lc_expf_ggml_512(__m512 x) {
 }
 #endif
 
+/* ggml_vec_soft_max_f32's exps: scores[0, n) less max, in place (a hidden cell, -INFINITY, gives 0),
+ * summed 16 at a time, each group's float sum added in double (a short last group as if padded with
+ * zeros); whole 16s in vectors (the same steps) */
+static inline double lc_softmax_exps(float *scores, int64_t n, float max) {
+    double sum = 0.0;
+    int64_t j0 = 0;
+#if defined(LC_AVX512)
+    const __m512 max16 = _mm512_set1_ps(max);
+    for (; j0 + 16 <= n; j0 += 16) {
+        const __m512 s = _mm512_loadu_ps(scores + j0);
+        const __mmask16 seen = _mm512_cmp_ps_mask(s, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
+        _mm512_storeu_ps(scores + j0, _mm512_maskz_mov_ps(seen, lc_expf_ggml_512(_mm512_sub_ps(s, max16))));
+        sum += (double)lc_reduce16_ordered(scores + j0);
+    }
+#elif defined(LC_AVX2)
+    const __m256 max8 = _mm256_set1_ps(max);
+    for (; j0 + 16 <= n; j0 += 16) {
+        for (int h = 0; h < 2; h++) {
+            /* a hidden cell's exp computed as exp(0), then cleared: its -inf would send the whole
+             * vector down lc_expf_ggml_256's scalar path */
+            const __m256 s = _mm256_loadu_ps(scores + j0 + 8 * h);
+            const __m256 hidden = _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+            const __m256 x = _mm256_andnot_ps(hidden, _mm256_sub_ps(s, max8));
+            _mm256_storeu_ps(scores + j0 + 8 * h, _mm256_andnot_ps(hidden, lc_expf_ggml_256(x)));
+        }
+        sum += (double)lc_reduce16_ordered(scores + j0);
+    }
+#endif
+    for (; j0 < n; j0 += 16) {
+        float group_exps[16] = {0};
+        for (int64_t j = j0; j < j0 + 16 && j < n; j++) {
+            scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
+            group_exps[j - j0] = scores[j];
+        }
+        sum += (double)lc_reduce16_ordered(group_exps);
+    }
+    return sum;
+}
+
 #endif

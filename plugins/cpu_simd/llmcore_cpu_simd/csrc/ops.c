@@ -853,23 +853,24 @@ static void attend_one_head(const float *q16, const char *k, const char *v, int6
         scores[j] = slope == 1.0f ? score * scale + mask[j] : fmaf(slope, mask[j], score * scale);
         if (scores[j] > max) max = scores[j];
     }
-    /* ggml_vec_soft_max_f32: exps summed 16 at a time, each group's float sum added in double */
-    double sum = 0.0;
-    for (int64_t j0 = 0; j0 < n_kv; j0 += 16) {
-        float group_exps[16] = {0};
-        for (int64_t j = j0; j < j0 + 16 && j < n_kv; j++) {
-            scores[j] = scores[j] == -INFINITY ? 0.0f : lc_expf_ggml(scores[j] - max);
-            group_exps[j - j0] = scores[j];
-        }
-        sum += (double)lc_reduce16_ordered(group_exps);
-    }
+    /* ggml_vec_soft_max_f32, then the probabilities rounded to f16, as they meet V */
+    const double sum = lc_softmax_exps(scores, n_kv, max);
     const float inv = (float)(1.0 / sum);
+    int64_t j = 0;
+#if defined(LC_AVX512)
+    for (; j + 16 <= n_kv; j += 16)
+        _mm512_storeu_ps(scores + j, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(scores + j), _mm512_set1_ps(inv)),
+                                                                     _MM_FROUND_TO_NEAREST_INT)));
+#elif defined(LC_AVX2)
+    for (; j + 8 <= n_kv; j += 8)
+        _mm256_storeu_ps(scores + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(scores + j), _mm256_set1_ps(inv)),
+                                                                     _MM_FROUND_TO_NEAREST_INT)));
+#endif
+    for (; j < n_kv; j++) scores[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
     memset(lanes, 0, (size_t)(n_lanes * head_dim) * sizeof(float));
-    for (int64_t j = 0; j < n_kv; j++) {
-        const float p = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
-        if (p != 0.0f)  /* a zero probability adds exactly nothing */
-            lc_attn_accumulate_v(lanes + (j % n_lanes) * head_dim, p, v + j * stride * elt, type, head_dim);
-    }
+    for (j = 0; j < n_kv; j++)
+        if (scores[j] != 0.0f)  /* a zero probability adds exactly nothing */
+            lc_attn_accumulate_v(lanes + (j % n_lanes) * head_dim, scores[j], v + j * stride * elt, type, head_dim);
     for (int64_t d = 0; d < head_dim; d++) {
         float s16[16];
         for (int l = 0; l < 16; l++)
