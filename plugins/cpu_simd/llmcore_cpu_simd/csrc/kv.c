@@ -32,9 +32,10 @@ enum { FLASH_BLOCK_CELLS = 16 };
 #define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1 + 2 * FLASH_BLOCK_CELLS) * (head_dim))
 
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash) {
-    /* ops.c's f16 path: the group's f16-rounded queries and scores, one head's 64 lane sums (more
-     * than attend_products' one query, scores and lanes) */
-    const size_t plain = (size_t)(group * (head_dim + n_ctx) + 64 * head_dim);
+    /* ops.c's f16 path: the group's f16-rounded queries and scores, up to LC_ATTEND_HEADS_MAX heads'
+     * 64 lane sums each (more than attend_products' one query, scores and lanes) */
+    const int64_t together = group < LC_ATTEND_HEADS_MAX ? group : LC_ATTEND_HEADS_MAX;
+    const size_t plain = (size_t)(group * (head_dim + n_ctx) + together * 64 * head_dim);
     if (!flash) return plain;
     /* attend_flash_tiled: a tile's keys and values, then each row's M, S and sums for a chunk of
      * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_cells' rows (a query, float and f16 sums
@@ -246,7 +247,7 @@ static float score(const attn_shape *a, const void *k_row, const float *qf, cons
 
 static inline float round_f16(float x) { return LC_H2F(lc_fp32_to_fp16(x)); }
 
-/* One query head without flash attention (ops.c's attend_one_head with the K and V types apart);
+/* One query head without flash attention (ops.c's attend_heads for one head, the K and V types apart);
  * sink: NULL or the head's sink logit, which joins the max and, by expf in double, the sum
  * (ggml_soft_max_add_sinks). */
 static void attend_products(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
@@ -1178,8 +1179,7 @@ void lc_op_attention_ext(const lc_node *nd, const lc_task *task) {
             return;
         }
         /* with flash attention a KV head's heads in as many parts as give every thread two */
-        const int64_t parts_wanted = (2 * task->nth + a.n_head_kv - 1) / a.n_head_kv;
-        const int64_t most = (a.group + parts_wanted - 1) / parts_wanted;
+        const int64_t most = lc_shared_heads_step(a.group, a.n_head_kv, task->nth);
         const int64_t step = a.flash ? (most < FLASH_ROW_HEADS ? most : FLASH_ROW_HEADS) : 1;
         const int64_t parts = (a.group + step - 1) / step;
         for (int64_t part = task->ith; part < a.n_head_kv * parts; part = atomic_fetch_add(task->next_chunk, 1)) {

@@ -32,6 +32,17 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t gro
  * heads), else in parts of the query heads */
 static inline int lc_attention_shared(const lc_node *nd, const lc_task *task) { return task->nth > 1 && nd->ne[2] == 1; }
 
+/* The query heads of one KV head ops.c's attention without flash attention takes together, each
+ * cell's rows read once for them (their 64 lane sums each in the scratch) */
+enum { LC_ATTEND_HEADS_MAX = 8 };
+
+/* The query heads a thread claims at a time when it shares one token's heads: a KV head's group in
+ * as many parts as give each of nth threads two claims */
+static inline int64_t lc_shared_heads_step(int64_t group, int64_t n_head_kv, int nth) {
+    const int64_t parts_wanted = (2 * nth + n_head_kv - 1) / n_head_kv;
+    return (group + parts_wanted - 1) / parts_wanted;
+}
+
 /* head h's ALiBi slope as ggml_soft_max_ext computes it (1 without ALiBi): n_head_log2, m0 and m1
  * from the heads' count and max_bias as ggml derives them */
 static inline float lc_alibi_slope(uint32_t h, float max_bias, uint32_t n_head_log2, float m0, float m1) {

@@ -832,52 +832,69 @@ static int32_t last_visible(const float *mask_row, int32_t n_kv) {
     return -1;
 }
 
-/* One query head in ggml's order, tinyBLAS's (batched) or ggml_vec_dot_f16's, over the n_kv cells
- * (some visible); softcap > 0 caps each score to softcap * tanhf(score / softcap) first, as ggml's
- * scale, tanh, scale (Gemma 2); slope != 1 is ALiBi's, multiplying the mask (ggml's soft_max loop,
- * contracted to a fused multiply-add). lanes: F16_DOT_LANES * head_dim floats; scores: n_kv floats. */
-static void attend_one_head(const float *q16, const char *k, const char *v, int64_t stride, int type, int64_t head_dim,
-                            const float *mask, int32_t n_kv, float scale, float softcap, float slope, int batched,
-                            float *lanes, float *scores, float *y) {
+/* Query heads g < n (at most LC_ATTEND_HEADS_MAX) of one KV head in ggml's order, tinyBLAS's (batched)
+ * or ggml_vec_dot_f16's, over the n_kv cells (some visible); each cell's K and V rows read once for the
+ * heads, each head's numbers its own (its steps those of one head alone). softcap > 0 caps each score
+ * to softcap * tanhf(score / softcap) first, as ggml's scale, tanh, scale (Gemma 2); a slope != 1 is
+ * ALiBi's, multiplying the mask (ggml's soft_max loop, contracted to a fused multiply-add). q16: the
+ * heads' f16-rounded queries, head_dim apart; lanes: n * F16_DOT_LANES * head_dim floats; scores: n *
+ * n_kv floats. */
+static void attend_heads(const float *q16, int n, const char *k, const char *v, int64_t stride, int type,
+                         int64_t head_dim, const float *mask, int32_t n_kv, float scale, float softcap,
+                         const float *slopes, int batched, float *lanes, float *scores, float *y) {
     const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
     const int n_lanes = batched ? 16 : F16_DOT_LANES;
-    float max = -INFINITY;
+    float max[LC_ATTEND_HEADS_MAX];
+    for (int g = 0; g < n; g++) max[g] = -INFINITY;
     for (int64_t j = 0; j < n_kv; j++) {
         if (mask[j] == -INFINITY) {
-            scores[j] = -INFINITY;
+            for (int g = 0; g < n; g++) scores[g * n_kv + j] = -INFINITY;
             continue;
         }
         const void *k_row = k + j * stride * elt;
-        float score = batched ? lc_attn_dot_kq_tinyblas(k_row, type, q16, head_dim) : lc_attn_dot_kq(k_row, type, q16, head_dim);
-        if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
-        scores[j] = slope == 1.0f ? score * scale + mask[j] : fmaf(slope, mask[j], score * scale);
-        if (scores[j] > max) max = scores[j];
+        for (int g = 0; g < n; g++) {
+            const float *q = q16 + g * head_dim;
+            float score = batched ? lc_attn_dot_kq_tinyblas(k_row, type, q, head_dim) : lc_attn_dot_kq(k_row, type, q, head_dim);
+            if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
+            const float s = slopes[g] == 1.0f ? score * scale + mask[j] : fmaf(slopes[g], mask[j], score * scale);
+            scores[g * n_kv + j] = s;
+            if (s > max[g]) max[g] = s;
+        }
     }
     /* ggml_vec_soft_max_f32, then the probabilities rounded to f16, as they meet V */
-    const double sum = lc_softmax_exps(scores, n_kv, max);
-    const float inv = (float)(1.0 / sum);
-    int64_t j = 0;
+    for (int g = 0; g < n; g++) {
+        float *p = scores + g * n_kv;
+        const float inv = (float)(1.0 / lc_softmax_exps(p, n_kv, max[g]));
+        int64_t j = 0;
 #if defined(LC_AVX512)
-    for (; j + 16 <= n_kv; j += 16)
-        _mm512_storeu_ps(scores + j, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(scores + j), _mm512_set1_ps(inv)),
-                                                                     _MM_FROUND_TO_NEAREST_INT)));
+        for (; j + 16 <= n_kv; j += 16)
+            _mm512_storeu_ps(p + j, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(p + j), _mm512_set1_ps(inv)),
+                                                                   _MM_FROUND_TO_NEAREST_INT)));
 #elif defined(LC_AVX2)
-    for (; j + 8 <= n_kv; j += 8)
-        _mm256_storeu_ps(scores + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(scores + j), _mm256_set1_ps(inv)),
-                                                                     _MM_FROUND_TO_NEAREST_INT)));
+        for (; j + 8 <= n_kv; j += 8)
+            _mm256_storeu_ps(p + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(inv)),
+                                                                   _MM_FROUND_TO_NEAREST_INT)));
 #endif
-    for (; j < n_kv; j++) scores[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(scores[j] * inv));
-    memset(lanes, 0, (size_t)(n_lanes * head_dim) * sizeof(float));
-    for (j = 0; j < n_kv; j++)
-        if (scores[j] != 0.0f)  /* a zero probability adds exactly nothing */
-            lc_attn_accumulate_v(lanes + (j % n_lanes) * head_dim, scores[j], v + j * stride * elt, type, head_dim);
-    for (int64_t d = 0; d < head_dim; d++) {
-        float s16[16];
-        for (int l = 0; l < 16; l++)
-            s16[l] = batched ? lanes[l * head_dim + d]
-                             : (lanes[l * head_dim + d] + lanes[(32 + l) * head_dim + d]) +
-                               (lanes[(16 + l) * head_dim + d] + lanes[(48 + l) * head_dim + d]);
-        y[d] = lc_reduce16_ordered(s16);
+        for (; j < n_kv; j++) p[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(p[j] * inv));
+    }
+    memset(lanes, 0, (size_t)(n * n_lanes * head_dim) * sizeof(float));
+    for (int64_t j = 0; j < n_kv; j++) {
+        const char *v_row = v + j * stride * elt;
+        for (int g = 0; g < n; g++)
+            if (scores[g * n_kv + j] != 0.0f)  /* a zero probability adds exactly nothing */
+                lc_attn_accumulate_v(lanes + (g * n_lanes + j % n_lanes) * head_dim, scores[g * n_kv + j], v_row, type,
+                                     head_dim);
+    }
+    for (int g = 0; g < n; g++) {
+        const float *head_lanes = lanes + g * n_lanes * head_dim;
+        for (int64_t d = 0; d < head_dim; d++) {
+            float s16[16];
+            for (int l = 0; l < 16; l++)
+                s16[l] = batched ? head_lanes[l * head_dim + d]
+                                 : (head_lanes[l * head_dim + d] + head_lanes[(32 + l) * head_dim + d]) +
+                                   (head_lanes[(16 + l) * head_dim + d] + head_lanes[(48 + l) * head_dim + d]);
+            y[g * head_dim + d] = lc_reduce16_ordered(s16);
+        }
     }
 }
 
@@ -900,23 +917,28 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
 
-    /* One token with every thread in (lc_attention_shared): the threads claim one query head at a
-     * time, each head's numbers its own (the same bits as one thread's loop below). */
+    /* One token with every thread in (lc_attention_shared): the threads claim a part of a KV head's
+     * query heads at a time (lc_shared_heads_step), each head's numbers its own (the same bits as one
+     * thread's loop below). */
     if (lc_attention_shared(nd, task)) {
         const float *mask = nd->src[3];
         const int visible = first_visible(mask, n_kv) >= 0;
-        for (int64_t h = task->ith; h < n_head; h = atomic_fetch_add(task->next_chunk, 1)) {
-            const int64_t kvh = h / group;
+        const int64_t most = lc_shared_heads_step(group, n_head_kv, task->nth);
+        const int64_t step = most < LC_ATTEND_HEADS_MAX ? most : LC_ATTEND_HEADS_MAX, parts = (group + step - 1) / step;
+        for (int64_t part = task->ith; part < n_head_kv * parts; part = atomic_fetch_add(task->next_chunk, 1)) {
+            const int64_t kvh = part / parts, h = kvh * group + part % parts * step;
+            const int n = (int)((kvh + 1) * group - h < step ? (kvh + 1) * group - h : step);
             float *y = (float *)nd->dst + h * head_dim;
             if (!visible) {  /* a padding row */
-                memset(y, 0, (size_t)head_dim * sizeof(float));
+                memset(y, 0, (size_t)(n * head_dim) * sizeof(float));
                 continue;
             }
-            lc_fp32_to_fp16_row((const float *)nd->src[0] + h * head_dim, (lc_fp16_t *)scores, head_dim);
-            lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, head_dim);
-            attend_one_head(q16, (const char *)nd->src[1] + kvh * head_dim * elt, (const char *)nd->src[2] + kvh * head_dim * elt,
-                            kv_width, type, head_dim, mask, n_kv, scale, softcap,
-                            lc_alibi_slope((uint32_t)h, max_bias, n_head_log2, m0, m1), 0, lanes, scores, y);
+            float slopes[LC_ATTEND_HEADS_MAX];
+            for (int g = 0; g < n; g++) slopes[g] = lc_alibi_slope((uint32_t)(h + g), max_bias, n_head_log2, m0, m1);
+            lc_fp32_to_fp16_row((const float *)nd->src[0] + h * head_dim, (lc_fp16_t *)scores, n * head_dim);
+            lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, n * head_dim);
+            attend_heads(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt, (const char *)nd->src[2] + kvh * head_dim * elt,
+                         kv_width, type, head_dim, mask, n_kv, scale, softcap, slopes, 0, lanes, scores, y);
         }
         return;
     }
@@ -952,10 +974,13 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                 continue;
             }
 #endif
-            for (int64_t g = 0; g < group; g++) {
-                const float slope = lc_alibi_slope((uint32_t)(kvh * group + g), max_bias, n_head_log2, m0, m1);
-                attend_one_head(q16 + g * head_dim, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slope,
-                                batched, lanes, scores, y + g * head_dim);
+            for (int64_t g0 = 0; g0 < group; g0 += LC_ATTEND_HEADS_MAX) {
+                const int n = (int)(group - g0 < LC_ATTEND_HEADS_MAX ? group - g0 : LC_ATTEND_HEADS_MAX);
+                float slopes[LC_ATTEND_HEADS_MAX];
+                for (int g = 0; g < n; g++)
+                    slopes[g] = lc_alibi_slope((uint32_t)(kvh * group + g0 + g), max_bias, n_head_log2, m0, m1);
+                attend_heads(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slopes,
+                             batched, lanes, scores, y + g0 * head_dim);
             }
         }
     }
