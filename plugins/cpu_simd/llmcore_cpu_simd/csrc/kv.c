@@ -24,12 +24,14 @@ enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 /* the query rows (tokens times the heads of a KV head) whose states a thread's scratch holds, at
  * least 64 tokens' (lc_attention_scratch_floats): each tile loaded serves them all */
 enum { FA_CHUNK_ROWS = 256 };
-/* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells),
- * and the floats of a thread's scratch it works in */
+/* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells) */
 enum { FLASH_ROW_HEADS = 8 };
-/* the cells flash_cells_in_blocks converts at a time (their K and V rows as floats, past the others) */
+/* the cells flash_cells_in_blocks converts at a time */
 enum { FLASH_BLOCK_CELLS = 16 };
-#define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1 + 2 * FLASH_BLOCK_CELLS) * (head_dim))
+/* the floats of a thread's scratch attend_flash_cells works in: its rows (a query, float and f16 sums
+ * per head, a V row), then, from FLASH_BLOCK_ROWS_AT, a block's K and V rows as floats */
+#define FLASH_BLOCK_ROWS_AT(head_dim) ((3 * FLASH_ROW_HEADS + 1) * (head_dim))
+#define FLASH_ROW_FLOATS(head_dim) (FLASH_BLOCK_ROWS_AT(head_dim) + 2 * FLASH_BLOCK_CELLS * (head_dim))
 
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash) {
     /* ops.c's f16 path: the group's f16-rounded queries and scores, up to LC_ATTEND_HEADS_MAX heads'
@@ -38,8 +40,8 @@ size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t gro
     const size_t plain = (size_t)(group * (head_dim + n_ctx) + together * 64 * head_dim);
     if (!flash) return plain;
     /* attend_flash_tiled: a tile's keys and values, then each row's M, S and sums for a chunk of
-     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_cells' rows (a query, float and f16 sums
-     * per head, a V row), then attend_flash_split's chunk sums and merged ones per head, or
+     * FA_CHUNK_ROWS rows or 64 tokens' heads; attend_flash_cells' rows (FLASH_ROW_FLOATS), then
+     * attend_flash_split's chunk sums and merged ones per head, or
      * attend_flash_split_shared's chunk sums, maxima and sums of every head */
     const int64_t rows = FA_CHUNK_ROWS > FA_TILE * group ? FA_CHUNK_ROWS : FA_TILE * group;
     const size_t tiled = (size_t)(2 * FA_TILE * head_dim + FA_TILE + rows * (head_dim + 2));
@@ -247,7 +249,8 @@ static float score(const attn_shape *a, const void *k_row, const float *qf, cons
 
 static inline float round_f16(float x) { return LC_H2F(lc_fp32_to_fp16(x)); }
 
-/* One query head without flash attention (ops.c's attend_heads for one head, the K and V types apart);
+/* One query head without flash attention (ops.c's attend_heads_together for one head, the K and V
+ * types apart);
  * sink: NULL or the head's sink logit, which joins the max and, by expf in double, the sum
  * (ggml_soft_max_add_sinks). */
 static void attend_products(const attn_shape *a, const float *q, const char *k, const char *v, int64_t kvh,
@@ -519,7 +522,7 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
 #if defined(LC_AVX2)
     if (a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0)  /* the usual head sizes */
         flash_cells_in_blocks(a, qf, k, v, kvh, mask, n_heads, slope, slopes_positive, c0, c1,
-                              work + (3 * FLASH_ROW_HEADS + 1) * hd, M, S, acc16);
+                              work + FLASH_BLOCK_ROWS_AT(hd), M, S, acc16);
     else
 #endif
     for (int64_t j = c0; j < c1; j++) {

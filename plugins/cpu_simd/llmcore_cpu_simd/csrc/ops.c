@@ -839,9 +839,9 @@ static int32_t last_visible(const float *mask_row, int32_t n_kv) {
  * ALiBi's, multiplying the mask (ggml's soft_max loop, contracted to a fused multiply-add). q16: the
  * heads' f16-rounded queries, head_dim apart; lanes: n * F16_DOT_LANES * head_dim floats; scores: n *
  * n_kv floats. */
-static void attend_heads(const float *q16, int n, const char *k, const char *v, int64_t stride, int type,
-                         int64_t head_dim, const float *mask, int32_t n_kv, float scale, float softcap,
-                         const float *slopes, int batched, float *lanes, float *scores, float *y) {
+static void attend_heads_together(const float *q16, int n, const char *k, const char *v, int64_t stride, int type,
+                                  int64_t head_dim, const float *mask, int32_t n_kv, float scale, float softcap,
+                                  const float *slopes, int batched, float *lanes, float *scores, float *y) {
     const size_t elt = type == LC_TYPE_F16 ? sizeof(lc_fp16_t) : sizeof(float);
     const int n_lanes = batched ? 16 : F16_DOT_LANES;
     float max[LC_ATTEND_HEADS_MAX];
@@ -914,7 +914,8 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     const uint32_t n_head_log2 = 1u << (uint32_t)floor(log2((double)n_head));
     const float m0 = powf(2.0f, -max_bias / n_head_log2), m1 = powf(2.0f, -(max_bias / 2.0f) / n_head_log2);
     const int plain_scores = softcap == 0.0f && max_bias == 0.0f;  /* what the SIMD group kernels compute */
-    /* scratch: the group's f16-rounded queries and scores, or one head's 64 lane sums */
+    /* scratch: the group's f16-rounded queries and scores, then up to LC_ATTEND_HEADS_MAX heads' 64 lane
+     * sums each */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;
 
     /* One token with every thread in (lc_attention_shared): the threads claim a part of a KV head's
@@ -937,8 +938,9 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             for (int g = 0; g < n; g++) slopes[g] = lc_alibi_slope((uint32_t)(h + g), max_bias, n_head_log2, m0, m1);
             lc_fp32_to_fp16_row((const float *)nd->src[0] + h * head_dim, (lc_fp16_t *)scores, n * head_dim);
             lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, n * head_dim);
-            attend_heads(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt, (const char *)nd->src[2] + kvh * head_dim * elt,
-                         kv_width, type, head_dim, mask, n_kv, scale, softcap, slopes, 0, lanes, scores, y);
+            attend_heads_together(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt,
+                                  (const char *)nd->src[2] + kvh * head_dim * elt, kv_width, type, head_dim, mask, n_kv,
+                                  scale, softcap, slopes, 0, lanes, scores, y);
         }
         return;
     }
@@ -979,8 +981,8 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                 float slopes[LC_ATTEND_HEADS_MAX];
                 for (int g = 0; g < n; g++)
                     slopes[g] = lc_alibi_slope((uint32_t)(kvh * group + g0 + g), max_bias, n_head_log2, m0, m1);
-                attend_heads(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap, slopes,
-                             batched, lanes, scores, y + g0 * head_dim);
+                attend_heads_together(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap,
+                                      slopes, batched, lanes, scores, y + g0 * head_dim);
             }
         }
     }
