@@ -239,10 +239,11 @@ def test_attention(backend_factory, cache_type, n, n_head, n_head_kv, head_dim):
           bound=2e-3, n_kv=n_kv)
 
 
-def _flash_attention_on_both(backend, n_head: int, n_head_kv: int, head_dim: int, mask: np.ndarray,
-                             max_bias: float = 0.0, softcap: float = 0.0) -> list[np.ndarray]:
-    """Flash attention of len(mask) queries over f16 caches of mask.shape[1] random cells, on
-    ``backend`` and on the reference backend: their results."""
+def _attention_on_both(backend, n_head: int, n_head_kv: int, head_dim: int, mask: np.ndarray,
+                       max_bias: float = 0.0, softcap: float = 0.0, flash: bool = True,
+                       n_kv: int | None = None) -> list[np.ndarray]:
+    """Attention (flash or not) of len(mask) queries over f16 caches of mask.shape[1] random cells,
+    n_kv of them in use (all by default), on ``backend`` and on the reference backend: their results."""
     n, n_ctx = mask.shape
     feeds = {"q": randn(n, n_head, head_dim) * 2, "mask": mask}
     cells = randn(n_ctx, n_head_kv * head_dim), randn(n_ctx, n_head_kv * head_dim)
@@ -251,13 +252,13 @@ def _flash_attention_on_both(backend, n_head: int, n_head_kv: int, head_dim: int
         g = GraphBuilder(1, 1)
         k, v = (g.cache(name, (n_ctx, n_head_kv * head_dim), F16) for name in "kv")
         out = g.attention(g.input("q", (n, n_head, head_dim), F32), k, v, g.input("mask", (n, n_ctx), F32),
-                          1 / np.sqrt(head_dim), flash=True, max_bias=max_bias, softcap=softcap)
+                          1 / np.sqrt(head_dim), flash=flash, max_bias=max_bias, softcap=softcap)
         graph = g.build({"out": out})
         sub = Subgraph([x for x in graph.nodes if not x.is_leaf], list(graph.inputs.values()), [out], [], graph.caches)
         executable = each.compile(sub)
         for name, values in zip("kv", cells):
             each.cache_view(name)[...] = values
-        results.append(executable.run({graph.inputs[k].id: v for k, v in feeds.items()}, n_ctx)[0])
+        results.append(executable.run({graph.inputs[k].id: v for k, v in feeds.items()}, n_kv or n_ctx)[0])
     return results
 
 
@@ -271,7 +272,7 @@ def test_flash_attention_of_a_long_batch_equals_the_reference_bit_for_bit(backen
     mask[:, :1] = 0.0
     if encoder_mask:
         mask[...] = 0.0
-    np.testing.assert_array_equal(*_flash_attention_on_both(backend_factory(), 4, 2, head_dim, mask))
+    np.testing.assert_array_equal(*_attention_on_both(backend_factory(), 4, 2, head_dim, mask))
 
 
 @pytest.mark.parametrize("n_head, head_dim", [(8, 128), (6, 64), (2, 64)])  # 4 + 4 heads a KV head, 3, 1
@@ -286,7 +287,28 @@ def test_one_querys_flash_attention_equals_the_reference_bit_for_bit(backend_fac
     mask[0, 61:] = -np.inf
     if max_bias:
         mask[0, :61] -= np.arange(61, 0, -1, dtype=np.float32) * (mask[0, :61] == 0)
-    got, want = _flash_attention_on_both(backend_factory(), n_head, 2, head_dim, mask, max_bias)
+    got, want = _attention_on_both(backend_factory(), n_head, 2, head_dim, mask, max_bias)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("n_head, head_dim", [(12, 128), (6, 64), (2, 64)])  # 4 + 2 heads a KV head, 3, 1
+@pytest.mark.parametrize("window", [(2, 61, 80), (70, 250, 320)])  # visible cells first..last of n_ctx
+@pytest.mark.parametrize("max_bias, softcap", [(0.0, 0.0), (8.0, 0.0), (0.0, 1.5)])
+def test_one_querys_attention_equals_the_reference_bit_for_bit(backend_factory, n_head, head_dim, window, max_bias,
+                                                               softcap):
+    """One query without flash attention (ggml_vec_dot_f16's order: K q and V^T p, each sum over
+    cells in 64 lanes): cpu_simd's vector path (the cells taken 64 at a time from the first visible
+    one's, past the last used one into the cache's others, V sums held in registers) gives the
+    reference backend's bits, with cells hidden at random, the visible ones past the first 64 or not,
+    ALiBi's slopes and Gemma 2's soft cap."""
+    first, last, n_ctx = window
+    mask = np.full((1, n_ctx), -np.inf, np.float32)
+    mask[0, first:last + 1] = np.where(RNG.random(last + 1 - first) < 0.8, 0.0, -np.inf)
+    mask[0, [first, last]] = 0.0
+    if max_bias:
+        mask[0] -= np.abs(np.arange(n_ctx, dtype=np.float32) - last) * (mask[0] == 0)
+    got, want = _attention_on_both(backend_factory(), n_head, 2, head_dim, mask, max_bias, softcap, flash=False,
+                                   n_kv=last + 1)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 

@@ -337,34 +337,6 @@ static void add_sink(float sink, float *M, float *S, float *acc, int64_t hd) {
 }
 
 #if defined(LC_AVX2)
-/* flash_cells_in_blocks' vectors: 16 floats (AVX-512) or 8 (AVX2) */
-#if defined(LC_AVX512)
-typedef __m512 flash_vec;
-enum { FLASH_LANES = 16 };
-#define FLASH_V_HEADS 4  /* heads whose V sums flash_v_sums holds: 16 of 32 registers */
-#define flash_load(p) _mm512_loadu_ps(p)
-#define flash_store(p, x) _mm512_storeu_ps((p), (x))
-#define flash_set1(x) _mm512_set1_ps(x)
-#define flash_mul(x, y) _mm512_mul_ps((x), (y))
-#define flash_fmadd(x, y, z) _mm512_fmadd_ps((x), (y), (z))
-#define flash_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define flash_store_f16(p, x) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
-#define flash_round_f16(x) _mm512_cvtph_ps(_mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
-#else
-typedef __m256 flash_vec;
-enum { FLASH_LANES = 8 };
-#define FLASH_V_HEADS 2  /* 8 of 16 registers */
-#define flash_load(p) _mm256_loadu_ps(p)
-#define flash_store(p, x) _mm256_storeu_ps((p), (x))
-#define flash_set1(x) _mm256_set1_ps(x)
-#define flash_mul(x, y) _mm256_mul_ps((x), (y))
-#define flash_fmadd(x, y, z) _mm256_fmadd_ps((x), (y), (z))
-#define flash_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define flash_store_f16(p, x) _mm_storeu_si128((__m128i *)(p), _mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
-#define flash_round_f16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
-#endif
-enum { FLASH_V_STEP = 4 * FLASH_LANES };  /* the values of a head's V sums flash_v_sums holds: four vectors */
-
 /* lc_attn_dot_kq's sum (ggml_vec_dot_f16's four 16-lane vectors of fmas, then their reduction; AVX2
  * spells out the same lanes in eight halves) of an f16 K row already converted to floats (exactly)
  * with the query, n a multiple of 64 */
@@ -386,7 +358,7 @@ static inline float dot_k_floats(const float *k32, const float *q, int64_t n) {
 }
 
 /* The f16 V sums (ggml_vec_scale_f16, then ggml_vec_mad_f16, per cell) of nh heads (a constant where
- * inlined) over a block's n cells, FLASH_V_STEP values of each head at a time held in registers: the
+ * inlined) over a block's n cells, LC_VEC_SUM_STEP values of each head at a time held in registers: the
  * heads' chains of dependent roundings overlap. Head g's sums are at sums + g * hd; hidden[g][i]
  * skips cell i for head g. */
 static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t hd, int n, const float *v32,
@@ -394,26 +366,26 @@ static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t h
                                                                const float (*vs)[FLASH_BLOCK_CELLS],
                                                                const unsigned char (*hidden)[FLASH_BLOCK_CELLS],
                                                                lc_fp16_t *sums) {
-    for (int64_t d0 = 0; d0 < hd; d0 += FLASH_V_STEP) {
-        flash_vec cur[FLASH_V_HEADS][4];
+    for (int64_t d0 = 0; d0 < hd; d0 += LC_VEC_SUM_STEP) {
+        lc_vec cur[LC_VEC_SUM_HEADS][4];
         for (int g = 0; g < nh; g++)
-            for (int l = 0; l < 4; l++) cur[g][l] = flash_load_f16(sums + g * hd + d0 + FLASH_LANES * l);
+            for (int l = 0; l < 4; l++) cur[g][l] = lc_vec_load_f16(sums + g * hd + d0 + LC_VEC_LANES * l);
         for (int i = 0; i < n; i++) {
             const float *v_row = v32 + i * hd + d0;
-            flash_vec vd[4];
-            for (int l = 0; l < 4; l++) vd[l] = flash_load(v_row + FLASH_LANES * l);
+            lc_vec vd[4];
+            for (int l = 0; l < 4; l++) vd[l] = lc_vec_load(v_row + LC_VEC_LANES * l);
             for (int g = 0; g < nh; g++) {
                 if (hidden[g][i]) continue;
                 if (ms[g][i] != 1.0f) {
-                    const flash_vec msv = flash_set1(ms[g][i]);
-                    for (int l = 0; l < 4; l++) cur[g][l] = flash_round_f16(flash_mul(cur[g][l], msv));
+                    const lc_vec msv = lc_vec_set1(ms[g][i]);
+                    for (int l = 0; l < 4; l++) cur[g][l] = lc_vec_round_f16(lc_vec_mul(cur[g][l], msv));
                 }
-                const flash_vec vsv = flash_set1(vs[g][i]);
-                for (int l = 0; l < 4; l++) cur[g][l] = flash_round_f16(flash_fmadd(vd[l], vsv, cur[g][l]));
+                const lc_vec vsv = lc_vec_set1(vs[g][i]);
+                for (int l = 0; l < 4; l++) cur[g][l] = lc_vec_round_f16(lc_vec_fmadd(vd[l], vsv, cur[g][l]));
             }
         }
         for (int g = 0; g < nh; g++)  /* f16 values already: stored exactly */
-            for (int l = 0; l < 4; l++) flash_store_f16(sums + g * hd + d0 + FLASH_LANES * l, cur[g][l]);
+            for (int l = 0; l < 4; l++) lc_vec_store_f16(sums + g * hd + d0 + LC_VEC_LANES * l, cur[g][l]);
     }
 }
 
@@ -427,7 +399,7 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
         float block_mask[FLASH_BLOCK_CELLS], cell_mask[FLASH_BLOCK_CELLS];
         /* flash attention's mask is f16 */
         if (j1 - j0 == FLASH_BLOCK_CELLS)
-            for (int i = 0; i < FLASH_BLOCK_CELLS; i += FLASH_LANES) flash_store(block_mask + i, flash_round_f16(flash_load(mask + j0 + i)));
+            for (int i = 0; i < FLASH_BLOCK_CELLS; i += LC_VEC_LANES) lc_vec_store(block_mask + i, lc_vec_round_f16(lc_vec_load(mask + j0 + i)));
         else
             for (int64_t j = j0; j < j1; j++) block_mask[j - j0] = round_f16(mask[j]);
         int n = 0;
@@ -445,9 +417,9 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
                     _mm_prefetch((const char *)k_row + FLASH_BLOCK_CELLS * a->k_row + d, _MM_HINT_T1);
                     _mm_prefetch((const char *)v_row + FLASH_BLOCK_CELLS * a->v_row + d, _MM_HINT_T1);
                 }
-            for (int64_t d = 0; d < hd; d += FLASH_LANES) {
-                flash_store(k32 + n * hd + d, flash_load_f16(k_row + d));
-                flash_store(v32 + n * hd + d, flash_load_f16(v_row + d));
+            for (int64_t d = 0; d < hd; d += LC_VEC_LANES) {
+                lc_vec_store(k32 + n * hd + d, lc_vec_load_f16(k_row + d));
+                lc_vec_store(v32 + n * hd + d, lc_vec_load_f16(v_row + d));
             }
             cell_mask[n++] = m;
         }
@@ -476,15 +448,15 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
                 S[g] = fmaf(S[g], ms[g][i], vs[g][i]);
             }
         }
-        for (int g = 0; g < n_heads; g += FLASH_V_HEADS) {
+        for (int g = 0; g < n_heads; g += LC_VEC_SUM_HEADS) {
             lc_fp16_t *sums = acc16 + g * hd;
-            switch (n_heads - g < FLASH_V_HEADS ? n_heads - g : FLASH_V_HEADS) {
+            switch (n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS) {
             case 1: flash_v_sums(1, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
-#if FLASH_V_HEADS == 4
+#if LC_VEC_SUM_HEADS == 4
             case 2: flash_v_sums(2, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
             case 3: flash_v_sums(3, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
 #endif
-            default: flash_v_sums(FLASH_V_HEADS, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            default: flash_v_sums(LC_VEC_SUM_HEADS, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
             }
         }
     }

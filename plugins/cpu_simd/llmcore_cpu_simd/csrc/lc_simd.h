@@ -75,6 +75,43 @@ static inline __m512i lc_dot_us8_512(__m512i u, __m512i s) {
 }
 #endif
 
+/* One vector of floats, whatever the build's width: 16 (AVX-512) or 8 (AVX2), for kernels written
+ * once for both */
+#if defined(LC_AVX512)
+typedef __m512 lc_vec;
+enum { LC_VEC_LANES = 16 };
+#define LC_VEC_SUM_HEADS 4  /* heads whose sums of four vectors fit in half the registers */
+#define lc_vec_zero() _mm512_setzero_ps()
+#define lc_vec_load(p) _mm512_loadu_ps(p)
+#define lc_vec_store(p, x) _mm512_storeu_ps((p), (x))
+#define lc_vec_set1(x) _mm512_set1_ps(x)
+#define lc_vec_add(x, y) _mm512_add_ps((x), (y))
+#define lc_vec_mul(x, y) _mm512_mul_ps((x), (y))
+#define lc_vec_max(x, y) _mm512_max_ps((x), (y))
+#define lc_vec_fmadd(x, y, z) _mm512_fmadd_ps((x), (y), (z))
+#define lc_vec_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define lc_vec_store_f16(p, x) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define lc_vec_round_f16(x) _mm512_cvtph_ps(_mm512_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#elif defined(LC_AVX2)
+typedef __m256 lc_vec;
+enum { LC_VEC_LANES = 8 };
+#define LC_VEC_SUM_HEADS 2  /* 8 of 16 registers */
+#define lc_vec_zero() _mm256_setzero_ps()
+#define lc_vec_load(p) _mm256_loadu_ps(p)
+#define lc_vec_store(p, x) _mm256_storeu_ps((p), (x))
+#define lc_vec_set1(x) _mm256_set1_ps(x)
+#define lc_vec_add(x, y) _mm256_add_ps((x), (y))
+#define lc_vec_mul(x, y) _mm256_mul_ps((x), (y))
+#define lc_vec_max(x, y) _mm256_max_ps((x), (y))
+#define lc_vec_fmadd(x, y, z) _mm256_fmadd_ps((x), (y), (z))
+#define lc_vec_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define lc_vec_store_f16(p, x) _mm_storeu_si128((__m128i *)(p), _mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define lc_vec_round_f16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#endif
+#if defined(LC_AVX2)
+enum { LC_VEC_SUM_STEP = 4 * LC_VEC_LANES };  /* the values of one head's sums of four vectors */
+#endif
+
 /* ---- llama.cpp's summation orders -----------------------------------------------------------
  * Tiny rounding differences are amplified through 30 layers of 8-bit re-quantized activations,
  * so the kernels reproduce the exact order in which llama.cpp's x86 build adds things up: every

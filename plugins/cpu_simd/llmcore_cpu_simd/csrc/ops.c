@@ -898,6 +898,185 @@ static void attend_heads_together(const float *q16, int n, const char *k, const 
     }
 }
 
+#if defined(LC_AVX2)
+/* One query's attention in ggml_vec_dot_f16's order (llama.cpp's without flash attention when a
+ * sequence has one token in the batch) for nh <= LC_VEC_SUM_HEADS query heads of one KV head, f16 K
+ * and V rows of whole 64s: K q16 and V^T p as ggml multiplies them row by row, with every K row read
+ * once for the heads and the V sums over cells held in registers, a row's whole values at a time. */
+
+#if defined(LC_AVX512)
+/* ggml_vec_dot_f16 of 16 consecutive K rows with each of nh queries (hd apart): out[g] holds head
+ * g's 16 dots, one cell per lane. Each row's four vectors of fmas are added (0 + 2) + (1 + 3), as
+ * ggml does, and then reduced sixteen cells at once. */
+static inline __attribute__((always_inline)) void dots_of_cells(const lc_fp16_t *k, int64_t stride, const float *q16,
+                                                                int64_t hd, int nh, __m512 *out) {
+    __m512 part[LC_VEC_SUM_HEADS][16];
+    for (int c = 0; c < 16; c++) {
+        const lc_fp16_t *k_row = k + c * stride;
+        __m512 acc[LC_VEC_SUM_HEADS][4];
+        for (int g = 0; g < nh; g++)
+            for (int a = 0; a < 4; a++) acc[g][a] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < hd; i += 64) {
+            __m512 kv[4];
+            for (int a = 0; a < 4; a++) kv[a] = lc_vec_load_f16(k_row + i + 16 * a);
+            for (int g = 0; g < nh; g++)
+                for (int a = 0; a < 4; a++)
+                    acc[g][a] = _mm512_fmadd_ps(kv[a], _mm512_loadu_ps(q16 + g * hd + i + 16 * a), acc[g][a]);
+        }
+        for (int g = 0; g < nh; g++)
+            part[g][c] = _mm512_add_ps(_mm512_add_ps(acc[g][0], acc[g][2]), _mm512_add_ps(acc[g][1], acc[g][3]));
+    }
+    for (int g = 0; g < nh; g++) out[g] = reduce_add_16_cells(part[g]);
+}
+
+/* x where the mask lets the cell be seen, else the mask's -INFINITY */
+static inline __m512 hide_masked(__m512 x, __m512 m) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), x, m);
+}
+#else
+/* The same with 8 cells a vector: each row's 64 lanes as eight halves, added as their 16-lane
+ * vectors are and their halves then added (lanes i and i + 8), then 8 cells reduced at once. */
+static inline __attribute__((always_inline)) void dots_of_cells(const lc_fp16_t *k, int64_t stride, const float *q16,
+                                                                int64_t hd, int nh, __m256 *out) {
+    for (int g = 0; g < nh; g++) {
+        __m256 t3[8];
+        for (int c = 0; c < 8; c++) {
+            const lc_fp16_t *k_row = k + c * stride;
+            __m256 acc[8];
+            for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd; i += 64)
+                for (int a = 0; a < 8; a++)
+                    acc[a] = _mm256_fmadd_ps(lc_vec_load_f16(k_row + i + 8 * a), _mm256_loadu_ps(q16 + g * hd + i + 8 * a), acc[a]);
+            const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+            const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+            t3[c] = _mm256_add_ps(lo, hi);
+        }
+        out[g] = reduce_add_8_cells(t3);
+    }
+}
+
+static inline __m256 hide_masked(__m256 x, __m256 m) {
+    return _mm256_blendv_ps(x, m, _mm256_cmp_ps(m, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
+}
+#endif
+
+/* attend_heads_together's one-token result for nh (a constant where inlined) heads over the cells
+ * [j0, j1), multiples of 64 that hold every visible cell (the cells outside add exact zeros). Cell j
+ * of a V sum goes to lane j % 64 of ggml's four 16-lane accumulators, each lane adding its cells in
+ * order; the lanes are then folded (l + 32 l) + (16 + l, 48 + l) and the 16 reduced in GCC's order. */
+static inline __attribute__((always_inline)) void attend_one_query(const float *q16, int nh, const lc_fp16_t *k,
+                                                                   const lc_fp16_t *v, int64_t stride, int64_t hd,
+                                                                   const float *mask, int32_t j0, int32_t j1,
+                                                                   float scale, float softcap, const float *slopes,
+                                                                   float *scores, int64_t scores_stride, float *y) {
+    enum { W = LC_VEC_LANES };
+    int plain = softcap == 0.0f;
+    for (int g = 0; g < nh; g++) plain &= slopes[g] == 1.0f;
+    lc_vec vmax[LC_VEC_SUM_HEADS];
+    for (int g = 0; g < nh; g++) vmax[g] = lc_vec_set1(-INFINITY);
+    for (int32_t jb = j0; jb < j1; jb += W) {
+        /* a KV head's rows are a head's bytes out of each cell's, which the hardware prefetchers
+         * follow late: K rows asked into L2 a block ahead, the V rows the sums will read too */
+        for (int c = 0; c < W; c++)
+            for (int64_t b = 0; b < hd * (int64_t)sizeof(lc_fp16_t); b += 64) {
+                if (jb + W < j1) _mm_prefetch((const char *)(k + (jb + W + c) * stride) + b, _MM_HINT_T1);
+                _mm_prefetch((const char *)(v + (jb + c) * stride) + b, _MM_HINT_T1);
+            }
+        lc_vec dots[LC_VEC_SUM_HEADS];
+        dots_of_cells(k + jb * stride, stride, q16, hd, nh, dots);
+        const lc_vec m = lc_vec_load(mask + jb);
+        for (int g = 0; g < nh; g++) {
+            float *s = scores + g * scores_stride + jb;
+            if (plain) {  /* ggml's soft_max: the scores scaled, then the mask added */
+                lc_vec_store(s, hide_masked(lc_vec_add(lc_vec_mul(dots[g], lc_vec_set1(scale)), m), m));
+            } else {  /* attend_heads_together's scalar steps */
+                lc_vec_store(s, dots[g]);
+                for (int c = 0; c < W; c++) {
+                    const float mj = mask[jb + c];
+                    float score = s[c];
+                    if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
+                    s[c] = mj == -INFINITY ? -INFINITY
+                         : slopes[g] == 1.0f ? score * scale + mj : fmaf(slopes[g], mj, score * scale);
+                }
+            }
+            vmax[g] = lc_vec_max(vmax[g], lc_vec_load(s));
+        }
+    }
+    for (int g = 0; g < nh; g++) {  /* ggml_vec_soft_max_f32, then the probabilities rounded to f16 */
+        float *p = scores + g * scores_stride, lanes_max[W], max = -INFINITY;
+        lc_vec_store(lanes_max, vmax[g]);
+        for (int l = 0; l < W; l++) max = lanes_max[l] > max ? lanes_max[l] : max;
+        const lc_vec inv = lc_vec_set1((float)(1.0 / lc_softmax_exps(p + j0, j1 - j0, max)));
+        for (int32_t j = j0; j < j1; j += W) lc_vec_store(p + j, lc_vec_round_f16(lc_vec_mul(lc_vec_load(p + j), inv)));
+    }
+    for (int64_t d0 = 0; d0 < hd; d0 += LC_VEC_SUM_STEP) {
+        lc_vec folded[LC_VEC_SUM_HEADS][16][4];
+        for (int l = 0; l < 16; l++) {
+            lc_vec quarter[4][LC_VEC_SUM_HEADS][4];  /* lanes l, 16 + l, 32 + l, 48 + l */
+            for (int qd = 0; qd < 4; qd++) {
+                lc_vec acc[LC_VEC_SUM_HEADS][4];
+                for (int g = 0; g < nh; g++)
+                    for (int a = 0; a < 4; a++) acc[g][a] = lc_vec_zero();
+                for (int32_t j = j0 + 16 * qd + l; j < j1; j += 64) {
+                    const lc_fp16_t *v_row = v + j * stride + d0;
+                    lc_vec vv[4];
+                    for (int a = 0; a < 4; a++) vv[a] = lc_vec_load_f16(v_row + W * a);
+                    for (int g = 0; g < nh; g++) {
+                        const lc_vec pv = lc_vec_set1(scores[g * scores_stride + j]);
+                        for (int a = 0; a < 4; a++) acc[g][a] = lc_vec_fmadd(vv[a], pv, acc[g][a]);
+                    }
+                }
+                for (int g = 0; g < nh; g++)
+                    for (int a = 0; a < 4; a++) quarter[qd][g][a] = acc[g][a];
+            }
+            for (int g = 0; g < nh; g++)
+                for (int a = 0; a < 4; a++)
+                    folded[g][l][a] = lc_vec_add(lc_vec_add(quarter[0][g][a], quarter[2][g][a]),
+                                                 lc_vec_add(quarter[1][g][a], quarter[3][g][a]));
+        }
+        for (int g = 0; g < nh; g++)
+            for (int a = 0; a < 4; a++) {  /* lc_reduce16_ordered, every dim of the vector at once */
+                lc_vec t3[8], t6[4];
+                for (int i = 0; i < 8; i++) t3[i] = lc_vec_add(folded[g][i + 8][a], folded[g][i][a]);
+                for (int i = 0; i < 4; i++) t6[i] = lc_vec_add(t3[i + 4], t3[i]);
+                lc_vec_store(y + g * hd + d0 + W * a, lc_vec_add(lc_vec_add(t6[0], t6[2]), lc_vec_add(t6[1], t6[3])));
+            }
+    }
+}
+#endif
+
+/* Query heads g < n of one KV head for one token in ggml_vec_dot_f16's order, whose visible cells
+ * are first..last of the n_kv used ones: attend_one_query where it applies (its 64s of cells may
+ * reach past n_kv, up to the cache's n_ctx cells and the mask row's), else attend_heads_together.
+ * scores: n * n_ctx floats. */
+static void attend_one_token(const float *q16, int n, const char *k, const char *v, int64_t stride, int type,
+                             int64_t head_dim, const float *mask, int32_t n_kv, int64_t n_ctx, int32_t first,
+                             int32_t last, float scale, float softcap, const float *slopes, float *lanes,
+                             float *scores, float *y) {
+#if defined(LC_AVX2)
+    const int32_t j0 = first & ~63, j1 = (last | 63) + 1;
+    if (type == LC_TYPE_F16 && head_dim % 64 == 0 && j1 <= n_ctx) {
+        for (int g = 0; g < n; g += LC_VEC_SUM_HEADS) {
+            const int nh = n - g < LC_VEC_SUM_HEADS ? n - g : LC_VEC_SUM_HEADS;
+#define ATTEND(heads) attend_one_query(q16 + g * head_dim, heads, (const lc_fp16_t *)k, (const lc_fp16_t *)v, stride, \
+                                       head_dim, mask, j0, j1, scale, softcap, slopes + g, scores, n_ctx, y + g * head_dim)
+            switch (nh) {
+            case 1: ATTEND(1); break;
+#if LC_VEC_SUM_HEADS == 4
+            case 2: ATTEND(2); break;
+            case 3: ATTEND(3); break;
+#endif
+            default: ATTEND(LC_VEC_SUM_HEADS); break;
+            }
+#undef ATTEND
+        }
+        return;
+    }
+#endif
+    (void)first, (void)last;
+    attend_heads_together(q16, n, k, v, stride, type, head_dim, mask, n_kv, scale, softcap, slopes, 0, lanes, scores, y);
+}
+
 static void op_attention(const lc_node *nd, const lc_task *task) {
     /* other types, flash attention, sinks and Grok's folded cap: kv.c's general path */
     if (nd->i[2] || nd->i[1] != nd->type || nd->type != LC_TYPE_F16 || nd->src[4] || nd->f[3] != 0.0f) {
@@ -923,14 +1102,14 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
      * thread's loop below). */
     if (lc_attention_shared(nd, task)) {
         const float *mask = nd->src[3];
-        const int visible = first_visible(mask, n_kv) >= 0;
+        const int32_t first = first_visible(mask, n_kv), last = last_visible(mask, n_kv);
         const int64_t most = lc_shared_heads_step(group, n_head_kv, task->nth);
         const int64_t step = most < LC_ATTEND_HEADS_MAX ? most : LC_ATTEND_HEADS_MAX, parts = (group + step - 1) / step;
         for (int64_t part = task->ith; part < n_head_kv * parts; part = atomic_fetch_add(task->next_chunk, 1)) {
             const int64_t kvh = part / parts, h = kvh * group + part % parts * step;
             const int n = (int)((kvh + 1) * group - h < step ? (kvh + 1) * group - h : step);
             float *y = (float *)nd->dst + h * head_dim;
-            if (!visible) {  /* a padding row */
+            if (first < 0) {  /* a padding row */
                 memset(y, 0, (size_t)(n * head_dim) * sizeof(float));
                 continue;
             }
@@ -938,9 +1117,9 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             for (int g = 0; g < n; g++) slopes[g] = lc_alibi_slope((uint32_t)(h + g), max_bias, n_head_log2, m0, m1);
             lc_fp32_to_fp16_row((const float *)nd->src[0] + h * head_dim, (lc_fp16_t *)scores, n * head_dim);
             lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, n * head_dim);
-            attend_heads_together(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt,
-                                  (const char *)nd->src[2] + kvh * head_dim * elt, kv_width, type, head_dim, mask, n_kv,
-                                  scale, softcap, slopes, 0, lanes, scores, y);
+            attend_one_token(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt,
+                             (const char *)nd->src[2] + kvh * head_dim * elt, kv_width, type, head_dim, mask, n_kv,
+                             n_ctx, first, last, scale, softcap, slopes, lanes, scores, y);
         }
         return;
     }
@@ -951,7 +1130,6 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
         const float *mask = (const float *)nd->src[3] + t * n_ctx;
         const int batched = has_sequence_neighbour(nd->src[3], t, nd->ne[2], n_ctx, n_kv);
         const int32_t first = first_visible(mask, n_kv), last = last_visible(mask, n_kv);
-        (void)last;  /* only the AVX-512 path reads it */
         for (int64_t kvh = 0; kvh < n_head_kv; kvh++) {
             const char *k = (const char *)nd->src[1] + kvh * head_dim * elt, *v = (const char *)nd->src[2] + kvh * head_dim * elt;
             const float *q = (const float *)nd->src[0] + (t * n_head + kvh * group) * head_dim;
@@ -981,8 +1159,12 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                 float slopes[LC_ATTEND_HEADS_MAX];
                 for (int g = 0; g < n; g++)
                     slopes[g] = lc_alibi_slope((uint32_t)(kvh * group + g0 + g), max_bias, n_head_log2, m0, m1);
-                attend_heads_together(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale, softcap,
-                                      slopes, batched, lanes, scores, y + g0 * head_dim);
+                if (batched)
+                    attend_heads_together(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale,
+                                          softcap, slopes, 1, lanes, scores, y + g0 * head_dim);
+                else
+                    attend_one_token(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, n_ctx, first,
+                                     last, scale, softcap, slopes, lanes, scores, y + g0 * head_dim);
             }
         }
     }
