@@ -26,12 +26,11 @@ enum { FA_TILE = 64 };  /* GGML_FA_TILE_Q and GGML_FA_TILE_KV */
 enum { FA_CHUNK_ROWS = 256 };
 /* the query heads of one KV head flash attention's one-row path takes together (attend_flash_cells) */
 enum { FLASH_ROW_HEADS = 8 };
-/* the cells flash_cells_in_blocks converts at a time */
+/* the cells flash_cells_in_blocks takes at a time */
 enum { FLASH_BLOCK_CELLS = 16 };
 /* the floats of a thread's scratch attend_flash_cells works in: its rows (a query, float and f16 sums
- * per head, a V row), then, from FLASH_BLOCK_ROWS_AT, a block's K and V rows as floats */
-#define FLASH_BLOCK_ROWS_AT(head_dim) ((3 * FLASH_ROW_HEADS + 1) * (head_dim))
-#define FLASH_ROW_FLOATS(head_dim) (FLASH_BLOCK_ROWS_AT(head_dim) + 2 * FLASH_BLOCK_CELLS * (head_dim))
+ * per head, a V row) */
+#define FLASH_ROW_FLOATS(head_dim) ((3 * FLASH_ROW_HEADS + 1) * (head_dim))
 
 size_t lc_attention_scratch_floats(int64_t head_dim, int64_t n_head, int64_t group, int64_t n_ctx, int flash) {
     /* ops.c's f16 path: the group's f16-rounded queries and scores, up to LC_ATTEND_HEADS_MAX heads'
@@ -337,31 +336,12 @@ static void add_sink(float sink, float *M, float *S, float *acc, int64_t hd) {
 }
 
 #if defined(LC_AVX2)
-/* lc_attn_dot_kq's sum (ggml_vec_dot_f16's four 16-lane vectors of fmas, then their reduction; AVX2
- * spells out the same lanes in eight halves) of an f16 K row already converted to floats (exactly)
- * with the query, n a multiple of 64 */
-static inline float dot_k_floats(const float *k32, const float *q, int64_t n) {
-#if defined(LC_AVX512)
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t i = 0; i < n; i += 64)
-        for (int l = 0; l < 4; l++) acc[l] = _mm512_fmadd_ps(_mm512_loadu_ps(k32 + i + 16 * l), _mm512_loadu_ps(q + i + 16 * l), acc[l]);
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
-#else
-    __m256 acc[8];
-    for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 64)
-        for (int l = 0; l < 8; l++) acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(k32 + i + 8 * l), _mm256_loadu_ps(q + i + 8 * l), acc[l]);
-    const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
-    const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-    return lc_hsum256(_mm256_add_ps(lo, hi));
-#endif
-}
-
 /* The f16 V sums (ggml_vec_scale_f16, then ggml_vec_mad_f16, per cell) of nh heads (a constant where
- * inlined) over a block's n cells, LC_VEC_SUM_STEP values of each head at a time held in registers: the
- * heads' chains of dependent roundings overlap. Head g's sums are at sums + g * hd; hidden[g][i]
- * skips cell i for head g. */
-static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t hd, int n, const float *v32,
+ * inlined) over a block's n cells (f16 V rows v_stride values apart), LC_VEC_SUM_STEP values of each
+ * head at a time held in registers: the heads' chains of dependent roundings overlap. Head g's sums
+ * are at sums + g * hd; hidden[g][i] skips cell i for head g. */
+static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t hd, int n, const lc_fp16_t *v_rows,
+                                                               int64_t v_stride,
                                                                const float (*ms)[FLASH_BLOCK_CELLS],
                                                                const float (*vs)[FLASH_BLOCK_CELLS],
                                                                const unsigned char (*hidden)[FLASH_BLOCK_CELLS],
@@ -371,9 +351,12 @@ static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t h
         for (int g = 0; g < nh; g++)
             for (int l = 0; l < 4; l++) cur[g][l] = lc_vec_load_f16(sums + g * hd + d0 + LC_VEC_LANES * l);
         for (int i = 0; i < n; i++) {
-            const float *v_row = v32 + i * hd + d0;
+            int seen = 0;
+            for (int g = 0; g < nh; g++) seen |= !hidden[g][i];
+            if (!seen) continue;
+            const lc_fp16_t *v_row = v_rows + i * v_stride + d0;
             lc_vec vd[4];
-            for (int l = 0; l < 4; l++) vd[l] = lc_vec_load(v_row + LC_VEC_LANES * l);
+            for (int l = 0; l < 4; l++) vd[l] = lc_vec_load_f16(v_row + LC_VEC_LANES * l);
             for (int g = 0; g < nh; g++) {
                 if (hidden[g][i]) continue;
                 if (ms[g][i] != 1.0f) {
@@ -389,55 +372,66 @@ static inline __attribute__((always_inline)) void flash_v_sums(int nh, int64_t h
     }
 }
 
+/* A KV head's n_heads query heads over the cells [c0, c1) of f16 K and V rows of whole 64s, a block
+ * of cells at a time: every head's scores (whole blocks' in vectors, lc_dots_of_cells), then each
+ * head's chain of maxima and expf, then the heads' V sums (flash_v_sums). */
 static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const char *k, const char *v, int64_t kvh,
-                                  const float *mask, int n_heads, const float *slope, int slopes_positive, int64_t c0,
-                                  int64_t c1, float *rows, float *M, float *S, lc_fp16_t *acc16) {
+                                  const float *mask, int n_heads, const float *slope, int64_t c0, int64_t c1,
+                                  float *M, float *S, lc_fp16_t *acc16) {
     const int64_t hd = a->head_dim;
-    float *k32 = rows, *v32 = rows + FLASH_BLOCK_CELLS * hd;
+    const int64_t k_stride = a->k_row / (int64_t)sizeof(lc_fp16_t), v_stride = a->v_row / (int64_t)sizeof(lc_fp16_t);
+    const lc_fp16_t *k_head = (const lc_fp16_t *)(k + kvh * a->k_head), *v_head = (const lc_fp16_t *)(v + kvh * a->v_head);
     for (int64_t j0 = c0; j0 < c1; j0 += FLASH_BLOCK_CELLS) {
-        const int64_t j1 = j0 + FLASH_BLOCK_CELLS < c1 ? j0 + FLASH_BLOCK_CELLS : c1;
-        float block_mask[FLASH_BLOCK_CELLS], cell_mask[FLASH_BLOCK_CELLS];
+        const int n = (int)(j0 + FLASH_BLOCK_CELLS < c1 ? FLASH_BLOCK_CELLS : c1 - j0);
+        float block_mask[FLASH_BLOCK_CELLS];
         /* flash attention's mask is f16 */
-        if (j1 - j0 == FLASH_BLOCK_CELLS)
+        if (n == FLASH_BLOCK_CELLS)
             for (int i = 0; i < FLASH_BLOCK_CELLS; i += LC_VEC_LANES) lc_vec_store(block_mask + i, lc_vec_round_f16(lc_vec_load(mask + j0 + i)));
         else
-            for (int64_t j = j0; j < j1; j++) block_mask[j - j0] = round_f16(mask[j]);
-        int n = 0;
-        for (int64_t j = j0; j < j1; j++) {
-            const float m = block_mask[j - j0];
-            if (m == -INFINITY && slopes_positive) continue;
-            const lc_fp16_t *k_row = (const lc_fp16_t *)(k + j * a->k_row + kvh * a->k_head);
-            const lc_fp16_t *v_row = (const lc_fp16_t *)(v + j * a->v_row + kvh * a->v_head);
-            /* the rows a block ahead asked into L2, a cell's at a time: one KV head's rows are a
-             * head's bytes out of each cell's, which the hardware prefetchers follow late (decode at
-             * depth 2048, interleaved: dense 1024x8 +10%, SmolLM2 +29%; into L1, or a block's rows
-             * in a burst, helped the first and slowed the second) */
-            if (j + FLASH_BLOCK_CELLS < c1)
-                for (int64_t d = 0; d < hd * (int64_t)sizeof(lc_fp16_t); d += 64) {
-                    _mm_prefetch((const char *)k_row + FLASH_BLOCK_CELLS * a->k_row + d, _MM_HINT_T1);
-                    _mm_prefetch((const char *)v_row + FLASH_BLOCK_CELLS * a->v_row + d, _MM_HINT_T1);
-                }
-            for (int64_t d = 0; d < hd; d += LC_VEC_LANES) {
-                lc_vec_store(k32 + n * hd + d, lc_vec_load_f16(k_row + d));
-                lc_vec_store(v32 + n * hd + d, lc_vec_load_f16(v_row + d));
+            for (int i = 0; i < n; i++) block_mask[i] = round_f16(mask[j0 + i]);
+        /* the rows a block ahead asked into L2: one KV head's rows are a head's bytes out of each
+         * cell's, which the hardware prefetchers follow late (decode at depth 2048, interleaved: dense
+         * 1024x8 +10%, SmolLM2 +29%; into L1, or a block's rows in a burst, helped the first and
+         * slowed the second) */
+        for (int64_t j = j0 + FLASH_BLOCK_CELLS; j < j0 + FLASH_BLOCK_CELLS + n && j < c1; j++)
+            for (int64_t b = 0; b < hd * (int64_t)sizeof(lc_fp16_t); b += 64) {
+                _mm_prefetch((const char *)(k_head + j * k_stride) + b, _MM_HINT_T1);
+                _mm_prefetch((const char *)(v_head + j * v_stride) + b, _MM_HINT_T1);
             }
-            cell_mask[n++] = m;
+        float dots[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS];
+        const lc_fp16_t *k_rows = k_head + j0 * k_stride;
+        if (n == FLASH_BLOCK_CELLS) {
+            for (int g = 0; g < n_heads; g += LC_VEC_SUM_HEADS)
+                for (int c = 0; c < FLASH_BLOCK_CELLS; c += LC_VEC_LANES) {
+                    lc_vec cells[LC_VEC_SUM_HEADS];
+                    const int nh = n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS;
+#define DOTS(heads) lc_dots_of_cells(k_rows + c * k_stride, k_stride, qf + g * hd, hd, heads, cells)
+                    switch (nh) {
+                    case 1: DOTS(1); break;
+#if LC_VEC_SUM_HEADS == 4
+                    case 2: DOTS(2); break;
+                    case 3: DOTS(3); break;
+#endif
+                    default: DOTS(LC_VEC_SUM_HEADS); break;
+                    }
+#undef DOTS
+                    for (int h = 0; h < nh; h++) lc_vec_store(dots[g + h] + c, cells[h]);
+                }
+        } else {
+            for (int g = 0; g < n_heads; g++)
+                for (int i = 0; i < n; i++) dots[g][i] = lc_attn_dot_kq(k_rows + i * k_stride, LC_TYPE_F16, qf + g * hd, hd);
         }
         float ms[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS], vs[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS];
         unsigned char hidden[FLASH_ROW_HEADS][FLASH_BLOCK_CELLS];
-        for (int g = 0; g < n_heads; g++) {
-            float score_of[FLASH_BLOCK_CELLS];
+        for (int g = 0; g < n_heads; g++)
             for (int i = 0; i < n; i++) {
-                const float mv = slope[g] * cell_mask[i];
+                const float mv = slope[g] * block_mask[i];
                 hidden[g][i] = mv == -INFINITY;
                 if (hidden[g][i]) continue;
-                float s = dot_k_floats(k32 + i * hd, qf + g * hd, hd) * a->scale;
+                float s = dots[g][i] * a->scale;
                 if (a->softcap != 0.0f) s = a->softcap * tanhf(s);
-                score_of[i] = s + mv;
-            }
-            for (int i = 0; i < n; i++) {
-                if (hidden[g][i]) continue;
-                const float s = score_of[i], Mold = M[g];
+                s += mv;
+                const float Mold = M[g];
                 ms[g][i] = vs[g][i] = 1.0f;
                 if (s > M[g]) {
                     M[g] = s;
@@ -447,16 +441,16 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
                 }
                 S[g] = fmaf(S[g], ms[g][i], vs[g][i]);
             }
-        }
+        const lc_fp16_t *v_rows = v_head + j0 * v_stride;
         for (int g = 0; g < n_heads; g += LC_VEC_SUM_HEADS) {
             lc_fp16_t *sums = acc16 + g * hd;
             switch (n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS) {
-            case 1: flash_v_sums(1, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            case 1: flash_v_sums(1, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
 #if LC_VEC_SUM_HEADS == 4
-            case 2: flash_v_sums(2, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
-            case 3: flash_v_sums(3, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            case 2: flash_v_sums(2, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
+            case 3: flash_v_sums(3, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
 #endif
-            default: flash_v_sums(LC_VEC_SUM_HEADS, hd, n, v32, ms + g, vs + g, hidden + g, sums); break;
+            default: flash_v_sums(LC_VEC_SUM_HEADS, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
             }
         }
     }
@@ -493,8 +487,7 @@ static void attend_flash_cells(const attn_shape *a, const float *q, const char *
     memset(acc16, 0, (size_t)(n_heads * hd) * sizeof(lc_fp16_t));
 #if defined(LC_AVX2)
     if (a->type_k == LC_TYPE_F16 && a->type_v == LC_TYPE_F16 && hd % 64 == 0)  /* the usual head sizes */
-        flash_cells_in_blocks(a, qf, k, v, kvh, mask, n_heads, slope, slopes_positive, c0, c1,
-                              work + FLASH_BLOCK_ROWS_AT(hd), M, S, acc16);
+        flash_cells_in_blocks(a, qf, k, v, kvh, mask, n_heads, slope, c0, c1, M, S, acc16);
     else
 #endif
     for (int64_t j = c0; j < c1; j++) {

@@ -231,4 +231,84 @@ static inline double lc_softmax_exps(float *scores, int64_t n, float max) {
     return sum;
 }
 
+
+/* ---- ggml_vec_dot_f16 of consecutive rows, a vector of cells at a time (attention's K q) ---- */
+#if defined(LC_AVX512)
+/* Sixteen cells' 16-lane partial sums reduced exactly as _mm512_reduce_add_ps (GCC's tree) reduces
+ * one vector, but for the 16 at once: every add pairs the same two values as the one-cell reduction
+ * does. Lane c of the result is cell c's sum. */
+static inline __m512 lc_reduce_add_16_cells(const __m512 a[16]) {
+    __m512 x[8], y[4], z[2];
+    for (int c = 0; c < 8; c++)  /* v[i + 8] + v[i], cells 2c and 2c+1 in the low and high halves */
+        x[c] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0xEE), _mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0x44));
+    for (int c = 0; c < 4; c++)  /* t[i + 4] + t[i]: one cell per 128-bit quarter */
+        y[c] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0xDD), _mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0x88));
+    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
+        z[c] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0x44), _mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0xEE));
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
+    /* lane 4q + m of r holds cell 4m + q */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+/* ggml_vec_dot_f16 of LC_VEC_LANES consecutive f16 K rows (stride values apart, hd a multiple of 64)
+ * with each of nh <= LC_VEC_SUM_HEADS queries (hd apart; nh a constant where inlined): out[g] holds
+ * head g's dots, one cell per lane. Each row's four vectors of fmas are added (0 + 2) + (1 + 3), as
+ * ggml does, and then reduced sixteen cells at once. */
+static inline __attribute__((always_inline)) void lc_dots_of_cells(const lc_fp16_t *k, int64_t stride,
+                                                                   const float *q16, int64_t hd, int nh, __m512 *out) {
+    __m512 part[LC_VEC_SUM_HEADS][16];
+    for (int c = 0; c < 16; c++) {
+        const lc_fp16_t *k_row = k + c * stride;
+        __m512 acc[LC_VEC_SUM_HEADS][4];
+        for (int g = 0; g < nh; g++)
+            for (int a = 0; a < 4; a++) acc[g][a] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < hd; i += 64) {
+            __m512 kv[4];
+            for (int a = 0; a < 4; a++) kv[a] = lc_vec_load_f16(k_row + i + 16 * a);
+            for (int g = 0; g < nh; g++)
+                for (int a = 0; a < 4; a++)
+                    acc[g][a] = _mm512_fmadd_ps(kv[a], _mm512_loadu_ps(q16 + g * hd + i + 16 * a), acc[g][a]);
+        }
+        for (int g = 0; g < nh; g++)
+            part[g][c] = _mm512_add_ps(_mm512_add_ps(acc[g][0], acc[g][2]), _mm512_add_ps(acc[g][1], acc[g][3]));
+    }
+    for (int g = 0; g < nh; g++) out[g] = lc_reduce_add_16_cells(part[g]);
+}
+#elif defined(LC_AVX2)
+/* The same with 256-bit vectors: a cell's 16 lanes are two registers, and 8 cells are reduced
+ * together pair by pair as _mm512_reduce_add_ps reduces one cell. */
+static inline __m256 lc_reduce_add_8_cells(const __m256 t3[8]) {  /* t3[c]: cell c's lanes i + 8 and i added */
+    __m256 x[4], z[2];
+    for (int c = 0; c < 4; c++)  /* t3[i + 4] + t3[i]: cells 2c and 2c+1 in the low and high halves */
+        x[c] = _mm256_add_ps(_mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x31),
+                             _mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x20));
+    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
+        z[c] = _mm256_add_ps(_mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0x44), _mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0xEE));
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x88), _mm256_shuffle_ps(z[0], z[1], 0xDD));
+    /* r holds cells 0, 2, 4, 6 | 1, 3, 5, 7 */
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* The same with 8 cells a vector: each row's 64 lanes as eight halves, added as their 16-lane
+ * vectors are and their halves then added (lanes i and i + 8), then 8 cells reduced at once. */
+static inline __attribute__((always_inline)) void lc_dots_of_cells(const lc_fp16_t *k, int64_t stride,
+                                                                   const float *q16, int64_t hd, int nh, __m256 *out) {
+    for (int g = 0; g < nh; g++) {
+        __m256 t3[8];
+        for (int c = 0; c < 8; c++) {
+            const lc_fp16_t *k_row = k + c * stride;
+            __m256 acc[8];
+            for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd; i += 64)
+                for (int a = 0; a < 8; a++)
+                    acc[a] = _mm256_fmadd_ps(lc_vec_load_f16(k_row + i + 8 * a), _mm256_loadu_ps(q16 + g * hd + i + 8 * a), acc[a]);
+            const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+            const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+            t3[c] = _mm256_add_ps(lo, hi);
+        }
+        out[g] = lc_reduce_add_8_cells(t3);
+    }
+}
+#endif
+
 #endif

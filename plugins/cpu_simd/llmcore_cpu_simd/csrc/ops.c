@@ -606,21 +606,6 @@ static int has_sequence_neighbour(const float *mask, int64_t t, int64_t n_tokens
 }
 
 #if defined(LC_AVX512)
-/* One query's attention in tinyBLAS's order, sixteen cells at a time. Each cell's 16-lane partial
- * sums are reduced exactly as _mm512_reduce_add_ps (GCC's tree) reduces one vector, but for 16 cells
- * at once: every add pairs the same two values as the one-cell reduction does. */
-static inline __m512 reduce_add_16_cells(const __m512 a[16]) {
-    __m512 x[8], y[4], z[2];
-    for (int c = 0; c < 8; c++)  /* v[i + 8] + v[i], cells 2c and 2c+1 in the low and high halves */
-        x[c] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0xEE), _mm512_shuffle_f32x4(a[2 * c], a[2 * c + 1], 0x44));
-    for (int c = 0; c < 4; c++)  /* t[i + 4] + t[i]: one cell per 128-bit quarter */
-        y[c] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0xDD), _mm512_shuffle_f32x4(x[2 * c], x[2 * c + 1], 0x88));
-    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
-        z[c] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0x44), _mm512_shuffle_ps(y[2 * c], y[2 * c + 1], 0xEE));
-    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
-    /* lane 4q + m of r holds cell 4m + q */
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
-}
 
 static inline __m512 load_f16_or_f32(const void *base, int type, int64_t at) {
     return type == LC_TYPE_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const lc_fp16_t *)base + at)))
@@ -655,7 +640,7 @@ static inline __attribute__((always_inline)) void attend_tinyblas_512(
         const __m512 m = _mm512_loadu_ps(mask + jb);
         const __mmask16 hidden = _mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
         for (int g = 0; g < G; g++) {
-            __m512 sc = _mm512_add_ps(_mm512_mul_ps(reduce_add_16_cells(part[g]), _mm512_set1_ps(scale)), m);
+            __m512 sc = _mm512_add_ps(_mm512_mul_ps(lc_reduce_add_16_cells(part[g]), _mm512_set1_ps(scale)), m);
             sc = _mm512_mask_blend_ps(hidden, sc, m);
             _mm512_storeu_ps(scores + g * n_ctx + jb, sc);
             vmax[g] = _mm512_max_ps(vmax[g], sc);
@@ -721,19 +706,6 @@ static void attend_group_512(const float *q16, const void *k, const void *v, int
 #endif
 
 #if defined(LC_AVX2) && !defined(LC_AVX512)
-/* The same computation with 256-bit vectors: a cell's 16 tinyBLAS lanes are two registers, and 8
- * cells are reduced together pair by pair as _mm512_reduce_add_ps reduces one cell. */
-static inline __m256 reduce_add_8_cells(const __m256 t3[8]) {  /* t3[c]: cell c's lanes i + 8 and i added */
-    __m256 x[4], z[2];
-    for (int c = 0; c < 4; c++)  /* t3[i + 4] + t3[i]: cells 2c and 2c+1 in the low and high halves */
-        x[c] = _mm256_add_ps(_mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x31),
-                             _mm256_permute2f128_ps(t3[2 * c], t3[2 * c + 1], 0x20));
-    for (int c = 0; c < 2; c++)  /* (t[0] + t[2]), (t[1] + t[3]) */
-        z[c] = _mm256_add_ps(_mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0x44), _mm256_shuffle_ps(x[2 * c], x[2 * c + 1], 0xEE));
-    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x88), _mm256_shuffle_ps(z[0], z[1], 0xDD));
-    /* r holds cells 0, 2, 4, 6 | 1, 3, 5, 7 */
-    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
 
 static inline __m256 load8_f16_or_f32(const void *base, int type, int64_t at) {
     return type == LC_TYPE_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lc_fp16_t *)base + at)))
@@ -787,7 +759,7 @@ static void attend_tinyblas_256(const float *q16, const void *k, const void *v, 
         }
         const __m256 m = _mm256_loadu_ps(mask + jb);
         const __m256 hidden = _mm256_cmp_ps(m, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
-        const __m256 sc = _mm256_blendv_ps(_mm256_add_ps(_mm256_mul_ps(reduce_add_8_cells(t3), _mm256_set1_ps(scale)), m), m, hidden);
+        const __m256 sc = _mm256_blendv_ps(_mm256_add_ps(_mm256_mul_ps(lc_reduce_add_8_cells(t3), _mm256_set1_ps(scale)), m), m, hidden);
         _mm256_storeu_ps(scores + jb, sc);
         vmax = _mm256_max_ps(vmax, sc);
     }
@@ -904,57 +876,12 @@ static void attend_heads_together(const float *q16, int n, const char *k, const 
  * and V rows of whole 64s: K q16 and V^T p as ggml multiplies them row by row, with every K row read
  * once for the heads and the V sums over cells held in registers, a row's whole values at a time. */
 
-#if defined(LC_AVX512)
-/* ggml_vec_dot_f16 of 16 consecutive K rows with each of nh queries (hd apart): out[g] holds head
- * g's 16 dots, one cell per lane. Each row's four vectors of fmas are added (0 + 2) + (1 + 3), as
- * ggml does, and then reduced sixteen cells at once. */
-static inline __attribute__((always_inline)) void dots_of_cells(const lc_fp16_t *k, int64_t stride, const float *q16,
-                                                                int64_t hd, int nh, __m512 *out) {
-    __m512 part[LC_VEC_SUM_HEADS][16];
-    for (int c = 0; c < 16; c++) {
-        const lc_fp16_t *k_row = k + c * stride;
-        __m512 acc[LC_VEC_SUM_HEADS][4];
-        for (int g = 0; g < nh; g++)
-            for (int a = 0; a < 4; a++) acc[g][a] = _mm512_setzero_ps();
-        for (int64_t i = 0; i < hd; i += 64) {
-            __m512 kv[4];
-            for (int a = 0; a < 4; a++) kv[a] = lc_vec_load_f16(k_row + i + 16 * a);
-            for (int g = 0; g < nh; g++)
-                for (int a = 0; a < 4; a++)
-                    acc[g][a] = _mm512_fmadd_ps(kv[a], _mm512_loadu_ps(q16 + g * hd + i + 16 * a), acc[g][a]);
-        }
-        for (int g = 0; g < nh; g++)
-            part[g][c] = _mm512_add_ps(_mm512_add_ps(acc[g][0], acc[g][2]), _mm512_add_ps(acc[g][1], acc[g][3]));
-    }
-    for (int g = 0; g < nh; g++) out[g] = reduce_add_16_cells(part[g]);
-}
-
 /* x where the mask lets the cell be seen, else the mask's -INFINITY */
+#if defined(LC_AVX512)
 static inline __m512 hide_masked(__m512 x, __m512 m) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), x, m);
 }
 #else
-/* The same with 8 cells a vector: each row's 64 lanes as eight halves, added as their 16-lane
- * vectors are and their halves then added (lanes i and i + 8), then 8 cells reduced at once. */
-static inline __attribute__((always_inline)) void dots_of_cells(const lc_fp16_t *k, int64_t stride, const float *q16,
-                                                                int64_t hd, int nh, __m256 *out) {
-    for (int g = 0; g < nh; g++) {
-        __m256 t3[8];
-        for (int c = 0; c < 8; c++) {
-            const lc_fp16_t *k_row = k + c * stride;
-            __m256 acc[8];
-            for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
-            for (int64_t i = 0; i < hd; i += 64)
-                for (int a = 0; a < 8; a++)
-                    acc[a] = _mm256_fmadd_ps(lc_vec_load_f16(k_row + i + 8 * a), _mm256_loadu_ps(q16 + g * hd + i + 8 * a), acc[a]);
-            const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
-            const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-            t3[c] = _mm256_add_ps(lo, hi);
-        }
-        out[g] = reduce_add_8_cells(t3);
-    }
-}
-
 static inline __m256 hide_masked(__m256 x, __m256 m) {
     return _mm256_blendv_ps(x, m, _mm256_cmp_ps(m, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
 }
@@ -983,7 +910,7 @@ static inline __attribute__((always_inline)) void attend_one_query(const float *
                 _mm_prefetch((const char *)(v + (jb + c) * stride) + b, _MM_HINT_T1);
             }
         lc_vec dots[LC_VEC_SUM_HEADS];
-        dots_of_cells(k + jb * stride, stride, q16, hd, nh, dots);
+        lc_dots_of_cells(k + jb * stride, stride, q16, hd, nh, dots);
         const lc_vec m = lc_vec_load(mask + jb);
         for (int g = 0; g < nh; g++) {
             float *s = scores + g * scores_stride + jb;
