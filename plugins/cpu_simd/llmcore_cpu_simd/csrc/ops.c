@@ -871,11 +871,6 @@ static void attend_heads_together(const float *q16, int n, const char *k, const 
 }
 
 #if defined(LC_AVX2)
-/* One query's attention in ggml_vec_dot_f16's order (llama.cpp's without flash attention when a
- * sequence has one token in the batch) for nh <= LC_VEC_SUM_HEADS query heads of one KV head, f16 K
- * and V rows of whole 64s: K q16 and V^T p as ggml multiplies them row by row, with every K row read
- * once for the heads and the V sums over cells held in registers, a row's whole values at a time. */
-
 /* x where the mask lets the cell be seen, else the mask's -INFINITY */
 #if defined(LC_AVX512)
 static inline __m512 hide_masked(__m512 x, __m512 m) {
@@ -887,10 +882,14 @@ static inline __m256 hide_masked(__m256 x, __m256 m) {
 }
 #endif
 
-/* attend_heads_together's one-token result for nh (a constant where inlined) heads over the cells
- * [j0, j1), multiples of 64 that hold every visible cell (the cells outside add exact zeros). Cell j
- * of a V sum goes to lane j % 64 of ggml's four 16-lane accumulators, each lane adding its cells in
- * order; the lanes are then folded (l + 32 l) + (16 + l, 48 + l) and the 16 reduced in GCC's order. */
+/* One query's attention in ggml_vec_dot_f16's order (llama.cpp's without flash attention when a
+ * sequence has one token in the batch), attend_heads_together's result, for nh <= LC_VEC_SUM_HEADS
+ * query heads of one KV head (a constant where inlined), f16 K and V rows of whole 64s, over the
+ * cells [j0, j1), multiples of 64 that hold every visible cell (the cells outside add exact zeros):
+ * K q16 and V^T p as ggml multiplies them row by row, but every K row read once for the heads and
+ * the V sums over cells held in registers, a row's whole values at a time. Cell j of a V sum goes to
+ * lane j % 64 of ggml's four 16-lane accumulators, each lane adding its cells in order; the lanes are
+ * then folded (l, 32 + l) + (16 + l, 48 + l) and the 16 reduced in GCC's order. */
 static inline __attribute__((always_inline)) void attend_one_query(const float *q16, int nh, const lc_fp16_t *k,
                                                                    const lc_fp16_t *v, int64_t stride, int64_t hd,
                                                                    const float *mask, int32_t j0, int32_t j1,
