@@ -298,15 +298,16 @@ def test_one_querys_attention_equals_the_reference_bit_for_bit(backend_factory, 
                                                                softcap):
     """One query without flash attention (ggml_vec_dot_f16's order: K q and V^T p, each sum over
     cells in 64 lanes): cpu_simd's vector path (the cells taken 64 at a time from the first visible
-    one's, past the last used one into the cache's others, V sums held in registers) gives the
-    reference backend's bits, with cells hidden at random, the visible ones past the first 64 or not,
-    ALiBi's slopes and Gemma 2's soft cap."""
+    one's, V sums held in registers) gives the reference backend's bits, with cells hidden at random,
+    the visible ones past the first 64 or not, ALiBi's slopes and Gemma 2's soft cap, and reads no
+    cell past the n_kv in use (the mask shows them visible there, the cache holds other values)."""
     first, last, n_ctx = window
     mask = np.full((1, n_ctx), -np.inf, np.float32)
     mask[0, first:last + 1] = np.where(RNG.random(last + 1 - first) < 0.8, 0.0, -np.inf)
     mask[0, [first, last]] = 0.0
     if max_bias:
         mask[0] -= np.abs(np.arange(n_ctx, dtype=np.float32) - last) * (mask[0] == 0)
+    mask[0, last + 1:] = 0.0  # past the n_kv cells in use the mask is no guide: attention must not look there
     got, want = _attention_on_both(backend_factory(), n_head, 2, head_dim, mask, max_bias, softcap, flash=False,
                                    n_kv=last + 1)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -804,6 +804,16 @@ static int32_t last_visible(const float *mask_row, int32_t n_kv) {
     return -1;
 }
 
+/* A cell's score from its dot with the query as ggml's steps make it: softcap > 0 caps it to
+ * softcap * tanhf(dot / softcap) first, as ggml's scale, tanh, scale (Gemma 2); then it is scaled and
+ * the mask added, times ALiBi's slope where that is not 1 (ggml's soft_max loop, contracted to a
+ * fused multiply-add); a cell the mask hides scores -INFINITY. */
+static inline float masked_score(float dot, float mask, float scale, float softcap, float slope) {
+    if (mask == -INFINITY) return -INFINITY;
+    if (softcap > 0.0f) dot = tanhf(dot * (1.0f / softcap)) * softcap;
+    return slope == 1.0f ? dot * scale + mask : fmaf(slope, mask, dot * scale);
+}
+
 /* Query heads g < n (at most LC_ATTEND_HEADS_MAX) of one KV head in ggml's order, tinyBLAS's (batched)
  * or ggml_vec_dot_f16's, over the n_kv cells (some visible); each cell's K and V rows read once for the
  * heads, each head's numbers its own (its steps those of one head alone). softcap > 0 caps each score
@@ -826,9 +836,9 @@ static void attend_heads_together(const float *q16, int n, const char *k, const 
         const void *k_row = k + j * stride * elt;
         for (int g = 0; g < n; g++) {
             const float *q = q16 + g * head_dim;
-            float score = batched ? lc_attn_dot_kq_tinyblas(k_row, type, q, head_dim) : lc_attn_dot_kq(k_row, type, q, head_dim);
-            if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
-            const float s = slopes[g] == 1.0f ? score * scale + mask[j] : fmaf(slopes[g], mask[j], score * scale);
+            const float s = masked_score(batched ? lc_attn_dot_kq_tinyblas(k_row, type, q, head_dim)
+                                                 : lc_attn_dot_kq(k_row, type, q, head_dim),
+                                         mask[j], scale, softcap, slopes[g]);
             scores[g * n_kv + j] = s;
             if (s > max[g]) max[g] = s;
         }
@@ -884,56 +894,59 @@ static inline __m256 hide_masked(__m256 x, __m256 m) {
 
 /* One query's attention in ggml_vec_dot_f16's order (llama.cpp's without flash attention when a
  * sequence has one token in the batch), attend_heads_together's result, for nh <= LC_VEC_SUM_HEADS
- * query heads of one KV head (a constant where inlined), f16 K and V rows of whole 64s, over the
- * cells [j0, j1), multiples of 64 that hold every visible cell (the cells outside add exact zeros):
- * K q16 and V^T p as ggml multiplies them row by row, but every K row read once for the heads and
- * the V sums over cells held in registers, a row's whole values at a time. Cell j of a V sum goes to
- * lane j % 64 of ggml's four 16-lane accumulators, each lane adding its cells in order; the lanes are
- * then folded (l, 32 + l) + (16 + l, 48 + l) and the 16 reduced in GCC's order. */
+ * query heads of one KV head (a constant where inlined), f16 K and V rows of whole 64s, whose visible
+ * cells are first..last: K q16 and V^T p as ggml multiplies them row by row, but every K row read
+ * once for the heads and the V sums over cells held in registers, a row's whole values at a time.
+ * Cell j of a V sum goes to lane j % 64 of ggml's four 16-lane accumulators, each lane adding its
+ * cells in order; the lanes are then folded (l, 32 + l) + (16 + l, 48 + l) and the 16 reduced in
+ * GCC's order. Cells outside first..last would add exact zeros: only the K rows from first's 64 on
+ * are read (their scores hidden), and no row past last. scores: cells j at scores + g * n_ctx + j. */
 static inline __attribute__((always_inline)) void attend_one_query(const float *q16, int nh, const lc_fp16_t *k,
                                                                    const lc_fp16_t *v, int64_t stride, int64_t hd,
-                                                                   const float *mask, int32_t j0, int32_t j1,
+                                                                   const float *mask, int32_t first, int32_t last,
                                                                    float scale, float softcap, const float *slopes,
-                                                                   float *scores, int64_t scores_stride, float *y) {
+                                                                   float *scores, int64_t n_ctx, float *y) {
     enum { W = LC_VEC_LANES };
+    const int32_t j0 = first & ~63, j1 = last + 1;
     int plain = softcap == 0.0f;
     for (int g = 0; g < nh; g++) plain &= slopes[g] == 1.0f;
-    lc_vec vmax[LC_VEC_SUM_HEADS];
-    for (int g = 0; g < nh; g++) vmax[g] = lc_vec_set1(-INFINITY);
-    for (int32_t jb = j0; jb < j1; jb += W) {
+    int32_t jb = j0;
+    for (; jb + W <= j1; jb += W) {
         /* a KV head's rows are a head's bytes out of each cell's, which the hardware prefetchers
          * follow late: K rows asked into L2 a block ahead, the V rows the sums will read too */
         for (int c = 0; c < W; c++)
             for (int64_t b = 0; b < hd * (int64_t)sizeof(lc_fp16_t); b += 64) {
-                if (jb + W < j1) _mm_prefetch((const char *)(k + (jb + W + c) * stride) + b, _MM_HINT_T1);
+                if (jb + W + c < j1) _mm_prefetch((const char *)(k + (jb + W + c) * stride) + b, _MM_HINT_T1);
                 _mm_prefetch((const char *)(v + (jb + c) * stride) + b, _MM_HINT_T1);
             }
         lc_vec dots[LC_VEC_SUM_HEADS];
         lc_dots_of_cells(k + jb * stride, stride, q16, hd, nh, dots);
         const lc_vec m = lc_vec_load(mask + jb);
         for (int g = 0; g < nh; g++) {
-            float *s = scores + g * scores_stride + jb;
+            float *s = scores + g * n_ctx + jb;
             if (plain) {  /* ggml's soft_max: the scores scaled, then the mask added */
                 lc_vec_store(s, hide_masked(lc_vec_add(lc_vec_mul(dots[g], lc_vec_set1(scale)), m), m));
-            } else {  /* attend_heads_together's scalar steps */
+            } else {
                 lc_vec_store(s, dots[g]);
-                for (int c = 0; c < W; c++) {
-                    const float mj = mask[jb + c];
-                    float score = s[c];
-                    if (softcap > 0.0f) score = tanhf(score * (1.0f / softcap)) * softcap;
-                    s[c] = mj == -INFINITY ? -INFINITY
-                         : slopes[g] == 1.0f ? score * scale + mj : fmaf(slopes[g], mj, score * scale);
-                }
+                for (int c = 0; c < W; c++) s[c] = masked_score(s[c], mask[jb + c], scale, softcap, slopes[g]);
             }
-            vmax[g] = lc_vec_max(vmax[g], lc_vec_load(s));
         }
     }
+    for (; jb < j1; jb++)  /* the last few cells one by one */
+        for (int g = 0; g < nh; g++)
+            scores[g * n_ctx + jb] = masked_score(lc_attn_dot_kq(k + jb * stride, LC_TYPE_F16, q16 + g * hd, hd), mask[jb],
+                                                  scale, softcap, slopes[g]);
     for (int g = 0; g < nh; g++) {  /* ggml_vec_soft_max_f32, then the probabilities rounded to f16 */
-        float *p = scores + g * scores_stride, lanes_max[W], max = -INFINITY;
-        lc_vec_store(lanes_max, vmax[g]);
+        float *p = scores + g * n_ctx, max = -INFINITY, lanes_max[W];
+        lc_vec vmax = lc_vec_set1(-INFINITY);
+        int32_t j = j0;
+        for (; j + W <= j1; j += W) vmax = lc_vec_max(vmax, lc_vec_load(p + j));
+        lc_vec_store(lanes_max, vmax);
         for (int l = 0; l < W; l++) max = lanes_max[l] > max ? lanes_max[l] : max;
-        const lc_vec inv = lc_vec_set1((float)(1.0 / lc_softmax_exps(p + j0, j1 - j0, max)));
-        for (int32_t j = j0; j < j1; j += W) lc_vec_store(p + j, lc_vec_round_f16(lc_vec_mul(lc_vec_load(p + j), inv)));
+        for (; j < j1; j++) max = p[j] > max ? p[j] : max;
+        const float inv = (float)(1.0 / lc_softmax_exps(p + j0, j1 - j0, max));
+        for (j = j0; j + W <= j1; j += W) lc_vec_store(p + j, lc_vec_round_f16(lc_vec_mul(lc_vec_load(p + j), lc_vec_set1(inv))));
+        for (; j < j1; j++) p[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(p[j] * inv));
     }
     for (int64_t d0 = 0; d0 < hd; d0 += LC_VEC_SUM_STEP) {
         lc_vec folded[LC_VEC_SUM_HEADS][16][4];
@@ -943,12 +956,13 @@ static inline __attribute__((always_inline)) void attend_one_query(const float *
                 lc_vec acc[LC_VEC_SUM_HEADS][4];
                 for (int g = 0; g < nh; g++)
                     for (int a = 0; a < 4; a++) acc[g][a] = lc_vec_zero();
-                for (int32_t j = j0 + 16 * qd + l; j < j1; j += 64) {
+                const int32_t lane_first = j0 + 16 * qd + l;
+                for (int32_t j = lane_first < first ? lane_first + 64 : lane_first; j < j1; j += 64) {
                     const lc_fp16_t *v_row = v + j * stride + d0;
                     lc_vec vv[4];
                     for (int a = 0; a < 4; a++) vv[a] = lc_vec_load_f16(v_row + W * a);
                     for (int g = 0; g < nh; g++) {
-                        const lc_vec pv = lc_vec_set1(scores[g * scores_stride + j]);
+                        const lc_vec pv = lc_vec_set1(scores[g * n_ctx + j]);
                         for (int a = 0; a < 4; a++) acc[g][a] = lc_vec_fmadd(vv[a], pv, acc[g][a]);
                     }
                 }
@@ -972,20 +986,18 @@ static inline __attribute__((always_inline)) void attend_one_query(const float *
 #endif
 
 /* Query heads g < n of one KV head for one token in ggml_vec_dot_f16's order, whose visible cells
- * are first..last of the n_kv used ones: attend_one_query where it applies (its 64s of cells may
- * reach past n_kv, up to the cache's n_ctx cells and the mask row's), else attend_heads_together.
- * scores: n * n_ctx floats. */
+ * are first..last of the n_kv cells: attend_one_query where it applies, else attend_heads_together.
+ * scores: n * n_kv floats. */
 static void attend_one_token(const float *q16, int n, const char *k, const char *v, int64_t stride, int type,
-                             int64_t head_dim, const float *mask, int32_t n_kv, int64_t n_ctx, int32_t first,
-                             int32_t last, float scale, float softcap, const float *slopes, float *lanes,
-                             float *scores, float *y) {
+                             int64_t head_dim, const float *mask, int32_t n_kv, int32_t first, int32_t last,
+                             float scale, float softcap, const float *slopes, float *lanes, float *scores, float *y) {
 #if defined(LC_AVX2)
-    const int32_t j0 = first & ~63, j1 = (last | 63) + 1;
-    if (type == LC_TYPE_F16 && head_dim % 64 == 0 && j1 <= n_ctx) {
+    if (type == LC_TYPE_F16 && head_dim % 64 == 0) {
         for (int g = 0; g < n; g += LC_VEC_SUM_HEADS) {
             const int nh = n - g < LC_VEC_SUM_HEADS ? n - g : LC_VEC_SUM_HEADS;
 #define ATTEND(heads) attend_one_query(q16 + g * head_dim, heads, (const lc_fp16_t *)k, (const lc_fp16_t *)v, stride, \
-                                       head_dim, mask, j0, j1, scale, softcap, slopes + g, scores, n_ctx, y + g * head_dim)
+                                       head_dim, mask, first, last, scale, softcap, slopes + g, scores, n_kv,       \
+                                       y + g * head_dim)
             switch (nh) {
             case 1: ATTEND(1); break;
 #if LC_VEC_SUM_HEADS == 4
@@ -1045,7 +1057,7 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
             lc_fp16_to_fp32_row((const lc_fp16_t *)scores, q16, n * head_dim);
             attend_one_token(q16, n, (const char *)nd->src[1] + kvh * head_dim * elt,
                              (const char *)nd->src[2] + kvh * head_dim * elt, kv_width, type, head_dim, mask, n_kv,
-                             n_ctx, first, last, scale, softcap, slopes, lanes, scores, y);
+                             first, last, scale, softcap, slopes, lanes, scores, y);
         }
         return;
     }
@@ -1089,8 +1101,8 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
                     attend_heads_together(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, scale,
                                           softcap, slopes, 1, lanes, scores, y + g0 * head_dim);
                 else
-                    attend_one_token(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, n_ctx, first,
-                                     last, scale, softcap, slopes, lanes, scores, y + g0 * head_dim);
+                    attend_one_token(q16 + g0 * head_dim, n, k, v, kv_width, type, head_dim, mask, n_kv, first, last,
+                                     scale, softcap, slopes, lanes, scores, y + g0 * head_dim);
             }
         }
     }
