@@ -406,14 +406,7 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
                     lc_vec cells[LC_VEC_SUM_HEADS];
                     const int nh = n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS;
 #define DOTS(heads) lc_dots_of_cells(k_rows + c * k_stride, k_stride, qf + g * hd, hd, heads, cells)
-                    switch (nh) {
-                    case 1: DOTS(1); break;
-#if LC_VEC_SUM_HEADS == 4
-                    case 2: DOTS(2); break;
-                    case 3: DOTS(3); break;
-#endif
-                    default: DOTS(LC_VEC_SUM_HEADS); break;
-                    }
+                    LC_WITH_SUM_HEADS(nh, DOTS);
 #undef DOTS
                     for (int h = 0; h < nh; h++) lc_vec_store(dots[g + h] + c, cells[h]);
                 }
@@ -444,14 +437,9 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
         const lc_fp16_t *v_rows = v_head + j0 * v_stride;
         for (int g = 0; g < n_heads; g += LC_VEC_SUM_HEADS) {
             lc_fp16_t *sums = acc16 + g * hd;
-            switch (n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS) {
-            case 1: flash_v_sums(1, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
-#if LC_VEC_SUM_HEADS == 4
-            case 2: flash_v_sums(2, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
-            case 3: flash_v_sums(3, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
-#endif
-            default: flash_v_sums(LC_VEC_SUM_HEADS, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums); break;
-            }
+#define V_SUMS(heads) flash_v_sums(heads, hd, n, v_rows, v_stride, ms + g, vs + g, hidden + g, sums)
+            LC_WITH_SUM_HEADS(n_heads - g < LC_VEC_SUM_HEADS ? n_heads - g : LC_VEC_SUM_HEADS, V_SUMS);
+#undef V_SUMS
         }
     }
 }

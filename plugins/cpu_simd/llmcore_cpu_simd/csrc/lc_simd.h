@@ -110,6 +110,14 @@ enum { LC_VEC_LANES = 8 };
 #endif
 #if defined(LC_AVX2)
 enum { LC_VEC_SUM_STEP = 4 * LC_VEC_LANES };  /* the values of one head's sums of four vectors */
+/* CALL(h) with h the constant from 1 to LC_VEC_SUM_HEADS that nh holds: a kernel inlined with its
+ * count of heads known keeps their sums in registers */
+#if LC_VEC_SUM_HEADS == 4
+#define LC_WITH_SUM_HEADS(nh, CALL) \
+    do { switch (nh) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); } } while (0)
+#else
+#define LC_WITH_SUM_HEADS(nh, CALL) do { if ((nh) == 1) CALL(1); else CALL(2); } while (0)
+#endif
 #endif
 
 /* ---- llama.cpp's summation orders -----------------------------------------------------------

@@ -998,14 +998,7 @@ static void attend_one_token(const float *q16, int n, const char *k, const char 
 #define ATTEND(heads) attend_one_query(q16 + g * head_dim, heads, (const lc_fp16_t *)k, (const lc_fp16_t *)v, stride, \
                                        head_dim, mask, first, last, scale, softcap, slopes + g, scores, n_kv,       \
                                        y + g * head_dim)
-            switch (nh) {
-            case 1: ATTEND(1); break;
-#if LC_VEC_SUM_HEADS == 4
-            case 2: ATTEND(2); break;
-            case 3: ATTEND(3); break;
-#endif
-            default: ATTEND(LC_VEC_SUM_HEADS); break;
-            }
+            LC_WITH_SUM_HEADS(nh, ATTEND);
 #undef ATTEND
         }
         return;
