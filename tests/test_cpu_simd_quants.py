@@ -70,6 +70,7 @@ void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, con
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
@@ -504,10 +505,10 @@ def test_q5_K_gemv_equals_vec_dot_bit_for_bit(libs):
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"
 
 
-@pytest.mark.parametrize("name", ["q4_1", "q8_0", "q5_0"])
+@pytest.mark.parametrize("name", ["q4_1", "q8_0", "q5_0", "q4_0"])
 def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
     """Decode's one-token product of the legacy types (four rows at a time: Q4_1 and Q8_0 on AVX2,
-    Q5_0 on AVX2 and AVX-512, which alone build its GEMV; the last few one by one) gives each row
+    Q5_0 and Q4_0 on AVX2 and AVX-512, which alone build theirs; the last few one by one) gives each row
     exactly lc_vec_dot's output, on every ISA level, for row counts that are and are not multiples
     of four."""
     rng = np.random.default_rng(17)
@@ -518,7 +519,7 @@ def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
         row_bytes = len(w) // nrows
         xq = quantize_activations(act, random_activations(k, rng), libs["scalar"])
         for lvl, lib in libs.items():
-            if name == "q5_0" and lvl == "scalar":
+            if name in ("q5_0", "q4_0") and lvl == "scalar":
                 continue
             expected = np.array([run_dot(lib, name, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)

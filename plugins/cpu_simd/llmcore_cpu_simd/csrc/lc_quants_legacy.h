@@ -12,8 +12,10 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row);
 
-/* one token times nrows Q5_0 rows, each output lc_vec_dot_q5_0's bits (AVX2 builds: lc_gemv_for) */
+/* one token times nrows Q5_0 (Q4_0) rows, each output lc_vec_dot_q5_0's (q4_0's) bits (AVX2 builds:
+ * lc_gemv_for) */
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 
 void lc_dequant_row_q4_0(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q5_0(const void *w_row, float *y, int64_t n);

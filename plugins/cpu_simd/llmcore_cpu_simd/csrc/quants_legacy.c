@@ -104,7 +104,7 @@ void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
 }
 
 /* Q5_0's values plus 16, (nibble | high bit << 4) in 0..31, as unsigned bytes in ggml's element order:
- * its dots with q8_0 bytes, less 16 times their sums (q5_0_offset), are ggml's integer sums of q * x
+ * its dots with q8_0 bytes, less 16 times their sums (minus_bias_sums), are ggml's integer sums of q * x
  * (with fewer operations than ggml's signed form; AVX-512 sets the high bits from a mask register) */
 static inline __m256i q5_0_plus16(const block_q5_0 *b) {
     const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
@@ -118,9 +118,10 @@ static inline __m256i q5_0_plus16(const block_q5_0 *b) {
 #endif
 }
 
-/* -16 times the sum of each 4 bytes of x: the int32 lanes that turn dots with q + 16 into dots with q */
-static inline __m256i q5_0_offset(__m256i qx) {
-    return _mm256_sub_epi32(_mm256_setzero_si256(), lc_dot_us8_256(_mm256_set1_epi8(16), qx));
+/* -bias times the sum of each 4 bytes of x: the int32 lanes that turn dots with q + bias into dots
+ * with q */
+static inline __m256i minus_bias_sums(int8_t bias, __m256i qx) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(), lc_dot_us8_256(_mm256_set1_epi8(bias), qx));
 }
 
 void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
@@ -129,7 +130,7 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK8_0; ++i) {
         const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        const __m256i sumi = lc_dot_us8_acc_256(q5_0_offset(qy), q5_0_plus16(x + i), qy);
+        const __m256i sumi = lc_dot_us8_acc_256(minus_bias_sums(16, qy), q5_0_plus16(x + i), qy);
         const float d = LC_H2F(x[i].d) * LC_H2F(y[i].d);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
@@ -155,7 +156,7 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
         _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const __m256i offset = q5_0_offset(qx);
+        const __m256i offset = minus_bias_sums(16, qx);
 #pragma GCC unroll 4
         for (int r = 0; r < LC_GEMV_ROWS; r++) {
             const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, q5_0_plus16(b[r]), qx));
@@ -167,6 +168,35 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
     lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0, prefetch);
+}
+
+/* Four rows of lc_vec_dot_q4_0, each its fmas and hsum: its nibbles (q + 8) as unsigned bytes meet
+ * the token's block (one multiply-add of bytes with VNNI), 8 times the block's sums taken back once
+ * for the four rows: the same int32 lanes as vec_dot's signed products, so the same bits */
+static void gemv4_q4_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_0 *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(Q5_0_PREFETCH_PAST_GROUP, prefetch);
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    _Alignas(16) float scale[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; i++) {
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_0));
+        const block_q4_0 *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_0 *)(w + (size_t)r * row_bytes) + i;
+        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const __m256i offset = minus_bias_sums(8, qx);
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
+            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, lc_unpack_nibbles(b[r]->qs), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
+        }
+    }
+    _mm_storeu_ps(y, lc_hsum8_rows4(acc));
+}
+
+void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_0, gemv4_q4_0, lc_vec_dot_q4_0, 0, prefetch);
 }
 
 /* lc_vec_dot_q5_0's operations for a tile of nw (<= 2) weight rows by nx (<= LC_TILE_X) tokens:
@@ -183,7 +213,7 @@ void lc_tile_q5_0(int n, float *y, size_t ldy, const void *w, size_t w_stride, i
             for (int j = 0; j < nx; j++) {
                 const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + j * x_stride) + i;
                 const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);
-                const __m256i sumi = lc_dot_us8_acc_256(q5_0_offset(qx), u, qx);
+                const __m256i sumi = lc_dot_us8_acc_256(minus_bias_sums(16, qx), u, qx);
                 acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LC_H2F(xb->d)), _mm256_cvtepi32_ps(sumi), acc[j]);
             }
         }
