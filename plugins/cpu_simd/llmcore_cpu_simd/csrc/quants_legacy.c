@@ -137,62 +137,55 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
     *s = lc_hsum256(acc);
 }
 
-/* the next group's bytes asked for this far past its start (lc_prefetch_step_share). Zen 4, weights
+/* the next group's bytes asked for this far past its start (lc_prefetch_step_share). Q5_0, Zen 4, weights
  * not in cache, one thread, calls of 24-192 rows of k = 576 or 1536: 21-23 GB/s; a burst for the next
  * group before each, 16-20 GB/s */
-enum { Q5_0_PREFETCH_PAST_GROUP = 1024 };
+enum { BIASED_PREFETCH_PAST_GROUP = 1024 };
 
-/* Four rows of lc_vec_dot_q5_0, each its fmas and hsum: the token's block, its offset and scale taken
- * once for the four rows, four independent chains */
-static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+/* A Q4_0 block's quants plus 8 (its nibbles) and a Q5_0 block's plus 16, as unsigned bytes in ggml's
+ * element order */
+static inline __m256i q5_0_block_plus16(const uint8_t *block) { return q5_0_plus16((const block_q5_0 *)block); }
+static inline __m256i q4_0_block_plus8(const uint8_t *block) { return lc_unpack_nibbles(((const block_q4_0 *)block)->qs); }
+
+/* Four rows of lc_vec_dot_q4_0 or lc_vec_dot_q5_0 (blocks of block_bytes whose quants plus bias are
+ * plus_bias's unsigned bytes), each its fmas and hsum: the quants meet the token's block (one
+ * multiply-add of bytes a row with VNNI), bias times the block's sums taken back and the scale made
+ * once for the four rows: vec_dot's int32 lanes, so its bits; four independent chains */
+static inline __attribute__((always_inline)) void gemv4_biased(int64_t nb, const uint8_t *w, size_t row_bytes,
+                                                               const void *vx, float *y, int prefetch,
+                                                               size_t block_bytes, int8_t bias,
+                                                               __m256i (*plus_bias)(const uint8_t *)) {
     const block_q8_0 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(Q5_0_PREFETCH_PAST_GROUP, prefetch);
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(BIASED_PREFETCH_PAST_GROUP, prefetch);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_0));
-        const block_q5_0 *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_0 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
+        const uint8_t *b[LC_GEMV_ROWS];  /* each block opens with its f16 scale */
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
+        const void *d[LC_GEMV_ROWS] = {b[0], b[1], b[2], b[3]};
         _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const __m256i offset = minus_bias_sums(16, qx);
+        const __m256i offset = minus_bias_sums(bias, qx);
 #pragma GCC unroll 4
         for (int r = 0; r < LC_GEMV_ROWS; r++) {
-            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, q5_0_plus16(b[r]), qx));
+            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, plus_bias(b[r]), qx));
             acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
         }
     }
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
+}
+
+static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q5_0), 16, q5_0_block_plus16);
+}
+
+static void gemv4_q4_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q4_0), 8, q4_0_block_plus8);
 }
 
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
     lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0, prefetch);
-}
-
-/* Four rows of lc_vec_dot_q4_0, each its fmas and hsum: its nibbles (q + 8) as unsigned bytes meet
- * the token's block (one multiply-add of bytes with VNNI), 8 times the block's sums taken back once
- * for the four rows: the same int32 lanes as vec_dot's signed products, so the same bits */
-static void gemv4_q4_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    const block_q8_0 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(Q5_0_PREFETCH_PAST_GROUP, prefetch);
-    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    _Alignas(16) float scale[LC_GEMV_ROWS];
-    for (int64_t i = 0; i < nb; i++) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_0));
-        const block_q4_0 *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_0 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const __m256i offset = minus_bias_sums(8, qx);
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++) {
-            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, lc_unpack_nibbles(b[r]->qs), qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
-        }
-    }
-    _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
 void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
