@@ -384,11 +384,7 @@ static void flash_cells_in_blocks(const attn_shape *a, const float *qf, const ch
     for (int64_t j0 = c0; j0 < c1; j0 += FLASH_BLOCK_CELLS) {
         const int n = (int)(j0 + FLASH_BLOCK_CELLS < c1 ? FLASH_BLOCK_CELLS : c1 - j0);
         float block_mask[FLASH_BLOCK_CELLS];
-        /* flash attention's mask is f16 */
-        if (n == FLASH_BLOCK_CELLS)
-            for (int i = 0; i < FLASH_BLOCK_CELLS; i += LC_VEC_LANES) lc_vec_store(block_mask + i, lc_vec_round_f16(lc_vec_load(mask + j0 + i)));
-        else
-            for (int i = 0; i < n; i++) block_mask[i] = round_f16(mask[j0 + i]);
+        lc_round_f16_times(mask + j0, block_mask, n, 1.0f);  /* flash attention's mask is f16 */
         /* the rows a block ahead asked into L2: one KV head's rows are a head's bytes out of each
          * cell's, which the hardware prefetchers follow late (decode at depth 2048, interleaved: dense
          * 1024x8 +10%, SmolLM2 +29%; into L1, or a block's rows in a burst, helped the first and

@@ -120,6 +120,16 @@ enum { LC_VEC_SUM_STEP = 4 * LC_VEC_LANES };  /* the values of one head's sums o
 #endif
 #endif
 
+/* y[i] = x[i] * times rounded to f16 and back (y may be x), in vectors where the build has them */
+static inline void lc_round_f16_times(const float *x, float *y, int64_t n, float times) {
+    int64_t i = 0;
+#if defined(LC_AVX2)
+    for (; i + LC_VEC_LANES <= n; i += LC_VEC_LANES)
+        lc_vec_store(y + i, lc_vec_round_f16(lc_vec_mul(lc_vec_load(x + i), lc_vec_set1(times))));
+#endif
+    for (; i < n; i++) y[i] = lc_fp16_to_fp32(lc_fp32_to_fp16(x[i] * times));
+}
+
 /* ---- llama.cpp's summation orders -----------------------------------------------------------
  * Tiny rounding differences are amplified through 30 layers of 8-bit re-quantized activations,
  * so the kernels reproduce the exact order in which llama.cpp's x86 build adds things up: every

@@ -846,18 +846,7 @@ static void attend_heads_together(const float *q16, int n, const char *k, const 
     /* ggml_vec_soft_max_f32, then the probabilities rounded to f16, as they meet V */
     for (int g = 0; g < n; g++) {
         float *p = scores + g * n_kv;
-        const float inv = (float)(1.0 / lc_softmax_exps(p, n_kv, max[g]));
-        int64_t j = 0;
-#if defined(LC_AVX512)
-        for (; j + 16 <= n_kv; j += 16)
-            _mm512_storeu_ps(p + j, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(p + j), _mm512_set1_ps(inv)),
-                                                                   _MM_FROUND_TO_NEAREST_INT)));
-#elif defined(LC_AVX2)
-        for (; j + 8 <= n_kv; j += 8)
-            _mm256_storeu_ps(p + j, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(inv)),
-                                                                   _MM_FROUND_TO_NEAREST_INT)));
-#endif
-        for (; j < n_kv; j++) p[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(p[j] * inv));
+        lc_round_f16_times(p, p, n_kv, (float)(1.0 / lc_softmax_exps(p, n_kv, max[g])));
     }
     memset(lanes, 0, (size_t)(n * n_lanes * head_dim) * sizeof(float));
     for (int64_t j = 0; j < n_kv; j++) {
@@ -944,9 +933,7 @@ static inline __attribute__((always_inline)) void attend_one_query(const float *
         lc_vec_store(lanes_max, vmax);
         for (int l = 0; l < W; l++) max = lanes_max[l] > max ? lanes_max[l] : max;
         for (; j < j1; j++) max = p[j] > max ? p[j] : max;
-        const float inv = (float)(1.0 / lc_softmax_exps(p + j0, j1 - j0, max));
-        for (j = j0; j + W <= j1; j += W) lc_vec_store(p + j, lc_vec_round_f16(lc_vec_mul(lc_vec_load(p + j), lc_vec_set1(inv))));
-        for (; j < j1; j++) p[j] = lc_fp16_to_fp32(lc_fp32_to_fp16(p[j] * inv));
+        lc_round_f16_times(p + j0, p + j0, j1 - j0, (float)(1.0 / lc_softmax_exps(p + j0, j1 - j0, max)));
     }
     for (int64_t d0 = 0; d0 < hd; d0 += LC_VEC_SUM_STEP) {
         lc_vec folded[LC_VEC_SUM_HEADS][16][4];
