@@ -15,7 +15,9 @@ ggml's own vec_dot, the types in EXACT_TYPES must match bit for bit on every ISA
 kernels add up in the exact float order of ggml's x86 AVX2 kernels (which the scalar paths spell
 out lane by lane); the others only within that tolerance. Q4_K instead adds up as ggml's x86
 repacked kernel (repack.cpp gemv_q4_K_8x8_q8_K), which llama.cpp runs for every Q4_K matrix on
-AVX2 CPUs: it must match that kernel's float order (ref_dot_q4_K_repacked) bit for bit.
+AVX2 CPUs: it must match that kernel's float order (ref_dot_q4_K_repacked) bit for bit; so must
+Q4_0's repacked kernel (ref_dot_q4_0_repacked), which llama.cpp runs for Q4_0 matrices of rows a
+multiple of 8.
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, con
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
-void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_0_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
                    int64_t n_tokens, float *y, size_t ldy);
@@ -81,6 +83,7 @@ void lc_tile_f16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_s
 void lc_gemm_f16(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
                  float *y, size_t ldy, const float *bias);
 void lc_vec_dot_q4_0(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q4_0_repacked(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_bf16(int n, float *s, const void *w, const void *x);
@@ -397,6 +400,31 @@ def ref_dot_q4_K_gemm(w: np.ndarray, xq: np.ndarray) -> np.float32:
     return np.float32(acc - acc_min)
 
 
+def ref_dot_q4_0_repacked(w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """ggml's x86 repacked Q4_0 GEMV and GEMM (q4_0_8x8) for one row: per 32-block the exact integer
+    dot, fma'd with d_w*d_x (a float32 product) into one float32 running sum."""
+    act = xq.view(ACT_DTYPES["q8_0"])
+    d_w = w.reshape(len(act), -1)[:, :2].copy().view(np.float16).astype(np.float32).ravel()
+    isum = (_patched_dequant("q4_0", w, (F16_ONE,)).reshape(-1, 32) * act["qs"].astype(np.float64)).sum(axis=1)
+    acc = np.float32(0)
+    for b in range(len(act)):
+        acc = _fma32(np.float32(isum[b]), d_w[b] * act["d"][b].astype(np.float32), acc)
+    return acc
+
+
+def test_repacked_q4_0_order_matches_llama_cpp_formula(libs):
+    """Q4_0's repacked order holds bit for bit on every ISA level, for short and long rows; the
+    model-level check against llama.cpp itself is tests/test_kquant_goldens.py's q4_0 fixtures."""
+    rng = np.random.default_rng(23)
+    for n in (32, 576, 2816):
+        for _ in range(3):
+            w = random_weight_row("q4_0", n, rng)
+            xq = quantize_activations("q8_0", random_activations(n, rng), libs["scalar"])
+            expected = ref_dot_q4_0_repacked(w, xq)
+            for lvl, lib in libs.items():
+                assert np.float32(run_dot(lib, "q4_0_repacked", n, w, xq)) == expected, f"n={n} {lvl}"
+
+
 @pytest.mark.parametrize(("name", "kernel", "formula"), [("q6_K", "q6_K_tiled", ref_dot_q6_K_tiled),
                                                         ("q4_K", "q4_K_gemm", ref_dot_q4_K_gemm)])
 def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, formula):
@@ -412,11 +440,12 @@ def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, for
             assert np.float32(run_dot(lib, kernel, n, w, xq)) == expected, f"{kernel} n={n} {lvl}"
 
 
-ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM = 1, 2, 3  # lc_mm_packed.h
+ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM, ORDER_BLOCK_SUMS = 1, 2, 3, 4  # lc_mm_packed.h
 
 
 @pytest.mark.parametrize(("name", "order", "kernel"), [
-    ("q4_0", ORDER_VEC_DOT, "q4_0"), ("q4_1", ORDER_VEC_DOT, "q4_1"), ("q5_0", ORDER_VEC_DOT, "q5_0"),
+    ("q4_0", ORDER_VEC_DOT, "q4_0"), ("q4_0", ORDER_BLOCK_SUMS, "q4_0_repacked"),
+    ("q4_1", ORDER_VEC_DOT, "q4_1"), ("q5_0", ORDER_VEC_DOT, "q5_0"),
     ("q5_1", ORDER_VEC_DOT, "q5_1"), ("q8_0", ORDER_VEC_DOT, "q8_0"),
     ("q4_K", ORDER_KQ_TILED, "q4_K_tiled"), ("q5_K", ORDER_KQ_TILED, "q5_K_tiled"),
     ("q6_K", ORDER_KQ_TILED, "q6_K_tiled"), ("q4_K", ORDER_KQ_GEMM, "q4_K_gemm"),
@@ -505,12 +534,13 @@ def test_q5_K_gemv_equals_vec_dot_bit_for_bit(libs):
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"
 
 
-@pytest.mark.parametrize("name", ["q4_1", "q8_0", "q5_0", "q4_0"])
-def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
+@pytest.mark.parametrize(("name", "kernel"), [("q4_1", "q4_1"), ("q8_0", "q8_0"), ("q5_0", "q5_0"),
+                                            ("q4_0", "q4_0_repacked")])
+def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name, kernel):
     """Decode's one-token product of the legacy types (four rows at a time: Q4_1 and Q8_0 on AVX2,
-    Q5_0 and Q4_0 on AVX2 and AVX-512, which alone build theirs; the last few one by one) gives each row
-    exactly lc_vec_dot's output, on every ISA level, for row counts that are and are not multiples
-    of four."""
+    Q5_0 and Q4_0 (in the repacked order) on AVX2 and AVX-512, which alone build theirs; the last few
+    one by one) gives each row exactly the one-row kernel's output, on every ISA level, for row counts
+    that are and are not multiples of four."""
     rng = np.random.default_rng(17)
     act = ALL_TYPES[name][1]
     for k in (32, 576, 1536):
@@ -521,11 +551,11 @@ def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name):
         for lvl, lib in libs.items():
             if name in ("q5_0", "q4_0") and lvl == "scalar":
                 continue
-            expected = np.array([run_dot(lib, name, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
+            expected = np.array([run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)
             for rows, prefetch in itertools.product((1, 3, 4, 5, 8, 11, 13), (1, 0)):
                 y = np.full(nrows, np.nan, np.float32)
-                getattr(lib, f"lc_gemv_{name}")(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data),
+                getattr(lib, f"lc_gemv_{kernel}")(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data),
                                                 prefetch)
                 np.testing.assert_array_equal(y[:rows].view(np.uint32), expected[:rows].view(np.uint32),
                                               err_msg=f"{lvl} k={k} rows={rows}")

@@ -1,9 +1,10 @@
-"""K-quant models against llama.cpp, bit for bit: a tiny random llama whose every matrix is a K-quant
-(Q4_K, Q5_K, Q6_K), and one with 8 experts, 2 per token (moe_q4_k_m: the routed products, the f32
-router by tinyBLAS in a batch and ggml_vec_dot_f32 for one token), quantized by llama-quantize, with the logits llama.cpp computed for a 40-token
-prompt in one batch and 8 tokens decoded one at a time (scripts/make_kquant_goldens.py). The prompt
-takes cpu_simd's packed GEMM in llama.cpp's tiled and repacked-GEMM orders and its batched attention;
-the decoded tokens take the one-row kernels."""
+"""K-quant and Q4_0 models against llama.cpp, bit for bit: a tiny random llama whose every matrix is a
+K-quant (Q4_K, Q5_K, Q6_K) or Q4_0, and one with 8 experts, 2 per token (moe_*: the routed products,
+the f32 router by tinyBLAS in a batch and ggml_vec_dot_f32 for one token), quantized by llama-quantize,
+with the logits llama.cpp computed for a 40-token prompt in one batch and 8 tokens decoded one at a
+time (scripts/make_kquant_goldens.py). The prompt takes cpu_simd's packed GEMM in llama.cpp's tiled
+and repacked-GEMM orders (Q4_K's; Q4_0's, whose GEMM and GEMV share one order) and its batched
+attention; the decoded tokens take the one-row kernels."""
 
 from __future__ import annotations
 

@@ -246,12 +246,6 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 /* acc + the int16 pair products of a and b */
 static inline __m256i dot_pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 
-/* the exact sums of the 8 int32 lanes of a[0..3], as the four lanes of one vector */
-static inline __m128i reduce4(const __m256i a[LC_GEMV_ROWS]) {
-    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    return _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-}
-
 /* Each row's scales are broadcast from a small table of int16 pairs (a load, not a shuffle) for the
  * pair products of their sub-block: row r's scale k at pairs[8 * r + k]. */
 static inline void scale_pairs4(const heads4 *h, int32_t pairs[8 * LC_GEMV_ROWS]) {
@@ -309,7 +303,7 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
                 isum[r] = dot_pairs(isum[r], p_hi, _mm256_set1_epi32(scale[8 * r + 1]));
             }
         }
-        block_floats(&h, x[i].d, reduce4(isum), min_total, &sum_q4, &summs);
+        block_floats(&h, x[i].d, lc_reduce4_epi32(isum), min_total, &sum_q4, &summs);
     }
     _mm_storeu_ps(y, _mm_add_ps(sum_q4, summs));
 }

@@ -90,6 +90,12 @@ static inline __m128 lc_hsum8_rows4(const __m256 acc[LC_GEMV_ROWS]) {
     return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
 }
 
+/* the exact sums of the 8 int32 lanes of a[0..3], as the four lanes of one vector */
+static inline __m128i lc_reduce4_epi32(const __m256i a[LC_GEMV_ROWS]) {
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+}
+
 /* the four 16-bit words at p[0..3] (one per row), as the low four of a vector */
 static inline __m128i lc_gather4_u16(const void *const p[LC_GEMV_ROWS]) {
     uint16_t h[LC_GEMV_ROWS];

@@ -7,14 +7,15 @@
  *                      Q4_K: lc_vec_dot_q4_K (llama.cpp's repacked GEMV, its mul_mat_id's order)
  *   LC_ORDER_KQ_TILED  Q4_K, Q5_K, Q6_K, the i-quants of 256-blocks: lc_vec_dot_*_tiled (llama.cpp's
  *                      tiled kernel; the i-quants where the build has ggml's tables)
- *   LC_ORDER_KQ_GEMM   Q4_K: lc_vec_dot_q4_K_gemm (llama.cpp's repacked GEMM) */
+ *   LC_ORDER_KQ_GEMM   Q4_K: lc_vec_dot_q4_K_gemm (llama.cpp's repacked GEMM)
+ *   LC_ORDER_BLOCK_SUMS Q4_0: lc_vec_dot_q4_0_repacked (llama.cpp's repacked GEMM and GEMV) */
 #ifndef LC_MM_PACKED_H
 #define LC_MM_PACKED_H
 
 #include "lc_types.h"
 #include "lc_simd.h"
 
-enum { LC_ORDER_NONE = 0, LC_ORDER_VEC_DOT = 1, LC_ORDER_KQ_TILED = 2, LC_ORDER_KQ_GEMM = 3 };
+enum { LC_ORDER_NONE = 0, LC_ORDER_VEC_DOT = 1, LC_ORDER_KQ_TILED = 2, LC_ORDER_KQ_GEMM = 3, LC_ORDER_BLOCK_SUMS = 4 };
 
 #if defined(LC_AVX512)
 #define LC_PACKED_ROWS 16

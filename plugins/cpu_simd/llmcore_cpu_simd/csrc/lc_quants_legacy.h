@@ -8,14 +8,19 @@
 
 /* one weight row (n elements; n % 32 == 0 for the block types, any n for BF16) . one activation row */
 void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row);
+/* Q4_0 in the order of llama.cpp's repacked x86 GEMV/GEMM (q4_0_8x8), which it runs for every Q4_0
+ * matrix whose rows are a multiple of 8: per 32-block the exact integer dot, times d_w * d_x
+ * fused-multiply-added into one running sum */
+void lc_vec_dot_q4_0_repacked(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row);
 
-/* one token times nrows Q5_0 (Q4_0) rows, each output lc_vec_dot_q5_0's (q4_0's) bits (AVX2 builds:
- * lc_gemv_for) */
+/* one token times nrows Q5_0 rows, each output lc_vec_dot_q5_0's bits, and nrows Q4_0 rows, each
+ * lc_vec_dot_q4_0_repacked's (AVX2 builds: lc_gemv_for) */
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
-void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q4_0_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
+                           int prefetch);
 
 void lc_dequant_row_q4_0(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q5_0(const void *w_row, float *y, int64_t n);

@@ -63,6 +63,13 @@ static inline __m256i lc_dot_us8_acc_256(__m256i acc, __m256i u, __m256i s) {
 
 /* per 4 bytes: sum of u8 * s8 products, as 8 int32 lanes */
 static inline __m256i lc_dot_us8_256(__m256i u, __m256i s) { return lc_dot_us8_acc_256(_mm256_setzero_si256(), u, s); }
+
+/* exact sum of the 8 int32 lanes */
+static inline int lc_hsum_epi32_256(__m256i v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
+}
 #endif
 
 #if defined(LC_AVX512)

@@ -521,11 +521,13 @@ static inline __attribute__((always_inline)) void legacy_store(const vf a[8], vf
     vf_store_rows(y, out, nrows);
 }
 
-/* x: activation rows in q8_0 (d, 32 quants) or, for the types with a min, q8_1 (d, s, 32 quants) */
+/* x: activation rows in q8_0 (d, 32 quants) or, for the types with a min, q8_1 (d, s, 32 quants).
+ * block_sums: the order of llama.cpp's repacked GEMM instead of vec_dot's, each output one float sum
+ * over the blocks, each block's exact integer dot (its 8 lanes' sums added) fused into it */
 static inline __attribute__((always_inline)) void legacy_mul(const void *packed, int64_t nb, const char *const *x,
                                                              size_t x_block, float *y, size_t ldy, int nrows,
                                                              const int nt, const int has_min, const int offset,
-                                                             const int is_signed) {
+                                                             const int is_signed, const int block_sums) {
     const legacy_packed *pk = packed;
     vf acc[LEGACY_TOKENS][8], summ[LEGACY_TOKENS];
     for (int u = 0; u < nt; ++u) {
@@ -535,19 +537,31 @@ static inline __attribute__((always_inline)) void legacy_mul(const void *packed,
     for (int64_t i = 0; i < nb; ++i) {
         const legacy_packed *p = pk + i;
         vf scale[LEGACY_TOKENS];
+        vi block_isum[LEGACY_TOKENS];
         const int8_t *qs[LEGACY_TOKENS];
         int32_t offs[LEGACY_TOKENS][8];
-        for (int u = 0; u < nt; ++u)
+        for (int u = 0; u < nt; ++u) {
             qs[u] = legacy_token_block(p, x[u] + (size_t)i * x_block, has_min, offset, &scale[u], &summ[u], offs[u]);
+            block_isum[u] = vi_zero();
+        }
         for (int l = 0; l < 8; ++l) {
             const vi w = vi_load(p->q[l]), w_abs = is_signed ? vi_abs8(w) : w;
             for (int u = 0; u < nt; ++u) {
+                if (block_sums) {
+                    block_isum[u] = dot4_any(offset ? vi_add(block_isum[u], vi_set1(offs[u][l])) : block_isum[u], w_abs, w,
+                                             x4_of(qs[u] + 4 * l), is_signed);
+                    continue;
+                }
                 const vi isum = dot4_any(offset ? vi_set1(offs[u][l]) : vi_zero(), w_abs, w, x4_of(qs[u] + 4 * l), is_signed);
                 acc[u][l] = legacy_lane_step(acc[u][l], scale[u], isum);
             }
         }
+        for (int u = 0; block_sums && u < nt; ++u) acc[u][0] = legacy_lane_step(acc[u][0], scale[u], block_isum[u]);
     }
-    for (int u = 0; u < nt; ++u) legacy_store(acc[u], summ[u], has_min, y + u * ldy, nrows);
+    for (int u = 0; u < nt; ++u) {
+        if (block_sums) vf_store_rows(y + u * ldy, acc[u][0], nrows);
+        else legacy_store(acc[u], summ[u], has_min, y + u * ldy, nrows);
+    }
 }
 
 #if defined(LC_AMX_KERNELS)
@@ -590,12 +604,15 @@ static inline __attribute__((always_inline)) void legacy_tiles(const void *packe
 #define LEGACY_TILES(name, has_min, offset, is_signed)
 #endif
 
-#define LEGACY_KERNEL(name, has_min, offset, is_signed)                                                       \
+#define LEGACY_VECTOR_KERNEL(name, has_min, offset, is_signed, block_sums)                                      \
     static void name(const void *packed, int64_t nb, const char *const *x, size_t x_block, float *y, size_t ldy, \
                      int nrows, const int nt) {                                                                   \
-        if (nt == LEGACY_TOKENS) legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset, is_signed); \
-        else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset, is_signed);                   \
-    }                                                                                                             \
+        if (nt == LEGACY_TOKENS)                                                                                  \
+            legacy_mul(packed, nb, x, x_block, y, ldy, nrows, LEGACY_TOKENS, has_min, offset, is_signed, block_sums); \
+        else legacy_mul(packed, nb, x, x_block, y, ldy, nrows, 1, has_min, offset, is_signed, block_sums);       \
+    }
+#define LEGACY_KERNEL(name, has_min, offset, is_signed)          \
+    LEGACY_VECTOR_KERNEL(name, has_min, offset, is_signed, 0)   \
     LEGACY_TILES(name, has_min, offset, is_signed)
 /* the offset: what the unsigned quants exceed the signed values by (types with a min have none) */
 LEGACY_KERNEL(legacy_q4_0, 0, 8, 0)
@@ -603,6 +620,8 @@ LEGACY_KERNEL(legacy_q4_1, 1, 0, 0)
 LEGACY_KERNEL(legacy_q5_0, 0, 16, 0)
 LEGACY_KERNEL(legacy_q5_1, 1, 0, 0)
 LEGACY_KERNEL(legacy_q8_0, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK)
+/* the repacked Q4_0's order, by the vector kernel only (the AMX tiles' lane sums serve vec_dot's order) */
+LEGACY_VECTOR_KERNEL(legacy_q4_0_block_sums, 0, 8, 0, 1)
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 
@@ -671,7 +690,9 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     const size_t x_block = x_bytes / (size_t)nb;
     int64_t t = 0;
     switch (type) {
-    case LC_TYPE_Q4_0: OVER_TILES(legacy_q4_0) OVER_LEGACY_TOKENS(legacy_q4_0)
+    case LC_TYPE_Q4_0:
+        if (order == LC_ORDER_BLOCK_SUMS) { OVER_LEGACY_TOKENS(legacy_q4_0_block_sums) }
+        OVER_TILES(legacy_q4_0) OVER_LEGACY_TOKENS(legacy_q4_0)
     case LC_TYPE_Q4_1: OVER_TILES(legacy_q4_1) OVER_LEGACY_TOKENS(legacy_q4_1)
     case LC_TYPE_Q5_0: OVER_TILES(legacy_q5_0) OVER_LEGACY_TOKENS(legacy_q5_0)
     case LC_TYPE_Q5_1: OVER_TILES(legacy_q5_1) OVER_LEGACY_TOKENS(legacy_q5_1)

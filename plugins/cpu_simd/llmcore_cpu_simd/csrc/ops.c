@@ -15,6 +15,7 @@
 #include "lc_moe.h"
 #include "lc_quants_iq.h"
 #include "lc_quants_kq.h"
+#include "lc_quants_legacy.h"
 #include "lc_simd.h"
 #include "lc_rwkv.h"
 #include "lc_ssm.h"
@@ -115,6 +116,11 @@ static int64_t q4_K_gemm_tokens(const lc_node *nd) {
     return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
 }
 
+/* llama.cpp repacks a Q4_0 weight whose rows are a multiple of 8 (x86 with AVX2: q4_0_8x8) and
+ * multiplies it, any batch, routed or not, with its GEMV and GEMM, whose every output is one running sum
+ * over the blocks (lc_vec_dot_q4_0_repacked); the other Q4_0 weights with vec_dot (lc_vec_dot_q4_0) */
+static int q4_0_repacked(const lc_node *nd) { return nd->type == LC_TYPE_Q4_0 && nd->ne[2] % 8 == 0; }
+
 /* A prompt batch this long or longer goes through the packed GEMM (lc_mm_packed.h) when the weight
  * type has one: it unpacks each block of rows once for all tokens, which a few tokens do not repay.
  * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
@@ -133,6 +139,10 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
         return LC_ORDER_KQ_TILED;
     }
     if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_ORDER_KQ_GEMM;
+    if (q4_0_repacked(nd) && nd->ne[1] >= PACKED_MIN_TOKENS) {
+        *n_packed = nd->ne[1];
+        return LC_ORDER_BLOCK_SUMS;
+    }
     /* the K-quants' packed kernels have the tiled and GEMM orders, and Q4_K vec_dot's, which a routed
      * repacked Q4_K takes (llama.cpp's mul_mat_id runs its GEMV on every routed row) */
     const int k_quant = nd->type == LC_TYPE_Q4_K || nd->type == LC_TYPE_Q5_K || nd->type == LC_TYPE_Q6_K;
@@ -163,7 +173,8 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     (void)scratch;
     (void)order;
 #endif
-    const lc_gemv_fn gemv = m == 1 ? lc_gemv_for(nd->type) : NULL;
+    /* Q4_0's GEMV has the repacked order */
+    const lc_gemv_fn gemv = m == 1 && (nd->type != LC_TYPE_Q4_0 || q4_0_repacked(nd)) ? lc_gemv_for(nd->type) : NULL;
     if (gemv) {
         gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0, lc_gemv_prefetches(nd->type));
         lc_add_bias(y, (size_t)n, 1, r0, r1, bias);
@@ -177,7 +188,10 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
-    const lc_vec_dot_fn dot = tiled ? tiled : f32_gemm(nd) ? lc_vec_dot_f32_tinyblas : lc_traits[nd->type].vec_dot;
+    const lc_vec_dot_fn dot = tiled                ? tiled
+                              : f32_gemm(nd)       ? lc_vec_dot_f32_tinyblas
+                              : q4_0_repacked(nd)  ? lc_vec_dot_q4_0_repacked
+                                                   : lc_traits[nd->type].vec_dot;
     /* the f16 tile reads its tokens as floats: a token tile's rows converted once, not per weight row */
     float *x_f32 = tile == lc_tile_f16_tinyblas ? malloc((size_t)MM_TOKEN_TILE * (size_t)k * sizeof(float)) : NULL;
     for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {

@@ -100,15 +100,6 @@ static inline __m256i quantize8(const float *x, __m256 iscale) {
 }
 #endif
 
-#if defined(LC_AVX2)
-/* exact sum of the 8 int32 lanes */
-static inline int hsum_epi32_256(__m256i v) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
-    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
-}
-#endif
-
 void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
     block_q8_K *y = (block_q8_K *)vy;
     const int64_t nb = n / QK_K;
@@ -147,7 +138,7 @@ void lc_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
             const __m256i q16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
             _mm_storeu_si128((__m128i *)(y[i].qs + j),
                              _mm_packs_epi16(_mm256_castsi256_si128(q16), _mm256_extracti128_si256(q16, 1)));
-            y[i].bsums[j / 16] = (int16_t)hsum_epi32_256(_mm256_add_epi32(q0, q1));
+            y[i].bsums[j / 16] = (int16_t)lc_hsum_epi32_256(_mm256_add_epi32(q0, q1));
         }
 #else
         for (int j = 0; j < QK_K; ++j) {
@@ -395,7 +386,7 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
             pattern = _mm256_add_epi16(pattern, step);
         }
         if (with_high_bit) acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-        else sum_q4 = fmaf((float)hsum_epi32_256(isum), d, sum_q4);
+        else sum_q4 = fmaf((float)lc_hsum_epi32_256(isum), d, sum_q4);
     }
     *s = (with_high_bit ? lc_hsum256(acc) : sum_q4) + summs;
 }
@@ -437,7 +428,7 @@ void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row
     const block_q8_K *y = (const block_q8_K *)x_row;
     float acc = 0.0f;
     for (int i = 0; i < n / QK_K; ++i)
-        acc = tiled_add(acc, hsum_epi32_256(q6_K_block_isum(x + i, y + i)), LC_H2F(x[i].d), 0, 0.0f, 0, y[i].d);
+        acc = tiled_add(acc, lc_hsum_epi32_256(q6_K_block_isum(x + i, y + i)), LC_H2F(x[i].d), 0, 0.0f, 0, y[i].d);
     *s = acc;
 }
 

@@ -124,6 +124,12 @@ static inline __m256i minus_bias_sums(int8_t bias, __m256i qx) {
     return _mm256_sub_epi32(_mm256_setzero_si256(), lc_dot_us8_256(_mm256_set1_epi8(bias), qx));
 }
 
+/* the exact integer dot of a Q4_0 block with a Q8_0 block */
+static inline int32_t q4_0_block_isum(const block_q4_0 *x, const block_q8_0 *y) {
+    const __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
+    return lc_hsum_epi32_256(lc_dot_us8_acc_256(minus_bias_sums(8, qy), lc_unpack_nibbles(x->qs), qy));
+}
+
 void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
     const block_q5_0 *x = (const block_q5_0 *)w_row;
     const block_q8_0 *y = (const block_q8_0 *)x_row;
@@ -147,49 +153,60 @@ enum { BIASED_PREFETCH_PAST_GROUP = 1024 };
 static inline __m256i q5_0_block_plus16(const uint8_t *block) { return q5_0_plus16((const block_q5_0 *)block); }
 static inline __m256i q4_0_block_plus8(const uint8_t *block) { return lc_unpack_nibbles(((const block_q4_0 *)block)->qs); }
 
-/* Four rows of lc_vec_dot_q4_0 or lc_vec_dot_q5_0 (blocks of block_bytes whose quants plus bias are
- * plus_bias's unsigned bytes), each its fmas and hsum: the quants meet the token's block (one
+/* Four rows of lc_vec_dot_q5_0, or with block_sums of lc_vec_dot_q4_0_repacked (blocks of block_bytes
+ * whose quants plus bias are plus_bias's unsigned bytes): the quants meet the token's block (one
  * multiply-add of bytes a row with VNNI), bias times the block's sums taken back and the scale made
- * once for the four rows: vec_dot's int32 lanes, so its bits; four independent chains */
+ * once for the four rows. vec_dot's order: each row's int32 lanes fused into its 8 float lanes, then
+ * hsum; the repacked order: the four rows' lanes reduced to their exact block sums, fused into one
+ * float each. So the one-row kernel's bits; four independent chains */
 static inline __attribute__((always_inline)) void gemv4_biased(int64_t nb, const uint8_t *w, size_t row_bytes,
                                                                const void *vx, float *y, int prefetch,
                                                                size_t block_bytes, int8_t bias,
-                                                               __m256i (*plus_bias)(const uint8_t *)) {
+                                                               __m256i (*plus_bias)(const uint8_t *),
+                                                               const int block_sums) {
     const block_q8_0 *x = vx;
     const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(BIASED_PREFETCH_PAST_GROUP, prefetch);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 acc4 = _mm_setzero_ps();
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
         if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
         const uint8_t *b[LC_GEMV_ROWS];  /* each block opens with its f16 scale */
         for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
         const void *d[LC_GEMV_ROWS] = {b[0], b[1], b[2], b[3]};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        const __m128 scale4 = _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d)));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
         const __m256i offset = minus_bias_sums(bias, qx);
+        __m256i isum[LC_GEMV_ROWS];
 #pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++) {
-            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, plus_bias(b[r]), qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
+        for (int r = 0; r < LC_GEMV_ROWS; r++) isum[r] = lc_dot_us8_acc_256(offset, plus_bias(b[r]), qx);
+        if (block_sums) {
+            acc4 = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), scale4, acc4);
+            continue;
         }
+        _mm_store_ps(scale, scale4);
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    _mm_storeu_ps(y, lc_hsum8_rows4(acc));
+    _mm_storeu_ps(y, block_sums ? acc4 : lc_hsum8_rows4(acc));
 }
 
 static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q5_0), 16, q5_0_block_plus16);
+    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q5_0), 16, q5_0_block_plus16, 0);
 }
 
-static void gemv4_q4_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q4_0), 8, q4_0_block_plus8);
+static void gemv4_q4_0_repacked(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q4_0), 8, q4_0_block_plus8, 1);
 }
 
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
     lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_0, gemv4_q5_0, lc_vec_dot_q5_0, 0, prefetch);
 }
 
-void lc_gemv_q4_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_0, gemv4_q4_0, lc_vec_dot_q4_0, 0, prefetch);
+void lc_gemv_q4_0_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
+                           int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_0, gemv4_q4_0_repacked, lc_vec_dot_q4_0_repacked, 0, prefetch);
 }
 
 /* lc_vec_dot_q5_0's operations for a tile of nw (<= 2) weight rows by nx (<= LC_TILE_X) tokens:
@@ -238,20 +255,20 @@ static inline uint8x16_t bytes_from_bits_16(uint8_t lo, uint8_t hi) {
     return vtstq_u8(vcombine_u8(vdup_n_u8(lo), vdup_n_u8(hi)), vld1q_u8(bit));
 }
 
+/* the exact integer dot of a Q4_0 block with a Q8_0 block */
+static inline int32_t q4_0_block_isum(const block_q4_0 *x, const block_q8_0 *y) {
+    const uint8x16_t b = vld1q_u8(x->qs);
+    const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0xF))), vdupq_n_s8(8));
+    const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), vdupq_n_s8(8));
+    return lc_neon_dot16(lo, vld1q_s8(y->qs)) + lc_neon_dot16(hi, vld1q_s8(y->qs + 16));
+}
+
 /* NEON paths keep the scalar float combination per block; only the integer sums are vectorized */
 void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
     const block_q4_0 *x = (const block_q4_0 *)w_row;
     const block_q8_0 *y = (const block_q8_0 *)x_row;
-    const uint8x16_t m4 = vdupq_n_u8(0xF);
-    const int8x16_t m8 = vdupq_n_s8(8);
     float sumf = 0.f;
-    for (int i = 0; i < n / QK8_0; ++i) {
-        const uint8x16_t b = vld1q_u8(x[i].qs);
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, m4)), m8);
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), m8);
-        const int sumi = lc_neon_dot16(lo, vld1q_s8(y[i].qs)) + lc_neon_dot16(hi, vld1q_s8(y[i].qs + 16));
-        sumf += (float)sumi * LC_H2F(x[i].d) * LC_H2F(y[i].d);
-    }
+    for (int i = 0; i < n / QK8_0; ++i) sumf += (float)q4_0_block_isum(x + i, y + i) * LC_H2F(x[i].d) * LC_H2F(y[i].d);
     *s = sumf;
 }
 
@@ -301,6 +318,14 @@ static inline void lanes_fma(float acc[8], float d, const int8_t q[32], const in
         for (int k = 4 * l; k < 4 * l + 4; ++k) sum += q[k] * q8[k];
         acc[l] = fmaf(d, (float)sum, acc[l]);
     }
+}
+
+/* the exact integer dot of a Q4_0 block with a Q8_0 block */
+static inline int32_t q4_0_block_isum(const block_q4_0 *x, const block_q8_0 *y) {
+    int32_t sum = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j)
+        sum += ((x->qs[j] & 0xF) - 8) * y->qs[j] + ((x->qs[j] >> 4) - 8) * y->qs[j + QK4_0 / 2];
+    return sum;
 }
 
 void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
@@ -355,6 +380,16 @@ void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row) {
 }
 
 #endif
+
+/* llama.cpp's repacked x86 GEMV/GEMM's order (q4_0_8x8): one running sum over the blocks, each block's
+ * exact integer dot times d_w * d_x fused into it */
+void lc_vec_dot_q4_0_repacked(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q4_0 *x = (const block_q4_0 *)w_row;
+    const block_q8_0 *y = (const block_q8_0 *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK4_0; ++i) acc = fmaf((float)q4_0_block_isum(x + i, y + i), LC_H2F(x[i].d) * LC_H2F(y[i].d), acc);
+    *s = acc;
+}
 
 void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row) {
     const lc_bf16_t *x = (const lc_bf16_t *)w_row;
