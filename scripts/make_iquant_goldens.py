@@ -39,8 +39,8 @@ FIXTURES: dict[str, tuple[list[str], str]] = {
     "iq3_s": ([EMBD, "iq3_s"], "IQ3_S"),
     "iq3_xxs": ([EMBD, "iq3_xxs"], "IQ3_XXS"),  # with IQ2_S and IQ3_S tensors in its mixture
     "iq2_s": ([EMBD, "iq2_s"], "IQ2_S"),
-    # attn_v of the type itself, not the mixture's Q2_K: llama.cpp repacks a Q2_K matrix on AVX-512
-    # CPUs, an order cpu_simd does not follow, and these fixtures check the i-quant kernels
+    # attn_v of the type itself, not the mixture's Q2_K: these fixtures check the i-quant kernels (Q2_K,
+    # which llama.cpp repacks on AVX-512 CPUs, has tests/test_kquant_goldens.py's q2_k fixture)
     "iq2_xs": (["--tensor-type", "attn_v=iq2_xs"], "IQ2_XS"),
     "iq2_xxs": (["--tensor-type", "attn_v=iq2_xxs"], "IQ2_XXS"),
     "iq1_s": (["--tensor-type", "attn_v=iq1_s"], "IQ1_S"),

@@ -2,8 +2,8 @@
 multiples of 256 (so every matrix takes a K-quant), and one with 8 experts of which each token takes
 2 (Mixtral's layout: Q4_K experts by the repacked GEMV, Q6_K ones by vec_dot or, for 8 routed rows
 or more, the tiled kernel), quantized by llama.cpp's llama-quantize (also to Q4_0, whose matrices
-llama.cpp repacks like Q4_K's), and the
-logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
+llama.cpp repacks like Q4_K's, and Q2_K, a mixture of Q2_K and Q3_K matrices, whose Q2_K ones it
+repacks where the CPU has AVX-512: make that fixture on such a CPU), and the logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
 tiled and repacked K-quant orders, batched attention), then 8 tokens one at a time (the decode path).
 
     /work/venv-oracle/bin/python scripts/make_kquant_goldens.py /path/to/llama-quantize
@@ -26,7 +26,7 @@ import numpy as np
 from make_arch_goldens import TinyModel, moe_decoder, rms_decoder
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "kquant"
-FTYPES = ("Q4_K_M", "Q5_K_M", "Q4_0")
+FTYPES = ("Q4_K_M", "Q5_K_M", "Q4_0", "Q2_K")
 MOE_FTYPES = ("Q4_K_M", "Q4_0")
 PROMPT = [1, *range(40, 79)]  # 40 tokens
 DECODED = [300, 45, 200, 511, 17, 99, 260, 400]

@@ -62,6 +62,10 @@ void lc_vec_dot_q5_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q2_K_gemm(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q2_K_repacked(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q2_K_tiled(int n, float *s, const void *w, const void *x);
+void lc_vec_dot_q3_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q8_0(int n, float *s, const void *w, const void *x);
@@ -116,7 +120,7 @@ WEIGHT_TYPES = {
 PACKED_ONLY_TYPES = {"q4_1": (T.Q4_1, "q8_1", (0, 2)), "q8_0": (T.Q8_0, "q8_0", (0,))}
 ALL_TYPES = WEIGHT_TYPES | PACKED_ONLY_TYPES
 K_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
-EXACT_TYPES = {"q4_0", "q5_0", "q5_K", "q6_K"}
+EXACT_TYPES = {"q4_0", "q5_0", "q5_K", "q6_K", "q2_K", "q3_K"}
 LEGACY_TYPES = ["q4_0", "q5_0", "q5_1"]
 ROW_LENGTHS = {"q8_K": [256, 512, 2816], "q8_0": [32, 96, 2816], "q8_1": [32, 96, 2816], "bf16": [1, 31, 33, 2829]}
 
@@ -282,21 +286,28 @@ def _fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
     return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
 
 
-def ref_dot_q4_K_repacked(w: np.ndarray, xq: np.ndarray) -> np.float32:
-    """ggml's x86 repacked Q4_K kernel for one row: per super-block the whole integer scale sum
-    and the whole integer min sum, each fma'd into its own float32 accumulator with d_w*d_x
+def ref_dot_repacked_k(name: str, group: int, w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """ggml's x86 repacked kernels of a K-quant with mins (Q4_K, Q2_K) for one row: per ``group``
+    values (the GEMV: a whole super-block; the GEMM: 64 values for Q4_K, 128 for Q2_K) the integer
+    scale sum and the integer min sum, each fma'd into its own float32 accumulator with d_w*d_x
     (dmin_w*d_x), the min accumulator subtracted at the end."""
+    _, _, (d_at, dmin_at) = WEIGHT_TYPES[name]
     act = xq.view(ACT_DTYPES["q8_K"])
-    q8 = act["qs"].astype(np.float64)
+    q8 = act["qs"].astype(np.float64).reshape(len(act), -1, group)
     blocks = w.reshape(len(act), -1)
-    d_w, dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in (0, 2))
-    isum = (_patched_dequant("q4_K", w, (F16_ONE, F16_ZERO)).reshape(-1, 256) * q8).sum(axis=1)
-    imin = -(_patched_dequant("q4_K", w, (F16_ZERO, F16_ONE)).reshape(-1, 256) * q8).sum(axis=1)
+    d_w, dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in (d_at, dmin_at))
+    isum = (_patched_dequant(name, w, (F16_ONE, F16_ZERO)).reshape(q8.shape) * q8).sum(axis=2)
+    imin = -(_patched_dequant(name, w, (F16_ZERO, F16_ONE)).reshape(q8.shape) * q8).sum(axis=2)
     acc = acc_min = np.float32(0)
     for b in range(len(act)):
-        acc = _fma32(np.float32(isum[b]), d_w[b] * act["d"][b], acc)
-        acc_min = _fma32(np.float32(imin[b]), dmin_w[b] * act["d"][b], acc_min)
+        for g in range(q8.shape[1]):
+            acc = _fma32(np.float32(isum[b, g]), d_w[b] * act["d"][b], acc)
+            acc_min = _fma32(np.float32(imin[b, g]), dmin_w[b] * act["d"][b], acc_min)
     return np.float32(acc - acc_min)
+
+
+def ref_dot_q4_K_repacked(w: np.ndarray, xq: np.ndarray) -> np.float32:
+    return ref_dot_repacked_k("q4_K", 256, w, xq)
 
 
 def _ptr(a: np.ndarray):
@@ -370,34 +381,24 @@ def test_vec_dot_matches_ggml_formula_on_every_isa_level(libs, name):
                 assert abs(got - results["scalar"]) <= REL_TOL * scale, f"{name} n={n} {lvl} vs scalar"
 
 
-def ref_dot_q6_K_tiled(w: np.ndarray, xq: np.ndarray) -> np.float32:
-    """llama.cpp's tiled K-quant kernel (batches of 8+ tokens) for one Q6_K row: per super-block the
-    exact integer sum times d_w, then fma'd with d_x into the running sum."""
+def ref_dot_tiled(name: str, w: np.ndarray, xq: np.ndarray) -> np.float32:
+    """llama.cpp's tiled K-quant kernel (batches of 8+ tokens) for one row: per super-block the exact
+    integer sum times d_w (for the types with mins, less dmin_w times the mins' integer sum, fused),
+    then fma'd with d_x into the running sum."""
+    _, _, offsets = WEIGHT_TYPES[name]
     act = xq.view(ACT_DTYPES["q8_K"])
-    d_w = w.reshape(len(act), -1)[:, 208:210].copy().view(np.float16).astype(np.float32).ravel()
-    isum = (_patched_dequant("q6_K", w, (F16_ONE,)).reshape(-1, 256) * act["qs"].astype(np.float64)).sum(axis=1)
+    q8 = act["qs"].astype(np.float64)
+    blocks = w.reshape(len(act), -1)
+    d_w, *dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in offsets)
+    isum = (_patched_dequant(name, w, (F16_ONE, F16_ZERO)).reshape(-1, 256) * q8).sum(axis=1)
+    imin = -(_patched_dequant(name, w, (F16_ZERO, F16_ONE)).reshape(-1, 256) * q8).sum(axis=1) if dmin_w else None
     acc = np.float32(0)
     for b in range(len(act)):
-        acc = _fma32(np.float32(isum[b]) * d_w[b], act["d"][b], acc)
+        result = np.float32(isum[b]) * d_w[b]
+        if dmin_w:
+            result = _fma32(-dmin_w[0][b], np.float32(imin[b]), result)
+        acc = _fma32(result, act["d"][b], acc)
     return acc
-
-
-def ref_dot_q4_K_gemm(w: np.ndarray, xq: np.ndarray) -> np.float32:
-    """llama.cpp's repacked Q4_K GEMM (groups of four tokens) for one row: per pair of sub-blocks
-    (64 values) the integer scale sum and min sum, each fma'd with d_w*d_x (dmin_w*d_x) into its
-    own accumulator; their difference at the end."""
-    act = xq.view(ACT_DTYPES["q8_K"])
-    q8 = act["qs"].astype(np.float64).reshape(-1, 4, 64)
-    blocks = w.reshape(len(act), -1)
-    d_w, dmin_w = (blocks[:, o:o + 2].copy().view(np.float16).astype(np.float32).ravel() for o in (0, 2))
-    isum = (_patched_dequant("q4_K", w, (F16_ONE, F16_ZERO)).reshape(-1, 4, 64) * q8).sum(axis=2)
-    imin = -(_patched_dequant("q4_K", w, (F16_ZERO, F16_ONE)).reshape(-1, 4, 64) * q8).sum(axis=2)
-    acc = acc_min = np.float32(0)
-    for b in range(len(act)):
-        for pair in range(4):
-            acc = _fma32(np.float32(isum[b, pair]), d_w[b] * act["d"][b], acc)
-            acc_min = _fma32(np.float32(imin[b, pair]), dmin_w[b] * act["d"][b], acc_min)
-    return np.float32(acc - acc_min)
 
 
 def ref_dot_q4_0_repacked(w: np.ndarray, xq: np.ndarray) -> np.float32:
@@ -425,12 +426,17 @@ def test_repacked_q4_0_order_matches_llama_cpp_formula(libs):
                 assert np.float32(run_dot(lib, "q4_0_repacked", n, w, xq)) == expected, f"n={n} {lvl}"
 
 
-@pytest.mark.parametrize(("name", "kernel", "formula"), [("q6_K", "q6_K_tiled", ref_dot_q6_K_tiled),
-                                                        ("q4_K", "q4_K_gemm", ref_dot_q4_K_gemm)])
+@pytest.mark.parametrize(("name", "kernel", "formula"), [
+    ("q6_K", "q6_K_tiled", lambda w, xq: ref_dot_tiled("q6_K", w, xq)),
+    ("q3_K", "q3_K_tiled", lambda w, xq: ref_dot_tiled("q3_K", w, xq)),
+    ("q2_K", "q2_K_tiled", lambda w, xq: ref_dot_tiled("q2_K", w, xq)),
+    ("q4_K", "q4_K_gemm", lambda w, xq: ref_dot_repacked_k("q4_K", 64, w, xq)),
+    ("q2_K", "q2_K_gemm", lambda w, xq: ref_dot_repacked_k("q2_K", 128, w, xq)),
+    ("q2_K", "q2_K_repacked", lambda w, xq: ref_dot_repacked_k("q2_K", 256, w, xq))])
 def test_batched_k_quant_orders_match_llama_cpp_formulas(libs, name, kernel, formula):
-    """The orders llama.cpp uses for a batch of tokens (its tiled kernel, its repacked GEMM) hold
-    bit for bit on every ISA level; the model-level check against llama.cpp itself is in
-    BENCHMARKS.md (a Q4_K_M model's prompt and decode rows, identical logits)."""
+    """The orders llama.cpp uses for a batch of tokens (its tiled kernel, its repacked GEMM) and for
+    the repacked Q2_K's GEMV hold bit for bit on every ISA level; the model-level checks against
+    llama.cpp itself are tests/test_kquant_goldens.py's."""
     rng = np.random.default_rng(5)
     for n in (256, 1536):
         w = random_weight_row(name, n, rng)

@@ -19,11 +19,17 @@ void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_K(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row);
 /* the same products in the order of llama.cpp's tiled kernel (batches of 8 or more tokens) */
+void lc_vec_dot_q2_K_tiled(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_q3_K_tiled(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q4_K_tiled(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_K_tiled(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q6_K_tiled(int n, float *s, const void *w_row, const void *x_row);
 /* in the order of llama.cpp's repacked Q4_K GEMM (groups of four tokens) */
 void lc_vec_dot_q4_K_gemm(int n, float *s, const void *w_row, const void *x_row);
+/* in the orders of llama.cpp's repacked Q2_K GEMV (one token; a batch's tokens past its groups of
+ * four) and GEMM (groups of four tokens), which it runs on AVX-512 CPUs */
+void lc_vec_dot_q2_K_repacked(int n, float *s, const void *w_row, const void *x_row);
+void lc_vec_dot_q2_K_gemm(int n, float *s, const void *w_row, const void *x_row);
 
 void lc_dequant_row_q2_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q3_K(const void *w_row, float *y, int64_t n);

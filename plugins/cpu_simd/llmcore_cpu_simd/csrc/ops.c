@@ -65,15 +65,19 @@ void lc_set_mul_mat_chunks(int one_token, int batch) {
     mm_chunks_per_thread[1] = batch > 0 ? batch : 1;
 }
 
-/* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q5_K,
- * Q6_K; Q4_K only when its rows are not a multiple of 8) and the i-quants but IQ4_NL with its tiled
- * kernel, whose roundings differ from vec_dot's: the same choice here, so prompts give llama.cpp's
- * numbers bit for bit. */
+static int q2_K_repacked(const lc_node *nd);
+
+/* For a batch of 8 or more tokens llama.cpp multiplies the K-quant weights it does not repack (Q3_K,
+ * Q5_K, Q6_K; Q4_K and Q2_K only when it has not repacked them) and the i-quants but IQ4_NL with its
+ * tiled kernel, whose roundings differ from vec_dot's: the same choice here, so prompts give
+ * llama.cpp's numbers bit for bit. */
 enum { TILED_MIN_TOKENS = 8 };
 
 static lc_vec_dot_fn tiled_dot(const lc_node *nd) {
     if (nd->ne[1] < TILED_MIN_TOKENS) return NULL;
     switch (nd->type) {
+    case LC_TYPE_Q2_K: return q2_K_repacked(nd) ? NULL : lc_vec_dot_q2_K_tiled;
+    case LC_TYPE_Q3_K: return lc_vec_dot_q3_K_tiled;
     case LC_TYPE_Q5_K: return lc_vec_dot_q5_K_tiled;
     case LC_TYPE_Q6_K: return lc_vec_dot_q6_K_tiled;
     case LC_TYPE_Q4_K: return nd->ne[2] % 8 ? lc_vec_dot_q4_K_tiled : NULL;
@@ -108,12 +112,25 @@ static int f16_gemm(const lc_node *nd) {
            nd->ne[2] % 4 == 0;
 }
 
-/* A Q4_K weight llama.cpp repacks (rows a multiple of 8) meets a batch in groups of four tokens
- * through its GEMM, the tokens left over through its GEMV (vec_dot's order here): the tokens before
- * this index take the GEMM's order. */
-static int64_t q4_K_gemm_tokens(const lc_node *nd) {
+/* llama.cpp (x86) repacks a Q2_K weight whose rows are a multiple of 8 where the CPU has AVX-512 (its
+ * native build's ggml_cpu_has_avx512), as it does Q4_K's (with AVX2) */
+static int q2_K_repacked(const lc_node *nd) {
+#if defined(__x86_64__) || defined(__i386__)
+    return nd->type == LC_TYPE_Q2_K && nd->ne[2] % 8 == 0 && __builtin_cpu_supports("avx512f");
+#else
+    (void)nd;
+    return 0;
+#endif
+}
+
+/* A Q4_K or Q2_K weight llama.cpp repacks meets a batch in groups of four tokens through its GEMM, the
+ * tokens left over through its GEMV (vec_dot's order here, lc_vec_dot_q4_K's and
+ * lc_vec_dot_q2_K_repacked's): the tokens before this index take the GEMM's order (*gemm_dot). */
+static int64_t repacked_gemm_tokens(const lc_node *nd, lc_vec_dot_fn *gemm_dot) {
+    *gemm_dot = nd->type == LC_TYPE_Q2_K ? lc_vec_dot_q2_K_gemm : lc_vec_dot_q4_K_gemm;
     if (nd->i[0] == LC_MM_ROUTED) return 0;  /* its repacked mul_mat_id takes every routed row by the GEMV */
-    return nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0 && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
+    const int repacked = (nd->type == LC_TYPE_Q4_K && nd->ne[2] % 8 == 0) || q2_K_repacked(nd);
+    return repacked && nd->ne[1] > 3 ? nd->ne[1] - nd->ne[1] % 4 : 0;
 }
 
 /* llama.cpp repacks a Q4_0 weight whose rows are a multiple of 8 (x86 with AVX2: q4_0_8x8) and
@@ -138,7 +155,8 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
         *n_packed = nd->ne[1];
         return LC_ORDER_KQ_TILED;
     }
-    if ((*n_packed = q4_K_gemm_tokens(nd)) > 0) return LC_ORDER_KQ_GEMM;
+    lc_vec_dot_fn gemm_dot;
+    if (nd->type == LC_TYPE_Q4_K && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0) return LC_ORDER_KQ_GEMM;
     if (q4_0_repacked(nd) && nd->ne[1] >= PACKED_MIN_TOKENS) {
         *n_packed = nd->ne[1];
         return LC_ORDER_BLOCK_SUMS;
@@ -186,11 +204,13 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
         return;
     }
     const lc_vec_dot_fn tiled = tiled_dot(nd);
-    const int64_t gemm_tokens = q4_K_gemm_tokens(nd);
+    lc_vec_dot_fn gemm_dot;
+    const int64_t gemm_tokens = repacked_gemm_tokens(nd, &gemm_dot);
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled                ? tiled
                               : f32_gemm(nd)       ? lc_vec_dot_f32_tinyblas
                               : q4_0_repacked(nd)  ? lc_vec_dot_q4_0_repacked
+                              : q2_K_repacked(nd)  ? lc_vec_dot_q2_K_repacked
                                                    : lc_traits[nd->type].vec_dot;
     /* the f16 tile reads its tokens as floats: a token tile's rows converted once, not per weight row */
     float *x_f32 = tile == lc_tile_f16_tinyblas ? malloc((size_t)MM_TOKEN_TILE * (size_t)k * sizeof(float)) : NULL;
@@ -214,7 +234,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
                     continue;
                 }
                 for (int j = 0; j < nx; j++) {
-                    const lc_vec_dot_fn dot_j = t + j < gemm_tokens ? lc_vec_dot_q4_K_gemm : dot;
+                    const lc_vec_dot_fn dot_j = t + j < gemm_tokens ? gemm_dot : dot;
                     for (int i = 0; i < nw; i++) dot_j((int)k, out + j * n + i, w_row + i * nd->row_bytes, x + (t + j) * x_bytes);
                 }
             }

@@ -248,6 +248,51 @@ void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n) {
 
 /* ---- dot products ---- */
 
+#if !defined(LC_AVX2)
+/* The NEON and scalar paths' exact integer sums of a block (see the AVX2 path's) */
+
+/* ggml's int32 lane of element e of a 256-block: lane l of each 32-element chunk holds its elements
+ * 4l .. 4l+3 */
+#define K_LANE(e) (((e) % 32) / 4)
+
+/* one Q3_K block's exact integer products in ggml's 8 int32 lanes */
+static inline void q3_K_block_lanes(const block_q3_K *x, const block_q8_K *y, int32_t sumi[8]) {
+    int8_t sc[16];
+    unpack_q3_scales(x->scales, sc);
+    memset(sumi, 0, 8 * sizeof(int32_t));
+    for (int e = 0; e < QK_K; ++e) {
+        const int chunk = e / 32;
+        const int low = (x->qs[32 * (chunk / 4) + e % 32] >> (2 * (chunk % 4))) & 3;
+        const int q = low - ((x->hmask[e % 32] >> chunk) & 1 ? 0 : 4);
+        sumi[K_LANE(e)] += sc[e / 16] * q * y->qs[e];
+    }
+}
+
+static inline int32_t q3_K_block_total(const block_q3_K *x, const block_q8_K *y) {
+    int32_t sumi[8], total = 0;
+    q3_K_block_lanes(x, y, sumi);
+    for (int l = 0; l < 8; ++l) total += sumi[l];
+    return total;
+}
+
+/* One Q2_K block's exact integer sums per 128-value half: the scaled products, the mins times the
+ * activations' sums */
+static inline void q2_K_half_sums(const block_q2_K *x, const block_q8_K *y, int32_t isum[2], int32_t imin[2]) {
+    for (int h = 0; h < 2; ++h) {
+        isum[h] = imin[h] = 0;
+        for (int sb = 8 * h; sb < 8 * h + 8; ++sb) {
+            const uint8_t *q = x->qs + 32 * (sb / 8) + 16 * (sb & 1);
+            const int8_t *q8 = y->qs + 16 * sb;
+            const int shift = 2 * ((sb % 8) / 2);
+            int32_t sum = 0;
+            for (int l = 0; l < 16; ++l) sum += q8[l] * ((q[l] >> shift) & 3);
+            isum[h] += (x->scales[sb] & 0xF) * sum;
+            imin[h] += (x->scales[sb] >> 4) * y->bsums[sb];
+        }
+    }
+}
+#endif
+
 #if defined(LC_AVX2)
 
 /* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
@@ -270,67 +315,92 @@ static inline __m256i next_scale_pair(__m256i sc_b, __m256i *pattern) {
     return s;
 }
 
+/* One Q2_K block's exact integer sums in ggml's 8 int32 lanes, per 128-value half h: isum[h] the
+ * scaled products (lanes: pairs of 16-value sub-blocks), and summs the mins times the activations'
+ * sums (lane k: sub-blocks 2k and 2k + 1; lanes 0-3 the first half) */
+static inline void q2_K_block_isums(const block_q2_K *x, const block_q8_K *y, __m256i isum[2], __m256i *summs) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    *summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y->bsums));
+    const __m256i sc_b = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
+    __m256i pattern = LC_PAIR_PATTERN0;
+    const int8_t *q8 = y->qs;
+    for (int h = 0; h < 2; ++h) {
+        __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
+        isum[h] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j, q8 += 32) {
+            const __m256i q = _mm256_and_si256(bits, m3);
+            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+            isum[h] = madd_acc_epi16(isum[h], p, next_scale_pair(sc_b, &pattern));
+            bits = _mm256_srli_epi16(bits, 2);
+        }
+    }
+}
+
+/* ggml's order: per block the mins' lanes times -dmin * d_x, then the scaled products' lanes times
+ * d * d_x, fused into the same 8 float lanes; hsum at the end */
 void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q2_K *x = (const block_q2_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0xF);
-    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; ++i) {
         const float dall = y[i].d * LC_H2F(x[i].d);
-        const float dmin = y[i].d * LC_H2F(x[i].dmin);
-        const __m128i sc = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc_min);
-
-        const __m256i sc_b = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
-        __m256i pattern = LC_PAIR_PATTERN0;
-        __m256i isum = _mm256_setzero_si256();
-        const int8_t *q8 = y[i].qs;
-        for (int h = 0; h < 2; ++h) {
-            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            for (int j = 0; j < 4; ++j, q8 += 32) {
-                const __m256i q = _mm256_and_si256(bits, m3);
-                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
-                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
-                bits = _mm256_srli_epi16(bits, 2);
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(isum), acc);
+        const float dmin = -y[i].d * LC_H2F(x[i].dmin);
+        __m256i isum[2], summs;
+        q2_K_block_isums(x + i, y + i, isum, &summs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
     }
-    *s = lc_hsum256(acc) - lc_hsum256(acc_min);
+    *s = lc_hsum256(acc);
 }
+
+static inline void q2_K_half_sums(const block_q2_K *x, const block_q8_K *y, int32_t isum[2], int32_t imin[2]) {
+    __m256i lanes[2], summs;
+    q2_K_block_isums(x, y, lanes, &summs);
+    for (int h = 0; h < 2; ++h) isum[h] = lc_hsum_epi32_256(lanes[h]);
+    const __m128i lo = _mm256_castsi256_si128(summs), hi = _mm256_extracti128_si256(summs, 1);
+    imin[0] = _mm_extract_epi32(lo, 0) + _mm_extract_epi32(lo, 1) + _mm_extract_epi32(lo, 2) + _mm_extract_epi32(lo, 3);
+    imin[1] = _mm_extract_epi32(hi, 0) + _mm_extract_epi32(hi, 1) + _mm_extract_epi32(hi, 2) + _mm_extract_epi32(hi, 3);
+}
+
+/* one Q3_K block's exact integer products in ggml's 8 int32 lanes */
+static inline __m256i q3_K_block_isum(const block_q3_K *x, const block_q8_K *y) {
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    uint32_t words[4];
+    q3_scale_words(x->scales, words); /* kept in registers: no store-to-load round trip */
+    const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]), _mm_set1_epi8(32));
+    const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
+    __m256i pattern = LC_PAIR_PATTERN0;
+    __m256i hbits = _mm256_loadu_si256((const __m256i *)x->hmask);
+    __m256i isum = _mm256_setzero_si256();
+    const int8_t *q8 = y->qs;
+    for (int h = 0; h < 2; ++h) {
+        __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
+        for (int j = 0; j < 4; ++j, q8 += 32) {
+            /* q = u - 4 with u = low2 | high<<2 in 0..7, the 4 taken back per pair of products (int16):
+             * ggml's int32 lanes */
+            const __m256i u = _mm256_or_si256(_mm256_and_si256(bits, m3), _mm256_and_si256(_mm256_slli_epi16(hbits, 2), m4));
+            const __m256i y8 = _mm256_loadu_si256((const __m256i *)q8);
+            const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y8), _mm256_maddubs_epi16(m4, y8));
+            isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+            bits = _mm256_srli_epi16(bits, 2);
+            hbits = _mm256_srli_epi16(hbits, 1);
+        }
+    }
+    return isum;
+}
+
+static inline int32_t q3_K_block_total(const block_q3_K *x, const block_q8_K *y) { return lc_hsum_epi32_256(q3_K_block_isum(x, y)); }
 
 void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q3_K *x = (const block_q3_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
-    uint32_t words[4];
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; ++i) {
         const float d = y[i].d * LC_H2F(x[i].d);
-        q3_scale_words(x[i].scales, words); /* kept in registers: no store-to-load round trip */
-        const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]), _mm_set1_epi8(32));
-        /* q = u - 4 with u = low2 | high<<2 in 0..7: take 4 * sum(scale * bsum) back at the end */
-        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
-        __m256i pattern = LC_PAIR_PATTERN0;
-        __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-        __m256i isum = _mm256_setzero_si256();
-        const int8_t *q8 = y[i].qs;
-        for (int h = 0; h < 2; ++h) {
-            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            for (int j = 0; j < 4; ++j, q8 += 32) {
-                const __m256i u = _mm256_or_si256(_mm256_and_si256(bits, m3), _mm256_and_si256(_mm256_slli_epi16(hbits, 2), m4));
-                const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)q8));
-                isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
-                bits = _mm256_srli_epi16(bits, 2);
-                hbits = _mm256_srli_epi16(hbits, 1);
-            }
-        }
-        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 2));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q3_K_block_isum(x + i, y + i)), acc);
     }
     *s = lc_hsum256(acc);
 }
@@ -566,46 +636,33 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
 void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q2_K *x = (const block_q2_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    float sumf = 0.f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; ++i) {
-        int summs = 0, isum = 0;
-        for (int sb = 0; sb < 16; ++sb) summs += y[i].bsums[sb] * (x[i].scales[sb] >> 4);
-        for (int sb = 0; sb < 16; ++sb) {
-            const uint8_t *q = x[i].qs + 32 * (sb / 8) + 16 * (sb & 1);
-            const int8_t *q8 = y[i].qs + 16 * sb;
-            const int shift = 2 * ((sb % 8) / 2);
-            int sum = 0;
-            for (int l = 0; l < 16; ++l) sum += q8[l] * ((q[l] >> shift) & 3);
-            isum += (x[i].scales[sb] & 0xF) * sum;
+        int32_t sumi[8] = {0}, summs[8];
+        for (int k = 0; k < 8; ++k)
+            summs[k] = y[i].bsums[2 * k] * (x[i].scales[2 * k] >> 4) + y[i].bsums[2 * k + 1] * (x[i].scales[2 * k + 1] >> 4);
+        for (int e = 0; e < QK_K; ++e) {
+            const int q = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            sumi[K_LANE(e)] += (x[i].scales[e / 16] & 0xF) * q * y[i].qs[e];
         }
         const float dall = y[i].d * LC_H2F(x[i].d);
-        const float dmin = y[i].d * LC_H2F(x[i].dmin);
-        sumf += dall * (float)isum - dmin * (float)summs;
+        const float dmin = -y[i].d * LC_H2F(x[i].dmin);
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(dall, (float)sumi[l], fmaf(dmin, (float)summs[l], acc[l]));
     }
-    *s = sumf;
+    *s = lc_hsum8_ordered(acc);
 }
 
 void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     const block_q3_K *x = (const block_q3_K *)w_row;
     const block_q8_K *y = (const block_q8_K *)x_row;
-    int8_t sc[16];
-    float sumf = 0.f;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; ++i) {
-        unpack_q3_scales(x[i].scales, sc);
-        int isum = 0;
-        for (int sb = 0; sb < 16; ++sb) {
-            const int chunk = sb / 2;
-            const uint8_t *q = x[i].qs + 32 * (chunk / 4) + 16 * (sb & 1);
-            const uint8_t *hm = x[i].hmask + 16 * (sb & 1);
-            const int8_t *q8 = y[i].qs + 16 * sb;
-            const int shift = 2 * (chunk % 4);
-            int sum = 0;
-            for (int l = 0; l < 16; ++l) sum += q8[l] * (((q[l] >> shift) & 3) - ((hm[l] >> chunk) & 1 ? 0 : 4));
-            isum += sc[sb] * sum;
-        }
-        sumf += y[i].d * LC_H2F(x[i].d) * (float)isum;
+        int32_t sumi[8];
+        q3_K_block_lanes(x + i, y + i, sumi);
+        const float d = y[i].d * LC_H2F(x[i].d);
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(d, (float)sumi[l], acc[l]);
     }
-    *s = sumf;
+    *s = lc_hsum8_ordered(acc);
 }
 
 /* The scalar paths spell out the lanes of the AVX2 path (ggml's): int32 lane l of a 32-element
@@ -681,6 +738,61 @@ void lc_vec_dot_q6_K(int n, float *s, const void *w_row, const void *x_row) {
 }
 
 #endif
+
+/* Q2_K and Q3_K in the order of llama.cpp's tiled kernel (batches of 8 tokens or more, where it has
+ * not repacked the weight) */
+void lc_vec_dot_q2_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int32_t isum[2], imin[2];
+        q2_K_half_sums(x + i, y + i, isum, imin);
+        acc = tiled_add(acc, isum[0] + isum[1], LC_H2F(x[i].d), imin[0] + imin[1], LC_H2F(x[i].dmin), 1, y[i].d);
+    }
+    *s = acc;
+}
+
+void lc_vec_dot_q3_K_tiled(int n, float *s, const void *w_row, const void *x_row) {
+    const block_q3_K *x = (const block_q3_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) acc = tiled_add(acc, q3_K_block_total(x + i, y + i), LC_H2F(x[i].d), 0, 0.0f, 0, y[i].d);
+    *s = acc;
+}
+
+/* Q2_K in the orders of llama.cpp's repacked x86 kernels (q2_K_8x8, which it runs on AVX-512 CPUs for
+ * every Q2_K matrix whose rows are a multiple of 8): the integer scale sum times d * d_x and the mins'
+ * sum times dmin * d_x, each fused into its own running sum, the result their difference; per block
+ * (the GEMV: one token, and the tokens a batch leaves past its groups of four) or per 128-value half
+ * (the GEMM: groups of four tokens) */
+static inline void dot_q2_K_repacked(int n, float *s, const void *w_row, const void *x_row, const int per_half) {
+    const block_q2_K *x = (const block_q2_K *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    float acc = 0.0f, acc_min = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        const float scale = LC_H2F(x[i].d) * y[i].d, scale_min = LC_H2F(x[i].dmin) * y[i].d;
+        int32_t isum[2], imin[2];
+        q2_K_half_sums(x + i, y + i, isum, imin);
+        if (!per_half) {
+            isum[0] += isum[1];
+            imin[0] += imin[1];
+        }
+        for (int h = 0; h < (per_half ? 2 : 1); ++h) {
+            acc = fmaf((float)isum[h], scale, acc);
+            acc_min = fmaf((float)imin[h], scale_min, acc_min);
+        }
+    }
+    *s = acc - acc_min;
+}
+
+void lc_vec_dot_q2_K_repacked(int n, float *s, const void *w_row, const void *x_row) {
+    dot_q2_K_repacked(n, s, w_row, x_row, 0);
+}
+
+void lc_vec_dot_q2_K_gemm(int n, float *s, const void *w_row, const void *x_row) {
+    dot_q2_K_repacked(n, s, w_row, x_row, 1);
+}
 
 /* each ISA path's dot_k4_k5 */
 void lc_vec_dot_q4_K(int n, float *s, const void *w_row, const void *x_row) { dot_k4_k5(n, s, w_row, x_row, 0); }
