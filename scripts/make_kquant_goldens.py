@@ -1,9 +1,10 @@
-"""Make the K-quant and Q4_0 goldens of tests/test_kquant_goldens.py: a tiny random llama whose widths are
+"""Make the K-quant, Q4_0, Q8_0 and BF16 goldens of tests/test_kquant_goldens.py: a tiny random llama whose widths are
 multiples of 256 (so every matrix takes a K-quant), and one with 8 experts of which each token takes
 2 (Mixtral's layout: Q4_K experts by the repacked GEMV, Q6_K ones by vec_dot or, for 8 routed rows
 or more, the tiled kernel), quantized by llama.cpp's llama-quantize (also to Q4_0, whose matrices
 llama.cpp repacks like Q4_K's, and Q2_K, a mixture of Q2_K and Q3_K matrices, whose Q2_K ones it
-repacks where the CPU has AVX-512: make that fixture on such a CPU), and the logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
+repacks where the CPU has AVX-512, and BF16, whose batches it multiplies with AVX512-BF16 where the
+CPU has that: make those fixtures on such a CPU), and the logits llama.cpp computes for it: a 40-token prompt in one batch (the prompt path: packed GEMM, the
 tiled and repacked K-quant orders, batched attention), then 8 tokens one at a time (the decode path).
 
     /work/venv-oracle/bin/python scripts/make_kquant_goldens.py /path/to/llama-quantize
@@ -26,7 +27,7 @@ import numpy as np
 from make_arch_goldens import TinyModel, moe_decoder, rms_decoder
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "kquant"
-FTYPES = ("Q4_K_M", "Q5_K_M", "Q4_0", "Q2_K")
+FTYPES = ("Q4_K_M", "Q5_K_M", "Q4_0", "Q2_K", "Q3_K_M", "Q8_0", "BF16")
 MOE_FTYPES = ("Q4_K_M", "Q4_0")
 PROMPT = [1, *range(40, 79)]  # 40 tokens
 DECODED = [300, 45, 200, 511, 17, 99, 260, 400]

@@ -1,10 +1,11 @@
-"""K-quant and Q4_0 models against llama.cpp, bit for bit: a tiny random llama whose every matrix is a
-K-quant (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) or Q4_0, and one with 8 experts, 2 per token (moe_*: the routed products,
-the f32 router by tinyBLAS in a batch and ggml_vec_dot_f32 for one token), quantized by llama-quantize,
-with the logits llama.cpp computed for a 40-token prompt in one batch and 8 tokens decoded one at a
-time (scripts/make_kquant_goldens.py). The prompt takes cpu_simd's packed GEMM in llama.cpp's tiled
-and repacked-GEMM orders (Q4_K's; Q4_0's, whose GEMM and GEMV share one order) and its batched
-attention; the decoded tokens take the one-row kernels."""
+"""K-quant, Q4_0, Q8_0 and BF16 models against llama.cpp, bit for bit: a tiny random llama whose every
+matrix is a K-quant (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), Q4_0, Q8_0 or BF16, and one with 8 experts, 2 per
+token (moe_*: the routed products, the f32 router by tinyBLAS in a batch and ggml_vec_dot_f32 for one
+token), quantized by llama-quantize, with the logits llama.cpp computed for a 40-token prompt in one
+batch and 8 tokens decoded one at a time (scripts/make_kquant_goldens.py). The prompt takes cpu_simd's
+packed GEMM in llama.cpp's tiled and repacked-GEMM orders (Q4_K's and Q2_K's; Q4_0's, whose GEMM and
+GEMV share one order), tinyBLAS's BF16 order and its batched attention; the decoded tokens take the
+one-row kernels."""
 
 from __future__ import annotations
 
@@ -20,15 +21,17 @@ pytestmark = pytest.mark.skipif("cpu_simd" not in backend_classes() or not avail
                                 reason="the cpu_simd plugin is not installed or cannot build its kernels here")
 
 
-# made by an AVX-512 CPU's llama.cpp, which repacks Q2_K matrices there (and only there)
-AVX512_GOLDENS = {"q2_k"}
+# goldens whose numbers llama.cpp gives only on CPUs with a feature (those they were made on): it
+# repacks Q2_K matrices where the CPU has AVX-512, and multiplies BF16 batches by AVX512-BF16's dot
+# products where it has those
+CPU_FEATURE_GOLDENS = {"q2_k": "avx512f", "bf16": "avx512_bf16"}
 
 
-def _cpu_has_avx512() -> bool:
+def _cpu_flags() -> set[str]:
     try:
-        return "avx512f" in Path("/proc/cpuinfo").read_text().split()
+        return set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return False
+        return set()
 
 
 @pytest.mark.parametrize("model", FIXTURES, ids=[p.stem for p in FIXTURES])
@@ -36,9 +39,10 @@ def test_k_quant_logits_equal_llama_cpp_bit_for_bit(model):
     from llmcore import LLM
     from llmcore.engine.batch import Batch
 
-    if model.stem in AVX512_GOLDENS and not _cpu_has_avx512():
-        pytest.skip(f"{model.stem}'s golden holds llama.cpp's numbers on an AVX-512 CPU (its repacked Q2_K "
-                    "order); without AVX-512 llama.cpp and cpu_simd take its tiled and vec_dot orders instead")
+    feature = CPU_FEATURE_GOLDENS.get(model.stem)
+    if feature and feature not in _cpu_flags():
+        pytest.skip(f"{model.stem}'s golden holds llama.cpp's numbers on a CPU with {feature}; without it "
+                    "llama.cpp and cpu_simd take other orders")
 
     golden = np.load(model.with_suffix(".logits.npz"))
     prompt, decoded = golden["prompt"].tolist(), golden["decoded"].tolist()

@@ -103,6 +103,13 @@ static int f32_gemm(const lc_node *nd) {
            nd->ne[2] % 4 == 0;
 }
 
+/* A BF16 weight likewise meets two or more tokens through tinyBLAS's BF16 GEMM (whole steps of its
+ * vectors, a multiple of 4 rows), vec_dot otherwise */
+static int bf16_gemm(const lc_node *nd) {
+    return nd->type == LC_TYPE_BF16 && nd->i[0] != LC_MM_ROUTED && nd->ne[1] >= 2 &&
+           nd->ne[0] % LC_BF16_TINYBLAS_STEP == 0 && nd->ne[2] % 4 == 0;
+}
+
 /* An f16 weight likewise meets two or more (f16-rounded) tokens through tinyBLAS's f16 GEMM, whose
  * tile reads each weight row once for up to LC_TILE_X tokens (a verified speculative draft, a few
  * server slots); one token, rows not of whole 16s and weights of a row count not a multiple of 4
@@ -209,6 +216,7 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled                ? tiled
                               : f32_gemm(nd)       ? lc_vec_dot_f32_tinyblas
+                              : bf16_gemm(nd)      ? lc_vec_dot_bf16_tinyblas
                               : q4_0_repacked(nd)  ? lc_vec_dot_q4_0_repacked
                               : q2_K_repacked(nd)  ? lc_vec_dot_q2_K_repacked
                                                    : lc_traits[nd->type].vec_dot;

@@ -435,3 +435,30 @@ void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row) {
     for (; i < n; ++i) sumf += (double)(lc_bf16_to_fp32(x[i]) * lc_bf16_to_fp32(y[i]));
     *s = (float)sumf;
 }
+
+/* A BF16 weight times two or more BF16 activation rows, as llamafile's tinyBLAS BF16 GEMM, which ggml
+ * takes then (rows of whole steps, a multiple of 4 weight rows: ops.c): per output one accumulator over
+ * the row, with AVX512-BF16 16 float lanes advanced by dpbf16 over 32 values a step and reduced as
+ * _mm512_reduce_add_ps; without it (tinyBLAS's AVX2 form) the values widened to floats, 8 lanes of fmas
+ * and its hsum */
+void lc_vec_dot_bf16_tinyblas(int n, float *s, const void *w_row, const void *x_row) {
+    const lc_bf16_t *w = (const lc_bf16_t *)w_row;
+    const lc_bf16_t *x = (const lc_bf16_t *)x_row;
+#if defined(LC_AVX512) && defined(__AVX512BF16__)
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP)
+        acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
+    *s = _mm512_reduce_add_ps(acc);
+#elif defined(LC_AVX2)
+#define LOAD_BF16_8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP) acc = _mm256_fmadd_ps(LOAD_BF16_8(w + i), LOAD_BF16_8(x + i), acc);
+#undef LOAD_BF16_8
+    *s = lc_hsum256(acc);
+#else
+    float acc[8] = {0};
+    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP)
+        for (int l = 0; l < 8; ++l) acc[l] = fmaf(lc_bf16_to_fp32(w[i + l]), lc_bf16_to_fp32(x[i + l]), acc[l]);
+    *s = lc_hsum8_ordered(acc);
+#endif
+}
