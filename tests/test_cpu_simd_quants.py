@@ -453,6 +453,7 @@ ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_KQ_GEMM, ORDER_BLOCK_SUMS = 1, 2, 3, 4  # l
     ("q4_0", ORDER_VEC_DOT, "q4_0"), ("q4_0", ORDER_BLOCK_SUMS, "q4_0_repacked"),
     ("q4_1", ORDER_VEC_DOT, "q4_1"), ("q5_0", ORDER_VEC_DOT, "q5_0"),
     ("q5_1", ORDER_VEC_DOT, "q5_1"), ("q8_0", ORDER_VEC_DOT, "q8_0"),
+    ("q2_K", ORDER_KQ_TILED, "q2_K_tiled"), ("q2_K", ORDER_KQ_GEMM, "q2_K_gemm"), ("q3_K", ORDER_KQ_TILED, "q3_K_tiled"),
     ("q4_K", ORDER_KQ_TILED, "q4_K_tiled"), ("q5_K", ORDER_KQ_TILED, "q5_K_tiled"),
     ("q6_K", ORDER_KQ_TILED, "q6_K_tiled"), ("q4_K", ORDER_KQ_GEMM, "q4_K_gemm"),
     ("q4_K", ORDER_VEC_DOT, "q4_K")])
@@ -470,8 +471,8 @@ def test_packed_gemm_equals_one_row_kernels(libs, name, order, kernel):
     lengths = (256, 1536) if act == "q8_K" else (32, 576)
     # every SIMD build packs these types (Q8_0 as signed bytes where it has no dpbusd)
     for lvl, lib in simd.items():
-        # a packed block holds 344 bytes per row and super-block (K-quants), 40 per row and 32-block
-        per_row_and_block = 344 if act == "q8_K" else 40
+        # a packed block holds 360 bytes per row and super-block (K-quants), 40 per row and 32-block
+        per_row_and_block = 360 if act == "q8_K" else 40
         blocks = lengths[0] // (256 if act == "q8_K" else 32)
         block_rows = lib.lc_packed_bytes(int(qtype), lengths[0]) // (blocks * per_row_and_block)
         assert block_rows in (8, 16), f"{lvl}: unexpected packed layout"

@@ -5,9 +5,9 @@
  * the order asked for:
  *   LC_ORDER_VEC_DOT   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: lc_vec_dot_* (= the matmul tiles, tinyBLAS);
  *                      Q4_K: lc_vec_dot_q4_K (llama.cpp's repacked GEMV, its mul_mat_id's order)
- *   LC_ORDER_KQ_TILED  Q4_K, Q5_K, Q6_K, the i-quants of 256-blocks: lc_vec_dot_*_tiled (llama.cpp's
+ *   LC_ORDER_KQ_TILED  Q2_K..Q6_K, the i-quants of 256-blocks: lc_vec_dot_*_tiled (llama.cpp's
  *                      tiled kernel; the i-quants where the build has ggml's tables)
- *   LC_ORDER_KQ_GEMM   Q4_K: lc_vec_dot_q4_K_gemm (llama.cpp's repacked GEMM)
+ *   LC_ORDER_KQ_GEMM   Q4_K, Q2_K: lc_vec_dot_q4_K_gemm, lc_vec_dot_q2_K_gemm (llama.cpp's repacked GEMMs)
  *   LC_ORDER_BLOCK_SUMS Q4_0: lc_vec_dot_q4_0_repacked (llama.cpp's repacked GEMM and GEMV) */
 #ifndef LC_MM_PACKED_H
 #define LC_MM_PACKED_H

@@ -37,6 +37,26 @@ void lc_dequant_row_q4_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q5_K(const void *w_row, float *y, int64_t n);
 void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n);
 
+/* Q3_K: 12 bytes -> 16 six-bit scales (0..63, 32 = zero), as four little-endian words. Low nibbles:
+ * bytes 0-7 (scales 0-7), their high nibbles (scales 8-15); top 2 bits: bytes 8-11, bit pair k for
+ * scales 4k..4k+3. */
+static inline void lc_q3_scale_words(const uint8_t *q, uint32_t words[4]) {
+    uint32_t w[3];
+    memcpy(w, q, 12);
+    words[0] = (w[0] & 0x0f0f0f0fu) | ((w[2] & 0x03030303u) << 4);
+    words[1] = (w[1] & 0x0f0f0f0fu) | (((w[2] >> 2) & 0x03030303u) << 4);
+    words[2] = ((w[0] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 4) & 0x03030303u) << 4);
+    words[3] = ((w[1] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 6) & 0x03030303u) << 4);
+}
+
+static inline void lc_unpack_q3_scales(const uint8_t *q, int8_t sc[16]) {
+    uint32_t words[4];
+    uint8_t u[16];
+    lc_q3_scale_words(q, words);
+    memcpy(u, words, 16);
+    for (int j = 0; j < 16; ++j) sc[j] = (int8_t)(u[j] - 32);
+}
+
 /* Q4_K / Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml get_scale_min_k4).
  * Bytes 0-3: scales 0-3 (+ high bits of scales 4-7), 4-7: mins 0-3 (+ high bits of mins 4-7),
  * 8-11: low nibbles of scales 4-7 / high nibbles of mins 4-7; done four bytes at a time. */

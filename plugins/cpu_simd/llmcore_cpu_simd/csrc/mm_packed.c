@@ -138,19 +138,22 @@ static inline __attribute__((always_inline)) vi dot4_any(vi acc, vi w_abs, vi w,
     return is_signed ? dot4s(acc, w_abs, w, x4) : dot4(acc, w, x4);
 }
 
-/* ---- K-quants (256-blocks): Q4_K, Q5_K, Q6_K -------------------------------------------------- */
+/* ---- K-quants (256-blocks): Q2_K..Q6_K ----------------------------------------------------------- */
 
 /* one super-block of LC_PACKED_ROWS rows, unpacked */
 typedef struct {
     int32_t q[QK_K / 4][LC_PACKED_ROWS];    /* q[g][r]: quants 4g..4g+3 of row r, unsigned (or signed) bytes */
-    int32_t scale[16][LC_PACKED_ROWS];      /* sub-block scales: 8 (Q4_K, Q5_K) or 16 (Q6_K) */
-    int32_t min_pair[4][LC_PACKED_ROWS];    /* Q4_K, Q5_K: mins of sub-blocks 2p and 2p+1, two int16 */
+    int32_t scale[16][LC_PACKED_ROWS];      /* sub-block scales: 8 (Q4_K, Q5_K) or 16 (Q2_K, Q3_K, Q6_K) */
+    int32_t min_pair[8][LC_PACKED_ROWS];    /* mins of sub-blocks 2p and 2p+1 as two int16: Q4_K, Q5_K 4
+                                             * pairs (of 32 values), Q2_K 8 (of 16) */
     float d[LC_PACKED_ROWS], dmin[LC_PACKED_ROWS];
 } kq_packed;
 
-/* the 256 quants of one super-block as unsigned values (Q6_K: q + 32; the i-quants: value + 128), and
- * its scales */
-static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[8],
+static inline int has_mins(int type) { return type == LC_TYPE_Q2_K || type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K; }
+
+/* the 256 quants of one super-block as unsigned values (Q3_K: q + 4; Q6_K: q + 32; the i-quants: value +
+ * 128), and its scales and mins */
+static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[16],
                          float *d, float *dmin) {
 #if defined(LC_PACK_IQ)
     if (type == LC_TYPE_IQ4_XS) {
@@ -182,6 +185,31 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
         }
         *d = LC_H2F(b->d);
         *dmin = 0.0f;
+        return;
+    }
+    if (type == LC_TYPE_Q3_K) {
+        const block_q3_K *b = (const block_q3_K *)blk;
+        int8_t sc[16];
+        lc_unpack_q3_scales(b->scales, sc);
+        for (int e = 0; e < QK_K; ++e) {
+            const int chunk = e / 32;
+            const int low = (b->qs[32 * (chunk / 4) + e % 32] >> (2 * (chunk % 4))) & 3;
+            vals[e] = (uint8_t)(low | (((b->hmask[e % 32] >> chunk) & 1) << 2));
+        }
+        for (int sb = 0; sb < 16; ++sb) scale[sb] = sc[sb];
+        *d = LC_H2F(b->d);
+        *dmin = 0.0f;
+        return;
+    }
+    if (type == LC_TYPE_Q2_K) {
+        const block_q2_K *b = (const block_q2_K *)blk;
+        for (int e = 0; e < QK_K; ++e) vals[e] = (uint8_t)((b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+        for (int sb = 0; sb < 16; ++sb) {
+            scale[sb] = b->scales[sb] & 0xF;
+            mins[sb] = b->scales[sb] >> 4;
+        }
+        *d = LC_H2F(b->d);
+        *dmin = LC_H2F(b->dmin);
         return;
     }
     /* Q4_K and Q5_K share d, dmin, scales[12]; Q5_K then has qh[32] before qs */
@@ -216,7 +244,7 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
     kq_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(kq_packed));  /* absent rows: zeros */
     uint8_t vals[QK_K];
-    int32_t scale[16], mins[8];
+    int32_t scale[16], mins[16];
     for (int r = 0; r < nrows; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         for (int64_t i = 0; i < nb; ++i) {
@@ -228,9 +256,8 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
                 p->q[g][r] = (int32_t)(v ^ flip);
             }
             for (int sb = 0; sb < 16; ++sb) p->scale[sb][r] = scale[sb];
-            if (type != LC_TYPE_Q6_K && !is_iq(type))
-                for (int pr = 0; pr < 4; ++pr)
-                    p->min_pair[pr][r] = (int32_t)((uint32_t)(uint16_t)mins[2 * pr] | ((uint32_t)(uint16_t)mins[2 * pr + 1] << 16));
+            for (int pr = 0; has_mins(type) && pr < (type == LC_TYPE_Q2_K ? 8 : 4); ++pr)
+                p->min_pair[pr][r] = (int32_t)((uint32_t)(uint16_t)mins[2 * pr] | ((uint32_t)(uint16_t)mins[2 * pr + 1] << 16));
         }
     }
 }
@@ -354,6 +381,81 @@ static inline __attribute__((always_inline)) void q4_K_gemm(const void *packed, 
     for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_sub(acc[u], acc_min[u]), nrows);
 }
 
+/* bsums of 16-value sub-blocks 2p and 2p+1 (Q2_K's), as two int16 for vi_madd16 with min_pair */
+static inline int32_t bsum16_pair(const block_q8_K *x, int p) {
+    return (int32_t)((uint32_t)(uint16_t)x->bsums[2 * p] | ((uint32_t)(uint16_t)x->bsums[2 * p + 1] << 16));
+}
+
+/* one Q2_K super-block for nt tokens, per 128-value half h: s1[h] the scaled products' sum, s2[h] the
+ * mins times the activations' sums (exact: dot4's int16 pairs are at most 2 * 3 * 128) */
+static inline __attribute__((always_inline)) void q2_K_half_sums(const kq_packed *p, const block_q8_K *const *xs,
+        const int nt, vi s1[2][KQ_TOKENS], vi s2[2][KQ_TOKENS]) {
+    for (int h = 0; h < 2; ++h) {
+        for (int u = 0; u < nt; ++u) { s1[h][u] = vi_zero(); s2[h][u] = vi_zero(); }
+        for (int sb = 8 * h; sb < 8 * h + 8; ++sb) {
+            vi dots[KQ_TOKENS];
+            for (int u = 0; u < nt; ++u) dots[u] = vi_zero();
+            for (int g = 0; g < 4; ++g) {
+                const vi w = vi_load(p->q[4 * sb + g]);
+                for (int u = 0; u < nt; ++u) dots[u] = dot4(dots[u], w, x4_of(xs[u]->qs + 16 * sb + 4 * g));
+            }
+            const vi sc = vi_load(p->scale[sb]);
+            for (int u = 0; u < nt; ++u) s1[h][u] = vi_add(s1[h][u], vi_mullo(dots[u], sc));
+        }
+        for (int pr = 4 * h; pr < 4 * h + 4; ++pr) {
+            const vi mn = vi_load(p->min_pair[pr]);
+            for (int u = 0; u < nt; ++u) s2[h][u] = vi_add(s2[h][u], vi_madd16(mn, vi_set1(bsum16_pair(xs[u], pr))));
+        }
+    }
+}
+
+/* lc_vec_dot_q2_K_tiled's order */
+static inline __attribute__((always_inline)) void q2_K_tiled(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vi s1[2][KQ_TOKENS], s2[2][KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
+        q2_K_half_sums(p, xs, nt, s1, s2);
+        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
+        for (int u = 0; u < nt; ++u) {
+            const vf r = vf_fnma(dmin, vf_cvt(vi_add(s2[0][u], s2[1][u])), vf_mul(vf_cvt(vi_add(s1[0][u], s1[1][u])), d));
+            acc[u] = vf_fma(r, vf_set1(xs[u]->d), acc[u]);
+        }
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
+}
+
+/* lc_vec_dot_q2_K_gemm's order (llama.cpp's repacked Q2_K GEMM) */
+static inline __attribute__((always_inline)) void q2_K_gemm(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[KQ_TOKENS], acc_min[KQ_TOKENS];
+    for (int u = 0; u < nt; ++u) { acc[u] = vf_zero(); acc_min[u] = vf_zero(); }
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[KQ_TOKENS];
+        vi s1[2][KQ_TOKENS], s2[2][KQ_TOKENS];
+        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
+        q2_K_half_sums(p, xs, nt, s1, s2);
+        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
+        for (int u = 0; u < nt; ++u) {
+            const vf scale = vf_mul(d, vf_set1(xs[u]->d)), scale_min = vf_mul(dmin, vf_set1(xs[u]->d));
+            for (int h = 0; h < 2; ++h) {
+                acc[u] = vf_fma(vf_cvt(s1[h][u]), scale, acc[u]);
+                acc_min[u] = vf_fma(vf_cvt(s2[h][u]), scale_min, acc_min[u]);
+            }
+        }
+    }
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_sub(acc[u], acc_min[u]), nrows);
+}
+
 /* lc_vec_dot_q4_K's order (llama.cpp's repacked Q4_K GEMV, which its mul_mat_id takes for every
  * routed row): per super-block the whole integer scale sum fused into one running sum with
  * d * d_x, the whole min sum into another with -(dmin * d_x), the two added at the end */
@@ -410,6 +512,12 @@ static inline __attribute__((always_inline)) void q6_K_tiled(const void *packed,
         float *y, size_t ldy, int nrows, const int nt) {
     (void)x_block;
     sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 32, 0);
+}
+
+static inline __attribute__((always_inline)) void q3_K_tiled(const void *packed, int64_t nb, const char *const *x, size_t x_block,
+        float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    sub16_tiled(packed, nb, x, y, ldy, nrows, nt, 4, 0);
 }
 
 static inline __attribute__((always_inline)) void iq_tiled(const void *packed, int64_t nb, const char *const *x,
@@ -627,7 +735,8 @@ LEGACY_VECTOR_KERNEL(legacy_q4_0_block_sums, 0, 8, 0, 1)
 
 size_t lc_packed_bytes(int type, int64_t k) {
     if (is_legacy(type)) return (size_t)(k / 32) * sizeof(legacy_packed);
-    if (type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K) return (size_t)(k / QK_K) * sizeof(kq_packed);
+    if (type == LC_TYPE_Q2_K || type == LC_TYPE_Q3_K || type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K)
+        return (size_t)(k / QK_K) * sizeof(kq_packed);
 #if defined(LC_PACK_IQ)
     if (is_iq(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
 #endif
@@ -698,6 +807,10 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     case LC_TYPE_Q5_1: OVER_TILES(legacy_q5_1) OVER_LEGACY_TOKENS(legacy_q5_1)
     case LC_TYPE_Q8_0: OVER_TILES(legacy_q8_0) OVER_LEGACY_TOKENS(legacy_q8_0)
     case LC_TYPE_Q6_K: OVER_KQ_TOKENS(q6_K_tiled)
+    case LC_TYPE_Q3_K: OVER_KQ_TOKENS(q3_K_tiled)
+    case LC_TYPE_Q2_K:
+        if (order == LC_ORDER_KQ_GEMM) { OVER_KQ_TOKENS(q2_K_gemm) }
+        OVER_KQ_TOKENS(q2_K_tiled)
     case LC_TYPE_IQ4_XS: case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS:
     case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_KQ_TOKENS(iq_tiled)
     default:

@@ -163,14 +163,16 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
         return LC_ORDER_KQ_TILED;
     }
     lc_vec_dot_fn gemm_dot;
-    if (nd->type == LC_TYPE_Q4_K && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0) return LC_ORDER_KQ_GEMM;
+    if (lc_packed_bytes(nd->type, nd->ne[0]) && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0)
+        return LC_ORDER_KQ_GEMM;
     if (q4_0_repacked(nd) && nd->ne[1] >= PACKED_MIN_TOKENS) {
         *n_packed = nd->ne[1];
         return LC_ORDER_BLOCK_SUMS;
     }
     /* the K-quants' packed kernels have the tiled and GEMM orders, and Q4_K vec_dot's, which a routed
      * repacked Q4_K takes (llama.cpp's mul_mat_id runs its GEMV on every routed row) */
-    const int k_quant = nd->type == LC_TYPE_Q4_K || nd->type == LC_TYPE_Q5_K || nd->type == LC_TYPE_Q6_K;
+    const int k_quant = nd->type == LC_TYPE_Q2_K || nd->type == LC_TYPE_Q3_K || nd->type == LC_TYPE_Q4_K ||
+                        nd->type == LC_TYPE_Q5_K || nd->type == LC_TYPE_Q6_K;
     const int vec_dot_packed = !k_quant || (nd->type == LC_TYPE_Q4_K && nd->i[0] == LC_MM_ROUTED);
     const int64_t min_tokens = k_quant ? LC_ROUTED_Q4_K_PACKED_MIN_TOKENS : PACKED_MIN_TOKENS;
     if (vec_dot_packed && nd->ne[1] >= min_tokens && lc_packed_bytes(nd->type, nd->ne[0])) {

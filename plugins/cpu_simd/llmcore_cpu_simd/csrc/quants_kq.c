@@ -23,26 +23,6 @@ static inline float tiled_add(float acc, int32_t s1, float d, int32_t s2, float 
     return fmaf(result, d_x, acc);  /* ggml's build fuses the kernel's multiply and add */
 }
 
-/* Q3_K: 12 bytes -> 16 six-bit scales (0..63, 32 = zero), as four little-endian words. Low nibbles:
- * bytes 0-7 (scales 0-7), their high nibbles (scales 8-15); top 2 bits: bytes 8-11, bit pair k for
- * scales 4k..4k+3. */
-static inline void q3_scale_words(const uint8_t *q, uint32_t words[4]) {
-    uint32_t w[3];
-    memcpy(w, q, 12);
-    words[0] = (w[0] & 0x0f0f0f0fu) | ((w[2] & 0x03030303u) << 4);
-    words[1] = (w[1] & 0x0f0f0f0fu) | (((w[2] >> 2) & 0x03030303u) << 4);
-    words[2] = ((w[0] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 4) & 0x03030303u) << 4);
-    words[3] = ((w[1] >> 4) & 0x0f0f0f0fu) | (((w[2] >> 6) & 0x03030303u) << 4);
-}
-
-static inline void unpack_q3_scales(const uint8_t *q, int8_t sc[16]) {
-    uint32_t words[4];
-    uint8_t u[16];
-    q3_scale_words(q, words);
-    memcpy(u, words, 16);
-    for (int j = 0; j < 16; ++j) sc[j] = (int8_t)(u[j] - 32);
-}
-
 /* ---- Q8_K activation quantizer and dequantizers ----
  * These must round exactly like ggml's reference C (no FMA contraction), so fp contraction is
  * switched off for this section whatever the ISA flags are. */
@@ -173,7 +153,7 @@ void lc_dequant_row_q3_K(const void *w_row, float *y, int64_t n) {
     int8_t sc[16];
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const float d = LC_H2F(x[i].d);
-        unpack_q3_scales(x[i].scales, sc);
+        lc_unpack_q3_scales(x[i].scales, sc);
         for (int sb = 0; sb < 16; ++sb) {
             const int chunk = sb / 2;                 /* 32-element chunk: high-bit index */
             const uint8_t *q = x[i].qs + 32 * (chunk / 4) + 16 * (sb & 1);
@@ -258,7 +238,7 @@ void lc_dequant_row_q6_K(const void *w_row, float *y, int64_t n) {
 /* one Q3_K block's exact integer products in ggml's 8 int32 lanes */
 static inline void q3_K_block_lanes(const block_q3_K *x, const block_q8_K *y, int32_t sumi[8]) {
     int8_t sc[16];
-    unpack_q3_scales(x->scales, sc);
+    lc_unpack_q3_scales(x->scales, sc);
     memset(sumi, 0, 8 * sizeof(int32_t));
     for (int e = 0; e < QK_K; ++e) {
         const int chunk = e / 32;
@@ -369,7 +349,7 @@ static inline void q2_K_half_sums(const block_q2_K *x, const block_q8_K *y, int3
 static inline __m256i q3_K_block_isum(const block_q3_K *x, const block_q8_K *y) {
     const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
     uint32_t words[4];
-    q3_scale_words(x->scales, words); /* kept in registers: no store-to-load round trip */
+    lc_q3_scale_words(x->scales, words); /* kept in registers: no store-to-load round trip */
     const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]), _mm_set1_epi8(32));
     const __m256i sc_b = _mm256_broadcastsi128_si256(sc8);
     __m256i pattern = LC_PAIR_PATTERN0;
@@ -540,7 +520,7 @@ void lc_vec_dot_q3_K(int n, float *s, const void *w_row, const void *x_row) {
     int8_t sc[16];
     float sumf = 0.f;
     for (int i = 0; i < n / QK_K; ++i) {
-        unpack_q3_scales(x[i].scales, sc);
+        lc_unpack_q3_scales(x[i].scales, sc);
         const uint8x16_t hm0 = vld1q_u8(x[i].hmask), hm1 = vld1q_u8(x[i].hmask + 16);
         const int8_t *q8 = y[i].qs;
         int isum = 0;
