@@ -73,6 +73,7 @@ void lc_vec_dot_q4_1(int n, float *s, const void *w, const void *x);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q2_K_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
@@ -520,22 +521,24 @@ def test_q4_K_gemv_equals_vec_dot_bit_for_bit(libs):
                                               err_msg=f"{lvl} k={k} prefetch={prefetch}")
 
 
-def test_q5_K_gemv_equals_vec_dot_bit_for_bit(libs):
-    """Decode's one-token Q5_K product (four rows at a time on AVX2 and AVX-512, the last few one by
-    one) gives each row exactly lc_vec_dot_q5_K's output, on every ISA level, for row counts that are
-    and are not multiples of four."""
+@pytest.mark.parametrize(("name", "kernel"), [("q5_K", "q5_K"), ("q2_K", "q2_K_repacked")])
+def test_k_quant_gemvs_equal_vec_dot_bit_for_bit(libs, name, kernel):
+    """Decode's one-token Q5_K and (repacked) Q2_K products (four rows at a time on AVX2 and AVX-512,
+    the last few one by one) give each row exactly the one-row kernel's output, on every ISA level,
+    for row counts that are and are not multiples of four."""
     rng = np.random.default_rng(19)
     for k in (256, 1536, 2816):
         nrows = 13
-        w = np.concatenate([random_weight_row("q5_K", k, rng) for _ in range(nrows)])
+        w = np.concatenate([random_weight_row(name, k, rng) for _ in range(nrows)])
         row_bytes = len(w) // nrows
         xq = quantize_activations("q8_K", random_activations(k, rng), libs["scalar"])
         for lvl, lib in libs.items():
-            expected = np.array([run_dot(lib, "q5_K", k, w[r * row_bytes:(r + 1) * row_bytes], xq)
+            expected = np.array([run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)
             for rows, prefetch in itertools.product((1, 4, 5, 8, 13), (1, 0)):
                 y = np.full(nrows, np.nan, np.float32)
-                lib.lc_gemv_q5_K(k, _ptr(w), row_bytes, rows, _ptr(xq), _FFI.cast("float *", y.ctypes.data), prefetch)
+                getattr(lib, f"lc_gemv_{kernel}")(k, _ptr(w), row_bytes, rows, _ptr(xq),
+                                                  _FFI.cast("float *", y.ctypes.data), prefetch)
                 np.testing.assert_array_equal(y[:rows].view(np.uint32), expected[:rows].view(np.uint32),
                                               err_msg=f"{lvl} k={k} rows={rows}")
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"

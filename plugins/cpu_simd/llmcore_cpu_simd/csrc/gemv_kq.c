@@ -1,4 +1,4 @@
-/* One token times many Q4_K, Q5_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and
+/* One token times many Q2_K, Q4_K, Q5_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and
  * the routed experts'), each row with its vec_dot's bits.
  *
  * Q4_K's vec_dot has two float steps per super-block, fmas of exact integer sums, so any way of
@@ -442,6 +442,32 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
 }
 
+/* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
+ * AVX-512): each row's exact scale and min sums of a block (vec_dot's lanes, reduced for the four rows
+ * together), fused into the rows' two running sums with d * d_x and dmin * d_x */
+static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_K *x = vx;
+    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        prefetch_ahead(w, sizeof(block_q2_K), i, prefetch);
+        __m256i isum[LC_GEMV_ROWS], imin[LC_GEMV_ROWS];
+        const void *d[LC_GEMV_ROWS], *dmin[LC_GEMV_ROWS];
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * row_bytes) + i;
+            __m256i halves[2];
+            lc_q2_K_block_isums(b, x + i, halves, &imin[r]);
+            isum[r] = _mm256_add_epi32(halves[0], halves[1]);
+            d[r] = &b->d;
+            dmin[r] = &b->dmin;
+        }
+        const __m128 xd = _mm_set1_ps(x[i].d);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), xd), acc);
+        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(imin)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(dmin)), xd), acc_min);
+    }
+    _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
+}
+
 #define GEMV4(name) gemv4_##name
 
 #else
@@ -455,6 +481,9 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q4_K); }
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q5_K); }
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q6_K); }
+void lc_gemv_q2_K_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(q2_K), lc_vec_dot_q2_K_repacked, 1, prefetch);
+}
 #if defined(LC_GEMV_IQ4_XS)
 void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(iq4_xs); }
 #endif

@@ -75,6 +75,50 @@ static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t 
 }
 
 #if defined(LC_AVX2)
+/* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
+static inline __m256i lc_madd_acc_epi16(__m256i acc, __m256i a, __m256i b) {
+#if defined(LC_VNNI)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+/* 16-scale types (Q2_K, Q3_K, Q6_K): a madd operand whose int16 lanes 0-7 hold scale[2m] and lanes
+ * 8-15 scale[2m+1], i.e. the scales of the two 16-element halves of the m-th 32-byte activation
+ * chunk. sc_b holds the 16 (signed) scale bytes in both 128-bit lanes; each byte is duplicated
+ * into an int16 and arithmetic-shifted down, which sign-extends it. */
+#define LC_PAIR_PATTERN0 _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101)
+static inline __m256i lc_next_scale_pair(__m256i sc_b, __m256i *pattern) {
+    const __m256i s = _mm256_srai_epi16(_mm256_shuffle_epi8(sc_b, *pattern), 8);
+    *pattern = _mm256_add_epi16(*pattern, _mm256_set1_epi16(0x0202));
+    return s;
+}
+
+/* One Q2_K block's exact integer sums in ggml's 8 int32 lanes, per 128-value half h: isum[h] the
+ * scaled products (lanes: pairs of 16-value sub-blocks), and summs the mins times the activations'
+ * sums (lane k: sub-blocks 2k and 2k + 1; lanes 0-3 the first half) */
+static inline void lc_q2_K_block_isums(const block_q2_K *x, const block_q8_K *y, __m256i isum[2], __m256i *summs) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    *summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y->bsums));
+    const __m256i sc_b = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
+    __m256i pattern = LC_PAIR_PATTERN0;
+    const int8_t *q8 = y->qs;
+    for (int h = 0; h < 2; ++h) {
+        __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
+        isum[h] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j, q8 += 32) {
+            const __m256i q = _mm256_and_si256(bits, m3);
+            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+            isum[h] = lc_madd_acc_epi16(isum[h], p, lc_next_scale_pair(sc_b, &pattern));
+            bits = _mm256_srli_epi16(bits, 2);
+        }
+    }
+}
+
 /* Q6_K's unsigned quants (q + 32, 0..63) of half h of block b (values 128h..128h+127) as four
  * vectors of 32, in the activations' order: the low four bits from ql, the high two from qh
  * (vec_dot's and the GEMV's unpacking) */

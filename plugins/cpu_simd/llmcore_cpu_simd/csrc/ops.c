@@ -200,8 +200,9 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     (void)scratch;
     (void)order;
 #endif
-    /* Q4_0's GEMV has the repacked order */
-    const lc_gemv_fn gemv = m == 1 && (nd->type != LC_TYPE_Q4_0 || q4_0_repacked(nd)) ? lc_gemv_for(nd->type) : NULL;
+    /* Q4_0's and Q2_K's GEMVs have the repacked orders */
+    const int gemv_order = (nd->type != LC_TYPE_Q4_0 || q4_0_repacked(nd)) && (nd->type != LC_TYPE_Q2_K || q2_K_repacked(nd));
+    const lc_gemv_fn gemv = m == 1 && gemv_order ? lc_gemv_for(nd->type) : NULL;
     if (gemv) {
         gemv(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, y + r0, lc_gemv_prefetches(nd->type));
         lc_add_bias(y, (size_t)n, 1, r0, r1, bias);

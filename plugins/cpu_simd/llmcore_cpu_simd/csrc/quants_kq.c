@@ -275,50 +275,6 @@ static inline void q2_K_half_sums(const block_q2_K *x, const block_q8_K *y, int3
 
 #if defined(LC_AVX2)
 
-/* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
-static inline __m256i madd_acc_epi16(__m256i acc, __m256i a, __m256i b) {
-#if defined(LC_VNNI)
-    return _mm256_dpwssd_epi32(acc, a, b);
-#else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
-#endif
-}
-
-/* 16-scale types (Q2_K, Q3_K, Q6_K): a madd operand whose int16 lanes 0-7 hold scale[2m] and lanes
- * 8-15 scale[2m+1], i.e. the scales of the two 16-element halves of the m-th 32-byte activation
- * chunk. sc_b holds the 16 (signed) scale bytes in both 128-bit lanes; each byte is duplicated
- * into an int16 and arithmetic-shifted down, which sign-extends it. */
-#define LC_PAIR_PATTERN0 _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101, 0x0101)
-static inline __m256i next_scale_pair(__m256i sc_b, __m256i *pattern) {
-    const __m256i s = _mm256_srai_epi16(_mm256_shuffle_epi8(sc_b, *pattern), 8);
-    *pattern = _mm256_add_epi16(*pattern, _mm256_set1_epi16(0x0202));
-    return s;
-}
-
-/* One Q2_K block's exact integer sums in ggml's 8 int32 lanes, per 128-value half h: isum[h] the
- * scaled products (lanes: pairs of 16-value sub-blocks), and summs the mins times the activations'
- * sums (lane k: sub-blocks 2k and 2k + 1; lanes 0-3 the first half) */
-static inline void q2_K_block_isums(const block_q2_K *x, const block_q8_K *y, __m256i isum[2], __m256i *summs) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0xF);
-    const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
-    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-    *summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y->bsums));
-    const __m256i sc_b = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
-    __m256i pattern = LC_PAIR_PATTERN0;
-    const int8_t *q8 = y->qs;
-    for (int h = 0; h < 2; ++h) {
-        __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * h));
-        isum[h] = _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j, q8 += 32) {
-            const __m256i q = _mm256_and_si256(bits, m3);
-            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
-            isum[h] = madd_acc_epi16(isum[h], p, next_scale_pair(sc_b, &pattern));
-            bits = _mm256_srli_epi16(bits, 2);
-        }
-    }
-}
-
 /* ggml's order: per block the mins' lanes times -dmin * d_x, then the scaled products' lanes times
  * d * d_x, fused into the same 8 float lanes; hsum at the end */
 void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
@@ -329,7 +285,7 @@ void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
         const float dall = y[i].d * LC_H2F(x[i].d);
         const float dmin = -y[i].d * LC_H2F(x[i].dmin);
         __m256i isum[2], summs;
-        q2_K_block_isums(x + i, y + i, isum, &summs);
+        lc_q2_K_block_isums(x + i, y + i, isum, &summs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
     }
@@ -338,7 +294,7 @@ void lc_vec_dot_q2_K(int n, float *s, const void *w_row, const void *x_row) {
 
 static inline void q2_K_half_sums(const block_q2_K *x, const block_q8_K *y, int32_t isum[2], int32_t imin[2]) {
     __m256i lanes[2], summs;
-    q2_K_block_isums(x, y, lanes, &summs);
+    lc_q2_K_block_isums(x, y, lanes, &summs);
     for (int h = 0; h < 2; ++h) isum[h] = lc_hsum_epi32_256(lanes[h]);
     const __m128i lo = _mm256_castsi256_si128(summs), hi = _mm256_extracti128_si256(summs, 1);
     imin[0] = _mm_extract_epi32(lo, 0) + _mm_extract_epi32(lo, 1) + _mm_extract_epi32(lo, 2) + _mm_extract_epi32(lo, 3);
@@ -364,7 +320,7 @@ static inline __m256i q3_K_block_isum(const block_q3_K *x, const block_q8_K *y) 
             const __m256i u = _mm256_or_si256(_mm256_and_si256(bits, m3), _mm256_and_si256(_mm256_slli_epi16(hbits, 2), m4));
             const __m256i y8 = _mm256_loadu_si256((const __m256i *)q8);
             const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y8), _mm256_maddubs_epi16(m4, y8));
-            isum = madd_acc_epi16(isum, p, next_scale_pair(sc_b, &pattern));
+            isum = lc_madd_acc_epi16(isum, p, lc_next_scale_pair(sc_b, &pattern));
             bits = _mm256_srli_epi16(bits, 2);
             hbits = _mm256_srli_epi16(hbits, 1);
         }
@@ -430,9 +386,9 @@ static inline void dot_k4_k5(int n, float *s, const void *w_row, const void *x_r
             }
             const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
             const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            isum = madd_acc_epi16(isum, p_lo, _mm256_shuffle_epi8(sc16, pattern));
+            isum = lc_madd_acc_epi16(isum, p_lo, _mm256_shuffle_epi8(sc16, pattern));
             pattern = _mm256_add_epi16(pattern, step);
-            isum = madd_acc_epi16(isum, p_hi, _mm256_shuffle_epi8(sc16, pattern));
+            isum = lc_madd_acc_epi16(isum, p_hi, _mm256_shuffle_epi8(sc16, pattern));
             pattern = _mm256_add_epi16(pattern, step);
         }
         if (with_high_bit) acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
@@ -454,7 +410,7 @@ static inline __m256i q6_K_block_isum(const block_q6_K *x, const block_q8_K *y) 
         lc_q6_K_unpack_half(x, h, u);
         for (int k = 0; k < 4; ++k, q8 += 32) {
             const __m256i p = _mm256_maddubs_epi16(u[k], _mm256_loadu_si256((const __m256i *)q8));
-            isum[k] = madd_acc_epi16(isum[k], p, lc_q6_K_scale_pair(s16, 4 * h + k));
+            isum[k] = lc_madd_acc_epi16(isum[k], p, lc_q6_K_scale_pair(s16, 4 * h + k));
         }
     }
     const __m256i total = _mm256_add_epi32(_mm256_add_epi32(isum[0], isum[1]), _mm256_add_epi32(isum[2], isum[3]));

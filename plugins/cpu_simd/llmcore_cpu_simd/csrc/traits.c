@@ -110,6 +110,8 @@ static lc_gemv_fn gemv_kernel(int type) {
     case LC_TYPE_Q4_0: return lc_gemv_q4_0_repacked;
 #endif
 #if defined(LC_HAVE_GEMV_KQ)
+    /* in llama.cpp's repacked order: ops.c takes it only for the weights llama.cpp repacks */
+    case LC_TYPE_Q2_K: return lc_gemv_q2_K_repacked;
     case LC_TYPE_Q4_K: return lc_gemv_q4_K;
     /* Zen 4, rows of 1024 from RAM, one thread: 24.5 GB/s against vec_dot's 18.5 (AVX-512 build), 21.2 (AVX2) */
     case LC_TYPE_Q5_K: return lc_gemv_q5_K;
