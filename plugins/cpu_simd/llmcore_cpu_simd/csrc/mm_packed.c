@@ -409,33 +409,11 @@ static inline __attribute__((always_inline)) void q2_K_half_sums(const kq_packed
     }
 }
 
-/* lc_vec_dot_q2_K_tiled's order */
-static inline __attribute__((always_inline)) void q2_K_tiled(const void *packed, int64_t nb, const char *const *x,
-        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+/* Q2_K in lc_vec_dot_q2_K_tiled's order or, with gemm, lc_vec_dot_q2_K_gemm's (llama.cpp's repacked
+ * Q2_K GEMM) */
+static inline __attribute__((always_inline)) void q2_K_orders(const void *packed, int64_t nb, const char *const *x,
+        float *y, size_t ldy, int nrows, const int nt, const int gemm) {
     const kq_packed *pk = packed;
-    (void)x_block;
-    vf acc[KQ_TOKENS];
-    for (int u = 0; u < nt; ++u) acc[u] = vf_zero();
-    for (int64_t i = 0; i < nb; ++i) {
-        const kq_packed *p = pk + i;
-        const block_q8_K *xs[KQ_TOKENS];
-        vi s1[2][KQ_TOKENS], s2[2][KQ_TOKENS];
-        for (int u = 0; u < nt; ++u) xs[u] = (const block_q8_K *)x[u] + i;
-        q2_K_half_sums(p, xs, nt, s1, s2);
-        const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
-        for (int u = 0; u < nt; ++u) {
-            const vf r = vf_fnma(dmin, vf_cvt(vi_add(s2[0][u], s2[1][u])), vf_mul(vf_cvt(vi_add(s1[0][u], s1[1][u])), d));
-            acc[u] = vf_fma(r, vf_set1(xs[u]->d), acc[u]);
-        }
-    }
-    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, acc[u], nrows);
-}
-
-/* lc_vec_dot_q2_K_gemm's order (llama.cpp's repacked Q2_K GEMM) */
-static inline __attribute__((always_inline)) void q2_K_gemm(const void *packed, int64_t nb, const char *const *x,
-        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
-    const kq_packed *pk = packed;
-    (void)x_block;
     vf acc[KQ_TOKENS], acc_min[KQ_TOKENS];
     for (int u = 0; u < nt; ++u) { acc[u] = vf_zero(); acc_min[u] = vf_zero(); }
     for (int64_t i = 0; i < nb; ++i) {
@@ -446,14 +424,32 @@ static inline __attribute__((always_inline)) void q2_K_gemm(const void *packed, 
         q2_K_half_sums(p, xs, nt, s1, s2);
         const vf d = vf_load(p->d), dmin = vf_load(p->dmin);
         for (int u = 0; u < nt; ++u) {
-            const vf scale = vf_mul(d, vf_set1(xs[u]->d)), scale_min = vf_mul(dmin, vf_set1(xs[u]->d));
+            const vf xd = vf_set1(xs[u]->d);
+            if (!gemm) {
+                const vf r = vf_fnma(dmin, vf_cvt(vi_add(s2[0][u], s2[1][u])), vf_mul(vf_cvt(vi_add(s1[0][u], s1[1][u])), d));
+                acc[u] = vf_fma(r, xd, acc[u]);
+                continue;
+            }
+            const vf scale = vf_mul(d, xd), scale_min = vf_mul(dmin, xd);
             for (int h = 0; h < 2; ++h) {
                 acc[u] = vf_fma(vf_cvt(s1[h][u]), scale, acc[u]);
                 acc_min[u] = vf_fma(vf_cvt(s2[h][u]), scale_min, acc_min[u]);
             }
         }
     }
-    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, vf_sub(acc[u], acc_min[u]), nrows);
+    for (int u = 0; u < nt; ++u) vf_store_rows(y + u * ldy, gemm ? vf_sub(acc[u], acc_min[u]) : acc[u], nrows);
+}
+
+static inline __attribute__((always_inline)) void q2_K_tiled(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    q2_K_orders(packed, nb, x, y, ldy, nrows, nt, 0);
+}
+
+static inline __attribute__((always_inline)) void q2_K_gemm(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    (void)x_block;
+    q2_K_orders(packed, nb, x, y, ldy, nrows, nt, 1);
 }
 
 /* lc_vec_dot_q4_K's order (llama.cpp's repacked Q4_K GEMV, which its mul_mat_id takes for every
