@@ -15,7 +15,7 @@ The other i-quant, ternary, FP4 and 1/2-bit types' vec_dot are held to ggml's ow
 quantized activations, at every ISA level (its vec_dot, or for IQ4_NL and MXFP4 its repacked GEMV:
 tests/fixtures/iquant/vec_dot.npz, computed by libggml-cpu with scripts/make_iquant_dot_goldens.py),
 and their dequant_row to llmcore's dequantizer. The packed GEMM of prompt batches gives the tiled
-kernels' bits for every 256-block i-quant. The
+kernels' bits for every 256-block i-quant, and IQ4_NL's and MXFP4's (their GEMVs too) their vec_dot's. The
 whole-model check against llama.cpp's own logits (which also covers the tiled orders of batches) is
 tests/test_iquant_goldens.py.
 """
@@ -42,7 +42,9 @@ NEW_TYPES = ["IQ4_NL", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S"
              "MXFP4", "NVFP4", "Q1_0", "Q2_0"]
 #: the types prompt batches multiply through the packed GEMM in the order of llama.cpp's tiled kernel
 PACKED_TYPES = ["IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M"]
-ORDER_KQ_TILED = 2  # lc_mm_packed.h
+#: the types whose every product is one running sum over the 32-blocks (llama.cpp's repacked orders)
+BLOCK_SUMS_TYPES = ["IQ4_NL", "MXFP4"]
+ORDER_KQ_TILED, ORDER_BLOCK_SUMS = 2, 4  # lc_mm_packed.h
 _FFI = cffi.FFI()
 _FFI.cdef("""
 void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
@@ -52,6 +54,8 @@ void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
 void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
@@ -247,3 +251,47 @@ def test_packed_gemm_equals_tiled_kernel(libs, type_name):
                 np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
                                               err_msg=f"{level} rows={nrows} tokens={n_tokens}")
                 assert np.isnan(y[:, nrows:]).all(), f"{level}: wrote past the block's rows"
+
+
+def _block_sums_case(type_name: str):
+    """ggml's rows and q8_0 activations of a repacked-order type, and a token of +-127 only: the
+    largest products the sign trick multiplies"""
+    goldens = np.load(DOT_GOLDENS)
+    rows, xq = goldens[f"{type_name}.rows"], goldens[f"{type_name}.xq"]
+    extreme = np.tile(np.frombuffer(np.float16(1.0).tobytes() + bytes([127, 129] * 16), np.uint8), 512 // 32)
+    return rows, np.concatenate([xq, extreme[None]])
+
+
+@pytest.mark.parametrize("type_name", BLOCK_SUMS_TYPES)
+def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
+    """Decode's four-row GEMV (AVX2 and AVX-512) and a prompt's packed GEMM (its block-sums order) give
+    each output of an IQ4_NL or MXFP4 matrix exactly as its vec_dot (llama.cpp's repacked GEMV, as
+    test_vec_dot_equals_ggml_at_every_isa_level holds it): row counts around the groups of four,
+    partial row blocks, token counts around the tile's."""
+    simd = {level: lib for level, lib in libs.items() if level != "scalar"}
+    if not simd:
+        pytest.skip("no AVX2 build runs on this CPU")
+    rows, xq = _block_sums_case(type_name)
+    qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
+    for level, lib in simd.items():
+        vec_dot = getattr(lib, f"lc_vec_dot_{name}")
+        expected = np.zeros((len(xq), len(rows)), np.float32)
+        for t, r in itertools.product(range(len(xq)), range(len(rows))):
+            vec_dot(n, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+        for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
+            y = np.full(nrows + 1, np.nan, np.float32)
+            getattr(lib, f"lc_gemv_{name}")(n, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
+            np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
+                                          err_msg=f"{level} GEMV rows={nrows}")
+            assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
+        scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
+        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
+        for nrows, n_tokens in itertools.product((1, 5, len(rows)), (1, 2, 3, len(xq))):
+            w, x = np.ascontiguousarray(rows[:nrows]), np.ascontiguousarray(xq[-n_tokens:])
+            ldy = nrows + 3
+            y = np.full((n_tokens, ldy), np.nan, np.float32)
+            lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
+            lib.lc_packed_mul(qtype, ORDER_BLOCK_SUMS, packed, nrows, n, ptr(x), x.shape[1], n_tokens, ptr(y, "float *"), ldy)
+            np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected[-n_tokens:, :nrows].view(np.uint32),
+                                          err_msg=f"{level} packed rows={nrows} tokens={n_tokens}")
+            assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"

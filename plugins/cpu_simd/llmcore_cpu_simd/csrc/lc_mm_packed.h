@@ -8,7 +8,9 @@
  *   LC_ORDER_KQ_TILED  Q2_K..Q6_K, the i-quants of 256-blocks: lc_vec_dot_*_tiled (llama.cpp's
  *                      tiled kernel; the i-quants where the build has ggml's tables)
  *   LC_ORDER_KQ_GEMM   Q4_K, Q2_K: lc_vec_dot_q4_K_gemm, lc_vec_dot_q2_K_gemm (llama.cpp's repacked GEMMs)
- *   LC_ORDER_BLOCK_SUMS Q4_0: lc_vec_dot_q4_0_repacked (llama.cpp's repacked GEMM and GEMV) */
+ *   LC_ORDER_BLOCK_SUMS Q4_0, IQ4_NL, MXFP4: lc_vec_dot_q4_0_repacked, lc_vec_dot_iq4_nl, lc_vec_dot_mxfp4
+ *                      (llama.cpp's repacked GEMM and GEMV; IQ4_NL and MXFP4 where the build has ggml's
+ *                      tables) */
 #ifndef LC_MM_PACKED_H
 #define LC_MM_PACKED_H
 

@@ -6,6 +6,8 @@
 #ifndef LC_QUANTS_IQ_H
 #define LC_QUANTS_IQ_H
 
+#include <string.h>
+
 #include "lc_types.h"
 
 typedef struct {
@@ -50,6 +52,18 @@ void lc_vec_dot_iq4_nl(int n, float *s, const void *w_row, const void *x_row);
 void lc_dequant_row_iq4_nl(const void *w_row, float *y, int64_t n);
 void lc_vec_dot_mxfp4(int n, float *s, const void *w_row, const void *x_row);
 void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n);
+/* one token times nrows IQ4_NL (MXFP4) rows, each output lc_vec_dot_iq4_nl's (mxfp4's) bits (AVX2
+ * builds: lc_gemv_for) */
+void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+
+/* ggml_e8m0_to_fp32_half: MXFP4's 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
+static inline float lc_e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
 /* NVFP4 . Q8_0 in ggml's AVX2 vec_dot order (llama.cpp does not repack it) */
 void lc_vec_dot_nvfp4(int n, float *s, const void *w_row, const void *x_row);
 void lc_dequant_row_nvfp4(const void *w_row, float *y, int64_t n);

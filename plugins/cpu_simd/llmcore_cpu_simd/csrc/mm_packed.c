@@ -44,6 +44,16 @@ static inline int is_iq(int type) {
 
 #if defined(LC_AVX512) || defined(LC_AVX2)
 
+/* IQ4_NL and MXFP4: 32 values looked up by their nibbles (where the build has ggml's tables) */
+static int is_nibble_lookup(int type) {
+#if defined(LC_PACK_IQ)
+    return type == LC_TYPE_IQ4_NL || type == LC_TYPE_MXFP4;
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
 /* ---- vectors of LC_PACKED_ROWS lanes ---- */
 
 #if defined(LC_AVX512)
@@ -234,7 +244,7 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
 /* what turns a lane of four unsigned quants (value + 128) into four signed bytes: the i-quants and
  * Q8_0 where SIGNED_PACK */
 static inline uint32_t sign_flip(int type) {
-    return SIGNED_PACK && (is_iq(type) || type == LC_TYPE_Q8_0) ? 0x80808080u : 0;
+    return SIGNED_PACK && (is_iq(type) || type == LC_TYPE_Q8_0 || is_nibble_lookup(type)) ? 0x80808080u : 0;
 }
 
 static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed) {
@@ -533,12 +543,26 @@ typedef struct {
 
 static int is_legacy(int type) {
     return type == LC_TYPE_Q4_0 || type == LC_TYPE_Q4_1 || type == LC_TYPE_Q5_0 || type == LC_TYPE_Q5_1 ||
-           type == LC_TYPE_Q8_0;
+           type == LC_TYPE_Q8_0 || is_nibble_lookup(type);
 }
 
-/* the 32 unsigned quants of one block (ggml element order), its d and (Q4_1, Q5_1) m */
+/* the 32 unsigned quants of one block (ggml element order; Q8_0, IQ4_NL, MXFP4: value + 128), its d and
+ * (Q4_1, Q5_1) m */
 static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], float *d, float *m) {
     switch (type) {
+#if defined(LC_PACK_IQ)
+    case LC_TYPE_IQ4_NL: case LC_TYPE_MXFP4: {
+        const int8_t *levels = type == LC_TYPE_IQ4_NL ? kvalues_iq4nl : kvalues_mxfp4;
+        const uint8_t *qs = type == LC_TYPE_IQ4_NL ? ((const block_iq4_nl *)blk)->qs : ((const block_mxfp4 *)blk)->qs;
+        for (int j = 0; j < 16; j++) {
+            vals[j] = (uint8_t)(levels[qs[j] & 0x0F] + 128);
+            vals[j + 16] = (uint8_t)(levels[qs[j] >> 4] + 128);
+        }
+        *d = type == LC_TYPE_IQ4_NL ? LC_H2F(((const block_iq4_nl *)blk)->d) : lc_e8m0_half(((const block_mxfp4 *)blk)->e);
+        *m = 0.0f;
+        return;
+    }
+#endif
     case LC_TYPE_Q8_0: {
         const block_q8_0 *b = (const block_q8_0 *)blk;
         for (int j = 0; j < 32; j++) vals[j] = (uint8_t)(b->qs[j] + 128);
@@ -724,8 +748,10 @@ LEGACY_KERNEL(legacy_q4_1, 1, 0, 0)
 LEGACY_KERNEL(legacy_q5_0, 0, 16, 0)
 LEGACY_KERNEL(legacy_q5_1, 1, 0, 0)
 LEGACY_KERNEL(legacy_q8_0, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK)
-/* the repacked Q4_0's order, by the vector kernel only (the AMX tiles' lane sums serve vec_dot's order) */
+/* the repacked Q4_0's, IQ4_NL's and MXFP4's order, by the vector kernel only (the AMX tiles' lane sums
+ * serve vec_dot's order) */
 LEGACY_VECTOR_KERNEL(legacy_q4_0_block_sums, 0, 8, 0, 1)
+LEGACY_VECTOR_KERNEL(legacy_nibble_lookup_block_sums, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK, 1)
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 
@@ -795,6 +821,7 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
     const size_t x_block = x_bytes / (size_t)nb;
     int64_t t = 0;
     switch (type) {
+    case LC_TYPE_IQ4_NL: case LC_TYPE_MXFP4: OVER_LEGACY_TOKENS(legacy_nibble_lookup_block_sums)
     case LC_TYPE_Q4_0:
         if (order == LC_ORDER_BLOCK_SUMS) { OVER_LEGACY_TOKENS(legacy_q4_0_block_sums) }
         OVER_TILES(legacy_q4_0) OVER_LEGACY_TOKENS(legacy_q4_0)

@@ -145,6 +145,12 @@ static int64_t repacked_gemm_tokens(const lc_node *nd, lc_vec_dot_fn *gemm_dot) 
  * over the blocks (lc_vec_dot_q4_0_repacked); the other Q4_0 weights with vec_dot (lc_vec_dot_q4_0) */
 static int q4_0_repacked(const lc_node *nd) { return nd->type == LC_TYPE_Q4_0 && nd->ne[2] % 8 == 0; }
 
+/* the weights whose products are one running sum over the 32-blocks (the packed GEMM's block sums):
+ * the Q4_0 ones llama.cpp repacks, IQ4_NL and MXFP4 (lc_vec_dot_iq4_nl's and lc_vec_dot_mxfp4's order) */
+static int block_sums_order(const lc_node *nd) {
+    return q4_0_repacked(nd) || nd->type == LC_TYPE_IQ4_NL || nd->type == LC_TYPE_MXFP4;
+}
+
 /* A prompt batch this long or longer goes through the packed GEMM (lc_mm_packed.h) when the weight
  * type has one: it unpacks each block of rows once for all tokens, which a few tokens do not repay.
  * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
@@ -165,7 +171,7 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
     lc_vec_dot_fn gemm_dot;
     if (lc_packed_bytes(nd->type, nd->ne[0]) && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0)
         return LC_ORDER_KQ_GEMM;
-    if (q4_0_repacked(nd) && nd->ne[1] >= PACKED_MIN_TOKENS) {
+    if (block_sums_order(nd) && nd->ne[1] >= PACKED_MIN_TOKENS && lc_packed_bytes(nd->type, nd->ne[0])) {
         *n_packed = nd->ne[1];
         return LC_ORDER_BLOCK_SUMS;
     }

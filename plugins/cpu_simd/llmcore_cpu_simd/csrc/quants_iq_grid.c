@@ -11,6 +11,7 @@
  * ggml-common.h's, from ggml_tables.h (llmcore's one copy, written by build.py). */
 #if __has_include("ggml_tables.h")
 #include "ggml_tables.h"
+#include "lc_gemv.h"
 #include "lc_quants_iq.h"
 #include "lc_simd.h"
 
@@ -417,25 +418,35 @@ TERNARY(tq2_0)
 /* ---- IQ4_NL and MXFP4: 4-bit indices into 16 levels, one scale per 32 values ------------------ */
 
 /* a 32-value block's exact integer dot (low nibbles: values 0..15, high: 16..31) */
+#if defined(LC_AVX2)
+/* the block's 32 values looked up by their nibbles (levels in both 128-bit lanes) as signed bytes in
+ * ggml's element order */
+static inline __m256i nibble_values(__m256i levels, const uint8_t *qs) { return _mm256_shuffle_epi8(levels, lc_unpack_nibbles(qs)); }
+
+/* int32 lanes of the products of signed values v (|v| <= 127) with activations q8 (never -128): ggml's
+ * sign trick, |v| times q8 with v's sign */
+static inline __m256i signed_dot_lanes(__m256i v, const int8_t *q8) {
+    const __m256i y = _mm256_loadu_si256((const __m256i *)q8);
+    return lc_dot_us8_256(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
+}
+
+static inline int32_t nibble_block_dot(const int8_t levels[16], const uint8_t *qs, const int8_t *q8) {
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)levels));
+    return lc_hsum_epi32_256(signed_dot_lanes(nibble_values(lut, qs), q8));
+}
+#else
 static inline int32_t nibble_block_dot(const int8_t levels[16], const uint8_t *qs, const int8_t *q8) {
     int32_t sum = 0;
     for (int j = 0; j < 16; ++j) sum += levels[qs[j] & 0xF] * q8[j] + levels[qs[j] >> 4] * q8[j + 16];
     return sum;
 }
+#endif
 
 static inline void nibble_block_dequant(const int8_t levels[16], const uint8_t *qs, float d, float *y) {
     for (int j = 0; j < 16; ++j) {
         y[j] = d * (float)levels[qs[j] & 0xF];
         y[j + 16] = d * (float)levels[qs[j] >> 4];
     }
-}
-
-/* ggml_e8m0_to_fp32_half: MXFP4's 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
-static inline float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    float f;
-    memcpy(&f, &bits, sizeof(f));
-    return f;
 }
 
 /* llama.cpp repacks these weights (rows a multiple of 8) and multiplies them with its x86 GEMV/GEMM,
@@ -455,9 +466,60 @@ void lc_vec_dot_mxfp4(int n, float *s, const void *w_row, const void *x_row) {
     const block_q8_0 *y = (const block_q8_0 *)x_row;
     float acc = 0.0f;
     for (int i = 0; i < n / QK_MXFP4; ++i)
-        acc = fmaf((float)nibble_block_dot(kvalues_mxfp4, x[i].qs, y[i].qs), e8m0_half(x[i].e) * LC_H2F(y[i].d), acc);
+        acc = fmaf((float)nibble_block_dot(kvalues_mxfp4, x[i].qs, y[i].qs), lc_e8m0_half(x[i].e) * LC_H2F(y[i].d), acc);
     *s = acc;
 }
+
+#if defined(LC_AVX2)
+/* the next group's bytes asked for this far past its start (lc_prefetch_step_share), as Q5_0's GEMV */
+enum { NIBBLES_PREFETCH_PAST_GROUP = 1024 };
+
+/* Four rows of lc_vec_dot_iq4_nl (mxfp4: of lc_vec_dot_mxfp4), the repacked GEMV's order: per block
+ * the four rows' exact integer dots reduced together, fused into their running sums times d_w * d_x */
+static inline __attribute__((always_inline)) void gemv4_nibbles(int64_t nb, const uint8_t *w, size_t row_bytes,
+        const void *vx, float *y, int prefetch, const int mxfp4) {
+    const block_q8_0 *x = vx;
+    const size_t block_bytes = mxfp4 ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(mxfp4 ? kvalues_mxfp4 : kvalues_iq4nl)));
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(NIBBLES_PREFETCH_PAST_GROUP, prefetch);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
+        __m256i isum[LC_GEMV_ROWS];
+        float d[LC_GEMV_ROWS];
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const uint8_t *b = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
+            if (mxfp4) {
+                d[r] = lc_e8m0_half(((const block_mxfp4 *)b)->e);
+                isum[r] = signed_dot_lanes(nibble_values(lut, ((const block_mxfp4 *)b)->qs), x[i].qs);
+            } else {
+                d[r] = LC_H2F(((const block_iq4_nl *)b)->d);
+                isum[r] = signed_dot_lanes(nibble_values(lut, ((const block_iq4_nl *)b)->qs), x[i].qs);
+            }
+        }
+        const __m128 scale = _mm_mul_ps(_mm_loadu_ps(d), _mm_set1_ps(LC_H2F(x[i].d)));
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), scale, acc);
+    }
+    _mm_storeu_ps(y, acc);
+}
+
+static void gemv4_iq4_nl(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    gemv4_nibbles(nb, w, row_bytes, vx, y, prefetch, 0);
+}
+
+static void gemv4_mxfp4(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    gemv4_nibbles(nb, w, row_bytes, vx, y, prefetch, 1);
+}
+
+void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK4_NL, gemv4_iq4_nl, lc_vec_dot_iq4_nl, 0, prefetch);
+}
+
+void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_MXFP4, gemv4_mxfp4, lc_vec_dot_mxfp4, 0, prefetch);
+}
+#endif
 
 void lc_dequant_row_iq4_nl(const void *w_row, float *y, int64_t n) {
     const block_iq4_nl *x = (const block_iq4_nl *)w_row;
@@ -466,7 +528,7 @@ void lc_dequant_row_iq4_nl(const void *w_row, float *y, int64_t n) {
 
 void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n) {
     const block_mxfp4 *x = (const block_mxfp4 *)w_row;
-    for (int64_t i = 0; i < n / QK_MXFP4; ++i) nibble_block_dequant(kvalues_mxfp4, x[i].qs, e8m0_half(x[i].e), y + QK_MXFP4 * i);
+    for (int64_t i = 0; i < n / QK_MXFP4; ++i) nibble_block_dequant(kvalues_mxfp4, x[i].qs, lc_e8m0_half(x[i].e), y + QK_MXFP4 * i);
 }
 
 /* ---- NVFP4: E2M1 levels (doubled) and a UE4M3 scale per 16 values, 64 values a block ------------ */

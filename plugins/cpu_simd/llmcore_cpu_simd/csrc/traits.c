@@ -130,6 +130,10 @@ static lc_gemv_fn gemv_kernel(int type) {
 #if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2) && defined(LC_HAVE_NEW_TYPES) /* IQ4_XS's reads ggml's levels from ggml_tables.h */
     case LC_TYPE_IQ4_XS: return lc_gemv_iq4_xs;
 #endif
+#if defined(LC_HAVE_IQ) && defined(LC_AVX2) && defined(LC_HAVE_NEW_TYPES) /* quants_iq_grid.c's */
+    case LC_TYPE_IQ4_NL: return lc_gemv_iq4_nl;
+    case LC_TYPE_MXFP4: return lc_gemv_mxfp4;
+#endif
     default: return 0;
     }
 }
