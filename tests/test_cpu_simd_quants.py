@@ -92,6 +92,7 @@ void lc_vec_dot_q4_0_repacked(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_bf16(int n, float *s, const void *w, const void *x);
+void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
 void lc_dequant_row_q2_K(const void *w, float *y, int64_t n);
 void lc_dequant_row_q3_K(const void *w, float *y, int64_t n);
 void lc_dequant_row_q4_K(const void *w, float *y, int64_t n);
@@ -628,6 +629,34 @@ def test_f16_tile_matches_tinyblas_formula(libs):
                                              4 * n, nx)
                     np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                                   err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
+
+
+def test_bf16_tile_matches_tinyblas_formula(libs):
+    """The BF16 matmul's tile for two or more tokens adds up as tinyBLAS's AVX2 form (values widened to
+    floats, 8 lanes of fmas, its hsum) on the AVX2 and scalar builds, for each number of weight and
+    activation rows; the AVX-512 build's dpbf16 form (its instruction's own roundings) is held to
+    llama.cpp's logits by tests/test_kquant_goldens.py's bf16 fixture."""
+    rng = np.random.default_rng(37)
+    to_bf16 = lambda a: (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    for n in (64, 576):
+        w, x = to_bf16(rng.standard_normal((2, n))), to_bf16(rng.standard_normal((4, n)))
+        wf, xf = ((a.astype(np.uint32) << 16).view(np.float32) for a in (w, x))
+        expected = np.zeros((4, 2), np.float32)
+        for j, i in itertools.product(range(4), range(2)):
+            lanes = np.zeros(8, np.float32)
+            for c in range(0, n, 8):
+                lanes = _fma32(wf[i, c:c + 8], xf[j, c:c + 8], lanes)
+            t4 = lanes[4:] + lanes[:4]
+            expected[j, i] = np.float32((t4[0] + t4[2]) + (t4[1] + t4[3]))
+        for lvl in ("avx2", "avx2_vnni", "scalar"):
+            if lvl not in libs:
+                continue
+            for nw, nx in itertools.product((1, 2), (1, 2, 3, 4)):
+                y = np.zeros((4, 2), np.float32)
+                libs[lvl].lc_tile_bf16_tinyblas(n, _FFI.cast("float *", y.ctypes.data), 2, _ptr(w), 2 * n, nw, _ptr(x),
+                                                2 * n, nx)
+                np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
+                                              err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
 
 
 def test_f16_gemm_matches_tinyblas_formula(libs):

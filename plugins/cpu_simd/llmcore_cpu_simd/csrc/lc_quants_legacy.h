@@ -16,14 +16,16 @@ void lc_vec_dot_q4_0_repacked(int n, float *s, const void *w_row, const void *x_
 void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_q5_1(int n, float *s, const void *w_row, const void *x_row);
 void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row);
-/* BF16 . BF16 in the order of llamafile's tinyBLAS (ggml's batches of two or more tokens); n a multiple
- * of LC_BF16_TINYBLAS_STEP, the values its GEMM takes a step */
+/* BF16 . BF16 in the order of llamafile's tinyBLAS (ggml's batches of two or more tokens) for nw (<= 2)
+ * weight rows by nx (<= LC_TILE_X) activation rows (lc_tile_fn's layout); n a multiple of
+ * LC_BF16_TINYBLAS_STEP, the values its GEMM takes a step */
 #if defined(LC_AVX512) && defined(__AVX512BF16__)
 #define LC_BF16_TINYBLAS_STEP 32
 #else
 #define LC_BF16_TINYBLAS_STEP 8
 #endif
-void lc_vec_dot_bf16_tinyblas(int n, float *s, const void *w_row, const void *x_row);
+void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x,
+                           size_t x_stride, int nx);
 
 /* one token times nrows Q5_0 rows, each output lc_vec_dot_q5_0's bits, and nrows Q4_0 rows, each
  * lc_vec_dot_q4_0_repacked's (AVX2 builds: lc_gemv_for) */

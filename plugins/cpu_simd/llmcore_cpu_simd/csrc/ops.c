@@ -222,10 +222,12 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
     const lc_vec_dot_fn tiled = tiled_dot(nd);
     lc_vec_dot_fn gemm_dot;
     const int64_t gemm_tokens = repacked_gemm_tokens(nd, &gemm_dot);
-    const lc_tile_fn tile = tiled || gemm_tokens ? NULL : f16_gemm(nd) ? lc_tile_f16_tinyblas : lc_tile_for(nd->type);
+    const lc_tile_fn tile = tiled || gemm_tokens ? NULL
+                            : f16_gemm(nd)        ? lc_tile_f16_tinyblas
+                            : bf16_gemm(nd)       ? lc_tile_bf16_tinyblas
+                                                  : lc_tile_for(nd->type);
     const lc_vec_dot_fn dot = tiled                ? tiled
                               : f32_gemm(nd)       ? lc_vec_dot_f32_tinyblas
-                              : bf16_gemm(nd)      ? lc_vec_dot_bf16_tinyblas
                               : q4_0_repacked(nd)  ? lc_vec_dot_q4_0_repacked
                               : q2_K_repacked(nd)  ? lc_vec_dot_q2_K_repacked
                                                    : lc_traits[nd->type].vec_dot;

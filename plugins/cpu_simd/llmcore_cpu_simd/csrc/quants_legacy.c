@@ -440,25 +440,49 @@ void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row) {
  * takes then (rows of whole steps, a multiple of 4 weight rows: ops.c): per output one accumulator over
  * the row, with AVX512-BF16 16 float lanes advanced by dpbf16 over 32 values a step and reduced as
  * _mm512_reduce_add_ps; without it (tinyBLAS's AVX2 form) the values widened to floats, 8 lanes of fmas
- * and its hsum */
-void lc_vec_dot_bf16_tinyblas(int n, float *s, const void *w_row, const void *x_row) {
-    const lc_bf16_t *w = (const lc_bf16_t *)w_row;
-    const lc_bf16_t *x = (const lc_bf16_t *)x_row;
+ * and its hsum. One weight row meets nx (<= LC_TILE_X) activation rows x_stride bytes apart, each step
+ * of it loaded once for them. */
+static inline __attribute__((always_inline)) void bf16_tinyblas_row(int n, const lc_bf16_t *w, const char *x,
+                                                                    size_t x_stride, const int nx, float *y, size_t ldy) {
 #if defined(LC_AVX512) && defined(__AVX512BF16__)
-    __m512 acc = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP)
-        acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
-    *s = _mm512_reduce_add_ps(acc);
+    __m512 acc[LC_TILE_X];
+    for (int j = 0; j < nx; j++) acc[j] = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP) {
+        const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + i);
+        for (int j = 0; j < nx; j++)
+            acc[j] = _mm512_dpbf16_ps(acc[j], wv, (__m512bh)_mm512_loadu_si512((const lc_bf16_t *)(x + j * x_stride) + i));
+    }
+    for (int j = 0; j < nx; j++) y[j * ldy] = _mm512_reduce_add_ps(acc[j]);
 #elif defined(LC_AVX2)
 #define LOAD_BF16_8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP) acc = _mm256_fmadd_ps(LOAD_BF16_8(w + i), LOAD_BF16_8(x + i), acc);
+    __m256 acc[LC_TILE_X];
+    for (int j = 0; j < nx; j++) acc[j] = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP) {
+        const __m256 wv = LOAD_BF16_8(w + i);
+        for (int j = 0; j < nx; j++) acc[j] = _mm256_fmadd_ps(wv, LOAD_BF16_8((const lc_bf16_t *)(x + j * x_stride) + i), acc[j]);
+    }
 #undef LOAD_BF16_8
-    *s = lc_hsum256(acc);
+    for (int j = 0; j < nx; j++) y[j * ldy] = lc_hsum256(acc[j]);
 #else
-    float acc[8] = {0};
-    for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP)
-        for (int l = 0; l < 8; ++l) acc[l] = fmaf(lc_bf16_to_fp32(w[i + l]), lc_bf16_to_fp32(x[i + l]), acc[l]);
-    *s = lc_hsum8_ordered(acc);
+    for (int j = 0; j < nx; j++) {
+        const lc_bf16_t *xj = (const lc_bf16_t *)(x + j * x_stride);
+        float acc[8] = {0};
+        for (int i = 0; i < n; i += LC_BF16_TINYBLAS_STEP)
+            for (int l = 0; l < 8; ++l) acc[l] = fmaf(lc_bf16_to_fp32(w[i + l]), lc_bf16_to_fp32(xj[i + l]), acc[l]);
+        y[j * ldy] = lc_hsum8_ordered(acc);
+    }
 #endif
+}
+
+void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x,
+                           size_t x_stride, int nx) {
+    for (int r = 0; r < nw; r++) {
+        const lc_bf16_t *wr = (const lc_bf16_t *)((const char *)w + r * w_stride);
+        switch (nx) {  /* a constant token count a call, so that the accumulators stay in registers */
+        case 4: bf16_tinyblas_row(n, wr, x, x_stride, 4, y + r, ldy); break;
+        case 3: bf16_tinyblas_row(n, wr, x, x_stride, 3, y + r, ldy); break;
+        case 2: bf16_tinyblas_row(n, wr, x, x_stride, 2, y + r, ldy); break;
+        default: bf16_tinyblas_row(n, wr, x, x_stride, 1, y + r, ldy);
+        }
+    }
 }
