@@ -383,22 +383,37 @@ static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
             for (int m = 0; m < 32; ++m) q[4 * j + 32 * l + m] = (x->qs[j + m] >> (2 * l)) & 3;
 }
 
-/* ggml's AVX2 ternary dot: lane l sums digit * q8 over values 4l..4l+3 of every 32, less Q8_K's
- * per-16 sums 2l and 2l+1 (the -1 of every digit); then a contracted d * lane + sum per lane */
+/* ggml's AVX2 ternary dot's 8 int32 lanes of a block: lane l sums digit * q8 over values 4l..4l+3 of
+ * every 32, less Q8_K's per-16 sums 2l and 2l+1 (the -1 of every digit) */
+static inline void ternary_lanes(const uint8_t q[QK_K], const block_q8_K *y, int32_t lanes[8]) {
+#if defined(LC_AVX2)
+    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
+    for (int c = 0; c < QK_K; c += 32)
+        sum = _mm256_add_epi32(sum, lc_dot_us8_256(_mm256_loadu_si256((const __m256i *)(q + c)),
+                                                   _mm256_loadu_si256((const __m256i *)(y->qs + c))));
+    _mm256_storeu_si256((__m256i *)lanes, sum);
+#else
+    for (int l = 0; l < 8; ++l) {
+        lanes[l] = -(y->bsums[2 * l] + y->bsums[2 * l + 1]);
+        for (int k = 4 * l; k < QK_K; k += (k % 4 == 3) ? 29 : 1) lanes[l] += q[k] * y->qs[k];
+    }
+#endif
+}
+
+/* then a contracted d * lane + sum per lane, and hsum_float_8 */
 #define TERNARY(name)                                                                    \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
         const block_##name *x = (const block_##name *)w_row;                             \
         const block_q8_K *y = (const block_q8_K *)x_row;                                 \
         float acc[8] = {0};                                                              \
         uint8_t q[QK_K];                                                                 \
+        int32_t lanes[8];                                                                \
         for (int i = 0; i < n / QK_K; ++i) {                                             \
             digits_##name(x + i, q);                                                     \
+            ternary_lanes(q, y + i, lanes);                                              \
             const float d = y[i].d * LC_H2F(x[i].d);                                     \
-            for (int l = 0; l < 8; ++l) {                                                \
-                int32_t lane = -(y[i].bsums[2 * l] + y[i].bsums[2 * l + 1]);             \
-                for (int k = 4 * l; k < QK_K; k += (k % 4 == 3) ? 29 : 1) lane += q[k] * y[i].qs[k]; \
-                acc[l] = fmaf((float)lane, d, acc[l]);                                   \
-            }                                                                            \
+            for (int l = 0; l < 8; ++l) acc[l] = fmaf((float)lanes[l], d, acc[l]);      \
         }                                                                                \
         *s = lc_hsum8_ordered(acc);                                                      \
     }                                                                                    \
