@@ -367,12 +367,33 @@ GRID_DEQUANT(iq1_m, IQ1_BODY)
 
 /* ---- ternary types: digits 0, 1, 2 standing for -1, 0, 1 ------------------------------------ */
 
+#if defined(LC_AVX2)
+/* of each byte b of v: ((uint8_t)(b * k) * 3) >> 8, its base-3 digit at k (even and odd bytes apart, in
+ * 16-bit lanes) */
+static inline __m256i base3_digits(__m256i v, short k) {
+    const __m256i low = _mm256_set1_epi16(0x00FF), times = _mm256_set1_epi16(k), three = _mm256_set1_epi16(3);
+    const __m256i even = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(v, low), times), low);
+    const __m256i odd = _mm256_and_si256(_mm256_mullo_epi16(_mm256_srli_epi16(v, 8), times), low);
+    return _mm256_or_si256(_mm256_srli_epi16(_mm256_mullo_epi16(even, three), 8),
+                           _mm256_slli_epi16(_mm256_srli_epi16(_mm256_mullo_epi16(odd, three), 8), 8));
+}
+#endif
+
 static void digits_tq1_0(const block_tq1_0 *x, uint8_t q[QK_K]) {
     static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+#if defined(LC_AVX2)
+    const __m256i first = _mm256_loadu_si256((const __m256i *)x->qs);
+    const __m256i second = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x->qs + 32)));
+    for (int n = 0; n < 5; ++n) {
+        _mm256_storeu_si256((__m256i *)(q + 32 * n), base3_digits(first, pow3[n]));
+        _mm_storeu_si128((__m128i *)(q + 160 + 16 * n), _mm256_castsi256_si128(base3_digits(second, pow3[n])));
+    }
+#else
     for (int n = 0; n < 5; ++n)
         for (int m = 0; m < 32; ++m) q[32 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[m] * pow3[n]) * 3) >> 8);
     for (int n = 0; n < 5; ++n)
         for (int m = 0; m < 16; ++m) q[160 + 16 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[32 + m] * pow3[n]) * 3) >> 8);
+#endif
     for (int n = 0; n < 4; ++n)
         for (int j = 0; j < 4; ++j) q[240 + 4 * n + j] = (uint8_t)(((uint16_t)(uint8_t)(x->qh[j] * pow3[n]) * 3) >> 8);
 }
