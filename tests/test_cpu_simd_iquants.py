@@ -280,15 +280,19 @@ def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
     for level, lib in simd.items():
         vec_dot = getattr(lib, f"lc_vec_dot_{name}")
+        for k in (n, n - 32):  # an even and an odd count of blocks (the GEMV takes two at a time)
+            expected = np.zeros((len(xq), len(rows)), np.float32)
+            for t, r in itertools.product(range(len(xq)), range(len(rows))):
+                vec_dot(k, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+            for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
+                y = np.full(nrows + 1, np.nan, np.float32)
+                getattr(lib, f"lc_gemv_{name}")(k, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
+                np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
+                                              err_msg=f"{level} GEMV k={k} rows={nrows}")
+                assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
         expected = np.zeros((len(xq), len(rows)), np.float32)
         for t, r in itertools.product(range(len(xq)), range(len(rows))):
             vec_dot(n, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
-        for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
-            y = np.full(nrows + 1, np.nan, np.float32)
-            getattr(lib, f"lc_gemv_{name}")(n, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
-            np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
-                                          err_msg=f"{level} GEMV rows={nrows}")
-            assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
         scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
         packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
         for nrows, n_tokens in itertools.product((1, 5, 8), (1, 2, 3, len(xq))):  # 8: a packed block on AVX2
