@@ -11,7 +11,7 @@
  * ggml-common.h's, from ggml_tables.h (llmcore's one copy, written by build.py). */
 #if __has_include("ggml_tables.h")
 #include "ggml_tables.h"
-#include "lc_gemv.h"
+#include "lc_gemv_nibbles.h"
 #include "lc_quants_iq.h"
 #include "lc_simd.h"
 
@@ -456,20 +456,9 @@ TERNARY(tq2_0)
 
 /* a 32-value block's exact integer dot (low nibbles: values 0..15, high: 16..31) */
 #if defined(LC_AVX2)
-/* the block's 32 values looked up by their nibbles (levels in both 128-bit lanes) as signed bytes in
- * ggml's element order */
-static inline __m256i nibble_values(__m256i levels, const uint8_t *qs) { return _mm256_shuffle_epi8(levels, lc_unpack_nibbles(qs)); }
-
-/* int32 lanes of the products of signed values v (|v| <= 127) with activations q8 (never -128): ggml's
- * sign trick, |v| times q8 with v's sign */
-static inline __m256i signed_dot_lanes(__m256i v, const int8_t *q8) {
-    const __m256i y = _mm256_loadu_si256((const __m256i *)q8);
-    return lc_dot_us8_256(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
-}
-
 static inline int32_t nibble_block_dot(const int8_t levels[16], const uint8_t *qs, const int8_t *q8) {
     const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)levels));
-    return lc_hsum_epi32_256(signed_dot_lanes(nibble_values(lut, qs), q8));
+    return lc_hsum_epi32_256(lc_signed_dot_lanes(lc_nibble_values(lut, qs), q8));
 }
 #else
 static inline int32_t nibble_block_dot(const int8_t levels[16], const uint8_t *qs, const int8_t *q8) {
@@ -508,9 +497,6 @@ void lc_vec_dot_mxfp4(int n, float *s, const void *w_row, const void *x_row) {
 }
 
 #if defined(LC_AVX2)
-/* the next group's bytes asked for this far past its start (lc_prefetch_step_share), as Q5_0's GEMV */
-enum { NIBBLES_PREFETCH_PAST_GROUP = 1024 };
-
 /* lc_e8m0_half of four exponents (int32 lanes) */
 static inline __m128 e8m0_half4(__m128i e) {
     const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
@@ -518,95 +504,18 @@ static inline __m128 e8m0_half4(__m128i e) {
     return _mm_castsi128_ps(_mm_blendv_epi8(normal, tiny, _mm_cmplt_epi32(e, _mm_set1_epi32(2))));
 }
 
-/* the four rows' scales of the 32-blocks at b[0..3] (IQ4_NL: f16 d at each block's start; MXFP4: its E8M0
- * exponent there) */
-static inline __m128 nibble_scales4(const uint8_t *const b[LC_GEMV_ROWS], const int mxfp4) {
-    if (mxfp4) return e8m0_half4(_mm_setr_epi32(b[0][0], b[1][0], b[2][0], b[3][0]));
-    const void *d16[LC_GEMV_ROWS] = {b[0], b[1], b[2], b[3]};
-    return _mm_cvtph_ps(lc_gather4_u16(d16));
-}
-
-/* the four rows' exact integer dots of one 32-block (b[r]'s quants at qs_at) with x */
-static inline __m128i nibble_isums4(const uint8_t *const b[LC_GEMV_ROWS], size_t qs_at, __m256i lut,
-                                    const block_q8_0 *x) {
-    __m256i isum[LC_GEMV_ROWS];
-#if defined(LC_VNNI) || defined(__AVXVNNI__)
-    /* dpbusd multiplies the values + 128 (lut: the levels + 128) as unsigned bytes exactly; 128 times
-     * the block's sums is taken back once for the four rows (fewer operations a row than the sign trick) */
-    const __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
-    const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(), lc_dot_us8_256(_mm256_set1_epi8((char)0x80), qx));
-#pragma GCC unroll 4
-    for (int r = 0; r < LC_GEMV_ROWS; ++r) isum[r] = lc_dot_us8_acc_256(offset, nibble_values(lut, b[r] + qs_at), qx);
-#else
-#pragma GCC unroll 4
-    for (int r = 0; r < LC_GEMV_ROWS; ++r) isum[r] = signed_dot_lanes(nibble_values(lut, b[r] + qs_at), x->qs);
-#endif
-    return lc_reduce4_epi32(isum);
-}
-
-/* Four rows of lc_vec_dot_iq4_nl (mxfp4: of lc_vec_dot_mxfp4), the repacked GEMV's order: per block
- * the four rows' exact integer dots reduced together, fused into their running sums times d_w * d_x.
- * With VNNI two blocks go at a time: a row's two blocks' quants in one vector ([block i | block i + 1]
- * of their 16 bytes), their low and high nibbles meeting the two blocks' activations likewise paired,
- * the eight sums reduced together; the fmas still block by block. */
-static inline __attribute__((always_inline)) void gemv4_nibbles(int64_t nb, const uint8_t *w, size_t row_bytes,
-        const void *vx, float *y, int prefetch, const int mxfp4) {
-    const block_q8_0 *x = vx;
-    const size_t block_bytes = mxfp4 ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
-    const size_t qs_at = mxfp4 ? offsetof(block_mxfp4, qs) : offsetof(block_iq4_nl, qs);
-    __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(mxfp4 ? kvalues_mxfp4 : kvalues_iq4nl)));
-#if defined(LC_VNNI) || defined(__AVXVNNI__)
-    lut = _mm256_add_epi8(lut, _mm256_set1_epi8((char)0x80));
-#endif
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(NIBBLES_PREFETCH_PAST_GROUP, prefetch);
-    __m128 acc = _mm_setzero_ps();
-    int64_t i = 0;
-#if defined(LC_VNNI) || defined(__AVXVNNI__)
-    const __m256i m4 = _mm256_set1_epi8(0x0F), bias = _mm256_set1_epi8((char)0x80);
-    for (; i + 2 <= nb; i += 2) {
-        if (prefetch) lc_prefetch_step_share(ahead, i / 2, 2 * LC_GEMV_ROWS * block_bytes);
-        const __m256i x_lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),
-                                                     _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
-        const __m256i x_hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x[i].qs + 16))),
-                                                     _mm_loadu_si128((const __m128i *)(x[i + 1].qs + 16)), 1);
-        const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                                lc_dot_us8_acc_256(lc_dot_us8_256(bias, x_lo), bias, x_hi));
-        __m256i isum[LC_GEMV_ROWS];  /* lanes 0-3 block i's, 4-7 block i + 1's */
-        const uint8_t *b0[LC_GEMV_ROWS], *b1[LC_GEMV_ROWS];
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-            b0[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
-            b1[r] = b0[r] + block_bytes;
-            const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0[r] + qs_at))),
-                                                      _mm_loadu_si128((const __m128i *)(b1[r] + qs_at)), 1);
-            const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(q, m4));
-            const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
-            isum[r] = lc_dot_us8_acc_256(lc_dot_us8_acc_256(offset, lo, x_lo), hi, x_hi);
-        }
-        /* rows 0-3 of block i in the low half, of block i + 1 in the high one */
-        const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(isum[0], isum[1]), _mm256_hadd_epi32(isum[2], isum[3]));
-        const __m128 scale0 = _mm_mul_ps(nibble_scales4(b0, mxfp4), _mm_set1_ps(LC_H2F(x[i].d)));
-        const __m128 scale1 = _mm_mul_ps(nibble_scales4(b1, mxfp4), _mm_set1_ps(LC_H2F(x[i + 1].d)));
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm256_castsi256_si128(sums)), scale0, acc);
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm256_extracti128_si256(sums, 1)), scale1, acc);
-    }
-#endif
-    for (; i < nb; ++i) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
-        const uint8_t *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) b[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
-        const __m128 scale = _mm_mul_ps(nibble_scales4(b, mxfp4), _mm_set1_ps(LC_H2F(x[i].d)));
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(nibble_isums4(b, qs_at, lut, x + i)), scale, acc);
-    }
-    _mm_storeu_ps(y, acc);
+static __m128 mxfp4_scales4(const uint8_t *const b[LC_GEMV_ROWS]) {
+    return e8m0_half4(_mm_setr_epi32(b[0][0], b[1][0], b[2][0], b[3][0]));  /* each block opens with its exponent */
 }
 
 static void gemv4_iq4_nl(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_nibbles(nb, w, row_bytes, vx, y, prefetch, 0);
+    lc_gemv4_nibble_levels(nb, w, row_bytes, vx, y, prefetch, kvalues_iq4nl, sizeof(block_iq4_nl),
+                           offsetof(block_iq4_nl, qs), lc_f16_scales4);
 }
 
 static void gemv4_mxfp4(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_nibbles(nb, w, row_bytes, vx, y, prefetch, 1);
+    lc_gemv4_nibble_levels(nb, w, row_bytes, vx, y, prefetch, kvalues_mxfp4, sizeof(block_mxfp4),
+                           offsetof(block_mxfp4, qs), mxfp4_scales4);
 }
 
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {

@@ -4,11 +4,12 @@
  *   bf16: products accumulated in fp32 lanes, lane sums and tail in double.
  * The SIMD paths rely on ggml's quantizers never producing -128 in Q8_0/Q8_1 activations. */
 #include "lc_quants_legacy.h"
-#include "lc_gemv.h"
+#include "lc_gemv_nibbles.h"
 #include "lc_kernels.h"    /* LC_TILE_X */
 #include "lc_quants_kq.h" /* lc_neon_dot16 */
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- dequantizers: must round exactly like ggml's reference C, so no fp contraction ---- */
@@ -148,56 +149,38 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w_row, const void *x_row) {
  * group before each, 16-20 GB/s */
 enum { BIASED_PREFETCH_PAST_GROUP = 1024 };
 
-/* A Q4_0 block's quants plus 8 (its nibbles) and a Q5_0 block's plus 16, as unsigned bytes in ggml's
- * element order */
-static inline __m256i q5_0_block_plus16(const uint8_t *block) { return q5_0_plus16((const block_q5_0 *)block); }
-static inline __m256i q4_0_block_plus8(const uint8_t *block) { return lc_unpack_nibbles(((const block_q4_0 *)block)->qs); }
-
-/* Four rows of lc_vec_dot_q5_0, or with block_sums of lc_vec_dot_q4_0_repacked (blocks of block_bytes
- * whose quants plus bias are plus_bias's unsigned bytes): the quants meet the token's block (one
- * multiply-add of bytes a row with VNNI), bias times the block's sums taken back and the scale made
- * once for the four rows. vec_dot's order: each row's int32 lanes fused into its 8 float lanes, then
- * hsum; the repacked order: the four rows' lanes reduced to their exact block sums, fused into one
- * float each. So the one-row kernel's bits; four independent chains */
-static inline __attribute__((always_inline)) void gemv4_biased(int64_t nb, const uint8_t *w, size_t row_bytes,
-                                                               const void *vx, float *y, int prefetch,
-                                                               size_t block_bytes, int8_t bias,
-                                                               __m256i (*plus_bias)(const uint8_t *),
-                                                               const int block_sums) {
+/* Four rows of lc_vec_dot_q5_0: the quants plus 16 (unsigned bytes) meet the token's block (one
+ * multiply-add of bytes a row with VNNI), 16 times the block's sums taken back and the scale made once
+ * for the four rows: vec_dot's int32 lanes, each fused into its row's 8 float lanes, then hsum, so its
+ * bits; four independent chains */
+static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_0 *x = vx;
     const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(BIASED_PREFETCH_PAST_GROUP, prefetch);
     __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 acc4 = _mm_setzero_ps();
     _Alignas(16) float scale[LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; i++) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
-        const uint8_t *b[LC_GEMV_ROWS];  /* each block opens with its f16 scale */
-        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_0));
+        const block_q5_0 *b[LC_GEMV_ROWS];  /* each block opens with its f16 scale */
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_0 *)(w + (size_t)r * row_bytes) + i;
         const void *d[LC_GEMV_ROWS] = {b[0], b[1], b[2], b[3]};
-        const __m128 scale4 = _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d)));
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const __m256i offset = minus_bias_sums(bias, qx);
-        __m256i isum[LC_GEMV_ROWS];
+        const __m256i offset = minus_bias_sums(16, qx);
 #pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++) isum[r] = lc_dot_us8_acc_256(offset, plus_bias(b[r]), qx);
-        if (block_sums) {
-            acc4 = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), scale4, acc4);
-            continue;
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
+            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_acc_256(offset, q5_0_plus16(b[r]), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
         }
-        _mm_store_ps(scale, scale4);
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++)
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    _mm_storeu_ps(y, block_sums ? acc4 : lc_hsum8_rows4(acc));
+    _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
-static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q5_0), 16, q5_0_block_plus16, 0);
-}
+/* Q4_0's values as 16 levels picked by its nibbles */
+static const int8_t q4_0_levels[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
 
 static void gemv4_q4_0_repacked(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    gemv4_biased(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q4_0), 8, q4_0_block_plus8, 1);
+    lc_gemv4_nibble_levels(nb, w, row_bytes, vx, y, prefetch, q4_0_levels, sizeof(block_q4_0), offsetof(block_q4_0, qs),
+                           lc_f16_scales4);
 }
 
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
