@@ -93,6 +93,8 @@ void lc_vec_dot_q5_0(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_q5_1(int n, float *s, const void *w, const void *x);
 void lc_vec_dot_bf16(int n, float *s, const void *w, const void *x);
 void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x, size_t x_stride, int nx);
+void lc_gemm_bf16_tinyblas(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
+                           float *y, size_t ldy);
 void lc_dequant_row_q2_K(const void *w, float *y, int64_t n);
 void lc_dequant_row_q3_K(const void *w, float *y, int64_t n);
 void lc_dequant_row_q4_K(const void *w, float *y, int64_t n);
@@ -657,6 +659,28 @@ def test_bf16_tile_matches_tinyblas_formula(libs):
                                                 2 * n, nx)
                 np.testing.assert_array_equal(y[:nx, :nw].view(np.uint32), expected[:nx, :nw].view(np.uint32),
                                               err_msg=f"{lvl} n={n} nw={nw} nx={nx}")
+
+
+def test_bf16_gemm_equals_the_tile(libs):
+    """A prompt's BF16 matmul (AVX512-BF16 builds: register tiles of 4 weight rows by 4 tokens) gives
+    each output exactly as the tile does (tinyBLAS's dpbf16 order, which the bf16 golden holds to
+    llama.cpp's), for row and token counts that leave partial tiles."""
+    if "avx512" not in libs:
+        pytest.skip("this CPU cannot run the AVX-512 build (its BF16 GEMM needs AVX512-BF16)")
+    lib, rng = libs["avx512"], np.random.default_rng(41)
+    to_bf16 = lambda a: (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    k, nr, m = 576, 7, 11
+    w, x = to_bf16(rng.standard_normal((nr, k))), to_bf16(rng.standard_normal((m, k)))
+    expected = np.zeros((m, nr), np.float32)
+    for r, t in itertools.product(range(nr), range(m)):
+        lib.lc_tile_bf16_tinyblas(k, _FFI.cast("float *", expected[t:, r:].ctypes.data), nr, _ptr(w[r]), 2 * k, 1,
+                                  _ptr(x[t]), 2 * k, 1)
+    for rows, tokens in ((nr, m), (4, 4), (3, 1)):
+        y = np.full((m, nr + 2), np.nan, np.float32)
+        lib.lc_gemm_bf16_tinyblas(k, _ptr(w), 2 * k, rows, _ptr(x), 2 * k, tokens, _FFI.cast("float *", y.ctypes.data), nr + 2)
+        np.testing.assert_array_equal(y[:tokens, :rows].view(np.uint32), expected[:tokens, :rows].view(np.uint32),
+                                      err_msg=f"rows={rows} tokens={tokens}")
+        assert np.isnan(y[:, rows:]).all() and np.isnan(y[tokens:]).all(), "wrote past the outputs"
 
 
 def test_f16_gemm_matches_tinyblas_formula(libs):

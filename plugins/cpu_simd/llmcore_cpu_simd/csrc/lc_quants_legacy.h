@@ -24,6 +24,12 @@ void lc_vec_dot_bf16(int n, float *s, const void *w_row, const void *x_row);
 #else
 #define LC_BF16_TINYBLAS_STEP 8
 #endif
+#if defined(LC_AVX512) && defined(__AVX512BF16__)
+/* the same for nr weight rows by m activation rows, register-tiled (a prompt's batch): y[t * ldy + r] */
+#define LC_HAVE_BF16_GEMM 1
+void lc_gemm_bf16_tinyblas(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
+                           float *y, size_t ldy);
+#endif
 void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x,
                            size_t x_stride, int nx);
 

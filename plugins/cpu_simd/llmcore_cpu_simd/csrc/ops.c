@@ -157,7 +157,8 @@ static int block_sums_order(const lc_node *nd) {
 enum { PACKED_MIN_TOKENS = 16 };
 
 /* An f16 weight meets a batch this long or longer through the register-tiled f16 GEMM (lc_gemm_f16),
- * which converts the chunk's weight rows to floats once: the f16 tile's bits, faster for many tokens. */
+ * which converts the chunk's weight rows to floats once: the f16 tile's bits, faster for many tokens;
+ * a BF16 weight likewise through lc_gemm_bf16_tinyblas (AVX512-BF16 builds) */
 enum { F16_GEMM_MIN_TOKENS = 16 };
 
 /* The order of the packed GEMM for the tokens [0, *n_packed) of the batch, or LC_ORDER_NONE. */
@@ -214,6 +215,14 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
         lc_add_bias(y, (size_t)n, 1, r0, r1, bias);
         return;
     }
+#if defined(LC_HAVE_BF16_GEMM)
+    if (bf16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {
+        lc_gemm_bf16_tinyblas(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, (size_t)x_bytes, m, y + r0,
+                              (size_t)n);
+        lc_add_bias(y, (size_t)n, m, r0, r1, bias);
+        return;
+    }
+#endif
     if (f16_gemm(nd) && m >= F16_GEMM_MIN_TOKENS) {
         lc_gemm_f16(k, w + r0 * nd->row_bytes, (size_t)nd->row_bytes, r1 - r0, x, (size_t)x_bytes, m, y + r0, (size_t)n,
                     bias ? bias + r0 : NULL);

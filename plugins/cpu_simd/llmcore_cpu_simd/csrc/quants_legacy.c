@@ -469,3 +469,42 @@ void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_
         }
     }
 }
+
+#if defined(LC_AVX512) && defined(__AVX512BF16__)
+enum { BF16_GEMM_RM = 4, BF16_GEMM_RN = 4 };  /* a register tile: 4 weight rows by 4 tokens, 16 zmm sums */
+
+/* an RM x RN tile (rows w, tokens x) over the whole row, then each output's reduce as tinyBLAS's hsum */
+static inline __attribute__((always_inline)) void bf16_gemm_tile(int64_t k, const lc_bf16_t *w, size_t w_stride,
+        const lc_bf16_t *x, size_t x_stride, float *y, size_t ldy, const int rm, const int rn) {
+    __m512 acc[BF16_GEMM_RM][BF16_GEMM_RN];
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < k; c += LC_BF16_TINYBLAS_STEP) {
+        __m512bh xv[BF16_GEMM_RN];
+        for (int j = 0; j < rn; j++) xv[j] = (__m512bh)_mm512_loadu_si512(x + j * x_stride + c);
+        for (int i = 0; i < rm; i++) {
+            const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + i * w_stride + c);
+            for (int j = 0; j < rn; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
+        }
+    }
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++) y[j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+void lc_gemm_bf16_tinyblas(int64_t k, const void *w, size_t w_stride, int64_t nr, const void *x, size_t x_stride, int64_t m,
+                           float *y, size_t ldy) {
+    const size_t ws = w_stride / sizeof(lc_bf16_t), xs = x_stride / sizeof(lc_bf16_t);
+    /* a panel of weight rows stays in L1 while every token tile meets it */
+    for (int64_t r = 0; r < nr; r += BF16_GEMM_RM) {
+        const lc_bf16_t *wr = (const lc_bf16_t *)w + r * ws;
+        const int rm = nr - r < BF16_GEMM_RM ? (int)(nr - r) : BF16_GEMM_RM;
+        for (int64_t t = 0; t < m; t += BF16_GEMM_RN) {
+            const lc_bf16_t *xt = (const lc_bf16_t *)x + t * xs;
+            float *yt = y + t * ldy + r;
+            const int rn = m - t < BF16_GEMM_RN ? (int)(m - t) : BF16_GEMM_RN;
+            if (rm == BF16_GEMM_RM && rn == BF16_GEMM_RN) bf16_gemm_tile(k, wr, ws, xt, xs, yt, ldy, BF16_GEMM_RM, BF16_GEMM_RN);
+            else bf16_gemm_tile(k, wr, ws, xt, xs, yt, ldy, rm, rn);
+        }
+    }
+}
+#endif
