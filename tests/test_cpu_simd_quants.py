@@ -77,6 +77,7 @@ void lc_gemv_q2_K_repacked(int64_t k, const void *w, size_t row_bytes, int64_t n
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q5_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q4_0_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
@@ -547,11 +548,11 @@ def test_k_quant_gemvs_equal_vec_dot_bit_for_bit(libs, name, kernel):
                 assert np.isnan(y[rows:]).all(), f"{lvl}: wrote past the rows"
 
 
-@pytest.mark.parametrize(("name", "kernel"), [("q4_1", "q4_1"), ("q8_0", "q8_0"), ("q5_0", "q5_0"),
+@pytest.mark.parametrize(("name", "kernel"), [("q4_1", "q4_1"), ("q8_0", "q8_0"), ("q5_0", "q5_0"), ("q5_1", "q5_1"),
                                             ("q4_0", "q4_0_repacked")])
 def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name, kernel):
     """Decode's one-token product of the legacy types (four rows at a time: Q4_1 and Q8_0 on AVX2,
-    Q5_0 and Q4_0 (in the repacked order) on AVX2 and AVX-512, which alone build theirs; the last few
+    Q5_0, Q5_1 and Q4_0 (in the repacked order) on AVX2 and AVX-512, which alone build theirs; the last few
     one by one) gives each row exactly the one-row kernel's output, on every ISA level, for row counts
     that are and are not multiples of four."""
     rng = np.random.default_rng(17)
@@ -562,7 +563,7 @@ def test_legacy_gemvs_equal_vec_dot_bit_for_bit(libs, name, kernel):
         row_bytes = len(w) // nrows
         xq = quantize_activations(act, random_activations(k, rng), libs["scalar"])
         for lvl, lib in libs.items():
-            if name in ("q5_0", "q4_0") and lvl == "scalar":
+            if name in ("q5_0", "q5_1", "q4_0") and lvl == "scalar":
                 continue
             expected = np.array([run_dot(lib, kernel, k, w[r * row_bytes:(r + 1) * row_bytes], xq)
                                  for r in range(nrows)], np.float32)

@@ -33,9 +33,10 @@ void lc_gemm_bf16_tinyblas(int64_t k, const void *w, size_t w_stride, int64_t nr
 void lc_tile_bf16_tinyblas(int n, float *y, size_t ldy, const void *w, size_t w_stride, int nw, const void *x,
                            size_t x_stride, int nx);
 
-/* one token times nrows Q5_0 rows, each output lc_vec_dot_q5_0's bits, and nrows Q4_0 rows, each
- * lc_vec_dot_q4_0_repacked's (AVX2 builds: lc_gemv_for) */
+/* one token times nrows Q5_0 (Q5_1) rows, each output lc_vec_dot_q5_0's (q5_1's) bits, and nrows Q4_0
+ * rows, each lc_vec_dot_q4_0_repacked's (AVX2 builds: lc_gemv_for) */
 void lc_gemv_q5_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q5_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q4_0_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y,
                            int prefetch);
 

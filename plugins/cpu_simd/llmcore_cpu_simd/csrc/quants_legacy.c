@@ -107,17 +107,19 @@ void lc_vec_dot_q4_0(int n, float *s, const void *w_row, const void *x_row) {
 /* Q5_0's values plus 16, (nibble | high bit << 4) in 0..31, as unsigned bytes in ggml's element order:
  * its dots with q8_0 bytes, less 16 times their sums (minus_bias_sums), are ggml's integer sums of q * x
  * (with fewer operations than ggml's signed form; AVX-512 sets the high bits from a mask register) */
-static inline __m256i q5_0_plus16(const block_q5_0 *b) {
-    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+static inline __m256i q5_plus16(const uint8_t *qs, const uint8_t *qh) {
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     const __m256i nibbles = _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
 #if defined(LC_AVX512)
     uint32_t bits;
-    memcpy(&bits, b->qh, sizeof(bits));
+    memcpy(&bits, qh, sizeof(bits));
     return _mm256_mask_add_epi8(nibbles, (__mmask32)bits, nibbles, _mm256_set1_epi8(16));
 #else
-    return _mm256_or_si256(nibbles, _mm256_and_si256(bytes_from_bits_32(b->qh), _mm256_set1_epi8(16)));
+    return _mm256_or_si256(nibbles, _mm256_and_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(16)));
 #endif
 }
+
+static inline __m256i q5_0_plus16(const block_q5_0 *b) { return q5_plus16(b->qs, b->qh); }
 
 /* -bias times the sum of each 4 bytes of x: the int32 lanes that turn dots with q + bias into dots
  * with q */
@@ -173,6 +175,38 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         }
     }
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
+}
+
+/* Four rows of lc_vec_dot_q5_1, Q4_1's GEMV (quants.c) with the fifth bits: the unsigned 5-bit quants
+ * meet the token's block (one multiply-add of bytes a row with VNNI), each row's int32 lanes fused into
+ * its 8 float lanes times d_w * d_x, its min term m_w * s_x added up beside them (a multiply and an add,
+ * as vec_dot's), then hsum and the min term: vec_dot's bits */
+static void gemv4_q5_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_1 *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(BIASED_PREFETCH_PAST_GROUP, prefetch);
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 summs = _mm_setzero_ps();
+    _Alignas(16) float scale[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; i++) {
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_1));
+        const block_q5_1 *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_1 *)(w + (size_t)r * row_bytes) + i;
+        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
+        const void *m[LC_GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
+            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(q5_plus16(b[r]->qs, b[r]->qh), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
+        }
+    }
+    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
+}
+
+void lc_gemv_q5_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK5_1, gemv4_q5_1, lc_vec_dot_q5_1, 0, prefetch);
 }
 
 /* Q4_0's values as 16 levels picked by its nibbles */

@@ -106,6 +106,7 @@ static lc_gemv_fn gemv_kernel(int type) {
 #endif
 #if defined(LC_HAVE_LEGACY) && defined(LC_AVX2) /* four rows at a time, measured on Zen 4 (AVX-512 and AVX2 builds) */
     case LC_TYPE_Q5_0: return lc_gemv_q5_0;
+    case LC_TYPE_Q5_1: return lc_gemv_q5_1;
     /* in llama.cpp's repacked order: ops.c takes it only for the weights llama.cpp repacks */
     case LC_TYPE_Q4_0: return lc_gemv_q4_0_repacked;
 #endif
