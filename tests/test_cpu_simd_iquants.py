@@ -56,6 +56,7 @@ void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, c
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
 void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k, const void *x, size_t x_bytes,
@@ -304,3 +305,25 @@ def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
             np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected[-n_tokens:, :nrows].view(np.uint32),
                                           err_msg=f"{level} packed rows={nrows} tokens={n_tokens}")
             assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"
+
+
+def test_tq2_0_gemv_equals_vec_dot(libs):
+    """Decode's four-row TQ2_0 product (AVX2 and AVX-512: the digits straight from the bytes) gives each
+    row exactly vec_dot's output (held to ggml's by test_vec_dot_equals_ggml_at_every_isa_level), for row
+    counts around the groups of four."""
+    simd = {level: lib for level, lib in libs.items() if level != "scalar"}
+    if not simd:
+        pytest.skip("no AVX2 build runs on this CPU")
+    goldens = np.load(DOT_GOLDENS)
+    rows, xq = goldens["TQ2_0.rows"], goldens["TQ2_0.xq"]
+    for level, lib in simd.items():
+        for t in range(len(xq)):
+            expected = np.zeros(len(rows), np.float32)
+            for r in range(len(rows)):
+                lib.lc_vec_dot_tq2_0(512, ptr(expected[r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+            for nrows, prefetch in itertools.product((1, 3, 4, 5, len(rows)), (1, 0)):
+                y = np.full(nrows + 1, np.nan, np.float32)
+                lib.lc_gemv_tq2_0(512, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
+                np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[:nrows].view(np.uint32),
+                                              err_msg=f"{level} rows={nrows}")
+                assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"

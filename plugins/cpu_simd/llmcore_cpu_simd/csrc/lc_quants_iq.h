@@ -56,6 +56,8 @@ void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n);
  * builds: lc_gemv_for) */
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+/* one token times nrows TQ2_0 rows, each output lc_vec_dot_tq2_0's bits (AVX2 builds: lc_gemv_for) */
+void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 
 /* ggml_e8m0_to_fp32_half: MXFP4's 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
 static inline float lc_e8m0_half(uint8_t e) {

@@ -423,6 +423,43 @@ static inline void ternary_lanes(const uint8_t q[QK_K], const block_q8_K *y, int
 #endif
 }
 
+#if defined(LC_AVX2)
+/* TQ2_0's lanes straight from its bytes: each 32 of them hold four 32-value chunks' digits */
+static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
+    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
+    for (int j = 0; j < 2; ++j) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+        for (int l = 0; l < 4; ++l) {
+            const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * l), _mm256_set1_epi8(3));
+            sum = lc_dot_us8_acc_256(sum, q, _mm256_loadu_si256((const __m256i *)(y->qs + 128 * j + 32 * l)));
+        }
+    }
+    return sum;
+}
+
+/* Four rows of lc_vec_dot_tq2_0: each row's lanes fused into its 8 float lanes, then hsum_float_8 */
+static void gemv4_tq2_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_K *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(LC_NIBBLES_PREFETCH_PAST_GROUP, prefetch);
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < nb; ++i) {
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_tq2_0));
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const block_tq2_0 *b = (const block_tq2_0 *)(w + (size_t)r * row_bytes) + i;
+            const __m256 d = _mm256_set1_ps(x[i].d * LC_H2F(b->d));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tq2_0_lanes(b, x + i)), d, acc[r]);
+        }
+    }
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
+}
+
+void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, gemv4_tq2_0, lc_vec_dot_tq2_0, 0, prefetch);
+}
+#endif
+
 /* then a contracted d * lane + sum per lane, and hsum_float_8 */
 #define TERNARY(name)                                                                    \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
