@@ -102,6 +102,39 @@ static inline __m128i lc_gather4_u16(const void *const p[LC_GEMV_ROWS]) {
     for (int r = 0; r < LC_GEMV_ROWS; r++) memcpy(h + r, p[r], 2);
     return _mm_loadl_epi64((const __m128i *)h);
 }
+
+/* a block's quants as unsigned bytes in ggml's element order */
+typedef __m256i (*lc_block_values_fn)(const uint8_t *block);
+
+/* Four rows of a 32-block type with a min (Q4_1, Q5_1: f16 d and m open each block) times a token in
+ * Q8_1: each row's int32 lanes (its unsigned quants, values(block), times the token's: one multiply-add
+ * of bytes a row with VNNI) fused into its 8 float lanes times d_w * d_x, its min term m_w * s_x added
+ * up beside them (a multiply and an add, as vec_dot's), then hsum and the min term: vec_dot's bits */
+static inline __attribute__((always_inline)) void lc_gemv4_with_min(int64_t nb, const uint8_t *w, size_t row_bytes,
+        const void *vx, float *y, int prefetch, const size_t block_bytes, const size_t prefetch_past_group,
+        lc_block_values_fn values) {
+    const block_q8_1 *x = vx;
+    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(prefetch_past_group, prefetch);
+    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 summs = _mm_setzero_ps();
+    _Alignas(16) float scale[LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; i++) {
+        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * block_bytes);
+        const uint8_t *b[LC_GEMV_ROWS];
+        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = w + (size_t)r * row_bytes + (size_t)i * block_bytes;
+        const void *d[LC_GEMV_ROWS] = {b[0], b[1], b[2], b[3]};
+        const void *m[LC_GEMV_ROWS] = {b[0] + 2, b[1] + 2, b[2] + 2, b[3] + 2};
+        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
+        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; r++) {
+            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(values(b[r]), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
+        }
+    }
+    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
+}
 #endif
 
 #endif

@@ -496,32 +496,14 @@ static void gemv4_q8_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
+/* a Q4_1 block's nibbles (lc_unpack_nibbles, from one broadcast load) */
+static inline __m256i q4_1_values(const uint8_t *block) {
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const block_q4_1 *)block)->qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
 static void gemv4_q4_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    const block_q8_1 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(GEMV_PREFETCH_PAST_GROUP, prefetch);
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i high_half = _mm256_setr_epi64x(0, 0, 4, 4);  /* the 16 bytes' high nibbles to the upper half */
-    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 summs = _mm_setzero_ps();
-    _Alignas(16) float scale[LC_GEMV_ROWS];
-    for (int64_t i = 0; i < nb; i++) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q4_1));
-        const block_q4_1 *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q4_1 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
-        const void *m[LC_GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
-        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++) {
-            const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b[r]->qs));
-            const __m256i qw = _mm256_and_si256(_mm256_srlv_epi64(both, high_half), low4);  /* lc_unpack_nibbles */
-            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(qw, qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
-        }
-    }
-    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
+    lc_gemv4_with_min(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q4_1), GEMV_PREFETCH_PAST_GROUP, q4_1_values);
 }
 
 #define GEMV4(name) gemv4_##name

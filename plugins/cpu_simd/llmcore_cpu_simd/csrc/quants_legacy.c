@@ -177,32 +177,15 @@ static void gemv4_q5_0(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, lc_hsum8_rows4(acc));
 }
 
-/* Four rows of lc_vec_dot_q5_1, Q4_1's GEMV (quants.c) with the fifth bits: the unsigned 5-bit quants
- * meet the token's block (one multiply-add of bytes a row with VNNI), each row's int32 lanes fused into
- * its 8 float lanes times d_w * d_x, its min term m_w * s_x added up beside them (a multiply and an add,
- * as vec_dot's), then hsum and the min term: vec_dot's bits */
+/* a Q5_1 block's quants (nibbles and fifth bits) */
+static inline __m256i q5_1_values(const uint8_t *block) {
+    const block_q5_1 *b = (const block_q5_1 *)block;
+    return q5_plus16(b->qs, b->qh);
+}
+
+/* Four rows of lc_vec_dot_q5_1: Q4_1's GEMV with the fifth bits */
 static void gemv4_q5_1(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    const block_q8_1 *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(BIASED_PREFETCH_PAST_GROUP, prefetch);
-    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 summs = _mm_setzero_ps();
-    _Alignas(16) float scale[LC_GEMV_ROWS];
-    for (int64_t i = 0; i < nb; i++) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_q5_1));
-        const block_q5_1 *b[LC_GEMV_ROWS];
-        for (int r = 0; r < LC_GEMV_ROWS; r++) b[r] = (const block_q5_1 *)(w + (size_t)r * row_bytes) + i;
-        const void *d[LC_GEMV_ROWS] = {&b[0]->d, &b[1]->d, &b[2]->d, &b[3]->d};
-        const void *m[LC_GEMV_ROWS] = {&b[0]->m, &b[1]->m, &b[2]->m, &b[3]->m};
-        _mm_store_ps(scale, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), _mm_set1_ps(LC_H2F(x[i].d))));
-        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(m)), _mm_set1_ps(LC_H2F(x[i].s))));
-        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; r++) {
-            const __m256 xy = _mm256_cvtepi32_ps(lc_dot_us8_256(q5_plus16(b[r]->qs, b[r]->qh), qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scale + r), xy, acc[r]);
-        }
-    }
-    _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
+    lc_gemv4_with_min(nb, w, row_bytes, vx, y, prefetch, sizeof(block_q5_1), BIASED_PREFETCH_PAST_GROUP, q5_1_values);
 }
 
 void lc_gemv_q5_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
