@@ -44,7 +44,7 @@ NEW_TYPES = ["IQ4_NL", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S"
 PACKED_TYPES = ["IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M"]
 #: the types whose every product is one running sum over the 32-blocks (llama.cpp's repacked orders)
 BLOCK_SUMS_TYPES = ["IQ4_NL", "MXFP4"]
-ORDER_KQ_TILED, ORDER_BLOCK_SUMS = 2, 4  # lc_mm_packed.h
+ORDER_VEC_DOT, ORDER_KQ_TILED, ORDER_BLOCK_SUMS = 1, 2, 4  # lc_mm_packed.h
 _FFI = cffi.FFI()
 _FFI.cdef("""
 void lc_quantize_row_q8_K(const float *x, void *y, int64_t n);
@@ -56,6 +56,7 @@ void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, c
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_tq1_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 size_t lc_packed_bytes(int type, int64_t k);
 void lc_pack_rows(int type, const void *w, size_t row_bytes, int nrows, int64_t k, void *packed);
@@ -307,23 +308,53 @@ def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
             assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"
 
 
-def test_tq2_0_gemv_equals_vec_dot(libs):
-    """Decode's four-row TQ2_0 product (AVX2 and AVX-512: the digits straight from the bytes) gives each
-    row exactly vec_dot's output (held to ggml's by test_vec_dot_equals_ggml_at_every_isa_level), for row
-    counts around the groups of four."""
+def _ternary_case(type_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's rows and Q8_K activations, 20 rows (a full packed block and a part on every ISA level: the
+    later ones ggml's with their digit bytes reversed), and a token of +127 only
+    (its bsums to match): the largest lanes"""
+    goldens = np.load(DOT_GOLDENS)
+    rows, xq = goldens[f"{type_name}.rows"], goldens[f"{type_name}.xq"]
+    n_digit_bytes = (rows.shape[1] // 2) - 2  # a 256-block's bytes (54 or 66) less its f16 d, twice
+    reversed_rows = rows.reshape(len(rows), 2, -1).copy()
+    reversed_rows[:, :, :n_digit_bytes] = reversed_rows[:, :, n_digit_bytes - 1::-1]
+    rows = np.concatenate([rows, reversed_rows.reshape(len(rows), -1), rows[:4]])
+    extreme = np.zeros(1, ACT_DTYPES["q8_K"])
+    extreme["d"], extreme["qs"], extreme["bsums"] = 1.0, 127, 16 * 127
+    return rows, np.concatenate([xq, np.tile(extreme.view(np.uint8), 2)[None]])
+
+
+@pytest.mark.parametrize("type_name", ["TQ1_0", "TQ2_0"])
+def test_ternary_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
+    """Decode's four-row product (AVX2 and AVX-512: the digits straight from the bytes) and a prompt's
+    packed GEMM (the digits unpacked once, 8 lanes a token) give each output of a TQ1_0 or TQ2_0 matrix
+    exactly as its vec_dot (held to ggml's by test_vec_dot_equals_ggml_at_every_isa_level): row counts
+    around the groups of four and the packed blocks, token counts around the tile's."""
     simd = {level: lib for level, lib in libs.items() if level != "scalar"}
     if not simd:
         pytest.skip("no AVX2 build runs on this CPU")
-    goldens = np.load(DOT_GOLDENS)
-    rows, xq = goldens["TQ2_0.rows"], goldens["TQ2_0.xq"]
+    rows, xq = _ternary_case(type_name)
+    qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
     for level, lib in simd.items():
-        for t in range(len(xq)):
-            expected = np.zeros(len(rows), np.float32)
-            for r in range(len(rows)):
-                lib.lc_vec_dot_tq2_0(512, ptr(expected[r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
-            for nrows, prefetch in itertools.product((1, 3, 4, 5, len(rows)), (1, 0)):
-                y = np.full(nrows + 1, np.nan, np.float32)
-                lib.lc_gemv_tq2_0(512, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
-                np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[:nrows].view(np.uint32),
-                                              err_msg=f"{level} rows={nrows}")
-                assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
+        expected = np.zeros((len(xq), len(rows)), np.float32)
+        for t, r in itertools.product(range(len(xq)), range(len(rows))):
+            getattr(lib, f"lc_vec_dot_{name}")(n, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+        for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
+            y = np.full(nrows + 1, np.nan, np.float32)
+            getattr(lib, f"lc_gemv_{name}")(n, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
+            np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
+                                          err_msg=f"{level} GEMV rows={nrows}")
+            assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
+        scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
+        assert len(scratch) > 64, f"{level} has no packed kernel for {type_name}"
+        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
+        for first, n_tokens in itertools.product((0, 16), (1, 2, 3, len(xq))):
+            w, x = np.ascontiguousarray(rows[first:first + 16]), np.ascontiguousarray(xq[-n_tokens:])
+            nrows = min(len(w), {"avx512": 16}.get(level, 8))  # a whole packed block, then 4 rows of one
+            ldy = nrows + 3
+            y = np.full((n_tokens, ldy), np.nan, np.float32)
+            lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
+            lib.lc_packed_mul(qtype, ORDER_VEC_DOT, packed, nrows, n, ptr(x), x.shape[1], n_tokens, ptr(y, "float *"), ldy)
+            np.testing.assert_array_equal(y[:, :nrows].view(np.uint32),
+                                          expected[-n_tokens:, first:first + nrows].view(np.uint32),
+                                          err_msg=f"{level} packed rows={nrows} tokens={n_tokens}")
+            assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"

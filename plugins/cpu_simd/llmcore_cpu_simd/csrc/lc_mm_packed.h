@@ -4,6 +4,7 @@
  * y[t * ldy + r] for the block's rows r < nrows. Each output has the bits of the one-row kernel of
  * the order asked for:
  *   LC_ORDER_VEC_DOT   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: lc_vec_dot_* (= the matmul tiles, tinyBLAS);
+ *                      TQ1_0, TQ2_0: lc_vec_dot_* (where the build has quants_iq_grid.c);
  *                      Q4_K: lc_vec_dot_q4_K (llama.cpp's repacked GEMV, its mul_mat_id's order)
  *   LC_ORDER_KQ_TILED  Q2_K..Q6_K, the i-quants of 256-blocks: lc_vec_dot_*_tiled (llama.cpp's
  *                      tiled kernel; the i-quants where the build has ggml's tables)

@@ -56,7 +56,9 @@ void lc_dequant_row_mxfp4(const void *w_row, float *y, int64_t n);
  * builds: lc_gemv_for) */
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
-/* one token times nrows TQ2_0 rows, each output lc_vec_dot_tq2_0's bits (AVX2 builds: lc_gemv_for) */
+/* one token times nrows TQ1_0 (TQ2_0) rows, each output lc_vec_dot_tq1_0's (tq2_0's) bits (AVX2 builds:
+ * lc_gemv_for) */
+void lc_gemv_tq1_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 
 /* ggml_e8m0_to_fp32_half: MXFP4's 2^(e - 128), the half that undoes kvalues_mxfp4's doubling */
@@ -72,7 +74,7 @@ void lc_dequant_row_nvfp4(const void *w_row, float *y, int64_t n);
 
 /* the grid and ternary types . Q8_K: lc_vec_dot_* in the order of ggml's AVX2 vec_dot (decode and
  * batches under 8 tokens), lc_vec_dot_*_tiled in that of its tiled kernel (8 tokens or more; the
- * ternary types have none) */
+ * ternary types have none: llama.cpp takes their vec_dot for every batch) */
 #define LC_IQ_GRID_TYPES(X) X(iq2_xxs) X(iq2_xs) X(iq2_s) X(iq3_xxs) X(iq3_s) X(iq1_s) X(iq1_m)
 #define LC_DECLARE_IQ_GRID(name)                                                        \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row);       \
@@ -81,6 +83,9 @@ void lc_dequant_row_nvfp4(const void *w_row, float *y, int64_t n);
 LC_IQ_GRID_TYPES(LC_DECLARE_IQ_GRID)
 /* the grid types' blocks for the packed GEMM in the tiled order: 0 for other types */
 int lc_iq_grid_unpack_biased(int type, const void *blk, uint8_t vals[QK_K], int32_t scale[QK_K / 16], float *d);
+/* the ternary types' blocks for the packed GEMM: digits 0, 1, 2 (for -1, 0, 1) in ggml's value order
+ * and d; 0 for other types */
+int lc_ternary_unpack(int type, const void *blk, uint8_t digits[QK_K], float *d);
 void lc_vec_dot_tq1_0(int n, float *s, const void *w_row, const void *x_row);
 void lc_dequant_row_tq1_0(const void *w_row, float *y, int64_t n);
 void lc_vec_dot_tq2_0(int n, float *s, const void *w_row, const void *x_row);

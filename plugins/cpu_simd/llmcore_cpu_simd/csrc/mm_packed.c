@@ -54,6 +54,16 @@ static int is_nibble_lookup(int type) {
 #endif
 }
 
+/* TQ1_0 and TQ2_0: 256 digits 0, 1, 2 (where the build has quants_iq_grid.c) */
+static inline int is_ternary(int type) {
+#if defined(LC_PACK_IQ)
+    return type == LC_TYPE_TQ1_0 || type == LC_TYPE_TQ2_0;
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
 /* ---- vectors of LC_PACKED_ROWS lanes ---- */
 
 #if defined(LC_AVX512)
@@ -162,7 +172,7 @@ typedef struct {
 static inline int has_mins(int type) { return type == LC_TYPE_Q2_K || type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K; }
 
 /* the 256 quants of one super-block as unsigned values (Q3_K: q + 4; Q6_K: q + 32; the i-quants: value +
- * 128), and its scales and mins */
+ * 128; the ternary types: value + 1, without scales), and its scales and mins */
 static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32_t scale[16], int32_t mins[16],
                          float *d, float *dmin) {
 #if defined(LC_PACK_IQ)
@@ -179,7 +189,7 @@ static void unpack_block(int type, const uint8_t *blk, uint8_t vals[QK_K], int32
         *dmin = 0.0f;
         return;
     }
-    if (lc_iq_grid_unpack_biased(type, blk, vals, scale, d)) {
+    if (lc_iq_grid_unpack_biased(type, blk, vals, scale, d) || lc_ternary_unpack(type, blk, vals, d)) {
         *dmin = 0.0f;
         return;
     }
@@ -254,7 +264,7 @@ static void pack_k_quant(int type, const void *w, size_t row_bytes, int nrows, i
     kq_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(kq_packed));  /* absent rows: zeros */
     uint8_t vals[QK_K];
-    int32_t scale[16], mins[16];
+    int32_t scale[16] = {0}, mins[16];  /* the ternary types have no scales */
     for (int r = 0; r < nrows; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         for (int64_t i = 0; i < nb; ++i) {
@@ -532,7 +542,6 @@ static inline __attribute__((always_inline)) void iq_tiled(const void *packed, i
     sub16_tiled(packed, nb, x, y, ldy, nrows, nt, SIGNED_PACK ? 0 : 128, SIGNED_PACK);
 }
 
-
 /* ---- legacy types (32-blocks): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 ------------------------------------ */
 
 /* one 32-block of LC_PACKED_ROWS rows, unpacked */
@@ -753,6 +762,40 @@ LEGACY_KERNEL(legacy_q8_0, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK)
 LEGACY_VECTOR_KERNEL(legacy_q4_0_block_sums, 0, 8, 0, 1)
 LEGACY_VECTOR_KERNEL(legacy_nibble_lookup_block_sums, 0, SIGNED_PACK ? 0 : 128, SIGNED_PACK, 1)
 
+/* ---- ternary types (256-blocks of digits): TQ1_0, TQ2_0 ---------------------------------------- */
+
+/* vec_dot's order (ggml's AVX2 ternary dot, which llama.cpp runs for batches too): per block 8 integer
+ * lanes, lane l the digits' products over values 4l..4l+3 of every 32 less Q8_K's sums 2l and 2l+1 (the
+ * -1 of every digit), each fused into its float lane times d_w * d_x, then hsum_float_8; kq_packed's
+ * q[8c + l] holds chunk c's lane l. Eight float lanes a token, as the legacy types (1 or 2 tokens). */
+static inline __attribute__((always_inline)) void ternary_vec_dot(const void *packed, int64_t nb, const char *const *x,
+        size_t x_block, float *y, size_t ldy, int nrows, const int nt) {
+    const kq_packed *pk = packed;
+    (void)x_block;
+    vf acc[LEGACY_TOKENS][8];
+    for (int u = 0; u < nt; ++u)
+        for (int l = 0; l < 8; ++l) acc[u][l] = vf_zero();
+    for (int64_t i = 0; i < nb; ++i) {
+        const kq_packed *p = pk + i;
+        const block_q8_K *xs[LEGACY_TOKENS];
+        vf scale[LEGACY_TOKENS];
+        for (int u = 0; u < nt; ++u) {
+            xs[u] = (const block_q8_K *)x[u] + i;
+            scale[u] = vf_mul(vf_load(p->d), vf_set1(xs[u]->d));
+        }
+        for (int l = 0; l < 8; ++l) {
+            vi isum[LEGACY_TOKENS];
+            for (int u = 0; u < nt; ++u) isum[u] = vi_set1(-(xs[u]->bsums[2 * l] + xs[u]->bsums[2 * l + 1]));
+            for (int c = 0; c < 8; ++c) {
+                const vi w = vi_load(p->q[8 * c + l]);
+                for (int u = 0; u < nt; ++u) isum[u] = dot4(isum[u], w, x4_of(xs[u]->qs + 32 * c + 4 * l));
+            }
+            for (int u = 0; u < nt; ++u) acc[u][l] = legacy_lane_step(acc[u][l], scale[u], isum[u]);
+        }
+    }
+    for (int u = 0; u < nt; ++u) legacy_store(acc[u], vf_zero(), 0, y + u * ldy, nrows);
+}
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 size_t lc_packed_bytes(int type, int64_t k) {
@@ -760,7 +803,7 @@ size_t lc_packed_bytes(int type, int64_t k) {
     if (type == LC_TYPE_Q2_K || type == LC_TYPE_Q3_K || type == LC_TYPE_Q4_K || type == LC_TYPE_Q5_K || type == LC_TYPE_Q6_K)
         return (size_t)(k / QK_K) * sizeof(kq_packed);
 #if defined(LC_PACK_IQ)
-    if (is_iq(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
+    if (is_iq(type) || is_ternary(type)) return (size_t)(k / QK_K) * sizeof(kq_packed);
 #endif
     return 0;
 }
@@ -836,6 +879,7 @@ void lc_packed_mul(int type, int order, const void *packed, int nrows, int64_t k
         OVER_KQ_TOKENS(q2_K_tiled)
     case LC_TYPE_IQ4_XS: case LC_TYPE_IQ2_XXS: case LC_TYPE_IQ2_XS: case LC_TYPE_IQ2_S: case LC_TYPE_IQ3_XXS:
     case LC_TYPE_IQ3_S: case LC_TYPE_IQ1_S: case LC_TYPE_IQ1_M: OVER_KQ_TOKENS(iq_tiled)
+    case LC_TYPE_TQ1_0: case LC_TYPE_TQ2_0: OVER_LEGACY_TOKENS(ternary_vec_dot)
     default:
         if (order == LC_ORDER_KQ_GEMM) { OVER_KQ_TOKENS(q4_K_gemm) }
         if (order == LC_ORDER_VEC_DOT) { OVER_KQ_TOKENS(q4_K_vec_dot) }

@@ -368,66 +368,55 @@ GRID_DEQUANT(iq1_m, IQ1_BODY)
 
 /* ---- ternary types: digits 0, 1, 2 standing for -1, 0, 1 ------------------------------------ */
 
+/* TQ1_0 packs five digits a byte: digit n of byte b is ((uint8_t)(b * 3^n) * 3) >> 8 */
+static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+
 #if defined(LC_AVX2)
-/* of each byte b of v: ((uint8_t)(b * k) * 3) >> 8, its base-3 digit at k (even and odd bytes apart, in
- * 16-bit lanes) */
-static inline __m256i base3_digits(__m256i v, short k) {
-    const __m256i low = _mm256_set1_epi16(0x00FF), times = _mm256_set1_epi16(k), three = _mm256_set1_epi16(3);
+/* of each byte b of v: ((uint8_t)(b * k) * 3) >> 8, its base-3 digit at k, where `times` holds k in each
+ * 16-bit lane (even and odd bytes apart) */
+static inline __m256i base3_digits(__m256i v, __m256i times) {
+    const __m256i low = _mm256_set1_epi16(0x00FF), three = _mm256_set1_epi16(3);
     const __m256i even = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(v, low), times), low);
     const __m256i odd = _mm256_and_si256(_mm256_mullo_epi16(_mm256_srli_epi16(v, 8), times), low);
     return _mm256_or_si256(_mm256_srli_epi16(_mm256_mullo_epi16(even, three), 8),
                            _mm256_slli_epi16(_mm256_srli_epi16(_mm256_mullo_epi16(odd, three), 8), 8));
 }
-#endif
 
-static void digits_tq1_0(const block_tq1_0 *x, uint8_t q[QK_K]) {
-    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-#if defined(LC_AVX2)
+/* k in the 128-bit halves' 16-bit lanes: lo in the low half, hi in the high one */
+static inline __m256i halves_epi16(short lo, short hi) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(lo)), _mm_set1_epi16(hi), 1);
+}
+
+/* ggml's AVX2 ternary dot's 8 int32 lanes of a block, from the digits of its 32-value chunks: lane l
+ * sums digit * q8 over values 4l..4l+3 of every chunk, less Q8_K's per-16 sums 2l and 2l+1 (the -1 of
+ * every digit) */
+static inline __m256i ternary_lanes_start(const block_q8_K *y) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(),
+                            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
+}
+
+/* TQ1_0's lanes: chunks 0-4 are the digits of qs[0..31]; chunks 5-7 those of qs[32..47] (two digits a
+ * chunk) and, in chunk 7's high half, of qh[0..3] (values 240 + 4n + j: digit n of qh[j]) */
+static inline __m256i tq1_0_lanes(const block_tq1_0 *x, const block_q8_K *y) {
+    __m256i sum = ternary_lanes_start(y);
     const __m256i first = _mm256_loadu_si256((const __m256i *)x->qs);
-    const __m256i second = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(x->qs + 32)));
-    for (int n = 0; n < 5; ++n) {
-        _mm256_storeu_si256((__m256i *)(q + 32 * n), base3_digits(first, pow3[n]));
-        _mm_storeu_si128((__m128i *)(q + 160 + 16 * n), _mm256_castsi256_si128(base3_digits(second, pow3[n])));
-    }
-#else
     for (int n = 0; n < 5; ++n)
-        for (int m = 0; m < 32; ++m) q[32 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[m] * pow3[n]) * 3) >> 8);
-    for (int n = 0; n < 5; ++n)
-        for (int m = 0; m < 16; ++m) q[160 + 16 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[32 + m] * pow3[n]) * 3) >> 8);
-#endif
-    for (int n = 0; n < 4; ++n)
-        for (int j = 0; j < 4; ++j) q[240 + 4 * n + j] = (uint8_t)(((uint16_t)(uint8_t)(x->qh[j] * pow3[n]) * 3) >> 8);
+        sum = lc_dot_us8_acc_256(sum, base3_digits(first, _mm256_set1_epi16(pow3[n])),
+                                 _mm256_loadu_si256((const __m256i *)(y->qs + 32 * n)));
+    const __m128i second = _mm_loadu_si128((const __m128i *)(x->qs + 32));
+    const __m256i twice = _mm256_broadcastsi128_si256(second);
+    uint32_t qh;
+    memcpy(&qh, x->qh, 4);
+    const __m256i last = _mm256_inserti128_si256(_mm256_castsi128_si256(second), _mm_set1_epi32((int)qh), 1);
+    const __m256i last_times = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
+    sum = lc_dot_us8_acc_256(sum, base3_digits(twice, halves_epi16(1, 3)), _mm256_loadu_si256((const __m256i *)(y->qs + 160)));
+    sum = lc_dot_us8_acc_256(sum, base3_digits(twice, halves_epi16(9, 27)), _mm256_loadu_si256((const __m256i *)(y->qs + 192)));
+    return lc_dot_us8_acc_256(sum, base3_digits(last, last_times), _mm256_loadu_si256((const __m256i *)(y->qs + 224)));
 }
 
-static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
-    for (int j = 0; j < QK_K / 4; j += 32)
-        for (int l = 0; l < 4; ++l)
-            for (int m = 0; m < 32; ++m) q[4 * j + 32 * l + m] = (x->qs[j + m] >> (2 * l)) & 3;
-}
-
-/* ggml's AVX2 ternary dot's 8 int32 lanes of a block: lane l sums digit * q8 over values 4l..4l+3 of
- * every 32, less Q8_K's per-16 sums 2l and 2l+1 (the -1 of every digit) */
-static inline void ternary_lanes(const uint8_t q[QK_K], const block_q8_K *y, int32_t lanes[8]) {
-#if defined(LC_AVX2)
-    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
-    for (int c = 0; c < QK_K; c += 32)
-        sum = _mm256_add_epi32(sum, lc_dot_us8_256(_mm256_loadu_si256((const __m256i *)(q + c)),
-                                                   _mm256_loadu_si256((const __m256i *)(y->qs + c))));
-    _mm256_storeu_si256((__m256i *)lanes, sum);
-#else
-    for (int l = 0; l < 8; ++l) {
-        lanes[l] = -(y->bsums[2 * l] + y->bsums[2 * l + 1]);
-        for (int k = 4 * l; k < QK_K; k += (k % 4 == 3) ? 29 : 1) lanes[l] += q[k] * y->qs[k];
-    }
-#endif
-}
-
-#if defined(LC_AVX2)
-/* TQ2_0's lanes straight from its bytes: each 32 of them hold four 32-value chunks' digits */
+/* TQ2_0's lanes: each 32 bytes hold four 32-value chunks' digits, two bits apart */
 static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
-    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
+    __m256i sum = ternary_lanes_start(y);
     for (int j = 0; j < 2; ++j) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
         for (int l = 0; l < 4; ++l) {
@@ -438,44 +427,87 @@ static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
     return sum;
 }
 
-/* Four rows of lc_vec_dot_tq2_0: each row's lanes fused into its 8 float lanes, then hsum_float_8 */
-static void gemv4_tq2_0(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    const block_q8_K *x = vx;
-    const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(LC_NIBBLES_PREFETCH_PAST_GROUP, prefetch);
-    __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < nb; ++i) {
-        if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_tq2_0));
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-            const block_tq2_0 *b = (const block_tq2_0 *)(w + (size_t)r * row_bytes) + i;
-            const __m256 d = _mm256_set1_ps(x[i].d * LC_H2F(b->d));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tq2_0_lanes(b, x + i)), d, acc[r]);
-        }
+/* vec_dot: per block a contracted d * lane + sum per lane, then hsum_float_8; the GEMV: four rows of it */
+#define TERNARY_SIMD(name)                                                                                      \
+    void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {                             \
+        const block_##name *x = w_row;                                                                          \
+        const block_q8_K *y = x_row;                                                                            \
+        __m256 acc = _mm256_setzero_ps();                                                                       \
+        for (int i = 0; i < n / QK_K; ++i)                                                                      \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(name##_lanes(x + i, y + i)), _mm256_set1_ps(y[i].d * LC_H2F(x[i].d)), acc); \
+        *s = lc_hsum256(acc);                                                                                   \
+    }                                                                                                           \
+    static void gemv4_##name(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) { \
+        const block_q8_K *x = vx;                                                                               \
+        const uint8_t *ahead = w + LC_GEMV_ROWS * row_bytes + lc_prefetch_ahead_bytes(LC_NIBBLES_PREFETCH_PAST_GROUP, prefetch); \
+        __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+        for (int64_t i = 0; i < nb; ++i) {                                                                      \
+            if (prefetch) lc_prefetch_step_share(ahead, i, LC_GEMV_ROWS * sizeof(block_##name));                \
+            _Pragma("GCC unroll 4")                                                                             \
+            for (int r = 0; r < LC_GEMV_ROWS; ++r) {                                                            \
+                const block_##name *b = (const block_##name *)(w + (size_t)r * row_bytes) + i;                 \
+                const __m256 d = _mm256_set1_ps(x[i].d * LC_H2F(b->d));                                         \
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(name##_lanes(b, x + i)), d, acc[r]);                \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);                                       \
+    }                                                                                                           \
+    void lc_gemv_##name(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { \
+        lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, gemv4_##name, lc_vec_dot_##name, 0, prefetch);         \
     }
-    for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
-}
-
-void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
-    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, gemv4_tq2_0, lc_vec_dot_tq2_0, 0, prefetch);
-}
+TERNARY_SIMD(tq1_0)
+TERNARY_SIMD(tq2_0)
 #endif
 
-/* then a contracted d * lane + sum per lane, and hsum_float_8 */
-#define TERNARY(name)                                                                    \
+/* a block's 256 digits in ggml's value order */
+static void digits_tq1_0(const block_tq1_0 *x, uint8_t q[QK_K]) {
+    for (int n = 0; n < 5; ++n)
+        for (int m = 0; m < 32; ++m) q[32 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[m] * pow3[n]) * 3) >> 8);
+    for (int n = 0; n < 5; ++n)
+        for (int m = 0; m < 16; ++m) q[160 + 16 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[32 + m] * pow3[n]) * 3) >> 8);
+    for (int n = 0; n < 4; ++n)
+        for (int j = 0; j < 4; ++j) q[240 + 4 * n + j] = (uint8_t)(((uint16_t)(uint8_t)(x->qh[j] * pow3[n]) * 3) >> 8);
+}
+
+static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
+    for (int j = 0; j < QK_K / 4; j += 32)
+        for (int l = 0; l < 4; ++l)
+            for (int m = 0; m < 32; ++m) q[4 * j + 32 * l + m] = (x->qs[j + m] >> (2 * l)) & 3;
+}
+
+int lc_ternary_unpack(int type, const void *blk, uint8_t digits[QK_K], float *d) {
+    switch (type) {
+    case LC_TYPE_TQ1_0: digits_tq1_0(blk, digits); *d = LC_H2F(((const block_tq1_0 *)blk)->d); return 1;
+    case LC_TYPE_TQ2_0: digits_tq2_0(blk, digits); *d = LC_H2F(((const block_tq2_0 *)blk)->d); return 1;
+    default: return 0;
+    }
+}
+
+#if !defined(LC_AVX2)
+/* the lanes (see ternary_lanes_start) from the digits, and the same float steps as TERNARY_SIMD's */
+#define TERNARY_DOT(name)                                                                \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
         const block_##name *x = (const block_##name *)w_row;                             \
         const block_q8_K *y = (const block_q8_K *)x_row;                                 \
         float acc[8] = {0};                                                              \
         uint8_t q[QK_K];                                                                 \
-        int32_t lanes[8];                                                                \
         for (int i = 0; i < n / QK_K; ++i) {                                             \
             digits_##name(x + i, q);                                                     \
-            ternary_lanes(q, y + i, lanes);                                              \
             const float d = y[i].d * LC_H2F(x[i].d);                                     \
-            for (int l = 0; l < 8; ++l) acc[l] = fmaf((float)lanes[l], d, acc[l]);      \
+            for (int l = 0; l < 8; ++l) {                                                \
+                int32_t lane = -(y[i].bsums[2 * l] + y[i].bsums[2 * l + 1]);             \
+                for (int c = 0; c < QK_K; c += 32)                                       \
+                    for (int j = 4 * l; j < 4 * l + 4; ++j) lane += q[c + j] * y[i].qs[c + j]; \
+                acc[l] = fmaf((float)lane, d, acc[l]);                                   \
+            }                                                                            \
         }                                                                                \
         *s = lc_hsum8_ordered(acc);                                                      \
-    }                                                                                    \
+    }
+TERNARY_DOT(tq1_0)
+TERNARY_DOT(tq2_0)
+#endif
+
+#define TERNARY_DEQUANT(name)                                                            \
     void lc_dequant_row_##name(const void *w_row, float *y, int64_t n) {                  \
         const block_##name *x = (const block_##name *)w_row;                             \
         uint8_t q[QK_K];                                                                 \
@@ -485,9 +517,8 @@ void lc_gemv_tq2_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, co
             for (int k = 0; k < QK_K; ++k) y[k] = (float)(q[k] - 1) * d;                 \
         }                                                                                \
     }
-
-TERNARY(tq1_0)
-TERNARY(tq2_0)
+TERNARY_DEQUANT(tq1_0)
+TERNARY_DEQUANT(tq2_0)
 
 /* ---- IQ4_NL and MXFP4: 4-bit indices into 16 levels, one scale per 32 values ------------------ */
 

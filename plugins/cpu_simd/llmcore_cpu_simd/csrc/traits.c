@@ -134,6 +134,7 @@ static lc_gemv_fn gemv_kernel(int type) {
 #if defined(LC_HAVE_IQ) && defined(LC_AVX2) && defined(LC_HAVE_NEW_TYPES) /* quants_iq_grid.c's */
     case LC_TYPE_IQ4_NL: return lc_gemv_iq4_nl;
     case LC_TYPE_MXFP4: return lc_gemv_mxfp4;
+    case LC_TYPE_TQ1_0: return lc_gemv_tq1_0;
     case LC_TYPE_TQ2_0: return lc_gemv_tq2_0;
 #endif
     default: return 0;
