@@ -1072,7 +1072,9 @@ static void op_attention(const lc_node *nd, const lc_task *task) {
     /* ALiBi's slopes as ggml_soft_max_ext computes them */
     const uint32_t n_head_log2 = 1u << (uint32_t)floor(log2((double)n_head));
     const float m0 = powf(2.0f, -max_bias / n_head_log2), m1 = powf(2.0f, -(max_bias / 2.0f) / n_head_log2);
+#if defined(LC_AVX2)
     const int plain_scores = softcap == 0.0f && max_bias == 0.0f;  /* what the SIMD group kernels compute */
+#endif
     /* scratch: the group's f16-rounded queries and scores, then up to LC_ATTEND_HEADS_MAX heads' 64 lane
      * sums each */
     float *q16 = task->scratch, *scores = q16 + group * head_dim, *lanes = scores + group * n_ctx;

@@ -368,64 +368,72 @@ GRID_DEQUANT(iq1_m, IQ1_BODY)
 
 /* ---- ternary types: digits 0, 1, 2 standing for -1, 0, 1 ------------------------------------ */
 
-/* TQ1_0 packs five digits a byte: digit n of byte b is ((uint8_t)(b * 3^n) * 3) >> 8 */
-static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-
 #if defined(LC_AVX2)
-/* of each byte b of v: ((uint8_t)(b * k) * 3) >> 8, its base-3 digit at k, where `times` holds k in each
- * 16-bit lane (even and odd bytes apart) */
-static inline __m256i base3_digits(__m256i v, __m256i times) {
-    const __m256i low = _mm256_set1_epi16(0x00FF), three = _mm256_set1_epi16(3);
-    const __m256i even = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(v, low), times), low);
-    const __m256i odd = _mm256_and_si256(_mm256_mullo_epi16(_mm256_srli_epi16(v, 8), times), low);
-    return _mm256_or_si256(_mm256_srli_epi16(_mm256_mullo_epi16(even, three), 8),
-                           _mm256_slli_epi16(_mm256_srli_epi16(_mm256_mullo_epi16(odd, three), 8), 8));
+/* 3x and 9x of each byte, modulo 256 (ggml's: adds, and a shift by 3 kept within the byte) */
+static inline __m256i times3_epi8(__m256i x) { return _mm256_add_epi8(x, _mm256_add_epi8(x, x)); }
+static inline __m256i times9_epi8(__m256i x) {
+    return _mm256_add_epi8(_mm256_and_si256(_mm256_slli_epi16(x, 3), _mm256_set1_epi8(-8)), x);
 }
 
-/* k in the 128-bit halves' 16-bit lanes: lo in the low half, hi in the high one */
-static inline __m256i halves_epi16(short lo, short hi) {
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(lo)), _mm_set1_epi16(hi), 1);
+/* of each byte v its top base-3 digit, (v * 3) >> 8, as ggml takes it: 3v/4 by two rounding averages of
+ * v - 1 (saturated), then the top two bits (the same digit for every v) */
+static inline __m256i top_digit(__m256i v) {
+    const __m256i a = _mm256_subs_epu8(v, _mm256_set1_epi8(1));
+    const __m256i three_quarters = _mm256_avg_epu8(a, _mm256_avg_epu8(a, _mm256_setzero_si256()));
+    return _mm256_and_si256(_mm256_srli_epi16(three_quarters, 6), _mm256_set1_epi8(3));
 }
 
-/* ggml's AVX2 ternary dot's 8 int32 lanes of a block, from the digits of its 32-value chunks: lane l
- * sums digit * q8 over values 4l..4l+3 of every chunk, less Q8_K's per-16 sums 2l and 2l+1 (the -1 of
- * every digit) */
-static inline __m256i ternary_lanes_start(const block_q8_K *y) {
-    return _mm256_sub_epi32(_mm256_setzero_si256(),
-                            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
-}
-
-/* TQ1_0's lanes: chunks 0-4 are the digits of qs[0..31]; chunks 5-7 those of qs[32..47] (two digits a
- * chunk) and, in chunk 7's high half, of qh[0..3] (values 240 + 4n + j: digit n of qh[j]) */
-static inline __m256i tq1_0_lanes(const block_tq1_0 *x, const block_q8_K *y) {
-    __m256i sum = ternary_lanes_start(y);
-    const __m256i first = _mm256_loadu_si256((const __m256i *)x->qs);
-    for (int n = 0; n < 5; ++n)
-        sum = lc_dot_us8_acc_256(sum, base3_digits(first, _mm256_set1_epi16(pow3[n])),
-                                 _mm256_loadu_si256((const __m256i *)(y->qs + 32 * n)));
-    const __m128i second = _mm_loadu_si128((const __m128i *)(x->qs + 32));
-    const __m256i twice = _mm256_broadcastsi128_si256(second);
+/* TQ1_0's 8 chunks of 32 digits: digit n of a byte is the top digit of the byte times 3^n. Chunks 0-4
+ * are the digits of qs[0..31]; chunks 5-7 those of qs[32..47], two digits a chunk, and in chunk 7's high
+ * half those of qh[0..3] (values 240 + 4n + j: digit n of qh[j]) */
+static inline __attribute__((always_inline)) void tq1_0_chunks(const block_tq1_0 *x, __m256i chunk[8]) {
+    const __m256i x1 = _mm256_loadu_si256((const __m256i *)x->qs), x3 = times3_epi8(x1), x9 = times9_epi8(x1);
+    chunk[0] = top_digit(x1);
+    chunk[1] = top_digit(x3);
+    chunk[2] = top_digit(x9);
+    chunk[3] = top_digit(times9_epi8(x3));
+    chunk[4] = top_digit(times9_epi8(x9));
+    const __m256i twice = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x->qs + 32)));
+    const __m256i x1_3 = _mm256_blend_epi32(twice, times3_epi8(twice), 0xF0), x9_27 = times9_epi8(x1_3);
     uint32_t qh;
     memcpy(&qh, x->qh, 4);
-    const __m256i last = _mm256_inserti128_si256(_mm256_castsi128_si256(second), _mm_set1_epi32((int)qh), 1);
-    const __m256i last_times = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
-    sum = lc_dot_us8_acc_256(sum, base3_digits(twice, halves_epi16(1, 3)), _mm256_loadu_si256((const __m256i *)(y->qs + 160)));
-    sum = lc_dot_us8_acc_256(sum, base3_digits(twice, halves_epi16(9, 27)), _mm256_loadu_si256((const __m256i *)(y->qs + 192)));
-    return lc_dot_us8_acc_256(sum, base3_digits(last, last_times), _mm256_loadu_si256((const __m256i *)(y->qs + 224)));
+    const __m256i h = _mm256_set1_epi32((int)qh), h3 = times3_epi8(h);  /* qh times 1, 3, 9, 27 by dwords */
+    const __m256i h_powers = _mm256_blend_epi32(_mm256_blend_epi32(h, h3, 0x22), times9_epi8(_mm256_blend_epi32(h, h3, 0x88)), 0xCC);
+    chunk[5] = top_digit(x1_3);
+    chunk[6] = top_digit(x9_27);
+    chunk[7] = top_digit(_mm256_blend_epi32(times9_epi8(x9_27), h_powers, 0xF0));
 }
 
-/* TQ2_0's lanes: each 32 bytes hold four 32-value chunks' digits, two bits apart */
-static inline __m256i tq2_0_lanes(const block_tq2_0 *x, const block_q8_K *y) {
-    __m256i sum = ternary_lanes_start(y);
+/* TQ2_0's 8 chunks: each 32 bytes hold four chunks' digits, two bits apart */
+static inline __attribute__((always_inline)) void tq2_0_chunks(const block_tq2_0 *x, __m256i chunk[8]) {
     for (int j = 0; j < 2; ++j) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
-        for (int l = 0; l < 4; ++l) {
-            const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * l), _mm256_set1_epi8(3));
-            sum = lc_dot_us8_acc_256(sum, q, _mm256_loadu_si256((const __m256i *)(y->qs + 128 * j + 32 * l)));
-        }
+        for (int l = 0; l < 4; ++l) chunk[4 * j + l] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * l), _mm256_set1_epi8(3));
     }
+}
+
+/* ggml's AVX2 ternary dot's 8 int32 lanes of a block: lane l sums digit * q8 over values 4l..4l+3 of
+ * every 32-value chunk, less Q8_K's per-16 sums 2l and 2l+1 (the -1 of every digit) */
+static inline __attribute__((always_inline)) __m256i ternary_lanes(const __m256i chunk[8], const block_q8_K *y) {
+    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), _mm256_set1_epi16(1)));
+    for (int c = 0; c < 8; ++c) sum = lc_dot_us8_acc_256(sum, chunk[c], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c)));
     return sum;
 }
+
+#define TERNARY_LANES(name)                                                                                     \
+    static inline __attribute__((always_inline)) __m256i name##_lanes(const block_##name *x, const block_q8_K *y) { \
+        __m256i chunk[8];                                                                                       \
+        name##_chunks(x, chunk);                                                                                \
+        return ternary_lanes(chunk, y);                                                                         \
+    }                                                                                                           \
+    static void digits_##name(const block_##name *x, uint8_t q[QK_K]) {                                         \
+        __m256i chunk[8];                                                                                       \
+        name##_chunks(x, chunk);                                                                                \
+        for (int c = 0; c < 8; ++c) _mm256_storeu_si256((__m256i *)(q + 32 * c), chunk[c]);                    \
+    }
+TERNARY_LANES(tq1_0)
+TERNARY_LANES(tq2_0)
 
 /* vec_dot: per block a contracted d * lane + sum per lane, then hsum_float_8; the GEMV: four rows of it */
 #define TERNARY_SIMD(name)                                                                                      \
@@ -459,7 +467,11 @@ TERNARY_SIMD(tq1_0)
 TERNARY_SIMD(tq2_0)
 #endif
 
-/* a block's 256 digits in ggml's value order */
+#if !defined(LC_AVX2)
+/* a block's 256 digits in ggml's value order; TQ1_0 packs five a byte, digit n of byte b being
+ * ((uint8_t)(b * 3^n) * 3) >> 8 */
+static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+
 static void digits_tq1_0(const block_tq1_0 *x, uint8_t q[QK_K]) {
     for (int n = 0; n < 5; ++n)
         for (int m = 0; m < 32; ++m) q[32 * n + m] = (uint8_t)(((uint16_t)(uint8_t)(x->qs[m] * pow3[n]) * 3) >> 8);
@@ -475,16 +487,7 @@ static void digits_tq2_0(const block_tq2_0 *x, uint8_t q[QK_K]) {
             for (int m = 0; m < 32; ++m) q[4 * j + 32 * l + m] = (x->qs[j + m] >> (2 * l)) & 3;
 }
 
-int lc_ternary_unpack(int type, const void *blk, uint8_t digits[QK_K], float *d) {
-    switch (type) {
-    case LC_TYPE_TQ1_0: digits_tq1_0(blk, digits); *d = LC_H2F(((const block_tq1_0 *)blk)->d); return 1;
-    case LC_TYPE_TQ2_0: digits_tq2_0(blk, digits); *d = LC_H2F(((const block_tq2_0 *)blk)->d); return 1;
-    default: return 0;
-    }
-}
-
-#if !defined(LC_AVX2)
-/* the lanes (see ternary_lanes_start) from the digits, and the same float steps as TERNARY_SIMD's */
+/* the lanes (see ternary_lanes) from the digits, and the same float steps as TERNARY_SIMD's */
 #define TERNARY_DOT(name)                                                                \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
         const block_##name *x = (const block_##name *)w_row;                             \
@@ -506,6 +509,14 @@ int lc_ternary_unpack(int type, const void *blk, uint8_t digits[QK_K], float *d)
 TERNARY_DOT(tq1_0)
 TERNARY_DOT(tq2_0)
 #endif
+
+int lc_ternary_unpack(int type, const void *blk, uint8_t digits[QK_K], float *d) {
+    switch (type) {
+    case LC_TYPE_TQ1_0: digits_tq1_0(blk, digits); *d = LC_H2F(((const block_tq1_0 *)blk)->d); return 1;
+    case LC_TYPE_TQ2_0: digits_tq2_0(blk, digits); *d = LC_H2F(((const block_tq2_0 *)blk)->d); return 1;
+    default: return 0;
+    }
+}
 
 #define TERNARY_DEQUANT(name)                                                            \
     void lc_dequant_row_##name(const void *w_row, float *y, int64_t n) {                  \
