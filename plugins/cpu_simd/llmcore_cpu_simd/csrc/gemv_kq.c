@@ -241,6 +241,53 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
 }
 
+/* Q2_K's step j of a block takes bits 2j and 2j+1 of its 64 bytes of quants: values 32j..32j+31 in the
+ * low 256 bits, 128+32j.. in the high ones, so its 128-bit lanes are sub-blocks 2j, 2j+1, 8+2j and 9+2j.
+ * The byte shuffle that spreads those sub-blocks' scales (the row's 16 scale bytes in every lane) to
+ * the lanes' int16, zero-extended. */
+static inline __m512i q2_K_scale_pick(int j) {
+#define PICK(k) (int)(0x80008000u | (uint32_t)(k) | ((uint32_t)(k) << 16))
+    const int s = 2 * j;
+    return _mm512_setr_epi32(PICK(s), PICK(s), PICK(s), PICK(s), PICK(s + 1), PICK(s + 1), PICK(s + 1), PICK(s + 1),
+                             PICK(s + 8), PICK(s + 8), PICK(s + 8), PICK(s + 8), PICK(s + 9), PICK(s + 9), PICK(s + 9), PICK(s + 9));
+#undef PICK
+}
+
+/* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
+ * AVX-512): a row's block in four 64-value steps, each sub-block's pair sums times its scale; the rows'
+ * exact scale and min sums fused into their two running sums with d * d_x and dmin * d_x */
+static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_K *x = vx;
+    const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0xF);
+    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        prefetch_ahead(w, sizeof(block_q2_K), i, prefetch);
+        __m512i q8[4];
+        for (int j = 0; j < 4; ++j) q8[j] = two_halves(x[i].qs, 32 * j, 128 + 32 * j);
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m512i isum[LC_GEMV_ROWS];
+        __m256i imin[LC_GEMV_ROWS];
+        const void *d[LC_GEMV_ROWS], *dmin[LC_GEMV_ROWS];
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * row_bytes) + i;
+            const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+            imin[r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0xF))), bsums);
+            const __m512i scales = _mm512_and_si512(_mm512_broadcast_i32x4(sc), m4), bits = _mm512_loadu_si512(b->qs);
+            isum[r] = _mm512_setzero_si512();
+            for (int j = 0; j < 4; ++j)
+                isum[r] = dot_pairs(isum[r], _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), m3), q8[j]),
+                                    _mm512_shuffle_epi8(scales, q2_K_scale_pick(j)));
+            d[r] = &b->d;
+            dmin[r] = &b->dmin;
+        }
+        const __m128 xd = _mm_set1_ps(x[i].d);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(reduce4(isum)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), xd), acc);
+        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(imin)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(dmin)), xd), acc_min);
+    }
+    _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
+}
+
 #elif defined(LC_AVX2)
 
 /* acc + the int16 pair products of a and b */
@@ -442,6 +489,7 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
 }
 
+#if !defined(LC_AVX512) /* AVX-512's is above */
 /* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
  * AVX-512): each row's exact scale and min sums of a block (vec_dot's lanes, reduced for the four rows
  * together), fused into the rows' two running sums with d * d_x and dmin * d_x */
@@ -467,6 +515,7 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     }
     _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
 }
+#endif
 
 #define GEMV4(name) gemv4_##name
 
