@@ -54,6 +54,8 @@ void lc_dequant_row_iq4_xs(const void *w, float *y, int64_t n);
 void lc_vec_dot_q6_K(int n, float *s, const void *w, const void *x);
 void lc_gemv_iq4_xs(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_gemv_q3_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+void lc_vec_dot_q3_K(int n, float *s, const void *w, const void *x);
 void lc_gemv_iq4_nl(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_mxfp4(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_tq1_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
@@ -161,22 +163,25 @@ def extreme_iq4_xs_row(k: int) -> np.ndarray:
     return blocks.reshape(-1)
 
 
-@pytest.mark.parametrize("type_name", ["IQ4_XS", "Q6_K"])
+@pytest.mark.parametrize("type_name", ["IQ4_XS", "Q6_K", "Q3_K"])
 def test_one_token_gemv_equals_vec_dot_bit_for_bit(libs, type_name):
-    """Decode's product with an IQ4_XS or Q6_K matrix (four rows at a time on AVX2 and AVX-512, each
-    row's eight integer lanes kept as vec_dot makes them; the rows past a multiple of four by vec_dot)
-    gives each row exactly vec_dot's output: rows of random blocks and of the largest products, row
-    counts around the groups of four, a token of +-127 only beside a normal one."""
+    """Decode's product with an IQ4_XS, Q6_K or Q3_K matrix (four rows at a time on AVX2 and AVX-512, Q3_K
+    on AVX-512 only, each row's eight integer lanes kept as vec_dot makes them; the rows past a multiple
+    of four by vec_dot) gives each row exactly vec_dot's output: rows of random blocks and of the largest
+    products, row counts around the groups of four, a token of +-127 only beside a normal one."""
     rng = np.random.default_rng(31)
-    name = type_name.lower() if type_name == "IQ4_XS" else "q6_K"
-    random_row = random_iq4_xs_row if type_name == "IQ4_XS" else lambda k, rng: random_weight_row("q6_K", k, rng)
-    extreme_row = extreme_iq4_xs_row if type_name == "IQ4_XS" else lambda k: extreme_weight_row("q6_K", k)
+    name = type_name.lower() if type_name == "IQ4_XS" else type_name[:2].lower() + "_K"
+    random_row = random_iq4_xs_row if type_name == "IQ4_XS" else lambda k, rng: random_weight_row(name, k, rng)
+    extreme_row = extreme_iq4_xs_row if type_name == "IQ4_XS" else lambda k: extreme_weight_row(name, k)
+    levels = {level: lib for level, lib in libs.items() if type_name != "Q3_K" or level == "avx512"}
+    if not levels:
+        pytest.skip("Q3_K's GEMV is built for AVX-512 only, which this CPU lacks")
     for k in (256, 2816):
         rows = [random_row(k, rng) for _ in range(12)]
         rows.insert(5, extreme_row(k))
         w = np.concatenate(rows)
         row_bytes = len(w) // len(rows)
-        for level, lib in libs.items():
+        for level, lib in levels.items():
             signs = rng.choice(np.float32([-1, 1]), k)
             for xq in (quantize_q8_K(lib, rng.standard_normal(k).astype(np.float32)), quantize_q8_K(lib, signs)):
                 expected = np.zeros(len(rows), np.float32)

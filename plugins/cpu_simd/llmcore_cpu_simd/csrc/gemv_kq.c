@@ -241,29 +241,38 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     _mm_storeu_ps(y, _mm_add_ps(lc_hsum8_rows4(acc), summs));
 }
 
-/* Q2_K's step j of a block takes bits 2j and 2j+1 of its 64 bytes of quants: values 32j..32j+31 in the
- * low 256 bits, 128+32j.. in the high ones, so its 128-bit lanes are sub-blocks 2j, 2j+1, 8+2j and 9+2j.
- * The byte shuffle that spreads those sub-blocks' scales (the row's 16 scale bytes in every lane) to
- * the lanes' int16, zero-extended. */
-static inline __m512i q2_K_scale_pick(int j) {
-#define PICK(k) (int)(0x80008000u | (uint32_t)(k) | ((uint32_t)(k) << 16))
-    const int s = 2 * j;
-    return _mm512_setr_epi32(PICK(s), PICK(s), PICK(s), PICK(s), PICK(s + 1), PICK(s + 1), PICK(s + 1), PICK(s + 1),
-                             PICK(s + 8), PICK(s + 8), PICK(s + 8), PICK(s + 8), PICK(s + 9), PICK(s + 9), PICK(s + 9), PICK(s + 9));
+/* Q2_K's and Q6_K's blocks in four 64-value steps: step j takes 32-value chunk j of each 128-value half,
+ * values 32j..32j+31 in the low 256 bits and 128+32j.. in the high ones, so its 128-bit lanes are
+ * sub-blocks 2j, 2j+1, 8+2j and 9+2j. The activations of step j: */
+static inline __m512i step_activations(const block_q8_K *x, int j) { return two_halves(x->qs, 32 * j, 128 + 32 * j); }
+
+/* a row's 16 sub-block scales (bytes, signed or not) as int16 where the steps pick them: scales 0-7 in
+ * 128-bit lanes 0 and 1, 8-15 in lanes 2 and 3 */
+static inline __m512i step_scales(__m128i sc, int is_signed) {
+    const __m256i twice = _mm256_permute4x64_epi64(_mm256_castsi128_si256(sc), 0x50);
+    return is_signed ? _mm512_cvtepi8_epi16(twice) : _mm512_cvtepu8_epi16(twice);
+}
+
+/* step j's scale at every int16 of its lanes (a byte shuffle within them): word 2j of lanes 0 and 2,
+ * word 2j + 1 of lanes 1 and 3 */
+static inline __m512i step_scale(__m512i scales, int j) {
+#define PICK(w) (int)((uint32_t)(2 * (w)) | (uint32_t)(2 * (w) + 1) << 8 | (uint32_t)(2 * (w)) << 16 | (uint32_t)(2 * (w) + 1) << 24)
+    const int a = PICK(2 * j), b = PICK(2 * j + 1);
 #undef PICK
+    return _mm512_shuffle_epi8(scales, _mm512_setr_epi32(a, a, a, a, b, b, b, b, a, a, a, a, b, b, b, b));
 }
 
 /* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
- * AVX-512): a row's block in four 64-value steps, each sub-block's pair sums times its scale; the rows'
+ * AVX-512): a row's block in the four steps, each sub-block's pair sums times its scale; the rows'
  * exact scale and min sums fused into their two running sums with d * d_x and dmin * d_x */
 static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
-    const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0xF);
+    const __m512i m3 = _mm512_set1_epi8(3);
     __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
         prefetch_ahead(w, sizeof(block_q2_K), i, prefetch);
         __m512i q8[4];
-        for (int j = 0; j < 4; ++j) q8[j] = two_halves(x[i].qs, 32 * j, 128 + 32 * j);
+        for (int j = 0; j < 4; ++j) q8[j] = step_activations(x + i, j);
         const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
         __m512i isum[LC_GEMV_ROWS];
         __m256i imin[LC_GEMV_ROWS];
@@ -273,11 +282,11 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
             const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * row_bytes) + i;
             const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
             imin[r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0xF))), bsums);
-            const __m512i scales = _mm512_and_si512(_mm512_broadcast_i32x4(sc), m4), bits = _mm512_loadu_si512(b->qs);
+            const __m512i scales = step_scales(_mm_and_si128(sc, _mm_set1_epi8(0xF)), 0), bits = _mm512_loadu_si512(b->qs);
             isum[r] = _mm512_setzero_si512();
             for (int j = 0; j < 4; ++j)
                 isum[r] = dot_pairs(isum[r], _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), m3), q8[j]),
-                                    _mm512_shuffle_epi8(scales, q2_K_scale_pick(j)));
+                                    step_scale(scales, j));
             d[r] = &b->d;
             dmin[r] = &b->dmin;
         }
@@ -287,6 +296,80 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     }
     _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
 }
+
+/* A block's activations as the steps meet them: the quants, their pair sums times 4 (Q3_K's q + 4
+ * taken back per pair, as vec_dot does), the bsums */
+typedef struct { __m512i q8[4], q8_times4[4]; __m256i bsums; } step_activations4;
+
+static inline __attribute__((always_inline)) step_activations4 block_steps(const block_q8_K *x) {
+    step_activations4 a;
+    for (int j = 0; j < 4; ++j) {
+        a.q8[j] = step_activations(x, j);
+        a.q8_times4[j] = _mm512_maddubs_epi16(_mm512_set1_epi8(4), a.q8[j]);
+    }
+    a.bsums = _mm256_loadu_si256((const __m256i *)x->bsums);
+    return a;
+}
+
+/* the two halves' int32 lanes of a step sum added: vec_dot's 8 lanes */
+static inline __m256i add_halves(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+
+/* Q6_K's block: its quants q + 32 from the low nibbles of ql and two bits of qh, each sub-block's pair
+ * sums times its scale, less 32 times the scaled bsums */
+static inline __attribute__((always_inline)) __m256i q6_K_row_lanes(const block_q6_K *b, const step_activations4 *a) {
+    const __m512i m4 = _mm512_set1_epi8(0xF), m48 = _mm512_set1_epi8(0x30);
+    const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+    const __m512i scales = step_scales(sc, 1);
+    const __m512i ql0 = two_halves((const int8_t *)b->ql, 0, 64), ql1 = two_halves((const int8_t *)b->ql, 32, 96);
+    const __m512i qh = _mm512_loadu_si512(b->qh);
+    const __m512i u[4] = {
+        _mm512_or_si512(_mm512_and_si512(ql0, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m48)),
+        _mm512_or_si512(_mm512_and_si512(ql1, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m48)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0, 4), m4), _mm512_and_si512(qh, m48)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m48))};
+    __m512i isum = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) isum = dot_pairs(isum, _mm512_maddubs_epi16(u[j], a->q8[j]), step_scale(scales, j));
+    return _mm256_sub_epi32(add_halves(isum), _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), a->bsums), 5));
+}
+
+/* Q3_K's block: its quants q + 4 from two bits of qs and one of hmask (bit j of hmask[m] for step j's low
+ * half, bit 4 + j for its high half), the 4 taken back per pair, each sub-block's pair sums times its scale */
+static inline __attribute__((always_inline)) __m256i q3_K_row_lanes(const block_q3_K *b, const step_activations4 *a) {
+    const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+    uint32_t words[4];
+    lc_q3_scale_words(b->scales, words);
+    const __m512i scales = step_scales(_mm_sub_epi8(_mm_setr_epi32((int)words[0], (int)words[1], (int)words[2], (int)words[3]),
+                                                   _mm_set1_epi8(32)), 1);
+    const __m256i hmask = _mm256_loadu_si256((const __m256i *)b->hmask);
+    const __m512i bits = _mm512_loadu_si512(b->qs);
+    const __m512i high = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(hmask, 2)), _mm256_srli_epi16(hmask, 2), 1);
+    __m512i isum = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+        const __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), m3), _mm512_and_si512(_mm512_srli_epi16(high, j), m4));
+        isum = dot_pairs(isum, _mm512_sub_epi16(_mm512_maddubs_epi16(u, a->q8[j]), a->q8_times4[j]), step_scale(scales, j));
+    }
+    return add_halves(isum);
+}
+
+/* lc_vec_dot_q3_K's and lc_vec_dot_q6_K's bits for four rows: each row's 8 exact lanes of a block fused
+ * lane by lane into its float lanes with d * d_x, then hsum_float_8 */
+#define GEMV4_LANES(name)                                                                                          \
+    static void gemv4_##name(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) { \
+        const block_q8_K *x = vx;                                                                                   \
+        __m256 acc[LC_GEMV_ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+        for (int64_t i = 0; i < nb; ++i) {                                                                          \
+            prefetch_ahead(w, sizeof(block_##name), i, prefetch);                                                   \
+            const step_activations4 a = block_steps(x + i);                                                         \
+            _Pragma("GCC unroll 4")                                                                                 \
+            for (int r = 0; r < LC_GEMV_ROWS; ++r) {                                                                \
+                const block_##name *b = (const block_##name *)(w + (size_t)r * row_bytes) + i;                      \
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * LC_H2F(b->d)), _mm256_cvtepi32_ps(name##_row_lanes(b, &a)), acc[r]); \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);                                           \
+    }
+GEMV4_LANES(q3_K)
+GEMV4_LANES(q6_K)
 
 #elif defined(LC_AVX2)
 
@@ -456,6 +539,7 @@ static void gemv4_iq4_xs(int64_t nb, const uint8_t *w, size_t row_bytes, const v
 
 #endif
 
+#if !defined(LC_AVX512) /* AVX-512's are above */
 /* lc_vec_dot_q6_K's lanes for four rows, a block of each in turn: the unsigned 6-bit quants (q + 32)
  * meet the activations, 32 times the scaled bsums taken back, as vec_dot does */
 static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
@@ -489,7 +573,6 @@ static void gemv4_q6_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
     for (int r = 0; r < LC_GEMV_ROWS; ++r) y[r] = lc_hsum256(acc[r]);
 }
 
-#if !defined(LC_AVX512) /* AVX-512's is above */
 /* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
  * AVX-512): each row's exact scale and min sums of a block (vec_dot's lanes, reduced for the four rows
  * together), fused into the rows' two running sums with d * d_x and dmin * d_x */
@@ -530,6 +613,9 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q4_K); }
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q5_K); }
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q6_K); }
+#if defined(LC_AVX512)
+void lc_gemv_q3_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q3_K); }
+#endif
 void lc_gemv_q2_K_repacked(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
     lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(q2_K), lc_vec_dot_q2_K_repacked, 1, prefetch);
 }

@@ -125,8 +125,11 @@ static lc_gemv_fn gemv_kernel(int type) {
  * one thread against 31-36, but a dense Q4_K_M model's two-thread decode (its ffn_down and output Q6_K)
  * 12% slower (358.7 against 405.5 t/s, 13 of 15 interleaved rounds). IQ4_XS's, faster both ways there,
  * on both. */
-#if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2) && !defined(LC_AVX512)
+#if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2)
     case LC_TYPE_Q6_K: return lc_gemv_q6_K;
+#endif
+#if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX512)
+    case LC_TYPE_Q3_K: return lc_gemv_q3_K;
 #endif
 #if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2) && defined(LC_HAVE_NEW_TYPES) /* IQ4_XS's reads ggml's levels from ggml_tables.h */
     case LC_TYPE_IQ4_XS: return lc_gemv_iq4_xs;
