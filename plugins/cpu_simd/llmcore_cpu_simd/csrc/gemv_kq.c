@@ -1,4 +1,4 @@
-/* One token times many Q2_K, Q4_K, Q5_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and
+/* One token times many Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS rows (decode's products with those matrices, and
  * the routed experts'), each row with its vec_dot's bits.
  *
  * Q4_K's vec_dot has two float steps per super-block, fmas of exact integer sums, so any way of
@@ -9,8 +9,10 @@
  * steps done lane by lane as vec_dot does them; Q4_K's four rows' integer sums are reduced together.
  * Q4_K and Q5_K on AVX-512 read a row's 256 quants in two vectors whose low and high nibbles meet the
  * activations rearranged once per block, each sub-block's scale spread by a byte shuffle within
- * 128-bit lanes (a permute across them, vpermw, had made it slower than the AVX2 kernel on Zen 4); the
- * other kernels are AVX2's (traits.c says which builds take them). */
+ * 128-bit lanes (a permute across them, vpermw, had made it slower than the AVX2 kernel on Zen 4); Q2_K,
+ * Q3_K and Q6_K on AVX-512 take a block in four 64-value steps, each the same chunk of its two halves,
+ * the scales spread likewise by a byte shuffle; the other kernels are AVX2's (traits.c says which builds
+ * take them). */
 #include <string.h>
 
 #include "lc_gemv.h"

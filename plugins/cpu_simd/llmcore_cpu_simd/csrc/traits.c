@@ -117,14 +117,12 @@ static lc_gemv_fn gemv_kernel(int type) {
     /* Zen 4, rows of 1024 from RAM, one thread: 24.5 GB/s against vec_dot's 18.5 (AVX-512 build), 21.2 (AVX2) */
     case LC_TYPE_Q5_K: return lc_gemv_q5_K;
 #endif
-/* AVX2's four-row kernels. Q6_K's on AVX2 builds only: on Zen 4 (AVX-512) it streamed rows of 1024-4096
- * from RAM at half to two thirds of vec_dot row by row's speed, one thread or two (its four rows are
- * four streams, vec_dot's one), though faster in cache (23.5 ns a row of 1024 against 27): asking for the
- * next group's bytes 0-4 KB past it (Q4_1's scheme) or each row's 2-8 blocks ahead, 43-115 ns a row from
- * RAM against vec_dot's 35; with the other K-quants' prefetch (8 KB past the group), 26-33 ns a row on
- * one thread against 31-36, but a dense Q4_K_M model's two-thread decode (its ffn_down and output Q6_K)
- * 12% slower (358.7 against 405.5 t/s, 13 of 15 interleaved rounds). IQ4_XS's, faster both ways there,
- * on both. */
+/* Q6_K's: AVX2's four-row kernel had streamed rows from RAM on Zen 4 slower than vec_dot row by row
+ * (its four rows four streams: a dense Q4_K_M model's two-thread decode 12% slower), so AVX-512 builds
+ * went row by row until their own kernel (64-value steps, half the instructions): dense Q6_K decode
+ * 338.5 against 308.4 t/s row by row, Q4_K_M 469.1 against 409.2 (medians of 7-9 interleaved runs).
+ * Q3_K's likewise (AVX-512 builds): dense Q3_K_M 523.7 against 435.9. IQ4_XS's, faster both ways
+ * there, on both. */
 #if defined(LC_HAVE_GEMV_KQ) && defined(LC_AVX2)
     case LC_TYPE_Q6_K: return lc_gemv_q6_K;
 #endif
