@@ -274,6 +274,22 @@ def _block_sums_case(type_name: str):
     return rows, np.concatenate([xq, extreme[None]])
 
 
+def _assert_gemv_equals_vec_dot(lib, name: str, k: int, rows: np.ndarray, xq: np.ndarray, where: str) -> np.ndarray:
+    """lc_gemv_<name> of each token xq[t] over the first 1, 3, 4, 5 and all rows, with and without its
+    prefetches, equals lc_vec_dot_<name> row by row and writes nothing past the rows; returns vec_dot's
+    [token, row] outputs."""
+    expected = np.zeros((len(xq), len(rows)), np.float32)
+    for t, r in itertools.product(range(len(xq)), range(len(rows))):
+        getattr(lib, f"lc_vec_dot_{name}")(k, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+    for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
+        y = np.full(nrows + 1, np.nan, np.float32)
+        getattr(lib, f"lc_gemv_{name}")(k, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
+        np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
+                                      err_msg=f"{where} GEMV rows={nrows}")
+        assert np.isnan(y[nrows]), f"{where}: the GEMV wrote past the rows"
+    return expected
+
+
 @pytest.mark.parametrize("type_name", BLOCK_SUMS_TYPES)
 def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     """Decode's four-row GEMV (AVX2 and AVX-512) and a prompt's packed GEMM (its block-sums order) give
@@ -286,20 +302,8 @@ def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     rows, xq = _block_sums_case(type_name)
     qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
     for level, lib in simd.items():
-        vec_dot = getattr(lib, f"lc_vec_dot_{name}")
-        for k in (n, n - 32):  # an even and an odd count of blocks (the GEMV takes two at a time)
-            expected = np.zeros((len(xq), len(rows)), np.float32)
-            for t, r in itertools.product(range(len(xq)), range(len(rows))):
-                vec_dot(k, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
-            for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
-                y = np.full(nrows + 1, np.nan, np.float32)
-                getattr(lib, f"lc_gemv_{name}")(k, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
-                np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
-                                              err_msg=f"{level} GEMV k={k} rows={nrows}")
-                assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
-        expected = np.zeros((len(xq), len(rows)), np.float32)
-        for t, r in itertools.product(range(len(xq)), range(len(rows))):
-            vec_dot(n, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
+        for k in (n - 32, n):  # an odd and an even count of blocks (the GEMV takes two at a time)
+            expected = _assert_gemv_equals_vec_dot(lib, name, k, rows, xq, f"{level} k={k}")
         scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
         packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
         for nrows, n_tokens in itertools.product((1, 5, 8), (1, 2, 3, len(xq))):  # 8: a packed block on AVX2
@@ -340,15 +344,7 @@ def test_ternary_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     rows, xq = _ternary_case(type_name)
     qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
     for level, lib in simd.items():
-        expected = np.zeros((len(xq), len(rows)), np.float32)
-        for t, r in itertools.product(range(len(xq)), range(len(rows))):
-            getattr(lib, f"lc_vec_dot_{name}")(n, ptr(expected[t, r:r + 1], "float *"), ptr(rows[r]), ptr(xq[t]))
-        for t, nrows, prefetch in itertools.product(range(len(xq)), (1, 3, 4, 5, len(rows)), (1, 0)):
-            y = np.full(nrows + 1, np.nan, np.float32)
-            getattr(lib, f"lc_gemv_{name}")(n, ptr(rows), rows.shape[1], nrows, ptr(xq[t]), ptr(y, "float *"), prefetch)
-            np.testing.assert_array_equal(y[:nrows].view(np.uint32), expected[t, :nrows].view(np.uint32),
-                                          err_msg=f"{level} GEMV rows={nrows}")
-            assert np.isnan(y[nrows]), f"{level}: the GEMV wrote past the rows"
+        expected = _assert_gemv_equals_vec_dot(lib, name, n, rows, xq, level)
         scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
         assert len(scratch) > 64, f"{level} has no packed kernel for {type_name}"
         packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))

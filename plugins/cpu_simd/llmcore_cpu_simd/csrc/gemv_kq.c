@@ -43,6 +43,15 @@ LC_INLINE void prefetch_ahead(const uint8_t *rows, size_t block_bytes, int64_t i
     if (prefetch) lc_prefetch_step_share(rows + lc_prefetch_ahead_bytes(PREFETCH_AHEAD, prefetch), i, LC_GEMV_ROWS * block_bytes);
 }
 
+/* the Q2_K GEMVs' float steps: the four rows' exact scale and min sums of a block (isum, imin) fused into
+ * their two running sums with d * d_x and dmin * d_x (d, dmin: the rows' f16 fields) */
+LC_INLINE void q2_K_rows_floats(__m128i isum, __m128i imin, const void *const d[LC_GEMV_ROWS],
+                                const void *const dmin[LC_GEMV_ROWS], float x_d, __m128 *acc, __m128 *acc_min) {
+    const __m128 xd = _mm_set1_ps(x_d);
+    *acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), xd), *acc);
+    *acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(dmin)), xd), *acc_min);
+}
+
 /* Four rows' block heads (d and dmin, then the 12 bytes of scales: 16 bytes) transposed so that
  * one 32-bit lane per row unpacks them as lc_unpack_k4_scale_words does one row's: row r's scales
  * 0-3 in lane r of sc_lo, 4-7 in lane r of sc_hi, likewise the mins; d of the four rows in the low
@@ -292,9 +301,7 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
             d[r] = &b->d;
             dmin[r] = &b->dmin;
         }
-        const __m128 xd = _mm_set1_ps(x[i].d);
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(reduce4(isum)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), xd), acc);
-        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(imin)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(dmin)), xd), acc_min);
+        q2_K_rows_floats(reduce4(isum), lc_reduce4_epi32(imin), d, dmin, x[i].d, &acc, &acc_min);
     }
     _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
 }
@@ -594,9 +601,7 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
             d[r] = &b->d;
             dmin[r] = &b->dmin;
         }
-        const __m128 xd = _mm_set1_ps(x[i].d);
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(d)), xd), acc);
-        acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(imin)), _mm_mul_ps(_mm_cvtph_ps(lc_gather4_u16(dmin)), xd), acc_min);
+        q2_K_rows_floats(lc_reduce4_epi32(isum), lc_reduce4_epi32(imin), d, dmin, x[i].d, &acc, &acc_min);
     }
     _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
 }
