@@ -34,108 +34,120 @@ typedef struct {
     float d;  /* the block's f16 scale */
 } unpacked_block;
 
-static inline void put_signed8(int8_t *q, const uint8_t *grid, uint8_t signs) {
-    for (int j = 0; j < 8; ++j) q[j] = (signs & kmask_iq2xs[j]) ? -(int8_t)grid[j] : (int8_t)grid[j];
+/* one 32-value sub-block of the signed grid types (IQ2, IQ3): its four 8-value grid entries (unsigned
+ * magnitudes), its signs (bit j of byte l: value 8l + j negative) and the integer scales of its two 16s
+ * (ls: the odd scale 2 * ls + 1) */
+typedef struct {
+    uint64_t grid[4];
+    uint32_t signs;
+    int ls_lo, ls_hi;
+} grid_sub32;
+
+static inline uint32_t sign_bytes4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3) {
+    return (uint32_t)s0 | (uint32_t)s1 << 8 | (uint32_t)s2 << 16 | (uint32_t)s3 << 24;
 }
 
-/* 32 values: four 8-value grid entries, each signed by its sign byte */
-static inline void put_signed32(int8_t *q, const uint64_t grid[4], const uint8_t signs[4]) {
+static inline grid_sub32 iq2_xxs_sub32(const block_iq2_xxs *x, int ib32) {
+    uint32_t aux32[2];
+    memcpy(aux32, x->qs + 4 * ib32, sizeof(aux32));
+    const uint8_t *aux8 = (const uint8_t *)aux32;
+    grid_sub32 g = {.ls_lo = (int)(aux32[1] >> 28), .ls_hi = (int)(aux32[1] >> 28)};
+    for (int l = 0; l < 4; ++l) g.grid[l] = iq2xxs_grid[aux8[l]];
+    g.signs = sign_bytes4(ksigns_iq2xs[aux32[1] & 127], ksigns_iq2xs[(aux32[1] >> 7) & 127],
+                          ksigns_iq2xs[(aux32[1] >> 14) & 127], ksigns_iq2xs[(aux32[1] >> 21) & 127]);
+    return g;
+}
+
+static inline grid_sub32 iq2_xs_sub32(const block_iq2_xs *x, int ib32) {
+    grid_sub32 g = {.ls_lo = x->scales[ib32] & 0xF, .ls_hi = x->scales[ib32] >> 4};
+    const uint16_t *q = x->qs + 4 * ib32;
+    for (int l = 0; l < 4; ++l) g.grid[l] = iq2xs_grid[q[l] & 511];
+    g.signs = sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]);
+    return g;
+}
+
+static inline grid_sub32 iq2_s_sub32(const block_iq2_s *x, int ib32) {
+    const uint8_t *qs = x->qs + 4 * ib32, *signs = x->qs + QK_K / 8 + 4 * ib32;
+    grid_sub32 g = {.ls_lo = x->scales[ib32] & 0xF, .ls_hi = x->scales[ib32] >> 4};
+    for (int l = 0; l < 4; ++l) g.grid[l] = iq2s_grid[qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300)];
+    memcpy(&g.signs, signs, 4);
+    return g;
+}
+
+/* 8 values of two 4-value grid entries */
+static inline uint64_t grid4x2(uint32_t e1, uint32_t e2) { return (uint64_t)e2 << 32 | e1; }
+
+static inline grid_sub32 iq3_xxs_sub32(const block_iq3_xxs *x, int ib32) {
+    const uint8_t *qs = x->qs + 8 * ib32;
+    uint32_t aux32;
+    memcpy(&aux32, x->qs + QK_K / 4 + 4 * ib32, sizeof(aux32));
+    grid_sub32 g = {.ls_lo = (int)(aux32 >> 28), .ls_hi = (int)(aux32 >> 28)};
+    for (int l = 0; l < 4; ++l) g.grid[l] = grid4x2(iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]]);
+    g.signs = sign_bytes4(ksigns_iq2xs[aux32 & 127], ksigns_iq2xs[(aux32 >> 7) & 127], ksigns_iq2xs[(aux32 >> 14) & 127],
+                          ksigns_iq2xs[(aux32 >> 21) & 127]);
+    return g;
+}
+
+static inline grid_sub32 iq3_s_sub32(const block_iq3_s *x, int ib32) {
+    const uint8_t *qs = x->qs + 8 * ib32;
+    const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF, qh = x->qh[ib32];
+    grid_sub32 g = {.ls_lo = ls, .ls_hi = ls};
+    for (int l = 0; l < 4; ++l)
+        g.grid[l] = grid4x2(iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)], iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)]);
+    memcpy(&g.signs, x->signs + 4 * ib32, 4);
+    return g;
+}
+
 #if defined(LC_AVX2)
-    /* ggml's way: each sign byte spread over its 8 values, compared with the bit of each value */
-    const uint32_t packed = (uint32_t)signs[0] | (uint32_t)signs[1] << 8 | (uint32_t)signs[2] << 16 | (uint32_t)signs[3] << 24;
-    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)packed),
+/* 0xFF at each of 32 values whose sign bit is set (ggml's way: each sign byte spread over its 8 values,
+ * compared with the bit of each value) */
+static inline __m256i sign_mask32(uint32_t signs) {
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)signs),
                                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                                                 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
-    const __m256i negate = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    const __m256i v = _mm256_loadu_si256((const __m256i *)grid);
-    _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(_mm256_xor_si256(v, negate), negate));
-#else
-    for (int l = 0; l < 4; ++l) put_signed8(q + 8 * l, (const uint8_t *)&grid[l], signs[l]);
-#endif
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
+
+static inline __m256i grid_vector(const grid_sub32 *g) {
+    return _mm256_set_epi64x((int64_t)g->grid[3], (int64_t)g->grid[2], (int64_t)g->grid[1], (int64_t)g->grid[0]);
+}
+#endif
 
 static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
     u->scale[2 * ib32] = (int8_t)(2 * lo + 1);
     u->scale[2 * ib32 + 1] = (int8_t)(2 * hi + 1);
 }
 
-static void unpack_iq2_xxs(const block_iq2_xxs *x, unpacked_block *u) {
-    u->d = LC_H2F(x->d);
-    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-        uint32_t aux32[2];
-        memcpy(aux32, x->qs + 4 * ib32, sizeof(aux32));
-        const uint8_t *aux8 = (const uint8_t *)aux32;
-        scales_of_32(u, ib32, aux32[1] >> 28, aux32[1] >> 28);
-        uint64_t grid[4];
-        uint8_t signs[4];
-        for (int l = 0; l < 4; ++l) {
-            grid[l] = iq2xxs_grid[aux8[l]];
-            signs[l] = ksigns_iq2xs[(aux32[1] >> 7 * l) & 127];
+/* the sub-block's signed values, its scales, into u */
+static inline void put_sub32(unpacked_block *u, int ib32, const grid_sub32 *g) {
+    scales_of_32(u, ib32, g->ls_lo, g->ls_hi);
+    int8_t *q = u->q + 32 * ib32;
+#if defined(LC_AVX2)
+    const __m256i negate = sign_mask32(g->signs);
+    _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(_mm256_xor_si256(grid_vector(g), negate), negate));
+#else
+    for (int l = 0; l < 4; ++l)
+        for (int j = 0; j < 8; ++j) {
+            const int8_t v = (int8_t)(g->grid[l] >> 8 * j);
+            q[8 * l + j] = (g->signs >> (8 * l + j)) & 1 ? -v : v;
         }
-        put_signed32(u->q + 32 * ib32, grid, signs);
-    }
+#endif
 }
 
-static void unpack_iq2_xs(const block_iq2_xs *x, unpacked_block *u) {
-    u->d = LC_H2F(x->d);
-    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-        scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
-        uint64_t grid[4];
-        uint8_t signs[4];
-        for (int l = 0; l < 4; ++l) {
-            const uint16_t q = x->qs[4 * ib32 + l];
-            grid[l] = iq2xs_grid[q & 511];
-            signs[l] = ksigns_iq2xs[q >> 9];
-        }
-        put_signed32(u->q + 32 * ib32, grid, signs);
+#define GRID_UNPACK(name)                                                                \
+    static void unpack_##name(const block_##name *x, unpacked_block *u) {                \
+        u->d = LC_H2F(x->d);                                                             \
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {                                   \
+            const grid_sub32 g = name##_sub32(x, ib32);                                  \
+            put_sub32(u, ib32, &g);                                                      \
+        }                                                                                \
     }
-}
-
-static void unpack_iq2_s(const block_iq2_s *x, unpacked_block *u) {
-    u->d = LC_H2F(x->d);
-    const uint8_t *qs = x->qs, *signs = x->qs + QK_K / 8;
-    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 4, signs += 4) {
-        scales_of_32(u, ib32, x->scales[ib32] & 0xF, x->scales[ib32] >> 4);
-        uint64_t grid[4];
-        for (int l = 0; l < 4; ++l) grid[l] = iq2s_grid[qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300)];
-        put_signed32(u->q + 32 * ib32, grid, signs);
-    }
-}
-
-/* 8 values of two 4-value grid entries */
-static inline uint64_t grid4x2(uint32_t e1, uint32_t e2) { return (uint64_t)e2 << 32 | e1; }
-
-static void unpack_iq3_xxs(const block_iq3_xxs *x, unpacked_block *u) {
-    u->d = LC_H2F(x->d);
-    const uint8_t *qs = x->qs, *scales_and_signs = x->qs + QK_K / 4;
-    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 8) {
-        uint32_t aux32;
-        memcpy(&aux32, scales_and_signs + 4 * ib32, sizeof(aux32));
-        scales_of_32(u, ib32, aux32 >> 28, aux32 >> 28);
-        uint64_t grid[4];
-        uint8_t signs[4];
-        for (int l = 0; l < 4; ++l) {
-            grid[l] = grid4x2(iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]]);
-            signs[l] = ksigns_iq2xs[(aux32 >> 7 * l) & 127];
-        }
-        put_signed32(u->q + 32 * ib32, grid, signs);
-    }
-}
-
-static void unpack_iq3_s(const block_iq3_s *x, unpacked_block *u) {
-    u->d = LC_H2F(x->d);
-    const uint8_t *qs = x->qs, *signs = x->signs;
-    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32, qs += 8, signs += 4) {
-        const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF;
-        const int qh = x->qh[ib32];
-        scales_of_32(u, ib32, ls, ls);
-        uint64_t grid[4];
-        for (int l = 0; l < 4; ++l)
-            grid[l] = grid4x2(iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)], iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)]);
-        put_signed32(u->q + 32 * ib32, grid, signs);
-    }
-}
+GRID_UNPACK(iq2_xxs)
+GRID_UNPACK(iq2_xs)
+GRID_UNPACK(iq2_s)
+GRID_UNPACK(iq3_xxs)
+GRID_UNPACK(iq3_s)
 
 static inline void put_ternary8(int8_t *q, uint64_t entry) {
     memcpy(q, &entry, 8);  /* iq1s_grid's bytes are int8 -1, 0, 1 */
@@ -213,8 +225,35 @@ static inline int32_t lanes_sum(const int32_t lanes[8]) {
     return s;
 }
 
-/* vec_dot of the IQ2/IQ3 types: 8 fused float sums of d_w * d_x times the lanes, times the type's
+#if defined(LC_AVX2)
+/* ggml's AVX2 lanes of a grid block straight from its bytes: per sub-block the grid magnitudes times the
+ * activations signed by the values' signs (byte pairs exact in int16: magnitudes <= 62), each 16's pair
+ * sums times its odd scale */
+#define GRID_LANES(name)                                                                                        \
+    static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                               \
+        __m256i lanes = _mm256_setzero_si256();                                                                 \
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {                                                          \
+            const grid_sub32 g = name##_sub32(x, ib32);                                                         \
+            const __m256i s = sign_mask32(g.signs), y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib32));  \
+            const __m256i pairs = _mm256_maddubs_epi16(grid_vector(&g), _mm256_sub_epi8(_mm256_xor_si256(y, s), s)); \
+            const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)(2 * g.ls_hi + 1)), _mm_set1_epi16((short)(2 * g.ls_lo + 1))); \
+            lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scales));                                  \
+        }                                                                                                       \
+        return lanes;                                                                                           \
+    }
+/* vec_dot of the IQ2/IQ3 types: d_w * d_x times the lanes fused into 8 float sums, times the type's
  * factor (ggml's 0.125 or 0.25 for the grids' halved scales) after hsum_float_8 */
+#define GRID_VEC_DOT(name, factor)                                                                              \
+    void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {                             \
+        const block_##name *x = (const block_##name *)w_row;                                                    \
+        const block_q8_K *y = (const block_q8_K *)x_row;                                                        \
+        __m256 acc = _mm256_setzero_ps();                                                                       \
+        for (int i = 0; i < n / QK_K; ++i)                                                                      \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(LC_H2F(x[i].d) * y[i].d), _mm256_cvtepi32_ps(name##_lanes(x + i, y[i].qs)), acc); \
+        *s = (factor) * lc_hsum256(acc);                                                                        \
+    }                                                                                                           \
+    TILED(name, factor, grid_block_sum)
+#else
 #define GRID_VEC_DOT(name, factor)                                                       \
     void lc_vec_dot_##name(int n, float *s, const void *w_row, const void *x_row) {      \
         const block_##name *x = (const block_##name *)w_row;                             \
@@ -231,6 +270,7 @@ static inline int32_t lanes_sum(const int32_t lanes[8]) {
         *s = (factor) * lc_hsum8_ordered(acc);                                           \
     }                                                                                    \
     TILED(name, factor, grid_block_sum)
+#endif
 
 /* the block's whole integer sum, as the tiled kernel adds it up */
 static inline int32_t grid_block_sum(const unpacked_block *u, const int8_t *q8) {
@@ -261,10 +301,45 @@ static inline int32_t iq1_block_sum(const unpacked_block *u, const int8_t *q8) {
         *s = acc;                                                                        \
     }
 
+#if defined(LC_AVX2)
+GRID_LANES(iq2_xxs)
+GRID_LANES(iq2_xs)
+GRID_LANES(iq2_s)
+GRID_LANES(iq3_xxs)
+#endif
 GRID_VEC_DOT(iq2_xxs, 0.125f)
 GRID_VEC_DOT(iq2_xs, 0.125f)
 GRID_VEC_DOT(iq2_s, 0.125f)
 GRID_VEC_DOT(iq3_xxs, 0.25f)
+#if defined(LC_AVX2)
+/* IQ3_S's lanes two sub-blocks at a time: the 16 grid indices (8 bits of qs, the ninth from qh) made in
+ * vectors, the entries looked up one by one (ggml's way; a gather was slower on Zen 4) */
+static inline __m256i iq3_s_lanes(const block_iq3_s *x, const int8_t *q8) {
+    const __m256i idx_shift = _mm256_set_epi32(1, 2, 3, 4, 5, 6, 7, 8), ninth = _mm256_set1_epi32(256);
+    __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {
+        const __m256i low8 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x->qs + 8 * ib32)));
+        uint32_t idx[16];
+        for (int h = 0; h < 2; ++h) {
+            const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(x->qh[ib32 + h]), idx_shift), ninth);
+            const __m128i low = h ? _mm256_extracti128_si256(low8, 1) : _mm256_castsi256_si128(low8);
+            _mm256_storeu_si256((__m256i *)(idx + 8 * h), _mm256_or_si256(high, _mm256_cvtepi16_epi32(low)));
+        }
+        for (int h = 0; h < 2; ++h) {
+            const uint32_t *e = idx + 8 * h;
+            const __m256i grid = _mm256_set_epi32((int)iq3s_grid[e[7]], (int)iq3s_grid[e[6]], (int)iq3s_grid[e[5]], (int)iq3s_grid[e[4]],
+                                                  (int)iq3s_grid[e[3]], (int)iq3s_grid[e[2]], (int)iq3s_grid[e[1]], (int)iq3s_grid[e[0]]);
+            uint32_t signs;
+            memcpy(&signs, x->signs + 4 * (ib32 + h), 4);
+            const __m256i neg = sign_mask32(signs), y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * (ib32 + h)));
+            const int ls = (x->scales[ib32 / 2] >> 4 * h) & 0xF;
+            const __m256i pairs = _mm256_maddubs_epi16(grid, _mm256_sub_epi8(_mm256_xor_si256(y, neg), neg));
+            lanes[h] = _mm256_add_epi32(lanes[h], _mm256_madd_epi16(pairs, _mm256_set1_epi16((short)(2 * ls + 1))));
+        }
+    }
+    return _mm256_add_epi32(lanes[0], lanes[1]);
+}
+#endif
 GRID_VEC_DOT(iq3_s, 1.0f)
 
 /* IQ1_S: the grid lanes as above; the offsets through Q8_K's per-16 sums into one scalar sum
