@@ -313,7 +313,9 @@ GRID_VEC_DOT(iq2_s, 0.125f)
 GRID_VEC_DOT(iq3_xxs, 0.25f)
 #if defined(LC_AVX2)
 /* IQ3_S's lanes two sub-blocks at a time: the 16 grid indices (8 bits of qs, the ninth from qh) made in
- * vectors, the entries looked up one by one (ggml's way; a gather was slower on Zen 4) */
+ * vectors, the entries looked up one by one on AVX2 (ggml's way: its ymm gather was slower on Zen 4), by
+ * one zmm gather on AVX-512 (Zen 4: dense IQ3_S decode 126.2 against 105.8 t/s, medians of 7
+ * interleaved runs) */
 static inline __m256i iq3_s_lanes(const block_iq3_s *x, const int8_t *q8) {
     const __m256i idx_shift = _mm256_set_epi32(1, 2, 3, 4, 5, 6, 7, 8), ninth = _mm256_set1_epi32(256);
     __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
@@ -325,10 +327,17 @@ static inline __m256i iq3_s_lanes(const block_iq3_s *x, const int8_t *q8) {
             const __m128i low = h ? _mm256_extracti128_si256(low8, 1) : _mm256_castsi256_si128(low8);
             _mm256_storeu_si256((__m256i *)(idx + 8 * h), _mm256_or_si256(high, _mm256_cvtepi16_epi32(low)));
         }
+#if defined(LC_AVX512)
+        const __m512i grids = _mm512_i32gather_epi32(_mm512_loadu_si512(idx), (const void *)iq3s_grid, 4);
+#endif
         for (int h = 0; h < 2; ++h) {
+#if defined(LC_AVX512)
+            const __m256i grid = h ? _mm512_extracti64x4_epi64(grids, 1) : _mm512_castsi512_si256(grids);
+#else
             const uint32_t *e = idx + 8 * h;
             const __m256i grid = _mm256_set_epi32((int)iq3s_grid[e[7]], (int)iq3s_grid[e[6]], (int)iq3s_grid[e[5]], (int)iq3s_grid[e[4]],
                                                   (int)iq3s_grid[e[3]], (int)iq3s_grid[e[2]], (int)iq3s_grid[e[1]], (int)iq3s_grid[e[0]]);
+#endif
             uint32_t signs;
             memcpy(&signs, x->signs + 4 * (ib32 + h), 4);
             const __m256i neg = sign_mask32(signs), y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * (ib32 + h)));
