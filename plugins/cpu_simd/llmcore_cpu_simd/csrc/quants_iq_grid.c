@@ -34,68 +34,97 @@ typedef struct {
     float d;  /* the block's f16 scale */
 } unpacked_block;
 
-/* one 32-value sub-block of the signed grid types (IQ2, IQ3): its four 8-value grid entries (unsigned
- * magnitudes), its signs (bit j of byte l: value 8l + j negative) and the integer scales of its two 16s
- * (ls: the odd scale 2 * ls + 1) */
+/* one 32-value sub-block of the signed grid types (IQ2, IQ3): its signs (bit j of byte l: value 8l + j
+ * negative) and the integer scales of its two 16s (ls: the odd scale 2 * ls + 1); its grid entries'
+ * indices come apart (NAME_indices: 4 of 8-byte entries for IQ2, 8 of 4-byte ones for IQ3) */
 typedef struct {
-    uint64_t grid[4];
     uint32_t signs;
     int ls_lo, ls_hi;
-} grid_sub32;
+} grid_signs;
 
 static inline uint32_t sign_bytes4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3) {
     return (uint32_t)s0 | (uint32_t)s1 << 8 | (uint32_t)s2 << 16 | (uint32_t)s3 << 24;
 }
 
-static inline grid_sub32 iq2_xxs_sub32(const block_iq2_xxs *x, int ib32) {
-    uint32_t aux32[2];
-    memcpy(aux32, x->qs + 4 * ib32, sizeof(aux32));
-    const uint8_t *aux8 = (const uint8_t *)aux32;
-    grid_sub32 g = {.ls_lo = (int)(aux32[1] >> 28), .ls_hi = (int)(aux32[1] >> 28)};
-    for (int l = 0; l < 4; ++l) g.grid[l] = iq2xxs_grid[aux8[l]];
-    g.signs = sign_bytes4(ksigns_iq2xs[aux32[1] & 127], ksigns_iq2xs[(aux32[1] >> 7) & 127],
-                          ksigns_iq2xs[(aux32[1] >> 14) & 127], ksigns_iq2xs[(aux32[1] >> 21) & 127]);
-    return g;
+/* four sign bytes from four 7-bit fields of w (ggml's ksigns_iq2xs: the eighth bit the parity) */
+static inline uint32_t signs_of_fields(uint32_t w) {
+    return sign_bytes4(ksigns_iq2xs[w & 127], ksigns_iq2xs[(w >> 7) & 127], ksigns_iq2xs[(w >> 14) & 127],
+                       ksigns_iq2xs[(w >> 21) & 127]);
 }
 
-static inline grid_sub32 iq2_xs_sub32(const block_iq2_xs *x, int ib32) {
-    grid_sub32 g = {.ls_lo = x->scales[ib32] & 0xF, .ls_hi = x->scales[ib32] >> 4};
+static inline void iq2_xxs_indices(const block_iq2_xxs *x, int ib32, uint32_t idx[4]) {
+    const uint8_t *aux8 = (const uint8_t *)(x->qs + 4 * ib32);
+    for (int l = 0; l < 4; ++l) idx[l] = aux8[l];
+}
+static inline grid_signs iq2_xxs_signs(const block_iq2_xxs *x, int ib32) {
+    uint32_t aux;
+    memcpy(&aux, x->qs + 4 * ib32 + 2, sizeof(aux));
+    return (grid_signs){signs_of_fields(aux), (int)(aux >> 28), (int)(aux >> 28)};
+}
+
+static inline void iq2_xs_indices(const block_iq2_xs *x, int ib32, uint32_t idx[4]) {
+    for (int l = 0; l < 4; ++l) idx[l] = x->qs[4 * ib32 + l] & 511;
+}
+static inline grid_signs iq2_xs_signs(const block_iq2_xs *x, int ib32) {
     const uint16_t *q = x->qs + 4 * ib32;
-    for (int l = 0; l < 4; ++l) g.grid[l] = iq2xs_grid[q[l] & 511];
-    g.signs = sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]);
+    return (grid_signs){sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]),
+                        x->scales[ib32] & 0xF, x->scales[ib32] >> 4};
+}
+
+/* IQ2_S's and IQ3_S's indices: 8 bits of qs, the high bits from qh (in vectors on AVX2: a loop of scalar
+ * shifts had made IQ3_S's dense decode 10% slower) */
+static inline void iq2_s_indices(const block_iq2_s *x, int ib32, uint32_t idx[4]) {
+#if defined(LC_AVX2)
+    uint32_t low;
+    memcpy(&low, x->qs + 4 * ib32, 4);
+    const __m128i high = _mm_and_si128(_mm_sllv_epi32(_mm_set1_epi32(x->qh[ib32]), _mm_setr_epi32(8, 6, 4, 2)), _mm_set1_epi32(0x300));
+    _mm_storeu_si128((__m128i *)idx, _mm_or_si128(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)low)), high));
+#else
+    for (int l = 0; l < 4; ++l) idx[l] = x->qs[4 * ib32 + l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300);
+#endif
+}
+static inline grid_signs iq2_s_signs(const block_iq2_s *x, int ib32) {
+    grid_signs g = {0, x->scales[ib32] & 0xF, x->scales[ib32] >> 4};
+    memcpy(&g.signs, x->qs + QK_K / 8 + 4 * ib32, 4);
     return g;
 }
 
-static inline grid_sub32 iq2_s_sub32(const block_iq2_s *x, int ib32) {
-    const uint8_t *qs = x->qs + 4 * ib32, *signs = x->qs + QK_K / 8 + 4 * ib32;
-    grid_sub32 g = {.ls_lo = x->scales[ib32] & 0xF, .ls_hi = x->scales[ib32] >> 4};
-    for (int l = 0; l < 4; ++l) g.grid[l] = iq2s_grid[qs[l] | ((x->qh[ib32] << (8 - 2 * l)) & 0x300)];
-    memcpy(&g.signs, signs, 4);
-    return g;
+static inline void iq3_xxs_indices(const block_iq3_xxs *x, int ib32, uint32_t idx[8]) {
+    for (int l = 0; l < 8; ++l) idx[l] = x->qs[8 * ib32 + l];
+}
+static inline grid_signs iq3_xxs_signs(const block_iq3_xxs *x, int ib32) {
+    uint32_t aux;
+    memcpy(&aux, x->qs + QK_K / 4 + 4 * ib32, sizeof(aux));
+    return (grid_signs){signs_of_fields(aux), (int)(aux >> 28), (int)(aux >> 28)};
 }
 
-/* 8 values of two 4-value grid entries */
-static inline uint64_t grid4x2(uint32_t e1, uint32_t e2) { return (uint64_t)e2 << 32 | e1; }
-
-static inline grid_sub32 iq3_xxs_sub32(const block_iq3_xxs *x, int ib32) {
-    const uint8_t *qs = x->qs + 8 * ib32;
-    uint32_t aux32;
-    memcpy(&aux32, x->qs + QK_K / 4 + 4 * ib32, sizeof(aux32));
-    grid_sub32 g = {.ls_lo = (int)(aux32 >> 28), .ls_hi = (int)(aux32 >> 28)};
-    for (int l = 0; l < 4; ++l) g.grid[l] = grid4x2(iq3xxs_grid[qs[2 * l]], iq3xxs_grid[qs[2 * l + 1]]);
-    g.signs = sign_bytes4(ksigns_iq2xs[aux32 & 127], ksigns_iq2xs[(aux32 >> 7) & 127], ksigns_iq2xs[(aux32 >> 14) & 127],
-                          ksigns_iq2xs[(aux32 >> 21) & 127]);
-    return g;
+static inline void iq3_s_indices(const block_iq3_s *x, int ib32, uint32_t idx[8]) {
+#if defined(LC_AVX2)
+    const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(x->qh[ib32]), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+                                          _mm256_set1_epi32(256));
+    const __m256i low = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x->qs + 8 * ib32)));
+    _mm256_storeu_si256((__m256i *)idx, _mm256_or_si256(low, high));
+#else
+    for (int l = 0; l < 8; ++l) idx[l] = x->qs[8 * ib32 + l] | ((x->qh[ib32] << (8 - l)) & 256);
+#endif
 }
-
-static inline grid_sub32 iq3_s_sub32(const block_iq3_s *x, int ib32) {
-    const uint8_t *qs = x->qs + 8 * ib32;
-    const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF, qh = x->qh[ib32];
-    grid_sub32 g = {.ls_lo = ls, .ls_hi = ls};
-    for (int l = 0; l < 4; ++l)
-        g.grid[l] = grid4x2(iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)], iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)]);
+static inline grid_signs iq3_s_signs(const block_iq3_s *x, int ib32) {
+    const int ls = (x->scales[ib32 / 2] >> 4 * (ib32 % 2)) & 0xF;
+    grid_signs g = {0, ls, ls};
     memcpy(&g.signs, x->signs + 4 * ib32, 4);
     return g;
+}
+
+/* each type's grid: its table and the bytes of an entry */
+#define IQ2_XXS_GRID iq2xxs_grid, 8
+#define IQ2_XS_GRID iq2xs_grid, 8
+#define IQ2_S_GRID iq2s_grid, 8
+#define IQ3_XXS_GRID iq3xxs_grid, 4
+#define IQ3_S_GRID iq3s_grid, 4
+
+/* the 32 grid magnitudes at idx, looked up one by one */
+static inline void grid_entries(const void *table, int entry_bytes, const uint32_t *idx, uint8_t out[32]) {
+    for (int e = 0; e < 32 / entry_bytes; ++e) memcpy(out + entry_bytes * e, (const uint8_t *)table + (size_t)entry_bytes * idx[e], (size_t)entry_bytes);
 }
 
 #if defined(LC_AVX2)
@@ -109,9 +138,6 @@ static inline __m256i sign_mask32(uint32_t signs) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
-static inline __m256i grid_vector(const grid_sub32 *g) {
-    return _mm256_set_epi64x((int64_t)g->grid[3], (int64_t)g->grid[2], (int64_t)g->grid[1], (int64_t)g->grid[0]);
-}
 #endif
 
 static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
@@ -119,35 +145,34 @@ static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
     u->scale[2 * ib32 + 1] = (int8_t)(2 * hi + 1);
 }
 
-/* the sub-block's signed values, its scales, into u */
-static inline void put_sub32(unpacked_block *u, int ib32, const grid_sub32 *g) {
-    scales_of_32(u, ib32, g->ls_lo, g->ls_hi);
+/* the sub-block's signed values (its magnitudes m), its scales, into u */
+static inline void put_sub32(unpacked_block *u, int ib32, const uint8_t m[32], grid_signs g) {
+    scales_of_32(u, ib32, g.ls_lo, g.ls_hi);
     int8_t *q = u->q + 32 * ib32;
 #if defined(LC_AVX2)
-    const __m256i negate = sign_mask32(g->signs);
-    _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(_mm256_xor_si256(grid_vector(g), negate), negate));
+    const __m256i negate = sign_mask32(g.signs);
+    _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)m), negate), negate));
 #else
-    for (int l = 0; l < 4; ++l)
-        for (int j = 0; j < 8; ++j) {
-            const int8_t v = (int8_t)(g->grid[l] >> 8 * j);
-            q[8 * l + j] = (g->signs >> (8 * l + j)) & 1 ? -v : v;
-        }
+    for (int j = 0; j < 32; ++j) q[j] = (g.signs >> j) & 1 ? (int8_t)-m[j] : (int8_t)m[j];
 #endif
 }
 
-#define GRID_UNPACK(name)                                                                \
+#define GRID_UNPACK(name, grid)                                                          \
     static void unpack_##name(const block_##name *x, unpacked_block *u) {                \
         u->d = LC_H2F(x->d);                                                             \
         for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {                                   \
-            const grid_sub32 g = name##_sub32(x, ib32);                                  \
-            put_sub32(u, ib32, &g);                                                      \
+            uint32_t idx[8];                                                             \
+            uint8_t m[32];                                                               \
+            name##_indices(x, ib32, idx);                                                \
+            grid_entries(grid, idx, m);                                                  \
+            put_sub32(u, ib32, m, name##_signs(x, ib32));                                \
         }                                                                                \
     }
-GRID_UNPACK(iq2_xxs)
-GRID_UNPACK(iq2_xs)
-GRID_UNPACK(iq2_s)
-GRID_UNPACK(iq3_xxs)
-GRID_UNPACK(iq3_s)
+GRID_UNPACK(iq2_xxs, IQ2_XXS_GRID)
+GRID_UNPACK(iq2_xs, IQ2_XS_GRID)
+GRID_UNPACK(iq2_s, IQ2_S_GRID)
+GRID_UNPACK(iq3_xxs, IQ3_XXS_GRID)
+GRID_UNPACK(iq3_s, IQ3_S_GRID)
 
 static inline void put_ternary8(int8_t *q, uint64_t entry) {
     memcpy(q, &entry, 8);  /* iq1s_grid's bytes are int8 -1, 0, 1 */
@@ -226,21 +251,46 @@ static inline int32_t lanes_sum(const int32_t lanes[8]) {
 }
 
 #if defined(LC_AVX2)
-/* ggml's AVX2 lanes of a grid block straight from its bytes: per sub-block the grid magnitudes times the
- * activations signed by the values' signs (byte pairs exact in int16: magnitudes <= 62), each 16's pair
- * sums times its odd scale */
-#define GRID_LANES(name)                                                                                        \
-    static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                               \
-        __m256i lanes = _mm256_setzero_si256();                                                                 \
-        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {                                                          \
-            const grid_sub32 g = name##_sub32(x, ib32);                                                         \
-            const __m256i s = sign_mask32(g.signs), y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib32));  \
-            const __m256i pairs = _mm256_maddubs_epi16(grid_vector(&g), _mm256_sub_epi8(_mm256_xor_si256(y, s), s)); \
-            const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)(2 * g.ls_hi + 1)), _mm_set1_epi16((short)(2 * g.ls_lo + 1))); \
-            lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scales));                                  \
-        }                                                                                                       \
-        return lanes;                                                                                           \
+/* 32 grid magnitudes at idx in a vector, the entries looked up one by one (ggml's way; a zmm gather of two
+ * sub-blocks' was 7-20% slower a row on Zen 4) */
+static inline __m256i grid_vector(const void *table, int entry_bytes, const uint32_t *idx) {
+    if (entry_bytes == 8) {
+        const int64_t *t = table;
+        return _mm256_set_epi64x(t[idx[3]], t[idx[2]], t[idx[1]], t[idx[0]]);
     }
+    const int32_t *t = table;
+    return _mm256_set_epi32(t[idx[7]], t[idx[6]], t[idx[5]], t[idx[4]], t[idx[3]], t[idx[2]], t[idx[1]], t[idx[0]]);
+}
+
+static inline int indices_per_32(const void *table, int entry_bytes) {
+    (void)table;
+    return 32 / entry_bytes;
+}
+
+/* ggml's AVX2 lanes, one sub-block's step: the grid magnitudes times the activations signed by the
+ * values' signs (byte pairs exact in int16: magnitudes <= 62), each 16's pair sums times its odd scale */
+static inline __m256i grid_lanes_step(__m256i lanes, __m256i grid, grid_signs g, const int8_t *q8) {
+    const __m256i neg = sign_mask32(g.signs), y = _mm256_loadu_si256((const __m256i *)q8);
+    const __m256i pairs = _mm256_maddubs_epi16(grid, _mm256_sub_epi8(_mm256_xor_si256(y, neg), neg));
+    const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)(2 * g.ls_hi + 1)), _mm_set1_epi16((short)(2 * g.ls_lo + 1)));
+    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scales));
+}
+
+/* a grid block's lanes straight from its bytes, two sub-blocks a step */
+#define GRID_LANES(name, grid)                                                                                  \
+    static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                               \
+        __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                                    \
+        for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {                                                       \
+            uint32_t idx[16];                                                                                   \
+            name##_indices(x, ib32, idx);                                                                       \
+            name##_indices(x, ib32 + 1, idx + indices_per_32(grid));                                            \
+            for (int h = 0; h < 2; ++h)                                                                         \
+                lanes[h] = grid_lanes_step(lanes[h], grid_vector(grid, idx + h * indices_per_32(grid)), name##_signs(x, ib32 + h), \
+                                           q8 + 32 * (ib32 + h));                                                \
+        }                                                                                                       \
+        return _mm256_add_epi32(lanes[0], lanes[1]);                                                            \
+    }
+
 /* vec_dot of the IQ2/IQ3 types: d_w * d_x times the lanes fused into 8 float sums, times the type's
  * factor (ggml's 0.125 or 0.25 for the grids' halved scales) after hsum_float_8 */
 #define GRID_VEC_DOT(name, factor)                                                                              \
@@ -302,53 +352,16 @@ static inline int32_t iq1_block_sum(const unpacked_block *u, const int8_t *q8) {
     }
 
 #if defined(LC_AVX2)
-GRID_LANES(iq2_xxs)
-GRID_LANES(iq2_xs)
-GRID_LANES(iq2_s)
-GRID_LANES(iq3_xxs)
+GRID_LANES(iq2_xxs, IQ2_XXS_GRID)
+GRID_LANES(iq2_xs, IQ2_XS_GRID)
+GRID_LANES(iq2_s, IQ2_S_GRID)
+GRID_LANES(iq3_xxs, IQ3_XXS_GRID)
+GRID_LANES(iq3_s, IQ3_S_GRID)
 #endif
 GRID_VEC_DOT(iq2_xxs, 0.125f)
 GRID_VEC_DOT(iq2_xs, 0.125f)
 GRID_VEC_DOT(iq2_s, 0.125f)
 GRID_VEC_DOT(iq3_xxs, 0.25f)
-#if defined(LC_AVX2)
-/* IQ3_S's lanes two sub-blocks at a time: the 16 grid indices (8 bits of qs, the ninth from qh) made in
- * vectors, the entries looked up one by one on AVX2 (ggml's way: its ymm gather was slower on Zen 4), by
- * one zmm gather on AVX-512 (Zen 4: dense IQ3_S decode 126.2 against 105.8 t/s, medians of 7
- * interleaved runs) */
-static inline __m256i iq3_s_lanes(const block_iq3_s *x, const int8_t *q8) {
-    const __m256i idx_shift = _mm256_set_epi32(1, 2, 3, 4, 5, 6, 7, 8), ninth = _mm256_set1_epi32(256);
-    __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {
-        const __m256i low8 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x->qs + 8 * ib32)));
-        uint32_t idx[16];
-        for (int h = 0; h < 2; ++h) {
-            const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(x->qh[ib32 + h]), idx_shift), ninth);
-            const __m128i low = h ? _mm256_extracti128_si256(low8, 1) : _mm256_castsi256_si128(low8);
-            _mm256_storeu_si256((__m256i *)(idx + 8 * h), _mm256_or_si256(high, _mm256_cvtepi16_epi32(low)));
-        }
-#if defined(LC_AVX512)
-        const __m512i grids = _mm512_i32gather_epi32(_mm512_loadu_si512(idx), (const void *)iq3s_grid, 4);
-#endif
-        for (int h = 0; h < 2; ++h) {
-#if defined(LC_AVX512)
-            const __m256i grid = h ? _mm512_extracti64x4_epi64(grids, 1) : _mm512_castsi512_si256(grids);
-#else
-            const uint32_t *e = idx + 8 * h;
-            const __m256i grid = _mm256_set_epi32((int)iq3s_grid[e[7]], (int)iq3s_grid[e[6]], (int)iq3s_grid[e[5]], (int)iq3s_grid[e[4]],
-                                                  (int)iq3s_grid[e[3]], (int)iq3s_grid[e[2]], (int)iq3s_grid[e[1]], (int)iq3s_grid[e[0]]);
-#endif
-            uint32_t signs;
-            memcpy(&signs, x->signs + 4 * (ib32 + h), 4);
-            const __m256i neg = sign_mask32(signs), y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * (ib32 + h)));
-            const int ls = (x->scales[ib32 / 2] >> 4 * h) & 0xF;
-            const __m256i pairs = _mm256_maddubs_epi16(grid, _mm256_sub_epi8(_mm256_xor_si256(y, neg), neg));
-            lanes[h] = _mm256_add_epi32(lanes[h], _mm256_madd_epi16(pairs, _mm256_set1_epi16((short)(2 * ls + 1))));
-        }
-    }
-    return _mm256_add_epi32(lanes[0], lanes[1]);
-}
-#endif
 GRID_VEC_DOT(iq3_s, 1.0f)
 
 /* IQ1_S: the grid lanes as above; the offsets through Q8_K's per-16 sums into one scalar sum
