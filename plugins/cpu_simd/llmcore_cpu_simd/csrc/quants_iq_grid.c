@@ -46,10 +46,25 @@ static inline uint32_t sign_bytes4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s
     return (uint32_t)s0 | (uint32_t)s1 << 8 | (uint32_t)s2 << 16 | (uint32_t)s3 << 24;
 }
 
-/* four sign bytes from four 7-bit fields of w (ggml's ksigns_iq2xs: the eighth bit the parity) */
+#if defined(LC_AVX2)
+/* the sign bytes of four 7-bit fields, one in each int32 lane (ggml's ksigns_iq2xs: the eighth bit the
+ * parity, found as ggml's AVX2 IQ2_XS kernel does: the fields' low nibbles xor their high bits, looked up) */
+static inline uint32_t parity_signs4(__m128i fields) {
+    const __m128i odd_parity = _mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0,
+                                             (char)0x80, 0, (char)0x80, (char)0x80, 0);
+    const __m128i full = _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity, _mm_xor_si128(fields, _mm_srli_epi32(fields, 4))));
+    return (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(full, _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)));
+}
+#endif
+
+/* four sign bytes from the four 7-bit fields of w at bits 0, 7, 14, 21 */
 static inline uint32_t signs_of_fields(uint32_t w) {
+#if defined(LC_AVX2)
+    return parity_signs4(_mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)w), _mm_setr_epi32(0, 7, 14, 21)), _mm_set1_epi32(127)));
+#else
     return sign_bytes4(ksigns_iq2xs[w & 127], ksigns_iq2xs[(w >> 7) & 127], ksigns_iq2xs[(w >> 14) & 127],
                        ksigns_iq2xs[(w >> 21) & 127]);
+#endif
 }
 
 static inline void iq2_xxs_indices(const block_iq2_xxs *x, int ib32, uint32_t idx[4]) {
@@ -67,8 +82,12 @@ static inline void iq2_xs_indices(const block_iq2_xs *x, int ib32, uint32_t idx[
 }
 static inline grid_signs iq2_xs_signs(const block_iq2_xs *x, int ib32) {
     const uint16_t *q = x->qs + 4 * ib32;
-    return (grid_signs){sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]),
-                        x->scales[ib32] & 0xF, x->scales[ib32] >> 4};
+#if defined(LC_AVX2)
+    const uint32_t signs = parity_signs4(_mm_srli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)q)), 9));
+#else
+    const uint32_t signs = sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]);
+#endif
+    return (grid_signs){signs, x->scales[ib32] & 0xF, x->scales[ib32] >> 4};
 }
 
 /* IQ2_S's and IQ3_S's indices: 8 bits of qs, the high bits from qh (in vectors on AVX2: a loop of scalar
