@@ -210,10 +210,17 @@ static void unpack_iq1_s(const block_iq1_s *x, unpacked_block *u) {
     }
 }
 
+/* IQ1_M's f16 scale, spread over the top nibbles of its four scale words */
+static inline float iq1_m_d(const block_iq1_m *x) {
+    uint16_t sc[4];
+    memcpy(sc, x->scales, sizeof(sc));
+    return LC_H2F((lc_fp16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000)));
+}
+
 static void unpack_iq1_m(const block_iq1_m *x, unpacked_block *u) {
     uint16_t sc[4];
     memcpy(sc, x->scales, sizeof(sc));
-    u->d = LC_H2F((lc_fp16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000)));
+    u->d = iq1_m_d(x);
     const uint8_t *qs = x->qs, *qh = x->qh;
     for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4, qh += 2) {
         const int shift = 6 * (ib % 2);
@@ -383,6 +390,81 @@ GRID_VEC_DOT(iq2_s, 0.125f)
 GRID_VEC_DOT(iq3_xxs, 0.25f)
 GRID_VEC_DOT(iq3_s, 1.0f)
 
+#if defined(LC_AVX2)
+/* the lanes step of 32 small signed values q (IQ1's grid entries or offsets) with the activations:
+ * |q| times them signed by q, each 16's pair sums times its scale */
+static inline __m256i signed_lanes_step(__m256i lanes, __m256i q, const int8_t *q8, int scale_lo, int scale_hi) {
+    const __m256i y = _mm256_loadu_si256((const __m256i *)q8);
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, _mm256_set_m128i(_mm_set1_epi16((short)scale_hi), _mm_set1_epi16((short)scale_lo))));
+}
+
+/* IQ1_S's grid lanes of a block straight from its bytes, and its offsets' sum (Q8_K's per-16 sums times
+ * each sub-block's offset sign and scale) */
+static inline __m256i iq1_s_lanes(const block_iq1_s *x, const block_q8_K *y, int32_t *sum_delta) {
+    __m256i lanes = _mm256_setzero_si256();
+    *sum_delta = 0;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const int qh = x->qh[ib], scale = 2 * ((qh >> 12) & 7) + 1;
+        const uint8_t *qs = x->qs + 4 * ib;
+        const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | (((qh >> 9) & 7) << 8)], (int64_t)iq1s_grid[qs[2] | (((qh >> 6) & 7) << 8)],
+                                               (int64_t)iq1s_grid[qs[1] | (((qh >> 3) & 7) << 8)], (int64_t)iq1s_grid[qs[0] | ((qh & 7) << 8)]);
+        lanes = signed_lanes_step(lanes, grid, y->qs + 32 * ib, scale, scale);
+        *sum_delta += (y->bsums[2 * ib] + y->bsums[2 * ib + 1]) * (qh & 0x8000 ? -1 : 1) * scale;
+    }
+    return lanes;
+}
+
+/* IQ1_M's grid lanes and offset lanes (each 8 values' offset sign times the activations) of a block */
+static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *lanes, __m256i *lanes_delta) {
+    const int64_t plus = 0x0101010101010101LL, minus = -1;
+    uint16_t sc[4];
+    memcpy(sc, x->scales, sizeof(sc));
+    *lanes = *lanes_delta = _mm256_setzero_si256();
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const uint8_t *qs = x->qs + 4 * ib, *qh = x->qh + 2 * ib;
+        const int shift = 6 * (ib % 2), lo = 2 * ((sc[ib / 2] >> shift) & 7) + 1, hi = 2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1;
+        const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | ((qh[1] << 4) & 0x700)], (int64_t)iq1s_grid[qs[2] | ((qh[1] << 8) & 0x700)],
+                                               (int64_t)iq1s_grid[qs[1] | ((qh[0] << 4) & 0x700)], (int64_t)iq1s_grid[qs[0] | ((qh[0] << 8) & 0x700)]);
+        const __m256i delta = _mm256_set_epi64x(qh[1] & 0x80 ? minus : plus, qh[1] & 0x08 ? minus : plus, qh[0] & 0x80 ? minus : plus,
+                                                qh[0] & 0x08 ? minus : plus);
+        *lanes = signed_lanes_step(*lanes, grid, q8 + 32 * ib, lo, hi);
+        *lanes_delta = signed_lanes_step(*lanes_delta, delta, q8 + 32 * ib, lo, hi);
+    }
+}
+
+/* IQ1_S: the grid lanes into 8 fused float sums; the offsets' sum into one (ggml's accum1, a contracted
+ * d * sumi1 + accum1), added as IQ1S_DELTA times it */
+void lc_vec_dot_iq1_s(int n, float *s, const void *w_row, const void *x_row) {
+    const block_iq1_s *x = (const block_iq1_s *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    __m256 acc = _mm256_setzero_ps();
+    float acc_delta = 0.0f;
+    for (int i = 0; i < n / QK_K; ++i) {
+        int32_t sum_delta;
+        const __m256i lanes = iq1_s_lanes(x + i, y + i, &sum_delta);
+        const float d = y[i].d * LC_H2F(x[i].d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(d), acc);
+        acc_delta = fmaf(d, (float)sum_delta, acc_delta);
+    }
+    *s = lc_hsum256(acc) + IQ1S_DELTA * acc_delta;
+}
+
+/* IQ1_M: grid lanes and offset lanes, each into 8 fused float sums */
+void lc_vec_dot_iq1_m(int n, float *s, const void *w_row, const void *x_row) {
+    const block_iq1_m *x = (const block_iq1_m *)w_row;
+    const block_q8_K *y = (const block_q8_K *)x_row;
+    __m256 acc = _mm256_setzero_ps(), acc_delta = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; ++i) {
+        __m256i lanes, lanes_delta;
+        iq1_m_lanes(x + i, y[i].qs, &lanes, &lanes_delta);
+        const __m256 d = _mm256_set1_ps(y[i].d * iq1_m_d(x + i));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, acc);
+        acc_delta = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes_delta), d, acc_delta);
+    }
+    *s = lc_hsum256(acc) + IQ1M_DELTA * lc_hsum256(acc_delta);
+}
+#else
 /* IQ1_S: the grid lanes as above; the offsets through Q8_K's per-16 sums into one scalar sum
  * (ggml's accum1, a contracted d * sumi1 + accum1), added as IQ1S_DELTA times it */
 void lc_vec_dot_iq1_s(int n, float *s, const void *w_row, const void *x_row) {
@@ -422,6 +504,8 @@ void lc_vec_dot_iq1_m(int n, float *s, const void *w_row, const void *x_row) {
     }
     *s = lc_hsum8_ordered(acc) + IQ1M_DELTA * lc_hsum8_ordered(acc_delta);
 }
+
+#endif
 
 TILED(iq1_s, 0.125f, iq1_block_sum)
 TILED(iq1_m, 0.125f, iq1_block_sum)
