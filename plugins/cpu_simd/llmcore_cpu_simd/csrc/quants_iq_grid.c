@@ -410,14 +410,14 @@ static inline __m256i iq1_s_lanes(const block_iq1_s *x, const block_q8_K *y, int
         const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | (((qh >> 9) & 7) << 8)], (int64_t)iq1s_grid[qs[2] | (((qh >> 6) & 7) << 8)],
                                                (int64_t)iq1s_grid[qs[1] | (((qh >> 3) & 7) << 8)], (int64_t)iq1s_grid[qs[0] | ((qh & 7) << 8)]);
         lanes = signed_lanes_step(lanes, grid, y->qs + 32 * ib, scale, scale);
-        *sum_delta += (y->bsums[2 * ib] + y->bsums[2 * ib + 1]) * (qh & 0x8000 ? -1 : 1) * scale;
+        *sum_delta += (y->bsums[2 * ib] + y->bsums[2 * ib + 1]) * (1 - ((qh >> 14) & 2)) * scale;  /* bit 15: -1 */
     }
     return lanes;
 }
 
 /* IQ1_M's grid lanes and offset lanes (each 8 values' offset sign times the activations) of a block */
 static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *lanes, __m256i *lanes_delta) {
-    const int64_t plus = 0x0101010101010101LL, minus = -1;
+    const __m256i sign_bits = _mm256_setr_epi64x(3, 7, 11, 15), one = _mm256_set1_epi64x(1);
     uint16_t sc[4];
     memcpy(sc, x->scales, sizeof(sc));
     *lanes = *lanes_delta = _mm256_setzero_si256();
@@ -426,8 +426,9 @@ static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *
         const int shift = 6 * (ib % 2), lo = 2 * ((sc[ib / 2] >> shift) & 7) + 1, hi = 2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1;
         const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | ((qh[1] << 4) & 0x700)], (int64_t)iq1s_grid[qs[2] | ((qh[1] << 8) & 0x700)],
                                                (int64_t)iq1s_grid[qs[1] | ((qh[0] << 4) & 0x700)], (int64_t)iq1s_grid[qs[0] | ((qh[0] << 8) & 0x700)]);
-        const __m256i delta = _mm256_set_epi64x(qh[1] & 0x80 ? minus : plus, qh[1] & 0x08 ? minus : plus, qh[0] & 0x80 ? minus : plus,
-                                                qh[0] & 0x08 ? minus : plus);
+        /* each 8 values' offset sign, bit 3 + 4l of qh's two bytes: bytes of -1 or 1, without branches */
+        const __m256i bit = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(qh[0] | qh[1] << 8), sign_bits), one);
+        const __m256i delta = _mm256_or_si256(_mm256_sub_epi64(_mm256_setzero_si256(), bit), _mm256_set1_epi8(1));
         *lanes = signed_lanes_step(*lanes, grid, q8 + 32 * ib, lo, hi);
         *lanes_delta = signed_lanes_step(*lanes_delta, delta, q8 + 32 * ib, lo, hi);
     }
