@@ -404,6 +404,7 @@ static inline __m256i signed_lanes_step(__m256i lanes, __m256i q, const int8_t *
 static inline __m256i iq1_s_lanes(const block_iq1_s *x, const block_q8_K *y, int32_t *sum_delta) {
     __m256i lanes = _mm256_setzero_si256();
     *sum_delta = 0;
+#pragma GCC unroll 8
     for (int ib = 0; ib < QK_K / 32; ++ib) {
         const int qh = x->qh[ib], scale = 2 * ((qh >> 12) & 7) + 1;
         const uint8_t *qs = x->qs + 4 * ib;
@@ -421,6 +422,7 @@ static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *
     uint16_t sc[4];
     memcpy(sc, x->scales, sizeof(sc));
     *lanes = *lanes_delta = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int ib = 0; ib < QK_K / 32; ++ib) {
         const uint8_t *qs = x->qs + 4 * ib, *qh = x->qh + 2 * ib;
         const int shift = 6 * (ib % 2), lo = 2 * ((sc[ib / 2] >> shift) & 7) + 1, hi = 2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1;
