@@ -679,14 +679,16 @@ static inline __attribute__((always_inline)) void legacy_mul(const void *packed,
         int32_t offs[LEGACY_TOKENS][8];
         for (int u = 0; u < nt; ++u) {
             qs[u] = legacy_token_block(p, x[u] + (size_t)i * x_block, has_min, offset, &scale[u], &summ[u], offs[u]);
-            block_isum[u] = vi_zero();
+            /* the block's whole sum needs the unsigned quants' excess once, not lane by lane */
+            int32_t excess = 0;
+            for (int l = 0; block_sums && offset && l < 8; ++l) excess += offs[u][l];
+            block_isum[u] = vi_set1(excess);
         }
         for (int l = 0; l < 8; ++l) {
             const vi w = vi_load(p->q[l]), w_abs = is_signed ? vi_abs8(w) : w;
             for (int u = 0; u < nt; ++u) {
                 if (block_sums) {
-                    block_isum[u] = dot4_any(offset ? vi_add(block_isum[u], vi_set1(offs[u][l])) : block_isum[u], w_abs, w,
-                                             x4_of(qs[u] + 4 * l), is_signed);
+                    block_isum[u] = dot4_any(block_isum[u], w_abs, w, x4_of(qs[u] + 4 * l), is_signed);
                     continue;
                 }
                 const vi isum = dot4_any(offset ? vi_set1(offs[u][l]) : vi_zero(), w_abs, w, x4_of(qs[u] + 4 * l), is_signed);
