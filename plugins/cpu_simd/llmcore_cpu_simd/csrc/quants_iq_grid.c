@@ -379,7 +379,34 @@ static inline int32_t iq1_block_sum(const unpacked_block *u, const int8_t *q8) {
 
 #if defined(LC_AVX2)
 GRID_LANES(iq2_xxs, IQ2_XXS_GRID)
-GRID_LANES(iq2_xs, IQ2_XS_GRID)
+/* IQ2_XS's lanes four sub-blocks a step, as ggml's AVX2 kernel takes them: their 16 indices and 16 sign
+ * fields from one load, the fields' parity bits by pshufb for all 16 at once */
+static inline __m256i iq2_xs_lanes(const block_iq2_xs *x, const int8_t *q8) {
+    const __m256i odd_parity = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80,
+                                                                         (char)0x80, 0, 0, (char)0x80, 0, (char)0x80, (char)0x80, 0));
+    __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 4) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 4 * ib32));
+        uint16_t idx[16];
+        _mm256_storeu_si256((__m256i *)idx, _mm256_and_si256(q, _mm256_set1_epi16(511)));
+        const __m256i fields = _mm256_srli_epi16(q, 9);
+        const __m256i full = _mm256_or_si256(fields, _mm256_shuffle_epi8(odd_parity, _mm256_xor_si256(fields, _mm256_srli_epi16(fields, 4))));
+        uint64_t signs[4];  /* each 128-bit lane's 8 sign bytes: sub-blocks ib32 and ib32 + 1, then + 2 and + 3 */
+        const __m256i packed = _mm256_packus_epi16(full, full);
+        signs[0] = (uint64_t)_mm256_extract_epi64(packed, 0);
+        signs[2] = (uint64_t)_mm256_extract_epi64(packed, 2);
+        signs[1] = signs[0] >> 32;
+        signs[3] = signs[2] >> 32;
+        for (int j = 0; j < 4; ++j) {
+            const uint16_t *e = idx + 4 * j;
+            const __m256i grid = _mm256_set_epi64x((int64_t)iq2xs_grid[e[3]], (int64_t)iq2xs_grid[e[2]], (int64_t)iq2xs_grid[e[1]],
+                                                   (int64_t)iq2xs_grid[e[0]]);
+            const grid_signs g = {(uint32_t)signs[j], x->scales[ib32 + j] & 0xF, x->scales[ib32 + j] >> 4};
+            lanes[j & 1] = grid_lanes_step(lanes[j & 1], grid, g, q8 + 32 * (ib32 + j));
+        }
+    }
+    return _mm256_add_epi32(lanes[0], lanes[1]);
+}
 GRID_LANES(iq2_s, IQ2_S_GRID)
 GRID_LANES(iq3_xxs, IQ3_XXS_GRID)
 GRID_LANES(iq3_s, IQ3_S_GRID)
