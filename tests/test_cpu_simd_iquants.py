@@ -220,6 +220,24 @@ def test_dequant_row_matches_llmcore_at_every_isa_level(libs, type_name):
         assert np.array_equal(ours.view(np.uint32), expected.view(np.uint32)), level
 
 
+def _assert_packed_gemm_equals(lib, qtype: int, order: int, w: np.ndarray, x: np.ndarray, expected: np.ndarray,
+                               where: str) -> None:
+    """The packed GEMM of the rows w (one packed block) with the tokens x, in ``order``, equals expected
+    [token, row] bit for bit and writes nothing past the block's rows."""
+    n, nrows, n_tokens = 512, len(w), len(x)
+    size = lib.lc_packed_bytes(qtype, n)
+    assert size, f"{where}: no packed kernel for the type"
+    scratch = np.zeros(size + 64, np.uint8)
+    packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
+    ldy = nrows + 3
+    y = np.full((n_tokens, ldy), np.nan, np.float32)
+    lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
+    lib.lc_packed_mul(qtype, order, packed, nrows, n, ptr(x), x.shape[1], n_tokens, ptr(y, "float *"), ldy)
+    np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
+                                  err_msg=f"{where} packed rows={nrows} tokens={n_tokens}")
+    assert np.isnan(y[:, nrows:]).all(), f"{where}: the packed GEMM wrote past the block's rows"
+
+
 @pytest.mark.parametrize("type_name", PACKED_TYPES)
 def test_packed_gemm_equals_tiled_kernel(libs, type_name):
     """A prompt batch's packed GEMM gives each output exactly as the one-row tiled kernel, on every
@@ -238,10 +256,6 @@ def test_packed_gemm_equals_tiled_kernel(libs, type_name):
         xq = np.concatenate([goldens[f"{type_name}.xq"], quantize_q8_K(lib, signs)[None]])
         assert np.abs(xq[-1].view(ACT_DTYPES["q8_K"])["qs"]).min() == 127
         tiled = getattr(lib, f"lc_vec_dot_{type_name.lower()}_tiled")
-        size = lib.lc_packed_bytes(qtype, n)
-        assert size, f"{level} has no packed kernel for {type_name}"
-        scratch = np.zeros(size + 64, np.uint8)
-        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
         for nrows in (1, 5, len(rows)):
             w = np.ascontiguousarray(rows[:nrows])
             for n_tokens in (1, 4, 6, len(xq)):
@@ -250,14 +264,7 @@ def test_packed_gemm_equals_tiled_kernel(libs, type_name):
                 for t in range(n_tokens):
                     for r in range(nrows):
                         tiled(n, ptr(expected[t, r:r + 1], "float *"), ptr(w[r]), ptr(x[t]))
-                ldy = nrows + 3
-                y = np.full((n_tokens, ldy), np.nan, np.float32)
-                lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
-                lib.lc_packed_mul(qtype, ORDER_KQ_TILED, packed, nrows, n, ptr(x), x.shape[1], n_tokens,
-                                  ptr(y, "float *"), ldy)
-                np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected.view(np.uint32),
-                                              err_msg=f"{level} rows={nrows} tokens={n_tokens}")
-                assert np.isnan(y[:, nrows:]).all(), f"{level}: wrote past the block's rows"
+                _assert_packed_gemm_equals(lib, qtype, ORDER_KQ_TILED, w, x, expected, level)
 
 
 def _block_sums_case(type_name: str):
@@ -304,17 +311,9 @@ def test_block_sums_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     for level, lib in simd.items():
         for k in (n - 32, n):  # an odd and an even count of blocks (the GEMV takes two at a time)
             expected = _assert_gemv_equals_vec_dot(lib, name, k, rows, xq, f"{level} k={k}")
-        scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
-        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
         for nrows, n_tokens in itertools.product((1, 5, 8), (1, 2, 3, len(xq))):  # 8: a packed block on AVX2
-            w, x = np.ascontiguousarray(rows[:nrows]), np.ascontiguousarray(xq[-n_tokens:])
-            ldy = nrows + 3
-            y = np.full((n_tokens, ldy), np.nan, np.float32)
-            lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
-            lib.lc_packed_mul(qtype, ORDER_BLOCK_SUMS, packed, nrows, n, ptr(x), x.shape[1], n_tokens, ptr(y, "float *"), ldy)
-            np.testing.assert_array_equal(y[:, :nrows].view(np.uint32), expected[-n_tokens:, :nrows].view(np.uint32),
-                                          err_msg=f"{level} packed rows={nrows} tokens={n_tokens}")
-            assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"
+            _assert_packed_gemm_equals(lib, qtype, ORDER_BLOCK_SUMS, np.ascontiguousarray(rows[:nrows]),
+                                       np.ascontiguousarray(xq[-n_tokens:]), expected[-n_tokens:, :nrows], level)
 
 
 def _ternary_case(type_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -345,17 +344,8 @@ def test_ternary_gemv_and_packed_gemm_equal_vec_dot(libs, type_name):
     qtype, n, name = int(GGMLType[type_name]), 512, type_name.lower()
     for level, lib in simd.items():
         expected = _assert_gemv_equals_vec_dot(lib, name, n, rows, xq, level)
-        scratch = np.zeros(lib.lc_packed_bytes(qtype, n) + 64, np.uint8)
-        assert len(scratch) > 64, f"{level} has no packed kernel for {type_name}"
-        packed = _FFI.cast("void *", scratch.ctypes.data + (-scratch.ctypes.data % 64))
+        block_rows = {"avx512": 16}.get(level, 8)
         for first, n_tokens in itertools.product((0, 16), (1, 2, 3, len(xq))):
-            w, x = np.ascontiguousarray(rows[first:first + 16]), np.ascontiguousarray(xq[-n_tokens:])
-            nrows = min(len(w), {"avx512": 16}.get(level, 8))  # a whole packed block, then 4 rows of one
-            ldy = nrows + 3
-            y = np.full((n_tokens, ldy), np.nan, np.float32)
-            lib.lc_pack_rows(qtype, ptr(w), w.shape[1], nrows, n, packed)
-            lib.lc_packed_mul(qtype, ORDER_VEC_DOT, packed, nrows, n, ptr(x), x.shape[1], n_tokens, ptr(y, "float *"), ldy)
-            np.testing.assert_array_equal(y[:, :nrows].view(np.uint32),
-                                          expected[-n_tokens:, first:first + nrows].view(np.uint32),
-                                          err_msg=f"{level} packed rows={nrows} tokens={n_tokens}")
-            assert np.isnan(y[:, nrows:]).all(), f"{level}: the packed GEMM wrote past the block's rows"
+            nrows = min(len(rows) - first, block_rows)  # a whole packed block, then 4 rows of one
+            _assert_packed_gemm_equals(lib, qtype, ORDER_VEC_DOT, np.ascontiguousarray(rows[first:first + nrows]),
+                                       np.ascontiguousarray(xq[-n_tokens:]), expected[-n_tokens:, first:first + nrows], level)
