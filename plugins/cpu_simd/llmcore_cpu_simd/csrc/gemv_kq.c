@@ -273,41 +273,8 @@ static inline __m512i step_scale(__m512i scales, int j) {
     return _mm512_shuffle_epi8(scales, _mm512_setr_epi32(a, a, a, a, b, b, b, b, a, a, a, a, b, b, b, b));
 }
 
-/* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
- * AVX-512): a row's block in the four steps, each sub-block's pair sums times its scale; the rows'
- * exact scale and min sums fused into their two running sums with d * d_x and dmin * d_x */
-static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
-    const block_q8_K *x = vx;
-    const __m512i m3 = _mm512_set1_epi8(3);
-    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        prefetch_ahead(w, sizeof(block_q2_K), i, prefetch);
-        __m512i q8[4];
-        for (int j = 0; j < 4; ++j) q8[j] = step_activations(x + i, j);
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m512i isum[LC_GEMV_ROWS];
-        __m256i imin[LC_GEMV_ROWS];
-        const void *d[LC_GEMV_ROWS], *dmin[LC_GEMV_ROWS];
-#pragma GCC unroll 4
-        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * row_bytes) + i;
-            const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
-            imin[r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0xF))), bsums);
-            const __m512i scales = step_scales(_mm_and_si128(sc, _mm_set1_epi8(0xF)), 0), bits = _mm512_loadu_si512(b->qs);
-            isum[r] = _mm512_setzero_si512();
-            for (int j = 0; j < 4; ++j)
-                isum[r] = dot_pairs(isum[r], _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), m3), q8[j]),
-                                    step_scale(scales, j));
-            d[r] = &b->d;
-            dmin[r] = &b->dmin;
-        }
-        q2_K_rows_floats(reduce4(isum), lc_reduce4_epi32(imin), d, dmin, x[i].d, &acc, &acc_min);
-    }
-    _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
-}
-
 /* A block's activations as the steps meet them: the quants, their pair sums times 4 (Q3_K's q + 4
- * taken back per pair, as vec_dot does), the bsums */
+ * taken back per pair, as vec_dot does), the bsums (what a kernel leaves unread, the compiler drops) */
 typedef struct { __m512i q8[4], q8_times4[4]; __m256i bsums; } step_activations4;
 
 static inline __attribute__((always_inline)) step_activations4 block_steps(const block_q8_K *x) {
@@ -318,6 +285,37 @@ static inline __attribute__((always_inline)) step_activations4 block_steps(const
     }
     a.bsums = _mm256_loadu_si256((const __m256i *)x->bsums);
     return a;
+}
+
+/* lc_vec_dot_q2_K_repacked's bits for four rows (llama.cpp's repacked Q2_K GEMV, where the CPU has
+ * AVX-512): a row's block in the four steps, each sub-block's pair sums times its scale; the rows'
+ * exact scale and min sums fused into their two running sums with d * d_x and dmin * d_x */
+static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_K *x = vx;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        prefetch_ahead(w, sizeof(block_q2_K), i, prefetch);
+        const step_activations4 a = block_steps(x + i);
+        __m512i isum[LC_GEMV_ROWS];
+        __m256i imin[LC_GEMV_ROWS];
+        const void *d[LC_GEMV_ROWS], *dmin[LC_GEMV_ROWS];
+#pragma GCC unroll 4
+        for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+            const block_q2_K *b = (const block_q2_K *)(w + (size_t)r * row_bytes) + i;
+            const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+            imin[r] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0xF))), a.bsums);
+            const __m512i scales = step_scales(_mm_and_si128(sc, _mm_set1_epi8(0xF)), 0), bits = _mm512_loadu_si512(b->qs);
+            isum[r] = _mm512_setzero_si512();
+            for (int j = 0; j < 4; ++j)
+                isum[r] = dot_pairs(isum[r], _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), m3), a.q8[j]),
+                                    step_scale(scales, j));
+            d[r] = &b->d;
+            dmin[r] = &b->dmin;
+        }
+        q2_K_rows_floats(reduce4(isum), lc_reduce4_epi32(imin), d, dmin, x[i].d, &acc, &acc_min);
+    }
+    _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
 }
 
 /* the two halves' int32 lanes of a step sum added: vec_dot's 8 lanes */

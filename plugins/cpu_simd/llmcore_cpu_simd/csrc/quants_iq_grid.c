@@ -49,10 +49,14 @@ static inline uint32_t sign_bytes4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s
 #if defined(LC_AVX2)
 /* the sign bytes of four 7-bit fields, one in each int32 lane (ggml's ksigns_iq2xs: the eighth bit the
  * parity, found as ggml's AVX2 IQ2_XS kernel does: the fields' low nibbles xor their high bits, looked up) */
+/* 0x80 at each of the 16 nibbles of odd parity, for pshufb */
+static inline __m128i odd_parity_bits(void) {
+    return _mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0, (char)0x80, 0, (char)0x80,
+                         (char)0x80, 0);
+}
+
 static inline uint32_t parity_signs4(__m128i fields) {
-    const __m128i odd_parity = _mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0,
-                                             (char)0x80, 0, (char)0x80, (char)0x80, 0);
-    const __m128i full = _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity, _mm_xor_si128(fields, _mm_srli_epi32(fields, 4))));
+    const __m128i full = _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), _mm_xor_si128(fields, _mm_srli_epi32(fields, 4))));
     return (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(full, _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)));
 }
 #endif
@@ -157,6 +161,9 @@ static inline __m256i sign_mask32(uint32_t signs) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
+/* the scales of a sub-block's two 16s, each in the int16 of its 128-bit half */
+static inline __m256i scale_pair(int lo, int hi) { return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo)); }
+
 #endif
 
 static inline void scales_of_32(unpacked_block *u, int ib32, int lo, int hi) {
@@ -244,8 +251,7 @@ static inline void scaled_lanes(const unpacked_block *u, const int8_t *q8, int32
         const __m256i q = _mm256_loadu_si256((const __m256i *)(u->q + 32 * ib));
         const __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib));
         const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(u->scale[2 * ib + 1]), _mm_set1_epi16(u->scale[2 * ib]));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale_pair(u->scale[2 * ib], u->scale[2 * ib + 1])));
     }
     _mm256_storeu_si256((__m256i *)lanes, acc);
 #else
@@ -298,8 +304,7 @@ static inline int indices_per_32(const void *table, int entry_bytes) {
 static inline __m256i grid_lanes_step(__m256i lanes, __m256i grid, grid_signs g, const int8_t *q8) {
     const __m256i neg = sign_mask32(g.signs), y = _mm256_loadu_si256((const __m256i *)q8);
     const __m256i pairs = _mm256_maddubs_epi16(grid, _mm256_sub_epi8(_mm256_xor_si256(y, neg), neg));
-    const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)(2 * g.ls_hi + 1)), _mm_set1_epi16((short)(2 * g.ls_lo + 1)));
-    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scales));
+    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scale_pair(2 * g.ls_lo + 1, 2 * g.ls_hi + 1)));
 }
 
 /* a grid block's lanes straight from its bytes, two sub-blocks a step */
@@ -382,8 +387,7 @@ GRID_LANES(iq2_xxs, IQ2_XXS_GRID)
 /* IQ2_XS's lanes four sub-blocks a step, as ggml's AVX2 kernel takes them: their 16 indices and 16 sign
  * fields from one load, the fields' parity bits by pshufb for all 16 at once */
 static inline __m256i iq2_xs_lanes(const block_iq2_xs *x, const int8_t *q8) {
-    const __m256i odd_parity = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80,
-                                                                         (char)0x80, 0, 0, (char)0x80, 0, (char)0x80, (char)0x80, 0));
+    const __m256i odd_parity = _mm256_broadcastsi128_si256(odd_parity_bits());
     __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 4) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 4 * ib32));
@@ -423,7 +427,7 @@ GRID_VEC_DOT(iq3_s, 1.0f)
 static inline __m256i signed_lanes_step(__m256i lanes, __m256i q, const int8_t *q8, int scale_lo, int scale_hi) {
     const __m256i y = _mm256_loadu_si256((const __m256i *)q8);
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, _mm256_set_m128i(_mm_set1_epi16((short)scale_hi), _mm_set1_epi16((short)scale_lo))));
+    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scale_pair(scale_lo, scale_hi)));
 }
 
 /* IQ1_S's grid lanes of a block straight from its bytes, and its offsets' sum (Q8_K's per-16 sums times
