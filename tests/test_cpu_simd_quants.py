@@ -44,13 +44,14 @@ NEON_SCRIPT = REPO / "scripts" / "cross_check_neon.sh"
 REL_TOL = 1e-5
 
 # the plugin's ISA levels (as llmcore_cpu_simd.isa builds them): compiler flags and the
-# /proc/cpuinfo flags needed to run them
+# /proc/cpuinfo flags needed to run them; "avx2" as on AMD before Zen 3, without BMI2 (isa drops its
+# slow pdep there), so the kernels' shift-and-mask paths run too
 ISA_LEVELS = {
     "scalar": ([], []),
     "avx2": (["-mavx2", "-mfma", "-mf16c"], ["avx2", "fma", "f16c"]),
-    "avx2_vnni": (["-mavx2", "-mfma", "-mf16c", "-mavxvnni"], ["avx2", "fma", "f16c", "avx_vnni"]),
-    "avx512": (["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16"],
-               ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"]),
+    "avx2_vnni": (["-mavx2", "-mfma", "-mf16c", "-mavxvnni", "-mbmi2"], ["avx2", "fma", "f16c", "avx_vnni", "bmi2"]),
+    "avx512": (["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mbmi2"],
+               ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "bmi2"]),
 }
 
 CDEF = """

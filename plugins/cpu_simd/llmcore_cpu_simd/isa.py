@@ -28,22 +28,34 @@ _BASE_FLAGS: dict[str, tuple[str, ...]] = {
 #: optional extensions of a level, added when the CPU has them (AVX-VNNI: the 256-bit byte dot
 #: products of AVX2-only CPUs such as Intel's Alder Lake; AMX: the tiles of csrc/amx.c, compiled in
 #: where the CPU advertises them but run only where the OS grants them, see library.use_amx)
-_EXTRAS = {"avx2": {"avx_vnni": "-mavxvnni"},
+_EXTRAS = {"avx2": {"avx_vnni": "-mavxvnni", "bmi2": "-mbmi2"},
            "avx512": {"avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16",
-                      "amx_tile": "-mamx-tile", "amx_int8": "-mamx-int8"}}
+                      "amx_tile": "-mamx-tile", "amx_int8": "-mamx-int8", "bmi2": "-mbmi2"}}
+
+
+def _cpuinfo_field(*names: str) -> str:
+    """The first CPU's value of the first of ``names`` in /proc/cpuinfo ("" where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return ""
 
 
 def cpu_flags() -> frozenset[str]:
     """The feature flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset(_cpuinfo_field("flags", "Features").split())
+
+
+def _slow_pdep() -> bool:
+    """AMD's CPUs before Zen 3 (family 25) run BMI2's pdep in microcode, hundreds of cycles each:
+    the kernels' shift-and-mask paths win there."""
+    family = _cpuinfo_field("cpu family")
+    return _cpuinfo_field("vendor_id") == "AuthenticAMD" and family.isdigit() and int(family) < 25
 
 
 def _is_x86() -> bool:
@@ -61,7 +73,7 @@ def supported_levels() -> list[str]:
 
 def compiler_flags(level: str) -> tuple[str, ...]:
     """The -m flags that build ``level`` for this CPU."""
-    present = cpu_flags()
+    present = cpu_flags() - ({"bmi2"} if _slow_pdep() else set())
     return _BASE_FLAGS[level] + tuple(opt for flag, opt in _EXTRAS.get(level, {}).items() if flag in present)
 
 

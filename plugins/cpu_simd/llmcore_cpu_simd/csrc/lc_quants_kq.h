@@ -75,15 +75,6 @@ static inline void lc_unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t 
 }
 
 #if defined(LC_AVX2)
-/* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
-static inline __m256i lc_madd_acc_epi16(__m256i acc, __m256i a, __m256i b) {
-#if defined(LC_VNNI)
-    return _mm256_dpwssd_epi32(acc, a, b);
-#else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
-#endif
-}
-
 /* 16-scale types (Q2_K, Q3_K, Q6_K): a madd operand whose int16 lanes 0-7 hold scale[2m] and lanes
  * 8-15 scale[2m+1], i.e. the scales of the two 16-element halves of the m-th 32-byte activation
  * chunk. sc_b holds the 16 (signed) scale bytes in both 128-bit lanes; each byte is duplicated

@@ -26,6 +26,15 @@
 #include <arm_neon.h>
 #endif
 
+/* make the compiler read the bytes at ptr it just stored a vector to back from memory, element by element:
+ * its own choice, pulling each element out of the vector register (vpextrw and the like), costs
+ * more than the loads (GCC and Clang) */
+#if defined(__GNUC__)
+#define LC_FROM_MEMORY(ptr, bytes) __asm__("" : "+m"(*(char(*)[bytes])(ptr)))
+#else
+#define LC_FROM_MEMORY(ptr, bytes) ((void)0)
+#endif
+
 /* exact f16 -> f32 of one value, with F16C when the build has it (same result either way) */
 #if defined(__F16C__)
 #define LC_H2F(h) _cvtsh_ss(h)
@@ -48,6 +57,15 @@ static inline __m256i lc_unpack_nibbles(const uint8_t *qs) {
     const __m128i t = _mm_loadu_si128((const __m128i *)qs);
     const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* acc + pairwise int16 products summed to int32 (VNNI fuses the add) */
+static inline __m256i lc_madd_acc_epi16(__m256i acc, __m256i a, __m256i b) {
+#if defined(LC_VNNI)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
 }
 
 /* acc + per 4 bytes the sum of u8 * s8 products, as 8 int32 lanes (one instruction with VNNI) */

@@ -422,49 +422,98 @@ GRID_VEC_DOT(iq3_xxs, 0.25f)
 GRID_VEC_DOT(iq3_s, 1.0f)
 
 #if defined(LC_AVX2)
-/* the lanes step of 32 small signed values q (IQ1's grid entries or offsets) with the activations:
- * |q| times them signed by q, each 16's pair sums times its scale */
-static inline __m256i signed_lanes_step(__m256i lanes, __m256i q, const int8_t *q8, int scale_lo, int scale_hi) {
-    const __m256i y = _mm256_loadu_si256((const __m256i *)q8);
-    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scale_pair(scale_lo, scale_hi)));
+/* four 16-bit grid indices, each the byte of low (bits 0-7) and a 3-bit field of high (bits 8-10): the
+ * fields are high's nibbles (IQ1_M, their low 3 bits) or its first 12 bits in threes (IQ1_S). pdep where
+ * the build has BMI2 (AVX-512 builds); the shifts and masks elsewhere (pdep is slow microcode on Zen 1-2) */
+static inline uint64_t iq1_indices4(uint32_t low, uint32_t high, int nibbles) {
+#if defined(__BMI2__)
+    const uint64_t fields = nibbles ? _pdep_u64(high & 0x7777u, 0x0F000F000F000F00ULL) : _pdep_u64(high, 0x0700070007000700ULL);
+    return _pdep_u64(low, 0x00FF00FF00FF00FFULL) | fields;
+#else
+    uint64_t bytes = low, fields = high;
+    bytes = (bytes | bytes << 16) & 0x0000FFFF0000FFFFULL;
+    bytes = (bytes | bytes << 8) & 0x00FF00FF00FF00FFULL;
+    if (nibbles) {
+        fields = (fields | fields << 24) & 0x000000FF000000FFULL;
+        fields = (fields | fields << 12) & 0x000F000F000F000FULL;
+    } else {
+        fields = (fields | fields << 26) & 0x0000003F0000003FULL;
+        fields = (fields | fields << 13) & 0x0007000700070007ULL;
+    }
+    return bytes | ((fields << 8) & 0x0700070007000700ULL);
+#endif
 }
 
-/* IQ1_S's grid lanes of a block straight from its bytes, and its offsets' sum (Q8_K's per-16 sums times
- * each sub-block's offset sign and scale) */
+/* the 32 values of four IQ1 grid entries */
+static inline __m256i iq1_grid(uint64_t idx) {
+    return _mm256_set_epi64x((int64_t)iq1s_grid[idx >> 48], (int64_t)iq1s_grid[(idx >> 32) & 0xFFFF], (int64_t)iq1s_grid[(idx >> 16) & 0xFFFF],
+                             (int64_t)iq1s_grid[idx & 0xFFFF]);
+}
+
+/* sub-block ib's two int16 scales, each spread over its 128-bit half, from a vector of all 16 at
+ * int16 word (ib % 2) * 4 + ib / 2 of each half (ggml's IQ1_M order) or word ib (IQ1_S) */
+static inline __m256i scale_word_pair(__m256i scales, int word) {
+    return _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0202 * word + 0x0100)));
+}
+
+/* acc + the lanes of 32 small signed values q (IQ1's grid entries) with the activations y: |q| times y
+ * signed by q, each 16's pair sums times its scale */
+static inline __m256i signed_lanes_acc(__m256i acc, __m256i q, __m256i y, __m256i scale) {
+    return lc_madd_acc_epi16(acc, _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)), scale);
+}
+
+/* IQ1_S's grid lanes of a block, and its offsets' sum: Q8_K's per-16 sums times each sub-block's offset
+ * sign (qh bit 15) and scale */
 static inline __m256i iq1_s_lanes(const block_iq1_s *x, const block_q8_K *y, int32_t *sum_delta) {
-    __m256i lanes = _mm256_setzero_si256();
-    *sum_delta = 0;
+    const __m128i qh = _mm_loadu_si128((const __m128i *)x->qh);
+    const __m128i scales8 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 11), _mm_set1_epi16(14)), _mm_set1_epi16(1));
+    const __m256i scales = _mm256_broadcastsi128_si256(scales8);
+    const __m128i signed_scales = _mm_sign_epi16(scales8, _mm_or_si128(qh, _mm_set1_epi16(1)));
+    const __m256i each_16 = _mm256_set_m128i(_mm_unpackhi_epi16(signed_scales, signed_scales), _mm_unpacklo_epi16(signed_scales, signed_scales));
+    *sum_delta = lc_hsum_epi32_256(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), each_16));
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 8
     for (int ib = 0; ib < QK_K / 32; ++ib) {
-        const int qh = x->qh[ib], scale = 2 * ((qh >> 12) & 7) + 1;
-        const uint8_t *qs = x->qs + 4 * ib;
-        const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | (((qh >> 9) & 7) << 8)], (int64_t)iq1s_grid[qs[2] | (((qh >> 6) & 7) << 8)],
-                                               (int64_t)iq1s_grid[qs[1] | (((qh >> 3) & 7) << 8)], (int64_t)iq1s_grid[qs[0] | ((qh & 7) << 8)]);
-        lanes = signed_lanes_step(lanes, grid, y->qs + 32 * ib, scale, scale);
-        *sum_delta += (y->bsums[2 * ib] + y->bsums[2 * ib + 1]) * (1 - ((qh >> 14) & 2)) * scale;  /* bit 15: -1 */
+        uint32_t low;
+        memcpy(&low, x->qs + 4 * ib, sizeof(low));
+        const __m256i grid = iq1_grid(iq1_indices4(low, x->qh[ib], 0));
+        acc[ib & 1] = signed_lanes_acc(acc[ib & 1], grid, _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib)), scale_word_pair(scales, ib));
     }
-    return lanes;
+    return _mm256_add_epi32(acc[0], acc[1]);
+}
+
+/* IQ1_M's 16 odd scales as int16, in ggml's order: the low 128 bits hold the first 16 values' scale of
+ * sub-blocks 0, 2, 4, 6, 1, 3, 5, 7; the high 128 bits the second 16 values' */
+static inline __m256i iq1_m_scales(const block_iq1_m *x) {
+    int64_t sc;
+    memcpy(&sc, x->scales, sizeof(sc));
+    const __m256i fields = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(sc), _mm256_setr_epi64x(0, 6, 3, 9)), _mm256_set1_epi16(7));
+    return _mm256_add_epi16(_mm256_add_epi16(fields, fields), _mm256_set1_epi16(1));
+}
+
+/* each of a sub-block's four 8-value offsets as 8 bytes of -1 or 1 (sign bits 3 and 7 of its two qh bytes) */
+static inline __m256i iq1_m_delta(uint16_t qh) {
+    const __m256i sign_bits = _mm256_setr_epi64x(0x8, 0x80, 0x800, 0x8000);
+    const __m256i negative = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(qh), sign_bits), sign_bits);
+    return _mm256_or_si256(negative, _mm256_set1_epi8(1));
 }
 
 /* IQ1_M's grid lanes and offset lanes (each 8 values' offset sign times the activations) of a block */
 static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *lanes, __m256i *lanes_delta) {
-    const __m256i sign_bits = _mm256_setr_epi64x(3, 7, 11, 15), one = _mm256_set1_epi64x(1);
-    uint16_t sc[4];
-    memcpy(sc, x->scales, sizeof(sc));
-    *lanes = *lanes_delta = _mm256_setzero_si256();
+    const __m256i scales = iq1_m_scales(x), ones = _mm256_set1_epi8(1);
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, acc_delta[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 8
     for (int ib = 0; ib < QK_K / 32; ++ib) {
-        const uint8_t *qs = x->qs + 4 * ib, *qh = x->qh + 2 * ib;
-        const int shift = 6 * (ib % 2), lo = 2 * ((sc[ib / 2] >> shift) & 7) + 1, hi = 2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1;
-        const __m256i grid = _mm256_set_epi64x((int64_t)iq1s_grid[qs[3] | ((qh[1] << 4) & 0x700)], (int64_t)iq1s_grid[qs[2] | ((qh[1] << 8) & 0x700)],
-                                               (int64_t)iq1s_grid[qs[1] | ((qh[0] << 4) & 0x700)], (int64_t)iq1s_grid[qs[0] | ((qh[0] << 8) & 0x700)]);
-        /* each 8 values' offset sign, bit 3 + 4l of qh's two bytes: bytes of -1 or 1, without branches */
-        const __m256i bit = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(qh[0] | qh[1] << 8), sign_bits), one);
-        const __m256i delta = _mm256_or_si256(_mm256_sub_epi64(_mm256_setzero_si256(), bit), _mm256_set1_epi8(1));
-        *lanes = signed_lanes_step(*lanes, grid, q8 + 32 * ib, lo, hi);
-        *lanes_delta = signed_lanes_step(*lanes_delta, delta, q8 + 32 * ib, lo, hi);
+        uint32_t low;
+        uint16_t high;
+        memcpy(&low, x->qs + 4 * ib, sizeof(low));
+        memcpy(&high, x->qh + 2 * ib, sizeof(high));
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib)), scale = scale_word_pair(scales, ib / 2 + 4 * (ib % 2));
+        acc[ib & 1] = signed_lanes_acc(acc[ib & 1], iq1_grid(iq1_indices4(low, high, 1)), y, scale);
+        acc_delta[ib & 1] = lc_madd_acc_epi16(acc_delta[ib & 1], _mm256_maddubs_epi16(ones, _mm256_sign_epi8(y, iq1_m_delta(high))), scale);
     }
+    *lanes = _mm256_add_epi32(acc[0], acc[1]);
+    *lanes_delta = _mm256_add_epi32(acc_delta[0], acc_delta[1]);
 }
 
 /* IQ1_S: the grid lanes into 8 fused float sums; the offsets' sum into one (ggml's accum1, a contracted
