@@ -161,6 +161,12 @@ static inline __m256i sign_mask32(uint32_t signs) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
+/* sub-block ib's two int16 scales, each spread over its 128-bit half, from a vector of all 16 at
+ * int16 word (ib % 2) * 4 + ib / 2 of each half (ggml's IQ1_M order) or word ib (IQ1_S) */
+static inline __m256i scale_word_pair(__m256i scales, int word) {
+    return _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0202 * word + 0x0100)));
+}
+
 /* the scales of a sub-block's two 16s, each in the int16 of its 128-bit half */
 static inline __m256i scale_pair(int lo, int hi) { return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo)); }
 
@@ -283,44 +289,147 @@ static inline int32_t lanes_sum(const int32_t lanes[8]) {
 }
 
 #if defined(LC_AVX2)
-/* 32 grid magnitudes at idx in a vector, the entries looked up one by one (ggml's way; a zmm gather of two
- * sub-blocks' was 7-20% slower a row on Zen 4) */
-static inline __m256i grid_vector(const void *table, int entry_bytes, const uint32_t *idx) {
-    if (entry_bytes == 8) {
-        const int64_t *t = table;
-        return _mm256_set_epi64x(t[idx[3]], t[idx[2]], t[idx[1]], t[idx[0]]);
+/* four 16-bit grid indices: the bytes of low (bits 0-7) and above them the first `bits` bits of each
+ * `width`-bit field of high. pdep where the build has BMI2; shifts and masks elsewhere (pdep is slow
+ * microcode on AMD before Zen 3, where isa.py leaves BMI2 out) */
+static inline uint64_t grid_indices4(uint32_t low, uint32_t high, int width, int bits) {
+    const uint64_t field = (1u << bits) - 1;
+#if defined(__BMI2__)
+    uint64_t src_mask = 0, dst_mask = 0;
+    for (int l = 0; l < 4; ++l) {
+        src_mask |= field << (width * l);
+        dst_mask |= ((1ULL << width) - 1) << (16 * l + 8);
     }
-    const int32_t *t = table;
-    return _mm256_set_epi32(t[idx[7]], t[idx[6]], t[idx[5]], t[idx[4]], t[idx[3]], t[idx[2]], t[idx[1]], t[idx[0]]);
+    return _pdep_u64(low, 0x00FF00FF00FF00FFULL) | _pdep_u64(high & src_mask, dst_mask);
+#else
+    uint64_t bytes = low, fields = 0;
+    bytes = (bytes | bytes << 16) & 0x0000FFFF0000FFFFULL;
+    bytes = (bytes | bytes << 8) & 0x00FF00FF00FF00FFULL;
+    for (int l = 0; l < 4; ++l) fields |= ((high >> (width * l)) & field) << (16 * l + 8);
+    return bytes | fields;
+#endif
 }
 
-static inline int indices_per_32(const void *table, int entry_bytes) {
-    (void)table;
-    return 32 / entry_bytes;
+/* the 32 magnitudes of four 8-byte grid entries at the 16-bit indices idx, looked up one by one (ggml's
+ * way; a zmm gather of two sub-blocks' was 7-20% slower a row on Zen 4) */
+static inline __m256i grid_entries4(const uint64_t *table, uint64_t idx) {
+    return _mm256_set_epi64x((int64_t)table[idx >> 48], (int64_t)table[(idx >> 32) & 0xFFFF], (int64_t)table[(idx >> 16) & 0xFFFF],
+                             (int64_t)table[idx & 0xFFFF]);
 }
 
-/* ggml's AVX2 lanes, one sub-block's step: the grid magnitudes times the activations signed by the
- * values' signs (byte pairs exact in int16: magnitudes <= 62), each 16's pair sums times its odd scale */
-static inline __m256i grid_lanes_step(__m256i lanes, __m256i grid, grid_signs g, const int8_t *q8) {
-    const __m256i neg = sign_mask32(g.signs), y = _mm256_loadu_si256((const __m256i *)q8);
-    const __m256i pairs = _mm256_maddubs_epi16(grid, _mm256_sub_epi8(_mm256_xor_si256(y, neg), neg));
-    return _mm256_add_epi32(lanes, _mm256_madd_epi16(pairs, scale_pair(2 * g.ls_lo + 1, 2 * g.ls_hi + 1)));
+/* the same of eight 4-byte entries */
+static inline __m256i grid_entries8(const uint32_t *table, uint64_t lo, uint64_t hi) {
+    return _mm256_set_epi32((int)table[hi >> 48], (int)table[(hi >> 32) & 0xFFFF], (int)table[(hi >> 16) & 0xFFFF], (int)table[hi & 0xFFFF],
+                            (int)table[lo >> 48], (int)table[(lo >> 32) & 0xFFFF], (int)table[(lo >> 16) & 0xFFFF], (int)table[lo & 0xFFFF]);
 }
 
-/* a grid block's lanes straight from its bytes, two sub-blocks a step */
-#define GRID_LANES(name, grid)                                                                                  \
-    static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                               \
-        __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                                    \
-        for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {                                                       \
-            uint32_t idx[16];                                                                                   \
-            name##_indices(x, ib32, idx);                                                                       \
-            name##_indices(x, ib32 + 1, idx + indices_per_32(grid));                                            \
-            for (int h = 0; h < 2; ++h)                                                                         \
-                lanes[h] = grid_lanes_step(lanes[h], grid_vector(grid, idx + h * indices_per_32(grid)), name##_signs(x, ib32 + h), \
-                                           q8 + 32 * (ib32 + h));                                                \
-        }                                                                                                       \
-        return _mm256_add_epi32(lanes[0], lanes[1]);                                                            \
-    }
+static inline uint32_t load_u32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* the 16 sign bytes of four sub-blocks' 7-bit sign fields (byte 4k + l: sub-block k's field l), the eighth
+ * bit their parity, as ggml's ksigns_iq2xs */
+static inline __m128i parity_signs16(__m128i fields) {
+    const __m128i nibbles = _mm_xor_si128(fields, _mm_and_si128(_mm_srli_epi16(fields, 4), _mm_set1_epi8(0x0F)));
+    return _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), nibbles));
+}
+
+/* the activations y with sub-block k's sign bytes of signs16 (16 sign bytes in both 128-bit halves) applied */
+static inline __m256i signed_activations(__m256i y, __m256i signs16, int k) {
+    const __m256i spread = _mm256_shuffle_epi8(signs16, _mm256_add_epi8(_mm256_set1_epi8((char)(4 * k)),
+                                                                        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+#if defined(LC_AVX512)
+    return _mm256_mask_sub_epi8(y, _mm256_test_epi8_mask(spread, bit), _mm256_setzero_si256(), y);
+#else
+    const __m256i negative = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_sub_epi8(_mm256_xor_si256(y, negative), negative);
+#endif
+}
+
+/* the odd scales 2 * s + 1 of four sub-blocks' scale fields s (int16 word k: sub-block k's first 16
+ * values in lo, its second 16 in hi), word k of each 128-bit half, as scale_word_pair takes them */
+static inline __m256i odd_scales4(__m128i lo, __m128i hi) {
+    const __m128i one = _mm_set1_epi16(1);
+    return _mm256_set_m128i(_mm_or_si128(_mm_slli_epi16(hi, 1), one), _mm_or_si128(_mm_slli_epi16(lo, 1), one));
+}
+
+/* the 4-bit scales of four sub-blocks, low nibble the first 16 values' (IQ2_XS, IQ2_S) */
+static inline __m256i nibble_scales4(const uint8_t *scales) {
+    const __m128i s = _mm_cvtepu8_epi16(_mm_cvtsi32_si128((int)load_u32(scales)));
+    return odd_scales4(_mm_and_si128(s, _mm_set1_epi16(0xF)), _mm_srli_epi16(s, 4));
+}
+
+/* a grid block's lanes (ggml's AVX2 lanes) four sub-blocks a step: the activations signed by the
+ * sub-blocks' sign bytes (NAME_signs16), times the grid magnitudes (NAME_grid), each 16's pair sums
+ * times its odd scale (NAME_scales4); byte pairs are exact in int16, the magnitudes being <= 62 */
+#define GRID_LANES(name)                                                                                             static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                                        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                                             _Pragma("GCC unroll 2") for (int g = 0; g < 2; ++g) {                                                                const __m256i signs16 = _mm256_broadcastsi128_si256(name##_signs16(x, g)), scales = name##_scales4(x, g);             _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) {                                                                const int ib = 4 * g + k;                                                                                        const __m256i y = signed_activations(_mm256_loadu_si256((const __m256i *)(q8 + 32 * ib)), signs16, k);                 acc[k & 1] = lc_madd_acc_epi16(acc[k & 1], _mm256_maddubs_epi16(name##_grid(x, ib), y), scale_word_pair(scales, k));             }                                                                                                            }                                                                                                                return _mm256_add_epi32(acc[0], acc[1]);                                                                     }
+
+/* IQ2_XXS and IQ3_XXS keep a sub-block's four 7-bit sign fields and its scale (top 4 bits) in one word */
+static inline __m128i word_signs16(__m128i words) {
+    const __m128i fields = _mm_or_si128(_mm_or_si128(_mm_and_si128(words, _mm_set1_epi32(0x7F)), _mm_and_si128(_mm_slli_epi32(words, 1), _mm_set1_epi32(0x7F00))),
+                                        _mm_or_si128(_mm_and_si128(_mm_slli_epi32(words, 2), _mm_set1_epi32(0x7F0000)),
+                                                     _mm_and_si128(_mm_slli_epi32(words, 3), _mm_set1_epi32(0x7F000000))));
+    return parity_signs16(fields);
+}
+static inline __m256i word_scales4(__m128i words) {
+    const __m128i s = _mm_srli_epi32(words, 28);
+    const __m128i s16 = _mm_packs_epi32(s, s);
+    return odd_scales4(s16, s16);
+}
+
+/* IQ2_XXS: a sub-block is two words, its 4 index bytes, then its sign word */
+static inline __m128i iq2_xxs_words(const block_iq2_xxs *x, int g) {
+    const __m128 lo = _mm_castsi128_ps(_mm_loadu_si128((const __m128i *)(x->qs + 16 * g))), hi = _mm_castsi128_ps(_mm_loadu_si128((const __m128i *)(x->qs + 16 * g + 8)));
+    return _mm_castps_si128(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+static inline __m128i iq2_xxs_signs16(const block_iq2_xxs *x, int g) { return word_signs16(iq2_xxs_words(x, g)); }
+static inline __m256i iq2_xxs_scales4(const block_iq2_xxs *x, int g) { return word_scales4(iq2_xxs_words(x, g)); }
+static inline __m256i iq2_xxs_grid(const block_iq2_xxs *x, int ib) {
+    return grid_entries4(iq2xxs_grid, grid_indices4(load_u32(x->qs + 4 * ib), 0, 1, 0));
+}
+
+/* IQ3_XXS: 8 index bytes a sub-block, then the sign words */
+static inline __m128i iq3_xxs_words(const block_iq3_xxs *x, int g) { return _mm_loadu_si128((const __m128i *)(x->qs + QK_K / 4 + 16 * g)); }
+static inline __m128i iq3_xxs_signs16(const block_iq3_xxs *x, int g) { return word_signs16(iq3_xxs_words(x, g)); }
+static inline __m256i iq3_xxs_scales4(const block_iq3_xxs *x, int g) { return word_scales4(iq3_xxs_words(x, g)); }
+static inline __m256i iq3_xxs_grid(const block_iq3_xxs *x, int ib) {
+    return grid_entries8(iq3xxs_grid, grid_indices4(load_u32(x->qs + 8 * ib), 0, 1, 0), grid_indices4(load_u32(x->qs + 8 * ib + 4), 0, 1, 0));
+}
+
+/* IQ2_XS: 16-bit quants, a 9-bit index and a 7-bit sign field */
+static inline __m128i iq2_xs_signs16(const block_iq2_xs *x, int g) {
+    const __m256i fields = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(x->qs + 16 * g)), 9);
+    return parity_signs16(_mm_packus_epi16(_mm256_castsi256_si128(fields), _mm256_extracti128_si256(fields, 1)));
+}
+static inline __m256i iq2_xs_scales4(const block_iq2_xs *x, int g) { return nibble_scales4(x->scales + 4 * g); }
+static inline __m256i iq2_xs_grid(const block_iq2_xs *x, int ib) {
+    uint64_t q;
+    memcpy(&q, x->qs + 4 * ib, sizeof(q));
+    return grid_entries4(iq2xs_grid, q & 0x01FF01FF01FF01FFULL);
+}
+
+/* IQ2_S: index bytes with 2 high bits each from qh, then the sign bytes */
+static inline __m128i iq2_s_signs16(const block_iq2_s *x, int g) { return _mm_loadu_si128((const __m128i *)(x->qs + QK_K / 8 + 16 * g)); }
+static inline __m256i iq2_s_scales4(const block_iq2_s *x, int g) { return nibble_scales4(x->scales + 4 * g); }
+static inline __m256i iq2_s_grid(const block_iq2_s *x, int ib) {
+    return grid_entries4(iq2s_grid, grid_indices4(load_u32(x->qs + 4 * ib), x->qh[ib], 2, 2));
+}
+
+/* IQ3_S: 8 index bytes a sub-block with 1 high bit each from qh, the sign bytes apart, a 4-bit scale a sub-block */
+static inline __m128i iq3_s_signs16(const block_iq3_s *x, int g) { return _mm_loadu_si128((const __m128i *)(x->signs + 16 * g)); }
+static inline __m256i iq3_s_scales4(const block_iq3_s *x, int g) {
+    const __m128i s = _mm_cvtepu8_epi16(_mm_cvtsi32_si128(x->scales[2 * g] | x->scales[2 * g + 1] << 8));
+    const __m128i ls = _mm_unpacklo_epi16(_mm_and_si128(s, _mm_set1_epi16(0xF)), _mm_srli_epi16(s, 4));
+    return odd_scales4(ls, ls);
+}
+static inline __m256i iq3_s_grid(const block_iq3_s *x, int ib) {
+    const uint32_t qh = x->qh[ib];
+    return grid_entries8(iq3s_grid, grid_indices4(load_u32(x->qs + 8 * ib), qh, 1, 1), grid_indices4(load_u32(x->qs + 8 * ib + 4), qh >> 4, 1, 1));
+}
 
 /* vec_dot of the IQ2/IQ3 types: d_w * d_x times the lanes fused into 8 float sums, times the type's
  * factor (ggml's 0.125 or 0.25 for the grids' halved scales) after hsum_float_8 */
@@ -383,37 +492,11 @@ static inline int32_t iq1_block_sum(const unpacked_block *u, const int8_t *q8) {
     }
 
 #if defined(LC_AVX2)
-GRID_LANES(iq2_xxs, IQ2_XXS_GRID)
-/* IQ2_XS's lanes four sub-blocks a step, as ggml's AVX2 kernel takes them: their 16 indices and 16 sign
- * fields from one load, the fields' parity bits by pshufb for all 16 at once */
-static inline __m256i iq2_xs_lanes(const block_iq2_xs *x, const int8_t *q8) {
-    const __m256i odd_parity = _mm256_broadcastsi128_si256(odd_parity_bits());
-    __m256i lanes[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 4) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 4 * ib32));
-        uint16_t idx[16];
-        _mm256_storeu_si256((__m256i *)idx, _mm256_and_si256(q, _mm256_set1_epi16(511)));
-        const __m256i fields = _mm256_srli_epi16(q, 9);
-        const __m256i full = _mm256_or_si256(fields, _mm256_shuffle_epi8(odd_parity, _mm256_xor_si256(fields, _mm256_srli_epi16(fields, 4))));
-        uint64_t signs[4];  /* each 128-bit lane's 8 sign bytes: sub-blocks ib32 and ib32 + 1, then + 2 and + 3 */
-        const __m256i packed = _mm256_packus_epi16(full, full);
-        signs[0] = (uint64_t)_mm256_extract_epi64(packed, 0);
-        signs[2] = (uint64_t)_mm256_extract_epi64(packed, 2);
-        signs[1] = signs[0] >> 32;
-        signs[3] = signs[2] >> 32;
-        for (int j = 0; j < 4; ++j) {
-            const uint16_t *e = idx + 4 * j;
-            const __m256i grid = _mm256_set_epi64x((int64_t)iq2xs_grid[e[3]], (int64_t)iq2xs_grid[e[2]], (int64_t)iq2xs_grid[e[1]],
-                                                   (int64_t)iq2xs_grid[e[0]]);
-            const grid_signs g = {(uint32_t)signs[j], x->scales[ib32 + j] & 0xF, x->scales[ib32 + j] >> 4};
-            lanes[j & 1] = grid_lanes_step(lanes[j & 1], grid, g, q8 + 32 * (ib32 + j));
-        }
-    }
-    return _mm256_add_epi32(lanes[0], lanes[1]);
-}
-GRID_LANES(iq2_s, IQ2_S_GRID)
-GRID_LANES(iq3_xxs, IQ3_XXS_GRID)
-GRID_LANES(iq3_s, IQ3_S_GRID)
+GRID_LANES(iq2_xxs)
+GRID_LANES(iq2_xs)
+GRID_LANES(iq2_s)
+GRID_LANES(iq3_xxs)
+GRID_LANES(iq3_s)
 #endif
 GRID_VEC_DOT(iq2_xxs, 0.125f)
 GRID_VEC_DOT(iq2_xs, 0.125f)
@@ -448,12 +531,6 @@ static inline uint64_t iq1_indices4(uint32_t low, uint32_t high, int nibbles) {
 static inline __m256i iq1_grid(uint64_t idx) {
     return _mm256_set_epi64x((int64_t)iq1s_grid[idx >> 48], (int64_t)iq1s_grid[(idx >> 32) & 0xFFFF], (int64_t)iq1s_grid[(idx >> 16) & 0xFFFF],
                              (int64_t)iq1s_grid[idx & 0xFFFF]);
-}
-
-/* sub-block ib's two int16 scales, each spread over its 128-bit half, from a vector of all 16 at
- * int16 word (ib % 2) * 4 + ib / 2 of each half (ggml's IQ1_M order) or word ib (IQ1_S) */
-static inline __m256i scale_word_pair(__m256i scales, int word) {
-    return _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0202 * word + 0x0100)));
 }
 
 /* acc + the lanes of 32 small signed values q (IQ1's grid entries) with the activations y: |q| times y
