@@ -336,12 +336,15 @@ static inline __m128i parity_signs16(__m128i fields) {
     return _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), nibbles));
 }
 
+/* sub-block k's four bytes of a vector of 16 (in both 128-bit halves), each over its 8 values */
+static inline __m256i spread_bytes4(__m256i bytes16, int k) {
+    return _mm256_shuffle_epi8(bytes16, _mm256_add_epi8(_mm256_set1_epi8((char)(4 * k)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                                                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
+}
+
 /* the activations y with sub-block k's sign bytes of signs16 (16 sign bytes in both 128-bit halves) applied */
 static inline __m256i signed_activations(__m256i y, __m256i signs16, int k) {
-    const __m256i spread = _mm256_shuffle_epi8(signs16, _mm256_add_epi8(_mm256_set1_epi8((char)(4 * k)),
-                                                                        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                                                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
-    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+    const __m256i spread = spread_bytes4(signs16, k), bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
 #if defined(LC_AVX512)
     return _mm256_mask_sub_epi8(y, _mm256_test_epi8_mask(spread, bit), _mm256_setzero_si256(), y);
 #else
@@ -505,34 +508,6 @@ GRID_VEC_DOT(iq3_xxs, 0.25f)
 GRID_VEC_DOT(iq3_s, 1.0f)
 
 #if defined(LC_AVX2)
-/* four 16-bit grid indices, each the byte of low (bits 0-7) and a 3-bit field of high (bits 8-10): the
- * fields are high's nibbles (IQ1_M, their low 3 bits) or its first 12 bits in threes (IQ1_S). pdep where
- * the build has BMI2 (AVX-512 builds); the shifts and masks elsewhere (pdep is slow microcode on Zen 1-2) */
-static inline uint64_t iq1_indices4(uint32_t low, uint32_t high, int nibbles) {
-#if defined(__BMI2__)
-    const uint64_t fields = nibbles ? _pdep_u64(high & 0x7777u, 0x0F000F000F000F00ULL) : _pdep_u64(high, 0x0700070007000700ULL);
-    return _pdep_u64(low, 0x00FF00FF00FF00FFULL) | fields;
-#else
-    uint64_t bytes = low, fields = high;
-    bytes = (bytes | bytes << 16) & 0x0000FFFF0000FFFFULL;
-    bytes = (bytes | bytes << 8) & 0x00FF00FF00FF00FFULL;
-    if (nibbles) {
-        fields = (fields | fields << 24) & 0x000000FF000000FFULL;
-        fields = (fields | fields << 12) & 0x000F000F000F000FULL;
-    } else {
-        fields = (fields | fields << 26) & 0x0000003F0000003FULL;
-        fields = (fields | fields << 13) & 0x0007000700070007ULL;
-    }
-    return bytes | ((fields << 8) & 0x0700070007000700ULL);
-#endif
-}
-
-/* the 32 values of four IQ1 grid entries */
-static inline __m256i iq1_grid(uint64_t idx) {
-    return _mm256_set_epi64x((int64_t)iq1s_grid[idx >> 48], (int64_t)iq1s_grid[(idx >> 32) & 0xFFFF], (int64_t)iq1s_grid[(idx >> 16) & 0xFFFF],
-                             (int64_t)iq1s_grid[idx & 0xFFFF]);
-}
-
 /* acc + the lanes of 32 small signed values q (IQ1's grid entries) with the activations y: |q| times y
  * signed by q, each 16's pair sums times its scale */
 static inline __m256i signed_lanes_acc(__m256i acc, __m256i q, __m256i y, __m256i scale) {
@@ -551,9 +526,7 @@ static inline __m256i iq1_s_lanes(const block_iq1_s *x, const block_q8_K *y, int
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 8
     for (int ib = 0; ib < QK_K / 32; ++ib) {
-        uint32_t low;
-        memcpy(&low, x->qs + 4 * ib, sizeof(low));
-        const __m256i grid = iq1_grid(iq1_indices4(low, x->qh[ib], 0));
+        const __m256i grid = grid_entries4(iq1s_grid, grid_indices4(load_u32(x->qs + 4 * ib), x->qh[ib], 3, 3));
         acc[ib & 1] = signed_lanes_acc(acc[ib & 1], grid, _mm256_loadu_si256((const __m256i *)(y->qs + 32 * ib)), scale_word_pair(scales, ib));
     }
     return _mm256_add_epi32(acc[0], acc[1]);
@@ -568,26 +541,32 @@ static inline __m256i iq1_m_scales(const block_iq1_m *x) {
     return _mm256_add_epi16(_mm256_add_epi16(fields, fields), _mm256_set1_epi16(1));
 }
 
-/* each of a sub-block's four 8-value offsets as 8 bytes of -1 or 1 (sign bits 3 and 7 of its two qh bytes) */
-static inline __m256i iq1_m_delta(uint16_t qh) {
-    const __m256i sign_bits = _mm256_setr_epi64x(0x8, 0x80, 0x800, 0x8000);
-    const __m256i negative = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(qh), sign_bits), sign_bits);
-    return _mm256_or_si256(negative, _mm256_set1_epi8(1));
+/* the offset signs of four sub-blocks' 8-value groups, 0xFF where negative: byte 4k + l
+ * sub-block k's group l, sign bit 3 (l even) or 7 (l odd) of its qh byte l / 2 */
+static inline __m256i iq1_m_delta_signs16(const uint8_t *qh) {
+    const __m128i bytes = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)qh), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+    const __m128i bit = _mm_set1_epi16(0x8008);
+    return _mm256_broadcastsi128_si256(_mm_cmpeq_epi8(_mm_and_si128(bytes, bit), bit));
 }
 
-/* IQ1_M's grid lanes and offset lanes (each 8 values' offset sign times the activations) of a block */
+/* IQ1_M's grid lanes and offset lanes (each 8 values' offset sign times the activations) of a block,
+ * four sub-blocks a step */
 static inline void iq1_m_lanes(const block_iq1_m *x, const int8_t *q8, __m256i *lanes, __m256i *lanes_delta) {
     const __m256i scales = iq1_m_scales(x), ones = _mm256_set1_epi8(1);
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, acc_delta[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 8
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-        uint32_t low;
-        uint16_t high;
-        memcpy(&low, x->qs + 4 * ib, sizeof(low));
-        memcpy(&high, x->qh + 2 * ib, sizeof(high));
-        const __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib)), scale = scale_word_pair(scales, ib / 2 + 4 * (ib % 2));
-        acc[ib & 1] = signed_lanes_acc(acc[ib & 1], iq1_grid(iq1_indices4(low, high, 1)), y, scale);
-        acc_delta[ib & 1] = lc_madd_acc_epi16(acc_delta[ib & 1], _mm256_maddubs_epi16(ones, _mm256_sign_epi8(y, iq1_m_delta(high))), scale);
+#pragma GCC unroll 2
+    for (int g = 0; g < 2; ++g) {
+        const __m256i delta_signs16 = iq1_m_delta_signs16(x->qh + 8 * g);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const int ib = 4 * g + k;
+            uint16_t high;
+            memcpy(&high, x->qh + 2 * ib, sizeof(high));
+            const __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib)), scale = scale_word_pair(scales, ib / 2 + 4 * (ib % 2));
+            acc[k & 1] = signed_lanes_acc(acc[k & 1], grid_entries4(iq1s_grid, grid_indices4(load_u32(x->qs + 4 * ib), high, 4, 3)), y, scale);
+            const __m256i negative = spread_bytes4(delta_signs16, k), y_delta = _mm256_sub_epi8(_mm256_xor_si256(y, negative), negative);
+            acc_delta[k & 1] = lc_madd_acc_epi16(acc_delta[k & 1], _mm256_maddubs_epi16(ones, y_delta), scale);
+        }
     }
     *lanes = _mm256_add_epi32(acc[0], acc[1]);
     *lanes_delta = _mm256_add_epi32(acc_delta[0], acc_delta[1]);
