@@ -33,3 +33,12 @@ def test_a_compiler_error_names_the_command_and_its_message(tmp_path, monkeypatc
         build.build(LEVEL)
     kernels = tmp_path / "cache" / "kernels"
     assert not [p for p in kernels.iterdir() if p.suffix == ".so" or p.is_dir() and not p.name.startswith("tables-")]
+
+
+def test_every_level_this_cpu_runs_compiles():
+    """The op and model tests skip where the backend cannot start; a kernel source that fails to compile
+    at a level this CPU runs fails here instead (the default cache: levels built before are reused)."""
+    from llmcore_cpu_simd.isa import supported_levels
+
+    for level in supported_levels():
+        assert build.build(level).stat().st_size > 0

@@ -25,7 +25,7 @@ cpu_simd = pytest.importorskip("llmcore_cpu_simd", reason="the cpu_simd plugin i
 gguf = pytest.importorskip("gguf")
 
 from llmcore_cpu_simd import CpuSimdBackend  # noqa: E402
-from llmcore_cpu_simd.isa import supported_levels  # noqa: E402
+from llmcore_cpu_simd.isa import cpu_flags, supported_levels  # noqa: E402
 
 _status = CpuSimdBackend.probe()
 if not _status.usable:
@@ -78,6 +78,32 @@ def test_mul_mat(backend_factory, w_type, m, k, n):
     x = randn(m, k) * 3
     check(backend_factory, lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32)),
           {"x": x}, {"w": raw}, bound=1e-5)
+
+
+SHORT_BATCH_TYPES = [GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.Q3_K, GGMLType.Q2_K, GGMLType.IQ4_XS]
+
+
+@pytest.mark.parametrize("w_type", SHORT_BATCH_TYPES, ids=lambda t: t.name)
+def test_short_batch_products_keep_the_one_token_and_gemm_bits(backend_factory, w_type):
+    """A batch of 2-7 tokens (short of the tiled kernel's 8) gives each token the bits a one-token
+    product gives it, but for a weight llama.cpp repacks (Q4_K with rows a multiple of 8; Q2_K too
+    where the CPU has AVX-512), whose groups of four tokens take its GEMM's order, as the same tokens
+    do in a batch of 8 (the packed GEMM)."""
+    n, k = 48, 512
+    repacked = {GGMLType.Q4_K} | ({GGMLType.Q2_K} if "avx512f" in cpu_flags() else set())
+    raw = quantize_rows(w_type, randn(n, k))
+    x = randn(8, k) * 3
+    product = lambda m: (lambda g: g.mul_mat(g.weight("w", (n, k), w_type), g.input("x", (m, k), F32)))  # noqa: E731
+    run = lambda rows: run_graph(backend_factory(), product(len(rows)), {"x": rows}, {"w": raw})  # noqa: E731
+    one_token = np.concatenate([run(x[t:t + 1]) for t in range(8)])
+    gemm = run(x)  # 8 tokens: Q4_K's two groups of four in the GEMM's order
+    for m in (2, 3, 4, 5, 7):
+        got = run(x[:m])
+        grouped = m - m % 4 if w_type in repacked else 0
+        want = np.concatenate([gemm[:grouped], one_token[grouped:m]])
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), f"{m} tokens"
+    if w_type in repacked:  # the two orders differ here, or the test could not tell them apart
+        assert not np.array_equal(gemm[:4], one_token[:4])
 
 
 def program_ops(factory, build, weights: dict[str, np.ndarray]) -> list[int]:

@@ -96,6 +96,90 @@ static inline void block_floats(const heads4 *h, float xd, __m128i isum, __m128i
     *summs = _mm_fnmadd_ps(dmin, _mm_cvtepi32_ps(imin), *summs);  /* fmaf(-(d_x * dmin), ...) */
 }
 
+/* Each row's scales are broadcast from a small table of int16 pairs (a load, not a shuffle) for the
+ * pair products of their sub-block: row r's scale k at pairs[8 * r + k]. */
+static inline void scale_pairs4(const heads4 *h, int32_t pairs[8 * LC_GEMV_ROWS]) {
+    /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
+     * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
+     * and 2 in the low unpacks' halves, 1 and 3 in the high ones' */
+    const __m256i s_lo = _mm256_cvtepu8_epi16(h->sc_lo), s_hi = _mm256_cvtepu8_epi16(h->sc_hi);
+    const __m256i lo02 = _mm256_unpacklo_epi16(s_lo, s_lo), hi02 = _mm256_unpacklo_epi16(s_hi, s_hi);
+    const __m256i lo13 = _mm256_unpackhi_epi16(s_lo, s_lo), hi13 = _mm256_unpackhi_epi16(s_hi, s_hi);
+    _mm256_store_si256((__m256i *)pairs, _mm256_permute2x128_si256(lo02, hi02, 0x20));
+    _mm256_store_si256((__m256i *)pairs + 1, _mm256_permute2x128_si256(lo13, hi13, 0x20));
+    _mm256_store_si256((__m256i *)pairs + 2, _mm256_permute2x128_si256(lo02, hi02, 0x31));
+    _mm256_store_si256((__m256i *)pairs + 3, _mm256_permute2x128_si256(lo13, hi13, 0x31));
+}
+
+/* the four rows' min products with the block's bsums, each sub-block pair's sum in an int32 lane: row 0's
+ * pairs 0-3 in the low half of *p01, row 1's in its high half; rows 2 and 3 likewise in *p23 */
+static inline void min_pairs4(const heads4 *h, const block_q8_K *x, __m256i *p01, __m256i *p23) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x->bsums);
+    const __m256i bsum32 = _mm256_broadcastsi128_si256(
+        _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+    *p01 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi32(h->mn_lo, h->mn_hi)), bsum32);
+    *p23 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi32(h->mn_lo, h->mn_hi)), bsum32);
+}
+
+/* the four rows' exact min sums */
+static inline __m128i mins4(const heads4 *h, const block_q8_K *x) {
+    __m256i p01, p23;
+    min_pairs4(h, x, &p01, &p23);
+    __m256i mins = _mm256_hadd_epi32(p01, p23);     /* rows 0, 0, 2, 2 | 1, 1, 3, 3 */
+    mins = _mm256_hadd_epi32(mins, mins);           /* rows 0, 2, 0, 2 | 1, 3, 1, 3 */
+    return _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
+}
+
+/* step j of four rows' Q4_K block products: sub-blocks 2j (the low nibbles of 32 quant bytes) and 2j + 1
+ * (their high nibbles) met with the activations, each one's pair sums times its scale (pairs:
+ * scale_pairs4's), added to isum */
+LC_INLINE void q4_K_step4(const block_q4_K *const b[LC_GEMV_ROWS], const int8_t *q8, int j, const int32_t *pairs,
+                          __m256i isum[LC_GEMV_ROWS]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i x_lo = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)), x_hi = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
+    const int32_t *scale = pairs + 2 * j;
+#pragma GCC unroll 4
+    for (int r = 0; r < LC_GEMV_ROWS; ++r) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b[r]->qs + 32 * j));
+        const __m256i p_lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), x_lo);
+        const __m256i p_hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x_hi);
+        isum[r] = lc_madd_acc_epi16(isum[r], p_lo, _mm256_set1_epi32(scale[8 * r]));
+        isum[r] = lc_madd_acc_epi16(isum[r], p_hi, _mm256_set1_epi32(scale[8 * r + 1]));
+    }
+}
+
+/* lc_vec_dot_q4_K_gemm's bits for four rows (llama.cpp's repacked GEMM, each group of four tokens of a
+ * batch): per sub-block pair, the rows' exact integer sums fused with d * d_x, and their min sums with
+ * dmin * d_x, into two running sums; the result their difference */
+static void gemv4_q4_K_gemm(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
+    const block_q8_K *x = vx;
+    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
+    _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
+    for (int64_t i = 0; i < nb; ++i) {
+        const block_q4_K *b[LC_GEMV_ROWS];
+        const heads4 h = q4_K_blocks(w, row_bytes, i, b, prefetch);
+        scale_pairs4(&h, pairs);
+        __m256i p01, p23;
+        min_pairs4(&h, x + i, &p01, &p23);
+        __m128i imin[4] = {_mm256_castsi256_si128(p01), _mm256_extracti128_si256(p01, 1), _mm256_castsi256_si128(p23),
+                           _mm256_extracti128_si256(p23, 1)};  /* row r's four pairs, transposed below to pair j's four rows */
+        const __m128i t0 = _mm_unpacklo_epi32(imin[0], imin[1]), t1 = _mm_unpacklo_epi32(imin[2], imin[3]);
+        const __m128i t2 = _mm_unpackhi_epi32(imin[0], imin[1]), t3 = _mm_unpackhi_epi32(imin[2], imin[3]);
+        imin[0] = _mm_unpacklo_epi64(t0, t1), imin[1] = _mm_unpackhi_epi64(t0, t1);
+        imin[2] = _mm_unpacklo_epi64(t2, t3), imin[3] = _mm_unpackhi_epi64(t2, t3);
+        const __m128 xd = _mm_set1_ps(x[i].d);
+        const __m128 d = _mm_mul_ps(_mm_cvtph_ps(h.dd), xd), dmin = _mm_mul_ps(_mm_cvtph_ps(_mm_unpackhi_epi64(h.dd, h.dd)), xd);
+#pragma GCC unroll 1
+        for (int j = 0; j < 4; ++j) {
+            __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            q4_K_step4(b, x[i].qs, j, pairs, isum);
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(lc_reduce4_epi32(isum)), d, acc);
+            acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(imin[j]), dmin, acc_min);
+        }
+    }
+    _mm_storeu_ps(y, _mm_sub_ps(acc, acc_min));
+}
+
 /* the four rows' i-th Q5_K blocks (into b), the bytes ahead asked for, and their heads unpacked
  * (Q5_K's blocks start as Q4_K's: d, dmin, scales[12]) */
 LC_INLINE heads4 q5_K_blocks(const uint8_t *w, size_t row_bytes, int64_t i, const block_q5_K *b[LC_GEMV_ROWS],
@@ -383,37 +467,8 @@ GEMV4_LANES(q6_K)
 /* acc + the int16 pair products of a and b */
 static inline __m256i dot_pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 
-/* Each row's scales are broadcast from a small table of int16 pairs (a load, not a shuffle) for the
- * pair products of their sub-block: row r's scale k at pairs[8 * r + k]. */
-static inline void scale_pairs4(const heads4 *h, int32_t pairs[8 * LC_GEMV_ROWS]) {
-    /* int16 4r + k of the widened scales is row r's scale k (k < 4; likewise 4-7 in s_hi): each
-     * 128-bit half holds two rows, whose scales the unpacks with themselves make pairs of: rows 0
-     * and 2 in the low unpacks' halves, 1 and 3 in the high ones' */
-    const __m256i s_lo = _mm256_cvtepu8_epi16(h->sc_lo), s_hi = _mm256_cvtepu8_epi16(h->sc_hi);
-    const __m256i lo02 = _mm256_unpacklo_epi16(s_lo, s_lo), hi02 = _mm256_unpacklo_epi16(s_hi, s_hi);
-    const __m256i lo13 = _mm256_unpackhi_epi16(s_lo, s_lo), hi13 = _mm256_unpackhi_epi16(s_hi, s_hi);
-    _mm256_store_si256((__m256i *)pairs, _mm256_permute2x128_si256(lo02, hi02, 0x20));
-    _mm256_store_si256((__m256i *)pairs + 1, _mm256_permute2x128_si256(lo13, hi13, 0x20));
-    _mm256_store_si256((__m256i *)pairs + 2, _mm256_permute2x128_si256(lo02, hi02, 0x31));
-    _mm256_store_si256((__m256i *)pairs + 3, _mm256_permute2x128_si256(lo13, hi13, 0x31));
-}
-
-/* the four rows' exact min sums with the block's bsums: rows 0 and 1 (2 and 3) in the two halves,
- * then summed per row */
-static inline __m128i mins4(const heads4 *h, const block_q8_K *x) {
-    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)x->bsums);
-    const __m256i bsum32 = _mm256_broadcastsi128_si256(
-        _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
-    const __m256i p01 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi32(h->mn_lo, h->mn_hi)), bsum32);
-    const __m256i p23 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi32(h->mn_lo, h->mn_hi)), bsum32);
-    __m256i mins = _mm256_hadd_epi32(p01, p23);     /* rows 0, 0, 2, 2 | 1, 1, 3, 3 */
-    mins = _mm256_hadd_epi32(mins, mins);           /* rows 0, 2, 0, 2 | 1, 3, 1, 3 */
-    return _mm_unpacklo_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
-}
-
 static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
     _Alignas(32) int32_t pairs[8 * LC_GEMV_ROWS];
     for (int64_t i = 0; i < nb; ++i) {
@@ -421,25 +476,10 @@ static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
         const heads4 h = q4_K_blocks(w, row_bytes, i, b, prefetch);
         scale_pairs4(&h, pairs);
         const __m128i min_total = mins4(&h, x + i);
-
-        /* 32 quant bytes hold sub-block 2j in their low nibbles, 2j + 1 in their high ones */
         __m256i isum[LC_GEMV_ROWS] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        const int8_t *q8 = x[i].qs;
         /* not unrolled: GCC would compute every row's products of the four steps first and spill them */
 #pragma GCC unroll 1
-        for (int j = 0; j < 4; ++j) {
-            const __m256i x_lo = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
-            const __m256i x_hi = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
-            const int32_t *scale = pairs + 2 * j;
-#pragma GCC unroll 4
-            for (int r = 0; r < LC_GEMV_ROWS; ++r) {
-                const __m256i bits = _mm256_loadu_si256((const __m256i *)(b[r]->qs + 32 * j));
-                const __m256i p_lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), x_lo);
-                const __m256i p_hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x_hi);
-                isum[r] = dot_pairs(isum[r], p_lo, _mm256_set1_epi32(scale[8 * r]));
-                isum[r] = dot_pairs(isum[r], p_hi, _mm256_set1_epi32(scale[8 * r + 1]));
-            }
-        }
+        for (int j = 0; j < 4; ++j) q4_K_step4(b, x[i].qs, j, pairs, isum);
         block_floats(&h, x[i].d, lc_reduce4_epi32(isum), min_total, &sum_q4, &summs);
     }
     _mm_storeu_ps(y, _mm_add_ps(sum_q4, summs));
@@ -616,6 +656,13 @@ static void gemv4_q2_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
 #define GEMV4_ROWS(name) lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, GEMV4(name), lc_vec_dot_##name, 1, prefetch)
 
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q4_K); }
+void lc_gemv_q4_K_gemm(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) {
+#if defined(LC_AVX2)
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, gemv4_q4_K_gemm, lc_vec_dot_q4_K_gemm, 1, prefetch);
+#else
+    lc_gemv_rows(k, w, row_bytes, nrows, x, y, QK_K, NULL, lc_vec_dot_q4_K_gemm, 1, prefetch);
+#endif
+}
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q5_K); }
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch) { GEMV4_ROWS(q6_K); }
 #if defined(LC_AVX512)

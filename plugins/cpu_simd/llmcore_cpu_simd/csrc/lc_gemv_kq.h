@@ -6,6 +6,8 @@
 
 /* y[r] = lc_vec_dot_TYPE(k, row r of w, x) for r < nrows; x one block_q8_K row of k elements */
 void lc_gemv_q4_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
+/* lc_vec_dot_q4_K_gemm's bits (the tokens of a batch llama.cpp's repacked GEMM takes), four rows at a time */
+void lc_gemv_q4_K_gemm(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q5_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q6_K(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 /* AVX-512 builds only */

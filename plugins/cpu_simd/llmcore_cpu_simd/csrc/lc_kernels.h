@@ -39,6 +39,8 @@ lc_tile_fn lc_tile_for(int type); /* NULL when the type has no tile kernel */
  * the kernel asks for the rows' bytes ahead of its reads, 0 leaves that to the hardware prefetchers */
 typedef void (*lc_gemv_fn)(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 lc_gemv_fn lc_gemv_for(int type); /* NULL when the type's one-token product goes row by row */
+/* the GEMV with the order of llama.cpp's repacked GEMM (a batch's groups of four tokens), NULL where none */
+lc_gemv_fn lc_gemm_order_gemv_for(int type);
 int lc_gemv_prefetches(int type); /* the prefetch argument the type's GEMV takes on this CPU (lc_gemv_group_fn) */
 void lc_gemv_q8_0(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);
 void lc_gemv_q4_1(int64_t k, const void *w, size_t row_bytes, int64_t nrows, const void *x, float *y, int prefetch);

@@ -56,6 +56,9 @@ static void op_quantize(const lc_node *nd, const lc_task *task) {
  * weight rows are re-read from cache; each output is one tile dot, whatever the batch. */
 enum { MM_TOKEN_TILE = 16 };
 
+/* the weight bytes a short batch's GEMV takes for each token in turn (L1 on current x86 cores is 32-48 KiB) */
+enum { BATCH_GEMV_BLOCK_BYTES = 16 << 10 };
+
 /* chunks per thread, [0] for one token, [1] for a batch: more even out a delayed thread, fewer
  * keep each thread's run of weight rows long; which wins depends on the CPU (tuning.py times them) */
 static int mm_chunks_per_thread[2] = {4, 4};
@@ -156,6 +159,11 @@ static int block_sums_order(const lc_node *nd) {
  * Its outputs are the one-row kernels' bits, so where it starts changes no number. */
 enum { PACKED_MIN_TOKENS = 16 };
 
+/* Below this many tokens the tokens of a Q4_K weight llama.cpp repacks go through the GEMV in its GEMM's
+ * order, each token over rows in cache, rather than the packed GEMM (dense Q4_K_M model, Zen 4: a batch
+ * of 4 took 9.4 ms packed, 8 tokens 10.7) */
+enum { GEMM_PACKED_MIN_TOKENS = 8 };
+
 /* An f16 weight meets a batch this long or longer through the register-tiled f16 GEMM (lc_gemm_f16),
  * which converts the chunk's weight rows to floats once: the f16 tile's bits, faster for many tokens;
  * a BF16 weight likewise through lc_gemm_bf16_tinyblas (AVX512-BF16 builds) */
@@ -170,7 +178,8 @@ static int packed_order(const lc_node *nd, int64_t *n_packed) {
         return LC_ORDER_KQ_TILED;
     }
     lc_vec_dot_fn gemm_dot;
-    if (lc_packed_bytes(nd->type, nd->ne[0]) && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0)
+    const int few_for_packing = nd->ne[1] < GEMM_PACKED_MIN_TOKENS && lc_gemm_order_gemv_for(nd->type);
+    if (!few_for_packing && lc_packed_bytes(nd->type, nd->ne[0]) && (*n_packed = repacked_gemm_tokens(nd, &gemm_dot)) > 0)
         return LC_ORDER_KQ_GEMM;
     if (block_sums_order(nd) && nd->ne[1] >= PACKED_MIN_TOKENS && lc_packed_bytes(nd->type, nd->ne[0])) {
         *n_packed = nd->ne[1];
@@ -240,6 +249,21 @@ void lc_mul_mat_rows(const lc_node *nd, int64_t r0, int64_t r1, const float *bia
                               : q4_0_repacked(nd)  ? lc_vec_dot_q4_0_repacked
                               : q2_K_repacked(nd)  ? lc_vec_dot_q2_K_repacked
                                                    : lc_traits[nd->type].vec_dot;
+    /* a short batch's tokens in vec_dot's order go through the type's GEMV, vec_dot's bits four rows at a
+     * time, one token at a time over a block of rows small enough to stay in L1 for the next token */
+    const lc_gemv_fn batch_gemv = !tiled && !tile && gemv_order ? lc_gemv_for(nd->type) : NULL;
+    const lc_gemv_fn batch_gemm_gemv = packed_tokens < gemm_tokens ? lc_gemm_order_gemv_for(nd->type) : NULL;
+    if (batch_gemv && (packed_tokens >= gemm_tokens || batch_gemm_gemv)) {
+        const int64_t block_rows = (BATCH_GEMV_BLOCK_BYTES / nd->row_bytes + 3) / 4 * 4;
+        for (int64_t r = r0; r < r1; r += block_rows) {
+            const int64_t rn = r + block_rows < r1 ? block_rows : r1 - r;
+            for (int64_t t = packed_tokens; t < m; t++)
+                (t < gemm_tokens ? batch_gemm_gemv : batch_gemv)(k, w + r * nd->row_bytes, (size_t)nd->row_bytes, rn,
+                                                                 x + t * x_bytes, y + t * n + r, lc_gemv_prefetches(nd->type));
+        }
+        lc_add_bias(y, (size_t)n, m, r0, r1, bias);
+        return;
+    }
     /* the f16 tile reads its tokens as floats: a token tile's rows converted once, not per weight row */
     float *x_f32 = tile == lc_tile_f16_tinyblas ? malloc((size_t)MM_TOKEN_TILE * (size_t)k * sizeof(float)) : NULL;
     for (int64_t t0 = packed_tokens; t0 < m; t0 += MM_TOKEN_TILE) {

@@ -146,6 +146,14 @@ static uint8_t one_token_path[LC_TYPE_COUNT]; /* LC_ONE_TOKEN_*: what the tuning
 
 lc_gemv_fn lc_gemv_for(int type) { return one_token_path[type] == LC_ONE_TOKEN_ROW_BY_ROW ? 0 : gemv_kernel(type); }
 
+lc_gemv_fn lc_gemm_order_gemv_for(int type) {
+#if defined(LC_HAVE_GEMV_KQ)
+    if (type == LC_TYPE_Q4_K) return lc_gemv_q4_K_gemm;
+#endif
+    (void)type;
+    return 0;
+}
+
 int lc_gemv_prefetches(int type) {
     return one_token_path[type] == LC_ONE_TOKEN_GEMV ? 1 : one_token_path[type] == LC_ONE_TOKEN_GEMV_FAR_PREFETCH ? 2 : 0;
 }
