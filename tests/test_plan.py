@@ -77,6 +77,23 @@ def speed_ratio(path, backend, ngl) -> float:
     return expected / measured
 
 
+def test_a_short_batch_costs_the_cheaper_of_its_tokens_one_by_one_and_the_gemm():
+    """A product's tokens streamed one by one (a decode step's cost each) or the GEMM (its setup, the
+    weights' unpacking, plus each token's operations): the cheaper, never under one stream of the
+    weights nor under the GEMM's operations."""
+    from llmcore.engine.calibration import BackendSpeed, MatMulSpeed, mul_mat_key
+    from llmcore.gguf import GGMLType
+
+    weight_bytes, n_elements = 1e6, 2e6
+    # 1 ms a stream, 8 ms of setup, 0.25 ms of operations a token
+    speed = BackendSpeed(0.0, 0.0, {mul_mat_key(GGMLType.Q4_K, 1024): MatMulSpeed(1e9, 2 * n_elements / 2.5e-4, 8e-9)})
+    seconds = lambda n: speed.mul_mat_s(GGMLType.Q4_K, 1024, weight_bytes, n_elements, n)  # noqa: E731
+    assert seconds(1) == pytest.approx(1e-3)
+    assert seconds(4) == pytest.approx(4e-3)  # one by one: 4 ms against the GEMM's 9
+    assert seconds(16) == pytest.approx(8e-3 + 16 * 2.5e-4)  # the GEMM: 12 ms against 16
+    assert seconds(512) == pytest.approx(8e-3 + 512 * 2.5e-4)
+
+
 def test_expected_decode_is_the_time_to_stream_the_weights_once(default_model_path, monkeypatch):
     """The estimate is a roofline over the step's ops: with the calibration of a backend that only
     streams weight bytes, a decode step costs the bytes of every multiplied weight (all but the

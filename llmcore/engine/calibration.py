@@ -6,7 +6,10 @@ allocated on the one the model uses): a chain of elementwise ops gives the fixed
 of one executable run; a decode-shaped (1 token) chain of square ``mul_mat``s, each reading the
 last one's output, over weights larger than the CPU caches together gives the bytes/s at which a
 model's weights of that type stream, the cost each product adds (its dispatch, the threads waiting
-for each other) included; a prompt-shaped one (256 tokens, 64 on a slow device) the operations/s.
+for each other) included; a prompt-shaped one at 64 and 256 tokens (64 only on a slow device) a
+token's share of the operations/s and the setup a product costs whatever its tokens (a GEMM's
+unpacking of the weights): a short batch's product is then the cheaper of that GEMM and its tokens
+streamed one by one, as a backend's kernels choose.
 Both are measured per weight type and row length, at the model's own row lengths: a kernel's bytes/s
 depends on how long its rows are (on a Zen 4 VM, Q5_0 rows of 576 values streamed at half the bytes/s
 of rows of 1024 on 2 threads, Q4_1's at twice on 1), and the shorter the rows, the smaller a model's
@@ -60,7 +63,7 @@ DECODE_WEIGHT_BYTES = 128 << 20
 PROMPT_WEIGHT_ELEMENTS = 4096 * 1024  # a few ms of work: long enough to time
 PROMPT_TOKENS = (64, 256)  # the small size, then half llama-bench's pp512 step (GEMMs reach their speed
 PROMPT_BUDGET_S = 0.05  # by then, not at 64) where its run stays within this budget (slow devices: 64)
-METHOD = 4  # bumped when what is measured changes: older cached figures are not comparable
+METHOD = 5  # bumped when what is measured changes: older cached figures are not comparable
 WIDTH = 1024  # row length of the elementwise chain
 MAX_ROW_LENGTH = 4096  # longer rows are timed at this length (a multiple of every block size), where a
 # row's fixed costs are spread thin; a square product of it is 64 MiB of float32 at most
@@ -85,7 +88,9 @@ class MatMulSpeed:
     """A backend's speed on ``mul_mat`` with weights of one type."""
 
     bytes_per_s: float  # weight bytes streamed per second by a 1-token product
-    ops_per_s: float  # multiply-adds x 2 per second of a prompt-shaped product (PROMPT_TOKENS)
+    ops_per_s: float  # multiply-adds x 2 per second of a prompt-shaped product, each token's share (PROMPT_TOKENS)
+    setup_s_per_byte: float = 0.0  # a prompt-shaped product's cost whatever its tokens, per weight byte
+    # (the weights' unpacking for a GEMM): the two prompt sizes' times fitted as setup + tokens x a token's
 
 
 @dataclass
@@ -116,7 +121,13 @@ class BackendSpeed:
         """Seconds of one product of a weight with rows of ``row_length`` values and ``n_tokens``
         rows of activations: the slower of streaming its bytes and doing its operations (a roofline)."""
         speed = self.mul_mat[mul_mat_key(weight_type, row_length)]
-        return max(weight_bytes / speed.bytes_per_s, 2 * n_elements * n_tokens / speed.ops_per_s)
+        streamed = weight_bytes / speed.bytes_per_s
+        if n_tokens == 1:
+            return streamed
+        # a backend takes a short batch's tokens one by one where that beats its GEMM's setup (never
+        # faster than the GEMM's own operations)
+        operations = 2 * n_elements * n_tokens / speed.ops_per_s
+        return max(streamed, min(weight_bytes * speed.setup_s_per_byte + operations, max(n_tokens * streamed, operations)))
 
     def attention_s(self, key: str, n_queries: int, n_query_cells: float) -> float:
         """Seconds of attention (``key``: its plan.attention_key) for ``n_queries`` query rows
@@ -183,7 +194,8 @@ def _best_of(old: BackendSpeed, new: BackendSpeed, parts: set[str]) -> BackendSp
     for k in old.mul_mat.keys() & new.mul_mat.keys():
         o, n = old.mul_mat[k], new.mul_mat[k]
         mul_mat[k] = MatMulSpeed(max(o.bytes_per_s, n.bytes_per_s) if decode else o.bytes_per_s,
-                                 max(o.ops_per_s, n.ops_per_s) if prompt else o.ops_per_s)
+                                 max(o.ops_per_s, n.ops_per_s) if prompt else o.ops_per_s,
+                                 min(o.setup_s_per_byte, n.setup_s_per_byte) if prompt else o.setup_s_per_byte)
     attention = {**new.attention, **old.attention}
     for k in old.attention.keys() & new.attention.keys():
         o, n = old.attention[k], new.attention[k]
@@ -407,17 +419,25 @@ def _mul_mat_speed(backend: Backend, weight_type: GGMLType, row_length: int, fix
     name = f"calibration.prompt.{weight_type.name}.{row_length}"
     prompt_weight = {name: _random_weight(rng, weight_type, prompt_rows, row_length)}
 
-    def ops_per_s(n_tokens: int) -> float:
-        seconds = _timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, row_length), weight_type),
-                                                      g.input("x", (n_tokens, row_length), F32)),
-                         prompt_weight, x(n_tokens))
-        return 2 * prompt_rows * row_length * n_tokens / max(seconds - fixed_s, 1e-9)
+    def prompt_s(n_tokens: int) -> float:
+        return max(_timed(backend, lambda g: g.mul_mat(g.weight(name, (prompt_rows, row_length), weight_type),
+                                                       g.input("x", (n_tokens, row_length), F32)),
+                          prompt_weight, x(n_tokens)) - fixed_s, 1e-9)
 
+    ops = 2 * prompt_rows * row_length
     small, large = PROMPT_TOKENS
-    prompt_ops = ops_per_s(small)
-    if 2 * prompt_rows * row_length * large / prompt_ops < PROMPT_BUDGET_S:
-        prompt_ops = ops_per_s(large)
-    return MatMulSpeed(n_decode * square_bytes / decode_s, prompt_ops)
+    small_s = prompt_s(small)
+    prompt_ops, setup_s = ops * small / small_s, 0.0
+    if ops * large / prompt_ops < PROMPT_BUDGET_S:
+        large_s = prompt_s(large)
+        token_s = (large_s - small_s) / (large - small)
+        # setup + tokens x a token's cost, where the two times give a positive setup and slope
+        if 0 < token_s and small * token_s < small_s:
+            prompt_ops, setup_s = ops / token_s, small_s - small * token_s
+        else:
+            prompt_ops = ops * large / large_s
+    weight_bytes = tensor_bytes(weight_type, (prompt_rows, row_length))
+    return MatMulSpeed(n_decode * square_bytes / decode_s, prompt_ops, setup_s / weight_bytes)
 
 
 def _attention_speed(backend: Backend, key: str, fixed_s: float) -> AttentionSpeed:

@@ -103,8 +103,10 @@ def run_bench(llm, tests: list[tuple[str, int, int]], reps: int, threads: int, l
         ours = BenchResult("llmcore", kind, n, depth)
         theirs = BenchResult("llama.cpp", kind, n, depth) if llama_bench else None
         measure = prompt_speed if kind == "pp" else generation_speed
-        measure(llm, min(n, 32), rng)  # warm-up, as llama-bench does
         for rep in range(reps):
+            # a warm-up before each repetition, as llama-bench's own (the test's prompt, or one token
+            # decoded) precedes each of its runs: interleaved, each of those runs is one repetition
+            measure(llm, n if kind == "pp" else 1, rng)
             ours.samples.append(measure(llm, n, rng, depth))
             if theirs:
                 theirs.samples.append(llama_bench_speed(llama_bench, str(llm.model_path), kind, n, threads,
