@@ -19,6 +19,10 @@ from llmcore.graph.ir import Graph, Op
 
 STREAM_BYTES = 256 << 20  # the buffer a streaming read times: many times any CPU's last-level cache
 STREAM_REPEATS = 5
+# the warm-up before each repetition lasts at least this long: after llama-bench's run the backend's
+# threads have slept, and woken they can share one core until the scheduler spreads them again (a
+# 2-core VM: short prompts' runs took 2-3x their time for tens of milliseconds)
+WARM_UP_S = 0.1
 
 
 @dataclass
@@ -106,7 +110,9 @@ def run_bench(llm, tests: list[tuple[str, int, int]], reps: int, threads: int, l
         for rep in range(reps):
             # a warm-up before each repetition, as llama-bench's own (the test's prompt, or one token
             # decoded) precedes each of its runs: interleaved, each of those runs is one repetition
-            measure(llm, n if kind == "pp" else 1, rng)
+            warm_until = time.perf_counter() + WARM_UP_S
+            while time.perf_counter() < warm_until:
+                measure(llm, n if kind == "pp" else 1, rng)
             ours.samples.append(measure(llm, n, rng, depth))
             if theirs:
                 theirs.samples.append(llama_bench_speed(llama_bench, str(llm.model_path), kind, n, threads,

@@ -1,7 +1,7 @@
 /* The executor: a pthread pool whose workers run a whole program, node by node, with a barrier
  * after the nodes the lowering marks (the nodes between two barriers share a phase: independent
  * products, or tiny nodes one thread runs alone one after the other; a phase of such nodes only
- * is run inside the barrier before it, by the last thread to arrive). Workers spin briefly between
+ * is run inside the barrier before it, by the last thread to arrive). Workers spin for 2 ms between
  * runs and then sleep on a condition variable, so an idle context costs no CPU. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -16,7 +16,14 @@
 #define LC_ISA_NAME "scalar"
 #endif
 
-enum { SPIN_BEFORE_SLEEP = 20000, SPIN_BEFORE_YIELD = 2000 };
+enum { SPIN_BEFORE_YIELD = 2000 };
+
+/* How long an idle worker spins for the next run before it sleeps: longer than the engine's Python work
+ * between two runs (a decode step's, a bench's reset between prompts: 0.2-1 ms), so that a run does
+ * not wait for a sleeping worker to be woken (on a VM a halted vCPU can take milliseconds); 20000 spins
+ * (0.3 ms on Zen 4) had let workers sleep between the runs of short prompts, which then took 2x their
+ * time at random. libgomp spins about as long by default. */
+#define SPIN_BEFORE_SLEEP_S 2e-3
 
 struct lc_pool {
     int n_threads;
@@ -175,9 +182,11 @@ static void *worker_main(void *varg) {
     int seen = 0;
     for (;;) {
         int gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int spins = 0; gen == seen && spins < SPIN_BEFORE_SLEEP && !atomic_load(&pool->stop); spins++) {
+        const double idle_since = lc_now_seconds();
+        for (int spins = 1; gen == seen && !atomic_load(&pool->stop); spins++) {
             cpu_relax();
             gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+            if (spins % 1024 == 0 && lc_now_seconds() - idle_since > SPIN_BEFORE_SLEEP_S) break;
         }
         if (gen == seen) {
             pthread_mutex_lock(&pool->mutex);
