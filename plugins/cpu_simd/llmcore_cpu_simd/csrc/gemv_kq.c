@@ -464,9 +464,6 @@ GEMV4_LANES(q6_K)
 
 #elif defined(LC_AVX2)
 
-/* acc + the int16 pair products of a and b */
-static inline __m256i dot_pairs(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
-
 static void gemv4_q4_K(int64_t nb, const uint8_t *w, size_t row_bytes, const void *vx, float *y, int prefetch) {
     const block_q8_K *x = vx;
     __m128 sum_q4 = _mm_setzero_ps(), summs = _mm_setzero_ps();
@@ -517,8 +514,8 @@ static void gemv4_q5_K(int64_t nb, const uint8_t *w, size_t row_bytes, const voi
                 const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_and_si256(_mm256_slli_epi16(hbits, 4), fifth));
                 const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                                                    _mm256_and_si256(_mm256_slli_epi16(hbits, 3), fifth));
-                isum[r] = dot_pairs(isum[r], _mm256_maddubs_epi16(lo, x_lo), _mm256_set1_epi32(scale[8 * r]));
-                isum[r] = dot_pairs(isum[r], _mm256_maddubs_epi16(hi, x_hi), _mm256_set1_epi32(scale[8 * r + 1]));
+                isum[r] = lc_madd_acc_epi16(isum[r], _mm256_maddubs_epi16(lo, x_lo), _mm256_set1_epi32(scale[8 * r]));
+                isum[r] = lc_madd_acc_epi16(isum[r], _mm256_maddubs_epi16(hi, x_hi), _mm256_set1_epi32(scale[8 * r + 1]));
             }
         }
         for (int r = 0; r < LC_GEMV_ROWS; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), _mm256_cvtepi32_ps(isum[r]), acc[r]);
