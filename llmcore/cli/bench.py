@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure prompt and generation speed (llama-bench)",
                               description="Prompt (pp) and generation (tg) tokens per second, median of -r "
-                                          "repetitions. With --llama-bench, llama.cpp's llama-bench runs in "
-                                          "interleaved repetitions on the same model and the ratio is printed. "
+                                          "repetitions, each after 0.1 s of warm-up runs (llama-bench warms up "
+                                          "before each of its runs). With --llama-bench, llama.cpp's llama-bench "
+                                          "runs in interleaved repetitions on the same model and the ratio is "
+                                          "printed. "
                                           "For tg, the memory-bandwidth fraction: the weight bytes one decode "
                                           "step reads (every matrix product's weight once; of an MoE's experts, "
                                           "the routed ones' share) times tokens/s, over the bandwidth a "
