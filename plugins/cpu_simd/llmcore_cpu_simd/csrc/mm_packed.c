@@ -630,7 +630,7 @@ static int is_legacy(int type) {
            type == LC_TYPE_Q8_0 || is_nibble_lookup(type);
 }
 
-/* the 32 unsigned quants of one block (ggml element order; Q8_0, IQ4_NL, MXFP4: value + 128), its d and
+/* the 32 unsigned quants of one block (ggml element order; IQ4_NL, MXFP4: value + 128; Q8_0 is pack_legacy's own), its d and
  * (Q4_1, Q5_1) m */
 static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], float *d, float *m) {
     switch (type) {
@@ -647,13 +647,6 @@ static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], 
         return;
     }
 #endif
-    case LC_TYPE_Q8_0: {
-        const block_q8_0 *b = (const block_q8_0 *)blk;
-        for (int j = 0; j < 32; j++) vals[j] = (uint8_t)(b->qs[j] + 128);
-        *d = LC_H2F(b->d);
-        *m = 0.0f;
-        return;
-    }
     case LC_TYPE_Q4_0: case LC_TYPE_Q4_1: {
         const uint8_t *qs = type == LC_TYPE_Q4_0 ? ((const block_q4_0 *)blk)->qs : ((const block_q4_1 *)blk)->qs;
         for (int j = 0; j < 16; j++) {
@@ -686,7 +679,19 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
     legacy_packed *pk = packed;
     if (nrows < LC_PACKED_ROWS) memset(pk, 0, (size_t)nb * sizeof(legacy_packed));
     uint8_t vals[32];
-    for (int r = 0; r < nrows; ++r) {
+    for (int r = 0; r < nrows && type == LC_TYPE_Q8_0; ++r) {  /* its quants are whole bytes: + 128, i.e. xor 0x80 */
+        const block_q8_0 *b = (const block_q8_0 *)((const uint8_t *)w + (size_t)r * row_bytes);
+        for (int64_t i = 0; i < nb; ++i) {
+            pk[i].d[r] = LC_H2F(b[i].d);
+            pk[i].m[r] = 0.0f;
+            for (int l = 0; l < 8; ++l) {
+                uint32_t v;
+                memcpy(&v, b[i].qs + 4 * l, 4);
+                pk[i].q[l][r] = (int32_t)(v ^ 0x80808080u ^ flip);
+            }
+        }
+    }
+    for (int r = 0; r < nrows && type != LC_TYPE_Q8_0; ++r) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
         for (int64_t i = 0; i < nb; ++i) {
             unpack_legacy_block(type, row + i * block_bytes, vals, &pk[i].d[r], &pk[i].m[r]);
