@@ -647,22 +647,26 @@ static void unpack_legacy_block(int type, const uint8_t *blk, uint8_t vals[32], 
         return;
     }
 #endif
-    case LC_TYPE_Q4_0: case LC_TYPE_Q4_1: {
-        const uint8_t *qs = type == LC_TYPE_Q4_0 ? ((const block_q4_0 *)blk)->qs : ((const block_q4_1 *)blk)->qs;
-        for (int j = 0; j < 16; j++) {
-            vals[j] = qs[j] & 0x0F;
-            vals[j + 16] = qs[j] >> 4;
-        }
-        break;
-    }
-    default: {  /* Q5_0, Q5_1: the fifth bit of element j is bit j of qh */
-        const uint8_t *qs = type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qs : ((const block_q5_1 *)blk)->qs;
-        const uint8_t *qh_bytes = type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qh : ((const block_q5_1 *)blk)->qh;
-        uint32_t qh;
-        memcpy(&qh, qh_bytes, 4);
-        for (int j = 0; j < 16; j++) {
-            vals[j] = (uint8_t)((qs[j] & 0x0F) | (((qh >> j) & 1) << 4));
-            vals[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    default: {  /* Q4_0, Q4_1, Q5_0, Q5_1: four quant bytes at a time, their low nibbles elements 4l..4l+3,
+                 * their high ones 16 + 4l..; Q5's fifth bits (bit j of qh: element j) spread to bit 4 of each
+                 * byte by a multiply (bit i of a nibble times 0x00204081 lands at bit 8i) */
+        const int q5 = type == LC_TYPE_Q5_0 || type == LC_TYPE_Q5_1;
+        const uint8_t *qs = type == LC_TYPE_Q4_0 ? ((const block_q4_0 *)blk)->qs
+                            : type == LC_TYPE_Q4_1 ? ((const block_q4_1 *)blk)->qs
+                            : type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qs : ((const block_q5_1 *)blk)->qs;
+        uint32_t qh = 0;
+        if (q5) memcpy(&qh, type == LC_TYPE_Q5_0 ? ((const block_q5_0 *)blk)->qh : ((const block_q5_1 *)blk)->qh, 4);
+        for (int l = 0; l < 4; ++l) {
+            uint32_t q, lo, hi;
+            memcpy(&q, qs + 4 * l, 4);
+            lo = q & 0x0F0F0F0Fu;
+            hi = (q >> 4) & 0x0F0F0F0Fu;
+            if (q5) {
+                lo |= ((((qh >> (4 * l)) & 0xF) * 0x00204081u) & 0x01010101u) << 4;
+                hi |= ((((qh >> (16 + 4 * l)) & 0xF) * 0x00204081u) & 0x01010101u) << 4;
+            }
+            memcpy(vals + 4 * l, &lo, 4);
+            memcpy(vals + 16 + 4 * l, &hi, 4);
         }
     }
     }
@@ -691,9 +695,12 @@ static void pack_legacy(int type, const void *w, size_t row_bytes, int nrows, in
             }
         }
     }
-    for (int r = 0; r < nrows && type != LC_TYPE_Q8_0; ++r) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        for (int64_t i = 0; i < nb; ++i) {
+    /* a block at a time over the rows, so its lanes are written whole while in cache (row by row, a long
+     * row's blocks outgrew L1 between its rows), each row's blocks ahead asked for as pack_k_quant does */
+    for (int64_t i = 0; i < nb && type != LC_TYPE_Q8_0; ++i) {
+        for (int r = 0; r < nrows; ++r) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+            if (i % 2 == 0 && i + 4 * PACK_PREFETCH_BLOCKS < nb) __builtin_prefetch(row + (i + 4 * PACK_PREFETCH_BLOCKS) * block_bytes, 0, 0);
             unpack_legacy_block(type, row + i * block_bytes, vals, &pk[i].d[r], &pk[i].m[r]);
             for (int l = 0; l < 8; ++l) {
                 uint32_t v;
