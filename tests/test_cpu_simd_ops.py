@@ -80,7 +80,8 @@ def test_mul_mat(backend_factory, w_type, m, k, n):
           {"x": x}, {"w": raw}, bound=1e-5)
 
 
-SHORT_BATCH_TYPES = [GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.Q3_K, GGMLType.Q2_K, GGMLType.IQ4_XS]
+SHORT_BATCH_TYPES = [GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.Q3_K, GGMLType.Q2_K, GGMLType.IQ4_XS,
+                     GGMLType.Q4_0, GGMLType.IQ4_NL]
 
 
 @pytest.mark.parametrize("w_type", SHORT_BATCH_TYPES, ids=lambda t: t.name)
