@@ -26,15 +26,6 @@
 #include <arm_neon.h>
 #endif
 
-/* make the compiler read the bytes at ptr it just stored a vector to back from memory, element by element:
- * its own choice, pulling each element out of the vector register (vpextrw and the like), costs
- * more than the loads (GCC and Clang) */
-#if defined(__GNUC__)
-#define LC_FROM_MEMORY(ptr, bytes) __asm__("" : "+m"(*(char(*)[bytes])(ptr)))
-#else
-#define LC_FROM_MEMORY(ptr, bytes) ((void)0)
-#endif
-
 /* exact f16 -> f32 of one value, with F16C when the build has it (same result either way) */
 #if defined(__F16C__)
 #define LC_H2F(h) _cvtsh_ss(h)

@@ -47,24 +47,32 @@ static inline uint32_t sign_bytes4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s
 }
 
 #if defined(LC_AVX2)
-/* the sign bytes of four 7-bit fields, one in each int32 lane (ggml's ksigns_iq2xs: the eighth bit the
- * parity, found as ggml's AVX2 IQ2_XS kernel does: the fields' low nibbles xor their high bits, looked up) */
 /* 0x80 at each of the 16 nibbles of odd parity, for pshufb */
 static inline __m128i odd_parity_bits(void) {
     return _mm_setr_epi8(0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0, (char)0x80, 0, (char)0x80,
                          (char)0x80, 0);
 }
 
-static inline uint32_t parity_signs4(__m128i fields) {
-    const __m128i full = _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), _mm_xor_si128(fields, _mm_srli_epi32(fields, 4))));
-    return (uint32_t)_mm_cvtsi128_si32(_mm_shuffle_epi8(full, _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)));
+/* the 16 sign bytes of four sub-blocks' 7-bit sign fields (byte 4k + l: sub-block k's field l), the eighth
+ * bit their parity, as ggml's ksigns_iq2xs */
+static inline __m128i parity_signs16(__m128i fields) {
+    const __m128i nibbles = _mm_xor_si128(fields, _mm_and_si128(_mm_srli_epi16(fields, 4), _mm_set1_epi8(0x0F)));
+    return _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), nibbles));
+}
+
+/* the 16 sign bytes of four sub-blocks' sign words (IQ2_XXS, IQ3_XXS: four 7-bit fields at bits 0, 7, 14, 21) */
+static inline __m128i word_signs16(__m128i words) {
+    const __m128i fields = _mm_or_si128(_mm_or_si128(_mm_and_si128(words, _mm_set1_epi32(0x7F)), _mm_and_si128(_mm_slli_epi32(words, 1), _mm_set1_epi32(0x7F00))),
+                                        _mm_or_si128(_mm_and_si128(_mm_slli_epi32(words, 2), _mm_set1_epi32(0x7F0000)),
+                                                     _mm_and_si128(_mm_slli_epi32(words, 3), _mm_set1_epi32(0x7F000000))));
+    return parity_signs16(fields);
 }
 #endif
 
 /* four sign bytes from the four 7-bit fields of w at bits 0, 7, 14, 21 */
 static inline uint32_t signs_of_fields(uint32_t w) {
 #if defined(LC_AVX2)
-    return parity_signs4(_mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)w), _mm_setr_epi32(0, 7, 14, 21)), _mm_set1_epi32(127)));
+    return (uint32_t)_mm_cvtsi128_si32(word_signs16(_mm_cvtsi32_si128((int)w)));
 #else
     return sign_bytes4(ksigns_iq2xs[w & 127], ksigns_iq2xs[(w >> 7) & 127], ksigns_iq2xs[(w >> 14) & 127],
                        ksigns_iq2xs[(w >> 21) & 127]);
@@ -87,7 +95,8 @@ static inline void iq2_xs_indices(const block_iq2_xs *x, int ib32, uint32_t idx[
 static inline grid_signs iq2_xs_signs(const block_iq2_xs *x, int ib32) {
     const uint16_t *q = x->qs + 4 * ib32;
 #if defined(LC_AVX2)
-    const uint32_t signs = parity_signs4(_mm_srli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)q)), 9));
+    const __m128i fields = _mm_srli_epi16(_mm_loadl_epi64((const __m128i *)q), 9);
+    const uint32_t signs = (uint32_t)_mm_cvtsi128_si32(parity_signs16(_mm_packus_epi16(fields, fields)));
 #else
     const uint32_t signs = sign_bytes4(ksigns_iq2xs[q[0] >> 9], ksigns_iq2xs[q[1] >> 9], ksigns_iq2xs[q[2] >> 9], ksigns_iq2xs[q[3] >> 9]);
 #endif
@@ -329,13 +338,6 @@ static inline uint32_t load_u32(const void *p) {
     return v;
 }
 
-/* the 16 sign bytes of four sub-blocks' 7-bit sign fields (byte 4k + l: sub-block k's field l), the eighth
- * bit their parity, as ggml's ksigns_iq2xs */
-static inline __m128i parity_signs16(__m128i fields) {
-    const __m128i nibbles = _mm_xor_si128(fields, _mm_and_si128(_mm_srli_epi16(fields, 4), _mm_set1_epi8(0x0F)));
-    return _mm_or_si128(fields, _mm_shuffle_epi8(odd_parity_bits(), nibbles));
-}
-
 /* sub-block k's four bytes of a vector of 16 (in both 128-bit halves), each over its 8 values */
 static inline __m256i spread_bytes4(__m256i bytes16, int k) {
     return _mm256_shuffle_epi8(bytes16, _mm256_add_epi8(_mm256_set1_epi8((char)(4 * k)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -372,12 +374,6 @@ static inline __m256i nibble_scales4(const uint8_t *scales) {
 #define GRID_LANES(name)                                                                                             static inline __m256i name##_lanes(const block_##name *x, const int8_t *q8) {                                        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                                             _Pragma("GCC unroll 2") for (int g = 0; g < 2; ++g) {                                                                const __m256i signs16 = _mm256_broadcastsi128_si256(name##_signs16(x, g)), scales = name##_scales4(x, g);             _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) {                                                                const int ib = 4 * g + k;                                                                                        const __m256i y = signed_activations(_mm256_loadu_si256((const __m256i *)(q8 + 32 * ib)), signs16, k);                 acc[k & 1] = lc_madd_acc_epi16(acc[k & 1], _mm256_maddubs_epi16(name##_grid(x, ib), y), scale_word_pair(scales, k));             }                                                                                                            }                                                                                                                return _mm256_add_epi32(acc[0], acc[1]);                                                                     }
 
 /* IQ2_XXS and IQ3_XXS keep a sub-block's four 7-bit sign fields and its scale (top 4 bits) in one word */
-static inline __m128i word_signs16(__m128i words) {
-    const __m128i fields = _mm_or_si128(_mm_or_si128(_mm_and_si128(words, _mm_set1_epi32(0x7F)), _mm_and_si128(_mm_slli_epi32(words, 1), _mm_set1_epi32(0x7F00))),
-                                        _mm_or_si128(_mm_and_si128(_mm_slli_epi32(words, 2), _mm_set1_epi32(0x7F0000)),
-                                                     _mm_and_si128(_mm_slli_epi32(words, 3), _mm_set1_epi32(0x7F000000))));
-    return parity_signs16(fields);
-}
 static inline __m256i word_scales4(__m128i words) {
     const __m128i s = _mm_srli_epi32(words, 28);
     const __m128i s16 = _mm_packs_epi32(s, s);
